@@ -1,0 +1,504 @@
+/* The registry: endpoint services, their permissions and their endpoints
+ * (one consumer's connection to a service), with the endpoint state machine,
+ * the permission checks of every operation, address allocation inside a
+ * network's range, and an append-only event log. Everything it knows that is
+ * not config lives in a durable store (SQLite by default, see
+ * registry-store.h); every operation is one store transaction and returns
+ * only after the commit.
+ *
+ * Config (principals, networks, load balancers) is given to the registry by
+ * its caller at reg_open() and replaced with reg_reload(); the registry deep
+ * copies it and never parses config files or tokens itself. Authentication is
+ * the caller's job: operations take the acting principal (name + role) the
+ * caller has already authenticated.
+ *
+ * Threads: a struct reg is used from one thread only (the control thread).
+ * No function here is thread-safe, none blocks on anything but the store's
+ * disk I/O, and the registry never calls libuv.
+ *
+ * Errors: functions return 0 or a negative errno. Those that take a
+ * struct reg_error *err (which may be NULL) also fill it with the same code,
+ * the offending field (when one is at fault) and a message meant for the
+ * user. The mapping to the API's HTTP answers:
+ *
+ *   -EINVAL      400 InvalidParameter   a bad value (err->field names it)
+ *   -EACCES      403 Forbidden          the role may not do this at all
+ *   -ENOENT      404 NotFound           absent, or not visible to the actor
+ *   -EEXIST      409 AlreadyExists      a service with that name exists
+ *   -EBUSY       409 InvalidState       the state does not allow it (an
+ *                                       illegal transition, or deleting a
+ *                                       service with live endpoints)
+ *   -EADDRINUSE  409 AddressInUse       the asked address is taken
+ *   -EDQUOT      409 ConnectionLimitExceeded
+ *   -ENOSPC      409 AddressExhausted   no free address in the network
+ *   -ENOMEM      500 Internal
+ *   -EIO         500 Internal           the store failed (err->message says
+ *                                       how); the transaction was rolled back
+ *
+ * A principal never learns of a service or endpoint it may not see: where a
+ * resource exists but is not visible to the actor the answer is -ENOENT, never
+ * -EACCES.
+ *
+ * Ownership: result structs are filled into memory the caller provides;
+ * their list members (ports, allowed_principals, allowed_sources) are heap
+ * allocated and released with reg_service_release() / reg_endpoint_release()
+ * or, for arrays the registry allocated, reg_services_free() /
+ * reg_endpoints_free(). Strings passed in are only borrowed for the call.
+ */
+#ifndef NLB_REGISTRY_H
+#define NLB_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest name (principal, network, load balancer, service, netns) in bytes,
+ * without the NUL. Longer config names are refused by reg_open/reg_reload. */
+#define REG_NAME_MAX 64
+#define REG_NAME_BUF (REG_NAME_MAX + 1)
+/* "svc-" or "ep-" + 17 lowercase hex digits, NUL included. */
+#define REG_ID_HEX 17
+#define REG_ID_BUF 24
+#define REG_ADDR_BUF 46    /* INET6_ADDRSTRLEN */
+#define REG_CIDR_BUF 50    /* address + "/128" */
+#define REG_REASON_BUF 256 /* endpoint failure/rejection reason */
+#define REG_TIME_BUF 32    /* "2024-01-02T03:04:05.678Z" + NUL */
+
+/* Largest accepted lists and values. */
+#define REG_MAX_ALLOWED_SOURCES 64
+#define REG_MAX_ALLOWED_PRINCIPALS 1000
+#define REG_MAX_CONNECTION_LIMIT 100000
+
+/* Default for reg_config.pending_expiry_ms: 7 days. */
+#define REG_DEFAULT_PENDING_EXPIRY_MS (7LL * 24 * 3600 * 1000)
+
+/* The principal recorded on events the registry makes by itself
+ * (expiry, failures reported by the data plane). */
+#define REG_SYSTEM_PRINCIPAL "nlbd"
+
+/* Schema version the store's migrations bring a database to
+ * (PRAGMA user_version for SQLite). */
+#define REG_SCHEMA_VERSION 1
+
+enum reg_role {
+  REG_ROLE_OPERATOR = 0,
+  REG_ROLE_PROVIDER = 1,
+  REG_ROLE_CONSUMER = 2,
+};
+
+/* Endpoint states. Legal transitions (anything else is -EBUSY):
+ *
+ *   (new)             -> pendingAcceptance   create, acceptance required
+ *   (new)             -> available           create, acceptance not required
+ *   pendingAcceptance -> available           accept (owner/operator)
+ *   pendingAcceptance -> rejected            reject (owner/operator), or
+ *                                            reconcile on permission removal
+ *   available         -> rejected            reject = revoke; the data plane
+ *                                            closes listeners and flows
+ *   pendingAcceptance -> deleted             delete (consumer/operator)
+ *   available         -> deleted             delete
+ *   rejected          -> deleted             delete (the consumer cleans up)
+ *   failed            -> deleted             delete
+ *   expired           -> deleted             delete
+ *   pendingAcceptance -> expired             reg_expire_pending()
+ *   pendingAcceptance -> failed              reg_endpoint_fail()
+ *   available         -> failed              reg_endpoint_fail()
+ *
+ * deleted is final. rejected, expired and failed are never accepted again:
+ * the consumer creates a new endpoint. "Live" states (holding an address and
+ * counting against connection_limit) are pendingAcceptance and available. */
+enum reg_endpoint_state {
+  REG_EP_PENDING_ACCEPTANCE = 0,
+  REG_EP_AVAILABLE = 1,
+  REG_EP_REJECTED = 2,
+  REG_EP_DELETED = 3,
+  REG_EP_EXPIRED = 4,
+  REG_EP_FAILED = 5,
+};
+#define REG_EP_STATE_COUNT 6
+
+/* One event per endpoint transition, in the same transaction. */
+enum reg_event_type {
+  REG_EVENT_CONNECT = 0, /* created: pendingAcceptance or available */
+  REG_EVENT_ACCEPT = 1,  /* -> available */
+  REG_EVENT_REJECT = 2,  /* -> rejected */
+  REG_EVENT_DELETE = 3,  /* -> deleted */
+  REG_EVENT_EXPIRE = 4,  /* -> expired */
+  REG_EVENT_FAIL = 5,    /* -> failed */
+};
+
+/* ---- config the registry is given ---------------------------------------
+ * All pointers are borrowed for the duration of reg_open()/reg_reload(); the
+ * registry copies what it keeps. */
+
+struct reg_principal {
+  const char *name;
+  enum reg_role role;
+};
+
+struct reg_network {
+  const char *name;
+  const char *netns; /* NULL: host addresses */
+  const char *range; /* "10.0.0.0/24", "fd00::/64" */
+  /* Consumers allowed to place endpoints here; n_principals == 0: any. */
+  const char *const *principals;
+  size_t n_principals;
+};
+
+struct reg_load_balancer {
+  const char *name;
+  const uint16_t *ports; /* its listener ports */
+  size_t n_ports;
+  /* The LB's target groups speak PROXY v2; reported with endpoints so the
+   * data plane can reopen them without a config lookup. */
+  bool proxy_protocol;
+};
+
+struct reg_config {
+  const struct reg_principal *principals;
+  size_t n_principals;
+  const struct reg_network *networks;
+  size_t n_networks;
+  const struct reg_load_balancer *load_balancers;
+  size_t n_load_balancers;
+  /* A pendingAcceptance endpoint older than this expires; 0: default. */
+  int64_t pending_expiry_ms;
+};
+
+/* ---- actors, errors, results -------------------------------------------- */
+
+/* Who acts: the caller authenticated it. The name need not be in the config
+ * (the registry trusts the caller), but consumers outside the config cannot
+ * be named in permissions. */
+struct reg_actor {
+  const char *name;
+  enum reg_role role;
+};
+
+struct reg_error {
+  int code;       /* same negative errno the function returned */
+  char field[64]; /* the request field at fault, "" if none */
+  char message[256];
+};
+
+struct reg_service {
+  char id[REG_ID_BUF];
+  char name[REG_NAME_BUF];
+  char owner[REG_NAME_BUF];
+  char load_balancer[REG_NAME_BUF];
+  const char *state; /* always "available" (static string) */
+  uint16_t *ports;   /* from the LB's config; empty if the LB is gone */
+  size_t n_ports;
+  bool acceptance_required;
+  bool proxy_protocol;       /* from the LB's config */
+  char **allowed_principals; /* sorted; "*" = every consumer */
+  size_t n_allowed_principals;
+  uint32_t connection_limit; /* live endpoints per consumer; 0 = no limit */
+  int64_t created_at;        /* unix ms */
+};
+
+struct reg_endpoint {
+  char id[REG_ID_BUF];
+  char service_id[REG_ID_BUF];
+  char service[REG_NAME_BUF]; /* the service's name */
+  char owner[REG_NAME_BUF];   /* the service's owner */
+  char load_balancer[REG_NAME_BUF];
+  char consumer[REG_NAME_BUF];
+  char network[REG_NAME_BUF];
+  char netns[REG_NAME_BUF]; /* from the network's config, "" = host */
+  char address[REG_ADDR_BUF];
+  uint16_t *ports; /* the service LB's listener ports */
+  size_t n_ports;
+  bool proxy_protocol;
+  enum reg_endpoint_state state;
+  char reason[REG_REASON_BUF]; /* why rejected/failed/expired, or "" */
+  char **allowed_sources;      /* canonical CIDRs; none = any source */
+  size_t n_allowed_sources;
+  int64_t created_at; /* unix ms */
+  int64_t updated_at; /* unix ms, last state or field change */
+};
+
+/* An event, flat (no heap members). */
+struct reg_event {
+  uint64_t seq; /* 1, 2, 3... no gaps, never reused */
+  int64_t time; /* unix ms */
+  enum reg_event_type type;
+  char service_id[REG_ID_BUF];
+  char endpoint_id[REG_ID_BUF];
+  char principal[REG_NAME_BUF];  /* who acted */
+  char owner[REG_NAME_BUF];      /* the service's owner */
+  char consumer[REG_NAME_BUF];   /* the endpoint's consumer */
+  enum reg_endpoint_state state; /* the endpoint's new state */
+  char reason[REG_REASON_BUF];
+};
+
+/* Per-item result of a batch (accept/reject). */
+struct reg_item_result {
+  int code; /* 0 or a negative errno as above */
+  char message[128];
+};
+
+struct reg;
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+/* Opens (creating if needed) the SQLite store at path, runs its migrations up
+ * to REG_SCHEMA_VERSION, and takes a copy of cfg. On success *out owns the
+ * registry (free with reg_close). Errors: -EINVAL (bad config: unknown
+ * role, bad range, name too long, duplicate name; err says which), -EIO
+ * (cannot open/migrate the store, or it is newer than this code), -ENOMEM. */
+int reg_open(struct reg **out, const char *path, const struct reg_config *cfg,
+             struct reg_error *err);
+
+/* Closes the store and frees everything. Observers are dropped. NULL ok. */
+void reg_close(struct reg *reg);
+
+/* Replaces the config set (SIGHUP). Stored services and endpoints are left
+ * as they are: a service whose LB vanished reports no ports; endpoints in a
+ * network that vanished keep their address until deleted. On error the old
+ * config stays. Errors: as reg_open's config errors. */
+int reg_reload(struct reg *reg, const struct reg_config *cfg,
+               struct reg_error *err);
+
+/* The schema version of the open store (PRAGMA user_version). */
+int reg_schema_version(struct reg *reg);
+
+/* ---- services (provider routes; the operator may act on every service) --- */
+
+struct reg_service_params {
+  const char *name; /* 1..REG_NAME_MAX of [A-Za-z0-9._-], first alnum */
+  const char *load_balancer; /* a configured load balancer */
+  bool acceptance_required;
+  const char *const *allowed_principals; /* consumers or "*" */
+  size_t n_allowed_principals;
+  int64_t connection_limit; /* 0..REG_MAX_CONNECTION_LIMIT */
+};
+
+/* Creates a service owned by actor. Providers and operators only (consumers:
+ * -EACCES). Fills *out (release it). Errors: -EINVAL (bad name, unknown
+ * load balancer, unknown principal, bad limit), -EEXIST (name taken), -EIO,
+ * -ENOMEM. */
+int reg_service_create(struct reg *reg, const struct reg_actor *actor,
+                       const struct reg_service_params *params,
+                       struct reg_service *out, struct reg_error *err);
+
+/* Fills *out with service id. The owner and operators see it; another
+ * provider gets -ENOENT; consumers -EACCES (they use
+ * reg_available_services). */
+int reg_service_describe(struct reg *reg, const struct reg_actor *actor,
+                         const char *id, struct reg_service *out,
+                         struct reg_error *err);
+
+/* Lists the actor's services (every service for an operator), by created_at.
+ * *out is allocated (free with reg_services_free), *n its length (may be 0,
+ * *out then NULL). Consumers: -EACCES. */
+int reg_service_list(struct reg *reg, const struct reg_actor *actor,
+                     struct reg_service **out, size_t *n,
+                     struct reg_error *err);
+
+struct reg_service_changes {
+  bool set_acceptance_required;
+  bool acceptance_required;
+  bool set_connection_limit;
+  int64_t connection_limit;
+};
+
+/* Changes the fields marked set_*. Lowering connection_limit leaves existing
+ * endpoints alone; turning acceptance off does not accept pending ones.
+ * Fills *out if not NULL. Errors as reg_service_describe, plus -EINVAL. */
+int reg_service_modify(struct reg *reg, const struct reg_actor *actor,
+                       const char *id,
+                       const struct reg_service_changes *changes,
+                       struct reg_service *out, struct reg_error *err);
+
+/* Deletes a service and (cascading) its endpoints in final states.
+ * -EBUSY while it has pendingAcceptance or available endpoints (reject
+ * them first). No event (events are about endpoints). */
+int reg_service_delete(struct reg *reg, const struct reg_actor *actor,
+                       const char *id, struct reg_error *err);
+
+/* The allowed principals of a service, sorted. *out is an allocated array of
+ * allocated strings (free with reg_strings_free). Visibility as
+ * reg_service_describe. */
+int reg_permissions_get(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, char ***out, size_t *n,
+                        struct reg_error *err);
+
+/* Adds then removes principals ("*" = every consumer; adding one present or
+ * removing one absent is not an error). Existing endpoints are untouched
+ * unless reconcile is true: then every live endpoint of a consumer that is no
+ * longer allowed is rejected (reason "permission removed"), one reject event
+ * each, in the same transaction. Returns the new list like
+ * reg_permissions_get (out may be NULL). Errors: -EINVAL (unknown principal
+ * in add, list too long), visibility as reg_service_describe. */
+int reg_permissions_modify(struct reg *reg, const struct reg_actor *actor,
+                           const char *id, const char *const *add, size_t n_add,
+                           const char *const *remove, size_t n_remove,
+                           bool reconcile, char ***out, size_t *n,
+                           struct reg_error *err);
+
+/* The endpoints (connections) of a service, optionally only those in *state
+ * (NULL = all), by created_at. Free with reg_endpoints_free. Visibility as
+ * reg_service_describe. */
+int reg_connections_list(struct reg *reg, const struct reg_actor *actor,
+                         const char *service_id,
+                         const enum reg_endpoint_state *state,
+                         struct reg_endpoint **out, size_t *n,
+                         struct reg_error *err);
+
+/* Accepts (pendingAcceptance -> available) each endpoint of ids in one
+ * transaction. results[i] (caller's array of n) gets 0, -ENOENT (no such
+ * endpoint on this service) or -EBUSY (not pendingAcceptance). The function
+ * returns 0 when the batch ran (even if items failed), or a whole-request
+ * error: -EACCES (consumer), -ENOENT (service not visible), -EINVAL, -EIO. */
+int reg_connections_accept(struct reg *reg, const struct reg_actor *actor,
+                           const char *service_id, const char *const *ids,
+                           size_t n, struct reg_item_result *results,
+                           struct reg_error *err);
+
+/* Rejects: pendingAcceptance or available -> rejected. As accept. */
+int reg_connections_reject(struct reg *reg, const struct reg_actor *actor,
+                           const char *service_id, const char *const *ids,
+                           size_t n, struct reg_item_result *results,
+                           struct reg_error *err);
+
+/* ---- consumer routes ------------------------------------------------------
+ */
+
+/* Services the consumer may connect to (allowed_principals holds it or "*"),
+ * by name. Operators see every service. Providers: -EACCES. Free with
+ * reg_services_free. */
+int reg_available_services(struct reg *reg, const struct reg_actor *actor,
+                           struct reg_service **out, size_t *n,
+                           struct reg_error *err);
+
+struct reg_endpoint_params {
+  const char *service; /* the service's name (or its id) */
+  const char *network;
+  const char *address;                /* NULL or "": the lowest free one */
+  const char *const *allowed_sources; /* CIDRs (a bare address = /32, /128) */
+  size_t n_allowed_sources;
+};
+
+/* A consumer asks for a connection. The service must allow it (else
+ * -ENOENT, the service stays invisible); the network must exist (-EINVAL)
+ * and allow it (-EACCES). Over the service's connection_limit: -EDQUOT. The
+ * address: the one asked (outside the range, or the network/broadcast
+ * address: -EINVAL; taken by a live endpoint of that network: -EADDRINUSE)
+ * or the lowest free (-ENOSPC when none). State pendingAcceptance, or
+ * available when the service does not require acceptance; one connect
+ * event. Only consumers create endpoints (others: -EACCES). */
+int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
+                        const struct reg_endpoint_params *params,
+                        struct reg_endpoint *out, struct reg_error *err);
+
+/* The consumer sees its own endpoints, operators every one; anyone else
+ * -ENOENT (providers: -EACCES, they use reg_connections_list). */
+int reg_endpoint_describe(struct reg *reg, const struct reg_actor *actor,
+                          const char *id, struct reg_endpoint *out,
+                          struct reg_error *err);
+
+/* The actor's endpoints (all for operators), every state, by created_at,
+ * optionally only *state. Providers: -EACCES. */
+int reg_endpoint_list(struct reg *reg, const struct reg_actor *actor,
+                      const enum reg_endpoint_state *state,
+                      struct reg_endpoint **out, size_t *n,
+                      struct reg_error *err);
+
+/* Replaces allowed_sources (validated as in create; n == 0 = any source).
+ * Allowed in every state but deleted (-EBUSY). Visibility as describe. */
+int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, const char *const *allowed_sources,
+                        size_t n_allowed_sources, struct reg_endpoint *out,
+                        struct reg_error *err);
+
+/* Deletes (-> deleted, one delete event; the row stays, so describe still
+ * answers). Consumer owner or operator. Already deleted: -EBUSY. Fills *out
+ * if not NULL. */
+int reg_endpoint_delete(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, struct reg_endpoint *out,
+                        struct reg_error *err);
+
+/* ---- control loop and data plane ----------------------------------------- */
+
+/* Expires every pendingAcceptance endpoint created at or before
+ * now_ms - pending_expiry_ms (one expire event each, principal
+ * REG_SYSTEM_PRINCIPAL, one transaction). *n_expired (may be NULL) gets
+ * the count. The control loop calls this periodically. */
+int reg_expire_pending(struct reg *reg, int64_t now_ms, size_t *n_expired);
+
+/* The data plane could not open the endpoint's listeners: pendingAcceptance
+ * or available -> failed with reason (truncated to REG_REASON_BUF - 1).
+ * -ENOENT, -EBUSY (other states). */
+int reg_endpoint_fail(struct reg *reg, const char *id, const char *reason,
+                      struct reg_error *err);
+
+/* Reads any endpoint, no visibility check (for the data plane, e.g. from an
+ * observer). -ENOENT. */
+int reg_endpoint_get(struct reg *reg, const char *id, struct reg_endpoint *out);
+
+/* Every available endpoint, with its service's LB name, network, netns,
+ * address, ports and proxy_protocol: what nlbd reopens at start. Free with
+ * reg_endpoints_free. */
+int reg_available_endpoints(struct reg *reg, struct reg_endpoint **out,
+                            size_t *n);
+
+/* ---- events ---------------------------------------------------------------
+ */
+
+/* Up to limit events with seq > after, in seq order. *out is allocated
+ * (plain free()), *n its length. */
+int reg_events_after(struct reg *reg, uint64_t after, size_t limit,
+                     struct reg_event **out, size_t *n);
+
+/* The highest seq committed so far (0 if none). */
+int reg_last_seq(struct reg *reg, uint64_t *seq);
+
+/* True when actor may see event: operators all, providers their services',
+ * consumers their endpoints'. For the API's event stream. */
+bool reg_event_visible(const struct reg_event *event,
+                       const struct reg_actor *actor);
+
+/* Called with each event after its transaction committed, on the thread that
+ * made the change, in seq order. The event is borrowed for the call. An
+ * observer may call any reg_ function, including ones that change state
+ * (e.g. reg_endpoint_fail when listeners cannot open): events those make are
+ * queued and delivered after the current callback returns, never
+ * recursively. It must not call reg_close. */
+typedef void (*reg_observer_fn)(const struct reg_event *event, void *arg);
+
+/* Registers cb(arg). -ENOMEM. The same pair twice is called twice. */
+int reg_observe(struct reg *reg, reg_observer_fn cb, void *arg);
+
+/* Removes one registration of cb(arg); -ENOENT if none. Safe from inside a
+ * callback. */
+int reg_unobserve(struct reg *reg, reg_observer_fn cb, void *arg);
+
+/* ---- helpers --------------------------------------------------------------
+ */
+
+/* "operator", "provider", "consumer"; parse returns -EINVAL if unknown. */
+const char *reg_role_name(enum reg_role role);
+int reg_role_parse(const char *s, enum reg_role *out);
+
+/* "pendingAcceptance", "available", ...; parse returns -EINVAL. */
+const char *reg_state_name(enum reg_endpoint_state state);
+int reg_state_parse(const char *s, enum reg_endpoint_state *out);
+
+/* "connect", "accept", "reject", "delete", "expire", "fail". */
+const char *reg_event_type_name(enum reg_event_type type);
+
+/* Formats unix ms as RFC 3339 UTC ("2024-01-02T03:04:05.678Z") into buf of
+ * REG_TIME_BUF bytes; returns buf. */
+char *reg_format_time(int64_t unix_ms, char *buf);
+
+/* Frees the heap members of one result struct (not the struct). NULL ok. */
+void reg_service_release(struct reg_service *service);
+void reg_endpoint_release(struct reg_endpoint *endpoint);
+
+/* Frees an array the registry allocated, with its members. NULL ok. */
+void reg_services_free(struct reg_service *services, size_t n);
+void reg_endpoints_free(struct reg_endpoint *endpoints, size_t n);
+void reg_strings_free(char **strings, size_t n);
+
+#endif
