@@ -1,0 +1,1239 @@
+/* CUnit suite of the registry, against a real SQLite file in a temporary
+ * directory: the state machine, permission checks per role, connection
+ * limits, reconcile, address allocation, expiry, events and reopening. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <sqlite3.h>
+
+#include "nlb/registry.h"
+
+static const struct reg_actor OPS = {"ops", REG_ROLE_OPERATOR};
+static const struct reg_actor PAY = {"pay", REG_ROLE_PROVIDER};
+static const struct reg_actor PAY2 = {"pay2", REG_ROLE_PROVIDER};
+static const struct reg_actor SHOP = {"shop", REG_ROLE_CONSUMER};
+static const struct reg_actor ACME = {"acme", REG_ROLE_CONSUMER};
+
+static const struct reg_principal principals[] = {
+    {"ops", REG_ROLE_OPERATOR},  {"pay", REG_ROLE_PROVIDER},
+    {"pay2", REG_ROLE_PROVIDER}, {"shop", REG_ROLE_CONSUMER},
+    {"acme", REG_ROLE_CONSUMER},
+};
+static const char *const shop_only[] = {"shop"};
+static const struct reg_network networks[] = {
+    {"host", NULL, "127.77.0.0/16", NULL, 0},
+    {"shop-vpc", "shop", "10.0.0.0/30", shop_only, 1},
+    {"shop-vpc2", "shop2", "10.0.0.0/30", shop_only, 1},
+    {"v6", NULL, "fd00::/120", NULL, 0},
+    {"p2p", NULL, "127.1.0.0/31", NULL, 0},
+    {"one", NULL, "127.2.0.9/32", NULL, 0},
+};
+static const uint16_t lb1_ports[] = {8080, 8443};
+static const uint16_t lb2_ports[] = {9000};
+static const struct reg_load_balancer load_balancers[] = {
+    {"lb1", lb1_ports, 2, false},
+    {"lb2", lb2_ports, 1, true},
+};
+static const struct reg_config config = {
+    principals,
+    sizeof(principals) / sizeof(principals[0]),
+    networks,
+    sizeof(networks) / sizeof(networks[0]),
+    load_balancers,
+    2,
+    0,
+};
+
+static char dir[64];
+static char path[128];
+static struct reg *reg;
+
+static void open_fresh(void)
+{
+  struct reg_error err;
+
+  snprintf(dir, sizeof(dir), "/tmp/nlb-registry-XXXXXX");
+  CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof(path), "%s/registry.db", dir);
+  CU_ASSERT_EQUAL_FATAL(reg_open(&reg, path, &config, &err), 0);
+}
+
+static void reopen(void)
+{
+  struct reg_error err;
+
+  reg_close(reg);
+  CU_ASSERT_EQUAL_FATAL(reg_open(&reg, path, &config, &err), 0);
+}
+
+static void close_fresh(void)
+{
+  char file[160];
+
+  reg_close(reg);
+  reg = NULL;
+  snprintf(file, sizeof(file), "%s-wal", path);
+  unlink(file);
+  snprintf(file, sizeof(file), "%s-shm", path);
+  unlink(file);
+  unlink(path);
+  rmdir(dir);
+}
+
+/* Creates a service owned by actor; returns its id in id. */
+static int service(const struct reg_actor *actor, const char *name,
+                   bool acceptance, const char *const *allowed, size_t n,
+                   int64_t limit, char *id)
+{
+  struct reg_service_params p = {name, "lb1", acceptance, allowed, n, limit};
+  struct reg_service s;
+  int r = reg_service_create(reg, actor, &p, &s, NULL);
+
+  if (r == 0) {
+    if (id)
+      strcpy(id, s.id);
+    reg_service_release(&s);
+  }
+  return r;
+}
+
+static int endpoint(const struct reg_actor *actor, const char *svc,
+                    const char *network, const char *address, char *id,
+                    char *addr_out)
+{
+  struct reg_endpoint_params p = {svc, network, address, NULL, 0};
+  struct reg_endpoint e;
+  int r = reg_endpoint_create(reg, actor, &p, &e, NULL);
+
+  if (r == 0) {
+    if (id)
+      strcpy(id, e.id);
+    if (addr_out)
+      strcpy(addr_out, e.address);
+    reg_endpoint_release(&e);
+  }
+  return r;
+}
+
+static int state_of(const char *id)
+{
+  struct reg_endpoint e;
+  int r = reg_endpoint_get(reg, id, &e);
+
+  if (r < 0)
+    return r;
+  reg_endpoint_release(&e);
+  return (int)e.state;
+}
+
+/* Accepts or rejects one endpoint: the item's code, or the call's. */
+static int decide1(const struct reg_actor *actor, const char *svc,
+                   const char *ep, bool accept)
+{
+  struct reg_item_result res;
+  const char *ids[] = {ep};
+  int r = accept ? reg_connections_accept(reg, actor, svc, ids, 1, &res, NULL)
+                 : reg_connections_reject(reg, actor, svc, ids, 1, &res, NULL);
+
+  return r < 0 ? r : res.code;
+}
+
+static bool is_id(const char *id, const char *prefix)
+{
+  size_t len = strlen(prefix);
+
+  if (strncmp(id, prefix, len) != 0 || strlen(id) != len + REG_ID_HEX)
+    return false;
+  for (const char *p = id + len; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return false;
+  return true;
+}
+
+static const char *const ALL[] = {"*"};
+static const char *const SHOP_LIST[] = {"shop"};
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_registry_schema_version(void)
+{
+  sqlite3 *db;
+  sqlite3_stmt *stmt;
+
+  open_fresh();
+  CU_ASSERT_EQUAL(reg_schema_version(reg), REG_SCHEMA_VERSION);
+  CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+  CU_ASSERT_EQUAL(
+      sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL),
+      SQLITE_OK);
+  CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
+  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), REG_SCHEMA_VERSION);
+  sqlite3_finalize(stmt);
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL);
+  CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
+  CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(stmt, 0), "wal");
+  sqlite3_finalize(stmt);
+  /* A database from a newer nlb is refused. */
+  sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+  sqlite3_close(db);
+  reg_close(reg);
+  CU_ASSERT_EQUAL(reg_open(&reg, path, &config, NULL), -EIO);
+  reg = NULL;
+  close_fresh();
+}
+
+static void test_registry_service_create(void)
+{
+  struct reg_service_params p = {"payments", "lb1", true, SHOP_LIST, 1, 3};
+  const char *const bad_principal[] = {"nobody"};
+  const char *const provider_principal[] = {"pay2"};
+  struct reg_service s;
+  struct reg_error err;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(reg_service_create(reg, &PAY, &p, &s, &err), 0);
+  CU_ASSERT(is_id(s.id, "svc-"));
+  CU_ASSERT_STRING_EQUAL(s.name, "payments");
+  CU_ASSERT_STRING_EQUAL(s.owner, "pay");
+  CU_ASSERT_STRING_EQUAL(s.load_balancer, "lb1");
+  CU_ASSERT_STRING_EQUAL(s.state, "available");
+  CU_ASSERT_EQUAL(s.n_ports, 2);
+  CU_ASSERT(s.n_ports == 2 && s.ports[0] == 8080 && s.ports[1] == 8443);
+  CU_ASSERT(s.acceptance_required);
+  CU_ASSERT(s.n_allowed_principals == 1 &&
+            strcmp(s.allowed_principals[0], "shop") == 0);
+  CU_ASSERT_EQUAL(s.connection_limit, 3);
+  CU_ASSERT(llabs(s.created_at - (int64_t)time(NULL) * 1000) < 5000);
+  reg_service_release(&s);
+
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY2, &p, NULL, &err), -EEXIST);
+  p.name = "bad name";
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+  CU_ASSERT(err.message[0] != '\0');
+  p.name = "svc-0123";
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  p.name = "other";
+  p.load_balancer = "nolb";
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "load_balancer");
+  p.load_balancer = "lb1";
+  p.connection_limit = -1;
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "connection_limit");
+  p.connection_limit = 0;
+  p.allowed_principals = bad_principal;
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "allowed_principals");
+  p.allowed_principals = provider_principal;
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  p.allowed_principals = ALL;
+  CU_ASSERT_EQUAL(reg_service_create(reg, &SHOP, &p, NULL, &err), -EACCES);
+  CU_ASSERT_EQUAL(err.code, -EACCES);
+  /* The operator may create services too (it owns them). */
+  CU_ASSERT_EQUAL(reg_service_create(reg, &OPS, &p, &s, &err), 0);
+  CU_ASSERT_STRING_EQUAL(s.owner, "ops");
+  reg_service_release(&s);
+  close_fresh();
+}
+
+static void test_registry_service_visibility(void)
+{
+  struct reg_service_changes ch = {true, false, false, 0};
+  struct reg_service s;
+  struct reg_service *v;
+  char svc[REG_ID_BUF];
+  char **pr;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(service(&PAY2, "b", true, ALL, 1, 0, NULL), 0);
+  /* Another provider learns nothing: 404, never 403. */
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY2, svc, &s, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_service_modify(reg, &PAY2, svc, &ch, NULL, NULL),
+                  -ENOENT);
+  CU_ASSERT_EQUAL(reg_service_delete(reg, &PAY2, svc, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_permissions_get(reg, &PAY2, svc, &pr, &n, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_connections_list(reg, &PAY2, svc, NULL,
+                                       (struct reg_endpoint **)&v, &n, NULL),
+                  -ENOENT);
+  CU_ASSERT_EQUAL(
+      reg_service_describe(reg, &PAY, "svc-00000000000000000", &s, NULL),
+      -ENOENT);
+  /* Consumers may not use provider routes at all. */
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &SHOP, svc, &s, NULL), -EACCES);
+  CU_ASSERT_EQUAL(reg_service_list(reg, &SHOP, &v, &n, NULL), -EACCES);
+  CU_ASSERT_EQUAL(service(&SHOP, "c", true, ALL, 1, 0, NULL), -EACCES);
+
+  CU_ASSERT_EQUAL(reg_service_list(reg, &PAY, &v, &n, NULL), 0);
+  CU_ASSERT(n == 1 && strcmp(v[0].name, "a") == 0);
+  reg_services_free(v, n);
+  CU_ASSERT_EQUAL(reg_service_list(reg, &OPS, &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 2);
+  reg_services_free(v, n);
+  /* The operator acts on every service. */
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &OPS, svc, &s, NULL), 0);
+  reg_service_release(&s);
+  CU_ASSERT_EQUAL(reg_service_modify(reg, &OPS, svc, &ch, &s, NULL), 0);
+  CU_ASSERT_FALSE(s.acceptance_required);
+  reg_service_release(&s);
+  close_fresh();
+}
+
+static void test_registry_service_modify(void)
+{
+  struct reg_service_changes ch = {true, false, true, 7};
+  struct reg_service s;
+  struct reg_error err;
+  char svc[REG_ID_BUF];
+  char ep[REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(reg_service_modify(reg, &PAY, svc, &ch, &s, &err), 0);
+  CU_ASSERT_FALSE(s.acceptance_required);
+  CU_ASSERT_EQUAL(s.connection_limit, 7);
+  reg_service_release(&s);
+  /* Turning acceptance off does not accept what is pending. */
+  CU_ASSERT_EQUAL(state_of(ep), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep), REG_EP_AVAILABLE);
+  ch.connection_limit = -5;
+  CU_ASSERT_EQUAL(reg_service_modify(reg, &PAY, svc, &ch, NULL, &err), -EINVAL);
+  reopen();
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, &err), 0);
+  CU_ASSERT_EQUAL(s.connection_limit, 7);
+  CU_ASSERT_FALSE(s.acceptance_required);
+  reg_service_release(&s);
+  close_fresh();
+}
+
+static void test_registry_permissions(void)
+{
+  const char *const add[] = {"shop", "acme", "shop"};
+  const char *const rm[] = {"acme", "absent"};
+  const char *const bad[] = {"pay"};
+  struct reg_service *v;
+  char svc[REG_ID_BUF];
+  char **pr;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, NULL, 0, 0, svc), 0);
+  CU_ASSERT_EQUAL(reg_permissions_get(reg, &PAY, svc, &pr, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  /* Nobody allowed: no consumer sees it. */
+  CU_ASSERT_EQUAL(reg_available_services(reg, &SHOP, &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  reg_services_free(v, n);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, add, 3, NULL, 0, false,
+                                         &pr, &n, NULL),
+                  0);
+  CU_ASSERT(n == 2 && strcmp(pr[0], "acme") == 0 && strcmp(pr[1], "shop") == 0);
+  reg_strings_free(pr, n);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, NULL, 0, rm, 2, false,
+                                         &pr, &n, NULL),
+                  0);
+  CU_ASSERT(n == 1 && strcmp(pr[0], "shop") == 0);
+  reg_strings_free(pr, n);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, bad, 1, NULL, 0, false,
+                                         NULL, NULL, NULL),
+                  -EINVAL);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &SHOP, svc, add, 1, NULL, 0,
+                                         false, NULL, NULL, NULL),
+                  -EACCES);
+  CU_ASSERT_EQUAL(reg_available_services(reg, &SHOP, &v, &n, NULL), 0);
+  CU_ASSERT(n == 1 && strcmp(v[0].id, svc) == 0 && v[0].n_ports == 2);
+  reg_services_free(v, n);
+  CU_ASSERT_EQUAL(reg_available_services(reg, &ACME, &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  reg_services_free(v, n);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, ALL, 1, NULL, 0, false,
+                                         NULL, NULL, NULL),
+                  0);
+  CU_ASSERT_EQUAL(reg_available_services(reg, &ACME, &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 1);
+  reg_services_free(v, n);
+  CU_ASSERT_EQUAL(reg_available_services(reg, &PAY, &v, &n, NULL), -EACCES);
+  close_fresh();
+}
+
+static void test_registry_endpoint_create_checks(void)
+{
+  struct reg_endpoint_params p = {"a", "host", NULL, NULL, 0};
+  const char *const sources[] = {"10.1.0.0/16", "192.168.1.7", "fd00::/8"};
+  const char *const bad_sources[] = {"10.1.0.1/16"};
+  struct reg_endpoint e;
+  struct reg_error err;
+  char svc[REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, SHOP_LIST, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(service(&PAY, "b", true, NULL, 0, 0, NULL), 0);
+  /* Not allowed on the service: it does not exist for acme. */
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &ACME, &p, &e, &err), -ENOENT);
+  p.service = "b";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, &e, &err), -ENOENT);
+  p.service = "nope";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, &e, &err), -ENOENT);
+  p.service = "a";
+  p.network = "nonet";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, &e, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "network");
+  /* A network that does not allow the consumer. */
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, ALL, 1, NULL, 0, false,
+                                         NULL, NULL, NULL),
+                  0);
+  p.network = "shop-vpc";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &ACME, &p, &e, &err), -EACCES);
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &PAY, &p, &e, &err), -EACCES);
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &OPS, &p, &e, &err), -EACCES);
+  p.allowed_sources = bad_sources;
+  p.n_allowed_sources = 1;
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, &e, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "allowed_sources");
+  p.allowed_sources = sources;
+  p.n_allowed_sources = 3;
+  CU_ASSERT_EQUAL_FATAL(reg_endpoint_create(reg, &SHOP, &p, &e, &err), 0);
+  CU_ASSERT(is_id(e.id, "ep-"));
+  CU_ASSERT_STRING_EQUAL(e.service_id, svc);
+  CU_ASSERT_STRING_EQUAL(e.service, "a");
+  CU_ASSERT_STRING_EQUAL(e.consumer, "shop");
+  CU_ASSERT_STRING_EQUAL(e.network, "shop-vpc");
+  CU_ASSERT_STRING_EQUAL(e.netns, "shop");
+  CU_ASSERT_STRING_EQUAL(e.address, "10.0.0.1");
+  CU_ASSERT(e.n_ports == 2 && e.ports[0] == 8080);
+  CU_ASSERT_EQUAL(e.state, REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL_FATAL(e.n_allowed_sources, 3);
+  CU_ASSERT_STRING_EQUAL(e.allowed_sources[1], "192.168.1.7/32");
+  CU_ASSERT_STRING_EQUAL(e.allowed_sources[2], "fd00::/8");
+  CU_ASSERT_EQUAL(e.created_at, e.updated_at);
+  reg_endpoint_release(&e);
+  close_fresh();
+}
+
+static void test_registry_transitions_legal(void)
+{
+  char svc[REG_ID_BUF];
+  char auto_svc[REG_ID_BUF];
+  char ep[8][REG_ID_BUF];
+  struct reg_endpoint e;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "auto", false, ALL, 1, 0, auto_svc), 0);
+  for (int i = 0; i < 8; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep[i], NULL), 0);
+  for (int i = 0; i < 8; i++)
+    CU_ASSERT_EQUAL(state_of(ep[i]), REG_EP_PENDING_ACCEPTANCE);
+
+  /* pendingAcceptance -> available -> rejected -> deleted */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], true), 0);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_AVAILABLE);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], false), 0);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_REJECTED);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[0], &e, NULL), 0);
+  CU_ASSERT_EQUAL(e.state, REG_EP_DELETED);
+  reg_endpoint_release(&e);
+  /* pendingAcceptance -> rejected */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[1], false), 0);
+  CU_ASSERT_EQUAL(state_of(ep[1]), REG_EP_REJECTED);
+  /* available -> deleted */
+  CU_ASSERT_EQUAL(decide1(&OPS, svc, ep[2], true), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[2], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep[2]), REG_EP_DELETED);
+  /* pendingAcceptance -> deleted */
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &OPS, ep[3], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep[3]), REG_EP_DELETED);
+  /* pendingAcceptance -> failed -> deleted */
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, ep[4], "netns gone", NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep[4], &e), 0);
+  CU_ASSERT_EQUAL(e.state, REG_EP_FAILED);
+  CU_ASSERT_STRING_EQUAL(e.reason, "netns gone");
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[4], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep[4]), REG_EP_DELETED);
+  /* available -> failed */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[5], true), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, ep[5], "EADDRNOTAVAIL", NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep[5]), REG_EP_FAILED);
+  /* pendingAcceptance -> expired -> deleted */
+  CU_ASSERT_EQUAL(reg_expire_pending(reg,
+                                     (int64_t)time(NULL) * 1000 +
+                                         REG_DEFAULT_PENDING_EXPIRY_MS + 5000,
+                                     &n),
+                  0);
+  CU_ASSERT_EQUAL(n, 2); /* ep[6], ep[7] */
+  CU_ASSERT_EQUAL(state_of(ep[6]), REG_EP_EXPIRED);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[6], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep[6]), REG_EP_DELETED);
+  /* (new) -> available when acceptance is not required */
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "auto", "host", NULL, ep[0], NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_AVAILABLE);
+  close_fresh();
+}
+
+static void test_registry_transitions_illegal(void)
+{
+  char svc[REG_ID_BUF];
+  char pending[REG_ID_BUF], available[REG_ID_BUF], rejected[REG_ID_BUF];
+  char deleted[REG_ID_BUF], expired[REG_ID_BUF], failed[REG_ID_BUF];
+  struct reg_error err;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, expired, NULL), 0);
+  CU_ASSERT_EQUAL(reg_expire_pending(reg,
+                                     (int64_t)time(NULL) * 1000 +
+                                         REG_DEFAULT_PENDING_EXPIRY_MS + 5000,
+                                     &n),
+                  0);
+  CU_ASSERT_EQUAL(n, 1);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, pending, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, available, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, rejected, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, deleted, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, failed, NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, available, true), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, rejected, false), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, deleted, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, failed, "x", NULL), 0);
+
+  /* accept: only from pendingAcceptance */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, available, true), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, rejected, true), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, deleted, true), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, expired, true), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, failed, true), -EBUSY);
+  /* reject: only from pendingAcceptance or available */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, rejected, false), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, deleted, false), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, expired, false), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, failed, false), -EBUSY);
+  /* delete: from anything but deleted */
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, deleted, NULL, &err), -EBUSY);
+  CU_ASSERT_EQUAL(err.code, -EBUSY);
+  /* fail: only from pendingAcceptance or available */
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, rejected, "x", NULL), -EBUSY);
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, deleted, "x", NULL), -EBUSY);
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, expired, "x", NULL), -EBUSY);
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, failed, "x", NULL), -EBUSY);
+  CU_ASSERT_EQUAL(reg_endpoint_fail(reg, "ep-nope", "x", NULL), -ENOENT);
+  /* expire: only pendingAcceptance, and never the others */
+  CU_ASSERT_EQUAL(reg_expire_pending(reg,
+                                     (int64_t)time(NULL) * 1000 +
+                                         REG_DEFAULT_PENDING_EXPIRY_MS + 5000,
+                                     &n),
+                  0);
+  CU_ASSERT_EQUAL(n, 1); /* pending only */
+  CU_ASSERT_EQUAL(state_of(pending), REG_EP_EXPIRED);
+  CU_ASSERT_EQUAL(state_of(available), REG_EP_AVAILABLE);
+  CU_ASSERT_EQUAL(state_of(rejected), REG_EP_REJECTED);
+  CU_ASSERT_EQUAL(state_of(deleted), REG_EP_DELETED);
+  CU_ASSERT_EQUAL(state_of(failed), REG_EP_FAILED);
+  close_fresh();
+}
+
+static void test_registry_role_checks(void)
+{
+  struct reg_item_result res[3];
+  const char *ids[3];
+  struct reg_endpoint e;
+  struct reg_endpoint *v;
+  char svc[REG_ID_BUF], svc2[REG_ID_BUF];
+  char ep[REG_ID_BUF], ep2[REG_ID_BUF];
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL_FATAL(service(&PAY2, "b", true, ALL, 1, 0, svc2), 0);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&ACME, "b", "host", NULL, ep2, NULL), 0);
+  /* A consumer cannot accept or reject, not even its own. */
+  CU_ASSERT_EQUAL(decide1(&SHOP, svc, ep, true), -EACCES);
+  CU_ASSERT_EQUAL(decide1(&SHOP, svc, ep, false), -EACCES);
+  /* A provider cannot touch another provider's service. */
+  CU_ASSERT_EQUAL(decide1(&PAY2, svc, ep, true), -ENOENT);
+  /* An endpoint of another service is absent from this one. */
+  ids[0] = ep2;
+  ids[1] = ep;
+  ids[2] = "ep-00000000000000000";
+  CU_ASSERT_EQUAL(reg_connections_accept(reg, &PAY, svc, ids, 3, res, NULL), 0);
+  CU_ASSERT_EQUAL(res[0].code, -ENOENT);
+  CU_ASSERT_EQUAL(res[1].code, 0);
+  CU_ASSERT_EQUAL(res[2].code, -ENOENT);
+  CU_ASSERT_EQUAL(state_of(ep2), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(state_of(ep), REG_EP_AVAILABLE);
+  /* Endpoints are seen by their consumer and the operator only. */
+  CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &ACME, ep, &e, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &ACME, ep, NULL, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &ACME, ep, NULL, 0, NULL, NULL),
+                  -ENOENT);
+  CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &PAY, ep, &e, NULL), -EACCES);
+  CU_ASSERT_EQUAL(reg_endpoint_list(reg, &PAY, NULL, &v, &n, NULL), -EACCES);
+  CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &SHOP, ep, &e, NULL), 0);
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &OPS, ep, &e, NULL), 0);
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_endpoint_list(reg, &SHOP, NULL, &v, &n, NULL), 0);
+  CU_ASSERT(n == 1 && strcmp(v[0].id, ep) == 0);
+  reg_endpoints_free(v, n);
+  CU_ASSERT_EQUAL(reg_endpoint_list(reg, &OPS, NULL, &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 2);
+  reg_endpoints_free(v, n);
+  /* Connections of a service: its owner and the operator. */
+  CU_ASSERT_EQUAL(reg_connections_list(reg, &PAY, svc, NULL, &v, &n, NULL), 0);
+  CU_ASSERT(n == 1 && strcmp(v[0].id, ep) == 0 &&
+            strcmp(v[0].consumer, "shop") == 0);
+  reg_endpoints_free(v, n);
+  CU_ASSERT_EQUAL(reg_connections_list(reg, &SHOP, svc, NULL, &v, &n, NULL),
+                  -EACCES);
+  close_fresh();
+}
+
+static void test_registry_connections_by_state(void)
+{
+  enum reg_endpoint_state st;
+  struct reg_endpoint *v;
+  char svc[REG_ID_BUF];
+  char ep[4][REG_ID_BUF];
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  for (int i = 0; i < 4; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep[i], NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[1], true), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[2], true), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[3], false), 0);
+  st = REG_EP_AVAILABLE;
+  CU_ASSERT_EQUAL(reg_connections_list(reg, &PAY, svc, &st, &v, &n, NULL), 0);
+  CU_ASSERT(n == 2 && strcmp(v[0].id, ep[1]) == 0 &&
+            strcmp(v[1].id, ep[2]) == 0);
+  reg_endpoints_free(v, n);
+  st = REG_EP_PENDING_ACCEPTANCE;
+  CU_ASSERT_EQUAL(reg_connections_list(reg, &PAY, svc, &st, &v, &n, NULL), 0);
+  CU_ASSERT(n == 1 && strcmp(v[0].id, ep[0]) == 0);
+  reg_endpoints_free(v, n);
+  CU_ASSERT_EQUAL(reg_connections_list(reg, &PAY, svc, NULL, &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 4);
+  reg_endpoints_free(v, n);
+  st = REG_EP_REJECTED;
+  CU_ASSERT_EQUAL(reg_endpoint_list(reg, &SHOP, &st, &v, &n, NULL), 0);
+  CU_ASSERT(n == 1 && strcmp(v[0].id, ep[3]) == 0 &&
+            strcmp(v[0].reason, "rejected by provider") == 0);
+  reg_endpoints_free(v, n);
+  close_fresh();
+}
+
+static void test_registry_service_delete(void)
+{
+  struct reg_service s;
+  struct reg_error err;
+  char svc[REG_ID_BUF];
+  char ep[2][REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[0], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[1], NULL), 0);
+  CU_ASSERT_EQUAL(reg_service_delete(reg, &PAY, svc, &err), -EBUSY);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], true), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[1], false), 0);
+  /* still one available */
+  CU_ASSERT_EQUAL(reg_service_delete(reg, &PAY, svc, &err), -EBUSY);
+  CU_ASSERT_EQUAL(reg_service_delete(reg, &SHOP, svc, &err), -EACCES);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], false), 0);
+  CU_ASSERT_EQUAL(reg_service_delete(reg, &PAY, svc, &err), 0);
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, &err), -ENOENT);
+  CU_ASSERT_EQUAL(state_of(ep[0]), -ENOENT);
+  CU_ASSERT_EQUAL(reg_service_delete(reg, &PAY, svc, &err), -ENOENT);
+  /* The name is free again. */
+  CU_ASSERT_EQUAL(service(&PAY2, "a", true, ALL, 1, 0, NULL), 0);
+  close_fresh();
+}
+
+static void test_registry_connection_limit(void)
+{
+  struct reg_error err;
+  char svc[REG_ID_BUF];
+  char ep[3][REG_ID_BUF];
+  struct reg_endpoint_params p = {"a", "host", NULL, NULL, 0};
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 2, svc), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[0], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[1], NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EDQUOT);
+  CU_ASSERT_EQUAL(err.code, -EDQUOT);
+  /* Per consumer: acme has its own quota. */
+  CU_ASSERT_EQUAL(endpoint(&ACME, "a", "host", NULL, NULL, NULL), 0);
+  /* Available still counts; rejected and deleted do not. */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], true), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, NULL), -EDQUOT);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[1], false), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[2], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, NULL), -EDQUOT);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[2], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, NULL), 0);
+  /* 0 = no limit */
+  CU_ASSERT_EQUAL(service(&PAY, "b", true, ALL, 1, 0, NULL), 0);
+  for (int i = 0; i < 20; i++)
+    CU_ASSERT_EQUAL(endpoint(&SHOP, "b", "host", NULL, NULL, NULL), 0);
+  close_fresh();
+}
+
+static void test_registry_reconcile(void)
+{
+  const char *const rm[] = {"shop"};
+  const char *const add[] = {"acme"};
+  struct reg_endpoint e;
+  struct reg_event *ev;
+  char svc[REG_ID_BUF];
+  char ep[3][REG_ID_BUF];
+  char acme_ep[REG_ID_BUF];
+  uint64_t seq;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, SHOP_LIST, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, add, 1, NULL, 0, false,
+                                         NULL, NULL, NULL),
+                  0);
+  for (int i = 0; i < 3; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep[i], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&ACME, "a", "host", NULL, acme_ep, NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], true), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[2], false), 0);
+  /* Without reconcile: existing endpoints stay, new ones are refused. */
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, NULL, 0, rm, 1, false,
+                                         NULL, NULL, NULL),
+                  0);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_AVAILABLE);
+  CU_ASSERT_EQUAL(state_of(ep[1]), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, NULL), -ENOENT);
+  /* With reconcile: live endpoints of shop are rejected; acme's stay. */
+  reg_last_seq(reg, &seq);
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, NULL, 0, rm, 1, true,
+                                         NULL, NULL, NULL),
+                  0);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_REJECTED);
+  CU_ASSERT_EQUAL(state_of(ep[1]), REG_EP_REJECTED);
+  CU_ASSERT_EQUAL(state_of(ep[2]), REG_EP_REJECTED);
+  CU_ASSERT_EQUAL(state_of(acme_ep), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep[0], &e), 0);
+  CU_ASSERT_STRING_EQUAL(e.reason, "permission removed");
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_events_after(reg, seq, 100, &ev, &n), 0);
+  CU_ASSERT_EQUAL(n, 2);
+  for (size_t i = 0; i < n; i++) {
+    CU_ASSERT_EQUAL(ev[i].type, REG_EVENT_REJECT);
+    CU_ASSERT_STRING_EQUAL(ev[i].principal, "pay");
+    CU_ASSERT_EQUAL(ev[i].state, REG_EP_REJECTED);
+  }
+  free(ev);
+  /* "*" keeps everyone allowed: reconcile rejects nothing. */
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, ALL, 1, add, 1, true,
+                                         NULL, NULL, NULL),
+                  0);
+  CU_ASSERT_EQUAL(state_of(acme_ep), REG_EP_PENDING_ACCEPTANCE);
+  close_fresh();
+}
+
+static void test_registry_address_allocation(void)
+{
+  struct reg_error err;
+  struct reg_endpoint_params p = {"a", "host", "127.77.0.0", NULL, 0};
+  char addr[REG_ADDR_BUF];
+  char ep[REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", false, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.77.0.1"); /* network address skipped */
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", "127.77.0.3", NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.77.0.3");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.77.0.2");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.77.0.4"); /* .3 taken */
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "address");
+  p.address = "127.77.255.255";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EINVAL);
+  p.address = "127.78.0.1";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EINVAL);
+  p.address = "banana";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EINVAL);
+  p.address = "127.77.0.3";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EADDRINUSE);
+  CU_ASSERT_STRING_EQUAL(err.field, "address");
+  /* A deleted endpoint frees its address. */
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.77.0.1");
+  close_fresh();
+}
+
+static void test_registry_address_exhaustion(void)
+{
+  struct reg_error err;
+  struct reg_endpoint_params p = {"a", "shop-vpc", NULL, NULL, 0};
+  char addr[REG_ADDR_BUF];
+  char ep[REG_ID_BUF];
+  char svc[REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  /* 10.0.0.0/30: .1 and .2 usable; .0 network, .3 broadcast */
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc", NULL, ep, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "10.0.0.1");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "10.0.0.2");
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -ENOSPC);
+  CU_ASSERT_EQUAL(err.code, -ENOSPC);
+  p.address = "10.0.0.3";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &p, NULL, &err), -EINVAL);
+  /* A rejected endpoint frees its address too. */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep, false), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "10.0.0.1");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc", NULL, NULL, NULL), -ENOSPC);
+  /* /31: both addresses; /32: the one. */
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "p2p", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.1.0.0");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "p2p", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.1.0.1");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "p2p", NULL, NULL, NULL), -ENOSPC);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "one", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "127.2.0.9");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "one", NULL, NULL, NULL), -ENOSPC);
+  close_fresh();
+}
+
+static void test_registry_address_ipv6(void)
+{
+  char addr[REG_ADDR_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "fd00::1");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", "fd00:0::00ff", NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "fd00::ff"); /* no broadcast in IPv6 */
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", "fd00::ff", NULL, NULL),
+                  -EADDRINUSE);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", "fd00::", NULL, NULL), -EINVAL);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", "fd00::100", NULL, NULL), -EINVAL);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", "10.0.0.1", NULL, NULL), -EINVAL);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", "fd00::2", NULL, NULL), -EINVAL);
+  for (int i = 2; i < 0xff; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "v6", NULL, NULL, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "fd00::fe");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "v6", NULL, NULL, NULL), -ENOSPC);
+  close_fresh();
+}
+
+static void test_registry_same_address_two_networks(void)
+{
+  char a1[REG_ADDR_BUF], a2[REG_ADDR_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc", NULL, NULL, a1), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc2", NULL, NULL, a2), 0);
+  CU_ASSERT_STRING_EQUAL(a1, "10.0.0.1");
+  CU_ASSERT_STRING_EQUAL(a2, "10.0.0.1");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc2", "10.0.0.2", NULL, a2), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "shop-vpc", "10.0.0.2", NULL, a1), 0);
+  close_fresh();
+}
+
+static void test_registry_expiry(void)
+{
+  struct reg_event *ev;
+  struct reg_endpoint e;
+  char svc[REG_ID_BUF];
+  char ep[3][REG_ID_BUF];
+  int64_t t0 = (int64_t)time(NULL) * 1000;
+  uint64_t seq;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  for (int i = 0; i < 3; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep[i], NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[2], true), 0);
+  reg_last_seq(reg, &seq);
+  /* Not yet: a day short of 7 days. */
+  CU_ASSERT_EQUAL(
+      reg_expire_pending(
+          reg, t0 + REG_DEFAULT_PENDING_EXPIRY_MS - 24 * 3600 * 1000, &n),
+      0);
+  CU_ASSERT_EQUAL(n, 0);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(
+      reg_expire_pending(reg, t0 + REG_DEFAULT_PENDING_EXPIRY_MS + 5000, &n),
+      0);
+  CU_ASSERT_EQUAL(n, 2);
+  CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep[0], &e), 0);
+  CU_ASSERT_EQUAL(e.state, REG_EP_EXPIRED);
+  CU_ASSERT(e.reason[0] != '\0');
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(state_of(ep[2]), REG_EP_AVAILABLE);
+  CU_ASSERT_EQUAL(reg_events_after(reg, seq, 10, &ev, &n), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 2);
+  CU_ASSERT_EQUAL(ev[0].type, REG_EVENT_EXPIRE);
+  CU_ASSERT_STRING_EQUAL(ev[0].principal, REG_SYSTEM_PRINCIPAL);
+  CU_ASSERT_EQUAL(ev[0].state, REG_EP_EXPIRED);
+  free(ev);
+  /* Nothing left to expire: a no-op. */
+  CU_ASSERT_EQUAL(
+      reg_expire_pending(reg, t0 + REG_DEFAULT_PENDING_EXPIRY_MS + 5000, &n),
+      0);
+  CU_ASSERT_EQUAL(n, 0);
+  close_fresh();
+}
+
+/* Records observed events; on the first `available` event it reports a
+ * failure, to check that events made from inside a callback come after. */
+struct observed {
+  struct reg_event events[64];
+  size_t n;
+  int depth;
+  int max_depth;
+  bool fail_available;
+};
+
+static void on_event(const struct reg_event *ev, void *arg)
+{
+  struct observed *o = arg;
+
+  o->depth++;
+  if (o->depth > o->max_depth)
+    o->max_depth = o->depth;
+  if (o->n < 64)
+    o->events[o->n++] = *ev;
+  if (o->fail_available && ev->state == REG_EP_AVAILABLE) {
+    o->fail_available = false;
+    CU_ASSERT_EQUAL(
+        reg_endpoint_fail(reg, ev->endpoint_id, "bind failed", NULL), 0);
+  }
+  o->depth--;
+}
+
+static void test_registry_events(void)
+{
+  static struct observed o;
+  struct reg_event *ev;
+  struct reg_event *page;
+  char svc[REG_ID_BUF];
+  char ep[3][REG_ID_BUF];
+  static const enum reg_event_type want[] = {
+      REG_EVENT_CONNECT, REG_EVENT_CONNECT, REG_EVENT_CONNECT, REG_EVENT_ACCEPT,
+      REG_EVENT_FAIL,    REG_EVENT_REJECT,  REG_EVENT_DELETE,  REG_EVENT_DELETE,
+  };
+  const size_t n_want = sizeof(want) / sizeof(want[0]);
+  uint64_t last;
+  size_t n, n_page;
+
+  memset(&o, 0, sizeof(o));
+  o.fail_available = true;
+  open_fresh();
+  CU_ASSERT_EQUAL(reg_observe(reg, on_event, &o), 0);
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  for (int i = 0; i < 3; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep[i], NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], true), 0); /* + fail */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[1], false), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[1], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[2], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[2], true), -EBUSY); /* no event */
+
+  CU_ASSERT_EQUAL(reg_events_after(reg, 0, 1000, &ev, &n), 0);
+  CU_ASSERT_EQUAL_FATAL(n, n_want);
+  for (size_t i = 0; i < n; i++) {
+    CU_ASSERT_EQUAL(ev[i].seq, i + 1); /* in order, no gaps */
+    CU_ASSERT_EQUAL(ev[i].type, want[i]);
+    CU_ASSERT_STRING_EQUAL(ev[i].service_id, svc);
+    CU_ASSERT_STRING_EQUAL(ev[i].owner, "pay");
+    CU_ASSERT_STRING_EQUAL(ev[i].consumer, "shop");
+    CU_ASSERT(ev[i].time > 0);
+  }
+  CU_ASSERT_EQUAL(ev[0].state, REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_STRING_EQUAL(ev[0].principal, "shop");
+  CU_ASSERT_STRING_EQUAL(ev[3].principal, "pay");
+  CU_ASSERT_EQUAL(ev[3].state, REG_EP_AVAILABLE);
+  CU_ASSERT_STRING_EQUAL(ev[4].endpoint_id, ep[0]);
+  CU_ASSERT_STRING_EQUAL(ev[4].principal, REG_SYSTEM_PRINCIPAL);
+  CU_ASSERT_STRING_EQUAL(ev[4].reason, "bind failed");
+  CU_ASSERT_EQUAL(ev[4].state, REG_EP_FAILED);
+
+  /* The observer saw the same events, in the same order, never nested. */
+  CU_ASSERT_EQUAL_FATAL(o.n, n_want);
+  for (size_t i = 0; i < n; i++)
+    CU_ASSERT_EQUAL(o.events[i].seq, ev[i].seq);
+  CU_ASSERT_EQUAL(o.max_depth, 1);
+
+  /* Paging. */
+  CU_ASSERT_EQUAL(reg_events_after(reg, 2, 3, &page, &n_page), 0);
+  CU_ASSERT(n_page == 3 && page[0].seq == 3 && page[2].seq == 5);
+  free(page);
+  CU_ASSERT_EQUAL(reg_events_after(reg, n_want, 10, &page, &n_page), 0);
+  CU_ASSERT_EQUAL(n_page, 0);
+  free(page);
+  CU_ASSERT_EQUAL(reg_last_seq(reg, &last), 0);
+  CU_ASSERT_EQUAL(last, n_want);
+
+  /* Visibility of events for the API's stream. */
+  CU_ASSERT(reg_event_visible(&ev[0], &OPS));
+  CU_ASSERT(reg_event_visible(&ev[0], &PAY));
+  CU_ASSERT(reg_event_visible(&ev[0], &SHOP));
+  CU_ASSERT_FALSE(reg_event_visible(&ev[0], &PAY2));
+  CU_ASSERT_FALSE(reg_event_visible(&ev[0], &ACME));
+  free(ev);
+
+  CU_ASSERT_EQUAL(reg_unobserve(reg, on_event, &o), 0);
+  CU_ASSERT_EQUAL(reg_unobserve(reg, on_event, &o), -ENOENT);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(o.n, n_want);
+  close_fresh();
+}
+
+static void test_registry_reopen(void)
+{
+  struct reg_service s;
+  struct reg_endpoint *v;
+  struct reg_event *ev;
+  const char *const sources[] = {"192.0.2.0/24"};
+  struct reg_endpoint_params p = {"b", "shop-vpc", NULL, sources, 1};
+  char svc[REG_ID_BUF], svc2[REG_ID_BUF];
+  char ep[3][REG_ID_BUF];
+  uint64_t last;
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 4, svc), 0);
+  {
+    struct reg_service_params sp = {"b", "lb2", false, SHOP_LIST, 1, 0};
+
+    CU_ASSERT_EQUAL_FATAL(reg_service_create(reg, &PAY, &sp, &s, NULL), 0);
+    strcpy(svc2, s.id);
+    reg_service_release(&s);
+  }
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[0], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[1], NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], true), 0);
+  {
+    struct reg_endpoint e;
+
+    CU_ASSERT_EQUAL_FATAL(reg_endpoint_create(reg, &SHOP, &p, &e, NULL), 0);
+    strcpy(ep[2], e.id);
+    reg_endpoint_release(&e);
+  }
+  reopen();
+  CU_ASSERT_EQUAL(reg_schema_version(reg), REG_SCHEMA_VERSION);
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
+  CU_ASSERT_STRING_EQUAL(s.name, "a");
+  CU_ASSERT_EQUAL(s.connection_limit, 4);
+  CU_ASSERT(s.n_allowed_principals == 1 &&
+            strcmp(s.allowed_principals[0], "*") == 0);
+  reg_service_release(&s);
+  CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_AVAILABLE);
+  CU_ASSERT_EQUAL(state_of(ep[1]), REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(state_of(ep[2]), REG_EP_AVAILABLE);
+
+  /* What nlbd reopens at start. */
+  CU_ASSERT_EQUAL(reg_available_endpoints(reg, &v, &n), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 2);
+  CU_ASSERT_STRING_EQUAL(v[0].id, ep[0]);
+  CU_ASSERT_STRING_EQUAL(v[0].load_balancer, "lb1");
+  CU_ASSERT_STRING_EQUAL(v[0].address, "127.77.0.1");
+  CU_ASSERT_STRING_EQUAL(v[0].netns, "");
+  CU_ASSERT(v[0].n_ports == 2 && !v[0].proxy_protocol);
+  CU_ASSERT_STRING_EQUAL(v[1].id, ep[2]);
+  CU_ASSERT_STRING_EQUAL(v[1].service_id, svc2);
+  CU_ASSERT_STRING_EQUAL(v[1].load_balancer, "lb2");
+  CU_ASSERT_STRING_EQUAL(v[1].netns, "shop");
+  CU_ASSERT_STRING_EQUAL(v[1].address, "10.0.0.1");
+  CU_ASSERT(v[1].n_ports == 1 && v[1].ports[0] == 9000);
+  CU_ASSERT(v[1].proxy_protocol);
+  CU_ASSERT(v[1].n_allowed_sources == 1 &&
+            strcmp(v[1].allowed_sources[0], "192.0.2.0/24") == 0);
+  reg_endpoints_free(v, n);
+
+  /* Sequence numbers continue without a gap. */
+  CU_ASSERT_EQUAL(reg_last_seq(reg, &last), 0);
+  CU_ASSERT_EQUAL(last, 4); /* connect, connect, accept, connect */
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[1], false), 0);
+  CU_ASSERT_EQUAL(reg_events_after(reg, 0, 100, &ev, &n), 0);
+  CU_ASSERT_EQUAL(n, 5);
+  for (size_t i = 0; i < n; i++)
+    CU_ASSERT_EQUAL(ev[i].seq, i + 1);
+  free(ev);
+  /* Allocation still sees addresses taken before the restart. */
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", "127.77.0.1", NULL, NULL),
+                  -EADDRINUSE);
+  close_fresh();
+}
+
+static void test_registry_endpoint_modify(void)
+{
+  const char *const sources[] = {"10.0.0.0/8", "2001:db8::1"};
+  const char *const bad[] = {"10.0.0.0/33"};
+  struct reg_endpoint e;
+  struct reg_error err;
+  char ep[REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &SHOP, ep, sources, 2, &e, &err), 0);
+  CU_ASSERT(e.n_allowed_sources == 2 &&
+            strcmp(e.allowed_sources[1], "2001:db8::1/128") == 0);
+  CU_ASSERT(e.updated_at >= e.created_at);
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &SHOP, ep, bad, 1, &e, &err),
+                  -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "allowed_sources");
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &SHOP, ep, NULL, 0, &e, &err), 0);
+  CU_ASSERT_EQUAL(e.n_allowed_sources, 0);
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &SHOP, ep, sources, 1, &e, &err),
+                  -EBUSY);
+  close_fresh();
+}
+
+static void test_registry_reload(void)
+{
+  static const struct reg_load_balancer lbs[] = {{"lb2", lb2_ports, 1, 1}};
+  struct reg_config c2 = config;
+  struct reg_network bad_net = {"x", NULL, "10.0.0.1/24", NULL, 0};
+  struct reg_service s;
+  struct reg_error err;
+  char svc[REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  c2.load_balancers = lbs;
+  c2.n_load_balancers = 1;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c2, &err), 0);
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
+  CU_ASSERT_EQUAL(s.n_ports, 0); /* its LB is gone */
+  reg_service_release(&s);
+  CU_ASSERT_EQUAL(service(&PAY, "b", true, ALL, 1, 0, NULL), -EINVAL);
+  /* A bad config is refused and the old one stays. */
+  c2.networks = &bad_net;
+  c2.n_networks = 1;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c2, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "networks");
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_reload(reg, &config, &err), 0);
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
+  CU_ASSERT_EQUAL(s.n_ports, 2);
+  reg_service_release(&s);
+  close_fresh();
+}
+
+static void test_registry_helpers(void)
+{
+  char buf[REG_TIME_BUF];
+  enum reg_endpoint_state st;
+  enum reg_role role;
+
+  CU_ASSERT_STRING_EQUAL(reg_format_time(0, buf), "1970-01-01T00:00:00.000Z");
+  CU_ASSERT_STRING_EQUAL(reg_format_time(1700000000123LL, buf),
+                         "2023-11-14T22:13:20.123Z");
+  CU_ASSERT_EQUAL(reg_state_parse("pendingAcceptance", &st), 0);
+  CU_ASSERT_EQUAL(st, REG_EP_PENDING_ACCEPTANCE);
+  CU_ASSERT_EQUAL(reg_state_parse("Available", &st), -EINVAL);
+  for (int i = 0; i < REG_EP_STATE_COUNT; i++) {
+    CU_ASSERT_EQUAL(reg_state_parse(reg_state_name(i), &st), 0);
+    CU_ASSERT_EQUAL(st, i);
+  }
+  CU_ASSERT_STRING_EQUAL(reg_event_type_name(REG_EVENT_EXPIRE), "expire");
+  CU_ASSERT_EQUAL(reg_role_parse("provider", &role), 0);
+  CU_ASSERT_EQUAL(role, REG_ROLE_PROVIDER);
+  CU_ASSERT_STRING_EQUAL(reg_role_name(REG_ROLE_CONSUMER), "consumer");
+}
+
+static void test_registry_ids_unique(void)
+{
+  char ids[50][REG_ID_BUF];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", false, ALL, 1, 0, NULL), 0);
+  for (int i = 0; i < 50; i++) {
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ids[i], NULL), 0);
+    CU_ASSERT(is_id(ids[i], "ep-"));
+    for (int j = 0; j < i; j++)
+      CU_ASSERT(strcmp(ids[i], ids[j]) != 0);
+  }
+  close_fresh();
+}
+
+int main(void)
+{
+  static const struct {
+    const char *name;
+    CU_TestFunc fn;
+  } tests[] = {
+#define T(x) {#x, x}
+      T(test_registry_schema_version),
+      T(test_registry_service_create),
+      T(test_registry_service_visibility),
+      T(test_registry_service_modify),
+      T(test_registry_permissions),
+      T(test_registry_endpoint_create_checks),
+      T(test_registry_transitions_legal),
+      T(test_registry_transitions_illegal),
+      T(test_registry_role_checks),
+      T(test_registry_connections_by_state),
+      T(test_registry_service_delete),
+      T(test_registry_connection_limit),
+      T(test_registry_reconcile),
+      T(test_registry_address_allocation),
+      T(test_registry_address_exhaustion),
+      T(test_registry_address_ipv6),
+      T(test_registry_same_address_two_networks),
+      T(test_registry_expiry),
+      T(test_registry_events),
+      T(test_registry_reopen),
+      T(test_registry_endpoint_modify),
+      T(test_registry_reload),
+      T(test_registry_helpers),
+      T(test_registry_ids_unique),
+#undef T
+  };
+  CU_pSuite suite;
+  unsigned failures;
+
+  if (CU_initialize_registry() != CUE_SUCCESS)
+    return 1;
+  suite = CU_add_suite("registry", NULL, NULL);
+  if (suite == NULL)
+    goto fail;
+  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
+      goto fail;
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  failures = CU_get_number_of_failures();
+  CU_cleanup_registry();
+  return failures ? 1 : 0;
+
+fail:
+  CU_cleanup_registry();
+  return 1;
+}
