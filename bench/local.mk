@@ -1,0 +1,10 @@
+# Benchmarks.
+# Load-balancer benchmark (bench/README.md): run by hand, bench/run.sh.
+EXTRA_DIST += bench/run.sh bench/idle_flows.py bench/report.py \
+	bench/README.md bench/results.md
+
+# Registry benchmark (bench/README-registry.md): built by make, run by hand.
+noinst_PROGRAMS += bench/registry_bench
+bench_registry_bench_SOURCES = bench/registry_bench.c
+bench_registry_bench_LDADD = registry/libregistry.a $(SQLITE3_LIBS)
+EXTRA_DIST += bench/README-registry.md
