@@ -1,0 +1,1 @@
+# API component: built by api/ work (see issue 5).

@@ -1,0 +1,150 @@
+/* The config file (libconfig syntax, see SPEC.md "Config"): loading,
+ * validation with FILE:LINE errors, and the parsed tree.
+ *
+ * A struct nlb_config is immutable once loaded and owned by whoever called
+ * nlb_config_load; nlb_config_free releases it and everything under it.
+ * Loading is done by the control thread only. */
+#ifndef NLB_CONFIG_H
+#define NLB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nlb/addr.h"
+#include "nlb/status_matcher.h"
+
+enum nlb_algorithm {
+  NLB_ALGORITHM_MAGLEV,
+  NLB_ALGORITHM_ROUND_ROBIN,
+  NLB_ALGORITHM_LEAST_CONN,
+};
+
+enum nlb_health_protocol {
+  NLB_HEALTH_TCP,
+  NLB_HEALTH_HTTP,
+};
+
+enum nlb_log_format {
+  NLB_LOG_TEXT,
+  NLB_LOG_JSON,
+};
+
+enum nlb_role {
+  NLB_ROLE_OPERATOR,
+  NLB_ROLE_PROVIDER,
+  NLB_ROLE_CONSUMER,
+};
+
+struct nlb_config_health {
+  enum nlb_health_protocol protocol;
+  uint16_t port; /* 0 = the target's port */
+  uint64_t interval_ms;
+  uint64_t timeout_ms;
+  unsigned healthy_threshold;
+  unsigned unhealthy_threshold;
+  char *path;
+  char *host; /* Host header; NULL = the target's address */
+  struct nlb_status_matcher matcher;
+};
+
+struct nlb_config_target {
+  union nlb_sockaddr address;
+  uint32_t weight;
+  int line;
+};
+
+struct nlb_config_target_group {
+  char *name;
+  enum nlb_algorithm algorithm;
+  bool proxy_protocol_v2;
+  bool fail_open;
+  uint64_t deregistration_delay_ms;
+  uint64_t slow_start_ms; /* 0 = off */
+  uint64_t connect_timeout_ms;
+  unsigned connect_retries; /* further targets tried after a failure */
+  struct nlb_config_health health;
+  struct nlb_config_target *targets;
+  size_t n_targets;
+  int line;
+};
+
+struct nlb_config_listener {
+  uint16_t port;
+  size_t target_group; /* index into nlb_config.target_groups */
+  bool has_bind;       /* false: reachable only through endpoints */
+  union nlb_sockaddr bind;
+  uint64_t idle_timeout_ms;
+  int line;
+};
+
+struct nlb_config_load_balancer {
+  char *name;
+  struct nlb_config_listener *listeners;
+  size_t n_listeners;
+  int line;
+};
+
+struct nlb_config_principal {
+  char *name;
+  enum nlb_role role;
+  uint8_t token_sha256[32];
+  int line;
+};
+
+struct nlb_config_network {
+  char *name;
+  char *netns; /* NULL: host addresses */
+  struct nlb_cidr range;
+  char **principals; /* NULL with n_principals 0: any consumer */
+  size_t n_principals;
+  int line;
+};
+
+struct nlb_config {
+  char *path;
+  unsigned workers; /* resolved: 0 in the file becomes the CPU count */
+  uint64_t shutdown_timeout_ms;
+
+  char *log_access; /* "stderr", "off" or a path */
+  enum nlb_log_format log_access_format;
+  char *log_events;
+  int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+
+  bool has_api;
+  union nlb_sockaddr api_listen;
+  char *api_tls_cert; /* NULL: h2c */
+  char *api_tls_key;
+  bool api_insecure;
+
+  bool has_registry;
+  char *registry_path;
+  uint64_t registry_pending_expiry_ms;
+
+  struct nlb_config_principal *principals;
+  size_t n_principals;
+  struct nlb_config_network *networks;
+  size_t n_networks;
+  struct nlb_config_target_group *target_groups;
+  size_t n_target_groups;
+  struct nlb_config_load_balancer *load_balancers;
+  size_t n_load_balancers;
+};
+
+/* Reads and validates the file at path. On success returns the config and
+ * sets *errors to NULL. On failure returns NULL and sets *errors to a
+ * malloc'd text, one "FILE:LINE: message" per line, that the caller frees.
+ * Returns NULL with *errors NULL only when out of memory. */
+struct nlb_config *nlb_config_load(const char *path, char **errors);
+
+/* Releases cfg and everything it holds. NULL is ignored. */
+void nlb_config_free(struct nlb_config *cfg);
+
+/* Looks up a target group by name; NULL if absent. */
+const struct nlb_config_target_group *
+nlb_config_find_target_group(const struct nlb_config *cfg, const char *name);
+
+/* Name of an algorithm as written in the config. */
+const char *nlb_algorithm_name(enum nlb_algorithm algorithm);
+
+#endif

@@ -1,0 +1,100 @@
+/* A flow: one client connection and the target connection made for it,
+ * from accept to the access-log record. Flows live on one worker and are
+ * touched only by its thread. */
+#ifndef NLB_FLOW_H
+#define NLB_FLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "nlb/addr.h"
+#include "nlb/lb.h"
+#include "nlb/list.h"
+
+struct nlb_worker;
+struct nlb_snapshot;
+struct nlb_route;
+
+/* Why a flow ended, as the access log names it. */
+enum nlb_flow_end {
+  NLB_END_NONE,
+  NLB_END_CLIENT_FIN,
+  NLB_END_TARGET_FIN,
+  NLB_END_CLIENT_RESET,
+  NLB_END_TARGET_RESET,
+  NLB_END_IDLE_TIMEOUT,
+  NLB_END_CONNECT_FAILED,
+  NLB_END_NO_TARGET,
+  NLB_END_SOURCE_DENIED,
+  NLB_END_LIMIT,
+  NLB_END_ENDPOINT_CLOSED,
+  NLB_END_SHUTDOWN,
+  NLB_END_DEREGISTERED,
+};
+
+/* One direction of a flow: bytes read from one side, not yet written to
+ * the other. Holds a pipe (splice path) or a buffer (copy path) only while
+ * bytes are in flight; an idle flow holds neither. */
+struct nlb_direction {
+  int pipe_read;  /* -1 when no pipe is held */
+  int pipe_write;
+  char *buffer; /* NULL when none is held */
+  uint32_t buffer_start;
+  uint32_t buffer_end;
+  uint32_t in_pipe; /* bytes waiting in the pipe */
+  bool eof;         /* the source sent FIN */
+  bool shut;        /* FIN passed on to the destination */
+  bool paused;      /* over the high-water mark: not reading the source */
+};
+
+struct nlb_flow {
+  struct nlb_list link; /* on the worker's connecting or established list */
+  struct nlb_worker *worker;
+  struct nlb_snapshot *snapshot; /* one reference, dropped at close */
+  const struct nlb_route *route; /* inside snapshot */
+  struct nlb_target *target;     /* inside snapshot's pool; NULL until picked */
+
+  uv_poll_t client_poll;
+  uv_poll_t target_polls[2]; /* alternate: a retry may start before the
+                                previous attempt's handle finished closing */
+  int client_fd;
+  int target_fd;
+  uint8_t target_slot;
+  uint8_t client_events;
+  uint8_t target_events;
+  uint8_t open_handles;
+  uint8_t end;
+  uint8_t n_tried;
+  bool established;
+  bool closing;
+  uint32_t tried[NLB_MAX_TRIES];
+
+  union nlb_sockaddr client_addr;
+  uint64_t flow_hash;
+  uint64_t accepted_ms;
+  uint64_t connect_started_ms;
+  uint64_t connected_ms;
+  uint64_t last_active_ms;
+  uint64_t bytes_up;
+  uint64_t bytes_down;
+  struct nlb_direction up;   /* client to target */
+  struct nlb_direction down; /* target to client */
+};
+
+/* Places a just-accepted client connection: admission, target choice and
+ * the connect. Takes ownership of client_fd. Worker thread. */
+void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
+                    int client_fd, const union nlb_sockaddr *client_addr);
+
+/* Ends a flow with the given cause (idle timeout, endpoint closed,
+ * shutdown...), resetting both connections. Worker thread. */
+void nlb_flow_abort(struct nlb_flow *flow, enum nlb_flow_end end);
+
+/* Checks one flow against its timeouts at time now (ms, the worker loop's
+ * clock); may end it. Worker thread. */
+void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms);
+
+const char *nlb_flow_end_name(enum nlb_flow_end end);
+
+#endif

@@ -1,0 +1,86 @@
+/* The router: the control thread's model of listeners, target groups and
+ * targets, and the builder of the routing snapshots workers use.
+ *
+ * It applies a config (at start and on SIGHUP) as a diff: unchanged
+ * listeners keep their sockets, new ones are opened before anything is
+ * changed (so a reload that cannot bind changes nothing), removed targets
+ * drain. Control thread only. */
+#ifndef NLB_ROUTER_H
+#define NLB_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nlb/config.h"
+#include "nlb/snapshot.h"
+#include "nlb/target.h"
+#include "nlb/worker.h"
+
+struct nlb_router;
+
+/* A target group as the control thread keeps it. */
+struct nlb_group {
+  char *name;
+  struct nlb_config_target_group settings; /* strings owned by the group;
+                                               targets/n_targets unused */
+  struct nlb_target **targets; /* registered and draining targets */
+  size_t n_targets;
+  size_t capacity;
+  bool in_use; /* some listener routes to it */
+  uint64_t generation; /* bumped when health must look again */
+};
+
+/* Creates a router publishing to the given workers (not owned). */
+struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
+                                     size_t n_workers);
+
+/* Applies cfg. On failure nothing changes and err holds the reason.
+ * Returns 0 or a negative errno. now_ms is the control loop's clock. */
+int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
+                     uint64_t now_ms, char *err, size_t err_size);
+
+/* Builds and publishes a snapshot from the current state (after a health
+ * change). Returns 0 or -ENOMEM (the previous snapshot stays). */
+int nlb_router_publish(struct nlb_router *router, uint64_t now_ms);
+
+/* Periodic work: drained targets removed, slow-start weights refreshed.
+ * Publishes when something changed. */
+void nlb_router_tick(struct nlb_router *router, uint64_t now_ms);
+
+/* Target groups, for health checks, the API and metrics. */
+size_t nlb_router_group_count(const struct nlb_router *router);
+struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index);
+struct nlb_group *nlb_router_find_group(struct nlb_router *router,
+                                        const char *name);
+
+/* Registers a target at run time (API). Returns 0, -ENOENT (no group),
+ * -EEXIST (already registered and not draining), -ENOMEM. */
+int nlb_router_register_target(struct nlb_router *router, const char *group,
+                               const union nlb_sockaddr *address,
+                               uint32_t weight, uint64_t now_ms,
+                               struct nlb_target **out);
+
+/* Starts draining a target (API deregistration). Returns 0 or -ENOENT. */
+int nlb_router_deregister_target(struct nlb_router *router, const char *group,
+                                 const union nlb_sockaddr *address,
+                                 uint64_t now_ms, struct nlb_target **out);
+
+/* Sets a target's health state with a reason, logs the change as an event
+ * and republishes when the usable set changed. */
+void nlb_router_set_target_state(struct nlb_router *router,
+                                 struct nlb_group *group,
+                                 struct nlb_target *target,
+                                 enum nlb_target_state state,
+                                 const char *reason, uint64_t now_ms);
+
+/* Writes Prometheus text for listeners, groups and targets into a malloc'd
+ * string the caller frees; NULL on ENOMEM. */
+char *nlb_router_metrics(struct nlb_router *router);
+
+/* Closes every listening socket; flows go on. */
+void nlb_router_stop_accepting(struct nlb_router *router);
+
+void nlb_router_free(struct nlb_router *router);
+
+#endif

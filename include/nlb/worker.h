@@ -1,0 +1,72 @@
+/* Workers: threads that each run their own uv loop, accept on their own
+ * SO_REUSEPORT socket of every listener, and carry flows from accept to
+ * close. The control thread drives a worker only through the functions
+ * below, which queue a command and wake the worker with a uv_async_t. */
+#ifndef NLB_WORKER_H
+#define NLB_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nlb/flow.h"
+#include "nlb/list.h"
+#include "nlb/snapshot.h"
+
+struct nlb_worker;
+
+/* Starts worker number index with the given snapshot (the worker takes its
+ * own reference). Returns NULL on failure. Control thread. */
+struct nlb_worker *nlb_worker_start(unsigned index,
+                                    struct nlb_snapshot *snapshot);
+
+/* Hands the worker a listening socket for the route with route_id; the
+ * worker owns fd from here on. Control thread. */
+void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
+                             int fd);
+
+/* Closes the worker's socket for route_id. With reset_flows, every flow
+ * that came in through it is reset at once (end=endpoint_closed); without,
+ * flows run on. Control thread. */
+void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
+                                bool reset_flows);
+
+/* Publishes a new snapshot to the worker (it takes its own reference);
+ * new flows use it, running flows keep theirs. Control thread. */
+void nlb_worker_set_snapshot(struct nlb_worker *worker,
+                             struct nlb_snapshot *snapshot);
+
+/* Closes every listening socket: the start of a shutdown. */
+void nlb_worker_stop_accepting(struct nlb_worker *worker);
+
+/* Resets every flow still open (end=shutdown). */
+void nlb_worker_close_flows(struct nlb_worker *worker);
+
+/* Number of flows open on the worker. Any thread. */
+uint64_t nlb_worker_active_flows(const struct nlb_worker *worker);
+
+/* Stops the loop once its flows are gone (after nlb_worker_close_flows),
+ * joins the thread and frees the worker. Control thread. */
+void nlb_worker_stop(struct nlb_worker *worker);
+
+/* Helpers for flow.c: pooled resources of the worker. Worker thread. */
+uv_loop_t *nlb_worker_loop(struct nlb_worker *worker);
+struct nlb_snapshot *nlb_worker_snapshot(struct nlb_worker *worker);
+int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd,
+                        int *write_fd);
+void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd,
+                         int write_fd);
+char *nlb_worker_get_buffer(struct nlb_worker *worker);
+void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer);
+struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker);
+void nlb_worker_free_flow(struct nlb_worker *worker, struct nlb_flow *flow);
+void nlb_worker_track_connecting(struct nlb_worker *worker,
+                                 struct nlb_flow *flow);
+void nlb_worker_track_established(struct nlb_worker *worker,
+                                  struct nlb_flow *flow);
+void nlb_worker_flow_closed(struct nlb_worker *worker);
+unsigned nlb_worker_index(const struct nlb_worker *worker);
+
+/* Size of a copy-path buffer; also the high-water mark of a direction. */
+#define NLB_BUFFER_SIZE 16384
+
+#endif

@@ -1,0 +1,919 @@
+#include "nlb/config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nlb/duration.h"
+
+/* Collects every error of one load, so a user fixes a file in one pass. */
+struct loader {
+  const char *path;
+  char *errors;
+  size_t errors_len;
+  bool failed;
+};
+
+static void fail_at(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail_at(struct loader *ld, int line, const char *fmt, ...)
+{
+  char message[512];
+  va_list args;
+  int len;
+
+  va_start(args, fmt);
+  vsnprintf(message, sizeof(message), fmt, args);
+  va_end(args);
+  ld->failed = true;
+  len = snprintf(NULL, 0, "%s:%d: %s\n", ld->path, line, message);
+  char *grown = realloc(ld->errors, ld->errors_len + (size_t)len + 1);
+  if (!grown)
+    return;
+  ld->errors = grown;
+  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%d: %s\n",
+           ld->path, line, message);
+  ld->errors_len += (size_t)len;
+}
+
+static int line_of(const config_setting_t *setting)
+{
+  return (int)config_setting_source_line(setting);
+}
+
+/* Unknown keys are errors: a typo must not silently become a default. */
+static void check_keys(struct loader *ld, const config_setting_t *group,
+                       const char *what, const char *const *allowed)
+{
+  int count = config_setting_length(group);
+
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *member = config_setting_get_elem(group, i);
+    const char *name = config_setting_name(member);
+    bool known = false;
+    if (!name)
+      continue;
+    for (const char *const *a = allowed; *a; a++)
+      if (strcmp(*a, name) == 0)
+        known = true;
+    if (!known)
+      fail_at(ld, line_of(member), "unknown setting '%s' in %s", name, what);
+  }
+}
+
+static const config_setting_t *member_of(const config_setting_t *group,
+                                         const char *name)
+{
+  return config_setting_get_member(group, name);
+}
+
+static char *dup_or_die(const char *text)
+{
+  char *copy = strdup(text);
+  if (!copy) {
+    fprintf(stderr, "nlbd: out of memory\n");
+    exit(1);
+  }
+  return copy;
+}
+
+static void *calloc_or_die(size_t n, size_t size)
+{
+  void *p = calloc(n ? n : 1, size);
+  if (!p) {
+    fprintf(stderr, "nlbd: out of memory\n");
+    exit(1);
+  }
+  return p;
+}
+
+/* Reads an optional string; returns false (and reports) on a wrong type. */
+static bool get_string(struct loader *ld, const config_setting_t *group,
+                       const char *name, const char **out)
+{
+  const config_setting_t *s = member_of(group, name);
+  if (!s)
+    return false;
+  if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+    fail_at(ld, line_of(s), "'%s' must be a string", name);
+    return false;
+  }
+  *out = config_setting_get_string(s);
+  return true;
+}
+
+static bool get_bool(struct loader *ld, const config_setting_t *group,
+                     const char *name, bool *out)
+{
+  const config_setting_t *s = member_of(group, name);
+  if (!s)
+    return false;
+  if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+    fail_at(ld, line_of(s), "'%s' must be true or false", name);
+    return false;
+  }
+  *out = config_setting_get_bool(s);
+  return true;
+}
+
+static bool get_int(struct loader *ld, const config_setting_t *group,
+                    const char *name, long long min, long long max,
+                    long long *out)
+{
+  const config_setting_t *s = member_of(group, name);
+  long long value;
+  if (!s)
+    return false;
+  if (config_setting_type(s) == CONFIG_TYPE_INT)
+    value = config_setting_get_int(s);
+  else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+    value = config_setting_get_int64(s);
+  else {
+    fail_at(ld, line_of(s), "'%s' must be an integer", name);
+    return false;
+  }
+  if (value < min || value > max) {
+    fail_at(ld, line_of(s), "'%s' must be between %lld and %lld, not %lld",
+            name, min, max, value);
+    return false;
+  }
+  *out = value;
+  return true;
+}
+
+static bool get_duration(struct loader *ld, const config_setting_t *group,
+                         const char *name, uint64_t min_ms, uint64_t max_ms,
+                         uint64_t *out)
+{
+  const config_setting_t *s = member_of(group, name);
+  uint64_t ms;
+  if (!s)
+    return false;
+  switch (config_setting_type(s)) {
+  case CONFIG_TYPE_INT:
+  case CONFIG_TYPE_INT64: {
+    long long seconds = config_setting_get_int64(s);
+    if (config_setting_type(s) == CONFIG_TYPE_INT)
+      seconds = config_setting_get_int(s);
+    if (seconds < 0) {
+      fail_at(ld, line_of(s), "'%s' must not be negative", name);
+      return false;
+    }
+    ms = (uint64_t)seconds * 1000;
+    break;
+  }
+  case CONFIG_TYPE_FLOAT: {
+    double seconds = config_setting_get_float(s);
+    if (seconds < 0) {
+      fail_at(ld, line_of(s), "'%s' must not be negative", name);
+      return false;
+    }
+    ms = (uint64_t)(seconds * 1000 + 0.5);
+    break;
+  }
+  case CONFIG_TYPE_STRING:
+    if (nlb_duration_parse(config_setting_get_string(s), &ms) < 0) {
+      fail_at(ld, line_of(s),
+              "'%s': bad duration \"%s\" (use e.g. \"250ms\", \"10s\", "
+              "\"5m\")",
+              name, config_setting_get_string(s));
+      return false;
+    }
+    break;
+  default:
+    fail_at(ld, line_of(s), "'%s' must be a duration", name);
+    return false;
+  }
+  if (ms < min_ms || ms > max_ms) {
+    fail_at(ld, line_of(s), "'%s' must be between %llums and %llums", name,
+            (unsigned long long)min_ms, (unsigned long long)max_ms);
+    return false;
+  }
+  *out = ms;
+  return true;
+}
+
+/* Lists in the file may be written as lists "( )" or arrays "[ ]". */
+static bool is_sequence(const config_setting_t *s)
+{
+  return config_setting_is_list(s) || config_setting_is_array(s);
+}
+
+static const config_setting_t *get_list(struct loader *ld,
+                                        const config_setting_t *group,
+                                        const char *name)
+{
+  const config_setting_t *s = member_of(group, name);
+  if (s && !is_sequence(s)) {
+    fail_at(ld, line_of(s), "'%s' must be a list", name);
+    return NULL;
+  }
+  return s;
+}
+
+static bool is_valid_name(const char *name)
+{
+  if (!*name || strlen(name) > 63)
+    return false;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+      return false;
+  return true;
+}
+
+/* Reads the required "name" of a list item; NULL (reported) when absent. */
+static const char *item_name(struct loader *ld, const config_setting_t *item,
+                             const char *what)
+{
+  const char *name = NULL;
+  if (!get_string(ld, item, "name", &name)) {
+    if (!member_of(item, "name"))
+      fail_at(ld, line_of(item), "%s needs a 'name'", what);
+    return NULL;
+  }
+  if (!is_valid_name(name)) {
+    fail_at(ld, line_of(member_of(item, "name")),
+            "%s name \"%s\" must be 1-63 letters, digits, '-', '_' or '.'",
+            what, name);
+    return NULL;
+  }
+  return name;
+}
+
+static int hex_value(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+static void load_log(struct loader *ld, const config_setting_t *root,
+                     struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"access", "access_format", "events",
+                                     "level", NULL};
+  const config_setting_t *log = member_of(root, "log");
+  const char *text;
+
+  cfg->log_access = dup_or_die("stderr");
+  cfg->log_events = dup_or_die("stderr");
+  cfg->log_level = 1;
+  cfg->log_access_format = NLB_LOG_TEXT;
+  if (!log)
+    return;
+  if (!config_setting_is_group(log)) {
+    fail_at(ld, line_of(log), "'log' must be a group { ... }");
+    return;
+  }
+  check_keys(ld, log, "log", keys);
+  if (get_string(ld, log, "access", &text)) {
+    free(cfg->log_access);
+    cfg->log_access = dup_or_die(text);
+  }
+  if (get_string(ld, log, "events", &text)) {
+    free(cfg->log_events);
+    cfg->log_events = dup_or_die(text);
+  }
+  if (get_string(ld, log, "access_format", &text)) {
+    if (strcmp(text, "text") == 0)
+      cfg->log_access_format = NLB_LOG_TEXT;
+    else if (strcmp(text, "json") == 0)
+      cfg->log_access_format = NLB_LOG_JSON;
+    else
+      fail_at(ld, line_of(member_of(log, "access_format")),
+              "access_format must be \"text\" or \"json\", not \"%s\"", text);
+  }
+  if (get_string(ld, log, "level", &text)) {
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    int found = -1;
+    for (int i = 0; i < 4; i++)
+      if (strcmp(levels[i], text) == 0)
+        found = i;
+    if (found < 0)
+      fail_at(ld, line_of(member_of(log, "level")),
+              "level must be debug, info, warn or error, not \"%s\"", text);
+    else
+      cfg->log_level = found;
+  }
+}
+
+static void load_api(struct loader *ld, const config_setting_t *root,
+                     struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"listen", "tls", "insecure", NULL};
+  static const char *const tls_keys[] = {"cert", "key", NULL};
+  const config_setting_t *api = member_of(root, "api");
+  const config_setting_t *tls;
+  const char *text = "127.0.0.1:9180";
+
+  if (!api)
+    return;
+  if (!config_setting_is_group(api)) {
+    fail_at(ld, line_of(api), "'api' must be a group { ... }");
+    return;
+  }
+  check_keys(ld, api, "api", keys);
+  cfg->has_api = true;
+  get_string(ld, api, "listen", &text);
+  if (nlb_addr_parse(text, &cfg->api_listen) < 0)
+    fail_at(ld, line_of(member_of(api, "listen") ? member_of(api, "listen")
+                                                 : api),
+            "api.listen \"%s\" is not ADDRESS:PORT", text);
+  get_bool(ld, api, "insecure", &cfg->api_insecure);
+  tls = member_of(api, "tls");
+  if (tls) {
+    const char *cert = NULL, *key = NULL;
+    if (!config_setting_is_group(tls)) {
+      fail_at(ld, line_of(tls), "'tls' must be a group { cert; key; }");
+      return;
+    }
+    check_keys(ld, tls, "api.tls", tls_keys);
+    get_string(ld, tls, "cert", &cert);
+    get_string(ld, tls, "key", &key);
+    if (!cert || !key) {
+      fail_at(ld, line_of(tls), "api.tls needs both 'cert' and 'key'");
+      return;
+    }
+    cfg->api_tls_cert = dup_or_die(cert);
+    cfg->api_tls_key = dup_or_die(key);
+  }
+  if (!cfg->api_tls_cert && !cfg->api_insecure &&
+      cfg->api_listen.sa.sa_family && !nlb_addr_is_loopback(&cfg->api_listen))
+    fail_at(ld, line_of(api),
+            "api.listen %s is not a loopback address: set api.tls, or "
+            "api.insecure = true to serve plain h2c anyway",
+            text);
+}
+
+static void load_registry(struct loader *ld, const config_setting_t *root,
+                          struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"path", "pending_expiry", NULL};
+  const config_setting_t *reg = member_of(root, "registry");
+  const char *path = NULL;
+
+  cfg->registry_pending_expiry_ms = 7ull * 24 * 3600 * 1000;
+  if (!reg)
+    return;
+  if (!config_setting_is_group(reg)) {
+    fail_at(ld, line_of(reg), "'registry' must be a group { path; }");
+    return;
+  }
+  check_keys(ld, reg, "registry", keys);
+  if (!get_string(ld, reg, "path", &path) || !*path) {
+    fail_at(ld, line_of(reg), "registry needs a 'path'");
+    return;
+  }
+  cfg->has_registry = true;
+  cfg->registry_path = dup_or_die(path);
+  get_duration(ld, reg, "pending_expiry", 1000, UINT64_C(10) * 365 * 86400000,
+               &cfg->registry_pending_expiry_ms);
+}
+
+static void load_principals(struct loader *ld, const config_setting_t *root,
+                            struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"name", "role", "token_sha256", NULL};
+  const config_setting_t *list = get_list(ld, root, "principals");
+  int count = list ? config_setting_length(list) : 0;
+
+  cfg->principals = calloc_or_die((size_t)count, sizeof(*cfg->principals));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_principal *p = &cfg->principals[cfg->n_principals];
+    const char *name, *role = NULL, *hash = NULL;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item), "a principal must be a group { ... }");
+      continue;
+    }
+    check_keys(ld, item, "principal", keys);
+    name = item_name(ld, item, "principal");
+    if (!name)
+      continue;
+    for (size_t j = 0; j < cfg->n_principals; j++)
+      if (strcmp(cfg->principals[j].name, name) == 0)
+        fail_at(ld, line_of(item), "duplicate principal name \"%s\"", name);
+    p->line = line_of(item);
+    if (!get_string(ld, item, "role", &role))
+      fail_at(ld, line_of(item), "principal \"%s\" needs a 'role'", name);
+    else if (strcmp(role, "operator") == 0)
+      p->role = NLB_ROLE_OPERATOR;
+    else if (strcmp(role, "provider") == 0)
+      p->role = NLB_ROLE_PROVIDER;
+    else if (strcmp(role, "consumer") == 0)
+      p->role = NLB_ROLE_CONSUMER;
+    else
+      fail_at(ld, line_of(member_of(item, "role")),
+              "role must be operator, provider or consumer, not \"%s\"", role);
+    if (!get_string(ld, item, "token_sha256", &hash)) {
+      fail_at(ld, line_of(item), "principal \"%s\" needs a 'token_sha256'",
+              name);
+    } else {
+      bool ok = strlen(hash) == 64;
+      for (int b = 0; ok && b < 32; b++) {
+        int hi = hex_value(hash[2 * b]), lo = hex_value(hash[2 * b + 1]);
+        if (hi < 0 || lo < 0)
+          ok = false;
+        else
+          p->token_sha256[b] = (uint8_t)(hi << 4 | lo);
+      }
+      if (!ok)
+        fail_at(ld, line_of(member_of(item, "token_sha256")),
+                "token_sha256 must be 64 hex digits (printf %%s TOKEN | "
+                "sha256sum)");
+    }
+    p->name = dup_or_die(name);
+    cfg->n_principals++;
+  }
+}
+
+static const struct nlb_config_principal *
+find_principal(const struct nlb_config *cfg, const char *name)
+{
+  for (size_t i = 0; i < cfg->n_principals; i++)
+    if (strcmp(cfg->principals[i].name, name) == 0)
+      return &cfg->principals[i];
+  return NULL;
+}
+
+static void load_networks(struct loader *ld, const config_setting_t *root,
+                          struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"name", "netns", "range", "principals",
+                                     NULL};
+  const config_setting_t *list = get_list(ld, root, "networks");
+  int count = list ? config_setting_length(list) : 0;
+
+  cfg->networks = calloc_or_die((size_t)count, sizeof(*cfg->networks));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_network *net = &cfg->networks[cfg->n_networks];
+    const config_setting_t *allowed;
+    const char *name, *range = NULL, *netns = NULL;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item), "a network must be a group { ... }");
+      continue;
+    }
+    check_keys(ld, item, "network", keys);
+    name = item_name(ld, item, "network");
+    if (!name)
+      continue;
+    for (size_t j = 0; j < cfg->n_networks; j++)
+      if (strcmp(cfg->networks[j].name, name) == 0)
+        fail_at(ld, line_of(item), "duplicate network name \"%s\"", name);
+    net->line = line_of(item);
+    if (!get_string(ld, item, "range", &range))
+      fail_at(ld, line_of(item), "network \"%s\" needs a 'range'", name);
+    else if (nlb_cidr_parse(range, &net->range) < 0)
+      fail_at(ld, line_of(member_of(item, "range")),
+              "range \"%s\" is not a CIDR such as 10.0.0.0/24 (host bits "
+              "must be zero)",
+              range);
+    if (get_string(ld, item, "netns", &netns)) {
+      if (!is_valid_name(netns) || strcmp(netns, ".") == 0 ||
+          strcmp(netns, "..") == 0)
+        fail_at(ld, line_of(member_of(item, "netns")),
+                "netns \"%s\" is not a namespace name", netns);
+      else
+        net->netns = dup_or_die(netns);
+    }
+    allowed = get_list(ld, item, "principals");
+    if (allowed) {
+      int n = config_setting_length(allowed);
+      net->principals = calloc_or_die((size_t)n, sizeof(char *));
+      for (int j = 0; j < n; j++) {
+        const config_setting_t *e = config_setting_get_elem(allowed, j);
+        const char *pname = config_setting_get_string(e);
+        const struct nlb_config_principal *p;
+        if (!pname) {
+          fail_at(ld, line_of(allowed), "principals must be strings");
+          continue;
+        }
+        p = find_principal(cfg, pname);
+        if (!p)
+          fail_at(ld, line_of(allowed), "unknown principal \"%s\"", pname);
+        else if (p->role != NLB_ROLE_CONSUMER)
+          fail_at(ld, line_of(allowed),
+                  "principal \"%s\" is not a consumer", pname);
+        net->principals[net->n_principals++] = dup_or_die(pname);
+      }
+    }
+    net->name = dup_or_die(name);
+    cfg->n_networks++;
+  }
+}
+
+static void load_health(struct loader *ld, const config_setting_t *group,
+                        struct nlb_config_health *hc)
+{
+  static const char *const keys[] = {
+      "protocol", "port", "interval", "timeout", "healthy_threshold",
+      "unhealthy_threshold", "path", "matcher", "host", NULL};
+  const config_setting_t *s = member_of(group, "health_check");
+  const char *text;
+  long long value;
+
+  hc->protocol = NLB_HEALTH_TCP;
+  hc->interval_ms = 10000;
+  hc->timeout_ms = 5000;
+  hc->healthy_threshold = 3;
+  hc->unhealthy_threshold = 2;
+  hc->path = dup_or_die("/");
+  nlb_status_matcher_parse("200-399", &hc->matcher);
+  if (!s)
+    return;
+  if (!config_setting_is_group(s)) {
+    fail_at(ld, line_of(s), "'health_check' must be a group { ... }");
+    return;
+  }
+  check_keys(ld, s, "health_check", keys);
+  if (get_string(ld, s, "protocol", &text)) {
+    if (strcmp(text, "tcp") == 0)
+      hc->protocol = NLB_HEALTH_TCP;
+    else if (strcmp(text, "http") == 0)
+      hc->protocol = NLB_HEALTH_HTTP;
+    else
+      fail_at(ld, line_of(member_of(s, "protocol")),
+              "protocol must be \"tcp\" or \"http\", not \"%s\"", text);
+  }
+  if (get_int(ld, s, "port", 0, 65535, &value))
+    hc->port = (uint16_t)value;
+  get_duration(ld, s, "interval", 100, 3600000, &hc->interval_ms);
+  get_duration(ld, s, "timeout", 10, 3600000, &hc->timeout_ms);
+  if (get_int(ld, s, "healthy_threshold", 1, 100, &value))
+    hc->healthy_threshold = (unsigned)value;
+  if (get_int(ld, s, "unhealthy_threshold", 1, 100, &value))
+    hc->unhealthy_threshold = (unsigned)value;
+  if (get_string(ld, s, "path", &text)) {
+    if (text[0] != '/' || strpbrk(text, " \r\n"))
+      fail_at(ld, line_of(member_of(s, "path")),
+              "path must start with '/' and hold no spaces");
+    free(hc->path);
+    hc->path = dup_or_die(text);
+  }
+  if (get_string(ld, s, "host", &text)) {
+    if (!*text || strpbrk(text, " \r\n"))
+      fail_at(ld, line_of(member_of(s, "host")), "host must be one word");
+    hc->host = dup_or_die(text);
+  }
+  if (get_string(ld, s, "matcher", &text) &&
+      nlb_status_matcher_parse(text, &hc->matcher) < 0)
+    fail_at(ld, line_of(member_of(s, "matcher")),
+            "matcher \"%s\" must be codes or ranges such as \"200-399\" or "
+            "\"200,204\"",
+            text);
+  if (hc->timeout_ms > hc->interval_ms)
+    fail_at(ld, line_of(s), "health_check timeout must not exceed interval");
+}
+
+static void load_targets(struct loader *ld, const config_setting_t *group,
+                         struct nlb_config_target_group *tg)
+{
+  static const char *const keys[] = {"address", "weight", NULL};
+  const config_setting_t *list = get_list(ld, group, "targets");
+  int count = list ? config_setting_length(list) : 0;
+
+  tg->targets = calloc_or_die((size_t)count, sizeof(*tg->targets));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_target *t = &tg->targets[tg->n_targets];
+    const char *address = NULL;
+    long long weight = 1;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item), "a target must be a group { address; }");
+      continue;
+    }
+    check_keys(ld, item, "target", keys);
+    t->line = line_of(item);
+    if (!get_string(ld, item, "address", &address)) {
+      fail_at(ld, line_of(item), "target needs an 'address'");
+      continue;
+    }
+    if (nlb_addr_parse(address, &t->address) < 0 ||
+        nlb_addr_port(&t->address) == 0) {
+      fail_at(ld, line_of(member_of(item, "address")),
+              "target address \"%s\" is not IP:PORT or [IPv6]:PORT", address);
+      continue;
+    }
+    get_int(ld, item, "weight", 0, 1000, &weight);
+    t->weight = (uint32_t)weight;
+    for (size_t j = 0; j < tg->n_targets; j++)
+      if (nlb_addr_equal(&tg->targets[j].address, &t->address))
+        fail_at(ld, t->line, "duplicate target %s in target group \"%s\"",
+                address, tg->name);
+    tg->n_targets++;
+  }
+}
+
+static void load_target_groups(struct loader *ld,
+                               const config_setting_t *root,
+                               struct nlb_config *cfg)
+{
+  static const char *const keys[] = {
+      "name", "algorithm", "proxy_protocol", "deregistration_delay",
+      "fail_open", "slow_start", "connect_timeout", "connect_retries",
+      "health_check", "targets", NULL};
+  const config_setting_t *list = get_list(ld, root, "target_groups");
+  int count = list ? config_setting_length(list) : 0;
+
+  cfg->target_groups =
+      calloc_or_die((size_t)count, sizeof(*cfg->target_groups));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_target_group *tg =
+        &cfg->target_groups[cfg->n_target_groups];
+    const char *name, *text;
+    long long value;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item), "a target group must be a group { ... }");
+      continue;
+    }
+    check_keys(ld, item, "target group", keys);
+    name = item_name(ld, item, "target group");
+    if (!name)
+      continue;
+    if (nlb_config_find_target_group(cfg, name))
+      fail_at(ld, line_of(item), "duplicate target group name \"%s\"", name);
+    tg->name = dup_or_die(name);
+    tg->line = line_of(item);
+    tg->algorithm = NLB_ALGORITHM_MAGLEV;
+    tg->fail_open = true;
+    tg->deregistration_delay_ms = 300000;
+    tg->connect_timeout_ms = 5000;
+    tg->connect_retries = 2;
+    if (get_string(ld, item, "algorithm", &text)) {
+      if (strcmp(text, "maglev") == 0)
+        tg->algorithm = NLB_ALGORITHM_MAGLEV;
+      else if (strcmp(text, "round_robin") == 0)
+        tg->algorithm = NLB_ALGORITHM_ROUND_ROBIN;
+      else if (strcmp(text, "least_conn") == 0)
+        tg->algorithm = NLB_ALGORITHM_LEAST_CONN;
+      else
+        fail_at(ld, line_of(member_of(item, "algorithm")),
+                "algorithm must be maglev, round_robin or least_conn, not "
+                "\"%s\"",
+                text);
+    }
+    if (get_string(ld, item, "proxy_protocol", &text)) {
+      if (strcmp(text, "v2") == 0)
+        tg->proxy_protocol_v2 = true;
+      else if (strcmp(text, "off") != 0)
+        fail_at(ld, line_of(member_of(item, "proxy_protocol")),
+                "proxy_protocol must be \"off\" or \"v2\", not \"%s\"", text);
+    }
+    get_bool(ld, item, "fail_open", &tg->fail_open);
+    get_duration(ld, item, "deregistration_delay", 0, 3600000,
+                 &tg->deregistration_delay_ms);
+    get_duration(ld, item, "slow_start", 0, 900000, &tg->slow_start_ms);
+    get_duration(ld, item, "connect_timeout", 10, 600000,
+                 &tg->connect_timeout_ms);
+    if (get_int(ld, item, "connect_retries", 0, 16, &value))
+      tg->connect_retries = (unsigned)value;
+    load_health(ld, item, &tg->health);
+    load_targets(ld, item, tg);
+    cfg->n_target_groups++;
+  }
+}
+
+static void load_listeners(struct loader *ld, const config_setting_t *lb_item,
+                           struct nlb_config *cfg,
+                           struct nlb_config_load_balancer *lb)
+{
+  static const char *const keys[] = {"port", "target_group", "bind",
+                                     "idle_timeout", NULL};
+  const config_setting_t *list = get_list(ld, lb_item, "listeners");
+  int count = list ? config_setting_length(list) : 0;
+
+  if (!list)
+    fail_at(ld, lb->line, "load balancer \"%s\" needs 'listeners'", lb->name);
+  lb->listeners = calloc_or_die((size_t)count, sizeof(*lb->listeners));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_listener *l = &lb->listeners[lb->n_listeners];
+    const char *group = NULL, *bind = NULL;
+    const struct nlb_config_target_group *tg;
+    long long port;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item), "a listener must be a group { ... }");
+      continue;
+    }
+    check_keys(ld, item, "listener", keys);
+    l->line = line_of(item);
+    l->idle_timeout_ms = 350000;
+    if (!get_int(ld, item, "port", 1, 65535, &port)) {
+      if (!member_of(item, "port"))
+        fail_at(ld, l->line, "listener needs a 'port'");
+      continue;
+    }
+    l->port = (uint16_t)port;
+    for (size_t j = 0; j < lb->n_listeners; j++)
+      if (lb->listeners[j].port == l->port)
+        fail_at(ld, l->line, "duplicate listener port %u in \"%s\"", l->port,
+                lb->name);
+    if (!get_string(ld, item, "target_group", &group)) {
+      fail_at(ld, l->line, "listener needs a 'target_group'");
+      continue;
+    }
+    tg = nlb_config_find_target_group(cfg, group);
+    if (!tg) {
+      fail_at(ld, line_of(member_of(item, "target_group")),
+              "unknown target group \"%s\"", group);
+      continue;
+    }
+    l->target_group = (size_t)(tg - cfg->target_groups);
+    if (get_string(ld, item, "bind", &bind)) {
+      if (nlb_addr_parse_ip(bind, l->port, &l->bind) < 0) {
+        fail_at(ld, line_of(member_of(item, "bind")),
+                "bind \"%s\" is not an IP address", bind);
+        continue;
+      }
+      l->has_bind = true;
+    }
+    get_duration(ld, item, "idle_timeout", 1000, 7 * 86400000ull,
+                 &l->idle_timeout_ms);
+    lb->n_listeners++;
+  }
+}
+
+static void load_load_balancers(struct loader *ld,
+                                const config_setting_t *root,
+                                struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"name", "listeners", NULL};
+  const config_setting_t *list = get_list(ld, root, "load_balancers");
+  int count = list ? config_setting_length(list) : 0;
+
+  cfg->load_balancers =
+      calloc_or_die((size_t)count, sizeof(*cfg->load_balancers));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_load_balancer *lb =
+        &cfg->load_balancers[cfg->n_load_balancers];
+    const char *name;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item), "a load balancer must be a group { ... }");
+      continue;
+    }
+    check_keys(ld, item, "load balancer", keys);
+    name = item_name(ld, item, "load balancer");
+    if (!name)
+      continue;
+    for (size_t j = 0; j < cfg->n_load_balancers; j++)
+      if (strcmp(cfg->load_balancers[j].name, name) == 0)
+        fail_at(ld, line_of(item), "duplicate load balancer name \"%s\"",
+                name);
+    lb->name = dup_or_die(name);
+    lb->line = line_of(item);
+    load_listeners(ld, item, cfg, lb);
+    cfg->n_load_balancers++;
+  }
+  /* Two listeners may not claim the same host address and port. */
+  for (size_t a = 0; a < cfg->n_load_balancers; a++)
+    for (size_t i = 0; i < cfg->load_balancers[a].n_listeners; i++)
+      for (size_t b = a; b < cfg->n_load_balancers; b++)
+        for (size_t j = (a == b ? i + 1 : 0);
+             j < cfg->load_balancers[b].n_listeners; j++) {
+          const struct nlb_config_listener *x =
+              &cfg->load_balancers[a].listeners[i];
+          const struct nlb_config_listener *y =
+              &cfg->load_balancers[b].listeners[j];
+          if (x->has_bind && y->has_bind && nlb_addr_equal(&x->bind, &y->bind))
+            fail_at(ld, y->line,
+                    "listener port %u on this address is already used by "
+                    "\"%s\"",
+                    y->port, cfg->load_balancers[a].name);
+        }
+}
+
+struct nlb_config *nlb_config_load(const char *path, char **errors)
+{
+  static const char *const keys[] = {
+      "workers", "shutdown_timeout", "log", "api", "registry", "principals",
+      "networks", "target_groups", "load_balancers", NULL};
+  struct loader ld = {.path = path};
+  struct nlb_config *cfg;
+  config_t file;
+  const config_setting_t *root;
+  long long workers = 0;
+
+  *errors = NULL;
+  cfg = calloc(1, sizeof(*cfg));
+  if (!cfg)
+    return NULL;
+  cfg->path = dup_or_die(path);
+  config_init(&file);
+  if (!config_read_file(&file, path)) {
+    if (config_error_type(&file) == CONFIG_ERR_FILE_IO)
+      fail_at(&ld, 0, "cannot read file: %s", strerror(errno ? errno : EIO));
+    else
+      fail_at(&ld, config_error_line(&file), "syntax error: %s",
+              config_error_text(&file));
+    goto done;
+  }
+  root = config_root_setting(&file);
+  check_keys(&ld, root, "the top level", keys);
+  if (get_int(&ld, root, "workers", 0, 256, &workers) && workers > 0)
+    cfg->workers = (unsigned)workers;
+  if (cfg->workers == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = cpus > 0 ? (unsigned)cpus : 1;
+  }
+  cfg->shutdown_timeout_ms = 30000;
+  get_duration(&ld, root, "shutdown_timeout", 0, 3600000,
+               &cfg->shutdown_timeout_ms);
+  load_log(&ld, root, cfg);
+  load_api(&ld, root, cfg);
+  load_registry(&ld, root, cfg);
+  load_principals(&ld, root, cfg);
+  load_networks(&ld, root, cfg);
+  load_target_groups(&ld, root, cfg);
+  load_load_balancers(&ld, root, cfg);
+  if (cfg->has_api && !cfg->has_registry)
+    fail_at(&ld, line_of(member_of(root, "api")),
+            "'api' needs a 'registry' to store services and endpoints");
+done:
+  config_destroy(&file);
+  if (ld.failed) {
+    nlb_config_free(cfg);
+    *errors = ld.errors;
+    return NULL;
+  }
+  free(ld.errors);
+  return cfg;
+}
+
+void nlb_config_free(struct nlb_config *cfg)
+{
+  if (!cfg)
+    return;
+  for (size_t i = 0; i < cfg->n_principals; i++)
+    free(cfg->principals[i].name);
+  free(cfg->principals);
+  for (size_t i = 0; i < cfg->n_networks; i++) {
+    struct nlb_config_network *net = &cfg->networks[i];
+    for (size_t j = 0; j < net->n_principals; j++)
+      free(net->principals[j]);
+    free(net->principals);
+    free(net->name);
+    free(net->netns);
+  }
+  free(cfg->networks);
+  for (size_t i = 0; i < cfg->n_target_groups; i++) {
+    struct nlb_config_target_group *tg = &cfg->target_groups[i];
+    free(tg->name);
+    free(tg->health.path);
+    free(tg->health.host);
+    free(tg->targets);
+  }
+  free(cfg->target_groups);
+  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    free(cfg->load_balancers[i].name);
+    free(cfg->load_balancers[i].listeners);
+  }
+  free(cfg->load_balancers);
+  free(cfg->log_access);
+  free(cfg->log_events);
+  free(cfg->api_tls_cert);
+  free(cfg->api_tls_key);
+  free(cfg->registry_path);
+  free(cfg->path);
+  free(cfg);
+}
+
+const struct nlb_config_target_group *
+nlb_config_find_target_group(const struct nlb_config *cfg, const char *name)
+{
+  for (size_t i = 0; i < cfg->n_target_groups; i++)
+    if (cfg->target_groups[i].name &&
+        strcmp(cfg->target_groups[i].name, name) == 0)
+      return &cfg->target_groups[i];
+  return NULL;
+}
+
+const char *nlb_algorithm_name(enum nlb_algorithm algorithm)
+{
+  switch (algorithm) {
+  case NLB_ALGORITHM_ROUND_ROBIN:
+    return "round_robin";
+  case NLB_ALGORITHM_LEAST_CONN:
+    return "least_conn";
+  default:
+    return "maglev";
+  }
+}

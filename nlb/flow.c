@@ -1,0 +1,617 @@
+#include "nlb/flow.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nlb/log.h"
+#include "nlb/proxy_v2.h"
+#include "nlb/snapshot.h"
+#include "nlb/worker.h"
+
+/* A direction reads its source again only once what it read has been
+ * written on: the high-water mark is one pipe (64 KiB, the kernel's default
+ * pipe size) or one buffer, the low-water mark is empty. Kernel socket
+ * buffers do the rest, and a slow reader costs nlb at most this much. */
+#define PIPE_HIGH_WATER (64 * 1024)
+
+/* Rounds of read-then-write per wakeup, so one busy flow cannot starve the
+ * others on its worker. */
+#define MAX_ROUNDS 8
+
+static uint64_t loop_now(const struct nlb_flow *flow)
+{
+  return uv_now(nlb_worker_loop(flow->worker));
+}
+
+const char *nlb_flow_end_name(enum nlb_flow_end end)
+{
+  static const char *const names[] = {
+      "none",        "client_fin",      "target_fin",    "client_reset",
+      "target_reset", "idle_timeout",   "connect_failed", "no_target",
+      "source_denied", "limit",         "endpoint_closed", "shutdown",
+      "deregistered"};
+  return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
+}
+
+static uint32_t pending_bytes(const struct nlb_direction *dir)
+{
+  return dir->in_pipe + (dir->buffer_end - dir->buffer_start);
+}
+
+static void release_direction(struct nlb_flow *flow, struct nlb_direction *dir)
+{
+  if (dir->pipe_read >= 0) {
+    if (dir->in_pipe == 0) {
+      nlb_worker_put_pipe(flow->worker, dir->pipe_read, dir->pipe_write);
+    } else {
+      /* Bytes left in a pipe would reach the next flow: drop the pipe. */
+      close(dir->pipe_read);
+      close(dir->pipe_write);
+    }
+    dir->pipe_read = dir->pipe_write = -1;
+    dir->in_pipe = 0;
+  }
+  if (dir->buffer) {
+    nlb_worker_put_buffer(flow->worker, dir->buffer);
+    dir->buffer = NULL;
+    dir->buffer_start = dir->buffer_end = 0;
+  }
+}
+
+/* Gives back what an emptied direction holds, so idle flows hold nothing. */
+static void trim_direction(struct nlb_flow *flow, struct nlb_direction *dir)
+{
+  if (pending_bytes(dir) == 0)
+    release_direction(flow, dir);
+}
+
+static void set_linger_reset(int fd)
+{
+  struct linger reset = {.l_onoff = 1, .l_linger = 0};
+  if (fd >= 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+  struct nlb_flow *flow = handle->data;
+  if (--flow->open_handles == 0)
+    nlb_worker_free_flow(flow->worker, flow);
+}
+
+static void close_target_connection(struct nlb_flow *flow)
+{
+  if (flow->target_fd < 0)
+    return;
+  /* uv_close stops polling at once; the fd may then be closed (and its
+   * number reused) before the close callback runs. */
+  uv_close((uv_handle_t *)&flow->target_polls[flow->target_slot],
+           on_handle_closed);
+  close(flow->target_fd);
+  flow->target_fd = -1;
+  flow->target_events = 0;
+  flow->target_slot ^= 1;
+}
+
+static void write_access_log(struct nlb_flow *flow, uint64_t now)
+{
+  const struct nlb_route *route = flow->route;
+  char line[NLB_LOG_LINE_MAX];
+  char when[32], client[NLB_ADDR_TEXT_MAX], connect[24];
+  const char *target = flow->target && flow->established ? flow->target->name
+                       : flow->target                    ? flow->target->name
+                                                         : "-";
+  unsigned retries = flow->n_tried > 0 ? flow->n_tried - 1u : 0u;
+  int len;
+
+  nlb_log_time(when, sizeof(when));
+  nlb_addr_format(&flow->client_addr, client, sizeof(client));
+  if (flow->established)
+    snprintf(connect, sizeof(connect), "%llu",
+             (unsigned long long)(flow->connected_ms - flow->accepted_ms));
+  else
+    snprintf(connect, sizeof(connect), "-");
+  if (flow->snapshot->access_json)
+    len = snprintf(
+        line, sizeof(line),
+        "{\"time\":\"%s\",\"lb\":\"%s\",\"port\":%u,\"endpoint\":%s%s%s,"
+        "\"client\":\"%s\",\"target\":\"%s\",\"connect\":%s,\"duration\":%llu,"
+        "\"up\":%llu,\"down\":%llu,\"retries\":%u,\"end\":\"%s\","
+        "\"worker\":%u}",
+        when, route->lb_name, route->port, route->endpoint_id ? "\"" : "",
+        route->endpoint_id ? route->endpoint_id : "null",
+        route->endpoint_id ? "\"" : "", client, target,
+        flow->established ? connect : "null",
+        (unsigned long long)(now - flow->accepted_ms),
+        (unsigned long long)flow->bytes_up,
+        (unsigned long long)flow->bytes_down, retries,
+        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
+  else
+    len = snprintf(line, sizeof(line),
+                   "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
+                   "down=%llu retries=%u end=%s worker=%u",
+                   when, route->lb_name, route->port,
+                   route->endpoint_id ? route->endpoint_id : "-", client,
+                   target, connect,
+                   (unsigned long long)(now - flow->accepted_ms),
+                   (unsigned long long)flow->bytes_up,
+                   (unsigned long long)flow->bytes_down, retries,
+                   nlb_flow_end_name(flow->end),
+                   nlb_worker_index(flow->worker));
+  if (len > 0)
+    nlb_log_access(line, (size_t)len < sizeof(line) ? (size_t)len
+                                                    : sizeof(line) - 1);
+}
+
+static void count_end(struct nlb_flow *flow)
+{
+  struct nlb_flow_counters *counters[2] = {
+      &flow->route->stats->counters,
+      flow->target && flow->established ? &flow->target->counters : NULL};
+
+  for (int i = 0; i < 2; i++) {
+    struct nlb_flow_counters *c = counters[i];
+    if (!c)
+      continue;
+    atomic_fetch_sub_explicit(&c->active_flows, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->bytes_up, flow->bytes_up,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->bytes_down, flow->bytes_down,
+                              memory_order_relaxed);
+    switch (flow->end) {
+    case NLB_END_CLIENT_RESET:
+      atomic_fetch_add_explicit(&c->client_resets, 1, memory_order_relaxed);
+      break;
+    case NLB_END_TARGET_RESET:
+      atomic_fetch_add_explicit(&c->target_resets, 1, memory_order_relaxed);
+      break;
+    case NLB_END_IDLE_TIMEOUT:
+    case NLB_END_ENDPOINT_CLOSED:
+    case NLB_END_SHUTDOWN:
+    case NLB_END_DEREGISTERED:
+    case NLB_END_SOURCE_DENIED:
+    case NLB_END_CONNECT_FAILED:
+    case NLB_END_LIMIT:
+      atomic_fetch_add_explicit(&c->lb_resets, 1, memory_order_relaxed);
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+/* Ends the flow: one access-log record, counters, both sockets closed (with
+ * a reset unless the flow ended in an orderly way), pooled pipes and
+ * buffers given back. The flow's memory returns to the pool once its
+ * handles have closed. */
+static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
+{
+  uint64_t now = loop_now(flow);
+  bool orderly = end == NLB_END_CLIENT_FIN || end == NLB_END_TARGET_FIN ||
+                 end == NLB_END_NO_TARGET;
+
+  if (flow->closing)
+    return;
+  flow->closing = true;
+  flow->end = (uint8_t)end;
+  if (!orderly) {
+    set_linger_reset(flow->client_fd);
+    set_linger_reset(flow->target_fd);
+  }
+  uv_close((uv_handle_t *)&flow->client_poll, on_handle_closed);
+  close(flow->client_fd);
+  flow->client_fd = -1;
+  close_target_connection(flow);
+  release_direction(flow, &flow->up);
+  release_direction(flow, &flow->down);
+  nlb_list_remove(&flow->link);
+  count_end(flow);
+  write_access_log(flow, now);
+  nlb_worker_flow_closed(flow->worker);
+  nlb_snapshot_release(flow->snapshot);
+  flow->snapshot = NULL;
+  flow->route = NULL;
+  flow->target = NULL;
+}
+
+void nlb_flow_abort(struct nlb_flow *flow, enum nlb_flow_end end)
+{
+  finish(flow, end);
+}
+
+/* Reads from src into the direction: into a pipe when one can be had
+ * (splice, no copy through user space), else into a pooled buffer.
+ * Returns bytes read, 0 at EOF, or a negative errno. */
+static ssize_t fill(struct nlb_flow *flow, struct nlb_direction *dir, int src)
+{
+  ssize_t n;
+
+  if (dir->pipe_read < 0 && !dir->buffer)
+    nlb_worker_get_pipe(flow->worker, &dir->pipe_read, &dir->pipe_write);
+  if (dir->pipe_read >= 0) {
+    n = splice(src, NULL, dir->pipe_write, NULL, PIPE_HIGH_WATER,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0)
+      dir->in_pipe += (uint32_t)n;
+    return n < 0 ? -errno : n;
+  }
+  if (!dir->buffer) {
+    dir->buffer = nlb_worker_get_buffer(flow->worker);
+    if (!dir->buffer)
+      return -ENOMEM;
+  }
+  do
+    n = read(src, dir->buffer, NLB_BUFFER_SIZE);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    dir->buffer_start = 0;
+    dir->buffer_end = (uint32_t)n;
+  }
+  return n < 0 ? -errno : n;
+}
+
+/* Writes what the direction holds to dst. Returns 0 (all written or dst
+ * full for now) or a negative errno for a broken destination. */
+static int flush(struct nlb_direction *dir, int dst)
+{
+  while (dir->buffer_end > dir->buffer_start) {
+    ssize_t n = send(dst, dir->buffer + dir->buffer_start,
+                     dir->buffer_end - dir->buffer_start, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno == EAGAIN ? 0 : -errno;
+    }
+    dir->buffer_start += (uint32_t)n;
+  }
+  while (dir->in_pipe > 0) {
+    ssize_t n = splice(dir->pipe_read, NULL, dst, NULL, dir->in_pipe,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno == EAGAIN ? 0 : -errno;
+    }
+    dir->in_pipe -= (uint32_t)n;
+  }
+  return 0;
+}
+
+/* Moves bytes one way. src_ready and dst_ready say what poll reported, so
+ * no syscall is spent on a side that has nothing to give or take.
+ * Returns NLB_END_NONE or the cause that ends the flow. */
+static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
+                              int src, int dst, bool src_ready, bool dst_ready,
+                              uint64_t *counter, bool upstream)
+{
+  enum nlb_flow_end src_reset =
+      upstream ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET;
+  enum nlb_flow_end dst_reset =
+      upstream ? NLB_END_TARGET_RESET : NLB_END_CLIENT_RESET;
+
+  if (dst_ready && pending_bytes(dir) > 0 && flush(dir, dst) < 0)
+    return dst_reset;
+  for (int round = 0; src_ready && round < MAX_ROUNDS; round++) {
+    if (dir->eof || pending_bytes(dir) > 0)
+      break;
+    ssize_t n = fill(flow, dir, src);
+    if (n == 0) {
+      dir->eof = true;
+      if (flow->end == NLB_END_NONE)
+        flow->end = upstream ? NLB_END_CLIENT_FIN : NLB_END_TARGET_FIN;
+      break;
+    }
+    if (n < 0) {
+      if (n == -EAGAIN || n == -EINTR)
+        break;
+      return n == -ENOMEM ? NLB_END_LIMIT : src_reset;
+    }
+    *counter += (uint64_t)n;
+    flow->last_active_ms = loop_now(flow);
+    if (flush(dir, dst) < 0)
+      return dst_reset;
+    /* A short read drained the socket: poll will say when more comes. */
+    if (dir->pipe_read >= 0 ? n < PIPE_HIGH_WATER : n < NLB_BUFFER_SIZE)
+      break;
+  }
+  if (dir->eof && !dir->shut && pending_bytes(dir) == 0) {
+    shutdown(dst, SHUT_WR);
+    dir->shut = true;
+  }
+  trim_direction(flow, dir);
+  return NLB_END_NONE;
+}
+
+static void on_client_event(uv_poll_t *handle, int status, int events);
+static void on_target_event(uv_poll_t *handle, int status, int events);
+
+/* Polls each socket for what its directions need: readable while its
+ * outgoing direction is empty and open, writable while bytes wait for it. */
+static void update_interest(struct nlb_flow *flow)
+{
+  uint8_t client = 0, target = 0;
+
+  if (!flow->up.eof && pending_bytes(&flow->up) == 0)
+    client |= UV_READABLE;
+  if (pending_bytes(&flow->down) > 0)
+    client |= UV_WRITABLE;
+  if (!flow->down.eof && pending_bytes(&flow->down) == 0)
+    target |= UV_READABLE;
+  if (pending_bytes(&flow->up) > 0)
+    target |= UV_WRITABLE;
+  if (client != flow->client_events) {
+    if (client)
+      uv_poll_start(&flow->client_poll, client, on_client_event);
+    else
+      uv_poll_stop(&flow->client_poll);
+    flow->client_events = client;
+  }
+  if (target != flow->target_events) {
+    uv_poll_t *poll = &flow->target_polls[flow->target_slot];
+    if (target)
+      uv_poll_start(poll, target, on_target_event);
+    else
+      uv_poll_stop(poll);
+    flow->target_events = target;
+  }
+}
+
+static void service(struct nlb_flow *flow, bool client_readable,
+                    bool client_writable, bool target_readable,
+                    bool target_writable)
+{
+  enum nlb_flow_end end;
+
+  end = move(flow, &flow->up, flow->client_fd, flow->target_fd,
+             client_readable, target_writable, &flow->bytes_up, true);
+  if (end == NLB_END_NONE)
+    end = move(flow, &flow->down, flow->target_fd, flow->client_fd,
+               target_readable, client_writable, &flow->bytes_down, false);
+  if (end != NLB_END_NONE) {
+    finish(flow, end);
+    return;
+  }
+  if (flow->up.shut && flow->down.shut) {
+    finish(flow, (enum nlb_flow_end)flow->end);
+    return;
+  }
+  update_interest(flow);
+}
+
+static void on_client_event(uv_poll_t *handle, int status, int events)
+{
+  struct nlb_flow *flow = handle->data;
+  if (status < 0) {
+    finish(flow, NLB_END_CLIENT_RESET);
+    return;
+  }
+  service(flow, events & UV_READABLE, events & UV_WRITABLE, false, false);
+}
+
+static void try_connect(struct nlb_flow *flow);
+
+static void on_connect_failed(struct nlb_flow *flow)
+{
+  const struct nlb_group_route *group = flow->route->group;
+
+  atomic_fetch_add_explicit(&flow->target->counters.connect_failures, 1,
+                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&flow->route->stats->counters.connect_failures, 1,
+                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
+                            memory_order_relaxed);
+  close_target_connection(flow);
+  if (flow->n_tried <= group->connect_retries && flow->n_tried < NLB_MAX_TRIES)
+    try_connect(flow);
+  else
+    finish(flow, NLB_END_CONNECT_FAILED);
+}
+
+static void write_proxy_header(struct nlb_flow *flow)
+{
+  union nlb_sockaddr local = flow->route->local;
+  struct nlb_direction *up = &flow->up;
+  socklen_t len = sizeof(local);
+  int n;
+
+  /* A wildcard bind does not say which address the client reached. */
+  if (nlb_addr_is_any(&local))
+    getsockname(flow->client_fd, &local.sa, &len);
+  up->buffer = nlb_worker_get_buffer(flow->worker);
+  if (!up->buffer) {
+    finish(flow, NLB_END_LIMIT);
+    return;
+  }
+  n = nlb_proxy_v2_encode((uint8_t *)up->buffer, NLB_BUFFER_SIZE,
+                          &flow->client_addr.sa, &local.sa,
+                          flow->route->endpoint_id);
+  if (n < 0) {
+    nlb_log_event(NLB_LOG_ERROR, "proxy v2 header for %s: %s",
+                  flow->target->name, strerror(-n));
+    finish(flow, NLB_END_CONNECT_FAILED);
+    return;
+  }
+  up->buffer_start = 0;
+  up->buffer_end = (uint32_t)n;
+}
+
+static void on_connected(struct nlb_flow *flow)
+{
+  flow->established = true;
+  flow->connected_ms = loop_now(flow);
+  flow->last_active_ms = flow->connected_ms;
+  nlb_worker_track_established(flow->worker, flow);
+  atomic_fetch_add_explicit(&flow->target->counters.active_flows, 1,
+                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&flow->target->counters.new_flows, 1,
+                            memory_order_relaxed);
+  if (flow->route->group->proxy_protocol_v2) {
+    write_proxy_header(flow);
+    if (flow->closing)
+      return;
+  }
+  /* Bytes the client sent while we connected are waiting: read them now. */
+  service(flow, true, false, false, true);
+}
+
+static void on_target_event(uv_poll_t *handle, int status, int events)
+{
+  struct nlb_flow *flow = handle->data;
+
+  if (!flow->established) {
+    int error = 0;
+    socklen_t len = sizeof(error);
+    if (status < 0 ||
+        getsockopt(flow->target_fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0 ||
+        error != 0) {
+      on_connect_failed(flow);
+      return;
+    }
+    uv_poll_stop(handle);
+    flow->target_events = 0;
+    on_connected(flow);
+    return;
+  }
+  if (status < 0) {
+    finish(flow, NLB_END_TARGET_RESET);
+    return;
+  }
+  service(flow, false, false, events & UV_READABLE, events & UV_WRITABLE);
+}
+
+static void try_connect(struct nlb_flow *flow)
+{
+  struct nlb_pool *pool = flow->route->group->pool;
+  const int one = 1;
+
+  for (;;) {
+    int index = nlb_pool_pick(pool, flow->flow_hash, flow->tried,
+                              flow->n_tried);
+    if (index < 0 || flow->n_tried >= NLB_MAX_TRIES) {
+      finish(flow, NLB_END_CONNECT_FAILED);
+      return;
+    }
+    flow->tried[flow->n_tried++] = (uint32_t)index;
+    flow->target = pool->targets[index];
+
+    int fd = socket(flow->target->address.sa.sa_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      finish(flow, NLB_END_LIMIT);
+      return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, &flow->target->address.sa,
+                nlb_addr_len(&flow->target->address)) == 0 ||
+        errno == EINPROGRESS) {
+      uv_poll_t *poll = &flow->target_polls[flow->target_slot];
+      if (uv_poll_init_socket(nlb_worker_loop(flow->worker), poll, fd) < 0) {
+        close(fd);
+        finish(flow, NLB_END_LIMIT);
+        return;
+      }
+      poll->data = flow;
+      flow->open_handles++;
+      flow->target_fd = fd;
+      flow->connect_started_ms = loop_now(flow);
+      uv_poll_start(poll, UV_WRITABLE, on_target_event);
+      flow->target_events = UV_WRITABLE;
+      return;
+    }
+    close(fd);
+    atomic_fetch_add_explicit(&flow->target->counters.connect_failures, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&flow->route->stats->counters.connect_failures,
+                              1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
+                              memory_order_relaxed);
+    if (flow->n_tried > flow->route->group->connect_retries) {
+      finish(flow, NLB_END_CONNECT_FAILED);
+      return;
+    }
+  }
+}
+
+static bool source_allowed(const struct nlb_route *route,
+                           const union nlb_sockaddr *client)
+{
+  if (route->n_allowed_sources == 0)
+    return true;
+  for (size_t i = 0; i < route->n_allowed_sources; i++)
+    if (nlb_cidr_contains(&route->allowed_sources[i], client))
+      return true;
+  return false;
+}
+
+void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
+                    int client_fd, const union nlb_sockaddr *client_addr)
+{
+  struct nlb_flow *flow = nlb_worker_alloc_flow(worker);
+  const int one = 1;
+
+  if (!flow || uv_poll_init_socket(nlb_worker_loop(worker), &flow->client_poll,
+                                   client_fd) < 0) {
+    set_linger_reset(client_fd);
+    close(client_fd);
+    if (flow)
+      nlb_worker_free_flow(worker, flow);
+    return;
+  }
+  flow->worker = worker;
+  flow->snapshot = nlb_worker_snapshot(worker);
+  nlb_snapshot_acquire(flow->snapshot);
+  flow->route = route;
+  flow->client_poll.data = flow;
+  flow->target_polls[0].data = flow;
+  flow->target_polls[1].data = flow;
+  flow->open_handles = 1;
+  flow->client_fd = client_fd;
+  flow->target_fd = -1;
+  flow->up.pipe_read = flow->up.pipe_write = -1;
+  flow->down.pipe_read = flow->down.pipe_write = -1;
+  flow->client_addr = *client_addr;
+  flow->accepted_ms = loop_now(flow);
+  flow->last_active_ms = flow->accepted_ms;
+  nlb_list_init(&flow->link);
+  nlb_worker_track_connecting(worker, flow);
+  atomic_fetch_add_explicit(&route->stats->counters.new_flows, 1,
+                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&route->stats->counters.active_flows, 1,
+                            memory_order_relaxed);
+  setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+  if (!source_allowed(route, client_addr)) {
+    finish(flow, NLB_END_SOURCE_DENIED);
+    return;
+  }
+  if (route->group->pool->n_targets == 0) {
+    finish(flow, NLB_END_NO_TARGET);
+    return;
+  }
+  flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
+  try_connect(flow);
+}
+
+void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
+{
+  if (!flow->established) {
+    if (flow->target_fd >= 0 &&
+        now_ms - flow->connect_started_ms >=
+            flow->route->group->connect_timeout_ms)
+      on_connect_failed(flow);
+    return;
+  }
+  if (now_ms - flow->last_active_ms >= flow->route->idle_timeout_ms) {
+    finish(flow, NLB_END_IDLE_TIMEOUT);
+    return;
+  }
+  uint64_t deadline = atomic_load_explicit(&flow->target->drain_deadline_ms,
+                                           memory_order_relaxed);
+  if (deadline && now_ms >= deadline)
+    finish(flow, NLB_END_DEREGISTERED);
+}

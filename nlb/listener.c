@@ -1,0 +1,32 @@
+#include "nlb/listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int nlb_listener_open(const union nlb_sockaddr *addr)
+{
+  const int one = 1;
+  int fd = socket(addr->sa.sa_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int rc;
+
+  if (fd < 0)
+    return -errno;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+    goto fail_close_socket;
+  if (addr->sa.sa_family == AF_INET6 &&
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+    goto fail_close_socket;
+  if (bind(fd, &addr->sa, nlb_addr_len(addr)) < 0 ||
+      listen(fd, NLB_LISTEN_BACKLOG) < 0)
+    goto fail_close_socket;
+  return fd;
+
+fail_close_socket:
+  rc = -errno;
+  close(fd);
+  return rc;
+}

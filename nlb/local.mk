@@ -1,0 +1,50 @@
+# The data plane and the daemon that wires everything.
+noinst_LIBRARIES += nlb/libnlb.a
+nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS)
+nlb_libnlb_a_SOURCES = \
+	nlb/addr.c \
+	nlb/config.c \
+	nlb/daemon.c \
+	nlb/duration.c \
+	nlb/flow.c \
+	nlb/health.c \
+	nlb/lb_least_conn.c \
+	nlb/lb_maglev.c \
+	nlb/lb_pool.c \
+	nlb/lb_round_robin.c \
+	nlb/listener.c \
+	nlb/log.c \
+	nlb/proxy_v2.c \
+	nlb/router.c \
+	nlb/snapshot.c \
+	nlb/status_matcher.c \
+	nlb/target.c \
+	nlb/worker.c
+
+noinst_HEADERS += \
+	include/nlb/addr.h \
+	include/nlb/config.h \
+	include/nlb/daemon.h \
+	include/nlb/duration.h \
+	include/nlb/flow.h \
+	include/nlb/health.h \
+	include/nlb/lb.h \
+	include/nlb/list.h \
+	include/nlb/listener.h \
+	include/nlb/log.h \
+	include/nlb/proxy_v2.h \
+	include/nlb/router.h \
+	include/nlb/snapshot.h \
+	include/nlb/status_matcher.h \
+	include/nlb/target.h \
+	include/nlb/worker.h
+
+# Libraries and flags every program linking the daemon's code needs.
+NLB_LIBS = nlb/libnlb.a $(LIBUV_LIBS) $(LIBCONFIG_LIBS) -lm
+
+bin_PROGRAMS += nlbd
+nlbd_SOURCES = nlb/main.c
+nlbd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS)
+nlbd_LDADD = $(NLB_LIBS)
+
+include nlb/proxy_v2.mk

@@ -1,0 +1,828 @@
+#include "nlb/router.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nlb/listener.h"
+#include "nlb/log.h"
+
+/* Weights are scaled so that slow start can hand out fractions of one. */
+#define WEIGHT_SCALE 100
+/* Flows of a drained target are closed at its deadline; it is forgotten
+ * this long after, once workers have had time to act. */
+#define DRAIN_GRACE_MS 2000
+#define SLOW_START_REPUBLISH_MS 1000
+
+struct listener_record {
+  uint64_t id;
+  char *lb_name;
+  uint16_t port;
+  bool has_bind;
+  union nlb_sockaddr local;
+  char *group_name;
+  uint64_t idle_timeout_ms;
+  char *endpoint_id; /* NULL for a load balancer's own listener */
+  struct nlb_listener_stats *stats;
+  bool seen; /* still in the config being applied */
+};
+
+struct nlb_router {
+  struct nlb_worker *const *workers;
+  size_t n_workers;
+  struct nlb_group **groups;
+  size_t n_groups;
+  struct listener_record **listeners;
+  size_t n_listeners;
+  uint64_t next_listener_id;
+  uint64_t generation;
+  bool access_json;
+  uint64_t last_slow_start_publish_ms;
+};
+
+struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
+                                     size_t n_workers)
+{
+  struct nlb_router *router = calloc(1, sizeof(*router));
+  if (!router)
+    return NULL;
+  router->workers = workers;
+  router->n_workers = n_workers;
+  router->next_listener_id = 1;
+  return router;
+}
+
+static void free_listener(struct listener_record *l)
+{
+  free(l->lb_name);
+  free(l->group_name);
+  free(l->endpoint_id);
+  if (l->stats)
+    nlb_listener_stats_release(l->stats);
+  free(l);
+}
+
+static void free_group(struct nlb_group *group)
+{
+  for (size_t i = 0; i < group->n_targets; i++)
+    nlb_target_release(group->targets[i]);
+  free(group->targets);
+  free(group->settings.name);
+  free(group->settings.health.path);
+  free(group->settings.health.host);
+  free(group);
+}
+
+size_t nlb_router_group_count(const struct nlb_router *router)
+{
+  return router->n_groups;
+}
+
+struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index)
+{
+  return index < router->n_groups ? router->groups[index] : NULL;
+}
+
+struct nlb_group *nlb_router_find_group(struct nlb_router *router,
+                                        const char *name)
+{
+  for (size_t i = 0; i < router->n_groups; i++)
+    if (strcmp(router->groups[i]->name, name) == 0)
+      return router->groups[i];
+  return NULL;
+}
+
+static struct nlb_target *find_target(struct nlb_group *group,
+                                      const union nlb_sockaddr *address)
+{
+  for (size_t i = 0; i < group->n_targets; i++)
+    if (nlb_addr_equal(&group->targets[i]->address, address))
+      return group->targets[i];
+  return NULL;
+}
+
+static int append_target(struct nlb_group *group, struct nlb_target *target)
+{
+  if (group->n_targets == group->capacity) {
+    size_t capacity = group->capacity ? group->capacity * 2 : 8;
+    struct nlb_target **grown =
+        realloc(group->targets, capacity * sizeof(*grown));
+    if (!grown)
+      return -ENOMEM;
+    group->targets = grown;
+    group->capacity = capacity;
+  }
+  group->targets[group->n_targets++] = target;
+  return 0;
+}
+
+static void start_draining(struct nlb_group *group, struct nlb_target *target,
+                           uint64_t now_ms, const char *reason)
+{
+  int old = atomic_load(&target->state);
+  if (old == NLB_TARGET_DRAINING)
+    return;
+  atomic_store(&target->drain_deadline_ms,
+               now_ms + group->settings.deregistration_delay_ms);
+  atomic_store(&target->state, NLB_TARGET_DRAINING);
+  snprintf(target->reason, sizeof(target->reason), "%s", reason);
+  nlb_log_event(NLB_LOG_INFO,
+                "target %s/%s state %s -> draining (%s; delay %llums)",
+                group->name, target->name,
+                nlb_target_state_name((enum nlb_target_state)old), reason,
+                (unsigned long long)group->settings.deregistration_delay_ms);
+}
+
+static void copy_settings(struct nlb_group *group,
+                          const struct nlb_config_target_group *cfg)
+{
+  free(group->settings.name);
+  free(group->settings.health.path);
+  free(group->settings.health.host);
+  group->settings = *cfg;
+  group->settings.name = strdup(cfg->name);
+  group->settings.health.path = strdup(cfg->health.path);
+  group->settings.health.host =
+      cfg->health.host ? strdup(cfg->health.host) : NULL;
+  group->settings.targets = NULL;
+  group->settings.n_targets = 0;
+}
+
+/* Brings a group's targets in line with the config: new ones start
+ * initial, missing ones drain (unless registered through the API). */
+static int apply_group(struct nlb_group *group,
+                       const struct nlb_config_target_group *cfg,
+                       uint64_t now_ms)
+{
+  copy_settings(group, cfg);
+  group->generation++;
+  for (size_t i = 0; i < cfg->n_targets; i++) {
+    const struct nlb_config_target *ct = &cfg->targets[i];
+    struct nlb_target *target = find_target(group, &ct->address);
+    if (target) {
+      target->weight = ct->weight;
+      target->runtime_registered = false;
+      if (atomic_load(&target->state) == NLB_TARGET_DRAINING) {
+        atomic_store(&target->drain_deadline_ms, 0);
+        atomic_store(&target->state, NLB_TARGET_INITIAL);
+        target->consecutive_ok = target->consecutive_fail = 0;
+        snprintf(target->reason, sizeof(target->reason), "re-registered");
+        nlb_log_event(NLB_LOG_INFO,
+                      "target %s/%s state draining -> initial (re-registered)",
+                      group->name, target->name);
+      }
+      continue;
+    }
+    target = nlb_target_create(&ct->address, ct->weight);
+    if (!target || append_target(group, target) < 0) {
+      if (target)
+        nlb_target_release(target);
+      return -ENOMEM;
+    }
+    snprintf(target->reason, sizeof(target->reason), "registered");
+    nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)",
+                  group->name, target->name);
+  }
+  for (size_t i = 0; i < group->n_targets; i++) {
+    struct nlb_target *target = group->targets[i];
+    bool configured = false;
+    for (size_t j = 0; j < cfg->n_targets; j++)
+      if (nlb_addr_equal(&cfg->targets[j].address, &target->address))
+        configured = true;
+    if (!configured && !target->runtime_registered)
+      start_draining(group, target, now_ms, "removed from config");
+  }
+  return 0;
+}
+
+static bool same_listener(const struct listener_record *l, const char *lb,
+                          const struct nlb_config_listener *cl)
+{
+  if (l->endpoint_id || strcmp(l->lb_name, lb) != 0 || l->port != cl->port ||
+      l->has_bind != cl->has_bind)
+    return false;
+  return !cl->has_bind || nlb_addr_equal(&l->local, &cl->bind);
+}
+
+static void close_fds(int *fds, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+}
+
+/* A listener being added by an apply, with its sockets (one per worker). */
+struct pending_listener {
+  struct listener_record *record;
+  int *fds;
+};
+
+static void discard_pending(struct pending_listener *pending, size_t n,
+                            size_t n_workers)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (pending[i].fds)
+      close_fds(pending[i].fds, n_workers);
+    free(pending[i].fds);
+    free_listener(pending[i].record);
+  }
+  free(pending);
+}
+
+int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
+                     uint64_t now_ms, char *err, size_t err_size)
+{
+  size_t n_new = 0, total = 0;
+  struct pending_listener *pending;
+
+  for (size_t i = 0; i < cfg->n_load_balancers; i++)
+    total += cfg->load_balancers[i].n_listeners;
+  pending = calloc(total ? total : 1, sizeof(*pending));
+  if (!pending)
+    return -ENOMEM;
+  for (size_t i = 0; i < router->n_listeners; i++)
+    router->listeners[i]->seen = router->listeners[i]->endpoint_id != NULL;
+
+  /* Phase 1: open every new socket. Nothing is changed until all bind. */
+  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
+    for (size_t j = 0; j < lb->n_listeners; j++) {
+      const struct nlb_config_listener *cl = &lb->listeners[j];
+      struct listener_record *found = NULL;
+      for (size_t k = 0; k < router->n_listeners && !found; k++)
+        if (same_listener(router->listeners[k], lb->name, cl))
+          found = router->listeners[k];
+      if (found) {
+        found->seen = true;
+        continue;
+      }
+      struct listener_record *l = calloc(1, sizeof(*l));
+      struct pending_listener *p = &pending[n_new];
+      if (!l) {
+        discard_pending(pending, n_new, router->n_workers);
+        return -ENOMEM;
+      }
+      p->record = l;
+      n_new++;
+      l->lb_name = strdup(lb->name);
+      l->port = cl->port;
+      l->has_bind = cl->has_bind;
+      l->local = cl->bind;
+      l->stats = nlb_listener_stats_create();
+      if (!l->lb_name || !l->stats) {
+        discard_pending(pending, n_new, router->n_workers);
+        return -ENOMEM;
+      }
+      if (!cl->has_bind)
+        continue;
+      p->fds = malloc(router->n_workers * sizeof(int));
+      if (!p->fds) {
+        discard_pending(pending, n_new, router->n_workers);
+        return -ENOMEM;
+      }
+      for (size_t w = 0; w < router->n_workers; w++)
+        p->fds[w] = -1;
+      for (size_t w = 0; w < router->n_workers; w++) {
+        int fd = nlb_listener_open(&cl->bind);
+        if (fd < 0) {
+          char where[NLB_ADDR_TEXT_MAX];
+          snprintf(err, err_size,
+                   "%s:%d: load balancer \"%s\": cannot listen on %s: %s",
+                   cfg->path, cl->line, lb->name,
+                   nlb_addr_format(&cl->bind, where, sizeof(where)),
+                   strerror(-fd));
+          discard_pending(pending, n_new, router->n_workers);
+          return fd;
+        }
+        p->fds[w] = fd;
+      }
+    }
+  }
+
+  /* Phase 2: groups and targets. */
+  struct nlb_group **groups =
+      calloc(cfg->n_target_groups ? cfg->n_target_groups : 1, sizeof(*groups));
+  struct listener_record **listeners = calloc(
+      router->n_listeners + n_new ? router->n_listeners + n_new : 1,
+      sizeof(*listeners));
+  if (!groups || !listeners) {
+    free(groups);
+    free(listeners);
+    discard_pending(pending, n_new, router->n_workers);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < cfg->n_target_groups; i++) {
+    const struct nlb_config_target_group *ct = &cfg->target_groups[i];
+    struct nlb_group *group = nlb_router_find_group(router, ct->name);
+    if (group) {
+      /* Taken over by the new list; the old slot must not free it. */
+      for (size_t k = 0; k < router->n_groups; k++)
+        if (router->groups[k] == group)
+          router->groups[k] = NULL;
+    } else {
+      group = calloc(1, sizeof(*group));
+      if (!group || !(group->name = strdup(ct->name))) {
+        /* Half of the groups are moved already: no clean way back. */
+        nlb_log_event(NLB_LOG_ERROR, "reload: out of memory");
+        abort();
+      }
+    }
+    apply_group(group, ct, now_ms);
+    group->in_use = false;
+    groups[i] = group;
+  }
+  /* Groups gone from the config: their targets drain, held by the
+   * snapshots of the flows still using them. */
+  for (size_t k = 0; k < router->n_groups; k++) {
+    struct nlb_group *old = router->groups[k];
+    if (!old)
+      continue;
+    for (size_t t = 0; t < old->n_targets; t++)
+      start_draining(old, old->targets[t], now_ms, "group removed");
+    nlb_log_event(NLB_LOG_INFO, "target group %s removed", old->name);
+    free_group(old);
+  }
+  free(router->groups);
+  router->groups = groups;
+  router->n_groups = cfg->n_target_groups;
+
+  /* Phase 3: listeners. Settings of kept ones follow the config. */
+  size_t n_kept = 0;
+  for (size_t k = 0; k < router->n_listeners; k++) {
+    struct listener_record *l = router->listeners[k];
+    if (l->seen) {
+      listeners[n_kept++] = l;
+      continue;
+    }
+    for (size_t w = 0; w < router->n_workers; w++)
+      nlb_worker_remove_listener(router->workers[w], l->id, false);
+    nlb_log_event(NLB_LOG_INFO, "listener %s:%u closed", l->lb_name, l->port);
+    free_listener(l);
+  }
+  for (size_t i = 0; i < n_new; i++) {
+    pending[i].record->id = router->next_listener_id++;
+    listeners[n_kept++] = pending[i].record;
+  }
+  free(router->listeners);
+  router->listeners = listeners;
+  router->n_listeners = n_kept;
+  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
+    for (size_t j = 0; j < lb->n_listeners; j++) {
+      const struct nlb_config_listener *cl = &lb->listeners[j];
+      for (size_t k = 0; k < router->n_listeners; k++) {
+        struct listener_record *l = router->listeners[k];
+        if (!same_listener(l, lb->name, cl))
+          continue;
+        free(l->group_name);
+        l->group_name = strdup(cfg->target_groups[cl->target_group].name);
+        l->idle_timeout_ms = cl->idle_timeout_ms;
+        groups[cl->target_group]->in_use = true;
+      }
+    }
+  }
+  router->access_json = cfg->log_access_format == NLB_LOG_JSON;
+  nlb_router_publish(router, now_ms);
+
+  /* Phase 4: hand new sockets to workers, after the snapshot that names
+   * their routes (commands reach a worker in order). */
+  for (size_t i = 0; i < n_new; i++) {
+    struct listener_record *l = pending[i].record;
+    if (pending[i].fds) {
+      char where[NLB_ADDR_TEXT_MAX];
+      for (size_t w = 0; w < router->n_workers; w++)
+        nlb_worker_add_listener(router->workers[w], l->id, pending[i].fds[w]);
+      nlb_log_event(NLB_LOG_INFO, "listener %s:%u open on %s (%zu workers)",
+                    l->lb_name, l->port,
+                    nlb_addr_format(&l->local, where, sizeof(where)),
+                    router->n_workers);
+    }
+    free(pending[i].fds);
+  }
+  free(pending);
+  return 0;
+}
+
+static uint32_t effective_weight(const struct nlb_group *group,
+                                 const struct nlb_target *target,
+                                 uint64_t now_ms)
+{
+  uint64_t weight = (uint64_t)target->weight * WEIGHT_SCALE;
+  uint64_t window = group->settings.slow_start_ms;
+  if (window && target->healthy_since_ms &&
+      now_ms - target->healthy_since_ms < window) {
+    weight = weight * (now_ms - target->healthy_since_ms) / window;
+    if (weight == 0 && target->weight > 0)
+      weight = 1;
+  }
+  return (uint32_t)weight;
+}
+
+static bool in_slow_start(const struct nlb_group *group,
+                          const struct nlb_target *target, uint64_t now_ms)
+{
+  return group->settings.slow_start_ms && target->healthy_since_ms &&
+         atomic_load(&target->state) == NLB_TARGET_HEALTHY &&
+         now_ms - target->healthy_since_ms < group->settings.slow_start_ms;
+}
+
+/* The usable targets of a group: the healthy ones; when none is healthy,
+ * every registered one (fail-open), unless the group says otherwise. */
+static struct nlb_pool *build_pool(const struct nlb_group *group,
+                                   uint64_t now_ms)
+{
+  size_t n = group->n_targets, n_healthy = 0;
+  uint32_t *weights = calloc(n ? n : 1, sizeof(uint32_t));
+  struct nlb_pool *pool;
+
+  if (!weights)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (atomic_load(&group->targets[i]->state) == NLB_TARGET_HEALTHY) {
+      weights[i] = effective_weight(group, group->targets[i], now_ms);
+      n_healthy++;
+    }
+  if (n_healthy == 0 && group->settings.fail_open)
+    for (size_t i = 0; i < n; i++) {
+      int state = atomic_load(&group->targets[i]->state);
+      if (state == NLB_TARGET_INITIAL || state == NLB_TARGET_UNHEALTHY)
+        weights[i] = group->targets[i]->weight * WEIGHT_SCALE;
+    }
+  pool = nlb_pool_create(group->settings.algorithm, group->targets, weights,
+                         n);
+  free(weights);
+  return pool;
+}
+
+static int fill_route(struct nlb_snapshot *snapshot, struct nlb_route *route,
+                      const struct listener_record *l)
+{
+  route->id = l->id;
+  route->lb_name = strdup(l->lb_name);
+  route->port = l->port;
+  route->local = l->local;
+  route->endpoint_id = l->endpoint_id ? strdup(l->endpoint_id) : NULL;
+  route->idle_timeout_ms = l->idle_timeout_ms;
+  nlb_listener_stats_acquire(l->stats);
+  route->stats = l->stats;
+  for (size_t g = 0; g < snapshot->n_groups; g++)
+    if (l->group_name && strcmp(snapshot->groups[g].name, l->group_name) == 0)
+      route->group = &snapshot->groups[g];
+  if (!route->lb_name || (l->endpoint_id && !route->endpoint_id) ||
+      !route->group)
+    return -ENOMEM;
+  return 0;
+}
+
+int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
+{
+  struct nlb_snapshot *snapshot =
+      nlb_snapshot_alloc(router->n_groups, router->n_listeners);
+  if (!snapshot)
+    goto fail;
+  for (size_t i = 0; i < router->n_groups; i++) {
+    const struct nlb_group *group = router->groups[i];
+    struct nlb_group_route *gr = &snapshot->groups[snapshot->n_groups++];
+    gr->name = strdup(group->name);
+    gr->pool = build_pool(group, now_ms);
+    gr->proxy_protocol_v2 = group->settings.proxy_protocol_v2;
+    gr->connect_retries = group->settings.connect_retries;
+    gr->connect_timeout_ms = group->settings.connect_timeout_ms;
+    if (!gr->name || !gr->pool)
+      goto fail_release;
+  }
+  for (size_t i = 0; i < router->n_listeners; i++) {
+    struct nlb_route *route = &snapshot->routes[snapshot->n_routes++];
+    if (fill_route(snapshot, route, router->listeners[i]) < 0)
+      goto fail_release;
+  }
+  snapshot->generation = ++router->generation;
+  snapshot->access_json = router->access_json;
+  nlb_snapshot_seal(snapshot);
+  for (size_t w = 0; w < router->n_workers; w++)
+    nlb_worker_set_snapshot(router->workers[w], snapshot);
+  nlb_snapshot_release(snapshot);
+  return 0;
+
+fail_release:
+  nlb_snapshot_release(snapshot);
+fail:
+  nlb_log_event(NLB_LOG_ERROR, "routing snapshot: out of memory");
+  return -ENOMEM;
+}
+
+void nlb_router_tick(struct nlb_router *router, uint64_t now_ms)
+{
+  bool changed = false, slow_start = false;
+
+  for (size_t g = 0; g < router->n_groups; g++) {
+    struct nlb_group *group = router->groups[g];
+    for (size_t i = 0; i < group->n_targets;) {
+      struct nlb_target *target = group->targets[i];
+      if (in_slow_start(group, target, now_ms))
+        slow_start = true;
+      if (atomic_load(&target->state) != NLB_TARGET_DRAINING) {
+        i++;
+        continue;
+      }
+      uint64_t deadline = atomic_load(&target->drain_deadline_ms);
+      uint64_t active = atomic_load(&target->counters.active_flows);
+      if (active > 0 && now_ms < deadline + DRAIN_GRACE_MS) {
+        i++;
+        continue;
+      }
+      atomic_store(&target->state, NLB_TARGET_UNUSED);
+      nlb_log_event(NLB_LOG_INFO,
+                    "target %s/%s state draining -> unused (%s; removed)",
+                    group->name, target->name,
+                    active ? "deregistration delay expired" : "no flows left");
+      group->targets[i] = group->targets[--group->n_targets];
+      nlb_target_release(target);
+      changed = true;
+    }
+  }
+  if (slow_start &&
+      now_ms - router->last_slow_start_publish_ms >= SLOW_START_REPUBLISH_MS) {
+    router->last_slow_start_publish_ms = now_ms;
+    changed = true;
+  }
+  if (changed)
+    nlb_router_publish(router, now_ms);
+}
+
+int nlb_router_register_target(struct nlb_router *router, const char *name,
+                               const union nlb_sockaddr *address,
+                               uint32_t weight, uint64_t now_ms,
+                               struct nlb_target **out)
+{
+  struct nlb_group *group = nlb_router_find_group(router, name);
+  struct nlb_target *target;
+
+  if (!group)
+    return -ENOENT;
+  target = find_target(group, address);
+  if (target) {
+    if (atomic_load(&target->state) != NLB_TARGET_DRAINING)
+      return -EEXIST;
+    atomic_store(&target->drain_deadline_ms, 0);
+    atomic_store(&target->state, NLB_TARGET_INITIAL);
+    target->consecutive_ok = target->consecutive_fail = 0;
+  } else {
+    target = nlb_target_create(address, weight);
+    if (!target)
+      return -ENOMEM;
+    if (append_target(group, target) < 0) {
+      nlb_target_release(target);
+      return -ENOMEM;
+    }
+  }
+  target->weight = weight;
+  target->runtime_registered = true;
+  snprintf(target->reason, sizeof(target->reason), "registered");
+  nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)", group->name,
+                target->name);
+  group->generation++;
+  nlb_router_publish(router, now_ms);
+  *out = target;
+  return 0;
+}
+
+int nlb_router_deregister_target(struct nlb_router *router, const char *name,
+                                 const union nlb_sockaddr *address,
+                                 uint64_t now_ms, struct nlb_target **out)
+{
+  struct nlb_group *group = nlb_router_find_group(router, name);
+  struct nlb_target *target = group ? find_target(group, address) : NULL;
+
+  if (!target || atomic_load(&target->state) == NLB_TARGET_UNUSED)
+    return -ENOENT;
+  start_draining(group, target, now_ms, "deregistered");
+  nlb_router_publish(router, now_ms);
+  *out = target;
+  return 0;
+}
+
+void nlb_router_set_target_state(struct nlb_router *router,
+                                 struct nlb_group *group,
+                                 struct nlb_target *target,
+                                 enum nlb_target_state state,
+                                 const char *reason, uint64_t now_ms)
+{
+  int old = atomic_load(&target->state);
+  if (old == (int)state || old == NLB_TARGET_DRAINING ||
+      old == NLB_TARGET_UNUSED)
+    return;
+  atomic_store(&target->state, state);
+  snprintf(target->reason, sizeof(target->reason), "%s", reason);
+  if (state == NLB_TARGET_HEALTHY)
+    target->healthy_since_ms = now_ms;
+  nlb_log_event(state == NLB_TARGET_UNHEALTHY ? NLB_LOG_WARN : NLB_LOG_INFO,
+                "target %s/%s state %s -> %s (%s)", group->name, target->name,
+                nlb_target_state_name((enum nlb_target_state)old),
+                nlb_target_state_name(state), reason);
+  nlb_router_publish(router, now_ms);
+}
+
+void nlb_router_stop_accepting(struct nlb_router *router)
+{
+  for (size_t w = 0; w < router->n_workers; w++)
+    nlb_worker_stop_accepting(router->workers[w]);
+}
+
+void nlb_router_free(struct nlb_router *router)
+{
+  if (!router)
+    return;
+  for (size_t i = 0; i < router->n_groups; i++)
+    free_group(router->groups[i]);
+  free(router->groups);
+  for (size_t i = 0; i < router->n_listeners; i++)
+    free_listener(router->listeners[i]);
+  free(router->listeners);
+  free(router);
+}
+
+/* ---- metrics ---- */
+
+struct text {
+  char *buf;
+  size_t len;
+  size_t cap;
+  bool failed;
+};
+
+static void text_printf(struct text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void text_printf(struct text *t, const char *fmt, ...)
+{
+  va_list args;
+  int n;
+
+  if (t->failed)
+    return;
+  for (;;) {
+    va_start(args, fmt);
+    n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, args);
+    va_end(args);
+    if (n < 0) {
+      t->failed = true;
+      return;
+    }
+    if ((size_t)n < t->cap - t->len) {
+      t->len += (size_t)n;
+      return;
+    }
+    size_t cap = (t->cap + (size_t)n + 1) * 2;
+    char *grown = realloc(t->buf, cap);
+    if (!grown) {
+      t->failed = true;
+      return;
+    }
+    t->buf = grown;
+    t->cap = cap;
+  }
+}
+
+enum counter_field {
+  FIELD_ACTIVE,
+  FIELD_NEW,
+  FIELD_CLIENT_RESETS,
+  FIELD_TARGET_RESETS,
+  FIELD_LB_RESETS,
+  FIELD_CONNECT_FAILURES,
+};
+
+static uint64_t counter_value(const struct nlb_flow_counters *c,
+                              enum counter_field field)
+{
+  switch (field) {
+  case FIELD_ACTIVE:
+    return atomic_load(&c->active_flows);
+  case FIELD_NEW:
+    return atomic_load(&c->new_flows);
+  case FIELD_CLIENT_RESETS:
+    return atomic_load(&c->client_resets);
+  case FIELD_TARGET_RESETS:
+    return atomic_load(&c->target_resets);
+  case FIELD_LB_RESETS:
+    return atomic_load(&c->lb_resets);
+  default:
+    return atomic_load(&c->connect_failures);
+  }
+}
+
+static void listener_labels(char *buf, size_t size,
+                            const struct listener_record *l)
+{
+  if (l->endpoint_id)
+    snprintf(buf, size, "lb=\"%s\",listener=\"%u\",endpoint=\"%s\"",
+             l->lb_name, l->port, l->endpoint_id);
+  else
+    snprintf(buf, size, "lb=\"%s\",listener=\"%u\"", l->lb_name, l->port);
+}
+
+static void write_counter_family(struct nlb_router *router, struct text *t,
+                                 const char *name, const char *type,
+                                 const char *help, enum counter_field field)
+{
+  char labels[256];
+
+  text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  for (size_t i = 0; i < router->n_listeners; i++) {
+    const struct listener_record *l = router->listeners[i];
+    listener_labels(labels, sizeof(labels), l);
+    text_printf(t, "%s{%s} %llu\n", name, labels,
+                (unsigned long long)counter_value(&l->stats->counters, field));
+  }
+  for (size_t g = 0; g < router->n_groups; g++) {
+    const struct nlb_group *group = router->groups[g];
+    for (size_t i = 0; i < group->n_targets; i++)
+      text_printf(t, "%s{target_group=\"%s\",target=\"%s\"} %llu\n", name,
+                  group->name, group->targets[i]->name,
+                  (unsigned long long)counter_value(
+                      &group->targets[i]->counters, field));
+  }
+}
+
+char *nlb_router_metrics(struct nlb_router *router)
+{
+  struct text t = {0};
+  char labels[256];
+
+  write_counter_family(router, &t, "nlb_active_flows", "gauge",
+                       "Flows open now.", FIELD_ACTIVE);
+  write_counter_family(router, &t, "nlb_new_flows_total", "counter",
+                       "Flows accepted (listeners) or connected (targets).",
+                       FIELD_NEW);
+  text_printf(&t, "# HELP nlb_processed_bytes_total Bytes carried, by "
+                  "direction (up: client to target).\n"
+                  "# TYPE nlb_processed_bytes_total counter\n");
+  for (size_t i = 0; i < router->n_listeners; i++) {
+    const struct listener_record *l = router->listeners[i];
+    listener_labels(labels, sizeof(labels), l);
+    text_printf(&t,
+                "nlb_processed_bytes_total{%s,direction=\"up\"} %llu\n"
+                "nlb_processed_bytes_total{%s,direction=\"down\"} %llu\n",
+                labels,
+                (unsigned long long)atomic_load(&l->stats->counters.bytes_up),
+                labels,
+                (unsigned long long)atomic_load(
+                    &l->stats->counters.bytes_down));
+  }
+  for (size_t g = 0; g < router->n_groups; g++) {
+    const struct nlb_group *group = router->groups[g];
+    for (size_t i = 0; i < group->n_targets; i++) {
+      const struct nlb_target *target = group->targets[i];
+      text_printf(&t,
+                  "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
+                  "direction=\"up\"} %llu\n"
+                  "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
+                  "direction=\"down\"} %llu\n",
+                  group->name, target->name,
+                  (unsigned long long)atomic_load(&target->counters.bytes_up),
+                  group->name, target->name,
+                  (unsigned long long)atomic_load(
+                      &target->counters.bytes_down));
+    }
+  }
+  write_counter_family(router, &t, "nlb_client_resets_total", "counter",
+                       "Flows the client reset.", FIELD_CLIENT_RESETS);
+  write_counter_family(router, &t, "nlb_target_resets_total", "counter",
+                       "Flows the target reset.", FIELD_TARGET_RESETS);
+  write_counter_family(router, &t, "nlb_lb_resets_total", "counter",
+                       "Flows nlb reset (timeouts, denials, shutdown).",
+                       FIELD_LB_RESETS);
+  write_counter_family(router, &t, "nlb_connect_failures_total", "counter",
+                       "Failed connects to targets.", FIELD_CONNECT_FAILURES);
+  for (int healthy = 1; healthy >= 0; healthy--) {
+    const char *name =
+        healthy ? "nlb_healthy_targets" : "nlb_unhealthy_targets";
+    text_printf(&t, "# HELP %s Targets %s now.\n# TYPE %s gauge\n", name,
+                healthy ? "healthy" : "unhealthy", name);
+    for (size_t g = 0; g < router->n_groups; g++) {
+      const struct nlb_group *group = router->groups[g];
+      unsigned count = 0;
+      for (size_t i = 0; i < group->n_targets; i++) {
+        int state = atomic_load(&group->targets[i]->state);
+        if (healthy ? state == NLB_TARGET_HEALTHY
+                    : state == NLB_TARGET_UNHEALTHY)
+          count++;
+      }
+      text_printf(&t, "%s{target_group=\"%s\"} %u\n", name, group->name,
+                  count);
+    }
+  }
+  text_printf(&t, "# HELP nlb_log_dropped_total Log lines dropped because a "
+                  "log ring was full.\n# TYPE nlb_log_dropped_total counter\n"
+                  "nlb_log_dropped_total %llu\n",
+              (unsigned long long)nlb_log_dropped());
+  if (t.failed) {
+    free(t.buf);
+    return NULL;
+  }
+  return t.buf;
+}

@@ -1,0 +1,35 @@
+#include "nlb/target.h"
+
+#include <stdlib.h>
+
+struct nlb_target *nlb_target_create(const union nlb_sockaddr *address,
+                                     uint32_t weight)
+{
+  struct nlb_target *target = calloc(1, sizeof(*target));
+  if (!target)
+    return NULL;
+  atomic_init(&target->refs, 1);
+  target->address = *address;
+  target->weight = weight;
+  nlb_addr_format(address, target->name, sizeof(target->name));
+  atomic_init(&target->state, NLB_TARGET_INITIAL);
+  return target;
+}
+
+void nlb_target_acquire(struct nlb_target *target)
+{
+  atomic_fetch_add_explicit(&target->refs, 1, memory_order_relaxed);
+}
+
+void nlb_target_release(struct nlb_target *target)
+{
+  if (atomic_fetch_sub_explicit(&target->refs, 1, memory_order_acq_rel) == 1)
+    free(target);
+}
+
+const char *nlb_target_state_name(enum nlb_target_state state)
+{
+  static const char *const names[] = {"initial", "healthy", "unhealthy",
+                                      "draining", "unused"};
+  return (unsigned)state < 5 ? names[state] : "unknown";
+}

@@ -1,0 +1,546 @@
+#include "nlb/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nlb/log.h"
+
+/* Accepts per wakeup of a listener before yielding to the flows. */
+#define ACCEPT_BATCH 64
+/* Pooled resources kept warm per worker; beyond this they are released. */
+#define PIPE_POOL_MAX 64
+#define BUFFER_POOL_MAX 64
+#define FLOW_POOL_MAX 1024
+#define SWEEP_INTERVAL_MS 100
+#define ACCEPT_PAUSE_MS 100
+
+enum command_kind {
+  COMMAND_SNAPSHOT,
+  COMMAND_ADD_LISTENER,
+  COMMAND_REMOVE_LISTENER,
+  COMMAND_STOP_ACCEPTING,
+  COMMAND_CLOSE_FLOWS,
+  COMMAND_EXIT,
+};
+
+struct command {
+  struct command *next;
+  enum command_kind kind;
+  uint64_t route_id;
+  int fd;
+  bool reset_flows;
+  struct nlb_snapshot *snapshot;
+};
+
+struct listener_slot {
+  struct nlb_list link;
+  struct nlb_worker *worker;
+  uint64_t route_id;
+  int fd;
+  uv_poll_t poll;
+};
+
+struct pipe_pair {
+  int read_fd;
+  int write_fd;
+};
+
+struct nlb_worker {
+  unsigned index;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t wakeup;
+  uv_timer_t sweep;
+  uv_timer_t accept_resume;
+  uint64_t last_idle_sweep_ms;
+
+  pthread_mutex_t lock; /* guards the command queue */
+  struct command *commands_head;
+  struct command *commands_tail;
+
+  struct nlb_snapshot *snapshot; /* one reference */
+  struct nlb_list listeners;
+  struct nlb_list connecting;
+  struct nlb_list established;
+  atomic_uint_fast64_t active_flows;
+  bool exiting;
+
+  struct pipe_pair pipes[PIPE_POOL_MAX];
+  size_t n_pipes;
+  char *buffers[BUFFER_POOL_MAX];
+  size_t n_buffers;
+  struct nlb_flow *free_flows[FLOW_POOL_MAX];
+  size_t n_free_flows;
+};
+
+static void push_command(struct nlb_worker *worker, struct command *command)
+{
+  pthread_mutex_lock(&worker->lock);
+  if (worker->commands_tail)
+    worker->commands_tail->next = command;
+  else
+    worker->commands_head = command;
+  worker->commands_tail = command;
+  pthread_mutex_unlock(&worker->lock);
+  uv_async_send(&worker->wakeup);
+}
+
+static void send_command(struct nlb_worker *worker, enum command_kind kind,
+                         uint64_t route_id, int fd, bool reset_flows,
+                         struct nlb_snapshot *snapshot)
+{
+  struct command *command = calloc(1, sizeof(*command));
+  if (!command) {
+    /* Commands are rare and small; without memory for one there is no
+     * safe way to go on. */
+    nlb_log_event(NLB_LOG_ERROR, "worker %u: out of memory", worker->index);
+    abort();
+  }
+  command->kind = kind;
+  command->route_id = route_id;
+  command->fd = fd;
+  command->reset_flows = reset_flows;
+  command->snapshot = snapshot;
+  push_command(worker, command);
+}
+
+static void on_listener_closed(uv_handle_t *handle)
+{
+  free(handle->data);
+}
+
+static void close_listener(struct listener_slot *slot)
+{
+  nlb_list_remove(&slot->link);
+  uv_close((uv_handle_t *)&slot->poll, on_listener_closed);
+  close(slot->fd);
+}
+
+static void on_accept_resume(uv_timer_t *timer);
+
+static void pause_accepting(struct nlb_worker *worker)
+{
+  struct nlb_list *pos, *tmp;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+  {
+    uv_poll_stop(&NLB_CONTAINER_OF(pos, struct listener_slot, link)->poll);
+  }
+  uv_timer_start(&worker->accept_resume, on_accept_resume, ACCEPT_PAUSE_MS, 0);
+}
+
+static void on_listener_event(uv_poll_t *handle, int status, int events);
+
+static void on_accept_resume(uv_timer_t *timer)
+{
+  struct nlb_worker *worker = timer->data;
+  struct nlb_list *pos, *tmp;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+  {
+    struct listener_slot *slot =
+        NLB_CONTAINER_OF(pos, struct listener_slot, link);
+    uv_poll_start(&slot->poll, UV_READABLE, on_listener_event);
+  }
+}
+
+static void on_listener_event(uv_poll_t *handle, int status, int events)
+{
+  struct listener_slot *slot = handle->data;
+  struct nlb_worker *worker = slot->worker;
+
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    union nlb_sockaddr client;
+    socklen_t len = sizeof(client);
+    int fd = accept4(slot->fd, &client.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        /* Leave the connection in the backlog and retry shortly rather
+         * than spin on a listener we cannot serve. */
+        nlb_log_event(NLB_LOG_WARN, "worker %u: accept: %s; pausing %dms",
+                      worker->index, strerror(errno), ACCEPT_PAUSE_MS);
+        pause_accepting(worker);
+      }
+      return;
+    }
+    const struct nlb_route *route =
+        nlb_snapshot_find_route(worker->snapshot, slot->route_id);
+    if (!route) {
+      close(fd);
+      continue;
+    }
+    atomic_fetch_add_explicit(&worker->active_flows, 1, memory_order_relaxed);
+    nlb_flow_start(worker, route, fd, &client);
+  }
+}
+
+static void add_listener(struct nlb_worker *worker, uint64_t route_id, int fd)
+{
+  struct listener_slot *slot = calloc(1, sizeof(*slot));
+  int rc;
+
+  if (!slot) {
+    close(fd);
+    return;
+  }
+  slot->worker = worker;
+  slot->route_id = route_id;
+  slot->fd = fd;
+  slot->poll.data = slot;
+  rc = uv_poll_init_socket(&worker->loop, &slot->poll, fd);
+  if (rc < 0) {
+    nlb_log_event(NLB_LOG_ERROR, "worker %u: listener: %s", worker->index,
+                  uv_strerror(rc));
+    close(fd);
+    free(slot);
+    return;
+  }
+  nlb_list_append(&worker->listeners, &slot->link);
+  uv_poll_start(&slot->poll, UV_READABLE, on_listener_event);
+}
+
+/* Applies fn to every flow; fn may end the flow (and unlink it). */
+static void for_each_flow(struct nlb_worker *worker,
+                          void (*fn)(struct nlb_flow *, void *), void *arg)
+{
+  struct nlb_list *lists[2] = {&worker->connecting, &worker->established};
+  for (int i = 0; i < 2; i++) {
+    struct nlb_list *pos, *tmp;
+    NLB_LIST_FOREACH_SAFE(pos, tmp, lists[i])
+    {
+      fn(NLB_CONTAINER_OF(pos, struct nlb_flow, link), arg);
+    }
+  }
+}
+
+static void reset_if_route(struct nlb_flow *flow, void *arg)
+{
+  if (flow->route && flow->route->id == *(uint64_t *)arg)
+    nlb_flow_abort(flow, NLB_END_ENDPOINT_CLOSED);
+}
+
+static void reset_for_shutdown(struct nlb_flow *flow, void *arg)
+{
+  nlb_flow_abort(flow, NLB_END_SHUTDOWN);
+}
+
+static void remove_listener(struct nlb_worker *worker, uint64_t route_id,
+                            bool reset_flows)
+{
+  struct nlb_list *pos, *tmp;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+  {
+    struct listener_slot *slot =
+        NLB_CONTAINER_OF(pos, struct listener_slot, link);
+    if (slot->route_id == route_id)
+      close_listener(slot);
+  }
+  if (reset_flows)
+    for_each_flow(worker, reset_if_route, &route_id);
+}
+
+static void begin_exit(struct nlb_worker *worker)
+{
+  struct nlb_list *pos, *tmp;
+  worker->exiting = true;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+  {
+    close_listener(NLB_CONTAINER_OF(pos, struct listener_slot, link));
+  }
+  for_each_flow(worker, reset_for_shutdown, NULL);
+  uv_close((uv_handle_t *)&worker->sweep, NULL);
+  uv_close((uv_handle_t *)&worker->accept_resume, NULL);
+  uv_close((uv_handle_t *)&worker->wakeup, NULL);
+}
+
+static void on_wakeup(uv_async_t *async)
+{
+  struct nlb_worker *worker = async->data;
+  struct command *command;
+
+  pthread_mutex_lock(&worker->lock);
+  command = worker->commands_head;
+  worker->commands_head = worker->commands_tail = NULL;
+  pthread_mutex_unlock(&worker->lock);
+  while (command) {
+    struct command *next = command->next;
+    switch (command->kind) {
+    case COMMAND_SNAPSHOT:
+      nlb_snapshot_release(worker->snapshot);
+      worker->snapshot = command->snapshot;
+      break;
+    case COMMAND_ADD_LISTENER:
+      if (worker->exiting)
+        close(command->fd);
+      else
+        add_listener(worker, command->route_id, command->fd);
+      break;
+    case COMMAND_REMOVE_LISTENER:
+      remove_listener(worker, command->route_id, command->reset_flows);
+      break;
+    case COMMAND_STOP_ACCEPTING: {
+      struct nlb_list *pos, *tmp;
+      NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+      {
+        close_listener(NLB_CONTAINER_OF(pos, struct listener_slot, link));
+      }
+      break;
+    }
+    case COMMAND_CLOSE_FLOWS:
+      for_each_flow(worker, reset_for_shutdown, NULL);
+      break;
+    case COMMAND_EXIT:
+      if (!worker->exiting)
+        begin_exit(worker);
+      break;
+    }
+    free(command);
+    command = next;
+  }
+}
+
+static void check_timeouts(struct nlb_flow *flow, void *arg)
+{
+  nlb_flow_check_timeouts(flow, *(uint64_t *)arg);
+}
+
+static void on_sweep(uv_timer_t *timer)
+{
+  struct nlb_worker *worker = timer->data;
+  uint64_t now = uv_now(&worker->loop);
+  uint64_t idle_period = worker->snapshot->min_idle_timeout_ms / 4;
+  struct nlb_list *pos, *tmp;
+
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->connecting)
+  {
+    nlb_flow_check_timeouts(NLB_CONTAINER_OF(pos, struct nlb_flow, link), now);
+  }
+  /* Established flows are many: scan them at most once a second, or a
+   * quarter of the shortest idle timeout. */
+  if (idle_period > 1000)
+    idle_period = 1000;
+  if (now - worker->last_idle_sweep_ms >= idle_period) {
+    worker->last_idle_sweep_ms = now;
+    NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->established)
+    {
+      check_timeouts(NLB_CONTAINER_OF(pos, struct nlb_flow, link), &now);
+    }
+  }
+}
+
+static void worker_main(void *arg)
+{
+  struct nlb_worker *worker = arg;
+  sigset_t all;
+
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  uv_run(&worker->loop, UV_RUN_DEFAULT);
+}
+
+struct nlb_worker *nlb_worker_start(unsigned index,
+                                    struct nlb_snapshot *snapshot)
+{
+  struct nlb_worker *worker = calloc(1, sizeof(*worker));
+  if (!worker)
+    return NULL;
+  worker->index = index;
+  pthread_mutex_init(&worker->lock, NULL);
+  nlb_list_init(&worker->listeners);
+  nlb_list_init(&worker->connecting);
+  nlb_list_init(&worker->established);
+  if (uv_loop_init(&worker->loop) < 0)
+    goto fail_free;
+  uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
+  worker->wakeup.data = worker;
+  uv_timer_init(&worker->loop, &worker->sweep);
+  worker->sweep.data = worker;
+  uv_timer_start(&worker->sweep, on_sweep, SWEEP_INTERVAL_MS,
+                 SWEEP_INTERVAL_MS);
+  uv_timer_init(&worker->loop, &worker->accept_resume);
+  worker->accept_resume.data = worker;
+  nlb_snapshot_acquire(snapshot);
+  worker->snapshot = snapshot;
+  if (uv_thread_create(&worker->thread, worker_main, worker) < 0)
+    goto fail_close_loop;
+  return worker;
+
+fail_close_loop:
+  nlb_snapshot_release(snapshot);
+  uv_close((uv_handle_t *)&worker->wakeup, NULL);
+  uv_close((uv_handle_t *)&worker->sweep, NULL);
+  uv_close((uv_handle_t *)&worker->accept_resume, NULL);
+  uv_run(&worker->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&worker->loop);
+fail_free:
+  free(worker);
+  return NULL;
+}
+
+void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
+                             int fd)
+{
+  send_command(worker, COMMAND_ADD_LISTENER, route_id, fd, false, NULL);
+}
+
+void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
+                                bool reset_flows)
+{
+  send_command(worker, COMMAND_REMOVE_LISTENER, route_id, -1, reset_flows,
+               NULL);
+}
+
+void nlb_worker_set_snapshot(struct nlb_worker *worker,
+                             struct nlb_snapshot *snapshot)
+{
+  nlb_snapshot_acquire(snapshot);
+  send_command(worker, COMMAND_SNAPSHOT, 0, -1, false, snapshot);
+}
+
+void nlb_worker_stop_accepting(struct nlb_worker *worker)
+{
+  send_command(worker, COMMAND_STOP_ACCEPTING, 0, -1, false, NULL);
+}
+
+void nlb_worker_close_flows(struct nlb_worker *worker)
+{
+  send_command(worker, COMMAND_CLOSE_FLOWS, 0, -1, false, NULL);
+}
+
+uint64_t nlb_worker_active_flows(const struct nlb_worker *worker)
+{
+  return atomic_load_explicit(&worker->active_flows, memory_order_relaxed);
+}
+
+void nlb_worker_stop(struct nlb_worker *worker)
+{
+  struct command *command;
+
+  send_command(worker, COMMAND_EXIT, 0, -1, false, NULL);
+  uv_thread_join(&worker->thread);
+  uv_loop_close(&worker->loop);
+  /* Commands queued after EXIT (none in practice) still own resources. */
+  for (command = worker->commands_head; command;) {
+    struct command *next = command->next;
+    if (command->fd >= 0)
+      close(command->fd);
+    nlb_snapshot_release(command->snapshot);
+    free(command);
+    command = next;
+  }
+  for (size_t i = 0; i < worker->n_pipes; i++) {
+    close(worker->pipes[i].read_fd);
+    close(worker->pipes[i].write_fd);
+  }
+  for (size_t i = 0; i < worker->n_buffers; i++)
+    free(worker->buffers[i]);
+  for (size_t i = 0; i < worker->n_free_flows; i++)
+    free(worker->free_flows[i]);
+  nlb_snapshot_release(worker->snapshot);
+  pthread_mutex_destroy(&worker->lock);
+  free(worker);
+}
+
+uv_loop_t *nlb_worker_loop(struct nlb_worker *worker)
+{
+  return &worker->loop;
+}
+
+struct nlb_snapshot *nlb_worker_snapshot(struct nlb_worker *worker)
+{
+  return worker->snapshot;
+}
+
+unsigned nlb_worker_index(const struct nlb_worker *worker)
+{
+  return worker->index;
+}
+
+int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd,
+                        int *write_fd)
+{
+  int fds[2];
+  if (worker->n_pipes > 0) {
+    worker->n_pipes--;
+    *read_fd = worker->pipes[worker->n_pipes].read_fd;
+    *write_fd = worker->pipes[worker->n_pipes].write_fd;
+    return 0;
+  }
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+    return -errno;
+  *read_fd = fds[0];
+  *write_fd = fds[1];
+  return 0;
+}
+
+void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd)
+{
+  if (worker->n_pipes < PIPE_POOL_MAX) {
+    worker->pipes[worker->n_pipes].read_fd = read_fd;
+    worker->pipes[worker->n_pipes].write_fd = write_fd;
+    worker->n_pipes++;
+    return;
+  }
+  close(read_fd);
+  close(write_fd);
+}
+
+char *nlb_worker_get_buffer(struct nlb_worker *worker)
+{
+  if (worker->n_buffers > 0)
+    return worker->buffers[--worker->n_buffers];
+  return malloc(NLB_BUFFER_SIZE);
+}
+
+void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer)
+{
+  if (worker->n_buffers < BUFFER_POOL_MAX)
+    worker->buffers[worker->n_buffers++] = buffer;
+  else
+    free(buffer);
+}
+
+struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker)
+{
+  struct nlb_flow *flow;
+  if (worker->n_free_flows > 0) {
+    flow = worker->free_flows[--worker->n_free_flows];
+    memset(flow, 0, sizeof(*flow));
+    return flow;
+  }
+  return calloc(1, sizeof(*flow));
+}
+
+void nlb_worker_free_flow(struct nlb_worker *worker, struct nlb_flow *flow)
+{
+  if (worker->n_free_flows < FLOW_POOL_MAX)
+    worker->free_flows[worker->n_free_flows++] = flow;
+  else
+    free(flow);
+}
+
+void nlb_worker_track_connecting(struct nlb_worker *worker,
+                                 struct nlb_flow *flow)
+{
+  nlb_list_remove(&flow->link);
+  nlb_list_append(&worker->connecting, &flow->link);
+}
+
+void nlb_worker_track_established(struct nlb_worker *worker,
+                                  struct nlb_flow *flow)
+{
+  nlb_list_remove(&flow->link);
+  nlb_list_append(&worker->established, &flow->link);
+}
+
+void nlb_worker_flow_closed(struct nlb_worker *worker)
+{
+  atomic_fetch_sub_explicit(&worker->active_flows, 1, memory_order_relaxed);
+}

@@ -1,0 +1,25 @@
+# Tests: CUnit suites (one per module) and end-to-end scripts that start
+# nlbd with real backends and clients. `make check` runs them all.
+TEST_EXTENSIONS = .py
+PY_LOG_COMPILER = python3
+AM_TESTS_ENVIRONMENT = \
+	top_builddir='$(abs_top_builddir)'; export top_builddir; \
+	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
+	PYTHONDONTWRITEBYTECODE=1; export PYTHONDONTWRITEBYTECODE;
+
+NLB_TEST_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(LIBUV_CFLAGS)
+NLB_TEST_LIBS = $(NLB_LIBS) $(CUNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test_config
+TESTS += tests/unit/test_config
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_config_LDADD = $(NLB_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_lb
+TESTS += tests/unit/test_lb
+tests_unit_test_lb_SOURCES = tests/unit/test_lb.c
+tests_unit_test_lb_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_lb_LDADD = $(NLB_TEST_LIBS)
+
+EXTRA_DIST += tests/e2e/nlbtest.py
