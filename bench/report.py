@@ -164,7 +164,7 @@ def table(raw_path, meta_path):
         for key, _, _, _ in METRICS:
             values = runs.get((setup, key))
             if values:
-                w(f"| {setup} | {key} | {', '.join(fmt(v) for v in values)}"
+                w(f"| {setup} | {key} | {'; '.join(fmt(v) for v in values)}"
                   " |")
     w("")
 
