@@ -6,5 +6,4 @@ TESTS += tests/unit/test_proxy_v2
 tests_unit_test_proxy_v2_SOURCES = tests/unit/test_proxy_v2.c nlb/proxy_v2.c
 tests_unit_test_proxy_v2_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS)
 tests_unit_test_proxy_v2_LDADD = $(CUNIT_LIBS)
-noinst_HEADERS += include/nlb/proxy_v2.h
 EXTRA_DIST += tests/tools/ppv2_receiver.py
