@@ -66,6 +66,8 @@ static const char *const migrations[] = {
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+_Static_assert(N_MIGRATIONS == REG_SCHEMA_VERSION,
+               "REG_SCHEMA_VERSION must count the migrations");
 
 #define SERVICE_COLUMNS                                                        \
   "id, name, owner, load_balancer, acceptance_required, connection_limit, "    \
@@ -85,7 +87,9 @@ enum stmt_id {
   ROLLBACK,
   SVC_INSERT,
   SVC_GET,
-  SVC_LIST,
+  SVC_LIST_ALL,
+  SVC_LIST_OWNER,
+  SVC_LIST_CONSUMER,
   SVC_UPDATE,
   SVC_DELETE,
   SVC_PRINCIPALS,
@@ -94,7 +98,10 @@ enum stmt_id {
   SVC_COUNT_LIVE,
   EP_INSERT,
   EP_GET,
-  EP_LIST,
+  EP_LIST_ALL,
+  EP_LIST_SERVICE,
+  EP_LIST_CONSUMER,
+  EP_LIST_STATE,
   EP_UPDATE,
   EP_COUNT_LIVE,
   NET_USED,
@@ -115,12 +122,15 @@ static const char *const stmt_sql[N_STMTS] = {
     [SVC_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE id = ?1"
                 " UNION ALL SELECT " SERVICE_COLUMNS
                 " FROM services WHERE name = ?1 LIMIT 1",
-    [SVC_LIST] = "SELECT " SERVICE_COLUMNS " FROM services"
-                 " WHERE (?1 IS NULL OR owner = ?1)"
-                 " AND (?2 IS NULL OR EXISTS (SELECT 1 FROM service_principals"
-                 " p WHERE p.service_id = services.id"
-                 " AND p.principal IN (?2, '*')))"
-                 " ORDER BY created_at, rowid",
+    /* One statement per filter, so each can use its index. */
+    [SVC_LIST_ALL] = "SELECT " SERVICE_COLUMNS " FROM services"
+                     " ORDER BY created_at, rowid",
+    [SVC_LIST_OWNER] = "SELECT " SERVICE_COLUMNS " FROM services"
+                       " WHERE owner = ?1 ORDER BY created_at, rowid",
+    [SVC_LIST_CONSUMER] = "SELECT " SERVICE_COLUMNS " FROM services"
+                          " WHERE id IN (SELECT service_id FROM"
+                          " service_principals WHERE principal IN (?1, '*'))"
+                          " ORDER BY created_at, rowid",
     [SVC_UPDATE] = "UPDATE services SET acceptance_required = ?2,"
                    " connection_limit = ?3 WHERE id = ?1",
     [SVC_DELETE] = "DELETE FROM services WHERE id = ?1",
@@ -138,12 +148,22 @@ static const char *const stmt_sql[N_STMTS] = {
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [EP_GET] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
                " JOIN services s ON s.id = e.service_id WHERE e.id = ?1",
-    [EP_LIST] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-                " JOIN services s ON s.id = e.service_id"
-                " WHERE (?1 IS NULL OR e.service_id = ?1)"
-                " AND (?2 IS NULL OR e.consumer = ?2)"
-                " AND (?3 IS NULL OR e.state = ?3)"
-                " ORDER BY e.created_at, e.rowid",
+    [EP_LIST_ALL] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
+                    " JOIN services s ON s.id = e.service_id"
+                    " ORDER BY e.created_at, e.rowid",
+    [EP_LIST_SERVICE] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
+                        " JOIN services s ON s.id = e.service_id"
+                        " WHERE e.service_id = ?1"
+                        " AND (?2 IS NULL OR e.state = ?2)"
+                        " ORDER BY e.created_at, e.rowid",
+    [EP_LIST_CONSUMER] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
+                         " JOIN services s ON s.id = e.service_id"
+                         " WHERE e.consumer = ?1"
+                         " AND (?2 IS NULL OR e.state = ?2)"
+                         " ORDER BY e.created_at, e.rowid",
+    [EP_LIST_STATE] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
+                      " JOIN services s ON s.id = e.service_id"
+                      " WHERE e.state = ?2 ORDER BY e.created_at, e.rowid",
     [EP_UPDATE] = "UPDATE endpoints SET state = ?2, reason = ?3,"
                   " allowed_sources = ?4, updated_at = ?5 WHERE id = ?1",
     [EP_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE service_id = ?1"
@@ -507,15 +527,22 @@ static int store_service_list(struct reg_store *store, const char *owner,
                               const char *consumer, struct reg_service **out,
                               size_t *n)
 {
-  sqlite3_stmt *stmt = stmt_get(store, SVC_LIST);
+  sqlite3_stmt *stmt;
   struct reg_service *v = NULL;
   size_t len = 0;
   size_t cap = 0;
   int rc;
   int r = 0;
 
-  bind_text(stmt, 1, owner);
-  bind_text(stmt, 2, consumer);
+  if (owner != NULL) {
+    stmt = stmt_get(store, SVC_LIST_OWNER);
+    bind_text(stmt, 1, owner);
+  } else if (consumer != NULL) {
+    stmt = stmt_get(store, SVC_LIST_CONSUMER);
+    bind_text(stmt, 1, consumer);
+  } else {
+    stmt = stmt_get(store, SVC_LIST_ALL);
+  }
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     if (len == cap) {
       size_t ncap = cap ? cap * 2 : 8;
@@ -763,11 +790,22 @@ static int store_endpoint_list(struct reg_store *store,
                                const struct reg_store_endpoint_filter *filter,
                                struct reg_endpoint **out, size_t *n)
 {
-  sqlite3_stmt *stmt = stmt_get(store, EP_LIST);
+  sqlite3_stmt *stmt;
 
-  bind_text(stmt, 1, filter->service_id);
-  bind_text(stmt, 2, filter->consumer);
-  bind_text(stmt, 3, filter->state ? state_names[*filter->state] : NULL);
+  /* Both service and consumer are never asked for together; service wins. */
+  if (filter->service_id != NULL) {
+    stmt = stmt_get(store, EP_LIST_SERVICE);
+    bind_text(stmt, 1, filter->service_id);
+  } else if (filter->consumer != NULL) {
+    stmt = stmt_get(store, EP_LIST_CONSUMER);
+    bind_text(stmt, 1, filter->consumer);
+  } else if (filter->state != NULL) {
+    stmt = stmt_get(store, EP_LIST_STATE);
+  } else {
+    stmt = stmt_get(store, EP_LIST_ALL);
+  }
+  if (filter->service_id || filter->consumer || filter->state)
+    bind_text(stmt, 2, filter->state ? state_names[*filter->state] : NULL);
   return collect_endpoints(store, stmt, out, n);
 }
 

@@ -117,7 +117,10 @@ enum reg_endpoint_state {
 };
 #define REG_EP_STATE_COUNT 6
 
-/* One event per endpoint transition, in the same transaction. */
+/* One event per endpoint transition, in the same transaction. Observers
+ * that act on endpoints (the data plane) should look at reg_event.state, not
+ * only at the type: a connect to a service without acceptance_required is
+ * one connect event whose state is already available. */
 enum reg_event_type {
   REG_EVENT_CONNECT = 0, /* created: pendingAcceptance or available */
   REG_EVENT_ACCEPT = 1,  /* -> available */

@@ -476,9 +476,21 @@ static void test_registry_transitions_legal(void)
   CU_ASSERT_EQUAL(state_of(ep[6]), REG_EP_EXPIRED);
   CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[6], NULL, NULL), 0);
   CU_ASSERT_EQUAL(state_of(ep[6]), REG_EP_DELETED);
-  /* (new) -> available when acceptance is not required */
+  /* (new) -> available when acceptance is not required: one connect
+   * event whose state is available. */
   CU_ASSERT_EQUAL(endpoint(&SHOP, "auto", "host", NULL, ep[0], NULL), 0);
   CU_ASSERT_EQUAL(state_of(ep[0]), REG_EP_AVAILABLE);
+  {
+    struct reg_event *ev;
+    uint64_t last;
+
+    CU_ASSERT_EQUAL(reg_last_seq(reg, &last), 0);
+    CU_ASSERT_EQUAL(reg_events_after(reg, last - 1, 10, &ev, &n), 0);
+    CU_ASSERT(n == 1 && ev[0].type == REG_EVENT_CONNECT &&
+              ev[0].state == REG_EP_AVAILABLE &&
+              strcmp(ev[0].endpoint_id, ep[0]) == 0);
+    free(ev);
+  }
   close_fresh();
 }
 
@@ -580,6 +592,9 @@ static void test_registry_role_checks(void)
   CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &ACME, ep, NULL, 0, NULL, NULL),
                   -ENOENT);
   CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &PAY, ep, &e, NULL), -EACCES);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &PAY, ep, NULL, NULL), -EACCES);
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &PAY, ep, NULL, 0, NULL, NULL),
+                  -EACCES);
   CU_ASSERT_EQUAL(reg_endpoint_list(reg, &PAY, NULL, &v, &n, NULL), -EACCES);
   CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &SHOP, ep, &e, NULL), 0);
   reg_endpoint_release(&e);
