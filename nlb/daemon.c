@@ -62,6 +62,7 @@ static void on_tick(uv_timer_t *timer)
 
   switch (d->phase) {
   case PHASE_RUNNING:
+    nlb_health_tick(d->health, now);
     nlb_router_tick(d->router, now);
     break;
   case PHASE_DRAINING:

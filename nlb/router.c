@@ -76,6 +76,11 @@ static void free_group(struct nlb_group *group)
   free(group);
 }
 
+uint64_t nlb_router_generation(const struct nlb_router *router)
+{
+  return router->generation;
+}
+
 size_t nlb_router_group_count(const struct nlb_router *router)
 {
   return router->n_groups;

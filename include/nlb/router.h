@@ -48,6 +48,9 @@ int nlb_router_publish(struct nlb_router *router, uint64_t now_ms);
  * Publishes when something changed. */
 void nlb_router_tick(struct nlb_router *router, uint64_t now_ms);
 
+/* Bumped by every publish: a cheap way to notice that targets changed. */
+uint64_t nlb_router_generation(const struct nlb_router *router);
+
 /* Target groups, for health checks, the API and metrics. */
 size_t nlb_router_group_count(const struct nlb_router *router);
 struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index);
