@@ -22,4 +22,4 @@ check_PROGRAMS += tests/registry/crash_writer
 tests_registry_crash_writer_SOURCES = tests/registry/crash_writer.c
 tests_registry_crash_writer_LDADD = registry/libregistry.a $(SQLITE3_LIBS)
 TESTS += tests/e2e/test_registry_durability.py
-EXTRA_DIST += tests/e2e/test_registry_durability.py
+EXTRA_DIST += tests/e2e/test_registry_durability.py registry/README.md
