@@ -10,8 +10,6 @@
 #include "nlb/listener.h"
 #include "nlb/log.h"
 
-/* Weights are scaled so that slow start can hand out fractions of one. */
-#define WEIGHT_SCALE 100
 /* Flows of a drained target are closed at its deadline; it is forgotten
  * this long after, once workers have had time to act. */
 #define DRAIN_GRACE_MS 2000
@@ -411,19 +409,25 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
   return 0;
 }
 
+uint32_t nlb_slow_start_weight(uint32_t weight, uint64_t slow_start_ms,
+                               uint64_t healthy_since_ms, uint64_t now_ms)
+{
+  uint64_t scaled = (uint64_t)weight * NLB_WEIGHT_SCALE;
+  if (slow_start_ms && healthy_since_ms && now_ms >= healthy_since_ms &&
+      now_ms - healthy_since_ms < slow_start_ms) {
+    scaled = scaled * (now_ms - healthy_since_ms) / slow_start_ms;
+    if (scaled == 0 && weight > 0)
+      scaled = 1;
+  }
+  return (uint32_t)scaled;
+}
+
 static uint32_t effective_weight(const struct nlb_group *group,
                                  const struct nlb_target *target,
                                  uint64_t now_ms)
 {
-  uint64_t weight = (uint64_t)target->weight * WEIGHT_SCALE;
-  uint64_t window = group->settings.slow_start_ms;
-  if (window && target->healthy_since_ms &&
-      now_ms - target->healthy_since_ms < window) {
-    weight = weight * (now_ms - target->healthy_since_ms) / window;
-    if (weight == 0 && target->weight > 0)
-      weight = 1;
-  }
-  return (uint32_t)weight;
+  return nlb_slow_start_weight(target->weight, group->settings.slow_start_ms,
+                               target->healthy_since_ms, now_ms);
 }
 
 static bool in_slow_start(const struct nlb_group *group,
@@ -454,7 +458,7 @@ static struct nlb_pool *build_pool(const struct nlb_group *group,
     for (size_t i = 0; i < n; i++) {
       int state = atomic_load(&group->targets[i]->state);
       if (state == NLB_TARGET_INITIAL || state == NLB_TARGET_UNHEALTHY)
-        weights[i] = group->targets[i]->weight * WEIGHT_SCALE;
+        weights[i] = group->targets[i]->weight * NLB_WEIGHT_SCALE;
     }
   pool = nlb_pool_create(group->settings.algorithm, group->targets, weights,
                          n);

@@ -23,3 +23,15 @@ tests_unit_test_lb_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_lb_LDADD = $(NLB_TEST_LIBS)
 
 EXTRA_DIST += tests/e2e/nlbtest.py
+
+check_PROGRAMS += tests/unit/test_duration
+TESTS += tests/unit/test_duration
+tests_unit_test_duration_SOURCES = tests/unit/test_duration.c
+tests_unit_test_duration_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_duration_LDADD = $(NLB_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_health
+TESTS += tests/unit/test_health
+tests_unit_test_health_SOURCES = tests/unit/test_health.c
+tests_unit_test_health_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_health_LDADD = $(NLB_TEST_LIBS)

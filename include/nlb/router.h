@@ -77,6 +77,16 @@ void nlb_router_set_target_state(struct nlb_router *router,
                                  enum nlb_target_state state,
                                  const char *reason, uint64_t now_ms);
 
+/* Weights in snapshots are scaled by this, so that slow start can hand out
+ * fractions of a configured weight. */
+#define NLB_WEIGHT_SCALE 100
+
+/* The routing weight of a target healthy since healthy_since_ms: grows
+ * linearly from 1 to weight * NLB_WEIGHT_SCALE over slow_start_ms (0: no
+ * slow start, full weight at once). Pure. */
+uint32_t nlb_slow_start_weight(uint32_t weight, uint64_t slow_start_ms,
+                               uint64_t healthy_since_ms, uint64_t now_ms);
+
 /* Writes Prometheus text for listeners, groups and targets into a malloc'd
  * string the caller frees; NULL on ENOMEM. */
 char *nlb_router_metrics(struct nlb_router *router);

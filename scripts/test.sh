@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The "test" command of the README (and of CI): installs what nlb needs,
+# builds it, runs every test (make check) in a plain build and again in an
+# ASan+UBSan build, and ends with "N passed, N failed".
+#   NLB_TEST_SANITIZERS=0  skip the sanitizer pass
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/scripts/install-deps.sh" || exit 1
+
+status=0
+builds=("")
+[ "${NLB_TEST_SANITIZERS:-1}" = 1 ] && builds+=("--sanitizers")
+dirs=()
+for flag in "${builds[@]}"; do
+  echo "== build ${flag:-(plain)}"
+  dir=$("$top/scripts/build.sh" $flag | tail -n 1) || { echo "build failed"; exit 1; }
+  dirs+=("$dir")
+  echo "== make check in $dir"
+  # Build the test programs in parallel, then run the tests one at a time:
+  # end-to-end tests measure timing and must not fight over two cores.
+  ( cd "$dir" && make -j2 check TESTS= >/dev/null && make -j1 check ) || status=1
+done
+python3 "$top/scripts/summarize-tests.py" "${dirs[@]}" || status=1
+exit $status
