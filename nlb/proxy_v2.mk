@@ -7,3 +7,11 @@ tests_unit_test_proxy_v2_SOURCES = tests/unit/test_proxy_v2.c nlb/proxy_v2.c
 tests_unit_test_proxy_v2_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS)
 tests_unit_test_proxy_v2_LDADD = $(CUNIT_LIBS)
 EXTRA_DIST += tests/tools/ppv2_receiver.py
+
+# ppv2_send writes the encoder's headers to a socket; test_ppv2_receiver.py
+# checks them with the independent reader of tests/tools/ppv2_receiver.py.
+check_PROGRAMS += tests/tools/ppv2_send
+tests_tools_ppv2_send_SOURCES = tests/tools/ppv2_send.c nlb/proxy_v2.c
+tests_tools_ppv2_send_CFLAGS = $(AM_CFLAGS)
+TESTS += tests/tools/test_ppv2_receiver.py
+EXTRA_DIST += tests/tools/test_ppv2_receiver.py
