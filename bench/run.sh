@@ -292,6 +292,11 @@ start_balancer() {
     http_port=$P_NLB_HTTP
     iperf_port=$P_NLB_IPERF
     ;;
+  *)
+    notes+=("$setup skipped: unknown setup (direct, haproxy, haproxy-splice, nlbd)")
+    log "unknown setup $setup"
+    return 1
+    ;;
   esac
   balancer_pid=$last_pid
   if ! wait_listen "$http_port" "$balancer_pid" 10 ||
