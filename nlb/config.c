@@ -481,6 +481,8 @@ static void load_networks(struct loader *ld, const config_setting_t *root,
               "range \"%s\" is not a CIDR such as 10.0.0.0/24 (host bits "
               "must be zero)",
               range);
+    else
+      net->range_text = dup_or_die(range);
     if (get_string(ld, item, "netns", &netns)) {
       if (!is_valid_name(netns) || strcmp(netns, ".") == 0 ||
           strcmp(netns, "..") == 0)
@@ -872,6 +874,7 @@ void nlb_config_free(struct nlb_config *cfg)
     free(net->principals);
     free(net->name);
     free(net->netns);
+    free(net->range_text);
   }
   free(cfg->networks);
   for (size_t i = 0; i < cfg->n_target_groups; i++) {

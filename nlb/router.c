@@ -24,6 +24,8 @@ struct listener_record {
   char *group_name;
   uint64_t idle_timeout_ms;
   char *endpoint_id; /* NULL for a load balancer's own listener */
+  struct nlb_cidr *allowed_sources;
+  size_t n_allowed_sources;
   struct nlb_listener_stats *stats;
   bool seen; /* still in the config being applied */
 };
@@ -58,6 +60,7 @@ static void free_listener(struct listener_record *l)
   free(l->lb_name);
   free(l->group_name);
   free(l->endpoint_id);
+  free(l->allowed_sources);
   if (l->stats)
     nlb_listener_stats_release(l->stats);
   free(l);
@@ -235,6 +238,55 @@ static void discard_pending(struct pending_listener *pending, size_t n,
   free(pending);
 }
 
+static struct listener_record *find_lb_listener(struct nlb_router *router,
+                                                const char *lb_name,
+                                                uint16_t port)
+{
+  for (size_t i = 0; i < router->n_listeners; i++) {
+    struct listener_record *l = router->listeners[i];
+    if (!l->endpoint_id && l->port == port && strcmp(l->lb_name, lb_name) == 0)
+      return l;
+  }
+  return NULL;
+}
+
+static void remove_listener_at(struct nlb_router *router, size_t index,
+                               bool reset_flows)
+{
+  struct listener_record *l = router->listeners[index];
+  for (size_t w = 0; w < router->n_workers; w++)
+    nlb_worker_remove_listener(router->workers[w], l->id, reset_flows);
+  router->listeners[index] = router->listeners[--router->n_listeners];
+  free_listener(l);
+}
+
+/* After a reload, endpoint listeners follow their load balancer's listener
+ * on the same port; one whose port is gone closes. */
+static void resolve_endpoint_listeners(struct nlb_router *router)
+{
+  for (size_t i = 0; i < router->n_listeners;) {
+    struct listener_record *l = router->listeners[i];
+    struct listener_record *lb;
+    if (!l->endpoint_id) {
+      i++;
+      continue;
+    }
+    lb = find_lb_listener(router, l->lb_name, l->port);
+    if (!lb) {
+      nlb_log_event(NLB_LOG_WARN,
+                    "endpoint %s: load balancer %s has no port %u any more; "
+                    "closing that listener",
+                    l->endpoint_id, l->lb_name, l->port);
+      remove_listener_at(router, i, true);
+      continue;
+    }
+    free(l->group_name);
+    l->group_name = lb->group_name ? strdup(lb->group_name) : NULL;
+    l->idle_timeout_ms = lb->idle_timeout_ms;
+    i++;
+  }
+}
+
 int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
                      uint64_t now_ms, char *err, size_t err_size)
 {
@@ -387,6 +439,7 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       }
     }
   }
+  resolve_endpoint_listeners(router);
   router->access_json = cfg->log_access_format == NLB_LOG_JSON;
   nlb_router_publish(router, now_ms);
 
@@ -475,6 +528,15 @@ static int fill_route(struct nlb_snapshot *snapshot, struct nlb_route *route,
   route->local = l->local;
   route->endpoint_id = l->endpoint_id ? strdup(l->endpoint_id) : NULL;
   route->idle_timeout_ms = l->idle_timeout_ms;
+  if (l->n_allowed_sources) {
+    route->allowed_sources =
+        malloc(l->n_allowed_sources * sizeof(*route->allowed_sources));
+    if (!route->allowed_sources)
+      return -ENOMEM;
+    memcpy(route->allowed_sources, l->allowed_sources,
+           l->n_allowed_sources * sizeof(*route->allowed_sources));
+    route->n_allowed_sources = l->n_allowed_sources;
+  }
   nlb_listener_stats_acquire(l->stats);
   route->stats = l->stats;
   for (size_t g = 0; g < snapshot->n_groups; g++)
@@ -633,6 +695,145 @@ void nlb_router_set_target_state(struct nlb_router *router,
                 nlb_target_state_name((enum nlb_target_state)old),
                 nlb_target_state_name(state), reason);
   nlb_router_publish(router, now_ms);
+}
+
+static int copy_sources(struct listener_record *l,
+                        const struct nlb_cidr *sources, size_t n)
+{
+  struct nlb_cidr *copy = NULL;
+  if (n) {
+    copy = malloc(n * sizeof(*copy));
+    if (!copy)
+      return -ENOMEM;
+    memcpy(copy, sources, n * sizeof(*copy));
+  }
+  free(l->allowed_sources);
+  l->allowed_sources = copy;
+  l->n_allowed_sources = n;
+  return 0;
+}
+
+int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
+                            const char *lb_name,
+                            const union nlb_sockaddr *address,
+                            const uint16_t *ports, size_t n_ports,
+                            const struct nlb_cidr *allowed_sources,
+                            size_t n_allowed_sources, const int *fds,
+                            uint64_t now_ms, char *err, size_t err_size)
+{
+  size_t first = router->n_listeners;
+  size_t n_fds = n_ports * router->n_workers;
+  struct listener_record **grown;
+  int rc = -ENOMEM;
+
+  if (nlb_router_has_endpoint(router, endpoint_id)) {
+    snprintf(err, err_size, "endpoint already open");
+    rc = -EEXIST;
+    goto fail_close_fds;
+  }
+  grown = realloc(router->listeners,
+                  (router->n_listeners + n_ports) * sizeof(*grown));
+  if (!grown)
+    goto fail_close_fds;
+  router->listeners = grown;
+  for (size_t p = 0; p < n_ports; p++) {
+    struct listener_record *lb = find_lb_listener(router, lb_name, ports[p]);
+    struct listener_record *l;
+    if (!lb || !lb->group_name) {
+      snprintf(err, err_size, "load balancer %s has no listener on port %u",
+               lb_name, ports[p]);
+      rc = -ENOENT;
+      goto fail_remove_added;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l)
+      goto fail_remove_added;
+    router->listeners[router->n_listeners++] = l;
+    l->id = router->next_listener_id++;
+    l->lb_name = strdup(lb_name);
+    l->port = ports[p];
+    l->has_bind = true;
+    l->local = *address;
+    nlb_addr_set_port(&l->local, ports[p]);
+    l->group_name = strdup(lb->group_name);
+    l->idle_timeout_ms = lb->idle_timeout_ms;
+    l->endpoint_id = strdup(endpoint_id);
+    l->stats = nlb_listener_stats_create();
+    if (!l->lb_name || !l->group_name || !l->endpoint_id || !l->stats ||
+        copy_sources(l, allowed_sources, n_allowed_sources) < 0)
+      goto fail_remove_added;
+  }
+  if (nlb_router_publish(router, now_ms) < 0)
+    goto fail_remove_added;
+  for (size_t p = 0; p < n_ports; p++)
+    for (size_t w = 0; w < router->n_workers; w++)
+      nlb_worker_add_listener(router->workers[w],
+                              router->listeners[first + p]->id,
+                              fds[p * router->n_workers + w]);
+  return 0;
+
+fail_remove_added:
+  while (router->n_listeners > first)
+    free_listener(router->listeners[--router->n_listeners]);
+fail_close_fds:
+  for (size_t i = 0; i < n_fds; i++)
+    close(fds[i]);
+  if (rc == -ENOMEM && !err[0])
+    snprintf(err, err_size, "out of memory");
+  return rc;
+}
+
+int nlb_router_remove_endpoint(struct nlb_router *router,
+                               const char *endpoint_id, uint64_t now_ms)
+{
+  bool found = false;
+  for (size_t i = 0; i < router->n_listeners;) {
+    struct listener_record *l = router->listeners[i];
+    if (l->endpoint_id && strcmp(l->endpoint_id, endpoint_id) == 0) {
+      remove_listener_at(router, i, true);
+      found = true;
+      continue;
+    }
+    i++;
+  }
+  if (!found)
+    return -ENOENT;
+  nlb_router_publish(router, now_ms);
+  return 0;
+}
+
+int nlb_router_set_endpoint_sources(struct nlb_router *router,
+                                    const char *endpoint_id,
+                                    const struct nlb_cidr *allowed_sources,
+                                    size_t n_allowed_sources, uint64_t now_ms)
+{
+  bool found = false;
+  for (size_t i = 0; i < router->n_listeners; i++) {
+    struct listener_record *l = router->listeners[i];
+    if (!l->endpoint_id || strcmp(l->endpoint_id, endpoint_id) != 0)
+      continue;
+    if (copy_sources(l, allowed_sources, n_allowed_sources) < 0)
+      return -ENOMEM;
+    found = true;
+  }
+  if (!found)
+    return -ENOENT;
+  return nlb_router_publish(router, now_ms);
+}
+
+bool nlb_router_has_endpoint(const struct nlb_router *router,
+                             const char *endpoint_id)
+{
+  for (size_t i = 0; i < router->n_listeners; i++)
+    if (router->listeners[i]->endpoint_id &&
+        strcmp(router->listeners[i]->endpoint_id, endpoint_id) == 0)
+      return true;
+  return false;
+}
+
+size_t nlb_router_worker_count(const struct nlb_router *router)
+{
+  return router->n_workers;
 }
 
 void nlb_router_stop_accepting(struct nlb_router *router)

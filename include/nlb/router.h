@@ -91,6 +91,39 @@ uint32_t nlb_slow_start_weight(uint32_t weight, uint64_t slow_start_ms,
  * string the caller frees; NULL on ENOMEM. */
 char *nlb_router_metrics(struct nlb_router *router);
 
+/* Adds the listeners of an endpoint: one per port, at address (its port is
+ * ignored) in the consumer's network, routed like the load balancer
+ * lb_name's listener on the same port. fds holds n_ports * n_workers
+ * listening sockets (port by port), which the router hands to the workers
+ * (on success) or closes (on failure). allowed_sources (n may be 0: anyone)
+ * is copied. Returns 0, -ENOENT (lb_name has no listener on a port; err
+ * says which), -EEXIST (endpoint already open), -ENOMEM. */
+int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
+                            const char *lb_name,
+                            const union nlb_sockaddr *address,
+                            const uint16_t *ports, size_t n_ports,
+                            const struct nlb_cidr *allowed_sources,
+                            size_t n_allowed_sources, const int *fds,
+                            uint64_t now_ms, char *err, size_t err_size);
+
+/* Closes an endpoint's listeners and resets its flows at once
+ * (end=endpoint_closed). Returns 0 or -ENOENT. */
+int nlb_router_remove_endpoint(struct nlb_router *router,
+                               const char *endpoint_id, uint64_t now_ms);
+
+/* Replaces an endpoint's source allow-list for new flows. 0 or -ENOENT. */
+int nlb_router_set_endpoint_sources(struct nlb_router *router,
+                                    const char *endpoint_id,
+                                    const struct nlb_cidr *allowed_sources,
+                                    size_t n_allowed_sources, uint64_t now_ms);
+
+/* True when the endpoint has listeners open. */
+bool nlb_router_has_endpoint(const struct nlb_router *router,
+                             const char *endpoint_id);
+
+/* Number of workers (sockets needed per listener). */
+size_t nlb_router_worker_count(const struct nlb_router *router);
+
 /* Closes every listening socket; flows go on. */
 void nlb_router_stop_accepting(struct nlb_router *router);
 

@@ -1,0 +1,26 @@
+/* Listening sockets inside a network namespace.
+ *
+ * A socket stays in the namespace it was created in, whichever thread later
+ * uses it. So a short-lived helper thread enters the namespace (setns),
+ * creates, binds and listens, and hands the descriptors back; the calling
+ * thread and the workers never change namespace. */
+#ifndef NLB_NETNS_H
+#define NLB_NETNS_H
+
+#include <stddef.h>
+
+#include "nlb/addr.h"
+
+/* Opens copies listening sockets (nlb_listener_open: SO_REUSEPORT) for
+ * each of the n addresses inside the namespace /run/netns/<netns>, or on
+ * the host when netns is NULL or "". fds receives n * copies descriptors,
+ * address by address. On failure nothing stays open, *failed_index names
+ * the address at fault (or -1) and the result is a negative errno:
+ * -ENOENT (no such namespace), -EPERM (not allowed to enter it),
+ * -EADDRINUSE, -EADDRNOTAVAIL... Blocks for the few milliseconds the helper
+ * thread takes. Control thread. */
+int nlb_netns_open_listeners(const char *netns,
+                             const union nlb_sockaddr *addrs, size_t n,
+                             size_t copies, int *fds, int *failed_index);
+
+#endif

@@ -1,0 +1,44 @@
+/* Endpoint services in nlbd: the registry (opened from the config's
+ * registry, principals and networks), the endpoints it opens in consumer
+ * networks, and the HTTP/2 API in front of them, with the data-plane
+ * operations the API needs (target groups, run-time targets, metrics).
+ * Everything here runs on the control thread. */
+#ifndef NLB_SERVICES_H
+#define NLB_SERVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "nlb/config.h"
+#include "nlb/health.h"
+#include "nlb/router.h"
+
+struct nlb_services;
+
+/* Opens the registry (when cfg has one), reopens available endpoints and
+ * starts the API (when cfg has one). On failure returns a negative errno
+ * with the reason in err, and nothing stays open. A config without
+ * registry and API gives a services object that does nothing. */
+int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
+                       struct nlb_router *router, struct nlb_health *health,
+                       struct nlb_services **out, char *err, size_t err_size);
+
+/* Takes a reloaded config: principals, networks and load balancers for the
+ * registry, principals for the API (existing API connections get GOAWAY),
+ * endpoints reopened where load balancers changed. Registry path and API
+ * address need a restart (logged). cfg must outlive the next reload. */
+void nlb_services_reload(struct nlb_services *services,
+                         const struct nlb_config *cfg);
+
+/* Periodic work: pending endpoints past registry.pending_expiry expire. */
+void nlb_services_tick(struct nlb_services *services, uint64_t now_ms);
+
+/* Stops the API (GOAWAY, connections closed); the loop finishes closing. */
+void nlb_services_shutdown(struct nlb_services *services);
+
+/* Closes the registry and frees everything, once the loop has closed the
+ * API's handles. NULL ok. */
+void nlb_services_free(struct nlb_services *services);
+
+#endif

@@ -1,0 +1,206 @@
+#include "nlb/endpoints.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nlb/log.h"
+#include "nlb/netns.h"
+
+struct nlb_endpoints {
+  struct reg *reg;
+  struct nlb_router *router;
+  uint64_t (*clock)(void *);
+  void *clock_arg;
+};
+
+static uint64_t now_ms(struct nlb_endpoints *eps)
+{
+  return eps->clock(eps->clock_arg);
+}
+
+/* Parses the endpoint's allowed sources; *out is malloc'd (NULL when
+ * none). The registry stored them validated, so a parse failure is a
+ * corrupt store: refuse rather than open the endpoint to everyone. */
+static int parse_sources(const struct reg_endpoint *ep, struct nlb_cidr **out)
+{
+  *out = NULL;
+  if (ep->n_allowed_sources == 0)
+    return 0;
+  *out = calloc(ep->n_allowed_sources, sizeof(**out));
+  if (!*out)
+    return -ENOMEM;
+  for (size_t i = 0; i < ep->n_allowed_sources; i++)
+    if (nlb_cidr_parse(ep->allowed_sources[i], &(*out)[i]) < 0) {
+      free(*out);
+      *out = NULL;
+      return -EINVAL;
+    }
+  return 0;
+}
+
+static void fail_endpoint(struct nlb_endpoints *eps, const char *id,
+                          const char *reason)
+{
+  struct reg_error err;
+  nlb_log_event(NLB_LOG_WARN, "endpoint %s failed: %s", id, reason);
+  if (reg_endpoint_fail(eps->reg, id, reason, &err) < 0)
+    nlb_log_event(NLB_LOG_ERROR, "endpoint %s: cannot record failure: %s", id,
+                  err.message);
+}
+
+static void open_endpoint(struct nlb_endpoints *eps,
+                          const struct reg_endpoint *ep)
+{
+  size_t n_workers = nlb_router_worker_count(eps->router);
+  union nlb_sockaddr *addrs = NULL;
+  struct nlb_cidr *sources = NULL;
+  int *fds = NULL;
+  char reason[REG_REASON_BUF] = "";
+  int failed_index = -1;
+  int rc;
+
+  if (nlb_router_has_endpoint(eps->router, ep->id))
+    return;
+  if (ep->n_ports == 0) {
+    fail_endpoint(eps, ep->id, "its load balancer has no listener ports");
+    return;
+  }
+  addrs = calloc(ep->n_ports, sizeof(*addrs));
+  fds = calloc(ep->n_ports * n_workers, sizeof(*fds));
+  if (!addrs || !fds)
+    goto out;
+  for (size_t p = 0; p < ep->n_ports; p++)
+    if (nlb_addr_parse_ip(ep->address, ep->ports[p], &addrs[p]) < 0) {
+      snprintf(reason, sizeof(reason), "bad address %s", ep->address);
+      fail_endpoint(eps, ep->id, reason);
+      goto out;
+    }
+  if (parse_sources(ep, &sources) < 0) {
+    fail_endpoint(eps, ep->id, "bad allowed_sources in the store");
+    goto out;
+  }
+  rc = nlb_netns_open_listeners(ep->netns, addrs, ep->n_ports, n_workers, fds,
+                                &failed_index);
+  if (rc < 0) {
+    char where[NLB_ADDR_TEXT_MAX] = "";
+    if (failed_index >= 0)
+      nlb_addr_format(&addrs[failed_index], where, sizeof(where));
+    if (rc == -ENOENT && ep->netns[0] && failed_index < 0)
+      snprintf(reason, sizeof(reason),
+               "network namespace %s does not exist (/run/netns/%s)",
+               ep->netns, ep->netns);
+    else
+      snprintf(reason, sizeof(reason), "cannot listen on %s%s%s%s: %s",
+               where[0] ? where : ep->address, ep->netns[0] ? " in netns " : "",
+               ep->netns, ep->netns[0] ? "" : " (host)", strerror(-rc));
+    fail_endpoint(eps, ep->id, reason);
+    goto out;
+  }
+  rc = nlb_router_add_endpoint(eps->router, ep->id, ep->load_balancer,
+                               &addrs[0], ep->ports, ep->n_ports, sources,
+                               ep->n_allowed_sources, fds, now_ms(eps), reason,
+                               sizeof(reason));
+  if (rc < 0) {
+    if (rc != -EEXIST)
+      fail_endpoint(eps, ep->id, reason);
+    goto out;
+  }
+  nlb_log_event(NLB_LOG_INFO,
+                "endpoint %s of service %s open on %s (%zu ports) in %s%s",
+                ep->id, ep->service, ep->address, ep->n_ports,
+                ep->netns[0] ? "netns " : "the host network", ep->netns);
+out:
+  free(addrs);
+  free(fds);
+  free(sources);
+}
+
+static void on_event(const struct reg_event *event, void *arg)
+{
+  struct nlb_endpoints *eps = arg;
+  struct reg_endpoint ep;
+
+  nlb_log_event(NLB_LOG_INFO,
+                "registry #%llu %s: endpoint %s of service %s by %s -> %s%s%s",
+                (unsigned long long)event->seq,
+                reg_event_type_name(event->type), event->endpoint_id,
+                event->service_id, event->principal,
+                reg_state_name(event->state), event->reason[0] ? ": " : "",
+                event->reason);
+  if (event->state == REG_EP_AVAILABLE) {
+    if (reg_endpoint_get(eps->reg, event->endpoint_id, &ep) == 0) {
+      if (ep.state == REG_EP_AVAILABLE)
+        open_endpoint(eps, &ep);
+      reg_endpoint_release(&ep);
+    }
+    return;
+  }
+  if (event->state != REG_EP_PENDING_ACCEPTANCE &&
+      nlb_router_remove_endpoint(eps->router, event->endpoint_id,
+                                 now_ms(eps)) == 0)
+    nlb_log_event(NLB_LOG_INFO,
+                  "endpoint %s closed (%s): listeners closed, flows reset",
+                  event->endpoint_id, reg_state_name(event->state));
+}
+
+void nlb_endpoints_resync(struct nlb_endpoints *eps)
+{
+  struct reg_endpoint *list = NULL;
+  size_t n = 0;
+  int rc = reg_available_endpoints(eps->reg, &list, &n);
+
+  if (rc < 0) {
+    nlb_log_event(NLB_LOG_ERROR, "cannot list available endpoints: %s",
+                  strerror(-rc));
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    open_endpoint(eps, &list[i]);
+  reg_endpoints_free(list, n);
+}
+
+void nlb_endpoints_refresh(struct nlb_endpoints *eps, const char *id)
+{
+  struct reg_endpoint ep;
+  struct nlb_cidr *sources = NULL;
+
+  if (reg_endpoint_get(eps->reg, id, &ep) < 0)
+    return;
+  if (ep.state == REG_EP_AVAILABLE && parse_sources(&ep, &sources) == 0 &&
+      nlb_router_set_endpoint_sources(eps->router, id, sources,
+                                      ep.n_allowed_sources, now_ms(eps)) == 0)
+    nlb_log_event(NLB_LOG_INFO, "endpoint %s: %zu allowed source ranges", id,
+                  ep.n_allowed_sources);
+  free(sources);
+  reg_endpoint_release(&ep);
+}
+
+struct nlb_endpoints *nlb_endpoints_start(struct reg *reg,
+                                          struct nlb_router *router,
+                                          uint64_t (*clock)(void *),
+                                          void *clock_arg)
+{
+  struct nlb_endpoints *eps = calloc(1, sizeof(*eps));
+  if (!eps)
+    return NULL;
+  eps->reg = reg;
+  eps->router = router;
+  eps->clock = clock;
+  eps->clock_arg = clock_arg;
+  if (reg_observe(reg, on_event, eps) < 0) {
+    free(eps);
+    return NULL;
+  }
+  nlb_endpoints_resync(eps);
+  return eps;
+}
+
+void nlb_endpoints_free(struct nlb_endpoints *eps)
+{
+  if (!eps)
+    return;
+  reg_unobserve(eps->reg, on_event, eps);
+  free(eps);
+}
