@@ -91,6 +91,12 @@ static int maglev_pick(struct nlb_pool *pool, uint64_t flow_hash,
     if (!nlb_tried_contains(tried, n_tried, index))
       return (int)index;
   }
+  /* A target whose weight is tiny next to the others' (a slow start's
+   * first moments) may own no slot at all; a flow that failed everywhere
+   * else still gets to try it. */
+  for (uint32_t index = 0; index < pool->n_targets; index++)
+    if (!nlb_tried_contains(tried, n_tried, index))
+      return (int)index;
   return -1;
 }
 
