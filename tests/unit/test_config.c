@@ -1,1 +1,651 @@
-int main(void) { return 0; }
+/* CUnit suite for nlb/config.c: a complete file loads into the expected
+ * tree, and each class of mistake is reported as "FILE:LINE: message" with
+ * the line the mistake is on, every mistake of a file in one pass. */
+#include "nlb/config.h"
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char config_path[64];
+
+static int suite_init(void)
+{
+  int fd;
+  snprintf(config_path, sizeof(config_path), "/tmp/nlb-test-config-XXXXXX");
+  fd = mkstemp(config_path);
+  if (fd < 0)
+    return -1;
+  close(fd);
+  return 0;
+}
+
+static int suite_clean(void)
+{
+  unlink(config_path);
+  return 0;
+}
+
+/* Writes text to the suite's file and loads it. */
+static struct nlb_config *load_text(const char *text, char **errors)
+{
+  FILE *f = fopen(config_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs(text, f);
+  fclose(f);
+  return nlb_config_load(config_path, errors);
+}
+
+/* True when errors holds a line "PATH:LINE: ..." that contains message. */
+static int has_error(const char *errors, int line, const char *message)
+{
+  char prefix[128];
+  size_t prefix_len;
+
+  snprintf(prefix, sizeof(prefix), "%s:%d: ", config_path, line);
+  prefix_len = strlen(prefix);
+  for (const char *p = errors; p && *p;) {
+    const char *end = strchr(p, '\n');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len >= prefix_len && strncmp(p, prefix, prefix_len) == 0) {
+      char copy[1024];
+      snprintf(copy, sizeof(copy), "%.*s", (int)len, p);
+      if (strstr(copy + prefix_len, message))
+        return 1;
+    }
+    p = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+/* Every line of errors has the "PATH:LINE: message" shape. */
+static int all_lines_well_formed(const char *errors)
+{
+  size_t path_len = strlen(config_path);
+  for (const char *p = errors; p && *p;) {
+    const char *end = strchr(p, '\n');
+    const char *q = p + path_len;
+    if (!end || strncmp(p, config_path, path_len) != 0 || *q != ':')
+      return 0;
+    q++;
+    if (*q < '1' || *q > '9') /* a real line, not 0 */
+      return 0;
+    while (*q >= '0' && *q <= '9')
+      q++;
+    if (q[0] != ':' || q[1] != ' ' || q + 2 >= end)
+      return 0;
+    p = end + 1;
+  }
+  return 1;
+}
+
+/* Loads text, which must fail with message on line. */
+static void expect_error_at(const char *text, int line, const char *message)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(text, &errors);
+  CU_ASSERT_PTR_NULL(cfg);
+  CU_ASSERT_PTR_NOT_NULL(errors);
+  if (!has_error(errors, line, message) || !all_lines_well_formed(errors))
+    fprintf(stderr, "\n  want line %d \"%s\"; got:\n%s", line, message,
+            errors ? errors : "(none)\n");
+  CU_ASSERT_TRUE(has_error(errors, line, message));
+  CU_ASSERT_TRUE(all_lines_well_formed(errors));
+  nlb_config_free(cfg);
+  free(errors);
+}
+
+static void expect_ok(const char *text)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(text, &errors);
+  if (!cfg)
+    fprintf(stderr, "\n  unexpected errors:\n%s", errors ? errors : "");
+  CU_ASSERT_PTR_NOT_NULL(cfg);
+  CU_ASSERT_PTR_NULL(errors);
+  nlb_config_free(cfg);
+  free(errors);
+}
+
+#define HASH_A                                                                 \
+  "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define HASH_B                                                                 \
+  "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
+
+/* The SPEC's example, line by line (numbers in comments are file lines). */
+static const char full_config[] =
+    "workers = 3;\n"                                           /* 1 */
+    "shutdown_timeout = \"30s\";\n"                            /* 2 */
+    "log = { access = \"stderr\"; access_format = \"json\";\n" /* 3 */
+    "        events = \"stderr\"; level = \"warn\"; };\n"      /* 4 */
+    "api = { listen = \"127.0.0.1:9180\"; };\n"                /* 5 */
+    "registry = { path = \"/tmp/registry.db\"; };\n"           /* 6 */
+    "principals = (\n"                                         /* 7 */
+    "  { name = \"ops\"; role = \"operator\";\n"               /* 8 */
+    "    token_sha256 = \"" HASH_A "\"; },\n"                  /* 9 */
+    "  { name = \"shop\"; role = \"consumer\";\n"              /* 10 */
+    "    token_sha256 = \"" HASH_B "\"; }\n"                   /* 11 */
+    ");\n"                                                     /* 12 */
+    "networks = (\n"                                           /* 13 */
+    "  { name = \"host\"; range = \"127.77.0.0/16\"; },\n"     /* 14 */
+    "  { name = \"shop-vpc\"; netns = \"shop\"; range = \"127.88.0.0/24\";\n"
+    "    principals = [ \"shop\" ]; }\n" /* 16 */
+    ");\n"                               /* 17 */
+    "target_groups = (\n"                /* 18 */
+    "  { name = \"payments-tg\";\n"      /* 19 */
+    "    algorithm = \"least_conn\";\n"  /* 20 */
+    "    proxy_protocol = \"v2\";\n"     /* 21 */
+    "    deregistration_delay = \"300s\";\n"
+    "    fail_open = false;\n"
+    "    health_check = { protocol = \"http\"; port = 8081;\n"
+    "                     interval = \"10s\"; timeout = \"250ms\";\n"
+    "                     healthy_threshold = 3; unhealthy_threshold = 2;\n"
+    "                     path = \"/health\"; matcher = \"200-399\"; };\n"
+    "    targets = ( { address = \"127.0.0.1:9001\"; weight = 1; },\n"
+    "                { address = \"[::1]:9002\"; weight = 7; } );\n"
+    "  },\n"
+    "  { name = \"other-tg\"; targets = ( { address = \"127.0.0.1:9003\"; } ); "
+    "}\n"
+    ");\n"
+    "load_balancers = (\n"
+    "  { name = \"payments-lb\";\n"
+    "    listeners = (\n"
+    "      { port = 8080; target_group = \"payments-tg\";\n"
+    "        bind = \"127.0.0.1\"; idle_timeout = \"350s\"; },\n"
+    "      { port = 8443; target_group = \"other-tg\"; }\n"
+    "    );\n"
+    "  }\n"
+    ");\n";
+
+static void test_config_full_example_loads(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(full_config, &errors);
+  char text[NLB_ADDR_TEXT_MAX];
+
+  if (!cfg)
+    fprintf(stderr, "\n%s", errors ? errors : "");
+  CU_ASSERT_PTR_NULL(errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->path, config_path);
+  CU_ASSERT_EQUAL(cfg->workers, 3);
+  CU_ASSERT_EQUAL(cfg->shutdown_timeout_ms, 30000);
+  CU_ASSERT_EQUAL(cfg->log_access_format, NLB_LOG_JSON);
+  CU_ASSERT_EQUAL(cfg->log_level, 2);
+  CU_ASSERT_TRUE(cfg->has_api);
+  CU_ASSERT_STRING_EQUAL(nlb_addr_format(&cfg->api_listen, text, sizeof(text)),
+                         "127.0.0.1:9180");
+  CU_ASSERT_TRUE(cfg->has_registry);
+  CU_ASSERT_STRING_EQUAL(cfg->registry_path, "/tmp/registry.db");
+
+  CU_ASSERT_EQUAL_FATAL(cfg->n_principals, 2);
+  CU_ASSERT_STRING_EQUAL(cfg->principals[0].name, "ops");
+  CU_ASSERT_EQUAL(cfg->principals[0].role, NLB_ROLE_OPERATOR);
+  CU_ASSERT_EQUAL(cfg->principals[0].token_sha256[0], 0x9f);
+  CU_ASSERT_EQUAL(cfg->principals[0].token_sha256[31], 0x08);
+  CU_ASSERT_EQUAL(cfg->principals[1].role, NLB_ROLE_CONSUMER);
+  CU_ASSERT_EQUAL(cfg->principals[0].line, 8);
+
+  CU_ASSERT_EQUAL_FATAL(cfg->n_networks, 2);
+  CU_ASSERT_PTR_NULL(cfg->networks[0].netns);
+  CU_ASSERT_EQUAL(cfg->networks[0].range.prefix_len, 16);
+  CU_ASSERT_STRING_EQUAL(cfg->networks[1].netns, "shop");
+  CU_ASSERT_EQUAL_FATAL(cfg->networks[1].n_principals, 1);
+  CU_ASSERT_STRING_EQUAL(cfg->networks[1].principals[0], "shop");
+
+  CU_ASSERT_EQUAL_FATAL(cfg->n_target_groups, 2);
+  const struct nlb_config_target_group *tg = &cfg->target_groups[0];
+  CU_ASSERT_STRING_EQUAL(tg->name, "payments-tg");
+  CU_ASSERT_EQUAL(tg->line, 19);
+  CU_ASSERT_EQUAL(tg->algorithm, NLB_ALGORITHM_LEAST_CONN);
+  CU_ASSERT_TRUE(tg->proxy_protocol_v2);
+  CU_ASSERT_FALSE(tg->fail_open);
+  CU_ASSERT_EQUAL(tg->deregistration_delay_ms, 300000);
+  CU_ASSERT_EQUAL(tg->health.protocol, NLB_HEALTH_HTTP);
+  CU_ASSERT_EQUAL(tg->health.port, 8081);
+  CU_ASSERT_EQUAL(tg->health.interval_ms, 10000);
+  CU_ASSERT_EQUAL(tg->health.timeout_ms, 250);
+  CU_ASSERT_STRING_EQUAL(tg->health.path, "/health");
+  CU_ASSERT_EQUAL_FATAL(tg->n_targets, 2);
+  CU_ASSERT_STRING_EQUAL(
+      nlb_addr_format(&tg->targets[0].address, text, sizeof(text)),
+      "127.0.0.1:9001");
+  CU_ASSERT_STRING_EQUAL(
+      nlb_addr_format(&tg->targets[1].address, text, sizeof(text)),
+      "[::1]:9002");
+  CU_ASSERT_EQUAL(tg->targets[1].weight, 7);
+  CU_ASSERT_EQUAL(tg->targets[1].line, 29);
+  CU_ASSERT_PTR_EQUAL(nlb_config_find_target_group(cfg, "other-tg"),
+                      &cfg->target_groups[1]);
+  CU_ASSERT_PTR_NULL(nlb_config_find_target_group(cfg, "nope"));
+
+  /* Defaults of a group that sets nothing. */
+  tg = &cfg->target_groups[1];
+  CU_ASSERT_EQUAL(tg->algorithm, NLB_ALGORITHM_MAGLEV);
+  CU_ASSERT_FALSE(tg->proxy_protocol_v2);
+  CU_ASSERT_TRUE(tg->fail_open);
+  CU_ASSERT_EQUAL(tg->deregistration_delay_ms, 300000);
+  CU_ASSERT_EQUAL(tg->health.protocol, NLB_HEALTH_TCP);
+  CU_ASSERT_EQUAL(tg->health.port, 0);
+  CU_ASSERT_EQUAL(tg->targets[0].weight, 1);
+
+  CU_ASSERT_EQUAL_FATAL(cfg->n_load_balancers, 1);
+  const struct nlb_config_load_balancer *lb = &cfg->load_balancers[0];
+  CU_ASSERT_STRING_EQUAL(lb->name, "payments-lb");
+  CU_ASSERT_EQUAL_FATAL(lb->n_listeners, 2);
+  CU_ASSERT_EQUAL(lb->listeners[0].port, 8080);
+  CU_ASSERT_EQUAL(lb->listeners[0].target_group, 0);
+  CU_ASSERT_TRUE(lb->listeners[0].has_bind);
+  CU_ASSERT_STRING_EQUAL(
+      nlb_addr_format(&lb->listeners[0].bind, text, sizeof(text)),
+      "127.0.0.1:8080");
+  CU_ASSERT_EQUAL(lb->listeners[0].idle_timeout_ms, 350000);
+  CU_ASSERT_EQUAL(lb->listeners[1].target_group, 1);
+  CU_ASSERT_FALSE(lb->listeners[1].has_bind);
+  CU_ASSERT_EQUAL(lb->listeners[1].idle_timeout_ms, 350000);
+  nlb_config_free(cfg);
+}
+
+static void test_config_minimal_defaults(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text("workers = 0;\n", &errors);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->workers, cpus > 0 ? (unsigned)cpus : 1u);
+  CU_ASSERT_EQUAL(cfg->shutdown_timeout_ms, 30000);
+  CU_ASSERT_STRING_EQUAL(cfg->log_access, "stderr");
+  CU_ASSERT_STRING_EQUAL(cfg->log_events, "stderr");
+  CU_ASSERT_EQUAL(cfg->log_access_format, NLB_LOG_TEXT);
+  CU_ASSERT_EQUAL(cfg->log_level, 1);
+  CU_ASSERT_FALSE(cfg->has_api);
+  CU_ASSERT_FALSE(cfg->has_registry);
+  CU_ASSERT_EQUAL(cfg->n_target_groups, 0);
+  CU_ASSERT_EQUAL(cfg->n_load_balancers, 0);
+  nlb_config_free(cfg);
+  free(errors);
+  expect_ok("");
+}
+
+static void test_config_durations_in_every_form(void)
+{
+  static const struct {
+    const char *value;
+    uint64_t ms;
+  } cases[] = {{"5", 5000},        {"0.25", 250},      {"\"250ms\"", 250},
+               {"\"10s\"", 10000}, {"\"5m\"", 300000}, {"\"12\"", 12000},
+               {"0", 0},           {"5L", 5000}};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[128];
+    char *errors = NULL;
+    snprintf(text, sizeof(text), "shutdown_timeout = %s;\n", cases[i].value);
+    struct nlb_config *cfg = load_text(text, &errors);
+    CU_ASSERT_PTR_NOT_NULL(cfg);
+    if (cfg) {
+      if (cfg->shutdown_timeout_ms != cases[i].ms)
+        fprintf(stderr, "\n  %s -> %llu ms", cases[i].value,
+                (unsigned long long)cfg->shutdown_timeout_ms);
+      CU_ASSERT_EQUAL(cfg->shutdown_timeout_ms, cases[i].ms);
+    }
+    nlb_config_free(cfg);
+    free(errors);
+  }
+}
+
+static void test_config_syntax_error_has_line(void)
+{
+  expect_error_at("workers = 1;\n"
+                  "shutdown_timeout = \"1s\";\n"
+                  "log = { level = = \"info\"; };\n",
+                  3, "syntax error");
+  expect_error_at("workers = 1;\n"
+                  "\n"
+                  "target_groups = ( { name = \"a\"; } ;\n",
+                  3, "syntax error");
+  expect_error_at("workers = 1;\nworkers = 2;\n", 2, "");
+}
+
+static void test_config_missing_file_names_it(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg =
+      nlb_config_load("/nonexistent/nlb-test.cfg", &errors);
+  CU_ASSERT_PTR_NULL(cfg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(errors);
+  CU_ASSERT_PTR_NOT_NULL(strstr(errors, "/nonexistent/nlb-test.cfg:"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(errors, "No such file"));
+  free(errors);
+}
+
+#define TG(body)                                                               \
+  "target_groups = (\n"                                                        \
+  "  { name = \"tg\";\n" body "  }\n"                                          \
+  ");\n"
+
+static void test_config_unknown_target_group(void)
+{
+  expect_error_at(
+      TG("    targets = ( { address = \"127.0.0.1:1\"; } );\n") "load_"
+                                                                "balancers = "
+                                                                "(\n"
+                                                                "  { name = "
+                                                                "\"lb\"; "
+                                                                "listeners = "
+                                                                "(\n"
+                                                                "    { port = "
+                                                                "80;\n"
+                                                                "      "
+                                                                "target_group "
+                                                                "= "
+                                                                "\"missing-"
+                                                                "tg\"; }\n"
+                                                                "  ); }\n"
+                                                                ");\n",
+      9, "unknown target group \"missing-tg\"");
+}
+
+static void test_config_duplicate_names(void)
+{
+  expect_error_at("target_groups = (\n"
+                  "  { name = \"tg\"; },\n"
+                  "  { name = \"tg\"; }\n"
+                  ");\n",
+                  3, "duplicate target group name \"tg\"");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = (\n"
+                  "  { name = \"lb\"; listeners = (); },\n"
+                  "  { name = \"lb\"; listeners = (); }\n"
+                  ");\n",
+                  4, "duplicate load balancer name \"lb\"");
+  expect_error_at(
+      "principals = (\n"
+      "  { name = \"p\"; role = \"operator\"; token_sha256 = \"" HASH_A
+      "\"; },\n"
+      "  { name = \"p\"; role = \"consumer\"; token_sha256 = \"" HASH_B
+      "\"; }\n"
+      ");\n",
+      3, "duplicate principal name \"p\"");
+  expect_error_at("networks = (\n"
+                  "  { name = \"n\"; range = \"127.1.0.0/16\"; },\n"
+                  "\n"
+                  "  { name = \"n\"; range = \"127.2.0.0/16\"; }\n"
+                  ");\n",
+                  4, "duplicate network name \"n\"");
+  expect_error_at(TG("    targets = (\n"
+                     "      { address = \"127.0.0.1:9001\"; },\n"
+                     "      { address = \"127.0.0.1:9001\"; }\n"
+                     "    );\n"),
+                  5, "duplicate target 127.0.0.1:9001");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 80; target_group = \"tg\"; },\n"
+                  "  { port = 80; target_group = \"tg\"; }\n"
+                  "); } );\n",
+                  4, "duplicate listener port 80");
+  expect_error_at(
+      "target_groups = ( { name = \"tg\"; } );\n"
+      "load_balancers = (\n"
+      "  { name = \"a\"; listeners = (\n"
+      "    { port = 80; target_group = \"tg\"; bind = \"127.0.0.1\"; "
+      "} ); },\n"
+      "  { name = \"b\"; listeners = (\n"
+      "    { port = 80; target_group = \"tg\"; bind = \"127.0.0.1\"; "
+      "} ); }\n"
+      ");\n",
+      6, "already used by \"a\"");
+}
+
+static void test_config_bad_addresses(void)
+{
+  static const char *const bad[] = {"127.0.0.1",      "127.0.0.1:",
+                                    "127.0.0.1:0",    "127.0.0.1:65536",
+                                    "::1:80",         "[::1]",
+                                    "[::1]80",        "localhost:80",
+                                    "1.2.3:80",       "127.0.0.1:8x",
+                                    "[127.0.0.1]:80", "",
+                                    "127.0.0.1:-1",   NULL};
+  for (const char *const *a = bad; *a; a++) {
+    char text[512];
+    snprintf(text, sizeof(text),
+             TG("    targets = (\n"
+                "      { address = \"%s\"; }\n"
+                "    );\n"),
+             *a);
+    expect_error_at(text, 4, "is not IP:PORT");
+  }
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 80; target_group = \"tg\";\n"
+                  "    bind = \"127.0.0.256\"; }\n"
+                  "); } );\n",
+                  4, "bind \"127.0.0.256\" is not an IP address");
+  expect_error_at("registry = { path = \"/tmp/r.db\"; };\n"
+                  "api = {\n"
+                  "  listen = \"127.0.0.1\"; };\n",
+                  3, "api.listen \"127.0.0.1\" is not ADDRESS:PORT");
+  expect_error_at("networks = (\n"
+                  "  { name = \"n\";\n"
+                  "    range = \"127.1.0.1/16\"; }\n"
+                  ");\n",
+                  3, "is not a CIDR");
+  expect_error_at("registry = { path = \"/tmp/r.db\"; };\n"
+                  "api = { listen = \"192.0.2.1:9180\"; };\n",
+                  2, "not a loopback address");
+  expect_ok("registry = { path = \"/tmp/r.db\"; };\n"
+            "api = { listen = \"192.0.2.1:9180\"; insecure = true; };\n");
+}
+
+static void test_config_out_of_range_values(void)
+{
+  expect_error_at("\nworkers = 257;\n", 2, "'workers' must be between 0 and");
+  expect_error_at("workers = -1;\n", 1, "'workers' must be between");
+  expect_error_at(TG("    targets = (\n"
+                     "      { address = \"127.0.0.1:1\"; weight = 1001; }\n"
+                     "    );\n"),
+                  4, "'weight' must be between 0 and 1000");
+  expect_error_at(TG("    targets = (\n"
+                     "      { address = \"127.0.0.1:1\"; weight = -5; }\n"
+                     "    );\n"),
+                  4, "'weight' must be between");
+  expect_error_at(TG("    connect_retries = 17;\n"), 3,
+                  "'connect_retries' must be between 0 and 16");
+  expect_error_at(TG("    health_check = {\n"
+                     "      healthy_threshold = 0; };\n"),
+                  4, "'healthy_threshold' must be between 1 and 100");
+  expect_error_at(TG("    health_check = { port = 65536; };\n"), 3,
+                  "'port' must be between 0 and 65535");
+  expect_error_at(TG("    health_check = { interval = \"50ms\"; };\n"), 3,
+                  "'interval' must be between");
+  expect_error_at(TG("    health_check = { interval = \"1s\";\n"
+                     "                     timeout = \"2s\"; };\n"),
+                  3, "timeout must not exceed interval");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 65536; target_group = \"tg\"; }\n"
+                  "); } );\n",
+                  3, "'port' must be between 1 and 65535");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 0; target_group = \"tg\"; }\n"
+                  "); } );\n",
+                  3, "'port' must be between 1 and 65535");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 80; target_group = \"tg\";\n"
+                  "    idle_timeout = \"500ms\"; }\n"
+                  "); } );\n",
+                  4, "'idle_timeout' must be between");
+  expect_error_at("shutdown_timeout = \"2h\";\n", 1,
+                  "'shutdown_timeout' must be between");
+  expect_error_at("shutdown_timeout = -3;\n", 1, "must not be negative");
+  expect_error_at("shutdown_timeout = -0.5;\n", 1, "must not be negative");
+}
+
+static void test_config_bad_values(void)
+{
+  expect_error_at("\nshutdown_timeout = \"10 seconds\";\n", 2,
+                  "bad duration \"10 seconds\"");
+  expect_error_at(TG("    algorithm = \"random\";\n"), 3,
+                  "algorithm must be maglev, round_robin or least_conn");
+  expect_error_at(TG("    proxy_protocol = \"v1\";\n"), 3,
+                  "proxy_protocol must be \"off\" or \"v2\"");
+  expect_error_at(TG("    fail_open = 1;\n"), 3, "must be true or false");
+  expect_error_at(TG("    health_check = { protocol = \"udp\"; };\n"), 3,
+                  "protocol must be \"tcp\" or \"http\"");
+  expect_error_at(TG("    health_check = { matcher = \"abc\"; };\n"), 3,
+                  "matcher \"abc\"");
+  expect_error_at(TG("    health_check = { path = \"health\"; };\n"), 3,
+                  "path must start with '/'");
+  expect_error_at("log = {\n  access_format = \"xml\"; };\n", 2,
+                  "access_format must be \"text\" or \"json\"");
+  expect_error_at("log = { level = \"loud\"; };\n", 1,
+                  "level must be debug, info, warn or error");
+  expect_error_at("workers = \"two\";\n", 1, "'workers' must be an integer");
+  expect_error_at("target_groups = ( { name = \"bad name\"; } );\n", 1,
+                  "must be 1-63 letters");
+  expect_error_at("target_groups = ( { algorithm = \"maglev\"; } );\n", 1,
+                  "target group needs a 'name'");
+  expect_error_at("target_groups = { name = \"tg\"; };\n", 1,
+                  "'target_groups' must be a list");
+  expect_error_at("principals = ( { name = \"p\"; role = \"admin\";\n"
+                  "  token_sha256 = \"abc\"; } );\n",
+                  1, "role must be operator, provider or consumer");
+  expect_error_at("principals = ( { name = \"p\"; role = \"operator\";\n"
+                  "  token_sha256 = \"abc\"; } );\n",
+                  2, "token_sha256 must be 64 hex digits");
+  expect_error_at("principals = ( { name = \"ops\"; role = \"operator\";\n"
+                  "  token_sha256 = \"" HASH_A "\"; } );\n"
+                  "networks = ( { name = \"n\"; range = \"127.1.0.0/16\";\n"
+                  "  principals = [ \"ops\" ]; } );\n",
+                  4, "principal \"ops\" is not a consumer");
+  expect_error_at("networks = ( { name = \"n\"; range = \"127.1.0.0/16\";\n"
+                  "  principals = [ \"ghost\" ]; } );\n",
+                  2, "unknown principal \"ghost\"");
+  expect_error_at("api = { listen = \"127.0.0.1:9180\"; };\n", 1,
+                  "'api' needs a 'registry'");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\";\n"
+                  "  listeners = ( { target_group = \"tg\"; } ); } );\n",
+                  3, "listener needs a 'port'");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; } );\n",
+                  2, "needs 'listeners'");
+}
+
+static void test_config_unknown_keys(void)
+{
+  expect_error_at("workers = 1;\n\nworker = 2;\n", 3,
+                  "unknown setting 'worker' in the top level");
+  expect_error_at("log = { access = \"off\";\n  acces_format = \"json\"; };\n",
+                  2, "unknown setting 'acces_format' in log");
+  expect_error_at(TG("    algoritm = \"maglev\";\n"), 3,
+                  "unknown setting 'algoritm' in target group");
+  expect_error_at(TG("    health_check = {\n      intervall = 5; };\n"), 4,
+                  "unknown setting 'intervall' in health_check");
+  expect_error_at(TG("    targets = (\n"
+                     "      { address = \"127.0.0.1:1\";\n"
+                     "        wieght = 2; }\n"
+                     "    );\n"),
+                  5, "unknown setting 'wieght' in target");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 80; target_group = \"tg\";\n"
+                  "    idle = \"5s\"; }\n"
+                  "); } );\n",
+                  4, "unknown setting 'idle' in listener");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = ();\n"
+                  "  listner = (); } );\n",
+                  3, "unknown setting 'listner' in load balancer");
+  expect_error_at("registry = { path = \"/tmp/r.db\"; };\n"
+                  "api = { listen = \"127.0.0.1:1\";\n"
+                  "  tls = { cert = \"c\"; key = \"k\"; ca = \"x\"; }; };\n",
+                  3, "unknown setting 'ca' in api.tls");
+}
+
+/* A user fixes a file in one pass: every mistake is reported, each at its
+ * own line, in file order. */
+static void test_config_reports_every_error(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg =
+      load_text("workers = 1000;\n"                                 /* 1 */
+                "colour = \"blue\";\n"                              /* 2 */
+                "target_groups = (\n"                               /* 3 */
+                "  { name = \"tg\"; algorithm = \"fastest\";\n"     /* 4 */
+                "    targets = ( { address = \"nowhere\"; } ); }\n" /* 5 */
+                ");\n"                                              /* 6 */
+                "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                "  { port = 80; target_group = \"nope\"; }\n" /* 8 */
+                "); } );\n",
+                &errors);
+  CU_ASSERT_PTR_NULL(cfg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(errors);
+  CU_ASSERT_TRUE(has_error(errors, 1, "'workers'"));
+  CU_ASSERT_TRUE(has_error(errors, 2, "unknown setting 'colour'"));
+  CU_ASSERT_TRUE(has_error(errors, 4, "algorithm must be"));
+  CU_ASSERT_TRUE(has_error(errors, 5, "\"nowhere\""));
+  CU_ASSERT_TRUE(has_error(errors, 8, "unknown target group \"nope\""));
+  CU_ASSERT_TRUE(all_lines_well_formed(errors));
+  free(errors);
+  nlb_config_free(cfg);
+}
+
+static void test_config_algorithm_names(void)
+{
+  CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_MAGLEV), "maglev");
+  CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_ROUND_ROBIN),
+                         "round_robin");
+  CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_LEAST_CONN),
+                         "least_conn");
+}
+
+int main(void)
+{
+  static const struct {
+    const char *name;
+    CU_TestFunc fn;
+  } tests[] = {
+#define T(fn) {#fn, fn}
+      T(test_config_full_example_loads),
+      T(test_config_minimal_defaults),
+      T(test_config_durations_in_every_form),
+      T(test_config_syntax_error_has_line),
+      T(test_config_missing_file_names_it),
+      T(test_config_unknown_target_group),
+      T(test_config_duplicate_names),
+      T(test_config_bad_addresses),
+      T(test_config_out_of_range_values),
+      T(test_config_bad_values),
+      T(test_config_unknown_keys),
+      T(test_config_reports_every_error),
+      T(test_config_algorithm_names),
+#undef T
+  };
+  CU_pSuite suite;
+  unsigned failures;
+
+  if (CU_initialize_registry() != CUE_SUCCESS)
+    return CU_get_error();
+  suite = CU_add_suite("config", suite_init, suite_clean);
+  if (suite == NULL)
+    goto fail_cleanup_registry;
+  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
+      goto fail_cleanup_registry;
+
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  failures = CU_get_number_of_failures();
+  CU_cleanup_registry();
+  return failures == 0 ? 0 : 1;
+
+fail_cleanup_registry:
+  CU_cleanup_registry();
+  return 1;
+}
