@@ -1,1 +1,40 @@
-# API component: built by api/ work (see issue 5).
+# The management API: HTTP/2 (nghttp2) on libuv, JSON (jansson), TLS and
+# token hashing (OpenSSL). Depends on the registry only.
+noinst_LIBRARIES += api/libapi.a
+api_libapi_a_SOURCES = \
+	api/api-int.h \
+	api/auth.c \
+	api/handlers.c \
+	api/json.c \
+	api/router.c \
+	api/server.c
+api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
+	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+noinst_HEADERS += \
+	include/nlb/api.h \
+	include/nlb/api-auth.h \
+	include/nlb/api-json.h \
+	include/nlb/api-router.h
+
+# Everything a program linking the API needs, registry included.
+API_LIBS = api/libapi.a registry/libregistry.a $(LIBUV_LIBS) \
+	$(NGHTTP2_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(SQLITE3_LIBS)
+
+# Unit tests of the pure pieces: routing, JSON checks, authentication.
+check_PROGRAMS += tests/unit/test_api
+TESTS += tests/unit/test_api
+tests_unit_test_api_SOURCES = tests/unit/test_api.c
+tests_unit_test_api_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(LIBUV_CFLAGS) \
+	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+tests_unit_test_api_LDADD = $(API_LIBS) $(CUNIT_LIBS)
+
+# A standalone API server over a temporary registry, for the end-to-end
+# tests until (and besides) nlbd serves the API.
+check_PROGRAMS += tests/tools/api_server_main
+tests_tools_api_server_main_SOURCES = tests/tools/api_server_main.c
+tests_tools_api_server_main_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) \
+	$(OPENSSL_CFLAGS)
+tests_tools_api_server_main_LDADD = $(API_LIBS)
+
+TESTS += tests/e2e/test_api.py
+EXTRA_DIST += tests/e2e/test_api.py tests/e2e/apitest.py

@@ -1,0 +1,97 @@
+/* Private to api/: the server object and the seam between the HTTP/2
+ * server (server.c) and the route handlers (handlers.c). */
+#ifndef NLB_API_INT_H
+#define NLB_API_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "nlb/api-router.h"
+#include "nlb/api.h"
+#include "nlb/list.h"
+#include "nlb/registry.h"
+
+/* Status codes counted by nlb_api_requests_total: 100..599. */
+#define API_STATUS_MIN 100
+#define API_STATUS_MAX 599
+
+struct api_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_timer_t sweep_timer; /* timeouts, once a second */
+  uv_timer_t flush_timer; /* 0 ms: write what event observers woke */
+  unsigned open_handles;  /* of the three above; conns count apart */
+  bool listener_open;
+
+  struct api_principal *principals; /* owned copy, names strdup'd */
+  size_t n_principals;
+  struct reg *registry;
+  const struct api_dataplane_ops *dataplane;
+  void *dataplane_arg;
+  void (*log_event)(void *arg, int level, const char *line);
+  void *log_arg;
+  uint64_t request_timeout_ms;
+  uint64_t idle_timeout_ms;
+
+  SSL_CTX *ssl_ctx; /* NULL: h2c */
+  bool observing;
+  bool shutting_down;
+  bool timers_closed;
+  int port;
+
+  struct nlb_list conns; /* struct api_conn.link */
+  size_t n_conns;
+  /* struct api_stream.events_link: streams of GET /v1/events */
+  struct nlb_list event_streams;
+
+  uint64_t requests_by_status[API_STATUS_MAX - API_STATUS_MIN + 1];
+  char read_buf[64 * 1024]; /* one read at a time: the loop is serial */
+};
+
+/* A request after routing and authentication, for a handler. */
+struct api_request {
+  struct api_server *server;
+  const struct api_route_match *match;
+  struct reg_actor actor; /* name NULL for open routes */
+  const char *body;
+  size_t body_len;
+};
+
+/* A handler's answer. body is malloc'd and owned by the response. */
+struct api_response {
+  int status;
+  char *body;
+  size_t len;
+  const char *content_type; /* static string; NULL: application/json */
+  /* GET /v1/events: the answer is a stream of events after events_after
+   * seen by actor (copied by the server). */
+  bool events;
+  uint64_t events_after;
+};
+
+/* Runs the handler of req->match->route and fills *resp (always: on any
+ * failure it holds an error answer). */
+void api_handle(const struct api_request *req, struct api_response *resp);
+
+/* Fills resp with status and the error body {code, message}. */
+void api_respond_error(struct api_response *resp, int status, const char *code,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Appends one JSON line per event visible to actor with seq > *cursor to
+ * *buf (malloc'd/realloc'd, *len bytes), at most limit events read from the
+ * registry; advances *cursor past every event read, visible or not.
+ * Returns the number of events read (0: none yet), or a negative errno. */
+int api_events_read(struct api_server *server, const struct reg_actor *actor,
+                    uint64_t *cursor, size_t limit, char **buf, size_t *len);
+
+/* Sends one line to the server's event log (printf format). */
+void api_log(struct api_server *server, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

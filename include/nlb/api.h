@@ -1,0 +1,140 @@
+/* The management API: an HTTP/2 server (nghttp2 on libuv, h2c with prior
+ * knowledge or TLS with ALPN "h2") that serves every route of SPEC.md on top
+ * of the registry. Providers, consumers and operators authenticate with
+ * "Authorization: Bearer TOKEN"; the API knows only the SHA-256 of each
+ * token.
+ *
+ * Threads: everything here runs on the control thread, the thread that runs
+ * the uv_loop_t given to api_server_start(); no function is thread-safe.
+ *
+ * Dependencies: the registry (given, not owned), libuv, nghttp2, jansson and
+ * OpenSSL. The data plane is reached only through struct api_dataplane_ops,
+ * so the API never includes the daemon's headers. */
+#ifndef NLB_API_H
+#define NLB_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "nlb/registry.h"
+
+/* Request bodies larger than this are answered 413 PayloadTooLarge. */
+#define API_MAX_BODY (64 * 1024)
+/* SETTINGS_MAX_CONCURRENT_STREAMS announced to every client. */
+#define API_MAX_CONCURRENT_STREAMS 100
+/* Defaults for the timeouts of struct api_settings. */
+#define API_DEFAULT_REQUEST_TIMEOUT_MS 30000
+#define API_DEFAULT_IDLE_TIMEOUT_MS 120000
+/* Connections beyond this many are closed as soon as they are accepted. */
+#define API_MAX_CONNECTIONS 1024
+
+/* Someone who may call the API. */
+struct api_principal {
+  const char *name;
+  enum reg_role role;
+  uint8_t token_sha256[32]; /* SHA-256 of the token's bytes */
+};
+
+/* A target as the data plane reports it. */
+struct api_target {
+  char address[64]; /* "127.0.0.1:9001", "[::1]:9001" */
+  uint32_t weight;
+  /* "initial", "healthy", "unhealthy", "draining" or "unused"; static
+   * strings (or strings that live until the call returns). */
+  const char *state;
+  const char *reason; /* why it is in that state; NULL or "" if nothing */
+};
+
+/* What the API asks of the data plane. Every function is called on the
+ * control thread with the arg of api_settings.dataplane_arg. Any member may
+ * be NULL: the routes that need it answer 503 ServiceUnavailable (the
+ * metrics then hold only the API's own). */
+struct api_dataplane_ops {
+  /* Calls emit(ctx, ...) once per target group, in a stable order, with its
+   * targets; targets is borrowed for the call of emit. */
+  void (*list_target_groups)(void *arg,
+                             void (*emit)(void *ctx, const char *group,
+                                          const struct api_target *targets,
+                                          size_t n),
+                             void *ctx);
+  /* Registers address (as the user wrote it) with weight (1..1000 checked by
+   * the API) in group at run time, fills *out with the new target.
+   * Returns 0, -ENOENT (no such group), -EINVAL (bad address) or -EEXIST
+   * (already registered). */
+  int (*register_target)(void *arg, const char *group, const char *address,
+                         uint32_t weight, struct api_target *out);
+  /* Starts draining a target of group and fills *out (state "draining").
+   * Returns 0 or -ENOENT (group or target absent). */
+  int (*deregister_target)(void *arg, const char *group, const char *address,
+                           struct api_target *out);
+  /* Prometheus text (complete lines, with HELP/TYPE) for the data plane's
+   * metrics, malloc'd; the API frees it. NULL: nothing to add. */
+  char *(*metrics_text)(void *arg);
+};
+
+struct api_settings {
+  /* "127.0.0.1:9180", "[::1]:9180"; port 0 lets the kernel choose (see
+   * api_server_port()). */
+  const char *listen;
+  /* PEM files; both NULL: h2c with prior knowledge. */
+  const char *tls_cert;
+  const char *tls_key;
+  /* Copied by api_server_start/api_server_reload. */
+  const struct api_principal *principals;
+  size_t n_principals;
+  /* Borrowed: must outlive the server (until api_server_free). */
+  struct reg *registry;
+  /* Both may be NULL; ops and arg are borrowed like the registry. */
+  const struct api_dataplane_ops *dataplane;
+  void *dataplane_arg;
+  /* One line per audit record (every mutating request: principal, route,
+   * status — never a token), protocol trouble and errors. level: 0 debug,
+   * 1 info, 2 warning, 3 error. line is borrowed for the call. NULL: none. */
+  void (*log_event)(void *arg, int level, const char *line);
+  void *log_arg;
+  /* 0: the API_DEFAULT_* values. A request whose headers and body have not
+   * all arrived within request_timeout_ms is answered 408; a connection
+   * without open streams for idle_timeout_ms gets GOAWAY and is closed. */
+  uint64_t request_timeout_ms;
+  uint64_t idle_timeout_ms;
+};
+
+struct api_server;
+
+/* Binds s->listen on loop, loads the TLS certificate if any, starts
+ * observing the registry's events and serving. On success *out owns the
+ * server (see api_server_shutdown/api_server_free). Errors: negative errno
+ * from binding (UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EACCES...), -EINVAL
+ * (listen is not "ADDRESS:PORT", only one of cert/key, or the certificate or
+ * key cannot be loaded: the reason goes to log_event), -ENOMEM. Nothing is
+ * left behind on error. */
+int api_server_start(uv_loop_t *loop, const struct api_settings *s,
+                     struct api_server **out);
+
+/* The bound port (useful with port 0). */
+int api_server_port(const struct api_server *server);
+
+/* Takes the principals (and timeouts, logger, dataplane) of s; listen, TLS
+ * and registry are not changed (those need a restart). Existing connections
+ * get GOAWAY: their open requests finish, event streams end, and clients
+ * reconnect with the new principals. Returns 0 or -ENOMEM (the old
+ * principals stay). */
+int api_server_reload(struct api_server *server, const struct api_settings *s);
+
+/* Stops listening, sends GOAWAY to every connection, ends event streams and
+ * closes every connection once its pending writes are out (at most about
+ * two seconds later). Idempotent. Run the loop until api_server_closed()
+ * is true, then api_server_free(). */
+void api_server_shutdown(struct api_server *server);
+
+/* True once every handle of the server is closed. */
+bool api_server_closed(const struct api_server *server);
+
+/* Frees a closed server (or does nothing with NULL). Stops observing the
+ * registry; the registry may be closed afterwards. */
+void api_server_free(struct api_server *server);
+
+#endif
