@@ -224,14 +224,17 @@ void nlb_flow_abort(struct nlb_flow *flow, enum nlb_flow_end end)
   finish(flow, end);
 }
 
-/* Reads from src into the direction: into a pipe when one can be had
- * (splice, no copy through user space), else into a pooled buffer.
- * Returns bytes read, 0 at EOF, or a negative errno. */
+/* Reads from src into the direction. Small exchanges (requests, replies)
+ * go through a pooled buffer: recv/send cost less than two splices for a
+ * few hundred bytes. Once a read fills a whole buffer the direction is
+ * bulk and moves through a pipe with splice(2), never copied through user
+ * space (HAProxy's splice-auto makes the same call). Returns bytes read, 0
+ * at EOF, or a negative errno. */
 static ssize_t fill(struct nlb_flow *flow, struct nlb_direction *dir, int src)
 {
   ssize_t n;
 
-  if (dir->pipe_read < 0 && !dir->buffer)
+  if (dir->bulk && dir->pipe_read < 0 && !dir->buffer)
     nlb_worker_get_pipe(flow->worker, &dir->pipe_read, &dir->pipe_write);
   if (dir->pipe_read >= 0) {
     n = splice(src, NULL, dir->pipe_write, NULL, PIPE_HIGH_WATER,
@@ -246,11 +249,13 @@ static ssize_t fill(struct nlb_flow *flow, struct nlb_direction *dir, int src)
       return -ENOMEM;
   }
   do
-    n = read(src, dir->buffer, NLB_BUFFER_SIZE);
+    n = recv(src, dir->buffer, NLB_BUFFER_SIZE, 0);
   while (n < 0 && errno == EINTR);
   if (n > 0) {
     dir->buffer_start = 0;
     dir->buffer_end = (uint32_t)n;
+    if (n == NLB_BUFFER_SIZE)
+      dir->bulk = true;
   }
   return n < 0 ? -errno : n;
 }

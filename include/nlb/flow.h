@@ -46,6 +46,7 @@ struct nlb_direction {
   bool eof;         /* the source sent FIN */
   bool shut;        /* FIN passed on to the destination */
   bool paused;      /* over the high-water mark: not reading the source */
+  bool bulk;        /* a read filled a whole buffer: splice from now on */
 };
 
 struct nlb_flow {
