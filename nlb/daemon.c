@@ -12,6 +12,7 @@
 #include "nlb/health.h"
 #include "nlb/log.h"
 #include "nlb/router.h"
+#include "nlb/services.h"
 #include "nlb/worker.h"
 
 #define TICK_MS 100
@@ -33,6 +34,7 @@ struct daemon {
   struct nlb_snapshot *empty_snapshot;
   struct nlb_router *router;
   struct nlb_health *health;
+  struct nlb_services *services;
   uv_signal_t signals[4];
   uv_timer_t tick;
   enum phase phase;
@@ -53,6 +55,7 @@ static void close_control_handles(struct daemon *d)
     uv_close((uv_handle_t *)&d->signals[i], NULL);
   uv_close((uv_handle_t *)&d->tick, NULL);
   nlb_health_stop(d->health);
+  nlb_services_shutdown(d->services);
 }
 
 static void on_tick(uv_timer_t *timer)
@@ -64,6 +67,7 @@ static void on_tick(uv_timer_t *timer)
   case PHASE_RUNNING:
     nlb_health_tick(d->health, now);
     nlb_router_tick(d->router, now);
+    nlb_services_tick(d->services, now);
     break;
   case PHASE_DRAINING:
     if (total_active_flows(d) == 0) {
@@ -100,6 +104,7 @@ static void begin_shutdown(struct daemon *d, const char *why)
                 why, (unsigned long long)total_active_flows(d),
                 (unsigned long long)d->cfg->shutdown_timeout_ms);
   nlb_router_stop_accepting(d->router);
+  nlb_services_shutdown(d->services);
   d->phase = PHASE_DRAINING;
   d->phase_deadline_ms = now + d->cfg->shutdown_timeout_ms;
 }
@@ -146,6 +151,7 @@ static void reload(struct daemon *d)
     nlb_log_event(NLB_LOG_ERROR, "reload: log files: %s; keeping the old ones",
                   uv_strerror(rc));
   nlb_health_sync(d->health);
+  nlb_services_reload(d->services, cfg);
   nlb_config_free(d->cfg);
   d->cfg = cfg;
   nlb_log_event(NLB_LOG_INFO, "config reloaded from %s", cfg->path);
@@ -247,6 +253,14 @@ int nlb_daemon_run(const char *config_path)
   d.health = nlb_health_start(&d.loop, d.router);
   if (!d.health)
     goto out_free_router;
+  rc = nlb_services_start(&d.loop, d.cfg, d.router, d.health, &d.services,
+                          reason, sizeof(reason));
+  if (rc < 0) {
+    nlb_log_event(NLB_LOG_ERROR, "%s", reason);
+    fprintf(stderr, "nlbd: %s\n", reason);
+    nlb_health_stop(d.health);
+    goto out_free_health;
+  }
   for (int i = 0; i < 4; i++) {
     uv_signal_init(&d.loop, &d.signals[i]);
     d.signals[i].data = &d;
@@ -261,6 +275,9 @@ int nlb_daemon_run(const char *config_path)
   uv_run(&d.loop, UV_RUN_DEFAULT);
   exit_code = 0;
   nlb_log_event(NLB_LOG_INFO, "nlbd stopped");
+  nlb_services_free(d.services);
+out_free_health:
+  uv_run(&d.loop, UV_RUN_DEFAULT);
   nlb_health_free(d.health);
 out_free_router:
   stop_workers(&d);

@@ -1,11 +1,13 @@
 # The data plane and the daemon that wires everything.
 noinst_LIBRARIES += nlb/libnlb.a
-nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS)
+nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
+	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
 nlb_libnlb_a_SOURCES = \
 	nlb/addr.c \
 	nlb/config.c \
 	nlb/daemon.c \
 	nlb/duration.c \
+	nlb/endpoints.c \
 	nlb/flow.c \
 	nlb/health.c \
 	nlb/lb_least_conn.c \
@@ -14,8 +16,10 @@ nlb_libnlb_a_SOURCES = \
 	nlb/lb_round_robin.c \
 	nlb/listener.c \
 	nlb/log.c \
+	nlb/netns.c \
 	nlb/proxy_v2.c \
 	nlb/router.c \
+	nlb/services.c \
 	nlb/snapshot.c \
 	nlb/status_matcher.c \
 	nlb/target.c \
@@ -26,21 +30,24 @@ noinst_HEADERS += \
 	include/nlb/config.h \
 	include/nlb/daemon.h \
 	include/nlb/duration.h \
+	include/nlb/endpoints.h \
 	include/nlb/flow.h \
 	include/nlb/health.h \
 	include/nlb/lb.h \
 	include/nlb/list.h \
 	include/nlb/listener.h \
 	include/nlb/log.h \
+	include/nlb/netns.h \
 	include/nlb/proxy_v2.h \
 	include/nlb/router.h \
+	include/nlb/services.h \
 	include/nlb/snapshot.h \
 	include/nlb/status_matcher.h \
 	include/nlb/target.h \
 	include/nlb/worker.h
 
 # Libraries and flags every program linking the daemon's code needs.
-NLB_LIBS = nlb/libnlb.a $(LIBUV_LIBS) $(LIBCONFIG_LIBS) -lm
+NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) -lm
 
 bin_PROGRAMS += nlbd
 nlbd_SOURCES = nlb/main.c

@@ -195,7 +195,7 @@ static const struct api_dataplane_ops dataplane_ops = {
 
 static void api_log(void *arg, int level, const char *line)
 {
-  nlb_log_event((enum nlb_log_level)(level & 3), "api: %s", line);
+  nlb_log_event((enum nlb_log_level)(level & 3), "%s", line);
 }
 
 static int fill_api_settings(struct nlb_services *services,
@@ -277,8 +277,6 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
                                      : uv_strerror(rc));
       goto fail_stop_endpoints;
     }
-    nlb_log_event(NLB_LOG_INFO, "api listening on %s (%s)", listen,
-                  cfg->api_tls_cert ? "TLS, ALPN h2" : "h2c");
   }
   *out = services;
   return 0;
