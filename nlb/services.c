@@ -186,7 +186,15 @@ static char *api_metrics_text(void *arg)
   return nlb_router_metrics(services->router);
 }
 
+static void api_endpoint_changed(void *arg, const char *endpoint_id)
+{
+  struct nlb_services *services = arg;
+  if (services->endpoints)
+    nlb_endpoints_refresh(services->endpoints, endpoint_id);
+}
+
 static const struct api_dataplane_ops dataplane_ops = {
+    .endpoint_changed = api_endpoint_changed,
     .list_target_groups = api_list_target_groups,
     .register_target = api_register_target,
     .deregister_target = api_deregister_target,
