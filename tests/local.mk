@@ -35,3 +35,6 @@ TESTS += tests/unit/test_health
 tests_unit_test_health_SOURCES = tests/unit/test_health.c
 tests_unit_test_health_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_health_LDADD = $(NLB_TEST_LIBS)
+
+TESTS += tests/e2e/test_balancer.py
+EXTRA_DIST += tests/e2e/test_balancer.py

@@ -22,6 +22,36 @@ NLBD = os.path.join(TOP_BUILDDIR, "nlbd")
 
 SKIP = 77
 
+# Everything a test started and has not stopped yet: run() stops what a
+# failed or timed-out test left behind, so one test cannot break the next.
+_live = []
+_live_lock = threading.Lock()
+
+
+def _track(thing):
+    with _live_lock:
+        _live.append(thing)
+
+
+def _untrack(thing):
+    with _live_lock:
+        if thing in _live:
+            _live.remove(thing)
+
+
+def stop_everything():
+    """Stops every Nlbd and Server still running (newest first)."""
+    with _live_lock:
+        things = list(reversed(_live))
+    for thing in things:
+        try:
+            if isinstance(thing, Nlbd):
+                thing.kill()
+            else:
+                thing.stop()
+        except Exception:
+            pass
+
 
 class Skip(Exception):
     pass
@@ -57,26 +87,29 @@ class Nlbd:
     """One nlbd process with its config, access log and event log in a
     temporary directory. Use as a context manager."""
 
-    def __init__(self, config, workers=2, extra_env=None):
+    def __init__(self, config, workers=2, extra_env=None, access_format=None):
         self.dir = tempfile.mkdtemp(prefix="nlbtest-")
         self.access_path = os.path.join(self.dir, "access.log")
         self.events_path = os.path.join(self.dir, "events.log")
         self.config_path = os.path.join(self.dir, "nlb.cfg")
         self.workers = workers
+        self.access_format = access_format
         self.extra_env = extra_env or {}
         self.write_config(config)
         self.proc = None
 
     def write_config(self, body):
         header = ('workers = %d;\nlog = { access = "%s"; events = "%s"; '
-                  'level = "debug"; };\n' % (self.workers, self.access_path,
-                                             self.events_path))
+                  'level = "debug"; %s};\n' % (
+                      self.workers, self.access_path, self.events_path,
+                      'access_format = "%s"; ' % self.access_format
+                      if self.access_format else ""))
         if "log =" in body or "log=" in body:
             header = "workers = %d;\n" % self.workers
         with open(self.config_path, "w") as f:
             f.write(header + body)
 
-    def start(self, wait_port=None):
+    def start(self, wait_port=None, wait_host="127.0.0.1"):
         env = dict(os.environ)
         env.update(self.extra_env)
         self.stderr_path = os.path.join(self.dir, "stderr.log")
@@ -84,13 +117,14 @@ class Nlbd:
             [NLBD, "-c", self.config_path], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=open(self.stderr_path, "w"),
             env=env)
+        _track(self)
         wait_until(lambda: "started" in self.events() or
                    self.proc.poll() is not None, what="nlbd to start")
         if self.proc.poll() is not None:
             raise AssertionError("nlbd exited %s: %s" % (
                 self.proc.returncode, self.stderr()))
         if wait_port:
-            wait_until(lambda: can_connect("127.0.0.1", wait_port),
+            wait_until(lambda: can_connect(wait_host, wait_port),
                        what="listener %d" % wait_port)
         return self
 
@@ -119,7 +153,24 @@ class Nlbd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        _untrack(self)
         return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        """Ends nlbd at once (SIGKILL), for cleanup after a failure."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        _untrack(self)
+
+    def wait_exit(self, timeout):
+        """Waits for nlbd to exit by itself; returns its status."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("nlbd still running after %ss" % timeout)
+        _untrack(self)
+        return rc
 
     def _read(self, path):
         try:
@@ -141,6 +192,21 @@ class Nlbd:
         return wait_until(lambda: len(self.access()) >= count and
                           self.access(), timeout=timeout,
                           what="%d access-log lines" % count)
+
+    def access_mark(self, probes=1, timeout=5):
+        """The number of access-log lines now, once the `probes` flows of
+        start(wait_port=...) have been logged; pass it to wait_access_since
+        to see only the lines of later flows."""
+        wait_until(lambda: len(self.access()) >= probes, timeout=timeout,
+                   what="%d probe access-log lines" % probes)
+        return len(self.access())
+
+    def wait_access_since(self, mark, count, timeout=10):
+        """The access-log lines after the first `mark`, once there are at
+        least `count` of them."""
+        return wait_until(lambda: len(self.access()) >= mark + count and
+                          self.access()[mark:], timeout=timeout,
+                          what="%d access-log lines after %d" % (count, mark))
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -167,6 +233,7 @@ class Server(threading.Thread):
         self.connections = 0
         self.stopped = False
         self.lock = threading.Lock()
+        _track(self)
         self.start()
 
     @property
@@ -199,6 +266,7 @@ class Server(threading.Thread):
 
     def stop(self):
         self.stopped = True
+        _untrack(self)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -289,6 +357,7 @@ def run(tests, timeout=120):
         t.start()
         t.join(timeout)
         elapsed = time.monotonic() - started
+        stop_everything()
         if t.is_alive():
             failed += 1
             print("FAIL: %s (timed out after %ds)" % (name, timeout))

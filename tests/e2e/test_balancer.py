@@ -1,0 +1,646 @@
+#!/usr/bin/env python3
+"""End to end: the real nlbd between real clients and real backends on
+loopback. Bytes arrive intact both ways, half-close passes through, a slow
+peer does not make nlbd buffer, idle flows time out, a refusing target is
+retried around, reload and drain keep their promises, the access log has the
+SPEC's format, IPv6 works, and each algorithm spreads flows as it should."""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nlbtest import (Nlbd, Server, Skip, can_connect, echo_handler,  # noqa
+                     free_port, named_handler, recv_exact, recv_line, run,
+                     wait_until)
+
+MIB = 1024 * 1024
+
+
+def config(targets, port, algorithm="round_robin", bind="127.0.0.1",
+           listener="", group="", top=""):
+    """A config with one target group "tg" and one load balancer "lb"
+    listening on bind:port. targets: addresses or (address, weight)."""
+    items = []
+    for t in targets:
+        address, weight = (t, 1) if isinstance(t, str) else t
+        items.append('{ address = "%s"; weight = %d; }' % (address, weight))
+    return ("%s\n"
+            "target_groups = ( { name = \"tg\"; algorithm = \"%s\"; %s\n"
+            "  targets = ( %s ); } );\n"
+            "load_balancers = ( { name = \"lb\"; listeners = (\n"
+            "  { port = %d; target_group = \"tg\"; bind = \"%s\"; %s }\n"
+            "); } );\n" % (top, algorithm, group, ",\n    ".join(items), port,
+                           bind, listener))
+
+
+def connect(port, host="127.0.0.1", timeout=10):
+    s = socket.create_connection((host, port), timeout=timeout)
+    return s
+
+
+def ask_name(port, host="127.0.0.1"):
+    """Connects, reads the target's name line, closes."""
+    with connect(port, host) as s:
+        return recv_line(s).strip()
+
+
+def block(seed, size=MIB):
+    """A deterministic, incompressible-looking block of bytes."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(b"%d:%d" % (seed, counter)).digest() * 64
+        counter += 1
+    return bytes(out[:size])
+
+
+def send_blocks(sock, data, count):
+    digest = hashlib.sha256()
+    for _ in range(count):
+        sock.sendall(data)
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def recv_all(sock, chunk=256 * 1024, pause=0.0, pause_every=0):
+    """Reads to EOF; returns (bytes, sha256). pause seconds every
+    pause_every bytes make a slow reader."""
+    digest = hashlib.sha256()
+    total = since_pause = 0
+    while True:
+        data = sock.recv(chunk)
+        if not data:
+            return total, digest.hexdigest()
+        digest.update(data)
+        total += len(data)
+        since_pause += len(data)
+        if pause and since_pause >= pause_every:
+            time.sleep(pause)
+            since_pause = 0
+
+
+def access_fields(line):
+    m = ACCESS_RE.match(line)
+    assert m, "access line does not match the SPEC format: %r" % line
+    return m.groupdict()
+
+
+TIME_RE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
+ACCESS_RE = re.compile(
+    r"^(?P<time>" + TIME_RE + r") (?P<lb>\S+):(?P<port>\d+) "
+    r"(?P<endpoint>\S+) (?P<client>\S+) -> (?P<target>\S+) "
+    r"connect=(?P<connect>\d+|-) duration=(?P<duration>\d+) "
+    r"up=(?P<up>\d+) down=(?P<down>\d+) retries=(?P<retries>\d+) "
+    r"end=(?P<end>[a-z_]+) worker=(?P<worker>\d+)$")
+
+
+# --- bytes ---------------------------------------------------------------
+
+def test_64mib_each_way_intact():
+    """64 MiB up and 64 MiB down at the same time, checked by sha256."""
+    count = 64
+    down_block = block(2)
+    results = {}
+
+    def target(conn):
+        if not conn.recv(1, socket.MSG_PEEK):
+            return  # a health check
+        def reader():
+            results["target_got"] = recv_all(conn)
+        t = threading.Thread(target=reader)
+        t.start()
+        results["target_sent"] = send_blocks(conn, down_block, count)
+        conn.shutdown(socket.SHUT_WR)
+        t.join(60)
+
+    server = Server(target)
+    port = free_port()
+    with Nlbd(config([server.address], port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        up_block = block(1)
+        with connect(port, timeout=60) as s:
+            got = {}
+            reader = threading.Thread(
+                target=lambda: got.update(client_got=recv_all(s)))
+            reader.start()
+            sent = send_blocks(s, up_block, count)
+            s.shutdown(socket.SHUT_WR)
+            reader.join(60)
+        assert not reader.is_alive(), "client reader did not finish"
+        wait_until(lambda: "target_got" in results, timeout=30,
+                   what="target to read to EOF")
+        assert results["target_got"] == (count * MIB, sent), \
+            "upstream bytes differ: %r" % (results["target_got"],)
+        assert got["client_got"] == (count * MIB, results["target_sent"]), \
+            "downstream bytes differ: %r" % (got["client_got"],)
+        line = nlbd.wait_access_since(mark, 1)[-1]
+        f = access_fields(line)
+        assert int(f["up"]) == count * MIB and int(f["down"]) == count * MIB, \
+            line
+        assert f["end"] in ("client_fin", "target_fin"), line
+    server.stop()
+
+
+def test_half_close_reply_after_client_fin():
+    """The client shuts down writing; the target sees EOF, then replies,
+    and the reply still reaches the client."""
+    def target(conn):
+        total, _ = recv_all(conn)
+        conn.sendall(b"got %d bytes\n" % total)
+
+    server = Server(target)
+    port = free_port()
+    with Nlbd(config([server.address], port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            s.sendall(b"x" * 100000)
+            s.shutdown(socket.SHUT_WR)
+            assert recv_line(s) == "got 100000 bytes\n"
+            assert s.recv(10) == b"", "expected EOF after the reply"
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["end"] == "client_fin", f
+        assert int(f["up"]) == 100000 and int(f["down"]) == 17, f
+    server.stop()
+
+
+def rss_watch(nlbd, stop, samples):
+    while not stop.is_set():
+        try:
+            samples.append(nlbd.rss_kib())
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+def warm_up(port):
+    with connect(port) as s:
+        s.sendall(b"warm")
+        s.shutdown(socket.SHUT_WR)
+        recv_all(s)
+
+
+def test_slow_target_reader_bounds_rss():
+    """200 MiB from a fast client to a target that reads slowly: nlbd
+    stops reading the client instead of buffering (RSS stays flat)."""
+    total = 200 * MIB
+    results = {}
+
+    def target(conn):
+        first = conn.recv(4, socket.MSG_PEEK)
+        if first in (b"", b"warm"):  # a health check, or the warm-up
+            echo_handler(conn)
+            return
+        time.sleep(1.0)  # let every buffer on the way fill up
+        results["got"] = recv_all(conn, chunk=1 * MIB, pause=0.01,
+                                  pause_every=1 * MIB)
+        conn.sendall(b"done")
+
+    server = Server(target)
+    port = free_port()
+    with Nlbd(config([server.address], port), workers=1) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        warm_up(port)
+        time.sleep(0.3)
+        start_rss = nlbd.rss_kib()
+        stop, samples = threading.Event(), []
+        watcher = threading.Thread(target=rss_watch,
+                                   args=(nlbd, stop, samples))
+        watcher.start()
+        chunk = block(3)
+        with connect(port, timeout=60) as s:
+            sent = send_blocks(s, chunk, total // MIB)
+            s.shutdown(socket.SHUT_WR)
+            assert recv_exact(s, 4) == b"done"
+        stop.set()
+        watcher.join()
+        assert results["got"] == (total, sent), "bytes lost or changed"
+        peak = max(samples)
+        assert peak - start_rss < 4 * 1024, \
+            "RSS grew from %d KiB to %d KiB" % (start_rss, peak)
+    server.stop()
+
+
+def test_slow_client_reader_bounds_rss():
+    """A target sends 200 MiB to a client that reads slowly."""
+    total = 200 * MIB
+    chunk = block(4)
+    sent = {}
+
+    def target(conn):
+        first = conn.recv(4, socket.MSG_PEEK)
+        if first in (b"", b"warm"):  # a health check, or the warm-up
+            echo_handler(conn)
+            return
+        assert recv_exact(conn, 2) == b"go"
+        sent["digest"] = send_blocks(conn, chunk, total // MIB)
+        conn.shutdown(socket.SHUT_WR)
+
+    server = Server(target)
+    port = free_port()
+    with Nlbd(config([server.address], port), workers=1) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        warm_up(port)
+        time.sleep(0.3)
+        start_rss = nlbd.rss_kib()
+        stop, samples = threading.Event(), []
+        watcher = threading.Thread(target=rss_watch,
+                                   args=(nlbd, stop, samples))
+        watcher.start()
+        with connect(port, timeout=60) as s:
+            s.sendall(b"go")
+            time.sleep(1.0)
+            got = recv_all(s, chunk=1 * MIB, pause=0.01, pause_every=1 * MIB)
+        stop.set()
+        watcher.join()
+        assert got == (total, sent["digest"]), "bytes lost or changed"
+        peak = max(samples)
+        assert peak - start_rss < 4 * 1024, \
+            "RSS grew from %d KiB to %d KiB" % (start_rss, peak)
+    server.stop()
+
+
+# --- timeouts and failures ---------------------------------------------
+
+def test_idle_timeout_closes_flow():
+    server = Server(echo_handler)
+    port = free_port()
+    with Nlbd(config([server.address], port,
+                     listener='idle_timeout = "1s";')) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+            last = time.monotonic()
+            s.settimeout(5)
+            try:
+                data = s.recv(10)
+            except ConnectionResetError:
+                data = b""
+            waited = time.monotonic() - last
+        assert data == b"", "flow sent %r instead of closing" % data
+        assert 0.9 <= waited <= 2.5, "closed after %.2fs" % waited
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["end"] == "idle_timeout", f
+    server.stop()
+
+
+def test_busy_flow_outlives_idle_timeout():
+    """Idle means no bytes: a flow that keeps talking stays open past it."""
+    server = Server(echo_handler)
+    port = free_port()
+    with Nlbd(config([server.address], port,
+                     listener='idle_timeout = "1s";')) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline:
+                s.sendall(b"tick")
+                assert recv_exact(s, 4) == b"tick"
+                time.sleep(0.3)
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["end"] == "client_fin", f
+    server.stop()
+
+
+def test_refusing_target_every_connection_succeeds():
+    """1 of 3 targets refuses connections: 1,000 consecutive connections
+    all succeed (retries go to the others)."""
+    servers = [Server(echo_handler) for _ in range(2)]
+    dead = "127.0.0.1:%d" % free_port()
+    port = free_port()
+    targets = [servers[0].address, dead, servers[1].address]
+    with Nlbd(config(targets, port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        failures = []
+        for i in range(1000):
+            try:
+                with connect(port, timeout=5) as s:
+                    s.sendall(b"%d\n" % i)
+                    got = recv_line(s)
+                    if got != "%d\n" % i:
+                        failures.append((i, got))
+            except OSError as e:
+                failures.append((i, repr(e)))
+        assert not failures, "%d failed, first %r" % (len(failures),
+                                                      failures[:3])
+        lines = nlbd.wait_access_since(mark, 1000)
+        assert all(access_fields(l)["target"] != dead for l in lines
+                   if access_fields(l)["end"] == "client_fin")
+        retried = [l for l in lines if access_fields(l)["retries"] != "0"]
+        assert retried, "the refusing target was never tried"
+    for s in servers:
+        s.stop()
+
+
+# --- signals -------------------------------------------------------------
+
+def test_sighup_adds_target_without_losing_flows():
+    servers = [Server(named_handler("t%d" % i)) for i in range(3)]
+    port = free_port()
+    body = config([s.address for s in servers[:2]], port)
+    with Nlbd(body) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        stop = threading.Event()
+        failures, names_after = [], []
+        reloaded = threading.Event()
+        counts = [0]
+
+        def client():
+            while not stop.is_set():
+                try:
+                    with connect(port, timeout=5) as s:
+                        name = recv_line(s).strip()
+                        s.sendall(b"hello\n")
+                        if recv_line(s) != "hello\n" or not name:
+                            failures.append("bad echo via %r" % name)
+                        if reloaded.is_set():
+                            names_after.append(name)
+                        counts[0] += 1
+                except OSError as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2.5)
+        nlbd.reload(config([s.address for s in servers], port))
+        reloaded.set()
+        time.sleep(2.5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        assert not failures, "%d flows failed: %r" % (len(failures),
+                                                      failures[:3])
+        assert counts[0] > 100, "only %d flows in 5s" % counts[0]
+        assert "t2" in names_after, \
+            "the new target got no flows after the reload"
+    for s in servers:
+        s.stop()
+
+
+def test_sigterm_drains_open_flow():
+    """After SIGTERM: new connections are refused, the open flow keeps
+    working until it ends, then nlbd exits 0."""
+    server = Server(echo_handler)
+    port = free_port()
+    with Nlbd(config([server.address], port,
+                     top='shutdown_timeout = "20s";')) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        s = connect(port)
+        s.sendall(b"before")
+        assert recv_exact(s, 6) == b"before"
+        nlbd.signal(signal.SIGTERM)
+        wait_until(lambda: not can_connect("127.0.0.1", port), timeout=3,
+                   what="the listener to close")
+        for i in range(5):
+            s.sendall(b"during%d" % i)
+            assert recv_exact(s, 7) == b"during%d" % i
+            time.sleep(0.2)
+        assert nlbd.proc.poll() is None, "nlbd exited with a flow open"
+        s.shutdown(socket.SHUT_WR)
+        assert recv_all(s)[0] == 0
+        s.close()
+        assert nlbd.wait_exit(5) == 0
+        f = access_fields(nlbd.access()[mark:][-1])
+        assert f["end"] == "client_fin", f
+        assert int(f["up"]) == 6 + 5 * 7, f
+    server.stop()
+
+
+def test_sigterm_resets_flow_at_shutdown_timeout():
+    server = Server(echo_handler)
+    port = free_port()
+    with Nlbd(config([server.address], port,
+                     top='shutdown_timeout = "1s";')) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        s = connect(port)
+        s.sendall(b"hi")
+        assert recv_exact(s, 2) == b"hi"
+        started = time.monotonic()
+        nlbd.signal(signal.SIGTERM)
+        s.settimeout(5)
+        try:
+            data = s.recv(10)
+        except ConnectionResetError:
+            data = b""
+        closed_after = time.monotonic() - started
+        s.close()
+        assert data == b"", "got %r instead of a reset" % data
+        assert 0.8 <= closed_after <= 2.5, "closed after %.2fs" % closed_after
+        assert nlbd.wait_exit(4) == 0
+        exited_after = time.monotonic() - started
+        assert exited_after <= 4, "exit after %.2fs" % exited_after
+        f = access_fields(nlbd.access()[mark:][-1])
+        assert f["end"] == "shutdown", f
+    server.stop()
+
+
+# --- access log ------------------------------------------------------------
+
+def test_access_log_text_format():
+    server = Server(echo_handler)
+    port = free_port()
+    with Nlbd(config([server.address], port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            client = "127.0.0.1:%d" % s.getsockname()[1]
+            s.sendall(b"0123456789")
+            assert recv_exact(s, 10) == b"0123456789"
+            time.sleep(0.2)
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["lb"] == "lb" and f["port"] == str(port), f
+        assert f["endpoint"] == "-", f
+        assert f["client"] == client, f
+        assert f["target"] == server.address, f
+        assert f["connect"] != "-" and int(f["connect"]) < 1000, f
+        assert 150 <= int(f["duration"]) < 5000, f
+        assert f["up"] == "10" and f["down"] == "10", f
+        assert f["retries"] == "0" and f["end"] == "client_fin", f
+        # A flow that found no target at all.
+        dead = "127.0.0.1:%d" % free_port()
+    server.stop()
+    port = free_port()
+    with Nlbd(config([dead], port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            s.settimeout(5)
+            try:
+                assert s.recv(10) == b""
+            except ConnectionResetError:
+                pass
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["end"] == "connect_failed" and f["connect"] == "-", f
+        assert f["target"] == dead, f
+
+
+def test_access_log_json_format():
+    server = Server(echo_handler)
+    port = free_port()
+    with Nlbd(config([server.address], port), access_format="json") as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            client = "127.0.0.1:%d" % s.getsockname()[1]
+            s.sendall(b"abc")
+            assert recv_exact(s, 3) == b"abc"
+        record = json.loads(nlbd.wait_access_since(mark, 1)[-1])
+        want = {"time", "lb", "port", "endpoint", "client", "target",
+                "connect", "duration", "up", "down", "retries", "end"}
+        assert want <= set(record), "missing %s" % (want - set(record))
+        assert re.match("^" + TIME_RE + "$", record["time"]), record
+        assert record["lb"] == "lb" and record["port"] == port, record
+        assert record["endpoint"] is None, record
+        assert record["client"] == client, record
+        assert record["target"] == server.address, record
+        assert isinstance(record["connect"], int), record
+        assert isinstance(record["duration"], int), record
+        assert record["up"] == 3 and record["down"] == 3, record
+        assert record["retries"] == 0 and record["end"] == "client_fin", record
+    server.stop()
+
+
+# --- addresses and algorithms --------------------------------------------
+
+def have_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_ipv6_listener_and_target():
+    if not have_ipv6_loopback():
+        raise Skip("no IPv6 loopback (::1) on this host")
+    server = Server(named_handler("v6"), host="::1")
+    port = free_port("::1")
+    with Nlbd(config([server.address], port, bind="::1")) as nlbd:
+        nlbd.start(wait_port=port, wait_host="::1")
+        mark = nlbd.access_mark()
+        with connect(port, host="::1") as s:
+            assert recv_line(s) == "v6\n"
+            s.sendall(b"six\n")
+            assert recv_line(s) == "six\n"
+            client = "[::1]:%d" % s.getsockname()[1]
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["client"] == client and f["target"] == server.address, f
+    server.stop()
+
+
+def test_maglev_spreads_and_is_sticky():
+    servers = [Server(named_handler("t%d" % i)) for i in range(3)]
+    port = free_port()
+    with Nlbd(config([s.address for s in servers], port,
+                     algorithm="maglev")) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        counts = {}
+        for _ in range(300):
+            name = ask_name(port)
+            counts[name] = counts.get(name, 0) + 1
+        assert set(counts) == {"t0", "t1", "t2"}, counts
+        assert min(counts.values()) >= 50, "poor spread: %r" % counts
+        # The same client address and port always lands on the same target
+        # (closed with a reset so the port can be reused at once).
+        for _ in range(5):
+            source = free_port()
+            names = set()
+            for _ in range(4):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", source))
+                s.settimeout(5)
+                s.connect(("127.0.0.1", port))
+                names.add(recv_line(s).strip())
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()
+                time.sleep(0.05)
+            assert len(names) == 1, "source port %d went to %r" % (source,
+                                                                   names)
+    for s in servers:
+        s.stop()
+
+
+def test_least_conn_prefers_fewer_open_flows():
+    servers = [Server(named_handler(n)) for n in ("a", "b")]
+    port = free_port()
+    with Nlbd(config([s.address for s in servers], port,
+                     algorithm="least_conn")) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        flows = []
+        for _ in range(6):
+            s = connect(port)
+            flows.append((recv_line(s).strip(), s))
+        names = [n for n, _ in flows]
+        assert names.count("a") == 3 and names.count("b") == 3, names
+        # Close b's flows: a keeps 3, b has none; the next 3 go to b.
+        for name, s in flows:
+            if name == "b":
+                s.close()
+        nlbd.wait_access_since(mark, 3)
+        kept = [(n, s) for n, s in flows if n == "a"]
+        fresh = []
+        for _ in range(3):
+            s = connect(port)
+            fresh.append((recv_line(s).strip(), s))
+        assert [n for n, _ in fresh] == ["b", "b", "b"], fresh
+        for _, s in kept + fresh:
+            s.close()
+    for s in servers:
+        s.stop()
+
+
+def test_round_robin_respects_weights():
+    servers = [Server(named_handler(n)) for n in ("a", "b")]
+    port = free_port()
+    with Nlbd(config([(servers[0].address, 1), (servers[1].address, 3)],
+                     port), workers=1) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        names = [ask_name(port) for _ in range(40)]
+        assert names.count("a") == 10 and names.count("b") == 30, names
+    for s in servers:
+        s.stop()
+
+
+if __name__ == "__main__":
+    run([
+        test_64mib_each_way_intact,
+        test_half_close_reply_after_client_fin,
+        test_slow_target_reader_bounds_rss,
+        test_slow_client_reader_bounds_rss,
+        test_idle_timeout_closes_flow,
+        test_busy_flow_outlives_idle_timeout,
+        test_refusing_target_every_connection_succeeds,
+        test_sighup_adds_target_without_losing_flows,
+        test_sigterm_drains_open_flow,
+        test_sigterm_resets_flow_at_shutdown_timeout,
+        test_access_log_text_format,
+        test_access_log_json_format,
+        test_ipv6_listener_and_target,
+        test_maglev_spreads_and_is_sticky,
+        test_least_conn_prefers_fewer_open_flows,
+        test_round_robin_respects_weights,
+    ], timeout=60)
