@@ -41,6 +41,9 @@ struct nlb_router {
   uint64_t generation;
   bool access_json;
   uint64_t last_slow_start_publish_ms;
+  /* The last snapshot gave some target less than its full weight: one
+   * more publish is due when slow start ends. */
+  bool slow_start_published;
 };
 
 struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
@@ -552,11 +555,15 @@ int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
 {
   struct nlb_snapshot *snapshot =
       nlb_snapshot_alloc(router->n_groups, router->n_listeners);
+  bool slow_start = false;
   if (!snapshot)
     goto fail;
   for (size_t i = 0; i < router->n_groups; i++) {
     const struct nlb_group *group = router->groups[i];
     struct nlb_group_route *gr = &snapshot->groups[snapshot->n_groups++];
+    for (size_t t = 0; t < group->n_targets; t++)
+      if (in_slow_start(group, group->targets[t], now_ms))
+        slow_start = true;
     gr->name = strdup(group->name);
     gr->pool = build_pool(group, now_ms);
     gr->proxy_protocol_v2 = group->settings.proxy_protocol_v2;
@@ -572,6 +579,7 @@ int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
   }
   snapshot->generation = ++router->generation;
   snapshot->access_json = router->access_json;
+  router->slow_start_published = slow_start;
   nlb_snapshot_seal(snapshot);
   for (size_t w = 0; w < router->n_workers; w++)
     nlb_worker_set_snapshot(router->workers[w], snapshot);
@@ -620,6 +628,10 @@ void nlb_router_tick(struct nlb_router *router, uint64_t now_ms)
     router->last_slow_start_publish_ms = now_ms;
     changed = true;
   }
+  /* Slow start just ended: the last snapshot still holds a partial
+   * weight, and nothing else would replace it. */
+  if (!slow_start && router->slow_start_published)
+    changed = true;
   if (changed)
     nlb_router_publish(router, now_ms);
 }
