@@ -38,3 +38,6 @@ tests_unit_test_health_LDADD = $(NLB_TEST_LIBS)
 
 TESTS += tests/e2e/test_balancer.py
 EXTRA_DIST += tests/e2e/test_balancer.py
+
+TESTS += tests/e2e/test_config_errors.py
+EXTRA_DIST += tests/e2e/test_config_errors.py
