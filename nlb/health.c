@@ -24,6 +24,7 @@ struct attempt {
   uv_timer_t timeout;
   int open_handles;
   bool done;
+  uint64_t started_ms; /* the control loop's clock when the probe began */
   char request[NLB_PROXY_V2_LOCAL_LEN + 1024];
   char response[RESPONSE_MAX];
   size_t response_len;
@@ -165,9 +166,15 @@ static void finish_attempt(struct attempt *attempt, bool passed,
     return;
   check->attempt = NULL;
   record_result(check, passed, reason);
-  if (!check->health->stopped)
-    schedule(check, jittered(check->health,
-                             check->group->settings.health.interval_ms));
+  if (!check->health->stopped) {
+    /* interval is the time between the starts of two probes, so a target
+     * that stops answering is unhealthy within interval x threshold +
+     * timeout, however long each failed probe waited. */
+    uint64_t interval =
+        jittered(check->health, check->group->settings.health.interval_ms);
+    uint64_t elapsed = uv_now(check->health->loop) - attempt->started_ms;
+    schedule(check, elapsed < interval ? interval - elapsed : 0);
+  }
 }
 
 static void on_timeout(uv_timer_t *timer)
@@ -306,6 +313,7 @@ static void start_attempt(struct check *check)
   attempt->timeout.data = attempt;
   attempt->connect.data = attempt;
   attempt->open_handles = 2;
+  attempt->started_ms = uv_now(check->health->loop);
   check->attempt = attempt;
   if (hc->port)
     nlb_addr_set_port(&address, hc->port);
