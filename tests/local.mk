@@ -41,3 +41,6 @@ EXTRA_DIST += tests/e2e/test_balancer.py
 
 TESTS += tests/e2e/test_config_errors.py
 EXTRA_DIST += tests/e2e/test_config_errors.py
+
+TESTS += tests/e2e/test_quickstart.py
+EXTRA_DIST += tests/e2e/test_quickstart.py
