@@ -678,6 +678,12 @@ static void endpoint_modify(const struct api_request *req,
     respond_reg_error(req, resp, r, &err);
     goto out;
   }
+  /* The registry has no event for a modify: tell the data plane, so the
+   * new allow-list applies to new flows at once. */
+  if (req->server->dataplane != NULL &&
+      req->server->dataplane->endpoint_changed != NULL)
+    req->server->dataplane->endpoint_changed(req->server->dataplane_arg,
+                                             endpoint.id);
   respond_json(resp, 200, endpoint_json(&endpoint));
   reg_endpoint_release(&endpoint);
 out:

@@ -26,6 +26,8 @@
 #define GOAWAY_GRACE_MS 2000
 #define SWEEP_INTERVAL_MS 250
 #define EVENTS_BATCH 256
+/* How long an early answer waits for the rest of its request. */
+#define EARLY_RESET_MS 1000
 
 struct api_conn;
 
@@ -48,6 +50,7 @@ struct api_stream {
   size_t body_len, body_cap;
   bool request_done; /* END_STREAM received */
   bool responded;
+  uint64_t answered_early; /* when answered before request_done, or 0 */
 
   char *out; /* response body, or pending event lines */
   size_t out_len, out_off;
@@ -603,11 +606,15 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
   return 0;
 }
 
-/* Answers before the request is complete (413, 408, 431); on_frame_send
- * then resets the stream so the client stops sending. */
+/* Answers before the request is complete (413, 408, 431). The rest of the
+ * request is read and dropped; a client that has not finished it a moment
+ * later gets RST_STREAM(NO_ERROR) from the sweep. Not at once: some clients
+ * (curl 7.88) take a reset during their upload as a failure, even after a
+ * complete answer. */
 static void respond_early(struct api_conn *c, struct api_stream *s, int status,
                           const char *code, const char *message)
 {
+  s->answered_early = uv_now(c->server->loop);
   free(s->body);
   s->body = NULL;
   s->body_len = s->body_cap = 0;
@@ -670,20 +677,6 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags,
   return 0;
 }
 
-static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
-                         void *user_data)
-{
-  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
-      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
-    return 0;
-  struct api_stream *s =
-      nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (s != NULL && !s->request_done)
-    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id,
-                              NGHTTP2_NO_ERROR);
-  return 0;
-}
-
 static int on_stream_close(nghttp2_session *session, int32_t stream_id,
                            uint32_t error_code, void *user_data)
 {
@@ -717,8 +710,6 @@ static int make_callbacks(void)
                                                        on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks,
                                                             on_data_chunk_recv);
-  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks,
-                                                       on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks,
                                                          on_stream_close);
   nghttp2_session_callbacks_set_error_callback2(callbacks, on_error);
@@ -997,6 +988,11 @@ static void conn_sweep(struct api_conn *c, uint64_t now)
     if (!s->responded && age >= server->request_timeout_ms) {
       respond_early(c, s, 408, "RequestTimeout",
                     "the request did not arrive in time");
+    } else if (s->answered_early != 0 && !s->request_done &&
+               now - s->answered_early >= EARLY_RESET_MS) {
+      s->answered_early = 0;
+      nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id,
+                                NGHTTP2_NO_ERROR);
     } else if (s->responded && !s->events &&
                age >= 4 * server->request_timeout_ms) {
       /* A client that never opens its window for our answer. */

@@ -73,6 +73,9 @@ struct api_dataplane_ops {
   /* Prometheus text (complete lines, with HELP/TYPE) for the data plane's
    * metrics, malloc'd; the API frees it. NULL: nothing to add. */
   char *(*metrics_text)(void *arg);
+  /* An endpoint's fields (allowed_sources) changed through the API; the
+   * registry makes no event for that, so the data plane hears it here. */
+  void (*endpoint_changed)(void *arg, const char *endpoint_id);
 };
 
 struct api_settings {

@@ -137,7 +137,7 @@ static char *fake_metrics(void *arg)
 }
 
 static const struct api_dataplane_ops fake_ops = {
-    fake_list, fake_register, fake_deregister, fake_metrics};
+    fake_list, fake_register, fake_deregister, fake_metrics, NULL};
 
 static uv_loop_t *loop;
 static struct api_server *server;

@@ -1,0 +1,289 @@
+"""Helpers for the management API's end-to-end tests: the standalone
+api_server_main over a temporary registry, real HTTP/2 clients (curl,
+nghttp), an event stream reader and a strict Prometheus text parser.
+
+Stdlib only. The runner (hard timeout per test, summary line) comes from
+nlbtest."""
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+from nlbtest import TOP_BUILDDIR, Skip
+
+SERVER = os.path.join(TOP_BUILDDIR, "tests", "tools", "api_server_main")
+
+# token = principal name + "-token"; the API only sees their SHA-256.
+PRINCIPALS = [("ops", "operator"), ("payments", "provider"),
+              ("search", "provider"), ("shop", "consumer"),
+              ("blog", "consumer"), ("stranger", "consumer")]
+
+
+def token(name):
+    return name + "-token"
+
+
+def need(*tools):
+    for tool in tools:
+        if shutil.which(tool) is None:
+            raise Skip("%s is not installed" % tool)
+    if not os.path.exists(SERVER):
+        raise Skip("%s is not built (make check builds it)" % SERVER)
+
+
+class ApiServer:
+    """api_server_main on a kernel-chosen loopback port, with the principals
+    above, a host network 127.77.0.0/16, a namespaced-style network
+    'shop-vpc' (127.78.0.0/29, only shop), two load balancers and the fake
+    data plane."""
+
+    def __init__(self, tls=False, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="nlb-api-")
+        args = [SERVER, "--db", os.path.join(self.dir, "registry.db"),
+                "--listen", "127.0.0.1:0", "--fake-dataplane",
+                "--network", "host:127.77.0.0/16",
+                "--network", "shop-vpc:127.78.0.0/29:shop",
+                "--lb", "payments-lb:8080,8443", "--lb", "search-lb:9200"]
+        for name, role in PRINCIPALS:
+            args += ["--principal", "%s:%s:%s" % (name, role, token(name))]
+        self.scheme = "http"
+        if tls:
+            cert = os.path.join(self.dir, "cert.pem")
+            key = os.path.join(self.dir, "key.pem")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-keyout", key, "-out", cert, "-days", "1",
+                 "-subj", "/CN=localhost"],
+                check=True, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            args += ["--tls-cert", cert, "--tls-key", key]
+            self.scheme = "https"
+        args += list(extra)
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self._stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("port "):
+            self.stop()
+            raise AssertionError("api_server_main did not start: %r %s" %
+                                 (line, self.log()))
+        self.port = int(line.split()[1])
+        self.base = "%s://127.0.0.1:%d" % (self.scheme, self.port)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait; returns the exit status (kills if it hangs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("api_server_main ignored SIGTERM")
+        self._stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+    def curl_args(self):
+        if self.scheme == "https":
+            return ["curl", "-k", "--http2"]
+        return ["curl", "--http2-prior-knowledge"]
+
+    def call(self, method, path, who=None, body=None, raw=None, headers=(),
+             timeout=10):
+        """One request with curl. Returns (status, parsed JSON or text,
+        response headers as a dict). body is JSON-encoded, raw sent as is."""
+        out = os.path.join(self.dir, "body.%d" % threading.get_ident())
+        hdr = os.path.join(self.dir, "headers.%d" % threading.get_ident())
+        args = self.curl_args() + [
+            "-s", "-S", "-X", method, "-o", out, "-D", hdr,
+            "--max-time", str(timeout), "-w", "%{http_code} %{http_version}"]
+        if who is not None:
+            args += ["-H", "Authorization: Bearer " + token(who)]
+        for h in headers:
+            args += ["-H", h]
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+        if raw is not None:
+            data = raw if isinstance(raw, bytes) else raw.encode()
+        if data is not None:
+            args += ["-H", "Content-Type: application/json",
+                     "--data-binary", "@-"]
+        args.append(self.base + path)
+        r = subprocess.run(args, input=data, capture_output=True,
+                           timeout=timeout + 5)
+        if r.returncode != 0:
+            raise AssertionError("curl failed (%d): %s" %
+                                 (r.returncode, r.stderr.decode()))
+        code, version = r.stdout.decode().split()
+        assert version == "2", "not HTTP/2: %s" % version
+        with open(out, "rb") as f:
+            text = f.read().decode()
+        response_headers = {}
+        with open(hdr) as f:
+            for line in f:
+                if ":" in line and not line.startswith("HTTP/"):
+                    k, v = line.split(":", 1)
+                    response_headers[k.strip().lower()] = v.strip()
+        ctype = response_headers.get("content-type", "")
+        value = json.loads(text) if ctype.startswith("application/json") \
+            else text
+        return int(code), value, response_headers
+
+    def ok(self, method, path, who, body=None, status=200):
+        code, value, _ = self.call(method, path, who, body)
+        assert code == status, "%s %s as %s: %d %r" % (method, path, who,
+                                                         code, value)
+        return value
+
+    def error(self, method, path, who, body=None, raw=None, status=400,
+              code=None, field=None):
+        """Asserts an error answer: status, the SPEC's body shape, its code
+        and (for 400s) that the message names the field."""
+        got, value, _ = self.call(method, path, who, body, raw)
+        assert got == status, "%s %s: want %d, got %d %r" % (
+            method, path, status, got, value)
+        assert isinstance(value, dict) and list(value) == ["error"], value
+        err = value["error"]
+        assert sorted(err) == ["code", "message"], err
+        assert isinstance(err["message"], str) and err["message"], err
+        if code is not None:
+            assert err["code"] == code, "want %s, got %r" % (code, err)
+        if field is not None:
+            assert field in err["message"], "%r does not name %s" % (err,
+                                                                     field)
+        return err
+
+
+class EventStream:
+    """GET /v1/events through curl -N; lines land in a queue as they
+    arrive."""
+
+    def __init__(self, server, who, after=None):
+        path = "/v1/events" + ("?after=%d" % after if after is not None
+                               else "")
+        args = server.curl_args() + [
+            "-sN", "-H", "Authorization: Bearer " + token(who),
+            server.base + path]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+        self.lines = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+        self.lines.put(None)  # the stream ended
+
+    def next(self, timeout=5):
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no event within %ss" % timeout)
+
+    def take(self, n, timeout=5):
+        return [self.next(timeout) for _ in range(n)]
+
+    def quiet(self, wait=0.5):
+        """Asserts nothing more arrives for wait seconds."""
+        try:
+            extra = self.lines.get(timeout=wait)
+        except queue.Empty:
+            return
+        raise AssertionError("unexpected event %r" % (extra,))
+
+    def ended(self, timeout=5):
+        return self.proc.wait(timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+# ---- Prometheus text format (0.0.4), strictly --------------------------
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+_SAMPLE = re.compile(
+    r"^(%s)(?:\{((?:%s)(?:,%s)*)?,?\})? "
+    r"([-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+|Inf|NaN))"
+    r"(?: -?[0-9]+)?$" % (_NAME, _LABEL, _LABEL))
+_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+def parse_prometheus(text):
+    """Parses exposition text; raises AssertionError on anything a strict
+    reader would refuse. Returns {(name, frozenset(labels)): value} and the
+    {family: type} map."""
+    assert text.endswith("\n"), "text must end with a newline"
+    samples, types, helps, done = {}, {}, set(), set()
+    current = None
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        where = "line %d: %r" % (n, line)
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                name = parts[2]
+                assert re.fullmatch(_NAME, name), where
+                if parts[1] == "HELP":
+                    assert name not in helps, "HELP twice, " + where
+                    helps.add(name)
+                else:
+                    assert len(parts) == 4 and parts[3] in _TYPES, where
+                    assert name not in types, "TYPE twice, " + where
+                    assert name not in done and name != current, \
+                        "TYPE after samples, " + where
+                    types[name] = parts[3]
+            continue
+        assert line.strip() != "" or line == "", where
+        if line == "":
+            continue
+        m = _SAMPLE.match(line)
+        assert m, "bad sample, " + where
+        name, labels_text, value = m.group(1), m.group(2), m.group(3)
+        family = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name[:-len(suffix)] in types:
+                family = name[:-len(suffix)]
+        if family != current:
+            assert family not in done, "family %s split, %s" % (family, where)
+            if current is not None:
+                done.add(current)
+            current = family
+        labels = []
+        if labels_text:
+            for lm in re.finditer(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|'
+                                  r'\\.)*)"', labels_text):
+                labels.append((lm.group(1), lm.group(2)))
+        keys = [k for k, _ in labels]
+        assert len(keys) == len(set(keys)), "label twice, " + where
+        key = (name, frozenset(labels))
+        assert key not in samples, "series twice, " + where
+        samples[key] = float(value)
+    return samples, types

@@ -1,0 +1,341 @@
+/* CUnit suite for the API's pure pieces: routing and path parameters,
+ * query strings, strict JSON checks, Bearer tokens and principals. */
+#include <errno.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+#include <jansson.h>
+
+#include "nlb/api-auth.h"
+#include "nlb/api-json.h"
+#include "nlb/api-router.h"
+
+static enum api_route_id route_of(const char *method, const char *path)
+{
+  struct api_route_match m;
+  if (api_route_match(api_method_parse(method), path, &m, NULL) != 0)
+    return API_ROUTE_COUNT;
+  return m.route->id;
+}
+
+static void test_api_route_static_paths(void)
+{
+  CU_ASSERT_EQUAL(route_of("GET", "/v1/services"), API_ROUTE_SERVICE_LIST);
+  CU_ASSERT_EQUAL(route_of("POST", "/v1/services"), API_ROUTE_SERVICE_CREATE);
+  CU_ASSERT_EQUAL(route_of("GET", "/v1/services/"), API_ROUTE_SERVICE_LIST);
+  CU_ASSERT_EQUAL(route_of("GET", "/healthz"), API_ROUTE_HEALTHZ);
+  CU_ASSERT_EQUAL(route_of("HEAD", "/healthz"), API_ROUTE_HEALTHZ);
+  CU_ASSERT_EQUAL(route_of("GET", "/metrics"), API_ROUTE_METRICS);
+  CU_ASSERT_EQUAL(route_of("GET", "/v1/available-services"),
+                  API_ROUTE_AVAILABLE_SERVICES);
+  CU_ASSERT_EQUAL(route_of("GET", "/v1/events?after=3"), API_ROUTE_EVENTS);
+  CU_ASSERT_EQUAL(route_of("GET", "/v1/target-groups"),
+                  API_ROUTE_TARGET_GROUP_LIST);
+}
+
+static void test_api_route_every_route_reachable(void)
+{
+  /* Each table entry matches its own pattern with "x" for "*". */
+  for (int id = 0; id < API_ROUTE_COUNT; id++) {
+    const struct api_route *r = api_route_get(id);
+    char path[256];
+    size_t o = 0;
+    for (const char *p = r->pattern; *p != '\0'; p++)
+      if (*p == '*')
+        path[o++] = 'x';
+      else
+        path[o++] = *p;
+    path[o] = '\0';
+    struct api_route_match m;
+    CU_ASSERT_EQUAL_FATAL(api_route_match(r->method, path, &m, NULL), 0);
+    CU_ASSERT_EQUAL(m.route->id, (enum api_route_id)id);
+    CU_ASSERT_EQUAL(r->id, (enum api_route_id)id);
+  }
+}
+
+static void test_api_route_params(void)
+{
+  struct api_route_match m;
+  CU_ASSERT_EQUAL_FATAL(
+      api_route_match(API_METHOD_POST,
+                      "/v1/services/svc-0123/connections/accept", &m, NULL),
+      0);
+  CU_ASSERT_EQUAL(m.route->id, API_ROUTE_CONNECTIONS_ACCEPT);
+  CU_ASSERT_EQUAL(m.n_params, 1);
+  CU_ASSERT_STRING_EQUAL(m.params[0], "svc-0123");
+  CU_ASSERT_PTR_NULL(m.query);
+
+  CU_ASSERT_EQUAL_FATAL(
+      api_route_match(API_METHOD_DELETE,
+                      "/v1/target-groups/web-tg/targets/%5B%3A%3A1%5D%3A9001",
+                      &m, NULL),
+      0);
+  CU_ASSERT_EQUAL(m.route->id, API_ROUTE_TARGET_DEREGISTER);
+  CU_ASSERT_EQUAL(m.n_params, 2);
+  CU_ASSERT_STRING_EQUAL(m.params[0], "web-tg");
+  CU_ASSERT_STRING_EQUAL(m.params[1], "[::1]:9001");
+
+  CU_ASSERT_EQUAL_FATAL(
+      api_route_match(API_METHOD_GET,
+                      "/v1/services/svc-1/connections?state=available", &m,
+                      NULL),
+      0);
+  CU_ASSERT_STRING_EQUAL(m.query, "state=available");
+}
+
+static void test_api_route_errors(void)
+{
+  struct api_route_match m;
+  unsigned allowed;
+  CU_ASSERT_EQUAL(api_route_match(API_METHOD_GET, "/v2/services", &m, NULL),
+                  -ENOENT);
+  CU_ASSERT_EQUAL(
+      api_route_match(API_METHOD_GET, "/v1/services/a/b/c", &m, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(api_route_match(API_METHOD_GET, "/v1//", &m, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(api_route_match(API_METHOD_GET, "v1/services", &m, NULL),
+                  -EINVAL);
+  /* An empty segment is not a parameter. */
+  CU_ASSERT_EQUAL(
+      api_route_match(API_METHOD_GET, "/v1/services//permissions", &m, NULL),
+      -ENOENT);
+  CU_ASSERT_EQUAL(
+      api_route_match(API_METHOD_DELETE, "/v1/services", &m, &allowed), -EPERM);
+  CU_ASSERT_EQUAL(allowed, API_METHOD_GET | API_METHOD_HEAD | API_METHOD_POST);
+  CU_ASSERT_EQUAL(
+      api_route_match(API_METHOD_POST, "/v1/endpoints/ep-1", &m, &allowed),
+      -EPERM);
+  CU_ASSERT_EQUAL(allowed, API_METHOD_GET | API_METHOD_HEAD | API_METHOD_PATCH |
+                               API_METHOD_DELETE);
+  /* Bad escapes, an encoded slash or NUL. */
+  CU_ASSERT_EQUAL(api_route_match(API_METHOD_GET, "/v1/services/%zz", &m, NULL),
+                  -EINVAL);
+  CU_ASSERT_EQUAL(api_route_match(API_METHOD_GET, "/v1/services/a%2", &m, NULL),
+                  -EINVAL);
+  CU_ASSERT_EQUAL(
+      api_route_match(API_METHOD_GET, "/v1/services/a%2Fb", &m, NULL), -EINVAL);
+  CU_ASSERT_EQUAL(
+      api_route_match(API_METHOD_GET, "/v1/services/a%00", &m, NULL), -EINVAL);
+  char longpath[600] = "/v1/services/";
+  memset(longpath + strlen(longpath), 'a', 400);
+  CU_ASSERT_EQUAL(api_route_match(API_METHOD_GET, longpath, &m, NULL), -EINVAL);
+  CU_ASSERT_EQUAL(api_method_parse("PUT"), 0);
+  CU_ASSERT_EQUAL(api_method_parse("get"), 0);
+}
+
+static void test_api_route_roles(void)
+{
+  const struct api_route *r;
+  for (int id = 0; id < API_ROUTE_COUNT; id++) {
+    r = api_route_get(id);
+    /* Operators may call everything but endpoint creation (an endpoint
+     * belongs to a consumer). */
+    CU_ASSERT_EQUAL(api_route_allows(r, REG_ROLE_OPERATOR),
+                    id != API_ROUTE_ENDPOINT_CREATE);
+    /* Everything that changes state is audited, nothing else. */
+    CU_ASSERT_EQUAL(r->mutating, r->method != API_METHOD_GET);
+  }
+  r = api_route_get(API_ROUTE_HEALTHZ);
+  CU_ASSERT_EQUAL(r->roles, 0);
+  CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_CONSUMER));
+  r = api_route_get(API_ROUTE_SERVICE_CREATE);
+  CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_PROVIDER));
+  CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_CONSUMER));
+  r = api_route_get(API_ROUTE_ENDPOINT_CREATE);
+  CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_CONSUMER));
+  CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_PROVIDER));
+  r = api_route_get(API_ROUTE_TARGET_REGISTER);
+  CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_PROVIDER));
+  CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_CONSUMER));
+  r = api_route_get(API_ROUTE_EVENTS);
+  CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_CONSUMER));
+  CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_PROVIDER));
+}
+
+static void test_api_query(void)
+{
+  static const char *const names[] = {"state", "after", NULL};
+  char buf[32], bad[16];
+  CU_ASSERT_EQUAL(
+      api_query_get("a=1&state=avail%61ble", "state", buf, sizeof buf), 0);
+  CU_ASSERT_STRING_EQUAL(buf, "available");
+  CU_ASSERT_EQUAL(api_query_get("after=1+2", "after", buf, sizeof buf), 0);
+  CU_ASSERT_STRING_EQUAL(buf, "1 2");
+  CU_ASSERT_EQUAL(api_query_get("after=", "after", buf, sizeof buf), 0);
+  CU_ASSERT_STRING_EQUAL(buf, "");
+  CU_ASSERT_EQUAL(api_query_get(NULL, "after", buf, sizeof buf), -ENOENT);
+  CU_ASSERT_EQUAL(api_query_get("aft=1", "after", buf, sizeof buf), -ENOENT);
+  CU_ASSERT_EQUAL(api_query_get("after=%G1", "after", buf, sizeof buf),
+                  -EINVAL);
+  CU_ASSERT_EQUAL(api_query_get("after=123456789", "after", buf, 4), -EINVAL);
+
+  CU_ASSERT_EQUAL(api_query_check(NULL, names, bad, sizeof bad), 0);
+  CU_ASSERT_EQUAL(api_query_check("state=a&after=2", names, bad, sizeof bad),
+                  0);
+  CU_ASSERT_EQUAL(api_query_check("state=a&limit=2", names, bad, sizeof bad),
+                  -EINVAL);
+  CU_ASSERT_STRING_EQUAL(bad, "limit");
+  CU_ASSERT_EQUAL(api_query_check("state=a&state=b", names, bad, sizeof bad),
+                  -EINVAL);
+  CU_ASSERT_STRING_EQUAL(bad, "state");
+}
+
+static const struct api_json_field service_fields[] = {
+    {"name", API_JSON_STRING, true},
+    {"acceptance_required", API_JSON_BOOL, false},
+    {"connection_limit", API_JSON_INTEGER, false},
+    {"allowed_principals", API_JSON_STRINGS, false},
+};
+
+/* Parses and checks text; returns the error code name or "ok". */
+static const char *check(const char *text, struct api_json_error *err)
+{
+  json_t *v = api_json_parse_object(text, strlen(text), err);
+  if (v == NULL)
+    return err->code;
+  int r = api_json_check(v, service_fields, 4, err);
+  json_decref(v);
+  return r == 0 ? "ok" : err->code;
+}
+
+static void test_api_json_strict(void)
+{
+  struct api_json_error err;
+  CU_ASSERT_STRING_EQUAL(check("{\"name\":\"a\"}", &err), "ok");
+  CU_ASSERT_STRING_EQUAL(
+      check("{\"name\":\"a\",\"acceptance_required\":false,"
+            "\"connection_limit\":3,\"allowed_principals\":[\"x\",\"*\"]}",
+            &err),
+      "ok");
+  CU_ASSERT_STRING_EQUAL(check("", &err), "InvalidJson");
+  CU_ASSERT_STRING_EQUAL(check("{\"name\":", &err), "InvalidJson");
+  CU_ASSERT_STRING_EQUAL(check("{\"name\":\"a\"} x", &err), "InvalidJson");
+  CU_ASSERT_STRING_EQUAL(check("{\"name\":\"a\",\"name\":\"b\"}", &err),
+                         "InvalidJson");
+  CU_ASSERT_STRING_EQUAL(check("[1]", &err), "InvalidValue");
+
+  CU_ASSERT_STRING_EQUAL(check("{\"name\":\"a\",\"colour\":1}", &err),
+                         "UnknownField");
+  CU_ASSERT_STRING_EQUAL(err.field, "colour");
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "colour"));
+
+  CU_ASSERT_STRING_EQUAL(
+      check("{\"name\":\"a\",\"acceptance_required\":\"yes\"}", &err),
+      "InvalidValue");
+  CU_ASSERT_STRING_EQUAL(err.field, "acceptance_required");
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "boolean"));
+
+  CU_ASSERT_STRING_EQUAL(
+      check("{\"name\":\"a\",\"connection_limit\":1.0}", &err), "InvalidValue");
+  CU_ASSERT_STRING_EQUAL(err.field, "connection_limit");
+  CU_ASSERT_STRING_EQUAL(check("{\"name\":null}", &err), "InvalidValue");
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+  CU_ASSERT_STRING_EQUAL(
+      check("{\"name\":\"a\",\"allowed_principals\":[\"x\",2]}", &err),
+      "InvalidValue");
+  CU_ASSERT_STRING_EQUAL(err.field, "allowed_principals");
+  CU_ASSERT_STRING_EQUAL(check("{}", &err), "InvalidValue");
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+}
+
+static void test_api_json_strings_and_error_body(void)
+{
+  json_t *array = json_pack("[s,s]", "a", "b");
+  const char **items;
+  size_t n;
+  CU_ASSERT_EQUAL(api_json_strings(array, &items, &n), 0);
+  CU_ASSERT_EQUAL(n, 2);
+  CU_ASSERT_STRING_EQUAL(items[1], "b");
+  free(items);
+  json_decref(array);
+  CU_ASSERT_EQUAL(api_json_strings(NULL, &items, &n), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  CU_ASSERT_PTR_NULL(items);
+
+  char *body = api_json_error_body("NotFound", "no \"x\"");
+  CU_ASSERT_STRING_EQUAL(
+      body,
+      "{\"error\":{\"code\":\"NotFound\",\"message\":\"no \\\"x\\\"\"}}\n");
+  free(body);
+}
+
+static void test_api_auth_bearer(void)
+{
+  const char *token;
+  size_t len;
+  const char *h = "Bearer abc.def";
+  CU_ASSERT_EQUAL(api_bearer_token(h, strlen(h), &token, &len), 0);
+  CU_ASSERT_EQUAL(len, 7);
+  CU_ASSERT_EQUAL(memcmp(token, "abc.def", 7), 0);
+  h = "bearer   tok  ";
+  CU_ASSERT_EQUAL(api_bearer_token(h, strlen(h), &token, &len), 0);
+  CU_ASSERT_EQUAL(len, 3);
+  h = "Basic dXNlcjpwYXNz";
+  CU_ASSERT_EQUAL(api_bearer_token(h, strlen(h), &token, &len), -EINVAL);
+  h = "Bearer ";
+  CU_ASSERT_EQUAL(api_bearer_token(h, strlen(h), &token, &len), -EINVAL);
+  h = "Bearertok";
+  CU_ASSERT_EQUAL(api_bearer_token(h, strlen(h), &token, &len), -EINVAL);
+  h = "Bearer a b";
+  CU_ASSERT_EQUAL(api_bearer_token(h, strlen(h), &token, &len), -EINVAL);
+  CU_ASSERT_EQUAL(api_bearer_token(NULL, 0, &token, &len), -EINVAL);
+}
+
+static void test_api_auth_principals(void)
+{
+  /* SHA-256("abc"), FIPS 180-2 appendix B.1. */
+  static const uint8_t abc[32] = {
+      0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+      0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+      0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+  uint8_t hash[32];
+  api_token_sha256("abc", 3, hash);
+  CU_ASSERT_EQUAL(memcmp(hash, abc, 32), 0);
+  CU_ASSERT_TRUE(api_hash_equal(hash, abc));
+  hash[31] ^= 1;
+  CU_ASSERT_FALSE(api_hash_equal(hash, abc));
+
+  struct api_principal principals[3] = {
+      {"ops", REG_ROLE_OPERATOR, {0}},
+      {"pay", REG_ROLE_PROVIDER, {0}},
+      {"shop", REG_ROLE_CONSUMER, {0}},
+  };
+  api_token_sha256("t-ops", 5, principals[0].token_sha256);
+  api_token_sha256("t-pay", 5, principals[1].token_sha256);
+  api_token_sha256("abc", 3, principals[2].token_sha256);
+  const char *h = "Bearer abc";
+  const struct api_principal *p = api_authenticate(principals, 3, h, 10);
+  CU_ASSERT_PTR_EQUAL(p, &principals[2]);
+  h = "Bearer t-pay";
+  CU_ASSERT_PTR_EQUAL(api_authenticate(principals, 3, h, strlen(h)),
+                      &principals[1]);
+  h = "Bearer t-pa";
+  CU_ASSERT_PTR_NULL(api_authenticate(principals, 3, h, strlen(h)));
+  CU_ASSERT_PTR_NULL(api_authenticate(principals, 3, NULL, 0));
+  CU_ASSERT_PTR_NULL(api_authenticate(principals, 0, "Bearer abc", 10));
+  CU_ASSERT_PTR_EQUAL(api_principal_find(principals, 3, abc), &principals[2]);
+}
+
+int main(void)
+{
+  if (CU_initialize_registry() != CUE_SUCCESS)
+    return 1;
+  CU_pSuite suite = CU_add_suite("api", NULL, NULL);
+  CU_add_test(suite, "test_api_route_static_paths",
+              test_api_route_static_paths);
+  CU_add_test(suite, "test_api_route_every_route_reachable",
+              test_api_route_every_route_reachable);
+  CU_add_test(suite, "test_api_route_params", test_api_route_params);
+  CU_add_test(suite, "test_api_route_errors", test_api_route_errors);
+  CU_add_test(suite, "test_api_route_roles", test_api_route_roles);
+  CU_add_test(suite, "test_api_query", test_api_query);
+  CU_add_test(suite, "test_api_json_strict", test_api_json_strict);
+  CU_add_test(suite, "test_api_json_strings_and_error_body",
+              test_api_json_strings_and_error_body);
+  CU_add_test(suite, "test_api_auth_bearer", test_api_auth_bearer);
+  CU_add_test(suite, "test_api_auth_principals", test_api_auth_principals);
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  unsigned failed = CU_get_number_of_failures();
+  CU_cleanup_registry();
+  return failed == 0 ? 0 : 1;
+}
