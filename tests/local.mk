@@ -44,3 +44,6 @@ EXTRA_DIST += tests/e2e/test_config_errors.py
 
 TESTS += tests/e2e/test_quickstart.py
 EXTRA_DIST += tests/e2e/test_quickstart.py
+
+TESTS += tests/e2e/test_health.py
+EXTRA_DIST += tests/e2e/test_health.py
