@@ -81,8 +81,16 @@ class ApiServer:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.stop()
+    def __exit__(self, exc_type, exc, tb):
+        log = self.log() if os.path.exists(self.stderr_path) else ""
+        status = self.stop()
+        if exc_type is None:
+            # A clean exit, and nothing from the sanitizers (ASan, UBSan,
+            # LeakSanitizer) when the build has them.
+            assert status == 0, "api_server_main exited %r:\n%s" % (status,
+                                                                   log)
+            for bad in ("Sanitizer", "runtime error:"):
+                assert bad not in log, log
 
     def log(self):
         with open(self.stderr_path) as f:
