@@ -51,6 +51,7 @@ struct api_stream {
   bool request_done; /* END_STREAM received */
   bool responded;
   uint64_t answered_early; /* when answered before request_done, or 0 */
+  bool cancelled;          /* RST_STREAM(CANCEL) sent by the sweep */
 
   char *out; /* response body, or pending event lines */
   size_t out_len, out_off;
@@ -993,9 +994,17 @@ static void conn_sweep(struct api_conn *c, uint64_t now)
       s->answered_early = 0;
       nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id,
                                 NGHTTP2_NO_ERROR);
+    } else if (!s->events && age >= 5 * server->request_timeout_ms) {
+      /* Even the reset did not end it (say, a header block that never
+       * ends): the connection goes. */
+      api_log(server, 0, "api: %s: stream %d stuck, closing", c->peer,
+              (int)s->id);
+      conn_close(c);
+      return;
     } else if (s->responded && !s->events &&
-               age >= 4 * server->request_timeout_ms) {
+               age >= 4 * server->request_timeout_ms && !s->cancelled) {
       /* A client that never opens its window for our answer. */
+      s->cancelled = true;
       nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id,
                                 NGHTTP2_CANCEL);
     }

@@ -543,6 +543,19 @@ def test_huge_headers_and_slow_clients():
         assert b"RequestTimeout" in first, first
         assert lines.get(timeout=5).strip() == b"", "no blank line"
         assert lines.get(timeout=5).strip() == b"408"
+        # Raw frames: a POST whose body never comes gets 408, then
+        # RST_STREAM(NO_ERROR) so that the client stops.
+        block = bytes([0x83, 0x86, 0x84, 0x41, 0x01]) + b"x"  # POST / x
+        headers = struct.pack(">I", len(block))[1:] + bytes([1, 4]) + \
+            struct.pack(">I", 1) + block
+        data, closed = _raw(api, PREFACE + EMPTY_SETTINGS + headers, wait=3)
+        frames = [(t, sid) for t, _, sid, _ in _frames(data)]
+        assert (1, 1) in frames and (3, 1) in frames, frames
+        # A header block that never ends (no END_HEADERS): the connection
+        # goes after five request timeouts.
+        headers = headers[:4] + bytes([0]) + headers[5:]
+        data, closed = _raw(api, PREFACE + EMPTY_SETTINGS + headers, wait=9)
+        assert closed, "a stalled header block kept its connection"
         # An idle connection gets GOAWAY and is closed.
         data, closed = _raw(api, PREFACE + EMPTY_SETTINGS, wait=6)
         assert closed, "idle connection was not closed"
