@@ -74,6 +74,7 @@ static void free_group(struct nlb_group *group)
   for (size_t i = 0; i < group->n_targets; i++)
     nlb_target_release(group->targets[i]);
   free(group->targets);
+  free(group->name);
   free(group->settings.name);
   free(group->settings.health.path);
   free(group->settings.health.host);
