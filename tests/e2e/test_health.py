@@ -319,7 +319,8 @@ class Cleanup:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        reports = []
         for item in reversed(self.items):
             try:
                 if isinstance(item, Traffic):
@@ -328,11 +329,21 @@ class Cleanup:
                     item.close()
                 elif isinstance(item, Nlbd):
                     item.stop()
+                    # A sanitizer build (--enable-sanitizers) reports here.
+                    text = item.stderr()
+                    if "Sanitizer" in text or "runtime error:" in text:
+                        reports.append(text)
                 elif isinstance(item, subprocess.Popen):
                     item.terminate()
                     item.wait(5)
             except Exception as e:  # keep cleaning up
                 print("cleanup: %r: %s" % (item, e))
+        if reports and exc_type is not None:
+            print("nlbd's stderr has a sanitizer report:\n" +
+                  "\n".join(reports)[:4000])
+        elif reports:
+            raise AssertionError("nlbd's stderr has a sanitizer report:\n" +
+                                 "\n".join(reports)[:4000])
 
 
 def start_healthy(c, backends, **kwargs):
