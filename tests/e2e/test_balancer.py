@@ -23,6 +23,21 @@ from nlbtest import (Nlbd, Server, Skip, can_connect, echo_handler,  # noqa
 MIB = 1024 * 1024
 
 
+class CheckedNlbd(Nlbd):
+    """An Nlbd whose stderr must hold no sanitizer report (memory errors,
+    undefined behaviour) once it stopped; leaks are left to the tests that
+    check the exit status."""
+
+    def __exit__(self, exc_type, *rest):
+        self.stop()
+        if exc_type is None:
+            report = [l for l in self.stderr().splitlines()
+                      if "ERROR: AddressSanitizer" in l or
+                      "runtime error:" in l]
+            assert not report, "nlbd: %s\n%s" % (report[0],
+                                                  self.stderr()[-3000:])
+
+
 def config(targets, port, algorithm="round_robin", bind="127.0.0.1",
            listener="", group="", top=""):
     """A config with one target group "tg" and one load balancer "lb"
@@ -122,7 +137,7 @@ def test_64mib_each_way_intact():
 
     server = Server(target)
     port = free_port()
-    with Nlbd(config([server.address], port)) as nlbd:
+    with CheckedNlbd(config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         up_block = block(1)
@@ -158,7 +173,7 @@ def test_half_close_reply_after_client_fin():
 
     server = Server(target)
     port = free_port()
-    with Nlbd(config([server.address], port)) as nlbd:
+    with CheckedNlbd(config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -206,7 +221,7 @@ def test_slow_target_reader_bounds_rss():
 
     server = Server(target)
     port = free_port()
-    with Nlbd(config([server.address], port), workers=1) as nlbd:
+    with CheckedNlbd(config([server.address], port), workers=1) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         warm_up(port)
@@ -247,7 +262,7 @@ def test_slow_client_reader_bounds_rss():
 
     server = Server(target)
     port = free_port()
-    with Nlbd(config([server.address], port), workers=1) as nlbd:
+    with CheckedNlbd(config([server.address], port), workers=1) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         warm_up(port)
@@ -275,7 +290,7 @@ def test_slow_client_reader_bounds_rss():
 def test_idle_timeout_closes_flow():
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port,
+    with CheckedNlbd(config([server.address], port,
                      listener='idle_timeout = "1s";')) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -300,7 +315,7 @@ def test_busy_flow_outlives_idle_timeout():
     """Idle means no bytes: a flow that keeps talking stays open past it."""
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port,
+    with CheckedNlbd(config([server.address], port,
                      listener='idle_timeout = "1s";')) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -322,7 +337,7 @@ def test_refusing_target_every_connection_succeeds():
     dead = "127.0.0.1:%d" % free_port()
     port = free_port()
     targets = [servers[0].address, dead, servers[1].address]
-    with Nlbd(config(targets, port)) as nlbd:
+    with CheckedNlbd(config(targets, port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         failures = []
@@ -352,7 +367,7 @@ def test_sighup_adds_target_without_losing_flows():
     servers = [Server(named_handler("t%d" % i)) for i in range(3)]
     port = free_port()
     body = config([s.address for s in servers[:2]], port)
-    with Nlbd(body) as nlbd:
+    with CheckedNlbd(body) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         stop = threading.Event()
@@ -398,7 +413,7 @@ def test_sigterm_drains_open_flow():
     working until it ends, then nlbd exits 0."""
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port,
+    with CheckedNlbd(config([server.address], port,
                      top='shutdown_timeout = "20s";')) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -416,7 +431,8 @@ def test_sigterm_drains_open_flow():
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s)[0] == 0
         s.close()
-        assert nlbd.wait_exit(5) == 0
+        rc = nlbd.wait_exit(5)
+        assert rc == 0, "nlbd exited %d: %s" % (rc, nlbd.stderr()[-3000:])
         f = access_fields(nlbd.access()[mark:][-1])
         assert f["end"] == "client_fin", f
         assert int(f["up"]) == 6 + 5 * 7, f
@@ -426,7 +442,7 @@ def test_sigterm_drains_open_flow():
 def test_sigterm_resets_flow_at_shutdown_timeout():
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port,
+    with CheckedNlbd(config([server.address], port,
                      top='shutdown_timeout = "1s";')) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -444,7 +460,8 @@ def test_sigterm_resets_flow_at_shutdown_timeout():
         s.close()
         assert data == b"", "got %r instead of a reset" % data
         assert 0.8 <= closed_after <= 2.5, "closed after %.2fs" % closed_after
-        assert nlbd.wait_exit(4) == 0
+        rc = nlbd.wait_exit(4)
+        assert rc == 0, "nlbd exited %d: %s" % (rc, nlbd.stderr()[-3000:])
         exited_after = time.monotonic() - started
         assert exited_after <= 4, "exit after %.2fs" % exited_after
         f = access_fields(nlbd.access()[mark:][-1])
@@ -457,7 +474,7 @@ def test_sigterm_resets_flow_at_shutdown_timeout():
 def test_access_log_text_format():
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port)) as nlbd:
+    with CheckedNlbd(config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -478,7 +495,7 @@ def test_access_log_text_format():
         dead = "127.0.0.1:%d" % free_port()
     server.stop()
     port = free_port()
-    with Nlbd(config([dead], port)) as nlbd:
+    with CheckedNlbd(config([dead], port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -495,7 +512,7 @@ def test_access_log_text_format():
 def test_access_log_json_format():
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port), access_format="json") as nlbd:
+    with CheckedNlbd(config([server.address], port), access_format="json") as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -534,7 +551,7 @@ def test_ipv6_listener_and_target():
         raise Skip("no IPv6 loopback (::1) on this host")
     server = Server(named_handler("v6"), host="::1")
     port = free_port("::1")
-    with Nlbd(config([server.address], port, bind="::1")) as nlbd:
+    with CheckedNlbd(config([server.address], port, bind="::1")) as nlbd:
         nlbd.start(wait_port=port, wait_host="::1")
         mark = nlbd.access_mark()
         with connect(port, host="::1") as s:
@@ -550,7 +567,7 @@ def test_ipv6_listener_and_target():
 def test_maglev_spreads_and_is_sticky():
     servers = [Server(named_handler("t%d" % i)) for i in range(3)]
     port = free_port()
-    with Nlbd(config([s.address for s in servers], port,
+    with CheckedNlbd(config([s.address for s in servers], port,
                      algorithm="maglev")) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -585,7 +602,7 @@ def test_maglev_spreads_and_is_sticky():
 def test_least_conn_prefers_fewer_open_flows():
     servers = [Server(named_handler(n)) for n in ("a", "b")]
     port = free_port()
-    with Nlbd(config([s.address for s in servers], port,
+    with CheckedNlbd(config([s.address for s in servers], port,
                      algorithm="least_conn")) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -615,7 +632,7 @@ def test_least_conn_prefers_fewer_open_flows():
 def test_round_robin_respects_weights():
     servers = [Server(named_handler(n)) for n in ("a", "b")]
     port = free_port()
-    with Nlbd(config([(servers[0].address, 1), (servers[1].address, 3)],
+    with CheckedNlbd(config([(servers[0].address, 1), (servers[1].address, 3)],
                      port), workers=1) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
