@@ -38,3 +38,5 @@ tests_tools_api_server_main_LDADD = $(API_LIBS)
 
 TESTS += tests/e2e/test_api.py
 EXTRA_DIST += tests/e2e/test_api.py tests/e2e/apitest.py
+
+EXTRA_DIST += bench/h2load_api.sh bench/README-api.md
