@@ -3,12 +3,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nlb/listener.h"
+
+/* How long an address in use is retried: 10 x 5 ms. */
+#define ADDRESS_RETRIES 10
+#define ADDRESS_RETRY_NS 5000000L
 
 struct open_job {
   const char *netns;
@@ -26,10 +33,53 @@ static void close_opened(int *fds, size_t count)
     close(fds[i]);
 }
 
+/* SO_REUSEPORT lets any socket of the same user join a listening address,
+ * nlbd's own listeners and other endpoints included, and the kernel would
+ * then spread an endpoint's flows over sockets that are not the endpoint's
+ * (no endpoint ID, no allow-list, no reset on reject). So first bind once
+ * without SO_REUSEPORT: that fails with EADDRINUSE while anything listens
+ * on the address. SO_REUSEADDR keeps TIME_WAIT flows from counting. */
+static int check_address_free(const union nlb_sockaddr *addr)
+{
+  const int one = 1;
+  int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int rc = 0;
+
+  if (fd < 0)
+    return -errno;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      (addr->sa.sa_family == AF_INET6 &&
+       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+      bind(fd, &addr->sa, nlb_addr_len(addr)) < 0)
+    rc = -errno;
+  close(fd);
+  return rc;
+}
+
+/* A listener nlbd has just removed (an endpoint rejected or deleted a
+ * moment ago, at the same address) closes on its workers asynchronously;
+ * give them a few milliseconds before calling the address taken. */
+static int wait_address_free(const union nlb_sockaddr *addr)
+{
+  int rc = check_address_free(addr);
+  for (int tries = 0; rc == -EADDRINUSE && tries < ADDRESS_RETRIES; tries++) {
+    nanosleep(&(struct timespec){0, ADDRESS_RETRY_NS}, NULL);
+    rc = check_address_free(addr);
+  }
+  return rc;
+}
+
 static void open_all(struct open_job *job)
 {
   size_t opened = 0;
-  for (size_t a = 0; a < job->n; a++)
+  for (size_t a = 0; a < job->n; a++) {
+    int rc = wait_address_free(&job->addrs[a]);
+    if (rc < 0) {
+      close_opened(job->fds, opened);
+      job->failed_index = (int)a;
+      job->result = rc;
+      return;
+    }
     for (size_t c = 0; c < job->copies; c++) {
       int fd = nlb_listener_open(&job->addrs[a]);
       if (fd < 0) {
@@ -40,6 +90,7 @@ static void open_all(struct open_job *job)
       }
       job->fds[opened++] = fd;
     }
+  }
   job->result = 0;
 }
 
@@ -66,9 +117,9 @@ static void *open_in_namespace(void *arg)
   return NULL;
 }
 
-int nlb_netns_open_listeners(const char *netns,
-                             const union nlb_sockaddr *addrs, size_t n,
-                             size_t copies, int *fds, int *failed_index)
+int nlb_netns_open_listeners(const char *netns, const union nlb_sockaddr *addrs,
+                             size_t n, size_t copies, int *fds,
+                             int *failed_index)
 {
   struct open_job job = {netns, addrs, n, copies, fds, -1, 0};
   pthread_t thread;

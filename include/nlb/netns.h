@@ -17,8 +17,10 @@
  * address by address. On failure nothing stays open, *failed_index names
  * the address at fault (or -1) and the result is a negative errno:
  * -ENOENT (no such namespace), -EPERM (not allowed to enter it),
- * -EADDRINUSE, -EADDRNOTAVAIL... Blocks for the few milliseconds the helper
- * thread takes. Control thread. */
+ * -EADDRINUSE (anything listens there already, nlbd's own SO_REUSEPORT
+ * listeners included), -EADDRNOTAVAIL... Blocks for the few milliseconds
+ * the helper thread takes (up to 50 more while an address stays in use).
+ * Control thread. */
 int nlb_netns_open_listeners(const char *netns,
                              const union nlb_sockaddr *addrs, size_t n,
                              size_t copies, int *fds, int *failed_index);
