@@ -615,10 +615,11 @@ void nlb_router_tick(struct nlb_router *router, uint64_t now_ms)
         continue;
       }
       atomic_store(&target->state, NLB_TARGET_UNUSED);
-      nlb_log_event(NLB_LOG_INFO,
-                    "target %s/%s state draining -> unused (%s; removed)",
-                    group->name, target->name,
-                    active ? "deregistration delay expired" : "no flows left");
+      nlb_log_event(
+          NLB_LOG_INFO, "target %s/%s state draining -> unused (%s; removed)",
+          group->name, target->name,
+          active || now_ms >= deadline ? "deregistration delay expired"
+                                       : "no flows left");
       group->targets[i] = group->targets[--group->n_targets];
       nlb_target_release(target);
       changed = true;
