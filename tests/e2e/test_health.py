@@ -213,9 +213,11 @@ class Traffic:
     def _loop(self):
         next_at = time.monotonic()
         while not self.stopped:
-            if not self.paused:
-                with self.lock:
+            with self.lock:
+                go = not self.paused
+                if go:
                     self.inflight += 1
+            if go:
                 t = threading.Thread(target=self._one, daemon=True)
                 t.start()
                 self.threads.append(t)
@@ -256,7 +258,8 @@ class Traffic:
 
     def pause(self, timeout=3.0):
         """Stops opening connections and waits for those in flight."""
-        self.paused = True
+        with self.lock:
+            self.paused = True
         wait_until(lambda: self.inflight == 0, timeout=timeout,
                    what="client connections in flight to end")
 
@@ -352,8 +355,10 @@ def start_healthy(c, backends, **kwargs):
     nlbd = c.add(Nlbd(config(port, [b.address for b in backends], **kwargs)))
     nlbd.start(wait_port=port)
     for b in backends:
+        assert "target tg/%s registered (initial)" % b.address in \
+            nlbd.events(), nlbd.events()
         t = wait_transition(nlbd, b.address, "healthy")
-        assert t.old == "initial", t
+        assert t.old == "initial" and t.reason == "status 200", t
     return nlbd, port
 
 
@@ -648,7 +653,51 @@ def test_deregistered_target_drains():
         print("unused %d ms after SIGHUP: %s"
               % (ms(unused.time - t_reload), unused.reason))
         assert unused.old == "draining", unused
+        assert unused.reason == "deregistration delay expired; removed", unused
         assert unused.time >= drain.time + delay_s - 0.1, unused
+
+
+def test_reregistered_while_draining():
+    """A target put back in the config while it drains: draining ->
+    initial (re-registered), its running flow is not closed when the
+    first delay would have expired, and it is checked and used again."""
+    delay_ms = 1000
+    with Cleanup() as c:
+        backends = [c.add(Backend(n)) for n in ("a", "b")]
+        extra = 'deregistration_delay = "%dms";' % delay_ms
+        nlbd, port = start_healthy(c, backends, extra=extra)
+        long_flow = socket.create_connection(("127.0.0.1", port), 2)
+        long_flow.sendall(b"hello\n")
+        name = recv_line(long_flow).strip()
+        victim = [b for b in backends if b.name == name][0]
+        assert recv_line(long_flow) == "hello\n"
+        addresses = [b.address for b in backends]
+
+        t0 = time.time()
+        nlbd.reload(config(port, [a for a in addresses
+                                  if a != victim.address], extra=extra))
+        wait_transition(nlbd, victim.address, "draining", t0)
+        t1 = time.time()
+        nlbd.reload(config(port, addresses, extra=extra))
+        back = wait_transition(nlbd, victim.address, "initial", t1)
+        assert back.old == "draining" and back.reason == "re-registered", back
+        up = wait_transition(nlbd, victim.address, "healthy", t1)
+        print("re-registered while draining: healthy %d ms after the "
+              "second reload" % ms(up.time - t1))
+        # Past the first deadline (and a worker sweep), the flow still works.
+        time.sleep(max(0.0, t0 + delay_ms / 1000.0 + 1.2 - time.time()))
+        long_flow.settimeout(1)
+        long_flow.sendall(b"still\n")
+        assert recv_line(long_flow) == "still\n"
+        long_flow.close()
+        names = set()
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port), 2) as s:
+                s.sendall(b"x\n")
+                names.add(recv_line(s).strip())
+        assert victim.name in names, names
+        assert not [t for t in transitions(nlbd)
+                    if t.target == victim.address and t.new == "unused"]
 
 
 def test_slow_start_share_grows():
@@ -777,5 +826,6 @@ if __name__ == "__main__":
          test_all_down_fail_open_then_one_up,
          test_fail_open_off_clean_close,
          test_deregistered_target_drains,
+         test_reregistered_while_draining,
          test_slow_start_share_grows,
          test_proxy_v2_health_checks_send_local], timeout=60)
