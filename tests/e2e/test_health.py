@@ -13,6 +13,7 @@ import calendar
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -339,6 +340,8 @@ class Cleanup:
                 elif isinstance(item, subprocess.Popen):
                     item.terminate()
                     item.wait(5)
+                elif isinstance(item, str):  # a temporary directory
+                    shutil.rmtree(item, ignore_errors=True)
             except Exception as e:  # keep cleaning up
                 print("cleanup: %r: %s" % (item, e))
         if reports and exc_type is not None:
@@ -773,7 +776,7 @@ def test_proxy_v2_health_checks_send_local():
     PROXY v2 LOCAL header (checked strictly by tests/tools/ppv2_receiver.py)
     while client flows carry a PROXY header with the client's address."""
     with Cleanup() as c:
-        tmpdir = tempfile.mkdtemp(prefix="nlbhealth-")
+        tmpdir = c.add(tempfile.mkdtemp(prefix="nlbhealth-"))
         tcp_target, tcp_log = start_receiver(c, tmpdir, "tcp")
         http_target, http_log = start_receiver(
             c, tmpdir, "http", reply="HTTP/1.1 200 OK\r\n"
