@@ -44,6 +44,10 @@ PRINCIPALS = {
     "shop-b": ("consumer", "shop-b-token-e2e"),
 }
 
+# What ASan, LSan and UBSan print (a --enable-sanitizers build).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:")
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -246,6 +250,7 @@ class World:
         self.namespaces = []
         self.procs = []
         self.nlbd = None
+        self.nlbds = []
 
     def __enter__(self):
         try:
@@ -260,7 +265,10 @@ class World:
             print("--- nlbd events\n%s--- access\n%s\n--- stderr\n%s" % (
                 self.nlbd.events()[-4000:], "\n".join(self.nlbd.access()),
                 self.nlbd.stderr()[-4000:]))
-        self.close()
+        reports = self.close()
+        if exc_type is None and reports:
+            raise AssertionError("nlbd's stderr has a sanitizer report:\n%s"
+                                 % reports[0][-4000:])
 
     def _setup(self):
         for name in (self.ns_a, self.ns_b):
@@ -323,13 +331,23 @@ class World:
             return False
 
     def start_nlbd(self):
-        self.nlbd = Nlbd(self.config).start()
+        self.nlbd = Nlbd(self.config)
+        self.nlbds.append(self.nlbd)
+        self.nlbd.start()
         wait_until(lambda: self._can_connect(self.api_port), what="api")
         return self.nlbd
 
     def close(self):
-        if self.nlbd:
-            self.nlbd.stop(timeout=10)
+        """Stops and deletes everything; returns the sanitizer reports
+        found in the stderr of each nlbd this world started."""
+        reports = []
+        for nlbd in self.nlbds:
+            nlbd.stop(timeout=10)
+            err = nlbd.stderr()
+            if any(mark in err for mark in SANITIZER_MARKS):
+                reports.append(err)
+            shutil.rmtree(nlbd.dir, ignore_errors=True)
+        self.nlbds = []
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -344,6 +362,7 @@ class World:
             netns_del(name)
         self.namespaces = []
         shutil.rmtree(self.dir, ignore_errors=True)
+        return reports
 
     # ---- the API, as curl --http2-prior-knowledge sees it ----
 
@@ -360,9 +379,19 @@ class World:
         text, _, code = r.stdout.rpartition("\n")
         return int(code), json.loads(text) if text else None
 
-    def request(self, consumer, network, address=ENDPOINT_ADDRESS):
-        code, ep = self.api(consumer, "POST", "/v1/endpoints", {
-            "service": "shop-web", "network": network, "address": address})
+    def metrics(self):
+        r = sh("curl", "--http2-prior-knowledge", "-s", "--max-time", "5",
+               "-H", "Authorization: Bearer " + PRINCIPALS["ops"][1],
+               "http://127.0.0.1:%d/metrics" % self.api_port)
+        return r.stdout
+
+    def request(self, consumer, network, address=ENDPOINT_ADDRESS,
+                allowed_sources=None):
+        body = {"service": "shop-web", "network": network,
+                "address": address}
+        if allowed_sources is not None:
+            body["allowed_sources"] = allowed_sources
+        code, ep = self.api(consumer, "POST", "/v1/endpoints", body)
         assert code == 201, (code, ep)
         assert ep["state"] == "pendingAcceptance", ep
         assert ep["id"].startswith("ep-"), ep
@@ -484,6 +513,14 @@ def test_overlapping_consumers_reach_the_service():
         code, _ = w.api("shop-b", "GET", "/v1/endpoints/" + ep_a)
         assert code == 404, code
 
+        metrics = w.metrics()
+        assert 'nlb_endpoints{service="shop-web",state="available"} 2' \
+            in metrics, metrics
+        for ep in (ep_a, ep_b):
+            assert ('nlb_new_flows_total{lb="shop-lb",listener="%d",'
+                    'endpoint="%s"} 1' % (w.probe_port, ep)) in metrics, \
+                metrics
+
 
 def test_pending_and_rejected_are_refused_and_reject_resets():
     """No listener for a pending or rejected endpoint; rejecting an
@@ -539,6 +576,16 @@ def test_allowed_sources_deny_at_accept():
         assert code == 200 and ep["allowed_sources"] == [], (code, ep)
         assert w.ask_web(w.ns_a, CLIENT_B).startswith("client=" + CLIENT_B)
 
+        # Sources given with the request hold from the first flow.
+        ep_b = w.request("shop-b", "net-b", allowed_sources=[
+            CLIENT_B + "/32"])
+        w.decide("accept", ep_b)
+        w.wait_open(ep_b)
+        port = ns_denied(w.ns_b, ENDPOINT_ADDRESS, w.probe_port, CLIENT_A)
+        w.access_line(" %s %s:%d " % (ep_b, CLIENT_A, port),
+                      "end=source_denied")
+        w.echo_probe(w.ns_b, CLIENT_B)
+
 
 def test_restart_reopens_and_failed_says_why():
     """After SIGTERM and a start on the same registry, available endpoints
@@ -548,6 +595,9 @@ def test_restart_reopens_and_failed_says_why():
     with World() as w:
         ep_a, ep_b = w.two_available()
         assert w.ask_web(w.ns_a, CLIENT_A).startswith("client=" + CLIENT_A)
+        code, _ = w.api("shop-a", "PATCH", "/v1/endpoints/" + ep_a,
+                        {"allowed_sources": [CLIENT_A + "/32"]})
+        assert code == 200, code
 
         # A namespace that does not exist.
         ep_gone = w.request("shop-a", "net-gone", "127.101.0.5")
@@ -594,6 +644,10 @@ def test_restart_reopens_and_failed_says_why():
         assert w.endpoint("shop-a", ep_a)["state"] == "available"
         assert w.ask_web(w.ns_a, CLIENT_A).startswith("client=" + CLIENT_A)
         w.echo_probe(w.ns_a, CLIENT_A)
+        # The allow-list came back from the registry with the endpoint.
+        port = ns_denied(w.ns_a, ENDPOINT_ADDRESS, w.web_port, CLIENT_B)
+        w.access_line(" %s %s:%d " % (ep_a, CLIENT_B, port),
+                      "end=source_denied")
         got = wait_until(lambda: (lambda e: e["state"] == "failed" and e)(
             w.endpoint("shop-b", ep_b)), what="endpoint b failed")
         assert w.ns_b in got["reason"], got
