@@ -565,6 +565,8 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
     close(client_fd);
     if (flow)
       nlb_worker_free_flow(worker, flow);
+    /* The worker counted the flow at accept; finish() never runs for it. */
+    nlb_worker_flow_closed(worker);
     return;
   }
   flow->worker = worker;
