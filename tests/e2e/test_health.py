@@ -434,6 +434,16 @@ def test_killed_backend_unhealthy_then_back():
         total = sum(back.values())
         assert back.get(victim.address, 0) >= total / 3 - 3, back
 
+        # Without traffic only the active checks can notice.
+        t_kill = time.time()
+        victim.stop()
+        down = wait_transition(nlbd, victim.address, "unhealthy", t_kill)
+        detect = ms(down.time - t_kill)
+        print("no traffic: unhealthy after %d ms (bound %d ms): %s"
+              % (detect, DETECT_BOUND_MS, down.reason))
+        assert down.reason == "connect refused", down
+        assert detect <= DETECT_BOUND_MS, detect
+
 
 def test_503_and_hanging_backends_unhealthy():
     """A backend answering 503 and one that accepts and never answers are
