@@ -388,9 +388,35 @@ static void service(struct nlb_flow *flow, bool client_readable,
   update_interest(flow);
 }
 
+/* How long a refused client may take to close its side before it is
+ * reset. */
+#define REFUSE_LINGER_MS 2000
+
+/* A refused client read what it sent? Closing a socket with unread bytes
+ * sends a reset, so read and drop them until the client closes too. */
+static void discard_until_eof(struct nlb_flow *flow)
+{
+  char sink[4096];
+  for (;;) {
+    ssize_t n = recv(flow->client_fd, sink, sizeof(sink), 0);
+    if (n > 0)
+      continue;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN)
+      return;
+    finish(flow, NLB_END_NO_TARGET);
+    return;
+  }
+}
+
 static void on_client_event(uv_poll_t *handle, int status, int events)
 {
   struct nlb_flow *flow = handle->data;
+  if (flow->refusing) {
+    discard_until_eof(flow);
+    return;
+  }
   if (status < 0) {
     finish(flow, NLB_END_CLIENT_RESET);
     return;
@@ -597,7 +623,13 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
     return;
   }
   if (route->group->pool->n_targets == 0) {
-    finish(flow, NLB_END_NO_TARGET);
+    /* A clean close, as fail_open = false promises: FIN now, then wait for
+     * the client's (see discard_until_eof). */
+    flow->refusing = true;
+    shutdown(client_fd, SHUT_WR);
+    uv_poll_start(&flow->client_poll, UV_READABLE, on_client_event);
+    flow->client_events = UV_READABLE;
+    discard_until_eof(flow);
     return;
   }
   flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
@@ -606,6 +638,11 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
 
 void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
 {
+  if (flow->refusing) {
+    if (now_ms - flow->accepted_ms >= REFUSE_LINGER_MS)
+      finish(flow, NLB_END_NO_TARGET);
+    return;
+  }
   if (!flow->established) {
     if (flow->target_fd >= 0 &&
         now_ms - flow->connect_started_ms >=

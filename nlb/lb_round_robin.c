@@ -80,8 +80,14 @@ static int round_robin_pick(struct nlb_pool *pool, uint64_t flow_hash,
                             const uint32_t *tried, size_t n_tried)
 {
   const struct schedule *schedule = pool->state;
-  uint64_t start = atomic_fetch_add_explicit(&pool->cursor, 1,
-                                             memory_order_relaxed);
+  /* Only a flow's first pick moves the shared cursor: retries walk on from
+   * where it stands, so they neither skew the rotation nor make every flow
+   * start at the same target when some are down. */
+  uint64_t start =
+      n_tried == 0
+          ? atomic_fetch_add_explicit(&pool->cursor, 1, memory_order_relaxed)
+          : atomic_load_explicit(&pool->cursor, memory_order_relaxed) +
+                n_tried;
 
   for (size_t step = 0; step < schedule->length; step++) {
     uint32_t index = schedule->order[(start + step) % schedule->length];

@@ -2,7 +2,9 @@
 # The "run" command of the README: installs what nlb needs, builds it, and
 # starts nlbd in the foreground on examples/quickstart.cfg with three demo
 # web servers behind it. Ctrl-C stops everything.
-#   NLB_QUICKSTART_NO_BUILD=1  use the existing build in _build
+#   NLB_QUICKSTART_NO_BUILD=1      use the existing build in _build
+#   NLB_QUICKSTART_PORT=8080        the load balancer's port
+#   NLB_QUICKSTART_BACKEND_PORT=9001  first demo backend (then +1, +2)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -14,6 +16,8 @@ fi
 nlbd="$top/_build/nlbd"
 [ -x "$nlbd" ] || { echo "quickstart: $nlbd missing; run without NLB_QUICKSTART_NO_BUILD" >&2; exit 1; }
 
+lb_port=${NLB_QUICKSTART_PORT:-8080}
+backend_port=${NLB_QUICKSTART_BACKEND_PORT:-9001}
 demo=$(mktemp -d)
 pids=()
 cleanup() {
@@ -26,22 +30,33 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 for n in 1 2 3; do
+  port=$((backend_port + n - 1))
   mkdir -p "$demo/$n"
-  echo "hello from demo backend $n (127.0.0.1:900$n)" > "$demo/$n/index.html"
-  python3 -m http.server "900$n" --bind 127.0.0.1 --directory "$demo/$n" \
+  echo "hello from demo backend $n (127.0.0.1:$port)" > "$demo/$n/index.html"
+  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$demo/$n" \
     >/dev/null 2>&1 &
   pids+=($!)
 done
 
-"$nlbd" -t -c "$top/examples/quickstart.cfg" >/dev/null
+# The example names ports 8080 and 9001-9003; other ports get a copy.
+config="$top/examples/quickstart.cfg"
+if [ "$lb_port" != 8080 ] || [ "$backend_port" != 9001 ]; then
+  sed -e "s/port = 8080;/port = $lb_port;/" \
+      -e "s/127.0.0.1:9001/127.0.0.1:$backend_port/" \
+      -e "s/127.0.0.1:9002/127.0.0.1:$((backend_port + 1))/" \
+      -e "s/127.0.0.1:9003/127.0.0.1:$((backend_port + 2))/" \
+      "$top/examples/quickstart.cfg" > "$demo/quickstart.cfg"
+  config="$demo/quickstart.cfg"
+fi
+"$nlbd" -t -c "$config" >/dev/null
 cat <<TXT
-quickstart: nlbd is starting on 127.0.0.1:8080 with 3 demo backends (9001-9003).
+quickstart: nlbd is starting on 127.0.0.1:$lb_port with 3 demo backends ($backend_port-$((backend_port + 2))).
 try:
-  curl http://127.0.0.1:8080/              # answered by backend 1, 2, 3 in turn
-  kill \$(pgrep -f 'http.server 9002')     # backend 2 turns unhealthy in ~4s
-  kill -HUP \$(pgrep -x nlbd)             # reload examples/quickstart.cfg
+  curl http://127.0.0.1:$lb_port/              # answered by backend 1, 2, 3 in turn
+  kill \$(pgrep -f 'http.server $((backend_port + 1))')     # backend 2 turns unhealthy in ~4s
+  kill -HUP \$(pgrep -x nlbd)             # reload the config
 Access and event logs follow on stderr; Ctrl-C stops nlbd and the backends.
 TXT
-"$nlbd" -c "$top/examples/quickstart.cfg" &
+"$nlbd" -c "$config" &
 pids+=($!)
 wait "${pids[-1]}" || true

@@ -69,6 +69,7 @@ struct nlb_flow {
   uint8_t n_tried;
   bool established;
   bool closing;
+  bool refusing; /* no target: FIN sent, discarding what the client sends */
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;

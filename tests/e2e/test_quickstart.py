@@ -4,11 +4,11 @@ demo backends and nlbd on examples/quickstart.cfg in the foreground and
 prints what to try; curl through it works; Ctrl-C (SIGINT to its process
 group) stops everything it started.
 
-The script runs the nlbd of `_build/` next to it and uses fixed ports
-(8080, 9001-9003). So that the nlbd under test (top_builddir) is the one
+The script runs the nlbd of `_build/` next to it; the test gives it free
+ports through NLB_QUICKSTART_PORT and NLB_QUICKSTART_BACKEND_PORT. So that the nlbd under test (top_builddir) is the one
 that runs, without touching the source tree, the test copies scripts/ and
 examples/ into a temporary directory and links _build/nlbd there. Skips
-(77) when the script is missing or a port it needs is taken."""
+(77) when the script is missing."""
 
 import os
 import shutil
@@ -22,9 +22,18 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nlbtest import NLBD, TOP_SRCDIR, Skip, can_connect, run, wait_until  # noqa
+from nlbtest import (NLBD, TOP_SRCDIR, Skip, can_connect, free_port, run,  # noqa
+                     wait_until)
 
-PORTS = (8080, 9001, 9002, 9003)
+
+def free_run(length):
+    """A port p with p..p+length-1 all free now."""
+    for _ in range(100):
+        first = free_port()
+        if first + length < 65536 and all(port_free(first + i)
+                                          for i in range(length)):
+            return first
+    raise Skip("no run of %d free ports" % length)
 
 
 def port_free(port):
@@ -95,11 +104,14 @@ def get(url):
 
 
 def test_quickstart_serves_and_stops_on_ctrl_c():
-    busy = [p for p in PORTS if not port_free(p)]
-    if busy:
-        raise Skip("ports the quickstart uses are taken: %s" % busy)
+    lb_port = free_port()
+    backend_port = free_run(3)
+    ports = (lb_port, backend_port, backend_port + 1, backend_port + 2)
+    url = "http://127.0.0.1:%d/" % lb_port
     top = private_tree()
-    env = dict(os.environ, NLB_QUICKSTART_NO_BUILD="1")
+    env = dict(os.environ, NLB_QUICKSTART_NO_BUILD="1",
+               NLB_QUICKSTART_PORT=str(lb_port),
+               NLB_QUICKSTART_BACKEND_PORT=str(backend_port))
     proc = subprocess.Popen(
         ["bash", os.path.join(top, "scripts", "quickstart.sh")],
         cwd=top, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -110,20 +122,20 @@ def test_quickstart_serves_and_stops_on_ctrl_c():
                    timeout=20, what="the quickstart's \"try:\" hint")
         assert proc.poll() is None, "quickstart exited %s:\n%s%s" % (
             proc.returncode, out.text(), err.text())
-        assert "curl http://127.0.0.1:8080/" in out.text(), out.text()
-        for port in PORTS:
+        assert "curl " + url in out.text(), out.text()
+        for port in ports:
             wait_until(lambda: can_connect("127.0.0.1", port), timeout=10,
                        what="port %d" % port)
 
         answers = set()
         for _ in range(9):
-            status, body = get("http://127.0.0.1:8080/")
+            status, body = get(url)
             assert status == 200, status
             assert body.startswith("hello from demo backend"), body
             answers.add(body.split()[4])
         assert answers == {"1", "2", "3"}, \
             "round robin reached %s" % sorted(answers)
-        wait_until(lambda: err.text().count(" demo-lb:8080 ") >= 9,
+        wait_until(lambda: err.text().count(" demo-lb:%d " % lb_port) >= 9,
                    what="access-log lines on stderr")
 
         # Ctrl-C: the terminal sends SIGINT to the foreground group.
@@ -134,7 +146,7 @@ def test_quickstart_serves_and_stops_on_ctrl_c():
             raise AssertionError("quickstart still running 15s after ^C")
         wait_until(lambda: not session_pids(proc.pid), timeout=10,
                    what="every process of the quickstart to exit")
-        for port in PORTS:
+        for port in ports:
             assert not can_connect("127.0.0.1", port), \
                 "port %d still answers after ^C" % port
         if os.environ.get("NLB_TEST_VERBOSE"):
