@@ -524,8 +524,8 @@ def test_overlapping_consumers_reach_the_service():
 
 def test_pending_and_rejected_are_refused_and_reject_resets():
     """No listener for a pending or rejected endpoint; rejecting an
-    available endpoint closes its listeners and resets its running flow
-    within a second (end=endpoint_closed)."""
+    available endpoint (or the consumer deleting it) closes its listeners
+    and resets its running flow within a second (end=endpoint_closed)."""
     with World() as w:
         ep_a = w.request("shop-a", "net-a")
         ep_b = w.request("shop-b", "net-b")
@@ -549,6 +549,20 @@ def test_pending_and_rejected_are_refused_and_reject_resets():
         assert w.endpoint("shop-b", ep_b)["state"] == "rejected"
         assert ns_refused(w.ns_b, ENDPOINT_ADDRESS, w.probe_port, CLIENT_B)
         assert ns_refused(w.ns_b, ENDPOINT_ADDRESS, w.web_port, CLIENT_B)
+
+        # The consumer deleting an available endpoint does the same.
+        ep_c = w.request("shop-a", "net-a")
+        w.decide("accept", ep_c)
+        w.wait_open(ep_c)
+        flow = ns_connect(w.ns_a, ENDPOINT_ADDRESS, w.probe_port, CLIENT_A)
+        assert flow.recv(6) == b"hello\n"
+        client_port = flow.getsockname()[1]
+        code, ep = w.api("shop-a", "DELETE", "/v1/endpoints/" + ep_c)
+        assert code == 200 and ep["state"] == "deleted", (code, ep)
+        expect_reset(flow, within=1.0)
+        w.access_line(" %s %s:%d " % (ep_c, CLIENT_A, client_port),
+                      "end=endpoint_closed")
+        assert ns_refused(w.ns_a, ENDPOINT_ADDRESS, w.probe_port, CLIENT_A)
 
 
 def test_allowed_sources_deny_at_accept():
