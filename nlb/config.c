@@ -31,13 +31,17 @@ static void fail_at(struct loader *ld, int line, const char *fmt, ...)
   vsnprintf(message, sizeof(message), fmt, args);
   va_end(args);
   ld->failed = true;
-  len = snprintf(NULL, 0, "%s:%d: %s\n", ld->path, line, message);
+  /* Line 0: the whole file is at fault (it cannot be read). */
+  char where[32] = "";
+  if (line > 0)
+    snprintf(where, sizeof(where), "%d:", line);
+  len = snprintf(NULL, 0, "%s:%s %s\n", ld->path, where, message);
   char *grown = realloc(ld->errors, ld->errors_len + (size_t)len + 1);
   if (!grown)
     return;
   ld->errors = grown;
-  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%d: %s\n",
-           ld->path, line, message);
+  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%s %s\n",
+           ld->path, where, message);
   ld->errors_len += (size_t)len;
 }
 

@@ -153,6 +153,14 @@ static void on_listener_event(uv_poll_t *handle, int status, int events)
   struct listener_slot *slot = handle->data;
   struct nlb_worker *worker = slot->worker;
 
+  if (status < 0) {
+    /* libuv stopped polling this socket; try again shortly rather than
+     * leave this worker deaf on the listener for good. */
+    nlb_log_event(NLB_LOG_WARN, "worker %u: listener: %s; pausing %dms",
+                  worker->index, uv_strerror(status), ACCEPT_PAUSE_MS);
+    pause_accepting(worker);
+    return;
+  }
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     union nlb_sockaddr client;
     socklen_t len = sizeof(client);
