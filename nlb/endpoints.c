@@ -1,18 +1,36 @@
 #include "nlb/endpoints.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "nlb/log.h"
 #include "nlb/netns.h"
+
+/* How often the namespaces of open endpoints are looked at. */
+#define NETNS_CHECK_MS 1000
+
+/* An open endpoint in a namespace and which namespace that was: the name
+ * under /run/netns may later be deleted, or bound to a new namespace. */
+struct watched_endpoint {
+  char id[REG_ID_BUF];
+  char netns[REG_NAME_BUF];
+  dev_t dev;
+  ino_t ino;
+};
 
 struct nlb_endpoints {
   struct reg *reg;
   struct nlb_router *router;
   uint64_t (*clock)(void *);
   void *clock_arg;
+  struct watched_endpoint *watched;
+  size_t n_watched;
+  size_t watched_capacity;
+  uint64_t last_netns_check_ms;
 };
 
 static uint64_t now_ms(struct nlb_endpoints *eps)
@@ -40,6 +58,54 @@ static int parse_sources(const struct reg_endpoint *ep, struct nlb_cidr **out)
   return 0;
 }
 
+/* The identity of the namespace /run/netns/<netns> names now. */
+static int netns_identity(const char *netns, dev_t *dev, ino_t *ino)
+{
+  char path[PATH_MAX];
+  struct stat st;
+
+  snprintf(path, sizeof(path), "/run/netns/%s", netns);
+  if (stat(path, &st) < 0)
+    return -errno;
+  *dev = st.st_dev;
+  *ino = st.st_ino;
+  return 0;
+}
+
+static void watch(struct nlb_endpoints *eps, const struct reg_endpoint *ep,
+                  dev_t dev, ino_t ino)
+{
+  struct watched_endpoint *w;
+
+  if (eps->n_watched == eps->watched_capacity) {
+    size_t capacity = eps->watched_capacity ? eps->watched_capacity * 2 : 8;
+    struct watched_endpoint *grown =
+        realloc(eps->watched, capacity * sizeof(*grown));
+    if (!grown) {
+      nlb_log_event(NLB_LOG_WARN,
+                    "endpoint %s: out of memory, its namespace is not watched",
+                    ep->id);
+      return;
+    }
+    eps->watched = grown;
+    eps->watched_capacity = capacity;
+  }
+  w = &eps->watched[eps->n_watched++];
+  snprintf(w->id, sizeof(w->id), "%s", ep->id);
+  snprintf(w->netns, sizeof(w->netns), "%s", ep->netns);
+  w->dev = dev;
+  w->ino = ino;
+}
+
+static void unwatch(struct nlb_endpoints *eps, const char *id)
+{
+  for (size_t i = 0; i < eps->n_watched; i++)
+    if (strcmp(eps->watched[i].id, id) == 0) {
+      eps->watched[i] = eps->watched[--eps->n_watched];
+      return;
+    }
+}
+
 static void fail_endpoint(struct nlb_endpoints *eps, const char *id,
                           const char *reason)
 {
@@ -59,6 +125,9 @@ static void open_endpoint(struct nlb_endpoints *eps,
   int *fds = NULL;
   char reason[REG_REASON_BUF] = "";
   int failed_index = -1;
+  dev_t ns_dev = 0;
+  ino_t ns_ino = 0;
+  bool ns_known = false;
   int rc;
 
   if (nlb_router_has_endpoint(eps->router, ep->id))
@@ -81,6 +150,10 @@ static void open_endpoint(struct nlb_endpoints *eps,
     fail_endpoint(eps, ep->id, "bad allowed_sources in the store");
     goto out;
   }
+  /* Taken before entering it: if the name moves in between, the next
+   * check sees a different namespace and opens the endpoint again. */
+  if (ep->netns[0])
+    ns_known = netns_identity(ep->netns, &ns_dev, &ns_ino) == 0;
   rc = nlb_netns_open_listeners(ep->netns, addrs, ep->n_ports, n_workers, fds,
                                 &failed_index);
   if (rc < 0) {
@@ -89,8 +162,8 @@ static void open_endpoint(struct nlb_endpoints *eps,
       nlb_addr_format(&addrs[failed_index], where, sizeof(where));
     if (rc == -ENOENT && ep->netns[0] && failed_index < 0)
       snprintf(reason, sizeof(reason),
-               "network namespace %s does not exist (/run/netns/%s)",
-               ep->netns, ep->netns);
+               "network namespace %s does not exist (/run/netns/%s)", ep->netns,
+               ep->netns);
     else
       snprintf(reason, sizeof(reason), "cannot listen on %s%s%s%s: %s",
                where[0] ? where : ep->address, ep->netns[0] ? " in netns " : "",
@@ -98,15 +171,16 @@ static void open_endpoint(struct nlb_endpoints *eps,
     fail_endpoint(eps, ep->id, reason);
     goto out;
   }
-  rc = nlb_router_add_endpoint(eps->router, ep->id, ep->load_balancer,
-                               &addrs[0], ep->ports, ep->n_ports, sources,
-                               ep->n_allowed_sources, fds, now_ms(eps), reason,
-                               sizeof(reason));
+  rc = nlb_router_add_endpoint(
+      eps->router, ep->id, ep->load_balancer, &addrs[0], ep->ports, ep->n_ports,
+      sources, ep->n_allowed_sources, fds, now_ms(eps), reason, sizeof(reason));
   if (rc < 0) {
     if (rc != -EEXIST)
       fail_endpoint(eps, ep->id, reason);
     goto out;
   }
+  if (ns_known)
+    watch(eps, ep, ns_dev, ns_ino);
   nlb_log_event(NLB_LOG_INFO,
                 "endpoint %s of service %s open on %s (%zu ports) in %s%s",
                 ep->id, ep->service, ep->address, ep->n_ports,
@@ -137,12 +211,68 @@ static void on_event(const struct reg_event *event, void *arg)
     }
     return;
   }
-  if (event->state != REG_EP_PENDING_ACCEPTANCE &&
-      nlb_router_remove_endpoint(eps->router, event->endpoint_id,
+  if (event->state == REG_EP_PENDING_ACCEPTANCE)
+    return;
+  unwatch(eps, event->endpoint_id);
+  if (nlb_router_remove_endpoint(eps->router, event->endpoint_id,
                                  now_ms(eps)) == 0)
     nlb_log_event(NLB_LOG_INFO,
                   "endpoint %s closed (%s): listeners closed, flows reset",
                   event->endpoint_id, reg_state_name(event->state));
+}
+
+/* What a restart would do, without one: an endpoint whose namespace name
+ * is gone fails; one whose name now stands for another namespace (deleted
+ * and added again) is opened again in the new one. Its listeners in the
+ * old namespace could never be reached by anyone entering it by name. */
+static void check_namespace(struct nlb_endpoints *eps,
+                            const struct watched_endpoint *watched)
+{
+  char reason[REG_REASON_BUF];
+  struct reg_endpoint ep;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int rc = netns_identity(watched->netns, &dev, &ino);
+
+  if (rc == 0 && dev == watched->dev && ino == watched->ino)
+    return;
+  if (rc < 0) {
+    snprintf(reason, sizeof(reason),
+             "network namespace %s was deleted (/run/netns/%s: %s)",
+             watched->netns, watched->netns, strerror(-rc));
+    fail_endpoint(eps, watched->id, reason);
+    return;
+  }
+  nlb_log_event(NLB_LOG_WARN,
+                "endpoint %s: network namespace %s was replaced; opening the "
+                "endpoint in the new one (its flows are reset)",
+                watched->id, watched->netns);
+  nlb_router_remove_endpoint(eps->router, watched->id, now_ms(eps));
+  if (reg_endpoint_get(eps->reg, watched->id, &ep) < 0) {
+    unwatch(eps, watched->id);
+    return;
+  }
+  unwatch(eps, watched->id);
+  if (ep.state == REG_EP_AVAILABLE)
+    open_endpoint(eps, &ep);
+  reg_endpoint_release(&ep);
+}
+
+void nlb_endpoints_tick(struct nlb_endpoints *eps, uint64_t now_ms)
+{
+  if (now_ms - eps->last_netns_check_ms < NETNS_CHECK_MS)
+    return;
+  eps->last_netns_check_ms = now_ms;
+  /* Backwards, on a copy: failing or reopening an endpoint changes the
+   * array (removal moves the last entry into the slot, reopening appends),
+   * so every entry not yet visited keeps a lower index. */
+  for (size_t i = eps->n_watched; i-- > 0;) {
+    struct watched_endpoint watched;
+    if (i >= eps->n_watched)
+      continue;
+    watched = eps->watched[i];
+    check_namespace(eps, &watched);
+  }
 }
 
 void nlb_endpoints_resync(struct nlb_endpoints *eps)
@@ -202,5 +332,6 @@ void nlb_endpoints_free(struct nlb_endpoints *eps)
   if (!eps)
     return;
   reg_unobserve(eps->reg, on_event, eps);
+  free(eps->watched);
   free(eps);
 }

@@ -125,8 +125,7 @@ static void api_list_target_groups(void *arg,
   struct nlb_services *services = arg;
   for (size_t g = 0; g < nlb_router_group_count(services->router); g++) {
     struct nlb_group *group = nlb_router_group(services->router, g);
-    struct api_target *targets =
-        calloc(group->n_targets + 1, sizeof(*targets));
+    struct api_target *targets = calloc(group->n_targets + 1, sizeof(*targets));
     if (!targets)
       return;
     for (size_t i = 0; i < group->n_targets; i++) {
@@ -209,8 +208,8 @@ static void api_log(void *arg, int level, const char *line)
 static int fill_api_settings(struct nlb_services *services,
                              const struct nlb_config *cfg,
                              struct api_settings *s,
-                             struct api_principal **principals,
-                             char *listen, size_t listen_size)
+                             struct api_principal **principals, char *listen,
+                             size_t listen_size)
 {
   *principals = calloc(cfg->n_principals + 1, sizeof(**principals));
   if (!*principals)
@@ -281,8 +280,9 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
     free(principals);
     if (rc < 0) {
       snprintf(err, err_size, "%s: api: cannot serve on %s: %s", cfg->path,
-               listen, rc == -EINVAL ? "bad TLS certificate or key (see log)"
-                                     : uv_strerror(rc));
+               listen,
+               rc == -EINVAL ? "bad TLS certificate or key (see log)"
+                             : uv_strerror(rc));
       goto fail_stop_endpoints;
     }
   }
@@ -327,6 +327,8 @@ void nlb_services_reload(struct nlb_services *services,
 void nlb_services_tick(struct nlb_services *services, uint64_t now_ms)
 {
   size_t expired = 0;
+  if (services->endpoints)
+    nlb_endpoints_tick(services->endpoints, now_ms);
   if (!services->reg ||
       now_ms - services->last_expiry_check_ms < EXPIRY_CHECK_MS)
     return;

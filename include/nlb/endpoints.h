@@ -31,6 +31,12 @@ void nlb_endpoints_refresh(struct nlb_endpoints *endpoints, const char *id);
  * changed load balancers). */
 void nlb_endpoints_resync(struct nlb_endpoints *endpoints);
 
+/* Periodic work (call it often; it acts once a second): an open endpoint
+ * whose namespace name is gone from /run/netns becomes failed ("network
+ * namespace NAME was deleted"); one whose name now stands for another
+ * namespace is closed (flows reset) and opened in the new one. */
+void nlb_endpoints_tick(struct nlb_endpoints *endpoints, uint64_t now_ms);
+
 /* Stops observing and frees. Listeners stay with the router. NULL ok. */
 void nlb_endpoints_free(struct nlb_endpoints *endpoints);
 

@@ -31,7 +31,8 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
 void nlb_services_reload(struct nlb_services *services,
                          const struct nlb_config *cfg);
 
-/* Periodic work: pending endpoints past registry.pending_expiry expire. */
+/* Periodic work: pending endpoints past registry.pending_expiry expire;
+ * endpoints follow their namespaces (nlb_endpoints_tick). */
 void nlb_services_tick(struct nlb_services *services, uint64_t now_ms);
 
 /* Stops the API (GOAWAY, connections closed); the loop finishes closing. */
