@@ -667,8 +667,37 @@ def test_restart_reopens_and_failed_says_why():
         assert w.ns_b in got["reason"], got
 
 
+def test_namespace_deleted_or_replaced_while_running():
+    """What a restart would do, without one: a namespace deleted under an
+    available endpoint fails it with the reason; one deleted and added
+    again gets the endpoint back (its old flows are reset)."""
+    with World() as w:
+        ep_a, ep_b = w.two_available()
+        flow = ns_connect(w.ns_a, ENDPOINT_ADDRESS, w.probe_port, CLIENT_A)
+        assert flow.recv(6) == b"hello\n"
+
+        netns_del(w.ns_a)
+        netns_add(w.ns_a)
+        expect_reset(flow, within=2.5)
+        wait_until(lambda: not ns_refused(w.ns_a, ENDPOINT_ADDRESS,
+                                          w.web_port, CLIENT_A),
+                   timeout=3, what="endpoint a in the new namespace")
+        assert w.ask_web(w.ns_a, CLIENT_A).startswith("client=" + CLIENT_A)
+        w.echo_probe(w.ns_a, CLIENT_A)
+        assert w.endpoint("shop-a", ep_a)["state"] == "available"
+        assert "was replaced" in w.nlbd.events()
+
+        netns_del(w.ns_b)
+        w.namespaces.remove(w.ns_b)
+        got = wait_until(lambda: (lambda e: e["state"] == "failed" and e)(
+            w.endpoint("shop-b", ep_b)), timeout=3, what="endpoint b failed")
+        assert "network namespace %s was deleted" % w.ns_b in got["reason"], \
+            got
+
+
 if __name__ == "__main__":
     run([test_overlapping_consumers_reach_the_service,
          test_pending_and_rejected_are_refused_and_reject_resets,
          test_allowed_sources_deny_at_accept,
-         test_restart_reopens_and_failed_says_why], timeout=60)
+         test_restart_reopens_and_failed_says_why,
+         test_namespace_deleted_or_replaced_while_running], timeout=60)
