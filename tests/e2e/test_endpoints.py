@@ -13,6 +13,7 @@ that cannot listen is `failed` with the reason.
 Needs root, `ip netns`, haproxy and curl (HTTP/2); says SKIP otherwise.
 Namespaces are named nlbt-<role>-<pid> and always deleted."""
 
+import atexit
 import ctypes
 import hashlib
 import json
@@ -74,6 +75,17 @@ def netns_add(name):
 
 def netns_del(name):
     sh("ip", "netns", "del", name, check=False)
+
+
+def _delete_our_namespaces():
+    """At exit, even after a test timed out with its World still open."""
+    if os.path.isdir("/run/netns"):
+        for name in os.listdir("/run/netns"):
+            if name.startswith("nlbt-") and name.endswith("-%d" % PID):
+                netns_del(name)
+
+
+atexit.register(_delete_our_namespaces)
 
 
 def in_netns(name, fn):
