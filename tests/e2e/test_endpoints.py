@@ -77,8 +77,14 @@ def netns_del(name):
     sh("ip", "netns", "del", name, check=False)
 
 
+_open_worlds = []
+
+
 def _delete_our_namespaces():
-    """At exit, even after a test timed out with its World still open."""
+    """At exit, even after a test timed out with its World still open:
+    stop what it started, delete its namespaces."""
+    for world in list(_open_worlds):
+        world.close()
     if os.path.isdir("/run/netns"):
         for name in os.listdir("/run/netns"):
             if name.startswith("nlbt-") and name.endswith("-%d" % PID):
@@ -265,6 +271,7 @@ class World:
         self.nlbds = []
 
     def __enter__(self):
+        _open_worlds.append(self)
         try:
             self._setup()
         except BaseException:
@@ -374,6 +381,8 @@ class World:
             netns_del(name)
         self.namespaces = []
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self in _open_worlds:
+            _open_worlds.remove(self)
         return reports
 
     # ---- the API, as curl --http2-prior-knowledge sees it ----
