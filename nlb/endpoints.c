@@ -130,18 +130,28 @@ static void open_endpoint(struct nlb_endpoints *eps,
   bool ns_known = false;
   int rc;
 
-  if (nlb_router_has_endpoint(eps->router, ep->id))
-    return;
+  bool already_open = nlb_router_has_endpoint(eps->router, ep->id);
+  uint16_t *ports = NULL;
+  size_t n_ports = 0;
+
   if (ep->n_ports == 0) {
     fail_endpoint(eps, ep->id, "its load balancer has no listener ports");
     return;
   }
+  /* An open endpoint only lacks the ports a reload added to its load
+   * balancer; those open without touching the others or their flows. */
+  ports = calloc(ep->n_ports, sizeof(*ports));
   addrs = calloc(ep->n_ports, sizeof(*addrs));
   fds = calloc(ep->n_ports * n_workers, sizeof(*fds));
-  if (!addrs || !fds)
+  if (!ports || !addrs || !fds)
     goto out;
   for (size_t p = 0; p < ep->n_ports; p++)
-    if (nlb_addr_parse_ip(ep->address, ep->ports[p], &addrs[p]) < 0) {
+    if (!nlb_router_endpoint_has_port(eps->router, ep->id, ep->ports[p]))
+      ports[n_ports++] = ep->ports[p];
+  if (n_ports == 0)
+    goto out;
+  for (size_t p = 0; p < n_ports; p++)
+    if (nlb_addr_parse_ip(ep->address, ports[p], &addrs[p]) < 0) {
       snprintf(reason, sizeof(reason), "bad address %s", ep->address);
       fail_endpoint(eps, ep->id, reason);
       goto out;
@@ -154,7 +164,7 @@ static void open_endpoint(struct nlb_endpoints *eps,
    * check sees a different namespace and opens the endpoint again. */
   if (ep->netns[0])
     ns_known = netns_identity(ep->netns, &ns_dev, &ns_ino) == 0;
-  rc = nlb_netns_open_listeners(ep->netns, addrs, ep->n_ports, n_workers, fds,
+  rc = nlb_netns_open_listeners(ep->netns, addrs, n_ports, n_workers, fds,
                                 &failed_index);
   if (rc < 0) {
     char where[NLB_ADDR_TEXT_MAX] = "";
@@ -172,20 +182,22 @@ static void open_endpoint(struct nlb_endpoints *eps,
     goto out;
   }
   rc = nlb_router_add_endpoint(
-      eps->router, ep->id, ep->load_balancer, &addrs[0], ep->ports, ep->n_ports,
+      eps->router, ep->id, ep->load_balancer, &addrs[0], ports, n_ports,
       sources, ep->n_allowed_sources, fds, now_ms(eps), reason, sizeof(reason));
   if (rc < 0) {
     if (rc != -EEXIST)
       fail_endpoint(eps, ep->id, reason);
     goto out;
   }
-  if (ns_known)
+  if (ns_known && !already_open)
     watch(eps, ep, ns_dev, ns_ino);
   nlb_log_event(NLB_LOG_INFO,
-                "endpoint %s of service %s open on %s (%zu ports) in %s%s",
-                ep->id, ep->service, ep->address, ep->n_ports,
+                "endpoint %s of service %s open on %s (%zu %sports) in %s%s",
+                ep->id, ep->service, ep->address, n_ports,
+                already_open ? "more " : "",
                 ep->netns[0] ? "netns " : "the host network", ep->netns);
 out:
+  free(ports);
   free(addrs);
   free(fds);
   free(sources);

@@ -99,8 +99,9 @@ struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index)
 struct nlb_group *nlb_router_find_group(struct nlb_router *router,
                                         const char *name)
 {
+  /* During a reload, slots of groups taken over by the new list are NULL. */
   for (size_t i = 0; i < router->n_groups; i++)
-    if (strcmp(router->groups[i]->name, name) == 0)
+    if (router->groups[i] && strcmp(router->groups[i]->name, name) == 0)
       return router->groups[i];
   return NULL;
 }
@@ -740,11 +741,13 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
   struct listener_record **grown;
   int rc = -ENOMEM;
 
-  if (nlb_router_has_endpoint(router, endpoint_id)) {
-    snprintf(err, err_size, "endpoint already open");
-    rc = -EEXIST;
-    goto fail_close_fds;
-  }
+  for (size_t p = 0; p < n_ports; p++)
+    if (nlb_router_endpoint_has_port(router, endpoint_id, ports[p])) {
+      snprintf(err, err_size, "endpoint already listens on port %u",
+               ports[p]);
+      rc = -EEXIST;
+      goto fail_close_fds;
+    }
   grown = realloc(router->listeners,
                   (router->n_listeners + n_ports) * sizeof(*grown));
   if (!grown)
@@ -833,6 +836,17 @@ int nlb_router_set_endpoint_sources(struct nlb_router *router,
   if (!found)
     return -ENOENT;
   return nlb_router_publish(router, now_ms);
+}
+
+bool nlb_router_endpoint_has_port(const struct nlb_router *router,
+                                  const char *endpoint_id, uint16_t port)
+{
+  for (size_t i = 0; i < router->n_listeners; i++)
+    if (router->listeners[i]->endpoint_id &&
+        router->listeners[i]->port == port &&
+        strcmp(router->listeners[i]->endpoint_id, endpoint_id) == 0)
+      return true;
+  return false;
 }
 
 bool nlb_router_has_endpoint(const struct nlb_router *router,

@@ -96,8 +96,10 @@ char *nlb_router_metrics(struct nlb_router *router);
  * lb_name's listener on the same port. fds holds n_ports * n_workers
  * listening sockets (port by port), which the router hands to the workers
  * (on success) or closes (on failure). allowed_sources (n may be 0: anyone)
- * is copied. Returns 0, -ENOENT (lb_name has no listener on a port; err
- * says which), -EEXIST (endpoint already open), -ENOMEM. */
+ * is copied. An endpoint already open gets the ports it lacks (a reload
+ * added them to its load balancer). Returns 0, -ENOENT (lb_name has no
+ * listener on a port; err says which), -EEXIST (the endpoint already
+ * listens on one of ports), -ENOMEM. */
 int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
                             const char *lb_name,
                             const union nlb_sockaddr *address,
@@ -116,6 +118,10 @@ int nlb_router_set_endpoint_sources(struct nlb_router *router,
                                     const char *endpoint_id,
                                     const struct nlb_cidr *allowed_sources,
                                     size_t n_allowed_sources, uint64_t now_ms);
+
+/* True when the endpoint listens on port. */
+bool nlb_router_endpoint_has_port(const struct nlb_router *router,
+                                  const char *endpoint_id, uint16_t port);
 
 /* True when the endpoint has listeners open. */
 bool nlb_router_has_endpoint(const struct nlb_router *router,

@@ -408,6 +408,49 @@ def test_sighup_adds_target_without_losing_flows():
         s.stop()
 
 
+def test_sighup_changes_groups_and_listeners():
+    """A reload that keeps one group and listener, removes another pair and
+    adds a third: the kept listener keeps serving (its open flow too), the
+    removed one stops accepting while its open flow goes on, the added one
+    serves; nlbd survives every step."""
+    a, b, c = (Server(named_handler(n)) for n in ("a", "b", "c"))
+    pa, pb, pc = free_port(), free_port(), free_port()
+
+    def body(pairs):
+        groups = ",\n".join(
+            '{ name = "%s"; algorithm = "round_robin"; targets = ( '
+            '{ address = "%s"; } ); }' % (name, server.address)
+            for name, server, _ in pairs)
+        listeners = ",\n".join(
+            '{ port = %d; target_group = "%s"; bind = "127.0.0.1"; }'
+            % (port, name) for name, _, port in pairs)
+        return ("target_groups = ( %s );\nload_balancers = ( { name = "
+                "\"lb\"; listeners = ( %s ); } );\n" % (groups, listeners))
+
+    with CheckedNlbd(body([("ga", a, pa), ("gb", b, pb)])) as nlbd:
+        nlbd.start(wait_port=pa)
+        assert ask_name(pa) == "a" and ask_name(pb) == "b"
+        kept, dropped = connect(pa), connect(pb)
+        assert recv_line(kept) == "a\n" and recv_line(dropped) == "b\n"
+        nlbd.reload(body([("ga", a, pa), ("gc", c, pc)]))
+        wait_until(lambda: can_connect("127.0.0.1", pc), what="new listener")
+        assert ask_name(pc) == "c"
+        assert ask_name(pa) == "a"
+        wait_until(lambda: not can_connect("127.0.0.1", pb),
+                   what="removed listener to stop accepting")
+        for sock, word in ((kept, b"kept\n"), (dropped, b"dropped\n")):
+            sock.sendall(word)
+            assert recv_line(sock) == word.decode(), "flow cut by the reload"
+            sock.close()
+        # Back again: the removed group and listener return.
+        nlbd.reload(body([("ga", a, pa), ("gb", b, pb), ("gc", c, pc)]))
+        wait_until(lambda: can_connect("127.0.0.1", pb), what="listener back")
+        assert ask_name(pb) == "b" and ask_name(pc) == "c"
+        assert nlbd.proc.poll() is None, "nlbd died during reloads"
+    for s in (a, b, c):
+        s.stop()
+
+
 def test_sigterm_drains_open_flow():
     """After SIGTERM: new connections are refused, the open flow keeps
     working until it ends, then nlbd exits 0."""
@@ -652,6 +695,7 @@ if __name__ == "__main__":
         test_busy_flow_outlives_idle_timeout,
         test_refusing_target_every_connection_succeeds,
         test_sighup_adds_target_without_losing_flows,
+        test_sighup_changes_groups_and_listeners,
         test_sigterm_drains_open_flow,
         test_sigterm_resets_flow_at_shutdown_timeout,
         test_access_log_text_format,

@@ -716,9 +716,37 @@ def test_namespace_deleted_or_replaced_while_running():
             got
 
 
+def test_reload_adds_port_to_open_endpoint():
+    """A port added to the load balancer by SIGHUP opens on an endpoint
+    that is already available, without resetting its running flows."""
+    with World() as w:
+        ep_a = w.request("shop-a", "net-a")
+        w.decide("accept", ep_a)
+        w.wait_open(ep_a)
+        flow = ns_connect(w.ns_a, ENDPOINT_ADDRESS, w.probe_port, CLIENT_A)
+        assert flow.recv(6) == b"hello\n"
+        extra = free_port()
+        old = '{ port = %d; target_group = "probe-tg"; bind = "127.0.0.1"; }' \
+            % w.probe_port
+        assert old in w.config
+        w.nlbd.reload(w.config.replace(
+            old, old + ',\n  { port = %d; target_group = "probe-tg"; }'
+            % extra))
+        wait_until(lambda: not ns_refused(w.ns_a, ENDPOINT_ADDRESS, extra,
+                                          CLIENT_A),
+                   timeout=3, what="the new port on the open endpoint")
+        with ns_connect(w.ns_a, ENDPOINT_ADDRESS, extra, CLIENT_A) as s:
+            assert s.recv(6) == b"hello\n"
+        flow.sendall(b"ping")
+        assert flow.recv(4) == b"ping", "the running flow was cut"
+        flow.close()
+        assert extra in w.endpoint("shop-a", ep_a)["ports"]
+
+
 if __name__ == "__main__":
     run([test_overlapping_consumers_reach_the_service,
          test_pending_and_rejected_are_refused_and_reject_resets,
          test_allowed_sources_deny_at_accept,
          test_restart_reopens_and_failed_says_why,
-         test_namespace_deleted_or_replaced_while_running], timeout=60)
+         test_namespace_deleted_or_replaced_while_running,
+         test_reload_adds_port_to_open_endpoint], timeout=60)
