@@ -995,7 +995,8 @@ static void metrics(const struct api_request *req, struct api_response *resp)
   }
   text_add(&t, "# HELP nlb_endpoints Endpoints by service and state.\n"
                "# TYPE nlb_endpoints gauge\n");
-  if (reg_service_list(server->registry, &system, &services, &n_services,
+  if (server->registry != NULL &&
+      reg_service_list(server->registry, &system, &services, &n_services,
                        NULL) == 0) {
     for (size_t i = 0; i < n_services; i++) {
       struct reg_endpoint *endpoints = NULL;
@@ -1045,8 +1046,29 @@ static void healthz(const struct api_request *req, struct api_response *resp)
   resp->content_type = "text/plain; charset=utf-8";
 }
 
+/* Routes that work without a registry. */
+static bool needs_registry(enum api_route_id id)
+{
+  switch (id) {
+  case API_ROUTE_HEALTHZ:
+  case API_ROUTE_METRICS:
+  case API_ROUTE_TARGET_GROUP_LIST:
+  case API_ROUTE_TARGET_GROUP_DESCRIBE:
+  case API_ROUTE_TARGET_REGISTER:
+  case API_ROUTE_TARGET_DEREGISTER:
+    return false;
+  default:
+    return true;
+  }
+}
+
 void api_handle(const struct api_request *req, struct api_response *resp)
 {
+  if (req->server->registry == NULL && needs_registry(req->match->route->id)) {
+    api_respond_error(resp, 503, "ServiceUnavailable",
+                      "this nlbd has no registry: endpoint services are off");
+    return;
+  }
   switch (req->match->route->id) {
   case API_ROUTE_HEALTHZ:
     healthz(req, resp);

@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
 
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
@@ -1184,6 +1188,28 @@ static void on_failed_listener_close(uv_handle_t *handle)
   free(handle->data);
 }
 
+/* A listening, non-blocking socket bound to addr, in *fd. */
+static int open_listen_socket(const struct sockaddr *addr, int *fd)
+{
+  int one = 1;
+  socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+  int s =
+      socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return -errno;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr->sa_family == AF_INET6)
+    setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(s, addr, len) != 0 || listen(s, 128) != 0) {
+    int r = -errno;
+    close(s);
+    return r;
+  }
+  *fd = s;
+  return 0;
+}
+
 int api_server_start(uv_loop_t *loop, const struct api_settings *s,
                      struct api_server **out)
 {
@@ -1191,7 +1217,7 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   struct api_server *server;
   int r;
 
-  if (s->registry == NULL || parse_listen(s->listen, &addr) != 0)
+  if (parse_listen(s->listen, &addr) != 0)
     return -EINVAL;
   if (make_callbacks() != 0)
     return -ENOMEM;
@@ -1211,18 +1237,28 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   if (r != 0)
     goto fail_free_principals;
 
-  r = uv_tcp_init(loop, &server->listener);
-  if (r != 0)
-    goto fail_free_tls;
-  server->listener.data = server;
-  r = uv_tcp_bind(&server->listener, (struct sockaddr *)&addr, 0);
-  if (r == 0)
-    r = uv_listen((uv_stream_t *)&server->listener, 128, on_connection);
+  /* Bind and listen before any handle exists, so that a failure (the
+   * usual one: the address is taken) leaves nothing for the loop. */
+  int fd = -1;
+  r = open_listen_socket((struct sockaddr *)&addr, &fd);
   if (r != 0) {
     api_log(server, 3, "api: cannot listen on %s: %s", s->listen,
             uv_strerror(r));
-    goto fail_close_listener;
+    goto fail_free_tls;
   }
+  r = uv_tcp_init(loop, &server->listener);
+  if (r != 0) {
+    close(fd);
+    goto fail_free_tls;
+  }
+  server->listener.data = server;
+  r = uv_tcp_open(&server->listener, fd);
+  if (r != 0)
+    close(fd);
+  else
+    r = uv_listen((uv_stream_t *)&server->listener, 128, on_connection);
+  if (r != 0)
+    goto fail_close_listener;
   struct sockaddr_storage bound;
   int len = sizeof bound;
   if (uv_tcp_getsockname(&server->listener, (struct sockaddr *)&bound, &len) ==
@@ -1230,10 +1266,12 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
     server->port = ntohs(bound.ss_family == AF_INET6
                              ? ((struct sockaddr_in6 *)&bound)->sin6_port
                              : ((struct sockaddr_in *)&bound)->sin_port);
-  r = reg_observe(s->registry, on_registry_event, server);
-  if (r != 0)
-    goto fail_close_listener;
-  server->observing = true;
+  if (s->registry != NULL) {
+    r = reg_observe(s->registry, on_registry_event, server);
+    if (r != 0)
+      goto fail_close_listener;
+    server->observing = true;
+  }
 
   uv_timer_init(loop, &server->sweep_timer);
   uv_timer_init(loop, &server->flush_timer);

@@ -88,7 +88,9 @@ struct api_settings {
   /* Copied by api_server_start/api_server_reload. */
   const struct api_principal *principals;
   size_t n_principals;
-  /* Borrowed: must outlive the server (until api_server_free). */
+  /* Borrowed: must stay open until api_server_shutdown() has been called.
+   * NULL: no endpoint services; their routes answer 503 and only the
+   * target-group routes, /metrics and /healthz serve. */
   struct reg *registry;
   /* Both may be NULL; ops and arg are borrowed like the registry. */
   const struct api_dataplane_ops *dataplane;
@@ -109,11 +111,13 @@ struct api_server;
 
 /* Binds s->listen on loop, loads the TLS certificate if any, starts
  * observing the registry's events and serving. On success *out owns the
- * server (see api_server_shutdown/api_server_free). Errors: negative errno
- * from binding (UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EACCES...), -EINVAL
- * (listen is not "ADDRESS:PORT", only one of cert/key, or the certificate or
- * key cannot be loaded: the reason goes to log_event), -ENOMEM. Nothing is
- * left behind on error. */
+ * server (see api_server_shutdown/api_server_free). Errors: a negative
+ * errno from bind/listen (UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EACCES...:
+ * libuv's codes are negative errnos on Linux), -EINVAL (listen is not
+ * "ADDRESS:PORT", only one of cert/key, or the certificate or key cannot be
+ * loaded: the reason goes to log_event), -ENOMEM. On error nothing is left:
+ * no handle on the loop, no memory (except after an -ENOMEM from
+ * reg_observe, when the listener's close callback frees the rest). */
 int api_server_start(uv_loop_t *loop, const struct api_settings *s,
                      struct api_server **out);
 
@@ -136,8 +140,9 @@ void api_server_shutdown(struct api_server *server);
 /* True once every handle of the server is closed. */
 bool api_server_closed(const struct api_server *server);
 
-/* Frees a closed server (or does nothing with NULL). Stops observing the
- * registry; the registry may be closed afterwards. */
+/* Frees a closed server (or does nothing with NULL). The registry is no
+ * longer observed from api_server_shutdown() on: it may be closed any time
+ * after that call. */
 void api_server_free(struct api_server *server);
 
 #endif
