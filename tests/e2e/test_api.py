@@ -581,6 +581,19 @@ def test_many_concurrent_streams():
                            capture_output=True, text=True, timeout=20)
         assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100" in r.stdout, \
             r.stdout
+        # Flow control: a client with a 1 KiB stream window still gets a
+        # 20 KiB answer whole (the server waits for WINDOW_UPDATEs).
+        for i in range(100):
+            create_service(api, name="service-%03d" % i)
+        code, listed, _ = api.call("GET", "/v1/services", "payments")
+        expected = json.dumps(listed, separators=(",", ":")) + "\n"
+        assert len(expected) > 20000
+        r = subprocess.run(["nghttp", "-w", "10", "-W", "16", "-H",
+                            "authorization: Bearer " + token("payments"),
+                            api.base + "/v1/services"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == listed
         assert api.call("GET", "/healthz")[0] == 200
 
 
