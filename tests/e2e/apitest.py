@@ -295,3 +295,90 @@ def parse_prometheus(text):
         assert key not in samples, "series twice, " + where
         samples[key] = float(value)
     return samples, types
+
+
+NLBD_CFG = """shutdown_timeout = "2s";
+api = { listen = "127.0.0.1:%(api)d"; %(tls)s };
+registry = { path = "%(dir)s/registry.db"; };
+principals = (
+%(principals)s
+);
+networks = (
+  { name = "host"; range = "127.77.0.0/16"; },
+  { name = "shop-vpc"; range = "127.78.0.0/29"; principals = [ "shop" ]; }
+);
+target_groups = (
+  { name = "payments-tg";
+    health_check = { interval = "1s"; timeout = "1s"; healthy_threshold = 1; };
+    targets = ( { address = "127.0.0.1:%(backend)d"; } ); }
+);
+load_balancers = (
+  { name = "payments-lb"; listeners = (
+    { port = %(lb)d; target_group = "payments-tg"; bind = "127.0.0.1"; } ); },
+  { name = "search-lb"; listeners = (
+    { port = %(lb2)d; target_group = "payments-tg"; } ); }
+);
+"""
+
+
+class NlbdApi(ApiServer):
+    """The same client side as ApiServer, against a real nlbd (its config
+    above: the principals of PRINCIPALS, an echo backend behind
+    payments-lb)."""
+
+    def __init__(self, tls=False):
+        import hashlib
+        from nlbtest import NLBD, Nlbd, Server, echo_handler, free_port
+        if not os.path.exists(NLBD):
+            raise Skip("%s is not built" % NLBD)
+        self.backend = Server(echo_handler)
+        self.lb_port = free_port()
+        self.port = free_port()
+        self.scheme = "https" if tls else "http"
+        tls_text = ""
+        self.nlbd = None
+        self.dir = tempfile.mkdtemp(prefix="nlb-api-nlbd-")
+        if tls:
+            cert = os.path.join(self.dir, "cert.pem")
+            key = os.path.join(self.dir, "key.pem")
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-keyout", key, "-out", cert, "-days", "1",
+                 "-subj", "/CN=localhost"], check=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            tls_text = 'tls = { cert = "%s"; key = "%s"; };' % (cert, key)
+        principals = ",\n".join(
+            '  { name = "%s"; role = "%s"; token_sha256 = "%s"; }' % (
+                name, role, hashlib.sha256(token(name).encode()).hexdigest())
+            for name, role in PRINCIPALS)
+        config = NLBD_CFG % {
+            "api": self.port, "tls": tls_text, "dir": self.dir,
+            "principals": principals, "backend": self.backend.port,
+            "lb": self.lb_port, "lb2": free_port()}
+        self.nlbd = Nlbd(config)
+        self.nlbd.start(wait_port=self.port)
+        self.base = "%s://127.0.0.1:%d" % (self.scheme, self.port)
+        self.stderr_path = self.nlbd.stderr_path
+
+    def log(self):
+        return self.nlbd.events() + self.nlbd.stderr()
+
+    def alive(self):
+        return self.nlbd.proc.poll() is None
+
+    def signal(self, signum):
+        self.nlbd.signal(signum)
+
+    def __exit__(self, exc_type, exc, tb):
+        log = self.log()
+        status = self.stop()
+        if exc_type is None:
+            assert status == 0, "nlbd exited %r:\n%s" % (status, log)
+            for bad in ("Sanitizer", "runtime error:"):
+                assert bad not in log, log
+
+    def stop(self, timeout=15):
+        status = self.nlbd.stop(timeout) if self.nlbd else None
+        self.backend.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return status

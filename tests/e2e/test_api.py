@@ -17,8 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import (ApiServer, EventStream, need, parse_prometheus,  # noqa
-                     token)
+from apitest import (ApiServer, EventStream, NlbdApi, need,  # noqa: E402
+                     parse_prometheus, token)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(
@@ -614,6 +614,51 @@ def test_reload_and_shutdown_send_goaway():
         assert "GOAWAY" not in ""  # the streams ended with END_STREAM
 
 
+def test_story_against_nlbd():
+    """The same API served by nlbd itself: the story end to end, through an
+    endpoint that really carries bytes, and nlbd's whole /metrics (the data
+    plane's part included) through the strict parser."""
+    need("curl")
+    with NlbdApi() as api:
+        events = EventStream(api, "ops")
+        sid = create_service(api)["id"]
+        ep = create_endpoint(api)
+        assert ep["state"] == "pendingAcceptance"
+        api.ok("POST", "/v1/services/%s/connections/accept" % sid,
+               "payments", {"endpoint_ids": [ep["id"]]})
+        assert api.ok("GET", "/v1/endpoints/" + ep["id"],
+                      "shop")["state"] == "available"
+        assert [e["type"] for e in events.take(2)] == ["connect", "accept"]
+        # The endpoint listens at its address on the LB's port.
+        def echo():
+            try:
+                with socket.create_connection((ep["address"], api.lb_port),
+                                              timeout=2) as s:
+                    s.sendall(b"ping")
+                    return s.recv(4) == b"ping"
+            except OSError:
+                return False
+        nlbtest.wait_until(echo, timeout=10, what="the endpoint to echo")
+        groups = api.ok("GET", "/v1/target-groups", "ops")["target_groups"]
+        assert [g["name"] for g in groups] == ["payments-tg"], groups
+        code, text, _ = api.call("GET", "/metrics", "ops")
+        assert code == 200
+        samples, types = parse_prometheus(text)
+        assert types["nlb_endpoints"] == "gauge"
+        assert types["nlb_api_requests_total"] == "counter"
+        assert any(name == "nlb_new_flows_total" for name, _ in samples), \
+            sorted(types)
+        api.error("GET", "/v1/services/" + sid, "search", status=404)
+        res = api.ok("POST", "/v1/services/%s/connections/reject" % sid,
+                     "payments", {"endpoint_ids": [ep["id"]]})
+        assert res == {"unsuccessful": []}
+        assert events.next()["type"] == "reject"
+        events.close()
+        assert "api audit: principal=payments" in api.log()
+        for name, _ in [("payments", 0), ("shop", 0), ("ops", 0)]:
+            assert token(name) not in api.log()
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_provider_consumer_story,
@@ -629,4 +674,5 @@ if __name__ == "__main__":
         test_huge_headers_and_slow_clients,
         test_many_concurrent_streams,
         test_reload_and_shutdown_send_goaway,
+        test_story_against_nlbd,
     ], timeout=90)
