@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -77,25 +78,14 @@ static void set_linger_reset(int fd)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
 }
 
-static void on_handle_closed(uv_handle_t *handle)
+/* Closing a socket also takes it out of the worker's epoll. */
+static void close_io(struct nlb_io *io)
 {
-  struct nlb_flow *flow = handle->data;
-  if (--flow->open_handles == 0)
-    nlb_worker_free_flow(flow->worker, flow);
-}
-
-static void close_target_connection(struct nlb_flow *flow)
-{
-  if (flow->target_fd < 0)
+  if (io->fd < 0)
     return;
-  /* uv_close stops polling at once; the fd may then be closed (and its
-   * number reused) before the close callback runs. */
-  uv_close((uv_handle_t *)&flow->target_polls[flow->target_slot],
-           on_handle_closed);
-  close(flow->target_fd);
-  flow->target_fd = -1;
-  flow->target_events = 0;
-  flow->target_slot ^= 1;
+  close(io->fd);
+  io->fd = -1;
+  io->events = 0;
 }
 
 static void write_access_log(struct nlb_flow *flow, uint64_t now)
@@ -187,8 +177,7 @@ static void count_end(struct nlb_flow *flow)
 
 /* Ends the flow: one access-log record, counters, both sockets closed (with
  * a reset unless the flow ended in an orderly way), pooled pipes and
- * buffers given back. The flow's memory returns to the pool once its
- * handles have closed. */
+ * buffers given back. The flow's memory returns to the worker's pool. */
 static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
 {
   uint64_t now = loop_now(flow);
@@ -200,23 +189,24 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   flow->closing = true;
   flow->end = (uint8_t)end;
   if (!orderly) {
-    set_linger_reset(flow->client_fd);
-    set_linger_reset(flow->target_fd);
+    set_linger_reset(flow->client_io.fd);
+    set_linger_reset(flow->target_io.fd);
   }
-  uv_close((uv_handle_t *)&flow->client_poll, on_handle_closed);
-  close(flow->client_fd);
-  flow->client_fd = -1;
-  close_target_connection(flow);
+  close_io(&flow->client_io);
+  close_io(&flow->target_io);
   release_direction(flow, &flow->up);
   release_direction(flow, &flow->down);
   nlb_list_remove(&flow->link);
   count_end(flow);
-  write_access_log(flow, now);
+  if (nlb_log_access_enabled())
+    write_access_log(flow, now);
   nlb_worker_flow_closed(flow->worker);
   nlb_snapshot_release(flow->snapshot);
   flow->snapshot = NULL;
   flow->route = NULL;
   flow->target = NULL;
+  /* Freed after the current round of events: one may still name it. */
+  nlb_worker_free_flow(flow->worker, flow);
 }
 
 void nlb_flow_abort(struct nlb_flow *flow, enum nlb_flow_end end)
@@ -325,45 +315,46 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
       break;
   }
   if (dir->eof && !dir->shut && pending_bytes(dir) == 0) {
-    shutdown(dst, SHUT_WR);
+    /* When the other way is done too, the close that follows sends the
+     * FIN: spare the syscall. */
+    struct nlb_direction *other = upstream ? &flow->down : &flow->up;
+    if (!other->shut)
+      shutdown(dst, SHUT_WR);
     dir->shut = true;
   }
   trim_direction(flow, dir);
   return NLB_END_NONE;
 }
 
-static void on_client_event(uv_poll_t *handle, int status, int events);
-static void on_target_event(uv_poll_t *handle, int status, int events);
-
-/* Polls each socket for what its directions need: readable while its
+/* Watches each socket for what its directions need: readable while its
  * outgoing direction is empty and open, writable while bytes wait for it. */
 static void update_interest(struct nlb_flow *flow)
 {
-  uint8_t client = 0, target = 0;
+  uint32_t client = 0, target = 0;
 
   if (!flow->up.eof && pending_bytes(&flow->up) == 0)
-    client |= UV_READABLE;
+    client |= EPOLLIN;
   if (pending_bytes(&flow->down) > 0)
-    client |= UV_WRITABLE;
+    client |= EPOLLOUT;
   if (!flow->down.eof && pending_bytes(&flow->down) == 0)
-    target |= UV_READABLE;
+    target |= EPOLLIN;
   if (pending_bytes(&flow->up) > 0)
-    target |= UV_WRITABLE;
-  if (client != flow->client_events) {
-    if (client)
-      uv_poll_start(&flow->client_poll, client, on_client_event);
-    else
-      uv_poll_stop(&flow->client_poll);
-    flow->client_events = client;
-  }
-  if (target != flow->target_events) {
-    uv_poll_t *poll = &flow->target_polls[flow->target_slot];
-    if (target)
-      uv_poll_start(poll, target, on_target_event);
-    else
-      uv_poll_stop(poll);
-    flow->target_events = target;
-  }
+    target |= EPOLLOUT;
+  if (nlb_worker_watch(flow->worker, &flow->client_io, client) < 0 ||
+      nlb_worker_watch(flow->worker, &flow->target_io, target) < 0)
+    finish(flow, NLB_END_LIMIT);
+}
+
+/* Which of the watched events to act on. An error or hang-up counts as
+ * every event the socket is watched for: the next recv or send says what
+ * happened. */
+static void ready_events(const struct nlb_io *io, uint32_t revents,
+                         bool *readable, bool *writable)
+{
+  if (revents & (EPOLLERR | EPOLLHUP))
+    revents |= io->events;
+  *readable = revents & EPOLLIN;
+  *writable = revents & EPOLLOUT;
 }
 
 static void service(struct nlb_flow *flow, bool client_readable,
@@ -372,10 +363,10 @@ static void service(struct nlb_flow *flow, bool client_readable,
 {
   enum nlb_flow_end end;
 
-  end = move(flow, &flow->up, flow->client_fd, flow->target_fd,
+  end = move(flow, &flow->up, flow->client_io.fd, flow->target_io.fd,
              client_readable, target_writable, &flow->bytes_up, true);
   if (end == NLB_END_NONE)
-    end = move(flow, &flow->down, flow->target_fd, flow->client_fd,
+    end = move(flow, &flow->down, flow->target_io.fd, flow->client_io.fd,
                target_readable, client_writable, &flow->bytes_down, false);
   if (end != NLB_END_NONE) {
     finish(flow, end);
@@ -398,7 +389,7 @@ static void discard_until_eof(struct nlb_flow *flow)
 {
   char sink[4096];
   for (;;) {
-    ssize_t n = recv(flow->client_fd, sink, sizeof(sink), 0);
+    ssize_t n = recv(flow->client_io.fd, sink, sizeof(sink), 0);
     if (n > 0)
       continue;
     if (n < 0 && errno == EINTR)
@@ -410,18 +401,19 @@ static void discard_until_eof(struct nlb_flow *flow)
   }
 }
 
-static void on_client_event(uv_poll_t *handle, int status, int events)
+static void on_client_ready(struct nlb_io *io, uint32_t revents)
 {
-  struct nlb_flow *flow = handle->data;
+  struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, client_io);
+  bool readable, writable;
+
+  if (flow->closing)
+    return;
   if (flow->refusing) {
     discard_until_eof(flow);
     return;
   }
-  if (status < 0) {
-    finish(flow, NLB_END_CLIENT_RESET);
-    return;
-  }
-  service(flow, events & UV_READABLE, events & UV_WRITABLE, false, false);
+  ready_events(io, revents, &readable, &writable);
+  service(flow, readable, writable, false, false);
 }
 
 static void try_connect(struct nlb_flow *flow);
@@ -436,7 +428,7 @@ static void on_connect_failed(struct nlb_flow *flow)
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
                             memory_order_relaxed);
-  close_target_connection(flow);
+  close_io(&flow->target_io);
   if (flow->n_tried <= group->connect_retries && flow->n_tried < NLB_MAX_TRIES)
     try_connect(flow);
   else
@@ -452,7 +444,7 @@ static void write_proxy_header(struct nlb_flow *flow)
 
   /* A wildcard bind does not say which address the client reached. */
   if (nlb_addr_is_any(&local))
-    getsockname(flow->client_fd, &local.sa, &len);
+    getsockname(flow->client_io.fd, &local.sa, &len);
   up->buffer = nlb_worker_get_buffer(flow->worker);
   if (!up->buffer) {
     finish(flow, NLB_END_LIMIT);
@@ -490,29 +482,26 @@ static void on_connected(struct nlb_flow *flow)
   service(flow, true, false, false, true);
 }
 
-static void on_target_event(uv_poll_t *handle, int status, int events)
+static void on_target_ready(struct nlb_io *io, uint32_t revents)
 {
-  struct nlb_flow *flow = handle->data;
+  struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, target_io);
+  bool readable, writable;
 
+  if (flow->closing)
+    return;
   if (!flow->established) {
-    int error = 0;
-    socklen_t len = sizeof(error);
-    if (status < 0 ||
-        getsockopt(flow->target_fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0 ||
-        error != 0) {
+    /* A failed connect raises EPOLLERR (and EPOLLHUP): no need to ask
+     * SO_ERROR when it did not. */
+    if (revents & (EPOLLERR | EPOLLHUP)) {
       on_connect_failed(flow);
       return;
     }
-    uv_poll_stop(handle);
-    flow->target_events = 0;
-    on_connected(flow);
+    if (revents & EPOLLOUT)
+      on_connected(flow);
     return;
   }
-  if (status < 0) {
-    finish(flow, NLB_END_TARGET_RESET);
-    return;
-  }
-  service(flow, false, false, events & UV_READABLE, events & UV_WRITABLE);
+  ready_events(io, revents, &readable, &writable);
+  service(flow, false, false, readable, writable);
 }
 
 static void try_connect(struct nlb_flow *flow)
@@ -540,18 +529,10 @@ static void try_connect(struct nlb_flow *flow)
     if (connect(fd, &flow->target->address.sa,
                 nlb_addr_len(&flow->target->address)) == 0 ||
         errno == EINPROGRESS) {
-      uv_poll_t *poll = &flow->target_polls[flow->target_slot];
-      if (uv_poll_init_socket(nlb_worker_loop(flow->worker), poll, fd) < 0) {
-        close(fd);
-        finish(flow, NLB_END_LIMIT);
-        return;
-      }
-      poll->data = flow;
-      flow->open_handles++;
-      flow->target_fd = fd;
+      flow->target_io.fd = fd;
       flow->connect_started_ms = loop_now(flow);
-      uv_poll_start(poll, UV_WRITABLE, on_target_event);
-      flow->target_events = UV_WRITABLE;
+      if (nlb_worker_watch(flow->worker, &flow->target_io, EPOLLOUT) < 0)
+        finish(flow, NLB_END_LIMIT);
       return;
     }
     close(fd);
@@ -583,14 +564,10 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
                     int client_fd, const union nlb_sockaddr *client_addr)
 {
   struct nlb_flow *flow = nlb_worker_alloc_flow(worker);
-  const int one = 1;
 
-  if (!flow || uv_poll_init_socket(nlb_worker_loop(worker), &flow->client_poll,
-                                   client_fd) < 0) {
+  if (!flow) {
     set_linger_reset(client_fd);
     close(client_fd);
-    if (flow)
-      nlb_worker_free_flow(worker, flow);
     /* The worker counted the flow at accept; finish() never runs for it. */
     nlb_worker_flow_closed(worker);
     return;
@@ -599,12 +576,10 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
   flow->snapshot = nlb_worker_snapshot(worker);
   nlb_snapshot_acquire(flow->snapshot);
   flow->route = route;
-  flow->client_poll.data = flow;
-  flow->target_polls[0].data = flow;
-  flow->target_polls[1].data = flow;
-  flow->open_handles = 1;
-  flow->client_fd = client_fd;
-  flow->target_fd = -1;
+  flow->client_io.fd = client_fd;
+  flow->client_io.on_ready = on_client_ready;
+  flow->target_io.fd = -1;
+  flow->target_io.on_ready = on_target_ready;
   flow->up.pipe_read = flow->up.pipe_write = -1;
   flow->down.pipe_read = flow->down.pipe_write = -1;
   flow->client_addr = *client_addr;
@@ -616,7 +591,8 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&route->stats->counters.active_flows, 1,
                             memory_order_relaxed);
-  setsockopt(client_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  /* TCP_NODELAY comes from the listening socket: accepted sockets inherit
+   * it. */
 
   if (!source_allowed(route, client_addr)) {
     finish(flow, NLB_END_SOURCE_DENIED);
@@ -627,8 +603,10 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
      * the client's (see discard_until_eof). */
     flow->refusing = true;
     shutdown(client_fd, SHUT_WR);
-    uv_poll_start(&flow->client_poll, UV_READABLE, on_client_event);
-    flow->client_events = UV_READABLE;
+    if (nlb_worker_watch(worker, &flow->client_io, EPOLLIN) < 0) {
+      finish(flow, NLB_END_LIMIT);
+      return;
+    }
     discard_until_eof(flow);
     return;
   }
@@ -644,7 +622,7 @@ void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
     return;
   }
   if (!flow->established) {
-    if (flow->target_fd >= 0 &&
+    if (flow->target_io.fd >= 0 &&
         now_ms - flow->connect_started_ms >=
             flow->route->group->connect_timeout_ms)
       on_connect_failed(flow);

@@ -46,6 +46,7 @@ static struct {
   atomic_int level;
   atomic_bool running;
   atomic_bool reopen_wanted;
+  atomic_bool access_off;
   atomic_uint_fast64_t dropped;
   pthread_t writer;
 } logger = {.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -170,6 +171,7 @@ static int set_destinations(const char *access_dest, const char *events_dest)
   }
   pthread_mutex_lock(&logger.lock);
   const char *specs[2] = {access_dest, events_dest};
+  atomic_store(&logger.access_off, fds[0] < 0);
   for (int i = 0; i < 2; i++) {
     close_destination(&logger.dest[i]);
     logger.dest[i].spec = strdup(specs[i]);
@@ -275,6 +277,11 @@ static void enqueue(enum stream stream, const char *text, size_t len)
   s->len = (uint16_t)(len + 1);
   s->stream = (uint8_t)stream;
   atomic_store_explicit(&r->head, head + 1, memory_order_release);
+}
+
+bool nlb_log_access_enabled(void)
+{
+  return !atomic_load_explicit(&logger.access_off, memory_order_relaxed);
 }
 
 void nlb_log_access(const char *line, size_t len)

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@
 #define FLOW_POOL_MAX 1024
 #define SWEEP_INTERVAL_MS 100
 #define ACCEPT_PAUSE_MS 100
+/* Events taken from the flows' epoll per wakeup. */
+#define EVENT_BATCH 256
 
 enum command_kind {
   COMMAND_SNAPSHOT,
@@ -58,6 +61,10 @@ struct nlb_worker {
   uv_async_t wakeup;
   uv_timer_t sweep;
   uv_timer_t accept_resume;
+  uv_poll_t flow_events; /* the epoll instance of the flows' sockets */
+  uv_check_t reaper;     /* frees finished flows after each loop turn */
+  int epoll_fd;
+  struct nlb_list finished; /* flows to free once the turn is over */
   uint64_t last_idle_sweep_ms;
 
   pthread_mutex_t lock; /* guards the command queue */
@@ -265,6 +272,8 @@ static void begin_exit(struct nlb_worker *worker)
   for_each_flow(worker, reset_for_shutdown, NULL);
   uv_close((uv_handle_t *)&worker->sweep, NULL);
   uv_close((uv_handle_t *)&worker->accept_resume, NULL);
+  uv_close((uv_handle_t *)&worker->flow_events, NULL);
+  uv_close((uv_handle_t *)&worker->reaper, NULL);
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
 }
 
@@ -343,6 +352,55 @@ static void on_sweep(uv_timer_t *timer)
   }
 }
 
+static void on_flow_events(uv_poll_t *handle, int status, int events)
+{
+  struct nlb_worker *worker = handle->data;
+  struct epoll_event ready[EVENT_BATCH];
+  int n = epoll_wait(worker->epoll_fd, ready, EVENT_BATCH, 0);
+
+  for (int i = 0; i < n; i++) {
+    struct nlb_io *io = ready[i].data.ptr;
+    io->on_ready(io, ready[i].events);
+  }
+}
+
+static void free_finished(struct nlb_worker *worker)
+{
+  while (!nlb_list_empty(&worker->finished)) {
+    struct nlb_list *node = worker->finished.next;
+    struct nlb_flow *flow = NLB_CONTAINER_OF(node, struct nlb_flow, link);
+    nlb_list_remove(node);
+    if (worker->n_free_flows < FLOW_POOL_MAX)
+      worker->free_flows[worker->n_free_flows++] = flow;
+    else
+      free(flow);
+  }
+}
+
+static void on_reap(uv_check_t *check)
+{
+  free_finished(check->data);
+}
+
+int nlb_worker_watch(struct nlb_worker *worker, struct nlb_io *io,
+                     uint32_t events)
+{
+  struct epoll_event event = {.events = events, .data.ptr = io};
+  int op;
+
+  if (events == io->events || io->fd < 0)
+    return 0;
+  /* Unwatched rather than watched for nothing: epoll reports errors and
+   * hang-ups even then, and level-triggered, that would spin. */
+  op = io->events == 0 ? EPOLL_CTL_ADD
+       : events == 0   ? EPOLL_CTL_DEL
+                       : EPOLL_CTL_MOD;
+  if (epoll_ctl(worker->epoll_fd, op, io->fd, &event) < 0)
+    return -errno;
+  io->events = events;
+  return 0;
+}
+
 static void worker_main(void *arg)
 {
   struct nlb_worker *worker = arg;
@@ -364,8 +422,22 @@ struct nlb_worker *nlb_worker_start(unsigned index,
   nlb_list_init(&worker->listeners);
   nlb_list_init(&worker->connecting);
   nlb_list_init(&worker->established);
-  if (uv_loop_init(&worker->loop) < 0)
+  nlb_list_init(&worker->finished);
+  worker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (worker->epoll_fd < 0)
     goto fail_free;
+  if (uv_loop_init(&worker->loop) < 0)
+    goto fail_close_epoll;
+  if (uv_poll_init(&worker->loop, &worker->flow_events, worker->epoll_fd) <
+      0) {
+    uv_loop_close(&worker->loop);
+    goto fail_close_epoll;
+  }
+  worker->flow_events.data = worker;
+  uv_poll_start(&worker->flow_events, UV_READABLE, on_flow_events);
+  uv_check_init(&worker->loop, &worker->reaper);
+  worker->reaper.data = worker;
+  uv_check_start(&worker->reaper, on_reap);
   uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
   worker->wakeup.data = worker;
   uv_timer_init(&worker->loop, &worker->sweep);
@@ -385,8 +457,12 @@ fail_close_loop:
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
   uv_close((uv_handle_t *)&worker->sweep, NULL);
   uv_close((uv_handle_t *)&worker->accept_resume, NULL);
+  uv_close((uv_handle_t *)&worker->flow_events, NULL);
+  uv_close((uv_handle_t *)&worker->reaper, NULL);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   uv_loop_close(&worker->loop);
+fail_close_epoll:
+  close(worker->epoll_fd);
 fail_free:
   free(worker);
   return NULL;
@@ -434,6 +510,8 @@ void nlb_worker_stop(struct nlb_worker *worker)
   send_command(worker, COMMAND_EXIT, 0, -1, false, NULL);
   uv_thread_join(&worker->thread);
   uv_loop_close(&worker->loop);
+  free_finished(worker);
+  close(worker->epoll_fd);
   /* Commands queued after EXIT (none in practice) still own resources. */
   for (command = worker->commands_head; command;) {
     struct command *next = command->next;
@@ -528,10 +606,8 @@ struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker)
 
 void nlb_worker_free_flow(struct nlb_worker *worker, struct nlb_flow *flow)
 {
-  if (worker->n_free_flows < FLOW_POOL_MAX)
-    worker->free_flows[worker->n_free_flows++] = flow;
-  else
-    free(flow);
+  nlb_list_remove(&flow->link);
+  nlb_list_append(&worker->finished, &flow->link);
 }
 
 void nlb_worker_track_connecting(struct nlb_worker *worker,

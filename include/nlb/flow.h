@@ -6,9 +6,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "nlb/addr.h"
+#include "nlb/io.h"
 #include "nlb/lb.h"
 #include "nlb/list.h"
 
@@ -56,15 +56,8 @@ struct nlb_flow {
   const struct nlb_route *route; /* inside snapshot */
   struct nlb_target *target;     /* inside snapshot's pool; NULL until picked */
 
-  uv_poll_t client_poll;
-  uv_poll_t target_polls[2]; /* alternate: a retry may start before the
-                                previous attempt's handle finished closing */
-  int client_fd;
-  int target_fd;
-  uint8_t target_slot;
-  uint8_t client_events;
-  uint8_t target_events;
-  uint8_t open_handles;
+  struct nlb_io client_io; /* the client's socket */
+  struct nlb_io target_io; /* the target's socket; fd -1 until connecting */
   uint8_t end;
   uint8_t n_tried;
   bool established;

@@ -9,6 +9,7 @@
 #define NLB_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,10 @@ void nlb_log_reopen(void);
 
 /* Flushes every ring and stops the writer thread. Control thread. */
 void nlb_log_stop(void);
+
+/* False when the access log goes nowhere ("off"): callers skip
+ * formatting lines. Any thread. */
+bool nlb_log_access_enabled(void);
 
 /* Queues one access-log line (without newline). Any thread. */
 void nlb_log_access(const char *line, size_t len);

@@ -7,8 +7,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "nlb/flow.h"
+#include "nlb/io.h"
 #include "nlb/list.h"
 #include "nlb/snapshot.h"
 
@@ -58,7 +60,16 @@ void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd,
 char *nlb_worker_get_buffer(struct nlb_worker *worker);
 void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer);
 struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker);
+/* Gives a finished flow back; its memory is reused only after the current
+ * round of callbacks, so an event still queued for it finds it closing. */
 void nlb_worker_free_flow(struct nlb_worker *worker, struct nlb_flow *flow);
+/* Watches io->fd for events (EPOLLIN, EPOLLOUT; 0 stops watching) in the
+ * worker's epoll instance, which the worker's uv loop polls as one fd:
+ * flows' sockets bypass uv_poll_t, saving its memory and the three
+ * syscalls libuv spends on each new handle. Returns 0 or a negative
+ * errno. */
+int nlb_worker_watch(struct nlb_worker *worker, struct nlb_io *io,
+                     uint32_t events);
 void nlb_worker_track_connecting(struct nlb_worker *worker,
                                  struct nlb_flow *flow);
 void nlb_worker_track_established(struct nlb_worker *worker,
