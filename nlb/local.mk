@@ -33,6 +33,7 @@ noinst_HEADERS += \
 	include/nlb/endpoints.h \
 	include/nlb/flow.h \
 	include/nlb/health.h \
+	include/nlb/io.h \
 	include/nlb/lb.h \
 	include/nlb/list.h \
 	include/nlb/listener.h \

@@ -3,6 +3,8 @@
 # builds it, runs every test (make check) in a plain build and again in an
 # ASan+UBSan build, and ends with "N passed, N failed".
 #   NLB_TEST_SANITIZERS=0  skip the sanitizer pass
+#   NLB_TEST_DISTCHECK=0   skip `make distcheck` (the tarball builds and
+#                          passes its tests)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/install-deps.sh" || exit 1
@@ -20,5 +22,10 @@ for flag in "${builds[@]}"; do
   # end-to-end tests measure timing and must not fight over two cores.
   ( cd "$dir" && make -j2 check TESTS= >/dev/null && make -j1 check ) || status=1
 done
+if [ "${NLB_TEST_DISTCHECK:-1}" = 1 ]; then
+  echo "== make distcheck in ${dirs[0]}"
+  ( cd "${dirs[0]}" && make -j2 distcheck >distcheck.out 2>&1 ) ||
+    { tail -n 40 "${dirs[0]}/distcheck.out"; echo "distcheck failed"; status=1; }
+fi
 python3 "$top/scripts/summarize-tests.py" "${dirs[@]}" || status=1
 exit $status
