@@ -76,8 +76,7 @@ int nlb_addr_parse(const char *text, union nlb_sockaddr *out)
   return nlb_addr_parse_ip(host, port, out);
 }
 
-char *nlb_addr_format_ip(const union nlb_sockaddr *addr, char *buf,
-                         size_t size)
+char *nlb_addr_format_ip(const union nlb_sockaddr *addr, char *buf, size_t size)
 {
   const void *raw = addr->sa.sa_family == AF_INET6
                         ? (const void *)&addr->in6.sin6_addr

@@ -40,8 +40,8 @@ static void fail_at(struct loader *ld, int line, const char *fmt, ...)
   if (!grown)
     return;
   ld->errors = grown;
-  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%s %s\n",
-           ld->path, where, message);
+  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%s %s\n", ld->path,
+           where, message);
   ld->errors_len += (size_t)len;
 }
 
@@ -208,9 +208,8 @@ static bool is_sequence(const config_setting_t *s)
   return config_setting_is_list(s) || config_setting_is_array(s);
 }
 
-static const config_setting_t *get_list(struct loader *ld,
-                                        const config_setting_t *group,
-                                        const char *name)
+static const config_setting_t *
+get_list(struct loader *ld, const config_setting_t *group, const char *name)
 {
   const config_setting_t *s = member_of(group, name);
   if (s && !is_sequence(s)) {
@@ -330,8 +329,8 @@ static void load_api(struct loader *ld, const config_setting_t *root,
   cfg->has_api = true;
   get_string(ld, api, "listen", &text);
   if (nlb_addr_parse(text, &cfg->api_listen) < 0)
-    fail_at(ld, line_of(member_of(api, "listen") ? member_of(api, "listen")
-                                                 : api),
+    fail_at(ld,
+            line_of(member_of(api, "listen") ? member_of(api, "listen") : api),
             "api.listen \"%s\" is not ADDRESS:PORT", text);
   get_bool(ld, api, "insecure", &cfg->api_insecure);
   tls = member_of(api, "tls");
@@ -511,8 +510,8 @@ static void load_networks(struct loader *ld, const config_setting_t *root,
         if (!p)
           fail_at(ld, line_of(allowed), "unknown principal \"%s\"", pname);
         else if (p->role != NLB_ROLE_CONSUMER)
-          fail_at(ld, line_of(allowed),
-                  "principal \"%s\" is not a consumer", pname);
+          fail_at(ld, line_of(allowed), "principal \"%s\" is not a consumer",
+                  pname);
         net->principals[net->n_principals++] = dup_or_die(pname);
       }
     }
@@ -524,9 +523,16 @@ static void load_networks(struct loader *ld, const config_setting_t *root,
 static void load_health(struct loader *ld, const config_setting_t *group,
                         struct nlb_config_health *hc)
 {
-  static const char *const keys[] = {
-      "protocol", "port", "interval", "timeout", "healthy_threshold",
-      "unhealthy_threshold", "path", "matcher", "host", NULL};
+  static const char *const keys[] = {"protocol",
+                                     "port",
+                                     "interval",
+                                     "timeout",
+                                     "healthy_threshold",
+                                     "unhealthy_threshold",
+                                     "path",
+                                     "matcher",
+                                     "host",
+                                     NULL};
   const config_setting_t *s = member_of(group, "health_check");
   const char *text;
   long long value;
@@ -624,14 +630,20 @@ static void load_targets(struct loader *ld, const config_setting_t *group,
   }
 }
 
-static void load_target_groups(struct loader *ld,
-                               const config_setting_t *root,
+static void load_target_groups(struct loader *ld, const config_setting_t *root,
                                struct nlb_config *cfg)
 {
-  static const char *const keys[] = {
-      "name", "algorithm", "proxy_protocol", "deregistration_delay",
-      "fail_open", "slow_start", "connect_timeout", "connect_retries",
-      "health_check", "targets", NULL};
+  static const char *const keys[] = {"name",
+                                     "algorithm",
+                                     "proxy_protocol",
+                                     "deregistration_delay",
+                                     "fail_open",
+                                     "slow_start",
+                                     "connect_timeout",
+                                     "connect_retries",
+                                     "health_check",
+                                     "targets",
+                                     NULL};
   const config_setting_t *list = get_list(ld, root, "target_groups");
   int count = list ? config_setting_length(list) : 0;
 
@@ -756,8 +768,7 @@ static void load_listeners(struct loader *ld, const config_setting_t *lb_item,
   }
 }
 
-static void load_load_balancers(struct loader *ld,
-                                const config_setting_t *root,
+static void load_load_balancers(struct loader *ld, const config_setting_t *root,
                                 struct nlb_config *cfg)
 {
   static const char *const keys[] = {"name", "listeners", NULL};
@@ -782,8 +793,7 @@ static void load_load_balancers(struct loader *ld,
       continue;
     for (size_t j = 0; j < cfg->n_load_balancers; j++)
       if (strcmp(cfg->load_balancers[j].name, name) == 0)
-        fail_at(ld, line_of(item), "duplicate load balancer name \"%s\"",
-                name);
+        fail_at(ld, line_of(item), "duplicate load balancer name \"%s\"", name);
     lb->name = dup_or_die(name);
     lb->line = line_of(item);
     load_listeners(ld, item, cfg, lb);
@@ -810,8 +820,10 @@ static void load_load_balancers(struct loader *ld,
 struct nlb_config *nlb_config_load(const char *path, char **errors)
 {
   static const char *const keys[] = {
-      "workers", "shutdown_timeout", "log", "api", "registry", "principals",
-      "networks", "target_groups", "load_balancers", NULL};
+      "workers",  "shutdown_timeout", "log",
+      "api",      "registry",         "principals",
+      "networks", "target_groups",    "load_balancers",
+      NULL};
   struct loader ld = {.path = path};
   struct nlb_config *cfg;
   config_t file;

@@ -10,8 +10,8 @@ int nlb_duration_parse(const char *text, uint64_t *ms)
   static const struct {
     const char *suffix;
     double ms;
-  } units[] = {{"ms", 1}, {"s", 1e3}, {"m", 60e3}, {"h", 3600e3},
-               {"d", 86400e3}, {"", 1e3}};
+  } units[] = {{"ms", 1},     {"s", 1e3},     {"m", 60e3},
+               {"h", 3600e3}, {"d", 86400e3}, {"", 1e3}};
   const char *number_end;
   char *end;
   double value;

@@ -32,9 +32,9 @@ static uint64_t loop_now(const struct nlb_flow *flow)
 const char *nlb_flow_end_name(enum nlb_flow_end end)
 {
   static const char *const names[] = {
-      "none",        "client_fin",      "target_fin",    "client_reset",
-      "target_reset", "idle_timeout",   "connect_failed", "no_target",
-      "source_denied", "limit",         "endpoint_closed", "shutdown",
+      "none",          "client_fin",   "target_fin",      "client_reset",
+      "target_reset",  "idle_timeout", "connect_failed",  "no_target",
+      "source_denied", "limit",        "endpoint_closed", "shutdown",
       "deregistered"};
   return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
@@ -122,20 +122,19 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
         (unsigned long long)flow->bytes_down, retries,
         nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
   else
-    len = snprintf(line, sizeof(line),
-                   "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
-                   "down=%llu retries=%u end=%s worker=%u",
-                   when, route->lb_name, route->port,
-                   route->endpoint_id ? route->endpoint_id : "-", client,
-                   target, connect,
-                   (unsigned long long)(now - flow->accepted_ms),
-                   (unsigned long long)flow->bytes_up,
-                   (unsigned long long)flow->bytes_down, retries,
-                   nlb_flow_end_name(flow->end),
-                   nlb_worker_index(flow->worker));
+    len =
+        snprintf(line, sizeof(line),
+                 "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
+                 "down=%llu retries=%u end=%s worker=%u",
+                 when, route->lb_name, route->port,
+                 route->endpoint_id ? route->endpoint_id : "-", client, target,
+                 connect, (unsigned long long)(now - flow->accepted_ms),
+                 (unsigned long long)flow->bytes_up,
+                 (unsigned long long)flow->bytes_down, retries,
+                 nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
   if (len > 0)
-    nlb_log_access(line, (size_t)len < sizeof(line) ? (size_t)len
-                                                    : sizeof(line) - 1);
+    nlb_log_access(line,
+                   (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 }
 
 static void count_end(struct nlb_flow *flow)
@@ -510,8 +509,8 @@ static void try_connect(struct nlb_flow *flow)
   const int one = 1;
 
   for (;;) {
-    int index = nlb_pool_pick(pool, flow->flow_hash, flow->tried,
-                              flow->n_tried);
+    int index =
+        nlb_pool_pick(pool, flow->flow_hash, flow->tried, flow->n_tried);
     if (index < 0 || flow->n_tried >= NLB_MAX_TRIES) {
       finish(flow, NLB_END_CONNECT_FAILED);
       return;
@@ -538,8 +537,8 @@ static void try_connect(struct nlb_flow *flow)
     close(fd);
     atomic_fetch_add_explicit(&flow->target->counters.connect_failures, 1,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&flow->route->stats->counters.connect_failures,
-                              1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&flow->route->stats->counters.connect_failures, 1,
+                              memory_order_relaxed);
     atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
                               memory_order_relaxed);
     if (flow->n_tried > flow->route->group->connect_retries) {
@@ -622,9 +621,8 @@ void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
     return;
   }
   if (!flow->established) {
-    if (flow->target_io.fd >= 0 &&
-        now_ms - flow->connect_started_ms >=
-            flow->route->group->connect_timeout_ms)
+    if (flow->target_io.fd >= 0 && now_ms - flow->connect_started_ms >=
+                                       flow->route->group->connect_timeout_ms)
       on_connect_failed(flow);
     return;
   }

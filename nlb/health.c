@@ -49,12 +49,10 @@ struct nlb_health {
   bool stopped;
 };
 
-enum nlb_target_state nlb_health_next_state(enum nlb_target_state state,
-                                            unsigned *consecutive_ok,
-                                            unsigned *consecutive_fail,
-                                            bool passed,
-                                            unsigned healthy_threshold,
-                                            unsigned unhealthy_threshold)
+enum nlb_target_state
+nlb_health_next_state(enum nlb_target_state state, unsigned *consecutive_ok,
+                      unsigned *consecutive_fail, bool passed,
+                      unsigned healthy_threshold, unsigned unhealthy_threshold)
 {
   if (state == NLB_TARGET_DRAINING || state == NLB_TARGET_UNUSED)
     return state;
@@ -118,13 +116,12 @@ static uint64_t jittered(struct nlb_health *health, uint64_t interval_ms)
   return interval_ms - spread / 2 + next_random(health) % (spread + 1);
 }
 
-static void record_result(struct check *check, bool passed,
-                          const char *reason)
+static void record_result(struct check *check, bool passed, const char *reason)
 {
   struct nlb_target *target = check->target;
   const struct nlb_config_health *hc = &check->group->settings.health;
-  enum nlb_target_state state = (enum nlb_target_state)atomic_load(
-      &target->state);
+  enum nlb_target_state state =
+      (enum nlb_target_state)atomic_load(&target->state);
   enum nlb_target_state next = nlb_health_next_state(
       state, &target->consecutive_ok, &target->consecutive_fail, passed,
       hc->healthy_threshold, hc->unhealthy_threshold);
@@ -218,11 +215,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     finish_attempt(attempt, false, reason);
     return;
   }
-  finish_attempt(attempt,
-                 nlb_status_matcher_match(
-                     &attempt->check->group->settings.health.matcher,
-                     (unsigned)code),
-                 reason);
+  finish_attempt(
+      attempt,
+      nlb_status_matcher_match(&attempt->check->group->settings.health.matcher,
+                               (unsigned)code),
+      reason);
 }
 
 static void on_written(uv_write_t *req, int status)

@@ -86,8 +86,7 @@ static int round_robin_pick(struct nlb_pool *pool, uint64_t flow_hash,
   uint64_t start =
       n_tried == 0
           ? atomic_fetch_add_explicit(&pool->cursor, 1, memory_order_relaxed)
-          : atomic_load_explicit(&pool->cursor, memory_order_relaxed) +
-                n_tried;
+          : atomic_load_explicit(&pool->cursor, memory_order_relaxed) + n_tried;
 
   for (size_t step = 0; step < schedule->length; step++) {
     uint32_t index = schedule->order[(start + step) % schedule->length];

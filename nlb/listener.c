@@ -9,8 +9,8 @@
 int nlb_listener_open(const union nlb_sockaddr *addr)
 {
   const int one = 1;
-  int fd = socket(addr->sa.sa_family,
-                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd =
+      socket(addr->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int rc;
 
   if (fd < 0)

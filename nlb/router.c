@@ -243,9 +243,8 @@ static void discard_pending(struct pending_listener *pending, size_t n,
   free(pending);
 }
 
-static struct listener_record *find_lb_listener(struct nlb_router *router,
-                                                const char *lb_name,
-                                                uint16_t port)
+static struct listener_record *
+find_lb_listener(struct nlb_router *router, const char *lb_name, uint16_t port)
 {
   for (size_t i = 0; i < router->n_listeners; i++) {
     struct listener_record *l = router->listeners[i];
@@ -365,9 +364,9 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
   /* Phase 2: groups and targets. */
   struct nlb_group **groups =
       calloc(cfg->n_target_groups ? cfg->n_target_groups : 1, sizeof(*groups));
-  struct listener_record **listeners = calloc(
-      router->n_listeners + n_new ? router->n_listeners + n_new : 1,
-      sizeof(*listeners));
+  struct listener_record **listeners =
+      calloc(router->n_listeners + n_new ? router->n_listeners + n_new : 1,
+             sizeof(*listeners));
   if (!groups || !listeners) {
     free(groups);
     free(listeners);
@@ -518,8 +517,7 @@ static struct nlb_pool *build_pool(const struct nlb_group *group,
       if (state == NLB_TARGET_INITIAL || state == NLB_TARGET_UNHEALTHY)
         weights[i] = group->targets[i]->weight * NLB_WEIGHT_SCALE;
     }
-  pool = nlb_pool_create(group->settings.algorithm, group->targets, weights,
-                         n);
+  pool = nlb_pool_create(group->settings.algorithm, group->targets, weights, n);
   free(weights);
   return pool;
 }
@@ -743,8 +741,7 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
 
   for (size_t p = 0; p < n_ports; p++)
     if (nlb_router_endpoint_has_port(router, endpoint_id, ports[p])) {
-      snprintf(err, err_size, "endpoint already listens on port %u",
-               ports[p]);
+      snprintf(err, err_size, "endpoint already listens on port %u", ports[p]);
       rc = -EEXIST;
       goto fail_close_fds;
     }
@@ -957,8 +954,8 @@ static void listener_labels(char *buf, size_t size,
                             const struct listener_record *l)
 {
   if (l->endpoint_id)
-    snprintf(buf, size, "lb=\"%s\",listener=\"%u\",endpoint=\"%s\"",
-             l->lb_name, l->port, l->endpoint_id);
+    snprintf(buf, size, "lb=\"%s\",listener=\"%u\",endpoint=\"%s\"", l->lb_name,
+             l->port, l->endpoint_id);
   else
     snprintf(buf, size, "lb=\"%s\",listener=\"%u\"", l->lb_name, l->port);
 }
@@ -1002,29 +999,28 @@ char *nlb_router_metrics(struct nlb_router *router)
   for (size_t i = 0; i < router->n_listeners; i++) {
     const struct listener_record *l = router->listeners[i];
     listener_labels(labels, sizeof(labels), l);
-    text_printf(&t,
-                "nlb_processed_bytes_total{%s,direction=\"up\"} %llu\n"
-                "nlb_processed_bytes_total{%s,direction=\"down\"} %llu\n",
-                labels,
-                (unsigned long long)atomic_load(&l->stats->counters.bytes_up),
-                labels,
-                (unsigned long long)atomic_load(
-                    &l->stats->counters.bytes_down));
+    text_printf(
+        &t,
+        "nlb_processed_bytes_total{%s,direction=\"up\"} %llu\n"
+        "nlb_processed_bytes_total{%s,direction=\"down\"} %llu\n",
+        labels, (unsigned long long)atomic_load(&l->stats->counters.bytes_up),
+        labels,
+        (unsigned long long)atomic_load(&l->stats->counters.bytes_down));
   }
   for (size_t g = 0; g < router->n_groups; g++) {
     const struct nlb_group *group = router->groups[g];
     for (size_t i = 0; i < group->n_targets; i++) {
       const struct nlb_target *target = group->targets[i];
-      text_printf(&t,
-                  "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
-                  "direction=\"up\"} %llu\n"
-                  "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
-                  "direction=\"down\"} %llu\n",
-                  group->name, target->name,
-                  (unsigned long long)atomic_load(&target->counters.bytes_up),
-                  group->name, target->name,
-                  (unsigned long long)atomic_load(
-                      &target->counters.bytes_down));
+      text_printf(
+          &t,
+          "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
+          "direction=\"up\"} %llu\n"
+          "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
+          "direction=\"down\"} %llu\n",
+          group->name, target->name,
+          (unsigned long long)atomic_load(&target->counters.bytes_up),
+          group->name, target->name,
+          (unsigned long long)atomic_load(&target->counters.bytes_down));
     }
   }
   write_counter_family(router, &t, "nlb_client_resets_total", "counter",
@@ -1050,13 +1046,13 @@ char *nlb_router_metrics(struct nlb_router *router)
                     : state == NLB_TARGET_UNHEALTHY)
           count++;
       }
-      text_printf(&t, "%s{target_group=\"%s\"} %u\n", name, group->name,
-                  count);
+      text_printf(&t, "%s{target_group=\"%s\"} %u\n", name, group->name, count);
     }
   }
-  text_printf(&t, "# HELP nlb_log_dropped_total Log lines dropped because a "
-                  "log ring was full.\n# TYPE nlb_log_dropped_total counter\n"
-                  "nlb_log_dropped_total %llu\n",
+  text_printf(&t,
+              "# HELP nlb_log_dropped_total Log lines dropped because a "
+              "log ring was full.\n# TYPE nlb_log_dropped_total counter\n"
+              "nlb_log_dropped_total %llu\n",
               (unsigned long long)nlb_log_dropped());
   if (t.failed) {
     free(t.buf);

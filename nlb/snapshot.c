@@ -62,8 +62,8 @@ void nlb_snapshot_release(struct nlb_snapshot *snapshot)
   free(snapshot);
 }
 
-const struct nlb_route *nlb_snapshot_find_route(
-    const struct nlb_snapshot *snapshot, uint64_t id)
+const struct nlb_route *
+nlb_snapshot_find_route(const struct nlb_snapshot *snapshot, uint64_t id)
 {
   size_t low = 0, high = snapshot->n_routes;
   while (low < high) {

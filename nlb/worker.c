@@ -428,8 +428,7 @@ struct nlb_worker *nlb_worker_start(unsigned index,
     goto fail_free;
   if (uv_loop_init(&worker->loop) < 0)
     goto fail_close_epoll;
-  if (uv_poll_init(&worker->loop, &worker->flow_events, worker->epoll_fd) <
-      0) {
+  if (uv_poll_init(&worker->loop, &worker->flow_events, worker->epoll_fd) < 0) {
     uv_loop_close(&worker->loop);
     goto fail_close_epoll;
   }
@@ -549,8 +548,7 @@ unsigned nlb_worker_index(const struct nlb_worker *worker)
   return worker->index;
 }
 
-int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd,
-                        int *write_fd)
+int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd, int *write_fd)
 {
   int fds[2];
   if (worker->n_pipes > 0) {

@@ -96,7 +96,7 @@ struct nlb_config_network {
   char *name;
   char *netns; /* NULL: host addresses */
   struct nlb_cidr range;
-  char *range_text; /* as written, e.g. "10.0.0.0/24" */
+  char *range_text;  /* as written, e.g. "10.0.0.0/24" */
   char **principals; /* NULL with n_principals 0: any consumer */
   size_t n_principals;
   int line;

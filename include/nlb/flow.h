@@ -37,7 +37,7 @@ enum nlb_flow_end {
  * the other. Holds a pipe (splice path) or a buffer (copy path) only while
  * bytes are in flight; an idle flow holds neither. */
 struct nlb_direction {
-  int pipe_read;  /* -1 when no pipe is held */
+  int pipe_read; /* -1 when no pipe is held */
   int pipe_write;
   char *buffer; /* NULL when none is held */
   uint32_t buffer_start;

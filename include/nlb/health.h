@@ -38,12 +38,10 @@ void nlb_health_free(struct nlb_health *health);
  * healthy_threshold passes in a row; initial and healthy ones become
  * unhealthy after unhealthy_threshold failures in a row. Draining and
  * unused targets stay as they are. */
-enum nlb_target_state nlb_health_next_state(enum nlb_target_state state,
-                                            unsigned *consecutive_ok,
-                                            unsigned *consecutive_fail,
-                                            bool passed,
-                                            unsigned healthy_threshold,
-                                            unsigned unhealthy_threshold);
+enum nlb_target_state
+nlb_health_next_state(enum nlb_target_state state, unsigned *consecutive_ok,
+                      unsigned *consecutive_fail, bool passed,
+                      unsigned healthy_threshold, unsigned unhealthy_threshold);
 
 /* Parses an HTTP/1.x status line ("HTTP/1.1 200 OK") at the start of buf.
  * Returns the code (100-599), 0 when the line is not complete yet, or

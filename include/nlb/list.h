@@ -12,7 +12,7 @@ struct nlb_list {
 };
 
 #define NLB_CONTAINER_OF(ptr, type, member)                                    \
-  ((type *)((char *)(ptr) - offsetof(type, member)))
+  ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void nlb_list_init(struct nlb_list *head)
 {

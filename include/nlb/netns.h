@@ -21,8 +21,8 @@
  * listeners included), -EADDRNOTAVAIL... Blocks for the few milliseconds
  * the helper thread takes (up to 50 more while an address stays in use).
  * Control thread. */
-int nlb_netns_open_listeners(const char *netns,
-                             const union nlb_sockaddr *addrs, size_t n,
-                             size_t copies, int *fds, int *failed_index);
+int nlb_netns_open_listeners(const char *netns, const union nlb_sockaddr *addrs,
+                             size_t n, size_t copies, int *fds,
+                             int *failed_index);
 
 #endif

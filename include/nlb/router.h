@@ -24,10 +24,10 @@ struct nlb_group {
   char *name;
   struct nlb_config_target_group settings; /* strings owned by the group;
                                                targets/n_targets unused */
-  struct nlb_target **targets; /* registered and draining targets */
+  struct nlb_target **targets;             /* registered and draining targets */
   size_t n_targets;
   size_t capacity;
-  bool in_use; /* some listener routes to it */
+  bool in_use;         /* some listener routes to it */
   uint64_t generation; /* bumped when health must look again */
 };
 

@@ -39,7 +39,7 @@ struct nlb_route {
   char *lb_name;
   uint16_t port;
   union nlb_sockaddr local; /* the listening address (may be a wildcard) */
-  char *endpoint_id; /* NULL for a load balancer's own listener */
+  char *endpoint_id;        /* NULL for a load balancer's own listener */
   uint64_t idle_timeout_ms;
   struct nlb_group_route *group;
   struct nlb_cidr *allowed_sources; /* n_allowed_sources 0: anyone */
@@ -72,8 +72,8 @@ void nlb_snapshot_acquire(struct nlb_snapshot *snapshot);
 void nlb_snapshot_release(struct nlb_snapshot *snapshot);
 
 /* Finds the route with the given id; NULL if the listener is gone. */
-const struct nlb_route *nlb_snapshot_find_route(
-    const struct nlb_snapshot *snapshot, uint64_t id);
+const struct nlb_route *
+nlb_snapshot_find_route(const struct nlb_snapshot *snapshot, uint64_t id);
 
 struct nlb_listener_stats *nlb_listener_stats_create(void);
 void nlb_listener_stats_acquire(struct nlb_listener_stats *stats);

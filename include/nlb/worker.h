@@ -53,10 +53,8 @@ void nlb_worker_stop(struct nlb_worker *worker);
 /* Helpers for flow.c: pooled resources of the worker. Worker thread. */
 uv_loop_t *nlb_worker_loop(struct nlb_worker *worker);
 struct nlb_snapshot *nlb_worker_snapshot(struct nlb_worker *worker);
-int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd,
-                        int *write_fd);
-void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd,
-                         int write_fd);
+int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd, int *write_fd);
+void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
 char *nlb_worker_get_buffer(struct nlb_worker *worker);
 void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer);
 struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker);

@@ -44,9 +44,9 @@ static void test_health_interrupted_runs_do_not_count(void)
 {
   /* healthy 2 / unhealthy 2: alternating results never change state. */
   const struct step steps[] = {
-      {false, NLB_TARGET_HEALTHY}, {true, NLB_TARGET_HEALTHY},
-      {false, NLB_TARGET_HEALTHY}, {true, NLB_TARGET_HEALTHY},
-      {false, NLB_TARGET_HEALTHY}, {false, NLB_TARGET_UNHEALTHY},
+      {false, NLB_TARGET_HEALTHY},  {true, NLB_TARGET_HEALTHY},
+      {false, NLB_TARGET_HEALTHY},  {true, NLB_TARGET_HEALTHY},
+      {false, NLB_TARGET_HEALTHY},  {false, NLB_TARGET_UNHEALTHY},
       {true, NLB_TARGET_UNHEALTHY}, {false, NLB_TARGET_UNHEALTHY},
       {true, NLB_TARGET_UNHEALTHY}, {true, NLB_TARGET_HEALTHY}};
   run_steps(NLB_TARGET_HEALTHY, steps, 10, 2, 2);
@@ -81,12 +81,9 @@ static void test_health_status_line_parsing(void)
   CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 20", 11), 0);
   CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 200 OK", 15), 0);
   CU_ASSERT_EQUAL(nlb_health_parse_status("SSH-2.0-x\r\n", 11), -EPROTO);
-  CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 2x0 OK\r\n", 17),
-                  -EPROTO);
-  CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 999 OK\r\n", 17),
-                  -EPROTO);
-  CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 2000 OK\r\n", 18),
-                  -EPROTO);
+  CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 2x0 OK\r\n", 17), -EPROTO);
+  CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 999 OK\r\n", 17), -EPROTO);
+  CU_ASSERT_EQUAL(nlb_health_parse_status("HTTP/1.1 2000 OK\r\n", 18), -EPROTO);
 }
 
 static void test_health_matcher_parsing(void)
@@ -119,8 +116,7 @@ static void test_health_slow_start_weight_grows_linearly(void)
   CU_ASSERT_EQUAL(nlb_slow_start_weight(4, 0, 1000, 1000), full);
   /* 30 s window starting at t=1000 ms. */
   CU_ASSERT_EQUAL(nlb_slow_start_weight(4, 30000, 1000, 1000), 1);
-  CU_ASSERT_EQUAL(nlb_slow_start_weight(4, 30000, 1000, 1000 + 7500),
-                  full / 4);
+  CU_ASSERT_EQUAL(nlb_slow_start_weight(4, 30000, 1000, 1000 + 7500), full / 4);
   CU_ASSERT_EQUAL(nlb_slow_start_weight(4, 30000, 1000, 1000 + 15000),
                   full / 2);
   CU_ASSERT_EQUAL(nlb_slow_start_weight(4, 30000, 1000, 1000 + 29999),
