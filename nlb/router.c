@@ -37,6 +37,10 @@ struct nlb_router {
   size_t n_groups;
   struct listener_record **listeners;
   size_t n_listeners;
+  /* Groups removed by a reload whose targets still drain; freed when the
+   * last one is gone. Not routed to. */
+  struct nlb_group **retired;
+  size_t n_retired;
   uint64_t next_listener_id;
   uint64_t generation;
   bool access_json;
@@ -402,7 +406,14 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
     for (size_t t = 0; t < old->n_targets; t++)
       start_draining(old, old->targets[t], now_ms, "group removed");
     nlb_log_event(NLB_LOG_INFO, "target group %s removed", old->name);
-    free_group(old);
+    struct nlb_group **grown =
+        realloc(router->retired, (router->n_retired + 1) * sizeof(*grown));
+    if (!grown) {
+      free_group(old); /* its targets are simply not reported unused */
+      continue;
+    }
+    router->retired = grown;
+    router->retired[router->n_retired++] = old;
   }
   free(router->groups);
   router->groups = groups;
@@ -593,36 +604,57 @@ fail:
   return -ENOMEM;
 }
 
+/* Forgets the group's draining targets whose flows are gone or whose
+ * deregistration delay has run out. Returns true when one was. */
+static bool reap_drained(struct nlb_group *group, uint64_t now_ms)
+{
+  bool reaped = false;
+  for (size_t i = 0; i < group->n_targets;) {
+    struct nlb_target *target = group->targets[i];
+    if (atomic_load(&target->state) != NLB_TARGET_DRAINING) {
+      i++;
+      continue;
+    }
+    uint64_t deadline = atomic_load(&target->drain_deadline_ms);
+    uint64_t active = atomic_load(&target->counters.active_flows);
+    if (active > 0 && now_ms < deadline + DRAIN_GRACE_MS) {
+      i++;
+      continue;
+    }
+    atomic_store(&target->state, NLB_TARGET_UNUSED);
+    nlb_log_event(NLB_LOG_INFO,
+                  "target %s/%s state draining -> unused (%s; removed)",
+                  group->name, target->name,
+                  active || now_ms >= deadline ? "deregistration delay expired"
+                                               : "no flows left");
+    group->targets[i] = group->targets[--group->n_targets];
+    nlb_target_release(target);
+    reaped = true;
+  }
+  return reaped;
+}
+
 void nlb_router_tick(struct nlb_router *router, uint64_t now_ms)
 {
   bool changed = false, slow_start = false;
 
   for (size_t g = 0; g < router->n_groups; g++) {
     struct nlb_group *group = router->groups[g];
-    for (size_t i = 0; i < group->n_targets;) {
-      struct nlb_target *target = group->targets[i];
-      if (in_slow_start(group, target, now_ms))
+    for (size_t i = 0; i < group->n_targets; i++)
+      if (in_slow_start(group, group->targets[i], now_ms))
         slow_start = true;
-      if (atomic_load(&target->state) != NLB_TARGET_DRAINING) {
-        i++;
-        continue;
-      }
-      uint64_t deadline = atomic_load(&target->drain_deadline_ms);
-      uint64_t active = atomic_load(&target->counters.active_flows);
-      if (active > 0 && now_ms < deadline + DRAIN_GRACE_MS) {
-        i++;
-        continue;
-      }
-      atomic_store(&target->state, NLB_TARGET_UNUSED);
-      nlb_log_event(
-          NLB_LOG_INFO, "target %s/%s state draining -> unused (%s; removed)",
-          group->name, target->name,
-          active || now_ms >= deadline ? "deregistration delay expired"
-                                       : "no flows left");
-      group->targets[i] = group->targets[--group->n_targets];
-      nlb_target_release(target);
+    if (reap_drained(group, now_ms))
       changed = true;
+  }
+  for (size_t g = 0; g < router->n_retired;) {
+    struct nlb_group *group = router->retired[g];
+    reap_drained(group, now_ms);
+    if (group->n_targets == 0) {
+      free_group(group);
+      router->retired[g] = router->retired[--router->n_retired];
+      continue;
     }
+    g++;
   }
   if (slow_start &&
       now_ms - router->last_slow_start_publish_ms >= SLOW_START_REPUBLISH_MS) {
@@ -874,6 +906,9 @@ void nlb_router_free(struct nlb_router *router)
   for (size_t i = 0; i < router->n_groups; i++)
     free_group(router->groups[i]);
   free(router->groups);
+  for (size_t i = 0; i < router->n_retired; i++)
+    free_group(router->retired[i]);
+  free(router->retired);
   for (size_t i = 0; i < router->n_listeners; i++)
     free_listener(router->listeners[i]);
   free(router->listeners);

@@ -442,6 +442,14 @@ def test_sighup_changes_groups_and_listeners():
             sock.sendall(word)
             assert recv_line(sock) == word.decode(), "flow cut by the reload"
             sock.close()
+        # The removed group's target drained and, its flow gone, is unused.
+        target_b = "gb/%s" % b.address
+        assert "target %s state initial -> draining (group removed" \
+            % target_b in nlbd.events() or \
+            "target %s state healthy -> draining (group removed" \
+            % target_b in nlbd.events(), nlbd.events()
+        wait_until(lambda: "target %s state draining -> unused" % target_b
+                   in nlbd.events(), what="the removed group's target unused")
         # Back again: the removed group and listener return.
         nlbd.reload(body([("ga", a, pa), ("gb", b, pb), ("gc", c, pc)]))
         wait_until(lambda: can_connect("127.0.0.1", pb), what="listener back")
