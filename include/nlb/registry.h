@@ -21,7 +21,7 @@
  * the offending field (when one is at fault) and a message meant for the
  * user. The mapping to the API's HTTP answers:
  *
- *   -EINVAL      400 InvalidParameter   a bad value (err->field names it)
+ *   -EINVAL      400 InvalidValue       a bad value (err->field names it)
  *   -EACCES      403 Forbidden          the role may not do this at all
  *   -ENOENT      404 NotFound           absent, or not visible to the actor
  *   -EEXIST      409 AlreadyExists      a service with that name exists
@@ -29,7 +29,7 @@
  *                                       illegal transition, or deleting a
  *                                       service with live endpoints)
  *   -EADDRINUSE  409 AddressInUse       the asked address is taken
- *   -EDQUOT      409 ConnectionLimitExceeded
+ *   -EDQUOT      409 LimitExceeded      connection_limit reached
  *   -ENOSPC      409 AddressExhausted   no free address in the network
  *   -ENOMEM      500 Internal
  *   -EIO         500 Internal           the store failed (err->message says
