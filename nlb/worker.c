@@ -61,8 +61,9 @@ struct nlb_worker {
   uv_async_t wakeup;
   uv_timer_t sweep;
   uv_timer_t accept_resume;
-  uv_poll_t flow_events; /* the epoll instance of the flows' sockets */
-  uv_check_t reaper;     /* frees finished flows after each loop turn */
+  /* The worker waits in its own epoll instance, which holds the flows'
+   * sockets and the uv loop's backend fd (timers, commands, listeners):
+   * one epoll_wait per turn, the uv loop run only when it has work. */
   int epoll_fd;
   struct nlb_list finished; /* flows to free once the turn is over */
   uint64_t last_idle_sweep_ms;
@@ -272,8 +273,6 @@ static void begin_exit(struct nlb_worker *worker)
   for_each_flow(worker, reset_for_shutdown, NULL);
   uv_close((uv_handle_t *)&worker->sweep, NULL);
   uv_close((uv_handle_t *)&worker->accept_resume, NULL);
-  uv_close((uv_handle_t *)&worker->flow_events, NULL);
-  uv_close((uv_handle_t *)&worker->reaper, NULL);
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
 }
 
@@ -352,18 +351,6 @@ static void on_sweep(uv_timer_t *timer)
   }
 }
 
-static void on_flow_events(uv_poll_t *handle, int status, int events)
-{
-  struct nlb_worker *worker = handle->data;
-  struct epoll_event ready[EVENT_BATCH];
-  int n = epoll_wait(worker->epoll_fd, ready, EVENT_BATCH, 0);
-
-  for (int i = 0; i < n; i++) {
-    struct nlb_io *io = ready[i].data.ptr;
-    io->on_ready(io, ready[i].events);
-  }
-}
-
 static void free_finished(struct nlb_worker *worker)
 {
   while (!nlb_list_empty(&worker->finished)) {
@@ -377,14 +364,10 @@ static void free_finished(struct nlb_worker *worker)
   }
 }
 
-static void on_reap(uv_check_t *check)
-{
-  free_finished(check->data);
-}
-
 int nlb_worker_watch(struct nlb_worker *worker, struct nlb_io *io,
                      uint32_t events)
 {
+  /* data.ptr NULL stands for the uv loop's own fd: an io never is. */
   struct epoll_event event = {.events = events, .data.ptr = io};
   int op;
 
@@ -404,11 +387,33 @@ int nlb_worker_watch(struct nlb_worker *worker, struct nlb_io *io,
 static void worker_main(void *arg)
 {
   struct nlb_worker *worker = arg;
+  struct epoll_event ready[EVENT_BATCH];
   sigset_t all;
 
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
-  uv_run(&worker->loop, UV_RUN_DEFAULT);
+  for (;;) {
+    int n = epoll_wait(worker->epoll_fd, ready, EVENT_BATCH,
+                       uv_backend_timeout(&worker->loop));
+    bool uv_due = n <= 0; /* a timer is due, or an interrupted wait */
+
+    uv_update_time(&worker->loop);
+    for (int i = 0; i < n; i++) {
+      struct nlb_io *io = ready[i].data.ptr;
+      if (io)
+        io->on_ready(io, ready[i].events);
+      else
+        uv_due = true;
+    }
+    /* Events are handled: no pointer to a finished flow is left. */
+    free_finished(worker);
+    if (uv_due || uv_backend_timeout(&worker->loop) == 0) {
+      int alive = uv_run(&worker->loop, UV_RUN_NOWAIT);
+      free_finished(worker);
+      if (!alive && worker->exiting)
+        return;
+    }
+  }
 }
 
 struct nlb_worker *nlb_worker_start(unsigned index,
@@ -428,15 +433,12 @@ struct nlb_worker *nlb_worker_start(unsigned index,
     goto fail_free;
   if (uv_loop_init(&worker->loop) < 0)
     goto fail_close_epoll;
-  if (uv_poll_init(&worker->loop, &worker->flow_events, worker->epoll_fd) < 0) {
+  struct epoll_event backend = {.events = EPOLLIN, .data.ptr = NULL};
+  if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, uv_backend_fd(&worker->loop),
+                &backend) < 0) {
     uv_loop_close(&worker->loop);
     goto fail_close_epoll;
   }
-  worker->flow_events.data = worker;
-  uv_poll_start(&worker->flow_events, UV_READABLE, on_flow_events);
-  uv_check_init(&worker->loop, &worker->reaper);
-  worker->reaper.data = worker;
-  uv_check_start(&worker->reaper, on_reap);
   uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
   worker->wakeup.data = worker;
   uv_timer_init(&worker->loop, &worker->sweep);
@@ -456,8 +458,6 @@ fail_close_loop:
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
   uv_close((uv_handle_t *)&worker->sweep, NULL);
   uv_close((uv_handle_t *)&worker->accept_resume, NULL);
-  uv_close((uv_handle_t *)&worker->flow_events, NULL);
-  uv_close((uv_handle_t *)&worker->reaper, NULL);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   uv_loop_close(&worker->loop);
 fail_close_epoll:
