@@ -200,6 +200,8 @@ static int start_workers(struct daemon *d)
       return -1;
     d->n_workers++;
   }
+  for (size_t i = 0; i < d->n_workers; i++)
+    nlb_worker_set_peers(d->workers[i], d->workers, d->n_workers);
   return 0;
 }
 

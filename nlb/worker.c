@@ -29,6 +29,7 @@ enum command_kind {
   COMMAND_REMOVE_LISTENER,
   COMMAND_STOP_ACCEPTING,
   COMMAND_CLOSE_FLOWS,
+  COMMAND_ADOPT_FLOW,
   COMMAND_EXIT,
 };
 
@@ -39,6 +40,7 @@ struct command {
   int fd;
   bool reset_flows;
   struct nlb_snapshot *snapshot;
+  union nlb_sockaddr client; /* COMMAND_ADOPT_FLOW */
 };
 
 struct listener_slot {
@@ -78,6 +80,9 @@ struct nlb_worker {
   struct nlb_list established;
   atomic_uint_fast64_t active_flows;
   bool exiting;
+  /* Every worker, this one included (set before any listener exists). */
+  struct nlb_worker *const *peers;
+  size_t n_peers;
 
   struct pipe_pair pipes[PIPE_POOL_MAX];
   size_t n_pipes;
@@ -156,6 +161,62 @@ static void on_accept_resume(uv_timer_t *timer)
   }
 }
 
+static void start_flow(struct nlb_worker *worker, uint64_t route_id, int fd,
+                       const union nlb_sockaddr *client)
+{
+  const struct nlb_route *route =
+      nlb_snapshot_find_route(worker->snapshot, route_id);
+  if (!route) {
+    close(fd);
+    return;
+  }
+  atomic_fetch_add_explicit(&worker->active_flows, 1, memory_order_relaxed);
+  nlb_flow_start(worker, route, fd, client);
+}
+
+/* SO_REUSEPORT spreads connections by a hash of their addresses, which for
+ * a few dozen long-lived connections can leave one worker with a third
+ * more than another. A worker that is clearly ahead hands a new flow to
+ * the least loaded one instead (HAProxy balances its threads at accept
+ * too). Returns worker itself when no hand-over is worth it. */
+static struct nlb_worker *least_loaded_peer(struct nlb_worker *worker)
+{
+  uint64_t mine =
+      atomic_load_explicit(&worker->active_flows, memory_order_relaxed);
+  struct nlb_worker *least = worker;
+  uint64_t least_flows = mine;
+
+  for (size_t i = 0; i < worker->n_peers; i++) {
+    uint64_t flows = atomic_load_explicit(&worker->peers[i]->active_flows,
+                                          memory_order_relaxed);
+    if (flows < least_flows) {
+      least = worker->peers[i];
+      least_flows = flows;
+    }
+  }
+  /* Hand over only past a margin, so that near balance costs nothing. */
+  if (mine <= least_flows + 1 + least_flows / 16)
+    return worker;
+  return least;
+}
+
+static void hand_over(struct nlb_worker *peer, uint64_t route_id, int fd,
+                      const union nlb_sockaddr *client)
+{
+  struct command *command = calloc(1, sizeof(*command));
+  if (!command) {
+    close(fd);
+    return;
+  }
+  command->kind = COMMAND_ADOPT_FLOW;
+  command->route_id = route_id;
+  command->fd = fd;
+  command->client = *client;
+  /* Counted at once, so that the next accepts see the peer's new load. */
+  atomic_fetch_add_explicit(&peer->active_flows, 1, memory_order_relaxed);
+  push_command(peer, command);
+}
+
 static void on_listener_event(uv_poll_t *handle, int status, int events)
 {
   struct listener_slot *slot = handle->data;
@@ -186,14 +247,12 @@ static void on_listener_event(uv_poll_t *handle, int status, int events)
       }
       return;
     }
-    const struct nlb_route *route =
-        nlb_snapshot_find_route(worker->snapshot, slot->route_id);
-    if (!route) {
-      close(fd);
+    struct nlb_worker *least = least_loaded_peer(worker);
+    if (least != worker) {
+      hand_over(least, slot->route_id, fd, &client);
       continue;
     }
-    atomic_fetch_add_explicit(&worker->active_flows, 1, memory_order_relaxed);
-    nlb_flow_start(worker, route, fd, &client);
+    start_flow(worker, slot->route_id, fd, &client);
   }
 }
 
@@ -309,6 +368,15 @@ static void on_wakeup(uv_async_t *async)
       }
       break;
     }
+    case COMMAND_ADOPT_FLOW:
+      /* hand_over counted it already. */
+      atomic_fetch_sub_explicit(&worker->active_flows, 1, memory_order_relaxed);
+      if (worker->exiting)
+        close(command->fd);
+      else
+        start_flow(worker, command->route_id, command->fd, &command->client);
+      command->fd = -1;
+      break;
     case COMMAND_CLOSE_FLOWS:
       for_each_flow(worker, reset_for_shutdown, NULL);
       break;
@@ -495,6 +563,13 @@ void nlb_worker_stop_accepting(struct nlb_worker *worker)
 void nlb_worker_close_flows(struct nlb_worker *worker)
 {
   send_command(worker, COMMAND_CLOSE_FLOWS, 0, -1, false, NULL);
+}
+
+void nlb_worker_set_peers(struct nlb_worker *worker,
+                          struct nlb_worker *const *peers, size_t n_peers)
+{
+  worker->peers = peers;
+  worker->n_peers = n_peers;
 }
 
 uint64_t nlb_worker_active_flows(const struct nlb_worker *worker)

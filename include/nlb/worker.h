@@ -43,6 +43,12 @@ void nlb_worker_stop_accepting(struct nlb_worker *worker);
 /* Resets every flow still open (end=shutdown). */
 void nlb_worker_close_flows(struct nlb_worker *worker);
 
+/* Tells the worker about every worker (itself included), so that it can
+ * hand new flows to a less loaded one. Call before any listener is added;
+ * peers must outlive the workers. Control thread. */
+void nlb_worker_set_peers(struct nlb_worker *worker,
+                          struct nlb_worker *const *peers, size_t n_peers);
+
 /* Number of flows open on the worker. Any thread. */
 uint64_t nlb_worker_active_flows(const struct nlb_worker *worker);
 

@@ -459,6 +459,28 @@ def test_sighup_changes_groups_and_listeners():
         s.stop()
 
 
+def test_workers_share_long_lived_flows():
+    """40 long-lived flows over 2 workers: SO_REUSEPORT's hash alone can
+    leave one worker with far more; hand-over at accept keeps them within a
+    flow or two of each other."""
+    server = Server(echo_handler)
+    port = free_port()
+    with CheckedNlbd(config([server.address], port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        flows = [connect(port) for _ in range(40)]
+        for i, s in enumerate(flows):
+            s.sendall(b"%d\n" % i)
+            assert recv_line(s) == "%d\n" % i
+        for s in flows:
+            s.close()
+        lines = nlbd.wait_access_since(mark, 40)
+        workers = [access_fields(l)["worker"] for l in lines]
+        counts = sorted(workers.count(w) for w in ("0", "1"))
+        assert counts[0] >= 18, "flows per worker: %s" % counts
+    server.stop()
+
+
 def test_sigterm_drains_open_flow():
     """After SIGTERM: new connections are refused, the open flow keeps
     working until it ends, then nlbd exits 0."""
@@ -712,4 +734,5 @@ if __name__ == "__main__":
         test_maglev_spreads_and_is_sticky,
         test_least_conn_prefers_fewer_open_flows,
         test_round_robin_respects_weights,
+        test_workers_share_long_lived_flows,
     ], timeout=60)
