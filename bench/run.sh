@@ -377,37 +377,32 @@ measure_idle() {
   sleep 0.5 # let the closes reach the backend
 }
 
-bench_setup() {
-  local setup=$1 run
-  log "== $setup"
+# measure_setup SETUP RUN: one round of every measurement of SETUP on a
+# fresh balancer process. Memory comes first, so its growth counts every
+# allocation a flow causes, not memory a previous test left in a pool.
+measure_setup() {
+  local setup=$1 run=$2
+  log "== $setup, round $run"
   start_balancer "$setup" || return 0
-  if [ -n "$balancer_pid" ]; then
-    # Memory first, each run on a fresh process: growth then counts every
-    # allocation a flow causes, not memory a previous test left in a pool.
-    for run in $(seq "$idle_runs"); do
-      if [ "$run" -gt 1 ]; then
-        stop_balancer
-        start_balancer "$setup" || return 0
-      fi
-      measure_idle "$setup" "$run"
-    done
+  if [ -n "$balancer_pid" ] && [ "$run" -le "$idle_runs" ]; then
+    measure_idle "$setup" "$run"
   fi
   timeout 10 wrk -t1 -c50 -d1s "http://127.0.0.1:$http_port/" >/dev/null 2>&1 # warm-up
-  for run in $(seq "$runs"); do
-    measure_iperf "$setup" "$run"
-  done
-  for run in $(seq "$runs"); do
-    measure_wrk "$setup" "$run" keepalive
-  done
-  for run in $(seq "$runs"); do
-    measure_wrk "$setup" "$run" close
-  done
+  measure_iperf "$setup" "$run"
+  measure_wrk "$setup" "$run" keepalive
+  measure_wrk "$setup" "$run" close
   stop_balancer
 }
 
+# Rounds go through every setup in turn (direct, HAProxy, nlbd, then again)
+# rather than all runs of one setup before the next: whatever drifts during
+# a run (TIME_WAIT sockets piling up from the close-rate tests, the host's
+# other load) then falls on every setup alike.
 started=$(date +%s)
-for setup in $only; do
-  bench_setup "$setup"
+for run in $(seq "$runs"); do
+  for setup in $only; do
+    measure_setup "$setup" "$run"
+  done
 done
 log "measured in $(($(date +%s) - started)) s"
 
@@ -422,7 +417,7 @@ export B_CPU=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 export B_KERNEL=$(uname -sr)
 export B_VERSIONS="$(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); $(iperf3 --version | head -1 | cut -d' ' -f1-2); nlbd: ${nlbd_version:-n/a}"
 export B_PARAMS="setups: $only; $runs run(s) of ${dur} s for iperf3 and wrk (-t1 -c50); $idle_runs run(s) of $flows idle flows; loopback"
-export B_NOTES=$(printf '%s\n' "${notes[@]}")
+export B_NOTES=$(printf '%s\n' "${notes[@]}" | awk '!seen[$0]++')
 "$PY" - "$work/meta.json" <<'EOF'
 import json, os, sys
 env = os.environ
