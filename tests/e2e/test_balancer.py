@@ -481,6 +481,34 @@ def test_workers_share_long_lived_flows():
     server.stop()
 
 
+def test_sigusr1_reopens_log_files():
+    """logrotate moves the files, SIGUSR1 makes nlbd write new ones; lines
+    written before stay in the moved files."""
+    server = Server(echo_handler)
+    port = free_port()
+    with CheckedNlbd(config([server.address], port)) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            s.sendall(b"before\n")
+            assert recv_line(s) == "before\n"
+        nlbd.wait_access_since(mark, 1)
+        os.rename(nlbd.access_path, nlbd.access_path + ".1")
+        os.rename(nlbd.events_path, nlbd.events_path + ".1")
+        nlbd.signal(signal.SIGUSR1)
+        wait_until(lambda: "log files reopened" in nlbd.events(),
+                   what="the reopen event in a new events file")
+        with connect(port) as s:
+            s.sendall(b"after\n")
+            assert recv_line(s) == "after\n"
+        lines = nlbd.wait_access_since(0, 1)
+        assert len(lines) == 1 and " up=6 " in lines[0], lines
+        with open(nlbd.access_path + ".1") as f:
+            old = f.read()
+        assert " up=7 " in old and " up=6 " not in old, old
+    server.stop()
+
+
 def test_sigterm_drains_open_flow():
     """After SIGTERM: new connections are refused, the open flow keeps
     working until it ends, then nlbd exits 0."""
@@ -735,4 +763,5 @@ if __name__ == "__main__":
         test_least_conn_prefers_fewer_open_flows,
         test_round_robin_respects_weights,
         test_workers_share_long_lived_flows,
+        test_sigusr1_reopens_log_files,
     ], timeout=60)
