@@ -509,6 +509,82 @@ def test_sigusr1_reopens_log_files():
     server.stop()
 
 
+def test_hostile_peers_leak_no_flow():
+    """Clients and targets that reset, vanish mid-transfer, half-close or
+    send nothing: every flow is logged once and none is left open."""
+    import random
+    import struct
+    rng = random.Random(7)
+
+    def reset(sock):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        struct.pack("ii", 1, 0))
+        sock.close()
+
+    def target(conn):
+        kind = conn.recv(1)
+        if kind == b"r":      # target resets at once
+            reset(conn)
+        elif kind == b"h":    # target half-closes and keeps reading
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):
+                pass
+        elif kind == b"b":    # target streams until the client goes away
+            try:
+                while True:
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                pass
+        else:
+            echo_handler(conn)
+
+    server = Server(target)
+    port = free_port()
+    n = 200
+    with CheckedNlbd(config([server.address], port,
+                            top='shutdown_timeout = "5s";')) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        for i in range(n):
+            s = connect(port)
+            kind = rng.choice("rhbeRN")
+            try:
+                if kind == "R":       # client resets before sending
+                    reset(s)
+                    continue
+                if kind == "N":       # client closes having sent nothing
+                    s.close()
+                    continue
+                s.sendall(kind.encode())
+                if kind == "b":       # read a little, then reset mid-stream
+                    s.recv(1000)
+                    reset(s)
+                elif kind == "e":
+                    s.sendall(b"hello")
+                    recv_exact(s, 5)
+                    s.close()
+                else:
+                    s.settimeout(5)
+                    try:
+                        while s.recv(65536):
+                            pass
+                    except OSError:
+                        pass
+                    s.close()
+            except OSError:
+                s.close()
+        nlbd.wait_access_since(mark, n, timeout=20)
+        before = nlbd.events().count("draining 0 flows")
+        nlbd.signal(signal.SIGTERM)
+        assert nlbd.proc.wait(10) == 0
+        events = nlbd.events()
+        assert "draining 0 flows" in events[-2000:] and \
+            events.count("draining 0 flows") == before + 1, events[-2000:]
+        assert len(nlbd.access()) == mark + n, \
+            "%d flows logged for %d" % (len(nlbd.access()) - mark, n)
+    server.stop()
+
+
 def test_sigterm_drains_open_flow():
     """After SIGTERM: new connections are refused, the open flow keeps
     working until it ends, then nlbd exits 0."""
@@ -764,4 +840,5 @@ if __name__ == "__main__":
         test_round_robin_respects_weights,
         test_workers_share_long_lived_flows,
         test_sigusr1_reopens_log_files,
+        test_hostile_peers_leak_no_flow,
     ], timeout=60)
