@@ -4,6 +4,10 @@
  * "Authorization: Bearer TOKEN"; the API knows only the SHA-256 of each
  * token.
  *
+ * Signals: the process must ignore SIGPIPE (nlbd does): a client that
+ * closes while an answer is being written makes the write fail with EPIPE,
+ * which would otherwise kill the process.
+ *
  * Threads: everything here runs on the control thread, the thread that runs
  * the uv_loop_t given to api_server_start(); no function is thread-safe.
  *

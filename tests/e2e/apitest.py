@@ -84,6 +84,10 @@ class ApiServer:
     def __exit__(self, exc_type, exc, tb):
         log = self.log() if os.path.exists(self.stderr_path) else ""
         status = self.stop()
+        if exc_type is not None:
+            # The server's side of a failure: its exit status and last words.
+            print("--- api_server_main exited %r; stderr:\n%s" %
+                  (status, log[-3000:]))
         if exc_type is None:
             # A clean exit, and nothing from the sanitizers (ASan, UBSan,
             # LeakSanitizer) when the build has them.

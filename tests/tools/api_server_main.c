@@ -11,6 +11,7 @@
  *     [--request-timeout-ms N] [--idle-timeout-ms N]
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,9 @@ int main(int argc, char **argv)
   size_t n_principals = 0, n_networks = 0, n_lbs = 0;
   const char *db = NULL;
 
+  /* As nlbd does: a write to a connection the client already closed must
+   * fail with EPIPE, not kill the process (see api.h). */
+  signal(SIGPIPE, SIG_IGN);
   settings.listen = "127.0.0.1:0";
   for (int i = 1; i < argc; i++) {
     const char *opt = argv[i];
