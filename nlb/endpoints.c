@@ -20,7 +20,13 @@ struct watched_endpoint {
   char netns[REG_NAME_BUF];
   dev_t dev;
   ino_t ino;
+  unsigned missing; /* checks in a row that found no such name */
 };
+
+/* A name gone for this many checks in a row (a second apart) fails the
+ * endpoint: `ip netns del NAME; ip netns add NAME` leaves a short gap that
+ * must read as a replacement, not a deletion. */
+#define NETNS_MISSING_CHECKS 2
 
 struct nlb_endpoints {
   struct reg *reg;
@@ -95,6 +101,7 @@ static void watch(struct nlb_endpoints *eps, const struct reg_endpoint *ep,
   snprintf(w->netns, sizeof(w->netns), "%s", ep->netns);
   w->dev = dev;
   w->ino = ino;
+  w->missing = 0;
 }
 
 static void unwatch(struct nlb_endpoints *eps, const char *id)
@@ -246,7 +253,16 @@ static void check_namespace(struct nlb_endpoints *eps,
   ino_t ino = 0;
   int rc = netns_identity(watched->netns, &dev, &ino);
 
-  if (rc == 0 && dev == watched->dev && ino == watched->ino)
+  struct watched_endpoint *entry = NULL;
+  for (size_t i = 0; i < eps->n_watched; i++)
+    if (strcmp(eps->watched[i].id, watched->id) == 0)
+      entry = &eps->watched[i];
+  if (rc == 0 && dev == watched->dev && ino == watched->ino) {
+    if (entry)
+      entry->missing = 0;
+    return;
+  }
+  if (rc < 0 && entry && ++entry->missing < NETNS_MISSING_CHECKS)
     return;
   if (rc < 0) {
     snprintf(reason, sizeof(reason),

@@ -711,7 +711,7 @@ def test_namespace_deleted_or_replaced_while_running():
         netns_del(w.ns_b)
         w.namespaces.remove(w.ns_b)
         got = wait_until(lambda: (lambda e: e["state"] == "failed" and e)(
-            w.endpoint("shop-b", ep_b)), timeout=3, what="endpoint b failed")
+            w.endpoint("shop-b", ep_b)), timeout=5, what="endpoint b failed")
         assert "network namespace %s was deleted" % w.ns_b in got["reason"], \
             got
 
