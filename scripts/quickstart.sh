@@ -5,6 +5,7 @@
 #   NLB_QUICKSTART_NO_BUILD=1      use the existing build in _build
 #   NLB_QUICKSTART_PORT=8080        the load balancer's port
 #   NLB_QUICKSTART_BACKEND_PORT=9001  first demo backend (then +1, +2)
+#   NLB_QUICKSTART_API_PORT=9180    the API
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -18,6 +19,7 @@ nlbd="$top/_build/nlbd"
 
 lb_port=${NLB_QUICKSTART_PORT:-8080}
 backend_port=${NLB_QUICKSTART_BACKEND_PORT:-9001}
+api_port=${NLB_QUICKSTART_API_PORT:-9180}
 demo=$(mktemp -d)
 pids=()
 cleanup() {
@@ -38,23 +40,29 @@ for n in 1 2 3; do
   pids+=($!)
 done
 
-# The example names ports 8080 and 9001-9003; other ports get a copy.
-config="$top/examples/quickstart.cfg"
-if [ "$lb_port" != 8080 ] || [ "$backend_port" != 9001 ]; then
-  sed -e "s/port = 8080;/port = $lb_port;/" \
-      -e "s/127.0.0.1:9001/127.0.0.1:$backend_port/" \
-      -e "s/127.0.0.1:9002/127.0.0.1:$((backend_port + 1))/" \
-      -e "s/127.0.0.1:9003/127.0.0.1:$((backend_port + 2))/" \
-      "$top/examples/quickstart.cfg" > "$demo/quickstart.cfg"
-  config="$demo/quickstart.cfg"
-fi
+# A copy of the example with the chosen ports and the registry in the
+# temporary directory.
+config="$demo/quickstart.cfg"
+sed -e "s/port = 8080;/port = $lb_port;/" \
+    -e "s/127.0.0.1:9001/127.0.0.1:$backend_port/" \
+    -e "s/127.0.0.1:9002/127.0.0.1:$((backend_port + 1))/" \
+    -e "s/127.0.0.1:9003/127.0.0.1:$((backend_port + 2))/" \
+    -e "s/127.0.0.1:9180/127.0.0.1:$api_port/" \
+    -e "s|\"quickstart-registry.db\"|\"$demo/registry.db\"|" \
+    "$top/examples/quickstart.cfg" > "$config"
 "$nlbd" -t -c "$config" >/dev/null
+api="curl -s --http2-prior-knowledge http://127.0.0.1:$api_port"
 cat <<TXT
-quickstart: nlbd is starting on 127.0.0.1:$lb_port with 3 demo backends ($backend_port-$((backend_port + 2))).
+quickstart: nlbd is starting on 127.0.0.1:$lb_port with 3 demo backends ($backend_port-$((backend_port + 2))), API on 127.0.0.1:$api_port.
 try:
   curl http://127.0.0.1:$lb_port/              # answered by backend 1, 2, 3 in turn
   kill \$(pgrep -f 'http.server $((backend_port + 1))')     # backend 2 turns unhealthy in ~4s
   kill -HUP \$(pgrep -x nlbd)             # reload the config
+  $api/v1/target-groups -H 'Authorization: Bearer demo-ops'
+  $api/v1/services -H 'Authorization: Bearer demo-provider' \\
+    -d '{"name":"demo","load_balancer":"demo-lb","acceptance_required":false,"allowed_principals":["consumer"]}'
+  $api/v1/endpoints -H 'Authorization: Bearer demo-consumer' \\
+    -d '{"service":"demo","network":"host"}'     # then: curl http://127.77.0.1:$lb_port/
 Access and event logs follow on stderr; Ctrl-C stops nlbd and the backends.
 TXT
 "$nlbd" -c "$config" &

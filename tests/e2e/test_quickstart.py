@@ -10,6 +10,7 @@ that runs, without touching the source tree, the test copies scripts/ and
 examples/ into a temporary directory and links _build/nlbd there. Skips
 (77) when the script is missing."""
 
+import json
 import os
 import shutil
 import signal
@@ -105,13 +106,16 @@ def get(url):
 
 def test_quickstart_serves_and_stops_on_ctrl_c():
     lb_port = free_port()
+    api_port = free_port()
     backend_port = free_run(3)
-    ports = (lb_port, backend_port, backend_port + 1, backend_port + 2)
+    ports = (lb_port, api_port, backend_port, backend_port + 1,
+             backend_port + 2)
     url = "http://127.0.0.1:%d/" % lb_port
     top = private_tree()
     env = dict(os.environ, NLB_QUICKSTART_NO_BUILD="1",
                NLB_QUICKSTART_PORT=str(lb_port),
-               NLB_QUICKSTART_BACKEND_PORT=str(backend_port))
+               NLB_QUICKSTART_BACKEND_PORT=str(backend_port),
+               NLB_QUICKSTART_API_PORT=str(api_port))
     proc = subprocess.Popen(
         ["bash", os.path.join(top, "scripts", "quickstart.sh")],
         cwd=top, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -137,6 +141,25 @@ def test_quickstart_serves_and_stops_on_ctrl_c():
             "round robin reached %s" % sorted(answers)
         wait_until(lambda: err.text().count(" demo-lb:%d " % lb_port) >= 9,
                    what="access-log lines on stderr")
+
+        # The API lines it prints work as printed: a service, an endpoint
+        # on a host address, and a flow through it.
+        hints = " ".join(l.strip() for l in out.text().splitlines())
+        calls = ["curl -s --http2" + c.split("  ")[0].replace("\\ ", "")
+                 for c in hints.split("curl -s --http2")[1:]]
+        assert len(calls) == 3, out.text()
+        for call in calls:
+            r = subprocess.run(["bash", "-c", call], capture_output=True,
+                               text=True, timeout=10)
+            assert r.returncode == 0 and '"error"' not in r.stdout, \
+                (call, r.stdout, r.stderr)
+        endpoint = json.loads(r.stdout)
+        assert endpoint["state"] == "available", endpoint
+        ep_url = "http://%s:%d/" % (endpoint["address"], lb_port)
+        wait_until(lambda: can_connect(endpoint["address"], lb_port),
+                   what="the endpoint's listener")
+        status, body = get(ep_url)
+        assert status == 200 and body.startswith("hello from demo backend")
 
         # Ctrl-C: the terminal sends SIGINT to the foreground group.
         os.killpg(proc.pid, signal.SIGINT)
