@@ -1551,6 +1551,25 @@ static int allocate_address(struct reg *reg, const struct config_network *net,
   return 0;
 }
 
+/* Commits the open transaction and hands e to *out (when out is not
+ * NULL), completed with its service's fields. e is released (or moved)
+ * either way. Returns 0 or the negative errno, with err filled. */
+static int commit_endpoint(struct reg *reg, struct reg_endpoint *e,
+                           struct reg_endpoint *out, struct reg_error *err)
+{
+  int r = tx_commit(reg, err);
+  if (r == 0 && out != NULL) {
+    *out = *e;
+    memset(e, 0, sizeof(*e));
+    if ((r = endpoint_complete(reg, out)) < 0) {
+      reg_endpoint_release(out);
+      set_error(err, r, NULL, "out of memory");
+    }
+  }
+  reg_endpoint_release(e);
+  return r;
+}
+
 int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
                         const struct reg_endpoint_params *params,
                         struct reg_endpoint *out, struct reg_error *err)
@@ -1639,18 +1658,7 @@ int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
     store_error(reg, err, r);
     goto fail_abort;
   }
-  if ((r = tx_commit(reg, err)) < 0)
-    goto fail_release;
-  if (out == NULL) {
-    reg_endpoint_release(&e);
-    return 0;
-  }
-  *out = e;
-  if ((r = endpoint_complete(reg, out)) < 0) {
-    reg_endpoint_release(out);
-    return set_error(err, r, NULL, "out of memory");
-  }
-  return 0;
+  return commit_endpoint(reg, &e, out, err);
 
 fail_service:
   reg_service_release(&s);
@@ -1772,21 +1780,10 @@ int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
     store_error(reg, err, r);
     goto fail_abort;
   }
-  if ((r = tx_commit(reg, err)) < 0)
-    goto done;
-  if (out != NULL) {
-    *out = e;
-    memset(&e, 0, sizeof(e));
-    if ((r = endpoint_complete(reg, out)) < 0) {
-      reg_endpoint_release(out);
-      set_error(err, r, NULL, "out of memory");
-    }
-  }
-  goto done;
+  return commit_endpoint(reg, &e, out, err);
 
 fail_abort:
   tx_abort(reg);
-done:
   reg_endpoint_release(&e);
   return r;
 }
@@ -1814,21 +1811,10 @@ int reg_endpoint_delete(struct reg *reg, const struct reg_actor *actor,
     store_error(reg, err, r);
     goto fail_abort;
   }
-  if ((r = tx_commit(reg, err)) < 0)
-    goto done;
-  if (out != NULL) {
-    *out = e;
-    memset(&e, 0, sizeof(e));
-    if ((r = endpoint_complete(reg, out)) < 0) {
-      reg_endpoint_release(out);
-      set_error(err, r, NULL, "out of memory");
-    }
-  }
-  goto done;
+  return commit_endpoint(reg, &e, out, err);
 
 fail_abort:
   tx_abort(reg);
-done:
   reg_endpoint_release(&e);
   return r;
 }
