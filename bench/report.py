@@ -29,6 +29,12 @@ METRICS = [
      "bytes/flow", False),
     ("cpu_s_per_gb", "CPU per GB moved (user+sys, during iperf3)",
      "s/GB", False),
+    # The rates above are bounded by the CPU the balancer shares with wrk
+    # and nginx on the same cores; what the balancer itself costs is this.
+    ("ka_cpu_us_per_req", "CPU per keep-alive request (user+sys)",
+     "us/req", False),
+    ("close_cpu_us_per_conn", "CPU per new connection (user+sys)",
+     "us/conn", False),
 ]
 
 

@@ -344,17 +344,26 @@ measure_iperf() {
 # measure_wrk SETUP RUN KIND: KIND keepalive or close.
 measure_wrk() {
   local setup=$1 run=$2 kind=$3 file=$work/wrk-$1-$3-$2.txt rps p99 errors
-  local hdr=()
+  local hdr=() cpu0 cpu1 cpu_key
   [ "$kind" = close ] && hdr=(-H "Connection: close")
+  [ -n "$balancer_pid" ] && cpu0=$("$PY" "$here/report.py" cpu "$balancer_pid")
   timeout $((dur + 15)) wrk -t1 -c50 -d"${dur}s" --latency "${hdr[@]}" \
     "http://127.0.0.1:$http_port/" >"$file" 2>&1
+  [ -n "$balancer_pid" ] && cpu1=$("$PY" "$here/report.py" cpu "$balancer_pid")
   if read -r rps p99 errors < <("$PY" "$here/report.py" wrk "$file" 2>>"$work/errors.log"); then
     if [ "$kind" = keepalive ]; then
       record "$setup" ka_rps "$run" "$rps" "\"errors\":$errors"
       record "$setup" ka_p99_ms "$run" "$p99"
+      cpu_key=ka_cpu_us_per_req
     else
       record "$setup" close_rps "$run" "$rps" "\"errors\":$errors"
       record "$setup" close_p99_ms "$run" "$p99"
+      cpu_key=close_cpu_us_per_conn
+    fi
+    # Balancer CPU per request: seconds over (rate x duration).
+    if [ -n "$balancer_pid" ]; then
+      record "$setup" "$cpu_key" "$run" \
+        "$(awk -v a="$cpu0" -v b="$cpu1" -v r="$rps" -v d="$dur" 'BEGIN { if (r > 0) printf "%.2f", (b - a) * 1e6 / (r * d); else print "null" }')"
     fi
     log "$setup wrk $kind run $run: $rps req/s, p99 $p99 ms, $errors errors"
   else
