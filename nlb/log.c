@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #define RING_SLOTS 4096
-#define DRAIN_INTERVAL_NS 5000000
+/* The writer drains every 5 ms while lines come, and backs off to 100 ms
+ * while none do, so an idle log costs the workers' cores no wakeups. */
+#define DRAIN_INTERVAL_MIN_NS 5000000L
+#define DRAIN_INTERVAL_MAX_NS 100000000L
 
 enum stream {
   STREAM_ACCESS,
@@ -105,14 +108,17 @@ static void batch_flush(struct batch *b, int fd)
   b->len = 0;
 }
 
-static void drain_rings(void)
+/* Returns the number of lines written. */
+static size_t drain_rings(void)
 {
+  size_t lines = 0;
   static struct batch batches[2];
 
   pthread_mutex_lock(&logger.lock);
   for (struct ring *r = logger.rings; r; r = r->next_ring) {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    lines += head - tail;
     for (; tail != head; tail++) {
       struct slot *s = &r->slots[tail % RING_SLOTS];
       struct batch *b = &batches[s->stream];
@@ -126,6 +132,7 @@ static void drain_rings(void)
   for (int i = 0; i < 2; i++)
     batch_flush(&batches[i], logger.dest[i].fd);
   pthread_mutex_unlock(&logger.lock);
+  return lines;
 }
 
 static void reopen_files(void)
@@ -146,11 +153,15 @@ static void reopen_files(void)
 
 static void *writer_main(void *arg)
 {
-  struct timespec pause = {0, DRAIN_INTERVAL_NS};
+  long interval = DRAIN_INTERVAL_MIN_NS;
   while (atomic_load(&logger.running)) {
     if (atomic_exchange(&logger.reopen_wanted, false))
       reopen_files();
-    drain_rings();
+    if (drain_rings() > 0)
+      interval = DRAIN_INTERVAL_MIN_NS;
+    else if (interval < DRAIN_INTERVAL_MAX_NS)
+      interval *= 2;
+    struct timespec pause = {0, interval};
     nanosleep(&pause, NULL);
   }
   drain_rings();
