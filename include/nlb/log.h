@@ -4,8 +4,8 @@
  * slots (allocated on its first log call) and never blocks: when the ring is
  * full the line is dropped and counted. One writer thread drains the rings
  * every 5 ms while lines come (backing off to 100 ms while none do) and
- * writes to the files, so a slow disk or a full
- * pipe never stalls a worker. */
+ * writes to the files, so a slow disk or a full pipe never stalls a
+ * worker. */
 #ifndef NLB_LOG_H
 #define NLB_LOG_H
 
