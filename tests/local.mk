@@ -23,6 +23,7 @@ tests_unit_test_lb_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_lb_LDADD = $(NLB_TEST_LIBS)
 
 EXTRA_DIST += tests/e2e/nlbtest.py
+noinst_HEADERS += tests/unit/unit.h
 
 check_PROGRAMS += tests/unit/test_duration
 TESTS += tests/unit/test_duration

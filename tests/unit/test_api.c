@@ -3,12 +3,13 @@
 #include <errno.h>
 #include <string.h>
 
-#include <CUnit/Basic.h>
 #include <jansson.h>
 
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
 #include "nlb/api-router.h"
+
+#include "unit.h"
 
 static enum api_route_id route_of(const char *method, const char *path)
 {
@@ -317,25 +318,17 @@ static void test_api_auth_principals(void)
 
 int main(void)
 {
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return 1;
-  CU_pSuite suite = CU_add_suite("api", NULL, NULL);
-  CU_add_test(suite, "test_api_route_static_paths",
-              test_api_route_static_paths);
-  CU_add_test(suite, "test_api_route_every_route_reachable",
-              test_api_route_every_route_reachable);
-  CU_add_test(suite, "test_api_route_params", test_api_route_params);
-  CU_add_test(suite, "test_api_route_errors", test_api_route_errors);
-  CU_add_test(suite, "test_api_route_roles", test_api_route_roles);
-  CU_add_test(suite, "test_api_query", test_api_query);
-  CU_add_test(suite, "test_api_json_strict", test_api_json_strict);
-  CU_add_test(suite, "test_api_json_strings_and_error_body",
-              test_api_json_strings_and_error_body);
-  CU_add_test(suite, "test_api_auth_bearer", test_api_auth_bearer);
-  CU_add_test(suite, "test_api_auth_principals", test_api_auth_principals);
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  unsigned failed = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failed == 0 ? 0 : 1;
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_api_route_static_paths),
+      NLB_UNIT_CASE(test_api_route_every_route_reachable),
+      NLB_UNIT_CASE(test_api_route_params),
+      NLB_UNIT_CASE(test_api_route_errors),
+      NLB_UNIT_CASE(test_api_route_roles),
+      NLB_UNIT_CASE(test_api_query),
+      NLB_UNIT_CASE(test_api_json_strict),
+      NLB_UNIT_CASE(test_api_json_strings_and_error_body),
+      NLB_UNIT_CASE(test_api_auth_bearer),
+      NLB_UNIT_CASE(test_api_auth_principals),
+  };
+  return nlb_unit_run("api", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }

@@ -3,13 +3,14 @@
  * the line the mistake is on, every mistake of a file in one pass. */
 #include "nlb/config.h"
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "unit.h"
 
 static char config_path[64];
 
@@ -607,45 +608,21 @@ static void test_config_algorithm_names(void)
 
 int main(void)
 {
-  static const struct {
-    const char *name;
-    CU_TestFunc fn;
-  } tests[] = {
-#define T(fn) {#fn, fn}
-      T(test_config_full_example_loads),
-      T(test_config_minimal_defaults),
-      T(test_config_durations_in_every_form),
-      T(test_config_syntax_error_has_line),
-      T(test_config_missing_file_names_it),
-      T(test_config_unknown_target_group),
-      T(test_config_duplicate_names),
-      T(test_config_bad_addresses),
-      T(test_config_out_of_range_values),
-      T(test_config_bad_values),
-      T(test_config_unknown_keys),
-      T(test_config_reports_every_error),
-      T(test_config_algorithm_names),
-#undef T
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_config_full_example_loads),
+      NLB_UNIT_CASE(test_config_minimal_defaults),
+      NLB_UNIT_CASE(test_config_durations_in_every_form),
+      NLB_UNIT_CASE(test_config_syntax_error_has_line),
+      NLB_UNIT_CASE(test_config_missing_file_names_it),
+      NLB_UNIT_CASE(test_config_unknown_target_group),
+      NLB_UNIT_CASE(test_config_duplicate_names),
+      NLB_UNIT_CASE(test_config_bad_addresses),
+      NLB_UNIT_CASE(test_config_out_of_range_values),
+      NLB_UNIT_CASE(test_config_bad_values),
+      NLB_UNIT_CASE(test_config_unknown_keys),
+      NLB_UNIT_CASE(test_config_reports_every_error),
+      NLB_UNIT_CASE(test_config_algorithm_names),
   };
-  CU_pSuite suite;
-  unsigned failures;
-
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return CU_get_error();
-  suite = CU_add_suite("config", suite_init, suite_clean);
-  if (suite == NULL)
-    goto fail_cleanup_registry;
-  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-      goto fail_cleanup_registry;
-
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  failures = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failures == 0 ? 0 : 1;
-
-fail_cleanup_registry:
-  CU_cleanup_registry();
-  return 1;
+  return nlb_unit_run("config", suite_init, suite_clean, cases,
+                      NLB_UNIT_COUNT(cases));
 }

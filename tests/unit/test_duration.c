@@ -2,10 +2,11 @@
  * the inputs that must be refused (with the error each one gets). */
 #include "nlb/duration.h"
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <errno.h>
 #include <stdio.h>
+
+#include "unit.h"
 
 static void expect_ms(const char *text, uint64_t want)
 {
@@ -80,35 +81,12 @@ static void test_duration_out_of_range(void)
 
 int main(void)
 {
-  static const struct {
-    const char *name;
-    CU_TestFunc fn;
-  } tests[] = {
-#define T(fn) {#fn, fn}
-      T(test_duration_units),        T(test_duration_bare_seconds),
-      T(test_duration_fractions),    T(test_duration_rejects_junk),
-      T(test_duration_out_of_range),
-#undef T
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_duration_units),
+      NLB_UNIT_CASE(test_duration_bare_seconds),
+      NLB_UNIT_CASE(test_duration_fractions),
+      NLB_UNIT_CASE(test_duration_rejects_junk),
+      NLB_UNIT_CASE(test_duration_out_of_range),
   };
-  CU_pSuite suite;
-  unsigned failures;
-
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return CU_get_error();
-  suite = CU_add_suite("duration", NULL, NULL);
-  if (suite == NULL)
-    goto fail_cleanup_registry;
-  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-      goto fail_cleanup_registry;
-
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  failures = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failures == 0 ? 0 : 1;
-
-fail_cleanup_registry:
-  CU_cleanup_registry();
-  return 1;
+  return nlb_unit_run("duration", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }

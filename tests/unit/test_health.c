@@ -1,12 +1,13 @@
 /* Health: the threshold state machine, status-line parsing, matchers and
  * slow-start weights. */
-#include <CUnit/Basic.h>
 #include <errno.h>
 #include <string.h>
 
 #include "nlb/health.h"
 #include "nlb/router.h"
 #include "nlb/status_matcher.h"
+
+#include "unit.h"
 
 struct step {
   bool passed;
@@ -136,31 +137,15 @@ static void test_health_slow_start_weight_grows_linearly(void)
 
 int main(void)
 {
-  CU_pSuite suite;
-  unsigned failures;
-
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return 1;
-  suite = CU_add_suite("health", NULL, NULL);
-  CU_add_test(suite, "test_health_initial_becomes_healthy_after_threshold",
-              test_health_initial_becomes_healthy_after_threshold);
-  CU_add_test(suite, "test_health_initial_becomes_unhealthy_after_threshold",
-              test_health_initial_becomes_unhealthy_after_threshold);
-  CU_add_test(suite, "test_health_interrupted_runs_do_not_count",
-              test_health_interrupted_runs_do_not_count);
-  CU_add_test(suite, "test_health_threshold_one_flips_at_once",
-              test_health_threshold_one_flips_at_once);
-  CU_add_test(suite, "test_health_draining_and_unused_stay",
-              test_health_draining_and_unused_stay);
-  CU_add_test(suite, "test_health_status_line_parsing",
-              test_health_status_line_parsing);
-  CU_add_test(suite, "test_health_matcher_parsing",
-              test_health_matcher_parsing);
-  CU_add_test(suite, "test_health_slow_start_weight_grows_linearly",
-              test_health_slow_start_weight_grows_linearly);
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  failures = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failures ? 1 : 0;
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_health_initial_becomes_healthy_after_threshold),
+      NLB_UNIT_CASE(test_health_initial_becomes_unhealthy_after_threshold),
+      NLB_UNIT_CASE(test_health_interrupted_runs_do_not_count),
+      NLB_UNIT_CASE(test_health_threshold_one_flips_at_once),
+      NLB_UNIT_CASE(test_health_draining_and_unused_stay),
+      NLB_UNIT_CASE(test_health_status_line_parsing),
+      NLB_UNIT_CASE(test_health_matcher_parsing),
+      NLB_UNIT_CASE(test_health_slow_start_weight_grows_linearly),
+  };
+  return nlb_unit_run("health", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }

@@ -4,12 +4,13 @@
  * target once when all fail). */
 #include "nlb/lb.h"
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "unit.h"
 
 #define MAX_TARGETS 64
 
@@ -447,42 +448,17 @@ static void test_lb_empty_and_zero_weight(void)
 
 int main(void)
 {
-  static const struct {
-    const char *name;
-    CU_TestFunc fn;
-  } tests[] = {
-#define T(fn) {#fn, fn}
-      T(test_lb_maglev_shares_follow_weights),
-      T(test_lb_maglev_removal_moves_little),
-      T(test_lb_maglev_is_deterministic),
-      T(test_lb_maglev_pick_follows_table),
-      T(test_lb_flow_hash_is_stable),
-      T(test_lb_round_robin_cycles_with_weights),
-      T(test_lb_round_robin_large_weights),
-      T(test_lb_least_conn_picks_least_loaded),
-      T(test_lb_retries_never_repeat),
-      T(test_lb_empty_and_zero_weight),
-#undef T
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_lb_maglev_shares_follow_weights),
+      NLB_UNIT_CASE(test_lb_maglev_removal_moves_little),
+      NLB_UNIT_CASE(test_lb_maglev_is_deterministic),
+      NLB_UNIT_CASE(test_lb_maglev_pick_follows_table),
+      NLB_UNIT_CASE(test_lb_flow_hash_is_stable),
+      NLB_UNIT_CASE(test_lb_round_robin_cycles_with_weights),
+      NLB_UNIT_CASE(test_lb_round_robin_large_weights),
+      NLB_UNIT_CASE(test_lb_least_conn_picks_least_loaded),
+      NLB_UNIT_CASE(test_lb_retries_never_repeat),
+      NLB_UNIT_CASE(test_lb_empty_and_zero_weight),
   };
-  CU_pSuite suite;
-  unsigned failures;
-
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return CU_get_error();
-  suite = CU_add_suite("lb", NULL, NULL);
-  if (suite == NULL)
-    goto fail_cleanup_registry;
-  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-      goto fail_cleanup_registry;
-
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  failures = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failures == 0 ? 0 : 1;
-
-fail_cleanup_registry:
-  CU_cleanup_registry();
-  return 1;
+  return nlb_unit_run("lb", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }

@@ -3,7 +3,6 @@
  * decoder's view of random headers). */
 #include "nlb/proxy_v2.h"
 
-#include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "unit.h"
 
 /* clang-format off */
 #define SIG 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A
@@ -471,44 +472,19 @@ static void test_proxy_v2_random_round_trip(void)
 
 int main(void)
 {
-  static const struct {
-    const char *name;
-    CU_TestFunc fn;
-  } tests[] = {
-#define T(fn) {#fn, fn}
-      T(test_proxy_v2_ipv4_no_tlv),
-      T(test_proxy_v2_ipv4_endpoint_tlv),
-      T(test_proxy_v2_matches_aws_capture),
-      T(test_proxy_v2_ipv6_no_tlv),
-      T(test_proxy_v2_ipv6_endpoint_tlv),
-      T(test_proxy_v2_mapped_pair_is_ipv4),
-      T(test_proxy_v2_mixed_families_are_mapped_ipv6),
-      T(test_proxy_v2_local),
-      T(test_proxy_v2_short_buffer_is_enospc),
-      T(test_proxy_v2_bad_endpoint_id_is_einval),
-      T(test_proxy_v2_unknown_family_is_eafnosupport),
-      T(test_proxy_v2_random_round_trip),
-#undef T
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_proxy_v2_ipv4_no_tlv),
+      NLB_UNIT_CASE(test_proxy_v2_ipv4_endpoint_tlv),
+      NLB_UNIT_CASE(test_proxy_v2_matches_aws_capture),
+      NLB_UNIT_CASE(test_proxy_v2_ipv6_no_tlv),
+      NLB_UNIT_CASE(test_proxy_v2_ipv6_endpoint_tlv),
+      NLB_UNIT_CASE(test_proxy_v2_mapped_pair_is_ipv4),
+      NLB_UNIT_CASE(test_proxy_v2_mixed_families_are_mapped_ipv6),
+      NLB_UNIT_CASE(test_proxy_v2_local),
+      NLB_UNIT_CASE(test_proxy_v2_short_buffer_is_enospc),
+      NLB_UNIT_CASE(test_proxy_v2_bad_endpoint_id_is_einval),
+      NLB_UNIT_CASE(test_proxy_v2_unknown_family_is_eafnosupport),
+      NLB_UNIT_CASE(test_proxy_v2_random_round_trip),
   };
-  CU_pSuite suite;
-  unsigned failures;
-
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return CU_get_error();
-  suite = CU_add_suite("proxy_v2", NULL, NULL);
-  if (suite == NULL)
-    goto fail_cleanup_registry;
-  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-      goto fail_cleanup_registry;
-
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  failures = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failures == 0 ? 0 : 1;
-
-fail_cleanup_registry:
-  CU_cleanup_registry();
-  return 1;
+  return nlb_unit_run("proxy_v2", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }

@@ -8,10 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <CUnit/Basic.h>
 #include <sqlite3.h>
 
 #include "nlb/registry.h"
+
+#include "unit.h"
 
 static const struct reg_actor OPS = {"ops", REG_ROLE_OPERATOR};
 static const struct reg_actor PAY = {"pay", REG_ROLE_PROVIDER};
@@ -1200,55 +1201,31 @@ static void test_registry_ids_unique(void)
 
 int main(void)
 {
-  static const struct {
-    const char *name;
-    CU_TestFunc fn;
-  } tests[] = {
-#define T(x) {#x, x}
-      T(test_registry_schema_version),
-      T(test_registry_service_create),
-      T(test_registry_service_visibility),
-      T(test_registry_service_modify),
-      T(test_registry_permissions),
-      T(test_registry_endpoint_create_checks),
-      T(test_registry_transitions_legal),
-      T(test_registry_transitions_illegal),
-      T(test_registry_role_checks),
-      T(test_registry_connections_by_state),
-      T(test_registry_service_delete),
-      T(test_registry_connection_limit),
-      T(test_registry_reconcile),
-      T(test_registry_address_allocation),
-      T(test_registry_address_exhaustion),
-      T(test_registry_address_ipv6),
-      T(test_registry_same_address_two_networks),
-      T(test_registry_expiry),
-      T(test_registry_events),
-      T(test_registry_reopen),
-      T(test_registry_endpoint_modify),
-      T(test_registry_reload),
-      T(test_registry_helpers),
-      T(test_registry_ids_unique),
-#undef T
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_registry_schema_version),
+      NLB_UNIT_CASE(test_registry_service_create),
+      NLB_UNIT_CASE(test_registry_service_visibility),
+      NLB_UNIT_CASE(test_registry_service_modify),
+      NLB_UNIT_CASE(test_registry_permissions),
+      NLB_UNIT_CASE(test_registry_endpoint_create_checks),
+      NLB_UNIT_CASE(test_registry_transitions_legal),
+      NLB_UNIT_CASE(test_registry_transitions_illegal),
+      NLB_UNIT_CASE(test_registry_role_checks),
+      NLB_UNIT_CASE(test_registry_connections_by_state),
+      NLB_UNIT_CASE(test_registry_service_delete),
+      NLB_UNIT_CASE(test_registry_connection_limit),
+      NLB_UNIT_CASE(test_registry_reconcile),
+      NLB_UNIT_CASE(test_registry_address_allocation),
+      NLB_UNIT_CASE(test_registry_address_exhaustion),
+      NLB_UNIT_CASE(test_registry_address_ipv6),
+      NLB_UNIT_CASE(test_registry_same_address_two_networks),
+      NLB_UNIT_CASE(test_registry_expiry),
+      NLB_UNIT_CASE(test_registry_events),
+      NLB_UNIT_CASE(test_registry_reopen),
+      NLB_UNIT_CASE(test_registry_endpoint_modify),
+      NLB_UNIT_CASE(test_registry_reload),
+      NLB_UNIT_CASE(test_registry_helpers),
+      NLB_UNIT_CASE(test_registry_ids_unique),
   };
-  CU_pSuite suite;
-  unsigned failures;
-
-  if (CU_initialize_registry() != CUE_SUCCESS)
-    return 1;
-  suite = CU_add_suite("registry", NULL, NULL);
-  if (suite == NULL)
-    goto fail;
-  for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-    if (CU_add_test(suite, tests[i].name, tests[i].fn) == NULL)
-      goto fail;
-  CU_basic_set_mode(CU_BRM_VERBOSE);
-  CU_basic_run_tests();
-  failures = CU_get_number_of_failures();
-  CU_cleanup_registry();
-  return failures ? 1 : 0;
-
-fail:
-  CU_cleanup_registry();
-  return 1;
+  return nlb_unit_run("registry", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
