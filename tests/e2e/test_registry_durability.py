@@ -81,6 +81,17 @@ def verify(db, services, reported):
         check = conn.execute("PRAGMA integrity_check").fetchall()
         if check != [("ok",)]:
             problems.append("integrity_check: %r" % (check,))
+        # Killed while the first open migrated: the migration is one
+        # transaction, so the store is empty, and must be if nothing was
+        # reported committed.
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "events" not in tables:
+            if services or reported:
+                problems.append("schema lost with %d services and %d "
+                                "endpoints reported" % (len(services),
+                                                        len(reported)))
+            return problems
         count, low, high = conn.execute(
             "SELECT count(*), min(seq), max(seq) FROM events").fetchone()
         if count and (low != 1 or high != count):
