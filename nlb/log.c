@@ -159,8 +159,10 @@ static void *writer_main(void *arg)
       reopen_files();
     if (drain_rings() > 0)
       interval = DRAIN_INTERVAL_MIN_NS;
-    else if (interval < DRAIN_INTERVAL_MAX_NS)
+    else if (interval < DRAIN_INTERVAL_MAX_NS / 2)
       interval *= 2;
+    else
+      interval = DRAIN_INTERVAL_MAX_NS;
     struct timespec pause = {0, interval};
     nanosleep(&pause, NULL);
   }

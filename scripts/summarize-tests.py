@@ -8,6 +8,20 @@ import os
 import re
 import sys
 
+
+
+def print_why(text):
+    """The lines after each failing case's "FAIL:" (its traceback), or the
+    log's tail when it has none: CI shows only this script's output."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("FAIL: ")]
+    if not starts:
+        starts = [max(0, len(lines) - 25)]
+    for i in starts[:3]:
+        for line in lines[i:i + 25]:
+            print("    " + line)
+
+
 passed = failed = skipped = 0
 for build in sys.argv[1:]:
     for trs in glob.glob(os.path.join(build, "**", "*.trs"), recursive=True):
@@ -22,6 +36,7 @@ for build in sys.argv[1:]:
         name = os.path.relpath(log, build)
         if result in ("FAIL", "ERROR", "XPASS"):
             print("failed: %s (%s)" % (name, build))
+            print_why(text)
         if own:
             p, f_, s = own[-1]
             passed += int(p)

@@ -444,10 +444,10 @@ def test_sighup_changes_groups_and_listeners():
             sock.close()
         # The removed group's target drained and, its flow gone, is unused.
         target_b = "gb/%s" % b.address
-        assert "target %s state initial -> draining (group removed" \
-            % target_b in nlbd.events() or \
-            "target %s state healthy -> draining (group removed" \
-            % target_b in nlbd.events(), nlbd.events()
+        wait_until(lambda: any(
+            "target %s state %s -> draining (group removed" % (target_b, old)
+            in nlbd.events() for old in ("initial", "healthy")),
+            what="the removed group's target draining")
         wait_until(lambda: "target %s state draining -> unused" % target_b
                    in nlbd.events(), what="the removed group's target unused")
         # Back again: the removed group and listener return.

@@ -706,7 +706,9 @@ def test_namespace_deleted_or_replaced_while_running():
         assert w.ask_web(w.ns_a, CLIENT_A).startswith("client=" + CLIENT_A)
         w.echo_probe(w.ns_a, CLIENT_A)
         assert w.endpoint("shop-a", ep_a)["state"] == "available"
-        assert "was replaced" in w.nlbd.events()
+        # The event log is written by its own thread, a little later.
+        wait_until(lambda: "was replaced" in w.nlbd.events(),
+                   what="the event that says the namespace was replaced")
 
         netns_del(w.ns_b)
         w.namespaces.remove(w.ns_b)

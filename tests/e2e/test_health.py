@@ -358,8 +358,8 @@ def start_healthy(c, backends, **kwargs):
     nlbd = c.add(Nlbd(config(port, [b.address for b in backends], **kwargs)))
     nlbd.start(wait_port=port)
     for b in backends:
-        assert "target tg/%s registered (initial)" % b.address in \
-            nlbd.events(), nlbd.events()
+        wait_until(lambda: "target tg/%s registered (initial)" % b.address
+                   in nlbd.events(), what="%s registered" % b.address)
         t = wait_transition(nlbd, b.address, "healthy")
         assert t.old == "initial" and t.reason == "status 200", t
     return nlbd, port
