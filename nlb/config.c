@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nlb/cpus.h"
 #include "nlb/duration.h"
 
 /* Collects every error of one load, so a user fixes a file in one pass. */
@@ -817,10 +818,26 @@ static void load_load_balancers(struct loader *ld, const config_setting_t *root,
         }
 }
 
+static void load_cpu_affinity(struct loader *ld, const config_setting_t *root,
+                              struct nlb_config *cfg)
+{
+  const char *text = "auto";
+
+  get_string(ld, root, "worker_cpu_affinity", &text);
+  if (strcmp(text, "auto") == 0)
+    cfg->pin_workers = true;
+  else if (strcmp(text, "off") == 0)
+    cfg->pin_workers = false;
+  else
+    fail_at(ld, line_of(member_of(root, "worker_cpu_affinity")),
+            "worker_cpu_affinity \"%s\": expected \"auto\" or \"off\"",
+            text);
+}
+
 struct nlb_config *nlb_config_load(const char *path, char **errors)
 {
   static const char *const keys[] = {
-      "workers",  "shutdown_timeout", "log",
+      "workers",  "worker_cpu_affinity", "shutdown_timeout", "log",
       "api",      "registry",         "principals",
       "networks", "target_groups",    "load_balancers",
       NULL};
@@ -849,9 +866,10 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   if (get_int(&ld, root, "workers", 0, 256, &workers) && workers > 0)
     cfg->workers = (unsigned)workers;
   if (cfg->workers == 0) {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->workers = cpus > 0 ? (unsigned)cpus : 1;
+    size_t cpus = nlb_cpus_allowed(NULL, 0);
+    cfg->workers = cpus < 256 ? (unsigned)cpus : 256;
   }
+  load_cpu_affinity(&ld, root, cfg);
   cfg->shutdown_timeout_ms = 30000;
   get_duration(&ld, root, "shutdown_timeout", 0, 3600000,
                &cfg->shutdown_timeout_ms);

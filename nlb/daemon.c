@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "nlb/config.h"
+#include "nlb/cpus.h"
 #include "nlb/health.h"
 #include "nlb/log.h"
 #include "nlb/router.h"
@@ -32,6 +33,7 @@ struct daemon {
   struct nlb_worker **workers;
   size_t n_workers;
   struct nlb_snapshot *empty_snapshot;
+  char placement[160]; /* where the workers run, for the start event */
   struct nlb_router *router;
   struct nlb_health *health;
   struct nlb_services *services;
@@ -137,6 +139,14 @@ static void reload(struct daemon *d)
                   "reload: 'workers' changed from %u to %u; this takes a "
                   "restart, keeping %u",
                   d->cfg->workers, cfg->workers, d->cfg->workers);
+  if (cfg->pin_workers != d->cfg->pin_workers)
+    nlb_log_event(NLB_LOG_WARN,
+                  "reload: 'worker_cpu_affinity' changed; this takes a "
+                  "restart, keeping the workers where they are");
+  /* The running values stay in force, so the next reload compares with
+   * what runs, not with what the last file asked for. */
+  cfg->workers = d->cfg->workers;
+  cfg->pin_workers = d->cfg->pin_workers;
   rc = nlb_router_apply(d->router, cfg, uv_now(&d->loop), reason,
                         sizeof(reason));
   if (rc < 0) {
@@ -187,6 +197,42 @@ static void raise_fd_limit(void)
   }
 }
 
+/* With worker_cpu_affinity "auto", worker i runs on the i-th CPU the
+ * process may use (like NGINX's worker_cpu_affinity auto); with more
+ * workers than CPUs the scheduler places them. A failed pin is only a
+ * warning: the worker runs unpinned. */
+static void place_workers(struct daemon *d)
+{
+  int cpus[256];
+  size_t n_cpus = nlb_cpus_allowed(cpus, 256);
+  size_t used = 0;
+
+  if (!d->cfg->pin_workers) {
+    snprintf(d->placement, sizeof(d->placement),
+             "not pinned (worker_cpu_affinity \"off\")");
+    return;
+  }
+  if (d->n_workers > n_cpus || n_cpus > 256) {
+    snprintf(d->placement, sizeof(d->placement),
+             "not pinned (%zu workers, %zu CPUs)", d->n_workers, n_cpus);
+    return;
+  }
+  used = (size_t)snprintf(d->placement, sizeof(d->placement),
+                          "pinned to CPUs");
+  for (size_t i = 0; i < d->n_workers; i++) {
+    int rc = nlb_worker_pin(d->workers[i], cpus[i]);
+    if (rc < 0) {
+      nlb_log_event(NLB_LOG_WARN, "worker %zu: cannot pin to CPU %d: %s", i,
+                    cpus[i], strerror(-rc));
+      continue;
+    }
+    if (used < sizeof(d->placement))
+      used += (size_t)snprintf(d->placement + used,
+                               sizeof(d->placement) - used, "%s%d",
+                               i ? "," : " ", cpus[i]);
+  }
+}
+
 static int start_workers(struct daemon *d)
 {
   d->empty_snapshot = nlb_snapshot_alloc(0, 0);
@@ -202,6 +248,7 @@ static int start_workers(struct daemon *d)
   }
   for (size_t i = 0; i < d->n_workers; i++)
     nlb_worker_set_peers(d->workers[i], d->workers, d->n_workers);
+  place_workers(d);
   return 0;
 }
 
@@ -272,8 +319,8 @@ int nlb_daemon_run(const char *config_path)
   uv_timer_init(&d.loop, &d.tick);
   d.tick.data = &d;
   uv_timer_start(&d.tick, on_tick, TICK_MS, TICK_MS);
-  nlb_log_event(NLB_LOG_INFO, "nlbd %s started: %zu workers, config %s",
-                PACKAGE_VERSION, d.n_workers, config_path);
+  nlb_log_event(NLB_LOG_INFO, "nlbd %s started: %zu workers %s, config %s",
+                PACKAGE_VERSION, d.n_workers, d.placement, config_path);
 
   uv_run(&d.loop, UV_RUN_DEFAULT);
   exit_code = 0;

@@ -281,7 +281,7 @@ static int flush(struct nlb_direction *dir, int dst)
  * Returns NLB_END_NONE or the cause that ends the flow. */
 static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
                               int src, int dst, bool src_ready, bool dst_ready,
-                              uint64_t *counter, bool upstream)
+                              bool src_fin, uint64_t *counter, bool upstream)
 {
   enum nlb_flow_end src_reset =
       upstream ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET;
@@ -309,9 +309,17 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
     flow->last_active_ms = loop_now(flow);
     if (flush(dir, dst) < 0)
       return dst_reset;
-    /* A short read drained the socket: poll will say when more comes. */
-    if (dir->pipe_read >= 0 ? n < PIPE_HIGH_WATER : n < NLB_BUFFER_SIZE)
+    /* A short read drained the socket: poll will say when more comes.
+     * If poll also saw the peer's FIN (EPOLLRDHUP), nothing more comes:
+     * the recv that would return 0 is spared. */
+    if (dir->pipe_read >= 0 ? n < PIPE_HIGH_WATER : n < NLB_BUFFER_SIZE) {
+      if (src_fin) {
+        dir->eof = true;
+        if (flow->end == NLB_END_NONE)
+          flow->end = upstream ? NLB_END_CLIENT_FIN : NLB_END_TARGET_FIN;
+      }
       break;
+    }
   }
   if (dir->eof && !dir->shut && pending_bytes(dir) == 0) {
     /* When the other way is done too, the close that follows sends the
@@ -331,12 +339,14 @@ static void update_interest(struct nlb_flow *flow)
 {
   uint32_t client = 0, target = 0;
 
+  /* EPOLLRDHUP only with EPOLLIN: level-triggered, a FIN already acted
+   * on would be reported for ever. */
   if (!flow->up.eof && pending_bytes(&flow->up) == 0)
-    client |= EPOLLIN;
+    client |= EPOLLIN | EPOLLRDHUP;
   if (pending_bytes(&flow->down) > 0)
     client |= EPOLLOUT;
   if (!flow->down.eof && pending_bytes(&flow->down) == 0)
-    target |= EPOLLIN;
+    target |= EPOLLIN | EPOLLRDHUP;
   if (pending_bytes(&flow->up) > 0)
     target |= EPOLLOUT;
   if (nlb_worker_watch(flow->worker, &flow->client_io, client) < 0 ||
@@ -348,25 +358,33 @@ static void update_interest(struct nlb_flow *flow)
  * every event the socket is watched for: the next recv or send says what
  * happened. */
 static void ready_events(const struct nlb_io *io, uint32_t revents,
-                         bool *readable, bool *writable)
+                         bool *readable, bool *writable, bool *fin)
 {
   if (revents & (EPOLLERR | EPOLLHUP))
     revents |= io->events;
   *readable = revents & EPOLLIN;
   *writable = revents & EPOLLOUT;
+  /* An error or hang-up is left to recv to tell apart from a FIN. */
+  *fin = (revents & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) == EPOLLRDHUP;
 }
 
-static void service(struct nlb_flow *flow, bool client_readable,
-                    bool client_writable, bool target_readable,
-                    bool target_writable)
+/* What poll said of each socket. */
+struct readiness {
+  bool client_readable, client_writable, client_fin;
+  bool target_readable, target_writable, target_fin;
+};
+
+static void service(struct nlb_flow *flow, const struct readiness *ready)
 {
   enum nlb_flow_end end;
 
   end = move(flow, &flow->up, flow->client_io.fd, flow->target_io.fd,
-             client_readable, target_writable, &flow->bytes_up, true);
+             ready->client_readable, ready->target_writable,
+             ready->client_fin, &flow->bytes_up, true);
   if (end == NLB_END_NONE)
     end = move(flow, &flow->down, flow->target_io.fd, flow->client_io.fd,
-               target_readable, client_writable, &flow->bytes_down, false);
+               ready->target_readable, ready->client_writable,
+               ready->target_fin, &flow->bytes_down, false);
   if (end != NLB_END_NONE) {
     finish(flow, end);
     return;
@@ -403,7 +421,7 @@ static void discard_until_eof(struct nlb_flow *flow)
 static void on_client_ready(struct nlb_io *io, uint32_t revents)
 {
   struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, client_io);
-  bool readable, writable;
+  struct readiness ready = {0};
 
   if (flow->closing)
     return;
@@ -411,8 +429,9 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
     discard_until_eof(flow);
     return;
   }
-  ready_events(io, revents, &readable, &writable);
-  service(flow, readable, writable, false, false);
+  ready_events(io, revents, &ready.client_readable, &ready.client_writable,
+               &ready.client_fin);
+  service(flow, &ready);
 }
 
 static void try_connect(struct nlb_flow *flow);
@@ -453,8 +472,8 @@ static void write_proxy_header(struct nlb_flow *flow)
                           &flow->client_addr.sa, &local.sa,
                           flow->route->endpoint_id);
   if (n < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "proxy v2 header for %s: %s",
-                  flow->target->name, strerror(-n));
+    nlb_log_event(NLB_LOG_ERROR, "proxy v2 header for target group %s: %s",
+                  flow->route->group->name, strerror(-n));
     finish(flow, NLB_END_CONNECT_FAILED);
     return;
   }
@@ -462,8 +481,14 @@ static void write_proxy_header(struct nlb_flow *flow)
   up->buffer_end = (uint32_t)n;
 }
 
-static void on_connected(struct nlb_flow *flow)
+/* client_may_have_more: whether the client was read since the last time
+ * it could have sent (false right after the optimistic send, which read
+ * it an instant ago: a recv now would most likely be wasted). */
+static void on_connected(struct nlb_flow *flow, bool client_may_have_more)
 {
+  struct readiness ready = {.client_readable = client_may_have_more,
+                            .target_writable = true};
+
   flow->established = true;
   flow->connected_ms = loop_now(flow);
   flow->last_active_ms = flow->connected_ms;
@@ -472,19 +497,14 @@ static void on_connected(struct nlb_flow *flow)
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&flow->target->counters.new_flows, 1,
                             memory_order_relaxed);
-  if (flow->route->group->proxy_protocol_v2) {
-    write_proxy_header(flow);
-    if (flow->closing)
-      return;
-  }
   /* Bytes the client sent while we connected are waiting: read them now. */
-  service(flow, true, false, false, true);
+  service(flow, &ready);
 }
 
 static void on_target_ready(struct nlb_io *io, uint32_t revents)
 {
   struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, target_io);
-  bool readable, writable;
+  struct readiness ready = {0};
 
   if (flow->closing)
     return;
@@ -496,11 +516,38 @@ static void on_target_ready(struct nlb_io *io, uint32_t revents)
       return;
     }
     if (revents & EPOLLOUT)
-      on_connected(flow);
+      on_connected(flow, true);
     return;
   }
-  ready_events(io, revents, &readable, &writable);
-  service(flow, false, false, readable, writable);
+  ready_events(io, revents, &ready.target_readable, &ready.target_writable,
+               &ready.target_fin);
+  service(flow, &ready);
+}
+
+/* Sends what the flow already holds for the target (the PROXY header and
+ * the client's first bytes) right after connect(), as HAProxy does. Where
+ * the handshake is done already (loopback, a near target), the send goes
+ * through: the connection is established, and the poll round that would
+ * have said so is spared. Otherwise send() says EAGAIN and the flow waits
+ * for EPOLLOUT; a refusal shows here as an error from send(). */
+static void send_optimistically(struct nlb_flow *flow)
+{
+  struct nlb_direction *up = &flow->up;
+  uint32_t unsent = up->buffer_end - up->buffer_start;
+
+  if (unsent > 0 && up->in_pipe == 0) {
+    int rc = flush(up, flow->target_io.fd);
+    if (rc < 0 && rc != -ENOTCONN) {
+      on_connect_failed(flow);
+      return;
+    }
+    if (up->buffer_end - up->buffer_start < unsent) {
+      on_connected(flow, false);
+      return;
+    }
+  }
+  if (nlb_worker_watch(flow->worker, &flow->target_io, EPOLLOUT) < 0)
+    finish(flow, NLB_END_LIMIT);
 }
 
 static void try_connect(struct nlb_flow *flow)
@@ -530,8 +577,7 @@ static void try_connect(struct nlb_flow *flow)
         errno == EINPROGRESS) {
       flow->target_io.fd = fd;
       flow->connect_started_ms = loop_now(flow);
-      if (nlb_worker_watch(flow->worker, &flow->target_io, EPOLLOUT) < 0)
-        finish(flow, NLB_END_LIMIT);
+      send_optimistically(flow);
       return;
     }
     close(fd);
@@ -557,6 +603,42 @@ static bool source_allowed(const struct nlb_route *route,
     if (nlb_cidr_contains(&route->allowed_sources[i], client))
       return true;
   return false;
+}
+
+/* Before connecting: the PROXY header, and whatever the client sent with
+ * its handshake (a client usually speaks first, and its request is there
+ * at accept), so both can go with the connect (send_optimistically). A
+ * server-speaks-first protocol costs one recv that says EAGAIN. */
+static void read_first_bytes(struct nlb_flow *flow)
+{
+  struct nlb_direction *up = &flow->up;
+  ssize_t n;
+
+  if (flow->route->group->proxy_protocol_v2) {
+    write_proxy_header(flow);
+    if (flow->closing)
+      return;
+  } else {
+    up->buffer = nlb_worker_get_buffer(flow->worker);
+    if (!up->buffer) {
+      finish(flow, NLB_END_LIMIT);
+      return;
+    }
+  }
+  do
+    n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
+             NLB_BUFFER_SIZE - up->buffer_end, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    up->buffer_end += (uint32_t)n;
+    flow->bytes_up += (uint64_t)n;
+  } else if (n < 0 && errno != EAGAIN) {
+    finish(flow, NLB_END_CLIENT_RESET);
+    return;
+  }
+  /* At EOF (n == 0) the client is read again once connected, and says so
+   * again then. */
+  trim_direction(flow, up);
 }
 
 void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
@@ -610,7 +692,9 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
     return;
   }
   flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
-  try_connect(flow);
+  read_first_bytes(flow);
+  if (!flow->closing)
+    try_connect(flow);
 }
 
 void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)

@@ -5,6 +5,7 @@ nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
 nlb_libnlb_a_SOURCES = \
 	nlb/addr.c \
 	nlb/config.c \
+	nlb/cpus.c \
 	nlb/daemon.c \
 	nlb/duration.c \
 	nlb/endpoints.c \
@@ -28,6 +29,7 @@ nlb_libnlb_a_SOURCES = \
 noinst_HEADERS += \
 	include/nlb/addr.h \
 	include/nlb/config.h \
+	include/nlb/cpus.h \
 	include/nlb/daemon.h \
 	include/nlb/duration.h \
 	include/nlb/endpoints.h \

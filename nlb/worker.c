@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,6 +483,15 @@ static void worker_main(void *arg)
         return;
     }
   }
+}
+
+int nlb_worker_pin(struct nlb_worker *worker, int cpu)
+{
+  cpu_set_t set;
+
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return -pthread_setaffinity_np(worker->thread, sizeof(set), &set);
 }
 
 struct nlb_worker *nlb_worker_start(unsigned index,

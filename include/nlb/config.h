@@ -105,6 +105,7 @@ struct nlb_config_network {
 struct nlb_config {
   char *path;
   unsigned workers; /* resolved: 0 in the file becomes the CPU count */
+  bool pin_workers; /* worker_cpu_affinity "auto": worker i on CPU i */
   uint64_t shutdown_timeout_ms;
 
   char *log_access; /* "stderr", "off" or a path */

@@ -21,6 +21,12 @@ struct nlb_worker;
 struct nlb_worker *nlb_worker_start(unsigned index,
                                     struct nlb_snapshot *snapshot);
 
+/* Keeps the worker's thread on one CPU: its flows' sockets, buffers and
+ * epoll set stay in that core's caches, and two workers are never queued
+ * on one core while the other idles. Returns 0 or a negative errno.
+ * Control thread. */
+int nlb_worker_pin(struct nlb_worker *worker, int cpu);
+
 /* Hands the worker a listening socket for the route with route_id; the
  * worker owns fd from here on. Control thread. */
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,

@@ -481,6 +481,50 @@ def test_workers_share_long_lived_flows():
     server.stop()
 
 
+def thread_cpus(pid):
+    """The CPUs each thread of pid may run on, as sets."""
+    cpus = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith("Cpus_allowed_list:"):
+                    allowed = set()
+                    for part in line.split()[1].split(","):
+                        lo, _, hi = part.partition("-")
+                        allowed.update(range(int(lo), int(hi or lo) + 1))
+                    cpus.append(allowed)
+    return cpus
+
+
+def test_workers_pinned_one_per_cpu():
+    """By default (worker_cpu_affinity "auto") worker i runs on the i-th
+    CPU the process may use, and the start event says so; "off" leaves
+    every thread free. Flows go through either way."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        raise Skip("needs 2 CPUs to pin 2 workers")
+    server = Server(named_handler("p"))
+    port = free_port()
+    body = config([server.address], port)
+    with CheckedNlbd(body) as nlbd:
+        nlbd.start(wait_port=port)
+        assert "2 workers pinned to CPUs %d,%d" % tuple(allowed[:2]) in \
+            nlbd.events(), nlbd.events()
+        pinned = [c for c in thread_cpus(nlbd.proc.pid) if len(c) == 1]
+        assert sorted(pinned, key=min) == [{allowed[0]}, {allowed[1]}], \
+            thread_cpus(nlbd.proc.pid)
+        assert ask_name(port) == "p"
+    with CheckedNlbd('worker_cpu_affinity = "off";\n' + body) as nlbd:
+        nlbd.start(wait_port=port)
+        assert "2 workers not pinned (worker_cpu_affinity \"off\")" in \
+            nlbd.events(), nlbd.events()
+        assert all(len(c) == len(allowed)
+                   for c in thread_cpus(nlbd.proc.pid)), \
+            thread_cpus(nlbd.proc.pid)
+        assert ask_name(port) == "p"
+    server.stop()
+
+
 def test_sigusr1_reopens_log_files():
     """logrotate moves the files, SIGUSR1 makes nlbd write new ones; lines
     written before stay in the moved files."""
@@ -839,6 +883,7 @@ if __name__ == "__main__":
         test_least_conn_prefers_fewer_open_flows,
         test_round_robin_respects_weights,
         test_workers_share_long_lived_flows,
+        test_workers_pinned_one_per_cpu,
         test_sigusr1_reopens_log_files,
         test_hostile_peers_leak_no_flow,
     ], timeout=60)

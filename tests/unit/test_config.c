@@ -5,6 +5,7 @@
 
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,10 +256,13 @@ static void test_config_minimal_defaults(void)
 {
   char *errors = NULL;
   struct nlb_config *cfg = load_text("workers = 0;\n", &errors);
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t allowed;
 
+  /* One worker per CPU the process may run on (taskset, cpusets), pinned. */
+  CU_ASSERT_EQUAL_FATAL(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
   CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
-  CU_ASSERT_EQUAL(cfg->workers, cpus > 0 ? (unsigned)cpus : 1u);
+  CU_ASSERT_EQUAL(cfg->workers, (unsigned)CPU_COUNT(&allowed));
+  CU_ASSERT_TRUE(cfg->pin_workers);
   CU_ASSERT_EQUAL(cfg->shutdown_timeout_ms, 30000);
   CU_ASSERT_STRING_EQUAL(cfg->log_access, "stderr");
   CU_ASSERT_STRING_EQUAL(cfg->log_events, "stderr");
@@ -271,6 +275,12 @@ static void test_config_minimal_defaults(void)
   nlb_config_free(cfg);
   free(errors);
   expect_ok("");
+
+  cfg = load_text("worker_cpu_affinity = \"off\";\n", &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_FALSE(cfg->pin_workers);
+  nlb_config_free(cfg);
+  free(errors);
 }
 
 static void test_config_durations_in_every_form(void)
@@ -507,6 +517,9 @@ static void test_config_bad_values(void)
   expect_error_at("log = { level = \"loud\"; };\n", 1,
                   "level must be debug, info, warn or error");
   expect_error_at("workers = \"two\";\n", 1, "'workers' must be an integer");
+  expect_error_at("workers = 2;\nworker_cpu_affinity = \"0-1\";\n", 2,
+                  "worker_cpu_affinity \"0-1\": expected \"auto\" or "
+                  "\"off\"");
   expect_error_at("target_groups = ( { name = \"bad name\"; } );\n", 1,
                   "must be 1-63 letters");
   expect_error_at("target_groups = ( { algorithm = \"maglev\"; } );\n", 1,
