@@ -11,13 +11,16 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nlbtest import (Nlbd, Server, Skip, can_connect, echo_handler,  # noqa
-                     free_port, named_handler, recv_exact, recv_line, run,
+                     TOP_SRCDIR, free_port, named_handler, recv_exact,
+                     recv_line, run,
                      wait_until)
 
 MIB = 1024 * 1024
@@ -359,6 +362,51 @@ def test_refusing_target_every_connection_succeeds():
         assert retried, "the refusing target was never tried"
     for s in servers:
         s.stop()
+
+
+def test_refused_connect_resends_header_and_first_bytes():
+    """With a PROXY v2 group, a flow always holds bytes for the target
+    before it connects (the header, then what the client sent), and nlbd
+    sends them right after connect(). When that send finds the target
+    refusing, the retry to the next target carries the same header and
+    bytes: 200 flows over a refusing target and a strict PROXY v2 receiver
+    all echo intact, each with its own client address in the header."""
+    receiver_log = os.path.join(tempfile.mkdtemp(prefix="nlbtest-pp-"),
+                                "receiver.jsonl")
+    receiver = subprocess.Popen(
+        [sys.executable, os.path.join(TOP_SRCDIR, "tests", "tools",
+                                      "ppv2_receiver.py"),
+         "--listen", "127.0.0.1:0", "--log", receiver_log],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        line = receiver.stdout.readline()
+        assert line.startswith("ready "), line
+        good = "127.0.0.1:%d" % int(line.split()[1])
+        dead = "127.0.0.1:%d" % free_port()
+        port = free_port()
+        body = config([dead, good], port, group='proxy_protocol = "v2";')
+        with CheckedNlbd(body) as nlbd:
+            nlbd.start(wait_port=port)
+            mark = nlbd.access_mark()
+            sources = set()
+            for i in range(200):
+                with connect(port, timeout=5) as s:
+                    s.sendall(b"flow %d\n" % i)
+                    assert recv_line(s) == "flow %d\n" % i
+                    sources.add("127.0.0.1:%d" % s.getsockname()[1])
+            lines = nlbd.wait_access_since(mark, 200)
+            retried = [l for l in lines if access_fields(l)["retries"] != "0"]
+            assert retried, "the refusing target was never tried"
+            assert all(access_fields(l)["target"] == good for l in lines)
+        records = [json.loads(l) for l in open(receiver_log) if l.strip()]
+        flows = [r for r in records if r["command"] == "PROXY"]
+        assert all(r["error"] is None for r in records), records[:3]
+        assert sources <= {r["src"] for r in flows}, (len(sources),
+                                                      len(flows))
+    finally:
+        receiver.terminate()
+        receiver.wait(5)
+        receiver.stdout.close()
 
 
 # --- signals -------------------------------------------------------------
@@ -872,6 +920,7 @@ if __name__ == "__main__":
         test_idle_timeout_closes_flow,
         test_busy_flow_outlives_idle_timeout,
         test_refusing_target_every_connection_succeeds,
+        test_refused_connect_resends_header_and_first_bytes,
         test_sighup_adds_target_without_losing_flows,
         test_sighup_changes_groups_and_listeners,
         test_sigterm_drains_open_flow,
