@@ -1151,8 +1151,12 @@ static void log_ssl_error(struct api_server *server, const char *what)
   ERR_clear_error();
 }
 
-static int tls_setup(struct api_server *server, const struct api_settings *s)
+/* A TLS context for the certificate and key files of s, in *out (NULL
+ * when s asks for no TLS). Returns 0 or a negative errno (logged). */
+static int tls_context_new(struct api_server *server,
+                           const struct api_settings *s, SSL_CTX **out)
 {
+  *out = NULL;
   if (s->tls_cert == NULL && s->tls_key == NULL)
     return 0;
   if (s->tls_cert == NULL || s->tls_key == NULL) {
@@ -1179,8 +1183,38 @@ static int tls_setup(struct api_server *server, const struct api_settings *s)
     return -EINVAL;
   }
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn_select, NULL);
-  server->ssl_ctx = ctx;
+  *out = ctx;
   return 0;
+}
+
+/* On reload, certificate and key files are read again (a renewed
+ * certificate at the same paths is the usual case). New connections get
+ * the new context; open ones keep theirs (each SSL holds a reference to
+ * its context). A file that does not load leaves the old context in use.
+ * Turning TLS on or off changes what the listener speaks: that takes a
+ * restart, like api.listen. */
+static void tls_reload(struct api_server *server, const struct api_settings *s)
+{
+  SSL_CTX *fresh = NULL;
+
+  if (server->ssl_ctx == NULL) {
+    if (s->tls_cert != NULL)
+      api_log(server, 2, "api: reload: 'api.tls' was added; this takes a "
+                         "restart, still serving h2c");
+    return;
+  }
+  if (s->tls_cert == NULL) {
+    api_log(server, 2, "api: reload: 'api.tls' was removed; this takes a "
+                       "restart, still serving TLS");
+    return;
+  }
+  if (tls_context_new(server, s, &fresh) < 0) {
+    api_log(server, 2, "api: reload: keeping the TLS certificate in use");
+    return;
+  }
+  SSL_CTX_free(server->ssl_ctx);
+  server->ssl_ctx = fresh;
+  api_log(server, 1, "api: TLS certificate reloaded from %s", s->tls_cert);
 }
 
 static void on_failed_listener_close(uv_handle_t *handle)
@@ -1233,7 +1267,7 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   if (r != 0)
     goto fail_free_server;
   server->n_principals = s->n_principals;
-  r = tls_setup(server, s);
+  r = tls_context_new(server, s, &server->ssl_ctx);
   if (r != 0)
     goto fail_free_principals;
 
@@ -1317,6 +1351,7 @@ int api_server_reload(struct api_server *server, const struct api_settings *s)
   server->principals = principals;
   server->n_principals = s->n_principals;
   take_settings(server, s);
+  tls_reload(server, s);
   NLB_LIST_FOREACH_SAFE(pos, tmp, &server->conns)
   conn_goaway(NLB_CONTAINER_OF(pos, struct api_conn, link), 0);
   api_log(server, 1, "api: reloaded, %zu principals", s->n_principals);

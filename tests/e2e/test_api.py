@@ -659,6 +659,49 @@ def test_story_against_nlbd():
             assert token(name) not in api.log()
 
 
+def _served_certificate(port):
+    """The DER certificate a new TLS connection to port is shown."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def test_sighup_reloads_tls_certificate():
+    """A certificate renewed at the same paths is served to new connections
+    after SIGHUP; a certificate file that does not load leaves the one in
+    use serving, with a warning."""
+    need("curl", "openssl")
+    with NlbdApi(tls=True) as api:
+        cert = os.path.join(api.dir, "cert.pem")
+        key = os.path.join(api.dir, "key.pem")
+        first = _served_certificate(api.port)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2",
+             "-subj", "/CN=renewed.localhost"], check=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api.signal(signal.SIGHUP)
+        nlbtest.wait_until(lambda: "TLS certificate reloaded" in api.log(),
+                           what="the certificate reload")
+        second = _served_certificate(api.port)
+        assert second != first
+        assert api.call("GET", "/healthz")[0] == 200
+
+        with open(cert, "w") as f:
+            f.write("not a certificate\n")
+        api.signal(signal.SIGHUP)
+        nlbtest.wait_until(
+            lambda: "keeping the TLS certificate in use" in api.log(),
+            what="the refused certificate reload")
+        assert _served_certificate(api.port) == second
+        assert api.call("GET", "/healthz")[0] == 200
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_provider_consumer_story,
@@ -675,4 +718,5 @@ if __name__ == "__main__":
         test_many_concurrent_streams,
         test_reload_and_shutdown_send_goaway,
         test_story_against_nlbd,
+        test_sighup_reloads_tls_certificate,
     ], timeout=90)
