@@ -86,7 +86,9 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
 /* Appends one JSON line per event visible to actor with seq > *cursor to
  * *buf (malloc'd/realloc'd, *len bytes), at most limit events read from the
  * registry; advances *cursor past every event read, visible or not.
- * Returns the number of events read (0: none yet), or a negative errno. */
+ * Returns the number of events read (0: none yet), -ESTALE when events
+ * after *cursor were pruned (the reader lagged behind event_retention), or
+ * another negative errno. */
 int api_events_read(struct api_server *server, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len);
 

@@ -860,7 +860,15 @@ int api_events_read(struct api_server *server, const struct reg_actor *actor,
 {
   struct reg_event *events = NULL;
   size_t n = 0;
-  int r = reg_events_after(server->registry, *cursor, limit, &events, &n);
+  uint64_t first;
+  int r = reg_first_seq(server->registry, &first);
+  if (r != 0)
+    return r;
+  /* Events after the cursor were pruned while this reader lagged: it
+   * cannot be given a complete sequence any more. */
+  if (*cursor + 1 < first)
+    return -ESTALE;
+  r = reg_events_after(server->registry, *cursor, limit, &events, &n);
   if (r != 0)
     return r;
   for (size_t i = 0; i < n; i++) {
@@ -910,6 +918,22 @@ static void events(const struct api_request *req, struct api_response *resp)
         errno != 0) {
       api_respond_error(resp, 400, "InvalidValue",
                         "after: must be an event sequence number");
+      return;
+    }
+    uint64_t first;
+    if (reg_first_seq(req->server->registry, &first) != 0) {
+      api_respond_error(resp, 500, "Internal", "cannot read the event log");
+      return;
+    }
+    if (after + 1 < first) {
+      /* Like a Kubernetes watch on a compacted revision: the client must
+       * read the current state again, then follow from there. */
+      api_respond_error(resp, 410, "EventsPruned",
+                        "events after %llu are no longer kept "
+                        "(registry.event_retention); the oldest kept is %llu: "
+                        "read the current state, then follow with after=%llu",
+                        (unsigned long long)after, (unsigned long long)first,
+                        (unsigned long long)(first - 1));
       return;
     }
   }

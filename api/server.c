@@ -342,6 +342,12 @@ static ssize_t on_read_body(nghttp2_session *session, int32_t stream_id,
     for (;;) {
       int r = api_events_read(c->server, &s->actor, &s->events_cursor,
                               EVENTS_BATCH, &s->out, &s->out_len);
+      if (r == -ESTALE) {
+        /* The reader fell behind event_retention: end the stream; asking
+         * again with its last seq gets a 410 that says why. */
+        s->events_ended = true;
+        break;
+      }
       if (r < 0) {
         api_log(c->server, 3, "api: cannot read events: %s", strerror(-r));
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

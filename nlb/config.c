@@ -362,11 +362,13 @@ static void load_api(struct loader *ld, const config_setting_t *root,
 static void load_registry(struct loader *ld, const config_setting_t *root,
                           struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"path", "pending_expiry", NULL};
+  static const char *const keys[] = {"path", "pending_expiry",
+                                     "event_retention", NULL};
   const config_setting_t *reg = member_of(root, "registry");
   const char *path = NULL;
 
   cfg->registry_pending_expiry_ms = 7ull * 24 * 3600 * 1000;
+  cfg->registry_event_retention_ms = 7ull * 24 * 3600 * 1000;
   if (!reg)
     return;
   if (!config_setting_is_group(reg)) {
@@ -382,6 +384,9 @@ static void load_registry(struct loader *ld, const config_setting_t *root,
   cfg->registry_path = dup_or_die(path);
   get_duration(ld, reg, "pending_expiry", 1000, UINT64_C(10) * 365 * 86400000,
                &cfg->registry_pending_expiry_ms);
+  get_duration(ld, reg, "event_retention", 1000,
+               UINT64_C(10) * 365 * 86400000,
+               &cfg->registry_event_retention_ms);
 }
 
 static void load_principals(struct loader *ld, const config_setting_t *root,

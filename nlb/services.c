@@ -14,6 +14,14 @@
 /* Pending endpoints are checked for expiry this often. */
 #define EXPIRY_CHECK_MS 10000
 
+/* Old events are pruned at most this many per transaction, so the control
+ * loop never stalls on a large backlog; a full batch is followed by the
+ * next one at the next tick. */
+#define PRUNE_BATCH 10000
+/* ...and checked for this often (or every retention/2 if that is less,
+ * but not more often than once a second). */
+#define PRUNE_CHECK_MAX_MS 60000
+
 struct nlb_services {
   uv_loop_t *loop;
   struct nlb_router *router;
@@ -22,6 +30,8 @@ struct nlb_services {
   struct nlb_endpoints *endpoints;
   struct api_server *api;
   uint64_t last_expiry_check_ms;
+  uint64_t event_retention_ms;
+  uint64_t next_prune_ms;
 };
 
 /* The registry's view of the config: borrowed strings, arrays owned here
@@ -247,6 +257,7 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
     return -ENOMEM;
   services->loop = loop;
   services->router = router;
+  services->event_retention_ms = cfg->registry_event_retention_ms;
   services->health = health;
   if (cfg->has_registry) {
     rc = build_view(cfg, &view);
@@ -304,6 +315,8 @@ void nlb_services_reload(struct nlb_services *services,
   struct reg_view view;
   struct reg_error reg_err = {0};
 
+  services->event_retention_ms = cfg->registry_event_retention_ms;
+  services->next_prune_ms = 0;
   if (services->reg && build_view(cfg, &view) == 0) {
     if (reg_reload(services->reg, &view.cfg, &reg_err) < 0)
       nlb_log_event(NLB_LOG_ERROR, "reload: registry keeps its old config: %s",
@@ -324,22 +337,51 @@ void nlb_services_reload(struct nlb_services *services,
   }
 }
 
+/* The registry keeps wall-clock times. */
+static int64_t wall_ms(void)
+{
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  return (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+}
+
+static void prune_events(struct nlb_services *services, uint64_t now_ms)
+{
+  uint64_t interval = services->event_retention_ms / 2;
+  size_t removed = 0;
+  int rc;
+
+  if (now_ms < services->next_prune_ms)
+    return;
+  if (interval > PRUNE_CHECK_MAX_MS)
+    interval = PRUNE_CHECK_MAX_MS;
+  if (interval < 1000)
+    interval = 1000;
+  rc = reg_events_prune(services->reg,
+                        wall_ms() - (int64_t)services->event_retention_ms,
+                        PRUNE_BATCH, &removed);
+  if (rc < 0)
+    nlb_log_event(NLB_LOG_ERROR, "registry: cannot prune old events: %s",
+                  strerror(-rc));
+  else if (removed > 0)
+    nlb_log_event(NLB_LOG_INFO,
+                  "registry: pruned %zu events older than event_retention",
+                  removed);
+  services->next_prune_ms = removed == PRUNE_BATCH ? now_ms : now_ms + interval;
+}
+
 void nlb_services_tick(struct nlb_services *services, uint64_t now_ms)
 {
   size_t expired = 0;
   if (services->endpoints)
     nlb_endpoints_tick(services->endpoints, now_ms);
-  if (!services->reg ||
-      now_ms - services->last_expiry_check_ms < EXPIRY_CHECK_MS)
+  if (!services->reg)
+    return;
+  prune_events(services, now_ms);
+  if (now_ms - services->last_expiry_check_ms < EXPIRY_CHECK_MS)
     return;
   services->last_expiry_check_ms = now_ms;
-  /* The registry keeps wall-clock times. */
-  struct timespec wall;
-  clock_gettime(CLOCK_REALTIME, &wall);
-  if (reg_expire_pending(services->reg,
-                         wall.tv_sec * 1000 + wall.tv_nsec / 1000000,
-                         &expired) == 0 &&
-      expired)
+  if (reg_expire_pending(services->reg, wall_ms(), &expired) == 0 && expired)
     nlb_log_event(NLB_LOG_INFO, "%zu pending endpoints expired", expired);
 }
 

@@ -1952,6 +1952,32 @@ int reg_last_seq(struct reg *reg, uint64_t *seq)
   return reg->ops->last_seq(reg->store, seq);
 }
 
+int reg_first_seq(struct reg *reg, uint64_t *seq)
+{
+  return reg->ops->first_seq(reg->store, seq);
+}
+
+int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
+                     size_t *removed)
+{
+  size_t n = 0;
+  int r;
+
+  if (removed)
+    *removed = 0;
+  if ((r = tx_begin(reg, true, NULL)) < 0)
+    return r;
+  if ((r = reg->ops->events_prune(reg->store, before_ms, limit, &n)) < 0) {
+    tx_abort(reg);
+    return r;
+  }
+  if ((r = tx_commit(reg, NULL)) < 0)
+    return r;
+  if (removed)
+    *removed = n;
+  return 0;
+}
+
 bool reg_event_visible(const struct reg_event *event,
                        const struct reg_actor *actor)
 {

@@ -63,6 +63,8 @@ static const char *const migrations[] = {
     "  consumer TEXT NOT NULL,"
     "  state TEXT NOT NULL,"
     "  reason TEXT NOT NULL DEFAULT '');",
+    /* 1 -> 2: events are pruned by age (registry.event_retention). */
+    "CREATE INDEX events_time ON events(time);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -109,6 +111,9 @@ enum stmt_id {
   EV_INSERT,
   EV_AFTER,
   EV_LAST,
+  EV_FIRST,
+  EV_KEEP_FROM,
+  EV_PRUNE,
   N_STMTS,
 };
 
@@ -179,7 +184,13 @@ static const char *const stmt_sql[N_STMTS] = {
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [EV_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1"
                  " ORDER BY seq LIMIT ?2",
-    [EV_LAST] = "SELECT coalesce(max(seq), 0) FROM events",
+    /* AUTOINCREMENT's own counter: pruning every event must not bring seq
+     * back to 0. */
+    [EV_LAST] = "SELECT coalesce((SELECT seq FROM sqlite_sequence"
+                " WHERE name = 'events'), 0)",
+    [EV_FIRST] = "SELECT min(seq) FROM events",
+    [EV_KEEP_FROM] = "SELECT min(seq) FROM events WHERE time >= ?1",
+    [EV_PRUNE] = "DELETE FROM events WHERE seq < ?1",
 };
 
 struct reg_store {
@@ -982,6 +993,75 @@ static int store_last_seq(struct reg_store *store, uint64_t *seq)
   return rc == SQLITE_ROW ? 0 : fail(store, rc);
 }
 
+/* One integer column of a one-row statement; *null_out says it was NULL. */
+static int step_int64(struct reg_store *store, sqlite3_stmt *stmt,
+                      int64_t *value, bool *null_out)
+{
+  int rc = sqlite3_step(stmt);
+
+  if (rc == SQLITE_ROW) {
+    *null_out = sqlite3_column_type(stmt, 0) == SQLITE_NULL;
+    *value = sqlite3_column_int64(stmt, 0);
+  }
+  sqlite3_reset(stmt);
+  return rc == SQLITE_ROW ? 0 : fail(store, rc);
+}
+
+static int store_first_seq(struct reg_store *store, uint64_t *seq)
+{
+  int64_t first;
+  bool none;
+  int r = step_int64(store, stmt_get(store, EV_FIRST), &first, &none);
+
+  if (r < 0)
+    return r;
+  if (!none) {
+    *seq = (uint64_t)first;
+    return 0;
+  }
+  if ((r = store_last_seq(store, seq)) < 0)
+    return r;
+  *seq += 1;
+  return 0;
+}
+
+static int store_events_prune(struct reg_store *store, int64_t before_ms,
+                              size_t limit, size_t *removed)
+{
+  sqlite3_stmt *keep = stmt_get(store, EV_KEEP_FROM);
+  sqlite3_stmt *prune = stmt_get(store, EV_PRUNE);
+  uint64_t first, keep_from;
+  int64_t value;
+  bool none;
+  int r, rc;
+
+  *removed = 0;
+  if ((r = store_first_seq(store, &first)) < 0)
+    return r;
+  sqlite3_bind_int64(keep, 1, before_ms);
+  if ((r = step_int64(store, keep, &value, &none)) < 0)
+    return r;
+  if (none) {
+    /* Every event is older: all go. */
+    if ((r = store_last_seq(store, &keep_from)) < 0)
+      return r;
+    keep_from += 1;
+  } else {
+    keep_from = (uint64_t)value;
+  }
+  if (keep_from > first + limit)
+    keep_from = first + limit;
+  if (keep_from <= first)
+    return 0;
+  sqlite3_bind_int64(prune, 1, (sqlite3_int64)keep_from);
+  rc = sqlite3_step(prune);
+  sqlite3_reset(prune);
+  if (rc != SQLITE_DONE)
+    return fail(store, rc);
+  *removed = (size_t)sqlite3_changes(store->db);
+  return 0;
+}
+
 const struct reg_store_ops reg_store_sqlite = {
     .name = "sqlite",
     .open = store_open,
@@ -1007,5 +1087,7 @@ const struct reg_store_ops reg_store_sqlite = {
     .pending_before = store_pending_before,
     .event_append = store_event_append,
     .events_after = store_events_after,
+    .first_seq = store_first_seq,
+    .events_prune = store_events_prune,
     .last_seq = store_last_seq,
 };

@@ -122,6 +122,7 @@ struct nlb_config {
   bool has_registry;
   char *registry_path;
   uint64_t registry_pending_expiry_ms;
+  uint64_t registry_event_retention_ms; /* events older than this go */
 
   struct nlb_config_principal *principals;
   size_t n_principals;

@@ -92,6 +92,13 @@ struct reg_store_ops {
   int (*events_after)(struct reg_store *store, uint64_t after, size_t limit,
                       struct reg_event **out, size_t *n);
   int (*last_seq)(struct reg_store *store, uint64_t *seq);
+  /* The lowest seq still stored; last_seq + 1 when none is. */
+  int (*first_seq)(struct reg_store *store, uint64_t *seq);
+  /* Deletes the oldest events, a prefix in seq order: those before the
+   * first event at or after before_ms, at most limit of them. *removed
+   * gets the count. */
+  int (*events_prune)(struct reg_store *store, int64_t before_ms,
+                      size_t limit, size_t *removed);
 };
 
 /* The SQLite store (registry/store_sqlite.c). location is a file path. */

@@ -78,7 +78,7 @@
 
 /* Schema version the store's migrations bring a database to
  * (PRAGMA user_version for SQLite). */
-#define REG_SCHEMA_VERSION 1
+#define REG_SCHEMA_VERSION 2
 
 enum reg_role {
   REG_ROLE_OPERATOR = 0,
@@ -454,8 +454,21 @@ int reg_available_endpoints(struct reg *reg, struct reg_endpoint **out,
 int reg_events_after(struct reg *reg, uint64_t after, size_t limit,
                      struct reg_event **out, size_t *n);
 
-/* The highest seq committed so far (0 if none). */
+/* The highest seq committed so far (0 if none); pruning does not lower
+ * it. */
 int reg_last_seq(struct reg *reg, uint64_t *seq);
+
+/* The lowest seq still kept (last seq + 1 when none is): a reader whose
+ * cursor is below this minus one has missed pruned events. */
+int reg_first_seq(struct reg *reg, uint64_t *seq);
+
+/* Deletes events recorded before before_ms (wall clock), oldest first and
+ * only as a prefix (an older event is never kept while a newer one goes,
+ * even if the clock stepped back), at most limit in one transaction.
+ * *removed (may be NULL) gets the count. The control loop calls this
+ * periodically (registry.event_retention). */
+int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
+                     size_t *removed);
 
 /* True when actor may see event: operators all, providers their services',
  * consumers their endpoints'. For the API's event stream. */

@@ -303,7 +303,7 @@ def parse_prometheus(text):
 
 NLBD_CFG = """shutdown_timeout = "2s";
 api = { listen = "127.0.0.1:%(api)d"; %(tls)s };
-registry = { path = "%(dir)s/registry.db"; };
+registry = { path = "%(dir)s/registry.db"; %(registry_extra)s };
 principals = (
 %(principals)s
 );
@@ -330,7 +330,7 @@ class NlbdApi(ApiServer):
     above: the principals of PRINCIPALS, an echo backend behind
     payments-lb)."""
 
-    def __init__(self, tls=False):
+    def __init__(self, tls=False, registry_extra=""):
         import hashlib
         from nlbtest import NLBD, Nlbd, Server, echo_handler, free_port
         if not os.path.exists(NLBD):
@@ -357,6 +357,7 @@ class NlbdApi(ApiServer):
             for name, role in PRINCIPALS)
         config = NLBD_CFG % {
             "api": self.port, "tls": tls_text, "dir": self.dir,
+            "registry_extra": registry_extra,
             "principals": principals, "backend": self.backend.port,
             "lb": self.lb_port, "lb2": free_port()}
         self.nlbd = Nlbd(config)

@@ -702,6 +702,29 @@ def test_sighup_reloads_tls_certificate():
         assert api.call("GET", "/healthz")[0] == 200
 
 
+def test_event_retention_prunes_and_410():
+    """registry.event_retention: old events are pruned; asking for events
+    after a pruned one answers 410 EventsPruned naming the oldest kept;
+    seq keeps counting after the prune."""
+    import re
+    need("curl")
+    with NlbdApi(registry_extra='event_retention = "1s";') as api:
+        create_service(api)
+        create_endpoint(api)
+        nlbtest.wait_until(lambda: "registry: pruned" in api.log(),
+                           timeout=10, what="old events pruned")
+        err = api.error("GET", "/v1/events?after=0", "ops", status=410,
+                        code="EventsPruned")
+        oldest = int(re.search(r"the oldest kept is (\d+)",
+                               err["message"]).group(1))
+        assert oldest >= 2, err
+        events = EventStream(api, "ops", after=oldest - 1)
+        second = create_endpoint(api)
+        got = events.next()
+        assert got["seq"] >= oldest and got["endpoint_id"] == second["id"], \
+            got
+        events.close()
+
 if __name__ == "__main__":
     nlbtest.run([
         test_provider_consumer_story,
@@ -719,4 +742,5 @@ if __name__ == "__main__":
         test_reload_and_shutdown_send_goaway,
         test_story_against_nlbd,
         test_sighup_reloads_tls_certificate,
+        test_event_retention_prunes_and_410,
     ], timeout=90)

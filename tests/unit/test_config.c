@@ -501,6 +501,9 @@ static void test_config_bad_values(void)
 {
   expect_error_at("\nshutdown_timeout = \"10 seconds\";\n", 2,
                   "bad duration \"10 seconds\"");
+  expect_error_at("registry = { path = \"/tmp/r.db\";\n"
+                  "  event_retention = \"forever\"; };\n",
+                  2, "bad duration \"forever\"");
   expect_error_at(TG("    algorithm = \"random\";\n"), 3,
                   "algorithm must be maglev, round_robin or least_conn");
   expect_error_at(TG("    proxy_protocol = \"v1\";\n"), 3,

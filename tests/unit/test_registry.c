@@ -179,6 +179,22 @@ static void test_registry_schema_version(void)
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
   CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(stmt, 0), "wal");
   sqlite3_finalize(stmt);
+  /* A version 1 store (no events_time index) is migrated when opened. */
+  reg_close(reg);
+  CU_ASSERT_EQUAL(sqlite3_exec(db,
+                               "DROP INDEX events_time;"
+                               "PRAGMA user_version = 1",
+                               NULL, NULL, NULL),
+                  SQLITE_OK);
+  CU_ASSERT_EQUAL_FATAL(reg_open(&reg, path, &config, NULL), 0);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), REG_SCHEMA_VERSION);
+  sqlite3_prepare_v2(db,
+                     "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                     " AND name = 'events_time'",
+                     -1, &stmt, NULL);
+  CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
+  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 1);
+  sqlite3_finalize(stmt);
   /* A database from a newer nlb is refused. */
   sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
   sqlite3_close(db);
@@ -1026,6 +1042,77 @@ static void test_registry_events(void)
   close_fresh();
 }
 
+static int64_t wall_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(long ms)
+{
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* registry.event_retention: old events go oldest first, in bounded
+ * batches; seq keeps counting (across a restart too); the first seq kept
+ * tells a reader what it missed. */
+static void test_registry_events_prune(void)
+{
+  struct reg_event *ev;
+  char svc[REG_ID_BUF], ep[REG_ID_BUF];
+  uint64_t first, last;
+  int64_t mid;
+  size_t n, removed;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(reg_first_seq(reg, &first), 0);
+  CU_ASSERT_EQUAL(first, 1); /* none yet: the next one */
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  pause_ms(20);
+  mid = wall_now_ms();
+  pause_ms(20);
+  for (int i = 0; i < 2; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+
+  CU_ASSERT_EQUAL(reg_events_prune(reg, 0, 100, &removed), 0);
+  CU_ASSERT_EQUAL(removed, 0);
+  CU_ASSERT_EQUAL(reg_events_prune(reg, mid, 100, &removed), 0);
+  CU_ASSERT_EQUAL(removed, 1);
+  CU_ASSERT_EQUAL(reg_first_seq(reg, &first), 0);
+  CU_ASSERT_EQUAL(first, 2);
+  CU_ASSERT_EQUAL(reg_events_after(reg, 0, 10, &ev, &n), 0);
+  CU_ASSERT(n == 2 && ev[0].seq == 2 && ev[1].seq == 3);
+  free(ev);
+
+  /* A batch limit holds. */
+  CU_ASSERT_EQUAL(reg_events_prune(reg, wall_now_ms() + 60000, 1, &removed),
+                  0);
+  CU_ASSERT_EQUAL(removed, 1);
+  CU_ASSERT_EQUAL(reg_first_seq(reg, &first), 0);
+  CU_ASSERT_EQUAL(first, 3);
+
+  /* All gone: seq does not start again. */
+  CU_ASSERT_EQUAL(reg_events_prune(reg, wall_now_ms() + 60000, 100, &removed),
+                  0);
+  CU_ASSERT_EQUAL(removed, 1);
+  CU_ASSERT_EQUAL(reg_last_seq(reg, &last), 0);
+  CU_ASSERT_EQUAL(last, 3);
+  CU_ASSERT_EQUAL(reg_first_seq(reg, &first), 0);
+  CU_ASSERT_EQUAL(first, 4);
+  reopen();
+  CU_ASSERT_EQUAL(reg_last_seq(reg, &last), 0);
+  CU_ASSERT_EQUAL(last, 3);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(reg_events_after(reg, 0, 10, &ev, &n), 0);
+  CU_ASSERT(n == 1 && ev[0].seq == 4);
+  free(ev);
+  CU_ASSERT_EQUAL(reg_first_seq(reg, &first), 0);
+  CU_ASSERT_EQUAL(first, 4);
+}
+
 static void test_registry_reopen(void)
 {
   struct reg_service s;
@@ -1221,6 +1308,7 @@ int main(void)
       NLB_UNIT_CASE(test_registry_same_address_two_networks),
       NLB_UNIT_CASE(test_registry_expiry),
       NLB_UNIT_CASE(test_registry_events),
+      NLB_UNIT_CASE(test_registry_events_prune),
       NLB_UNIT_CASE(test_registry_reopen),
       NLB_UNIT_CASE(test_registry_endpoint_modify),
       NLB_UNIT_CASE(test_registry_reload),
