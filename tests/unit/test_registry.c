@@ -1111,6 +1111,7 @@ static void test_registry_events_prune(void)
   free(ev);
   CU_ASSERT_EQUAL(reg_first_seq(reg, &first), 0);
   CU_ASSERT_EQUAL(first, 4);
+  close_fresh();
 }
 
 static void test_registry_reopen(void)
