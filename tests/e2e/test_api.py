@@ -500,6 +500,49 @@ def test_garbage_and_protocol_errors():
         assert api.call("GET", "/healthz")[0] == 200
 
 
+def _frame(ftype, flags, stream, payload=b""):
+    return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) +
+            struct.pack(">I", stream) + payload)
+
+
+# GET / over http with :authority x, as HPACK: three static-table entries
+# and one literal without indexing.
+GET_BLOCK = b"\x82\x86\x84\x01\x01x"
+
+
+def test_rapid_reset_and_continuation_flood():
+    """The two HTTP/2 floods of 2023-2024, from raw sockets: HEADERS then
+    RST_STREAM 3,000 times (CVE-2023-44487, "rapid reset"), and a header
+    block that never ends, sent as endless CONTINUATION frames
+    (CVE-2024-28182). Each connection gets a GOAWAY and is closed (the
+    libnghttp2 we build on has both limits: Debian's 1.52.0-1+deb12u1 and
+    deb12u2); the server serves everyone else meanwhile."""
+    need("curl")
+
+    def resets(n):
+        return b"".join(_frame(1, 0x5, sid, GET_BLOCK) +
+                        _frame(3, 0, sid, struct.pack(">I", 8))
+                        for sid in range(1, 2 * n, 2))
+
+    def continuations(n):
+        return _frame(1, 0x1, 1, GET_BLOCK) + b"".join(
+            _frame(9, 0, 1) for _ in range(n))
+
+    with ApiServer() as api:
+        # Below the limits a connection stays (these are limits, not a
+        # reaction to any odd frame)...
+        for few in (resets(100), continuations(5)):
+            _, closed = _raw(api, PREFACE + EMPTY_SETTINGS + few, wait=1.5)
+            assert not closed
+        # ...past them it gets a GOAWAY and is closed.
+        for flood in (resets(3000), continuations(200)):
+            data, closed = _raw(api, PREFACE + EMPTY_SETTINGS + flood, wait=5)
+            assert closed, "a flooding client kept its connection"
+            assert any(f[0] == 7 for f in _frames(data)), "no GOAWAY"
+            assert api.alive()
+            assert api.call("GET", "/healthz")[0] == 200
+
+
 def test_huge_headers_and_slow_clients():
     need("curl")
     with ApiServer(extra=["--request-timeout-ms", "1000",
@@ -737,6 +780,7 @@ if __name__ == "__main__":
         test_audit_log_never_holds_tokens,
         test_tls_story,
         test_garbage_and_protocol_errors,
+        test_rapid_reset_and_continuation_flood,
         test_huge_headers_and_slow_clients,
         test_many_concurrent_streams,
         test_reload_and_shutdown_send_goaway,
