@@ -148,7 +148,8 @@ def ns_refused(name, host, port, source=None):
 def ns_denied(name, host, port, source, within=1.0):
     """Connects inside namespace NAME from source and expects a reset at
     accept: on loopback the RST may already be there when connect()
-    returns, or come with the first read. Returns the client port."""
+    returns, when the request is sent, or with the first read. Returns the
+    client port."""
     def fn():
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((source, 0))
@@ -156,10 +157,10 @@ def ns_denied(name, host, port, source, within=1.0):
         s.settimeout(5)
         try:
             s.connect((host, port))
-        except ConnectionResetError:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        except (ConnectionResetError, BrokenPipeError):
             s.close()
             return client_port
-        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
         expect_reset(s, within)
         return client_port
     return in_netns(name, fn)
