@@ -424,6 +424,8 @@ static void discard_until_eof(struct nlb_flow *flow)
   }
 }
 
+static void read_while_connecting(struct nlb_flow *flow);
+
 static void on_client_ready(struct nlb_io *io, uint32_t revents)
 {
   struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, client_io);
@@ -433,6 +435,10 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
     return;
   if (flow->refusing) {
     discard_until_eof(flow);
+    return;
+  }
+  if (!flow->established) {
+    read_while_connecting(flow);
     return;
   }
   ready_events(io, revents, &ready.client_readable, &ready.client_writable,
@@ -453,6 +459,7 @@ static void on_connect_failed(struct nlb_flow *flow)
   atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
                             memory_order_relaxed);
   close_io(&flow->target_io);
+  flow->connected_ms = 0; /* that target's, if TCP_INFO gave it */
   if (flow->n_tried <= group->connect_retries && flow->n_tried < NLB_MAX_TRIES)
     try_connect(flow);
   else
@@ -483,23 +490,20 @@ static void write_proxy_header(struct nlb_flow *flow)
   up->buffer_end = (uint32_t)n;
 }
 
-/* client_may_have_more: whether the client was read since the last time
- * it could have sent (false right after the optimistic send, which read
- * it an instant ago: a recv now would most likely be wasted). */
-static void on_connected(struct nlb_flow *flow, bool client_may_have_more)
+/* ready: what is known of both sockets. The target is writable; the
+ * client is readable unless it was read an instant ago (by the optimistic
+ * send: a recv now would most likely be wasted). */
+static void on_connected(struct nlb_flow *flow, struct readiness ready)
 {
-  struct readiness ready = {.client_readable = client_may_have_more,
-                            .target_writable = true};
-
   flow->established = true;
-  flow->connected_ms = loop_now(flow);
-  flow->last_active_ms = flow->connected_ms;
+  if (!flow->connected_ms)
+    flow->connected_ms = loop_now(flow);
+  flow->last_active_ms = loop_now(flow);
   nlb_worker_track_established(flow->worker, flow);
   atomic_fetch_add_explicit(&flow->target->counters.active_flows, 1,
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&flow->target->counters.new_flows, 1,
                             memory_order_relaxed);
-  /* Bytes the client sent while we connected are waiting: read them now. */
   service(flow, &ready);
 }
 
@@ -517,13 +521,67 @@ static void on_target_ready(struct nlb_io *io, uint32_t revents)
       on_connect_failed(flow);
       return;
     }
-    if (revents & EPOLLOUT)
-      on_connected(flow, true);
+    /* Writable: the handshake is done, and bytes the client sent
+     * meanwhile wait unwatched. Readable: a target that speaks first has
+     * (the client is watched then: poll tells if it spoke too). */
+    if (revents & (EPOLLOUT | EPOLLIN)) {
+      ready.client_readable = revents & EPOLLOUT;
+      ready.target_writable = true;
+      ready.target_readable = revents & EPOLLIN;
+      ready.target_fin = (revents & EPOLLRDHUP) != 0;
+      on_connected(flow, ready);
+    }
     return;
   }
   ready_events(io, revents, &ready.target_readable, &ready.target_writable,
                &ready.target_fin);
   service(flow, &ready);
+}
+
+/* Appends what the client sent to the up buffer, before the flow is
+ * established (while the buffer holds at most the PROXY header: there is
+ * room). Returns bytes read, 0 at EOF, or a negative errno. */
+static ssize_t read_client(struct nlb_flow *flow)
+{
+  struct nlb_direction *up = &flow->up;
+  ssize_t n;
+
+  if (!up->buffer && !(up->buffer = nlb_worker_get_buffer(flow->worker))) {
+    finish(flow, NLB_END_LIMIT);
+    return -ENOMEM;
+  }
+  do
+    n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
+             NLB_BUFFER_SIZE - up->buffer_end, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    up->buffer_end += (uint32_t)n;
+    flow->bytes_up += (uint64_t)n;
+    flow->last_active_ms = loop_now(flow);
+  } else if (n == 0) {
+    /* Passed on as a FIN once connected. */
+    up->eof = true;
+    flow->end = NLB_END_CLIENT_FIN;
+  }
+  trim_direction(flow, up);
+  return n < 0 ? -errno : n;
+}
+
+/* When the target's handshake was done, for the access log's connect
+ * time: the SYN-ACK is the last ACK a target that has been sent nothing
+ * has sent. 0 when unknown (not yet connected). */
+static uint64_t handshake_done_ms(const struct nlb_flow *flow)
+{
+  struct tcp_info info;
+  socklen_t len = sizeof(info);
+  uint64_t now = loop_now(flow);
+
+  if (getsockopt(flow->target_io.fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
+      info.tcpi_state != TCP_ESTABLISHED)
+    return 0;
+  if (info.tcpi_last_ack_recv > now - flow->connect_started_ms)
+    return flow->connect_started_ms;
+  return now - info.tcpi_last_ack_recv;
 }
 
 /* Sends what the flow already holds for the target (the PROXY header and
@@ -536,19 +594,49 @@ static void send_optimistically(struct nlb_flow *flow)
 {
   struct nlb_direction *up = &flow->up;
   uint32_t unsent = up->buffer_end - up->buffer_start;
+  uint32_t client = 0, target = EPOLLOUT;
 
-  if (unsent > 0 && up->in_pipe == 0) {
+  if (unsent > 0) {
+    /* The client watched before the flow is up: it spoke late, and the
+     * handshake may have been done long before. */
+    if (flow->client_io.events && nlb_log_access_enabled())
+      flow->connected_ms = handshake_done_ms(flow);
     if (flush(up, flow->target_io.fd) < 0) {
       on_connect_failed(flow);
       return;
     }
     if (up->buffer_end - up->buffer_start < unsent) {
-      on_connected(flow, false);
+      on_connected(flow, (struct readiness){.target_writable = true});
       return;
     }
+  } else if (!up->eof) {
+    /* Nothing to send: the client had not spoken when accepted. Rather
+     * than a poll round to learn that the handshake is done, wait for
+     * what comes first: the client's bytes (sent at once, which tells),
+     * a target that speaks first, or a refusal (EPOLLERR). */
+    client = EPOLLIN | EPOLLRDHUP;
+    target = EPOLLIN | EPOLLRDHUP;
   }
-  if (nlb_worker_watch(flow->worker, &flow->target_io, EPOLLOUT) < 0)
+  /* Otherwise the client is not read until the target takes what the
+   * flow holds. */
+  if (nlb_worker_watch(flow->worker, &flow->client_io, client) < 0 ||
+      nlb_worker_watch(flow->worker, &flow->target_io, target) < 0)
     finish(flow, NLB_END_LIMIT);
+}
+
+/* The client spoke while its target was being connected to: its bytes
+ * go at once, as they would have at accept. */
+static void read_while_connecting(struct nlb_flow *flow)
+{
+  ssize_t n = read_client(flow);
+
+  if (n == -EAGAIN || flow->closing)
+    return;
+  if (n < 0) {
+    finish(flow, NLB_END_CLIENT_RESET);
+    return;
+  }
+  send_optimistically(flow);
 }
 
 static void try_connect(struct nlb_flow *flow)
@@ -625,20 +713,9 @@ static void read_first_bytes(struct nlb_flow *flow)
     if (flow->closing)
       return;
   }
-  do
-    n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
-             NLB_BUFFER_SIZE - up->buffer_end, 0);
-  while (n < 0 && errno == EINTR);
-  if (n > 0) {
-    up->buffer_end += (uint32_t)n;
-    flow->bytes_up += (uint64_t)n;
-  } else if (n < 0 && errno != EAGAIN) {
+  n = read_client(flow);
+  if (n < 0 && n != -EAGAIN && !flow->closing)
     finish(flow, NLB_END_CLIENT_RESET);
-    return;
-  }
-  /* At EOF (n == 0) the client is read again once connected, and says so
-   * again then. */
-  trim_direction(flow, up);
 }
 
 void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
@@ -706,8 +783,17 @@ void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
   }
   if (!flow->established) {
     if (flow->target_io.fd >= 0 && now_ms - flow->connect_started_ms >=
-                                       flow->route->group->connect_timeout_ms)
-      on_connect_failed(flow);
+                                       flow->route->group->connect_timeout_ms) {
+      /* Where neither side has spoken, nothing said the handshake was
+       * done (send_optimistically): it may have been all along. */
+      uint64_t done_ms = handshake_done_ms(flow);
+      if (done_ms) {
+        flow->connected_ms = done_ms;
+        on_connected(flow, (struct readiness){.target_writable = true});
+      } else {
+        on_connect_failed(flow);
+      }
+    }
     return;
   }
   if (now_ms - flow->last_active_ms >= flow->route->idle_timeout_ms) {

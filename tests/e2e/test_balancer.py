@@ -409,6 +409,53 @@ def test_refused_connect_resends_header_and_first_bytes():
         receiver.stdout.close()
 
 
+def reset_handler(conn):
+    """Accepts, then resets before saying anything."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+def test_client_that_speaks_late():
+    """A client that has sent nothing when accepted: nlbd waits for its
+    bytes, a target that speaks first, or a refusal, rather than for a
+    poll round saying the handshake is done. A client silent for 0.3 s is
+    echoed, and its access line still tells the real connect time; one
+    silent for longer than connect_timeout is no connect failure; a target
+    that resets before it was sent anything is retried like a refused
+    connect."""
+    server = Server(echo_handler)
+    resetter = Server(reset_handler)
+    port = free_port()
+    body = config([server.address], port, group='connect_timeout = "300ms";')
+    with CheckedNlbd(body) as nlbd:
+        nlbd.start(wait_port=port)
+        for pause in (0.3, 0.8):
+            mark = nlbd.access_mark()
+            with connect(port) as s:
+                time.sleep(pause)
+                s.sendall(b"late %.1f\n" % pause)
+                assert recv_line(s) == "late %.1f\n" % pause
+            f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+            assert f["end"] == "client_fin" and f["retries"] == "0", f
+            assert int(f["connect"]) < 150, f
+    port = free_port()
+    body = config([resetter.address, server.address], port)
+    with CheckedNlbd(body) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        for i in range(20):
+            with connect(port) as s:
+                time.sleep(0.05)
+                s.sendall(b"%d\n" % i)
+                assert recv_line(s) == "%d\n" % i
+        lines = nlbd.wait_access_since(mark, 20)
+        assert all(access_fields(l)["target"] == server.address
+                   for l in lines), lines[:3]
+        assert any(access_fields(l)["retries"] == "1" for l in lines)
+    server.stop()
+    resetter.stop()
+
+
 # --- signals -------------------------------------------------------------
 
 def test_sighup_adds_target_without_losing_flows():
@@ -508,9 +555,9 @@ def test_sighup_changes_groups_and_listeners():
 
 
 def test_workers_share_long_lived_flows():
-    """40 long-lived flows over 2 workers: SO_REUSEPORT's hash alone can
-    leave one worker with far more; hand-over at accept keeps them within a
-    flow or two of each other."""
+    """40 long-lived flows over 2 workers: the shared accept queue wakes
+    whichever worker waits (the first one, when both do); hand-over at
+    accept keeps them within a flow or two of each other."""
     server = Server(echo_handler)
     port = free_port()
     with CheckedNlbd(config([server.address], port)) as nlbd:
@@ -921,6 +968,7 @@ if __name__ == "__main__":
         test_busy_flow_outlives_idle_timeout,
         test_refusing_target_every_connection_succeeds,
         test_refused_connect_resends_header_and_first_bytes,
+        test_client_that_speaks_late,
         test_sighup_adds_target_without_losing_flows,
         test_sighup_changes_groups_and_listeners,
         test_sigterm_drains_open_flow,
