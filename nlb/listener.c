@@ -1,6 +1,7 @@
 #include "nlb/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -33,4 +34,10 @@ fail_close_socket:
   rc = -errno;
   close(fd);
   return rc;
+}
+
+int nlb_listener_share(int fd)
+{
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return copy < 0 ? -errno : copy;
 }

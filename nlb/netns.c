@@ -81,7 +81,8 @@ static void open_all(struct open_job *job)
       return;
     }
     for (size_t c = 0; c < job->copies; c++) {
-      int fd = nlb_listener_open(&job->addrs[a]);
+      int fd = c == 0 ? nlb_listener_open(&job->addrs[a])
+                      : nlb_listener_share(job->fds[opened - 1]);
       if (fd < 0) {
         close_opened(job->fds, opened);
         job->failed_index = (int)a;

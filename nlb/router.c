@@ -349,7 +349,8 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       for (size_t w = 0; w < router->n_workers; w++)
         p->fds[w] = -1;
       for (size_t w = 0; w < router->n_workers; w++) {
-        int fd = nlb_listener_open(&cl->bind);
+        int fd = w == 0 ? nlb_listener_open(&cl->bind)
+                        : nlb_listener_share(p->fds[0]);
         if (fd < 0) {
           char where[NLB_ADDR_TEXT_MAX];
           snprintf(err, err_size,

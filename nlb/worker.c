@@ -48,9 +48,15 @@ struct listener_slot {
   struct nlb_list link;
   struct nlb_worker *worker;
   uint64_t route_id;
-  int fd;
-  uv_poll_t poll;
+  struct nlb_io io; /* this worker's copy of the shared listening socket */
 };
+
+/* Every worker watches the same listening socket with EPOLLEXCLUSIVE: a
+ * new connection wakes one worker that waits, not all of them, so it goes
+ * to a worker with nothing else to do while another is busy (with a
+ * socket per worker, SO_REUSEPORT would pick by a hash of the addresses,
+ * whatever each worker's load). */
+#define LISTENER_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
 
 struct pipe_pair {
   int read_fd;
@@ -124,16 +130,16 @@ static void send_command(struct nlb_worker *worker, enum command_kind kind,
   push_command(worker, command);
 }
 
-static void on_listener_closed(uv_handle_t *handle)
-{
-  free(handle->data);
-}
-
-static void close_listener(struct listener_slot *slot)
+/* Runs from commands, after the turn's events: no event names the slot. */
+static void close_listener(struct nlb_worker *worker,
+                           struct listener_slot *slot)
 {
   nlb_list_remove(&slot->link);
-  uv_close((uv_handle_t *)&slot->poll, on_listener_closed);
-  close(slot->fd);
+  /* Out of the epoll before close: other workers' copies keep the socket
+   * open, and with it this registration. */
+  nlb_worker_watch(worker, &slot->io, 0);
+  close(slot->io.fd);
+  free(slot);
 }
 
 static void on_accept_resume(uv_timer_t *timer);
@@ -143,12 +149,11 @@ static void pause_accepting(struct nlb_worker *worker)
   struct nlb_list *pos, *tmp;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
   {
-    uv_poll_stop(&NLB_CONTAINER_OF(pos, struct listener_slot, link)->poll);
+    nlb_worker_watch(worker,
+                     &NLB_CONTAINER_OF(pos, struct listener_slot, link)->io, 0);
   }
   uv_timer_start(&worker->accept_resume, on_accept_resume, ACCEPT_PAUSE_MS, 0);
 }
-
-static void on_listener_event(uv_poll_t *handle, int status, int events);
 
 static void on_accept_resume(uv_timer_t *timer)
 {
@@ -158,7 +163,10 @@ static void on_accept_resume(uv_timer_t *timer)
   {
     struct listener_slot *slot =
         NLB_CONTAINER_OF(pos, struct listener_slot, link);
-    uv_poll_start(&slot->poll, UV_READABLE, on_listener_event);
+    if (nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS) < 0) {
+      pause_accepting(worker);
+      return;
+    }
   }
 }
 
@@ -218,23 +226,18 @@ static void hand_over(struct nlb_worker *peer, uint64_t route_id, int fd,
   push_command(peer, command);
 }
 
-static void on_listener_event(uv_poll_t *handle, int status, int events)
+static void on_listener_ready(struct nlb_io *io, uint32_t revents)
 {
-  struct listener_slot *slot = handle->data;
+  struct listener_slot *slot =
+      NLB_CONTAINER_OF(io, struct listener_slot, io);
   struct nlb_worker *worker = slot->worker;
 
-  if (status < 0) {
-    /* libuv stopped polling this socket; try again shortly rather than
-     * leave this worker deaf on the listener for good. */
-    nlb_log_event(NLB_LOG_WARN, "worker %u: listener: %s; pausing %dms",
-                  worker->index, uv_strerror(status), ACCEPT_PAUSE_MS);
-    pause_accepting(worker);
-    return;
-  }
+  (void)revents; /* accept says what an error was */
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     union nlb_sockaddr client;
     socklen_t len = sizeof(client);
-    int fd = accept4(slot->fd, &client.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        accept4(io->fd, &client.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
@@ -268,18 +271,17 @@ static void add_listener(struct nlb_worker *worker, uint64_t route_id, int fd)
   }
   slot->worker = worker;
   slot->route_id = route_id;
-  slot->fd = fd;
-  slot->poll.data = slot;
-  rc = uv_poll_init_socket(&worker->loop, &slot->poll, fd);
+  slot->io.fd = fd;
+  slot->io.on_ready = on_listener_ready;
+  rc = nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS);
   if (rc < 0) {
     nlb_log_event(NLB_LOG_ERROR, "worker %u: listener: %s", worker->index,
-                  uv_strerror(rc));
+                  strerror(-rc));
     close(fd);
     free(slot);
     return;
   }
   nlb_list_append(&worker->listeners, &slot->link);
-  uv_poll_start(&slot->poll, UV_READABLE, on_listener_event);
 }
 
 /* Applies fn to every flow; fn may end the flow (and unlink it). */
@@ -316,7 +318,7 @@ static void remove_listener(struct nlb_worker *worker, uint64_t route_id,
     struct listener_slot *slot =
         NLB_CONTAINER_OF(pos, struct listener_slot, link);
     if (slot->route_id == route_id)
-      close_listener(slot);
+      close_listener(worker, slot);
   }
   if (reset_flows)
     for_each_flow(worker, reset_if_route, &route_id);
@@ -328,7 +330,7 @@ static void begin_exit(struct nlb_worker *worker)
   worker->exiting = true;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
   {
-    close_listener(NLB_CONTAINER_OF(pos, struct listener_slot, link));
+    close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link));
   }
   for_each_flow(worker, reset_for_shutdown, NULL);
   uv_close((uv_handle_t *)&worker->sweep, NULL);
@@ -365,7 +367,7 @@ static void on_wakeup(uv_async_t *async)
       struct nlb_list *pos, *tmp;
       NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
       {
-        close_listener(NLB_CONTAINER_OF(pos, struct listener_slot, link));
+        close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link));
       }
       break;
     }
