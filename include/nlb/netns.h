@@ -11,10 +11,11 @@
 
 #include "nlb/addr.h"
 
-/* Opens copies listening sockets (nlb_listener_open: SO_REUSEPORT) for
- * each of the n addresses inside the namespace /run/netns/<netns>, or on
- * the host when netns is NULL or "". fds receives n * copies descriptors,
- * address by address. On failure nothing stays open, *failed_index names
+/* Opens a listening socket (nlb_listener_open) for each of the n addresses
+ * inside the namespace /run/netns/<netns>, or on the host when netns is
+ * NULL or "". fds receives n * copies descriptors, address by address: the
+ * copies of one address are descriptors of the same socket (one per
+ * worker, nlb_listener_share). On failure nothing stays open, *failed_index names
  * the address at fault (or -1) and the result is a negative errno:
  * -ENOENT (no such namespace), -EPERM (not allowed to enter it),
  * -EADDRINUSE (anything listens there already, nlbd's own SO_REUSEPORT

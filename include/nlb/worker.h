@@ -1,6 +1,6 @@
-/* Workers: threads that each run their own uv loop, accept on their own
- * SO_REUSEPORT socket of every listener, and carry flows from accept to
- * close. The control thread drives a worker only through the functions
+/* Workers: threads that each run their own uv loop, accept from every
+ * listener's one socket (each worker holds a descriptor of it), and carry
+ * flows from accept to close. The control thread drives a worker only through the functions
  * below, which queue a command and wake the worker with a uv_async_t. */
 #ifndef NLB_WORKER_H
 #define NLB_WORKER_H
@@ -27,8 +27,9 @@ struct nlb_worker *nlb_worker_start(unsigned index,
  * Control thread. */
 int nlb_worker_pin(struct nlb_worker *worker, int cpu);
 
-/* Hands the worker a listening socket for the route with route_id; the
- * worker owns fd from here on. Control thread. */
+/* Hands the worker a descriptor of the listening socket for the route with
+ * route_id; the worker owns fd from here on (not the socket: the other
+ * workers' descriptors keep it open). Control thread. */
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
                              int fd);
 
