@@ -768,6 +768,71 @@ def test_event_retention_prunes_and_410():
             got
         events.close()
 
+def _hpack_literal(name_index, value):
+    """A header field as an HPACK literal without indexing, its name from
+    the static table (index below 15 + 127), value not Huffman-coded."""
+    value = value.encode()
+    if name_index < 15:
+        head = bytes([name_index])
+    else:
+        head = bytes([0x0f, name_index - 15])
+    assert len(value) < 127
+    return head + bytes([len(value)]) + value
+
+
+def test_lagging_event_stream_ends_when_pruned():
+    """A stream whose reader stops reading (HTTP/2 flow control: a window
+    of 0) while the events it has not been sent yet are pruned: when it
+    reads again, the stream ends (END_STREAM, no event) rather than go on
+    with a gap; asking again from its last seq gets the 410 that says
+    why."""
+    need("curl")
+    with NlbdApi(registry_extra='event_retention = "1s";') as api:
+        create_service(api)
+        create_endpoint(api)
+        block = (b"\x82\x86" + _hpack_literal(4, "/v1/events?after=0") +
+                 _hpack_literal(1, "x") +
+                 _hpack_literal(23, "Bearer " + token("ops")))
+        no_window = _frame(4, 0, 0, struct.pack(">HI", 4, 0))
+        s = socket.create_connection(("127.0.0.1", api.port), timeout=10)
+        s.sendall(PREFACE + no_window + _frame(1, 0x5, 1, block))
+        got = b""
+
+        def frames_until(done, timeout):
+            nonlocal got
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                frames = _frames(got)
+                if done(frames):
+                    return frames
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    continue
+                assert chunk, "the server closed the connection"
+                got += chunk
+            raise AssertionError("timed out; frames: %r" % _frames(got))
+
+        frames = frames_until(lambda fs: any(
+            f[0] == 1 and f[2] == 1 for f in fs), 5)
+        assert any(f[0] == 4 and not f[1] & 1 for f in frames)
+        s.sendall(_frame(4, 1, 0))  # SETTINGS ACK
+        # 0x88 is ":status: 200" from the static table.
+        assert [f for f in frames if f[0] == 1][0][3][:1] == b"\x88"
+        assert not [f for f in frames if f[0] == 0], "DATA with no window"
+        nlbtest.wait_until(lambda: "registry: pruned" in api.log(),
+                           timeout=10, what="old events pruned")
+        s.sendall(_frame(8, 0, 1, struct.pack(">I", 65535)))
+        frames = frames_until(lambda fs: any(
+            f[2] == 1 and f[0] in (0, 1) and f[1] & 1 for f in fs), 5)
+        data = b"".join(f[3] for f in frames if f[0] == 0 and f[2] == 1)
+        assert data == b"", "events sent across the gap: %r" % data
+        s.close()
+        api.error("GET", "/v1/events?after=0", "ops", status=410,
+                  code="EventsPruned")
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_provider_consumer_story,
@@ -787,4 +852,5 @@ if __name__ == "__main__":
         test_story_against_nlbd,
         test_sighup_reloads_tls_certificate,
         test_event_retention_prunes_and_410,
+        test_lagging_event_stream_ends_when_pruned,
     ], timeout=90)
