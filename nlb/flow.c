@@ -402,6 +402,10 @@ static void service(struct nlb_flow *flow, const struct readiness *ready)
   update_interest(flow);
 }
 
+/* How long a flow where neither side has spoken may go before it asks
+ * whether its target is connected (see waiting_for_first_bytes). */
+#define SILENT_PROBE_MS 1000
+
 /* How long a refused client may take to close its side before it is
  * reset. */
 #define REFUSE_LINGER_MS 2000
@@ -507,6 +511,19 @@ static void on_connected(struct nlb_flow *flow, struct readiness ready)
   service(flow, &ready);
 }
 
+/* An event fetched in the same batch as the client's, whose send found
+ * the target refusing and connected to the next one, names the new
+ * socket: act on an error only if that socket did fail. */
+static bool target_failed(const struct nlb_flow *flow)
+{
+  struct tcp_info info;
+  socklen_t len = sizeof(info);
+
+  return getsockopt(flow->target_io.fd, IPPROTO_TCP, TCP_INFO, &info,
+                    &len) < 0 ||
+         info.tcpi_state == TCP_CLOSE;
+}
+
 static void on_target_ready(struct nlb_io *io, uint32_t revents)
 {
   struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, target_io);
@@ -518,7 +535,8 @@ static void on_target_ready(struct nlb_io *io, uint32_t revents)
     /* A failed connect raises EPOLLERR (and EPOLLHUP): no need to ask
      * SO_ERROR when it did not. */
     if (revents & (EPOLLERR | EPOLLHUP)) {
-      on_connect_failed(flow);
+      if (target_failed(flow))
+        on_connect_failed(flow);
       return;
     }
     /* Writable: the handshake is done, and bytes the client sent
@@ -554,6 +572,8 @@ static ssize_t read_client(struct nlb_flow *flow)
     n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
              NLB_BUFFER_SIZE - up->buffer_end, 0);
   while (n < 0 && errno == EINTR);
+  if (n < 0)
+    n = -errno;
   if (n > 0) {
     up->buffer_end += (uint32_t)n;
     flow->bytes_up += (uint64_t)n;
@@ -564,7 +584,14 @@ static ssize_t read_client(struct nlb_flow *flow)
     flow->end = NLB_END_CLIENT_FIN;
   }
   trim_direction(flow, up);
-  return n < 0 ? -errno : n;
+  return n;
+}
+
+/* Whether the flow waits for what comes first (send_optimistically): the
+ * only state in which the client is watched before the flow is up. */
+static bool waiting_for_first_bytes(const struct nlb_flow *flow)
+{
+  return !flow->established && flow->client_io.events != 0;
 }
 
 /* When the target's handshake was done, for the access log's connect
@@ -597,9 +624,8 @@ static void send_optimistically(struct nlb_flow *flow)
   uint32_t client = 0, target = EPOLLOUT;
 
   if (unsent > 0) {
-    /* The client watched before the flow is up: it spoke late, and the
-     * handshake may have been done long before. */
-    if (flow->client_io.events && nlb_log_access_enabled())
+    /* It spoke late: the handshake may have been done long before. */
+    if (waiting_for_first_bytes(flow) && nlb_log_access_enabled())
       flow->connected_ms = handshake_done_ms(flow);
     if (flush(up, flow->target_io.fd) < 0) {
       on_connect_failed(flow);
@@ -782,18 +808,23 @@ void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
     return;
   }
   if (!flow->established) {
-    if (flow->target_io.fd >= 0 && now_ms - flow->connect_started_ms >=
-                                       flow->route->group->connect_timeout_ms) {
-      /* Where neither side has spoken, nothing said the handshake was
-       * done (send_optimistically): it may have been all along. */
+    uint64_t waited_ms = now_ms - flow->connect_started_ms;
+    bool timed_out = flow->target_io.fd >= 0 &&
+                     waited_ms >= flow->route->group->connect_timeout_ms;
+    /* Where neither side has spoken yet, nothing said the handshake was
+     * done: ask, so that the flow is up (idle timeout, drain, counters)
+     * within a second. */
+    if (waiting_for_first_bytes(flow) &&
+        (timed_out || waited_ms >= SILENT_PROBE_MS)) {
       uint64_t done_ms = handshake_done_ms(flow);
       if (done_ms) {
         flow->connected_ms = done_ms;
         on_connected(flow, (struct readiness){.target_writable = true});
-      } else {
-        on_connect_failed(flow);
+        return;
       }
     }
+    if (timed_out)
+      on_connect_failed(flow);
     return;
   }
   if (now_ms - flow->last_active_ms >= flow->route->idle_timeout_ms) {

@@ -183,11 +183,10 @@ static void start_flow(struct nlb_worker *worker, uint64_t route_id, int fd,
   nlb_flow_start(worker, route, fd, client);
 }
 
-/* SO_REUSEPORT spreads connections by a hash of their addresses, which for
- * a few dozen long-lived connections can leave one worker with a third
- * more than another. A worker that is clearly ahead hands a new flow to
- * the least loaded one instead (HAProxy balances its threads at accept
- * too). Returns worker itself when no hand-over is worth it. */
+/* The shared accept queue wakes a worker that waits, and the first one
+ * when both do: under light load long-lived flows would pile up on it. A
+ * worker that is clearly ahead hands a new flow to the least loaded one
+ * instead (HAProxy balances its threads at accept too). Returns worker itself when no hand-over is worth it. */
 static struct nlb_worker *least_loaded_peer(struct nlb_worker *worker)
 {
   uint64_t mine =

@@ -33,7 +33,7 @@ int nlb_worker_pin(struct nlb_worker *worker, int cpu);
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
                              int fd);
 
-/* Closes the worker's socket for route_id. With reset_flows, every flow
+/* Closes the worker's descriptor of the listening socket for route_id. With reset_flows, every flow
  * that came in through it is reset at once (end=endpoint_closed); without,
  * flows run on. Control thread. */
 void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,

@@ -409,8 +409,9 @@ def test_refused_connect_resends_header_and_first_bytes():
         receiver.stdout.close()
 
 
-def reset_handler(conn):
-    """Accepts, then resets before saying anything."""
+def reset_handler(conn, delay=0.0):
+    """Accepts, then resets (after delay seconds) before saying anything."""
+    time.sleep(delay)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
@@ -422,7 +423,8 @@ def test_client_that_speaks_late():
     echoed, and its access line still tells the real connect time; one
     silent for longer than connect_timeout is no connect failure; a target
     that resets before it was sent anything is retried like a refused
-    connect."""
+    connect, also when the reset and the client's bytes come in one batch
+    of events."""
     server = Server(echo_handler)
     resetter = Server(reset_handler)
     port = free_port()
@@ -452,8 +454,40 @@ def test_client_that_speaks_late():
         assert all(access_fields(l)["target"] == server.address
                    for l in lines), lines[:3]
         assert any(access_fields(l)["retries"] == "1" for l in lines)
+    # The client's bytes, then the target's reset, both in one batch of
+    # events (nlbd stopped meanwhile): the send finds the target reset,
+    # the flow goes to the next target with the same bytes, and the reset
+    # event fetched with the batch does not touch the new socket.
+    go, reset = threading.Event(), threading.Event()
+
+    def reset_on_cue(conn):
+        go.wait(10)
+        reset_handler(conn)
+        conn.close()  # the reset reaches nlbd's socket before this returns
+        reset.set()
+    held = Server(reset_on_cue)
+    port = free_port()
+    # Round robin: start()'s probe flow goes to server, this one to held.
+    body = config([server.address, held.address], port)
+    with CheckedNlbd(body) as nlbd:
+        nlbd.start(wait_port=port)
+        mark = nlbd.access_mark()
+        with connect(port) as s:
+            wait_until(lambda: held.connections == 1, what="target picked")
+            time.sleep(0.05)
+            nlbd.proc.send_signal(signal.SIGSTOP)
+            try:
+                s.sendall(b"both at once\n")
+                go.set()
+                assert reset.wait(10)
+            finally:
+                nlbd.proc.send_signal(signal.SIGCONT)
+            assert recv_line(s) == "both at once\n"
+        f = access_fields(nlbd.wait_access_since(mark, 1)[-1])
+        assert f["retries"] == "1" and f["target"] == server.address, f
     server.stop()
     resetter.stop()
+    held.stop()
 
 
 # --- signals -------------------------------------------------------------
@@ -554,14 +588,29 @@ def test_sighup_changes_groups_and_listeners():
         s.stop()
 
 
+def listening_sockets(port):
+    """How many TCP sockets listen on port (IPv4), from /proc/net/tcp."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if (int(fields[1].split(":")[1], 16) == port and
+                    fields[3] == "0A"):
+                count += 1
+    return count
+
+
 def test_workers_share_long_lived_flows():
     """40 long-lived flows over 2 workers: the shared accept queue wakes
     whichever worker waits (the first one, when both do); hand-over at
-    accept keeps them within a flow or two of each other."""
+    accept keeps them within a flow or two of each other. The workers share
+    one listening socket (one accept queue), not one each."""
     server = Server(echo_handler)
     port = free_port()
     with CheckedNlbd(config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
+        assert listening_sockets(port) == 1, listening_sockets(port)
         mark = nlbd.access_mark()
         flows = [connect(port) for _ in range(40)]
         for i, s in enumerate(flows):
