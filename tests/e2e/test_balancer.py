@@ -416,6 +416,14 @@ def reset_handler(conn, delay=0.0):
                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
+def all_threads_stopped(pid):
+    states = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            states.append(f.read().rsplit(")", 1)[1].split()[0])
+    return all(state in ("T", "t") for state in states)
+
+
 def test_client_that_speaks_late():
     """A client that has sent nothing when accepted: nlbd waits for its
     bytes, a target that speaks first, or a refusal, rather than for a
@@ -426,7 +434,16 @@ def test_client_that_speaks_late():
     connect, also when the reset and the client's bytes come in one batch
     of events."""
     server = Server(echo_handler)
-    resetter = Server(reset_handler)
+    # Health checks go here, so that the targets see the flows only.
+    health = Server(echo_handler)
+    checked = "health_check = { port = %d; };" % health.port
+    resets = []
+
+    def reset_and_count(conn):
+        reset_handler(conn)
+        conn.close()  # the reset reaches nlbd's socket before this returns
+        resets.append(conn)
+    resetter = Server(reset_and_count)
     port = free_port()
     body = config([server.address], port, group='connect_timeout = "300ms";')
     with CheckedNlbd(body) as nlbd:
@@ -441,13 +458,17 @@ def test_client_that_speaks_late():
             assert f["end"] == "client_fin" and f["retries"] == "0", f
             assert int(f["connect"]) < 150, f
     port = free_port()
-    body = config([resetter.address, server.address], port)
+    body = config([resetter.address, server.address], port, group=checked)
     with CheckedNlbd(body) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         for i in range(20):
+            before = (len(resets), server.connections)
             with connect(port) as s:
-                time.sleep(0.05)
+                # Sent once the flow's target took it or reset it.
+                wait_until(lambda: len(resets) > before[0] or
+                           server.connections > before[1],
+                           what="flow %d placed" % i)
                 s.sendall(b"%d\n" % i)
                 assert recv_line(s) == "%d\n" % i
         lines = nlbd.wait_access_since(mark, 20)
@@ -468,7 +489,7 @@ def test_client_that_speaks_late():
     held = Server(reset_on_cue)
     port = free_port()
     # Round robin: start()'s probe flow goes to server, this one to held.
-    body = config([server.address, held.address], port)
+    body = config([server.address, held.address], port, group=checked)
     with CheckedNlbd(body) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
@@ -477,6 +498,9 @@ def test_client_that_speaks_late():
             time.sleep(0.05)
             nlbd.proc.send_signal(signal.SIGSTOP)
             try:
+                # kill() returns before every thread has stopped.
+                wait_until(lambda: all_threads_stopped(nlbd.proc.pid),
+                           what="nlbd stopped")
                 s.sendall(b"both at once\n")
                 go.set()
                 assert reset.wait(10)
@@ -488,6 +512,7 @@ def test_client_that_speaks_late():
     server.stop()
     resetter.stop()
     held.stop()
+    health.stop()
 
 
 # --- signals -------------------------------------------------------------
