@@ -787,7 +787,8 @@ def test_lagging_event_stream_ends_when_pruned():
     with a gap; asking again from its last seq gets the 410 that says
     why."""
     need("curl")
-    with NlbdApi(registry_extra='event_retention = "1s";') as api:
+    # 3 s: the stream must be open before its events are pruned.
+    with NlbdApi(registry_extra='event_retention = "3s";') as api:
         create_service(api)
         create_endpoint(api)
         block = (b"\x82\x86" + _hpack_literal(4, "/v1/events?after=0") +
@@ -822,7 +823,7 @@ def test_lagging_event_stream_ends_when_pruned():
         assert [f for f in frames if f[0] == 1][0][3][:1] == b"\x88"
         assert not [f for f in frames if f[0] == 0], "DATA with no window"
         nlbtest.wait_until(lambda: "registry: pruned" in api.log(),
-                           timeout=10, what="old events pruned")
+                           timeout=20, what="old events pruned")
         s.sendall(_frame(8, 0, 1, struct.pack(">I", 65535)))
         frames = frames_until(lambda fs: any(
             f[2] == 1 and f[0] in (0, 1) and f[1] & 1 for f in fs), 5)
