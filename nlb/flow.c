@@ -385,8 +385,8 @@ static void service(struct nlb_flow *flow, const struct readiness *ready)
   enum nlb_flow_end end;
 
   end = move(flow, &flow->up, flow->client_io.fd, flow->target_io.fd,
-             ready->client_readable, ready->target_writable,
-             ready->client_fin, &flow->bytes_up, true);
+             ready->client_readable, ready->target_writable, ready->client_fin,
+             &flow->bytes_up, true);
   if (end == NLB_END_NONE)
     end = move(flow, &flow->down, flow->target_io.fd, flow->client_io.fd,
                ready->target_readable, ready->client_writable,
@@ -511,17 +511,21 @@ static void on_connected(struct nlb_flow *flow, struct readiness ready)
   service(flow, &ready);
 }
 
+/* What the kernel knows of the target connection; false if it does not
+ * say. Asked only off the common path. */
+static bool target_tcp_info(const struct nlb_flow *flow, struct tcp_info *info)
+{
+  socklen_t len = sizeof(*info);
+  return getsockopt(flow->target_io.fd, IPPROTO_TCP, TCP_INFO, info, &len) == 0;
+}
+
 /* An event fetched in the same batch as the client's, whose send found
  * the target refusing and connected to the next one, names the new
  * socket: act on an error only if that socket did fail. */
 static bool target_failed(const struct nlb_flow *flow)
 {
   struct tcp_info info;
-  socklen_t len = sizeof(info);
-
-  return getsockopt(flow->target_io.fd, IPPROTO_TCP, TCP_INFO, &info,
-                    &len) < 0 ||
-         info.tcpi_state == TCP_CLOSE;
+  return !target_tcp_info(flow, &info) || info.tcpi_state == TCP_CLOSE;
 }
 
 static void on_target_ready(struct nlb_io *io, uint32_t revents)
@@ -600,11 +604,9 @@ static bool waiting_for_first_bytes(const struct nlb_flow *flow)
 static uint64_t handshake_done_ms(const struct nlb_flow *flow)
 {
   struct tcp_info info;
-  socklen_t len = sizeof(info);
   uint64_t now = loop_now(flow);
 
-  if (getsockopt(flow->target_io.fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
-      info.tcpi_state != TCP_ESTABLISHED)
+  if (!target_tcp_info(flow, &info) || info.tcpi_state != TCP_ESTABLISHED)
     return 0;
   if (info.tcpi_last_ack_recv > now - flow->connect_started_ms)
     return flow->connect_started_ms;
@@ -624,8 +626,11 @@ static void send_optimistically(struct nlb_flow *flow)
   uint32_t client = 0, target = EPOLLOUT;
 
   if (unsent > 0) {
-    /* It spoke late: the handshake may have been done long before. */
-    if (waiting_for_first_bytes(flow) && nlb_log_access_enabled())
+    /* It spoke late: the handshake may have been done long before. Within
+     * the millisecond the log counts in, now is as good and costs no
+     * syscall. */
+    if (waiting_for_first_bytes(flow) && nlb_log_access_enabled() &&
+        loop_now(flow) - flow->connect_started_ms > 1)
       flow->connected_ms = handshake_done_ms(flow);
     if (flush(up, flow->target_io.fd) < 0) {
       on_connect_failed(flow);

@@ -36,8 +36,24 @@ fail_close_socket:
   return rc;
 }
 
-int nlb_listener_share(int fd)
+int nlb_listener_open_shared(const union nlb_sockaddr *addr, size_t copies,
+                             int *fds)
 {
-  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  return copy < 0 ? -errno : copy;
+  int fd = nlb_listener_open(addr);
+
+  if (fd < 0)
+    return fd;
+  fds[0] = fd;
+  for (size_t i = 1; i < copies; i++) {
+    fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (fds[i] < 0) {
+      int rc = -errno;
+      while (i > 0) {
+        close(fds[--i]);
+        fds[i] = -1;
+      }
+      return rc;
+    }
+  }
+  return 0;
 }

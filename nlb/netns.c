@@ -80,17 +80,15 @@ static void open_all(struct open_job *job)
       job->result = rc;
       return;
     }
-    for (size_t c = 0; c < job->copies; c++) {
-      int fd = c == 0 ? nlb_listener_open(&job->addrs[a])
-                      : nlb_listener_share(job->fds[opened - 1]);
-      if (fd < 0) {
-        close_opened(job->fds, opened);
-        job->failed_index = (int)a;
-        job->result = fd;
-        return;
-      }
-      job->fds[opened++] = fd;
+    rc = nlb_listener_open_shared(&job->addrs[a], job->copies,
+                                  job->fds + opened);
+    if (rc < 0) {
+      close_opened(job->fds, opened);
+      job->failed_index = (int)a;
+      job->result = rc;
+      return;
     }
+    opened += job->copies;
   }
   job->result = 0;
 }

@@ -348,20 +348,16 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       }
       for (size_t w = 0; w < router->n_workers; w++)
         p->fds[w] = -1;
-      for (size_t w = 0; w < router->n_workers; w++) {
-        int fd = w == 0 ? nlb_listener_open(&cl->bind)
-                        : nlb_listener_share(p->fds[0]);
-        if (fd < 0) {
-          char where[NLB_ADDR_TEXT_MAX];
-          snprintf(err, err_size,
-                   "%s:%d: load balancer \"%s\": cannot listen on %s: %s",
-                   cfg->path, cl->line, lb->name,
-                   nlb_addr_format(&cl->bind, where, sizeof(where)),
-                   strerror(-fd));
-          discard_pending(pending, n_new, router->n_workers);
-          return fd;
-        }
-        p->fds[w] = fd;
+      int rc = nlb_listener_open_shared(&cl->bind, router->n_workers, p->fds);
+      if (rc < 0) {
+        char where[NLB_ADDR_TEXT_MAX];
+        snprintf(err, err_size,
+                 "%s:%d: load balancer \"%s\": cannot listen on %s: %s",
+                 cfg->path, cl->line, lb->name,
+                 nlb_addr_format(&cl->bind, where, sizeof(where)),
+                 strerror(-rc));
+        discard_pending(pending, n_new, router->n_workers);
+        return rc;
       }
     }
   }

@@ -142,6 +142,15 @@ static void close_listener(struct nlb_worker *worker,
   free(slot);
 }
 
+static void close_listeners(struct nlb_worker *worker)
+{
+  struct nlb_list *pos, *tmp;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+  {
+    close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link));
+  }
+}
+
 static void on_accept_resume(uv_timer_t *timer);
 
 static void pause_accepting(struct nlb_worker *worker)
@@ -186,7 +195,8 @@ static void start_flow(struct nlb_worker *worker, uint64_t route_id, int fd,
 /* The shared accept queue wakes a worker that waits, and the first one
  * when both do: under light load long-lived flows would pile up on it. A
  * worker that is clearly ahead hands a new flow to the least loaded one
- * instead (HAProxy balances its threads at accept too). Returns worker itself when no hand-over is worth it. */
+ * instead (HAProxy balances its threads at accept too). Returns worker itself
+ * when no hand-over is worth it. */
 static struct nlb_worker *least_loaded_peer(struct nlb_worker *worker)
 {
   uint64_t mine =
@@ -227,16 +237,14 @@ static void hand_over(struct nlb_worker *peer, uint64_t route_id, int fd,
 
 static void on_listener_ready(struct nlb_io *io, uint32_t revents)
 {
-  struct listener_slot *slot =
-      NLB_CONTAINER_OF(io, struct listener_slot, io);
+  struct listener_slot *slot = NLB_CONTAINER_OF(io, struct listener_slot, io);
   struct nlb_worker *worker = slot->worker;
 
   (void)revents; /* accept says what an error was */
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     union nlb_sockaddr client;
     socklen_t len = sizeof(client);
-    int fd =
-        accept4(io->fd, &client.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(io->fd, &client.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
@@ -325,12 +333,8 @@ static void remove_listener(struct nlb_worker *worker, uint64_t route_id,
 
 static void begin_exit(struct nlb_worker *worker)
 {
-  struct nlb_list *pos, *tmp;
   worker->exiting = true;
-  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
-  {
-    close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link));
-  }
+  close_listeners(worker);
   for_each_flow(worker, reset_for_shutdown, NULL);
   uv_close((uv_handle_t *)&worker->sweep, NULL);
   uv_close((uv_handle_t *)&worker->accept_resume, NULL);
@@ -362,14 +366,9 @@ static void on_wakeup(uv_async_t *async)
     case COMMAND_REMOVE_LISTENER:
       remove_listener(worker, command->route_id, command->reset_flows);
       break;
-    case COMMAND_STOP_ACCEPTING: {
-      struct nlb_list *pos, *tmp;
-      NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
-      {
-        close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link));
-      }
+    case COMMAND_STOP_ACCEPTING:
+      close_listeners(worker);
       break;
-    }
     case COMMAND_ADOPT_FLOW:
       /* hand_over counted it already. */
       atomic_fetch_sub_explicit(&worker->active_flows, 1, memory_order_relaxed);

@@ -4,6 +4,8 @@
 #ifndef NLB_LISTENER_H
 #define NLB_LISTENER_H
 
+#include <stddef.h>
+
 #include "nlb/addr.h"
 
 /* Backlog of every listening socket; the kernel caps it at somaxconn. */
@@ -15,9 +17,11 @@
  * used. Returns the fd or a negative errno (e.g. -EADDRINUSE). */
 int nlb_listener_open(const union nlb_sockaddr *addr);
 
-/* Another descriptor of the listening socket fd, for one more worker: the
- * workers share one accept queue (see worker.c). Returns it or a negative
- * errno. */
-int nlb_listener_share(int fd);
+/* Opens one listening socket (nlb_listener_open) and fills fds with copies
+ * descriptors of it, one per worker: the workers share one accept queue
+ * (see worker.c). Returns 0, or a negative errno with nothing left open (and
+ * fds as it was but for -1 where a copy was closed). */
+int nlb_listener_open_shared(const union nlb_sockaddr *addr, size_t copies,
+                             int *fds);
 
 #endif
