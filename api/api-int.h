@@ -30,7 +30,8 @@ struct api_server {
 
   struct api_principal *principals; /* owned copy, names strdup'd */
   size_t n_principals;
-  struct reg *registry;
+  const struct api_registry_ops *registry; /* NULL: none */
+  void *registry_ctx;
   const struct api_dataplane_ops *dataplane;
   void *dataplane_arg;
   void (*log_event)(void *arg, int level, const char *line);
@@ -39,7 +40,6 @@ struct api_server {
   uint64_t idle_timeout_ms;
 
   SSL_CTX *ssl_ctx; /* NULL: h2c */
-  bool observing;
   bool shutting_down;
   bool timers_closed;
   int port;
@@ -56,6 +56,9 @@ struct api_server {
 /* A request after routing and authentication, for a handler. */
 struct api_request {
   struct api_server *server;
+  /* The registry, for routes that run where it lives (api_route_needs_
+   * registry); NULL for the others. */
+  struct reg *reg;
   const struct api_route_match *match;
   struct reg_actor actor; /* name NULL for open routes */
   const char *body;
@@ -75,7 +78,9 @@ struct api_response {
 };
 
 /* Runs the handler of req->match->route and fills *resp (always: on any
- * failure it holds an error answer). */
+ * failure it holds an error answer). Routes that need the registry run
+ * where it lives (api_registry_ops.call), the others on the control
+ * thread. */
 void api_handle(const struct api_request *req, struct api_response *resp);
 
 /* Fills resp with status and the error body {code, message}. */
@@ -84,11 +89,11 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
     __attribute__((format(printf, 4, 5)));
 
 /* Appends one JSON line per event visible to actor with seq > *cursor to
- * *buf (malloc'd/realloc'd, *len bytes), at most limit events read from the
- * registry; advances *cursor past every event read, visible or not.
- * Returns the number of events read (0: none yet), -ESTALE when events
- * after *cursor were pruned (the reader lagged behind event_retention), or
- * another negative errno. */
+ * *buf (malloc'd/realloc'd, *len bytes), at most limit of them; advances
+ * *cursor past every event the answer covers, visible or not. Returns the
+ * number of events added (0: none yet), -ESTALE when events after *cursor
+ * were pruned (the reader lagged behind event_retention), or another
+ * negative errno. */
 int api_events_read(struct api_server *server, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len);
 

@@ -14,10 +14,6 @@
 
 #define N_FIELDS(f) (sizeof(f) / sizeof((f)[0]))
 
-/* Longest target address the API passes to the data plane. */
-#define TARGET_ADDRESS_MAX 63
-#define TARGET_WEIGHT_MAX 1000
-
 void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
 {
@@ -89,6 +85,9 @@ static int reg_status(int code, const char **name)
   case -ENOSPC:
     *name = "AddressExhausted";
     return 409;
+  case -ENOTCONN:
+    *name = "StoreUnavailable";
+    return 503;
   default:
     *name = "Internal";
     return 500;
@@ -166,16 +165,29 @@ static json_t *connection_json(const struct reg_endpoint *e)
                    time_json(e->updated_at));
 }
 
+static json_t *placements_json(const struct reg_endpoint *e)
+{
+  json_t *array = json_array();
+  for (size_t i = 0; array != NULL && i < e->n_placements; i++) {
+    const struct reg_placement *p = &e->placements[i];
+    json_array_append_new(array, json_pack("{s:s,s:s,s:s}", "node", p->node,
+                                           "state", p->open ? "open" : "failed",
+                                           "reason", p->reason));
+  }
+  return array;
+}
+
 static json_t *endpoint_json(const struct reg_endpoint *e)
 {
   return json_pack(
-      "{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:o,s:o,s:o}", "id", e->id,
+      "{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:o,s:o,s:o,s:o}", "id", e->id,
       "service_id", e->service_id, "service", e->service, "consumer",
       e->consumer, "network", e->network, "address", e->address, "ports",
       ports_json(e->ports, e->n_ports), "state", reg_state_name(e->state),
       "reason", e->reason, "allowed_sources",
-      strings_json(e->allowed_sources, e->n_allowed_sources), "created_at",
-      time_json(e->created_at), "updated_at", time_json(e->updated_at));
+      strings_json(e->allowed_sources, e->n_allowed_sources), "placements",
+      placements_json(e), "created_at", time_json(e->created_at), "updated_at",
+      time_json(e->updated_at));
 }
 
 static json_t *target_json(const struct api_target *t)
@@ -186,13 +198,36 @@ static json_t *target_json(const struct api_target *t)
                    t->reason != NULL ? t->reason : "");
 }
 
+/* Endpoint events name the endpoint; target and node events what they are
+ * about instead. */
 static json_t *event_json(const struct reg_event *ev)
 {
-  return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                   "time", time_json(ev->time), "type",
-                   reg_event_type_name(ev->type), "service_id", ev->service_id,
-                   "endpoint_id", ev->endpoint_id, "principal", ev->principal,
-                   "state", reg_state_name(ev->state));
+  json_t *value =
+      json_pack("{s:I,s:o,s:s,s:s}", "seq", (json_int_t)ev->seq, "time",
+                time_json(ev->time), "type", reg_event_type_name(ev->type),
+                "principal", ev->principal);
+  if (value == NULL)
+    return NULL;
+  if (ev->endpoint_id[0] != '\0') {
+    json_object_set_new(value, "service_id", json_string(ev->service_id));
+    json_object_set_new(value, "endpoint_id", json_string(ev->endpoint_id));
+    json_object_set_new(value, "state", json_string(reg_state_name(ev->state)));
+  }
+  if (ev->target[0] != '\0') {
+    json_object_set_new(value, "target_group", json_string(ev->target_group));
+    json_object_set_new(value, "target", json_string(ev->target));
+  }
+  if (ev->node[0] != '\0')
+    json_object_set_new(value, "node", json_string(ev->node));
+  return value;
+}
+
+static json_t *node_json(const struct reg_node *node)
+{
+  return json_pack("{s:s,s:s,s:o,s:I,s:s}", "name", node->name, "state",
+                   reg_node_state_name(node->state), "last_seen",
+                   time_json(node->last_seen), "applied_seq",
+                   (json_int_t)node->applied_seq, "version", node->version);
 }
 
 /* ---- request helpers ---------------------------------------------------- */
@@ -228,27 +263,87 @@ static bool query_ok(const struct api_request *req, struct api_response *resp,
   return false;
 }
 
-/* Reads ?state=S into *state; false after answering 400. */
-static bool query_state(const struct api_request *req,
-                        struct api_response *resp,
-                        enum reg_endpoint_state *state, bool *has_state)
+/* The query of a list route: ?limit=N&next_token=T, and ?state=S where the
+ * route filters by state. */
+struct list_query {
+  enum reg_endpoint_state state;
+  bool has_state;
+  struct reg_page page;
+  char token[REG_TOKEN_BUF];
+};
+
+static bool query_limit(const struct api_request *req,
+                        struct api_response *resp, struct list_query *q)
 {
-  static const char *const names[] = {"state", NULL};
-  char value[64];
-  *has_state = false;
-  if (!query_ok(req, resp, names))
-    return false;
-  int r = api_query_get(req->match->query, "state", value, sizeof value);
+  char value[32], *end;
+  int r = api_query_get(req->match->query, "limit", value, sizeof value);
+  unsigned long limit;
+
   if (r == -ENOENT)
     return true;
-  if (r != 0 || reg_state_parse(value, state) != 0) {
+  errno = 0;
+  limit = r == 0 && value[0] >= '0' && value[0] <= '9'
+              ? strtoul(value, &end, 10)
+              : 0;
+  if (r != 0 || limit < 1 || limit > REG_PAGE_MAX || *end != '\0' ||
+      errno != 0) {
+    api_respond_error(resp, 400, "InvalidValue", "limit: must be 1..%d",
+                      REG_PAGE_MAX);
+    return false;
+  }
+  q->page.limit = limit;
+  return true;
+}
+
+static bool query_state(const struct api_request *req,
+                        struct api_response *resp, struct list_query *q)
+{
+  char value[64];
+  int r = api_query_get(req->match->query, "state", value, sizeof value);
+
+  if (r == -ENOENT)
+    return true;
+  if (r != 0 || reg_state_parse(value, &q->state) != 0) {
     api_respond_error(resp, 400, "InvalidValue",
                       "state: must be one of pendingAcceptance, available, "
                       "rejected, deleted, expired, failed");
     return false;
   }
-  *has_state = true;
+  q->has_state = true;
   return true;
+}
+
+/* Reads the list query into *q; false after answering 400. */
+static bool query_list(const struct api_request *req, struct api_response *resp,
+                       bool with_state, struct list_query *q)
+{
+  static const char *const with[] = {"state", "limit", "next_token", NULL};
+  static const char *const without[] = {"limit", "next_token", NULL};
+  int r;
+
+  memset(q, 0, sizeof *q);
+  q->page.token = q->token;
+  if (!query_ok(req, resp, with_state ? with : without) ||
+      (with_state && !query_state(req, resp, q)) || !query_limit(req, resp, q))
+    return false;
+  r = api_query_get(req->match->query, "next_token", q->token, sizeof q->token);
+  if (r != 0 && r != -ENOENT) {
+    api_respond_error(resp, 400, "InvalidValue",
+                      "next_token: not a token this API gave");
+    return false;
+  }
+  return true;
+}
+
+/* {"KEY":[...], "next_token":"..."} (the token only while more remain). */
+static void respond_list(struct api_response *resp, const char *key,
+                         json_t *array, const char *next_token)
+{
+  json_t *value = json_pack("{s:o*}", key, array);
+
+  if (value != NULL && next_token != NULL && next_token[0] != '\0')
+    json_object_set_new(value, "next_token", json_string(next_token));
+  respond_json(resp, 200, value);
 }
 
 static bool no_query(const struct api_request *req, struct api_response *resp)
@@ -296,8 +391,7 @@ static void service_create(const struct api_request *req,
     goto out;
   }
   params.allowed_principals = principals;
-  int r = reg_service_create(req->server->registry, &req->actor, &params,
-                             &service, &err);
+  int r = reg_service_create(req->reg, &req->actor, &params, &service, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     goto out;
@@ -315,11 +409,13 @@ static void service_list(const struct api_request *req,
   struct reg_service *services = NULL;
   size_t n = 0;
   struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_TOKEN_BUF];
 
-  if (!no_query(req, resp))
+  if (!query_list(req, resp, false, &q))
     return;
-  int r =
-      reg_service_list(req->server->registry, &req->actor, &services, &n, &err);
+  int r = reg_service_list(req->reg, &req->actor, &q.page, &services, &n, next,
+                           &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -328,7 +424,7 @@ static void service_list(const struct api_request *req,
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, service_json(&services[i]));
   reg_services_free(services, n);
-  respond_json(resp, 200, json_pack("{s:o*}", "services", array));
+  respond_list(resp, "services", array, next);
 }
 
 static void service_describe(const struct api_request *req,
@@ -339,8 +435,8 @@ static void service_describe(const struct api_request *req,
 
   if (!no_query(req, resp))
     return;
-  int r = reg_service_describe(req->server->registry, &req->actor,
-                               param(req, 0), &service, &err);
+  int r = reg_service_describe(req->reg, &req->actor, param(req, 0), &service,
+                               &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -373,8 +469,8 @@ static void service_modify(const struct api_request *req,
     changes.connection_limit = json_integer_value(v);
   }
   json_decref(body);
-  int r = reg_service_modify(req->server->registry, &req->actor, param(req, 0),
-                             &changes, &service, &err);
+  int r = reg_service_modify(req->reg, &req->actor, param(req, 0), &changes,
+                             &service, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -392,14 +488,13 @@ static void service_delete(const struct api_request *req,
 
   if (!no_query(req, resp))
     return;
-  int r = reg_service_describe(req->server->registry, &req->actor,
-                               param(req, 0), &service, &err);
+  int r = reg_service_describe(req->reg, &req->actor, param(req, 0), &service,
+                               &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
   }
-  r = reg_service_delete(req->server->registry, &req->actor, param(req, 0),
-                         &err);
+  r = reg_service_delete(req->reg, &req->actor, param(req, 0), &err);
   if (r != 0) {
     reg_service_release(&service);
     respond_reg_error(req, resp, r, &err);
@@ -428,8 +523,8 @@ static void permissions_get(const struct api_request *req,
 
   if (!no_query(req, resp))
     return;
-  int r = reg_permissions_get(req->server->registry, &req->actor, param(req, 0),
-                              &principals, &n, &err);
+  int r = reg_permissions_get(req->reg, &req->actor, param(req, 0), &principals,
+                              &n, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -462,9 +557,9 @@ static void permissions_modify(const struct api_request *req,
     goto out;
   }
   bool reconcile = json_is_true(json_object_get(body, "reject_endpoints"));
-  int r = reg_permissions_modify(req->server->registry, &req->actor,
-                                 param(req, 0), add, n_add, remove, n_remove,
-                                 reconcile, &principals, &n, &err);
+  int r = reg_permissions_modify(req->reg, &req->actor, param(req, 0), add,
+                                 n_add, remove, n_remove, reconcile,
+                                 &principals, &n, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     goto out;
@@ -479,17 +574,17 @@ out:
 static void connections_list(const struct api_request *req,
                              struct api_response *resp)
 {
-  enum reg_endpoint_state state;
-  bool has_state;
   struct reg_endpoint *endpoints = NULL;
   size_t n = 0;
   struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_TOKEN_BUF];
 
-  if (!query_state(req, resp, &state, &has_state))
+  if (!query_list(req, resp, true, &q))
     return;
-  int r =
-      reg_connections_list(req->server->registry, &req->actor, param(req, 0),
-                           has_state ? &state : NULL, &endpoints, &n, &err);
+  int r = reg_connections_list(req->reg, &req->actor, param(req, 0),
+                               q.has_state ? &q.state : NULL, &q.page,
+                               &endpoints, &n, next, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -498,7 +593,7 @@ static void connections_list(const struct api_request *req,
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, connection_json(&endpoints[i]));
   reg_endpoints_free(endpoints, n);
-  respond_json(resp, 200, json_pack("{s:o*}", "connections", array));
+  respond_list(resp, "connections", array, next);
 }
 
 static void connections_decide(const struct api_request *req,
@@ -522,7 +617,7 @@ static void connections_decide(const struct api_request *req,
     goto out;
   }
   int r = (accept ? reg_connections_accept : reg_connections_reject)(
-      req->server->registry, &req->actor, param(req, 0), ids, n, results, &err);
+      req->reg, &req->actor, param(req, 0), ids, n, results, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     goto out;
@@ -554,11 +649,13 @@ static void available_services(const struct api_request *req,
   struct reg_service *services = NULL;
   size_t n = 0;
   struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_TOKEN_BUF];
 
-  if (!no_query(req, resp))
+  if (!query_list(req, resp, false, &q))
     return;
-  int r = reg_available_services(req->server->registry, &req->actor, &services,
-                                 &n, &err);
+  int r = reg_available_services(req->reg, &req->actor, &q.page, &services, &n,
+                                 next, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -567,7 +664,7 @@ static void available_services(const struct api_request *req,
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, available_service_json(&services[i]));
   reg_services_free(services, n);
-  respond_json(resp, 200, json_pack("{s:o*}", "services", array));
+  respond_list(resp, "services", array, next);
 }
 
 static void endpoint_create(const struct api_request *req,
@@ -597,8 +694,7 @@ static void endpoint_create(const struct api_request *req,
     goto out;
   }
   params.allowed_sources = sources;
-  int r = reg_endpoint_create(req->server->registry, &req->actor, &params,
-                              &endpoint, &err);
+  int r = reg_endpoint_create(req->reg, &req->actor, &params, &endpoint, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     goto out;
@@ -613,16 +709,17 @@ out:
 static void endpoint_list(const struct api_request *req,
                           struct api_response *resp)
 {
-  enum reg_endpoint_state state;
-  bool has_state;
   struct reg_endpoint *endpoints = NULL;
   size_t n = 0;
   struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_TOKEN_BUF];
 
-  if (!query_state(req, resp, &state, &has_state))
+  if (!query_list(req, resp, true, &q))
     return;
-  int r = reg_endpoint_list(req->server->registry, &req->actor,
-                            has_state ? &state : NULL, &endpoints, &n, &err);
+  int r =
+      reg_endpoint_list(req->reg, &req->actor, q.has_state ? &q.state : NULL,
+                        &q.page, &endpoints, &n, next, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -631,7 +728,7 @@ static void endpoint_list(const struct api_request *req,
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, endpoint_json(&endpoints[i]));
   reg_endpoints_free(endpoints, n);
-  respond_json(resp, 200, json_pack("{s:o*}", "endpoints", array));
+  respond_list(resp, "endpoints", array, next);
 }
 
 static void endpoint_describe(const struct api_request *req,
@@ -642,8 +739,8 @@ static void endpoint_describe(const struct api_request *req,
 
   if (!no_query(req, resp))
     return;
-  int r = reg_endpoint_describe(req->server->registry, &req->actor,
-                                param(req, 0), &endpoint, &err);
+  int r = reg_endpoint_describe(req->reg, &req->actor, param(req, 0), &endpoint,
+                                &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -672,18 +769,12 @@ static void endpoint_modify(const struct api_request *req,
     api_respond_error(resp, 500, "Internal", "out of memory");
     goto out;
   }
-  int r = reg_endpoint_modify(req->server->registry, &req->actor, param(req, 0),
-                              sources, n, &endpoint, &err);
+  int r = reg_endpoint_modify(req->reg, &req->actor, param(req, 0), sources, n,
+                              &endpoint, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     goto out;
   }
-  /* The registry has no event for a modify: tell the data plane, so the
-   * new allow-list applies to new flows at once. */
-  if (req->server->dataplane != NULL &&
-      req->server->dataplane->endpoint_changed != NULL)
-    req->server->dataplane->endpoint_changed(req->server->dataplane_arg,
-                                             endpoint.id);
   respond_json(resp, 200, endpoint_json(&endpoint));
   reg_endpoint_release(&endpoint);
 out:
@@ -699,8 +790,8 @@ static void endpoint_delete(const struct api_request *req,
 
   if (!no_query(req, resp))
     return;
-  int r = reg_endpoint_delete(req->server->registry, &req->actor, param(req, 0),
-                              &endpoint, &err);
+  int r = reg_endpoint_delete(req->reg, &req->actor, param(req, 0), &endpoint,
+                              &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -713,7 +804,11 @@ static void endpoint_delete(const struct api_request *req,
 
 struct group_list {
   json_t *groups;
-  const char *only; /* NULL: every group */
+  const char *only;  /* NULL: every group */
+  const char *after; /* a page starts after this group; "" at the start */
+  size_t limit;
+  bool skipping;
+  char next[REG_NAME_BUF]; /* the last group of a full page */
 };
 
 static void on_target_group(void *ctx, const char *group,
@@ -722,6 +817,18 @@ static void on_target_group(void *ctx, const char *group,
   struct group_list *list = ctx;
   if (list->only != NULL && strcmp(list->only, group) != 0)
     return;
+  if (list->skipping) {
+    list->skipping = strcmp(list->after, group) != 0;
+    return;
+  }
+  if (json_array_size(list->groups) == list->limit) {
+    /* More remain after a full page. */
+    if (list->next[0] == '\0')
+      snprintf(list->next, sizeof list->next, "%s",
+               json_string_value(json_object_get(
+                   json_array_get(list->groups, list->limit - 1), "name")));
+    return;
+  }
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, target_json(&targets[i]));
@@ -730,26 +837,27 @@ static void on_target_group(void *ctx, const char *group,
 }
 
 static bool dataplane_ready(const struct api_request *req,
-                            struct api_response *resp, const void *fn)
+                            struct api_response *resp)
 {
-  if (req->server->dataplane != NULL && fn != NULL)
+  if (req->server->dataplane != NULL &&
+      req->server->dataplane->list_target_groups != NULL)
     return true;
   api_respond_error(resp, 503, "ServiceUnavailable",
                     "no data plane is attached to this API");
   return false;
 }
 
+/* GET /v1/target-groups pages by group name, in the config's order: a
+ * token names the last group of the page before. */
 static void target_groups(const struct api_request *req,
                           struct api_response *resp, const char *only)
 {
   struct api_server *server = req->server;
-  struct group_list list = {json_array(), only};
+  struct group_list list = {.groups = json_array(), .only = only};
+  struct list_query q;
 
-  if (!no_query(req, resp) ||
-      !dataplane_ready(req, resp,
-                       server->dataplane != NULL
-                           ? (const void *)server->dataplane->list_target_groups
-                           : NULL)) {
+  if (!(only ? no_query(req, resp) : query_list(req, resp, false, &q)) ||
+      !dataplane_ready(req, resp)) {
     json_decref(list.groups);
     return;
   }
@@ -757,10 +865,13 @@ static void target_groups(const struct api_request *req,
     api_respond_error(resp, 500, "Internal", "out of memory");
     return;
   }
+  list.after = only ? "" : q.token;
+  list.skipping = list.after[0] != '\0';
+  list.limit = only || q.page.limit == 0 ? REG_PAGE_MAX : q.page.limit;
   server->dataplane->list_target_groups(server->dataplane_arg, on_target_group,
                                         &list);
   if (only == NULL) {
-    respond_json(resp, 200, json_pack("{s:o}", "target_groups", list.groups));
+    respond_list(resp, "target_groups", list.groups, list.next);
   } else if (json_array_size(list.groups) == 0) {
     json_decref(list.groups);
     api_respond_error(resp, 404, "NotFound", "no target group named %s", only);
@@ -771,26 +882,13 @@ static void target_groups(const struct api_request *req,
   }
 }
 
-static void respond_dataplane_error(struct api_response *resp, int r,
-                                    const char *group, const char *address)
+/* A run-time target as the registry holds it: it starts initial on every
+ * node, and drains when deregistered. */
+static json_t *registered_target_json(const struct reg_target *t,
+                                      const char *state)
 {
-  switch (r) {
-  case -ENOENT:
-    api_respond_error(resp, 404, "NotFound", "no target %s in group %s",
-                      address, group);
-    break;
-  case -EINVAL:
-    api_respond_error(resp, 400, "InvalidValue",
-                      "address: not ADDRESS:PORT (\"%s\")", address);
-    break;
-  case -EEXIST:
-    api_respond_error(resp, 409, "AlreadyExists",
-                      "%s is already registered in %s", address, group);
-    break;
-  default:
-    api_respond_error(resp, 500, "Internal", "the data plane failed: %s",
-                      strerror(-r));
-  }
+  return json_pack("{s:s,s:I,s:s,s:s}", "address", t->address, "weight",
+                   (json_int_t)t->weight, "state", state, "reason", "");
 }
 
 static void target_register(const struct api_request *req,
@@ -800,35 +898,27 @@ static void target_register(const struct api_request *req,
       {"address", API_JSON_STRING, true},
       {"weight", API_JSON_INTEGER, false},
   };
-  struct api_server *server = req->server;
-  struct api_target target = {0};
+  struct reg_target target;
+  struct reg_error err = {0};
   json_t *body, *v;
 
   if (!no_query(req, resp) ||
-      !dataplane_ready(req, resp,
-                       server->dataplane != NULL
-                           ? (const void *)server->dataplane->register_target
-                           : NULL) ||
       (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   const char *address = json_string_value(json_object_get(body, "address"));
   json_int_t weight = 1;
   if ((v = json_object_get(body, "weight")) != NULL)
     weight = json_integer_value(v);
-  if (weight < 0 || weight > TARGET_WEIGHT_MAX) {
-    api_respond_error(resp, 400, "InvalidValue", "weight: must be 0..%d",
-                      TARGET_WEIGHT_MAX);
-  } else if (address[0] == '\0' || strlen(address) > TARGET_ADDRESS_MAX) {
-    api_respond_error(resp, 400, "InvalidValue",
-                      "address: must be ADDRESS:PORT");
+  if (weight < 1 || weight > REG_MAX_TARGET_WEIGHT) {
+    api_respond_error(resp, 400, "InvalidValue", "weight: must be 1..%d",
+                      REG_MAX_TARGET_WEIGHT);
   } else {
-    const char *group = param(req, 0);
-    int r = server->dataplane->register_target(
-        server->dataplane_arg, group, address, (uint32_t)weight, &target);
+    int r = reg_target_register(req->reg, &req->actor, param(req, 0), address,
+                                (uint32_t)weight, &target, &err);
     if (r != 0)
-      respond_dataplane_error(resp, r, group, address);
+      respond_reg_error(req, resp, r, &err);
     else
-      respond_json(resp, 201, target_json(&target));
+      respond_json(resp, 201, registered_target_json(&target, "initial"));
   }
   json_decref(body);
 }
@@ -836,62 +926,130 @@ static void target_register(const struct api_request *req,
 static void target_deregister(const struct api_request *req,
                               struct api_response *resp)
 {
-  struct api_server *server = req->server;
-  struct api_target target = {0};
+  struct reg_target target;
+  struct reg_error err = {0};
 
-  if (!no_query(req, resp) ||
-      !dataplane_ready(req, resp,
-                       server->dataplane != NULL
-                           ? (const void *)server->dataplane->deregister_target
-                           : NULL))
+  if (!no_query(req, resp))
     return;
-  int r = server->dataplane->deregister_target(
-      server->dataplane_arg, param(req, 0), param(req, 1), &target);
+  int r = reg_target_deregister(req->reg, &req->actor, param(req, 0),
+                                param(req, 1), &target, &err);
   if (r != 0)
-    respond_dataplane_error(resp, r, param(req, 0), param(req, 1));
+    respond_reg_error(req, resp, r, &err);
   else
-    respond_json(resp, 200, target_json(&target));
+    respond_json(resp, 200, registered_target_json(&target, "draining"));
+}
+
+/* ---- nodes -------------------------------------------------------------- */
+
+static void node_list(const struct api_request *req, struct api_response *resp)
+{
+  struct reg_node *nodes = NULL;
+  struct reg_error err = {0};
+  struct list_query q;
+  size_t n = 0, first = 0, shown = 0;
+  char next[REG_NAME_BUF] = "";
+
+  if (!query_list(req, resp, false, &q))
+    return;
+  int r = reg_nodes_list(req->reg, &req->actor, &nodes, &n, &err);
+  if (r != 0) {
+    respond_reg_error(req, resp, r, &err);
+    return;
+  }
+  /* By name: a token is the last name of the page before. */
+  while (q.token[0] != '\0' && first < n &&
+         strcmp(nodes[first].name, q.token) <= 0)
+    first++;
+  json_t *array = json_array();
+  for (size_t i = first; array != NULL && i < n; i++) {
+    if (q.page.limit != 0 && shown == q.page.limit) {
+      snprintf(next, sizeof next, "%s", nodes[i - 1].name);
+      break;
+    }
+    json_array_append_new(array, node_json(&nodes[i]));
+    shown++;
+  }
+  free(nodes);
+  respond_list(resp, "nodes", array, next);
+}
+
+static void node_drain(const struct api_request *req, struct api_response *resp)
+{
+  struct reg_node node;
+  struct reg_error err = {0};
+
+  if (!no_query(req, resp))
+    return;
+  int r = reg_node_drain(req->reg, &req->actor, param(req, 0), &node, &err);
+  if (r != 0)
+    respond_reg_error(req, resp, r, &err);
+  else
+    respond_json(resp, 200, node_json(&node));
 }
 
 /* ---- events ------------------------------------------------------------- */
 
+struct events_read {
+  const struct reg_actor *actor;
+  uint64_t cursor;
+  size_t limit;
+  struct reg_event *events;
+  size_t n;
+  uint64_t through;
+  int result;
+};
+
+static void read_events(struct reg *reg, void *arg)
+{
+  struct events_read *job = arg;
+  uint64_t first;
+
+  job->result = reg_first_seq(reg, &first);
+  /* Events after the cursor were pruned while this reader lagged: it
+   * cannot be given a complete sequence any more. */
+  if (job->result == 0 && job->cursor + 1 < first)
+    job->result = -ESTALE;
+  if (job->result == 0)
+    job->result = reg_events_after(reg, job->actor, job->cursor, job->limit,
+                                   &job->events, &job->n, &job->through);
+}
+
+static int append_line(json_t *value, char **buf, size_t *len)
+{
+  size_t line_len;
+  char *line = value != NULL ? api_json_dump(value, &line_len) : NULL;
+  char *grown = line != NULL ? realloc(*buf, *len + line_len) : NULL;
+
+  json_decref(value);
+  if (grown == NULL) {
+    free(line);
+    return -ENOMEM;
+  }
+  memcpy(grown + *len, line, line_len);
+  *buf = grown;
+  *len += line_len;
+  free(line);
+  return 0;
+}
+
 int api_events_read(struct api_server *server, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len)
 {
-  struct reg_event *events = NULL;
-  size_t n = 0;
-  uint64_t first;
-  int r = reg_first_seq(server->registry, &first);
-  if (r != 0)
+  struct events_read job = {actor, *cursor, limit, NULL, 0, *cursor, 0};
+  int r = 0;
+
+  if (server->registry == NULL)
+    return -ENOTSUP;
+  server->registry->call(server->registry_ctx, read_events, &job);
+  if (job.result != 0)
+    return job.result;
+  for (size_t i = 0; r == 0 && i < job.n; i++)
+    r = append_line(event_json(&job.events[i]), buf, len);
+  free(job.events);
+  if (r < 0)
     return r;
-  /* Events after the cursor were pruned while this reader lagged: it
-   * cannot be given a complete sequence any more. */
-  if (*cursor + 1 < first)
-    return -ESTALE;
-  r = reg_events_after(server->registry, *cursor, limit, &events, &n);
-  if (r != 0)
-    return r;
-  for (size_t i = 0; i < n; i++) {
-    *cursor = events[i].seq;
-    if (!reg_event_visible(&events[i], actor))
-      continue;
-    json_t *value = event_json(&events[i]);
-    size_t line_len;
-    char *line = value != NULL ? api_json_dump(value, &line_len) : NULL;
-    json_decref(value);
-    char *grown = line != NULL ? realloc(*buf, *len + line_len) : NULL;
-    if (grown == NULL) {
-      free(line);
-      free(events);
-      return -ENOMEM;
-    }
-    memcpy(grown + *len, line, line_len);
-    *buf = grown;
-    *len += line_len;
-    free(line);
-  }
-  free(events);
-  return (int)n;
+  *cursor = job.through;
+  return (int)job.n;
 }
 
 static void events(const struct api_request *req, struct api_response *resp)
@@ -905,7 +1063,7 @@ static void events(const struct api_request *req, struct api_response *resp)
   int r = api_query_get(req->match->query, "after", value, sizeof value);
   if (r == -ENOENT) {
     /* No cursor: only what happens from now on. */
-    if (reg_last_seq(req->server->registry, &after) != 0) {
+    if (reg_last_seq(req->reg, &after) != 0) {
       api_respond_error(resp, 500, "Internal", "cannot read the event log");
       return;
     }
@@ -921,7 +1079,7 @@ static void events(const struct api_request *req, struct api_response *resp)
       return;
     }
     uint64_t first;
-    if (reg_first_seq(req->server->registry, &first) != 0) {
+    if (reg_first_seq(req->reg, &first) != 0) {
       api_respond_error(resp, 500, "Internal", "cannot read the event log");
       return;
     }
@@ -998,13 +1156,53 @@ static void text_add_label(struct text *t, const char *value)
   }
 }
 
+struct counts_read {
+  struct reg_endpoint_count *counts;
+  size_t n;
+  int result;
+};
+
+static void read_counts(struct reg *reg, void *arg)
+{
+  struct counts_read *job = arg;
+
+  job->result = reg_endpoint_counts(reg, &job->counts, &job->n);
+}
+
+/* nlb_endpoints{service,state}: every state of each service that has
+ * endpoints (the store answers by service and state, sorted so). */
+static void endpoint_metrics(struct api_server *server, struct text *t)
+{
+  struct counts_read job = {NULL, 0, 0};
+
+  text_add(t, "# HELP nlb_endpoints Endpoints by service and state.\n"
+              "# TYPE nlb_endpoints gauge\n");
+  if (server->registry == NULL)
+    return;
+  server->registry->call(server->registry_ctx, read_counts, &job);
+  for (size_t i = 0; job.result == 0 && i < job.n; i++) {
+    uint64_t by_state[REG_EP_STATE_COUNT] = {0};
+    size_t k = i;
+
+    for (;
+         k < job.n && strcmp(job.counts[k].service, job.counts[i].service) == 0;
+         k++)
+      by_state[job.counts[k].state] += job.counts[k].count;
+    for (int st = 0; st < REG_EP_STATE_COUNT; st++) {
+      text_add(t, "nlb_endpoints{service=\"");
+      text_add_label(t, job.counts[i].service);
+      text_add(t, "\",state=\"%s\"} %" PRIu64 "\n", reg_state_name(st),
+               by_state[st]);
+    }
+    i = k - 1;
+  }
+  free(job.counts);
+}
+
 static void metrics(const struct api_request *req, struct api_response *resp)
 {
   struct api_server *server = req->server;
   struct text t = {0};
-  const struct reg_actor system = {REG_SYSTEM_PRINCIPAL, REG_ROLE_OPERATOR};
-  struct reg_service *services = NULL;
-  size_t n_services = 0;
 
   if (!no_query(req, resp))
     return;
@@ -1017,30 +1215,7 @@ static void metrics(const struct api_request *req, struct api_response *resp)
       text_add(&t, "nlb_api_requests_total{code=\"%d\"} %" PRIu64 "\n", s,
                count);
   }
-  text_add(&t, "# HELP nlb_endpoints Endpoints by service and state.\n"
-               "# TYPE nlb_endpoints gauge\n");
-  if (server->registry != NULL &&
-      reg_service_list(server->registry, &system, &services, &n_services,
-                       NULL) == 0) {
-    for (size_t i = 0; i < n_services; i++) {
-      struct reg_endpoint *endpoints = NULL;
-      size_t n = 0;
-      size_t by_state[REG_EP_STATE_COUNT] = {0};
-      if (reg_connections_list(server->registry, &system, services[i].id, NULL,
-                               &endpoints, &n, NULL) != 0)
-        continue;
-      for (size_t k = 0; k < n; k++)
-        if ((unsigned)endpoints[k].state < REG_EP_STATE_COUNT)
-          by_state[endpoints[k].state]++;
-      reg_endpoints_free(endpoints, n);
-      for (int s = 0; s < REG_EP_STATE_COUNT; s++) {
-        text_add(&t, "nlb_endpoints{service=\"");
-        text_add_label(&t, services[i].name);
-        text_add(&t, "\",state=\"%s\"} %zu\n", reg_state_name(s), by_state[s]);
-      }
-    }
-    reg_services_free(services, n_services);
-  }
+  endpoint_metrics(server, &t);
   if (server->dataplane != NULL && server->dataplane->metrics_text != NULL) {
     char *more = server->dataplane->metrics_text(server->dataplane_arg);
     if (more != NULL) {
@@ -1070,7 +1245,7 @@ static void healthz(const struct api_request *req, struct api_response *resp)
   resp->content_type = "text/plain; charset=utf-8";
 }
 
-/* Routes that work without a registry. */
+/* Routes that work without a registry, on the control thread. */
 static bool needs_registry(enum api_route_id id)
 {
   switch (id) {
@@ -1078,21 +1253,14 @@ static bool needs_registry(enum api_route_id id)
   case API_ROUTE_METRICS:
   case API_ROUTE_TARGET_GROUP_LIST:
   case API_ROUTE_TARGET_GROUP_DESCRIBE:
-  case API_ROUTE_TARGET_REGISTER:
-  case API_ROUTE_TARGET_DEREGISTER:
     return false;
   default:
     return true;
   }
 }
 
-void api_handle(const struct api_request *req, struct api_response *resp)
+static void route(const struct api_request *req, struct api_response *resp)
 {
-  if (req->server->registry == NULL && needs_registry(req->match->route->id)) {
-    api_respond_error(resp, 503, "ServiceUnavailable",
-                      "this nlbd has no registry: endpoint services are off");
-    return;
-  }
   switch (req->match->route->id) {
   case API_ROUTE_HEALTHZ:
     healthz(req, resp);
@@ -1163,9 +1331,46 @@ void api_handle(const struct api_request *req, struct api_response *resp)
   case API_ROUTE_EVENTS:
     events(req, resp);
     break;
+  case API_ROUTE_NODE_LIST:
+    node_list(req, resp);
+    break;
+  case API_ROUTE_NODE_DRAIN:
+    node_drain(req, resp);
+    break;
   case API_ROUTE_COUNT:
     api_respond_error(resp, 404, "NotFound", "no such route");
     break;
+  }
+}
+
+struct handle_job {
+  const struct api_request *req;
+  struct api_response *resp;
+};
+
+/* On the registry's thread. */
+static void run_route(struct reg *reg, void *arg)
+{
+  struct handle_job *job = arg;
+  struct api_request req = *job->req;
+
+  req.reg = reg;
+  route(&req, job->resp);
+}
+
+void api_handle(const struct api_request *req, struct api_response *resp)
+{
+  struct api_server *server = req->server;
+
+  if (!needs_registry(req->match->route->id)) {
+    route(req, resp);
+  } else if (server->registry == NULL) {
+    api_respond_error(resp, 503, "ServiceUnavailable",
+                      "this nlbd has no registry: endpoint services are off");
+  } else {
+    struct handle_job job = {req, resp};
+
+    server->registry->call(server->registry_ctx, run_route, &job);
   }
   if (resp->body == NULL && !resp->events)
     api_respond_error(resp, 500, "Internal", "out of memory");

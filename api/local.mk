@@ -17,8 +17,8 @@ noinst_HEADERS += \
 	include/nlb/api-router.h
 
 # Everything a program linking the API needs, registry included.
-API_LIBS = api/libapi.a registry/libregistry.a $(LIBUV_LIBS) \
-	$(NGHTTP2_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) $(SQLITE3_LIBS)
+API_LIBS = api/libapi.a $(REGISTRY_LIBS) $(LIBUV_LIBS) \
+	$(NGHTTP2_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS)
 
 # Unit tests of the pure pieces: routing, JSON checks, authentication.
 check_PROGRAMS += tests/unit/test_api

@@ -58,6 +58,10 @@ static const struct api_route routes[API_ROUTE_COUNT] = {
      "DELETE /v1/target-groups/{name}/targets/{address}"},
     {API_ROUTE_EVENTS, API_METHOD_GET, "/v1/events", OP | PROV | CONS, false,
      "GET /v1/events"},
+    {API_ROUTE_NODE_LIST, API_METHOD_GET, "/v1/nodes", OP, false,
+     "GET /v1/nodes"},
+    {API_ROUTE_NODE_DRAIN, API_METHOD_POST, "/v1/nodes/*/drain", OP, true,
+     "POST /v1/nodes/{name}/drain"},
 };
 
 enum api_method api_method_parse(const char *method)

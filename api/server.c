@@ -908,9 +908,10 @@ static void on_connection(uv_stream_t *listener, int status)
 
 static void on_flush_timer(uv_timer_t *timer);
 
-static void on_registry_event(const struct reg_event *event, void *arg)
+void api_server_events(struct api_server *server,
+                       const struct reg_event *events, size_t n,
+                       uint64_t last_seq)
 {
-  struct api_server *server = arg;
   struct nlb_list *pos;
   bool woke = false;
 
@@ -918,13 +919,21 @@ static void on_registry_event(const struct reg_event *event, void *arg)
        pos = pos->next) {
     struct api_stream *s =
         NLB_CONTAINER_OF(pos, struct api_stream, events_link);
-    if (event->seq <= s->events_cursor || !reg_event_visible(event, &s->actor))
+    bool visible = false;
+
+    if (last_seq <= s->events_cursor)
+      continue;
+    for (size_t i = 0; i < n && !visible; i++)
+      visible = events[i].seq > s->events_cursor &&
+                reg_event_visible(&events[i], &s->actor);
+    /* A resync carries no events: let every stream behind look. */
+    if (!visible && n > 0)
       continue;
     nghttp2_session_resume_data(s->conn->session, s->id);
     s->conn->flush_wanted = true;
     woke = true;
   }
-  /* Observers run inside other callbacks (even inside this server's
+  /* Changes are applied inside other callbacks (even inside this server's
    * nghttp2 ones): write on the next turn of the loop. */
   if (woke)
     uv_timer_start(&server->flush_timer, on_flush_timer, 0, 0);
@@ -1205,13 +1214,15 @@ static void tls_reload(struct api_server *server, const struct api_settings *s)
 
   if (server->ssl_ctx == NULL) {
     if (s->tls_cert != NULL)
-      api_log(server, 2, "api: reload: 'api.tls' was added; this takes a "
-                         "restart, still serving h2c");
+      api_log(server, 2,
+              "api: reload: 'api.tls' was added; this takes a "
+              "restart, still serving h2c");
     return;
   }
   if (s->tls_cert == NULL) {
-    api_log(server, 2, "api: reload: 'api.tls' was removed; this takes a "
-                       "restart, still serving TLS");
+    api_log(server, 2,
+            "api: reload: 'api.tls' was removed; this takes a "
+            "restart, still serving TLS");
     return;
   }
   if (tls_context_new(server, s, &fresh) < 0) {
@@ -1266,6 +1277,7 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
     return -ENOMEM;
   server->loop = loop;
   server->registry = s->registry;
+  server->registry_ctx = s->registry_ctx;
   nlb_list_init(&server->conns);
   nlb_list_init(&server->event_streams);
   take_settings(server, s);
@@ -1306,13 +1318,6 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
     server->port = ntohs(bound.ss_family == AF_INET6
                              ? ((struct sockaddr_in6 *)&bound)->sin6_port
                              : ((struct sockaddr_in *)&bound)->sin_port);
-  if (s->registry != NULL) {
-    r = reg_observe(s->registry, on_registry_event, server);
-    if (r != 0)
-      goto fail_close_listener;
-    server->observing = true;
-  }
-
   uv_timer_init(loop, &server->sweep_timer);
   uv_timer_init(loop, &server->flush_timer);
   server->sweep_timer.data = server->flush_timer.data = server;
@@ -1372,10 +1377,6 @@ void api_server_shutdown(struct api_server *server)
   if (server->shutting_down)
     return;
   server->shutting_down = true;
-  if (server->observing) {
-    reg_unobserve(server->registry, on_registry_event, server);
-    server->observing = false;
-  }
   if (server->listener_open) {
     server->listener_open = false;
     uv_close((uv_handle_t *)&server->listener, on_server_handle_close);

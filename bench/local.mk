@@ -6,5 +6,5 @@ EXTRA_DIST += bench/run.sh bench/idle_flows.py bench/report.py \
 # Registry benchmark (bench/README-registry.md): built by make, run by hand.
 noinst_PROGRAMS += bench/registry_bench
 bench_registry_bench_SOURCES = bench/registry_bench.c
-bench_registry_bench_LDADD = registry/libregistry.a $(SQLITE3_LIBS)
+bench_registry_bench_LDADD = $(REGISTRY_LIBS)
 EXTRA_DIST += bench/README-registry.md

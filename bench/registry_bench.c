@@ -44,8 +44,12 @@ int main(int argc, char **argv)
   };
   static const uint16_t ports[] = {8080};
   static const struct reg_load_balancer lbs[] = {{"lb", ports, 1, false}};
-  static const struct reg_config config = {principals, 2, networks, 1,
-                                           lbs,        1, 0};
+  static const struct reg_config config = {.principals = principals,
+                                           .n_principals = 2,
+                                           .networks = networks,
+                                           .n_networks = 1,
+                                           .load_balancers = lbs,
+                                           .n_load_balancers = 1};
   static const char *const all[] = {"*"};
   struct reg_service_params sp = {"bench", "lb", true, all, 1, 0};
   struct reg_endpoint_params ep = {"bench", "host", NULL, NULL, 0};
@@ -75,7 +79,7 @@ int main(int argc, char **argv)
   }
   snprintf(path, sizeof(path), "%s/registry.db", dir);
   lat = calloc((size_t)cycles * 3, sizeof(*lat));
-  if (lat == NULL || reg_open(&reg, path, &config, &err) < 0) {
+  if (lat == NULL || reg_open(&reg, "sqlite", path, &config, &err) < 0) {
     fprintf(stderr, "registry_bench: open %s failed\n", path);
     return 1;
   }
@@ -125,6 +129,8 @@ int main(int argc, char **argv)
     snprintf(f, sizeof(f), "%s-wal", path);
     unlink(f);
     snprintf(f, sizeof(f), "%s-shm", path);
+    unlink(f);
+    snprintf(f, sizeof(f), "%s.lock", path);
     unlink(f);
     unlink(path);
     rmdir(dir);

@@ -362,31 +362,77 @@ static void load_api(struct loader *ld, const config_setting_t *root,
 static void load_registry(struct loader *ld, const config_setting_t *root,
                           struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"path", "pending_expiry",
+  static const char *const keys[] = {"path", "postgresql", "pending_expiry",
                                      "event_retention", NULL};
   const config_setting_t *reg = member_of(root, "registry");
-  const char *path = NULL;
+  const char *path = NULL, *conninfo = NULL;
+  bool has_path, has_pg;
 
   cfg->registry_pending_expiry_ms = 7ull * 24 * 3600 * 1000;
   cfg->registry_event_retention_ms = 7ull * 24 * 3600 * 1000;
   if (!reg)
     return;
   if (!config_setting_is_group(reg)) {
-    fail_at(ld, line_of(reg), "'registry' must be a group { path; }");
+    fail_at(ld, line_of(reg),
+            "'registry' must be a group { path; } or { postgresql; }");
     return;
   }
   check_keys(ld, reg, "registry", keys);
-  if (!get_string(ld, reg, "path", &path) || !*path) {
-    fail_at(ld, line_of(reg), "registry needs a 'path'");
+  has_path = member_of(reg, "path") != NULL;
+  has_pg = member_of(reg, "postgresql") != NULL;
+  if (has_path == has_pg) {
+    fail_at(ld, line_of(reg),
+            has_path ? "registry takes 'path' (SQLite) or 'postgresql', "
+                       "not both"
+                     : "registry needs a 'path' (SQLite) or 'postgresql' (a "
+                       "connection string)");
+    return;
+  }
+  if (has_path && (!get_string(ld, reg, "path", &path) || !*path)) {
+    fail_at(ld, line_of(reg), "registry.path must be a file name");
+    return;
+  }
+  if (has_pg && (!get_string(ld, reg, "postgresql", &conninfo) || !*conninfo)) {
+    fail_at(ld, line_of(reg),
+            "registry.postgresql must be a libpq connection string or URI");
     return;
   }
   cfg->has_registry = true;
-  cfg->registry_path = dup_or_die(path);
+  if (path)
+    cfg->registry_path = dup_or_die(path);
+  if (conninfo)
+    cfg->registry_postgresql = dup_or_die(conninfo);
   get_duration(ld, reg, "pending_expiry", 1000, UINT64_C(10) * 365 * 86400000,
                &cfg->registry_pending_expiry_ms);
-  get_duration(ld, reg, "event_retention", 1000,
-               UINT64_C(10) * 365 * 86400000,
+  get_duration(ld, reg, "event_retention", 1000, UINT64_C(10) * 365 * 86400000,
                &cfg->registry_event_retention_ms);
+}
+
+/* node = { name = "n1"; }: this node's name in a cluster; the host name
+ * by default. */
+static void load_node(struct loader *ld, const config_setting_t *root,
+                      struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"name", NULL};
+  const config_setting_t *node = member_of(root, "node");
+  const char *name = NULL;
+  char host[256] = "";
+
+  if (node && !config_setting_is_group(node)) {
+    fail_at(ld, line_of(node), "'node' must be a group { name; }");
+    return;
+  }
+  if (node) {
+    check_keys(ld, node, "node", keys);
+    name = item_name(ld, node, "node");
+    if (!name)
+      return;
+  } else {
+    gethostname(host, sizeof(host) - 1);
+    host[strcspn(host, ".")] = '\0'; /* the short name, as a label */
+    name = is_valid_name(host) ? host : "local";
+  }
+  cfg->node_name = dup_or_die(name);
 }
 
 static void load_principals(struct loader *ld, const config_setting_t *root,
@@ -835,17 +881,23 @@ static void load_cpu_affinity(struct loader *ld, const config_setting_t *root,
     cfg->pin_workers = false;
   else
     fail_at(ld, line_of(member_of(root, "worker_cpu_affinity")),
-            "worker_cpu_affinity \"%s\": expected \"auto\" or \"off\"",
-            text);
+            "worker_cpu_affinity \"%s\": expected \"auto\" or \"off\"", text);
 }
 
 struct nlb_config *nlb_config_load(const char *path, char **errors)
 {
-  static const char *const keys[] = {
-      "workers",  "worker_cpu_affinity", "shutdown_timeout", "log",
-      "api",      "registry",         "principals",
-      "networks", "target_groups",    "load_balancers",
-      NULL};
+  static const char *const keys[] = {"workers",
+                                     "worker_cpu_affinity",
+                                     "shutdown_timeout",
+                                     "log",
+                                     "api",
+                                     "registry",
+                                     "principals",
+                                     "networks",
+                                     "target_groups",
+                                     "load_balancers",
+                                     "node",
+                                     NULL};
   struct loader ld = {.path = path};
   struct nlb_config *cfg;
   config_t file;
@@ -881,6 +933,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   load_log(&ld, root, cfg);
   load_api(&ld, root, cfg);
   load_registry(&ld, root, cfg);
+  load_node(&ld, root, cfg);
   load_principals(&ld, root, cfg);
   load_networks(&ld, root, cfg);
   load_target_groups(&ld, root, cfg);
@@ -934,6 +987,8 @@ void nlb_config_free(struct nlb_config *cfg)
   free(cfg->api_tls_cert);
   free(cfg->api_tls_key);
   free(cfg->registry_path);
+  free(cfg->registry_postgresql);
+  free(cfg->node_name);
   free(cfg->path);
   free(cfg);
 }

@@ -60,6 +60,8 @@ static void close_control_handles(struct daemon *d)
   nlb_services_shutdown(d->services);
 }
 
+static void begin_shutdown(struct daemon *d, const char *why);
+
 static void on_tick(uv_timer_t *timer)
 {
   struct daemon *d = timer->data;
@@ -70,6 +72,8 @@ static void on_tick(uv_timer_t *timer)
     nlb_health_tick(d->health, now);
     nlb_router_tick(d->router, now);
     nlb_services_tick(d->services, now);
+    if (nlb_services_drain_requested(d->services))
+      begin_shutdown(d, "drain requested through the API");
     break;
   case PHASE_DRAINING:
     if (total_active_flows(d) == 0) {
@@ -106,6 +110,7 @@ static void begin_shutdown(struct daemon *d, const char *why)
                 why, (unsigned long long)total_active_flows(d),
                 (unsigned long long)d->cfg->shutdown_timeout_ms);
   nlb_router_stop_accepting(d->router);
+  nlb_services_draining(d->services, d->cfg->node_name);
   nlb_services_shutdown(d->services);
   d->phase = PHASE_DRAINING;
   d->phase_deadline_ms = now + d->cfg->shutdown_timeout_ms;
@@ -217,8 +222,7 @@ static void place_workers(struct daemon *d)
              "not pinned (%zu workers, %zu CPUs)", d->n_workers, n_cpus);
     return;
   }
-  used = (size_t)snprintf(d->placement, sizeof(d->placement),
-                          "pinned to CPUs");
+  used = (size_t)snprintf(d->placement, sizeof(d->placement), "pinned to CPUs");
   for (size_t i = 0; i < d->n_workers; i++) {
     int rc = nlb_worker_pin(d->workers[i], cpus[i]);
     if (rc < 0) {
@@ -227,9 +231,8 @@ static void place_workers(struct daemon *d)
       continue;
     }
     if (used < sizeof(d->placement))
-      used += (size_t)snprintf(d->placement + used,
-                               sizeof(d->placement) - used, "%s%d",
-                               i ? "," : " ", cpus[i]);
+      used += (size_t)snprintf(d->placement + used, sizeof(d->placement) - used,
+                               "%s%d", i ? "," : " ", cpus[i]);
   }
 }
 

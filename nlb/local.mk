@@ -11,6 +11,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/endpoints.c \
 	nlb/flow.c \
 	nlb/health.c \
+	nlb/hmap.c \
 	nlb/lb_least_conn.c \
 	nlb/lb_maglev.c \
 	nlb/lb_pool.c \
@@ -19,6 +20,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/log.c \
 	nlb/netns.c \
 	nlb/proxy_v2.c \
+	nlb/regloop.c \
 	nlb/router.c \
 	nlb/services.c \
 	nlb/snapshot.c \
@@ -35,6 +37,7 @@ noinst_HEADERS += \
 	include/nlb/endpoints.h \
 	include/nlb/flow.h \
 	include/nlb/health.h \
+	include/nlb/hmap.h \
 	include/nlb/io.h \
 	include/nlb/lb.h \
 	include/nlb/list.h \
@@ -42,6 +45,7 @@ noinst_HEADERS += \
 	include/nlb/log.h \
 	include/nlb/netns.h \
 	include/nlb/proxy_v2.h \
+	include/nlb/regloop.h \
 	include/nlb/router.h \
 	include/nlb/services.h \
 	include/nlb/snapshot.h \

@@ -666,56 +666,105 @@ void nlb_router_tick(struct nlb_router *router, uint64_t now_ms)
     nlb_router_publish(router, now_ms);
 }
 
-int nlb_router_register_target(struct nlb_router *router, const char *name,
+/* A run-time target present with weight, or gone (weight 0: it drains).
+ * Returns true when the group changed. Config targets are the config's:
+ * the API cannot drain or reweigh them. */
+static bool set_runtime_target(struct nlb_group *group,
                                const union nlb_sockaddr *address,
-                               uint32_t weight, uint64_t now_ms,
-                               struct nlb_target **out)
+                               uint32_t weight, uint64_t now_ms)
 {
-  struct nlb_group *group = nlb_router_find_group(router, name);
-  struct nlb_target *target;
+  struct nlb_target *target = find_target(group, address);
 
-  if (!group)
-    return -ENOENT;
-  target = find_target(group, address);
-  if (target) {
-    if (atomic_load(&target->state) != NLB_TARGET_DRAINING)
-      return -EEXIST;
+  if (weight == 0) {
+    if (!target || !target->runtime_registered ||
+        atomic_load(&target->state) == NLB_TARGET_DRAINING)
+      return false;
+    start_draining(group, target, now_ms, "deregistered");
+    return true;
+  }
+  if (target && !target->runtime_registered &&
+      atomic_load(&target->state) != NLB_TARGET_DRAINING)
+    return false;
+  if (target && target->runtime_registered && target->weight == weight &&
+      atomic_load(&target->state) != NLB_TARGET_DRAINING)
+    return false;
+  if (!target) {
+    target = nlb_target_create(address, weight);
+    if (!target || append_target(group, target) < 0) {
+      if (target)
+        nlb_target_release(target);
+      nlb_log_event(NLB_LOG_ERROR, "target group %s: out of memory",
+                    group->name);
+      return false;
+    }
+    snprintf(target->reason, sizeof(target->reason), "registered");
+    nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)",
+                  group->name, target->name);
+  } else if (atomic_load(&target->state) == NLB_TARGET_DRAINING) {
     atomic_store(&target->drain_deadline_ms, 0);
     atomic_store(&target->state, NLB_TARGET_INITIAL);
     target->consecutive_ok = target->consecutive_fail = 0;
-  } else {
-    target = nlb_target_create(address, weight);
-    if (!target)
-      return -ENOMEM;
-    if (append_target(group, target) < 0) {
-      nlb_target_release(target);
-      return -ENOMEM;
-    }
+    snprintf(target->reason, sizeof(target->reason), "re-registered");
+    nlb_log_event(NLB_LOG_INFO,
+                  "target %s/%s state draining -> initial (re-registered)",
+                  group->name, target->name);
   }
   target->weight = weight;
   target->runtime_registered = true;
-  snprintf(target->reason, sizeof(target->reason), "registered");
-  nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)", group->name,
-                target->name);
   group->generation++;
-  nlb_router_publish(router, now_ms);
-  *out = target;
+  return true;
+}
+
+int nlb_router_set_runtime_target(struct nlb_router *router, const char *name,
+                                  const union nlb_sockaddr *address,
+                                  uint32_t weight, uint64_t now_ms)
+{
+  struct nlb_group *group = nlb_router_find_group(router, name);
+
+  if (!group)
+    return -ENOENT;
+  if (set_runtime_target(group, address, weight, now_ms))
+    nlb_router_publish(router, now_ms);
   return 0;
 }
 
-int nlb_router_deregister_target(struct nlb_router *router, const char *name,
-                                 const union nlb_sockaddr *address,
-                                 uint64_t now_ms, struct nlb_target **out)
+static bool listed(const struct nlb_runtime_target *targets, size_t n,
+                   const char *group, const union nlb_sockaddr *address)
 {
-  struct nlb_group *group = nlb_router_find_group(router, name);
-  struct nlb_target *target = group ? find_target(group, address) : NULL;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(targets[i].group, group) == 0 &&
+        nlb_addr_equal(&targets[i].address, address))
+      return true;
+  return false;
+}
 
-  if (!target || atomic_load(&target->state) == NLB_TARGET_UNUSED)
-    return -ENOENT;
-  start_draining(group, target, now_ms, "deregistered");
-  nlb_router_publish(router, now_ms);
-  *out = target;
-  return 0;
+void nlb_router_sync_runtime_targets(struct nlb_router *router,
+                                     const struct nlb_runtime_target *targets,
+                                     size_t n, uint64_t now_ms)
+{
+  bool changed = false;
+
+  for (size_t i = 0; i < n; i++) {
+    struct nlb_group *group = nlb_router_find_group(router, targets[i].group);
+
+    if (group && set_runtime_target(group, &targets[i].address,
+                                    targets[i].weight, now_ms))
+      changed = true;
+  }
+  for (size_t g = 0; g < router->n_groups; g++) {
+    struct nlb_group *group = router->groups[g];
+
+    for (size_t t = 0; t < group->n_targets; t++) {
+      struct nlb_target *target = group->targets[t];
+
+      if (target->runtime_registered &&
+          !listed(targets, n, group->name, &target->address) &&
+          set_runtime_target(group, &target->address, 0, now_ms))
+        changed = true;
+    }
+  }
+  if (changed)
+    nlb_router_publish(router, now_ms);
 }
 
 void nlb_router_set_target_state(struct nlb_router *router,

@@ -1,37 +1,25 @@
+#include "config.h"
 #include "nlb/services.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "nlb/api.h"
 #include "nlb/endpoints.h"
 #include "nlb/log.h"
+#include "nlb/regloop.h"
 #include "nlb/registry.h"
-
-/* Pending endpoints are checked for expiry this often. */
-#define EXPIRY_CHECK_MS 10000
-
-/* Old events are pruned at most this many per transaction, so the control
- * loop never stalls on a large backlog; a full batch is followed by the
- * next one at the next tick. */
-#define PRUNE_BATCH 10000
-/* ...and checked for this often (or every retention/2 if that is less,
- * but not more often than once a second). */
-#define PRUNE_CHECK_MAX_MS 60000
 
 struct nlb_services {
   uv_loop_t *loop;
   struct nlb_router *router;
   struct nlb_health *health;
-  struct reg *reg;
+  struct nlb_regloop *regloop;
   struct nlb_endpoints *endpoints;
   struct api_server *api;
-  uint64_t last_expiry_check_ms;
-  uint64_t event_retention_ms;
-  uint64_t next_prune_ms;
+  bool drain_requested; /* this node's record says draining */
 };
 
 /* The registry's view of the config: borrowed strings, arrays owned here
@@ -41,6 +29,7 @@ struct reg_view {
   struct reg_principal *principals;
   struct reg_network *networks;
   struct reg_load_balancer *load_balancers;
+  const char **target_groups;
   uint16_t **ports;
   size_t n_load_balancers;
 };
@@ -53,6 +42,30 @@ static void free_view(struct reg_view *view)
     free(view->ports[i]);
   free(view->ports);
   free(view->load_balancers);
+  free(view->target_groups);
+}
+
+static int view_load_balancers(const struct nlb_config *cfg,
+                               struct reg_view *view)
+{
+  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
+    struct reg_load_balancer *rlb = &view->load_balancers[i];
+
+    view->ports[i] = calloc(lb->n_listeners + 1, sizeof(uint16_t));
+    if (!view->ports[i])
+      return -ENOMEM;
+    view->n_load_balancers++;
+    rlb->name = lb->name;
+    rlb->ports = view->ports[i];
+    rlb->n_ports = lb->n_listeners;
+    for (size_t j = 0; j < lb->n_listeners; j++) {
+      view->ports[i][j] = lb->listeners[j].port;
+      if (cfg->target_groups[lb->listeners[j].target_group].proxy_protocol_v2)
+        rlb->proxy_protocol = true;
+    }
+  }
+  return 0;
 }
 
 static int build_view(const struct nlb_config *cfg, struct reg_view *view)
@@ -63,9 +76,14 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
   view->load_balancers =
       calloc(cfg->n_load_balancers + 1, sizeof(*view->load_balancers));
   view->ports = calloc(cfg->n_load_balancers + 1, sizeof(*view->ports));
+  view->target_groups =
+      calloc(cfg->n_target_groups + 1, sizeof(*view->target_groups));
   if (!view->principals || !view->networks || !view->load_balancers ||
-      !view->ports)
-    goto fail;
+      !view->ports || !view->target_groups ||
+      view_load_balancers(cfg, view) < 0) {
+    free_view(view);
+    return -ENOMEM;
+  }
   for (size_t i = 0; i < cfg->n_principals; i++) {
     view->principals[i].name = cfg->principals[i].name;
     view->principals[i].role = (enum reg_role)cfg->principals[i].role;
@@ -78,42 +96,142 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
     view->networks[i].principals = (const char *const *)net->principals;
     view->networks[i].n_principals = net->n_principals;
   }
-  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
-    const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
-    struct reg_load_balancer *rlb = &view->load_balancers[i];
-    view->ports[i] = calloc(lb->n_listeners + 1, sizeof(uint16_t));
-    if (!view->ports[i])
-      goto fail;
-    view->n_load_balancers++;
-    rlb->name = lb->name;
-    rlb->ports = view->ports[i];
-    rlb->n_ports = lb->n_listeners;
-    for (size_t j = 0; j < lb->n_listeners; j++) {
-      view->ports[i][j] = lb->listeners[j].port;
-      if (cfg->target_groups[lb->listeners[j].target_group].proxy_protocol_v2)
-        rlb->proxy_protocol = true;
-    }
-  }
+  for (size_t i = 0; i < cfg->n_target_groups; i++)
+    view->target_groups[i] = cfg->target_groups[i].name;
   view->cfg.principals = view->principals;
   view->cfg.n_principals = cfg->n_principals;
   view->cfg.networks = view->networks;
   view->cfg.n_networks = cfg->n_networks;
   view->cfg.load_balancers = view->load_balancers;
   view->cfg.n_load_balancers = cfg->n_load_balancers;
+  view->cfg.target_groups = view->target_groups;
+  view->cfg.n_target_groups = cfg->n_target_groups;
   view->cfg.pending_expiry_ms = (int64_t)cfg->registry_pending_expiry_ms;
+  view->cfg.node = cfg->node_name;
+  view->cfg.version = PACKAGE_VERSION;
   return 0;
-
-fail:
-  free_view(view);
-  return -ENOMEM;
 }
 
 static uint64_t loop_clock(void *arg)
 {
-  return uv_now(arg);
+  struct nlb_services *services = arg;
+
+  return uv_now(services->loop);
 }
 
-/* ---- the data plane as the API sees it ---- */
+/* ---- the change feed ---------------------------------------------------- */
+
+/* Run-time targets: the whole set after a resync, else the ones named. */
+static void apply_targets(struct nlb_services *services,
+                          const struct reg_changes *c)
+{
+  uint64_t now = uv_now(services->loop);
+  struct nlb_runtime_target *v = calloc(c->n_targets + 1, sizeof(*v));
+  size_t n = 0;
+
+  if (v == NULL)
+    return;
+  for (size_t i = 0; i < c->n_targets; i++)
+    if (nlb_addr_parse(c->targets[i].address, &v[n].address) == 0) {
+      v[n].group = c->targets[i].target_group;
+      v[n++].weight = c->targets[i].weight;
+    }
+  if (c->resync) {
+    nlb_router_sync_runtime_targets(services->router, v, n, now);
+  } else {
+    for (size_t i = 0; i < c->n_events; i++) {
+      const struct reg_event *ev = &c->events[i];
+      union nlb_sockaddr address;
+      uint32_t weight = 0;
+
+      if (ev->target[0] == '\0' || nlb_addr_parse(ev->target, &address) < 0)
+        continue;
+      for (size_t k = 0; k < n; k++)
+        if (strcmp(v[k].group, ev->target_group) == 0 &&
+            nlb_addr_equal(&v[k].address, &address))
+          weight = v[k].weight;
+      nlb_router_set_runtime_target(services->router, ev->target_group,
+                                    &address, weight, now);
+    }
+  }
+  free(v);
+  nlb_health_sync(services->health);
+}
+
+static void on_changes(const struct reg_changes *c, void *arg)
+{
+  struct nlb_services *services = arg;
+
+  if (services->endpoints)
+    nlb_endpoints_apply(services->endpoints, c);
+  if (c->resync || c->n_targets > 0 || c->n_events > 0)
+    apply_targets(services, c);
+  if (c->node_draining && !services->drain_requested) {
+    nlb_log_event(NLB_LOG_INFO, "registry: this node was asked to drain");
+    services->drain_requested = true;
+  }
+  if (services->api)
+    api_server_events(services->api, c->events, c->n_events, c->last_seq);
+}
+
+/* ---- placements --------------------------------------------------------- */
+
+struct report_job {
+  struct reg_placement_report *reports;
+  char (*ids)[REG_ID_BUF];
+  char (*reasons)[REG_REASON_BUF];
+  size_t n;
+};
+
+static void run_report(struct reg *reg, void *arg)
+{
+  struct report_job *job = arg;
+  int rc = reg_placements_report(reg, job->reports, job->n);
+
+  if (rc < 0)
+    nlb_log_event(NLB_LOG_ERROR,
+                  "registry: cannot record %zu placements of this node: %s",
+                  job->n, strerror(-rc));
+}
+
+static void free_report(void *arg)
+{
+  struct report_job *job = arg;
+
+  free(job->reports);
+  free(job->ids);
+  free(job->reasons);
+  free(job);
+}
+
+/* The applier's reports are borrowed: copied for the registry's thread. */
+static void report_placements(const struct reg_placement_report *reports,
+                              size_t n, void *arg)
+{
+  struct nlb_services *services = arg;
+  struct report_job *job = calloc(1, sizeof(*job));
+
+  if (job == NULL || !(job->reports = calloc(n, sizeof(*job->reports))) ||
+      !(job->ids = calloc(n, sizeof(*job->ids))) ||
+      !(job->reasons = calloc(n, sizeof(*job->reasons)))) {
+    if (job)
+      free_report(job);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    snprintf(job->ids[i], REG_ID_BUF, "%s", reports[i].endpoint_id);
+    snprintf(job->reasons[i], REG_REASON_BUF, "%s",
+             reports[i].reason ? reports[i].reason : "");
+    job->reports[i].endpoint_id = job->ids[i];
+    job->reports[i].reason = job->reasons[i];
+    job->reports[i].open = reports[i].open;
+  }
+  job->n = n;
+  if (nlb_regloop_submit(services->regloop, run_report, free_report, job) < 0)
+    free_report(job);
+}
+
+/* ---- the API's view of the data plane and the registry ------------------ */
 
 static void describe_target(const struct nlb_target *target,
                             struct api_target *out)
@@ -150,64 +268,25 @@ static void api_list_target_groups(void *arg,
   }
 }
 
-static int api_register_target(void *arg, const char *group,
-                               const char *address, uint32_t weight,
-                               struct api_target *out)
-{
-  struct nlb_services *services = arg;
-  union nlb_sockaddr addr;
-  struct nlb_target *target;
-  int rc;
-
-  if (nlb_addr_parse(address, &addr) < 0 || nlb_addr_port(&addr) == 0)
-    return -EINVAL;
-  rc = nlb_router_register_target(services->router, group, &addr, weight,
-                                  uv_now(services->loop), &target);
-  if (rc < 0)
-    return rc;
-  nlb_health_sync(services->health);
-  describe_target(target, out);
-  return 0;
-}
-
-static int api_deregister_target(void *arg, const char *group,
-                                 const char *address, struct api_target *out)
-{
-  struct nlb_services *services = arg;
-  union nlb_sockaddr addr;
-  struct nlb_target *target;
-  int rc;
-
-  if (nlb_addr_parse(address, &addr) < 0)
-    return -ENOENT;
-  rc = nlb_router_deregister_target(services->router, group, &addr,
-                                    uv_now(services->loop), &target);
-  if (rc < 0)
-    return rc;
-  nlb_health_sync(services->health);
-  describe_target(target, out);
-  return 0;
-}
-
 static char *api_metrics_text(void *arg)
 {
   struct nlb_services *services = arg;
   return nlb_router_metrics(services->router);
 }
 
-static void api_endpoint_changed(void *arg, const char *endpoint_id)
+static const struct api_dataplane_ops dataplane_ops = {
+    .list_target_groups = api_list_target_groups,
+    .metrics_text = api_metrics_text,
+};
+
+static void registry_call(void *ctx, void (*run)(struct reg *, void *),
+                          void *arg)
 {
-  struct nlb_services *services = arg;
-  if (services->endpoints)
-    nlb_endpoints_refresh(services->endpoints, endpoint_id);
+  nlb_regloop_call(ctx, run, arg);
 }
 
-static const struct api_dataplane_ops dataplane_ops = {
-    .endpoint_changed = api_endpoint_changed,
-    .list_target_groups = api_list_target_groups,
-    .register_target = api_register_target,
-    .deregister_target = api_deregister_target,
-    .metrics_text = api_metrics_text,
+static const struct api_registry_ops registry_ops = {
+    .call = registry_call,
 };
 
 static void api_log(void *arg, int level, const char *line)
@@ -236,7 +315,10 @@ static int fill_api_settings(struct nlb_services *services,
   s->tls_key = cfg->api_tls_key;
   s->principals = *principals;
   s->n_principals = cfg->n_principals;
-  s->registry = services->reg;
+  if (services->regloop) {
+    s->registry = &registry_ops;
+    s->registry_ctx = services->regloop;
+  }
   s->dataplane = &dataplane_ops;
   s->dataplane_arg = services;
   s->log_event = api_log;
@@ -244,41 +326,60 @@ static int fill_api_settings(struct nlb_services *services,
   return 0;
 }
 
+/* ---- lifetime ----------------------------------------------------------- */
+
+static int start_registry(struct nlb_services *services,
+                          const struct nlb_config *cfg, char *err,
+                          size_t err_size)
+{
+  struct nlb_endpoints_settings eps = {services->router, loop_clock,
+                                       report_placements, services};
+  struct nlb_regloop_settings s = {0};
+  struct reg_error reg_err = {0};
+  struct reg_view view;
+  int rc;
+
+  if ((services->endpoints = nlb_endpoints_create(&eps)) == NULL ||
+      (rc = build_view(cfg, &view)) < 0) {
+    snprintf(err, err_size, "out of memory");
+    return -ENOMEM;
+  }
+  s.store = cfg->registry_postgresql ? "postgresql" : "sqlite";
+  s.location =
+      cfg->registry_postgresql ? cfg->registry_postgresql : cfg->registry_path;
+  s.config = &view.cfg;
+  s.event_retention_ms = cfg->registry_event_retention_ms;
+  s.on_changes = on_changes;
+  s.arg = services;
+  rc = nlb_regloop_start(services->loop, &s, &services->regloop, &reg_err);
+  free_view(&view);
+  if (rc < 0)
+    snprintf(err, err_size, "%s: registry: %s", cfg->path,
+             reg_err.message[0] ? reg_err.message : strerror(-rc));
+  else
+    nlb_log_event(NLB_LOG_INFO,
+                  "registry: %s store, node %s, %zu endpoints "
+                  "open",
+                  s.store, cfg->node_name,
+                  nlb_endpoints_open_count(services->endpoints));
+  return rc;
+}
+
 int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
                        struct nlb_router *router, struct nlb_health *health,
                        struct nlb_services **out, char *err, size_t err_size)
 {
   struct nlb_services *services = calloc(1, sizeof(*services));
-  struct reg_view view;
-  struct reg_error reg_err = {0};
   int rc;
 
   if (!services)
     return -ENOMEM;
   services->loop = loop;
   services->router = router;
-  services->event_retention_ms = cfg->registry_event_retention_ms;
   services->health = health;
-  if (cfg->has_registry) {
-    rc = build_view(cfg, &view);
-    if (rc < 0)
-      goto fail_free;
-    rc = reg_open(&services->reg, cfg->registry_path, &view.cfg, &reg_err);
-    free_view(&view);
-    if (rc < 0) {
-      snprintf(err, err_size, "%s: registry %s: %s", cfg->path,
-               cfg->registry_path,
-               reg_err.message[0] ? reg_err.message : strerror(-rc));
-      goto fail_free;
-    }
-    services->endpoints =
-        nlb_endpoints_start(services->reg, router, loop_clock, loop);
-    if (!services->endpoints) {
-      rc = -ENOMEM;
-      snprintf(err, err_size, "out of memory");
-      goto fail_close_registry;
-    }
-  }
+  if (cfg->has_registry &&
+      (rc = start_registry(services, cfg, err, err_size)) < 0)
+    goto fail_free;
   if (cfg->has_api) {
     struct api_settings s;
     struct api_principal *principals;
@@ -286,7 +387,7 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
     rc = fill_api_settings(services, cfg, &s, &principals, listen,
                            sizeof(listen));
     if (rc < 0)
-      goto fail_stop_endpoints;
+      goto fail_stop_registry;
     rc = api_server_start(loop, &s, &services->api);
     free(principals);
     if (rc < 0) {
@@ -294,17 +395,16 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
                listen,
                rc == -EINVAL ? "bad TLS certificate or key (see log)"
                              : uv_strerror(rc));
-      goto fail_stop_endpoints;
+      goto fail_stop_registry;
     }
   }
   *out = services;
   return 0;
 
-fail_stop_endpoints:
-  nlb_endpoints_free(services->endpoints);
-fail_close_registry:
-  reg_close(services->reg);
+fail_stop_registry:
+  nlb_regloop_stop(services->regloop);
 fail_free:
+  nlb_endpoints_free(services->endpoints);
   free(services);
   return rc;
 }
@@ -315,14 +415,15 @@ void nlb_services_reload(struct nlb_services *services,
   struct reg_view view;
   struct reg_error reg_err = {0};
 
-  services->event_retention_ms = cfg->registry_event_retention_ms;
-  services->next_prune_ms = 0;
-  if (services->reg && build_view(cfg, &view) == 0) {
-    if (reg_reload(services->reg, &view.cfg, &reg_err) < 0)
+  if (services->regloop && build_view(cfg, &view) == 0) {
+    if (nlb_regloop_reload(services->regloop, &view.cfg,
+                           cfg->registry_event_retention_ms, &reg_err) < 0)
       nlb_log_event(NLB_LOG_ERROR, "reload: registry keeps its old config: %s",
                     reg_err.message);
     free_view(&view);
-    nlb_endpoints_resync(services->endpoints);
+    /* The rows carry the new load balancers' ports and this node's new
+     * namespaces: read the whole state again. */
+    nlb_regloop_resync(services->regloop);
   }
   if (services->api) {
     struct api_settings s;
@@ -337,52 +438,42 @@ void nlb_services_reload(struct nlb_services *services,
   }
 }
 
-/* The registry keeps wall-clock times. */
-static int64_t wall_ms(void)
-{
-  struct timespec wall;
-  clock_gettime(CLOCK_REALTIME, &wall);
-  return (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
-}
-
-static void prune_events(struct nlb_services *services, uint64_t now_ms)
-{
-  uint64_t interval = services->event_retention_ms / 2;
-  size_t removed = 0;
-  int rc;
-
-  if (now_ms < services->next_prune_ms)
-    return;
-  if (interval > PRUNE_CHECK_MAX_MS)
-    interval = PRUNE_CHECK_MAX_MS;
-  if (interval < 1000)
-    interval = 1000;
-  rc = reg_events_prune(services->reg,
-                        wall_ms() - (int64_t)services->event_retention_ms,
-                        PRUNE_BATCH, &removed);
-  if (rc < 0)
-    nlb_log_event(NLB_LOG_ERROR, "registry: cannot prune old events: %s",
-                  strerror(-rc));
-  else if (removed > 0)
-    nlb_log_event(NLB_LOG_INFO,
-                  "registry: pruned %zu events older than event_retention",
-                  removed);
-  services->next_prune_ms = removed == PRUNE_BATCH ? now_ms : now_ms + interval;
-}
-
 void nlb_services_tick(struct nlb_services *services, uint64_t now_ms)
 {
-  size_t expired = 0;
   if (services->endpoints)
     nlb_endpoints_tick(services->endpoints, now_ms);
-  if (!services->reg)
+}
+
+bool nlb_services_drain_requested(const struct nlb_services *services)
+{
+  return services->drain_requested;
+}
+
+struct drain_job {
+  char node[REG_NAME_BUF];
+};
+
+static void run_drain(struct reg *reg, void *arg)
+{
+  struct drain_job *job = arg;
+  const struct reg_actor system = {REG_SYSTEM_PRINCIPAL, REG_ROLE_OPERATOR};
+  struct reg_error err;
+
+  if (reg_node_drain(reg, &system, job->node, NULL, &err) < 0)
+    nlb_log_event(NLB_LOG_WARN, "registry: cannot mark node %s draining: %s",
+                  job->node, err.message);
+}
+
+void nlb_services_draining(struct nlb_services *services, const char *node)
+{
+  struct drain_job *job;
+
+  services->drain_requested = true;
+  if (!services->regloop || (job = calloc(1, sizeof(*job))) == NULL)
     return;
-  prune_events(services, now_ms);
-  if (now_ms - services->last_expiry_check_ms < EXPIRY_CHECK_MS)
-    return;
-  services->last_expiry_check_ms = now_ms;
-  if (reg_expire_pending(services->reg, wall_ms(), &expired) == 0 && expired)
-    nlb_log_event(NLB_LOG_INFO, "%zu pending endpoints expired", expired);
+  snprintf(job->node, sizeof(job->node), "%s", node);
+  if (nlb_regloop_submit(services->regloop, run_drain, free, job) < 0)
+    free(job);
 }
 
 void nlb_services_shutdown(struct nlb_services *services)
@@ -396,7 +487,7 @@ void nlb_services_free(struct nlb_services *services)
   if (!services)
     return;
   api_server_free(services->api);
+  nlb_regloop_stop(services->regloop);
   nlb_endpoints_free(services->endpoints);
-  reg_close(services->reg);
   free(services);
 }

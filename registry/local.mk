@@ -1,25 +1,39 @@
 # Registry component: endpoint services, the state machine and the store.
-# Pure C + SQLite: no libuv, no jansson.
+# Pure C + SQLite and libpq: no libuv, no jansson.
 
 noinst_LIBRARIES += registry/libregistry.a
 registry_libregistry_a_SOURCES = \
-	registry/registry.c \
-	registry/store_sqlite.c
-registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS)
+	registry/registry-int.h \
+	registry/store-int.h \
+	registry/core.c \
+	registry/address.c \
+	registry/services.c \
+	registry/endpoints.c \
+	registry/cluster.c \
+	registry/store-common.c \
+	registry/store_sqlite.c \
+	registry/store_pg.c
+registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 noinst_HEADERS += include/nlb/registry.h include/nlb/registry-store.h
+
+# Everything a program linking the registry needs.
+REGISTRY_LIBS = registry/libregistry.a $(SQLITE3_LIBS) $(LIBPQ_LIBS)
 
 # Unit tests: a real SQLite file in a temporary directory.
 check_PROGRAMS += tests/unit/test_registry
 TESTS += tests/unit/test_registry
+# The same suite against PostgreSQL (a server of the test's own).
+TESTS += tests/e2e/test_registry_pg.py
+EXTRA_DIST += tests/e2e/test_registry_pg.py tests/e2e/pgtest.py
+CLEAN_LOCAL_DIRS += tests/pg-template
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
-tests_unit_test_registry_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS)
-tests_unit_test_registry_LDADD = registry/libregistry.a $(SQLITE3_LIBS) \
-	$(CUNIT_LIBS)
+tests_unit_test_registry_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(LIBPQ_CFLAGS)
+tests_unit_test_registry_LDADD = $(REGISTRY_LIBS) $(CUNIT_LIBS)
 
 # Durability: a writer killed with SIGKILL at random moments, and a driver
 # that checks every committed operation survived.
 check_PROGRAMS += tests/registry/crash_writer
 tests_registry_crash_writer_SOURCES = tests/registry/crash_writer.c
-tests_registry_crash_writer_LDADD = registry/libregistry.a $(SQLITE3_LIBS)
+tests_registry_crash_writer_LDADD = $(REGISTRY_LIBS)
 TESTS += tests/e2e/test_registry_durability.py
 EXTRA_DIST += tests/e2e/test_registry_durability.py registry/README.md

@@ -1,15 +1,24 @@
-/* The SQLite store: WAL, synchronous=FULL, foreign keys, every statement
- * prepared once at open. States and event types are stored by name so that
- * the database reads well in the sqlite3 shell and does not depend on the
- * order of the C enums. */
+/* The SQLite store: one node. WAL, synchronous=FULL, foreign keys, every
+ * statement prepared once at open, and a lock file that keeps a second
+ * nlbd off the same database. States and event types are stored by name so
+ * that the database reads well in the sqlite3 shell and does not depend on
+ * the order of the C enums. Writers are serialized by SQLite itself (BEGIN
+ * IMMEDIATE takes the file's write lock); seq is the events table's
+ * AUTOINCREMENT rowid, taken under that lock, so it has no gaps and grows
+ * in commit order. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "nlb/registry-store.h"
+#include "store-int.h"
 
 #define BUSY_TIMEOUT_MS 5000
 #define LIVE "('pendingAcceptance','available')"
@@ -65,11 +74,56 @@ static const char *const migrations[] = {
     "  reason TEXT NOT NULL DEFAULT '');",
     /* 1 -> 2: events are pruned by age (registry.event_retention). */
     "CREATE INDEX events_time ON events(time);",
+    /* 2 -> 3: the change feed carries targets and nodes; placements, run-time
+     * targets, nodes and address hints; lists page by (created_at, id) and
+     * filter by state through an index; streams read a principal's events
+     * through an index. */
+    "ALTER TABLE events ADD COLUMN target_group TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN target TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX events_owner ON events(owner, seq) WHERE owner != '';"
+    "CREATE INDEX events_consumer ON events(consumer, seq)"
+    "  WHERE consumer != '';"
+    "CREATE TABLE placements ("
+    "  endpoint_id TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,"
+    "  node TEXT NOT NULL,"
+    "  open INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (endpoint_id, node)) WITHOUT ROWID;"
+    "CREATE TABLE targets ("
+    "  target_group TEXT NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  weight INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (target_group, address)) WITHOUT ROWID;"
+    "CREATE TABLE nodes ("
+    "  name TEXT PRIMARY KEY,"
+    "  version TEXT NOT NULL DEFAULT '',"
+    "  started_at INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL,"
+    "  applied_seq INTEGER NOT NULL DEFAULT 0,"
+    "  draining INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE network_hints ("
+    "  network TEXT PRIMARY KEY,"
+    "  next_key BLOB NOT NULL);"
+    "DROP INDEX endpoints_service;"
+    "DROP INDEX endpoints_consumer;"
+    "DROP INDEX endpoints_state;"
+    "DROP INDEX services_owner;"
+    "CREATE INDEX services_page ON services(created_at, id);"
+    "CREATE INDEX services_owner ON services(owner, created_at, id);"
+    "CREATE INDEX endpoints_page ON endpoints(created_at, id);"
+    "CREATE INDEX endpoints_service ON endpoints(service_id, created_at, id);"
+    "CREATE INDEX endpoints_service_state"
+    "  ON endpoints(service_id, state, created_at, id);"
+    "CREATE INDEX endpoints_consumer ON endpoints(consumer, created_at, id);"
+    "CREATE INDEX endpoints_consumer_state"
+    "  ON endpoints(consumer, state, created_at, id);"
+    "CREATE INDEX endpoints_state ON endpoints(state, created_at, id);",
 };
 
-#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-_Static_assert(N_MIGRATIONS == REG_SCHEMA_VERSION,
-               "REG_SCHEMA_VERSION must count the migrations");
+#define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 #define SERVICE_COLUMNS                                                        \
   "id, name, owner, load_balancer, acceptance_required, connection_limit, "    \
@@ -77,10 +131,17 @@ _Static_assert(N_MIGRATIONS == REG_SCHEMA_VERSION,
 #define ENDPOINT_COLUMNS                                                       \
   "e.id, e.service_id, s.name, s.owner, s.load_balancer, e.consumer, "         \
   "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
-  "e.created_at, e.updated_at"
+  "e.created_at, e.updated_at, (SELECT group_concat(p.node || char(9) || "     \
+  "p.open || char(9) || p.updated_at || char(9) || p.reason, char(10)) "       \
+  "FROM placements p WHERE p.endpoint_id = e.id)"
+#define ENDPOINT_FROM                                                          \
+  "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
+  " JOIN services s ON s.id = e.service_id"
 #define EVENT_COLUMNS                                                          \
   "seq, time, type, service_id, endpoint_id, principal, owner, consumer, "     \
-  "state, reason"
+  "state, reason, target_group, target, node"
+#define PAGE_AFTER(t) " AND (" t "created_at, " t "id) > (?8, ?9)"
+#define PAGE_ORDER(t) " ORDER BY " t "created_at, " t "id LIMIT ?10"
 
 enum stmt_id {
   BEGIN_READ,
@@ -101,15 +162,31 @@ enum stmt_id {
   EP_INSERT,
   EP_GET,
   EP_LIST_ALL,
-  EP_LIST_SERVICE,
-  EP_LIST_CONSUMER,
   EP_LIST_STATE,
+  EP_LIST_SERVICE,
+  EP_LIST_SERVICE_STATE,
+  EP_LIST_CONSUMER,
+  EP_LIST_CONSUMER_STATE,
   EP_UPDATE,
   EP_COUNT_LIVE,
-  NET_USED,
+  EP_COUNTS,
+  ADDR_TAKEN,
+  HINT_GET,
+  HINT_SET,
   PENDING_BEFORE,
+  PLACEMENT_PUT,
+  TARGET_INSERT,
+  TARGET_GET,
+  TARGET_DELETE,
+  TARGET_LIST,
+  NODE_START,
+  NODE_BEAT,
+  NODE_LIST,
+  NODE_DRAIN,
   EV_INSERT,
   EV_AFTER,
+  EV_AFTER_OWNER,
+  EV_AFTER_CONSUMER,
   EV_LAST,
   EV_FIRST,
   EV_KEEP_FROM,
@@ -117,6 +194,7 @@ enum stmt_id {
   N_STMTS,
 };
 
+/* Lists bind the filter at ?1 and ?2 and the page at ?8, ?9, ?10. */
 static const char *const stmt_sql[N_STMTS] = {
     [BEGIN_READ] = "BEGIN",
     [BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -129,13 +207,14 @@ static const char *const stmt_sql[N_STMTS] = {
                 " FROM services WHERE name = ?1 LIMIT 1",
     /* One statement per filter, so each can use its index. */
     [SVC_LIST_ALL] = "SELECT " SERVICE_COLUMNS " FROM services"
-                     " ORDER BY created_at, rowid",
+                     " WHERE 1" PAGE_AFTER("") PAGE_ORDER(""),
     [SVC_LIST_OWNER] = "SELECT " SERVICE_COLUMNS " FROM services"
-                       " WHERE owner = ?1 ORDER BY created_at, rowid",
-    [SVC_LIST_CONSUMER] = "SELECT " SERVICE_COLUMNS " FROM services"
-                          " WHERE id IN (SELECT service_id FROM"
-                          " service_principals WHERE principal IN (?1, '*'))"
-                          " ORDER BY created_at, rowid",
+                       " WHERE owner = ?1" PAGE_AFTER("") PAGE_ORDER(""),
+    [SVC_LIST_CONSUMER] =
+        "SELECT " SERVICE_COLUMNS " FROM services"
+        " WHERE id IN (SELECT service_id FROM"
+        " service_principals WHERE principal IN (?2, '*'))" PAGE_AFTER("")
+            PAGE_ORDER(""),
     [SVC_UPDATE] = "UPDATE services SET acceptance_required = ?2,"
                    " connection_limit = ?3 WHERE id = ?1",
     [SVC_DELETE] = "DELETE FROM services WHERE id = ?1",
@@ -151,39 +230,64 @@ static const char *const stmt_sql[N_STMTS] = {
                   " address, address_key, state, reason, allowed_sources,"
                   " created_at, updated_at)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [EP_GET] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-               " JOIN services s ON s.id = e.service_id WHERE e.id = ?1",
-    [EP_LIST_ALL] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-                    " JOIN services s ON s.id = e.service_id"
-                    " ORDER BY e.created_at, e.rowid",
-    [EP_LIST_SERVICE] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-                        " JOIN services s ON s.id = e.service_id"
-                        " WHERE e.service_id = ?1"
-                        " AND (?2 IS NULL OR e.state = ?2)"
-                        " ORDER BY e.created_at, e.rowid",
-    [EP_LIST_CONSUMER] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-                         " JOIN services s ON s.id = e.service_id"
-                         " WHERE e.consumer = ?1"
-                         " AND (?2 IS NULL OR e.state = ?2)"
-                         " ORDER BY e.created_at, e.rowid",
-    [EP_LIST_STATE] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-                      " JOIN services s ON s.id = e.service_id"
-                      " WHERE e.state = ?2 ORDER BY e.created_at, e.rowid",
+    [EP_GET] = ENDPOINT_FROM " WHERE e.id = ?1",
+    [EP_LIST_ALL] = ENDPOINT_FROM " WHERE 1" PAGE_AFTER("e.") PAGE_ORDER("e."),
+    [EP_LIST_STATE] =
+        ENDPOINT_FROM " WHERE e.state = ?2" PAGE_AFTER("e.") PAGE_ORDER("e."),
+    [EP_LIST_SERVICE] = ENDPOINT_FROM
+    " WHERE e.service_id = ?1" PAGE_AFTER("e.") PAGE_ORDER("e."),
+    [EP_LIST_SERVICE_STATE] = ENDPOINT_FROM
+    " WHERE e.service_id = ?1 AND e.state = ?2" PAGE_AFTER("e.")
+        PAGE_ORDER("e."),
+    [EP_LIST_CONSUMER] = ENDPOINT_FROM " WHERE e.consumer = ?1" PAGE_AFTER("e.")
+        PAGE_ORDER("e."),
+    [EP_LIST_CONSUMER_STATE] = ENDPOINT_FROM
+    " WHERE e.consumer = ?1 AND e.state = ?2" PAGE_AFTER("e.") PAGE_ORDER("e."),
     [EP_UPDATE] = "UPDATE endpoints SET state = ?2, reason = ?3,"
                   " allowed_sources = ?4, updated_at = ?5 WHERE id = ?1",
     [EP_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE service_id = ?1"
                       " AND consumer = ?2 AND state IN " LIVE,
-    [NET_USED] = "SELECT address_key FROM endpoints WHERE network = ?1"
-                 " AND state IN " LIVE " ORDER BY address_key",
-    [PENDING_BEFORE] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"
-                       " JOIN services s ON s.id = e.service_id"
-                       " WHERE e.state = 'pendingAcceptance'"
-                       " AND e.created_at <= ?1 ORDER BY e.created_at, e.rowid",
+    [EP_COUNTS] = "SELECT s.name, e.state, count(*) FROM endpoints e"
+                  " JOIN services s ON s.id = e.service_id"
+                  " GROUP BY e.service_id, e.state",
+    [ADDR_TAKEN] = "SELECT 1 FROM endpoints WHERE network = ?1"
+                   " AND address_key = ?2 AND state IN " LIVE,
+    [HINT_GET] = "SELECT next_key FROM network_hints WHERE network = ?1",
+    [HINT_SET] = "INSERT OR REPLACE INTO network_hints (network, next_key)"
+                 " VALUES (?1, ?2)",
+    [PENDING_BEFORE] = ENDPOINT_FROM " WHERE e.state = 'pendingAcceptance'"
+                                     " AND e.created_at <= ?1"
+                                     " ORDER BY e.created_at, e.id LIMIT ?2",
+    [PLACEMENT_PUT] = "INSERT OR REPLACE INTO placements (endpoint_id, node,"
+                      " open, reason, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [TARGET_INSERT] = "INSERT INTO targets (target_group, address, weight,"
+                      " created_at) VALUES (?1, ?2, ?3, ?4)",
+    [TARGET_GET] = "SELECT target_group, address, weight, created_at"
+                   " FROM targets WHERE target_group = ?1 AND address = ?2",
+    [TARGET_DELETE] =
+        "DELETE FROM targets WHERE target_group = ?1 AND address = ?2",
+    [TARGET_LIST] = "SELECT target_group, address, weight, created_at"
+                    " FROM targets ORDER BY target_group, created_at",
+    [NODE_START] = "INSERT OR REPLACE INTO nodes (name, version, started_at,"
+                   " last_seen, applied_seq, draining)"
+                   " VALUES (?1, ?2, ?3, ?3, ?4, 0)",
+    [NODE_BEAT] = "UPDATE nodes SET version = ?2, last_seen = ?3,"
+                  " applied_seq = ?4 WHERE name = ?1",
+    [NODE_LIST] = "SELECT name, version, started_at, last_seen, applied_seq,"
+                  " draining FROM nodes ORDER BY name",
+    [NODE_DRAIN] = "UPDATE nodes SET draining = 1 WHERE name = ?1",
     [EV_INSERT] = "INSERT INTO events (time, type, service_id, endpoint_id,"
-                  " principal, owner, consumer, state, reason)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                  " principal, owner, consumer, state, reason, target_group,"
+                  " target, node)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [EV_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1"
                  " ORDER BY seq LIMIT ?2",
+    [EV_AFTER_OWNER] = "SELECT " EVENT_COLUMNS " FROM events"
+                       " WHERE owner = ?3 AND owner != '' AND seq > ?1"
+                       " ORDER BY seq LIMIT ?2",
+    [EV_AFTER_CONSUMER] = "SELECT " EVENT_COLUMNS " FROM events"
+                          " WHERE consumer = ?3 AND consumer != ''"
+                          " AND seq > ?1 ORDER BY seq LIMIT ?2",
     /* AUTOINCREMENT's own counter: pruning every event must not bring seq
      * back to 0. */
     [EV_LAST] = "SELECT coalesce((SELECT seq FROM sqlite_sequence"
@@ -197,6 +301,7 @@ struct reg_store {
   sqlite3 *db;
   sqlite3_stmt *stmt[N_STMTS];
   int version;
+  int lock_fd;
   char errmsg[256];
 };
 
@@ -210,6 +315,9 @@ static int fail(struct reg_store *store, int rc)
     return -ENOMEM;
   case SQLITE_CONSTRAINT:
     return -EEXIST;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return -EAGAIN;
   default:
     return -EIO;
   }
@@ -244,6 +352,15 @@ static void bind_text(sqlite3_stmt *stmt, int i, const char *s)
     sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC);
 }
 
+static void bind_page(sqlite3_stmt *stmt, const struct reg_store_cursor *after,
+                      size_t limit)
+{
+  sqlite3_bind_int64(stmt, 8, after->created_at);
+  sqlite3_bind_text(stmt, 9, after->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(stmt, 10,
+                     limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+}
+
 static void column_copy(sqlite3_stmt *stmt, int col, char *dst, size_t size)
 {
   const unsigned char *s = sqlite3_column_text(stmt, col);
@@ -251,26 +368,44 @@ static void column_copy(sqlite3_stmt *stmt, int col, char *dst, size_t size)
   snprintf(dst, size, "%s", s ? (const char *)s : "");
 }
 
-static const char *const state_names[REG_EP_STATE_COUNT] = {
-    "pendingAcceptance", "available", "rejected",
-    "deleted",           "expired",   "failed",
-};
-
-static const char *const event_names[] = {
-    "connect", "accept", "reject", "delete", "expire", "fail",
-};
-
-static int state_from_column(sqlite3_stmt *stmt, int col,
-                             enum reg_endpoint_state *out)
+/* Steps stmt and keeps each row with from_row(row, item) in a growing
+ * array of items of size bytes; *out gets the array. */
+static int collect(struct reg_store *store, sqlite3_stmt *stmt, size_t size,
+                   int (*from_row)(sqlite3_stmt *, void *), void **out,
+                   size_t *n, void (*release)(void *))
 {
-  const char *s = (const char *)sqlite3_column_text(stmt, col);
+  char *v = NULL;
+  size_t len = 0, cap = 0;
+  int rc, r = 0;
 
-  for (int i = 0; s && i < REG_EP_STATE_COUNT; i++)
-    if (strcmp(s, state_names[i]) == 0) {
-      *out = (enum reg_endpoint_state)i;
-      return 0;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    if (len == cap) {
+      size_t ncap = cap ? cap * 2 : 8;
+      char *nv = realloc(v, ncap * size);
+
+      if (nv == NULL) {
+        r = -ENOMEM;
+        break;
+      }
+      v = nv;
+      cap = ncap;
     }
-  return -EIO;
+    if ((r = from_row(stmt, v + len * size)) < 0)
+      break;
+    len++;
+  }
+  if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    r = fail(store, rc);
+  sqlite3_reset(stmt);
+  if (r < 0) {
+    for (size_t i = 0; release && i < len; i++)
+      release(v + i * size);
+    free(v);
+    return r;
+  }
+  *out = v;
+  *n = len;
+  return 0;
 }
 
 /* ---- open, migrate, close ----------------------------------------------- */
@@ -297,24 +432,24 @@ static int read_user_version(struct reg_store *store, int *version)
   return rc == SQLITE_ROW ? 0 : fail(store, rc);
 }
 
-/* Runs the migrations the database lacks, each in its own transaction with
- * the version bump, so a crash leaves a consistent version. */
+/* Runs the migrations the database lacks, with the version bump, in one
+ * transaction, so a crash leaves a consistent version. */
 static int migrate(struct reg_store *store)
 {
   char sql[64];
-  int version;
+  int version = 0;
   int r;
 
   if ((r = exec(store, "BEGIN IMMEDIATE")) < 0)
     return r;
   r = read_user_version(store, &version);
-  if (r == 0 && version > (int)N_MIGRATIONS) {
+  if (r == 0 && version > N_MIGRATIONS) {
     snprintf(store->errmsg, sizeof(store->errmsg),
              "store schema version %d is newer than this nlb (%d)", version,
-             (int)N_MIGRATIONS);
+             N_MIGRATIONS);
     r = -EIO;
   }
-  for (; r == 0 && version < (int)N_MIGRATIONS; version++) {
+  for (; r == 0 && version < N_MIGRATIONS; version++) {
     if ((r = exec(store, migrations[version])) < 0)
       break;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
@@ -328,6 +463,42 @@ static int migrate(struct reg_store *store)
   return exec(store, "COMMIT");
 }
 
+/* One nlbd per database: an exclusive lock on FILE.lock, which holds the
+ * holder's pid so that the refusal can name it. SQLite's own locks let two
+ * processes write the same file, but two nlbd on it would each think their
+ * endpoints are theirs alone. */
+static int take_lock(struct reg_store *store, const char *location)
+{
+  char path[4096];
+  char pid[32] = "";
+  int fd;
+
+  snprintf(path, sizeof(path), "%s.lock", location);
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(store->errmsg, sizeof(store->errmsg), "cannot open %.200s: %s",
+             path, strerror(errno));
+    return -EIO;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    ssize_t got = pread(fd, pid, sizeof(pid) - 1, 0);
+
+    pid[got > 0 ? got : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    snprintf(store->errmsg, sizeof(store->errmsg),
+             "registry %s is in use by another nlbd (pid %s)", location,
+             pid[0] ? pid : "unknown");
+    close(fd);
+    return -EBUSY;
+  }
+  snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
+    /* The lock holds; only the pid in a refusal would be missing. */
+  }
+  store->lock_fd = fd;
+  return 0;
+}
+
 static void store_close(struct reg_store *store)
 {
   if (store == NULL)
@@ -335,20 +506,61 @@ static void store_close(struct reg_store *store)
   for (int i = 0; i < N_STMTS; i++)
     sqlite3_finalize(store->stmt[i]);
   sqlite3_close(store->db);
+  if (store->lock_fd >= 0)
+    close(store->lock_fd);
   free(store);
+}
+
+static int set_wal(struct reg_store *store, const char *location)
+{
+  sqlite3_stmt *stmt;
+  int rc = sqlite3_prepare_v2(store->db, "PRAGMA journal_mode = WAL", -1, &stmt,
+                              NULL);
+  bool wal;
+
+  if (rc != SQLITE_OK)
+    return fail(store, rc);
+  /* journal_mode answers with the mode it got: a read-only or in-memory
+   * database silently stays out of WAL. */
+  rc = sqlite3_step(stmt);
+  wal = rc == SQLITE_ROW &&
+        sqlite3_stricmp((const char *)sqlite3_column_text(stmt, 0), "wal") == 0;
+  sqlite3_finalize(stmt);
+  if (wal)
+    return 0;
+  snprintf(store->errmsg, sizeof(store->errmsg), "cannot put %s in WAL mode",
+           location);
+  return -EIO;
+}
+
+static int prepare_all(struct reg_store *store)
+{
+  for (int i = 0; i < N_STMTS; i++) {
+    int rc =
+        sqlite3_prepare_v3(store->db, stmt_sql[i], -1,
+                           SQLITE_PREPARE_PERSISTENT, &store->stmt[i], NULL);
+    if (rc != SQLITE_OK)
+      return fail(store, rc);
+  }
+  return 0;
 }
 
 static int store_open(struct reg_store **out, const char *location,
                       char *errbuf, size_t errlen)
 {
   struct reg_store *store;
-  sqlite3_stmt *stmt;
   int rc;
   int r;
 
   store = calloc(1, sizeof(*store));
   if (store == NULL)
     return -ENOMEM;
+  store->lock_fd = -1;
+  if ((r = take_lock(store, location)) < 0) {
+    snprintf(errbuf, errlen, "%s", store->errmsg);
+    store_close(store);
+    return r;
+  }
   rc = sqlite3_open_v2(location, &store->db,
                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (rc != SQLITE_OK) {
@@ -357,39 +569,11 @@ static int store_open(struct reg_store **out, const char *location,
   }
   sqlite3_extended_result_codes(store->db, 1);
   sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
-
-  /* journal_mode answers with the mode it got: a read-only or in-memory
-   * database silently stays out of WAL. */
-  rc = sqlite3_prepare_v2(store->db, "PRAGMA journal_mode = WAL", -1, &stmt,
-                          NULL);
-  if (rc != SQLITE_OK) {
-    r = fail(store, rc);
+  if ((r = set_wal(store, location)) < 0 ||
+      (r = exec(store, "PRAGMA synchronous = FULL")) < 0 ||
+      (r = exec(store, "PRAGMA foreign_keys = ON")) < 0 ||
+      (r = migrate(store)) < 0 || (r = prepare_all(store)) < 0)
     goto fail_close;
-  }
-  rc = sqlite3_step(stmt);
-  if (rc != SQLITE_ROW ||
-      sqlite3_stricmp((const char *)sqlite3_column_text(stmt, 0), "wal")) {
-    sqlite3_finalize(stmt);
-    snprintf(store->errmsg, sizeof(store->errmsg), "cannot put %s in WAL mode",
-             location);
-    r = -EIO;
-    goto fail_close;
-  }
-  sqlite3_finalize(stmt);
-  if ((r = exec(store, "PRAGMA synchronous = FULL")) < 0 ||
-      (r = exec(store, "PRAGMA foreign_keys = ON")) < 0)
-    goto fail_close;
-  if ((r = migrate(store)) < 0)
-    goto fail_close;
-
-  for (int i = 0; i < N_STMTS; i++) {
-    rc = sqlite3_prepare_v3(store->db, stmt_sql[i], -1,
-                            SQLITE_PREPARE_PERSISTENT, &store->stmt[i], NULL);
-    if (rc != SQLITE_OK) {
-      r = fail(store, rc);
-      goto fail_close;
-    }
-  }
   *out = store;
   return 0;
 
@@ -437,6 +621,26 @@ static void store_rollback(struct reg_store *store)
     stmt_run(store, stmt_get(store, ROLLBACK));
 }
 
+/* One process writes: no notices from others. */
+static int store_wait_fd(struct reg_store *store)
+{
+  return -1;
+}
+
+static bool store_take_notices(struct reg_store *store)
+{
+  return false;
+}
+
+static int store_now(struct reg_store *store, int64_t *now_ms)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  *now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return 0;
+}
+
 /* ---- services ----------------------------------------------------------- */
 
 static int add_principals(struct reg_store *store, const char *id,
@@ -473,39 +677,33 @@ static int store_service_insert(struct reg_store *store,
                         s->n_allowed_principals);
 }
 
+static int principal_from_row(sqlite3_stmt *stmt, void *item)
+{
+  const unsigned char *s = sqlite3_column_text(stmt, 0);
+
+  *(char **)item = strdup(s ? (const char *)s : "");
+  return *(char **)item ? 0 : -ENOMEM;
+}
+
+static void free_string(void *item)
+{
+  free(*(char **)item);
+}
+
 static int load_principals(struct reg_store *store, struct reg_service *s)
 {
   sqlite3_stmt *stmt = stmt_get(store, SVC_PRINCIPALS);
-  size_t cap = 0;
-  int rc;
 
   bind_text(stmt, 1, s->id);
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    if (s->n_allowed_principals == cap) {
-      size_t ncap = cap ? cap * 2 : 4;
-      char **v = realloc(s->allowed_principals, ncap * sizeof(*v));
-
-      if (v == NULL)
-        goto fail_nomem;
-      s->allowed_principals = v;
-      cap = ncap;
-    }
-    s->allowed_principals[s->n_allowed_principals] =
-        strdup((const char *)sqlite3_column_text(stmt, 0));
-    if (s->allowed_principals[s->n_allowed_principals] == NULL)
-      goto fail_nomem;
-    s->n_allowed_principals++;
-  }
-  sqlite3_reset(stmt);
-  return rc == SQLITE_DONE ? 0 : fail(store, rc);
-
-fail_nomem:
-  sqlite3_reset(stmt);
-  return -ENOMEM;
+  return collect(store, stmt, sizeof(char *), principal_from_row,
+                 (void **)&s->allowed_principals, &s->n_allowed_principals,
+                 free_string);
 }
 
-static void service_from_row(sqlite3_stmt *stmt, struct reg_service *s)
+static int service_from_row(sqlite3_stmt *stmt, void *item)
 {
+  struct reg_service *s = item;
+
   memset(s, 0, sizeof(*s));
   column_copy(stmt, 0, s->id, sizeof(s->id));
   column_copy(stmt, 1, s->name, sizeof(s->name));
@@ -515,6 +713,7 @@ static void service_from_row(sqlite3_stmt *stmt, struct reg_service *s)
   s->connection_limit = (uint32_t)sqlite3_column_int64(stmt, 5);
   s->created_at = sqlite3_column_int64(stmt, 6);
   s->state = "available";
+  return 0;
 }
 
 static int store_service_get(struct reg_store *store, const char *id_or_name,
@@ -534,53 +733,40 @@ static int store_service_get(struct reg_store *store, const char *id_or_name,
   return load_principals(store, out);
 }
 
-static int store_service_list(struct reg_store *store, const char *owner,
-                              const char *consumer, struct reg_service **out,
-                              size_t *n)
+static void release_service(void *item)
+{
+  reg_service_release(item);
+}
+
+static int store_service_list(struct reg_store *store,
+                              const struct reg_store_service_filter *filter,
+                              const struct reg_store_cursor *after,
+                              size_t limit, struct reg_service **out, size_t *n)
 {
   sqlite3_stmt *stmt;
-  struct reg_service *v = NULL;
-  size_t len = 0;
-  size_t cap = 0;
-  int rc;
-  int r = 0;
+  int r;
 
-  if (owner != NULL) {
+  if (filter->owner != NULL)
     stmt = stmt_get(store, SVC_LIST_OWNER);
-    bind_text(stmt, 1, owner);
-  } else if (consumer != NULL) {
+  else if (filter->consumer != NULL)
     stmt = stmt_get(store, SVC_LIST_CONSUMER);
-    bind_text(stmt, 1, consumer);
-  } else {
+  else
     stmt = stmt_get(store, SVC_LIST_ALL);
-  }
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    if (len == cap) {
-      size_t ncap = cap ? cap * 2 : 8;
-      struct reg_service *nv = realloc(v, ncap * sizeof(*nv));
-
-      if (nv == NULL) {
-        r = -ENOMEM;
-        break;
-      }
-      v = nv;
-      cap = ncap;
-    }
-    service_from_row(stmt, &v[len++]);
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = fail(store, rc);
-  sqlite3_reset(stmt);
-  /* Principals come from another statement, so after the scan. */
-  for (size_t i = 0; r == 0 && i < len; i++)
-    r = load_principals(store, &v[i]);
-  if (r < 0) {
-    reg_services_free(v, len);
+  bind_text(stmt, 1, filter->owner);
+  bind_text(stmt, 2, filter->consumer);
+  bind_page(stmt, after, limit);
+  if ((r = collect(store, stmt, sizeof(**out), service_from_row, (void **)out,
+                   n, release_service)) < 0)
     return r;
+  /* Principals come from another statement, so after the scan. */
+  for (size_t i = 0; r == 0 && i < *n; i++)
+    r = load_principals(store, &(*out)[i]);
+  if (r < 0) {
+    reg_services_free(*out, *n);
+    *out = NULL;
+    *n = 0;
   }
-  *out = v;
-  *n = len;
-  return 0;
+  return r;
 }
 
 static int store_service_update(struct reg_store *store,
@@ -617,14 +803,30 @@ static int store_service_delete(struct reg_store *store, const char *id)
   return sqlite3_changes(store->db) == 1 ? 0 : -ENOENT;
 }
 
-static int count(struct reg_store *store, sqlite3_stmt *stmt, size_t *n)
+static int step_int64(struct reg_store *store, sqlite3_stmt *stmt,
+                      int64_t *value, bool *null_out)
 {
   int rc = sqlite3_step(stmt);
 
-  if (rc == SQLITE_ROW)
-    *n = (size_t)sqlite3_column_int64(stmt, 0);
+  if (rc == SQLITE_ROW) {
+    *null_out = sqlite3_column_type(stmt, 0) == SQLITE_NULL;
+    *value = sqlite3_column_int64(stmt, 0);
+  } else if (rc == SQLITE_DONE) {
+    *null_out = true;
+    *value = 0;
+  }
   sqlite3_reset(stmt);
-  return rc == SQLITE_ROW ? 0 : fail(store, rc);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(store, rc);
+}
+
+static int count(struct reg_store *store, sqlite3_stmt *stmt, size_t *n)
+{
+  int64_t value;
+  bool none;
+  int r = step_int64(store, stmt, &value, &none);
+
+  *n = (size_t)value;
+  return r;
 }
 
 static int store_service_count_live(struct reg_store *store,
@@ -638,58 +840,11 @@ static int store_service_count_live(struct reg_store *store,
 
 /* ---- endpoints ---------------------------------------------------------- */
 
-/* allowed_sources are kept as one newline-separated column: they are always
- * read and written whole, and a CIDR holds no newline. */
-static char *join_lines(char *const *v, size_t n)
+static int endpoint_from_row(sqlite3_stmt *stmt, void *item)
 {
-  size_t len = 1;
-  char *s;
-  char *p;
+  struct reg_endpoint *e = item;
+  int r;
 
-  for (size_t i = 0; i < n; i++)
-    len += strlen(v[i]) + 1;
-  s = malloc(len);
-  if (s == NULL)
-    return NULL;
-  p = s;
-  for (size_t i = 0; i < n; i++)
-    p += sprintf(p, "%s%s", i ? "\n" : "", v[i]);
-  *p = '\0';
-  return s;
-}
-
-static int split_lines(const char *s, char ***out, size_t *n)
-{
-  size_t len = 0;
-  char **v;
-
-  *out = NULL;
-  *n = 0;
-  if (s == NULL || *s == '\0')
-    return 0;
-  for (const char *p = s; p; p = strchr(p + 1, '\n'))
-    len++;
-  v = calloc(len, sizeof(*v));
-  if (v == NULL)
-    return -ENOMEM;
-  for (size_t i = 0; i < len; i++) {
-    const char *end = strchr(s, '\n');
-    size_t l = end ? (size_t)(end - s) : strlen(s);
-
-    v[i] = strndup(s, l);
-    if (v[i] == NULL) {
-      reg_strings_free(v, i);
-      return -ENOMEM;
-    }
-    s += l + 1;
-  }
-  *out = v;
-  *n = len;
-  return 0;
-}
-
-static int endpoint_from_row(sqlite3_stmt *stmt, struct reg_endpoint *e)
-{
   memset(e, 0, sizeof(*e));
   column_copy(stmt, 0, e->id, sizeof(e->id));
   column_copy(stmt, 1, e->service_id, sizeof(e->service_id));
@@ -699,13 +854,20 @@ static int endpoint_from_row(sqlite3_stmt *stmt, struct reg_endpoint *e)
   column_copy(stmt, 5, e->consumer, sizeof(e->consumer));
   column_copy(stmt, 6, e->network, sizeof(e->network));
   column_copy(stmt, 7, e->address, sizeof(e->address));
-  if (state_from_column(stmt, 8, &e->state) < 0)
+  if (store_state_parse((const char *)sqlite3_column_text(stmt, 8), &e->state) <
+      0)
     return -EIO;
   column_copy(stmt, 9, e->reason, sizeof(e->reason));
   e->created_at = sqlite3_column_int64(stmt, 11);
   e->updated_at = sqlite3_column_int64(stmt, 12);
-  return split_lines((const char *)sqlite3_column_text(stmt, 10),
-                     &e->allowed_sources, &e->n_allowed_sources);
+  if ((r = store_split_lines((const char *)sqlite3_column_text(stmt, 10),
+                             &e->allowed_sources, &e->n_allowed_sources)) < 0 ||
+      (r = store_parse_placements((const char *)sqlite3_column_text(stmt, 13),
+                                  e)) < 0) {
+    reg_endpoint_release(e);
+    return r;
+  }
+  return 0;
 }
 
 static int store_endpoint_insert(struct reg_store *store,
@@ -713,7 +875,7 @@ static int store_endpoint_insert(struct reg_store *store,
                                  const struct reg_addr_key *key)
 {
   sqlite3_stmt *stmt = stmt_get(store, EP_INSERT);
-  char *sources = join_lines(e->allowed_sources, e->n_allowed_sources);
+  char *sources = store_join_lines(e->allowed_sources, e->n_allowed_sources);
   int rc;
 
   if (sources == NULL)
@@ -724,7 +886,7 @@ static int store_endpoint_insert(struct reg_store *store,
   bind_text(stmt, 4, e->network);
   bind_text(stmt, 5, e->address);
   sqlite3_bind_blob(stmt, 6, key->bytes, sizeof(key->bytes), SQLITE_STATIC);
-  bind_text(stmt, 7, state_names[e->state]);
+  bind_text(stmt, 7, store_state_name(e->state));
   bind_text(stmt, 8, e->reason);
   bind_text(stmt, 9, sources);
   sqlite3_bind_int64(stmt, 10, e->created_at);
@@ -760,77 +922,48 @@ static int store_endpoint_get(struct reg_store *store, const char *id,
   return r;
 }
 
-static int collect_endpoints(struct reg_store *store, sqlite3_stmt *stmt,
-                             struct reg_endpoint **out, size_t *n)
+static void release_endpoint(void *item)
 {
-  struct reg_endpoint *v = NULL;
-  size_t len = 0;
-  size_t cap = 0;
-  int rc;
-  int r = 0;
+  reg_endpoint_release(item);
+}
 
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    if (len == cap) {
-      size_t ncap = cap ? cap * 2 : 8;
-      struct reg_endpoint *nv = realloc(v, ncap * sizeof(*nv));
-
-      if (nv == NULL) {
-        r = -ENOMEM;
-        break;
-      }
-      v = nv;
-      cap = ncap;
-    }
-    r = endpoint_from_row(stmt, &v[len++]);
-    if (r < 0)
-      break;
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = fail(store, rc);
-  sqlite3_reset(stmt);
-  if (r < 0) {
-    reg_endpoints_free(v, len);
-    return r;
-  }
-  *out = v;
-  *n = len;
-  return 0;
+static enum stmt_id
+endpoint_list_stmt(const struct reg_store_endpoint_filter *f)
+{
+  if (f->service_id != NULL)
+    return f->state ? EP_LIST_SERVICE_STATE : EP_LIST_SERVICE;
+  if (f->consumer != NULL)
+    return f->state ? EP_LIST_CONSUMER_STATE : EP_LIST_CONSUMER;
+  return f->state ? EP_LIST_STATE : EP_LIST_ALL;
 }
 
 static int store_endpoint_list(struct reg_store *store,
                                const struct reg_store_endpoint_filter *filter,
-                               struct reg_endpoint **out, size_t *n)
+                               const struct reg_store_cursor *after,
+                               size_t limit, struct reg_endpoint **out,
+                               size_t *n)
 {
-  sqlite3_stmt *stmt;
+  sqlite3_stmt *stmt = stmt_get(store, endpoint_list_stmt(filter));
 
-  /* Both service and consumer are never asked for together; service wins. */
-  if (filter->service_id != NULL) {
-    stmt = stmt_get(store, EP_LIST_SERVICE);
-    bind_text(stmt, 1, filter->service_id);
-  } else if (filter->consumer != NULL) {
-    stmt = stmt_get(store, EP_LIST_CONSUMER);
-    bind_text(stmt, 1, filter->consumer);
-  } else if (filter->state != NULL) {
-    stmt = stmt_get(store, EP_LIST_STATE);
-  } else {
-    stmt = stmt_get(store, EP_LIST_ALL);
-  }
-  if (filter->service_id || filter->consumer || filter->state)
-    bind_text(stmt, 2, filter->state ? state_names[*filter->state] : NULL);
-  return collect_endpoints(store, stmt, out, n);
+  bind_text(stmt, 1,
+            filter->service_id ? filter->service_id : filter->consumer);
+  bind_text(stmt, 2, filter->state ? store_state_name(*filter->state) : NULL);
+  bind_page(stmt, after, limit);
+  return collect(store, stmt, sizeof(**out), endpoint_from_row, (void **)out, n,
+                 release_endpoint);
 }
 
 static int store_endpoint_update(struct reg_store *store,
                                  const struct reg_endpoint *e)
 {
   sqlite3_stmt *stmt = stmt_get(store, EP_UPDATE);
-  char *sources = join_lines(e->allowed_sources, e->n_allowed_sources);
+  char *sources = store_join_lines(e->allowed_sources, e->n_allowed_sources);
   int r;
 
   if (sources == NULL)
     return -ENOMEM;
   bind_text(stmt, 1, e->id);
-  bind_text(stmt, 2, state_names[e->state]);
+  bind_text(stmt, 2, store_state_name(e->state));
   bind_text(stmt, 3, e->reason);
   bind_text(stmt, 4, sources);
   sqlite3_bind_int64(stmt, 5, e->updated_at);
@@ -852,50 +985,201 @@ static int store_endpoint_count_live(struct reg_store *store,
   return count(store, stmt, n);
 }
 
-static int store_network_used(struct reg_store *store, const char *network,
-                              struct reg_addr_key **out, size_t *n)
+static int store_address_taken(struct reg_store *store, const char *network,
+                               const struct reg_addr_key *key, bool *taken)
 {
-  sqlite3_stmt *stmt = stmt_get(store, NET_USED);
-  struct reg_addr_key *v = NULL;
-  size_t len = 0;
-  size_t cap = 0;
+  sqlite3_stmt *stmt = stmt_get(store, ADDR_TAKEN);
+  int64_t value;
+  bool none;
+  int r;
+
+  bind_text(stmt, 1, network);
+  sqlite3_bind_blob(stmt, 2, key->bytes, sizeof(key->bytes), SQLITE_STATIC);
+  r = step_int64(store, stmt, &value, &none);
+  *taken = !none;
+  return r;
+}
+
+static int store_network_hint_get(struct reg_store *store, const char *network,
+                                  struct reg_addr_key *key)
+{
+  sqlite3_stmt *stmt = stmt_get(store, HINT_GET);
   int rc;
 
   bind_text(stmt, 1, network);
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    if (sqlite3_column_bytes(stmt, 0) != (int)sizeof(v->bytes))
-      continue;
-    if (len == cap) {
-      size_t ncap = cap ? cap * 2 : 16;
-      struct reg_addr_key *nv = realloc(v, ncap * sizeof(*nv));
-
-      if (nv == NULL) {
-        sqlite3_reset(stmt);
-        free(v);
-        return -ENOMEM;
-      }
-      v = nv;
-      cap = ncap;
-    }
-    memcpy(v[len++].bytes, sqlite3_column_blob(stmt, 0), sizeof(v->bytes));
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW &&
+      sqlite3_column_bytes(stmt, 0) == (int)sizeof(key->bytes)) {
+    memcpy(key->bytes, sqlite3_column_blob(stmt, 0), sizeof(key->bytes));
+    sqlite3_reset(stmt);
+    return 0;
   }
   sqlite3_reset(stmt);
-  if (rc != SQLITE_DONE) {
-    free(v);
-    return fail(store, rc);
-  }
-  *out = v;
-  *n = len;
-  return 0;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? -ENOENT : fail(store, rc);
+}
+
+static int store_network_hint_set(struct reg_store *store, const char *network,
+                                  const struct reg_addr_key *key)
+{
+  sqlite3_stmt *stmt = stmt_get(store, HINT_SET);
+
+  bind_text(stmt, 1, network);
+  sqlite3_bind_blob(stmt, 2, key->bytes, sizeof(key->bytes), SQLITE_STATIC);
+  return stmt_run(store, stmt);
 }
 
 static int store_pending_before(struct reg_store *store, int64_t cutoff_ms,
-                                struct reg_endpoint **out, size_t *n)
+                                size_t limit, struct reg_endpoint **out,
+                                size_t *n)
 {
   sqlite3_stmt *stmt = stmt_get(store, PENDING_BEFORE);
 
   sqlite3_bind_int64(stmt, 1, cutoff_ms);
-  return collect_endpoints(store, stmt, out, n);
+  sqlite3_bind_int64(stmt, 2, (sqlite3_int64)limit);
+  return collect(store, stmt, sizeof(**out), endpoint_from_row, (void **)out, n,
+                 release_endpoint);
+}
+
+static int count_from_row(sqlite3_stmt *stmt, void *item)
+{
+  struct reg_endpoint_count *c = item;
+
+  column_copy(stmt, 0, c->service, sizeof(c->service));
+  c->count = (uint64_t)sqlite3_column_int64(stmt, 2);
+  return store_state_parse((const char *)sqlite3_column_text(stmt, 1),
+                           &c->state);
+}
+
+static int store_endpoint_counts(struct reg_store *store,
+                                 struct reg_endpoint_count **out, size_t *n)
+{
+  return collect(store, stmt_get(store, EP_COUNTS), sizeof(**out),
+                 count_from_row, (void **)out, n, NULL);
+}
+
+static int store_placement_put(struct reg_store *store, const char *endpoint_id,
+                               const struct reg_placement *p)
+{
+  sqlite3_stmt *stmt = stmt_get(store, PLACEMENT_PUT);
+  char reason[REG_REASON_BUF];
+
+  store_placement_reason(p->reason, reason, sizeof(reason));
+  bind_text(stmt, 1, endpoint_id);
+  bind_text(stmt, 2, p->node);
+  sqlite3_bind_int(stmt, 3, p->open);
+  bind_text(stmt, 4, reason);
+  sqlite3_bind_int64(stmt, 5, p->updated_at);
+  return stmt_run(store, stmt);
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+static int target_from_row(sqlite3_stmt *stmt, void *item)
+{
+  struct reg_target *t = item;
+
+  memset(t, 0, sizeof(*t));
+  column_copy(stmt, 0, t->target_group, sizeof(t->target_group));
+  column_copy(stmt, 1, t->address, sizeof(t->address));
+  t->weight = (uint32_t)sqlite3_column_int64(stmt, 2);
+  t->created_at = sqlite3_column_int64(stmt, 3);
+  return 0;
+}
+
+static int store_target_insert(struct reg_store *store,
+                               const struct reg_target *t)
+{
+  sqlite3_stmt *stmt = stmt_get(store, TARGET_INSERT);
+
+  bind_text(stmt, 1, t->target_group);
+  bind_text(stmt, 2, t->address);
+  sqlite3_bind_int64(stmt, 3, t->weight);
+  sqlite3_bind_int64(stmt, 4, t->created_at);
+  return stmt_run(store, stmt);
+}
+
+static int store_target_get(struct reg_store *store, const char *target_group,
+                            const char *address, struct reg_target *out)
+{
+  sqlite3_stmt *stmt = stmt_get(store, TARGET_GET);
+  int rc;
+
+  bind_text(stmt, 1, target_group);
+  bind_text(stmt, 2, address);
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW)
+    target_from_row(stmt, out);
+  sqlite3_reset(stmt);
+  if (rc == SQLITE_DONE)
+    return -ENOENT;
+  return rc == SQLITE_ROW ? 0 : fail(store, rc);
+}
+
+static int store_target_delete(struct reg_store *store,
+                               const char *target_group, const char *address)
+{
+  sqlite3_stmt *stmt = stmt_get(store, TARGET_DELETE);
+  int r;
+
+  bind_text(stmt, 1, target_group);
+  bind_text(stmt, 2, address);
+  if ((r = stmt_run(store, stmt)) < 0)
+    return r;
+  return sqlite3_changes(store->db) == 1 ? 0 : -ENOENT;
+}
+
+static int store_target_list(struct reg_store *store, struct reg_target **out,
+                             size_t *n)
+{
+  return collect(store, stmt_get(store, TARGET_LIST), sizeof(**out),
+                 target_from_row, (void **)out, n, NULL);
+}
+
+/* ---- nodes -------------------------------------------------------------- */
+
+static int store_node_heartbeat(struct reg_store *store, const char *name,
+                                const char *version, uint64_t applied_seq,
+                                bool starting)
+{
+  sqlite3_stmt *stmt = stmt_get(store, starting ? NODE_START : NODE_BEAT);
+  int64_t now;
+
+  store_now(store, &now);
+  bind_text(stmt, 1, name);
+  bind_text(stmt, 2, version);
+  sqlite3_bind_int64(stmt, 3, now);
+  sqlite3_bind_int64(stmt, 4, (sqlite3_int64)applied_seq);
+  return stmt_run(store, stmt);
+}
+
+static int node_from_row(sqlite3_stmt *stmt, void *item)
+{
+  struct reg_node *node = item;
+
+  memset(node, 0, sizeof(*node));
+  column_copy(stmt, 0, node->name, sizeof(node->name));
+  column_copy(stmt, 1, node->version, sizeof(node->version));
+  node->started_at = sqlite3_column_int64(stmt, 2);
+  node->last_seen = sqlite3_column_int64(stmt, 3);
+  node->applied_seq = (uint64_t)sqlite3_column_int64(stmt, 4);
+  node->state = sqlite3_column_int(stmt, 5) ? REG_NODE_DRAINING : REG_NODE_UP;
+  return 0;
+}
+
+static int store_node_list(struct reg_store *store, struct reg_node **out,
+                           size_t *n, int64_t *now)
+{
+  store_now(store, now);
+  return collect(store, stmt_get(store, NODE_LIST), sizeof(**out),
+                 node_from_row, (void **)out, n, NULL);
+}
+
+static int store_node_set_draining(struct reg_store *store, const char *name)
+{
+  sqlite3_stmt *stmt = stmt_get(store, NODE_DRAIN);
+
+  bind_text(stmt, 1, name);
+  return stmt_run(store, stmt);
 }
 
 /* ---- events ------------------------------------------------------------- */
@@ -906,105 +1190,75 @@ static int store_event_append(struct reg_store *store, struct reg_event *ev)
   int r;
 
   sqlite3_bind_int64(stmt, 1, ev->time);
-  bind_text(stmt, 2, event_names[ev->type]);
+  bind_text(stmt, 2, store_event_name(ev->type));
   bind_text(stmt, 3, ev->service_id);
   bind_text(stmt, 4, ev->endpoint_id);
   bind_text(stmt, 5, ev->principal);
   bind_text(stmt, 6, ev->owner);
   bind_text(stmt, 7, ev->consumer);
-  bind_text(stmt, 8, state_names[ev->state]);
+  bind_text(stmt, 8, store_state_name(ev->state));
   bind_text(stmt, 9, ev->reason);
+  bind_text(stmt, 10, ev->target_group);
+  bind_text(stmt, 11, ev->target);
+  bind_text(stmt, 12, ev->node);
   if ((r = stmt_run(store, stmt)) < 0)
     return r;
   ev->seq = (uint64_t)sqlite3_last_insert_rowid(store->db);
   return 0;
 }
 
-static int event_from_row(sqlite3_stmt *stmt, struct reg_event *ev)
+static int event_from_row(sqlite3_stmt *stmt, void *item)
 {
-  const char *type = (const char *)sqlite3_column_text(stmt, 2);
-  size_t i;
+  struct reg_event *ev = item;
 
   memset(ev, 0, sizeof(*ev));
   ev->seq = (uint64_t)sqlite3_column_int64(stmt, 0);
   ev->time = sqlite3_column_int64(stmt, 1);
-  for (i = 0; i < sizeof(event_names) / sizeof(event_names[0]); i++)
-    if (type && strcmp(type, event_names[i]) == 0)
-      break;
-  if (i == sizeof(event_names) / sizeof(event_names[0]))
+  if (store_event_parse((const char *)sqlite3_column_text(stmt, 2), &ev->type) <
+      0)
     return -EIO;
-  ev->type = (enum reg_event_type)i;
   column_copy(stmt, 3, ev->service_id, sizeof(ev->service_id));
   column_copy(stmt, 4, ev->endpoint_id, sizeof(ev->endpoint_id));
   column_copy(stmt, 5, ev->principal, sizeof(ev->principal));
   column_copy(stmt, 6, ev->owner, sizeof(ev->owner));
   column_copy(stmt, 7, ev->consumer, sizeof(ev->consumer));
   column_copy(stmt, 9, ev->reason, sizeof(ev->reason));
-  return state_from_column(stmt, 8, &ev->state);
+  column_copy(stmt, 10, ev->target_group, sizeof(ev->target_group));
+  column_copy(stmt, 11, ev->target, sizeof(ev->target));
+  column_copy(stmt, 12, ev->node, sizeof(ev->node));
+  return store_state_parse((const char *)sqlite3_column_text(stmt, 8),
+                           &ev->state);
 }
 
 static int store_events_after(struct reg_store *store, uint64_t after,
+                              const struct reg_store_event_filter *filter,
                               size_t limit, struct reg_event **out, size_t *n)
 {
-  sqlite3_stmt *stmt = stmt_get(store, EV_AFTER);
-  struct reg_event *v = NULL;
-  size_t len = 0;
-  size_t cap = 0;
-  int rc;
-  int r = 0;
+  enum stmt_id id = EV_AFTER;
+  sqlite3_stmt *stmt;
 
+  if (filter && filter->owner)
+    id = EV_AFTER_OWNER;
+  else if (filter && filter->consumer)
+    id = EV_AFTER_CONSUMER;
+  stmt = stmt_get(store, id);
   sqlite3_bind_int64(stmt, 1, (sqlite3_int64)after);
-  sqlite3_bind_int64(stmt, 2, (sqlite3_int64)limit);
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    if (len == cap) {
-      size_t ncap = cap ? cap * 2 : 16;
-      struct reg_event *nv = realloc(v, ncap * sizeof(*nv));
-
-      if (nv == NULL) {
-        r = -ENOMEM;
-        break;
-      }
-      v = nv;
-      cap = ncap;
-    }
-    if ((r = event_from_row(stmt, &v[len++])) < 0)
-      break;
-  }
-  if (r == 0 && rc != SQLITE_DONE)
-    r = fail(store, rc);
-  sqlite3_reset(stmt);
-  if (r < 0) {
-    free(v);
-    return r;
-  }
-  *out = v;
-  *n = len;
-  return 0;
+  sqlite3_bind_int64(stmt, 2,
+                     limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+  if (id != EV_AFTER)
+    bind_text(stmt, 3, filter->owner ? filter->owner : filter->consumer);
+  return collect(store, stmt, sizeof(**out), event_from_row, (void **)out, n,
+                 NULL);
 }
 
 static int store_last_seq(struct reg_store *store, uint64_t *seq)
 {
-  sqlite3_stmt *stmt = stmt_get(store, EV_LAST);
-  int rc = sqlite3_step(stmt);
+  int64_t value;
+  bool none;
+  int r = step_int64(store, stmt_get(store, EV_LAST), &value, &none);
 
-  if (rc == SQLITE_ROW)
-    *seq = (uint64_t)sqlite3_column_int64(stmt, 0);
-  sqlite3_reset(stmt);
-  return rc == SQLITE_ROW ? 0 : fail(store, rc);
-}
-
-/* One integer column of a one-row statement; *null_out says it was NULL. */
-static int step_int64(struct reg_store *store, sqlite3_stmt *stmt,
-                      int64_t *value, bool *null_out)
-{
-  int rc = sqlite3_step(stmt);
-
-  if (rc == SQLITE_ROW) {
-    *null_out = sqlite3_column_type(stmt, 0) == SQLITE_NULL;
-    *value = sqlite3_column_int64(stmt, 0);
-  }
-  sqlite3_reset(stmt);
-  return rc == SQLITE_ROW ? 0 : fail(store, rc);
+  *seq = (uint64_t)value;
+  return r;
 }
 
 static int store_first_seq(struct reg_store *store, uint64_t *seq)
@@ -1029,11 +1283,11 @@ static int store_events_prune(struct reg_store *store, int64_t before_ms,
                               size_t limit, size_t *removed)
 {
   sqlite3_stmt *keep = stmt_get(store, EV_KEEP_FROM);
-  sqlite3_stmt *prune = stmt_get(store, EV_PRUNE);
+  sqlite3_stmt *prune;
   uint64_t first, keep_from;
   int64_t value;
   bool none;
-  int r, rc;
+  int r;
 
   *removed = 0;
   if ((r = store_first_seq(store, &first)) < 0)
@@ -1053,11 +1307,10 @@ static int store_events_prune(struct reg_store *store, int64_t before_ms,
     keep_from = first + limit;
   if (keep_from <= first)
     return 0;
+  prune = stmt_get(store, EV_PRUNE);
   sqlite3_bind_int64(prune, 1, (sqlite3_int64)keep_from);
-  rc = sqlite3_step(prune);
-  sqlite3_reset(prune);
-  if (rc != SQLITE_DONE)
-    return fail(store, rc);
+  if ((r = stmt_run(store, prune)) < 0)
+    return r;
   *removed = (size_t)sqlite3_changes(store->db);
   return 0;
 }
@@ -1071,6 +1324,9 @@ const struct reg_store_ops reg_store_sqlite = {
     .begin = store_begin,
     .commit = store_commit,
     .rollback = store_rollback,
+    .wait_fd = store_wait_fd,
+    .take_notices = store_take_notices,
+    .now = store_now,
     .service_insert = store_service_insert,
     .service_get = store_service_get,
     .service_list = store_service_list,
@@ -1083,11 +1339,22 @@ const struct reg_store_ops reg_store_sqlite = {
     .endpoint_update = store_endpoint_update,
     .endpoint_count_live = store_endpoint_count_live,
     .service_count_live = store_service_count_live,
-    .network_used = store_network_used,
+    .address_taken = store_address_taken,
+    .network_hint_get = store_network_hint_get,
+    .network_hint_set = store_network_hint_set,
     .pending_before = store_pending_before,
+    .endpoint_counts = store_endpoint_counts,
+    .placement_put = store_placement_put,
+    .target_insert = store_target_insert,
+    .target_get = store_target_get,
+    .target_delete = store_target_delete,
+    .target_list = store_target_list,
+    .node_heartbeat = store_node_heartbeat,
+    .node_list = store_node_list,
+    .node_set_draining = store_node_set_draining,
     .event_append = store_event_append,
     .events_after = store_events_after,
+    .last_seq = store_last_seq,
     .first_seq = store_first_seq,
     .events_prune = store_events_prune,
-    .last_seq = store_last_seq,
 };

@@ -64,22 +64,18 @@ struct api_dataplane_ops {
                                           const struct api_target *targets,
                                           size_t n),
                              void *ctx);
-  /* Registers address (as the user wrote it) with weight (1..1000 checked by
-   * the API) in group at run time, fills *out with the new target.
-   * Returns 0, -ENOENT (no such group), -EINVAL (bad address) or -EEXIST
-   * (already registered). */
-  int (*register_target)(void *arg, const char *group, const char *address,
-                         uint32_t weight, struct api_target *out);
-  /* Starts draining a target of group and fills *out (state "draining").
-   * Returns 0 or -ENOENT (group or target absent). */
-  int (*deregister_target)(void *arg, const char *group, const char *address,
-                           struct api_target *out);
   /* Prometheus text (complete lines, with HELP/TYPE) for the data plane's
    * metrics, malloc'd; the API frees it. NULL: nothing to add. */
   char *(*metrics_text)(void *arg);
-  /* An endpoint's fields (allowed_sources) changed through the API; the
-   * registry makes no event for that, so the data plane hears it here. */
-  void (*endpoint_changed)(void *arg, const char *endpoint_id);
+};
+
+/* How the API reaches the registry, which lives on a thread of its own
+ * (nlb/regloop.c in nlbd). */
+struct api_registry_ops {
+  /* Runs run(reg, arg) where the registry lives and returns once it has
+   * run, with the changes it made applied on this node. Called on the
+   * control thread. */
+  void (*call)(void *ctx, void (*run)(struct reg *reg, void *arg), void *arg);
 };
 
 struct api_settings {
@@ -92,10 +88,11 @@ struct api_settings {
   /* Copied by api_server_start/api_server_reload. */
   const struct api_principal *principals;
   size_t n_principals;
-  /* Borrowed: must stay open until api_server_shutdown() has been called.
-   * NULL: no endpoint services; their routes answer 503 and only the
-   * target-group routes, /metrics and /healthz serve. */
-  struct reg *registry;
+  /* Borrowed until api_server_shutdown() has been called. NULL: no
+   * endpoint services; their routes answer 503 and only the target-group
+   * listing, /metrics and /healthz serve. */
+  const struct api_registry_ops *registry;
+  void *registry_ctx;
   /* Both may be NULL; ops and arg are borrowed like the registry. */
   const struct api_dataplane_ops *dataplane;
   void *dataplane_arg;
@@ -113,15 +110,14 @@ struct api_settings {
 
 struct api_server;
 
-/* Binds s->listen on loop, loads the TLS certificate if any, starts
- * observing the registry's events and serving. On success *out owns the
+/* Binds s->listen on loop, loads the TLS certificate if any, and starts
+ * serving. On success *out owns the
  * server (see api_server_shutdown/api_server_free). Errors: a negative
  * errno from bind/listen (UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EACCES...:
  * libuv's codes are negative errnos on Linux), -EINVAL (listen is not
  * "ADDRESS:PORT", only one of cert/key, or the certificate or key cannot be
  * loaded: the reason goes to log_event), -ENOMEM. On error nothing is left:
- * no handle on the loop, no memory (except after an -ENOMEM from
- * reg_observe, when the listener's close callback frees the rest). */
+ * no handle on the loop, no memory. */
 int api_server_start(uv_loop_t *loop, const struct api_settings *s,
                      struct api_server **out);
 
@@ -135,6 +131,12 @@ int api_server_port(const struct api_server *server);
  * principals stay). */
 int api_server_reload(struct api_server *server, const struct api_settings *s);
 
+/* The registry committed events[0..n) (borrowed), through last_seq: event
+ * streams that may see one of them wake up and read. Control thread. */
+void api_server_events(struct api_server *server,
+                       const struct reg_event *events, size_t n,
+                       uint64_t last_seq);
+
 /* Stops listening, sends GOAWAY to every connection, ends event streams and
  * closes every connection once its pending writes are out (at most about
  * two seconds later). Idempotent. Run the loop until api_server_closed()
@@ -145,8 +147,7 @@ void api_server_shutdown(struct api_server *server);
 bool api_server_closed(const struct api_server *server);
 
 /* Frees a closed server (or does nothing with NULL). The registry is no
- * longer observed from api_server_shutdown() on: it may be closed any time
- * after that call. */
+ * longer used from api_server_shutdown() on. */
 void api_server_free(struct api_server *server);
 
 #endif

@@ -119,8 +119,11 @@ struct nlb_config {
   char *api_tls_key;
   bool api_insecure;
 
+  char *node_name; /* node.name, or the short host name */
+
   bool has_registry;
-  char *registry_path;
+  char *registry_path;       /* SQLite file, or NULL */
+  char *registry_postgresql; /* libpq connection string, or NULL */
   uint64_t registry_pending_expiry_ms;
   uint64_t registry_event_retention_ms; /* events older than this go */
 

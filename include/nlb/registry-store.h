@@ -1,17 +1,35 @@
-/* The registry's store: where services, permissions, endpoints and events
- * are kept, behind one table of functions so that a PostgreSQL store can be
- * added next to the SQLite one without touching registry.c. The store knows
- * nothing of roles, permissions or the state machine: it reads and writes
- * rows inside the transactions registry.c opens.
+/* The registry's store: where services, permissions, endpoints, placements,
+ * run-time targets, nodes and events are kept, behind one table of
+ * functions, one table per backend (SQLite for one node, PostgreSQL for
+ * many), found by name. The store knows nothing of roles, permissions or the
+ * state machine: it reads and writes rows inside the transactions
+ * registry.c opens.
+ *
+ * The contract every backend keeps:
+ *   - Its schema is versioned inside the store and migrated at open; a
+ *     store newer than the code is refused (-EIO).
+ *   - begin(write = true) is serialized with every writer of the same store
+ *     in every process: once it returns, no other write transaction runs
+ *     until this one ends, and every read in it sees everything committed
+ *     before. So checks made inside a write transaction (a connection
+ *     limit, a free address) still hold at commit.
+ *   - Events appended by a transaction get the next sequence numbers, with
+ *     no gap, and become visible in commit order: a reader that sees seq N
+ *     sees every seq below it.
+ *   - A failure another attempt may cure (a serialization failure, a
+ *     deadlock, a busy file) is -EAGAIN: registry.c rolls back and runs the
+ *     whole transaction again. A store that cannot be reached is -ENOTCONN
+ *     (the transaction did nothing); the next begin() tries to reconnect,
+ *     at most as often as its backoff allows.
  *
  * Only registry/ uses this header. One thread, like the registry.
  * Every function returns 0 or a negative errno: -ENOENT (no such row),
  * -EEXIST (a unique key, e.g. a service name, is taken), -EADDRINUSE (a live
- * endpoint already holds that address in that network), -ENOMEM, -EIO (any
- * other store failure; the store keeps a message for reg_store_ops.errmsg).
- * Results use the registry.h structs; the store fills only the stored
- * fields (not ports, netns, load-balancer proxy settings: those come from
- * config). */
+ * endpoint already holds that address in that network), -EAGAIN, -ENOTCONN,
+ * -ENOMEM, -EIO (any other store failure; the store keeps a message for
+ * reg_store_ops.errmsg). Results use the registry.h structs; the store fills
+ * only the stored fields (not ports, netns, load-balancer proxy settings:
+ * those come from config). */
 #ifndef NLB_REGISTRY_STORE_H
 #define NLB_REGISTRY_STORE_H
 
@@ -26,19 +44,41 @@ struct reg_addr_key {
   uint8_t bytes[16];
 };
 
-/* Which endpoints a list wants; NULL/empty members match all. */
+/* A position in a list ordered by (created_at, id); id "" = the start. */
+struct reg_store_cursor {
+  int64_t created_at;
+  char id[REG_ID_BUF];
+};
+
+/* Which services a list wants: owner NULL = all; consumer non-NULL: only
+ * those allowing it or "*". */
+struct reg_store_service_filter {
+  const char *owner;
+  const char *consumer;
+};
+
+/* Which endpoints a list wants; NULL members match all. At most one of
+ * service_id and consumer is set. */
 struct reg_store_endpoint_filter {
   const char *service_id;
   const char *consumer;
   const enum reg_endpoint_state *state;
 };
 
+/* Which events a reader may see: both NULL = all; else only the events
+ * whose owner is owner, or whose consumer is consumer. */
+struct reg_store_event_filter {
+  const char *owner;
+  const char *consumer;
+};
+
 struct reg_store;
 
 struct reg_store_ops {
-  const char *name; /* "sqlite" */
+  const char *name; /* "sqlite", "postgresql" */
 
-  /* Opens the store at location, migrating it to REG_SCHEMA_VERSION. */
+  /* Opens the store at location and migrates it. errbuf gets the reason
+   * of a failure. */
   int (*open)(struct reg_store **out, const char *location, char *errbuf,
               size_t errlen);
   void (*close)(struct reg_store *store);
@@ -46,31 +86,40 @@ struct reg_store_ops {
   const char *(*errmsg)(struct reg_store *store);
   int (*schema_version)(struct reg_store *store);
 
-  /* Transactions: write = take the write lock at once (BEGIN IMMEDIATE). */
+  /* Transactions (see the contract above). */
   int (*begin)(struct reg_store *store, bool write);
   int (*commit)(struct reg_store *store);
   void (*rollback)(struct reg_store *store);
+  /* Change notices from other processes: a descriptor to poll, -1 if
+   * none; take_notices consumes them and says whether one came. */
+  int (*wait_fd)(struct reg_store *store);
+  bool (*take_notices)(struct reg_store *store);
+  /* The store's clock, unix ms (node heartbeats use it, so that nodes
+   * with skewed clocks agree on who is silent). Outside a transaction. */
+  int (*now)(struct reg_store *store, int64_t *now_ms);
 
   /* Services; allowed_principals are stored with them. */
   int (*service_insert)(struct reg_store *store, const struct reg_service *s);
   int (*service_get)(struct reg_store *store, const char *id_or_name,
                      struct reg_service *out);
-  /* owner NULL: all; consumer non-NULL: only those allowing it or "*". */
-  int (*service_list)(struct reg_store *store, const char *owner,
-                      const char *consumer, struct reg_service **out,
-                      size_t *n);
+  /* At most limit services after cursor, by (created_at, id). */
+  int (*service_list)(struct reg_store *store,
+                      const struct reg_store_service_filter *filter,
+                      const struct reg_store_cursor *after, size_t limit,
+                      struct reg_service **out, size_t *n);
   int (*service_update)(struct reg_store *store, const struct reg_service *s);
   int (*service_set_principals)(struct reg_store *store, const char *id,
                                 char *const *principals, size_t n);
   int (*service_delete)(struct reg_store *store, const char *id);
 
-  /* Endpoints. */
+  /* Endpoints, with their placements when read. */
   int (*endpoint_insert)(struct reg_store *store, const struct reg_endpoint *e,
                          const struct reg_addr_key *key);
   int (*endpoint_get)(struct reg_store *store, const char *id,
                       struct reg_endpoint *out);
   int (*endpoint_list)(struct reg_store *store,
                        const struct reg_store_endpoint_filter *filter,
+                       const struct reg_store_cursor *after, size_t limit,
                        struct reg_endpoint **out, size_t *n);
   /* State, reason, allowed_sources and updated_at of e->id. */
   int (*endpoint_update)(struct reg_store *store, const struct reg_endpoint *e);
@@ -80,16 +129,53 @@ struct reg_store_ops {
   /* Count of live endpoints of a service (any consumer). */
   int (*service_count_live)(struct reg_store *store, const char *service_id,
                             size_t *n);
-  /* Address keys of live endpoints of network, ascending. */
-  int (*network_used)(struct reg_store *store, const char *network,
-                      struct reg_addr_key **out, size_t *n);
-  /* pendingAcceptance endpoints created at or before cutoff_ms. */
+  /* Whether a live endpoint of network holds key. */
+  int (*address_taken)(struct reg_store *store, const char *network,
+                       const struct reg_addr_key *key, bool *taken);
+  /* The network's lowest possibly free address (no live endpoint holds an
+   * address of the range below it); -ENOENT when none was recorded. */
+  int (*network_hint_get)(struct reg_store *store, const char *network,
+                          struct reg_addr_key *key);
+  int (*network_hint_set)(struct reg_store *store, const char *network,
+                          const struct reg_addr_key *key);
+  /* At most limit pendingAcceptance endpoints created at or before
+   * cutoff_ms. */
   int (*pending_before)(struct reg_store *store, int64_t cutoff_ms,
-                        struct reg_endpoint **out, size_t *n);
+                        size_t limit, struct reg_endpoint **out, size_t *n);
+  /* Endpoint counts by service name and state. */
+  int (*endpoint_counts)(struct reg_store *store,
+                         struct reg_endpoint_count **out, size_t *n);
+
+  /* Placements: this node's view of one endpoint (insert or replace). */
+  int (*placement_put)(struct reg_store *store, const char *endpoint_id,
+                       const struct reg_placement *placement);
+
+  /* Run-time targets. */
+  int (*target_insert)(struct reg_store *store, const struct reg_target *t);
+  int (*target_get)(struct reg_store *store, const char *target_group,
+                    const char *address, struct reg_target *out);
+  int (*target_delete)(struct reg_store *store, const char *target_group,
+                       const char *address);
+  int (*target_list)(struct reg_store *store, struct reg_target **out,
+                     size_t *n);
+
+  /* Nodes. heartbeat inserts or updates name's row: last_seen = the store's
+   * clock, applied_seq and version; when starting, started_at = now and
+   * draining = false. */
+  int (*node_heartbeat)(struct reg_store *store, const char *name,
+                        const char *version, uint64_t applied_seq,
+                        bool starting);
+  /* Every node, by name; *now gets the store clock of the read, to judge
+   * last_seen against. draining is in out[i].state (UP or DRAINING). */
+  int (*node_list)(struct reg_store *store, struct reg_node **out, size_t *n,
+                   int64_t *now);
+  int (*node_set_draining)(struct reg_store *store, const char *name);
 
   /* Events: append assigns ev->seq. */
   int (*event_append)(struct reg_store *store, struct reg_event *ev);
-  int (*events_after)(struct reg_store *store, uint64_t after, size_t limit,
+  /* At most limit events with seq > after passing filter (NULL: all). */
+  int (*events_after)(struct reg_store *store, uint64_t after,
+                      const struct reg_store_event_filter *filter, size_t limit,
                       struct reg_event **out, size_t *n);
   int (*last_seq)(struct reg_store *store, uint64_t *seq);
   /* The lowest seq still stored; last_seq + 1 when none is. */
@@ -97,11 +183,12 @@ struct reg_store_ops {
   /* Deletes the oldest events, a prefix in seq order: those before the
    * first event at or after before_ms, at most limit of them. *removed
    * gets the count. */
-  int (*events_prune)(struct reg_store *store, int64_t before_ms,
-                      size_t limit, size_t *removed);
+  int (*events_prune)(struct reg_store *store, int64_t before_ms, size_t limit,
+                      size_t *removed);
 };
 
-/* The SQLite store (registry/store_sqlite.c). location is a file path. */
-extern const struct reg_store_ops reg_store_sqlite;
+/* The backends. */
+extern const struct reg_store_ops reg_store_sqlite;     /* store_sqlite.c */
+extern const struct reg_store_ops reg_store_postgresql; /* store_pg.c */
 
 #endif

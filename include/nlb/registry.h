@@ -1,20 +1,31 @@
 /* The registry: endpoint services, their permissions and their endpoints
- * (one consumer's connection to a service), with the endpoint state machine,
- * the permission checks of every operation, address allocation inside a
- * network's range, and an append-only event log. Everything it knows that is
- * not config lives in a durable store (SQLite by default, see
- * registry-store.h); every operation is one store transaction and returns
- * only after the commit.
+ * (one consumer's connection to a service), targets registered at run time,
+ * the nodes that share the registry and where each endpoint is open, with
+ * the endpoint state machine, the permission checks of every operation,
+ * address allocation inside a network's range, and an append-only event log
+ * that is the one change feed. Everything it knows that is not config lives
+ * in a durable store (registry-store.h): SQLite for one node, PostgreSQL
+ * for many; every operation is one store transaction and returns only after
+ * the commit.
  *
- * Config (principals, networks, load balancers) is given to the registry by
- * its caller at reg_open() and replaced with reg_reload(); the registry deep
- * copies it and never parses config files or tokens itself. Authentication is
- * the caller's job: operations take the acting principal (name + role) the
- * caller has already authenticated.
+ * Config (principals, networks, load balancers, target groups, this node's
+ * name) is given to the registry by its caller at reg_open() and replaced
+ * with reg_reload(); the registry deep copies it and never parses config
+ * files or tokens itself. Authentication is the caller's job: operations
+ * take the acting principal (name + role) the caller has already
+ * authenticated.
  *
- * Threads: a struct reg is used from one thread only (the control thread).
- * No function here is thread-safe, none blocks on anything but the store's
- * disk I/O, and the registry never calls libuv.
+ * The change feed: every change to endpoints, run-time targets and nodes
+ * appends events in the same transaction, numbered 1, 2, 3... without gaps
+ * and visible in commit order on every node. Whoever acts on changes (the
+ * data plane, event streams, DNS) reads them with reg_changes_read() by
+ * sequence number, whichever node committed them: there is no other
+ * channel.
+ *
+ * Threads: a struct reg is used from one thread only. No function here is
+ * thread-safe and the registry never calls libuv; calls block on the store
+ * (disk I/O, or PostgreSQL round trips), so nlbd gives the registry a
+ * thread of its own (nlb/regloop.c).
  *
  * Errors: functions return 0 or a negative errno. Those that take a
  * struct reg_error *err (which may be NULL) also fill it with the same code,
@@ -31,19 +42,27 @@
  *   -EADDRINUSE  409 AddressInUse       the asked address is taken
  *   -EDQUOT      409 LimitExceeded      connection_limit reached
  *   -ENOSPC      409 AddressExhausted   no free address in the network
+ *   -ENOTCONN    503 StoreUnavailable   the store cannot be reached (the
+ *                                       PostgreSQL server is down); nothing
+ *                                       was changed
  *   -ENOMEM      500 Internal
  *   -EIO         500 Internal           the store failed (err->message says
  *                                       how); the transaction was rolled back
+ *
+ * A store's serialization failure (-EAGAIN) never reaches the caller: the
+ * registry runs the whole transaction again, a few times, then answers
+ * -EIO.
  *
  * A principal never learns of a service or endpoint it may not see: where a
  * resource exists but is not visible to the actor the answer is -ENOENT, never
  * -EACCES.
  *
  * Ownership: result structs are filled into memory the caller provides;
- * their list members (ports, allowed_principals, allowed_sources) are heap
- * allocated and released with reg_service_release() / reg_endpoint_release()
- * or, for arrays the registry allocated, reg_services_free() /
- * reg_endpoints_free(). Strings passed in are only borrowed for the call.
+ * their list members (ports, allowed_principals, allowed_sources,
+ * placements) are heap allocated and released with reg_service_release() /
+ * reg_endpoint_release() or, for arrays the registry allocated,
+ * reg_services_free() / reg_endpoints_free(). Strings passed in are only
+ * borrowed for the call.
  */
 #ifndef NLB_REGISTRY_H
 #define NLB_REGISTRY_H
@@ -52,8 +71,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest name (principal, network, load balancer, service, netns) in bytes,
- * without the NUL. Longer config names are refused by reg_open/reg_reload. */
+/* Longest name (principal, network, load balancer, service, netns, node) in
+ * bytes, without the NUL. Longer config names are refused by
+ * reg_open/reg_reload. */
 #define REG_NAME_MAX 64
 #define REG_NAME_BUF (REG_NAME_MAX + 1)
 /* "svc-" or "ep-" + 17 lowercase hex digits, NUL included. */
@@ -61,24 +81,32 @@
 #define REG_ID_BUF 24
 #define REG_ADDR_BUF 46    /* INET6_ADDRSTRLEN */
 #define REG_CIDR_BUF 50    /* address + "/128" */
+#define REG_TARGET_BUF 56  /* "[" address "]:" port */
 #define REG_REASON_BUF 256 /* endpoint failure/rejection reason */
 #define REG_TIME_BUF 32    /* "2024-01-02T03:04:05.678Z" + NUL */
+#define REG_VERSION_BUF 32 /* an nlbd version string */
+#define REG_TOKEN_BUF 64   /* a page token */
 
 /* Largest accepted lists and values. */
 #define REG_MAX_ALLOWED_SOURCES 64
 #define REG_MAX_ALLOWED_PRINCIPALS 1000
 #define REG_MAX_CONNECTION_LIMIT 100000
+#define REG_MAX_TARGET_WEIGHT 1000
+
+/* Lists answer at most this many items a page (and this many by default). */
+#define REG_PAGE_MAX 1000
 
 /* Default for reg_config.pending_expiry_ms: 7 days. */
 #define REG_DEFAULT_PENDING_EXPIRY_MS (7LL * 24 * 3600 * 1000)
 
+/* Nodes record a heartbeat this often; one silent for
+ * REG_NODE_DOWN_HEARTBEATS of them is down. */
+#define REG_HEARTBEAT_MS 1000
+#define REG_NODE_DOWN_HEARTBEATS 3
+
 /* The principal recorded on events the registry makes by itself
  * (expiry, failures reported by the data plane). */
 #define REG_SYSTEM_PRINCIPAL "nlbd"
-
-/* Schema version the store's migrations bring a database to
- * (PRAGMA user_version for SQLite). */
-#define REG_SCHEMA_VERSION 2
 
 enum reg_role {
   REG_ROLE_OPERATOR = 0,
@@ -101,8 +129,8 @@ enum reg_role {
  *   failed            -> deleted             delete
  *   expired           -> deleted             delete
  *   pendingAcceptance -> expired             reg_expire_pending()
- *   pendingAcceptance -> failed              reg_endpoint_fail()
- *   available         -> failed              reg_endpoint_fail()
+ *   available         -> failed              no up node could open it
+ *                                            (reg_placements_report())
  *
  * deleted is final. rejected, expired and failed are never accepted again:
  * the consumer creates a new endpoint. "Live" states (holding an address and
@@ -117,18 +145,25 @@ enum reg_endpoint_state {
 };
 #define REG_EP_STATE_COUNT 6
 
-/* One event per endpoint transition, in the same transaction. Observers
- * that act on endpoints (the data plane) should look at reg_event.state, not
- * only at the type: a connect to a service without acceptance_required is
- * one connect event whose state is already available. */
+/* Events. Endpoint events (connect..modify) name the endpoint, its service
+ * and the endpoint's new state; observers that act on endpoints should look
+ * at the endpoint's current row (reg_changes carries it), not only at the
+ * type: a connect to a service without acceptance_required is one connect
+ * event whose state is already available. register/deregister name a
+ * run-time target (target_group, target); drain names a node. */
 enum reg_event_type {
-  REG_EVENT_CONNECT = 0, /* created: pendingAcceptance or available */
-  REG_EVENT_ACCEPT = 1,  /* -> available */
-  REG_EVENT_REJECT = 2,  /* -> rejected */
-  REG_EVENT_DELETE = 3,  /* -> deleted */
-  REG_EVENT_EXPIRE = 4,  /* -> expired */
-  REG_EVENT_FAIL = 5,    /* -> failed */
+  REG_EVENT_CONNECT = 0,    /* created: pendingAcceptance or available */
+  REG_EVENT_ACCEPT = 1,     /* -> available */
+  REG_EVENT_REJECT = 2,     /* -> rejected */
+  REG_EVENT_DELETE = 3,     /* -> deleted */
+  REG_EVENT_EXPIRE = 4,     /* -> expired */
+  REG_EVENT_FAIL = 5,       /* -> failed */
+  REG_EVENT_MODIFY = 6,     /* allowed_sources changed, state unchanged */
+  REG_EVENT_REGISTER = 7,   /* a target registered through the API */
+  REG_EVENT_DEREGISTER = 8, /* such a target deregistered (it drains) */
+  REG_EVENT_DRAIN = 9,      /* a node asked to drain */
 };
+#define REG_EVENT_TYPE_COUNT 10
 
 /* ---- config the registry is given ---------------------------------------
  * All pointers are borrowed for the duration of reg_open()/reg_reload(); the
@@ -141,7 +176,7 @@ struct reg_principal {
 
 struct reg_network {
   const char *name;
-  const char *netns; /* NULL: host addresses */
+  const char *netns; /* this node's namespace for it; NULL: host addresses */
   const char *range; /* "10.0.0.0/24", "fd00::/64" */
   /* Consumers allowed to place endpoints here; n_principals == 0: any. */
   const char *const *principals;
@@ -166,6 +201,13 @@ struct reg_config {
   size_t n_load_balancers;
   /* A pendingAcceptance endpoint older than this expires; 0: default. */
   int64_t pending_expiry_ms;
+  /* Target groups that targets may be registered in at run time. */
+  const char *const *target_groups;
+  size_t n_target_groups;
+  /* This node's name (placements, heartbeats); NULL or "": "local". */
+  const char *node;
+  /* This node's version, recorded with its heartbeat. */
+  const char *version;
 };
 
 /* ---- actors, errors, results -------------------------------------------- */
@@ -184,6 +226,16 @@ struct reg_error {
   char message[256];
 };
 
+/* Which page of a list: at most limit items (0: REG_PAGE_MAX; more than
+ * REG_PAGE_MAX: -EINVAL) after the position token names ("" or NULL: from
+ * the start). A token is a position in the list's order (created_at, id),
+ * not an offset: items inserted meanwhile never make a reader see an item
+ * twice or miss one that existed throughout. */
+struct reg_page {
+  size_t limit;
+  const char *token;
+};
+
 struct reg_service {
   char id[REG_ID_BUF];
   char name[REG_NAME_BUF];
@@ -200,6 +252,14 @@ struct reg_service {
   int64_t created_at;        /* unix ms */
 };
 
+/* Where a node has (or could not) open an available endpoint. */
+struct reg_placement {
+  char node[REG_NAME_BUF];
+  bool open;                   /* "open"; false: "failed" */
+  char reason[REG_REASON_BUF]; /* why it failed, or "" */
+  int64_t updated_at;          /* unix ms */
+};
+
 struct reg_endpoint {
   char id[REG_ID_BUF];
   char service_id[REG_ID_BUF];
@@ -208,7 +268,7 @@ struct reg_endpoint {
   char load_balancer[REG_NAME_BUF];
   char consumer[REG_NAME_BUF];
   char network[REG_NAME_BUF];
-  char netns[REG_NAME_BUF]; /* from the network's config, "" = host */
+  char netns[REG_NAME_BUF]; /* from this node's config, "" = host */
   char address[REG_ADDR_BUF];
   uint16_t *ports; /* the service LB's listener ports */
   size_t n_ports;
@@ -217,8 +277,33 @@ struct reg_endpoint {
   char reason[REG_REASON_BUF]; /* why rejected/failed/expired, or "" */
   char **allowed_sources;      /* canonical CIDRs; none = any source */
   size_t n_allowed_sources;
+  struct reg_placement *placements; /* by node name */
+  size_t n_placements;
   int64_t created_at; /* unix ms */
   int64_t updated_at; /* unix ms, last state or field change */
+};
+
+/* A target registered through the API (config targets are not stored). */
+struct reg_target {
+  char target_group[REG_NAME_BUF];
+  char address[REG_TARGET_BUF]; /* canonical "127.0.0.1:9001", "[::1]:80" */
+  uint32_t weight;
+  int64_t created_at;
+};
+
+enum reg_node_state {
+  REG_NODE_UP = 0,
+  REG_NODE_DRAINING = 1,
+  REG_NODE_DOWN = 2,
+};
+
+struct reg_node {
+  char name[REG_NAME_BUF];
+  enum reg_node_state state;
+  int64_t last_seen;  /* unix ms, store clock */
+  int64_t started_at; /* unix ms */
+  uint64_t applied_seq;
+  char version[REG_VERSION_BUF];
 };
 
 /* An event, flat (no heap members). */
@@ -233,6 +318,9 @@ struct reg_event {
   char consumer[REG_NAME_BUF];   /* the endpoint's consumer */
   enum reg_endpoint_state state; /* the endpoint's new state */
   char reason[REG_REASON_BUF];
+  char target_group[REG_NAME_BUF]; /* register, deregister */
+  char target[REG_TARGET_BUF];     /* register, deregister */
+  char node[REG_NAME_BUF];         /* drain */
 };
 
 /* Per-item result of a batch (accept/reject). */
@@ -245,15 +333,19 @@ struct reg;
 
 /* ---- lifetime ------------------------------------------------------------ */
 
-/* Opens (creating if needed) the SQLite store at path, runs its migrations up
- * to REG_SCHEMA_VERSION, and takes a copy of cfg. On success *out owns the
- * registry (free with reg_close). Errors: -EINVAL (bad config: unknown
- * role, bad range, name too long, duplicate name; err says which), -EIO
- * (cannot open/migrate the store, or it is newer than this code), -ENOMEM. */
-int reg_open(struct reg **out, const char *path, const struct reg_config *cfg,
-             struct reg_error *err);
+/* Opens (creating if needed) the store named store ("sqlite" or
+ * "postgresql"; NULL: "sqlite") at location (a file path, or a libpq
+ * connection string or URI), migrates its schema, and takes a copy of cfg.
+ * A SQLite file is locked for this process alone. On success *out owns the
+ * registry (free with reg_close). Errors: -EINVAL (unknown store, bad
+ * config: unknown role, bad range, name too long, duplicate name; err says
+ * which), -EBUSY (another process holds the SQLite file: err names its
+ * pid), -ENOTCONN (the PostgreSQL server cannot be reached), -EIO (cannot
+ * open/migrate the store, or it is newer than this code), -ENOMEM. */
+int reg_open(struct reg **out, const char *store, const char *location,
+             const struct reg_config *cfg, struct reg_error *err);
 
-/* Closes the store and frees everything. Observers are dropped. NULL ok. */
+/* Closes the store and frees everything. NULL ok. */
 void reg_close(struct reg *reg);
 
 /* Replaces the config set (SIGHUP). Stored services and endpoints are left
@@ -263,8 +355,20 @@ void reg_close(struct reg *reg);
 int reg_reload(struct reg *reg, const struct reg_config *cfg,
                struct reg_error *err);
 
-/* The schema version of the open store (PRAGMA user_version). */
+/* The schema version of the open store. */
 int reg_schema_version(struct reg *reg);
+
+/* The store's name: "sqlite" or "postgresql". */
+const char *reg_store_name(const struct reg *reg);
+
+/* A descriptor that becomes readable when another process committed a
+ * change (PostgreSQL LISTEN/NOTIFY), or -1 when the store has none (poll
+ * then). It changes after a reconnect: ask again after every call. */
+int reg_wait_fd(struct reg *reg);
+
+/* Consumes what made reg_wait_fd() readable. True when it was a change
+ * notice (read the changes), false otherwise. */
+bool reg_take_notices(struct reg *reg);
 
 /* ---- services (provider routes; the operator may act on every service) --- */
 
@@ -285,19 +389,21 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_service_params *params,
                        struct reg_service *out, struct reg_error *err);
 
-/* Fills *out with service id. The owner and operators see it; another
- * provider gets -ENOENT; consumers -EACCES (they use
+/* Fills *out with service id (or name). The owner and operators see it;
+ * another provider gets -ENOENT; consumers -EACCES (they use
  * reg_available_services). */
 int reg_service_describe(struct reg *reg, const struct reg_actor *actor,
                          const char *id, struct reg_service *out,
                          struct reg_error *err);
 
-/* Lists the actor's services (every service for an operator), by created_at.
- * *out is allocated (free with reg_services_free), *n its length (may be 0,
- * *out then NULL). Consumers: -EACCES. */
+/* Lists the actor's services (every service for an operator), by
+ * (created_at, id), one page. *out is allocated (free with
+ * reg_services_free), *n its length (may be 0, *out then NULL); next_token
+ * (REG_TOKEN_BUF bytes) gets the position after the page, or "" when no
+ * more follow. Consumers: -EACCES; a bad page: -EINVAL. */
 int reg_service_list(struct reg *reg, const struct reg_actor *actor,
-                     struct reg_service **out, size_t *n,
-                     struct reg_error *err);
+                     const struct reg_page *page, struct reg_service **out,
+                     size_t *n, char *next_token, struct reg_error *err);
 
 struct reg_service_changes {
   bool set_acceptance_required;
@@ -341,13 +447,13 @@ int reg_permissions_modify(struct reg *reg, const struct reg_actor *actor,
                            struct reg_error *err);
 
 /* The endpoints (connections) of a service, optionally only those in *state
- * (NULL = all), by created_at. Free with reg_endpoints_free. Visibility as
- * reg_service_describe. */
+ * (NULL = all), by (created_at, id), one page (see reg_service_list). Free
+ * with reg_endpoints_free. Visibility as reg_service_describe. */
 int reg_connections_list(struct reg *reg, const struct reg_actor *actor,
                          const char *service_id,
                          const enum reg_endpoint_state *state,
-                         struct reg_endpoint **out, size_t *n,
-                         struct reg_error *err);
+                         const struct reg_page *page, struct reg_endpoint **out,
+                         size_t *n, char *next_token, struct reg_error *err);
 
 /* Accepts (pendingAcceptance -> available) each endpoint of ids in one
  * transaction. results[i] (caller's array of n) gets 0, -ENOENT (no such
@@ -369,11 +475,12 @@ int reg_connections_reject(struct reg *reg, const struct reg_actor *actor,
  */
 
 /* Services the consumer may connect to (allowed_principals holds it or "*"),
- * by name. Operators see every service. Providers: -EACCES. Free with
- * reg_services_free. */
+ * by (created_at, id), one page. Operators see every service. Providers:
+ * -EACCES. Free with reg_services_free. */
 int reg_available_services(struct reg *reg, const struct reg_actor *actor,
+                           const struct reg_page *page,
                            struct reg_service **out, size_t *n,
-                           struct reg_error *err);
+                           char *next_token, struct reg_error *err);
 
 struct reg_endpoint_params {
   const char *service; /* the service's name (or its id) */
@@ -401,15 +508,16 @@ int reg_endpoint_describe(struct reg *reg, const struct reg_actor *actor,
                           const char *id, struct reg_endpoint *out,
                           struct reg_error *err);
 
-/* The actor's endpoints (all for operators), every state, by created_at,
- * optionally only *state. Providers: -EACCES. */
+/* The actor's endpoints (all for operators), every state, by
+ * (created_at, id), optionally only *state, one page. Providers: -EACCES. */
 int reg_endpoint_list(struct reg *reg, const struct reg_actor *actor,
                       const enum reg_endpoint_state *state,
-                      struct reg_endpoint **out, size_t *n,
-                      struct reg_error *err);
+                      const struct reg_page *page, struct reg_endpoint **out,
+                      size_t *n, char *next_token, struct reg_error *err);
 
 /* Replaces allowed_sources (validated as in create; n == 0 = any source).
- * Allowed in every state but deleted (-EBUSY). Visibility as describe. */
+ * Allowed in every state but deleted (-EBUSY). One modify event.
+ * Visibility as describe. */
 int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
                         const char *id, const char *const *allowed_sources,
                         size_t n_allowed_sources, struct reg_endpoint *out,
@@ -422,37 +530,98 @@ int reg_endpoint_delete(struct reg *reg, const struct reg_actor *actor,
                         const char *id, struct reg_endpoint *out,
                         struct reg_error *err);
 
+/* ---- targets registered at run time (operator) --------------------------- */
+
+/* Registers address ("IP:PORT", "[IPv6]:PORT") with weight
+ * (1..REG_MAX_TARGET_WEIGHT) in target_group; one register event. Fills
+ * *out if not NULL. Errors: -EACCES (not an operator), -ENOENT (no such
+ * target group in the config), -EINVAL (bad address or weight), -EEXIST
+ * (already registered through the API). */
+int reg_target_register(struct reg *reg, const struct reg_actor *actor,
+                        const char *target_group, const char *address,
+                        uint32_t weight, struct reg_target *out,
+                        struct reg_error *err);
+
+/* Deregisters a target registered through the API (it drains on every
+ * node); one deregister event. -ENOENT when no such run-time target. */
+int reg_target_deregister(struct reg *reg, const struct reg_actor *actor,
+                          const char *target_group, const char *address,
+                          struct reg_target *out, struct reg_error *err);
+
+/* Every target registered through the API. *out is allocated (plain
+ * free()). */
+int reg_targets_list(struct reg *reg, struct reg_target **out, size_t *n);
+
+/* ---- nodes --------------------------------------------------------------- */
+
+/* Records this node's heartbeat: it is up (not draining when starting is
+ * true), has applied the change feed through applied_seq. Store clock. */
+int reg_node_heartbeat(struct reg *reg, bool starting, uint64_t applied_seq);
+
+/* Every node that ever recorded itself, by name, with its state (down when
+ * silent for REG_NODE_DOWN_HEARTBEATS heartbeats). Operators only
+ * (-EACCES). *out is allocated (plain free()). */
+int reg_nodes_list(struct reg *reg, const struct reg_actor *actor,
+                   struct reg_node **out, size_t *n, struct reg_error *err);
+
+/* Asks node name to drain: marks it draining, one drain event (the node
+ * acts on it when it reads the event). Operators only. -ENOENT for an
+ * unknown node, -EBUSY when it is down. */
+int reg_node_drain(struct reg *reg, const struct reg_actor *actor,
+                   const char *name, struct reg_node *out,
+                   struct reg_error *err);
+
 /* ---- control loop and data plane ----------------------------------------- */
 
 /* Expires every pendingAcceptance endpoint created at or before
  * now_ms - pending_expiry_ms (one expire event each, principal
  * REG_SYSTEM_PRINCIPAL, one transaction). *n_expired (may be NULL) gets
- * the count. The control loop calls this periodically. */
+ * the count. The control loop calls this periodically, on every node: a
+ * second node finds nothing left to expire. */
 int reg_expire_pending(struct reg *reg, int64_t now_ms, size_t *n_expired);
 
-/* The data plane could not open the endpoint's listeners: pendingAcceptance
- * or available -> failed with reason (truncated to REG_REASON_BUF - 1).
- * -ENOENT, -EBUSY (other states). */
-int reg_endpoint_fail(struct reg *reg, const char *id, const char *reason,
-                      struct reg_error *err);
+/* What this node's data plane made of available endpoints. */
+struct reg_placement_report {
+  const char *endpoint_id;
+  bool open;
+  const char *reason; /* when not open */
+};
 
-/* Reads any endpoint, no visibility check (for the data plane, e.g. from an
- * observer). -ENOENT. */
+/* Records this node's placements (one transaction). An endpoint that every
+ * up node has reported failed becomes failed (one fail event, the reason of
+ * this node's report); reports of endpoints that are no longer available
+ * are ignored. */
+int reg_placements_report(struct reg *reg,
+                          const struct reg_placement_report *reports, size_t n);
+
+/* Reads any endpoint, no visibility check (for the data plane). -ENOENT. */
 int reg_endpoint_get(struct reg *reg, const char *id, struct reg_endpoint *out);
 
 /* Every available endpoint, with its service's LB name, network, netns,
- * address, ports and proxy_protocol: what nlbd reopens at start. Free with
- * reg_endpoints_free. */
+ * address, ports and proxy_protocol. Free with reg_endpoints_free. */
 int reg_available_endpoints(struct reg *reg, struct reg_endpoint **out,
                             size_t *n);
 
-/* ---- events ---------------------------------------------------------------
+/* Endpoint counts by service name and state, for metrics. *out is
+ * allocated (plain free()). */
+struct reg_endpoint_count {
+  char service[REG_NAME_BUF];
+  enum reg_endpoint_state state;
+  uint64_t count;
+};
+int reg_endpoint_counts(struct reg *reg, struct reg_endpoint_count **out,
+                        size_t *n);
+
+/* ---- events and the change feed ------------------------------------------
  */
 
-/* Up to limit events with seq > after, in seq order. *out is allocated
- * (plain free()), *n its length. */
-int reg_events_after(struct reg *reg, uint64_t after, size_t limit,
-                     struct reg_event **out, size_t *n);
+/* Up to limit events with seq > after visible to actor (NULL: all), in seq
+ * order. *out is allocated (plain free()), *n its length. *through (may be
+ * NULL) gets the seq up to which the answer is complete: the last event
+ * returned when there were limit of them, else the last seq committed. */
+int reg_events_after(struct reg *reg, const struct reg_actor *actor,
+                     uint64_t after, size_t limit, struct reg_event **out,
+                     size_t *n, uint64_t *through);
 
 /* The highest seq committed so far (0 if none); pruning does not lower
  * it. */
@@ -465,30 +634,42 @@ int reg_first_seq(struct reg *reg, uint64_t *seq);
 /* Deletes events recorded before before_ms (wall clock), oldest first and
  * only as a prefix (an older event is never kept while a newer one goes,
  * even if the clock stepped back), at most limit in one transaction.
- * *removed (may be NULL) gets the count. The control loop calls this
- * periodically (registry.event_retention). */
+ * *removed (may be NULL) gets the count. Any node may call it: the second
+ * finds nothing left. */
 int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
                      size_t *removed);
 
 /* True when actor may see event: operators all, providers their services',
- * consumers their endpoints'. For the API's event stream. */
+ * consumers their endpoints'. */
 bool reg_event_visible(const struct reg_event *event,
                        const struct reg_actor *actor);
 
-/* Called with each event after its transaction committed, on the thread that
- * made the change, in seq order. The event is borrowed for the call. An
- * observer may call any reg_ function, including ones that change state
- * (e.g. reg_endpoint_fail when listeners cannot open): events those make are
- * queued and delivered after the current callback returns, never
- * recursively. It must not call reg_close. */
-typedef void (*reg_observer_fn)(const struct reg_event *event, void *arg);
+/* One read of the change feed: what a node must apply after seq `after`.
+ * When events after `after` are still kept: up to limit of them, with the
+ * current rows of the endpoints and run-time targets they name (read in the
+ * same transaction; an event whose endpoint or target has no row here
+ * names one that is gone). When they were pruned (the reader lagged behind
+ * event_retention) or resync is asked: resync is true, events is empty, and the
+ * rows are the whole current state (every available endpoint, every
+ * run-time target); the reader replaces what it has with them. last_seq is
+ * the seq the reader has applied once it applied this. */
+struct reg_changes {
+  bool resync;
+  uint64_t last_seq;
+  struct reg_event *events;
+  size_t n_events;
+  struct reg_endpoint *endpoints;
+  size_t n_endpoints;
+  struct reg_target *targets;
+  size_t n_targets;
+  bool node_draining; /* this node's record says draining */
+};
 
-/* Registers cb(arg). -ENOMEM. The same pair twice is called twice. */
-int reg_observe(struct reg *reg, reg_observer_fn cb, void *arg);
-
-/* Removes one registration of cb(arg); -ENOENT if none. Safe from inside a
- * callback. */
-int reg_unobserve(struct reg *reg, reg_observer_fn cb, void *arg);
+/* Fills *out (release with reg_changes_release). resync asks for the whole
+ * current state whatever after is (a reader that has none yet). */
+int reg_changes_read(struct reg *reg, uint64_t after, size_t limit, bool resync,
+                     struct reg_changes *out);
+void reg_changes_release(struct reg_changes *changes);
 
 /* ---- helpers --------------------------------------------------------------
  */
@@ -501,8 +682,13 @@ int reg_role_parse(const char *s, enum reg_role *out);
 const char *reg_state_name(enum reg_endpoint_state state);
 int reg_state_parse(const char *s, enum reg_endpoint_state *out);
 
-/* "connect", "accept", "reject", "delete", "expire", "fail". */
+/* "connect", "accept", "reject", "delete", "expire", "fail", "modify",
+ * "register", "deregister", "drain"; parse returns -EINVAL. */
 const char *reg_event_type_name(enum reg_event_type type);
+int reg_event_type_parse(const char *s, enum reg_event_type *out);
+
+/* "up", "draining", "down". */
+const char *reg_node_state_name(enum reg_node_state state);
 
 /* Formats unix ms as RFC 3339 UTC ("2024-01-02T03:04:05.678Z") into buf of
  * REG_TIME_BUF bytes; returns buf. */

@@ -57,17 +57,26 @@ struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index);
 struct nlb_group *nlb_router_find_group(struct nlb_router *router,
                                         const char *name);
 
-/* Registers a target at run time (API). Returns 0, -ENOENT (no group),
- * -EEXIST (already registered and not draining), -ENOMEM. */
-int nlb_router_register_target(struct nlb_router *router, const char *group,
-                               const union nlb_sockaddr *address,
-                               uint32_t weight, uint64_t now_ms,
-                               struct nlb_target **out);
+/* A target registered through the API, as the registry holds it. */
+struct nlb_runtime_target {
+  const char *group;
+  union nlb_sockaddr address;
+  uint32_t weight;
+};
 
-/* Starts draining a target (API deregistration). Returns 0 or -ENOENT. */
-int nlb_router_deregister_target(struct nlb_router *router, const char *group,
-                                 const union nlb_sockaddr *address,
-                                 uint64_t now_ms, struct nlb_target **out);
+/* One run-time target: registered with weight (1..), or, with weight 0,
+ * gone (it drains). An address the config lists stays the config's. Returns
+ * 0 or -ENOENT (no such group here). */
+int nlb_router_set_runtime_target(struct nlb_router *router, const char *group,
+                                  const union nlb_sockaddr *address,
+                                  uint32_t weight, uint64_t now_ms);
+
+/* Makes the run-time targets of every group exactly targets[0..n): what is
+ * missing registers, weights follow, run-time targets not listed drain.
+ * Groups this node lacks are skipped. */
+void nlb_router_sync_runtime_targets(struct nlb_router *router,
+                                     const struct nlb_runtime_target *targets,
+                                     size_t n, uint64_t now_ms);
 
 /* Sets a target's health state with a reason, logs the change as an event
  * and republishes when the usable set changed. */

@@ -1,11 +1,13 @@
-/* Endpoint services in nlbd: the registry (opened from the config's
- * registry, principals and networks), the endpoints it opens in consumer
- * networks, and the HTTP/2 API in front of them, with the data-plane
- * operations the API needs (target groups, run-time targets, metrics).
- * Everything here runs on the control thread. */
+/* Endpoint services in nlbd: the registry on its own thread (regloop.h),
+ * opened from the config's registry, principals, networks and node; what
+ * its change feed says applied to this node (endpoints, run-time targets,
+ * a drain); and the HTTP/2 API in front of them, with the data-plane
+ * operations the API needs (target groups, metrics). Everything here runs
+ * on the control thread. */
 #ifndef NLB_SERVICES_H
 #define NLB_SERVICES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -31,9 +33,17 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
 void nlb_services_reload(struct nlb_services *services,
                          const struct nlb_config *cfg);
 
-/* Periodic work: pending endpoints past registry.pending_expiry expire;
- * endpoints follow their namespaces (nlb_endpoints_tick). */
+/* Periodic work: endpoints follow their namespaces (nlb_endpoints_tick).
+ * Expiry, pruning and heartbeats run on the registry's thread. */
 void nlb_services_tick(struct nlb_services *services, uint64_t now_ms);
+
+/* True once this node's registry record says it must drain (POST
+ * /v1/nodes/NAME/drain, from any node). */
+bool nlb_services_drain_requested(const struct nlb_services *services);
+
+/* This node drains (SIGTERM, or the request above): its record says so, for
+ * GET /v1/nodes. */
+void nlb_services_draining(struct nlb_services *services, const char *node);
 
 /* Stops the API (GOAWAY, connections closed); the loop finishes closing. */
 void nlb_services_shutdown(struct nlb_services *services);

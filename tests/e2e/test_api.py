@@ -68,8 +68,9 @@ def test_provider_consumer_story():
         assert ep["state"] == "pendingAcceptance", ep
         assert sorted(ep) == sorted([
             "id", "service_id", "service", "consumer", "network", "address",
-            "ports", "state", "reason", "allowed_sources", "created_at",
-            "updated_at"]), ep
+            "ports", "state", "reason", "allowed_sources", "placements",
+            "created_at", "updated_at"]), ep
+        assert ep["placements"] == [], ep  # no data plane here
         assert ep["service_id"] == sid and ep["consumer"] == "shop"
         assert ep["address"].startswith("127.77."), ep
         assert ep["allowed_sources"] == ["127.0.0.0/8"], ep
@@ -104,16 +105,16 @@ def test_provider_consumer_story():
 
         # The events of the story, in order, as they happened.
         for stream in (ops_events, shop_events):
-            got = stream.take(3)
+            got = stream.take(4)
             assert [(e["type"], e["state"]) for e in got] == [
                 ("connect", "pendingAcceptance"), ("accept", "available"),
-                ("delete", "deleted")], got
+                ("modify", "available"), ("delete", "deleted")], got
             assert [e["principal"] for e in got] == ["shop", "payments",
-                                                     "shop"]
+                                                     "shop", "shop"]
             assert all(e["endpoint_id"] == ep["id"] and
                        e["service_id"] == sid for e in got)
             seqs = [e["seq"] for e in got]
-            assert seqs == sorted(seqs) and len(set(seqs)) == 3
+            assert seqs == sorted(seqs) and len(set(seqs)) == 4
             assert sorted(got[0]) == sorted([
                 "seq", "time", "type", "service_id", "endpoint_id",
                 "principal", "state"])
@@ -239,8 +240,14 @@ def test_error_statuses():
                   field="connection_limit")
         api.error("GET", "/v1/services/%s/connections?state=happy" % sid,
                   "payments", code="InvalidValue", field="state")
-        api.error("GET", "/v1/services?limit=3", "payments",
-                  code="UnknownField", field="limit")
+        api.error("GET", "/v1/services?color=3", "payments",
+                  code="UnknownField", field="color")
+        api.error("GET", "/v1/services?limit=0", "payments",
+                  code="InvalidValue", field="limit")
+        api.error("GET", "/v1/services?limit=1001", "payments",
+                  code="InvalidValue", field="limit")
+        api.error("GET", "/v1/services?next_token=zz", "payments",
+                  code="InvalidValue", field="next_token")
         api.error("POST", "/v1/endpoints", "shop",
                   {"service": "payments-api", "network": "host",
                    "allowed_sources": ["not-a-cidr"]},

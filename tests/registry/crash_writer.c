@@ -45,10 +45,11 @@ static int ensure_service(struct reg *reg, const char *name, bool acceptance,
   struct reg_service *v;
   struct reg_service s;
   struct reg_error err;
+  char next[REG_TOKEN_BUF];
   size_t n;
   int r;
 
-  if ((r = reg_service_list(reg, &PAY, &v, &n, &err)) < 0)
+  if ((r = reg_service_list(reg, &PAY, NULL, &v, &n, next, &err)) < 0)
     return r;
   for (size_t i = 0; i < n; i++)
     if (strcmp(v[i].name, name) == 0) {
@@ -152,7 +153,10 @@ static int step(struct reg *reg, const char *svc_manual, const char *svc_auto)
         report("reject", ids[0], "rejected");
       }
     } else if (dice < 65) {
-      r = reg_endpoint_fail(reg, ids[0], "listener failed", &err);
+      /* The only node could not open it: it fails. */
+      struct reg_placement_report rep = {ids[0], false, "listener failed"};
+
+      r = reg_placements_report(reg, &rep, 1);
       if (r == 0) {
         endpoints[i].state = REG_EP_FAILED;
         report("fail", ids[0], "failed");
@@ -186,9 +190,14 @@ int main(int argc, char **argv)
   };
   static const uint16_t ports[] = {8080};
   static const struct reg_load_balancer lbs[] = {{"lb", ports, 1, false}};
-  static const struct reg_config config = {principals, 3, networks, 1,
-                                           lbs,        1, 0};
+  static const struct reg_config config = {.principals = principals,
+                                           .n_principals = 3,
+                                           .networks = networks,
+                                           .n_networks = 1,
+                                           .load_balancers = lbs,
+                                           .n_load_balancers = 1};
   char svc_manual[REG_ID_BUF], svc_auto[REG_ID_BUF];
+  char next[REG_TOKEN_BUF] = "";
   struct reg_endpoint *v;
   struct reg_error err;
   struct reg *reg;
@@ -202,20 +211,24 @@ int main(int argc, char **argv)
   srand(argc > 2 ? (unsigned)atol(argv[2]) : (unsigned)getpid());
   if (argc > 3)
     limit = atol(argv[3]);
-  if (reg_open(&reg, argv[1], &config, &err) < 0) {
+  if (reg_open(&reg, "sqlite", argv[1], &config, &err) < 0) {
     fprintf(stderr, "crash_writer: open: %s\n", err.message);
     return 1;
   }
   if (ensure_service(reg, "crash", true, svc_manual) < 0 ||
       ensure_service(reg, "crash-auto", false, svc_auto) < 0)
     return 1;
-  if (reg_endpoint_list(reg, &OPS, NULL, &v, &n, &err) < 0) {
-    fprintf(stderr, "crash_writer: list: %s\n", err.message);
-    return 1;
-  }
-  for (size_t i = 0; i < n; i++)
-    track(&v[i]);
-  reg_endpoints_free(v, n);
+  do {
+    struct reg_page page = {0, next};
+
+    if (reg_endpoint_list(reg, &OPS, NULL, &page, &v, &n, next, &err) < 0) {
+      fprintf(stderr, "crash_writer: list: %s\n", err.message);
+      return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+      track(&v[i]);
+    reg_endpoints_free(v, n);
+  } while (next[0] != '\0');
   printf("ready\n");
   fflush(stdout);
   for (long i = 0; limit < 0 || i < limit; i++)

@@ -73,61 +73,32 @@ static struct fake_group *find_group(const char *name)
   return NULL;
 }
 
-static bool valid_address(const char *address)
-{
-  struct sockaddr_in in;
-  struct sockaddr_in6 in6;
-  char host[64];
-  const char *colon = strrchr(address, ':');
-  if (colon == NULL || colon == address || (size_t)(colon - address) >= 64)
-    return false;
-  int port = atoi(colon + 1);
-  if (port <= 0 || port > 65535)
-    return false;
-  if (address[0] == '[') {
-    snprintf(host, sizeof host, "%.*s", (int)(colon - address - 2),
-             address + 1);
-    return colon[-1] == ']' && uv_ip6_addr(host, port, &in6) == 0;
-  }
-  snprintf(host, sizeof host, "%.*s", (int)(colon - address), address);
-  return uv_ip4_addr(host, port, &in) == 0;
-}
-
-static int fake_register(void *arg, const char *group, const char *address,
-                         uint32_t weight, struct api_target *out)
+/* A run-time target the registry holds (weight > 0) or dropped (0): the
+ * fake data plane follows, as nlbd's router does. */
+static void fake_apply_target(const char *group, const char *address,
+                              uint32_t weight)
 {
   struct fake_group *g = find_group(group);
+  struct fake_target *t = NULL;
+
   if (g == NULL)
-    return -ENOENT;
-  if (!valid_address(address))
-    return -EINVAL;
+    return;
   for (size_t i = 0; i < g->n; i++)
     if (strcmp(g->targets[i].address, address) == 0)
-      return -EEXIST;
-  if (g->n == 16)
-    return -ENOSPC;
-  struct fake_target *t = &g->targets[g->n++];
-  snprintf(t->address, sizeof t->address, "%s", address);
-  t->weight = weight;
-  t->state = "initial";
-  *out = as_api(t);
-  return 0;
-}
-
-static int fake_deregister(void *arg, const char *group, const char *address,
-                           struct api_target *out)
-{
-  struct fake_group *g = find_group(group);
-  if (g == NULL)
-    return -ENOENT;
-  for (size_t i = 0; i < g->n; i++) {
-    if (strcmp(g->targets[i].address, address) == 0) {
-      g->targets[i].state = "draining";
-      *out = as_api(&g->targets[i]);
-      return 0;
-    }
+      t = &g->targets[i];
+  if (weight == 0) {
+    if (t != NULL)
+      t->state = "draining";
+    return;
   }
-  return -ENOENT;
+  if (t == NULL && g->n < 16) {
+    t = &g->targets[g->n++];
+    snprintf(t->address, sizeof t->address, "%s", address);
+  }
+  if (t != NULL) {
+    t->weight = weight;
+    t->state = "initial";
+  }
 }
 
 static char *fake_metrics(void *arg)
@@ -137,12 +108,49 @@ static char *fake_metrics(void *arg)
                 "nlb_active_flows{lb=\"web-lb\",listener=\"8080\"} 0\n");
 }
 
-static const struct api_dataplane_ops fake_ops = {
-    fake_list, fake_register, fake_deregister, fake_metrics, NULL};
+static const struct api_dataplane_ops fake_ops = {fake_list, fake_metrics};
 
 static uv_loop_t *loop;
 static struct api_server *server;
 static struct api_settings settings;
+static struct reg *reg;
+static uint64_t feed_cursor;
+static bool feed_started;
+
+/* What nlbd's registry thread and change feed do, inline: after each
+ * call, read the changes it made and apply them. */
+static void follow_changes(void)
+{
+  struct reg_changes c;
+
+  if (reg_changes_read(reg, feed_cursor, 1000, !feed_started, &c) != 0)
+    return;
+  feed_started = true;
+  for (size_t i = 0; i < c.n_events; i++) {
+    const struct reg_event *ev = &c.events[i];
+    uint32_t weight = 0;
+
+    if (ev->target[0] == '\0')
+      continue;
+    for (size_t k = 0; k < c.n_targets; k++)
+      if (strcmp(c.targets[k].address, ev->target) == 0 &&
+          strcmp(c.targets[k].target_group, ev->target_group) == 0)
+        weight = c.targets[k].weight;
+    fake_apply_target(ev->target_group, ev->target, weight);
+  }
+  if (server != NULL)
+    api_server_events(server, c.events, c.n_events, c.last_seq);
+  feed_cursor = c.last_seq;
+  reg_changes_release(&c);
+}
+
+static void inline_call(void *ctx, void (*run)(struct reg *, void *), void *arg)
+{
+  run(reg, arg);
+  follow_changes();
+}
+
+static const struct api_registry_ops inline_registry = {inline_call};
 static uv_signal_t sig_term, sig_int, sig_hup;
 
 static void log_line(void *arg, int level, const char *line)
@@ -266,11 +274,17 @@ int main(int argc, char **argv)
   if (db == NULL)
     usage();
 
-  struct reg_config cfg = {
-      reg_principals, n_principals, networks, n_networks, lbs, n_lbs, 0};
-  struct reg *reg;
+  static const char *const target_groups[] = {"web-tg", "db-tg"};
+  struct reg_config cfg = {.principals = reg_principals,
+                           .n_principals = n_principals,
+                           .networks = networks,
+                           .n_networks = n_networks,
+                           .load_balancers = lbs,
+                           .n_load_balancers = n_lbs,
+                           .target_groups = target_groups,
+                           .n_target_groups = 2};
   struct reg_error err = {0};
-  int r = reg_open(&reg, db, &cfg, &err);
+  int r = reg_open(&reg, "sqlite", db, &cfg, &err);
   if (r != 0) {
     fprintf(stderr, "api_server_main: registry: %s (%s)\n", err.message,
             strerror(-r));
@@ -279,7 +293,8 @@ int main(int argc, char **argv)
   loop = uv_default_loop();
   settings.principals = principals;
   settings.n_principals = n_principals;
-  settings.registry = reg;
+  settings.registry = &inline_registry;
+  follow_changes();
   settings.log_event = log_line;
   r = api_server_start(loop, &settings, &server);
   if (r != 0) {

@@ -1,0 +1,1025 @@
+/* The registry's core: names, errors, its copy of the config, opening the
+ * store, transactions (with retries), events and the change feed. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "registry-int.h"
+
+/* A transaction the store could not serialize runs again this often. */
+#define TX_ATTEMPTS 5
+
+/* ---- names -------------------------------------------------------------- */
+
+static const char *const role_names[] = {"operator", "provider", "consumer"};
+static const char *const state_names[REG_EP_STATE_COUNT] = {
+    "pendingAcceptance", "available", "rejected",
+    "deleted",           "expired",   "failed",
+};
+static const char *const event_names[REG_EVENT_TYPE_COUNT] = {
+    "connect", "accept", "reject",   "delete",     "expire",
+    "fail",    "modify", "register", "deregister", "drain",
+};
+static const char *const node_state_names[] = {"up", "draining", "down"};
+
+static int parse_name(const char *s, const char *const *names, int n)
+{
+  for (int i = 0; s && i < n; i++)
+    if (strcmp(s, names[i]) == 0)
+      return i;
+  return -EINVAL;
+}
+
+const char *reg_role_name(enum reg_role role)
+{
+  return (unsigned)role < 3 ? role_names[role] : "unknown";
+}
+
+int reg_role_parse(const char *s, enum reg_role *out)
+{
+  int i = parse_name(s, role_names, 3);
+
+  if (i < 0)
+    return i;
+  *out = (enum reg_role)i;
+  return 0;
+}
+
+const char *reg_state_name(enum reg_endpoint_state state)
+{
+  return (unsigned)state < REG_EP_STATE_COUNT ? state_names[state] : "unknown";
+}
+
+int reg_state_parse(const char *s, enum reg_endpoint_state *out)
+{
+  int i = parse_name(s, state_names, REG_EP_STATE_COUNT);
+
+  if (i < 0)
+    return i;
+  *out = (enum reg_endpoint_state)i;
+  return 0;
+}
+
+const char *reg_event_type_name(enum reg_event_type type)
+{
+  return (unsigned)type < REG_EVENT_TYPE_COUNT ? event_names[type] : "unknown";
+}
+
+int reg_event_type_parse(const char *s, enum reg_event_type *out)
+{
+  int i = parse_name(s, event_names, REG_EVENT_TYPE_COUNT);
+
+  if (i < 0)
+    return i;
+  *out = (enum reg_event_type)i;
+  return 0;
+}
+
+const char *reg_node_state_name(enum reg_node_state state)
+{
+  return (unsigned)state < 3 ? node_state_names[state] : "unknown";
+}
+
+char *reg_format_time(int64_t unix_ms, char *buf)
+{
+  time_t secs = (time_t)(unix_ms / 1000);
+  int ms = (int)(unix_ms % 1000);
+  struct tm tm;
+  size_t len;
+
+  if (ms < 0) {
+    ms += 1000;
+    secs--;
+  }
+  gmtime_r(&secs, &tm);
+  len = strftime(buf, REG_TIME_BUF - 5, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + len, REG_TIME_BUF - len, ".%03dZ", ms % 1000);
+  return buf;
+}
+
+/* ---- frees -------------------------------------------------------------- */
+
+void reg_strings_free(char **strings, size_t n)
+{
+  if (strings == NULL)
+    return;
+  for (size_t i = 0; i < n; i++)
+    free(strings[i]);
+  free(strings);
+}
+
+void reg_service_release(struct reg_service *service)
+{
+  if (service == NULL)
+    return;
+  free(service->ports);
+  reg_strings_free(service->allowed_principals, service->n_allowed_principals);
+  service->ports = NULL;
+  service->n_ports = 0;
+  service->allowed_principals = NULL;
+  service->n_allowed_principals = 0;
+}
+
+void reg_endpoint_release(struct reg_endpoint *endpoint)
+{
+  if (endpoint == NULL)
+    return;
+  free(endpoint->ports);
+  reg_strings_free(endpoint->allowed_sources, endpoint->n_allowed_sources);
+  free(endpoint->placements);
+  endpoint->ports = NULL;
+  endpoint->n_ports = 0;
+  endpoint->allowed_sources = NULL;
+  endpoint->n_allowed_sources = 0;
+  endpoint->placements = NULL;
+  endpoint->n_placements = 0;
+}
+
+void reg_services_free(struct reg_service *services, size_t n)
+{
+  for (size_t i = 0; services && i < n; i++)
+    reg_service_release(&services[i]);
+  free(services);
+}
+
+void reg_endpoints_free(struct reg_endpoint *endpoints, size_t n)
+{
+  for (size_t i = 0; endpoints && i < n; i++)
+    reg_endpoint_release(&endpoints[i]);
+  free(endpoints);
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+int reg_set_error(struct reg_error *err, int code, const char *field,
+                  const char *fmt, ...)
+{
+  va_list ap;
+
+  if (err == NULL)
+    return code;
+  err->code = code;
+  snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof(err->message), fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+void reg_clear_error(struct reg_error *err)
+{
+  if (err != NULL)
+    memset(err, 0, sizeof(*err));
+}
+
+int reg_store_error(struct reg *reg, struct reg_error *err, int r)
+{
+  if (r == -ENOMEM)
+    return reg_set_error(err, r, NULL, "out of memory");
+  if (r == -ENOTCONN)
+    return reg_set_error(err, r, NULL, "the registry store is unavailable: %s",
+                         reg->ops->errmsg(reg->store));
+  return reg_set_error(err, r, NULL, "%s", reg->ops->errmsg(reg->store));
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+int64_t reg_now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int reg_make_id(char *buf, const char *prefix)
+{
+  static const char hex[] = "0123456789abcdef";
+  unsigned char bytes[(REG_ID_HEX + 1) / 2];
+  size_t got = 0;
+  size_t len = strlen(prefix);
+
+  while (got < sizeof(bytes)) {
+    ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    got += (size_t)n;
+  }
+  memcpy(buf, prefix, len);
+  for (int i = 0; i < REG_ID_HEX; i++)
+    buf[len + i] = hex[(bytes[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
+  buf[len + REG_ID_HEX] = '\0';
+  return 0;
+}
+
+bool reg_name_ok(const char *s)
+{
+  size_t len = s ? strlen(s) : 0;
+
+  return len > 0 && len <= REG_NAME_MAX;
+}
+
+int reg_cmp_strings(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void reg_strings_sort_unique(char **v, size_t *n)
+{
+  size_t j = 0;
+
+  if (*n > 1)
+    qsort(v, *n, sizeof(*v), reg_cmp_strings);
+  for (size_t i = 0; i < *n; i++) {
+    if (j > 0 && strcmp(v[j - 1], v[i]) == 0) {
+      free(v[i]);
+      continue;
+    }
+    v[j++] = v[i];
+  }
+  *n = j;
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+static void config_free(struct config *config)
+{
+  for (size_t i = 0; i < config->n_networks; i++)
+    reg_strings_free(config->networks[i].principals,
+                     config->networks[i].n_principals);
+  for (size_t i = 0; i < config->n_load_balancers; i++)
+    free(config->load_balancers[i].ports);
+  reg_strings_free(config->target_groups, config->n_target_groups);
+  free(config->principals);
+  free(config->networks);
+  free(config->load_balancers);
+  memset(config, 0, sizeof(*config));
+}
+
+const struct config_principal *reg_find_principal(const struct config *c,
+                                                  const char *name)
+{
+  for (size_t i = 0; i < c->n_principals; i++)
+    if (strcmp(c->principals[i].name, name) == 0)
+      return &c->principals[i];
+  return NULL;
+}
+
+const struct config_network *reg_find_network(const struct config *c,
+                                              const char *name)
+{
+  for (size_t i = 0; i < c->n_networks; i++)
+    if (strcmp(c->networks[i].name, name) == 0)
+      return &c->networks[i];
+  return NULL;
+}
+
+const struct config_load_balancer *
+reg_find_load_balancer(const struct config *c, const char *name)
+{
+  for (size_t i = 0; i < c->n_load_balancers; i++)
+    if (strcmp(c->load_balancers[i].name, name) == 0)
+      return &c->load_balancers[i];
+  return NULL;
+}
+
+bool reg_has_target_group(const struct config *c, const char *name)
+{
+  for (size_t i = 0; i < c->n_target_groups; i++)
+    if (strcmp(c->target_groups[i], name) == 0)
+      return true;
+  return false;
+}
+
+static int copy_strings(char ***dst, size_t *n_dst, const char *const *src,
+                        size_t n)
+{
+  *dst = NULL;
+  *n_dst = 0;
+  if (n == 0)
+    return 0;
+  if ((*dst = calloc(n, sizeof(char *))) == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (((*dst)[i] = strdup(src[i])) == NULL)
+      return -ENOMEM;
+    (*n_dst)++;
+  }
+  return 0;
+}
+
+static int copy_network(struct config_network *dst,
+                        const struct reg_network *src, struct reg_error *err)
+{
+  unsigned prefix;
+
+  if (!reg_name_ok(src->name))
+    return reg_set_error(err, -EINVAL, "networks", "bad network name");
+  snprintf(dst->name, sizeof(dst->name), "%s", src->name);
+  if (src->netns && src->netns[0]) {
+    if (strlen(src->netns) > REG_NAME_MAX || strchr(src->netns, '/'))
+      return reg_set_error(err, -EINVAL, "networks",
+                           "network %s: bad netns name", src->name);
+    snprintf(dst->netns, sizeof(dst->netns), "%s", src->netns);
+  }
+  if (src->range == NULL || reg_parse_cidr(src->range, false, &dst->family,
+                                           &dst->low, &dst->high, &prefix) < 0)
+    return reg_set_error(
+        err, -EINVAL, "networks",
+        "network %s: range %s is not a CIDR with zero host bits", src->name,
+        src->range ? src->range : "(none)");
+  dst->first = dst->low;
+  dst->last = dst->high;
+  /* Skip the network address, and for IPv4 the broadcast address, except in
+   * point-to-point (/31, /127) and single-host ranges where every address
+   * is usable. */
+  if ((dst->family == AF_INET && prefix < 31) ||
+      (dst->family == AF_INET6 && prefix < 127)) {
+    dst->first++;
+    if (dst->family == AF_INET)
+      dst->last--;
+  }
+  for (size_t i = 0; i < src->n_principals; i++)
+    if (!reg_name_ok(src->principals[i]))
+      return reg_set_error(err, -EINVAL, "networks",
+                           "network %s: bad principal name", src->name);
+  if (copy_strings(&dst->principals, &dst->n_principals, src->principals,
+                   src->n_principals) < 0)
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  return 0;
+}
+
+static int copy_principals(struct config *dst, const struct reg_config *src,
+                           struct reg_error *err)
+{
+  for (size_t i = 0; i < src->n_principals; i++) {
+    const struct reg_principal *p = &src->principals[i];
+
+    if (!reg_name_ok(p->name) || strcmp(p->name, "*") == 0 ||
+        (unsigned)p->role > REG_ROLE_CONSUMER)
+      return reg_set_error(err, -EINVAL, "principals", "bad principal %s",
+                           p->name ? p->name : "(null)");
+    if (reg_find_principal(dst, p->name))
+      return reg_set_error(err, -EINVAL, "principals", "duplicate principal %s",
+                           p->name);
+    snprintf(dst->principals[i].name, REG_NAME_BUF, "%s", p->name);
+    dst->principals[i].role = p->role;
+    dst->n_principals++;
+  }
+  return 0;
+}
+
+static int copy_networks(struct config *dst, const struct reg_config *src,
+                         struct reg_error *err)
+{
+  for (size_t i = 0; i < src->n_networks; i++) {
+    int r;
+
+    if (src->networks[i].name && reg_find_network(dst, src->networks[i].name))
+      return reg_set_error(err, -EINVAL, "networks", "duplicate network %s",
+                           src->networks[i].name);
+    dst->n_networks++;
+    if ((r = copy_network(&dst->networks[i], &src->networks[i], err)) < 0)
+      return r;
+  }
+  return 0;
+}
+
+static int copy_load_balancers(struct config *dst, const struct reg_config *src,
+                               struct reg_error *err)
+{
+  for (size_t i = 0; i < src->n_load_balancers; i++) {
+    const struct reg_load_balancer *lb = &src->load_balancers[i];
+    struct config_load_balancer *d = &dst->load_balancers[i];
+
+    if (!reg_name_ok(lb->name) || reg_find_load_balancer(dst, lb->name))
+      return reg_set_error(err, -EINVAL, "load_balancers",
+                           "bad or duplicate load balancer %s",
+                           lb->name ? lb->name : "(null)");
+    snprintf(d->name, sizeof(d->name), "%s", lb->name);
+    d->proxy_protocol = lb->proxy_protocol;
+    dst->n_load_balancers++;
+    if (lb->n_ports == 0)
+      continue;
+    if ((d->ports = malloc(lb->n_ports * sizeof(*d->ports))) == NULL)
+      return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+    memcpy(d->ports, lb->ports, lb->n_ports * sizeof(*d->ports));
+    d->n_ports = lb->n_ports;
+  }
+  return 0;
+}
+
+static int config_copy(struct config *dst, const struct reg_config *src,
+                       struct reg_error *err)
+{
+  int r;
+
+  memset(dst, 0, sizeof(*dst));
+  dst->pending_expiry_ms = src->pending_expiry_ms > 0
+                               ? src->pending_expiry_ms
+                               : REG_DEFAULT_PENDING_EXPIRY_MS;
+  snprintf(dst->node, sizeof(dst->node), "%s",
+           src->node && src->node[0] ? src->node : "local");
+  snprintf(dst->version, sizeof(dst->version), "%s",
+           src->version ? src->version : "");
+  if (!reg_name_ok(dst->node))
+    return reg_set_error(err, -EINVAL, "node", "bad node name");
+  dst->principals = calloc(src->n_principals + 1, sizeof(*dst->principals));
+  dst->networks = calloc(src->n_networks + 1, sizeof(*dst->networks));
+  dst->load_balancers =
+      calloc(src->n_load_balancers + 1, sizeof(*dst->load_balancers));
+  if (!dst->principals || !dst->networks || !dst->load_balancers ||
+      copy_strings(&dst->target_groups, &dst->n_target_groups,
+                   src->target_groups, src->n_target_groups) < 0) {
+    r = reg_set_error(err, -ENOMEM, NULL, "out of memory");
+    goto fail_free;
+  }
+  if ((r = copy_principals(dst, src, err)) < 0 ||
+      (r = copy_networks(dst, src, err)) < 0 ||
+      (r = copy_load_balancers(dst, src, err)) < 0)
+    goto fail_free;
+  return 0;
+
+fail_free:
+  config_free(dst);
+  return r;
+}
+
+static int copy_ports(uint16_t **dst, size_t *n,
+                      const struct config_load_balancer *lb)
+{
+  *dst = NULL;
+  *n = 0;
+  if (lb == NULL || lb->n_ports == 0)
+    return 0;
+  *dst = malloc(lb->n_ports * sizeof(**dst));
+  if (*dst == NULL)
+    return -ENOMEM;
+  memcpy(*dst, lb->ports, lb->n_ports * sizeof(**dst));
+  *n = lb->n_ports;
+  return 0;
+}
+
+int reg_service_complete(struct reg *reg, struct reg_service *s)
+{
+  const struct config_load_balancer *lb =
+      reg_find_load_balancer(&reg->config, s->load_balancer);
+
+  s->state = "available";
+  s->proxy_protocol = lb ? lb->proxy_protocol : false;
+  return copy_ports(&s->ports, &s->n_ports, lb);
+}
+
+int reg_endpoint_complete(struct reg *reg, struct reg_endpoint *e)
+{
+  const struct config_load_balancer *lb =
+      reg_find_load_balancer(&reg->config, e->load_balancer);
+  const struct config_network *net = reg_find_network(&reg->config, e->network);
+
+  snprintf(e->netns, sizeof(e->netns), "%s", net ? net->netns : "");
+  e->proxy_protocol = lb ? lb->proxy_protocol : false;
+  return copy_ports(&e->ports, &e->n_ports, lb);
+}
+
+int reg_complete_services(struct reg *reg, struct reg_service *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (reg_service_complete(reg, &v[i]) < 0)
+      return -ENOMEM;
+  return 0;
+}
+
+int reg_complete_endpoints(struct reg *reg, struct reg_endpoint *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (reg_endpoint_complete(reg, &v[i]) < 0)
+      return -ENOMEM;
+  return 0;
+}
+
+/* ---- pages -------------------------------------------------------------- */
+
+int reg_page_parse(const struct reg_page *page, struct reg_store_cursor *cursor,
+                   size_t *limit, struct reg_error *err)
+{
+  const char *token = page ? page->token : NULL;
+  const char *dot;
+  char *end;
+  long long created;
+
+  memset(cursor, 0, sizeof(*cursor));
+  *limit = page && page->limit ? page->limit : REG_PAGE_MAX;
+  if (*limit > REG_PAGE_MAX)
+    return reg_set_error(err, -EINVAL, "limit", "limit must be 1..%d",
+                         REG_PAGE_MAX);
+  if (token == NULL || *token == '\0')
+    return 0;
+  dot = strchr(token, '.');
+  errno = 0;
+  created = strtoll(token, &end, 10);
+  if (dot == NULL || end != dot || errno != 0 || created < 0 ||
+      strlen(dot + 1) == 0 || strlen(dot + 1) >= REG_ID_BUF ||
+      strspn(dot + 1, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+          strlen(dot + 1))
+    return reg_set_error(err, -EINVAL, "next_token",
+                         "not a token this API gave");
+  cursor->created_at = created;
+  snprintf(cursor->id, sizeof(cursor->id), "%s", dot + 1);
+  return 0;
+}
+
+size_t reg_page_rows(size_t limit)
+{
+  return limit == SIZE_MAX ? SIZE_MAX : limit + 1;
+}
+
+void reg_page_next(char *next_token, bool more, int64_t created_at,
+                   const char *id)
+{
+  if (!more)
+    next_token[0] = '\0';
+  else
+    snprintf(next_token, REG_TOKEN_BUF, "%" PRId64 ".%s", created_at, id);
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static const struct reg_store_ops *find_store(const char *name)
+{
+  static const struct reg_store_ops *const stores[] = {
+      &reg_store_sqlite,
+      &reg_store_postgresql,
+  };
+
+  for (size_t i = 0; i < sizeof(stores) / sizeof(stores[0]); i++)
+    if (strcmp(stores[i]->name, name ? name : "sqlite") == 0)
+      return stores[i];
+  return NULL;
+}
+
+int reg_open(struct reg **out, const char *store, const char *location,
+             const struct reg_config *cfg, struct reg_error *err)
+{
+  struct reg *reg;
+  char msg[256] = "";
+  int r;
+
+  reg_clear_error(err);
+  reg = calloc(1, sizeof(*reg));
+  if (reg == NULL)
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  if ((reg->ops = find_store(store)) == NULL) {
+    r = reg_set_error(err, -EINVAL, "registry", "no such store: %s", store);
+    goto fail_free;
+  }
+  if ((r = config_copy(&reg->config, cfg, err)) < 0)
+    goto fail_free;
+  if ((r = reg->ops->open(&reg->store, location, msg, sizeof(msg))) < 0) {
+    reg_set_error(err, r, "registry", "%s", msg);
+    goto fail_config;
+  }
+  *out = reg;
+  return 0;
+
+fail_config:
+  config_free(&reg->config);
+fail_free:
+  free(reg);
+  return r;
+}
+
+void reg_close(struct reg *reg)
+{
+  if (reg == NULL)
+    return;
+  reg->ops->close(reg->store);
+  config_free(&reg->config);
+  free(reg);
+}
+
+int reg_reload(struct reg *reg, const struct reg_config *cfg,
+               struct reg_error *err)
+{
+  struct config config;
+  int r;
+
+  reg_clear_error(err);
+  if ((r = config_copy(&config, cfg, err)) < 0)
+    return r;
+  config_free(&reg->config);
+  reg->config = config;
+  return 0;
+}
+
+int reg_schema_version(struct reg *reg)
+{
+  return reg->ops->schema_version(reg->store);
+}
+
+const char *reg_store_name(const struct reg *reg)
+{
+  return reg->ops->name;
+}
+
+int reg_wait_fd(struct reg *reg)
+{
+  return reg->ops->wait_fd(reg->store);
+}
+
+bool reg_take_notices(struct reg *reg)
+{
+  return reg->ops->take_notices(reg->store);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
+              struct reg_error *err)
+{
+  int r = -EAGAIN;
+
+  for (int attempt = 0; attempt < TX_ATTEMPTS && r == -EAGAIN; attempt++) {
+    reg_clear_error(err);
+    if ((r = reg->ops->begin(reg->store, write)) < 0) {
+      if (r != -EAGAIN)
+        reg_store_error(reg, err, r);
+      continue;
+    }
+    if ((r = body(reg, ctx, err)) < 0) {
+      reg->ops->rollback(reg->store);
+      continue;
+    }
+    if ((r = reg->ops->commit(reg->store)) < 0 && r != -EAGAIN)
+      reg_store_error(reg, err, r);
+  }
+  if (r == -EAGAIN)
+    r = reg_set_error(err, -EIO, NULL,
+                      "the store kept failing to serialize this change: %s",
+                      reg->ops->errmsg(reg->store));
+  return r;
+}
+
+/* ---- events and transitions --------------------------------------------- */
+
+bool reg_state_live(enum reg_endpoint_state state)
+{
+  return state == REG_EP_PENDING_ACCEPTANCE || state == REG_EP_AVAILABLE;
+}
+
+bool reg_transition_legal(enum reg_endpoint_state from,
+                          enum reg_endpoint_state to)
+{
+  switch (to) {
+  case REG_EP_AVAILABLE:
+  case REG_EP_EXPIRED:
+    return from == REG_EP_PENDING_ACCEPTANCE;
+  case REG_EP_REJECTED:
+    return from == REG_EP_PENDING_ACCEPTANCE || from == REG_EP_AVAILABLE;
+  case REG_EP_FAILED:
+    return from == REG_EP_AVAILABLE;
+  case REG_EP_DELETED:
+    return from != REG_EP_DELETED;
+  default:
+    return false;
+  }
+}
+
+static enum reg_event_type event_for(enum reg_endpoint_state to)
+{
+  switch (to) {
+  case REG_EP_AVAILABLE:
+    return REG_EVENT_ACCEPT;
+  case REG_EP_REJECTED:
+    return REG_EVENT_REJECT;
+  case REG_EP_DELETED:
+    return REG_EVENT_DELETE;
+  case REG_EP_EXPIRED:
+    return REG_EVENT_EXPIRE;
+  case REG_EP_FAILED:
+    return REG_EVENT_FAIL;
+  default:
+    return REG_EVENT_CONNECT;
+  }
+}
+
+int reg_record_event(struct reg *reg, enum reg_event_type type,
+                     const struct reg_endpoint *e, const char *principal)
+{
+  struct reg_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.time = e->updated_at;
+  ev.type = type;
+  snprintf(ev.service_id, sizeof(ev.service_id), "%s", e->service_id);
+  snprintf(ev.endpoint_id, sizeof(ev.endpoint_id), "%s", e->id);
+  snprintf(ev.principal, sizeof(ev.principal), "%s", principal);
+  snprintf(ev.owner, sizeof(ev.owner), "%s", e->owner);
+  snprintf(ev.consumer, sizeof(ev.consumer), "%s", e->consumer);
+  snprintf(ev.reason, sizeof(ev.reason), "%s", e->reason);
+  ev.state = e->state;
+  return reg->ops->event_append(reg->store, &ev);
+}
+
+int reg_transition(struct reg *reg, struct reg_endpoint *e,
+                   enum reg_endpoint_state to, const char *reason,
+                   const char *principal, int64_t now)
+{
+  bool was_live = reg_state_live(e->state);
+  int r;
+
+  e->state = to;
+  e->updated_at = now;
+  if (reason != NULL)
+    snprintf(e->reason, sizeof(e->reason), "%s", reason);
+  if ((r = reg->ops->endpoint_update(reg->store, e)) < 0)
+    return r;
+  if (was_live && !reg_state_live(to) &&
+      (r = reg_release_address(reg, e->network, e->address)) < 0)
+    return r;
+  return reg_record_event(reg, event_for(to), e, principal);
+}
+
+/* ---- reading events ----------------------------------------------------- */
+
+bool reg_event_visible(const struct reg_event *event,
+                       const struct reg_actor *actor)
+{
+  if (actor == NULL || actor->name == NULL)
+    return false;
+  switch (actor->role) {
+  case REG_ROLE_OPERATOR:
+    return true;
+  case REG_ROLE_PROVIDER:
+    return event->owner[0] && strcmp(event->owner, actor->name) == 0;
+  case REG_ROLE_CONSUMER:
+    return event->consumer[0] && strcmp(event->consumer, actor->name) == 0;
+  }
+  return false;
+}
+
+struct events_read {
+  const struct reg_actor *actor;
+  uint64_t after;
+  size_t limit;
+  struct reg_event *events;
+  size_t n;
+  uint64_t through;
+};
+
+static int events_read_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct events_read *c = arg;
+  struct reg_store_event_filter filter = {0};
+  const struct reg_store_event_filter *f = NULL;
+  int r;
+
+  free(c->events);
+  c->events = NULL;
+  c->n = 0;
+  if (c->actor && c->actor->role == REG_ROLE_PROVIDER) {
+    filter.owner = c->actor->name;
+    f = &filter;
+  } else if (c->actor && c->actor->role == REG_ROLE_CONSUMER) {
+    filter.consumer = c->actor->name;
+    f = &filter;
+  }
+  /* The last seq first: an event committed after it is not in the answer
+   * and must not be skipped by a reader that moves its cursor to it. */
+  if ((r = reg->ops->last_seq(reg->store, &c->through)) < 0 ||
+      (r = reg->ops->events_after(reg->store, c->after, f, c->limit, &c->events,
+                                  &c->n)) < 0)
+    return reg_store_error(reg, err, r);
+  if (c->n == c->limit)
+    c->through = c->events[c->n - 1].seq;
+  return 0;
+}
+
+int reg_events_after(struct reg *reg, const struct reg_actor *actor,
+                     uint64_t after, size_t limit, struct reg_event **out,
+                     size_t *n, uint64_t *through)
+{
+  struct events_read c = {actor, after, limit, NULL, 0, after};
+  int r;
+
+  *out = NULL;
+  *n = 0;
+  if (limit == 0) {
+    if (through)
+      *through = after;
+    return 0;
+  }
+  if ((r = reg_in_tx(reg, false, events_read_body, &c, NULL)) < 0) {
+    free(c.events);
+    return r;
+  }
+  if (c.through < after)
+    c.through = after;
+  *out = c.events;
+  *n = c.n;
+  if (through)
+    *through = c.through;
+  return 0;
+}
+
+static int last_seq_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  return reg->ops->last_seq(reg->store, arg);
+}
+
+static int first_seq_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  return reg->ops->first_seq(reg->store, arg);
+}
+
+int reg_last_seq(struct reg *reg, uint64_t *seq)
+{
+  return reg_in_tx(reg, false, last_seq_body, seq, NULL);
+}
+
+int reg_first_seq(struct reg *reg, uint64_t *seq)
+{
+  return reg_in_tx(reg, false, first_seq_body, seq, NULL);
+}
+
+struct prune {
+  int64_t before_ms;
+  size_t limit;
+  size_t removed;
+};
+
+static int prune_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct prune *c = arg;
+
+  c->removed = 0;
+  return reg->ops->events_prune(reg->store, c->before_ms, c->limit,
+                                &c->removed);
+}
+
+int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
+                     size_t *removed)
+{
+  struct prune c = {before_ms, limit, 0};
+  int r = reg_in_tx(reg, true, prune_body, &c, NULL);
+
+  if (removed)
+    *removed = r == 0 ? c.removed : 0;
+  return r;
+}
+
+/* ---- the change feed ---------------------------------------------------- */
+
+void reg_changes_release(struct reg_changes *changes)
+{
+  if (changes == NULL)
+    return;
+  free(changes->events);
+  reg_endpoints_free(changes->endpoints, changes->n_endpoints);
+  free(changes->targets);
+  memset(changes, 0, sizeof(*changes));
+}
+
+static bool endpoint_listed(const struct reg_changes *c, const char *id)
+{
+  for (size_t i = 0; i < c->n_endpoints; i++)
+    if (strcmp(c->endpoints[i].id, id) == 0)
+      return true;
+  return false;
+}
+
+static bool target_listed(const struct reg_changes *c, const char *group,
+                          const char *address)
+{
+  for (size_t i = 0; i < c->n_targets; i++)
+    if (strcmp(c->targets[i].target_group, group) == 0 &&
+        strcmp(c->targets[i].address, address) == 0)
+      return true;
+  return false;
+}
+
+/* The current row of what ev names, added to c once. */
+static int add_current_row(struct reg *reg, struct reg_changes *c,
+                           const struct reg_event *ev)
+{
+  int r;
+
+  if (ev->endpoint_id[0] && !endpoint_listed(c, ev->endpoint_id)) {
+    struct reg_endpoint *grown =
+        realloc(c->endpoints, (c->n_endpoints + 1) * sizeof(*grown));
+    if (grown == NULL)
+      return -ENOMEM;
+    c->endpoints = grown;
+    r = reg->ops->endpoint_get(reg->store, ev->endpoint_id,
+                               &c->endpoints[c->n_endpoints]);
+    if (r == 0)
+      c->n_endpoints++;
+    return r == -ENOENT ? 0 : r;
+  }
+  if (ev->target[0] && !target_listed(c, ev->target_group, ev->target)) {
+    struct reg_target *grown =
+        realloc(c->targets, (c->n_targets + 1) * sizeof(*grown));
+    if (grown == NULL)
+      return -ENOMEM;
+    c->targets = grown;
+    r = reg->ops->target_get(reg->store, ev->target_group, ev->target,
+                             &c->targets[c->n_targets]);
+    if (r == 0)
+      c->n_targets++;
+    return r == -ENOENT ? 0 : r;
+  }
+  return 0;
+}
+
+/* This node's draining mark, as stored. */
+static int node_draining(struct reg *reg, bool *draining)
+{
+  struct reg_node *nodes;
+  size_t n;
+  int64_t now;
+  int r = reg->ops->node_list(reg->store, &nodes, &n, &now);
+
+  *draining = false;
+  if (r < 0)
+    return r;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(nodes[i].name, reg->config.node) == 0)
+      *draining = nodes[i].state == REG_NODE_DRAINING;
+  free(nodes);
+  return 0;
+}
+
+static int read_whole_state(struct reg *reg, struct reg_changes *c)
+{
+  const enum reg_endpoint_state available = REG_EP_AVAILABLE;
+  struct reg_store_endpoint_filter filter = {.state = &available};
+  struct reg_store_cursor start = {0};
+  int r;
+
+  c->resync = true;
+  if ((r = reg->ops->last_seq(reg->store, &c->last_seq)) < 0 ||
+      (r = reg->ops->endpoint_list(reg->store, &filter, &start, SIZE_MAX,
+                                   &c->endpoints, &c->n_endpoints)) < 0 ||
+      (r = reg->ops->target_list(reg->store, &c->targets, &c->n_targets)) < 0 ||
+      (r = node_draining(reg, &c->node_draining)) < 0)
+    return r;
+  return 0;
+}
+
+struct changes_read {
+  uint64_t after;
+  size_t limit;
+  bool resync;
+  struct reg_changes *out;
+};
+
+static int changes_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct changes_read *c = arg;
+  struct reg_changes *out = c->out;
+  uint64_t first;
+  int r;
+
+  reg_changes_release(out);
+  if ((r = reg->ops->first_seq(reg->store, &first)) < 0)
+    return r;
+  if (c->resync || c->after + 1 < first)
+    return read_whole_state(reg, out);
+  out->last_seq = c->after;
+  if ((r = reg->ops->events_after(reg->store, c->after, NULL, c->limit,
+                                  &out->events, &out->n_events)) < 0)
+    return r;
+  for (size_t i = 0; i < out->n_events; i++) {
+    if ((r = add_current_row(reg, out, &out->events[i])) < 0)
+      return r;
+    if (out->events[i].type == REG_EVENT_DRAIN &&
+        strcmp(out->events[i].node, reg->config.node) == 0)
+      out->node_draining = true;
+    out->last_seq = out->events[i].seq;
+  }
+  return 0;
+}
+
+int reg_changes_read(struct reg *reg, uint64_t after, size_t limit, bool resync,
+                     struct reg_changes *out)
+{
+  struct changes_read c = {after, limit ? limit : 1, resync, out};
+  int r;
+
+  memset(out, 0, sizeof(*out));
+  r = reg_in_tx(reg, false, changes_body, &c, NULL);
+  if (r == 0)
+    r = reg_complete_endpoints(reg, out->endpoints, out->n_endpoints);
+  if (r < 0)
+    reg_changes_release(out);
+  return r;
+}

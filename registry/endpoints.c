@@ -1,0 +1,568 @@
+/* Endpoints: the consumer routes, expiry, and what the data plane reports
+ * (placements) and reads. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry-int.h"
+
+static bool network_allows(const struct config_network *net,
+                           const char *consumer)
+{
+  if (net->n_principals == 0)
+    return true;
+  for (size_t i = 0; i < net->n_principals; i++)
+    if (strcmp(net->principals[i], consumer) == 0)
+      return true;
+  return false;
+}
+
+static bool service_allows(const struct reg_service *s, const char *consumer)
+{
+  for (size_t i = 0; i < s->n_allowed_principals; i++)
+    if (strcmp(s->allowed_principals[i], "*") == 0 ||
+        strcmp(s->allowed_principals[i], consumer) == 0)
+      return true;
+  return false;
+}
+
+/* Hands a finished endpoint to *out (when not NULL), completed with what
+ * config knows; releases it otherwise. */
+static int hand_endpoint(struct reg *reg, struct reg_endpoint *e,
+                         struct reg_endpoint *out, struct reg_error *err)
+{
+  if (out == NULL) {
+    reg_endpoint_release(e);
+    return 0;
+  }
+  *out = *e;
+  memset(e, 0, sizeof(*e));
+  if (reg_endpoint_complete(reg, out) < 0) {
+    reg_endpoint_release(out);
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  }
+  return 0;
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+struct create {
+  const struct reg_actor *actor;
+  const struct reg_endpoint_params *params;
+  const struct config_network *net;
+  struct reg_endpoint endpoint; /* sources set; the rest filled here */
+};
+
+/* The service the consumer asks for, if it may see it. */
+static int load_allowed_service(struct reg *reg, const struct create *c,
+                                struct reg_service *s, struct reg_error *err)
+{
+  int r = reg->ops->service_get(reg->store, c->params->service, s);
+
+  if (r == 0 && !service_allows(s, c->actor->name)) {
+    reg_service_release(s);
+    r = -ENOENT;
+  }
+  if (r == -ENOENT)
+    return reg_set_error(err, r, "service", "no such service: %s",
+                         c->params->service);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+static int check_connection_limit(struct reg *reg, const struct create *c,
+                                  const struct reg_service *s,
+                                  struct reg_error *err)
+{
+  size_t live = 0;
+  int r;
+
+  if (s->connection_limit == 0)
+    return 0;
+  r = reg->ops->endpoint_count_live(reg->store, s->id, c->actor->name, &live);
+  if (r < 0)
+    return reg_store_error(reg, err, r);
+  if (live >= s->connection_limit)
+    return reg_set_error(err, -EDQUOT, "service",
+                         "connection limit of %u reached on service %s",
+                         s->connection_limit, s->name);
+  return 0;
+}
+
+static void fill_endpoint(struct reg_endpoint *e, const struct reg_service *s,
+                          const struct create *c)
+{
+  snprintf(e->service_id, sizeof(e->service_id), "%s", s->id);
+  snprintf(e->service, sizeof(e->service), "%s", s->name);
+  snprintf(e->owner, sizeof(e->owner), "%s", s->owner);
+  snprintf(e->load_balancer, sizeof(e->load_balancer), "%s", s->load_balancer);
+  snprintf(e->consumer, sizeof(e->consumer), "%s", c->actor->name);
+  snprintf(e->network, sizeof(e->network), "%s", c->net->name);
+  e->state =
+      s->acceptance_required ? REG_EP_PENDING_ACCEPTANCE : REG_EP_AVAILABLE;
+  e->created_at = e->updated_at = reg_now_ms();
+}
+
+static int create_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct create *c = arg;
+  struct reg_endpoint *e = &c->endpoint;
+  struct reg_service s;
+  struct reg_addr_key key;
+  int r;
+
+  if ((r = load_allowed_service(reg, c, &s, err)) < 0)
+    return r;
+  if ((r = check_connection_limit(reg, c, &s, err)) < 0 ||
+      (r = reg_allocate_address(reg, c->net, c->params->address, &key,
+                                e->address, err)) < 0) {
+    reg_service_release(&s);
+    return r;
+  }
+  fill_endpoint(e, &s, c);
+  reg_service_release(&s);
+  r = reg->ops->endpoint_insert(reg->store, e, &key);
+  /* The message must not tell which consumer holds it. */
+  if (r == -EADDRINUSE)
+    return reg_set_error(err, r, "address", "%s is in use in network %s",
+                         e->address, c->net->name);
+  if (r == 0)
+    r = reg_record_event(reg, REG_EVENT_CONNECT, e, c->actor->name);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
+                        const struct reg_endpoint_params *params,
+                        struct reg_endpoint *out, struct reg_error *err)
+{
+  struct create c = {.actor = actor, .params = params};
+  int r;
+
+  reg_clear_error(err);
+  if (actor == NULL || actor->name == NULL || actor->role != REG_ROLE_CONSUMER)
+    return reg_set_error(err, -EACCES, NULL, "only consumers create endpoints");
+  if (params->service == NULL || *params->service == '\0')
+    return reg_set_error(err, -EINVAL, "service", "no service named");
+  c.net =
+      params->network ? reg_find_network(&reg->config, params->network) : NULL;
+  if (c.net == NULL)
+    return reg_set_error(err, -EINVAL, "network", "no such network: %s",
+                         params->network ? params->network : "");
+  if (!network_allows(c.net, actor->name))
+    return reg_set_error(err, -EACCES, "network",
+                         "%s may not place endpoints in network %s",
+                         actor->name, c.net->name);
+  if ((r = reg_sources_normalize(params->allowed_sources,
+                                 params->n_allowed_sources,
+                                 &c.endpoint.allowed_sources, err)) < 0)
+    return r;
+  c.endpoint.n_allowed_sources = params->n_allowed_sources;
+  if ((r = reg_make_id(c.endpoint.id, "ep-")) < 0) {
+    reg_endpoint_release(&c.endpoint);
+    return reg_set_error(err, r, NULL, "getrandom failed");
+  }
+  if ((r = reg_in_tx(reg, true, create_body, &c, err)) < 0) {
+    reg_endpoint_release(&c.endpoint);
+    return r;
+  }
+  return hand_endpoint(reg, &c.endpoint, out, err);
+}
+
+/* ---- describe, list ----------------------------------------------------- */
+
+/* Loads an endpoint for the consumer routes inside an open transaction. */
+static int load_own_endpoint(struct reg *reg, const struct reg_actor *actor,
+                             const char *id, struct reg_endpoint *out,
+                             struct reg_error *err)
+{
+  int r;
+
+  memset(out, 0, sizeof(*out));
+  if (actor == NULL || actor->name == NULL || actor->role == REG_ROLE_PROVIDER)
+    return reg_set_error(err, -EACCES, NULL,
+                         "providers see endpoints as connections of a service");
+  if (id == NULL)
+    return reg_set_error(err, -ENOENT, "id", "no such endpoint");
+  r = reg->ops->endpoint_get(reg->store, id, out);
+  if (r == 0 && actor->role != REG_ROLE_OPERATOR &&
+      strcmp(out->consumer, actor->name) != 0) {
+    reg_endpoint_release(out);
+    r = -ENOENT;
+  }
+  if (r == -ENOENT)
+    return reg_set_error(err, r, "id", "no such endpoint: %s", id);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+struct own_endpoint {
+  const struct reg_actor *actor;
+  const char *id;
+  struct reg_endpoint endpoint;
+  const char *const *sources; /* modify */
+  size_t n_sources;
+};
+
+static int describe_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct own_endpoint *c = arg;
+
+  reg_endpoint_release(&c->endpoint);
+  return load_own_endpoint(reg, c->actor, c->id, &c->endpoint, err);
+}
+
+int reg_endpoint_describe(struct reg *reg, const struct reg_actor *actor,
+                          const char *id, struct reg_endpoint *out,
+                          struct reg_error *err)
+{
+  struct own_endpoint c = {.actor = actor, .id = id};
+  int r;
+
+  reg_clear_error(err);
+  memset(out, 0, sizeof(*out));
+  if ((r = reg_in_tx(reg, false, describe_body, &c, err)) < 0) {
+    reg_endpoint_release(&c.endpoint);
+    return r;
+  }
+  return hand_endpoint(reg, &c.endpoint, out, err);
+}
+
+struct endpoint_page {
+  struct reg_store_endpoint_filter filter;
+  struct reg_store_cursor after;
+  size_t limit;
+  struct reg_endpoint *v;
+  size_t n;
+};
+
+static int endpoint_page_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct endpoint_page *c = arg;
+  int r;
+
+  reg_endpoints_free(c->v, c->n);
+  c->v = NULL;
+  c->n = 0;
+  r = reg->ops->endpoint_list(reg->store, &c->filter, &c->after,
+                              reg_page_rows(c->limit), &c->v, &c->n);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_endpoint_list(struct reg *reg, const struct reg_actor *actor,
+                      const enum reg_endpoint_state *state,
+                      const struct reg_page *page, struct reg_endpoint **out,
+                      size_t *n, char *next_token, struct reg_error *err)
+{
+  struct endpoint_page c = {.filter = {.state = state}};
+  int r;
+
+  reg_clear_error(err);
+  *out = NULL;
+  *n = 0;
+  if (actor == NULL || actor->name == NULL || actor->role == REG_ROLE_PROVIDER)
+    return reg_set_error(err, -EACCES, NULL,
+                         "providers see endpoints as connections of a service");
+  if (state && (unsigned)*state >= REG_EP_STATE_COUNT)
+    return reg_set_error(err, -EINVAL, "state", "unknown state");
+  if (actor->role == REG_ROLE_CONSUMER)
+    c.filter.consumer = actor->name;
+  if ((r = reg_page_parse(page, &c.after, &c.limit, err)) < 0)
+    return r;
+  if ((r = reg_in_tx(reg, false, endpoint_page_body, &c, err)) < 0 ||
+      (r = reg_complete_endpoints(reg, c.v, c.n)) < 0) {
+    reg_endpoints_free(c.v, c.n);
+    return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
+  }
+  bool more = c.n > c.limit;
+  if (more)
+    reg_endpoint_release(&c.v[--c.n]);
+  reg_page_next(next_token, more, c.n ? c.v[c.n - 1].created_at : 0,
+                c.n ? c.v[c.n - 1].id : "");
+  *out = c.v;
+  *n = c.n;
+  return 0;
+}
+
+/* ---- modify, delete ----------------------------------------------------- */
+
+static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct own_endpoint *c = arg;
+  struct reg_endpoint *e = &c->endpoint;
+  char **sources;
+  int r;
+
+  reg_endpoint_release(e);
+  if ((r = load_own_endpoint(reg, c->actor, c->id, e, err)) < 0)
+    return r;
+  if (e->state == REG_EP_DELETED)
+    return reg_set_error(err, -EBUSY, "id", "endpoint %s is deleted", e->id);
+  if ((r = reg_sources_normalize(c->sources, c->n_sources, &sources, err)) < 0)
+    return r;
+  reg_strings_free(e->allowed_sources, e->n_allowed_sources);
+  e->allowed_sources = sources;
+  e->n_allowed_sources = c->n_sources;
+  e->updated_at = reg_now_ms();
+  if ((r = reg->ops->endpoint_update(reg->store, e)) < 0 ||
+      (r = reg_record_event(reg, REG_EVENT_MODIFY, e, c->actor->name)) < 0)
+    return reg_store_error(reg, err, r);
+  return 0;
+}
+
+int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, const char *const *allowed_sources,
+                        size_t n_allowed_sources, struct reg_endpoint *out,
+                        struct reg_error *err)
+{
+  struct own_endpoint c = {.actor = actor,
+                           .id = id,
+                           .sources = allowed_sources,
+                           .n_sources = n_allowed_sources};
+  char **checked;
+  int r;
+
+  reg_clear_error(err);
+  /* Checked before the transaction too, so a bad list costs no lock. */
+  if ((r = reg_sources_normalize(allowed_sources, n_allowed_sources, &checked,
+                                 err)) < 0)
+    return r;
+  reg_strings_free(checked, n_allowed_sources);
+  if ((r = reg_in_tx(reg, true, modify_body, &c, err)) < 0) {
+    reg_endpoint_release(&c.endpoint);
+    return r;
+  }
+  return hand_endpoint(reg, &c.endpoint, out, err);
+}
+
+static int delete_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct own_endpoint *c = arg;
+  struct reg_endpoint *e = &c->endpoint;
+  int r;
+
+  reg_endpoint_release(e);
+  if ((r = load_own_endpoint(reg, c->actor, c->id, e, err)) < 0)
+    return r;
+  if (!reg_transition_legal(e->state, REG_EP_DELETED))
+    return reg_set_error(err, -EBUSY, "id", "endpoint %s is already deleted",
+                         e->id);
+  r = reg_transition(reg, e, REG_EP_DELETED, NULL, c->actor->name,
+                     reg_now_ms());
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_endpoint_delete(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, struct reg_endpoint *out,
+                        struct reg_error *err)
+{
+  struct own_endpoint c = {.actor = actor, .id = id};
+  int r;
+
+  reg_clear_error(err);
+  if ((r = reg_in_tx(reg, true, delete_body, &c, err)) < 0) {
+    reg_endpoint_release(&c.endpoint);
+    return r;
+  }
+  return hand_endpoint(reg, &c.endpoint, out, err);
+}
+
+/* ---- expiry ------------------------------------------------------------- */
+
+/* At most this many endpoints expire in one transaction. */
+#define EXPIRE_BATCH 1000
+
+struct expire {
+  int64_t now;
+  size_t n;
+};
+
+static int expire_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct expire *c = arg;
+  char reason[REG_REASON_BUF];
+  struct reg_endpoint *v;
+  size_t n;
+  int r;
+
+  c->n = 0;
+  snprintf(reason, sizeof(reason), "not accepted within %lld s",
+           (long long)(reg->config.pending_expiry_ms / 1000));
+  r = reg->ops->pending_before(
+      reg->store, c->now - reg->config.pending_expiry_ms, EXPIRE_BATCH, &v, &n);
+  if (r < 0)
+    return r;
+  for (size_t i = 0; r == 0 && i < n; i++)
+    r = reg_transition(reg, &v[i], REG_EP_EXPIRED, reason, REG_SYSTEM_PRINCIPAL,
+                       c->now);
+  reg_endpoints_free(v, n);
+  c->n = r == 0 ? n : 0;
+  return r;
+}
+
+int reg_expire_pending(struct reg *reg, int64_t now, size_t *n_expired)
+{
+  struct expire c = {now, 0};
+  int r = reg_in_tx(reg, true, expire_body, &c, NULL);
+
+  if (n_expired)
+    *n_expired = r == 0 ? c.n : 0;
+  return r;
+}
+
+/* ---- placements --------------------------------------------------------- */
+
+struct report {
+  const struct reg_placement_report *reports;
+  size_t n;
+};
+
+/* True when every up node other than this one has a failed placement of e
+ * (this node's report is failed too). */
+static bool failed_everywhere(const struct reg_endpoint *e,
+                              const struct reg_node *nodes, size_t n_nodes,
+                              int64_t now, const char *self)
+{
+  for (size_t i = 0; i < n_nodes; i++) {
+    const struct reg_node *node = &nodes[i];
+    bool failed = false;
+
+    if (strcmp(node->name, self) == 0 ||
+        now - node->last_seen > REG_HEARTBEAT_MS * REG_NODE_DOWN_HEARTBEATS)
+      continue;
+    for (size_t j = 0; j < e->n_placements; j++)
+      if (strcmp(e->placements[j].node, node->name) == 0)
+        failed = !e->placements[j].open;
+    if (!failed)
+      return false;
+  }
+  return true;
+}
+
+static int report_one(struct reg *reg, const struct reg_placement_report *rep,
+                      const struct reg_node *nodes, size_t n_nodes,
+                      int64_t store_now)
+{
+  struct reg_placement p = {.open = rep->open, .updated_at = reg_now_ms()};
+  struct reg_endpoint e;
+  int r = reg->ops->endpoint_get(reg->store, rep->endpoint_id, &e);
+
+  if (r == -ENOENT)
+    return 0;
+  if (r < 0)
+    return r;
+  snprintf(p.node, sizeof(p.node), "%s", reg->config.node);
+  snprintf(p.reason, sizeof(p.reason), "%s",
+           rep->open ? "" : (rep->reason ? rep->reason : "failed"));
+  if (e.state == REG_EP_AVAILABLE &&
+      (r = reg->ops->placement_put(reg->store, e.id, &p)) == 0 && !rep->open &&
+      failed_everywhere(&e, nodes, n_nodes, store_now, reg->config.node))
+    r = reg_transition(reg, &e, REG_EP_FAILED, p.reason, REG_SYSTEM_PRINCIPAL,
+                       p.updated_at);
+  reg_endpoint_release(&e);
+  return r;
+}
+
+static int report_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct report *c = arg;
+  struct reg_node *nodes;
+  size_t n_nodes;
+  int64_t now;
+  int r = reg->ops->node_list(reg->store, &nodes, &n_nodes, &now);
+
+  if (r < 0)
+    return r;
+  for (size_t i = 0; r == 0 && i < c->n; i++)
+    r = report_one(reg, &c->reports[i], nodes, n_nodes, now);
+  free(nodes);
+  return r;
+}
+
+int reg_placements_report(struct reg *reg,
+                          const struct reg_placement_report *reports, size_t n)
+{
+  struct report c = {reports, n};
+
+  if (n == 0)
+    return 0;
+  return reg_in_tx(reg, true, report_body, &c, NULL);
+}
+
+/* ---- data-plane reads --------------------------------------------------- */
+
+struct get {
+  const char *id;
+  struct reg_endpoint endpoint;
+};
+
+static int get_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct get *c = arg;
+
+  reg_endpoint_release(&c->endpoint);
+  return reg->ops->endpoint_get(reg->store, c->id, &c->endpoint);
+}
+
+int reg_endpoint_get(struct reg *reg, const char *id, struct reg_endpoint *out)
+{
+  struct get c = {.id = id};
+  int r;
+
+  memset(out, 0, sizeof(*out));
+  if (id == NULL)
+    return -ENOENT;
+  if ((r = reg_in_tx(reg, false, get_body, &c, NULL)) < 0) {
+    reg_endpoint_release(&c.endpoint);
+    return r;
+  }
+  return hand_endpoint(reg, &c.endpoint, out, NULL);
+}
+
+int reg_available_endpoints(struct reg *reg, struct reg_endpoint **out,
+                            size_t *n)
+{
+  const enum reg_endpoint_state available = REG_EP_AVAILABLE;
+  struct endpoint_page c = {.filter = {.state = &available}, .limit = SIZE_MAX};
+  int r;
+
+  *out = NULL;
+  *n = 0;
+  if ((r = reg_in_tx(reg, false, endpoint_page_body, &c, NULL)) < 0 ||
+      (r = reg_complete_endpoints(reg, c.v, c.n)) < 0) {
+    reg_endpoints_free(c.v, c.n);
+    return r;
+  }
+  *out = c.v;
+  *n = c.n;
+  return 0;
+}
+
+struct counts {
+  struct reg_endpoint_count *v;
+  size_t n;
+};
+
+static int counts_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct counts *c = arg;
+
+  free(c->v);
+  c->v = NULL;
+  c->n = 0;
+  return reg->ops->endpoint_counts(reg->store, &c->v, &c->n);
+}
+
+int reg_endpoint_counts(struct reg *reg, struct reg_endpoint_count **out,
+                        size_t *n)
+{
+  struct counts c = {NULL, 0};
+  int r = reg_in_tx(reg, false, counts_body, &c, NULL);
+
+  if (r < 0) {
+    free(c.v);
+    c.v = NULL;
+    c.n = 0;
+  }
+  *out = c.v;
+  *n = c.n;
+  return r;
+}

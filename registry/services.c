@@ -1,0 +1,736 @@
+/* Services, their permissions, and the provider's view of their endpoints
+ * (connections: list, accept, reject). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry-int.h"
+
+/* Service names: they appear in URLs and logs, so a tame alphabet, and not
+ * shaped like an ID (lookups accept either). */
+static bool service_name_ok(const char *s)
+{
+  if (!reg_name_ok(s) || strncmp(s, "svc-", 4) == 0)
+    return false;
+  if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+        (s[0] >= '0' && s[0] <= '9')))
+    return false;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+      return false;
+  return true;
+}
+
+/* Validates and normalizes a list of principals for a service: "*" or a
+ * configured consumer; sorted, without duplicates. */
+static int principals_normalize(struct reg *reg, char **v, size_t *n,
+                                struct reg_error *err)
+{
+  for (size_t i = 0; i < *n; i++) {
+    const struct config_principal *p;
+
+    if (strcmp(v[i], "*") == 0)
+      continue;
+    p = reg_find_principal(&reg->config, v[i]);
+    if (p == NULL || p->role != REG_ROLE_CONSUMER)
+      return reg_set_error(err, -EINVAL, "allowed_principals",
+                           "%s is not a consumer principal", v[i]);
+  }
+  reg_strings_sort_unique(v, n);
+  if (*n > REG_MAX_ALLOWED_PRINCIPALS)
+    return reg_set_error(err, -EINVAL, "allowed_principals",
+                         "more than %d principals", REG_MAX_ALLOWED_PRINCIPALS);
+  return 0;
+}
+
+static int strings_dup(const char *const *src, size_t n, char ***out,
+                       struct reg_error *err)
+{
+  char **v;
+
+  *out = NULL;
+  if (n == 0)
+    return 0;
+  if (n > REG_MAX_ALLOWED_PRINCIPALS * 4)
+    return reg_set_error(err, -EINVAL, "allowed_principals", "list too long");
+  v = calloc(n, sizeof(*v));
+  if (v == NULL)
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    if (src[i] == NULL || !reg_name_ok(src[i])) {
+      reg_strings_free(v, n);
+      return reg_set_error(err, -EINVAL, "allowed_principals",
+                           "bad principal name");
+    }
+    if ((v[i] = strdup(src[i])) == NULL) {
+      reg_strings_free(v, n);
+      return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+    }
+  }
+  *out = v;
+  return 0;
+}
+
+static bool is_owner_or_operator(const struct reg_actor *actor,
+                                 const struct reg_service *s)
+{
+  return actor->role == REG_ROLE_OPERATOR || strcmp(s->owner, actor->name) == 0;
+}
+
+/* Loads a service for the provider routes inside an open transaction. */
+static int load_owned_service(struct reg *reg, const struct reg_actor *actor,
+                              const char *id, struct reg_service *out,
+                              struct reg_error *err)
+{
+  int r;
+
+  memset(out, 0, sizeof(*out));
+  if (id == NULL || *id == '\0')
+    return reg_set_error(err, -ENOENT, "id", "no such service");
+  r = reg->ops->service_get(reg->store, id, out);
+  if (r == -ENOENT)
+    return reg_set_error(err, r, "id", "no such service: %s", id);
+  if (r < 0)
+    return reg_store_error(reg, err, r);
+  if (!is_owner_or_operator(actor, out)) {
+    reg_service_release(out);
+    return reg_set_error(err, -ENOENT, "id", "no such service: %s", id);
+  }
+  return 0;
+}
+
+static int check_provider_role(const struct reg_actor *actor,
+                               struct reg_error *err)
+{
+  if (actor == NULL || actor->name == NULL)
+    return reg_set_error(err, -EACCES, NULL, "no principal");
+  if (actor->role != REG_ROLE_PROVIDER && actor->role != REG_ROLE_OPERATOR)
+    return reg_set_error(err, -EACCES, NULL, "%s may not manage services",
+                         reg_role_name(actor->role));
+  return 0;
+}
+
+static int check_limit(int64_t limit, struct reg_error *err)
+{
+  if (limit < 0 || limit > REG_MAX_CONNECTION_LIMIT)
+    return reg_set_error(err, -EINVAL, "connection_limit",
+                         "connection_limit must be 0..%d",
+                         REG_MAX_CONNECTION_LIMIT);
+  return 0;
+}
+
+/* Hands a finished service to *out (when not NULL), completed with what
+ * config knows; releases it otherwise. */
+static int hand_service(struct reg *reg, struct reg_service *s,
+                        struct reg_service *out, struct reg_error *err)
+{
+  if (out == NULL) {
+    reg_service_release(s);
+    return 0;
+  }
+  *out = *s;
+  memset(s, 0, sizeof(*s));
+  if (reg_service_complete(reg, out) < 0) {
+    reg_service_release(out);
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  }
+  return 0;
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+static int create_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  const struct reg_service *s = arg;
+  int r = reg->ops->service_insert(reg->store, s);
+
+  if (r == -EEXIST)
+    return reg_set_error(err, r, "name", "a service named %s exists", s->name);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_service_create(struct reg *reg, const struct reg_actor *actor,
+                       const struct reg_service_params *params,
+                       struct reg_service *out, struct reg_error *err)
+{
+  struct reg_service s;
+  int r;
+
+  reg_clear_error(err);
+  memset(&s, 0, sizeof(s));
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if (!service_name_ok(params->name))
+    return reg_set_error(err, -EINVAL, "name",
+                         "name must be 1-%d of [A-Za-z0-9._-], starting with "
+                         "a letter or digit, not svc-",
+                         REG_NAME_MAX);
+  if (params->load_balancer == NULL ||
+      !reg_find_load_balancer(&reg->config, params->load_balancer))
+    return reg_set_error(err, -EINVAL, "load_balancer",
+                         "no such load balancer: %s",
+                         params->load_balancer ? params->load_balancer : "");
+  if ((r = check_limit(params->connection_limit, err)) < 0)
+    return r;
+  if ((r = strings_dup(params->allowed_principals, params->n_allowed_principals,
+                       &s.allowed_principals, err)) < 0)
+    return r;
+  s.n_allowed_principals = params->n_allowed_principals;
+  if ((r = principals_normalize(reg, s.allowed_principals,
+                                &s.n_allowed_principals, err)) < 0)
+    goto fail_release;
+  if ((r = reg_make_id(s.id, "svc-")) < 0) {
+    reg_set_error(err, r, NULL, "getrandom failed");
+    goto fail_release;
+  }
+  snprintf(s.name, sizeof(s.name), "%s", params->name);
+  snprintf(s.owner, sizeof(s.owner), "%s", actor->name);
+  snprintf(s.load_balancer, sizeof(s.load_balancer), "%s",
+           params->load_balancer);
+  s.acceptance_required = params->acceptance_required;
+  s.connection_limit = (uint32_t)params->connection_limit;
+  s.created_at = reg_now_ms();
+  if ((r = reg_in_tx(reg, true, create_body, &s, err)) < 0)
+    goto fail_release;
+  return hand_service(reg, &s, out, err);
+
+fail_release:
+  reg_service_release(&s);
+  return r;
+}
+
+/* ---- describe, list ----------------------------------------------------- */
+
+struct owned_service {
+  const struct reg_actor *actor;
+  const char *id;
+  struct reg_service service;
+};
+
+static int describe_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct owned_service *c = arg;
+
+  reg_service_release(&c->service);
+  return load_owned_service(reg, c->actor, c->id, &c->service, err);
+}
+
+int reg_service_describe(struct reg *reg, const struct reg_actor *actor,
+                         const char *id, struct reg_service *out,
+                         struct reg_error *err)
+{
+  struct owned_service c = {.actor = actor, .id = id};
+  int r;
+
+  reg_clear_error(err);
+  memset(out, 0, sizeof(*out));
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if ((r = reg_in_tx(reg, false, describe_body, &c, err)) < 0) {
+    reg_service_release(&c.service);
+    return r;
+  }
+  return hand_service(reg, &c.service, out, err);
+}
+
+struct service_page {
+  struct reg_store_service_filter filter;
+  struct reg_store_cursor after;
+  size_t limit;
+  struct reg_service *v;
+  size_t n;
+};
+
+static int service_page_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct service_page *c = arg;
+  int r;
+
+  reg_services_free(c->v, c->n);
+  c->v = NULL;
+  c->n = 0;
+  r = reg->ops->service_list(reg->store, &c->filter, &c->after,
+                             reg_page_rows(c->limit), &c->v, &c->n);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+static int list_services(struct reg *reg, struct service_page *c,
+                         const struct reg_page *page, struct reg_service **out,
+                         size_t *n, char *next_token, struct reg_error *err)
+{
+  int r;
+
+  if ((r = reg_page_parse(page, &c->after, &c->limit, err)) < 0)
+    return r;
+  if ((r = reg_in_tx(reg, false, service_page_body, c, err)) < 0 ||
+      (r = reg_complete_services(reg, c->v, c->n)) < 0) {
+    reg_services_free(c->v, c->n);
+    return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
+  }
+  if (c->n > c->limit)
+    reg_service_release(&c->v[--c->n]);
+  reg_page_next(next_token, c->n == c->limit && c->n > 0,
+                c->n ? c->v[c->n - 1].created_at : 0,
+                c->n ? c->v[c->n - 1].id : "");
+  *out = c->v;
+  *n = c->n;
+  return 0;
+}
+
+int reg_service_list(struct reg *reg, const struct reg_actor *actor,
+                     const struct reg_page *page, struct reg_service **out,
+                     size_t *n, char *next_token, struct reg_error *err)
+{
+  struct service_page c = {.limit = 0};
+  int r;
+
+  reg_clear_error(err);
+  *out = NULL;
+  *n = 0;
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if (actor->role != REG_ROLE_OPERATOR)
+    c.filter.owner = actor->name;
+  return list_services(reg, &c, page, out, n, next_token, err);
+}
+
+int reg_available_services(struct reg *reg, const struct reg_actor *actor,
+                           const struct reg_page *page,
+                           struct reg_service **out, size_t *n,
+                           char *next_token, struct reg_error *err)
+{
+  struct service_page c = {.limit = 0};
+
+  reg_clear_error(err);
+  *out = NULL;
+  *n = 0;
+  if (actor == NULL || actor->name == NULL || actor->role == REG_ROLE_PROVIDER)
+    return reg_set_error(err, -EACCES, NULL,
+                         "only consumers list available services");
+  if (actor->role == REG_ROLE_CONSUMER)
+    c.filter.consumer = actor->name;
+  return list_services(reg, &c, page, out, n, next_token, err);
+}
+
+/* ---- modify, delete ----------------------------------------------------- */
+
+struct modify_service {
+  const struct reg_actor *actor;
+  const char *id;
+  const struct reg_service_changes *changes;
+  struct reg_service service;
+};
+
+static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct modify_service *c = arg;
+  int r;
+
+  reg_service_release(&c->service);
+  if ((r = load_owned_service(reg, c->actor, c->id, &c->service, err)) < 0)
+    return r;
+  if (c->changes->set_acceptance_required)
+    c->service.acceptance_required = c->changes->acceptance_required;
+  if (c->changes->set_connection_limit)
+    c->service.connection_limit = (uint32_t)c->changes->connection_limit;
+  r = reg->ops->service_update(reg->store, &c->service);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_service_modify(struct reg *reg, const struct reg_actor *actor,
+                       const char *id,
+                       const struct reg_service_changes *changes,
+                       struct reg_service *out, struct reg_error *err)
+{
+  struct modify_service c = {.actor = actor, .id = id, .changes = changes};
+  int r;
+
+  reg_clear_error(err);
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if (changes->set_connection_limit &&
+      (r = check_limit(changes->connection_limit, err)) < 0)
+    return r;
+  if ((r = reg_in_tx(reg, true, modify_body, &c, err)) < 0) {
+    reg_service_release(&c.service);
+    return r;
+  }
+  return hand_service(reg, &c.service, out, err);
+}
+
+static int delete_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct owned_service *c = arg;
+  size_t live = 0;
+  int r;
+
+  reg_service_release(&c->service);
+  if ((r = load_owned_service(reg, c->actor, c->id, &c->service, err)) < 0)
+    return r;
+  if ((r = reg->ops->service_count_live(reg->store, c->service.id, &live)) < 0)
+    return reg_store_error(reg, err, r);
+  if (live > 0)
+    return reg_set_error(err, -EBUSY, NULL,
+                         "service %s has %zu pendingAcceptance or available "
+                         "endpoints: reject them first",
+                         c->service.id, live);
+  r = reg->ops->service_delete(reg->store, c->service.id);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_service_delete(struct reg *reg, const struct reg_actor *actor,
+                       const char *id, struct reg_error *err)
+{
+  struct owned_service c = {.actor = actor, .id = id};
+  int r;
+
+  reg_clear_error(err);
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  r = reg_in_tx(reg, true, delete_body, &c, err);
+  reg_service_release(&c.service);
+  return r;
+}
+
+/* ---- permissions -------------------------------------------------------- */
+
+int reg_permissions_get(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, char ***out, size_t *n,
+                        struct reg_error *err)
+{
+  struct reg_service s;
+  int r;
+
+  *out = NULL;
+  *n = 0;
+  if ((r = reg_service_describe(reg, actor, id, &s, err)) < 0)
+    return r;
+  *out = s.allowed_principals;
+  *n = s.n_allowed_principals;
+  s.allowed_principals = NULL;
+  s.n_allowed_principals = 0;
+  reg_service_release(&s);
+  return 0;
+}
+
+struct permissions {
+  const struct reg_actor *actor;
+  const char *id;
+  char *const *add; /* normalized */
+  size_t n_add;
+  const char *const *remove;
+  size_t n_remove;
+  bool reconcile;
+  struct reg_service service; /* with the new list */
+};
+
+static bool removed(const struct permissions *c, const char *p)
+{
+  for (size_t j = 0; j < c->n_remove; j++)
+    if (strcmp(p, c->remove[j]) == 0)
+      return true;
+  return false;
+}
+
+/* (current + added) - removed, sorted and unique. */
+static int merge_principals(const struct permissions *c, char ***out, size_t *n)
+{
+  const struct reg_service *s = &c->service;
+  size_t total = s->n_allowed_principals + c->n_add;
+  char **merged = calloc(total + 1, sizeof(*merged));
+  size_t len = 0;
+
+  if (merged == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < total; i++) {
+    const char *p = i < s->n_allowed_principals
+                        ? s->allowed_principals[i]
+                        : c->add[i - s->n_allowed_principals];
+    if (removed(c, p))
+      continue;
+    if ((merged[len] = strdup(p)) == NULL) {
+      reg_strings_free(merged, len);
+      return -ENOMEM;
+    }
+    len++;
+  }
+  reg_strings_sort_unique(merged, &len);
+  *out = merged;
+  *n = len;
+  return 0;
+}
+
+static bool service_allows(const struct reg_service *s, const char *consumer)
+{
+  for (size_t i = 0; i < s->n_allowed_principals; i++)
+    if (strcmp(s->allowed_principals[i], "*") == 0 ||
+        strcmp(s->allowed_principals[i], consumer) == 0)
+      return true;
+  return false;
+}
+
+/* Rejects the live endpoints of s whose consumer s no longer allows. */
+static int reconcile_endpoints(struct reg *reg, const struct reg_actor *actor,
+                               const struct reg_service *s, int64_t now)
+{
+  struct reg_store_endpoint_filter filter = {.service_id = s->id};
+  struct reg_store_cursor start = {0};
+  struct reg_endpoint *v;
+  size_t n;
+  int r;
+
+  if ((r = reg->ops->endpoint_list(reg->store, &filter, &start, SIZE_MAX, &v,
+                                   &n)) < 0)
+    return r;
+  for (size_t i = 0; r == 0 && i < n; i++) {
+    if (!reg_transition_legal(v[i].state, REG_EP_REJECTED) ||
+        service_allows(s, v[i].consumer))
+      continue;
+    r = reg_transition(reg, &v[i], REG_EP_REJECTED, "permission removed",
+                       actor->name, now);
+  }
+  reg_endpoints_free(v, n);
+  return r;
+}
+
+static int permissions_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct permissions *c = arg;
+  char **merged;
+  size_t n;
+  int r;
+
+  reg_service_release(&c->service);
+  if ((r = load_owned_service(reg, c->actor, c->id, &c->service, err)) < 0)
+    return r;
+  if (merge_principals(c, &merged, &n) < 0)
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  reg_strings_free(c->service.allowed_principals,
+                   c->service.n_allowed_principals);
+  c->service.allowed_principals = merged;
+  c->service.n_allowed_principals = n;
+  if (n > REG_MAX_ALLOWED_PRINCIPALS)
+    return reg_set_error(err, -EINVAL, "add", "more than %d principals",
+                         REG_MAX_ALLOWED_PRINCIPALS);
+  if ((r = reg->ops->service_set_principals(reg->store, c->service.id, merged,
+                                            n)) < 0 ||
+      (c->reconcile &&
+       (r = reconcile_endpoints(reg, c->actor, &c->service, reg_now_ms())) < 0))
+    return reg_store_error(reg, err, r);
+  return 0;
+}
+
+int reg_permissions_modify(struct reg *reg, const struct reg_actor *actor,
+                           const char *id, const char *const *add, size_t n_add,
+                           const char *const *remove, size_t n_remove,
+                           bool reconcile, char ***out, size_t *n,
+                           struct reg_error *err)
+{
+  struct permissions c = {.actor = actor,
+                          .id = id,
+                          .n_add = n_add,
+                          .remove = remove,
+                          .n_remove = n_remove,
+                          .reconcile = reconcile};
+  char **added = NULL;
+  int r;
+
+  reg_clear_error(err);
+  if (out != NULL) {
+    *out = NULL;
+    *n = 0;
+  }
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if ((r = strings_dup(add, n_add, &added, err)) < 0)
+    return r;
+  for (size_t i = 0; i < n_remove; i++)
+    if (remove[i] == NULL || !reg_name_ok(remove[i])) {
+      reg_strings_free(added, n_add);
+      return reg_set_error(err, -EINVAL, "remove", "bad principal name");
+    }
+  if ((r = principals_normalize(reg, added, &c.n_add, err)) < 0)
+    goto done;
+  c.add = added;
+  if ((r = reg_in_tx(reg, true, permissions_body, &c, err)) < 0)
+    goto done;
+  if (out != NULL) {
+    *out = c.service.allowed_principals;
+    *n = c.service.n_allowed_principals;
+    c.service.allowed_principals = NULL;
+    c.service.n_allowed_principals = 0;
+  }
+done:
+  reg_strings_free(added, c.n_add);
+  reg_service_release(&c.service);
+  return r;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+struct connections {
+  const struct reg_actor *actor;
+  const char *service_id;
+  struct reg_store_endpoint_filter filter;
+  struct reg_store_cursor after;
+  size_t limit;
+  struct reg_endpoint *v;
+  size_t n;
+};
+
+static int connections_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct connections *c = arg;
+  struct reg_service s;
+  int r;
+
+  reg_endpoints_free(c->v, c->n);
+  c->v = NULL;
+  c->n = 0;
+  if ((r = load_owned_service(reg, c->actor, c->service_id, &s, err)) < 0)
+    return r;
+  c->filter.service_id = s.id;
+  r = reg->ops->endpoint_list(reg->store, &c->filter, &c->after,
+                              reg_page_rows(c->limit), &c->v, &c->n);
+  c->filter.service_id = NULL;
+  reg_service_release(&s);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+int reg_connections_list(struct reg *reg, const struct reg_actor *actor,
+                         const char *service_id,
+                         const enum reg_endpoint_state *state,
+                         const struct reg_page *page, struct reg_endpoint **out,
+                         size_t *n, char *next_token, struct reg_error *err)
+{
+  struct connections c = {
+      .actor = actor, .service_id = service_id, .filter = {.state = state}};
+  int r;
+
+  reg_clear_error(err);
+  *out = NULL;
+  *n = 0;
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if (state && (unsigned)*state >= REG_EP_STATE_COUNT)
+    return reg_set_error(err, -EINVAL, "state", "unknown state");
+  if ((r = reg_page_parse(page, &c.after, &c.limit, err)) < 0)
+    return r;
+  if ((r = reg_in_tx(reg, false, connections_body, &c, err)) < 0 ||
+      (r = reg_complete_endpoints(reg, c.v, c.n)) < 0) {
+    reg_endpoints_free(c.v, c.n);
+    return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
+  }
+  bool more = c.n > c.limit;
+  if (more)
+    reg_endpoint_release(&c.v[--c.n]);
+  reg_page_next(next_token, more, c.n ? c.v[c.n - 1].created_at : 0,
+                c.n ? c.v[c.n - 1].id : "");
+  *out = c.v;
+  *n = c.n;
+  return 0;
+}
+
+__attribute__((format(printf, 3, 4))) static void
+item_result(struct reg_item_result *res, int code, const char *fmt, ...)
+{
+  va_list ap;
+
+  res->code = code;
+  va_start(ap, fmt);
+  vsnprintf(res->message, sizeof(res->message), fmt, ap);
+  va_end(ap);
+}
+
+struct decision {
+  const struct reg_actor *actor;
+  const char *service_id;
+  const char *const *ids;
+  size_t n;
+  struct reg_item_result *results;
+  enum reg_endpoint_state to;
+};
+
+/* One endpoint of a batch: its result, or a store failure (returned). */
+static int decide_one(struct reg *reg, const struct decision *c,
+                      const struct reg_service *s, size_t i, int64_t now)
+{
+  struct reg_endpoint e;
+  int r;
+
+  memset(&c->results[i], 0, sizeof(c->results[i]));
+  if (c->ids[i] == NULL) {
+    item_result(&c->results[i], -EINVAL, "%s", "no endpoint id");
+    return 0;
+  }
+  r = reg->ops->endpoint_get(reg->store, c->ids[i], &e);
+  if (r == -ENOENT || (r == 0 && strcmp(e.service_id, s->id) != 0)) {
+    if (r == 0)
+      reg_endpoint_release(&e);
+    item_result(&c->results[i], -ENOENT, "no such endpoint on this service: %s",
+                c->ids[i]);
+    return 0;
+  }
+  if (r < 0)
+    return r;
+  if (!reg_transition_legal(e.state, c->to))
+    item_result(&c->results[i], -EBUSY, "endpoint is %s",
+                reg_state_name(e.state));
+  else
+    r = reg_transition(reg, &e, c->to,
+                       c->to == REG_EP_REJECTED ? "rejected by provider" : "",
+                       c->actor->name, now);
+  reg_endpoint_release(&e);
+  return r;
+}
+
+static int decide_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct decision *c = arg;
+  struct reg_service s;
+  int64_t now = reg_now_ms();
+  int r;
+
+  if ((r = load_owned_service(reg, c->actor, c->service_id, &s, err)) < 0)
+    return r;
+  for (size_t i = 0; r == 0 && i < c->n; i++)
+    r = decide_one(reg, c, &s, i, now);
+  reg_service_release(&s);
+  return r < 0 ? reg_store_error(reg, err, r) : 0;
+}
+
+/* Accept or reject a batch of endpoints of one service. */
+static int decide(struct reg *reg, const struct reg_actor *actor,
+                  const char *service_id, const char *const *ids, size_t n,
+                  struct reg_item_result *results, enum reg_endpoint_state to,
+                  struct reg_error *err)
+{
+  struct decision c = {actor, service_id, ids, n, results, to};
+  int r;
+
+  reg_clear_error(err);
+  if ((r = check_provider_role(actor, err)) < 0)
+    return r;
+  if (n > 0 && (ids == NULL || results == NULL))
+    return reg_set_error(err, -EINVAL, "endpoint_ids", "no list");
+  return reg_in_tx(reg, true, decide_body, &c, err);
+}
+
+int reg_connections_accept(struct reg *reg, const struct reg_actor *actor,
+                           const char *service_id, const char *const *ids,
+                           size_t n, struct reg_item_result *results,
+                           struct reg_error *err)
+{
+  return decide(reg, actor, service_id, ids, n, results, REG_EP_AVAILABLE, err);
+}
+
+int reg_connections_reject(struct reg *reg, const struct reg_actor *actor,
+                           const char *service_id, const char *const *ids,
+                           size_t n, struct reg_item_result *results,
+                           struct reg_error *err)
+{
+  return decide(reg, actor, service_id, ids, n, results, REG_EP_REJECTED, err);
+}

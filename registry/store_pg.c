@@ -1,0 +1,1450 @@
+/* The PostgreSQL store: many nodes share one database. libpq, blocking (the
+ * registry runs on a thread of its own), statements prepared on first use.
+ *
+ * Writers are serialized by one row: a write transaction's first statement
+ * locks nlb_counter's row (SELECT ... FOR UPDATE) and later statements run
+ * in READ COMMITTED, so each sees everything committed before the lock was
+ * granted. Events take their seq from that row, which the transaction
+ * updates before it commits: a sequence would hand out numbers that commit
+ * out of order (a reader polling seq > last would skip one taken earlier
+ * and committed later); the locked counter gives numbers without gaps that
+ * become visible in commit order. The commit also sends NOTIFY nlb_changes,
+ * which wakes the other nodes (each LISTENs); they read the events after
+ * the last seq they applied. Reads run in REPEATABLE READ, so a change-feed
+ * read sees one consistent snapshot. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "nlb/registry-store.h"
+#include "store-int.h"
+
+#define LIVE "('pendingAcceptance','available')"
+#define CHANNEL "nlb_changes"
+/* Any key: the one lock that makes concurrent migrations wait in line. */
+#define MIGRATION_LOCK "4242001"
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define DB_NOW "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE nlb_counter (id integer PRIMARY KEY CHECK (id = 1),"
+    "  last_seq bigint NOT NULL);"
+    "INSERT INTO nlb_counter VALUES (1, 0);"
+    "CREATE TABLE services ("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  name text NOT NULL UNIQUE,"
+    "  owner text NOT NULL,"
+    "  load_balancer text NOT NULL,"
+    "  acceptance_required boolean NOT NULL,"
+    "  connection_limit bigint NOT NULL,"
+    "  created_at bigint NOT NULL);"
+    "CREATE INDEX services_page ON services (created_at, id);"
+    "CREATE INDEX services_owner ON services (owner, created_at, id);"
+    "CREATE TABLE service_principals ("
+    "  service_id text NOT NULL REFERENCES services(id) ON DELETE CASCADE,"
+    "  principal text NOT NULL,"
+    "  PRIMARY KEY (service_id, principal));"
+    "CREATE INDEX service_principals_principal"
+    "  ON service_principals (principal);"
+    "CREATE TABLE endpoints ("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  service_id text NOT NULL REFERENCES services(id) ON DELETE CASCADE,"
+    "  consumer text NOT NULL,"
+    "  network text NOT NULL,"
+    "  address text NOT NULL,"
+    "  address_key bytea NOT NULL,"
+    "  state text NOT NULL CHECK (state IN ('pendingAcceptance','available',"
+    "    'rejected','deleted','expired','failed')),"
+    "  reason text NOT NULL DEFAULT '',"
+    "  allowed_sources text NOT NULL DEFAULT '',"
+    "  created_at bigint NOT NULL,"
+    "  updated_at bigint NOT NULL);"
+    "CREATE INDEX endpoints_page ON endpoints (created_at, id);"
+    "CREATE INDEX endpoints_service ON endpoints (service_id, created_at, id);"
+    "CREATE INDEX endpoints_service_state"
+    "  ON endpoints (service_id, state, created_at, id);"
+    "CREATE INDEX endpoints_consumer ON endpoints (consumer, created_at, id);"
+    "CREATE INDEX endpoints_consumer_state"
+    "  ON endpoints (consumer, state, created_at, id);"
+    "CREATE INDEX endpoints_state ON endpoints (state, created_at, id);"
+    "CREATE UNIQUE INDEX endpoints_live_address"
+    "  ON endpoints (network, address_key) WHERE state IN " LIVE ";"
+    "CREATE TABLE placements ("
+    "  endpoint_id text NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,"
+    "  node text NOT NULL,"
+    "  open boolean NOT NULL,"
+    "  reason text NOT NULL DEFAULT '',"
+    "  updated_at bigint NOT NULL,"
+    "  PRIMARY KEY (endpoint_id, node));"
+    "CREATE TABLE targets ("
+    "  target_group text NOT NULL,"
+    "  address text NOT NULL,"
+    "  weight bigint NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  PRIMARY KEY (target_group, address));"
+    "CREATE TABLE nodes ("
+    "  name text PRIMARY KEY,"
+    "  version text NOT NULL DEFAULT '',"
+    "  started_at bigint NOT NULL,"
+    "  last_seen bigint NOT NULL,"
+    "  applied_seq bigint NOT NULL DEFAULT 0,"
+    "  draining boolean NOT NULL DEFAULT false);"
+    "CREATE TABLE network_hints ("
+    "  network text PRIMARY KEY,"
+    "  next_key bytea NOT NULL);"
+    "CREATE TABLE events ("
+    "  seq bigint PRIMARY KEY,"
+    "  time bigint NOT NULL,"
+    "  type text NOT NULL,"
+    "  service_id text NOT NULL DEFAULT '',"
+    "  endpoint_id text NOT NULL DEFAULT '',"
+    "  principal text NOT NULL DEFAULT '',"
+    "  owner text NOT NULL DEFAULT '',"
+    "  consumer text NOT NULL DEFAULT '',"
+    "  state text NOT NULL DEFAULT '',"
+    "  reason text NOT NULL DEFAULT '',"
+    "  target_group text NOT NULL DEFAULT '',"
+    "  target text NOT NULL DEFAULT '',"
+    "  node text NOT NULL DEFAULT '');"
+    "CREATE INDEX events_time ON events (time);"
+    "CREATE INDEX events_owner ON events (owner, seq) WHERE owner <> '';"
+    "CREATE INDEX events_consumer ON events (consumer, seq)"
+    "  WHERE consumer <> '';",
+};
+
+#define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
+
+#define SERVICE_COLUMNS                                                        \
+  "id, name, owner, load_balancer, acceptance_required, connection_limit, "    \
+  "created_at"
+#define ENDPOINT_COLUMNS                                                       \
+  "e.id, e.service_id, s.name, s.owner, s.load_balancer, e.consumer, "         \
+  "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
+  "e.created_at, e.updated_at, (SELECT string_agg(p.node || E'\\t' || "        \
+  "CASE WHEN p.open THEN '1' ELSE '0' END || E'\\t' || p.updated_at || "       \
+  "E'\\t' || p.reason, E'\\n') FROM placements p WHERE p.endpoint_id = e.id)"
+#define ENDPOINT_FROM                                                          \
+  "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
+  " JOIN services s ON s.id = e.service_id"
+#define EVENT_COLUMNS                                                          \
+  "seq, time, type, service_id, endpoint_id, principal, owner, consumer, "     \
+  "state, reason, target_group, target, node"
+/* Lists take the filter as $1 and the page as $2 (created_at), $3 (id),
+ * $4 (limit). */
+#define PAGE(t)                                                                \
+  " AND (" t "created_at, " t "id) > ($2::bigint, $3::text)"                   \
+  " ORDER BY " t "created_at, " t "id LIMIT $4"
+
+enum stmt_id {
+  SVC_INSERT,
+  SVC_GET,
+  SVC_LIST_ALL,
+  SVC_LIST_OWNER,
+  SVC_LIST_CONSUMER,
+  SVC_UPDATE,
+  SVC_DELETE,
+  SVC_PRINCIPALS,
+  SVC_PRINCIPAL_ADD,
+  SVC_PRINCIPALS_CLEAR,
+  SVC_COUNT_LIVE,
+  EP_INSERT,
+  EP_GET,
+  EP_LIST_ALL,
+  EP_LIST_STATE,
+  EP_LIST_SERVICE,
+  EP_LIST_SERVICE_STATE,
+  EP_LIST_CONSUMER,
+  EP_LIST_CONSUMER_STATE,
+  EP_UPDATE,
+  EP_COUNT_LIVE,
+  EP_COUNTS,
+  ADDR_TAKEN,
+  HINT_GET,
+  HINT_SET,
+  PENDING_BEFORE,
+  PLACEMENT_PUT,
+  TARGET_INSERT,
+  TARGET_GET,
+  TARGET_DELETE,
+  TARGET_LIST,
+  NODE_BEAT,
+  NODE_START,
+  NODE_LIST,
+  NODE_DRAIN,
+  NOW,
+  EV_INSERT,
+  EV_AFTER,
+  EV_AFTER_OWNER,
+  EV_AFTER_CONSUMER,
+  EV_LAST,
+  EV_FIRST,
+  EV_KEEP_FROM,
+  EV_PRUNE,
+  N_STMTS,
+};
+
+static const char *const stmt_sql[N_STMTS] = {
+    [SVC_INSERT] = "INSERT INTO services (" SERVICE_COLUMNS
+                   ") VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    [SVC_GET] = "SELECT " SERVICE_COLUMNS " FROM services"
+                " WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1",
+    [SVC_LIST_ALL] = "SELECT " SERVICE_COLUMNS
+                     " FROM services WHERE $1::text IS NULL" PAGE(""),
+    [SVC_LIST_OWNER] =
+        "SELECT " SERVICE_COLUMNS " FROM services WHERE owner = $1" PAGE(""),
+    [SVC_LIST_CONSUMER] =
+        "SELECT " SERVICE_COLUMNS " FROM services"
+        " WHERE id IN (SELECT service_id FROM"
+        " service_principals WHERE principal IN ($1, '*'))" PAGE(""),
+    [SVC_UPDATE] = "UPDATE services SET acceptance_required = $2,"
+                   " connection_limit = $3 WHERE id = $1",
+    [SVC_DELETE] = "DELETE FROM services WHERE id = $1",
+    [SVC_PRINCIPALS] =
+        "SELECT principal FROM service_principals"
+        " WHERE service_id = $1 ORDER BY principal COLLATE \"C\"",
+    [SVC_PRINCIPAL_ADD] = "INSERT INTO service_principals (service_id,"
+                          " principal) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    [SVC_PRINCIPALS_CLEAR] =
+        "DELETE FROM service_principals WHERE service_id = $1",
+    [SVC_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE service_id = $1"
+                       " AND state IN " LIVE,
+    [EP_INSERT] = "INSERT INTO endpoints (id, service_id, consumer, network,"
+                  " address, address_key, state, reason, allowed_sources,"
+                  " created_at, updated_at)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    [EP_GET] = ENDPOINT_FROM " WHERE e.id = $1",
+    [EP_LIST_ALL] = ENDPOINT_FROM " WHERE $1::text IS NULL" PAGE("e."),
+    [EP_LIST_STATE] =
+        ENDPOINT_FROM " WHERE $1::text IS NULL AND e.state = $5" PAGE("e."),
+    [EP_LIST_SERVICE] = ENDPOINT_FROM " WHERE e.service_id = $1" PAGE("e."),
+    [EP_LIST_SERVICE_STATE] =
+        ENDPOINT_FROM " WHERE e.service_id = $1 AND e.state = $5" PAGE("e."),
+    [EP_LIST_CONSUMER] = ENDPOINT_FROM " WHERE e.consumer = $1" PAGE("e."),
+    [EP_LIST_CONSUMER_STATE] =
+        ENDPOINT_FROM " WHERE e.consumer = $1 AND e.state = $5" PAGE("e."),
+    [EP_UPDATE] = "UPDATE endpoints SET state = $2, reason = $3,"
+                  " allowed_sources = $4, updated_at = $5 WHERE id = $1",
+    [EP_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE service_id = $1"
+                      " AND consumer = $2 AND state IN " LIVE,
+    [EP_COUNTS] = "SELECT s.name, e.state, count(*) FROM endpoints e"
+                  " JOIN services s ON s.id = e.service_id"
+                  " GROUP BY s.name, e.state",
+    [ADDR_TAKEN] = "SELECT 1 FROM endpoints WHERE network = $1"
+                   " AND address_key = $2 AND state IN " LIVE,
+    [HINT_GET] = "SELECT next_key FROM network_hints WHERE network = $1",
+    [HINT_SET] = "INSERT INTO network_hints (network, next_key)"
+                 " VALUES ($1, $2) ON CONFLICT (network)"
+                 " DO UPDATE SET next_key = excluded.next_key",
+    [PENDING_BEFORE] = ENDPOINT_FROM " WHERE e.state = 'pendingAcceptance'"
+                                     " AND e.created_at <= $1"
+                                     " ORDER BY e.created_at, e.id LIMIT $2",
+    [PLACEMENT_PUT] = "INSERT INTO placements (endpoint_id, node, open,"
+                      " reason, updated_at) VALUES ($1, $2, $3, $4, $5)"
+                      " ON CONFLICT (endpoint_id, node) DO UPDATE SET"
+                      " open = excluded.open, reason = excluded.reason,"
+                      " updated_at = excluded.updated_at",
+    [TARGET_INSERT] = "INSERT INTO targets (target_group, address, weight,"
+                      " created_at) VALUES ($1, $2, $3, $4)",
+    [TARGET_GET] = "SELECT target_group, address, weight, created_at"
+                   " FROM targets WHERE target_group = $1 AND address = $2",
+    [TARGET_DELETE] =
+        "DELETE FROM targets WHERE target_group = $1 AND address = $2",
+    [TARGET_LIST] = "SELECT target_group, address, weight, created_at"
+                    " FROM targets ORDER BY target_group, created_at",
+    [NODE_BEAT] = "INSERT INTO nodes (name, version, started_at, last_seen,"
+                  " applied_seq) VALUES ($1, $2, " DB_NOW ", " DB_NOW ", $3)"
+                  " ON CONFLICT (name) DO UPDATE SET version = $2,"
+                  " last_seen = " DB_NOW ", applied_seq = $3",
+    [NODE_START] = "INSERT INTO nodes (name, version, started_at, last_seen,"
+                   " applied_seq) VALUES ($1, $2, " DB_NOW ", " DB_NOW ", $3)"
+                   " ON CONFLICT (name) DO UPDATE SET version = $2,"
+                   " started_at = " DB_NOW ", last_seen = " DB_NOW ","
+                   " applied_seq = $3, draining = false",
+    [NODE_LIST] = "SELECT name, version, started_at, last_seen, applied_seq,"
+                  " draining FROM nodes ORDER BY name",
+    [NODE_DRAIN] = "UPDATE nodes SET draining = true WHERE name = $1",
+    [NOW] = "SELECT " DB_NOW,
+    [EV_INSERT] = "INSERT INTO events (seq, time, type, service_id,"
+                  " endpoint_id, principal, owner, consumer, state, reason,"
+                  " target_group, target, node) VALUES ($1, $2, $3, $4, $5,"
+                  " $6, $7, $8, $9, $10, $11, $12, $13)",
+    [EV_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > $1"
+                 " ORDER BY seq LIMIT $2",
+    [EV_AFTER_OWNER] = "SELECT " EVENT_COLUMNS " FROM events WHERE owner = $3"
+                       " AND owner <> '' AND seq > $1 ORDER BY seq LIMIT $2",
+    [EV_AFTER_CONSUMER] = "SELECT " EVENT_COLUMNS " FROM events"
+                          " WHERE consumer = $3 AND consumer <> ''"
+                          " AND seq > $1 ORDER BY seq LIMIT $2",
+    [EV_LAST] = "SELECT last_seq FROM nlb_counter WHERE id = 1",
+    [EV_FIRST] = "SELECT min(seq) FROM events",
+    [EV_KEEP_FROM] = "SELECT min(seq) FROM events WHERE time >= $1",
+    [EV_PRUNE] = "DELETE FROM events WHERE seq < $1",
+};
+
+struct reg_store {
+  PGconn *conn;
+  char *conninfo;
+  int version;
+  bool prepared[N_STMTS];
+  /* Reconnecting: not before next_attempt_ms (monotonic). */
+  uint64_t backoff_ms;
+  uint64_t next_attempt_ms;
+  /* The open write transaction's seq counter. */
+  bool in_write;
+  uint64_t tx_first_seq; /* the counter + 1 at begin */
+  uint64_t tx_next_seq;
+  char errmsg[256];
+};
+
+static uint64_t monotonic_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void set_errmsg(struct reg_store *store, const char *what,
+                       const char *detail)
+{
+  snprintf(store->errmsg, sizeof(store->errmsg), "postgresql: %s%s%.*s", what,
+           detail && *detail ? ": " : "",
+           detail ? (int)strcspn(detail, "\n") : 0, detail ? detail : "");
+}
+
+static bool connection_lost(struct reg_store *store)
+{
+  return store->conn == NULL || PQstatus(store->conn) != CONNECTION_OK;
+}
+
+/* Maps a failed result to an errno, keeps its message, frees it. */
+static int result_error(struct reg_store *store, PGresult *res)
+{
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  const char *constraint =
+      res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+  int r = -EIO;
+
+  set_errmsg(store, "query failed",
+             res ? PQresultErrorMessage(res) : PQerrorMessage(store->conn));
+  if (connection_lost(store) || state == NULL || strncmp(state, "08", 2) == 0 ||
+      strncmp(state, "57", 2) == 0)
+    r = -ENOTCONN;
+  else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+           strcmp(state, "55P03") == 0)
+    r = -EAGAIN;
+  else if (strcmp(state, "23505") == 0)
+    r = constraint && strcmp(constraint, "endpoints_live_address") == 0
+            ? -EADDRINUSE
+            : -EEXIST;
+  else if (strcmp(state, "23503") == 0)
+    r = -ENOENT;
+  PQclear(res);
+  return r;
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static int exec_simple(struct reg_store *store, const char *sql)
+{
+  PGresult *res = PQexec(store->conn, sql);
+  ExecStatusType st = PQresultStatus(res);
+
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+    return result_error(store, res);
+  PQclear(res);
+  return 0;
+}
+
+static int read_version(struct reg_store *store, int *version)
+{
+  PGresult *res = PQexec(store->conn, "SELECT version FROM nlb_schema");
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    return result_error(store, res);
+  *version = PQntuples(res) > 0 ? atoi(PQgetvalue(res, 0, 0)) : 0;
+  PQclear(res);
+  return 0;
+}
+
+/* Brings the schema up to date in one transaction, under an advisory lock,
+ * so that nodes starting together migrate once, in line. */
+static int migrate(struct reg_store *store)
+{
+  char sql[96];
+  int version = 0;
+  int r;
+
+  if ((r = exec_simple(store,
+                       "BEGIN; SELECT pg_advisory_xact_lock(" MIGRATION_LOCK
+                       "); CREATE TABLE IF NOT EXISTS nlb_schema"
+                       " (version integer NOT NULL)")) < 0 ||
+      (r = read_version(store, &version)) < 0)
+    goto fail_rollback;
+  if (version > N_MIGRATIONS) {
+    snprintf(store->errmsg, sizeof(store->errmsg),
+             "store schema version %d is newer than this nlb (%d)", version,
+             N_MIGRATIONS);
+    r = -EIO;
+    goto fail_rollback;
+  }
+  for (int v = version; v < N_MIGRATIONS; v++)
+    if ((r = exec_simple(store, migrations[v])) < 0)
+      goto fail_rollback;
+  snprintf(sql, sizeof(sql),
+           "DELETE FROM nlb_schema; INSERT INTO nlb_schema VALUES (%d)",
+           N_MIGRATIONS);
+  if (version < N_MIGRATIONS && (r = exec_simple(store, sql)) < 0)
+    goto fail_rollback;
+  store->version = N_MIGRATIONS;
+  return exec_simple(store, "COMMIT");
+
+fail_rollback:
+  if (!connection_lost(store))
+    PQclear(PQexec(store->conn, "ROLLBACK"));
+  return r;
+}
+
+static void disconnect(struct reg_store *store)
+{
+  if (store->conn != NULL)
+    PQfinish(store->conn);
+  store->conn = NULL;
+  memset(store->prepared, 0, sizeof(store->prepared));
+  store->in_write = false;
+}
+
+/* Connects (blocking), migrates, and listens for other nodes' commits. */
+static int connect_now(struct reg_store *store)
+{
+  /* Our defaults come first: the user's connection string overrides
+   * them. */
+  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+  const char *values[] = {"3", "nlbd", store->conninfo, NULL};
+  int r;
+
+  disconnect(store);
+  store->conn = PQconnectdbParams(keys, values, 1);
+  if (store->conn == NULL)
+    return -ENOMEM;
+  if (PQstatus(store->conn) != CONNECTION_OK) {
+    set_errmsg(store, "cannot connect", PQerrorMessage(store->conn));
+    disconnect(store);
+    return -ENOTCONN;
+  }
+  if ((r = exec_simple(store, "SET statement_timeout = '15s';"
+                              " SET lock_timeout = '10s';"
+                              " SET client_min_messages = warning")) < 0 ||
+      (r = migrate(store)) < 0 ||
+      (r = exec_simple(store, "LISTEN " CHANNEL)) < 0) {
+    if (r == -ENOTCONN)
+      disconnect(store);
+    return r;
+  }
+  PQsetnonblocking(store->conn, 0);
+  store->backoff_ms = 0;
+  return 0;
+}
+
+/* A usable connection, or -ENOTCONN (trying again at most as often as the
+ * backoff allows). */
+static int ensure_connected(struct reg_store *store)
+{
+  uint64_t now = monotonic_ms();
+  int r;
+
+  if (!connection_lost(store))
+    return 0;
+  if (now < store->next_attempt_ms)
+    return -ENOTCONN;
+  r = connect_now(store);
+  if (r == -ENOTCONN) {
+    store->backoff_ms =
+        store->backoff_ms ? store->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (store->backoff_ms > BACKOFF_MAX_MS)
+      store->backoff_ms = BACKOFF_MAX_MS;
+    store->next_attempt_ms = now + store->backoff_ms;
+  }
+  return r;
+}
+
+static void store_close(struct reg_store *store)
+{
+  if (store == NULL)
+    return;
+  disconnect(store);
+  free(store->conninfo);
+  free(store);
+}
+
+static int store_open(struct reg_store **out, const char *location,
+                      char *errbuf, size_t errlen)
+{
+  struct reg_store *store = calloc(1, sizeof(*store));
+  PQconninfoOption *parsed;
+  char *why = NULL;
+  int r;
+
+  if (store == NULL || (store->conninfo = strdup(location)) == NULL) {
+    free(store);
+    return -ENOMEM;
+  }
+  /* A connection string that cannot work is a config error; a server
+   * that does not answer yet is not: the node starts and keeps trying. */
+  if ((parsed = PQconninfoParse(location, &why)) == NULL) {
+    snprintf(errbuf, errlen, "bad PostgreSQL connection string: %.*s",
+             why ? (int)strcspn(why, "\n") : 6, why ? why : "(none)");
+    PQfreemem(why);
+    store_close(store);
+    return -EINVAL;
+  }
+  PQconninfoFree(parsed);
+  r = connect_now(store);
+  if (r == -ENOTCONN) {
+    store->backoff_ms = BACKOFF_MIN_MS;
+    store->next_attempt_ms = monotonic_ms() + BACKOFF_MIN_MS;
+  } else if (r < 0) {
+    snprintf(errbuf, errlen, "%s", store->errmsg);
+    store_close(store);
+    return r;
+  }
+  *out = store;
+  return 0;
+}
+
+static const char *store_errmsg(struct reg_store *store)
+{
+  return store->errmsg;
+}
+
+static int store_schema_version(struct reg_store *store)
+{
+  return store->version;
+}
+
+/* ---- statements --------------------------------------------------------- */
+
+static int prepare(struct reg_store *store, enum stmt_id id)
+{
+  char name[16];
+  PGresult *res;
+
+  if (store->prepared[id])
+    return 0;
+  snprintf(name, sizeof(name), "s%d", (int)id);
+  res = PQprepare(store->conn, name, stmt_sql[id], 0, NULL);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    return result_error(store, res);
+  PQclear(res);
+  store->prepared[id] = true;
+  return 0;
+}
+
+/* Runs statement id with n text parameters (NULL = SQL NULL; lengths and
+ * formats say which are binary). *res gets the result when the caller
+ * wants rows (else it is freed). */
+static int run(struct reg_store *store, enum stmt_id id, int n,
+               const char *const *values, const int *lengths,
+               const int *formats, PGresult **res_out)
+{
+  char name[16];
+  PGresult *res;
+  ExecStatusType st;
+  int r;
+
+  if (connection_lost(store))
+    return -ENOTCONN;
+  if ((r = prepare(store, id)) < 0)
+    return r;
+  snprintf(name, sizeof(name), "s%d", (int)id);
+  res = PQexecPrepared(store->conn, name, n, values, lengths, formats, 0);
+  st = PQresultStatus(res);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+    return result_error(store, res);
+  if (res_out)
+    *res_out = res;
+  else
+    PQclear(res);
+  return 0;
+}
+
+/* A statement with only text parameters. */
+static int run_text(struct reg_store *store, enum stmt_id id, int n,
+                    const char *const *values, PGresult **res)
+{
+  return run(store, id, n, values, NULL, NULL, res);
+}
+
+/* Rows changed by a statement run without keeping its result. */
+static int run_changed(struct reg_store *store, enum stmt_id id, int n,
+                       const char *const *values, int *changed)
+{
+  PGresult *res;
+  int r = run_text(store, id, n, values, &res);
+
+  if (r < 0)
+    return r;
+  *changed = atoi(PQcmdTuples(res));
+  PQclear(res);
+  return 0;
+}
+
+static void copy_value(const PGresult *res, int row, int col, char *dst,
+                       size_t size)
+{
+  snprintf(dst, size, "%s", PQgetvalue(res, row, col));
+}
+
+static int64_t int_value(const PGresult *res, int row, int col)
+{
+  return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static bool bool_value(const PGresult *res, int row, int col)
+{
+  return PQgetvalue(res, row, col)[0] == 't';
+}
+
+/* Fills an array of items of size bytes, one per row, with from_row. */
+static int rows_to_array(PGresult *res, size_t size,
+                         int (*from_row)(const PGresult *, int, void *),
+                         void **out, size_t *n, void (*release)(void *))
+{
+  int rows = PQntuples(res);
+  char *v = calloc((size_t)rows + 1, size);
+  int r = 0;
+  int i;
+
+  if (v == NULL) {
+    PQclear(res);
+    return -ENOMEM;
+  }
+  for (i = 0; r == 0 && i < rows; i++)
+    r = from_row(res, i, v + (size_t)i * size);
+  PQclear(res);
+  if (r < 0) {
+    for (int j = 0; release && j < i - 1; j++)
+      release(v + (size_t)j * size);
+    free(v);
+    return r;
+  }
+  *out = v;
+  *n = (size_t)rows;
+  return 0;
+}
+
+/* One integer of a one-row result; *none when NULL or no row. */
+static int one_int(struct reg_store *store, enum stmt_id id, int n,
+                   const char *const *values, int64_t *value, bool *none)
+{
+  PGresult *res;
+  int r = run_text(store, id, n, values, &res);
+
+  if (r < 0)
+    return r;
+  *none = PQntuples(res) == 0 || PQgetisnull(res, 0, 0);
+  *value = *none ? 0 : int_value(res, 0, 0);
+  PQclear(res);
+  return 0;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static int store_begin(struct reg_store *store, bool write)
+{
+  PGresult *res;
+  int r;
+
+  if ((r = ensure_connected(store)) < 0)
+    return r;
+  if (!write)
+    return exec_simple(store,
+                       "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  res = PQexec(store->conn, "BEGIN; SELECT last_seq FROM nlb_counter"
+                            " WHERE id = 1 FOR UPDATE");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+    r = result_error(store, res);
+    if (!connection_lost(store))
+      PQclear(PQexec(store->conn, "ROLLBACK"));
+    return r;
+  }
+  store->tx_first_seq = (uint64_t)int_value(res, 0, 0) + 1;
+  store->tx_next_seq = store->tx_first_seq;
+  store->in_write = true;
+  PQclear(res);
+  return 0;
+}
+
+static int store_commit(struct reg_store *store)
+{
+  char sql[160];
+  int r;
+
+  if (store->in_write && store->tx_next_seq > store->tx_first_seq) {
+    uint64_t last = store->tx_next_seq - 1;
+
+    snprintf(sql, sizeof(sql),
+             "UPDATE nlb_counter SET last_seq = %" PRIu64 " WHERE id = 1;"
+             " NOTIFY " CHANNEL ", '%" PRIu64 "'; COMMIT",
+             last, last);
+  } else {
+    snprintf(sql, sizeof(sql), "COMMIT");
+  }
+  store->in_write = false;
+  r = exec_simple(store, sql);
+  if (r < 0 && !connection_lost(store))
+    PQclear(PQexec(store->conn, "ROLLBACK"));
+  return r;
+}
+
+static void store_rollback(struct reg_store *store)
+{
+  store->in_write = false;
+  if (!connection_lost(store))
+    PQclear(PQexec(store->conn, "ROLLBACK"));
+}
+
+static int store_wait_fd(struct reg_store *store)
+{
+  return connection_lost(store) ? -1 : PQsocket(store->conn);
+}
+
+static bool store_take_notices(struct reg_store *store)
+{
+  PGnotify *notice;
+  bool got = false;
+
+  if (connection_lost(store))
+    return true; /* read again: that reconnects */
+  if (!PQconsumeInput(store->conn))
+    return true;
+  while ((notice = PQnotifies(store->conn)) != NULL) {
+    got = true;
+    PQfreemem(notice);
+  }
+  return got;
+}
+
+static int store_now(struct reg_store *store, int64_t *now_ms)
+{
+  bool none;
+  int r = ensure_connected(store);
+
+  return r < 0 ? r : one_int(store, NOW, 0, NULL, now_ms, &none);
+}
+
+/* ---- services ----------------------------------------------------------- */
+
+#define I64(buf, v) (snprintf(buf, sizeof(buf), "%" PRId64, (int64_t)(v)), buf)
+
+static int add_principals(struct reg_store *store, const char *id,
+                          char *const *principals, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    const char *values[] = {id, principals[i]};
+    int r = run_text(store, SVC_PRINCIPAL_ADD, 2, values, NULL);
+
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+static int store_service_insert(struct reg_store *store,
+                                const struct reg_service *s)
+{
+  char limit[24], created[24];
+  const char *values[] = {s->id,
+                          s->name,
+                          s->owner,
+                          s->load_balancer,
+                          s->acceptance_required ? "true" : "false",
+                          I64(limit, s->connection_limit),
+                          I64(created, s->created_at)};
+  int r = run_text(store, SVC_INSERT, 7, values, NULL);
+
+  return r < 0 ? r
+               : add_principals(store, s->id, s->allowed_principals,
+                                s->n_allowed_principals);
+}
+
+static int principal_from_row(const PGresult *res, int row, void *item)
+{
+  *(char **)item = strdup(PQgetvalue(res, row, 0));
+  return *(char **)item ? 0 : -ENOMEM;
+}
+
+static void free_string(void *item)
+{
+  free(*(char **)item);
+}
+
+static int load_principals(struct reg_store *store, struct reg_service *s)
+{
+  const char *values[] = {s->id};
+  PGresult *res;
+  int r = run_text(store, SVC_PRINCIPALS, 1, values, &res);
+
+  if (r < 0)
+    return r;
+  return rows_to_array(res, sizeof(char *), principal_from_row,
+                       (void **)&s->allowed_principals,
+                       &s->n_allowed_principals, free_string);
+}
+
+static int service_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_service *s = item;
+
+  memset(s, 0, sizeof(*s));
+  copy_value(res, row, 0, s->id, sizeof(s->id));
+  copy_value(res, row, 1, s->name, sizeof(s->name));
+  copy_value(res, row, 2, s->owner, sizeof(s->owner));
+  copy_value(res, row, 3, s->load_balancer, sizeof(s->load_balancer));
+  s->acceptance_required = bool_value(res, row, 4);
+  s->connection_limit = (uint32_t)int_value(res, row, 5);
+  s->created_at = int_value(res, row, 6);
+  s->state = "available";
+  return 0;
+}
+
+static int store_service_get(struct reg_store *store, const char *id_or_name,
+                             struct reg_service *out)
+{
+  const char *values[] = {id_or_name};
+  PGresult *res;
+  int r = run_text(store, SVC_GET, 1, values, &res);
+
+  if (r < 0)
+    return r;
+  if (PQntuples(res) == 0) {
+    PQclear(res);
+    return -ENOENT;
+  }
+  service_from_row(res, 0, out);
+  PQclear(res);
+  return load_principals(store, out);
+}
+
+static void release_service(void *item)
+{
+  reg_service_release(item);
+}
+
+static int store_service_list(struct reg_store *store,
+                              const struct reg_store_service_filter *filter,
+                              const struct reg_store_cursor *after,
+                              size_t limit, struct reg_service **out, size_t *n)
+{
+  char created[24], lim[24];
+  enum stmt_id id = filter->owner      ? SVC_LIST_OWNER
+                    : filter->consumer ? SVC_LIST_CONSUMER
+                                       : SVC_LIST_ALL;
+  const char *values[] = {filter->owner ? filter->owner : filter->consumer,
+                          I64(created, after->created_at), after->id,
+                          I64(lim, limit > INT64_MAX ? INT64_MAX : limit)};
+  PGresult *res;
+  int r = run_text(store, id, 4, values, &res);
+
+  if (r < 0 || (r = rows_to_array(res, sizeof(**out), service_from_row,
+                                  (void **)out, n, release_service)) < 0)
+    return r;
+  for (size_t i = 0; r == 0 && i < *n; i++)
+    r = load_principals(store, &(*out)[i]);
+  if (r < 0) {
+    reg_services_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+  }
+  return r;
+}
+
+static int store_service_update(struct reg_store *store,
+                                const struct reg_service *s)
+{
+  char limit[24];
+  const char *values[] = {s->id, s->acceptance_required ? "true" : "false",
+                          I64(limit, s->connection_limit)};
+
+  return run_text(store, SVC_UPDATE, 3, values, NULL);
+}
+
+static int store_service_set_principals(struct reg_store *store, const char *id,
+                                        char *const *principals, size_t n)
+{
+  const char *values[] = {id};
+  int r = run_text(store, SVC_PRINCIPALS_CLEAR, 1, values, NULL);
+
+  return r < 0 ? r : add_principals(store, id, principals, n);
+}
+
+static int store_service_delete(struct reg_store *store, const char *id)
+{
+  const char *values[] = {id};
+  int changed = 0;
+  int r = run_changed(store, SVC_DELETE, 1, values, &changed);
+
+  return r < 0 ? r : changed == 1 ? 0 : -ENOENT;
+}
+
+static int count(struct reg_store *store, enum stmt_id id, int n,
+                 const char *const *values, size_t *out)
+{
+  int64_t value;
+  bool none;
+  int r = one_int(store, id, n, values, &value, &none);
+
+  *out = (size_t)value;
+  return r;
+}
+
+static int store_service_count_live(struct reg_store *store,
+                                    const char *service_id, size_t *n)
+{
+  const char *values[] = {service_id};
+
+  return count(store, SVC_COUNT_LIVE, 1, values, n);
+}
+
+/* ---- endpoints ---------------------------------------------------------- */
+
+static int endpoint_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_endpoint *e = item;
+  int r;
+
+  memset(e, 0, sizeof(*e));
+  copy_value(res, row, 0, e->id, sizeof(e->id));
+  copy_value(res, row, 1, e->service_id, sizeof(e->service_id));
+  copy_value(res, row, 2, e->service, sizeof(e->service));
+  copy_value(res, row, 3, e->owner, sizeof(e->owner));
+  copy_value(res, row, 4, e->load_balancer, sizeof(e->load_balancer));
+  copy_value(res, row, 5, e->consumer, sizeof(e->consumer));
+  copy_value(res, row, 6, e->network, sizeof(e->network));
+  copy_value(res, row, 7, e->address, sizeof(e->address));
+  if (store_state_parse(PQgetvalue(res, row, 8), &e->state) < 0)
+    return -EIO;
+  copy_value(res, row, 9, e->reason, sizeof(e->reason));
+  e->created_at = int_value(res, row, 11);
+  e->updated_at = int_value(res, row, 12);
+  if ((r = store_split_lines(PQgetvalue(res, row, 10), &e->allowed_sources,
+                             &e->n_allowed_sources)) < 0 ||
+      (r = store_parse_placements(PQgetvalue(res, row, 13), e)) < 0) {
+    reg_endpoint_release(e);
+    return r;
+  }
+  return 0;
+}
+
+static void release_endpoint(void *item)
+{
+  reg_endpoint_release(item);
+}
+
+static int endpoints_from(PGresult *res, struct reg_endpoint **out, size_t *n)
+{
+  return rows_to_array(res, sizeof(**out), endpoint_from_row, (void **)out, n,
+                       release_endpoint);
+}
+
+static int store_endpoint_insert(struct reg_store *store,
+                                 const struct reg_endpoint *e,
+                                 const struct reg_addr_key *key)
+{
+  char created[24], updated[24];
+  char *sources = store_join_lines(e->allowed_sources, e->n_allowed_sources);
+  const char *values[] = {e->id,
+                          e->service_id,
+                          e->consumer,
+                          e->network,
+                          e->address,
+                          (const char *)key->bytes,
+                          store_state_name(e->state),
+                          e->reason,
+                          sources,
+                          I64(created, e->created_at),
+                          I64(updated, e->updated_at)};
+  const int lengths[11] = {[5] = (int)sizeof(key->bytes)};
+  const int formats[11] = {[5] = 1};
+  int r;
+
+  if (sources == NULL)
+    return -ENOMEM;
+  r = run(store, EP_INSERT, 11, values, lengths, formats, NULL);
+  free(sources);
+  return r;
+}
+
+static int store_endpoint_get(struct reg_store *store, const char *id,
+                              struct reg_endpoint *out)
+{
+  const char *values[] = {id};
+  PGresult *res;
+  int r = run_text(store, EP_GET, 1, values, &res);
+
+  if (r < 0)
+    return r;
+  if (PQntuples(res) == 0) {
+    PQclear(res);
+    return -ENOENT;
+  }
+  r = endpoint_from_row(res, 0, out);
+  PQclear(res);
+  return r;
+}
+
+static enum stmt_id
+endpoint_list_stmt(const struct reg_store_endpoint_filter *f)
+{
+  if (f->service_id != NULL)
+    return f->state ? EP_LIST_SERVICE_STATE : EP_LIST_SERVICE;
+  if (f->consumer != NULL)
+    return f->state ? EP_LIST_CONSUMER_STATE : EP_LIST_CONSUMER;
+  return f->state ? EP_LIST_STATE : EP_LIST_ALL;
+}
+
+static int store_endpoint_list(struct reg_store *store,
+                               const struct reg_store_endpoint_filter *filter,
+                               const struct reg_store_cursor *after,
+                               size_t limit, struct reg_endpoint **out,
+                               size_t *n)
+{
+  char created[24], lim[24];
+  const char *values[] = {
+      filter->service_id ? filter->service_id : filter->consumer,
+      I64(created, after->created_at), after->id,
+      I64(lim, limit > INT64_MAX ? INT64_MAX : limit),
+      filter->state ? store_state_name(*filter->state) : NULL};
+  PGresult *res;
+  int r = run_text(store, endpoint_list_stmt(filter), filter->state ? 5 : 4,
+                   values, &res);
+
+  return r < 0 ? r : endpoints_from(res, out, n);
+}
+
+static int store_endpoint_update(struct reg_store *store,
+                                 const struct reg_endpoint *e)
+{
+  char updated[24];
+  char *sources = store_join_lines(e->allowed_sources, e->n_allowed_sources);
+  const char *values[] = {e->id, store_state_name(e->state), e->reason, sources,
+                          I64(updated, e->updated_at)};
+  int changed = 0;
+  int r;
+
+  if (sources == NULL)
+    return -ENOMEM;
+  r = run_changed(store, EP_UPDATE, 5, values, &changed);
+  free(sources);
+  return r < 0 ? r : changed == 1 ? 0 : -ENOENT;
+}
+
+static int store_endpoint_count_live(struct reg_store *store,
+                                     const char *service_id,
+                                     const char *consumer, size_t *n)
+{
+  const char *values[] = {service_id, consumer};
+
+  return count(store, EP_COUNT_LIVE, 2, values, n);
+}
+
+static int store_address_taken(struct reg_store *store, const char *network,
+                               const struct reg_addr_key *key, bool *taken)
+{
+  const char *values[] = {network, (const char *)key->bytes};
+  const int lengths[] = {0, (int)sizeof(key->bytes)};
+  const int formats[] = {0, 1};
+  PGresult *res;
+  int r = run(store, ADDR_TAKEN, 2, values, lengths, formats, &res);
+
+  if (r < 0)
+    return r;
+  *taken = PQntuples(res) > 0;
+  PQclear(res);
+  return 0;
+}
+
+/* bytea comes back as text "\x0011..." (hex output). */
+static int key_from_hex(const char *text, struct reg_addr_key *key)
+{
+  if (strncmp(text, "\\x", 2) != 0 || strlen(text) != 2 + 32)
+    return -EIO;
+  for (int i = 0; i < 16; i++) {
+    unsigned byte;
+
+    if (sscanf(text + 2 + 2 * i, "%2x", &byte) != 1)
+      return -EIO;
+    key->bytes[i] = (uint8_t)byte;
+  }
+  return 0;
+}
+
+static int store_network_hint_get(struct reg_store *store, const char *network,
+                                  struct reg_addr_key *key)
+{
+  const char *values[] = {network};
+  PGresult *res;
+  int r = run_text(store, HINT_GET, 1, values, &res);
+
+  if (r < 0)
+    return r;
+  r = PQntuples(res) == 0 ? -ENOENT : key_from_hex(PQgetvalue(res, 0, 0), key);
+  PQclear(res);
+  return r;
+}
+
+static int store_network_hint_set(struct reg_store *store, const char *network,
+                                  const struct reg_addr_key *key)
+{
+  const char *values[] = {network, (const char *)key->bytes};
+  const int lengths[] = {0, (int)sizeof(key->bytes)};
+  const int formats[] = {0, 1};
+
+  return run(store, HINT_SET, 2, values, lengths, formats, NULL);
+}
+
+static int store_pending_before(struct reg_store *store, int64_t cutoff_ms,
+                                size_t limit, struct reg_endpoint **out,
+                                size_t *n)
+{
+  char cutoff[24], lim[24];
+  const char *values[] = {I64(cutoff, cutoff_ms), I64(lim, limit)};
+  PGresult *res;
+  int r = run_text(store, PENDING_BEFORE, 2, values, &res);
+
+  return r < 0 ? r : endpoints_from(res, out, n);
+}
+
+static int count_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_endpoint_count *c = item;
+
+  copy_value(res, row, 0, c->service, sizeof(c->service));
+  c->count = (uint64_t)int_value(res, row, 2);
+  return store_state_parse(PQgetvalue(res, row, 1), &c->state);
+}
+
+static int store_endpoint_counts(struct reg_store *store,
+                                 struct reg_endpoint_count **out, size_t *n)
+{
+  PGresult *res;
+  int r = run_text(store, EP_COUNTS, 0, NULL, &res);
+
+  return r < 0 ? r
+               : rows_to_array(res, sizeof(**out), count_from_row, (void **)out,
+                               n, NULL);
+}
+
+static int store_placement_put(struct reg_store *store, const char *endpoint_id,
+                               const struct reg_placement *p)
+{
+  char reason[REG_REASON_BUF], updated[24];
+  const char *values[] = {endpoint_id, p->node, p->open ? "true" : "false",
+                          reason, I64(updated, p->updated_at)};
+
+  store_placement_reason(p->reason, reason, sizeof(reason));
+  return run_text(store, PLACEMENT_PUT, 5, values, NULL);
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+static int target_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_target *t = item;
+
+  memset(t, 0, sizeof(*t));
+  copy_value(res, row, 0, t->target_group, sizeof(t->target_group));
+  copy_value(res, row, 1, t->address, sizeof(t->address));
+  t->weight = (uint32_t)int_value(res, row, 2);
+  t->created_at = int_value(res, row, 3);
+  return 0;
+}
+
+static int store_target_insert(struct reg_store *store,
+                               const struct reg_target *t)
+{
+  char weight[24], created[24];
+  const char *values[] = {t->target_group, t->address, I64(weight, t->weight),
+                          I64(created, t->created_at)};
+
+  return run_text(store, TARGET_INSERT, 4, values, NULL);
+}
+
+static int store_target_get(struct reg_store *store, const char *target_group,
+                            const char *address, struct reg_target *out)
+{
+  const char *values[] = {target_group, address};
+  PGresult *res;
+  int r = run_text(store, TARGET_GET, 2, values, &res);
+
+  if (r < 0)
+    return r;
+  r = PQntuples(res) == 0 ? -ENOENT : target_from_row(res, 0, out);
+  PQclear(res);
+  return r;
+}
+
+static int store_target_delete(struct reg_store *store,
+                               const char *target_group, const char *address)
+{
+  const char *values[] = {target_group, address};
+  int changed = 0;
+  int r = run_changed(store, TARGET_DELETE, 2, values, &changed);
+
+  return r < 0 ? r : changed == 1 ? 0 : -ENOENT;
+}
+
+static int store_target_list(struct reg_store *store, struct reg_target **out,
+                             size_t *n)
+{
+  PGresult *res;
+  int r = run_text(store, TARGET_LIST, 0, NULL, &res);
+
+  return r < 0 ? r
+               : rows_to_array(res, sizeof(**out), target_from_row,
+                               (void **)out, n, NULL);
+}
+
+/* ---- nodes -------------------------------------------------------------- */
+
+static int store_node_heartbeat(struct reg_store *store, const char *name,
+                                const char *version, uint64_t applied_seq,
+                                bool starting)
+{
+  char seq[24];
+  const char *values[] = {name, version, I64(seq, applied_seq)};
+  int r = ensure_connected(store);
+
+  return r < 0 ? r
+               : run_text(store, starting ? NODE_START : NODE_BEAT, 3, values,
+                          NULL);
+}
+
+static int node_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_node *node = item;
+
+  memset(node, 0, sizeof(*node));
+  copy_value(res, row, 0, node->name, sizeof(node->name));
+  copy_value(res, row, 1, node->version, sizeof(node->version));
+  node->started_at = int_value(res, row, 2);
+  node->last_seen = int_value(res, row, 3);
+  node->applied_seq = (uint64_t)int_value(res, row, 4);
+  node->state = bool_value(res, row, 5) ? REG_NODE_DRAINING : REG_NODE_UP;
+  return 0;
+}
+
+static int store_node_list(struct reg_store *store, struct reg_node **out,
+                           size_t *n, int64_t *now)
+{
+  PGresult *res;
+  bool none;
+  int r;
+
+  if ((r = one_int(store, NOW, 0, NULL, now, &none)) < 0 ||
+      (r = run_text(store, NODE_LIST, 0, NULL, &res)) < 0)
+    return r;
+  return rows_to_array(res, sizeof(**out), node_from_row, (void **)out, n,
+                       NULL);
+}
+
+static int store_node_set_draining(struct reg_store *store, const char *name)
+{
+  const char *values[] = {name};
+
+  return run_text(store, NODE_DRAIN, 1, values, NULL);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static int store_event_append(struct reg_store *store, struct reg_event *ev)
+{
+  char seq[24], time[24];
+  const char *values[] = {I64(seq, store->tx_next_seq),
+                          I64(time, ev->time),
+                          store_event_name(ev->type),
+                          ev->service_id,
+                          ev->endpoint_id,
+                          ev->principal,
+                          ev->owner,
+                          ev->consumer,
+                          store_state_name(ev->state),
+                          ev->reason,
+                          ev->target_group,
+                          ev->target,
+                          ev->node};
+  int r;
+
+  if (!store->in_write) {
+    snprintf(store->errmsg, sizeof(store->errmsg),
+             "event appended outside a write transaction");
+    return -EIO;
+  }
+  if ((r = run_text(store, EV_INSERT, 13, values, NULL)) < 0)
+    return r;
+  ev->seq = store->tx_next_seq++;
+  return 0;
+}
+
+static int event_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_event *ev = item;
+
+  memset(ev, 0, sizeof(*ev));
+  ev->seq = (uint64_t)int_value(res, row, 0);
+  ev->time = int_value(res, row, 1);
+  if (store_event_parse(PQgetvalue(res, row, 2), &ev->type) < 0)
+    return -EIO;
+  copy_value(res, row, 3, ev->service_id, sizeof(ev->service_id));
+  copy_value(res, row, 4, ev->endpoint_id, sizeof(ev->endpoint_id));
+  copy_value(res, row, 5, ev->principal, sizeof(ev->principal));
+  copy_value(res, row, 6, ev->owner, sizeof(ev->owner));
+  copy_value(res, row, 7, ev->consumer, sizeof(ev->consumer));
+  copy_value(res, row, 9, ev->reason, sizeof(ev->reason));
+  copy_value(res, row, 10, ev->target_group, sizeof(ev->target_group));
+  copy_value(res, row, 11, ev->target, sizeof(ev->target));
+  copy_value(res, row, 12, ev->node, sizeof(ev->node));
+  return store_state_parse(PQgetvalue(res, row, 8), &ev->state);
+}
+
+static int store_events_after(struct reg_store *store, uint64_t after,
+                              const struct reg_store_event_filter *filter,
+                              size_t limit, struct reg_event **out, size_t *n)
+{
+  char seq[24], lim[24];
+  enum stmt_id id = EV_AFTER;
+  const char *values[3] = {I64(seq, after),
+                           I64(lim, limit > INT64_MAX ? INT64_MAX : limit)};
+  PGresult *res;
+  int r;
+
+  if (filter && filter->owner) {
+    id = EV_AFTER_OWNER;
+    values[2] = filter->owner;
+  } else if (filter && filter->consumer) {
+    id = EV_AFTER_CONSUMER;
+    values[2] = filter->consumer;
+  }
+  if ((r = run_text(store, id, id == EV_AFTER ? 2 : 3, values, &res)) < 0)
+    return r;
+  return rows_to_array(res, sizeof(**out), event_from_row, (void **)out, n,
+                       NULL);
+}
+
+static int store_last_seq(struct reg_store *store, uint64_t *seq)
+{
+  int64_t value;
+  bool none;
+  int r = one_int(store, EV_LAST, 0, NULL, &value, &none);
+
+  *seq = (uint64_t)value;
+  return r;
+}
+
+static int store_first_seq(struct reg_store *store, uint64_t *seq)
+{
+  int64_t first;
+  bool none;
+  int r = one_int(store, EV_FIRST, 0, NULL, &first, &none);
+
+  if (r < 0)
+    return r;
+  if (!none) {
+    *seq = (uint64_t)first;
+    return 0;
+  }
+  if ((r = store_last_seq(store, seq)) < 0)
+    return r;
+  *seq += 1;
+  return 0;
+}
+
+static int store_events_prune(struct reg_store *store, int64_t before_ms,
+                              size_t limit, size_t *removed)
+{
+  char before[24], from[24];
+  const char *keep_values[] = {I64(before, before_ms)};
+  uint64_t first, keep_from;
+  int64_t value;
+  bool none;
+  int changed = 0;
+  int r;
+
+  *removed = 0;
+  if ((r = store_first_seq(store, &first)) < 0 ||
+      (r = one_int(store, EV_KEEP_FROM, 1, keep_values, &value, &none)) < 0)
+    return r;
+  if (none) {
+    /* Every event is older: all go. */
+    if ((r = store_last_seq(store, &keep_from)) < 0)
+      return r;
+    keep_from += 1;
+  } else {
+    keep_from = (uint64_t)value;
+  }
+  if (keep_from > first + limit)
+    keep_from = first + limit;
+  if (keep_from <= first)
+    return 0;
+  {
+    const char *values[] = {I64(from, keep_from)};
+
+    if ((r = run_changed(store, EV_PRUNE, 1, values, &changed)) < 0)
+      return r;
+  }
+  *removed = (size_t)changed;
+  return 0;
+}
+
+const struct reg_store_ops reg_store_postgresql = {
+    .name = "postgresql",
+    .open = store_open,
+    .close = store_close,
+    .errmsg = store_errmsg,
+    .schema_version = store_schema_version,
+    .begin = store_begin,
+    .commit = store_commit,
+    .rollback = store_rollback,
+    .wait_fd = store_wait_fd,
+    .take_notices = store_take_notices,
+    .now = store_now,
+    .service_insert = store_service_insert,
+    .service_get = store_service_get,
+    .service_list = store_service_list,
+    .service_update = store_service_update,
+    .service_set_principals = store_service_set_principals,
+    .service_delete = store_service_delete,
+    .endpoint_insert = store_endpoint_insert,
+    .endpoint_get = store_endpoint_get,
+    .endpoint_list = store_endpoint_list,
+    .endpoint_update = store_endpoint_update,
+    .endpoint_count_live = store_endpoint_count_live,
+    .service_count_live = store_service_count_live,
+    .address_taken = store_address_taken,
+    .network_hint_get = store_network_hint_get,
+    .network_hint_set = store_network_hint_set,
+    .pending_before = store_pending_before,
+    .endpoint_counts = store_endpoint_counts,
+    .placement_put = store_placement_put,
+    .target_insert = store_target_insert,
+    .target_get = store_target_get,
+    .target_delete = store_target_delete,
+    .target_list = store_target_list,
+    .node_heartbeat = store_node_heartbeat,
+    .node_list = store_node_list,
+    .node_set_draining = store_node_set_draining,
+    .event_append = store_event_append,
+    .events_after = store_events_after,
+    .last_seq = store_last_seq,
+    .first_seq = store_first_seq,
+    .events_prune = store_events_prune,
+};
