@@ -31,6 +31,33 @@ static const struct cli_option global_options[] = {
 
 /* ---- help --------------------------------------------------------------- */
 
+/* Prints text from column indent on, wrapped before column 80. */
+static void print_wrapped(const char *text, int column, int indent, FILE *out)
+{
+  while (*text != '\0') {
+    int room = 79 - column, n = (int)strlen(text);
+    if (n > room) {
+      /* Break before an "[option]" of a synopsis, else at a space. */
+      int k = room;
+      while (k > 0 && !(text[k] == ' ' && text[k + 1] == '['))
+        k--;
+      for (n = room; k == 0 && n > 0 && text[n] != ' ';)
+        n--;
+      if (k > 0)
+        n = k;
+      if (n == 0)
+        n = (int)strcspn(text, " ");
+    }
+    fprintf(out, "%.*s\n", n, text);
+    text += n;
+    while (*text == ' ')
+      text++;
+    if (*text != '\0')
+      fprintf(out, "%*s", indent, "");
+    column = indent;
+  }
+}
+
 static void print_options(const struct cli_option *options, FILE *out)
 {
   for (const struct cli_option *o = options; o->name != NULL; o++) {
@@ -42,24 +69,28 @@ static void print_options(const struct cli_option *options, FILE *out)
     if (o->value_name != NULL && n > 0 && (size_t)n < sizeof left)
       snprintf(left + n, sizeof left - (size_t)n, " %s", o->value_name);
     if (strlen(left) > 24)
-      fprintf(out, "  %s\n  %-24s  %s\n", left, "", o->help);
+      fprintf(out, "  %s\n  %-24s  ", left, "");
     else
-      fprintf(out, "  %-24s  %s\n", left, o->help);
+      fprintf(out, "  %-24s  ", left);
+    print_wrapped(o->help, 28, 28, out);
   }
 }
 
 static void top_usage(FILE *out, bool help)
 {
-  fputs("Usage: nlbctl [--api URL] [--token-file FILE] [-o table|json] "
-        "RESOURCE VERB [ARGS]\n",
-        out);
+  fputs("Usage: nlbctl ", out);
+  print_wrapped("[--api URL] [--token-file FILE] [-o table|json] RESOURCE "
+                "VERB [ARGS]",
+                14, 14, out);
   if (!help) {
     fputs("Run 'nlbctl --help' for the resources and options.\n", out);
     return;
   }
   fputs("\nThe command-line client of nlb's API.\n\nResources:\n", out);
-  for (const struct cli_resource *r = cli_resources; r->name != NULL; r++)
-    fprintf(out, "  %-20s  %s\n", r->name, r->summary);
+  for (const struct cli_resource *r = cli_resources; r->name != NULL; r++) {
+    fprintf(out, "  %-20s  ", r->name);
+    print_wrapped(r->summary, 24, 24, out);
+  }
   fputs("\nOptions (anywhere on the line):\n", out);
   print_options(global_options, out);
   fputs("\nThe address comes from --api, else NLB_API, else the config file,\n"
@@ -107,17 +138,17 @@ static void resource_usage(const struct cli_resource *resource, FILE *out,
   fputs("\nVerbs:\n", out);
   for (const struct cli_command *c = cli_commands; c->resource != NULL; c++)
     if (strcmp(c->resource, resource->name) == 0)
-      fprintf(out, "  %-10s  %s\n", c->verb, c->summary);
+      fprintf(out, "  %-8s  %s\n", c->verb, c->summary);
   fprintf(out, "\nRun 'nlbctl %s VERB --help' for the arguments of a verb.\n",
           resource->name);
 }
 
 void cli_command_usage(const struct cli_command *command, FILE *out, bool help)
 {
-  fprintf(out, "Usage: nlbctl %s%s%s%s%s\n", command->resource,
-          command->verb != NULL ? " " : "",
-          command->verb != NULL ? command->verb : "",
-          command->synopsis[0] != '\0' ? " " : "", command->synopsis);
+  int column = fprintf(out, "Usage: nlbctl %s%s%s ", command->resource,
+                       command->verb != NULL ? " " : "",
+                       command->verb != NULL ? command->verb : "");
+  print_wrapped(command->synopsis, column, column, out);
   if (!help) {
     fprintf(out, "Run 'nlbctl %s%s%s --help' for more.\n", command->resource,
             command->verb != NULL ? " " : "",
