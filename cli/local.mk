@@ -17,3 +17,7 @@ dist_bashcompletion_DATA = contrib/bash-completion/nlbctl
 
 TESTS += tests/e2e/test_nlbctl.py
 EXTRA_DIST += tests/e2e/test_nlbctl.py
+
+# Needs root and network namespaces; says SKIP without them.
+TESTS += tests/e2e/test_readme.py
+EXTRA_DIST += tests/e2e/test_readme.py
