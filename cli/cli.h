@@ -102,6 +102,13 @@ char *cli_escape(const char *text);
 
 /* ---- output (output.c) -------------------------------------------------- */
 
+/* Says "out of memory" and exits CLI_EXIT_ERROR: a command cannot go on
+ * without memory, and every caller would do just that. */
+void cli_out_of_memory(void) __attribute__((noreturn));
+
+/* strdup that exits on no memory. */
+char *cli_strdup(const char *s);
+
 enum cli_format { CLI_FORMAT_TABLE, CLI_FORMAT_JSON };
 
 /* A column of a list: header, and the object's key it shows (format, when
@@ -253,6 +260,10 @@ const char *cli_arg(const struct cli_args *args, const char *name);
  * malloc'd array of *n strings (free the array and each string); NULL
  * with *n = 0 when absent. */
 char **cli_arg_list(const struct cli_args *args, const char *name, size_t *n);
+
+/* Appends the comma-separated parts of value (empty ones left out) to
+ * the malloc'd array *strings of *n malloc'd strings. */
+void cli_strings_split(char ***strings, size_t *n, const char *value);
 
 void cli_strings_free(char **strings, size_t n);
 

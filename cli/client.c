@@ -6,12 +6,6 @@
 
 #include "cli.h"
 
-static void out_of_memory(void)
-{
-  fputs("nlbctl: out of memory\n", stderr);
-  exit(CLI_EXIT_ERROR);
-}
-
 char *cli_path(const char *fmt, ...)
 {
   va_list ap;
@@ -21,7 +15,7 @@ char *cli_path(const char *fmt, ...)
   int n = vasprintf(&path, fmt, ap);
   va_end(ap);
   if (n < 0)
-    out_of_memory();
+    cli_out_of_memory();
   return path;
 }
 
@@ -29,7 +23,7 @@ char *cli_segment(const char *text)
 {
   char *escaped = cli_escape(text);
   if (escaped == NULL)
-    out_of_memory();
+    cli_out_of_memory();
   return escaped;
 }
 
@@ -40,7 +34,7 @@ int cli_call(const struct cli_context *context, const char *method,
   char *text = NULL;
 
   if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL)
-    out_of_memory();
+    cli_out_of_memory();
   int r = cli_http_request(&context->settings, method, path, text, response);
   free(text);
   if (r != 0)
@@ -94,12 +88,9 @@ static char *page_path(const char *path, const char *query,
     if (values[i] == NULL)
       continue;
     /* The query comes encoded; the others are encoded here. */
-    char *value = i == 0 ? strdup(values[i]) : cli_segment(values[i]);
-    char *longer = value != NULL ? cli_path("%s%c%s%s", page, first ? '?' : '&',
-                                            names[i], value)
-                                 : NULL;
-    if (longer == NULL)
-      out_of_memory();
+    char *value = i == 0 ? cli_strdup(values[i]) : cli_segment(values[i]);
+    char *longer =
+        cli_path("%s%c%s%s", page, first ? '?' : '&', names[i], value);
     free(value);
     free(page);
     page = longer;
@@ -115,7 +106,7 @@ static bool merge_page(json_t *merged, json_t *page, const char *key)
   if (!json_is_array(items))
     return false;
   if (json_array_extend(json_object_get(merged, key), items) != 0)
-    out_of_memory();
+    cli_out_of_memory();
   return true;
 }
 
@@ -151,7 +142,7 @@ int cli_list(const struct cli_context *context, const char *path,
       r = CLI_EXIT_ERROR;
     }
     free(next_token);
-    next_token = token != NULL && token[0] != '\0' ? strdup(token) : NULL;
+    next_token = token != NULL && token[0] != '\0' ? cli_strdup(token) : NULL;
     if (pages++ == 0) {
       *merged = json_incref(page);
     } else {
@@ -187,7 +178,7 @@ void cli_print_list_json(const json_t *merged, const struct cli_response *first)
   }
   char *text = json_dumps(merged, JSON_COMPACT);
   if (text == NULL)
-    out_of_memory();
+    cli_out_of_memory();
   puts(text);
   free(text);
 }
@@ -245,7 +236,7 @@ static json_t *matching(const json_t *endpoints, const char *service, bool live)
   json_t *found = json_array(), *e;
   size_t i;
   if (found == NULL)
-    out_of_memory();
+    cli_out_of_memory();
   json_array_foreach(endpoints, i, e)
   {
     if (of_service(e, service) && (!live || is_live(e)))
@@ -260,8 +251,8 @@ static void print_ids(const json_t *endpoints)
   size_t i;
   json_array_foreach(endpoints, i, e)
   {
-    fprintf(stderr, "%s%s", i > 0 ? ", " : "",
-            json_string_value(json_object_get(e, "id")));
+    const char *id = json_string_value(json_object_get(e, "id"));
+    fprintf(stderr, "%s%s", i > 0 ? ", " : "", id != NULL ? id : "?");
   }
 }
 
@@ -271,9 +262,7 @@ int cli_endpoint_id(const struct cli_context *context, const char *name,
   json_t *all;
 
   if (is_endpoint_id(name)) {
-    *id = strdup(name);
-    if (*id == NULL)
-      out_of_memory();
+    *id = cli_strdup(name);
     return CLI_EXIT_OK;
   }
   int r =
@@ -288,11 +277,13 @@ int cli_endpoint_id(const struct cli_context *context, const char *name,
     found = matching(json_object_get(all, "endpoints"), name, false);
   }
   size_t n = json_array_size(found);
-  if (n == 1) {
-    *id = strdup(
-        json_string_value(json_object_get(json_array_get(found, 0), "id")));
-    if (*id == NULL)
-      out_of_memory();
+  const char *only =
+      json_string_value(json_object_get(json_array_get(found, 0), "id"));
+  if (n == 1 && only != NULL) {
+    *id = cli_strdup(only);
+  } else if (n == 1) {
+    fputs("nlbctl: the API's answer has an endpoint without an ID\n", stderr);
+    r = CLI_EXIT_ERROR;
   } else if (n == 0) {
     fprintf(stderr,
             "nlbctl: no endpoint \"%s\": name an endpoint by its ID (ep-...) "

@@ -14,23 +14,17 @@
  * long: the API replays stored events at once, then waits for new ones. */
 #define EVENTS_IDLE_MS 1000L
 
-static void out_of_memory(void)
-{
-  fputs("nlbctl: out of memory\n", stderr);
-  exit(CLI_EXIT_ERROR);
-}
-
 static json_t *checked(json_t *value)
 {
   if (value == NULL)
-    out_of_memory();
+    cli_out_of_memory();
   return value;
 }
 
 static void set(json_t *object, const char *key, json_t *value)
 {
   if (json_object_set_new(object, key, checked(value)) != 0)
-    out_of_memory();
+    cli_out_of_memory();
 }
 
 static json_t *strings_json(char **strings, size_t n)
@@ -38,7 +32,7 @@ static json_t *strings_json(char **strings, size_t n)
   json_t *array = checked(json_array());
   for (size_t i = 0; i < n; i++)
     if (json_array_append_new(array, checked(json_string(strings[i]))) != 0)
-      out_of_memory();
+      cli_out_of_memory();
   return array;
 }
 
@@ -48,22 +42,8 @@ static char **positional_list(const struct cli_args *args, size_t first,
 {
   char **strings = NULL;
   *n = 0;
-  for (size_t i = first; i < args->n_positional; i++) {
-    const char *v = args->positional[i];
-    for (;;) {
-      size_t len = strcspn(v, ",");
-      if (len > 0) {
-        char **grown = realloc(strings, (*n + 1) * sizeof *strings);
-        if (grown == NULL || (grown[*n] = strndup(v, len)) == NULL)
-          out_of_memory();
-        strings = grown;
-        (*n)++;
-      }
-      if (v[len] == '\0')
-        break;
-      v += len + 1;
-    }
-  }
+  for (size_t i = first; i < args->n_positional; i++)
+    cli_strings_split(&strings, n, args->positional[i]);
   return strings;
 }
 
@@ -85,21 +65,20 @@ static bool number_arg(const struct cli_context *context, const char *option,
   return true;
 }
 
-/* --page-size N, checked; NULL when not given, "" after a usage error. */
-static const char *page_size(const struct cli_context *context,
-                             const struct cli_args *args)
+/* --page-size N, checked, into *size (NULL when not given). Returns
+ * CLI_EXIT_OK or CLI_EXIT_USAGE (printed). */
+static int page_size(const struct cli_context *context,
+                     const struct cli_args *args, const char **size)
 {
   long long n;
-  const char *value = cli_arg(args, "page-size");
-  if (value == NULL)
-    return NULL;
-  if (!number_arg(context, "--page-size", value, 1000, &n))
-    return "";
-  if (n == 0) {
-    cli_usage_error(context->command, "--page-size: must be 1..1000");
-    return "";
-  }
-  return value;
+  *size = cli_arg(args, "page-size");
+  if (*size == NULL)
+    return CLI_EXIT_OK;
+  if (!number_arg(context, "--page-size", *size, 1000, &n))
+    return CLI_EXIT_USAGE;
+  if (n == 0)
+    return cli_usage_error(context->command, "--page-size: must be 1..1000");
+  return CLI_EXIT_OK;
 }
 
 /* One request whose answer is one object, printed. */
@@ -118,15 +97,15 @@ static int show_call(const struct cli_context *context, const char *method,
 static char *acceptance_text(const json_t *object, const char *key)
 {
   const json_t *v = json_object_get(object, key);
-  return strdup(json_is_boolean(v) ? (json_is_true(v) ? "required" : "auto")
-                                   : "-");
+  return cli_strdup(json_is_boolean(v) ? (json_is_true(v) ? "required" : "auto")
+                                       : "-");
 }
 
 static char *sources_text(const json_t *object, const char *key)
 {
   const json_t *v = json_object_get(object, key);
   if (json_is_array(v) && json_array_size(v) == 0)
-    return strdup("any");
+    return cli_strdup("any");
   return cli_value_text(v);
 }
 
@@ -154,8 +133,8 @@ static int services_list(struct cli_context *context,
       {"ACCEPTANCE", "acceptance_required", acceptance_text},
       {"ALLOWED", "allowed_principals", NULL},
   };
-  const char *size = page_size(context, args);
-  if (size != NULL && size[0] == '\0')
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   return cli_show_list(context, "/v1/services", NULL, "services", size, columns,
                        N_COLUMNS(columns), "services");
@@ -345,8 +324,8 @@ static int connections_list(struct cli_context *context,
       {"STATE", "state", NULL},          {"NETWORK", "network", NULL},
       {"ADDRESS", "address", NULL},      {"UPDATED", "updated_at", NULL},
   };
-  const char *size = page_size(context, args);
-  if (size != NULL && size[0] == '\0')
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   char *segment = cli_segment(args->positional[0]);
   char *path = cli_path("/v1/services/%s/connections", segment);
@@ -458,11 +437,11 @@ static int decision_report(const struct cli_context *context,
   json_array_foreach(unsuccessful, i, item)
   {
     json_t *error = json_object_get(item, "error");
+    const char *id = json_string_value(json_object_get(item, "endpoint_id"));
     const char *code = json_string_value(json_object_get(error, "code"));
-    fprintf(stderr, "%s: %d %s: %s\n",
-            json_string_value(json_object_get(item, "endpoint_id")),
-            code_status(code), code != NULL ? code : "?",
-            json_string_value(json_object_get(error, "message")));
+    const char *message = json_string_value(json_object_get(error, "message"));
+    fprintf(stderr, "%s: %d %s: %s\n", id != NULL ? id : "?", code_status(code),
+            code != NULL ? code : "?", message != NULL ? message : "");
   }
   int r = json_array_size(unsuccessful) > 0 ? CLI_EXIT_ERROR : CLI_EXIT_OK;
   json_decref(answer);
@@ -534,8 +513,8 @@ static int available_services(struct cli_context *context,
       {"PORTS", "ports", NULL},
       {"ACCEPTANCE", "acceptance_required", acceptance_text},
   };
-  const char *size = page_size(context, args);
-  if (size != NULL && size[0] == '\0')
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   return cli_show_list(context, "/v1/available-services", NULL, "services",
                        size, columns, N_COLUMNS(columns), "available services");
@@ -556,8 +535,8 @@ static int endpoints_list(struct cli_context *context,
       {"SOURCES", "allowed_sources", sources_text},
       {"REASON", "reason", NULL},
   };
-  const char *size = page_size(context, args);
-  if (size != NULL && size[0] == '\0')
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   char *query = state_query(args);
   int r = cli_show_list(context, "/v1/endpoints", query, "endpoints", size,
@@ -690,8 +669,8 @@ static int target_groups_list(struct cli_context *context,
 {
   struct cli_response first = {0};
   json_t *merged;
-  const char *size = page_size(context, args);
-  if (size != NULL && size[0] == '\0')
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   int r = cli_list(context, "/v1/target-groups", NULL, "target_groups", size,
                    &merged, &first);
@@ -896,8 +875,8 @@ static int nodes_list(struct cli_context *context, const struct cli_args *args)
       {"LAST-SEEN", "last_seen", NULL}, {"APPLIED-SEQ", "applied_seq", NULL},
       {"VERSION", "version", NULL},
   };
-  const char *size = page_size(context, args);
-  if (size != NULL && size[0] == '\0')
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   return cli_show_list(context, "/v1/nodes", NULL, "nodes", size, columns,
                        N_COLUMNS(columns), "nodes");

@@ -331,6 +331,10 @@ int cli_settings_load(const struct cli_overrides *overrides,
       settings->cacert = strdup(cacert);
     else if (cf.cacert != NULL)
       settings->cacert = resolve_path(cf.cacert, cf.path);
+    if ((cacert != NULL || cf.cacert != NULL) && settings->cacert == NULL) {
+      complain("out of memory");
+      r = CLI_EXIT_USAGE;
+    }
   }
   settings->insecure = overrides->insecure;
   settings->verbose = overrides->verbose;

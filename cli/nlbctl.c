@@ -320,16 +320,21 @@ const char *cli_arg(const struct cli_args *args, const char *name)
   return value;
 }
 
-static void add_string(char ***strings, size_t *n, const char *s, size_t len)
+void cli_strings_split(char ***strings, size_t *n, const char *value)
 {
-  char **grown = realloc(*strings, (*n + 1) * sizeof **strings);
-  char *copy = grown != NULL ? strndup(s, len) : NULL;
-  if (copy == NULL) {
-    fputs("nlbctl: out of memory\n", stderr);
-    exit(CLI_EXIT_ERROR);
+  for (;;) {
+    size_t len = strcspn(value, ",");
+    if (len > 0) {
+      char **grown = realloc(*strings, (*n + 1) * sizeof **strings);
+      if (grown == NULL || (grown[*n] = strndup(value, len)) == NULL)
+        cli_out_of_memory();
+      *strings = grown;
+      (*n)++;
+    }
+    if (value[len] == '\0')
+      return;
+    value += len + 1;
   }
-  *strings = grown;
-  (*strings)[(*n)++] = copy;
 }
 
 char **cli_arg_list(const struct cli_args *args, const char *name, size_t *n)
@@ -341,17 +346,14 @@ char **cli_arg_list(const struct cli_args *args, const char *name, size_t *n)
     const char *v = args->given[i].value;
     if (strcmp(o->name, name) != 0)
       continue;
-    if (!o->list) {
-      add_string(&strings, n, v, strlen(v));
-      continue;
-    }
-    for (;;) {
-      size_t len = strcspn(v, ",");
-      if (len > 0)
-        add_string(&strings, n, v, len);
-      if (v[len] == '\0')
-        break;
-      v += len + 1;
+    if (o->list) {
+      cli_strings_split(&strings, n, v);
+    } else {
+      char **grown = realloc(strings, (*n + 1) * sizeof *strings);
+      if (grown == NULL)
+        cli_out_of_memory();
+      strings = grown;
+      strings[(*n)++] = cli_strdup(v);
     }
   }
   return strings;

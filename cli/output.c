@@ -9,13 +9,17 @@
 /* Between two columns, as kubectl does. */
 #define COLUMN_GAP 3
 
-static char *xstrdup(const char *s)
+void cli_out_of_memory(void)
+{
+  fputs("nlbctl: out of memory\n", stderr);
+  exit(CLI_EXIT_ERROR);
+}
+
+char *cli_strdup(const char *s)
 {
   char *copy = strdup(s);
-  if (copy == NULL) {
-    fputs("nlbctl: out of memory\n", stderr);
-    exit(CLI_EXIT_ERROR);
-  }
+  if (copy == NULL)
+    cli_out_of_memory();
   return copy;
 }
 
@@ -45,47 +49,45 @@ char *cli_value_text(const json_t *value)
 
   switch (value != NULL ? json_typeof(value) : JSON_NULL) {
   case JSON_STRING:
-    return xstrdup(json_string_length(value) > 0 ? json_string_value(value)
-                                                 : "-");
+    return cli_strdup(json_string_length(value) > 0 ? json_string_value(value)
+                                                    : "-");
   case JSON_INTEGER:
     snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT,
              json_integer_value(value));
-    return xstrdup(buf);
+    return cli_strdup(buf);
   case JSON_REAL:
     snprintf(buf, sizeof buf, "%g", json_real_value(value));
-    return xstrdup(buf);
+    return cli_strdup(buf);
   case JSON_TRUE:
-    return xstrdup("true");
+    return cli_strdup("true");
   case JSON_FALSE:
-    return xstrdup("false");
+    return cli_strdup("false");
   case JSON_ARRAY: {
     size_t len = 0, i;
     json_t *item;
-    char *text = xstrdup("");
+    char *text = cli_strdup("");
     json_array_foreach(value, i, item)
     {
       char *part = cli_value_text(item);
       char *grown = realloc(text, len + strlen(part) + 2);
-      if (grown == NULL) {
-        fputs("nlbctl: out of memory\n", stderr);
-        exit(CLI_EXIT_ERROR);
-      }
+      if (grown == NULL)
+        cli_out_of_memory();
       text = grown;
       len += (size_t)sprintf(text + len, "%s%s", i > 0 ? "," : "", part);
       free(part);
     }
     if (len == 0) {
       free(text);
-      return xstrdup("-");
+      return cli_strdup("-");
     }
     return text;
   }
   case JSON_OBJECT: {
     char *text = json_dumps(value, JSON_COMPACT);
-    return text != NULL ? text : xstrdup("-");
+    return text != NULL ? text : cli_strdup("-");
   }
   default:
-    return xstrdup("-");
+    return cli_strdup("-");
   }
 }
 
@@ -109,12 +111,10 @@ void cli_print_table(const json_t *array, const struct cli_column *columns,
   }
   char **cells = calloc((rows + 1) * n, sizeof *cells);
   size_t *widths = calloc(n, sizeof *widths);
-  if (cells == NULL || widths == NULL) {
-    fputs("nlbctl: out of memory\n", stderr);
-    exit(CLI_EXIT_ERROR);
-  }
+  if (cells == NULL || widths == NULL)
+    cli_out_of_memory();
   for (size_t c = 0; c < n; c++)
-    cells[c] = xstrdup(columns[c].header);
+    cells[c] = cli_strdup(columns[c].header);
   for (size_t r = 0; r < rows; r++) {
     const json_t *object = json_array_get(array, r);
     for (size_t c = 0; c < n; c++) {

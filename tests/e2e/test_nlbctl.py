@@ -31,6 +31,10 @@ MAN_PAGE = os.path.join(TOP_SRCDIR, "man", "nlbctl.1")
 # Every output nlbctl gave in this run: no token may be in any of them.
 OUTPUTS = []
 
+# What ASan, LSan and UBSan print (a --enable-sanitizers build).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:")
+
 
 def need_nlbctl():
     if not os.path.exists(NLBCTL):
@@ -72,6 +76,8 @@ class Ctl:
         r = subprocess.run([NLBCTL] + list(args), env=self.env(who, env),
                            capture_output=True, text=True, timeout=timeout)
         OUTPUTS.append(r.stdout + r.stderr)
+        for bad in SANITIZER_MARKS:
+            assert bad not in r.stderr, r.stderr
         return r.returncode, r.stdout, r.stderr
 
     def ok(self, who, *args, **kw):

@@ -250,6 +250,8 @@ def test_readme_walkthrough():
                         time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
+            for bad in ("Sanitizer", "runtime error:"):
+                assert bad not in r.stderr, r.stderr
             assert r.returncode == want, "$ %s\nexited %d, not %d:\n%s%s" % (
                 command, r.returncode, want, r.stdout, r.stderr)
             check_output(command, expected, r.stdout + r.stderr)
