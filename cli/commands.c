@@ -141,11 +141,10 @@ static int services_list(struct cli_context *context,
 }
 
 static int service_call(struct cli_context *context, const char *method,
-                        const char *service, const char *tail,
-                        const json_t *body)
+                        const char *service, const json_t *body)
 {
   char *segment = cli_segment(service);
-  char *path = cli_path("/v1/services/%s%s", segment, tail);
+  char *path = cli_path("/v1/services/%s", segment);
   int r = show_call(context, method, path, body);
   free(path);
   free(segment);
@@ -155,7 +154,7 @@ static int service_call(struct cli_context *context, const char *method,
 static int services_get(struct cli_context *context,
                         const struct cli_args *args)
 {
-  return service_call(context, "GET", args->positional[0], "", NULL);
+  return service_call(context, "GET", args->positional[0], NULL);
 }
 
 /* --acceptance / --no-acceptance / --connection-limit into body; false
@@ -219,7 +218,7 @@ static int services_update(struct cli_context *context,
                     "or --connection-limit");
     goto out;
   }
-  r = service_call(context, "PATCH", args->positional[0], "", body);
+  r = service_call(context, "PATCH", args->positional[0], body);
 out:
   json_decref(body);
   return r;
@@ -228,7 +227,7 @@ out:
 static int services_delete(struct cli_context *context,
                            const struct cli_args *args)
 {
-  return service_call(context, "DELETE", args->positional[0], "", NULL);
+  return service_call(context, "DELETE", args->positional[0], NULL);
 }
 
 /* ---- permissions --------------------------------------------------------- */
