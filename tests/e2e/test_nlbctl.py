@@ -6,16 +6,16 @@ sources (file, environment, config file) and that it never shows: not in
 /proc/PID/cmdline, not in any output. Then help at every level, TLS, the
 event stream followed across a reload, and the bash completion."""
 
-import hashlib
+import atexit
 import json
 import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +48,7 @@ class Ctl:
     def __init__(self, api=None):
         self.api = api
         self.dir = tempfile.mkdtemp(prefix="nlbctl-test-")
+        atexit.register(shutil.rmtree, self.dir, True)  # even on failure
         self.config_home = os.path.join(self.dir, "config")
         os.makedirs(os.path.join(self.config_home, "nlb"))
 
@@ -589,8 +590,6 @@ def test_events_follow_across_a_reload():
                 stderr=subprocess.PIPE, text=True)
             followers.append(proc)
         lines = {p.pid: [] for p in followers}
-
-        import threading
 
         def reader(proc):
             for line in proc.stdout:
