@@ -247,9 +247,13 @@ static bool push_glue(ldns_pkt *pkt, const struct plan *plan)
 
 static bool fill_records(ldns_pkt *pkt, const struct plan *plan, enum fill fill)
 {
-  const ldns_rdf *owner = ldns_rr_owner(plan->question);
+  const ldns_rdf *owner;
   uint32_t ttl = plan->zone->ttl;
 
+  /* Errors before the question was read answer with the header alone. */
+  if (!plan->question)
+    return true;
+  owner = ldns_rr_owner(plan->question);
   if (plan->soa_answer && !push(pkt, LDNS_SECTION_ANSWER, soa_rr(plan, ttl)))
     return false;
   if (plan->ns_answer && !push(pkt, LDNS_SECTION_ANSWER, ns_rr(plan)))
