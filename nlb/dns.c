@@ -381,6 +381,8 @@ static void process_frames(struct client *c)
     if (c->closing)
       return;
   }
+  if (pos == 0)
+    return;
   memmove(c->buf, c->buf + pos, c->len - pos);
   c->len -= pos;
   /* An idle connection keeps no big buffer. */

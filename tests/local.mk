@@ -58,3 +58,12 @@ TESTS += tests/unit/test_dns
 tests_unit_test_dns_SOURCES = tests/unit/test_dns.c
 tests_unit_test_dns_CFLAGS = $(NLB_TEST_CFLAGS) $(LDNS_CFLAGS)
 tests_unit_test_dns_LDADD = $(NLB_TEST_LIBS)
+
+# The DNS responder alone, with records from its command line (until nlbd
+# wires it to the registry), and its end-to-end test in a namespace.
+check_PROGRAMS += tests/tools/dns_responder
+tests_tools_dns_responder_SOURCES = tests/tools/dns_responder_main.c
+tests_tools_dns_responder_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_tools_dns_responder_LDADD = $(NLB_LIBS)
+TESTS += tests/e2e/test_dns.py
+EXTRA_DIST += tests/e2e/test_dns.py
