@@ -366,8 +366,10 @@ static int respond(const struct plan *plan, const uint8_t *query,
   return -ENOMEM; /* not reached: the truncated response always returns */
 }
 
-static int refuse(struct plan *plan, int rcode, const char *why,
-                  struct nlb_dns_outcome *outcome)
+/* An answer with rcode and nothing but the question (when it was read):
+ * FORMERR, NOTIMP, BADVERS, REFUSED. */
+static int error_answer(struct plan *plan, int rcode, const char *why,
+                        struct nlb_dns_outcome *outcome)
 {
   plan->rcode = rcode;
   plan->authoritative = false;
@@ -410,15 +412,15 @@ static int plan_answer(struct plan *plan, struct nlb_dns_outcome *outcome)
   size_t len;
 
   if (type == LDNS_RR_TYPE_OPT)
-    return refuse(plan, NLB_DNS_FORMERR, "OPT as question type", outcome);
+    return error_answer(plan, NLB_DNS_FORMERR, "OPT as question type", outcome);
   if (class != LDNS_RR_CLASS_IN && class != LDNS_RR_CLASS_ANY)
-    return refuse(plan, NLB_DNS_REFUSED, "class other than IN", outcome);
+    return error_answer(plan, NLB_DNS_REFUSED, "class other than IN", outcome);
   len = lower_name(ldns_rr_owner(plan->question), key);
   zone->lookup(zone->ctx, key, len, &found);
   if (found.apex_offset < 0)
-    return refuse(plan, NLB_DNS_REFUSED, "not in a served zone", outcome);
+    return error_answer(plan, NLB_DNS_REFUSED, "not in a served zone", outcome);
   if (type == LDNS_RR_TYPE_AXFR || type == LDNS_RR_TYPE_IXFR)
-    return refuse(plan, NLB_DNS_REFUSED, "zone transfer", outcome);
+    return error_answer(plan, NLB_DNS_REFUSED, "zone transfer", outcome);
 
   plan->authoritative = true;
   plan->apex_labels = labels_before(key, len, (size_t)found.apex_offset);
@@ -460,12 +462,13 @@ static int answer_parsed(struct plan *plan, const uint8_t *query,
   const ldns_pkt *pkt = plan->query;
 
   if (ldns_rr_list_rr_count(ldns_pkt_question(pkt)) != 1)
-    return refuse(plan, NLB_DNS_FORMERR, "not one question", outcome);
+    return error_answer(plan, NLB_DNS_FORMERR, "not one question", outcome);
   plan->question = ldns_rr_list_rr(ldns_pkt_question(pkt), 0);
   if (opt_records(query, pkt) > 1)
-    return refuse(plan, NLB_DNS_FORMERR, "more than one OPT", outcome);
+    return error_answer(plan, NLB_DNS_FORMERR, "more than one OPT", outcome);
   if (ldns_pkt_edns(pkt) && ldns_pkt_edns_version(pkt) != 0)
-    return refuse(plan, NLB_DNS_BADVERS, "EDNS version other than 0", outcome);
+    return error_answer(plan, NLB_DNS_BADVERS, "EDNS version other than 0",
+                        outcome);
   return plan_answer(plan, outcome);
 }
 
@@ -493,14 +496,15 @@ int nlb_dns_answer(const struct nlb_dns_zone *zone,
     return 0;
   }
   if (LDNS_OPCODE_WIRE(query) != LDNS_PACKET_QUERY)
-    refuse(&plan, NLB_DNS_NOTIMP, "opcode other than QUERY", outcome);
+    error_answer(&plan, NLB_DNS_NOTIMP, "opcode other than QUERY", outcome);
   else if (LDNS_QDCOUNT(query) != 1)
-    refuse(&plan, NLB_DNS_FORMERR, "not one question", outcome);
+    error_answer(&plan, NLB_DNS_FORMERR, "not one question", outcome);
   else if (LDNS_ANCOUNT(query) != 0 || LDNS_NSCOUNT(query) != 0 ||
            LDNS_ARCOUNT(query) > QUERY_ADDITIONAL_MAX)
-    refuse(&plan, NLB_DNS_FORMERR, "records where a query has none", outcome);
+    error_answer(&plan, NLB_DNS_FORMERR, "records where a query has none",
+                 outcome);
   else if (ldns_wire2pkt(&parsed, query, len) != LDNS_STATUS_OK)
-    refuse(&plan, NLB_DNS_FORMERR, "malformed", outcome);
+    error_answer(&plan, NLB_DNS_FORMERR, "malformed", outcome);
   else {
     plan.query = parsed;
     answer_parsed(&plan, query, outcome);

@@ -121,8 +121,8 @@ int nlb_dns_answer(const struct nlb_dns_zone *zone,
 char *nlb_dns_describe_query(const uint8_t *query, size_t len, char *buf,
                              size_t size);
 
-/* "NOERROR", "NXDOMAIN"...; "RCODE<n>" for others (into no buffer: the
- * names of enum nlb_dns_rcode, else "other"). */
+/* The name of an enum nlb_dns_rcode ("NOERROR", "NXDOMAIN"...), "other"
+ * for any other number. Static strings. */
 const char *nlb_dns_rcode_name(int rcode);
 
 /* Converts a host name ("Api.Payments.example", a trailing dot allowed)
