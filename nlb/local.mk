@@ -1,12 +1,15 @@
 # The data plane and the daemon that wires everything.
 noinst_LIBRARIES += nlb/libnlb.a
 nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
-	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(LDNS_CFLAGS)
 nlb_libnlb_a_SOURCES = \
 	nlb/addr.c \
 	nlb/config.c \
 	nlb/cpus.c \
 	nlb/daemon.c \
+	nlb/dns.c \
+	nlb/dns_message.c \
+	nlb/dns_records.c \
 	nlb/duration.c \
 	nlb/endpoints.c \
 	nlb/flow.c \
@@ -33,6 +36,9 @@ noinst_HEADERS += \
 	include/nlb/config.h \
 	include/nlb/cpus.h \
 	include/nlb/daemon.h \
+	include/nlb/dns.h \
+	include/nlb/dns-message.h \
+	include/nlb/dns-records.h \
 	include/nlb/duration.h \
 	include/nlb/endpoints.h \
 	include/nlb/flow.h \
@@ -54,7 +60,8 @@ noinst_HEADERS += \
 	include/nlb/worker.h
 
 # Libraries and flags every program linking the daemon's code needs.
-NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) -lm
+NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) \
+	$(LDNS_LIBS) -lm
 
 bin_PROGRAMS += nlbd
 nlbd_SOURCES = nlb/main.c

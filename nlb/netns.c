@@ -18,13 +18,11 @@
 #define ADDRESS_RETRY_NS 5000000L
 
 struct open_job {
-  const char *netns;
   const union nlb_sockaddr *addrs;
   size_t n;
   size_t copies;
   int *fds;
   int failed_index;
-  int result;
 };
 
 static void close_opened(int *fds, size_t count)
@@ -69,33 +67,40 @@ static int wait_address_free(const union nlb_sockaddr *addr)
   return rc;
 }
 
-static void open_all(struct open_job *job)
+/* Runs where the sockets belong (nlb_netns_run). */
+static int open_all(void *arg)
 {
+  struct open_job *job = arg;
   size_t opened = 0;
   for (size_t a = 0; a < job->n; a++) {
     int rc = wait_address_free(&job->addrs[a]);
     if (rc < 0) {
       close_opened(job->fds, opened);
       job->failed_index = (int)a;
-      job->result = rc;
-      return;
+      return rc;
     }
     rc = nlb_listener_open_shared(&job->addrs[a], job->copies,
                                   job->fds + opened);
     if (rc < 0) {
       close_opened(job->fds, opened);
       job->failed_index = (int)a;
-      job->result = rc;
-      return;
+      return rc;
     }
     opened += job->copies;
   }
-  job->result = 0;
+  return 0;
 }
 
-static void *open_in_namespace(void *arg)
+struct run_job {
+  const char *netns;
+  int (*fn)(void *arg);
+  void *arg;
+  int result;
+};
+
+static void *run_in_namespace(void *arg)
 {
-  struct open_job *job = arg;
+  struct run_job *job = arg;
   char path[PATH_MAX];
   int ns_fd;
 
@@ -112,26 +117,32 @@ static void *open_in_namespace(void *arg)
     return NULL;
   }
   close(ns_fd);
-  open_all(job);
+  job->result = job->fn(job->arg);
   return NULL;
+}
+
+int nlb_netns_run(const char *netns, int (*fn)(void *arg), void *arg)
+{
+  struct run_job job = {netns, fn, arg, 0};
+  pthread_t thread;
+  int rc;
+
+  if (!netns || !*netns)
+    return fn(arg);
+  rc = pthread_create(&thread, NULL, run_in_namespace, &job);
+  if (rc != 0)
+    return -rc;
+  pthread_join(thread, NULL);
+  return job.result;
 }
 
 int nlb_netns_open_listeners(const char *netns, const union nlb_sockaddr *addrs,
                              size_t n, size_t copies, int *fds,
                              int *failed_index)
 {
-  struct open_job job = {netns, addrs, n, copies, fds, -1, 0};
-  pthread_t thread;
-  int rc;
+  struct open_job job = {addrs, n, copies, fds, -1};
+  int rc = nlb_netns_run(netns, open_all, &job);
 
-  if (!netns || !*netns) {
-    open_all(&job);
-  } else {
-    rc = pthread_create(&thread, NULL, open_in_namespace, &job);
-    if (rc != 0)
-      return -rc;
-    pthread_join(thread, NULL);
-  }
   *failed_index = job.failed_index;
-  return job.result;
+  return rc;
 }

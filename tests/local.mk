@@ -52,3 +52,18 @@ EXTRA_DIST += tests/e2e/test_health.py
 # Needs root and network namespaces; says SKIP without them.
 TESTS += tests/e2e/test_endpoints.py
 EXTRA_DIST += tests/e2e/test_endpoints.py tests/tools/ppv2_receiver.py
+
+check_PROGRAMS += tests/unit/test_dns
+TESTS += tests/unit/test_dns
+tests_unit_test_dns_SOURCES = tests/unit/test_dns.c
+tests_unit_test_dns_CFLAGS = $(NLB_TEST_CFLAGS) $(LDNS_CFLAGS)
+tests_unit_test_dns_LDADD = $(NLB_TEST_LIBS)
+
+# The DNS responder alone, with records from its command line (until nlbd
+# wires it to the registry), and its end-to-end test in a namespace.
+check_PROGRAMS += tests/tools/dns_responder
+tests_tools_dns_responder_SOURCES = tests/tools/dns_responder_main.c
+tests_tools_dns_responder_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_tools_dns_responder_LDADD = $(NLB_LIBS)
+TESTS += tests/e2e/test_dns.py
+EXTRA_DIST += tests/e2e/test_dns.py

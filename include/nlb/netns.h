@@ -11,12 +11,22 @@
 
 #include "nlb/addr.h"
 
+/* Runs fn(arg) inside the namespace /run/netns/<netns> on a short-lived
+ * helper thread that entered it (setns) and ends right after, or on the
+ * calling thread when netns is NULL or "" (the host). Sockets fn creates
+ * stay in that namespace; fn must not keep the thread or touch the
+ * caller's libuv loop. Returns what fn returns, or a negative errno when
+ * the namespace cannot be entered: -ENOENT (no such namespace), -EPERM
+ * (not allowed to enter it), or pthread_create's error. Blocks until fn
+ * returns. Control thread. */
+int nlb_netns_run(const char *netns, int (*fn)(void *arg), void *arg);
+
 /* Opens a listening socket (nlb_listener_open) for each of the n addresses
  * inside the namespace /run/netns/<netns>, or on the host when netns is
  * NULL or "". fds receives n * copies descriptors, address by address: the
  * copies of one address are descriptors of the same socket (one per
- * worker, nlb_listener_share). On failure nothing stays open, *failed_index names
- * the address at fault (or -1) and the result is a negative errno:
+ * worker, nlb_listener_share). On failure nothing stays open, *failed_index
+ * names the address at fault (or -1) and the result is a negative errno:
  * -ENOENT (no such namespace), -EPERM (not allowed to enter it),
  * -EADDRINUSE (anything listens there already, nlbd's own SO_REUSEPORT
  * listeners included), -EADDRNOTAVAIL... Blocks for the few milliseconds
