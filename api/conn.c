@@ -460,7 +460,8 @@ void api_conn_goaway(struct api_conn *c, uint64_t deadline)
     return;
   if (deadline != 0 && (c->close_deadline == 0 || deadline < c->close_deadline))
     c->close_deadline = deadline;
-  if (c->protocol == NULL) {
+  /* Nothing to finish: no protocol yet, or only draining after our FIN. */
+  if (c->protocol == NULL || c->shut_down) {
     api_conn_close(c);
     return;
   }

@@ -78,9 +78,11 @@ struct h1_conn {
   const char *refusal_code;
   char refusal[128];
   /* Line endings outside bodies: where the scan goes on, the byte before,
-   * and whether the next parse starts on a byte already scanned. */
+   * whether chunk data just ended (CRLF must follow), and whether the next
+   * parse starts on a byte already scanned. */
   const char *scan_from;
   char scan_prev;
+  bool chunk_data_ended;
   size_t scan_skip;
   /* Bytes received while answers wait to be written (reading stopped). */
   char *held;
@@ -159,12 +161,15 @@ static int append(char **buf, size_t *len, size_t *cap, const char *data,
 
 /* Scans the bytes from h->scan_from to end, which the parser read outside
  * a body: CR only before LF, LF only after CR, no line that starts with
- * white space. 0 or -1 (refused). */
+ * white space, CRLF after chunk data. 0 or -1 (refused). */
 static int scan(struct h1_conn *h, const char *end)
 {
   for (const char *p = h->scan_from; p < end; p++) {
     char prev = h->scan_prev;
     h->scan_prev = *p;
+    if (h->chunk_data_ended && *p != '\r')
+      return refuse_framing(h, "chunk data not followed by CRLF");
+    h->chunk_data_ended = false;
     if (prev == '\r' && *p != '\n')
       return refuse_framing(h, "CR without LF");
     if (*p == '\n' && prev != '\r')
@@ -340,6 +345,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     return -1;
   h->scan_from = at + len;
   h->scan_prev = '\0';
+  h->chunk_data_ended = h->req.chunked;
   return add_body(h, at, len);
 }
 

@@ -46,7 +46,8 @@ tests_tools_api_server_main_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) \
 	$(OPENSSL_CFLAGS)
 tests_tools_api_server_main_LDADD = $(API_LIBS)
 
-TESTS += tests/e2e/test_api.py
-EXTRA_DIST += tests/e2e/test_api.py tests/e2e/apitest.py
+TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py
+EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
+	tests/e2e/apitest.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md
