@@ -40,9 +40,9 @@ def create_service(api, name="payments-api", **fields):
 class Raw:
     """One socket to the API; reads answers as the server framed them."""
 
-    def __init__(self, api, timeout=5):
-        self.sock = socket.create_connection(("127.0.0.1", api.port),
-                                             timeout=timeout)
+    def __init__(self, api, timeout=5, sock=None):
+        self.sock = sock or socket.create_connection(("127.0.0.1", api.port),
+                                                     timeout=timeout)
         self.buf = b""
 
     def send(self, data):
@@ -95,6 +95,15 @@ class Raw:
             assert self._exactly(2) == b"\r\n"
             n += 1
         return body
+
+    def rest(self, timeout=5):
+        """Everything until the server closes."""
+        self.sock.settimeout(timeout)
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return self.buf
+            self.buf += chunk
 
     def closed(self, timeout=5):
         """True when the server closes within timeout, after sending
@@ -314,6 +323,35 @@ def test_everyday_clients():
         assert (r.returncode, r.stdout) == (0, b"ok\n"), r
 
 
+def test_tls_alpn_choices():
+    """ALPN h2 wins when offered; http/1.1 or no ALPN at all is HTTP/1.1;
+    a client that offers neither is refused in the handshake."""
+    need("openssl")
+    with ApiServer(tls=True) as api:
+        def handshake(protocols):
+            context = ssl.create_default_context(cafile=api.cert)
+            if protocols is not None:
+                context.set_alpn_protocols(protocols)
+            sock = socket.create_connection(("127.0.0.1", api.port),
+                                            timeout=5)
+            return context.wrap_socket(sock, server_hostname="127.0.0.1")
+        for offered, chosen in ((["http/1.1", "h2"], "h2"),
+                                (["http/1.1"], "http/1.1"), (None, None)):
+            tls = handshake(offered)
+            assert tls.selected_alpn_protocol() == chosen, offered
+            if chosen != "h2":
+                raw = Raw(api, sock=tls)
+                raw.send(request("GET", "/healthz"))
+                assert raw.response()[:3:2] == (200, b"ok\n")
+            tls.close()
+        try:
+            handshake(["spdy/3.1"]).close()
+        except ssl.SSLError as e:
+            assert "no application protocol" in str(e), e
+        else:
+            raise AssertionError("a client without h2 or http/1.1 was served")
+
+
 def test_same_bytes_over_both_protocols():
     """Every answer (status, content type, body) is byte-for-byte the same
     over HTTP/1.1 and HTTP/2."""
@@ -443,6 +481,16 @@ def test_keep_alive_rules():
         raw.send(request("GET", "/healthz", version="1.0"))
         assert raw.response()[2] == b"ok\n"
         assert raw.closed()
+        # Upgrade: h2c is ignored: the answer is HTTP/1.1, the connection
+        # goes on in HTTP/1.1.
+        raw = Raw(api)
+        raw.send(request("GET", "/healthz", headers=[
+            "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
+            "HTTP2-Settings: AAMAAABkAAQAAP__"]))
+        assert raw.response()[:3:2] == (200, b"ok\n")
+        raw.send(request("GET", "/healthz"))
+        assert raw.response()[:3:2] == (200, b"ok\n")
+        raw.close()
         # An absolute-form target names the same resource.
         raw = Raw(api)
         raw.send(request("GET", "http://127.0.0.1/healthz"))
@@ -628,11 +676,18 @@ def test_event_stream_over_http1():
         assert (live["type"], live["endpoint_id"]) == ("connect", ep), live
         second = json.loads(raw.chunks(limit=1))
         assert second["endpoint_id"] == ep
+        # HTTP/1.0 knows no chunks: the lines as they are, until the end.
+        old = Raw(api)
+        old.send(request("GET", "/v1/events?after=0", "ops", version="1.0"))
+        status, headers, _ = old.response(head_only=True)
+        assert status == 200 and "transfer-encoding" not in headers
+        assert old._until(b"\n").startswith(b'{"seq":')
         api.signal(signal.SIGHUP)
         assert proc.wait(5) == 0, "the stream did not end cleanly"
         assert lines.get(timeout=5) is None
         raw.chunks()  # to the last chunk
         assert raw.closed()
+        assert b'"endpoint_id":"%s"' % ep.encode() in old.rest()
         proc, lines = _events_curl(api, "ops")
         time.sleep(0.3)
         assert api.stop() == 0
@@ -791,6 +846,7 @@ if __name__ == "__main__":
     nlbtest.run([
         test_prometheus_scrapes_nlbd_plain_and_tls,
         test_everyday_clients,
+        test_tls_alpn_choices,
         test_same_bytes_over_both_protocols,
         test_a_thousand_requests_on_one_connection,
         test_pipelined_requests_are_answered_in_order,
