@@ -223,6 +223,8 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static bool value_is(const struct h1_request *r, const char *want)
 {
   size_t n = r->value_len;
+  if (n > FIELD_VALUE_MAX)
+    return false;
   while (n > 0 && (r->value[n - 1] == ' ' || r->value[n - 1] == '\t'))
     n--;
   return n == strlen(want) && strncasecmp(r->value, want, n) == 0;
@@ -306,11 +308,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                at, len) != 0)
       return refuse(h, 500, "Internal", "out of memory");
   } else if (r->field != FIELD_OTHER) {
-    size_t n = len < FIELD_VALUE_MAX - r->value_len
-                   ? len
-                   : FIELD_VALUE_MAX - r->value_len;
-    memcpy(r->value + r->value_len, at, n);
-    r->value_len += n;
+    /* value_len counts every byte, so a longer value matches nothing. */
+    size_t room =
+        r->value_len < FIELD_VALUE_MAX ? FIELD_VALUE_MAX - r->value_len : 0;
+    if (room > 0)
+      memcpy(r->value + r->value_len, at, len < room ? len : room);
+    r->value_len += len;
   }
   return 0;
 }
