@@ -509,6 +509,18 @@ def test_head_405_and_errors():
         assert json.loads(body)["error"]["code"] == "MethodNotAllowed"
         status, headers, _ = fetch(api, "GET", "/v1/services")
         assert status == 401 and headers["www-authenticate"] == "Bearer"
+        # Headers over 16 KiB, a path over 4 KiB: 431, and the connection
+        # goes.
+        for big in (request("GET", "/healthz", headers=["X-Big: " +
+                                                         "a" * 20000]),
+                    request("GET", "/v1/services/" + "s" * 5000)):
+            raw = Raw(api)
+            raw.send(big)
+            status, headers, body = raw.response()
+            assert status == 431 and headers["connection"] == "close"
+            assert json.loads(body)["error"]["code"] == "HeadersTooLarge"
+            assert raw.closed()
+            raw.close()
 
 
 def test_chunked_request_bodies():
