@@ -1,5 +1,6 @@
-/* Private to api/: the server object and the seam between the HTTP/2
- * server (server.c) and the route handlers (handlers.c). */
+/* Private to api/: the server object and the seam between the server
+ * (server.c, conn.c, the protocols h2.c and h1.c, exchange.c) and the route
+ * handlers (handlers.c). */
 #ifndef NLB_API_INT_H
 #define NLB_API_INT_H
 
@@ -39,14 +40,14 @@ struct api_server {
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
 
-  SSL_CTX *ssl_ctx; /* NULL: h2c */
+  SSL_CTX *ssl_ctx; /* NULL: plain (h2c and HTTP/1.1) */
   bool shutting_down;
   bool timers_closed;
   int port;
 
-  struct nlb_list conns; /* struct api_conn.link */
+  struct nlb_list conns; /* struct api_conn.link (conn.h) */
   size_t n_conns;
-  /* struct api_stream.events_link: streams of GET /v1/events */
+  /* struct api_event_stream.link (events.h): GET /v1/events */
   struct nlb_list event_streams;
 
   uint64_t requests_by_status[API_STATUS_MAX - API_STATUS_MIN + 1];
@@ -96,6 +97,10 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
  * negative errno. */
 int api_events_read(struct api_server *server, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len);
+
+/* Closes the server's timers once it is shutting down and its last
+ * connection has closed (called by conn.c as each one closes). */
+void api_server_maybe_finish(struct api_server *server);
 
 /* Sends one line to the server's event log (printf format). */
 void api_log(struct api_server *server, int level, const char *fmt, ...)

@@ -202,24 +202,22 @@ static json_t *target_json(const struct api_target *t)
  * about instead. */
 static json_t *event_json(const struct reg_event *ev)
 {
-  json_t *value =
-      json_pack("{s:I,s:o,s:s,s:s}", "seq", (json_int_t)ev->seq, "time",
-                time_json(ev->time), "type", reg_event_type_name(ev->type),
-                "principal", ev->principal);
-  if (value == NULL)
-    return NULL;
-  if (ev->endpoint_id[0] != '\0') {
-    json_object_set_new(value, "service_id", json_string(ev->service_id));
-    json_object_set_new(value, "endpoint_id", json_string(ev->endpoint_id));
-    json_object_set_new(value, "state", json_string(reg_state_name(ev->state)));
-  }
-  if (ev->target[0] != '\0') {
-    json_object_set_new(value, "target_group", json_string(ev->target_group));
-    json_object_set_new(value, "target", json_string(ev->target));
-  }
+  if (ev->target[0] != '\0')
+    return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
+                     "time", time_json(ev->time), "type",
+                     reg_event_type_name(ev->type), "target_group",
+                     ev->target_group, "target", ev->target, "principal",
+                     ev->principal);
   if (ev->node[0] != '\0')
-    json_object_set_new(value, "node", json_string(ev->node));
-  return value;
+    return json_pack("{s:I,s:o,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
+                     "time", time_json(ev->time), "type",
+                     reg_event_type_name(ev->type), "node", ev->node,
+                     "principal", ev->principal);
+  return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
+                   "time", time_json(ev->time), "type",
+                   reg_event_type_name(ev->type), "service_id", ev->service_id,
+                   "endpoint_id", ev->endpoint_id, "principal", ev->principal,
+                   "state", reg_state_name(ev->state));
 }
 
 static json_t *node_json(const struct reg_node *node)

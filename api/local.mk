@@ -1,15 +1,24 @@
-# The management API: HTTP/2 (nghttp2) on libuv, JSON (jansson), TLS and
-# token hashing (OpenSSL). Depends on the registry only.
+# The management API: HTTP/2 (nghttp2) and HTTP/1.1 (http-parser) on
+# libuv, JSON (jansson), TLS and token hashing (OpenSSL). Depends on the
+# registry only.
 noinst_LIBRARIES += api/libapi.a
 api_libapi_a_SOURCES = \
 	api/api-int.h \
 	api/auth.c \
+	api/conn.c \
+	api/conn.h \
+	api/events.c \
+	api/events.h \
+	api/exchange.c \
+	api/exchange.h \
+	api/h1.c \
+	api/h2.c \
 	api/handlers.c \
 	api/json.c \
 	api/router.c \
 	api/server.c
 api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
-	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
+	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(HTTP_PARSER_CFLAGS)
 noinst_HEADERS += \
 	include/nlb/api.h \
 	include/nlb/api-auth.h \
@@ -18,7 +27,7 @@ noinst_HEADERS += \
 
 # Everything a program linking the API needs, registry included.
 API_LIBS = api/libapi.a $(REGISTRY_LIBS) $(LIBUV_LIBS) \
-	$(NGHTTP2_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS)
+	$(NGHTTP2_LIBS) $(HTTP_PARSER_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS)
 
 # Unit tests of the pure pieces: routing, JSON checks, authentication.
 check_PROGRAMS += tests/unit/test_api
@@ -36,7 +45,8 @@ tests_tools_api_server_main_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) \
 	$(OPENSSL_CFLAGS)
 tests_tools_api_server_main_LDADD = $(API_LIBS)
 
-TESTS += tests/e2e/test_api.py
-EXTRA_DIST += tests/e2e/test_api.py tests/e2e/apitest.py
+TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py
+EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
+	tests/e2e/apitest.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md

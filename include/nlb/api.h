@@ -1,6 +1,7 @@
-/* The management API: an HTTP/2 server (nghttp2 on libuv, h2c with prior
- * knowledge or TLS with ALPN "h2") that serves every route of SPEC.md on top
- * of the registry. Providers, consumers and operators authenticate with
+/* The management API: an HTTP server on libuv that serves every route of
+ * SPEC.md on top of the registry, over HTTP/2 (nghttp2; h2c with prior
+ * knowledge, or TLS with ALPN "h2") and HTTP/1.1 (http-parser; plain, or
+ * TLS with ALPN "http/1.1" or none) on the same port. Providers, consumers and operators authenticate with
  * "Authorization: Bearer TOKEN"; the API knows only the SHA-256 of each
  * token.
  *
@@ -11,8 +12,8 @@
  * Threads: everything here runs on the control thread, the thread that runs
  * the uv_loop_t given to api_server_start(); no function is thread-safe.
  *
- * Dependencies: the registry (given, not owned), libuv, nghttp2, jansson and
- * OpenSSL. The data plane is reached only through struct api_dataplane_ops,
+ * Dependencies: the registry (given, not owned), libuv, nghttp2,
+ * http-parser, jansson and OpenSSL. The data plane is reached only through struct api_dataplane_ops,
  * so the API never includes the daemon's headers. */
 #ifndef NLB_API_H
 #define NLB_API_H
@@ -82,7 +83,7 @@ struct api_settings {
   /* "127.0.0.1:9180", "[::1]:9180"; port 0 lets the kernel choose (see
    * api_server_port()). */
   const char *listen;
-  /* PEM files; both NULL: h2c with prior knowledge. */
+  /* PEM files; both NULL: plain (h2c with prior knowledge, HTTP/1.1). */
   const char *tls_cert;
   const char *tls_key;
   /* Copied by api_server_start/api_server_reload. */
@@ -102,8 +103,9 @@ struct api_settings {
   void (*log_event)(void *arg, int level, const char *line);
   void *log_arg;
   /* 0: the API_DEFAULT_* values. A request whose headers and body have not
-   * all arrived within request_timeout_ms is answered 408; a connection
-   * without open streams for idle_timeout_ms gets GOAWAY and is closed. */
+   * all arrived within request_timeout_ms is answered 408 (HTTP/1.1: and
+   * the connection closed); a connection without open requests for
+   * idle_timeout_ms is closed (HTTP/2: after a GOAWAY). */
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
 };
@@ -126,7 +128,8 @@ int api_server_port(const struct api_server *server);
 
 /* Takes the principals (and timeouts, logger, dataplane) of s; listen, TLS
  * and registry are not changed (those need a restart). Existing connections
- * get GOAWAY: their open requests finish, event streams end, and clients
+ * get GOAWAY (HTTP/1.1: close after the answer under way, at once when
+ * idle): their open requests finish, event streams end, and clients
  * reconnect with the new principals. Returns 0 or -ENOMEM (the old
  * principals stay). */
 int api_server_reload(struct api_server *server, const struct api_settings *s);
@@ -137,9 +140,10 @@ void api_server_events(struct api_server *server,
                        const struct reg_event *events, size_t n,
                        uint64_t last_seq);
 
-/* Stops listening, sends GOAWAY to every connection, ends event streams and
- * closes every connection once its pending writes are out (at most about
- * two seconds later). Idempotent. Run the loop until api_server_closed()
+/* Stops listening, sends GOAWAY to every connection (HTTP/1.1: as on
+ * reload), ends event streams and closes every connection once its pending
+ * writes are out (at most about two seconds later). Idempotent. Run the
+ * loop until api_server_closed()
  * is true, then api_server_free(). */
 void api_server_shutdown(struct api_server *server);
 

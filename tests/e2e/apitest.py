@@ -30,6 +30,20 @@ def token(name):
     return name + "-token"
 
 
+def make_certificate(directory):
+    """A throwaway self-signed certificate for localhost and 127.0.0.1
+    (subjectAltName: clients such as Go's verify only that); returns the
+    paths of cert.pem and key.pem in directory."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
 def need(*tools):
     for tool in tools:
         if shutil.which(tool) is None:
@@ -54,16 +68,10 @@ class ApiServer:
         for name, role in PRINCIPALS:
             args += ["--principal", "%s:%s:%s" % (name, role, token(name))]
         self.scheme = "http"
+        self.cert = None
         if tls:
-            cert = os.path.join(self.dir, "cert.pem")
-            key = os.path.join(self.dir, "key.pem")
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-keyout", key, "-out", cert, "-days", "1",
-                 "-subj", "/CN=localhost"],
-                check=True, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
-            args += ["--tls-cert", cert, "--tls-key", key]
+            self.cert, key = make_certificate(self.dir)
+            args += ["--tls-cert", self.cert, "--tls-key", key]
             self.scheme = "https"
         args += list(extra)
         self.stderr_path = os.path.join(self.dir, "stderr.log")
@@ -342,15 +350,11 @@ class NlbdApi(ApiServer):
         tls_text = ""
         self.nlbd = None
         self.dir = tempfile.mkdtemp(prefix="nlb-api-nlbd-")
+        self.cert = None
         if tls:
-            cert = os.path.join(self.dir, "cert.pem")
-            key = os.path.join(self.dir, "key.pem")
-            subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                 "-keyout", key, "-out", cert, "-days", "1",
-                 "-subj", "/CN=localhost"], check=True,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            tls_text = 'tls = { cert = "%s"; key = "%s"; };' % (cert, key)
+            self.cert, key = make_certificate(self.dir)
+            tls_text = 'tls = { cert = "%s"; key = "%s"; };' % (self.cert,
+                                                                key)
         principals = ",\n".join(
             '  { name = "%s"; role = "%s"; token_sha256 = "%s"; }' % (
                 name, role, hashlib.sha256(token(name).encode()).hexdigest())

@@ -1,0 +1,57 @@
+/* Private to api/: the streams of GET /v1/events, whatever the protocol.
+ *
+ * A stream follows the registry's event log for one principal from a
+ * cursor. Nothing is buffered here: the protocol asks for the next lines
+ * (api_event_stream_read) when its peer can take them, so a slow reader
+ * costs no memory. When the change feed brings an event the stream's
+ * principal may see (api_server_events), the server calls on_wake (the
+ * protocol only marks itself and asks for a flush through api_conn_wake(),
+ * it writes nothing there: that runs inside other callbacks).
+ *
+ * Ownership: the protocol owns each struct api_event_stream (inside its
+ * own stream or connection object) and must call api_event_stream_stop()
+ * before freeing it. Threads: the control thread only. */
+#ifndef NLB_API_EVENTS_H
+#define NLB_API_EVENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "exchange.h"
+
+struct api_event_stream {
+  struct nlb_list link; /* api_server.event_streams while following */
+  struct api_server *server;
+  uint64_t cursor; /* seq of the last event read */
+  struct reg_actor actor;
+  char actor_name[REG_NAME_BUF];
+  /* No more events will come: reload, shutdown, or the events after the
+   * cursor were pruned. The protocol ends the answer cleanly. */
+  bool ended;
+  void (*on_wake)(struct api_event_stream *stream);
+};
+
+/* Starts following after x->resp.events_after for x's principal; on_wake
+ * as above. */
+void api_event_stream_start(struct api_event_stream *stream,
+                            struct api_server *server,
+                            const struct api_exchange *x,
+                            void (*on_wake)(struct api_event_stream *));
+
+/* Appends the next lines visible to the stream's principal to *buf (*len
+ * bytes; malloc'd/realloc'd, owned by the caller), reading the log until a
+ * visible event turns up or the log is exhausted. Returns 0 (check *len:
+ * 0 means nothing new; stream->ended may have been set) or a negative errno
+ * (logged). */
+int api_event_stream_read(struct api_event_stream *stream, char **buf,
+                          size_t *len);
+
+/* Marks the stream ended (reload, shutdown) and stops following. */
+void api_event_stream_end(struct api_event_stream *stream);
+
+/* Stops following (idempotent; also for a zeroed stream never started);
+ * the memory stays the caller's. */
+void api_event_stream_stop(struct api_event_stream *stream);
+
+#endif

@@ -1,0 +1,77 @@
+/* Private to api/: one request and its answer, whatever the protocol.
+ *
+ * HTTP/2 (h2.c) and HTTP/1.1 (h1.c) each read a request their own way,
+ * fill the request half of a struct api_exchange and call
+ * api_exchange_run(): routing, authentication, the handler, the status
+ * count (nlb_api_requests_total) and the audit line happen here, once, so
+ * both protocols answer the same bytes and log the same lines. The protocol
+ * then writes resp's status, the headers of api_response_headers() and
+ * resp's body in its own framing.
+ *
+ * Threads: the control thread only, like the rest of the server. */
+#ifndef NLB_API_EXCHANGE_H
+#define NLB_API_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api-int.h"
+
+struct api_exchange {
+  /* The request, borrowed from the protocol for the call. */
+  const char *method;        /* as received; "" when there was none */
+  const char *path;          /* with its query; NULL when there was none */
+  const char *authorization; /* header value, or NULL */
+  size_t authorization_len;
+  const char *body;
+  size_t body_len;
+
+  /* The answer: resp's body is owned by the exchange until
+   * api_exchange_clear(), or taken by the protocol (set it to NULL). */
+  struct api_response resp;
+  unsigned allow; /* API_METHOD_* bits for the Allow header of a 405 */
+  /* Who asked, when a token was checked and known (a copy: it outlives a
+   * reload). */
+  bool authenticated;
+  char principal[REG_NAME_BUF];
+  enum reg_role role;
+};
+
+/* Routes, authenticates and runs the handler for x's request, fills x's
+ * answer, counts its status and writes the audit line. */
+void api_exchange_run(struct api_server *server, struct api_exchange *x);
+
+/* Answers x with an error found by the protocol (413, 408, 431, 400...)
+ * before or instead of running a handler; counted and audited like any
+ * answer. */
+void api_exchange_fail(struct api_server *server, struct api_exchange *x,
+                       int status, const char *code, const char *message);
+
+/* True for HEAD: the answer has headers (with the body's length) and no
+ * body. */
+bool api_exchange_is_head(const struct api_exchange *x);
+
+/* Frees what x still owns. */
+void api_exchange_clear(struct api_exchange *x);
+
+#define API_RESPONSE_HEADERS_MAX 6
+
+/* The header fields of an answer, names in lower case, values pointing
+ * into this struct or static strings. */
+struct api_response_headers {
+  struct {
+    const char *name;
+    const char *value;
+  } field[API_RESPONSE_HEADERS_MAX];
+  size_t n;
+  char length[24];
+  char allow[64];
+};
+
+/* Fills *out with x's answer headers: content-type, cache-control,
+ * content-length (not for event streams), allow (405), www-authenticate
+ * (401). The protocol adds its own (HTTP/1.1's connection, framing). */
+void api_response_headers(const struct api_exchange *x,
+                          struct api_response_headers *out);
+
+#endif

@@ -1,0 +1,751 @@
+/* HTTP/1.1 on a connection, parsed by nodejs/http-parser (Debian's
+ * libhttp-parser): keep-alive, Content-Length and chunked bodies, pipelined
+ * requests answered in order, Expect: 100-continue, and GET /v1/events as
+ * a chunked answer that stays open.
+ *
+ * The parser (built non-strict, as Debian ships it) lets through framing
+ * that RFC 9112 asks a server to refuse and that a proxy in front might
+ * read differently, which is how requests get smuggled. Those are refused
+ * here with 400 and the connection closed: CR or LF alone outside a body,
+ * obs-fold, white space in a header name, a Transfer-Encoding other than a
+ * single "chunked", trailer fields, no or several Host in HTTP/1.1, a
+ * version other than HTTP/1.x. The parser itself refuses Content-Length
+ * beside Transfer-Encoding, a second or bad Content-Length, bad chunk
+ * sizes, and NUL or other control characters in header values. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
+#include <openssl/crypto.h>
+
+#include "conn.h"
+#include "events.h"
+
+/* Header fields the API reads; other names are only checked. */
+#define FIELD_NAME_MAX 32
+#define FIELD_VALUE_MAX 64
+/* A status line and the API's header fields fit in this. */
+#define HEAD_MAX 1024
+
+enum field {
+  FIELD_OTHER,
+  FIELD_AUTHORIZATION,
+  FIELD_HOST,
+  FIELD_TRANSFER_ENCODING,
+  FIELD_EXPECT,
+};
+
+/* Where the parser was paused by a callback. */
+enum pause { PAUSE_NONE, PAUSE_HEADERS, PAUSE_MESSAGE };
+
+struct h1_request {
+  uint64_t started;
+  char method[16];
+  char *path;
+  size_t path_len, path_cap;
+  char *authorization; /* wiped and freed once dispatched */
+  size_t authorization_len, authorization_cap;
+  int n_authorization, n_host, n_transfer_encoding;
+  size_t header_bytes;
+  /* The field being read: its name in lower case (FIELD_NAME_MAX + 1: a
+   * longer one), and the value of the short ones the API reads. */
+  char name[FIELD_NAME_MAX];
+  size_t name_len;
+  bool in_value;
+  enum field field;
+  char value[FIELD_VALUE_MAX];
+  size_t value_len;
+  bool chunked; /* Transfer-Encoding: chunked */
+  bool expect_continue;
+  bool headers_done;
+  char *body;
+  size_t body_len, body_cap;
+};
+
+struct h1_conn {
+  struct api_conn *conn;
+  http_parser parser;
+  enum pause paused;
+  bool in_request; /* its first byte arrived, its answer is not given */
+  struct h1_request req;
+  /* What the checks found wrong; answered once the parser stops. */
+  int refusal_status;
+  const char *refusal_code;
+  char refusal[128];
+  /* Line endings outside bodies: where the scan goes on, the byte before,
+   * whether chunk data just ended (CRLF must follow), and whether the next
+   * parse starts on a byte already scanned. */
+  const char *scan_from;
+  char scan_prev;
+  bool chunk_data_ended;
+  size_t scan_skip;
+  /* Bytes received while answers wait to be written (reading stopped). */
+  char *held;
+  size_t held_len, held_cap;
+  bool last_answer; /* given, or under way: nothing more is parsed */
+  bool going_away;  /* reload or shutdown: the next answer is the last */
+  uint64_t idle_since;
+  /* GET /v1/events */
+  bool streaming, chunked_out, events_pending, events_done;
+  struct api_event_stream event_stream;
+};
+
+static int refuse(struct h1_conn *h, int status, const char *code,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Notes the first thing found wrong; -1 (stops the parser from a
+ * callback). */
+static int refuse(struct h1_conn *h, int status, const char *code,
+                  const char *fmt, ...)
+{
+  va_list ap;
+
+  if (h->refusal_status != 0)
+    return -1;
+  h->refusal_status = status;
+  h->refusal_code = code;
+  va_start(ap, fmt);
+  vsnprintf(h->refusal, sizeof h->refusal, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static int refuse_framing(struct h1_conn *h, const char *what)
+{
+  return refuse(h, 400, "InvalidRequest", "HTTP/1.1: %s", what);
+}
+
+static void forget_authorization(struct h1_request *r)
+{
+  if (r->authorization == NULL)
+    return;
+  OPENSSL_cleanse(r->authorization, r->authorization_len);
+  free(r->authorization);
+  r->authorization = NULL;
+}
+
+static void request_clear(struct h1_request *r)
+{
+  forget_authorization(r);
+  free(r->path);
+  free(r->body);
+  memset(r, 0, sizeof *r);
+}
+
+/* Appends data to *buf (*len bytes, *cap allocated). 0 or -ENOMEM. */
+static int append(char **buf, size_t *len, size_t *cap, const char *data,
+                  size_t n)
+{
+  if (*len + n + 1 > *cap) {
+    size_t grown_cap = *cap > 0 ? *cap : 256;
+    while (grown_cap < *len + n + 1)
+      grown_cap *= 2;
+    char *grown = realloc(*buf, grown_cap);
+    if (grown == NULL)
+      return -ENOMEM;
+    *buf = grown;
+    *cap = grown_cap;
+  }
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+  return 0;
+}
+
+/* ---- line endings ------------------------------------------------------- */
+
+/* Scans the bytes from h->scan_from to end, which the parser read outside
+ * a body: CR only before LF, LF only after CR, no line that starts with
+ * white space, CRLF after chunk data. 0 or -1 (refused). */
+static int scan(struct h1_conn *h, const char *end)
+{
+  for (const char *p = h->scan_from; p < end; p++) {
+    char prev = h->scan_prev;
+    h->scan_prev = *p;
+    if (h->chunk_data_ended && *p != '\r')
+      return refuse_framing(h, "chunk data not followed by CRLF");
+    h->chunk_data_ended = false;
+    if (prev == '\r' && *p != '\n')
+      return refuse_framing(h, "CR without LF");
+    if (*p == '\n' && prev != '\r')
+      return refuse_framing(h, "LF without CR");
+    if (prev == '\n' && (*p == ' ' || *p == '\t'))
+      return refuse_framing(h, "obs-fold (a header line starting with white "
+                               "space)");
+  }
+  if (end > h->scan_from)
+    h->scan_from = end;
+  return 0;
+}
+
+/* ---- parser callbacks: they collect and check, the loop acts ------------ */
+
+static int count_header_bytes(struct h1_conn *h, size_t n)
+{
+  h->req.header_bytes += n;
+  if (h->req.header_bytes > API_HEADER_SOFT_LIMIT)
+    return refuse(h, 431, "HeadersTooLarge",
+                  "the request headers are too large");
+  return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+  struct h1_conn *h = p->data;
+  request_clear(&h->req);
+  h->in_request = true;
+  h->req.started = uv_now(h->conn->server->loop);
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+  struct h1_conn *h = p->data;
+  struct h1_request *r = &h->req;
+
+  if (r->method[0] == '\0')
+    snprintf(r->method, sizeof r->method, "%s",
+             http_method_str((enum http_method)p->method));
+  if (count_header_bytes(h, len) != 0)
+    return -1;
+  if (r->path_len + len > API_PATH_MAX_LEN)
+    return refuse(h, 431, "HeadersTooLarge", "the request path is too long");
+  if (append(&r->path, &r->path_len, &r->path_cap, at, len) != 0)
+    return refuse(h, 500, "Internal", "out of memory");
+  return 0;
+}
+
+static bool value_is(const struct h1_request *r, const char *want)
+{
+  size_t n = r->value_len;
+  if (n > FIELD_VALUE_MAX)
+    return false;
+  while (n > 0 && (r->value[n - 1] == ' ' || r->value[n - 1] == '\t'))
+    n--;
+  return n == strlen(want) && strncasecmp(r->value, want, n) == 0;
+}
+
+/* The value of the field just read is complete. */
+static void end_field(struct h1_request *r)
+{
+  switch (r->field) {
+  case FIELD_HOST:
+    r->n_host++;
+    break;
+  case FIELD_TRANSFER_ENCODING:
+    r->n_transfer_encoding++;
+    r->chunked = value_is(r, "chunked");
+    break;
+  case FIELD_EXPECT:
+    r->expect_continue = value_is(r, "100-continue");
+    break;
+  default:
+    break;
+  }
+  r->in_value = false;
+  r->name_len = 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+  struct h1_conn *h = p->data;
+  struct h1_request *r = &h->req;
+
+  if (r->headers_done)
+    return refuse_framing(h, "trailer fields are not accepted");
+  if (count_header_bytes(h, len + 4) != 0)
+    return -1;
+  if (r->in_value)
+    end_field(r);
+  for (size_t i = 0; i < len; i++) {
+    if (at[i] == ' ' || at[i] == '\t')
+      return refuse_framing(h, "white space in a header field name");
+    if (r->name_len < FIELD_NAME_MAX)
+      r->name[r->name_len] = (char)(at[i] | 0x20); /* tokens: ASCII */
+    if (r->name_len <= FIELD_NAME_MAX)
+      r->name_len++;
+  }
+  return 0;
+}
+
+static enum field classify(const struct h1_request *r)
+{
+  static const struct {
+    const char *name;
+    enum field field;
+  } fields[] = {{"authorization", FIELD_AUTHORIZATION},
+                {"host", FIELD_HOST},
+                {"transfer-encoding", FIELD_TRANSFER_ENCODING},
+                {"expect", FIELD_EXPECT}};
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    if (r->name_len == strlen(fields[i].name) &&
+        memcmp(r->name, fields[i].name, r->name_len) == 0)
+      return fields[i].field;
+  return FIELD_OTHER;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+  struct h1_conn *h = p->data;
+  struct h1_request *r = &h->req;
+
+  if (count_header_bytes(h, len) != 0)
+    return -1;
+  if (!r->in_value) {
+    r->in_value = true;
+    r->field = classify(r);
+    r->value_len = 0;
+    if (r->field == FIELD_AUTHORIZATION && r->n_authorization++ > 0)
+      return refuse_framing(h, "Authorization twice");
+  }
+  if (r->field == FIELD_AUTHORIZATION) {
+    if (append(&r->authorization, &r->authorization_len, &r->authorization_cap,
+               at, len) != 0)
+      return refuse(h, 500, "Internal", "out of memory");
+  } else if (r->field != FIELD_OTHER) {
+    /* value_len counts every byte, so a longer value matches nothing. */
+    size_t room =
+        r->value_len < FIELD_VALUE_MAX ? FIELD_VALUE_MAX - r->value_len : 0;
+    if (room > 0)
+      memcpy(r->value + r->value_len, at, len < room ? len : room);
+    r->value_len += len;
+  }
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+  struct h1_conn *h = p->data;
+  if (h->req.in_value)
+    end_field(&h->req);
+  h->req.headers_done = true;
+  h->paused = PAUSE_HEADERS;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static int add_body(struct h1_conn *h, const char *at, size_t len)
+{
+  struct h1_request *r = &h->req;
+  if (r->body_len + len > API_MAX_BODY)
+    return refuse(h, 413, "PayloadTooLarge", "the request body is over 64 KiB");
+  if (append(&r->body, &r->body_len, &r->body_cap, at, len) != 0)
+    return refuse(h, 500, "Internal", "out of memory");
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+  struct h1_conn *h = p->data;
+
+  /* The framing before this piece of body is scanned, not the body. */
+  if (scan(h, at) != 0)
+    return -1;
+  h->scan_from = at + len;
+  h->scan_prev = '\0';
+  h->chunk_data_ended = h->req.chunked;
+  return add_body(h, at, len);
+}
+
+static int on_chunk_header(http_parser *p)
+{
+  struct h1_conn *h = p->data;
+  if (p->content_length > API_MAX_BODY - h->req.body_len)
+    return refuse(h, 413, "PayloadTooLarge", "the request body is over 64 KiB");
+  return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+  struct h1_conn *h = p->data;
+  h->paused = PAUSE_MESSAGE;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- answers ------------------------------------------------------------ */
+
+/* Writes the status line and header fields of x into out (HEAD_MAX bytes);
+ * returns their length. */
+static size_t format_head(const struct h1_conn *h, const struct api_exchange *x,
+                          bool keep_alive, bool stream, char *out)
+{
+  struct api_response_headers headers;
+  int status = x->resp.status;
+  size_t n = 0;
+
+  api_response_headers(x, &headers);
+  n += (size_t)snprintf(out, HEAD_MAX, "HTTP/1.1 %d %s\r\n", status,
+                        http_status_str((enum http_status)status));
+  for (size_t i = 0; i < headers.n && n < HEAD_MAX; i++)
+    n += (size_t)snprintf(out + n, HEAD_MAX - n, "%s: %s\r\n",
+                          headers.field[i].name, headers.field[i].value);
+  if (stream && h->chunked_out && n < HEAD_MAX)
+    n += (size_t)snprintf(out + n, HEAD_MAX - n,
+                          "transfer-encoding: chunked\r\n");
+  if (n < HEAD_MAX)
+    n += (size_t)snprintf(out + n, HEAD_MAX - n, "%s\r\n",
+                          !keep_alive ? "connection: close\r\n"
+                          : h->parser.http_minor == 0
+                              ? "connection: keep-alive\r\n"
+                              : "");
+  return n < HEAD_MAX ? n : HEAD_MAX - 1;
+}
+
+static void on_events_wake(struct api_event_stream *stream)
+{
+  struct h1_conn *h = NLB_CONTAINER_OF(stream, struct h1_conn, event_stream);
+  h->events_pending = true;
+  api_conn_wake(h->conn);
+}
+
+/* Writes x's answer; the connection stays open for the next request when
+ * keep_alive (never after an event stream, which ends the connection). */
+static void answer(struct h1_conn *h, struct api_exchange *x, bool keep_alive)
+{
+  bool head = api_exchange_is_head(x);
+  bool stream = x->resp.events && !head;
+  size_t body_len = head || stream ? 0 : x->resp.len;
+  char *out = malloc(HEAD_MAX + body_len);
+
+  if (out == NULL) {
+    api_conn_close(h->conn);
+    return;
+  }
+  keep_alive = keep_alive && !stream && !h->going_away;
+  h->chunked_out = h->parser.http_minor > 0;
+  size_t n = format_head(h, x, keep_alive, stream, out);
+  if (body_len > 0)
+    memcpy(out + n, x->resp.body, body_len);
+  api_conn_write(h->conn, out, n + body_len);
+  h->in_request = false;
+  h->idle_since = uv_now(h->conn->server->loop);
+  if (stream) {
+    h->streaming = h->events_pending = true;
+    api_event_stream_start(&h->event_stream, h->conn->server, x,
+                           on_events_wake);
+    if (h->going_away)
+      api_event_stream_end(&h->event_stream);
+  }
+  if (!keep_alive)
+    h->last_answer = true;
+  if (!keep_alive && !stream)
+    api_conn_finish(h->conn, true);
+}
+
+/* Answers what the checks refused and ends the connection. */
+static void answer_refusal(struct h1_conn *h)
+{
+  struct api_exchange x = {.method = h->req.method, .path = h->req.path};
+
+  api_conn_log(h->conn, 0, "%d %s, closing", h->refusal_status, h->refusal);
+  api_exchange_fail(h->conn->server, &x, h->refusal_status, h->refusal_code,
+                    h->refusal);
+  answer(h, &x, false);
+  api_exchange_clear(&x);
+}
+
+/* An absolute-form target ("http://host/path?q") names its path and query
+ * the origin-form way ("/path?q"), which the router reads. */
+static void origin_form(struct h1_request *r)
+{
+  struct http_parser_url url;
+
+  if (r->path == NULL || r->path[0] == '/')
+    return;
+  http_parser_url_init(&url);
+  if (http_parser_parse_url(r->path, r->path_len, 0, &url) != 0 ||
+      !(url.field_set & (1 << UF_PATH)))
+    return;
+  size_t from = url.field_data[UF_PATH].off;
+  size_t end = url.field_set & (1 << UF_QUERY)
+                   ? url.field_data[UF_QUERY].off + url.field_data[UF_QUERY].len
+                   : from + url.field_data[UF_PATH].len;
+  memmove(r->path, r->path + from, end - from);
+  r->path_len = end - from;
+  r->path[r->path_len] = '\0';
+}
+
+/* The request is complete: run it and answer. */
+static void message_done(struct h1_conn *h)
+{
+  struct h1_request *r = &h->req;
+  struct api_exchange x = {0};
+
+  origin_form(r);
+  x.method = r->method;
+  x.path = r->path;
+  x.authorization = r->authorization;
+  x.authorization_len = r->authorization_len;
+  x.body = r->body;
+  x.body_len = r->body_len;
+  api_exchange_run(h->conn->server, &x);
+  forget_authorization(r);
+  answer(h, &x, http_should_keep_alive(&h->parser) != 0);
+  api_exchange_clear(&x);
+  request_clear(r);
+}
+
+static void write_text(struct h1_conn *h, const char *text)
+{
+  char *data = strdup(text);
+  if (data == NULL)
+    api_conn_close(h->conn);
+  else
+    api_conn_write(h->conn, data, strlen(data));
+}
+
+/* The request line and header fields are in: what the parser let through
+ * and the API refuses, the body limit, and 100 Continue. 0 or -1. */
+static int check_head(struct h1_conn *h)
+{
+  const http_parser *p = &h->parser;
+  const struct h1_request *r = &h->req;
+
+  if (p->http_major != 1)
+    return refuse(h, 400, "InvalidRequest", "HTTP/%d.%d is not served",
+                  p->http_major, p->http_minor);
+  if (r->n_transfer_encoding > 1 ||
+      (r->n_transfer_encoding == 1 && (!r->chunked || p->http_minor == 0)))
+    return refuse_framing(h, "Transfer-Encoding other than one final chunked");
+  if (p->http_minor > 0 && r->n_host != 1)
+    return refuse_framing(h, "a request needs exactly one Host");
+  if (!r->chunked && p->content_length != ULLONG_MAX &&
+      p->content_length > API_MAX_BODY)
+    return refuse(h, 413, "PayloadTooLarge", "the request body is over 64 KiB");
+  bool body =
+      r->chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
+  if (r->expect_continue && p->http_minor > 0 && body)
+    write_text(h, "HTTP/1.1 100 Continue\r\n\r\n");
+  return 0;
+}
+
+/* ---- the parse loop ----------------------------------------------------- */
+
+static void refuse_parse_error(struct h1_conn *h, enum http_errno e)
+{
+  if (e == HPE_HEADER_OVERFLOW)
+    refuse(h, 431, "HeadersTooLarge", "the request headers are too large");
+  else
+    refuse_framing(h, http_errno_description(e));
+}
+
+/* Parses data up to the next pause, error or its end; returns the bytes
+ * used. */
+static size_t parse(struct h1_conn *h, const char *data, size_t len)
+{
+  h->scan_from = data + h->scan_skip;
+  h->scan_skip = 0;
+  h->paused = PAUSE_NONE;
+  size_t n = http_parser_execute(&h->parser, &settings, data, len);
+  enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+
+  /* Paused on the LF that ends the header fields: it is scanned now and
+   * parsed next. */
+  if (h->paused == PAUSE_HEADERS)
+    h->scan_skip = 1;
+  scan(h, data + n + h->scan_skip);
+  if (e != HPE_OK && e != HPE_PAUSED)
+    refuse_parse_error(h, e);
+  else if (h->paused == PAUSE_HEADERS)
+    check_head(h);
+  if (h->refusal_status != 0) {
+    answer_refusal(h);
+    return len;
+  }
+  if (e == HPE_PAUSED)
+    http_parser_pause(&h->parser, 0);
+  if (h->paused == PAUSE_MESSAGE)
+    message_done(h);
+  return n > 0 || h->paused != PAUSE_NONE ? n : len;
+}
+
+/* Keeps bytes that cannot be parsed yet and stops reading. */
+static void hold(struct h1_conn *h, const char *data, size_t len)
+{
+  if (append(&h->held, &h->held_len, &h->held_cap, data, len) != 0) {
+    api_conn_close(h->conn);
+    return;
+  }
+  api_conn_reading(h->conn, false);
+}
+
+/* Parses requests and answers them in order, while the answers already
+ * queued are below the high water mark. */
+static void feed(struct h1_conn *h, const char *data, size_t len)
+{
+  size_t off = 0;
+  while (off < len && !h->last_answer && !h->conn->closing) {
+    if (api_conn_queued(h->conn) >= API_WRITE_HIGH_WATER) {
+      hold(h, data + off, len - off);
+      return;
+    }
+    off += parse(h, data + off, len - off);
+  }
+}
+
+static void h1_recv(struct api_conn *c, const char *data, size_t len)
+{
+  struct h1_conn *h = c->state;
+  if (h->last_answer)
+    return; /* nothing more is read on this connection */
+  if (h->held_len > 0)
+    hold(h, data, len);
+  else
+    feed(h, data, len);
+}
+
+/* ---- event streams ------------------------------------------------------ */
+
+/* Writes lines (malloc'd; taken) as one chunk. */
+static void write_chunk(struct h1_conn *h, char *lines, size_t len)
+{
+  if (len == 0 || !h->chunked_out) {
+    api_conn_write(h->conn, lines, len);
+    return;
+  }
+  char *chunk = malloc(len + 32);
+  if (chunk == NULL) {
+    free(lines);
+    api_conn_close(h->conn);
+    return;
+  }
+  int n = snprintf(chunk, 32, "%zx\r\n", len);
+  memcpy(chunk + n, lines, len);
+  memcpy(chunk + n + len, "\r\n", 2);
+  free(lines);
+  api_conn_write(h->conn, chunk, (size_t)n + len + 2);
+}
+
+static void flush_events(struct h1_conn *h)
+{
+  struct api_conn *c = h->conn;
+
+  while (h->events_pending && !h->event_stream.ended &&
+         api_conn_queued(c) < API_WRITE_HIGH_WATER && !c->closing) {
+    char *lines = NULL;
+    size_t len = 0;
+    if (api_event_stream_read(&h->event_stream, &lines, &len) != 0) {
+      free(lines);
+      api_conn_finish(c, false); /* the answer stays incomplete */
+      return;
+    }
+    h->events_pending = len > 0;
+    write_chunk(h, lines, len);
+  }
+  if (h->event_stream.ended && !h->events_done) {
+    h->events_done = true;
+    if (h->chunked_out)
+      write_text(h, "0\r\n\r\n");
+    api_conn_finish(c, true);
+  }
+}
+
+/* ---- the protocol ------------------------------------------------------- */
+
+static void h1_flush(struct api_conn *c)
+{
+  struct h1_conn *h = c->state;
+
+  if (h->streaming) {
+    flush_events(h);
+    return;
+  }
+  if (h->held_len == 0 || api_conn_queued(c) >= API_WRITE_HIGH_WATER)
+    return;
+  char *held = h->held;
+  size_t len = h->held_len;
+  h->held = NULL;
+  h->held_len = h->held_cap = 0;
+  api_conn_reading(c, true);
+  feed(h, held, len);
+  free(held);
+}
+
+static void h1_sweep(struct api_conn *c, uint64_t now)
+{
+  struct h1_conn *h = c->state;
+  uint64_t request_timeout = c->server->request_timeout_ms;
+
+  if (h->streaming || h->last_answer)
+    return;
+  if (h->in_request) {
+    if (now - h->req.started >= request_timeout) {
+      refuse(h, 408, "RequestTimeout", "the request did not arrive in time");
+      answer_refusal(h);
+    }
+  } else if (api_conn_queued(c) > 0 || h->held_len > 0) {
+    /* A client that does not read its answers. */
+    if (now - h->idle_since >= 4 * request_timeout) {
+      api_conn_log(c, 0, "answers not read, closing");
+      api_conn_close(c);
+    }
+  } else if (now - h->idle_since >= c->server->idle_timeout_ms) {
+    h->last_answer = true;
+    api_conn_finish(c, true);
+  }
+}
+
+static void h1_goaway(struct api_conn *c)
+{
+  struct h1_conn *h = c->state;
+
+  h->going_away = true;
+  if (h->streaming) {
+    api_event_stream_end(&h->event_stream);
+  } else if (!h->in_request && !h->last_answer) {
+    h->last_answer = true;
+    api_conn_finish(c, true);
+  }
+}
+
+static int h1_start(struct api_conn *c)
+{
+  struct h1_conn *h = calloc(1, sizeof *h);
+  if (h == NULL)
+    return -ENOMEM;
+  h->conn = c;
+  http_parser_init(&h->parser, HTTP_REQUEST);
+  h->parser.data = h;
+  h->idle_since = uv_now(c->server->loop);
+  c->state = h;
+  return 0;
+}
+
+static void h1_free(struct api_conn *c)
+{
+  struct h1_conn *h = c->state;
+  if (h == NULL)
+    return;
+  api_event_stream_stop(&h->event_stream);
+  request_clear(&h->req);
+  free(h->held);
+  free(h);
+  c->state = NULL;
+}
+
+const struct api_protocol api_h1_protocol = {
+    .name = "HTTP/1.1",
+    .start = h1_start,
+    .recv = h1_recv,
+    .flush = h1_flush,
+    .sweep = h1_sweep,
+    .goaway = h1_goaway,
+    .free = h1_free,
+};
