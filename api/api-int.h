@@ -78,24 +78,34 @@ struct api_response {
   uint64_t events_after;
 };
 
+/* True when route runs where the registry lives (api_registry_ops.submit):
+ * every route but /healthz and the target-group listing, when there is a
+ * registry. */
+bool api_route_remote(const struct api_server *server,
+                      const struct api_route *route);
+
 /* Runs the handler of req->match->route and fills *resp (always: on any
- * failure it holds an error answer). Routes that need the registry run
- * where it lives (api_registry_ops.call), the others on the control
- * thread. */
+ * failure it holds an error answer). On the registry's thread for remote
+ * routes (req->reg set), else on the control thread. */
 void api_handle(const struct api_request *req, struct api_response *resp);
+
+/* The control thread's part of an answer, after api_handle (wherever it
+ * ran): /metrics adds the API's and the data plane's series. */
+void api_handle_finish(struct api_server *server, const struct api_route *route,
+                       struct api_response *resp);
 
 /* Fills resp with status and the error body {code, message}. */
 void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Appends one JSON line per event visible to actor with seq > *cursor to
- * *buf (malloc'd/realloc'd, *len bytes), at most limit of them; advances
- * *cursor past every event the answer covers, visible or not. Returns the
- * number of events added (0: none yet), -ESTALE when events after *cursor
- * were pruned (the reader lagged behind event_retention), or another
- * negative errno. */
-int api_events_read(struct api_server *server, const struct reg_actor *actor,
+/* On the registry's thread: appends one JSON line per event visible to
+ * actor with seq > *cursor to *buf (malloc'd/realloc'd, *len bytes), at
+ * most limit of them; advances *cursor past every event the answer covers,
+ * visible or not. Returns the number of events added (0: none yet),
+ * -ESTALE when events after *cursor were pruned (the reader lagged behind
+ * event_retention), or another negative errno. */
+int api_events_read(struct reg *reg, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len);
 
 /* Closes the server's timers once it is shutting down and its last

@@ -27,27 +27,110 @@ void api_event_stream_start(struct api_event_stream *stream,
   nlb_list_append(&server->event_streams, &stream->link);
 }
 
+/* One read of the event log for a stream, on the registry's thread. */
+struct events_job {
+  struct api_event_stream *stream; /* NULL once the stream stopped */
+  struct reg_actor actor;
+  char actor_name[REG_NAME_BUF];
+  uint64_t cursor;
+  char *lines;
+  size_t len;
+  int result;
+};
+
+static void events_job_run(struct reg *reg, void *arg)
+{
+  struct events_job *job = arg;
+
+  job->result = api_events_read(reg, &job->actor, &job->cursor, EVENTS_BATCH,
+                                &job->lines, &job->len);
+}
+
+/* On the control thread: the lines wait in the stream until the protocol
+ * takes them. */
+static void events_job_done(void *arg)
+{
+  struct events_job *job = arg;
+  struct api_event_stream *stream = job->stream;
+
+  if (stream == NULL)
+    goto out;
+  stream->job = NULL;
+  if (job->result == -ESTALE) {
+    /* The reader fell behind event_retention: end the stream; asking again
+     * with its last seq gets a 410 that says why. */
+    api_event_stream_end(stream);
+  } else if (job->result < 0) {
+    api_log(stream->server, 3, "api: cannot read events: %s",
+            strerror(-job->result));
+    goto out;
+  } else {
+    stream->cursor = job->cursor;
+    free(stream->ready);
+    stream->ready = job->lines;
+    stream->ready_len = job->len;
+    job->lines = NULL;
+    /* A read that found nothing visible may have moved the cursor: if
+     * more came meanwhile, api_server_events wakes the stream again. */
+    if (stream->ready_len == 0)
+      goto out;
+  }
+  if (!stream->reading)
+    stream->on_wake(stream);
+out:
+  free(job->lines);
+  free(job);
+}
+
+static int start_read(struct api_event_stream *stream)
+{
+  struct events_job *job = calloc(1, sizeof *job);
+  struct api_server *server = stream->server;
+
+  if (job == NULL)
+    return -ENOMEM;
+  job->stream = stream;
+  snprintf(job->actor_name, sizeof job->actor_name, "%s", stream->actor_name);
+  job->actor.name = job->actor_name;
+  job->actor.role = stream->actor.role;
+  job->cursor = stream->cursor;
+  stream->job = job;
+  if (server->registry == NULL ||
+      server->registry->submit(server->registry_ctx, events_job_run,
+                               events_job_done, job) != 0) {
+    stream->job = NULL;
+    free(job);
+    return -ESHUTDOWN;
+  }
+  return 0;
+}
+
 int api_event_stream_read(struct api_event_stream *stream, char **buf,
                           size_t *len)
 {
-  if (stream->ended)
-    return 0;
-  for (;;) {
-    int r = api_events_read(stream->server, &stream->actor, &stream->cursor,
-                            EVENTS_BATCH, buf, len);
-    if (r == -ESTALE) {
-      /* The reader fell behind event_retention: end the stream; asking
-       * again with its last seq gets a 410 that says why. */
-      api_event_stream_end(stream);
-      return 0;
-    }
-    if (r < 0) {
-      api_log(stream->server, 3, "api: cannot read events: %s", strerror(-r));
-      return r;
-    }
-    if (r == 0 || *len > 0)
-      return 0;
+  int r = 0;
+
+  if (stream->ready_len == 0 && !stream->ended && stream->job == NULL) {
+    stream->reading = true;
+    r = start_read(stream); /* an inline registry fills ready at once */
+    stream->reading = false;
   }
+  if (r < 0) {
+    api_log(stream->server, 3, "api: cannot read events: %s", strerror(-r));
+    return r;
+  }
+  if (stream->ready_len > 0) {
+    char *grown = realloc(*buf, *len + stream->ready_len);
+    if (grown == NULL)
+      return -ENOMEM;
+    memcpy(grown + *len, stream->ready, stream->ready_len);
+    *buf = grown;
+    *len += stream->ready_len;
+    free(stream->ready);
+    stream->ready = NULL;
+    stream->ready_len = 0;
+  }
+  return 0;
 }
 
 void api_event_stream_end(struct api_event_stream *stream)
@@ -60,6 +143,12 @@ void api_event_stream_stop(struct api_event_stream *stream)
 {
   if (stream->link.next != NULL)
     nlb_list_remove(&stream->link);
+  if (stream->job != NULL)
+    stream->job->stream = NULL;
+  stream->job = NULL;
+  free(stream->ready);
+  stream->ready = NULL;
+  stream->ready_len = 0;
 }
 
 void api_server_events(struct api_server *server,

@@ -20,10 +20,17 @@
 
 #include "exchange.h"
 
+struct events_job;
+
 struct api_event_stream {
   struct nlb_list link; /* api_server.event_streams while following */
   struct api_server *server;
   uint64_t cursor; /* seq of the last event read */
+  /* Lines read from the registry (on its thread) and not yet taken. */
+  char *ready;
+  size_t ready_len;
+  struct events_job *job; /* a read under way */
+  bool reading;           /* inside api_event_stream_read */
   struct reg_actor actor;
   char actor_name[REG_NAME_BUF];
   /* No more events will come: reload, shutdown, or the events after the
@@ -40,9 +47,10 @@ void api_event_stream_start(struct api_event_stream *stream,
                             void (*on_wake)(struct api_event_stream *));
 
 /* Appends the next lines visible to the stream's principal to *buf (*len
- * bytes; malloc'd/realloc'd, owned by the caller), reading the log until a
- * visible event turns up or the log is exhausted. Returns 0 (check *len:
- * 0 means nothing new; stream->ended may have been set) or a negative errno
+ * bytes; malloc'd/realloc'd, owned by the caller). The registry is read on
+ * its own thread: when no lines are ready this starts a read and answers
+ * with none; on_wake follows when they are. Returns 0 (check *len: 0 means
+ * nothing new yet; stream->ended may have been set) or a negative errno
  * (logged). */
 int api_event_stream_read(struct api_event_stream *stream, char **buf,
                           size_t *len);
@@ -50,8 +58,8 @@ int api_event_stream_read(struct api_event_stream *stream, char **buf,
 /* Marks the stream ended (reload, shutdown) and stops following. */
 void api_event_stream_end(struct api_event_stream *stream);
 
-/* Stops following (idempotent; also for a zeroed stream never started);
- * the memory stays the caller's. */
+/* Stops following (idempotent; also for a zeroed stream never started):
+ * a read under way is dropped; the memory stays the caller's. */
 void api_event_stream_stop(struct api_event_stream *stream);
 
 #endif

@@ -22,22 +22,49 @@ static bool is_read(const char *method)
   return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 }
 
-/* Counts x's status; every request that may change something gets an audit
- * line, whatever its outcome. */
-static void account(struct api_server *server, const struct api_exchange *x)
+/* Who asked and what, for the audit line: copied, so that an answer that
+ * comes later is audited after the protocol has let go of the request. */
+struct audit {
+  char method[16];
+  char path[256];
+  bool authenticated;
+  char principal[REG_NAME_BUF];
+  enum reg_role role;
+};
+
+static void audit_init(struct audit *a, const struct api_exchange *x)
 {
-  int status = x->resp.status;
+  snprintf(a->method, sizeof a->method, "%s", x->method);
+  loggable_path(x->path, a->path, sizeof a->path);
+  a->authenticated = x->authenticated;
+  snprintf(a->principal, sizeof a->principal, "%s", x->principal);
+  a->role = x->role;
+}
+
+/* Counts the status; every request that may change something gets an
+ * audit line, whatever its outcome. */
+static void account(struct api_server *server, const struct audit *a,
+                    int status)
+{
   if (status >= API_STATUS_MIN && status <= API_STATUS_MAX)
     server->requests_by_status[status - API_STATUS_MIN]++;
   /* No method: bytes that were not a request (logged by the protocol). */
-  if (x->method[0] == '\0' || is_read(x->method))
+  if (a->method[0] == '\0' || is_read(a->method))
     return;
-  char path[256];
-  loggable_path(x->path, path, sizeof path);
-  api_log(
-      server, 1, "api audit: principal=%s role=%s method=%s path=%s status=%d",
-      x->authenticated ? x->principal : "-",
-      x->authenticated ? reg_role_name(x->role) : "-", x->method, path, status);
+  api_log(server, 1,
+          "api audit: principal=%s role=%s method=%s path=%s status=%d",
+          a->authenticated ? a->principal : "-",
+          a->authenticated ? reg_role_name(a->role) : "-", a->method, a->path,
+          status);
+}
+
+static void account_exchange(struct api_server *server,
+                             const struct api_exchange *x)
+{
+  struct audit a;
+
+  audit_init(&a, x);
+  account(server, &a, x->resp.status);
 }
 
 /* Finds x's route; 0, or answers x with 404/405/400 and returns -1. */
@@ -94,11 +121,148 @@ static int authorize(struct api_server *server, struct api_exchange *x,
   return 0;
 }
 
-void api_exchange_run(struct api_server *server, struct api_exchange *x)
+/* A request whose handler runs where the registry lives. Everything it
+ * needs is copied: the protocol may let go of its exchange meanwhile. */
+struct exchange_job {
+  struct api_server *server;
+  struct api_exchange *x; /* NULL once cancelled */
+  api_exchange_done_fn done;
+  void *arg;
+  struct api_route_match match;
+  char *path; /* match.query points into it */
+  char *body;
+  size_t body_len;
+  struct reg_actor actor;
+  struct audit audit;
+  struct api_response resp;
+  bool submitting; /* inside submit: an inline registry answers at once */
+  bool finished;
+};
+
+static void job_free(struct exchange_job *job)
+{
+  free(job->resp.body);
+  free(job->path);
+  free(job->body);
+  free(job);
+}
+
+/* On the registry's thread. */
+static void job_run(struct reg *reg, void *arg)
+{
+  struct exchange_job *job = arg;
+  struct api_request req = {
+      .server = job->server,
+      .reg = reg,
+      .match = &job->match,
+      .actor = job->actor,
+      .body = job->body,
+      .body_len = job->body_len,
+  };
+
+  api_handle(&req, &job->resp);
+}
+
+/* Hands the answer to the exchange (if it is still wanted). */
+static void job_deliver(struct exchange_job *job)
+{
+  struct api_exchange *x = job->x;
+
+  if (x != NULL) {
+    x->job = NULL;
+    free(x->resp.body);
+    x->resp = job->resp;
+    job->resp.body = NULL;
+  }
+  job_free(job);
+}
+
+/* On the control thread. */
+static void job_done(void *arg)
+{
+  struct exchange_job *job = arg;
+  struct api_exchange *x = job->x;
+  api_exchange_done_fn done = job->done;
+  void *done_arg = job->arg;
+
+  api_handle_finish(job->server, job->match.route, &job->resp);
+  account(job->server, &job->audit, job->resp.status);
+  job->finished = true;
+  if (job->submitting)
+    return; /* api_exchange_run delivers it */
+  job_deliver(job);
+  if (x != NULL)
+    done(x, done_arg);
+}
+
+static struct exchange_job *job_new(struct api_server *server,
+                                    struct api_exchange *x,
+                                    const struct api_route_match *match)
+{
+  struct exchange_job *job = calloc(1, sizeof *job);
+
+  if (job == NULL)
+    return NULL;
+  job->server = server;
+  job->x = x;
+  job->match = *match;
+  job->path = strdup(x->path);
+  job->body = x->body_len > 0 ? malloc(x->body_len) : NULL;
+  if (job->path == NULL || (x->body_len > 0 && job->body == NULL)) {
+    job_free(job);
+    return NULL;
+  }
+  if (match->query != NULL)
+    job->match.query = job->path + (match->query - x->path);
+  memcpy(job->body, x->body, x->body_len);
+  job->body_len = x->body_len;
+  audit_init(&job->audit, x);
+  job->actor.name = x->authenticated ? job->audit.principal : NULL;
+  job->actor.role = x->authenticated ? x->role : REG_ROLE_CONSUMER;
+  return job;
+}
+
+/* Submits the route to the registry's thread: 1 when the answer is under
+ * way, 0 when it is already in x (an inline registry, or a failure). */
+static int run_remote(struct api_server *server, struct api_exchange *x,
+                      const struct api_route_match *match,
+                      api_exchange_done_fn done, void *arg)
+{
+  struct exchange_job *job = job_new(server, x, match);
+
+  if (job == NULL) {
+    api_respond_error(&x->resp, 500, "Internal", "out of memory");
+    account_exchange(server, x);
+    return 0;
+  }
+  job->done = done;
+  job->arg = arg;
+  job->submitting = true;
+  x->job = job;
+  if (server->registry->submit(server->registry_ctx, job_run, job_done, job) !=
+      0) {
+    x->job = NULL;
+    job_free(job);
+    api_respond_error(&x->resp, 503, "StoreUnavailable",
+                      "the registry is stopping");
+    account_exchange(server, x);
+    return 0;
+  }
+  job->submitting = false;
+  if (!job->finished)
+    return 1;
+  job_deliver(job);
+  return 0;
+}
+
+int api_exchange_run(struct api_server *server, struct api_exchange *x,
+                     api_exchange_done_fn done, void *arg)
 {
   struct api_route_match match;
 
   if (route(x, &match) == 0 && authorize(server, x, match.route) == 0) {
+    if (api_route_remote(server, match.route))
+      return run_remote(server, x, &match, done, arg);
     struct api_request req = {
         .server = server,
         .match = &match,
@@ -108,15 +272,24 @@ void api_exchange_run(struct api_server *server, struct api_exchange *x)
         .body_len = x->body_len,
     };
     api_handle(&req, &x->resp);
+    api_handle_finish(server, match.route, &x->resp);
   }
-  account(server, x);
+  account_exchange(server, x);
+  return 0;
+}
+
+void api_exchange_cancel(struct api_exchange *x)
+{
+  if (x->job != NULL)
+    x->job->x = NULL;
+  x->job = NULL;
 }
 
 void api_exchange_fail(struct api_server *server, struct api_exchange *x,
                        int status, const char *code, const char *message)
 {
   api_respond_error(&x->resp, status, code, "%s", message);
-  account(server, x);
+  account_exchange(server, x);
 }
 
 bool api_exchange_is_head(const struct api_exchange *x)
@@ -126,6 +299,7 @@ bool api_exchange_is_head(const struct api_exchange *x)
 
 void api_exchange_clear(struct api_exchange *x)
 {
+  api_exchange_cancel(x);
   free(x->resp.body);
   x->resp.body = NULL;
 }

@@ -8,6 +8,12 @@
  * then writes resp's status, the headers of api_response_headers() and
  * resp's body in its own framing.
  *
+ * Routes that need the registry run on the registry's thread: the answer
+ * comes later, through the done callback, and the control loop goes on
+ * meanwhile (a PostgreSQL round trip never holds it). Until then the
+ * protocol keeps its struct api_exchange where it is, and cancels it if it
+ * goes away first.
+ *
  * Threads: the control thread only, like the rest of the server. */
 #ifndef NLB_API_EXCHANGE_H
 #define NLB_API_EXCHANGE_H
@@ -16,6 +22,8 @@
 #include <stddef.h>
 
 #include "api-int.h"
+
+struct exchange_job;
 
 struct api_exchange {
   /* The request, borrowed from the protocol for the call. */
@@ -35,11 +43,22 @@ struct api_exchange {
   bool authenticated;
   char principal[REG_NAME_BUF];
   enum reg_role role;
+  struct exchange_job *job; /* while the answer is under way */
 };
 
+typedef void (*api_exchange_done_fn)(struct api_exchange *x, void *arg);
+
 /* Routes, authenticates and runs the handler for x's request, fills x's
- * answer, counts its status and writes the audit line. */
-void api_exchange_run(struct api_server *server, struct api_exchange *x);
+ * answer, counts its status and writes the audit line. Returns 0 when the
+ * answer is there; 1 when it is under way: done(x, arg) comes later, on
+ * the control thread, with the answer in x (the request fields are no
+ * longer needed by then). */
+int api_exchange_run(struct api_server *server, struct api_exchange *x,
+                     api_exchange_done_fn done, void *arg);
+
+/* The protocol lets go of an exchange whose answer is under way: done will
+ * not be called. No-op when none is. */
+void api_exchange_cancel(struct api_exchange *x);
 
 /* Answers x with an error found by the protocol (413, 408, 431, 400...)
  * before or instead of running a handler; counted and audited like any
@@ -51,7 +70,7 @@ void api_exchange_fail(struct api_server *server, struct api_exchange *x,
  * body. */
 bool api_exchange_is_head(const struct api_exchange *x);
 
-/* Frees what x still owns. */
+/* Frees what x still owns (and cancels an answer under way). */
 void api_exchange_clear(struct api_exchange *x);
 
 #define API_RESPONSE_HEADERS_MAX 6

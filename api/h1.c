@@ -89,6 +89,11 @@ struct h1_conn {
   size_t held_len, held_cap;
   bool last_answer; /* given, or under way: nothing more is parsed */
   bool going_away;  /* reload or shutdown: the next answer is the last */
+  /* The answer is under way on the registry's thread: nothing more is
+   * parsed until it is written. */
+  struct api_exchange x;
+  bool waiting;
+  bool keep_alive;
   uint64_t idle_since;
   /* GET /v1/events */
   bool streaming, chunked_out, events_pending, events_done;
@@ -454,6 +459,8 @@ static void answer_refusal(struct h1_conn *h)
 {
   struct api_exchange x = {.method = h->req.method, .path = h->req.path};
 
+  api_exchange_clear(&h->x); /* an answer under way is dropped */
+  h->waiting = false;
   api_conn_log(h->conn, 0, "%d %s, closing", h->refusal_status, h->refusal);
   api_exchange_fail(h->conn->server, &x, h->refusal_status, h->refusal_code,
                     h->refusal);
@@ -482,23 +489,41 @@ static void origin_form(struct h1_request *r)
   r->path[r->path_len] = '\0';
 }
 
-/* The request is complete: run it and answer. */
+static void on_answer(struct api_exchange *x, void *arg)
+{
+  struct h1_conn *h = arg;
+
+  h->waiting = false;
+  answer(h, x, h->keep_alive);
+  api_exchange_clear(x);
+  request_clear(&h->req);
+  api_conn_wake(h->conn); /* then the requests that came meanwhile */
+}
+
+/* The request is complete: run it and answer (now, or once the registry's
+ * thread has). */
 static void message_done(struct h1_conn *h)
 {
   struct h1_request *r = &h->req;
-  struct api_exchange x = {0};
+  struct api_exchange *x = &h->x;
 
   origin_form(r);
-  x.method = r->method;
-  x.path = r->path;
-  x.authorization = r->authorization;
-  x.authorization_len = r->authorization_len;
-  x.body = r->body;
-  x.body_len = r->body_len;
-  api_exchange_run(h->conn->server, &x);
+  memset(x, 0, sizeof *x);
+  x->method = r->method;
+  x->path = r->path;
+  x->authorization = r->authorization;
+  x->authorization_len = r->authorization_len;
+  x->body = r->body;
+  x->body_len = r->body_len;
+  h->keep_alive = http_should_keep_alive(&h->parser) != 0;
+  int ran = api_exchange_run(h->conn->server, x, on_answer, h);
   forget_authorization(r);
-  answer(h, &x, http_should_keep_alive(&h->parser) != 0);
-  api_exchange_clear(&x);
+  if (ran > 0) {
+    h->waiting = true;
+    return;
+  }
+  answer(h, x, h->keep_alive);
+  api_exchange_clear(x);
   request_clear(r);
 }
 
@@ -592,7 +617,7 @@ static void feed(struct h1_conn *h, const char *data, size_t len)
 {
   size_t off = 0;
   while (off < len && !h->last_answer && !h->conn->closing) {
-    if (api_conn_queued(h->conn) >= API_WRITE_HIGH_WATER) {
+    if (h->waiting || api_conn_queued(h->conn) >= API_WRITE_HIGH_WATER) {
       hold(h, data + off, len - off);
       return;
     }
@@ -667,7 +692,8 @@ static void h1_flush(struct api_conn *c)
     flush_events(h);
     return;
   }
-  if (h->held_len == 0 || api_conn_queued(c) >= API_WRITE_HIGH_WATER)
+  if (h->waiting || h->held_len == 0 ||
+      api_conn_queued(c) >= API_WRITE_HIGH_WATER)
     return;
   char *held = h->held;
   size_t len = h->held_len;
@@ -686,7 +712,10 @@ static void h1_sweep(struct api_conn *c, uint64_t now)
   if (h->streaming || h->last_answer)
     return;
   if (h->in_request) {
-    if (now - h->req.started >= request_timeout) {
+    if (h->waiting && now - h->req.started >= request_timeout) {
+      refuse(h, 503, "StoreUnavailable", "the registry did not answer in time");
+      answer_refusal(h);
+    } else if (!h->waiting && now - h->req.started >= request_timeout) {
       refuse(h, 408, "RequestTimeout", "the request did not arrive in time");
       answer_refusal(h);
     }
@@ -733,6 +762,7 @@ static void h1_free(struct api_conn *c)
   struct h1_conn *h = c->state;
   if (h == NULL)
     return;
+  api_exchange_clear(&h->x);
   api_event_stream_stop(&h->event_stream);
   request_clear(&h->req);
   free(h->held);

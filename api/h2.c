@@ -44,6 +44,9 @@ struct h2_stream {
   size_t out_len, out_off;
   bool events;
   struct api_event_stream event_stream;
+  /* The answer is under way on the registry's thread. */
+  struct api_exchange x;
+  bool waiting;
 };
 
 struct h2_conn {
@@ -70,6 +73,7 @@ static void stream_free(struct h2_stream *s)
 {
   struct h2_conn *h2 = s->h2;
   nlb_list_remove(&s->link);
+  api_exchange_clear(&s->x);
   api_event_stream_stop(&s->event_stream);
   forget_authorization(s);
   free(s->path);
@@ -173,15 +177,27 @@ static void exchange_init(struct h2_stream *s, struct api_exchange *x)
   x->body_len = s->body_len;
 }
 
+static void on_answer(struct api_exchange *x, void *arg)
+{
+  struct h2_stream *s = arg;
+
+  s->waiting = false;
+  respond(s, x);
+  api_exchange_clear(x);
+  api_conn_wake(s->h2->conn);
+}
+
 static void dispatch(struct h2_stream *s)
 {
-  struct api_exchange x;
-
-  exchange_init(s, &x);
-  api_exchange_run(s->h2->conn->server, &x);
+  exchange_init(s, &s->x);
+  int r = api_exchange_run(s->h2->conn->server, &s->x, on_answer, s);
   forget_authorization(s);
-  respond(s, &x);
-  api_exchange_clear(&x);
+  if (r > 0) {
+    s->waiting = true;
+    return;
+  }
+  respond(s, &s->x);
+  api_exchange_clear(&s->x);
 }
 
 /* Answers before the request is complete (413, 408, 431). The rest of the
@@ -480,7 +496,12 @@ static int sweep_stream(struct h2_stream *s, uint64_t now)
   uint64_t timeout = c->server->request_timeout_ms;
   uint64_t age = now - s->started;
 
-  if (!s->responded && age >= timeout) {
+  if (s->waiting && age >= timeout) {
+    api_exchange_clear(&s->x);
+    s->waiting = false;
+    respond_early(s, 503, "StoreUnavailable",
+                  "the registry did not answer in time");
+  } else if (!s->responded && !s->waiting && age >= timeout) {
     respond_early(s, 408, "RequestTimeout",
                   "the request did not arrive in time");
   } else if (s->answered_early != 0 && !s->request_done &&

@@ -987,31 +987,6 @@ static void node_drain(const struct api_request *req, struct api_response *resp)
 
 /* ---- events ------------------------------------------------------------- */
 
-struct events_read {
-  const struct reg_actor *actor;
-  uint64_t cursor;
-  size_t limit;
-  struct reg_event *events;
-  size_t n;
-  uint64_t through;
-  int result;
-};
-
-static void read_events(struct reg *reg, void *arg)
-{
-  struct events_read *job = arg;
-  uint64_t first;
-
-  job->result = reg_first_seq(reg, &first);
-  /* Events after the cursor were pruned while this reader lagged: it
-   * cannot be given a complete sequence any more. */
-  if (job->result == 0 && job->cursor + 1 < first)
-    job->result = -ESTALE;
-  if (job->result == 0)
-    job->result = reg_events_after(reg, job->actor, job->cursor, job->limit,
-                                   &job->events, &job->n, &job->through);
-}
-
 static int append_line(json_t *value, char **buf, size_t *len)
 {
   size_t line_len;
@@ -1030,24 +1005,27 @@ static int append_line(json_t *value, char **buf, size_t *len)
   return 0;
 }
 
-int api_events_read(struct api_server *server, const struct reg_actor *actor,
+int api_events_read(struct reg *reg, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len)
 {
-  struct events_read job = {actor, *cursor, limit, NULL, 0, *cursor, 0};
-  int r = 0;
+  struct reg_event *events = NULL;
+  size_t n = 0;
+  uint64_t first, through;
+  int r = reg_first_seq(reg, &first);
 
-  if (server->registry == NULL)
-    return -ENOTSUP;
-  server->registry->call(server->registry_ctx, read_events, &job);
-  if (job.result != 0)
-    return job.result;
-  for (size_t i = 0; r == 0 && i < job.n; i++)
-    r = append_line(event_json(&job.events[i]), buf, len);
-  free(job.events);
+  /* Events after the cursor were pruned while this reader lagged: it
+   * cannot be given a complete sequence any more. */
+  if (r == 0 && *cursor + 1 < first)
+    r = -ESTALE;
+  if (r == 0)
+    r = reg_events_after(reg, actor, *cursor, limit, &events, &n, &through);
+  for (size_t i = 0; r == 0 && i < n; i++)
+    r = append_line(event_json(&events[i]), buf, len);
+  free(events);
   if (r < 0)
     return r;
-  *cursor = job.through;
-  return (int)job.n;
+  *cursor = through;
+  return (int)n;
 }
 
 static void events(const struct api_request *req, struct api_response *resp)
@@ -1154,56 +1132,54 @@ static void text_add_label(struct text *t, const char *value)
   }
 }
 
-struct counts_read {
-  struct reg_endpoint_count *counts;
-  size_t n;
-  int result;
-};
-
-static void read_counts(struct reg *reg, void *arg)
-{
-  struct counts_read *job = arg;
-
-  job->result = reg_endpoint_counts(reg, &job->counts, &job->n);
-}
-
 /* nlb_endpoints{service,state}: every state of each service that has
- * endpoints (the store answers by service and state, sorted so). */
-static void endpoint_metrics(struct api_server *server, struct text *t)
+ * endpoints (the store answers by service and state, sorted so). On the
+ * registry's thread; api_handle_finish adds the rest. */
+static void metrics(const struct api_request *req, struct api_response *resp)
 {
-  struct counts_read job = {NULL, 0, 0};
+  struct reg_endpoint_count *counts = NULL;
+  struct text t = {0};
+  size_t n = 0;
 
-  text_add(t, "# HELP nlb_endpoints Endpoints by service and state.\n"
-              "# TYPE nlb_endpoints gauge\n");
-  if (server->registry == NULL)
+  if (!no_query(req, resp))
     return;
-  server->registry->call(server->registry_ctx, read_counts, &job);
-  for (size_t i = 0; job.result == 0 && i < job.n; i++) {
+  text_add(&t, "# HELP nlb_endpoints Endpoints by service and state.\n"
+               "# TYPE nlb_endpoints gauge\n");
+  if (req->reg != NULL && reg_endpoint_counts(req->reg, &counts, &n) != 0)
+    n = 0;
+  for (size_t i = 0; i < n; i++) {
     uint64_t by_state[REG_EP_STATE_COUNT] = {0};
     size_t k = i;
 
-    for (;
-         k < job.n && strcmp(job.counts[k].service, job.counts[i].service) == 0;
-         k++)
-      by_state[job.counts[k].state] += job.counts[k].count;
+    for (; k < n && strcmp(counts[k].service, counts[i].service) == 0; k++)
+      by_state[counts[k].state] += counts[k].count;
     for (int st = 0; st < REG_EP_STATE_COUNT; st++) {
-      text_add(t, "nlb_endpoints{service=\"");
-      text_add_label(t, job.counts[i].service);
-      text_add(t, "\",state=\"%s\"} %" PRIu64 "\n", reg_state_name(st),
+      text_add(&t, "nlb_endpoints{service=\"");
+      text_add_label(&t, counts[i].service);
+      text_add(&t, "\",state=\"%s\"} %" PRIu64 "\n", reg_state_name(st),
                by_state[st]);
     }
     i = k - 1;
   }
-  free(job.counts);
+  free(counts);
+  if (t.failed) {
+    free(t.data);
+    api_respond_error(resp, 500, "Internal", "out of memory");
+    return;
+  }
+  free(resp->body);
+  resp->status = 200;
+  resp->body = t.data;
+  resp->len = t.len;
+  resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
-static void metrics(const struct api_request *req, struct api_response *resp)
+/* The control thread's part of /metrics: the API's counts before the
+ * registry's, the data plane's after. */
+static void metrics_finish(struct api_server *server, struct api_response *resp)
 {
-  struct api_server *server = req->server;
   struct text t = {0};
 
-  if (!no_query(req, resp))
-    return;
   text_add(&t, "# HELP nlb_api_requests_total API requests answered, by "
                "HTTP status.\n"
                "# TYPE nlb_api_requests_total counter\n");
@@ -1213,7 +1189,7 @@ static void metrics(const struct api_request *req, struct api_response *resp)
       text_add(&t, "nlb_api_requests_total{code=\"%d\"} %" PRIu64 "\n", s,
                count);
   }
-  endpoint_metrics(server, &t);
+  text_add(&t, "%.*s", (int)resp->len, resp->body);
   if (server->dataplane != NULL && server->dataplane->metrics_text != NULL) {
     char *more = server->dataplane->metrics_text(server->dataplane_arg);
     if (more != NULL) {
@@ -1228,10 +1204,8 @@ static void metrics(const struct api_request *req, struct api_response *resp)
     return;
   }
   free(resp->body);
-  resp->status = 200;
   resp->body = t.data;
   resp->len = t.len;
-  resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
 static void healthz(const struct api_request *req, struct api_response *resp)
@@ -1243,18 +1217,23 @@ static void healthz(const struct api_request *req, struct api_response *resp)
   resp->content_type = "text/plain; charset=utf-8";
 }
 
-/* Routes that work without a registry, on the control thread. */
+/* Routes that run on the control thread: they need no registry. */
 static bool needs_registry(enum api_route_id id)
 {
   switch (id) {
   case API_ROUTE_HEALTHZ:
-  case API_ROUTE_METRICS:
   case API_ROUTE_TARGET_GROUP_LIST:
   case API_ROUTE_TARGET_GROUP_DESCRIBE:
     return false;
   default:
     return true;
   }
+}
+
+bool api_route_remote(const struct api_server *server,
+                      const struct api_route *route)
+{
+  return server->registry != NULL && needs_registry(route->id);
 }
 
 static void route(const struct api_request *req, struct api_response *resp)
@@ -1341,35 +1320,22 @@ static void route(const struct api_request *req, struct api_response *resp)
   }
 }
 
-struct handle_job {
-  const struct api_request *req;
-  struct api_response *resp;
-};
-
-/* On the registry's thread. */
-static void run_route(struct reg *reg, void *arg)
-{
-  struct handle_job *job = arg;
-  struct api_request req = *job->req;
-
-  req.reg = reg;
-  route(&req, job->resp);
-}
-
 void api_handle(const struct api_request *req, struct api_response *resp)
 {
-  struct api_server *server = req->server;
+  enum api_route_id id = req->match->route->id;
 
-  if (!needs_registry(req->match->route->id)) {
-    route(req, resp);
-  } else if (server->registry == NULL) {
+  if (req->reg == NULL && needs_registry(id) && id != API_ROUTE_METRICS)
     api_respond_error(resp, 503, "ServiceUnavailable",
                       "this nlbd has no registry: endpoint services are off");
-  } else {
-    struct handle_job job = {req, resp};
-
-    server->registry->call(server->registry_ctx, run_route, &job);
-  }
+  else
+    route(req, resp);
   if (resp->body == NULL && !resp->events)
     api_respond_error(resp, 500, "Internal", "out of memory");
+}
+
+void api_handle_finish(struct api_server *server, const struct api_route *route,
+                       struct api_response *resp)
+{
+  if (route->id == API_ROUTE_METRICS && resp->status == 200)
+    metrics_finish(server, resp);
 }

@@ -279,14 +279,14 @@ static const struct api_dataplane_ops dataplane_ops = {
     .metrics_text = api_metrics_text,
 };
 
-static void registry_call(void *ctx, void (*run)(struct reg *, void *),
-                          void *arg)
+static int registry_submit(void *ctx, void (*run)(struct reg *, void *),
+                           void (*done)(void *), void *arg)
 {
-  nlb_regloop_call(ctx, run, arg);
+  return nlb_regloop_submit(ctx, run, done, arg);
 }
 
 static const struct api_registry_ops registry_ops = {
-    .call = registry_call,
+    .submit = registry_submit,
 };
 
 static void api_log(void *arg, int level, const char *line)
@@ -486,8 +486,9 @@ void nlb_services_free(struct nlb_services *services)
 {
   if (!services)
     return;
-  api_server_free(services->api);
+  /* The API's answers under way end (cancelled) before the server goes. */
   nlb_regloop_stop(services->regloop);
+  api_server_free(services->api);
   nlb_endpoints_free(services->endpoints);
   free(services);
 }

@@ -1,9 +1,9 @@
 /* The management API: an HTTP server on libuv that serves every route of
  * SPEC.md on top of the registry, over HTTP/2 (nghttp2; h2c with prior
  * knowledge, or TLS with ALPN "h2") and HTTP/1.1 (http-parser; plain, or
- * TLS with ALPN "http/1.1" or none) on the same port. Providers, consumers and operators authenticate with
- * "Authorization: Bearer TOKEN"; the API knows only the SHA-256 of each
- * token.
+ * TLS with ALPN "http/1.1" or none) on the same port. Providers, consumers and
+ * operators authenticate with "Authorization: Bearer TOKEN"; the API knows only
+ * the SHA-256 of each token.
  *
  * Signals: the process must ignore SIGPIPE (nlbd does): a client that
  * closes while an answer is being written makes the write fail with EPIPE,
@@ -13,8 +13,8 @@
  * the uv_loop_t given to api_server_start(); no function is thread-safe.
  *
  * Dependencies: the registry (given, not owned), libuv, nghttp2,
- * http-parser, jansson and OpenSSL. The data plane is reached only through struct api_dataplane_ops,
- * so the API never includes the daemon's headers. */
+ * http-parser, jansson and OpenSSL. The data plane is reached only through
+ * struct api_dataplane_ops, so the API never includes the daemon's headers. */
 #ifndef NLB_API_H
 #define NLB_API_H
 
@@ -73,10 +73,12 @@ struct api_dataplane_ops {
 /* How the API reaches the registry, which lives on a thread of its own
  * (nlb/regloop.c in nlbd). */
 struct api_registry_ops {
-  /* Runs run(reg, arg) where the registry lives and returns once it has
-   * run, with the changes it made applied on this node. Called on the
-   * control thread. */
-  void (*call)(void *ctx, void (*run)(struct reg *reg, void *arg), void *arg);
+  /* Runs run(reg, arg) where the registry lives, then done(arg) on the
+   * control thread once the changes it made are applied on this node
+   * (done may come before submit returns). Returns 0, or a negative errno
+   * when neither will run. Called on the control thread. */
+  int (*submit)(void *ctx, void (*run)(struct reg *reg, void *arg),
+                void (*done)(void *arg), void *arg);
 };
 
 struct api_settings {

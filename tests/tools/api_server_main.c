@@ -144,13 +144,17 @@ static void follow_changes(void)
   reg_changes_release(&c);
 }
 
-static void inline_call(void *ctx, void (*run)(struct reg *, void *), void *arg)
+/* Runs at once, on this thread: answers come before submit returns. */
+static int inline_submit(void *ctx, void (*run)(struct reg *, void *),
+                         void (*done)(void *), void *arg)
 {
   run(reg, arg);
   follow_changes();
+  done(arg);
+  return 0;
 }
 
-static const struct api_registry_ops inline_registry = {inline_call};
+static const struct api_registry_ops inline_registry = {inline_submit};
 static uv_signal_t sig_term, sig_int, sig_hup;
 
 static void log_line(void *arg, int level, const char *line)
