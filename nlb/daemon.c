@@ -290,6 +290,14 @@ int nlb_daemon_run(const char *config_path)
     return 1;
   }
   uv_loop_init(&d.loop);
+  /* The registry first: a SQLite file another nlbd holds must stop this
+   * one before it binds any port the other serves. */
+  rc = nlb_services_open(&d.loop, d.cfg, &d.services, reason, sizeof(reason));
+  if (rc < 0) {
+    nlb_log_event(NLB_LOG_ERROR, "%s", reason);
+    fprintf(stderr, "nlbd: %s\n", reason);
+    goto out_stop_workers;
+  }
   if (start_workers(&d) < 0) {
     nlb_log_event(NLB_LOG_ERROR, "cannot start workers");
     goto out_stop_workers;
@@ -306,8 +314,8 @@ int nlb_daemon_run(const char *config_path)
   d.health = nlb_health_start(&d.loop, d.router);
   if (!d.health)
     goto out_free_router;
-  rc = nlb_services_start(&d.loop, d.cfg, d.router, d.health, &d.services,
-                          reason, sizeof(reason));
+  rc = nlb_services_start(d.services, d.cfg, d.router, d.health, reason,
+                          sizeof(reason));
   if (rc < 0) {
     nlb_log_event(NLB_LOG_ERROR, "%s", reason);
     fprintf(stderr, "nlbd: %s\n", reason);
@@ -328,8 +336,9 @@ int nlb_daemon_run(const char *config_path)
   uv_run(&d.loop, UV_RUN_DEFAULT);
   exit_code = 0;
   nlb_log_event(NLB_LOG_INFO, "nlbd stopped");
-  nlb_services_free(d.services);
 out_free_health:
+  nlb_services_free(d.services);
+  d.services = NULL;
   uv_run(&d.loop, UV_RUN_DEFAULT);
   nlb_health_free(d.health);
 out_free_router:
@@ -339,6 +348,7 @@ out_free_router:
 out_stop_workers:
   if (d.workers)
     stop_workers(&d);
+  nlb_services_free(d.services);
   uv_run(&d.loop, UV_RUN_DEFAULT);
   uv_loop_close(&d.loop);
   nlb_log_stop();

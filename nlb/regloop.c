@@ -350,9 +350,18 @@ static void *thread_main(void *arg)
   struct nlb_regloop *rl = arg;
 
   for (;;) {
+    int timeout;
+
     if (run_jobs(rl))
       break;
-    wait_for_work(rl, periodic(rl));
+    timeout = periodic(rl);
+    /* A notice that came while a query ran was read with that query's
+     * answer: the socket will not wake the poll for it. */
+    if (reg_take_notices(rl->reg)) {
+      follow(rl);
+      continue;
+    }
+    wait_for_work(rl, timeout);
   }
   return NULL;
 }
@@ -423,6 +432,11 @@ static void set_resync(struct reg *reg, void *arg)
   struct nlb_regloop *rl = arg;
 
   rl->need_resync = true;
+}
+
+void nlb_regloop_apply(struct nlb_regloop *rl)
+{
+  run_outcomes(rl, true);
 }
 
 void nlb_regloop_resync(struct nlb_regloop *rl)
@@ -511,7 +525,6 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
   rl->next_beat_ms = mono_ms() + REG_HEARTBEAT_MS;
   rl->next_poll_ms = mono_ms() + POLL_MS;
   *out = rl;
-  run_outcomes(rl, true);
   if ((r = pthread_create(&rl->thread, NULL, thread_main, rl)) != 0) {
     *out = NULL;
     reg_close(rl->reg);

@@ -164,7 +164,7 @@ static void on_changes(const struct reg_changes *c, void *arg)
 
   if (services->endpoints)
     nlb_endpoints_apply(services->endpoints, c);
-  if (c->resync || c->n_targets > 0 || c->n_events > 0)
+  if (services->router && (c->resync || c->n_targets > 0 || c->n_events > 0))
     apply_targets(services, c);
   if (c->node_draining && !services->drain_requested) {
     nlb_log_event(NLB_LOG_INFO, "registry: this node was asked to drain");
@@ -328,21 +328,18 @@ static int fill_api_settings(struct nlb_services *services,
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-static int start_registry(struct nlb_services *services,
-                          const struct nlb_config *cfg, char *err,
-                          size_t err_size)
+static int open_registry(struct nlb_services *services,
+                         const struct nlb_config *cfg, char *err,
+                         size_t err_size)
 {
-  struct nlb_endpoints_settings eps = {services->router, loop_clock,
-                                       report_placements, services};
   struct nlb_regloop_settings s = {0};
   struct reg_error reg_err = {0};
   struct reg_view view;
   int rc;
 
-  if ((services->endpoints = nlb_endpoints_create(&eps)) == NULL ||
-      (rc = build_view(cfg, &view)) < 0) {
+  if ((rc = build_view(cfg, &view)) < 0) {
     snprintf(err, err_size, "out of memory");
-    return -ENOMEM;
+    return rc;
   }
   s.store = cfg->registry_postgresql ? "postgresql" : "sqlite";
   s.location =
@@ -354,20 +351,13 @@ static int start_registry(struct nlb_services *services,
   rc = nlb_regloop_start(services->loop, &s, &services->regloop, &reg_err);
   free_view(&view);
   if (rc < 0)
-    snprintf(err, err_size, "%s: registry: %s", cfg->path,
+    snprintf(err, err_size, "%s: %s", cfg->path,
              reg_err.message[0] ? reg_err.message : strerror(-rc));
-  else
-    nlb_log_event(NLB_LOG_INFO,
-                  "registry: %s store, node %s, %zu endpoints "
-                  "open",
-                  s.store, cfg->node_name,
-                  nlb_endpoints_open_count(services->endpoints));
   return rc;
 }
 
-int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
-                       struct nlb_router *router, struct nlb_health *health,
-                       struct nlb_services **out, char *err, size_t err_size)
+int nlb_services_open(uv_loop_t *loop, const struct nlb_config *cfg,
+                      struct nlb_services **out, char *err, size_t err_size)
 {
   struct nlb_services *services = calloc(1, sizeof(*services));
   int rc;
@@ -375,11 +365,37 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
   if (!services)
     return -ENOMEM;
   services->loop = loop;
+  if (cfg->has_registry &&
+      (rc = open_registry(services, cfg, err, err_size)) < 0) {
+    free(services);
+    return rc;
+  }
+  *out = services;
+  return 0;
+}
+
+int nlb_services_start(struct nlb_services *services,
+                       const struct nlb_config *cfg, struct nlb_router *router,
+                       struct nlb_health *health, char *err, size_t err_size)
+{
+  struct nlb_endpoints_settings eps = {router, loop_clock, report_placements,
+                                       services};
+  int rc;
+
   services->router = router;
   services->health = health;
-  if (cfg->has_registry &&
-      (rc = start_registry(services, cfg, err, err_size)) < 0)
-    goto fail_free;
+  if (services->regloop) {
+    if ((services->endpoints = nlb_endpoints_create(&eps)) == NULL) {
+      snprintf(err, err_size, "out of memory");
+      return -ENOMEM;
+    }
+    /* The state read at open: endpoints open before nlbd says it started. */
+    nlb_regloop_apply(services->regloop);
+    nlb_log_event(NLB_LOG_INFO,
+                  "registry: %s store, node %s, %zu endpoints open",
+                  nlb_regloop_store(services->regloop), cfg->node_name,
+                  nlb_endpoints_open_count(services->endpoints));
+  }
   if (cfg->has_api) {
     struct api_settings s;
     struct api_principal *principals;
@@ -387,26 +403,18 @@ int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
     rc = fill_api_settings(services, cfg, &s, &principals, listen,
                            sizeof(listen));
     if (rc < 0)
-      goto fail_stop_registry;
-    rc = api_server_start(loop, &s, &services->api);
+      return rc;
+    rc = api_server_start(services->loop, &s, &services->api);
     free(principals);
     if (rc < 0) {
       snprintf(err, err_size, "%s: api: cannot serve on %s: %s", cfg->path,
                listen,
                rc == -EINVAL ? "bad TLS certificate or key (see log)"
                              : uv_strerror(rc));
-      goto fail_stop_registry;
+      return rc;
     }
   }
-  *out = services;
   return 0;
-
-fail_stop_registry:
-  nlb_regloop_stop(services->regloop);
-fail_free:
-  nlb_endpoints_free(services->endpoints);
-  free(services);
-  return rc;
 }
 
 void nlb_services_reload(struct nlb_services *services,

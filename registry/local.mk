@@ -26,6 +26,10 @@ TESTS += tests/unit/test_registry
 TESTS += tests/e2e/test_registry_pg.py
 EXTRA_DIST += tests/e2e/test_registry_pg.py tests/e2e/pgtest.py
 CLEAN_LOCAL_DIRS += tests/pg-template
+
+# Three nlbd nodes on one PostgreSQL (needs root and namespaces).
+TESTS += tests/e2e/test_cluster_control.py
+EXTRA_DIST += tests/e2e/test_cluster_control.py tests/e2e/clustertest.py
 tests_unit_test_registry_SOURCES = tests/unit/test_registry.c
 tests_unit_test_registry_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(LIBPQ_CFLAGS)
 tests_unit_test_registry_LDADD = $(REGISTRY_LIBS) $(CUNIT_LIBS)

@@ -51,7 +51,8 @@ EXTRA_DIST += tests/e2e/test_health.py
 
 # Needs root and network namespaces; says SKIP without them.
 TESTS += tests/e2e/test_endpoints.py
-EXTRA_DIST += tests/e2e/test_endpoints.py tests/tools/ppv2_receiver.py
+EXTRA_DIST += tests/e2e/test_endpoints.py tests/tools/ppv2_receiver.py \
+	tests/e2e/netnstest.py
 
 check_PROGRAMS += tests/unit/test_dns
 TESTS += tests/unit/test_dns

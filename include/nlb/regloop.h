@@ -43,7 +43,8 @@ struct nlb_regloop_settings {
 
 /* Opens the registry and starts the thread (blocking until the registry is
  * open or has failed, and the whole current state was read: on_changes
- * gets it before this returns). A PostgreSQL server that cannot be reached
+ * gets it at the next nlb_regloop_apply(), or when the control loop runs).
+ * A PostgreSQL server that cannot be reached
  * is not an error: the store keeps trying, operations fail with -ENOTCONN
  * meanwhile, and the state follows once it is back. Other failures return
  * a negative errno with err filled, and nothing is left running. */
@@ -62,6 +63,11 @@ int nlb_regloop_submit(struct nlb_regloop *rl,
  * stopping, run is not called. */
 void nlb_regloop_call(struct nlb_regloop *rl,
                       void (*run)(struct reg *reg, void *arg), void *arg);
+
+/* Runs, on this thread and now, what is queued for the control thread
+ * (changes, done callbacks): at start, to apply the state read by
+ * nlb_regloop_start before going on. */
+void nlb_regloop_apply(struct nlb_regloop *rl);
 
 /* Reads the whole state again (after a reload), and applies it before
  * returning. */

@@ -18,13 +18,20 @@
 
 struct nlb_services;
 
-/* Opens the registry (when cfg has one), reopens available endpoints and
- * starts the API (when cfg has one). On failure returns a negative errno
- * with the reason in err, and nothing stays open. A config without
- * registry and API gives a services object that does nothing. */
-int nlb_services_start(uv_loop_t *loop, const struct nlb_config *cfg,
-                       struct nlb_router *router, struct nlb_health *health,
-                       struct nlb_services **out, char *err, size_t err_size);
+/* Opens the registry (when cfg has one) and reads its state, before
+ * anything else is opened: a SQLite file another nlbd holds stops this one
+ * before it binds a port. On failure returns a negative errno with the
+ * reason in err, and nothing stays open. A config without registry and API
+ * gives a services object that does nothing. */
+int nlb_services_open(uv_loop_t *loop, const struct nlb_config *cfg,
+                      struct nlb_services **out, char *err, size_t err_size);
+
+/* Applies the state read at open (endpoints open, run-time targets
+ * registered) and starts the API (when cfg has one). On failure returns a
+ * negative errno with the reason in err; free the services then. */
+int nlb_services_start(struct nlb_services *services,
+                       const struct nlb_config *cfg, struct nlb_router *router,
+                       struct nlb_health *health, char *err, size_t err_size);
 
 /* Takes a reloaded config: principals, networks and load balancers for the
  * registry, principals for the API (existing API connections get GOAWAY),

@@ -842,6 +842,31 @@ def test_lagging_event_stream_ends_when_pruned():
                   code="EventsPruned")
 
 
+def test_second_nlbd_on_the_same_sqlite_file():
+    """A second nlbd on the same SQLite registry exits 1 naming the first,
+    before it binds anything; the first is untouched."""
+    need("curl")
+    with NlbdApi() as api:
+        sid = api.ok("POST", "/v1/services", "payments", {
+            "name": "payments-api", "load_balancer": "payments-lb",
+            "allowed_principals": ["shop"]}, status=201)["id"]
+        # The same file, the same ports.
+        second = nlbtest.Nlbd(open(api.nlbd.config_path).read().split(
+            "\n", 2)[2])
+        proc = subprocess.run([nlbtest.NLBD, "-c", second.config_path],
+                              capture_output=True, text=True, timeout=30)
+        want = "registry %s/registry.db is in use by another nlbd (pid %d)" % (
+            api.dir, api.nlbd.proc.pid)
+        assert proc.returncode == 1, (proc.returncode, proc.stderr)
+        assert want in proc.stderr, proc.stderr
+        assert api.alive()
+        assert api.ok("GET", "/v1/services/" + sid, "payments")["id"] == sid
+        with socket.create_connection(("127.0.0.1", api.lb_port),
+                                      timeout=2) as s:
+            s.sendall(b"ping")
+            assert nlbtest.recv_exact(s, 4) == b"ping"
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_provider_consumer_story,
@@ -862,4 +887,5 @@ if __name__ == "__main__":
         test_sighup_reloads_tls_certificate,
         test_event_retention_prunes_and_410,
         test_lagging_event_stream_ends_when_pruned,
+        test_second_nlbd_on_the_same_sqlite_file,
     ], timeout=90)

@@ -13,8 +13,6 @@ that cannot listen is `failed` with the reason.
 Needs root, `ip netns`, haproxy and curl (HTTP/2); says SKIP otherwise.
 Namespaces are named nlbt-<role>-<pid> and always deleted."""
 
-import atexit
-import ctypes
 import hashlib
 import json
 import os
@@ -23,12 +21,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nlbtest import (TOP_SRCDIR, Nlbd, Skip, free_port, run,  # noqa: E402
                      wait_until)
+from netnstest import (at_exit, in_netns, netns_add, netns_del,  # noqa: E402
+                       ns_connect, ns_refused, sh)
 
 RECEIVER = os.path.join(TOP_SRCDIR, "tests", "tools", "ppv2_receiver.py")
 PID = os.getpid()
@@ -49,100 +48,21 @@ PRINCIPALS = {
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:")
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def sha256_hex(text):
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def sh(*args, check=True):
-    return subprocess.run(list(args), capture_output=True, text=True,
-                          timeout=10, check=check)
-
-
-# ---- network namespaces ----------------------------------------------------
-
-def netns_add(name):
-    """Creates namespace NAME with its loopback up; raises Skip when the
-    machine does not let us."""
-    r = sh("ip", "netns", "add", name, check=False)
-    if r.returncode != 0:
-        raise Skip("ip netns add %s failed: %s" % (name, r.stderr.strip()))
-    sh("ip", "-n", name, "link", "set", "lo", "up")
-
-
-def netns_del(name):
-    sh("ip", "netns", "del", name, check=False)
 
 
 _open_worlds = []
 
 
-def _delete_our_namespaces():
+def _close_open_worlds():
     """At exit, even after a test timed out with its World still open:
-    stop what it started, delete its namespaces."""
+    stop what it started (netnstest then deletes its namespaces)."""
     for world in list(_open_worlds):
         world.close()
-    if os.path.isdir("/run/netns"):
-        for name in os.listdir("/run/netns"):
-            if name.startswith("nlbt-") and name.endswith("-%d" % PID):
-                netns_del(name)
 
 
-atexit.register(_delete_our_namespaces)
-
-
-def in_netns(name, fn):
-    """Runs fn() in a helper thread that entered /run/netns/NAME (setns);
-    a socket keeps the namespace it was created in, so the caller can use
-    what fn returns. Exceptions pass through."""
-    result = {}
-
-    def body():
-        try:
-            fd = os.open("/run/netns/" + name, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            finally:
-                os.close(fd)
-            result["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            result["error"] = e
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def ns_connect(name, host, port, source=None, timeout=5):
-    """A TCP connection made inside namespace NAME, bound to source."""
-    def fn():
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            if source:
-                s.bind((source, 0))
-            s.connect((host, port))
-        except BaseException:
-            s.close()
-            raise
-        return s
-    return in_netns(name, fn)
-
-
-def ns_refused(name, host, port, source=None):
-    try:
-        ns_connect(name, host, port, source).close()
-    except ConnectionRefusedError:
-        return True
-    return False
+at_exit(_close_open_worlds)
 
 
 def ns_denied(name, host, port, source, within=1.0):
