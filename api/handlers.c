@@ -106,6 +106,12 @@ static void respond_reg_error(struct api_request const *req,
     api_log(req->server, 3, "api: %s failed: %s", req->match->route->name,
             message);
     api_respond_error(resp, 500, name, "internal error");
+  } else if (status == 503) {
+    /* How the store failed (hosts, paths) is the operator's business. */
+    api_log(req->server, 2, "api: %s: %s", req->match->route->name, message);
+    api_respond_error(resp, 503, name,
+                      "the registry's store is unavailable: nothing was "
+                      "changed; try again later");
   } else if (err->field[0] != '\0' && strstr(message, err->field) == NULL) {
     api_respond_error(resp, status, name, "%s: %s", err->field, message);
   } else {
