@@ -7,4 +7,4 @@ EXTRA_DIST += bench/run.sh bench/idle_flows.py bench/report.py \
 noinst_PROGRAMS += bench/registry_bench
 bench_registry_bench_SOURCES = bench/registry_bench.c
 bench_registry_bench_LDADD = $(REGISTRY_LIBS)
-EXTRA_DIST += bench/README-registry.md
+EXTRA_DIST += bench/README-registry.md bench/cluster_propagation.py
