@@ -214,7 +214,8 @@ static struct exchange_job *job_new(struct api_server *server,
   }
   if (match->query != NULL)
     job->match.query = job->path + (match->query - x->path);
-  memcpy(job->body, x->body, x->body_len);
+  if (x->body_len > 0)
+    memcpy(job->body, x->body, x->body_len);
   job->body_len = x->body_len;
   audit_init(&job->audit, x);
   job->actor.name = x->authenticated ? job->audit.principal : NULL;

@@ -620,11 +620,11 @@ static int rows_to_array(PGresult *res, size_t size,
                          void **out, size_t *n, void (*release)(void *))
 {
   int rows = PQntuples(res);
-  char *v = calloc((size_t)rows + 1, size);
+  char *v = rows > 0 ? calloc((size_t)rows, size) : NULL;
   int r = 0;
   int i;
 
-  if (v == NULL) {
+  if (rows > 0 && v == NULL) {
     PQclear(res);
     return -ENOMEM;
   }
