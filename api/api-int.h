@@ -36,6 +36,8 @@ struct api_server {
   const struct api_dataplane_ops *dataplane;
   void *dataplane_arg;
   void (*log_event)(void *arg, int level, const char *line);
+  void (*log_request)(void *arg, const char *principal, const char *role,
+                      const char *method, const char *path, int status);
   void *log_arg;
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;

@@ -33,11 +33,15 @@ static void account(struct api_server *server, const struct api_exchange *x)
   if (x->method[0] == '\0' || is_read(x->method))
     return;
   char path[256];
+  const char *name = x->authenticated ? x->principal : "-";
+  const char *role = x->authenticated ? reg_role_name(x->role) : "-";
   loggable_path(x->path, path, sizeof path);
-  api_log(
-      server, 1, "api audit: principal=%s role=%s method=%s path=%s status=%d",
-      x->authenticated ? x->principal : "-",
-      x->authenticated ? reg_role_name(x->role) : "-", x->method, path, status);
+  if (server->log_request != NULL)
+    server->log_request(server->log_arg, name, role, x->method, path, status);
+  else
+    api_log(server, 1,
+            "api audit: principal=%s role=%s method=%s path=%s status=%d", name,
+            role, x->method, path, status);
 }
 
 /* Finds x's route; 0, or answers x with 404/405/400 and returns -1. */

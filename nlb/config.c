@@ -261,18 +261,37 @@ static int hex_value(char c)
   return -1;
 }
 
+static void get_log_format(struct loader *ld, const config_setting_t *log,
+                           const char *name, enum nlb_log_format *out)
+{
+  const char *text;
+  if (!get_string(ld, log, name, &text))
+    return;
+  if (strcmp(text, "text") == 0)
+    *out = NLB_LOG_TEXT;
+  else if (strcmp(text, "json") == 0)
+    *out = NLB_LOG_JSON;
+  else
+    fail_at(ld, line_of(member_of(log, name)),
+            "%s must be \"text\" or \"json\", not \"%s\"", name, text);
+}
+
 static void load_log(struct loader *ld, const config_setting_t *root,
                      struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"access", "access_format", "events",
-                                     "level", NULL};
+  static const char *const keys[] = {
+      "access", "access_format",   "events", "events_format",
+      "level",  "priority_prefix", NULL};
   const config_setting_t *log = member_of(root, "log");
   const char *text;
+  bool priority_prefix;
 
   cfg->log_access = dup_or_die("stderr");
   cfg->log_events = dup_or_die("stderr");
   cfg->log_level = 1;
   cfg->log_access_format = NLB_LOG_TEXT;
+  cfg->log_events_format = NLB_LOG_TEXT;
+  cfg->log_priority_prefix = -1;
   if (!log)
     return;
   if (!config_setting_is_group(log)) {
@@ -288,15 +307,10 @@ static void load_log(struct loader *ld, const config_setting_t *root,
     free(cfg->log_events);
     cfg->log_events = dup_or_die(text);
   }
-  if (get_string(ld, log, "access_format", &text)) {
-    if (strcmp(text, "text") == 0)
-      cfg->log_access_format = NLB_LOG_TEXT;
-    else if (strcmp(text, "json") == 0)
-      cfg->log_access_format = NLB_LOG_JSON;
-    else
-      fail_at(ld, line_of(member_of(log, "access_format")),
-              "access_format must be \"text\" or \"json\", not \"%s\"", text);
-  }
+  get_log_format(ld, log, "access_format", &cfg->log_access_format);
+  get_log_format(ld, log, "events_format", &cfg->log_events_format);
+  if (get_bool(ld, log, "priority_prefix", &priority_prefix))
+    cfg->log_priority_prefix = priority_prefix;
   if (get_string(ld, log, "level", &text)) {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     int found = -1;

@@ -485,8 +485,10 @@ static void write_proxy_header(struct nlb_flow *flow)
                           &flow->client_addr.sa, &local.sa,
                           flow->route->endpoint_id);
   if (n < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "proxy v2 header for target group %s: %s",
-                  flow->route->group->name, strerror(-n));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "proxy_v2_failed",
+                  "proxy v2 header for target group {target_group}: {error}",
+                  NLB_LOG_STR("target_group", flow->route->group->name),
+                  NLB_LOG_STR("error", strerror(-n)));
     finish(flow, NLB_END_CONNECT_FAILED);
     return;
   }

@@ -134,6 +134,15 @@ static int append_target(struct nlb_group *group, struct nlb_target *target)
   return 0;
 }
 
+static void log_registered(const struct nlb_group *group,
+                           const struct nlb_target *target, const char *by)
+{
+  NLB_LOG_EVENT(NLB_LOG_INFO, "target_registered",
+                "target {target_group}/{target} registered (initial)",
+                NLB_LOG_STR("target_group", group->name),
+                NLB_LOG_STR("target", target->name), NLB_LOG_STR("by", by));
+}
+
 static void start_draining(struct nlb_group *group, struct nlb_target *target,
                            uint64_t now_ms, const char *reason)
 {
@@ -144,11 +153,15 @@ static void start_draining(struct nlb_group *group, struct nlb_target *target,
                now_ms + group->settings.deregistration_delay_ms);
   atomic_store(&target->state, NLB_TARGET_DRAINING);
   snprintf(target->reason, sizeof(target->reason), "%s", reason);
-  nlb_log_event(NLB_LOG_INFO,
-                "target %s/%s state %s -> draining (%s; delay %llums)",
-                group->name, target->name,
-                nlb_target_state_name((enum nlb_target_state)old), reason,
-                (unsigned long long)group->settings.deregistration_delay_ms);
+  NLB_LOG_EVENT(
+      NLB_LOG_INFO, "target_state",
+      "target {target_group}/{target} state {from} -> {to} ({reason}; delay "
+      "{delay_ms}ms)",
+      NLB_LOG_STR("target_group", group->name),
+      NLB_LOG_STR("target", target->name),
+      NLB_LOG_STR("from", nlb_target_state_name((enum nlb_target_state)old)),
+      NLB_LOG_STR("to", "draining"), NLB_LOG_STR("reason", reason),
+      NLB_LOG_UINT("delay_ms", group->settings.deregistration_delay_ms));
 }
 
 static void copy_settings(struct nlb_group *group,
@@ -185,9 +198,14 @@ static int apply_group(struct nlb_group *group,
         atomic_store(&target->state, NLB_TARGET_INITIAL);
         target->consecutive_ok = target->consecutive_fail = 0;
         snprintf(target->reason, sizeof(target->reason), "re-registered");
-        nlb_log_event(NLB_LOG_INFO,
-                      "target %s/%s state draining -> initial (re-registered)",
-                      group->name, target->name);
+        NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
+                      "target {target_group}/{target} state {from} -> {to} "
+                      "({reason})",
+                      NLB_LOG_STR("target_group", group->name),
+                      NLB_LOG_STR("target", target->name),
+                      NLB_LOG_STR("from", "draining"),
+                      NLB_LOG_STR("to", "initial"),
+                      NLB_LOG_STR("reason", "re-registered"));
       }
       continue;
     }
@@ -198,8 +216,7 @@ static int apply_group(struct nlb_group *group,
       return -ENOMEM;
     }
     snprintf(target->reason, sizeof(target->reason), "registered");
-    nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)",
-                  group->name, target->name);
+    log_registered(group, target, "config");
   }
   for (size_t i = 0; i < group->n_targets; i++) {
     struct nlb_target *target = group->targets[i];
@@ -281,10 +298,13 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
     }
     lb = find_lb_listener(router, l->lb_name, l->port);
     if (!lb) {
-      nlb_log_event(NLB_LOG_WARN,
-                    "endpoint %s: load balancer %s has no port %u any more; "
-                    "closing that listener",
-                    l->endpoint_id, l->lb_name, l->port);
+      NLB_LOG_EVENT(NLB_LOG_WARN, "listener_close",
+                    "endpoint {endpoint}: load balancer {lb} has no port "
+                    "{port} any more; closing that listener",
+                    NLB_LOG_STR("endpoint", l->endpoint_id),
+                    NLB_LOG_STR("lb", l->lb_name),
+                    NLB_LOG_UINT("port", l->port),
+                    NLB_LOG_STR("reason", "port removed"));
       remove_listener_at(router, i, true);
       continue;
     }
@@ -386,7 +406,7 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       group = calloc(1, sizeof(*group));
       if (!group || !(group->name = strdup(ct->name))) {
         /* Half of the groups are moved already: no clean way back. */
-        nlb_log_event(NLB_LOG_ERROR, "reload: out of memory");
+        NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory", "reload: out of memory");
         abort();
       }
     }
@@ -402,7 +422,9 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       continue;
     for (size_t t = 0; t < old->n_targets; t++)
       start_draining(old, old->targets[t], now_ms, "group removed");
-    nlb_log_event(NLB_LOG_INFO, "target group %s removed", old->name);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "target_group_removed",
+                  "target group {target_group} removed",
+                  NLB_LOG_STR("target_group", old->name));
     struct nlb_group **grown =
         realloc(router->retired, (router->n_retired + 1) * sizeof(*grown));
     if (!grown) {
@@ -426,7 +448,9 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
     }
     for (size_t w = 0; w < router->n_workers; w++)
       nlb_worker_remove_listener(router->workers[w], l->id, false);
-    nlb_log_event(NLB_LOG_INFO, "listener %s:%u closed", l->lb_name, l->port);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "listener_close", "listener {lb}:{port} closed",
+                  NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+                  NLB_LOG_STR("reason", "removed from config"));
     free_listener(l);
   }
   for (size_t i = 0; i < n_new; i++) {
@@ -463,10 +487,13 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       char where[NLB_ADDR_TEXT_MAX];
       for (size_t w = 0; w < router->n_workers; w++)
         nlb_worker_add_listener(router->workers[w], l->id, pending[i].fds[w]);
-      nlb_log_event(NLB_LOG_INFO, "listener %s:%u open on %s (%zu workers)",
-                    l->lb_name, l->port,
-                    nlb_addr_format(&l->local, where, sizeof(where)),
-                    router->n_workers);
+      NLB_LOG_EVENT(
+          NLB_LOG_INFO, "listener_open",
+          "listener {lb}:{port} open on {address} ({workers} workers)",
+          NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+          NLB_LOG_STR("address",
+                      nlb_addr_format(&l->local, where, sizeof(where))),
+          NLB_LOG_UINT("workers", router->n_workers));
     }
     free(pending[i].fds);
   }
@@ -597,7 +624,8 @@ int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
 fail_release:
   nlb_snapshot_release(snapshot);
 fail:
-  nlb_log_event(NLB_LOG_ERROR, "routing snapshot: out of memory");
+  NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                "routing snapshot: out of memory");
   return -ENOMEM;
 }
 
@@ -619,11 +647,15 @@ static bool reap_drained(struct nlb_group *group, uint64_t now_ms)
       continue;
     }
     atomic_store(&target->state, NLB_TARGET_UNUSED);
-    nlb_log_event(NLB_LOG_INFO,
-                  "target %s/%s state draining -> unused (%s; removed)",
-                  group->name, target->name,
-                  active || now_ms >= deadline ? "deregistration delay expired"
-                                               : "no flows left");
+    NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
+                  "target {target_group}/{target} state {from} -> {to} "
+                  "({reason}; removed)",
+                  NLB_LOG_STR("target_group", group->name),
+                  NLB_LOG_STR("target", target->name),
+                  NLB_LOG_STR("from", "draining"), NLB_LOG_STR("to", "unused"),
+                  NLB_LOG_STR("reason", active || now_ms >= deadline
+                                            ? "deregistration delay expired"
+                                            : "no flows left"));
     group->targets[i] = group->targets[--group->n_targets];
     nlb_target_release(target);
     reaped = true;
@@ -781,10 +813,15 @@ void nlb_router_set_target_state(struct nlb_router *router,
   snprintf(target->reason, sizeof(target->reason), "%s", reason);
   if (state == NLB_TARGET_HEALTHY)
     target->healthy_since_ms = now_ms;
-  nlb_log_event(state == NLB_TARGET_UNHEALTHY ? NLB_LOG_WARN : NLB_LOG_INFO,
-                "target %s/%s state %s -> %s (%s)", group->name, target->name,
-                nlb_target_state_name((enum nlb_target_state)old),
-                nlb_target_state_name(state), reason);
+  NLB_LOG_EVENT(
+      state == NLB_TARGET_UNHEALTHY ? NLB_LOG_WARN : NLB_LOG_INFO,
+      "target_state",
+      "target {target_group}/{target} state {from} -> {to} ({reason})",
+      NLB_LOG_STR("target_group", group->name),
+      NLB_LOG_STR("target", target->name),
+      NLB_LOG_STR("from", nlb_target_state_name((enum nlb_target_state)old)),
+      NLB_LOG_STR("to", nlb_target_state_name(state)),
+      NLB_LOG_STR("reason", reason));
   nlb_router_publish(router, now_ms);
 }
 

@@ -291,7 +291,18 @@ static const struct api_registry_ops registry_ops = {
 
 static void api_log(void *arg, int level, const char *line)
 {
-  nlb_log_event((enum nlb_log_level)(level & 3), "%s", line);
+  nlb_log_emit((enum nlb_log_level)(level & 3), "api", line, NULL, 0);
+}
+
+static void api_log_request(void *arg, const char *principal, const char *role,
+                            const char *method, const char *path, int status)
+{
+  NLB_LOG_EVENT(NLB_LOG_INFO, "api_request",
+                "api audit: principal={principal} role={role} "
+                "method={method} path={path} status={status}",
+                NLB_LOG_STR("principal", principal), NLB_LOG_STR("role", role),
+                NLB_LOG_STR("method", method), NLB_LOG_STR("path", path),
+                NLB_LOG_INT("status", status));
 }
 
 static int fill_api_settings(struct nlb_services *services,
@@ -322,6 +333,7 @@ static int fill_api_settings(struct nlb_services *services,
   s->dataplane = &dataplane_ops;
   s->dataplane_arg = services;
   s->log_event = api_log;
+  s->log_request = api_log_request;
   s->log_arg = services;
   return 0;
 }
@@ -432,7 +444,8 @@ void nlb_services_reload(struct nlb_services *services,
     if (fill_api_settings(services, cfg, &s, &principals, listen,
                           sizeof(listen)) == 0) {
       if (api_server_reload(services->api, &s) < 0)
-        nlb_log_event(NLB_LOG_ERROR, "reload: api keeps its old principals");
+        NLB_LOG_EVENT(NLB_LOG_ERROR, "api_error",
+                      "reload: api keeps its old principals");
       free(principals);
     }
   }

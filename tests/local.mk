@@ -67,3 +67,12 @@ tests_tools_dns_responder_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_tools_dns_responder_LDADD = $(NLB_LIBS)
 TESTS += tests/e2e/test_dns.py
 EXTRA_DIST += tests/e2e/test_dns.py
+
+check_PROGRAMS += tests/unit/test_log
+TESTS += tests/unit/test_log
+tests_unit_test_log_SOURCES = tests/unit/test_log.c
+tests_unit_test_log_CFLAGS = $(NLB_TEST_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_log_LDADD = $(NLB_TEST_LIBS) $(JANSSON_LIBS)
+
+TESTS += tests/e2e/test_logs.py
+EXTRA_DIST += tests/e2e/test_logs.py

@@ -101,6 +101,12 @@ struct api_settings {
    * status — never a token), protocol trouble and errors. level: 0 debug,
    * 1 info, 2 warning, 3 error. line is borrowed for the call. NULL: none. */
   void (*log_event)(void *arg, int level, const char *line);
+  /* The audit record of a mutating request as fields (strings borrowed for
+   * the call; "-" for an unknown principal). NULL: the record goes to
+   * log_event as "api audit: principal=P role=R method=M path=P
+   * status=N". Called with log_arg. */
+  void (*log_request)(void *arg, const char *principal, const char *role,
+                      const char *method, const char *path, int status);
   void *log_arg;
   /* 0: the API_DEFAULT_* values. A request whose headers and body have not
    * all arrived within request_timeout_ms is answered 408 (HTTP/1.1: and

@@ -111,7 +111,11 @@ struct nlb_config {
   char *log_access; /* "stderr", "off" or a path */
   enum nlb_log_format log_access_format;
   char *log_events;
+  enum nlb_log_format log_events_format;
   int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+  /* "<N>" before event lines on stderr: 1, 0, or -1 (absent: when stderr
+   * is the journal). */
+  int log_priority_prefix;
 
   bool has_api;
   union nlb_sockaddr api_listen;
