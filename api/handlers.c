@@ -1154,6 +1154,44 @@ static void text_add_label(struct text *t, const char *value)
   }
 }
 
+/* Names a provider's metrics scope is made of (owned copies). */
+struct names {
+  char **items;
+  size_t n;
+  bool failed;
+};
+
+static void names_add(struct names *names, const char *name)
+{
+  char **grown;
+  for (size_t i = 0; i < names->n; i++)
+    if (strcmp(names->items[i], name) == 0)
+      return;
+  grown = realloc(names->items, (names->n + 1) * sizeof(*grown));
+  if (grown == NULL || (grown[names->n] = strdup(name)) == NULL) {
+    names->items = grown != NULL ? grown : names->items;
+    names->failed = true;
+    return;
+  }
+  names->items = grown;
+  names->n++;
+}
+
+static bool names_have(const struct names *names, const char *name)
+{
+  for (size_t i = 0; i < names->n; i++)
+    if (strcmp(names->items[i], name) == 0)
+      return true;
+  return false;
+}
+
+static void names_free(struct names *names)
+{
+  for (size_t i = 0; i < names->n; i++)
+    free(names->items[i]);
+  free(names->items);
+}
+
 struct counts_read {
   struct reg_endpoint_count *counts;
   size_t n;
@@ -1167,9 +1205,60 @@ static void read_counts(struct reg *reg, void *arg)
   job->result = reg_endpoint_counts(reg, &job->counts, &job->n);
 }
 
+/* What a provider may see: its services, their load balancers and their
+ * endpoints, read where the registry lives. */
+struct scope_read {
+  const struct reg_actor *actor;
+  struct names services, lbs, endpoints;
+  int result;
+};
+
+static void read_service_endpoints(struct reg *reg, struct scope_read *job,
+                                   const char *service_id)
+{
+  char token[REG_TOKEN_BUF] = "", next[REG_TOKEN_BUF];
+  do {
+    const struct reg_page page = {0, token};
+    struct reg_endpoint *list = NULL;
+    size_t n = 0;
+    job->result = reg_connections_list(reg, job->actor, service_id, NULL,
+                                       &page, &list, &n, next, NULL);
+    if (job->result < 0)
+      return;
+    for (size_t i = 0; i < n; i++)
+      names_add(&job->endpoints, list[i].id);
+    reg_endpoints_free(list, n);
+    snprintf(token, sizeof(token), "%s", next);
+  } while (token[0] != '\0');
+}
+
+static void read_scope(struct reg *reg, void *arg)
+{
+  struct scope_read *job = arg;
+  char token[REG_TOKEN_BUF] = "", next[REG_TOKEN_BUF];
+  do {
+    const struct reg_page page = {0, token};
+    struct reg_service *services = NULL;
+    size_t n = 0;
+    job->result = reg_service_list(reg, job->actor, &page, &services, &n, next,
+                                   NULL);
+    if (job->result < 0)
+      return;
+    for (size_t i = 0; i < n && job->result == 0; i++) {
+      names_add(&job->services, services[i].name);
+      names_add(&job->lbs, services[i].load_balancer);
+      read_service_endpoints(reg, job, services[i].id);
+    }
+    reg_services_free(services, n);
+    snprintf(token, sizeof(token), "%s", next);
+  } while (token[0] != '\0' && job->result == 0);
+}
+
 /* nlb_endpoints{service,state}: every state of each service that has
- * endpoints (the store answers by service and state, sorted so). */
-static void endpoint_metrics(struct api_server *server, struct text *t)
+ * endpoints (the store answers by service and state, sorted so); only the
+ * services named in only, when it is not NULL. */
+static void endpoint_metrics(struct api_server *server, struct text *t,
+                             const struct names *only)
 {
   struct counts_read job = {NULL, 0, 0};
 
@@ -1186,7 +1275,10 @@ static void endpoint_metrics(struct api_server *server, struct text *t)
          k < job.n && strcmp(job.counts[k].service, job.counts[i].service) == 0;
          k++)
       by_state[job.counts[k].state] += job.counts[k].count;
-    for (int st = 0; st < REG_EP_STATE_COUNT; st++) {
+    for (int st = 0;
+         st < REG_EP_STATE_COUNT &&
+         (only == NULL || names_have(only, job.counts[i].service));
+         st++) {
       text_add(t, "nlb_endpoints{service=\"");
       text_add_label(t, job.counts[i].service);
       text_add(t, "\",state=\"%s\"} %" PRIu64 "\n", reg_state_name(st),
@@ -1197,6 +1289,48 @@ static void endpoint_metrics(struct api_server *server, struct text *t)
   free(job.counts);
 }
 
+static void dataplane_metrics(struct api_server *server, struct text *t,
+                              const struct api_metrics_scope *scope)
+{
+  char *more;
+  size_t n;
+
+  if (server->dataplane == NULL || server->dataplane->metrics_text == NULL)
+    return;
+  more = server->dataplane->metrics_text(server->dataplane_arg, scope);
+  if (more == NULL)
+    return;
+  n = strlen(more);
+  text_add(t, "%s%s", more, n > 0 && more[n - 1] != '\n' ? "\n" : "");
+  free(more);
+}
+
+/* A provider's /metrics: the endpoints of its services, and the data
+ * plane's series of their listeners; nothing of the API, the targets or
+ * the process. */
+static void provider_metrics(const struct api_request *req, struct text *t)
+{
+  struct api_server *server = req->server;
+  struct scope_read job = {.actor = &req->actor};
+
+  if (server->registry != NULL)
+    server->registry->call(server->registry_ctx, read_scope, &job);
+  if (job.services.failed || job.lbs.failed || job.endpoints.failed) {
+    t->failed = true;
+  } else {
+    const struct api_metrics_scope scope = {
+        (const char *const *)job.lbs.items, job.lbs.n,
+        (const char *const *)job.endpoints.items, job.endpoints.n};
+    endpoint_metrics(server, t, &job.services);
+    dataplane_metrics(server, t, &scope);
+  }
+  names_free(&job.services);
+  names_free(&job.lbs);
+  names_free(&job.endpoints);
+}
+
+/* An operator sees every metric; a provider its own (the route lets no
+ * consumer in). */
 static void metrics(const struct api_request *req, struct api_response *resp)
 {
   struct api_server *server = req->server;
@@ -1204,23 +1338,20 @@ static void metrics(const struct api_request *req, struct api_response *resp)
 
   if (!no_query(req, resp))
     return;
-  text_add(&t, "# HELP nlb_api_requests_total API requests answered, by "
-               "HTTP status.\n"
-               "# TYPE nlb_api_requests_total counter\n");
-  for (int s = API_STATUS_MIN; s <= API_STATUS_MAX; s++) {
-    uint64_t count = server->requests_by_status[s - API_STATUS_MIN];
-    if (count > 0)
-      text_add(&t, "nlb_api_requests_total{code=\"%d\"} %" PRIu64 "\n", s,
-               count);
-  }
-  endpoint_metrics(server, &t);
-  if (server->dataplane != NULL && server->dataplane->metrics_text != NULL) {
-    char *more = server->dataplane->metrics_text(server->dataplane_arg);
-    if (more != NULL) {
-      size_t n = strlen(more);
-      text_add(&t, "%s%s", more, n > 0 && more[n - 1] != '\n' ? "\n" : "");
-      free(more);
+  if (req->actor.role == REG_ROLE_OPERATOR) {
+    text_add(&t, "# HELP nlb_api_requests_total API requests answered, by "
+                 "HTTP status.\n"
+                 "# TYPE nlb_api_requests_total counter\n");
+    for (int s = API_STATUS_MIN; s <= API_STATUS_MAX; s++) {
+      uint64_t count = server->requests_by_status[s - API_STATUS_MIN];
+      if (count > 0)
+        text_add(&t, "nlb_api_requests_total{code=\"%d\"} %" PRIu64 "\n", s,
+                 count);
     }
+    endpoint_metrics(server, &t, NULL);
+    dataplane_metrics(server, &t, NULL);
+  } else {
+    provider_metrics(req, &t);
   }
   if (t.failed) {
     free(t.data);

@@ -21,6 +21,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/lb_round_robin.c \
 	nlb/listener.c \
 	nlb/log.c \
+	nlb/metrics.c \
 	nlb/netns.c \
 	nlb/proxy_v2.c \
 	nlb/regloop.c \
@@ -43,12 +44,14 @@ noinst_HEADERS += \
 	include/nlb/endpoints.h \
 	include/nlb/flow.h \
 	include/nlb/health.h \
+	include/nlb/histogram.h \
 	include/nlb/hmap.h \
 	include/nlb/io.h \
 	include/nlb/lb.h \
 	include/nlb/list.h \
 	include/nlb/listener.h \
 	include/nlb/log.h \
+	include/nlb/metrics.h \
 	include/nlb/netns.h \
 	include/nlb/proxy_v2.h \
 	include/nlb/regloop.h \

@@ -1,7 +1,6 @@
 #include "nlb/router.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +82,21 @@ static void free_group(struct nlb_group *group)
   free(group->settings.health.path);
   free(group->settings.health.host);
   free(group);
+}
+
+size_t nlb_router_listener_count(const struct nlb_router *router)
+{
+  return router->n_listeners;
+}
+
+void nlb_router_listener(const struct nlb_router *router, size_t index,
+                         struct nlb_router_listener *out)
+{
+  const struct listener_record *l = router->listeners[index];
+  out->lb_name = l->lb_name;
+  out->port = l->port;
+  out->endpoint_id = l->endpoint_id;
+  out->stats = l->stats;
 }
 
 uint64_t nlb_router_generation(const struct nlb_router *router)
@@ -996,185 +1010,4 @@ void nlb_router_free(struct nlb_router *router)
     free_listener(router->listeners[i]);
   free(router->listeners);
   free(router);
-}
-
-/* ---- metrics ---- */
-
-struct text {
-  char *buf;
-  size_t len;
-  size_t cap;
-  bool failed;
-};
-
-static void text_printf(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-  va_list args;
-  int n;
-
-  if (t->failed)
-    return;
-  for (;;) {
-    va_start(args, fmt);
-    n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, args);
-    va_end(args);
-    if (n < 0) {
-      t->failed = true;
-      return;
-    }
-    if ((size_t)n < t->cap - t->len) {
-      t->len += (size_t)n;
-      return;
-    }
-    size_t cap = (t->cap + (size_t)n + 1) * 2;
-    char *grown = realloc(t->buf, cap);
-    if (!grown) {
-      t->failed = true;
-      return;
-    }
-    t->buf = grown;
-    t->cap = cap;
-  }
-}
-
-enum counter_field {
-  FIELD_ACTIVE,
-  FIELD_NEW,
-  FIELD_CLIENT_RESETS,
-  FIELD_TARGET_RESETS,
-  FIELD_LB_RESETS,
-  FIELD_CONNECT_FAILURES,
-};
-
-static uint64_t counter_value(const struct nlb_flow_counters *c,
-                              enum counter_field field)
-{
-  switch (field) {
-  case FIELD_ACTIVE:
-    return atomic_load(&c->active_flows);
-  case FIELD_NEW:
-    return atomic_load(&c->new_flows);
-  case FIELD_CLIENT_RESETS:
-    return atomic_load(&c->client_resets);
-  case FIELD_TARGET_RESETS:
-    return atomic_load(&c->target_resets);
-  case FIELD_LB_RESETS:
-    return atomic_load(&c->lb_resets);
-  default:
-    return atomic_load(&c->connect_failures);
-  }
-}
-
-static void listener_labels(char *buf, size_t size,
-                            const struct listener_record *l)
-{
-  if (l->endpoint_id)
-    snprintf(buf, size, "lb=\"%s\",listener=\"%u\",endpoint=\"%s\"", l->lb_name,
-             l->port, l->endpoint_id);
-  else
-    snprintf(buf, size, "lb=\"%s\",listener=\"%u\"", l->lb_name, l->port);
-}
-
-static void write_counter_family(struct nlb_router *router, struct text *t,
-                                 const char *name, const char *type,
-                                 const char *help, enum counter_field field)
-{
-  char labels[256];
-
-  text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-  for (size_t i = 0; i < router->n_listeners; i++) {
-    const struct listener_record *l = router->listeners[i];
-    listener_labels(labels, sizeof(labels), l);
-    text_printf(t, "%s{%s} %llu\n", name, labels,
-                (unsigned long long)counter_value(&l->stats->counters, field));
-  }
-  for (size_t g = 0; g < router->n_groups; g++) {
-    const struct nlb_group *group = router->groups[g];
-    for (size_t i = 0; i < group->n_targets; i++)
-      text_printf(t, "%s{target_group=\"%s\",target=\"%s\"} %llu\n", name,
-                  group->name, group->targets[i]->name,
-                  (unsigned long long)counter_value(
-                      &group->targets[i]->counters, field));
-  }
-}
-
-char *nlb_router_metrics(struct nlb_router *router)
-{
-  struct text t = {0};
-  char labels[256];
-
-  write_counter_family(router, &t, "nlb_active_flows", "gauge",
-                       "Flows open now.", FIELD_ACTIVE);
-  write_counter_family(router, &t, "nlb_new_flows_total", "counter",
-                       "Flows accepted (listeners) or connected (targets).",
-                       FIELD_NEW);
-  text_printf(&t, "# HELP nlb_processed_bytes_total Bytes carried, by "
-                  "direction (up: client to target).\n"
-                  "# TYPE nlb_processed_bytes_total counter\n");
-  for (size_t i = 0; i < router->n_listeners; i++) {
-    const struct listener_record *l = router->listeners[i];
-    listener_labels(labels, sizeof(labels), l);
-    text_printf(
-        &t,
-        "nlb_processed_bytes_total{%s,direction=\"up\"} %llu\n"
-        "nlb_processed_bytes_total{%s,direction=\"down\"} %llu\n",
-        labels, (unsigned long long)atomic_load(&l->stats->counters.bytes_up),
-        labels,
-        (unsigned long long)atomic_load(&l->stats->counters.bytes_down));
-  }
-  for (size_t g = 0; g < router->n_groups; g++) {
-    const struct nlb_group *group = router->groups[g];
-    for (size_t i = 0; i < group->n_targets; i++) {
-      const struct nlb_target *target = group->targets[i];
-      text_printf(
-          &t,
-          "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
-          "direction=\"up\"} %llu\n"
-          "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
-          "direction=\"down\"} %llu\n",
-          group->name, target->name,
-          (unsigned long long)atomic_load(&target->counters.bytes_up),
-          group->name, target->name,
-          (unsigned long long)atomic_load(&target->counters.bytes_down));
-    }
-  }
-  write_counter_family(router, &t, "nlb_client_resets_total", "counter",
-                       "Flows the client reset.", FIELD_CLIENT_RESETS);
-  write_counter_family(router, &t, "nlb_target_resets_total", "counter",
-                       "Flows the target reset.", FIELD_TARGET_RESETS);
-  write_counter_family(router, &t, "nlb_lb_resets_total", "counter",
-                       "Flows nlb reset (timeouts, denials, shutdown).",
-                       FIELD_LB_RESETS);
-  write_counter_family(router, &t, "nlb_connect_failures_total", "counter",
-                       "Failed connects to targets.", FIELD_CONNECT_FAILURES);
-  for (int healthy = 1; healthy >= 0; healthy--) {
-    const char *name =
-        healthy ? "nlb_healthy_targets" : "nlb_unhealthy_targets";
-    text_printf(&t, "# HELP %s Targets %s now.\n# TYPE %s gauge\n", name,
-                healthy ? "healthy" : "unhealthy", name);
-    for (size_t g = 0; g < router->n_groups; g++) {
-      const struct nlb_group *group = router->groups[g];
-      unsigned count = 0;
-      for (size_t i = 0; i < group->n_targets; i++) {
-        int state = atomic_load(&group->targets[i]->state);
-        if (healthy ? state == NLB_TARGET_HEALTHY
-                    : state == NLB_TARGET_UNHEALTHY)
-          count++;
-      }
-      text_printf(&t, "%s{target_group=\"%s\"} %u\n", name, group->name, count);
-    }
-  }
-  text_printf(&t,
-              "# HELP nlb_log_dropped_total Log lines dropped because a "
-              "log ring was full.\n# TYPE nlb_log_dropped_total counter\n"
-              "nlb_log_dropped_total %llu\n",
-              (unsigned long long)nlb_log_dropped());
-  if (t.failed) {
-    free(t.buf);
-    return NULL;
-  }
-  return t.buf;
 }

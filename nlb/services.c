@@ -9,6 +9,7 @@
 #include "nlb/api.h"
 #include "nlb/endpoints.h"
 #include "nlb/log.h"
+#include "nlb/metrics.h"
 #include "nlb/regloop.h"
 #include "nlb/registry.h"
 
@@ -268,10 +269,20 @@ static void api_list_target_groups(void *arg,
   }
 }
 
-static char *api_metrics_text(void *arg)
+static char *api_metrics_text(void *arg, const struct api_metrics_scope *scope)
 {
   struct nlb_services *services = arg;
-  return nlb_router_metrics(services->router);
+  struct nlb_metrics_scope listeners;
+
+  if (!scope)
+    return nlb_metrics_text(services->router, NULL);
+  listeners = (struct nlb_metrics_scope){
+      .load_balancers = scope->load_balancers,
+      .n_load_balancers = scope->n_load_balancers,
+      .endpoints = scope->endpoints,
+      .n_endpoints = scope->n_endpoints,
+  };
+  return nlb_metrics_text(services->router, &listeners);
 }
 
 static const struct api_dataplane_ops dataplane_ops = {
