@@ -12,7 +12,10 @@
 #include "nlb/cpus.h"
 #include "nlb/health.h"
 #include "nlb/log.h"
+#include "nlb/metrics.h"
+#include "nlb/notify.h"
 #include "nlb/router.h"
+#include "nlb/rundir.h"
 #include "nlb/services.h"
 #include "nlb/worker.h"
 
@@ -100,6 +103,7 @@ static void on_tick(uv_timer_t *timer)
 static void begin_shutdown(struct daemon *d, const char *why)
 {
   uint64_t now = uv_now(&d->loop);
+  char status[64];
   if (d->phase != PHASE_RUNNING) {
     /* A second signal: stop waiting. */
     d->phase_deadline_ms = now;
@@ -111,6 +115,9 @@ static void begin_shutdown(struct daemon *d, const char *why)
                 NLB_LOG_STR("signal", why),
                 NLB_LOG_UINT("flows", total_active_flows(d)),
                 NLB_LOG_UINT("timeout_ms", d->cfg->shutdown_timeout_ms));
+  snprintf(status, sizeof(status), "draining %llu flows",
+           (unsigned long long)total_active_flows(d));
+  nlb_notify_stopping(status);
   nlb_router_stop_accepting(d->router);
   nlb_services_draining(d->services, d->cfg->node_name);
   nlb_services_shutdown(d->services);
@@ -143,7 +150,9 @@ static void log_config_errors(const char *errors)
   }
 }
 
-static void reload(struct daemon *d)
+/* Loads the config again and applies it. Returns 0, or -1 with the first
+ * reason in why (every reason is logged). */
+static int reload(struct daemon *d, char *why, size_t why_size)
 {
   char *errors = NULL;
   char reason[512] = "";
@@ -152,9 +161,11 @@ static void reload(struct daemon *d)
   int rc;
 
   if (!cfg) {
-    log_config_errors(errors ? errors : "out of memory\n");
+    const char *text = errors ? errors : "out of memory\n";
+    snprintf(why, why_size, "%.*s", (int)strcspn(text, "\n"), text);
+    log_config_errors(text);
     free(errors);
-    return;
+    return -1;
   }
   if (cfg->workers != d->cfg->workers)
     NLB_LOG_EVENT(NLB_LOG_WARN, "reload_needs_restart",
@@ -175,11 +186,11 @@ static void reload(struct daemon *d)
   rc = nlb_router_apply(d->router, cfg, uv_now(&d->loop), reason,
                         sizeof(reason));
   if (rc < 0) {
+    snprintf(why, why_size, "%s", reason[0] ? reason : uv_strerror(rc));
     NLB_LOG_EVENT(NLB_LOG_ERROR, "reload", "reload rejected: {error}",
-                  NLB_LOG_BOOL("success", false),
-                  NLB_LOG_STR("error", reason[0] ? reason : uv_strerror(rc)));
+                  NLB_LOG_BOOL("success", false), NLB_LOG_STR("error", why));
     nlb_config_free(cfg);
-    return;
+    return -1;
   }
   log = log_settings(cfg);
   rc = nlb_log_configure(&log);
@@ -191,9 +202,30 @@ static void reload(struct daemon *d)
   nlb_services_reload(d->services, cfg);
   nlb_config_free(d->cfg);
   d->cfg = cfg;
+  snprintf(why, why_size, "config reloaded from %s", cfg->path);
   NLB_LOG_EVENT(NLB_LOG_INFO, "reload", "config reloaded from {config}",
                 NLB_LOG_BOOL("success", true),
                 NLB_LOG_STR("config", cfg->path));
+  return 0;
+}
+
+/* A SIGHUP: the reload, and its outcome told to systemd, the metrics and
+ * the run directory (where nlbd -s reload waits for it). */
+static void on_reload_signal(struct daemon *d)
+{
+  char why[512] = "", status[600];
+  bool applied;
+
+  nlb_notify_reloading();
+  applied = reload(d, why, sizeof(why)) == 0;
+  nlb_metrics_config_loaded(applied);
+  nlb_rundir_loaded(applied, why);
+  snprintf(status, sizeof(status), "%s%s",
+           applied ? "running; "
+                   : "running "
+                     "the previous config; reload rejected: ",
+           why);
+  nlb_notify_ready(status);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -202,7 +234,7 @@ static void on_signal(uv_signal_t *handle, int signum)
   switch (signum) {
   case SIGHUP:
     if (d->phase == PHASE_RUNNING)
-      reload(d);
+      on_reload_signal(d);
     break;
   case SIGUSR1:
     nlb_log_reopen();
@@ -291,13 +323,14 @@ static void stop_workers(struct daemon *d)
   nlb_snapshot_release(d->empty_snapshot);
 }
 
-int nlb_daemon_run(const char *config_path)
+int nlb_daemon_run(const char *config_path, const char *run_dir)
 {
   static const int signums[4] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
   struct daemon d = {0};
   char *errors = NULL;
   char reason[512] = "";
   int exit_code = 1;
+  char status[128];
   struct nlb_log_settings log;
   int rc;
 
@@ -352,17 +385,33 @@ int nlb_daemon_run(const char *config_path)
   uv_timer_init(&d.loop, &d.tick);
   d.tick.data = &d;
   uv_timer_start(&d.tick, on_tick, TICK_MS, TICK_MS);
-  NLB_LOG_EVENT(NLB_LOG_INFO, "start",
-                "nlbd {version} started: {workers} workers {placement}, "
-                "config {config}",
-                NLB_LOG_STR("version", PACKAGE_VERSION),
-                NLB_LOG_UINT("workers", d.n_workers),
-                NLB_LOG_STR("placement", d.placement),
-                NLB_LOG_STR("config", config_path));
-
+  nlb_metrics_config_loaded(true);
+  /* Now that SIGHUP reloads: before, nlbd -s reload would kill nlbd. */
+  rc = run_dir ? nlb_rundir_start(run_dir) : 0;
+  if (rc < 0) {
+    snprintf(reason, sizeof(reason), "run directory %s: %s", run_dir,
+             strerror(-rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "{error}",
+                  NLB_LOG_STR("error", reason));
+    close_control_handles(&d);
+  } else {
+    nlb_rundir_loaded(true, "started");
+    snprintf(status, sizeof(status), "running: %zu workers, %zu listeners",
+             d.n_workers, nlb_router_listener_count(d.router));
+    nlb_notify_ready(status);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "start",
+                  "nlbd {version} started: {workers} workers {placement}, "
+                  "config {config}",
+                  NLB_LOG_STR("version", PACKAGE_VERSION),
+                  NLB_LOG_UINT("workers", d.n_workers),
+                  NLB_LOG_STR("placement", d.placement),
+                  NLB_LOG_STR("config", config_path));
+  }
   uv_run(&d.loop, UV_RUN_DEFAULT);
-  exit_code = 0;
-  reason[0] = '\0';
+  if (rc == 0) {
+    exit_code = 0;
+    reason[0] = '\0';
+  }
   NLB_LOG_EVENT(NLB_LOG_INFO, "stop", "nlbd stopped");
   nlb_services_free(d.services);
 out_free_health:
@@ -377,6 +426,7 @@ out_stop_workers:
     stop_workers(&d);
   uv_run(&d.loop, UV_RUN_DEFAULT);
   uv_loop_close(&d.loop);
+  nlb_rundir_stop();
   nlb_log_stop();
   /* Said once more where whoever started nlbd looks, now that the log
    * writer has stopped and nothing else writes to stderr. */

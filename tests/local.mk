@@ -76,3 +76,16 @@ tests_unit_test_log_LDADD = $(NLB_TEST_LIBS) $(JANSSON_LIBS)
 
 TESTS += tests/e2e/test_logs.py
 EXTRA_DIST += tests/e2e/test_logs.py
+
+# make install into a DESTDIR, the unit through systemd-analyze verify, the
+# default config path and relative paths.
+TESTS += tests/e2e/test_install.py
+EXTRA_DIST += tests/e2e/test_install.py
+
+# /metrics: promtool, sums without double counts, histograms, scopes.
+TESTS += tests/e2e/test_metrics.py
+EXTRA_DIST += tests/e2e/test_metrics.py
+
+# The systemd notify protocol (a fake NOTIFY_SOCKET) and nlbd -s reload.
+TESTS += tests/e2e/test_systemd.py
+EXTRA_DIST += tests/e2e/test_systemd.py

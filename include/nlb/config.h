@@ -102,8 +102,10 @@ struct nlb_config_network {
   int line;
 };
 
+/* Paths in the file (log files, registry.path, api.tls) are made absolute
+ * here: a relative one is taken from the config file's directory. */
 struct nlb_config {
-  char *path;
+  char *path;       /* as given to nlb_config_load */
   unsigned workers; /* resolved: 0 in the file becomes the CPU count */
   bool pin_workers; /* worker_cpu_affinity "auto": worker i on CPU i */
   uint64_t shutdown_timeout_ms;

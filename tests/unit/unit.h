@@ -4,6 +4,14 @@
 #ifndef NLB_TESTS_UNIT_H
 #define NLB_TESTS_UNIT_H
 
+#include "config.h"
+
+/* configure leaves CUnit optional so that nlbd builds without it. */
+#ifndef HAVE_CUNIT
+#error                                                                         \
+    "CUnit is missing: install libcunit1-dev (scripts/install-deps.sh), run configure again, then make check"
+#endif
+
 #include <CUnit/Basic.h>
 #include <stddef.h>
 
