@@ -1,4 +1,4 @@
-/* The config file (libconfig syntax, see SPEC.md "Config"): loading,
+/* The config file (libconfig syntax, see docs/config.md): loading,
  * validation with FILE:LINE errors, and the parsed tree.
  *
  * A struct nlb_config is immutable once loaded and owned by whoever called
