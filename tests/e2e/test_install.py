@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import tempfile
 
-from nlbtest import (NLBD, TOP_BUILDDIR, Skip, can_connect, free_port, run,
-                     wait_until)
+from nlbtest import (NLBD, TOP_BUILDDIR, Server, Skip, can_connect,
+                     echo_handler, free_port, run, wait_until)
 
 
 def make_vars():
@@ -199,6 +199,9 @@ def test_relative_paths_resolve_against_the_config():
     conf_dir = tempfile.mkdtemp(prefix="nlb-rel-")
     elsewhere = tempfile.mkdtemp(prefix="nlb-cwd-")
     port, api = free_port(), free_port()
+    # A target that answers: a refused one would make nlbd reset the probe
+    # connection, sometimes before connect() returned.
+    backend = Server(echo_handler)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
                     "-nodes", "-keyout", os.path.join(conf_dir, "key.pem"),
                     "-out", os.path.join(conf_dir, "cert.pem"), "-days", "1",
@@ -212,10 +215,10 @@ log = { access = "logs/access.log"; events = "logs/events.log"; };
 api = { listen = "127.0.0.1:%d"; tls = { cert = "cert.pem"; key = "key.pem"; }; };
 registry = { path = "registry.db"; };
 principals = ( { name = "ops"; role = "operator"; token_sha256 = "%s"; } );
-target_groups = ( { name = "tg"; targets = ( { address = "127.0.0.1:9"; } ); } );
+target_groups = ( { name = "tg"; targets = ( { address = "%s"; } ); } );
 load_balancers = ( { name = "lb"; listeners = (
   { port = %d; target_group = "tg"; bind = "127.0.0.1"; } ); } );
-""" % (api, hashlib.sha256(b"t").hexdigest(), port))
+""" % (api, hashlib.sha256(b"t").hexdigest(), backend.address, port))
     proc = subprocess.Popen([NLBD, "-c", os.path.relpath(cfg, elsewhere)],
                             cwd=elsewhere, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -238,6 +241,7 @@ load_balancers = ( { name = "lb"; listeners = (
     finally:
         proc.terminate()
         proc.wait(15)
+        backend.stop()
         shutil.rmtree(conf_dir, ignore_errors=True)
         shutil.rmtree(elsewhere, ignore_errors=True)
 
