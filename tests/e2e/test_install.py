@@ -155,8 +155,13 @@ def test_unit_passes_systemd_analyze_verify():
         host = os.path.join(root, "lib/systemd/system")
         if not os.path.exists(host):
             shutil.copytree(units, host, symlinks=True)
-        unit = os.path.join(root, v["systemdsystemunitdir"].lstrip("/"),
-                            "nlb.service")
+        # Where systemd looks in any case (a --prefix such as distcheck's
+        # puts the unit outside its search path); ExecStart still names the
+        # nlbd installed in the root.
+        unit = os.path.join(root, "etc/systemd/system/nlb.service")
+        os.makedirs(os.path.dirname(unit), exist_ok=True)
+        shutil.copy(os.path.join(root, v["systemdsystemunitdir"].lstrip("/"),
+                                 "nlb.service"), unit)
         r = subprocess.run([analyze, "verify", "--man=no", "--root=" + root,
                             unit], capture_output=True, text=True, timeout=60)
         if "Failed to" in r.stderr and "root" in r.stderr.lower():
