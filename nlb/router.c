@@ -739,21 +739,25 @@ static bool set_runtime_target(struct nlb_group *group,
     if (!target || append_target(group, target) < 0) {
       if (target)
         nlb_target_release(target);
-      nlb_log_event(NLB_LOG_ERROR, "target group %s: out of memory",
-                    group->name);
+      NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                    "target group {target_group}: out of memory",
+                    NLB_LOG_STR("target_group", group->name));
       return false;
     }
     snprintf(target->reason, sizeof(target->reason), "registered");
-    nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)",
-                  group->name, target->name);
+    log_registered(group, target, "api");
   } else if (atomic_load(&target->state) == NLB_TARGET_DRAINING) {
     atomic_store(&target->drain_deadline_ms, 0);
     atomic_store(&target->state, NLB_TARGET_INITIAL);
     target->consecutive_ok = target->consecutive_fail = 0;
     snprintf(target->reason, sizeof(target->reason), "re-registered");
-    nlb_log_event(NLB_LOG_INFO,
-                  "target %s/%s state draining -> initial (re-registered)",
-                  group->name, target->name);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
+                  "target {target_group}/{target} state {from} -> {to} "
+                  "({reason})",
+                  NLB_LOG_STR("target_group", group->name),
+                  NLB_LOG_STR("target", target->name),
+                  NLB_LOG_STR("from", "draining"), NLB_LOG_STR("to", "initial"),
+                  NLB_LOG_STR("reason", "re-registered"));
   }
   target->weight = weight;
   target->runtime_registered = true;

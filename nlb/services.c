@@ -168,7 +168,8 @@ static void on_changes(const struct reg_changes *c, void *arg)
   if (c->resync || c->n_targets > 0 || c->n_events > 0)
     apply_targets(services, c);
   if (c->node_draining && !services->drain_requested) {
-    nlb_log_event(NLB_LOG_INFO, "registry: this node was asked to drain");
+    NLB_LOG_EVENT(NLB_LOG_INFO, "node_drain",
+                  "registry: this node was asked to drain");
     services->drain_requested = true;
   }
   if (services->api)
@@ -190,9 +191,11 @@ static void run_report(struct reg *reg, void *arg)
   int rc = reg_placements_report(reg, job->reports, job->n);
 
   if (rc < 0)
-    nlb_log_event(NLB_LOG_ERROR,
-                  "registry: cannot record %zu placements of this node: %s",
-                  job->n, strerror(-rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error",
+                  "registry: cannot record {placements} placements of this "
+                  "node: {error}",
+                  NLB_LOG_UINT("placements", job->n),
+                  NLB_LOG_STR("error", strerror(-rc)));
 }
 
 static void free_report(void *arg)
@@ -380,11 +383,13 @@ static int start_registry(struct nlb_services *services,
     snprintf(err, err_size, "%s: registry: %s", cfg->path,
              reg_err.message[0] ? reg_err.message : strerror(-rc));
   else
-    nlb_log_event(NLB_LOG_INFO,
-                  "registry: %s store, node %s, %zu endpoints "
-                  "open",
-                  s.store, cfg->node_name,
-                  nlb_endpoints_open_count(services->endpoints));
+    NLB_LOG_EVENT(NLB_LOG_INFO, "registry_open",
+                  "registry: {store} store, node {node}, {endpoints} "
+                  "endpoints open",
+                  NLB_LOG_STR("store", s.store),
+                  NLB_LOG_STR("node", cfg->node_name),
+                  NLB_LOG_UINT("endpoints",
+                               nlb_endpoints_open_count(services->endpoints)));
   return rc;
 }
 
@@ -441,8 +446,9 @@ void nlb_services_reload(struct nlb_services *services,
   if (services->regloop && build_view(cfg, &view) == 0) {
     if (nlb_regloop_reload(services->regloop, &view.cfg,
                            cfg->registry_event_retention_ms, &reg_err) < 0)
-      nlb_log_event(NLB_LOG_ERROR, "reload: registry keeps its old config: %s",
-                    reg_err.message);
+      NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error",
+                    "reload: registry keeps its old config: {error}",
+                    NLB_LOG_STR("error", reg_err.message));
     free_view(&view);
     /* The rows carry the new load balancers' ports and this node's new
      * namespaces: read the whole state again. */
@@ -484,8 +490,10 @@ static void run_drain(struct reg *reg, void *arg)
   struct reg_error err;
 
   if (reg_node_drain(reg, &system, job->node, NULL, &err) < 0)
-    nlb_log_event(NLB_LOG_WARN, "registry: cannot mark node %s draining: %s",
-                  job->node, err.message);
+    NLB_LOG_EVENT(NLB_LOG_WARN, "registry_error",
+                  "registry: cannot mark node {node} draining: {error}",
+                  NLB_LOG_STR("node", job->node),
+                  NLB_LOG_STR("error", err.message));
 }
 
 void nlb_services_draining(struct nlb_services *services, const char *node)

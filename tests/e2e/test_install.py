@@ -67,7 +67,8 @@ def layout(v):
         r(v["tmpfilesdir"]) + "/nlb.conf",
     }
     if "nlbctl" in v.get("bin_PROGRAMS", ""):
-        files.add(r(v["bindir"]) + "/nlbctl")
+        files |= {r(v["bindir"]) + "/nlbctl", r(v["mandir"]) +
+                  "/man1/nlbctl.1", r(v["bashcompletiondir"]) + "/nlbctl"}
     dirs = [r(v["localstatedir"]) + "/lib/nlb", r(v["localstatedir"]) +
             "/log/nlb"]
     return files, dirs
@@ -90,7 +91,7 @@ def test_destdir_install_layout():
         assert os.access(nlbd, os.X_OK)
         assert v["sbindir"].rstrip("/").endswith("/sbin"), v["sbindir"]
         for f in files - {os.path.relpath(nlbd, dest)}:
-            if f.endswith("/nlbctl"):
+            if f.endswith("bin/nlbctl"):
                 continue
             text = open(os.path.join(dest, f)).read()
             assert not re.search(r"@[A-Za-z_]+@", text), (f, re.findall(
