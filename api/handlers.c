@@ -1221,8 +1221,8 @@ static void read_service_endpoints(struct reg *reg, struct scope_read *job,
     const struct reg_page page = {0, token};
     struct reg_endpoint *list = NULL;
     size_t n = 0;
-    job->result = reg_connections_list(reg, job->actor, service_id, NULL,
-                                       &page, &list, &n, next, NULL);
+    job->result = reg_connections_list(reg, job->actor, service_id, NULL, &page,
+                                       &list, &n, next, NULL);
     if (job->result < 0)
       return;
     for (size_t i = 0; i < n; i++)
@@ -1240,8 +1240,8 @@ static void read_scope(struct reg *reg, void *arg)
     const struct reg_page page = {0, token};
     struct reg_service *services = NULL;
     size_t n = 0;
-    job->result = reg_service_list(reg, job->actor, &page, &services, &n, next,
-                                   NULL);
+    job->result =
+        reg_service_list(reg, job->actor, &page, &services, &n, next, NULL);
     if (job->result < 0)
       return;
     for (size_t i = 0; i < n && job->result == 0; i++) {
@@ -1275,9 +1275,8 @@ static void endpoint_metrics(struct api_server *server, struct text *t,
          k < job.n && strcmp(job.counts[k].service, job.counts[i].service) == 0;
          k++)
       by_state[job.counts[k].state] += job.counts[k].count;
-    for (int st = 0;
-         st < REG_EP_STATE_COUNT &&
-         (only == NULL || names_have(only, job.counts[i].service));
+    for (int st = 0; st < REG_EP_STATE_COUNT &&
+                     (only == NULL || names_have(only, job.counts[i].service));
          st++) {
       text_add(t, "nlb_endpoints{service=\"");
       text_add_label(t, job.counts[i].service);
