@@ -60,9 +60,10 @@ check "the package builds" test -f "$deb"
 [ -f "$deb" ] || { echo "$passed passed, $failed failed, 0 skipped"; exit 1; }
 
 check "dpkg -i installs it" timeout 120 dpkg -i "$deb"
-for f in /usr/sbin/nlbd /etc/nlb/nlb.cfg /lib/systemd/system/nlb.service \
-  /etc/logrotate.d/nlb /usr/lib/tmpfiles.d/nlb.conf \
-  /usr/share/man/man8/nlbd.8.gz /usr/share/man/man5/nlb.cfg.5.gz; do
+for f in /usr/sbin/nlbd /usr/bin/nlbctl /etc/nlb/nlb.cfg \
+  /lib/systemd/system/nlb.service /etc/logrotate.d/nlb \
+  /usr/lib/tmpfiles.d/nlb.conf /usr/share/man/man8/nlbd.8.gz \
+  /usr/share/man/man5/nlb.cfg.5.gz /usr/share/man/man1/nlbctl.1.gz; do
   check "installs $f" test -f "$f"
 done
 check "the nlb user is a system user" \
@@ -149,7 +150,7 @@ PY
 fi
 
 check "dpkg --purge removes it" timeout 120 dpkg --purge nlb
-for f in /usr/sbin/nlbd /etc/nlb /var/lib/nlb /var/log/nlb \
+for f in /usr/sbin/nlbd /usr/bin/nlbctl /etc/nlb /var/lib/nlb /var/log/nlb \
   /lib/systemd/system/nlb.service; do
   check "purge leaves no $f" test ! -e "$f"
 done
