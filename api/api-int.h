@@ -36,6 +36,8 @@ struct api_server {
   const struct api_dataplane_ops *dataplane;
   void *dataplane_arg;
   void (*log_event)(void *arg, int level, const char *line);
+  void (*log_request)(void *arg, const char *principal, const char *role,
+                      const char *method, const char *path, int status);
   void *log_arg;
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
@@ -76,7 +78,13 @@ struct api_response {
    * seen by actor (copied by the server). */
   bool events;
   uint64_t events_after;
+  /* GET /metrics of a provider: what it may see, from the registry's
+   * thread to api_handle_finish (which frees it). */
+  struct metrics_scope *metrics_scope;
 };
+
+/* Frees a scope api_handle_finish did not take. NULL ok. */
+void api_metrics_scope_free(struct metrics_scope *scope);
 
 /* True when route runs where the registry lives (api_registry_ops.submit):
  * every route but /healthz and the target-group listing, when there is a

@@ -51,11 +51,15 @@ static void account(struct api_server *server, const struct audit *a,
   /* No method: bytes that were not a request (logged by the protocol). */
   if (a->method[0] == '\0' || is_read(a->method))
     return;
-  api_log(server, 1,
-          "api audit: principal=%s role=%s method=%s path=%s status=%d",
-          a->authenticated ? a->principal : "-",
-          a->authenticated ? reg_role_name(a->role) : "-", a->method, a->path,
-          status);
+  const char *name = a->authenticated ? a->principal : "-";
+  const char *role = a->authenticated ? reg_role_name(a->role) : "-";
+  if (server->log_request != NULL)
+    server->log_request(server->log_arg, name, role, a->method, a->path,
+                        status);
+  else
+    api_log(server, 1,
+            "api audit: principal=%s role=%s method=%s path=%s status=%d", name,
+            role, a->method, a->path, status);
 }
 
 static void account_exchange(struct api_server *server,

@@ -136,6 +136,7 @@ static void take_settings(struct api_server *server,
   server->dataplane = s->dataplane;
   server->dataplane_arg = s->dataplane_arg;
   server->log_event = s->log_event;
+  server->log_request = s->log_request;
   server->log_arg = s->log_arg;
   server->request_timeout_ms = s->request_timeout_ms != 0
                                    ? s->request_timeout_ms

@@ -14,6 +14,7 @@
 /* Collects every error of one load, so a user fixes a file in one pass. */
 struct loader {
   const char *path;
+  char *dir; /* the file's directory, against which relative paths resolve */
   char *errors;
   size_t errors_len;
   bool failed;
@@ -95,6 +96,52 @@ static void *calloc_or_die(size_t n, size_t size)
     exit(1);
   }
   return p;
+}
+
+/* The directory of the config file (its symbolic links resolved), so that
+ * the file means the same whatever directory nlbd is started from. */
+static char *config_dir(const char *path)
+{
+  char *copy = dup_or_die(path);
+  char *slash = strrchr(copy, '/');
+  char *dir;
+
+  if (slash == copy)
+    slash[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  dir = realpath(slash ? copy : ".", NULL);
+  if (!dir)
+    dir = dup_or_die(slash ? copy : ".");
+  free(copy);
+  return dir;
+}
+
+/* A path the config names: relative ones are taken from the config file's
+ * directory. */
+static char *resolve_path(const struct loader *ld, const char *path)
+{
+  size_t size;
+  char *full;
+
+  if (path[0] == '/' || !path[0])
+    return dup_or_die(path);
+  size = strlen(ld->dir) + strlen(path) + 2;
+  full = malloc(size);
+  if (!full) {
+    fprintf(stderr, "nlbd: out of memory\n");
+    exit(1);
+  }
+  snprintf(full, size, "%s/%s", ld->dir, path);
+  return full;
+}
+
+/* A log destination: "stderr", "off", or a path. */
+static char *log_destination(const struct loader *ld, const char *text)
+{
+  if (strcmp(text, "stderr") == 0 || strcmp(text, "off") == 0)
+    return dup_or_die(text);
+  return resolve_path(ld, text);
 }
 
 /* Reads an optional string; returns false (and reports) on a wrong type. */
@@ -261,18 +308,37 @@ static int hex_value(char c)
   return -1;
 }
 
+static void get_log_format(struct loader *ld, const config_setting_t *log,
+                           const char *name, enum nlb_log_format *out)
+{
+  const char *text;
+  if (!get_string(ld, log, name, &text))
+    return;
+  if (strcmp(text, "text") == 0)
+    *out = NLB_LOG_TEXT;
+  else if (strcmp(text, "json") == 0)
+    *out = NLB_LOG_JSON;
+  else
+    fail_at(ld, line_of(member_of(log, name)),
+            "%s must be \"text\" or \"json\", not \"%s\"", name, text);
+}
+
 static void load_log(struct loader *ld, const config_setting_t *root,
                      struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"access", "access_format", "events",
-                                     "level", NULL};
+  static const char *const keys[] = {
+      "access", "access_format",   "events", "events_format",
+      "level",  "priority_prefix", NULL};
   const config_setting_t *log = member_of(root, "log");
   const char *text;
+  bool priority_prefix;
 
   cfg->log_access = dup_or_die("stderr");
   cfg->log_events = dup_or_die("stderr");
   cfg->log_level = 1;
   cfg->log_access_format = NLB_LOG_TEXT;
+  cfg->log_events_format = NLB_LOG_TEXT;
+  cfg->log_priority_prefix = -1;
   if (!log)
     return;
   if (!config_setting_is_group(log)) {
@@ -282,21 +348,16 @@ static void load_log(struct loader *ld, const config_setting_t *root,
   check_keys(ld, log, "log", keys);
   if (get_string(ld, log, "access", &text)) {
     free(cfg->log_access);
-    cfg->log_access = dup_or_die(text);
+    cfg->log_access = log_destination(ld, text);
   }
   if (get_string(ld, log, "events", &text)) {
     free(cfg->log_events);
-    cfg->log_events = dup_or_die(text);
+    cfg->log_events = log_destination(ld, text);
   }
-  if (get_string(ld, log, "access_format", &text)) {
-    if (strcmp(text, "text") == 0)
-      cfg->log_access_format = NLB_LOG_TEXT;
-    else if (strcmp(text, "json") == 0)
-      cfg->log_access_format = NLB_LOG_JSON;
-    else
-      fail_at(ld, line_of(member_of(log, "access_format")),
-              "access_format must be \"text\" or \"json\", not \"%s\"", text);
-  }
+  get_log_format(ld, log, "access_format", &cfg->log_access_format);
+  get_log_format(ld, log, "events_format", &cfg->log_events_format);
+  if (get_bool(ld, log, "priority_prefix", &priority_prefix))
+    cfg->log_priority_prefix = priority_prefix;
   if (get_string(ld, log, "level", &text)) {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     int found = -1;
@@ -348,8 +409,8 @@ static void load_api(struct loader *ld, const config_setting_t *root,
       fail_at(ld, line_of(tls), "api.tls needs both 'cert' and 'key'");
       return;
     }
-    cfg->api_tls_cert = dup_or_die(cert);
-    cfg->api_tls_key = dup_or_die(key);
+    cfg->api_tls_cert = resolve_path(ld, cert);
+    cfg->api_tls_key = resolve_path(ld, key);
   }
   if (!cfg->api_tls_cert && !cfg->api_insecure &&
       cfg->api_listen.sa.sa_family && !nlb_addr_is_loopback(&cfg->api_listen))
@@ -399,7 +460,7 @@ static void load_registry(struct loader *ld, const config_setting_t *root,
   }
   cfg->has_registry = true;
   if (path)
-    cfg->registry_path = dup_or_die(path);
+    cfg->registry_path = resolve_path(ld, path);
   if (conninfo)
     cfg->registry_postgresql = dup_or_die(conninfo);
   get_duration(ld, reg, "pending_expiry", 1000, UINT64_C(10) * 365 * 86400000,
@@ -909,6 +970,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   if (!cfg)
     return NULL;
   cfg->path = dup_or_die(path);
+  ld.dir = config_dir(path);
   config_init(&file);
   if (!config_read_file(&file, path)) {
     if (config_error_type(&file) == CONFIG_ERR_FILE_IO)
@@ -943,6 +1005,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
             "'api' needs a 'registry' to store services and endpoints");
 done:
   config_destroy(&file);
+  free(ld.dir);
   if (ld.failed) {
     nlb_config_free(cfg);
     *errors = ld.errors;

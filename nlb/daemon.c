@@ -12,7 +12,10 @@
 #include "nlb/cpus.h"
 #include "nlb/health.h"
 #include "nlb/log.h"
+#include "nlb/metrics.h"
+#include "nlb/notify.h"
 #include "nlb/router.h"
+#include "nlb/rundir.h"
 #include "nlb/services.h"
 #include "nlb/worker.h"
 
@@ -77,12 +80,13 @@ static void on_tick(uv_timer_t *timer)
     break;
   case PHASE_DRAINING:
     if (total_active_flows(d) == 0) {
-      nlb_log_event(NLB_LOG_INFO, "shutdown: all flows ended");
+      NLB_LOG_EVENT(NLB_LOG_INFO, "shutdown_drained",
+                    "shutdown: all flows ended");
       close_control_handles(d);
     } else if (now >= d->phase_deadline_ms) {
-      nlb_log_event(NLB_LOG_INFO,
-                    "shutdown: timeout, resetting %llu remaining flows",
-                    (unsigned long long)total_active_flows(d));
+      NLB_LOG_EVENT(NLB_LOG_INFO, "shutdown_timeout",
+                    "shutdown: timeout, resetting {flows} remaining flows",
+                    NLB_LOG_UINT("flows", total_active_flows(d)));
       for (size_t i = 0; i < d->n_workers; i++)
         nlb_worker_close_flows(d->workers[i]);
       d->phase = PHASE_RESETTING;
@@ -99,21 +103,37 @@ static void on_tick(uv_timer_t *timer)
 static void begin_shutdown(struct daemon *d, const char *why)
 {
   uint64_t now = uv_now(&d->loop);
+  char status[64];
   if (d->phase != PHASE_RUNNING) {
     /* A second signal: stop waiting. */
     d->phase_deadline_ms = now;
     return;
   }
-  nlb_log_event(NLB_LOG_INFO,
-                "shutdown (%s): stopped accepting, draining %llu flows for up "
-                "to %llums",
-                why, (unsigned long long)total_active_flows(d),
-                (unsigned long long)d->cfg->shutdown_timeout_ms);
+  NLB_LOG_EVENT(NLB_LOG_INFO, "shutdown",
+                "shutdown ({signal}): stopped accepting, draining {flows} "
+                "flows for up to {timeout_ms}ms",
+                NLB_LOG_STR("signal", why),
+                NLB_LOG_UINT("flows", total_active_flows(d)),
+                NLB_LOG_UINT("timeout_ms", d->cfg->shutdown_timeout_ms));
+  snprintf(status, sizeof(status), "draining %llu flows",
+           (unsigned long long)total_active_flows(d));
+  nlb_notify_stopping(status);
   nlb_router_stop_accepting(d->router);
   nlb_services_draining(d->services, d->cfg->node_name);
   nlb_services_shutdown(d->services);
   d->phase = PHASE_DRAINING;
   d->phase_deadline_ms = now + d->cfg->shutdown_timeout_ms;
+}
+
+static struct nlb_log_settings log_settings(const struct nlb_config *cfg)
+{
+  return (struct nlb_log_settings){
+      .access = cfg->log_access,
+      .events = cfg->log_events,
+      .level = (enum nlb_log_level)cfg->log_level,
+      .events_json = cfg->log_events_format == NLB_LOG_JSON,
+      .stderr_priority = cfg->log_priority_prefix,
+  };
 }
 
 static void log_config_errors(const char *errors)
@@ -122,32 +142,43 @@ static void log_config_errors(const char *errors)
   while (line && *line) {
     const char *end = strchr(line, '\n');
     int len = end ? (int)(end - line) : (int)strlen(line);
-    nlb_log_event(NLB_LOG_ERROR, "reload rejected: %.*s", len, line);
+    char error[512];
+    snprintf(error, sizeof(error), "%.*s", len, line);
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "reload", "reload rejected: {error}",
+                  NLB_LOG_BOOL("success", false), NLB_LOG_STR("error", error));
     line = end ? end + 1 : NULL;
   }
 }
 
-static void reload(struct daemon *d)
+/* Loads the config again and applies it. Returns 0, or -1 with the first
+ * reason in why (every reason is logged). */
+static int reload(struct daemon *d, char *why, size_t why_size)
 {
   char *errors = NULL;
   char reason[512] = "";
   struct nlb_config *cfg = nlb_config_load(d->cfg->path, &errors);
+  struct nlb_log_settings log;
   int rc;
 
   if (!cfg) {
-    log_config_errors(errors ? errors : "out of memory\n");
+    const char *text = errors ? errors : "out of memory\n";
+    snprintf(why, why_size, "%.*s", (int)strcspn(text, "\n"), text);
+    log_config_errors(text);
     free(errors);
-    return;
+    return -1;
   }
   if (cfg->workers != d->cfg->workers)
-    nlb_log_event(NLB_LOG_WARN,
-                  "reload: 'workers' changed from %u to %u; this takes a "
-                  "restart, keeping %u",
-                  d->cfg->workers, cfg->workers, d->cfg->workers);
+    NLB_LOG_EVENT(NLB_LOG_WARN, "reload_needs_restart",
+                  "reload: 'workers' changed from {running} to {wanted}; "
+                  "this takes a restart, keeping {running}",
+                  NLB_LOG_STR("setting", "workers"),
+                  NLB_LOG_UINT("running", d->cfg->workers),
+                  NLB_LOG_UINT("wanted", cfg->workers));
   if (cfg->pin_workers != d->cfg->pin_workers)
-    nlb_log_event(NLB_LOG_WARN,
-                  "reload: 'worker_cpu_affinity' changed; this takes a "
-                  "restart, keeping the workers where they are");
+    NLB_LOG_EVENT(NLB_LOG_WARN, "reload_needs_restart",
+                  "reload: '{setting}' changed; this takes a restart, "
+                  "keeping the workers where they are",
+                  NLB_LOG_STR("setting", "worker_cpu_affinity"));
   /* The running values stay in force, so the next reload compares with
    * what runs, not with what the last file asked for. */
   cfg->workers = d->cfg->workers;
@@ -155,21 +186,46 @@ static void reload(struct daemon *d)
   rc = nlb_router_apply(d->router, cfg, uv_now(&d->loop), reason,
                         sizeof(reason));
   if (rc < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "reload rejected: %s",
-                  reason[0] ? reason : uv_strerror(rc));
+    snprintf(why, why_size, "%s", reason[0] ? reason : uv_strerror(rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "reload", "reload rejected: {error}",
+                  NLB_LOG_BOOL("success", false), NLB_LOG_STR("error", why));
     nlb_config_free(cfg);
-    return;
+    return -1;
   }
-  rc = nlb_log_configure(cfg->log_access, cfg->log_events,
-                         (enum nlb_log_level)cfg->log_level);
+  log = log_settings(cfg);
+  rc = nlb_log_configure(&log);
   if (rc < 0)
-    nlb_log_event(NLB_LOG_ERROR, "reload: log files: %s; keeping the old ones",
-                  uv_strerror(rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "log_open_failed",
+                  "reload: log files: {error}; keeping the old ones",
+                  NLB_LOG_STR("error", uv_strerror(rc)));
   nlb_health_sync(d->health);
   nlb_services_reload(d->services, cfg);
   nlb_config_free(d->cfg);
   d->cfg = cfg;
-  nlb_log_event(NLB_LOG_INFO, "config reloaded from %s", cfg->path);
+  snprintf(why, why_size, "config reloaded from %s", cfg->path);
+  NLB_LOG_EVENT(NLB_LOG_INFO, "reload", "config reloaded from {config}",
+                NLB_LOG_BOOL("success", true),
+                NLB_LOG_STR("config", cfg->path));
+  return 0;
+}
+
+/* A SIGHUP: the reload, and its outcome told to systemd, the metrics and
+ * the run directory (where nlbd -s reload waits for it). */
+static void on_reload_signal(struct daemon *d)
+{
+  char why[512] = "", status[600];
+  bool applied;
+
+  nlb_notify_reloading();
+  applied = reload(d, why, sizeof(why)) == 0;
+  nlb_metrics_config_loaded(applied);
+  nlb_rundir_loaded(applied, why);
+  snprintf(status, sizeof(status), "%s%s",
+           applied ? "running; "
+                   : "running "
+                     "the previous config; reload rejected: ",
+           why);
+  nlb_notify_ready(status);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -178,11 +234,11 @@ static void on_signal(uv_signal_t *handle, int signum)
   switch (signum) {
   case SIGHUP:
     if (d->phase == PHASE_RUNNING)
-      reload(d);
+      on_reload_signal(d);
     break;
   case SIGUSR1:
     nlb_log_reopen();
-    nlb_log_event(NLB_LOG_INFO, "log files reopened");
+    NLB_LOG_EVENT(NLB_LOG_INFO, "log_reopen", "log files reopened");
     break;
   default:
     begin_shutdown(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -226,8 +282,10 @@ static void place_workers(struct daemon *d)
   for (size_t i = 0; i < d->n_workers; i++) {
     int rc = nlb_worker_pin(d->workers[i], cpus[i]);
     if (rc < 0) {
-      nlb_log_event(NLB_LOG_WARN, "worker %zu: cannot pin to CPU %d: %s", i,
-                    cpus[i], strerror(-rc));
+      NLB_LOG_EVENT(NLB_LOG_WARN, "worker_pin_failed",
+                    "worker {worker}: cannot pin to CPU {cpu}: {error}",
+                    NLB_LOG_UINT("worker", i), NLB_LOG_INT("cpu", cpus[i]),
+                    NLB_LOG_STR("error", strerror(-rc)));
       continue;
     }
     if (used < sizeof(d->placement))
@@ -265,13 +323,15 @@ static void stop_workers(struct daemon *d)
   nlb_snapshot_release(d->empty_snapshot);
 }
 
-int nlb_daemon_run(const char *config_path)
+int nlb_daemon_run(const char *config_path, const char *run_dir)
 {
   static const int signums[4] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
   struct daemon d = {0};
   char *errors = NULL;
   char reason[512] = "";
   int exit_code = 1;
+  char status[128];
+  struct nlb_log_settings log;
   int rc;
 
   d.cfg = nlb_config_load(config_path, &errors);
@@ -282,8 +342,8 @@ int nlb_daemon_run(const char *config_path)
   }
   signal(SIGPIPE, SIG_IGN); /* splice(2) to a closed socket raises it */
   raise_fd_limit();
-  rc = nlb_log_start(d.cfg->log_access, d.cfg->log_events,
-                     (enum nlb_log_level)d.cfg->log_level);
+  log = log_settings(d.cfg);
+  rc = nlb_log_start(&log);
   if (rc < 0) {
     fprintf(stderr, "nlbd: cannot open log: %s\n", uv_strerror(rc));
     nlb_config_free(d.cfg);
@@ -294,12 +354,12 @@ int nlb_daemon_run(const char *config_path)
    * one before it binds any port the other serves. */
   rc = nlb_services_open(&d.loop, d.cfg, &d.services, reason, sizeof(reason));
   if (rc < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "%s", reason);
-    fprintf(stderr, "nlbd: %s\n", reason);
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "{error}",
+                  NLB_LOG_STR("error", reason));
     goto out_stop_workers;
   }
   if (start_workers(&d) < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "cannot start workers");
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "cannot start workers");
     goto out_stop_workers;
   }
   d.router = nlb_router_create(d.workers, d.n_workers);
@@ -308,7 +368,10 @@ int nlb_daemon_run(const char *config_path)
   rc = nlb_router_apply(d.router, d.cfg, uv_now(&d.loop), reason,
                         sizeof(reason));
   if (rc < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "%s", reason[0] ? reason : uv_strerror(rc));
+    if (!reason[0])
+      snprintf(reason, sizeof(reason), "%s", uv_strerror(rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "{error}",
+                  NLB_LOG_STR("error", reason));
     goto out_free_router;
   }
   d.health = nlb_health_start(&d.loop, d.router);
@@ -317,8 +380,8 @@ int nlb_daemon_run(const char *config_path)
   rc = nlb_services_start(d.services, d.cfg, d.router, d.health, reason,
                           sizeof(reason));
   if (rc < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "%s", reason);
-    fprintf(stderr, "nlbd: %s\n", reason);
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "{error}",
+                  NLB_LOG_STR("error", reason));
     nlb_health_stop(d.health);
     goto out_free_health;
   }
@@ -330,12 +393,34 @@ int nlb_daemon_run(const char *config_path)
   uv_timer_init(&d.loop, &d.tick);
   d.tick.data = &d;
   uv_timer_start(&d.tick, on_tick, TICK_MS, TICK_MS);
-  nlb_log_event(NLB_LOG_INFO, "nlbd %s started: %zu workers %s, config %s",
-                PACKAGE_VERSION, d.n_workers, d.placement, config_path);
-
+  nlb_metrics_config_loaded(true);
+  /* Now that SIGHUP reloads: before, nlbd -s reload would kill nlbd. */
+  rc = run_dir ? nlb_rundir_start(run_dir) : 0;
+  if (rc < 0) {
+    snprintf(reason, sizeof(reason), "run directory %s: %s", run_dir,
+             strerror(-rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "{error}",
+                  NLB_LOG_STR("error", reason));
+    close_control_handles(&d);
+  } else {
+    nlb_rundir_loaded(true, "started");
+    snprintf(status, sizeof(status), "running: %zu workers, %zu listeners",
+             d.n_workers, nlb_router_listener_count(d.router));
+    nlb_notify_ready(status);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "start",
+                  "nlbd {version} started: {workers} workers {placement}, "
+                  "config {config}",
+                  NLB_LOG_STR("version", PACKAGE_VERSION),
+                  NLB_LOG_UINT("workers", d.n_workers),
+                  NLB_LOG_STR("placement", d.placement),
+                  NLB_LOG_STR("config", config_path));
+  }
   uv_run(&d.loop, UV_RUN_DEFAULT);
-  exit_code = 0;
-  nlb_log_event(NLB_LOG_INFO, "nlbd stopped");
+  if (rc == 0) {
+    exit_code = 0;
+    reason[0] = '\0';
+  }
+  NLB_LOG_EVENT(NLB_LOG_INFO, "stop", "nlbd stopped");
 out_free_health:
   nlb_services_free(d.services);
   d.services = NULL;
@@ -351,7 +436,12 @@ out_stop_workers:
   nlb_services_free(d.services);
   uv_run(&d.loop, UV_RUN_DEFAULT);
   uv_loop_close(&d.loop);
+  nlb_rundir_stop();
   nlb_log_stop();
+  /* Said once more where whoever started nlbd looks, now that the log
+   * writer has stopped and nothing else writes to stderr. */
+  if (reason[0] && strcmp(d.cfg->log_events, "stderr") != 0)
+    fprintf(stderr, "nlbd: %s\n", reason);
   nlb_config_free(d.cfg);
   return exit_code;
 }

@@ -459,8 +459,9 @@ static void on_connection(uv_stream_t *server, int status)
     return;
   c = calloc(1, sizeof(*c));
   if (!c) {
-    nlb_log_event(NLB_LOG_WARN, "dns %s: out of memory for a TCP connection",
-                  net->name);
+    NLB_LOG_EVENT(NLB_LOG_WARN, "out_of_memory",
+                  "dns {network}: out of memory for a TCP connection",
+                  NLB_LOG_STR("network", net->name));
     return;
   }
   c->network = net;
@@ -624,9 +625,12 @@ static void set_error(struct network *net, int rc)
   if (rc == net->error)
     return;
   net->error = rc;
-  nlb_log_event(NLB_LOG_WARN,
-                "dns %s: cannot answer at %s: %s; trying again every second",
-                net->name, where(net, place, sizeof(place)), strerror(-rc));
+  NLB_LOG_EVENT(NLB_LOG_WARN, "dns_failed",
+                "dns {network}: cannot answer at {address}: {error}; trying "
+                "again every second",
+                NLB_LOG_STR("network", net->name),
+                NLB_LOG_STR("address", where(net, place, sizeof(place))),
+                NLB_LOG_STR("error", strerror(-rc)));
 }
 
 static void try_open(struct network *net)
@@ -646,8 +650,10 @@ static void try_open(struct network *net)
     return;
   }
   net->error = 0;
-  nlb_log_event(NLB_LOG_INFO, "dns %s: answering at %s", net->name,
-                where(net, place, sizeof(place)));
+  NLB_LOG_EVENT(NLB_LOG_INFO, "dns_open",
+                "dns {network}: answering at {address}",
+                NLB_LOG_STR("network", net->name),
+                NLB_LOG_STR("address", where(net, place, sizeof(place))));
 }
 
 /* Sockets left in a namespace that the name no longer stands for could
@@ -661,8 +667,11 @@ static void check_network(struct network *net)
     int rc = netns_identity(net->netns, &dev, &ino);
     if (rc == 0 && dev == net->ns_dev && ino == net->ns_ino)
       return;
-    nlb_log_event(NLB_LOG_WARN, "dns %s: network namespace %s was %s",
-                  net->name, net->netns, rc < 0 ? "deleted" : "replaced");
+    NLB_LOG_EVENT(NLB_LOG_WARN, "dns_netns_changed",
+                  "dns {network}: network namespace {netns} was {change}",
+                  NLB_LOG_STR("network", net->name),
+                  NLB_LOG_STR("netns", net->netns),
+                  NLB_LOG_STR("change", rc < 0 ? "deleted" : "replaced"));
     close_sockets(net);
     net->error = rc < 0 ? rc : -EAGAIN;
     return;

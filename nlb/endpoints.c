@@ -208,9 +208,27 @@ static void close_listeners(struct nlb_endpoints *eps, struct endpoint *ep,
   nlb_router_remove_endpoint(eps->settings.router, ep->row.id, now_ms(eps));
   ep->open = false;
   eps->n_open--;
-  nlb_log_event(NLB_LOG_INFO,
-                "endpoint %s closed (%s): listeners closed, flows reset",
-                ep->row.id, why);
+  NLB_LOG_EVENT(NLB_LOG_INFO, "endpoint_close",
+                "endpoint {endpoint} closed ({reason}): listeners closed, "
+                "flows reset",
+                NLB_LOG_STR("endpoint", ep->row.id),
+                NLB_LOG_STR("reason", why));
+}
+
+static void log_open(const struct reg_endpoint *row, size_t n_ports, bool added)
+{
+  char message[160];
+  snprintf(message, sizeof(message),
+           "endpoint {endpoint} of service {service} open on {address} "
+           "({ports} %sports) in %s",
+           added ? "more " : "",
+           row->netns[0] ? "netns {netns}" : "the host network");
+  NLB_LOG_EVENT(
+      NLB_LOG_INFO, "endpoint_open", message, NLB_LOG_STR("endpoint", row->id),
+      NLB_LOG_STR("service", row->service),
+      NLB_LOG_STR("address", row->address), NLB_LOG_UINT("ports", n_ports),
+      NLB_LOG_STR("netns", row->netns[0] ? row->netns : NULL),
+      NLB_LOG_BOOL("added_ports", added));
 }
 
 static void describe_failure(const struct reg_endpoint *row, int rc,
@@ -274,11 +292,7 @@ static int open_ports(struct nlb_endpoints *eps, struct endpoint *ep,
                                ports, n_ports, sources, row->n_allowed_sources,
                                fds, now_ms(eps), reason, len);
   if (rc == 0)
-    nlb_log_event(NLB_LOG_INFO,
-                  "endpoint %s of service %s open on %s (%zu %sports) in %s%s",
-                  row->id, row->service, row->address, n_ports,
-                  ep->open ? "more " : "",
-                  row->netns[0] ? "netns " : "the host network", row->netns);
+    log_open(row, n_ports, ep->open);
 out:
   free(ports);
   free(addrs);
@@ -306,8 +320,10 @@ static void update_sources(struct nlb_endpoints *eps, struct endpoint *ep)
       nlb_router_set_endpoint_sources(eps->settings.router, ep->row.id, sources,
                                       ep->row.n_allowed_sources,
                                       now_ms(eps)) == 0)
-    nlb_log_event(NLB_LOG_INFO, "endpoint %s: %zu allowed source ranges",
-                  ep->row.id, ep->row.n_allowed_sources);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "endpoint_sources",
+                  "endpoint {endpoint}: {sources} allowed source ranges",
+                  NLB_LOG_STR("endpoint", ep->row.id),
+                  NLB_LOG_UINT("sources", ep->row.n_allowed_sources));
   free(sources);
 }
 
@@ -356,8 +372,10 @@ static void try_open(struct nlb_endpoints *eps, struct endpoint *ep)
   }
   rc = open_ports(eps, ep, reason, sizeof(reason));
   if (rc < 0 && rc != -EEXIST) {
-    nlb_log_event(NLB_LOG_WARN, "endpoint %s cannot open here: %s", ep->row.id,
-                  reason[0] ? reason : strerror(-rc));
+    NLB_LOG_EVENT(NLB_LOG_WARN, "endpoint_failed",
+                  "endpoint {endpoint} cannot open here: {reason}",
+                  NLB_LOG_STR("endpoint", ep->row.id),
+                  NLB_LOG_STR("reason", reason[0] ? reason : strerror(-rc)));
     queue_report(eps, ep, false, reason[0] ? reason : strerror(-rc));
     return;
   }
@@ -412,7 +430,9 @@ static void ensure_open(struct nlb_endpoints *eps,
   }
   if (ep == NULL) {
     if ((ep = new_endpoint(eps, row)) == NULL) {
-      nlb_log_event(NLB_LOG_ERROR, "endpoint %s: out of memory", row->id);
+      NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                    "endpoint {endpoint}: out of memory",
+                    NLB_LOG_STR("endpoint", row->id));
       return;
     }
     try_open(eps, ep);
@@ -451,13 +471,19 @@ static void log_event(const struct reg_event *event)
 {
   if (event->endpoint_id[0] == '\0')
     return;
-  nlb_log_event(NLB_LOG_INFO,
-                "registry #%llu %s: endpoint %s of service %s by %s -> %s%s%s",
-                (unsigned long long)event->seq,
-                reg_event_type_name(event->type), event->endpoint_id,
-                event->service_id, event->principal,
-                reg_state_name(event->state), event->reason[0] ? ": " : "",
-                event->reason);
+  NLB_LOG_EVENT(NLB_LOG_INFO, "registry_event",
+                event->reason[0]
+                    ? "registry #{seq} {type}: endpoint {endpoint} of service "
+                      "{service} by {principal} -> {state}: {reason}"
+                    : "registry #{seq} {type}: endpoint {endpoint} of service "
+                      "{service} by {principal} -> {state}",
+                NLB_LOG_UINT("seq", event->seq),
+                NLB_LOG_STR("type", reg_event_type_name(event->type)),
+                NLB_LOG_STR("endpoint", event->endpoint_id),
+                NLB_LOG_STR("service", event->service_id),
+                NLB_LOG_STR("principal", event->principal),
+                NLB_LOG_STR("state", reg_state_name(event->state)),
+                NLB_LOG_STR("reason", event->reason[0] ? event->reason : NULL));
 }
 
 static void apply_resync(struct nlb_endpoints *eps, const struct reg_changes *c)
@@ -521,10 +547,12 @@ static void reopen_all(struct nlb_endpoints *eps, struct netns_watch *w)
     struct endpoint *ep = NLB_CONTAINER_OF(pos, struct endpoint, netns_link);
 
     if (ep->open)
-      nlb_log_event(NLB_LOG_WARN,
-                    "endpoint %s: network namespace %s was replaced; opening "
-                    "the endpoint in the new one (its flows are reset)",
-                    ep->row.id, w->name);
+      NLB_LOG_EVENT(NLB_LOG_WARN, "endpoint_netns_replaced",
+                    "endpoint {endpoint}: network namespace {netns} was "
+                    "replaced; opening the endpoint in the new one (its flows "
+                    "are reset)",
+                    NLB_LOG_STR("endpoint", ep->row.id),
+                    NLB_LOG_STR("netns", w->name));
     close_listeners(eps, ep, "namespace replaced");
     try_open(eps, ep);
   }
@@ -544,8 +572,10 @@ static void fail_all(struct nlb_endpoints *eps, struct netns_watch *w, int rc)
 
     if (!ep->open)
       continue;
-    nlb_log_event(NLB_LOG_WARN, "endpoint %s failed here: %s", ep->row.id,
-                  reason);
+    NLB_LOG_EVENT(NLB_LOG_WARN, "endpoint_failed",
+                  "endpoint {endpoint} failed here: {reason}",
+                  NLB_LOG_STR("endpoint", ep->row.id),
+                  NLB_LOG_STR("reason", reason));
     close_listeners(eps, ep, "namespace deleted");
     queue_report(eps, ep, false, reason);
   }

@@ -137,12 +137,14 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
                    (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
 }
 
-static void count_end(struct nlb_flow *flow)
+static void count_end(struct nlb_flow *flow, uint64_t now)
 {
   struct nlb_flow_counters *counters[2] = {
       &flow->route->stats->counters,
       flow->target && flow->established ? &flow->target->counters : NULL};
 
+  nlb_histogram_observe(&flow->route->stats->flow_duration,
+                        nlb_flow_duration_bounds_ms, now - flow->accepted_ms);
   for (int i = 0; i < 2; i++) {
     struct nlb_flow_counters *c = counters[i];
     if (!c)
@@ -196,7 +198,7 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   release_direction(flow, &flow->up);
   release_direction(flow, &flow->down);
   nlb_list_remove(&flow->link);
-  count_end(flow);
+  count_end(flow, now);
   if (nlb_log_access_enabled())
     write_access_log(flow, now);
   nlb_worker_flow_closed(flow->worker);
@@ -485,8 +487,10 @@ static void write_proxy_header(struct nlb_flow *flow)
                           &flow->client_addr.sa, &local.sa,
                           flow->route->endpoint_id);
   if (n < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "proxy v2 header for target group %s: %s",
-                  flow->route->group->name, strerror(-n));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "proxy_v2_failed",
+                  "proxy v2 header for target group {target_group}: {error}",
+                  NLB_LOG_STR("target_group", flow->route->group->name),
+                  NLB_LOG_STR("error", strerror(-n)));
     finish(flow, NLB_END_CONNECT_FAILED);
     return;
   }
@@ -502,6 +506,10 @@ static void on_connected(struct nlb_flow *flow, struct readiness ready)
   flow->established = true;
   if (!flow->connected_ms)
     flow->connected_ms = loop_now(flow);
+  nlb_histogram_observe(&flow->target->connect_time, nlb_connect_time_bounds_ms,
+                        flow->connected_ms > flow->connect_started_ms
+                            ? flow->connected_ms - flow->connect_started_ms
+                            : 0);
   flow->last_active_ms = loop_now(flow);
   nlb_worker_track_established(flow->worker, flow);
   atomic_fetch_add_explicit(&flow->target->counters.active_flows, 1,
@@ -626,10 +634,10 @@ static void send_optimistically(struct nlb_flow *flow)
   uint32_t client = 0, target = EPOLLOUT;
 
   if (unsent > 0) {
-    /* It spoke late: the handshake may have been done long before. Within
-     * the millisecond the log counts in, now is as good and costs no
-     * syscall. */
-    if (waiting_for_first_bytes(flow) && nlb_log_access_enabled() &&
+    /* It spoke late: the handshake may have been done long before (the
+     * access log and the connect-time histogram want when). Within the
+     * millisecond they count in, now is as good and costs no syscall. */
+    if (waiting_for_first_bytes(flow) &&
         loop_now(flow) - flow->connect_started_ms > 1)
       flow->connected_ms = handshake_done_ms(flow);
     if (flush(up, flow->target_io.fd) < 0) {

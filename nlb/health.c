@@ -392,8 +392,9 @@ void nlb_health_sync(struct nlb_health *health)
         continue;
       struct check *check = calloc(1, sizeof(*check));
       if (!check) {
-        nlb_log_event(NLB_LOG_ERROR, "health check for %s: out of memory",
-                      target->name);
+        NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                      "health check for {target}: out of memory",
+                      NLB_LOG_STR("target", target->name));
         continue;
       }
       check->health = health;

@@ -1,7 +1,8 @@
 # The data plane and the daemon that wires everything.
 noinst_LIBRARIES += nlb/libnlb.a
 nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
-	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(LDNS_CFLAGS)
+	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(LDNS_CFLAGS) \
+	$(LIBSYSTEMD_CFLAGS)
 nlb_libnlb_a_SOURCES = \
 	nlb/addr.c \
 	nlb/config.c \
@@ -21,10 +22,13 @@ nlb_libnlb_a_SOURCES = \
 	nlb/lb_round_robin.c \
 	nlb/listener.c \
 	nlb/log.c \
+	nlb/metrics.c \
 	nlb/netns.c \
+	nlb/notify.c \
 	nlb/proxy_v2.c \
 	nlb/regloop.c \
 	nlb/router.c \
+	nlb/rundir.c \
 	nlb/services.c \
 	nlb/snapshot.c \
 	nlb/status_matcher.c \
@@ -43,16 +47,20 @@ noinst_HEADERS += \
 	include/nlb/endpoints.h \
 	include/nlb/flow.h \
 	include/nlb/health.h \
+	include/nlb/histogram.h \
 	include/nlb/hmap.h \
 	include/nlb/io.h \
 	include/nlb/lb.h \
 	include/nlb/list.h \
 	include/nlb/listener.h \
 	include/nlb/log.h \
+	include/nlb/metrics.h \
 	include/nlb/netns.h \
+	include/nlb/notify.h \
 	include/nlb/proxy_v2.h \
 	include/nlb/regloop.h \
 	include/nlb/router.h \
+	include/nlb/rundir.h \
 	include/nlb/services.h \
 	include/nlb/snapshot.h \
 	include/nlb/status_matcher.h \
@@ -61,10 +69,13 @@ noinst_HEADERS += \
 
 # Libraries and flags every program linking the daemon's code needs.
 NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) \
-	$(LDNS_LIBS) -lm
+	$(LDNS_LIBS) $(LIBSYSTEMD_LIBS) -lm
 
-bin_PROGRAMS += nlbd
+# A daemon an administrator starts: sbin, like haproxy and nginx.
+sbin_PROGRAMS += nlbd
 nlbd_SOURCES = nlb/main.c
+nlbd_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DNLB_DEFAULT_CONFIG='"$(sysconfdir)/nlb/nlb.cfg"'
 nlbd_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS)
 nlbd_LDADD = $(NLB_LIBS)
 

@@ -1,44 +1,132 @@
 /* nlbd: the command line. Everything else is in daemon.c. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "nlb/config.h"
 #include "nlb/daemon.h"
+#include "nlb/rundir.h"
+
+/* Where the package installs the config (configure's sysconfdir); the
+ * Makefile passes it. */
+#ifndef NLB_DEFAULT_CONFIG
+#define NLB_DEFAULT_CONFIG "/etc/nlb/nlb.cfg"
+#endif
+
+/* How long nlbd -s reload waits for the answer: a reload opens sockets and
+ * may enter network namespaces, which takes milliseconds, but a loaded
+ * machine may be slow to run the control thread. */
+#define RELOAD_WAIT_MS 60000
 
 static void usage(FILE *out)
 {
   fprintf(out,
-          "Usage: nlbd -c FILE      run with the config FILE\n"
-          "       nlbd -t -c FILE   check FILE and exit\n"
+          "Usage: nlbd [-c FILE] [--run-dir DIR]   run\n"
+          "       nlbd -t [-c FILE]                 check the config and exit\n"
+          "       nlbd -s reload [--run-dir DIR]    reload a running nlbd and\n"
+          "                                         wait for the outcome\n"
           "       nlbd --version | --help\n"
+          "\n"
+          "FILE defaults to " NLB_DEFAULT_CONFIG ". DIR (where nlbd.pid\n"
+          "and the reload outcome live) defaults to $RUNTIME_DIRECTORY,\n"
+          "which systemd sets; without either nlbd writes none.\n"
           "\n"
           "Signals: SIGHUP reloads the config, SIGUSR1 reopens log files,\n"
           "SIGTERM/SIGINT stop accepting and drain flows for\n"
           "shutdown_timeout, then exit.\n"
-          "Exit status: 0 done, 1 runtime failure, 2 bad usage or config.\n");
+          "Exit status: 0 done, 1 runtime failure (or a rejected reload),\n"
+          "2 bad usage or config.\n");
+}
+
+static int check_config(const char *path)
+{
+  char *errors;
+  struct nlb_config *cfg = nlb_config_load(path, &errors);
+  if (!cfg) {
+    fputs(errors ? errors : "nlbd: out of memory\n", stderr);
+    free(errors);
+    return 2;
+  }
+  nlb_config_free(cfg);
+  printf("%s: ok\n", path);
+  return 0;
+}
+
+static int send_reload(const char *run_dir)
+{
+  char message[512];
+  const char *dir = nlb_rundir_pick(run_dir);
+  int rc;
+
+  if (!dir) {
+    fprintf(stderr, "nlbd: -s reload needs --run-dir DIR (or "
+                    "$RUNTIME_DIRECTORY): where the running nlbd keeps "
+                    "nlbd.pid\n");
+    return 2;
+  }
+  rc = nlb_rundir_reload(dir, RELOAD_WAIT_MS, message, sizeof(message));
+  switch (rc) {
+  case 0:
+    printf("nlbd: reload applied: %s\n", message);
+    return 0;
+  case 1:
+    fprintf(stderr, "nlbd: reload rejected: %s\n", message);
+    return 1;
+  case -ENOENT:
+    fprintf(stderr,
+            "nlbd: no %s/nlbd.pid: is nlbd running with that run "
+            "directory?\n",
+            dir);
+    return 1;
+  case -ESRCH:
+    fprintf(stderr,
+            "nlbd: the nlbd of %s/nlbd.pid is not running (any "
+            "more)\n",
+            dir);
+    return 1;
+  case -ETIMEDOUT:
+    fprintf(stderr, "nlbd: no answer to the reload within %ds\n",
+            RELOAD_WAIT_MS / 1000);
+    return 1;
+  default:
+    fprintf(stderr, "nlbd: reload: %s\n", strerror(-rc));
+    return 1;
+  }
 }
 
 int main(int argc, char **argv)
 {
+  enum { OPT_RUN_DIR = 256 };
   static const struct option options[] = {
       {"config", required_argument, NULL, 'c'},
       {"test", no_argument, NULL, 't'},
+      {"signal", required_argument, NULL, 's'},
+      {"run-dir", required_argument, NULL, OPT_RUN_DIR},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *config_path = NULL;
+  const char *config_path = NLB_DEFAULT_CONFIG;
+  const char *run_dir = NULL;
+  const char *signal_name = NULL;
   int check_only = 0;
   int opt;
 
-  while ((opt = getopt_long(argc, argv, "c:tVh", options, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "c:ts:Vh", options, NULL)) != -1) {
     switch (opt) {
     case 'c':
       config_path = optarg;
       break;
     case 't':
       check_only = 1;
+      break;
+    case 's':
+      signal_name = optarg;
+      break;
+    case OPT_RUN_DIR:
+      run_dir = optarg;
       break;
     case 'V':
       printf("nlbd %s\n", PACKAGE_VERSION);
@@ -51,23 +139,17 @@ int main(int argc, char **argv)
       return 2;
     }
   }
-  if (!config_path || optind != argc) {
+  if (optind != argc ||
+      (signal_name && (check_only || strcmp(signal_name, "reload") != 0))) {
     fprintf(stderr, "nlbd: %s\n",
-            optind != argc ? "unexpected argument" : "-c FILE is required");
+            optind != argc ? "unexpected argument"
+                           : "-s takes \"reload\", and not with -t");
     usage(stderr);
     return 2;
   }
-  if (check_only) {
-    char *errors;
-    struct nlb_config *cfg = nlb_config_load(config_path, &errors);
-    if (!cfg) {
-      fputs(errors ? errors : "nlbd: out of memory\n", stderr);
-      free(errors);
-      return 2;
-    }
-    nlb_config_free(cfg);
-    printf("%s: ok\n", config_path);
-    return 0;
-  }
-  return nlb_daemon_run(config_path);
+  if (check_only)
+    return check_config(config_path);
+  if (signal_name)
+    return send_reload(run_dir);
+  return nlb_daemon_run(config_path, nlb_rundir_pick(run_dir));
 }

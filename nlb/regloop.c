@@ -154,21 +154,24 @@ static void on_control_async(uv_async_t *handle)
 static void store_trouble(struct nlb_regloop *rl, const char *what, int r)
 {
   if (r != -ENOTCONN) {
-    nlb_log_event(NLB_LOG_ERROR, "registry: %s: %s", what, strerror(-r));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error", "registry: {what}: {error}",
+                  NLB_LOG_STR("what", what),
+                  NLB_LOG_STR("error", strerror(-r)));
     return;
   }
   if (!rl->unavailable)
-    nlb_log_event(NLB_LOG_WARN,
-                  "registry: the store is unavailable (%s); serving the last "
-                  "state, writes answer 503 until it is back",
-                  what);
+    NLB_LOG_EVENT(NLB_LOG_WARN, "store_unavailable",
+                  "registry: the store is unavailable ({what}); serving the "
+                  "last state, writes answer 503 until it is back",
+                  NLB_LOG_STR("what", what));
   rl->unavailable = true;
 }
 
 static void store_back(struct nlb_regloop *rl)
 {
   if (rl->unavailable)
-    nlb_log_event(NLB_LOG_INFO, "registry: the store is back; catching up");
+    NLB_LOG_EVENT(NLB_LOG_INFO, "store_available",
+                  "registry: the store is back; catching up");
   rl->unavailable = false;
 }
 
@@ -231,7 +234,9 @@ static void expire(struct nlb_regloop *rl)
   if (r < 0)
     store_trouble(rl, "expiring pending endpoints", r);
   else if (expired > 0)
-    nlb_log_event(NLB_LOG_INFO, "%zu pending endpoints expired", expired);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "endpoints_expired",
+                  "{endpoints} pending endpoints expired",
+                  NLB_LOG_UINT("endpoints", expired));
 }
 
 static void prune(struct nlb_regloop *rl, uint64_t now)
@@ -249,9 +254,10 @@ static void prune(struct nlb_regloop *rl, uint64_t now)
   if (r < 0)
     store_trouble(rl, "pruning old events", r);
   else if (removed > 0)
-    nlb_log_event(NLB_LOG_INFO,
-                  "registry: pruned %zu events older than event_retention",
-                  removed);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "registry_pruned",
+                  "registry: pruned {events} events older than "
+                  "event_retention",
+                  NLB_LOG_UINT("events", removed));
   rl->next_prune_ms = removed == PRUNE_BATCH ? now : now + interval;
 }
 

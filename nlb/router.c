@@ -1,7 +1,6 @@
 #include "nlb/router.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +84,21 @@ static void free_group(struct nlb_group *group)
   free(group);
 }
 
+size_t nlb_router_listener_count(const struct nlb_router *router)
+{
+  return router->n_listeners;
+}
+
+void nlb_router_listener(const struct nlb_router *router, size_t index,
+                         struct nlb_router_listener *out)
+{
+  const struct listener_record *l = router->listeners[index];
+  out->lb_name = l->lb_name;
+  out->port = l->port;
+  out->endpoint_id = l->endpoint_id;
+  out->stats = l->stats;
+}
+
 uint64_t nlb_router_generation(const struct nlb_router *router)
 {
   return router->generation;
@@ -134,6 +148,15 @@ static int append_target(struct nlb_group *group, struct nlb_target *target)
   return 0;
 }
 
+static void log_registered(const struct nlb_group *group,
+                           const struct nlb_target *target, const char *by)
+{
+  NLB_LOG_EVENT(NLB_LOG_INFO, "target_registered",
+                "target {target_group}/{target} registered (initial)",
+                NLB_LOG_STR("target_group", group->name),
+                NLB_LOG_STR("target", target->name), NLB_LOG_STR("by", by));
+}
+
 static void start_draining(struct nlb_group *group, struct nlb_target *target,
                            uint64_t now_ms, const char *reason)
 {
@@ -144,11 +167,15 @@ static void start_draining(struct nlb_group *group, struct nlb_target *target,
                now_ms + group->settings.deregistration_delay_ms);
   atomic_store(&target->state, NLB_TARGET_DRAINING);
   snprintf(target->reason, sizeof(target->reason), "%s", reason);
-  nlb_log_event(NLB_LOG_INFO,
-                "target %s/%s state %s -> draining (%s; delay %llums)",
-                group->name, target->name,
-                nlb_target_state_name((enum nlb_target_state)old), reason,
-                (unsigned long long)group->settings.deregistration_delay_ms);
+  NLB_LOG_EVENT(
+      NLB_LOG_INFO, "target_state",
+      "target {target_group}/{target} state {from} -> {to} ({reason}; delay "
+      "{delay_ms}ms)",
+      NLB_LOG_STR("target_group", group->name),
+      NLB_LOG_STR("target", target->name),
+      NLB_LOG_STR("from", nlb_target_state_name((enum nlb_target_state)old)),
+      NLB_LOG_STR("to", "draining"), NLB_LOG_STR("reason", reason),
+      NLB_LOG_UINT("delay_ms", group->settings.deregistration_delay_ms));
 }
 
 static void copy_settings(struct nlb_group *group,
@@ -185,9 +212,14 @@ static int apply_group(struct nlb_group *group,
         atomic_store(&target->state, NLB_TARGET_INITIAL);
         target->consecutive_ok = target->consecutive_fail = 0;
         snprintf(target->reason, sizeof(target->reason), "re-registered");
-        nlb_log_event(NLB_LOG_INFO,
-                      "target %s/%s state draining -> initial (re-registered)",
-                      group->name, target->name);
+        NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
+                      "target {target_group}/{target} state {from} -> {to} "
+                      "({reason})",
+                      NLB_LOG_STR("target_group", group->name),
+                      NLB_LOG_STR("target", target->name),
+                      NLB_LOG_STR("from", "draining"),
+                      NLB_LOG_STR("to", "initial"),
+                      NLB_LOG_STR("reason", "re-registered"));
       }
       continue;
     }
@@ -198,8 +230,7 @@ static int apply_group(struct nlb_group *group,
       return -ENOMEM;
     }
     snprintf(target->reason, sizeof(target->reason), "registered");
-    nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)",
-                  group->name, target->name);
+    log_registered(group, target, "config");
   }
   for (size_t i = 0; i < group->n_targets; i++) {
     struct nlb_target *target = group->targets[i];
@@ -281,10 +312,13 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
     }
     lb = find_lb_listener(router, l->lb_name, l->port);
     if (!lb) {
-      nlb_log_event(NLB_LOG_WARN,
-                    "endpoint %s: load balancer %s has no port %u any more; "
-                    "closing that listener",
-                    l->endpoint_id, l->lb_name, l->port);
+      NLB_LOG_EVENT(NLB_LOG_WARN, "listener_close",
+                    "endpoint {endpoint}: load balancer {lb} has no port "
+                    "{port} any more; closing that listener",
+                    NLB_LOG_STR("endpoint", l->endpoint_id),
+                    NLB_LOG_STR("lb", l->lb_name),
+                    NLB_LOG_UINT("port", l->port),
+                    NLB_LOG_STR("reason", "port removed"));
       remove_listener_at(router, i, true);
       continue;
     }
@@ -386,7 +420,7 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       group = calloc(1, sizeof(*group));
       if (!group || !(group->name = strdup(ct->name))) {
         /* Half of the groups are moved already: no clean way back. */
-        nlb_log_event(NLB_LOG_ERROR, "reload: out of memory");
+        NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory", "reload: out of memory");
         abort();
       }
     }
@@ -402,7 +436,9 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       continue;
     for (size_t t = 0; t < old->n_targets; t++)
       start_draining(old, old->targets[t], now_ms, "group removed");
-    nlb_log_event(NLB_LOG_INFO, "target group %s removed", old->name);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "target_group_removed",
+                  "target group {target_group} removed",
+                  NLB_LOG_STR("target_group", old->name));
     struct nlb_group **grown =
         realloc(router->retired, (router->n_retired + 1) * sizeof(*grown));
     if (!grown) {
@@ -426,7 +462,9 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
     }
     for (size_t w = 0; w < router->n_workers; w++)
       nlb_worker_remove_listener(router->workers[w], l->id, false);
-    nlb_log_event(NLB_LOG_INFO, "listener %s:%u closed", l->lb_name, l->port);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "listener_close", "listener {lb}:{port} closed",
+                  NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+                  NLB_LOG_STR("reason", "removed from config"));
     free_listener(l);
   }
   for (size_t i = 0; i < n_new; i++) {
@@ -463,10 +501,13 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
       char where[NLB_ADDR_TEXT_MAX];
       for (size_t w = 0; w < router->n_workers; w++)
         nlb_worker_add_listener(router->workers[w], l->id, pending[i].fds[w]);
-      nlb_log_event(NLB_LOG_INFO, "listener %s:%u open on %s (%zu workers)",
-                    l->lb_name, l->port,
-                    nlb_addr_format(&l->local, where, sizeof(where)),
-                    router->n_workers);
+      NLB_LOG_EVENT(
+          NLB_LOG_INFO, "listener_open",
+          "listener {lb}:{port} open on {address} ({workers} workers)",
+          NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+          NLB_LOG_STR("address",
+                      nlb_addr_format(&l->local, where, sizeof(where))),
+          NLB_LOG_UINT("workers", router->n_workers));
     }
     free(pending[i].fds);
   }
@@ -597,7 +638,8 @@ int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
 fail_release:
   nlb_snapshot_release(snapshot);
 fail:
-  nlb_log_event(NLB_LOG_ERROR, "routing snapshot: out of memory");
+  NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                "routing snapshot: out of memory");
   return -ENOMEM;
 }
 
@@ -619,11 +661,15 @@ static bool reap_drained(struct nlb_group *group, uint64_t now_ms)
       continue;
     }
     atomic_store(&target->state, NLB_TARGET_UNUSED);
-    nlb_log_event(NLB_LOG_INFO,
-                  "target %s/%s state draining -> unused (%s; removed)",
-                  group->name, target->name,
-                  active || now_ms >= deadline ? "deregistration delay expired"
-                                               : "no flows left");
+    NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
+                  "target {target_group}/{target} state {from} -> {to} "
+                  "({reason}; removed)",
+                  NLB_LOG_STR("target_group", group->name),
+                  NLB_LOG_STR("target", target->name),
+                  NLB_LOG_STR("from", "draining"), NLB_LOG_STR("to", "unused"),
+                  NLB_LOG_STR("reason", active || now_ms >= deadline
+                                            ? "deregistration delay expired"
+                                            : "no flows left"));
     group->targets[i] = group->targets[--group->n_targets];
     nlb_target_release(target);
     reaped = true;
@@ -693,21 +739,25 @@ static bool set_runtime_target(struct nlb_group *group,
     if (!target || append_target(group, target) < 0) {
       if (target)
         nlb_target_release(target);
-      nlb_log_event(NLB_LOG_ERROR, "target group %s: out of memory",
-                    group->name);
+      NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                    "target group {target_group}: out of memory",
+                    NLB_LOG_STR("target_group", group->name));
       return false;
     }
     snprintf(target->reason, sizeof(target->reason), "registered");
-    nlb_log_event(NLB_LOG_INFO, "target %s/%s registered (initial)",
-                  group->name, target->name);
+    log_registered(group, target, "api");
   } else if (atomic_load(&target->state) == NLB_TARGET_DRAINING) {
     atomic_store(&target->drain_deadline_ms, 0);
     atomic_store(&target->state, NLB_TARGET_INITIAL);
     target->consecutive_ok = target->consecutive_fail = 0;
     snprintf(target->reason, sizeof(target->reason), "re-registered");
-    nlb_log_event(NLB_LOG_INFO,
-                  "target %s/%s state draining -> initial (re-registered)",
-                  group->name, target->name);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
+                  "target {target_group}/{target} state {from} -> {to} "
+                  "({reason})",
+                  NLB_LOG_STR("target_group", group->name),
+                  NLB_LOG_STR("target", target->name),
+                  NLB_LOG_STR("from", "draining"), NLB_LOG_STR("to", "initial"),
+                  NLB_LOG_STR("reason", "re-registered"));
   }
   target->weight = weight;
   target->runtime_registered = true;
@@ -781,10 +831,15 @@ void nlb_router_set_target_state(struct nlb_router *router,
   snprintf(target->reason, sizeof(target->reason), "%s", reason);
   if (state == NLB_TARGET_HEALTHY)
     target->healthy_since_ms = now_ms;
-  nlb_log_event(state == NLB_TARGET_UNHEALTHY ? NLB_LOG_WARN : NLB_LOG_INFO,
-                "target %s/%s state %s -> %s (%s)", group->name, target->name,
-                nlb_target_state_name((enum nlb_target_state)old),
-                nlb_target_state_name(state), reason);
+  NLB_LOG_EVENT(
+      state == NLB_TARGET_UNHEALTHY ? NLB_LOG_WARN : NLB_LOG_INFO,
+      "target_state",
+      "target {target_group}/{target} state {from} -> {to} ({reason})",
+      NLB_LOG_STR("target_group", group->name),
+      NLB_LOG_STR("target", target->name),
+      NLB_LOG_STR("from", nlb_target_state_name((enum nlb_target_state)old)),
+      NLB_LOG_STR("to", nlb_target_state_name(state)),
+      NLB_LOG_STR("reason", reason));
   nlb_router_publish(router, now_ms);
 }
 
@@ -959,185 +1014,4 @@ void nlb_router_free(struct nlb_router *router)
     free_listener(router->listeners[i]);
   free(router->listeners);
   free(router);
-}
-
-/* ---- metrics ---- */
-
-struct text {
-  char *buf;
-  size_t len;
-  size_t cap;
-  bool failed;
-};
-
-static void text_printf(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-  va_list args;
-  int n;
-
-  if (t->failed)
-    return;
-  for (;;) {
-    va_start(args, fmt);
-    n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, args);
-    va_end(args);
-    if (n < 0) {
-      t->failed = true;
-      return;
-    }
-    if ((size_t)n < t->cap - t->len) {
-      t->len += (size_t)n;
-      return;
-    }
-    size_t cap = (t->cap + (size_t)n + 1) * 2;
-    char *grown = realloc(t->buf, cap);
-    if (!grown) {
-      t->failed = true;
-      return;
-    }
-    t->buf = grown;
-    t->cap = cap;
-  }
-}
-
-enum counter_field {
-  FIELD_ACTIVE,
-  FIELD_NEW,
-  FIELD_CLIENT_RESETS,
-  FIELD_TARGET_RESETS,
-  FIELD_LB_RESETS,
-  FIELD_CONNECT_FAILURES,
-};
-
-static uint64_t counter_value(const struct nlb_flow_counters *c,
-                              enum counter_field field)
-{
-  switch (field) {
-  case FIELD_ACTIVE:
-    return atomic_load(&c->active_flows);
-  case FIELD_NEW:
-    return atomic_load(&c->new_flows);
-  case FIELD_CLIENT_RESETS:
-    return atomic_load(&c->client_resets);
-  case FIELD_TARGET_RESETS:
-    return atomic_load(&c->target_resets);
-  case FIELD_LB_RESETS:
-    return atomic_load(&c->lb_resets);
-  default:
-    return atomic_load(&c->connect_failures);
-  }
-}
-
-static void listener_labels(char *buf, size_t size,
-                            const struct listener_record *l)
-{
-  if (l->endpoint_id)
-    snprintf(buf, size, "lb=\"%s\",listener=\"%u\",endpoint=\"%s\"", l->lb_name,
-             l->port, l->endpoint_id);
-  else
-    snprintf(buf, size, "lb=\"%s\",listener=\"%u\"", l->lb_name, l->port);
-}
-
-static void write_counter_family(struct nlb_router *router, struct text *t,
-                                 const char *name, const char *type,
-                                 const char *help, enum counter_field field)
-{
-  char labels[256];
-
-  text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-  for (size_t i = 0; i < router->n_listeners; i++) {
-    const struct listener_record *l = router->listeners[i];
-    listener_labels(labels, sizeof(labels), l);
-    text_printf(t, "%s{%s} %llu\n", name, labels,
-                (unsigned long long)counter_value(&l->stats->counters, field));
-  }
-  for (size_t g = 0; g < router->n_groups; g++) {
-    const struct nlb_group *group = router->groups[g];
-    for (size_t i = 0; i < group->n_targets; i++)
-      text_printf(t, "%s{target_group=\"%s\",target=\"%s\"} %llu\n", name,
-                  group->name, group->targets[i]->name,
-                  (unsigned long long)counter_value(
-                      &group->targets[i]->counters, field));
-  }
-}
-
-char *nlb_router_metrics(struct nlb_router *router)
-{
-  struct text t = {0};
-  char labels[256];
-
-  write_counter_family(router, &t, "nlb_active_flows", "gauge",
-                       "Flows open now.", FIELD_ACTIVE);
-  write_counter_family(router, &t, "nlb_new_flows_total", "counter",
-                       "Flows accepted (listeners) or connected (targets).",
-                       FIELD_NEW);
-  text_printf(&t, "# HELP nlb_processed_bytes_total Bytes carried, by "
-                  "direction (up: client to target).\n"
-                  "# TYPE nlb_processed_bytes_total counter\n");
-  for (size_t i = 0; i < router->n_listeners; i++) {
-    const struct listener_record *l = router->listeners[i];
-    listener_labels(labels, sizeof(labels), l);
-    text_printf(
-        &t,
-        "nlb_processed_bytes_total{%s,direction=\"up\"} %llu\n"
-        "nlb_processed_bytes_total{%s,direction=\"down\"} %llu\n",
-        labels, (unsigned long long)atomic_load(&l->stats->counters.bytes_up),
-        labels,
-        (unsigned long long)atomic_load(&l->stats->counters.bytes_down));
-  }
-  for (size_t g = 0; g < router->n_groups; g++) {
-    const struct nlb_group *group = router->groups[g];
-    for (size_t i = 0; i < group->n_targets; i++) {
-      const struct nlb_target *target = group->targets[i];
-      text_printf(
-          &t,
-          "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
-          "direction=\"up\"} %llu\n"
-          "nlb_processed_bytes_total{target_group=\"%s\",target=\"%s\","
-          "direction=\"down\"} %llu\n",
-          group->name, target->name,
-          (unsigned long long)atomic_load(&target->counters.bytes_up),
-          group->name, target->name,
-          (unsigned long long)atomic_load(&target->counters.bytes_down));
-    }
-  }
-  write_counter_family(router, &t, "nlb_client_resets_total", "counter",
-                       "Flows the client reset.", FIELD_CLIENT_RESETS);
-  write_counter_family(router, &t, "nlb_target_resets_total", "counter",
-                       "Flows the target reset.", FIELD_TARGET_RESETS);
-  write_counter_family(router, &t, "nlb_lb_resets_total", "counter",
-                       "Flows nlb reset (timeouts, denials, shutdown).",
-                       FIELD_LB_RESETS);
-  write_counter_family(router, &t, "nlb_connect_failures_total", "counter",
-                       "Failed connects to targets.", FIELD_CONNECT_FAILURES);
-  for (int healthy = 1; healthy >= 0; healthy--) {
-    const char *name =
-        healthy ? "nlb_healthy_targets" : "nlb_unhealthy_targets";
-    text_printf(&t, "# HELP %s Targets %s now.\n# TYPE %s gauge\n", name,
-                healthy ? "healthy" : "unhealthy", name);
-    for (size_t g = 0; g < router->n_groups; g++) {
-      const struct nlb_group *group = router->groups[g];
-      unsigned count = 0;
-      for (size_t i = 0; i < group->n_targets; i++) {
-        int state = atomic_load(&group->targets[i]->state);
-        if (healthy ? state == NLB_TARGET_HEALTHY
-                    : state == NLB_TARGET_UNHEALTHY)
-          count++;
-      }
-      text_printf(&t, "%s{target_group=\"%s\"} %u\n", name, group->name, count);
-    }
-  }
-  text_printf(&t,
-              "# HELP nlb_log_dropped_total Log lines dropped because a "
-              "log ring was full.\n# TYPE nlb_log_dropped_total counter\n"
-              "nlb_log_dropped_total %llu\n",
-              (unsigned long long)nlb_log_dropped());
-  if (t.failed) {
-    free(t.buf);
-    return NULL;
-  }
-  return t.buf;
 }

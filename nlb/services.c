@@ -9,6 +9,7 @@
 #include "nlb/api.h"
 #include "nlb/endpoints.h"
 #include "nlb/log.h"
+#include "nlb/metrics.h"
 #include "nlb/regloop.h"
 #include "nlb/registry.h"
 
@@ -167,7 +168,8 @@ static void on_changes(const struct reg_changes *c, void *arg)
   if (services->router && (c->resync || c->n_targets > 0 || c->n_events > 0))
     apply_targets(services, c);
   if (c->node_draining && !services->drain_requested) {
-    nlb_log_event(NLB_LOG_INFO, "registry: this node was asked to drain");
+    NLB_LOG_EVENT(NLB_LOG_INFO, "node_drain",
+                  "registry: this node was asked to drain");
     services->drain_requested = true;
   }
   if (services->api)
@@ -189,9 +191,11 @@ static void run_report(struct reg *reg, void *arg)
   int rc = reg_placements_report(reg, job->reports, job->n);
 
   if (rc < 0)
-    nlb_log_event(NLB_LOG_ERROR,
-                  "registry: cannot record %zu placements of this node: %s",
-                  job->n, strerror(-rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error",
+                  "registry: cannot record {placements} placements of this "
+                  "node: {error}",
+                  NLB_LOG_UINT("placements", job->n),
+                  NLB_LOG_STR("error", strerror(-rc)));
 }
 
 static void free_report(void *arg)
@@ -268,10 +272,20 @@ static void api_list_target_groups(void *arg,
   }
 }
 
-static char *api_metrics_text(void *arg)
+static char *api_metrics_text(void *arg, const struct api_metrics_scope *scope)
 {
   struct nlb_services *services = arg;
-  return nlb_router_metrics(services->router);
+  struct nlb_metrics_scope listeners;
+
+  if (!scope)
+    return nlb_metrics_text(services->router, NULL);
+  listeners = (struct nlb_metrics_scope){
+      .load_balancers = scope->load_balancers,
+      .n_load_balancers = scope->n_load_balancers,
+      .endpoints = scope->endpoints,
+      .n_endpoints = scope->n_endpoints,
+  };
+  return nlb_metrics_text(services->router, &listeners);
 }
 
 static const struct api_dataplane_ops dataplane_ops = {
@@ -291,7 +305,18 @@ static const struct api_registry_ops registry_ops = {
 
 static void api_log(void *arg, int level, const char *line)
 {
-  nlb_log_event((enum nlb_log_level)(level & 3), "%s", line);
+  nlb_log_emit((enum nlb_log_level)(level & 3), "api", line, NULL, 0);
+}
+
+static void api_log_request(void *arg, const char *principal, const char *role,
+                            const char *method, const char *path, int status)
+{
+  NLB_LOG_EVENT(NLB_LOG_INFO, "api_request",
+                "api audit: principal={principal} role={role} "
+                "method={method} path={path} status={status}",
+                NLB_LOG_STR("principal", principal), NLB_LOG_STR("role", role),
+                NLB_LOG_STR("method", method), NLB_LOG_STR("path", path),
+                NLB_LOG_INT("status", status));
 }
 
 static int fill_api_settings(struct nlb_services *services,
@@ -322,6 +347,7 @@ static int fill_api_settings(struct nlb_services *services,
   s->dataplane = &dataplane_ops;
   s->dataplane_arg = services;
   s->log_event = api_log;
+  s->log_request = api_log_request;
   s->log_arg = services;
   return 0;
 }
@@ -426,8 +452,9 @@ void nlb_services_reload(struct nlb_services *services,
   if (services->regloop && build_view(cfg, &view) == 0) {
     if (nlb_regloop_reload(services->regloop, &view.cfg,
                            cfg->registry_event_retention_ms, &reg_err) < 0)
-      nlb_log_event(NLB_LOG_ERROR, "reload: registry keeps its old config: %s",
-                    reg_err.message);
+      NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error",
+                    "reload: registry keeps its old config: {error}",
+                    NLB_LOG_STR("error", reg_err.message));
     free_view(&view);
     /* The rows carry the new load balancers' ports and this node's new
      * namespaces: read the whole state again. */
@@ -440,7 +467,8 @@ void nlb_services_reload(struct nlb_services *services,
     if (fill_api_settings(services, cfg, &s, &principals, listen,
                           sizeof(listen)) == 0) {
       if (api_server_reload(services->api, &s) < 0)
-        nlb_log_event(NLB_LOG_ERROR, "reload: api keeps its old principals");
+        NLB_LOG_EVENT(NLB_LOG_ERROR, "api_error",
+                      "reload: api keeps its old principals");
       free(principals);
     }
   }
@@ -468,8 +496,10 @@ static void run_drain(struct reg *reg, void *arg)
   struct reg_error err;
 
   if (reg_node_drain(reg, &system, job->node, NULL, &err) < 0)
-    nlb_log_event(NLB_LOG_WARN, "registry: cannot mark node %s draining: %s",
-                  job->node, err.message);
+    NLB_LOG_EVENT(NLB_LOG_WARN, "registry_error",
+                  "registry: cannot mark node {node} draining: {error}",
+                  NLB_LOG_STR("node", job->node),
+                  NLB_LOG_STR("error", err.message));
 }
 
 void nlb_services_draining(struct nlb_services *services, const char *node)

@@ -119,7 +119,9 @@ static void send_command(struct nlb_worker *worker, enum command_kind kind,
   if (!command) {
     /* Commands are rare and small; without memory for one there is no
      * safe way to go on. */
-    nlb_log_event(NLB_LOG_ERROR, "worker %u: out of memory", worker->index);
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                  "worker {worker}: out of memory",
+                  NLB_LOG_UINT("worker", worker->index));
     abort();
   }
   command->kind = kind;
@@ -252,8 +254,11 @@ static void on_listener_ready(struct nlb_io *io, uint32_t revents)
           errno == ENOMEM) {
         /* Leave the connection in the backlog and retry shortly rather
          * than spin on a listener we cannot serve. */
-        nlb_log_event(NLB_LOG_WARN, "worker %u: accept: %s; pausing %dms",
-                      worker->index, strerror(errno), ACCEPT_PAUSE_MS);
+        NLB_LOG_EVENT(NLB_LOG_WARN, "accept_paused",
+                      "worker {worker}: accept: {error}; pausing {pause_ms}ms",
+                      NLB_LOG_UINT("worker", worker->index),
+                      NLB_LOG_STR("error", strerror(errno)),
+                      NLB_LOG_UINT("pause_ms", ACCEPT_PAUSE_MS));
         pause_accepting(worker);
       }
       return;
@@ -282,8 +287,10 @@ static void add_listener(struct nlb_worker *worker, uint64_t route_id, int fd)
   slot->io.on_ready = on_listener_ready;
   rc = nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS);
   if (rc < 0) {
-    nlb_log_event(NLB_LOG_ERROR, "worker %u: listener: %s", worker->index,
-                  strerror(-rc));
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "listener_failed",
+                  "worker {worker}: listener: {error}",
+                  NLB_LOG_UINT("worker", worker->index),
+                  NLB_LOG_STR("error", strerror(-rc)));
     close(fd);
     free(slot);
     return;

@@ -38,17 +38,17 @@ for n in 1 2 3; do
   python3 -m http.server "$port" --bind 127.0.0.1 --directory "$demo/$n" \
     >/dev/null 2>&1 &
   pids+=($!)
+  echo $! > "$demo/backend-$n.pid"
 done
 
-# A copy of the example with the chosen ports and the registry in the
-# temporary directory.
+# A copy of the example with the chosen ports; its relative registry path
+# then puts the registry in the temporary directory.
 config="$demo/quickstart.cfg"
 sed -e "s/port = 8080;/port = $lb_port;/" \
     -e "s/127.0.0.1:9001/127.0.0.1:$backend_port/" \
     -e "s/127.0.0.1:9002/127.0.0.1:$((backend_port + 1))/" \
     -e "s/127.0.0.1:9003/127.0.0.1:$((backend_port + 2))/" \
     -e "s/127.0.0.1:9180/127.0.0.1:$api_port/" \
-    -e "s|\"quickstart-registry.db\"|\"$demo/registry.db\"|" \
     "$top/examples/quickstart.cfg" > "$config"
 "$nlbd" -t -c "$config" >/dev/null
 api="curl -s --http2-prior-knowledge http://127.0.0.1:$api_port"
@@ -56,8 +56,8 @@ cat <<TXT
 quickstart: nlbd is starting on 127.0.0.1:$lb_port with 3 demo backends ($backend_port-$((backend_port + 2))), API on 127.0.0.1:$api_port.
 try:
   curl http://127.0.0.1:$lb_port/              # answered by backend 1, 2, 3 in turn
-  kill \$(pgrep -f 'http.server $((backend_port + 1))')     # backend 2 turns unhealthy in ~4s
-  kill -HUP \$(pgrep -x nlbd)             # reload the config
+  kill \$(cat $demo/backend-2.pid)     # backend 2 turns unhealthy in ~4s
+  $nlbd -s reload --run-dir $demo     # reload the config, print the outcome
   $api/v1/target-groups -H 'Authorization: Bearer demo-ops'
   $api/v1/services -H 'Authorization: Bearer demo-provider' \\
     -d '{"name":"demo","load_balancer":"demo-lb","acceptance_required":false,"allowed_principals":["consumer"]}'
@@ -65,6 +65,6 @@ try:
     -d '{"service":"demo","network":"host"}'     # then: curl http://127.77.0.1:$lb_port/
 Access and event logs follow on stderr; Ctrl-C stops nlbd and the backends.
 TXT
-"$nlbd" -c "$config" &
+"$nlbd" -c "$config" --run-dir "$demo" &
 pids+=($!)
 wait "${pids[-1]}" || true

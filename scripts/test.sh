@@ -5,6 +5,8 @@
 #   NLB_TEST_SANITIZERS=0  skip the sanitizer pass
 #   NLB_TEST_DISTCHECK=0   skip `make distcheck` (the tarball builds and
 #                          passes its tests)
+#   NLB_TEST_DEB=0         skip scripts/test-deb.sh (the Debian package is
+#                          built, installed, started and purged; root only)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/install-deps.sh" || exit 1
@@ -27,6 +29,18 @@ if [ "${NLB_TEST_DISTCHECK:-1}" = 1 ]; then
   echo "== make distcheck in ${dirs[0]}"
   ( cd "${dirs[0]}" && make distcheck >distcheck.out 2>&1 ) ||
     { tail -n 40 "${dirs[0]}/distcheck.out"; echo "distcheck failed"; status=1; }
+fi
+if [ "${NLB_TEST_DEB:-1}" = 1 ]; then
+  # Its log and result sit beside make check's, so the summary counts it.
+  echo "== scripts/test-deb.sh"
+  "$top/scripts/test-deb.sh" >"${dirs[0]}/test-deb.log" 2>&1
+  case $? in
+    0) result=PASS ;;
+    77) result=SKIP ;;
+    *) result=FAIL; status=1 ;;
+  esac
+  printf ':test-result: %s\n' "$result" >"${dirs[0]}/test-deb.trs"
+  tail -n 1 "${dirs[0]}/test-deb.log"
 fi
 python3 "$top/scripts/summarize-tests.py" "${dirs[@]}" || status=1
 exit $status

@@ -68,3 +68,25 @@ tests_tools_dns_responder_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_tools_dns_responder_LDADD = $(NLB_LIBS)
 TESTS += tests/e2e/test_dns.py
 EXTRA_DIST += tests/e2e/test_dns.py
+
+check_PROGRAMS += tests/unit/test_log
+TESTS += tests/unit/test_log
+tests_unit_test_log_SOURCES = tests/unit/test_log.c
+tests_unit_test_log_CFLAGS = $(NLB_TEST_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_log_LDADD = $(NLB_TEST_LIBS) $(JANSSON_LIBS)
+
+TESTS += tests/e2e/test_logs.py
+EXTRA_DIST += tests/e2e/test_logs.py
+
+# make install into a DESTDIR, the unit through systemd-analyze verify, the
+# default config path and relative paths.
+TESTS += tests/e2e/test_install.py
+EXTRA_DIST += tests/e2e/test_install.py
+
+# /metrics: promtool, sums without double counts, histograms, scopes.
+TESTS += tests/e2e/test_metrics.py
+EXTRA_DIST += tests/e2e/test_metrics.py
+
+# The systemd notify protocol (a fake NOTIFY_SOCKET) and nlbd -s reload.
+TESTS += tests/e2e/test_systemd.py
+EXTRA_DIST += tests/e2e/test_systemd.py

@@ -53,6 +53,15 @@ struct api_target {
   const char *reason; /* why it is in that state; NULL or "" if nothing */
 };
 
+/* The listeners a provider may see in /metrics: those of the load
+ * balancers its services publish, and those of its services' endpoints. */
+struct api_metrics_scope {
+  const char *const *load_balancers;
+  size_t n_load_balancers;
+  const char *const *endpoints; /* endpoint IDs */
+  size_t n_endpoints;
+};
+
 /* What the API asks of the data plane. Every function is called on the
  * control thread with the arg of api_settings.dataplane_arg. Any member may
  * be NULL: the routes that need it answer 503 ServiceUnavailable (the
@@ -66,8 +75,10 @@ struct api_dataplane_ops {
                                           size_t n),
                              void *ctx);
   /* Prometheus text (complete lines, with HELP/TYPE) for the data plane's
-   * metrics, malloc'd; the API frees it. NULL: nothing to add. */
-  char *(*metrics_text)(void *arg);
+   * metrics, malloc'd; the API frees it. NULL: nothing to add. scope NULL:
+   * everything (an operator); otherwise only the series of the listeners
+   * it names (a provider's). */
+  char *(*metrics_text)(void *arg, const struct api_metrics_scope *scope);
 };
 
 /* How the API reaches the registry, which lives on a thread of its own
@@ -103,6 +114,12 @@ struct api_settings {
    * status — never a token), protocol trouble and errors. level: 0 debug,
    * 1 info, 2 warning, 3 error. line is borrowed for the call. NULL: none. */
   void (*log_event)(void *arg, int level, const char *line);
+  /* The audit record of a mutating request as fields (strings borrowed for
+   * the call; "-" for an unknown principal). NULL: the record goes to
+   * log_event as "api audit: principal=P role=R method=M path=P
+   * status=N". Called with log_arg. */
+  void (*log_request)(void *arg, const char *principal, const char *role,
+                      const char *method, const char *path, int status);
   void *log_arg;
   /* 0: the API_DEFAULT_* values. A request whose headers and body have not
    * all arrived within request_timeout_ms is answered 408 (HTTP/1.1: and

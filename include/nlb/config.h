@@ -1,4 +1,4 @@
-/* The config file (libconfig syntax, see SPEC.md "Config"): loading,
+/* The config file (libconfig syntax, see docs/config.md): loading,
  * validation with FILE:LINE errors, and the parsed tree.
  *
  * A struct nlb_config is immutable once loaded and owned by whoever called
@@ -102,8 +102,10 @@ struct nlb_config_network {
   int line;
 };
 
+/* Paths in the file (log files, registry.path, api.tls) are made absolute
+ * here: a relative one is taken from the config file's directory. */
 struct nlb_config {
-  char *path;
+  char *path;       /* as given to nlb_config_load */
   unsigned workers; /* resolved: 0 in the file becomes the CPU count */
   bool pin_workers; /* worker_cpu_affinity "auto": worker i on CPU i */
   uint64_t shutdown_timeout_ms;
@@ -111,7 +113,11 @@ struct nlb_config {
   char *log_access; /* "stderr", "off" or a path */
   enum nlb_log_format log_access_format;
   char *log_events;
+  enum nlb_log_format log_events_format;
   int log_level; /* 0 debug, 1 info, 2 warn, 3 error */
+  /* "<N>" before event lines on stderr: 1, 0, or -1 (absent: when stderr
+   * is the journal). */
+  int log_priority_prefix;
 
   bool has_api;
   union nlb_sockaddr api_listen;

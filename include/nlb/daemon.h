@@ -4,9 +4,11 @@
 #ifndef NLB_DAEMON_H
 #define NLB_DAEMON_H
 
-/* Runs the daemon on the config at path. Returns the process exit status:
- * 0 after a clean shutdown, 1 on a runtime failure (e.g. a listener that
- * cannot bind), 2 on a bad config. Call once, from the main thread. */
-int nlb_daemon_run(const char *config_path);
+/* Runs the daemon on the config at path, leaving its pid and reload
+ * outcomes in run_dir (see rundir.h; NULL: none). Returns the process exit
+ * status: 0 after a clean shutdown, 1 on a runtime failure (e.g. a
+ * listener that cannot bind), 2 on a bad config. Call once, from the main
+ * thread. */
+int nlb_daemon_run(const char *config_path, const char *run_dir);
 
 #endif

@@ -96,9 +96,20 @@ void nlb_router_set_target_state(struct nlb_router *router,
 uint32_t nlb_slow_start_weight(uint32_t weight, uint64_t slow_start_ms,
                                uint64_t healthy_since_ms, uint64_t now_ms);
 
-/* Writes Prometheus text for listeners, groups and targets into a malloc'd
- * string the caller frees; NULL on ENOMEM. */
-char *nlb_router_metrics(struct nlb_router *router);
+/* A listener as metrics see it; strings and stats borrowed until the
+ * router next changes (an apply, an endpoint call). */
+struct nlb_router_listener {
+  const char *lb_name;
+  uint16_t port;
+  const char *endpoint_id; /* NULL for a load balancer's own listener */
+  const struct nlb_listener_stats *stats;
+};
+
+/* Listeners (load balancers' own and endpoints'), for metrics: index runs
+ * from 0 to nlb_router_listener_count() - 1. */
+size_t nlb_router_listener_count(const struct nlb_router *router);
+void nlb_router_listener(const struct nlb_router *router, size_t index,
+                         struct nlb_router_listener *out);
 
 /* Adds the listeners of an endpoint: one per port, at address (its port is
  * ignored) in the consumer's network, routed like the load balancer

@@ -30,6 +30,7 @@ struct nlb_group_route {
 struct nlb_listener_stats {
   atomic_int refs;
   struct nlb_flow_counters counters;
+  struct nlb_histogram flow_duration; /* accept to close, every flow */
 };
 
 /* One listening address: a load balancer's own port, or one port of an

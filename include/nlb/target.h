@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "nlb/addr.h"
+#include "nlb/histogram.h"
 
 enum nlb_target_state {
   NLB_TARGET_INITIAL,
@@ -50,6 +51,8 @@ struct nlb_target {
   atomic_uint passive_failures;
 
   struct nlb_flow_counters counters;
+  /* From connect(2) to the target accepting, per established flow. */
+  struct nlb_histogram connect_time;
 
   /* Registered through the API: a reload of the file keeps it. (control) */
   bool runtime_registered;

@@ -151,7 +151,9 @@ def test_version_and_help():
 
 def test_usage_errors_exit_2():
     path = write(good_config(free_port()), "good.cfg")
-    for args in ((), ("--bogus",), ("-x",), ("-c",), ("-t",),
+    # Without -c, nlbd (and nlbd -t) read SYSCONFDIR/nlb/nlb.cfg:
+    # test_install.py checks that.
+    for args in (("--bogus",), ("-x",), ("-c",), ("-s", "stop"),
                  ("-c", path, "extra"), ("-t", "-c", path, "extra")):
         status, out, err = nlbd(*args)
         assert status == 2, "%r exited %d" % (args, status)

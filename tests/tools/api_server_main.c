@@ -101,7 +101,7 @@ static void fake_apply_target(const char *group, const char *address,
   }
 }
 
-static char *fake_metrics(void *arg)
+static char *fake_metrics(void *arg, const struct api_metrics_scope *scope)
 {
   return strdup("# HELP nlb_active_flows Flows open now.\n"
                 "# TYPE nlb_active_flows gauge\n"

@@ -172,7 +172,10 @@ int main(int argc, char **argv)
 
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&tool.loop);
-  nlb_log_start("stderr", "stderr", NLB_LOG_INFO);
+  nlb_log_start(&(struct nlb_log_settings){.access = "stderr",
+                                           .events = "stderr",
+                                           .level = NLB_LOG_INFO,
+                                           .stderr_priority = 0});
   /* Settings first: the responder is created with them. */
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];

@@ -613,6 +613,42 @@ static void test_config_reports_every_error(void)
   nlb_config_free(cfg);
 }
 
+/* Paths are taken from the config file's directory (here /tmp, where the
+ * suite's file is); keywords and absolute paths stay as written. */
+static void test_config_relative_paths(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "log = { access = \"logs/access.log\"; events = \"stderr\";\n"
+      "        events_format = \"json\"; priority_prefix = true; };\n"
+      "api = { tls = { cert = \"tls/cert.pem\"; key = \"/etc/key.pem\"; "
+      "}; };\n"
+      "registry = { path = \"./registry.db\"; };\n",
+      &errors);
+
+  if (!cfg)
+    fprintf(stderr, "\n%s", errors ? errors : "");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->log_access, "/tmp/logs/access.log");
+  CU_ASSERT_STRING_EQUAL(cfg->log_events, "stderr");
+  CU_ASSERT_EQUAL(cfg->log_events_format, NLB_LOG_JSON);
+  CU_ASSERT_EQUAL(cfg->log_priority_prefix, 1);
+  CU_ASSERT_STRING_EQUAL(cfg->api_tls_cert, "/tmp/tls/cert.pem");
+  CU_ASSERT_STRING_EQUAL(cfg->api_tls_key, "/etc/key.pem");
+  CU_ASSERT_STRING_EQUAL(cfg->registry_path, "/tmp/./registry.db");
+  nlb_config_free(cfg);
+
+  cfg = load_text("log = { access = \"off\"; };\n", &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->log_access, "off");
+  CU_ASSERT_EQUAL(cfg->log_events_format, NLB_LOG_TEXT);
+  CU_ASSERT_EQUAL(cfg->log_priority_prefix, -1);
+  nlb_config_free(cfg);
+
+  expect_error_at("log = { events_format = \"xml\"; };\n", 1,
+                  "events_format must be \"text\" or \"json\"");
+}
+
 static void test_config_algorithm_names(void)
 {
   CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_MAGLEV), "maglev");
@@ -637,6 +673,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_bad_values),
       NLB_UNIT_CASE(test_config_unknown_keys),
       NLB_UNIT_CASE(test_config_reports_every_error),
+      NLB_UNIT_CASE(test_config_relative_paths),
       NLB_UNIT_CASE(test_config_algorithm_names),
   };
   return nlb_unit_run("config", suite_init, suite_clean, cases,

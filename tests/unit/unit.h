@@ -4,6 +4,13 @@
 #ifndef NLB_TESTS_UNIT_H
 #define NLB_TESTS_UNIT_H
 
+#include "config.h"
+
+/* configure leaves CUnit optional so that nlbd builds without it. */
+#ifndef HAVE_CUNIT
+#error "CUnit is missing: install libcunit1-dev, configure again"
+#endif
+
 #include <CUnit/Basic.h>
 #include <stddef.h>
 

@@ -1,0 +1,38 @@
+#include "config.h"
+#include "nlb/notify.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+void nlb_notify_ready(const char *status)
+{
+#ifdef HAVE_LIBSYSTEMD
+  sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+#else
+  (void)status;
+#endif
+}
+
+void nlb_notify_reloading(void)
+{
+#ifdef HAVE_LIBSYSTEMD
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  sd_notifyf(0, "RELOADING=1\nSTATUS=reloading the config\nMONOTONIC_USEC=%llu",
+             (unsigned long long)now.tv_sec * 1000000ull +
+                 (unsigned long long)now.tv_nsec / 1000);
+#endif
+}
+
+void nlb_notify_stopping(const char *status)
+{
+#ifdef HAVE_LIBSYSTEMD
+  sd_notifyf(0, "STOPPING=1\nSTATUS=%s", status);
+#else
+  (void)status;
+#endif
+}
