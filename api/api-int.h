@@ -16,6 +16,7 @@
 #include "nlb/api.h"
 #include "nlb/list.h"
 #include "nlb/registry.h"
+#include "tokens.h"
 
 /* Status codes counted by nlb_api_requests_total: 100..599. */
 #define API_STATUS_MIN 100
@@ -31,6 +32,8 @@ struct api_server {
 
   struct api_principal *principals; /* owned copy, names strdup'd */
   size_t n_principals;
+  struct api_tokens tokens; /* the registry's, from the change feed */
+  uint64_t next_token_flush_ms;
   const struct api_registry_ops *registry; /* NULL: none */
   void *registry_ctx;
   const struct api_dataplane_ops *dataplane;

@@ -1,8 +1,10 @@
 /* Bearer tokens and principals. The hash of the presented token is compared
  * with every principal's so that timing reveals neither a match nor which. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -78,4 +80,51 @@ api_authenticate(const struct api_principal *principals, size_t n,
   const struct api_principal *p = api_principal_find(principals, n, hash);
   OPENSSL_cleanse(hash, sizeof hash);
   return p;
+}
+
+static int fill_random(void *buf, size_t n)
+{
+  size_t got = 0;
+
+  while (got < n) {
+    ssize_t r = getrandom((char *)buf + got, n - got, 0);
+
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+int api_token_new(char *text, uint8_t sha256[32], char *id)
+{
+  static const char b64[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static const char hex[] = "0123456789abcdef";
+  unsigned char bits[33] = {0}; /* 256 bits, padded to whole sextets */
+  unsigned char idbits[9];
+  size_t len = strlen(API_TOKEN_PREFIX);
+  int r;
+
+  if ((r = fill_random(bits, 32)) < 0 ||
+      (r = fill_random(idbits, sizeof idbits)) < 0)
+    return r;
+  memcpy(text, API_TOKEN_PREFIX, len);
+  for (size_t i = 0; i < 33; i += 3) {
+    uint32_t v = (uint32_t)bits[i] << 16 | (uint32_t)bits[i + 1] << 8 |
+                 bits[i + 2];
+    for (int k = 0; k < 4 && len < (4 + 43); k++)
+      text[len++] = b64[(v >> (18 - 6 * k)) & 63];
+  }
+  text[len] = '\0';
+  api_token_sha256(text, len, sha256);
+  OPENSSL_cleanse(bits, sizeof bits);
+  memcpy(id, "tok-", 4);
+  for (int i = 0; i < 17; i++)
+    id[4 + i] = hex[(idbits[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
+  id[21] = '\0';
+  return 0;
 }

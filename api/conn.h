@@ -80,7 +80,17 @@ struct api_conn {
   bool flush_wanted;
   size_t writes_pending;
   char peer[64];
+  /* The API tokens (a prefix of their hashes) requests on this connection
+   * were authenticated with: a revoked one closes the connection. */
+  uint8_t token_tags[4][8];
+  uint8_t n_token_tags;
 };
+
+/* Notes that a request on c was authenticated by the API token hash. */
+void api_conn_note_token(struct api_conn *c, const uint8_t hash[32]);
+
+/* True when a request on c was authenticated by the token hash. */
+bool api_conn_used_token(const struct api_conn *c, const uint8_t hash[32]);
 
 /* Writes plaintext data (malloc'd; taken) to the peer, through TLS if any.
  * On failure the connection closes. */

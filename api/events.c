@@ -1,5 +1,5 @@
 /* The streams of GET /v1/events: a cursor per stream, woken when this
- * node applies changes from the registry's feed (api_server_events), read
+ * node applies changes from the registry's feed (api_server_changes), read
  * from the store as the protocol's peer takes the lines. */
 #include <errno.h>
 #include <stdio.h>
@@ -71,7 +71,7 @@ static void events_job_done(void *arg)
     stream->ready_len = job->len;
     job->lines = NULL;
     /* A read that found nothing visible may have moved the cursor: if
-     * more came meanwhile, api_server_events wakes the stream again. */
+     * more came meanwhile, api_events_wake wakes the stream again. */
     if (stream->ready_len == 0)
       goto out;
   }
@@ -151,9 +151,9 @@ void api_event_stream_stop(struct api_event_stream *stream)
   stream->ready_len = 0;
 }
 
-void api_server_events(struct api_server *server,
-                       const struct reg_event *events, size_t n,
-                       uint64_t last_seq)
+void api_events_wake(struct api_server *server,
+                     const struct reg_event *events, size_t n,
+                     uint64_t last_seq)
 {
   struct nlb_list *pos, *tmp;
 

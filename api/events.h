@@ -4,7 +4,7 @@
  * cursor. Nothing is buffered here: the protocol asks for the next lines
  * (api_event_stream_read) when its peer can take them, so a slow reader
  * costs no memory. When the change feed brings an event the stream's
- * principal may see (api_server_events), the server calls on_wake (the
+ * principal may see (api_server_changes), the server calls on_wake (the
  * protocol only marks itself and asks for a flush through api_conn_wake(),
  * it writes nothing there: that runs inside other callbacks).
  *
@@ -61,5 +61,11 @@ void api_event_stream_end(struct api_event_stream *stream);
 /* Stops following (idempotent; also for a zeroed stream never started):
  * a read under way is dropped; the memory stays the caller's. */
 void api_event_stream_stop(struct api_event_stream *stream);
+
+/* The change feed brought events[0..n) through last_seq: streams that may
+ * see one of them (every stream behind, after a resync) wake up. */
+void api_events_wake(struct api_server *server,
+                     const struct reg_event *events, size_t n,
+                     uint64_t last_seq);
 
 #endif

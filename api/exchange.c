@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "conn.h"
 #include "exchange.h"
 #include "nlb/api-auth.h"
 
@@ -99,6 +104,47 @@ static int route(struct api_exchange *x, struct api_route_match *match)
   return 0;
 }
 
+static int64_t wall_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Who the Authorization header names: a principal of the config, or an
+ * API token the registry holds and that has not expired. */
+static bool authenticate(struct api_server *server, struct api_exchange *x)
+{
+  const struct api_principal *p = NULL;
+  struct api_token *t = NULL;
+  const char *token;
+  size_t len;
+  uint8_t hash[32];
+
+  if (x->authorization == NULL ||
+      api_bearer_token(x->authorization, x->authorization_len, &token, &len) !=
+          0)
+    return false;
+  api_token_sha256(token, len, hash);
+  p = api_principal_find(server->principals, server->n_principals, hash);
+  if (p == NULL && (t = api_tokens_find(&server->tokens, hash)) != NULL &&
+      t->expires_at != 0 && t->expires_at <= wall_ms())
+    t = NULL;
+  if (t != NULL) {
+    t->used_at = wall_ms();
+    if (x->conn != NULL)
+      api_conn_note_token(x->conn, hash);
+  }
+  OPENSSL_cleanse(hash, sizeof hash);
+  if (p == NULL && t == NULL)
+    return false;
+  x->authenticated = true;
+  snprintf(x->principal, sizeof x->principal, "%s", p ? p->name : t->principal);
+  x->role = p ? p->role : t->role;
+  return true;
+}
+
 /* Checks the token when the route needs one; 0, or answers x with 401/403
  * and returns -1. */
 static int authorize(struct api_server *server, struct api_exchange *x,
@@ -106,20 +152,14 @@ static int authorize(struct api_server *server, struct api_exchange *x,
 {
   if (r->roles == 0)
     return 0;
-  const struct api_principal *principal =
-      api_authenticate(server->principals, server->n_principals,
-                       x->authorization, x->authorization_len);
-  if (principal == NULL) {
+  if (!authenticate(server, x)) {
     api_respond_error(&x->resp, 401, "Unauthorized",
                       "a known bearer token is required");
     return -1;
   }
-  x->authenticated = true;
-  snprintf(x->principal, sizeof x->principal, "%s", principal->name);
-  x->role = principal->role;
-  if (!api_route_allows(r, principal->role)) {
+  if (!api_route_allows(r, x->role)) {
     api_respond_error(&x->resp, 403, "Forbidden", "a %s may not call %s",
-                      reg_role_name(principal->role), r->name);
+                      reg_role_name(x->role), r->name);
     return -1;
   }
   return 0;

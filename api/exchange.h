@@ -33,6 +33,7 @@ struct api_exchange {
   size_t authorization_len;
   const char *body;
   size_t body_len;
+  struct api_conn *conn; /* the request's connection (noted tokens) */
 
   /* The answer: resp's body is owned by the exchange until
    * api_exchange_clear(), or taken by the protocol (set it to NULL). */

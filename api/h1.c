@@ -515,6 +515,7 @@ static void message_done(struct h1_conn *h)
   x->authorization_len = r->authorization_len;
   x->body = r->body;
   x->body_len = r->body_len;
+  x->conn = h->conn;
   h->keep_alive = http_should_keep_alive(&h->parser) != 0;
   int ran = api_exchange_run(h->conn->server, x, on_answer, h);
   forget_authorization(r);

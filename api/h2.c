@@ -175,6 +175,7 @@ static void exchange_init(struct h2_stream *s, struct api_exchange *x)
   x->authorization_len = s->authorization_len;
   x->body = s->body;
   x->body_len = s->body_len;
+  x->conn = s->h2->conn;
 }
 
 static void on_answer(struct api_exchange *x, void *arg)

@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "api-int.h"
+#include "nlb/api-auth.h"
 #include "nlb/api-json.h"
 
 #define N_FIELDS(f) (sizeof(f) / sizeof((f)[0]))
@@ -219,6 +222,20 @@ static json_t *event_json(const struct reg_event *ev)
                      "time", time_json(ev->time), "type",
                      reg_event_type_name(ev->type), "node", ev->node,
                      "principal", ev->principal);
+  if (ev->token_id[0] != '\0')
+    return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
+                     "time", time_json(ev->time), "type",
+                     reg_event_type_name(ev->type), "name", ev->subject,
+                     "token_id", ev->token_id, "principal", ev->principal);
+  if (ev->subject[0] != '\0')
+    return json_pack("{s:I,s:o,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
+                     "time", time_json(ev->time), "type",
+                     reg_event_type_name(ev->type),
+                     ev->type == REG_EVENT_NETWORK_CREATE ||
+                             ev->type == REG_EVENT_NETWORK_DELETE
+                         ? "network"
+                         : "name",
+                     ev->subject, "principal", ev->principal);
   return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
                    "time", time_json(ev->time), "type",
                    reg_event_type_name(ev->type), "service_id", ev->service_id,
@@ -991,6 +1008,371 @@ static void node_drain(const struct api_request *req, struct api_response *resp)
     respond_json(resp, 200, node_json(&node));
 }
 
+/* ---- tenancy (operator) ------------------------------------------------- */
+
+static int cmp_principal_info(const void *a, const void *b)
+{
+  return strcmp(((const struct reg_principal_info *)a)->name,
+                ((const struct reg_principal_info *)b)->name);
+}
+
+static int cmp_network_info(const void *a, const void *b)
+{
+  return strcmp(((const struct reg_network_info *)a)->name,
+                ((const struct reg_network_info *)b)->name);
+}
+
+static json_t *principal_json(const struct reg_principal_info *p)
+{
+  json_t *value = json_pack("{s:s,s:s,s:s}", "name", p->name, "role",
+                            reg_role_name(p->role), "source",
+                            p->from_config ? "config" : "api");
+  if (value != NULL && !p->from_config)
+    json_object_set_new(value, "created_at", time_json(p->created_at));
+  return value;
+}
+
+static json_t *optional_time(int64_t unix_ms)
+{
+  return unix_ms != 0 ? time_json(unix_ms) : json_null();
+}
+
+static json_t *token_json(const struct reg_token *t)
+{
+  return json_pack("{s:s,s:o,s:o,s:o}", "id", t->id, "created_at",
+                   time_json(t->created_at), "expires_at",
+                   optional_time(t->expires_at), "last_used_at",
+                   optional_time(t->last_used_at));
+}
+
+static json_t *network_json(const struct reg_network_info *n)
+{
+  json_t *value =
+      json_pack("{s:s,s:s,s:o,s:o,s:s}", "name", n->name, "range", n->range,
+                "netns", n->netns[0] ? json_string(n->netns) : json_null(),
+                "principals", strings_json(n->principals, n->n_principals),
+                "source", n->from_config ? "config" : "api");
+  if (value != NULL && !n->from_config)
+    json_object_set_new(value, "created_at", time_json(n->created_at));
+  return value;
+}
+
+/* "2025-01-02T03:04:05Z", with optional fractions and an offset. */
+static int parse_time(const char *text, int64_t *unix_ms)
+{
+  struct tm tm = {0};
+  const char *rest = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
+  int64_t ms = 0, scale = 100, offset = 0;
+
+  if (rest == NULL)
+    return -EINVAL;
+  if (*rest == '.')
+    for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+      ms += (*rest - '0') * scale;
+  if (*rest == 'Z' && rest[1] == '\0') {
+    offset = 0;
+  } else if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 &&
+             rest[3] == ':') {
+    int h = atoi(rest + 1), m = atoi(rest + 4);
+    offset = (rest[0] == '-' ? -1 : 1) * (h * 3600 + m * 60);
+  } else {
+    return -EINVAL;
+  }
+  *unix_ms = ((int64_t)timegm(&tm) - offset) * 1000 + ms;
+  return 0;
+}
+
+/* The one answer that carries a token: shown once, never again. */
+static void respond_token(struct api_response *resp, json_t *value,
+                          const char *token, const char *token_id)
+{
+  if (value != NULL) {
+    json_object_set_new(value, "token", json_string(token));
+    if (token_id != NULL)
+      json_object_set_new(value, "token_id", json_string(token_id));
+  }
+  respond_json(resp, 201, value);
+}
+
+static void principal_create(const struct api_request *req,
+                             struct api_response *resp)
+{
+  static const struct api_json_field fields[] = {
+      {"name", API_JSON_STRING, true},
+      {"role", API_JSON_STRING, true},
+  };
+  struct reg_principal_info principal;
+  struct reg_error err = {0};
+  char token[API_TOKEN_TEXT_BUF], id[REG_ID_BUF];
+  uint8_t sha256[32];
+  enum reg_role role;
+  json_t *body;
+
+  if (!no_query(req, resp) ||
+      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+    return;
+  if (reg_role_parse(json_string_value(json_object_get(body, "role")), &role) !=
+      0) {
+    api_respond_error(resp, 400, "InvalidValue",
+                      "role: must be operator, provider or consumer");
+  } else if (api_token_new(token, sha256, id) != 0) {
+    api_respond_error(resp, 500, "Internal", "no randomness");
+  } else {
+    int r = reg_principal_create(
+        req->reg, &req->actor, json_string_value(json_object_get(body, "name")),
+        role, sha256, id, &principal, NULL, &err);
+    if (r != 0)
+      respond_reg_error(req, resp, r, &err);
+    else
+      respond_token(resp, principal_json(&principal), token, id);
+  }
+  OPENSSL_cleanse(token, sizeof token);
+  json_decref(body);
+}
+
+/* A page of a list held in memory, ordered by name: a token is the last
+ * name of the page before. */
+static size_t page_start(const struct list_query *q, size_t n,
+                         const char *(*name)(const void *, size_t),
+                         const void *v)
+{
+  size_t first = 0;
+
+  while (q->token[0] != '\0' && first < n &&
+         strcmp(name(v, first), q->token) <= 0)
+    first++;
+  return first;
+}
+
+static const char *principal_name(const void *v, size_t i)
+{
+  return ((const struct reg_principal_info *)v)[i].name;
+}
+
+static const char *network_name(const void *v, size_t i)
+{
+  return ((const struct reg_network_info *)v)[i].name;
+}
+
+static void principal_list(const struct api_request *req,
+                           struct api_response *resp)
+{
+  struct reg_principal_info *v = NULL;
+  struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_NAME_BUF] = "";
+  size_t n = 0, shown = 0;
+
+  if (!query_list(req, resp, false, &q))
+    return;
+  int r = reg_principals_list(req->reg, &req->actor, &v, &n, &err);
+  if (r != 0) {
+    respond_reg_error(req, resp, r, &err);
+    return;
+  }
+  /* Config names and API names are sorted apart: sort the whole list. */
+  qsort(v, n, sizeof(*v), cmp_principal_info);
+  json_t *array = json_array();
+  for (size_t i = page_start(&q, n, principal_name, v); array != NULL && i < n;
+       i++) {
+    if (q.page.limit != 0 && shown == q.page.limit) {
+      snprintf(next, sizeof next, "%s", v[i - 1].name);
+      break;
+    }
+    json_array_append_new(array, principal_json(&v[i]));
+    shown++;
+  }
+  free(v);
+  respond_list(resp, "principals", array, next);
+}
+
+static void principal_delete(const struct api_request *req,
+                             struct api_response *resp)
+{
+  struct reg_error err = {0};
+
+  if (!no_query(req, resp))
+    return;
+  int r = reg_principal_delete(req->reg, &req->actor, param(req, 0), &err);
+  if (r != 0)
+    respond_reg_error(req, resp, r, &err);
+  else
+    respond_json(resp, 200, json_pack("{s:s}", "name", param(req, 0)));
+}
+
+static void token_create(const struct api_request *req,
+                         struct api_response *resp)
+{
+  static const struct api_json_field fields[] = {
+      {"expires_at", API_JSON_STRING, false},
+  };
+  struct reg_token made;
+  struct reg_error err = {0};
+  char token[API_TOKEN_TEXT_BUF], id[REG_ID_BUF];
+  uint8_t sha256[32];
+  int64_t expires_at = 0;
+  const char *when;
+  json_t *body;
+
+  if (!no_query(req, resp))
+    return;
+  /* An empty body is no expiry. */
+  body = req->body_len == 0 ? json_object()
+                            : body_object(req, resp, fields, N_FIELDS(fields));
+  if (body == NULL)
+    return;
+  when = json_string_value(json_object_get(body, "expires_at"));
+  if (when != NULL && parse_time(when, &expires_at) != 0) {
+    api_respond_error(resp, 400, "InvalidValue",
+                      "expires_at: must be RFC 3339, e.g. "
+                      "2030-01-02T03:04:05Z");
+  } else if (api_token_new(token, sha256, id) != 0) {
+    api_respond_error(resp, 500, "Internal", "no randomness");
+  } else {
+    int r = reg_token_create(req->reg, &req->actor, param(req, 0), sha256, id,
+                             expires_at, &made, &err);
+    if (r != 0)
+      respond_reg_error(req, resp, r, &err);
+    else
+      respond_token(resp, token_json(&made), token, NULL);
+  }
+  OPENSSL_cleanse(token, sizeof token);
+  json_decref(body);
+}
+
+static void token_list(const struct api_request *req, struct api_response *resp)
+{
+  struct reg_token *v = NULL;
+  struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_ID_BUF] = "";
+  size_t n = 0, first = 0, shown = 0;
+
+  if (!query_list(req, resp, false, &q))
+    return;
+  int r = reg_tokens_list(req->reg, &req->actor, param(req, 0), &v, &n, &err);
+  if (r != 0) {
+    respond_reg_error(req, resp, r, &err);
+    return;
+  }
+  /* In the order they were made: a token is the last id of the page. */
+  for (size_t i = 0; q.token[0] != '\0' && i < n; i++)
+    if (strcmp(v[i].id, q.token) == 0)
+      first = i + 1;
+  json_t *array = json_array();
+  for (size_t i = first; array != NULL && i < n; i++) {
+    if (q.page.limit != 0 && shown == q.page.limit) {
+      snprintf(next, sizeof next, "%s", v[i - 1].id);
+      break;
+    }
+    json_array_append_new(array, token_json(&v[i]));
+    shown++;
+  }
+  free(v);
+  respond_list(resp, "tokens", array, next);
+}
+
+static void token_revoke(const struct api_request *req,
+                         struct api_response *resp)
+{
+  struct reg_error err = {0};
+
+  if (!no_query(req, resp))
+    return;
+  int r = reg_token_revoke(req->reg, &req->actor, param(req, 0), param(req, 1),
+                           &err);
+  if (r != 0)
+    respond_reg_error(req, resp, r, &err);
+  else
+    respond_json(
+        resp, 200,
+        json_pack("{s:s,s:s}", "id", param(req, 1), "state", "revoked"));
+}
+
+static void network_create(const struct api_request *req,
+                           struct api_response *resp)
+{
+  static const struct api_json_field fields[] = {
+      {"name", API_JSON_STRING, true},
+      {"range", API_JSON_STRING, true},
+      {"netns", API_JSON_STRING, false},
+      {"principals", API_JSON_STRINGS, false},
+  };
+  struct reg_network_params params = {0};
+  struct reg_network_info made;
+  struct reg_error err = {0};
+  const char **principals = NULL;
+  json_t *body;
+
+  if (!no_query(req, resp) ||
+      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+    return;
+  params.name = json_string_value(json_object_get(body, "name"));
+  params.range = json_string_value(json_object_get(body, "range"));
+  params.netns = json_string_value(json_object_get(body, "netns"));
+  if (api_json_strings(json_object_get(body, "principals"), &principals,
+                       &params.n_principals) != 0) {
+    api_respond_error(resp, 500, "Internal", "out of memory");
+    goto out;
+  }
+  params.principals = principals;
+  int r = reg_network_create(req->reg, &req->actor, &params, &made, &err);
+  if (r != 0) {
+    respond_reg_error(req, resp, r, &err);
+    goto out;
+  }
+  respond_json(resp, 201, network_json(&made));
+  reg_strings_free(made.principals, made.n_principals);
+out:
+  free(principals);
+  json_decref(body);
+}
+
+static void network_list(const struct api_request *req,
+                         struct api_response *resp)
+{
+  struct reg_network_info *v = NULL;
+  struct reg_error err = {0};
+  struct list_query q;
+  char next[REG_NAME_BUF] = "";
+  size_t n = 0, shown = 0;
+
+  if (!query_list(req, resp, false, &q))
+    return;
+  int r = reg_networks_list(req->reg, &req->actor, &v, &n, &err);
+  if (r != 0) {
+    respond_reg_error(req, resp, r, &err);
+    return;
+  }
+  qsort(v, n, sizeof(*v), cmp_network_info);
+  json_t *array = json_array();
+  for (size_t i = page_start(&q, n, network_name, v); array != NULL && i < n;
+       i++) {
+    if (q.page.limit != 0 && shown == q.page.limit) {
+      snprintf(next, sizeof next, "%s", v[i - 1].name);
+      break;
+    }
+    json_array_append_new(array, network_json(&v[i]));
+    shown++;
+  }
+  reg_networks_free(v, n);
+  respond_list(resp, "networks", array, next);
+}
+
+static void network_delete(const struct api_request *req,
+                           struct api_response *resp)
+{
+  struct reg_error err = {0};
+
+  if (!no_query(req, resp))
+    return;
+  int r = reg_network_delete(req->reg, &req->actor, param(req, 0), &err);
+  if (r != 0)
+    respond_reg_error(req, resp, r, &err);
+  else
+    respond_json(resp, 200, json_pack("{s:s}", "name", param(req, 0)));
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static int append_line(json_t *value, char **buf, size_t *len)
@@ -1465,6 +1847,33 @@ static void route(const struct api_request *req, struct api_response *resp)
     break;
   case API_ROUTE_NODE_DRAIN:
     node_drain(req, resp);
+    break;
+  case API_ROUTE_PRINCIPAL_CREATE:
+    principal_create(req, resp);
+    break;
+  case API_ROUTE_PRINCIPAL_LIST:
+    principal_list(req, resp);
+    break;
+  case API_ROUTE_PRINCIPAL_DELETE:
+    principal_delete(req, resp);
+    break;
+  case API_ROUTE_TOKEN_CREATE:
+    token_create(req, resp);
+    break;
+  case API_ROUTE_TOKEN_LIST:
+    token_list(req, resp);
+    break;
+  case API_ROUTE_TOKEN_REVOKE:
+    token_revoke(req, resp);
+    break;
+  case API_ROUTE_NETWORK_CREATE:
+    network_create(req, resp);
+    break;
+  case API_ROUTE_NETWORK_LIST:
+    network_list(req, resp);
+    break;
+  case API_ROUTE_NETWORK_DELETE:
+    network_delete(req, resp);
     break;
   case API_ROUTE_COUNT:
     api_respond_error(resp, 404, "NotFound", "no such route");

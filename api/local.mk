@@ -8,6 +8,8 @@ api_libapi_a_SOURCES = \
 	api/conn.c \
 	api/conn.h \
 	api/events.c \
+	api/tokens.c \
+	api/tokens.h \
 	api/events.h \
 	api/exchange.c \
 	api/exchange.h \
@@ -45,8 +47,10 @@ tests_tools_api_server_main_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) \
 	$(OPENSSL_CFLAGS)
 tests_tools_api_server_main_LDADD = $(API_LIBS)
 
-TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py
+TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
+	tests/e2e/test_tenancy.py
 EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
+	tests/e2e/test_tenancy.py \
 	tests/e2e/apitest.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
@@ -34,6 +35,131 @@ void api_log(struct api_server *server, int level, const char *fmt, ...)
   server->log_event(server->log_arg, level, line);
 }
 
+/* ---- API tokens --------------------------------------------------------- */
+
+/* How often the last use of tokens is written to the registry. */
+#define TOKEN_FLUSH_MS 60000
+
+/* Closes the connections a token authenticated (its event streams end with
+ * them): it was revoked or expired. */
+static void close_token_conns(struct api_server *server,
+                              const uint8_t sha256[32])
+{
+  struct nlb_list *pos, *tmp;
+
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &server->conns)
+  {
+    struct api_conn *c = NLB_CONTAINER_OF(pos, struct api_conn, link);
+    if (!c->closing && api_conn_used_token(c, sha256))
+      api_conn_close(c);
+  }
+}
+
+static void revoke_token(struct api_server *server, const char *id)
+{
+  uint8_t sha256[32];
+
+  if (api_tokens_remove(&server->tokens, id, sha256))
+    close_token_conns(server, sha256);
+}
+
+/* A resync: the registry's tokens replace ours; those gone are revoked. */
+static void replace_tokens(struct api_server *server,
+                           const struct reg_changes *c)
+{
+  struct api_tokens old = server->tokens;
+
+  memset(&server->tokens, 0, sizeof(server->tokens));
+  for (size_t i = 0; i < c->n_tokens; i++)
+    if (api_tokens_put(&server->tokens, &c->tokens[i]) < 0)
+      api_log(server, 3, "api: out of memory for tokens");
+  for (size_t i = 0; i < old.n; i++)
+    if (api_tokens_find(&server->tokens, old.v[i].sha256) == NULL)
+      close_token_conns(server, old.v[i].sha256);
+  api_tokens_free(&old);
+}
+
+void api_server_changes(struct api_server *server, const struct reg_changes *c)
+{
+  if (c->resync)
+    replace_tokens(server, c);
+  for (size_t i = 0; !c->resync && i < c->n_events; i++) {
+    const struct reg_event *ev = &c->events[i];
+    const struct reg_token *row = NULL;
+
+    if (ev->token_id[0] == '\0')
+      continue;
+    for (size_t k = 0; k < c->n_tokens; k++)
+      if (strcmp(c->tokens[k].id, ev->token_id) == 0)
+        row = &c->tokens[k];
+    if (row == NULL)
+      revoke_token(server, ev->token_id);
+    else if (api_tokens_put(&server->tokens, row) < 0)
+      api_log(server, 3, "api: out of memory for tokens");
+  }
+  api_events_wake(server, c->events, c->n_events, c->last_seq);
+}
+
+struct token_uses {
+  char **ids;
+  int64_t *used_at;
+  size_t n;
+};
+
+static void record_uses(struct reg *reg, void *arg)
+{
+  struct token_uses *job = arg;
+
+  reg_tokens_used(reg, job->ids, job->used_at, job->n);
+}
+
+static void free_uses(void *arg)
+{
+  struct token_uses *job = arg;
+
+  reg_strings_free(job->ids, job->n);
+  free(job->used_at);
+  free(job);
+}
+
+/* Expired tokens go (closing what they authenticated); the last uses are
+ * written to the registry now and then, not on every request. */
+static void sweep_tokens(struct api_server *server, uint64_t now)
+{
+  struct timespec ts;
+  struct token_uses *job;
+  int64_t wall;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  for (size_t i = server->tokens.n; i-- > 0;)
+    if (server->tokens.v[i].expires_at != 0 &&
+        server->tokens.v[i].expires_at <= wall)
+      revoke_token(server, server->tokens.v[i].id);
+  if (now < server->next_token_flush_ms || server->registry == NULL)
+    return;
+  server->next_token_flush_ms = now + TOKEN_FLUSH_MS;
+  if ((job = calloc(1, sizeof(*job))) == NULL ||
+      (job->ids = calloc(server->tokens.n + 1, sizeof(char *))) == NULL ||
+      (job->used_at = calloc(server->tokens.n + 1, sizeof(int64_t))) == NULL) {
+    if (job)
+      free_uses(job);
+    return;
+  }
+  for (size_t i = 0; i < server->tokens.n; i++) {
+    struct api_token *t = &server->tokens.v[i];
+
+    if (t->used_at == 0 || (job->ids[job->n] = strdup(t->id)) == NULL)
+      continue;
+    job->used_at[job->n++] = t->used_at;
+    t->used_at = 0;
+  }
+  if (job->n == 0 || server->registry->submit(server->registry_ctx,
+                                              record_uses, free_uses,
+                                              job) != 0)
+    free_uses(job);
+}
+
 static void on_sweep_timer(uv_timer_t *timer)
 {
   struct api_server *server = timer->data;
@@ -46,6 +172,7 @@ static void on_sweep_timer(uv_timer_t *timer)
     if (!c->closing)
       api_conn_sweep(c, now);
   }
+  sweep_tokens(server, now);
 }
 
 /* ---- server ------------------------------------------------------------- */
@@ -421,6 +548,7 @@ void api_server_free(struct api_server *server)
   if (server == NULL)
     return;
   principals_free(server->principals, server->n_principals);
+  api_tokens_free(&server->tokens);
   SSL_CTX_free(server->ssl_ctx);
   free(server);
 }

@@ -891,6 +891,213 @@ static int nodes_drain(struct cli_context *context, const struct cli_args *args)
   return r;
 }
 
+/* ---- principals, tokens, networks (operator) ----------------------------- */
+
+static int principals_list(struct cli_context *context,
+                           const struct cli_args *args)
+{
+  static const struct cli_column columns[] = {
+      {"NAME", "name", NULL},
+      {"ROLE", "role", NULL},
+      {"SOURCE", "source", NULL},
+      {"CREATED", "created_at", NULL},
+  };
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  return cli_show_list(context, "/v1/principals", NULL, "principals", size,
+                       columns, N_COLUMNS(columns), "principals");
+}
+
+/* An answer that carries a new token: shown, with a reminder (on stderr,
+ * so a script capturing stdout gets the answer alone) that it is the only
+ * time. */
+static int show_new_token(struct cli_context *context, const char *path,
+                          const json_t *body)
+{
+  int r = show_call(context, "POST", path, body);
+  if (r == CLI_EXIT_OK && context->format == CLI_FORMAT_TABLE)
+    fputs("Save the token now: nlb keeps only its hash and never shows it "
+          "again.\n",
+          stderr);
+  return r;
+}
+
+static int principals_create(struct cli_context *context,
+                             const struct cli_args *args)
+{
+  const char *role = cli_arg(args, "role");
+
+  if (role == NULL)
+    return cli_usage_error(context->command,
+                           "--role is required: operator, provider or "
+                           "consumer");
+  json_t *body = checked(json_object());
+  set(body, "name", json_string(args->positional[0]));
+  set(body, "role", json_string(role));
+  int r = show_new_token(context, "/v1/principals", body);
+  json_decref(body);
+  return r;
+}
+
+static int principals_delete(struct cli_context *context,
+                             const struct cli_args *args)
+{
+  char *segment = cli_segment(args->positional[0]);
+  char *path = cli_path("/v1/principals/%s", segment);
+  int r = show_call(context, "DELETE", path, NULL);
+  free(path);
+  free(segment);
+  return r;
+}
+
+static int tokens_list(struct cli_context *context, const struct cli_args *args)
+{
+  static const struct cli_column columns[] = {
+      {"ID", "id", NULL},
+      {"CREATED", "created_at", NULL},
+      {"EXPIRES", "expires_at", NULL},
+      {"LAST-USED", "last_used_at", NULL},
+  };
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  char *segment = cli_segment(args->positional[0]);
+  char *path = cli_path("/v1/principals/%s/tokens", segment);
+  int r = cli_show_list(context, path, NULL, "tokens", size, columns,
+                        N_COLUMNS(columns), "tokens");
+  free(path);
+  free(segment);
+  return r;
+}
+
+/* "90d", "12h", "30m", "45s": seconds, or -1. */
+static long long duration_seconds(const char *text)
+{
+  char *end;
+  errno = 0;
+  long long n = strtoll(text, &end, 10);
+  long long unit;
+
+  if (errno != 0 || end == text || text[0] == '-' || text[0] == '+' || n <= 0 ||
+      end[0] == '\0' || end[1] != '\0')
+    return -1;
+  switch (*end) {
+  case 's':
+    unit = 1;
+    break;
+  case 'm':
+    unit = 60;
+    break;
+  case 'h':
+    unit = 3600;
+    break;
+  case 'd':
+    unit = 86400;
+    break;
+  default:
+    return -1;
+  }
+  return n > 100LL * 365 * 86400 / unit ? -1 : n * unit;
+}
+
+static int tokens_create(struct cli_context *context,
+                         const struct cli_args *args)
+{
+  const char *at = cli_arg(args, "expires-at");
+  const char *in = cli_arg(args, "expires-in");
+  char when[32];
+
+  if (at != NULL && in != NULL)
+    return cli_usage_error(context->command,
+                           "give --expires-at or --expires-in, not both");
+  if (in != NULL) {
+    long long seconds = duration_seconds(in);
+    time_t t = time(NULL) + (time_t)seconds;
+    struct tm tm;
+    if (seconds < 0)
+      return cli_usage_error(context->command,
+                             "--expires-in: \"%s\" is not a duration such as "
+                             "90d, 12h, 30m or 45s",
+                             in);
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    at = when;
+  }
+  json_t *body = checked(json_object());
+  if (at != NULL)
+    set(body, "expires_at", json_string(at));
+  char *segment = cli_segment(args->positional[0]);
+  char *path = cli_path("/v1/principals/%s/tokens", segment);
+  int r = show_new_token(context, path, body);
+  free(path);
+  free(segment);
+  json_decref(body);
+  return r;
+}
+
+static int tokens_revoke(struct cli_context *context,
+                         const struct cli_args *args)
+{
+  char *principal = cli_segment(args->positional[0]);
+  char *id = cli_segment(args->positional[1]);
+  char *path = cli_path("/v1/principals/%s/tokens/%s", principal, id);
+  int r = show_call(context, "DELETE", path, NULL);
+  free(path);
+  free(id);
+  free(principal);
+  return r;
+}
+
+static int networks_list(struct cli_context *context,
+                         const struct cli_args *args)
+{
+  static const struct cli_column columns[] = {
+      {"NAME", "name", NULL},     {"RANGE", "range", NULL},
+      {"NETNS", "netns", NULL},   {"PRINCIPALS", "principals", NULL},
+      {"SOURCE", "source", NULL},
+  };
+  const char *size;
+  if (page_size(context, args, &size) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  return cli_show_list(context, "/v1/networks", NULL, "networks", size, columns,
+                       N_COLUMNS(columns), "networks");
+}
+
+static int networks_create(struct cli_context *context,
+                           const struct cli_args *args)
+{
+  const char *range = cli_arg(args, "range");
+  const char *netns = cli_arg(args, "netns");
+  size_t n;
+
+  if (range == NULL)
+    return cli_usage_error(context->command, "--range is required");
+  json_t *body = checked(json_object());
+  set(body, "name", json_string(args->positional[0]));
+  set(body, "range", json_string(range));
+  if (netns != NULL)
+    set(body, "netns", json_string(netns));
+  char **allow = cli_arg_list(args, "allow", &n);
+  if (allow != NULL)
+    set(body, "principals", strings_json(allow, n));
+  cli_strings_free(allow, n);
+  int r = show_call(context, "POST", "/v1/networks", body);
+  json_decref(body);
+  return r;
+}
+
+static int networks_delete(struct cli_context *context,
+                           const struct cli_args *args)
+{
+  char *segment = cli_segment(args->positional[0]);
+  char *path = cli_path("/v1/networks/%s", segment);
+  int r = show_call(context, "DELETE", path, NULL);
+  free(path);
+  free(segment);
+  return r;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const struct cli_option list_options[] = {PAGE_SIZE_OPTION, END_OPTIONS};
@@ -967,6 +1174,27 @@ static const struct cli_option events_options[] = {
      "--follow, from now)"},
     END_OPTIONS};
 
+static const struct cli_option principal_create_options[] = {
+    {"role", 0, "ROLE", false, "operator, provider or consumer (required)"},
+    END_OPTIONS};
+
+static const struct cli_option token_create_options[] = {
+    {"expires-at", 0, "TIME", false,
+     "when it stops working, RFC 3339 (2030-01-02T03:04:05Z)"},
+    {"expires-in", 0, "DURATION", false,
+     "when it stops working, from now: 90d, 12h, 30m, 45s"},
+    END_OPTIONS};
+
+static const struct cli_option network_create_options[] = {
+    {"range", 0, "CIDR", false, "the addresses endpoints get there (required)"},
+    {"netns", 0, "NAME", false,
+     "the network namespace (the same name on every node; default: "
+     "addresses on the host)"},
+    {"allow", 0, "PRINCIPAL", true,
+     "a consumer that may place endpoints there (repeat, or a,b; default: "
+     "any)"},
+    END_OPTIONS};
+
 const struct cli_resource cli_resources[] = {
     {"services", "Endpoint services: a provider's load balancer, published"},
     {"permissions", "The consumers allowed to connect to a service"},
@@ -979,6 +1207,9 @@ const struct cli_resource cli_resources[] = {
     {"targets", "Register and deregister targets at run time"},
     {"events", "The endpoint events: connect, accept, reject, delete, ..."},
     {"nodes", "The nlbd nodes sharing the registry"},
+    {"principals", "Who may call the API: operators, providers, consumers"},
+    {"tokens", "A principal's API tokens: create, rotate, revoke"},
+    {"networks", "Where consumers' endpoints live"},
     {NULL, NULL},
 };
 
@@ -1079,6 +1310,44 @@ const struct cli_command cli_commands[] = {
      0, 0, nodes_list},
     {"nodes", "drain", "NODE", "Drain a node", NULL, no_options, 1, 1,
      nodes_drain},
+
+    {"principals", "list", "[--page-size N]", "List the principals",
+     "Those of the config (SOURCE config, read-only here) and those made\n"
+     "through the API.\n",
+     list_options, 0, 0, principals_list},
+    {"principals", "create", "NAME --role ROLE",
+     "Make a principal and its first token",
+     "The token is printed once: nlb keeps only its hash.\n",
+     principal_create_options, 1, 1, principals_create},
+    {"principals", "delete", "NAME", "Delete a principal and its tokens",
+     "The API refuses (409) while it owns services or holds live\n"
+     "endpoints.\n",
+     no_options, 1, 1, principals_delete},
+
+    {"tokens", "list", "PRINCIPAL [--page-size N]",
+     "List a principal's tokens (never the tokens themselves)", NULL,
+     list_options, 1, 1, tokens_list},
+    {"tokens", "create", "PRINCIPAL [--expires-at TIME|--expires-in DURATION]",
+     "Make another token for a principal",
+     "To rotate: create a second token, move clients to it, revoke the\n"
+     "first. The token is printed once.\n",
+     token_create_options, 1, 1, tokens_create},
+    {"tokens", "revoke", "PRINCIPAL TOKEN-ID", "Revoke a token",
+     "Every node refuses it within a second, and closes the API\n"
+     "connections and event streams it opened.\n",
+     no_options, 2, 2, tokens_revoke},
+
+    {"networks", "list", "[--page-size N]", "List the networks", NULL,
+     list_options, 0, 0, networks_list},
+    {"networks", "create",
+     "NAME --range CIDR [--netns NAME] [--allow PRINCIPAL]...",
+     "Make a network for consumers' endpoints",
+     "Every node opens its endpoints in the namespace of that name on its\n"
+     "own host.\n",
+     network_create_options, 1, 1, networks_create},
+    {"networks", "delete", "NAME", "Delete a network",
+     "The API refuses (409) while live endpoints are in it.\n", no_options, 1,
+     1, networks_delete},
 
     {NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -423,14 +423,22 @@ static void load_api(struct loader *ld, const config_setting_t *root,
 static void load_registry(struct loader *ld, const config_setting_t *root,
                           struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"path", "postgresql", "pending_expiry",
-                                     "event_retention", NULL};
+  static const char *const keys[] = {"path",
+                                     "postgresql",
+                                     "pending_expiry",
+                                     "event_retention",
+                                     "endpoint_retention",
+                                     "service_quota",
+                                     NULL};
   const config_setting_t *reg = member_of(root, "registry");
   const char *path = NULL, *conninfo = NULL;
   bool has_path, has_pg;
+  long long quota;
 
   cfg->registry_pending_expiry_ms = 7ull * 24 * 3600 * 1000;
   cfg->registry_event_retention_ms = 7ull * 24 * 3600 * 1000;
+  cfg->registry_endpoint_retention_ms = 7ull * 24 * 3600 * 1000;
+  cfg->registry_service_quota = 1000;
   if (!reg)
     return;
   if (!config_setting_is_group(reg)) {
@@ -467,6 +475,11 @@ static void load_registry(struct loader *ld, const config_setting_t *root,
                &cfg->registry_pending_expiry_ms);
   get_duration(ld, reg, "event_retention", 1000, UINT64_C(10) * 365 * 86400000,
                &cfg->registry_event_retention_ms);
+  get_duration(ld, reg, "endpoint_retention", 1000,
+               UINT64_C(10) * 365 * 86400000,
+               &cfg->registry_endpoint_retention_ms);
+  if (get_int(ld, reg, "service_quota", 0, 1000000, &quota))
+    cfg->registry_service_quota = (uint32_t)quota;
 }
 
 /* node = { name = "n1"; }: this node's name in a cluster; the host name

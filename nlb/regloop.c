@@ -71,7 +71,7 @@ struct nlb_regloop {
   bool beat_started;
   bool unavailable; /* logged once per outage */
   uint64_t next_beat_ms, next_poll_ms, next_expiry_ms, next_prune_ms;
-  uint64_t event_retention_ms;
+  struct nlb_regloop_retention retention;
   _Atomic uint64_t applied_seq;
 };
 
@@ -239,26 +239,41 @@ static void expire(struct nlb_regloop *rl)
                   NLB_LOG_UINT("endpoints", expired));
 }
 
+/* Prunes old events and old finished endpoints, a batch of each at a
+ * time: a full batch means more is due, at once. */
 static void prune(struct nlb_regloop *rl, uint64_t now)
 {
-  uint64_t interval = rl->event_retention_ms / 2;
-  size_t removed = 0;
+  struct nlb_regloop_retention keep = rl->retention;
+  uint64_t shortest =
+      keep.events_ms < keep.endpoints_ms ? keep.events_ms : keep.endpoints_ms;
+  uint64_t interval = shortest / 2;
+  size_t events = 0, endpoints = 0;
   int r;
 
   if (interval > PRUNE_CHECK_MAX_MS)
     interval = PRUNE_CHECK_MAX_MS;
   if (interval < 1000)
     interval = 1000;
-  r = reg_events_prune(rl->reg, wall_ms() - (int64_t)rl->event_retention_ms,
-                       PRUNE_BATCH, &removed);
+  r = reg_events_prune(rl->reg, wall_ms() - (int64_t)keep.events_ms,
+                       PRUNE_BATCH, &events);
   if (r < 0)
     store_trouble(rl, "pruning old events", r);
-  else if (removed > 0)
+  else if (events > 0)
     NLB_LOG_EVENT(NLB_LOG_INFO, "registry_pruned",
                   "registry: pruned {events} events older than "
                   "event_retention",
-                  NLB_LOG_UINT("events", removed));
-  rl->next_prune_ms = removed == PRUNE_BATCH ? now : now + interval;
+                  NLB_LOG_UINT("events", events));
+  r = reg_endpoints_prune(rl->reg, wall_ms() - (int64_t)keep.endpoints_ms,
+                          PRUNE_BATCH, &endpoints);
+  if (r < 0)
+    store_trouble(rl, "pruning finished endpoints", r);
+  else if (endpoints > 0)
+    NLB_LOG_EVENT(NLB_LOG_INFO, "registry_pruned",
+                  "registry: pruned {endpoints} finished endpoints older "
+                  "than endpoint_retention",
+                  NLB_LOG_UINT("endpoints", endpoints));
+  rl->next_prune_ms =
+      events == PRUNE_BATCH || endpoints == PRUNE_BATCH ? now : now + interval;
 }
 
 /* Runs what is due; returns the ms until the next thing is. */
@@ -469,14 +484,15 @@ static void reload_run(struct reg *reg, void *arg)
 }
 
 int nlb_regloop_reload(struct nlb_regloop *rl, const struct reg_config *cfg,
-                       uint64_t event_retention_ms, struct reg_error *err)
+                       const struct nlb_regloop_retention *retention,
+                       struct reg_error *err)
 {
   struct reload r = {cfg, err, 0};
 
   nlb_regloop_call(rl, reload_run, &r);
   if (r.result == 0) {
     /* Read by the thread at its next prune; a torn read is harmless. */
-    rl->event_retention_ms = event_retention_ms;
+    rl->retention = *retention;
     rl->next_prune_ms = 0;
   }
   return r.result;
@@ -509,7 +525,7 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
   rl->outcomes_tail = &rl->outcomes;
   rl->on_changes = s->on_changes;
   rl->arg = s->arg;
-  rl->event_retention_ms = s->event_retention_ms;
+  rl->retention = s->retention;
   rl->need_resync = true;
   snprintf(rl->store, sizeof(rl->store), "%s", s->store);
   if (rl->wake_fd < 0) {

@@ -108,6 +108,7 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
   view->cfg.target_groups = view->target_groups;
   view->cfg.n_target_groups = cfg->n_target_groups;
   view->cfg.pending_expiry_ms = (int64_t)cfg->registry_pending_expiry_ms;
+  view->cfg.service_quota = cfg->registry_service_quota;
   view->cfg.node = cfg->node_name;
   view->cfg.version = PACKAGE_VERSION;
   return 0;
@@ -173,7 +174,7 @@ static void on_changes(const struct reg_changes *c, void *arg)
     services->drain_requested = true;
   }
   if (services->api)
-    api_server_events(services->api, c->events, c->n_events, c->last_seq);
+    api_server_changes(services->api, c);
 }
 
 /* ---- placements --------------------------------------------------------- */
@@ -371,7 +372,8 @@ static int open_registry(struct nlb_services *services,
   s.location =
       cfg->registry_postgresql ? cfg->registry_postgresql : cfg->registry_path;
   s.config = &view.cfg;
-  s.event_retention_ms = cfg->registry_event_retention_ms;
+  s.retention.events_ms = cfg->registry_event_retention_ms;
+  s.retention.endpoints_ms = cfg->registry_endpoint_retention_ms;
   s.on_changes = on_changes;
   s.arg = services;
   rc = nlb_regloop_start(services->loop, &s, &services->regloop, &reg_err);
@@ -449,9 +451,12 @@ void nlb_services_reload(struct nlb_services *services,
   struct reg_view view;
   struct reg_error reg_err = {0};
 
+  struct nlb_regloop_retention retention = {
+      cfg->registry_event_retention_ms, cfg->registry_endpoint_retention_ms};
+
   if (services->regloop && build_view(cfg, &view) == 0) {
-    if (nlb_regloop_reload(services->regloop, &view.cfg,
-                           cfg->registry_event_retention_ms, &reg_err) < 0)
+    if (nlb_regloop_reload(services->regloop, &view.cfg, &retention, &reg_err) <
+        0)
       NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error",
                     "reload: registry keeps its old config: {error}",
                     NLB_LOG_STR("error", reg_err.message));

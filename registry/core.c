@@ -23,8 +23,10 @@ static const char *const state_names[REG_EP_STATE_COUNT] = {
     "deleted",           "expired",   "failed",
 };
 static const char *const event_names[REG_EVENT_TYPE_COUNT] = {
-    "connect", "accept", "reject",   "delete",     "expire",
-    "fail",    "modify", "register", "deregister", "drain",
+    "connect",      "accept",       "reject",           "delete",
+    "expire",       "fail",         "modify",           "register",
+    "deregister",   "drain",        "principal_create", "principal_delete",
+    "token_create", "token_revoke", "network_create",   "network_delete",
 };
 static const char *const node_state_names[] = {"up", "draining", "down"};
 
@@ -229,6 +231,24 @@ bool reg_name_ok(const char *s)
   return len > 0 && len <= REG_NAME_MAX;
 }
 
+bool reg_name_chars_ok(const char *s)
+{
+  if (!reg_name_ok(s))
+    return false;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+          (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+      return false;
+  return true;
+}
+
+bool reg_name_tame(const char *s)
+{
+  return reg_name_chars_ok(s) &&
+         ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+          (s[0] >= '0' && s[0] <= '9'));
+}
+
 int reg_cmp_strings(const void *a, const void *b)
 {
   return strcmp(*(char *const *)a, *(char *const *)b);
@@ -318,8 +338,8 @@ static int copy_strings(char ***dst, size_t *n_dst, const char *const *src,
   return 0;
 }
 
-static int copy_network(struct config_network *dst,
-                        const struct reg_network *src, struct reg_error *err)
+int reg_network_from_spec(struct config_network *dst,
+                          const struct reg_network *src, struct reg_error *err)
 {
   unsigned prefix;
 
@@ -332,6 +352,8 @@ static int copy_network(struct config_network *dst,
                            "network %s: bad netns name", src->name);
     snprintf(dst->netns, sizeof(dst->netns), "%s", src->netns);
   }
+  if (src->range != NULL)
+    snprintf(dst->range_text, sizeof(dst->range_text), "%s", src->range);
   if (src->range == NULL || reg_parse_cidr(src->range, false, &dst->family,
                                            &dst->low, &dst->high, &prefix) < 0)
     return reg_set_error(
@@ -389,7 +411,8 @@ static int copy_networks(struct config *dst, const struct reg_config *src,
       return reg_set_error(err, -EINVAL, "networks", "duplicate network %s",
                            src->networks[i].name);
     dst->n_networks++;
-    if ((r = copy_network(&dst->networks[i], &src->networks[i], err)) < 0)
+    if ((r = reg_network_from_spec(&dst->networks[i], &src->networks[i], err)) <
+        0)
       return r;
   }
   return 0;
@@ -428,6 +451,7 @@ static int config_copy(struct config *dst, const struct reg_config *src,
   dst->pending_expiry_ms = src->pending_expiry_ms > 0
                                ? src->pending_expiry_ms
                                : REG_DEFAULT_PENDING_EXPIRY_MS;
+  dst->service_quota = src->service_quota;
   snprintf(dst->node, sizeof(dst->node), "%s",
            src->node && src->node[0] ? src->node : "local");
   snprintf(dst->version, sizeof(dst->version), "%s",
@@ -453,6 +477,35 @@ static int config_copy(struct config *dst, const struct reg_config *src,
 fail_free:
   config_free(dst);
   return r;
+}
+
+int reg_load_network(struct reg *reg, const char *name,
+                     struct config_network *store_net,
+                     const struct config_network **out, struct reg_error *err)
+{
+  struct reg_network_info info;
+  struct reg_network spec;
+  int r;
+
+  memset(store_net, 0, sizeof(*store_net));
+  if (name == NULL || *name == '\0')
+    return reg_set_error(err, -EINVAL, "network", "no network named");
+  if ((*out = reg_find_network(&reg->config, name)) != NULL)
+    return 0;
+  r = reg->ops->network_get(reg->store, name, &info);
+  if (r == -ENOENT)
+    return reg_set_error(err, -EINVAL, "network", "no such network: %s", name);
+  if (r < 0)
+    return reg_store_error(reg, err, r);
+  spec = (struct reg_network){info.name, info.netns, info.range,
+                              (const char *const *)info.principals,
+                              info.n_principals};
+  r = reg_network_from_spec(store_net, &spec, err);
+  reg_strings_free(info.principals, info.n_principals);
+  if (r < 0)
+    return r;
+  *out = store_net;
+  return 0;
 }
 
 static int copy_ports(uint16_t **dst, size_t *n,
@@ -486,7 +539,9 @@ int reg_endpoint_complete(struct reg *reg, struct reg_endpoint *e)
       reg_find_load_balancer(&reg->config, e->load_balancer);
   const struct config_network *net = reg_find_network(&reg->config, e->network);
 
-  snprintf(e->netns, sizeof(e->netns), "%s", net ? net->netns : "");
+  /* A network made through the API: the store said its netns. */
+  if (net != NULL)
+    snprintf(e->netns, sizeof(e->netns), "%s", net->netns);
   e->proxy_protocol = lb ? lb->proxy_protocol : false;
   return copy_ports(&e->ports, &e->n_ports, lb);
 }
@@ -567,6 +622,49 @@ static const struct reg_store_ops *find_store(const char *name)
   return NULL;
 }
 
+/* A name is the config's or the API's, never both: a config that names
+ * what the API made is refused (the API refuses the other way round). */
+static int names_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  const struct config *cfg = arg;
+  struct reg_principal_info p;
+  struct reg_network_info net;
+  int r;
+
+  for (size_t i = 0; i < cfg->n_principals; i++) {
+    r = reg->ops->principal_get(reg->store, cfg->principals[i].name, &p);
+    if (r == 0)
+      return reg_set_error(err, -EEXIST, "principals",
+                           "principal %s was made through the API: remove it "
+                           "from the config or delete it there",
+                           cfg->principals[i].name);
+    if (r != -ENOENT)
+      return reg_store_error(reg, err, r);
+  }
+  for (size_t i = 0; i < cfg->n_networks; i++) {
+    r = reg->ops->network_get(reg->store, cfg->networks[i].name, &net);
+    if (r == 0) {
+      reg_strings_free(net.principals, net.n_principals);
+      return reg_set_error(err, -EEXIST, "networks",
+                           "network %s was made through the API: remove it "
+                           "from the config or delete it there",
+                           cfg->networks[i].name);
+    }
+    if (r != -ENOENT)
+      return reg_store_error(reg, err, r);
+  }
+  return 0;
+}
+
+/* Unreachable store: nothing to compare with yet. */
+static int check_names(struct reg *reg, const struct config *cfg,
+                       struct reg_error *err)
+{
+  int r = reg_in_tx(reg, false, names_body, (void *)cfg, err);
+
+  return r == -ENOTCONN ? 0 : r;
+}
+
 int reg_open(struct reg **out, const char *store, const char *location,
              const struct reg_config *cfg, struct reg_error *err)
 {
@@ -586,6 +684,10 @@ int reg_open(struct reg **out, const char *store, const char *location,
     goto fail_free;
   if ((r = reg->ops->open(&reg->store, location, msg, sizeof(msg))) < 0) {
     reg_set_error(err, r, "registry", "%s", msg);
+    goto fail_config;
+  }
+  if ((r = check_names(reg, &reg->config, err)) < 0) {
+    reg->ops->close(reg->store);
     goto fail_config;
   }
   *out = reg;
@@ -616,6 +718,10 @@ int reg_reload(struct reg *reg, const struct reg_config *cfg,
   reg_clear_error(err);
   if ((r = config_copy(&config, cfg, err)) < 0)
     return r;
+  if ((r = check_names(reg, &config, err)) < 0) {
+    config_free(&config);
+    return r;
+  }
   config_free(&reg->config);
   reg->config = config;
   return 0;
@@ -886,6 +992,7 @@ void reg_changes_release(struct reg_changes *changes)
   free(changes->events);
   reg_endpoints_free(changes->endpoints, changes->n_endpoints);
   free(changes->targets);
+  free(changes->tokens);
   memset(changes, 0, sizeof(*changes));
 }
 
@@ -907,12 +1014,39 @@ static bool target_listed(const struct reg_changes *c, const char *group,
   return false;
 }
 
+static bool token_listed(const struct reg_changes *c, const char *id)
+{
+  for (size_t i = 0; i < c->n_tokens; i++)
+    if (strcmp(c->tokens[i].id, id) == 0)
+      return true;
+  return false;
+}
+
+static int add_token_row(struct reg *reg, struct reg_changes *c, const char *id)
+{
+  struct reg_token *grown;
+  int r;
+
+  if (token_listed(c, id))
+    return 0;
+  grown = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*grown));
+  if (grown == NULL)
+    return -ENOMEM;
+  c->tokens = grown;
+  r = reg->ops->token_get(reg->store, id, &c->tokens[c->n_tokens]);
+  if (r == 0)
+    c->n_tokens++;
+  return r == -ENOENT ? 0 : r;
+}
+
 /* The current row of what ev names, added to c once. */
 static int add_current_row(struct reg *reg, struct reg_changes *c,
                            const struct reg_event *ev)
 {
   int r;
 
+  if (ev->token_id[0])
+    return add_token_row(reg, c, ev->token_id);
   if (ev->endpoint_id[0] && !endpoint_listed(c, ev->endpoint_id)) {
     struct reg_endpoint *grown =
         realloc(c->endpoints, (c->n_endpoints + 1) * sizeof(*grown));
@@ -970,6 +1104,8 @@ static int read_whole_state(struct reg *reg, struct reg_changes *c)
       (r = reg->ops->endpoint_list(reg->store, &filter, &start, SIZE_MAX,
                                    &c->endpoints, &c->n_endpoints)) < 0 ||
       (r = reg->ops->target_list(reg->store, &c->targets, &c->n_targets)) < 0 ||
+      (r = reg->ops->token_list(reg->store, NULL, &c->tokens, &c->n_tokens)) <
+          0 ||
       (r = node_draining(reg, &c->node_draining)) < 0)
     return r;
   return 0;

@@ -51,7 +51,8 @@ struct create {
   const struct reg_actor *actor;
   const struct reg_endpoint_params *params;
   const struct config_network *net;
-  struct reg_endpoint endpoint; /* sources set; the rest filled here */
+  struct config_network store_net; /* a network made through the API */
+  struct reg_endpoint endpoint;    /* sources set; the rest filled here */
 };
 
 /* The service the consumer asks for, if it may see it. */
@@ -103,6 +104,22 @@ static void fill_endpoint(struct reg_endpoint *e, const struct reg_service *s,
   e->created_at = e->updated_at = reg_now_ms();
 }
 
+static int load_network(struct reg *reg, struct create *c,
+                        struct reg_error *err)
+{
+  int r;
+
+  reg_strings_free(c->store_net.principals, c->store_net.n_principals);
+  r = reg_load_network(reg, c->params->network, &c->store_net, &c->net, err);
+  if (r < 0)
+    return r;
+  if (!network_allows(c->net, c->actor->name))
+    return reg_set_error(err, -EACCES, "network",
+                         "%s may not place endpoints in network %s",
+                         c->actor->name, c->net->name);
+  return 0;
+}
+
 static int create_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   struct create *c = arg;
@@ -111,7 +128,8 @@ static int create_body(struct reg *reg, void *arg, struct reg_error *err)
   struct reg_addr_key key;
   int r;
 
-  if ((r = load_allowed_service(reg, c, &s, err)) < 0)
+  if ((r = load_network(reg, c, err)) < 0 ||
+      (r = load_allowed_service(reg, c, &s, err)) < 0)
     return r;
   if ((r = check_connection_limit(reg, c, &s, err)) < 0 ||
       (r = reg_allocate_address(reg, c->net, c->params->address, &key,
@@ -122,10 +140,11 @@ static int create_body(struct reg *reg, void *arg, struct reg_error *err)
   fill_endpoint(e, &s, c);
   reg_service_release(&s);
   r = reg->ops->endpoint_insert(reg->store, e, &key);
-  /* The message must not tell which consumer holds it. */
+  /* Nothing about who holds it. */
   if (r == -EADDRINUSE)
-    return reg_set_error(err, r, "address", "%s is in use in network %s",
-                         e->address, c->net->name);
+    return reg_set_error(err, r, "address",
+                         "that address is not available in network %s",
+                         c->net->name);
   if (r == 0)
     r = reg_record_event(reg, REG_EVENT_CONNECT, e, c->actor->name);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
@@ -143,15 +162,6 @@ int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
     return reg_set_error(err, -EACCES, NULL, "only consumers create endpoints");
   if (params->service == NULL || *params->service == '\0')
     return reg_set_error(err, -EINVAL, "service", "no service named");
-  c.net =
-      params->network ? reg_find_network(&reg->config, params->network) : NULL;
-  if (c.net == NULL)
-    return reg_set_error(err, -EINVAL, "network", "no such network: %s",
-                         params->network ? params->network : "");
-  if (!network_allows(c.net, actor->name))
-    return reg_set_error(err, -EACCES, "network",
-                         "%s may not place endpoints in network %s",
-                         actor->name, c.net->name);
   if ((r = reg_sources_normalize(params->allowed_sources,
                                  params->n_allowed_sources,
                                  &c.endpoint.allowed_sources, err)) < 0)
@@ -161,7 +171,9 @@ int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
     reg_endpoint_release(&c.endpoint);
     return reg_set_error(err, r, NULL, "getrandom failed");
   }
-  if ((r = reg_in_tx(reg, true, create_body, &c, err)) < 0) {
+  r = reg_in_tx(reg, true, create_body, &c, err);
+  reg_strings_free(c.store_net.principals, c.store_net.n_principals);
+  if (r < 0) {
     reg_endpoint_release(&c.endpoint);
     return r;
   }
@@ -405,6 +417,34 @@ int reg_expire_pending(struct reg *reg, int64_t now, size_t *n_expired)
 
   if (n_expired)
     *n_expired = r == 0 ? c.n : 0;
+  return r;
+}
+
+/* ---- retention ---------------------------------------------------------- */
+
+struct prune {
+  int64_t before_ms;
+  size_t limit;
+  size_t removed;
+};
+
+static int prune_body(struct reg *reg, void *arg, struct reg_error *err)
+{
+  struct prune *c = arg;
+
+  c->removed = 0;
+  return reg->ops->endpoints_prune(reg->store, c->before_ms, c->limit,
+                                   &c->removed);
+}
+
+int reg_endpoints_prune(struct reg *reg, int64_t before_ms, size_t limit,
+                        size_t *removed)
+{
+  struct prune c = {before_ms, limit, 0};
+  int r = reg_in_tx(reg, true, prune_body, &c, NULL);
+
+  if (removed)
+    *removed = r == 0 ? c.removed : 0;
   return r;
 }
 

@@ -10,6 +10,7 @@ registry_libregistry_a_SOURCES = \
 	registry/services.c \
 	registry/endpoints.c \
 	registry/cluster.c \
+	registry/tenancy.c \
 	registry/store-common.c \
 	registry/store_sqlite.c \
 	registry/store_pg.c

@@ -20,6 +20,7 @@ struct config_principal {
 struct config_network {
   char name[REG_NAME_BUF];
   char netns[REG_NAME_BUF];
+  char range_text[REG_CIDR_BUF];
   int family;     /* AF_INET or AF_INET6 */
   u128 first;     /* lowest address an endpoint may get */
   u128 last;      /* highest */
@@ -45,6 +46,7 @@ struct config {
   char **target_groups;
   size_t n_target_groups;
   int64_t pending_expiry_ms;
+  uint32_t service_quota; /* services per provider; 0: no limit */
   char node[REG_NAME_BUF];
   char version[REG_VERSION_BUF];
 };
@@ -85,6 +87,10 @@ int64_t reg_now_ms(void);
 /* prefix + REG_ID_HEX random lowercase hex digits. */
 int reg_make_id(char *buf, const char *prefix);
 bool reg_name_ok(const char *s);
+/* Names in URLs, logs and permissions: 1-63 of [A-Za-z0-9._-]; tame ones
+ * (what the API makes) also start with a letter or digit. */
+bool reg_name_chars_ok(const char *s);
+bool reg_name_tame(const char *s);
 int reg_cmp_strings(const void *a, const void *b);
 /* Sorts v and drops duplicates (freeing them); *n is updated. */
 void reg_strings_sort_unique(char **v, size_t *n);
@@ -96,6 +102,18 @@ const struct config_network *reg_find_network(const struct config *c,
 const struct config_load_balancer *
 reg_find_load_balancer(const struct config *c, const char *name);
 bool reg_has_target_group(const struct config *c, const char *name);
+/* Checks and copies a network's spec (config or API) into *dst; on failure
+ * *dst's principals are still the caller's to free. */
+int reg_network_from_spec(struct config_network *dst,
+                          const struct reg_network *src,
+                          struct reg_error *err);
+/* The network name: the config's, or one made through the API (read in
+ * the open transaction into *store_net, whose principals the caller frees
+ * with reg_strings_free). -EINVAL when none. */
+int reg_load_network(struct reg *reg, const char *name,
+                     struct config_network *store_net,
+                     const struct config_network **out,
+                     struct reg_error *err);
 
 /* Completes stored rows with what config knows (ports, netns, proxy). */
 int reg_service_complete(struct reg *reg, struct reg_service *s);

@@ -12,33 +12,16 @@
  * shaped like an ID (lookups accept either). */
 static bool service_name_ok(const char *s)
 {
-  if (!reg_name_ok(s) || strncmp(s, "svc-", 4) == 0)
-    return false;
-  if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-        (s[0] >= '0' && s[0] <= '9')))
-    return false;
-  for (const char *p = s; *p; p++)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-          (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-      return false;
-  return true;
+  return reg_name_tame(s) && strncmp(s, "svc-", 4) != 0;
 }
 
-/* Validates and normalizes a list of principals for a service: "*" or a
- * configured consumer; sorted, without duplicates. */
+/* Normalizes a list of principals for a service: "*" or a name (a consumer
+ * that exists now or later: whether it does is not the provider's to
+ * learn, as a cloud accepts any account in a permission); sorted, without
+ * duplicates. */
 static int principals_normalize(struct reg *reg, char **v, size_t *n,
                                 struct reg_error *err)
 {
-  for (size_t i = 0; i < *n; i++) {
-    const struct config_principal *p;
-
-    if (strcmp(v[i], "*") == 0)
-      continue;
-    p = reg_find_principal(&reg->config, v[i]);
-    if (p == NULL || p->role != REG_ROLE_CONSUMER)
-      return reg_set_error(err, -EINVAL, "allowed_principals",
-                           "%s is not a consumer principal", v[i]);
-  }
   reg_strings_sort_unique(v, n);
   if (*n > REG_MAX_ALLOWED_PRINCIPALS)
     return reg_set_error(err, -EINVAL, "allowed_principals",
@@ -60,7 +43,8 @@ static int strings_dup(const char *const *src, size_t n, char ***out,
   if (v == NULL)
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
   for (size_t i = 0; i < n; i++) {
-    if (src[i] == NULL || !reg_name_ok(src[i])) {
+    if (src[i] == NULL ||
+        (strcmp(src[i], "*") != 0 && !reg_name_chars_ok(src[i]))) {
       reg_strings_free(v, n);
       return reg_set_error(err, -EINVAL, "allowed_principals",
                            "bad principal name");
@@ -142,10 +126,40 @@ static int hand_service(struct reg *reg, struct reg_service *s,
 
 /* ---- create ------------------------------------------------------------- */
 
+struct create_service {
+  struct reg_service service;
+  bool limited; /* a provider's (an operator's are not counted) */
+};
+
+/* A provider owns at most registry.service_quota services. */
+static int check_quota(struct reg *reg, const struct create_service *c,
+                       struct reg_error *err)
+{
+  const struct reg_service *s = &c->service;
+  size_t owned = 0;
+  int r;
+
+  if (reg->config.service_quota == 0 || !c->limited)
+    return 0;
+  if ((r = reg->ops->service_count_owner(reg->store, s->owner, &owned)) < 0)
+    return reg_store_error(reg, err, r);
+  if (owned >= reg->config.service_quota)
+    return reg_set_error(err, -EDQUOT, "name",
+                         "%s owns %zu services, its quota "
+                         "(registry.service_quota)",
+                         s->owner, owned);
+  return 0;
+}
+
 static int create_body(struct reg *reg, void *arg, struct reg_error *err)
 {
-  const struct reg_service *s = arg;
-  int r = reg->ops->service_insert(reg->store, s);
+  const struct create_service *c = arg;
+  const struct reg_service *s = &c->service;
+  int r = check_quota(reg, c, err);
+
+  if (r < 0)
+    return r;
+  r = reg->ops->service_insert(reg->store, s);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "name", "a service named %s exists", s->name);
@@ -156,11 +170,11 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_service_params *params,
                        struct reg_service *out, struct reg_error *err)
 {
-  struct reg_service s;
+  struct create_service c = {.limited = actor && actor->role == REG_ROLE_PROVIDER};
+  struct reg_service *sp = &c.service;
   int r;
 
   reg_clear_error(err);
-  memset(&s, 0, sizeof(s));
   if ((r = check_provider_role(actor, err)) < 0)
     return r;
   if (!service_name_ok(params->name))
@@ -176,29 +190,29 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
   if ((r = check_limit(params->connection_limit, err)) < 0)
     return r;
   if ((r = strings_dup(params->allowed_principals, params->n_allowed_principals,
-                       &s.allowed_principals, err)) < 0)
+                       &sp->allowed_principals, err)) < 0)
     return r;
-  s.n_allowed_principals = params->n_allowed_principals;
-  if ((r = principals_normalize(reg, s.allowed_principals,
-                                &s.n_allowed_principals, err)) < 0)
+  sp->n_allowed_principals = params->n_allowed_principals;
+  if ((r = principals_normalize(reg, sp->allowed_principals,
+                                &sp->n_allowed_principals, err)) < 0)
     goto fail_release;
-  if ((r = reg_make_id(s.id, "svc-")) < 0) {
+  if ((r = reg_make_id(sp->id, "svc-")) < 0) {
     reg_set_error(err, r, NULL, "getrandom failed");
     goto fail_release;
   }
-  snprintf(s.name, sizeof(s.name), "%s", params->name);
-  snprintf(s.owner, sizeof(s.owner), "%s", actor->name);
-  snprintf(s.load_balancer, sizeof(s.load_balancer), "%s",
+  snprintf(sp->name, sizeof(sp->name), "%s", params->name);
+  snprintf(sp->owner, sizeof(sp->owner), "%s", actor->name);
+  snprintf(sp->load_balancer, sizeof(sp->load_balancer), "%s",
            params->load_balancer);
-  s.acceptance_required = params->acceptance_required;
-  s.connection_limit = (uint32_t)params->connection_limit;
-  s.created_at = reg_now_ms();
-  if ((r = reg_in_tx(reg, true, create_body, &s, err)) < 0)
+  sp->acceptance_required = params->acceptance_required;
+  sp->connection_limit = (uint32_t)params->connection_limit;
+  sp->created_at = reg_now_ms();
+  if ((r = reg_in_tx(reg, true, create_body, &c, err)) < 0)
     goto fail_release;
-  return hand_service(reg, &s, out, err);
+  return hand_service(reg, sp, out, err);
 
 fail_release:
-  reg_service_release(&s);
+  reg_service_release(sp);
   return r;
 }
 

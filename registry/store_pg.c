@@ -117,6 +117,30 @@ static const char *const migrations[] = {
     "CREATE INDEX events_owner ON events (owner, seq) WHERE owner <> '';"
     "CREATE INDEX events_consumer ON events (consumer, seq)"
     "  WHERE consumer <> '';",
+    /* 1 -> 2: principals, tokens and networks made through the API; events
+     * name them; endpoints in final states are pruned by age. */
+    "CREATE TABLE principals ("
+    "  name text PRIMARY KEY,"
+    "  role text NOT NULL,"
+    "  created_at bigint NOT NULL);"
+    "CREATE TABLE tokens ("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  principal text NOT NULL REFERENCES principals(name) ON DELETE CASCADE,"
+    "  sha256 bytea NOT NULL UNIQUE,"
+    "  created_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL DEFAULT 0,"
+    "  last_used_at bigint NOT NULL DEFAULT 0);"
+    "CREATE INDEX tokens_principal ON tokens (principal, created_at);"
+    "CREATE TABLE networks ("
+    "  name text PRIMARY KEY,"
+    "  range text NOT NULL,"
+    "  netns text NOT NULL DEFAULT '',"
+    "  principals text NOT NULL DEFAULT '',"
+    "  created_at bigint NOT NULL);"
+    "ALTER TABLE events ADD COLUMN subject text NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN token_id text NOT NULL DEFAULT '';"
+    "CREATE INDEX endpoints_final ON endpoints (updated_at)"
+    "  WHERE state IN ('rejected','deleted','expired','failed');",
 };
 
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -129,13 +153,14 @@ static const char *const migrations[] = {
   "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
   "e.created_at, e.updated_at, (SELECT string_agg(p.node || E'\\t' || "        \
   "CASE WHEN p.open THEN '1' ELSE '0' END || E'\\t' || p.updated_at || "       \
-  "E'\\t' || p.reason, E'\\n') FROM placements p WHERE p.endpoint_id = e.id)"
+  "E'\\t' || p.reason, E'\\n') FROM placements p WHERE p.endpoint_id = e.id), " \
+  "(SELECT n.netns FROM networks n WHERE n.name = e.network)"
 #define ENDPOINT_FROM                                                          \
   "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
   " JOIN services s ON s.id = e.service_id"
 #define EVENT_COLUMNS                                                          \
   "seq, time, type, service_id, endpoint_id, principal, owner, consumer, "     \
-  "state, reason, target_group, target, node"
+  "state, reason, target_group, target, node, subject, token_id"
 /* Lists take the filter as $1 and the page as $2 (created_at), $3 (id),
  * $4 (limit). */
 #define PAGE(t)                                                                \
@@ -179,6 +204,25 @@ enum stmt_id {
   NODE_LIST,
   NODE_DRAIN,
   NOW,
+  EP_PRUNE,
+  SVC_COUNT_OWNER,
+  PRINCIPAL_INSERT,
+  PRINCIPAL_GET,
+  PRINCIPAL_LIST,
+  PRINCIPAL_DELETE,
+  PRINCIPAL_SERVICES,
+  PRINCIPAL_ENDPOINTS,
+  TOKEN_INSERT,
+  TOKEN_GET,
+  TOKEN_LIST,
+  TOKEN_LIST_ALL,
+  TOKEN_DELETE,
+  TOKEN_TOUCH,
+  NETWORK_INSERT,
+  NETWORK_GET,
+  NETWORK_LIST,
+  NETWORK_DELETE,
+  NETWORK_COUNT_LIVE,
   EV_INSERT,
   EV_AFTER,
   EV_AFTER_OWNER,
@@ -271,10 +315,50 @@ static const char *const stmt_sql[N_STMTS] = {
                   " draining FROM nodes ORDER BY name",
     [NODE_DRAIN] = "UPDATE nodes SET draining = true WHERE name = $1",
     [NOW] = "SELECT " DB_NOW,
+    [EP_PRUNE] = "DELETE FROM endpoints WHERE id IN (SELECT id FROM endpoints"
+                 " WHERE state IN ('rejected','deleted','expired','failed')"
+                 " AND updated_at < $1 ORDER BY updated_at LIMIT $2)",
+    [SVC_COUNT_OWNER] = "SELECT count(*) FROM services WHERE owner = $1",
+    [PRINCIPAL_INSERT] =
+        "INSERT INTO principals (name, role, created_at) VALUES ($1, $2, $3)",
+    [PRINCIPAL_GET] =
+        "SELECT name, role, created_at FROM principals WHERE name = $1",
+    [PRINCIPAL_LIST] = "SELECT name, role, created_at FROM principals"
+                       " ORDER BY name COLLATE \"C\"",
+    [PRINCIPAL_DELETE] = "DELETE FROM principals WHERE name = $1",
+    [PRINCIPAL_SERVICES] = "SELECT count(*) FROM services WHERE owner = $1",
+    [PRINCIPAL_ENDPOINTS] = "SELECT count(*) FROM endpoints WHERE consumer = $1"
+                            " AND state IN " LIVE,
+    [TOKEN_INSERT] = "INSERT INTO tokens (id, principal, sha256, created_at,"
+                     " expires_at) VALUES ($1, $2, $3, $4, $5)",
+    [TOKEN_GET] = "SELECT t.id, t.principal, p.role, t.sha256, t.created_at,"
+                  " t.expires_at, t.last_used_at FROM tokens t"
+                  " JOIN principals p ON p.name = t.principal WHERE t.id = $1",
+    [TOKEN_LIST] = "SELECT t.id, t.principal, p.role, t.sha256, t.created_at,"
+                   " t.expires_at, t.last_used_at FROM tokens t"
+                   " JOIN principals p ON p.name = t.principal"
+                   " WHERE t.principal = $1 ORDER BY t.created_at, t.id",
+    [TOKEN_LIST_ALL] = "SELECT t.id, t.principal, p.role, t.sha256,"
+                       " t.created_at, t.expires_at, t.last_used_at"
+                       " FROM tokens t JOIN principals p ON p.name = t.principal"
+                       " ORDER BY t.created_at, t.id",
+    [TOKEN_DELETE] = "DELETE FROM tokens WHERE id = $1",
+    [TOKEN_TOUCH] = "UPDATE tokens SET last_used_at = $2 WHERE id = $1"
+                    " AND last_used_at < $2",
+    [NETWORK_INSERT] = "INSERT INTO networks (name, range, netns, principals,"
+                       " created_at) VALUES ($1, $2, $3, $4, $5)",
+    [NETWORK_GET] = "SELECT name, range, netns, principals, created_at"
+                    " FROM networks WHERE name = $1",
+    [NETWORK_LIST] = "SELECT name, range, netns, principals, created_at"
+                     " FROM networks ORDER BY name COLLATE \"C\"",
+    [NETWORK_DELETE] = "DELETE FROM networks WHERE name = $1",
+    [NETWORK_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE network = $1"
+                           " AND state IN " LIVE,
     [EV_INSERT] = "INSERT INTO events (seq, time, type, service_id,"
                   " endpoint_id, principal, owner, consumer, state, reason,"
-                  " target_group, target, node) VALUES ($1, $2, $3, $4, $5,"
-                  " $6, $7, $8, $9, $10, $11, $12, $13)",
+                  " target_group, target, node, subject, token_id) VALUES"
+                  " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                  " $14, $15)",
     [EV_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > $1"
                  " ORDER BY seq LIMIT $2",
     [EV_AFTER_OWNER] = "SELECT " EVENT_COLUMNS " FROM events WHERE owner = $3"
@@ -777,7 +861,7 @@ static int store_service_insert(struct reg_store *store,
                                 s->n_allowed_principals);
 }
 
-static int principal_from_row(const PGresult *res, int row, void *item)
+static int string_from_row(const PGresult *res, int row, void *item)
 {
   *(char **)item = strdup(PQgetvalue(res, row, 0));
   return *(char **)item ? 0 : -ENOMEM;
@@ -796,7 +880,7 @@ static int load_principals(struct reg_store *store, struct reg_service *s)
 
   if (r < 0)
     return r;
-  return rows_to_array(res, sizeof(char *), principal_from_row,
+  return rows_to_array(res, sizeof(char *), string_from_row,
                        (void **)&s->allowed_principals,
                        &s->n_allowed_principals, free_string);
 }
@@ -936,6 +1020,7 @@ static int endpoint_from_row(const PGresult *res, int row, void *item)
   copy_value(res, row, 9, e->reason, sizeof(e->reason));
   e->created_at = int_value(res, row, 11);
   e->updated_at = int_value(res, row, 12);
+  copy_value(res, row, 14, e->netns, sizeof(e->netns));
   if ((r = store_split_lines(PQgetvalue(res, row, 10), &e->allowed_sources,
                              &e->n_allowed_sources)) < 0 ||
       (r = store_parse_placements(PQgetvalue(res, row, 13), e)) < 0) {
@@ -1073,19 +1158,24 @@ static int store_address_taken(struct reg_store *store, const char *network,
   return 0;
 }
 
-/* bytea comes back as text "\x0011..." (hex output). */
-static int key_from_hex(const char *text, struct reg_addr_key *key)
+/* bytea comes back as text "\x0011..." (hex output): n bytes of it. */
+static int bytes_from_hex(const char *text, uint8_t *out, size_t n)
 {
-  if (strncmp(text, "\\x", 2) != 0 || strlen(text) != 2 + 32)
+  if (strncmp(text, "\\x", 2) != 0 || strlen(text) != 2 + 2 * n)
     return -EIO;
-  for (int i = 0; i < 16; i++) {
+  for (size_t i = 0; i < n; i++) {
     unsigned byte;
 
     if (sscanf(text + 2 + 2 * i, "%2x", &byte) != 1)
       return -EIO;
-    key->bytes[i] = (uint8_t)byte;
+    out[i] = (uint8_t)byte;
   }
   return 0;
+}
+
+static int key_from_hex(const char *text, struct reg_addr_key *key)
+{
+  return bytes_from_hex(text, key->bytes, sizeof(key->bytes));
 }
 
 static int store_network_hint_get(struct reg_store *store, const char *network,
@@ -1281,7 +1371,9 @@ static int store_event_append(struct reg_store *store, struct reg_event *ev)
                           ev->reason,
                           ev->target_group,
                           ev->target,
-                          ev->node};
+                          ev->node,
+                          ev->subject,
+                          ev->token_id};
   int r;
 
   if (!store->in_write) {
@@ -1289,7 +1381,7 @@ static int store_event_append(struct reg_store *store, struct reg_event *ev)
              "event appended outside a write transaction");
     return -EIO;
   }
-  if ((r = run_text(store, EV_INSERT, 13, values, NULL)) < 0)
+  if ((r = run_text(store, EV_INSERT, 15, values, NULL)) < 0)
     return r;
   ev->seq = store->tx_next_seq++;
   return 0;
@@ -1313,6 +1405,8 @@ static int event_from_row(const PGresult *res, int row, void *item)
   copy_value(res, row, 10, ev->target_group, sizeof(ev->target_group));
   copy_value(res, row, 11, ev->target, sizeof(ev->target));
   copy_value(res, row, 12, ev->node, sizeof(ev->node));
+  copy_value(res, row, 13, ev->subject, sizeof(ev->subject));
+  copy_value(res, row, 14, ev->token_id, sizeof(ev->token_id));
   return store_state_parse(PQgetvalue(res, row, 8), &ev->state);
 }
 
@@ -1405,6 +1499,240 @@ static int store_events_prune(struct reg_store *store, int64_t before_ms,
   return 0;
 }
 
+/* ---- pruning, quotas ---------------------------------------------------- */
+
+static int store_endpoints_prune(struct reg_store *store, int64_t before_ms,
+                                 size_t limit, size_t *removed)
+{
+  char before[24], lim[24];
+  const char *values[] = {I64(before, before_ms), I64(lim, limit)};
+  int changed = 0;
+  int r = run_changed(store, EP_PRUNE, 2, values, &changed);
+
+  *removed = r == 0 ? (size_t)changed : 0;
+  return r;
+}
+
+static int store_service_count_owner(struct reg_store *store,
+                                     const char *owner, size_t *n)
+{
+  const char *values[] = {owner};
+
+  return count(store, SVC_COUNT_OWNER, 1, values, n);
+}
+
+/* ---- tenancy ------------------------------------------------------------ */
+
+static int principal_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_principal_info *p = item;
+
+  memset(p, 0, sizeof(*p));
+  copy_value(res, row, 0, p->name, sizeof(p->name));
+  p->created_at = int_value(res, row, 2);
+  return reg_role_parse(PQgetvalue(res, row, 1), &p->role) < 0 ? -EIO : 0;
+}
+
+static int store_principal_insert(struct reg_store *store,
+                                  const struct reg_principal_info *p)
+{
+  char created[24];
+  const char *values[] = {p->name, reg_role_name(p->role),
+                          I64(created, p->created_at)};
+
+  return run_text(store, PRINCIPAL_INSERT, 3, values, NULL);
+}
+
+/* The first row of statement id into item; -ENOENT when none. */
+static int one_row(struct reg_store *store, enum stmt_id id, int n,
+                   const char *const *values,
+                   int (*from_row)(const PGresult *, int, void *), void *item)
+{
+  PGresult *res;
+  int r = run_text(store, id, n, values, &res);
+
+  if (r < 0)
+    return r;
+  r = PQntuples(res) == 0 ? -ENOENT : from_row(res, 0, item);
+  PQclear(res);
+  return r;
+}
+
+static int store_principal_get(struct reg_store *store, const char *name,
+                               struct reg_principal_info *out)
+{
+  const char *values[] = {name};
+
+  return one_row(store, PRINCIPAL_GET, 1, values, principal_from_row, out);
+}
+
+static int store_principal_list(struct reg_store *store,
+                                struct reg_principal_info **out, size_t *n)
+{
+  PGresult *res;
+  int r = run_text(store, PRINCIPAL_LIST, 0, NULL, &res);
+
+  return r < 0 ? r
+               : rows_to_array(res, sizeof(**out), principal_from_row,
+                               (void **)out, n, NULL);
+}
+
+static int delete_one(struct reg_store *store, enum stmt_id id,
+                      const char *key)
+{
+  const char *values[] = {key};
+  int changed = 0;
+  int r = run_changed(store, id, 1, values, &changed);
+
+  return r < 0 ? r : changed == 1 ? 0 : -ENOENT;
+}
+
+static int store_principal_delete(struct reg_store *store, const char *name)
+{
+  return delete_one(store, PRINCIPAL_DELETE, name);
+}
+
+static int store_principal_holdings(struct reg_store *store, const char *name,
+                                    size_t *services, size_t *endpoints)
+{
+  const char *values[] = {name};
+  int r = count(store, PRINCIPAL_SERVICES, 1, values, services);
+
+  return r < 0 ? r : count(store, PRINCIPAL_ENDPOINTS, 1, values, endpoints);
+}
+
+static int token_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_token *t = item;
+
+  memset(t, 0, sizeof(*t));
+  copy_value(res, row, 0, t->id, sizeof(t->id));
+  copy_value(res, row, 1, t->principal, sizeof(t->principal));
+  t->created_at = int_value(res, row, 4);
+  t->expires_at = int_value(res, row, 5);
+  t->last_used_at = int_value(res, row, 6);
+  if (bytes_from_hex(PQgetvalue(res, row, 3), t->sha256, sizeof(t->sha256)) <
+      0)
+    return -EIO;
+  return reg_role_parse(PQgetvalue(res, row, 2), &t->role) < 0 ? -EIO : 0;
+}
+
+static int store_token_insert(struct reg_store *store,
+                              const struct reg_token *t)
+{
+  char created[24], expires[24];
+  const char *values[] = {t->id, t->principal, (const char *)t->sha256,
+                          I64(created, t->created_at),
+                          I64(expires, t->expires_at)};
+  const int lengths[] = {0, 0, (int)sizeof(t->sha256), 0, 0};
+  const int formats[] = {0, 0, 1, 0, 0};
+
+  return run(store, TOKEN_INSERT, 5, values, lengths, formats, NULL);
+}
+
+static int store_token_get(struct reg_store *store, const char *id,
+                           struct reg_token *out)
+{
+  const char *values[] = {id};
+
+  return one_row(store, TOKEN_GET, 1, values, token_from_row, out);
+}
+
+static int store_token_list(struct reg_store *store, const char *principal,
+                            struct reg_token **out, size_t *n)
+{
+  const char *values[] = {principal};
+  PGresult *res;
+  int r = run_text(store, principal ? TOKEN_LIST : TOKEN_LIST_ALL,
+                   principal ? 1 : 0, values, &res);
+
+  return r < 0 ? r
+               : rows_to_array(res, sizeof(**out), token_from_row,
+                               (void **)out, n, NULL);
+}
+
+static int store_token_delete(struct reg_store *store, const char *id)
+{
+  return delete_one(store, TOKEN_DELETE, id);
+}
+
+static int store_token_touch(struct reg_store *store, const char *id,
+                             int64_t used_at)
+{
+  char used[24];
+  const char *values[] = {id, I64(used, used_at)};
+
+  return run_text(store, TOKEN_TOUCH, 2, values, NULL);
+}
+
+static int network_from_row(const PGresult *res, int row, void *item)
+{
+  struct reg_network_info *net = item;
+
+  memset(net, 0, sizeof(*net));
+  copy_value(res, row, 0, net->name, sizeof(net->name));
+  copy_value(res, row, 1, net->range, sizeof(net->range));
+  copy_value(res, row, 2, net->netns, sizeof(net->netns));
+  net->created_at = int_value(res, row, 4);
+  return store_split_lines(PQgetvalue(res, row, 3), &net->principals,
+                           &net->n_principals);
+}
+
+static void release_network(void *item)
+{
+  struct reg_network_info *net = item;
+
+  reg_strings_free(net->principals, net->n_principals);
+}
+
+static int store_network_insert(struct reg_store *store,
+                                const struct reg_network_info *net)
+{
+  char created[24];
+  char *principals = store_join_lines(net->principals, net->n_principals);
+  const char *values[] = {net->name, net->range, net->netns, principals,
+                          I64(created, net->created_at)};
+  int r;
+
+  if (principals == NULL)
+    return -ENOMEM;
+  r = run_text(store, NETWORK_INSERT, 5, values, NULL);
+  free(principals);
+  return r;
+}
+
+static int store_network_get(struct reg_store *store, const char *name,
+                             struct reg_network_info *out)
+{
+  const char *values[] = {name};
+
+  return one_row(store, NETWORK_GET, 1, values, network_from_row, out);
+}
+
+static int store_network_list(struct reg_store *store,
+                              struct reg_network_info **out, size_t *n)
+{
+  PGresult *res;
+  int r = run_text(store, NETWORK_LIST, 0, NULL, &res);
+
+  return r < 0 ? r
+               : rows_to_array(res, sizeof(**out), network_from_row,
+                               (void **)out, n, release_network);
+}
+
+static int store_network_delete(struct reg_store *store, const char *name)
+{
+  return delete_one(store, NETWORK_DELETE, name);
+}
+
+static int store_network_count_live(struct reg_store *store, const char *name,
+                                    size_t *n)
+{
+  const char *values[] = {name};
+
+  return count(store, NETWORK_COUNT_LIVE, 1, values, n);
+}
+
 const struct reg_store_ops reg_store_postgresql = {
     .name = "postgresql",
     .open = store_open,
@@ -1442,6 +1770,23 @@ const struct reg_store_ops reg_store_postgresql = {
     .node_heartbeat = store_node_heartbeat,
     .node_list = store_node_list,
     .node_set_draining = store_node_set_draining,
+    .endpoints_prune = store_endpoints_prune,
+    .service_count_owner = store_service_count_owner,
+    .principal_insert = store_principal_insert,
+    .principal_get = store_principal_get,
+    .principal_list = store_principal_list,
+    .principal_delete = store_principal_delete,
+    .principal_holdings = store_principal_holdings,
+    .token_insert = store_token_insert,
+    .token_get = store_token_get,
+    .token_list = store_token_list,
+    .token_delete = store_token_delete,
+    .token_touch = store_token_touch,
+    .network_insert = store_network_insert,
+    .network_get = store_network_get,
+    .network_list = store_network_list,
+    .network_delete = store_network_delete,
+    .network_count_live = store_network_count_live,
     .event_append = store_event_append,
     .events_after = store_events_after,
     .last_seq = store_last_seq,

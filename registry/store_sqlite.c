@@ -121,6 +121,30 @@ static const char *const migrations[] = {
     "CREATE INDEX endpoints_consumer_state"
     "  ON endpoints(consumer, state, created_at, id);"
     "CREATE INDEX endpoints_state ON endpoints(state, created_at, id);",
+    /* 3 -> 4: principals, tokens and networks made through the API; events
+     * name them; endpoints in final states are pruned by age. */
+    "CREATE TABLE principals ("
+    "  name TEXT PRIMARY KEY,"
+    "  role TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY,"
+    "  principal TEXT NOT NULL REFERENCES principals(name) ON DELETE CASCADE,"
+    "  sha256 BLOB NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_used_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX tokens_principal ON tokens(principal, created_at);"
+    "CREATE TABLE networks ("
+    "  name TEXT PRIMARY KEY,"
+    "  range TEXT NOT NULL,"
+    "  netns TEXT NOT NULL DEFAULT '',"
+    "  principals TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL);"
+    "ALTER TABLE events ADD COLUMN subject TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX endpoints_final ON endpoints(updated_at)"
+    "  WHERE state IN ('rejected','deleted','expired','failed');",
 };
 
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -133,13 +157,14 @@ static const char *const migrations[] = {
   "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
   "e.created_at, e.updated_at, (SELECT group_concat(p.node || char(9) || "     \
   "p.open || char(9) || p.updated_at || char(9) || p.reason, char(10)) "       \
-  "FROM placements p WHERE p.endpoint_id = e.id)"
+  "FROM placements p WHERE p.endpoint_id = e.id), "                            \
+  "(SELECT n.netns FROM networks n WHERE n.name = e.network)"
 #define ENDPOINT_FROM                                                          \
   "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
   " JOIN services s ON s.id = e.service_id"
 #define EVENT_COLUMNS                                                          \
   "seq, time, type, service_id, endpoint_id, principal, owner, consumer, "     \
-  "state, reason, target_group, target, node"
+  "state, reason, target_group, target, node, subject, token_id"
 #define PAGE_AFTER(t) " AND (" t "created_at, " t "id) > (?8, ?9)"
 #define PAGE_ORDER(t) " ORDER BY " t "created_at, " t "id LIMIT ?10"
 
@@ -183,6 +208,25 @@ enum stmt_id {
   NODE_BEAT,
   NODE_LIST,
   NODE_DRAIN,
+  EP_PRUNE,
+  SVC_COUNT_OWNER,
+  PRINCIPAL_INSERT,
+  PRINCIPAL_GET,
+  PRINCIPAL_LIST,
+  PRINCIPAL_DELETE,
+  PRINCIPAL_SERVICES,
+  PRINCIPAL_ENDPOINTS,
+  TOKEN_INSERT,
+  TOKEN_GET,
+  TOKEN_LIST,
+  TOKEN_LIST_ALL,
+  TOKEN_DELETE,
+  TOKEN_TOUCH,
+  NETWORK_INSERT,
+  NETWORK_GET,
+  NETWORK_LIST,
+  NETWORK_DELETE,
+  NETWORK_COUNT_LIVE,
   EV_INSERT,
   EV_AFTER,
   EV_AFTER_OWNER,
@@ -276,10 +320,50 @@ static const char *const stmt_sql[N_STMTS] = {
     [NODE_LIST] = "SELECT name, version, started_at, last_seen, applied_seq,"
                   " draining FROM nodes ORDER BY name",
     [NODE_DRAIN] = "UPDATE nodes SET draining = 1 WHERE name = ?1",
+    [EP_PRUNE] = "DELETE FROM endpoints WHERE id IN (SELECT id FROM endpoints"
+                 " WHERE state IN ('rejected','deleted','expired','failed')"
+                 " AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
+    [SVC_COUNT_OWNER] = "SELECT count(*) FROM services WHERE owner = ?1",
+    [PRINCIPAL_INSERT] =
+        "INSERT INTO principals (name, role, created_at) VALUES (?1, ?2, ?3)",
+    [PRINCIPAL_GET] =
+        "SELECT name, role, created_at FROM principals WHERE name = ?1",
+    [PRINCIPAL_LIST] =
+        "SELECT name, role, created_at FROM principals ORDER BY name",
+    [PRINCIPAL_DELETE] = "DELETE FROM principals WHERE name = ?1",
+    [PRINCIPAL_SERVICES] = "SELECT count(*) FROM services WHERE owner = ?1",
+    [PRINCIPAL_ENDPOINTS] = "SELECT count(*) FROM endpoints WHERE consumer = ?1"
+                            " AND state IN " LIVE,
+    [TOKEN_INSERT] = "INSERT INTO tokens (id, principal, sha256, created_at,"
+                     " expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [TOKEN_GET] = "SELECT t.id, t.principal, p.role, t.sha256, t.created_at,"
+                  " t.expires_at, t.last_used_at FROM tokens t"
+                  " JOIN principals p ON p.name = t.principal WHERE t.id = ?1",
+    [TOKEN_LIST] = "SELECT t.id, t.principal, p.role, t.sha256, t.created_at,"
+                   " t.expires_at, t.last_used_at FROM tokens t"
+                   " JOIN principals p ON p.name = t.principal"
+                   " WHERE t.principal = ?1 ORDER BY t.created_at, t.id",
+    [TOKEN_LIST_ALL] = "SELECT t.id, t.principal, p.role, t.sha256,"
+                       " t.created_at, t.expires_at, t.last_used_at"
+                       " FROM tokens t JOIN principals p ON p.name = t.principal"
+                       " ORDER BY t.created_at, t.id",
+    [TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1",
+    [TOKEN_TOUCH] = "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1"
+                    " AND last_used_at < ?2",
+    [NETWORK_INSERT] = "INSERT INTO networks (name, range, netns, principals,"
+                       " created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [NETWORK_GET] = "SELECT name, range, netns, principals, created_at"
+                    " FROM networks WHERE name = ?1",
+    [NETWORK_LIST] = "SELECT name, range, netns, principals, created_at"
+                     " FROM networks ORDER BY name",
+    [NETWORK_DELETE] = "DELETE FROM networks WHERE name = ?1",
+    [NETWORK_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE network = ?1"
+                           " AND state IN " LIVE,
     [EV_INSERT] = "INSERT INTO events (time, type, service_id, endpoint_id,"
                   " principal, owner, consumer, state, reason, target_group,"
-                  " target, node)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  " target, node, subject, token_id)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                  " ?13, ?14)",
     [EV_AFTER] = "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?1"
                  " ORDER BY seq LIMIT ?2",
     [EV_AFTER_OWNER] = "SELECT " EVENT_COLUMNS " FROM events"
@@ -677,7 +761,7 @@ static int store_service_insert(struct reg_store *store,
                         s->n_allowed_principals);
 }
 
-static int principal_from_row(sqlite3_stmt *stmt, void *item)
+static int string_from_row(sqlite3_stmt *stmt, void *item)
 {
   const unsigned char *s = sqlite3_column_text(stmt, 0);
 
@@ -695,7 +779,7 @@ static int load_principals(struct reg_store *store, struct reg_service *s)
   sqlite3_stmt *stmt = stmt_get(store, SVC_PRINCIPALS);
 
   bind_text(stmt, 1, s->id);
-  return collect(store, stmt, sizeof(char *), principal_from_row,
+  return collect(store, stmt, sizeof(char *), string_from_row,
                  (void **)&s->allowed_principals, &s->n_allowed_principals,
                  free_string);
 }
@@ -860,6 +944,7 @@ static int endpoint_from_row(sqlite3_stmt *stmt, void *item)
   column_copy(stmt, 9, e->reason, sizeof(e->reason));
   e->created_at = sqlite3_column_int64(stmt, 11);
   e->updated_at = sqlite3_column_int64(stmt, 12);
+  column_copy(stmt, 14, e->netns, sizeof(e->netns));
   if ((r = store_split_lines((const char *)sqlite3_column_text(stmt, 10),
                              &e->allowed_sources, &e->n_allowed_sources)) < 0 ||
       (r = store_parse_placements((const char *)sqlite3_column_text(stmt, 13),
@@ -1201,6 +1286,8 @@ static int store_event_append(struct reg_store *store, struct reg_event *ev)
   bind_text(stmt, 10, ev->target_group);
   bind_text(stmt, 11, ev->target);
   bind_text(stmt, 12, ev->node);
+  bind_text(stmt, 13, ev->subject);
+  bind_text(stmt, 14, ev->token_id);
   if ((r = stmt_run(store, stmt)) < 0)
     return r;
   ev->seq = (uint64_t)sqlite3_last_insert_rowid(store->db);
@@ -1226,6 +1313,8 @@ static int event_from_row(sqlite3_stmt *stmt, void *item)
   column_copy(stmt, 10, ev->target_group, sizeof(ev->target_group));
   column_copy(stmt, 11, ev->target, sizeof(ev->target));
   column_copy(stmt, 12, ev->node, sizeof(ev->node));
+  column_copy(stmt, 13, ev->subject, sizeof(ev->subject));
+  column_copy(stmt, 14, ev->token_id, sizeof(ev->token_id));
   return store_state_parse((const char *)sqlite3_column_text(stmt, 8),
                            &ev->state);
 }
@@ -1315,6 +1404,252 @@ static int store_events_prune(struct reg_store *store, int64_t before_ms,
   return 0;
 }
 
+/* ---- pruning, quotas ---------------------------------------------------- */
+
+static int store_endpoints_prune(struct reg_store *store, int64_t before_ms,
+                                 size_t limit, size_t *removed)
+{
+  sqlite3_stmt *stmt = stmt_get(store, EP_PRUNE);
+  int r;
+
+  sqlite3_bind_int64(stmt, 1, before_ms);
+  sqlite3_bind_int64(stmt, 2, (sqlite3_int64)limit);
+  if ((r = stmt_run(store, stmt)) < 0)
+    return r;
+  *removed = (size_t)sqlite3_changes(store->db);
+  return 0;
+}
+
+static int store_service_count_owner(struct reg_store *store,
+                                     const char *owner, size_t *n)
+{
+  sqlite3_stmt *stmt = stmt_get(store, SVC_COUNT_OWNER);
+
+  bind_text(stmt, 1, owner);
+  return count(store, stmt, n);
+}
+
+/* ---- tenancy ------------------------------------------------------------ */
+
+static int principal_from_row(sqlite3_stmt *stmt, void *item)
+{
+  struct reg_principal_info *p = item;
+
+  memset(p, 0, sizeof(*p));
+  column_copy(stmt, 0, p->name, sizeof(p->name));
+  p->created_at = sqlite3_column_int64(stmt, 2);
+  return reg_role_parse((const char *)sqlite3_column_text(stmt, 1), &p->role) <
+                 0
+             ? -EIO
+             : 0;
+}
+
+static int store_principal_insert(struct reg_store *store,
+                                  const struct reg_principal_info *p)
+{
+  sqlite3_stmt *stmt = stmt_get(store, PRINCIPAL_INSERT);
+
+  bind_text(stmt, 1, p->name);
+  bind_text(stmt, 2, reg_role_name(p->role));
+  sqlite3_bind_int64(stmt, 3, p->created_at);
+  return stmt_run(store, stmt);
+}
+
+/* One row of stmt into item with from_row; -ENOENT when none. */
+static int one_row(struct reg_store *store, sqlite3_stmt *stmt,
+                   int (*from_row)(sqlite3_stmt *, void *), void *item)
+{
+  int rc = sqlite3_step(stmt);
+  int r = rc == SQLITE_ROW    ? from_row(stmt, item)
+          : rc == SQLITE_DONE ? -ENOENT
+                              : fail(store, rc);
+
+  sqlite3_reset(stmt);
+  return r;
+}
+
+static int store_principal_get(struct reg_store *store, const char *name,
+                               struct reg_principal_info *out)
+{
+  sqlite3_stmt *stmt = stmt_get(store, PRINCIPAL_GET);
+
+  bind_text(stmt, 1, name);
+  return one_row(store, stmt, principal_from_row, out);
+}
+
+static int store_principal_list(struct reg_store *store,
+                                struct reg_principal_info **out, size_t *n)
+{
+  return collect(store, stmt_get(store, PRINCIPAL_LIST), sizeof(**out),
+                 principal_from_row, (void **)out, n, NULL);
+}
+
+static int delete_one(struct reg_store *store, enum stmt_id id,
+                      const char *key)
+{
+  sqlite3_stmt *stmt = stmt_get(store, id);
+  int r;
+
+  bind_text(stmt, 1, key);
+  if ((r = stmt_run(store, stmt)) < 0)
+    return r;
+  return sqlite3_changes(store->db) == 1 ? 0 : -ENOENT;
+}
+
+static int store_principal_delete(struct reg_store *store, const char *name)
+{
+  return delete_one(store, PRINCIPAL_DELETE, name);
+}
+
+static int store_principal_holdings(struct reg_store *store, const char *name,
+                                    size_t *services, size_t *endpoints)
+{
+  sqlite3_stmt *stmt = stmt_get(store, PRINCIPAL_SERVICES);
+  int r;
+
+  bind_text(stmt, 1, name);
+  if ((r = count(store, stmt, services)) < 0)
+    return r;
+  stmt = stmt_get(store, PRINCIPAL_ENDPOINTS);
+  bind_text(stmt, 1, name);
+  return count(store, stmt, endpoints);
+}
+
+static int token_from_row(sqlite3_stmt *stmt, void *item)
+{
+  struct reg_token *t = item;
+
+  memset(t, 0, sizeof(*t));
+  column_copy(stmt, 0, t->id, sizeof(t->id));
+  column_copy(stmt, 1, t->principal, sizeof(t->principal));
+  if (sqlite3_column_bytes(stmt, 3) == (int)sizeof(t->sha256))
+    memcpy(t->sha256, sqlite3_column_blob(stmt, 3), sizeof(t->sha256));
+  t->created_at = sqlite3_column_int64(stmt, 4);
+  t->expires_at = sqlite3_column_int64(stmt, 5);
+  t->last_used_at = sqlite3_column_int64(stmt, 6);
+  return reg_role_parse((const char *)sqlite3_column_text(stmt, 2), &t->role) <
+                 0
+             ? -EIO
+             : 0;
+}
+
+static int store_token_insert(struct reg_store *store,
+                              const struct reg_token *t)
+{
+  sqlite3_stmt *stmt = stmt_get(store, TOKEN_INSERT);
+
+  bind_text(stmt, 1, t->id);
+  bind_text(stmt, 2, t->principal);
+  sqlite3_bind_blob(stmt, 3, t->sha256, sizeof(t->sha256), SQLITE_STATIC);
+  sqlite3_bind_int64(stmt, 4, t->created_at);
+  sqlite3_bind_int64(stmt, 5, t->expires_at);
+  return stmt_run(store, stmt);
+}
+
+static int store_token_get(struct reg_store *store, const char *id,
+                           struct reg_token *out)
+{
+  sqlite3_stmt *stmt = stmt_get(store, TOKEN_GET);
+
+  bind_text(stmt, 1, id);
+  return one_row(store, stmt, token_from_row, out);
+}
+
+static int store_token_list(struct reg_store *store, const char *principal,
+                            struct reg_token **out, size_t *n)
+{
+  sqlite3_stmt *stmt =
+      stmt_get(store, principal ? TOKEN_LIST : TOKEN_LIST_ALL);
+
+  bind_text(stmt, 1, principal);
+  return collect(store, stmt, sizeof(**out), token_from_row, (void **)out, n,
+                 NULL);
+}
+
+static int store_token_delete(struct reg_store *store, const char *id)
+{
+  return delete_one(store, TOKEN_DELETE, id);
+}
+
+static int store_token_touch(struct reg_store *store, const char *id,
+                             int64_t used_at)
+{
+  sqlite3_stmt *stmt = stmt_get(store, TOKEN_TOUCH);
+
+  bind_text(stmt, 1, id);
+  sqlite3_bind_int64(stmt, 2, used_at);
+  return stmt_run(store, stmt);
+}
+
+static int network_from_row(sqlite3_stmt *stmt, void *item)
+{
+  struct reg_network_info *net = item;
+
+  memset(net, 0, sizeof(*net));
+  column_copy(stmt, 0, net->name, sizeof(net->name));
+  column_copy(stmt, 1, net->range, sizeof(net->range));
+  column_copy(stmt, 2, net->netns, sizeof(net->netns));
+  net->created_at = sqlite3_column_int64(stmt, 4);
+  return store_split_lines((const char *)sqlite3_column_text(stmt, 3),
+                           &net->principals, &net->n_principals);
+}
+
+static void release_network(void *item)
+{
+  struct reg_network_info *net = item;
+
+  reg_strings_free(net->principals, net->n_principals);
+}
+
+static int store_network_insert(struct reg_store *store,
+                                const struct reg_network_info *net)
+{
+  sqlite3_stmt *stmt = stmt_get(store, NETWORK_INSERT);
+  char *principals = store_join_lines(net->principals, net->n_principals);
+  int r;
+
+  if (principals == NULL)
+    return -ENOMEM;
+  bind_text(stmt, 1, net->name);
+  bind_text(stmt, 2, net->range);
+  bind_text(stmt, 3, net->netns);
+  bind_text(stmt, 4, principals);
+  sqlite3_bind_int64(stmt, 5, net->created_at);
+  r = stmt_run(store, stmt);
+  free(principals);
+  return r;
+}
+
+static int store_network_get(struct reg_store *store, const char *name,
+                             struct reg_network_info *out)
+{
+  sqlite3_stmt *stmt = stmt_get(store, NETWORK_GET);
+
+  bind_text(stmt, 1, name);
+  return one_row(store, stmt, network_from_row, out);
+}
+
+static int store_network_list(struct reg_store *store,
+                              struct reg_network_info **out, size_t *n)
+{
+  return collect(store, stmt_get(store, NETWORK_LIST), sizeof(**out),
+                 network_from_row, (void **)out, n, release_network);
+}
+
+static int store_network_delete(struct reg_store *store, const char *name)
+{
+  return delete_one(store, NETWORK_DELETE, name);
+}
+
+static int store_network_count_live(struct reg_store *store, const char *name,
+                                    size_t *n)
+{
+  sqlite3_stmt *stmt = stmt_get(store, NETWORK_COUNT_LIVE);
+
+  bind_text(stmt, 1, name);
+  return count(store, stmt, n);
+}
+
 const struct reg_store_ops reg_store_sqlite = {
     .name = "sqlite",
     .open = store_open,
@@ -1352,6 +1687,23 @@ const struct reg_store_ops reg_store_sqlite = {
     .node_heartbeat = store_node_heartbeat,
     .node_list = store_node_list,
     .node_set_draining = store_node_set_draining,
+    .endpoints_prune = store_endpoints_prune,
+    .service_count_owner = store_service_count_owner,
+    .principal_insert = store_principal_insert,
+    .principal_get = store_principal_get,
+    .principal_list = store_principal_list,
+    .principal_delete = store_principal_delete,
+    .principal_holdings = store_principal_holdings,
+    .token_insert = store_token_insert,
+    .token_get = store_token_get,
+    .token_list = store_token_list,
+    .token_delete = store_token_delete,
+    .token_touch = store_token_touch,
+    .network_insert = store_network_insert,
+    .network_get = store_network_get,
+    .network_list = store_network_list,
+    .network_delete = store_network_delete,
+    .network_count_live = store_network_count_live,
     .event_append = store_event_append,
     .events_after = store_events_after,
     .last_seq = store_last_seq,

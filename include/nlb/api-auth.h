@@ -13,6 +13,17 @@
 /* Tokens longer than this are refused without hashing. */
 #define API_TOKEN_MAX 4096
 
+/* Longest token api_token_new makes, with its NUL. */
+#define API_TOKEN_TEXT_BUF 64
+/* What every token nlb makes starts with, so that secret scanners find one
+ * that leaked. */
+#define API_TOKEN_PREFIX "nlb_"
+
+/* A new API token: "nlb_" and 256 random bits in base64url, into text
+ * (API_TOKEN_TEXT_BUF bytes); its SHA-256 into sha256; a new id ("tok-" and
+ * hex) into id (REG_ID_BUF bytes). 0 or a negative errno (getrandom). */
+int api_token_new(char *text, uint8_t sha256[32], char *id);
+
 /* out = SHA-256(token[0..len)). */
 void api_token_sha256(const char *token, size_t len, uint8_t out[32]);
 

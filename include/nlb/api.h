@@ -153,11 +153,13 @@ int api_server_port(const struct api_server *server);
  * principals stay). */
 int api_server_reload(struct api_server *server, const struct api_settings *s);
 
-/* The registry committed events[0..n) (borrowed), through last_seq: event
- * streams that may see one of them wake up and read. Control thread. */
-void api_server_events(struct api_server *server,
-                       const struct reg_event *events, size_t n,
-                       uint64_t last_seq);
+/* This node applied a read of the registry's change feed (borrowed):
+ * event streams that may see one of its events wake up and read; API
+ * tokens made, revoked or expired take effect (the connections a revoked
+ * one authenticated are closed, its event streams with them). Control
+ * thread. */
+void api_server_changes(struct api_server *server,
+                        const struct reg_changes *changes);
 
 /* Stops listening, sends GOAWAY to every connection (HTTP/1.1: as on
  * reload), ends event streams and closes every connection once its pending

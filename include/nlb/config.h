@@ -132,6 +132,10 @@ struct nlb_config {
   char *registry_postgresql; /* libpq connection string, or NULL */
   uint64_t registry_pending_expiry_ms;
   uint64_t registry_event_retention_ms; /* events older than this go */
+  /* Finished endpoints (rejected, deleted, expired, failed) older than
+   * this go. */
+  uint64_t registry_endpoint_retention_ms;
+  uint32_t registry_service_quota; /* services per provider; 0: no limit */
 
   struct nlb_config_principal *principals;
   size_t n_principals;

@@ -112,7 +112,8 @@ struct reg_store_ops {
                                 char *const *principals, size_t n);
   int (*service_delete)(struct reg_store *store, const char *id);
 
-  /* Endpoints, with their placements when read. */
+  /* Endpoints, with their placements when read (and, for a network made
+   * through the API, its netns). */
   int (*endpoint_insert)(struct reg_store *store, const struct reg_endpoint *e,
                          const struct reg_addr_key *key);
   int (*endpoint_get)(struct reg_store *store, const char *id,
@@ -170,6 +171,45 @@ struct reg_store_ops {
   int (*node_list)(struct reg_store *store, struct reg_node **out, size_t *n,
                    int64_t *now);
   int (*node_set_draining)(struct reg_store *store, const char *name);
+
+  /* Endpoints in final states whose updated_at is before before_ms, at
+   * most limit: deleted (placements go with them). */
+  int (*endpoints_prune)(struct reg_store *store, int64_t before_ms,
+                         size_t limit, size_t *removed);
+  /* Services owned by owner. */
+  int (*service_count_owner)(struct reg_store *store, const char *owner,
+                             size_t *n);
+
+  /* Tenancy: principals, tokens, networks made through the API. */
+  int (*principal_insert)(struct reg_store *store,
+                          const struct reg_principal_info *p);
+  int (*principal_get)(struct reg_store *store, const char *name,
+                       struct reg_principal_info *out);
+  int (*principal_list)(struct reg_store *store,
+                        struct reg_principal_info **out, size_t *n);
+  int (*principal_delete)(struct reg_store *store, const char *name);
+  /* Services it owns and live endpoints it holds. */
+  int (*principal_holdings)(struct reg_store *store, const char *name,
+                            size_t *services, size_t *endpoints);
+  int (*token_insert)(struct reg_store *store, const struct reg_token *t);
+  int (*token_get)(struct reg_store *store, const char *id,
+                   struct reg_token *out);
+  /* Of principal, or every token when principal is NULL; with role. */
+  int (*token_list)(struct reg_store *store, const char *principal,
+                    struct reg_token **out, size_t *n);
+  int (*token_delete)(struct reg_store *store, const char *id);
+  int (*token_touch)(struct reg_store *store, const char *id,
+                     int64_t used_at);
+  /* Networks; principals are stored with them. */
+  int (*network_insert)(struct reg_store *store,
+                        const struct reg_network_info *net);
+  int (*network_get)(struct reg_store *store, const char *name,
+                     struct reg_network_info *out);
+  int (*network_list)(struct reg_store *store, struct reg_network_info **out,
+                      size_t *n);
+  int (*network_delete)(struct reg_store *store, const char *name);
+  int (*network_count_live)(struct reg_store *store, const char *name,
+                            size_t *n);
 
   /* Events: append assigns ev->seq. */
   int (*event_append)(struct reg_store *store, struct reg_event *ev);

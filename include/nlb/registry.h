@@ -133,8 +133,10 @@ enum reg_role {
  *                                            (reg_placements_report())
  *
  * deleted is final. rejected, expired and failed are never accepted again:
- * the consumer creates a new endpoint. "Live" states (holding an address and
- * counting against connection_limit) are pendingAcceptance and available. */
+ * the consumer creates a new endpoint. Endpoints in those four states are
+ * pruned after registry.endpoint_retention (reg_endpoints_prune). "Live" states
+ * (holding an address and counting against connection_limit) are
+ * pendingAcceptance and available. */
 enum reg_endpoint_state {
   REG_EP_PENDING_ACCEPTANCE = 0,
   REG_EP_AVAILABLE = 1,
@@ -150,7 +152,9 @@ enum reg_endpoint_state {
  * at the endpoint's current row (reg_changes carries it), not only at the
  * type: a connect to a service without acceptance_required is one connect
  * event whose state is already available. register/deregister name a
- * run-time target (target_group, target); drain names a node. */
+ * run-time target (target_group, target); drain names a node; the
+ * principal_*, token_* and network_* events name their principal or
+ * network (subject) and token (token_id). */
 enum reg_event_type {
   REG_EVENT_CONNECT = 0,    /* created: pendingAcceptance or available */
   REG_EVENT_ACCEPT = 1,     /* -> available */
@@ -162,8 +166,14 @@ enum reg_event_type {
   REG_EVENT_REGISTER = 7,   /* a target registered through the API */
   REG_EVENT_DEREGISTER = 8, /* such a target deregistered (it drains) */
   REG_EVENT_DRAIN = 9,      /* a node asked to drain */
+  REG_EVENT_PRINCIPAL_CREATE = 10, /* subject: the principal */
+  REG_EVENT_PRINCIPAL_DELETE = 11,
+  REG_EVENT_TOKEN_CREATE = 12, /* subject: the principal; token_id */
+  REG_EVENT_TOKEN_REVOKE = 13,
+  REG_EVENT_NETWORK_CREATE = 14, /* subject: the network */
+  REG_EVENT_NETWORK_DELETE = 15,
 };
-#define REG_EVENT_TYPE_COUNT 10
+#define REG_EVENT_TYPE_COUNT 16
 
 /* ---- config the registry is given ---------------------------------------
  * All pointers are borrowed for the duration of reg_open()/reg_reload(); the
@@ -201,6 +211,8 @@ struct reg_config {
   size_t n_load_balancers;
   /* A pendingAcceptance endpoint older than this expires; 0: default. */
   int64_t pending_expiry_ms;
+  /* Services one provider may own (operators: no limit); 0: no limit. */
+  uint32_t service_quota;
   /* Target groups that targets may be registered in at run time. */
   const char *const *target_groups;
   size_t n_target_groups;
@@ -306,6 +318,37 @@ struct reg_node {
   char version[REG_VERSION_BUF];
 };
 
+/* A principal, from the config (read-only through the API) or made through
+ * the API. */
+struct reg_principal_info {
+  char name[REG_NAME_BUF];
+  enum reg_role role;
+  bool from_config;
+  int64_t created_at; /* unix ms; 0 for the config's */
+};
+
+/* An API token: only its SHA-256 is stored, never the token. */
+struct reg_token {
+  char id[REG_ID_BUF]; /* "tok-" + hex */
+  char principal[REG_NAME_BUF];
+  enum reg_role role; /* the principal's */
+  uint8_t sha256[32];
+  int64_t created_at;
+  int64_t expires_at;   /* unix ms; 0: never */
+  int64_t last_used_at; /* unix ms; 0: never (recorded about once a minute) */
+};
+
+/* A network, from the config or made through the API. */
+struct reg_network_info {
+  char name[REG_NAME_BUF];
+  char range[REG_CIDR_BUF];
+  char netns[REG_NAME_BUF]; /* "" = host addresses */
+  char **principals;        /* consumers allowed; none = any */
+  size_t n_principals;
+  bool from_config;
+  int64_t created_at;
+};
+
 /* An event, flat (no heap members). */
 struct reg_event {
   uint64_t seq; /* 1, 2, 3... no gaps, never reused */
@@ -321,6 +364,8 @@ struct reg_event {
   char target_group[REG_NAME_BUF]; /* register, deregister */
   char target[REG_TARGET_BUF];     /* register, deregister */
   char node[REG_NAME_BUF];         /* drain */
+  char subject[REG_NAME_BUF];      /* principal_*, token_*, network_* */
+  char token_id[REG_ID_BUF];       /* token_* */
 };
 
 /* Per-item result of a batch (accept/reject). */
@@ -571,6 +616,86 @@ int reg_node_drain(struct reg *reg, const struct reg_actor *actor,
                    const char *name, struct reg_node *out,
                    struct reg_error *err);
 
+/* ---- tenancy (operator) --------------------------------------------------
+ * Principals, their tokens and networks can be made at run time, besides
+ * the config's (which stay read-only here: -EBUSY). A name is either the
+ * config's or the API's, never both (-EEXIST). Every change is one event
+ * (operators only see them). */
+
+/* Makes principal name with role and its first token, whose SHA-256 the
+ * caller computed (the registry never sees a token). Fills *principal and
+ * *token (both may be NULL). Errors: -EACCES (not an operator), -EINVAL
+ * (bad name or role), -EEXIST (the name is taken, by the config or the
+ * API). */
+int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
+                         const char *name, enum reg_role role,
+                         const uint8_t token_sha256[32], const char *token_id,
+                         struct reg_principal_info *principal,
+                         struct reg_token *token, struct reg_error *err);
+
+/* Every principal (the config's first, by name, then the API's, by name).
+ * *out is allocated (plain free()). Operators only. */
+int reg_principals_list(struct reg *reg, const struct reg_actor *actor,
+                        struct reg_principal_info **out, size_t *n,
+                        struct reg_error *err);
+
+/* Deletes a principal made through the API and its tokens (one
+ * token_revoke event each, then principal_delete). -ENOENT, -EBUSY (the
+ * config's; or it owns services or has live endpoints). */
+int reg_principal_delete(struct reg *reg, const struct reg_actor *actor,
+                         const char *name, struct reg_error *err);
+
+/* A new token for an API principal (so it can hold two while it rotates):
+ * token_id is the caller's ("tok-" + hex), expires_at 0 for never.
+ * -ENOENT, -EBUSY (the config's principal), -EINVAL (expiry in the
+ * past). */
+int reg_token_create(struct reg *reg, const struct reg_actor *actor,
+                     const char *principal, const uint8_t token_sha256[32],
+                     const char *token_id, int64_t expires_at,
+                     struct reg_token *out, struct reg_error *err);
+
+/* The tokens of a principal (ids, times; the hashes are zeroed), by
+ * created_at. *out is allocated (plain free()). -ENOENT. */
+int reg_tokens_list(struct reg *reg, const struct reg_actor *actor,
+                    const char *principal, struct reg_token **out, size_t *n,
+                    struct reg_error *err);
+
+/* Revokes one token: one token_revoke event. -ENOENT. */
+int reg_token_revoke(struct reg *reg, const struct reg_actor *actor,
+                     const char *principal, const char *id,
+                     struct reg_error *err);
+
+/* Records when tokens were last used (n of them; one transaction, no
+ * event). */
+int reg_tokens_used(struct reg *reg, char *const *ids, const int64_t *used_at,
+                    size_t n);
+
+struct reg_network_params {
+  const char *name;
+  const char *range;
+  const char *netns; /* NULL or "": host addresses */
+  const char *const *principals;
+  size_t n_principals;
+};
+
+/* Makes a network. Every node maps it to the namespace netns of its own
+ * host (the same name everywhere). Errors: -EACCES, -EINVAL, -EEXIST. */
+int reg_network_create(struct reg *reg, const struct reg_actor *actor,
+                       const struct reg_network_params *params,
+                       struct reg_network_info *out, struct reg_error *err);
+
+/* Every network: the config's (by name), then the API's (by name). *out is
+ * allocated (free with reg_networks_free). Operators only. */
+int reg_networks_list(struct reg *reg, const struct reg_actor *actor,
+                      struct reg_network_info **out, size_t *n,
+                      struct reg_error *err);
+void reg_networks_free(struct reg_network_info *networks, size_t n);
+
+/* Deletes a network made through the API. -ENOENT, -EBUSY (the config's;
+ * or live endpoints are in it). */
+int reg_network_delete(struct reg *reg, const struct reg_actor *actor,
+                       const char *name, struct reg_error *err);
+
 /* ---- control loop and data plane ----------------------------------------- */
 
 /* Expires every pendingAcceptance endpoint created at or before
@@ -579,6 +704,13 @@ int reg_node_drain(struct reg *reg, const struct reg_actor *actor,
  * the count. The control loop calls this periodically, on every node: a
  * second node finds nothing left to expire. */
 int reg_expire_pending(struct reg *reg, int64_t now_ms, size_t *n_expired);
+
+/* Deletes endpoints that have been in a final state (rejected, deleted,
+ * expired, failed) since before before_ms, at most limit in one
+ * transaction (their addresses were free already). *removed (may be NULL)
+ * gets the count. Any node may call it. */
+int reg_endpoints_prune(struct reg *reg, int64_t before_ms, size_t limit,
+                        size_t *removed);
 
 /* What this node's data plane made of available endpoints. */
 struct reg_placement_report {
@@ -662,6 +794,10 @@ struct reg_changes {
   size_t n_endpoints;
   struct reg_target *targets;
   size_t n_targets;
+  /* API tokens named by token events (after a resync: every one); a token
+   * event whose token has no row here names one that is gone. */
+  struct reg_token *tokens;
+  size_t n_tokens;
   bool node_draining; /* this node's record says draining */
 };
 
@@ -683,7 +819,9 @@ const char *reg_state_name(enum reg_endpoint_state state);
 int reg_state_parse(const char *s, enum reg_endpoint_state *out);
 
 /* "connect", "accept", "reject", "delete", "expire", "fail", "modify",
- * "register", "deregister", "drain"; parse returns -EINVAL. */
+ * "register", "deregister", "drain", "principal_create",
+ * "principal_delete", "token_create", "token_revoke", "network_create",
+ * "network_delete"; parse returns -EINVAL. */
 const char *reg_event_type_name(enum reg_event_type type);
 int reg_event_type_parse(const char *s, enum reg_event_type *out);
 

@@ -29,12 +29,19 @@
 
 struct nlb_regloop;
 
+/* How long history is kept: events, and endpoints in a final state
+ * (rejected, deleted, expired, failed), are pruned once older. */
+struct nlb_regloop_retention {
+  uint64_t events_ms;
+  uint64_t endpoints_ms;
+};
+
 struct nlb_regloop_settings {
   const char *store;    /* "sqlite" or "postgresql" */
   const char *location; /* file path or connection string */
   /* Borrowed for the call: the registry copies it. */
   const struct reg_config *config;
-  uint64_t event_retention_ms; /* events older than this are pruned */
+  struct nlb_regloop_retention retention;
   /* Called on the control thread with each read of the change feed, in
    * order; changes is borrowed for the call. */
   void (*on_changes)(const struct reg_changes *changes, void *arg);
@@ -76,7 +83,8 @@ void nlb_regloop_resync(struct nlb_regloop *rl);
 /* Takes a reloaded config (reg_reload on the thread; blocking). Returns 0
  * or reg_reload's error, with err filled. */
 int nlb_regloop_reload(struct nlb_regloop *rl, const struct reg_config *cfg,
-                       uint64_t event_retention_ms, struct reg_error *err);
+                       const struct nlb_regloop_retention *retention,
+                       struct reg_error *err);
 
 /* The store's name ("sqlite", "postgresql"). */
 const char *nlb_regloop_store(const struct nlb_regloop *rl);

@@ -188,7 +188,14 @@ def test_permissions_limits_and_auto_accept():
                        "payments", {"remove": ["blog"]})
         assert perms == {"allowed_principals": ["shop"]}, perms
         api.error("PATCH", "/v1/services/%s/permissions" % sid, "payments",
-                  {"add": ["nobody"]}, status=400, code="InvalidValue")
+                  {"add": ["no body"]}, status=400, code="InvalidValue")
+        # A name no principal holds is accepted like any other: whether a
+        # principal exists is not a provider's to learn.
+        perms = api.ok("PATCH", "/v1/services/%s/permissions" % sid,
+                       "payments", {"add": ["nobody"]})
+        assert perms == {"allowed_principals": ["nobody", "shop"]}, perms
+        api.ok("PATCH", "/v1/services/%s/permissions" % sid, "payments",
+               {"remove": ["nobody"]})
         # Without acceptance an allowed consumer goes straight to available.
         svc = api.ok("PATCH", "/v1/services/" + sid, "payments",
                      {"acceptance_required": False, "connection_limit": 0})

@@ -467,7 +467,8 @@ def test_help_at_every_level():
                            .split("Options")[0], re.M)
     assert resources == ["services", "permissions", "connections",
                          "available-services", "endpoints", "target-groups",
-                         "targets", "events", "nodes"], resources
+                         "targets", "events", "nodes", "principals", "tokens",
+                         "networks"], resources
     assert ctl.ok(None, "help") == out
     commands = 0
     for resource in resources:
@@ -489,7 +490,7 @@ def test_help_at_every_level():
             for line in text.splitlines():
                 assert len(line) < 80, (args, line)
             commands += 1
-    assert commands == 24, commands
+    assert commands == 33, commands
     assert re.fullmatch(r"nlbctl \d+\.\d+\.\d+\n", ctl.ok(None, "--version"))
     ctl.close()
 
@@ -683,10 +684,74 @@ def test_bash_completion():
     assert "--follow" in complete("nlbctl events --")
 
 
+def test_principals_tokens_networks():
+    """The operator onboards a consumer with nlbctl alone: a principal, its
+    network, a second token, the first revoked; the new consumer uses
+    nlbctl with its token; no token the API made shows anywhere but the
+    one answer that made it."""
+    need_nlbctl()
+    with NlbdApi() as api:
+        ctl = Ctl(api)
+        status, out, err = ctl.run("ops", "principals", "create", "shop-b",
+                                   "--role", "consumer")
+        assert status == 0, err
+        made = fields(out)
+        assert made["name"] == "shop-b" and made["source"] == "api", made
+        first = made["token"]
+        assert re.match(r"^nlb_[A-Za-z0-9_-]{43}$", first), made
+        assert "never shows it again" in err, err
+        OUTPUTS.pop()  # the one output that may carry it
+        rows = table(ctl.ok("ops", "principals", "list"))
+        assert {r["NAME"]: r["SOURCE"] for r in rows}["shop-b"] == "api"
+        assert {r["NAME"]: r["SOURCE"] for r in rows}["shop"] == "config"
+        ctl.fails("ops", "principals", "create", "shop-b", "--role",
+                  "consumer", match=r"^409 AlreadyExists: ")
+        ctl.fails("ops", "principals", "create", "x", status=2,
+                  match="--role is required")
+        ctl.fails("payments", "principals", "list",
+                  match=r"^403 Forbidden: ")
+        ctl.fails("ops", "principals", "delete", "shop",
+                  match=r"^409 InvalidState: ")
+
+        net = ctl.json("ops", "networks", "create", "shop-b-net", "--range",
+                       "127.79.1.0/29", "--allow", "shop-b")
+        assert net["principals"] == ["shop-b"] and net["netns"] is None, net
+        assert "shop-b-net" in [r["NAME"] for r in
+                                table(ctl.ok("ops", "networks", "list"))]
+        ctl.ok("payments", "services", "create", "pay", "--load-balancer",
+               "payments-lb", "--allow", "shop-b", "--no-acceptance")
+        ep = ctl.json(first, "endpoints", "create", "--service", "pay",
+                      "--network", "shop-b-net")
+        assert ep["state"] == "available" and \
+            ep["address"] == "127.79.1.1", ep
+        ctl.fails("ops", "networks", "delete", "shop-b-net",
+                  match=r"^409 InvalidState: ")
+
+        second = ctl.json("ops", "tokens", "create", "shop-b",
+                          "--expires-in", "90d")
+        OUTPUTS.pop()
+        assert second["expires_at"] is not None, second
+        listed = table(ctl.ok("ops", "tokens", "list", "shop-b"))
+        assert len(listed) == 2, listed
+        ctl.fails("ops", "tokens", "create", "shop-b", "--expires-in",
+                  "soon", status=2, match="is not a duration")
+        ctl.ok("ops", "tokens", "revoke", "shop-b", listed[0]["ID"])
+        ctl.fails(first, "endpoints", "list", match=r"^401 Unauthorized")
+        assert ctl.json(second["token"], "endpoints", "list")["endpoints"]
+        ctl.ok(second["token"], "endpoints", "delete", ep["id"])
+        ctl.ok("ops", "networks", "delete", "shop-b-net")
+        ctl.close()
+        for tok in (first, second["token"]):
+            for text in OUTPUTS:
+                assert tok not in text, text
+            assert tok not in api.log()
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_provider_consumer_story,
         test_operator_target_groups_targets_nodes,
+        test_principals_tokens_networks,
         test_json_is_the_apis_answer,
         test_pagination_is_followed,
         test_exit_statuses_and_error_lines,

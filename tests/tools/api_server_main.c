@@ -139,7 +139,7 @@ static void follow_changes(void)
     fake_apply_target(ev->target_group, ev->target, weight);
   }
   if (server != NULL)
-    api_server_events(server, c.events, c.n_events, c.last_seq);
+    api_server_changes(server, &c);
   feed_cursor = c.last_seq;
   reg_changes_release(&c);
 }

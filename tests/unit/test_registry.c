@@ -227,20 +227,20 @@ static void test_registry_schema_version(void)
 
   if (pg()) {
     open_fresh();
-    CU_ASSERT_EQUAL(reg_schema_version(reg), 1);
+    CU_ASSERT_EQUAL(reg_schema_version(reg), 2);
     CU_ASSERT_STRING_EQUAL(reg_store_name(reg), "postgresql");
     close_fresh();
     return;
   }
   open_fresh();
-  CU_ASSERT_EQUAL(reg_schema_version(reg), 3);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), 4);
   CU_ASSERT_STRING_EQUAL(reg_store_name(reg), "sqlite");
   CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
   CU_ASSERT_EQUAL(
       sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL),
       SQLITE_OK);
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
-  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 3);
+  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 4);
   sqlite3_finalize(stmt);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL);
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
@@ -264,8 +264,14 @@ static void test_registry_schema_version(void)
                                "PRAGMA user_version = 1",
                                NULL, NULL, NULL),
                   SQLITE_OK);
-  /* Version 2's tables and indexes were made by the steps above it. */
+  /* The tables and indexes of versions 2 to 4 were made by the steps
+   * above version 1. */
   CU_ASSERT_EQUAL(sqlite3_exec(db,
+                               "DROP TABLE tokens; DROP TABLE principals;"
+                               "DROP TABLE networks;"
+                               "DROP INDEX endpoints_final;"
+                               "ALTER TABLE events DROP COLUMN subject;"
+                               "ALTER TABLE events DROP COLUMN token_id;"
                                "DROP TABLE placements; DROP TABLE targets;"
                                "DROP TABLE nodes; DROP TABLE network_hints;"
                                "DROP INDEX events_owner;"
@@ -292,7 +298,7 @@ static void test_registry_schema_version(void)
                                NULL, NULL, NULL),
                   SQLITE_OK);
   CU_ASSERT_EQUAL_FATAL(open_store(&reg, &config, NULL), 0);
-  CU_ASSERT_EQUAL(reg_schema_version(reg), 3);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), 4);
   sqlite3_prepare_v2(db,
                      "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                      " AND name IN ('events_time', 'endpoints_consumer_state')",
@@ -312,8 +318,8 @@ static void test_registry_schema_version(void)
 static void test_registry_service_create(void)
 {
   struct reg_service_params p = {"payments", "lb1", true, SHOP_LIST, 1, 3};
-  const char *const bad_principal[] = {"nobody"};
-  const char *const provider_principal[] = {"pay2"};
+  const char *const bad_principal[] = {"no body"};
+  const char *const unknown_principal[] = {"nobody"};
   struct reg_service s;
   struct reg_error err;
 
@@ -352,8 +358,14 @@ static void test_registry_service_create(void)
   p.allowed_principals = bad_principal;
   CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
   CU_ASSERT_STRING_EQUAL(err.field, "allowed_principals");
-  p.allowed_principals = provider_principal;
-  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+  /* A name nobody holds (yet) is accepted: whether a principal exists is
+   * not a provider's to learn. */
+  p.allowed_principals = unknown_principal;
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, &s, &err), 0);
+  CU_ASSERT(s.n_allowed_principals == 1 &&
+            strcmp(s.allowed_principals[0], "nobody") == 0);
+  reg_service_release(&s);
+  p.name = "other2";
   p.allowed_principals = ALL;
   CU_ASSERT_EQUAL(reg_service_create(reg, &SHOP, &p, NULL, &err), -EACCES);
   CU_ASSERT_EQUAL(err.code, -EACCES);
@@ -444,7 +456,7 @@ static void test_registry_permissions(void)
 {
   const char *const add[] = {"shop", "acme", "shop"};
   const char *const rm[] = {"acme", "absent"};
-  const char *const bad[] = {"pay"};
+  const char *const bad[] = {"no such!"};
   struct reg_service *v;
   char svc[REG_ID_BUF];
   char **pr;
@@ -1231,7 +1243,7 @@ static void test_registry_reopen(void)
     reg_endpoint_release(&e);
   }
   reopen();
-  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 1 : 3);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 2 : 4);
   CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
   CU_ASSERT_STRING_EQUAL(s.name, "a");
   CU_ASSERT_EQUAL(s.connection_limit, 4);
@@ -1684,6 +1696,335 @@ static void test_registry_changes(void)
   close_fresh();
 }
 
+/* ---- tenancy ------------------------------------------------------------ */
+
+static void hash_of(uint8_t out[32], int n)
+{
+  memset(out, 0, 32);
+  out[0] = (uint8_t)n;
+  out[31] = 0xa5;
+}
+
+static bool zeroed(const uint8_t *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (p[i])
+      return false;
+  return true;
+}
+
+static void test_registry_principals_tokens(void)
+{
+  static const struct reg_actor T1 = {"tenant1", REG_ROLE_CONSUMER};
+  struct reg_principal_info pi, *pv;
+  struct reg_token tk, *tv;
+  struct reg_event *ev;
+  struct reg_changes ch;
+  struct reg_error err;
+  uint8_t h1[32], h2[32], h3[32];
+  char svc[REG_ID_BUF], ep[REG_ID_BUF];
+  uint64_t seq;
+  size_t n;
+
+  hash_of(h1, 1);
+  hash_of(h2, 2);
+  hash_of(h3, 3);
+  open_fresh();
+  CU_ASSERT_EQUAL(reg_last_seq(reg, &seq), 0);
+  CU_ASSERT_EQUAL_FATAL(
+      reg_principal_create(reg, &OPS, "tenant1", REG_ROLE_CONSUMER, h1,
+                           "tok-00000000000000001", &pi, &tk, &err),
+      0);
+  CU_ASSERT_STRING_EQUAL(pi.name, "tenant1");
+  CU_ASSERT_EQUAL(pi.role, REG_ROLE_CONSUMER);
+  CU_ASSERT_FALSE(pi.from_config);
+  CU_ASSERT(llabs(pi.created_at - wall_now_ms()) < 5000);
+  CU_ASSERT_STRING_EQUAL(tk.id, "tok-00000000000000001");
+  CU_ASSERT_STRING_EQUAL(tk.principal, "tenant1");
+  CU_ASSERT(zeroed(tk.sha256, 32)); /* handed out without its hash */
+  CU_ASSERT_EQUAL(tk.expires_at, 0);
+  /* Taken names, by the API or by the config; bad names; non-operators. */
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "tenant1", REG_ROLE_PROVIDER,
+                                       h2, "tok-00000000000000002", NULL, NULL,
+                                       &err),
+                  -EEXIST);
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "shop", REG_ROLE_CONSUMER, h2,
+                                       "tok-00000000000000002", NULL, NULL,
+                                       &err),
+                  -EEXIST);
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "no body", REG_ROLE_CONSUMER,
+                                       h2, "tok-00000000000000002", NULL, NULL,
+                                       &err),
+                  -EINVAL);
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &PAY, "x", REG_ROLE_CONSUMER, h2,
+                                       "tok-00000000000000002", NULL, NULL,
+                                       &err),
+                  -EACCES);
+  /* The same hash twice is refused by the store (UNIQUE). */
+  CU_ASSERT(reg_principal_create(reg, &OPS, "tenant9", REG_ROLE_CONSUMER, h1,
+                                 "tok-00000000000000009", NULL, NULL,
+                                 &err) < 0);
+
+  /* The config's principals first, then the API's. */
+  CU_ASSERT_EQUAL(reg_principals_list(reg, &OPS, &pv, &n, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 6);
+  CU_ASSERT(pv[0].from_config && pv[0].created_at == 0);
+  CU_ASSERT(strcmp(pv[5].name, "tenant1") == 0 && !pv[5].from_config);
+  free(pv);
+  CU_ASSERT_EQUAL(reg_principals_list(reg, &PAY, &pv, &n, &err), -EACCES);
+
+  /* A second token (rotation), with an expiry. */
+  CU_ASSERT_EQUAL(reg_token_create(reg, &OPS, "tenant1", h2,
+                                   "tok-00000000000000002",
+                                   wall_now_ms() + 3600000, &tk, &err),
+                  0);
+  CU_ASSERT_EQUAL(tk.role, REG_ROLE_CONSUMER);
+  CU_ASSERT_EQUAL(reg_token_create(reg, &OPS, "tenant1", h3,
+                                   "tok-00000000000000003", wall_now_ms() - 1,
+                                   NULL, &err),
+                  -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "expires_at");
+  CU_ASSERT_EQUAL(reg_token_create(reg, &OPS, "shop", h3,
+                                   "tok-00000000000000003", 0, NULL, &err),
+                  -EBUSY);
+  CU_ASSERT_EQUAL(reg_token_create(reg, &OPS, "ghost", h3,
+                                   "tok-00000000000000003", 0, NULL, &err),
+                  -ENOENT);
+  CU_ASSERT_EQUAL(reg_tokens_list(reg, &OPS, "tenant1", &tv, &n, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 2);
+  CU_ASSERT_STRING_EQUAL(tv[0].id, "tok-00000000000000001");
+  CU_ASSERT(zeroed(tv[0].sha256, 32) && zeroed(tv[1].sha256, 32));
+  CU_ASSERT(tv[1].expires_at > wall_now_ms());
+  free(tv);
+  CU_ASSERT_EQUAL(reg_tokens_list(reg, &OPS, "ghost", &tv, &n, &err), -ENOENT);
+
+  /* last_used_at is recorded in a batch. */
+  {
+    char *ids[] = {"tok-00000000000000001"};
+    int64_t at[] = {wall_now_ms()};
+
+    CU_ASSERT_EQUAL(reg_tokens_used(reg, ids, at, 1), 0);
+    CU_ASSERT_EQUAL(reg_tokens_list(reg, &OPS, "tenant1", &tv, &n, &err), 0);
+    CU_ASSERT(n == 2 && tv[0].last_used_at == at[0] && tv[1].last_used_at == 0);
+    free(tv);
+  }
+
+  /* The change feed hands the tokens with their hashes (what the API
+   * authenticates with), and a revoked token as an event without a row. */
+  CU_ASSERT_EQUAL(reg_changes_read(reg, seq, 100, false, &ch), 0);
+  CU_ASSERT_EQUAL(ch.n_events, 3); /* principal, token, token */
+  CU_ASSERT_EQUAL_FATAL(ch.n_tokens, 2);
+  CU_ASSERT(memcmp(ch.tokens[0].sha256, h1, 32) == 0 ||
+            memcmp(ch.tokens[1].sha256, h1, 32) == 0);
+  seq = ch.last_seq;
+  reg_changes_release(&ch);
+  CU_ASSERT_EQUAL(
+      reg_token_revoke(reg, &OPS, "tenant1", "tok-00000000000000001", &err), 0);
+  CU_ASSERT_EQUAL(
+      reg_token_revoke(reg, &OPS, "tenant1", "tok-00000000000000001", &err),
+      -ENOENT);
+  CU_ASSERT_EQUAL(reg_changes_read(reg, seq, 100, false, &ch), 0);
+  CU_ASSERT(ch.n_events == 1 && ch.events[0].type == REG_EVENT_TOKEN_REVOKE &&
+            strcmp(ch.events[0].token_id, "tok-00000000000000001") == 0 &&
+            ch.n_tokens == 0);
+  reg_changes_release(&ch);
+  CU_ASSERT_EQUAL(reg_changes_read(reg, 0, 100, true, &ch), 0);
+  CU_ASSERT(ch.resync && ch.n_tokens == 1 &&
+            strcmp(ch.tokens[0].id, "tok-00000000000000002") == 0 &&
+            memcmp(ch.tokens[0].sha256, h2, 32) == 0);
+  reg_changes_release(&ch);
+
+  /* An API principal acts like a config one, and one holding an endpoint
+   * may not go. */
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", false, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&T1, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(state_of(ep), REG_EP_AVAILABLE);
+  CU_ASSERT_EQUAL(reg_principal_delete(reg, &OPS, "tenant1", &err), -EBUSY);
+  CU_ASSERT(strstr(err.message, "1 live endpoints") != NULL);
+  CU_ASSERT_EQUAL(reg_principal_delete(reg, &OPS, "shop", &err), -EBUSY);
+  CU_ASSERT(strstr(err.message, "config") != NULL);
+  CU_ASSERT_EQUAL(reg_principal_delete(reg, &OPS, "ghost", &err), -ENOENT);
+  CU_ASSERT_EQUAL(reg_principal_delete(reg, &PAY, "tenant1", &err), -EACCES);
+
+  /* Everything survives a restart. */
+  reopen();
+  CU_ASSERT_EQUAL(reg_tokens_list(reg, &OPS, "tenant1", &tv, &n, &err), 0);
+  CU_ASSERT(n == 1 && strcmp(tv[0].id, "tok-00000000000000002") == 0);
+  free(tv);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &T1, ep, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_principal_delete(reg, &OPS, "tenant1", &err), 0);
+  CU_ASSERT_EQUAL(reg_tokens_list(reg, &OPS, "tenant1", &tv, &n, &err),
+                  -ENOENT);
+  /* Events name the principal and token; providers and consumers see
+   * none of them. */
+  CU_ASSERT_EQUAL(reg_events_after(reg, NULL, 0, 100, &ev, &n, NULL), 0);
+  {
+    static const enum reg_event_type want[] = {
+        REG_EVENT_PRINCIPAL_CREATE, REG_EVENT_TOKEN_CREATE,
+        REG_EVENT_TOKEN_CREATE,     REG_EVENT_TOKEN_REVOKE,
+        REG_EVENT_CONNECT,          REG_EVENT_DELETE,
+        REG_EVENT_TOKEN_REVOKE,     REG_EVENT_PRINCIPAL_DELETE,
+    };
+
+    CU_ASSERT_EQUAL_FATAL(n, 8);
+    for (size_t i = 0; i < n; i++)
+      CU_ASSERT_EQUAL(ev[i].type, want[i]);
+    CU_ASSERT_STRING_EQUAL(ev[0].subject, "tenant1");
+    CU_ASSERT_STRING_EQUAL(ev[0].principal, "ops");
+    CU_ASSERT_STRING_EQUAL(ev[6].token_id, "tok-00000000000000002");
+  }
+  free(ev);
+  CU_ASSERT_EQUAL(reg_events_after(reg, &PAY, 0, 100, &ev, &n, NULL), 0);
+  for (size_t i = 0; i < n; i++)
+    CU_ASSERT(ev[i].type < REG_EVENT_PRINCIPAL_CREATE);
+  free(ev);
+  CU_ASSERT_EQUAL(reg_events_after(reg, &OPS, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 8);
+  free(ev);
+  /* The name is free again; and a config that takes an API name is
+   * refused. */
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "tenant1", REG_ROLE_PROVIDER,
+                                       h3, "tok-00000000000000003", NULL, NULL,
+                                       &err),
+                  0);
+  {
+    struct reg_principal more[6];
+    struct reg_config c = config;
+
+    memcpy(more, principals, sizeof(principals));
+    more[5] = (struct reg_principal){"tenant1", REG_ROLE_PROVIDER};
+    c.principals = more;
+    c.n_principals = 6;
+    CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EEXIST);
+    CU_ASSERT(strstr(err.message, "tenant1") != NULL);
+    reg_close(reg);
+    CU_ASSERT_EQUAL(open_store(&reg, &c, &err), -EEXIST);
+    CU_ASSERT_EQUAL_FATAL(open_store(&reg, &config, &err), 0);
+  }
+  close_fresh();
+}
+
+static void test_registry_networks_api(void)
+{
+  static const char *const only_shop[] = {"shop"};
+  struct reg_network_params p = {"vpc9", "10.9.0.0/30", "ns9", only_shop, 1};
+  struct reg_network_info net, *nv;
+  struct reg_error err;
+  char svc[REG_ID_BUF], ep[REG_ID_BUF], addr[REG_ADDR_BUF];
+  size_t n;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(reg_network_create(reg, &OPS, &p, &net, &err), 0);
+  CU_ASSERT_STRING_EQUAL(net.name, "vpc9");
+  CU_ASSERT_STRING_EQUAL(net.netns, "ns9");
+  CU_ASSERT(net.n_principals == 1 && strcmp(net.principals[0], "shop") == 0);
+  reg_strings_free(net.principals, net.n_principals);
+  CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), -EEXIST);
+  p.name = "host"; /* the config's */
+  CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), -EEXIST);
+  p.name = "bad";
+  p.range = "10.9.0.1/30"; /* host bits set */
+  CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), -EINVAL);
+  p.range = "10.9.0.0/30";
+  p.netns = "../etc";
+  CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), -EINVAL);
+  CU_ASSERT_EQUAL(reg_network_create(reg, &PAY, &p, NULL, &err), -EACCES);
+  CU_ASSERT_EQUAL(reg_networks_list(reg, &OPS, &nv, &n, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 7);
+  CU_ASSERT(nv[0].from_config && strcmp(nv[6].name, "vpc9") == 0 &&
+            !nv[6].from_config && strcmp(nv[6].range, "10.9.0.0/30") == 0);
+  reg_networks_free(nv, n);
+
+  /* Endpoints use it like a config network: its principals, its range,
+   * its namespace. */
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", false, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL(endpoint(&ACME, "a", "vpc9", NULL, NULL, NULL), -EACCES);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "vpc9", NULL, ep, addr), 0);
+  CU_ASSERT_STRING_EQUAL(addr, "10.9.0.1");
+  {
+    struct reg_endpoint e;
+
+    CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep, &e), 0);
+    CU_ASSERT_STRING_EQUAL(e.netns, "ns9");
+    reg_endpoint_release(&e);
+  }
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "vpc9", NULL, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "vpc9", NULL, NULL, NULL), -ENOSPC);
+  CU_ASSERT_EQUAL(reg_network_delete(reg, &OPS, "vpc9", &err), -EBUSY);
+  CU_ASSERT_EQUAL(reg_network_delete(reg, &OPS, "host", &err), -EBUSY);
+  CU_ASSERT_EQUAL(reg_network_delete(reg, &OPS, "ghost", &err), -ENOENT);
+  reopen();
+  {
+    struct reg_endpoint *v;
+
+    CU_ASSERT_EQUAL(reg_available_endpoints(reg, &v, &n), 0);
+    CU_ASSERT(n == 2 && strcmp(v[0].netns, "ns9") == 0);
+    reg_endpoints_free(v, n);
+  }
+  close_fresh();
+}
+
+static void test_registry_service_quota(void)
+{
+  struct reg_config c = config;
+  struct reg_error err;
+
+  open_fresh();
+  c.service_quota = 2;
+  CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, NULL), 0);
+  CU_ASSERT_EQUAL(service(&PAY, "a", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(service(&PAY, "b", true, ALL, 1, 0, NULL), 0);
+  {
+    struct reg_service_params p = {"c", "lb1", true, ALL, 1, 0};
+
+    CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EDQUOT);
+    CU_ASSERT(strstr(err.message, "service_quota") != NULL);
+  }
+  /* Per provider; operators are not limited. */
+  CU_ASSERT_EQUAL(service(&PAY2, "c", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(service(&OPS, "d", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(service(&OPS, "e", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(service(&OPS, "f", true, ALL, 1, 0, NULL), 0);
+  c.service_quota = 0;
+  CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, NULL), 0);
+  CU_ASSERT_EQUAL(service(&PAY, "g", true, ALL, 1, 0, NULL), 0);
+  close_fresh();
+}
+
+static void test_registry_endpoints_prune(void)
+{
+  char svc[REG_ID_BUF], ep[4][REG_ID_BUF];
+  size_t removed;
+  int64_t mid;
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  for (int i = 0; i < 4; i++)
+    CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep[i], NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[0], false), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[1], NULL, NULL), 0);
+  pause_ms(20);
+  mid = wall_now_ms();
+  pause_ms(20);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep[2], true), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[2], NULL, NULL), 0);
+
+  CU_ASSERT_EQUAL(reg_endpoints_prune(reg, mid, 1, &removed), 0);
+  CU_ASSERT_EQUAL(removed, 1); /* the batch limit */
+  CU_ASSERT_EQUAL(reg_endpoints_prune(reg, mid, 100, &removed), 0);
+  CU_ASSERT_EQUAL(removed, 1);
+  CU_ASSERT_EQUAL(state_of(ep[0]), -ENOENT);
+  CU_ASSERT_EQUAL(state_of(ep[1]), -ENOENT);
+  CU_ASSERT_EQUAL(state_of(ep[2]), REG_EP_DELETED); /* too recent */
+  /* Live endpoints are never pruned, however old. */
+  CU_ASSERT_EQUAL(
+      reg_endpoints_prune(reg, wall_now_ms() + 60000, 100, &removed), 0);
+  CU_ASSERT_EQUAL(removed, 1);
+  CU_ASSERT_EQUAL(state_of(ep[3]), REG_EP_PENDING_ACCEPTANCE);
+  close_fresh();
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -1719,6 +2060,10 @@ int main(void)
       NLB_UNIT_CASE(test_registry_nodes),
       NLB_UNIT_CASE(test_registry_placements),
       NLB_UNIT_CASE(test_registry_changes),
+      NLB_UNIT_CASE(test_registry_principals_tokens),
+      NLB_UNIT_CASE(test_registry_networks_api),
+      NLB_UNIT_CASE(test_registry_service_quota),
+      NLB_UNIT_CASE(test_registry_endpoints_prune),
   };
   return nlb_unit_run("registry", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
