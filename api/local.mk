@@ -66,8 +66,9 @@ tests_tools_api_server_main_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) \
 	$(OPENSSL_CFLAGS)
 tests_tools_api_server_main_LDADD = $(API_LIBS)
 
-TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py
+TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
+	tests/e2e/test_openapi.py
 EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
-	tests/e2e/apitest.py
+	tests/e2e/test_openapi.py tests/e2e/apitest.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md
