@@ -133,7 +133,11 @@ def test_document_is_valid_openapi():
                 schema = content["application/json"]["schema"]
                 assert schema["required"] == ["error"], (where, status)
                 assert schema["additionalProperties"] is False
-        # JSON objects are closed: no field that is not described.
+        # JSON objects are closed: no field that is not described (the
+        # API refuses unknown request fields, and answers none).
+        if "requestBody" in op:
+            _closed(op["requestBody"]["content"]["application/json"][
+                "schema"], where + " request")
         for status, response in op["responses"].items():
             for media, body in response["content"].items():
                 if media in ("application/json", "application/x-ndjson"):
