@@ -13,6 +13,7 @@
 
 #include "api-int.h"
 #include "nlb/api-auth.h"
+#include "openapi.h"
 #include "nlb/api-json.h"
 
 #define N_FIELDS(f) (sizeof(f) / sizeof((f)[0]))
@@ -1751,11 +1752,27 @@ static void healthz(const struct api_request *req, struct api_response *resp)
   resp->content_type = "text/plain; charset=utf-8";
 }
 
+/* The compiled-in docs/openapi.yaml: the same bytes on every request. */
+static void openapi(const struct api_request *req, struct api_response *resp)
+{
+  if (!no_query(req, resp))
+    return;
+  free(resp->body);
+  resp->body = malloc(api_openapi_yaml_len);
+  if (resp->body == NULL)
+    return; /* api_handle answers 500 */
+  memcpy(resp->body, api_openapi_yaml, api_openapi_yaml_len);
+  resp->len = api_openapi_yaml_len;
+  resp->status = 200;
+  resp->content_type = "application/yaml";
+}
+
 /* Routes that run on the control thread: they need no registry. */
 static bool needs_registry(enum api_route_id id)
 {
   switch (id) {
   case API_ROUTE_HEALTHZ:
+  case API_ROUTE_OPENAPI:
   case API_ROUTE_TARGET_GROUP_LIST:
   case API_ROUTE_TARGET_GROUP_DESCRIBE:
     return false;
@@ -1778,6 +1795,9 @@ static void route(const struct api_request *req, struct api_response *resp)
     break;
   case API_ROUTE_METRICS:
     metrics(req, resp);
+    break;
+  case API_ROUTE_OPENAPI:
+    openapi(req, resp);
     break;
   case API_ROUTE_SERVICE_CREATE:
     service_create(req, resp);

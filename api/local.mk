@@ -17,10 +17,31 @@ api_libapi_a_SOURCES = \
 	api/h2.c \
 	api/handlers.c \
 	api/json.c \
+	api/openapi.h \
 	api/router.c \
 	api/server.c
 api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
 	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(HTTP_PARSER_CFLAGS)
+# The OpenAPI document, compiled in (api/openapi.h): api/openapi-doc.c is
+# generated from docs/openapi.yaml with od, so nlbd serves at
+# GET /v1/openapi.yaml exactly the file of the tree it was built from. The
+# file is installed for tools too.
+nodist_api_libapi_a_SOURCES = api/openapi-doc.c
+api_libapi_a_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/api
+CLEANFILES += api/openapi-doc.c
+openapidir = $(pkgdatadir)
+dist_openapi_DATA = docs/openapi.yaml
+api/openapi-doc.c: $(top_srcdir)/docs/openapi.yaml
+	$(AM_V_GEN)$(MKDIR_P) api && { \
+	  echo '/* Generated from docs/openapi.yaml by api/local.mk. */'; \
+	  echo '#include "openapi.h"'; \
+	  echo 'const unsigned char api_openapi_yaml[] = {'; \
+	  od -An -v -tx1 $(top_srcdir)/docs/openapi.yaml | \
+	    sed -e 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t api_openapi_yaml_len = sizeof api_openapi_yaml;'; \
+	} > $@-t && mv $@-t $@
+
 noinst_HEADERS += \
 	include/nlb/api.h \
 	include/nlb/api-auth.h \
@@ -48,9 +69,8 @@ tests_tools_api_server_main_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) \
 tests_tools_api_server_main_LDADD = $(API_LIBS)
 
 TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
-	tests/e2e/test_tenancy.py
+	tests/e2e/test_tenancy.py tests/e2e/test_openapi.py
 EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
-	tests/e2e/test_tenancy.py \
-	tests/e2e/apitest.py
+	tests/e2e/test_tenancy.py tests/e2e/test_openapi.py tests/e2e/apitest.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md

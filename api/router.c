@@ -13,6 +13,8 @@ static const struct api_route routes[API_ROUTE_COUNT] = {
     {API_ROUTE_HEALTHZ, API_METHOD_GET, "/healthz", 0, false, "GET /healthz"},
     {API_ROUTE_METRICS, API_METHOD_GET, "/metrics", OP | PROV, false,
      "GET /metrics"},
+    {API_ROUTE_OPENAPI, API_METHOD_GET, "/v1/openapi.yaml", 0, false,
+     "GET /v1/openapi.yaml"},
     {API_ROUTE_SERVICE_CREATE, API_METHOD_POST, "/v1/services", OP | PROV, true,
      "POST /v1/services"},
     {API_ROUTE_SERVICE_LIST, API_METHOD_GET, "/v1/services", OP | PROV, false,

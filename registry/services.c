@@ -284,10 +284,11 @@ static int list_services(struct reg *reg, struct service_page *c,
     reg_services_free(c->v, c->n);
     return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
   }
-  if (c->n > c->limit)
+  /* One row past the page was read: it says whether more remain. */
+  bool more = c->n > c->limit;
+  if (more)
     reg_service_release(&c->v[--c->n]);
-  reg_page_next(next_token, c->n == c->limit && c->n > 0,
-                c->n ? c->v[c->n - 1].created_at : 0,
+  reg_page_next(next_token, more, c->n ? c->v[c->n - 1].created_at : 0,
                 c->n ? c->v[c->n - 1].id : "");
   *out = c->v;
   *n = c->n;

@@ -1,9 +1,15 @@
 """Helpers for the management API's end-to-end tests: the standalone
 api_server_main over a temporary registry, real HTTP/2 clients (curl,
-nghttp), an event stream reader and a strict Prometheus text parser.
+nghttp), an event stream reader, a strict Prometheus text parser, and the
+OpenAPI conformance check: every answer a test gets through ApiServer.call
+(and so ok/error), EventStream and check_answer() is checked against the
+operation of docs/openapi.yaml it belongs to, and a mismatch fails the test
+that made the request.
 
-Stdlib only. The runner (hard timeout per test, summary line) comes from
-nlbtest."""
+Stdlib, plus Debian's python3-yaml and python3-jsonschema for the
+conformance check (scripts/debian-packages.txt); without them the check is
+off (test_openapi.py fails then). The runner (hard timeout per test,
+summary line) comes from nlbtest."""
 
 import json
 import os
@@ -16,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from nlbtest import TOP_BUILDDIR, Skip
+from nlbtest import TOP_BUILDDIR, TOP_SRCDIR, Skip
 
 SERVER = os.path.join(TOP_BUILDDIR, "tests", "tools", "api_server_main")
 
@@ -54,17 +60,252 @@ def need(*tools):
         raise Skip("%s is not built (make check builds it)" % SERVER)
 
 
+# ---- OpenAPI conformance: answers against docs/openapi.yaml --------------
+
+SPEC = os.path.join(TOP_SRCDIR, "docs", "openapi.yaml")
+METHODS = ("get", "post", "patch", "delete")
+# Statuses any request may get before (or instead of) its route's handler:
+# the protocol's refusals, timeouts and limits (docs/openapi.yaml's
+# description), with the error response that describes each.
+TRANSPORT = {"400": "BadRequest", "408": "RequestTimeout",
+             "413": "PayloadTooLarge", "431": "HeadersTooLarge",
+             "500": "Internal"}
+
+
+def _pointer(root, ref):
+    """The node a local $ref ("#/components/...") names."""
+    assert ref.startswith("#/"), "not a local $ref: " + ref
+    node = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict) and part in node, \
+            "$ref %s does not resolve" % ref
+        node = node[part]
+    return node
+
+
+def inline_refs(node, root, seen=()):
+    """A copy of node with every $ref replaced by what it names (OpenAPI
+    3.0: what stands beside a $ref is ignored). Raises AssertionError on a
+    $ref that does not resolve or that loops."""
+    if isinstance(node, list):
+        return [inline_refs(x, root, seen) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        ref = node["$ref"]
+        assert ref not in seen, "$ref loop: " + " -> ".join(seen + (ref,))
+        return inline_refs(_pointer(root, ref), root, seen + (ref,))
+    return {k: inline_refs(v, root, seen) for k, v in node.items()}
+
+
+def nullable_to_jsonschema(node):
+    """A copy of node where OpenAPI 3.0's `nullable: true` (which JSON
+    Schema draft 4 does not know) becomes "this schema, or null"."""
+    if isinstance(node, list):
+        return [nullable_to_jsonschema(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: nullable_to_jsonschema(v) for k, v in node.items()
+           if k != "nullable"}
+    if node.get("nullable") is True:
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def _media_type(value):
+    return (value or "").split(";")[0].strip().lower()
+
+
+class Conformance:
+    """Checks answers against an OpenAPI 3.0 document: the status must be
+    one the operation describes, the content type one of that response's,
+    a JSON body valid against its schema (so no missing required field, no
+    field where additionalProperties is false, no wrong type), required
+    headers present. A path without the method answers 405 with the Allow
+    the document implies; an unknown path 404. Raises AssertionError."""
+
+    def __init__(self, text):
+        import jsonschema
+        import yaml
+        self.jsonschema = jsonschema
+        self.doc = yaml.safe_load(text)
+        self.resolved = nullable_to_jsonschema(inline_refs(self.doc,
+                                                           self.doc))
+        self.routes = []
+        for template, item in self.resolved["paths"].items():
+            pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+",
+                                   re.escape(template)) + "$"
+            literal = len(re.sub(r"\{[^/]+?\}", "", template))
+            self.routes.append((literal, re.compile(pattern), template,
+                                item))
+        # The most literal template first ("/v1/x/accept" before "/v1/x/{y}").
+        self.routes.sort(key=lambda r: -r[0])
+        self.seen = set()  # (METHOD, template, status) answered
+        self._validators = {}
+        self._lock = threading.Lock()
+
+    def match(self, path):
+        """(template, path item) for a request path, or (None, None)."""
+        path = path.split("?", 1)[0]
+        if len(path) > 1 and path.endswith("/"):
+            path = path[:-1]  # a trailing slash names the same resource
+        for _, pattern, template, item in self.routes:
+            if pattern.match(path):
+                return template, item
+        return None, None
+
+    def _validate(self, key, schema, value, what):
+        with self._lock:
+            validator = self._validators.get(key)
+            if validator is None:
+                validator = self.jsonschema.Draft4Validator(schema)
+                self._validators[key] = validator
+        errors = sorted(validator.iter_errors(value),
+                        key=lambda e: list(e.absolute_path))
+        if errors:
+            raise AssertionError("%s does not match docs/openapi.yaml:\n%s\n"
+                                 "answer: %s" % (
+                what, "\n".join("  at %s: %s" % (
+                    "/".join(str(p) for p in e.absolute_path) or "(top)",
+                    e.message[:300]) for e in errors[:5]),
+                json.dumps(value)[:2000]))
+
+    def _response(self, what, status, response, key, headers, body, head):
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        for name, header in response.get("headers", {}).items():
+            value = headers.get(name.lower())
+            if value is None:
+                assert not header.get("required"), \
+                    "%s: no %s header" % (what, name)
+                continue
+            self._validate(key + ("header", name), header["schema"], value,
+                           "%s: header %s" % (what, name))
+        content = response.get("content")
+        if not content:
+            return
+        ctype = _media_type(headers.get("content-type"))
+        assert ctype in content, "%s: content-type %r, the document has %s" % (
+            what, headers.get("content-type"), sorted(content))
+        if head or body is None:
+            return
+        if isinstance(body, bytes):
+            body = body.decode()
+        schema = content[ctype].get("schema", {})
+        if ctype == "application/json":
+            try:
+                value = json.loads(body)
+            except ValueError as e:
+                raise AssertionError("%s: not JSON (%s): %r" % (what, e,
+                                                                body[:300]))
+            self._validate(key + (ctype,), schema, value, what)
+        elif ctype == "application/x-ndjson":
+            for line in body.splitlines():
+                self._validate(key + (ctype,), schema, json.loads(line),
+                               what + " (a line)")
+        else:
+            self._validate(key + (ctype,), schema, body, what)
+
+    def check(self, method, path, status, headers, body):
+        """Checks one answer: method and path as requested (query allowed),
+        the status, the answer's headers (a dict, any case) and body (str,
+        bytes, or None when not read)."""
+        method = method.upper()
+        head = method == "HEAD"
+        template, item = self.match(path)
+        status = str(status)
+        what = "%s %s -> %s" % (method, path, status)
+        if template is None:
+            # No such route: 404, or a refusal before any route was found.
+            name = "NotFound" if status == "404" else TRANSPORT.get(status)
+            assert name, "%s: no path of docs/openapi.yaml matches %s, and " \
+                "%s is not a status of an unknown path" % (what, path, status)
+            self._response(what, status, self.resolved["components"][
+                "responses"][name], ("unknown", status), headers, body, head)
+            return
+        op_method = "get" if head else method.lower()
+        op = item.get(op_method) if op_method in METHODS else None
+        if op is None:
+            name = "MethodNotAllowed" if status == "405" else \
+                TRANSPORT.get(status)
+            assert name, "%s: %s has no %s in docs/openapi.yaml, so the " \
+                "answer must be 405, not %s" % (what, template, method,
+                                                 status)
+            self._response(what, status, self.resolved["components"][
+                "responses"][name], (template, "405", status), headers,
+                body, head)
+            if status == "405":
+                allowed = [m.upper() for m in ("get", "head", "post", "patch",
+                                               "delete")
+                           if m in item or (m == "head" and "get" in item)]
+                allow = {k.lower(): v for k, v in headers.items()}.get(
+                    "allow")
+                assert allow == ", ".join(allowed), \
+                    "%s: Allow %r, the document gives %s" % (what, allow,
+                                                              allowed)
+            return
+        responses = op["responses"]
+        assert status in responses, \
+            "%s: status %s is not described for %s %s (it has %s)" % (
+                what, status, op_method.upper(), template,
+                ", ".join(sorted(responses)))
+        self.seen.add((op_method.upper(), template, status))
+        self._response(what, status, responses[status],
+                       (template, op_method, status), headers, body, head)
+
+    def check_event(self, event):
+        """Checks one line of GET /v1/events (parsed JSON)."""
+        schema = self.resolved["paths"]["/v1/events"]["get"]["responses"][
+            "200"]["content"]["application/x-ndjson"]["schema"]
+        self._validate(("event",), schema, event, "an event line")
+        self.seen.add(("GET", "/v1/events", "200"))
+
+
+_conformance = None
+_conformance_off = None
+
+
+def conformance():
+    """The Conformance of docs/openapi.yaml, or None (with one note on
+    stderr) when python3-yaml or python3-jsonschema is missing. A document
+    that does not load is an error of every test."""
+    global _conformance, _conformance_off
+    if _conformance is None and _conformance_off is None:
+        try:
+            import jsonschema  # noqa: F401
+            import yaml  # noqa: F401
+        except ImportError as e:
+            _conformance_off = str(e)
+            import sys
+            print("note: OpenAPI conformance check off (%s: install "
+                  "python3-yaml and python3-jsonschema)" % e,
+                  file=sys.stderr)
+            return None
+        with open(SPEC) as f:
+            _conformance = Conformance(f.read())
+    return _conformance
+
+
+def check_answer(method, path, status, headers, body):
+    """Checks an answer against docs/openapi.yaml when the check is on."""
+    spec = conformance()
+    if spec is not None:
+        spec.check(method, path, status, headers, body)
+
+
 class ApiServer:
     """api_server_main on a kernel-chosen loopback port, with the principals
     above, a host network 127.77.0.0/16, a namespaced-style network
     'shop-vpc' (127.78.0.0/29, only shop), two load balancers and the fake
     data plane."""
 
-    def __init__(self, tls=False, extra=()):
+    def __init__(self, tls=False, extra=(), dataplane=True):
         self.dir = tempfile.mkdtemp(prefix="nlb-api-")
         args = [SERVER, "--db", os.path.join(self.dir, "registry.db"),
-                "--listen", "127.0.0.1:0", "--fake-dataplane",
-                "--network", "host:127.77.0.0/16",
+                "--listen", "127.0.0.1:0"]
+        if dataplane:
+            args.append("--fake-dataplane")
+        args += ["--network", "host:127.77.0.0/16",
                 "--network", "shop-vpc:127.78.0.0/29:shop",
                 "--lb", "payments-lb:8080,8443", "--lb", "search-lb:9200"]
         for name, role in PRINCIPALS:
@@ -172,6 +413,7 @@ class ApiServer:
                 if ":" in line and not line.startswith("HTTP/"):
                     k, v = line.split(":", 1)
                     response_headers[k.strip().lower()] = v.strip()
+        check_answer(method, path, int(code), response_headers, text)
         ctype = response_headers.get("content-type", "")
         value = json.loads(text) if ctype.startswith("application/json") \
             else text
@@ -202,6 +444,14 @@ class ApiServer:
         return err
 
 
+class _Mismatch:
+    """An event line that does not match the document, carried from the
+    reading thread to the test."""
+
+    def __init__(self, error):
+        self.error = error
+
+
 class EventStream:
     """GET /v1/events through curl -N; lines land in a queue as they
     arrive."""
@@ -218,15 +468,25 @@ class EventStream:
         self.thread.start()
 
     def _read(self):
+        spec = conformance()
         for line in self.proc.stdout:
-            self.lines.put(json.loads(line))
+            event = json.loads(line)
+            if spec is not None:
+                try:
+                    spec.check_event(event)
+                except AssertionError as e:
+                    event = _Mismatch(e)  # raised by next(), in the test
+            self.lines.put(event)
         self.lines.put(None)  # the stream ended
 
     def next(self, timeout=5):
         try:
-            return self.lines.get(timeout=timeout)
+            event = self.lines.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError("no event within %ss" % timeout)
+        if isinstance(event, _Mismatch):
+            raise event.error
+        return event
 
     def take(self, n, timeout=5):
         return [self.next(timeout) for _ in range(n)]

@@ -24,7 +24,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import ApiServer, NlbdApi, need, token  # noqa: E402
+from apitest import (ApiServer, NlbdApi, check_answer, need,  # noqa: E402
+                     token)
 
 
 def create_service(api, name="payments-api", **fields):
@@ -171,6 +172,7 @@ def fetch(api, method, path, who=None, body=None, http2=False):
             elif ":" in line:
                 k, v = line.split(":", 1)
                 headers[k.strip().lower()] = v.strip()
+    check_answer(method, path, status, headers, got)
     return status, headers, got
 
 
@@ -701,7 +703,8 @@ def test_event_stream_over_http1():
         assert raw.closed()
         assert b'"endpoint_id":"%s"' % ep.encode() in old.rest()
         proc, lines = _events_curl(api, "ops")
-        time.sleep(0.3)
+        # The stream is open once its first (replayed) line is in.
+        assert lines.get(timeout=5)["type"] == "connect"
         assert api.stop() == 0
         assert proc.wait(5) == 0
 
