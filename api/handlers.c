@@ -244,12 +244,39 @@ static json_t *event_json(const struct reg_event *ev)
                    "state", reg_state_name(ev->state));
 }
 
+/* [{"network","netns"|null}] of a node's "NETWORK=NETNS" lines. */
+static json_t *node_networks_json(const char *text)
+{
+  json_t *list = json_array();
+
+  while (list != NULL && *text != '\0') {
+    const char *end = strchr(text, '\n'), *eq = strchr(text, '=');
+    size_t len = end ? (size_t)(end - text) : strlen(text);
+    char network[REG_NAME_BUF];
+
+    if (eq != NULL && eq < text + len &&
+        (size_t)(eq - text) < sizeof(network)) {
+      memcpy(network, text, (size_t)(eq - text));
+      network[eq - text] = '\0';
+      json_array_append_new(
+          list,
+          json_pack("{s:s,s:o}", "network", network, "netns",
+                    eq + 1 == text + len
+                        ? json_null()
+                        : json_stringn(eq + 1, (size_t)(text + len - eq - 1))));
+    }
+    text += len + (end != NULL);
+  }
+  return list;
+}
+
 static json_t *node_json(const struct reg_node *node)
 {
-  return json_pack("{s:s,s:s,s:o,s:I,s:s}", "name", node->name, "state",
+  return json_pack("{s:s,s:s,s:o,s:I,s:s,s:o}", "name", node->name, "state",
                    reg_node_state_name(node->state), "last_seen",
                    time_json(node->last_seen), "applied_seq",
-                   (json_int_t)node->applied_seq, "version", node->version);
+                   (json_int_t)node->applied_seq, "version", node->version,
+                   "networks", node_networks_json(node->networks));
 }
 
 /* ---- request helpers ---------------------------------------------------- */

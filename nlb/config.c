@@ -482,12 +482,59 @@ static void load_registry(struct loader *ld, const config_setting_t *root,
     cfg->registry_service_quota = (uint32_t)quota;
 }
 
-/* node = { name = "n1"; }: this node's name in a cluster; the host name
- * by default. */
+/* node.networks = ( { name = "vpc9"; netns = "vpc9-here"; } ): where this
+ * node opens the endpoints of networks made through the API. */
+static void load_node_networks(struct loader *ld, const config_setting_t *node,
+                               struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"name", "netns", NULL};
+  const config_setting_t *list = get_list(ld, node, "networks");
+  int count = list ? config_setting_length(list) : 0;
+
+  if (count > NLB_NODE_NETWORKS_MAX) {
+    fail_at(ld, line_of(list), "node.networks: at most %d mappings",
+            NLB_NODE_NETWORKS_MAX);
+    return;
+  }
+  cfg->node_networks =
+      calloc_or_die((size_t)count, sizeof(*cfg->node_networks));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *item = config_setting_get_elem(list, i);
+    struct nlb_config_netns_mapping *m =
+        &cfg->node_networks[cfg->n_node_networks];
+    const char *name, *netns = NULL;
+
+    if (!config_setting_is_group(item)) {
+      fail_at(ld, line_of(item),
+              "a node.networks entry must be a group { name; netns; }");
+      continue;
+    }
+    check_keys(ld, item, "node.networks entry", keys);
+    name = item_name(ld, item, "node.networks entry");
+    if (!name)
+      continue;
+    for (size_t j = 0; j < cfg->n_node_networks; j++)
+      if (strcmp(cfg->node_networks[j].network, name) == 0)
+        fail_at(ld, line_of(item), "node.networks names \"%s\" twice", name);
+    if (get_string(ld, item, "netns", &netns) &&
+        (!is_valid_name(netns) || strcmp(netns, ".") == 0 ||
+         strcmp(netns, "..") == 0)) {
+      fail_at(ld, line_of(member_of(item, "netns")),
+              "netns \"%s\" is not a namespace name", netns);
+      continue;
+    }
+    m->network = dup_or_die(name);
+    m->netns = netns ? dup_or_die(netns) : NULL;
+    cfg->n_node_networks++;
+  }
+}
+
+/* node = { name = "n1"; networks = (...); }: this node's name in a
+ * cluster (the host name by default), and its mapping of API networks. */
 static void load_node(struct loader *ld, const config_setting_t *root,
                       struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"name", NULL};
+  static const char *const keys[] = {"name", "networks", NULL};
   const config_setting_t *node = member_of(root, "node");
   const char *name = NULL;
   char host[256] = "";
@@ -501,6 +548,7 @@ static void load_node(struct loader *ld, const config_setting_t *root,
     name = item_name(ld, node, "node");
     if (!name)
       return;
+    load_node_networks(ld, node, cfg);
   } else {
     gethostname(host, sizeof(host) - 1);
     host[strcspn(host, ".")] = '\0'; /* the short name, as a label */
@@ -1013,6 +1061,14 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   load_networks(&ld, root, cfg);
   load_target_groups(&ld, root, cfg);
   load_load_balancers(&ld, root, cfg);
+  /* A config network has its netns right there. */
+  for (size_t i = 0; i < cfg->n_node_networks; i++)
+    for (size_t j = 0; j < cfg->n_networks; j++)
+      if (strcmp(cfg->node_networks[i].network, cfg->networks[j].name) == 0)
+        fail_at(&ld, cfg->networks[j].line,
+                "network \"%s\" is in the config: give its netns there, "
+                "not in node.networks",
+                cfg->networks[j].name);
   if (cfg->has_api && !cfg->has_registry)
     fail_at(&ld, line_of(member_of(root, "api")),
             "'api' needs a 'registry' to store services and endpoints");
@@ -1065,6 +1121,11 @@ void nlb_config_free(struct nlb_config *cfg)
   free(cfg->registry_path);
   free(cfg->registry_postgresql);
   free(cfg->node_name);
+  for (size_t i = 0; i < cfg->n_node_networks; i++) {
+    free(cfg->node_networks[i].network);
+    free(cfg->node_networks[i].netns);
+  }
+  free(cfg->node_networks);
   free(cfg->path);
   free(cfg);
 }

@@ -33,6 +33,7 @@ struct reg_view {
   const char **target_groups;
   uint16_t **ports;
   size_t n_load_balancers;
+  struct reg_netns_mapping node_networks[REG_NODE_NETWORKS_MAX];
 };
 
 static void free_view(struct reg_view *view)
@@ -109,6 +110,13 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
   view->cfg.n_target_groups = cfg->n_target_groups;
   view->cfg.pending_expiry_ms = (int64_t)cfg->registry_pending_expiry_ms;
   view->cfg.service_quota = cfg->registry_service_quota;
+  for (size_t i = 0; i < cfg->n_node_networks && i < REG_NODE_NETWORKS_MAX;
+       i++) {
+    view->node_networks[i].network = cfg->node_networks[i].network;
+    view->node_networks[i].netns = cfg->node_networks[i].netns;
+  }
+  view->cfg.node_networks = view->node_networks;
+  view->cfg.n_node_networks = cfg->n_node_networks;
   view->cfg.node = cfg->node_name;
   view->cfg.version = PACKAGE_VERSION;
   return 0;

@@ -452,6 +452,23 @@ static int config_copy(struct config *dst, const struct reg_config *src,
                                ? src->pending_expiry_ms
                                : REG_DEFAULT_PENDING_EXPIRY_MS;
   dst->service_quota = src->service_quota;
+  if (src->n_node_networks > REG_NODE_NETWORKS_MAX)
+    return reg_set_error(err, -EINVAL, "node_networks",
+                         "more than %d network mappings",
+                         REG_NODE_NETWORKS_MAX);
+  for (size_t i = 0; i < src->n_node_networks; i++) {
+    struct config_netns_mapping *m = &dst->node_networks[i];
+    const char *netns = src->node_networks[i].netns;
+    size_t used = strlen(dst->node_networks_text);
+
+    snprintf(m->network, sizeof(m->network), "%s",
+             src->node_networks[i].network);
+    snprintf(m->netns, sizeof(m->netns), "%s", netns ? netns : "");
+    snprintf(dst->node_networks_text + used,
+             sizeof(dst->node_networks_text) - used, "%s=%s\n", m->network,
+             m->netns);
+  }
+  dst->n_node_networks = src->n_node_networks;
   snprintf(dst->node, sizeof(dst->node), "%s",
            src->node && src->node[0] ? src->node : "local");
   snprintf(dst->version, sizeof(dst->version), "%s",
@@ -539,9 +556,16 @@ int reg_endpoint_complete(struct reg *reg, struct reg_endpoint *e)
       reg_find_load_balancer(&reg->config, e->load_balancer);
   const struct config_network *net = reg_find_network(&reg->config, e->network);
 
-  /* A network made through the API: the store said its netns. */
-  if (net != NULL)
+  /* A network made through the API: the store said its netns, unless this
+   * node maps it elsewhere. */
+  if (net != NULL) {
     snprintf(e->netns, sizeof(e->netns), "%s", net->netns);
+  } else {
+    for (size_t i = 0; i < reg->config.n_node_networks; i++)
+      if (strcmp(reg->config.node_networks[i].network, e->network) == 0)
+        snprintf(e->netns, sizeof(e->netns), "%s",
+                 reg->config.node_networks[i].netns);
+  }
   e->proxy_protocol = lb ? lb->proxy_protocol : false;
   return copy_ports(&e->ports, &e->n_ports, lb);
 }

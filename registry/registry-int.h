@@ -49,6 +49,12 @@ struct config {
   uint32_t service_quota; /* services per provider; 0: no limit */
   char node[REG_NAME_BUF];
   char version[REG_VERSION_BUF];
+  struct config_netns_mapping {
+    char network[REG_NAME_BUF];
+    char netns[REG_NAME_BUF];
+  } node_networks[REG_NODE_NETWORKS_MAX];
+  size_t n_node_networks;
+  char node_networks_text[REG_NODE_NETWORKS_MAX * 2 * REG_NAME_BUF];
 };
 
 struct reg {

@@ -170,7 +170,8 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_service_params *params,
                        struct reg_service *out, struct reg_error *err)
 {
-  struct create_service c = {.limited = actor && actor->role == REG_ROLE_PROVIDER};
+  struct create_service c = {.limited =
+                                 actor && actor->role == REG_ROLE_PROVIDER};
   struct reg_service *sp = &c.service;
   int r;
 

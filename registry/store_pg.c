@@ -139,6 +139,7 @@ static const char *const migrations[] = {
     "  created_at bigint NOT NULL);"
     "ALTER TABLE events ADD COLUMN subject text NOT NULL DEFAULT '';"
     "ALTER TABLE events ADD COLUMN token_id text NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN networks text NOT NULL DEFAULT '';"
     "CREATE INDEX endpoints_final ON endpoints (updated_at)"
     "  WHERE state IN ('rejected','deleted','expired','failed');",
 };
@@ -153,7 +154,8 @@ static const char *const migrations[] = {
   "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
   "e.created_at, e.updated_at, (SELECT string_agg(p.node || E'\\t' || "        \
   "CASE WHEN p.open THEN '1' ELSE '0' END || E'\\t' || p.updated_at || "       \
-  "E'\\t' || p.reason, E'\\n') FROM placements p WHERE p.endpoint_id = e.id), " \
+  "E'\\t' || p.reason, E'\\n') FROM placements p WHERE p.endpoint_id = "       \
+  "e.id), "                                                                    \
   "(SELECT n.netns FROM networks n WHERE n.name = e.network)"
 #define ENDPOINT_FROM                                                          \
   "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
@@ -303,16 +305,18 @@ static const char *const stmt_sql[N_STMTS] = {
     [TARGET_LIST] = "SELECT target_group, address, weight, created_at"
                     " FROM targets ORDER BY target_group, created_at",
     [NODE_BEAT] = "INSERT INTO nodes (name, version, started_at, last_seen,"
-                  " applied_seq) VALUES ($1, $2, " DB_NOW ", " DB_NOW ", $3)"
+                  " applied_seq, networks)"
+                  " VALUES ($1, $2, " DB_NOW ", " DB_NOW ", $3, $4)"
                   " ON CONFLICT (name) DO UPDATE SET version = $2,"
-                  " last_seen = " DB_NOW ", applied_seq = $3",
+                  " last_seen = " DB_NOW ", applied_seq = $3, networks = $4",
     [NODE_START] = "INSERT INTO nodes (name, version, started_at, last_seen,"
-                   " applied_seq) VALUES ($1, $2, " DB_NOW ", " DB_NOW ", $3)"
+                   " applied_seq, networks)"
+                   " VALUES ($1, $2, " DB_NOW ", " DB_NOW ", $3, $4)"
                    " ON CONFLICT (name) DO UPDATE SET version = $2,"
                    " started_at = " DB_NOW ", last_seen = " DB_NOW ","
-                   " applied_seq = $3, draining = false",
+                   " applied_seq = $3, draining = false, networks = $4",
     [NODE_LIST] = "SELECT name, version, started_at, last_seen, applied_seq,"
-                  " draining FROM nodes ORDER BY name",
+                  " draining, networks FROM nodes ORDER BY name",
     [NODE_DRAIN] = "UPDATE nodes SET draining = true WHERE name = $1",
     [NOW] = "SELECT " DB_NOW,
     [EP_PRUNE] = "DELETE FROM endpoints WHERE id IN (SELECT id FROM endpoints"
@@ -338,10 +342,11 @@ static const char *const stmt_sql[N_STMTS] = {
                    " t.expires_at, t.last_used_at FROM tokens t"
                    " JOIN principals p ON p.name = t.principal"
                    " WHERE t.principal = $1 ORDER BY t.created_at, t.id",
-    [TOKEN_LIST_ALL] = "SELECT t.id, t.principal, p.role, t.sha256,"
-                       " t.created_at, t.expires_at, t.last_used_at"
-                       " FROM tokens t JOIN principals p ON p.name = t.principal"
-                       " ORDER BY t.created_at, t.id",
+    [TOKEN_LIST_ALL] =
+        "SELECT t.id, t.principal, p.role, t.sha256,"
+        " t.created_at, t.expires_at, t.last_used_at"
+        " FROM tokens t JOIN principals p ON p.name = t.principal"
+        " ORDER BY t.created_at, t.id",
     [TOKEN_DELETE] = "DELETE FROM tokens WHERE id = $1",
     [TOKEN_TOUCH] = "UPDATE tokens SET last_used_at = $2 WHERE id = $1"
                     " AND last_used_at < $2",
@@ -1307,15 +1312,15 @@ static int store_target_list(struct reg_store *store, struct reg_target **out,
 /* ---- nodes -------------------------------------------------------------- */
 
 static int store_node_heartbeat(struct reg_store *store, const char *name,
-                                const char *version, uint64_t applied_seq,
-                                bool starting)
+                                const char *version, const char *networks,
+                                uint64_t applied_seq, bool starting)
 {
   char seq[24];
-  const char *values[] = {name, version, I64(seq, applied_seq)};
+  const char *values[] = {name, version, I64(seq, applied_seq), networks};
   int r = ensure_connected(store);
 
   return r < 0 ? r
-               : run_text(store, starting ? NODE_START : NODE_BEAT, 3, values,
+               : run_text(store, starting ? NODE_START : NODE_BEAT, 4, values,
                           NULL);
 }
 
@@ -1330,6 +1335,7 @@ static int node_from_row(const PGresult *res, int row, void *item)
   node->last_seen = int_value(res, row, 3);
   node->applied_seq = (uint64_t)int_value(res, row, 4);
   node->state = bool_value(res, row, 5) ? REG_NODE_DRAINING : REG_NODE_UP;
+  copy_value(res, row, 6, node->networks, sizeof(node->networks));
   return 0;
 }
 
@@ -1513,8 +1519,8 @@ static int store_endpoints_prune(struct reg_store *store, int64_t before_ms,
   return r;
 }
 
-static int store_service_count_owner(struct reg_store *store,
-                                     const char *owner, size_t *n)
+static int store_service_count_owner(struct reg_store *store, const char *owner,
+                                     size_t *n)
 {
   const char *values[] = {owner};
 
@@ -1577,8 +1583,7 @@ static int store_principal_list(struct reg_store *store,
                                (void **)out, n, NULL);
 }
 
-static int delete_one(struct reg_store *store, enum stmt_id id,
-                      const char *key)
+static int delete_one(struct reg_store *store, enum stmt_id id, const char *key)
 {
   const char *values[] = {key};
   int changed = 0;
@@ -1611,8 +1616,7 @@ static int token_from_row(const PGresult *res, int row, void *item)
   t->created_at = int_value(res, row, 4);
   t->expires_at = int_value(res, row, 5);
   t->last_used_at = int_value(res, row, 6);
-  if (bytes_from_hex(PQgetvalue(res, row, 3), t->sha256, sizeof(t->sha256)) <
-      0)
+  if (bytes_from_hex(PQgetvalue(res, row, 3), t->sha256, sizeof(t->sha256)) < 0)
     return -EIO;
   return reg_role_parse(PQgetvalue(res, row, 2), &t->role) < 0 ? -EIO : 0;
 }
@@ -1647,8 +1651,8 @@ static int store_token_list(struct reg_store *store, const char *principal,
                    principal ? 1 : 0, values, &res);
 
   return r < 0 ? r
-               : rows_to_array(res, sizeof(**out), token_from_row,
-                               (void **)out, n, NULL);
+               : rows_to_array(res, sizeof(**out), token_from_row, (void **)out,
+                               n, NULL);
 }
 
 static int store_token_delete(struct reg_store *store, const char *id)

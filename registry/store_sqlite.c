@@ -143,6 +143,7 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL);"
     "ALTER TABLE events ADD COLUMN subject TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE events ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN networks TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX endpoints_final ON endpoints(updated_at)"
     "  WHERE state IN ('rejected','deleted','expired','failed');",
 };
@@ -313,12 +314,12 @@ static const char *const stmt_sql[N_STMTS] = {
     [TARGET_LIST] = "SELECT target_group, address, weight, created_at"
                     " FROM targets ORDER BY target_group, created_at",
     [NODE_START] = "INSERT OR REPLACE INTO nodes (name, version, started_at,"
-                   " last_seen, applied_seq, draining)"
-                   " VALUES (?1, ?2, ?3, ?3, ?4, 0)",
+                   " last_seen, applied_seq, draining, networks)"
+                   " VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5)",
     [NODE_BEAT] = "UPDATE nodes SET version = ?2, last_seen = ?3,"
-                  " applied_seq = ?4 WHERE name = ?1",
+                  " applied_seq = ?4, networks = ?5 WHERE name = ?1",
     [NODE_LIST] = "SELECT name, version, started_at, last_seen, applied_seq,"
-                  " draining FROM nodes ORDER BY name",
+                  " draining, networks FROM nodes ORDER BY name",
     [NODE_DRAIN] = "UPDATE nodes SET draining = 1 WHERE name = ?1",
     [EP_PRUNE] = "DELETE FROM endpoints WHERE id IN (SELECT id FROM endpoints"
                  " WHERE state IN ('rejected','deleted','expired','failed')"
@@ -343,10 +344,11 @@ static const char *const stmt_sql[N_STMTS] = {
                    " t.expires_at, t.last_used_at FROM tokens t"
                    " JOIN principals p ON p.name = t.principal"
                    " WHERE t.principal = ?1 ORDER BY t.created_at, t.id",
-    [TOKEN_LIST_ALL] = "SELECT t.id, t.principal, p.role, t.sha256,"
-                       " t.created_at, t.expires_at, t.last_used_at"
-                       " FROM tokens t JOIN principals p ON p.name = t.principal"
-                       " ORDER BY t.created_at, t.id",
+    [TOKEN_LIST_ALL] =
+        "SELECT t.id, t.principal, p.role, t.sha256,"
+        " t.created_at, t.expires_at, t.last_used_at"
+        " FROM tokens t JOIN principals p ON p.name = t.principal"
+        " ORDER BY t.created_at, t.id",
     [TOKEN_DELETE] = "DELETE FROM tokens WHERE id = ?1",
     [TOKEN_TOUCH] = "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1"
                     " AND last_used_at < ?2",
@@ -1223,8 +1225,8 @@ static int store_target_list(struct reg_store *store, struct reg_target **out,
 /* ---- nodes -------------------------------------------------------------- */
 
 static int store_node_heartbeat(struct reg_store *store, const char *name,
-                                const char *version, uint64_t applied_seq,
-                                bool starting)
+                                const char *version, const char *networks,
+                                uint64_t applied_seq, bool starting)
 {
   sqlite3_stmt *stmt = stmt_get(store, starting ? NODE_START : NODE_BEAT);
   int64_t now;
@@ -1234,6 +1236,7 @@ static int store_node_heartbeat(struct reg_store *store, const char *name,
   bind_text(stmt, 2, version);
   sqlite3_bind_int64(stmt, 3, now);
   sqlite3_bind_int64(stmt, 4, (sqlite3_int64)applied_seq);
+  bind_text(stmt, 5, networks);
   return stmt_run(store, stmt);
 }
 
@@ -1248,6 +1251,7 @@ static int node_from_row(sqlite3_stmt *stmt, void *item)
   node->last_seen = sqlite3_column_int64(stmt, 3);
   node->applied_seq = (uint64_t)sqlite3_column_int64(stmt, 4);
   node->state = sqlite3_column_int(stmt, 5) ? REG_NODE_DRAINING : REG_NODE_UP;
+  column_copy(stmt, 6, node->networks, sizeof(node->networks));
   return 0;
 }
 
@@ -1420,8 +1424,8 @@ static int store_endpoints_prune(struct reg_store *store, int64_t before_ms,
   return 0;
 }
 
-static int store_service_count_owner(struct reg_store *store,
-                                     const char *owner, size_t *n)
+static int store_service_count_owner(struct reg_store *store, const char *owner,
+                                     size_t *n)
 {
   sqlite3_stmt *stmt = stmt_get(store, SVC_COUNT_OWNER);
 
@@ -1484,8 +1488,7 @@ static int store_principal_list(struct reg_store *store,
                  principal_from_row, (void **)out, n, NULL);
 }
 
-static int delete_one(struct reg_store *store, enum stmt_id id,
-                      const char *key)
+static int delete_one(struct reg_store *store, enum stmt_id id, const char *key)
 {
   sqlite3_stmt *stmt = stmt_get(store, id);
   int r;
@@ -1558,8 +1561,7 @@ static int store_token_get(struct reg_store *store, const char *id,
 static int store_token_list(struct reg_store *store, const char *principal,
                             struct reg_token **out, size_t *n)
 {
-  sqlite3_stmt *stmt =
-      stmt_get(store, principal ? TOKEN_LIST : TOKEN_LIST_ALL);
+  sqlite3_stmt *stmt = stmt_get(store, principal ? TOKEN_LIST : TOKEN_LIST_ALL);
 
   bind_text(stmt, 1, principal);
   return collect(store, stmt, sizeof(**out), token_from_row, (void **)out, n,

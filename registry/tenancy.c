@@ -9,12 +9,10 @@
 
 static int check_operator(const struct reg_actor *actor, struct reg_error *err)
 {
-  if (actor == NULL || actor->name == NULL ||
-      actor->role != REG_ROLE_OPERATOR)
+  if (actor == NULL || actor->name == NULL || actor->role != REG_ROLE_OPERATOR)
     return reg_set_error(err, -EACCES, NULL, "only operators may do this");
   return 0;
 }
-
 
 static int record(struct reg *reg, enum reg_event_type type,
                   const char *subject, const char *token_id,
@@ -257,8 +255,7 @@ static int load_api_principal(struct reg *reg, const char *name,
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
-static int token_create_body(struct reg *reg, void *arg,
-                             struct reg_error *err)
+static int token_create_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   struct token_change *c = arg;
   struct reg_principal_info p;

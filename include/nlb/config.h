@@ -7,6 +7,8 @@
 #ifndef NLB_CONFIG_H
 #define NLB_CONFIG_H
 
+#define NLB_NODE_NETWORKS_MAX 16
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +128,14 @@ struct nlb_config {
   bool api_insecure;
 
   char *node_name; /* node.name, or the short host name */
+  /* node.networks: this node's namespace for networks made through the
+   * API, where it is not the network's own (at most
+   * NLB_NODE_NETWORKS_MAX). */
+  struct nlb_config_netns_mapping {
+    char *network;
+    char *netns; /* NULL: addresses on the host */
+  } * node_networks;
+  size_t n_node_networks;
 
   bool has_registry;
   char *registry_path;       /* SQLite file, or NULL */

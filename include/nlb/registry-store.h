@@ -161,11 +161,11 @@ struct reg_store_ops {
                      size_t *n);
 
   /* Nodes. heartbeat inserts or updates name's row: last_seen = the store's
-   * clock, applied_seq and version; when starting, started_at = now and
-   * draining = false. */
+   * clock, applied_seq, version and networks (reg_node.networks); when
+   * starting, started_at = now and draining = false. */
   int (*node_heartbeat)(struct reg_store *store, const char *name,
-                        const char *version, uint64_t applied_seq,
-                        bool starting);
+                        const char *version, const char *networks,
+                        uint64_t applied_seq, bool starting);
   /* Every node, by name; *now gets the store clock of the read, to judge
    * last_seen against. draining is in out[i].state (UP or DRAINING). */
   int (*node_list)(struct reg_store *store, struct reg_node **out, size_t *n,
@@ -198,8 +198,7 @@ struct reg_store_ops {
   int (*token_list)(struct reg_store *store, const char *principal,
                     struct reg_token **out, size_t *n);
   int (*token_delete)(struct reg_store *store, const char *id);
-  int (*token_touch)(struct reg_store *store, const char *id,
-                     int64_t used_at);
+  int (*token_touch)(struct reg_store *store, const char *id, int64_t used_at);
   /* Networks; principals are stored with them. */
   int (*network_insert)(struct reg_store *store,
                         const struct reg_network_info *net);

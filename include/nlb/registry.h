@@ -193,6 +193,14 @@ struct reg_network {
   size_t n_principals;
 };
 
+/* This node's namespace for a network made through the API, when it is
+ * not the network's own netns (config: node.networks). */
+struct reg_netns_mapping {
+  const char *network;
+  const char *netns; /* "" = addresses on the host */
+};
+#define REG_NODE_NETWORKS_MAX 16
+
 struct reg_load_balancer {
   const char *name;
   const uint16_t *ports; /* its listener ports */
@@ -220,6 +228,9 @@ struct reg_config {
   const char *node;
   /* This node's version, recorded with its heartbeat. */
   const char *version;
+  /* At most REG_NODE_NETWORKS_MAX; recorded with its heartbeat. */
+  const struct reg_netns_mapping *node_networks;
+  size_t n_node_networks;
 };
 
 /* ---- actors, errors, results -------------------------------------------- */
@@ -316,6 +327,8 @@ struct reg_node {
   int64_t started_at; /* unix ms */
   uint64_t applied_seq;
   char version[REG_VERSION_BUF];
+  /* Its node.networks: "NETWORK=NETNS" lines (NETNS empty: the host). */
+  char networks[REG_NODE_NETWORKS_MAX * 2 * REG_NAME_BUF];
 };
 
 /* A principal, from the config (read-only through the API) or made through

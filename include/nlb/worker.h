@@ -1,7 +1,8 @@
 /* Workers: threads that each run their own uv loop, accept from every
  * listener's one socket (each worker holds a descriptor of it), and carry
- * flows from accept to close. The control thread drives a worker only through the functions
- * below, which queue a command and wake the worker with a uv_async_t. */
+ * flows from accept to close. The control thread drives a worker only through
+ * the functions below, which queue a command and wake the worker with a
+ * uv_async_t. */
 #ifndef NLB_WORKER_H
 #define NLB_WORKER_H
 
@@ -33,9 +34,9 @@ int nlb_worker_pin(struct nlb_worker *worker, int cpu);
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
                              int fd);
 
-/* Closes the worker's descriptor of the listening socket for route_id. With reset_flows, every flow
- * that came in through it is reset at once (end=endpoint_closed); without,
- * flows run on. Control thread. */
+/* Closes the worker's descriptor of the listening socket for route_id. With
+ * reset_flows, every flow that came in through it is reset at once
+ * (end=endpoint_closed); without, flows run on. Control thread. */
 void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
                                 bool reset_flows);
 

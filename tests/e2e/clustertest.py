@@ -33,7 +33,7 @@ PRINCIPALS = {
 }
 
 NODE_CFG = """shutdown_timeout = "2s";
-node = { name = "%(node)s"; };
+node = { name = "%(node)s"; %(node_extra)s };
 api = { listen = "127.0.0.1:%(api)d"; };
 registry = { postgresql = "%(conninfo)s"; %(registry_extra)s };
 principals = (
@@ -72,7 +72,7 @@ class ApiError(Exception):
 
 
 class Cluster:
-    def __init__(self, n=3, registry_extra=""):
+    def __init__(self, n=3, registry_extra="", node_extra=None):
         need_root()
         try:
             self.pg = pgtest.Postgres()
@@ -80,6 +80,7 @@ class Cluster:
             raise Skip(str(e))
         self.n = n
         self.registry_extra = registry_extra
+        self.node_extra = node_extra or {}  # node number -> node settings
         self.backend = Server(echo_handler)
         self.lb_port = free_port()
         self.nodes = {}
@@ -102,6 +103,7 @@ class Cluster:
             "node": "n%d" % i, "api": self.api_ports[i],
             "conninfo": self.pg.conninfo, "principals": principals,
             "registry_extra": self.registry_extra,
+            "node_extra": self.node_extra.get(i, ""),
             "netns": self.netns(i), "range": RANGE,
             "backend": self.backend.port, "lb": self.lb_port}
 

@@ -263,6 +263,41 @@ def test_revocation_on_every_node():
             refused_at[1], refused_at[2]))
 
 
+def test_api_network_on_every_node():
+    """A network made through the API is served by every node in the
+    namespace of its name on that node's host, or in the one the node's
+    node.networks maps it to; GET /v1/nodes shows each node's mapping."""
+    import clustertest
+    own = clustertest.Cluster.netns(2)
+    with clustertest.Cluster(2, node_extra={
+            2: 'networks = ( { name = "vpc-api"; netns = "%s"; } );' % own
+    }) as c:
+        c.api(1, "POST", "/v1/networks", "ops",
+              {"name": "vpc-api", "range": "127.91.0.0/29",
+               "netns": clustertest.Cluster.netns(1)})
+        c.api(2, "POST", "/v1/services", "payments",
+              {"name": "pay", "load_balancer": "lb",
+               "acceptance_required": False, "allowed_principals": ["*"]})
+        ep = c.api(1, "POST", "/v1/endpoints", "shop",
+                   {"service": "pay", "network": "vpc-api"})
+        assert ep["address"] == "127.91.0.1", ep
+        for node in (1, 2):
+            clustertest.wait(lambda: c.echo_in(node, ep["address"]),
+                             timeout=5, what="the endpoint on n%d" % node)
+        nodes = {n["name"]: n for n in
+                 c.api(1, "GET", "/v1/nodes", "ops")["nodes"]}
+        assert nodes["n1"]["networks"] == [], nodes
+        assert nodes["n2"]["networks"] == [{"network": "vpc-api",
+                                            "netns": own}], nodes
+
+        def placed():
+            placements = c.api(2, "GET", "/v1/endpoints/" + ep["id"],
+                               "shop")["placements"]
+            return sorted((p["node"], p["state"]) for p in placements) == [
+                ("n1", "open"), ("n2", "open")]
+        clustertest.wait(placed, timeout=5, what="both placements open")
+
+
 def test_route_errors():
     with ApiServer() as api:
         body = {"name": "acme", "role": "consumer"}
@@ -399,6 +434,7 @@ if __name__ == "__main__":
         test_onboarding_without_config_edit,
         test_rotation_revocation_and_expiry,
         test_revocation_on_every_node,
+        test_api_network_on_every_node,
         test_route_errors,
         test_service_quota,
     ])

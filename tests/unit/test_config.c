@@ -658,6 +658,49 @@ static void test_config_algorithm_names(void)
                          "least_conn");
 }
 
+/* node.networks: this node's namespaces for networks made through the
+ * API; registry settings of tenancy. */
+static void test_config_node_networks(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "node = { name = \"n2\";\n"
+      "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
+      "               { name = \"vpc10\"; } ); };\n"
+      "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
+      "  endpoint_retention = \"1h\"; };\n",
+      &errors);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
+  CU_ASSERT_EQUAL_FATAL(cfg->n_node_networks, 2);
+  CU_ASSERT_STRING_EQUAL(cfg->node_networks[0].network, "vpc9");
+  CU_ASSERT_STRING_EQUAL(cfg->node_networks[0].netns, "vpc9-n2");
+  CU_ASSERT_PTR_NULL(cfg->node_networks[1].netns); /* the host */
+  CU_ASSERT_EQUAL(cfg->registry_service_quota, 5);
+  CU_ASSERT_EQUAL(cfg->registry_endpoint_retention_ms, 3600000);
+  nlb_config_free(cfg);
+  free(errors);
+
+  expect_error_at("node = { name = \"n\";\n"
+                  "  networks = ( { name = \"a\"; netns = \"../x\"; } ); };\n",
+                  2, "is not a namespace name");
+  expect_error_at("node = { name = \"n\"; networks = (\n"
+                  "  { name = \"a\"; }, { name = \"a\"; } ); };\n",
+                  2, "names \"a\" twice");
+  expect_error_at("node = { name = \"n\";\n"
+                  "  networks = ( { name = \"a\"; ns = \"b\"; } ); };\n",
+                  2, "ns");
+  expect_error_at("node = { name = \"n\";\n"
+                  "  networks = ( { name = \"host\"; } ); };\n"
+                  "networks = (\n"
+                  "  { name = \"host\"; range = \"127.77.0.0/16\"; } );\n",
+                  4, "give its netns there");
+  expect_error_at("registry = { path = \"/tmp/r.db\";\n"
+                  "  service_quota = -1; };\n",
+                  2, "'service_quota' must be between 0 and 1000000");
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -675,6 +718,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_reports_every_error),
       NLB_UNIT_CASE(test_config_relative_paths),
       NLB_UNIT_CASE(test_config_algorithm_names),
+      NLB_UNIT_CASE(test_config_node_networks),
   };
   return nlb_unit_run("config", suite_init, suite_clean, cases,
                       NLB_UNIT_COUNT(cases));

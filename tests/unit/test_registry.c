@@ -1965,6 +1965,27 @@ static void test_registry_networks_api(void)
     CU_ASSERT(n == 2 && strcmp(v[0].netns, "ns9") == 0);
     reg_endpoints_free(v, n);
   }
+  /* A node that maps vpc9 to a namespace of its own opens its endpoints
+   * there, and its node record says so. */
+  {
+    static const struct reg_netns_mapping here[] = {{"vpc9", "here9"},
+                                                    {"vpc10", ""}};
+    struct reg_config c = config;
+    struct reg_endpoint e;
+    struct reg_node *nodes;
+
+    c.node_networks = here;
+    c.n_node_networks = 2;
+    c.node = "n7";
+    CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, NULL), 0);
+    CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep, &e), 0);
+    CU_ASSERT_STRING_EQUAL(e.netns, "here9");
+    reg_endpoint_release(&e);
+    CU_ASSERT_EQUAL(reg_node_heartbeat(reg, true, 0), 0);
+    CU_ASSERT_EQUAL(reg_nodes_list(reg, &OPS, &nodes, &n, NULL), 0);
+    CU_ASSERT(n == 1 && strcmp(nodes[0].networks, "vpc9=here9\nvpc10=\n") == 0);
+    free(nodes);
+  }
   close_fresh();
 }
 
