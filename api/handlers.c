@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1038,18 +1039,6 @@ static void node_drain(const struct api_request *req, struct api_response *resp)
 
 /* ---- tenancy (operator) ------------------------------------------------- */
 
-static int cmp_principal_info(const void *a, const void *b)
-{
-  return strcmp(((const struct reg_principal_info *)a)->name,
-                ((const struct reg_principal_info *)b)->name);
-}
-
-static int cmp_network_info(const void *a, const void *b)
-{
-  return strcmp(((const struct reg_network_info *)a)->name,
-                ((const struct reg_network_info *)b)->name);
-}
-
 static json_t *principal_json(const struct reg_principal_info *p)
 {
   json_t *value = json_pack("{s:s,s:s,s:s}", "name", p->name, "role",
@@ -1158,60 +1147,79 @@ static void principal_create(const struct api_request *req,
   json_decref(body);
 }
 
-/* A page of a list held in memory, ordered by name: a token is the last
- * name of the page before. */
-static size_t page_start(const struct list_query *q, size_t n,
-                         const char *(*name)(const void *, size_t),
-                         const void *v)
-{
-  size_t first = 0;
+/* Items of a list held in memory, ordered by name. Both structs start
+ * with their name, so the name is the item's first bytes. */
+struct named_items {
+  void *v;
+  size_t n, size;
+  json_t *(*to_json)(const void *item);
+};
 
-  while (q->token[0] != '\0' && first < n &&
-         strcmp(name(v, first), q->token) <= 0)
-    first++;
-  return first;
+_Static_assert(offsetof(struct reg_principal_info, name) == 0,
+               "a principal starts with its name");
+_Static_assert(offsetof(struct reg_network_info, name) == 0,
+               "a network starts with its name");
+
+static int cmp_named(const void *a, const void *b)
+{
+  return strcmp((const char *)a, (const char *)b);
 }
 
-static const char *principal_name(const void *v, size_t i)
+/* Answers one page of items under key, sorted by name: a token is the
+ * last name of the page before (a name that comes and goes meanwhile
+ * never makes one seen twice). */
+static void respond_named_page(struct api_response *resp,
+                               const struct list_query *q, const char *key,
+                               const struct named_items *items)
 {
-  return ((const struct reg_principal_info *)v)[i].name;
+  char next[REG_NAME_BUF] = "";
+  const char *base = items->v;
+  size_t i = 0, shown = 0;
+  json_t *array = json_array();
+
+  qsort(items->v, items->n, items->size, cmp_named);
+  while (q->token[0] != '\0' && i < items->n &&
+         strcmp(base + i * items->size, q->token) <= 0)
+    i++;
+  for (; array != NULL && i < items->n; i++) {
+    if (q->page.limit != 0 && shown == q->page.limit) {
+      snprintf(next, sizeof next, "%s", base + (i - 1) * items->size);
+      break;
+    }
+    json_array_append_new(array, items->to_json(base + i * items->size));
+    shown++;
+  }
+  respond_list(resp, key, array, next);
 }
 
-static const char *network_name(const void *v, size_t i)
+static json_t *principal_item_json(const void *item)
 {
-  return ((const struct reg_network_info *)v)[i].name;
+  return principal_json(item);
+}
+
+static json_t *network_item_json(const void *item)
+{
+  return network_json(item);
 }
 
 static void principal_list(const struct api_request *req,
                            struct api_response *resp)
 {
-  struct reg_principal_info *v = NULL;
+  struct named_items items = {NULL, 0, sizeof(struct reg_principal_info),
+                              principal_item_json};
   struct reg_error err = {0};
   struct list_query q;
-  char next[REG_NAME_BUF] = "";
-  size_t n = 0, shown = 0;
 
   if (!query_list(req, resp, false, &q))
     return;
-  int r = reg_principals_list(req->reg, &req->actor, &v, &n, &err);
-  if (r != 0) {
+  int r = reg_principals_list(req->reg, &req->actor,
+                              (struct reg_principal_info **)&items.v, &items.n,
+                              &err);
+  if (r != 0)
     respond_reg_error(req, resp, r, &err);
-    return;
-  }
-  /* Config names and API names are sorted apart: sort the whole list. */
-  qsort(v, n, sizeof(*v), cmp_principal_info);
-  json_t *array = json_array();
-  for (size_t i = page_start(&q, n, principal_name, v); array != NULL && i < n;
-       i++) {
-    if (q.page.limit != 0 && shown == q.page.limit) {
-      snprintf(next, sizeof next, "%s", v[i - 1].name);
-      break;
-    }
-    json_array_append_new(array, principal_json(&v[i]));
-    shown++;
-  }
-  free(v);
-  respond_list(resp, "principals", array, next);
+  else
+    respond_named_page(resp, &q, "principals", &items);
+  free(items.v);
 }
 
 static void principal_delete(const struct api_request *req,
@@ -1359,32 +1367,21 @@ out:
 static void network_list(const struct api_request *req,
                          struct api_response *resp)
 {
-  struct reg_network_info *v = NULL;
+  struct named_items items = {NULL, 0, sizeof(struct reg_network_info),
+                              network_item_json};
   struct reg_error err = {0};
   struct list_query q;
-  char next[REG_NAME_BUF] = "";
-  size_t n = 0, shown = 0;
 
   if (!query_list(req, resp, false, &q))
     return;
-  int r = reg_networks_list(req->reg, &req->actor, &v, &n, &err);
-  if (r != 0) {
+  int r =
+      reg_networks_list(req->reg, &req->actor,
+                        (struct reg_network_info **)&items.v, &items.n, &err);
+  if (r != 0)
     respond_reg_error(req, resp, r, &err);
-    return;
-  }
-  qsort(v, n, sizeof(*v), cmp_network_info);
-  json_t *array = json_array();
-  for (size_t i = page_start(&q, n, network_name, v); array != NULL && i < n;
-       i++) {
-    if (q.page.limit != 0 && shown == q.page.limit) {
-      snprintf(next, sizeof next, "%s", v[i - 1].name);
-      break;
-    }
-    json_array_append_new(array, network_json(&v[i]));
-    shown++;
-  }
-  reg_networks_free(v, n);
-  respond_list(resp, "networks", array, next);
+  else
+    respond_named_page(resp, &q, "networks", &items);
+  reg_networks_free(items.v, items.n);
 }
 
 static void network_delete(const struct api_request *req,
