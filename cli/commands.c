@@ -94,6 +94,26 @@ static int show_call(const struct cli_context *context, const char *method,
   return r;
 }
 
+/* prefix, then name escaped as one path segment, then suffix. */
+static char *item_path(const char *prefix, const char *name, const char *suffix)
+{
+  char *segment = cli_segment(name);
+  char *path = cli_path("%s%s%s", prefix, segment, suffix);
+  free(segment);
+  return path;
+}
+
+/* show_call on the path item_path() makes. */
+static int show_call_on(const struct cli_context *context, const char *method,
+                        const char *prefix, const char *name,
+                        const char *suffix, const json_t *body)
+{
+  char *path = item_path(prefix, name, suffix);
+  int r = show_call(context, method, path, body);
+  free(path);
+  return r;
+}
+
 static char *acceptance_text(const json_t *object, const char *key)
 {
   const json_t *v = json_object_get(object, key);
@@ -732,11 +752,8 @@ static int targets_add(struct cli_context *context, const struct cli_args *args)
     }
     set(body, "weight", json_integer(n));
   }
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/target-groups/%s/targets", segment);
-  int r = show_call(context, "POST", path, body);
-  free(path);
-  free(segment);
+  int r = show_call_on(context, "POST", "/v1/target-groups/",
+                       args->positional[0], "/targets", body);
   json_decref(body);
   return r;
 }
@@ -744,13 +761,11 @@ static int targets_add(struct cli_context *context, const struct cli_args *args)
 static int targets_remove(struct cli_context *context,
                           const struct cli_args *args)
 {
-  char *group = cli_segment(args->positional[0]);
-  char *address = cli_segment(args->positional[1]);
-  char *path = cli_path("/v1/target-groups/%s/targets/%s", group, address);
-  int r = show_call(context, "DELETE", path, NULL);
-  free(path);
-  free(address);
-  free(group);
+  char *targets =
+      item_path("/v1/target-groups/", args->positional[0], "/targets/");
+  int r =
+      show_call_on(context, "DELETE", targets, args->positional[1], "", NULL);
+  free(targets);
   return r;
 }
 
@@ -883,12 +898,8 @@ static int nodes_list(struct cli_context *context, const struct cli_args *args)
 
 static int nodes_drain(struct cli_context *context, const struct cli_args *args)
 {
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/nodes/%s/drain", segment);
-  int r = show_call(context, "POST", path, NULL);
-  free(path);
-  free(segment);
-  return r;
+  return show_call_on(context, "POST", "/v1/nodes/", args->positional[0],
+                      "/drain", NULL);
 }
 
 /* ---- principals, tokens, networks (operator) ----------------------------- */
@@ -943,12 +954,8 @@ static int principals_create(struct cli_context *context,
 static int principals_delete(struct cli_context *context,
                              const struct cli_args *args)
 {
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/principals/%s", segment);
-  int r = show_call(context, "DELETE", path, NULL);
-  free(path);
-  free(segment);
-  return r;
+  return show_call_on(context, "DELETE", "/v1/principals/", args->positional[0],
+                      "", NULL);
 }
 
 static int tokens_list(struct cli_context *context, const struct cli_args *args)
@@ -962,12 +969,10 @@ static int tokens_list(struct cli_context *context, const struct cli_args *args)
   const char *size;
   if (page_size(context, args, &size) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/principals/%s/tokens", segment);
+  char *path = item_path("/v1/principals/", args->positional[0], "/tokens");
   int r = cli_show_list(context, path, NULL, "tokens", size, columns,
                         N_COLUMNS(columns), "tokens");
   free(path);
-  free(segment);
   return r;
 }
 
@@ -1027,11 +1032,9 @@ static int tokens_create(struct cli_context *context,
   json_t *body = checked(json_object());
   if (at != NULL)
     set(body, "expires_at", json_string(at));
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/principals/%s/tokens", segment);
+  char *path = item_path("/v1/principals/", args->positional[0], "/tokens");
   int r = show_new_token(context, path, body);
   free(path);
-  free(segment);
   json_decref(body);
   return r;
 }
@@ -1039,13 +1042,10 @@ static int tokens_create(struct cli_context *context,
 static int tokens_revoke(struct cli_context *context,
                          const struct cli_args *args)
 {
-  char *principal = cli_segment(args->positional[0]);
-  char *id = cli_segment(args->positional[1]);
-  char *path = cli_path("/v1/principals/%s/tokens/%s", principal, id);
-  int r = show_call(context, "DELETE", path, NULL);
-  free(path);
-  free(id);
-  free(principal);
+  char *tokens = item_path("/v1/principals/", args->positional[0], "/tokens/");
+  int r =
+      show_call_on(context, "DELETE", tokens, args->positional[1], "", NULL);
+  free(tokens);
   return r;
 }
 
@@ -1090,12 +1090,8 @@ static int networks_create(struct cli_context *context,
 static int networks_delete(struct cli_context *context,
                            const struct cli_args *args)
 {
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/networks/%s", segment);
-  int r = show_call(context, "DELETE", path, NULL);
-  free(path);
-  free(segment);
-  return r;
+  return show_call_on(context, "DELETE", "/v1/networks/", args->positional[0],
+                      "", NULL);
 }
 
 /* ---- the table ----------------------------------------------------------- */
