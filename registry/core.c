@@ -982,6 +982,7 @@ int reg_first_seq(struct reg *reg, uint64_t *seq)
 }
 
 struct prune {
+  reg_store_prune_fn *op;
   int64_t before_ms;
   size_t limit;
   size_t removed;
@@ -992,19 +993,24 @@ static int prune_body(struct reg *reg, void *arg, struct reg_error *err)
   struct prune *c = arg;
 
   c->removed = 0;
-  return reg->ops->events_prune(reg->store, c->before_ms, c->limit,
-                                &c->removed);
+  return c->op(reg->store, c->before_ms, c->limit, &c->removed);
 }
 
-int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
-                     size_t *removed)
+int reg_prune(struct reg *reg, reg_store_prune_fn *op, int64_t before_ms,
+              size_t limit, size_t *removed)
 {
-  struct prune c = {before_ms, limit, 0};
+  struct prune c = {op, before_ms, limit, 0};
   int r = reg_in_tx(reg, true, prune_body, &c, NULL);
 
   if (removed)
     *removed = r == 0 ? c.removed : 0;
   return r;
+}
+
+int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
+                     size_t *removed)
+{
+  return reg_prune(reg, reg->ops->events_prune, before_ms, limit, removed);
 }
 
 /* ---- the change feed ---------------------------------------------------- */

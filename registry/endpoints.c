@@ -422,30 +422,10 @@ int reg_expire_pending(struct reg *reg, int64_t now, size_t *n_expired)
 
 /* ---- retention ---------------------------------------------------------- */
 
-struct prune {
-  int64_t before_ms;
-  size_t limit;
-  size_t removed;
-};
-
-static int prune_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct prune *c = arg;
-
-  c->removed = 0;
-  return reg->ops->endpoints_prune(reg->store, c->before_ms, c->limit,
-                                   &c->removed);
-}
-
 int reg_endpoints_prune(struct reg *reg, int64_t before_ms, size_t limit,
                         size_t *removed)
 {
-  struct prune c = {before_ms, limit, 0};
-  int r = reg_in_tx(reg, true, prune_body, &c, NULL);
-
-  if (removed)
-    *removed = r == 0 ? c.removed : 0;
-  return r;
+  return reg_prune(reg, reg->ops->endpoints_prune, before_ms, limit, removed);
 }
 
 /* ---- placements --------------------------------------------------------- */

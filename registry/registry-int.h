@@ -74,6 +74,11 @@ void reg_clear_error(struct reg_error *err);
  * "out of memory". Returns r. */
 int reg_store_error(struct reg *reg, struct reg_error *err, int r);
 
+/* Runs a store's prune op in one write transaction (reg_events_prune,
+ * reg_endpoints_prune). */
+int reg_prune(struct reg *reg, reg_store_prune_fn *op, int64_t before_ms,
+              size_t limit, size_t *removed);
+
 /* ---- transactions (core.c) ---- */
 
 /* The part of an operation that runs inside one transaction. It must be
@@ -111,15 +116,13 @@ bool reg_has_target_group(const struct config *c, const char *name);
 /* Checks and copies a network's spec (config or API) into *dst; on failure
  * *dst's principals are still the caller's to free. */
 int reg_network_from_spec(struct config_network *dst,
-                          const struct reg_network *src,
-                          struct reg_error *err);
+                          const struct reg_network *src, struct reg_error *err);
 /* The network name: the config's, or one made through the API (read in
  * the open transaction into *store_net, whose principals the caller frees
  * with reg_strings_free). -EINVAL when none. */
 int reg_load_network(struct reg *reg, const char *name,
                      struct config_network *store_net,
-                     const struct config_network **out,
-                     struct reg_error *err);
+                     const struct config_network **out, struct reg_error *err);
 
 /* Completes stored rows with what config knows (ports, netns, proxy). */
 int reg_service_complete(struct reg *reg, struct reg_service *s);

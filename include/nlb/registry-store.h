@@ -74,6 +74,11 @@ struct reg_store_event_filter {
 
 struct reg_store;
 
+/* Deletes what is older than before_ms, at most limit rows; *removed gets
+ * the count (events_prune, endpoints_prune). */
+typedef int reg_store_prune_fn(struct reg_store *store, int64_t before_ms,
+                               size_t limit, size_t *removed);
+
 struct reg_store_ops {
   const char *name; /* "sqlite", "postgresql" */
 
@@ -174,8 +179,7 @@ struct reg_store_ops {
 
   /* Endpoints in final states whose updated_at is before before_ms, at
    * most limit: deleted (placements go with them). */
-  int (*endpoints_prune)(struct reg_store *store, int64_t before_ms,
-                         size_t limit, size_t *removed);
+  reg_store_prune_fn *endpoints_prune;
   /* Services owned by owner. */
   int (*service_count_owner)(struct reg_store *store, const char *owner,
                              size_t *n);
@@ -222,8 +226,7 @@ struct reg_store_ops {
   /* Deletes the oldest events, a prefix in seq order: those before the
    * first event at or after before_ms, at most limit of them. *removed
    * gets the count. */
-  int (*events_prune)(struct reg_store *store, int64_t before_ms, size_t limit,
-                      size_t *removed);
+  reg_store_prune_fn *events_prune;
 };
 
 /* The backends. */
