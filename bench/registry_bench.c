@@ -36,11 +36,11 @@ int main(int argc, char **argv)
   static const struct reg_actor pay = {"pay", REG_ROLE_PROVIDER};
   static const struct reg_actor shop = {"shop", REG_ROLE_CONSUMER};
   static const struct reg_principal principals[] = {
-      {"pay", REG_ROLE_PROVIDER},
-      {"shop", REG_ROLE_CONSUMER},
+      {"pay", REG_ROLE_PROVIDER, NULL, 0},
+      {"shop", REG_ROLE_CONSUMER, NULL, 0},
   };
   static const struct reg_network networks[] = {
-      {"host", NULL, "127.77.0.0/16", NULL, 0},
+      {"host", NULL, "127.77.0.0/16", NULL, 0, NULL},
   };
   static const uint16_t ports[] = {8080};
   static const struct reg_load_balancer lbs[] = {{"lb", ports, 1, false}};
@@ -51,8 +51,8 @@ int main(int argc, char **argv)
                                            .load_balancers = lbs,
                                            .n_load_balancers = 1};
   static const char *const all[] = {"*"};
-  struct reg_service_params sp = {"bench", "lb", true, all, 1, 0};
-  struct reg_endpoint_params ep = {"bench", "host", NULL, NULL, 0};
+  struct reg_service_params sp = {"bench", "lb", true, all, 1, 0, NULL};
+  struct reg_endpoint_params ep = {"bench", "host", NULL, NULL, 0, false};
   long cycles = argc > 1 ? atol(argv[1]) : 2000;
   const char *tmp = getenv("TMPDIR");
   char dir[256];

@@ -135,6 +135,9 @@ void reg_endpoint_release(struct reg_endpoint *endpoint)
   free(endpoint->ports);
   reg_strings_free(endpoint->allowed_sources, endpoint->n_allowed_sources);
   free(endpoint->placements);
+  reg_strings_free(endpoint->dns_names, endpoint->n_dns_names);
+  endpoint->dns_names = NULL;
+  endpoint->n_dns_names = 0;
   endpoint->ports = NULL;
   endpoint->n_ports = 0;
   endpoint->allowed_sources = NULL;
@@ -274,6 +277,9 @@ void reg_strings_sort_unique(char **v, size_t *n)
 
 static void config_free(struct config *config)
 {
+  for (size_t i = 0; i < config->n_principals; i++)
+    reg_strings_free(config->principals[i].dns_domains,
+                     config->principals[i].n_dns_domains);
   for (size_t i = 0; i < config->n_networks; i++)
     reg_strings_free(config->networks[i].principals,
                      config->networks[i].n_principals);
@@ -378,6 +384,35 @@ int reg_network_from_spec(struct config_network *dst,
   if (copy_strings(&dst->principals, &dst->n_principals, src->principals,
                    src->n_principals) < 0)
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  dst->dns = src->dns && src->dns[0];
+  return 0;
+}
+
+/* A provider's DNS domains, checked and in lower case. */
+static int copy_dns_domains(struct config_principal *dst,
+                            const struct reg_principal *src,
+                            struct reg_error *err)
+{
+  if (src->n_dns_domains > 0 && src->role != REG_ROLE_PROVIDER)
+    return reg_set_error(err, -EINVAL, "principals",
+                         "principal %s: only providers have dns_domains",
+                         src->name);
+  if (src->n_dns_domains == 0)
+    return 0;
+  dst->dns_domains = calloc(src->n_dns_domains, sizeof(char *));
+  if (dst->dns_domains == NULL)
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  for (size_t i = 0; i < src->n_dns_domains; i++) {
+    char name[REG_DNS_NAME_BUF];
+
+    if (reg_dns_name_parse(src->dns_domains[i], 1, name) < 0)
+      return reg_set_error(err, -EINVAL, "principals",
+                           "principal %s: %s is not a DNS domain", src->name,
+                           src->dns_domains[i] ? src->dns_domains[i] : "");
+    if ((dst->dns_domains[i] = strdup(name)) == NULL)
+      return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+    dst->n_dns_domains++;
+  }
   return 0;
 }
 
@@ -394,9 +429,13 @@ static int copy_principals(struct config *dst, const struct reg_config *src,
     if (reg_find_principal(dst, p->name))
       return reg_set_error(err, -EINVAL, "principals", "duplicate principal %s",
                            p->name);
+    int r;
+
     snprintf(dst->principals[i].name, REG_NAME_BUF, "%s", p->name);
     dst->principals[i].role = p->role;
     dst->n_principals++;
+    if ((r = copy_dns_domains(&dst->principals[i], p, err)) < 0)
+      return r;
   }
   return 0;
 }
@@ -475,6 +514,10 @@ static int config_copy(struct config *dst, const struct reg_config *src,
            src->version ? src->version : "");
   if (!reg_name_ok(dst->node))
     return reg_set_error(err, -EINVAL, "node", "bad node name");
+  if (src->dns_zone && src->dns_zone[0] &&
+      reg_dns_name_parse(src->dns_zone, 1, dst->dns_zone) < 0)
+    return reg_set_error(err, -EINVAL, "dns", "dns zone %s is not a DNS name",
+                         src->dns_zone);
   dst->principals = calloc(src->n_principals + 1, sizeof(*dst->principals));
   dst->networks = calloc(src->n_networks + 1, sizeof(*dst->networks));
   dst->load_balancers =
@@ -514,9 +557,10 @@ int reg_load_network(struct reg *reg, const char *name,
     return reg_set_error(err, -EINVAL, "network", "no such network: %s", name);
   if (r < 0)
     return reg_store_error(reg, err, r);
-  spec = (struct reg_network){info.name, info.netns, info.range,
-                              (const char *const *)info.principals,
-                              info.n_principals};
+  spec = (struct reg_network){
+      info.name,         info.netns,
+      info.range,        (const char *const *)info.principals,
+      info.n_principals, NULL};
   r = reg_network_from_spec(store_net, &spec, err);
   reg_strings_free(info.principals, info.n_principals);
   if (r < 0)
@@ -556,6 +600,8 @@ int reg_endpoint_complete(struct reg *reg, struct reg_endpoint *e)
       reg_find_load_balancer(&reg->config, e->load_balancer);
   const struct config_network *net = reg_find_network(&reg->config, e->network);
 
+  int r;
+
   /* A network made through the API: the store said its netns, unless this
    * node maps it elsewhere. */
   if (net != NULL) {
@@ -567,7 +613,9 @@ int reg_endpoint_complete(struct reg *reg, struct reg_endpoint *e)
                  reg->config.node_networks[i].netns);
   }
   e->proxy_protocol = lb ? lb->proxy_protocol : false;
-  return copy_ports(&e->ports, &e->n_ports, lb);
+  if ((r = copy_ports(&e->ports, &e->n_ports, lb)) < 0)
+    return r;
+  return reg_endpoint_dns_names(reg, e);
 }
 
 int reg_complete_services(struct reg *reg, struct reg_service *v, size_t n)
@@ -860,6 +908,20 @@ int reg_record_event(struct reg *reg, enum reg_event_type type,
   return reg->ops->event_append(reg->store, &ev);
 }
 
+int reg_record_service_event(struct reg *reg, const struct reg_service *s,
+                             const char *principal, int64_t now)
+{
+  struct reg_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  ev.time = now;
+  ev.type = REG_EVENT_MODIFY;
+  snprintf(ev.service_id, sizeof(ev.service_id), "%s", s->id);
+  snprintf(ev.principal, sizeof(ev.principal), "%s", principal);
+  snprintf(ev.owner, sizeof(ev.owner), "%s", s->owner);
+  return reg->ops->event_append(reg->store, &ev);
+}
+
 int reg_transition(struct reg *reg, struct reg_endpoint *e,
                    enum reg_endpoint_state to, const char *reason,
                    const char *principal, int64_t now)
@@ -1069,12 +1131,64 @@ static int add_token_row(struct reg *reg, struct reg_changes *c, const char *id)
   return r == -ENOENT ? 0 : r;
 }
 
-/* The current row of what ev names, added to c once. */
-static int add_current_row(struct reg *reg, struct reg_changes *c,
-                           const struct reg_event *ev)
+/* True when an event of c before the i-th is about the same service
+ * alone. */
+static bool service_listed(const struct reg_changes *c, size_t i)
 {
+  for (size_t j = 0; j < i; j++)
+    if (c->events[j].endpoint_id[0] == '\0' &&
+        strcmp(c->events[j].service_id, c->events[i].service_id) == 0)
+      return true;
+  return false;
+}
+
+/* A service's event: the rows of its available endpoints (what a change of
+ * its settings may change), each once. */
+static int add_service_rows(struct reg *reg, struct reg_changes *c, size_t i)
+{
+  const enum reg_endpoint_state available = REG_EP_AVAILABLE;
+  struct reg_store_endpoint_filter filter = {
+      .service_id = c->events[i].service_id, .state = &available};
+  struct reg_store_cursor start = {0};
+  struct reg_endpoint *v, *grown;
+  size_t n, before = c->n_endpoints;
   int r;
 
+  if (service_listed(c, i))
+    return 0;
+  if ((r = reg->ops->endpoint_list(reg->store, &filter, &start, SIZE_MAX, &v,
+                                   &n)) < 0)
+    return r;
+  grown = n ? realloc(c->endpoints, (before + n) * sizeof(*grown)) : NULL;
+  if (n > 0 && grown == NULL) {
+    reg_endpoints_free(v, n);
+    return -ENOMEM;
+  }
+  if (n > 0)
+    c->endpoints = grown;
+  for (size_t k = 0; k < n; k++) {
+    bool listed = false;
+
+    for (size_t j = 0; j < before && !listed; j++)
+      listed = strcmp(c->endpoints[j].id, v[k].id) == 0;
+    if (listed)
+      reg_endpoint_release(&v[k]);
+    else
+      c->endpoints[c->n_endpoints++] = v[k];
+  }
+  free(v);
+  return 0;
+}
+
+/* The current row of what the i-th event names, added to c once. */
+static int add_current_row(struct reg *reg, struct reg_changes *c, size_t i)
+{
+  const struct reg_event *ev = &c->events[i];
+  int r;
+
+  if (ev->endpoint_id[0] == '\0' && ev->service_id[0] &&
+      ev->type == REG_EVENT_MODIFY)
+    return add_service_rows(reg, c, i);
   if (ev->token_id[0])
     return add_token_row(reg, c, ev->token_id);
   if (ev->endpoint_id[0] && !endpoint_listed(c, ev->endpoint_id)) {
@@ -1165,7 +1279,7 @@ static int changes_body(struct reg *reg, void *arg, struct reg_error *err)
                                   &out->events, &out->n_events)) < 0)
     return r;
   for (size_t i = 0; i < out->n_events; i++) {
-    if ((r = add_current_row(reg, out, &out->events[i])) < 0)
+    if ((r = add_current_row(reg, out, i)) < 0)
       return r;
     if (out->events[i].type == REG_EVENT_DRAIN &&
         strcmp(out->events[i].node, reg->config.node) == 0)

@@ -99,6 +99,9 @@ static void fill_endpoint(struct reg_endpoint *e, const struct reg_service *s,
   snprintf(e->load_balancer, sizeof(e->load_balancer), "%s", s->load_balancer);
   snprintf(e->consumer, sizeof(e->consumer), "%s", c->actor->name);
   snprintf(e->network, sizeof(e->network), "%s", c->net->name);
+  snprintf(e->private_dns_name, sizeof(e->private_dns_name), "%s",
+           s->private_dns_name);
+  e->private_dns = c->params->private_dns;
   e->state =
       s->acceptance_required ? REG_EP_PENDING_ACCEPTANCE : REG_EP_AVAILABLE;
   e->created_at = e->updated_at = reg_now_ms();
@@ -210,8 +213,7 @@ struct own_endpoint {
   const struct reg_actor *actor;
   const char *id;
   struct reg_endpoint endpoint;
-  const char *const *sources; /* modify */
-  size_t n_sources;
+  const struct reg_endpoint_changes *changes; /* modify */
 };
 
 static int describe_body(struct reg *reg, void *arg, struct reg_error *err)
@@ -308,11 +310,17 @@ static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
     return r;
   if (e->state == REG_EP_DELETED)
     return reg_set_error(err, -EBUSY, "id", "endpoint %s is deleted", e->id);
-  if ((r = reg_sources_normalize(c->sources, c->n_sources, &sources, err)) < 0)
-    return r;
-  reg_strings_free(e->allowed_sources, e->n_allowed_sources);
-  e->allowed_sources = sources;
-  e->n_allowed_sources = c->n_sources;
+  if (c->changes->set_allowed_sources) {
+    if ((r = reg_sources_normalize(c->changes->allowed_sources,
+                                   c->changes->n_allowed_sources, &sources,
+                                   err)) < 0)
+      return r;
+    reg_strings_free(e->allowed_sources, e->n_allowed_sources);
+    e->allowed_sources = sources;
+    e->n_allowed_sources = c->changes->n_allowed_sources;
+  }
+  if (c->changes->set_private_dns)
+    e->private_dns = c->changes->private_dns;
   e->updated_at = reg_now_ms();
   if ((r = reg->ops->endpoint_update(reg->store, e)) < 0 ||
       (r = reg_record_event(reg, REG_EVENT_MODIFY, e, c->actor->name)) < 0)
@@ -320,29 +328,43 @@ static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
   return 0;
 }
 
-int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
-                        const char *id, const char *const *allowed_sources,
-                        size_t n_allowed_sources, struct reg_endpoint *out,
-                        struct reg_error *err)
+int reg_endpoint_change(struct reg *reg, const struct reg_actor *actor,
+                        const char *id,
+                        const struct reg_endpoint_changes *changes,
+                        struct reg_endpoint *out, struct reg_error *err)
 {
-  struct own_endpoint c = {.actor = actor,
-                           .id = id,
-                           .sources = allowed_sources,
-                           .n_sources = n_allowed_sources};
+  struct own_endpoint c = {.actor = actor, .id = id, .changes = changes};
   char **checked;
   int r;
 
   reg_clear_error(err);
   /* Checked before the transaction too, so a bad list costs no lock. */
-  if ((r = reg_sources_normalize(allowed_sources, n_allowed_sources, &checked,
-                                 err)) < 0)
-    return r;
-  reg_strings_free(checked, n_allowed_sources);
+  if (changes->set_allowed_sources) {
+    if ((r = reg_sources_normalize(changes->allowed_sources,
+                                   changes->n_allowed_sources, &checked, err)) <
+        0)
+      return r;
+    reg_strings_free(checked, changes->n_allowed_sources);
+  }
   if ((r = reg_in_tx(reg, true, modify_body, &c, err)) < 0) {
     reg_endpoint_release(&c.endpoint);
     return r;
   }
   return hand_endpoint(reg, &c.endpoint, out, err);
+}
+
+int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
+                        const char *id, const char *const *allowed_sources,
+                        size_t n_allowed_sources, struct reg_endpoint *out,
+                        struct reg_error *err)
+{
+  const struct reg_endpoint_changes changes = {
+      .set_allowed_sources = true,
+      .allowed_sources = allowed_sources,
+      .n_allowed_sources = n_allowed_sources,
+  };
+
+  return reg_endpoint_change(reg, actor, id, &changes, out, err);
 }
 
 static int delete_body(struct reg *reg, void *arg, struct reg_error *err)

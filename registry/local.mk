@@ -11,6 +11,7 @@ registry_libregistry_a_SOURCES = \
 	registry/endpoints.c \
 	registry/cluster.c \
 	registry/tenancy.c \
+	registry/dns.c \
 	registry/store-common.c \
 	registry/store_sqlite.c \
 	registry/store_pg.c

@@ -15,6 +15,8 @@ typedef unsigned __int128 u128;
 struct config_principal {
   char name[REG_NAME_BUF];
   enum reg_role role;
+  char **dns_domains; /* lower case, no trailing dot */
+  size_t n_dns_domains;
 };
 
 struct config_network {
@@ -27,6 +29,7 @@ struct config_network {
   u128 low, high; /* the whole range, as keys */
   char **principals;
   size_t n_principals;
+  bool dns; /* has a DNS responder on this node */
 };
 
 struct config_load_balancer {
@@ -55,6 +58,7 @@ struct config {
   } node_networks[REG_NODE_NETWORKS_MAX];
   size_t n_node_networks;
   char node_networks_text[REG_NODE_NETWORKS_MAX * 2 * REG_NAME_BUF];
+  char dns_zone[REG_DNS_NAME_BUF]; /* "" = none */
 };
 
 struct reg {
@@ -156,6 +160,31 @@ int reg_transition(struct reg *reg, struct reg_endpoint *e,
 bool reg_transition_legal(enum reg_endpoint_state from,
                           enum reg_endpoint_state to);
 bool reg_state_live(enum reg_endpoint_state state);
+
+/* Appends the modify event of service s (no endpoint) inside the open
+ * transaction. */
+int reg_record_service_event(struct reg *reg, const struct reg_service *s,
+                             const char *principal, int64_t now);
+
+/* ---- DNS names (dns.c) ---- */
+
+/* Checks a host name ("Api.Payments.example.", labels of 1-63 letters,
+ * digits and '-' not at either end, at least min_labels of them, 253 bytes
+ * in all) and writes it in lower case without the trailing dot. -EINVAL. */
+int reg_dns_name_parse(const char *name, size_t min_labels,
+                       char out[REG_DNS_NAME_BUF]);
+/* True when name is domain or a name below it (both as parse writes
+ * them). */
+bool reg_dns_name_within(const char *name, const char *domain);
+/* Validates private_dns_name for a service owned by owner into out ("" for
+ * NULL or ""): -EINVAL (not a host name, or inside or above the zone) or
+ * -EACCES (outside owner's domains), with err filled. */
+int reg_private_dns_name_check(struct reg *reg, const char *owner,
+                               const char *private_dns_name,
+                               char out[REG_DNS_NAME_BUF],
+                               struct reg_error *err);
+/* Fills e->dns_names from its row and config (see registry.h). */
+int reg_endpoint_dns_names(struct reg *reg, struct reg_endpoint *e);
 
 /* ---- addresses (address.c) ---- */
 

@@ -151,18 +151,31 @@ static int check_quota(struct reg *reg, const struct create_service *c,
   return 0;
 }
 
+/* The name is looked up first: after a failed insert PostgreSQL reads
+ * nothing more in the transaction, and the insert's failure alone would
+ * not say which key was taken. */
 static int create_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   const struct create_service *c = arg;
   const struct reg_service *s = &c->service;
+  struct reg_service other;
   int r = check_quota(reg, c, err);
 
   if (r < 0)
     return r;
-  r = reg->ops->service_insert(reg->store, s);
+  r = reg->ops->service_get(reg->store, s->name, &other);
 
+  if (r == 0) {
+    reg_service_release(&other);
+    return reg_set_error(err, -EEXIST, "name", "a service named %s exists",
+                         s->name);
+  }
+  if (r == -ENOENT)
+    r = reg->ops->service_insert(reg->store, s);
   if (r == -EEXIST)
-    return reg_set_error(err, r, "name", "a service named %s exists", s->name);
+    return reg_set_error(err, r, "private_dns_name",
+                         "another service has the private_dns_name %s",
+                         s->private_dns_name);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -188,7 +201,10 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
     return reg_set_error(err, -EINVAL, "load_balancer",
                          "no such load balancer: %s",
                          params->load_balancer ? params->load_balancer : "");
-  if ((r = check_limit(params->connection_limit, err)) < 0)
+  if ((r = check_limit(params->connection_limit, err)) < 0 ||
+      (r = reg_private_dns_name_check(reg, actor->name,
+                                      params->private_dns_name,
+                                      sp->private_dns_name, err)) < 0)
     return r;
   if ((r = strings_dup(params->allowed_principals, params->n_allowed_principals,
                        &sp->allowed_principals, err)) < 0)
@@ -340,19 +356,51 @@ struct modify_service {
   struct reg_service service;
 };
 
+/* Applies the changes to s; true when a value changed. */
+static bool apply_changes(struct reg_service *s,
+                          const struct reg_service_changes *ch,
+                          const char *private_dns_name)
+{
+  struct reg_service before = *s;
+
+  if (ch->set_acceptance_required)
+    s->acceptance_required = ch->acceptance_required;
+  if (ch->set_connection_limit)
+    s->connection_limit = (uint32_t)ch->connection_limit;
+  if (ch->set_private_dns_name)
+    snprintf(s->private_dns_name, sizeof(s->private_dns_name), "%s",
+             private_dns_name);
+  return before.acceptance_required != s->acceptance_required ||
+         before.connection_limit != s->connection_limit ||
+         strcmp(before.private_dns_name, s->private_dns_name) != 0;
+}
+
 static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   struct modify_service *c = arg;
+  char private_dns_name[REG_DNS_NAME_BUF] = "";
+  bool changed;
   int r;
 
   reg_service_release(&c->service);
   if ((r = load_owned_service(reg, c->actor, c->id, &c->service, err)) < 0)
     return r;
-  if (c->changes->set_acceptance_required)
-    c->service.acceptance_required = c->changes->acceptance_required;
-  if (c->changes->set_connection_limit)
-    c->service.connection_limit = (uint32_t)c->changes->connection_limit;
+  /* The owner's domains, whoever acts: an operator cannot hand a provider's
+   * service a name outside them either. */
+  if (c->changes->set_private_dns_name &&
+      (r = reg_private_dns_name_check(reg, c->service.owner,
+                                      c->changes->private_dns_name,
+                                      private_dns_name, err)) < 0)
+    return r;
+  changed = apply_changes(&c->service, c->changes, private_dns_name);
   r = reg->ops->service_update(reg->store, &c->service);
+  if (r == -EEXIST)
+    return reg_set_error(err, r, "private_dns_name",
+                         "another service has the private_dns_name %s",
+                         c->service.private_dns_name);
+  if (r == 0 && changed)
+    r = reg_record_service_event(reg, &c->service, c->actor->name,
+                                 reg_now_ms());
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 

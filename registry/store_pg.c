@@ -142,13 +142,21 @@ static const char *const migrations[] = {
     "ALTER TABLE nodes ADD COLUMN networks text NOT NULL DEFAULT '';"
     "CREATE INDEX endpoints_final ON endpoints (updated_at)"
     "  WHERE state IN ('rejected','deleted','expired','failed');",
+    /* 2 -> 3: private DNS names. A service's own host name (lower case,
+     * "" = none, unique among services) and each endpoint's opt-in. */
+    "ALTER TABLE services ADD COLUMN private_dns_name text NOT NULL"
+    "  DEFAULT '';"
+    "CREATE UNIQUE INDEX services_private_dns_name"
+    "  ON services (private_dns_name) WHERE private_dns_name <> '';"
+    "ALTER TABLE endpoints ADD COLUMN private_dns boolean NOT NULL"
+    "  DEFAULT false;",
 };
 
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 #define SERVICE_COLUMNS                                                        \
   "id, name, owner, load_balancer, acceptance_required, connection_limit, "    \
-  "created_at"
+  "created_at, private_dns_name"
 #define ENDPOINT_COLUMNS                                                       \
   "e.id, e.service_id, s.name, s.owner, s.load_balancer, e.consumer, "         \
   "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
@@ -156,7 +164,8 @@ static const char *const migrations[] = {
   "CASE WHEN p.open THEN '1' ELSE '0' END || E'\\t' || p.updated_at || "       \
   "E'\\t' || p.reason, E'\\n') FROM placements p WHERE p.endpoint_id = "       \
   "e.id), "                                                                    \
-  "(SELECT n.netns FROM networks n WHERE n.name = e.network)"
+  "(SELECT n.netns FROM networks n WHERE n.name = e.network), "                \
+  "s.private_dns_name, e.private_dns"
 #define ENDPOINT_FROM                                                          \
   "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
   " JOIN services s ON s.id = e.service_id"
@@ -238,7 +247,7 @@ enum stmt_id {
 
 static const char *const stmt_sql[N_STMTS] = {
     [SVC_INSERT] = "INSERT INTO services (" SERVICE_COLUMNS
-                   ") VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     [SVC_GET] = "SELECT " SERVICE_COLUMNS " FROM services"
                 " WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1",
     [SVC_LIST_ALL] = "SELECT " SERVICE_COLUMNS
@@ -250,7 +259,8 @@ static const char *const stmt_sql[N_STMTS] = {
         " WHERE id IN (SELECT service_id FROM"
         " service_principals WHERE principal IN ($1, '*'))" PAGE(""),
     [SVC_UPDATE] = "UPDATE services SET acceptance_required = $2,"
-                   " connection_limit = $3 WHERE id = $1",
+                   " connection_limit = $3, private_dns_name = $4"
+                   " WHERE id = $1",
     [SVC_DELETE] = "DELETE FROM services WHERE id = $1",
     [SVC_PRINCIPALS] =
         "SELECT principal FROM service_principals"
@@ -263,8 +273,9 @@ static const char *const stmt_sql[N_STMTS] = {
                        " AND state IN " LIVE,
     [EP_INSERT] = "INSERT INTO endpoints (id, service_id, consumer, network,"
                   " address, address_key, state, reason, allowed_sources,"
-                  " created_at, updated_at)"
-                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                  " created_at, updated_at, private_dns)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                  " $12)",
     [EP_GET] = ENDPOINT_FROM " WHERE e.id = $1",
     [EP_LIST_ALL] = ENDPOINT_FROM " WHERE $1::text IS NULL" PAGE("e."),
     [EP_LIST_STATE] =
@@ -276,7 +287,8 @@ static const char *const stmt_sql[N_STMTS] = {
     [EP_LIST_CONSUMER_STATE] =
         ENDPOINT_FROM " WHERE e.consumer = $1 AND e.state = $5" PAGE("e."),
     [EP_UPDATE] = "UPDATE endpoints SET state = $2, reason = $3,"
-                  " allowed_sources = $4, updated_at = $5 WHERE id = $1",
+                  " allowed_sources = $4, updated_at = $5, private_dns = $6"
+                  " WHERE id = $1",
     [EP_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE service_id = $1"
                       " AND consumer = $2 AND state IN " LIVE,
     [EP_COUNTS] = "SELECT s.name, e.state, count(*) FROM endpoints e"
@@ -858,8 +870,9 @@ static int store_service_insert(struct reg_store *store,
                           s->load_balancer,
                           s->acceptance_required ? "true" : "false",
                           I64(limit, s->connection_limit),
-                          I64(created, s->created_at)};
-  int r = run_text(store, SVC_INSERT, 7, values, NULL);
+                          I64(created, s->created_at),
+                          s->private_dns_name};
+  int r = run_text(store, SVC_INSERT, 8, values, NULL);
 
   return r < 0 ? r
                : add_principals(store, s->id, s->allowed_principals,
@@ -902,6 +915,7 @@ static int service_from_row(const PGresult *res, int row, void *item)
   s->acceptance_required = bool_value(res, row, 4);
   s->connection_limit = (uint32_t)int_value(res, row, 5);
   s->created_at = int_value(res, row, 6);
+  copy_value(res, row, 7, s->private_dns_name, sizeof(s->private_dns_name));
   s->state = "available";
   return 0;
 }
@@ -962,9 +976,9 @@ static int store_service_update(struct reg_store *store,
 {
   char limit[24];
   const char *values[] = {s->id, s->acceptance_required ? "true" : "false",
-                          I64(limit, s->connection_limit)};
+                          I64(limit, s->connection_limit), s->private_dns_name};
 
-  return run_text(store, SVC_UPDATE, 3, values, NULL);
+  return run_text(store, SVC_UPDATE, 4, values, NULL);
 }
 
 static int store_service_set_principals(struct reg_store *store, const char *id,
@@ -1026,6 +1040,8 @@ static int endpoint_from_row(const PGresult *res, int row, void *item)
   e->created_at = int_value(res, row, 11);
   e->updated_at = int_value(res, row, 12);
   copy_value(res, row, 14, e->netns, sizeof(e->netns));
+  copy_value(res, row, 15, e->private_dns_name, sizeof(e->private_dns_name));
+  e->private_dns = bool_value(res, row, 16);
   if ((r = store_split_lines(PQgetvalue(res, row, 10), &e->allowed_sources,
                              &e->n_allowed_sources)) < 0 ||
       (r = store_parse_placements(PQgetvalue(res, row, 13), e)) < 0) {
@@ -1062,14 +1078,15 @@ static int store_endpoint_insert(struct reg_store *store,
                           e->reason,
                           sources,
                           I64(created, e->created_at),
-                          I64(updated, e->updated_at)};
-  const int lengths[11] = {[5] = (int)sizeof(key->bytes)};
-  const int formats[11] = {[5] = 1};
+                          I64(updated, e->updated_at),
+                          e->private_dns ? "true" : "false"};
+  const int lengths[12] = {[5] = (int)sizeof(key->bytes)};
+  const int formats[12] = {[5] = 1};
   int r;
 
   if (sources == NULL)
     return -ENOMEM;
-  r = run(store, EP_INSERT, 11, values, lengths, formats, NULL);
+  r = run(store, EP_INSERT, 12, values, lengths, formats, NULL);
   free(sources);
   return r;
 }
@@ -1126,14 +1143,15 @@ static int store_endpoint_update(struct reg_store *store,
 {
   char updated[24];
   char *sources = store_join_lines(e->allowed_sources, e->n_allowed_sources);
-  const char *values[] = {e->id, store_state_name(e->state), e->reason, sources,
-                          I64(updated, e->updated_at)};
+  const char *values[] = {
+      e->id,   store_state_name(e->state),  e->reason,
+      sources, I64(updated, e->updated_at), e->private_dns ? "true" : "false"};
   int changed = 0;
   int r;
 
   if (sources == NULL)
     return -ENOMEM;
-  r = run_changed(store, EP_UPDATE, 5, values, &changed);
+  r = run_changed(store, EP_UPDATE, 6, values, &changed);
   free(sources);
   return r < 0 ? r : changed == 1 ? 0 : -ENOENT;
 }

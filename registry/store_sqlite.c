@@ -146,20 +146,29 @@ static const char *const migrations[] = {
     "ALTER TABLE nodes ADD COLUMN networks TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX endpoints_final ON endpoints(updated_at)"
     "  WHERE state IN ('rejected','deleted','expired','failed');",
+    /* 4 -> 5: private DNS names. A service's own host name (lower case,
+     * "" = none, unique among services) and each endpoint's opt-in. */
+    "ALTER TABLE services ADD COLUMN private_dns_name TEXT NOT NULL"
+    "  DEFAULT '';"
+    "CREATE UNIQUE INDEX services_private_dns_name"
+    "  ON services(private_dns_name) WHERE private_dns_name != '';"
+    "ALTER TABLE endpoints ADD COLUMN private_dns INTEGER NOT NULL"
+    "  DEFAULT 0;",
 };
 
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
 #define SERVICE_COLUMNS                                                        \
   "id, name, owner, load_balancer, acceptance_required, connection_limit, "    \
-  "created_at"
+  "created_at, private_dns_name"
 #define ENDPOINT_COLUMNS                                                       \
   "e.id, e.service_id, s.name, s.owner, s.load_balancer, e.consumer, "         \
   "e.network, e.address, e.state, e.reason, e.allowed_sources, "               \
   "e.created_at, e.updated_at, (SELECT group_concat(p.node || char(9) || "     \
   "p.open || char(9) || p.updated_at || char(9) || p.reason, char(10)) "       \
   "FROM placements p WHERE p.endpoint_id = e.id), "                            \
-  "(SELECT n.netns FROM networks n WHERE n.name = e.network)"
+  "(SELECT n.netns FROM networks n WHERE n.name = e.network), "                \
+  "s.private_dns_name, e.private_dns"
 #define ENDPOINT_FROM                                                          \
   "SELECT " ENDPOINT_COLUMNS " FROM endpoints e"                               \
   " JOIN services s ON s.id = e.service_id"
@@ -246,7 +255,7 @@ static const char *const stmt_sql[N_STMTS] = {
     [COMMIT] = "COMMIT",
     [ROLLBACK] = "ROLLBACK",
     [SVC_INSERT] = "INSERT INTO services (" SERVICE_COLUMNS
-                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SVC_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE id = ?1"
                 " UNION ALL SELECT " SERVICE_COLUMNS
                 " FROM services WHERE name = ?1 LIMIT 1",
@@ -261,7 +270,8 @@ static const char *const stmt_sql[N_STMTS] = {
         " service_principals WHERE principal IN (?2, '*'))" PAGE_AFTER("")
             PAGE_ORDER(""),
     [SVC_UPDATE] = "UPDATE services SET acceptance_required = ?2,"
-                   " connection_limit = ?3 WHERE id = ?1",
+                   " connection_limit = ?3, private_dns_name = ?4"
+                   " WHERE id = ?1",
     [SVC_DELETE] = "DELETE FROM services WHERE id = ?1",
     [SVC_PRINCIPALS] = "SELECT principal FROM service_principals"
                        " WHERE service_id = ?1 ORDER BY principal",
@@ -273,8 +283,9 @@ static const char *const stmt_sql[N_STMTS] = {
                        " AND state IN " LIVE,
     [EP_INSERT] = "INSERT INTO endpoints (id, service_id, consumer, network,"
                   " address, address_key, state, reason, allowed_sources,"
-                  " created_at, updated_at)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                  " created_at, updated_at, private_dns)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                  " ?12)",
     [EP_GET] = ENDPOINT_FROM " WHERE e.id = ?1",
     [EP_LIST_ALL] = ENDPOINT_FROM " WHERE 1" PAGE_AFTER("e.") PAGE_ORDER("e."),
     [EP_LIST_STATE] =
@@ -289,7 +300,8 @@ static const char *const stmt_sql[N_STMTS] = {
     [EP_LIST_CONSUMER_STATE] = ENDPOINT_FROM
     " WHERE e.consumer = ?1 AND e.state = ?2" PAGE_AFTER("e.") PAGE_ORDER("e."),
     [EP_UPDATE] = "UPDATE endpoints SET state = ?2, reason = ?3,"
-                  " allowed_sources = ?4, updated_at = ?5 WHERE id = ?1",
+                  " allowed_sources = ?4, updated_at = ?5, private_dns = ?6"
+                  " WHERE id = ?1",
     [EP_COUNT_LIVE] = "SELECT count(*) FROM endpoints WHERE service_id = ?1"
                       " AND consumer = ?2 AND state IN " LIVE,
     [EP_COUNTS] = "SELECT s.name, e.state, count(*) FROM endpoints e"
@@ -757,6 +769,7 @@ static int store_service_insert(struct reg_store *store,
   sqlite3_bind_int(stmt, 5, s->acceptance_required);
   sqlite3_bind_int64(stmt, 6, s->connection_limit);
   sqlite3_bind_int64(stmt, 7, s->created_at);
+  bind_text(stmt, 8, s->private_dns_name);
   if ((r = stmt_run(store, stmt)) < 0)
     return r;
   return add_principals(store, s->id, s->allowed_principals,
@@ -798,6 +811,7 @@ static int service_from_row(sqlite3_stmt *stmt, void *item)
   s->acceptance_required = sqlite3_column_int(stmt, 4) != 0;
   s->connection_limit = (uint32_t)sqlite3_column_int64(stmt, 5);
   s->created_at = sqlite3_column_int64(stmt, 6);
+  column_copy(stmt, 7, s->private_dns_name, sizeof(s->private_dns_name));
   s->state = "available";
   return 0;
 }
@@ -863,6 +877,7 @@ static int store_service_update(struct reg_store *store,
   bind_text(stmt, 1, s->id);
   sqlite3_bind_int(stmt, 2, s->acceptance_required);
   sqlite3_bind_int64(stmt, 3, s->connection_limit);
+  bind_text(stmt, 4, s->private_dns_name);
   return stmt_run(store, stmt);
 }
 
@@ -947,6 +962,8 @@ static int endpoint_from_row(sqlite3_stmt *stmt, void *item)
   e->created_at = sqlite3_column_int64(stmt, 11);
   e->updated_at = sqlite3_column_int64(stmt, 12);
   column_copy(stmt, 14, e->netns, sizeof(e->netns));
+  column_copy(stmt, 15, e->private_dns_name, sizeof(e->private_dns_name));
+  e->private_dns = sqlite3_column_int(stmt, 16) != 0;
   if ((r = store_split_lines((const char *)sqlite3_column_text(stmt, 10),
                              &e->allowed_sources, &e->n_allowed_sources)) < 0 ||
       (r = store_parse_placements((const char *)sqlite3_column_text(stmt, 13),
@@ -978,6 +995,7 @@ static int store_endpoint_insert(struct reg_store *store,
   bind_text(stmt, 9, sources);
   sqlite3_bind_int64(stmt, 10, e->created_at);
   sqlite3_bind_int64(stmt, 11, e->updated_at);
+  sqlite3_bind_int(stmt, 12, e->private_dns);
   rc = sqlite3_step(stmt);
   sqlite3_reset(stmt);
   free(sources);
@@ -1054,6 +1072,7 @@ static int store_endpoint_update(struct reg_store *store,
   bind_text(stmt, 3, e->reason);
   bind_text(stmt, 4, sources);
   sqlite3_bind_int64(stmt, 5, e->updated_at);
+  sqlite3_bind_int(stmt, 6, e->private_dns);
   r = stmt_run(store, stmt);
   free(sources);
   if (r < 0)

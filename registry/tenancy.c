@@ -438,8 +438,8 @@ static int network_from_params(struct reg_network_info *net,
                                struct reg_error *err)
 {
   struct config_network check;
-  struct reg_network spec = {p->name, p->netns, p->range, p->principals,
-                             p->n_principals};
+  struct reg_network spec = {p->name,       p->netns,        p->range,
+                             p->principals, p->n_principals, NULL};
   int r;
 
   if (!reg_name_tame(p->name))

@@ -15,12 +15,12 @@
  * take the acting principal (name + role) the caller has already
  * authenticated.
  *
- * The change feed: every change to endpoints, run-time targets and nodes
- * appends events in the same transaction, numbered 1, 2, 3... without gaps
- * and visible in commit order on every node. Whoever acts on changes (the
- * data plane, event streams, DNS) reads them with reg_changes_read() by
- * sequence number, whichever node committed them: there is no other
- * channel.
+ * The change feed: every change to endpoints, services' settings, run-time
+ * targets and nodes appends events in the same transaction, numbered 1, 2,
+ * 3... without gaps and visible in commit order on every node. Whoever acts
+ * on changes (the data plane, event streams, DNS) reads them with
+ * reg_changes_read() by sequence number, whichever node committed them:
+ * there is no other channel.
  *
  * Threads: a struct reg is used from one thread only. No function here is
  * thread-safe and the registry never calls libuv; calls block on the store
@@ -33,9 +33,13 @@
  * user. The mapping to the API's HTTP answers:
  *
  *   -EINVAL      400 InvalidValue       a bad value (err->field names it)
- *   -EACCES      403 Forbidden          the role may not do this at all
+ *   -EACCES      403 Forbidden          the role may not do this at all,
+ *                                       or a private_dns_name outside the
+ *                                       domains granted to the service's
+ *                                       owner
  *   -ENOENT      404 NotFound           absent, or not visible to the actor
- *   -EEXIST      409 AlreadyExists      a service with that name exists
+ *   -EEXIST      409 AlreadyExists      a service with that name, or
+ *                                       that private_dns_name, exists
  *   -EBUSY       409 InvalidState       the state does not allow it (an
  *                                       illegal transition, or deleting a
  *                                       service with live endpoints)
@@ -86,6 +90,9 @@
 #define REG_TIME_BUF 32    /* "2024-01-02T03:04:05.678Z" + NUL */
 #define REG_VERSION_BUF 32 /* an nlbd version string */
 #define REG_TOKEN_BUF 64   /* a page token */
+/* A DNS name as text, without the trailing dot: at most 253 bytes. */
+#define REG_DNS_NAME_MAX 253
+#define REG_DNS_NAME_BUF (REG_DNS_NAME_MAX + 1)
 
 /* Largest accepted lists and values. */
 #define REG_MAX_ALLOWED_SOURCES 64
@@ -151,10 +158,13 @@ enum reg_endpoint_state {
  * and the endpoint's new state; observers that act on endpoints should look
  * at the endpoint's current row (reg_changes carries it), not only at the
  * type: a connect to a service without acceptance_required is one connect
- * event whose state is already available. register/deregister name a
- * run-time target (target_group, target); drain names a node; the
- * principal_*, token_* and network_* events name their principal or
- * network (subject) and token (token_id). */
+ * event whose state is already available. A modify with a service_id and
+ * no endpoint_id is a service's: its settings (private_dns_name among
+ * them) changed; the provider and operators see it, and reg_changes
+ * carries the current rows of the service's available endpoints with it.
+ * register/deregister name a run-time target (target_group, target); drain
+ * names a node; the principal_*, token_* and network_* events name their
+ * principal or network (subject) and token (token_id). */
 enum reg_event_type {
   REG_EVENT_CONNECT = 0,    /* created: pendingAcceptance or available */
   REG_EVENT_ACCEPT = 1,     /* -> available */
@@ -162,7 +172,9 @@ enum reg_event_type {
   REG_EVENT_DELETE = 3,     /* -> deleted */
   REG_EVENT_EXPIRE = 4,     /* -> expired */
   REG_EVENT_FAIL = 5,       /* -> failed */
-  REG_EVENT_MODIFY = 6,     /* allowed_sources changed, state unchanged */
+  REG_EVENT_MODIFY = 6,     /* an endpoint's allowed_sources or private_dns
+                             * changed (state unchanged), or a service's
+                             * settings (no endpoint_id) */
   REG_EVENT_REGISTER = 7,   /* a target registered through the API */
   REG_EVENT_DEREGISTER = 8, /* such a target deregistered (it drains) */
   REG_EVENT_DRAIN = 9,      /* a node asked to drain */
@@ -182,6 +194,11 @@ enum reg_event_type {
 struct reg_principal {
   const char *name;
   enum reg_role role;
+  /* Providers only: the DNS domains ("payments.example") inside which the
+   * principal's services may take a private_dns_name (the domain itself
+   * or any name below it). */
+  const char *const *dns_domains;
+  size_t n_dns_domains;
 };
 
 struct reg_network {
@@ -191,6 +208,9 @@ struct reg_network {
   /* Consumers allowed to place endpoints here; n_principals == 0: any. */
   const char *const *principals;
   size_t n_principals;
+  /* The address of the network's DNS responder on this node, NULL when it
+   * has none: only then do its endpoints list dns_names. */
+  const char *dns;
 };
 
 /* This node's namespace for a network made through the API, when it is
@@ -231,6 +251,9 @@ struct reg_config {
   /* At most REG_NODE_NETWORKS_MAX; recorded with its heartbeat. */
   const struct reg_netns_mapping *node_networks;
   size_t n_node_networks;
+  /* The DNS zone of endpoint names ("nlb.internal"); NULL or "": none (no
+   * endpoint lists dns_names). No private_dns_name may fall inside it. */
+  const char *dns_zone;
 };
 
 /* ---- actors, errors, results -------------------------------------------- */
@@ -273,6 +296,10 @@ struct reg_service {
   size_t n_allowed_principals;
   uint32_t connection_limit; /* live endpoints per consumer; 0 = no limit */
   int64_t created_at;        /* unix ms */
+  /* The provider's own host name for the service ("api.payments.example",
+   * lower case), or "": it resolves to each endpoint that opted in
+   * (private_dns), in that endpoint's network. Unique across services. */
+  char private_dns_name[REG_DNS_NAME_BUF];
 };
 
 /* Where a node has (or could not) open an available endpoint. */
@@ -304,6 +331,16 @@ struct reg_endpoint {
   size_t n_placements;
   int64_t created_at; /* unix ms */
   int64_t updated_at; /* unix ms, last state or field change */
+  char private_dns_name[REG_DNS_NAME_BUF]; /* the service's, or "" */
+  bool private_dns; /* the consumer opted into private_dns_name */
+  /* The names that resolve to the endpoint in its network, lower case:
+   * "EP-ID.ZONE", "SERVICE.ZONE" (when the service's name makes a valid
+   * DNS name), and private_dns_name when private_dns is on and the
+   * service's owner still holds a domain for it. Empty unless the endpoint
+   * is available, a dns_zone is configured and its network has a DNS
+   * responder. Filled from config like ports. */
+  char **dns_names;
+  size_t n_dns_names;
 };
 
 /* A target registered through the API (config targets are not stored). */
@@ -437,12 +474,15 @@ struct reg_service_params {
   const char *const *allowed_principals; /* consumers or "*" */
   size_t n_allowed_principals;
   int64_t connection_limit; /* 0..REG_MAX_CONNECTION_LIMIT */
+  /* NULL or "": none. See reg_service_modify for the rules. */
+  const char *private_dns_name;
 };
 
 /* Creates a service owned by actor. Providers and operators only (consumers:
  * -EACCES). Fills *out (release it). Errors: -EINVAL (bad name, unknown
- * load balancer, unknown principal, bad limit), -EEXIST (name taken), -EIO,
- * -ENOMEM. */
+ * load balancer, unknown principal, bad limit, bad private_dns_name),
+ * -EACCES (private_dns_name outside actor's domains), -EEXIST (name or
+ * private_dns_name taken), -EIO, -ENOMEM. */
 int reg_service_create(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_service_params *params,
                        struct reg_service *out, struct reg_error *err);
@@ -468,11 +508,19 @@ struct reg_service_changes {
   bool acceptance_required;
   bool set_connection_limit;
   int64_t connection_limit;
+  bool set_private_dns_name;
+  const char *private_dns_name; /* NULL or "": none */
 };
 
 /* Changes the fields marked set_*. Lowering connection_limit leaves existing
  * endpoints alone; turning acceptance off does not accept pending ones.
- * Fills *out if not NULL. Errors as reg_service_describe, plus -EINVAL. */
+ * A private_dns_name is a host name (labels of letters, digits and '-',
+ * at least two, 253 bytes; stored in lower case, a trailing dot dropped),
+ * neither inside nor above dns_zone (-EINVAL), equal to or below one of
+ * the dns_domains of the service's owner (-EACCES; a service an operator
+ * owns may take any), and no other service's (-EEXIST). When a field
+ * changes value, one modify event for the service. Fills *out if not
+ * NULL. Errors as reg_service_describe, plus those. */
 int reg_service_modify(struct reg *reg, const struct reg_actor *actor,
                        const char *id,
                        const struct reg_service_changes *changes,
@@ -546,6 +594,7 @@ struct reg_endpoint_params {
   const char *address;                /* NULL or "": the lowest free one */
   const char *const *allowed_sources; /* CIDRs (a bare address = /32, /128) */
   size_t n_allowed_sources;
+  bool private_dns; /* opt into the service's private_dns_name */
 };
 
 /* A consumer asks for a connection. The service must allow it (else
@@ -573,9 +622,22 @@ int reg_endpoint_list(struct reg *reg, const struct reg_actor *actor,
                       const struct reg_page *page, struct reg_endpoint **out,
                       size_t *n, char *next_token, struct reg_error *err);
 
-/* Replaces allowed_sources (validated as in create; n == 0 = any source).
- * Allowed in every state but deleted (-EBUSY). One modify event.
- * Visibility as describe. */
+struct reg_endpoint_changes {
+  bool set_allowed_sources;
+  const char *const *allowed_sources; /* validated as in create; none = any */
+  size_t n_allowed_sources;
+  bool set_private_dns;
+  bool private_dns;
+};
+
+/* Changes the fields marked set_*. Allowed in every state but deleted
+ * (-EBUSY). One modify event. Visibility as describe. */
+int reg_endpoint_change(struct reg *reg, const struct reg_actor *actor,
+                        const char *id,
+                        const struct reg_endpoint_changes *changes,
+                        struct reg_endpoint *out, struct reg_error *err);
+
+/* reg_endpoint_change of allowed_sources alone. */
 int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
                         const char *id, const char *const *allowed_sources,
                         size_t n_allowed_sources, struct reg_endpoint *out,
@@ -793,11 +855,12 @@ bool reg_event_visible(const struct reg_event *event,
  * When events after `after` are still kept: up to limit of them, with the
  * current rows of the endpoints and run-time targets they name (read in the
  * same transaction; an event whose endpoint or target has no row here
- * names one that is gone). When they were pruned (the reader lagged behind
- * event_retention) or resync is asked: resync is true, events is empty, and the
- * rows are the whole current state (every available endpoint, every
- * run-time target); the reader replaces what it has with them. last_seq is
- * the seq the reader has applied once it applied this. */
+ * names one that is gone; a service's modify event brings the rows of the
+ * service's available endpoints). When they were pruned (the reader lagged
+ * behind event_retention) or resync is asked: resync is true, events is
+ * empty, and the rows are the whole current state (every available
+ * endpoint, every run-time target); the reader replaces what it has with
+ * them. last_seq is the seq the reader has applied once it applied this. */
 struct reg_changes {
   bool resync;
   uint64_t last_seq;

@@ -41,7 +41,7 @@ static int ensure_service(struct reg *reg, const char *name, bool acceptance,
                           char *id)
 {
   static const char *const all[] = {"*"};
-  struct reg_service_params p = {name, "lb", acceptance, all, 1, 0};
+  struct reg_service_params p = {name, "lb", acceptance, all, 1, 0, NULL};
   struct reg_service *v;
   struct reg_service s;
   struct reg_error err;
@@ -100,7 +100,7 @@ static int step(struct reg *reg, const char *svc_manual, const char *svc_auto)
   /* Create when there is little to act on, or one time in three. */
   if (n_endpoints < 8 || (dice < 33 && n_endpoints < 400)) {
     struct reg_endpoint_params p = {dice % 4 ? svc_manual : svc_auto, "host",
-                                    NULL, NULL, 0};
+                                    NULL, NULL, 0, false};
 
     if ((r = reg_endpoint_create(reg, &SHOP, &p, &e, &err)) < 0) {
       fprintf(stderr, "crash_writer: create: %s\n", err.message);
@@ -181,12 +181,12 @@ static int step(struct reg *reg, const char *svc_manual, const char *svc_auto)
 int main(int argc, char **argv)
 {
   static const struct reg_principal principals[] = {
-      {"ops", REG_ROLE_OPERATOR},
-      {"pay", REG_ROLE_PROVIDER},
-      {"shop", REG_ROLE_CONSUMER},
+      {"ops", REG_ROLE_OPERATOR, NULL, 0},
+      {"pay", REG_ROLE_PROVIDER, NULL, 0},
+      {"shop", REG_ROLE_CONSUMER, NULL, 0},
   };
   static const struct reg_network networks[] = {
-      {"host", NULL, "127.77.0.0/16", NULL, 0},
+      {"host", NULL, "127.77.0.0/16", NULL, 0, NULL},
   };
   static const uint16_t ports[] = {8080};
   static const struct reg_load_balancer lbs[] = {{"lb", ports, 1, false}};

@@ -27,18 +27,18 @@ static const struct reg_actor SHOP = {"shop", REG_ROLE_CONSUMER};
 static const struct reg_actor ACME = {"acme", REG_ROLE_CONSUMER};
 
 static const struct reg_principal principals[] = {
-    {"ops", REG_ROLE_OPERATOR},  {"pay", REG_ROLE_PROVIDER},
-    {"pay2", REG_ROLE_PROVIDER}, {"shop", REG_ROLE_CONSUMER},
-    {"acme", REG_ROLE_CONSUMER},
+    {"ops", REG_ROLE_OPERATOR, NULL, 0},  {"pay", REG_ROLE_PROVIDER, NULL, 0},
+    {"pay2", REG_ROLE_PROVIDER, NULL, 0}, {"shop", REG_ROLE_CONSUMER, NULL, 0},
+    {"acme", REG_ROLE_CONSUMER, NULL, 0},
 };
 static const char *const shop_only[] = {"shop"};
 static const struct reg_network networks[] = {
-    {"host", NULL, "127.77.0.0/16", NULL, 0},
-    {"shop-vpc", "shop", "10.0.0.0/30", shop_only, 1},
-    {"shop-vpc2", "shop2", "10.0.0.0/30", shop_only, 1},
-    {"v6", NULL, "fd00::/120", NULL, 0},
-    {"p2p", NULL, "127.1.0.0/31", NULL, 0},
-    {"one", NULL, "127.2.0.9/32", NULL, 0},
+    {"host", NULL, "127.77.0.0/16", NULL, 0, NULL},
+    {"shop-vpc", "shop", "10.0.0.0/30", shop_only, 1, NULL},
+    {"shop-vpc2", "shop2", "10.0.0.0/30", shop_only, 1, NULL},
+    {"v6", NULL, "fd00::/120", NULL, 0, NULL},
+    {"p2p", NULL, "127.1.0.0/31", NULL, 0, NULL},
+    {"one", NULL, "127.2.0.9/32", NULL, 0, NULL},
 };
 static const uint16_t lb1_ports[] = {8080, 8443};
 static const uint16_t lb2_ports[] = {9000};
@@ -149,7 +149,8 @@ static int service(const struct reg_actor *actor, const char *name,
                    bool acceptance, const char *const *allowed, size_t n,
                    int64_t limit, char *id)
 {
-  struct reg_service_params p = {name, "lb1", acceptance, allowed, n, limit};
+  struct reg_service_params p = {name, "lb1", acceptance, allowed,
+                                 n,    limit, NULL};
   struct reg_service s;
   int r = reg_service_create(reg, actor, &p, &s, NULL);
 
@@ -165,7 +166,7 @@ static int endpoint(const struct reg_actor *actor, const char *svc,
                     const char *network, const char *address, char *id,
                     char *addr_out)
 {
-  struct reg_endpoint_params p = {svc, network, address, NULL, 0};
+  struct reg_endpoint_params p = {svc, network, address, NULL, 0, false};
   struct reg_endpoint e;
   int r = reg_endpoint_create(reg, actor, &p, &e, NULL);
 
@@ -227,20 +228,20 @@ static void test_registry_schema_version(void)
 
   if (pg()) {
     open_fresh();
-    CU_ASSERT_EQUAL(reg_schema_version(reg), 2);
+    CU_ASSERT_EQUAL(reg_schema_version(reg), 3);
     CU_ASSERT_STRING_EQUAL(reg_store_name(reg), "postgresql");
     close_fresh();
     return;
   }
   open_fresh();
-  CU_ASSERT_EQUAL(reg_schema_version(reg), 4);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), 5);
   CU_ASSERT_STRING_EQUAL(reg_store_name(reg), "sqlite");
   CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
   CU_ASSERT_EQUAL(
       sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL),
       SQLITE_OK);
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
-  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 4);
+  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 5);
   sqlite3_finalize(stmt);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL);
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
@@ -264,9 +265,13 @@ static void test_registry_schema_version(void)
                                "PRAGMA user_version = 1",
                                NULL, NULL, NULL),
                   SQLITE_OK);
-  /* The tables and indexes of versions 2 to 4 were made by the steps
+  /* The tables and indexes of versions 2 to 5 were made by the steps
    * above version 1. */
   CU_ASSERT_EQUAL(sqlite3_exec(db,
+                               "DROP INDEX services_private_dns_name;"
+                               "ALTER TABLE services DROP COLUMN"
+                               "  private_dns_name;"
+                               "ALTER TABLE endpoints DROP COLUMN private_dns;"
                                "DROP TABLE tokens; DROP TABLE principals;"
                                "DROP TABLE networks;"
                                "DROP INDEX endpoints_final;"
@@ -298,7 +303,7 @@ static void test_registry_schema_version(void)
                                NULL, NULL, NULL),
                   SQLITE_OK);
   CU_ASSERT_EQUAL_FATAL(open_store(&reg, &config, NULL), 0);
-  CU_ASSERT_EQUAL(reg_schema_version(reg), 4);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), 5);
   sqlite3_prepare_v2(db,
                      "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                      " AND name IN ('events_time', 'endpoints_consumer_state')",
@@ -317,7 +322,8 @@ static void test_registry_schema_version(void)
 
 static void test_registry_service_create(void)
 {
-  struct reg_service_params p = {"payments", "lb1", true, SHOP_LIST, 1, 3};
+  struct reg_service_params p = {"payments", "lb1", true, SHOP_LIST,
+                                 1,          3,     NULL};
   const char *const bad_principal[] = {"no body"};
   const char *const unknown_principal[] = {"nobody"};
   struct reg_service s;
@@ -378,7 +384,7 @@ static void test_registry_service_create(void)
 
 static void test_registry_service_visibility(void)
 {
-  struct reg_service_changes ch = {true, false, false, 0};
+  struct reg_service_changes ch = {true, false, false, 0, false, NULL};
   struct reg_service s;
   struct reg_service *v;
   char svc[REG_ID_BUF];
@@ -424,7 +430,7 @@ static void test_registry_service_visibility(void)
 
 static void test_registry_service_modify(void)
 {
-  struct reg_service_changes ch = {true, false, true, 7};
+  struct reg_service_changes ch = {true, false, true, 7, false, NULL};
   struct reg_service s;
   struct reg_error err;
   char svc[REG_ID_BUF];
@@ -509,7 +515,7 @@ static void test_registry_permissions(void)
 
 static void test_registry_endpoint_create_checks(void)
 {
-  struct reg_endpoint_params p = {"a", "host", NULL, NULL, 0};
+  struct reg_endpoint_params p = {"a", "host", NULL, NULL, 0, false};
   const char *const sources[] = {"10.1.0.0/16", "192.168.1.7", "fd00::/8"};
   const char *const bad_sources[] = {"10.1.0.1/16"};
   struct reg_endpoint e;
@@ -841,7 +847,7 @@ static void test_registry_connection_limit(void)
   struct reg_error err;
   char svc[REG_ID_BUF];
   char ep[3][REG_ID_BUF];
-  struct reg_endpoint_params p = {"a", "host", NULL, NULL, 0};
+  struct reg_endpoint_params p = {"a", "host", NULL, NULL, 0, false};
 
   open_fresh();
   CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 2, svc), 0);
@@ -926,7 +932,7 @@ static void test_registry_reconcile(void)
 static void test_registry_address_allocation(void)
 {
   struct reg_error err;
-  struct reg_endpoint_params p = {"a", "host", "127.77.0.0", NULL, 0};
+  struct reg_endpoint_params p = {"a", "host", "127.77.0.0", NULL, 0, NULL};
   char addr[REG_ADDR_BUF];
   char ep[REG_ID_BUF];
 
@@ -961,7 +967,7 @@ static void test_registry_address_allocation(void)
 static void test_registry_address_exhaustion(void)
 {
   struct reg_error err;
-  struct reg_endpoint_params p = {"a", "shop-vpc", NULL, NULL, 0};
+  struct reg_endpoint_params p = {"a", "shop-vpc", NULL, NULL, 0, false};
   char addr[REG_ADDR_BUF];
   char ep[REG_ID_BUF];
   char svc[REG_ID_BUF];
@@ -1220,7 +1226,7 @@ static void test_registry_reopen(void)
   struct reg_endpoint *v;
   struct reg_event *ev;
   const char *const sources[] = {"192.0.2.0/24"};
-  struct reg_endpoint_params p = {"b", "shop-vpc", NULL, sources, 1};
+  struct reg_endpoint_params p = {"b", "shop-vpc", NULL, sources, 1, false};
   char svc[REG_ID_BUF], svc2[REG_ID_BUF];
   char ep[3][REG_ID_BUF];
   uint64_t last;
@@ -1229,7 +1235,7 @@ static void test_registry_reopen(void)
   open_fresh();
   CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 4, svc), 0);
   {
-    struct reg_service_params sp = {"b", "lb2", false, SHOP_LIST, 1, 0};
+    struct reg_service_params sp = {"b", "lb2", false, SHOP_LIST, 1, 0, NULL};
 
     CU_ASSERT_EQUAL_FATAL(reg_service_create(reg, &PAY, &sp, &s, NULL), 0);
     strcpy(svc2, s.id);
@@ -1246,7 +1252,7 @@ static void test_registry_reopen(void)
     reg_endpoint_release(&e);
   }
   reopen();
-  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 2 : 4);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 3 : 5);
   CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
   CU_ASSERT_STRING_EQUAL(s.name, "a");
   CU_ASSERT_EQUAL(s.connection_limit, 4);
@@ -1323,7 +1329,7 @@ static void test_registry_reload(void)
 {
   static const struct reg_load_balancer lbs[] = {{"lb2", lb2_ports, 1, 1}};
   struct reg_config c2 = config;
-  struct reg_network bad_net = {"x", NULL, "10.0.0.1/24", NULL, 0};
+  struct reg_network bad_net = {"x", NULL, "10.0.0.1/24", NULL, 0, NULL};
   struct reg_service s;
   struct reg_error err;
   char svc[REG_ID_BUF];
@@ -1896,7 +1902,7 @@ static void test_registry_principals_tokens(void)
     struct reg_config c = config;
 
     memcpy(more, principals, sizeof(principals));
-    more[5] = (struct reg_principal){"tenant1", REG_ROLE_PROVIDER};
+    more[5] = (struct reg_principal){"tenant1", REG_ROLE_PROVIDER, NULL, 0};
     c.principals = more;
     c.n_principals = 6;
     CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EEXIST);
@@ -2000,7 +2006,7 @@ static void test_registry_service_quota(void)
   CU_ASSERT_EQUAL(service(&PAY, "a", true, ALL, 1, 0, NULL), 0);
   CU_ASSERT_EQUAL(service(&PAY, "b", true, ALL, 1, 0, NULL), 0);
   {
-    struct reg_service_params p = {"c", "lb1", true, ALL, 1, 0};
+    struct reg_service_params p = {"c", "lb1", true, ALL, 1, 0, NULL};
 
     CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EDQUOT);
     CU_ASSERT(strstr(err.message, "service_quota") != NULL);
@@ -2049,6 +2055,298 @@ static void test_registry_endpoints_prune(void)
   close_fresh();
 }
 
+/* ---- private DNS -------------------------------------------------------- */
+
+static const char *const pay_domains[] = {"Payments.Example."};
+static const char *const pay2_domains[] = {"other.example"};
+
+/* config with a DNS zone, pay and pay2 granted a domain each, and a
+ * responder in "host" and "shop-vpc". */
+static void dns_config(struct reg_config *c, struct reg_principal *p,
+                       struct reg_network *n)
+{
+  *c = config;
+  memcpy(p, principals, sizeof(principals));
+  memcpy(n, networks, sizeof(networks));
+  p[1].dns_domains = pay_domains;
+  p[1].n_dns_domains = 1;
+  p[2].dns_domains = pay2_domains;
+  p[2].n_dns_domains = 1;
+  n[0].dns = "127.77.0.2";
+  n[1].dns = "10.0.0.2";
+  c->principals = p;
+  c->networks = n;
+  c->dns_zone = "NLB.internal";
+}
+
+static int dns_service(const struct reg_actor *actor, const char *name,
+                       const char *private_dns_name, char *id,
+                       struct reg_error *err)
+{
+  struct reg_service_params p = {name, "lb1", false,           ALL,
+                                 1,    0,     private_dns_name};
+  struct reg_service s;
+  int r = reg_service_create(reg, actor, &p, &s, err);
+
+  if (r == 0) {
+    if (id)
+      strcpy(id, s.id);
+    reg_service_release(&s);
+  }
+  return r;
+}
+
+static int set_private_dns_name(const struct reg_actor *actor, const char *id,
+                                const char *name, struct reg_error *err)
+{
+  struct reg_service_changes ch = {.set_private_dns_name = true,
+                                   .private_dns_name = name};
+
+  return reg_service_modify(reg, actor, id, &ch, NULL, err);
+}
+
+static bool has_name(const struct reg_endpoint *e, const char *name)
+{
+  for (size_t i = 0; i < e->n_dns_names; i++)
+    if (strcmp(e->dns_names[i], name) == 0)
+      return true;
+  return false;
+}
+
+static void test_registry_private_dns_name(void)
+{
+  static const char *const bad[] = {
+      "payments.example.com.", /* outside, but first: parsed fine */
+      "-a.payments.example",
+      "a-.payments.example",
+      "a..payments.example",
+      "a_b.payments.example",
+      "payments",
+      "*.payments.example",
+      "a b.payments.example",
+      "",
+  };
+  struct reg_principal p[sizeof(principals) / sizeof(principals[0])];
+  struct reg_network n[sizeof(networks) / sizeof(networks[0])];
+  struct reg_config c;
+  struct reg_service s;
+  struct reg_error err;
+  char svc[REG_ID_BUF], svc2[REG_ID_BUF], long_label[96];
+
+  open_fresh();
+  dns_config(&c, p, n);
+  CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, &err), 0);
+  /* Stored in lower case, without the dot; the domain itself is in. */
+  CU_ASSERT_EQUAL_FATAL(
+      dns_service(&PAY, "a", "API.Payments.example.", svc, &err), 0);
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
+  CU_ASSERT_STRING_EQUAL(s.private_dns_name, "api.payments.example");
+  reg_service_release(&s);
+  CU_ASSERT_EQUAL(dns_service(&PAY, "b", "payments.example", svc2, &err), 0);
+  /* Outside the owner's domains: 403, whoever asks. */
+  CU_ASSERT_EQUAL(dns_service(&PAY, "c", "api.other.example", NULL, &err),
+                  -EACCES);
+  CU_ASSERT_STRING_EQUAL(err.field, "private_dns_name");
+  CU_ASSERT_EQUAL(dns_service(&PAY2, "c", "x.payments.example", NULL, &err),
+                  -EACCES);
+  CU_ASSERT_EQUAL(set_private_dns_name(&OPS, svc, "x.other.example", &err),
+                  -EACCES);
+  CU_ASSERT_EQUAL(bad[0][0], 'p');
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, bad[0], &err), -EACCES);
+  /* Not host names: 400. */
+  for (size_t i = 1; i + 1 < sizeof(bad) / sizeof(bad[0]); i++) {
+    CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, bad[i], &err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err.field, "private_dns_name");
+  }
+  memset(long_label, 'a', 64);
+  strcpy(long_label + 64, ".payments.example");
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, long_label, &err), -EINVAL);
+  strcpy(long_label + 63, ".payments.example");
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, long_label, &err), 0);
+  /* Inside or above the zone: 400, even for an operator's own service. */
+  CU_ASSERT_EQUAL(dns_service(&OPS, "o1", "x.nlb.internal", NULL, &err),
+                  -EINVAL);
+  CU_ASSERT_EQUAL(dns_service(&OPS, "o1", "nlb.internal", NULL, &err), -EINVAL);
+  CU_ASSERT_EQUAL(dns_service(&OPS, "o1", "internal.", NULL, &err), -EINVAL);
+  CU_ASSERT_EQUAL(dns_service(&OPS, "o1", "anything.example", NULL, &err), 0);
+  /* Unique, whatever the case: 409 naming the field. */
+  CU_ASSERT_EQUAL(dns_service(&PAY, "d", "Payments.Example", NULL, &err),
+                  -EEXIST);
+  CU_ASSERT_STRING_EQUAL(err.field, "private_dns_name");
+  CU_ASSERT_EQUAL(dns_service(&PAY, "b", "free.payments.example", NULL, &err),
+                  -EEXIST);
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, "payments.example", &err),
+                  -EEXIST);
+  CU_ASSERT_STRING_EQUAL(err.field, "private_dns_name");
+  /* Cleared with "" (or NULL), and then free for another. */
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc2, "", &err), 0);
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, "payments.example", &err), 0);
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &OPS, svc2, &s, NULL), 0);
+  CU_ASSERT_STRING_EQUAL(s.private_dns_name, "");
+  reg_service_release(&s);
+  close_fresh();
+}
+
+static void test_registry_private_dns_config(void)
+{
+  struct reg_principal p[sizeof(principals) / sizeof(principals[0])];
+  struct reg_network n[sizeof(networks) / sizeof(networks[0])];
+  static const char *const bad_domain[] = {"a..b"};
+  struct reg_config c;
+  struct reg_error err;
+
+  open_fresh();
+  dns_config(&c, p, n);
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), 0);
+  c.dns_zone = "bad zone";
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "dns");
+  c.dns_zone = "nlb.internal";
+  p[3].dns_domains = pay_domains; /* a consumer */
+  p[3].n_dns_domains = 1;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EINVAL);
+  CU_ASSERT_STRING_EQUAL(err.field, "principals");
+  p[3].n_dns_domains = 0;
+  p[1].dns_domains = bad_domain;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EINVAL);
+  CU_ASSERT(strstr(err.message, "a..b") != NULL);
+  close_fresh();
+}
+
+static void test_registry_dns_names(void)
+{
+  struct reg_principal p[sizeof(principals) / sizeof(principals[0])];
+  struct reg_network n[sizeof(networks) / sizeof(networks[0])];
+  struct reg_endpoint_params ep = {"Pay.V2", "host", NULL, NULL, 0, true};
+  struct reg_endpoint_changes off = {.set_private_dns = true};
+  struct reg_config c;
+  struct reg_endpoint e;
+  struct reg_error err;
+  char svc[REG_ID_BUF], id[REG_ID_BUF], want[64], long_name[REG_NAME_BUF];
+
+  open_fresh();
+  dns_config(&c, p, n);
+  CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(
+      dns_service(&PAY, "Pay.V2", "api.payments.example", svc, &err), 0);
+  /* Available, opted in: three names, in this order. */
+  CU_ASSERT_EQUAL_FATAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(e.n_dns_names, 3);
+  snprintf(want, sizeof(want), "%s.nlb.internal", e.id);
+  CU_ASSERT_STRING_EQUAL(e.dns_names[0], want);
+  CU_ASSERT_STRING_EQUAL(e.dns_names[1], "pay.v2.nlb.internal");
+  CU_ASSERT_STRING_EQUAL(e.dns_names[2], "api.payments.example");
+  CU_ASSERT(e.private_dns);
+  CU_ASSERT_STRING_EQUAL(e.private_dns_name, "api.payments.example");
+  /* Opting out drops the private name; one modify event. */
+  CU_ASSERT_EQUAL(reg_endpoint_change(reg, &SHOP, e.id, &off, &e, &err), 0);
+  CU_ASSERT(!e.private_dns && e.n_dns_names == 2 &&
+            !has_name(&e, "api.payments.example"));
+  reg_endpoint_release(&e);
+  /* A network without a responder, or a pending endpoint: no names. */
+  ep.network = "v6";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  CU_ASSERT_EQUAL(e.n_dns_names, 0);
+  reg_endpoint_release(&e);
+  ep.network = "host";
+  ep.service = "p";
+  CU_ASSERT_EQUAL(service(&PAY, "p", true, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  CU_ASSERT(e.state == REG_EP_PENDING_ACCEPTANCE && e.n_dns_names == 0);
+  reg_endpoint_release(&e);
+  /* A service name that is no DNS name (a 64-byte label): EP-ID alone. */
+  memset(long_name, 'l', REG_NAME_MAX);
+  long_name[REG_NAME_MAX] = '\0';
+  CU_ASSERT_EQUAL(dns_service(&PAY, long_name, NULL, NULL, &err), 0);
+  ep.service = long_name;
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  CU_ASSERT_EQUAL(e.n_dns_names, 1);
+  reg_endpoint_release(&e);
+  /* Opted in again; then the operator takes pay's grant back. */
+  ep.service = "Pay.V2";
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  CU_ASSERT(has_name(&e, "api.payments.example"));
+  strcpy(id, e.id);
+  reg_endpoint_release(&e);
+  p[1].n_dns_domains = 0;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &SHOP, id, &e, &err), 0);
+  CU_ASSERT(e.n_dns_names == 2 && !has_name(&e, "api.payments.example"));
+  reg_endpoint_release(&e);
+  /* No zone: no names at all. */
+  c.dns_zone = NULL;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  CU_ASSERT_EQUAL(e.n_dns_names, 0);
+  reg_endpoint_release(&e);
+  close_fresh();
+}
+
+/* A service's change reaches the change feed: one modify event without an
+ * endpoint, seen by its owner and operators, with the rows of its
+ * available endpoints as they are now. */
+static void test_registry_service_event(void)
+{
+  struct reg_principal p[sizeof(principals) / sizeof(principals[0])];
+  struct reg_network n[sizeof(networks) / sizeof(networks[0])];
+  struct reg_config c;
+  struct reg_changes ch;
+  struct reg_event *ev;
+  struct reg_error err;
+  char svc[REG_ID_BUF], other[REG_ID_BUF], ep[3][REG_ID_BUF];
+  uint64_t seq;
+  size_t count;
+
+  open_fresh();
+  dns_config(&c, p, n);
+  CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(dns_service(&PAY, "a", NULL, svc, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(dns_service(&PAY, "b", NULL, other, &err), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[0], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "a", "host", NULL, ep[1], NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&SHOP, "b", "host", NULL, ep[2], NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep[1], NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_last_seq(reg, &seq), 0);
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, "api.payments.example", &err),
+                  0);
+  /* The same value again changes nothing: no event. */
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, "API.payments.example", &err),
+                  0);
+  CU_ASSERT_EQUAL(reg_events_after(reg, NULL, seq, 10, &ev, &count, NULL), 0);
+  CU_ASSERT_FATAL(count == 1);
+  CU_ASSERT(ev[0].type == REG_EVENT_MODIFY && ev[0].endpoint_id[0] == '\0' &&
+            strcmp(ev[0].service_id, svc) == 0 &&
+            strcmp(ev[0].owner, "pay") == 0 &&
+            strcmp(ev[0].principal, "pay") == 0);
+  CU_ASSERT(reg_event_visible(&ev[0], &PAY));
+  CU_ASSERT(reg_event_visible(&ev[0], &OPS));
+  CU_ASSERT(!reg_event_visible(&ev[0], &PAY2));
+  CU_ASSERT(!reg_event_visible(&ev[0], &SHOP));
+  free(ev);
+  /* The feed: ep[0] alone (ep[1] is deleted, ep[2] another service's). */
+  CU_ASSERT_EQUAL(reg_changes_read(reg, seq, 100, false, &ch), 0);
+  CU_ASSERT_FATAL(ch.n_events == 1 && ch.n_endpoints == 1);
+  CU_ASSERT_STRING_EQUAL(ch.endpoints[0].id, ep[0]);
+  CU_ASSERT_STRING_EQUAL(ch.endpoints[0].private_dns_name,
+                         "api.payments.example");
+  CU_ASSERT_EQUAL(ch.endpoints[0].n_dns_names, 2); /* not opted in */
+  CU_ASSERT_EQUAL(ch.endpoints[0].n_ports, 2);
+  reg_changes_release(&ch);
+  /* Two events of the service and one of its endpoint in one read: each
+   * row once. */
+  CU_ASSERT_EQUAL(set_private_dns_name(&PAY, svc, NULL, &err), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_modify(reg, &SHOP, ep[0], NULL, 0, NULL, NULL),
+                  0);
+  CU_ASSERT_EQUAL(set_private_dns_name(&OPS, svc, "payments.example", &err), 0);
+  CU_ASSERT_EQUAL(reg_changes_read(reg, seq, 100, false, &ch), 0);
+  CU_ASSERT(ch.n_events == 4 && ch.n_endpoints == 1);
+  CU_ASSERT_STRING_EQUAL(ch.events[3].principal, "ops");
+  CU_ASSERT_STRING_EQUAL(ch.endpoints[0].private_dns_name, "payments.example");
+  reg_changes_release(&ch);
+  close_fresh();
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -2088,6 +2386,10 @@ int main(void)
       NLB_UNIT_CASE(test_registry_networks_api),
       NLB_UNIT_CASE(test_registry_service_quota),
       NLB_UNIT_CASE(test_registry_endpoints_prune),
+      NLB_UNIT_CASE(test_registry_private_dns_name),
+      NLB_UNIT_CASE(test_registry_private_dns_config),
+      NLB_UNIT_CASE(test_registry_dns_names),
+      NLB_UNIT_CASE(test_registry_service_event),
   };
   return nlb_unit_run("registry", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
