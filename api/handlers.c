@@ -150,21 +150,23 @@ static json_t *strings_json(char *const *strings, size_t n)
 
 static json_t *service_json(const struct reg_service *s)
 {
-  return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:b,s:o,s:I,s:o}", "id", s->id,
-                   "name", s->name, "owner", s->owner, "load_balancer",
-                   s->load_balancer, "ports", ports_json(s->ports, s->n_ports),
-                   "state", s->state, "acceptance_required",
-                   s->acceptance_required, "allowed_principals",
-                   strings_json(s->allowed_principals, s->n_allowed_principals),
-                   "connection_limit", (json_int_t)s->connection_limit,
-                   "created_at", time_json(s->created_at));
+  return json_pack(
+      "{s:s,s:s,s:s,s:s,s:o,s:s,s:b,s:o,s:I,s:o,s:s}", "id", s->id, "name",
+      s->name, "owner", s->owner, "load_balancer", s->load_balancer, "ports",
+      ports_json(s->ports, s->n_ports), "state", s->state,
+      "acceptance_required", s->acceptance_required, "allowed_principals",
+      strings_json(s->allowed_principals, s->n_allowed_principals),
+      "connection_limit", (json_int_t)s->connection_limit, "created_at",
+      time_json(s->created_at), "private_dns_name", s->private_dns_name);
 }
 
+/* A consumer sees the private DNS name it may opt into. */
 static json_t *available_service_json(const struct reg_service *s)
 {
-  return json_pack("{s:s,s:s,s:s,s:o,s:b}", "id", s->id, "name", s->name,
+  return json_pack("{s:s,s:s,s:s,s:o,s:b,s:s}", "id", s->id, "name", s->name,
                    "owner", s->owner, "ports", ports_json(s->ports, s->n_ports),
-                   "acceptance_required", s->acceptance_required);
+                   "acceptance_required", s->acceptance_required,
+                   "private_dns_name", s->private_dns_name);
 }
 
 static json_t *connection_json(const struct reg_endpoint *e)
@@ -191,14 +193,15 @@ static json_t *placements_json(const struct reg_endpoint *e)
 static json_t *endpoint_json(const struct reg_endpoint *e)
 {
   return json_pack(
-      "{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:o,s:o,s:o,s:o}", "id", e->id,
-      "service_id", e->service_id, "service", e->service, "consumer",
+      "{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:b,s:o}", "id",
+      e->id, "service_id", e->service_id, "service", e->service, "consumer",
       e->consumer, "network", e->network, "address", e->address, "ports",
       ports_json(e->ports, e->n_ports), "state", reg_state_name(e->state),
       "reason", e->reason, "allowed_sources",
       strings_json(e->allowed_sources, e->n_allowed_sources), "placements",
       placements_json(e), "created_at", time_json(e->created_at), "updated_at",
-      time_json(e->updated_at));
+      time_json(e->updated_at), "private_dns", e->private_dns, "dns_names",
+      strings_json(e->dns_names, e->n_dns_names));
 }
 
 static json_t *target_json(const struct api_target *t)
@@ -210,9 +213,14 @@ static json_t *target_json(const struct api_target *t)
 }
 
 /* Endpoint events name the endpoint; target and node events what they are
- * about instead. */
+ * about instead, and a service's modify event the service alone. */
 static json_t *event_json(const struct reg_event *ev)
 {
+  if (ev->endpoint_id[0] == '\0' && ev->service_id[0] != '\0')
+    return json_pack("{s:I,s:o,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
+                     "time", time_json(ev->time), "type",
+                     reg_event_type_name(ev->type), "service_id",
+                     ev->service_id, "principal", ev->principal);
   if (ev->target[0] != '\0')
     return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
                      "time", time_json(ev->time), "type",
@@ -299,6 +307,23 @@ static json_t *body_object(const struct api_request *req,
     return NULL;
   }
   return body;
+}
+
+/* A checked string field that must not hide a NUL (a DNS name is cut at
+ * the first one): its value, or NULL after answering 400. Absent: "". */
+static const char *plain_string(const json_t *body, const char *field,
+                                struct api_response *resp)
+{
+  const json_t *v = json_object_get(body, field);
+
+  if (v == NULL)
+    return "";
+  if (strlen(json_string_value(v)) != json_string_length(v)) {
+    api_respond_error(resp, 400, "InvalidValue", "%s: holds a NUL character",
+                      field);
+    return NULL;
+  }
+  return json_string_value(v);
 }
 
 /* Refuses any query parameter but those named (NULL-terminated). */
@@ -418,6 +443,7 @@ static void service_create(const struct api_request *req,
       {"acceptance_required", API_JSON_BOOL, false},
       {"allowed_principals", API_JSON_STRINGS, false},
       {"connection_limit", API_JSON_INTEGER, false},
+      {"private_dns_name", API_JSON_STRING, false},
   };
   struct reg_service_params params = {0};
   struct reg_service service;
@@ -435,6 +461,9 @@ static void service_create(const struct api_request *req,
   params.acceptance_required = v == NULL || json_is_true(v);
   v = json_object_get(body, "connection_limit");
   params.connection_limit = v != NULL ? json_integer_value(v) : 0;
+  if ((params.private_dns_name =
+           plain_string(body, "private_dns_name", resp)) == NULL)
+    goto out;
   if (api_json_strings(json_object_get(body, "allowed_principals"), &principals,
                        &params.n_allowed_principals) != 0) {
     api_respond_error(resp, 500, "Internal", "out of memory");
@@ -501,6 +530,7 @@ static void service_modify(const struct api_request *req,
   static const struct api_json_field fields[] = {
       {"acceptance_required", API_JSON_BOOL, false},
       {"connection_limit", API_JSON_INTEGER, false},
+      {"private_dns_name", API_JSON_STRING, false},
   };
   struct reg_service_changes changes = {0};
   struct reg_service service;
@@ -510,6 +540,14 @@ static void service_modify(const struct api_request *req,
   if (!no_query(req, resp) ||
       (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
+  if (json_object_get(body, "private_dns_name") != NULL) {
+    changes.set_private_dns_name = true;
+    if ((changes.private_dns_name =
+             plain_string(body, "private_dns_name", resp)) == NULL) {
+      json_decref(body);
+      return;
+    }
+  }
   if ((v = json_object_get(body, "acceptance_required")) != NULL) {
     changes.set_acceptance_required = true;
     changes.acceptance_required = json_is_true(v);
@@ -518,9 +556,9 @@ static void service_modify(const struct api_request *req,
     changes.set_connection_limit = true;
     changes.connection_limit = json_integer_value(v);
   }
-  json_decref(body);
   int r = reg_service_modify(req->reg, &req->actor, param(req, 0), &changes,
                              &service, &err);
+  json_decref(body); /* after: changes borrow its strings */
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);
     return;
@@ -725,6 +763,7 @@ static void endpoint_create(const struct api_request *req,
       {"network", API_JSON_STRING, true},
       {"address", API_JSON_STRING, false},
       {"allowed_sources", API_JSON_STRINGS, false},
+      {"private_dns", API_JSON_BOOL, false},
   };
   struct reg_endpoint_params params = {0};
   struct reg_endpoint endpoint;
@@ -738,6 +777,7 @@ static void endpoint_create(const struct api_request *req,
   params.service = json_string_value(json_object_get(body, "service"));
   params.network = json_string_value(json_object_get(body, "network"));
   params.address = json_string_value(json_object_get(body, "address"));
+  params.private_dns = json_is_true(json_object_get(body, "private_dns"));
   if (api_json_strings(json_object_get(body, "allowed_sources"), &sources,
                        &params.n_allowed_sources) != 0) {
     api_respond_error(resp, 500, "Internal", "out of memory");
@@ -803,23 +843,37 @@ static void endpoint_modify(const struct api_request *req,
                             struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
-      {"allowed_sources", API_JSON_STRINGS, true},
+      {"allowed_sources", API_JSON_STRINGS, false},
+      {"private_dns", API_JSON_BOOL, false},
   };
+  struct reg_endpoint_changes changes = {0};
   struct reg_endpoint endpoint;
   struct reg_error err = {0};
   const char **sources = NULL;
-  size_t n = 0;
-  json_t *body;
+  json_t *body, *v;
 
   if (!no_query(req, resp) ||
       (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
-  if (api_json_strings(json_object_get(body, "allowed_sources"), &sources,
-                       &n) != 0) {
-    api_respond_error(resp, 500, "Internal", "out of memory");
+  if (json_object_size(body) == 0) {
+    api_respond_error(resp, 400, "InvalidValue",
+                      "nothing to change: give allowed_sources or "
+                      "private_dns");
     goto out;
   }
-  int r = reg_endpoint_modify(req->reg, &req->actor, param(req, 0), sources, n,
+  if ((v = json_object_get(body, "allowed_sources")) != NULL) {
+    changes.set_allowed_sources = true;
+    if (api_json_strings(v, &sources, &changes.n_allowed_sources) != 0) {
+      api_respond_error(resp, 500, "Internal", "out of memory");
+      goto out;
+    }
+    changes.allowed_sources = sources;
+  }
+  if ((v = json_object_get(body, "private_dns")) != NULL) {
+    changes.set_private_dns = true;
+    changes.private_dns = json_is_true(v);
+  }
+  int r = reg_endpoint_change(req->reg, &req->actor, param(req, 0), &changes,
                               &endpoint, &err);
   if (r != 0) {
     respond_reg_error(req, resp, r, &err);

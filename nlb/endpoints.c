@@ -337,6 +337,8 @@ static bool take_row(struct endpoint *ep, const struct reg_endpoint *row)
   copy.placements = NULL;
   copy.n_placements = 0;
   copy.n_allowed_sources = 0;
+  copy.dns_names = NULL; /* the DNS responder's business, not kept here */
+  copy.n_dns_names = 0;
   if (row->n_ports &&
       !(copy.ports = malloc(row->n_ports * sizeof(*copy.ports))))
     return false;

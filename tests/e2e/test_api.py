@@ -50,7 +50,7 @@ def test_provider_consumer_story():
             "load_balancer": "payments-lb", "ports": [8080, 8443],
             "state": "available", "acceptance_required": True,
             "allowed_principals": ["shop"], "connection_limit": 0,
-            "created_at": svc["created_at"]}, svc
+            "created_at": svc["created_at"], "private_dns_name": ""}, svc
         assert svc["created_at"].endswith("Z")
         sid = svc["id"]
 
@@ -61,7 +61,8 @@ def test_provider_consumer_story():
         avail = api.ok("GET", "/v1/available-services", "shop")
         assert avail == {"services": [{
             "id": sid, "name": "payments-api", "owner": "payments",
-            "ports": [8080, 8443], "acceptance_required": True}]}, avail
+            "ports": [8080, 8443], "acceptance_required": True,
+            "private_dns_name": ""}]}, avail
 
         ep = create_endpoint(api, allowed_sources=["127.0.0.0/8"])
         assert ep["id"].startswith("ep-") and len(ep["id"]) == 20, ep
@@ -69,7 +70,8 @@ def test_provider_consumer_story():
         assert sorted(ep) == sorted([
             "id", "service_id", "service", "consumer", "network", "address",
             "ports", "state", "reason", "allowed_sources", "placements",
-            "created_at", "updated_at"]), ep
+            "created_at", "updated_at", "private_dns", "dns_names"]), ep
+        assert ep["private_dns"] is False and ep["dns_names"] == [], ep
         assert ep["placements"] == [], ep  # no data plane here
         assert ep["service_id"] == sid and ep["consumer"] == "shop"
         assert ep["address"].startswith("127.77."), ep
@@ -125,6 +127,101 @@ def test_provider_consumer_story():
                   code="NotFound")
         ops_events.close()
         shop_events.close()
+
+
+DNS_ARGS = ("--dns-zone", "nlb.internal",
+            "--dns-domains", "payments:payments.example",
+            "--dns-domains", "search:search.example",
+            "--network-dns", "host:127.77.0.2")
+
+
+def test_private_dns_names():
+    """private_dns_name on services (granted domains only: 403 outside,
+    400 for a bad name or one in the zone, 409 when another service has
+    it), private_dns on endpoints, dns_names, and the service's modify
+    event for its owner and operators alone."""
+    need("curl")
+    with ApiServer(extra=DNS_ARGS) as api:
+        pay_events = EventStream(api, "payments")
+        shop_events = EventStream(api, "shop")
+        search_events = EventStream(api, "search")
+        svc = create_service(api, private_dns_name="API.Payments.Example.",
+                             acceptance_required=False)
+        assert svc["private_dns_name"] == "api.payments.example", svc
+        sid = svc["id"]
+        api.error("POST", "/v1/services", "search",
+                  {"name": "s1", "load_balancer": "search-lb",
+                   "private_dns_name": "www.payments.example"},
+                  status=403, code="Forbidden", field="private_dns_name")
+        for bad in ("payments", "-x.payments.example", "a..payments.example",
+                    "a_b.payments.example", "x" * 64 + ".payments.example",
+                    "x.nlb.internal", "api.payments.example\u0000.evil"):
+            api.error("PATCH", "/v1/services/" + sid, "payments",
+                      raw='{"private_dns_name": "%s"}' % bad, status=400,
+                      code="InvalidValue", field="private_dns_name")
+        api.error("PATCH", "/v1/services/" + sid, "payments",
+                  {"private_dns_name": "www.search.example"}, status=403,
+                  code="Forbidden", field="private_dns_name")
+        api.error("PATCH", "/v1/services/" + sid, "ops",
+                  {"private_dns_name": "www.search.example"}, status=403,
+                  code="Forbidden")
+        api.error("POST", "/v1/services", "payments",
+                  {"name": "p2", "load_balancer": "search-lb",
+                   "private_dns_name": "api.payments.example"},
+                  status=409, code="AlreadyExists", field="private_dns_name")
+        avail = api.ok("GET", "/v1/available-services", "shop")["services"]
+        assert avail[0]["private_dns_name"] == "api.payments.example", avail
+
+        # The consumer opts in: three names; out: two.
+        ep = create_endpoint(api, private_dns=True)
+        assert ep["state"] == "available" and ep["private_dns"] is True, ep
+        assert ep["dns_names"] == [
+            ep["id"] + ".nlb.internal", "payments-api.nlb.internal",
+            "api.payments.example"], ep
+        ep = api.ok("PATCH", "/v1/endpoints/" + ep["id"], "shop",
+                    {"private_dns": False})
+        assert ep["private_dns"] is False and ep["allowed_sources"] == [], ep
+        assert ep["dns_names"] == [ep["id"] + ".nlb.internal",
+                                   "payments-api.nlb.internal"], ep
+        api.error("PATCH", "/v1/endpoints/" + ep["id"], "shop", {},
+                  status=400, code="InvalidValue")
+        api.error("PATCH", "/v1/endpoints/" + ep["id"], "shop",
+                  {"private_dns": "yes"}, status=400, code="InvalidValue",
+                  field="private_dns")
+        ep = api.ok("PATCH", "/v1/endpoints/" + ep["id"], "shop",
+                    {"private_dns": True, "allowed_sources": ["127.0.0.1"]})
+        assert ep["dns_names"][-1] == "api.payments.example", ep
+        assert ep["allowed_sources"] == ["127.0.0.1/32"], ep
+        # A network without a responder: no names.
+        other = create_endpoint(api, network="shop-vpc", private_dns=True)
+        assert other["dns_names"] == [], other
+
+        # The provider renames, then clears: each a modify event of the
+        # service, for the provider (and operators), not the consumer.
+        svc = api.ok("PATCH", "/v1/services/" + sid, "payments",
+                     {"private_dns_name": "payments.example"})
+        assert svc["private_dns_name"] == "payments.example", svc
+        now = api.ok("GET", "/v1/endpoints/" + ep["id"], "shop")
+        assert now["dns_names"][-1] == "payments.example", now
+        svc = api.ok("PATCH", "/v1/services/" + sid, "payments",
+                     {"private_dns_name": ""})
+        assert svc["private_dns_name"] == "", svc
+        now = api.ok("GET", "/v1/endpoints/" + ep["id"], "shop")
+        assert len(now["dns_names"]) == 2, now
+        got = pay_events.take(6)
+        service_events = [e for e in got if "endpoint_id" not in e]
+        assert len(service_events) == 2, got
+        for e in service_events:
+            assert sorted(e) == ["principal", "seq", "service_id", "time",
+                                 "type"], e
+            assert e["type"] == "modify" and e["service_id"] == sid, e
+            assert e["principal"] == "payments", e
+        shop = shop_events.take(4)
+        assert all("endpoint_id" in e for e in shop), shop
+        shop_events.quiet()
+        search_events.quiet()
+        for stream in (pay_events, shop_events, search_events):
+            stream.close()
 
 
 def test_reject_delete_and_states():

@@ -9,6 +9,10 @@
  *     [--principal NAME:ROLE:TOKEN]... [--network NAME:RANGE[:P1,P2...]]...
  *     [--lb NAME:PORT[,PORT...]]... [--fake-dataplane]
  *     [--request-timeout-ms N] [--idle-timeout-ms N]
+ *     [--dns-zone ZONE] [--dns-domains PRINCIPAL:D1[,D2...]]...
+ *     [--network-dns NETWORK:ADDRESS]...
+ * (--dns-domains and --network-dns after the principal or network they
+ * name.)
  */
 #include <errno.h>
 #include <signal.h>
@@ -191,7 +195,9 @@ static void usage(void)
                   "[--tls-cert F --tls-key F] [--principal NAME:ROLE:TOKEN] "
                   "[--network NAME:RANGE[:P,...]] [--lb NAME:PORT[,PORT]] "
                   "[--fake-dataplane] [--request-timeout-ms N] "
-                  "[--idle-timeout-ms N]\n");
+                  "[--idle-timeout-ms N] [--dns-zone ZONE] "
+                  "[--dns-domains PRINCIPAL:D,...] "
+                  "[--network-dns NETWORK:ADDRESS]\n");
   exit(2);
 }
 
@@ -203,8 +209,11 @@ int main(int argc, char **argv)
   struct reg_load_balancer lbs[MAX_ITEMS];
   uint16_t ports[MAX_ITEMS][8];
   const char *network_principals[MAX_ITEMS][8];
+  const char *domains[MAX_ITEMS][8];
   size_t n_principals = 0, n_networks = 0, n_lbs = 0;
-  const char *db = NULL;
+  const char *db = NULL, *dns_zone = NULL;
+
+  memset(reg_principals, 0, sizeof reg_principals);
 
   /* As nlbd does: a write to a connection the client already closed must
    * fail with EPIPE, not kill the process (see api.h). */
@@ -257,6 +266,29 @@ int main(int argc, char **argv)
       }
       n->principals = network_principals[n_networks];
       n_networks++;
+    } else if (strcmp(opt, "--dns-zone") == 0) {
+      dns_zone = value;
+    } else if (strcmp(opt, "--dns-domains") == 0) {
+      char *list = split(value, ':');
+      size_t k = 0;
+      while (k < n_principals && strcmp(reg_principals[k].name, value) != 0)
+        k++;
+      if (list == NULL || k == n_principals)
+        usage();
+      reg_principals[k].dns_domains = domains[k];
+      for (char *p = list; p != NULL && reg_principals[k].n_dns_domains < 8;) {
+        char *next = split(p, ',');
+        domains[k][reg_principals[k].n_dns_domains++] = p;
+        p = next;
+      }
+    } else if (strcmp(opt, "--network-dns") == 0) {
+      char *address = split(value, ':');
+      size_t k = 0;
+      while (k < n_networks && strcmp(networks[k].name, value) != 0)
+        k++;
+      if (address == NULL || k == n_networks)
+        usage();
+      networks[k].dns = address;
     } else if (strcmp(opt, "--lb") == 0 && n_lbs < MAX_ITEMS) {
       char *list = split(value, ':');
       struct reg_load_balancer *lb = &lbs[n_lbs];
@@ -286,7 +318,8 @@ int main(int argc, char **argv)
                            .load_balancers = lbs,
                            .n_load_balancers = n_lbs,
                            .target_groups = target_groups,
-                           .n_target_groups = 2};
+                           .n_target_groups = 2,
+                           .dns_zone = dns_zone};
   struct reg_error err = {0};
   int r = reg_open(&reg, "sqlite", db, &cfg, &err);
   if (r != 0) {
