@@ -557,10 +557,73 @@ static void load_node(struct loader *ld, const config_setting_t *root,
   cfg->node_name = dup_or_die(name);
 }
 
+/* A DNS name as the registry takes it: labels of 1-63 letters, digits or
+ * '-' (not first or last), 253 bytes, a trailing dot allowed. A malloc'd
+ * copy in lower case without the dot, or NULL. */
+static char *dns_name(const char *text)
+{
+  size_t len = strlen(text), label = 0;
+  char *copy;
+
+  if (len > 0 && text[len - 1] == '.')
+    len--;
+  if (len == 0 || len > 253)
+    return NULL;
+  for (size_t i = 0; i <= len; i++) {
+    char c = i < len ? text[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63 || text[i - 1] == '-')
+        return NULL;
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || (c == '-' && label > 0)) {
+      label++;
+    } else {
+      return NULL;
+    }
+  }
+  copy = dup_or_die(text);
+  copy[len] = '\0';
+  for (char *p = copy; *p; p++)
+    if (*p >= 'A' && *p <= 'Z')
+      *p = (char)(*p - 'A' + 'a');
+  return copy;
+}
+
+/* dns_domains = [ "payments.example" ]: where a provider's services may
+ * take private DNS names. */
+static void load_dns_domains(struct loader *ld, const config_setting_t *item,
+                             struct nlb_config_principal *p)
+{
+  const config_setting_t *list = get_list(ld, item, "dns_domains");
+  int n = list ? config_setting_length(list) : 0;
+
+  if (!list)
+    return;
+  if (p->role != NLB_ROLE_PROVIDER) {
+    fail_at(ld, line_of(list), "only a provider has 'dns_domains'");
+    return;
+  }
+  p->dns_domains = calloc_or_die((size_t)n, sizeof(char *));
+  for (int j = 0; j < n; j++) {
+    const char *text = config_setting_get_string_elem(list, j);
+    char *domain = text ? dns_name(text) : NULL;
+    if (!domain) {
+      fail_at(ld, line_of(list),
+              "dns_domains: \"%s\" is not a DNS domain (labels of letters, "
+              "digits and '-')",
+              text ? text : "(not a string)");
+      continue;
+    }
+    p->dns_domains[p->n_dns_domains++] = domain;
+  }
+}
+
 static void load_principals(struct loader *ld, const config_setting_t *root,
                             struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"name", "role", "token_sha256", NULL};
+  static const char *const keys[] = {"name", "role", "token_sha256",
+                                     "dns_domains", NULL};
   const config_setting_t *list = get_list(ld, root, "principals");
   int count = list ? config_setting_length(list) : 0;
 
@@ -610,6 +673,7 @@ static void load_principals(struct loader *ld, const config_setting_t *root,
                 "token_sha256 must be 64 hex digits (printf %%s TOKEN | "
                 "sha256sum)");
     }
+    load_dns_domains(ld, item, p);
     p->name = dup_or_die(name);
     cfg->n_principals++;
   }
@@ -624,11 +688,72 @@ find_principal(const struct nlb_config *cfg, const char *name)
   return NULL;
 }
 
+/* dns = "ADDRESS": the network's DNS responder, any address of its
+ * namespace (or of the host), port 53. */
+static void load_network_dns(struct loader *ld, const config_setting_t *item,
+                             const struct nlb_config *cfg,
+                             struct nlb_config_network *net)
+{
+  const char *text;
+
+  if (!get_string(ld, item, "dns", &text))
+    return;
+  if (nlb_addr_parse_ip(text, 53, &net->dns) < 0 || nlb_addr_is_any(&net->dns))
+    fail_at(ld, line_of(member_of(item, "dns")),
+            "dns \"%s\" is not an IPv4 or IPv6 address", text);
+  else if (!cfg->has_dns)
+    fail_at(ld, line_of(member_of(item, "dns")),
+            "network dns needs a top-level dns = { zone = \"...\"; }");
+  else {
+    net->has_dns = true;
+    net->dns_text = dup_or_die(text);
+  }
+}
+
+/* dns = { zone = "nlb.internal"; ttl = "30s"; negative_ttl = "30s"; } */
+static void load_dns(struct loader *ld, const config_setting_t *root,
+                     struct nlb_config *cfg)
+{
+  static const char *const keys[] = {"zone", "ttl", "negative_ttl", NULL};
+  const config_setting_t *dns = member_of(root, "dns");
+  uint64_t ttl_ms = 30000, negative_ms;
+  const char *zone;
+
+  if (!dns)
+    return;
+  if (!config_setting_is_group(dns)) {
+    fail_at(ld, line_of(dns), "'dns' must be a group { zone; ttl; }");
+    return;
+  }
+  check_keys(ld, dns, "dns", keys);
+  if (!get_string(ld, dns, "zone", &zone)) {
+    if (!member_of(dns, "zone"))
+      fail_at(ld, line_of(dns), "dns needs a 'zone' (e.g. \"nlb.internal\")");
+    return;
+  }
+  if ((cfg->dns_zone = dns_name(zone)) == NULL) {
+    fail_at(ld, line_of(member_of(dns, "zone")),
+            "dns zone \"%s\" is not a DNS name (labels of letters, digits "
+            "and '-')",
+            zone);
+    return;
+  }
+  get_duration(ld, dns, "ttl", 0, 86400000, &ttl_ms);
+  negative_ms = ttl_ms;
+  get_duration(ld, dns, "negative_ttl", 0, 86400000, &negative_ms);
+  cfg->dns_ttl = (uint32_t)(ttl_ms / 1000);
+  cfg->dns_negative_ttl = (uint32_t)(negative_ms / 1000);
+  cfg->has_dns = true;
+  if (!cfg->has_registry)
+    fail_at(ld, line_of(dns),
+            "'dns' needs a 'registry': names follow its endpoints");
+}
+
 static void load_networks(struct loader *ld, const config_setting_t *root,
                           struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"name", "netns", "range", "principals",
-                                     NULL};
+  static const char *const keys[] = {"name",       "netns", "range",
+                                     "principals", "dns",   NULL};
   const config_setting_t *list = get_list(ld, root, "networks");
   int count = list ? config_setting_length(list) : 0;
 
@@ -689,6 +814,7 @@ static void load_networks(struct loader *ld, const config_setting_t *root,
         net->principals[net->n_principals++] = dup_or_die(pname);
       }
     }
+    load_network_dns(ld, item, cfg, net);
     net->name = dup_or_die(name);
     cfg->n_networks++;
   }
@@ -1019,6 +1145,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
                                      "target_groups",
                                      "load_balancers",
                                      "node",
+                                     "dns",
                                      NULL};
   struct loader ld = {.path = path};
   struct nlb_config *cfg;
@@ -1057,6 +1184,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   load_api(&ld, root, cfg);
   load_registry(&ld, root, cfg);
   load_node(&ld, root, cfg);
+  load_dns(&ld, root, cfg);
   load_principals(&ld, root, cfg);
   load_networks(&ld, root, cfg);
   load_target_groups(&ld, root, cfg);
@@ -1088,8 +1216,12 @@ void nlb_config_free(struct nlb_config *cfg)
 {
   if (!cfg)
     return;
-  for (size_t i = 0; i < cfg->n_principals; i++)
+  for (size_t i = 0; i < cfg->n_principals; i++) {
+    for (size_t j = 0; j < cfg->principals[i].n_dns_domains; j++)
+      free(cfg->principals[i].dns_domains[j]);
+    free(cfg->principals[i].dns_domains);
     free(cfg->principals[i].name);
+  }
   free(cfg->principals);
   for (size_t i = 0; i < cfg->n_networks; i++) {
     struct nlb_config_network *net = &cfg->networks[i];
@@ -1099,6 +1231,7 @@ void nlb_config_free(struct nlb_config *cfg)
     free(net->name);
     free(net->netns);
     free(net->range_text);
+    free(net->dns_text);
   }
   free(cfg->networks);
   for (size_t i = 0; i < cfg->n_target_groups; i++) {
@@ -1126,6 +1259,7 @@ void nlb_config_free(struct nlb_config *cfg)
     free(cfg->node_networks[i].netns);
   }
   free(cfg->node_networks);
+  free(cfg->dns_zone);
   free(cfg->path);
   free(cfg);
 }

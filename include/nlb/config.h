@@ -91,6 +91,10 @@ struct nlb_config_principal {
   char *name;
   enum nlb_role role;
   uint8_t token_sha256[32];
+  /* Providers: the DNS domains their services' private_dns_name may be in
+   * (lower case, no trailing dot). */
+  char **dns_domains;
+  size_t n_dns_domains;
   int line;
 };
 
@@ -101,6 +105,11 @@ struct nlb_config_network {
   char *range_text;  /* as written, e.g. "10.0.0.0/24" */
   char **principals; /* NULL with n_principals 0: any consumer */
   size_t n_principals;
+  /* The DNS responder's address in the network (port 53), when has_dns;
+   * dns_text as written. */
+  bool has_dns;
+  union nlb_sockaddr dns;
+  char *dns_text;
   int line;
 };
 
@@ -146,6 +155,12 @@ struct nlb_config {
    * this go. */
   uint64_t registry_endpoint_retention_ms;
   uint32_t registry_service_quota; /* services per provider; 0: no limit */
+
+  /* dns = { zone; ttl; negative_ttl; }: names for endpoints (has_dns). */
+  bool has_dns;
+  char *dns_zone;            /* lower case, no trailing dot */
+  uint32_t dns_ttl;          /* seconds */
+  uint32_t dns_negative_ttl; /* seconds */
 
   struct nlb_config_principal *principals;
   size_t n_principals;

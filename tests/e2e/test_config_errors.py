@@ -68,6 +68,17 @@ BAD_CONFIGS = [
      [(3, "'port' must be between 1 and 65535")]),
     ("bad duration", 'shutdown_timeout = "30 seconds";\n',
      [(1, 'bad duration "30 seconds"')]),
+    ("private DNS",
+     'registry = { path = "/tmp/nlb-cfg-errors.db"; };\n'
+     'dns = { zone = "nlb_internal"; };\n'
+     'principals = ( { name = "shop"; role = "consumer";\n'
+     '  token_sha256 = "%s";\n'
+     '  dns_domains = [ "shop.example" ]; } );\n'
+     'networks = ( { name = "n"; range = "127.1.0.0/24";\n'
+     '  dns = "127.1.0.2:53"; } );\n' % ("0" * 64),
+     [(2, 'dns zone "nlb_internal" is not a DNS name'),
+      (5, "only a provider has 'dns_domains'"),
+      (7, 'dns "127.1.0.2:53" is not an IPv4 or IPv6 address')]),
     ("several at once",
      'workers = 999;\n'
      'target_groups = ( { name = "tg"; algorithm = "fast"; } );\n',

@@ -554,6 +554,84 @@ static void test_config_bad_values(void)
                   2, "needs 'listeners'");
 }
 
+/* dns = { zone; ttl; }, a network's responder address, a provider's
+ * dns_domains: what loads, and each mistake at its line. */
+static void test_config_dns(void)
+{
+  static const char good[] =
+      "registry = { path = \"/tmp/r.db\"; };\n"                         /* 1 */
+      "dns = { zone = \"NLB.Internal.\"; ttl = \"1m\"; };\n"            /* 2 */
+      "principals = ( { name = \"pay\"; role = \"provider\";\n"         /* 3 */
+      "  token_sha256 = \"" HASH_A "\";\n"                              /* 4 */
+      "  dns_domains = [ \"Payments.Example\", \"pay.test.\" ]; } );\n" /* 5 */
+      "networks = (\n"                                                  /* 6 */
+      "  { name = \"a\"; range = \"127.1.0.0/24\"; dns = \"127.1.0.2\"; },\n"
+      "  { name = \"b\"; range = \"fd00::/64\"; dns = \"fd00::2\"; },\n"
+      "  { name = \"c\"; range = \"127.2.0.0/24\"; } );\n";
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(good, &errors);
+  char text[64];
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT(cfg->has_dns && strcmp(cfg->dns_zone, "nlb.internal") == 0);
+  CU_ASSERT(cfg->dns_ttl == 60 && cfg->dns_negative_ttl == 60);
+  CU_ASSERT_EQUAL_FATAL(cfg->principals[0].n_dns_domains, 2);
+  CU_ASSERT_STRING_EQUAL(cfg->principals[0].dns_domains[0], "payments.example");
+  CU_ASSERT_STRING_EQUAL(cfg->principals[0].dns_domains[1], "pay.test");
+  CU_ASSERT(cfg->networks[0].has_dns && cfg->networks[1].has_dns &&
+            !cfg->networks[2].has_dns);
+  nlb_addr_format(&cfg->networks[1].dns, text, sizeof(text));
+  CU_ASSERT_STRING_EQUAL(text, "[fd00::2]:53");
+  CU_ASSERT_STRING_EQUAL(cfg->networks[0].dns_text, "127.1.0.2");
+  nlb_config_free(cfg);
+  /* Without dns: no names, and the defaults. */
+  cfg = load_text("registry = { path = \"/tmp/r.db\"; };\n"
+                  "dns = { zone = \"z\"; negative_ttl = 5; };\n",
+                  &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT(cfg->dns_ttl == 30 && cfg->dns_negative_ttl == 5);
+  nlb_config_free(cfg);
+
+#define REG "registry = { path = \"/tmp/r.db\"; };\n"
+  expect_error_at(REG "dns = {\n  zone = \"bad_zone\"; };\n", 3,
+                  "dns zone \"bad_zone\" is not a DNS name");
+  expect_error_at(REG "dns = { zone = \"a..b\"; };\n", 2, "is not a DNS name");
+  expect_error_at(REG "\ndns = { ttl = \"30s\"; };\n", 3, "needs a 'zone'");
+  expect_error_at(REG "dns = { zone = \"z\";\n  ttl = \"soon\"; };\n", 3,
+                  "bad duration \"soon\"");
+  expect_error_at(REG "dns = { zone = \"z\";\n  ttl = \"2d\"; };\n", 3,
+                  "'ttl' must be between");
+  expect_error_at(REG "dns = { zone = \"z\";\n  port = 53; };\n", 3,
+                  "unknown setting 'port' in dns");
+  expect_error_at(REG "dns = \"nlb.internal\";\n", 2, "'dns' must be a group");
+  expect_error_at("dns = { zone = \"z\"; };\n", 1, "'dns' needs a 'registry'");
+  expect_error_at(REG "networks = ( { name = \"n\"; range = \"127.1.0.0/24\";\n"
+                      "  dns = \"127.1.0.2\"; } );\n",
+                  3, "needs a top-level dns");
+  expect_error_at(REG "dns = { zone = \"z\"; };\n"
+                      "networks = ( { name = \"n\"; range = \"127.1.0.0/24\";\n"
+                      "  dns = \"127.1.0.2:53\"; } );\n",
+                  4, "dns \"127.1.0.2:53\" is not an IPv4 or IPv6 address");
+  expect_error_at(REG "dns = { zone = \"z\"; };\n"
+                      "networks = ( { name = \"n\"; range = \"127.1.0.0/24\";\n"
+                      "  dns = \"0.0.0.0\"; } );\n",
+                  4, "is not an IPv4 or IPv6 address");
+  expect_error_at(REG "principals = ( { name = \"c\"; role = \"consumer\";\n"
+                      "  token_sha256 = \"" HASH_A "\";\n"
+                      "  dns_domains = [ \"c.example\" ]; } );\n",
+                  4, "only a provider has 'dns_domains'");
+  expect_error_at(REG "principals = ( { name = \"p\"; role = \"provider\";\n"
+                      "  token_sha256 = \"" HASH_A "\";\n"
+                      "  dns_domains = [ \"ok.example\", \"-bad.example\" ];"
+                      " } );\n",
+                  4, "dns_domains: \"-bad.example\" is not a DNS domain");
+  expect_error_at(REG "principals = ( { name = \"p\"; role = \"provider\";\n"
+                      "  token_sha256 = \"" HASH_A "\";\n"
+                      "  dns_domains = \"p.example\"; } );\n",
+                  4, "'dns_domains' must be a list");
+#undef REG
+}
+
 static void test_config_unknown_keys(void)
 {
   expect_error_at("workers = 1;\n\nworker = 2;\n", 3,
@@ -719,6 +797,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_relative_paths),
       NLB_UNIT_CASE(test_config_algorithm_names),
       NLB_UNIT_CASE(test_config_node_networks),
+      NLB_UNIT_CASE(test_config_dns),
   };
   return nlb_unit_run("config", suite_init, suite_clean, cases,
                       NLB_UNIT_COUNT(cases));
