@@ -9,6 +9,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/cpus.c \
 	nlb/daemon.c \
 	nlb/dns.c \
+	nlb/dns_endpoints.c \
 	nlb/dns_message.c \
 	nlb/dns_records.c \
 	nlb/duration.c \
@@ -41,6 +42,7 @@ noinst_HEADERS += \
 	include/nlb/cpus.h \
 	include/nlb/daemon.h \
 	include/nlb/dns.h \
+	include/nlb/dns-endpoints.h \
 	include/nlb/dns-message.h \
 	include/nlb/dns-records.h \
 	include/nlb/duration.h \

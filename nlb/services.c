@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nlb/api.h"
+#include "nlb/dns-endpoints.h"
 #include "nlb/endpoints.h"
 #include "nlb/log.h"
 #include "nlb/metrics.h"
@@ -19,6 +20,7 @@ struct nlb_services {
   struct nlb_health *health;
   struct nlb_regloop *regloop;
   struct nlb_endpoints *endpoints;
+  struct nlb_dns_endpoints *dns;
   struct api_server *api;
   bool drain_requested; /* this node's record says draining */
 };
@@ -89,6 +91,9 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
   for (size_t i = 0; i < cfg->n_principals; i++) {
     view->principals[i].name = cfg->principals[i].name;
     view->principals[i].role = (enum reg_role)cfg->principals[i].role;
+    view->principals[i].dns_domains =
+        (const char *const *)cfg->principals[i].dns_domains;
+    view->principals[i].n_dns_domains = cfg->principals[i].n_dns_domains;
   }
   for (size_t i = 0; i < cfg->n_networks; i++) {
     const struct nlb_config_network *net = &cfg->networks[i];
@@ -97,6 +102,7 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
     view->networks[i].range = net->range_text;
     view->networks[i].principals = (const char *const *)net->principals;
     view->networks[i].n_principals = net->n_principals;
+    view->networks[i].dns = net->has_dns ? net->dns_text : NULL;
   }
   for (size_t i = 0; i < cfg->n_target_groups; i++)
     view->target_groups[i] = cfg->target_groups[i].name;
@@ -119,6 +125,7 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
   view->cfg.n_node_networks = cfg->n_node_networks;
   view->cfg.node = cfg->node_name;
   view->cfg.version = PACKAGE_VERSION;
+  view->cfg.dns_zone = cfg->has_dns ? cfg->dns_zone : NULL;
   return 0;
 }
 
@@ -174,6 +181,8 @@ static void on_changes(const struct reg_changes *c, void *arg)
 
   if (services->endpoints)
     nlb_endpoints_apply(services->endpoints, c);
+  if (services->dns)
+    nlb_dns_endpoints_apply(services->dns, c);
   if (services->router && (c->resync || c->n_targets > 0 || c->n_events > 0))
     apply_targets(services, c);
   if (c->node_draining && !services->drain_requested) {
@@ -281,13 +290,32 @@ static void api_list_target_groups(void *arg,
   }
 }
 
+/* The data plane's text and, for an operator, the DNS responders'. */
+static char *all_metrics_text(struct nlb_services *services)
+{
+  char *text = nlb_metrics_text(services->router, NULL);
+  char *dns = services->dns ? nlb_dns_endpoints_metrics(services->dns) : NULL;
+  char *both;
+
+  if (text == NULL || dns == NULL) {
+    free(dns);
+    return text;
+  }
+  both = realloc(text, strlen(text) + strlen(dns) + 1);
+  if (both != NULL)
+    strcat(both, dns);
+  free(dns);
+  return both ? both : text;
+}
+
 static char *api_metrics_text(void *arg, const struct api_metrics_scope *scope)
 {
   struct nlb_services *services = arg;
   struct nlb_metrics_scope listeners;
 
+  /* A provider sees no DNS series: they are about consumers' networks. */
   if (!scope)
-    return nlb_metrics_text(services->router, NULL);
+    return all_metrics_text(services);
   listeners = (struct nlb_metrics_scope){
       .load_balancers = scope->load_balancers,
       .n_load_balancers = scope->n_load_balancers,
@@ -361,6 +389,36 @@ static int fill_api_settings(struct nlb_services *services,
   return 0;
 }
 
+/* ---- DNS ---------------------------------------------------------------- */
+
+/* The responders the config asks for: cfg->dns and each network's dns. */
+static int configure_dns(struct nlb_services *services,
+                         const struct nlb_config *cfg)
+{
+  struct nlb_dns_endpoints_network *v = calloc(cfg->n_networks + 1, sizeof(*v));
+  struct nlb_dns_endpoints_settings s = {
+      .zone = cfg->has_dns ? cfg->dns_zone : NULL,
+      .ttl = cfg->dns_ttl,
+      .negative_ttl = cfg->dns_negative_ttl,
+      .access_json = cfg->log_access_format == NLB_LOG_JSON,
+      .networks = v,
+  };
+  int rc;
+
+  if (v == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < cfg->n_networks; i++) {
+    if (!cfg->networks[i].has_dns)
+      continue;
+    v[s.n_networks].name = cfg->networks[i].name;
+    v[s.n_networks].netns = cfg->networks[i].netns;
+    v[s.n_networks++].address = cfg->networks[i].dns;
+  }
+  rc = nlb_dns_endpoints_configure(services->dns, &s);
+  free(v);
+  return rc;
+}
+
 /* ---- lifetime ----------------------------------------------------------- */
 
 static int open_registry(struct nlb_services *services,
@@ -421,9 +479,16 @@ int nlb_services_start(struct nlb_services *services,
   services->router = router;
   services->health = health;
   if (services->regloop) {
-    if ((services->endpoints = nlb_endpoints_create(&eps)) == NULL) {
+    if ((services->endpoints = nlb_endpoints_create(&eps)) == NULL ||
+        (services->dns = nlb_dns_endpoints_new(services->loop)) == NULL) {
       snprintf(err, err_size, "out of memory");
       return -ENOMEM;
+    }
+    /* Before the state read at open is applied: it fills the records. */
+    if ((rc = configure_dns(services, cfg)) < 0) {
+      snprintf(err, err_size, "%s: dns: %s", cfg->path, strerror(-rc));
+      nlb_dns_endpoints_shutdown(services->dns);
+      return rc;
     }
     /* The state read at open: endpoints open before nlbd says it started. */
     nlb_regloop_apply(services->regloop);
@@ -443,6 +508,7 @@ int nlb_services_start(struct nlb_services *services,
     rc = api_server_start(services->loop, &s, &services->api);
     free(principals);
     if (rc < 0) {
+      nlb_dns_endpoints_shutdown(services->dns);
       snprintf(err, err_size, "%s: api: cannot serve on %s: %s", cfg->path,
                listen,
                rc == -EINVAL ? "bad TLS certificate or key (see log)"
@@ -462,6 +528,9 @@ void nlb_services_reload(struct nlb_services *services,
   struct nlb_regloop_retention retention = {
       cfg->registry_event_retention_ms, cfg->registry_endpoint_retention_ms};
 
+  if (services->dns && configure_dns(services, cfg) < 0)
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "dns_failed",
+                  "reload: dns: cannot take the new settings (see above)");
   if (services->regloop && build_view(cfg, &view) == 0) {
     if (nlb_regloop_reload(services->regloop, &view.cfg, &retention, &reg_err) <
         0)
@@ -469,8 +538,8 @@ void nlb_services_reload(struct nlb_services *services,
                     "reload: registry keeps its old config: {error}",
                     NLB_LOG_STR("error", reg_err.message));
     free_view(&view);
-    /* The rows carry the new load balancers' ports and this node's new
-     * namespaces: read the whole state again. */
+    /* The rows carry the new load balancers' ports, this node's new
+     * namespaces and the new DNS names: read the whole state again. */
     nlb_regloop_resync(services->regloop);
   }
   if (services->api) {
@@ -491,6 +560,8 @@ void nlb_services_tick(struct nlb_services *services, uint64_t now_ms)
 {
   if (services->endpoints)
     nlb_endpoints_tick(services->endpoints, now_ms);
+  if (services->dns)
+    nlb_dns_endpoints_tick(services->dns);
 }
 
 bool nlb_services_drain_requested(const struct nlb_services *services)
@@ -531,6 +602,8 @@ void nlb_services_shutdown(struct nlb_services *services)
 {
   if (services && services->api)
     api_server_shutdown(services->api);
+  if (services)
+    nlb_dns_endpoints_shutdown(services->dns);
 }
 
 void nlb_services_free(struct nlb_services *services)
@@ -541,5 +614,6 @@ void nlb_services_free(struct nlb_services *services)
   nlb_regloop_stop(services->regloop);
   api_server_free(services->api);
   nlb_endpoints_free(services->endpoints);
+  nlb_dns_endpoints_free(services->dns);
   free(services);
 }

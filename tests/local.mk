@@ -62,6 +62,12 @@ tests_unit_test_dns_LDADD = $(NLB_TEST_LIBS)
 
 # The DNS responder alone, with records from its command line (until nlbd
 # wires it to the registry), and its end-to-end test in a namespace.
+check_PROGRAMS += tests/unit/test_dns_endpoints
+TESTS += tests/unit/test_dns_endpoints
+tests_unit_test_dns_endpoints_SOURCES = tests/unit/test_dns_endpoints.c
+tests_unit_test_dns_endpoints_CFLAGS = $(NLB_TEST_CFLAGS) $(LDNS_CFLAGS)
+tests_unit_test_dns_endpoints_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/tools/dns_responder
 tests_tools_dns_responder_SOURCES = tests/tools/dns_responder_main.c
 tests_tools_dns_responder_CFLAGS = $(NLB_TEST_CFLAGS)
