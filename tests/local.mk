@@ -74,6 +74,9 @@ tests_tools_dns_responder_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_tools_dns_responder_LDADD = $(NLB_LIBS)
 TESTS += tests/e2e/test_dns.py
 EXTRA_DIST += tests/e2e/test_dns.py
+# nlbd's names for endpoints in two namespaces, and in a cluster.
+TESTS += tests/e2e/test_dns_endpoints.py
+EXTRA_DIST += tests/e2e/test_dns_endpoints.py
 
 check_PROGRAMS += tests/unit/test_log
 TESTS += tests/unit/test_log
