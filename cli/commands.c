@@ -177,14 +177,17 @@ static int services_get(struct cli_context *context,
   return service_call(context, "GET", args->positional[0], NULL);
 }
 
-/* --acceptance / --no-acceptance / --connection-limit into body; false
- * after a usage error. */
+/* --acceptance / --no-acceptance / --connection-limit /
+ * --private-dns-name / --no-private-dns-name into body; false after a
+ * usage error. */
 static bool service_settings(const struct cli_context *context,
                              const struct cli_args *args, json_t *body)
 {
   bool on = cli_arg(args, "acceptance") != NULL;
   bool off = cli_arg(args, "no-acceptance") != NULL;
   const char *limit = cli_arg(args, "connection-limit");
+  const char *dns_name = cli_arg(args, "private-dns-name");
+  bool no_dns_name = cli_arg(args, "no-private-dns-name") != NULL;
   long long n;
 
   if (on && off) {
@@ -192,6 +195,14 @@ static bool service_settings(const struct cli_context *context,
                     "--acceptance and --no-acceptance contradict each other");
     return false;
   }
+  if (dns_name != NULL && no_dns_name) {
+    cli_usage_error(context->command, "--private-dns-name and "
+                                      "--no-private-dns-name contradict each "
+                                      "other");
+    return false;
+  }
+  if (dns_name != NULL || no_dns_name)
+    set(body, "private_dns_name", json_string(no_dns_name ? "" : dns_name));
   if (on || off)
     set(body, "acceptance_required", json_boolean(on));
   if (limit != NULL) {
@@ -234,8 +245,9 @@ static int services_update(struct cli_context *context,
     goto out;
   if (json_object_size(body) == 0) {
     cli_usage_error(context->command,
-                    "nothing to change: give --acceptance, --no-acceptance "
-                    "or --connection-limit");
+                    "nothing to change: give --acceptance, --no-acceptance, "
+                    "--connection-limit, --private-dns-name or "
+                    "--no-private-dns-name");
     goto out;
   }
   r = service_call(context, "PATCH", args->positional[0], body);
@@ -616,6 +628,8 @@ static int endpoints_create(struct cli_context *context,
   if (sources != NULL)
     set(body, "allowed_sources", strings_json(sources, n));
   cli_strings_free(sources, n);
+  if (cli_arg(args, "private-dns") != NULL)
+    set(body, "private_dns", json_true());
   int r = show_call(context, "POST", "/v1/endpoints", body);
   json_decref(body);
   return r;
@@ -625,19 +639,29 @@ static int endpoints_update(struct cli_context *context,
                             const struct cli_args *args)
 {
   bool any = cli_arg(args, "any-source") != NULL;
+  bool dns_on = cli_arg(args, "private-dns") != NULL;
+  bool dns_off = cli_arg(args, "no-private-dns") != NULL;
   size_t n;
   char **sources = cli_arg_list(args, "allow-source", &n);
   int r;
 
-  if (any == (sources != NULL)) {
+  if ((any && sources != NULL) || (dns_on && dns_off) ||
+      (!any && sources == NULL && !dns_on && !dns_off)) {
     cli_strings_free(sources, n);
-    return cli_usage_error(context->command,
-                           any ? "--any-source and --allow-source contradict "
-                                 "each other"
-                               : "give --allow-source CIDR or --any-source");
+    return cli_usage_error(
+        context->command,
+        any && sources != NULL
+            ? "--any-source and --allow-source contradict each other"
+        : dns_on && dns_off
+            ? "--private-dns and --no-private-dns contradict each other"
+            : "give --allow-source CIDR, --any-source, --private-dns or "
+              "--no-private-dns");
   }
   json_t *body = checked(json_object());
-  set(body, "allowed_sources", strings_json(sources, n));
+  if (any || sources != NULL)
+    set(body, "allowed_sources", strings_json(sources, n));
+  if (dns_on || dns_off)
+    set(body, "private_dns", json_boolean(dns_on));
   cli_strings_free(sources, n);
   r = endpoint_call(context, args, "PATCH", body);
   json_decref(body);
@@ -1111,6 +1135,9 @@ static const struct cli_option service_create_options[] = {
      "allowed consumers' endpoints are available at once"},
     {"connection-limit", 0, "N", false,
      "live endpoints per consumer (0, the default: no limit)"},
+    {"private-dns-name", 0, "NAME", false,
+     "your host name for the service, in a DNS domain the operator granted "
+     "you; it resolves to each endpoint that opts in"},
     END_OPTIONS};
 
 static const struct cli_option service_update_options[] = {
@@ -1119,6 +1146,9 @@ static const struct cli_option service_update_options[] = {
      "new endpoints of allowed consumers are available at once"},
     {"connection-limit", 0, "N", false,
      "live endpoints per consumer (0: no limit)"},
+    {"private-dns-name", 0, "NAME", false,
+     "your host name for the service (in a domain granted to you)"},
+    {"no-private-dns-name", 0, NULL, false, "no private DNS name"},
     END_OPTIONS};
 
 static const struct cli_option permissions_remove_options[] = {
@@ -1151,12 +1181,17 @@ static const struct cli_option endpoint_create_options[] = {
      "the address in that network (default: the lowest free one)"},
     {"allow-source", 0, "CIDR", true,
      "a client range allowed in (repeat, or a,b; default: any)"},
+    {"private-dns", 0, NULL, false,
+     "the service's private DNS name resolves to this endpoint, in its "
+     "network"},
     END_OPTIONS};
 
 static const struct cli_option endpoint_update_options[] = {
     {"allow-source", 0, "CIDR", true,
      "the client ranges allowed in, replacing the list (repeat, or a,b)"},
     {"any-source", 0, NULL, false, "let every client in"},
+    {"private-dns", 0, NULL, false, "opt into the service's private DNS name"},
+    {"no-private-dns", 0, NULL, false, "opt out of it"},
     END_OPTIONS};
 
 static const struct cli_option target_add_options[] = {
@@ -1218,14 +1253,15 @@ const struct cli_command cli_commands[] = {
      no_options, 1, 1, services_get},
     {"services", "create",
      "NAME --load-balancer LB [--allow PRINCIPAL]... [--no-acceptance] "
-     "[--connection-limit N]",
+     "[--connection-limit N] [--private-dns-name NAME]",
      "Publish a load balancer as a service",
      "Example:\n  nlbctl services create payments --load-balancer payments-lb "
      "--allow shop\n",
      service_create_options, 1, 1, services_create},
     {"services", "update",
-     "SERVICE [--acceptance|--no-acceptance] [--connection-limit N]",
-     "Change whether connections need acceptance, or the limit", NULL,
+     "SERVICE [--acceptance|--no-acceptance] [--connection-limit N] "
+     "[--private-dns-name NAME|--no-private-dns-name]",
+     "Change acceptance, the limit or the private DNS name", NULL,
      service_update_options, 1, 1, services_update},
     {"services", "delete", "SERVICE", "Delete a service",
      "The API refuses (409) while endpoints are pendingAcceptance or "
@@ -1269,14 +1305,17 @@ const struct cli_command cli_commands[] = {
      no_options, 1, 1, endpoints_get},
     {"endpoints", "create",
      "--service SERVICE --network NETWORK [--address ADDRESS] "
-     "[--allow-source CIDR]...",
+     "[--allow-source CIDR]... [--private-dns]",
      "Connect to a service: an endpoint in your network",
      "It is pendingAcceptance until the provider accepts it, or available\n"
      "at once when the service needs no acceptance.\n",
      endpoint_create_options, 0, 1, endpoints_create},
-    {"endpoints", "update", "ENDPOINT (--allow-source CIDR...|--any-source)",
-     "Change the clients an endpoint lets in",
-     "ENDPOINT as for 'endpoints get'. Applies to new flows at once.\n",
+    {"endpoints", "update",
+     "ENDPOINT [--allow-source CIDR...|--any-source] "
+     "[--private-dns|--no-private-dns]",
+     "Change the clients an endpoint lets in, or its private DNS",
+     "ENDPOINT as for 'endpoints get'. Applies to new flows (and DNS\n"
+     "answers) at once.\n",
      endpoint_update_options, 1, 1, endpoints_update},
     {"endpoints", "delete", "ENDPOINT", "Delete an endpoint",
      "ENDPOINT as for 'endpoints get'.\n", no_options, 1, 1, endpoints_delete},

@@ -227,6 +227,19 @@ def test_provider_consumer_story():
         assert changed["allowed_sources"] == ["127.0.0.0/8"], changed
         assert ctl.json("shop", "endpoints", "update", epid,
                         "--any-source")["allowed_sources"] == []
+        # Private DNS: the consumer opts in and out (this nlbd has no DNS
+        # zone: no names); the provider has no granted domain: 403.
+        changed = ctl.json("shop", "endpoints", "update", epid,
+                           "--private-dns")
+        assert changed["private_dns"] is True, changed
+        assert changed["dns_names"] == [], changed
+        assert fields(ctl.ok("shop", "endpoints", "update", epid,
+                             "--no-private-dns"))["private_dns"] == "false"
+        ctl.fails("payments", "services", "update", "payments-api",
+                  "--private-dns-name", "api.payments.example",
+                  match=r"^403 Forbidden: .*private_dns_name")
+        assert ctl.json("payments", "services", "update", "payments-api",
+                        "--no-private-dns-name")["private_dns_name"] == ""
 
         # Permissions.
         assert [r["ALLOWED-PRINCIPAL"] for r in table(ctl.ok(
@@ -430,6 +443,10 @@ def test_exit_statuses_and_error_lines():
                 (["endpoints", "create", "--network", "host"], "--service"),
                 (["endpoints", "create", "a"], "--network"),
                 (["endpoints", "update", "x"], "--any-source"),
+                (["endpoints", "update", "x", "--private-dns",
+                  "--no-private-dns"], "contradict"),
+                (["services", "update", "x", "--private-dns-name", "a.b",
+                  "--no-private-dns-name"], "contradict"),
                 (["connections", "accept", "x"], "--consumer"),
                 (["permissions", "add", "x"], "PRINCIPAL"),
                 (["events", "--after", "x"], "--after"),
@@ -677,6 +694,8 @@ def test_bash_completion():
                                             "list", "update"]
     assert complete("nlbctl connections a") == ["accept"]
     assert "--load-balancer" in complete("nlbctl services create --")
+    assert "--no-private-dns" in complete("nlbctl endpoints update --")
+    assert complete("nlbctl services update --private-dns-name x") == []
     assert "--state" in complete("nlbctl endpoints list --")
     assert complete("nlbctl endpoints list --state p") == [
         "pendingAcceptance"]
