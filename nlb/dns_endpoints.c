@@ -360,10 +360,15 @@ static int sync_networks(struct nlb_dns_endpoints *names,
       r = nlb_dns_add_network(names->dns, want->name, want->netns,
                               &want->address);
     if (r < 0) {
-      NLB_LOG_EVENT(NLB_LOG_ERROR, "dns_failed",
-                    "dns {network}: cannot serve it: {error}",
-                    NLB_LOG_STR("network", want->name),
-                    NLB_LOG_STR("error", strerror(-r)));
+      char address[NLB_ADDR_TEXT_MAX];
+
+      NLB_LOG_EVENT(
+          NLB_LOG_ERROR, "dns_failed",
+          "dns {network}: cannot serve it at {address}: {error}",
+          NLB_LOG_STR("network", want->name),
+          NLB_LOG_STR("address", nlb_addr_format(&want->address, address,
+                                                 sizeof(address))),
+          NLB_LOG_STR("error", strerror(-r)));
       rc = r;
       continue;
     }
