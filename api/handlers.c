@@ -309,23 +309,6 @@ static json_t *body_object(const struct api_request *req,
   return body;
 }
 
-/* A checked string field that must not hide a NUL (a DNS name is cut at
- * the first one): its value, or NULL after answering 400. Absent: "". */
-static const char *plain_string(const json_t *body, const char *field,
-                                struct api_response *resp)
-{
-  const json_t *v = json_object_get(body, field);
-
-  if (v == NULL)
-    return "";
-  if (strlen(json_string_value(v)) != json_string_length(v)) {
-    api_respond_error(resp, 400, "InvalidValue", "%s: holds a NUL character",
-                      field);
-    return NULL;
-  }
-  return json_string_value(v);
-}
-
 /* Refuses any query parameter but those named (NULL-terminated). */
 static bool query_ok(const struct api_request *req, struct api_response *resp,
                      const char *const *names)
@@ -461,9 +444,8 @@ static void service_create(const struct api_request *req,
   params.acceptance_required = v == NULL || json_is_true(v);
   v = json_object_get(body, "connection_limit");
   params.connection_limit = v != NULL ? json_integer_value(v) : 0;
-  if ((params.private_dns_name =
-           plain_string(body, "private_dns_name", resp)) == NULL)
-    goto out;
+  params.private_dns_name =
+      json_string_value(json_object_get(body, "private_dns_name"));
   if (api_json_strings(json_object_get(body, "allowed_principals"), &principals,
                        &params.n_allowed_principals) != 0) {
     api_respond_error(resp, 500, "Internal", "out of memory");
@@ -540,13 +522,9 @@ static void service_modify(const struct api_request *req,
   if (!no_query(req, resp) ||
       (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
-  if (json_object_get(body, "private_dns_name") != NULL) {
+  if ((v = json_object_get(body, "private_dns_name")) != NULL) {
     changes.set_private_dns_name = true;
-    if ((changes.private_dns_name =
-             plain_string(body, "private_dns_name", resp)) == NULL) {
-      json_decref(body);
-      return;
-    }
+    changes.private_dns_name = json_string_value(v);
   }
   if ((v = json_object_get(body, "acceptance_required")) != NULL) {
     changes.set_acceptance_required = true;

@@ -137,19 +137,26 @@ static void expect_rcode(uint16_t port, const char *name, int want)
 
 /* ---- setup -------------------------------------------------------------- */
 
+/* A port free for both UDP and TCP on 127.0.0.1 now (the responder takes
+ * both). */
 static uint16_t free_port(void)
 {
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  socklen_t len = sizeof(a);
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  uint16_t port;
+  for (;;) {
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    bool free;
 
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  bind(fd, (struct sockaddr *)&a, sizeof(a));
-  getsockname(fd, (struct sockaddr *)&a, &len);
-  port = ntohs(a.sin_port);
-  close(fd);
-  return port;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    CU_ASSERT_FATAL(bind(udp, (struct sockaddr *)&a, sizeof(a)) == 0);
+    getsockname(udp, (struct sockaddr *)&a, &len);
+    free = bind(tcp, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(udp);
+    close(tcp);
+    if (free)
+      return ntohs(a.sin_port);
+  }
 }
 
 /* Networks "a" and "b" (or only those of mask: 1 a, 2 b), zone zone. */
