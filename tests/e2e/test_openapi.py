@@ -250,7 +250,7 @@ SERVICE = {"id": "svc-0123456789abcdef0", "name": "web", "owner": "payments",
            "load_balancer": "web-lb", "ports": [8080],
            "state": "available", "acceptance_required": True,
            "allowed_principals": ["shop"], "connection_limit": 0,
-           "created_at": "2024-05-14T09:12:01.337Z"}
+           "created_at": "2024-05-14T09:12:01.337Z", "private_dns_name": ""}
 JSON = {"content-type": "application/json"}
 
 
@@ -451,8 +451,9 @@ def test_every_operation_answers_as_described():
         api.ok("DELETE", "/v1/networks/acme-net", "ops")
         api.ok("DELETE", "/v1/principals/acme", "ops")
         # The stream: endpoint and target events, each line checked.
-        types = [e["type"] for e in events.take(18)]
-        assert types == ["connect"] * 3 + [
+        types = [e["type"] for e in events.take(19)]
+        # The service's PATCH comes first: a modify of the service.
+        assert types == ["modify"] + ["connect"] * 3 + [
             "modify", "accept", "reject", "reject", "delete", "register",
             "deregister", "principal_create", "token_create",
             "token_create", "network_create", "token_revoke",
