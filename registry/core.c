@@ -421,6 +421,7 @@ static int copy_principals(struct config *dst, const struct reg_config *src,
 {
   for (size_t i = 0; i < src->n_principals; i++) {
     const struct reg_principal *p = &src->principals[i];
+    int r;
 
     if (!reg_name_ok(p->name) || strcmp(p->name, "*") == 0 ||
         (unsigned)p->role > REG_ROLE_CONSUMER)
@@ -429,8 +430,6 @@ static int copy_principals(struct config *dst, const struct reg_config *src,
     if (reg_find_principal(dst, p->name))
       return reg_set_error(err, -EINVAL, "principals", "duplicate principal %s",
                            p->name);
-    int r;
-
     snprintf(dst->principals[i].name, REG_NAME_BUF, "%s", p->name);
     dst->principals[i].role = p->role;
     dst->n_principals++;
@@ -599,7 +598,6 @@ int reg_endpoint_complete(struct reg *reg, struct reg_endpoint *e)
   const struct config_load_balancer *lb =
       reg_find_load_balancer(&reg->config, e->load_balancer);
   const struct config_network *net = reg_find_network(&reg->config, e->network);
-
   int r;
 
   /* A network made through the API: the store said its netns, unless this
