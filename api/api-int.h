@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "admission.h"
 #include "nlb/api-router.h"
 #include "nlb/api.h"
 #include "nlb/list.h"
@@ -52,6 +53,7 @@ struct api_server {
 
   struct nlb_list conns; /* struct api_conn.link (conn.h) */
   size_t n_conns;
+  struct api_admission admission; /* admission.h */
   /* struct api_event_stream.link (events.h): GET /v1/events */
   struct nlb_list event_streams;
 

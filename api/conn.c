@@ -43,6 +43,7 @@ static void on_conn_close(uv_handle_t *handle)
 
   nlb_list_remove(&c->link);
   server->n_conns--;
+  api_admission_release(c);
   if (c->protocol != NULL)
     c->protocol->free(c);
   if (c->ssl != NULL)
@@ -377,11 +378,12 @@ static int tls_start(struct api_conn *c)
 
 static void format_peer(struct api_conn *c)
 {
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   int len = sizeof ss;
   char host[INET6_ADDRSTRLEN] = "?";
   int port = 0;
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    c->peer_addr = ss;
     if (ss.ss_family == AF_INET) {
       struct sockaddr_in *in = (struct sockaddr_in *)&ss;
       uv_ip4_name(in, host, sizeof host);
@@ -418,8 +420,7 @@ void api_conn_on_connection(uv_stream_t *listener, int status)
     return;
   }
   format_peer(c);
-  if (server->n_conns > API_MAX_CONNECTIONS) {
-    api_conn_log(c, 2, "over %d connections, closed", API_MAX_CONNECTIONS);
+  if (api_admission_accept(server, c) != 0) {
     api_conn_close(c);
     return;
   }
@@ -439,7 +440,7 @@ void api_conn_sweep(struct api_conn *c, uint64_t now)
     api_conn_close(c);
     return;
   }
-  if (c->finishing)
+  if (api_admission_sweep(c, now) || c->finishing)
     return;
   if (c->protocol == NULL) {
     /* A TLS handshake is part of the first request; bytes that may still

@@ -21,6 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
+#include "admission.h"
 #include "api-int.h"
 
 /* How long a connection told to go (GOAWAY, a last answer) may take to
@@ -84,6 +87,8 @@ struct api_conn {
    * were authenticated with: a revoked one closes the connection. */
   uint8_t token_tags[4][8];
   uint8_t n_token_tags;
+  struct sockaddr_storage peer_addr;
+  struct api_conn_admission admission;
 };
 
 /* Notes that a request on c was authenticated by the API token hash. */

@@ -112,8 +112,10 @@ static int64_t wall_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Who the Authorization header names: a principal of the config, or an
- * API token the registry holds and that has not expired. */
+/* Who the Authorization header names, if it came, whatever the route: a
+ * principal of the config, or an API token the registry holds and that has
+ * not expired. A known one authenticates x (and, through the protocol, its
+ * connection). */
 static bool authenticate(struct api_server *server, struct api_exchange *x)
 {
   const struct api_principal *p = NULL;
@@ -145,14 +147,13 @@ static bool authenticate(struct api_server *server, struct api_exchange *x)
   return true;
 }
 
-/* Checks the token when the route needs one; 0, or answers x with 401/403
- * and returns -1. */
-static int authorize(struct api_server *server, struct api_exchange *x,
-                     const struct api_route *r)
+/* 0 when x's principal may call r, or answers x with 401/403 and returns
+ * -1. */
+static int authorize(struct api_exchange *x, const struct api_route *r)
 {
   if (r->roles == 0)
     return 0;
-  if (!authenticate(server, x)) {
+  if (!x->authenticated) {
     api_respond_error(&x->resp, 401, "Unauthorized",
                       "a known bearer token is required");
     return -1;
@@ -300,25 +301,39 @@ static int run_remote(struct api_server *server, struct api_exchange *x,
   return 0;
 }
 
+int api_exchange_head(struct api_server *server, struct api_exchange *x)
+{
+  x->head_done = true;
+  authenticate(server, x);
+  if (route(x, &x->match) != 0 || authorize(x, x->match.route) != 0) {
+    x->refused = true;
+    account_exchange(server, x);
+    return -1;
+  }
+  return 0;
+}
+
 int api_exchange_run(struct api_server *server, struct api_exchange *x,
                      api_exchange_done_fn done, void *arg)
 {
-  struct api_route_match match;
+  const struct api_route_match *match = &x->match;
 
-  if (route(x, &match) == 0 && authorize(server, x, match.route) == 0) {
-    if (api_route_remote(server, match.route))
-      return run_remote(server, x, &match, done, arg);
-    struct api_request req = {
-        .server = server,
-        .match = &match,
-        .actor = {x->authenticated ? x->principal : NULL,
-                  x->authenticated ? x->role : REG_ROLE_CONSUMER},
-        .body = x->body,
-        .body_len = x->body_len,
-    };
-    api_handle(&req, &x->resp);
-    api_handle_finish(server, match.route, &x->resp);
-  }
+  if (!x->head_done && api_exchange_head(server, x) != 0)
+    return 0;
+  if (x->refused)
+    return 0; /* answered and counted by api_exchange_head */
+  if (api_route_remote(server, match->route))
+    return run_remote(server, x, match, done, arg);
+  struct api_request req = {
+      .server = server,
+      .match = match,
+      .actor = {x->authenticated ? x->principal : NULL,
+                x->authenticated ? x->role : REG_ROLE_CONSUMER},
+      .body = x->body,
+      .body_len = x->body_len,
+  };
+  api_handle(&req, &x->resp);
+  api_handle_finish(server, match->route, &x->resp);
   account_exchange(server, x);
   return 0;
 }

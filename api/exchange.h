@@ -39,21 +39,36 @@ struct api_exchange {
    * api_exchange_clear(), or taken by the protocol (set it to NULL). */
   struct api_response resp;
   unsigned allow; /* API_METHOD_* bits for the Allow header of a 405 */
-  /* Who asked, when a token was checked and known (a copy: it outlives a
+  /* Who asked, when a token came and was known (a copy: it outlives a
    * reload). */
   bool authenticated;
   char principal[REG_NAME_BUF];
   enum reg_role role;
+  /* Set by api_exchange_head: the route (its query points into path), and
+   * whether the answer is already in resp. */
+  bool head_done;
+  bool refused;
+  struct api_route_match match;
   struct exchange_job *job; /* while the answer is under way */
 };
 
 typedef void (*api_exchange_done_fn)(struct api_exchange *x, void *arg);
 
-/* Routes, authenticates and runs the handler for x's request, fills x's
- * answer, counts its status and writes the audit line. Returns 0 when the
- * answer is there; 1 when it is under way: done(x, arg) comes later, on
- * the control thread, with the answer in x (the request fields are no
- * longer needed by then). */
+/* The request's header block is in (method, path, authorization): checks
+ * the token if one came (x->authenticated tells whether it is known,
+ * whatever the route: that is what admits a connection), finds the route
+ * and checks the principal may call it. Returns 0 when the request goes
+ * on: its body (kept only when x->authenticated), then api_exchange_run.
+ * Otherwise -1 with x's answer there, counted and audited (404, 405, 400,
+ * 401, 403): the protocol writes it without reading the body into memory.
+ * The authorization is no longer needed afterwards. */
+int api_exchange_head(struct api_server *server, struct api_exchange *x);
+
+/* Runs the handler for x's request (calling api_exchange_head first if the
+ * protocol did not), fills x's answer, counts its status and writes the
+ * audit line. Returns 0 when the answer is there; 1 when it is under way:
+ * done(x, arg) comes later, on the control thread, with the answer in x
+ * (the request fields are no longer needed by then). */
 int api_exchange_run(struct api_server *server, struct api_exchange *x,
                      api_exchange_done_fn done, void *arg);
 

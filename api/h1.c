@@ -63,6 +63,9 @@ struct h1_request {
   bool chunked; /* Transfer-Encoding: chunked */
   bool expect_continue;
   bool headers_done;
+  /* Refused at its head, or without a known token: the body is read and
+   * dropped. */
+  bool discard_body;
   char *body;
   size_t body_len, body_cap;
 };
@@ -94,6 +97,7 @@ struct h1_conn {
   struct api_exchange x;
   bool waiting;
   bool keep_alive;
+  bool last_request; /* admission: the connection ends after this answer */
   uint64_t idle_since;
   /* GET /v1/events */
   bool streaming, chunked_out, events_pending, events_done;
@@ -134,10 +138,13 @@ static void forget_authorization(struct h1_request *r)
   r->authorization = NULL;
 }
 
-static void request_clear(struct h1_request *r)
+static void request_clear(struct h1_conn *h)
 {
+  struct h1_request *r = &h->req;
+
   forget_authorization(r);
   free(r->path);
+  api_admission_hold(h->conn->server, -(ptrdiff_t)r->body_cap);
   free(r->body);
   memset(r, 0, sizeof *r);
 }
@@ -160,6 +167,18 @@ static int append(char **buf, size_t *len, size_t *cap, const char *data,
   *len += n;
   (*buf)[*len] = '\0';
   return 0;
+}
+
+/* append() for request bytes held in memory (bodies, bytes read ahead),
+ * which the server counts. */
+static int append_held(struct h1_conn *h, char **buf, size_t *len, size_t *cap,
+                       const char *data, size_t n)
+{
+  size_t before = *cap;
+  int r = append(buf, len, cap, data, n);
+
+  api_admission_hold(h->conn->server, (ptrdiff_t)(*cap - before));
+  return r;
 }
 
 /* ---- line endings ------------------------------------------------------- */
@@ -202,7 +221,7 @@ static int count_header_bytes(struct h1_conn *h, size_t n)
 static int on_message_begin(http_parser *p)
 {
   struct h1_conn *h = p->data;
-  request_clear(&h->req);
+  request_clear(h);
   h->in_request = true;
   h->req.started = uv_now(h->conn->server->loop);
   return 0;
@@ -339,7 +358,11 @@ static int add_body(struct h1_conn *h, const char *at, size_t len)
   struct h1_request *r = &h->req;
   if (r->body_len + len > API_MAX_BODY)
     return refuse(h, 413, "PayloadTooLarge", "the request body is over 64 KiB");
-  if (append(&r->body, &r->body_len, &r->body_cap, at, len) != 0)
+  if (r->discard_body) {
+    r->body_len += len; /* counted for the limit, not kept */
+    return 0;
+  }
+  if (append_held(h, &r->body, &r->body_len, &r->body_cap, at, len) != 0)
     return refuse(h, 500, "Internal", "out of memory");
   return 0;
 }
@@ -496,36 +519,28 @@ static void on_answer(struct api_exchange *x, void *arg)
   h->waiting = false;
   answer(h, x, h->keep_alive);
   api_exchange_clear(x);
-  request_clear(&h->req);
+  request_clear(h);
   api_conn_wake(h->conn); /* then the requests that came meanwhile */
 }
 
 /* The request is complete: run it and answer (now, or once the registry's
- * thread has). */
+ * thread has). check_head has routed and authenticated it. */
 static void message_done(struct h1_conn *h)
 {
   struct h1_request *r = &h->req;
   struct api_exchange *x = &h->x;
 
-  origin_form(r);
-  memset(x, 0, sizeof *x);
-  x->method = r->method;
-  x->path = r->path;
-  x->authorization = r->authorization;
-  x->authorization_len = r->authorization_len;
-  x->body = r->body;
-  x->body_len = r->body_len;
-  x->conn = h->conn;
-  h->keep_alive = http_should_keep_alive(&h->parser) != 0;
+  x->body = r->discard_body ? NULL : r->body;
+  x->body_len = r->discard_body ? 0 : r->body_len;
+  h->keep_alive = http_should_keep_alive(&h->parser) != 0 && !h->last_request;
   int ran = api_exchange_run(h->conn->server, x, on_answer, h);
-  forget_authorization(r);
   if (ran > 0) {
     h->waiting = true;
     return;
   }
   answer(h, x, h->keep_alive);
   api_exchange_clear(x);
-  request_clear(r);
+  request_clear(h);
 }
 
 static void write_text(struct h1_conn *h, const char *text)
@@ -537,8 +552,41 @@ static void write_text(struct h1_conn *h, const char *text)
     api_conn_write(h->conn, data, strlen(data));
 }
 
+/* The route and the token, once the header fields are in: a request that
+ * is refused, or has no known token, has its body dropped as it comes;
+ * its answer goes once the request is complete, or at once instead of 100
+ * Continue (the connection then ends: the client may send the body or
+ * not). */
+static void check_route_and_token(struct h1_conn *h, bool body)
+{
+  struct h1_request *r = &h->req;
+  struct api_exchange *x = &h->x;
+
+  origin_form(r);
+  memset(x, 0, sizeof *x);
+  x->method = r->method;
+  x->path = r->path;
+  x->authorization = r->authorization;
+  x->authorization_len = r->authorization_len;
+  x->conn = h->conn;
+  api_exchange_head(h->conn->server, x);
+  forget_authorization(r);
+  r->discard_body = !x->authenticated || x->refused;
+  if (!api_admission_request(h->conn, x->authenticated))
+    h->last_request = true;
+  if (r->expect_continue && h->parser.http_minor > 0 && body) {
+    if (!x->refused) {
+      write_text(h, "HTTP/1.1 100 Continue\r\n\r\n");
+      return;
+    }
+    answer(h, x, false);
+    api_exchange_clear(x);
+  }
+}
+
 /* The request line and header fields are in: what the parser let through
- * and the API refuses, the body limit, and 100 Continue. 0 or -1. */
+ * and the API refuses, the body limit, then the route and the token. 0 or
+ * -1. */
 static int check_head(struct h1_conn *h)
 {
   const http_parser *p = &h->parser;
@@ -557,8 +605,7 @@ static int check_head(struct h1_conn *h)
     return refuse(h, 413, "PayloadTooLarge", "the request body is over 64 KiB");
   bool body =
       r->chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
-  if (r->expect_continue && p->http_minor > 0 && body)
-    write_text(h, "HTTP/1.1 100 Continue\r\n\r\n");
+  check_route_and_token(h, body);
   return 0;
 }
 
@@ -605,7 +652,7 @@ static size_t parse(struct h1_conn *h, const char *data, size_t len)
 /* Keeps bytes that cannot be parsed yet and stops reading. */
 static void hold(struct h1_conn *h, const char *data, size_t len)
 {
-  if (append(&h->held, &h->held_len, &h->held_cap, data, len) != 0) {
+  if (append_held(h, &h->held, &h->held_len, &h->held_cap, data, len) != 0) {
     api_conn_close(h->conn);
     return;
   }
@@ -697,11 +744,12 @@ static void h1_flush(struct api_conn *c)
       api_conn_queued(c) >= API_WRITE_HIGH_WATER)
     return;
   char *held = h->held;
-  size_t len = h->held_len;
+  size_t len = h->held_len, cap = h->held_cap;
   h->held = NULL;
   h->held_len = h->held_cap = 0;
   api_conn_reading(c, true);
   feed(h, held, len);
+  api_admission_hold(c->server, -(ptrdiff_t)cap);
   free(held);
 }
 
@@ -765,7 +813,8 @@ static void h1_free(struct api_conn *c)
     return;
   api_exchange_clear(&h->x);
   api_event_stream_stop(&h->event_stream);
-  request_clear(&h->req);
+  request_clear(h);
+  api_admission_hold(c->server, -(ptrdiff_t)h->held_cap);
   free(h->held);
   free(h);
   c->state = NULL;

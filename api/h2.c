@@ -16,6 +16,10 @@
 #define HEADER_HARD_LIMIT (64 * 1024)
 /* How long an early answer waits for the rest of its request. */
 #define EARLY_RESET_MS 1000
+/* Streams open at once on a connection that has not presented a known
+ * token (beyond: RST_STREAM(REFUSED_STREAM)). A client with a token shows
+ * it on its first stream, before its second one is read. */
+#define UNAUTHENTICATED_STREAMS 8
 
 struct h2_conn;
 
@@ -35,6 +39,7 @@ struct h2_stream {
 
   char *body;
   size_t body_len, body_cap;
+  bool discard_body; /* not authenticated: DATA is read and dropped */
   bool request_done; /* END_STREAM received */
   bool responded;
   uint64_t answered_early; /* when answered before request_done, or 0 */
@@ -69,15 +74,24 @@ static void forget_authorization(struct h2_stream *s)
   s->authorization = NULL;
 }
 
+/* Drops what was read of the request's body. */
+static void drop_body(struct h2_stream *s)
+{
+  api_admission_hold(s->h2->conn->server, -(ptrdiff_t)s->body_cap);
+  free(s->body);
+  s->body = NULL;
+  s->body_len = s->body_cap = 0;
+}
+
 static void stream_free(struct h2_stream *s)
 {
   struct h2_conn *h2 = s->h2;
   nlb_list_remove(&s->link);
+  drop_body(s);
   api_exchange_clear(&s->x);
   api_event_stream_stop(&s->event_stream);
   forget_authorization(s);
   free(s->path);
-  free(s->body);
   free(s->out);
   free(s);
   h2->n_streams--;
@@ -173,8 +187,6 @@ static void exchange_init(struct h2_stream *s, struct api_exchange *x)
   x->path = s->path;
   x->authorization = s->authorization;
   x->authorization_len = s->authorization_len;
-  x->body = s->body;
-  x->body_len = s->body_len;
   x->conn = s->h2->conn;
 }
 
@@ -188,9 +200,14 @@ static void on_answer(struct api_exchange *x, void *arg)
   api_conn_wake(s->h2->conn);
 }
 
+/* The request is complete: its answer (found by check_head already, or
+ * from the handler). */
 static void dispatch(struct h2_stream *s)
 {
-  exchange_init(s, &s->x);
+  if (!s->x.head_done)
+    exchange_init(s, &s->x);
+  s->x.body = s->body;
+  s->x.body_len = s->body_len;
   int r = api_exchange_run(s->h2->conn->server, &s->x, on_answer, s);
   forget_authorization(s);
   if (r > 0) {
@@ -212,14 +229,44 @@ static void respond_early(struct h2_stream *s, int status, const char *code,
   struct api_exchange x;
 
   s->answered_early = uv_now(s->h2->conn->server->loop);
-  free(s->body);
-  s->body = NULL;
-  s->body_len = s->body_cap = 0;
+  drop_body(s);
   exchange_init(s, &x);
   api_exchange_fail(s->h2->conn->server, &x, status, code, message);
   forget_authorization(s);
   respond(s, &x);
   api_exchange_clear(&x);
+}
+
+static void send_goaway(struct h2_conn *h2);
+
+/* The request's header block is in: the limits, then the route and the
+ * token. A request that is refused, or has no known token, has its body
+ * dropped as it comes; the answer goes once the request is complete. */
+static void check_head(struct h2_stream *s)
+{
+  struct api_conn *c = s->h2->conn;
+  bool authenticated = false;
+
+  if (s->headers_too_large) {
+    respond_early(s, 431, "HeadersTooLarge",
+                  "the request headers are too large");
+  } else if (s->content_length > API_MAX_BODY) {
+    respond_early(s, 413, "PayloadTooLarge", "the request body is over 64 KiB");
+  } else {
+    exchange_init(s, &s->x);
+    api_exchange_head(c->server, &s->x);
+    forget_authorization(s);
+    authenticated = s->x.authenticated;
+    s->discard_body = !authenticated || s->x.refused;
+    if (s->x.refused) {
+      /* Its answer is made: the path (up to 4 KiB) is no longer needed. */
+      free(s->path);
+      s->path = NULL;
+      s->x.path = NULL;
+    }
+  }
+  if (!api_admission_request(c, authenticated))
+    send_goaway(s->h2);
 }
 
 /* ---- nghttp2 callbacks -------------------------------------------------- */
@@ -231,6 +278,14 @@ static int on_begin_headers(nghttp2_session *session,
   if (frame->hd.type != NGHTTP2_HEADERS ||
       frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
+  if (h2->conn->admission.state != API_ADMISSION_AUTHENTICATED &&
+      h2->n_streams >= UNAUTHENTICATED_STREAMS) {
+    /* No stream object: its header fields and DATA find none and are
+     * dropped. */
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
   struct h2_stream *s = calloc(1, sizeof *s);
   if (s == NULL)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -309,14 +364,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
   s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (s == NULL)
     return 0;
-  if (frame->hd.type == NGHTTP2_HEADERS && !s->responded) {
-    if (s->headers_too_large)
-      respond_early(s, 431, "HeadersTooLarge",
-                    "the request headers are too large");
-    else if (s->content_length > API_MAX_BODY)
-      respond_early(s, 413, "PayloadTooLarge",
-                    "the request body is over 64 KiB");
-  }
+  if (frame->hd.type == NGHTTP2_HEADERS &&
+      frame->headers.cat == NGHTTP2_HCAT_REQUEST && !s->responded)
+    check_head(s);
   if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
     s->request_done = true;
     if (!s->responded)
@@ -331,7 +381,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags,
 {
   struct h2_stream *s =
       nghttp2_session_get_stream_user_data(session, stream_id);
-  if (s == NULL || s->responded)
+  if (s == NULL || s->responded || s->discard_body)
     return 0;
   if (s->body_len + len > API_MAX_BODY) {
     respond_early(s, 413, "PayloadTooLarge", "the request body is over 64 KiB");
@@ -344,6 +394,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags,
     char *body = realloc(s->body, cap);
     if (body == NULL)
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    api_admission_hold(s->h2->conn->server, (ptrdiff_t)(cap - s->body_cap));
     s->body = body;
     s->body_cap = cap;
   }
@@ -470,6 +521,18 @@ static void h2_flush(struct api_conn *c)
     api_conn_finish(c, false);
 }
 
+/* Submits GOAWAY (sent with the next flush): no stream after those
+ * already received. Safe inside nghttp2's callbacks. */
+static void send_goaway(struct h2_conn *h2)
+{
+  if (h2->goaway_sent)
+    return;
+  h2->goaway_sent = true;
+  nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(h2->session),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+}
+
 static void h2_goaway(struct api_conn *c)
 {
   struct h2_conn *h2 = c->state;
@@ -482,12 +545,7 @@ static void h2_goaway(struct api_conn *c)
       nghttp2_session_resume_data(h2->session, s->id);
     }
   }
-  if (!h2->goaway_sent) {
-    h2->goaway_sent = true;
-    nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(h2->session),
-                          NGHTTP2_NO_ERROR, NULL, 0);
-  }
+  send_goaway(h2);
 }
 
 /* The timeouts of one stream; -1 when the connection had to go. */

@@ -1778,6 +1778,12 @@ static void metrics_finish(struct api_server *server, struct api_response *resp)
         text_add(&t, "nlb_api_requests_total{code=\"%d\"} %" PRIu64 "\n", s,
                  count);
     }
+    char *admission = api_admission_metrics(server);
+    if (admission == NULL)
+      t.failed = true;
+    else
+      text_add(&t, "%s", admission);
+    free(admission);
   }
   text_add(&t, "%.*s", (int)resp->len, resp->body);
   if (mine == NULL) {

@@ -3,6 +3,8 @@
 # registry only.
 noinst_LIBRARIES += api/libapi.a
 api_libapi_a_SOURCES = \
+	api/admission.c \
+	api/admission.h \
 	api/api-int.h \
 	api/auth.c \
 	api/conn.c \

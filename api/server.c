@@ -271,6 +271,9 @@ static void take_settings(struct api_server *server,
   server->idle_timeout_ms = s->idle_timeout_ms != 0
                                 ? s->idle_timeout_ms
                                 : API_DEFAULT_IDLE_TIMEOUT_MS;
+  server->admission.lifetime_ms = s->unauthenticated_lifetime_ms != 0
+                                      ? s->unauthenticated_lifetime_ms
+                                      : API_DEFAULT_UNAUTHENTICATED_LIFETIME_MS;
 }
 
 /* Finds protocol (length-prefixed) in the client's ALPN list; true with
@@ -429,6 +432,7 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   server->registry_ctx = s->registry_ctx;
   nlb_list_init(&server->conns);
   nlb_list_init(&server->event_streams);
+  api_admission_init(&server->admission, 0);
   take_settings(server, s);
   r = principals_copy(s, &server->principals);
   if (r != 0)
@@ -550,5 +554,6 @@ void api_server_free(struct api_server *server)
   principals_free(server->principals, server->n_principals);
   api_tokens_free(&server->tokens);
   SSL_CTX_free(server->ssl_ctx);
+  api_admission_free(&server->admission);
   free(server);
 }

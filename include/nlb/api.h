@@ -33,7 +33,9 @@
 /* Defaults for the timeouts of struct api_settings. */
 #define API_DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define API_DEFAULT_IDLE_TIMEOUT_MS 120000
-/* Connections beyond this many are closed as soon as they are accepted. */
+/* Connections beyond this many are closed as soon as they are accepted.
+ * Clients without a known token get only a part of them (api/admission.h,
+ * docs/api.md). */
 #define API_MAX_CONNECTIONS 1024
 
 /* Someone who may call the API. */
@@ -127,6 +129,9 @@ struct api_settings {
    * idle_timeout_ms is closed (HTTP/2: after a GOAWAY). */
   uint64_t request_timeout_ms;
   uint64_t idle_timeout_ms;
+  /* 0: 60 s. A connection none of whose requests has presented a known
+   * token ends this long after it was accepted, whatever it does. */
+  uint64_t unauthenticated_lifetime_ms;
 };
 
 struct api_server;

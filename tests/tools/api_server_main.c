@@ -9,6 +9,7 @@
  *     [--principal NAME:ROLE:TOKEN]... [--network NAME:RANGE[:P1,P2...]]...
  *     [--lb NAME:PORT[,PORT...]]... [--fake-dataplane]
  *     [--request-timeout-ms N] [--idle-timeout-ms N]
+ *     [--unauthenticated-lifetime-ms N]
  *     [--dns-zone ZONE] [--dns-domains PRINCIPAL:D1[,D2...]]...
  *     [--network-dns NETWORK:ADDRESS]...
  * (--dns-domains and --network-dns after the principal or network they
@@ -195,8 +196,8 @@ static void usage(void)
                   "[--tls-cert F --tls-key F] [--principal NAME:ROLE:TOKEN] "
                   "[--network NAME:RANGE[:P,...]] [--lb NAME:PORT[,PORT]] "
                   "[--fake-dataplane] [--request-timeout-ms N] "
-                  "[--idle-timeout-ms N] [--dns-zone ZONE] "
-                  "[--dns-domains PRINCIPAL:D,...] "
+                  "[--idle-timeout-ms N] [--unauthenticated-lifetime-ms N] "
+                  "[--dns-zone ZONE] [--dns-domains PRINCIPAL:D,...] "
                   "[--network-dns NETWORK:ADDRESS]\n");
   exit(2);
 }
@@ -241,6 +242,8 @@ int main(int argc, char **argv)
       settings.request_timeout_ms = strtoull(value, NULL, 10);
     } else if (strcmp(opt, "--idle-timeout-ms") == 0) {
       settings.idle_timeout_ms = strtoull(value, NULL, 10);
+    } else if (strcmp(opt, "--unauthenticated-lifetime-ms") == 0) {
+      settings.unauthenticated_lifetime_ms = strtoull(value, NULL, 10);
     } else if (strcmp(opt, "--principal") == 0 && n_principals < MAX_ITEMS) {
       char *role = split(value, ':'), *token = split(role, ':');
       struct api_principal *p = &principals[n_principals];
