@@ -75,4 +75,8 @@ TESTS += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
 EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
 	tests/e2e/test_tenancy.py tests/e2e/test_openapi.py tests/e2e/apitest.py
 
+# Clients without a token: budgets, probation, bodies, lifetime.
+TESTS += tests/e2e/test_api_admission.py
+EXTRA_DIST += tests/e2e/test_api_admission.py
+
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md
