@@ -56,6 +56,10 @@ struct api_server {
   struct api_admission admission; /* admission.h */
   /* struct api_event_stream.link (events.h): GET /v1/events */
   struct nlb_list event_streams;
+  /* Event reads queued on the registry's thread, and the streams whose
+   * read waits for a turn (.read_link, oldest first). */
+  size_t event_reads_in_flight;
+  struct nlb_list event_reads_waiting;
 
   uint64_t requests_by_status[API_STATUS_MAX - API_STATUS_MIN + 1];
   char read_buf[64 * 1024]; /* one read at a time: the loop is serial */

@@ -10,6 +10,8 @@
 
 /* Events read from the store per call. */
 #define EVENTS_BATCH 256
+/* Reads queued on the registry's thread at once, all streams together. */
+#define EVENTS_READS_IN_FLIGHT 2
 
 void api_event_stream_start(struct api_event_stream *stream,
                             struct api_server *server,
@@ -25,10 +27,12 @@ void api_event_stream_start(struct api_event_stream *stream,
   stream->ended = false;
   stream->on_wake = on_wake;
   nlb_list_append(&server->event_streams, &stream->link);
+  nlb_list_init(&stream->read_link);
 }
 
 /* One read of the event log for a stream, on the registry's thread. */
 struct events_job {
+  struct api_server *server;
   struct api_event_stream *stream; /* NULL once the stream stopped */
   struct reg_actor actor;
   char actor_name[REG_NAME_BUF];
@@ -46,13 +50,17 @@ static void events_job_run(struct reg *reg, void *arg)
                                 &job->lines, &job->len);
 }
 
+static void next_reads(struct api_server *server);
+
 /* On the control thread: the lines wait in the stream until the protocol
  * takes them. */
 static void events_job_done(void *arg)
 {
   struct events_job *job = arg;
   struct api_event_stream *stream = job->stream;
+  struct api_server *server = job->server;
 
+  server->event_reads_in_flight--;
   if (stream == NULL)
     goto out;
   stream->job = NULL;
@@ -80,28 +88,64 @@ static void events_job_done(void *arg)
 out:
   free(job->lines);
   free(job);
+  next_reads(server);
 }
 
-static int start_read(struct api_event_stream *stream)
+/* Queues a read of stream's next batch on the registry's thread. */
+static int submit_read(struct api_event_stream *stream)
 {
   struct events_job *job = calloc(1, sizeof *job);
   struct api_server *server = stream->server;
 
   if (job == NULL)
     return -ENOMEM;
+  job->server = server;
   job->stream = stream;
   snprintf(job->actor_name, sizeof job->actor_name, "%s", stream->actor_name);
   job->actor.name = job->actor_name;
   job->actor.role = stream->actor.role;
   job->cursor = stream->cursor;
   stream->job = job;
-  if (server->registry == NULL ||
-      server->registry->submit(server->registry_ctx, events_job_run,
+  /* Counted first: an inline registry calls events_job_done at once. */
+  server->event_reads_in_flight++;
+  if (server->registry->submit(server->registry_ctx, events_job_run,
                                events_job_done, job) != 0) {
+    server->event_reads_in_flight--;
     stream->job = NULL;
     free(job);
     return -ESHUTDOWN;
   }
+  return 0;
+}
+
+/* Gives the streams waiting for a turn theirs, oldest first. */
+static void next_reads(struct api_server *server)
+{
+  while (server->event_reads_in_flight < EVENTS_READS_IN_FLIGHT &&
+         !nlb_list_empty(&server->event_reads_waiting)) {
+    struct api_event_stream *stream = NLB_CONTAINER_OF(
+        server->event_reads_waiting.next, struct api_event_stream, read_link);
+    nlb_list_remove(&stream->read_link);
+    int r = submit_read(stream);
+    if (r < 0) {
+      api_log(server, 3, "api: cannot read events: %s", strerror(-r));
+      api_event_stream_end(stream);
+      stream->on_wake(stream); /* the protocol ends its answer */
+    }
+  }
+}
+
+/* Starts a read, or puts the stream in line for one. */
+static int start_read(struct api_event_stream *stream)
+{
+  struct api_server *server = stream->server;
+
+  if (server->registry == NULL)
+    return -ESHUTDOWN;
+  if (server->event_reads_in_flight < EVENTS_READS_IN_FLIGHT)
+    return submit_read(stream);
+  if (nlb_list_empty(&stream->read_link))
+    nlb_list_append(&server->event_reads_waiting, &stream->read_link);
   return 0;
 }
 
@@ -110,7 +154,8 @@ int api_event_stream_read(struct api_event_stream *stream, char **buf,
 {
   int r = 0;
 
-  if (stream->ready_len == 0 && !stream->ended && stream->job == NULL) {
+  if (stream->ready_len == 0 && !stream->ended && stream->job == NULL &&
+      nlb_list_empty(&stream->read_link)) {
     stream->reading = true;
     r = start_read(stream); /* an inline registry fills ready at once */
     stream->reading = false;
@@ -143,6 +188,8 @@ void api_event_stream_stop(struct api_event_stream *stream)
 {
   if (stream->link.next != NULL)
     nlb_list_remove(&stream->link);
+  if (stream->read_link.next != NULL)
+    nlb_list_remove(&stream->read_link);
   if (stream->job != NULL)
     stream->job->stream = NULL;
   stream->job = NULL;

@@ -3,10 +3,15 @@
  * A stream follows the registry's event log for one principal from a
  * cursor. Nothing is buffered here: the protocol asks for the next lines
  * (api_event_stream_read) when its peer can take them, so a slow reader
- * costs no memory. When the change feed brings an event the stream's
- * principal may see (api_server_changes), the server calls on_wake (the
- * protocol only marks itself and asks for a flush through api_conn_wake(),
- * it writes nothing there: that runs inside other callbacks).
+ * costs no memory. Reads run on the registry's thread, a batch of at most
+ * EVENTS_BATCH events each, and at most EVENTS_READS_IN_FLIGHT of them
+ * are queued there at once (the other streams wait their turn here, in
+ * order): however many streams read a long log, any other request waits
+ * behind at most that many batches in the registry thread's queue. When the
+ * change feed brings an event the stream's principal may see
+ * (api_server_changes), the server calls on_wake (the protocol only marks
+ * itself and asks for a flush through api_conn_wake(), it writes nothing there:
+ * that runs inside other callbacks).
  *
  * Ownership: the protocol owns each struct api_event_stream (inside its
  * own stream or connection object) and must call api_event_stream_stop()
@@ -24,6 +29,8 @@ struct events_job;
 
 struct api_event_stream {
   struct nlb_list link; /* api_server.event_streams while following */
+  /* api_server.event_reads_waiting while its read waits for a turn */
+  struct nlb_list read_link;
   struct api_server *server;
   uint64_t cursor; /* seq of the last event read */
   /* Lines read from the registry (on its thread) and not yet taken. */
@@ -64,8 +71,7 @@ void api_event_stream_stop(struct api_event_stream *stream);
 
 /* The change feed brought events[0..n) through last_seq: streams that may
  * see one of them (every stream behind, after a resync) wake up. */
-void api_events_wake(struct api_server *server,
-                     const struct reg_event *events, size_t n,
-                     uint64_t last_seq);
+void api_events_wake(struct api_server *server, const struct reg_event *events,
+                     size_t n, uint64_t last_seq);
 
 #endif

@@ -79,4 +79,8 @@ EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
 TESTS += tests/e2e/test_api_admission.py
 EXTRA_DIST += tests/e2e/test_api_admission.py
 
+# 40 event streams over a million stored events; other requests meanwhile.
+TESTS += tests/e2e/test_api_event_load.py
+EXTRA_DIST += tests/e2e/test_api_event_load.py
+
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md

@@ -432,6 +432,7 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   server->registry_ctx = s->registry_ctx;
   nlb_list_init(&server->conns);
   nlb_list_init(&server->event_streams);
+  nlb_list_init(&server->event_reads_waiting);
   api_admission_init(&server->admission, 0);
   take_settings(server, s);
   r = principals_copy(s, &server->principals);
