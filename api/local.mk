@@ -83,4 +83,8 @@ EXTRA_DIST += tests/e2e/test_api_admission.py
 TESTS += tests/e2e/test_api_event_load.py
 EXTRA_DIST += tests/e2e/test_api_event_load.py
 
+# RSS flat over endpoint cycles (the full 10,000: bench/endpoint_cycles.py).
+TESTS += tests/e2e/test_endpoint_cycles.py
+EXTRA_DIST += tests/e2e/test_endpoint_cycles.py
+
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md

@@ -8,3 +8,6 @@ noinst_PROGRAMS += bench/registry_bench
 bench_registry_bench_SOURCES = bench/registry_bench.c
 bench_registry_bench_LDADD = $(REGISTRY_LIBS)
 EXTRA_DIST += bench/README-registry.md bench/cluster_propagation.py
+
+# nlbd's RSS over 10,000 endpoint cycles through the API, run by hand.
+EXTRA_DIST += bench/endpoint_cycles.py

@@ -600,7 +600,7 @@ class NlbdApi(ApiServer):
     above: the principals of PRINCIPALS, an echo backend behind
     payments-lb)."""
 
-    def __init__(self, tls=False, registry_extra=""):
+    def __init__(self, tls=False, registry_extra="", tmpdir=None):
         import hashlib
         from nlbtest import NLBD, Nlbd, Server, echo_handler, free_port
         if not os.path.exists(NLBD):
@@ -611,7 +611,8 @@ class NlbdApi(ApiServer):
         self.scheme = "https" if tls else "http"
         tls_text = ""
         self.nlbd = None
-        self.dir = tempfile.mkdtemp(prefix="nlb-api-nlbd-")
+        # tmpdir: where the registry goes (/dev/shm: no fsync costs).
+        self.dir = tempfile.mkdtemp(prefix="nlb-api-nlbd-", dir=tmpdir)
         self.cert = None
         if tls:
             self.cert, key = make_certificate(self.dir)
