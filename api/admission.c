@@ -17,7 +17,7 @@
 /* The unauthenticated connections of one source. */
 struct admission_source {
   struct nlb_list link; /* api_admission.sources[bucket] */
-  uint8_t key[9];       /* family, then 4 (IPv4) or 8 (IPv6 /64) bytes */
+  uint8_t key[API_SOURCE_KEY_LEN];
   size_t count;
 };
 
@@ -50,13 +50,12 @@ void api_admission_free(struct api_admission *a)
 
 /* ---- sources ------------------------------------------------------------ */
 
-/* The source of addr: an IPv4 address (also when mapped into IPv6), or the
- * /64 of an IPv6 one. */
-static void source_key(const struct sockaddr_storage *addr, uint8_t key[9])
+void api_admission_source_key(const struct sockaddr_storage *addr,
+                              uint8_t key[API_SOURCE_KEY_LEN])
 {
   static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-  memset(key, 0, 9);
+  memset(key, 0, API_SOURCE_KEY_LEN);
   if (addr->ss_family == AF_INET) {
     key[0] = 4;
     memcpy(key + 1, &((const struct sockaddr_in *)addr)->sin_addr, 4);
@@ -72,11 +71,11 @@ static void source_key(const struct sockaddr_storage *addr, uint8_t key[9])
   }
 }
 
-static size_t source_bucket(const uint8_t key[9])
+static size_t source_bucket(const uint8_t key[API_SOURCE_KEY_LEN])
 {
   /* FNV-1a: sources are not secret and buckets only share a list. */
   uint32_t h = 2166136261u;
-  for (size_t i = 0; i < 9; i++)
+  for (size_t i = 0; i < API_SOURCE_KEY_LEN; i++)
     h = (h ^ key[i]) * 16777619u;
   return h % API_ADMISSION_BUCKETS;
 }
@@ -86,10 +85,10 @@ static size_t source_bucket(const uint8_t key[9])
 static struct admission_source *source_find(struct api_admission *a,
                                             const struct api_conn *c)
 {
-  uint8_t key[9];
+  uint8_t key[API_SOURCE_KEY_LEN];
   struct nlb_list *pos, *tmp;
 
-  source_key(&c->peer_addr, key);
+  api_admission_source_key(&c->peer_addr, key);
   struct nlb_list *bucket = &a->sources[source_bucket(key)];
   NLB_LIST_FOREACH_SAFE(pos, tmp, bucket)
   {

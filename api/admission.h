@@ -36,6 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include "nlb/list.h"
 
 #define API_MAX_UNAUTHENTICATED 256
@@ -113,6 +115,14 @@ bool api_admission_sweep(struct api_conn *c, uint64_t now);
 
 /* c is closing: it no longer counts. Idempotent. */
 void api_admission_release(struct api_conn *c);
+
+#define API_SOURCE_KEY_LEN 9
+
+/* The source an address counts against: its family (4 or 6), then an
+ * IPv4 address (also one mapped into IPv6: ::ffff:a.b.c.d) or the first 8
+ * bytes (the /64) of an IPv6 one; zeros after. Pure. */
+void api_admission_source_key(const struct sockaddr_storage *addr,
+                              uint8_t key[API_SOURCE_KEY_LEN]);
 
 /* Request bytes held in memory (delta may be negative). */
 void api_admission_hold(struct api_server *server, ptrdiff_t delta);

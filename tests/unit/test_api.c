@@ -5,6 +5,10 @@
 
 #include <jansson.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "../../api/admission.h"
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
 #include "nlb/api-router.h"
@@ -316,6 +320,39 @@ static void test_api_auth_principals(void)
   CU_ASSERT_PTR_EQUAL(api_principal_find(principals, 3, abc), &principals[2]);
 }
 
+static void source_of(const char *address, uint8_t key[API_SOURCE_KEY_LEN])
+{
+  struct sockaddr_storage ss = {0};
+  struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+  if (inet_pton(AF_INET, address, &in->sin_addr) == 1)
+    ss.ss_family = AF_INET;
+  else if (inet_pton(AF_INET6, address, &in6->sin6_addr) == 1)
+    ss.ss_family = AF_INET6;
+  api_admission_source_key(&ss, key);
+}
+
+static bool same_source(const char *a, const char *b)
+{
+  uint8_t ka[API_SOURCE_KEY_LEN], kb[API_SOURCE_KEY_LEN];
+  source_of(a, ka);
+  source_of(b, kb);
+  return memcmp(ka, kb, sizeof ka) == 0;
+}
+
+/* Admission budgets count IPv4 addresses, and IPv6 ones by /64. */
+static void test_api_admission_sources(void)
+{
+  CU_ASSERT_TRUE(same_source("192.0.2.1", "192.0.2.1"));
+  CU_ASSERT_FALSE(same_source("192.0.2.1", "192.0.2.2"));
+  CU_ASSERT_TRUE(same_source("::ffff:192.0.2.1", "192.0.2.1"));
+  CU_ASSERT_TRUE(same_source("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"));
+  CU_ASSERT_FALSE(same_source("2001:db8:1:2::1", "2001:db8:1:3::1"));
+  /* An IPv6 /64 whose bytes look like an IPv4 address is not one. */
+  CU_ASSERT_FALSE(same_source("c000:201::", "192.0.2.1"));
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -329,6 +366,7 @@ int main(void)
       NLB_UNIT_CASE(test_api_json_strings_and_error_body),
       NLB_UNIT_CASE(test_api_auth_bearer),
       NLB_UNIT_CASE(test_api_auth_principals),
+      NLB_UNIT_CASE(test_api_admission_sources),
   };
   return nlb_unit_run("api", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
