@@ -198,9 +198,8 @@ void api_event_stream_stop(struct api_event_stream *stream)
   stream->ready_len = 0;
 }
 
-void api_events_wake(struct api_server *server,
-                     const struct reg_event *events, size_t n,
-                     uint64_t last_seq)
+void api_events_wake(struct api_server *server, const struct reg_event *events,
+                     size_t n, uint64_t last_seq)
 {
   struct nlb_list *pos, *tmp;
 

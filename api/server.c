@@ -154,9 +154,8 @@ static void sweep_tokens(struct api_server *server, uint64_t now)
     job->used_at[job->n++] = t->used_at;
     t->used_at = 0;
   }
-  if (job->n == 0 || server->registry->submit(server->registry_ctx,
-                                              record_uses, free_uses,
-                                              job) != 0)
+  if (job->n == 0 || server->registry->submit(server->registry_ctx, record_uses,
+                                              free_uses, job) != 0)
     free_uses(job);
 }
 
