@@ -21,6 +21,12 @@
 #include "events.h"
 
 #define SWEEP_INTERVAL_MS 250
+/* Connections the kernel completes before nlbd accepts them (capped by
+ * net.core.somaxconn). As many as nlbd keeps, as HAProxy sizes it by
+ * maxconn: a burst of connects that overflows the queue makes the kernel
+ * drop SYNs, everyone's alike, and a dropped SYN is retried a second
+ * later. */
+#define API_LISTEN_BACKLOG API_MAX_CONNECTIONS
 
 void api_log(struct api_server *server, int level, const char *fmt, ...)
 {
@@ -405,7 +411,7 @@ static int open_listen_socket(const struct sockaddr *addr, int *fd)
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (addr->sa_family == AF_INET6)
     setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (bind(s, addr, len) != 0 || listen(s, 128) != 0) {
+  if (bind(s, addr, len) != 0 || listen(s, API_LISTEN_BACKLOG) != 0) {
     int r = -errno;
     close(s);
     return r;
@@ -461,7 +467,7 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   if (r != 0)
     close(fd);
   else
-    r = uv_listen((uv_stream_t *)&server->listener, 128,
+    r = uv_listen((uv_stream_t *)&server->listener, API_LISTEN_BACKLOG,
                   api_conn_on_connection);
   if (r != 0)
     goto fail_close_listener;

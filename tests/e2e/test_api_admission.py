@@ -148,15 +148,20 @@ def test_operator_gets_in_past_1100_tokenless_connections():
     with NlbdApi() as api:
         held = []
         try:
+            # The first api.call loads the OpenAPI document it checks
+            # answers against: not part of what is measured.
+            operator_request(api)
+            took = []
             held += hold_tokenless(api.port, ["127.0.0.1"], 1100)
             for _ in range(5):
-                code, took = operator_request(api)
-                assert code == 200 and took < 1.0, (code, took)
+                took.append(operator_request(api))
             sources = ["127.0.1.%d" % i for i in range(1, 101)]
             held += hold_tokenless(api.port, sources, 11)
             for _ in range(5):
-                code, took = operator_request(api)
-                assert code == 200 and took < 1.0, (code, took)
+                took.append(operator_request(api))
+            print("the operator's requests: %s" % ", ".join(
+                "%d in %.0f ms" % (code, t * 1000) for code, t in took))
+            assert all(code == 200 and t < 1.0 for code, t in took), took
             m = metrics(api)
             unauthenticated = sample(m, "nlb_api_connections",
                                      state="unauthenticated")
