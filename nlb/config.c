@@ -529,94 +529,68 @@ static void load_node_networks(struct loader *ld, const config_setting_t *node,
   }
 }
 
-/* node = { name = "n1"; networks = (...); }: this node's name in a
- * cluster (the host name by default), and its mapping of API networks. */
+/* A Linux interface name: 1..15 characters, none of them '/', ':' or
+ * white space (what dev_valid_name accepts, less what confuses tools). */
+static bool is_valid_ifname(const char *name)
+{
+  if (!*name || strlen(name) > 15 || strcmp(name, ".") == 0 ||
+      strcmp(name, "..") == 0)
+    return false;
+  for (const char *p = name; *p; p++)
+    if (*p == '/' || *p == ':' || *p <= ' ' || *p == 0x7f)
+      return false;
+  return true;
+}
+
+/* node.announce_interface and node.withdraw_delay (announce.h). */
+static void load_node_announce(struct loader *ld, const config_setting_t *node,
+                               struct nlb_config *cfg)
+{
+  const char *ifname = NULL;
+
+  if (get_string(ld, node, "announce_interface", &ifname)) {
+    if (is_valid_ifname(ifname))
+      cfg->announce_interface = dup_or_die(ifname);
+    else
+      fail_at(ld, line_of(member_of(node, "announce_interface")),
+              "announce_interface \"%s\": an interface name is 1-15 "
+              "characters, without '/', ':' or spaces",
+              ifname);
+  }
+  get_duration(ld, node, "withdraw_delay", 0, 600000, &cfg->withdraw_delay_ms);
+}
+
+/* node = { name = "n1"; networks = (...); announce_interface = "nlb-up";
+ * withdraw_delay = "2s"; }: this node's name in a cluster (the host name
+ * by default), its mapping of API networks, and the interface nlbd holds
+ * while it serves. */
 static void load_node(struct loader *ld, const config_setting_t *root,
                       struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"name", "networks", NULL};
+  static const char *const keys[] = {"name", "networks", "announce_interface",
+                                     "withdraw_delay", NULL};
   const config_setting_t *node = member_of(root, "node");
   const char *name = NULL;
   char host[256] = "";
 
+  cfg->withdraw_delay_ms = 2000;
   if (node && !config_setting_is_group(node)) {
     fail_at(ld, line_of(node), "'node' must be a group { name; }");
     return;
   }
   if (node) {
     check_keys(ld, node, "node", keys);
-    name = item_name(ld, node, "node");
-    if (!name)
+    if (member_of(node, "name") && !(name = item_name(ld, node, "node")))
       return;
     load_node_networks(ld, node, cfg);
-  } else {
+    load_node_announce(ld, node, cfg);
+  }
+  if (!name) {
     gethostname(host, sizeof(host) - 1);
     host[strcspn(host, ".")] = '\0'; /* the short name, as a label */
     name = is_valid_name(host) ? host : "local";
   }
   cfg->node_name = dup_or_die(name);
-}
-
-/* A DNS name as the registry takes it: labels of 1-63 letters, digits or
- * '-' (not first or last), 253 bytes, a trailing dot allowed. A malloc'd
- * copy in lower case without the dot, or NULL. */
-static char *dns_name(const char *text)
-{
-  size_t len = strlen(text), label = 0;
-  char *copy;
-
-  if (len > 0 && text[len - 1] == '.')
-    len--;
-  if (len == 0 || len > 253)
-    return NULL;
-  for (size_t i = 0; i <= len; i++) {
-    char c = i < len ? text[i] : '.';
-    if (c == '.') {
-      if (label == 0 || label > 63 || text[i - 1] == '-')
-        return NULL;
-      label = 0;
-    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-               (c >= '0' && c <= '9') || (c == '-' && label > 0)) {
-      label++;
-    } else {
-      return NULL;
-    }
-  }
-  copy = dup_or_die(text);
-  copy[len] = '\0';
-  for (char *p = copy; *p; p++)
-    if (*p >= 'A' && *p <= 'Z')
-      *p = (char)(*p - 'A' + 'a');
-  return copy;
-}
-
-/* dns_domains = [ "payments.example" ]: where a provider's services may
- * take private DNS names. */
-static void load_dns_domains(struct loader *ld, const config_setting_t *item,
-                             struct nlb_config_principal *p)
-{
-  const config_setting_t *list = get_list(ld, item, "dns_domains");
-  int n = list ? config_setting_length(list) : 0;
-
-  if (!list)
-    return;
-  if (p->role != NLB_ROLE_PROVIDER) {
-    fail_at(ld, line_of(list), "only a provider has 'dns_domains'");
-    return;
-  }
-  p->dns_domains = calloc_or_die((size_t)n, sizeof(char *));
-  for (int j = 0; j < n; j++) {
-    const char *text = config_setting_get_string_elem(list, j);
-    char *domain = text ? dns_name(text) : NULL;
-    if (!domain) {
-      fail_at(ld, line_of(list),
-              "dns_domains: \"%s\" is not a DNS domain (labels of letters, "
-              "digits and '-')",
-              text ? text : "(not a string)");
-      continue;
-    }
-    p->dns_domains[p->n_dns_domains++] = domain;
-  }
 }
 
 static void load_principals(struct loader *ld, const config_setting_t *root,
@@ -1254,6 +1228,7 @@ void nlb_config_free(struct nlb_config *cfg)
   free(cfg->registry_path);
   free(cfg->registry_postgresql);
   free(cfg->node_name);
+  free(cfg->announce_interface);
   for (size_t i = 0; i < cfg->n_node_networks; i++) {
     free(cfg->node_networks[i].network);
     free(cfg->node_networks[i].netns);

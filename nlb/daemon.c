@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "nlb/announce.h"
 #include "nlb/config.h"
 #include "nlb/cpus.h"
 #include "nlb/health.h"
@@ -26,6 +27,8 @@
 
 enum phase {
   PHASE_RUNNING,
+  PHASE_WITHDRAWN, /* routes withdrawn, still accepting while routers
+                      converge (node.withdraw_delay) */
   PHASE_DRAINING,  /* not accepting; waiting for flows to end */
   PHASE_RESETTING, /* shutdown_timeout passed; flows being reset */
 };
@@ -40,10 +43,12 @@ struct daemon {
   struct nlb_router *router;
   struct nlb_health *health;
   struct nlb_services *services;
+  struct nlb_announce *announce;
   uv_signal_t signals[4];
   uv_timer_t tick;
   enum phase phase;
   uint64_t phase_deadline_ms;
+  const char *shutdown_why;
 };
 
 static uint64_t total_active_flows(const struct daemon *d)
@@ -64,6 +69,7 @@ static void close_control_handles(struct daemon *d)
 }
 
 static void begin_shutdown(struct daemon *d, const char *why);
+static void stop_accepting(struct daemon *d, uint64_t now);
 
 static void on_tick(uv_timer_t *timer)
 {
@@ -77,6 +83,10 @@ static void on_tick(uv_timer_t *timer)
     nlb_services_tick(d->services, now);
     if (nlb_services_drain_requested(d->services))
       begin_shutdown(d, "drain requested through the API");
+    break;
+  case PHASE_WITHDRAWN:
+    if (now >= d->phase_deadline_ms)
+      stop_accepting(d, now);
     break;
   case PHASE_DRAINING:
     if (total_active_flows(d) == 0) {
@@ -100,29 +110,57 @@ static void on_tick(uv_timer_t *timer)
   }
 }
 
-static void begin_shutdown(struct daemon *d, const char *why)
+static void stop_accepting(struct daemon *d, uint64_t now)
 {
-  uint64_t now = uv_now(&d->loop);
   char status[64];
-  if (d->phase != PHASE_RUNNING) {
-    /* A second signal: stop waiting. */
-    d->phase_deadline_ms = now;
-    return;
-  }
+
   NLB_LOG_EVENT(NLB_LOG_INFO, "shutdown",
                 "shutdown ({signal}): stopped accepting, draining {flows} "
                 "flows for up to {timeout_ms}ms",
-                NLB_LOG_STR("signal", why),
+                NLB_LOG_STR("signal", d->shutdown_why),
                 NLB_LOG_UINT("flows", total_active_flows(d)),
                 NLB_LOG_UINT("timeout_ms", d->cfg->shutdown_timeout_ms));
   snprintf(status, sizeof(status), "draining %llu flows",
            (unsigned long long)total_active_flows(d));
   nlb_notify_stopping(status);
   nlb_router_stop_accepting(d->router);
-  nlb_services_draining(d->services, d->cfg->node_name);
-  nlb_services_shutdown(d->services);
   d->phase = PHASE_DRAINING;
   d->phase_deadline_ms = now + d->cfg->shutdown_timeout_ms;
+}
+
+/* When announcing: withdraw first, so that routers send new flows
+ * elsewhere; keep accepting what still comes while they converge; then
+ * stop accepting and let the flows finish. */
+static void begin_shutdown(struct daemon *d, const char *why)
+{
+  uint64_t now = uv_now(&d->loop);
+  size_t withdrawn;
+
+  if (d->phase != PHASE_RUNNING) {
+    /* A second signal: stop waiting. */
+    if (d->phase == PHASE_WITHDRAWN)
+      stop_accepting(d, now);
+    d->phase_deadline_ms = now;
+    return;
+  }
+  d->shutdown_why = why;
+  if (!d->announce) {
+    stop_accepting(d, now);
+  } else {
+    withdrawn = nlb_announce_withdraw(d->announce);
+    NLB_LOG_EVENT(NLB_LOG_INFO, "shutdown_withdrawn",
+                  "shutdown ({signal}): withdrew {announcements} "
+                  "announcements, accepting for {delay_ms}ms more while "
+                  "routers converge",
+                  NLB_LOG_STR("signal", why),
+                  NLB_LOG_UINT("announcements", withdrawn),
+                  NLB_LOG_UINT("delay_ms", d->cfg->withdraw_delay_ms));
+    nlb_notify_stopping("routes withdrawn, still accepting");
+    d->phase = PHASE_WITHDRAWN;
+    d->phase_deadline_ms = now + d->cfg->withdraw_delay_ms;
+  }
+  nlb_services_draining(d->services, d->cfg->node_name);
+  nlb_services_shutdown(d->services);
 }
 
 static struct nlb_log_settings log_settings(const struct nlb_config *cfg)
@@ -200,6 +238,7 @@ static int reload(struct daemon *d, char *why, size_t why_size)
                   NLB_LOG_STR("error", uv_strerror(rc)));
   nlb_health_sync(d->health);
   nlb_services_reload(d->services, cfg);
+  nlb_announce_reload(d->announce, cfg);
   nlb_config_free(d->cfg);
   d->cfg = cfg;
   snprintf(why, why_size, "config reloaded from %s", cfg->path);
@@ -396,9 +435,13 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
   nlb_metrics_config_loaded(true);
   /* Now that SIGHUP reloads: before, nlbd -s reload would kill nlbd. */
   rc = run_dir ? nlb_rundir_start(run_dir) : 0;
-  if (rc < 0) {
+  if (rc < 0)
     snprintf(reason, sizeof(reason), "run directory %s: %s", run_dir,
              strerror(-rc));
+  /* Announced last: routers send flows here once everything is open. */
+  if (rc == 0)
+    rc = nlb_announce_start(d.cfg, &d.announce, reason, sizeof(reason));
+  if (rc < 0) {
     NLB_LOG_EVENT(NLB_LOG_ERROR, "start_failed", "{error}",
                   NLB_LOG_STR("error", reason));
     close_control_handles(&d);
@@ -420,6 +463,7 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
     exit_code = 0;
     reason[0] = '\0';
   }
+  nlb_announce_free(d.announce);
   NLB_LOG_EVENT(NLB_LOG_INFO, "stop", "nlbd stopped");
 out_free_health:
   nlb_services_free(d.services);

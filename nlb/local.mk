@@ -5,6 +5,7 @@ nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
 	$(LIBSYSTEMD_CFLAGS)
 nlb_libnlb_a_SOURCES = \
 	nlb/addr.c \
+	nlb/announce.c \
 	nlb/config.c \
 	nlb/cpus.c \
 	nlb/daemon.c \
@@ -38,6 +39,7 @@ nlb_libnlb_a_SOURCES = \
 
 noinst_HEADERS += \
 	include/nlb/addr.h \
+	include/nlb/announce.h \
 	include/nlb/config.h \
 	include/nlb/cpus.h \
 	include/nlb/daemon.h \

@@ -145,6 +145,11 @@ struct nlb_config {
     char *netns; /* NULL: addresses on the host */
   } * node_networks;
   size_t n_node_networks;
+  /* node.announce_interface: the tun device held while serving (announce.h),
+   * or NULL; node.withdraw_delay: on shutdown, how long listeners keep
+   * accepting after it was dropped, while routers converge. */
+  char *announce_interface;
+  uint64_t withdraw_delay_ms;
 
   bool has_registry;
   char *registry_path;       /* SQLite file, or NULL */
