@@ -1,8 +1,11 @@
 /* Weighted Maglev hashing (Eisenbud et al., NSDI 2016). Each target walks
  * its own permutation of the table and claims the next free slot; weights
  * are honoured by giving each target turns in proportion to its weight.
- * Permutations depend only on the target's address, so every node that
- * builds a table from the same targets builds the same table. */
+ * Permutations depend only on the target's address, and targets take
+ * their turns in the order of their addresses, not in the order they were
+ * registered: so every node that builds a table from the same targets and
+ * weights builds the same table, however the targets reached it (config
+ * order, API registrations in another order, a restart). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,21 +26,32 @@ static uint64_t fnv1a(const char *text, uint64_t seed)
   return h;
 }
 
+/* Pool indexes in the order of the targets' addresses. */
+static int compare_names(const void *a, const void *b, void *pool)
+{
+  struct nlb_target *const *targets = ((const struct nlb_pool *)pool)->targets;
+
+  return strcmp(targets[*(const uint32_t *)a]->name,
+                targets[*(const uint32_t *)b]->name);
+}
+
 static int maglev_build(struct nlb_pool *pool)
 {
   size_t n = pool->n_targets;
   uint32_t *table = malloc(sizeof(uint32_t) * M);
   uint32_t *offset = malloc(sizeof(uint32_t) * n);
   uint32_t *skip = malloc(sizeof(uint32_t) * n);
+  uint32_t *order = malloc(sizeof(uint32_t) * n);
   uint64_t *next = calloc(n, sizeof(uint64_t));
   uint64_t *credit = calloc(n, sizeof(uint64_t));
   uint32_t max_weight = 0;
   size_t filled = 0;
 
-  if (!table || !offset || !skip || !next || !credit) {
+  if (!table || !offset || !skip || !order || !next || !credit) {
     free(table);
     free(offset);
     free(skip);
+    free(order);
     free(next);
     free(credit);
     return -12; /* -ENOMEM */
@@ -48,9 +62,12 @@ static int maglev_build(struct nlb_pool *pool)
     skip[i] = (uint32_t)(fnv1a(pool->targets[i]->name, 0x7f4a) % (M - 1)) + 1;
     if (pool->weights[i] > max_weight)
       max_weight = pool->weights[i];
+    order[i] = (uint32_t)i;
   }
+  qsort_r(order, n, sizeof(*order), compare_names, pool);
   while (filled < M) {
-    for (size_t i = 0; i < n && filled < M; i++) {
+    for (size_t k = 0; k < n && filled < M; k++) {
+      uint32_t i = order[k];
       credit[i] += pool->weights[i];
       if (credit[i] < max_weight)
         continue;
@@ -60,12 +77,13 @@ static int maglev_build(struct nlb_pool *pool)
         slot = (uint32_t)((offset[i] + next[i] * skip[i]) % M);
         next[i]++;
       } while (table[slot] != UINT32_MAX);
-      table[slot] = (uint32_t)i;
+      table[slot] = i;
       filled++;
     }
   }
   free(offset);
   free(skip);
+  free(order);
   free(next);
   free(credit);
   pool->state = table;

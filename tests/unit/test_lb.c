@@ -1,7 +1,7 @@
-/* CUnit suite for target selection (nlb/lb_*.c): Maglev's table shares and
- * disruption, round robin's weighted cycle, least_conn's choice, and the
- * retry contract every algorithm shares (never a tried target twice, each
- * target once when all fail). */
+/* CUnit suite for target selection (nlb/lb_*.c): Maglev's table shares,
+ * disruption and agreement between nodes, round robin's weighted cycle,
+ * least_conn's choice, and the retry contract every algorithm shares (never a
+ * tried target twice, each target once when all fail). */
 #include "nlb/lb.h"
 
 #include <CUnit/CUnit.h>
@@ -225,6 +225,114 @@ static void test_lb_maglev_pick_follows_table(void)
     CU_ASSERT(hits[i] > 800 && hits[i] < 1200);
   nlb_pool_free(pool);
   free_targets(&f);
+}
+
+/* Nodes of a cluster build their pools apart, each from its own target
+ * objects, which may reach them in any order (config files written
+ * differently, API registrations, a restart). Given the same targets and
+ * weights, every node must send a flow to the same target, first pick
+ * and retry alike: 10,000 random client tuples against one VIP, every
+ * order of three targets (as three nodes would see them), and shuffled
+ * orders of a larger weighted group. */
+static struct nlb_pool *node_pool(const char *const *addresses,
+                                  const uint32_t *weights, const size_t *order,
+                                  size_t n)
+{
+  struct nlb_target *targets[MAX_TARGETS];
+  uint32_t ordered_weights[MAX_TARGETS];
+  struct nlb_pool *pool;
+
+  for (size_t i = 0; i < n; i++) {
+    union nlb_sockaddr addr;
+    CU_ASSERT_FATAL(nlb_addr_parse(addresses[order[i]], &addr) == 0);
+    targets[i] = nlb_target_create(&addr, weights[order[i]]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(targets[i]);
+    ordered_weights[i] = weights[order[i]] * 100;
+  }
+  pool = nlb_pool_create(NLB_ALGORITHM_MAGLEV, targets, ordered_weights, n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
+  for (size_t i = 0; i < n; i++)
+    nlb_target_release(targets[i]); /* the pool keeps its own */
+  return pool;
+}
+
+/* Counts tuples on which some pool picks (first or on retry) a target of
+ * another name than pools[0]. */
+static size_t disagreements(struct nlb_pool *const *pools, size_t n_pools,
+                            size_t tuples)
+{
+  union nlb_sockaddr vip;
+  size_t differ = 0;
+
+  CU_ASSERT_FATAL(nlb_addr_parse("10.201.100.1:80", &vip) == 0);
+  for (size_t t = 0; t < tuples; t++) {
+    union nlb_sockaddr client;
+    char text[64];
+    uint64_t r = rng();
+    snprintf(text, sizeof(text), "10.%u.%u.%u:%u", (unsigned)(r >> 8) & 255,
+             (unsigned)(r >> 16) & 255, (unsigned)(r >> 24) & 255,
+             1024 + (unsigned)((r >> 32) % 64512));
+    CU_ASSERT_FATAL(nlb_addr_parse(text, &client) == 0);
+    uint64_t hash = nlb_flow_hash(&client, &vip);
+    int first0 = nlb_pool_pick(pools[0], hash, NULL, 0);
+    uint32_t tried0 = (uint32_t)first0;
+    int retry0 = nlb_pool_pick(pools[0], hash, &tried0, 1);
+    for (size_t p = 1; p < n_pools; p++) {
+      int first = nlb_pool_pick(pools[p], hash, NULL, 0);
+      uint32_t tried = (uint32_t)first;
+      int retry = nlb_pool_pick(pools[p], hash, &tried, 1);
+      if (first < 0 || retry < 0 ||
+          strcmp(pools[p]->targets[first]->name,
+                 pools[0]->targets[first0]->name) != 0 ||
+          strcmp(pools[p]->targets[retry]->name,
+                 pools[0]->targets[retry0]->name) != 0) {
+        differ++;
+        break;
+      }
+    }
+  }
+  return differ;
+}
+
+static void test_lb_maglev_agrees_across_nodes(void)
+{
+  static const char *const three[] = {"10.201.2.11:8000", "10.201.2.12:8000",
+                                      "10.201.2.13:8000"};
+  static const uint32_t ones[] = {1, 1, 1};
+  static const size_t orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                      {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+  struct nlb_pool *pools[6];
+  char names[12][32];
+  const char *many[12];
+  uint32_t weights[12];
+  size_t order[12];
+
+  for (size_t i = 0; i < 6; i++)
+    pools[i] = node_pool(three, ones, orders[i], 3);
+  CU_ASSERT_EQUAL(disagreements(pools, 3, 10000), 0); /* three nodes */
+  CU_ASSERT_EQUAL(disagreements(pools, 6, 10000), 0); /* every order */
+  for (size_t i = 0; i < 6; i++)
+    nlb_pool_free(pools[i]);
+
+  for (size_t i = 0; i < 12; i++) {
+    snprintf(names[i], sizeof(names[i]), "192.0.2.%zu:%zu", 10 + i * 3,
+             8000 + i % 2);
+    many[i] = names[i];
+    weights[i] = 1 + (uint32_t)(rng() % 5);
+  }
+  for (size_t p = 0; p < 3; p++) {
+    for (size_t i = 0; i < 12; i++)
+      order[i] = i;
+    for (size_t i = 11; p > 0 && i > 0; i--) { /* Fisher-Yates */
+      size_t j = (size_t)(rng() % (i + 1)), keep = order[i];
+      order[i] = order[j];
+      order[j] = keep;
+    }
+    pools[p] = node_pool(many, weights, order, 12);
+  }
+  CU_ASSERT_EQUAL(disagreements(pools, 3, 10000), 0);
+  for (size_t p = 0; p < 3; p++)
+    nlb_pool_free(pools[p]);
 }
 
 static void test_lb_flow_hash_is_stable(void)
@@ -453,6 +561,7 @@ int main(void)
       NLB_UNIT_CASE(test_lb_maglev_removal_moves_little),
       NLB_UNIT_CASE(test_lb_maglev_is_deterministic),
       NLB_UNIT_CASE(test_lb_maglev_pick_follows_table),
+      NLB_UNIT_CASE(test_lb_maglev_agrees_across_nodes),
       NLB_UNIT_CASE(test_lb_flow_hash_is_stable),
       NLB_UNIT_CASE(test_lb_round_robin_cycles_with_weights),
       NLB_UNIT_CASE(test_lb_round_robin_large_weights),
