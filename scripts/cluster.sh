@@ -56,7 +56,7 @@ NODE_AS=65010
 ANNOUNCE_IF=nlb-up               # the tun device nlbd holds (announce.h)
 
 die() { echo "cluster: $*" >&2; exit 1; }
-say() { echo "cluster: $*" >&2; }
+say() { echo "cluster: [${SECONDS}s] $*" >&2; }
 
 node_addr() { echo "10.201.$((10 + $1)).2"; }
 node_shop_addr() { echo "10.202.$((10 + $1)).2"; }

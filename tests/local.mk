@@ -99,3 +99,10 @@ EXTRA_DIST += tests/e2e/test_metrics.py
 # The systemd notify protocol (a fake NOTIFY_SOCKET) and nlbd -s reload.
 TESTS += tests/e2e/test_systemd.py
 EXTRA_DIST += tests/e2e/test_systemd.py
+
+# The cluster data plane on scripts/cluster.sh's rig (three nodes, routers
+# with resilient nexthop groups, bird2, PostgreSQL). Needs root,
+# namespaces, bird2 and nftables; says SKIP without them.
+TESTS += tests/e2e/test_cluster.py
+EXTRA_DIST += tests/e2e/test_cluster.py tests/tools/cluster_load.py \
+	tests/tools/cluster_probe.py
