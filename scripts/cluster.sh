@@ -33,7 +33,10 @@
 # Other settings: NLB_CLUSTER_BUILD (where nlbd and nlbctl are; default
 # _build at the top of this tree, then PATH), NLB_CLUSTER_PG_TEMPLATE (an
 # initdb'd data directory to copy instead of running initdb),
-# NLB_CLUSTER_SHUTDOWN_TIMEOUT (nlbd's shutdown_timeout, default 10s).
+# NLB_CLUSTER_SHUTDOWN_TIMEOUT (nlbd's shutdown_timeout, default 10s),
+# NLB_CLUSTER_ECMP=plain (the routers spread flows with plain multipath
+# routes, hash-threshold, instead of resilient groups: only to see what
+# resilient hashing saves, bench/cluster.py does).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -333,21 +336,29 @@ protocol bgp uplink {
 EOF
 }
 
+# Routing runs at a higher priority than the rest of the rig: on real
+# machines the routers and each node's bird have CPUs the load generators
+# and the other nodes do not take.
 start_bird() { # NS_NAME (CONF written to bird/NS_NAME.conf)
-  ip netns exec "$P-$1" bird -c "$DIR/bird/$1.conf" -s "$DIR/bird/$1.ctl" \
+  nice -n -10 ip netns exec "$P-$1" bird -c "$DIR/bird/$1.conf" -s "$DIR/bird/$1.ctl" \
     -P "$DIR/bird/$1.pid" || die "bird in $P-$1 did not start"
 }
 
 start_routing() {
-  local i
+  local i ecmp=""
+  case "${NLB_CLUSTER_ECMP:-resilient}" in
+    resilient) ;;
+    plain) ecmp=--plain ;;
+    *) die "NLB_CLUSTER_ECMP must be resilient or plain" ;;
+  esac
   mkdir -p "$DIR/bird"
   router_bird_conf router 10.201 10.201.0.1 >"$DIR/bird/router.conf"
   router_bird_conf shop-router 10.202 10.202.0.1 >"$DIR/bird/shop-router.conf"
   start_bird router
   start_bird shop-router
   for r in router shop-router; do
-    setsid ip netns exec "$P-$r" python3 "$AGENT" --table 200 \
-      --state "$DIR/$r.routes" >"$DIR/$r.agent.log" 2>&1 </dev/null &
+    setsid nice -n -10 ip netns exec "$P-$r" python3 "$AGENT" --table 200 \
+      --state "$DIR/$r.routes" $ecmp >"$DIR/$r.agent.log" 2>&1 </dev/null &
     echo $! >"$DIR/$r.agent.pid"
   done
   for i in $(nodes); do

@@ -83,6 +83,8 @@ class Agent:
         self.marks = {}      # dev -> conntrack mark (its ifindex)
         self.pinned = set()  # (dst, gateway, dev)
         self.next_group = args.group_base
+        self.batch = []      # ip commands of one change, applied at once
+        self.notes = []      # what they do, logged once applied
 
     # ---- pinning a withdrawn hop's flows ------------------------------------
 
@@ -131,19 +133,19 @@ table ip %s {
     def pin(self, dst, gateway, dev):
         if not self.args.pin or (dst, gateway, dev) in self.pinned:
             return
-        table = str(self.args.pin_table_base + self.mark_of(dev))
-        ip("route", "replace", dst, "via", gateway, "dev", dev, "table",
-           table)
+        table = self.args.pin_table_base + self.mark_of(dev)
+        self.batch.append("route replace %s via %s dev %s table %d"
+                          % (dst, gateway, dev, table))
         self.pinned.add((dst, gateway, dev))
-        log("%s: %s withdrawn; its established flows stay on it"
-            % (dst, gateway))
+        self.notes.append("%s: %s withdrawn; its established flows stay on "
+                          "it" % (dst, gateway))
 
     def unpin(self, dst, gateway, dev):
         if (dst, gateway, dev) not in self.pinned:
             return
-        table = str(self.args.pin_table_base + self.mark_of(dev))
-        ip("route", "del", dst, "via", gateway, "dev", dev, "table", table,
-           check=False)
+        table = self.args.pin_table_base + self.mark_of(dev)
+        self.batch.append("route del %s via %s dev %s table %d"
+                          % (dst, gateway, dev, table))
         self.pinned.discard((dst, gateway, dev))
 
     # ---- resilient groups ---------------------------------------------------
@@ -169,46 +171,65 @@ table ip %s {
         # routed by the group in between would be reset by another node.
         for gateway, dev in old - members:
             self.pin(dst, gateway, dev)
-        if dst not in self.groups:
+        if self.args.plain:
+            self.batch.append("route replace %s proto static %s" % (
+                dst, " ".join("nexthop via %s dev %s" % hop
+                              for hop in sorted(members))))
+            group = 0
+        elif dst not in self.groups:
             group = self.next_group
             self.next_group += 1
-            ip("nexthop", "replace", "id", str(group), "group", spec, "type",
-               "resilient", "buckets", str(self.args.buckets), "idle_timer",
-               str(self.args.idle_timer), "unbalanced_timer",
-               str(self.args.unbalanced_timer))
-            ip("route", "replace", dst, "nhid", str(group), "proto", "static")
+            self.batch.append(
+                "nexthop replace id %d group %s type resilient buckets %d "
+                "idle_timer %d unbalanced_timer %d" % (
+                    group, spec, self.args.buckets, self.args.idle_timer,
+                    self.args.unbalanced_timer))
+            self.batch.append("route replace %s nhid %d proto static"
+                              % (dst, group))
         else:
             group = self.groups[dst][0]
-            if old == members:
-                return
-            ip("nexthop", "replace", "id", str(group), "group", spec, "type",
-               "resilient")
+            self.batch.append("nexthop replace id %d group %s type resilient"
+                              % (group, spec))
         self.groups[dst] = (group, members)
         for gateway, dev in members - old:
             self.unpin(dst, gateway, dev)
-        log("%s: group %d over %s" % (dst, group, " ".join(
-            sorted(g for g, _ in members))))
+        self.notes.append("%s: %s over %s" % (
+            dst, "plain multipath" if self.args.plain else "group %d" % group,
+            " ".join(sorted(g for g, _ in members))))
 
     def remove(self, dst):
         group, old = self.groups.pop(dst)
         for gateway, dev in old:
             self.pin(dst, gateway, dev)
-        ip("route", "del", dst, "nhid", str(group), check=False)
-        ip("nexthop", "del", "id", str(group), check=False)
-        log("%s: no next hop left" % dst)
+        self.batch.append("route del %s" % dst)
+        if not self.args.plain:
+            self.batch.append("nexthop del id %d" % group)
+        self.notes.append("%s: no next hop left" % dst)
 
     def sync(self):
         wanted = read_table(self.args.table)
-        changed = False
         for dst, members in sorted(wanted.items()):
             if self.groups.get(dst, (None, None))[1] != members:
                 self.install(dst, members)
-                changed = True
         for dst in sorted(set(self.groups) - set(wanted)):
             self.remove(dst)
-            changed = True
-        if changed or not os.path.exists(self.args.state or "/"):
+        if self.batch:
+            self.apply()
+        if self.notes or not os.path.exists(self.args.state or "/"):
             self.write_state()
+        for note in self.notes:
+            log(note)
+        self.notes = []
+
+    def apply(self):
+        """One ip process for the whole change, in order: a withdrawn hop
+        is pinned before its group lets go of it."""
+        commands, self.batch = self.batch, []
+        r = subprocess.run(["ip", "-force", "-batch", "-"],
+                           input="\n".join(commands) + "\n", text=True,
+                           capture_output=True)
+        if r.returncode != 0:
+            log("error: ip -batch: %s" % r.stderr.strip())
 
     def write_state(self):
         if not self.args.state:
@@ -243,6 +264,10 @@ def main():
                         help="seconds after which busy buckets move too "
                         "(0: never)")
     parser.add_argument("--group-base", type=int, default=1000)
+    parser.add_argument("--plain", action="store_true",
+                        help="install plain multipath routes (hash-threshold)"
+                        " instead: for comparison only, they move other "
+                        "hops' flows")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not keep a withdrawn hop's flows on it")
     parser.add_argument("--pin-table-base", type=int, default=1000)
@@ -261,9 +286,11 @@ def main():
     os.set_blocking(monitor.stdout.fileno(), False)
     selector = selectors.DefaultSelector()
     selector.register(monitor.stdout, selectors.EVENT_READ)
-    log("following table %d (buckets %d, idle_timer %ds, pinning %s)"
-        % (args.table, args.buckets, args.idle_timer,
-           "on" if args.pin else "off"))
+    log("following table %d (%s, pinning %s)" % (
+        args.table, "plain multipath" if args.plain else
+        "resilient groups: buckets %d, idle_timer %ds" % (args.buckets,
+                                                           args.idle_timer),
+        "on" if args.pin else "off"))
     try:
         while True:
             try:

@@ -25,11 +25,16 @@ Commands on stdin, one a line; each answer is one JSON line on stdout:
                 answers {"closed": N}
   close all     the same for every long flow
   quit          closes everything, answers a last report, exits
+
+Tests and benchmarks drive it from Python with Remote (below), which runs
+it in a namespace and reads its reports into Report objects.
 """
 
 import argparse
 import asyncio
+import collections
 import json
+import subprocess
 import sys
 import time
 
@@ -155,6 +160,78 @@ class Load:
         self.spawn(self.short_flows())
         await self.commands()
         print(json.dumps(self.report()), flush=True)
+
+
+class Report:
+    """One report: long flows and short flows as dicts."""
+
+    def __init__(self, raw):
+        self.now = raw["now"]
+        self.long = [dict(zip(("id", "node", "target", "state", "t_up",
+                               "t_end", "reason"), f)) for f in raw["long"]]
+        self.short = [dict(zip(("t", "ok", "node"), s)) for s in raw["short"]]
+
+    def long_on(self, node):
+        return [f for f in self.long if f["node"] == node]
+
+    def broken(self, since=0.0, node=None):
+        return [f for f in self.long if f["state"] == "broken" and
+                f["t_end"] > since and node in (None, f["node"])]
+
+    def short_failures(self, since=0.0):
+        return [s for s in self.short if not s["ok"] and s["t"] > since]
+
+    def shares(self, nodes):
+        counts = collections.Counter(f["node"] for f in self.long)
+        return {n: counts[n] / max(1, len(self.long)) for n in nodes}
+
+
+class Remote:
+    """This tool in network namespace ns, driven through its stdin."""
+
+    def __init__(self, ns, address, long=300, short_rate=20.0):
+        self.name = ns
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable,
+             __file__, "--connect", address, "--long", str(long),
+             "--short-rate", str(short_rate)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("%s: cluster_load.py ended" % self.name)
+        return json.loads(line)
+
+    def report(self):
+        return Report(self.ask("report"))
+
+    def wait_established(self, timeout=30):
+        """Waits until no long flow is still connecting; returns the
+        report."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = self.report()
+            if all(f["state"] != "connecting" for f in report.long):
+                return report
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: long flows not established in %ss"
+                                   % (self.name, timeout))
+            time.sleep(0.2)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.ask("quit")
+            except (RuntimeError, OSError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def main():
