@@ -100,6 +100,11 @@ EXTRA_DIST += tests/e2e/test_metrics.py
 TESTS += tests/e2e/test_systemd.py
 EXTRA_DIST += tests/e2e/test_systemd.py
 
+# node.announce_interface with one nlbd in a namespace. Needs root and
+# namespaces; says SKIP without them.
+TESTS += tests/e2e/test_announce.py
+EXTRA_DIST += tests/e2e/test_announce.py
+
 # The cluster data plane on scripts/cluster.sh's rig (three nodes, routers
 # with resilient nexthop groups, bird2, PostgreSQL). Needs root,
 # namespaces, bird2 and nftables; says SKIP without them.
