@@ -11,3 +11,7 @@ EXTRA_DIST += bench/README-registry.md bench/cluster_propagation.py
 
 # nlbd's RSS over 10,000 endpoint cycles through the API, run by hand.
 EXTRA_DIST += bench/endpoint_cycles.py
+
+# Cluster benchmark (bench/results-cluster.md): run by hand, as root,
+# sudo bench/cluster.py.
+EXTRA_DIST += bench/cluster.py bench/results-cluster.md
