@@ -8,8 +8,8 @@
 #   scripts/cluster.sh status         one line per node: state, routes, pid
 #   scripts/cluster.sh kill NODE      kill -9 that node's nlbd
 #   scripts/cluster.sh stop NODE      SIGTERM it (withdraw, drain, exit)
-#   scripts/cluster.sh drain NODE     POST /v1/nodes/NODE/drain (through
-#                                     another node's API)
+#   scripts/cluster.sh drain NODE     POST /v1/nodes/NODE/drain (to the
+#                                     first node whose API answers)
 #   scripts/cluster.sh start NODE     start its nlbd again
 #   scripts/cluster.sh ctl NODE PRINCIPAL ARGS...
 #                                     nlbctl in NODE's namespace, as
@@ -80,6 +80,7 @@ nodes() { seq 1 "$(cat "$DIR/nodes" 2>/dev/null || echo 0)"; }
 
 node_index() { # n2 -> 2, after checking it exists
   local n=${1#n}
+  [ -f "$DIR/nodes" ] || die "not up (no $DIR/nodes)"
   [[ $n =~ ^[1-9]$ ]] && [ "$n" -le "$(cat "$DIR/nodes" 2>/dev/null || echo 0)" ] ||
     die "no node '$1' (nodes are n1..n$(cat "$DIR/nodes" 2>/dev/null || echo 0))"
   echo "$n"
