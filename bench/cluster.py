@@ -415,10 +415,13 @@ def main():
     for tool in ("wrk", "nginx"):
         if subprocess.run(["which", tool], capture_output=True).returncode:
             sys.exit("cluster bench: %s not found" % tool)
+    if os.path.exists(os.path.join(DIR, "nodes")):
+        sys.exit("cluster bench: a rig is up in %s (NLB_CLUSTER_PREFIX=%s "
+                 "scripts/cluster.sh down)" % (DIR, PREFIX))
     m = machine()
     log("rig up (prefix %s)" % PREFIX)
-    rig("up", "3")
     try:
+        rig("up", "3")
         setup_endpoint()
         rates = throughput(args.seconds)
         losses = []
