@@ -235,9 +235,9 @@ def test_flows_survive_node_loss_return_and_drain():
                      len(failures), "-" if last is None
                      else "%.0f ms" % (1000 * last)))
             # A short flow n3 carried when it died fails too, though it
-            # started a moment before (a flow times out after 2 s).
-            assert all(-2.0 <= s["t"] - t_kill <= 2.0 for s in failures), \
-                failures[:3]
+            # started a moment before (a flow times out after 5 s).
+            assert all(-5.0 <= s["t"] - t_kill <= 2.0 for s in failures), \
+                ["%+.3f s %s" % (s["t"] - t_kill, s["node"]) for s in failures]
 
         # n3 back: no established flow moves (neither those from before
         # nor those opened while it was out); new flows reach it again.
@@ -276,11 +276,13 @@ def test_flows_survive_node_loss_return_and_drain():
                  "n2 withdrawn")
         time.sleep(2.5)  # n2 has stopped accepting; its flows go on
         for load in loads:
-            on_n2 = len(load.report().long_on("n2"))
+            on_n2 = load.report().long_on("n2")
             closed = load.ask("close n2")["closed"]
             print("%s: %d of n2's %d long flows still up after 2.5 s of "
-                  "drain, closed by the client" % (load.name, closed, on_n2))
-            assert closed == on_n2
+                  "drain, closed by the client"
+                  % (load.name, closed, len(on_n2)))
+            assert closed == len(on_n2), collections.Counter(
+                (f["state"], f["reason"]) for f in on_n2)
         wait_for(lambda: not node_running("n2"), 10,
                  "n2's nlbd exits once its flows ended")
         for load in loads:
@@ -369,7 +371,8 @@ def main():
              test_health_checks_are_per_node,
              test_down_removes_everything], timeout=150)
     finally:
-        RIG.down()
+        if not os.environ.get("NLB_TEST_KEEP_RIG"):  # to look at a failure
+            RIG.down()
 
 
 if __name__ == "__main__":
