@@ -261,25 +261,37 @@ def wrk(close, seconds):
     raise RuntimeError("wrk: no rate in %r" % out.stdout[-300:])
 
 
-def throughput(seconds):
-    rates = {}
-    for nodes in (3, 1):
-        if nodes == 1:
-            for node in ("n2", "n3"):
-                rig("stop", node)
-            wait_for(lambda: [s[2] for s in status().values()] ==
-                     [True, False, False], 20, "n2 and n3 stopped")
-            wait_for(lambda: not routed("router", "10.201.12.2") and
-                     not routed("router", "10.201.13.2"), 10, "withdrawn")
-        for close in (False, True):
-            wrk(close, 1)  # warm up
-            rate = wrk(close, seconds)
-            rates["%d-%s" % (nodes, "close" if close else "keepalive")] = rate
-            log("%d node(s), %s: %.0f requests/s"
-                % (nodes, "new connection each" if close else "keep-alive",
-                   rate))
-    ready()
-    return rates
+def one_node(on):
+    """n2 and n3 drained and withdrawn (on), or back."""
+    if not on:
+        ready()
+        return
+    for node in ("n2", "n3"):
+        rig("stop", node)
+    wait_for(lambda: [s[2] for s in status().values()] ==
+             [True, False, False], 30, "n2 and n3 stopped")
+    wait_for(lambda: not routed("router", "10.201.12.2") and
+             not routed("router", "10.201.13.2"), 10, "withdrawn")
+
+
+def throughput(seconds, rounds):
+    """Medians over rounds that alternate three nodes and one, so that a
+    drift of the machine's other load falls on both alike."""
+    samples = {}
+    for _ in range(rounds):
+        for nodes in (3, 1):
+            one_node(nodes == 1)
+            for close in (False, True):
+                wrk(close, 1)  # warm up
+                rate = wrk(close, seconds)
+                key = "%d-%s" % (nodes, "close" if close else "keepalive")
+                samples.setdefault(key, []).append(rate)
+                log("%d node(s), %s: %.0f requests/s" % (
+                    nodes, "new connection each" if close else "keep-alive",
+                    rate))
+    one_node(False)
+    return {key: sorted(v)[len(v) // 2] for key, v in samples.items()}, \
+        samples
 
 
 # ---- the report ---------------------------------------------------------------------
@@ -304,7 +316,18 @@ def machine():
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def write_report(path, m, losses, plain, rates, args):
+def span(values, what):
+    if not values:
+        return what + ": not measured"
+    return "%s after %d to %d ms" % (what, min(values), max(values))
+
+
+def rate_spread(samples):
+    return "; ".join("%s %s" % (key, "/".join("%.0f" % v for v in values))
+                     for key, values in sorted(samples.items()))
+
+
+def write_report(path, m, losses, plain, rates, rate_samples, args):
     lines = [
         "# Cluster benchmark",
         "",
@@ -347,12 +370,16 @@ def write_report(path, m, losses, plain, rates, args):
                 f["moved_on_return"], f["established_at_return"]))
     lines += [
         "",
-        "A killed nlbd's tun device goes with the process, bird withdraws "
-        "at once and the router's agent takes the hop out of the group: "
-        "the routes go in tens of milliseconds. A frozen node says nothing; "
-        "BFD declares it down after 3 x 100 ms. The lost node's own flows "
-        "are lost in both cases (a frozen node's flows break when their "
-        "packets go to another node, which resets them).",
+        "A killed nlbd's tun device goes with the process; the node's bird "
+        "withdraws at once, the router's bird updates its table and the "
+        "agent takes the hop out of the group: %s. A frozen node says "
+        "nothing; BFD declares it down after 3 x 100 ms: %s. The lost "
+        "node's own flows are lost in both cases (a frozen node's flows "
+        "break when their packets go to another node, which resets them)."
+        % (span([f["withdrawn_ms"] for f in losses if f["how"] == "kill"],
+                "the routes went"),
+           span([f["withdrawn_ms"] for f in losses if f["how"] != "kill"],
+                "the routes went")),
         "",
         "## What resilient groups save (kill -9, then start again)",
         "",
@@ -370,6 +397,7 @@ def write_report(path, m, losses, plain, rates, args):
                 max(1, f["survivor_long"]), f["moved_on_return"],
                 f["established_at_return"]))
     ratio_k = rates["3-keepalive"] / rates["1-keepalive"]
+    spread_k = rate_spread(rate_samples)
     ratio_c = rates["3-close"] / rates["1-close"]
     lines += [
         "",
@@ -377,7 +405,9 @@ def write_report(path, m, losses, plain, rates, args):
         "",
         "wrk (2 threads, 32 connections, %d s) from the client namespace "
         "through the VIP to nginx targets (1 worker each); one node = n2 "
-        "and n3 drained and withdrawn." % args.seconds,
+        "and n3 drained and withdrawn. Medians of %d rounds alternating "
+        "three nodes and one (every sample: %s)." % (
+            args.seconds, args.rounds, spread_k),
         "",
         "| load | 1 node | 3 nodes | 3 nodes / 1 node |",
         "|---|---|---|---|",
@@ -387,10 +417,11 @@ def write_report(path, m, losses, plain, rates, args):
             rates["1-close"], rates["3-close"], ratio_c),
         "",
         "On %d cores the ratio cannot approach 3: wrk, nginx, the routers "
-        "and every nlbd share them, and one node's single worker already "
-        "has most of one core. What three nodes add here is the other "
-        "core's share; on separate machines each node brings its own." %
-        m["cores"],
+        "(forwarding and tracking every packet) and every nlbd share them, "
+        "and one node's single worker already takes most of a core. What "
+        "three nodes can add here is the other core's share, less the cost "
+        "of more processes competing for two cores; on separate machines "
+        "each node brings its own cores." % m["cores"],
         "",
         "Rerun: `sudo bench/cluster.py` (about three minutes; "
         "`--out FILE` writes elsewhere).",
@@ -406,7 +437,9 @@ def main():
                                                       "results-cluster.md"))
     parser.add_argument("--long", type=int, default=300)
     parser.add_argument("--short-rate", type=float, default=100.0)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput rounds (three nodes, then one)")
     args = parser.parse_args()
 
     check = rig("check", check=False)
@@ -423,7 +456,7 @@ def main():
     try:
         rig("up", "3")
         setup_endpoint()
-        rates = throughput(args.seconds)
+        rates, rate_samples = throughput(args.seconds, args.rounds)
         losses = []
         for victim in ("n3", "n1", "n2"):
             losses += lose_node(victim, "kill", args)
@@ -437,8 +470,9 @@ def main():
         os.makedirs(raw_dir, exist_ok=True)
         with open(os.path.join(raw_dir, "cluster.json"), "w") as f:
             json.dump({"machine": m, "losses": losses, "plain": plain,
-                       "rates": rates, "args": vars(args)}, f, indent=1)
-        write_report(args.out, m, losses, plain, rates, args)
+                       "rates": rates, "rate_samples": rate_samples,
+                       "args": vars(args)}, f, indent=1)
+        write_report(args.out, m, losses, plain, rates, rate_samples, args)
         log("wrote " + args.out)
     finally:
         rig("down", check=False)
