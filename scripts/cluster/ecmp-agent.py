@@ -59,9 +59,11 @@ def read_table(table):
     """{dst: frozenset((gateway, dev))} of the daemon's routes."""
     routes = {}
     r = ip("-j", "-4", "route", "show", "table", str(table), check=False)
-    if r.returncode != 0:
+    if r.returncode != 0 or "interrupted" in r.stderr:
         if "does not exist" in r.stderr:  # nothing exported yet
             return routes
+        # A dump the kernel interrupted (the routes changed meanwhile) may
+        # lack routes that exist: never act on it.
         raise RuntimeError("ip route show table %d: %s"
                            % (table, r.stderr.strip()))
     for r in json.loads(r.stdout or "[]"):
@@ -208,6 +210,15 @@ table ip %s {
 
     def sync(self):
         wanted = read_table(self.args.table)
+        if any(not members <= wanted.get(dst, frozenset())
+               for dst, (_, members) in self.groups.items()):
+            # A next hop to take away: only if a second read agrees, so
+            # that no flow is moved on the word of one inconsistent read.
+            first, wanted = wanted, read_table(self.args.table)
+            for dst, (_, members) in self.groups.items():
+                kept = members & first.get(dst, frozenset())
+                if kept:
+                    wanted[dst] = wanted.get(dst, frozenset()) | kept
         for dst, members in sorted(wanted.items()):
             if self.groups.get(dst, (None, None))[1] != members:
                 self.install(dst, members)
