@@ -150,12 +150,34 @@ static void let_go(struct held *held)
   free(held->netns);
 }
 
+/* The i-th namespace cfg serves endpoints in, with its network's name:
+ * the config's networks, then node.networks' mappings of networks made
+ * through the API. NULL past the end; "" for one on the host. */
+static const char *network_netns(const struct nlb_config *cfg, size_t i,
+                                 const char **network)
+{
+  const char *netns;
+
+  if (i < cfg->n_networks) {
+    *network = cfg->networks[i].name;
+    netns = cfg->networks[i].netns;
+  } else if (i - cfg->n_networks < cfg->n_node_networks) {
+    *network = cfg->node_networks[i - cfg->n_networks].network;
+    netns = cfg->node_networks[i - cfg->n_networks].netns;
+  } else {
+    return NULL;
+  }
+  return netns ? netns : "";
+}
+
 static bool wanted(const struct nlb_config *cfg, const char *netns)
 {
+  const char *network, *candidate;
+
   if (!*netns)
     return true;
-  for (size_t i = 0; i < cfg->n_networks; i++)
-    if (cfg->networks[i].netns && strcmp(cfg->networks[i].netns, netns) == 0)
+  for (size_t i = 0; (candidate = network_netns(cfg, i, &network)); i++)
+    if (strcmp(candidate, netns) == 0)
       return true;
   return false;
 }
@@ -173,17 +195,17 @@ static bool holding(const struct nlb_announce *announce, const char *netns)
 static void hold_networks(struct nlb_announce *announce,
                           const struct nlb_config *cfg)
 {
+  const char *netns, *network;
   char reason[256];
 
-  for (size_t i = 0; i < cfg->n_networks; i++) {
-    const char *netns = cfg->networks[i].netns;
-    if (!netns || !*netns || holding(announce, netns))
+  for (size_t i = 0; (netns = network_netns(cfg, i, &network)); i++) {
+    if (!*netns || holding(announce, netns))
       continue;
     if (hold(announce, netns, reason, sizeof(reason)) < 0)
       NLB_LOG_EVENT(NLB_LOG_WARN, "announce_failed",
                     "{error}; network {network} is not announced here",
                     NLB_LOG_STR("error", reason),
-                    NLB_LOG_STR("network", cfg->networks[i].name));
+                    NLB_LOG_STR("network", network));
   }
 }
 

@@ -593,6 +593,68 @@ static void load_node(struct loader *ld, const config_setting_t *root,
   cfg->node_name = dup_or_die(name);
 }
 
+/* A DNS name as the registry takes it: labels of 1-63 letters, digits or
+ * '-' (not first or last), 253 bytes, a trailing dot allowed. A malloc'd
+ * copy in lower case without the dot, or NULL. */
+static char *dns_name(const char *text)
+{
+  size_t len = strlen(text), label = 0;
+  char *copy;
+
+  if (len > 0 && text[len - 1] == '.')
+    len--;
+  if (len == 0 || len > 253)
+    return NULL;
+  for (size_t i = 0; i <= len; i++) {
+    char c = i < len ? text[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63 || text[i - 1] == '-')
+        return NULL;
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || (c == '-' && label > 0)) {
+      label++;
+    } else {
+      return NULL;
+    }
+  }
+  copy = dup_or_die(text);
+  copy[len] = '\0';
+  for (char *p = copy; *p; p++)
+    if (*p >= 'A' && *p <= 'Z')
+      *p = (char)(*p - 'A' + 'a');
+  return copy;
+}
+
+/* dns_domains = [ "payments.example" ]: where a provider's services may
+ * take private DNS names. */
+static void load_dns_domains(struct loader *ld, const config_setting_t *item,
+                             struct nlb_config_principal *p)
+{
+  const config_setting_t *list = get_list(ld, item, "dns_domains");
+  int n = list ? config_setting_length(list) : 0;
+
+  if (!list)
+    return;
+  if (p->role != NLB_ROLE_PROVIDER) {
+    fail_at(ld, line_of(list), "only a provider has 'dns_domains'");
+    return;
+  }
+  p->dns_domains = calloc_or_die((size_t)n, sizeof(char *));
+  for (int j = 0; j < n; j++) {
+    const char *text = config_setting_get_string_elem(list, j);
+    char *domain = text ? dns_name(text) : NULL;
+    if (!domain) {
+      fail_at(ld, line_of(list),
+              "dns_domains: \"%s\" is not a DNS domain (labels of letters, "
+              "digits and '-')",
+              text ? text : "(not a string)");
+      continue;
+    }
+    p->dns_domains[p->n_dns_domains++] = domain;
+  }
+}
+
 static void load_principals(struct loader *ld, const config_setting_t *root,
                             struct nlb_config *cfg)
 {

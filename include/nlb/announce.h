@@ -5,7 +5,11 @@
  * address (ECMP; BGP from a routing daemon on each node in production).
  * With node.announce_interface set, nlbd holds a tun device of that name
  * open in its own network namespace and in the namespace of every network
- * of its config: the places its listeners and endpoints live. The routing
+ * of its config and of node.networks (this node's namespaces for networks
+ * made through the API): the places its listeners and endpoints live. A
+ * network made through the API that node.networks does not map is served
+ * in the network's own namespace, which the config does not name: it is
+ * not announced. The routing
  * daemon announces the node's addresses in a namespace only while that
  * interface's link is up (bird: a static route via the interface with
  * `check link`; FRR: a static route to the interface). A tun device's link
@@ -32,14 +36,14 @@
 struct nlb_announce;
 
 /* Holds cfg->announce_interface in nlbd's namespace and in every
- * network's (blocking for the few milliseconds each namespace takes). A
- * network namespace that cannot be entered or where the interface cannot
- * be held is logged and skipped (a reload tries again). In nlbd's own
- * namespace it is an error: returns a negative errno (-EBUSY: another
- * process holds the device; -EPERM: not allowed to create it; -EINVAL: a
- * device of that name that is not a tun device) with reason filled, and
- * holds nothing. Without announce_interface, *out is NULL and it returns
- * 0: nothing to announce, and the other functions do nothing with NULL. */
+ * network's and node.networks' namespace (blocking for the few milliseconds
+ * each namespace takes). A network namespace that cannot be entered or where
+ * the interface cannot be held is logged and skipped (a reload tries again). In
+ * nlbd's own namespace it is an error: returns a negative errno (-EBUSY:
+ * another process holds the device; -EPERM: not allowed to create it; -EINVAL:
+ * a device of that name that is not a tun device) with reason filled, and holds
+ * nothing. Without announce_interface, *out is NULL and it returns 0: nothing
+ * to announce, and the other functions do nothing with NULL. */
 int nlb_announce_start(const struct nlb_config *cfg, struct nlb_announce **out,
                        char *reason, size_t reason_size);
 

@@ -2,7 +2,8 @@
 network namespace, no routing daemon needed.
 
   - nlbd holds a tun device of that name, link up, in its own namespace and
-    in its networks' namespaces (a missing one is a warning);
+    in its networks' namespaces, node.networks' included (a missing one is
+    a warning);
   - SIGTERM drops it first, then the listeners keep accepting for
     withdraw_delay, then close; kill -9 drops it too (the kernel does);
   - a second nlbd in the same namespace exits 1 (the device is held);
@@ -26,6 +27,7 @@ PID = os.getpid()
 NS = "nlbt-an-%d" % PID
 NS_NET = "nlbt-annet-%d" % PID
 NS_GONE = "nlbt-angone-%d" % PID
+NS_MAP = "nlbt-anmap-%d" % PID  # node.networks: a network made by the API
 PORT = 8080
 
 
@@ -40,7 +42,7 @@ class World:
             raise Skip("needs root (network namespaces)")
         if not os.path.exists("/dev/net/tun"):
             raise Skip("no /dev/net/tun")
-        for ns in (NS, NS_NET):
+        for ns in (NS, NS_NET, NS_MAP):
             r = sh("ip", "netns", "add", ns, check=False)
             if r.returncode != 0:
                 raise Skip("ip netns add failed: " + r.stderr.strip())
@@ -54,7 +56,7 @@ class World:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for ns in (NS, NS_NET):
+        for ns in (NS, NS_NET, NS_MAP):
             sh("ip", "netns", "del", ns, check=False)
         subprocess.run(["rm", "-rf", self.dir])
 
@@ -65,7 +67,8 @@ class World:
 workers = 1;
 worker_cpu_affinity = "off";
 shutdown_timeout = "5s";
-node = { name = "a1"; announce_interface = "%s"; withdraw_delay = "%s"; };
+node = { name = "a1"; announce_interface = "%s"; withdraw_delay = "%s";
+         networks = ( { name = "apinet"; netns = "%s"; } ); };
 networks = (
   { name = "net"; netns = "%s"; range = "10.9.0.0/24"; },
   { name = "gone"; netns = "%s"; range = "10.9.1.0/24"; }
@@ -73,7 +76,7 @@ networks = (
 target_groups = ( { name = "tg"; targets = ( { address = "127.0.0.1:9"; } ); } );
 load_balancers = ( { name = "lb"; listeners = ( { port = %d;
   target_group = "tg"; bind = "127.0.0.1"; } ); } );
-""" % (ifname, delay, NS_NET, NS_GONE, PORT))
+""" % (ifname, delay, NS_MAP, NS_NET, NS_GONE, PORT))
         return path
 
     def nlbd(self, cfg):
@@ -115,7 +118,7 @@ def test_held_while_serving_dropped_first_on_sigterm():
     with World() as w:
         p = w.nlbd(w.config("a"))
         started(p)
-        for ns in (NS, NS_NET):
+        for ns in (NS, NS_NET, NS_MAP):
             flags = link(ns, "nlb-up")
             assert flags and "UP" in flags and "LOWER_UP" in flags, (ns, flags)
         # A second nlbd here cannot hold it, and says so.
@@ -129,7 +132,8 @@ def test_held_while_serving_dropped_first_on_sigterm():
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         wait_for(lambda: link(NS, "nlb-up") is None and
-                 link(NS_NET, "nlb-up") is None, 1, "nlb-up gone")
+                 link(NS_NET, "nlb-up") is None and
+                 link(NS_MAP, "nlb-up") is None, 1, "nlb-up gone")
         assert listening(NS), "stopped accepting before withdraw_delay"
         wait_for(lambda: not listening(NS), 3, "listener closed")
         closed_after = time.monotonic() - t0
@@ -138,7 +142,7 @@ def test_held_while_serving_dropped_first_on_sigterm():
         assert p.returncode == 0, out
         assert "in namespace %s: no such namespace; network gone is not " \
             "announced here" % NS_GONE in out, out
-        assert "withdrew 2 announcements" in out, out
+        assert "withdrew 3 announcements" in out, out
 
 
 def test_dropped_when_killed():

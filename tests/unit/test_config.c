@@ -630,213 +630,212 @@ static void test_config_dns(void)
                       "  dns_domains = \"p.example\"; } );\n",
                   4, "'dns_domains' must be a list");
 #undef REG
+}
 
-  /* node: the name, the announce interface and the withdraw delay. */
-  static void test_config_node_announce(void)
-  {
-    char *errors = NULL;
-    struct nlb_config *cfg = load_text("workers = 1;\n", &errors);
+/* node: the name, the announce interface and the withdraw delay. */
+static void test_config_node_announce(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text("workers = 1;\n", &errors);
 
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
-    CU_ASSERT_PTR_NULL(cfg->announce_interface); /* off by default */
-    CU_ASSERT_EQUAL(cfg->withdraw_delay_ms, 2000);
-    CU_ASSERT_PTR_NOT_NULL(cfg->node_name); /* the host name */
-    nlb_config_free(cfg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_PTR_NULL(cfg->announce_interface); /* off by default */
+  CU_ASSERT_EQUAL(cfg->withdraw_delay_ms, 2000);
+  CU_ASSERT_PTR_NOT_NULL(cfg->node_name); /* the host name */
+  nlb_config_free(cfg);
 
-    cfg = load_text("node = { name = \"n2\"; announce_interface = \"nlb-up\";\n"
-                    "  withdraw_delay = \"500ms\"; };\n",
-                    &errors);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
-    CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
-    CU_ASSERT_STRING_EQUAL(cfg->announce_interface, "nlb-up");
-    CU_ASSERT_EQUAL(cfg->withdraw_delay_ms, 500);
-    nlb_config_free(cfg);
+  cfg = load_text("node = { name = \"n2\"; announce_interface = \"nlb-up\";\n"
+                  "  withdraw_delay = \"500ms\"; };\n",
+                  &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
+  CU_ASSERT_STRING_EQUAL(cfg->announce_interface, "nlb-up");
+  CU_ASSERT_EQUAL(cfg->withdraw_delay_ms, 500);
+  nlb_config_free(cfg);
 
-    /* The name may be left to the host name. */
-    expect_ok("node = { announce_interface = \"nlb0\"; };\n");
-    expect_error_at(
-        "node = {\n  announce_interface = \"a-name-too-long-x\"; };\n", 2,
-        "an interface name is 1-15 characters");
-    expect_error_at("node = { announce_interface = \"a/b\"; };\n", 1,
-                    "announce_interface \"a/b\"");
-    expect_error_at("node = { announce_interface = \"\"; };\n", 1,
-                    "an interface name is 1-15 characters");
-    expect_error_at("node = { withdraw_delay = \"11m\"; };\n", 1,
-                    "'withdraw_delay' must be between");
-    expect_error_at("node = { name = \"n1\"; announce = \"x\"; };\n", 1,
-                    "unknown setting 'announce' in node");
-  }
+  /* The name may be left to the host name. */
+  expect_ok("node = { announce_interface = \"nlb0\"; };\n");
+  expect_error_at(
+      "node = {\n  announce_interface = \"a-name-too-long-x\"; };\n", 2,
+      "an interface name is 1-15 characters");
+  expect_error_at("node = { announce_interface = \"a/b\"; };\n", 1,
+                  "announce_interface \"a/b\"");
+  expect_error_at("node = { announce_interface = \"\"; };\n", 1,
+                  "an interface name is 1-15 characters");
+  expect_error_at("node = { withdraw_delay = \"11m\"; };\n", 1,
+                  "'withdraw_delay' must be between");
+  expect_error_at("node = { name = \"n1\"; announce = \"x\"; };\n", 1,
+                  "unknown setting 'announce' in node");
+}
 
-  static void test_config_unknown_keys(void)
-  {
-    expect_error_at("workers = 1;\n\nworker = 2;\n", 3,
-                    "unknown setting 'worker' in the top level");
-    expect_error_at(
-        "log = { access = \"off\";\n  acces_format = \"json\"; };\n", 2,
-        "unknown setting 'acces_format' in log");
-    expect_error_at(TG("    algoritm = \"maglev\";\n"), 3,
-                    "unknown setting 'algoritm' in target group");
-    expect_error_at(TG("    health_check = {\n      intervall = 5; };\n"), 4,
-                    "unknown setting 'intervall' in health_check");
-    expect_error_at(TG("    targets = (\n"
-                       "      { address = \"127.0.0.1:1\";\n"
-                       "        wieght = 2; }\n"
-                       "    );\n"),
-                    5, "unknown setting 'wieght' in target");
-    expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
-                    "load_balancers = ( { name = \"lb\"; listeners = (\n"
-                    "  { port = 80; target_group = \"tg\";\n"
-                    "    idle = \"5s\"; }\n"
-                    "); } );\n",
-                    4, "unknown setting 'idle' in listener");
-    expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
-                    "load_balancers = ( { name = \"lb\"; listeners = ();\n"
-                    "  listner = (); } );\n",
-                    3, "unknown setting 'listner' in load balancer");
-    expect_error_at("registry = { path = \"/tmp/r.db\"; };\n"
-                    "api = { listen = \"127.0.0.1:1\";\n"
-                    "  tls = { cert = \"c\"; key = \"k\"; ca = \"x\"; }; };\n",
-                    3, "unknown setting 'ca' in api.tls");
-  }
-
-  /* A user fixes a file in one pass: every mistake is reported, each at its
-   * own line, in file order. */
-  static void test_config_reports_every_error(void)
-  {
-    char *errors = NULL;
-    struct nlb_config *cfg =
-        load_text("workers = 1000;\n"                                 /* 1 */
-                  "colour = \"blue\";\n"                              /* 2 */
-                  "target_groups = (\n"                               /* 3 */
-                  "  { name = \"tg\"; algorithm = \"fastest\";\n"     /* 4 */
-                  "    targets = ( { address = \"nowhere\"; } ); }\n" /* 5 */
-                  ");\n"                                              /* 6 */
+static void test_config_unknown_keys(void)
+{
+  expect_error_at("workers = 1;\n\nworker = 2;\n", 3,
+                  "unknown setting 'worker' in the top level");
+  expect_error_at("log = { access = \"off\";\n  acces_format = \"json\"; };\n",
+                  2, "unknown setting 'acces_format' in log");
+  expect_error_at(TG("    algoritm = \"maglev\";\n"), 3,
+                  "unknown setting 'algoritm' in target group");
+  expect_error_at(TG("    health_check = {\n      intervall = 5; };\n"), 4,
+                  "unknown setting 'intervall' in health_check");
+  expect_error_at(TG("    targets = (\n"
+                     "      { address = \"127.0.0.1:1\";\n"
+                     "        wieght = 2; }\n"
+                     "    );\n"),
+                  5, "unknown setting 'wieght' in target");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
                   "load_balancers = ( { name = \"lb\"; listeners = (\n"
-                  "  { port = 80; target_group = \"nope\"; }\n" /* 8 */
+                  "  { port = 80; target_group = \"tg\";\n"
+                  "    idle = \"5s\"; }\n"
                   "); } );\n",
-                  &errors);
-    CU_ASSERT_PTR_NULL(cfg);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(errors);
-    CU_ASSERT_TRUE(has_error(errors, 1, "'workers'"));
-    CU_ASSERT_TRUE(has_error(errors, 2, "unknown setting 'colour'"));
-    CU_ASSERT_TRUE(has_error(errors, 4, "algorithm must be"));
-    CU_ASSERT_TRUE(has_error(errors, 5, "\"nowhere\""));
-    CU_ASSERT_TRUE(has_error(errors, 8, "unknown target group \"nope\""));
-    CU_ASSERT_TRUE(all_lines_well_formed(errors));
-    free(errors);
-    nlb_config_free(cfg);
-  }
+                  4, "unknown setting 'idle' in listener");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = ();\n"
+                  "  listner = (); } );\n",
+                  3, "unknown setting 'listner' in load balancer");
+  expect_error_at("registry = { path = \"/tmp/r.db\"; };\n"
+                  "api = { listen = \"127.0.0.1:1\";\n"
+                  "  tls = { cert = \"c\"; key = \"k\"; ca = \"x\"; }; };\n",
+                  3, "unknown setting 'ca' in api.tls");
+}
 
-  /* Paths are taken from the config file's directory (here /tmp, where the
-   * suite's file is); keywords and absolute paths stay as written. */
-  static void test_config_relative_paths(void)
-  {
-    char *errors = NULL;
-    struct nlb_config *cfg = load_text(
-        "log = { access = \"logs/access.log\"; events = \"stderr\";\n"
-        "        events_format = \"json\"; priority_prefix = true; };\n"
-        "api = { tls = { cert = \"tls/cert.pem\"; key = \"/etc/key.pem\"; "
-        "}; };\n"
-        "registry = { path = \"./registry.db\"; };\n",
-        &errors);
+/* A user fixes a file in one pass: every mistake is reported, each at its
+ * own line, in file order. */
+static void test_config_reports_every_error(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg =
+      load_text("workers = 1000;\n"                                 /* 1 */
+                "colour = \"blue\";\n"                              /* 2 */
+                "target_groups = (\n"                               /* 3 */
+                "  { name = \"tg\"; algorithm = \"fastest\";\n"     /* 4 */
+                "    targets = ( { address = \"nowhere\"; } ); }\n" /* 5 */
+                ");\n"                                              /* 6 */
+                "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                "  { port = 80; target_group = \"nope\"; }\n" /* 8 */
+                "); } );\n",
+                &errors);
+  CU_ASSERT_PTR_NULL(cfg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(errors);
+  CU_ASSERT_TRUE(has_error(errors, 1, "'workers'"));
+  CU_ASSERT_TRUE(has_error(errors, 2, "unknown setting 'colour'"));
+  CU_ASSERT_TRUE(has_error(errors, 4, "algorithm must be"));
+  CU_ASSERT_TRUE(has_error(errors, 5, "\"nowhere\""));
+  CU_ASSERT_TRUE(has_error(errors, 8, "unknown target group \"nope\""));
+  CU_ASSERT_TRUE(all_lines_well_formed(errors));
+  free(errors);
+  nlb_config_free(cfg);
+}
 
-    if (!cfg)
-      fprintf(stderr, "\n%s", errors ? errors : "");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
-    CU_ASSERT_STRING_EQUAL(cfg->log_access, "/tmp/logs/access.log");
-    CU_ASSERT_STRING_EQUAL(cfg->log_events, "stderr");
-    CU_ASSERT_EQUAL(cfg->log_events_format, NLB_LOG_JSON);
-    CU_ASSERT_EQUAL(cfg->log_priority_prefix, 1);
-    CU_ASSERT_STRING_EQUAL(cfg->api_tls_cert, "/tmp/tls/cert.pem");
-    CU_ASSERT_STRING_EQUAL(cfg->api_tls_key, "/etc/key.pem");
-    CU_ASSERT_STRING_EQUAL(cfg->registry_path, "/tmp/./registry.db");
-    nlb_config_free(cfg);
+/* Paths are taken from the config file's directory (here /tmp, where the
+ * suite's file is); keywords and absolute paths stay as written. */
+static void test_config_relative_paths(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "log = { access = \"logs/access.log\"; events = \"stderr\";\n"
+      "        events_format = \"json\"; priority_prefix = true; };\n"
+      "api = { tls = { cert = \"tls/cert.pem\"; key = \"/etc/key.pem\"; "
+      "}; };\n"
+      "registry = { path = \"./registry.db\"; };\n",
+      &errors);
 
-    cfg = load_text("log = { access = \"off\"; };\n", &errors);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
-    CU_ASSERT_STRING_EQUAL(cfg->log_access, "off");
-    CU_ASSERT_EQUAL(cfg->log_events_format, NLB_LOG_TEXT);
-    CU_ASSERT_EQUAL(cfg->log_priority_prefix, -1);
-    nlb_config_free(cfg);
+  if (!cfg)
+    fprintf(stderr, "\n%s", errors ? errors : "");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->log_access, "/tmp/logs/access.log");
+  CU_ASSERT_STRING_EQUAL(cfg->log_events, "stderr");
+  CU_ASSERT_EQUAL(cfg->log_events_format, NLB_LOG_JSON);
+  CU_ASSERT_EQUAL(cfg->log_priority_prefix, 1);
+  CU_ASSERT_STRING_EQUAL(cfg->api_tls_cert, "/tmp/tls/cert.pem");
+  CU_ASSERT_STRING_EQUAL(cfg->api_tls_key, "/etc/key.pem");
+  CU_ASSERT_STRING_EQUAL(cfg->registry_path, "/tmp/./registry.db");
+  nlb_config_free(cfg);
 
-    expect_error_at("log = { events_format = \"xml\"; };\n", 1,
-                    "events_format must be \"text\" or \"json\"");
-  }
+  cfg = load_text("log = { access = \"off\"; };\n", &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->log_access, "off");
+  CU_ASSERT_EQUAL(cfg->log_events_format, NLB_LOG_TEXT);
+  CU_ASSERT_EQUAL(cfg->log_priority_prefix, -1);
+  nlb_config_free(cfg);
 
-  static void test_config_algorithm_names(void)
-  {
-    CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_MAGLEV), "maglev");
-    CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_ROUND_ROBIN),
-                           "round_robin");
-    CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_LEAST_CONN),
-                           "least_conn");
-  }
+  expect_error_at("log = { events_format = \"xml\"; };\n", 1,
+                  "events_format must be \"text\" or \"json\"");
+}
 
-  /* node.networks: this node's namespaces for networks made through the
-   * API; registry settings of tenancy. */
-  static void test_config_node_networks(void)
-  {
-    char *errors = NULL;
-    struct nlb_config *cfg =
-        load_text("node = { name = \"n2\";\n"
-                  "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
-                  "               { name = \"vpc10\"; } ); };\n"
-                  "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
-                  "  endpoint_retention = \"1h\"; };\n",
-                  &errors);
+static void test_config_algorithm_names(void)
+{
+  CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_MAGLEV), "maglev");
+  CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_ROUND_ROBIN),
+                         "round_robin");
+  CU_ASSERT_STRING_EQUAL(nlb_algorithm_name(NLB_ALGORITHM_LEAST_CONN),
+                         "least_conn");
+}
 
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
-    CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
-    CU_ASSERT_EQUAL_FATAL(cfg->n_node_networks, 2);
-    CU_ASSERT_STRING_EQUAL(cfg->node_networks[0].network, "vpc9");
-    CU_ASSERT_STRING_EQUAL(cfg->node_networks[0].netns, "vpc9-n2");
-    CU_ASSERT_PTR_NULL(cfg->node_networks[1].netns); /* the host */
-    CU_ASSERT_EQUAL(cfg->registry_service_quota, 5);
-    CU_ASSERT_EQUAL(cfg->registry_endpoint_retention_ms, 3600000);
-    nlb_config_free(cfg);
-    free(errors);
+/* node.networks: this node's namespaces for networks made through the
+ * API; registry settings of tenancy. */
+static void test_config_node_networks(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "node = { name = \"n2\";\n"
+      "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
+      "               { name = \"vpc10\"; } ); };\n"
+      "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
+      "  endpoint_retention = \"1h\"; };\n",
+      &errors);
 
-    expect_error_at(
-        "node = { name = \"n\";\n"
-        "  networks = ( { name = \"a\"; netns = \"../x\"; } ); };\n",
-        2, "is not a namespace name");
-    expect_error_at("node = { name = \"n\"; networks = (\n"
-                    "  { name = \"a\"; }, { name = \"a\"; } ); };\n",
-                    2, "names \"a\" twice");
-    expect_error_at("node = { name = \"n\";\n"
-                    "  networks = ( { name = \"a\"; ns = \"b\"; } ); };\n",
-                    2, "ns");
-    expect_error_at("node = { name = \"n\";\n"
-                    "  networks = ( { name = \"host\"; } ); };\n"
-                    "networks = (\n"
-                    "  { name = \"host\"; range = \"127.77.0.0/16\"; } );\n",
-                    4, "give its netns there");
-    expect_error_at("registry = { path = \"/tmp/r.db\";\n"
-                    "  service_quota = -1; };\n",
-                    2, "'service_quota' must be between 0 and 1000000");
-  }
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
+  CU_ASSERT_EQUAL_FATAL(cfg->n_node_networks, 2);
+  CU_ASSERT_STRING_EQUAL(cfg->node_networks[0].network, "vpc9");
+  CU_ASSERT_STRING_EQUAL(cfg->node_networks[0].netns, "vpc9-n2");
+  CU_ASSERT_PTR_NULL(cfg->node_networks[1].netns); /* the host */
+  CU_ASSERT_EQUAL(cfg->registry_service_quota, 5);
+  CU_ASSERT_EQUAL(cfg->registry_endpoint_retention_ms, 3600000);
+  nlb_config_free(cfg);
+  free(errors);
 
-  int main(void)
-  {
-    static const struct nlb_unit_case cases[] = {
-        NLB_UNIT_CASE(test_config_full_example_loads),
-        NLB_UNIT_CASE(test_config_minimal_defaults),
-        NLB_UNIT_CASE(test_config_durations_in_every_form),
-        NLB_UNIT_CASE(test_config_syntax_error_has_line),
-        NLB_UNIT_CASE(test_config_missing_file_names_it),
-        NLB_UNIT_CASE(test_config_unknown_target_group),
-        NLB_UNIT_CASE(test_config_duplicate_names),
-        NLB_UNIT_CASE(test_config_bad_addresses),
-        NLB_UNIT_CASE(test_config_out_of_range_values),
-        NLB_UNIT_CASE(test_config_bad_values),
-        NLB_UNIT_CASE(test_config_node_announce),
-        NLB_UNIT_CASE(test_config_unknown_keys),
-        NLB_UNIT_CASE(test_config_reports_every_error),
-        NLB_UNIT_CASE(test_config_relative_paths),
-        NLB_UNIT_CASE(test_config_algorithm_names),
-        NLB_UNIT_CASE(test_config_node_networks),
-        NLB_UNIT_CASE(test_config_dns),
-    };
-    return nlb_unit_run("config", suite_init, suite_clean, cases,
-                        NLB_UNIT_COUNT(cases));
-  }
+  expect_error_at("node = { name = \"n\";\n"
+                  "  networks = ( { name = \"a\"; netns = \"../x\"; } ); };\n",
+                  2, "is not a namespace name");
+  expect_error_at("node = { name = \"n\"; networks = (\n"
+                  "  { name = \"a\"; }, { name = \"a\"; } ); };\n",
+                  2, "names \"a\" twice");
+  expect_error_at("node = { name = \"n\";\n"
+                  "  networks = ( { name = \"a\"; ns = \"b\"; } ); };\n",
+                  2, "ns");
+  expect_error_at("node = { name = \"n\";\n"
+                  "  networks = ( { name = \"host\"; } ); };\n"
+                  "networks = (\n"
+                  "  { name = \"host\"; range = \"127.77.0.0/16\"; } );\n",
+                  4, "give its netns there");
+  expect_error_at("registry = { path = \"/tmp/r.db\";\n"
+                  "  service_quota = -1; };\n",
+                  2, "'service_quota' must be between 0 and 1000000");
+}
+
+int main(void)
+{
+  static const struct nlb_unit_case cases[] = {
+      NLB_UNIT_CASE(test_config_full_example_loads),
+      NLB_UNIT_CASE(test_config_minimal_defaults),
+      NLB_UNIT_CASE(test_config_durations_in_every_form),
+      NLB_UNIT_CASE(test_config_syntax_error_has_line),
+      NLB_UNIT_CASE(test_config_missing_file_names_it),
+      NLB_UNIT_CASE(test_config_unknown_target_group),
+      NLB_UNIT_CASE(test_config_duplicate_names),
+      NLB_UNIT_CASE(test_config_bad_addresses),
+      NLB_UNIT_CASE(test_config_out_of_range_values),
+      NLB_UNIT_CASE(test_config_bad_values),
+      NLB_UNIT_CASE(test_config_node_announce),
+      NLB_UNIT_CASE(test_config_unknown_keys),
+      NLB_UNIT_CASE(test_config_reports_every_error),
+      NLB_UNIT_CASE(test_config_relative_paths),
+      NLB_UNIT_CASE(test_config_algorithm_names),
+      NLB_UNIT_CASE(test_config_node_networks),
+      NLB_UNIT_CASE(test_config_dns),
+  };
+  return nlb_unit_run("config", suite_init, suite_clean, cases,
+                      NLB_UNIT_COUNT(cases));
+}
