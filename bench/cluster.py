@@ -372,10 +372,13 @@ def write_report(path, m, losses, plain, rates, rate_samples, args):
         "",
         "A killed nlbd's tun device goes with the process; the node's bird "
         "withdraws at once, the router's bird updates its table and the "
-        "agent takes the hop out of the group: %s. A frozen node says "
-        "nothing; BFD declares it down after 3 x 100 ms: %s. The lost "
-        "node's own flows are lost in both cases (a frozen node's flows "
-        "break when their packets go to another node, which resets them)."
+        "agent takes the hop out of the group: %s. The killed nlbd's flows "
+        "are reset (the kernel closes its sockets). A frozen node says "
+        "nothing; BFD declares it down after 3 x 100 ms: %s. Its flows stay "
+        "pinned to it by the router, as a withdrawn node's do: they stall, "
+        "and go on if it comes back before TCP gives up (here it came back "
+        "after about 4.5 s); new flows that met it before BFD noticed "
+        "waited for a SYN retransmission (1 s) rather than failing."
         % (span([f["withdrawn_ms"] for f in losses if f["how"] == "kill"],
                 "the routes went"),
            span([f["withdrawn_ms"] for f in losses if f["how"] != "kill"],
@@ -440,7 +443,19 @@ def main():
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3,
                         help="throughput rounds (three nodes, then one)")
+    parser.add_argument("--from-raw", metavar="JSON",
+                        help="only write the report again from a run's "
+                        "raw figures (bench/results/raw/cluster.json)")
     args = parser.parse_args()
+    if args.from_raw:
+        with open(args.from_raw) as f:
+            raw = json.load(f)
+        for key, value in raw["args"].items():
+            if key not in ("out", "from_raw"):
+                setattr(args, key, value)
+        write_report(args.out, raw["machine"], raw["losses"], raw["plain"],
+                     raw["rates"], raw["rate_samples"], args)
+        return
 
     check = rig("check", check=False)
     if check.returncode != 0:
