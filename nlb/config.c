@@ -1,6 +1,8 @@
 #include "nlb/config.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,31 +22,53 @@ struct loader {
   bool failed;
 };
 
+static void vfail_in(struct loader *ld, const char *path, int line,
+                     const char *fmt, va_list args)
+{
+  char message[512];
+  char where[32] = "";
+  char *grown;
+  int len;
+
+  vsnprintf(message, sizeof(message), fmt, args);
+  ld->failed = true;
+  /* Line 0: the whole file is at fault (it cannot be read). */
+  if (line > 0)
+    snprintf(where, sizeof(where), "%d:", line);
+  len = snprintf(NULL, 0, "%s:%s %s\n", path, where, message);
+  grown = realloc(ld->errors, ld->errors_len + (size_t)len + 1);
+  if (!grown)
+    return;
+  ld->errors = grown;
+  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%s %s\n", path,
+           where, message);
+  ld->errors_len += (size_t)len;
+}
+
 static void fail_at(struct loader *ld, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void fail_at(struct loader *ld, int line, const char *fmt, ...)
 {
-  char message[512];
   va_list args;
-  int len;
 
   va_start(args, fmt);
-  vsnprintf(message, sizeof(message), fmt, args);
+  vfail_in(ld, ld->path, line, fmt, args);
   va_end(args);
-  ld->failed = true;
-  /* Line 0: the whole file is at fault (it cannot be read). */
-  char where[32] = "";
-  if (line > 0)
-    snprintf(where, sizeof(where), "%d:", line);
-  len = snprintf(NULL, 0, "%s:%s %s\n", ld->path, where, message);
-  char *grown = realloc(ld->errors, ld->errors_len + (size_t)len + 1);
-  if (!grown)
-    return;
-  ld->errors = grown;
-  snprintf(ld->errors + ld->errors_len, (size_t)len + 1, "%s:%s %s\n", ld->path,
-           where, message);
-  ld->errors_len += (size_t)len;
+}
+
+/* The same for a line of another file (one that the config @includes). */
+static void fail_in(struct loader *ld, const char *path, int line,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void fail_in(struct loader *ld, const char *path, int line,
+                    const char *fmt, ...)
+{
+  va_list args;
+
+  va_start(args, fmt);
+  vfail_in(ld, path, line, fmt, args);
+  va_end(args);
 }
 
 static int line_of(const config_setting_t *setting)
@@ -198,52 +222,64 @@ static bool get_int(struct loader *ld, const config_setting_t *group,
   return true;
 }
 
+static void duration_out_of_range(struct loader *ld, const config_setting_t *s,
+                                  const char *name, uint64_t min_ms,
+                                  uint64_t max_ms, const char *value)
+{
+  fail_at(ld, line_of(s), "'%s' must be between %llums and %llums, not %s",
+          name, (unsigned long long)min_ms, (unsigned long long)max_ms, value);
+}
+
+/* Each form is range-checked before it is converted (see duration.h): a
+ * huge number is an error, never a wrapped small one. */
 static bool get_duration(struct loader *ld, const config_setting_t *group,
                          const char *name, uint64_t min_ms, uint64_t max_ms,
                          uint64_t *out)
 {
   const config_setting_t *s = member_of(group, name);
+  char value[64];
   uint64_t ms;
+  int rc;
+
   if (!s)
     return false;
   switch (config_setting_type(s)) {
   case CONFIG_TYPE_INT:
   case CONFIG_TYPE_INT64: {
     long long seconds = config_setting_get_int64(s);
-    if (config_setting_type(s) == CONFIG_TYPE_INT)
-      seconds = config_setting_get_int(s);
-    if (seconds < 0) {
-      fail_at(ld, line_of(s), "'%s' must not be negative", name);
-      return false;
-    }
-    ms = (uint64_t)seconds * 1000;
+    snprintf(value, sizeof(value), "%lld seconds", seconds);
+    rc = nlb_duration_from_seconds(seconds, max_ms, &ms);
     break;
   }
   case CONFIG_TYPE_FLOAT: {
     double seconds = config_setting_get_float(s);
-    if (seconds < 0) {
-      fail_at(ld, line_of(s), "'%s' must not be negative", name);
-      return false;
-    }
-    ms = (uint64_t)(seconds * 1000 + 0.5);
+    snprintf(value, sizeof(value), "%g seconds", seconds);
+    rc = nlb_duration_from_float_seconds(seconds, max_ms, &ms);
     break;
   }
-  case CONFIG_TYPE_STRING:
-    if (nlb_duration_parse(config_setting_get_string(s), &ms) < 0) {
+  case CONFIG_TYPE_STRING: {
+    const char *text = config_setting_get_string(s);
+    snprintf(value, sizeof(value), "\"%.40s%s\"", text,
+             strlen(text) > 40 ? "..." : "");
+    rc = nlb_duration_parse(text, &ms);
+    if (rc == -EINVAL) {
       fail_at(ld, line_of(s),
-              "'%s': bad duration \"%s\" (use e.g. \"250ms\", \"10s\", "
-              "\"5m\")",
-              name, config_setting_get_string(s));
+              "'%s': bad duration %s (use e.g. \"250ms\", \"10s\", \"5m\")",
+              name, value);
       return false;
     }
     break;
+  }
   default:
     fail_at(ld, line_of(s), "'%s' must be a duration", name);
     return false;
   }
-  if (ms < min_ms || ms > max_ms) {
-    fail_at(ld, line_of(s), "'%s' must be between %llums and %llums", name,
-            (unsigned long long)min_ms, (unsigned long long)max_ms);
+  if (rc == -EINVAL) {
+    fail_at(ld, line_of(s), "'%s' must not be negative", name);
+    return false;
+  }
+  if (rc < 0 || ms < min_ms || ms > max_ms) {
+    duration_out_of_range(ld, s, name, min_ms, max_ms, value);
     return false;
   }
   *out = ms;
@@ -1168,6 +1204,180 @@ static void load_cpu_affinity(struct loader *ld, const config_setting_t *root,
             "worker_cpu_affinity \"%s\": expected \"auto\" or \"off\"", text);
 }
 
+/* libconfig 1.5 reads an integer without the L suffix into an int and
+ * wraps what does not fit (4294967376 reads as 80, 0xFFFFFFFF as -1); with
+ * the suffix it saturates at the int64 limits. What it read can then no
+ * longer be told from a small number, so the integers are checked in the
+ * text before libconfig reads it. No setting takes a number near these
+ * limits, so one that does not fit is out of range wherever it is. */
+#define INCLUDE_DEPTH_MAX 10
+
+static void check_integers_in(struct loader *ld, const char *path, int depth);
+
+static bool is_name_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '*';
+}
+
+static bool is_digit(char c)
+{
+  return c >= '0' && c <= '9';
+}
+
+/* Reads one number at p (libconfig's integer, integer64, hex, hex64 and
+ * float forms); reports an integer that libconfig would not keep. Returns
+ * the end of the number. */
+static const char *check_number(struct loader *ld, const char *path, int line,
+                                const char *p)
+{
+  const char *start = p, *q;
+  unsigned long long magnitude;
+  bool hex = false, suffix, fits;
+
+  if (*p == '-' || *p == '+')
+    p++;
+  if (p == start && p[0] == '0' && (p[1] == 'x' || p[1] == 'X') &&
+      isxdigit((unsigned char)p[2])) {
+    hex = true;
+    for (p += 2; isxdigit((unsigned char)*p);)
+      p++;
+  } else {
+    while (is_digit(*p))
+      p++;
+    q = p;
+    if (*q == '.')
+      for (q++; is_digit(*q);)
+        q++;
+    if ((*q == 'e' || *q == 'E') &&
+        (is_digit(q[1]) || ((q[1] == '-' || q[1] == '+') && is_digit(q[2])))) {
+      for (q += 2; is_digit(*q);)
+        q++;
+    }
+    if (q != p)
+      return q; /* a float: its range is checked where it is used */
+  }
+  suffix = *p == 'L';
+  errno = 0;
+  if (hex) {
+    magnitude = strtoull(start, NULL, 16);
+    fits = errno == 0 && magnitude <= (suffix ? LLONG_MAX : INT_MAX);
+  } else {
+    long long value = strtoll(start, NULL, 10);
+    fits = errno == 0 && (suffix || (value >= INT_MIN && value <= INT_MAX));
+  }
+  if (suffix)
+    p += p[1] == 'L' ? 2 : 1;
+  if (!fits)
+    fail_in(ld, path, line, "integer %.*s%s is out of range",
+            (int)(p - start > 40 ? 40 : p - start), start,
+            p - start > 40 ? "..." : "");
+  return p;
+}
+
+/* An "@include" line: the file it names is checked too, as libconfig
+ * (without an include directory) opens it: relative to the working
+ * directory. */
+static const char *check_include(struct loader *ld, const char *p, int depth)
+{
+  const char *name, *end;
+  char *included;
+
+  p += strlen("@include");
+  if (*p != ' ' && *p != '\t')
+    return p;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (*p != '"')
+    return p;
+  name = p + 1;
+  end = strchr(name, '"');
+  if (!end || memchr(name, '\n', (size_t)(end - name)))
+    return name;
+  included = strndup(name, (size_t)(end - name));
+  if (included && depth < INCLUDE_DEPTH_MAX)
+    check_integers_in(ld, included, depth + 1);
+  free(included);
+  return end + 1;
+}
+
+static void check_integers(struct loader *ld, const char *path,
+                           const char *text, int depth)
+{
+  const char *p = text;
+  bool line_start = true;
+  int line = 1;
+
+  while (*p) {
+    if (*p == '\n') {
+      line++;
+      line_start = true;
+      p++;
+    } else if (*p == ' ' || *p == '\t' || *p == '\r') {
+      p++;
+    } else if (line_start && strncmp(p, "@include", 8) == 0) {
+      p = check_include(ld, p, depth);
+      line_start = false;
+    } else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+      p += strcspn(p, "\n");
+    } else if (p[0] == '/' && p[1] == '*') {
+      const char *end = strstr(p + 2, "*/");
+      for (end = end ? end + 2 : p + strlen(p); p < end; p++)
+        line += *p == '\n';
+    } else if (*p == '"') {
+      for (p++; *p && *p != '"'; p++) {
+        if (*p == '\\' && p[1])
+          p++;
+        line += *p == '\n';
+      }
+      p += *p == '"';
+      line_start = false;
+    } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+               *p == '*') {
+      while (is_name_char(*p))
+        p++;
+      line_start = false;
+    } else if (is_digit(*p) ||
+               ((*p == '-' || *p == '+' || *p == '.') &&
+                (is_digit(p[1]) || (p[1] == '.' && is_digit(p[2]))))) {
+      p = check_number(ld, path, line, p);
+      line_start = false;
+    } else {
+      p++;
+      line_start = false;
+    }
+  }
+}
+
+/* Reads the file and checks its integers; a file that cannot be read is
+ * left to libconfig, which says so. */
+static void check_integers_in(struct loader *ld, const char *path, int depth)
+{
+  FILE *f = fopen(path, "r");
+  char *text = NULL;
+  size_t size = 0;
+  size_t got;
+  char chunk[4096];
+
+  if (!f)
+    return;
+  while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    char *grown = realloc(text, size + got + 1);
+    if (!grown)
+      goto close_file;
+    text = grown;
+    memcpy(text + size, chunk, got);
+    size += got;
+  }
+  if (text) {
+    text[size] = '\0';
+    check_integers(ld, path, text, depth);
+  }
+close_file:
+  free(text);
+  fclose(f);
+}
+
 struct nlb_config *nlb_config_load(const char *path, char **errors)
 {
   static const char *const keys[] = {"workers",
@@ -1196,6 +1406,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   cfg->path = dup_or_die(path);
   ld.dir = config_dir(path);
   config_init(&file);
+  check_integers_in(&ld, path, 0);
   if (!config_read_file(&file, path)) {
     if (config_error_type(&file) == CONFIG_ERR_FILE_IO)
       fail_at(&ld, 0, "cannot read file: %s", strerror(errno ? errno : EIO));

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The most milliseconds a parsed string may hold: below INT64_MAX, so that
+ * llround's result always fits. */
+#define PARSE_MAX_MS 9.2e18
+
 int nlb_duration_parse(const char *text, uint64_t *ms)
 {
   static const struct {
@@ -33,18 +37,48 @@ int nlb_duration_parse(const char *text, uint64_t *ms)
   value = strtod(text, &end);
   if (end != number_end)
     return -EINVAL;
-  if (errno == ERANGE && value != 0)
+  /* ERANGE is also an underflow ("0.000…1"): a tiny duration, rounded. */
+  if (errno == ERANGE && isinf(value))
     return -ERANGE;
-  if (errno || !isfinite(value) || value < 0)
+  if (!isfinite(value) || !(value >= 0))
     return -EINVAL;
   for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
     if (strcmp(end, units[i].suffix) == 0) {
       double total = value * units[i].ms;
-      if (total > 9.2e18)
+      if (!(total <= PARSE_MAX_MS))
         return -ERANGE;
       *ms = (uint64_t)llround(total);
       return 0;
     }
   }
   return -EINVAL;
+}
+
+int nlb_duration_from_seconds(long long seconds, uint64_t max_ms, uint64_t *ms)
+{
+  if (seconds < 0)
+    return -EINVAL;
+  if ((unsigned long long)seconds > max_ms / 1000)
+    return -ERANGE;
+  *ms = (uint64_t)seconds * 1000;
+  return 0;
+}
+
+int nlb_duration_from_float_seconds(double seconds, uint64_t max_ms,
+                                    uint64_t *ms)
+{
+  double total;
+
+  if (isnan(seconds) || seconds < 0)
+    return -EINVAL;
+  /* Compared as a double first: converting a value out of the integer's
+   * range is undefined behaviour, not a wrap. */
+  total = seconds * 1000;
+  if (!(total <= (double)max_ms + 0.5))
+    return -ERANGE;
+  total = round(total);
+  if (total > (double)max_ms)
+    return -ERANGE;
+  *ms = (uint64_t)total;
+  return 0;
 }

@@ -79,6 +79,31 @@ BAD_CONFIGS = [
      [(2, 'dns zone "nlb_internal" is not a DNS name'),
       (5, "only a provider has 'dns_domains'"),
       (7, 'dns "127.1.0.2:53" is not an IPv4 or IPv6 address')]),
+    # Numbers that overflowed into small ones: 1e19 s was 0 ms, the
+    # 18446744073709552L s interval 384 ms, 4294967376 port 80.
+    ("float duration overflow",
+     'target_groups = ( { name = "tg";\n'
+     '  deregistration_delay = 1e19; } );\n',
+     [(2, "'deregistration_delay' must be between 0ms and 3600000ms")]),
+    ("integer duration overflow",
+     'target_groups = ( { name = "tg";\n'
+     '  health_check = {\n'
+     '    interval = 18446744073709552L; }; } );\n',
+     [(3, "'interval' must be between 100ms and 3600000ms")]),
+    ("infinite duration", 'shutdown_timeout = 1e999;\n',
+     [(1, "'shutdown_timeout' must be between")]),
+    ("negative infinite duration", 'shutdown_timeout = -1e999;\n',
+     [(1, "must not be negative")]),
+    ("string duration overflow",
+     'shutdown_timeout = "99999999999999999999d";\n',
+     [(1, "'shutdown_timeout' must be between")]),
+    ("32-bit wrap",
+     'target_groups = ( { name = "tg"; } );\n'
+     'load_balancers = ( { name = "lb"; listeners = (\n'
+     '  { port = 4294967376; target_group = "tg"; } ); } );\n',
+     [(3, "integer 4294967376 is out of range")]),
+    ("64-bit saturation", 'workers = 99999999999999999999L;\n',
+     [(1, "integer 99999999999999999999L is out of range")]),
     ("several at once",
      'workers = 999;\n'
      'target_groups = ( { name = "tg"; algorithm = "fast"; } );\n',

@@ -497,6 +497,66 @@ static void test_config_out_of_range_values(void)
   expect_error_at("shutdown_timeout = -0.5;\n", 1, "must not be negative");
 }
 
+/* Numbers too big for what libconfig or nlb would keep them in: each is an
+ * error at its line, never a wrapped or truncated small value (1e19 s was
+ * read as 0 ms, 18446744073709552L s as 384 ms, 4294967376 as port 80). */
+static void test_config_overflowing_numbers(void)
+{
+  expect_error_at(TG("    deregistration_delay = 1e19;\n"), 3,
+                  "'deregistration_delay' must be between 0ms and 3600000ms");
+  expect_error_at(TG("    health_check = {\n"
+                     "      interval = 18446744073709552L; };\n"),
+                  4, "'interval' must be between 100ms and 3600000ms");
+  expect_error_at("shutdown_timeout = 1e999;\n", 1,
+                  "'shutdown_timeout' must be between");
+  expect_error_at("shutdown_timeout = -1e999;\n", 1, "must not be negative");
+  expect_error_at("shutdown_timeout = 9223372036854775807L;\n", 1,
+                  "'shutdown_timeout' must be between");
+  expect_error_at("shutdown_timeout = -9223372036854775808L;\n", 1,
+                  "must not be negative");
+  expect_error_at("shutdown_timeout = \"99999999999999999999d\";\n", 1,
+                  "'shutdown_timeout' must be between 0ms and 3600000ms, not "
+                  "\"99999999999999999999d\"");
+  expect_error_at("shutdown_timeout = \"1e19\";\n", 1, "bad duration");
+  expect_error_at("registry = { path = \"/tmp/x.db\";\n"
+                  "  pending_expiry = 315360001; };\n",
+                  2, "'pending_expiry' must be between");
+  /* libconfig wraps an integer without L into 32 bits and saturates one
+   * with L: both are caught in the text, at their line. */
+  expect_error_at("\nworkers = 4294967297;\n", 2,
+                  "integer 4294967297 is out of range");
+  expect_error_at("workers = -4294967295;\n", 1,
+                  "integer -4294967295 is out of range");
+  expect_error_at("workers = 2147483648;\n", 1, "out of range");
+  expect_error_at("workers = 0x100000001;\n", 1,
+                  "integer 0x100000001 is out of range");
+  expect_error_at("workers = 0xFFFFFFFF;\n", 1, "out of range");
+  expect_error_at("workers = 0x1FFFFFFFFFFFFFFFFL;\n", 1, "out of range");
+  expect_error_at("workers = 99999999999999999999L;\n", 1,
+                  "integer 99999999999999999999L is out of range");
+  expect_error_at(TG("    health_check = { port = 4294967376; };\n"), 3,
+                  "integer 4294967376 is out of range");
+  expect_error_at(TG("    targets = (\n"
+                     "      { address = \"127.0.0.1:1\";\n"
+                     "        weight = 4294967297; }\n"
+                     "    );\n"),
+                  5, "out of range");
+  /* Line numbers count comments and strings over several lines. */
+  expect_error_at("# 1e99 99999999999\n/* 4294967297\n */ log = {\n"
+                  "  access = \"a\\\n b 4294967297\"; };\n"
+                  "workers = 4294967297;\n",
+                  6, "integer 4294967297 is out of range");
+  /* What fits stays accepted, and numbers in comments and strings. */
+  expect_ok("workers = 0x7F;\n");
+  expect_ok("shutdown_timeout = 3600;\n");
+  expect_ok("shutdown_timeout = 3600L;\n");
+  expect_ok("shutdown_timeout = 3600.0;\n");
+  expect_ok("shutdown_timeout = 36e2;\n");
+  expect_ok("shutdown_timeout = \"3600000ms\";\n");
+  expect_ok("# workers = 4294967297;\n/* 0xFFFFFFFFFFFFFFFFFF */\n"
+            "log = { access = \"/tmp/4294967297\"; };\n");
+}
+
 static void test_config_bad_values(void)
 {
   expect_error_at("\nshutdown_timeout = \"10 seconds\";\n", 2,
@@ -827,6 +887,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_duplicate_names),
       NLB_UNIT_CASE(test_config_bad_addresses),
       NLB_UNIT_CASE(test_config_out_of_range_values),
+      NLB_UNIT_CASE(test_config_overflowing_numbers),
       NLB_UNIT_CASE(test_config_bad_values),
       NLB_UNIT_CASE(test_config_node_announce),
       NLB_UNIT_CASE(test_config_unknown_keys),

@@ -1,10 +1,14 @@
 /* CUnit suite for nlb/duration.c: every unit, bare seconds, fractions, and
- * the inputs that must be refused (with the error each one gets). */
+ * the inputs that must be refused (with the error each one gets), in each
+ * of the three forms: strings, integer seconds and decimal seconds. */
 #include "nlb/duration.h"
 
 #include <CUnit/CUnit.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "unit.h"
 
@@ -77,6 +81,90 @@ static void test_duration_out_of_range(void)
   expect_error("99999999999999999999d", -ERANGE);
   expect_error("9223372036854775807s", -ERANGE);
   expect_ms("9000000000000000ms", UINT64_C(9000000000000000));
+  /* Past DBL_MAX: strtod's overflow, not a wrapped count. */
+  char huge[400];
+  memset(huge, '9', sizeof(huge) - 2);
+  huge[sizeof(huge) - 2] = 's';
+  huge[sizeof(huge) - 1] = '\0';
+  expect_error(huge, -ERANGE);
+  expect_error("1e19", -EINVAL); /* no exponents, whatever their size */
+}
+
+/* strtod's underflow (ERANGE with a tiny value) is a tiny duration. */
+static void test_duration_underflow_is_zero(void)
+{
+  char tiny[400] = "0.";
+  memset(tiny + 2, '0', sizeof(tiny) - 5);
+  tiny[sizeof(tiny) - 3] = '1';
+  tiny[sizeof(tiny) - 2] = 's';
+  tiny[sizeof(tiny) - 1] = '\0';
+  expect_ms(tiny, 0);
+}
+
+static void expect_seconds(long long seconds, uint64_t max_ms, int want_rc,
+                           uint64_t want_ms)
+{
+  uint64_t ms = UINT64_C(0xdeadbeef);
+  int rc = nlb_duration_from_seconds(seconds, max_ms, &ms);
+  if (rc != want_rc || ms != want_ms)
+    fprintf(stderr, "\n  %lld s (max %llu ms): rc %d, %llu ms", seconds,
+            (unsigned long long)max_ms, rc, (unsigned long long)ms);
+  CU_ASSERT_EQUAL(rc, want_rc);
+  CU_ASSERT_EQUAL(ms, want_ms);
+}
+
+static void expect_float_seconds(double seconds, uint64_t max_ms, int want_rc,
+                                 uint64_t want_ms)
+{
+  uint64_t ms = UINT64_C(0xdeadbeef);
+  int rc = nlb_duration_from_float_seconds(seconds, max_ms, &ms);
+  if (rc != want_rc || ms != want_ms)
+    fprintf(stderr, "\n  %g s (max %llu ms): rc %d, %llu ms", seconds,
+            (unsigned long long)max_ms, rc, (unsigned long long)ms);
+  CU_ASSERT_EQUAL(rc, want_rc);
+  CU_ASSERT_EQUAL(ms, want_ms);
+}
+
+#define UNTOUCHED UINT64_C(0xdeadbeef)
+
+/* Integers: the range is checked before the multiply, so a count that
+ * would wrap (18446744073709552 s is 384 ms once wrapped) is refused. */
+static void test_duration_integer_seconds(void)
+{
+  expect_seconds(0, 3600000, 0, 0);
+  expect_seconds(30, 3600000, 0, 30000);
+  expect_seconds(3600, 3600000, 0, 3600000);
+  expect_seconds(3601, 3600000, -ERANGE, UNTOUCHED);
+  expect_seconds(3600, 3599999, -ERANGE, UNTOUCHED);
+  expect_seconds(-1, 3600000, -EINVAL, UNTOUCHED);
+  expect_seconds(LLONG_MIN, 3600000, -EINVAL, UNTOUCHED);
+  expect_seconds(18446744073709552LL, 3600000, -ERANGE, UNTOUCHED);
+  expect_seconds(18446744073709552LL, UINT64_MAX, -ERANGE, UNTOUCHED);
+  expect_seconds(LLONG_MAX, UINT64_MAX, -ERANGE, UNTOUCHED);
+  expect_seconds(LLONG_MAX / 1000, UINT64_MAX, 0,
+                 (uint64_t)(LLONG_MAX / 1000) * 1000);
+}
+
+/* Decimals: compared as doubles before the conversion, whose overflow
+ * (1e19 s) would be undefined behaviour. */
+static void test_duration_float_seconds(void)
+{
+  expect_float_seconds(0, 3600000, 0, 0);
+  expect_float_seconds(-0.0, 3600000, 0, 0);
+  expect_float_seconds(0.25, 3600000, 0, 250);
+  expect_float_seconds(0.0004, 3600000, 0, 0);
+  expect_float_seconds(0.0005, 3600000, 0, 1);
+  expect_float_seconds(3600, 3600000, 0, 3600000);
+  expect_float_seconds(3600.0004, 3600000, 0, 3600000);
+  expect_float_seconds(3600.0006, 3600000, -ERANGE, UNTOUCHED);
+  expect_float_seconds(1e19, 3600000, -ERANGE, UNTOUCHED);
+  expect_float_seconds(1e300, 3600000, -ERANGE, UNTOUCHED);
+  expect_float_seconds(HUGE_VAL, 3600000, -ERANGE, UNTOUCHED);
+  expect_float_seconds(1e19, UINT64_C(1) << 53, -ERANGE, UNTOUCHED);
+  expect_float_seconds(-0.5, 3600000, -EINVAL, UNTOUCHED);
+  expect_float_seconds(-HUGE_VAL, 3600000, -EINVAL, UNTOUCHED);
+  expect_float_seconds(NAN, 3600000, -EINVAL, UNTOUCHED);
+  expect_float_seconds(-NAN, 3600000, -EINVAL, UNTOUCHED);
 }
 
 int main(void)
@@ -87,6 +175,9 @@ int main(void)
       NLB_UNIT_CASE(test_duration_fractions),
       NLB_UNIT_CASE(test_duration_rejects_junk),
       NLB_UNIT_CASE(test_duration_out_of_range),
+      NLB_UNIT_CASE(test_duration_underflow_is_zero),
+      NLB_UNIT_CASE(test_duration_integer_seconds),
+      NLB_UNIT_CASE(test_duration_float_seconds),
   };
   return nlb_unit_run("duration", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
