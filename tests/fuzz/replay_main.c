@@ -1,7 +1,8 @@
 /* Feeds files to LLVMFuzzerTestOneInput without libFuzzer, so that the
  * seed corpus runs through the target in every build (`make check`) and a
  * crash found by the fuzzer can be replayed under gdb. Arguments: files or
- * directories; none: $top_srcdir/tests/fuzz/corpus/dns. */
+ * directories; none: $top_srcdir/tests/fuzz/corpus/FUZZ_CORPUS (each
+ * target's replay program is built with its own). */
 #include <dirent.h>
 #include <limits.h>
 #include <stdint.h>
@@ -9,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#ifndef FUZZ_CORPUS
+#define FUZZ_CORPUS "dns"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -82,7 +87,7 @@ int main(int argc, char **argv)
   int rc = 0;
 
   if (argc < 2) {
-    snprintf(fallback, sizeof(fallback), "%s/tests/fuzz/corpus/dns",
+    snprintf(fallback, sizeof(fallback), "%s/tests/fuzz/corpus/" FUZZ_CORPUS,
              top ? top : ".");
     rc = replay(fallback, &count);
   }
