@@ -22,15 +22,42 @@ struct loader {
   bool failed;
 };
 
+/* Copies text into out (len bytes) with control characters written as
+ * \n, \t or \xHH: a value quoted from the file stays on its error's line,
+ * so that each line still reads FILE:LINE: message (nlbd -t, and the event
+ * log's "reload rejected", whose lines a reader must be able to trust). */
+static void escape_controls(const char *text, char *out, size_t len)
+{
+  size_t n = 0;
+
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+    char code[5];
+    if (*p == '\n')
+      snprintf(code, sizeof(code), "\\n");
+    else if (*p == '\t')
+      snprintf(code, sizeof(code), "\\t");
+    else if (*p < 0x20 || *p == 0x7f)
+      snprintf(code, sizeof(code), "\\x%02x", *p);
+    else
+      snprintf(code, sizeof(code), "%c", *p);
+    if (n + strlen(code) >= len)
+      break;
+    memcpy(out + n, code, strlen(code));
+    n += strlen(code);
+  }
+  out[n] = '\0';
+}
+
 static void vfail_in(struct loader *ld, const char *path, int line,
                      const char *fmt, va_list args)
 {
-  char message[512];
+  char raw[512], message[512];
   char where[32] = "";
   char *grown;
   int len;
 
-  vsnprintf(message, sizeof(message), fmt, args);
+  vsnprintf(raw, sizeof(raw), fmt, args);
+  escape_controls(raw, message, sizeof(message));
   ld->failed = true;
   /* Line 0: the whole file is at fault (it cannot be read). */
   if (line > 0)

@@ -557,6 +557,27 @@ static void test_config_overflowing_numbers(void)
             "log = { access = \"/tmp/4294967297\"; };\n");
 }
 
+/* A value quoted in an error keeps its control characters escaped: the
+ * error stays one line "FILE:LINE: message" (found by fuzz_config: a
+ * newline in api.listen split the error over several lines). */
+static void test_config_quoted_values_stay_on_one_line(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg =
+      load_text("api = { listen = \"0.0.0.0:1\\nnlbd: fake\\t\\x01\"; };\n"
+                "registry = { path = \"r.db\"; };\n",
+                &errors);
+
+  CU_ASSERT_PTR_NULL(cfg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(errors);
+  CU_ASSERT_TRUE(all_lines_well_formed(errors));
+  CU_ASSERT_TRUE(has_error(errors, 1, "\"0.0.0.0:1\\nnlbd: fake\\t\\x01\""));
+  /* One error, one line. */
+  CU_ASSERT_PTR_EQUAL(strchr(errors, '\n'), errors + strlen(errors) - 1);
+  nlb_config_free(cfg);
+  free(errors);
+}
+
 static void test_config_bad_values(void)
 {
   expect_error_at("\nshutdown_timeout = \"10 seconds\";\n", 2,
@@ -888,6 +909,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_bad_addresses),
       NLB_UNIT_CASE(test_config_out_of_range_values),
       NLB_UNIT_CASE(test_config_overflowing_numbers),
+      NLB_UNIT_CASE(test_config_quoted_values_stay_on_one_line),
       NLB_UNIT_CASE(test_config_bad_values),
       NLB_UNIT_CASE(test_config_node_announce),
       NLB_UNIT_CASE(test_config_unknown_keys),
