@@ -557,6 +557,34 @@ static void test_config_overflowing_numbers(void)
             "log = { access = \"/tmp/4294967297\"; };\n");
 }
 
+/* An @included file's integers are checked too, and its errors name it. */
+static void test_config_included_integers_are_checked(void)
+{
+  char included[96], text[256], want[160];
+  char *errors = NULL;
+  struct nlb_config *cfg;
+  FILE *f;
+
+  snprintf(included, sizeof(included), "%s-included", config_path);
+  f = fopen(included, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs("# more settings\nworkers = 4294967297;\n", f);
+  fclose(f);
+  snprintf(text, sizeof(text),
+           "log = { level = \"info\"; };\n@include \"%s\"\n", included);
+  cfg = load_text(text, &errors);
+  unlink(included);
+  CU_ASSERT_PTR_NULL(cfg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(errors);
+  snprintf(want, sizeof(want), "%s:2: integer 4294967297 is out of range\n",
+           included);
+  if (!strstr(errors, want))
+    fprintf(stderr, "\n  want \"%s\"; got:\n%s", want, errors);
+  CU_ASSERT_PTR_NOT_NULL(strstr(errors, want));
+  nlb_config_free(cfg);
+  free(errors);
+}
+
 /* A value quoted in an error keeps its control characters escaped: the
  * error stays one line "FILE:LINE: message" (found by fuzz_config: a
  * newline in api.listen split the error over several lines). */
@@ -909,6 +937,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_bad_addresses),
       NLB_UNIT_CASE(test_config_out_of_range_values),
       NLB_UNIT_CASE(test_config_overflowing_numbers),
+      NLB_UNIT_CASE(test_config_included_integers_are_checked),
       NLB_UNIT_CASE(test_config_quoted_values_stay_on_one_line),
       NLB_UNIT_CASE(test_config_bad_values),
       NLB_UNIT_CASE(test_config_node_announce),
