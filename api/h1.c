@@ -282,7 +282,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
   if (r->headers_done)
     return refuse_framing(h, "trailer fields are not accepted");
-  if (count_header_bytes(h, len + 4) != 0)
+  /* ": " and CRLF count once a field: the parser calls back once per
+   * read, and a field's name may come in many. */
+  bool new_field = r->in_value || r->name_len == 0;
+  if (count_header_bytes(h, len + (new_field ? 4 : 0)) != 0)
     return -1;
   if (r->in_value)
     end_field(r);
