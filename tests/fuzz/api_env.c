@@ -64,7 +64,8 @@ struct call {
 
 static struct call *queue_head, **queue_tail = &queue_head;
 
-/* What nlbd's change feed does after each call: wake event streams. */
+/* What nlbd's change feed does after each call: wake event streams, take
+ * tokens made or revoked. */
 static void follow_changes(void)
 {
   struct reg_changes c;
@@ -72,7 +73,7 @@ static void follow_changes(void)
   if (reg_changes_read(env.reg, feed_cursor, 1000, !feed_started, &c) != 0)
     return;
   feed_started = true;
-  api_server_events(env.server, c.events, c.n_events, c.last_seq);
+  api_server_changes(env.server, &c);
   feed_cursor = c.last_seq;
   reg_changes_release(&c);
 }
@@ -136,9 +137,10 @@ static void list_target_groups(void *arg,
   emit(ctx, "db-tg", NULL, 0);
 }
 
-static char *metrics_text(void *arg)
+static char *metrics_text(void *arg, const struct api_metrics_scope *scope)
 {
   (void)arg;
+  (void)scope;
   return strdup("# HELP nlb_active_flows Flows open now.\n"
                 "# TYPE nlb_active_flows gauge\n"
                 "nlb_active_flows{lb=\"web-lb\",listener=\"8080\"} 0\n");

@@ -6,9 +6,11 @@
  * An input is requests separated by lines "%%"; each is a line
  * "METHOD PATH [WHO]" and then the body. WHO is a principal (ops, prov,
  * prov2, shop, shop2: its Bearer token), "-" (no token, the default) or
- * the raw Authorization value. In the path and body, $s and $e stand for
- * the ID of the last service and endpoint created, $S and $E for the
- * first, so that an input can create, accept and delete what it made.
+ * the raw Authorization value, or "token": the last API token made. In the
+ * path and body, $s and $e stand for the ID of the last service and
+ * endpoint created, $S and $E for the first, $t and $k for the last token
+ * and its ID, so that an input can create, accept, use, revoke and delete
+ * what it made.
  *
  * Every piece goes through the pure functions too (api_route_match for
  * every method, api_query_*, api_percent_decode, api_json_*,
@@ -38,6 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct ids {
   char first_service[REG_ID_BUF], last_service[REG_ID_BUF];
   char first_endpoint[REG_ID_BUF], last_endpoint[REG_ID_BUF];
+  char token[128], token_id[REG_ID_BUF]; /* the last token made */
 };
 
 static void check_route(const char *path)
@@ -153,10 +156,11 @@ static void check_authorization(const char *value)
     abort();
 }
 
-/* Replaces $s, $e, $S, $E in text by the IDs seen so far; malloc'd. */
+/* Replaces $s, $e, $S, $E, $t, $k in text by the IDs and token seen so
+ * far; malloc'd. */
 static char *substitute(const char *text, size_t len, const struct ids *ids)
 {
-  char *out = malloc(len * REG_ID_BUF + 1);
+  char *out = malloc(len * sizeof(ids->token) + 1);
   size_t n = 0;
 
   if (out == NULL)
@@ -176,6 +180,12 @@ static char *substitute(const char *text, size_t len, const struct ids *ids)
         break;
       case 'E':
         id = ids->first_endpoint;
+        break;
+      case 't':
+        id = ids->token;
+        break;
+      case 'k':
+        id = ids->token_id;
         break;
       }
     }
@@ -267,8 +277,16 @@ static void remember_ids(struct ids *ids, const struct api_response *resp)
   body = json_loadb(resp->body, resp->len, 0, NULL);
   json_object_foreach(body, key, value)
   {
-    if (strcmp(key, "id") == 0 && json_is_string(value))
+    if (!json_is_string(value))
+      continue;
+    if (strcmp(key, "id") == 0)
       remember(ids, json_string_value(value));
+    if (strcmp(key, "id") == 0 || strcmp(key, "token_id") == 0)
+      if (strncmp(json_string_value(value), "tok-", 4) == 0)
+        snprintf(ids->token_id, sizeof ids->token_id, "%s",
+                 json_string_value(value));
+    if (strcmp(key, "token") == 0)
+      snprintf(ids->token, sizeof ids->token, "%s", json_string_value(value));
   }
   json_decref(body);
 }
@@ -304,7 +322,12 @@ static void run_request(struct ids *ids, const char *head, size_t head_len,
   path = substitute(path_start, strlen(path_start), ids);
   text = substitute(body, body_len, ids);
 
+  char bearer[160];
   const char *authorization = fuzz_api_env_authorization(who);
+  if (strcmp(who, "token") == 0) {
+    snprintf(bearer, sizeof bearer, "Bearer %s", ids->token);
+    authorization = bearer;
+  }
   check_route(path);
   check_query(path);
   check_body(text, strlen(text));

@@ -287,6 +287,38 @@ API = {
                     'POST /v1/services prov\n{"name":"' + "n" * 70 +
                     '","load_balancer":"nope"}',
                     'POST /v1/services prov\n'),
+    "tenancy": api('POST /v1/principals ops\n{"name":"team","role":"consumer"}',
+                   "GET /v1/endpoints token",
+                   'POST /v1/networks ops\n{"name":"team-vpc",'
+                   '"range":"10.9.0.0/29","principals":["team"]}',
+                   SVC_OPEN, 'POST /v1/endpoints token\n'
+                   '{"service":"open","network":"team-vpc"}',
+                   "GET /v1/events?after=0 token",
+                   "GET /v1/principals?limit=2 ops",
+                   "GET /v1/networks ops"),
+    "tokens": api('POST /v1/principals ops\n{"name":"team","role":"provider"}',
+                  'POST /v1/principals/team/tokens ops\n'
+                  '{"expires_at":"2030-01-02T03:04:05.678+01:00"}',
+                  "GET /v1/services token",
+                  "GET /v1/principals/team/tokens ops",
+                  "DELETE /v1/principals/team/tokens/$k ops",
+                  "GET /v1/services token",
+                  'POST /v1/principals/team/tokens ops\n'
+                  '{"expires_at":"2001-01-01T00:00:00Z"}',
+                  'POST /v1/principals/team/tokens ops\n'
+                  '{"expires_at":"tomorrow"}',
+                  "POST /v1/principals/team/tokens ops",
+                  "DELETE /v1/principals/team ops",
+                  "GET /v1/services token"),
+    "tenancy-bad": api('POST /v1/principals ops\n{"name":"ops","role":"king"}',
+                       'POST /v1/principals prov\n{"name":"x",'
+                       '"role":"consumer"}',
+                       'POST /v1/networks ops\n{"name":"n","range":'
+                       '"10.0.0.1/24","netns":"..","principals":["ghost"]}',
+                       "DELETE /v1/principals/ops ops",
+                       "DELETE /v1/networks/shop-vpc ops",
+                       "DELETE /v1/principals/nobody/tokens/tok-1 ops",
+                       "GET /v1/openapi.yaml -"),
     "delete-busy-service": api(SVC, EP, "DELETE /v1/services/$s prov",
                                "DELETE /v1/endpoints/$e ops",
                                "DELETE /v1/services/$s ops"),
@@ -380,6 +412,14 @@ HTTP1 = {
                                                               "/healthz"),
     "unauthorized-then-ok": req("GET", "/v1/services")
     + req("GET", "/v1/services", "ops"),
+    # The registry's IDs and tokens come from a counter reset per input:
+    # the first token made is always this one.
+    "token-revoked-closes": req("POST", "/v1/principals", "ops",
+                                '{"name":"team","role":"provider"}')
+    + req("GET", "/v1/services", extra=(
+        "Authorization: Bearer nlb_r_RP7Jvq4TzDpgn2ey8Zq1WGZKzXDWpMaXsAEBZyTyU",))
+    + req("DELETE", "/v1/principals/team/tokens/tok-b029f7c383a1df292", "ops")
+    + req("GET", "/healthz"),
     "target-register": req("POST", "/v1/target-groups/web-tg/targets", "ops",
                            '{"address":"127.0.0.1:9100"}')
     + req("DELETE", "/v1/target-groups/web-tg/targets/127.0.0.1%3A9100",
