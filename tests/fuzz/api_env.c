@@ -341,8 +341,8 @@ void fuzz_api_env_check_response(const struct api_response *resp)
     abort();
   if (resp->events && resp->status == 200)
     return;
-  if (resp->body == NULL || strlen(resp->body) != resp->len)
-    abort();
+  if (resp->body == NULL || memchr(resp->body, '\0', resp->len) != NULL)
+    abort(); /* answers are text (not NUL-terminated: len says) */
   if (resp->content_type != NULL)
     return;
   body = json_loadb(resp->body, resp->len, 0, NULL);

@@ -82,36 +82,25 @@ FUZZ_CONFIG_FILES = \
 FUZZ_PROXY_V2_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_proxy_v2.c \
 	$(top_srcdir)/nlb/proxy_v2.c
-FUZZ_REGISTRY_FILES = \
-	$(top_srcdir)/registry/core.c \
-	$(top_srcdir)/registry/address.c \
-	$(top_srcdir)/registry/services.c \
-	$(top_srcdir)/registry/endpoints.c \
-	$(top_srcdir)/registry/cluster.c \
-	$(top_srcdir)/registry/store-common.c \
-	$(top_srcdir)/registry/store_sqlite.c \
-	$(top_srcdir)/registry/store_pg.c
-# The API without its transport (conn.c) and HTTP/2 (h2.c).
+# The API and registry libraries' own sources, less the API's transport
+# (conn.c: fake_conn.c stands in) and HTTP/2 (h2.c), compiled by the rules
+# below from the build tree (generated files) or the source tree.
+FUZZ_API_LIB_FILES = $(api_libapi_a_SOURCES) \
+	$(nodist_api_libapi_a_SOURCES) $(registry_libregistry_a_SOURCES)
 FUZZ_API_COMMON_FILES = \
 	$(top_srcdir)/tests/fuzz/api_env.c \
-	$(top_srcdir)/tests/fuzz/fake_conn.c \
-	$(top_srcdir)/api/auth.c \
-	$(top_srcdir)/api/events.c \
-	$(top_srcdir)/api/exchange.c \
-	$(top_srcdir)/api/handlers.c \
-	$(top_srcdir)/api/json.c \
-	$(top_srcdir)/api/router.c \
-	$(top_srcdir)/api/server.c \
-	$(FUZZ_REGISTRY_FILES)
+	$(top_srcdir)/tests/fuzz/fake_conn.c
 FUZZ_API_FILES = $(top_srcdir)/tests/fuzz/fuzz_api.c $(FUZZ_API_COMMON_FILES)
-FUZZ_HTTP1_FILES = \
-	$(top_srcdir)/tests/fuzz/fuzz_http1.c \
-	$(top_srcdir)/api/h1.c \
+FUZZ_HTTP1_FILES = $(top_srcdir)/tests/fuzz/fuzz_http1.c \
 	$(FUZZ_API_COMMON_FILES)
-FUZZ_API_INCLUDES = $(top_srcdir)/api/api-int.h $(top_srcdir)/api/conn.h \
-	$(top_srcdir)/api/events.h $(top_srcdir)/api/exchange.h \
-	$(top_srcdir)/registry/registry-int.h $(top_srcdir)/registry/store-int.h \
-	$(top_srcdir)/tests/fuzz/api_env.h $(top_srcdir)/tests/fuzz/fake_conn.h
+# The .c files of FUZZ_API_LIB_FILES, for a recipe's shell.
+FUZZ_LIB_C = files=; for f in $(FUZZ_API_LIB_FILES); do \
+	  case $$f in *.h|api/conn.c|api/h2.c) ;; \
+	  *) if test -f $$f; then files="$$files $$f"; \
+	     else files="$$files $(top_srcdir)/$$f"; fi ;; esac; \
+	done
+FUZZ_API_INCLUDES = $(top_srcdir)/tests/fuzz/api_env.h \
+	$(top_srcdir)/tests/fuzz/fake_conn.h
 FUZZ_API_EXTERNAL = $(LIBUV_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) \
 	$(HTTP_PARSER_LIBS) $(SQLITE3_LIBS) $(LIBPQ_LIBS)
 FUZZ_API_CC_FLAGS = $(AM_CPPFLAGS) $(FUZZ_API_CPPFLAGS) $(LIBUV_CFLAGS) \
@@ -142,16 +131,19 @@ tests/fuzz/fuzz_proxy_v2: $(FUZZ_PROXY_V2_FILES) $(noinst_HEADERS)
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) \
 		-o $@ $(FUZZ_PROXY_V2_FILES)
 
-tests/fuzz/fuzz_api: $(FUZZ_API_FILES) $(noinst_HEADERS) $(FUZZ_API_INCLUDES)
+tests/fuzz/fuzz_api: $(FUZZ_API_FILES) $(FUZZ_API_LIB_FILES) \
+		$(noinst_HEADERS) $(FUZZ_API_INCLUDES)
 	@$(MKDIR_P) tests/fuzz
-	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_API_CC_FLAGS) \
-		-o $@ $(FUZZ_API_FILES) $(FUZZ_API_EXTERNAL)
+	$(AM_V_CCLD)$(FUZZ_LIB_C); $(FUZZ_CC) $(FUZZ_CFLAGS) \
+		$(FUZZ_API_CC_FLAGS) -o $@ $(FUZZ_API_FILES) $$files \
+		$(FUZZ_API_EXTERNAL)
 
-tests/fuzz/fuzz_http1: $(FUZZ_HTTP1_FILES) $(noinst_HEADERS) \
-		$(FUZZ_API_INCLUDES)
+tests/fuzz/fuzz_http1: $(FUZZ_HTTP1_FILES) $(FUZZ_API_LIB_FILES) \
+		$(noinst_HEADERS) $(FUZZ_API_INCLUDES)
 	@$(MKDIR_P) tests/fuzz
-	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_API_CC_FLAGS) \
-		-o $@ $(FUZZ_HTTP1_FILES) $(FUZZ_API_EXTERNAL)
+	$(AM_V_CCLD)$(FUZZ_LIB_C); $(FUZZ_CC) $(FUZZ_CFLAGS) \
+		$(FUZZ_API_CC_FLAGS) -o $@ $(FUZZ_HTTP1_FILES) $$files \
+		$(FUZZ_API_EXTERNAL)
 
 fuzz: $(FUZZ_TARGETS)
 	@for t in dns config proxy_v2 api http1; do \
