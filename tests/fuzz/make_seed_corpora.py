@@ -19,8 +19,9 @@ log = { access = "stderr"; access_format = "json"; events = "stderr";
         level = "warn"; };
 api = { listen = "127.0.0.1:9180"; };
 registry = { path = "/tmp/nlb-fuzz.db"; pending_expiry = "7d";
-             event_retention = "1h"; };
-node = { name = "n1"; };
+             event_retention = "1h"; endpoint_retention = 86400;
+             service_quota = 100; };
+node = { name = "n1"; networks = ( { name = "vpc9"; netns = "vpc9-here"; } ); };
 principals = (
   { name = "ops"; role = "operator"; token_sha256 = "%s"; },
   { name = "shop"; role = "consumer"; token_sha256 = "%s"; }
