@@ -151,6 +151,7 @@ static const struct api_dataplane_ops dataplane_ops = {list_target_groups,
 
 /* ---- setup -------------------------------------------------------------- */
 
+/* people[1] is prov: open_registry gives it a DNS domain. */
 static const struct {
   const char *name;
   enum reg_role role;
@@ -191,18 +192,33 @@ static void open_registry(void)
   static const char *const target_groups[] = {"web-tg", "db-tg"};
   struct reg_principal principals[N_PEOPLE];
   const struct reg_network networks[] = {
-      {"shop-vpc", NULL, "127.88.0.0/24", shop_only, 1},
-      {"tiny", NULL, "127.89.0.0/30", shop2_only, 1},
-      {"any6", NULL, "fd00:88::/120", NULL, 0},
+      {.name = "shop-vpc",
+       .range = "127.88.0.0/24",
+       .principals = shop_only,
+       .n_principals = 1},
+      {.name = "tiny",
+       .range = "127.89.0.0/30",
+       .principals = shop2_only,
+       .n_principals = 1},
+      {.name = "any6", .range = "fd00:88::/120"},
   };
   const struct reg_load_balancer lbs[] = {
-      {"web-lb", web_ports, 2, false},
-      {"db-lb", db_ports, 1, true},
+      {.name = "web-lb", .ports = web_ports, .n_ports = 2},
+      {.name = "db-lb",
+       .ports = db_ports,
+       .n_ports = 1,
+       .proxy_protocol = true},
   };
   struct reg_error err = {0};
 
+  static const char *const prov_domains[] = {"payments.example"};
+
   for (size_t i = 0; i < N_PEOPLE; i++)
-    principals[i] = (struct reg_principal){people[i].name, people[i].role};
+    principals[i] =
+        (struct reg_principal){.name = people[i].name, .role = people[i].role};
+  /* prov may name its services in a domain of its own (private DNS). */
+  principals[1].dns_domains = prov_domains;
+  principals[1].n_dns_domains = 1;
   struct reg_config cfg = {.principals = principals,
                            .n_principals = N_PEOPLE,
                            .networks = networks,
@@ -212,7 +228,8 @@ static void open_registry(void)
                            .target_groups = target_groups,
                            .n_target_groups = 2,
                            .node = "fuzz",
-                           .version = "0.0.0"};
+                           .version = "0.0.0",
+                           .dns_zone = "nlb.internal"};
   if (reg_open(&env.reg, "sqlite", db, &cfg, &err) != 0) {
     fprintf(stderr, "fuzz: registry: %s\n", err.message);
     abort();

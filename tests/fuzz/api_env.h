@@ -8,7 +8,8 @@
  * and prov2 (providers), shop and shop2 (consumers). Networks: shop-vpc
  * 127.88.0.0/24 (shop), tiny 127.89.0.0/30 (shop2: two addresses), any6
  * fd00:88::/120 (anyone). Load balancers web-lb (8080, 8443) and db-lb
- * (5432, PROXY v2); target groups web-tg and db-tg.
+ * (5432, PROXY v2); target groups web-tg and db-tg. Private DNS: the zone
+ * nlb.internal, and prov may name services in payments.example.
  *
  * The registry answers inline (done before submit returns, as
  * tests/tools/api_server_main.c does) or deferred (done when

@@ -320,6 +320,22 @@ API = {
                        "DELETE /v1/networks/shop-vpc ops",
                        "DELETE /v1/principals/nobody/tokens/tok-1 ops",
                        "GET /v1/openapi.yaml -"),
+    "private-dns": api('POST /v1/services prov\n{"name":"pay",'
+                       '"load_balancer":"web-lb","acceptance_required":false,'
+                       '"allowed_principals":["*"],'
+                       '"private_dns_name":"api.payments.example"}',
+                       'POST /v1/endpoints shop\n'
+                       '{"service":"pay","network":"shop-vpc"}',
+                       "GET /v1/endpoints/$e shop",
+                       'PATCH /v1/services/$s prov\n'
+                       '{"private_dns_name":"*.payments.example"}',
+                       'POST /v1/services prov2\n{"name":"x",'
+                       '"load_balancer":"web-lb",'
+                       '"private_dns_name":"api.payments.example"}',
+                       'POST /v1/services prov\n{"name":"y",'
+                       '"load_balancer":"web-lb",'
+                       '"private_dns_name":"x.nlb.internal"}',
+                       "GET /v1/available-services shop"),
     "delete-busy-service": api(SVC, EP, "DELETE /v1/services/$s prov",
                                "DELETE /v1/endpoints/$e ops",
                                "DELETE /v1/services/$s ops"),
