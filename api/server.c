@@ -46,18 +46,22 @@ void api_log(struct api_server *server, int level, const char *fmt, ...)
 /* How often the last use of tokens is written to the registry. */
 #define TOKEN_FLUSH_MS 60000
 
-/* Closes the connections a token authenticated (its event streams end with
- * them): it was revoked or expired. */
+/* Ends the connections a token authenticated: it was revoked or expired.
+ * As on a reload, their event streams end at once and no new request is
+ * taken, while an answer under way is finished (an operator revoking on a
+ * connection that once used the token still gets the DELETE's answer);
+ * whatever remains a second later is cut. */
 static void close_token_conns(struct api_server *server,
                               const uint8_t sha256[32])
 {
+  uint64_t deadline = uv_now(server->loop) + 1000;
   struct nlb_list *pos, *tmp;
 
   NLB_LIST_FOREACH_SAFE(pos, tmp, &server->conns)
   {
     struct api_conn *c = NLB_CONTAINER_OF(pos, struct api_conn, link);
     if (!c->closing && api_conn_used_token(c, sha256))
-      api_conn_close(c);
+      api_conn_goaway(c, deadline);
   }
 }
 
