@@ -65,6 +65,7 @@ def layout(v):
         r(v["mandir"]) + "/man5/nlb.cfg.5",
         r(v["systemdsystemunitdir"]) + "/nlb.service",
         r(v["tmpfilesdir"]) + "/nlb.conf",
+        r(v["datadir"]) + "/nlb/openapi.yaml",
     }
     if "nlbctl" in v.get("bin_PROGRAMS", ""):
         files |= {r(v["bindir"]) + "/nlbctl", r(v["mandir"]) +
