@@ -254,10 +254,9 @@ static int open_ports(struct nlb_endpoints *eps, struct endpoint *ep,
 {
   const struct reg_endpoint *row = &ep->row;
   struct nlb_router *router = eps->settings.router;
-  size_t n_workers = nlb_router_worker_count(router);
   uint16_t *ports = calloc(row->n_ports + 1, sizeof(*ports));
   union nlb_sockaddr *addrs = calloc(row->n_ports + 1, sizeof(*addrs));
-  int *fds = calloc(row->n_ports * n_workers + 1, sizeof(*fds));
+  int *fds = calloc(row->n_ports + 1, sizeof(*fds));
   struct nlb_cidr *sources = NULL;
   size_t n_ports = 0;
   int failed_index = -1;
@@ -281,8 +280,7 @@ static int open_ports(struct nlb_endpoints *eps, struct endpoint *ep,
     snprintf(reason, len, "bad allowed_sources in the store");
     goto out;
   }
-  rc = nlb_netns_open_listeners(row->netns, addrs, n_ports, n_workers, fds,
-                                &failed_index);
+  rc = nlb_netns_open_listeners(row->netns, addrs, n_ports, fds, &failed_index);
   if (rc < 0) {
     describe_failure(row, rc, failed_index >= 0 ? &addrs[failed_index] : NULL,
                      reason, len);

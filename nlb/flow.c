@@ -106,7 +106,7 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
              (unsigned long long)(flow->connected_ms - flow->accepted_ms));
   else
     snprintf(connect, sizeof(connect), "-");
-  if (flow->snapshot->access_json)
+  if (flow->access_json)
     len = snprintf(
         line, sizeof(line),
         "{\"time\":\"%s\",\"lb\":\"%s\",\"port\":%u,\"endpoint\":%s%s%s,"
@@ -198,12 +198,14 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   release_direction(flow, &flow->up);
   release_direction(flow, &flow->down);
   nlb_list_remove(&flow->link);
+  nlb_list_remove(&flow->route_link);
   count_end(flow, now);
   if (nlb_log_access_enabled())
     write_access_log(flow, now);
   nlb_worker_flow_closed(flow->worker);
-  nlb_snapshot_release(flow->snapshot);
-  flow->snapshot = NULL;
+  nlb_group_route_release(flow->group);
+  nlb_route_release(flow->route);
+  flow->group = NULL;
   flow->route = NULL;
   flow->target = NULL;
   /* Freed after the current round of events: one may still name it. */
@@ -456,14 +458,13 @@ static void try_connect(struct nlb_flow *flow);
 
 static void on_connect_failed(struct nlb_flow *flow)
 {
-  const struct nlb_group_route *group = flow->route->group;
+  const struct nlb_group_route *group = flow->group;
 
   atomic_fetch_add_explicit(&flow->target->counters.connect_failures, 1,
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&flow->route->stats->counters.connect_failures, 1,
                             memory_order_relaxed);
-  atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
-                            memory_order_relaxed);
+  nlb_target_passive_failure(flow->target);
   close_io(&flow->target_io);
   flow->connected_ms = 0; /* that target's, if TCP_INFO gave it */
   if (flow->n_tried <= group->connect_retries && flow->n_tried < NLB_MAX_TRIES)
@@ -489,7 +490,7 @@ static void write_proxy_header(struct nlb_flow *flow)
   if (n < 0) {
     NLB_LOG_EVENT(NLB_LOG_ERROR, "proxy_v2_failed",
                   "proxy v2 header for target group {target_group}: {error}",
-                  NLB_LOG_STR("target_group", flow->route->group->name),
+                  NLB_LOG_STR("target_group", flow->group->name),
                   NLB_LOG_STR("error", strerror(-n)));
     finish(flow, NLB_END_CONNECT_FAILED);
     return;
@@ -680,7 +681,7 @@ static void read_while_connecting(struct nlb_flow *flow)
 
 static void try_connect(struct nlb_flow *flow)
 {
-  struct nlb_pool *pool = flow->route->group->pool;
+  struct nlb_pool *pool = flow->group->pool;
   const int one = 1;
 
   for (;;) {
@@ -713,9 +714,8 @@ static void try_connect(struct nlb_flow *flow)
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&flow->route->stats->counters.connect_failures, 1,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&flow->target->passive_failures, 1,
-                              memory_order_relaxed);
-    if (flow->n_tried > flow->route->group->connect_retries) {
+    nlb_target_passive_failure(flow->target);
+    if (flow->n_tried > flow->group->connect_retries) {
       finish(flow, NLB_END_CONNECT_FAILED);
       return;
     }
@@ -747,7 +747,7 @@ static void read_first_bytes(struct nlb_flow *flow)
     finish(flow, NLB_END_LIMIT);
     return;
   }
-  if (flow->route->group->proxy_protocol_v2) {
+  if (flow->group->proxy_protocol_v2) {
     write_proxy_header(flow);
     if (flow->closing)
       return;
@@ -757,8 +757,10 @@ static void read_first_bytes(struct nlb_flow *flow)
     finish(flow, NLB_END_CLIENT_RESET);
 }
 
-void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
-                    int client_fd, const union nlb_sockaddr *client_addr)
+void nlb_flow_start(struct nlb_worker *worker, struct nlb_route *route,
+                    struct nlb_group_route *group, int client_fd,
+                    const union nlb_sockaddr *client_addr,
+                    struct nlb_list *route_flows, bool refuse)
 {
   struct nlb_flow *flow = nlb_worker_alloc_flow(worker);
 
@@ -770,9 +772,11 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
     return;
   }
   flow->worker = worker;
-  flow->snapshot = nlb_worker_snapshot(worker);
-  nlb_snapshot_acquire(flow->snapshot);
+  nlb_route_acquire(route);
+  nlb_group_route_acquire(group);
   flow->route = route;
+  flow->group = group;
+  flow->access_json = nlb_worker_snapshot(worker)->access_json;
   flow->client_io.fd = client_fd;
   flow->client_io.on_ready = on_client_ready;
   flow->target_io.fd = -1;
@@ -784,6 +788,7 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
   flow->last_active_ms = flow->accepted_ms;
   nlb_list_init(&flow->link);
   nlb_worker_track_connecting(worker, flow);
+  nlb_list_append(route_flows, &flow->route_link);
   atomic_fetch_add_explicit(&route->stats->counters.new_flows, 1,
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&route->stats->counters.active_flows, 1,
@@ -791,11 +796,15 @@ void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
   /* TCP_NODELAY comes from the listening socket: accepted sockets inherit
    * it. */
 
+  if (refuse) {
+    finish(flow, NLB_END_LIMIT);
+    return;
+  }
   if (!source_allowed(route, client_addr)) {
     finish(flow, NLB_END_SOURCE_DENIED);
     return;
   }
-  if (route->group->pool->n_targets == 0) {
+  if (group->pool->n_targets == 0) {
     /* A clean close, as fail_open = false promises: FIN now, then wait for
      * the client's (see discard_until_eof). */
     flow->refusing = true;
@@ -822,8 +831,8 @@ void nlb_flow_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
   }
   if (!flow->established) {
     uint64_t waited_ms = now_ms - flow->connect_started_ms;
-    bool timed_out = flow->target_io.fd >= 0 &&
-                     waited_ms >= flow->route->group->connect_timeout_ms;
+    bool timed_out =
+        flow->target_io.fd >= 0 && waited_ms >= flow->group->connect_timeout_ms;
     /* Where neither side has spoken yet, nothing said the handshake was
      * done: ask, so that the flow is up (idle timeout, drain, counters)
      * within a second. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "nlb/list.h"
 #include "nlb/log.h"
@@ -11,6 +12,14 @@
 
 /* Room for an HTTP status line; what a target sends past it is ignored. */
 #define RESPONSE_MAX 512
+/* State changes are collected this long and published together: a group's
+ * pool (its Maglev table) is rebuilt at most once per window, however many
+ * of its targets changed (a cold start turns thousands healthy within a
+ * second). */
+#define PUBLISH_WINDOW_MS 25
+/* A check that could not run for a local reason says so at most this
+ * often. */
+#define LOCAL_LOG_MS 60000
 
 struct check;
 
@@ -44,8 +53,12 @@ struct nlb_health {
   uv_loop_t *loop;
   struct nlb_router *router;
   struct nlb_list checks;
+  uv_timer_t publish; /* the batching window, running while one is open */
   uint64_t random_state;
   uint64_t synced_generation; /* the router's, when checks last matched */
+  unsigned passive_seen;      /* nlb_target_passive_total() last looked at */
+  uint64_t local_logged_ms;   /* last "check not run" message */
+  uint64_t local_unlogged;    /* checks not run since */
   bool stopped;
 };
 
@@ -116,6 +129,13 @@ static uint64_t jittered(struct nlb_health *health, uint64_t interval_ms)
   return interval_ms - spread / 2 + next_random(health) % (spread + 1);
 }
 
+static void on_publish(uv_timer_t *timer)
+{
+  struct nlb_health *health = timer->data;
+
+  nlb_router_flush(health->router, uv_now(health->loop));
+}
+
 static void record_result(struct check *check, bool passed, const char *reason)
 {
   struct nlb_target *target = check->target;
@@ -128,9 +148,41 @@ static void record_result(struct check *check, bool passed, const char *reason)
 
   if (!passed)
     snprintf(target->reason, sizeof(target->reason), "%s", reason);
-  if (next != state)
-    nlb_router_set_target_state(check->health->router, check->group, target,
-                                next, reason, uv_now(check->health->loop));
+  if (next == state)
+    return;
+  nlb_router_set_target_state(check->health->router, check->group, target, next,
+                              reason, uv_now(check->health->loop));
+  if (!uv_is_active((uv_handle_t *)&check->health->publish))
+    uv_timer_start(&check->health->publish, on_publish, PUBLISH_WINDOW_MS, 0);
+}
+
+/* Errors that say this host is short of something (descriptors, buffers,
+ * memory, local ports), not that the target is down. */
+static bool local_failure(int status)
+{
+  return status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+         status == UV_ENOMEM || status == UV_EADDRNOTAVAIL ||
+         status == UV_EAGAIN;
+}
+
+static void log_local_failure(struct nlb_health *health,
+                              const struct check *check, int status)
+{
+  uint64_t now = uv_now(health->loop);
+
+  health->local_unlogged++;
+  if (health->local_logged_ms && now - health->local_logged_ms < LOCAL_LOG_MS)
+    return;
+  NLB_LOG_EVENT(NLB_LOG_WARN, "health_check_not_run",
+                "health check of {target_group}/{target} not run: {error} "
+                "(a local shortage, not counted against the target; "
+                "{checks} such checks since the last message)",
+                NLB_LOG_STR("target_group", check->group->name),
+                NLB_LOG_STR("target", check->target->name),
+                NLB_LOG_STR("error", uv_strerror(status)),
+                NLB_LOG_UINT("checks", health->local_unlogged));
+  health->local_logged_ms = now ? now : 1;
+  health->local_unlogged = 0;
 }
 
 static void on_attempt_handle_closed(uv_handle_t *handle)
@@ -147,22 +199,40 @@ static void schedule(struct check *check, uint64_t delay_ms)
   uv_timer_start(&check->timer, on_check_timer, delay_ms, 0);
 }
 
-/* Ends a probe once: records its result, closes its handles, schedules the
- * next one. */
-static void finish_attempt(struct attempt *attempt, bool passed,
-                           const char *reason)
+/* Closes the probe's socket with a reset (SO_LINGER 0), as HAProxy does:
+ * no TIME_WAIT is left behind, so thousands of checks a second do not
+ * hold thousands of local ports that a target restarting on one of them
+ * would need. */
+static void close_probe(struct attempt *attempt)
+{
+  const struct linger reset = {1, 0};
+  uv_os_fd_t fd;
+
+  if (uv_fileno((uv_handle_t *)&attempt->tcp, &fd) == 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+  uv_close((uv_handle_t *)&attempt->tcp, on_attempt_handle_closed);
+  uv_close((uv_handle_t *)&attempt->timeout, on_attempt_handle_closed);
+}
+
+/* Ends a probe once: records its result (unless local_status names a
+ * local shortage: then the check did not run, and nothing is counted),
+ * closes its handles, schedules the next one. */
+static void end_attempt(struct attempt *attempt, bool passed,
+                        const char *reason, int local_status)
 {
   struct check *check = attempt->check;
 
   if (attempt->done)
     return;
   attempt->done = true;
-  uv_close((uv_handle_t *)&attempt->tcp, on_attempt_handle_closed);
-  uv_close((uv_handle_t *)&attempt->timeout, on_attempt_handle_closed);
+  close_probe(attempt);
   if (!check)
     return;
   check->attempt = NULL;
-  record_result(check, passed, reason);
+  if (local_status)
+    log_local_failure(check->health, check, local_status);
+  else
+    record_result(check, passed, reason);
   if (!check->health->stopped) {
     /* interval is the time between the starts of two probes, so a target
      * that stops answering is unhealthy within interval x threshold +
@@ -172,6 +242,19 @@ static void finish_attempt(struct attempt *attempt, bool passed,
     uint64_t elapsed = uv_now(check->health->loop) - attempt->started_ms;
     schedule(check, elapsed < interval ? interval - elapsed : 0);
   }
+}
+
+static void finish_attempt(struct attempt *attempt, bool passed,
+                           const char *reason)
+{
+  end_attempt(attempt, passed, reason, 0);
+}
+
+/* A failure: the target's, or a local one that says nothing of it. */
+static void fail_attempt(struct attempt *attempt, int status,
+                         const char *reason)
+{
+  end_attempt(attempt, false, reason, local_failure(status) ? status : 0);
 }
 
 static void on_timeout(uv_timer_t *timer)
@@ -196,9 +279,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   if (nread == 0 || attempt->done)
     return;
   if (nread < 0) {
-    finish_attempt(attempt, false,
-                   nread == UV_EOF ? "closed before status line"
-                                   : uv_strerror((int)nread));
+    fail_attempt(attempt, (int)nread,
+                 nread == UV_EOF ? "closed before status line"
+                                 : uv_strerror((int)nread));
     return;
   }
   attempt->response_len += (size_t)nread;
@@ -228,7 +311,7 @@ static void on_written(uv_write_t *req, int status)
   if (attempt->done)
     return;
   if (status < 0) {
-    finish_attempt(attempt, false, uv_strerror(status));
+    fail_attempt(attempt, status, uv_strerror(status));
     return;
   }
   if (!attempt->check ||
@@ -273,7 +356,7 @@ static void on_connected(uv_connect_t *req, int status)
   if (status < 0) {
     snprintf(reason, sizeof(reason), "connect %s",
              status == UV_ECONNREFUSED ? "refused" : uv_strerror(status));
-    finish_attempt(attempt, false, reason);
+    fail_attempt(attempt, status, reason);
     return;
   }
   if (!check) {
@@ -287,9 +370,10 @@ static void on_connected(uv_connect_t *req, int status)
   }
   uv_buf_t buf = uv_buf_init(attempt->request, (unsigned)len);
   attempt->write.data = attempt;
-  if (uv_write(&attempt->write, (uv_stream_t *)&attempt->tcp, &buf, 1,
-               on_written) < 0)
-    finish_attempt(attempt, false, "write failed");
+  int rc = uv_write(&attempt->write, (uv_stream_t *)&attempt->tcp, &buf, 1,
+                    on_written);
+  if (rc < 0)
+    fail_attempt(attempt, rc, "write failed");
 }
 
 static void start_attempt(struct check *check)
@@ -318,7 +402,7 @@ static void start_attempt(struct check *check)
   rc = uv_tcp_connect(&attempt->connect, &attempt->tcp, &address.sa,
                       on_connected);
   if (rc < 0)
-    finish_attempt(attempt, false, uv_strerror(rc));
+    fail_attempt(attempt, rc, uv_strerror(rc));
 }
 
 static void on_check_timer(uv_timer_t *timer)
@@ -341,23 +425,50 @@ static void remove_check(struct check *check)
     check->attempt->check = NULL;
     finish_attempt(check->attempt, false, "check removed");
   }
+  if (check->target->health_check == check)
+    check->target->health_check = NULL;
   nlb_list_remove(&check->link);
   uv_close((uv_handle_t *)&check->timer, on_check_closed);
 }
 
-static bool group_holds(struct nlb_router *router, struct nlb_group *group,
-                        struct nlb_target *target)
+static bool checked(int state)
 {
-  for (size_t g = 0; g < nlb_router_group_count(router); g++) {
-    if (nlb_router_group(router, g) != group)
-      continue;
-    for (size_t i = 0; i < group->n_targets; i++)
-      if (group->targets[i] == target)
-        return true;
-  }
-  return false;
+  return state != NLB_TARGET_DRAINING && state != NLB_TARGET_UNUSED;
 }
 
+static void add_check(struct nlb_health *health, struct nlb_group *group,
+                      struct nlb_target *target)
+{
+  struct check *check = calloc(1, sizeof(*check));
+  uint64_t first;
+
+  if (!check) {
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
+                  "health check for {target}: out of memory",
+                  NLB_LOG_STR("target", target->name));
+    return;
+  }
+  check->health = health;
+  check->group = group;
+  check->target = target;
+  nlb_target_acquire(target);
+  target->health_check = check;
+  uv_timer_init(health->loop, &check->timer);
+  check->timer.data = check;
+  nlb_list_append(&health->checks, &check->link);
+  /* The first probe goes out soon, at a random point of a short window,
+   * so a new target can become healthy quickly. */
+  first = group->settings.health.interval_ms;
+  if (first > 1000)
+    first = 1000;
+  schedule(check, next_random(health) % (first + 1));
+}
+
+/* Each target points at its check (target->health_check), so matching
+ * checks to targets is one pass over each, whatever their number; and it
+ * runs only when targets came or went (the router's generation). A
+ * target leaves a group only after draining, so a draining or unused
+ * target is the only kind whose check goes. */
 void nlb_health_sync(struct nlb_health *health)
 {
   struct nlb_list *pos, *tmp;
@@ -368,48 +479,15 @@ void nlb_health_sync(struct nlb_health *health)
   NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
   {
     struct check *check = NLB_CONTAINER_OF(pos, struct check, link);
-    int state = atomic_load(&check->target->state);
-    check->seen = false;
-    if (state == NLB_TARGET_DRAINING || state == NLB_TARGET_UNUSED ||
-        !group_holds(health->router, check->group, check->target))
+    if (!checked(atomic_load(&check->target->state)))
       remove_check(check);
   }
   for (size_t g = 0; g < nlb_router_group_count(health->router); g++) {
     struct nlb_group *group = nlb_router_group(health->router, g);
     for (size_t i = 0; i < group->n_targets; i++) {
       struct nlb_target *target = group->targets[i];
-      int state = atomic_load(&target->state);
-      bool found = false;
-      if (state == NLB_TARGET_DRAINING || state == NLB_TARGET_UNUSED)
-        continue;
-      NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
-      {
-        struct check *check = NLB_CONTAINER_OF(pos, struct check, link);
-        if (check->group == group && check->target == target)
-          found = true;
-      }
-      if (found)
-        continue;
-      struct check *check = calloc(1, sizeof(*check));
-      if (!check) {
-        NLB_LOG_EVENT(NLB_LOG_ERROR, "out_of_memory",
-                      "health check for {target}: out of memory",
-                      NLB_LOG_STR("target", target->name));
-        continue;
-      }
-      check->health = health;
-      check->group = group;
-      check->target = target;
-      nlb_target_acquire(target);
-      uv_timer_init(health->loop, &check->timer);
-      check->timer.data = check;
-      nlb_list_append(&health->checks, &check->link);
-      /* The first probe goes out soon, at a random point of a short
-       * window, so a new target can become healthy quickly. */
-      uint64_t first = group->settings.health.interval_ms;
-      if (first > 1000)
-        first = 1000;
-      schedule(check, next_random(health) % (first + 1));
+      if (!target->health_check && checked(atomic_load(&target->state)))
+        add_check(health, group, target);
     }
   }
 }
@@ -417,10 +495,15 @@ void nlb_health_sync(struct nlb_health *health)
 void nlb_health_tick(struct nlb_health *health, uint64_t now_ms)
 {
   struct nlb_list *pos, *tmp;
+  unsigned passive = nlb_target_passive_total();
 
   /* Targets added or drained (reload, API) since the last look. */
   if (nlb_router_generation(health->router) != health->synced_generation)
     nlb_health_sync(health);
+  /* Only when some worker saw a failed connect since the last tick. */
+  if (passive == health->passive_seen)
+    return;
+  health->passive_seen = passive;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
   {
     struct check *check = NLB_CONTAINER_OF(pos, struct check, link);
@@ -439,6 +522,9 @@ struct nlb_health *nlb_health_start(uv_loop_t *loop, struct nlb_router *router)
   health->router = router;
   health->random_state = uv_hrtime() | 1;
   nlb_list_init(&health->checks);
+  uv_timer_init(loop, &health->publish);
+  health->publish.data = health;
+  health->passive_seen = nlb_target_passive_total();
   nlb_health_sync(health);
   return health;
 }
@@ -449,6 +535,7 @@ void nlb_health_stop(struct nlb_health *health)
   if (!health || health->stopped)
     return;
   health->stopped = true;
+  uv_close((uv_handle_t *)&health->publish, NULL);
   NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
   {
     remove_check(NLB_CONTAINER_OF(pos, struct check, link));

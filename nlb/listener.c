@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,24 +37,24 @@ fail_close_socket:
   return rc;
 }
 
-int nlb_listener_open_shared(const union nlb_sockaddr *addr, size_t copies,
-                             int *fds)
+struct nlb_listen_socket *nlb_listen_socket_create(int fd, int refs)
 {
-  int fd = nlb_listener_open(addr);
+  struct nlb_listen_socket *socket = malloc(sizeof(*socket));
 
-  if (fd < 0)
-    return fd;
-  fds[0] = fd;
-  for (size_t i = 1; i < copies; i++) {
-    fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (fds[i] < 0) {
-      int rc = -errno;
-      while (i > 0) {
-        close(fds[--i]);
-        fds[i] = -1;
-      }
-      return rc;
-    }
+  if (!socket) {
+    close(fd);
+    return NULL;
   }
-  return 0;
+  atomic_init(&socket->refs, refs);
+  socket->fd = fd;
+  return socket;
+}
+
+void nlb_listen_socket_release(struct nlb_listen_socket *socket)
+{
+  if (socket &&
+      atomic_fetch_sub_explicit(&socket->refs, 1, memory_order_acq_rel) == 1) {
+    close(socket->fd);
+    free(socket);
+  }
 }

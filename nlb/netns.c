@@ -20,7 +20,6 @@
 struct open_job {
   const union nlb_sockaddr *addrs;
   size_t n;
-  size_t copies;
   int *fds;
   int failed_index;
 };
@@ -79,14 +78,13 @@ static int open_all(void *arg)
       job->failed_index = (int)a;
       return rc;
     }
-    rc = nlb_listener_open_shared(&job->addrs[a], job->copies,
-                                  job->fds + opened);
+    rc = nlb_listener_open(&job->addrs[a]);
     if (rc < 0) {
       close_opened(job->fds, opened);
       job->failed_index = (int)a;
       return rc;
     }
-    opened += job->copies;
+    job->fds[opened++] = rc;
   }
   return 0;
 }
@@ -137,10 +135,9 @@ int nlb_netns_run(const char *netns, int (*fn)(void *arg), void *arg)
 }
 
 int nlb_netns_open_listeners(const char *netns, const union nlb_sockaddr *addrs,
-                             size_t n, size_t copies, int *fds,
-                             int *failed_index)
+                             size_t n, int *fds, int *failed_index)
 {
-  struct open_job job = {addrs, n, copies, fds, -1};
+  struct open_job job = {addrs, n, fds, -1};
   int rc = nlb_netns_run(netns, open_all, &job);
 
   *failed_index = job.failed_index;

@@ -33,3 +33,16 @@ const char *nlb_target_state_name(enum nlb_target_state state)
                                       "draining", "unused"};
   return (unsigned)state < 5 ? names[state] : "unknown";
 }
+
+static atomic_uint passive_total;
+
+void nlb_target_passive_failure(struct nlb_target *target)
+{
+  atomic_fetch_add(&target->passive_failures, 1);
+  atomic_fetch_add(&passive_total, 1);
+}
+
+unsigned nlb_target_passive_total(void)
+{
+  return atomic_load(&passive_total);
+}

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nlb/hmap.h"
+#include "nlb/listener.h"
 #include "nlb/log.h"
 
 /* Accepts per wakeup of a listener before yielding to the flows. */
@@ -23,6 +25,9 @@
 #define ACCEPT_PAUSE_MS 100
 /* Events taken from the flows' epoll per wakeup. */
 #define EVENT_BATCH 256
+/* A full node (max_flows, or out of descriptors) says so at most this
+ * often, with the count of what it refused meanwhile. */
+#define LIMIT_LOG_MS 60000
 
 enum command_kind {
   COMMAND_SNAPSHOT,
@@ -38,7 +43,8 @@ struct command {
   struct command *next;
   enum command_kind kind;
   uint64_t route_id;
-  int fd;
+  int fd;                           /* COMMAND_ADOPT_FLOW */
+  struct nlb_listen_socket *socket; /* COMMAND_ADD_LISTENER */
   bool reset_flows;
   struct nlb_snapshot *snapshot;
   union nlb_sockaddr client; /* COMMAND_ADOPT_FLOW */
@@ -46,9 +52,12 @@ struct command {
 
 struct listener_slot {
   struct nlb_list link;
+  struct nlb_hnode node; /* nlb_worker.slots, by route id */
   struct nlb_worker *worker;
   uint64_t route_id;
-  struct nlb_io io; /* this worker's copy of the shared listening socket */
+  struct nlb_listen_socket *socket; /* one reference */
+  struct nlb_io io;                 /* watches socket->fd */
+  struct nlb_list flows;            /* this worker's flows from it */
 };
 
 /* Every worker watches the same listening socket with EPOLLEXCLUSIVE: a
@@ -83,9 +92,13 @@ struct nlb_worker {
 
   struct nlb_snapshot *snapshot; /* one reference */
   struct nlb_list listeners;
+  struct nlb_hmap slots; /* the listeners' slots by route id */
   struct nlb_list connecting;
   struct nlb_list established;
   atomic_uint_fast64_t active_flows;
+  atomic_uint_fast64_t max_flows;     /* over every worker; set by control */
+  atomic_uint_fast64_t flows_refused; /* at max_flows */
+  atomic_uint_fast64_t accept_errors; /* EMFILE and the like */
   bool exiting;
   /* Every worker, this one included (set before any listener exists). */
   struct nlb_worker *const *peers;
@@ -112,8 +125,8 @@ static void push_command(struct nlb_worker *worker, struct command *command)
 }
 
 static void send_command(struct nlb_worker *worker, enum command_kind kind,
-                         uint64_t route_id, int fd, bool reset_flows,
-                         struct nlb_snapshot *snapshot)
+                         uint64_t route_id, struct nlb_listen_socket *socket,
+                         bool reset_flows, struct nlb_snapshot *snapshot)
 {
   struct command *command = calloc(1, sizeof(*command));
   if (!command) {
@@ -126,22 +139,47 @@ static void send_command(struct nlb_worker *worker, enum command_kind kind,
   }
   command->kind = kind;
   command->route_id = route_id;
-  command->fd = fd;
+  command->fd = -1;
+  command->socket = socket;
   command->reset_flows = reset_flows;
   command->snapshot = snapshot;
   push_command(worker, command);
 }
 
-/* Runs from commands, after the turn's events: no event names the slot. */
+/* Runs from commands, after the turn's events: no event names the slot.
+ * Its flows run on (unless the caller reset them) without it. */
 static void close_listener(struct nlb_worker *worker,
                            struct listener_slot *slot)
 {
+  struct nlb_list *pos, *tmp;
+
   nlb_list_remove(&slot->link);
-  /* Out of the epoll before close: other workers' copies keep the socket
-   * open, and with it this registration. */
+  nlb_hmap_remove(&worker->slots, &slot->node);
+  /* Out of this epoll set while the descriptor is surely open: the other
+   * workers may still hold it, and with it this registration. */
   nlb_worker_watch(worker, &slot->io, 0);
-  close(slot->io.fd);
+  nlb_listen_socket_release(slot->socket);
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &slot->flows)
+  {
+    nlb_list_remove(pos);
+  }
   free(slot);
+}
+
+static bool slot_is(const struct nlb_hnode *node, const void *route_id)
+{
+  return NLB_CONTAINER_OF(node, struct listener_slot, node)->route_id ==
+         *(const uint64_t *)route_id;
+}
+
+static struct listener_slot *find_slot(struct nlb_worker *worker,
+                                       uint64_t route_id)
+{
+  struct nlb_hnode *node =
+      nlb_hmap_find(&worker->slots, nlb_hash_bytes(&route_id, sizeof(route_id)),
+                    slot_is, &route_id);
+
+  return node ? NLB_CONTAINER_OF(node, struct listener_slot, node) : NULL;
 }
 
 static void close_listeners(struct nlb_worker *worker)
@@ -181,17 +219,59 @@ static void on_accept_resume(uv_timer_t *timer)
   }
 }
 
+/* Flows on every worker, and the node's limit. */
+static uint64_t node_flows(const struct nlb_worker *worker)
+{
+  uint64_t total = 0;
+
+  for (size_t i = 0; i < worker->n_peers; i++)
+    total += atomic_load_explicit(&worker->peers[i]->active_flows,
+                                  memory_order_relaxed);
+  return total;
+}
+
+/* The last time a full node said so (any worker), and what it refused
+ * since: a full node logs once a minute, not once per refusal. */
+static atomic_uint_fast64_t limit_logged_ms;
+static atomic_uint_fast64_t limit_unlogged;
+
+static void log_full(struct nlb_worker *worker, const char *why)
+{
+  uint64_t now = uv_now(&worker->loop);
+  uint64_t last = atomic_load_explicit(&limit_logged_ms, memory_order_relaxed);
+  uint64_t refused = atomic_fetch_add(&limit_unlogged, 1) + 1;
+
+  if ((last && now - last < LIMIT_LOG_MS) ||
+      !atomic_compare_exchange_strong(&limit_logged_ms, &last, now ? now : 1))
+    return;
+  atomic_fetch_sub(&limit_unlogged, refused);
+  NLB_LOG_EVENT(NLB_LOG_WARN, "flows_refused",
+                "node full ({reason}): refusing new flows ({refused} since "
+                "the last message; said at most once a minute)",
+                NLB_LOG_STR("reason", why), NLB_LOG_UINT("refused", refused),
+                NLB_LOG_UINT("max_flows", atomic_load(&worker->max_flows)));
+}
+
 static void start_flow(struct nlb_worker *worker, uint64_t route_id, int fd,
                        const union nlb_sockaddr *client)
 {
-  const struct nlb_route *route =
-      nlb_snapshot_find_route(worker->snapshot, route_id);
-  if (!route) {
+  struct listener_slot *slot = find_slot(worker, route_id);
+  struct nlb_route *route = nlb_snapshot_find_route(worker->snapshot, route_id);
+  bool full;
+
+  if (!route || !slot || route->group >= worker->snapshot->n_groups) {
     close(fd);
     return;
   }
+  full = node_flows(worker) >=
+         atomic_load_explicit(&worker->max_flows, memory_order_relaxed);
   atomic_fetch_add_explicit(&worker->active_flows, 1, memory_order_relaxed);
-  nlb_flow_start(worker, route, fd, client);
+  if (full) {
+    atomic_fetch_add_explicit(&worker->flows_refused, 1, memory_order_relaxed);
+    log_full(worker, "max_flows");
+  }
+  nlb_flow_start(worker, route, worker->snapshot->groups[route->group], fd,
+                 client, &slot->flows, full);
 }
 
 /* The shared accept queue wakes a worker that waits, and the first one
@@ -254,11 +334,9 @@ static void on_listener_ready(struct nlb_io *io, uint32_t revents)
           errno == ENOMEM) {
         /* Leave the connection in the backlog and retry shortly rather
          * than spin on a listener we cannot serve. */
-        NLB_LOG_EVENT(NLB_LOG_WARN, "accept_paused",
-                      "worker {worker}: accept: {error}; pausing {pause_ms}ms",
-                      NLB_LOG_UINT("worker", worker->index),
-                      NLB_LOG_STR("error", strerror(errno)),
-                      NLB_LOG_UINT("pause_ms", ACCEPT_PAUSE_MS));
+        atomic_fetch_add_explicit(&worker->accept_errors, 1,
+                                  memory_order_relaxed);
+        log_full(worker, strerror(errno));
         pause_accepting(worker);
       }
       return;
@@ -272,30 +350,39 @@ static void on_listener_ready(struct nlb_io *io, uint32_t revents)
   }
 }
 
-static void add_listener(struct nlb_worker *worker, uint64_t route_id, int fd)
+static void add_listener(struct nlb_worker *worker, uint64_t route_id,
+                         struct nlb_listen_socket *socket)
 {
   struct listener_slot *slot = calloc(1, sizeof(*slot));
-  int rc;
+  int rc = -ENOMEM;
 
-  if (!slot) {
-    close(fd);
-    return;
-  }
+  if (!slot)
+    goto fail_release;
   slot->worker = worker;
   slot->route_id = route_id;
-  slot->io.fd = fd;
+  slot->socket = socket;
+  slot->io.fd = socket->fd;
   slot->io.on_ready = on_listener_ready;
+  nlb_list_init(&slot->flows);
+  if (nlb_hmap_insert(&worker->slots, &slot->node,
+                      nlb_hash_bytes(&route_id, sizeof(route_id))) < 0)
+    goto fail_free;
   rc = nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS);
   if (rc < 0) {
-    NLB_LOG_EVENT(NLB_LOG_ERROR, "listener_failed",
-                  "worker {worker}: listener: {error}",
-                  NLB_LOG_UINT("worker", worker->index),
-                  NLB_LOG_STR("error", strerror(-rc)));
-    close(fd);
-    free(slot);
-    return;
+    nlb_hmap_remove(&worker->slots, &slot->node);
+    goto fail_free;
   }
   nlb_list_append(&worker->listeners, &slot->link);
+  return;
+
+fail_free:
+  free(slot);
+fail_release:
+  NLB_LOG_EVENT(NLB_LOG_ERROR, "listener_failed",
+                "worker {worker}: listener: {error}",
+                NLB_LOG_UINT("worker", worker->index),
+                NLB_LOG_STR("error", strerror(-rc)));
+  nlb_listen_socket_release(socket);
 }
 
 /* Applies fn to every flow; fn may end the flow (and unlink it). */
@@ -312,12 +399,6 @@ static void for_each_flow(struct nlb_worker *worker,
   }
 }
 
-static void reset_if_route(struct nlb_flow *flow, void *arg)
-{
-  if (flow->route && flow->route->id == *(uint64_t *)arg)
-    nlb_flow_abort(flow, NLB_END_ENDPOINT_CLOSED);
-}
-
 static void reset_for_shutdown(struct nlb_flow *flow, void *arg)
 {
   nlb_flow_abort(flow, NLB_END_SHUTDOWN);
@@ -326,16 +407,18 @@ static void reset_for_shutdown(struct nlb_flow *flow, void *arg)
 static void remove_listener(struct nlb_worker *worker, uint64_t route_id,
                             bool reset_flows)
 {
+  struct listener_slot *slot = find_slot(worker, route_id);
   struct nlb_list *pos, *tmp;
-  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
-  {
-    struct listener_slot *slot =
-        NLB_CONTAINER_OF(pos, struct listener_slot, link);
-    if (slot->route_id == route_id)
-      close_listener(worker, slot);
-  }
+
+  if (!slot)
+    return;
   if (reset_flows)
-    for_each_flow(worker, reset_if_route, &route_id);
+    NLB_LIST_FOREACH_SAFE(pos, tmp, &slot->flows)
+    {
+      nlb_flow_abort(NLB_CONTAINER_OF(pos, struct nlb_flow, route_link),
+                     NLB_END_ENDPOINT_CLOSED);
+    }
+  close_listener(worker, slot);
 }
 
 static void begin_exit(struct nlb_worker *worker)
@@ -366,9 +449,10 @@ static void on_wakeup(uv_async_t *async)
       break;
     case COMMAND_ADD_LISTENER:
       if (worker->exiting)
-        close(command->fd);
+        nlb_listen_socket_release(command->socket);
       else
-        add_listener(worker, command->route_id, command->fd);
+        add_listener(worker, command->route_id, command->socket);
+      command->socket = NULL;
       break;
     case COMMAND_REMOVE_LISTENER:
       remove_listener(worker, command->route_id, command->reset_flows);
@@ -510,6 +594,8 @@ struct nlb_worker *nlb_worker_start(unsigned index,
   worker->index = index;
   pthread_mutex_init(&worker->lock, NULL);
   nlb_list_init(&worker->listeners);
+  nlb_hmap_init(&worker->slots);
+  atomic_init(&worker->max_flows, UINT64_MAX);
   nlb_list_init(&worker->connecting);
   nlb_list_init(&worker->established);
   nlb_list_init(&worker->finished);
@@ -553,15 +639,15 @@ fail_free:
 }
 
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
-                             int fd)
+                             struct nlb_listen_socket *socket)
 {
-  send_command(worker, COMMAND_ADD_LISTENER, route_id, fd, false, NULL);
+  send_command(worker, COMMAND_ADD_LISTENER, route_id, socket, false, NULL);
 }
 
 void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
                                 bool reset_flows)
 {
-  send_command(worker, COMMAND_REMOVE_LISTENER, route_id, -1, reset_flows,
+  send_command(worker, COMMAND_REMOVE_LISTENER, route_id, NULL, reset_flows,
                NULL);
 }
 
@@ -569,17 +655,17 @@ void nlb_worker_set_snapshot(struct nlb_worker *worker,
                              struct nlb_snapshot *snapshot)
 {
   nlb_snapshot_acquire(snapshot);
-  send_command(worker, COMMAND_SNAPSHOT, 0, -1, false, snapshot);
+  send_command(worker, COMMAND_SNAPSHOT, 0, NULL, false, snapshot);
 }
 
 void nlb_worker_stop_accepting(struct nlb_worker *worker)
 {
-  send_command(worker, COMMAND_STOP_ACCEPTING, 0, -1, false, NULL);
+  send_command(worker, COMMAND_STOP_ACCEPTING, 0, NULL, false, NULL);
 }
 
 void nlb_worker_close_flows(struct nlb_worker *worker)
 {
-  send_command(worker, COMMAND_CLOSE_FLOWS, 0, -1, false, NULL);
+  send_command(worker, COMMAND_CLOSE_FLOWS, 0, NULL, false, NULL);
 }
 
 void nlb_worker_set_peers(struct nlb_worker *worker,
@@ -594,11 +680,27 @@ uint64_t nlb_worker_active_flows(const struct nlb_worker *worker)
   return atomic_load_explicit(&worker->active_flows, memory_order_relaxed);
 }
 
+void nlb_worker_set_max_flows(struct nlb_worker *worker, uint64_t max_flows)
+{
+  atomic_store_explicit(&worker->max_flows, max_flows ? max_flows : UINT64_MAX,
+                        memory_order_relaxed);
+}
+
+uint64_t nlb_worker_flows_refused(const struct nlb_worker *worker)
+{
+  return atomic_load_explicit(&worker->flows_refused, memory_order_relaxed);
+}
+
+uint64_t nlb_worker_accept_errors(const struct nlb_worker *worker)
+{
+  return atomic_load_explicit(&worker->accept_errors, memory_order_relaxed);
+}
+
 void nlb_worker_stop(struct nlb_worker *worker)
 {
   struct command *command;
 
-  send_command(worker, COMMAND_EXIT, 0, -1, false, NULL);
+  send_command(worker, COMMAND_EXIT, 0, NULL, false, NULL);
   uv_thread_join(&worker->thread);
   uv_loop_close(&worker->loop);
   free_finished(worker);
@@ -608,6 +710,7 @@ void nlb_worker_stop(struct nlb_worker *worker)
     struct command *next = command->next;
     if (command->fd >= 0)
       close(command->fd);
+    nlb_listen_socket_release(command->socket);
     nlb_snapshot_release(command->snapshot);
     free(command);
     command = next;
@@ -621,6 +724,7 @@ void nlb_worker_stop(struct nlb_worker *worker)
   for (size_t i = 0; i < worker->n_free_flows; i++)
     free(worker->free_flows[i]);
   nlb_snapshot_release(worker->snapshot);
+  nlb_hmap_free(&worker->slots);
   pthread_mutex_destroy(&worker->lock);
   free(worker);
 }

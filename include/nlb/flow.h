@@ -13,7 +13,7 @@
 #include "nlb/list.h"
 
 struct nlb_worker;
-struct nlb_snapshot;
+struct nlb_group_route;
 struct nlb_route;
 
 /* Why a flow ended, as the access log names it. */
@@ -51,10 +51,11 @@ struct nlb_direction {
 
 struct nlb_flow {
   struct nlb_list link; /* on the worker's connecting or established list */
+  struct nlb_list route_link; /* on its listener's list in the worker */
   struct nlb_worker *worker;
-  struct nlb_snapshot *snapshot; /* one reference, dropped at close */
-  const struct nlb_route *route; /* inside snapshot */
-  struct nlb_target *target;     /* inside snapshot's pool; NULL until picked */
+  struct nlb_route *route;       /* one reference, dropped at close */
+  struct nlb_group_route *group; /* one reference, dropped at close */
+  struct nlb_target *target;     /* inside group's pool; NULL until picked */
 
   struct nlb_io client_io; /* the client's socket */
   struct nlb_io target_io; /* the target's socket; fd -1 until connecting */
@@ -62,7 +63,8 @@ struct nlb_flow {
   uint8_t n_tried;
   bool established;
   bool closing;
-  bool refusing; /* no target: FIN sent, discarding what the client sends */
+  bool refusing;    /* no target: FIN sent, discarding what the client sends */
+  bool access_json; /* the snapshot's access-log format at accept */
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;
@@ -78,9 +80,15 @@ struct nlb_flow {
 };
 
 /* Places a just-accepted client connection: admission, target choice and
- * the connect. Takes ownership of client_fd. Worker thread. */
-void nlb_flow_start(struct nlb_worker *worker, const struct nlb_route *route,
-                    int client_fd, const union nlb_sockaddr *client_addr);
+ * the connect. Takes ownership of client_fd; takes its own references on
+ * route and group (the worker's snapshot's); joins route_flows (the
+ * worker's list of the listener's flows) until it ends. With refuse (the
+ * node is full), the flow ends at once: reset, end=limit. Worker
+ * thread. */
+void nlb_flow_start(struct nlb_worker *worker, struct nlb_route *route,
+                    struct nlb_group_route *group, int client_fd,
+                    const union nlb_sockaddr *client_addr,
+                    struct nlb_list *route_flows, bool refuse);
 
 /* Ends a flow with the given cause (idle timeout, endpoint closed,
  * shutdown...), resetting both connections. Worker thread. */

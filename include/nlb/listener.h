@@ -1,9 +1,13 @@
 /* Listening sockets: opened by the control thread (or a helper thread that
- * entered a network namespace) and handed to workers: one socket per
- * listener, one descriptor of it per worker. */
+ * entered a network namespace) and handed to workers: one socket and one
+ * descriptor per listener, whatever the number of workers. Every worker's
+ * epoll set watches that one descriptor (an epoll set may watch a
+ * descriptor another set watches too), and the last worker to let go of
+ * it closes it. */
 #ifndef NLB_LISTENER_H
 #define NLB_LISTENER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "nlb/addr.h"
@@ -17,11 +21,19 @@
  * used. Returns the fd or a negative errno (e.g. -EADDRINUSE). */
 int nlb_listener_open(const union nlb_sockaddr *addr);
 
-/* Opens one listening socket (nlb_listener_open) and fills fds with copies
- * descriptors of it, one per worker: the workers share one accept queue
- * (see worker.c). Returns 0, or a negative errno with nothing left open (and
- * fds as it was but for -1 where a copy was closed). */
-int nlb_listener_open_shared(const union nlb_sockaddr *addr, size_t copies,
-                             int *fds);
+/* A listening descriptor shared by the workers: each holds a reference
+ * while its epoll set watches fd. */
+struct nlb_listen_socket {
+  atomic_int refs;
+  int fd;
+};
+
+/* Wraps fd with refs references (one per worker). On ENOMEM closes fd and
+ * returns NULL. Control thread. */
+struct nlb_listen_socket *nlb_listen_socket_create(int fd, int refs);
+
+/* Drops one reference; the last closes the descriptor and frees. The
+ * caller has taken fd out of its epoll set first. Any thread. */
+void nlb_listen_socket_release(struct nlb_listen_socket *socket);
 
 #endif

@@ -23,17 +23,15 @@ int nlb_netns_run(const char *netns, int (*fn)(void *arg), void *arg);
 
 /* Opens a listening socket (nlb_listener_open) for each of the n addresses
  * inside the namespace /run/netns/<netns>, or on the host when netns is
- * NULL or "". fds receives n * copies descriptors, address by address: the
- * copies of one address are descriptors of the same socket (one per
- * worker, nlb_listener_share). On failure nothing stays open, *failed_index
- * names the address at fault (or -1) and the result is a negative errno:
- * -ENOENT (no such namespace), -EPERM (not allowed to enter it),
- * -EADDRINUSE (anything listens there already, nlbd's own SO_REUSEPORT
- * listeners included), -EADDRNOTAVAIL... Blocks for the few milliseconds
- * the helper thread takes (up to 50 more while an address stays in use).
- * Control thread. */
+ * NULL or "". fds receives n descriptors, address by address (one socket
+ * each, which every worker watches). On failure nothing stays open,
+ * *failed_index names the address at fault (or -1) and the result is a
+ * negative errno: -ENOENT (no such namespace), -EPERM (not allowed to
+ * enter it), -EADDRINUSE (anything listens there already, nlbd's own
+ * SO_REUSEPORT listeners included), -EADDRNOTAVAIL... Blocks for the few
+ * milliseconds the helper thread takes (up to 50 more while an address
+ * stays in use). Control thread. */
 int nlb_netns_open_listeners(const char *netns, const union nlb_sockaddr *addrs,
-                             size_t n, size_t copies, int *fds,
-                             int *failed_index);
+                             size_t n, int *fds, int *failed_index);
 
 #endif

@@ -4,7 +4,12 @@
  * It applies a config (at start and on SIGHUP) as a diff: unchanged
  * listeners keep their sockets, new ones are opened before anything is
  * changed (so a reload that cannot bind changes nothing), removed targets
- * drain. Control thread only. */
+ * drain. Listeners, endpoints, groups and targets are found by hash, so a
+ * change costs what it touches: an endpoint added or removed makes or
+ * drops its own routes and shares every group's pool with the previous
+ * snapshot; a health change rebuilds only its group's pool, once per
+ * publish however many targets changed (the caller batches). Control
+ * thread only. */
 #ifndef NLB_ROUTER_H
 #define NLB_ROUTER_H
 
@@ -13,6 +18,7 @@
 #include <stdint.h>
 
 #include "nlb/config.h"
+#include "nlb/hmap.h"
 #include "nlb/snapshot.h"
 #include "nlb/target.h"
 #include "nlb/worker.h"
@@ -29,6 +35,13 @@ struct nlb_group {
   size_t capacity;
   bool in_use;         /* some listener routes to it */
   uint64_t generation; /* bumped when health must look again */
+  /* Private to the router. */
+  struct nlb_hnode node;         /* the router's groups, by name */
+  struct nlb_hmap by_address;    /* targets, by address */
+  size_t index;                  /* in the router's groups (and snapshots) */
+  struct nlb_group_route *route; /* published; NULL: build at next publish */
+  size_t n_draining;
+  uint64_t slow_start_until_ms; /* some target is in slow start until then */
 };
 
 /* Creates a router publishing to the given workers (not owned). */
@@ -40,15 +53,21 @@ struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
 int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
                      uint64_t now_ms, char *err, size_t err_size);
 
-/* Builds and publishes a snapshot from the current state (after a health
- * change). Returns 0 or -ENOMEM (the previous snapshot stays). */
+/* Builds and publishes a snapshot from the current state: the pools of
+ * groups whose usable set changed are rebuilt, the rest shared. Returns 0
+ * or -ENOMEM (the previous snapshot stays). */
 int nlb_router_publish(struct nlb_router *router, uint64_t now_ms);
+
+/* Publishes when a target state change (nlb_router_set_target_state) is
+ * waiting for it; health calls it once per batching window. */
+void nlb_router_flush(struct nlb_router *router, uint64_t now_ms);
 
 /* Periodic work: drained targets removed, slow-start weights refreshed.
  * Publishes when something changed. */
 void nlb_router_tick(struct nlb_router *router, uint64_t now_ms);
 
-/* Bumped by every publish: a cheap way to notice that targets changed. */
+/* Bumped whenever targets are added or leave (drain, removal) or groups
+ * change: a cheap way for health checks to notice there is work. */
 uint64_t nlb_router_generation(const struct nlb_router *router);
 
 /* Target groups, for health checks, the API and metrics. */
@@ -79,7 +98,9 @@ void nlb_router_sync_runtime_targets(struct nlb_router *router,
                                      size_t n, uint64_t now_ms);
 
 /* Sets a target's health state with a reason, logs the change as an event
- * and republishes when the usable set changed. */
+ * and marks its group for the next publish, which the caller asks for
+ * (nlb_router_flush) once it has collected the changes of a short window:
+ * a group's pool is then rebuilt once, not once per target. */
 void nlb_router_set_target_state(struct nlb_router *router,
                                  struct nlb_group *group,
                                  struct nlb_target *target,
@@ -113,9 +134,9 @@ void nlb_router_listener(const struct nlb_router *router, size_t index,
 
 /* Adds the listeners of an endpoint: one per port, at address (its port is
  * ignored) in the consumer's network, routed like the load balancer
- * lb_name's listener on the same port. fds holds n_ports * n_workers
- * listening sockets (port by port), which the router hands to the workers
- * (on success) or closes (on failure). allowed_sources (n may be 0: anyone)
+ * lb_name's listener on the same port. fds holds n_ports listening
+ * sockets, which the router hands to the workers (on success) or closes
+ * (on failure). allowed_sources (n may be 0: anyone)
  * is copied. An endpoint already open gets the ports it lacks (a reload
  * added them to its load balancer). Returns 0, -ENOENT (lb_name has no
  * listener on a port; err says which), -EEXIST (the endpoint already
@@ -147,8 +168,15 @@ bool nlb_router_endpoint_has_port(const struct nlb_router *router,
 bool nlb_router_has_endpoint(const struct nlb_router *router,
                              const char *endpoint_id);
 
-/* Number of workers (sockets needed per listener). */
-size_t nlb_router_worker_count(const struct nlb_router *router);
+/* Flows over every worker, flows refused at max_flows, accept(2) failures
+ * for want of descriptors. */
+struct nlb_router_flows {
+  uint64_t active;
+  uint64_t refused;
+  uint64_t accept_errors;
+};
+void nlb_router_flows(const struct nlb_router *router,
+                      struct nlb_router_flows *out);
 
 /* Closes every listening socket; flows go on. */
 void nlb_router_stop_accepting(struct nlb_router *router);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "nlb/addr.h"
+#include "nlb/hmap.h"
 #include "nlb/histogram.h"
 
 enum nlb_target_state {
@@ -56,6 +57,9 @@ struct nlb_target {
 
   /* Registered through the API: a reload of the file keeps it. (control) */
   bool runtime_registered;
+  /* The router's: its group's map by address, and a mark for diffs. */
+  struct nlb_hnode group_node;
+  bool mark;
 
   /* Health bookkeeping (control). */
   unsigned consecutive_ok;
@@ -76,5 +80,11 @@ void nlb_target_acquire(struct nlb_target *target);
 void nlb_target_release(struct nlb_target *target);
 
 const char *nlb_target_state_name(enum nlb_target_state state);
+
+/* A connect to target failed on live traffic: counted on the target and
+ * on a process-wide total, so that the control thread looks at targets
+ * only when some worker saw a failure. Any thread. */
+void nlb_target_passive_failure(struct nlb_target *target);
+unsigned nlb_target_passive_total(void);
 
 #endif

@@ -1,8 +1,8 @@
 /* Workers: threads that each run their own uv loop, accept from every
- * listener's one socket (each worker holds a descriptor of it), and carry
- * flows from accept to close. The control thread drives a worker only through
- * the functions below, which queue a command and wake the worker with a
- * uv_async_t. */
+ * listener's one socket (every worker's epoll set watches its one
+ * descriptor), and carry flows from accept to close. The control thread drives
+ * a worker only through the functions below, which queue a command and wake the
+ * worker with a uv_async_t. */
 #ifndef NLB_WORKER_H
 #define NLB_WORKER_H
 
@@ -13,6 +13,7 @@
 #include "nlb/flow.h"
 #include "nlb/io.h"
 #include "nlb/list.h"
+#include "nlb/listener.h"
 #include "nlb/snapshot.h"
 
 struct nlb_worker;
@@ -28,15 +29,15 @@ struct nlb_worker *nlb_worker_start(unsigned index,
  * Control thread. */
 int nlb_worker_pin(struct nlb_worker *worker, int cpu);
 
-/* Hands the worker a descriptor of the listening socket for the route with
- * route_id; the worker owns fd from here on (not the socket: the other
- * workers' descriptors keep it open). Control thread. */
+/* Hands the worker the listening socket for the route with route_id; the
+ * worker owns one reference on socket from here on. Control thread. */
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
-                             int fd);
+                             struct nlb_listen_socket *socket);
 
-/* Closes the worker's descriptor of the listening socket for route_id. With
- * reset_flows, every flow that came in through it is reset at once
- * (end=endpoint_closed); without, flows run on. Control thread. */
+/* Stops watching the listening socket for route_id and drops the worker's
+ * reference (the last one closes it). With reset_flows, every flow that
+ * came in through it is reset at once (end=endpoint_closed); without,
+ * flows run on. Control thread. */
 void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
                                 bool reset_flows);
 
@@ -59,6 +60,16 @@ void nlb_worker_set_peers(struct nlb_worker *worker,
 
 /* Number of flows open on the worker. Any thread. */
 uint64_t nlb_worker_active_flows(const struct nlb_worker *worker);
+
+/* The node's limit on open flows (all workers together; 0: none). A new
+ * flow past it is refused at accept: reset, end=limit in the access log,
+ * counted in nlb_worker_flows_refused, and a warning at most once a
+ * minute. Any thread. */
+void nlb_worker_set_max_flows(struct nlb_worker *worker, uint64_t max_flows);
+uint64_t nlb_worker_flows_refused(const struct nlb_worker *worker);
+/* accept(2) failures for want of descriptors or memory (the worker pauses
+ * accepting 100 ms each time). Any thread. */
+uint64_t nlb_worker_accept_errors(const struct nlb_worker *worker);
 
 /* Stops the loop once its flows are gone (after nlb_worker_close_flows),
  * joins the thread and frees the worker. Control thread. */
