@@ -57,6 +57,20 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds_precise(pid):
+    """CPU time of pid's live threads from schedstat (nanoseconds), for
+    short windows where clock ticks (10 ms) are too coarse. Threads that
+    ended within the window are missed: use cpu_seconds for long ones."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e9
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -206,7 +220,7 @@ class Nlbd:
         """Wall time from SIGHUP to the reload outcome, and nlbd's CPU
         time over it (every thread)."""
         before = self.reload_seq()
-        cpu0 = cpu_seconds(self.pid)
+        cpu0 = cpu_seconds_precise(self.pid)
         t0 = time.monotonic()
         os.kill(self.pid, signal.SIGHUP)
         while self.reload_seq() == before:
@@ -215,12 +229,17 @@ class Nlbd:
             time.sleep(0.0005)
         wall = time.monotonic() - t0
         time.sleep(0.2)  # what the reload queued for the other threads
-        return wall, cpu_seconds(self.pid) - cpu0
+        return wall, (cpu_seconds_precise(self.pid) - cpu0 -
+                      (wall + 0.2) * self.base)
+
+    base = 0.0  # CPU seconds per second when idle, measured by idle_cpu
 
     def idle_cpu(self, seconds=3.0):
-        c0, t0 = cpu_seconds(self.pid), time.monotonic()
+        c0, t0 = cpu_seconds_precise(self.pid), time.monotonic()
         time.sleep(seconds)
-        return 100.0 * (cpu_seconds(self.pid) - c0) / (time.monotonic() - t0)
+        self.base = (cpu_seconds_precise(self.pid) - c0) / (time.monotonic() -
+                                                             t0)
+        return 100.0 * self.base
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
