@@ -421,13 +421,14 @@ def bench_targets(nlbd_path, n, results):
         d.start()
         record(results, "targets", n, "start (exec to started)",
                1000 * (d.t_started - d.t_exec), "ms")
-        healthy, pos, text = 0, 0, ""
+        healthy, pos, partial = 0, 0, ""
         deadline = time.monotonic() + 120
         while healthy < n and time.monotonic() < deadline:
             chunk = d.read_events(pos)
             pos += len(chunk.encode())
-            text = text[-200:] + chunk
-            healthy += chunk.count("-> healthy")
+            lines = (partial + chunk).split("\n")
+            partial = lines.pop()
+            healthy += sum(1 for line in lines if "-> healthy" in line)
             time.sleep(0.005)
         t_all = time.monotonic() - d.t_exec
         cpu = cpu_seconds(d.pid)
