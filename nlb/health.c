@@ -20,12 +20,22 @@
 /* A check that could not run for a local reason says so at most this
  * often. */
 #define LOCAL_LOG_MS 60000
+/* Probes open at once, at most: the descriptors checks may hold (part of
+ * the reserve nlbd keeps out of max_flows). Checks due beyond it wait
+ * their turn in order. */
+#define MAX_IN_FLIGHT 1024
+/* Probes started per turn of the control loop, at most, so that thousands
+ * of checks falling due together never hold the API or a reload for more
+ * than a few milliseconds, nor make one wave of connects whose answers all
+ * wait for the next turn. */
+#define BURST 128
 
 struct check;
 
 /* One probe in flight: its own handles, so a check can be removed while a
  * probe is still closing. */
 struct attempt {
+  struct nlb_health *health;
   struct check *check; /* NULL once the check is gone */
   uv_tcp_t tcp;
   uv_connect_t connect;
@@ -46,7 +56,7 @@ struct check {
   struct nlb_target *target; /* one reference */
   uv_timer_t timer;
   struct attempt *attempt;
-  bool seen;
+  struct nlb_list due_link; /* on nlb_health.due while waiting its turn */
 };
 
 struct nlb_health {
@@ -54,6 +64,9 @@ struct nlb_health {
   struct nlb_router *router;
   struct nlb_list checks;
   uv_timer_t publish; /* the batching window, running while one is open */
+  struct nlb_list due; /* checks whose time came, waiting for a probe */
+  uv_idle_t kick;      /* active while some can start */
+  size_t in_flight;    /* probes open */
   uint64_t random_state;
   uint64_t synced_generation; /* the router's, when checks last matched */
   unsigned passive_seen;      /* nlb_target_passive_total() last looked at */
@@ -193,6 +206,7 @@ static void on_attempt_handle_closed(uv_handle_t *handle)
 }
 
 static void on_check_timer(uv_timer_t *timer);
+static void on_kick(uv_idle_t *idle);
 
 static void schedule(struct check *check, uint64_t delay_ms)
 {
@@ -226,6 +240,9 @@ static void end_attempt(struct attempt *attempt, bool passed,
     return;
   attempt->done = true;
   close_probe(attempt);
+  if (attempt->health->in_flight-- == MAX_IN_FLIGHT &&
+      !nlb_list_empty(&attempt->health->due) && !attempt->health->stopped)
+    uv_idle_start(&attempt->health->kick, on_kick);
   if (!check)
     return;
   check->attempt = NULL;
@@ -388,6 +405,8 @@ static void start_attempt(struct check *check)
     return;
   }
   attempt->check = check;
+  attempt->health = check->health;
+  check->health->in_flight++;
   uv_tcp_init(check->health->loop, &attempt->tcp);
   uv_timer_init(check->health->loop, &attempt->timeout);
   attempt->tcp.data = attempt;
@@ -405,11 +424,36 @@ static void start_attempt(struct check *check)
     fail_attempt(attempt, rc, uv_strerror(rc));
 }
 
+/* Starts due checks: at most BURST per turn of the loop, and while fewer
+ * than MAX_IN_FLIGHT probes are open (the last probe to close below it
+ * starts the kick again). */
+static void on_kick(uv_idle_t *idle)
+{
+  struct nlb_health *health = idle->data;
+
+  for (int n = 0; n < BURST && health->in_flight < MAX_IN_FLIGHT; n++) {
+    struct check *check;
+    if (nlb_list_empty(&health->due))
+      break;
+    check = NLB_CONTAINER_OF(health->due.next, struct check, due_link);
+    nlb_list_remove(&check->due_link);
+    start_attempt(check);
+  }
+  if (nlb_list_empty(&health->due) || health->in_flight >= MAX_IN_FLIGHT)
+    uv_idle_stop(idle);
+}
+
 static void on_check_timer(uv_timer_t *timer)
 {
   struct check *check = timer->data;
-  if (!check->attempt && !check->health->stopped)
-    start_attempt(check);
+  struct nlb_health *health = check->health;
+
+  if (check->attempt || health->stopped)
+    return;
+  nlb_list_remove(&check->due_link);
+  nlb_list_append(&health->due, &check->due_link);
+  if (health->in_flight < MAX_IN_FLIGHT)
+    uv_idle_start(&health->kick, on_kick);
 }
 
 static void on_check_closed(uv_handle_t *handle)
@@ -427,6 +471,7 @@ static void remove_check(struct check *check)
   }
   if (check->target->health_check == check)
     check->target->health_check = NULL;
+  nlb_list_remove(&check->due_link);
   nlb_list_remove(&check->link);
   uv_close((uv_handle_t *)&check->timer, on_check_closed);
 }
@@ -453,6 +498,7 @@ static void add_check(struct nlb_health *health, struct nlb_group *group,
   check->target = target;
   nlb_target_acquire(target);
   target->health_check = check;
+  nlb_list_init(&check->due_link);
   uv_timer_init(health->loop, &check->timer);
   check->timer.data = check;
   nlb_list_append(&health->checks, &check->link);
@@ -524,6 +570,9 @@ struct nlb_health *nlb_health_start(uv_loop_t *loop, struct nlb_router *router)
   nlb_list_init(&health->checks);
   uv_timer_init(loop, &health->publish);
   health->publish.data = health;
+  nlb_list_init(&health->due);
+  uv_idle_init(loop, &health->kick);
+  health->kick.data = health;
   health->passive_seen = nlb_target_passive_total();
   nlb_health_sync(health);
   return health;
@@ -536,6 +585,7 @@ void nlb_health_stop(struct nlb_health *health)
     return;
   health->stopped = true;
   uv_close((uv_handle_t *)&health->publish, NULL);
+  uv_close((uv_handle_t *)&health->kick, NULL);
   NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
   {
     remove_check(NLB_CONTAINER_OF(pos, struct check, link));
