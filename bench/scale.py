@@ -187,13 +187,20 @@ class Nlbd:
         _started.append(self.proc)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+        pid_file = os.path.join(self.run_dir, "nlbd.pid")
+        # The pid file is written right before the start event, and not
+        # through the log writer (which may lag a burst of lines).
+        while not os.path.exists(pid_file):
             if self.proc.poll() is not None:
                 raise RuntimeError("nlbd exited: %s" % self.stderr())
-            if "started" in self.read_events(0):
-                break
-            time.sleep(0.002)
+            if time.monotonic() > deadline:
+                raise RuntimeError("nlbd did not start")
+            time.sleep(0.001)
         self.t_started = time.monotonic()
+        while "started" not in self.read_events(0):
+            if self.proc.poll() is not None:
+                raise RuntimeError("nlbd exited: %s" % self.stderr())
+            time.sleep(0.002)
         return self
 
     def stderr(self):
