@@ -63,7 +63,7 @@ struct nlb_health {
   uv_loop_t *loop;
   struct nlb_router *router;
   struct nlb_list checks;
-  uv_timer_t publish; /* the batching window, running while one is open */
+  uv_timer_t publish;  /* the batching window, running while one is open */
   struct nlb_list due; /* checks whose time came, waiting for a probe */
   uv_idle_t kick;      /* active while some can start */
   size_t in_flight;    /* probes open */
