@@ -1472,6 +1472,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   static const char *const keys[] = {"workers",
                                      "worker_cpu_affinity",
                                      "shutdown_timeout",
+                                     "max_flows",
                                      "log",
                                      "api",
                                      "registry",
@@ -1486,7 +1487,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   struct nlb_config *cfg;
   config_t file;
   const config_setting_t *root;
-  long long workers = 0;
+  long long workers = 0, max_flows = 0;
 
   *errors = NULL;
   cfg = calloc(1, sizeof(*cfg));
@@ -1516,6 +1517,8 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
   cfg->shutdown_timeout_ms = 30000;
   get_duration(&ld, root, "shutdown_timeout", 0, 3600000,
                &cfg->shutdown_timeout_ms);
+  if (get_int(&ld, root, "max_flows", 0, 1000000000, &max_flows))
+    cfg->max_flows = (uint64_t)max_flows;
   load_log(&ld, root, cfg);
   load_api(&ld, root, cfg);
   load_registry(&ld, root, cfg);

@@ -9,6 +9,8 @@
 #include <uv.h>
 
 #include "nlb/announce.h"
+#include "nlb/api.h"
+#include "nlb/capacity.h"
 #include "nlb/config.h"
 #include "nlb/cpus.h"
 #include "nlb/health.h"
@@ -49,6 +51,7 @@ struct daemon {
   enum phase phase;
   uint64_t phase_deadline_ms;
   const char *shutdown_why;
+  uint64_t max_flows; /* in force on the workers */
 };
 
 static uint64_t total_active_flows(const struct daemon *d)
@@ -71,6 +74,58 @@ static void close_control_handles(struct daemon *d)
 static void begin_shutdown(struct daemon *d, const char *why);
 static void stop_accepting(struct daemon *d, uint64_t now);
 
+/* Flows the node can hold now: the descriptor limit less a reserve that
+ * follows the listeners and targets (endpoints and reloads change them).
+ * max_flows in the config, when set, is the limit instead. The first time
+ * and after a reload it says so in the log. */
+static void apply_capacity(struct daemon *d, bool log)
+{
+  struct rlimit limit = {0};
+  struct nlb_capacity_input in = {0};
+  struct nlb_capacity cap;
+  uint64_t max;
+
+  getrlimit(RLIMIT_NOFILE, &limit);
+  in.fd_limit = limit.rlim_cur;
+  in.workers = (unsigned)d->n_workers;
+  in.listeners = nlb_router_listener_count(d->router);
+  for (size_t g = 0; g < nlb_router_group_count(d->router); g++)
+    in.targets += nlb_router_group(d->router, g)->n_targets;
+  in.api_connections = d->cfg->has_api ? API_MAX_CONNECTIONS : 0;
+  nlb_capacity_compute(&in, &cap);
+  max = d->cfg->max_flows ? d->cfg->max_flows : cap.max_flows;
+  nlb_worker_set_pipe_budget(cap.pipe_fds);
+  if (max != d->max_flows) {
+    for (size_t i = 0; i < d->n_workers; i++)
+      nlb_worker_set_max_flows(d->workers[i], max ? max : 1);
+    d->max_flows = max;
+    nlb_metrics_set_max_flows(max);
+  }
+  if (!log)
+    return;
+  NLB_LOG_EVENT(NLB_LOG_INFO, "flow_capacity",
+                "flow capacity: {max_flows} flows{set_by} (descriptor limit "
+                "{fd_limit}: {reserve} kept for listeners, health checks, the "
+                "API and logs, {pipe_fds} for splice pipes, 2 per flow)",
+                NLB_LOG_UINT("max_flows", max),
+                NLB_LOG_STR("set_by", d->cfg->max_flows
+                                          ? " (max_flows in the config)"
+                                          : ""),
+                NLB_LOG_UINT("fd_limit", in.fd_limit),
+                NLB_LOG_UINT("reserve", cap.reserve),
+                NLB_LOG_UINT("pipe_fds", cap.pipe_fds),
+                NLB_LOG_UINT("capacity", cap.max_flows));
+  if (d->cfg->max_flows > cap.max_flows)
+    NLB_LOG_EVENT(NLB_LOG_WARN, "flow_capacity_exceeded",
+                  "max_flows {max_flows} is more than the descriptor limit "
+                  "{fd_limit} leaves room for ({capacity}): before the limit "
+                  "refuses flows, accept, health checks or the API may fail "
+                  "for want of descriptors",
+                  NLB_LOG_UINT("max_flows", d->cfg->max_flows),
+                  NLB_LOG_UINT("fd_limit", in.fd_limit),
+                  NLB_LOG_UINT("capacity", cap.max_flows));
+}
+
 static void on_tick(uv_timer_t *timer)
 {
   struct daemon *d = timer->data;
@@ -81,6 +136,7 @@ static void on_tick(uv_timer_t *timer)
     nlb_health_tick(d->health, now);
     nlb_router_tick(d->router, now);
     nlb_services_tick(d->services, now);
+    apply_capacity(d, false);
     if (nlb_services_drain_requested(d->services))
       begin_shutdown(d, "drain requested through the API");
     break;
@@ -241,6 +297,7 @@ static int reload(struct daemon *d, char *why, size_t why_size)
   nlb_announce_reload(d->announce, cfg);
   nlb_config_free(d->cfg);
   d->cfg = cfg;
+  apply_capacity(d, true);
   snprintf(why, why_size, "config reloaded from %s", cfg->path);
   NLB_LOG_EVENT(NLB_LOG_INFO, "reload", "config reloaded from {config}",
                 NLB_LOG_BOOL("success", true),
@@ -446,6 +503,7 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
                   NLB_LOG_STR("error", reason));
     close_control_handles(&d);
   } else {
+    apply_capacity(&d, true);
     nlb_rundir_loaded(true, "started");
     snprintf(status, sizeof(status), "running: %zu workers, %zu listeners",
              d.n_workers, nlb_router_listener_count(d.router));

@@ -51,8 +51,7 @@ static void release_direction(struct nlb_flow *flow, struct nlb_direction *dir)
       nlb_worker_put_pipe(flow->worker, dir->pipe_read, dir->pipe_write);
     } else {
       /* Bytes left in a pipe would reach the next flow: drop the pipe. */
-      close(dir->pipe_read);
-      close(dir->pipe_write);
+      nlb_worker_drop_pipe(flow->worker, dir->pipe_read, dir->pipe_write);
     }
     dir->pipe_read = dir->pipe_write = -1;
     dir->in_pipe = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "nlb/capacity.h"
 #include "nlb/list.h"
 #include "nlb/log.h"
 #include "nlb/proxy_v2.h"
@@ -20,10 +21,10 @@
 /* A check that could not run for a local reason says so at most this
  * often. */
 #define LOCAL_LOG_MS 60000
-/* Probes open at once, at most: the descriptors checks may hold (part of
- * the reserve nlbd keeps out of max_flows). Checks due beyond it wait
- * their turn in order. */
-#define MAX_IN_FLIGHT 1024
+/* Probes open at once, at most: the descriptors checks may hold (their
+ * share of the reserve nlbd keeps out of max_flows). Checks due beyond it
+ * wait their turn in order. */
+#define MAX_IN_FLIGHT NLB_CAPACITY_PROBES
 /* Probes started per turn of the control loop, at most, so that thousands
  * of checks falling due together never hold the API or a reload for more
  * than a few milliseconds, nor make one wave of connects whose answers all

@@ -6,6 +6,7 @@ nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
 nlb_libnlb_a_SOURCES = \
 	nlb/addr.c \
 	nlb/announce.c \
+	nlb/capacity.c \
 	nlb/config.c \
 	nlb/cpus.c \
 	nlb/daemon.c \
@@ -40,6 +41,7 @@ nlb_libnlb_a_SOURCES = \
 noinst_HEADERS += \
 	include/nlb/addr.h \
 	include/nlb/announce.h \
+	include/nlb/capacity.h \
 	include/nlb/config.h \
 	include/nlb/cpus.h \
 	include/nlb/daemon.h \

@@ -434,6 +434,36 @@ static double start_time_seconds(void)
   return (double)boot + (double)ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
+static uint64_t max_flows;
+
+void nlb_metrics_set_max_flows(uint64_t value)
+{
+  max_flows = value;
+}
+
+static void flow_families(struct text *t, struct nlb_router *router)
+{
+  struct nlb_router_flows flows;
+
+  nlb_router_flows(router, &flows);
+  family(t, "nlb_flows_max", "gauge",
+         "Flows the node holds at most (max_flows, or what the descriptor "
+         "limit leaves room for); past it new flows are refused.");
+  text_printf(t, "nlb_flows_max %llu\n", (unsigned long long)max_flows);
+  family(t, "nlb_flows_active", "gauge", "Flows open on the node.");
+  text_printf(t, "nlb_flows_active %llu\n", (unsigned long long)flows.active);
+  family(t, "nlb_flows_refused_total", "counter",
+         "New flows refused because the node held max_flows (reset, "
+         "end=limit).");
+  text_printf(t, "nlb_flows_refused_total %llu\n",
+              (unsigned long long)flows.refused);
+  family(t, "nlb_accept_errors_total", "counter",
+         "accept(2) failures for want of descriptors or memory (the worker "
+         "pauses accepting 100 ms each time).");
+  text_printf(t, "nlb_accept_errors_total %llu\n",
+              (unsigned long long)flows.accept_errors);
+}
+
 static void process_families(struct text *t)
 {
   struct rlimit limit = {0};
@@ -485,6 +515,7 @@ char *nlb_metrics_text(struct nlb_router *router,
   if (!scope) {
     target_families(&t, series + n_listeners, n_targets);
     health_families(&t, router);
+    flow_families(&t, router);
     process_families(&t);
   }
   free(series);

@@ -715,10 +715,9 @@ void nlb_worker_stop(struct nlb_worker *worker)
     free(command);
     command = next;
   }
-  for (size_t i = 0; i < worker->n_pipes; i++) {
-    close(worker->pipes[i].read_fd);
-    close(worker->pipes[i].write_fd);
-  }
+  for (size_t i = 0; i < worker->n_pipes; i++)
+    nlb_worker_drop_pipe(worker, worker->pipes[i].read_fd,
+                         worker->pipes[i].write_fd);
   for (size_t i = 0; i < worker->n_buffers; i++)
     free(worker->buffers[i]);
   for (size_t i = 0; i < worker->n_free_flows; i++)
@@ -744,6 +743,16 @@ unsigned nlb_worker_index(const struct nlb_worker *worker)
   return worker->index;
 }
 
+/* Descriptors held by splice pipes (in use and pooled) over every worker,
+ * and their share of the descriptor limit (capacity.h). */
+static atomic_uint_fast64_t pipe_fds;
+static atomic_uint_fast64_t pipe_budget = UINT64_MAX;
+
+void nlb_worker_set_pipe_budget(uint64_t fds)
+{
+  atomic_store_explicit(&pipe_budget, fds, memory_order_relaxed);
+}
+
 int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd, int *write_fd)
 {
   int fds[2];
@@ -753,11 +762,26 @@ int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd, int *write_fd)
     *write_fd = worker->pipes[worker->n_pipes].write_fd;
     return 0;
   }
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+  /* Past its share, a bulk direction goes through a buffer instead. */
+  if (atomic_fetch_add_explicit(&pipe_fds, 2, memory_order_relaxed) + 2 >
+      atomic_load_explicit(&pipe_budget, memory_order_relaxed)) {
+    atomic_fetch_sub_explicit(&pipe_fds, 2, memory_order_relaxed);
+    return -EMFILE;
+  }
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+    atomic_fetch_sub_explicit(&pipe_fds, 2, memory_order_relaxed);
     return -errno;
+  }
   *read_fd = fds[0];
   *write_fd = fds[1];
   return 0;
+}
+
+void nlb_worker_drop_pipe(struct nlb_worker *worker, int read_fd, int write_fd)
+{
+  close(read_fd);
+  close(write_fd);
+  atomic_fetch_sub_explicit(&pipe_fds, 2, memory_order_relaxed);
 }
 
 void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd)
@@ -768,8 +792,7 @@ void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd)
     worker->n_pipes++;
     return;
   }
-  close(read_fd);
-  close(write_fd);
+  nlb_worker_drop_pipe(worker, read_fd, write_fd);
 }
 
 char *nlb_worker_get_buffer(struct nlb_worker *worker)

@@ -120,6 +120,7 @@ struct nlb_config {
   unsigned workers; /* resolved: 0 in the file becomes the CPU count */
   bool pin_workers; /* worker_cpu_affinity "auto": worker i on CPU i */
   uint64_t shutdown_timeout_ms;
+  uint64_t max_flows; /* 0: from the descriptor limit (capacity.h) */
 
   char *log_access; /* "stderr", "off" or a path */
   enum nlb_log_format log_access_format;

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct nlb_router;
 
@@ -35,6 +36,9 @@ struct nlb_metrics_scope {
  * whether it was applied: nlb_config_last_reload_success and, on success,
  * its _timestamp_seconds (wall clock). Control thread. */
 void nlb_metrics_config_loaded(bool success);
+
+/* The node's max_flows now, for nlb_flows_max. Control thread. */
+void nlb_metrics_set_max_flows(uint64_t max_flows);
 
 /* The text of every family, malloc'd (the caller frees); NULL on ENOMEM.
  * With a scope, only the listener families, with only the listeners in

@@ -71,6 +71,10 @@ uint64_t nlb_worker_flows_refused(const struct nlb_worker *worker);
  * accepting 100 ms each time). Any thread. */
 uint64_t nlb_worker_accept_errors(const struct nlb_worker *worker);
 
+/* The descriptors splice pipes may hold over every worker (capacity.h);
+ * past it, bulk directions move through buffers. Any thread. */
+void nlb_worker_set_pipe_budget(uint64_t fds);
+
 /* Stops the loop once its flows are gone (after nlb_worker_close_flows),
  * joins the thread and frees the worker. Control thread. */
 void nlb_worker_stop(struct nlb_worker *worker);
@@ -80,6 +84,8 @@ uv_loop_t *nlb_worker_loop(struct nlb_worker *worker);
 struct nlb_snapshot *nlb_worker_snapshot(struct nlb_worker *worker);
 int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd, int *write_fd);
 void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
+/* Closes a pipe that cannot go back to the pool (bytes left in it). */
+void nlb_worker_drop_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
 char *nlb_worker_get_buffer(struct nlb_worker *worker);
 void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer);
 struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker);
