@@ -37,6 +37,12 @@ tests_unit_test_health_SOURCES = tests/unit/test_health.c
 tests_unit_test_health_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_health_LDADD = $(NLB_TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_router
+TESTS += tests/unit/test_router
+tests_unit_test_router_SOURCES = tests/unit/test_router.c
+tests_unit_test_router_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_router_LDADD = $(NLB_TEST_LIBS)
+
 TESTS += tests/e2e/test_balancer.py
 EXTRA_DIST += tests/e2e/test_balancer.py
 
