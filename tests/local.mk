@@ -55,6 +55,9 @@ EXTRA_DIST += tests/e2e/test_quickstart.py
 TESTS += tests/e2e/test_health.py
 EXTRA_DIST += tests/e2e/test_health.py
 
+TESTS += tests/e2e/test_scale.py
+EXTRA_DIST += tests/e2e/test_scale.py
+
 # Needs root and network namespaces; says SKIP without them.
 TESTS += tests/e2e/test_endpoints.py
 EXTRA_DIST += tests/e2e/test_endpoints.py tests/tools/ppv2_receiver.py \
