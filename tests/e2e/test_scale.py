@@ -437,7 +437,10 @@ def test_idle_flows_at_the_descriptor_limit():
             per_flow = (rss_kib(node.proc.pid) - before) * 1024.0 / n
             print("%d idle flows (max_flows %d, hard limit %d): %.0f bytes "
                   "per flow" % (n, limit, hard, per_flow))
-            assert per_flow < 400, per_flow
+            with open(NLBD, "rb") as f:
+                sanitized = b"__asan_init" in f.read()
+            # AddressSanitizer's redzones make every allocation larger.
+            assert per_flow < 400 or sanitized, per_flow
             if n == limit:
                 assert new_flow_outcome(port) == "reset"
             assert node.api("ops", "GET", "/healthz")[0] == 200
