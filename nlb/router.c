@@ -173,8 +173,11 @@ static void free_listener(struct listener_record *l)
 
 static void free_group(struct nlb_group *group)
 {
-  for (size_t i = 0; i < group->n_targets; i++)
+  for (size_t i = 0; i < group->n_targets; i++) {
+    if (atomic_load(&group->targets[i]->state) == NLB_TARGET_DRAINING)
+      nlb_target_set_draining(false);
     nlb_target_release(group->targets[i]);
+  }
   nlb_hmap_free(&group->by_address);
   nlb_group_route_release(group->route);
   free(group->targets);
@@ -371,6 +374,7 @@ static void start_draining(struct nlb_router *router, struct nlb_group *group,
   atomic_store(&target->state, NLB_TARGET_DRAINING);
   snprintf(target->reason, sizeof(target->reason), "%s", reason);
   group->n_draining++;
+  nlb_target_set_draining(true);
   router->members_generation++;
   group_changed(group);
   NLB_LOG_EVENT(
@@ -393,6 +397,7 @@ static void undrain(struct nlb_router *router, struct nlb_group *group,
   target->consecutive_ok = target->consecutive_fail = 0;
   snprintf(target->reason, sizeof(target->reason), "re-registered");
   group->n_draining--;
+  nlb_target_set_draining(false);
   router->members_generation++;
   group_changed(group);
   NLB_LOG_EVENT(NLB_LOG_INFO, "target_state",
@@ -910,6 +915,7 @@ static void reap_drained(struct nlb_router *router, struct nlb_group *group,
     nlb_hmap_remove(&group->by_address, &target->group_node);
     group->targets[i] = group->targets[--group->n_targets];
     group->n_draining--;
+    nlb_target_set_draining(false);
     router->members_generation++;
     nlb_target_release(target);
   }

@@ -46,3 +46,18 @@ unsigned nlb_target_passive_total(void)
 {
   return atomic_load(&passive_total);
 }
+
+static atomic_uint draining_total;
+
+void nlb_target_set_draining(bool draining)
+{
+  if (draining)
+    atomic_fetch_add(&draining_total, 1);
+  else
+    atomic_fetch_sub(&draining_total, 1);
+}
+
+unsigned nlb_target_draining_count(void)
+{
+  return atomic_load_explicit(&draining_total, memory_order_relaxed);
+}

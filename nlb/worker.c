@@ -72,6 +72,18 @@ struct pipe_pair {
   int write_fd;
 };
 
+/* Established flows of one idle timeout, in the order they were last
+ * queued (flow->queued_ms): a flow queued at q cannot be idle before
+ * q + timeout_ms, so a sweep looks only at the head until that is in the
+ * future, and a flow found still active goes back to the tail. Each flow
+ * is looked at about once per idle timeout, not once per sweep: a million
+ * idle flows cost nothing while none expires. */
+struct idle_list {
+  uint64_t timeout_ms;
+  struct nlb_list flows;
+};
+#define MAX_IDLE_LISTS 16
+
 struct nlb_worker {
   unsigned index;
   uv_thread_t thread;
@@ -94,6 +106,9 @@ struct nlb_worker {
   struct nlb_list listeners;
   struct nlb_hmap slots; /* the listeners' slots by route id */
   struct nlb_list connecting;
+  struct idle_list *idle[MAX_IDLE_LISTS]; /* one per idle timeout in use */
+  size_t n_idle;
+  /* Established flows of further idle timeouts: swept whole. */
   struct nlb_list established;
   atomic_uint_fast64_t active_flows;
   atomic_uint_fast64_t max_flows;     /* over every worker; set by control */
@@ -389,8 +404,13 @@ fail_release:
 static void for_each_flow(struct nlb_worker *worker,
                           void (*fn)(struct nlb_flow *, void *), void *arg)
 {
-  struct nlb_list *lists[2] = {&worker->connecting, &worker->established};
-  for (int i = 0; i < 2; i++) {
+  struct nlb_list *lists[2 + MAX_IDLE_LISTS] = {&worker->connecting,
+                                                &worker->established};
+  size_t n = 2;
+
+  for (size_t i = 0; i < worker->n_idle; i++)
+    lists[n++] = &worker->idle[i]->flows;
+  for (size_t i = 0; i < n; i++) {
     struct nlb_list *pos, *tmp;
     NLB_LIST_FOREACH_SAFE(pos, tmp, lists[i])
     {
@@ -487,28 +507,53 @@ static void check_timeouts(struct nlb_flow *flow, void *arg)
   nlb_flow_check_timeouts(flow, *(uint64_t *)arg);
 }
 
+/* Ends the flows of list that have been idle for timeout_ms; looks only
+ * at those queued at least that long ago. */
+static void sweep_idle(struct idle_list *list, uint64_t now)
+{
+  while (!nlb_list_empty(&list->flows)) {
+    struct nlb_flow *flow =
+        NLB_CONTAINER_OF(list->flows.next, struct nlb_flow, link);
+    if (flow->queued_ms + list->timeout_ms > now)
+      return;
+    nlb_flow_check_timeouts(flow, now);
+    if (flow->closing)
+      continue; /* it left the list */
+    nlb_list_remove(&flow->link);
+    nlb_list_append(&list->flows, &flow->link);
+    flow->queued_ms = now;
+  }
+}
+
 static void on_sweep(uv_timer_t *timer)
 {
   struct nlb_worker *worker = timer->data;
   uint64_t now = uv_now(&worker->loop);
-  uint64_t idle_period = worker->snapshot->min_idle_timeout_ms / 4;
   struct nlb_list *pos, *tmp;
 
   NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->connecting)
   {
     nlb_flow_check_timeouts(NLB_CONTAINER_OF(pos, struct nlb_flow, link), now);
   }
-  /* Established flows are many: scan them at most once a second, or a
-   * quarter of the shortest idle timeout. */
-  if (idle_period > 1000)
-    idle_period = 1000;
-  if (now - worker->last_idle_sweep_ms >= idle_period) {
-    worker->last_idle_sweep_ms = now;
-    NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->established)
+  for (size_t i = 0; i < worker->n_idle; i++)
+    sweep_idle(worker->idle[i], now);
+  /* Every established flow, once a second, only while some target drains
+   * (its flows close at its deadline) and for the rare flows without an
+   * idle list of their own. */
+  if (now - worker->last_idle_sweep_ms < 1000)
+    return;
+  worker->last_idle_sweep_ms = now;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->established)
+  {
+    check_timeouts(NLB_CONTAINER_OF(pos, struct nlb_flow, link), &now);
+  }
+  if (nlb_target_draining_count() == 0)
+    return;
+  for (size_t i = 0; i < worker->n_idle; i++)
+    NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->idle[i]->flows)
     {
       check_timeouts(NLB_CONTAINER_OF(pos, struct nlb_flow, link), &now);
     }
-  }
 }
 
 static void free_finished(struct nlb_worker *worker)
@@ -722,6 +767,8 @@ void nlb_worker_stop(struct nlb_worker *worker)
     free(worker->buffers[i]);
   for (size_t i = 0; i < worker->n_free_flows; i++)
     free(worker->free_flows[i]);
+  for (size_t i = 0; i < worker->n_idle; i++)
+    free(worker->idle[i]);
   nlb_snapshot_release(worker->snapshot);
   nlb_hmap_free(&worker->slots);
   pthread_mutex_destroy(&worker->lock);
@@ -834,11 +881,30 @@ void nlb_worker_track_connecting(struct nlb_worker *worker,
   nlb_list_append(&worker->connecting, &flow->link);
 }
 
+static struct idle_list *idle_list_for(struct nlb_worker *worker,
+                                       uint64_t timeout_ms)
+{
+  struct idle_list *list;
+
+  for (size_t i = 0; i < worker->n_idle; i++)
+    if (worker->idle[i]->timeout_ms == timeout_ms)
+      return worker->idle[i];
+  if (worker->n_idle == MAX_IDLE_LISTS || !(list = malloc(sizeof(*list))))
+    return NULL;
+  list->timeout_ms = timeout_ms;
+  nlb_list_init(&list->flows);
+  worker->idle[worker->n_idle++] = list;
+  return list;
+}
+
 void nlb_worker_track_established(struct nlb_worker *worker,
                                   struct nlb_flow *flow)
 {
+  struct idle_list *list = idle_list_for(worker, flow->route->idle_timeout_ms);
+
   nlb_list_remove(&flow->link);
-  nlb_list_append(&worker->established, &flow->link);
+  nlb_list_append(list ? &list->flows : &worker->established, &flow->link);
+  flow->queued_ms = uv_now(&worker->loop);
 }
 
 void nlb_worker_flow_closed(struct nlb_worker *worker)

@@ -73,6 +73,7 @@ struct nlb_flow {
   uint64_t connect_started_ms;
   uint64_t connected_ms;
   uint64_t last_active_ms;
+  uint64_t queued_ms; /* when it joined its idle list's tail (worker.c) */
   uint64_t bytes_up;
   uint64_t bytes_down;
   struct nlb_direction up;   /* client to target */

@@ -87,4 +87,11 @@ const char *nlb_target_state_name(enum nlb_target_state state);
 void nlb_target_passive_failure(struct nlb_target *target);
 unsigned nlb_target_passive_total(void);
 
+/* Targets draining now, process-wide: workers look for flows past a
+ * drain deadline only while it is not 0. nlb_target_set_draining keeps
+ * it (the router calls it on each change into or out of draining).
+ * Any thread. */
+void nlb_target_set_draining(bool draining);
+unsigned nlb_target_draining_count(void);
+
 #endif
