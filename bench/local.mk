@@ -15,3 +15,6 @@ EXTRA_DIST += bench/endpoint_cycles.py
 # Cluster benchmark (bench/results-cluster.md): run by hand, as root,
 # sudo bench/cluster.py.
 EXTRA_DIST += bench/cluster.py bench/results-cluster.md
+
+# Scale within a node (bench/README-scale.md): run by hand.
+EXTRA_DIST += bench/scale.py bench/README-scale.md
