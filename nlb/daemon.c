@@ -396,7 +396,6 @@ static int start_workers(struct daemon *d)
   d->workers = calloc(d->cfg->workers, sizeof(*d->workers));
   if (!d->empty_snapshot || !d->workers)
     return -1;
-  nlb_snapshot_seal(d->empty_snapshot);
   for (unsigned i = 0; i < d->cfg->workers; i++) {
     d->workers[i] = nlb_worker_start(i, d->empty_snapshot);
     if (!d->workers[i])

@@ -28,7 +28,8 @@ struct listener_record {
   struct nlb_cidr *allowed_sources;
   size_t n_allowed_sources;
   struct nlb_listener_stats *stats;
-  struct nlb_route *route; /* as published; NULL: make at the next publish */
+  struct nlb_route *route;    /* as published; NULL: make at the next publish */
+  struct nlb_list dirty_link; /* on the router's dirty list while NULL */
   /* A load balancer's listener: in the router's map by (lb, port). An
    * endpoint's: on its entry's list. */
   struct nlb_hnode node;
@@ -49,10 +50,17 @@ struct nlb_router {
   struct nlb_group **groups; /* config order; group->index is the slot */
   size_t n_groups;
   struct nlb_hmap group_map; /* by name */
-  /* Every listener, in id order (ids only grow): a snapshot copies the
-   * routes in this order without sorting. */
+  /* Every listener, in id order (ids only grow), and its route at the
+   * same index: a snapshot copies routes[] as it is, without sorting and
+   * without touching a record. */
   struct listener_record **listeners;
+  struct nlb_route **routes;
   size_t n_listeners, cap_listeners;
+  struct nlb_list dirty; /* records whose route must be made */
+  /* Routes no longer published, oldest first, each waiting until every
+   * worker has moved past the snapshot generation that dropped it. */
+  struct nlb_route *retired_head;
+  struct nlb_route **retired_tail;
   struct nlb_hmap lb_listeners; /* load balancers' own, by (lb, port) */
   struct nlb_hmap endpoints;    /* endpoint entries, by ID */
   /* Groups removed by a reload whose targets still drain; freed when the
@@ -155,18 +163,65 @@ struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
   router->workers = workers;
   router->n_workers = n_workers;
   router->next_listener_id = 1;
+  nlb_list_init(&router->dirty);
+  router->retired_tail = &router->retired_head;
   nlb_hmap_init(&router->group_map);
   nlb_hmap_init(&router->lb_listeners);
   nlb_hmap_init(&router->endpoints);
   return router;
 }
 
-static void free_listener(struct listener_record *l)
+/* Hands a route the router no longer publishes to the retired queue: the
+ * next snapshot lacks it, and once every worker has switched to that one
+ * (or a later one) nothing reads it but flows, which hold their own
+ * references. */
+static void retire_route(struct nlb_router *router, struct nlb_route *route)
 {
+  if (!route)
+    return;
+  route->retired_generation = router->generation + 1;
+  route->retired_next = NULL;
+  *router->retired_tail = route;
+  router->retired_tail = &route->retired_next;
+}
+
+static void reap_routes(struct nlb_router *router)
+{
+  uint64_t seen = UINT64_MAX;
+
+  for (size_t w = 0; w < router->n_workers; w++) {
+    uint64_t g = nlb_worker_generation(router->workers[w]);
+    if (g < seen)
+      seen = g;
+  }
+  while (router->retired_head &&
+         router->retired_head->retired_generation <= seen) {
+    struct nlb_route *route = router->retired_head;
+    router->retired_head = route->retired_next;
+    if (!router->retired_head)
+      router->retired_tail = &router->retired_head;
+    nlb_route_release(route);
+  }
+}
+
+static struct listener_record *new_listener(void)
+{
+  struct listener_record *l = calloc(1, sizeof(*l));
+
+  if (l) {
+    nlb_list_init(&l->dirty_link);
+    nlb_list_init(&l->endpoint_link);
+  }
+  return l;
+}
+
+static void free_listener(struct nlb_router *router, struct listener_record *l)
+{
+  nlb_list_remove(&l->dirty_link);
   free(l->lb_name);
   free(l->endpoint_id);
   free(l->allowed_sources);
-  nlb_route_release(l->route);
+  retire_route(router, l->route);
   nlb_listener_stats_release(l->stats);
   free(l);
 }
@@ -188,11 +243,15 @@ static void free_group(struct nlb_group *group)
   free(group);
 }
 
-/* The published route no longer says what the record says. */
-static void listener_changed(struct listener_record *l)
+/* The published route no longer says what the record says: the next
+ * publish makes another. */
+static void listener_changed(struct nlb_router *router,
+                             struct listener_record *l)
 {
-  nlb_route_release(l->route);
+  retire_route(router, l->route);
   l->route = NULL;
+  nlb_list_remove(&l->dirty_link);
+  nlb_list_append(&router->dirty, &l->dirty_link);
 }
 
 static void group_changed(struct nlb_group *group)
@@ -249,6 +308,7 @@ static int reserve_listeners(struct nlb_router *router, size_t more)
 {
   size_t need = router->n_listeners + more;
   struct listener_record **grown;
+  struct nlb_route **routes;
   size_t cap;
 
   if (need <= router->cap_listeners)
@@ -260,6 +320,10 @@ static int reserve_listeners(struct nlb_router *router, size_t more)
   if (!grown)
     return -ENOMEM;
   router->listeners = grown;
+  routes = realloc(router->routes, cap * sizeof(*routes));
+  if (!routes)
+    return -ENOMEM;
+  router->routes = routes;
   router->cap_listeners = cap;
   return 0;
 }
@@ -270,7 +334,9 @@ static void append_listener(struct nlb_router *router,
                             struct listener_record *l)
 {
   l->id = router->next_listener_id++;
+  router->routes[router->n_listeners] = NULL;
   router->listeners[router->n_listeners++] = l;
+  nlb_list_append(&router->dirty, &l->dirty_link);
 }
 
 static size_t listener_index(const struct nlb_router *router, uint64_t id)
@@ -298,12 +364,14 @@ static void remove_listener(struct nlb_router *router,
     nlb_worker_remove_listener(router->workers[w], l->id, reset_flows);
   memmove(&router->listeners[i], &router->listeners[i + 1],
           (router->n_listeners - i - 1) * sizeof(*router->listeners));
+  memmove(&router->routes[i], &router->routes[i + 1],
+          (router->n_listeners - i - 1) * sizeof(*router->routes));
   router->n_listeners--;
   if (l->endpoint_id)
     nlb_list_remove(&l->endpoint_link);
   else
     nlb_hmap_remove(&router->lb_listeners, &l->node);
-  free_listener(l);
+  free_listener(router, l);
 }
 
 /* Hands a new listening socket to every worker; fd is closed on failure. */
@@ -569,23 +637,25 @@ struct pending_listener {
   int fd; /* -1: none (reachable only through endpoints) */
 };
 
-static void discard_pending(struct pending_listener *pending, size_t n)
+static void discard_pending(struct nlb_router *router,
+                            struct pending_listener *pending, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
     if (pending[i].fd >= 0)
       close(pending[i].fd);
-    free_listener(pending[i].record);
+    free_listener(router, pending[i].record);
   }
   free(pending);
 }
 
-static void set_route_settings(struct listener_record *l,
+static void set_route_settings(struct nlb_router *router,
+                               struct listener_record *l,
                                struct nlb_group *group,
                                uint64_t idle_timeout_ms)
 {
   if (l->group != group || l->idle_timeout_ms != idle_timeout_ms ||
       (l->route && l->route->group != group->index))
-    listener_changed(l);
+    listener_changed(router, l);
   l->group = group;
   l->idle_timeout_ms = idle_timeout_ms;
 }
@@ -623,7 +693,7 @@ static struct pending_listener *open_new_listeners(struct nlb_router *router,
         found->seen = true;
         continue;
       }
-      if (!(l = calloc(1, sizeof(*l))))
+      if (!(l = new_listener()))
         goto fail;
       p->record = l;
       p->fd = -1;
@@ -633,7 +703,6 @@ static struct pending_listener *open_new_listeners(struct nlb_router *router,
       l->has_bind = cl->has_bind;
       l->local = cl->bind;
       l->stats = nlb_listener_stats_create();
-      nlb_list_init(&l->endpoint_link);
       if (!l->lb_name || !l->stats)
         goto fail;
       if (!cl->has_bind)
@@ -655,7 +724,7 @@ static struct pending_listener *open_new_listeners(struct nlb_router *router,
   return pending;
 
 fail:
-  discard_pending(pending, *n_new);
+  discard_pending(router, pending, *n_new);
   return NULL;
 }
 
@@ -682,7 +751,7 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
       remove_listener(router, l, true);
       continue;
     }
-    set_route_settings(l, lb->group, lb->idle_timeout_ms);
+    set_route_settings(router, l, lb->group, lb->idle_timeout_ms);
     i++;
   }
 }
@@ -720,7 +789,7 @@ static void apply_listeners(struct nlb_router *router,
       struct nlb_group *group = router->groups[cl->target_group];
       if (!l)
         continue;
-      set_route_settings(l, group, cl->idle_timeout_ms);
+      set_route_settings(router, l, group, cl->idle_timeout_ms);
       group->in_use = true;
     }
   }
@@ -739,7 +808,7 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
   if (!pending)
     return rc;
   if (reserve_listeners(router, n_new) < 0) {
-    discard_pending(pending, n_new);
+    discard_pending(router, pending, n_new);
     return -ENOMEM;
   }
   apply_groups(router, cfg, now_ms);
@@ -837,6 +906,25 @@ static int build_route(struct listener_record *l)
   return l->route ? 0 : -ENOMEM;
 }
 
+/* Makes the routes of the records that changed since the last publish. */
+static int build_routes(struct nlb_router *router)
+{
+  struct nlb_list *pos, *tmp;
+
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &router->dirty)
+  {
+    struct listener_record *l =
+        NLB_CONTAINER_OF(pos, struct listener_record, dirty_link);
+    if (!l->group)
+      continue; /* no group yet: not routed */
+    if (build_route(l) < 0)
+      return -ENOMEM;
+    router->routes[listener_index(router, l->id)] = l->route;
+    nlb_list_remove(&l->dirty_link);
+  }
+  return 0;
+}
+
 int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
 {
   struct nlb_snapshot *snapshot =
@@ -851,19 +939,15 @@ int nlb_router_publish(struct nlb_router *router, uint64_t now_ms)
     nlb_group_route_acquire(group->route);
     snapshot->groups[snapshot->n_groups++] = group->route;
   }
-  for (size_t i = 0; i < router->n_listeners; i++) {
-    struct listener_record *l = router->listeners[i];
-    if (!l->group)
-      continue; /* no group yet: not routed */
-    if (!l->route && build_route(l) < 0)
-      goto fail_release;
-    nlb_route_acquire(l->route);
-    snapshot->routes[snapshot->n_routes++] = l->route;
-  }
+  if (build_routes(router) < 0)
+    goto fail_release;
+  /* Pointers only: no record is touched, no reference taken. */
+  for (size_t i = 0; i < router->n_listeners; i++)
+    if (router->routes[i])
+      snapshot->routes[snapshot->n_routes++] = router->routes[i];
   snapshot->generation = ++router->generation;
   snapshot->access_json = router->access_json;
   router->flush_due = false;
-  nlb_snapshot_seal(snapshot);
   for (size_t w = 0; w < router->n_workers; w++)
     nlb_worker_set_snapshot(router->workers[w], snapshot);
   nlb_snapshot_release(snapshot);
@@ -925,6 +1009,7 @@ void nlb_router_tick(struct nlb_router *router, uint64_t now_ms)
 {
   bool changed = false, slow_start = false;
 
+  reap_routes(router);
   for (size_t g = 0; g < router->n_groups; g++) {
     struct nlb_group *group = router->groups[g];
     if (group->slow_start_until_ms > now_ms) {
@@ -1092,7 +1177,7 @@ void nlb_router_set_target_state(struct nlb_router *router,
 
 /* ---- endpoints ----------------------------------------------------------- */
 
-static int copy_sources(struct listener_record *l,
+static int copy_sources(struct nlb_router *router, struct listener_record *l,
                         const struct nlb_cidr *sources, size_t n)
 {
   struct nlb_cidr *copy = NULL;
@@ -1105,7 +1190,7 @@ static int copy_sources(struct listener_record *l,
   free(l->allowed_sources);
   l->allowed_sources = copy;
   l->n_allowed_sources = n;
-  listener_changed(l);
+  listener_changed(router, l);
   return 0;
 }
 
@@ -1184,9 +1269,8 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
       rc = -ENOENT;
       goto fail_remove_added;
     }
-    if (!(l = calloc(1, sizeof(*l))))
+    if (!(l = new_listener()))
       goto fail_remove_added;
-    nlb_list_init(&l->endpoint_link);
     append_listener(router, l);
     nlb_list_append(&ep->listeners, &l->endpoint_link);
     l->lb_name = strdup(lb_name);
@@ -1199,7 +1283,7 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
     l->endpoint_id = strdup(endpoint_id);
     l->stats = nlb_listener_stats_create();
     if (!l->lb_name || !l->endpoint_id || !l->stats ||
-        copy_sources(l, allowed_sources, n_allowed_sources) < 0)
+        copy_sources(router, l, allowed_sources, n_allowed_sources) < 0)
       goto fail_remove_added;
   }
   if (nlb_router_publish(router, now_ms) < 0)
@@ -1212,7 +1296,7 @@ fail_remove_added:
   while (router->n_listeners > first) {
     struct listener_record *l = router->listeners[--router->n_listeners];
     nlb_list_remove(&l->endpoint_link);
-    free_listener(l);
+    free_listener(router, l);
   }
   if (nlb_list_empty(&ep->listeners))
     free_endpoint_entry(router, ep);
@@ -1254,6 +1338,7 @@ int nlb_router_set_endpoint_sources(struct nlb_router *router,
   NLB_LIST_FOREACH_SAFE(pos, tmp, &ep->listeners)
   {
     if (copy_sources(
+            router,
             NLB_CONTAINER_OF(pos, struct listener_record, endpoint_link),
             allowed_sources, n_allowed_sources) < 0)
       return -ENOMEM;
@@ -1306,9 +1391,16 @@ void nlb_router_free(struct nlb_router *router)
   for (size_t i = 0; i < router->n_retired; i++)
     free_group(router->retired[i]);
   free(router->retired);
+  /* Workers are stopped: no snapshot is read any more. */
   for (size_t i = 0; i < router->n_listeners; i++)
-    free_listener(router->listeners[i]);
+    free_listener(router, router->listeners[i]);
   free(router->listeners);
+  free(router->routes);
+  while (router->retired_head) {
+    struct nlb_route *route = router->retired_head;
+    router->retired_head = route->retired_next;
+    nlb_route_release(route);
+  }
   for (node = nlb_hmap_next(&router->endpoints, NULL); node; node = next) {
     struct endpoint_entry *ep =
         NLB_CONTAINER_OF(node, struct endpoint_entry, node);

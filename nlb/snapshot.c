@@ -20,14 +20,6 @@ struct nlb_snapshot *nlb_snapshot_alloc(size_t n_groups, size_t n_routes)
   return snapshot;
 }
 
-void nlb_snapshot_seal(struct nlb_snapshot *snapshot)
-{
-  snapshot->min_idle_timeout_ms = UINT64_MAX;
-  for (size_t i = 0; i < snapshot->n_routes; i++)
-    if (snapshot->routes[i]->idle_timeout_ms < snapshot->min_idle_timeout_ms)
-      snapshot->min_idle_timeout_ms = snapshot->routes[i]->idle_timeout_ms;
-}
-
 void nlb_snapshot_acquire(struct nlb_snapshot *snapshot)
 {
   atomic_fetch_add_explicit(&snapshot->refs, 1, memory_order_relaxed);
@@ -40,8 +32,6 @@ void nlb_snapshot_release(struct nlb_snapshot *snapshot)
     return;
   for (size_t i = 0; i < snapshot->n_groups; i++)
     nlb_group_route_release(snapshot->groups[i]);
-  for (size_t i = 0; i < snapshot->n_routes; i++)
-    nlb_route_release(snapshot->routes[i]);
   free(snapshot->groups);
   free(snapshot->routes);
   free(snapshot);

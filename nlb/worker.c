@@ -102,7 +102,8 @@ struct nlb_worker {
   struct command *commands_head;
   struct command *commands_tail;
 
-  struct nlb_snapshot *snapshot; /* one reference */
+  struct nlb_snapshot *snapshot;   /* one reference */
+  atomic_uint_fast64_t generation; /* of snapshot: routes older are free */
   struct nlb_list listeners;
   struct nlb_hmap slots; /* the listeners' slots by route id */
   struct nlb_list connecting;
@@ -466,6 +467,9 @@ static void on_wakeup(uv_async_t *async)
     case COMMAND_SNAPSHOT:
       nlb_snapshot_release(worker->snapshot);
       worker->snapshot = command->snapshot;
+      /* From here on this worker reads no older snapshot's routes. */
+      atomic_store_explicit(&worker->generation, worker->snapshot->generation,
+                            memory_order_release);
       break;
     case COMMAND_ADD_LISTENER:
       if (worker->exiting)
@@ -718,6 +722,11 @@ void nlb_worker_set_peers(struct nlb_worker *worker,
 {
   worker->peers = peers;
   worker->n_peers = n_peers;
+}
+
+uint64_t nlb_worker_generation(const struct nlb_worker *worker)
+{
+  return atomic_load_explicit(&worker->generation, memory_order_acquire);
 }
 
 uint64_t nlb_worker_active_flows(const struct nlb_worker *worker)

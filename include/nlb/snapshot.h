@@ -8,10 +8,16 @@
  * its routes and copies pointers, a health change rebuilds one group's
  * pool (a Maglev table) and nothing else.
  *
- * Each worker holds one reference on its current snapshot. A flow holds
- * one on its route and one on its group route, not on the snapshot, so a
- * long-lived flow keeps alive only what it uses, and a reload, a health
- * change or a deregistration never disturbs flows already running. */
+ * Each worker holds one reference on its current snapshot. A snapshot
+ * holds one reference on each group route, but its routes are borrowed
+ * from the router, which releases a route it no longer publishes only
+ * once every worker has moved to a snapshot without it (the generation
+ * each worker acknowledges): copying the pointers is then all a snapshot
+ * costs per listener, with no atomic operation. A flow holds one
+ * reference on its route and one on its group route, not on the
+ * snapshot, so a long-lived flow keeps alive only what it uses, and a
+ * reload, a health change or a deregistration never disturbs flows
+ * already running. */
 #ifndef NLB_SNAPSHOT_H
 #define NLB_SNAPSHOT_H
 
@@ -56,6 +62,9 @@ struct nlb_route {
   struct nlb_cidr *allowed_sources; /* n_allowed_sources 0: anyone */
   size_t n_allowed_sources;
   struct nlb_listener_stats *stats; /* one reference */
+  /* The router's, while the route waits for workers to let go of it. */
+  struct nlb_route *retired_next;
+  uint64_t retired_generation;
 };
 
 struct nlb_snapshot {
@@ -63,23 +72,19 @@ struct nlb_snapshot {
   uint64_t generation;
   struct nlb_group_route **groups; /* one reference each */
   size_t n_groups;
-  struct nlb_route **routes; /* sorted by id; one reference each */
+  struct nlb_route **routes; /* sorted by id; borrowed (above) */
   size_t n_routes;
-  uint64_t min_idle_timeout_ms;
   bool access_json; /* access-log lines as JSON instead of text */
 };
 
 /* Allocates an empty snapshot with room for the given counts and one
- * reference. The builder appends groups and routes (handing over one
- * reference on each), then calls nlb_snapshot_seal. NULL on ENOMEM.
- * Control thread. */
+ * reference. The builder appends groups (handing over one reference on
+ * each) and routes (borrowed), in id order. NULL on ENOMEM. Control
+ * thread. */
 struct nlb_snapshot *nlb_snapshot_alloc(size_t n_groups, size_t n_routes);
 
-/* Computes derived fields. Routes must already be in id order. */
-void nlb_snapshot_seal(struct nlb_snapshot *snapshot);
-
 /* Reference counting; any thread. The last release drops the snapshot's
- * references on its groups and routes and frees the arrays. */
+ * references on its groups and frees the arrays. */
 void nlb_snapshot_acquire(struct nlb_snapshot *snapshot);
 void nlb_snapshot_release(struct nlb_snapshot *snapshot);
 

@@ -46,6 +46,10 @@ void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
 void nlb_worker_set_snapshot(struct nlb_worker *worker,
                              struct nlb_snapshot *snapshot);
 
+/* The generation of the snapshot the worker has switched to: it reads no
+ * older snapshot's routes any more. Any thread. */
+uint64_t nlb_worker_generation(const struct nlb_worker *worker);
+
 /* Closes every listening socket: the start of a shutdown. */
 void nlb_worker_stop_accepting(struct nlb_worker *worker);
 

@@ -335,6 +335,44 @@ def test_full_node_refuses_cleanly_and_stays_healthy():
     b.stop()
 
 
+def test_checks_out_of_descriptors_do_not_fail_targets():
+    """nlbd's descriptor limit lowered under its feet (prlimit) so that
+    no socket can open: the probes that cannot run are not failed checks
+    (both targets stay healthy through five rounds, one warning says why),
+    a client that comes meanwhile waits in the accept queue (one warning
+    too); with the limit back, checks and flows go on."""
+    a = Server(echo_handler)
+    b = Server(echo_handler)
+    port = free_port()
+    body = FULL_CFG % {"max_flows": 0, "a": a.port, "b": b.port,
+                       "port": port}
+    with Node(body, fd_limit=600) as node:
+        wait_until(lambda: node.events().count("-> healthy") >= 2,
+                   what="both targets healthy")
+        pid = node.proc.pid
+        # Every descriptor number under 3 is taken: nothing new opens, what
+        # is open works on.
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, 600))
+        try:
+            client = socket.create_connection(("127.0.0.1", port), timeout=2)
+            wait_until(lambda: "health check of tg/" in node.events(),
+                       what="a check not run for want of descriptors")
+            time.sleep(1.0)  # five rounds of 200 ms checks
+            events = node.events()
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (600, 600))
+        assert "unhealthy" not in events, events
+        assert events.count("not run") == 1, events
+        assert events.count("node full (Too many open files)") == 1, events
+        # The client that waited is served now.
+        assert outcome(client, wait=2.0) == "open"
+        client.close()
+        status, tg = node.api("ops", "GET", "/v1/target-groups/tg")
+        assert [t["state"] for t in tg["targets"]] == ["healthy"] * 2, tg
+    a.stop()
+    b.stop()
+
+
 HOLDER = r"""
 import selectors, socket, sys
 s = socket.socket()
@@ -453,4 +491,5 @@ def test_idle_flows_at_the_descriptor_limit():
 if __name__ == "__main__":
     run([test_pages_see_each_endpoint_once_while_creating,
          test_full_node_refuses_cleanly_and_stays_healthy,
+         test_checks_out_of_descriptors_do_not_fail_targets,
          test_idle_flows_at_the_descriptor_limit], timeout=180)

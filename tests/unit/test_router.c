@@ -30,7 +30,6 @@ static int suite_init(void)
     return -1;
   close(fd);
   empty = nlb_snapshot_alloc(0, 0);
-  nlb_snapshot_seal(empty);
   for (int i = 0; i < WORKERS; i++)
     if (!(workers[i] = nlb_worker_start((unsigned)i, empty)))
       return -1;
