@@ -345,7 +345,10 @@ def bench_endpoints(nlbd_path, n, results):
         assert status == 201, (status, svc)
         latencies = []
         t_fill = time.monotonic()
+        cpu_last = None
         for i in range(n):
+            if i == n - min(n, 200):
+                cpu_last = cpu_seconds_precise(d.pid)
             t0 = time.monotonic()
             status, ep, _ = cons.call("POST", "/v1/endpoints", {
                 "service": "svc", "network": "host"})
@@ -356,6 +359,9 @@ def bench_endpoints(nlbd_path, n, results):
                 return
         fill = time.monotonic() - t_fill
         last = latencies[-min(len(latencies), 200):]
+        record(results, "endpoints", n, "create CPU (last 200, all threads)",
+               1000 * (cpu_seconds_precise(d.pid) - cpu_last) / len(last),
+               "ms")
         record(results, "endpoints", n, "create p50 (last 200)",
                1000 * statistics.median(last), "ms")
         record(results, "endpoints", n, "create p99 (last 200)",
@@ -390,13 +396,17 @@ def bench_endpoints(nlbd_path, n, results):
         status, _, _ = cons.call("DELETE", "/v1/endpoints/" + ep["id"])
         record(results, "endpoints", n, "one delete at N",
                1000 * (time.monotonic() - t0), "ms")
-        pages = []
+        pages, cpus = [], []
         for _ in range(3):
+            c0 = cpu_seconds_precise(d.pid)
             t0 = time.monotonic()
             status, answer, size = cons.call("GET", "/v1/endpoints")
             pages.append(time.monotonic() - t0)
+            cpus.append(cpu_seconds_precise(d.pid) - c0)
         record(results, "endpoints", n, "GET /v1/endpoints (first page)",
                1000 * statistics.median(pages), "ms")
+        record(results, "endpoints", n, "GET /v1/endpoints CPU",
+               1000 * statistics.median(cpus), "ms")
         prov.close()
         cons.close()
     finally:
@@ -533,6 +543,7 @@ def bench_registry(nlbd_path, rows, results, checkpoints):
                     t.join()
             fill_s = time.monotonic() - t0
             lat = []
+            c0 = cpu_seconds_precise(d.pid)
             while made[0] < mark:
                 t1 = time.monotonic()
                 status, ep, _ = cons.call("POST", "/v1/endpoints", {
@@ -546,20 +557,26 @@ def bench_registry(nlbd_path, rows, results, checkpoints):
                    if mark > 200 else "")
             record(results, "registry", mark, "create p99 (200 at N rows)",
                    1000 * percentile(lat, 99), "ms")
-            times, sizes = [], []
+            record(results, "registry", mark, "create CPU (200 at N rows)",
+                   1000 * (cpu_seconds_precise(d.pid) - c0) / len(lat), "ms")
+            times, sizes, cpus = [], [], []
             token = None
             for _ in range(3):
+                c0 = cpu_seconds_precise(d.pid)
                 t1 = time.monotonic()
                 path = "/v1/endpoints?limit=1000"
                 if token:
                     path += "&next_token=" + token
                 status, answer, size = cons.call("GET", path)
                 times.append(time.monotonic() - t1)
+                cpus.append(cpu_seconds_precise(d.pid) - c0)
                 sizes.append(size)
                 token = answer.get("next_token") if status == 200 else None
             record(results, "registry", mark, "a page of 1,000 endpoints",
                    1000 * statistics.median(times), "ms",
                    "%d bytes" % sizes[0])
+            record(results, "registry", mark, "a page of 1,000: CPU",
+                   1000 * statistics.median(cpus), "ms")
             times = []
             for _ in range(5):
                 t1 = time.monotonic()
@@ -581,35 +598,78 @@ def bench_registry(nlbd_path, rows, results, checkpoints):
 
 # ---- the table --------------------------------------------------------------
 
+# Figures that are per unit (per operation, per endpoint, per target):
+# they must stay flat, within 2x, from the smallest N to the largest.
+PER_UNIT = {
+    "create p50 (last 200)", "create p99 (last 200)",
+    "create CPU (last 200, all threads)", "descriptors per endpoint",
+    "one more create at N", "one delete at N",
+    "CPU per 1,000 checks/s", "register one target at N",
+    "create p50 (200 at N rows)", "create p99 (200 at N rows)",
+    "create CPU (200 at N rows)", "a page of 1,000 endpoints",
+    "a page of 1,000: CPU", "?state=available (empty)",
+}
+
+
+def show(entry):
+    if not entry:
+        return "–"
+    v = entry["value"]
+    if isinstance(v, float):
+        v = "%.3g" % v if abs(v) < 1000 else "{:,.0f}".format(v)
+    elif isinstance(v, int):
+        v = "{:,}".format(v)
+    return "%s %s" % (v, entry["unit"]) if entry["unit"] else str(v)
+
+
 def table(before_path, after_path, out):
-    with open(before_path) as f:
-        before = json.load(f)
-    with open(after_path) as f:
-        after = json.load(f)
+    """One row per figure and N, before and after side by side, with the
+    growth of per-unit figures from the smallest N to the largest."""
+    runs = {}
+    for label, path in (("before", before_path), ("after", after_path)):
+        with open(path) as f:
+            runs[label] = json.load(f)
     index = {}
-    for label, run in (("before", before), ("after", after)):
+    order = []
+    for label, run in runs.items():
         for e in run["results"]:
             key = (e["section"], e["name"])
-            index.setdefault(key, {}).setdefault(label, {})[e["n"]] = e
-    lines = ["| section | figure | N | before | after | load b/a |",
+            if key not in index:
+                index[key] = {"before": {}, "after": {}}
+                order.append(key)
+            index[key][label][e["n"]] = e
+    lines = ["| work | figure | N | before | after | load before / after |",
              "|---|---|---|---|---|---|"]
-    for (section, name), by_label in index.items():
-        ns = sorted(set(by_label.get("before", {})) |
-                    set(by_label.get("after", {})))
+    for key in order:
+        section, name = key
+        ns = sorted(set(index[key]["before"]) | set(index[key]["after"]))
         for n in ns:
-            b = by_label.get("before", {}).get(n)
-            a = by_label.get("after", {}).get(n)
-
-            def show(e):
-                if not e:
-                    return "–"
-                v = e["value"]
-                v = ("%.3g" % v) if isinstance(v, float) else str(v)
-                return "%s %s" % (v, e["unit"])
-            lines.append("| %s | %s | %s | %s | %s | %s/%s |" % (
+            b = index[key]["before"].get(n)
+            a = index[key]["after"].get(n)
+            lines.append("| %s | %s | %s | %s | %s | %s / %s |" % (
                 section, name, "{:,}".format(n), show(b), show(a),
                 b["load"] if b else "–", a["load"] if a else "–"))
-    text = "\n".join(lines) + "\n"
+        if name in PER_UNIT and len(ns) > 1:
+            growth = []
+            for label in ("before", "after"):
+                first = index[key][label].get(ns[0])
+                last = index[key][label].get(ns[-1])
+                if first and last and isinstance(first["value"], (int, float)) \
+                        and first["value"] > 0:
+                    growth.append("%.1fx" % (last["value"] / first["value"]))
+                else:
+                    growth.append("–")
+            lines.append("| %s | %s: growth %s to %s | | %s | %s | |" % (
+                section, name, "{:,}".format(ns[0]), "{:,}".format(ns[-1]),
+                growth[0], growth[1]))
+    meta = ["Before: %s (load %.1f at start). After: %s (load %.1f at "
+            "start). Descriptor limit %d." % (
+                runs["before"]["meta"]["nlbd"],
+                runs["before"]["meta"]["load_at_start"],
+                runs["after"]["meta"]["nlbd"],
+                runs["after"]["meta"]["load_at_start"],
+                runs["after"]["meta"]["fd_hard_limit"]), ""]
+    text = "\n".join(meta + lines) + "\n"
     if out:
         with open(out, "w") as f:
             f.write(text)
@@ -637,6 +697,8 @@ def main():
         return 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # SIGTERM and Ctrl-C stop what was started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     sizes = [int(s) for s in args.sizes.split(",") if s]
     only = args.only.split(",")
     results = []

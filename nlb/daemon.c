@@ -1,6 +1,7 @@
 #include "config.h"
 #include "nlb/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,6 +438,13 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
   }
   signal(SIGPIPE, SIG_IGN); /* splice(2) to a closed socket raises it */
   raise_fd_limit();
+  /* An API page of 1,000 endpoints makes arrays of hundreds of KiB that
+   * glibc would get from mmap and give back at once, or trim off the heap
+   * each time: half of the page's CPU went to page faults (41 ms, 16 ms
+   * without). Keep up to 64 MiB of freed heap and serve allocations up to
+   * 32 MiB from it. */
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   log = log_settings(d.cfg);
   rc = nlb_log_start(&log);
   if (rc < 0) {
