@@ -520,8 +520,9 @@ void nlb_health_sync(struct nlb_health *health)
 {
   struct nlb_list *pos, *tmp;
 
-  if (health->stopped)
-    return;
+  if (health->stopped ||
+      health->synced_generation == nlb_router_generation(health->router))
+    return; /* no target came or went */
   health->synced_generation = nlb_router_generation(health->router);
   NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
   {
