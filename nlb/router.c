@@ -1099,7 +1099,7 @@ int nlb_router_set_runtime_target(struct nlb_router *router, const char *name,
   if (!group)
     return -ENOENT;
   if (set_runtime_target(router, group, address, weight, now_ms))
-    nlb_router_publish(router, now_ms);
+    router->flush_due = true;
   return 0;
 }
 

@@ -211,6 +211,7 @@ static void apply_targets(struct nlb_services *services,
       nlb_router_set_runtime_target(services->router, ev->target_group,
                                     &address, weight, now);
     }
+    nlb_router_flush(services->router, now);
   }
   free(v);
   nlb_health_sync(services->health);

@@ -84,8 +84,10 @@ struct nlb_runtime_target {
 };
 
 /* One run-time target: registered with weight (1..), or, with weight 0,
- * gone (it drains). An address the config lists stays the config's. Returns
- * 0 or -ENOENT (no such group here). */
+ * gone (it drains). An address the config lists stays the config's. The
+ * change is published by the next nlb_router_flush (the caller's, after a
+ * batch: one pool rebuilt per group, not one per target). Returns 0 or
+ * -ENOENT (no such group here). */
 int nlb_router_set_runtime_target(struct nlb_router *router, const char *group,
                                   const union nlb_sockaddr *address,
                                   uint32_t weight, uint64_t now_ms);
