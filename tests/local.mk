@@ -31,6 +31,12 @@ tests_unit_test_duration_SOURCES = tests/unit/test_duration.c
 tests_unit_test_duration_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_duration_LDADD = $(NLB_TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_hmap
+TESTS += tests/unit/test_hmap
+tests_unit_test_hmap_SOURCES = tests/unit/test_hmap.c
+tests_unit_test_hmap_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_hmap_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_health
 TESTS += tests/unit/test_health
 tests_unit_test_health_SOURCES = tests/unit/test_health.c
