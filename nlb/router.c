@@ -892,6 +892,7 @@ static int build_group_route(struct nlb_group *group, uint64_t now_ms)
 
   if (!pool)
     return -ENOMEM;
+  group->pool_builds++;
   group->route = nlb_group_route_create(
       group->name, pool, group->settings.proxy_protocol_v2,
       group->settings.connect_retries, group->settings.connect_timeout_ms);

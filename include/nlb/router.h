@@ -33,8 +33,9 @@ struct nlb_group {
   struct nlb_target **targets;             /* registered and draining targets */
   size_t n_targets;
   size_t capacity;
-  bool in_use;         /* some listener routes to it */
-  uint64_t generation; /* bumped when health must look again */
+  bool in_use;          /* some listener routes to it */
+  uint64_t generation;  /* bumped when health must look again */
+  uint64_t pool_builds; /* pools (Maglev tables) built for it so far */
   /* Private to the router. */
   struct nlb_hnode node;         /* the router's groups, by name */
   struct nlb_hmap by_address;    /* targets, by address */
