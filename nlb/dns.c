@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "nlb/list.h"
 #include "nlb/log.h"
 #include "nlb/netns.h"
+#include "nlb/text.h"
 
 /* Namespaces are looked at, failed sockets retried and the log budget
  * renewed this often. */
@@ -824,46 +824,6 @@ uint64_t nlb_dns_queries(const struct nlb_dns *dns, const char *network,
 
 /* ---- metrics ---- */
 
-struct text {
-  char *buf;
-  size_t len;
-  size_t cap;
-  bool failed;
-};
-
-static void text_printf(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-  va_list args;
-  int n;
-
-  if (t->failed)
-    return;
-  for (;;) {
-    va_start(args, fmt);
-    n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, args);
-    va_end(args);
-    if (n < 0) {
-      t->failed = true;
-      return;
-    }
-    if ((size_t)n < t->cap - t->len) {
-      t->len += (size_t)n;
-      return;
-    }
-    size_t cap = (t->cap + (size_t)n + 1) * 2;
-    char *grown = realloc(t->buf, cap);
-    if (!grown) {
-      t->failed = true;
-      return;
-    }
-    t->buf = grown;
-    t->cap = cap;
-  }
-}
-
 enum network_value {
   VALUE_DROPPED,
   VALUE_TRUNCATED,
@@ -885,34 +845,34 @@ static uint64_t network_value(const struct network *net, enum network_value v)
   }
 }
 
-static void write_family(const struct nlb_dns *dns, struct text *t,
+static void write_family(const struct nlb_dns *dns, struct nlb_text *t,
                          const char *name, const char *type, const char *help,
                          enum network_value v)
 {
   const struct nlb_list *pos;
 
-  text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  nlb_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
   for (pos = dns->networks.next; pos != &dns->networks; pos = pos->next) {
     const struct network *net = NLB_CONTAINER_OF(pos, struct network, link);
-    text_printf(t, "%s{network=\"%s\"} %llu\n", name, net->name,
-                (unsigned long long)network_value(net, v));
+    nlb_text_printf(t, "%s{network=\"%s\"} %llu\n", name, net->name,
+                    (unsigned long long)network_value(net, v));
   }
 }
 
 char *nlb_dns_metrics(const struct nlb_dns *dns)
 {
-  struct text t = {0};
+  struct nlb_text t = {0};
   const struct nlb_list *pos;
 
-  text_printf(&t, "# HELP nlb_dns_queries_total DNS queries answered, by "
-                  "response code.\n# TYPE nlb_dns_queries_total counter\n");
+  nlb_text_printf(&t, "# HELP nlb_dns_queries_total DNS queries answered, by "
+                      "response code.\n# TYPE nlb_dns_queries_total counter\n");
   for (pos = dns->networks.next; pos != &dns->networks; pos = pos->next) {
     const struct network *net = NLB_CONTAINER_OF(pos, struct network, link);
     for (int i = 0; i < COUNTERS; i++)
-      text_printf(&t,
-                  "nlb_dns_queries_total{network=\"%s\",rcode=\"%s\"} %llu\n",
-                  net->name, nlb_dns_rcode_name(counted_rcode[i]),
-                  (unsigned long long)net->queries[i]);
+      nlb_text_printf(
+          &t, "nlb_dns_queries_total{network=\"%s\",rcode=\"%s\"} %llu\n",
+          net->name, nlb_dns_rcode_name(counted_rcode[i]),
+          (unsigned long long)net->queries[i]);
   }
   write_family(dns, &t, "nlb_dns_dropped_total", "counter",
                "DNS messages dropped without an answer.", VALUE_DROPPED);
@@ -926,11 +886,7 @@ char *nlb_dns_metrics(const struct nlb_dns *dns)
                "DNS (name, address) pairs served, the responder's own "
                "included.",
                VALUE_RECORDS);
-  if (t.failed) {
-    free(t.buf);
-    return NULL;
-  }
-  return t.buf;
+  return nlb_text_take(&t);
 }
 
 /* ---- the responder ---- */

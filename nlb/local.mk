@@ -36,6 +36,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/snapshot.c \
 	nlb/status_matcher.c \
 	nlb/target.c \
+	nlb/text.c \
 	nlb/worker.c
 
 noinst_HEADERS += \

@@ -2,7 +2,6 @@
 #include "nlb/metrics.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "nlb/router.h"
 #include "nlb/snapshot.h"
 #include "nlb/target.h"
+#include "nlb/text.h"
 
 /* A connect to a target takes well under a millisecond on a host and up
  * to its connect_timeout (default 10 s) when it does not answer. */
@@ -41,50 +41,10 @@ void nlb_metrics_config_loaded(bool success)
 
 /* ---- text ---- */
 
-struct text {
-  char *buf;
-  size_t len;
-  size_t cap;
-  bool failed;
-};
-
-static void text_printf(struct text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-  va_list args;
-  int n;
-
-  if (t->failed)
-    return;
-  for (;;) {
-    va_start(args, fmt);
-    n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, args);
-    va_end(args);
-    if (n < 0) {
-      t->failed = true;
-      return;
-    }
-    if ((size_t)n < t->cap - t->len) {
-      t->len += (size_t)n;
-      return;
-    }
-    size_t cap = (t->cap + (size_t)n + 1) * 2;
-    char *grown = realloc(t->buf, cap);
-    if (!grown) {
-      t->failed = true;
-      return;
-    }
-    t->buf = grown;
-    t->cap = cap;
-  }
-}
-
-static void family(struct text *t, const char *name, const char *type,
+static void family(struct nlb_text *t, const char *name, const char *type,
                    const char *help)
 {
-  text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+  nlb_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A label value: \, " and newline escaped (names are checked by the
@@ -231,19 +191,20 @@ static uint64_t counter_value(const struct nlb_flow_counters *c,
   }
 }
 
-static void counter_family(struct text *t, const char *name, enum counter which,
-                           const char *per, const struct series *series,
-                           size_t n)
+static void counter_family(struct nlb_text *t, const char *name,
+                           enum counter which, const char *per,
+                           const struct series *series, size_t n)
 {
   char help[160];
   snprintf(help, sizeof(help), "%s, per %s.", counters[which].help, per);
   family(t, name, counters[which].type, help);
   for (size_t i = 0; i < n; i++)
-    text_printf(t, "%s{%s} %llu\n", name, series[i].labels,
-                (unsigned long long)counter_value(series[i].counters, which));
+    nlb_text_printf(
+        t, "%s{%s} %llu\n", name, series[i].labels,
+        (unsigned long long)counter_value(series[i].counters, which));
 }
 
-static void bytes_family(struct text *t, const char *name, const char *per,
+static void bytes_family(struct nlb_text *t, const char *name, const char *per,
                          const struct series *series, size_t n)
 {
   char help[160];
@@ -251,7 +212,7 @@ static void bytes_family(struct text *t, const char *name, const char *per,
            "Bytes carried, per %s and direction (up: client to target).", per);
   family(t, name, "counter", help);
   for (size_t i = 0; i < n; i++)
-    text_printf(
+    nlb_text_printf(
         t, "%s{%s,direction=\"up\"} %llu\n%s{%s,direction=\"down\"} %llu\n",
         name, series[i].labels,
         (unsigned long long)atomic_load(&series[i].counters->bytes_up), name,
@@ -259,8 +220,8 @@ static void bytes_family(struct text *t, const char *name, const char *per,
         (unsigned long long)atomic_load(&series[i].counters->bytes_down));
 }
 
-static void histogram_family(struct text *t, const char *name, const char *help,
-                             const uint64_t *bounds_ms,
+static void histogram_family(struct nlb_text *t, const char *name,
+                             const char *help, const uint64_t *bounds_ms,
                              const struct series *series, size_t n)
 {
   family(t, name, "histogram", help);
@@ -270,19 +231,20 @@ static void histogram_family(struct text *t, const char *name, const char *help,
     for (size_t b = 0; b <= NLB_HISTOGRAM_BOUNDS; b++) {
       total += atomic_load(&h->count[b]);
       if (b < NLB_HISTOGRAM_BOUNDS)
-        text_printf(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name, series[i].labels,
-                    (double)bounds_ms[b] / 1000, (unsigned long long)total);
+        nlb_text_printf(t, "%s_bucket{%s,le=\"%g\"} %llu\n", name,
+                        series[i].labels, (double)bounds_ms[b] / 1000,
+                        (unsigned long long)total);
       else
-        text_printf(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name,
-                    series[i].labels, (unsigned long long)total);
+        nlb_text_printf(t, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name,
+                        series[i].labels, (unsigned long long)total);
     }
-    text_printf(t, "%s_sum{%s} %.3f\n%s_count{%s} %llu\n", name,
-                series[i].labels, (double)atomic_load(&h->sum_ms) / 1000, name,
-                series[i].labels, (unsigned long long)total);
+    nlb_text_printf(t, "%s_sum{%s} %.3f\n%s_count{%s} %llu\n", name,
+                    series[i].labels, (double)atomic_load(&h->sum_ms) / 1000,
+                    name, series[i].labels, (unsigned long long)total);
   }
 }
 
-static void listener_families(struct text *t, const struct series *series,
+static void listener_families(struct nlb_text *t, const struct series *series,
                               size_t n)
 {
   for (int c = 0; c < N_COUNTERS; c++) {
@@ -295,7 +257,7 @@ static void listener_families(struct text *t, const struct series *series,
                    nlb_flow_duration_bounds_ms, series, n);
 }
 
-static void target_families(struct text *t, const struct series *series,
+static void target_families(struct nlb_text *t, const struct series *series,
                             size_t n)
 {
   char name[64];
@@ -324,7 +286,7 @@ static const char *shown_state(const struct nlb_group *group,
   return nlb_target_state_name((enum nlb_target_state)state);
 }
 
-static void health_families(struct text *t, struct nlb_router *router)
+static void health_families(struct nlb_text *t, struct nlb_router *router)
 {
   static const char *const states[] = {"initial", "healthy", "unhealthy",
                                        "draining", "unused"};
@@ -345,7 +307,8 @@ static void health_families(struct text *t, struct nlb_router *router)
                          : state == NLB_TARGET_UNHEALTHY;
       }
       label_value(name, sizeof(name), group->name);
-      text_printf(t, "%s{target_group=\"%s\"} %u\n", family_name, name, count);
+      nlb_text_printf(t, "%s{target_group=\"%s\"} %u\n", family_name, name,
+                      count);
     }
   }
   family(t, "nlb_target_health", "gauge",
@@ -357,10 +320,10 @@ static void health_families(struct text *t, struct nlb_router *router)
       const char *now = shown_state(group, group->targets[i]);
       label_value(address, sizeof(address), group->targets[i]->name);
       for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++)
-        text_printf(t,
-                    "nlb_target_health{target_group=\"%s\",target=\"%s\","
-                    "state=\"%s\"} %d\n",
-                    name, address, states[s], strcmp(states[s], now) == 0);
+        nlb_text_printf(t,
+                        "nlb_target_health{target_group=\"%s\",target=\"%s\","
+                        "state=\"%s\"} %d\n",
+                        name, address, states[s], strcmp(states[s], now) == 0);
     }
   }
 }
@@ -441,7 +404,7 @@ void nlb_metrics_set_max_flows(uint64_t value)
   max_flows = value;
 }
 
-static void flow_families(struct text *t, struct nlb_router *router)
+static void flow_families(struct nlb_text *t, struct nlb_router *router)
 {
   struct nlb_router_flows flows;
 
@@ -449,62 +412,64 @@ static void flow_families(struct text *t, struct nlb_router *router)
   family(t, "nlb_flows_max", "gauge",
          "Flows the node holds at most (max_flows, or what the descriptor "
          "limit leaves room for); past it new flows are refused.");
-  text_printf(t, "nlb_flows_max %llu\n", (unsigned long long)max_flows);
+  nlb_text_printf(t, "nlb_flows_max %llu\n", (unsigned long long)max_flows);
   family(t, "nlb_flows_active", "gauge", "Flows open on the node.");
-  text_printf(t, "nlb_flows_active %llu\n", (unsigned long long)flows.active);
+  nlb_text_printf(t, "nlb_flows_active %llu\n",
+                  (unsigned long long)flows.active);
   family(t, "nlb_flows_refused_total", "counter",
          "New flows refused because the node held max_flows (reset, "
          "end=limit).");
-  text_printf(t, "nlb_flows_refused_total %llu\n",
-              (unsigned long long)flows.refused);
+  nlb_text_printf(t, "nlb_flows_refused_total %llu\n",
+                  (unsigned long long)flows.refused);
   family(t, "nlb_accept_errors_total", "counter",
          "accept(2) failures for want of descriptors or memory (the worker "
          "pauses accepting 100 ms each time).");
-  text_printf(t, "nlb_accept_errors_total %llu\n",
-              (unsigned long long)flows.accept_errors);
+  nlb_text_printf(t, "nlb_accept_errors_total %llu\n",
+                  (unsigned long long)flows.accept_errors);
 }
 
-static void process_families(struct text *t)
+static void process_families(struct nlb_text *t)
 {
   struct rlimit limit = {0};
 
   getrlimit(RLIMIT_NOFILE, &limit);
   family(t, "nlb_build_info", "gauge",
          "Always 1; the version of nlbd in a label.");
-  text_printf(t, "nlb_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+  nlb_text_printf(t, "nlb_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
   family(t, "process_cpu_seconds_total", "counter",
          "User and system CPU time spent, in seconds.");
-  text_printf(t, "process_cpu_seconds_total %.3f\n", cpu_seconds());
+  nlb_text_printf(t, "process_cpu_seconds_total %.3f\n", cpu_seconds());
   family(t, "process_resident_memory_bytes", "gauge",
          "Resident memory size in bytes.");
-  text_printf(t, "process_resident_memory_bytes %llu\n", resident_bytes());
+  nlb_text_printf(t, "process_resident_memory_bytes %llu\n", resident_bytes());
   family(t, "process_open_fds", "gauge", "Open file descriptors.");
-  text_printf(t, "process_open_fds %lu\n", open_fds());
+  nlb_text_printf(t, "process_open_fds %lu\n", open_fds());
   family(t, "process_max_fds", "gauge",
          "The limit of open file descriptors (RLIMIT_NOFILE).");
-  text_printf(t, "process_max_fds %llu\n", (unsigned long long)limit.rlim_cur);
+  nlb_text_printf(t, "process_max_fds %llu\n",
+                  (unsigned long long)limit.rlim_cur);
   family(t, "process_start_time_seconds", "gauge",
          "Start time of the process since the Unix epoch, in seconds.");
-  text_printf(t, "process_start_time_seconds %.2f\n", start_time_seconds());
+  nlb_text_printf(t, "process_start_time_seconds %.2f\n", start_time_seconds());
   family(t, "nlb_config_last_reload_success", "gauge",
          "1 when the last config load (start or SIGHUP) was applied, 0 when "
          "it was rejected.");
-  text_printf(t, "nlb_config_last_reload_success %d\n",
-              config_state.last_success);
+  nlb_text_printf(t, "nlb_config_last_reload_success %d\n",
+                  config_state.last_success);
   family(t, "nlb_config_last_reload_success_timestamp_seconds", "gauge",
          "When a config was last applied, since the Unix epoch.");
-  text_printf(t, "nlb_config_last_reload_success_timestamp_seconds %lld\n",
-              (long long)config_state.last_success_time);
+  nlb_text_printf(t, "nlb_config_last_reload_success_timestamp_seconds %lld\n",
+                  (long long)config_state.last_success_time);
   family(t, "nlb_log_dropped_total", "counter",
          "Log lines dropped because a log ring was full.");
-  text_printf(t, "nlb_log_dropped_total %llu\n",
-              (unsigned long long)nlb_log_dropped());
+  nlb_text_printf(t, "nlb_log_dropped_total %llu\n",
+                  (unsigned long long)nlb_log_dropped());
 }
 
 char *nlb_metrics_text(struct nlb_router *router,
                        const struct nlb_metrics_scope *scope)
 {
-  struct text t = {0};
+  struct nlb_text t = {0};
   size_t n_listeners, n_targets;
   struct series *series =
       collect_series(router, scope, &n_listeners, &n_targets);
@@ -519,9 +484,5 @@ char *nlb_metrics_text(struct nlb_router *router,
     process_families(&t);
   }
   free(series);
-  if (t.failed || !t.buf) {
-    free(t.buf);
-    return NULL;
-  }
-  return t.buf;
+  return nlb_text_take(&t);
 }
