@@ -72,6 +72,7 @@ noinst_HEADERS += \
 	include/nlb/snapshot.h \
 	include/nlb/status_matcher.h \
 	include/nlb/target.h \
+	include/nlb/text.h \
 	include/nlb/worker.h
 
 # Libraries and flags every program linking the daemon's code needs.
