@@ -470,25 +470,3 @@ void api_conn_goaway(struct api_conn *c, uint64_t deadline)
     c->protocol->goaway(c);
   conn_flush(c);
 }
-
-void api_conn_note_token(struct api_conn *c, const uint8_t hash[32])
-{
-  if (api_conn_used_token(c, hash))
-    return;
-  /* More tokens on one connection than this: the oldest is forgotten,
-   * and revoking it then leaves the connection to its idle timeout. */
-  if (c->n_token_tags == sizeof(c->token_tags) / sizeof(c->token_tags[0]))
-    memmove(c->token_tags[0], c->token_tags[1],
-            sizeof(c->token_tags) - sizeof(c->token_tags[0]));
-  else
-    c->n_token_tags++;
-  memcpy(c->token_tags[c->n_token_tags - 1], hash, 8);
-}
-
-bool api_conn_used_token(const struct api_conn *c, const uint8_t hash[32])
-{
-  for (size_t i = 0; i < c->n_token_tags; i++)
-    if (memcmp(c->token_tags[i], hash, 8) == 0)
-      return true;
-  return false;
-}

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <sys/socket.h>
 
@@ -91,11 +92,36 @@ struct api_conn {
   struct api_conn_admission admission;
 };
 
-/* Notes that a request on c was authenticated by the API token hash. */
-void api_conn_note_token(struct api_conn *c, const uint8_t hash[32]);
+/* True when a request on c was authenticated by the token hash. Inline,
+ * like api_conn_note_token, so that the fuzzers' stand-in for conn.c
+ * (tests/fuzz/fake_conn.c) keeps tokens exactly as conn.c does. */
+static inline bool api_conn_used_token(const struct api_conn *c,
+                                       const uint8_t hash[32])
+{
+  for (size_t i = 0; i < c->n_token_tags; i++)
+    if (memcmp(c->token_tags[i], hash, 8) == 0)
+      return true;
+  return false;
+}
 
-/* True when a request on c was authenticated by the token hash. */
-bool api_conn_used_token(const struct api_conn *c, const uint8_t hash[32]);
+/* Notes that a request on c was authenticated by the API token hash (a
+ * prefix of it). More tokens on one connection than token_tags holds: the
+ * oldest is forgotten, and revoking it then leaves the connection to its
+ * idle timeout. */
+static inline void api_conn_note_token(struct api_conn *c,
+                                       const uint8_t hash[32])
+{
+  const size_t max = sizeof(c->token_tags) / sizeof(c->token_tags[0]);
+
+  if (api_conn_used_token(c, hash))
+    return;
+  if (c->n_token_tags == max)
+    memmove(c->token_tags[0], c->token_tags[1],
+            sizeof(c->token_tags) - sizeof(c->token_tags[0]));
+  else
+    c->n_token_tags++;
+  memcpy(c->token_tags[c->n_token_tags - 1], hash, 8);
+}
 
 /* Writes plaintext data (malloc'd; taken) to the peer, through TLS if any.
  * On failure the connection closes. */

@@ -83,29 +83,6 @@ void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
   va_end(ap);
 }
 
-/* As conn.c keeps them: a prefix of each API token's hash, the last four. */
-void api_conn_note_token(struct api_conn *c, const uint8_t hash[32])
-{
-  const size_t max = sizeof(c->token_tags) / sizeof(c->token_tags[0]);
-
-  if (api_conn_used_token(c, hash))
-    return;
-  if (c->n_token_tags == max)
-    memmove(c->token_tags[0], c->token_tags[1],
-            sizeof(c->token_tags) - sizeof(c->token_tags[0]));
-  else
-    c->n_token_tags++;
-  memcpy(c->token_tags[c->n_token_tags - 1], hash, 8);
-}
-
-bool api_conn_used_token(const struct api_conn *c, const uint8_t hash[32])
-{
-  for (size_t i = 0; i < c->n_token_tags; i++)
-    if (memcmp(c->token_tags[i], hash, 8) == 0)
-      return true;
-  return false;
-}
-
 void api_conn_on_connection(uv_stream_t *listener, int status)
 {
   (void)listener;
