@@ -68,7 +68,6 @@ struct nlb_health {
   struct nlb_list due; /* checks whose time came, waiting for a probe */
   uv_idle_t kick;      /* active while some can start */
   size_t in_flight;    /* probes open */
-  size_t waiting;      /* checks on due */
   uint64_t probes_started;
   uint64_t random_state;
   uint64_t synced_generation; /* the router's, when checks last matched */
@@ -441,7 +440,6 @@ static void on_kick(uv_idle_t *idle)
       break;
     check = NLB_CONTAINER_OF(health->due.next, struct check, due_link);
     nlb_list_remove(&check->due_link);
-    health->waiting--;
     start_attempt(check);
   }
   if (nlb_list_empty(&health->due) || health->in_flight >= MAX_IN_FLIGHT)
@@ -455,8 +453,6 @@ static void on_check_timer(uv_timer_t *timer)
 
   if (check->attempt || health->stopped)
     return;
-  if (nlb_list_empty(&check->due_link))
-    health->waiting++;
   nlb_list_remove(&check->due_link);
   nlb_list_append(&health->due, &check->due_link);
   if (health->in_flight < MAX_IN_FLIGHT)
@@ -468,7 +464,6 @@ void nlb_health_get_stats(const struct nlb_health *health,
 {
   stats->probes_started = health->probes_started;
   stats->in_flight = health->in_flight;
-  stats->waiting = health->waiting;
 }
 
 static void on_check_closed(uv_handle_t *handle)
@@ -486,8 +481,6 @@ static void remove_check(struct check *check)
   }
   if (check->target->health_check == check)
     check->target->health_check = NULL;
-  if (!nlb_list_empty(&check->due_link))
-    check->health->waiting--;
   nlb_list_remove(&check->due_link);
   nlb_list_remove(&check->link);
   uv_close((uv_handle_t *)&check->timer, on_check_closed);

@@ -26,11 +26,10 @@ void nlb_health_sync(struct nlb_health *health);
  * last call counts as one failed check. Called every control tick. */
 void nlb_health_tick(struct nlb_health *health, uint64_t now_ms);
 
-/* What the probe queue holds now, and how many probes it has started. */
+/* Probes open now, and started so far. */
 struct nlb_health_stats {
   uint64_t probes_started;
-  size_t in_flight; /* probes open, at most NLB_CAPACITY_PROBES */
-  size_t waiting;   /* checks due, waiting for a probe */
+  size_t in_flight; /* at most NLB_CAPACITY_PROBES */
 };
 void nlb_health_get_stats(const struct nlb_health *health,
                           struct nlb_health_stats *stats);
