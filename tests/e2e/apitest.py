@@ -519,6 +519,21 @@ _SAMPLE = re.compile(
 _TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
 
 
+def h2_frames(data):
+    """(type, flags, stream, payload) of each complete HTTP/2 frame in
+    data, and the bytes left over."""
+    out = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        if len(data) < 9 + length:
+            break
+        out.append((data[3], data[4],
+                    int.from_bytes(data[5:9], "big") & 0x7fffffff,
+                    data[9:9 + length]))
+        data = data[9 + length:]
+    return out, data
+
+
 def parse_prometheus(text):
     """Parses exposition text; raises AssertionError on anything a strict
     reader would refuse. Returns {(name, frozenset(labels)): value} and the

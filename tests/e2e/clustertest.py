@@ -11,7 +11,6 @@ and an echo backend on the host's loopback. Needs root; stdlib only.
 """
 
 import hashlib
-import http.client
 import json
 import os
 import signal
@@ -149,23 +148,8 @@ class Cluster:
 
     def call(self, i, method, path, who, body=None, timeout=10):
         """(status, decoded JSON or text) of one request to node i."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.api_ports[i],
-                                          timeout=timeout)
-        headers = {"Authorization": "Bearer " + bearer(who)}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, data, headers)
-            resp = conn.getresponse()
-            text = resp.read().decode()
-        finally:
-            conn.close()
-        try:
-            return resp.status, json.loads(text)
-        except ValueError:
-            return resp.status, text
+        return nlbtest.api_request(self.api_ports[i], method, path,
+                                   bearer(who), body, timeout)
 
     def api(self, i, method, path, who, body=None, status=None):
         got, answer = self.call(i, method, path, who, body)

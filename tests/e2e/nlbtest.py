@@ -3,6 +3,8 @@ backends on loopback, and a tiny runner with a hard timeout per test.
 
 Stdlib only. Tests import this module from the same directory."""
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -309,6 +311,28 @@ def http_handler(status=200, body=b"ok\n", name=None, hang=False):
                      b"Connection: close\r\n\r\n" % (status, len(payload))
                      + payload)
     return handler
+
+
+def api_request(port, method, path, token, body=None, timeout=10):
+    """(status, decoded JSON or text) of one HTTP/1.1 request to nlbd's API
+    on 127.0.0.1:port with a bearer token, on a connection of its own; body
+    is sent as JSON."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Authorization": "Bearer " + token}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, data, headers)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(text)
+    except ValueError:
+        return resp.status, text
 
 
 def recv_exact(sock, n):

@@ -17,8 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import (ApiServer, EventStream, NlbdApi, need,  # noqa: E402
-                     parse_prometheus, token)
+from apitest import (ApiServer, EventStream, NlbdApi, h2_frames,  # noqa: E402
+                     need, parse_prometheus, token)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(
@@ -581,20 +581,6 @@ def _raw(api, payload, wait=3.0):
     return data, closed
 
 
-def _frames(data):
-    """(type, flags, stream, payload) of each complete frame in data."""
-    out = []
-    while len(data) >= 9:
-        length = int.from_bytes(data[:3], "big")
-        if len(data) < 9 + length:
-            break
-        out.append((data[3], data[4],
-                    int.from_bytes(data[5:9], "big") & 0x7fffffff,
-                    data[9:9 + length]))
-        data = data[9 + length:]
-    return out
-
-
 def test_garbage_and_protocol_errors():
     need("curl")
     with ApiServer() as api:
@@ -609,7 +595,7 @@ def test_garbage_and_protocol_errors():
         bad = struct.pack(">I", 4)[1:] + bytes([0, 0]) + struct.pack(">I", 0)
         data, closed = _raw(api, PREFACE + EMPTY_SETTINGS + bad + b"abcd")
         assert closed
-        goaway = [f for f in _frames(data) if f[0] == 7]
+        goaway = [f for f in h2_frames(data)[0] if f[0] == 7]
         assert goaway and int.from_bytes(goaway[0][3][4:8], "big") == 1, \
             data  # PROTOCOL_ERROR
         assert api.alive()
@@ -654,7 +640,7 @@ def test_rapid_reset_and_continuation_flood():
         for flood in (resets(3000), continuations(200)):
             data, closed = _raw(api, PREFACE + EMPTY_SETTINGS + flood, wait=5)
             assert closed, "a flooding client kept its connection"
-            assert any(f[0] == 7 for f in _frames(data)), "no GOAWAY"
+            assert any(f[0] == 7 for f in h2_frames(data)[0]), "no GOAWAY"
             assert api.alive()
             assert api.call("GET", "/healthz")[0] == 200
 
@@ -708,7 +694,7 @@ def test_huge_headers_and_slow_clients():
         headers = struct.pack(">I", len(block))[1:] + bytes([1, 4]) + \
             struct.pack(">I", 1) + block
         data, closed = _raw(api, PREFACE + EMPTY_SETTINGS + headers, wait=3)
-        frames = [(t, sid) for t, _, sid, _ in _frames(data)]
+        frames = [(t, sid) for t, _, sid, _ in h2_frames(data)[0]]
         assert (1, 1) in frames and (3, 1) in frames, frames
         # A header block that never ends (no END_HEADERS): the connection
         # goes after five request timeouts.
@@ -718,7 +704,7 @@ def test_huge_headers_and_slow_clients():
         # An idle connection gets GOAWAY and is closed.
         data, closed = _raw(api, PREFACE + EMPTY_SETTINGS, wait=6)
         assert closed, "idle connection was not closed"
-        assert any(t == 7 for t, _, _, _ in _frames(data))
+        assert any(t == 7 for t, _, _, _ in h2_frames(data)[0])
         # A client that sends the preface and nothing else at all.
         data, closed = _raw(api, b"PRI * HTTP/2.0\r\n", wait=6)
         assert closed
@@ -922,7 +908,7 @@ def test_lagging_event_stream_ends_when_pruned():
             nonlocal got
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                frames = _frames(got)
+                frames = h2_frames(got)[0]
                 if done(frames):
                     return frames
                 s.settimeout(max(0.05, deadline - time.monotonic()))
@@ -932,7 +918,7 @@ def test_lagging_event_stream_ends_when_pruned():
                     continue
                 assert chunk, "the server closed the connection"
                 got += chunk
-            raise AssertionError("timed out; frames: %r" % _frames(got))
+            raise AssertionError("timed out; frames: %r" % h2_frames(got)[0])
 
         frames = frames_until(lambda fs: any(
             f[0] == 1 and f[2] == 1 for f in fs), 5)

@@ -21,8 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import (ApiServer, NlbdApi, Skip, need,  # noqa: E402
-                     parse_prometheus, token)
+from apitest import (ApiServer, NlbdApi, Skip, h2_frames,  # noqa: E402
+                     need, parse_prometheus, token)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
@@ -50,21 +50,6 @@ def header_block(method, path, who=None, extra=()):
     for name, value in extra:
         block += literal(name, value)
     return block
-
-
-def frames(data):
-    """(type, flags, stream, payload) of each complete frame in data, and
-    the bytes left over."""
-    out = []
-    while len(data) >= 9:
-        length = int.from_bytes(data[:3], "big")
-        if len(data) < 9 + length:
-            break
-        out.append((data[3], data[4],
-                    int.from_bytes(data[5:9], "big") & 0x7fffffff,
-                    data[9:9 + length]))
-        data = data[9 + length:]
-    return out, data
 
 
 def enough_descriptors(n):
@@ -223,7 +208,7 @@ class BodyPusher:
         if not chunk:
             conn["dead"] = True
             return
-        got, conn["in"] = frames(conn["in"] + chunk)
+        got, conn["in"] = h2_frames(conn["in"] + chunk)
         for ftype, flags, sid, payload in got:
             if ftype == SETTINGS and not flags & ACK:
                 conn["out"] += frame(SETTINGS, ACK, 0)
@@ -378,7 +363,7 @@ def test_healthz_trickle_does_not_keep_a_connection():
                 except OSError:
                     data = b""
                 goaway = goaway or any(f[0] == GOAWAY
-                                       for f in frames(data)[0])
+                                       for f in h2_frames(data)[0])
                 if not data:
                     s.close()
                     return time.monotonic() - started, goaway
@@ -421,7 +406,7 @@ def test_unauthenticated_http2_streams_and_http1_bodies():
                     continue
                 if not chunk:
                     break
-                parsed, data = frames(data + chunk)
+                parsed, data = h2_frames(data + chunk)
                 got += parsed
             resets = [sid for t, _, sid, p in got if t == RST_STREAM and
                       int.from_bytes(p, "big") == REFUSED_STREAM]

@@ -25,15 +25,12 @@ cluster case); says SKIP otherwise. Namespaces are dns2-<role>-<pid>, the
 resolv.conf files /etc/netns/dns2-<role>-<pid>; all are deleted."""
 
 import hashlib
-import http.client
-import json
 import os
 import random
 import re
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nlbtest import (Nlbd, Server, Skip, free_port, http_handler,  # noqa
                      run, wait_until)
 import netnstest  # noqa: E402
+import nlbtest  # noqa: E402
 from netnstest import at_exit, in_netns, sh  # noqa: E402
 
 PID = os.getpid()
@@ -304,23 +302,8 @@ class World:
         return reports
 
     def call(self, who, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.api_port,
-                                          timeout=10)
-        headers = {"Authorization": "Bearer " + PRINCIPALS[who][1]}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, data, headers)
-            resp = conn.getresponse()
-            text = resp.read().decode()
-        finally:
-            conn.close()
-        try:
-            return resp.status, json.loads(text)
-        except ValueError:
-            return resp.status, text
+        return nlbtest.api_request(self.api_port, method, path,
+                                   PRINCIPALS[who][1], body)
 
     def ok(self, who, method, path, body=None, status=200):
         code, value = self.call(who, method, path, body)

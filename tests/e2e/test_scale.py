@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import nlbtest  # noqa: E402
 from nlbtest import (NLBD, Server, Skip, echo_handler, free_port,  # noqa
                      run, wait_until)
 
@@ -91,22 +92,8 @@ class Node:
             return f.read()
 
     def api(self, who, method, path, body=None, timeout=10):
-        conn = http.client.HTTPConnection("127.0.0.1", self.api_port,
-                                          timeout=timeout)
-        headers = {"Authorization": "Bearer " + TOKENS[who][1]}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            r = conn.getresponse()
-            text = r.read()
-        finally:
-            conn.close()
-        if r.getheader("Content-Type", "").startswith("application/json"):
-            return r.status, json.loads(text)
-        return r.status, text.decode()
+        return nlbtest.api_request(self.api_port, method, path,
+                                   TOKENS[who][1], body, timeout)
 
     def metric(self, name):
         status, text = self.api("ops", "GET", "/metrics")
