@@ -639,8 +639,8 @@ static size_t parse(struct h1_conn *h, const char *data, size_t len)
   scan(h, data + n + h->scan_skip);
   if (e != HPE_OK && e != HPE_PAUSED)
     refuse_parse_error(h, e);
-  else if (h->paused == PAUSE_HEADERS)
-    check_head(h);
+  else if (h->paused == PAUSE_HEADERS && h->refusal_status == 0)
+    check_head(h); /* a head the scan refused is never routed or answered */
   if (h->refusal_status != 0) {
     answer_refusal(h);
     return len;

@@ -780,6 +780,12 @@ SMUGGLING = [
      b"GET /healthz HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n"),
     ("bare_lf_end_of_headers",
      b"GET /healthz HTTP/1.1\r\nHost: x\r\n\n"),
+    # Found by fuzz_http1: a head ended by CR and another byte, with no
+    # token and 100-continue, was answered 401 at once (which a tokenless
+    # 100-continue request gets) and then 400 after "connection: close".
+    ("bare_cr_end_of_headers_with_expect_continue",
+     b"POST /v1/services HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+     b"Content-Length: %d\r\n\rX" % len(BODY) + BODY),
     ("bare_cr_in_header_value",
      b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"),
     ("nul_in_header_value",
