@@ -602,7 +602,12 @@ def test_events_follow_across_a_reload():
                 # After 0: every event, none missed while connecting.
                 [NLBCTL, "events", "--follow", "--after", "0", "-o", fmt],
                 env=ctl.env("ops"), stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True)
+                stderr=subprocess.PIPE, text=True,
+                # As from a terminal: a suite started in the background
+                # by a non-interactive shell ignores SIGINT, and an
+                # ignored signal stays ignored across exec.
+                preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                 signal.SIG_DFL))
             followers.append(proc)
         lines = {p.pid: [] for p in followers}
 
