@@ -87,7 +87,12 @@ nlb_health_next_state(enum nlb_target_state state, unsigned *consecutive_ok,
   if (passed) {
     (*consecutive_ok)++;
     *consecutive_fail = 0;
-    if (state != NLB_TARGET_HEALTHY && *consecutive_ok >= healthy_threshold)
+    /* A target never judged yet needs one pass (Envoy's rule at startup):
+     * a cold start or a new target serves after one check, not after
+     * healthy_threshold intervals; the threshold guards a target that
+     * failed against flapping back too soon. */
+    if (state == NLB_TARGET_INITIAL ||
+        (state != NLB_TARGET_HEALTHY && *consecutive_ok >= healthy_threshold))
       return NLB_TARGET_HEALTHY;
   } else {
     (*consecutive_fail)++;

@@ -42,8 +42,8 @@ void nlb_health_free(struct nlb_health *health);
 
 /* The threshold state machine, pure: given a target's state and its runs of
  * consecutive passes and failures, records one result and returns the new
- * state. Initial and unhealthy targets become healthy after
- * healthy_threshold passes in a row; initial and healthy ones become
+ * state. An initial target becomes healthy on its first pass, an unhealthy
+ * one after healthy_threshold passes in a row; initial and healthy ones become
  * unhealthy after unhealthy_threshold failures in a row. Draining and
  * unused targets stay as they are. */
 enum nlb_target_state

@@ -58,6 +58,19 @@ def config(targets, port, algorithm="round_robin", bind="127.0.0.1",
                            bind, listener))
 
 
+def start_healthy(nlbd, port, targets):
+    """Starts nlbd and waits until each of its targets (all must answer)
+    is healthy: a target's first passing check makes it so, and the pool
+    changes then (from every target, fail-open, to the healthy ones), which
+    would move flows under a test that counts where they go."""
+    nlbd.start(wait_port=port)
+    wait_until(lambda: nlbd.events().count("state initial -> healthy") ==
+               targets, what="%d targets healthy" % targets)
+    # The pool is published 25 ms after the first change (nothing logs
+    # it); a slow machine gets ten times that.
+    time.sleep(0.25)
+
+
 def connect(port, host="127.0.0.1", timeout=10):
     s = socket.create_connection((host, port), timeout=timeout)
     return s
@@ -340,8 +353,11 @@ def test_refusing_target_every_connection_succeeds():
     dead = "127.0.0.1:%d" % free_port()
     port = free_port()
     targets = [servers[0].address, dead, servers[1].address]
-    with CheckedNlbd(config(targets, port)) as nlbd:
-        nlbd.start(wait_port=port)
+    # Checks on a port that answers: the refusing target is healthy, as one
+    # is between its crash and the checks that notice it.
+    check = "health_check = { port = %d; };" % servers[0].port
+    with CheckedNlbd(config(targets, port, group=check)) as nlbd:
+        start_healthy(nlbd, port, 3)
         mark = nlbd.access_mark()
         failures = []
         for i in range(1000):
@@ -959,7 +975,7 @@ def test_maglev_spreads_and_is_sticky():
     port = free_port()
     with CheckedNlbd(config([s.address for s in servers], port,
                      algorithm="maglev")) as nlbd:
-        nlbd.start(wait_port=port)
+        start_healthy(nlbd, port, 3)
         mark = nlbd.access_mark()
         counts = {}
         for _ in range(300):
@@ -994,7 +1010,7 @@ def test_least_conn_prefers_fewer_open_flows():
     port = free_port()
     with CheckedNlbd(config([s.address for s in servers], port,
                      algorithm="least_conn")) as nlbd:
-        nlbd.start(wait_port=port)
+        start_healthy(nlbd, port, 2)
         mark = nlbd.access_mark()
         flows = []
         for _ in range(6):
@@ -1024,7 +1040,7 @@ def test_round_robin_respects_weights():
     port = free_port()
     with CheckedNlbd(config([(servers[0].address, 1), (servers[1].address, 3)],
                      port), workers=1) as nlbd:
-        nlbd.start(wait_port=port)
+        start_healthy(nlbd, port, 2)
         mark = nlbd.access_mark()
         names = [ask_name(port) for _ in range(40)]
         assert names.count("a") == 10 and names.count("b") == 30, names

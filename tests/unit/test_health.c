@@ -37,13 +37,25 @@ static void run_steps(enum nlb_target_state state, const struct step *steps,
   }
 }
 
-static void test_health_initial_becomes_healthy_after_threshold(void)
+static void test_health_initial_becomes_healthy_on_first_pass(void)
 {
-  const struct step steps[] = {{true, NLB_TARGET_INITIAL},
-                               {true, NLB_TARGET_INITIAL},
+  /* healthy_threshold 3 does not apply to a target never judged, even
+   * after a failure short of unhealthy_threshold. */
+  const struct step steps[] = {{true, NLB_TARGET_HEALTHY},
+                               {true, NLB_TARGET_HEALTHY}};
+  run_steps(NLB_TARGET_INITIAL, steps, 2, 3, 2);
+  const struct step after_a_failure[] = {{false, NLB_TARGET_INITIAL},
+                                         {true, NLB_TARGET_HEALTHY}};
+  run_steps(NLB_TARGET_INITIAL, after_a_failure, 2, 3, 2);
+}
+
+static void test_health_unhealthy_becomes_healthy_after_threshold(void)
+{
+  const struct step steps[] = {{true, NLB_TARGET_UNHEALTHY},
+                               {true, NLB_TARGET_UNHEALTHY},
                                {true, NLB_TARGET_HEALTHY},
                                {true, NLB_TARGET_HEALTHY}};
-  run_steps(NLB_TARGET_INITIAL, steps, 4, 3, 2);
+  run_steps(NLB_TARGET_UNHEALTHY, steps, 4, 3, 2);
 }
 
 static void test_health_initial_becomes_unhealthy_after_threshold(void)
@@ -372,8 +384,9 @@ static void on_acceptable(uv_poll_t *poll, int status, int events)
 }
 
 /* 2,000 targets that answer, all due at once after a stall: all healthy
- * within two intervals, while the group's pool (its Maglev table) is
- * built at most once per 25 ms window, not once per target. */
+ * after one check each (a target never judged needs one pass), while the
+ * group's pool (its Maglev table) is built at most once per 25 ms window, not
+ * once per target. */
 static void test_health_cold_start_publishes_per_window(void)
 {
   enum { N = 2000 };
@@ -392,8 +405,8 @@ static void test_health_cold_start_publishes_per_window(void)
   uv_poll_start(&poll, UV_READABLE, on_acceptable);
   took = rig_run_until(&rig, NLB_TARGET_HEALTHY, N, 5000);
   CU_ASSERT_EQUAL(targets_in_state(rig.group, NLB_TARGET_HEALTHY), N);
-  /* Two checks each: all of the first due when the 1.1 s stall ends, the
-   * second an interval later (+10 %), and room for a loaded machine. */
+  /* One check each, all due when the 1.1 s stall ends (healthy_threshold
+   * 2 is for targets that failed), and room for a loaded machine. */
   CU_ASSERT(took < 3000);
   CU_ASSERT_EQUAL(rig.max_started_per_turn, BURST);
   /* 2,000 changes, one pool per 25 ms window at most. */
@@ -411,7 +424,8 @@ static void test_health_cold_start_publishes_per_window(void)
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
-      NLB_UNIT_CASE(test_health_initial_becomes_healthy_after_threshold),
+      NLB_UNIT_CASE(test_health_initial_becomes_healthy_on_first_pass),
+      NLB_UNIT_CASE(test_health_unhealthy_becomes_healthy_after_threshold),
       NLB_UNIT_CASE(test_health_initial_becomes_unhealthy_after_threshold),
       NLB_UNIT_CASE(test_health_interrupted_runs_do_not_count),
       NLB_UNIT_CASE(test_health_threshold_one_flips_at_once),
