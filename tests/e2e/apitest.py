@@ -454,18 +454,36 @@ class _Mismatch:
 
 class EventStream:
     """GET /v1/events through curl -N; lines land in a queue as they
-    arrive."""
+    arrive. Returns once the answer's head came: the server fixes the
+    stream's cursor before it answers, so a change made from then on is in
+    the stream (a fixed sleep lost that race on a loaded machine)."""
 
     def __init__(self, server, who, after=None):
         path = "/v1/events" + ("?after=%d" % after if after is not None
                                else "")
+        # -v: curl shows the head on stderr as it comes (-i would hold it
+        # in stdout's buffer until the first event).
         args = server.curl_args() + [
-            "-sN", "-H", "Authorization: Bearer " + token(who),
+            "-sNv", "-H", "Authorization: Bearer " + token(who),
             server.base + path]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
         self.lines = queue.Queue()
+        self.opened = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
+        threading.Thread(target=self._read_verbose, daemon=True).start()
+        if not self.opened.wait(10):
+            self.close()
+            raise AssertionError("the event stream's head did not come")
+
+    def _read_verbose(self):
+        status = False
+        for line in self.proc.stderr:
+            status = status or line.startswith(b"< HTTP/")
+            if status and line.strip() == b"<":
+                self.opened.set()
+        self.opened.set()  # curl ended: the test sees what it got
 
     def _read(self):
         spec = conformance()

@@ -166,10 +166,13 @@ class Cluster:
         s.sendall(("GET /v1/events?after=%d HTTP/1.1\r\nHost: x\r\n"
                    "Authorization: Bearer %s\r\n\r\n" % (
                        after, bearer(who))).encode())
-        s.settimeout(quiet)
         data = b""
         try:
             while limit is None or data.count(b"\n{") < limit:
+                # The first event may take a while on a loaded machine
+                # (the head, then a read of the store): quiet counts
+                # from it.
+                s.settimeout(quiet if b"\n{" in data else max(quiet, 5))
                 chunk = s.recv(65536)
                 if not chunk:
                     break

@@ -116,7 +116,10 @@ def started(proc):
 
 def test_held_while_serving_dropped_first_on_sigterm():
     with World() as w:
-        p = w.nlbd(w.config("a"))
+        # withdraw_delay 2 s: the test sees the device gone and the
+        # listener still open within it, with a few `ip` and `ss` runs
+        # that are slow on a loaded machine.
+        p = w.nlbd(w.config("a", delay="2s"))
         started(p)
         for ns in (NS, NS_NET, NS_MAP):
             flags = link(ns, "nlb-up")
@@ -133,11 +136,11 @@ def test_held_while_serving_dropped_first_on_sigterm():
         p.send_signal(signal.SIGTERM)
         wait_for(lambda: link(NS, "nlb-up") is None and
                  link(NS_NET, "nlb-up") is None and
-                 link(NS_MAP, "nlb-up") is None, 1, "nlb-up gone")
+                 link(NS_MAP, "nlb-up") is None, 1.5, "nlb-up gone")
         assert listening(NS), "stopped accepting before withdraw_delay"
-        wait_for(lambda: not listening(NS), 3, "listener closed")
+        wait_for(lambda: not listening(NS), 4, "listener closed")
         closed_after = time.monotonic() - t0
-        assert 0.8 <= closed_after <= 2.5, closed_after
+        assert 1.8 <= closed_after <= 3.5, closed_after
         out, _ = p.communicate(timeout=10)
         assert p.returncode == 0, out
         assert "in namespace %s: no such namespace; network gone is not " \
@@ -152,7 +155,7 @@ def test_dropped_when_killed():
         p.kill()
         p.wait()
         wait_for(lambda: link(NS, "nlb-up") is None and
-                 link(NS_NET, "nlb-up") is None, 1, "nlb-up gone after kill -9")
+                 link(NS_NET, "nlb-up") is None, 3, "nlb-up gone after kill -9")
 
 
 def test_persistent_device_loses_its_link():
@@ -165,7 +168,7 @@ def test_persistent_device_loses_its_link():
                  "nlb-p carrier up")
         p.kill()
         p.wait()
-        wait_for(lambda: "NO-CARRIER" in (link(NS, "nlb-p") or []), 1,
+        wait_for(lambda: "NO-CARRIER" in (link(NS, "nlb-p") or []), 3,
                  "nlb-p carrier down")
 
 

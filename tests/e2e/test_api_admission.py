@@ -321,9 +321,11 @@ def test_healthz_trickle_does_not_keep_a_connection():
     with ApiServer(extra=["--idle-timeout-ms", "1500",
                           "--unauthenticated-lifetime-ms", "3000"]) as api:
         def trickle_h1(who_first):
+            # Timed from before the connect: the lifetime cannot start
+            # earlier, however late this thread runs on.
+            started = time.monotonic()
             s = connect_from("127.0.0.1", api.port)
             s.settimeout(0.3)
-            started = time.monotonic()
             first = True
             while time.monotonic() - started < 4.5:
                 auth = ""
@@ -346,10 +348,10 @@ def test_healthz_trickle_does_not_keep_a_connection():
             return None
 
         def trickle_h2(who_first):
+            started = time.monotonic()  # as in trickle_h1
             s = connect_from("127.0.0.1", api.port)
             s.settimeout(0.3)
             s.sendall(PREFACE + frame(SETTINGS, 0, 0))
-            started = time.monotonic()
             sid = 1
             goaway = False
             while time.monotonic() - started < 4.5:

@@ -311,9 +311,11 @@ def test_idle_timeout_closes_flow():
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
+            # Timed from before the last bytes: the flow cannot be idle
+            # earlier, however late this thread reads the echo.
+            last = time.monotonic()
             s.sendall(b"ping")
             assert recv_exact(s, 4) == b"ping"
-            last = time.monotonic()
             s.settimeout(5)
             try:
                 data = s.recv(10)

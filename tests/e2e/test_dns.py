@@ -620,6 +620,10 @@ def test_tcp_pipelining_and_idle_timeout():
             ids.append(qid)
             data += tcp_frame(q)
         with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            # Timed from before the queries: the idle timer restarts when
+            # the last one is read, never earlier, however late this
+            # thread reads the answers on a loaded machine.
+            started = time.monotonic()
             s.sendall(data)
             rcodes = []
             for qid in ids:
@@ -627,12 +631,12 @@ def test_tcp_pipelining_and_idle_timeout():
                 assert m is not None and parse_header(m)[0] == qid
                 rcodes.append(parse_header(m)[2])
             assert rcodes == [0, 3, 5], rcodes
-            # Idle: closed by the responder after 0.7 s without a query.
-            started = time.monotonic()
+            # Idle: closed by the responder after 0.7 s without a query
+            # (less a millisecond of the loop's clock).
             s.settimeout(5)
             assert s.recv(1) == b""
             idle = time.monotonic() - started
-            assert 0.5 < idle < 4, idle
+            assert 0.65 < idle < 4, idle
 
 
 def test_tcp_connection_cap():
@@ -699,15 +703,21 @@ def test_log_lines_are_rate_limited():
                 s.sendto(make_query("x%d.example.com" % i)[1],
                          ("127.0.0.1", port))
                 s.recv(512)
-        wait_until(lambda: "held back" in r.log(), timeout=3,
-                   what="the held-back line")
-        lines = [line for line in r.log().splitlines()
-                 if " dns host udp " in line]
+        # The budget is per second of the responder's clock: the 50 may
+        # straddle a tick (more often on a slow machine), and then two
+        # windows log up to 5 lines and a held-back count each. Every
+        # query is either logged or counted once the last tick passed.
+        def accounted():
+            log = r.log()
+            lines = [line for line in log.splitlines()
+                     if " dns host udp " in line]
+            held = sum(int(n) for n in re.findall(r"(\d+) more lines", log))
+            return len(lines) + held == 50 and held > 0 and lines
+        lines = wait_until(accounted, timeout=4,
+                           what="50 queries logged or held back")
         assert 5 <= len(lines) <= 15, lines
         assert 'REFUSED query="x0.example.com. A" why="not in a served zone"' \
             in lines[0], lines[0]
-        held = re.search(r"(\d+) more lines", r.log())
-        assert held and len(lines) + int(held.group(1)) >= 50 - 10, r.log()
         assert r.queries("host", "REFUSED") == 50
 
 

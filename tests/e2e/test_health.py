@@ -36,7 +36,9 @@ DETECT_BOUND_MS = INTERVAL_MS * UNHEALTHY_THRESHOLD + TIMEOUT_MS + SLACK_MS
 RECOVER_BOUND_MS = INTERVAL_MS * HEALTHY_THRESHOLD + TIMEOUT_MS + SLACK_MS
 # A snapshot published by the control thread reaches the workers through a
 # uv_async_t: flows accepted this long after a state change must follow it.
-PUBLISH_MARGIN_S = 0.05
+# Changes are published in 25 ms windows; the rest is room for a timer and
+# two thread wake-ups on a loaded machine (sanitizers, other builds).
+PUBLISH_MARGIN_S = 0.2
 
 
 # ---- logs ------------------------------------------------------------------
@@ -510,14 +512,17 @@ def test_all_down_fail_open_then_one_up():
         t_all = max(d.time for d in downs)
         print("all three unhealthy after %d ms: %s"
               % (ms(t_all - t_kill), sorted(set(d.reason for d in downs))))
-        time.sleep(0.5)
+        time.sleep(0.5 + PUBLISH_MARGIN_S)
 
         first = backends[0]
         t_up = time.time()
         first.restart()
+        # Listening from here: on a loaded machine this thread can wait
+        # for the GIL or a CPU longer than a fixed margin after t_up.
+        t_listening = time.time()
         up = wait_transition(nlbd, first.address, "healthy", t_up)
         print("first target healthy %d ms after restart" % ms(up.time - t_up))
-        time.sleep(0.5)
+        time.sleep(0.5 + PUBLISH_MARGIN_S)
         traffic.stop()
 
         records = wait_until(
@@ -536,7 +541,7 @@ def test_all_down_fail_open_then_one_up():
 
         # Restarted but not yet healthy: fail-open still routes to all
         # three, so flows reach it (after retries) and no client fails.
-        warming = between(records, t_up + 0.02, up.time)
+        warming = between(records, t_listening + 0.01, up.time)
         served = [r for r in warming if r.end == "target_fin"]
         print("between restart and healthy: %d flows, %d served by the "
               "restarted target (retries %s)"
@@ -547,7 +552,8 @@ def test_all_down_fail_open_then_one_up():
         healthy = between(records, up.time + PUBLISH_MARGIN_S, float("inf"))
         assert healthy and all(r.target == first.address and r.retries == 0
                                and r.end == "target_fin" for r in healthy)
-        assert not traffic.failures(t_up + 0.02), traffic.failures(t_up)[:5]
+        assert not traffic.failures(t_listening + 0.01), \
+            traffic.failures(t_listening)[:5]
 
 
 def test_fail_open_off_clean_close():
@@ -635,10 +641,11 @@ def test_deregistered_target_drains():
         print("new flows after the reload went to %s" % sorted(set(names)))
         assert victim.name not in names, names
 
-        # The long flow keeps working until the delay runs out...
+        # The long flow keeps working until the delay runs out (the last
+        # echo, even a slow one on a loaded machine, back before it)...
         echoed = 0
-        long_flow.settimeout(0.5)
-        while time.time() < t_reload + delay_s - 0.3:
+        long_flow.settimeout(0.7)
+        while time.time() < t_reload + delay_s - 0.8:
             long_flow.sendall(b"ping %d\n" % echoed)
             assert recv_line(long_flow) == "ping %d\n" % echoed
             echoed += 1
@@ -656,7 +663,9 @@ def test_deregistered_target_drains():
         print("long flow closed (%s) %d ms after SIGHUP (delay %d ms)"
               % (closed_by, ms(closed), delay_s * 1000))
         assert closed_by in ("eof", "reset"), closed_by
-        assert delay_s - 0.1 <= closed <= delay_s + 1.5, closed
+        # Workers look at a draining target's flows once a second: up to
+        # a second past the delay, and room for a loaded machine.
+        assert delay_s - 0.1 <= closed <= delay_s + 2.5, closed
         ended = wait_until(lambda: [f for f in flows(nlbd)
                                     if f.client == long_client],
                            what="the long flow's access-log record")
@@ -674,7 +683,9 @@ def test_reregistered_while_draining():
     """A target put back in the config while it drains: draining ->
     initial (re-registered), its running flow is not closed when the
     first delay would have expired, and it is checked and used again."""
-    delay_ms = 1000
+    # Long enough for both reloads to land before it expires on a loaded
+    # machine (1 s left the test under a second for both).
+    delay_ms = 3000
     with Cleanup() as c:
         backends = [c.add(Backend(n)) for n in ("a", "b")]
         extra = 'deregistration_delay = "%dms";' % delay_ms
