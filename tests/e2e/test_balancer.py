@@ -402,9 +402,13 @@ def test_refused_connect_resends_header_and_first_bytes():
         good = "127.0.0.1:%d" % int(line.split()[1])
         dead = "127.0.0.1:%d" % free_port()
         port = free_port()
-        body = config([dead, good], port, group='proxy_protocol = "v2";')
+        # Both checked on the receiver's port: the refusing target is
+        # healthy, as one is between its crash and the checks that notice.
+        body = config([dead, good], port,
+                      group='proxy_protocol = "v2"; health_check = '
+                      '{ port = %s; };' % good.split(":")[1])
         with CheckedNlbd(body) as nlbd:
-            nlbd.start(wait_port=port)
+            start_healthy(nlbd, port, 2)
             mark = nlbd.access_mark()
             sources = set()
             for i in range(200):
