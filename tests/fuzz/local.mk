@@ -10,6 +10,8 @@
 #             real SQLite registry
 #   http1     HTTP/1.1 bytes through api/h1.c (fake transport), the
 #             exchange and the handlers, in one read and in small ones
+#   h2        HTTP/2 bytes (cleartext) through api/h2.c and nghttp2, the
+#             same way: frames, answers and limits checked
 
 # ---- replay programs: every build ------------------------------------------
 
@@ -24,10 +26,10 @@ FUZZ_API_ENV = tests/fuzz/api_env.c tests/fuzz/api_env.h \
 
 check_PROGRAMS += tests/fuzz/fuzz_dns_replay tests/fuzz/fuzz_config_replay \
 	tests/fuzz/fuzz_proxy_v2_replay tests/fuzz/fuzz_api_replay \
-	tests/fuzz/fuzz_http1_replay
+	tests/fuzz/fuzz_http1_replay tests/fuzz/fuzz_h2_replay
 TESTS += tests/fuzz/fuzz_dns_replay tests/fuzz/fuzz_config_replay \
 	tests/fuzz/fuzz_proxy_v2_replay tests/fuzz/fuzz_api_replay \
-	tests/fuzz/fuzz_http1_replay
+	tests/fuzz/fuzz_http1_replay tests/fuzz/fuzz_h2_replay
 
 tests_fuzz_fuzz_dns_replay_SOURCES = tests/fuzz/fuzz_dns.c \
 	tests/fuzz/replay_main.c
@@ -58,10 +60,18 @@ tests_fuzz_fuzz_http1_replay_CFLAGS = $(FUZZ_API_CFLAGS) \
 	-DFUZZ_CORPUS='"http1"'
 tests_fuzz_fuzz_http1_replay_LDADD = $(API_LIBS)
 
+# api/h2.c comes from libapi.a (the target names api_h2_protocol), conn.c
+# still from fake_conn.c.
+tests_fuzz_fuzz_h2_replay_SOURCES = tests/fuzz/fuzz_h2.c \
+	$(FUZZ_API_ENV) tests/fuzz/replay_main.c
+tests_fuzz_fuzz_h2_replay_CPPFLAGS = $(AM_CPPFLAGS) $(FUZZ_API_CPPFLAGS)
+tests_fuzz_fuzz_h2_replay_CFLAGS = $(FUZZ_API_CFLAGS) -DFUZZ_CORPUS='"h2"'
+tests_fuzz_fuzz_h2_replay_LDADD = $(API_LIBS)
+
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/make_dns_corpus.py \
 	tests/fuzz/run_fuzzer.py tests/fuzz/make_seed_corpora.py \
 	tests/fuzz/config.dict tests/fuzz/api.dict \
-	tests/fuzz/http1.dict
+	tests/fuzz/http1.dict tests/fuzz/h2.dict
 
 # ---- libFuzzer targets: with clang -----------------------------------------
 
@@ -93,6 +103,9 @@ FUZZ_API_COMMON_FILES = \
 FUZZ_API_FILES = $(top_srcdir)/tests/fuzz/fuzz_api.c $(FUZZ_API_COMMON_FILES)
 FUZZ_HTTP1_FILES = $(top_srcdir)/tests/fuzz/fuzz_http1.c \
 	$(FUZZ_API_COMMON_FILES)
+# HTTP/2: h2.c instrumented too (nghttp2 itself is the system's).
+FUZZ_H2_FILES = $(top_srcdir)/tests/fuzz/fuzz_h2.c \
+	$(top_srcdir)/api/h2.c $(FUZZ_API_COMMON_FILES)
 # The .c files of FUZZ_API_LIB_FILES, for a recipe's shell.
 FUZZ_LIB_C = files=; for f in $(FUZZ_API_LIB_FILES); do \
 	  case $$f in *.h|api/conn.c|api/h2.c) ;; \
@@ -109,7 +122,8 @@ FUZZ_API_CC_FLAGS = $(AM_CPPFLAGS) $(FUZZ_API_CPPFLAGS) $(LIBUV_CFLAGS) \
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS = tests/fuzz/fuzz_dns tests/fuzz/fuzz_config \
-	tests/fuzz/fuzz_proxy_v2 tests/fuzz/fuzz_api tests/fuzz/fuzz_http1
+	tests/fuzz/fuzz_proxy_v2 tests/fuzz/fuzz_api tests/fuzz/fuzz_http1 \
+	tests/fuzz/fuzz_h2
 
 if HAVE_LIBFUZZER
 check_SCRIPTS += $(FUZZ_TARGETS)
@@ -145,8 +159,15 @@ tests/fuzz/fuzz_http1: $(FUZZ_HTTP1_FILES) $(FUZZ_API_LIB_FILES) \
 		$(FUZZ_API_CC_FLAGS) -o $@ $(FUZZ_HTTP1_FILES) $$files \
 		$(FUZZ_API_EXTERNAL)
 
+tests/fuzz/fuzz_h2: $(FUZZ_H2_FILES) $(FUZZ_API_LIB_FILES) \
+		$(noinst_HEADERS) $(FUZZ_API_INCLUDES)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CCLD)$(FUZZ_LIB_C); $(FUZZ_CC) $(FUZZ_CFLAGS) \
+		$(FUZZ_API_CC_FLAGS) $(NGHTTP2_CFLAGS) -o $@ $(FUZZ_H2_FILES) \
+		$$files $(FUZZ_API_EXTERNAL) $(NGHTTP2_LIBS)
+
 fuzz: $(FUZZ_TARGETS)
-	@for t in dns config proxy_v2 api http1; do \
+	@for t in dns config proxy_v2 api http1 h2; do \
 	  echo "run: tests/fuzz/fuzz_$$t -max_total_time=300 CORPUS_DIR $(top_srcdir)/tests/fuzz/corpus/$$t"; \
 	done
 	@echo "or: NLB_FUZZ_SECONDS=300 $(top_srcdir)/tests/fuzz/run_fuzzer.py"

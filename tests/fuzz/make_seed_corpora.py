@@ -1,4 +1,4 @@
-"""Writes the seed corpora of the config, proxy_v2, api and http1 fuzz
+"""Writes the seed corpora of the config, proxy_v2, api, http1 and h2 fuzz
 targets into corpus/<target>/: a few dozen meaningful inputs each, every
 kind of thing the target tells apart, well-formed or not. Run it again after
 changing the lists; the files are checked in (with what the fuzzers found
@@ -443,6 +443,201 @@ HTTP1 = {
           "ops"),
 }
 
+# ---- h2 -------------------------------------------------------------------
+# Raw client bytes of one cleartext HTTP/2 connection. Header blocks are
+# HPACK literals without Huffman (some indexed, to fill the dynamic table).
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, PRIORITY, RST, SETTINGS, PING, GOAWAY, WINDOW, CONT = (
+    0, 1, 2, 3, 4, 6, 7, 8, 9)
+END_STREAM, END_HEADERS, PADDED, PRIO, ACK = 1, 4, 8, 0x20, 1
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return (struct.pack("!I", len(payload))[1:] + bytes([ftype, flags])
+            + struct.pack("!I", stream) + payload)
+
+
+def hpack_int(value, prefix_bits, first):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)
+
+
+def literal(name, value, indexed=False):
+    """A literal field, new name: with incremental indexing or without."""
+    name, value = name.encode(), value.encode()
+    return (bytes([0x40 if indexed else 0x00]) + hpack_int(len(name), 7, 0)
+            + name + hpack_int(len(value), 7, 0) + value)
+
+
+def block(method, path, who=None, extra=(), length=None):
+    out = literal(":method", method) + b"\x86"  # :scheme http (static 6)
+    out += literal(":path", path) + literal(":authority", "api", True)
+    if who:
+        out += literal("authorization", "Bearer %s-token" % who)
+    for name, value in extra:
+        out += literal(name, value)
+    if length is not None:
+        out += literal("content-length", str(length))
+    return out
+
+
+def settings(*pairs, flags=0):
+    return frame(SETTINGS, flags, 0,
+                 b"".join(struct.pack("!HI", k, v) for k, v in pairs))
+
+
+START = PREFACE + settings() + settings(flags=ACK)
+
+
+def h2req(stream, method, path, who=None, body=None, extra=()):
+    data = body.encode() if isinstance(body, str) else body
+    head = block(method, path, who, extra,
+                 len(data) if data is not None else None)
+    if data is None:
+        return frame(HEADERS, END_HEADERS | END_STREAM, stream, head)
+    return (frame(HEADERS, END_HEADERS, stream, head)
+            + frame(DATA, END_STREAM, stream, data))
+
+
+def window(stream, increment):
+    return frame(WINDOW, 0, stream, struct.pack("!I", increment))
+
+
+def rst(stream, code=8):
+    return frame(RST, 0, stream, struct.pack("!I", code))
+
+
+EP_BODY = '{"service":"web","network":"shop-vpc"}'
+BIG = b"x" * 16000
+
+H2 = {
+    "get-healthz": START + h2req(1, "GET", "/healthz"),
+    "without-preface": settings() + h2req(1, "GET", "/healthz"),
+    "head-healthz": START + h2req(1, "HEAD", "/healthz"),
+    "services-token": START + h2req(1, "GET", "/v1/services", "prov"),
+    "services-no-token": START + h2req(1, "GET", "/v1/services"),
+    "services-bad-token": START + h2req(1, "GET", "/v1/services",
+                                        extra=(("authorization",
+                                                "Bearer nope"),)),
+    "create-then-list": START + h2req(1, "POST", "/v1/services", "prov",
+                                      SVC_BODY)
+    + h2req(3, "POST", "/v1/endpoints", "shop", EP_BODY)
+    + h2req(5, "GET", "/v1/endpoints", "shop")
+    + h2req(7, "GET", "/v1/services?limit=1", "ops"),
+    "routes": START + b"".join(
+        h2req(1 + 2 * i, m, path, who) for i, (m, path, who) in enumerate([
+            ("GET", "/metrics", "ops"), ("GET", "/v1/target-groups", "ops"),
+            ("GET", "/v1/nodes", "ops"), ("GET", "/v1/available-services",
+                                          "shop"),
+            ("GET", "/v1/principals", "ops"), ("GET", "/v1/networks", "ops"),
+            ("PUT", "/v1/services", "ops"), ("GET", "/nope", "prov2"),
+            ("DELETE", "/v1/services/svc-00000000000000000", "shop2")])),
+    "events-stream": START + h2req(1, "POST", "/v1/services", "prov",
+                                   SVC_BODY)
+    + h2req(3, "GET", "/v1/events?after=0", "shop")
+    + h2req(5, "POST", "/v1/endpoints", "shop", EP_BODY)
+    + window(0, 1000),
+    "body-in-pieces": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services", "prov"))
+    + frame(DATA, 0, 1, SVC_BODY[:9].encode())
+    + frame(DATA, PADDED, 1, b"\x03" + SVC_BODY[9:].encode() + b"\0\0\0")
+    + frame(DATA, END_STREAM, 1, b""),
+    "reset-mid-body": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services", "prov",
+                                           length=len(SVC_BODY)))
+    + frame(DATA, 0, 1, SVC_BODY[:10].encode()) + rst(1)
+    + h2req(3, "GET", "/healthz"),
+    "reset-while-waiting": START + h2req(1, "GET", "/v1/services", "prov")
+    + rst(1) + h2req(3, "POST", "/v1/services", "prov", SVC_BODY) + rst(3)
+    + h2req(5, "GET", "/v1/services", "prov"),
+    "goaway-from-client": START + h2req(1, "GET", "/v1/services", "ops")
+    + frame(GOAWAY, 0, 0, struct.pack("!II", 1, 0))
+    + h2req(3, "GET", "/healthz"),
+    "window-dance": START + settings((4, 16)) + h2req(1, "GET",
+                                                      "/v1/openapi.yaml")
+    + window(1, 100) + window(0, 50) + window(1, 1 << 20)
+    + window(0, 1 << 20) + settings((4, 65535)),
+    "window-never-opens": START + settings((4, 0))
+    + h2req(1, "GET", "/v1/openapi.yaml") + h2req(3, "GET", "/healthz"),
+    "window-overflow": START + window(0, 0x7fffffff) + window(0, 0x7fffffff),
+    "ping-flood": START + frame(PING, 0, 0, b"12345678") * 1100,
+    "settings-flood": START + settings((3, 50)) * 1100,
+    "continuation": START
+    + frame(HEADERS, END_STREAM, 1, block("GET", "/v1/services")[:7])
+    + frame(CONT, 0, 1, block("GET", "/v1/services")[7:20])
+    + frame(CONT, END_HEADERS, 1, block("GET", "/v1/services", "ops")[20:]),
+    "continuation-interrupted": START
+    + frame(HEADERS, END_STREAM, 1, block("GET", "/healthz")[:5])
+    + frame(PING, 0, 0, b"12345678"),
+    "huge-header-block": START + frame(
+        HEADERS, END_STREAM, 1, block("GET", "/healthz", "ops",
+                                      (("x-big", "b" * 15000),
+                                       ("x-big2", "b" * 5000)))[:16000])
+    + frame(CONT, END_HEADERS, 1, block("GET", "/healthz", "ops",
+                                        (("x-big", "b" * 15000),
+                                         ("x-big2", "b" * 5000)))[16000:]),
+    "header-flood": START + frame(HEADERS, END_STREAM, 1,
+                                  block("GET", "/healthz"))
+    + frame(HEADERS, END_STREAM, 3, block("GET", "/healthz")[:-4])
+    + b"".join(frame(CONT, 0, 3, literal("x-f", "f" * 15000))
+               for _ in range(5))
+    + frame(CONT, END_HEADERS, 3, b""),
+    "long-path": START + h2req(1, "GET", "/v1/services/" + "a" * 5000,
+                               "ops"),
+    "body-too-large-length": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services", "prov",
+                                           length=70000))
+    + frame(DATA, 0, 1, b"{}"),
+    "body-over-limit": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services", "prov"))
+    + frame(DATA, 0, 1, BIG) * 4 + frame(DATA, END_STREAM, 1, BIG)
+    + h2req(3, "GET", "/healthz"),
+    "body-no-token-dropped": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services"))
+    + frame(DATA, 0, 1, BIG) + frame(DATA, END_STREAM, 1, b"{}"),
+    "partial-request": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services", "prov",
+                                           length=100))
+    + frame(DATA, 0, 1, b'{"name":'),
+    "tokenless-streams": START + b"".join(
+        frame(HEADERS, END_HEADERS, 1 + 2 * i, block("POST", "/v1/services"))
+        for i in range(10)) + h2req(21, "GET", "/healthz"),
+    "two-authorizations": START + h2req(
+        1, "GET", "/v1/services", "prov",
+        extra=(("authorization", "Bearer ops-token"),)),
+    "no-path": START + frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                             literal(":method", "GET") + b"\x86"),
+    "priority-and-padding": START
+    + frame(PRIORITY, 0, 3, struct.pack("!IB", 0, 15))
+    + frame(HEADERS, END_HEADERS | END_STREAM | PADDED | PRIO, 1,
+            b"\x04" + struct.pack("!IB", 0, 200)
+            + block("GET", "/v1/services", "ops") + b"\0\0\0\0"),
+    "client-settings": START + settings((1, 0), (2, 0), (3, 1), (5, 16777215),
+                                        (6, 100), (9, 1))
+    + h2req(1, "GET", "/v1/openapi.yaml", "ops") + h2req(3, "GET",
+                                                         "/metrics", "prov"),
+    "bad-frames": START + frame(DATA, END_STREAM, 9, b"x")
+    + frame(HEADERS, END_HEADERS, 2, block("GET", "/healthz"))
+    + frame(WINDOW, 0, 1, b"\0\0\0\0") + frame(0x42, 0, 0, b"unknown"),
+    "garbage-after-preface": PREFACE + b"GET / HTTP/1.1\r\n\r\n",
+    "stream-id-backwards": START + h2req(5, "GET", "/healthz")
+    + h2req(3, "GET", "/healthz"),
+    "target-register": START + h2req(
+        1, "POST", "/v1/target-groups/web-tg/targets", "ops",
+        '{"address":"127.0.0.1:9100"}')
+    + h2req(3, "DELETE", "/v1/target-groups/web-tg/targets/127.0.0.1%3A9100",
+            "ops"),
+}
+
 
 def write(target, seeds):
     out = os.path.join(HERE, "corpus", target)
@@ -460,3 +655,4 @@ if __name__ == "__main__":
     write("proxy_v2", PROXY)
     write("api", API)
     write("http1", HTTP1)
+    write("h2", H2)
