@@ -393,13 +393,19 @@ struct plan {
   bool answer_first;     /* the registry answers before the timeouts */
   bool goaway_first;     /* a reload before the timeouts */
   bool free_at_once;     /* no timeouts: freed with everything under way */
+  unsigned reload_at;    /* a reload's GOAWAY after this read (0: none) */
+  bool silent;           /* the peer reads nothing during the timeouts */
 };
 
-static void sweep(struct api_conn *c, uint64_t now)
+/* The timeouts at now; the peer reads what they wrote unless it has gone
+ * silent (then the resets wait behind the high water mark and the stream
+ * stays stuck). */
+static void sweep(struct api_conn *c, uint64_t now, bool silent)
 {
   api_conn_sweep(c, now);
   flush(c);
-  fake_conn_drain(c);
+  if (!silent)
+    fake_conn_drain(c);
 }
 
 static void run(const uint8_t *data, size_t size, const struct plan *plan,
@@ -432,6 +438,10 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
     off += n;
     flush(c);
     reads++;
+    if (reads == plan->reload_at) {
+      api_conn_goaway(c, 0);
+      flush(c);
+    }
     if (reads % plan->answer_every == 0)
       fuzz_api_env_run_pending();
     if (reads % plan->read_every == 0)
@@ -449,15 +459,16 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
     flush(c);
   }
   if (!plan->free_at_once) {
-    sweep(c, now + TIMEOUT);        /* 503, 408 */
-    pump(c);                        /* late answers: dropped */
-    sweep(c, now + TIMEOUT + 1000); /* the early answer's reset */
-    sweep(c, now + 4 * TIMEOUT);    /* a window never opened */
-    sweep(c, now + 5 * TIMEOUT);    /* a stream stuck */
+    sweep(c, now + TIMEOUT, plan->silent); /* 503, 408 */
+    fuzz_api_env_run_pending();            /* late answers: dropped */
+    flush(c);
+    sweep(c, now + TIMEOUT + 1000, plan->silent); /* the early answer's reset */
+    sweep(c, now + 4 * TIMEOUT, plan->silent);    /* a window never opened */
+    sweep(c, now + 5 * TIMEOUT, plan->silent);    /* a stream stuck */
     api_conn_goaway(c, 0);
     flush(c);
     pump(c);
-    sweep(c, now + 10 * API_DEFAULT_IDLE_TIMEOUT_MS); /* idle */
+    sweep(c, now + 10 * API_DEFAULT_IDLE_TIMEOUT_MS, false); /* idle */
     pump(c);
   }
   if (verbose)
@@ -469,6 +480,18 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
   api_admission_release(c);
   fake_conn_free(c);
   fuzz_api_env_run_pending(); /* cancelled: their answers go nowhere */
+
+  /* Nothing of the connection is left on the server. */
+  struct api_server *server = env->server;
+  if (server->n_conns != 0 || !nlb_list_empty(&server->event_streams) ||
+      server->event_reads_in_flight != 0 ||
+      !nlb_list_empty(&server->event_reads_waiting) ||
+      server->admission.bytes_held != 0 ||
+      server->admission.n_unauthenticated != 0 ||
+      server->admission.n_authenticated != 0) {
+    fprintf(stderr, "fuzz_h2: the server still counts the connection\n");
+    abort();
+  }
 }
 
 static void compare(const struct outcome *whole, const struct outcome *pieces)
@@ -528,7 +551,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        .read_every = 1 + (hash >> 7) % 8,
                        .answer_first = hash & 0x400,
                        .goaway_first = hash & 0x800,
-                       .free_at_once = (hash >> 12) % 8 == 0};
+                       .free_at_once = (hash >> 12) % 8 == 0,
+                       .reload_at =
+                           (hash >> 15) % 4 == 0 ? 1 + (hash >> 17) % 64 : 0};
   run(input, len, &one, &whole);
   run(input, len, &small, &pieces);
   compare(&whole, &pieces);

@@ -585,12 +585,20 @@ H2 = {
     + frame(CONT, END_HEADERS, 1, block("GET", "/healthz", "ops",
                                         (("x-big", "b" * 15000),
                                          ("x-big2", "b" * 5000)))[16000:]),
-    "header-flood": START + frame(HEADERS, END_STREAM, 1,
+    # Over the hard limit (64 KiB): the connection goes.
+    "header-flood": START + frame(HEADERS, END_STREAM | END_HEADERS, 1,
                                   block("GET", "/healthz"))
-    + frame(HEADERS, END_STREAM, 3, block("GET", "/healthz")[:-4])
-    + b"".join(frame(CONT, 0, 3, literal("x-f", "f" * 15000))
-               for _ in range(5))
+    + frame(HEADERS, END_STREAM, 3, block("GET", "/healthz"))
+    + b"".join(frame(CONT, 0, 3, literal("x-f%d" % i, "f" * 15000))
+               for i in range(5))
     + frame(CONT, END_HEADERS, 3, b""),
+    "trailers": START
+    + frame(HEADERS, END_HEADERS, 1, block("POST", "/v1/services", "prov"))
+    + frame(DATA, 0, 1, SVC_BODY.encode())
+    + frame(HEADERS, END_HEADERS | END_STREAM, 1,
+            literal("x-trailer", "1") + literal("authorization", "x")),
+    "header-block-never-ends": START
+    + frame(HEADERS, END_STREAM, 1, block("GET", "/v1/services", "ops")),
     "long-path": START + h2req(1, "GET", "/v1/services/" + "a" * 5000,
                                "ops"),
     "body-too-large-length": START
