@@ -1,8 +1,9 @@
-/* What the API fuzz targets (fuzz_api.c, fuzz_http1.c) share: a real API
- * server (api_server_start on 127.0.0.1:0; its loop never accepts) over a
- * real SQLite registry, opened afresh in a temporary directory for every
- * input so that an input replays the same whatever ran before it, with the
- * principals, networks and load balancers below, and a fake data plane.
+/* What the API fuzz targets (fuzz_api.c, fuzz_http1.c, fuzz_h2.c) share: a
+ * real API server (api_server_start on 127.0.0.1:0; its loop never
+ * accepts) over a real SQLite registry, opened afresh in a temporary
+ * directory for every input so that an input replays the same whatever ran
+ * before it, with the principals, networks and load balancers below, and a
+ * fake data plane.
  *
  * Principals and their tokens ("Bearer NAME-token"): ops (operator), prov
  * and prov2 (providers), shop and shop2 (consumers). Networks: shop-vpc

@@ -1,9 +1,9 @@
 /* A stand-in for api/conn.c, linked into the API fuzzers instead of it: the
  * transport as the protocol sees it (api/conn.h), without a socket, so
- * that raw bytes reach api_h1_protocol.recv and what it writes can be
- * read back. Nothing in api/ changes for it: the protocol calls these
- * functions by name and this file defines them all (the link fails if
- * conn.c gains one it lacks).
+ * that raw bytes reach api_h1_protocol.recv (or api_h2_protocol's) and
+ * what it writes can be read back. Nothing in api/ changes for it: the
+ * protocol calls these functions by name and this file defines them all
+ * (the link fails if conn.c gains one it lacks).
  *
  * The peer reads what is written when fake_conn_drain() says so; until
  * then api_conn_queued() reports it, scaled by fake_conn.queue_scale so

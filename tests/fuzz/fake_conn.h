@@ -1,5 +1,5 @@
-/* The fake transport of fuzz_http1 (fake_conn.c): one connection at a
- * time, what the protocol wrote kept in fake_conn.out. */
+/* The fake transport of fuzz_http1 and fuzz_h2 (fake_conn.c): one
+ * connection at a time, what the protocol wrote kept in fake_conn.out. */
 #ifndef NLB_FUZZ_FAKE_CONN_H
 #define NLB_FUZZ_FAKE_CONN_H
 

@@ -20,7 +20,8 @@ FUZZ_API_CPPFLAGS = -I$(top_srcdir)/api
 FUZZ_API_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) \
 	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(HTTP_PARSER_CFLAGS)
 # fake_conn.c stands in for api/conn.c: it defines every api_conn_*
-# function, so the linker never takes conn.o (nor h2.o) from libapi.a.
+# function, so the linker never takes conn.o from libapi.a (nor h2.o,
+# but for fuzz_h2, which names api_h2_protocol).
 FUZZ_API_ENV = tests/fuzz/api_env.c tests/fuzz/api_env.h \
 	tests/fuzz/fake_conn.c tests/fuzz/fake_conn.h
 
