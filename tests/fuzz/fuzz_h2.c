@@ -553,7 +553,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        .goaway_first = hash & 0x800,
                        .free_at_once = (hash >> 12) % 8 == 0,
                        .reload_at =
-                           (hash >> 15) % 4 == 0 ? 1 + (hash >> 17) % 64 : 0};
+                           (hash >> 15) % 4 == 0 ? 1 + (hash >> 17) % 64 : 0,
+                       .silent = (hash >> 23) % 4 == 0};
   run(input, len, &one, &whole);
   run(input, len, &small, &pieces);
   compare(&whole, &pieces);
