@@ -482,7 +482,9 @@ def test_client_that_speaks_late():
     port = free_port()
     body = config([resetter.address, server.address], port, group=checked)
     with CheckedNlbd(body) as nlbd:
-        nlbd.start(wait_port=port)
+        # Both in the pool: while only the first healthy one is, a reset
+        # leaves the flow no other target.
+        start_healthy(nlbd, port, 2)
         mark = nlbd.access_mark()
         for i in range(20):
             before = (len(resets), server.connections)
