@@ -133,6 +133,17 @@ bool fake_conn_open_for_reads(const struct api_conn *c)
   return !c->closing && !c->finishing && fake_conn.reading;
 }
 
+void fake_conn_recv(struct api_conn *c, const uint8_t *data, size_t n)
+{
+  char *piece = malloc(n ? n : 1);
+
+  if (piece == NULL)
+    abort();
+  memcpy(piece, data, n);
+  c->protocol->recv(c, piece, n);
+  free(piece);
+}
+
 bool fake_conn_drain(struct api_conn *c)
 {
   bool progress = fake_conn.queued > 0 || c->flush_wanted;

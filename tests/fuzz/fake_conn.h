@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conn.h"
 
@@ -25,6 +26,10 @@ struct api_conn *fake_conn_open(struct api_server *server,
 
 /* True while the transport would hand the protocol what it reads. */
 bool fake_conn_open_for_reads(const struct api_conn *c);
+
+/* Hands the protocol n bytes read from the peer, in a buffer of exactly n
+ * bytes (so ASan sees a read past them), as the transport does. */
+void fake_conn_recv(struct api_conn *c, const uint8_t *data, size_t n);
 
 /* The peer reads everything written; the protocol flushes, as after a
  * completed write or a wake. True when there was something to do. */
