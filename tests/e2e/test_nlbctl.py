@@ -352,6 +352,12 @@ def test_json_is_the_apis_answer():
                "search-lb", "--no-acceptance")
         ctl.ok("shop", "endpoints", "create", "a", "--network", "host")
         sid = ctl.json("payments", "services", "get", "a")["id"]
+        # The target's first check lands somewhere in its first second:
+        # compare once it is judged, not across the change.
+        wait_until(lambda: all(
+            t["state"] == "healthy"
+            for g in api.ok("GET", "/v1/target-groups", "ops")["target_groups"]
+            for t in g["targets"]), what="the targets healthy")
         for who, args, path in [
                 ("payments", ["services", "list"], "/v1/services"),
                 ("payments", ["connections", "list", "a"],
