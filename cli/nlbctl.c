@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "config.h"
+#include "build-config.h"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "nlb/cpus.h"
-#include "nlb/duration.h"
+#include "nlb/common/duration.h"
 
 /* Collects every error of one load, so a user fixes a file in one pass. */
 struct loader {

@@ -1,4 +1,4 @@
-#include "config.h"
+#include "build-config.h"
 #include "nlb/daemon.h"
 
 #include <malloc.h>
@@ -9,19 +9,19 @@
 #include <sys/resource.h>
 #include <uv.h>
 
-#include "nlb/announce.h"
+#include "nlb/control/announce.h"
 #include "nlb/api.h"
 #include "nlb/capacity.h"
 #include "nlb/config.h"
 #include "nlb/cpus.h"
-#include "nlb/health.h"
+#include "nlb/control/health.h"
 #include "nlb/log.h"
 #include "nlb/metrics.h"
 #include "nlb/notify.h"
-#include "nlb/router.h"
+#include "nlb/control/router.h"
 #include "nlb/rundir.h"
-#include "nlb/services.h"
-#include "nlb/worker.h"
+#include "nlb/control/services.h"
+#include "nlb/dataplane/worker.h"
 
 #define TICK_MS 100
 /* After shutdown_timeout, flows are reset; this long is left for workers

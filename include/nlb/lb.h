@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "nlb/config.h"
-#include "nlb/target.h"
+#include "nlb/dataplane/target.h"
 
 /* Targets tried for one flow: the first pick and its retries. */
 #define NLB_MAX_TRIES 8

@@ -3,7 +3,7 @@
 # the targets are also built as fuzzers, run for a bounded time by `make
 # check` (NLB_FUZZ_SECONDS, default 10, each) and by hand with `make fuzz`.
 #
-#   dns       DNS queries (nlb/dns_message.c) over UDP and TCP
+#   dns       DNS queries (nlb/dns/dns_message.c) over UDP and TCP
 #   config    the config loader and the duration parsers
 #   proxy_v2  the PROXY v2 encoder, read back by a reader of its own
 #   api       routing, queries, JSON bodies, roles and every handler over a
@@ -80,19 +80,19 @@ EXTRA_DIST += tests/fuzz/corpus tests/fuzz/make_dns_corpus.py \
 # may be built by another compiler, with another sanitizer runtime).
 FUZZ_DNS_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_dns.c \
-	$(top_srcdir)/nlb/dns_message.c \
-	$(top_srcdir)/nlb/dns_records.c \
-	$(top_srcdir)/nlb/addr.c
+	$(top_srcdir)/nlb/dns/dns_message.c \
+	$(top_srcdir)/nlb/dns/dns_records.c \
+	$(top_srcdir)/nlb/common/addr.c
 FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_config.c \
 	$(top_srcdir)/nlb/config.c \
-	$(top_srcdir)/nlb/duration.c \
-	$(top_srcdir)/nlb/addr.c \
+	$(top_srcdir)/nlb/common/duration.c \
+	$(top_srcdir)/nlb/common/addr.c \
 	$(top_srcdir)/nlb/cpus.c \
-	$(top_srcdir)/nlb/status_matcher.c
+	$(top_srcdir)/nlb/control/status_matcher.c
 FUZZ_PROXY_V2_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_proxy_v2.c \
-	$(top_srcdir)/nlb/proxy_v2.c
+	$(top_srcdir)/nlb/dataplane/proxy_v2.c
 # The API and registry libraries' own sources, less the API's transport
 # (conn.c: fake_conn.c stands in) and HTTP/2 (h2.c), compiled by the rules
 # below from the build tree (generated files) or the source tree.

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "nlb/dns.h"
+#include "nlb/dns/dns.h"
 #include "nlb/log.h"
 
 #define MAX_NETWORKS 16

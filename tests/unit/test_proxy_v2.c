@@ -1,7 +1,7 @@
 /* CUnit suite for nlb/proxy_v2.c: byte-exact vectors written out by hand,
  * then properties (no write past the header, nothing written on error, a
  * decoder's view of random headers). */
-#include "nlb/proxy_v2.h"
+#include "nlb/dataplane/proxy_v2.h"
 
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>

@@ -11,8 +11,8 @@
 
 #include "nlb/capacity.h"
 #include "nlb/config.h"
-#include "nlb/router.h"
-#include "nlb/worker.h"
+#include "nlb/control/router.h"
+#include "nlb/dataplane/worker.h"
 
 #include "unit.h"
 
