@@ -12,6 +12,7 @@
 
 #include "nlb/cpus.h"
 #include "nlb/common/duration.h"
+#include "nlb/lb.h"
 
 /* Collects every error of one load, so a user fixes a file in one pass. */
 struct loader {
@@ -1133,17 +1134,12 @@ static void load_target_groups(struct loader *ld, const config_setting_t *root,
     tg->connect_timeout_ms = 5000;
     tg->connect_retries = 2;
     if (get_string(ld, item, "algorithm", &text)) {
-      if (strcmp(text, "maglev") == 0)
-        tg->algorithm = NLB_ALGORITHM_MAGLEV;
-      else if (strcmp(text, "round_robin") == 0)
-        tg->algorithm = NLB_ALGORITHM_ROUND_ROBIN;
-      else if (strcmp(text, "least_conn") == 0)
-        tg->algorithm = NLB_ALGORITHM_LEAST_CONN;
-      else
+      if (nlb_algorithm_parse(text, &tg->algorithm) < 0)
         fail_at(ld, line_of(member_of(item, "algorithm")),
-                "algorithm must be maglev, round_robin or least_conn, not "
-                "\"%s\"",
-                text);
+                "algorithm must be %s, %s or %s, not \"%s\"",
+                nlb_algorithm_name(NLB_ALGORITHM_MAGLEV),
+                nlb_algorithm_name(NLB_ALGORITHM_ROUND_ROBIN),
+                nlb_algorithm_name(NLB_ALGORITHM_LEAST_CONN), text);
     }
     if (get_string(ld, item, "proxy_protocol", &text)) {
       if (strcmp(text, "v2") == 0)
@@ -1612,16 +1608,4 @@ nlb_config_find_target_group(const struct nlb_config *cfg, const char *name)
         strcmp(cfg->target_groups[i].name, name) == 0)
       return &cfg->target_groups[i];
   return NULL;
-}
-
-const char *nlb_algorithm_name(enum nlb_algorithm algorithm)
-{
-  switch (algorithm) {
-  case NLB_ALGORITHM_ROUND_ROBIN:
-    return "round_robin";
-  case NLB_ALGORITHM_LEAST_CONN:
-    return "least_conn";
-  default:
-    return "maglev";
-  }
 }

@@ -20,6 +20,7 @@ enum nlb_algorithm {
   NLB_ALGORITHM_MAGLEV,
   NLB_ALGORITHM_ROUND_ROBIN,
   NLB_ALGORITHM_LEAST_CONN,
+  NLB_ALGORITHM_COUNT,
 };
 
 enum nlb_health_protocol {
@@ -190,8 +191,5 @@ void nlb_config_free(struct nlb_config *cfg);
 /* Looks up a target group by name; NULL if absent. */
 const struct nlb_config_target_group *
 nlb_config_find_target_group(const struct nlb_config *cfg, const char *name);
-
-/* Name of an algorithm as written in the config. */
-const char *nlb_algorithm_name(enum nlb_algorithm algorithm);
 
 #endif

@@ -1,18 +1,35 @@
 #include "nlb/lb.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The one table of algorithms: each one's name is its ops' .name. */
+static const struct nlb_lb_ops *const algorithms[NLB_ALGORITHM_COUNT] = {
+    [NLB_ALGORITHM_MAGLEV] = &nlb_lb_maglev,
+    [NLB_ALGORITHM_ROUND_ROBIN] = &nlb_lb_round_robin,
+    [NLB_ALGORITHM_LEAST_CONN] = &nlb_lb_least_conn,
+};
+
 static const struct nlb_lb_ops *ops_for(enum nlb_algorithm algorithm)
 {
-  switch (algorithm) {
-  case NLB_ALGORITHM_ROUND_ROBIN:
-    return &nlb_lb_round_robin;
-  case NLB_ALGORITHM_LEAST_CONN:
-    return &nlb_lb_least_conn;
-  default:
-    return &nlb_lb_maglev;
-  }
+  return algorithm < NLB_ALGORITHM_COUNT ? algorithms[algorithm]
+                                         : &nlb_lb_maglev;
+}
+
+const char *nlb_algorithm_name(enum nlb_algorithm algorithm)
+{
+  return ops_for(algorithm)->name;
+}
+
+int nlb_algorithm_parse(const char *name, enum nlb_algorithm *algorithm)
+{
+  for (int i = 0; i < NLB_ALGORITHM_COUNT; i++)
+    if (strcmp(algorithms[i]->name, name) == 0) {
+      *algorithm = (enum nlb_algorithm)i;
+      return 0;
+    }
+  return -ENOENT;
 }
 
 struct nlb_pool *nlb_pool_create(enum nlb_algorithm algorithm,

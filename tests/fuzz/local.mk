@@ -89,7 +89,13 @@ FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/nlb/common/duration.c \
 	$(top_srcdir)/nlb/common/addr.c \
 	$(top_srcdir)/nlb/cpus.c \
-	$(top_srcdir)/nlb/control/status_matcher.c
+	$(top_srcdir)/nlb/control/status_matcher.c \
+	$(top_srcdir)/nlb/lb/lb_pool.c \
+	$(top_srcdir)/nlb/lb/lb_maglev.c \
+	$(top_srcdir)/nlb/lb/lb_round_robin.c \
+	$(top_srcdir)/nlb/lb/lb_least_conn.c \
+	$(top_srcdir)/nlb/dataplane/target.c \
+	$(top_srcdir)/nlb/common/hmap.c
 FUZZ_PROXY_V2_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_proxy_v2.c \
 	$(top_srcdir)/nlb/dataplane/proxy_v2.c

@@ -2,6 +2,7 @@
  * tree, and each class of mistake is reported as "FILE:LINE: message" with
  * the line the mistake is on, every mistake of a file in one pass. */
 #include "nlb/config.h"
+#include "nlb/lb.h"
 
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
