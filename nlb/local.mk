@@ -35,6 +35,8 @@ nlb_libnlb_a_SOURCES = \
 	nlb/control/netns.c \
 	nlb/control/regloop.c \
 	nlb/control/router.c \
+	nlb/control/router_groups.c \
+	nlb/control/router_routes.c \
 	nlb/control/services.c \
 	nlb/control/status_matcher.c \
 	nlb/dns/dns.c \
@@ -73,6 +75,7 @@ noinst_HEADERS += \
 	nlb/control/netns.h \
 	nlb/control/regloop.h \
 	nlb/control/router.h \
+	nlb/control/router-int.h \
 	nlb/control/services.h \
 	nlb/control/status_matcher.h \
 	nlb/dns/dns-endpoints.h \
