@@ -13,6 +13,8 @@ nlb_libnlb_a_SOURCES = \
 	nlb/notify.c \
 	nlb/rundir.c \
 	nlb/common/addr.c \
+	nlb/common/config_loader.c \
+	nlb/common/config_numbers.c \
 	nlb/common/duration.c \
 	nlb/common/histogram.c \
 	nlb/common/hmap.c \
@@ -30,6 +32,10 @@ nlb_libnlb_a_SOURCES = \
 	nlb/lb/lb_pool.c \
 	nlb/lb/lb_round_robin.c \
 	nlb/control/announce.c \
+	nlb/control/config_listeners.c \
+	nlb/control/config_networks.c \
+	nlb/control/config_registry.c \
+	nlb/control/config_targets.c \
 	nlb/control/endpoints.c \
 	nlb/control/health.c \
 	nlb/control/netns.c \
@@ -39,6 +45,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/control/router_routes.c \
 	nlb/control/services.c \
 	nlb/control/status_matcher.c \
+	nlb/dns/config_dns.c \
 	nlb/dns/dns.c \
 	nlb/dns/dns_endpoints.c \
 	nlb/dns/dns_message.c \
@@ -49,6 +56,7 @@ nlb_libnlb_a_SOURCES = \
 noinst_HEADERS += \
 	nlb/capacity.h \
 	nlb/config.h \
+	nlb/config-sections.h \
 	nlb/cpus.h \
 	nlb/daemon.h \
 	nlb/log.h \
@@ -56,6 +64,7 @@ noinst_HEADERS += \
 	nlb/notify.h \
 	nlb/rundir.h \
 	nlb/common/addr.h \
+	nlb/common/config-loader.h \
 	nlb/common/duration.h \
 	nlb/common/histogram.h \
 	nlb/common/hmap.h \

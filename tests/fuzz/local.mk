@@ -86,6 +86,13 @@ FUZZ_DNS_FILES = \
 FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_config.c \
 	$(top_srcdir)/nlb/config.c \
+	$(top_srcdir)/nlb/common/config_loader.c \
+	$(top_srcdir)/nlb/common/config_numbers.c \
+	$(top_srcdir)/nlb/control/config_listeners.c \
+	$(top_srcdir)/nlb/control/config_networks.c \
+	$(top_srcdir)/nlb/control/config_registry.c \
+	$(top_srcdir)/nlb/control/config_targets.c \
+	$(top_srcdir)/nlb/dns/config_dns.c \
 	$(top_srcdir)/nlb/common/duration.c \
 	$(top_srcdir)/nlb/common/addr.c \
 	$(top_srcdir)/nlb/cpus.c \

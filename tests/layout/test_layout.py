@@ -88,7 +88,7 @@ def test_algorithm_names_once():
 
 # Files still over the line, each to be split: this list only shrinks.
 KNOWN_LONG = {
-    "nlb/config.c", "api/handlers.c",
+    "api/handlers.c",
     "registry/core.c", "registry/store_pg.c", "registry/store_sqlite.c",
 }
 
