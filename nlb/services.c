@@ -535,10 +535,13 @@ int nlb_services_start(struct nlb_services *services,
     }
     /* The state read at open: endpoints open before nlbd says it started. */
     nlb_regloop_apply(services->regloop);
-    nlb_log_event(NLB_LOG_INFO,
-                  "registry: %s store, node %s, %zu endpoints open",
-                  nlb_regloop_store(services->regloop), cfg->node_name,
-                  nlb_endpoints_open_count(services->endpoints));
+    NLB_LOG_EVENT(NLB_LOG_INFO, "registry_open",
+                  "registry: {store} store, node {node}, {endpoints} "
+                  "endpoints open",
+                  NLB_LOG_STR("store", nlb_regloop_store(services->regloop)),
+                  NLB_LOG_STR("node", cfg->node_name),
+                  NLB_LOG_UINT("endpoints",
+                               nlb_endpoints_open_count(services->endpoints)));
   }
   if (cfg->has_api) {
     struct api_settings s;
