@@ -47,18 +47,19 @@ static char **positional_list(const struct cli_args *args, size_t first,
   return strings;
 }
 
-/* A whole number in [0, max] from an option's value; false after a usage
+/* A whole number in [min, max] from an option's value; false after a usage
  * error. */
 static bool number_arg(const struct cli_context *context, const char *option,
-                       const char *value, long long max, long long *out)
+                       const char *value, long long min, long long max,
+                       long long *out)
 {
   char *end;
   errno = 0;
   long long n = strtoll(value, &end, 10);
-  if (errno != 0 || end == value || *end != '\0' || n < 0 || n > max ||
+  if (errno != 0 || end == value || *end != '\0' || n < min || n > max ||
       value[0] == '-' || value[0] == '+') {
-    cli_usage_error(context->command, "%s: \"%s\" is not a number 0..%lld",
-                    option, value, max);
+    cli_usage_error(context->command, "%s: \"%s\" is not a number %lld..%lld",
+                    option, value, min, max);
     return false;
   }
   *out = n;
@@ -74,10 +75,8 @@ static int page_size(const struct cli_context *context,
   *size = cli_arg(args, "page-size");
   if (*size == NULL)
     return CLI_EXIT_OK;
-  if (!number_arg(context, "--page-size", *size, 1000, &n))
+  if (!number_arg(context, "--page-size", *size, 1, 1000, &n))
     return CLI_EXIT_USAGE;
-  if (n == 0)
-    return cli_usage_error(context->command, "--page-size: must be 1..1000");
   return CLI_EXIT_OK;
 }
 
@@ -206,7 +205,7 @@ static bool service_settings(const struct cli_context *context,
   if (on || off)
     set(body, "acceptance_required", json_boolean(on));
   if (limit != NULL) {
-    if (!number_arg(context, "--connection-limit", limit, INT32_MAX, &n))
+    if (!number_arg(context, "--connection-limit", limit, 0, INT32_MAX, &n))
       return false;
     set(body, "connection_limit", json_integer(n));
   }
@@ -770,7 +769,7 @@ static int targets_add(struct cli_context *context, const struct cli_args *args)
   json_t *body = checked(json_object());
   set(body, "address", json_string(args->positional[1]));
   if (weight != NULL) {
-    if (!number_arg(context, "--weight", weight, 1000, &n)) {
+    if (!number_arg(context, "--weight", weight, 1, 1000, &n)) {
       json_decref(body);
       return CLI_EXIT_USAGE;
     }
@@ -1195,7 +1194,7 @@ static const struct cli_option endpoint_update_options[] = {
     END_OPTIONS};
 
 static const struct cli_option target_add_options[] = {
-    {"weight", 0, "N", false, "its share, 0..1000 (default 1)"}, END_OPTIONS};
+    {"weight", 0, "N", false, "its share, 1..1000 (default 1)"}, END_OPTIONS};
 
 static const struct cli_option events_options[] = {
     {"follow", 'f', NULL, false,
