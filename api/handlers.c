@@ -183,9 +183,9 @@ static json_t *placements_json(const struct reg_endpoint *e)
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < e->n_placements; i++) {
     const struct reg_placement *p = &e->placements[i];
-    json_array_append_new(array, json_pack("{s:s,s:s,s:s}", "node", p->node,
-                                           "state", p->open ? "open" : "failed",
-                                           "reason", p->reason));
+    json_array_append_new(
+        array, json_pack("{s:s,s:s,s:s}", "node", p->node, "state",
+                         reg_placement_state_name(e, p), "reason", p->reason));
   }
   return array;
 }
