@@ -378,8 +378,14 @@ static int registry_submit(void *ctx, void (*run)(struct reg *, void *),
   return nlb_regloop_submit(ctx, run, done, arg);
 }
 
+static bool registry_store_available(void *ctx)
+{
+  return nlb_regloop_store_available(ctx);
+}
+
 static const struct api_registry_ops registry_ops = {
     .submit = registry_submit,
+    .store_available = registry_store_available,
 };
 
 static void api_log(void *arg, int level, const char *line)

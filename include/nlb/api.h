@@ -92,6 +92,10 @@ struct api_registry_ops {
    * when neither will run. Called on the control thread. */
   int (*submit)(void *ctx, void (*run)(struct reg *reg, void *arg),
                 void (*done)(void *arg), void *arg);
+  /* Whether the registry could reach its store at its last try, without
+   * waiting for it (GET /healthz answers 503 when not). Called on the
+   * control thread. NULL: always. */
+  bool (*store_available)(void *ctx);
 };
 
 struct api_settings {

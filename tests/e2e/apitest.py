@@ -26,6 +26,9 @@ from nlbtest import TOP_BUILDDIR, TOP_SRCDIR, Skip
 
 SERVER = os.path.join(TOP_BUILDDIR, "tests", "tools", "api_server_main")
 
+# GET /healthz of a node whose registry reaches its store, as sent.
+HEALTHZ_OK = b'{"status":"ok","store":"ok"}\n'
+
 # token = principal name + "-token"; the API only sees their SHA-256.
 PRINCIPALS = [("ops", "operator"), ("payments", "provider"),
               ("search", "provider"), ("shop", "consumer"),
