@@ -1,5 +1,6 @@
 /* One handler per route: validate the request, call the registry or the
- * data plane, shape the answer as SPEC.md says. */
+ * data plane, shape the answer as docs/api.md says (docs/openapi.yaml
+ * describes every answer). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>

@@ -1,5 +1,6 @@
 /* The management API: an HTTP server on libuv that serves every route of
- * SPEC.md on top of the registry, over HTTP/2 (nghttp2; h2c with prior
+ * docs/api.md (described in docs/openapi.yaml) on top of the registry, over
+ * HTTP/2 (nghttp2; h2c with prior
  * knowledge, or TLS with ALPN "h2") and HTTP/1.1 (http-parser; plain, or
  * TLS with ALPN "http/1.1" or none) on the same port. Providers, consumers and
  * operators authenticate with "Authorization: Bearer TOKEN"; the API knows only

@@ -430,8 +430,8 @@ class ApiServer:
 
     def error(self, method, path, who, body=None, raw=None, status=400,
               code=None, field=None):
-        """Asserts an error answer: status, the SPEC's body shape, its code
-        and (for 400s) that the message names the field."""
+        """Asserts an error answer: status, the error body of docs/api.md,
+        its code and (for 400s) that the message names the field."""
         got, value, _ = self.call(method, path, who, body, raw)
         assert got == status, "%s %s: want %d, got %d %r" % (
             method, path, status, got, value)

@@ -1,6 +1,6 @@
 """End-to-end tests of the HTTP/2 management API with real clients (curl,
 nghttp, raw sockets) against api_server_main: the provider/consumer story,
-every error status of SPEC.md, the event stream, /metrics, TLS, and a
+every error status of docs/api.md, the event stream, /metrics, TLS, and a
 server that survives bad clients."""
 
 import json

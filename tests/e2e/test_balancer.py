@@ -3,7 +3,7 @@
 loopback. Bytes arrive intact both ways, half-close passes through, a slow
 peer does not make nlbd buffer, idle flows time out, a refusing target is
 retried around, reload and drain keep their promises, the access log has the
-SPEC's format, IPv6 works, and each algorithm spreads flows as it should."""
+format of docs/logs.md, IPv6 works, and each algorithm spreads flows as it should."""
 
 import hashlib
 import json
@@ -119,7 +119,7 @@ def recv_all(sock, chunk=256 * 1024, pause=0.0, pause_every=0):
 
 def access_fields(line):
     m = ACCESS_RE.match(line)
-    assert m, "access line does not match the SPEC format: %r" % line
+    assert m, "access line does not match docs/logs.md's format: %r" % line
     return m.groupdict()
 
 
