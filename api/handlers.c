@@ -1,5 +1,6 @@
 /* One handler per route: validate the request, call the registry or the
- * data plane, shape the answer as SPEC.md says. */
+ * data plane, shape the answer as docs/api.md says (docs/openapi.yaml
+ * describes every answer). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -183,9 +184,9 @@ static json_t *placements_json(const struct reg_endpoint *e)
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < e->n_placements; i++) {
     const struct reg_placement *p = &e->placements[i];
-    json_array_append_new(array, json_pack("{s:s,s:s,s:s}", "node", p->node,
-                                           "state", p->open ? "open" : "failed",
-                                           "reason", p->reason));
+    json_array_append_new(
+        array, json_pack("{s:s,s:s,s:s}", "node", p->node, "state",
+                         reg_placement_state_name(e, p), "reason", p->reason));
   }
   return array;
 }
@@ -1805,13 +1806,24 @@ static void metrics_finish(struct api_server *server, struct api_response *resp)
   resp->len = t.len;
 }
 
+/* For a load balancer in front of the API: while the registry cannot reach
+ * its store every registry route answers 503, so this node is no use to
+ * API clients; it still serves the data plane. Answered from what the
+ * registry's thread last saw, never by waiting for it. */
 static void healthz(const struct api_request *req, struct api_response *resp)
 {
-  free(resp->body);
-  resp->body = strdup("ok\n");
-  resp->len = resp->body != NULL ? 3 : 0;
-  resp->status = 200;
-  resp->content_type = "text/plain; charset=utf-8";
+  const struct api_server *server = req->server;
+  const char *store = "none";
+  bool ok = true;
+
+  if (server->registry != NULL) {
+    ok = server->registry->store_available == NULL ||
+         server->registry->store_available(server->registry_ctx);
+    store = ok ? "ok" : "unavailable";
+  }
+  respond_json(
+      resp, ok ? 200 : 503,
+      json_pack("{s:s,s:s}", "status", ok ? "ok" : "degraded", "store", store));
 }
 
 /* The compiled-in docs/openapi.yaml: the same bytes on every request. */

@@ -81,7 +81,7 @@ static const struct cli_option endpoint_update_options[] = {
     END_OPTIONS};
 
 static const struct cli_option target_add_options[] = {
-    {"weight", 0, "N", false, "its share, 0..1000 (default 1)"}, END_OPTIONS};
+    {"weight", 0, "N", false, "its share, 1..1000 (default 1)"}, END_OPTIONS};
 
 static const struct cli_option events_options[] = {
     {"follow", 'f', NULL, false,

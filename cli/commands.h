@@ -33,7 +33,8 @@ json_t *cli_strings_json(char **strings, size_t n);
 char **cli_positional_list(const struct cli_args *args, size_t first,
                            size_t *n);
 bool cli_number_arg(const struct cli_context *context, const char *option,
-                    const char *value, long long max, long long *out);
+                    const char *value, long long min, long long max,
+                    long long *out);
 int cli_page_size(const struct cli_context *context,
                   const struct cli_args *args, const char **size);
 int cli_show_call(const struct cli_context *context, const char *method,

@@ -40,18 +40,19 @@ char **cli_positional_list(const struct cli_args *args, size_t first, size_t *n)
   return strings;
 }
 
-/* A whole number in [0, max] from an option's value; false after a usage
+/* A whole number in [min, max] from an option's value; false after a usage
  * error. */
 bool cli_number_arg(const struct cli_context *context, const char *option,
-                    const char *value, long long max, long long *out)
+                    const char *value, long long min, long long max,
+                    long long *out)
 {
   char *end;
   errno = 0;
   long long n = strtoll(value, &end, 10);
-  if (errno != 0 || end == value || *end != '\0' || n < 0 || n > max ||
+  if (errno != 0 || end == value || *end != '\0' || n < min || n > max ||
       value[0] == '-' || value[0] == '+') {
-    cli_usage_error(context->command, "%s: \"%s\" is not a number 0..%lld",
-                    option, value, max);
+    cli_usage_error(context->command, "%s: \"%s\" is not a number %lld..%lld",
+                    option, value, min, max);
     return false;
   }
   *out = n;
@@ -67,10 +68,8 @@ int cli_page_size(const struct cli_context *context,
   *size = cli_arg(args, "page-size");
   if (*size == NULL)
     return CLI_EXIT_OK;
-  if (!cli_number_arg(context, "--page-size", *size, 1000, &n))
+  if (!cli_number_arg(context, "--page-size", *size, 1, 1000, &n))
     return CLI_EXIT_USAGE;
-  if (n == 0)
-    return cli_usage_error(context->command, "--page-size: must be 1..1000");
   return CLI_EXIT_OK;
 }
 

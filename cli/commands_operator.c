@@ -104,7 +104,7 @@ int cli_targets_add(struct cli_context *context, const struct cli_args *args)
   json_t *body = cli_checked(json_object());
   cli_set(body, "address", json_string(args->positional[1]));
   if (weight != NULL) {
-    if (!cli_number_arg(context, "--weight", weight, 1000, &n)) {
+    if (!cli_number_arg(context, "--weight", weight, 1, 1000, &n)) {
       json_decref(body);
       return CLI_EXIT_USAGE;
     }

@@ -72,7 +72,7 @@ static bool service_settings(const struct cli_context *context,
   if (on || off)
     cli_set(body, "acceptance_required", json_boolean(on));
   if (limit != NULL) {
-    if (!cli_number_arg(context, "--connection-limit", limit, INT32_MAX, &n))
+    if (!cli_number_arg(context, "--connection-limit", limit, 0, INT32_MAX, &n))
       return false;
     cli_set(body, "connection_limit", json_integer(n));
   }

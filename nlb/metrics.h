@@ -4,11 +4,11 @@
  * /metrics.
  *
  * Families keep listener and target series apart, so that summing a family
- * counts each flow once: the SPEC's names (nlb_new_flows_total...) carry
- * one series per listener (labels lb, listener, and endpoint for an
- * endpoint's listener); their nlb_target_* twins carry one series per
- * target (labels target_group, target). A flow passes one listener and at
- * most one target.
+ * counts each flow once: the listener families of docs/metrics.md
+ * (nlb_new_flows_total...) carry one series per listener (labels lb,
+ * listener, and endpoint for an endpoint's listener); their nlb_target_*
+ * twins carry one series per target (labels target_group, target). A flow
+ * passes one listener and at most one target.
  *
  * Threads: the text is written on the control thread, from counters the
  * workers update with relaxed atomics (a scrape may see a flow counted in

@@ -2,8 +2,8 @@
  * run-time targets, nodes and events are kept, behind one table of
  * functions, one table per backend (SQLite for one node, PostgreSQL for
  * many), found by name. The store knows nothing of roles, permissions or the
- * state machine: it reads and writes rows inside the transactions
- * registry.c opens.
+ * state machine: it reads and writes rows inside the transactions the
+ * registry opens (reg_in_tx, registry/core.c).
  *
  * The contract every backend keeps:
  *   - Its schema is versioned inside the store and migrated at open; a
@@ -17,7 +17,7 @@
  *     no gap, and become visible in commit order: a reader that sees seq N
  *     sees every seq below it.
  *   - A failure another attempt may cure (a serialization failure, a
- *     deadlock, a busy file) is -EAGAIN: registry.c rolls back and runs the
+ *     deadlock, a busy file) is -EAGAIN: the registry rolls back and runs the
  *     whole transaction again. A store that cannot be reached is -ENOTCONN
  *     (the transaction did nothing); the next begin() tries to reconnect,
  *     at most as often as its backoff allows.

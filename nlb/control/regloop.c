@@ -65,11 +65,14 @@ struct nlb_regloop {
   void (*on_changes)(const struct reg_changes *, void *);
   void *arg;
 
+  /* Written by the registry thread, read by any (/healthz): the store
+   * could not be reached at the last try; logged once per outage. */
+  atomic_bool unavailable;
+
   /* Registry thread only. */
   uint64_t cursor;  /* the change feed has been read through this */
   bool need_resync; /* read the whole state next */
   bool beat_started;
-  bool unavailable; /* logged once per outage */
   uint64_t next_beat_ms, next_poll_ms, next_expiry_ms, next_prune_ms;
   struct nlb_regloop_retention retention;
   _Atomic uint64_t applied_seq;
@@ -159,20 +162,18 @@ static void store_trouble(struct nlb_regloop *rl, const char *what, int r)
                   NLB_LOG_STR("error", strerror(-r)));
     return;
   }
-  if (!rl->unavailable)
+  if (!atomic_exchange(&rl->unavailable, true))
     NLB_LOG_EVENT(NLB_LOG_WARN, "store_unavailable",
                   "registry: the store is unavailable ({what}); serving the "
                   "last state, writes answer 503 until it is back",
                   NLB_LOG_STR("what", what));
-  rl->unavailable = true;
 }
 
 static void store_back(struct nlb_regloop *rl)
 {
-  if (rl->unavailable)
+  if (atomic_exchange(&rl->unavailable, false))
     NLB_LOG_EVENT(NLB_LOG_INFO, "store_available",
                   "registry: the store is back; catching up");
-  rl->unavailable = false;
 }
 
 /* Reads one batch; false when there is nothing more to read now. */
@@ -468,6 +469,11 @@ void nlb_regloop_resync(struct nlb_regloop *rl)
 const char *nlb_regloop_store(const struct nlb_regloop *rl)
 {
   return rl->store;
+}
+
+bool nlb_regloop_store_available(struct nlb_regloop *rl)
+{
+  return !atomic_load(&rl->unavailable);
 }
 
 struct reload {

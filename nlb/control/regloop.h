@@ -89,6 +89,12 @@ int nlb_regloop_reload(struct nlb_regloop *rl, const struct reg_config *cfg,
 /* The store's name ("sqlite", "postgresql"). */
 const char *nlb_regloop_store(const struct nlb_regloop *rl);
 
+/* False from the registry thread's first failed attempt to reach the store
+ * (-ENOTCONN: a heartbeat, a read of the change feed, a job's follow-up
+ * read) until its next successful one; it tries at least once a second.
+ * Any thread. */
+bool nlb_regloop_store_available(struct nlb_regloop *rl);
+
 /* Stops the thread once the jobs already submitted have run, closes the
  * registry, runs what is left for the control thread (done callbacks;
  * change batches are dropped) and frees everything. NULL ok. */

@@ -378,8 +378,14 @@ static int registry_submit(void *ctx, void (*run)(struct reg *, void *),
   return nlb_regloop_submit(ctx, run, done, arg);
 }
 
+static bool registry_store_available(void *ctx)
+{
+  return nlb_regloop_store_available(ctx);
+}
+
 static const struct api_registry_ops registry_ops = {
     .submit = registry_submit,
+    .store_available = registry_store_available,
 };
 
 static void api_log(void *arg, int level, const char *line)
@@ -535,10 +541,13 @@ int nlb_services_start(struct nlb_services *services,
     }
     /* The state read at open: endpoints open before nlbd says it started. */
     nlb_regloop_apply(services->regloop);
-    nlb_log_event(NLB_LOG_INFO,
-                  "registry: %s store, node %s, %zu endpoints open",
-                  nlb_regloop_store(services->regloop), cfg->node_name,
-                  nlb_endpoints_open_count(services->endpoints));
+    NLB_LOG_EVENT(NLB_LOG_INFO, "registry_open",
+                  "registry: {store} store, node {node}, {endpoints} "
+                  "endpoints open",
+                  NLB_LOG_STR("store", nlb_regloop_store(services->regloop)),
+                  NLB_LOG_STR("node", cfg->node_name),
+                  NLB_LOG_UINT("endpoints",
+                               nlb_endpoints_open_count(services->endpoints)));
   }
   if (cfg->has_api) {
     struct api_settings s;

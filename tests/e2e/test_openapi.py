@@ -124,11 +124,15 @@ def test_document_is_valid_openapi():
         for status in ("400", "408", "413", "431", "500"):
             assert status in op["responses"], "%s has no %s" % (where,
                                                                  status)
-        # Every error is the error shape, with a code.
+        # Every error is the error shape, with a code; /healthz's 503 is
+        # its health answer (status, store), not an error of the request.
         for status, response in op["responses"].items():
             content = response.get("content", {})
             assert content, "%s %s has no content" % (where, status)
-            if status >= "400":
+            if (where, status) == ("GET /healthz", "503"):
+                schema = content["application/json"]["schema"]
+                assert schema["allOf"][0]["required"] == ["status", "store"]
+            elif status >= "400":
                 assert list(content) == ["application/json"], where
                 schema = content["application/json"]["schema"]
                 assert schema["required"] == ["error"], (where, status)
@@ -313,11 +317,15 @@ def test_check_catches_mismatches():
     _fails(checker, "GET", path, 200, {"content-type": "text/plain"},
            json.dumps(SERVICE), match="content-type 'text/plain'")
     _fails(checker, "GET", path, 200, JSON, "{", match="not JSON")
-    checker.check("GET", "/healthz", 200,
-                  {"content-type": "text/plain; charset=utf-8"}, "ok\n")
+    checker.check("GET", "/healthz", 200, JSON,
+                  '{"status":"ok","store":"ok"}\n')
+    checker.check("GET", "/healthz", 503, JSON,
+                  '{"status":"degraded","store":"unavailable"}\n')
+    _fails(checker, "GET", "/healthz", 200, JSON,
+           '{"status":"ok","store":"unavailable"}\n', match="is not one of")
     _fails(checker, "GET", "/healthz", 200,
-           {"content-type": "text/plain; charset=utf-8"}, "OK\n",
-           match="is not one of")
+           {"content-type": "text/plain; charset=utf-8"}, "ok\n",
+           match="content-type 'text/plain")
     # A method the path does not have: 405 with the right Allow.
     not_allowed = json.dumps({"error": {"code": "MethodNotAllowed",
                                         "message": "x"}})

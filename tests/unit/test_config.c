@@ -119,7 +119,8 @@ static void expect_ok(const char *text)
 #define HASH_B                                                                 \
   "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
 
-/* The SPEC's example, line by line (numbers in comments are file lines). */
+/* A config that sets every setting, line by line (numbers in comments are
+ * file lines). */
 static const char full_config[] =
     "workers = 3;\n"                                           /* 1 */
     "shutdown_timeout = \"30s\";\n"                            /* 2 */

@@ -70,8 +70,9 @@ static int untouched_from(const uint8_t *buf, size_t from, size_t cap)
 
 static void test_proxy_v2_ipv4_no_tlv(void)
 {
-  /* 172.31.7.113:51442 -> 172.31.10.31:80, the addresses of the AWS capture
-   * in privatelink-reference.md 1.9. */
+  /* 172.31.7.113:51442 -> 172.31.10.31:80, the addresses of a header an
+   * AWS NLB sent through a VPC endpoint (tests/tools/test_ppv2_receiver.py
+   * replays it whole). */
   /* clang-format off */
   static const uint8_t want[] = {
       SIG,
