@@ -129,7 +129,8 @@ int api_events_read(struct reg *reg, const struct reg_actor *actor,
  * connection has closed (called by conn.c as each one closes). */
 void api_server_maybe_finish(struct api_server *server);
 
-/* Sends one line to the server's event log (printf format). */
+/* Sends one line to the server's event log (printf format). In log.c,
+ * which calls nothing else of api/. */
 void api_log(struct api_server *server, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

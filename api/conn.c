@@ -2,7 +2,6 @@
  * writes and their backpressure, the choice of protocol, and how a
  * connection ends. The protocols (h2.c, h1.c) see plaintext only. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,17 +21,6 @@ struct write_req {
   struct api_conn *conn;
   char *data;
 };
-
-void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
-{
-  char line[768];
-  va_list ap;
-
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  api_log(c->server, level, "api: %s: %s", c->peer, line);
-}
 
 /* ---- lifetime ----------------------------------------------------------- */
 

@@ -158,7 +158,8 @@ void api_conn_sweep(struct api_conn *c, uint64_t now);
  * not 0, is when the connection is cut whatever remains. */
 void api_conn_goaway(struct api_conn *c, uint64_t deadline);
 
-/* Logs a line about c ("api: PEER: ..."). */
+/* Logs a line about c ("api: PEER: ..."), through api_log (both in
+ * log.c, below every other file of api/). */
 void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

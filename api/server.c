@@ -4,7 +4,6 @@
  * h1.c, one request's routing and accounting in exchange.c, event streams
  * in events.c. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +26,6 @@
  * drop SYNs, everyone's alike, and a dropped SYN is retried a second
  * later. */
 #define API_LISTEN_BACKLOG API_MAX_CONNECTIONS
-
-void api_log(struct api_server *server, int level, const char *fmt, ...)
-{
-  char line[1024];
-  va_list ap;
-
-  if (server->log_event == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  server->log_event(server->log_arg, level, line);
-}
 
 /* ---- API tokens --------------------------------------------------------- */
 
