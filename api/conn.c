@@ -388,7 +388,8 @@ static void format_peer(struct api_conn *c)
 void api_conn_on_connection(uv_stream_t *listener, int status)
 {
   struct api_server *server = listener->data;
-  struct api_conn *c;
+  struct api_conn *c, *evicted;
+  enum api_admission_verdict verdict;
 
   if (status < 0) {
     api_log(server, 2, "api: accept failed: %s", uv_strerror(status));
@@ -408,7 +409,10 @@ void api_conn_on_connection(uv_stream_t *listener, int status)
     return;
   }
   format_peer(c);
-  if (api_admission_accept(server, c) != 0) {
+  verdict = api_admission_accept(server, c, &evicted);
+  if (evicted != NULL)
+    api_conn_close(evicted);
+  if (verdict != API_ADMIT_KEEP) {
     api_conn_close(c);
     return;
   }
@@ -428,7 +432,19 @@ void api_conn_sweep(struct api_conn *c, uint64_t now)
     api_conn_close(c);
     return;
   }
-  if (api_admission_sweep(c, now) || c->finishing)
+  switch (api_admission_sweep(c, now)) {
+  case API_ADMIT_CLOSE:
+    api_conn_close(c);
+    return;
+  case API_ADMIT_GOAWAY:
+    api_conn_goaway(c, now + API_GOAWAY_GRACE_MS);
+    if (c->closing)
+      return;
+    break;
+  case API_ADMIT_KEEP:
+    break;
+  }
+  if (c->finishing)
     return;
   if (c->protocol == NULL) {
     /* A TLS handshake is part of the first request; bytes that may still
