@@ -19,6 +19,8 @@
 #include "nlb/registry.h"
 #include "tokens.h"
 
+struct api_protocol; /* conn.h */
+
 /* Status codes counted by nlb_api_requests_total: 100..599. */
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
@@ -53,6 +55,11 @@ struct api_server {
 
   struct nlb_list conns; /* struct api_conn.link (conn.h) */
   size_t n_conns;
+  /* conn.c's way up, set by server.c: the protocols it hands connections
+   * to, and what it calls as each connection closes. conn.c names neither
+   * h2.c and h1.c nor server.c, which all call it. */
+  const struct api_protocol *h2_protocol, *h1_protocol;
+  void (*on_conn_closed)(struct api_server *server);
   struct api_admission admission; /* admission.h */
   /* struct api_event_stream.link (events.h): GET /v1/events */
   struct nlb_list event_streams;
@@ -124,10 +131,6 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
  * event_retention), or another negative errno. */
 int api_events_read(struct reg *reg, const struct reg_actor *actor,
                     uint64_t *cursor, size_t limit, char **buf, size_t *len);
-
-/* Closes the server's timers once it is shutting down and its last
- * connection has closed (called by conn.c as each one closes). */
-void api_server_maybe_finish(struct api_server *server);
 
 /* Sends one line to the server's event log (printf format). In log.c,
  * which calls nothing else of api/. */

@@ -37,7 +37,7 @@ static void on_conn_close(uv_handle_t *handle)
   if (c->ssl != NULL)
     SSL_free(c->ssl); /* frees both BIOs */
   free(c);
-  api_server_maybe_finish(server);
+  server->on_conn_closed(server);
 }
 
 void api_conn_close(struct api_conn *c)
@@ -242,7 +242,8 @@ static void recv_plain(struct api_conn *c, const char *data, size_t len)
       c->n_sniffed += n;
       return;
     }
-    if (use_protocol(c, h2 ? &api_h2_protocol : &api_h1_protocol) != 0)
+    if (use_protocol(c, h2 ? c->server->h2_protocol : c->server->h1_protocol) !=
+        0)
       return;
     deliver(c, c->sniffed, c->n_sniffed);
   }
@@ -255,8 +256,8 @@ static const struct api_protocol *alpn_protocol(struct api_conn *c)
   unsigned alpn_len = 0;
   SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
   if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)
-    return &api_h2_protocol;
-  return &api_h1_protocol;
+    return c->server->h2_protocol;
+  return c->server->h1_protocol;
 }
 
 /* 1 once the handshake is done (and the protocol chosen), 0 while it goes

@@ -60,6 +60,8 @@ struct api_protocol {
   void (*free)(struct api_conn *c);
 };
 
+/* h2.c's and h1.c's; server.c hands them to conn.c (api_server's
+ * h2_protocol and h1_protocol), which does not name them. */
 extern const struct api_protocol api_h2_protocol;
 extern const struct api_protocol api_h1_protocol;
 

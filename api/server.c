@@ -178,7 +178,9 @@ static void on_server_handle_close(uv_handle_t *handle)
   server->open_handles--;
 }
 
-void api_server_maybe_finish(struct api_server *server)
+/* Closes the server's timers once it is shutting down and its last
+ * connection has closed (conn.c calls it as each one closes). */
+static void maybe_finish(struct api_server *server)
 {
   if (!server->shutting_down || server->n_conns > 0 || server->timers_closed)
     return;
@@ -425,6 +427,9 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   server->loop = loop;
   server->registry = s->registry;
   server->registry_ctx = s->registry_ctx;
+  server->h2_protocol = &api_h2_protocol;
+  server->h1_protocol = &api_h1_protocol;
+  server->on_conn_closed = maybe_finish;
   nlb_list_init(&server->conns);
   nlb_list_init(&server->event_streams);
   nlb_list_init(&server->event_reads_waiting);
@@ -535,7 +540,7 @@ void api_server_shutdown(struct api_server *server)
   deadline = uv_now(server->loop) + API_GOAWAY_GRACE_MS;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &server->conns)
   api_conn_goaway(NLB_CONTAINER_OF(pos, struct api_conn, link), deadline);
-  api_server_maybe_finish(server);
+  maybe_finish(server);
 }
 
 bool api_server_closed(const struct api_server *server)
