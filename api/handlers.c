@@ -126,12 +126,6 @@ static void respond_reg_error(struct api_request const *req,
 
 /* ---- shapes ------------------------------------------------------------- */
 
-static json_t *time_json(int64_t unix_ms)
-{
-  char buf[REG_TIME_BUF];
-  return json_string(reg_format_time(unix_ms, buf));
-}
-
 static json_t *ports_json(const uint16_t *ports, size_t n)
 {
   json_t *array = json_array();
@@ -157,7 +151,7 @@ static json_t *service_json(const struct reg_service *s)
       "acceptance_required", s->acceptance_required, "allowed_principals",
       strings_json(s->allowed_principals, s->n_allowed_principals),
       "connection_limit", (json_int_t)s->connection_limit, "created_at",
-      time_json(s->created_at), "private_dns_name", s->private_dns_name);
+      api_json_time(s->created_at), "private_dns_name", s->private_dns_name);
 }
 
 /* A consumer sees the private DNS name it may opt into. */
@@ -174,8 +168,8 @@ static json_t *connection_json(const struct reg_endpoint *e)
   return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o}", "endpoint_id", e->id,
                    "consumer", e->consumer, "state", reg_state_name(e->state),
                    "network", e->network, "address", e->address, "created_at",
-                   time_json(e->created_at), "updated_at",
-                   time_json(e->updated_at));
+                   api_json_time(e->created_at), "updated_at",
+                   api_json_time(e->updated_at));
 }
 
 static json_t *placements_json(const struct reg_endpoint *e)
@@ -199,9 +193,9 @@ static json_t *endpoint_json(const struct reg_endpoint *e)
       ports_json(e->ports, e->n_ports), "state", reg_state_name(e->state),
       "reason", e->reason, "allowed_sources",
       strings_json(e->allowed_sources, e->n_allowed_sources), "placements",
-      placements_json(e), "created_at", time_json(e->created_at), "updated_at",
-      time_json(e->updated_at), "private_dns", e->private_dns, "dns_names",
-      strings_json(e->dns_names, e->n_dns_names));
+      placements_json(e), "created_at", api_json_time(e->created_at),
+      "updated_at", api_json_time(e->updated_at), "private_dns", e->private_dns,
+      "dns_names", strings_json(e->dns_names, e->n_dns_names));
 }
 
 static json_t *target_json(const struct api_target *t)
@@ -218,28 +212,28 @@ static json_t *event_json(const struct reg_event *ev)
 {
   if (ev->endpoint_id[0] == '\0' && ev->service_id[0] != '\0')
     return json_pack("{s:I,s:o,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                     "time", time_json(ev->time), "type",
+                     "time", api_json_time(ev->time), "type",
                      reg_event_type_name(ev->type), "service_id",
                      ev->service_id, "principal", ev->principal);
   if (ev->target[0] != '\0')
     return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                     "time", time_json(ev->time), "type",
+                     "time", api_json_time(ev->time), "type",
                      reg_event_type_name(ev->type), "target_group",
                      ev->target_group, "target", ev->target, "principal",
                      ev->principal);
   if (ev->node[0] != '\0')
     return json_pack("{s:I,s:o,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                     "time", time_json(ev->time), "type",
+                     "time", api_json_time(ev->time), "type",
                      reg_event_type_name(ev->type), "node", ev->node,
                      "principal", ev->principal);
   if (ev->token_id[0] != '\0')
     return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                     "time", time_json(ev->time), "type",
+                     "time", api_json_time(ev->time), "type",
                      reg_event_type_name(ev->type), "name", ev->subject,
                      "token_id", ev->token_id, "principal", ev->principal);
   if (ev->subject[0] != '\0')
     return json_pack("{s:I,s:o,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                     "time", time_json(ev->time), "type",
+                     "time", api_json_time(ev->time), "type",
                      reg_event_type_name(ev->type),
                      ev->type == REG_EVENT_NETWORK_CREATE ||
                              ev->type == REG_EVENT_NETWORK_DELETE
@@ -247,7 +241,7 @@ static json_t *event_json(const struct reg_event *ev)
                          : "name",
                      ev->subject, "principal", ev->principal);
   return json_pack("{s:I,s:o,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)ev->seq,
-                   "time", time_json(ev->time), "type",
+                   "time", api_json_time(ev->time), "type",
                    reg_event_type_name(ev->type), "service_id", ev->service_id,
                    "endpoint_id", ev->endpoint_id, "principal", ev->principal,
                    "state", reg_state_name(ev->state));
@@ -283,7 +277,7 @@ static json_t *node_json(const struct reg_node *node)
 {
   return json_pack("{s:s,s:s,s:o,s:I,s:s,s:o}", "name", node->name, "state",
                    reg_node_state_name(node->state), "last_seen",
-                   time_json(node->last_seen), "applied_seq",
+                   api_json_time(node->last_seen), "applied_seq",
                    (json_int_t)node->applied_seq, "version", node->version,
                    "networks", node_networks_json(node->networks));
 }
@@ -1077,19 +1071,19 @@ static json_t *principal_json(const struct reg_principal_info *p)
                             reg_role_name(p->role), "source",
                             p->from_config ? "config" : "api");
   if (value != NULL && !p->from_config)
-    json_object_set_new(value, "created_at", time_json(p->created_at));
+    json_object_set_new(value, "created_at", api_json_time(p->created_at));
   return value;
 }
 
 static json_t *optional_time(int64_t unix_ms)
 {
-  return unix_ms != 0 ? time_json(unix_ms) : json_null();
+  return unix_ms != 0 ? api_json_time(unix_ms) : json_null();
 }
 
 static json_t *token_json(const struct reg_token *t)
 {
   return json_pack("{s:s,s:o,s:o,s:o}", "id", t->id, "created_at",
-                   time_json(t->created_at), "expires_at",
+                   api_json_time(t->created_at), "expires_at",
                    optional_time(t->expires_at), "last_used_at",
                    optional_time(t->last_used_at));
 }
@@ -1102,7 +1096,7 @@ static json_t *network_json(const struct reg_network_info *n)
                 "principals", strings_json(n->principals, n->n_principals),
                 "source", n->from_config ? "config" : "api");
   if (value != NULL && !n->from_config)
-    json_object_set_new(value, "created_at", time_json(n->created_at));
+    json_object_set_new(value, "created_at", api_json_time(n->created_at));
   return value;
 }
 
