@@ -123,15 +123,6 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* On the registry's thread: appends one JSON line per event visible to
- * actor with seq > *cursor to *buf (malloc'd/realloc'd, *len bytes), at
- * most limit of them; advances *cursor past every event the answer covers,
- * visible or not. Returns the number of events added (0: none yet),
- * -ESTALE when events after *cursor were pruned (the reader lagged behind
- * event_retention), or another negative errno. */
-int api_events_read(struct reg *reg, const struct reg_actor *actor,
-                    uint64_t *cursor, size_t limit, char **buf, size_t *len);
-
 /* Sends one line to the server's event log (printf format). In log.c,
  * which calls nothing else of api/. */
 void api_log(struct api_server *server, int level, const char *fmt, ...)

@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "api_env.h"
+#include "events.h"
 #include "exchange.h"
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
