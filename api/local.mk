@@ -21,6 +21,7 @@ api_libapi_a_SOURCES = \
 	api/json.c \
 	api/log.c \
 	api/openapi.h \
+	api/query.c \
 	api/router.c \
 	api/server.c
 api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
