@@ -13,11 +13,10 @@
 #include <openssl/crypto.h>
 
 #include "api-int.h"
+#include "handlers/handlers.h"
 #include "nlb/api-auth.h"
 #include "openapi.h"
 #include "nlb/api-json.h"
-
-#define N_FIELDS(f) (sizeof(f) / sizeof((f)[0]))
 
 void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
@@ -39,7 +38,7 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
 }
 
 /* Takes value (a new reference) as the answer. */
-static void respond_json(struct api_response *resp, int status, json_t *value)
+void api_respond_json(struct api_response *resp, int status, json_t *value)
 {
   if (value == NULL) {
     api_respond_error(resp, 500, "Internal", "out of memory");
@@ -63,7 +62,7 @@ static void respond_json_error(struct api_response *resp,
 }
 
 /* The HTTP status and error code for a registry errno. */
-static int reg_status(int code, const char **name)
+int api_reg_status(int code, const char **name)
 {
   switch (code) {
   case -EINVAL:
@@ -99,12 +98,12 @@ static int reg_status(int code, const char **name)
   }
 }
 
-static void respond_reg_error(struct api_request const *req,
-                              struct api_response *resp, int code,
-                              const struct reg_error *err)
+void api_respond_reg_error(struct api_request const *req,
+                           struct api_response *resp, int code,
+                           const struct reg_error *err)
 {
   const char *name;
-  int status = reg_status(code, &name);
+  int status = api_reg_status(code, &name);
   const char *message = err->message[0] != '\0' ? err->message : name;
 
   if (status == 500) {
@@ -126,7 +125,7 @@ static void respond_reg_error(struct api_request const *req,
 
 /* ---- shapes ------------------------------------------------------------- */
 
-static json_t *ports_json(const uint16_t *ports, size_t n)
+json_t *api_ports_json(const uint16_t *ports, size_t n)
 {
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
@@ -134,7 +133,7 @@ static json_t *ports_json(const uint16_t *ports, size_t n)
   return array;
 }
 
-static json_t *strings_json(char *const *strings, size_t n)
+json_t *api_strings_json(char *const *strings, size_t n)
 {
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
@@ -147,9 +146,9 @@ static json_t *service_json(const struct reg_service *s)
   return json_pack(
       "{s:s,s:s,s:s,s:s,s:o,s:s,s:b,s:o,s:I,s:o,s:s}", "id", s->id, "name",
       s->name, "owner", s->owner, "load_balancer", s->load_balancer, "ports",
-      ports_json(s->ports, s->n_ports), "state", s->state,
+      api_ports_json(s->ports, s->n_ports), "state", s->state,
       "acceptance_required", s->acceptance_required, "allowed_principals",
-      strings_json(s->allowed_principals, s->n_allowed_principals),
+      api_strings_json(s->allowed_principals, s->n_allowed_principals),
       "connection_limit", (json_int_t)s->connection_limit, "created_at",
       api_json_time(s->created_at), "private_dns_name", s->private_dns_name);
 }
@@ -158,9 +157,10 @@ static json_t *service_json(const struct reg_service *s)
 static json_t *available_service_json(const struct reg_service *s)
 {
   return json_pack("{s:s,s:s,s:s,s:o,s:b,s:s}", "id", s->id, "name", s->name,
-                   "owner", s->owner, "ports", ports_json(s->ports, s->n_ports),
-                   "acceptance_required", s->acceptance_required,
-                   "private_dns_name", s->private_dns_name);
+                   "owner", s->owner, "ports",
+                   api_ports_json(s->ports, s->n_ports), "acceptance_required",
+                   s->acceptance_required, "private_dns_name",
+                   s->private_dns_name);
 }
 
 static json_t *connection_json(const struct reg_endpoint *e)
@@ -190,12 +190,12 @@ static json_t *endpoint_json(const struct reg_endpoint *e)
       "{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:b,s:o}", "id",
       e->id, "service_id", e->service_id, "service", e->service, "consumer",
       e->consumer, "network", e->network, "address", e->address, "ports",
-      ports_json(e->ports, e->n_ports), "state", reg_state_name(e->state),
+      api_ports_json(e->ports, e->n_ports), "state", reg_state_name(e->state),
       "reason", e->reason, "allowed_sources",
-      strings_json(e->allowed_sources, e->n_allowed_sources), "placements",
+      api_strings_json(e->allowed_sources, e->n_allowed_sources), "placements",
       placements_json(e), "created_at", api_json_time(e->created_at),
       "updated_at", api_json_time(e->updated_at), "private_dns", e->private_dns,
-      "dns_names", strings_json(e->dns_names, e->n_dns_names));
+      "dns_names", api_strings_json(e->dns_names, e->n_dns_names));
 }
 
 static json_t *target_json(const struct api_target *t)
@@ -244,9 +244,8 @@ static json_t *node_json(const struct reg_node *node)
 /* ---- request helpers ---------------------------------------------------- */
 
 /* Parses and checks the body; NULL after answering 400. */
-static json_t *body_object(const struct api_request *req,
-                           struct api_response *resp,
-                           const struct api_json_field *fields, size_t n)
+json_t *api_read_body(const struct api_request *req, struct api_response *resp,
+                      const struct api_json_field *fields, size_t n)
 {
   struct api_json_error err;
   json_t *body = api_json_parse_object(req->body, req->body_len, &err);
@@ -263,7 +262,7 @@ static json_t *body_object(const struct api_request *req,
 }
 
 /* Refuses any query parameter but those named (NULL-terminated). */
-static bool query_ok(const struct api_request *req, struct api_response *resp,
+bool api_check_query(const struct api_request *req, struct api_response *resp,
                      const char *const *names)
 {
   char bad[64];
@@ -274,17 +273,8 @@ static bool query_ok(const struct api_request *req, struct api_response *resp,
   return false;
 }
 
-/* The query of a list route: ?limit=N&next_token=T, and ?state=S where the
- * route filters by state. */
-struct list_query {
-  enum reg_endpoint_state state;
-  bool has_state;
-  struct reg_page page;
-  char token[REG_TOKEN_BUF];
-};
-
 static bool query_limit(const struct api_request *req,
-                        struct api_response *resp, struct list_query *q)
+                        struct api_response *resp, struct api_list_query *q)
 {
   char value[32], *end;
   int r = api_query_get(req->match->query, "limit", value, sizeof value);
@@ -307,7 +297,7 @@ static bool query_limit(const struct api_request *req,
 }
 
 static bool query_state(const struct api_request *req,
-                        struct api_response *resp, struct list_query *q)
+                        struct api_response *resp, struct api_list_query *q)
 {
   char value[64];
   int r = api_query_get(req->match->query, "state", value, sizeof value);
@@ -325,8 +315,9 @@ static bool query_state(const struct api_request *req,
 }
 
 /* Reads the list query into *q; false after answering 400. */
-static bool query_list(const struct api_request *req, struct api_response *resp,
-                       bool with_state, struct list_query *q)
+bool api_read_list_query(const struct api_request *req,
+                         struct api_response *resp, bool with_state,
+                         struct api_list_query *q)
 {
   static const char *const with[] = {"state", "limit", "next_token", NULL};
   static const char *const without[] = {"limit", "next_token", NULL};
@@ -334,7 +325,7 @@ static bool query_list(const struct api_request *req, struct api_response *resp,
 
   memset(q, 0, sizeof *q);
   q->page.token = q->token;
-  if (!query_ok(req, resp, with_state ? with : without) ||
+  if (!api_check_query(req, resp, with_state ? with : without) ||
       (with_state && !query_state(req, resp, q)) || !query_limit(req, resp, q))
     return false;
   r = api_query_get(req->match->query, "next_token", q->token, sizeof q->token);
@@ -347,31 +338,26 @@ static bool query_list(const struct api_request *req, struct api_response *resp,
 }
 
 /* {"KEY":[...], "next_token":"..."} (the token only while more remain). */
-static void respond_list(struct api_response *resp, const char *key,
-                         json_t *array, const char *next_token)
+void api_respond_list(struct api_response *resp, const char *key, json_t *array,
+                      const char *next_token)
 {
   json_t *value = json_pack("{s:o*}", key, array);
 
   if (value != NULL && next_token != NULL && next_token[0] != '\0')
     json_object_set_new(value, "next_token", json_string(next_token));
-  respond_json(resp, 200, value);
+  api_respond_json(resp, 200, value);
 }
 
-static bool no_query(const struct api_request *req, struct api_response *resp)
+bool api_no_query(const struct api_request *req, struct api_response *resp)
 {
   static const char *const none[] = {NULL};
-  return query_ok(req, resp, none);
-}
-
-static const char *param(const struct api_request *req, size_t i)
-{
-  return req->match->params[i];
+  return api_check_query(req, resp, none);
 }
 
 /* ---- provider routes ---------------------------------------------------- */
 
-static void service_create(const struct api_request *req,
-                           struct api_response *resp)
+void api_handle_service_create(const struct api_request *req,
+                               struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"name", API_JSON_STRING, true},
@@ -387,8 +373,8 @@ static void service_create(const struct api_request *req,
   const char **principals = NULL;
   json_t *body, *v;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   params.name = json_string_value(json_object_get(body, "name"));
   params.load_balancer =
@@ -407,60 +393,60 @@ static void service_create(const struct api_request *req,
   params.allowed_principals = principals;
   int r = reg_service_create(req->reg, &req->actor, &params, &service, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     goto out;
   }
-  respond_json(resp, 201, service_json(&service));
+  api_respond_json(resp, 201, service_json(&service));
   reg_service_release(&service);
 out:
   free(principals);
   json_decref(body);
 }
 
-static void service_list(const struct api_request *req,
-                         struct api_response *resp)
+void api_handle_service_list(const struct api_request *req,
+                             struct api_response *resp)
 {
   struct reg_service *services = NULL;
   size_t n = 0;
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
   char next[REG_TOKEN_BUF];
 
-  if (!query_list(req, resp, false, &q))
+  if (!api_read_list_query(req, resp, false, &q))
     return;
   int r = reg_service_list(req->reg, &req->actor, &q.page, &services, &n, next,
                            &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, service_json(&services[i]));
   reg_services_free(services, n);
-  respond_list(resp, "services", array, next);
+  api_respond_list(resp, "services", array, next);
 }
 
-static void service_describe(const struct api_request *req,
-                             struct api_response *resp)
+void api_handle_service_describe(const struct api_request *req,
+                                 struct api_response *resp)
 {
   struct reg_service service;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_service_describe(req->reg, &req->actor, param(req, 0), &service,
-                               &err);
+  int r = reg_service_describe(req->reg, &req->actor, api_param(req, 0),
+                               &service, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
-  respond_json(resp, 200, service_json(&service));
+  api_respond_json(resp, 200, service_json(&service));
   reg_service_release(&service);
 }
 
-static void service_modify(const struct api_request *req,
-                           struct api_response *resp)
+void api_handle_service_modify(const struct api_request *req,
+                               struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"acceptance_required", API_JSON_BOOL, false},
@@ -472,8 +458,8 @@ static void service_modify(const struct api_request *req,
   struct reg_error err = {0};
   json_t *body, *v;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   if ((v = json_object_get(body, "private_dns_name")) != NULL) {
     changes.set_private_dns_name = true;
@@ -487,72 +473,72 @@ static void service_modify(const struct api_request *req,
     changes.set_connection_limit = true;
     changes.connection_limit = json_integer_value(v);
   }
-  int r = reg_service_modify(req->reg, &req->actor, param(req, 0), &changes,
+  int r = reg_service_modify(req->reg, &req->actor, api_param(req, 0), &changes,
                              &service, &err);
   json_decref(body); /* after: changes borrow its strings */
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
-  respond_json(resp, 200, service_json(&service));
+  api_respond_json(resp, 200, service_json(&service));
   reg_service_release(&service);
 }
 
 /* Answers the service as it was before the delete. */
-static void service_delete(const struct api_request *req,
-                           struct api_response *resp)
+void api_handle_service_delete(const struct api_request *req,
+                               struct api_response *resp)
 {
   struct reg_service service;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_service_describe(req->reg, &req->actor, param(req, 0), &service,
-                               &err);
+  int r = reg_service_describe(req->reg, &req->actor, api_param(req, 0),
+                               &service, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
-  r = reg_service_delete(req->reg, &req->actor, param(req, 0), &err);
+  r = reg_service_delete(req->reg, &req->actor, api_param(req, 0), &err);
   if (r != 0) {
     reg_service_release(&service);
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   service.state = "deleted";
-  respond_json(resp, 200, service_json(&service));
+  api_respond_json(resp, 200, service_json(&service));
   reg_service_release(&service);
 }
 
 static void respond_principals(struct api_response *resp, char **principals,
                                size_t n)
 {
-  respond_json(
-      resp, 200,
-      json_pack("{s:o*}", "allowed_principals", strings_json(principals, n)));
+  api_respond_json(resp, 200,
+                   json_pack("{s:o*}", "allowed_principals",
+                             api_strings_json(principals, n)));
   reg_strings_free(principals, n);
 }
 
-static void permissions_get(const struct api_request *req,
-                            struct api_response *resp)
+void api_handle_permissions_get(const struct api_request *req,
+                                struct api_response *resp)
 {
   char **principals = NULL;
   size_t n = 0;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_permissions_get(req->reg, &req->actor, param(req, 0), &principals,
-                              &n, &err);
+  int r = reg_permissions_get(req->reg, &req->actor, api_param(req, 0),
+                              &principals, &n, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   respond_principals(resp, principals, n);
 }
 
-static void permissions_modify(const struct api_request *req,
-                               struct api_response *resp)
+void api_handle_permissions_modify(const struct api_request *req,
+                                   struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"add", API_JSON_STRINGS, false},
@@ -566,8 +552,8 @@ static void permissions_modify(const struct api_request *req,
   struct reg_error err = {0};
   json_t *body;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   if (api_json_strings(json_object_get(body, "add"), &add, &n_add) != 0 ||
       api_json_strings(json_object_get(body, "remove"), &remove, &n_remove) !=
@@ -576,11 +562,11 @@ static void permissions_modify(const struct api_request *req,
     goto out;
   }
   bool reconcile = json_is_true(json_object_get(body, "reject_endpoints"));
-  int r = reg_permissions_modify(req->reg, &req->actor, param(req, 0), add,
+  int r = reg_permissions_modify(req->reg, &req->actor, api_param(req, 0), add,
                                  n_add, remove, n_remove, reconcile,
                                  &principals, &n, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     goto out;
   }
   respond_principals(resp, principals, n);
@@ -590,29 +576,29 @@ out:
   json_decref(body);
 }
 
-static void connections_list(const struct api_request *req,
-                             struct api_response *resp)
+void api_handle_connections_list(const struct api_request *req,
+                                 struct api_response *resp)
 {
   struct reg_endpoint *endpoints = NULL;
   size_t n = 0;
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
   char next[REG_TOKEN_BUF];
 
-  if (!query_list(req, resp, true, &q))
+  if (!api_read_list_query(req, resp, true, &q))
     return;
-  int r = reg_connections_list(req->reg, &req->actor, param(req, 0),
+  int r = reg_connections_list(req->reg, &req->actor, api_param(req, 0),
                                q.has_state ? &q.state : NULL, &q.page,
                                &endpoints, &n, next, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, connection_json(&endpoints[i]));
   reg_endpoints_free(endpoints, n);
-  respond_list(resp, "connections", array, next);
+  api_respond_list(resp, "connections", array, next);
 }
 
 static void connections_decide(const struct api_request *req,
@@ -627,8 +613,8 @@ static void connections_decide(const struct api_request *req,
   struct reg_error err = {0};
   json_t *body;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   if (api_json_strings(json_object_get(body, "endpoint_ids"), &ids, &n) != 0 ||
       (results = calloc(n > 0 ? n : 1, sizeof *results)) == NULL) {
@@ -636,9 +622,9 @@ static void connections_decide(const struct api_request *req,
     goto out;
   }
   int r = (accept ? reg_connections_accept : reg_connections_reject)(
-      req->reg, &req->actor, param(req, 0), ids, n, results, &err);
+      req->reg, &req->actor, api_param(req, 0), ids, n, results, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     goto out;
   }
   json_t *unsuccessful = json_array();
@@ -646,48 +632,61 @@ static void connections_decide(const struct api_request *req,
     if (results[i].code == 0)
       continue;
     const char *code;
-    reg_status(results[i].code, &code);
+    api_reg_status(results[i].code, &code);
     json_array_append_new(
         unsuccessful,
         json_pack("{s:s,s:{s:s,s:s}}", "endpoint_id", ids[i], "error", "code",
                   code, "message",
                   results[i].message[0] != '\0' ? results[i].message : code));
   }
-  respond_json(resp, 200, json_pack("{s:o*}", "unsuccessful", unsuccessful));
+  api_respond_json(resp, 200,
+                   json_pack("{s:o*}", "unsuccessful", unsuccessful));
 out:
   free(results);
   free(ids);
   json_decref(body);
 }
 
+void api_handle_connections_accept(const struct api_request *req,
+                                   struct api_response *resp)
+{
+  connections_decide(req, resp, true);
+}
+
+void api_handle_connections_reject(const struct api_request *req,
+                                   struct api_response *resp)
+{
+  connections_decide(req, resp, false);
+}
+
 /* ---- consumer routes ---------------------------------------------------- */
 
-static void available_services(const struct api_request *req,
-                               struct api_response *resp)
+void api_handle_available_services(const struct api_request *req,
+                                   struct api_response *resp)
 {
   struct reg_service *services = NULL;
   size_t n = 0;
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
   char next[REG_TOKEN_BUF];
 
-  if (!query_list(req, resp, false, &q))
+  if (!api_read_list_query(req, resp, false, &q))
     return;
   int r = reg_available_services(req->reg, &req->actor, &q.page, &services, &n,
                                  next, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, available_service_json(&services[i]));
   reg_services_free(services, n);
-  respond_list(resp, "services", array, next);
+  api_respond_list(resp, "services", array, next);
 }
 
-static void endpoint_create(const struct api_request *req,
-                            struct api_response *resp)
+void api_handle_endpoint_create(const struct api_request *req,
+                                struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"service", API_JSON_STRING, true},
@@ -702,8 +701,8 @@ static void endpoint_create(const struct api_request *req,
   const char **sources = NULL;
   json_t *body;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   params.service = json_string_value(json_object_get(body, "service"));
   params.network = json_string_value(json_object_get(body, "network"));
@@ -717,61 +716,61 @@ static void endpoint_create(const struct api_request *req,
   params.allowed_sources = sources;
   int r = reg_endpoint_create(req->reg, &req->actor, &params, &endpoint, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     goto out;
   }
-  respond_json(resp, 201, endpoint_json(&endpoint));
+  api_respond_json(resp, 201, endpoint_json(&endpoint));
   reg_endpoint_release(&endpoint);
 out:
   free(sources);
   json_decref(body);
 }
 
-static void endpoint_list(const struct api_request *req,
-                          struct api_response *resp)
+void api_handle_endpoint_list(const struct api_request *req,
+                              struct api_response *resp)
 {
   struct reg_endpoint *endpoints = NULL;
   size_t n = 0;
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
   char next[REG_TOKEN_BUF];
 
-  if (!query_list(req, resp, true, &q))
+  if (!api_read_list_query(req, resp, true, &q))
     return;
   int r =
       reg_endpoint_list(req->reg, &req->actor, q.has_state ? &q.state : NULL,
                         &q.page, &endpoints, &n, next, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   json_t *array = json_array();
   for (size_t i = 0; array != NULL && i < n; i++)
     json_array_append_new(array, endpoint_json(&endpoints[i]));
   reg_endpoints_free(endpoints, n);
-  respond_list(resp, "endpoints", array, next);
+  api_respond_list(resp, "endpoints", array, next);
 }
 
-static void endpoint_describe(const struct api_request *req,
-                              struct api_response *resp)
+void api_handle_endpoint_describe(const struct api_request *req,
+                                  struct api_response *resp)
 {
   struct reg_endpoint endpoint;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_endpoint_describe(req->reg, &req->actor, param(req, 0), &endpoint,
-                                &err);
+  int r = reg_endpoint_describe(req->reg, &req->actor, api_param(req, 0),
+                                &endpoint, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
-  respond_json(resp, 200, endpoint_json(&endpoint));
+  api_respond_json(resp, 200, endpoint_json(&endpoint));
   reg_endpoint_release(&endpoint);
 }
 
-static void endpoint_modify(const struct api_request *req,
-                            struct api_response *resp)
+void api_handle_endpoint_modify(const struct api_request *req,
+                                struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"allowed_sources", API_JSON_STRINGS, false},
@@ -783,8 +782,8 @@ static void endpoint_modify(const struct api_request *req,
   const char **sources = NULL;
   json_t *body, *v;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   if (json_object_size(body) == 0) {
     api_respond_error(resp, 400, "InvalidValue",
@@ -804,34 +803,34 @@ static void endpoint_modify(const struct api_request *req,
     changes.set_private_dns = true;
     changes.private_dns = json_is_true(v);
   }
-  int r = reg_endpoint_change(req->reg, &req->actor, param(req, 0), &changes,
-                              &endpoint, &err);
+  int r = reg_endpoint_change(req->reg, &req->actor, api_param(req, 0),
+                              &changes, &endpoint, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     goto out;
   }
-  respond_json(resp, 200, endpoint_json(&endpoint));
+  api_respond_json(resp, 200, endpoint_json(&endpoint));
   reg_endpoint_release(&endpoint);
 out:
   free(sources);
   json_decref(body);
 }
 
-static void endpoint_delete(const struct api_request *req,
-                            struct api_response *resp)
+void api_handle_endpoint_delete(const struct api_request *req,
+                                struct api_response *resp)
 {
   struct reg_endpoint endpoint;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_endpoint_delete(req->reg, &req->actor, param(req, 0), &endpoint,
-                              &err);
+  int r = reg_endpoint_delete(req->reg, &req->actor, api_param(req, 0),
+                              &endpoint, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
-  respond_json(resp, 200, endpoint_json(&endpoint));
+  api_respond_json(resp, 200, endpoint_json(&endpoint));
   reg_endpoint_release(&endpoint);
 }
 
@@ -889,9 +888,10 @@ static void target_groups(const struct api_request *req,
 {
   struct api_server *server = req->server;
   struct group_list list = {.groups = json_array(), .only = only};
-  struct list_query q;
+  struct api_list_query q;
 
-  if (!(only ? no_query(req, resp) : query_list(req, resp, false, &q)) ||
+  if (!(only ? api_no_query(req, resp)
+             : api_read_list_query(req, resp, false, &q)) ||
       !dataplane_ready(req, resp)) {
     json_decref(list.groups);
     return;
@@ -906,15 +906,27 @@ static void target_groups(const struct api_request *req,
   server->dataplane->list_target_groups(server->dataplane_arg, on_target_group,
                                         &list);
   if (only == NULL) {
-    respond_list(resp, "target_groups", list.groups, list.next);
+    api_respond_list(resp, "target_groups", list.groups, list.next);
   } else if (json_array_size(list.groups) == 0) {
     json_decref(list.groups);
     api_respond_error(resp, 404, "NotFound", "no target group named %s", only);
   } else {
     json_t *group = json_incref(json_array_get(list.groups, 0));
     json_decref(list.groups);
-    respond_json(resp, 200, group);
+    api_respond_json(resp, 200, group);
   }
+}
+
+void api_handle_target_group_list(const struct api_request *req,
+                                  struct api_response *resp)
+{
+  target_groups(req, resp, NULL);
+}
+
+void api_handle_target_group_describe(const struct api_request *req,
+                                      struct api_response *resp)
+{
+  target_groups(req, resp, api_param(req, 0));
 }
 
 /* A run-time target as the registry holds it: it starts initial on every
@@ -926,8 +938,8 @@ static json_t *registered_target_json(const struct reg_target *t,
                    (json_int_t)t->weight, "state", state, "reason", "");
 }
 
-static void target_register(const struct api_request *req,
-                            struct api_response *resp)
+void api_handle_target_register(const struct api_request *req,
+                                struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"address", API_JSON_STRING, true},
@@ -937,8 +949,8 @@ static void target_register(const struct api_request *req,
   struct reg_error err = {0};
   json_t *body, *v;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   const char *address = json_string_value(json_object_get(body, "address"));
   json_int_t weight = 1;
@@ -948,47 +960,48 @@ static void target_register(const struct api_request *req,
     api_respond_error(resp, 400, "InvalidValue", "weight: must be 1..%d",
                       REG_MAX_TARGET_WEIGHT);
   } else {
-    int r = reg_target_register(req->reg, &req->actor, param(req, 0), address,
-                                (uint32_t)weight, &target, &err);
+    int r = reg_target_register(req->reg, &req->actor, api_param(req, 0),
+                                address, (uint32_t)weight, &target, &err);
     if (r != 0)
-      respond_reg_error(req, resp, r, &err);
+      api_respond_reg_error(req, resp, r, &err);
     else
-      respond_json(resp, 201, registered_target_json(&target, "initial"));
+      api_respond_json(resp, 201, registered_target_json(&target, "initial"));
   }
   json_decref(body);
 }
 
-static void target_deregister(const struct api_request *req,
-                              struct api_response *resp)
+void api_handle_target_deregister(const struct api_request *req,
+                                  struct api_response *resp)
 {
   struct reg_target target;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_target_deregister(req->reg, &req->actor, param(req, 0),
-                                param(req, 1), &target, &err);
+  int r = reg_target_deregister(req->reg, &req->actor, api_param(req, 0),
+                                api_param(req, 1), &target, &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
-    respond_json(resp, 200, registered_target_json(&target, "draining"));
+    api_respond_json(resp, 200, registered_target_json(&target, "draining"));
 }
 
 /* ---- nodes -------------------------------------------------------------- */
 
-static void node_list(const struct api_request *req, struct api_response *resp)
+void api_handle_node_list(const struct api_request *req,
+                          struct api_response *resp)
 {
   struct reg_node *nodes = NULL;
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
   size_t n = 0, first = 0, shown = 0;
   char next[REG_NAME_BUF] = "";
 
-  if (!query_list(req, resp, false, &q))
+  if (!api_read_list_query(req, resp, false, &q))
     return;
   int r = reg_nodes_list(req->reg, &req->actor, &nodes, &n, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   /* By name: a token is the last name of the page before. */
@@ -1005,21 +1018,22 @@ static void node_list(const struct api_request *req, struct api_response *resp)
     shown++;
   }
   free(nodes);
-  respond_list(resp, "nodes", array, next);
+  api_respond_list(resp, "nodes", array, next);
 }
 
-static void node_drain(const struct api_request *req, struct api_response *resp)
+void api_handle_node_drain(const struct api_request *req,
+                           struct api_response *resp)
 {
   struct reg_node node;
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_node_drain(req->reg, &req->actor, param(req, 0), &node, &err);
+  int r = reg_node_drain(req->reg, &req->actor, api_param(req, 0), &node, &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
-    respond_json(resp, 200, node_json(&node));
+    api_respond_json(resp, 200, node_json(&node));
 }
 
 /* ---- tenancy (operator) ------------------------------------------------- */
@@ -1052,7 +1066,7 @@ static json_t *network_json(const struct reg_network_info *n)
   json_t *value =
       json_pack("{s:s,s:s,s:o,s:o,s:s}", "name", n->name, "range", n->range,
                 "netns", n->netns[0] ? json_string(n->netns) : json_null(),
-                "principals", strings_json(n->principals, n->n_principals),
+                "principals", api_strings_json(n->principals, n->n_principals),
                 "source", n->from_config ? "config" : "api");
   if (value != NULL && !n->from_config)
     json_object_set_new(value, "created_at", api_json_time(n->created_at));
@@ -1093,11 +1107,11 @@ static void respond_token(struct api_response *resp, json_t *value,
     if (token_id != NULL)
       json_object_set_new(value, "token_id", json_string(token_id));
   }
-  respond_json(resp, 201, value);
+  api_respond_json(resp, 201, value);
 }
 
-static void principal_create(const struct api_request *req,
-                             struct api_response *resp)
+void api_handle_principal_create(const struct api_request *req,
+                                 struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"name", API_JSON_STRING, true},
@@ -1110,8 +1124,8 @@ static void principal_create(const struct api_request *req,
   enum reg_role role;
   json_t *body;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   if (reg_role_parse(json_string_value(json_object_get(body, "role")), &role) !=
       0) {
@@ -1124,7 +1138,7 @@ static void principal_create(const struct api_request *req,
         req->reg, &req->actor, json_string_value(json_object_get(body, "name")),
         role, sha256, id, &principal, NULL, &err);
     if (r != 0)
-      respond_reg_error(req, resp, r, &err);
+      api_respond_reg_error(req, resp, r, &err);
     else
       respond_token(resp, principal_json(&principal), token, id);
   }
@@ -1154,7 +1168,7 @@ static int cmp_named(const void *a, const void *b)
  * last name of the page before (a name that comes and goes meanwhile
  * never makes one seen twice). */
 static void respond_named_page(struct api_response *resp,
-                               const struct list_query *q, const char *key,
+                               const struct api_list_query *q, const char *key,
                                const struct named_items *items)
 {
   char next[REG_NAME_BUF] = "";
@@ -1174,7 +1188,7 @@ static void respond_named_page(struct api_response *resp,
     json_array_append_new(array, items->to_json(base + i * items->size));
     shown++;
   }
-  respond_list(resp, key, array, next);
+  api_respond_list(resp, key, array, next);
 }
 
 static json_t *principal_item_json(const void *item)
@@ -1187,42 +1201,42 @@ static json_t *network_item_json(const void *item)
   return network_json(item);
 }
 
-static void principal_list(const struct api_request *req,
-                           struct api_response *resp)
+void api_handle_principal_list(const struct api_request *req,
+                               struct api_response *resp)
 {
   struct named_items items = {NULL, 0, sizeof(struct reg_principal_info),
                               principal_item_json};
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
 
-  if (!query_list(req, resp, false, &q))
+  if (!api_read_list_query(req, resp, false, &q))
     return;
   int r = reg_principals_list(req->reg, &req->actor,
                               (struct reg_principal_info **)&items.v, &items.n,
                               &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
     respond_named_page(resp, &q, "principals", &items);
   free(items.v);
 }
 
-static void principal_delete(const struct api_request *req,
-                             struct api_response *resp)
+void api_handle_principal_delete(const struct api_request *req,
+                                 struct api_response *resp)
 {
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_principal_delete(req->reg, &req->actor, param(req, 0), &err);
+  int r = reg_principal_delete(req->reg, &req->actor, api_param(req, 0), &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
-    respond_json(resp, 200, json_pack("{s:s}", "name", param(req, 0)));
+    api_respond_json(resp, 200, json_pack("{s:s}", "name", api_param(req, 0)));
 }
 
-static void token_create(const struct api_request *req,
-                         struct api_response *resp)
+void api_handle_token_create(const struct api_request *req,
+                             struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"expires_at", API_JSON_STRING, false},
@@ -1235,11 +1249,12 @@ static void token_create(const struct api_request *req,
   const char *when;
   json_t *body;
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
   /* An empty body is no expiry. */
-  body = req->body_len == 0 ? json_object()
-                            : body_object(req, resp, fields, N_FIELDS(fields));
+  body = req->body_len == 0
+             ? json_object()
+             : api_read_body(req, resp, fields, N_FIELDS(fields));
   if (body == NULL)
     return;
   when = json_string_value(json_object_get(body, "expires_at"));
@@ -1250,10 +1265,10 @@ static void token_create(const struct api_request *req,
   } else if (api_token_new(token, sha256, id) != 0) {
     api_respond_error(resp, 500, "Internal", "no randomness");
   } else {
-    int r = reg_token_create(req->reg, &req->actor, param(req, 0), sha256, id,
-                             expires_at, &made, &err);
+    int r = reg_token_create(req->reg, &req->actor, api_param(req, 0), sha256,
+                             id, expires_at, &made, &err);
     if (r != 0)
-      respond_reg_error(req, resp, r, &err);
+      api_respond_reg_error(req, resp, r, &err);
     else
       respond_token(resp, token_json(&made), token, NULL);
   }
@@ -1261,19 +1276,21 @@ static void token_create(const struct api_request *req,
   json_decref(body);
 }
 
-static void token_list(const struct api_request *req, struct api_response *resp)
+void api_handle_token_list(const struct api_request *req,
+                           struct api_response *resp)
 {
   struct reg_token *v = NULL;
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
   char next[REG_ID_BUF] = "";
   size_t n = 0, first = 0, shown = 0;
 
-  if (!query_list(req, resp, false, &q))
+  if (!api_read_list_query(req, resp, false, &q))
     return;
-  int r = reg_tokens_list(req->reg, &req->actor, param(req, 0), &v, &n, &err);
+  int r =
+      reg_tokens_list(req->reg, &req->actor, api_param(req, 0), &v, &n, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     return;
   }
   /* In the order they were made: a token is the last id of the page. */
@@ -1290,28 +1307,28 @@ static void token_list(const struct api_request *req, struct api_response *resp)
     shown++;
   }
   free(v);
-  respond_list(resp, "tokens", array, next);
+  api_respond_list(resp, "tokens", array, next);
 }
 
-static void token_revoke(const struct api_request *req,
-                         struct api_response *resp)
+void api_handle_token_revoke(const struct api_request *req,
+                             struct api_response *resp)
 {
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_token_revoke(req->reg, &req->actor, param(req, 0), param(req, 1),
-                           &err);
+  int r = reg_token_revoke(req->reg, &req->actor, api_param(req, 0),
+                           api_param(req, 1), &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
-    respond_json(
+    api_respond_json(
         resp, 200,
-        json_pack("{s:s,s:s}", "id", param(req, 1), "state", "revoked"));
+        json_pack("{s:s,s:s}", "id", api_param(req, 1), "state", "revoked"));
 }
 
-static void network_create(const struct api_request *req,
-                           struct api_response *resp)
+void api_handle_network_create(const struct api_request *req,
+                               struct api_response *resp)
 {
   static const struct api_json_field fields[] = {
       {"name", API_JSON_STRING, true},
@@ -1325,8 +1342,8 @@ static void network_create(const struct api_request *req,
   const char **principals = NULL;
   json_t *body;
 
-  if (!no_query(req, resp) ||
-      (body = body_object(req, resp, fields, N_FIELDS(fields))) == NULL)
+  if (!api_no_query(req, resp) ||
+      (body = api_read_body(req, resp, fields, N_FIELDS(fields))) == NULL)
     return;
   params.name = json_string_value(json_object_get(body, "name"));
   params.range = json_string_value(json_object_get(body, "range"));
@@ -1339,59 +1356,59 @@ static void network_create(const struct api_request *req,
   params.principals = principals;
   int r = reg_network_create(req->reg, &req->actor, &params, &made, &err);
   if (r != 0) {
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
     goto out;
   }
-  respond_json(resp, 201, network_json(&made));
+  api_respond_json(resp, 201, network_json(&made));
   reg_strings_free(made.principals, made.n_principals);
 out:
   free(principals);
   json_decref(body);
 }
 
-static void network_list(const struct api_request *req,
-                         struct api_response *resp)
+void api_handle_network_list(const struct api_request *req,
+                             struct api_response *resp)
 {
   struct named_items items = {NULL, 0, sizeof(struct reg_network_info),
                               network_item_json};
   struct reg_error err = {0};
-  struct list_query q;
+  struct api_list_query q;
 
-  if (!query_list(req, resp, false, &q))
+  if (!api_read_list_query(req, resp, false, &q))
     return;
   int r =
       reg_networks_list(req->reg, &req->actor,
                         (struct reg_network_info **)&items.v, &items.n, &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
     respond_named_page(resp, &q, "networks", &items);
   reg_networks_free(items.v, items.n);
 }
 
-static void network_delete(const struct api_request *req,
-                           struct api_response *resp)
+void api_handle_network_delete(const struct api_request *req,
+                               struct api_response *resp)
 {
   struct reg_error err = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
-  int r = reg_network_delete(req->reg, &req->actor, param(req, 0), &err);
+  int r = reg_network_delete(req->reg, &req->actor, api_param(req, 0), &err);
   if (r != 0)
-    respond_reg_error(req, resp, r, &err);
+    api_respond_reg_error(req, resp, r, &err);
   else
-    respond_json(resp, 200, json_pack("{s:s}", "name", param(req, 0)));
+    api_respond_json(resp, 200, json_pack("{s:s}", "name", api_param(req, 0)));
 }
 
 /* ---- events ------------------------------------------------------------- */
 
-static void events(const struct api_request *req, struct api_response *resp)
+void api_handle_events(const struct api_request *req, struct api_response *resp)
 {
   static const char *const names[] = {"after", NULL};
   char value[32], *end;
   uint64_t after;
 
-  if (!query_ok(req, resp, names))
+  if (!api_check_query(req, resp, names))
     return;
   int r = api_query_get(req->match->query, "after", value, sizeof value);
   if (r == -ENOENT) {
@@ -1623,12 +1640,13 @@ static void endpoint_metrics(struct reg *reg, struct text *t,
 /* The registry's part of /metrics, on its thread: an operator's every
  * service, a provider's own (and what it may see of the data plane, for
  * api_handle_finish). */
-static void metrics(const struct api_request *req, struct api_response *resp)
+void api_handle_metrics(const struct api_request *req,
+                        struct api_response *resp)
 {
   struct metrics_scope *scope = NULL;
   struct text t = {0};
 
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
   if (req->actor.role != REG_ROLE_OPERATOR) {
     if ((scope = calloc(1, sizeof(*scope))) == NULL) {
@@ -1674,7 +1692,7 @@ static void dataplane_metrics(struct api_server *server, struct text *t,
  * counts before the registry's and every data-plane series after; for a
  * provider, the series of its own listeners and endpoints only, and
  * nothing of the API, the targets or the process. */
-static void metrics_finish(struct api_server *server, struct api_response *resp)
+void api_finish_metrics(struct api_server *server, struct api_response *resp)
 {
   struct metrics_scope *mine = resp->metrics_scope;
   struct text t = {0};
@@ -1717,7 +1735,8 @@ static void metrics_finish(struct api_server *server, struct api_response *resp)
   resp->len = t.len;
 }
 
-static void healthz(const struct api_request *req, struct api_response *resp)
+void api_handle_healthz(const struct api_request *req,
+                        struct api_response *resp)
 {
   free(resp->body);
   resp->body = strdup("ok\n");
@@ -1727,9 +1746,10 @@ static void healthz(const struct api_request *req, struct api_response *resp)
 }
 
 /* The compiled-in docs/openapi.yaml: the same bytes on every request. */
-static void openapi(const struct api_request *req, struct api_response *resp)
+void api_handle_openapi(const struct api_request *req,
+                        struct api_response *resp)
 {
-  if (!no_query(req, resp))
+  if (!api_no_query(req, resp))
     return;
   free(resp->body);
   resp->body = malloc(api_openapi_yaml_len);
@@ -1765,109 +1785,109 @@ static void route(const struct api_request *req, struct api_response *resp)
 {
   switch (req->match->route->id) {
   case API_ROUTE_HEALTHZ:
-    healthz(req, resp);
+    api_handle_healthz(req, resp);
     break;
   case API_ROUTE_METRICS:
-    metrics(req, resp);
+    api_handle_metrics(req, resp);
     break;
   case API_ROUTE_OPENAPI:
-    openapi(req, resp);
+    api_handle_openapi(req, resp);
     break;
   case API_ROUTE_SERVICE_CREATE:
-    service_create(req, resp);
+    api_handle_service_create(req, resp);
     break;
   case API_ROUTE_SERVICE_LIST:
-    service_list(req, resp);
+    api_handle_service_list(req, resp);
     break;
   case API_ROUTE_SERVICE_DESCRIBE:
-    service_describe(req, resp);
+    api_handle_service_describe(req, resp);
     break;
   case API_ROUTE_SERVICE_MODIFY:
-    service_modify(req, resp);
+    api_handle_service_modify(req, resp);
     break;
   case API_ROUTE_SERVICE_DELETE:
-    service_delete(req, resp);
+    api_handle_service_delete(req, resp);
     break;
   case API_ROUTE_PERMISSIONS_GET:
-    permissions_get(req, resp);
+    api_handle_permissions_get(req, resp);
     break;
   case API_ROUTE_PERMISSIONS_MODIFY:
-    permissions_modify(req, resp);
+    api_handle_permissions_modify(req, resp);
     break;
   case API_ROUTE_CONNECTIONS_LIST:
-    connections_list(req, resp);
+    api_handle_connections_list(req, resp);
     break;
   case API_ROUTE_CONNECTIONS_ACCEPT:
-    connections_decide(req, resp, true);
+    api_handle_connections_accept(req, resp);
     break;
   case API_ROUTE_CONNECTIONS_REJECT:
-    connections_decide(req, resp, false);
+    api_handle_connections_reject(req, resp);
     break;
   case API_ROUTE_AVAILABLE_SERVICES:
-    available_services(req, resp);
+    api_handle_available_services(req, resp);
     break;
   case API_ROUTE_ENDPOINT_CREATE:
-    endpoint_create(req, resp);
+    api_handle_endpoint_create(req, resp);
     break;
   case API_ROUTE_ENDPOINT_LIST:
-    endpoint_list(req, resp);
+    api_handle_endpoint_list(req, resp);
     break;
   case API_ROUTE_ENDPOINT_DESCRIBE:
-    endpoint_describe(req, resp);
+    api_handle_endpoint_describe(req, resp);
     break;
   case API_ROUTE_ENDPOINT_MODIFY:
-    endpoint_modify(req, resp);
+    api_handle_endpoint_modify(req, resp);
     break;
   case API_ROUTE_ENDPOINT_DELETE:
-    endpoint_delete(req, resp);
+    api_handle_endpoint_delete(req, resp);
     break;
   case API_ROUTE_TARGET_GROUP_LIST:
-    target_groups(req, resp, NULL);
+    api_handle_target_group_list(req, resp);
     break;
   case API_ROUTE_TARGET_GROUP_DESCRIBE:
-    target_groups(req, resp, param(req, 0));
+    api_handle_target_group_describe(req, resp);
     break;
   case API_ROUTE_TARGET_REGISTER:
-    target_register(req, resp);
+    api_handle_target_register(req, resp);
     break;
   case API_ROUTE_TARGET_DEREGISTER:
-    target_deregister(req, resp);
+    api_handle_target_deregister(req, resp);
     break;
   case API_ROUTE_EVENTS:
-    events(req, resp);
+    api_handle_events(req, resp);
     break;
   case API_ROUTE_NODE_LIST:
-    node_list(req, resp);
+    api_handle_node_list(req, resp);
     break;
   case API_ROUTE_NODE_DRAIN:
-    node_drain(req, resp);
+    api_handle_node_drain(req, resp);
     break;
   case API_ROUTE_PRINCIPAL_CREATE:
-    principal_create(req, resp);
+    api_handle_principal_create(req, resp);
     break;
   case API_ROUTE_PRINCIPAL_LIST:
-    principal_list(req, resp);
+    api_handle_principal_list(req, resp);
     break;
   case API_ROUTE_PRINCIPAL_DELETE:
-    principal_delete(req, resp);
+    api_handle_principal_delete(req, resp);
     break;
   case API_ROUTE_TOKEN_CREATE:
-    token_create(req, resp);
+    api_handle_token_create(req, resp);
     break;
   case API_ROUTE_TOKEN_LIST:
-    token_list(req, resp);
+    api_handle_token_list(req, resp);
     break;
   case API_ROUTE_TOKEN_REVOKE:
-    token_revoke(req, resp);
+    api_handle_token_revoke(req, resp);
     break;
   case API_ROUTE_NETWORK_CREATE:
-    network_create(req, resp);
+    api_handle_network_create(req, resp);
     break;
   case API_ROUTE_NETWORK_LIST:
-    network_list(req, resp);
+    api_handle_network_list(req, resp);
     break;
   case API_ROUTE_NETWORK_DELETE:
-    network_delete(req, resp);
+    api_handle_network_delete(req, resp);
     break;
   case API_ROUTE_COUNT:
     api_respond_error(resp, 404, "NotFound", "no such route");
@@ -1892,5 +1912,5 @@ void api_handle_finish(struct api_server *server, const struct api_route *route,
                        struct api_response *resp)
 {
   if (route->id == API_ROUTE_METRICS && resp->status == 200)
-    metrics_finish(server, resp);
+    api_finish_metrics(server, resp);
 }

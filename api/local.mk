@@ -18,6 +18,7 @@ api_libapi_a_SOURCES = \
 	api/h1.c \
 	api/h2.c \
 	api/handlers.c \
+	api/handlers/handlers.h \
 	api/json.c \
 	api/log.c \
 	api/openapi.h \
