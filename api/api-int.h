@@ -75,8 +75,8 @@ struct api_server {
 /* A request after routing and authentication, for a handler. */
 struct api_request {
   struct api_server *server;
-  /* The registry, for routes that run where it lives (api_route_needs_
-   * registry); NULL for the others. */
+  /* The registry, for routes that run where it lives (api_route_remote);
+   * NULL for the others. */
   struct reg *reg;
   const struct api_route_match *match;
   struct reg_actor actor; /* name NULL for open routes */
@@ -103,18 +103,19 @@ struct api_response {
 void api_metrics_scope_free(struct metrics_scope *scope);
 
 /* True when route runs where the registry lives (api_registry_ops.submit):
- * every route but /healthz and the target-group listing, when there is a
- * registry. */
+ * when there is a registry and the route's registry is not
+ * API_REGISTRY_NONE. */
 bool api_route_remote(const struct api_server *server,
                       const struct api_route *route);
 
 /* Runs the handler of req->match->route and fills *resp (always: on any
- * failure it holds an error answer). On the registry's thread for remote
+ * failure it holds an error answer; 503 for a route that needs the
+ * registry when there is none). On the registry's thread for remote
  * routes (req->reg set), else on the control thread. */
 void api_handle(const struct api_request *req, struct api_response *resp);
 
 /* The control thread's part of an answer, after api_handle (wherever it
- * ran): /metrics adds the API's and the data plane's series. */
+ * ran): the route's finish, if any, on a 200 answer. */
 void api_handle_finish(struct api_server *server, const struct api_route *route,
                        struct api_response *resp);
 

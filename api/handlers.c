@@ -1761,149 +1761,21 @@ void api_handle_openapi(const struct api_request *req,
   resp->content_type = "application/yaml";
 }
 
-/* Routes that run on the control thread: they need no registry. */
-static bool needs_registry(enum api_route_id id)
-{
-  switch (id) {
-  case API_ROUTE_HEALTHZ:
-  case API_ROUTE_OPENAPI:
-  case API_ROUTE_TARGET_GROUP_LIST:
-  case API_ROUTE_TARGET_GROUP_DESCRIBE:
-    return false;
-  default:
-    return true;
-  }
-}
-
 bool api_route_remote(const struct api_server *server,
                       const struct api_route *route)
 {
-  return server->registry != NULL && needs_registry(route->id);
-}
-
-static void route(const struct api_request *req, struct api_response *resp)
-{
-  switch (req->match->route->id) {
-  case API_ROUTE_HEALTHZ:
-    api_handle_healthz(req, resp);
-    break;
-  case API_ROUTE_METRICS:
-    api_handle_metrics(req, resp);
-    break;
-  case API_ROUTE_OPENAPI:
-    api_handle_openapi(req, resp);
-    break;
-  case API_ROUTE_SERVICE_CREATE:
-    api_handle_service_create(req, resp);
-    break;
-  case API_ROUTE_SERVICE_LIST:
-    api_handle_service_list(req, resp);
-    break;
-  case API_ROUTE_SERVICE_DESCRIBE:
-    api_handle_service_describe(req, resp);
-    break;
-  case API_ROUTE_SERVICE_MODIFY:
-    api_handle_service_modify(req, resp);
-    break;
-  case API_ROUTE_SERVICE_DELETE:
-    api_handle_service_delete(req, resp);
-    break;
-  case API_ROUTE_PERMISSIONS_GET:
-    api_handle_permissions_get(req, resp);
-    break;
-  case API_ROUTE_PERMISSIONS_MODIFY:
-    api_handle_permissions_modify(req, resp);
-    break;
-  case API_ROUTE_CONNECTIONS_LIST:
-    api_handle_connections_list(req, resp);
-    break;
-  case API_ROUTE_CONNECTIONS_ACCEPT:
-    api_handle_connections_accept(req, resp);
-    break;
-  case API_ROUTE_CONNECTIONS_REJECT:
-    api_handle_connections_reject(req, resp);
-    break;
-  case API_ROUTE_AVAILABLE_SERVICES:
-    api_handle_available_services(req, resp);
-    break;
-  case API_ROUTE_ENDPOINT_CREATE:
-    api_handle_endpoint_create(req, resp);
-    break;
-  case API_ROUTE_ENDPOINT_LIST:
-    api_handle_endpoint_list(req, resp);
-    break;
-  case API_ROUTE_ENDPOINT_DESCRIBE:
-    api_handle_endpoint_describe(req, resp);
-    break;
-  case API_ROUTE_ENDPOINT_MODIFY:
-    api_handle_endpoint_modify(req, resp);
-    break;
-  case API_ROUTE_ENDPOINT_DELETE:
-    api_handle_endpoint_delete(req, resp);
-    break;
-  case API_ROUTE_TARGET_GROUP_LIST:
-    api_handle_target_group_list(req, resp);
-    break;
-  case API_ROUTE_TARGET_GROUP_DESCRIBE:
-    api_handle_target_group_describe(req, resp);
-    break;
-  case API_ROUTE_TARGET_REGISTER:
-    api_handle_target_register(req, resp);
-    break;
-  case API_ROUTE_TARGET_DEREGISTER:
-    api_handle_target_deregister(req, resp);
-    break;
-  case API_ROUTE_EVENTS:
-    api_handle_events(req, resp);
-    break;
-  case API_ROUTE_NODE_LIST:
-    api_handle_node_list(req, resp);
-    break;
-  case API_ROUTE_NODE_DRAIN:
-    api_handle_node_drain(req, resp);
-    break;
-  case API_ROUTE_PRINCIPAL_CREATE:
-    api_handle_principal_create(req, resp);
-    break;
-  case API_ROUTE_PRINCIPAL_LIST:
-    api_handle_principal_list(req, resp);
-    break;
-  case API_ROUTE_PRINCIPAL_DELETE:
-    api_handle_principal_delete(req, resp);
-    break;
-  case API_ROUTE_TOKEN_CREATE:
-    api_handle_token_create(req, resp);
-    break;
-  case API_ROUTE_TOKEN_LIST:
-    api_handle_token_list(req, resp);
-    break;
-  case API_ROUTE_TOKEN_REVOKE:
-    api_handle_token_revoke(req, resp);
-    break;
-  case API_ROUTE_NETWORK_CREATE:
-    api_handle_network_create(req, resp);
-    break;
-  case API_ROUTE_NETWORK_LIST:
-    api_handle_network_list(req, resp);
-    break;
-  case API_ROUTE_NETWORK_DELETE:
-    api_handle_network_delete(req, resp);
-    break;
-  case API_ROUTE_COUNT:
-    api_respond_error(resp, 404, "NotFound", "no such route");
-    break;
-  }
+  return server->registry != NULL && route->registry != API_REGISTRY_NONE;
 }
 
 void api_handle(const struct api_request *req, struct api_response *resp)
 {
-  enum api_route_id id = req->match->route->id;
+  const struct api_route *route = req->match->route;
 
-  if (req->reg == NULL && needs_registry(id) && id != API_ROUTE_METRICS)
+  if (req->reg == NULL && route->registry == API_REGISTRY_NEEDED)
     api_respond_error(resp, 503, "ServiceUnavailable",
                       "this nlbd has no registry: endpoint services are off");
   else
-    route(req, resp);
+    route->handle(req, resp);
   if (resp->body == NULL && !resp->events)
     api_respond_error(resp, 500, "Internal", "out of memory");
 }
@@ -1911,6 +1783,6 @@ void api_handle(const struct api_request *req, struct api_response *resp)
 void api_handle_finish(struct api_server *server, const struct api_route *route,
                        struct api_response *resp)
 {
-  if (route->id == API_ROUTE_METRICS && resp->status == 200)
-    api_finish_metrics(server, resp);
+  if (route->finish != NULL && resp->status == 200)
+    route->finish(server, resp);
 }

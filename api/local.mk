@@ -24,6 +24,7 @@ api_libapi_a_SOURCES = \
 	api/openapi.h \
 	api/query.c \
 	api/router.c \
+	api/routes.c \
 	api/server.c
 api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
 	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(HTTP_PARSER_CFLAGS)
