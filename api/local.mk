@@ -19,6 +19,7 @@ api_libapi_a_SOURCES = \
 	api/h2.c \
 	api/handlers.c \
 	api/handlers/handlers.h \
+	api/handlers/services.c \
 	api/json.c \
 	api/log.c \
 	api/openapi.h \
