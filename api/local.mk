@@ -18,6 +18,7 @@ api_libapi_a_SOURCES = \
 	api/h1.c \
 	api/h2.c \
 	api/handlers.c \
+	api/handlers/endpoints.c \
 	api/handlers/handlers.h \
 	api/handlers/services.c \
 	api/json.c \
