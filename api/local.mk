@@ -21,6 +21,7 @@ api_libapi_a_SOURCES = \
 	api/handlers/endpoints.c \
 	api/handlers/handlers.h \
 	api/handlers/services.c \
+	api/handlers/targets.c \
 	api/json.c \
 	api/log.c \
 	api/openapi.h \
