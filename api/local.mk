@@ -20,6 +20,7 @@ api_libapi_a_SOURCES = \
 	api/handlers.c \
 	api/handlers/endpoints.c \
 	api/handlers/handlers.h \
+	api/handlers/nodes.c \
 	api/handlers/services.c \
 	api/handlers/targets.c \
 	api/json.c \
