@@ -19,6 +19,7 @@ api_libapi_a_SOURCES = \
 	api/h2.c \
 	api/handlers.c \
 	api/handlers/endpoints.c \
+	api/handlers/events.c \
 	api/handlers/handlers.h \
 	api/handlers/nodes.c \
 	api/handlers/services.c \
