@@ -23,6 +23,7 @@ api_libapi_a_SOURCES = \
 	api/handlers/handlers.h \
 	api/handlers/nodes.c \
 	api/handlers/services.c \
+	api/handlers/status.c \
 	api/handlers/targets.c \
 	api/handlers/tenancy.c \
 	api/json.c \
