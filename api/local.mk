@@ -17,7 +17,7 @@ api_libapi_a_SOURCES = \
 	api/exchange.h \
 	api/h1.c \
 	api/h2.c \
-	api/handlers.c \
+	api/handlers/common.c \
 	api/handlers/endpoints.c \
 	api/handlers/events.c \
 	api/handlers/handlers.h \
