@@ -20,7 +20,7 @@
  * 27 MB/s with 1 x 128, 11 MB/s with 2 x 256). */
 #define EVENTS_READS_IN_FLIGHT 1
 
-/* ---- reading the log: on the registry's thread --------------------------- */
+/* ---- reading the log: on the registry's thread -------------------------- */
 
 /* Endpoint events name the endpoint; target and node events what they are
  * about instead, and a service's modify event the service alone. */
@@ -104,7 +104,7 @@ int api_events_read(struct reg *reg, const struct reg_actor *actor,
   return (int)n;
 }
 
-/* ---- streams: on the control thread -------------------------------------- */
+/* ---- streams: on the control thread ------------------------------------- */
 
 void api_event_stream_start(struct api_event_stream *stream,
                             struct api_server *server,

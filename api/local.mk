@@ -55,6 +55,8 @@ api/openapi-doc.c: $(top_srcdir)/docs/openapi.yaml
 	  echo 'const size_t api_openapi_yaml_len = sizeof api_openapi_yaml;'; \
 	} > $@-t && mv $@-t $@
 
+EXTRA_DIST += api/README.md api/handlers/README.md
+
 noinst_HEADERS += \
 	include/nlb/api.h \
 	include/nlb/api-auth.h \

@@ -1,22 +1,16 @@
-/* One handler per route: validate the request, call the registry or the
- * data plane, shape the answer as SPEC.md says. */
+/* What every handler shares: the error, JSON and list answers, the
+ * registry's errors as HTTP, the query and body checks; and api_handle,
+ * which runs a route's handler from the table. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
-#include <stddef.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
-#include <openssl/crypto.h>
 
-#include "api-int.h"
-#include "handlers/handlers.h"
-#include "nlb/api-auth.h"
-#include "openapi.h"
-#include "nlb/api-json.h"
+#include "handlers.h"
 
 void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
@@ -253,6 +247,8 @@ bool api_no_query(const struct api_request *req, struct api_response *resp)
   static const char *const none[] = {NULL};
   return api_check_query(req, resp, none);
 }
+
+/* ---- running a route ---------------------------------------------------- */
 
 bool api_route_remote(const struct api_server *server,
                       const struct api_route *route)

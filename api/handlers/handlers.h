@@ -1,5 +1,7 @@
-/* Private to the API's handlers: one function per route, the helpers they
- * share, and what the route table (api/routes.c) names.
+/* Private to the API's handlers (api/handlers/): one function per route,
+ * by resource (services.c, endpoints.c, targets.c, nodes.c, tenancy.c,
+ * events.c, status.c), the helpers they share (common.c), and what the
+ * route table (api/routes.c) names.
  *
  * A handler checks the request (query, body), calls the registry or the
  * data plane, and shapes the answer as docs/openapi.yaml says. It always
@@ -21,7 +23,7 @@
 
 #define N_FIELDS(f) (sizeof(f) / sizeof((f)[0]))
 
-/* ---- answers ------------------------------------------------------------ */
+/* ---- answers (common.c) ------------------------------------------------- */
 
 /* Takes value (a new reference, may be NULL) as the answer with status;
  * 500 when it is NULL or cannot be encoded. */
@@ -43,13 +45,13 @@ void api_respond_reg_error(struct api_request const *req,
 void api_respond_list(struct api_response *resp, const char *key, json_t *array,
                       const char *next_token);
 
-/* ---- shapes ------------------------------------------------------------- */
+/* ---- shapes (common.c) -------------------------------------------------- */
 
 /* New JSON arrays of ports and of strings (NULL: no memory). */
 json_t *api_ports_json(const uint16_t *ports, size_t n);
 json_t *api_strings_json(char *const *strings, size_t n);
 
-/* ---- requests ----------------------------------------------------------- */
+/* ---- requests (common.c) ------------------------------------------------ */
 
 /* The route's i-th path parameter, percent-decoded. */
 static inline const char *api_param(const struct api_request *req, size_t i)
@@ -87,8 +89,8 @@ bool api_read_list_query(const struct api_request *req,
 
 /* ---- handlers, by resource ---------------------------------------------- */
 
-/* Services, their permissions and their connections (provider routes);
- * the services a consumer may connect to. */
+/* services.c: services, their permissions and their connections (provider
+ * routes); the services a consumer may connect to. */
 void api_handle_service_create(const struct api_request *req,
                                struct api_response *resp);
 void api_handle_service_list(const struct api_request *req,
@@ -112,7 +114,7 @@ void api_handle_connections_reject(const struct api_request *req,
 void api_handle_available_services(const struct api_request *req,
                                    struct api_response *resp);
 
-/* Endpoints (consumer routes). */
+/* endpoints.c: endpoints (consumer routes). */
 void api_handle_endpoint_create(const struct api_request *req,
                                 struct api_response *resp);
 void api_handle_endpoint_list(const struct api_request *req,
@@ -124,8 +126,8 @@ void api_handle_endpoint_modify(const struct api_request *req,
 void api_handle_endpoint_delete(const struct api_request *req,
                                 struct api_response *resp);
 
-/* Target groups (the data plane's, on the control thread) and the
- * targets registered at run time (the registry's). */
+/* targets.c: target groups (the data plane's, on the control thread) and
+ * the targets registered at run time (the registry's). */
 void api_handle_target_group_list(const struct api_request *req,
                                   struct api_response *resp);
 void api_handle_target_group_describe(const struct api_request *req,
@@ -135,13 +137,13 @@ void api_handle_target_register(const struct api_request *req,
 void api_handle_target_deregister(const struct api_request *req,
                                   struct api_response *resp);
 
-/* Nodes. */
+/* nodes.c: the cluster's nodes. */
 void api_handle_node_list(const struct api_request *req,
                           struct api_response *resp);
 void api_handle_node_drain(const struct api_request *req,
                            struct api_response *resp);
 
-/* Tenancy: principals, their tokens, networks. */
+/* tenancy.c: principals, their tokens, networks. */
 void api_handle_principal_create(const struct api_request *req,
                                  struct api_response *resp);
 void api_handle_principal_list(const struct api_request *req,
@@ -161,11 +163,12 @@ void api_handle_network_list(const struct api_request *req,
 void api_handle_network_delete(const struct api_request *req,
                                struct api_response *resp);
 
-/* The event log: checks the cursor; the stream itself is api/events.c's. */
+/* events.c: where an event stream starts; the stream itself is
+ * api/events.c's. */
 void api_handle_events(const struct api_request *req,
                        struct api_response *resp);
 
-/* The server itself: health, metrics, the OpenAPI document. */
+/* status.c: the server itself: health, metrics, the OpenAPI document. */
 void api_handle_healthz(const struct api_request *req,
                         struct api_response *resp);
 void api_handle_openapi(const struct api_request *req,

@@ -188,7 +188,7 @@ static void test_api_route_roles(void)
   CU_ASSERT_FALSE(api_route_allows(&none, REG_ROLE_OPERATOR));
 }
 
-/* ---- the route table against docs/openapi.yaml ------------------------- */
+/* ---- the route table against docs/openapi.yaml -------------------------- */
 
 static const char *method_name(enum api_method m)
 {
