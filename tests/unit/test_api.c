@@ -3,6 +3,7 @@
  * checks, Bearer tokens and principals. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -11,6 +12,7 @@
 #include <netinet/in.h>
 
 #include "../../api/admission.h"
+#include "../../api/api-int.h"
 #include "../../api/openapi.h"
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
@@ -365,6 +367,53 @@ static void test_api_routes_consistent(void)
       patterns_overlap("/v1/nodes/{name}/drain", "/v1/nodes/{name}/fill"));
 }
 
+/* Where a route runs is its row's: without a registry, the routes that
+ * need one answer 503 and the others run on the control thread. */
+static void test_api_routes_run_where_they_say(void)
+{
+  static struct api_server server; /* no registry, no data plane */
+  static const struct api_registry_ops some_registry;
+  struct api_route_match match = {0};
+  struct api_request req = {.server = &server, .match = &match};
+
+  for (size_t i = 0; i < api_n_routes; i++) {
+    const struct api_route *r = &api_routes[i];
+
+    server.registry = NULL;
+    CU_ASSERT_FALSE(api_route_remote(&server, r));
+    server.registry = &some_registry;
+    CU_ASSERT_EQUAL(api_route_remote(&server, r),
+                    r->registry != API_REGISTRY_NONE);
+  }
+  server.registry = NULL;
+  req.actor.role = REG_ROLE_OPERATOR;
+  req.actor.name = "ops";
+  static const struct {
+    const char *name;
+    int status;
+  } answers[] = {
+      {"GET /v1/services", 503},
+      {"POST /v1/principals", 503},
+      {"GET /healthz", 200},
+      {"GET /metrics", 200}, /* the registry's series when there is one */
+      {"GET /v1/target-groups", 503}, /* no data plane */
+  };
+  for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+    struct api_response resp = {0};
+
+    match.route = route_named(answers[i].name);
+    api_handle(&req, &resp);
+    CU_ASSERT_EQUAL(resp.status, answers[i].status);
+    if (answers[i].status == 503)
+      CU_ASSERT_PTR_NOT_NULL(
+          strstr(resp.body, match.route->registry == API_REGISTRY_NONE
+                                ? "no data plane"
+                                : "no registry"));
+    free(resp.body);
+    api_metrics_scope_free(resp.metrics_scope);
+  }
+}
+
 static void test_api_query(void)
 {
   static const char *const names[] = {"state", "after", NULL};
@@ -572,6 +621,7 @@ int main(void)
       NLB_UNIT_CASE(test_api_route_roles),
       NLB_UNIT_CASE(test_api_routes_match_openapi),
       NLB_UNIT_CASE(test_api_routes_consistent),
+      NLB_UNIT_CASE(test_api_routes_run_where_they_say),
       NLB_UNIT_CASE(test_api_query),
       NLB_UNIT_CASE(test_api_json_strict),
       NLB_UNIT_CASE(test_api_json_strings_and_error_body),
