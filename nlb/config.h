@@ -163,11 +163,13 @@ struct nlb_config {
   uint64_t registry_endpoint_retention_ms;
   uint32_t registry_service_quota; /* services per provider; 0: no limit */
 
-  /* dns = { zone; ttl; negative_ttl; }: names for endpoints (has_dns). */
+  /* dns = { zone; ttl; negative_ttl; tcp_connections_per_client; }: names
+   * for endpoints (has_dns). */
   bool has_dns;
-  char *dns_zone;            /* lower case, no trailing dot */
-  uint32_t dns_ttl;          /* seconds */
-  uint32_t dns_negative_ttl; /* seconds */
+  char *dns_zone;              /* lower case, no trailing dot */
+  uint32_t dns_ttl;            /* seconds */
+  uint32_t dns_negative_ttl;   /* seconds */
+  unsigned dns_tcp_per_client; /* a client address's TCP connections */
 
   struct nlb_config_principal *principals;
   size_t n_principals;

@@ -49,7 +49,8 @@ nlb_libnlb_a_SOURCES = \
 	nlb/dns/dns.c \
 	nlb/dns/dns_endpoints.c \
 	nlb/dns/dns_message.c \
-	nlb/dns/dns_records.c
+	nlb/dns/dns_records.c \
+	nlb/dns/dns_tcp.c
 
 # Private headers sit beside their code; include/nlb/ holds the contracts
 # between components.
@@ -90,6 +91,7 @@ noinst_HEADERS += \
 	nlb/dns/dns-endpoints.h \
 	nlb/dns/dns-message.h \
 	nlb/dns/dns-records.h \
+	nlb/dns/dns-tcp.h \
 	nlb/dns/dns.h \
 	include/nlb/lb.h \
 	include/nlb/list.h

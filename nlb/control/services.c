@@ -448,6 +448,7 @@ static int configure_dns(struct nlb_services *services,
       .zone = cfg->has_dns ? cfg->dns_zone : NULL,
       .ttl = cfg->dns_ttl,
       .negative_ttl = cfg->dns_negative_ttl,
+      .tcp_per_client = cfg->dns_tcp_per_client,
       .access_json = cfg->log_access_format == NLB_LOG_JSON,
       .networks = v,
   };

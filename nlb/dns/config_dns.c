@@ -14,6 +14,7 @@
 #include "nlb/config-sections.h"
 #include "nlb/common/duration.h"
 #include "nlb/cpus.h"
+#include "nlb/dns/dns.h"
 #include "nlb/lb.h"
 
 /* A DNS name as the registry takes it: labels of 1-63 letters, digits or
@@ -71,13 +72,16 @@ void conf_load_network_dns(struct conf_loader *ld, const config_setting_t *item,
   }
 }
 
-/* dns = { zone = "nlb.internal"; ttl = "30s"; negative_ttl = "30s"; } */
+/* dns = { zone = "nlb.internal"; ttl = "30s"; negative_ttl = "30s";
+ *         tcp_connections_per_client = 16; } */
 void conf_load_dns(struct conf_loader *ld, const config_setting_t *root,
                    struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"zone", "ttl", "negative_ttl", NULL};
+  static const char *const keys[] = {"zone", "ttl", "negative_ttl",
+                                     "tcp_connections_per_client", NULL};
   const config_setting_t *dns = conf_member_of(root, "dns");
   uint64_t ttl_ms = 30000, negative_ms;
+  long long per_client = NLB_DNS_TCP_PER_CLIENT;
   const char *zone;
 
   if (!dns)
@@ -105,6 +109,9 @@ void conf_load_dns(struct conf_loader *ld, const config_setting_t *root,
   conf_get_duration(ld, dns, "negative_ttl", 0, 86400000, &negative_ms);
   cfg->dns_ttl = (uint32_t)(ttl_ms / 1000);
   cfg->dns_negative_ttl = (uint32_t)(negative_ms / 1000);
+  conf_get_int(ld, dns, "tcp_connections_per_client", 1,
+               NLB_DNS_TCP_CONNECTIONS_MAX, &per_client);
+  cfg->dns_tcp_per_client = (unsigned)per_client;
   cfg->has_dns = true;
   if (!cfg->has_registry)
     conf_fail_at(ld, conf_line_of(dns),

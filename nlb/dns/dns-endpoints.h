@@ -13,9 +13,10 @@
  * hands over to another (an address freed and taken again in one read)
  * is never lost.
  *
- * A reload (nlb_dns_endpoints_configure again) adds and removes networks in
- * place; a new zone, TTL or log format makes a new responder (the old one
- * closes meanwhile) whose records the next resync brings.
+ * A reload (nlb_dns_endpoints_configure again) adds and removes networks
+ * and sets tcp_per_client in place; a new zone, TTL or log format makes a
+ * new responder (the old one closes meanwhile) whose records the next
+ * resync brings.
  *
  * Ownership: the caller owns the struct; it owns the responders. Control
  * thread only. */
@@ -45,7 +46,8 @@ struct nlb_dns_endpoints_settings {
   const char *zone; /* NULL: no responder at all */
   uint32_t ttl;     /* seconds */
   uint32_t negative_ttl;
-  bool access_json; /* access-log lines as JSON */
+  unsigned tcp_per_client; /* 0: NLB_DNS_TCP_PER_CLIENT (dns.h) */
+  bool access_json;        /* access-log lines as JSON */
   const struct nlb_dns_endpoints_network *networks;
   size_t n_networks;
 };

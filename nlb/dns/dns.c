@@ -12,6 +12,7 @@
 
 #include "nlb/dns/dns-message.h"
 #include "nlb/dns/dns-records.h"
+#include "nlb/dns/dns-tcp.h"
 #include "nlb/list.h"
 #include "nlb/log.h"
 #include "nlb/control/netns.h"
@@ -23,9 +24,6 @@
 #define DEFAULT_IDLE_TIMEOUT_MS 10000
 #define DEFAULT_LOG_PER_SECOND 10
 #define TCP_BACKLOG 128
-/* A TCP connection's buffer starts this large (room for a few queries in
- * one read) and grows only to hold one message that needs more. */
-#define TCP_BUFFER_MIN 4096
 #define UDP_BUFFER_SIZE 65536
 
 /* The response codes counted; nlbd answers no others. */
@@ -54,42 +52,15 @@ struct network {
   uv_udp_t udp;
   uv_tcp_t tcp;
   bool open;    /* udp and tcp are initialised handles */
-  bool removed; /* freed once handles reaches 0 */
+  bool removed; /* freed once its handles and connections are closed */
   int error;    /* 0 while open; else why the last attempt failed */
   dev_t ns_dev; /* which namespace the sockets are in */
   ino_t ns_ino;
-  unsigned handles; /* open libuv handles: the sockets and the clients' */
-  struct nlb_list clients;
-  unsigned n_clients;
+  unsigned handles; /* the sockets' open libuv handles */
+  struct nlb_dns_tcp connections;
   uint64_t queries[COUNTERS];
   uint64_t dropped;
   uint64_t truncated;
-  uint64_t tcp_refused;
-};
-
-struct client {
-  struct nlb_list link; /* in network.clients until closing */
-  struct network *network;
-  uv_tcp_t tcp;
-  uv_timer_t idle;
-  union nlb_sockaddr peer;
-  uint8_t *buf; /* what arrived and is not answered yet */
-  size_t len;
-  size_t cap;
-  size_t pending;  /* bytes of answers not yet written */
-  unsigned writes; /* writes in flight */
-  unsigned handles;
-  bool reading;
-  bool eof;
-  bool closing;
-};
-
-struct tcp_write {
-  uv_write_t req;
-  struct client *client;
-  size_t size;
-  uint8_t prefix[2];
-  uint8_t *body;
 };
 
 struct nlb_dns {
@@ -100,13 +71,13 @@ struct nlb_dns {
   char *zone;
   uint32_t ttl;
   uint32_t negative_ttl;
-  uint64_t idle_timeout_ms;
   unsigned log_per_second;
   bool access_json;
   struct nlb_list networks;
-  unsigned networks_closing; /* removed, their handles still closing */
-  unsigned log_budget;       /* lines still allowed this second */
-  uint64_t log_held_back;    /* lines not written this second */
+  struct nlb_dns_tcp_group tcp; /* the networks' connections */
+  unsigned networks_closing;    /* removed, their handles still closing */
+  unsigned log_budget;          /* lines still allowed this second */
+  uint64_t log_held_back;       /* lines not written this second */
   uint8_t udp_buf[UDP_BUFFER_SIZE];
 };
 
@@ -271,221 +242,25 @@ static void on_udp_recv(uv_udp_t *udp, ssize_t nread, const uv_buf_t *buf,
 
 static void network_handle_closed(struct network *net);
 
-static void on_client_closed(uv_handle_t *handle)
+static void answer_tcp(struct nlb_dns_tcp *tcp, const union nlb_sockaddr *peer,
+                       const uint8_t *query, size_t len, uint8_t **response,
+                       size_t *response_len)
 {
-  struct client *c = handle->data;
-  struct network *net = c->network;
-
-  if (--c->handles > 0)
-    return;
-  free(c->buf);
-  free(c);
-  network_handle_closed(net);
+  answer(NLB_CONTAINER_OF(tcp, struct network, connections), NLB_DNS_TCP, peer,
+         query, len, response, response_len);
 }
 
-static void close_client(struct client *c)
+static void on_connection_closed(struct nlb_dns_tcp *tcp)
 {
-  if (c->closing)
-    return;
-  c->closing = true;
-  nlb_list_remove(&c->link);
-  c->network->n_clients--;
-  uv_close((uv_handle_t *)&c->tcp, on_client_closed);
-  uv_close((uv_handle_t *)&c->idle, on_client_closed);
-}
-
-static void on_idle(uv_timer_t *timer)
-{
-  close_client(timer->data);
-}
-
-static size_t frame_length(const uint8_t *at)
-{
-  return (size_t)at[0] << 8 | at[1];
-}
-
-static void process_frames(struct client *c);
-static void start_reading(struct client *c);
-
-static void on_write(uv_write_t *req, int status)
-{
-  struct tcp_write *w = NLB_CONTAINER_OF(req, struct tcp_write, req);
-  struct client *c = w->client;
-
-  c->writes--;
-  c->pending -= w->size;
-  free(w->body);
-  free(w);
-  if (c->closing)
-    return;
-  if (status < 0 || (c->eof && c->writes == 0)) {
-    close_client(c);
-    return;
-  }
-  /* The client took answers off the queue: answer what waits, then read
-   * again. */
-  if (!c->reading && !c->eof && c->pending < NLB_DNS_TCP_PENDING_MAX / 2) {
-    process_frames(c);
-    if (!c->closing && c->pending < NLB_DNS_TCP_PENDING_MAX)
-      start_reading(c);
-  }
-}
-
-static void send_framed(struct client *c, uint8_t *body, size_t len)
-{
-  struct tcp_write *w = malloc(sizeof(*w));
-  uv_buf_t bufs[2];
-
-  if (!w) {
-    free(body);
-    close_client(c);
-    return;
-  }
-  w->client = c;
-  w->size = len + 2;
-  w->body = body;
-  w->prefix[0] = (uint8_t)(len >> 8);
-  w->prefix[1] = (uint8_t)len;
-  bufs[0] = uv_buf_init((char *)w->prefix, 2);
-  bufs[1] = uv_buf_init((char *)body, (unsigned)len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, 2, on_write) < 0) {
-    free(body);
-    free(w);
-    close_client(c);
-    return;
-  }
-  c->writes++;
-  c->pending += w->size;
-}
-
-/* Answers every complete message in the buffer, while the answers waiting
- * for the client stay under the limit. */
-static void process_frames(struct client *c)
-{
-  struct nlb_dns *dns = c->network->dns;
-  size_t pos = 0;
-
-  while (c->len - pos >= 2 && c->pending < NLB_DNS_TCP_PENDING_MAX) {
-    size_t n = frame_length(c->buf + pos);
-    uint8_t *response;
-    size_t response_len;
-
-    if (c->len - pos - 2 < n)
-      break;
-    answer(c->network, NLB_DNS_TCP, &c->peer, c->buf + pos + 2, n, &response,
-           &response_len);
-    pos += 2 + n;
-    uv_timer_start(&c->idle, on_idle, dns->idle_timeout_ms, 0);
-    if (response)
-      send_framed(c, response, response_len);
-    if (c->closing)
-      return;
-  }
-  if (pos == 0)
-    return;
-  memmove(c->buf, c->buf + pos, c->len - pos);
-  c->len -= pos;
-  /* An idle connection keeps no big buffer. */
-  if (c->len == 0 && c->cap > TCP_BUFFER_MIN) {
-    free(c->buf);
-    c->buf = NULL;
-    c->cap = 0;
-  }
-}
-
-static void on_client_alloc(uv_handle_t *handle, size_t suggested,
-                            uv_buf_t *buf)
-{
-  struct client *c = handle->data;
-  size_t want = TCP_BUFFER_MIN;
-
-  /* Room for the whole message whose length has arrived. */
-  if (c->len >= 2 && 2 + frame_length(c->buf) > want)
-    want = 2 + frame_length(c->buf);
-  if (c->cap < want) {
-    uint8_t *grown = realloc(c->buf, want);
-    if (!grown) {
-      *buf = uv_buf_init(NULL, 0); /* on_client_read gets UV_ENOBUFS */
-      return;
-    }
-    c->buf = grown;
-    c->cap = want;
-  }
-  *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
-}
-
-static void on_client_read(uv_stream_t *stream, ssize_t nread,
-                           const uv_buf_t *buf)
-{
-  struct client *c = stream->data;
-
-  if (nread == UV_EOF) {
-    c->eof = true;
-    c->reading = false;
-    uv_read_stop(stream);
-    if (c->writes == 0)
-      close_client(c);
-    return;
-  }
-  if (nread < 0) {
-    close_client(c);
-    return;
-  }
-  c->len += (size_t)nread;
-  process_frames(c);
-  if (!c->closing && c->reading && c->pending >= NLB_DNS_TCP_PENDING_MAX) {
-    c->reading = false;
-    uv_read_stop(stream);
-  }
-}
-
-static void start_reading(struct client *c)
-{
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_client_alloc, on_client_read) <
-      0) {
-    close_client(c);
-    return;
-  }
-  c->reading = true;
+  network_handle_closed(NLB_CONTAINER_OF(tcp, struct network, connections));
 }
 
 static void on_connection(uv_stream_t *server, int status)
 {
   struct network *net = server->data;
-  struct client *c;
-  int len = sizeof(union nlb_sockaddr);
 
-  if (status < 0)
-    return;
-  c = calloc(1, sizeof(*c));
-  if (!c) {
-    NLB_LOG_EVENT(NLB_LOG_WARN, "out_of_memory",
-                  "dns {network}: out of memory for a TCP connection",
-                  NLB_LOG_STR("network", net->name));
-    return;
-  }
-  c->network = net;
-  c->tcp.data = c;
-  c->idle.data = c;
-  uv_tcp_init(net->dns->loop, &c->tcp);
-  uv_timer_init(net->dns->loop, &c->idle);
-  c->handles = 2;
-  net->handles++;
-  nlb_list_append(&net->clients, &c->link);
-  net->n_clients++;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-    close_client(c);
-    return;
-  }
-  if (net->n_clients > NLB_DNS_TCP_CONNECTIONS_MAX) {
-    net->tcp_refused++;
-    close_client(c);
-    return;
-  }
-  uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len);
-  uv_tcp_nodelay(&c->tcp, 1);
-  uv_timer_start(&c->idle, on_idle, net->dns->idle_timeout_ms, 0);
-  start_reading(c);
+  if (status == 0)
+    nlb_dns_tcp_accept(&net->connections, server);
 }
 
 /* ---- sockets ---- */
@@ -541,15 +316,15 @@ static int open_sockets(void *arg)
 
 static void on_socket_closed(uv_handle_t *handle)
 {
-  network_handle_closed(handle->data);
+  struct network *net = handle->data;
+
+  net->handles--;
+  network_handle_closed(net);
 }
 
 static void close_sockets(struct network *net)
 {
-  struct nlb_list *pos, *tmp;
-
-  NLB_LIST_FOREACH_SAFE(pos, tmp, &net->clients)
-  close_client(NLB_CONTAINER_OF(pos, struct client, link));
+  nlb_dns_tcp_close_all(&net->connections);
   if (!net->open)
     return;
   net->open = false;
@@ -677,7 +452,7 @@ static void check_network(struct network *net)
     return;
   }
   /* The old handles must be closed before the same ones open again. */
-  if (!net->open && net->handles == 0)
+  if (!net->open && net->handles == 0 && net->connections.alive == 0)
     try_open(net);
 }
 
@@ -691,9 +466,10 @@ static void free_network(struct network *net)
   free(net);
 }
 
+/* A socket or a connection of net was closed. */
 static void network_handle_closed(struct network *net)
 {
-  if (--net->handles > 0 || !net->removed)
+  if (net->handles > 0 || net->connections.alive > 0 || !net->removed)
     return;
   net->dns->networks_closing--;
   free_network(net);
@@ -716,8 +492,9 @@ static void remove_network(struct network *net)
 
   nlb_list_remove(&net->link);
   net->removed = true;
+  nlb_dns_tcp_leave(&net->connections);
   close_sockets(net);
-  if (net->handles == 0)
+  if (net->handles == 0 && net->connections.alive == 0)
     free_network(net);
   else
     dns->networks_closing++;
@@ -749,7 +526,7 @@ int nlb_dns_add_network(struct nlb_dns *dns, const char *network,
   if (!nlb_addr_is_any(address) &&
       nlb_dns_records_add(net->records, dns->zone, address) < 0)
     goto fail_free_network;
-  nlb_list_init(&net->clients);
+  nlb_dns_tcp_join(&dns->tcp, &net->connections, net->name);
   net->error = -EAGAIN;
   nlb_list_append(&dns->networks, &net->link);
   try_open(net);
@@ -827,7 +604,6 @@ uint64_t nlb_dns_queries(const struct nlb_dns *dns, const char *network,
 enum network_value {
   VALUE_DROPPED,
   VALUE_TRUNCATED,
-  VALUE_TCP_REFUSED,
   VALUE_RECORDS,
 };
 
@@ -838,8 +614,6 @@ static uint64_t network_value(const struct network *net, enum network_value v)
     return net->dropped;
   case VALUE_TRUNCATED:
     return net->truncated;
-  case VALUE_TCP_REFUSED:
-    return net->tcp_refused;
   default:
     return nlb_dns_records_count(net->records);
   }
@@ -879,9 +653,7 @@ char *nlb_dns_metrics(const struct nlb_dns *dns)
   write_family(dns, &t, "nlb_dns_truncated_total", "counter",
                "DNS answers truncated (TC) for the client to ask over TCP.",
                VALUE_TRUNCATED);
-  write_family(dns, &t, "nlb_dns_tcp_refused_total", "counter",
-               "DNS TCP connections closed at once: too many open.",
-               VALUE_TCP_REFUSED);
+  nlb_dns_tcp_metrics(&dns->tcp, &t);
   write_family(dns, &t, "nlb_dns_records", "gauge",
                "DNS (name, address) pairs served, the responder's own "
                "included.",
@@ -900,6 +672,12 @@ static void on_tick(uv_timer_t *timer)
   dns->log_budget = dns->log_per_second;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &dns->networks)
   check_network(NLB_CONTAINER_OF(pos, struct network, link));
+}
+
+void nlb_dns_set_tcp_per_client(struct nlb_dns *dns, unsigned tcp_per_client)
+{
+  dns->tcp.per_client =
+      tcp_per_client ? tcp_per_client : NLB_DNS_TCP_PER_CLIENT;
 }
 
 int nlb_dns_new(uv_loop_t *loop, const struct nlb_dns_settings *settings,
@@ -922,9 +700,14 @@ int nlb_dns_new(uv_loop_t *loop, const struct nlb_dns_settings *settings,
   dns->ttl = settings->ttl;
   dns->negative_ttl =
       settings->negative_ttl ? settings->negative_ttl : settings->ttl;
-  dns->idle_timeout_ms = settings->tcp_idle_timeout_ms
+  nlb_dns_tcp_group_init(&dns->tcp, loop,
+                         settings->tcp_idle_timeout_ms
                              ? settings->tcp_idle_timeout_ms
-                             : DEFAULT_IDLE_TIMEOUT_MS;
+                             : DEFAULT_IDLE_TIMEOUT_MS,
+                         settings->tcp_per_client ? settings->tcp_per_client
+                                                  : NLB_DNS_TCP_PER_CLIENT);
+  dns->tcp.answer = answer_tcp;
+  dns->tcp.closed = on_connection_closed;
   dns->log_per_second = settings->log_per_second ? settings->log_per_second
                                                  : DEFAULT_LOG_PER_SECOND;
   dns->log_budget = dns->log_per_second;

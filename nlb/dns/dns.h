@@ -22,19 +22,27 @@
  * and added again under the same name, is noticed within a second: the
  * sockets close and open again in the namespace the name stands for now.
  *
- * Limits, so that no client can stall nlbd or take its memory: UDP
- * answers that would not go out at once are dropped (the client asks
- * again); per network at most NLB_DNS_TCP_CONNECTIONS_MAX TCP connections
- * (more are closed as soon as they are accepted); a TCP connection holds
- * one message of at most 65535 bytes as it arrives, stops being read while
- * NLB_DNS_TCP_PENDING_MAX bytes of answers wait for the client, and is
- * closed after tcp_idle_timeout_ms without a complete query.
+ * Limits, so that no client can stall nlbd or take its memory or its
+ * descriptors: UDP answers that would not go out at once are dropped (the
+ * client asks again). TCP connections hold a descriptor each, so they
+ * have three caps: tcp_per_client from one client address in a network
+ * (more are closed as soon as they are accepted), NLB_DNS_TCP_CONNECTIONS_MAX
+ * per network, and the budget of the whole process (nlb_dns_set_tcp_budget,
+ * a share of the descriptor limit that flows never count on: capacity.h).
+ * When a network or the budget is full, a new connection still gets in:
+ * the connection that has gone longest without a query gives way, taken
+ * from the network itself when it is the network that is full, else from
+ * the network that holds the most (so that no network keeps another out).
+ * A TCP connection holds one message of at most 65535 bytes as it
+ * arrives, stops being read while NLB_DNS_TCP_PENDING_MAX bytes of
+ * answers wait for the client, and is closed after tcp_idle_timeout_ms
+ * without a complete query.
  *
  * Counters (nlb_dns_metrics): queries by response code, dropped messages,
- * truncated answers, refused connections, records, per network. Refused,
- * malformed and dropped queries each get one access-log line, at most
- * log_per_second a second; the lines held back are counted in one line
- * the next second. */
+ * truncated answers, TCP connections open, refused and closed to make
+ * room, records, per network. Refused, malformed and dropped queries each
+ * get one access-log line, at most log_per_second a second; the lines
+ * held back are counted in one line the next second. */
 #ifndef NLB_DNS_H
 #define NLB_DNS_H
 
@@ -46,6 +54,7 @@
 
 #define NLB_DNS_PORT 53
 #define NLB_DNS_TCP_CONNECTIONS_MAX 128
+#define NLB_DNS_TCP_PER_CLIENT 16 /* tcp_per_client's default */
 #define NLB_DNS_TCP_PENDING_MAX (128 * 1024)
 
 struct nlb_dns;
@@ -55,6 +64,8 @@ struct nlb_dns_settings {
   uint32_t ttl;                 /* seconds, of every answer */
   uint32_t negative_ttl;        /* seconds, NXDOMAIN/NODATA; 0: ttl */
   uint64_t tcp_idle_timeout_ms; /* 0: 10 s */
+  unsigned tcp_per_client;      /* TCP connections of one client address
+                                   in a network; 0: NLB_DNS_TCP_PER_CLIENT */
   unsigned log_per_second;      /* access-log lines; 0: 10 */
   bool access_json;             /* log lines as JSON objects */
 };
@@ -63,6 +74,16 @@ struct nlb_dns_settings {
  * *out set, -EINVAL (zone is not a host name) or -ENOMEM. */
 int nlb_dns_new(uv_loop_t *loop, const struct nlb_dns_settings *settings,
                 struct nlb_dns **out);
+
+/* New TCP connections of one client address in a network, at most, from
+ * now on (0: NLB_DNS_TCP_PER_CLIENT); open ones stay. */
+void nlb_dns_set_tcp_per_client(struct nlb_dns *dns, unsigned tcp_per_client);
+
+/* The TCP connections every responder of the process may hold together:
+ * the DNS share of the descriptor plan (capacity.h). Unlimited until set;
+ * a lower budget is reached as new connections come (older ones give
+ * way). Control thread. */
+void nlb_dns_set_tcp_budget(uint64_t connections);
 
 /* Registers network (its name, for records, metrics and logs), served at
  * address (port 0 means 53) inside /run/netns/<netns>, or on the host when
@@ -107,7 +128,9 @@ uint64_t nlb_dns_queries(const struct nlb_dns *dns, const char *network,
 
 /* Prometheus text of the counters (families nlb_dns_queries_total{network,
  * rcode}, nlb_dns_dropped_total{network}, nlb_dns_truncated_total{network},
- * nlb_dns_tcp_refused_total{network}, nlb_dns_records{network}),
+ * nlb_dns_tcp_connections{network}, nlb_dns_tcp_refused_total{network,
+ * reason="client"|"budget"}, nlb_dns_tcp_evicted_total{network,
+ * reason="network"|"budget"}, nlb_dns_tcp_budget, nlb_dns_records{network}),
  * malloc'd: the caller frees it. NULL when memory runs out. */
 char *nlb_dns_metrics(const struct nlb_dns *dns);
 

@@ -311,6 +311,7 @@ static int new_responder(struct nlb_dns_endpoints *names,
       .zone = s->zone,
       .ttl = s->ttl,
       .negative_ttl = s->negative_ttl,
+      .tcp_per_client = s->tcp_per_client,
       .access_json = s->access_json,
   };
   char *zone = strdup(s->zone);
@@ -400,6 +401,7 @@ int nlb_dns_endpoints_configure(struct nlb_dns_endpoints *names,
   }
   if (names->dns == NULL && (rc = new_responder(names, s)) < 0)
     return rc;
+  nlb_dns_set_tcp_per_client(names->dns, s->tcp_per_client);
   return sync_networks(names, s);
 }
 

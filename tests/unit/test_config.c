@@ -701,6 +701,13 @@ static void test_config_dns(void)
                   &errors);
   CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
   CU_ASSERT(cfg->dns_ttl == 30 && cfg->dns_negative_ttl == 5);
+  CU_ASSERT_EQUAL(cfg->dns_tcp_per_client, 16);
+  nlb_config_free(cfg);
+  cfg = load_text("registry = { path = \"/tmp/r.db\"; };\n"
+                  "dns = { zone = \"z\"; tcp_connections_per_client = 4; };\n",
+                  &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->dns_tcp_per_client, 4);
   nlb_config_free(cfg);
 
 #define REG "registry = { path = \"/tmp/r.db\"; };\n"
@@ -714,6 +721,9 @@ static void test_config_dns(void)
                   "'ttl' must be between");
   expect_error_at(REG "dns = { zone = \"z\";\n  port = 53; };\n", 3,
                   "unknown setting 'port' in dns");
+  expect_error_at(REG "dns = { zone = \"z\";\n"
+                      "  tcp_connections_per_client = 129; };\n",
+                  3, "'tcp_connections_per_client' must be between 1 and 128");
   expect_error_at(REG "dns = \"nlb.internal\";\n", 2, "'dns' must be a group");
   expect_error_at("dns = { zone = \"z\"; };\n", 1, "'dns' needs a 'registry'");
   expect_error_at(REG "networks = ( { name = \"n\"; range = \"127.1.0.0/24\";\n"
