@@ -335,11 +335,6 @@ bool nlb_log_access_enabled(void)
   return !atomic_load_explicit(&logger.access_off, memory_order_relaxed);
 }
 
-void nlb_log_access(const char *line, size_t len)
-{
-  enqueue(STREAM_ACCESS, NLB_LOG_INFO, line, len);
-}
-
 void nlb_log_time(char *buf, size_t size)
 {
   struct timespec now;
@@ -364,7 +359,8 @@ struct out {
   size_t len;
   size_t limit;
   bool full;
-  bool cut; /* a string was cut to fit */
+  bool cut;    /* a string was cut to fit */
+  bool escape; /* a text line: control bytes escaped (out_text) */
 };
 
 static void out_bytes(struct out *o, const char *bytes, size_t n)
@@ -382,16 +378,57 @@ static void out_str(struct out *o, const char *text)
   out_bytes(o, text, strlen(text));
 }
 
-/* Plain text, cut where the line ends. */
+static bool is_control(unsigned char c)
+{
+  return c < 0x20 || c == 0x7f;
+}
+
+/* Plain text, cut where the line ends. In a text line each control byte
+ * is written \n, \t or \xHH, as the config loader writes them (and never
+ * cut in half): a value holding a newline must not end the line and start
+ * one that looks like another event. */
 static void out_text(struct out *o, const char *text, size_t n)
 {
-  size_t room = o->full ? 0 : o->limit - o->len;
-  if (n > room) {
-    n = room;
-    o->full = true;
+  while (n > 0 && !o->full) {
+    size_t plain = o->escape ? 0 : n, room = o->limit - o->len;
+    char escape[8];
+
+    while (plain < n && !is_control((unsigned char)text[plain]))
+      plain++;
+    if (plain > room) {
+      plain = room;
+      o->full = true;
+    }
+    memcpy(o->buf + o->len, text, plain);
+    o->len += plain;
+    text += plain;
+    n -= plain;
+    if (n == 0 || o->full)
+      break;
+    if (*text == '\n' || *text == '\t')
+      snprintf(escape, sizeof(escape), "\\%c", *text == '\n' ? 'n' : 't');
+    else
+      snprintf(escape, sizeof(escape), "\\x%02x", (unsigned char)*text);
+    out_bytes(o, escape, strlen(escape));
+    text++;
+    n--;
   }
-  memcpy(o->buf + o->len, text, n);
-  o->len += n;
+}
+
+void nlb_log_access(const char *line, size_t len)
+{
+  char escaped[NLB_LOG_LINE_MAX + 1];
+  struct out o = {escaped, 0, NLB_LOG_LINE_MAX, false, false, true};
+
+  /* Its writers escape what they copy in; a control byte that still comes
+   * is escaped as in an event line, so the line stays one line. */
+  for (size_t i = 0; i < len; i++)
+    if (is_control((unsigned char)line[i])) {
+      out_text(&o, line, len);
+      enqueue(STREAM_ACCESS, NLB_LOG_INFO, escaped, o.len);
+      return;
+    }
+  enqueue(STREAM_ACCESS, NLB_LOG_INFO, line, len);
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0. */
@@ -572,8 +609,8 @@ static size_t render_json(struct out *o, const char *when,
   static const char truncated[] = ",\"truncated\":true}";
   static const char message_key[] = ",\"message\":";
   char text[NLB_LOG_LINE_MAX + 1], rest[NLB_LOG_LINE_MAX + 1];
-  struct out msg = {text, 0, NLB_LOG_LINE_MAX, false, false};
-  struct out f = {rest, 0, 0, false, false};
+  struct out msg = {text, 0, NLB_LOG_LINE_MAX, false, false, false};
+  struct out f = {rest, 0, 0, false, false, false};
   bool dropped = false;
 
   out_str(o, "{\"time\":");
@@ -614,7 +651,7 @@ size_t nlb_log_render(char *line, size_t size, bool json, const char *when,
                       size_t n_fields)
 {
   size_t max = size - 1 < NLB_LOG_LINE_MAX ? size - 1 : NLB_LOG_LINE_MAX;
-  struct out o = {line, 0, max, false, false};
+  struct out o = {line, 0, max, false, false, !json};
   size_t len =
       json ? render_json(&o, when, level, event, message, fields, n_fields)
            : render_text(&o, when, level, message, fields, n_fields);

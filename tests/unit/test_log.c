@@ -6,7 +6,9 @@
 
 #include <CUnit/CUnit.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -52,6 +54,59 @@ static void test_log_text_fills_fields(void)
   CU_ASSERT_STRING_EQUAL(line, WHEN " info target tg/127.0.0.1:9001 delay "
                                     "300000ms cpu -1 false in - {unknown} {");
   CU_ASSERT_EQUAL(len, strlen(line));
+}
+
+/* A value (or the message itself) holding a newline or another control
+ * byte stays on its line: each is written \n, \t or \xHH, never cut in half. */
+static void test_log_text_escapes_controls(void)
+{
+  const struct nlb_log_field fields[] = {
+      NLB_LOG_STR("netns", "a\nb"),
+      NLB_LOG_STR("reason", "x\r\n2026-01-01T00:00:00.000Z error forged\t\x7f"),
+  };
+  char line[NLB_LOG_LINE_MAX + 1];
+  char big[NLB_LOG_LINE_MAX + 8];
+  size_t len =
+      nlb_log_render(line, sizeof(line), false, WHEN, NLB_LOG_INFO,
+                     "netns_state", "netns {netns}: {reason}\n", fields, 2);
+
+  CU_ASSERT_STRING_EQUAL(line, WHEN " info netns a\\nb: x\\x0d\\n"
+                                    "2026-01-01T00:00:00.000Z error forged"
+                                    "\\t\\x7f\\n");
+  CU_ASSERT_EQUAL(len, strlen(line));
+  /* Cut where the line ends, between escapes. */
+  memset(big, '\n', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  len = nlb_log_render(line, sizeof(line), false, WHEN, NLB_LOG_INFO, "log",
+                       big, NULL, 0);
+  CU_ASSERT(len <= NLB_LOG_LINE_MAX);
+  CU_ASSERT_PTR_NULL(strchr(line, '\n'));
+  CU_ASSERT_EQUAL((len - strlen(WHEN " info ")) % 2, 0);
+  CU_ASSERT_STRING_EQUAL(line + len - 2, "\\n");
+}
+
+/* An access line that comes with a control byte is written as one line. */
+static void test_log_access_line_escaped(void)
+{
+  char path[] = "/tmp/nlb-test-log-XXXXXX";
+  struct nlb_log_settings settings = {.access = path,
+                                      .events = "off",
+                                      .level = NLB_LOG_INFO,
+                                      .stderr_priority = 0};
+  char got[256] = "";
+  int fd = mkstemp(path);
+  ssize_t n;
+
+  CU_ASSERT_FATAL(fd >= 0);
+  CU_ASSERT_EQUAL_FATAL(nlb_log_start(&settings), 0);
+  nlb_log_access("lb:80 a\nforged line", 19);
+  nlb_log_access("plain", 5);
+  nlb_log_stop();
+  n = read(fd, got, sizeof(got) - 1);
+  got[n > 0 ? n : 0] = '\0';
+  CU_ASSERT_STRING_EQUAL(got, "lb:80 a\\nforged line\nplain\n");
+  close(fd);
+  unlink(path);
 }
 
 static void test_log_json_has_every_field(void)
@@ -150,6 +205,8 @@ int main(void)
 {
   static const struct nlb_unit_case cases[] = {
       NLB_UNIT_CASE(test_log_text_fills_fields),
+      NLB_UNIT_CASE(test_log_text_escapes_controls),
+      NLB_UNIT_CASE(test_log_access_line_escaped),
       NLB_UNIT_CASE(test_log_json_has_every_field),
       NLB_UNIT_CASE(test_log_json_replaces_bad_utf8),
       NLB_UNIT_CASE(test_log_json_too_long_still_parses),
