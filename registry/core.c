@@ -347,15 +347,15 @@ static int copy_strings(char ***dst, size_t *n_dst, const char *const *src,
 int reg_network_from_spec(struct config_network *dst,
                           const struct reg_network *src, struct reg_error *err)
 {
+  char why[512];
   unsigned prefix;
 
   if (!reg_name_ok(src->name))
     return reg_set_error(err, -EINVAL, "networks", "bad network name");
   snprintf(dst->name, sizeof(dst->name), "%s", src->name);
   if (src->netns && src->netns[0]) {
-    if (strlen(src->netns) > REG_NAME_MAX || strchr(src->netns, '/'))
-      return reg_set_error(err, -EINVAL, "networks",
-                           "network %s: bad netns name", src->name);
+    if (reg_netns_name_check(src->netns, why, sizeof(why)) < 0)
+      return reg_set_error(err, -EINVAL, "netns", "%s", why);
     snprintf(dst->netns, sizeof(dst->netns), "%s", src->netns);
   }
   if (src->range != NULL)
@@ -498,7 +498,10 @@ static int config_copy(struct config *dst, const struct reg_config *src,
     struct config_netns_mapping *m = &dst->node_networks[i];
     const char *netns = src->node_networks[i].netns;
     size_t used = strlen(dst->node_networks_text);
+    char why[512];
 
+    if (netns && netns[0] && reg_netns_name_check(netns, why, sizeof(why)) < 0)
+      return reg_set_error(err, -EINVAL, "node_networks", "%s", why);
     snprintf(m->network, sizeof(m->network), "%s",
              src->node_networks[i].network);
     snprintf(m->netns, sizeof(m->netns), "%s", netns ? netns : "");

@@ -6,6 +6,7 @@ registry_libregistry_a_SOURCES = \
 	registry/registry-int.h \
 	registry/store-int.h \
 	registry/core.c \
+	registry/names.c \
 	registry/address.c \
 	registry/services.c \
 	registry/endpoints.c \

@@ -80,6 +80,8 @@
  * reg_open/reg_reload. */
 #define REG_NAME_MAX 64
 #define REG_NAME_BUF (REG_NAME_MAX + 1)
+/* Longest network namespace name (reg_netns_name_check). */
+#define REG_NETNS_NAME_MAX 63
 /* "svc-" or "ep-" + 17 lowercase hex digits, NUL included. */
 #define REG_ID_HEX 17
 #define REG_ID_BUF 24
@@ -912,6 +914,14 @@ const char *reg_node_state_name(enum reg_node_state state);
  * and a failed one stays "failed" with its reason. */
 const char *reg_placement_state_name(const struct reg_endpoint *e,
                                      const struct reg_placement *p);
+
+/* Checks a network namespace name (a network's netns, from the config or
+ * the API, and node.networks): 1-REG_NETNS_NAME_MAX of [A-Za-z0-9._-], not
+ * "." or "..", not starting with '-' (it names a file in /run/netns and
+ * may be handed to tools as an argument). Returns 0, or -EINVAL with why
+ * (len bytes) saying so in one line of text (the name's control bytes
+ * escaped), the one message the config and the API give. Any thread. */
+int reg_netns_name_check(const char *netns, char *why, size_t len);
 
 /* Formats unix ms as RFC 3339 UTC ("2024-01-02T03:04:05.678Z") into buf of
  * REG_TIME_BUF bytes; returns buf. */

@@ -15,6 +15,7 @@
 #include "nlb/common/duration.h"
 #include "nlb/cpus.h"
 #include "nlb/lb.h"
+#include "nlb/registry.h"
 
 /* dns_domains = [ "payments.example" ]: where a provider's services may
  * take private DNS names. */
@@ -135,6 +136,7 @@ void conf_load_networks(struct conf_loader *ld, const config_setting_t *root,
     struct nlb_config_network *net = &cfg->networks[cfg->n_networks];
     const config_setting_t *allowed;
     const char *name, *range = NULL, *netns = NULL;
+    char why[256];
 
     if (!config_setting_is_group(item)) {
       conf_fail_at(ld, conf_line_of(item), "a network must be a group { ... }");
@@ -160,10 +162,10 @@ void conf_load_networks(struct conf_loader *ld, const config_setting_t *root,
     else
       net->range_text = conf_dup_or_die(range);
     if (conf_get_string(ld, item, "netns", &netns)) {
-      if (!conf_is_valid_name(netns) || strcmp(netns, ".") == 0 ||
-          strcmp(netns, "..") == 0)
-        conf_fail_at(ld, conf_line_of(conf_member_of(item, "netns")),
-                     "netns \"%s\" is not a namespace name", netns);
+      /* The registry's check: the API's networks pass the same one. */
+      if (reg_netns_name_check(netns, why, sizeof(why)) < 0)
+        conf_fail_at(ld, conf_line_of(conf_member_of(item, "netns")), "%s",
+                     why);
       else
         net->netns = conf_dup_or_die(netns);
     }

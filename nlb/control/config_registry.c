@@ -16,6 +16,7 @@
 #include "nlb/common/duration.h"
 #include "nlb/cpus.h"
 #include "nlb/lb.h"
+#include "nlb/registry.h"
 
 void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
                         struct nlb_config *cfg)
@@ -106,6 +107,7 @@ static void load_node_networks(struct conf_loader *ld,
     struct nlb_config_netns_mapping *m =
         &cfg->node_networks[cfg->n_node_networks];
     const char *name, *netns = NULL;
+    char why[256];
 
     if (!config_setting_is_group(item)) {
       conf_fail_at(ld, conf_line_of(item),
@@ -121,10 +123,8 @@ static void load_node_networks(struct conf_loader *ld,
         conf_fail_at(ld, conf_line_of(item), "node.networks names \"%s\" twice",
                      name);
     if (conf_get_string(ld, item, "netns", &netns) &&
-        (!conf_is_valid_name(netns) || strcmp(netns, ".") == 0 ||
-         strcmp(netns, "..") == 0)) {
-      conf_fail_at(ld, conf_line_of(conf_member_of(item, "netns")),
-                   "netns \"%s\" is not a namespace name", netns);
+        reg_netns_name_check(netns, why, sizeof(why)) < 0) {
+      conf_fail_at(ld, conf_line_of(conf_member_of(item, "netns")), "%s", why);
       continue;
     }
     m->network = conf_dup_or_die(name);

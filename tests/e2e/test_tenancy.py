@@ -11,11 +11,16 @@ API, with no config edit and no SIGHUP.
   refused on every node within a second, and its stream there ends;
 - no token the API made appears in any log, event, list, error or the
   registry file;
-- each route's errors; the per-provider service quota."""
+- each route's errors; the per-provider service quota;
+- an API network's netns is refused exactly as the config refuses it,
+  with the same message."""
 
 import os
 import re
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 
 import apitest
@@ -437,6 +442,48 @@ def test_service_quota():
                {"name": "c", "load_balancer": "payments-lb"}, status=201)
 
 
+
+def config_message(netns):
+    """What `nlbd -t` says of a config network with that netns (the text
+    after FILE:LINE)."""
+    if not os.path.exists(nlbtest.NLBD):
+        raise nlbtest.Skip("%s is not built" % nlbtest.NLBD)
+    directory = tempfile.mkdtemp(prefix="nlbtest-netns-")
+    path = os.path.join(directory, "netns.cfg")
+    quoted = netns.replace("\\", "\\\\").replace('"', '\\"').replace(
+        "\n", "\\n")
+    try:
+        with open(path, "w") as f:
+            f.write('networks = ( { name = "n"; range = "127.1.0.0/24";\n'
+                    '  netns = "%s"; } );\n' % quoted)
+        done = subprocess.run([nlbtest.NLBD, "-t", "-c", path],
+                              capture_output=True, text=True, timeout=10)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    assert done.returncode == 2, done
+    prefix = path + ":2: "
+    lines = [l[len(prefix):] for l in done.stderr.splitlines()
+             if l.startswith(prefix)]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_api_netns_checked_as_the_config():
+    with ApiServer() as api:
+        for netns in ("..", ".", "-x", "a b", "a\nb"):
+            err = api.error("POST", "/v1/networks", "ops",
+                            {"name": "vpc7", "range": "127.82.0.0/30",
+                             "netns": netns},
+                            status=400, code="InvalidValue", field="netns")
+            assert "\n" not in err["message"], err
+            assert err["message"] == config_message(netns), (
+                err, config_message(netns))
+        made = api.ok("POST", "/v1/networks", "ops",
+                      {"name": "vpc7", "range": "127.82.0.0/30",
+                       "netns": "vpc7.ns_1"}, status=201)
+        assert made["netns"] == "vpc7.ns_1", made
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_onboarding_without_config_edit,
@@ -445,4 +492,5 @@ if __name__ == "__main__":
         test_api_network_on_every_node,
         test_route_errors,
         test_service_quota,
+        test_api_netns_checked_as_the_config,
     ])

@@ -101,7 +101,8 @@ FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/nlb/lb/lb_round_robin.c \
 	$(top_srcdir)/nlb/lb/lb_least_conn.c \
 	$(top_srcdir)/nlb/dataplane/target.c \
-	$(top_srcdir)/nlb/common/hmap.c
+	$(top_srcdir)/nlb/common/hmap.c \
+	$(top_srcdir)/registry/names.c
 FUZZ_PROXY_V2_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_proxy_v2.c \
 	$(top_srcdir)/nlb/dataplane/proxy_v2.c

@@ -936,6 +936,32 @@ static void test_config_node_networks(void)
                   2, "'service_quota' must be between 0 and 1000000");
 }
 
+/* A netns name is checked as the registry checks an API network's (one
+ * function, one message, one line whatever the name holds). */
+static void test_config_netns_names(void)
+{
+  static const char *const bad[] = {"..", ".", "-x", "a b", "a\\nb"};
+  char text[256];
+
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(text, sizeof(text),
+             "networks = ( { name = \"n\";\n"
+             "  range = \"127.1.0.0/24\"; netns = \"%s\"; } );\n",
+             bad[i]);
+    expect_error_at(text, 2, "is not a namespace name");
+    snprintf(text, sizeof(text),
+             "node = { name = \"n\";\n"
+             "  networks = ( { name = \"a\"; netns = \"%s\"; } ); };\n",
+             bad[i]);
+    expect_error_at(text, 2, "is not a namespace name");
+  }
+  expect_error_at("networks = ( { name = \"n\";\n"
+                  "  range = \"127.1.0.0/24\"; netns = \"a\\nb\"; } );\n",
+                  2, "netns \"a\\nb\" is not a namespace name");
+  expect_ok("networks = ( { name = \"n\";\n"
+            "  range = \"127.1.0.0/24\"; netns = \"ns-1.a_b\"; } );\n");
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -958,6 +984,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_relative_paths),
       NLB_UNIT_CASE(test_config_algorithm_names),
       NLB_UNIT_CASE(test_config_node_networks),
+      NLB_UNIT_CASE(test_config_netns_names),
       NLB_UNIT_CASE(test_config_dns),
   };
   return nlb_unit_run("config", suite_init, suite_clean, cases,

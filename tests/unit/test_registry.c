@@ -2402,6 +2402,38 @@ static void test_registry_service_event(void)
   close_fresh();
 }
 
+/* An API network's netns passes the config's check, with its message (one
+ * line): not ".", "..", a leading '-', a space or a control byte. */
+static void test_registry_netns_names(void)
+{
+  static const char *const bad[] = {"..",   ".",    "-x", "a b",
+                                    "a\nb", "../x", "a/b"};
+  static const struct reg_netns_mapping dash[] = {{"vpc9", "-x"}};
+  struct reg_network_params p = {"vpc9", "10.9.0.0/30", NULL, NULL, 0};
+  struct reg_config c = config;
+  struct reg_error err;
+
+  open_fresh();
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    p.netns = bad[i];
+    CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), -EINVAL);
+    CU_ASSERT(strstr(err.message, "is not a namespace name") != NULL);
+    CU_ASSERT_PTR_NULL(strchr(err.message, '\n'));
+  }
+  CU_ASSERT(strstr(err.message, "netns \"a/b\"") != NULL);
+  p.netns = "a\nb";
+  CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), -EINVAL);
+  CU_ASSERT(strstr(err.message, "netns \"a\\nb\"") != NULL);
+  p.netns = "ns-9.a_b";
+  CU_ASSERT_EQUAL(reg_network_create(reg, &OPS, &p, NULL, &err), 0);
+  /* node.networks too. */
+  c.node_networks = dash;
+  c.n_node_networks = 1;
+  CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EINVAL);
+  CU_ASSERT(strstr(err.message, "is not a namespace name") != NULL);
+  close_fresh();
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -2446,6 +2478,7 @@ int main(void)
       NLB_UNIT_CASE(test_registry_private_dns_config),
       NLB_UNIT_CASE(test_registry_dns_names),
       NLB_UNIT_CASE(test_registry_service_event),
+      NLB_UNIT_CASE(test_registry_netns_names),
   };
   return nlb_unit_run("registry", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
