@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -295,8 +296,9 @@ static void config_free(struct config *config)
 const struct config_principal *reg_find_principal(const struct config *c,
                                                   const char *name)
 {
+  /* Names are one name whatever their case (see registry.h). */
   for (size_t i = 0; i < c->n_principals; i++)
-    if (strcmp(c->principals[i].name, name) == 0)
+    if (strcasecmp(c->principals[i].name, name) == 0)
       return &c->principals[i];
   return NULL;
 }
@@ -700,20 +702,29 @@ static const struct reg_store_ops *find_store(const char *name)
 static int names_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   const struct config *cfg = arg;
-  struct reg_principal_info p;
+  struct reg_principal_info *made;
   struct reg_network_info net;
+  size_t n_made;
   int r;
 
-  for (size_t i = 0; i < cfg->n_principals; i++) {
-    r = reg->ops->principal_get(reg->store, cfg->principals[i].name, &p);
-    if (r == 0)
-      return reg_set_error(err, -EEXIST, "principals",
-                           "principal %s was made through the API: remove it "
-                           "from the config or delete it there",
-                           cfg->principals[i].name);
-    if (r != -ENOENT)
-      return reg_store_error(reg, err, r);
+  /* Principals compare as one name whatever their case: all of the API's
+   * are read (an open or a reload, not a request). */
+  if ((r = reg->ops->principal_list(reg->store, &made, &n_made)) < 0)
+    return reg_store_error(reg, err, r);
+  for (size_t i = 0; i < n_made; i++) {
+    const struct config_principal *p = reg_find_principal(cfg, made[i].name);
+
+    if (p == NULL)
+      continue;
+    reg_set_error(err, -EEXIST, "principals",
+                  "principal %s was made through the API%s%s: remove it "
+                  "from the config or delete it there",
+                  p->name, strcmp(p->name, made[i].name) ? " as " : "",
+                  strcmp(p->name, made[i].name) ? made[i].name : "");
+    free(made);
+    return -EEXIST;
   }
+  free(made);
   for (size_t i = 0; i < cfg->n_networks; i++) {
     r = reg->ops->network_get(reg->store, cfg->networks[i].name, &net);
     if (r == 0) {
@@ -969,11 +980,27 @@ struct events_read {
   uint64_t through;
 };
 
+/* Raises *after past the events of earlier principals of name: those
+ * made before this one through the API (a principal deleted, then made
+ * again) are not its own. */
+static int events_since(struct reg *reg, const char *name, uint64_t *after)
+{
+  struct reg_principal_info p;
+  int r = reg->ops->principal_get(reg->store, name, &p);
+
+  if (r == -ENOENT)
+    return 0;
+  if (r == 0 && p.since_seq > *after)
+    *after = p.since_seq;
+  return r;
+}
+
 static int events_read_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   struct events_read *c = arg;
   struct reg_store_event_filter filter = {0};
   const struct reg_store_event_filter *f = NULL;
+  uint64_t after = c->after;
   int r;
 
   free(c->events);
@@ -989,7 +1016,8 @@ static int events_read_body(struct reg *reg, void *arg, struct reg_error *err)
   /* The last seq first: an event committed after it is not in the answer
    * and must not be skipped by a reader that moves its cursor to it. */
   if ((r = reg->ops->last_seq(reg->store, &c->through)) < 0 ||
-      (r = reg->ops->events_after(reg->store, c->after, f, c->limit, &c->events,
+      (f && (r = events_since(reg, c->actor->name, &after)) < 0) ||
+      (r = reg->ops->events_after(reg->store, after, f, c->limit, &c->events,
                                   &c->n)) < 0)
     return reg_store_error(reg, err, r);
   if (c->n == c->limit)

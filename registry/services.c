@@ -5,14 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "registry-int.h"
 
 /* Service names: they appear in URLs and logs, so a tame alphabet, and not
- * shaped like an ID (lookups accept either). */
+ * shaped like an ID in any case: lookups accept a name or a service's ID,
+ * and SERVICE.ZONE must not be an endpoint's name EP-ID.ZONE (DNS ignores
+ * case). */
 static bool service_name_ok(const char *s)
 {
-  return reg_name_tame(s) && strncmp(s, "svc-", 4) != 0;
+  return reg_name_tame(s) && strncasecmp(s, "svc-", 4) != 0 &&
+         !(strncasecmp(s, "ep-", 3) == 0 && s[3] != '\0' &&
+           strspn(s + 3, "0123456789abcdefABCDEF") == strlen(s + 3));
 }
 
 /* Normalizes a list of principals for a service: "*" or a name (a consumer
@@ -151,9 +156,11 @@ static int check_quota(struct reg *reg, const struct create_service *c,
   return 0;
 }
 
-/* The name is looked up first: after a failed insert PostgreSQL reads
- * nothing more in the transaction, and the insert's failure alone would
- * not say which key was taken. */
+/* The name is looked up first (in any case): after a failed insert
+ * PostgreSQL reads nothing more in the transaction, and the insert's
+ * failure alone would not say which key was taken. The answer says the
+ * name is not available, never whose it is nor how it is spelt there:
+ * names are unique across providers. */
 static int create_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   const struct create_service *c = arg;
@@ -167,7 +174,9 @@ static int create_body(struct reg *reg, void *arg, struct reg_error *err)
 
   if (r == 0) {
     reg_service_release(&other);
-    return reg_set_error(err, -EEXIST, "name", "a service named %s exists",
+    return reg_set_error(err, -EEXIST, "name",
+                         "the service name %s is not available (names are "
+                         "unique across providers, whatever their case)",
                          s->name);
   }
   if (r == -ENOENT)
@@ -194,7 +203,8 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
   if (!service_name_ok(params->name))
     return reg_set_error(err, -EINVAL, "name",
                          "name must be 1-%d of [A-Za-z0-9._-], starting with "
-                         "a letter or digit, not svc-",
+                         "a letter or digit, and not shaped like an ID "
+                         "(svc-..., ep- and hex digits)",
                          REG_NAME_MAX);
   if (params->load_balancer == NULL ||
       !reg_find_load_balancer(&reg->config, params->load_balancer))

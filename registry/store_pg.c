@@ -150,7 +150,19 @@ static const char *const migrations[] = {
     "  ON services (private_dns_name) WHERE private_dns_name <> '';"
     "ALTER TABLE endpoints ADD COLUMN private_dns boolean NOT NULL"
     "  DEFAULT false;",
+    /* 3 -> 4: names unique as DNS compares them, ignoring ASCII case
+     * (refuse_case_twins runs first); each principal's since_seq, after
+     * the events of an earlier principal of its name. */
+    "CREATE UNIQUE INDEX services_name_nocase ON services (lower(name));"
+    "CREATE UNIQUE INDEX principals_name_nocase ON principals (lower(name));"
+    "ALTER TABLE principals ADD COLUMN since_seq bigint NOT NULL DEFAULT 0;"
+    "UPDATE principals p SET since_seq = m.seq FROM (SELECT subject,"
+    "  max(seq) AS seq FROM events WHERE type = 'principal_create'"
+    "  GROUP BY subject) m WHERE m.subject = p.name;",
 };
+
+/* The migration whose unique indexes ignore case. */
+#define NOCASE_MIGRATION 3
 
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -221,6 +233,8 @@ enum stmt_id {
   PRINCIPAL_GET,
   PRINCIPAL_LIST,
   PRINCIPAL_DELETE,
+  PRINCIPAL_FORGET_ENDPOINTS,
+  PRINCIPAL_FORGET_GRANTS,
   PRINCIPAL_SERVICES,
   PRINCIPAL_ENDPOINTS,
   TOKEN_INSERT,
@@ -249,7 +263,8 @@ static const char *const stmt_sql[N_STMTS] = {
     [SVC_INSERT] = "INSERT INTO services (" SERVICE_COLUMNS
                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     [SVC_GET] = "SELECT " SERVICE_COLUMNS " FROM services"
-                " WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1",
+                " WHERE id = $1 OR lower(name) = lower($1)"
+                " ORDER BY id = $1 DESC LIMIT 1",
     [SVC_LIST_ALL] = "SELECT " SERVICE_COLUMNS
                      " FROM services WHERE $1::text IS NULL" PAGE(""),
     [SVC_LIST_OWNER] =
@@ -335,13 +350,17 @@ static const char *const stmt_sql[N_STMTS] = {
                  " WHERE state IN ('rejected','deleted','expired','failed')"
                  " AND updated_at < $1 ORDER BY updated_at LIMIT $2)",
     [SVC_COUNT_OWNER] = "SELECT count(*) FROM services WHERE owner = $1",
-    [PRINCIPAL_INSERT] =
-        "INSERT INTO principals (name, role, created_at) VALUES ($1, $2, $3)",
-    [PRINCIPAL_GET] =
-        "SELECT name, role, created_at FROM principals WHERE name = $1",
-    [PRINCIPAL_LIST] = "SELECT name, role, created_at FROM principals"
-                       " ORDER BY name COLLATE \"C\"",
+    [PRINCIPAL_INSERT] = "INSERT INTO principals (name, role, created_at,"
+                         " since_seq) VALUES ($1, $2, $3, $4)",
+    [PRINCIPAL_GET] = "SELECT name, role, created_at, since_seq"
+                      " FROM principals WHERE name = $1",
+    [PRINCIPAL_LIST] = "SELECT name, role, created_at, since_seq"
+                       " FROM principals ORDER BY name COLLATE \"C\"",
     [PRINCIPAL_DELETE] = "DELETE FROM principals WHERE name = $1",
+    [PRINCIPAL_FORGET_ENDPOINTS] =
+        "DELETE FROM endpoints WHERE consumer = $1 AND state NOT IN " LIVE,
+    [PRINCIPAL_FORGET_GRANTS] =
+        "DELETE FROM service_principals WHERE principal = $1",
     [PRINCIPAL_SERVICES] = "SELECT count(*) FROM services WHERE owner = $1",
     [PRINCIPAL_ENDPOINTS] = "SELECT count(*) FROM endpoints WHERE consumer = $1"
                             " AND state IN " LIVE,
@@ -477,6 +496,39 @@ static int read_version(struct reg_store *store, int *version)
   return 0;
 }
 
+/* Before names compare ignoring case: two that differ only in case cannot
+ * both stay, and which one goes is their owners' business, not an
+ * upgrade's. The store is refused, naming them (the message ends up in
+ * nlbd's start failure). */
+static int refuse_case_twins(struct reg_store *store)
+{
+  PGresult *res =
+      PQexec(store->conn,
+             "SELECT 'services ' || string_agg(name, ', ') FROM services"
+             " GROUP BY lower(name) HAVING count(*) > 1 UNION ALL"
+             " SELECT 'principals ' || string_agg(name, ', ') FROM principals"
+             " GROUP BY lower(name) HAVING count(*) > 1");
+  char twins[160] = "";
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    return result_error(store, res);
+  for (int i = 0; i < PQntuples(res); i++) {
+    size_t used = strlen(twins);
+
+    snprintf(twins + used, sizeof(twins) - used, "%s%s", used ? "; " : "",
+             PQgetvalue(res, i, 0));
+  }
+  PQclear(res);
+  if (twins[0] == '\0')
+    return 0;
+  snprintf(store->errmsg, sizeof(store->errmsg),
+           "names that differ only in case (%s): this nlb compares names as "
+           "DNS does; delete all but one of each with the nlb that made "
+           "them, then start this one",
+           twins);
+  return -EIO;
+}
+
 /* Brings the schema up to date in one transaction, under an advisory lock,
  * so that nodes starting together migrate once, in line. */
 static int migrate(struct reg_store *store)
@@ -499,7 +551,8 @@ static int migrate(struct reg_store *store)
     goto fail_rollback;
   }
   for (int v = version; v < N_MIGRATIONS; v++)
-    if ((r = exec_simple(store, migrations[v])) < 0)
+    if ((v == NOCASE_MIGRATION && (r = refuse_case_twins(store)) < 0) ||
+        (r = exec_simple(store, migrations[v])) < 0)
       goto fail_rollback;
   snprintf(sql, sizeof(sql),
            "DELETE FROM nlb_schema; INSERT INTO nlb_schema VALUES (%d)",
@@ -1554,17 +1607,19 @@ static int principal_from_row(const PGresult *res, int row, void *item)
   memset(p, 0, sizeof(*p));
   copy_value(res, row, 0, p->name, sizeof(p->name));
   p->created_at = int_value(res, row, 2);
+  p->since_seq = (uint64_t)int_value(res, row, 3);
   return reg_role_parse(PQgetvalue(res, row, 1), &p->role) < 0 ? -EIO : 0;
 }
 
 static int store_principal_insert(struct reg_store *store,
                                   const struct reg_principal_info *p)
 {
-  char created[24];
+  char created[24], since[24];
   const char *values[] = {p->name, reg_role_name(p->role),
-                          I64(created, p->created_at)};
+                          I64(created, p->created_at),
+                          I64(since, p->since_seq)};
 
-  return run_text(store, PRINCIPAL_INSERT, 3, values, NULL);
+  return run_text(store, PRINCIPAL_INSERT, 4, values, NULL);
 }
 
 /* The first row of statement id into item; -ENOENT when none. */
@@ -1612,7 +1667,14 @@ static int delete_one(struct reg_store *store, enum stmt_id id, const char *key)
 
 static int store_principal_delete(struct reg_store *store, const char *name)
 {
-  return delete_one(store, PRINCIPAL_DELETE, name);
+  const char *values[] = {name};
+  int r = delete_one(store, PRINCIPAL_DELETE, name);
+
+  if (r == 0)
+    r = run_text(store, PRINCIPAL_FORGET_ENDPOINTS, 1, values, NULL);
+  if (r == 0)
+    r = run_text(store, PRINCIPAL_FORGET_GRANTS, 1, values, NULL);
+  return r;
 }
 
 static int store_principal_holdings(struct reg_store *store, const char *name,

@@ -154,7 +154,22 @@ static const char *const migrations[] = {
     "  ON services(private_dns_name) WHERE private_dns_name != '';"
     "ALTER TABLE endpoints ADD COLUMN private_dns INTEGER NOT NULL"
     "  DEFAULT 0;",
+    /* 5 -> 6: names unique as DNS compares them, ignoring ASCII case
+     * (refuse_case_twins runs first); each principal's since_seq, after
+     * the events of an earlier principal of its name. */
+    "CREATE UNIQUE INDEX services_name_nocase ON services(lower(name));"
+    "CREATE UNIQUE INDEX principals_name_nocase ON principals(lower(name));"
+    "ALTER TABLE principals ADD COLUMN since_seq INTEGER NOT NULL DEFAULT 0;"
+    /* One pass over the events, not one per principal. */
+    "CREATE INDEX events_made ON events(subject, seq)"
+    "  WHERE type = 'principal_create';"
+    "UPDATE principals SET since_seq = coalesce((SELECT max(seq) FROM events"
+    "  WHERE type = 'principal_create' AND subject = principals.name), 0);"
+    "DROP INDEX events_made;",
 };
+
+/* The migration whose unique indexes ignore case. */
+#define NOCASE_MIGRATION 5
 
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -224,6 +239,8 @@ enum stmt_id {
   PRINCIPAL_GET,
   PRINCIPAL_LIST,
   PRINCIPAL_DELETE,
+  PRINCIPAL_FORGET_ENDPOINTS,
+  PRINCIPAL_FORGET_GRANTS,
   PRINCIPAL_SERVICES,
   PRINCIPAL_ENDPOINTS,
   TOKEN_INSERT,
@@ -258,7 +275,7 @@ static const char *const stmt_sql[N_STMTS] = {
                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [SVC_GET] = "SELECT " SERVICE_COLUMNS " FROM services WHERE id = ?1"
                 " UNION ALL SELECT " SERVICE_COLUMNS
-                " FROM services WHERE name = ?1 LIMIT 1",
+                " FROM services WHERE lower(name) = lower(?1) LIMIT 1",
     /* One statement per filter, so each can use its index. */
     [SVC_LIST_ALL] = "SELECT " SERVICE_COLUMNS " FROM services"
                      " WHERE 1" PAGE_AFTER("") PAGE_ORDER(""),
@@ -337,13 +354,17 @@ static const char *const stmt_sql[N_STMTS] = {
                  " WHERE state IN ('rejected','deleted','expired','failed')"
                  " AND updated_at < ?1 ORDER BY updated_at LIMIT ?2)",
     [SVC_COUNT_OWNER] = "SELECT count(*) FROM services WHERE owner = ?1",
-    [PRINCIPAL_INSERT] =
-        "INSERT INTO principals (name, role, created_at) VALUES (?1, ?2, ?3)",
-    [PRINCIPAL_GET] =
-        "SELECT name, role, created_at FROM principals WHERE name = ?1",
-    [PRINCIPAL_LIST] =
-        "SELECT name, role, created_at FROM principals ORDER BY name",
+    [PRINCIPAL_INSERT] = "INSERT INTO principals (name, role, created_at,"
+                         " since_seq) VALUES (?1, ?2, ?3, ?4)",
+    [PRINCIPAL_GET] = "SELECT name, role, created_at, since_seq"
+                      " FROM principals WHERE name = ?1",
+    [PRINCIPAL_LIST] = "SELECT name, role, created_at, since_seq"
+                       " FROM principals ORDER BY name",
     [PRINCIPAL_DELETE] = "DELETE FROM principals WHERE name = ?1",
+    [PRINCIPAL_FORGET_ENDPOINTS] =
+        "DELETE FROM endpoints WHERE consumer = ?1 AND state NOT IN " LIVE,
+    [PRINCIPAL_FORGET_GRANTS] =
+        "DELETE FROM service_principals WHERE principal = ?1",
     [PRINCIPAL_SERVICES] = "SELECT count(*) FROM services WHERE owner = ?1",
     [PRINCIPAL_ENDPOINTS] = "SELECT count(*) FROM endpoints WHERE consumer = ?1"
                             " AND state IN " LIVE,
@@ -530,6 +551,42 @@ static int read_user_version(struct reg_store *store, int *version)
   return rc == SQLITE_ROW ? 0 : fail(store, rc);
 }
 
+/* Before names compare ignoring case: two that differ only in case cannot
+ * both stay, and which one goes is their owners' business, not an
+ * upgrade's. The store is refused, naming them (the message ends up in
+ * nlbd's start failure). */
+static int refuse_case_twins(struct reg_store *store)
+{
+  static const char sql[] =
+      "SELECT 'services ' || group_concat(name, ', ') FROM services"
+      " GROUP BY lower(name) HAVING count(*) > 1 UNION ALL"
+      " SELECT 'principals ' || group_concat(name, ', ') FROM principals"
+      " GROUP BY lower(name) HAVING count(*) > 1";
+  char twins[160] = "";
+  sqlite3_stmt *stmt;
+  int rc = sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL);
+
+  if (rc != SQLITE_OK)
+    return fail(store, rc);
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    size_t used = strlen(twins);
+
+    snprintf(twins + used, sizeof(twins) - used, "%s%s", used ? "; " : "",
+             (const char *)sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE)
+    return fail(store, rc);
+  if (twins[0] == '\0')
+    return 0;
+  snprintf(store->errmsg, sizeof(store->errmsg),
+           "names that differ only in case (%s): this nlb compares names as "
+           "DNS does; delete all but one of each with the nlb that made "
+           "them, then start this one",
+           twins);
+  return -EIO;
+}
+
 /* Runs the migrations the database lacks, with the version bump, in one
  * transaction, so a crash leaves a consistent version. */
 static int migrate(struct reg_store *store)
@@ -548,7 +605,8 @@ static int migrate(struct reg_store *store)
     r = -EIO;
   }
   for (; r == 0 && version < N_MIGRATIONS; version++) {
-    if ((r = exec(store, migrations[version])) < 0)
+    if ((version == NOCASE_MIGRATION && (r = refuse_case_twins(store)) < 0) ||
+        (r = exec(store, migrations[version])) < 0)
       break;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
     r = exec(store, sql);
@@ -1461,6 +1519,7 @@ static int principal_from_row(sqlite3_stmt *stmt, void *item)
   memset(p, 0, sizeof(*p));
   column_copy(stmt, 0, p->name, sizeof(p->name));
   p->created_at = sqlite3_column_int64(stmt, 2);
+  p->since_seq = (uint64_t)sqlite3_column_int64(stmt, 3);
   return reg_role_parse((const char *)sqlite3_column_text(stmt, 1), &p->role) <
                  0
              ? -EIO
@@ -1475,6 +1534,7 @@ static int store_principal_insert(struct reg_store *store,
   bind_text(stmt, 1, p->name);
   bind_text(stmt, 2, reg_role_name(p->role));
   sqlite3_bind_int64(stmt, 3, p->created_at);
+  sqlite3_bind_int64(stmt, 4, (sqlite3_int64)p->since_seq);
   return stmt_run(store, stmt);
 }
 
@@ -1518,9 +1578,24 @@ static int delete_one(struct reg_store *store, enum stmt_id id, const char *key)
   return sqlite3_changes(store->db) == 1 ? 0 : -ENOENT;
 }
 
+/* A delete of any number of rows, keyed by ?1. */
+static int delete_all(struct reg_store *store, enum stmt_id id, const char *key)
+{
+  sqlite3_stmt *stmt = stmt_get(store, id);
+
+  bind_text(stmt, 1, key);
+  return stmt_run(store, stmt);
+}
+
 static int store_principal_delete(struct reg_store *store, const char *name)
 {
-  return delete_one(store, PRINCIPAL_DELETE, name);
+  int r = delete_one(store, PRINCIPAL_DELETE, name);
+
+  if (r == 0)
+    r = delete_all(store, PRINCIPAL_FORGET_ENDPOINTS, name);
+  if (r == 0)
+    r = delete_all(store, PRINCIPAL_FORGET_GRANTS, name);
+  return r;
 }
 
 static int store_principal_holdings(struct reg_store *store, const char *name,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "registry-int.h"
 
@@ -41,10 +42,14 @@ static int principal_create_body(struct reg *reg, void *arg,
                                  struct reg_error *err)
 {
   struct principal_create *c = arg;
-  int r = reg->ops->principal_insert(reg->store, &c->principal);
+  int r = reg->ops->last_seq(reg->store, &c->principal.since_seq);
 
+  if (r == 0)
+    r = reg->ops->principal_insert(reg->store, &c->principal);
   if (r == -EEXIST)
-    return reg_set_error(err, r, "name", "a principal named %s exists",
+    return reg_set_error(err, r, "name",
+                         "a principal named %s exists (names are one "
+                         "whatever their case)",
                          c->principal.name);
   if (r == 0)
     r = reg->ops->token_insert(reg->store, &c->token);
@@ -77,7 +82,7 @@ int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
   if ((r = check_operator(actor, err)) < 0 ||
       (r = check_token_id(token_id, err)) < 0)
     return r;
-  if (!reg_name_tame(name) || strcmp(name, REG_SYSTEM_PRINCIPAL) == 0)
+  if (!reg_name_tame(name) || strcasecmp(name, REG_SYSTEM_PRINCIPAL) == 0)
     return reg_set_error(err, -EINVAL, "name",
                          "name must be 1-%d of [A-Za-z0-9._-], starting with "
                          "a letter or digit",
@@ -86,7 +91,9 @@ int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
     return reg_set_error(err, -EINVAL, "role", "unknown role");
   if (reg_find_principal(&reg->config, name))
     return reg_set_error(err, -EEXIST, "name",
-                         "a principal named %s exists (in the config)", name);
+                         "a principal named %s exists (in the config; names "
+                         "are one whatever their case)",
+                         name);
   snprintf(c.principal.name, sizeof(c.principal.name), "%s", name);
   c.principal.role = role;
   c.principal.created_at = reg_now_ms();

@@ -22,6 +22,9 @@
  *     (the transaction did nothing); the next begin() tries to reconnect,
  *     at most as often as its backoff allows.
  *
+ * Service and principal names are unique ignoring ASCII case (a unique
+ * index on lower(name)); service_get matches a name in any case.
+ *
  * Only registry/ uses this header. One thread, like the registry.
  * Every function returns 0 or a negative errno: -ENOENT (no such row),
  * -EEXIST (a unique key, e.g. a service name, is taken), -EADDRINUSE (a live
@@ -191,6 +194,9 @@ struct reg_store_ops {
                        struct reg_principal_info *out);
   int (*principal_list)(struct reg_store *store,
                         struct reg_principal_info **out, size_t *n);
+  /* Deletes name, its tokens, the endpoints whose consumer it is (with
+   * their placements) and the service permissions naming it; -ENOENT when
+   * no such principal. Its events stay. */
   int (*principal_delete)(struct reg_store *store, const char *name);
   /* Services it owns and live endpoints it holds. */
   int (*principal_holdings)(struct reg_store *store, const char *name,

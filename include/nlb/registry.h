@@ -61,6 +61,12 @@
  * resource exists but is not visible to the actor the answer is -ENOENT, never
  * -EACCES.
  *
+ * Names of services and principals are unique the way DNS compares them,
+ * ignoring ASCII case: "PAYMENTS" is taken while "payments" exists (a
+ * service's name is a DNS name, SERVICE.ZONE). Each keeps the spelling it
+ * was made with, and lookups by name other than a service's match it
+ * exactly.
+ *
  * Ownership: result structs are filled into memory the caller provides;
  * their list members (ports, allowed_principals, allowed_sources,
  * placements) are heap allocated and released with reg_service_release() /
@@ -379,6 +385,10 @@ struct reg_principal_info {
   enum reg_role role;
   bool from_config;
   int64_t created_at; /* unix ms; 0 for the config's */
+  /* The last seq committed before it was made (0 for the config's):
+   * events up to it are an earlier principal's of the same name, never
+   * shown to this one. */
+  uint64_t since_seq;
 };
 
 /* An API token: only its SHA-256 is stored, never the token. */
@@ -472,7 +482,10 @@ bool reg_take_notices(struct reg *reg);
 /* ---- services (provider routes; the operator may act on every service) --- */
 
 struct reg_service_params {
-  const char *name; /* 1..REG_NAME_MAX of [A-Za-z0-9._-], first alnum */
+  /* 1..REG_NAME_MAX of [A-Za-z0-9._-], first alnum; not shaped like an ID
+   * ("svc-..." or "ep-" and hex digits, in any case: services are found by
+   * name or ID, and SERVICE.ZONE would be an endpoint's name). */
+  const char *name;
   const char *load_balancer; /* a configured load balancer */
   bool acceptance_required;
   const char *const *allowed_principals; /* consumers or "*" */
@@ -485,15 +498,16 @@ struct reg_service_params {
 /* Creates a service owned by actor. Providers and operators only (consumers:
  * -EACCES). Fills *out (release it). Errors: -EINVAL (bad name, unknown
  * load balancer, unknown principal, bad limit, bad private_dns_name),
- * -EACCES (private_dns_name outside actor's domains), -EEXIST (name or
- * private_dns_name taken), -EIO, -ENOMEM. */
+ * -EACCES (private_dns_name outside actor's domains), -EEXIST (name, in any
+ * case, or private_dns_name taken: the message names neither the service
+ * that holds it nor its owner), -EIO, -ENOMEM. */
 int reg_service_create(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_service_params *params,
                        struct reg_service *out, struct reg_error *err);
 
-/* Fills *out with service id (or name). The owner and operators see it;
- * another provider gets -ENOENT; consumers -EACCES (they use
- * reg_available_services). */
+/* Fills *out with service id (or name, in any case). The owner and
+ * operators see it; another provider gets -ENOENT; consumers -EACCES (they
+ * use reg_available_services). */
 int reg_service_describe(struct reg *reg, const struct reg_actor *actor,
                          const char *id, struct reg_service *out,
                          struct reg_error *err);
@@ -702,9 +716,10 @@ int reg_node_drain(struct reg *reg, const struct reg_actor *actor,
  * (operators only see them). */
 
 /* Makes principal name with role and its first token, whose SHA-256 the
- * caller computed (the registry never sees a token). Fills *principal and
- * *token (both may be NULL). Errors: -EACCES (not an operator), -EINVAL
- * (bad name or role), -EEXIST (the name is taken, by the config or the
+ * caller computed (the registry never sees a token). It sees no event
+ * committed before it (since_seq). Fills *principal and *token (both may
+ * be NULL). Errors: -EACCES (not an operator), -EINVAL (bad name or
+ * role), -EEXIST (the name is taken in any case, by the config or the
  * API). */
 int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
                          const char *name, enum reg_role role,
@@ -719,8 +734,12 @@ int reg_principals_list(struct reg *reg, const struct reg_actor *actor,
                         struct reg_error *err);
 
 /* Deletes a principal made through the API and its tokens (one
- * token_revoke event each, then principal_delete). -ENOENT, -EBUSY (the
- * config's; or it owns services or has live endpoints). */
+ * token_revoke event each, then principal_delete), with what it left: its
+ * endpoints (all in final states, or the delete is refused) and every
+ * service permission naming it. Its events stay (operators see them); a
+ * principal made later under the same name sees none of them, and starts
+ * with no endpoint and no permission. -ENOENT, -EBUSY (the config's; or
+ * it owns services or has live endpoints). */
 int reg_principal_delete(struct reg *reg, const struct reg_actor *actor,
                          const char *name, struct reg_error *err);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "nlb/config-sections.h"
@@ -71,8 +72,9 @@ void conf_load_principals(struct conf_loader *ld, const config_setting_t *root,
     name = conf_item_name(ld, item, "principal");
     if (!name)
       continue;
+    /* One name whatever its case, as the registry compares them. */
     for (size_t j = 0; j < cfg->n_principals; j++)
-      if (strcmp(cfg->principals[j].name, name) == 0)
+      if (strcasecmp(cfg->principals[j].name, name) == 0)
         conf_fail_at(ld, conf_line_of(item), "duplicate principal name \"%s\"",
                      name);
     p->line = conf_line_of(item);

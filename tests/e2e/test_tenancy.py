@@ -12,6 +12,11 @@ API, with no config edit and no SIGHUP.
 - no token the API made appears in any log, event, list, error or the
   registry file;
 - each route's errors; the per-provider service quota;
+- names compare as DNS compares them (PAYMENTS is payments, OPS is ops)
+  and a 409 for a taken service name names neither the service as spelt
+  nor its owner; names shaped like an ID are refused;
+- a principal deleted and made again starts empty: none of the old one's
+  endpoints, events or permissions;
 - an API network's netns is refused exactly as the config refuses it,
   with the same message."""
 
@@ -442,6 +447,84 @@ def test_service_quota():
                {"name": "c", "load_balancer": "payments-lb"}, status=201)
 
 
+def test_names_one_whatever_their_case():
+    with ApiServer() as api:
+        svc = api.ok("POST", "/v1/services", "payments",
+                     {"name": "payments", "load_balancer": "payments-lb"},
+                     status=201)
+        theirs = api.error("POST", "/v1/services", "search",
+                           {"name": "PAYMENTS", "load_balancer": "search-lb"},
+                           status=409, code="AlreadyExists", field="name")
+        # Neither its spelling there nor its owner (both "payments"), nor
+        # its ID; and its owner is told the same.
+        assert "payments" not in theirs["message"], theirs
+        assert svc["id"] not in theirs["message"], theirs
+        mine = api.error("POST", "/v1/services", "payments",
+                         {"name": "PAYMENTS", "load_balancer": "payments-lb"},
+                         status=409, code="AlreadyExists")
+        assert mine == theirs, (mine, theirs)
+        # One service, found by its name in any case (by its owner).
+        assert api.ok("GET", "/v1/services/PayMents",
+                      "payments")["id"] == svc["id"]
+        api.error("GET", "/v1/services/PAYMENTS", "search", status=404,
+                  code="NotFound")
+        for name in ("ep-0123abcd0123abcd0", "EP-0123ABCD0123ABCD0",
+                     "svc-0123abcd0123abcd0", "SVC-x"):
+            api.error("POST", "/v1/services", "search",
+                      {"name": name, "load_balancer": "search-lb"},
+                      status=400, code="InvalidValue", field="name")
+        api.ok("POST", "/v1/services", "search",
+               {"name": "ep-gateway", "load_balancer": "search-lb"},
+               status=201)
+        # Principals: the config's, then the API's.
+        api.error("POST", "/v1/principals", "ops",
+                  {"name": "OPS", "role": "operator"}, status=409,
+                  code="AlreadyExists")
+        make_principal(api, "acme", "consumer")
+        api.error("POST", "/v1/principals", "ops",
+                  {"name": "ACME", "role": "provider"}, status=409,
+                  code="AlreadyExists")
+
+
+def test_principal_made_again_starts_empty():
+    with ApiServer() as api:
+        old, _ = make_principal(api, "tenant9", "consumer")
+        svc = api.ok("POST", "/v1/services", "payments",
+                     {"name": "t9svc", "load_balancer": "payments-lb",
+                      "acceptance_required": False,
+                      "allowed_principals": ["tenant9"]}, status=201)
+        ep = api.ok("POST", "/v1/endpoints", old,
+                    {"service": "t9svc", "network": "host"}, status=201)
+        api.ok("DELETE", "/v1/endpoints/" + ep["id"], old)
+        api.ok("DELETE", "/v1/principals/tenant9", "ops")
+
+        new, _ = make_principal(api, "tenant9", "consumer")
+        assert api.ok("GET", "/v1/endpoints", new)["endpoints"] == []
+        api.error("GET", "/v1/endpoints/" + ep["id"], new, status=404,
+                  code="NotFound")
+        assert api.ok("GET", "/v1/available-services", new) == {
+            "services": []}
+        api.error("POST", "/v1/endpoints", new,
+                  {"service": "t9svc", "network": "host"}, status=404,
+                  code="NotFound")
+        assert api.ok("GET", "/v1/services/%s/permissions" % svc["id"],
+                      "payments") == {"allowed_principals": []}
+        # Its events start with its own: the old one's connect and delete
+        # are not in a stream from the start.
+        api.ok("PATCH", "/v1/services/%s/permissions" % svc["id"],
+               "payments", {"add": ["tenant9"]})
+        stream = EventStream(api, new, after=0)
+        try:
+            mine = api.ok("POST", "/v1/endpoints", new,
+                          {"service": "t9svc", "network": "host"}, status=201)
+            first = stream.next()
+            assert first["endpoint_id"] == mine["id"], first
+        finally:
+            stream.close()
+        # The operator still sees what the old one did.
+        seen = [e.get("endpoint_id") for e in events_of(api)]
+        assert seen.count(ep["id"]) == 2, seen
+
 
 def config_message(netns):
     """What `nlbd -t` says of a config network with that netns (the text
@@ -492,5 +575,7 @@ if __name__ == "__main__":
         test_api_network_on_every_node,
         test_route_errors,
         test_service_quota,
+        test_names_one_whatever_their_case,
+        test_principal_made_again_starts_empty,
         test_api_netns_checked_as_the_config,
     ])

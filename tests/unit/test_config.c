@@ -962,6 +962,20 @@ static void test_config_netns_names(void)
             "  range = \"127.1.0.0/24\"; netns = \"ns-1.a_b\"; } );\n");
 }
 
+/* Principals whose names differ only in case are one name, as the
+ * registry (and DNS) compares them. */
+static void test_config_principal_case(void)
+{
+  expect_error_at(
+      "principals = (\n"
+      "  { name = \"OPS\"; role = \"operator\"; token_sha256 = \"" HASH_A
+      "\"; },\n"
+      "  { name = \"ops\"; role = \"consumer\"; token_sha256 = \"" HASH_B
+      "\"; }\n"
+      ");\n",
+      3, "duplicate principal name \"ops\"");
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -985,6 +999,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_algorithm_names),
       NLB_UNIT_CASE(test_config_node_networks),
       NLB_UNIT_CASE(test_config_netns_names),
+      NLB_UNIT_CASE(test_config_principal_case),
       NLB_UNIT_CASE(test_config_dns),
   };
   return nlb_unit_run("config", suite_init, suite_clean, cases,

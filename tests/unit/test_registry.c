@@ -228,20 +228,20 @@ static void test_registry_schema_version(void)
 
   if (pg()) {
     open_fresh();
-    CU_ASSERT_EQUAL(reg_schema_version(reg), 3);
+    CU_ASSERT_EQUAL(reg_schema_version(reg), 4);
     CU_ASSERT_STRING_EQUAL(reg_store_name(reg), "postgresql");
     close_fresh();
     return;
   }
   open_fresh();
-  CU_ASSERT_EQUAL(reg_schema_version(reg), 5);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), 6);
   CU_ASSERT_STRING_EQUAL(reg_store_name(reg), "sqlite");
   CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
   CU_ASSERT_EQUAL(
       sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL),
       SQLITE_OK);
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
-  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 5);
+  CU_ASSERT_EQUAL(sqlite3_column_int(stmt, 0), 6);
   sqlite3_finalize(stmt);
   sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL);
   CU_ASSERT_EQUAL(sqlite3_step(stmt), SQLITE_ROW);
@@ -265,9 +265,10 @@ static void test_registry_schema_version(void)
                                "PRAGMA user_version = 1",
                                NULL, NULL, NULL),
                   SQLITE_OK);
-  /* The tables and indexes of versions 2 to 5 were made by the steps
+  /* The tables and indexes of versions 2 to 6 were made by the steps
    * above version 1. */
   CU_ASSERT_EQUAL(sqlite3_exec(db,
+                               "DROP INDEX services_name_nocase;"
                                "DROP INDEX services_private_dns_name;"
                                "ALTER TABLE services DROP COLUMN"
                                "  private_dns_name;"
@@ -303,7 +304,7 @@ static void test_registry_schema_version(void)
                                NULL, NULL, NULL),
                   SQLITE_OK);
   CU_ASSERT_EQUAL_FATAL(open_store(&reg, &config, NULL), 0);
-  CU_ASSERT_EQUAL(reg_schema_version(reg), 5);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), 6);
   sqlite3_prepare_v2(db,
                      "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                      " AND name IN ('events_time', 'endpoints_consumer_state')",
@@ -1252,7 +1253,7 @@ static void test_registry_reopen(void)
     reg_endpoint_release(&e);
   }
   reopen();
-  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 3 : 5);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 4 : 6);
   CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, svc, &s, NULL), 0);
   CU_ASSERT_STRING_EQUAL(s.name, "a");
   CU_ASSERT_EQUAL(s.connection_limit, 4);
@@ -2402,6 +2403,163 @@ static void test_registry_service_event(void)
   close_fresh();
 }
 
+/* ---- names -------------------------------------------------------------- */
+
+/* Names are one name whatever their case, as DNS compares them: another
+ * provider's PAYMENTS is refused while payments exists, with an answer
+ * that names neither the service (as it is spelt) nor its owner, and that
+ * its owner gets too; names shaped like an ID are refused. */
+static void test_registry_names_ignore_case(void)
+{
+  static const char *const id_shaped[] = {"ep-0123abcd0123abcd0",
+                                          "EP-0123ABCD0123ABCD0", "ep-1",
+                                          "svc-x", "SVC-0123abcd0123abcd0"};
+  struct reg_service_params p = {"payments", "lb1", false, ALL, 1, 0, NULL};
+  struct reg_error err, mine;
+  struct reg_service s;
+  struct reg_endpoint e;
+  char svc[REG_ID_BUF], ep[REG_ID_BUF];
+  uint8_t h[32];
+
+  open_fresh();
+  CU_ASSERT_EQUAL_FATAL(reg_service_create(reg, &PAY, &p, &s, &err), 0);
+  strcpy(svc, s.id);
+  reg_service_release(&s);
+  p.name = "PAYMENTS";
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY2, &p, NULL, &err), -EEXIST);
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+  CU_ASSERT(strstr(err.message, "PAYMENTS") != NULL);
+  CU_ASSERT(strstr(err.message, "payments") == NULL);
+  CU_ASSERT(strstr(err.message, "pay") == NULL);
+  CU_ASSERT(strstr(err.message, svc) == NULL);
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &mine), -EEXIST);
+  CU_ASSERT_STRING_EQUAL(mine.message, err.message);
+  /* Found by its name in any case: there is one. */
+  CU_ASSERT_EQUAL(reg_service_describe(reg, &PAY, "PayMents", &s, &err), 0);
+  CU_ASSERT_STRING_EQUAL(s.id, svc);
+  CU_ASSERT_STRING_EQUAL(s.name, "payments");
+  reg_service_release(&s);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "PAYMENTS", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep, &e), 0);
+  CU_ASSERT_STRING_EQUAL(e.service_id, svc);
+  reg_endpoint_release(&e);
+  for (size_t i = 0; i < sizeof(id_shaped) / sizeof(id_shaped[0]); i++) {
+    p.name = id_shaped[i];
+    CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(err.field, "name");
+  }
+  p.name = "ep-gateway"; /* starts like one, is not one */
+  CU_ASSERT_EQUAL(reg_service_create(reg, &PAY, &p, NULL, &err), 0);
+
+  /* Principals, the config's and the API's. */
+  hash_of(h, 1);
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "SHOP", REG_ROLE_CONSUMER, h,
+                                       "tok-00000000000000001", NULL, NULL,
+                                       &err),
+                  -EEXIST);
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "tenant", REG_ROLE_CONSUMER,
+                                       h, "tok-00000000000000001", NULL, NULL,
+                                       &err),
+                  0);
+  hash_of(h, 2);
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "TENANT", REG_ROLE_PROVIDER,
+                                       h, "tok-00000000000000002", NULL, NULL,
+                                       &err),
+                  -EEXIST);
+  CU_ASSERT_STRING_EQUAL(err.field, "name");
+  CU_ASSERT_EQUAL(reg_principal_create(reg, &OPS, "NLBD", REG_ROLE_CONSUMER, h,
+                                       "tok-00000000000000002", NULL, NULL,
+                                       &err),
+                  -EINVAL);
+  /* A config naming an API principal in another case, or one of its own
+   * twice, is refused. */
+  {
+    struct reg_principal more[6];
+    struct reg_config c = config;
+
+    memcpy(more, principals, sizeof(principals));
+    more[5] = (struct reg_principal){"Tenant", REG_ROLE_CONSUMER, NULL, 0};
+    c.principals = more;
+    c.n_principals = 6;
+    CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EEXIST);
+    CU_ASSERT(strstr(err.message, "Tenant") != NULL);
+    more[5].name = "OPS";
+    CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EINVAL);
+  }
+  close_fresh();
+}
+
+/* A principal deleted and made again under its name starts empty: none of
+ * the old one's endpoints, events or permissions. */
+static void test_registry_principal_made_again(void)
+{
+  static const struct reg_actor T1 = {"tenant1", REG_ROLE_CONSUMER};
+  static const char *const only_t1[] = {"tenant1"};
+  struct reg_endpoint e, *v;
+  struct reg_service *sv;
+  struct reg_event *ev;
+  struct reg_error err;
+  char svc[REG_ID_BUF], ep[REG_ID_BUF];
+  char **pr;
+  uint8_t h[32];
+  size_t n;
+
+  open_fresh();
+  hash_of(h, 1);
+  CU_ASSERT_EQUAL_FATAL(
+      reg_principal_create(reg, &OPS, "tenant1", REG_ROLE_CONSUMER, h,
+                           "tok-00000000000000001", NULL, NULL, &err),
+      0);
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", false, only_t1, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&T1, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &T1, ep, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(reg_events_after(reg, &T1, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 2); /* connect, delete */
+  free(ev);
+  CU_ASSERT_EQUAL(reg_principal_delete(reg, &OPS, "tenant1", &err), 0);
+
+  hash_of(h, 2);
+  CU_ASSERT_EQUAL_FATAL(
+      reg_principal_create(reg, &OPS, "tenant1", REG_ROLE_CONSUMER, h,
+                           "tok-00000000000000002", NULL, NULL, &err),
+      0);
+  CU_ASSERT_EQUAL(reg_endpoint_list(reg, &T1, NULL, NULL, &v, &n, tok, NULL),
+                  0);
+  CU_ASSERT_EQUAL(n, 0);
+  reg_endpoints_free(v, n);
+  CU_ASSERT_EQUAL(reg_endpoint_describe(reg, &T1, ep, &e, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_events_after(reg, &T1, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  free(ev);
+  CU_ASSERT_EQUAL(reg_available_services(reg, &T1, NULL, &sv, &n, tok, NULL),
+                  0);
+  CU_ASSERT_EQUAL(n, 0);
+  reg_services_free(sv, n);
+  CU_ASSERT_EQUAL(endpoint(&T1, "a", "host", NULL, NULL, NULL), -ENOENT);
+  CU_ASSERT_EQUAL(reg_permissions_get(reg, &PAY, svc, &pr, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  reg_strings_free(pr, n);
+  /* The operator still sees what the old one did. */
+  CU_ASSERT_EQUAL(reg_events_after(reg, &OPS, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT(n > 2 && ev[2].type == REG_EVENT_CONNECT &&
+            strcmp(ev[2].consumer, "tenant1") == 0);
+  free(ev);
+  /* What the new one does is its own, after a restart too. */
+  CU_ASSERT_EQUAL(reg_permissions_modify(reg, &PAY, svc, only_t1, 1, NULL, 0,
+                                         false, NULL, NULL, NULL),
+                  0);
+  CU_ASSERT_EQUAL(endpoint(&T1, "a", "host", NULL, NULL, NULL), 0);
+  reopen();
+  CU_ASSERT_EQUAL(reg_events_after(reg, &T1, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT(n == 1 && ev[0].type == REG_EVENT_CONNECT);
+  free(ev);
+  CU_ASSERT_EQUAL(reg_endpoint_list(reg, &T1, NULL, NULL, &v, &n, tok, NULL),
+                  0);
+  CU_ASSERT_EQUAL(n, 1);
+  reg_endpoints_free(v, n);
+  close_fresh();
+}
+
 /* An API network's netns passes the config's check, with its message (one
  * line): not ".", "..", a leading '-', a space or a control byte. */
 static void test_registry_netns_names(void)
@@ -2431,6 +2589,98 @@ static void test_registry_netns_names(void)
   c.n_node_networks = 1;
   CU_ASSERT_EQUAL(reg_reload(reg, &c, &err), -EINVAL);
   CU_ASSERT(strstr(err.message, "is not a namespace name") != NULL);
+  close_fresh();
+}
+
+/* SQL run on the store under test, beside the registry (closed). */
+static void store_exec(const char *sqlite_sql, const char *pg_sql)
+{
+  if (pg()) {
+    PGconn *conn = PQconnectdb(pg());
+    PGresult *res = PQexec(conn, pg_sql);
+
+    CU_ASSERT_EQUAL(PQresultStatus(res), PGRES_COMMAND_OK);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      fprintf(stderr, "\n  %s", PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+  } else {
+    sqlite3 *db;
+    char *msg = NULL;
+
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(db, sqlite_sql, NULL, NULL, &msg), SQLITE_OK);
+    if (msg)
+      fprintf(stderr, "\n  %s", msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+  }
+}
+
+/* A store from before names ignored case is migrated, each principal
+ * after the events of earlier ones of its name; one holding two names
+ * that differ only in case is refused, naming them, and left as it was. */
+static void test_registry_upgrade_names(void)
+{
+  static const struct reg_actor T9 = {"t9", REG_ROLE_CONSUMER};
+  struct reg_event *ev;
+  struct reg_error err;
+  uint8_t h[32];
+  size_t n;
+
+  open_fresh();
+  hash_of(h, 9);
+  CU_ASSERT_EQUAL_FATAL(reg_principal_create(reg, &OPS, "t9", REG_ROLE_CONSUMER,
+                                             h, "tok-00000000000000009", NULL,
+                                             NULL, &err),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "payments", false, ALL, 1, 0, NULL), 0);
+  CU_ASSERT_EQUAL(endpoint(&T9, "payments", "host", NULL, NULL, NULL), 0);
+  reg_close(reg);
+  reg = NULL;
+  /* The schema before, t9 made again after that connect (as the old code
+   * let it be) and PAYMENTS beside payments. */
+  store_exec("DROP INDEX services_name_nocase;"
+             "DROP INDEX principals_name_nocase;"
+             "ALTER TABLE principals DROP COLUMN since_seq;"
+             "INSERT INTO events (time, type, service_id, endpoint_id,"
+             "  principal, owner, consumer, state, subject)"
+             "  VALUES (0, 'principal_create', '', '', 'ops', '', '',"
+             "  'pendingAcceptance', 't9');"
+             "INSERT INTO services (id, name, owner, load_balancer,"
+             "  acceptance_required, connection_limit, created_at)"
+             "  VALUES ('svc-00000000000000001', 'PAYMENTS', 'pay2', 'lb1',"
+             "  0, 0, 0);"
+             "PRAGMA user_version = 5",
+             "DROP INDEX services_name_nocase;"
+             "DROP INDEX principals_name_nocase;"
+             "ALTER TABLE principals DROP COLUMN since_seq;"
+             "UPDATE nlb_counter SET last_seq = last_seq + 1;"
+             "INSERT INTO events (seq, time, type, principal, state,"
+             "  subject) SELECT last_seq, 0, 'principal_create', 'ops',"
+             "  'pendingAcceptance', 't9' FROM nlb_counter;"
+             "INSERT INTO services (id, name, owner, load_balancer,"
+             "  acceptance_required, connection_limit, created_at)"
+             "  VALUES ('svc-00000000000000001', 'PAYMENTS', 'pay2', 'lb1',"
+             "  false, 0, 0);"
+             "UPDATE nlb_schema SET version = 3");
+  CU_ASSERT_EQUAL(open_store(&reg, &config, &err), -EIO);
+  CU_ASSERT(strstr(err.message, "differ only in case") != NULL);
+  CU_ASSERT(strstr(err.message, "payments, PAYMENTS") != NULL ||
+            strstr(err.message, "PAYMENTS, payments") != NULL);
+  /* Its owner deletes one (with the nlb that made them): the upgrade goes
+   * through. */
+  store_exec("DELETE FROM services WHERE id = 'svc-00000000000000001'",
+             "DELETE FROM services WHERE id = 'svc-00000000000000001'");
+  CU_ASSERT_EQUAL_FATAL(open_store(&reg, &config, &err), 0);
+  CU_ASSERT_EQUAL(reg_schema_version(reg), pg() ? 4 : 6);
+  CU_ASSERT_EQUAL(reg_events_after(reg, &T9, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  free(ev);
+  CU_ASSERT_EQUAL(reg_events_after(reg, &OPS, 0, 100, &ev, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 4);
+  free(ev);
+  CU_ASSERT_EQUAL(service(&PAY2, "PAYMENTS", false, ALL, 1, 0, NULL), -EEXIST);
   close_fresh();
 }
 
@@ -2478,7 +2728,10 @@ int main(void)
       NLB_UNIT_CASE(test_registry_private_dns_config),
       NLB_UNIT_CASE(test_registry_dns_names),
       NLB_UNIT_CASE(test_registry_service_event),
+      NLB_UNIT_CASE(test_registry_names_ignore_case),
+      NLB_UNIT_CASE(test_registry_principal_made_again),
       NLB_UNIT_CASE(test_registry_netns_names),
+      NLB_UNIT_CASE(test_registry_upgrade_names),
   };
   return nlb_unit_run("registry", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
