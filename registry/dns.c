@@ -153,7 +153,8 @@ int reg_endpoint_dns_names(struct reg *reg, struct reg_endpoint *e)
   if (zone[0] == '\0' || e->state != REG_EP_AVAILABLE || !net || !net->dns)
     return 0;
   if ((r = add_zone_name(e, e->id, zone)) < 0 ||
-      (r = add_zone_name(e, e->service, zone)) < 0)
+      (!reg_name_like_endpoint_id(e->service) &&
+       (r = add_zone_name(e, e->service, zone)) < 0))
     return r;
   if (!e->private_dns || e->private_dns_name[0] == '\0')
     return 0;

@@ -1,12 +1,20 @@
-/* Names the config and the API check alike: the config loader (nlb/) and
- * the registry both call these, so a name one accepts the other does too,
- * with the same message. Nothing here touches the store: the config
- * fuzzer links this file alone. */
+/* Checks of names that depend on nothing: the config loader (nlb/) and
+ * the registry both call reg_netns_name_check, so a name one accepts the
+ * other does too, with the same message; services.c and dns.c both ask
+ * whether a name is shaped like an endpoint ID. Nothing here touches the
+ * store: the config fuzzer links this file alone. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
-#include "nlb/registry.h"
+#include "registry-int.h"
+
+bool reg_name_like_endpoint_id(const char *s)
+{
+  return strncasecmp(s, "ep-", 3) == 0 && s[3] != '\0' &&
+         strspn(s + 3, "0123456789abcdefABCDEF") == strlen(s + 3);
+}
 
 /* Shows a name that may hold anything in a message: at most 32 of its
  * bytes (the message must fit a reg_error), a newline as \n, a tab as \t,

@@ -106,6 +106,10 @@ bool reg_name_ok(const char *s);
  * (what the API makes) also start with a letter or digit. */
 bool reg_name_chars_ok(const char *s);
 bool reg_name_tame(const char *s);
+/* "ep-" and hex digits only, in any case (names.c): no service may take
+ * such a name, and one that holds it from before that rule has no
+ * SERVICE.ZONE, which would be an endpoint's EP-ID.ZONE. */
+bool reg_name_like_endpoint_id(const char *s);
 int reg_cmp_strings(const void *a, const void *b);
 /* Sorts v and drops duplicates (freeing them); *n is updated. */
 void reg_strings_sort_unique(char **v, size_t *n);

@@ -16,8 +16,7 @@
 static bool service_name_ok(const char *s)
 {
   return reg_name_tame(s) && strncasecmp(s, "svc-", 4) != 0 &&
-         !(strncasecmp(s, "ep-", 3) == 0 && s[3] != '\0' &&
-           strspn(s + 3, "0123456789abcdefABCDEF") == strlen(s + 3));
+         !reg_name_like_endpoint_id(s);
 }
 
 /* Normalizes a list of principals for a service: "*" or a name (a consumer

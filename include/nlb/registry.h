@@ -345,10 +345,11 @@ struct reg_endpoint {
   bool private_dns; /* the consumer opted into private_dns_name */
   /* The names that resolve to the endpoint in its network, lower case:
    * "EP-ID.ZONE", "SERVICE.ZONE" (when the service's name makes a valid
-   * DNS name), and private_dns_name when private_dns is on and the
-   * service's owner still holds a domain for it. Empty unless the endpoint
-   * is available, a dns_zone is configured and its network has a DNS
-   * responder. Filled from config like ports. */
+   * DNS name and is not shaped like an endpoint ID), and private_dns_name
+   * when private_dns is on and the service's owner still holds a domain
+   * for it. Empty unless the endpoint is available, a dns_zone is
+   * configured and its network has a DNS responder. Filled from config
+   * like ports. */
   char **dns_names;
   size_t n_dns_names;
 };

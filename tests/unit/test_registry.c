@@ -2684,6 +2684,36 @@ static void test_registry_upgrade_names(void)
   close_fresh();
 }
 
+/* A service named like an endpoint ID before such names were refused
+ * keeps its name but has no SERVICE.ZONE: that name is an endpoint's. */
+static void test_registry_legacy_id_shaped_name(void)
+{
+  struct reg_principal p[sizeof(principals) / sizeof(principals[0])];
+  struct reg_network n[sizeof(networks) / sizeof(networks[0])];
+  struct reg_endpoint_params ep = {NULL, "host", NULL, NULL, 0, false};
+  struct reg_config c;
+  struct reg_endpoint e;
+  struct reg_error err;
+  char svc[REG_ID_BUF], want[64];
+
+  open_fresh();
+  dns_config(&c, p, n);
+  CU_ASSERT_EQUAL_FATAL(reg_reload(reg, &c, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(dns_service(&PAY, "legacy", NULL, svc, &err), 0);
+  reg_close(reg);
+  reg = NULL;
+  store_exec("UPDATE services SET name = 'EP-0123abcd0123abcd0'",
+             "UPDATE services SET name = 'EP-0123abcd0123abcd0'");
+  CU_ASSERT_EQUAL_FATAL(open_store(&reg, &c, &err), 0);
+  ep.service = svc;
+  CU_ASSERT_EQUAL_FATAL(reg_endpoint_create(reg, &SHOP, &ep, &e, &err), 0);
+  snprintf(want, sizeof(want), "%s.nlb.internal", e.id);
+  CU_ASSERT_STRING_EQUAL(e.service, "EP-0123abcd0123abcd0");
+  CU_ASSERT(e.n_dns_names == 1 && strcmp(e.dns_names[0], want) == 0);
+  reg_endpoint_release(&e);
+  close_fresh();
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -2732,6 +2762,7 @@ int main(void)
       NLB_UNIT_CASE(test_registry_principal_made_again),
       NLB_UNIT_CASE(test_registry_netns_names),
       NLB_UNIT_CASE(test_registry_upgrade_names),
+      NLB_UNIT_CASE(test_registry_legacy_id_shaped_name),
   };
   return nlb_unit_run("registry", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
