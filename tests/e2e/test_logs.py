@@ -6,6 +6,7 @@ events against the events the code emits."""
 
 import hashlib
 import json
+import glob
 import os
 import re
 import socket
@@ -152,15 +153,14 @@ def emitted_events():
     by name: the files that emit each."""
     names = {}
     for folder in ("nlb", "api", "registry"):
-        top = os.path.join(TOP_SRCDIR, folder)
-        for name in sorted(os.listdir(top)):
-            if not name.endswith(".c"):
-                continue
-            with open(os.path.join(top, name)) as f:
+        for path in sorted(glob.glob(os.path.join(TOP_SRCDIR, folder, "**",
+                                                  "*.c"), recursive=True)):
+            with open(path) as f:
                 text = f.read()
             for m in re.finditer(r'\b(?:NLB_LOG_EVENT|nlb_log_emit)\(\s*'
                                  r'[^,;]+,\s*"([a-z0-9_]+)"', text):
-                names.setdefault(m.group(1), set()).add(folder + "/" + name)
+                names.setdefault(m.group(1), set()).add(
+                    os.path.relpath(path, TOP_SRCDIR))
     return names
 
 
