@@ -4,9 +4,9 @@ stderr under journald (or when asked), and access and event lines sharing
 stderr without ever mixing within a line; and docs/logs.md's table of
 events against the events the code emits."""
 
+import glob
 import hashlib
 import json
-import glob
 import os
 import re
 import socket
