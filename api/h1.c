@@ -11,7 +11,13 @@
  * single "chunked", trailer fields, no or several Host in HTTP/1.1, a
  * version other than HTTP/1.x. The parser itself refuses Content-Length
  * beside Transfer-Encoding, a second or bad Content-Length, bad chunk
- * sizes, and NUL or other control characters in header values. */
+ * sizes, and NUL or other control characters in header values.
+ *
+ * Answers are written as they are made, in order; while
+ * API_WRITE_HIGH_WATER bytes of them wait to be written nothing more is
+ * parsed and the socket is not read (conn.c closes a connection whose
+ * answers do not move for the request timeout). A static answer's body is
+ * written from where it is. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -453,7 +459,9 @@ static void answer(struct h1_conn *h, struct api_exchange *x, bool keep_alive)
   bool head = api_exchange_is_head(x);
   bool stream = x->resp.events && !head;
   size_t body_len = head || stream ? 0 : x->resp.len;
-  char *out = malloc(HEAD_MAX + body_len);
+  /* A static body is written from where it is, after the head. */
+  const char *shared = x->resp.body == NULL ? x->resp.static_body : NULL;
+  char *out = malloc(HEAD_MAX + (shared != NULL ? 0 : body_len));
 
   if (out == NULL) {
     api_conn_close(h->conn);
@@ -462,9 +470,13 @@ static void answer(struct h1_conn *h, struct api_exchange *x, bool keep_alive)
   keep_alive = keep_alive && !stream && !h->going_away;
   h->chunked_out = h->parser.http_minor > 0;
   size_t n = format_head(h, x, keep_alive, stream, out);
-  if (body_len > 0)
-    memcpy(out + n, x->resp.body, body_len);
-  api_conn_write(h->conn, out, n + body_len);
+  if (shared != NULL) {
+    api_conn_write_static(h->conn, out, n, shared, body_len);
+  } else {
+    if (body_len > 0)
+      memcpy(out + n, x->resp.body, body_len);
+    api_conn_write(h->conn, out, n + body_len);
+  }
   h->in_request = false;
   h->idle_since = uv_now(h->conn->server->loop);
   if (stream) {
@@ -772,11 +784,8 @@ static void h1_sweep(struct api_conn *c, uint64_t now)
       answer_refusal(h);
     }
   } else if (api_conn_queued(c) > 0 || h->held_len > 0) {
-    /* A client that does not read its answers. */
-    if (now - h->idle_since >= 4 * request_timeout) {
-      api_conn_log(c, 0, "answers not read, closing");
-      api_conn_close(c);
-    }
+    /* Not idle: answers wait to be read (conn.c closes the connection if
+     * they do not move). */
   } else if (now - h->idle_since >= c->server->idle_timeout_ms) {
     h->last_answer = true;
     api_conn_finish(c, true);

@@ -32,6 +32,7 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
   resp->status = status;
   resp->content_type = NULL;
   resp->events = false;
+  resp->static_body = NULL;
   resp->body = api_json_error_body(code, message);
   if (resp->body == NULL) /* not UTF-8, or no memory */
     resp->body = api_json_error_body(code, "(unprintable message)");
@@ -1784,6 +1785,12 @@ static void metrics_finish(struct api_server *server, struct api_response *resp)
     else
       text_add(&t, "%s", admission);
     free(admission);
+    char *output = api_output_metrics(server);
+    if (output == NULL)
+      t.failed = true;
+    else
+      text_add(&t, "%s", output);
+    free(output);
   }
   text_add(&t, "%.*s", (int)resp->len, resp->body);
   if (mine == NULL) {
@@ -1814,16 +1821,16 @@ static void healthz(const struct api_request *req, struct api_response *resp)
   resp->content_type = "text/plain; charset=utf-8";
 }
 
-/* The compiled-in docs/openapi.yaml: the same bytes on every request. */
+/* The compiled-in docs/openapi.yaml: the same bytes on every request,
+ * written from where they are (87 KB: a copy per request let clients that
+ * do not read make nlbd hold hundreds of them). */
 static void openapi(const struct api_request *req, struct api_response *resp)
 {
   if (!no_query(req, resp))
     return;
   free(resp->body);
-  resp->body = malloc(api_openapi_yaml_len);
-  if (resp->body == NULL)
-    return; /* api_handle answers 500 */
-  memcpy(resp->body, api_openapi_yaml, api_openapi_yaml_len);
+  resp->body = NULL;
+  resp->static_body = (const char *)api_openapi_yaml;
   resp->len = api_openapi_yaml_len;
   resp->status = 200;
   resp->content_type = "application/yaml";
@@ -1972,7 +1979,7 @@ void api_handle(const struct api_request *req, struct api_response *resp)
                       "this nlbd has no registry: endpoint services are off");
   else
     route(req, resp);
-  if (resp->body == NULL && !resp->events)
+  if (resp->body == NULL && resp->static_body == NULL && !resp->events)
     api_respond_error(resp, 500, "Internal", "out of memory");
 }
 
