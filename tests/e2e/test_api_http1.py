@@ -859,8 +859,8 @@ SMUGGLING = [
     ("chunk_size_trailing_space",
      OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x \r\n" %
      len(BODY) + BODY + b"\r\n0\r\n\r\n"),
-    ("chunk_size_tab_then_garbage",
-     OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x\tx\r\n" %
+    ("chunk_size_space_then_garbage",
+     OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x x\r\n" %
      len(BODY) + BODY + b"\r\n0\r\n\r\n"),
     ("last_chunk_trailing_space",
      OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" %
