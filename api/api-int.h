@@ -77,8 +77,8 @@ struct api_server {
   size_t output_held;
   size_t output_budget;
   uint64_t output_closed[API_OUTPUT_CLOSED_COUNT];
-  size_t output_released; /* since the last trim */
-  size_t conns_closed;    /* since the last trim */
+  size_t output_peak;  /* the most output_held since the last trim */
+  size_t conns_closed; /* since the last trim */
   uint64_t trimmed_at;
 
   uint64_t requests_by_status[API_STATUS_MAX - API_STATUS_MIN + 1];

@@ -41,12 +41,14 @@ void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
 
 static void count_output(struct api_conn *c, ptrdiff_t delta)
 {
+  struct api_server *server = c->server;
+
   c->output_held += (size_t)delta;
   /* A closing connection's memory goes with it: it no longer counts. */
   if (!c->closing)
-    c->server->output_held += (size_t)delta;
-  if (delta < 0)
-    c->server->output_released += (size_t)-delta;
+    server->output_held += (size_t)delta;
+  if (server->output_held > server->output_peak)
+    server->output_peak = server->output_held;
 }
 
 /* The open connection that holds the most output memory, or NULL. */

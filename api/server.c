@@ -176,8 +176,9 @@ static void sweep_tokens(struct api_server *server, uint64_t now)
 
 /* ---- memory held for clients --------------------------------------------- */
 
-/* Worth giving back: this much output freed, or this many connections
- * closed, since the last time; at most every TRIM_INTERVAL_MS. */
+/* Worth giving back: this much output held at once, or this many
+ * connections closed, since the last time; at most every
+ * TRIM_INTERVAL_MS. */
 #define TRIM_AFTER_BYTES (16 * 1024 * 1024)
 #define TRIM_AFTER_CONNS 64
 #define TRIM_INTERVAL_MS 10000
@@ -192,16 +193,19 @@ static void sweep_tokens(struct api_server *server, uint64_t now)
 static void maybe_trim(struct api_server *server, uint64_t now)
 {
   if (server->output_held > 0 || server->admission.bytes_held > 0 ||
-      (server->output_released < TRIM_AFTER_BYTES &&
+      (server->output_peak < TRIM_AFTER_BYTES &&
        server->conns_closed < TRIM_AFTER_CONNS) ||
       now - server->trimmed_at < TRIM_INTERVAL_MS)
     return;
   server->trimmed_at = now;
-  server->output_released = 0;
+  server->output_peak = 0;
   server->conns_closed = 0;
 #ifdef __GLIBC__
+  uint64_t started = uv_hrtime();
   malloc_trim(0);
-  api_log(server, 0, "api: freed memory given back to the system");
+  api_log(server, 0,
+          "api: freed memory given back to the system in %" PRIu64 " us",
+          (uv_hrtime() - started) / 1000);
 #endif
 }
 
