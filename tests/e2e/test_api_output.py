@@ -6,9 +6,10 @@ memory back once the clients are gone.
 
 Before these bounds, 300 HTTP/2 connections that closed their receive
 window (SETTINGS_INITIAL_WINDOW_SIZE=0, no WINDOW_UPDATE) and asked for
-the 87 KB OpenAPI document on 100 streams each took nlbd past 2.5 GB with
-a consumer's token (each stream held its own copy of the document), and
-the memory stayed after they left."""
+the 87 KB OpenAPI document on 100 streams each took nlbd to 1.8 GiB in 10
+s with a consumer's token (each stream held its own copy of the document;
+the operator's requests timed out), and 2.4 GiB stayed after they left.
+Every test here fails on that code."""
 
 import os
 import selectors
@@ -182,7 +183,8 @@ def back_down(api, before, peak):
     10 MiB of where it was before them."""
     nlbtest.wait_until(lambda: output_held(api) == 0, timeout=10,
                        what="no answer bytes held")
-    nlbtest.wait_until(lambda: rss_mib(api) - before < 10, timeout=10,
+    # The memory goes back at most every 10 s: one may have just gone.
+    nlbtest.wait_until(lambda: rss_mib(api) - before < 10, timeout=20,
                        what="RSS back within 10 MiB of where it was")
     after = rss_mib(api)
     print("RSS %.1f MiB after the clients left (%.1f MiB given back)" % (
