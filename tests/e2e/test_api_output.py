@@ -30,7 +30,25 @@ from test_api_admission import (END_HEADERS, END_STREAM, GOAWAY,  # noqa: E402
 
 ACK = 0x1
 SETTINGS_INITIAL_WINDOW_SIZE = 4
-MiB = 1024 * 1024
+
+
+def sanitized():
+    """True in a build with AddressSanitizer (configure
+    --enable-sanitizers): its quarantine keeps freed memory and it pads
+    every allocation, so RSS says nothing of what nlbd holds there (the
+    other checks stand)."""
+    try:
+        with open(os.path.join(nlbtest.TOP_BUILDDIR, "Makefile")) as f:
+            return any(line.startswith("SAN_CFLAGS = -fsanitize")
+                       for line in f)
+    except OSError:
+        return False
+
+
+SANITIZED = sanitized()
+# The operator's answers within this, while a flood is held (ASan makes
+# nlbd about three times slower).
+OPERATOR_SECONDS = 3.0 if SANITIZED else 1.0
 
 
 class ZeroWindow:
@@ -135,9 +153,10 @@ def output_held(api):
 def zero_window_flood(who):
     """300 zero-window connections (10 sources of 30) asking for the
     OpenAPI document on 100 streams each, as who (None: no token): nlbd's
-    RSS grows by less than 200 MiB, the operator is answered within a
-    second while they are held, and the memory goes back once they
-    leave."""
+    RSS grows by less than 100 MiB (45 with a token, 14 without; 190
+    without a token before, and with one past 1.8 GiB), the operator is
+    answered within a second while they are held, and the memory goes back
+    once they leave."""
     need("curl")
     enough_descriptors(2000)
     with NlbdApi() as api:
@@ -171,8 +190,9 @@ def zero_window_flood(who):
             # The flood took hold: answers were given, bodies not read.
             assert held["open"] >= 250 and held["heads"] >= 500, held
             assert held["data"] == 0, held
-            assert all(c == 200 and t < 1.0 for c, t in took), took
-            assert peak - before < 100, (before, peak)
+            assert all(c == 200 and t < OPERATOR_SECONDS
+                       for c, t in took), took
+            assert SANITIZED or peak - before < 100, (before, peak)
         finally:
             flood.close()
         back_down(api, before, peak)
@@ -183,6 +203,8 @@ def back_down(api, before, peak):
     10 MiB of where it was before them."""
     nlbtest.wait_until(lambda: output_held(api) == 0, timeout=10,
                        what="no answer bytes held")
+    if SANITIZED:
+        return
     # The memory goes back at most every 10 s: one may have just gone.
     nlbtest.wait_until(lambda: rss_mib(api) - before < 10, timeout=20,
                        what="RSS back within 10 MiB of where it was")
@@ -284,8 +306,8 @@ def test_http1_pipelining_never_read():
             # The kernel's part: SO_SNDBUF 256 KiB, which Linux doubles,
             # and one segment past it (4 MiB each before, autotuned).
             assert 0 < kernel <= 640 * 1024, kernel
-            assert peak - before < 40, (before, peak)
-            assert took[0] == 200 and took[1] < 1.0, took
+            assert SANITIZED or peak - before < 40, (before, peak)
+            assert took[0] == 200 and took[1] < OPERATOR_SECONDS, took
             # 50 connections at their budget; the other 50 hold only the
             # heads of static answers.
             assert None not in held
