@@ -25,6 +25,15 @@ struct api_protocol; /* conn.h */
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
 
+/* Why a connection was closed for the answers it did not take. */
+enum api_output_closed {
+  API_OUTPUT_CLOSED_BUDGET,  /* it held the most when the API's total went
+                                over api_server.output_budget */
+  API_OUTPUT_CLOSED_TIMEOUT, /* its answers did not move for the request
+                                timeout */
+  API_OUTPUT_CLOSED_COUNT,
+};
+
 struct api_server {
   uv_loop_t *loop;
   uv_tcp_t listener;
@@ -68,6 +77,17 @@ struct api_server {
   size_t event_reads_in_flight;
   struct nlb_list event_reads_waiting;
 
+  /* Memory held for answers clients have not taken (api_conn_hold_output,
+   * conn.h): the open connections' total, its budget, the connections
+   * closed over it or for not reading; and when it was given back to the
+   * system (api_server's sweep). */
+  size_t output_held;
+  size_t output_budget;
+  uint64_t output_closed[API_OUTPUT_CLOSED_COUNT];
+  size_t output_peak;  /* the most output_held since the last trim */
+  size_t conns_closed; /* since the last trim */
+  uint64_t trimmed_at;
+
   uint64_t requests_by_status[API_STATUS_MAX - API_STATUS_MIN + 1];
   char read_buf[64 * 1024]; /* one read at a time: the loop is serial */
 };
@@ -89,6 +109,10 @@ struct api_response {
   int status;
   char *body;
   size_t len;
+  /* Instead of body (NULL then): len bytes of constant data that outlive
+   * the server (the OpenAPI document), written from where they are,
+   * never copied per request. */
+  const char *static_body;
   const char *content_type; /* static string; NULL: application/json */
   /* GET /v1/events: the answer is a stream of events after events_after
    * seen by actor (copied by the server). */
@@ -123,6 +147,10 @@ void api_handle_finish(struct api_server *server, const struct api_route *route,
 void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The output series of /metrics (nlb_api_output_*: Prometheus text with
+ * HELP and TYPE lines), malloc'd; NULL when out of memory. */
+char *api_output_metrics(const struct api_server *server);
 
 /* Sends one line to the server's event log (printf format). In log.c,
  * which calls nothing else of api/. */

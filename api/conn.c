@@ -2,6 +2,8 @@
  * writes and their backpressure, the choice of protocol, and how a
  * connection ends. The protocols (h2.c, h1.c) see plaintext only. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,63 @@ static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 struct write_req {
   uv_write_t req;
   struct api_conn *conn;
-  char *data;
+  char *data;  /* malloc'd, or NULL */
+  size_t len;  /* bytes written, static ones included */
+  size_t held; /* of those, in data */
 };
+
+/* ---- output held -------------------------------------------------------- */
+
+static void count_output(struct api_conn *c, ptrdiff_t delta)
+{
+  struct api_server *server = c->server;
+
+  c->output_held += (size_t)delta;
+  /* A closing connection's memory goes with it: it no longer counts. */
+  if (!c->closing)
+    server->output_held += (size_t)delta;
+  if (server->output_held > server->output_peak)
+    server->output_peak = server->output_held;
+}
+
+/* The open connection that holds the most output memory, or NULL. */
+static struct api_conn *largest_holder(struct api_server *server)
+{
+  struct api_conn *largest = NULL;
+  struct nlb_list *pos;
+
+  for (pos = server->conns.next; pos != &server->conns; pos = pos->next) {
+    struct api_conn *c = NLB_CONTAINER_OF(pos, struct api_conn, link);
+    if (!c->closing && c->output_held > 0 &&
+        (largest == NULL || c->output_held > largest->output_held))
+      largest = c;
+  }
+  return largest;
+}
+
+/* Past the server's budget, no answer is buffered further: the
+ * connections holding the most go until the total is back under it. */
+static void enforce_output_budget(struct api_server *server)
+{
+  while (server->output_held > server->output_budget) {
+    struct api_conn *c = largest_holder(server);
+    if (c == NULL)
+      return;
+    api_conn_log(c, 2,
+                 "holds %zu bytes of answers not taken while the API holds "
+                 "%zu, over its output budget of %zu: closing",
+                 c->output_held, server->output_held, server->output_budget);
+    server->output_closed[API_OUTPUT_CLOSED_BUDGET]++;
+    api_conn_close(c);
+  }
+}
+
+void api_conn_hold_output(struct api_conn *c, ptrdiff_t delta)
+{
+  count_output(c, delta);
+  if (delta > 0)
+    enforce_output_budget(c->server);
+}
 
 /* ---- lifetime ----------------------------------------------------------- */
 
@@ -45,6 +102,8 @@ void api_conn_close(struct api_conn *c)
   if (c->closing)
     return;
   c->closing = true;
+  c->server->output_held -= c->output_held;
+  c->server->conns_closed++;
   uv_close((uv_handle_t *)&c->tcp, on_conn_close);
 }
 
@@ -111,8 +170,11 @@ static void on_write(uv_write_t *req, int status)
   struct api_conn *c = w->conn;
 
   free(w->data);
+  count_output(c, -(ptrdiff_t)w->held);
+  c->write_bytes -= w->len;
   free(w);
   c->writes_pending--;
+  c->output_moved_at = uv_now(c->server->loop);
   if (c->closing)
     return;
   if (status < 0) {
@@ -123,10 +185,15 @@ static void on_write(uv_write_t *req, int status)
   conn_flush(c);
 }
 
-/* Writes data (malloc'd; taken) to the socket. */
-static void write_raw(struct api_conn *c, char *data, size_t len)
+/* Writes data (malloc'd, taken; may be NULL when len is 0), then
+ * shared_len bytes of static data at shared, to the socket. */
+static void write_raw(struct api_conn *c, char *data, size_t len,
+                      const char *shared, size_t shared_len)
 {
   struct write_req *w = malloc(sizeof *w);
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+
   if (w == NULL) {
     free(data);
     api_conn_close(c);
@@ -134,15 +201,27 @@ static void write_raw(struct api_conn *c, char *data, size_t len)
   }
   w->conn = c;
   w->data = data;
-  uv_buf_t buf = uv_buf_init(data, (unsigned)len);
-  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+  w->len = len + shared_len;
+  w->held = len;
+  if (len > 0)
+    bufs[n++] = uv_buf_init(data, (unsigned)len);
+  if (shared_len > 0)
+    bufs[n++] = uv_buf_init((char *)shared, (unsigned)shared_len);
+  /* Counted before the write: it may complete in the call. */
+  if (c->write_bytes == 0)
+    c->output_moved_at = uv_now(c->server->loop);
+  c->write_bytes += w->len;
+  c->writes_pending++;
+  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_write);
   if (r != 0) {
+    c->write_bytes -= w->len;
+    c->writes_pending--;
     free(data);
     free(w);
     api_conn_close(c);
     return;
   }
-  c->writes_pending++;
+  api_conn_hold_output(c, (ptrdiff_t)len);
 }
 
 /* Sends what OpenSSL has queued in the write BIO. */
@@ -161,33 +240,49 @@ static void tls_drain(struct api_conn *c)
     free(data);
     return;
   }
-  write_raw(c, data, (size_t)n);
+  write_raw(c, data, (size_t)n, NULL, 0);
 }
 
-void api_conn_write(struct api_conn *c, char *data, size_t len)
+/* Encrypts len bytes at data into the write BIO; false when the
+ * connection had to close. */
+static bool tls_write(struct api_conn *c, const char *data, size_t len)
 {
-  if (c->closing || len == 0) {
+  if (len == 0)
+    return true;
+  /* A memory BIO never blocks, so SSL_write takes everything. */
+  if (SSL_write(c->ssl, data, (int)len) <= 0) {
+    ERR_clear_error();
+    api_conn_close(c);
+    return false;
+  }
+  return true;
+}
+
+void api_conn_write_static(struct api_conn *c, char *data, size_t len,
+                           const char *shared, size_t shared_len)
+{
+  if (c->closing || len + shared_len == 0) {
     free(data);
     return;
   }
   if (c->ssl == NULL) {
-    write_raw(c, data, len);
+    write_raw(c, data, len, shared, shared_len);
     return;
   }
-  /* A memory BIO never blocks, so SSL_write takes everything. */
-  int n = SSL_write(c->ssl, data, (int)len);
+  bool ok = tls_write(c, data, len) && tls_write(c, shared, shared_len);
   free(data);
-  if (n <= 0) {
-    ERR_clear_error();
-    api_conn_close(c);
-    return;
-  }
-  tls_drain(c);
+  if (ok)
+    tls_drain(c);
+}
+
+void api_conn_write(struct api_conn *c, char *data, size_t len)
+{
+  api_conn_write_static(c, data, len, NULL, 0);
 }
 
 size_t api_conn_queued(const struct api_conn *c)
 {
-  return c->tcp.write_queue_size;
+  return c->write_bytes;
 }
 
 static void on_flush_timer(uv_timer_t *timer)
@@ -418,12 +513,44 @@ void api_conn_on_connection(uv_stream_t *listener, int status)
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  /* The kernel's part of the answers a client does not read: left to
+   * autotuning, a connection's send buffer grows to net.ipv4.tcp_wmem's
+   * largest (4 MiB), whatever the budget here. Linux doubles the value
+   * for its bookkeeping. */
+  int sndbuf = API_WRITE_HIGH_WATER;
+  uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf);
   if ((server->ssl_ctx != NULL && tls_start(c) != 0) ||
       uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
     api_conn_close(c);
 }
 
 /* ---- timeouts and going away -------------------------------------------- */
+
+/* True when c's peer has not taken any of its writes for the request
+ * timeout (c is then closed): libuv's queue neither shrank nor completed a
+ * write. */
+static bool output_stalled(struct api_conn *c, uint64_t now)
+{
+  struct api_server *server = c->server;
+  size_t queue = c->tcp.write_queue_size;
+
+  if (c->write_bytes == 0 || queue < c->moved_queue)
+    c->output_moved_at = now;
+  c->moved_queue = queue;
+  if (c->write_bytes == 0 ||
+      now - c->output_moved_at < server->request_timeout_ms)
+    return false;
+  api_conn_stalled(c);
+  return true;
+}
+
+void api_conn_stalled(struct api_conn *c)
+{
+  api_conn_log(c, 0, "answers not taken for %" PRIu64 " ms, closing",
+               c->server->request_timeout_ms);
+  c->server->output_closed[API_OUTPUT_CLOSED_TIMEOUT]++;
+  api_conn_close(c);
+}
 
 void api_conn_sweep(struct api_conn *c, uint64_t now)
 {
@@ -445,7 +572,7 @@ void api_conn_sweep(struct api_conn *c, uint64_t now)
   case API_ADMIT_KEEP:
     break;
   }
-  if (c->finishing)
+  if (output_stalled(c, now) || c->finishing)
     return;
   if (c->protocol == NULL) {
     /* A TLS handshake is part of the first request; bytes that may still

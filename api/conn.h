@@ -30,7 +30,12 @@
 /* How long a connection told to go (GOAWAY, a last answer) may take to
  * finish before it is cut. */
 #define API_GOAWAY_GRACE_MS 2000
-/* Producers stop adding output while this much waits in libuv. */
+/* A connection's output budget: while this many bytes of its answers wait
+ * to be written (handed to the transport and not yet written, or held by
+ * HTTP/2 flow control), the protocol takes no new request from it:
+ * HTTP/1.1 parses no further, HTTP/2 answers no new stream. An answer
+ * under way when the budget is reached still comes, so a connection holds
+ * at most this plus the answers already under way. */
 #define API_WRITE_HIGH_WATER (256 * 1024)
 /* Request header blocks over this answer 431. */
 #define API_HEADER_SOFT_LIMIT (16 * 1024)
@@ -85,6 +90,14 @@ struct api_conn {
   bool closing;   /* uv_close called */
   bool flush_wanted;
   size_t writes_pending;
+  /* Output (api_conn_queued, api_conn_hold_output): bytes in writes not
+   * yet completed; of those and the protocol's, the bytes of memory held
+   * (counted in api_server.output_held unless closing); when the writes
+   * last moved, and libuv's queue then. */
+  size_t write_bytes;
+  size_t output_held;
+  uint64_t output_moved_at;
+  size_t moved_queue;
   char peer[64];
   /* The API tokens (a prefix of their hashes) requests on this connection
    * were authenticated with: a revoked one closes the connection. */
@@ -129,8 +142,26 @@ static inline void api_conn_note_token(struct api_conn *c,
  * On failure the connection closes. */
 void api_conn_write(struct api_conn *c, char *data, size_t len);
 
-/* Bytes handed to libuv and not yet written. */
+/* Writes data (malloc'd; taken), then shared_len bytes at shared: constant
+ * data that outlives every connection (a static answer), written from
+ * where it is, neither copied (but by TLS) nor freed. On failure the
+ * connection closes. */
+void api_conn_write_static(struct api_conn *c, char *data, size_t len,
+                           const char *shared, size_t shared_len);
+
+/* Bytes of writes handed to the transport and not yet completed, static
+ * ones included: once a write completes its memory is freed (an answer
+ * the kernel took at once still counts until then, so that one turn of
+ * the loop cannot pile up answers behind a fast socket buffer). */
 size_t api_conn_queued(const struct api_conn *c);
+
+/* The protocol holds delta more (negative: fewer) bytes of memory for
+ * answers c's peer has not taken (HTTP/2 bodies waiting for a window).
+ * They count in c->output_held and in the server's total; past the
+ * server's output budget connections are closed, the one holding the most
+ * first (c itself, maybe: the protocol then sees c->closing). Static
+ * answers are not counted: they take no memory. */
+void api_conn_hold_output(struct api_conn *c, ptrdiff_t delta);
 
 /* The protocol is done with c: no more reads reach it; once what is queued
  * is written the connection closes. With linger (HTTP/1.1's last answer)
@@ -153,8 +184,15 @@ void api_conn_wake(struct api_conn *c);
 /* uv_connection_cb of the server's listener. */
 void api_conn_on_connection(uv_stream_t *listener, int status);
 
-/* Timeouts of c at now (the server's sweep timer). */
+/* Timeouts of c at now (the server's sweep timer): among them, a
+ * connection whose peer has taken none of its writes for the request
+ * timeout is closed (api_conn_stalled). */
 void api_conn_sweep(struct api_conn *c, uint64_t now);
+
+/* c's peer has not taken its answers for the request timeout (HTTP/2:
+ * streams waiting for a window that does not open): logged, counted
+ * (nlb_api_output_closed_total{reason="timeout"}) and closed. */
+void api_conn_stalled(struct api_conn *c);
 
 /* Reload (deadline 0) or shutdown: the protocol's goaway; deadline, when
  * not 0, is when the connection is cut whatever remains. */

@@ -9,9 +9,18 @@
  * here with 400 and the connection closed: CR or LF alone outside a body,
  * obs-fold, white space in a header name, a Transfer-Encoding other than a
  * single "chunked", trailer fields, no or several Host in HTTP/1.1, a
- * version other than HTTP/1.x. The parser itself refuses Content-Length
- * beside Transfer-Encoding, a second or bad Content-Length, bad chunk
- * sizes, and NUL or other control characters in header values. */
+ * version other than HTTP/1.x, white space in a chunk line other than
+ * before a ";" (http-parser takes "5 \r\n" and "5 x\r\n"; llhttp refuses
+ * them). HTTP/1.2 and later minor versions answer 505, an Expect other
+ * than 100-continue 417. The parser itself refuses Content-Length beside
+ * Transfer-Encoding, a second or bad Content-Length, bad chunk sizes, and
+ * NUL or other control characters in header values.
+ *
+ * Answers are written as they are made, in order; while
+ * API_WRITE_HIGH_WATER bytes of them wait to be written nothing more is
+ * parsed and the socket is not read (conn.c closes a connection whose
+ * answers do not move for the request timeout). A static answer's body is
+ * written from where it is. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -43,6 +52,15 @@ enum field {
 /* Where the parser was paused by a callback. */
 enum pause { PAUSE_NONE, PAUSE_HEADERS, PAUSE_MESSAGE };
 
+/* Where the scan is in a chunked body's framing (RFC 9112 7.1). */
+enum chunk_line {
+  CHUNK_LINE_NONE,     /* not in a chunk-size line */
+  CHUNK_LINE_SIZE,     /* the size */
+  CHUNK_LINE_BWS,      /* white space after it: a ";" must come */
+  CHUNK_LINE_EXT,      /* chunk extensions */
+  CHUNK_LINE_DATA_END, /* the CRLF after chunk data: a size line follows */
+};
+
 struct h1_request {
   uint64_t started;
   char method[16];
@@ -62,6 +80,7 @@ struct h1_request {
   size_t value_len;
   bool chunked; /* Transfer-Encoding: chunked */
   bool expect_continue;
+  bool expect_other; /* an Expect other than 100-continue */
   bool headers_done;
   /* Refused at its head, or without a known token: the body is read and
    * dropped. */
@@ -87,6 +106,8 @@ struct h1_conn {
   char scan_prev;
   bool chunk_data_ended;
   size_t scan_skip;
+  enum chunk_line chunk_line;
+  bool chunk_line_next; /* the next byte scanned starts a chunk-size line */
   /* Bytes received while answers wait to be written (reading stopped). */
   char *held;
   size_t held_len, held_cap;
@@ -183,16 +204,58 @@ static int append_held(struct h1_conn *h, char **buf, size_t *len, size_t *cap,
 
 /* ---- line endings ------------------------------------------------------- */
 
+/* One byte of a chunked body's framing: white space in a chunk-size line
+ * only before a ";" (BWS: "5 ;x" is taken), never before its CRLF. 0 or
+ * -1 (refused). */
+static int scan_chunk_line(struct h1_conn *h, char prev, char ch)
+{
+  bool space = ch == ' ' || ch == '\t';
+
+  if (h->chunk_line_next) {
+    h->chunk_line_next = false;
+    h->chunk_line = CHUNK_LINE_SIZE;
+  }
+  switch (h->chunk_line) {
+  case CHUNK_LINE_SIZE:
+    if (space)
+      h->chunk_line = CHUNK_LINE_BWS;
+    else if (ch == ';')
+      h->chunk_line = CHUNK_LINE_EXT;
+    break;
+  case CHUNK_LINE_BWS:
+    if (ch == ';')
+      h->chunk_line = CHUNK_LINE_EXT;
+    else if (!space)
+      return refuse_framing(h, "white space after a chunk size");
+    break;
+  case CHUNK_LINE_EXT:
+    if (ch == '\r' && (prev == ' ' || prev == '\t'))
+      return refuse_framing(h, "white space at the end of a chunk line");
+    break;
+  default:
+    break;
+  }
+  if (ch == '\n') {
+    h->chunk_line_next = h->chunk_line == CHUNK_LINE_DATA_END;
+    h->chunk_line = CHUNK_LINE_NONE;
+  }
+  return 0;
+}
+
 /* Scans the bytes from h->scan_from to end, which the parser read outside
  * a body: CR only before LF, LF only after CR, no line that starts with
- * white space, CRLF after chunk data. 0 or -1 (refused). */
+ * white space, CRLF after chunk data, chunk lines (scan_chunk_line). 0 or
+ * -1 (refused). */
 static int scan(struct h1_conn *h, const char *end)
 {
   for (const char *p = h->scan_from; p < end; p++) {
     char prev = h->scan_prev;
     h->scan_prev = *p;
-    if (h->chunk_data_ended && *p != '\r')
-      return refuse_framing(h, "chunk data not followed by CRLF");
+    if (h->chunk_data_ended) {
+      if (*p != '\r')
+        return refuse_framing(h, "chunk data not followed by CRLF");
+      h->chunk_line = CHUNK_LINE_DATA_END;
+    }
     h->chunk_data_ended = false;
     if (prev == '\r' && *p != '\n')
       return refuse_framing(h, "CR without LF");
@@ -201,6 +264,8 @@ static int scan(struct h1_conn *h, const char *end)
     if (prev == '\n' && (*p == ' ' || *p == '\t'))
       return refuse_framing(h, "obs-fold (a header line starting with white "
                                "space)");
+    if (scan_chunk_line(h, prev, *p) != 0)
+      return -1;
   }
   if (end > h->scan_from)
     h->scan_from = end;
@@ -266,7 +331,10 @@ static void end_field(struct h1_request *r)
     r->chunked = value_is(r, "chunked");
     break;
   case FIELD_EXPECT:
-    r->expect_continue = value_is(r, "100-continue");
+    if (value_is(r, "100-continue"))
+      r->expect_continue = true;
+    else
+      r->expect_other = true;
     break;
   default:
     break;
@@ -453,7 +521,9 @@ static void answer(struct h1_conn *h, struct api_exchange *x, bool keep_alive)
   bool head = api_exchange_is_head(x);
   bool stream = x->resp.events && !head;
   size_t body_len = head || stream ? 0 : x->resp.len;
-  char *out = malloc(HEAD_MAX + body_len);
+  /* A static body is written from where it is, after the head. */
+  const char *shared = x->resp.body == NULL ? x->resp.static_body : NULL;
+  char *out = malloc(HEAD_MAX + (shared != NULL ? 0 : body_len));
 
   if (out == NULL) {
     api_conn_close(h->conn);
@@ -462,9 +532,13 @@ static void answer(struct h1_conn *h, struct api_exchange *x, bool keep_alive)
   keep_alive = keep_alive && !stream && !h->going_away;
   h->chunked_out = h->parser.http_minor > 0;
   size_t n = format_head(h, x, keep_alive, stream, out);
-  if (body_len > 0)
-    memcpy(out + n, x->resp.body, body_len);
-  api_conn_write(h->conn, out, n + body_len);
+  if (shared != NULL) {
+    api_conn_write_static(h->conn, out, n, shared, body_len);
+  } else {
+    if (body_len > 0)
+      memcpy(out + n, x->resp.body, body_len);
+    api_conn_write(h->conn, out, n + body_len);
+  }
   h->in_request = false;
   h->idle_since = uv_now(h->conn->server->loop);
   if (stream) {
@@ -598,11 +672,21 @@ static int check_head(struct h1_conn *h)
   if (p->http_major != 1)
     return refuse(h, 400, "InvalidRequest", "HTTP/%d.%d is not served",
                   p->http_major, p->http_minor);
+  if (p->http_minor > 1)
+    return refuse(h, 505, "VersionNotSupported",
+                  "HTTP/1.%d is not served, only HTTP/1.0 and HTTP/1.1",
+                  p->http_minor);
   if (r->n_transfer_encoding > 1 ||
       (r->n_transfer_encoding == 1 && (!r->chunked || p->http_minor == 0)))
     return refuse_framing(h, "Transfer-Encoding other than one final chunked");
   if (p->http_minor > 0 && r->n_host != 1)
     return refuse_framing(h, "a request needs exactly one Host");
+  if (r->expect_other)
+    return refuse(h, 417, "ExpectationFailed",
+                  "Expect: only 100-continue is served");
+  /* Its framing starts with a chunk-size line (the scan is past the
+   * header block's end). */
+  h->chunk_line_next = r->chunked;
   if (!r->chunked && p->content_length != ULLONG_MAX &&
       p->content_length > API_MAX_BODY)
     return refuse(h, 413, "PayloadTooLarge", "the request body is over 64 KiB");
@@ -772,11 +856,8 @@ static void h1_sweep(struct api_conn *c, uint64_t now)
       answer_refusal(h);
     }
   } else if (api_conn_queued(c) > 0 || h->held_len > 0) {
-    /* A client that does not read its answers. */
-    if (now - h->idle_since >= 4 * request_timeout) {
-      api_conn_log(c, 0, "answers not read, closing");
-      api_conn_close(c);
-    }
+    /* Not idle: answers wait to be read (conn.c closes the connection if
+     * they do not move). */
   } else if (now - h->idle_since >= c->server->idle_timeout_ms) {
     h->last_answer = true;
     api_conn_finish(c, true);

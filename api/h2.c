@@ -1,6 +1,15 @@
 /* HTTP/2 on a connection: one nghttp2 server session, request assembly
  * and limits per stream, answers as DATA under flow control, event streams
- * as DATA frames that never end on their own. */
+ * as DATA frames that never end on their own.
+ *
+ * A peer may leave its windows shut (SETTINGS_INITIAL_WINDOW_SIZE 0, no
+ * WINDOW_UPDATE): answers then wait in their streams. While the answer
+ * bytes waiting (in streams, and in the transport) are over the
+ * connection's budget (API_WRITE_HIGH_WATER), complete requests wait
+ * unanswered (deferred) instead of adding theirs; the socket is still read,
+ * for the WINDOW_UPDATE that lets answers go. Static answers are sent from
+ * where they are, not copied per stream. A connection whose answers have
+ * not moved for the request timeout is closed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +54,12 @@ struct h2_stream {
   uint64_t answered_early; /* when answered before request_done, or 0 */
   bool cancelled;          /* RST_STREAM(CANCEL) sent by the sweep */
 
-  char *out; /* response body, or pending event lines */
+  /* The answer's body or the event lines being sent: out_buf (owned), or
+   * static bytes (out_buf NULL); out_len - out_off of them wait. */
+  const char *out;
+  char *out_buf;
   size_t out_len, out_off;
+  bool deferred; /* complete, waiting for the output to fall under budget */
   bool events;
   struct api_event_stream event_stream;
   /* The answer is under way on the registry's thread. */
@@ -61,6 +74,11 @@ struct h2_conn {
   size_t n_streams;
   uint64_t idle_since; /* last stream closed, or started */
   bool goaway_sent;
+  /* Answer bytes of the streams not yet handed to nghttp2, and when some
+   * last went (or began to wait). */
+  size_t waiting;
+  uint64_t moved_at;
+  size_t n_deferred;
 };
 
 static nghttp2_session_callbacks *callbacks;
@@ -83,6 +101,37 @@ static void drop_body(struct h2_stream *s)
   s->body_len = s->body_cap = 0;
 }
 
+/* s sends len bytes from buf (owned, taken) or shared (static). */
+static void out_set(struct h2_stream *s, char *buf, const char *shared,
+                    size_t len)
+{
+  struct h2_conn *h2 = s->h2;
+
+  if (h2->waiting == 0)
+    h2->moved_at = uv_now(h2->conn->server->loop);
+  s->out_buf = buf;
+  s->out = buf != NULL ? buf : shared;
+  s->out_len = len;
+  s->out_off = 0;
+  h2->waiting += len;
+  if (buf != NULL)
+    api_conn_hold_output(h2->conn, (ptrdiff_t)len);
+}
+
+/* What s had to send goes (sent, or not wanted any more). */
+static void out_drop(struct h2_stream *s)
+{
+  struct h2_conn *h2 = s->h2;
+
+  h2->waiting -= s->out_len - s->out_off;
+  if (s->out_buf != NULL)
+    api_conn_hold_output(h2->conn, -(ptrdiff_t)s->out_len);
+  free(s->out_buf);
+  s->out_buf = NULL;
+  s->out = NULL;
+  s->out_len = s->out_off = 0;
+}
+
 static void stream_free(struct h2_stream *s)
 {
   struct h2_conn *h2 = s->h2;
@@ -92,7 +141,9 @@ static void stream_free(struct h2_stream *s)
   api_event_stream_stop(&s->event_stream);
   forget_authorization(s);
   free(s->path);
-  free(s->out);
+  out_drop(s);
+  if (s->deferred)
+    h2->n_deferred--;
   free(s);
   h2->n_streams--;
   if (h2->n_streams == 0)
@@ -104,12 +155,22 @@ static void stream_free(struct h2_stream *s)
 /* Refills s->out from the event log once it has been sent. */
 static int refill_events(struct h2_stream *s)
 {
+  char *lines = NULL;
+  size_t len = 0;
+
   if (!s->events || s->event_stream.ended || s->out_off < s->out_len)
     return 0;
-  free(s->out);
-  s->out = NULL;
-  s->out_len = s->out_off = 0;
-  return api_event_stream_read(&s->event_stream, &s->out, &s->out_len);
+  out_drop(s);
+  int r = api_event_stream_read(&s->event_stream, &lines, &len);
+  if (r != 0) {
+    free(lines);
+    return r;
+  }
+  if (len > 0)
+    out_set(s, lines, NULL, len);
+  else
+    free(lines);
+  return 0;
 }
 
 static ssize_t on_read_body(nghttp2_session *session, int32_t stream_id,
@@ -123,14 +184,19 @@ static ssize_t on_read_body(nghttp2_session *session, int32_t stream_id,
   size_t n = s->out_len - s->out_off;
   if (n > length)
     n = length;
-  if (n > 0)
+  if (n > 0) {
     memcpy(buf, s->out + s->out_off, n);
-  s->out_off += n;
+    s->out_off += n;
+    s->h2->waiting -= n;
+    s->h2->moved_at = uv_now(s->h2->conn->server->loop);
+  }
   if (s->out_off == s->out_len) {
-    if (!s->events || s->event_stream.ended)
+    if (!s->events || s->event_stream.ended) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    else if (n == 0)
+      out_drop(s); /* nghttp2 has it all: the memory goes now */
+    } else if (n == 0) {
       return NGHTTP2_ERR_DEFERRED;
+    }
   }
   return (ssize_t)n;
 }
@@ -163,10 +229,12 @@ static void respond(struct h2_stream *s, struct api_exchange *x)
         NGHTTP2_NV_FLAG_NO_COPY_NAME};
 
   s->responded = true;
-  s->out = x->resp.body;
-  s->out_len = head ? 0 : x->resp.len;
-  s->out_off = 0;
-  x->resp.body = NULL;
+  if (!head && x->resp.len > 0 && x->resp.body != NULL) {
+    out_set(s, x->resp.body, NULL, x->resp.len);
+    x->resp.body = NULL;
+  } else if (!head && x->resp.len > 0) {
+    out_set(s, NULL, x->resp.static_body, x->resp.len);
+  }
   if (x->resp.events && !head) {
     s->events = true;
     api_event_stream_start(&s->event_stream, c->server, x, on_events_wake);
@@ -198,6 +266,13 @@ static void on_answer(struct api_exchange *x, void *arg)
   respond(s, x);
   api_exchange_clear(x);
   api_conn_wake(s->h2->conn);
+}
+
+/* True while the connection's answers waiting are over its budget: no new
+ * answer is made. */
+static bool over_budget(const struct h2_conn *h2)
+{
+  return h2->waiting + api_conn_queued(h2->conn) >= API_WRITE_HIGH_WATER;
 }
 
 /* The request is complete: its answer (found by check_head already, or
@@ -369,8 +444,14 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
     check_head(s);
   if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
     s->request_done = true;
-    if (!s->responded)
+    if (s->responded) {
+      /* answered early */
+    } else if (over_budget(s->h2)) {
+      s->deferred = true;
+      s->h2->n_deferred++;
+    } else {
       dispatch(s);
+    }
   }
   return 0;
 }
@@ -505,11 +586,34 @@ static int collect_output(struct h2_conn *h2, char **out, size_t *len)
   return 0;
 }
 
+/* Answers the deferred streams, oldest first, while the connection's
+ * output is under its budget. */
+static void run_deferred(struct h2_conn *h2)
+{
+  struct nlb_list *pos, *tmp;
+
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &h2->streams)
+  {
+    struct h2_stream *s = NLB_CONTAINER_OF(pos, struct h2_stream, link);
+    if (h2->n_deferred == 0 || over_budget(h2) || h2->conn->closing)
+      return;
+    if (!s->deferred)
+      continue;
+    s->deferred = false;
+    h2->n_deferred--;
+    dispatch(s);
+  }
+}
+
 static void h2_flush(struct api_conn *c)
 {
   struct h2_conn *h2 = c->state;
   char *out = NULL;
   size_t len = 0;
+
+  run_deferred(h2);
+  if (c->closing)
+    return;
   int r = collect_output(h2, &out, &len);
 
   if (len > 0)
@@ -560,7 +664,7 @@ static int sweep_stream(struct h2_stream *s, uint64_t now)
     s->waiting = false;
     respond_early(s, 503, "StoreUnavailable",
                   "the registry did not answer in time");
-  } else if (!s->responded && !s->waiting && age >= timeout) {
+  } else if (!s->responded && !s->waiting && !s->deferred && age >= timeout) {
     respond_early(s, 408, "RequestTimeout",
                   "the request did not arrive in time");
   } else if (s->answered_early != 0 && !s->request_done &&
@@ -592,6 +696,15 @@ static void h2_sweep(struct api_conn *c, uint64_t now)
   if (h2->n_streams == 0) {
     if (now - h2->idle_since >= c->server->idle_timeout_ms)
       api_conn_goaway(c, now + API_GOAWAY_GRACE_MS);
+    return;
+  }
+  /* Answers waiting for a window that has not opened for the request
+   * timeout: the peer holds them, and the connection goes. While they
+   * wait behind the transport instead, the transport judges (conn.c). */
+  if (api_conn_queued(c) >= API_WRITE_HIGH_WATER)
+    h2->moved_at = now;
+  if (h2->waiting > 0 && now - h2->moved_at >= c->server->request_timeout_ms) {
+    api_conn_stalled(c);
     return;
   }
   NLB_LIST_FOREACH_SAFE(pos, tmp, &h2->streams)

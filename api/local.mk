@@ -92,6 +92,10 @@ EXTRA_DIST += tests/e2e/test_api.py tests/e2e/test_api_http1.py \
 TESTS += tests/e2e/test_api_admission.py
 EXTRA_DIST += tests/e2e/test_api_admission.py
 
+# Answers clients do not read: budgets, static answers, memory given back.
+TESTS += tests/e2e/test_api_output.py
+EXTRA_DIST += tests/e2e/test_api_output.py
+
 # 40 event streams over a million stored events; other requests meanwhile.
 TESTS += tests/e2e/test_api_event_load.py
 EXTRA_DIST += tests/e2e/test_api_event_load.py

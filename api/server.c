@@ -4,6 +4,8 @@
  * h1.c, one request's routing and accounting in exchange.c, event streams
  * in events.c. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,10 @@
 #include <unistd.h>
 
 #include <netinet/in.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -155,6 +161,68 @@ static void sweep_tokens(struct api_server *server, uint64_t now)
     free_uses(job);
 }
 
+/* ---- memory held for clients --------------------------------------------- */
+
+/* Worth giving back: this much output held at once, or this many
+ * connections closed, since the last time; at most every
+ * TRIM_INTERVAL_MS. */
+#define TRIM_AFTER_BYTES (16 * 1024 * 1024)
+#define TRIM_AFTER_CONNS 64
+#define TRIM_INTERVAL_MS 10000
+
+/* Once clients that made the API hold memory (answers they did not read,
+ * request bodies, their connections' state) have left, the freed memory
+ * goes back to the system. glibc keeps freed heap: nlbd asks it to keep
+ * up to 64 MiB at the top (nlb/daemon.c), and pages freed in the middle
+ * of the heap stay resident whatever the threshold; malloc_trim(0) hands
+ * back both. It walks the heap, so not on every close: only when nothing
+ * is held any more after a burst. */
+static void maybe_trim(struct api_server *server, uint64_t now)
+{
+  if (server->output_held > 0 || server->admission.bytes_held > 0 ||
+      (server->output_peak < TRIM_AFTER_BYTES &&
+       server->conns_closed < TRIM_AFTER_CONNS) ||
+      now - server->trimmed_at < TRIM_INTERVAL_MS)
+    return;
+  server->trimmed_at = now;
+  server->output_peak = 0;
+  server->conns_closed = 0;
+#ifdef __GLIBC__
+  uint64_t started = uv_hrtime();
+  malloc_trim(0);
+  api_log(server, 0,
+          "api: freed memory given back to the system in %" PRIu64 " us",
+          (uv_hrtime() - started) / 1000);
+#endif
+}
+
+char *api_output_metrics(const struct api_server *server)
+{
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+
+  if (f == NULL)
+    return NULL;
+  fprintf(f,
+          "# HELP nlb_api_output_buffered_bytes Bytes of memory the API "
+          "holds for answers its clients have not taken yet.\n"
+          "# TYPE nlb_api_output_buffered_bytes gauge\n"
+          "nlb_api_output_buffered_bytes %zu\n"
+          "# HELP nlb_api_output_closed_total API connections closed for "
+          "answers they did not take, by reason.\n"
+          "# TYPE nlb_api_output_closed_total counter\n"
+          "nlb_api_output_closed_total{reason=\"budget\"} %" PRIu64 "\n"
+          "nlb_api_output_closed_total{reason=\"timeout\"} %" PRIu64 "\n",
+          server->output_held, server->output_closed[API_OUTPUT_CLOSED_BUDGET],
+          server->output_closed[API_OUTPUT_CLOSED_TIMEOUT]);
+  if (fclose(f) != 0) {
+    free(text);
+    return NULL;
+  }
+  return text;
+}
+
 static void on_sweep_timer(uv_timer_t *timer)
 {
   struct api_server *server = timer->data;
@@ -168,6 +236,7 @@ static void on_sweep_timer(uv_timer_t *timer)
       api_conn_sweep(c, now);
   }
   sweep_tokens(server, now);
+  maybe_trim(server, now);
 }
 
 /* ---- server ------------------------------------------------------------- */
@@ -271,6 +340,8 @@ static void take_settings(struct api_server *server,
   server->admission.lifetime_ms = s->unauthenticated_lifetime_ms != 0
                                       ? s->unauthenticated_lifetime_ms
                                       : API_DEFAULT_UNAUTHENTICATED_LIFETIME_MS;
+  server->output_budget =
+      s->output_budget != 0 ? s->output_budget : API_DEFAULT_OUTPUT_BUDGET;
 }
 
 /* Finds protocol (length-prefixed) in the client's ALPN list; true with

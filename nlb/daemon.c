@@ -450,7 +450,9 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
    * glibc would get from mmap and give back at once, or trim off the heap
    * each time: half of the page's CPU went to page faults (41 ms, 16 ms
    * without). Keep up to 64 MiB of freed heap and serve allocations up to
-   * 32 MiB from it. */
+   * 32 MiB from it. The API hands freed memory back (malloc_trim) once the
+   * clients that made it hold some have left (api/server.c), so that a
+   * burst of them does not stay nlbd's size. */
   mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
   log = log_settings(d.cfg);

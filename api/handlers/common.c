@@ -25,6 +25,7 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
   resp->status = status;
   resp->content_type = NULL;
   resp->events = false;
+  resp->static_body = NULL;
   resp->body = api_json_error_body(code, message);
   if (resp->body == NULL) /* not UTF-8, or no memory */
     resp->body = api_json_error_body(code, "(unprintable message)");
@@ -265,7 +266,7 @@ void api_handle(const struct api_request *req, struct api_response *resp)
                       "this nlbd has no registry: endpoint services are off");
   else
     route->handle(req, resp);
-  if (resp->body == NULL && !resp->events)
+  if (resp->body == NULL && resp->static_body == NULL && !resp->events)
     api_respond_error(resp, 500, "Internal", "out of memory");
 }
 

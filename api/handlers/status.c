@@ -275,6 +275,12 @@ void api_finish_metrics(struct api_server *server, struct api_response *resp)
     else
       text_add(&t, "%s", admission);
     free(admission);
+    char *output = api_output_metrics(server);
+    if (output == NULL)
+      t.failed = true;
+    else
+      text_add(&t, "%s", output);
+    free(output);
   }
   text_add(&t, "%.*s", (int)resp->len, resp->body);
   if (mine == NULL) {
@@ -317,17 +323,17 @@ void api_handle_healthz(const struct api_request *req,
       json_pack("{s:s,s:s}", "status", ok ? "ok" : "degraded", "store", store));
 }
 
-/* The compiled-in docs/openapi.yaml: the same bytes on every request. */
+/* The compiled-in docs/openapi.yaml: the same bytes on every request,
+ * written from where they are (87 KB: a copy per request let clients that
+ * do not read make nlbd hold hundreds of them). */
 void api_handle_openapi(const struct api_request *req,
                         struct api_response *resp)
 {
   if (!api_no_query(req, resp))
     return;
   free(resp->body);
-  resp->body = malloc(api_openapi_yaml_len);
-  if (resp->body == NULL)
-    return; /* api_handle answers 500 */
-  memcpy(resp->body, api_openapi_yaml, api_openapi_yaml_len);
+  resp->body = NULL;
+  resp->static_body = (const char *)api_openapi_yaml;
   resp->len = api_openapi_yaml_len;
   resp->status = 200;
   resp->content_type = "application/yaml";

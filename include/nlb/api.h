@@ -38,6 +38,8 @@
  * Clients without a known token get only a part of them (api/admission.h,
  * docs/api.md). */
 #define API_MAX_CONNECTIONS 1024
+/* Default of api_settings.output_budget. */
+#define API_DEFAULT_OUTPUT_BUDGET (64 * 1024 * 1024)
 
 /* Someone who may call the API. */
 struct api_principal {
@@ -137,6 +139,11 @@ struct api_settings {
   /* 0: 60 s. A connection none of whose requests has presented a known
    * token ends this long after it was accepted, whatever it does. */
   uint64_t unauthenticated_lifetime_ms;
+  /* 0: API_DEFAULT_OUTPUT_BUDGET. Bytes of memory the API may hold for
+   * answers its clients have not taken (read), all connections together;
+   * past it the connections holding the most are closed. Each connection
+   * also stops being read past 256 KiB of answers waiting (docs/api.md). */
+  size_t output_budget;
 };
 
 struct api_server;

@@ -595,6 +595,56 @@ def test_expect_100_continue():
         assert b"HTTP/1.1 100 Continue" in r.stderr, r.stderr
 
 
+def test_chunk_extensions_after_white_space():
+    """BWS before a chunk extension's ";" is taken (RFC 9112 7.1.1): only
+    white space that ends a chunk line is refused (the smuggling cases)."""
+    with ApiServer() as api:
+        raw = Raw(api)
+        raw.send(OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n"
+                 b"%x \t;a=1\r\n" % len(BODY) + BODY + b"\r\n0 ;b\r\n\r\n")
+        status, _, body = raw.response()
+        assert status == 201, (status, body)
+        raw.close()
+
+
+def test_http_versions_and_expect():
+    """Only HTTP/1.0 and HTTP/1.1 are served: HTTP/1.2 (or 1.9) answers 505
+    and the connection closes. An Expect other than 100-continue (whose
+    case does not matter) answers 417 and the connection closes, before any
+    body is read."""
+    with ApiServer() as api:
+        for version in ("1.2", "1.9"):
+            raw = Raw(api)
+            raw.send(request("GET", "/healthz", version=version))
+            status, headers, body = raw.response()
+            assert status == 505, (version, status, body)
+            assert json.loads(body)["error"]["code"] == "VersionNotSupported"
+            assert headers["connection"] == "close", headers
+            assert raw.closed()
+        for expect in ("foo", "100-continue, foo", "100-continued"):
+            raw = Raw(api)
+            raw.send(request("POST", "/v1/services", "payments",
+                             headers=["Expect: " + expect,
+                                      "Content-Length: %d" % len(BODY)]))
+            status, headers, body = raw.response()
+            assert status == 417, (expect, status, body)
+            assert json.loads(body)["error"]["code"] == "ExpectationFailed"
+            assert headers["connection"] == "close", headers
+            assert raw.closed()
+        raw = Raw(api)
+        raw.send(request("POST", "/v1/services", "payments",
+                         headers=["Expect: 100-Continue",
+                                  "Content-Length: %d" % len(BODY)]))
+        assert raw.response()[0] == 100
+        raw.send(BODY)
+        assert raw.response()[0] == 201
+        raw.close()
+        # Nothing was created by the refused requests.
+        names = [x["name"] for x in
+                 api.ok("GET", "/v1/services", "payments")["services"]]
+        assert names == ["smuggled"], names
+
+
 def test_body_over_64_kib():
     need("curl")
     with ApiServer() as api:
@@ -806,6 +856,20 @@ SMUGGLING = [
     ("chunk_size_bare_cr",
      OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x\rX" %
      len(BODY) + BODY + b"\r\n0\r\n\r\n"),
+    # White space in a chunk line only as BWS before ";" (RFC 9112 7.1.1):
+    # http-parser took "5 \r\n" and "5 x\r\n" as a size and an extension.
+    ("chunk_size_trailing_space",
+     OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x \r\n" %
+     len(BODY) + BODY + b"\r\n0\r\n\r\n"),
+    ("chunk_size_space_then_garbage",
+     OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x x\r\n" %
+     len(BODY) + BODY + b"\r\n0\r\n\r\n"),
+    ("last_chunk_trailing_space",
+     OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" %
+     len(BODY) + BODY + b"\r\n0 \r\n\r\n"),
+    ("chunk_extension_trailing_space",
+     OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x;a=1 \r\n" %
+     len(BODY) + BODY + b"\r\n0\r\n\r\n"),
     ("chunk_without_crlf",
      OK_HEAD + AUTH + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" %
      len(BODY) + BODY + b"XY0\r\n\r\n"),
@@ -879,6 +943,8 @@ if __name__ == "__main__":
         test_head_405_and_errors,
         test_chunked_request_bodies,
         test_expect_100_continue,
+        test_chunk_extensions_after_white_space,
+        test_http_versions_and_expect,
         test_body_over_64_kib,
         test_timeouts,
         test_event_stream_over_http1,

@@ -21,7 +21,7 @@ TOKEN = "ops-token"
 
 
 def built_with_libsystemd():
-    with open(os.path.join(TOP_BUILDDIR, "config.h")) as f:
+    with open(os.path.join(TOP_BUILDDIR, "build-config.h")) as f:
         return "#define HAVE_LIBSYSTEMD 1" in f.read()
 
 

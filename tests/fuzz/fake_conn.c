@@ -18,12 +18,8 @@
 
 struct fake_conn fake_conn;
 
-void api_conn_write(struct api_conn *c, char *data, size_t len)
+static void out_add(const char *data, size_t len)
 {
-  if (c->closing || len == 0) {
-    free(data);
-    return;
-  }
   if (fake_conn.out_len + len > fake_conn.out_cap) {
     size_t cap = fake_conn.out_cap ? fake_conn.out_cap : 4096;
     while (cap < fake_conn.out_len + len)
@@ -37,8 +33,46 @@ void api_conn_write(struct api_conn *c, char *data, size_t len)
   memcpy(fake_conn.out + fake_conn.out_len, data, len);
   fake_conn.out_len += len;
   fake_conn.queued += len;
+}
+
+void api_conn_write_static(struct api_conn *c, char *data, size_t len,
+                           const char *shared, size_t shared_len)
+{
+  if (c->closing || len + shared_len == 0) {
+    free(data);
+    return;
+  }
+  if (len > 0)
+    out_add(data, len);
+  if (shared_len > 0)
+    out_add(shared, shared_len);
   c->writes_pending++;
   free(data);
+}
+
+void api_conn_write(struct api_conn *c, char *data, size_t len)
+{
+  api_conn_write_static(c, data, len, NULL, 0);
+}
+
+/* As conn.c counts it, less the budget (one connection cannot be judged
+ * against the others). */
+void api_conn_hold_output(struct api_conn *c, ptrdiff_t delta)
+{
+  if (delta < 0 && (size_t)-delta > fake_conn.held) {
+    fprintf(stderr, "fake_conn: the protocol gives back more output memory "
+                    "than it held\n");
+    abort();
+  }
+  fake_conn.held += (size_t)delta;
+  c->output_held += (size_t)delta;
+  if (!c->closing)
+    c->server->output_held += (size_t)delta;
+}
+
+void api_conn_stalled(struct api_conn *c)
+{
+  api_conn_close(c);
 }
 
 size_t api_conn_queued(const struct api_conn *c)
@@ -63,6 +97,8 @@ void api_conn_reading(struct api_conn *c, bool on)
 
 void api_conn_close(struct api_conn *c)
 {
+  if (!c->closing)
+    c->server->output_held -= c->output_held;
   c->closing = true;
 }
 
@@ -147,7 +183,7 @@ bool fake_conn_drain(struct api_conn *c)
 
 void fake_conn_free(struct api_conn *c)
 {
-  c->closing = true;
+  api_conn_close(c);
   c->protocol->free(c);
   nlb_list_remove(&c->link);
   c->server->n_conns--;

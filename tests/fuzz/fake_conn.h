@@ -15,6 +15,7 @@ struct fake_conn {
   size_t queued;      /* written, not yet read by the peer */
   size_t queue_scale; /* api_conn_queued() reports queued * this */
   bool reading;       /* api_conn_reading() */
+  size_t held;        /* api_conn_hold_output()'s total: never below 0 */
 };
 
 extern struct fake_conn fake_conn;

@@ -31,7 +31,17 @@
  * is the same, unless either run refused a stream (REFUSED_STREAM: which
  * streams are refused depends on when answers leave, and a refused
  * request may be one that changes what later ones see).
- * NLB_FUZZ_VERBOSE=1 prints the frames each run wrote. */
+ *
+ * The output is bounded: in the run in one read (registry inline), an
+ * answer is made only while the answer bytes already waiting are under
+ * the connection's budget, so what the streams still owe the peer (each
+ * answered stream's content-length less the DATA sent, streams ended,
+ * reset by either side, or answered before their request was complete
+ * left out) never passes API_WRITE_HIGH_WATER plus the largest answer.
+ * Memory the protocol says it holds for answers (api_conn_hold_output)
+ * never goes below zero and is all given back when it frees the
+ * connection. NLB_FUZZ_VERBOSE=1 prints the frames each run wrote. */
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,12 +71,13 @@ static bool verbose;
 
 struct stream_seen {
   int32_t id;
-  int status;     /* 0: no answer yet */
-  bool compared;  /* answered before the timeouts */
-  bool ended;     /* END_STREAM sent */
-  bool reset;     /* RST_STREAM sent */
-  int64_t length; /* content-length, -1 when none */
-  uint64_t data;  /* DATA payload bytes sent */
+  int status;        /* 0: no answer yet */
+  bool compared;     /* answered before the timeouts */
+  bool ended;        /* END_STREAM sent */
+  bool reset;        /* RST_STREAM sent */
+  int64_t length;    /* content-length, -1 when none */
+  uint64_t data;     /* DATA payload bytes sent */
+  bool client_reset; /* the client sent RST_STREAM */
 };
 
 struct outcome {
@@ -178,6 +189,47 @@ static void read_header_block(nghttp2_hd_inflater *inflater,
   }
   if (first)
     fail("an empty header block", off);
+}
+
+/* The streams the client reset, from its frames (as far as they parse). */
+static void client_resets(const uint8_t *in, size_t len, struct outcome *o)
+{
+  size_t off = PREFACE_LEN;
+
+  while (off + FRAME_HEADER_LEN <= len) {
+    const uint8_t *h = in + off;
+    size_t n = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+    if (off + FRAME_HEADER_LEN + n > len)
+      break;
+    uint32_t sid = be32(h + 5) & 0x7fffffffu;
+    if (h[3] == NGHTTP2_RST_STREAM && sid != 0)
+      stream_of(o, (int32_t)sid)->client_reset = true;
+    off += FRAME_HEADER_LEN + n;
+  }
+}
+
+/* The answer bytes the streams still owe the peer, as the output shows
+ * them, against the connection's budget (see the top). */
+static void check_bounded(const struct outcome *o)
+{
+  uint64_t owed = 0, largest = 0;
+
+  for (size_t i = 0; i < o->n; i++) {
+    const struct stream_seen *s = &o->streams[i];
+    if (s->status == 0 || s->ended || s->reset || s->client_reset ||
+        s->length < 0 || s->status == 413 || s->status == 431)
+      continue;
+    owed += (uint64_t)s->length - s->data;
+    if ((uint64_t)s->length > largest)
+      largest = (uint64_t)s->length;
+  }
+  if (owed > API_WRITE_HIGH_WATER + largest) {
+    fprintf(stderr,
+            "fuzz_h2: %" PRIu64 " answer bytes wait for the peer, over the "
+            "budget of %d and one answer of %" PRIu64 "\n",
+            owed, API_WRITE_HIGH_WATER, largest);
+    abort();
+  }
 }
 
 /* Parses what the protocol wrote; abort()s where it breaks a rule above.
@@ -447,6 +499,15 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
   if (plan->answer_first)
     pump(c);
   mark = fake_conn.out_len;
+  if (!plan->deferred) {
+    /* What the peer is owed so far: registry answers all came inline. */
+    struct outcome now = {0};
+    client_resets(data, size, &now);
+    parse_frames((const uint8_t *)fake_conn.out, mark, mark,
+                 max_frame_size(data, size), &now);
+    check_bounded(&now);
+    free(now.streams);
+  }
 
   /* Not compared: what the timeouts and a reload answer, then the free. */
   uint64_t now = uv_now(env->loop);
@@ -484,7 +545,8 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
       !nlb_list_empty(&server->event_reads_waiting) ||
       server->admission.bytes_held != 0 ||
       server->admission.n_unauthenticated != 0 ||
-      server->admission.n_authenticated != 0) {
+      server->admission.n_authenticated != 0 || server->output_held != 0 ||
+      fake_conn.held != 0) {
     fprintf(stderr, "fuzz_h2: the server still counts the connection\n");
     abort();
   }

@@ -569,6 +569,26 @@ H2 = {
     "window-never-opens": START + settings((4, 0))
     + h2req(1, "GET", "/v1/openapi.yaml") + h2req(3, "GET", "/healthz"),
     "window-overflow": START + window(0, 0x7fffffff) + window(0, 0x7fffffff),
+    # Answers that wait for a window: the connection's output budget holds
+    # back the requests after the first few (static answers, and answers
+    # made per request), until a window opens or a stream is reset.
+    "window-shut-openapi": START + settings((4, 0)) + b"".join(
+        h2req(1 + 2 * i, "GET", "/v1/openapi.yaml", "ops")
+        for i in range(100)),
+    "window-shut-metrics": START + settings((4, 0)) + b"".join(
+        h2req(1 + 2 * i, "GET", "/metrics", "ops") for i in range(100)),
+    "window-shut-no-token": START + settings((4, 0)) + b"".join(
+        h2req(1 + 2 * i, "GET", "/v1/openapi.yaml") for i in range(20)),
+    "connection-window-never-updated": START + settings((4, 0x7fffffff))
+    + b"".join(h2req(1 + 2 * i, "GET", "/v1/openapi.yaml", "ops")
+               for i in range(20)),
+    "window-shut-then-opened": START + settings((4, 0)) + b"".join(
+        h2req(1 + 2 * i, "GET", "/v1/openapi.yaml", "ops")
+        for i in range(20)) + settings((4, 65535)) + window(0, 1 << 30),
+    "window-shut-client-resets": START + settings((4, 0)) + b"".join(
+        h2req(1 + 2 * i, "GET", "/v1/openapi.yaml", "ops")
+        for i in range(10)) + rst(1) + rst(3) + rst(5) + b"".join(
+        h2req(21 + 2 * i, "GET", "/metrics", "ops") for i in range(10)),
     "ping-flood": START + frame(PING, 0, 0, b"12345678") * 1100,
     "settings-flood": START + settings((3, 50)) * 1100,
     "continuation": START

@@ -9,7 +9,7 @@
  *     [--principal NAME:ROLE:TOKEN]... [--network NAME:RANGE[:P1,P2...]]...
  *     [--lb NAME:PORT[,PORT...]]... [--fake-dataplane]
  *     [--request-timeout-ms N] [--idle-timeout-ms N]
- *     [--unauthenticated-lifetime-ms N]
+ *     [--unauthenticated-lifetime-ms N] [--output-budget BYTES]
  *     [--dns-zone ZONE] [--dns-domains PRINCIPAL:D1[,D2...]]...
  *     [--network-dns NETWORK:ADDRESS]...
  * (--dns-domains and --network-dns after the principal or network they
@@ -197,6 +197,7 @@ static void usage(void)
                   "[--network NAME:RANGE[:P,...]] [--lb NAME:PORT[,PORT]] "
                   "[--fake-dataplane] [--request-timeout-ms N] "
                   "[--idle-timeout-ms N] [--unauthenticated-lifetime-ms N] "
+                  "[--output-budget BYTES] "
                   "[--dns-zone ZONE] [--dns-domains PRINCIPAL:D,...] "
                   "[--network-dns NETWORK:ADDRESS]\n");
   exit(2);
@@ -244,6 +245,8 @@ int main(int argc, char **argv)
       settings.idle_timeout_ms = strtoull(value, NULL, 10);
     } else if (strcmp(opt, "--unauthenticated-lifetime-ms") == 0) {
       settings.unauthenticated_lifetime_ms = strtoull(value, NULL, 10);
+    } else if (strcmp(opt, "--output-budget") == 0) {
+      settings.output_budget = strtoull(value, NULL, 10);
     } else if (strcmp(opt, "--principal") == 0 && n_principals < MAX_ITEMS) {
       char *role = split(value, ':'), *token = split(role, ':');
       struct api_principal *p = &principals[n_principals];
