@@ -148,10 +148,6 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* The output series of /metrics (nlb_api_output_*: Prometheus text with
- * HELP and TYPE lines), malloc'd; NULL when out of memory. */
-char *api_output_metrics(const struct api_server *server);
-
 /* Sends one line to the server's event log (printf format). In log.c,
  * which calls nothing else of api/. */
 void api_log(struct api_server *server, int level, const char *fmt, ...)

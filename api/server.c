@@ -196,33 +196,6 @@ static void maybe_trim(struct api_server *server, uint64_t now)
 #endif
 }
 
-char *api_output_metrics(const struct api_server *server)
-{
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-
-  if (f == NULL)
-    return NULL;
-  fprintf(f,
-          "# HELP nlb_api_output_buffered_bytes Bytes of memory the API "
-          "holds for answers its clients have not taken yet.\n"
-          "# TYPE nlb_api_output_buffered_bytes gauge\n"
-          "nlb_api_output_buffered_bytes %zu\n"
-          "# HELP nlb_api_output_closed_total API connections closed for "
-          "answers they did not take, by reason.\n"
-          "# TYPE nlb_api_output_closed_total counter\n"
-          "nlb_api_output_closed_total{reason=\"budget\"} %" PRIu64 "\n"
-          "nlb_api_output_closed_total{reason=\"timeout\"} %" PRIu64 "\n",
-          server->output_held, server->output_closed[API_OUTPUT_CLOSED_BUDGET],
-          server->output_closed[API_OUTPUT_CLOSED_TIMEOUT]);
-  if (fclose(f) != 0) {
-    free(text);
-    return NULL;
-  }
-  return text;
-}
-
 static void on_sweep_timer(uv_timer_t *timer)
 {
   struct api_server *server = timer->data;

@@ -275,12 +275,19 @@ void api_finish_metrics(struct api_server *server, struct api_response *resp)
     else
       text_add(&t, "%s", admission);
     free(admission);
-    char *output = api_output_metrics(server);
-    if (output == NULL)
-      t.failed = true;
-    else
-      text_add(&t, "%s", output);
-    free(output);
+    text_add(&t,
+             "# HELP nlb_api_output_buffered_bytes Bytes of memory the API "
+             "holds for answers its clients have not taken yet.\n"
+             "# TYPE nlb_api_output_buffered_bytes gauge\n"
+             "nlb_api_output_buffered_bytes %zu\n"
+             "# HELP nlb_api_output_closed_total API connections closed for "
+             "answers they did not take, by reason.\n"
+             "# TYPE nlb_api_output_closed_total counter\n"
+             "nlb_api_output_closed_total{reason=\"budget\"} %" PRIu64 "\n"
+             "nlb_api_output_closed_total{reason=\"timeout\"} %" PRIu64 "\n",
+             server->output_held,
+             server->output_closed[API_OUTPUT_CLOSED_BUDGET],
+             server->output_closed[API_OUTPUT_CLOSED_TIMEOUT]);
   }
   text_add(&t, "%.*s", (int)resp->len, resp->body);
   if (mine == NULL) {
