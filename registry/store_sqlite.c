@@ -1,6 +1,6 @@
 /* The SQLite store: one node. WAL, synchronous=FULL, foreign keys, every
- * statement prepared once at open, and a lock file that keeps a second
- * nlbd off the same database. States and event types are stored by name so
+ * statement prepared once at open, and a lock on the database file that
+ * keeps a second nlbd off it. States and event types are stored by name so
  * that the database reads well in the sqlite3 shell and does not depend on
  * the order of the C enums. Writers are serialized by SQLite itself (BEGIN
  * IMMEDIATE takes the file's write lock); seq is the events table's
@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -561,37 +560,77 @@ static int migrate(struct reg_store *store)
   return exec(store, "COMMIT");
 }
 
-/* One nlbd per database: an exclusive lock on FILE.lock, which holds the
- * holder's pid so that the refusal can name it. SQLite's own locks let two
- * processes write the same file, but two nlbd on it would each think their
- * endpoints are theirs alone. */
+/* One nlbd per database, whatever path names it (a symbolic link, a hard
+ * link): the lock is on the file itself, an open file description lock
+ * (F_OFD_SETLK) on a byte far past the ranges SQLite locks (around 1 GiB),
+ * so that it is tied to the inode and to this descriptor alone: SQLite
+ * closing its own descriptors never drops it, the kernel drops it when the
+ * process ends, however it ends. The holder also locks byte
+ * GUARD_PID_BASE + its pid, so that a refusal can name it (an OFD lock
+ * reports no pid of its own). SQLite's locks would let two processes write
+ * the same file, but two nlbd on it would each think their endpoints are
+ * theirs alone, under the same node name. */
+#define GUARD_BYTE ((off_t)1 << 40)
+#define GUARD_PID_BASE (GUARD_BYTE + 1)
+#define GUARD_PID_SPAN ((off_t)1 << 22) /* PID_MAX_LIMIT */
+
+static int ofd_lock(int fd, int cmd, off_t start, off_t len, struct flock *fl)
+{
+  memset(fl, 0, sizeof(*fl));
+  fl->l_type = F_WRLCK;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = start;
+  fl->l_len = len;
+  return fcntl(fd, cmd, fl);
+}
+
+/* The pid of the process that holds the guard, or 0 if it did not say
+ * (yet). */
+static long guard_holder(int fd)
+{
+  struct flock fl;
+
+  if (ofd_lock(fd, F_OFD_GETLK, GUARD_PID_BASE, GUARD_PID_SPAN, &fl) < 0 ||
+      fl.l_type == F_UNLCK)
+    return 0;
+  return (long)(fl.l_start - GUARD_PID_BASE);
+}
+
 static int take_lock(struct reg_store *store, const char *location)
 {
-  char path[4096];
-  char pid[32] = "";
+  struct flock fl;
+  long pid;
   int fd;
 
-  snprintf(path, sizeof(path), "%s.lock", location);
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  /* SQLite creates missing files with the same mode. */
+  fd = open(location, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     snprintf(store->errmsg, sizeof(store->errmsg), "cannot open %.200s: %s",
-             path, strerror(errno));
+             location, strerror(errno));
     return -EIO;
   }
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    ssize_t got = pread(fd, pid, sizeof(pid) - 1, 0);
+  if (ofd_lock(fd, F_OFD_SETLK, GUARD_BYTE, 1, &fl) < 0) {
+    int e = errno;
 
-    pid[got > 0 ? got : 0] = '\0';
-    pid[strcspn(pid, "\n")] = '\0';
-    snprintf(store->errmsg, sizeof(store->errmsg),
-             "registry %s is in use by another nlbd (pid %s)", location,
-             pid[0] ? pid : "unknown");
+    if (e != EAGAIN && e != EACCES) {
+      snprintf(store->errmsg, sizeof(store->errmsg), "cannot lock %.200s: %s",
+               location, strerror(e));
+      close(fd);
+      return -EIO;
+    }
+    pid = guard_holder(fd);
+    if (pid > 0)
+      snprintf(store->errmsg, sizeof(store->errmsg),
+               "registry %s is in use by another nlbd (pid %ld)", location,
+               pid);
+    else
+      snprintf(store->errmsg, sizeof(store->errmsg),
+               "registry %s is in use by another nlbd (pid unknown)", location);
     close(fd);
     return -EBUSY;
   }
-  snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-  if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
-    /* The lock holds; only the pid in a refusal would be missing. */
+  if (ofd_lock(fd, F_OFD_SETLK, GUARD_PID_BASE + getpid(), 1, &fl) < 0) {
+    /* The guard holds; only the pid in a refusal would be missing. */
   }
   store->lock_fd = fd;
   return 0;
