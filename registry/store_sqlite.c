@@ -19,7 +19,6 @@
 #include "nlb/registry-store.h"
 #include "store-int.h"
 
-#define BUSY_TIMEOUT_MS 5000
 #define LIVE "('pendingAcceptance','available')"
 
 /* Each entry brings the schema from version i to i + 1. Never edit one that
@@ -399,6 +398,7 @@ struct reg_store {
   sqlite3_stmt *stmt[N_STMTS];
   int version;
   int lock_fd;
+  uint32_t statement_timeout_ms; /* busy wait outside transactions */
   char errmsg[256];
 };
 
@@ -682,43 +682,74 @@ static int prepare_all(struct reg_store *store)
   return 0;
 }
 
-static int store_open(struct reg_store **out, const char *location,
-                      char *errbuf, size_t errlen)
+/* A reader: a second connection of this process, after the first has
+ * locked and migrated the file; read-only, so that no write can slip in
+ * beside the writer's. */
+static int open_reader(struct reg_store *store, const char *location)
+{
+  int rc = sqlite3_open_v2(location, &store->db, SQLITE_OPEN_READONLY, NULL);
+  int r;
+
+  if (rc != SQLITE_OK)
+    return store->db ? fail(store, rc) : -ENOMEM;
+  sqlite3_extended_result_codes(store->db, 1);
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
+  if ((r = read_user_version(store, &store->version)) < 0)
+    return r;
+  if (store->version != N_MIGRATIONS) {
+    snprintf(store->errmsg, sizeof(store->errmsg),
+             "store schema version %d, this nlb reads %d", store->version,
+             N_MIGRATIONS);
+    return -EIO;
+  }
+  return prepare_all(store);
+}
+
+static int open_writer(struct reg_store *store, const char *location)
+{
+  int rc = sqlite3_open_v2(location, &store->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  int r;
+
+  if (rc != SQLITE_OK)
+    return store->db ? fail(store, rc) : -ENOMEM;
+  sqlite3_extended_result_codes(store->db, 1);
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
+  if ((r = set_wal(store, location)) < 0 ||
+      (r = exec(store, "PRAGMA synchronous = FULL")) < 0 ||
+      (r = exec(store, "PRAGMA foreign_keys = ON")) < 0 ||
+      (r = migrate(store)) < 0 || (r = prepare_all(store)) < 0)
+    return r;
+  return 0;
+}
+
+static int store_open(struct reg_store **out,
+                      const struct reg_store_settings *s, char *errbuf,
+                      size_t errlen)
 {
   struct reg_store *store;
-  int rc;
   int r;
 
   store = calloc(1, sizeof(*store));
   if (store == NULL)
     return -ENOMEM;
   store->lock_fd = -1;
-  if ((r = take_lock(store, location)) < 0) {
+  store->statement_timeout_ms = s->statement_timeout_ms;
+  if (!s->reader && (r = take_lock(store, s->location)) < 0) {
     snprintf(errbuf, errlen, "%s", store->errmsg);
     store_close(store);
     return r;
   }
-  rc = sqlite3_open_v2(location, &store->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-  if (rc != SQLITE_OK) {
-    r = store->db ? fail(store, rc) : -ENOMEM;
-    goto fail_close;
+  r = s->reader ? open_reader(store, s->location)
+                : open_writer(store, s->location);
+  if (r < 0) {
+    snprintf(errbuf, errlen, "%s: %s", s->location,
+             store->errmsg[0] ? store->errmsg : strerror(-r));
+    store_close(store);
+    return r;
   }
-  sqlite3_extended_result_codes(store->db, 1);
-  sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
-  if ((r = set_wal(store, location)) < 0 ||
-      (r = exec(store, "PRAGMA synchronous = FULL")) < 0 ||
-      (r = exec(store, "PRAGMA foreign_keys = ON")) < 0 ||
-      (r = migrate(store)) < 0 || (r = prepare_all(store)) < 0)
-    goto fail_close;
   *out = store;
   return 0;
-
-fail_close:
-  snprintf(errbuf, errlen, "%s: %s", location,
-           store->errmsg[0] ? store->errmsg : strerror(-r));
-  store_close(store);
-  return r;
 }
 
 static const char *store_errmsg(struct reg_store *store)
@@ -733,9 +764,18 @@ static int store_schema_version(struct reg_store *store)
 
 /* ---- transactions ------------------------------------------------------- */
 
-static int store_begin(struct reg_store *store, bool write)
+/* A busy file (another process's lock) is waited for at most timeout_ms;
+ * SQLite has no other wait to bound. After the transaction, statements
+ * outside one get the default bound back. */
+static int store_begin(struct reg_store *store, bool write, uint32_t timeout_ms)
 {
-  return stmt_run(store, stmt_get(store, write ? BEGIN_WRITE : BEGIN_READ));
+  int r;
+
+  sqlite3_busy_timeout(store->db, (int)timeout_ms);
+  r = stmt_run(store, stmt_get(store, write ? BEGIN_WRITE : BEGIN_READ));
+  if (r < 0)
+    sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
+  return r == -EAGAIN ? -ETIMEDOUT : r;
 }
 
 static int store_commit(struct reg_store *store)
@@ -745,6 +785,7 @@ static int store_commit(struct reg_store *store)
   /* A failed COMMIT (e.g. an I/O error) may leave the transaction open. */
   if (r < 0 && !sqlite3_get_autocommit(store->db))
     stmt_run(store, stmt_get(store, ROLLBACK));
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
   return r;
 }
 
@@ -756,6 +797,7 @@ static void store_rollback(struct reg_store *store)
     sqlite3_reset(store->stmt[i]);
   if (!sqlite3_get_autocommit(store->db))
     stmt_run(store, stmt_get(store, ROLLBACK));
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
 }
 
 /* One process writes: no notices from others. */
