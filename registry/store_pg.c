@@ -960,16 +960,13 @@ static int one_int(struct reg_store *store, enum stmt_id id, int n,
 
 /* ---- transactions ------------------------------------------------------- */
 
-/* The transaction's statements and lock waits end within timeout_ms
- * (SET LOCAL: back to the session's bounds at its end). */
-static int store_begin(struct reg_store *store, bool write, uint32_t timeout_ms)
+/* BEGIN with the transaction's bounds (SET LOCAL: back to the session's at
+ * its end) and, for a write, the counter row's lock. */
+static PGresult *begin_on(struct reg_store *store, bool write,
+                          uint32_t timeout_ms)
 {
   char sql[256];
-  PGresult *res;
-  int r;
 
-  if ((r = ensure_connected(store)) < 0)
-    return r;
   snprintf(sql, sizeof(sql),
            "%s; SET LOCAL statement_timeout = %" PRIu32
            "; SET LOCAL lock_timeout = %" PRIu32 "%s",
@@ -977,13 +974,39 @@ static int store_begin(struct reg_store *store, bool write, uint32_t timeout_ms)
            timeout_ms, timeout_ms,
            write ? "; SELECT last_seq FROM nlb_counter WHERE id = 1 FOR UPDATE"
                  : "");
-  res = PQexec(store->conn, sql);
-  if (PQresultStatus(res) != (write ? PGRES_TUPLES_OK : PGRES_COMMAND_OK) ||
-      (write && PQntuples(res) != 1)) {
-    r = result_error(store, res);
-    if (!connection_lost(store))
+  return PQexec(store->conn, sql);
+}
+
+static bool begun(PGresult *res, bool write)
+{
+  if (!write)
+    return PQresultStatus(res) == PGRES_COMMAND_OK;
+  return PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+}
+
+/* The transaction's statements and lock waits end within timeout_ms. A
+ * connection found broken here (the server restarted while it sat idle, as
+ * the reader's may for long) is replaced at once: nothing had started on
+ * it. */
+static int store_begin(struct reg_store *store, bool write, uint32_t timeout_ms)
+{
+  PGresult *res;
+  int r;
+
+  for (int attempt = 0;; attempt++) {
+    if ((r = ensure_connected(store)) < 0)
+      return r;
+    res = begin_on(store, write, timeout_ms);
+    if (begun(res, write))
+      break;
+    if ((r = result_error(store, res)) != -ENOTCONN) {
       PQclear(PQexec(store->conn, "ROLLBACK"));
-    return r;
+      return r;
+    }
+    /* libpq may still call it CONNECTION_OK: it is not. */
+    disconnect(store);
+    if (attempt > 0)
+      return r;
   }
   if (write) {
     store->tx_first_seq = (uint64_t)int_value(res, 0, 0) + 1;
