@@ -10,10 +10,10 @@ registry's store.
   naming the holder; once the holder stops (SIGTERM, or SIGKILL: the name
   goes with its session) the name can be taken.
 - Another program holding the SQLite file's write lock, or a psql session
-  holding the counter row's lock (every write takes it
-  first): a write through the API answers 503 StoreUnavailable within
-  registry.write_timeout and is never applied, and reads answer within
-  registry.read_timeout.
+  holding the counter row's lock (every write takes it first): a write
+  through the API answers 503 StoreUnavailable within registry.write_timeout
+  and is never applied, and reads answer at once (they run on a connection
+  of their own).
 
 PostgreSQL comes from pgtest (a server of the test's own); the tests that
 need it say SKIP without it."""
@@ -153,14 +153,15 @@ def test_sqlite_file_locked_elsewhere_bounds_writes():
             assert status == 503, (status, body)
             assert body["error"]["code"] == "StoreUnavailable", body
             assert 1.5 <= wrote <= 4.0, wrote
-            assert read == 200 and took <= 1.0, (read, took)
+            assert read == 200 and took <= 2.0, (read, took)
         finally:
             db.execute("ROLLBACK")
             db.close()
+        # Writes run one after the other: once this one is in, the refused
+        # one will never be.
         status, body = call(api.port, "POST", "/v1/services", "payments",
                             {"name": "after", "load_balancer": "payments-lb"})
         assert status == 201, (status, body)
-        time.sleep(1)
         status, _ = call(api.port, "GET", "/v1/services/late", "payments")
         assert status == 404
 
@@ -223,8 +224,6 @@ class PgNodes:
             n.kill()
         self.backend.stop()
         self.pg.close()
-
-
 
 
 def test_duplicate_node_name_is_refused():
@@ -325,12 +324,11 @@ def test_held_counter_lock_bounds_waits():
             assert holder.poll() is None, "the lock was let go too early"
         finally:
             holder.wait(timeout=30)
-        # Once the lock is free, writes work, and the refused one never
-        # happens: not now, not later.
+        # Once the lock is free, writes work; they run one after the other,
+        # so once this one is in, the refused one will never be.
         status, body = call(n.api_port, "POST", "/v1/services", "payments",
                             {"name": "after", "load_balancer": "lb"})
         assert status == 201, (status, body)
-        time.sleep(1)
         status, body = call(n.api_port, "GET", "/v1/services/late",
                             "payments")
         assert status == 404, (status, body)
