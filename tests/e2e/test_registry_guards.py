@@ -232,7 +232,7 @@ def test_duplicate_node_name_is_refused():
         wait_until(lambda: call(first.api_port, "GET", "/v1/nodes",
                                 "ops")[0] == 200, what="first node's API")
         rc, err = refused_start(c.node("twin"))
-        print("duplicate name: exit %d: %s" % (rc, err.strip()))
+        print("duplicate name: exit %s: %s" % (rc, err.strip()))
         assert rc == 1, (rc, err)
         assert "node name twin is in use" in err, err
         assert "pid %d on" % first.proc.pid in err, err
