@@ -161,12 +161,9 @@ int reg_targets_list(struct reg *reg, struct reg_target **out, size_t *n)
 
 int reg_node_heartbeat(struct reg *reg, bool starting, uint64_t applied_seq)
 {
-  int r = reg->ops->node_heartbeat(
+  return reg->ops->node_heartbeat(
       reg->store, reg->config.node, reg->config.version,
       reg->config.node_networks_text, applied_seq, starting);
-
-  /* A heartbeat that waited too long: the store is as good as gone. */
-  return r == -ETIMEDOUT ? -ENOTCONN : r;
 }
 
 static void judge(struct reg_node *nodes, size_t n, int64_t now)

@@ -47,11 +47,13 @@
  *   -EDQUOT      409 LimitExceeded      connection_limit reached
  *   -ENOSPC      409 AddressExhausted   no free address in the network
  *   -ENOTCONN    503 StoreUnavailable   the store cannot be reached (the
- *                                       PostgreSQL server is down), or did
- *                                       not answer within the bound
- *                                       (reg_config.write_timeout_ms,
- *                                       read_timeout_ms: a lock held
- *                                       elsewhere); nothing was changed,
+ *                                       PostgreSQL server is down); nothing
+ *                                       was changed
+ *   -ETIMEDOUT   503 StoreUnavailable   the store did not answer within
+ *                                       reg_config.write_timeout_ms or
+ *                                       read_timeout_ms (a lock held
+ *                                       elsewhere): the transaction was
+ *                                       rolled back; nothing was changed,
  *                                       and nothing will be
  *   -ENOMEM      500 Internal
  *   -EIO         500 Internal           the store failed (err->message says
@@ -264,7 +266,7 @@ struct reg_config {
   /* How long a write (read) transaction may wait for the store, from its
    * start or from reg_set_deadline's deadline: a lock held elsewhere, a
    * busy file, a slow statement. Then it is rolled back, never run again,
-   * and the operation answers -ENOTCONN. 0: the REG_DEFAULT_* values. */
+   * and the operation answers -ETIMEDOUT. 0: the REG_DEFAULT_* values. */
   uint32_t write_timeout_ms;
   uint32_t read_timeout_ms;
   /* Open a second registry of this process on the same store, for reads
@@ -471,7 +473,7 @@ void reg_close(struct reg *reg);
 uint64_t reg_monotonic_ms(void);
 
 /* Bounds the operations that follow, until the next call: each of their
- * transactions gives up (-ENOTCONN) at deadline_ms (reg_monotonic_ms()'s
+ * transactions gives up (-ETIMEDOUT) at deadline_ms (reg_monotonic_ms()'s
  * clock), so that work queued for a while is bounded from when it was
  * asked for, not from when it started. 0: each transaction gets the
  * config's timeout from its own start. */

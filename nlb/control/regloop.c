@@ -80,6 +80,7 @@ struct nlb_regloop {
   /* Written by the registry thread, read by any (/healthz): the store
    * could not be reached at the last try; logged once per outage. */
   atomic_bool unavailable;
+  bool slow; /* a write ran out of time; logged once until one does not */
 
   /* Registry thread only. */
   uint64_t cursor;  /* the change feed has been read through this */
@@ -174,6 +175,17 @@ static void on_control_async(uv_async_t *handle)
 
 static void store_trouble(struct nlb_regloop *rl, const char *what, int r)
 {
+  /* A lock held elsewhere: the store is there, only stuck for now. */
+  if (r == -ETIMEDOUT) {
+    if (!rl->slow)
+      NLB_LOG_EVENT(NLB_LOG_WARN, "store_slow",
+                    "registry: the store did not answer in time ({what}: "
+                    "{error}); writes answer 503 until it does",
+                    NLB_LOG_STR("what", what),
+                    NLB_LOG_STR("error", reg_store_message(rl->reg)));
+    rl->slow = true;
+    return;
+  }
   if (r != -ENOTCONN) {
     NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error", "registry: {what}: {error}",
                   NLB_LOG_STR("what", what),
@@ -252,9 +264,12 @@ static void expire(struct nlb_regloop *rl)
   size_t expired = 0;
   int r = reg_expire_pending(rl->reg, wall_ms(), &expired);
 
-  if (r < 0)
+  if (r < 0) {
     store_trouble(rl, "expiring pending endpoints", r);
-  else if (expired > 0)
+    return;
+  }
+  rl->slow = false; /* a write went through */
+  if (expired > 0)
     NLB_LOG_EVENT(NLB_LOG_INFO, "endpoints_expired",
                   "{endpoints} pending endpoints expired",
                   NLB_LOG_UINT("endpoints", expired));

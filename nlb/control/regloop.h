@@ -22,7 +22,7 @@
  * lock held elsewhere never holds them up. Each job's waits on the store
  * are bounded from its submission (reg_set_deadline): write_timeout_ms on
  * the registry thread, read_timeout_ms on the reader's, so a job answers
- * -ENOTCONN in time however long the queue before it was, and a write
+ * -ETIMEDOUT in time however long the queue before it was, and a write
  * that ran out of time is rolled back, never committed later.
  *
  * Functions here are called on the control thread unless said otherwise. */
