@@ -268,6 +268,18 @@ static struct exchange_job *job_new(struct api_server *server,
   return job;
 }
 
+typedef int submit_fn(void *ctx, void (*run)(struct reg *, void *),
+                      void (*done)(void *), void *arg);
+
+/* Reads go where they need not wait for writes. */
+static submit_fn *submit(const struct api_server *server,
+                         const struct api_route *route)
+{
+  if (route->method == API_METHOD_GET && server->registry->submit_read)
+    return server->registry->submit_read;
+  return server->registry->submit;
+}
+
 /* Submits the route to the registry's thread: 1 when the answer is under
  * way, 0 when it is already in x (an inline registry, or a failure). */
 static int run_remote(struct api_server *server, struct api_exchange *x,
@@ -285,8 +297,8 @@ static int run_remote(struct api_server *server, struct api_exchange *x,
   job->arg = arg;
   job->submitting = true;
   x->job = job;
-  if (server->registry->submit(server->registry_ctx, job_run, job_done, job) !=
-      0) {
+  if (submit(server, match->route)(server->registry_ctx, job_run, job_done,
+                                   job) != 0) {
     x->job = NULL;
     job_free(job);
     api_respond_error(&x->resp, 503, "StoreUnavailable",

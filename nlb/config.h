@@ -162,6 +162,10 @@ struct nlb_config {
    * this go. */
   uint64_t registry_endpoint_retention_ms;
   uint32_t registry_service_quota; /* services per provider; 0: no limit */
+  /* How long an API write (read) may wait for the store before it answers
+   * 503 StoreUnavailable, and is not applied. */
+  uint64_t registry_write_timeout_ms;
+  uint64_t registry_read_timeout_ms;
 
   /* dns = { zone; ttl; negative_ttl; tcp_connections_per_client; }: names
    * for endpoints (has_dns). */

@@ -492,6 +492,10 @@ static int config_copy(struct config *dst, const struct reg_config *src,
                                ? src->pending_expiry_ms
                                : REG_DEFAULT_PENDING_EXPIRY_MS;
   dst->service_quota = src->service_quota;
+  dst->write_timeout_ms = src->write_timeout_ms ? src->write_timeout_ms
+                                                : REG_DEFAULT_WRITE_TIMEOUT_MS;
+  dst->read_timeout_ms =
+      src->read_timeout_ms ? src->read_timeout_ms : REG_DEFAULT_READ_TIMEOUT_MS;
   if (src->n_node_networks > REG_NODE_NETWORKS_MAX)
     return reg_set_error(err, -EINVAL, "node_networks",
                          "more than %d network mappings",
@@ -740,18 +744,19 @@ static int names_body(struct reg *reg, void *arg, struct reg_error *err)
   return 0;
 }
 
-/* Unreachable store: nothing to compare with yet. */
+/* Unreachable or stuck store: nothing to compare with now. */
 static int check_names(struct reg *reg, const struct config *cfg,
                        struct reg_error *err)
 {
   int r = reg_in_tx(reg, false, names_body, (void *)cfg, err);
 
-  return r == -ENOTCONN ? 0 : r;
+  return r == -ENOTCONN || r == -ETIMEDOUT ? 0 : r;
 }
 
 int reg_open(struct reg **out, const char *store, const char *location,
              const struct reg_config *cfg, struct reg_error *err)
 {
+  struct reg_store_settings settings;
   struct reg *reg;
   char msg[256] = "";
   int r;
@@ -766,7 +771,12 @@ int reg_open(struct reg **out, const char *store, const char *location,
   }
   if ((r = config_copy(&reg->config, cfg, err)) < 0)
     goto fail_free;
-  if ((r = reg->ops->open(&reg->store, location, msg, sizeof(msg))) < 0) {
+  settings.location = location;
+  settings.node = reg->config.node;
+  settings.reader = cfg->reader;
+  settings.statement_timeout_ms = reg->config.write_timeout_ms;
+  reg->reader = cfg->reader;
+  if ((r = reg->ops->open(&reg->store, &settings, msg, sizeof(msg))) < 0) {
     reg_set_error(err, r, "registry", "%s", msg);
     goto fail_config;
   }
@@ -811,6 +821,24 @@ int reg_reload(struct reg *reg, const struct reg_config *cfg,
   return 0;
 }
 
+uint64_t reg_monotonic_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void reg_set_deadline(struct reg *reg, uint64_t deadline_ms)
+{
+  reg->deadline_ms = deadline_ms;
+}
+
+const char *reg_store_message(struct reg *reg)
+{
+  return reg->ops->errmsg(reg->store);
+}
+
 int reg_schema_version(struct reg *reg)
 {
   return reg->ops->schema_version(reg->store);
@@ -833,15 +861,42 @@ bool reg_take_notices(struct reg *reg)
 
 /* ---- transactions ------------------------------------------------------- */
 
+/* A transaction that ran out of time: rolled back, and not tried again,
+ * since its caller will be told it failed. */
+static int timed_out(struct reg *reg, bool write, struct reg_error *err)
+{
+  return reg_set_error(
+      err, -ETIMEDOUT, NULL,
+      "the registry store did not answer in time (%s_timeout %" PRIu32
+      " ms): %s; nothing was changed",
+      write ? "write" : "read",
+      write ? reg->config.write_timeout_ms : reg->config.read_timeout_ms,
+      reg->ops->errmsg(reg->store));
+}
+
 int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
               struct reg_error *err)
 {
+  uint64_t deadline =
+      reg->deadline_ms
+          ? reg->deadline_ms
+          : reg_monotonic_ms() + (write ? reg->config.write_timeout_ms
+                                        : reg->config.read_timeout_ms);
   int r = -EAGAIN;
 
+  if (write && reg->reader)
+    return reg_set_error(err, -EIO, NULL, "a write on the reading registry");
   for (int attempt = 0; attempt < TX_ATTEMPTS && r == -EAGAIN; attempt++) {
+    uint64_t now = reg_monotonic_ms();
+
+    if (now >= deadline) {
+      r = -ETIMEDOUT;
+      break;
+    }
     reg_clear_error(err);
-    if ((r = reg->ops->begin(reg->store, write)) < 0) {
-      if (r != -EAGAIN)
+    if ((r = reg->ops->begin(reg->store, write, (uint32_t)(deadline - now))) <
+        0) {
+      if (r != -EAGAIN && r != -ETIMEDOUT)
         reg_store_error(reg, err, r);
       continue;
     }
@@ -849,9 +904,12 @@ int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
       reg->ops->rollback(reg->store);
       continue;
     }
-    if ((r = reg->ops->commit(reg->store)) < 0 && r != -EAGAIN)
+    if ((r = reg->ops->commit(reg->store)) < 0 && r != -EAGAIN &&
+        r != -ETIMEDOUT)
       reg_store_error(reg, err, r);
   }
+  if (r == -ETIMEDOUT)
+    return timed_out(reg, write, err);
   if (r == -EAGAIN)
     r = reg_set_error(err, -EIO, NULL,
                       "the store kept failing to serialize this change: %s",

@@ -30,6 +30,11 @@ TESTS += tests/e2e/test_registry_pg.py
 EXTRA_DIST += tests/e2e/test_registry_pg.py tests/e2e/pgtest.py
 CLEAN_LOCAL_DIRS += tests/pg-template
 
+# One nlbd per SQLite file and per node name; bounded waits on a held
+# store lock (PostgreSQL from pgtest; its cases say SKIP without it).
+TESTS += tests/e2e/test_registry_guards.py
+EXTRA_DIST += tests/e2e/test_registry_guards.py
+
 # Three nlbd nodes on one PostgreSQL (needs root and namespaces).
 TESTS += tests/e2e/test_cluster_control.py
 EXTRA_DIST += tests/e2e/test_cluster_control.py tests/e2e/clustertest.py

@@ -59,12 +59,16 @@ struct config {
   size_t n_node_networks;
   char node_networks_text[REG_NODE_NETWORKS_MAX * 2 * REG_NAME_BUF];
   char dns_zone[REG_DNS_NAME_BUF]; /* "" = none */
+  uint32_t write_timeout_ms;
+  uint32_t read_timeout_ms;
 };
 
 struct reg {
   const struct reg_store_ops *ops;
   struct reg_store *store;
   struct config config;
+  bool reader;          /* reg_config.reader: no writes */
+  uint64_t deadline_ms; /* reg_set_deadline; 0: none */
 };
 
 /* ---- errors (core.c) ---- */

@@ -11,13 +11,26 @@
  * become visible in commit order. The commit also sends NOTIFY nlb_changes,
  * which wakes the other nodes (each LISTENs); they read the events after
  * the last seq they applied. Reads run in REPEATABLE READ, so a change-feed
- * read sees one consistent snapshot. */
+ * read sees one consistent snapshot.
+ *
+ * Every transaction sets its own statement_timeout and lock_timeout to the
+ * time it has left, so a lock held elsewhere (another node, or anyone with
+ * psql holding nlb_counter's row) aborts it in time instead of letting it
+ * commit after its caller was told it failed.
+ *
+ * A node's name is held by its connection: a session advisory lock keyed
+ * by a hash of the name, taken at every connection before anything else.
+ * The server lets go of it when the session ends, however it ends (a
+ * clean close, a killed process, or a vanished host once the keepalives
+ * set on the session find the connection dead), so a crashed node does
+ * not keep its name, and two processes never run as one node. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -31,6 +44,23 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define DB_NOW "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+/* Bounds while connecting and migrating (a migration may rewrite a large
+ * table); transactions then set their own. */
+#define CONNECT_SETTINGS                                                       \
+  "SET statement_timeout = '15s'; SET lock_timeout = '10s';"                   \
+  " SET client_min_messages = warning;"                                        \
+  " SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"            \
+  " SET tcp_keepalives_count = 3"
+/* Who holds a node's name: the advisory lock (objsubid 1: a bigint key,
+ * split in two halves) and the session that holds it. */
+#define NAME_HOLDER                                                            \
+  "SELECT a.pid, coalesce(a.application_name, ''),"                            \
+  " coalesce(host(a.client_addr), '') FROM pg_locks l"                         \
+  " JOIN pg_stat_activity a ON a.pid = l.pid"                                  \
+  " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"            \
+  " AND l.database = (SELECT oid FROM pg_database"                             \
+  " WHERE datname = current_database())"                                       \
+  " AND l.classid::bigint = $1::bigint AND l.objid::bigint = $2::bigint"
 
 static const char *const migrations[] = {
     /* 0 -> 1 */
@@ -411,6 +441,12 @@ static const char *const stmt_sql[N_STMTS] = {
 struct reg_store {
   PGconn *conn;
   char *conninfo;
+  bool reader;
+  char node[REG_NAME_BUF];
+  int64_t node_key;  /* the name's advisory lock (>= 0) */
+  char identity[64]; /* application_name: "nlbd pid N on HOST" */
+  int backend_pid;   /* the server process of the last connection */
+  uint32_t statement_timeout_ms;
   int version;
   bool prepared[N_STMTS];
   /* Reconnecting: not before next_attempt_ms (monotonic). */
@@ -456,11 +492,13 @@ static int result_error(struct reg_store *store, PGresult *res)
 
   set_errmsg(store, "query failed",
              res ? PQresultErrorMessage(res) : PQerrorMessage(store->conn));
-  if (connection_lost(store) || state == NULL || strncmp(state, "08", 2) == 0 ||
-      strncmp(state, "57", 2) == 0)
+  if (connection_lost(store) || state == NULL)
     r = -ENOTCONN;
-  else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-           strcmp(state, "55P03") == 0)
+  else if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
+    r = -ETIMEDOUT; /* statement_timeout, lock_timeout */
+  else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0)
+    r = -ENOTCONN;
+  else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
     r = -EAGAIN;
   else if (strcmp(state, "23505") == 0)
     r = constraint && strcmp(constraint, "endpoints_live_address") == 0
@@ -577,13 +615,147 @@ static void disconnect(struct reg_store *store)
   store->in_write = false;
 }
 
-/* Connects (blocking), migrates, and listens for other nodes' commits. */
+/* ---- the node's name ---------------------------------------------------- */
+
+/* FNV-1a: the same key on every node, whatever the server's version. */
+static int64_t name_key(const char *name)
+{
+  uint64_t h = 14695981039346656037ull;
+
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ull;
+  return (int64_t)(h >> 1);
+}
+
+/* One boolean or integer of a parameterized query run once (no prepared
+ * statement: these run while connecting). */
+static int query_value(struct reg_store *store, const char *sql, int n,
+                       const char *const *values, char *out, size_t len)
+{
+  PGresult *res =
+      PQexecParams(store->conn, sql, n, NULL, values, NULL, NULL, 0);
+
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    return result_error(store, res);
+  snprintf(out, len, "%s", PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+  PQclear(res);
+  return 0;
+}
+
+static int try_name(struct reg_store *store, bool *got)
+{
+  char key[24], value[8];
+  const char *values[] = {key};
+  int r;
+
+  snprintf(key, sizeof(key), "%" PRId64, store->node_key);
+  r = query_value(store, "SELECT pg_try_advisory_lock($1::bigint)", 1, values,
+                  value, sizeof(value));
+  *got = r == 0 && value[0] == 't';
+  return r;
+}
+
+struct holder {
+  int pid; /* its server process; 0: nobody holds the name now */
+  char application_name[64];
+  char address[64];
+};
+
+static int find_holder(struct reg_store *store, struct holder *h)
+{
+  char high[24], low[24];
+  const char *values[] = {high, low};
+  PGresult *res;
+
+  memset(h, 0, sizeof(*h));
+  snprintf(high, sizeof(high), "%" PRId64, store->node_key >> 32);
+  snprintf(low, sizeof(low), "%" PRId64, store->node_key & 0xffffffff);
+  res = PQexecParams(store->conn, NAME_HOLDER, 2, NULL, values, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    return result_error(store, res);
+  if (PQntuples(res) > 0) {
+    h->pid = atoi(PQgetvalue(res, 0, 0));
+    snprintf(h->application_name, sizeof(h->application_name), "%s",
+             PQgetvalue(res, 0, 1));
+    snprintf(h->address, sizeof(h->address), "%s", PQgetvalue(res, 0, 2));
+  }
+  PQclear(res);
+  return 0;
+}
+
+/* Our own session from before a reconnection, which the server has not
+ * found dead yet: it goes, and the name is ours again once it has. */
+static int take_back(struct reg_store *store, const struct holder *h, bool *got)
+{
+  char pid[16], key[24], value[8];
+  const char *terminate[] = {pid};
+  const char *lock[] = {key};
+  int r;
+
+  snprintf(pid, sizeof(pid), "%d", h->pid);
+  snprintf(key, sizeof(key), "%" PRId64, store->node_key);
+  if ((r = query_value(store, "SELECT pg_terminate_backend($1::int)", 1,
+                       terminate, value, sizeof(value))) < 0)
+    return r;
+  /* Waits (lock_timeout at most) for that session to end. */
+  r = query_value(store, "SELECT pg_advisory_lock($1::bigint)", 1, lock, value,
+                  sizeof(value));
+  *got = r == 0;
+  return r == -ETIMEDOUT ? 0 : r;
+}
+
+/* Holds this node's name for the connection's life, or says who does
+ * (-EBUSY). */
+static int hold_name(struct reg_store *store)
+{
+  struct holder h;
+  bool got = false;
+  int r;
+
+  if (store->reader)
+    return 0;
+  for (int attempt = 0; attempt < 2 && !got; attempt++) {
+    if ((r = try_name(store, &got)) < 0)
+      return r;
+    if (got || (r = find_holder(store, &h)) < 0)
+      return r;
+    if (h.pid != 0 && h.pid == store->backend_pid &&
+        strcmp(h.application_name, store->identity) == 0) {
+      if ((r = take_back(store, &h, &got)) < 0)
+        return r;
+      break;
+    }
+    if (h.pid != 0)
+      break; /* else it was let go of meanwhile: try once more */
+  }
+  if (got)
+    return 0;
+  snprintf(store->errmsg, sizeof(store->errmsg),
+           "node name %s is in use on this registry by %s%s%s%s", store->node,
+           h.pid && h.application_name[0] ? h.application_name
+                                          : "another process",
+           h.address[0] ? " (connected from " : "", h.address,
+           h.address[0] ? ")" : "");
+  return -EBUSY;
+}
+
+/* Connects (blocking), holds the node's name, migrates, and listens for
+ * other nodes' commits. */
 static int connect_now(struct reg_store *store)
 {
   /* Our defaults come first: the user's connection string overrides
-   * them. */
-  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-  const char *values[] = {"3", "nlbd", store->conninfo, NULL};
+   * them. The keepalives make a server that vanished an error within
+   * about 25 s instead of a wait as long as TCP's. */
+  const char *keys[] = {"connect_timeout",
+                        "application_name",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                        "dbname",
+                        NULL};
+  const char *values[] = {"3", store->identity, "10", "5",
+                          "3", store->conninfo, NULL};
+  char bounds[96];
   int r;
 
   disconnect(store);
@@ -595,15 +767,18 @@ static int connect_now(struct reg_store *store)
     disconnect(store);
     return -ENOTCONN;
   }
-  if ((r = exec_simple(store, "SET statement_timeout = '15s';"
-                              " SET lock_timeout = '10s';"
-                              " SET client_min_messages = warning")) < 0 ||
-      (r = migrate(store)) < 0 ||
-      (r = exec_simple(store, "LISTEN " CHANNEL)) < 0) {
-    if (r == -ENOTCONN)
+  snprintf(bounds, sizeof(bounds),
+           "SET statement_timeout = %" PRIu32 "; SET lock_timeout = %" PRIu32,
+           store->statement_timeout_ms, store->statement_timeout_ms);
+  if ((r = exec_simple(store, CONNECT_SETTINGS)) < 0 ||
+      (r = hold_name(store)) < 0 || (r = migrate(store)) < 0 ||
+      (r = exec_simple(store, bounds)) < 0 ||
+      (!store->reader && (r = exec_simple(store, "LISTEN " CHANNEL)) < 0)) {
+    if (r == -ENOTCONN || r == -EBUSY)
       disconnect(store);
     return r;
   }
+  store->backend_pid = PQbackendPID(store->conn);
   PQsetnonblocking(store->conn, 0);
   store->backoff_ms = 0;
   return 0;
@@ -621,6 +796,11 @@ static int ensure_connected(struct reg_store *store)
   if (now < store->next_attempt_ms)
     return -ENOTCONN;
   r = connect_now(store);
+  /* Another process took the name while we were away: this one stays
+   * unavailable (serving its last state, writes refused) until it is
+   * free again, and never writes as that node meanwhile. */
+  if (r == -EBUSY)
+    r = -ENOTCONN;
   if (r == -ENOTCONN) {
     store->backoff_ms =
         store->backoff_ms ? store->backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -640,10 +820,25 @@ static void store_close(struct reg_store *store)
   free(store);
 }
 
-static int store_open(struct reg_store **out, const char *location,
-                      char *errbuf, size_t errlen)
+/* What the session of this process is called on the server, so that a
+ * refused node can name the holder of its name. */
+static void set_identity(struct reg_store *store)
+{
+  char host[256] = "";
+
+  if (gethostname(host, sizeof(host) - 1) < 0)
+    snprintf(host, sizeof(host), "?");
+  host[strcspn(host, ".")] = '\0';
+  snprintf(store->identity, sizeof(store->identity), "nlbd pid %ld on %s",
+           (long)getpid(), host);
+}
+
+static int store_open(struct reg_store **out,
+                      const struct reg_store_settings *s, char *errbuf,
+                      size_t errlen)
 {
   struct reg_store *store = calloc(1, sizeof(*store));
+  const char *location = s->location;
   PQconninfoOption *parsed;
   char *why = NULL;
   int r;
@@ -652,6 +847,11 @@ static int store_open(struct reg_store **out, const char *location,
     free(store);
     return -ENOMEM;
   }
+  store->reader = s->reader;
+  snprintf(store->node, sizeof(store->node), "%s", s->node ? s->node : "");
+  store->node_key = name_key(store->node);
+  store->statement_timeout_ms = s->statement_timeout_ms;
+  set_identity(store);
   /* A connection string that cannot work is a config error; a server
    * that does not answer yet is not: the node starts and keeps trying. */
   if ((parsed = PQconninfoParse(location, &why)) == NULL) {
@@ -813,27 +1013,59 @@ static int one_int(struct reg_store *store, enum stmt_id id, int n,
 
 /* ---- transactions ------------------------------------------------------- */
 
-static int store_begin(struct reg_store *store, bool write)
+/* BEGIN with the transaction's bounds (SET LOCAL: back to the session's at
+ * its end) and, for a write, the counter row's lock. */
+static PGresult *begin_on(struct reg_store *store, bool write,
+                          uint32_t timeout_ms)
+{
+  char sql[256];
+
+  snprintf(sql, sizeof(sql),
+           "%s; SET LOCAL statement_timeout = %" PRIu32
+           "; SET LOCAL lock_timeout = %" PRIu32 "%s",
+           write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+           timeout_ms, timeout_ms,
+           write ? "; SELECT last_seq FROM nlb_counter WHERE id = 1 FOR UPDATE"
+                 : "");
+  return PQexec(store->conn, sql);
+}
+
+static bool begun(PGresult *res, bool write)
+{
+  if (!write)
+    return PQresultStatus(res) == PGRES_COMMAND_OK;
+  return PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+}
+
+/* The transaction's statements and lock waits end within timeout_ms. A
+ * connection found broken here (the server restarted while it sat idle, as
+ * the reader's may for long) is replaced at once: nothing had started on
+ * it. */
+static int store_begin(struct reg_store *store, bool write, uint32_t timeout_ms)
 {
   PGresult *res;
   int r;
 
-  if ((r = ensure_connected(store)) < 0)
-    return r;
-  if (!write)
-    return exec_simple(store,
-                       "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-  res = PQexec(store->conn, "BEGIN; SELECT last_seq FROM nlb_counter"
-                            " WHERE id = 1 FOR UPDATE");
-  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-    r = result_error(store, res);
-    if (!connection_lost(store))
+  for (int attempt = 0;; attempt++) {
+    if ((r = ensure_connected(store)) < 0)
+      return r;
+    res = begin_on(store, write, timeout_ms);
+    if (begun(res, write))
+      break;
+    if ((r = result_error(store, res)) != -ENOTCONN) {
       PQclear(PQexec(store->conn, "ROLLBACK"));
-    return r;
+      return r;
+    }
+    /* libpq may still call it CONNECTION_OK: it is not. */
+    disconnect(store);
+    if (attempt > 0)
+      return r;
   }
-  store->tx_first_seq = (uint64_t)int_value(res, 0, 0) + 1;
-  store->tx_next_seq = store->tx_first_seq;
-  store->in_write = true;
+  if (write) {
+    store->tx_first_seq = (uint64_t)int_value(res, 0, 0) + 1;
+    store->tx_next_seq = store->tx_first_seq;
+    store->in_write = true;
+  }
   PQclear(res);
   return 0;
 }

@@ -1,6 +1,6 @@
 /* The SQLite store: one node. WAL, synchronous=FULL, foreign keys, every
- * statement prepared once at open, and a lock file that keeps a second
- * nlbd off the same database. States and event types are stored by name so
+ * statement prepared once at open, and a lock on the database file that
+ * keeps a second nlbd off it. States and event types are stored by name so
  * that the database reads well in the sqlite3 shell and does not depend on
  * the order of the C enums. Writers are serialized by SQLite itself (BEGIN
  * IMMEDIATE takes the file's write lock); seq is the events table's
@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +19,6 @@
 #include "nlb/registry-store.h"
 #include "store-int.h"
 
-#define BUSY_TIMEOUT_MS 5000
 #define LIVE "('pendingAcceptance','available')"
 
 /* Each entry brings the schema from version i to i + 1. Never edit one that
@@ -421,6 +419,7 @@ struct reg_store {
   sqlite3_stmt *stmt[N_STMTS];
   int version;
   int lock_fd;
+  uint32_t statement_timeout_ms; /* busy wait outside transactions */
   char errmsg[256];
 };
 
@@ -619,37 +618,77 @@ static int migrate(struct reg_store *store)
   return exec(store, "COMMIT");
 }
 
-/* One nlbd per database: an exclusive lock on FILE.lock, which holds the
- * holder's pid so that the refusal can name it. SQLite's own locks let two
- * processes write the same file, but two nlbd on it would each think their
- * endpoints are theirs alone. */
+/* One nlbd per database, whatever path names it (a symbolic link, a hard
+ * link): the lock is on the file itself, an open file description lock
+ * (F_OFD_SETLK) on a byte far past the ranges SQLite locks (around 1 GiB),
+ * so that it is tied to the inode and to this descriptor alone: SQLite
+ * closing its own descriptors never drops it, the kernel drops it when the
+ * process ends, however it ends. The holder also locks byte
+ * GUARD_PID_BASE + its pid, so that a refusal can name it (an OFD lock
+ * reports no pid of its own). SQLite's locks would let two processes write
+ * the same file, but two nlbd on it would each think their endpoints are
+ * theirs alone, under the same node name. */
+#define GUARD_BYTE ((off_t)1 << 40)
+#define GUARD_PID_BASE (GUARD_BYTE + 1)
+#define GUARD_PID_SPAN ((off_t)1 << 22) /* PID_MAX_LIMIT */
+
+static int ofd_lock(int fd, int cmd, off_t start, off_t len, struct flock *fl)
+{
+  memset(fl, 0, sizeof(*fl));
+  fl->l_type = F_WRLCK;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = start;
+  fl->l_len = len;
+  return fcntl(fd, cmd, fl);
+}
+
+/* The pid of the process that holds the guard, or 0 if it did not say
+ * (yet). */
+static long guard_holder(int fd)
+{
+  struct flock fl;
+
+  if (ofd_lock(fd, F_OFD_GETLK, GUARD_PID_BASE, GUARD_PID_SPAN, &fl) < 0 ||
+      fl.l_type == F_UNLCK)
+    return 0;
+  return (long)(fl.l_start - GUARD_PID_BASE);
+}
+
 static int take_lock(struct reg_store *store, const char *location)
 {
-  char path[4096];
-  char pid[32] = "";
+  struct flock fl;
+  long pid;
   int fd;
 
-  snprintf(path, sizeof(path), "%s.lock", location);
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  /* SQLite creates missing files with the same mode. */
+  fd = open(location, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     snprintf(store->errmsg, sizeof(store->errmsg), "cannot open %.200s: %s",
-             path, strerror(errno));
+             location, strerror(errno));
     return -EIO;
   }
-  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-    ssize_t got = pread(fd, pid, sizeof(pid) - 1, 0);
+  if (ofd_lock(fd, F_OFD_SETLK, GUARD_BYTE, 1, &fl) < 0) {
+    int e = errno;
 
-    pid[got > 0 ? got : 0] = '\0';
-    pid[strcspn(pid, "\n")] = '\0';
-    snprintf(store->errmsg, sizeof(store->errmsg),
-             "registry %s is in use by another nlbd (pid %s)", location,
-             pid[0] ? pid : "unknown");
+    if (e != EAGAIN && e != EACCES) {
+      snprintf(store->errmsg, sizeof(store->errmsg), "cannot lock %.200s: %s",
+               location, strerror(e));
+      close(fd);
+      return -EIO;
+    }
+    pid = guard_holder(fd);
+    if (pid > 0)
+      snprintf(store->errmsg, sizeof(store->errmsg),
+               "registry %s is in use by another nlbd (pid %ld)", location,
+               pid);
+    else
+      snprintf(store->errmsg, sizeof(store->errmsg),
+               "registry %s is in use by another nlbd (pid unknown)", location);
     close(fd);
     return -EBUSY;
   }
-  snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-  if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0) {
-    /* The lock holds; only the pid in a refusal would be missing. */
+  if (ofd_lock(fd, F_OFD_SETLK, GUARD_PID_BASE + getpid(), 1, &fl) < 0) {
+    /* The guard holds; only the pid in a refusal would be missing. */
   }
   store->lock_fd = fd;
   return 0;
@@ -701,43 +740,74 @@ static int prepare_all(struct reg_store *store)
   return 0;
 }
 
-static int store_open(struct reg_store **out, const char *location,
-                      char *errbuf, size_t errlen)
+/* A reader: a second connection of this process, after the first has
+ * locked and migrated the file; read-only, so that no write can slip in
+ * beside the writer's. */
+static int open_reader(struct reg_store *store, const char *location)
+{
+  int rc = sqlite3_open_v2(location, &store->db, SQLITE_OPEN_READONLY, NULL);
+  int r;
+
+  if (rc != SQLITE_OK)
+    return store->db ? fail(store, rc) : -ENOMEM;
+  sqlite3_extended_result_codes(store->db, 1);
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
+  if ((r = read_user_version(store, &store->version)) < 0)
+    return r;
+  if (store->version != N_MIGRATIONS) {
+    snprintf(store->errmsg, sizeof(store->errmsg),
+             "store schema version %d, this nlb reads %d", store->version,
+             N_MIGRATIONS);
+    return -EIO;
+  }
+  return prepare_all(store);
+}
+
+static int open_writer(struct reg_store *store, const char *location)
+{
+  int rc = sqlite3_open_v2(location, &store->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  int r;
+
+  if (rc != SQLITE_OK)
+    return store->db ? fail(store, rc) : -ENOMEM;
+  sqlite3_extended_result_codes(store->db, 1);
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
+  if ((r = set_wal(store, location)) < 0 ||
+      (r = exec(store, "PRAGMA synchronous = FULL")) < 0 ||
+      (r = exec(store, "PRAGMA foreign_keys = ON")) < 0 ||
+      (r = migrate(store)) < 0 || (r = prepare_all(store)) < 0)
+    return r;
+  return 0;
+}
+
+static int store_open(struct reg_store **out,
+                      const struct reg_store_settings *s, char *errbuf,
+                      size_t errlen)
 {
   struct reg_store *store;
-  int rc;
   int r;
 
   store = calloc(1, sizeof(*store));
   if (store == NULL)
     return -ENOMEM;
   store->lock_fd = -1;
-  if ((r = take_lock(store, location)) < 0) {
+  store->statement_timeout_ms = s->statement_timeout_ms;
+  if (!s->reader && (r = take_lock(store, s->location)) < 0) {
     snprintf(errbuf, errlen, "%s", store->errmsg);
     store_close(store);
     return r;
   }
-  rc = sqlite3_open_v2(location, &store->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-  if (rc != SQLITE_OK) {
-    r = store->db ? fail(store, rc) : -ENOMEM;
-    goto fail_close;
+  r = s->reader ? open_reader(store, s->location)
+                : open_writer(store, s->location);
+  if (r < 0) {
+    snprintf(errbuf, errlen, "%s: %s", s->location,
+             store->errmsg[0] ? store->errmsg : strerror(-r));
+    store_close(store);
+    return r;
   }
-  sqlite3_extended_result_codes(store->db, 1);
-  sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
-  if ((r = set_wal(store, location)) < 0 ||
-      (r = exec(store, "PRAGMA synchronous = FULL")) < 0 ||
-      (r = exec(store, "PRAGMA foreign_keys = ON")) < 0 ||
-      (r = migrate(store)) < 0 || (r = prepare_all(store)) < 0)
-    goto fail_close;
   *out = store;
   return 0;
-
-fail_close:
-  snprintf(errbuf, errlen, "%s: %s", location,
-           store->errmsg[0] ? store->errmsg : strerror(-r));
-  store_close(store);
-  return r;
 }
 
 static const char *store_errmsg(struct reg_store *store)
@@ -752,9 +822,18 @@ static int store_schema_version(struct reg_store *store)
 
 /* ---- transactions ------------------------------------------------------- */
 
-static int store_begin(struct reg_store *store, bool write)
+/* A busy file (another process's lock) is waited for at most timeout_ms;
+ * SQLite has no other wait to bound. After the transaction, statements
+ * outside one get the default bound back. */
+static int store_begin(struct reg_store *store, bool write, uint32_t timeout_ms)
 {
-  return stmt_run(store, stmt_get(store, write ? BEGIN_WRITE : BEGIN_READ));
+  int r;
+
+  sqlite3_busy_timeout(store->db, (int)timeout_ms);
+  r = stmt_run(store, stmt_get(store, write ? BEGIN_WRITE : BEGIN_READ));
+  if (r < 0)
+    sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
+  return r == -EAGAIN ? -ETIMEDOUT : r;
 }
 
 static int store_commit(struct reg_store *store)
@@ -764,6 +843,7 @@ static int store_commit(struct reg_store *store)
   /* A failed COMMIT (e.g. an I/O error) may leave the transaction open. */
   if (r < 0 && !sqlite3_get_autocommit(store->db))
     stmt_run(store, stmt_get(store, ROLLBACK));
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
   return r;
 }
 
@@ -775,6 +855,7 @@ static void store_rollback(struct reg_store *store)
     sqlite3_reset(store->stmt[i]);
   if (!sqlite3_get_autocommit(store->db))
     stmt_run(store, stmt_get(store, ROLLBACK));
+  sqlite3_busy_timeout(store->db, (int)store->statement_timeout_ms);
 }
 
 /* One process writes: no notices from others. */

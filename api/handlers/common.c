@@ -85,6 +85,7 @@ int api_reg_status(int code, const char **name)
     *name = "AddressExhausted";
     return 409;
   case -ENOTCONN:
+  case -ETIMEDOUT:
     *name = "StoreUnavailable";
     return 503;
   default:

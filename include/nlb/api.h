@@ -99,6 +99,11 @@ struct api_registry_ops {
    * waiting for it (GET /healthz answers 503 when not). Called on the
    * control thread. NULL: always. */
   bool (*store_available)(void *ctx);
+  /* The same for a request that only reads (GET, HEAD): it may run beside
+   * the others, so that a write waiting for the store never holds it up.
+   * NULL: submit. */
+  int (*submit_read)(void *ctx, void (*run)(struct reg *reg, void *arg),
+                     void (*done)(void *arg), void *arg);
 };
 
 struct api_settings {

@@ -21,6 +21,16 @@
  *     whole transaction again. A store that cannot be reached is -ENOTCONN
  *     (the transaction did nothing); the next begin() tries to reconnect,
  *     at most as often as its backoff allows.
+ *   - Waits are bounded: begin() is given the time left, and every wait
+ *     of the transaction (for a lock another session holds, a busy file, a
+ *     slow statement) gives up within it with -ETIMEDOUT. The transaction
+ *     is then aborted, never committed later: registry.c rolls it back and
+ *     does not run it again. Statements outside transactions (heartbeats)
+ *     are bounded by reg_store_settings.statement_timeout_ms.
+ *   - One process per node: while a store is open (and across its
+ *     reconnections) it holds what makes it this node's alone, the SQLite
+ *     file, or the node's name in PostgreSQL; a second process is refused
+ *     at open with -EBUSY, its message naming the holder.
  *
  * Service and principal names are unique ignoring ASCII case (a unique
  * index on lower(name)); service_get matches a name in any case.
@@ -29,9 +39,9 @@
  * Every function returns 0 or a negative errno: -ENOENT (no such row),
  * -EEXIST (a unique key, e.g. a service name, is taken), -EADDRINUSE (a live
  * endpoint already holds that address in that network), -EAGAIN, -ENOTCONN,
- * -ENOMEM, -EIO (any other store failure; the store keeps a message for
- * reg_store_ops.errmsg). Results use the registry.h structs; the store fills
- * only the stored fields (not ports, netns, load-balancer proxy settings:
+ * -ETIMEDOUT, -ENOMEM, -EIO (any other store failure; the store keeps a message
+ * for reg_store_ops.errmsg). Results use the registry.h structs; the store
+ * fills only the stored fields (not ports, netns, load-balancer proxy settings:
  * those come from config). */
 #ifndef NLB_REGISTRY_STORE_H
 #define NLB_REGISTRY_STORE_H
@@ -77,6 +87,22 @@ struct reg_store_event_filter {
 
 struct reg_store;
 
+/* How a store is opened. Strings are borrowed for the call of open. */
+struct reg_store_settings {
+  const char *location; /* a file path, or a libpq connection string/URI */
+  /* This node's name. PostgreSQL holds it for the connection's life (a
+   * session advisory lock, taken again on every reconnection): a second
+   * process with the same name is refused. */
+  const char *node;
+  /* A second store of the same process on the same location, for reads
+   * only (nlbd answers reads on a thread of their own): it takes neither
+   * the SQLite file's lock nor the node's name, listens for no notices,
+   * and cannot write. Opened after the first. */
+  bool reader;
+  /* The bound on a statement run outside a transaction, ms (> 0). */
+  uint32_t statement_timeout_ms;
+};
+
 /* Deletes what is older than before_ms, at most limit rows; *removed gets
  * the count (events_prune, endpoints_prune). */
 typedef int reg_store_prune_fn(struct reg_store *store, int64_t before_ms,
@@ -85,17 +111,19 @@ typedef int reg_store_prune_fn(struct reg_store *store, int64_t before_ms,
 struct reg_store_ops {
   const char *name; /* "sqlite", "postgresql" */
 
-  /* Opens the store at location and migrates it. errbuf gets the reason
-   * of a failure. */
-  int (*open)(struct reg_store **out, const char *location, char *errbuf,
-              size_t errlen);
+  /* Opens the store at s->location and migrates it (a reader does not).
+   * -EBUSY: another process holds the file or the node's name. errbuf
+   * gets the reason of a failure. */
+  int (*open)(struct reg_store **out, const struct reg_store_settings *s,
+              char *errbuf, size_t errlen);
   void (*close)(struct reg_store *store);
   /* The last failure's text, for -EIO. */
   const char *(*errmsg)(struct reg_store *store);
   int (*schema_version)(struct reg_store *store);
 
-  /* Transactions (see the contract above). */
-  int (*begin)(struct reg_store *store, bool write);
+  /* Transactions (see the contract above); every wait of this one ends
+   * within timeout_ms (> 0). */
+  int (*begin)(struct reg_store *store, bool write, uint32_t timeout_ms);
   int (*commit)(struct reg_store *store);
   void (*rollback)(struct reg_store *store);
   /* Change notices from other processes: a descriptor to poll, -1 if

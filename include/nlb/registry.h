@@ -49,6 +49,12 @@
  *   -ENOTCONN    503 StoreUnavailable   the store cannot be reached (the
  *                                       PostgreSQL server is down); nothing
  *                                       was changed
+ *   -ETIMEDOUT   503 StoreUnavailable   the store did not answer within
+ *                                       reg_config.write_timeout_ms or
+ *                                       read_timeout_ms (a lock held
+ *                                       elsewhere): the transaction was
+ *                                       rolled back; nothing was changed,
+ *                                       and nothing will be
  *   -ENOMEM      500 Internal
  *   -EIO         500 Internal           the store failed (err->message says
  *                                       how); the transaction was rolled back
@@ -113,6 +119,9 @@
 
 /* Default for reg_config.pending_expiry_ms: 7 days. */
 #define REG_DEFAULT_PENDING_EXPIRY_MS (7LL * 24 * 3600 * 1000)
+/* Defaults for reg_config.write_timeout_ms and read_timeout_ms. */
+#define REG_DEFAULT_WRITE_TIMEOUT_MS 5000
+#define REG_DEFAULT_READ_TIMEOUT_MS 2000
 
 /* Nodes record a heartbeat this often; one silent for
  * REG_NODE_DOWN_HEARTBEATS of them is down. */
@@ -262,6 +271,18 @@ struct reg_config {
   /* The DNS zone of endpoint names ("nlb.internal"); NULL or "": none (no
    * endpoint lists dns_names). No private_dns_name may fall inside it. */
   const char *dns_zone;
+  /* How long a write (read) transaction may wait for the store, from its
+   * start or from reg_set_deadline's deadline: a lock held elsewhere, a
+   * busy file, a slow statement. Then it is rolled back, never run again,
+   * and the operation answers -ETIMEDOUT. 0: the REG_DEFAULT_* values. */
+  uint32_t write_timeout_ms;
+  uint32_t read_timeout_ms;
+  /* Open a second registry of this process on the same store, for reads
+   * only (nlbd answers reads on a thread of their own, so that a write
+   * waiting for a lock never holds them up): it holds neither the SQLite
+   * file nor the node's name, and its writes fail (-EIO). Read at
+   * reg_open only. */
+  bool reader;
 };
 
 /* ---- actors, errors, results -------------------------------------------- */
@@ -446,17 +467,33 @@ struct reg;
 /* Opens (creating if needed) the store named store ("sqlite" or
  * "postgresql"; NULL: "sqlite") at location (a file path, or a libpq
  * connection string or URI), migrates its schema, and takes a copy of cfg.
- * A SQLite file is locked for this process alone. On success *out owns the
- * registry (free with reg_close). Errors: -EINVAL (unknown store, bad
- * config: unknown role, bad range, name too long, duplicate name; err says
- * which), -EBUSY (another process holds the SQLite file: err names its
- * pid), -ENOTCONN (the PostgreSQL server cannot be reached), -EIO (cannot
+ * A SQLite file is locked for this process alone (the file itself, by
+ * whatever path or link it is named); in PostgreSQL the node's name
+ * (cfg->node) is held for this process alone, for as long as it is open.
+ * On success *out owns the registry (free with reg_close). Errors: -EINVAL
+ * (unknown store, bad config: unknown role, bad range, name too long,
+ * duplicate name; err says which), -EBUSY (another process holds the SQLite
+ * file, or the node's name: err names it), -ENOTCONN (the PostgreSQL server
+ * cannot be reached: not fatal, see registry-store.h), -EIO (cannot
  * open/migrate the store, or it is newer than this code), -ENOMEM. */
 int reg_open(struct reg **out, const char *store, const char *location,
              const struct reg_config *cfg, struct reg_error *err);
 
 /* Closes the store and frees everything. NULL ok. */
 void reg_close(struct reg *reg);
+
+/* The monotonic clock (CLOCK_MONOTONIC) in ms, as deadlines are given. */
+uint64_t reg_monotonic_ms(void);
+
+/* Bounds the operations that follow, until the next call: each of their
+ * transactions gives up (-ETIMEDOUT) at deadline_ms (reg_monotonic_ms()'s
+ * clock), so that work queued for a while is bounded from when it was
+ * asked for, not from when it started. 0: each transaction gets the
+ * config's timeout from its own start. */
+void reg_set_deadline(struct reg *reg, uint64_t deadline_ms);
+
+/* The store's last failure, for logs ("" if none). */
+const char *reg_store_message(struct reg *reg);
 
 /* Replaces the config set (SIGHUP). Stored services and endpoints are left
  * as they are: a service whose LB vanished reports no ports; endpoints in a

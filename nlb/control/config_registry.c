@@ -27,6 +27,8 @@ void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
                                      "event_retention",
                                      "endpoint_retention",
                                      "service_quota",
+                                     "write_timeout",
+                                     "read_timeout",
                                      NULL};
   const config_setting_t *reg = conf_member_of(root, "registry");
   const char *path = NULL, *conninfo = NULL;
@@ -37,6 +39,8 @@ void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
   cfg->registry_event_retention_ms = 7ull * 24 * 3600 * 1000;
   cfg->registry_endpoint_retention_ms = 7ull * 24 * 3600 * 1000;
   cfg->registry_service_quota = 1000;
+  cfg->registry_write_timeout_ms = REG_DEFAULT_WRITE_TIMEOUT_MS;
+  cfg->registry_read_timeout_ms = REG_DEFAULT_READ_TIMEOUT_MS;
   if (!reg)
     return;
   if (!config_setting_is_group(reg)) {
@@ -83,6 +87,13 @@ void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
                     &cfg->registry_endpoint_retention_ms);
   if (conf_get_int(ld, reg, "service_quota", 0, 1000000, &quota))
     cfg->registry_service_quota = (uint32_t)quota;
+  /* At most 20 s: below the API's own request timeout (30 s), so that the
+   * registry answers, and rolls back, before the API could give up on a
+   * write still under way. */
+  conf_get_duration(ld, reg, "write_timeout", 100, 20000,
+                    &cfg->registry_write_timeout_ms);
+  conf_get_duration(ld, reg, "read_timeout", 100, 20000,
+                    &cfg->registry_read_timeout_ms);
 }
 
 /* node.networks = ( { name = "vpc9"; netns = "vpc9-here"; } ): where this

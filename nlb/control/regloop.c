@@ -34,6 +34,18 @@ struct job {
   void (*done)(void *arg);
   void *arg;
   struct sync_call *sync; /* nlb_regloop_call: signal, nothing to post */
+  uint64_t submitted_ms;  /* reg_monotonic_ms() */
+};
+
+/* Reads on a thread of their own, over a registry of their own (a second
+ * connection to the store): a write waiting for a lock another node holds
+ * never holds them up. */
+struct reader {
+  struct reg *reg;
+  pthread_t thread;
+  bool started;
+  pthread_cond_t wake; /* with nlb_regloop.lock: jobs, stop */
+  struct job *jobs, **jobs_tail;
 };
 
 struct sync_call {
@@ -68,6 +80,7 @@ struct nlb_regloop {
   /* Written by the registry thread, read by any (/healthz): the store
    * could not be reached at the last try; logged once per outage. */
   atomic_bool unavailable;
+  bool slow; /* a write ran out of time; logged once until one does not */
 
   /* Registry thread only. */
   uint64_t cursor;  /* the change feed has been read through this */
@@ -76,6 +89,12 @@ struct nlb_regloop {
   uint64_t next_beat_ms, next_poll_ms, next_expiry_ms, next_prune_ms;
   struct nlb_regloop_retention retention;
   _Atomic uint64_t applied_seq;
+
+  /* How long a job may wait for the store, counted from its submission
+   * (reg_set_deadline), so that it answers in time however long the queue
+   * before it was. Set on the control thread at start and reload. */
+  _Atomic uint32_t write_timeout_ms, read_timeout_ms;
+  struct reader reader;
 };
 
 static uint64_t mono_ms(void)
@@ -156,6 +175,17 @@ static void on_control_async(uv_async_t *handle)
 
 static void store_trouble(struct nlb_regloop *rl, const char *what, int r)
 {
+  /* A lock held elsewhere: the store is there, only stuck for now. */
+  if (r == -ETIMEDOUT) {
+    if (!rl->slow)
+      NLB_LOG_EVENT(NLB_LOG_WARN, "store_slow",
+                    "registry: the store did not answer in time ({what}: "
+                    "{error}); writes answer 503 until it does",
+                    NLB_LOG_STR("what", what),
+                    NLB_LOG_STR("error", reg_store_message(rl->reg)));
+    rl->slow = true;
+    return;
+  }
   if (r != -ENOTCONN) {
     NLB_LOG_EVENT(NLB_LOG_ERROR, "registry_error", "registry: {what}: {error}",
                   NLB_LOG_STR("what", what),
@@ -164,9 +194,11 @@ static void store_trouble(struct nlb_regloop *rl, const char *what, int r)
   }
   if (!atomic_exchange(&rl->unavailable, true))
     NLB_LOG_EVENT(NLB_LOG_WARN, "store_unavailable",
-                  "registry: the store is unavailable ({what}); serving the "
-                  "last state, writes answer 503 until it is back",
-                  NLB_LOG_STR("what", what));
+                  "registry: the store is unavailable ({what}: {error}); "
+                  "serving the last state, writes answer 503 until it is "
+                  "back",
+                  NLB_LOG_STR("what", what),
+                  NLB_LOG_STR("error", reg_store_message(rl->reg)));
 }
 
 static void store_back(struct nlb_regloop *rl)
@@ -232,9 +264,12 @@ static void expire(struct nlb_regloop *rl)
   size_t expired = 0;
   int r = reg_expire_pending(rl->reg, wall_ms(), &expired);
 
-  if (r < 0)
+  if (r < 0) {
     store_trouble(rl, "expiring pending endpoints", r);
-  else if (expired > 0)
+    return;
+  }
+  rl->slow = false; /* a write went through */
+  if (expired > 0)
     NLB_LOG_EVENT(NLB_LOG_INFO, "endpoints_expired",
                   "{endpoints} pending endpoints expired",
                   NLB_LOG_UINT("endpoints", expired));
@@ -326,6 +361,34 @@ static struct job *take_job(struct nlb_regloop *rl, bool *stopping)
   return job;
 }
 
+/* Runs job on reg, its store waits bounded from its submission (a sync
+ * call is the caller's own wait: its transactions get their own bound). */
+static void run_job(struct reg *reg, struct job *job, uint32_t timeout_ms)
+{
+  if (job->sync == NULL)
+    reg_set_deadline(reg, job->submitted_ms + timeout_ms);
+  job->run(reg, job->arg);
+  reg_set_deadline(reg, 0);
+}
+
+/* Tells whoever waits for job that it ran, and frees it. */
+static void finish_job(struct nlb_regloop *rl, struct job *job)
+{
+  struct outcome *o;
+
+  if (job->sync != NULL) {
+    pthread_mutex_lock(&job->sync->lock);
+    job->sync->finished = true;
+    pthread_cond_signal(&job->sync->cond);
+    pthread_mutex_unlock(&job->sync->lock);
+  } else if ((o = calloc(1, sizeof(*o))) != NULL) {
+    o->done = job->done;
+    o->arg = job->arg;
+    post(rl, o);
+  }
+  free(job);
+}
+
 /* Runs the queued jobs, each followed by a read of the change feed, so
  * that the changes a job made reach the control thread before its done. */
 static bool run_jobs(struct nlb_regloop *rl)
@@ -334,21 +397,9 @@ static bool run_jobs(struct nlb_regloop *rl)
   struct job *job;
 
   while ((job = take_job(rl, &stopping)) != NULL) {
-    struct outcome *o;
-
-    job->run(rl->reg, job->arg);
+    run_job(rl->reg, job, atomic_load(&rl->write_timeout_ms));
     follow(rl);
-    if (job->sync != NULL) {
-      pthread_mutex_lock(&job->sync->lock);
-      job->sync->finished = true;
-      pthread_cond_signal(&job->sync->cond);
-      pthread_mutex_unlock(&job->sync->lock);
-    } else if ((o = calloc(1, sizeof(*o))) != NULL) {
-      o->done = job->done;
-      o->arg = job->arg;
-      post(rl, o);
-    }
-    free(job);
+    finish_job(rl, job);
   }
   return stopping;
 }
@@ -388,28 +439,67 @@ static void *thread_main(void *arg)
   return NULL;
 }
 
+/* ---- the reader's thread ------------------------------------------------ */
+
+static struct job *take_read(struct nlb_regloop *rl)
+{
+  struct job *job;
+
+  pthread_mutex_lock(&rl->lock);
+  while (rl->reader.jobs == NULL && !rl->stopping)
+    pthread_cond_wait(&rl->reader.wake, &rl->lock);
+  job = rl->reader.jobs;
+  if (job != NULL) {
+    rl->reader.jobs = job->next;
+    if (rl->reader.jobs == NULL)
+      rl->reader.jobs_tail = &rl->reader.jobs;
+  }
+  pthread_mutex_unlock(&rl->lock);
+  return job;
+}
+
+/* Reads change nothing: no change feed to follow after them. */
+static void *reader_main(void *arg)
+{
+  struct nlb_regloop *rl = arg;
+  struct job *job;
+
+  while ((job = take_read(rl)) != NULL) {
+    run_job(rl->reader.reg, job, atomic_load(&rl->read_timeout_ms));
+    finish_job(rl, job);
+  }
+  return NULL;
+}
+
 /* ---- control thread ----------------------------------------------------- */
 
-static int queue_job(struct nlb_regloop *rl, struct job *job)
+/* Queues job for the reader (reads) or the registry thread. */
+static int queue_job(struct nlb_regloop *rl, struct job *job, bool read)
 {
   bool stopping;
 
+  job->submitted_ms = reg_monotonic_ms();
   pthread_mutex_lock(&rl->lock);
   stopping = rl->stopping;
-  if (!stopping) {
+  if (!stopping && read) {
+    *rl->reader.jobs_tail = job;
+    rl->reader.jobs_tail = &job->next;
+    pthread_cond_signal(&rl->reader.wake);
+  } else if (!stopping) {
     *rl->jobs_tail = job;
     rl->jobs_tail = &job->next;
   }
   pthread_mutex_unlock(&rl->lock);
   if (stopping)
     return -ESHUTDOWN;
-  wake(rl);
+  if (!read)
+    wake(rl);
   return 0;
 }
 
-int nlb_regloop_submit(struct nlb_regloop *rl,
-                       void (*run)(struct reg *reg, void *arg),
-                       void (*done)(void *arg), void *arg)
+static int submit(struct nlb_regloop *rl, bool read,
+                  void (*run)(struct reg *reg, void *arg),
+                  void (*done)(void *arg), void *arg)
 {
   struct job *job = calloc(1, sizeof(*job));
   int r;
@@ -419,13 +509,27 @@ int nlb_regloop_submit(struct nlb_regloop *rl,
   job->run = run;
   job->done = done;
   job->arg = arg;
-  if ((r = queue_job(rl, job)) < 0)
+  if ((r = queue_job(rl, job, read)) < 0)
     free(job);
   return r;
 }
 
-void nlb_regloop_call(struct nlb_regloop *rl,
-                      void (*run)(struct reg *reg, void *arg), void *arg)
+int nlb_regloop_submit(struct nlb_regloop *rl,
+                       void (*run)(struct reg *reg, void *arg),
+                       void (*done)(void *arg), void *arg)
+{
+  return submit(rl, false, run, done, arg);
+}
+
+int nlb_regloop_submit_read(struct nlb_regloop *rl,
+                            void (*run)(struct reg *reg, void *arg),
+                            void (*done)(void *arg), void *arg)
+{
+  return submit(rl, true, run, done, arg);
+}
+
+static void call(struct nlb_regloop *rl, bool read,
+                 void (*run)(struct reg *reg, void *arg), void *arg)
 {
   /* On the stack: the thread signals it and forgets it. */
   struct sync_call sync = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
@@ -437,7 +541,7 @@ void nlb_regloop_call(struct nlb_regloop *rl,
   job->run = run;
   job->arg = arg;
   job->sync = &sync;
-  if (queue_job(rl, job) < 0) {
+  if (queue_job(rl, job, read) < 0) {
     free(job);
     return;
   }
@@ -445,6 +549,12 @@ void nlb_regloop_call(struct nlb_regloop *rl,
   while (!sync.finished)
     pthread_cond_wait(&sync.cond, &sync.lock);
   pthread_mutex_unlock(&sync.lock);
+}
+
+void nlb_regloop_call(struct nlb_regloop *rl,
+                      void (*run)(struct reg *reg, void *arg), void *arg)
+{
+  call(rl, false, run, arg);
   /* What the call changed is applied here before the caller goes on. */
   run_outcomes(rl, true);
 }
@@ -489,17 +599,32 @@ static void reload_run(struct reg *reg, void *arg)
   r->result = reg ? reg_reload(reg, r->cfg, r->err) : -ESHUTDOWN;
 }
 
+static void set_timeouts(struct nlb_regloop *rl, const struct reg_config *cfg)
+{
+  atomic_store(&rl->write_timeout_ms, cfg->write_timeout_ms
+                                          ? cfg->write_timeout_ms
+                                          : REG_DEFAULT_WRITE_TIMEOUT_MS);
+  atomic_store(&rl->read_timeout_ms, cfg->read_timeout_ms
+                                         ? cfg->read_timeout_ms
+                                         : REG_DEFAULT_READ_TIMEOUT_MS);
+}
+
 int nlb_regloop_reload(struct nlb_regloop *rl, const struct reg_config *cfg,
                        const struct nlb_regloop_retention *retention,
                        struct reg_error *err)
 {
   struct reload r = {cfg, err, 0};
+  struct reg_error reader_err;
+  struct reload on_reader = {cfg, &reader_err, 0};
 
   nlb_regloop_call(rl, reload_run, &r);
   if (r.result == 0) {
+    /* The reader checks nothing the writer has not: it only follows. */
+    call(rl, true, reload_run, &on_reader);
     /* Read by the thread at its next prune; a torn read is harmless. */
     rl->retention = *retention;
     rl->next_prune_ms = 0;
+    set_timeouts(rl, cfg);
   }
   return r.result;
 }
@@ -508,13 +633,60 @@ static void free_regloop(struct nlb_regloop *rl)
 {
   if (rl->wake_fd >= 0)
     close(rl->wake_fd);
+  pthread_cond_destroy(&rl->reader.wake);
   pthread_mutex_destroy(&rl->lock);
   free(rl);
+}
+
+/* The reader's registry and thread, once the writer's registry is open
+ * (it holds the SQLite file and migrates it). */
+static int start_reader(struct nlb_regloop *rl,
+                        const struct nlb_regloop_settings *s,
+                        struct reg_error *err)
+{
+  struct reg_config cfg = *s->config;
+  int r;
+
+  cfg.reader = true;
+  if ((r = reg_open(&rl->reader.reg, s->store, s->location, &cfg, err)) < 0)
+    return r;
+  if ((r = pthread_create(&rl->reader.thread, NULL, reader_main, rl)) != 0) {
+    reg_close(rl->reader.reg);
+    rl->reader.reg = NULL;
+    err->code = -r;
+    snprintf(err->message, sizeof(err->message),
+             "cannot start the registry's reader thread: %s", strerror(r));
+    return -r;
+  }
+  rl->reader.started = true;
+  return 0;
+}
+
+static void stop_reader(struct nlb_regloop *rl)
+{
+  if (rl->reader.started)
+    pthread_join(rl->reader.thread, NULL);
+  rl->reader.started = false;
+  reg_close(rl->reader.reg);
+  rl->reader.reg = NULL;
 }
 
 static void on_async_closed(uv_handle_t *handle)
 {
   free_regloop(handle->data);
+}
+
+/* Both threads run what was submitted before, then end. */
+static void stop_threads(struct nlb_regloop *rl, bool writer)
+{
+  pthread_mutex_lock(&rl->lock);
+  rl->stopping = true;
+  pthread_cond_signal(&rl->reader.wake);
+  pthread_mutex_unlock(&rl->lock);
+  wake(rl);
+  if (writer)
+    pthread_join(rl->thread, NULL);
+  stop_reader(rl);
 }
 
 int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
@@ -527,6 +699,9 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
     return -ENOMEM;
   rl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   pthread_mutex_init(&rl->lock, NULL);
+  pthread_cond_init(&rl->reader.wake, NULL);
+  rl->reader.jobs_tail = &rl->reader.jobs;
+  set_timeouts(rl, s->config);
   rl->jobs_tail = &rl->jobs;
   rl->outcomes_tail = &rl->outcomes;
   rl->on_changes = s->on_changes;
@@ -539,6 +714,11 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
     return -errno;
   }
   if ((r = reg_open(&rl->reg, s->store, s->location, s->config, err)) < 0) {
+    free_regloop(rl);
+    return r;
+  }
+  if ((r = start_reader(rl, s, err)) < 0) {
+    reg_close(rl->reg);
     free_regloop(rl);
     return r;
   }
@@ -555,6 +735,7 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
   *out = rl;
   if ((r = pthread_create(&rl->thread, NULL, thread_main, rl)) != 0) {
     *out = NULL;
+    stop_threads(rl, false);
     reg_close(rl->reg);
     run_outcomes(rl, false);
     uv_close((uv_handle_t *)&rl->control_async, on_async_closed);
@@ -567,11 +748,7 @@ void nlb_regloop_stop(struct nlb_regloop *rl)
 {
   if (rl == NULL)
     return;
-  pthread_mutex_lock(&rl->lock);
-  rl->stopping = true;
-  pthread_mutex_unlock(&rl->lock);
-  wake(rl);
-  pthread_join(rl->thread, NULL);
+  stop_threads(rl, true);
   reg_close(rl->reg);
   rl->reg = NULL;
   run_outcomes(rl, false);

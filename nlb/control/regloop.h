@@ -17,6 +17,14 @@
  * it happened: a job's changes before the job's done. So when an API
  * answer is written, this node has already applied the change it made.
  *
+ * Reads (nlb_regloop_submit_read) run on a second thread, over a second
+ * registry on the same store (reg_config.reader): a write waiting for a
+ * lock held elsewhere never holds them up. Each job's waits on the store
+ * are bounded from its submission (reg_set_deadline): write_timeout_ms on
+ * the registry thread, read_timeout_ms on the reader's, so a job answers
+ * -ETIMEDOUT in time however long the queue before it was, and a write
+ * that ran out of time is rolled back, never committed later.
+ *
  * Functions here are called on the control thread unless said otherwise. */
 #ifndef NLB_REGLOOP_H
 #define NLB_REGLOOP_H
@@ -48,13 +56,14 @@ struct nlb_regloop_settings {
   void *arg;
 };
 
-/* Opens the registry and starts the thread (blocking until the registry is
- * open or has failed, and the whole current state was read: on_changes
- * gets it at the next nlb_regloop_apply(), or when the control loop runs).
- * A PostgreSQL server that cannot be reached
- * is not an error: the store keeps trying, operations fail with -ENOTCONN
- * meanwhile, and the state follows once it is back. Other failures return
- * a negative errno with err filled, and nothing is left running. */
+/* Opens the registries and starts the threads (blocking until the
+ * registry is open or has failed, and the whole current state was read:
+ * on_changes gets it at the next nlb_regloop_apply(), or when the control
+ * loop runs). A PostgreSQL server that cannot be reached is not an error:
+ * the store keeps trying, operations fail with -ENOTCONN meanwhile, and
+ * the state follows once it is back. Other failures (-EBUSY: another
+ * process holds the SQLite file or this node's name, err says which)
+ * return a negative errno with err filled, and nothing is left running. */
 int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
                       struct nlb_regloop **out, struct reg_error *err);
 
@@ -63,6 +72,13 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
 int nlb_regloop_submit(struct nlb_regloop *rl,
                        void (*run)(struct reg *reg, void *arg),
                        void (*done)(void *arg), void *arg);
+
+/* The same for a job that only reads: it runs on the reader's thread
+ * (with the reader's registry), beside the jobs of nlb_regloop_submit,
+ * and may see their commits in any order relative to its own start. */
+int nlb_regloop_submit_read(struct nlb_regloop *rl,
+                            void (*run)(struct reg *reg, void *arg),
+                            void (*done)(void *arg), void *arg);
 
 /* Runs run(reg, arg) on the registry thread, waits for it, then applies
  * on this thread what is queued for it (the changes the call made among
@@ -80,8 +96,9 @@ void nlb_regloop_apply(struct nlb_regloop *rl);
  * returning. */
 void nlb_regloop_resync(struct nlb_regloop *rl);
 
-/* Takes a reloaded config (reg_reload on the thread; blocking). Returns 0
- * or reg_reload's error, with err filled. */
+/* Takes a reloaded config (reg_reload on both threads; blocking), and its
+ * timeouts for the jobs submitted from then on. Returns 0 or reg_reload's
+ * error, with err filled. */
 int nlb_regloop_reload(struct nlb_regloop *rl, const struct reg_config *cfg,
                        const struct nlb_regloop_retention *retention,
                        struct reg_error *err);
@@ -95,8 +112,8 @@ const char *nlb_regloop_store(const struct nlb_regloop *rl);
  * Any thread. */
 bool nlb_regloop_store_available(struct nlb_regloop *rl);
 
-/* Stops the thread once the jobs already submitted have run, closes the
- * registry, runs what is left for the control thread (done callbacks;
+/* Stops the threads once the jobs already submitted have run, closes the
+ * registries, runs what is left for the control thread (done callbacks;
  * change batches are dropped) and frees everything. NULL ok. */
 void nlb_regloop_stop(struct nlb_regloop *rl);
 

@@ -118,6 +118,8 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
   view->cfg.n_target_groups = cfg->n_target_groups;
   view->cfg.pending_expiry_ms = (int64_t)cfg->registry_pending_expiry_ms;
   view->cfg.service_quota = cfg->registry_service_quota;
+  view->cfg.write_timeout_ms = (uint32_t)cfg->registry_write_timeout_ms;
+  view->cfg.read_timeout_ms = (uint32_t)cfg->registry_read_timeout_ms;
   for (size_t i = 0; i < cfg->n_node_networks && i < REG_NODE_NETWORKS_MAX;
        i++) {
     view->node_networks[i].network = cfg->node_networks[i].network;
@@ -383,9 +385,16 @@ static bool registry_store_available(void *ctx)
   return nlb_regloop_store_available(ctx);
 }
 
+static int registry_submit_read(void *ctx, void (*run)(struct reg *, void *),
+                                void (*done)(void *), void *arg)
+{
+  return nlb_regloop_submit_read(ctx, run, done, arg);
+}
+
 static const struct api_registry_ops registry_ops = {
     .submit = registry_submit,
     .store_available = registry_store_available,
+    .submit_read = registry_submit_read,
 };
 
 static void api_log(void *arg, int level, const char *line)

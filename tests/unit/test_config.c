@@ -976,11 +976,37 @@ static void test_config_principal_case(void)
       3, "duplicate principal name \"ops\"");
 }
 
+/* registry.write_timeout and read_timeout: defaults, values, and a bound
+ * past the API's own request timeout refused. */
+static void test_config_registry_timeouts(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg =
+      load_text("registry = { path = \"/tmp/r.db\"; };\n", &errors);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->registry_write_timeout_ms, 5000);
+  CU_ASSERT_EQUAL(cfg->registry_read_timeout_ms, 2000);
+  nlb_config_free(cfg);
+  cfg = load_text("registry = { path = \"/tmp/r.db\";\n"
+                  "  write_timeout = \"3s\"; read_timeout = \"500ms\"; };\n",
+                  &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->registry_write_timeout_ms, 3000);
+  CU_ASSERT_EQUAL(cfg->registry_read_timeout_ms, 500);
+  nlb_config_free(cfg);
+  free(errors);
+  expect_error_at("registry = { path = \"/tmp/r.db\";\n"
+                  "  write_timeout = \"30s\"; };\n",
+                  2, "write_timeout");
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
       NLB_UNIT_CASE(test_config_full_example_loads),
       NLB_UNIT_CASE(test_config_minimal_defaults),
+      NLB_UNIT_CASE(test_config_registry_timeouts),
       NLB_UNIT_CASE(test_config_durations_in_every_form),
       NLB_UNIT_CASE(test_config_syntax_error_has_line),
       NLB_UNIT_CASE(test_config_missing_file_names_it),
