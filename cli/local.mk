@@ -8,13 +8,17 @@ nlbctl_SOURCES = \
 	cli/commands.c \
 	cli/commands.h \
 	cli/commands_common.c \
+	cli/commands_config.c \
 	cli/commands_consumer.c \
 	cli/commands_operator.c \
 	cli/commands_provider.c \
+	cli/complete.c \
 	cli/config.c \
+	cli/follow.c \
 	cli/http.c \
 	cli/nlbctl.c \
-	cli/output.c
+	cli/output.c \
+	cli/yaml.c
 nlbctl_CFLAGS = $(AM_CFLAGS) $(LIBCURL_CFLAGS) $(JANSSON_CFLAGS)
 nlbctl_LDADD = $(LIBCURL_LIBS) $(JANSSON_LIBS)
 
