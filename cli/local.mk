@@ -24,6 +24,7 @@ nlbctl_LDADD = $(LIBCURL_LIBS) $(JANSSON_LIBS)
 
 dist_man1_MANS = man/nlbctl.1
 dist_bashcompletion_DATA = contrib/bash-completion/nlbctl
+dist_zshcompletion_DATA = contrib/zsh-completion/_nlbctl
 
 TESTS += tests/e2e/test_nlbctl.py
 EXTRA_DIST += tests/e2e/test_nlbctl.py
