@@ -28,6 +28,8 @@ dist_zshcompletion_DATA = contrib/zsh-completion/_nlbctl
 
 TESTS += tests/e2e/test_nlbctl.py
 EXTRA_DIST += tests/e2e/test_nlbctl.py
+TESTS += tests/e2e/test_nlbctl_usability.py
+EXTRA_DIST += tests/e2e/test_nlbctl_usability.py
 
 # Needs root and network namespaces; says SKIP without them.
 TESTS += tests/e2e/test_readme.py
