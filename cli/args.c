@@ -44,7 +44,8 @@ void cli_print_options(const struct cli_option *options, FILE *out)
             ? snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name)
             : snprintf(left, sizeof left, "    --%s", o->name);
     if (o->value_name != NULL && n > 0 && (size_t)n < sizeof left)
-      snprintf(left + n, sizeof left - (size_t)n, " %s", o->value_name);
+      snprintf(left + n, sizeof left - (size_t)n, o->optional ? "[=%s]" : " %s",
+               o->value_name);
     if (strlen(left) > 24)
       fprintf(out, "  %s\n  %-24s  ", left, "");
     else

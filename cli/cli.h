@@ -1,11 +1,13 @@
 /* nlbctl, the command-line client of nlb's API: the pieces its files share.
  *
  * One process runs one command: nlbctl.c parses the command line and the
- * settings (flags, environment, config file: config.c), finds the command
- * in the table of commands.c and runs it. Commands talk to the API through
- * http.c (libcurl: a fresh connection per request, h2c with prior
- * knowledge for http://, ALPN for https://) and print through output.c
- * (aligned tables, or the API's JSON unchanged).
+ * settings (flags, environment, config file and its contexts: config.c),
+ * finds the command in the table of commands.c and runs it. Commands talk
+ * to the API through http.c (libcurl: a fresh connection per request, h2c
+ * with prior knowledge for http://, ALPN for https://), wait for a state
+ * or watch a list through follow.c (the event stream, and polling), and
+ * print through output.c (aligned tables, or the API's JSON unchanged) and
+ * yaml.c.
  *
  * Single-threaded. Errors are printed where they happen and travel up as
  * an exit status: CLI_EXIT_OK, CLI_EXIT_ERROR (the API said no, or could
@@ -42,6 +44,7 @@ struct cli_settings {
 /* The flags that override the environment and the config file; NULL or
  * false when not given. */
 struct cli_overrides {
+  const char *context; /* --context NAME */
   const char *api;
   const char *token_file;
   const char *cacert;
@@ -50,17 +53,71 @@ struct cli_overrides {
   long timeout_ms;
 };
 
-/* Fills *settings from, in order of precedence, the flags, the environment
- * (NLB_API, NLB_TOKEN, NLB_TOKEN_FILE) and the config file
- * ($XDG_CONFIG_HOME/nlb/nlbctl.conf, else ~/.config/nlb/nlbctl.conf).
- * Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing why (a bad config
- * line, an unreadable token file, a config file that holds a token and is
- * readable by group or others). */
+/* Fills *settings from, in order of precedence, the flags, the context
+ * --context or NLB_CONTEXT names, the environment (NLB_API, NLB_TOKEN,
+ * NLB_TOKEN_FILE), the config file's current context, else its keys
+ * outside any context ($XDG_CONFIG_HOME/nlb/nlbctl.conf, else
+ * ~/.config/nlb/nlbctl.conf). A context's missing keys are not taken from
+ * outside it. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing why (a
+ * bad config line, no such context, an unreadable token file, a config
+ * file that holds a token and is readable by group or others). */
 int cli_settings_load(const struct cli_overrides *overrides,
                       struct cli_settings *settings);
 
 /* Frees the strings, wiping the token first. */
 void cli_settings_free(struct cli_settings *settings);
+
+/* An address nlbctl can use: http:// or https://. */
+bool cli_api_ok(const char *api);
+
+/* ---- the config file and its contexts (config.c) ------------------------- */
+
+/* The keys of one "[context NAME]" section (name NULL: the keys before
+ * any section); strings malloc'd, owned by the struct cli_config. */
+struct cli_config_context {
+  char *name;
+  char *api;
+  char *token_file; /* as written: relative to the file's directory */
+  char *token;      /* the token itself (the old format allows it) */
+  char *cacert;
+};
+
+/* The config file as read. */
+struct cli_config {
+  char *path;            /* NULL: no home to look in */
+  char *current_context; /* NULL: none chosen */
+  struct cli_config_context top;
+  struct cli_config_context *contexts;
+  size_t n_contexts;
+};
+
+/* Reads the config file into *config (a file that does not exist is an
+ * empty config). Returns CLI_EXIT_OK, else CLI_EXIT_USAGE after printing
+ * why; either way release it with cli_config_free. */
+int cli_config_read(struct cli_config *config);
+void cli_config_free(struct cli_config *config);
+
+/* The context of that name; NULL when there is none. */
+const struct cli_config_context *
+cli_config_find(const struct cli_config *config, const char *name);
+
+/* 1-63 of A-Z a-z 0-9 . _ -, not starting with . or -. */
+bool cli_context_name_ok(const char *name);
+
+/* Edit the file config was read from: its other lines stay as they are;
+ * the new file replaces the old one at once, with its mode (0600 when
+ * new, in directories made 0700). A token is never written. Each returns
+ * CLI_EXIT_OK or CLI_EXIT_ERROR (printed).
+ * cli_config_write_current: current_context = name (NULL: removed).
+ * cli_config_write_context: the keys values sets (api, token_file, cacert;
+ * NULL ones left as they are) in [context values->name], made at the end
+ * when new. cli_config_remove_context: the section, and current_context
+ * when it names it. */
+int cli_config_write_current(const struct cli_config *config, const char *name);
+int cli_config_write_context(const struct cli_config *config,
+                             const struct cli_config_context *values);
+int cli_config_remove_context(const struct cli_config *config,
+                              const char *name);
 
 /* ---- HTTP (http.c) ------------------------------------------------------ */
 
@@ -86,15 +143,19 @@ int cli_http_request(const struct cli_settings *settings, const char *method,
 void cli_response_free(struct cli_response *response);
 
 /* Streams GET path, calling on_line with each complete line (without its
- * newline) as it arrives. With idle_ms > 0 the stream is closed once
- * nothing arrived for that long after the answer began. Returns 0 when the
- * stream ended (the server ended it, or idle_ms passed), CLI_EXIT_ERROR
- * after printing why it could not be read; a non-2xx answer is returned in
- * *response (its body whole) instead of being streamed. on_line returning
- * nonzero stops the stream. */
+ * newline) as it arrives, and on_tick (when not NULL) about every 50 ms,
+ * with started true once a 2xx answer began (on_tick may make requests of
+ * its own). With idle_ms > 0 the stream is closed once nothing arrived
+ * for that long after the answer began. Returns 0 when the stream ended
+ * (the server ended it, idle_ms passed, or on_line or on_tick returned
+ * nonzero, which stops it), CLI_EXIT_ERROR after printing why it could not
+ * be read; a non-2xx answer is returned in *response (its body whole)
+ * instead of being streamed (status 0: on_tick stopped it before the
+ * answer began). */
 int cli_http_stream(const struct cli_settings *settings, const char *path,
                     long idle_ms, int (*on_line)(const char *line, void *arg),
-                    void *arg, struct cli_response *response);
+                    int (*on_tick)(bool started, void *arg), void *arg,
+                    struct cli_response *response);
 
 /* Percent-encodes one path segment or query value; malloc'd, NULL when out
  * of memory. */
@@ -109,14 +170,33 @@ void cli_out_of_memory(void) __attribute__((noreturn));
 /* strdup that exits on no memory. */
 char *cli_strdup(const char *s);
 
-enum cli_format { CLI_FORMAT_TABLE, CLI_FORMAT_JSON };
+/* -o: table, wide (the table's wide columns too), custom-columns=...,
+ * json, yaml. */
+enum cli_format {
+  CLI_FORMAT_TABLE,
+  CLI_FORMAT_WIDE,
+  CLI_FORMAT_COLUMNS,
+  CLI_FORMAT_JSON,
+  CLI_FORMAT_YAML,
+};
 
 /* A column of a list: header, and the object's key it shows (format, when
- * set, renders the cell instead: the text is malloc'd). */
+ * set, renders the cell instead: the text is malloc'd). wide: shown by -o
+ * wide only. */
 struct cli_column {
   const char *header;
   const char *key;
   char *(*format)(const json_t *object, const char *key);
+  bool wide;
+};
+
+/* A table printed as it grows (a watched list): widths from the rows
+ * printed so far. */
+struct cli_table {
+  const struct cli_column *columns;
+  size_t n;
+  size_t *widths; /* malloc'd, owned here */
+  bool header_done;
 };
 
 /* Prints API error answer as "STATUS CODE: message" on stderr (the body
@@ -127,6 +207,28 @@ int cli_print_api_error(const struct cli_response *response);
  * first; an empty array prints "No WHAT found." on stderr instead. */
 void cli_print_table(const json_t *array, const struct cli_column *columns,
                      size_t n, const char *what);
+
+/* The same in steps: cli_table_print prints the rows of array (the header
+ * before the first), each cell as wide as the widest of its column so
+ * far. */
+void cli_table_init(struct cli_table *table, const struct cli_column *columns,
+                    size_t n);
+void cli_table_print(struct cli_table *table, const json_t *array);
+void cli_table_free(struct cli_table *table);
+
+/* The cells of object's row, joined by tabs: what tells a changed row.
+ * malloc'd. */
+char *cli_row_text(const json_t *object, const struct cli_column *columns,
+                   size_t n);
+
+/* The text of the value at path in object: ".key", ".key.key",
+ * ".key[N]", as cli_value_text renders it ("-" when absent). For
+ * custom-columns. malloc'd. */
+char *cli_path_text(const json_t *object, const char *path);
+
+/* Prints value as a YAML document (block style; strings quoted wherever a
+ * YAML 1.1 or 1.2 reader would take them for something else). yaml.c. */
+void cli_print_yaml(const json_t *value);
 
 /* Prints object as "key: value" lines in the API's key order, aligned;
  * nested arrays of objects one item a line. */
@@ -160,10 +262,34 @@ int cli_call(const struct cli_context *context, const char *method,
 /* The answer's body parsed; NULL after saying it is not JSON. */
 json_t *cli_answer_json(const struct cli_response *response);
 
-/* Prints one answer: as it came (json), or its object's keys and values
- * (table). */
+/* Prints one answer: as it came (json), as YAML, as one row of the
+ * custom columns, or its object's keys and values (table, wide). */
 int cli_show(const struct cli_context *context,
              const struct cli_response *response);
+
+/* -o json or yaml: a document rather than a table. */
+bool cli_format_document(const struct cli_context *context);
+
+/* Prints a document: body as it came (json) or as YAML. Returns
+ * CLI_EXIT_OK, or CLI_EXIT_ERROR when YAML was asked of a body that is not
+ * JSON (said). */
+int cli_print_document(const struct cli_context *context, const char *body,
+                       size_t len);
+
+/* Prints value as one document: compact JSON on one line, or YAML. */
+void cli_print_value(const struct cli_context *context, const json_t *value);
+
+/* Prints the objects of rows as a table of the columns the format asks
+ * for: columns[0..n) but the wide ones (table), all of them (wide), or
+ * the custom columns. */
+void cli_print_rows(const struct cli_context *context, const json_t *rows,
+                    const struct cli_column *columns, size_t n,
+                    const char *what);
+
+/* The columns cli_print_rows shows: *shown is malloc'd (free it). */
+size_t cli_columns_shown(const struct cli_context *context,
+                         const struct cli_column *columns, size_t n,
+                         struct cli_column **shown);
 
 /* GETs path?query (query encoded, or NULL) and every following page while
  * the answers carry "next_token"; *merged gets the first page's object
@@ -175,17 +301,36 @@ int cli_list(const struct cli_context *context, const char *path,
              const char *query, const char *key, const char *page_size,
              json_t **merged, struct cli_response *first);
 
-/* cli_list, then prints the list: a table of columns[0..n), or the JSON
- * (as it came when it was one page). what names the items when there are
- * none ("No services found."). */
-int cli_show_list(const struct cli_context *context, const char *path,
-                  const char *query, const char *key, const char *page_size,
-                  const struct cli_column *columns, size_t n, const char *what);
+/* A list a command prints: where it is read, how its rows look, which
+ * events may change it. */
+struct cli_list {
+  const char *path;
+  const char *query;     /* encoded, or NULL */
+  const char *key;       /* the answer's array */
+  const char *page_size; /* NULL: the API's */
+  const struct cli_column *columns;
+  size_t n_columns;
+  const char *what; /* "No WHAT found." */
+  /* The table's rows from the merged answer (a new reference); NULL: the
+   * key's array. */
+  json_t *(*rows)(const json_t *merged);
+  /* Events with this key may change the list (--watch reads it again). */
+  const char *event_key;
+};
 
-/* Prints a list read by cli_list as JSON: first as it came when it is
- * set, else merged. */
-void cli_print_list_json(const json_t *merged,
-                         const struct cli_response *first);
+/* The rows of list's table in merged (a new reference). */
+json_t *cli_list_rows(const struct cli_list *list, const json_t *merged);
+
+/* cli_list, then prints the list: a table (cli_print_rows), or the
+ * document (as it came when it was one page). */
+int cli_show_list(const struct cli_context *context,
+                  const struct cli_list *list);
+
+/* Prints a list read by cli_list as a document: first as it came when it
+ * is set, else merged. */
+void cli_print_list_document(const struct cli_context *context,
+                             const json_t *merged,
+                             const struct cli_response *first);
 
 /* The ID of the endpoint name stands for: name itself when it is an
  * endpoint ID, else the one live endpoint whose service has that name or
@@ -195,17 +340,49 @@ void cli_print_list_json(const json_t *merged,
 int cli_endpoint_id(const struct cli_context *context, const char *name,
                     char **id);
 
+/* ---- waiting and watching (follow.c) ----------------------------------- */
+
+enum cli_wait_state { CLI_WAIT_PENDING, CLI_WAIT_DONE, CLI_WAIT_FAILED };
+
+/* One look at what a command waits for: CLI_WAIT_DONE, CLI_WAIT_PENDING
+ * (with where it stands written into where, for the timeout's message),
+ * or CLI_WAIT_FAILED after printing why (a final state other than the one
+ * waited for, or the API's error). */
+typedef enum cli_wait_state (*cli_wait_check)(const struct cli_context *context,
+                                              void *arg, char *where,
+                                              size_t size);
+
+/* Waits until check says done or failed: it looks at once, again whenever
+ * an event names one of ids (an array of endpoint or service IDs), and
+ * besides at growing intervals (0.5 s to 5 s: changes that make no event),
+ * for at most timeout_ms. It reads the event stream on a connection of its
+ * own (polling alone if the stream cannot be read). Returns CLI_EXIT_OK
+ * (done) or CLI_EXIT_ERROR: failed, or the time ran out ("nlbctl: timed
+ * out after T waiting for WHAT (WHERE)"). */
+int cli_wait(const struct cli_context *context, long timeout_ms,
+             const char *what, cli_wait_check check, void *arg,
+             const json_t *ids);
+
+/* --watch: prints the list, then reads it again whenever an event with
+ * list->event_key arrives (and every 2 s besides: changes that make no
+ * event) and prints each row that changed, until SIGINT (which returns
+ * CLI_EXIT_OK). -o json and yaml print the items one document each.
+ * Returns CLI_EXIT_ERROR when the list cannot be read. */
+int cli_watch_list(const struct cli_context *context,
+                   const struct cli_list *list);
+
 /* ---- commands (commands.c, nlbctl.c) ------------------------------------ */
 
 /* An option of a command: --name VALUE, or --name alone when value_name is
- * NULL. Values given several times accumulate; commas split them too when
- * list is set. */
+ * NULL (or --name=VALUE, --name alone when optional is set). Values given
+ * several times accumulate; commas split them too when list is set. */
 struct cli_option {
   const char *name;
   char short_name;
   const char *value_name;
   bool list;
   const char *help;
+  bool optional; /* the value only as --name=VALUE */
 };
 
 struct cli_given {
@@ -224,8 +401,11 @@ struct cli_args {
 /* Everything a command runs with. */
 struct cli_context {
   const struct cli_command *command; /* the one running */
-  struct cli_settings settings;
+  struct cli_settings settings;      /* empty for a local command */
+  struct cli_overrides overrides;    /* what settings were made of */
   enum cli_format format;
+  struct cli_column *columns; /* -o custom-columns=: malloc'd */
+  size_t n_columns;
 };
 
 struct cli_command {
@@ -238,6 +418,7 @@ struct cli_command {
   size_t min_args;
   size_t max_args; /* SIZE_MAX: any number */
   int (*run)(struct cli_context *context, const struct cli_args *args);
+  bool local; /* needs no API: its settings are not loaded */
 };
 
 /* The table of commands, ended by a NULL resource. */

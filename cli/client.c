@@ -59,6 +59,69 @@ json_t *cli_answer_json(const struct cli_response *response)
   return value;
 }
 
+bool cli_format_document(const struct cli_context *context)
+{
+  return context->format == CLI_FORMAT_JSON ||
+         context->format == CLI_FORMAT_YAML;
+}
+
+int cli_print_document(const struct cli_context *context, const char *body,
+                       size_t len)
+{
+  if (context->format != CLI_FORMAT_YAML) {
+    cli_print_raw(body, len);
+    return CLI_EXIT_OK;
+  }
+  struct cli_response response = {.body = (char *)body, .len = len};
+  json_t *value = cli_answer_json(&response);
+  if (value == NULL)
+    return CLI_EXIT_ERROR;
+  cli_print_yaml(value);
+  json_decref(value);
+  return CLI_EXIT_OK;
+}
+
+void cli_print_value(const struct cli_context *context, const json_t *value)
+{
+  if (context->format == CLI_FORMAT_YAML) {
+    cli_print_yaml(value);
+    return;
+  }
+  char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (text == NULL)
+    cli_out_of_memory();
+  puts(text);
+  free(text);
+}
+
+size_t cli_columns_shown(const struct cli_context *context,
+                         const struct cli_column *columns, size_t n,
+                         struct cli_column **shown)
+{
+  size_t k = 0;
+  if (context->format == CLI_FORMAT_COLUMNS) {
+    columns = context->columns;
+    n = context->n_columns;
+  }
+  *shown = calloc(n + 1, sizeof **shown);
+  if (*shown == NULL)
+    cli_out_of_memory();
+  for (size_t i = 0; i < n; i++)
+    if (!columns[i].wide || context->format != CLI_FORMAT_TABLE)
+      (*shown)[k++] = columns[i];
+  return k;
+}
+
+void cli_print_rows(const struct cli_context *context, const json_t *rows,
+                    const struct cli_column *columns, size_t n,
+                    const char *what)
+{
+  struct cli_column *shown;
+  size_t k = cli_columns_shown(context, columns, n, &shown);
+  cli_print_table(rows, shown, k, what);
+  free(shown);
+}
+
 int cli_show(const struct cli_context *context,
              const struct cli_response *response)
 {
@@ -69,7 +132,17 @@ int cli_show(const struct cli_context *context,
   json_t *value = cli_answer_json(response);
   if (value == NULL)
     return CLI_EXIT_ERROR;
-  cli_print_object(value);
+  if (context->format == CLI_FORMAT_YAML) {
+    cli_print_yaml(value);
+  } else if (context->format == CLI_FORMAT_COLUMNS) {
+    json_t *rows = json_pack("[O]", value);
+    if (rows == NULL)
+      cli_out_of_memory();
+    cli_print_rows(context, rows, NULL, 0, "objects");
+    json_decref(rows);
+  } else {
+    cli_print_object(value);
+  }
   json_decref(value);
   return CLI_EXIT_OK;
 }
@@ -170,33 +243,42 @@ int cli_list(const struct cli_context *context, const char *path,
   return r;
 }
 
-void cli_print_list_json(const json_t *merged, const struct cli_response *first)
+void cli_print_list_document(const struct cli_context *context,
+                             const json_t *merged,
+                             const struct cli_response *first)
 {
-  if (first != NULL && first->body != NULL) {
+  if (context->format == CLI_FORMAT_JSON && first != NULL &&
+      first->body != NULL) {
     cli_print_raw(first->body, first->len);
     return;
   }
-  char *text = json_dumps(merged, JSON_COMPACT);
-  if (text == NULL)
-    cli_out_of_memory();
-  puts(text);
-  free(text);
+  cli_print_value(context, merged);
 }
 
-int cli_show_list(const struct cli_context *context, const char *path,
-                  const char *query, const char *key, const char *page_size,
-                  const struct cli_column *columns, size_t n, const char *what)
+json_t *cli_list_rows(const struct cli_list *list, const json_t *merged)
+{
+  if (list->rows != NULL)
+    return list->rows(merged);
+  return json_incref(json_object_get(merged, list->key));
+}
+
+int cli_show_list(const struct cli_context *context,
+                  const struct cli_list *list)
 {
   struct cli_response first = {0};
   json_t *merged;
 
-  int r = cli_list(context, path, query, key, page_size, &merged, &first);
+  int r = cli_list(context, list->path, list->query, list->key, list->page_size,
+                   &merged, &first);
   if (r != CLI_EXIT_OK)
     return r;
-  if (context->format == CLI_FORMAT_TABLE)
-    cli_print_table(json_object_get(merged, key), columns, n, what);
-  else
-    cli_print_list_json(merged, &first);
+  if (cli_format_document(context)) {
+    cli_print_list_document(context, merged, &first);
+  } else {
+    json_t *rows = cli_list_rows(list, merged);
+    cli_print_rows(context, rows, list->columns, list->n_columns, list->what);
+    json_decref(rows);
+  }
   cli_response_free(&first);
   json_decref(merged);
   return CLI_EXIT_OK;

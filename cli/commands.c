@@ -6,110 +6,159 @@
 
 /* ---- the table ----------------------------------------------------------- */
 
-static const struct cli_option list_options[] = {PAGE_SIZE_OPTION, END_OPTIONS};
+static const struct cli_option list_options[] = {PAGE_SIZE_OPTION, WATCH_OPTION,
+                                                 END_OPTIONS};
 static const struct cli_option no_options[] = {END_OPTIONS};
 
+static const struct cli_option service_delete_options[] = {
+    YES_OPTION,
+    {"wait", 0, "TIMEOUT", false,
+     "then wait until the service is gone (default 5m)", true},
+    END_OPTIONS};
+
 static const struct cli_option service_create_options[] = {
-    {"load-balancer", 0, "LB", false,
-     "the load balancer to publish (required)"},
+    {"load-balancer", 0, "LB", false, "the load balancer to publish (required)",
+     false},
     {"allow", 0, "PRINCIPAL", true,
      "a consumer allowed to connect (repeat, or a,b; \"*\": every "
-     "consumer)"},
+     "consumer)",
+     false},
     {"acceptance", 0, NULL, false,
-     "connections wait for the provider's acceptance (the default)"},
+     "connections wait for the provider's acceptance (the default)", false},
     {"no-acceptance", 0, NULL, false,
-     "allowed consumers' endpoints are available at once"},
+     "allowed consumers' endpoints are available at once", false},
     {"connection-limit", 0, "N", false,
-     "live endpoints per consumer (0, the default: no limit)"},
+     "live endpoints per consumer (0, the default: no limit)", false},
     {"private-dns-name", 0, "NAME", false,
      "your host name for the service, in a DNS domain the operator granted "
-     "you; it resolves to each endpoint that opts in"},
+     "you; it resolves to each endpoint that opts in",
+     false},
     END_OPTIONS};
 
 static const struct cli_option service_update_options[] = {
-    {"acceptance", 0, NULL, false, "connections wait for acceptance"},
+    {"acceptance", 0, NULL, false, "connections wait for acceptance", false},
     {"no-acceptance", 0, NULL, false,
-     "new endpoints of allowed consumers are available at once"},
+     "new endpoints of allowed consumers are available at once", false},
     {"connection-limit", 0, "N", false,
-     "live endpoints per consumer (0: no limit)"},
+     "live endpoints per consumer (0: no limit)", false},
     {"private-dns-name", 0, "NAME", false,
-     "your host name for the service (in a domain granted to you)"},
-    {"no-private-dns-name", 0, NULL, false, "no private DNS name"},
+     "your host name for the service (in a domain granted to you)", false},
+    {"no-private-dns-name", 0, NULL, false, "no private DNS name", false},
     END_OPTIONS};
 
 static const struct cli_option permissions_remove_options[] = {
     {"reject-endpoints", 0, NULL, false,
-     "also reject the live endpoints of the principals removed"},
+     "also reject the live endpoints of the principals removed", false},
     END_OPTIONS};
 
 static const struct cli_option state_list_options[] = {
     {"state", 0, "STATE", false,
      "only this state: pendingAcceptance, available, rejected, deleted, "
-     "expired, failed"},
+     "expired, failed",
+     false},
     PAGE_SIZE_OPTION,
+    WATCH_OPTION,
     END_OPTIONS};
 
 static const struct cli_option decide_options[] = {
     {"consumer", 0, "NAME", true,
-     "every pending connection of this consumer (repeat, or a,b)"},
+     "every pending connection of this consumer (repeat, or a,b)", false},
+    {"wait", 0, "TIMEOUT", false,
+     "then wait until the endpoints accepted are available (default 5m); "
+     "one that fails instead exits 1",
+     true},
     END_OPTIONS};
 
 static const struct cli_option reject_options[] = {
     {"consumer", 0, "NAME", true,
-     "every pending or available connection of this consumer"},
+     "every pending or available connection of this consumer", false},
+    YES_OPTION,
+    {"wait", 0, "TIMEOUT", false,
+     "then wait until the endpoints are rejected (default 5m)", true},
     END_OPTIONS};
 
 static const struct cli_option endpoint_create_options[] = {
     {"service", 0, "SERVICE", false,
-     "the service's name or ID (or give it as the argument)"},
-    {"network", 0, "NETWORK", false, "the network to listen in (required)"},
+     "the service's name or ID (or give it as the argument)", false},
+    {"network", 0, "NETWORK", false, "the network to listen in (required)",
+     false},
     {"address", 0, "ADDRESS", false,
-     "the address in that network (default: the lowest free one)"},
+     "the address in that network (default: the lowest free one)", false},
     {"allow-source", 0, "CIDR", true,
-     "a client range allowed in (repeat, or a,b; default: any)"},
+     "a client range allowed in (repeat, or a,b; default: any)", false},
     {"private-dns", 0, NULL, false,
      "the service's private DNS name resolves to this endpoint, in its "
-     "network"},
+     "network",
+     false},
+    {"wait", 0, "TIMEOUT", false,
+     "then wait until it is available (default 5m); rejected or failed "
+     "instead exits 1",
+     true},
     END_OPTIONS};
+
+static const struct cli_option endpoint_delete_options[] = {
+    YES_OPTION,
+    {"wait", 0, "TIMEOUT", false,
+     "then wait until each is deleted or gone (default 5m)", true},
+    END_OPTIONS};
+
+static const struct cli_option node_drain_options[] = {YES_OPTION, END_OPTIONS};
+
+static const struct cli_option set_context_options[] = {
+    {"api", 0, "URL", false, "the API's address", false},
+    {"token-file", 0, "FILE", false,
+     "the file that holds the token (kept as an absolute path)", false},
+    {"cacert", 0, "FILE", false, "CA certificates for an https:// API", false},
+    END_OPTIONS};
+
+static const struct cli_option complete_options[] = {END_OPTIONS};
 
 static const struct cli_option endpoint_update_options[] = {
     {"allow-source", 0, "CIDR", true,
-     "the client ranges allowed in, replacing the list (repeat, or a,b)"},
-    {"any-source", 0, NULL, false, "let every client in"},
-    {"private-dns", 0, NULL, false, "opt into the service's private DNS name"},
-    {"no-private-dns", 0, NULL, false, "opt out of it"},
+     "the client ranges allowed in, replacing the list (repeat, or a,b)",
+     false},
+    {"any-source", 0, NULL, false, "let every client in", false},
+    {"private-dns", 0, NULL, false, "opt into the service's private DNS name",
+     false},
+    {"no-private-dns", 0, NULL, false, "opt out of it", false},
     END_OPTIONS};
 
 static const struct cli_option target_add_options[] = {
-    {"weight", 0, "N", false, "its share, 1..1000 (default 1)"}, END_OPTIONS};
+    {"weight", 0, "N", false, "its share, 1..1000 (default 1)", false},
+    END_OPTIONS};
 
 static const struct cli_option events_options[] = {
     {"follow", 'f', NULL, false,
-     "keep printing events as they happen, until interrupted"},
+     "keep printing events as they happen, until interrupted", false},
     {"after", 0, "SEQ", false,
      "the events after sequence number SEQ (default: all kept; with "
-     "--follow, from now)"},
+     "--follow, from now)",
+     false},
     END_OPTIONS};
 
 static const struct cli_option principal_create_options[] = {
-    {"role", 0, "ROLE", false, "operator, provider or consumer (required)"},
+    {"role", 0, "ROLE", false, "operator, provider or consumer (required)",
+     false},
     END_OPTIONS};
 
 static const struct cli_option token_create_options[] = {
     {"expires-at", 0, "TIME", false,
-     "when it stops working, RFC 3339 (2030-01-02T03:04:05Z)"},
+     "when it stops working, RFC 3339 (2030-01-02T03:04:05Z)", false},
     {"expires-in", 0, "DURATION", false,
-     "when it stops working, from now: 90d, 12h, 30m, 45s"},
+     "when it stops working, from now: 90d, 12h, 30m, 45s", false},
     END_OPTIONS};
 
 static const struct cli_option network_create_options[] = {
-    {"range", 0, "CIDR", false, "the addresses endpoints get there (required)"},
+    {"range", 0, "CIDR", false, "the addresses endpoints get there (required)",
+     false},
     {"netns", 0, "NAME", false,
      "the network namespace (the same name on every node; default: "
-     "addresses on the host)"},
+     "addresses on the host)",
+     false},
     {"allow", 0, "PRINCIPAL", true,
      "a consumer that may place endpoints there (repeat, or a,b; default: "
-     "any)"},
+     "any)",
+     false},
     END_OPTIONS};
 
 const struct cli_resource cli_resources[] = {
@@ -127,150 +176,187 @@ const struct cli_resource cli_resources[] = {
     {"principals", "Who may call the API: operators, providers, consumers"},
     {"tokens", "A principal's API tokens: create, rotate, revoke"},
     {"networks", "Where consumers' endpoints live"},
+    {"config", "nlbctl's contexts: the API and token of each installation"},
     {NULL, NULL},
 };
 
 #define ANY SIZE_MAX
 
 const struct cli_command cli_commands[] = {
-    {"services", "list", "[--page-size N]", "List the services you own",
-     "An operator sees every service.\n", list_options, 0, 0,
-     cli_services_list},
+    {"services", "list", "[--page-size N] [--watch]",
+     "List the services you own", "An operator sees every service.\n",
+     list_options, 0, 0, cli_services_list, false},
     {"services", "get", "SERVICE", "Show a service (by name or ID)", NULL,
-     no_options, 1, 1, cli_services_get},
+     no_options, 1, 1, cli_services_get, false},
     {"services", "create",
      "NAME --load-balancer LB [--allow PRINCIPAL]... [--no-acceptance] "
      "[--connection-limit N] [--private-dns-name NAME]",
      "Publish a load balancer as a service",
      "Example:\n  nlbctl services create payments --load-balancer payments-lb "
      "--allow shop\n",
-     service_create_options, 1, 1, cli_services_create},
+     service_create_options, 1, 1, cli_services_create, false},
     {"services", "update",
      "SERVICE [--acceptance|--no-acceptance] [--connection-limit N] "
      "[--private-dns-name NAME|--no-private-dns-name]",
      "Change acceptance, the limit or the private DNS name", NULL,
-     service_update_options, 1, 1, cli_services_update},
-    {"services", "delete", "SERVICE", "Delete a service",
+     service_update_options, 1, 1, cli_services_update, false},
+    {"services", "delete", "SERVICE [--yes] [--wait[=TIMEOUT]]",
+     "Delete a service",
      "The API refuses (409) while endpoints are pendingAcceptance or "
-     "available:\nreject them first.\n",
-     no_options, 1, 1, cli_services_delete},
+     "available:\nreject them first. nlbctl asks for confirmation first\n"
+     "(--yes: it does not).\n",
+     service_delete_options, 1, 1, cli_services_delete, false},
 
     {"permissions", "get", "SERVICE", "List the principals allowed to connect",
-     NULL, no_options, 1, 1, cli_permissions_get},
+     NULL, no_options, 1, 1, cli_permissions_get, false},
     {"permissions", "add", "SERVICE PRINCIPAL...", "Allow principals",
-     "\"*\" allows every consumer.\n", no_options, 2, ANY, cli_permissions_add},
+     "\"*\" allows every consumer.\n", no_options, 2, ANY, cli_permissions_add,
+     false},
     {"permissions", "remove", "SERVICE PRINCIPAL... [--reject-endpoints]",
      "Disallow principals",
      "Their existing endpoints stay, unless --reject-endpoints.\n",
-     permissions_remove_options, 2, ANY, cli_permissions_remove},
+     permissions_remove_options, 2, ANY, cli_permissions_remove, false},
 
-    {"connections", "list", "SERVICE [--state STATE] [--page-size N]",
+    {"connections", "list", "SERVICE [--state STATE] [--page-size N] [--watch]",
      "List the endpoints consumers made to a service", NULL, state_list_options,
-     1, 1, cli_connections_list},
-    {"connections", "accept", "SERVICE [EP-ID...] [--consumer NAME]...",
+     1, 1, cli_connections_list, false},
+    {"connections", "accept",
+     "SERVICE [EP-ID...] [--consumer NAME]... [--wait[=TIMEOUT]]",
      "Accept pending connections",
      "Accepted endpoints become available. Each endpoint that cannot be\n"
      "accepted is printed on stderr, and nlbctl exits 1.\n",
-     decide_options, 1, ANY, cli_connections_accept},
-    {"connections", "reject", "SERVICE [EP-ID...] [--consumer NAME]...",
+     decide_options, 1, ANY, cli_connections_accept, false},
+    {"connections", "reject",
+     "SERVICE [EP-ID...] [--consumer NAME]... [--yes] [--wait[=TIMEOUT]]",
      "Reject pending connections, or revoke available ones",
      "Rejecting an available endpoint closes its listeners and resets its\n"
      "flows. Each endpoint that cannot be rejected is printed on stderr,\n"
-     "and nlbctl exits 1.\n",
-     reject_options, 1, ANY, cli_connections_reject},
+     "and nlbctl exits 1. Rejecting several asks for confirmation first\n"
+     "(--yes: it does not).\n",
+     reject_options, 1, ANY, cli_connections_reject, false},
 
-    {"available-services", NULL, "[list] [--page-size N]",
+    {"available-services", NULL, "[list] [--page-size N] [--watch]",
      "List the services you may connect to", NULL, list_options, 0, 0,
-     cli_available_services},
+     cli_available_services, false},
 
-    {"endpoints", "list", "[--state STATE] [--page-size N]",
+    {"endpoints", "list", "[--state STATE] [--page-size N] [--watch]",
      "List your endpoints", "An operator sees every consumer's.\n",
-     state_list_options, 0, 0, cli_endpoints_list},
+     state_list_options, 0, 0, cli_endpoints_list, false},
     {"endpoints", "get", "ENDPOINT", "Show an endpoint",
      "ENDPOINT is an ID (ep-...), or a service's name or ID when you have\n"
      "one live endpoint of it (or one endpoint at all).\n",
-     no_options, 1, 1, cli_endpoints_get},
+     no_options, 1, 1, cli_endpoints_get, false},
     {"endpoints", "create",
      "--service SERVICE --network NETWORK [--address ADDRESS] "
-     "[--allow-source CIDR]... [--private-dns]",
+     "[--allow-source CIDR]... [--private-dns] [--wait[=TIMEOUT]]",
      "Connect to a service: an endpoint in your network",
      "It is pendingAcceptance until the provider accepts it, or available\n"
-     "at once when the service needs no acceptance.\n",
-     endpoint_create_options, 0, 1, cli_endpoints_create},
+     "at once when the service needs no acceptance. With --wait, nlbctl\n"
+     "prints it once it is available.\n",
+     endpoint_create_options, 0, 1, cli_endpoints_create, false},
     {"endpoints", "update",
      "ENDPOINT [--allow-source CIDR...|--any-source] "
      "[--private-dns|--no-private-dns]",
      "Change the clients an endpoint lets in, or its private DNS",
      "ENDPOINT as for 'endpoints get'. Applies to new flows (and DNS\n"
      "answers) at once.\n",
-     endpoint_update_options, 1, 1, cli_endpoints_update},
-    {"endpoints", "delete", "ENDPOINT", "Delete an endpoint",
-     "ENDPOINT as for 'endpoints get'.\n", no_options, 1, 1,
-     cli_endpoints_delete},
+     endpoint_update_options, 1, 1, cli_endpoints_update, false},
+    {"endpoints", "delete", "ENDPOINT... [--yes] [--wait[=TIMEOUT]]",
+     "Delete endpoints",
+     "ENDPOINT as for 'endpoints get'. Deleting several asks for\n"
+     "confirmation first (--yes: it does not).\n",
+     endpoint_delete_options, 1, ANY, cli_endpoints_delete, false},
 
-    {"target-groups", "list", "[--page-size N]",
+    {"target-groups", "list", "[--page-size N] [--watch]",
      "List the target groups and their targets", NULL, list_options, 0, 0,
-     cli_target_groups_list},
+     cli_target_groups_list, false},
     {"target-groups", "get", "NAME", "Show a target group's targets", NULL,
-     no_options, 1, 1, cli_target_groups_get},
+     no_options, 1, 1, cli_target_groups_get, false},
 
     {"targets", "add", "TARGET-GROUP ADDRESS:PORT [--weight N]",
-     "Register a target", "It starts initial and is health-cli_checked.\n",
-     target_add_options, 2, 2, cli_targets_add},
+     "Register a target", "It starts initial and is health-checked.\n",
+     target_add_options, 2, 2, cli_targets_add, false},
     {"targets", "remove", "TARGET-GROUP ADDRESS:PORT", "Deregister a target",
      "It drains: running flows go on for the group's "
      "deregistration_delay.\n",
-     no_options, 2, 2, cli_targets_remove},
+     no_options, 2, 2, cli_targets_remove, false},
 
     {"events", NULL, "[--follow] [--after SEQ]", "Print the endpoint events",
      "Without --follow: the events kept (after SEQ), then exit. With it: the\n"
      "events from now (or after SEQ) as they happen, until interrupted;\n"
      "when nlbd ends the stream (a reload), nlbctl follows on from the last\n"
      "event it printed. Providers and consumers see their own events.\n",
-     events_options, 0, 0, cli_events_read},
+     events_options, 0, 0, cli_events_read, false},
 
-    {"nodes", "list", "[--page-size N]", "List the nodes", NULL, list_options,
-     0, 0, cli_nodes_list},
-    {"nodes", "drain", "NODE", "Drain a node", NULL, no_options, 1, 1,
-     cli_nodes_drain},
+    {"nodes", "list", "[--page-size N] [--watch]", "List the nodes", NULL,
+     list_options, 0, 0, cli_nodes_list, false},
+    {"nodes", "drain", "NODE [--yes]", "Drain a node",
+     "It stops accepting, and its nlbd exits once its flows are done.\n"
+     "nlbctl asks for confirmation first (--yes: it does not), and says\n"
+     "so when it is the only node that is up.\n",
+     node_drain_options, 1, 1, cli_nodes_drain, false},
 
-    {"principals", "list", "[--page-size N]", "List the principals",
+    {"principals", "list", "[--page-size N] [--watch]", "List the principals",
      "Those of the config (SOURCE config, read-only here) and those made\n"
      "through the API.\n",
-     list_options, 0, 0, cli_principals_list},
+     list_options, 0, 0, cli_principals_list, false},
     {"principals", "create", "NAME --role ROLE",
      "Make a principal and its first token",
      "The token is printed once: nlb keeps only its hash.\n",
-     principal_create_options, 1, 1, cli_principals_create},
+     principal_create_options, 1, 1, cli_principals_create, false},
     {"principals", "delete", "NAME", "Delete a principal and its tokens",
      "The API refuses (409) while it owns services or holds live\n"
      "endpoints.\n",
-     no_options, 1, 1, cli_principals_delete},
+     no_options, 1, 1, cli_principals_delete, false},
 
-    {"tokens", "list", "PRINCIPAL [--page-size N]",
+    {"tokens", "list", "PRINCIPAL [--page-size N] [--watch]",
      "List a principal's tokens (never the tokens themselves)", NULL,
-     list_options, 1, 1, cli_tokens_list},
+     list_options, 1, 1, cli_tokens_list, false},
     {"tokens", "create", "PRINCIPAL [--expires-at TIME|--expires-in DURATION]",
      "Make another token for a principal",
      "To rotate: create a second token, move clients to it, revoke the\n"
      "first. The token is printed once.\n",
-     token_create_options, 1, 1, cli_tokens_create},
+     token_create_options, 1, 1, cli_tokens_create, false},
     {"tokens", "revoke", "PRINCIPAL TOKEN-ID", "Revoke a token",
      "Every node refuses it within a second, and closes the API\n"
      "connections and event streams it opened.\n",
-     no_options, 2, 2, cli_tokens_revoke},
+     no_options, 2, 2, cli_tokens_revoke, false},
 
-    {"networks", "list", "[--page-size N]", "List the networks", NULL,
-     list_options, 0, 0, cli_networks_list},
+    {"networks", "list", "[--page-size N] [--watch]", "List the networks", NULL,
+     list_options, 0, 0, cli_networks_list, false},
     {"networks", "create",
      "NAME --range CIDR [--netns NAME] [--allow PRINCIPAL]...",
      "Make a network for consumers' endpoints",
      "Every node opens its endpoints in the namespace of that name on its\n"
      "own host.\n",
-     network_create_options, 1, 1, cli_networks_create},
+     network_create_options, 1, 1, cli_networks_create, false},
     {"networks", "delete", "NAME", "Delete a network",
      "The API refuses (409) while live endpoints are in it.\n", no_options, 1,
-     1, cli_networks_delete},
+     1, cli_networks_delete, false},
 
-    {NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+    {"config", "get-contexts", "", "List the contexts of the config file",
+     "The current one is marked *.\n", no_options, 0, 0,
+     cli_config_get_contexts, true},
+    {"config", "current-context", "", "Print the current context's name", NULL,
+     no_options, 0, 0, cli_config_current_context, true},
+    {"config", "use-context", "NAME", "Make NAME the current context",
+     "Every command uses its API and token from then on, unless --context,\n"
+     "NLB_CONTEXT or the flags say otherwise.\n",
+     no_options, 1, 1, cli_config_use_context, true},
+    {"config", "set-context",
+     "NAME [--api URL] [--token-file FILE] [--cacert FILE]",
+     "Make a context, or change one",
+     "Example:\n  nlbctl config set-context prod --api "
+     "https://nlb.example:9180 "
+     "\\\n      --token-file ~/.config/nlb/prod.token\n"
+     "The token itself is never written: only the file that holds it.\n",
+     set_context_options, 1, 1, cli_config_set_context, true},
+    {"config", "delete-context", "NAME", "Delete a context", NULL, no_options,
+     1, 1, cli_config_delete_context, true},
+
+    /* Hidden: the names the completion offers (complete.c). */
+    {"__complete", NULL, "KIND [ARG]", "List names for shell completion", NULL,
+     complete_options, 1, 2, cli_complete, true},
+
+    {NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, false},
 };

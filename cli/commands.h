@@ -20,11 +20,27 @@
 #define PAGE_SIZE_OPTION                                                       \
   {                                                                            \
     "page-size", 0, "N", false,                                                \
-        "ask for N items a page (1..1000); every page is read"                 \
+        "ask for N items a page (1..1000); every page is read", false          \
   }
+#define WATCH_OPTION                                                           \
+  {                                                                            \
+    "watch", 'w', NULL, false,                                                 \
+        "print the list, then each row that changes as it changes, until "     \
+        "interrupted (Ctrl-C)",                                                \
+        false                                                                  \
+  }
+#define YES_OPTION                                                             \
+  {                                                                            \
+    "yes", 'y', NULL, false,                                                   \
+        "do not ask for confirmation (needed when standard input is not a "    \
+        "terminal)",                                                           \
+        false                                                                  \
+  }
+/* --wait's timeout when it is given without one. */
+#define WAIT_DEFAULT_MS (5 * 60 * 1000L)
 #define END_OPTIONS                                                            \
   {                                                                            \
-    NULL, 0, NULL, false, NULL                                                 \
+    NULL, 0, NULL, false, NULL, false                                          \
   }
 
 json_t *cli_checked(json_t *value);
@@ -43,6 +59,25 @@ char *cli_item_path(const char *prefix, const char *name, const char *suffix);
 int cli_show_call_on(const struct cli_context *context, const char *method,
                      const char *prefix, const char *name, const char *suffix,
                      const json_t *body);
+/* "90d", "12h", "30m", "45s" (and, when bare is set, "45"): seconds, or
+ * -1. */
+long long cli_duration_seconds(const char *text, bool bare);
+/* --wait[=TIMEOUT] into *timeout_ms: 0 when not given, WAIT_DEFAULT_MS
+ * when given bare. Returns CLI_EXIT_OK or CLI_EXIT_USAGE (printed). */
+int cli_wait_timeout(const struct cli_context *context,
+                     const struct cli_args *args, long *timeout_ms);
+/* Asks the question (printf-like, without "[y/N]") on stderr and reads
+ * the answer from standard input, unless --yes was given. Returns
+ * CLI_EXIT_OK (yes), CLI_EXIT_ERROR (anything else: "nothing done") or
+ * CLI_EXIT_USAGE when standard input is not a terminal (says to pass
+ * --yes: a script never hangs on a question). */
+int cli_confirm(const struct cli_context *context, const struct cli_args *args,
+                const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A list verb: --page-size into list, then the list printed, or watched
+ * with --watch. */
+int cli_run_list(const struct cli_context *context, const struct cli_args *args,
+                 struct cli_list *list);
+/* Prints a column's cell as "required"/"auto" (acceptance). */
 char *cli_acceptance_text(const json_t *object, const char *key);
 char *cli_sources_text(const json_t *object, const char *key);
 /* "state=S" for a list command's --state S (escaped); NULL without one.
@@ -52,6 +87,17 @@ char *cli_state_query(const struct cli_args *args);
 /* Commands by resource: commands_provider.c, commands_consumer.c,
  * commands_operator.c. */
 int cli_available_services(struct cli_context *context,
+                           const struct cli_args *args);
+int cli_complete(struct cli_context *context, const struct cli_args *args);
+int cli_config_current_context(struct cli_context *context,
+                               const struct cli_args *args);
+int cli_config_delete_context(struct cli_context *context,
+                              const struct cli_args *args);
+int cli_config_get_contexts(struct cli_context *context,
+                            const struct cli_args *args);
+int cli_config_set_context(struct cli_context *context,
+                           const struct cli_args *args);
+int cli_config_use_context(struct cli_context *context,
                            const struct cli_args *args);
 int cli_connections_accept(struct cli_context *context,
                            const struct cli_args *args);

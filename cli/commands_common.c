@@ -1,10 +1,14 @@
 /* Helpers nlbctl's commands share: JSON bodies, arguments, a call whose
- * answer is printed. */
+ * answer is printed, --wait's timeout, the confirmation, list verbs. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 
@@ -130,4 +134,104 @@ char *cli_state_query(const struct cli_args *args)
   char *query = cli_path("state=%s", segment);
   free(segment);
   return query;
+}
+
+long long cli_duration_seconds(const char *text, bool bare)
+{
+  char *end;
+  errno = 0;
+  long long n = strtoll(text, &end, 10);
+  long long unit;
+
+  if (errno != 0 || end == text || text[0] == '-' || text[0] == '+' || n <= 0)
+    return -1;
+  if (bare && end[0] == '\0')
+    return n > 100LL * 365 * 86400 ? -1 : n;
+  if (end[0] == '\0' || end[1] != '\0')
+    return -1;
+  switch (*end) {
+  case 's':
+    unit = 1;
+    break;
+  case 'm':
+    unit = 60;
+    break;
+  case 'h':
+    unit = 3600;
+    break;
+  case 'd':
+    unit = 86400;
+    break;
+  default:
+    return -1;
+  }
+  return n > 100LL * 365 * 86400 / unit ? -1 : n * unit;
+}
+
+int cli_wait_timeout(const struct cli_context *context,
+                     const struct cli_args *args, long *timeout_ms)
+{
+  const char *value = cli_arg(args, "wait");
+  *timeout_ms = 0;
+  if (value == NULL)
+    return CLI_EXIT_OK;
+  if (value[0] == '\0') {
+    *timeout_ms = WAIT_DEFAULT_MS;
+    return CLI_EXIT_OK;
+  }
+  long long seconds = cli_duration_seconds(value, true);
+  if (seconds < 0 || seconds > 30LL * 86400)
+    return cli_usage_error(context->command,
+                           "--wait: \"%s\" is not a timeout such as 90s, 5m "
+                           "or 1h (at most 30d)",
+                           value);
+  *timeout_ms = (long)seconds * 1000;
+  return CLI_EXIT_OK;
+}
+
+int cli_confirm(const struct cli_context *context, const struct cli_args *args,
+                const char *fmt, ...)
+{
+  char answer[64];
+  va_list ap;
+
+  if (cli_arg(args, "yes") != NULL)
+    return CLI_EXIT_OK;
+  bool terminal = isatty(STDIN_FILENO);
+  if (!terminal)
+    fputs("nlbctl: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  if (!terminal) {
+    fprintf(stderr,
+            "\nnlbctl: %s %s asks for confirmation, and standard input is "
+            "not a terminal: pass --yes to go ahead\n",
+            context->command->resource, context->command->verb);
+    return CLI_EXIT_USAGE;
+  }
+  fputs(" [y/N] ", stderr);
+  fflush(stderr);
+  char *line = fgets(answer, sizeof answer, stdin);
+  if (line != NULL) {
+    line[strcspn(line, "\r\n")] = '\0';
+    while (isspace((unsigned char)*line))
+      line++;
+    if (strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0)
+      return CLI_EXIT_OK;
+  } else {
+    fputc('\n', stderr);
+  }
+  fputs("nlbctl: not confirmed: nothing done\n", stderr);
+  return CLI_EXIT_ERROR;
+}
+
+int cli_run_list(const struct cli_context *context, const struct cli_args *args,
+                 struct cli_list *list)
+{
+  if (cli_page_size(context, args, &list->page_size) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  if (cli_arg(args, "watch") != NULL)
+    return cli_watch_list(context, list);
+  return cli_show_list(context, list);
 }

@@ -11,11 +11,11 @@
 /* ---- target groups and targets ------------------------------------------ */
 
 static const struct cli_column target_columns[] = {
-    {"TARGET-GROUP", "target_group", NULL},
-    {"ADDRESS", "address", NULL},
-    {"WEIGHT", "weight", NULL},
-    {"STATE", "state", NULL},
-    {"REASON", "reason", NULL},
+    {"TARGET-GROUP", "target_group", NULL, false},
+    {"ADDRESS", "address", NULL, false},
+    {"WEIGHT", "weight", NULL, false},
+    {"STATE", "state", NULL, false},
+    {"REASON", "reason", NULL, false},
 };
 
 /* One row per target, its group's name first; a group without targets
@@ -41,29 +41,22 @@ static json_t *target_rows(const json_t *groups)
   return rows;
 }
 
+static json_t *group_list_rows(const json_t *merged)
+{
+  return target_rows(json_object_get(merged, "target_groups"));
+}
+
 int cli_target_groups_list(struct cli_context *context,
                            const struct cli_args *args)
 {
-  struct cli_response first = {0};
-  json_t *merged;
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
-  int r = cli_list(context, "/v1/target-groups", NULL, "target_groups", size,
-                   &merged, &first);
-  if (r != CLI_EXIT_OK)
-    return r;
-  if (context->format == CLI_FORMAT_JSON) {
-    cli_print_list_json(merged, &first);
-  } else {
-    json_t *rows = target_rows(json_object_get(merged, "target_groups"));
-    cli_print_table(rows, target_columns, N_COLUMNS(target_columns),
-                    "target groups");
-    json_decref(rows);
-  }
-  cli_response_free(&first);
-  json_decref(merged);
-  return CLI_EXIT_OK;
+  struct cli_list list = {.path = "/v1/target-groups",
+                          .key = "target_groups",
+                          .columns = target_columns,
+                          .n_columns = N_COLUMNS(target_columns),
+                          .what = "target groups",
+                          .rows = group_list_rows,
+                          .event_key = "target_group"};
+  return cli_run_list(context, args, &list);
 }
 
 int cli_target_groups_get(struct cli_context *context,
@@ -77,8 +70,8 @@ int cli_target_groups_get(struct cli_context *context,
   free(segment);
   if (r != CLI_EXIT_OK)
     return r;
-  if (context->format == CLI_FORMAT_JSON) {
-    cli_print_raw(response.body, response.len);
+  if (cli_format_document(context)) {
+    r = cli_print_document(context, response.body, response.len);
   } else {
     json_t *group = cli_answer_json(&response);
     json_t *groups = json_pack("[O*]", group);
@@ -86,8 +79,8 @@ int cli_target_groups_get(struct cli_context *context,
     if (group == NULL)
       r = CLI_EXIT_ERROR;
     else
-      cli_print_table(rows, target_columns, N_COLUMNS(target_columns),
-                      "targets");
+      cli_print_rows(context, rows, target_columns, N_COLUMNS(target_columns),
+                     "targets");
     json_decref(rows);
     json_decref(groups);
     json_decref(group);
@@ -130,27 +123,73 @@ int cli_targets_remove(struct cli_context *context, const struct cli_args *args)
 
 struct events {
   const struct cli_context *context;
-  bool header_done;
+  struct cli_table table;
+  struct cli_column *shown;
   size_t count;
   char last_seq[32]; /* "" until an event was seen */
 };
 
-static void event_row(const json_t *event)
+/* The keys of an event the table's other columns do not show, as
+ * "key=value" words: a target's group and address, a node, a principal
+ * made or deleted, a network. */
+static char *event_detail(const json_t *event, const char *key)
 {
-  static const struct {
-    const char *key;
-    int width;
-  } columns[] = {{"seq", 6},      {"time", 24},       {"type", 7},
-                 {"state", 17},   {"service_id", 21}, {"endpoint_id", 20},
-                 {"principal", 0}};
-  for (size_t i = 0; i < N_COLUMNS(columns); i++) {
-    char *text = cli_value_text(json_object_get(event, columns[i].key));
-    if (columns[i].width > 0)
-      printf("%-*s   ", columns[i].width, text);
-    else
-      printf("%s\n", text);
+  static const char *const shown[] = {
+      "seq", "time", "type", "state", "service_id", "endpoint_id", "principal"};
+  const char *k;
+  json_t *value, *words = cli_checked(json_array());
+  (void)key;
+  json_object_foreach((json_t *)event, k, value)
+  {
+    bool other = true;
+    for (size_t i = 0; i < N_COLUMNS(shown); i++)
+      other = other && strcmp(k, shown[i]) != 0;
+    if (!other)
+      continue;
+    char *text = cli_value_text(value);
+    json_array_append_new(words, json_sprintf("%s=%s", k, text));
     free(text);
   }
+  char *text = cli_strdup("");
+  size_t i;
+  json_array_foreach(words, i, value)
+  {
+    char *longer =
+        cli_path("%s%s%s", text, i > 0 ? " " : "", json_string_value(value));
+    free(text);
+    text = longer;
+  }
+  json_decref(words);
+  if (text[0] == '\0') {
+    free(text);
+    return cli_strdup("-");
+  }
+  return text;
+}
+
+static const struct cli_column event_columns[] = {
+    {"SEQ", "seq", NULL, false},
+    {"TIME", "time", NULL, false},
+    {"TYPE", "type", NULL, false},
+    {"STATE", "state", NULL, false},
+    {"SERVICE", "service_id", NULL, false},
+    {"ENDPOINT", "endpoint_id", NULL, false},
+    {"PRINCIPAL", "principal", NULL, false},
+    {"DETAIL", NULL, event_detail, true},
+};
+
+/* The table's columns as wide as an event's usually are, so that rows
+ * printed as they come line up. */
+static void events_table(struct events *events)
+{
+  static const size_t widths[] = {6, 24, 7, 17, 21, 20};
+  size_t n = cli_columns_shown(events->context, event_columns,
+                               N_COLUMNS(event_columns), &events->shown);
+  cli_table_init(&events->table, events->shown, n);
+  if (events->context->format == CLI_FORMAT_COLUMNS)
+    return;
+  for (size_t i = 0; i < N_COLUMNS(widths); i++)
+    events->table.widths[i] = widths[i];
 }
 
 static int on_event(const char *line, void *arg)
@@ -168,13 +207,13 @@ static int on_event(const char *line, void *arg)
   events->count++;
   if (events->context->format == CLI_FORMAT_JSON || event == NULL) {
     puts(line);
+  } else if (events->context->format == CLI_FORMAT_YAML) {
+    fputs("---\n", stdout);
+    cli_print_yaml(event);
   } else {
-    if (!events->header_done) {
-      printf("%-6s   %-24s   %-7s   %-17s   %-21s   %-20s   %s\n", "SEQ",
-             "TIME", "TYPE", "STATE", "SERVICE", "ENDPOINT", "PRINCIPAL");
-      events->header_done = true;
-    }
-    event_row(event);
+    json_t *rows = cli_checked(json_pack("[O]", event));
+    cli_table_print(&events->table, rows);
+    json_decref(rows);
   }
   json_decref(event);
   fflush(stdout);
@@ -197,11 +236,13 @@ int cli_events_read(struct cli_context *context, const struct cli_args *args)
   const char *after = cli_arg(args, "after");
   struct events events = {.context = context};
   struct cli_response response;
+  int r = CLI_EXIT_OK;
 
   if (after != NULL && !is_number(after))
     return cli_usage_error(context->command,
                            "--after: \"%s\" is not an event sequence number",
                            after);
+  events_table(&events);
   /* Without --follow, what is stored; with it, from now on. */
   if (after == NULL && !follow)
     after = "0";
@@ -209,16 +250,15 @@ int cli_events_read(struct cli_context *context, const struct cli_args *args)
     char *path = after != NULL ? cli_path("/v1/events?after=%s", after)
                                : cli_path("/v1/events");
     time_t started = time(NULL);
-    int r =
-        cli_http_stream(&context->settings, path, follow ? 0 : EVENTS_IDLE_MS,
-                        on_event, &events, &response);
+    r = cli_http_stream(&context->settings, path, follow ? 0 : EVENTS_IDLE_MS,
+                        on_event, NULL, &events, &response);
     free(path);
     if (r != CLI_EXIT_OK)
-      return r;
+      break;
     if (response.status < 200 || response.status >= 300) {
       r = cli_print_api_error(&response);
       cli_response_free(&response);
-      return r;
+      break;
     }
     cli_response_free(&response);
     if (!follow)
@@ -232,29 +272,94 @@ int cli_events_read(struct cli_context *context, const struct cli_args *args)
       nanosleep(&pause, NULL);
     }
   }
-  if (events.count == 0 && context->format == CLI_FORMAT_TABLE)
+  if (r == CLI_EXIT_OK && events.count == 0 && !cli_format_document(context))
     fputs("No events found.\n", stderr);
-  return CLI_EXIT_OK;
+  cli_table_free(&events.table);
+  free(events.shown);
+  return r;
 }
 
 /* ---- nodes --------------------------------------------------------------- */
 
+/* "network=netns" for each of a node's mapped networks. */
+static char *networks_text(const json_t *object, const char *key)
+{
+  json_t *mapping, *parts = cli_checked(json_array());
+  size_t i;
+  json_array_foreach(json_object_get(object, key), i, mapping)
+  {
+    char *network = cli_value_text(json_object_get(mapping, "network"));
+    char *netns = cli_value_text(json_object_get(mapping, "netns"));
+    json_array_append_new(parts, json_sprintf("%s=%s", network, netns));
+    free(network);
+    free(netns);
+  }
+  char *text = cli_value_text(parts);
+  json_decref(parts);
+  return text;
+}
+
 int cli_nodes_list(struct cli_context *context, const struct cli_args *args)
 {
   static const struct cli_column columns[] = {
-      {"NAME", "name", NULL},           {"STATE", "state", NULL},
-      {"LAST-SEEN", "last_seen", NULL}, {"APPLIED-SEQ", "applied_seq", NULL},
-      {"VERSION", "version", NULL},
+      {"NAME", "name", NULL, false},
+      {"STATE", "state", NULL, false},
+      {"LAST-SEEN", "last_seen", NULL, false},
+      {"APPLIED-SEQ", "applied_seq", NULL, false},
+      {"VERSION", "version", NULL, false},
+      {"NETWORKS", "networks", networks_text, true},
   };
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
-  return cli_show_list(context, "/v1/nodes", NULL, "nodes", size, columns,
-                       N_COLUMNS(columns), "nodes");
+  struct cli_list list = {.path = "/v1/nodes",
+                          .key = "nodes",
+                          .columns = columns,
+                          .n_columns = N_COLUMNS(columns),
+                          .what = "nodes",
+                          .event_key = "node"};
+  return cli_run_list(context, args, &list);
+}
+
+/* Asks before a drain, and says so when node is the only one up: its
+ * load balancers and endpoints stop serving everywhere. An error reading
+ * the nodes is returned (printed): the drain could not work either. */
+static int confirm_drain(struct cli_context *context,
+                         const struct cli_args *args, const char *node)
+{
+  json_t *list, *n;
+  size_t i, up = 0;
+  bool node_up = false;
+
+  if (cli_arg(args, "yes") != NULL)
+    return CLI_EXIT_OK;
+  int r = cli_list(context, "/v1/nodes", NULL, "nodes", NULL, &list, NULL);
+  if (r != CLI_EXIT_OK)
+    return r;
+  json_array_foreach(json_object_get(list, "nodes"), i, n)
+  {
+    const char *name = json_string_value(json_object_get(n, "name"));
+    const char *state = json_string_value(json_object_get(n, "state"));
+    if (state == NULL || strcmp(state, "up") != 0)
+      continue;
+    up++;
+    node_up = node_up || (name != NULL && strcmp(name, node) == 0);
+  }
+  json_decref(list);
+  if (node_up && up == 1)
+    return cli_confirm(context, args,
+                       "%s is the only node that is up: draining it stops "
+                       "every load balancer and endpoint of this "
+                       "installation once its flows end. Drain %s?",
+                       node, node);
+  return cli_confirm(context, args,
+                     "Drain node %s? It stops accepting, and its nlbd exits "
+                     "once its flows end.",
+                     node);
 }
 
 int cli_nodes_drain(struct cli_context *context, const struct cli_args *args)
 {
+  int r = confirm_drain(context, args, args->positional[0]);
+  if (r != CLI_EXIT_OK)
+    return r;
   return cli_show_call_on(context, "POST", "/v1/nodes/", args->positional[0],
                           "/drain", NULL);
 }
@@ -265,16 +370,18 @@ int cli_principals_list(struct cli_context *context,
                         const struct cli_args *args)
 {
   static const struct cli_column columns[] = {
-      {"NAME", "name", NULL},
-      {"ROLE", "role", NULL},
-      {"SOURCE", "source", NULL},
-      {"CREATED", "created_at", NULL},
+      {"NAME", "name", NULL, false},
+      {"ROLE", "role", NULL, false},
+      {"SOURCE", "source", NULL, false},
+      {"CREATED", "created_at", NULL, false},
   };
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
-  return cli_show_list(context, "/v1/principals", NULL, "principals", size,
-                       columns, N_COLUMNS(columns), "principals");
+  struct cli_list list = {.path = "/v1/principals",
+                          .key = "principals",
+                          .columns = columns,
+                          .n_columns = N_COLUMNS(columns),
+                          .what = "principals",
+                          .event_key = "name"};
+  return cli_run_list(context, args, &list);
 }
 
 /* An answer that carries a new token: shown, with a reminder (on stderr,
@@ -284,7 +391,7 @@ static int show_new_token(struct cli_context *context, const char *path,
                           const json_t *body)
 {
   int r = cli_show_call(context, "POST", path, body);
-  if (r == CLI_EXIT_OK && context->format == CLI_FORMAT_TABLE)
+  if (r == CLI_EXIT_OK && !cli_format_document(context))
     fputs("Save the token now: nlb keeps only its hash and never shows it "
           "again.\n",
           stderr);
@@ -318,49 +425,21 @@ int cli_principals_delete(struct cli_context *context,
 int cli_tokens_list(struct cli_context *context, const struct cli_args *args)
 {
   static const struct cli_column columns[] = {
-      {"ID", "id", NULL},
-      {"CREATED", "created_at", NULL},
-      {"EXPIRES", "expires_at", NULL},
-      {"LAST-USED", "last_used_at", NULL},
+      {"ID", "id", NULL, false},
+      {"CREATED", "created_at", NULL, false},
+      {"EXPIRES", "expires_at", NULL, false},
+      {"LAST-USED", "last_used_at", NULL, false},
   };
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
   char *path = cli_item_path("/v1/principals/", args->positional[0], "/tokens");
-  int r = cli_show_list(context, path, NULL, "tokens", size, columns,
-                        N_COLUMNS(columns), "tokens");
+  struct cli_list list = {.path = path,
+                          .key = "tokens",
+                          .columns = columns,
+                          .n_columns = N_COLUMNS(columns),
+                          .what = "tokens",
+                          .event_key = "token_id"};
+  int r = cli_run_list(context, args, &list);
   free(path);
   return r;
-}
-
-/* "90d", "12h", "30m", "45s": seconds, or -1. */
-static long long duration_seconds(const char *text)
-{
-  char *end;
-  errno = 0;
-  long long n = strtoll(text, &end, 10);
-  long long unit;
-
-  if (errno != 0 || end == text || text[0] == '-' || text[0] == '+' || n <= 0 ||
-      end[0] == '\0' || end[1] != '\0')
-    return -1;
-  switch (*end) {
-  case 's':
-    unit = 1;
-    break;
-  case 'm':
-    unit = 60;
-    break;
-  case 'h':
-    unit = 3600;
-    break;
-  case 'd':
-    unit = 86400;
-    break;
-  default:
-    return -1;
-  }
-  return n > 100LL * 365 * 86400 / unit ? -1 : n * unit;
 }
 
 int cli_tokens_create(struct cli_context *context, const struct cli_args *args)
@@ -373,7 +452,7 @@ int cli_tokens_create(struct cli_context *context, const struct cli_args *args)
     return cli_usage_error(context->command,
                            "give --expires-at or --expires-in, not both");
   if (in != NULL) {
-    long long seconds = duration_seconds(in);
+    long long seconds = cli_duration_seconds(in, false);
     time_t t = time(NULL) + (time_t)seconds;
     struct tm tm;
     if (seconds < 0)
@@ -408,15 +487,20 @@ int cli_tokens_revoke(struct cli_context *context, const struct cli_args *args)
 int cli_networks_list(struct cli_context *context, const struct cli_args *args)
 {
   static const struct cli_column columns[] = {
-      {"NAME", "name", NULL},     {"RANGE", "range", NULL},
-      {"NETNS", "netns", NULL},   {"PRINCIPALS", "principals", NULL},
-      {"SOURCE", "source", NULL},
+      {"NAME", "name", NULL, false},
+      {"RANGE", "range", NULL, false},
+      {"NETNS", "netns", NULL, false},
+      {"PRINCIPALS", "principals", NULL, false},
+      {"SOURCE", "source", NULL, false},
+      {"CREATED", "created_at", NULL, true},
   };
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
-  return cli_show_list(context, "/v1/networks", NULL, "networks", size, columns,
-                       N_COLUMNS(columns), "networks");
+  struct cli_list list = {.path = "/v1/networks",
+                          .key = "networks",
+                          .columns = columns,
+                          .n_columns = N_COLUMNS(columns),
+                          .what = "networks",
+                          .event_key = "network"};
+  return cli_run_list(context, args, &list);
 }
 
 int cli_networks_create(struct cli_context *context,

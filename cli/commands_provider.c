@@ -12,19 +12,25 @@
 int cli_services_list(struct cli_context *context, const struct cli_args *args)
 {
   static const struct cli_column columns[] = {
-      {"ID", "id", NULL},
-      {"NAME", "name", NULL},
-      {"OWNER", "owner", NULL},
-      {"LOAD-BALANCER", "load_balancer", NULL},
-      {"PORTS", "ports", NULL},
-      {"ACCEPTANCE", "acceptance_required", cli_acceptance_text},
-      {"ALLOWED", "allowed_principals", NULL},
+      {"ID", "id", NULL, false},
+      {"NAME", "name", NULL, false},
+      {"OWNER", "owner", NULL, false},
+      {"LOAD-BALANCER", "load_balancer", NULL, false},
+      {"PORTS", "ports", NULL, false},
+      {"ACCEPTANCE", "acceptance_required", cli_acceptance_text, false},
+      {"ALLOWED", "allowed_principals", NULL, false},
+      {"LIMIT", "connection_limit", NULL, true},
+      {"PRIVATE-DNS-NAME", "private_dns_name", NULL, true},
+      {"STATE", "state", NULL, true},
+      {"CREATED", "created_at", NULL, true},
   };
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
-  return cli_show_list(context, "/v1/services", NULL, "services", size, columns,
-                       N_COLUMNS(columns), "services");
+  struct cli_list list = {.path = "/v1/services",
+                          .key = "services",
+                          .columns = columns,
+                          .n_columns = N_COLUMNS(columns),
+                          .what = "services",
+                          .event_key = "service_id"};
+  return cli_run_list(context, args, &list);
 }
 
 static int service_call(struct cli_context *context, const char *method,
@@ -122,10 +128,50 @@ out:
   return r;
 }
 
+/* A deleted service is gone: its name and ID answer 404. */
+static enum cli_wait_state service_gone(const struct cli_context *context,
+                                        void *arg, char *where, size_t size)
+{
+  struct cli_response response;
+  char *path = cli_item_path("/v1/services/", arg, "");
+  int r = cli_http_request(&context->settings, "GET", path, NULL, &response);
+  free(path);
+  if (r != CLI_EXIT_OK)
+    return CLI_WAIT_FAILED;
+  enum cli_wait_state state = CLI_WAIT_PENDING;
+  if (response.status == 404) {
+    state = CLI_WAIT_DONE;
+  } else if (response.status >= 200 && response.status < 300) {
+    snprintf(where, size, "it is still there");
+  } else {
+    cli_print_api_error(&response);
+    state = CLI_WAIT_FAILED;
+  }
+  cli_response_free(&response);
+  return state;
+}
+
 int cli_services_delete(struct cli_context *context,
                         const struct cli_args *args)
 {
-  return service_call(context, "DELETE", args->positional[0], NULL);
+  const char *service = args->positional[0];
+  long wait_ms;
+  int r = cli_wait_timeout(context, args, &wait_ms);
+  if (r != CLI_EXIT_OK)
+    return r;
+  r = cli_confirm(context, args,
+                  "Delete service %s? Consumers can no longer connect to it.",
+                  service);
+  if (r == CLI_EXIT_OK)
+    r = service_call(context, "DELETE", service, NULL);
+  if (r == CLI_EXIT_OK && wait_ms > 0) {
+    char *what = cli_path("service %s to be gone", service);
+    json_t *ids = cli_checked(json_pack("[s]", service));
+    r = cli_wait(context, wait_ms, what, service_gone, (void *)service, ids);
+    json_decref(ids);
+    free(what);
+  }
+  return r;
 }
 
 /* ---- permissions --------------------------------------------------------- */
@@ -134,7 +180,7 @@ static int permissions_call(struct cli_context *context, const char *method,
                             const char *service, const json_t *body)
 {
   static const struct cli_column columns[] = {
-      {"ALLOWED-PRINCIPAL", "principal", NULL},
+      {"ALLOWED-PRINCIPAL", "principal", NULL, false},
   };
   struct cli_response response;
   char *segment = cli_segment(service);
@@ -144,8 +190,8 @@ static int permissions_call(struct cli_context *context, const char *method,
   free(segment);
   if (r != CLI_EXIT_OK)
     return r;
-  if (context->format == CLI_FORMAT_JSON) {
-    cli_print_raw(response.body, response.len);
+  if (cli_format_document(context)) {
+    r = cli_print_document(context, response.body, response.len);
   } else {
     json_t *answer = cli_answer_json(&response);
     json_t *rows = cli_checked(json_array()), *p;
@@ -155,7 +201,8 @@ static int permissions_call(struct cli_context *context, const char *method,
       json_array_append_new(rows, json_pack("{s:O}", "principal", p));
     }
     if (answer != NULL)
-      cli_print_table(rows, columns, N_COLUMNS(columns), "allowed principals");
+      cli_print_rows(context, rows, columns, N_COLUMNS(columns),
+                     "allowed principals");
     else
       r = CLI_EXIT_ERROR;
     json_decref(rows);
@@ -206,21 +253,27 @@ int cli_connections_list(struct cli_context *context,
                          const struct cli_args *args)
 {
   static const struct cli_column columns[] = {
-      {"ENDPOINT", "endpoint_id", NULL}, {"CONSUMER", "consumer", NULL},
-      {"STATE", "state", NULL},          {"NETWORK", "network", NULL},
-      {"ADDRESS", "address", NULL},      {"UPDATED", "updated_at", NULL},
+      {"ENDPOINT", "endpoint_id", NULL, false},
+      {"CONSUMER", "consumer", NULL, false},
+      {"STATE", "state", NULL, false},
+      {"NETWORK", "network", NULL, false},
+      {"ADDRESS", "address", NULL, false},
+      {"UPDATED", "updated_at", NULL, false},
+      {"CREATED", "created_at", NULL, true},
   };
-  const char *size;
-  if (cli_page_size(context, args, &size) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
-  char *segment = cli_segment(args->positional[0]);
-  char *path = cli_path("/v1/services/%s/connections", segment);
+  char *path =
+      cli_item_path("/v1/services/", args->positional[0], "/connections");
   char *query = cli_state_query(args);
-  int r = cli_show_list(context, path, query, "connections", size, columns,
-                        N_COLUMNS(columns), "connections");
+  struct cli_list list = {.path = path,
+                          .query = query,
+                          .key = "connections",
+                          .columns = columns,
+                          .n_columns = N_COLUMNS(columns),
+                          .what = "connections",
+                          .event_key = "endpoint_id"};
+  int r = cli_run_list(context, args, &list);
   free(query);
   free(path);
-  free(segment);
   return r;
 }
 
@@ -311,13 +364,12 @@ static int decision_report(const struct cli_context *context,
 
   if (answer == NULL)
     return CLI_EXIT_ERROR;
-  if (context->format == CLI_FORMAT_JSON)
-    cli_print_raw(response->body, response->len);
+  if (cli_format_document(context))
+    cli_print_document(context, response->body, response->len);
   json_array_foreach(ids, i, item)
   {
     const char *id = json_string_value(item);
-    if (context->format == CLI_FORMAT_TABLE &&
-        !in_unsuccessful(unsuccessful, id))
+    if (!cli_format_document(context) && !in_unsuccessful(unsuccessful, id))
       printf("%s %s\n", id, accept ? "accepted" : "rejected");
   }
   json_array_foreach(unsuccessful, i, item)
@@ -334,6 +386,132 @@ static int decision_report(const struct cli_context *context,
   return r;
 }
 
+/* The IDs of ids the batch's answer does not list as unsuccessful. */
+static json_t *decided_ids(const struct cli_response *response,
+                           const json_t *ids)
+{
+  json_t *answer = json_loadb(response->body, response->len, 0, NULL);
+  json_t *unsuccessful = json_object_get(answer, "unsuccessful");
+  json_t *done = cli_checked(json_array()), *item;
+  size_t i;
+  json_array_foreach(ids, i, item)
+  {
+    if (!in_unsuccessful(unsuccessful, json_string_value(item)))
+      json_array_append(done, item);
+  }
+  json_decref(answer);
+  return done;
+}
+
+/* What --wait waits for after accept or reject. */
+struct decision_wait {
+  const char *service;
+  json_t *ids;
+  bool accept;
+};
+
+static bool is_live_state(const char *state)
+{
+  return strcmp(state, "pendingAcceptance") == 0 ||
+         strcmp(state, "available") == 0;
+}
+
+/* One endpoint of the wait in the connections list: DONE, PENDING, or
+ * FAILED (printed). */
+static enum cli_wait_state decision_state(const struct decision_wait *d,
+                                          const json_t *connections,
+                                          const char *id, char *where,
+                                          size_t size)
+{
+  json_t *c;
+  size_t i;
+  json_array_foreach(connections, i, c)
+  {
+    const char *eid = json_string_value(json_object_get(c, "endpoint_id"));
+    const char *state = json_string_value(json_object_get(c, "state"));
+    if (eid == NULL || state == NULL || strcmp(eid, id) != 0)
+      continue;
+    if (d->accept ? strcmp(state, "available") == 0 : !is_live_state(state))
+      return CLI_WAIT_DONE;
+    if (d->accept && strcmp(state, "pendingAcceptance") != 0) {
+      fprintf(stderr, "nlbctl: %s is %s, not available\n", id, state);
+      return CLI_WAIT_FAILED;
+    }
+    snprintf(where, size, "%s is %s", id, state);
+    return CLI_WAIT_PENDING;
+  }
+  fprintf(stderr, "nlbctl: %s is not a connection of %s any more\n", id,
+          d->service);
+  return CLI_WAIT_FAILED;
+}
+
+static enum cli_wait_state decision_look(const struct cli_context *context,
+                                         void *arg, char *where, size_t size)
+{
+  struct decision_wait *d = arg;
+  json_t *list, *id;
+  size_t i;
+  char *path = cli_item_path("/v1/services/", d->service, "/connections");
+  int r = cli_list(context, path, NULL, "connections", NULL, &list, NULL);
+  free(path);
+  if (r != CLI_EXIT_OK)
+    return CLI_WAIT_FAILED;
+  enum cli_wait_state all = CLI_WAIT_DONE;
+  json_array_foreach(d->ids, i, id)
+  {
+    enum cli_wait_state one =
+        decision_state(d, json_object_get(list, "connections"),
+                       json_string_value(id), where, size);
+    if (one == CLI_WAIT_FAILED)
+      all = CLI_WAIT_FAILED;
+    else if (one == CLI_WAIT_PENDING && all == CLI_WAIT_DONE)
+      all = CLI_WAIT_PENDING;
+  }
+  json_decref(list);
+  return all;
+}
+
+/* --wait after a batch: until the endpoints it changed are available
+ * (accept) or no longer live (reject). */
+static int decision_wait(struct cli_context *context, const char *service,
+                         const struct cli_response *response, const json_t *ids,
+                         bool accept, long wait_ms)
+{
+  struct decision_wait d = {service, decided_ids(response, ids), accept};
+  char *what =
+      cli_path("the endpoints to be %s", accept ? "available" : "rejected");
+  int r = CLI_EXIT_OK;
+  if (json_array_size(d.ids) > 0)
+    r = cli_wait(context, wait_ms, what, decision_look, &d, d.ids);
+  if (r == CLI_EXIT_OK && accept && !cli_format_document(context)) {
+    json_t *id;
+    size_t i;
+    json_array_foreach(d.ids, i, id)
+    {
+      printf("%s available\n", json_string_value(id));
+    }
+  }
+  free(what);
+  json_decref(d.ids);
+  return r;
+}
+
+/* Rejecting several asks first: their listeners close. */
+static int confirm_reject(struct cli_context *context,
+                          const struct cli_args *args, const char *service,
+                          const json_t *ids)
+{
+  if (json_array_size(ids) < 2)
+    return CLI_EXIT_OK;
+  char *list = cli_value_text(ids);
+  int r = cli_confirm(context, args,
+                      "Reject %zu connections to %s (%s)? Those available "
+                      "close their listeners and reset their flows.",
+                      json_array_size(ids), service, list);
+  free(list);
+  return r;
+}
+
 static int connections_decide(struct cli_context *context,
                               const struct cli_args *args, bool accept)
 {
@@ -343,9 +521,13 @@ static int connections_decide(struct cli_context *context,
   char **consumers = cli_arg_list(args, "consumer", &n_consumers);
   json_t *ids = cli_strings_json(given, n_given);
   struct cli_response response;
+  long wait_ms;
   int r;
 
   cli_strings_free(given, n_given);
+  r = cli_wait_timeout(context, args, &wait_ms);
+  if (r != CLI_EXIT_OK)
+    goto out;
   if (n_given == 0 && n_consumers == 0) {
     r = cli_usage_error(context->command,
                         "name the endpoints: their IDs, or --consumer NAME");
@@ -357,6 +539,8 @@ static int connections_decide(struct cli_context *context,
     if (r != CLI_EXIT_OK)
       goto out;
   }
+  if (!accept && (r = confirm_reject(context, args, service, ids)) != 0)
+    goto out;
   json_t *body = json_pack("{s:O}", "endpoint_ids", ids);
   char *segment = cli_segment(service);
   char *path = cli_path("/v1/services/%s/connections/%s", segment,
@@ -367,6 +551,11 @@ static int connections_decide(struct cli_context *context,
   json_decref(body);
   if (r == CLI_EXIT_OK) {
     r = decision_report(context, &response, ids, accept);
+    if (wait_ms > 0) {
+      int waited =
+          decision_wait(context, service, &response, ids, accept, wait_ms);
+      r = r != CLI_EXIT_OK ? r : waited;
+    }
     cli_response_free(&response);
   }
 out:

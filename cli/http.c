@@ -130,7 +130,12 @@ static CURL *handle_new(const struct cli_settings *settings, const char *url,
   curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+  /* A short --timeout (the completion's) bounds the connect too. */
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   settings->timeout_ms > 0 &&
+                           settings->timeout_ms < CONNECT_TIMEOUT_MS
+                       ? settings->timeout_ms
+                       : CONNECT_TIMEOUT_MS);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "nlbctl/" PACKAGE_VERSION);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
   /* Redirects are not followed: the token would go wherever they lead. */
@@ -160,8 +165,8 @@ static int transport_error(const struct cli_settings *settings,
   case CURLE_COULDNT_CONNECT:
     fprintf(stderr,
             "nlbctl: cannot reach the API at %s: %s\n"
-            "(is nlbd running with an api section? --api, NLB_API or the "
-            "config file set the address)\n",
+            "(is nlbd running with an api section? --api, --context, NLB_API "
+            "or the config file set the address)\n",
             settings->api, why);
     break;
   case CURLE_OPERATION_TIMEDOUT:
@@ -258,6 +263,7 @@ void cli_response_free(struct cli_response *response)
 struct stream {
   CURL *handle;
   int (*on_line)(const char *line, void *arg);
+  int (*on_tick)(bool started, void *arg);
   void *arg;
   long status;           /* 0 until the answer's head arrived */
   long last_data_ms;     /* when bytes last arrived (or the head) */
@@ -335,6 +341,11 @@ static CURLcode stream_run(struct stream *s, long idle_ms, long timeout_ms,
       result = CURLE_OPERATION_TIMEDOUT;
       break;
     }
+    if (s->on_tick != NULL &&
+        s->on_tick(s->status >= 200 && s->status < 300, s->arg) != 0) {
+      s->stopped = true;
+      break;
+    }
     curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
   }
   if (running == 0) {
@@ -353,10 +364,11 @@ out:
 
 int cli_http_stream(const struct cli_settings *settings, const char *path,
                     long idle_ms, int (*on_line)(const char *line, void *arg),
-                    void *arg, struct cli_response *response)
+                    int (*on_tick)(bool started, void *arg), void *arg,
+                    struct cli_response *response)
 {
   char error[CURL_ERROR_SIZE];
-  struct stream s = {.on_line = on_line, .arg = arg};
+  struct stream s = {.on_line = on_line, .on_tick = on_tick, .arg = arg};
   int r = CLI_EXIT_ERROR;
   bool idle;
 

@@ -8,21 +8,28 @@ nlbctl_SOURCES = \
 	cli/commands.c \
 	cli/commands.h \
 	cli/commands_common.c \
+	cli/commands_config.c \
 	cli/commands_consumer.c \
 	cli/commands_operator.c \
 	cli/commands_provider.c \
+	cli/complete.c \
 	cli/config.c \
+	cli/follow.c \
 	cli/http.c \
 	cli/nlbctl.c \
-	cli/output.c
+	cli/output.c \
+	cli/yaml.c
 nlbctl_CFLAGS = $(AM_CFLAGS) $(LIBCURL_CFLAGS) $(JANSSON_CFLAGS)
 nlbctl_LDADD = $(LIBCURL_LIBS) $(JANSSON_LIBS)
 
 dist_man1_MANS = man/nlbctl.1
 dist_bashcompletion_DATA = contrib/bash-completion/nlbctl
+dist_zshcompletion_DATA = contrib/zsh-completion/_nlbctl
 
 TESTS += tests/e2e/test_nlbctl.py
 EXTRA_DIST += tests/e2e/test_nlbctl.py
+TESTS += tests/e2e/test_nlbctl_usability.py
+EXTRA_DIST += tests/e2e/test_nlbctl_usability.py
 
 # Needs root and network namespaces; says SKIP without them.
 TESTS += tests/e2e/test_readme.py

@@ -14,19 +14,28 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 
 static const struct cli_option global_options[] = {
-    {"api", 0, "URL", false, "the API's address (default " CLI_DEFAULT_API ")"},
-    {"token-file", 0, "FILE", false, "read the token from FILE"},
-    {"output", 'o', "FORMAT", false, "table (the default) or json"},
+    {"api", 0, "URL", false, "the API's address (default " CLI_DEFAULT_API ")",
+     false},
+    {"token-file", 0, "FILE", false, "read the token from FILE", false},
+    {"context", 0, "NAME", false,
+     "the API and token of context NAME of the config file (nlbctl config "
+     "--help)",
+     false},
+    {"output", 'o', "FORMAT", false,
+     "table (the default), wide (more columns), json, yaml, or "
+     "custom-columns=HEADER:.key,... (e.g. NAME:.name,STATE:.state)",
+     false},
     {"cacert", 0, "FILE", false,
-     "CA certificates that sign an https:// API's certificate"},
-    {"insecure", 'k', NULL, false, "do not verify the API's certificate"},
+     "CA certificates that sign an https:// API's certificate", false},
+    {"insecure", 'k', NULL, false, "do not verify the API's certificate",
+     false},
     {"timeout", 0, "SECONDS", false,
-     "give up on a request after SECONDS (default 30)"},
+     "give up on a request after SECONDS (default 30)", false},
     {"verbose", 'v', NULL, false,
-     "print each request and its answer's status on stderr"},
-    {"help", 'h', NULL, false, "show the help of this level"},
-    {"version", 0, NULL, false, "print nlbctl's version"},
-    {NULL, 0, NULL, false, NULL},
+     "print each request and its answer's status on stderr", false},
+    {"help", 'h', NULL, false, "show the help of this level", false},
+    {"version", 0, NULL, false, "print nlbctl's version", false},
+    {NULL, 0, NULL, false, NULL, false},
 };
 
 /* ---- help --------------------------------------------------------------- */
@@ -34,8 +43,8 @@ static const struct cli_option global_options[] = {
 static void top_usage(FILE *out, bool help)
 {
   fputs("Usage: nlbctl ", out);
-  cli_print_wrapped("[--api URL] [--token-file FILE] [-o table|json] RESOURCE "
-                    "VERB [ARGS]",
+  cli_print_wrapped("[--context NAME] [--api URL] [--token-file FILE] "
+                    "[-o FORMAT] RESOURCE VERB [ARGS]",
                     14, 14, out);
   if (!help) {
     fputs("Run 'nlbctl --help' for the resources and options.\n", out);
@@ -48,14 +57,19 @@ static void top_usage(FILE *out, bool help)
   }
   fputs("\nOptions (anywhere on the line):\n", out);
   cli_print_options(global_options, out);
-  fputs("\nThe address comes from --api, else NLB_API, else the config file,\n"
-        "else " CLI_DEFAULT_API ". The token comes from --token-file, else\n"
+  fputs("\nThe address comes from --api, else the context --context or\n"
+        "NLB_CONTEXT names, else NLB_API, else the config file's current\n"
+        "context, else its keys outside any context, else " CLI_DEFAULT_API
+        ".\n"
+        "The token comes from --token-file, else that context, else\n"
         "NLB_TOKEN, else NLB_TOKEN_FILE, else the config file; it is never\n"
         "taken from the command line. The config file is\n"
         "$XDG_CONFIG_HOME/nlb/nlbctl.conf (~/.config/nlb/nlbctl.conf):\n"
-        "\"key = value\" lines with the keys api, token_file, token, cacert.\n"
+        "\"key = value\" lines with the keys api, token_file, token, cacert,\n"
+        "current_context, and \"[context NAME]\" sections of the same keys.\n"
         "\nExit status: 0 done, 1 the API answered an error or could not be\n"
-        "reached, 2 bad usage.\n"
+        "reached (or a --wait ended in another state, or timed out), 2 bad\n"
+        "usage (or a confirmation was needed and no terminal could give it).\n"
         "Run 'nlbctl RESOURCE --help' for the verbs of a resource.\n",
         out);
 }
@@ -67,6 +81,9 @@ static const struct cli_resource *find_resource(const char *name)
       return r;
   return NULL;
 }
+
+/* Commands help does not list: the completion's. */
+static const struct cli_resource hidden_resource = {"__complete", NULL};
 
 static const struct cli_command *find_command(const char *resource,
                                               const char *verb)
@@ -91,9 +108,14 @@ static void resource_usage(const struct cli_resource *resource, FILE *out,
   if (help)
     fprintf(out, "\n%s.\n", resource->summary);
   fputs("\nVerbs:\n", out);
+  int width = 8;
+  for (const struct cli_command *c = cli_commands; c->resource != NULL; c++)
+    if (strcmp(c->resource, resource->name) == 0 &&
+        (int)strlen(c->verb) > width)
+      width = (int)strlen(c->verb);
   for (const struct cli_command *c = cli_commands; c->resource != NULL; c++)
     if (strcmp(c->resource, resource->name) == 0)
-      fprintf(out, "  %-8s  %s\n", c->verb, c->summary);
+      fprintf(out, "  %-*s  %s\n", width, c->verb, c->summary);
   fprintf(out, "\nRun 'nlbctl %s VERB --help' for the arguments of a verb.\n",
           resource->name);
 }
@@ -154,6 +176,8 @@ static int take_word(struct parse *p, char *word)
       return CLI_EXIT_OK;
     }
     p->resource = find_resource(word);
+    if (p->resource == NULL && strcmp(word, hidden_resource.name) == 0)
+      p->resource = &hidden_resource;
     if (p->resource == NULL)
       return usage_error(p, "unknown resource \"%s\"", word);
     if (!has_verbs(word))
@@ -188,6 +212,8 @@ static int take_option(struct parse *p, char **argv, int argc, int *i)
     if (eq != NULL && option->value_name == NULL)
       return usage_error(p, "--%s takes no value", option->name);
     value = eq != NULL ? eq + 1 : NULL;
+    if (option->optional && value == NULL)
+      value = ""; /* "--wait": its value only as --wait=VALUE */
   } else {
     option = find_option(p, NULL, 0, arg[1]);
     if (option == NULL)
@@ -231,19 +257,87 @@ static int parse(struct parse *p, int argc, char **argv)
 
 /* ---- main --------------------------------------------------------------- */
 
-static int global_settings(const struct parse *p, struct cli_overrides *o,
-                           enum cli_format *format)
+/* -o custom-columns=HEADER:.path,...: the columns, into context. */
+static int custom_columns(const struct parse *p, const char *spec,
+                          struct cli_context *context)
 {
+  char **parts = NULL;
+  size_t n = 0;
+
+  cli_strings_split(&parts, &n, spec);
+  context->columns = calloc(n + 1, sizeof *context->columns);
+  if (context->columns == NULL)
+    cli_out_of_memory();
+  for (size_t i = 0; i < n; i++) {
+    char *colon = strchr(parts[i], ':');
+    if (colon == NULL || colon == parts[i] || colon[1] == '\0') {
+      int r = usage_error(p,
+                          "-o custom-columns: \"%s\" is not "
+                          "HEADER:.key (e.g. NAME:.name)",
+                          parts[i]);
+      cli_strings_free(parts, n);
+      return r;
+    }
+    *colon = '\0';
+    context->columns[i].header = cli_strdup(parts[i]);
+    context->columns[i].key = cli_strdup(colon + 1);
+    context->columns[i].format = cli_path_text;
+    context->n_columns++;
+  }
+  cli_strings_free(parts, n);
+  if (n == 0)
+    return usage_error(p, "-o custom-columns= names no column");
+  return CLI_EXIT_OK;
+}
+
+static void columns_free(struct cli_context *context)
+{
+  for (size_t i = 0; i < context->n_columns; i++) {
+    free((char *)context->columns[i].header);
+    free((char *)context->columns[i].key);
+  }
+  free(context->columns);
+}
+
+static int output_format(const struct parse *p, const char *value,
+                         struct cli_context *context)
+{
+  static const struct {
+    const char *name;
+    enum cli_format format;
+  } formats[] = {{"table", CLI_FORMAT_TABLE},
+                 {"wide", CLI_FORMAT_WIDE},
+                 {"json", CLI_FORMAT_JSON},
+                 {"yaml", CLI_FORMAT_YAML}};
+  static const char prefix[] = "custom-columns=";
+
+  for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+    if (strcmp(value, formats[i].name) == 0) {
+      context->format = formats[i].format;
+      return CLI_EXIT_OK;
+    }
+  if (strncmp(value, prefix, sizeof prefix - 1) == 0) {
+    context->format = CLI_FORMAT_COLUMNS;
+    return custom_columns(p, value + sizeof prefix - 1, context);
+  }
+  return usage_error(p,
+                     "-o: \"%s\" is not table, wide, json, yaml or "
+                     "custom-columns=HEADER:.key,...",
+                     value);
+}
+
+static int global_settings(const struct parse *p, struct cli_context *context)
+{
+  struct cli_overrides *o = &context->overrides;
   const char *value;
 
-  *format = CLI_FORMAT_TABLE;
+  context->format = CLI_FORMAT_TABLE;
   memset(o, 0, sizeof *o);
   o->timeout_ms = DEFAULT_TIMEOUT_MS;
   if ((value = cli_arg(&p->args, "output")) != NULL) {
-    if (strcmp(value, "json") == 0)
-      *format = CLI_FORMAT_JSON;
-    else if (strcmp(value, "table") != 0)
-      return usage_error(p, "-o: \"%s\" is not table or json", value);
+    int r = output_format(p, value, context);
+    if (r != CLI_EXIT_OK)
+      return r;
   }
   if ((value = cli_arg(&p->args, "timeout")) != NULL) {
     char *end;
@@ -255,6 +349,10 @@ static int global_settings(const struct parse *p, struct cli_overrides *o,
                          value);
     o->timeout_ms = seconds * 1000;
   }
+  o->context = cli_arg(&p->args, "context");
+  if (o->context != NULL && !cli_context_name_ok(o->context))
+    return usage_error(p, "--context: \"%s\" is not a context's name",
+                       o->context);
   o->api = cli_arg(&p->args, "api");
   o->token_file = cli_arg(&p->args, "token-file");
   o->cacert = cli_arg(&p->args, "cacert");
@@ -266,7 +364,6 @@ static int global_settings(const struct parse *p, struct cli_overrides *o,
 static int run(struct parse *p)
 {
   struct cli_context context = {.command = p->command};
-  struct cli_overrides overrides;
 
   if (p->version) {
     printf("nlbctl %s\n", PACKAGE_VERSION);
@@ -290,18 +387,17 @@ static int run(struct parse *p)
   if (p->args.n_positional > p->command->max_args)
     return usage_error(p, "unexpected argument \"%s\"",
                        p->args.positional[p->command->max_args]);
-  int r = global_settings(p, &overrides, &context.format);
-  if (r != CLI_EXIT_OK)
-    return r;
-  r = cli_settings_load(&overrides, &context.settings);
-  if (r != CLI_EXIT_OK)
-    return r;
-  r = cli_http_init();
+  int r = global_settings(p, &context);
+  if (r == CLI_EXIT_OK && !p->command->local)
+    r = cli_settings_load(&context.overrides, &context.settings);
+  if (r == CLI_EXIT_OK)
+    r = cli_http_init();
   if (r == CLI_EXIT_OK) {
     r = p->command->run(&context, &p->args);
     cli_http_cleanup();
   }
   cli_settings_free(&context.settings);
+  columns_free(&context);
   return r;
 }
 

@@ -1,5 +1,5 @@
-/* nlbctl's output: aligned tables for people, the API's JSON for scripts,
- * and the API's errors as "STATUS CODE: message". */
+/* nlbctl's output: aligned tables for people, the API's JSON for scripts
+ * (YAML: yaml.c), and the API's errors as "STATUS CODE: message". */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +91,16 @@ char *cli_value_text(const json_t *value)
   }
 }
 
+/* The cells of object's row, each malloc'd, into cells[0..n). */
+static void row_cells(const json_t *object, const struct cli_column *columns,
+                      size_t n, char **cells)
+{
+  for (size_t c = 0; c < n; c++)
+    cells[c] = columns[c].format != NULL
+                   ? columns[c].format(object, columns[c].key)
+                   : cli_value_text(json_object_get(object, columns[c].key));
+}
+
 static void print_row(char **cells, const size_t *widths, size_t n)
 {
   for (size_t c = 0; c < n; c++) {
@@ -101,40 +111,119 @@ static void print_row(char **cells, const size_t *widths, size_t n)
   }
 }
 
+void cli_table_init(struct cli_table *table, const struct cli_column *columns,
+                    size_t n)
+{
+  table->columns = columns;
+  table->n = n;
+  table->widths = calloc(n + 1, sizeof *table->widths);
+  table->header_done = false;
+  if (table->widths == NULL)
+    cli_out_of_memory();
+  for (size_t c = 0; c < n; c++)
+    table->widths[c] = strlen(columns[c].header);
+}
+
+void cli_table_print(struct cli_table *table, const json_t *array)
+{
+  size_t rows = json_array_size(array), n = table->n;
+  char **cells = calloc(rows * n + 1, sizeof *cells);
+  if (cells == NULL)
+    cli_out_of_memory();
+  for (size_t r = 0; r < rows; r++)
+    row_cells(json_array_get(array, r), table->columns, n, cells + r * n);
+  for (size_t i = 0; i < rows * n; i++) {
+    size_t len = strlen(cells[i]);
+    if (len > table->widths[i % n])
+      table->widths[i % n] = len;
+  }
+  if (!table->header_done && rows > 0) {
+    char **headers = calloc(n + 1, sizeof *headers);
+    if (headers == NULL)
+      cli_out_of_memory();
+    for (size_t c = 0; c < n; c++)
+      headers[c] = (char *)table->columns[c].header;
+    print_row(headers, table->widths, n);
+    free(headers);
+    table->header_done = true;
+  }
+  for (size_t r = 0; r < rows; r++)
+    print_row(cells + r * n, table->widths, n);
+  for (size_t i = 0; i < rows * n; i++)
+    free(cells[i]);
+  free(cells);
+}
+
+void cli_table_free(struct cli_table *table)
+{
+  free(table->widths);
+  table->widths = NULL;
+}
+
 void cli_print_table(const json_t *array, const struct cli_column *columns,
                      size_t n, const char *what)
 {
-  size_t rows = json_array_size(array);
-  if (rows == 0) {
+  struct cli_table table;
+  if (json_array_size(array) == 0) {
     fprintf(stderr, "No %s found.\n", what);
     return;
   }
-  char **cells = calloc((rows + 1) * n, sizeof *cells);
-  size_t *widths = calloc(n, sizeof *widths);
-  if (cells == NULL || widths == NULL)
+  cli_table_init(&table, columns, n);
+  cli_table_print(&table, array);
+  cli_table_free(&table);
+}
+
+char *cli_row_text(const json_t *object, const struct cli_column *columns,
+                   size_t n)
+{
+  char **cells = calloc(n + 1, sizeof *cells);
+  size_t len = 1;
+  if (cells == NULL)
     cli_out_of_memory();
+  row_cells(object, columns, n, cells);
   for (size_t c = 0; c < n; c++)
-    cells[c] = cli_strdup(columns[c].header);
-  for (size_t r = 0; r < rows; r++) {
-    const json_t *object = json_array_get(array, r);
-    for (size_t c = 0; c < n; c++) {
-      cells[(r + 1) * n + c] =
-          columns[c].format != NULL
-              ? columns[c].format(object, columns[c].key)
-              : cli_value_text(json_object_get(object, columns[c].key));
-    }
+    len += strlen(cells[c]) + 1;
+  char *text = malloc(len), *end = text;
+  if (text == NULL)
+    cli_out_of_memory();
+  *end = '\0';
+  for (size_t c = 0; c < n; c++) {
+    end += sprintf(end, "%s%s", c > 0 ? "\t" : "", cells[c]);
+    free(cells[c]);
   }
-  for (size_t i = 0; i < (rows + 1) * n; i++) {
-    size_t len = strlen(cells[i]);
-    if (len > widths[i % n])
-      widths[i % n] = len;
-  }
-  for (size_t r = 0; r <= rows; r++)
-    print_row(cells + r * n, widths, n);
-  for (size_t i = 0; i < (rows + 1) * n; i++)
-    free(cells[i]);
   free(cells);
-  free(widths);
+  return text;
+}
+
+/* ".key", ".key.key", ".key[N]"; a leading "." may be left out. */
+char *cli_path_text(const json_t *object, const char *path)
+{
+  const json_t *value = object;
+  const char *p = path;
+
+  while (*p != '\0' && value != NULL) {
+    if (*p == '[') {
+      char *end;
+      unsigned long i = strtoul(p + 1, &end, 10);
+      if (end == p + 1 || *end != ']')
+        return cli_strdup("-");
+      value = json_array_get(value, i);
+      p = end + 1;
+      continue;
+    }
+    if (*p == '.')
+      p++;
+    size_t len = strcspn(p, ".[");
+    if (len == 0)
+      break;
+    char *key = strndup(p, len);
+    if (key == NULL)
+      cli_out_of_memory();
+    value = json_object_get(value, key);
+    free(key);
+    p += len;
+  }
+  return cli_value_text(value);
 }
 
 static bool objects_inside(const json_t *value)

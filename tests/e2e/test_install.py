@@ -69,7 +69,8 @@ def layout(v):
     }
     if "nlbctl" in v.get("bin_PROGRAMS", ""):
         files |= {r(v["bindir"]) + "/nlbctl", r(v["mandir"]) +
-                  "/man1/nlbctl.1", r(v["bashcompletiondir"]) + "/nlbctl"}
+                  "/man1/nlbctl.1", r(v["bashcompletiondir"]) + "/nlbctl",
+                  r(v["zshcompletiondir"]) + "/_nlbctl"}
     dirs = [r(v["localstatedir"]) + "/lib/nlb", r(v["localstatedir"]) +
             "/log/nlb"]
     return files, dirs

@@ -208,7 +208,7 @@ def test_provider_consumer_story():
         # as an API error, exit 1.
         status, out, err = ctl.run("payments", "connections", "reject",
                                    "payments-api", other["id"],
-                                   "ep-00000000000000000")
+                                   "ep-00000000000000000", "--yes")
         assert status == 1, (status, out, err)
         assert out == "%s rejected\n" % other["id"], out
         assert err == "ep-00000000000000000: 404 NotFound: no such " \
@@ -265,11 +265,11 @@ def test_provider_consumer_story():
         live = ctl.json("blog", "endpoints", "create", "payments-api",
                         "--network", "host")
         assert live["state"] == "available"
-        ctl.fails("payments", "services", "delete", "payments-api",
+        ctl.fails("payments", "services", "delete", "payments-api", "--yes",
                   match=r"^409 InvalidState: ")
         gone = ctl.json("blog", "endpoints", "delete", "payments-api")
         assert gone["id"] == live["id"] and gone["state"] == "deleted"
-        out = ctl.ok("payments", "services", "delete", "payments-api")
+        out = ctl.ok("payments", "services", "delete", "payments-api", "--yes")
         assert fields(out)["state"] == "deleted", out
         ctl.fails("payments", "services", "get", "payments-api",
                   match=r"^404 NotFound: ")
@@ -338,10 +338,10 @@ def test_operator_target_groups_targets_nodes():
             assert nodes, out
             name = nodes[0]["name"]
             ctl.ok("ops", "nodes", "list")
-            ctl.ok("ops", "nodes", "drain", name)
+            ctl.ok("ops", "nodes", "drain", name, "--yes")
         else:
             assert status == 1 and err.startswith("404 NotFound: "), err
-            ctl.fails("ops", "nodes", "drain", "n1", match=r"^404 ")
+            ctl.fails("ops", "nodes", "drain", "n1", "--yes", match=r"^404 ")
         ctl.close()
         assert_no_token_anywhere(api)
 
@@ -439,7 +439,11 @@ def test_exit_statuses_and_error_lines():
                 (["services", "get", "a", "b"], "nlbctl services get"),
                 (["services", "create", "x"], "--load-balancer"),
                 (["services", "list", "--bogus"], "nlbctl services list"),
-                (["services", "list", "-o", "yaml"], "nlbctl services list"),
+                (["services", "list", "-o", "xml"], "nlbctl services list"),
+                (["services", "list", "-o", "custom-columns=NAME"],
+                 "HEADER:.key"),
+                (["services", "delete", "x", "--wait=soon"], "--wait"),
+                (["services", "list", "--context", "-x"], "--context"),
                 (["services", "update", "x"], "nothing to change"),
                 (["services", "update", "x", "--acceptance",
                   "--no-acceptance"], "contradict"),
@@ -490,13 +494,13 @@ def test_help_at_every_level():
     assert resources == ["services", "permissions", "connections",
                          "available-services", "endpoints", "target-groups",
                          "targets", "events", "nodes", "principals", "tokens",
-                         "networks"], resources
+                         "networks", "config"], resources
     assert ctl.ok(None, "help") == out
     commands = 0
     for resource in resources:
         text = ctl.ok(None, resource, "--help")
         assert "Usage: nlbctl %s" % resource in text, text
-        verbs = re.findall(r"^  ([a-z]+)  ", text.split("Verbs:")[1], re.M) \
+        verbs = re.findall(r"^  ([a-z-]+)  ", text.split("Verbs:")[1], re.M) \
             if "Verbs:" in text else [None]
         for verb in verbs:
             args = [resource] + ([verb] if verb else [])
@@ -512,7 +516,7 @@ def test_help_at_every_level():
             for line in text.splitlines():
                 assert len(line) < 80, (args, line)
             commands += 1
-    assert commands == 33, commands
+    assert commands == 38, commands
     assert re.fullmatch(r"nlbctl \d+\.\d+\.\d+\n", ctl.ok(None, "--version"))
     ctl.close()
 
