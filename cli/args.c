@@ -1,5 +1,5 @@
 /* The arguments a command was given and the help a command prints: what
- * the command line (nlbctl.c) and the commands (commands.c) both use. Calls
+ * the command line (nlbctl.c) and the commands (commands/) both use. Calls
  * nothing above it. */
 #include <stdarg.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  *
  * One process runs one command: nlbctl.c parses the command line and the
  * settings (flags, environment, config file and its contexts: config.c),
- * finds the command in the table of commands.c and runs it. Commands talk
+ * finds the command in the table of commands/table.c and runs it. Commands talk
  * to the API through http.c (libcurl: a fresh connection per request, h2c
  * with prior knowledge for http://, ALPN for https://), wait for a state
  * or watch a list through follow.c (the event stream, and polling), and
@@ -371,7 +371,8 @@ int cli_wait(const struct cli_context *context, long timeout_ms,
 int cli_watch_list(const struct cli_context *context,
                    const struct cli_list *list);
 
-/* ---- commands (commands.c, nlbctl.c) ------------------------------------ */
+/* ---- commands (commands/table.c, nlbctl.c)
+ * ------------------------------------ */
 
 /* An option of a command: --name VALUE, or --name alone when value_name is
  * NULL (or --name=VALUE, --name alone when optional is set). Values given

@@ -5,20 +5,22 @@ nlbctl_SOURCES = \
 	cli/args.c \
 	cli/cli.h \
 	cli/client.c \
-	cli/commands.c \
-	cli/commands.h \
-	cli/commands_common.c \
-	cli/commands_config.c \
-	cli/commands_consumer.c \
-	cli/commands_operator.c \
-	cli/commands_provider.c \
-	cli/complete.c \
 	cli/config.c \
 	cli/follow.c \
 	cli/http.c \
 	cli/nlbctl.c \
 	cli/output.c \
-	cli/yaml.c
+	cli/yaml.c \
+	cli/commands/commands.h \
+	cli/commands/common.c \
+	cli/commands/complete.c \
+	cli/commands/consumer.c \
+	cli/commands/contexts.c \
+	cli/commands/operator.c \
+	cli/commands/provider.c \
+	cli/commands/table.c
+# The commands include "cli.h" from the folder above.
+nlbctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/cli
 nlbctl_CFLAGS = $(AM_CFLAGS) $(LIBCURL_CFLAGS) $(JANSSON_CFLAGS)
 nlbctl_LDADD = $(LIBCURL_LIBS) $(JANSSON_LIBS)
 

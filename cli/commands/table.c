@@ -1,5 +1,5 @@
 /* nlbctl's resources and commands: the one table the command line (nlbctl.c)
- * looks a command up in. Each row names its function in commands_*.c. */
+ * looks a command up in. Each row names its function in this folder. */
 #include <stdint.h>
 
 #include "commands.h"

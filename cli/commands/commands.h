@@ -1,6 +1,6 @@
-/* What nlbctl's commands share: the helpers of commands_common.c and the
+/* What nlbctl's commands share: the helpers of common.c and the
  * commands themselves, one function per resource and verb, which the table
- * of commands.c names. Private to cli/. */
+ * of table.c names. Private to cli/commands/. */
 #ifndef NLB_CLI_COMMANDS_H
 #define NLB_CLI_COMMANDS_H
 
@@ -84,8 +84,8 @@ char *cli_sources_text(const json_t *object, const char *key);
  * The caller frees it. */
 char *cli_state_query(const struct cli_args *args);
 
-/* Commands by resource: commands_provider.c, commands_consumer.c,
- * commands_operator.c. */
+/* Commands by role: provider.c, consumer.c, operator.c (and contexts.c,
+ * complete.c). */
 int cli_available_services(struct cli_context *context,
                            const struct cli_args *args);
 int cli_complete(struct cli_context *context, const struct cli_args *args);
