@@ -107,10 +107,10 @@ int api_events_read(struct reg *reg, const struct reg_actor *actor,
 /* ---- streams: on the control thread ------------------------------------- */
 
 void api_event_stream_start(struct api_event_stream *stream,
-                            struct api_server *server,
-                            const struct api_exchange *x,
+                            struct api_server *server, struct api_exchange *x,
                             void (*on_wake)(struct api_event_stream *))
 {
+  api_admission_move_event_stream(&x->admission, &stream->admission);
   stream->server = server;
   stream->cursor = x->resp.events_after;
   snprintf(stream->actor_name, sizeof stream->actor_name, "%s",
@@ -289,6 +289,7 @@ void api_event_stream_stop(struct api_event_stream *stream)
   free(stream->ready);
   stream->ready = NULL;
   stream->ready_len = 0;
+  api_admission_done(&stream->admission);
 }
 
 void api_events_wake(struct api_server *server, const struct reg_event *events,

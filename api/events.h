@@ -44,13 +44,14 @@ struct api_event_stream {
    * cursor were pruned. The protocol ends the answer cleanly. */
   bool ended;
   void (*on_wake)(struct api_event_stream *stream);
+  /* One of its principal's event streams (admission.h), until stopped. */
+  struct api_request_admission admission;
 };
 
-/* Starts following after x->resp.events_after for x's principal; on_wake
- * as above. */
+/* Starts following after x->resp.events_after for x's principal, taking
+ * the event stream x holds of its principal's limits; on_wake as above. */
 void api_event_stream_start(struct api_event_stream *stream,
-                            struct api_server *server,
-                            const struct api_exchange *x,
+                            struct api_server *server, struct api_exchange *x,
                             void (*on_wake)(struct api_event_stream *));
 
 /* Appends the next lines visible to the stream's principal to *buf (*len
@@ -66,7 +67,8 @@ int api_event_stream_read(struct api_event_stream *stream, char **buf,
 void api_event_stream_end(struct api_event_stream *stream);
 
 /* Stops following (idempotent; also for a zeroed stream never started):
- * a read under way is dropped; the memory stays the caller's. */
+ * a read under way is dropped, the event stream is given back to its
+ * principal's limits; the memory stays the caller's. */
 void api_event_stream_stop(struct api_event_stream *stream);
 
 /* The change feed brought events[0..n) through last_seq: streams that may

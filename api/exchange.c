@@ -1,6 +1,7 @@
 /* One request and its answer, the same for HTTP/2 and HTTP/1.1: routing,
  * authentication, the handler, status counts and the audit line. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,11 +314,85 @@ static int run_remote(struct api_server *server, struct api_exchange *x,
   return 0;
 }
 
+/* Answers x with what admission refused. */
+static void refuse_admission(struct api_server *server, struct api_exchange *x,
+                             enum api_request_verdict verdict)
+{
+  uint32_t limit = api_admission_limit(&server->admission, verdict, x->role);
+  const char *role = reg_role_name(x->role);
+
+  switch (verdict) {
+  case API_OTHER_PRINCIPAL:
+    api_respond_error(&x->resp, 421, "MisdirectedRequest",
+                      "this connection carries another principal's "
+                      "requests: use a connection of your own");
+    break;
+  case API_OPERATORS_ONLY:
+    api_respond_error(&x->resp, 429, "TooManyConnections",
+                      "the last %" PRIu32 " connections are kept for "
+                      "operators; this one is closed",
+                      limit);
+    break;
+  case API_TOO_MANY_REQUESTS:
+    api_respond_error(&x->resp, 429, "TooManyRequests",
+                      "%s already has %" PRIu32 " requests under way "
+                      "(api.limits.%s.requests)",
+                      x->principal, limit, role);
+    break;
+  case API_TOO_MANY_EVENT_STREAMS:
+    api_respond_error(&x->resp, 429, "TooManyEventStreams",
+                      "%s already has %" PRIu32 " event streams open "
+                      "(api.limits.%s.event_streams)",
+                      x->principal, limit, role);
+    break;
+  default:
+    api_respond_error(&x->resp, 429, "TooManyConnections",
+                      "%s already has %" PRIu32 " connections "
+                      "(api.limits.%s.connections); this one is closed",
+                      x->principal, limit, role);
+    break;
+  }
+}
+
+/* x's connection is bound to x's principal (its first known token), or
+ * already was: 0, or answers x and returns -1. */
+static int admit_connection(struct api_server *server, struct api_exchange *x)
+{
+  enum api_request_verdict verdict;
+
+  if (!x->authenticated || x->conn == NULL)
+    return 0;
+  verdict = api_admission_bind(x->conn, x->principal, x->role);
+  if (verdict == API_REQUEST_ADMITTED)
+    return 0;
+  refuse_admission(server, x, verdict);
+  return -1;
+}
+
+/* One more request (and event stream) of x's principal: 0, or answers x
+ * and returns -1. */
+static int admit_request(struct api_server *server, struct api_exchange *x)
+{
+  bool events = x->match.route->event_stream && !api_exchange_is_head(x);
+  enum api_request_verdict verdict;
+
+  if (!x->authenticated || x->conn == NULL)
+    return 0;
+  verdict = api_admission_take(x->conn, events, &x->admission);
+  if (verdict == API_REQUEST_ADMITTED)
+    return 0;
+  refuse_admission(server, x, verdict);
+  return -1;
+}
+
 int api_exchange_head(struct api_server *server, struct api_exchange *x)
 {
   x->head_done = true;
   authenticate(server, x);
-  if (route(x, &x->match) != 0 || authorize(x, x->match.route) != 0) {
+  /* The connection's limit first: a known token binds it, whatever the
+   * route. */
+  if (admit_connection(server, x) != 0 || route(x, &x->match) != 0 ||
+      authorize(x, x->match.route) != 0 || admit_request(server, x) != 0) {
     x->refused = true;
     account_exchange(server, x);
     return -1;
@@ -372,6 +447,7 @@ bool api_exchange_is_head(const struct api_exchange *x)
 void api_exchange_clear(struct api_exchange *x)
 {
   api_exchange_cancel(x);
+  api_admission_done(&x->admission);
   free(x->resp.body);
   x->resp.body = NULL;
 }

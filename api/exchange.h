@@ -50,18 +50,25 @@ struct api_exchange {
   bool refused;
   struct api_route_match match;
   struct exchange_job *job; /* while the answer is under way */
+  /* What the request holds of its principal's limits, from
+   * api_exchange_head to api_exchange_clear (an event stream takes its
+   * part: api_event_stream_start). */
+  struct api_request_admission admission;
 };
 
 typedef void (*api_exchange_done_fn)(struct api_exchange *x, void *arg);
 
 /* The request's header block is in (method, path, authorization): checks
  * the token if one came (x->authenticated tells whether it is known,
- * whatever the route: that is what admits a connection), finds the route
- * and checks the principal may call it. Returns 0 when the request goes
- * on: its body (kept only when x->authenticated), then api_exchange_run.
- * Otherwise -1 with x's answer there, counted and audited (404, 405, 400,
- * 401, 403): the protocol writes it without reading the body into memory.
- * The authorization is no longer needed afterwards. */
+ * whatever the route: that is what admits a connection, and binds it to
+ * the principal: api_admission_bind), finds the route, checks the
+ * principal may call it, and takes one of its requests (and event
+ * streams: api_admission_take). Returns 0 when the request goes on: its
+ * body (kept only when x->authenticated), then api_exchange_run.
+ * Otherwise -1 with x's answer there, counted and audited (429, 421, 404,
+ * 405, 400, 401, 403): the protocol writes it without reading the body
+ * into memory, then asks api_admission_request whether the connection
+ * goes on. The authorization is no longer needed afterwards. */
 int api_exchange_head(struct api_server *server, struct api_exchange *x);
 
 /* Runs the handler for x's request (calling api_exchange_head first if the
@@ -86,7 +93,8 @@ void api_exchange_fail(struct api_server *server, struct api_exchange *x,
  * body. */
 bool api_exchange_is_head(const struct api_exchange *x);
 
-/* Frees what x still owns (and cancels an answer under way). */
+/* Frees what x still owns (and cancels an answer under way), and gives
+ * back what it held of its principal's limits. */
 void api_exchange_clear(struct api_exchange *x);
 
 #define API_RESPONSE_HEADERS_MAX 6

@@ -61,6 +61,7 @@ noinst_HEADERS += \
 	include/nlb/api.h \
 	include/nlb/api-auth.h \
 	include/nlb/api-json.h \
+	include/nlb/api-limits.h \
 	include/nlb/api-router.h
 
 # Everything a program linking the API needs, registry included.

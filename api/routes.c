@@ -18,8 +18,8 @@
 #define REGISTRY API_REGISTRY_NEEDED
 #define REGISTRY_IF_ANY API_REGISTRY_IF_ANY
 
-/* ROUTE(METHOD, path, roles, where, handler); a route with a finish step
- * adds it to ROUTE_FIELDS. */
+/* ROUTE(METHOD, path, roles, where, handler); a route with a finish step,
+ * or whose answer may be an event stream, adds it to ROUTE_FIELDS. */
 #define ROUTE_FIELDS(m, p, r, w, h)                                            \
   .method = API_METHOD_##m, .pattern = p, .name = #m " " p, .roles = r,        \
   .registry = w, .handle = h
@@ -74,7 +74,9 @@ const struct api_route api_routes[] = {
     ROUTE(DELETE, "/v1/target-groups/{name}/targets/{address}", OP, REGISTRY,
           api_handle_target_deregister),
 
-    ROUTE(GET, "/v1/events", OP | PROV | CONS, REGISTRY, api_handle_events),
+    {ROUTE_FIELDS(GET, "/v1/events", OP | PROV | CONS, REGISTRY,
+                  api_handle_events),
+     .event_stream = true},
 
     ROUTE(GET, "/v1/nodes", OP, REGISTRY, api_handle_node_list),
     ROUTE(POST, "/v1/nodes/{name}/drain", OP, REGISTRY, api_handle_node_drain),

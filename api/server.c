@@ -315,6 +315,7 @@ static void take_settings(struct api_server *server,
                                       : API_DEFAULT_UNAUTHENTICATED_LIFETIME_MS;
   server->output_budget =
       s->output_budget != 0 ? s->output_budget : API_DEFAULT_OUTPUT_BUDGET;
+  api_admission_set_limits(&server->admission, s->limits);
 }
 
 /* Finds protocol (length-prefixed) in the client's ALPN list; true with

@@ -91,10 +91,67 @@ static void load_log(struct conf_loader *ld, const config_setting_t *root,
   }
 }
 
+/* api.limits = { operator = { connections; requests; event_streams; };
+ * provider = ...; consumer = ...; operator_reserve; }: what the file says
+ * over API_DEFAULT_LIMITS. */
+static void load_api_limits(struct conf_loader *ld, const config_setting_t *api,
+                            struct api_limits *limits)
+{
+  static const char *const keys[] = {"operator", "provider", "consumer",
+                                     "operator_reserve", NULL};
+  static const char *const roles[API_ROLES] = {
+      [NLB_ROLE_OPERATOR] = "operator",
+      [NLB_ROLE_PROVIDER] = "provider",
+      [NLB_ROLE_CONSUMER] = "consumer",
+  };
+  static const char *const role_keys[] = {"connections", "requests",
+                                          "event_streams", NULL};
+  const config_setting_t *group = conf_member_of(api, "limits");
+  long long value;
+
+  *limits = (struct api_limits)API_DEFAULT_LIMITS;
+  if (!group)
+    return;
+  if (!config_setting_is_group(group)) {
+    conf_fail_at(ld, conf_line_of(group),
+                 "'api.limits' must be a group { ... }");
+    return;
+  }
+  conf_check_keys(ld, group, "api.limits", keys);
+  if (conf_get_int(ld, group, "operator_reserve", 0, API_MAX_CONNECTIONS / 2,
+                   &value))
+    limits->operator_reserve = (uint32_t)value;
+  for (int r = 0; r < API_ROLES; r++) {
+    const char *role = roles[r];
+    const config_setting_t *limit = conf_member_of(group, role);
+    struct api_principal_limits *l = &limits->role[r];
+    char what[32];
+
+    if (!limit)
+      continue;
+    snprintf(what, sizeof(what), "api.limits.%s", role);
+    if (!config_setting_is_group(limit)) {
+      conf_fail_at(ld, conf_line_of(limit),
+                   "'%s' must be a group { connections; requests; "
+                   "event_streams; }",
+                   what);
+      continue;
+    }
+    conf_check_keys(ld, limit, what, role_keys);
+    if (conf_get_int(ld, limit, "connections", 0, API_MAX_CONNECTIONS, &value))
+      l->connections = (uint32_t)value;
+    if (conf_get_int(ld, limit, "requests", 0, 1000000, &value))
+      l->requests = (uint32_t)value;
+    if (conf_get_int(ld, limit, "event_streams", 0, 1000000, &value))
+      l->event_streams = (uint32_t)value;
+  }
+}
+
 static void load_api(struct conf_loader *ld, const config_setting_t *root,
                      struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"listen", "tls", "insecure", NULL};
+  static const char *const keys[] = {"listen", "tls", "insecure", "limits",
+                                     NULL};
   static const char *const tls_keys[] = {"cert", "key", NULL};
   const config_setting_t *api = conf_member_of(root, "api");
   const config_setting_t *tls;
@@ -108,6 +165,7 @@ static void load_api(struct conf_loader *ld, const config_setting_t *root,
   }
   conf_check_keys(ld, api, "api", keys);
   cfg->has_api = true;
+  load_api_limits(ld, api, &cfg->api_limits);
   conf_get_string(ld, api, "listen", &text);
   if (nlb_addr_parse(text, &cfg->api_listen) < 0)
     conf_fail_at(ld,

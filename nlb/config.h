@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nlb/api-limits.h"
 #include "nlb/common/addr.h"
 #include "nlb/control/status_matcher.h"
 
@@ -137,6 +138,9 @@ struct nlb_config {
   char *api_tls_cert; /* NULL: h2c */
   char *api_tls_key;
   bool api_insecure;
+  /* api.limits: per role (enum nlb_role), then the operators' reserve;
+   * API_DEFAULT_LIMITS where the file says nothing. */
+  struct api_limits api_limits;
 
   char *node_name; /* node.name, or the short host name */
   /* node.networks: this node's namespace for networks made through the

@@ -55,6 +55,9 @@ struct api_route {
    * wherever it ran (GET /metrics adds the API's and the data plane's
    * series). */
   void (*finish)(struct api_server *server, struct api_response *resp);
+  /* Its answer may be an event stream, which counts against the
+   * principal's event streams (api/admission.h) from the request on. */
+  bool event_stream;
 };
 
 /* The route table: every route the API serves, once. */

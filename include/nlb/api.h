@@ -25,6 +25,7 @@
 
 #include <uv.h>
 
+#include "nlb/api-limits.h"
 #include "nlb/registry.h"
 
 /* Request bodies larger than this are answered 413 PayloadTooLarge. */
@@ -34,10 +35,6 @@
 /* Defaults for the timeouts of struct api_settings. */
 #define API_DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define API_DEFAULT_IDLE_TIMEOUT_MS 120000
-/* Connections beyond this many are closed as soon as they are accepted.
- * Clients without a known token get only a part of them (api/admission.h,
- * docs/api.md). */
-#define API_MAX_CONNECTIONS 1024
 /* Default of api_settings.output_budget. */
 #define API_DEFAULT_OUTPUT_BUDGET (64 * 1024 * 1024)
 
@@ -149,6 +146,9 @@ struct api_settings {
    * past it the connections holding the most are closed. Each connection
    * also stops being read past 256 KiB of answers waiting (docs/api.md). */
   size_t output_budget;
+  /* What each principal may hold, by role, and the operators' reserve
+   * (nlb/api-limits.h); copied. NULL: API_DEFAULT_LIMITS. */
+  const struct api_limits *limits;
 };
 
 struct api_server;
@@ -167,12 +167,12 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
 /* The bound port (useful with port 0). */
 int api_server_port(const struct api_server *server);
 
-/* Takes the principals (and timeouts, logger, dataplane) of s; listen, TLS
- * and registry are not changed (those need a restart). Existing connections
- * get GOAWAY (HTTP/1.1: close after the answer under way, at once when
- * idle): their open requests finish, event streams end, and clients
- * reconnect with the new principals. Returns 0 or -ENOMEM (the old
- * principals stay). */
+/* Takes the principals (and timeouts, limits, logger, dataplane) of s;
+ * listen, TLS and registry are not changed (those need a restart).
+ * Existing connections get GOAWAY (HTTP/1.1: close after the answer under
+ * way, at once when idle): their open requests finish, event streams end,
+ * and clients reconnect with the new principals. Returns 0 or -ENOMEM (the
+ * old principals stay). */
 int api_server_reload(struct api_server *server, const struct api_settings *s);
 
 /* This node applied a read of the registry's change feed (borrowed):

@@ -434,6 +434,7 @@ static int fill_api_settings(struct nlb_services *services,
   s->tls_key = cfg->api_tls_key;
   s->principals = *principals;
   s->n_principals = cfg->n_principals;
+  s->limits = &cfg->api_limits;
   if (services->regloop) {
     s->registry = &registry_ops;
     s->registry_ctx = services->regloop;

@@ -71,7 +71,8 @@ METHODS = ("get", "post", "patch", "delete")
 # the protocol's refusals, timeouts and limits (docs/openapi.yaml's
 # description), with the error response that describes each.
 TRANSPORT = {"400": "BadRequest", "408": "RequestTimeout",
-             "413": "PayloadTooLarge", "431": "HeadersTooLarge",
+             "413": "PayloadTooLarge", "421": "MisdirectedRequest",
+             "429": "TooManyRequests", "431": "HeadersTooLarge",
              "500": "Internal"}
 
 
@@ -608,7 +609,7 @@ def parse_prometheus(text):
 
 
 NLBD_CFG = """shutdown_timeout = "2s";
-api = { listen = "127.0.0.1:%(api)d"; %(tls)s };
+api = { listen = "127.0.0.1:%(api)d"; %(tls)s %(api_extra)s };
 registry = { path = "%(dir)s/registry.db"; %(registry_extra)s };
 principals = (
 %(principals)s
@@ -634,9 +635,11 @@ load_balancers = (
 class NlbdApi(ApiServer):
     """The same client side as ApiServer, against a real nlbd (its config
     above: the principals of PRINCIPALS, an echo backend behind
-    payments-lb)."""
+    payments-lb; api_extra and registry_extra are added to those
+    groups)."""
 
-    def __init__(self, tls=False, registry_extra="", tmpdir=None):
+    def __init__(self, tls=False, registry_extra="", tmpdir=None,
+                 api_extra=""):
         import hashlib
         from nlbtest import NLBD, Nlbd, Server, echo_handler, free_port
         if not os.path.exists(NLBD):
@@ -660,7 +663,7 @@ class NlbdApi(ApiServer):
             for name, role in PRINCIPALS)
         config = NLBD_CFG % {
             "api": self.port, "tls": tls_text, "dir": self.dir,
-            "registry_extra": registry_extra,
+            "registry_extra": registry_extra, "api_extra": api_extra,
             "principals": principals, "backend": self.backend.port,
             "lb": self.lb_port, "lb2": free_port()}
         self.nlbd = Nlbd(config)

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Admission before authentication (docs/api.md, "Connections and
-clients without a token"): clients without a token cannot lock the
-operator out, make nlbd hold their request bodies, or keep a connection
-forever with a /healthz now and then.
+"""Admission (docs/api.md, "Admission"): clients without a token cannot
+lock the operator out, make nlbd hold their request bodies, or keep a
+connection forever with a /healthz now and then; a principal with a token
+holds no more than its role's limits, and the last connections are kept
+for operators.
 
 Each of these failed before the admission budgets existed: 1,100 idle
 connections kept every other client out (the global cap of 1,024 counted
 them); 300 connections pushing bodies on 100 streams each took nlbd past
-1 GB; one /healthz a second kept a tokenless connection open forever."""
+1 GB; one /healthz a second kept a tokenless connection open forever.
+Before per-principal limits, a consumer's 1,100 keep-alive connections
+(each with one valid request) kept everyone else out in the same way."""
 
+import json
 import os
 import resource
 import selectors
@@ -21,8 +25,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import (ApiServer, NlbdApi, Skip, h2_frames,  # noqa: E402
-                     need, parse_prometheus, token)
+from apitest import (ApiServer, EventStream, NlbdApi, Skip,  # noqa: E402
+                     h2_frames, need, parse_prometheus, token)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 7, 8
@@ -431,10 +435,392 @@ def test_unauthenticated_http2_streams_and_http1_bodies():
             timeout=3, what="no bytes held once the clients left")
 
 
+# ---- each principal's limits, and the operators' reserve ----------------
+
+
+class Client:
+    """One HTTP/1.1 connection: requests, their answers as framed, and
+    whether the server closed it."""
+
+    def __init__(self, port, timeout=5):
+        self.sock = connect_from("127.0.0.1", port)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+
+    def send(self, method, path, who=None, body=None, length=None):
+        """A request; with length and no body, its head alone (the body
+        is owed)."""
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: x"]
+        if who is not None:
+            lines.append("Authorization: Bearer " + token(who))
+        data = b"" if body is None else json.dumps(body).encode()
+        if body is not None or length is not None:
+            lines.append("Content-Length: %d" % (
+                length if length is not None else len(data)))
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("closed by the server")
+        self.buf += chunk
+
+    def answer(self, head_only=False):
+        """(status, {header: value}, body: parsed when JSON, b"" for a
+        head alone); EOFError when the server closed first."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in
+                   (line.split(":", 1) for line in lines[1:])}
+        status = int(lines[0].split()[1])
+        if head_only:
+            return status, headers, b""
+        n = int(headers["content-length"])
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        if headers.get("content-type") == "application/json":
+            body = json.loads(body)
+        return status, headers, body
+
+    def call(self, method, path, who, body=None):
+        self.send(method, path, who, body)
+        return self.answer()
+
+    def closed(self, timeout=5):
+        """True when the server closes within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+def error_code(body):
+    assert isinstance(body, dict) and list(body) == ["error"], body
+    return body["error"]["code"]
+
+
+def open_keep_alive(port, who, n, path="/v1/endpoints"):
+    """n HTTP/1.1 connections of who, one after the other, each with one
+    request answered. Returns (kept: the clients answered 200 whose
+    connection stays, refused: [(status, headers, body, closed)] of the
+    others, closed at accept: how many the server closed before
+    answering)."""
+    kept, refused, at_accept = [], [], 0
+    for _ in range(n):
+        try:
+            c = Client(port)
+            status, headers, body = c.call("GET", path, who)
+        except (EOFError, OSError):
+            at_accept += 1
+            c.close()
+            continue
+        if status == 200:
+            kept.append(c)
+        else:
+            refused.append((status, headers, body, c.closed()))
+            c.close()
+    return kept, refused, at_accept
+
+
+def timed_calls(api, who, path, rounds=3):
+    """[(status or None when refused, seconds)] of requests of who over
+    HTTP/2 (curl, a connection each)."""
+    took = []
+    for _ in range(rounds):
+        started = time.monotonic()
+        try:
+            code = api.call("GET", path, who, timeout=5)[0]
+        except AssertionError:  # curl failed: refused at accept
+            code = None
+        took.append((code, time.monotonic() - started))
+    return took
+
+
+ROLE_PATHS = (("ops", "/v1/services"), ("payments", "/v1/services"),
+              ("blog", "/v1/endpoints"))
+
+
+def test_consumer_with_1100_connections_locks_nobody_out():
+    """A consumer opens 1,100 keep-alive connections, each with one valid
+    request: it keeps its 64 (api.limits.consumer.connections), the
+    others get 429 TooManyConnections and are closed, and meanwhile the
+    operator, a provider and another consumer are each served within a
+    second. Before per-principal limits its first 1,024 were kept and
+    everyone else was refused at accept."""
+    need("curl")
+    enough_descriptors(4000)
+    with NlbdApi() as api:
+        held = []
+        try:
+            timed_calls(api, "ops", "/healthz", 1)  # loads the OpenAPI check
+            started = time.monotonic()
+            held, refused, at_accept = open_keep_alive(api.port, "shop", 1100)
+            print("1,100 connections of shop in %.1f s: %d kept, %d "
+                  "answered %s, %d closed at accept" % (
+                      time.monotonic() - started, len(held), len(refused),
+                      sorted({r[0] for r in refused}), at_accept))
+            took = {who: timed_calls(api, who, path)
+                    for who, path in ROLE_PATHS}
+            print("while shop holds them: %s" % "; ".join(
+                "%s %s" % (who, ", ".join("%s in %.0f ms" % (code, t * 1000)
+                                          for code, t in r))
+                for who, r in took.items()))
+            assert all(code == 200 and t < 1.0
+                       for r in took.values() for code, t in r), took
+            assert len(held) == 64 and at_accept == 0, (len(held), at_accept)
+            assert len(refused) == 1036
+            for status, headers, body, closed in refused:
+                assert status == 429 and error_code(body) == \
+                    "TooManyConnections", (status, body)
+                assert headers.get("connection") == "close" and closed
+            # The connections kept go on serving.
+            for c in held[:3]:
+                assert c.call("GET", "/v1/endpoints", "shop")[0] == 200
+            m = metrics(api)
+            assert sample(m, "nlb_api_connections_refused_total",
+                          reason="principal_limit") == 1036, m
+            nlbtest.wait_until(
+                lambda: sample(metrics(api), "nlb_api_principal_connections",
+                               role="consumer") == 64,
+                what="the consumers' connections back to shop's 64")
+        finally:
+            for c in held:
+                c.close()
+        assert api.alive()
+
+
+class H2:
+    """One HTTP/2 connection, its streams' bodies read from DATA frames
+    (the answers' JSON says the status this test needs)."""
+
+    def __init__(self, port):
+        self.sock = connect_from("127.0.0.1", port)
+        self.sock.settimeout(0.2)
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
+        self.data, self.bodies, self.ended, self.goaway = b"", {}, set(), \
+            False
+
+    def open(self, sid, method, path, who, end=True):
+        self.sock.sendall(frame(HEADERS, END_HEADERS | (END_STREAM if end
+                                                        else 0), sid,
+                                header_block(method, path, who)))
+
+    def end(self, sid, body=b"{}"):
+        self.sock.sendall(frame(DATA, END_STREAM, sid, body))
+
+    def wait(self, predicate, timeout=5):
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            got, self.data = h2_frames(self.data + chunk)
+            for ftype, flags, sid, payload in got:
+                if ftype == SETTINGS and not flags & ACK:
+                    self.sock.sendall(frame(SETTINGS, ACK, 0))
+                if ftype == DATA:
+                    self.bodies[sid] = self.bodies.get(sid, b"") + payload
+                if ftype in (DATA, HEADERS) and flags & END_STREAM:
+                    self.ended.add(sid)
+                if ftype == GOAWAY:
+                    self.goaway = True
+        return predicate()
+
+    def answer(self, sid):
+        """The JSON body of stream sid, once it ended."""
+        assert self.wait(lambda: sid in self.ended), "no answer on %d" % sid
+        return json.loads(self.bodies.get(sid, b"null"))
+
+    def close(self):
+        self.sock.close()
+
+
+def consumer_gauge(api, name):
+    return sample(metrics(api), name, role="consumer")
+
+
+def test_each_principal_has_its_limits():
+    """With api.limits.consumer = { connections = 4; requests = 6;
+    event_streams = 2; }: a third event stream of shop is refused (429
+    TooManyEventStreams) over HTTP/2 and HTTP/1.1 and a stream ended makes
+    room; six requests under way on HTTP/1.1 and HTTP/2 connections
+    together, and a seventh is 429 TooManyRequests until one is answered;
+    a fifth connection is 429 TooManyConnections and closed, over both
+    protocols; another principal's token on shop's connection is 421
+    MisdirectedRequest and the connection goes on; blog, a consumer too,
+    and the provider are not held back by shop."""
+    need("curl")
+    limits = "limits = { consumer = { connections = 4; requests = 6; " \
+        "event_streams = 2; }; };"
+    with NlbdApi(api_extra=limits) as api:
+        gauge = lambda name, n: nlbtest.wait_until(  # noqa: E731
+            lambda: consumer_gauge(api, name) == n, what="%s %d" % (name, n))
+        # Event streams: two over HTTP/2 (curl), the third refused.
+        streams = [EventStream(api, "shop"), EventStream(api, "shop")]
+        c = None
+        try:
+            code, body, _ = api.call("GET", "/v1/events", "shop")
+            assert code == 429 and error_code(body) == \
+                "TooManyEventStreams", (code, body)
+            assert "api.limits.consumer.event_streams" in \
+                body["error"]["message"], body
+            c = Client(api.port)
+            code, headers, body = c.call("GET", "/v1/events", "shop")
+            assert code == 429 and error_code(body) == \
+                "TooManyEventStreams", (code, body)
+            # The connection goes on; another principal's token on it does
+            # not (421), and it stays shop's.
+            assert c.call("GET", "/v1/endpoints", "shop")[0] == 200
+            code, _, body = c.call("GET", "/v1/endpoints", "blog")
+            assert code == 421 and error_code(body) == \
+                "MisdirectedRequest", (code, body)
+            assert c.call("GET", "/v1/endpoints", "shop")[0] == 200
+            streams.pop().close()
+            gauge("nlb_api_principal_event_streams", 1)
+            c.send("GET", "/v1/events", "shop")
+            assert c.answer(head_only=True)[0] == 200
+        finally:
+            for s in streams:
+                s.close()
+            if c is not None:
+                c.close()
+        gauge("nlb_api_principal_connections", 0)
+
+        # Requests under way: three HTTP/1.1 heads whose body is owed, and
+        # three HTTP/2 streams whose body is owed: six.
+        h1 = [Client(api.port) for _ in range(3)]
+        h2 = H2(api.port)
+        try:
+            for c in h1:
+                c.send("POST", "/v1/endpoints", "shop", length=2)
+            for sid in (1, 3, 5):
+                h2.open(sid, "POST", "/v1/endpoints", "shop", end=False)
+            gauge("nlb_api_principal_requests", 6)
+            h2.open(7, "GET", "/v1/endpoints", "shop")
+            body = h2.answer(7)
+            assert error_code(body) == "TooManyRequests", body
+            assert "api.limits.consumer.requests" in body["error"][
+                "message"], body
+            # Other principals are not held back.
+            assert api.call("GET", "/v1/endpoints", "blog")[0] == 200
+            assert api.call("GET", "/v1/services", "payments")[0] == 200
+            # One answered: room for another.
+            h1[0].sock.sendall(b"{}")
+            assert h1[0].answer()[0] == 400
+            h2.open(9, "GET", "/v1/endpoints", "shop")
+            assert "endpoints" in h2.answer(9), h2.bodies
+            # Four connections: a fifth is refused, over either protocol.
+            extra = Client(api.port)
+            code, headers, body = extra.call("GET", "/v1/endpoints", "shop")
+            assert code == 429 and error_code(body) == \
+                "TooManyConnections", (code, body)
+            assert headers["connection"] == "close" and extra.closed()
+            extra.close()
+            extra = H2(api.port)
+            extra.open(1, "GET", "/v1/endpoints", "shop")
+            assert error_code(extra.answer(1)) == "TooManyConnections"
+            assert extra.wait(lambda: extra.goaway)
+            extra.close()
+        finally:
+            for c in h1:
+                c.close()
+            h2.close()
+        gauge("nlb_api_principal_requests", 0)
+        gauge("nlb_api_principal_connections", 0)
+        m = metrics(api)
+        for reason, n in (("requests_limit", 1), ("event_streams_limit", 2),
+                          ("other_principal", 1)):
+            assert sample(m, "nlb_api_requests_refused_total",
+                          reason=reason) == n, (reason, m)
+        assert sample(m, "nlb_api_connections_refused_total",
+                      reason="principal_limit") == 2, m
+
+
+def test_the_last_connections_are_kept_for_operators():
+    """Consumers may hold 1,024 connections each here, yet shop keeps only
+    960 of its 1,000: the last 64 (api.limits.operator_reserve) are kept
+    for operators. With 200 tokenless connections more on top, the
+    operator still gets in, within a second each time, and keeps its
+    connections; a provider is refused 429 TooManyConnections, a tokenless
+    /healthz is answered and the connection closed."""
+    need("curl")
+    enough_descriptors(4000)
+    limits = "limits = { consumer = { connections = 1024; }; };"
+    with NlbdApi(api_extra=limits) as api:
+        held, ops = [], []
+        try:
+            timed_calls(api, "ops", "/healthz", 1)  # loads the OpenAPI check
+            held, refused, at_accept = open_keep_alive(api.port, "shop", 1000)
+            print("shop kept %d of 1,000 connections; the others: %s" % (
+                len(held), sorted({(r[0], error_code(r[2])) for r in
+                                   refused})))
+            assert len(held) == 960 and at_accept == 0, (len(held),
+                                                          at_accept)
+            assert all(r[0] == 429 and error_code(r[2]) ==
+                       "TooManyConnections" and r[3] for r in refused)
+            assert "kept for operators" in refused[0][2]["error"]["message"]
+            tokenless = hold_tokenless(api.port, ["127.0.0.1"], 200)
+            held += tokenless
+            took = []
+            for _ in range(10):  # kept, over HTTP/1.1
+                started = time.monotonic()
+                ops.append(Client(api.port))
+                code = ops[-1].call("GET", "/v1/services", "ops")[0]
+                took.append((code, time.monotonic() - started))
+            took += timed_calls(api, "ops", "/v1/services")  # HTTP/2
+            print("the operator, past 960 connections of shop and 200 "
+                  "tokenless ones: %s" % ", ".join(
+                      "%s in %.0f ms" % (code, t * 1000) for code, t in took))
+            assert all(code == 200 and t < 1.0 for code, t in took), took
+            provider = Client(api.port)
+            code, headers, body = provider.call("GET", "/v1/services",
+                                                "payments")
+            assert code == 429 and error_code(body) == \
+                "TooManyConnections", (code, body)
+            assert provider.closed()
+            provider.close()
+            anyone = Client(api.port)
+            assert anyone.call("GET", "/healthz", None)[0] == 200
+            assert anyone.closed()
+            anyone.close()
+            for c in ops:  # still served
+                assert c.call("GET", "/v1/services", "ops")[0] == 200
+            m = {k: v for k, v in metrics(api).items()
+                 if k[0].startswith("nlb_api_")}
+            # Its ten, and the one that asks for the metrics.
+            assert sample(m, "nlb_api_principal_connections",
+                          role="operator") == 11, m
+            assert sample(m, "nlb_api_principal_connections",
+                          role="consumer") == 960, m
+            assert sample(m, "nlb_api_connections_refused_total",
+                          reason="operator_reserve") >= 40 + 1 + 1, m
+        finally:
+            for c in held + ops:
+                c.close()
+        assert api.alive()
+
+
 if __name__ == "__main__":
     nlbtest.run([
         test_operator_gets_in_past_1100_tokenless_connections,
         test_tokenless_bodies_are_not_held,
         test_healthz_trickle_does_not_keep_a_connection,
         test_unauthenticated_http2_streams_and_http1_bodies,
+        test_consumer_with_1100_connections_locks_nobody_out,
+        test_each_principal_has_its_limits,
+        test_the_last_connections_are_kept_for_operators,
     ])

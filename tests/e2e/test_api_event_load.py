@@ -129,7 +129,11 @@ def measure(api, streams, seconds):
 
 def test_event_streams_do_not_hold_other_requests():
     need("curl")
-    with NlbdApi() as api:
+    # 40 streams of one principal: more than a role may open by default.
+    limits = " ".join("%s = { connections = %d; event_streams = %d; };" % (
+        role, STREAMS + 8, STREAMS) for role in ("consumer", "provider",
+                                                 "operator"))
+    with NlbdApi(api_extra="limits = { %s };" % limits) as api:
         # One real event, as the store writes it, then a million copies:
         # a provider's service and a consumer's endpoint ("blog"), which
         # the streams' consumer ("shop") and provider ("search") may not see.

@@ -94,7 +94,7 @@ def test_document_is_valid_openapi():
         assert sorted(p["name"] for p in params) == sorted(
             re.findall(r"\{([^}]+)\}", template)), where
         # Any request may be refused by the protocol; the document says so.
-        for status in ("400", "408", "413", "431", "500"):
+        for status in ("400", "408", "413", "421", "429", "431", "500"):
             assert status in op["responses"], "%s has no %s" % (where,
                                                                  status)
         # Every error is the error shape, with a code; /healthz's 503 is

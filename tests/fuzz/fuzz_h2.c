@@ -460,6 +460,22 @@ static void sweep(struct api_conn *c, uint64_t now, bool silent)
     fake_conn_drain(c);
 }
 
+/* True when a principal still holds a connection, a request or an event
+ * stream of the server's (what admission.c counts once a token binds). */
+static bool principals_hold(const struct api_server *server)
+{
+  const struct api_admission *a = &server->admission;
+
+  for (int r = 0; r < API_ROLES; r++)
+    if (a->n_bound[r] != 0 || a->n_requests[r] != 0 ||
+        a->n_event_streams[r] != 0)
+      return true;
+  for (size_t i = 0; i < API_ADMISSION_BUCKETS; i++)
+    if (!nlb_list_empty(&a->principals[i]))
+      return true;
+  return false;
+}
+
 static void run(const uint8_t *data, size_t size, const struct plan *plan,
                 struct outcome *o)
 {
@@ -546,7 +562,7 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
       server->admission.bytes_held != 0 ||
       server->admission.n_unauthenticated != 0 ||
       server->admission.n_authenticated != 0 || server->output_held != 0 ||
-      fake_conn.held != 0) {
+      fake_conn.held != 0 || principals_hold(server)) {
     fprintf(stderr, "fuzz_h2: the server still counts the connection\n");
     abort();
   }

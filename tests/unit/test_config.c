@@ -789,6 +789,62 @@ static void test_config_node_announce(void)
                   "unknown setting 'announce' in node");
 }
 
+/* api.limits: what the file says over the defaults, each number checked
+ * against its range, unknown roles and keys refused. */
+static void test_config_api_limits(void)
+{
+#define API(limits)                                                            \
+  "registry = { path = \"/tmp/r.db\"; };\n"                                    \
+  "api = { listen = \"127.0.0.1:1\";\n" limits " };\n"
+  struct api_limits defaults = API_DEFAULT_LIMITS;
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(API(""), &errors);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(memcmp(&cfg->api_limits, &defaults, sizeof(defaults)), 0);
+  /* The operator may always hold more than the others, by default. */
+  for (int r = NLB_ROLE_PROVIDER; r <= NLB_ROLE_CONSUMER; r++) {
+    CU_ASSERT_TRUE(defaults.role[NLB_ROLE_OPERATOR].connections >
+                   defaults.role[r].connections);
+    CU_ASSERT_TRUE(defaults.role[r].connections > 0);
+  }
+  CU_ASSERT_TRUE(defaults.operator_reserve > 0);
+  nlb_config_free(cfg);
+
+  cfg = load_text(API("  limits = { consumer = { connections = 4;\n"
+                      "    requests = 0; };\n"
+                      "    operator_reserve = 512; };"),
+                  &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->api_limits.role[NLB_ROLE_CONSUMER].connections, 4);
+  CU_ASSERT_EQUAL(cfg->api_limits.role[NLB_ROLE_CONSUMER].requests, 0);
+  CU_ASSERT_EQUAL(cfg->api_limits.role[NLB_ROLE_CONSUMER].event_streams,
+                  defaults.role[NLB_ROLE_CONSUMER].event_streams);
+  CU_ASSERT_EQUAL(memcmp(&cfg->api_limits.role[NLB_ROLE_PROVIDER],
+                         &defaults.role[NLB_ROLE_PROVIDER],
+                         sizeof(defaults.role[0])),
+                  0);
+  CU_ASSERT_EQUAL(cfg->api_limits.operator_reserve, 512);
+  nlb_config_free(cfg);
+
+  expect_error_at(API("  limits = {\n    operator_reserve = 513; };"), 4,
+                  "'operator_reserve' must be between 0 and 512, not 513");
+  expect_error_at(API("  limits = {\n"
+                      "    provider = { connections = 1025; }; };"),
+                  4, "'connections' must be between 0 and 1024, not 1025");
+  expect_error_at(API("  limits = { operator = {\n"
+                      "    event_streams = -1; }; };"),
+                  4, "'event_streams' must be between 0 and 1000000");
+  expect_error_at(API("  limits = {\n    admin = { connections = 1; }; };"), 4,
+                  "unknown setting 'admin' in api.limits");
+  expect_error_at(API("  limits = { consumer = {\n    streams = 1; }; };"), 4,
+                  "unknown setting 'streams' in api.limits.consumer");
+  expect_error_at(API("  limits = { consumer = 4; };"), 3,
+                  "'api.limits.consumer' must be a group");
+  expect_error_at(API("  limits = 4;"), 3, "'api.limits' must be a group");
+#undef API
+}
+
 static void test_config_unknown_keys(void)
 {
   expect_error_at("workers = 1;\n\nworker = 2;\n", 3,
@@ -1020,6 +1076,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_bad_values),
       NLB_UNIT_CASE(test_config_node_announce),
       NLB_UNIT_CASE(test_config_unknown_keys),
+      NLB_UNIT_CASE(test_config_api_limits),
       NLB_UNIT_CASE(test_config_reports_every_error),
       NLB_UNIT_CASE(test_config_relative_paths),
       NLB_UNIT_CASE(test_config_algorithm_names),
