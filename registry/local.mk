@@ -5,6 +5,7 @@ noinst_LIBRARIES += registry/libregistry.a
 registry_libregistry_a_SOURCES = \
 	registry/registry-int.h \
 	registry/store-int.h \
+	registry/names.c \
 	registry/core.c \
 	registry/address.c \
 	registry/services.c \

@@ -67,7 +67,7 @@ struct reg {
   struct config config;
 };
 
-/* ---- errors (core.c) ---- */
+/* ---- errors (names.c) ---- */
 
 __attribute__((format(printf, 4, 5))) int reg_set_error(struct reg_error *err,
                                                         int code,
@@ -78,8 +78,8 @@ void reg_clear_error(struct reg_error *err);
  * "out of memory". Returns r. */
 int reg_store_error(struct reg *reg, struct reg_error *err, int r);
 
-/* Runs a store's prune op in one write transaction (reg_events_prune,
- * reg_endpoints_prune). */
+/* Runs a store's prune op in one write transaction (core.c;
+ * reg_events_prune, reg_endpoints_prune). */
 int reg_prune(struct reg *reg, reg_store_prune_fn *op, int64_t before_ms,
               size_t limit, size_t *removed);
 
@@ -96,7 +96,7 @@ typedef int (*reg_tx_body)(struct reg *reg, void *ctx, struct reg_error *err);
 int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
               struct reg_error *err);
 
-/* ---- small helpers (core.c) ---- */
+/* ---- small helpers (names.c) ---- */
 
 int64_t reg_now_ms(void);
 /* prefix + REG_ID_HEX random lowercase hex digits. */
@@ -109,6 +109,8 @@ bool reg_name_tame(const char *s);
 int reg_cmp_strings(const void *a, const void *b);
 /* Sorts v and drops duplicates (freeing them); *n is updated. */
 void reg_strings_sort_unique(char **v, size_t *n);
+
+/* ---- config (core.c) ---- */
 
 const struct config_principal *reg_find_principal(const struct config *c,
                                                   const char *name);
