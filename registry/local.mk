@@ -5,6 +5,7 @@ noinst_LIBRARIES += registry/libregistry.a
 registry_libregistry_a_SOURCES = \
 	registry/registry-int.h \
 	registry/store-int.h \
+	registry/sql-driver.h \
 	registry/names.c \
 	registry/core.c \
 	registry/address.c \
@@ -15,7 +16,8 @@ registry_libregistry_a_SOURCES = \
 	registry/dns.c \
 	registry/store-common.c \
 	registry/store_sqlite.c \
-	registry/store_pg.c
+	registry/store_pg.c \
+	registry/backends.c
 registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 noinst_HEADERS += include/nlb/registry.h include/nlb/registry-store.h
 
