@@ -17,7 +17,8 @@ registry_libregistry_a_SOURCES = \
 	registry/store-common.c \
 	registry/store_sqlite.c \
 	registry/store_pg.c \
-	registry/backends.c
+	registry/backends.c \
+	registry/sql_sqlite.c
 registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 noinst_HEADERS += include/nlb/registry.h include/nlb/registry-store.h
 
