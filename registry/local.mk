@@ -18,7 +18,8 @@ registry_libregistry_a_SOURCES = \
 	registry/store_sqlite.c \
 	registry/store_pg.c \
 	registry/backends.c \
-	registry/sql_sqlite.c
+	registry/sql_sqlite.c \
+	registry/sql_pg.c
 registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 noinst_HEADERS += include/nlb/registry.h include/nlb/registry-store.h
 
