@@ -527,15 +527,15 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
   rl->arg = s->arg;
   rl->retention = s->retention;
   rl->need_resync = true;
-  snprintf(rl->store, sizeof(rl->store), "%s", s->store);
   if (rl->wake_fd < 0) {
     free_regloop(rl);
     return -errno;
   }
-  if ((r = reg_open(&rl->reg, s->store, s->location, s->config, err)) < 0) {
+  if ((r = reg_open(&rl->reg, s->url, s->config, err)) < 0) {
     free_regloop(rl);
     return r;
   }
+  snprintf(rl->store, sizeof(rl->store), "%s", reg_store_name(rl->reg));
   uv_async_init(control, &rl->control_async, on_control_async);
   rl->control_async.data = rl;
   /* The control loop ends when its own work has; this never keeps it. */

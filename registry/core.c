@@ -418,19 +418,6 @@ void reg_page_next(char *next_token, bool more, int64_t created_at,
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-static const struct reg_store_ops *find_store(const char *name)
-{
-  static const struct reg_store_ops *const stores[] = {
-      &reg_store_sqlite,
-      &reg_store_postgresql,
-  };
-
-  for (size_t i = 0; i < sizeof(stores) / sizeof(stores[0]); i++)
-    if (strcmp(stores[i]->name, name ? name : "sqlite") == 0)
-      return stores[i];
-  return NULL;
-}
-
 /* A name is the config's or the API's, never both: a config that names
  * what the API made is refused (the API refuses the other way round). */
 static int names_body(struct reg *reg, void *arg, struct reg_error *err)
@@ -474,8 +461,8 @@ static int check_names(struct reg *reg, const struct config *cfg,
   return r == -ENOTCONN ? 0 : r;
 }
 
-int reg_open(struct reg **out, const char *store, const char *location,
-             const struct reg_config *cfg, struct reg_error *err)
+int reg_open(struct reg **out, const char *url, const struct reg_config *cfg,
+             struct reg_error *err)
 {
   struct reg *reg;
   char msg[256] = "";
@@ -485,13 +472,10 @@ int reg_open(struct reg **out, const char *store, const char *location,
   reg = calloc(1, sizeof(*reg));
   if (reg == NULL)
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
-  if ((reg->ops = find_store(store)) == NULL) {
-    r = reg_set_error(err, -EINVAL, "registry", "no such store: %s", store);
-    goto fail_free;
-  }
+  reg->ops = &reg_store_sql;
   if ((r = config_copy(&reg->config, cfg, err)) < 0)
     goto fail_free;
-  if ((r = reg->ops->open(&reg->store, location, msg, sizeof(msg))) < 0) {
+  if ((r = reg->ops->open(&reg->store, url, msg, sizeof(msg))) < 0) {
     reg_set_error(err, r, "registry", "%s", msg);
     goto fail_config;
   }
@@ -543,7 +527,7 @@ int reg_schema_version(struct reg *reg)
 
 const char *reg_store_name(const struct reg *reg)
 {
-  return reg->ops->name;
+  return reg->ops->name(reg->store);
 }
 
 int reg_wait_fd(struct reg *reg)

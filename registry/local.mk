@@ -4,8 +4,8 @@
 noinst_LIBRARIES += registry/libregistry.a
 registry_libregistry_a_SOURCES = \
 	registry/registry-int.h \
-	registry/store-int.h \
 	registry/sql-driver.h \
+	registry/sql-run.h \
 	registry/names.c \
 	registry/core.c \
 	registry/address.c \
@@ -14,9 +14,8 @@ registry_libregistry_a_SOURCES = \
 	registry/cluster.c \
 	registry/tenancy.c \
 	registry/dns.c \
-	registry/store-common.c \
-	registry/store_sqlite.c \
-	registry/store_pg.c \
+	registry/store_sql.c \
+	registry/sql_run.c \
 	registry/backends.c \
 	registry/sql_sqlite.c \
 	registry/sql_pg.c

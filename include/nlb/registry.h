@@ -428,17 +428,18 @@ struct reg;
 
 /* ---- lifetime ------------------------------------------------------------ */
 
-/* Opens (creating if needed) the store named store ("sqlite" or
- * "postgresql"; NULL: "sqlite") at location (a file path, or a libpq
- * connection string or URI), migrates its schema, and takes a copy of cfg.
- * A SQLite file is locked for this process alone. On success *out owns the
+/* Opens (creating if needed) the store at url, whose scheme names it:
+ * "sqlite:PATH" (or "sqlite:///var/lib/nlb/registry.db"),
+ * "postgresql:CONNINFO" (a libpq connection string) or a libpq URI
+ * "postgresql://..."; migrates its schema, and takes a copy of cfg. A
+ * SQLite file is locked for this process alone. On success *out owns the
  * registry (free with reg_close). Errors: -EINVAL (unknown store, bad
  * config: unknown role, bad range, name too long, duplicate name; err says
  * which), -EBUSY (another process holds the SQLite file: err names its
  * pid), -ENOTCONN (the PostgreSQL server cannot be reached), -EIO (cannot
  * open/migrate the store, or it is newer than this code), -ENOMEM. */
-int reg_open(struct reg **out, const char *store, const char *location,
-             const struct reg_config *cfg, struct reg_error *err);
+int reg_open(struct reg **out, const char *url, const struct reg_config *cfg,
+             struct reg_error *err);
 
 /* Closes the store and frees everything. NULL ok. */
 void reg_close(struct reg *reg);
