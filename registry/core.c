@@ -31,41 +31,6 @@ static void config_free(struct config *config)
   memset(config, 0, sizeof(*config));
 }
 
-const struct config_principal *reg_find_principal(const struct config *c,
-                                                  const char *name)
-{
-  for (size_t i = 0; i < c->n_principals; i++)
-    if (strcmp(c->principals[i].name, name) == 0)
-      return &c->principals[i];
-  return NULL;
-}
-
-const struct config_network *reg_find_network(const struct config *c,
-                                              const char *name)
-{
-  for (size_t i = 0; i < c->n_networks; i++)
-    if (strcmp(c->networks[i].name, name) == 0)
-      return &c->networks[i];
-  return NULL;
-}
-
-const struct config_load_balancer *
-reg_find_load_balancer(const struct config *c, const char *name)
-{
-  for (size_t i = 0; i < c->n_load_balancers; i++)
-    if (strcmp(c->load_balancers[i].name, name) == 0)
-      return &c->load_balancers[i];
-  return NULL;
-}
-
-bool reg_has_target_group(const struct config *c, const char *name)
-{
-  for (size_t i = 0; i < c->n_target_groups; i++)
-    if (strcmp(c->target_groups[i], name) == 0)
-      return true;
-  return false;
-}
-
 static int copy_strings(char ***dst, size_t *n_dst, const char *const *src,
                         size_t n)
 {

@@ -1,5 +1,6 @@
-/* The registry's names, frees, errors and small helpers, which every other
- * file of registry/ uses: this one uses none of them. */
+/* The registry's names, frees, errors, small helpers and the config's
+ * things found by name, which the other files of registry/ use: this one
+ * uses none of them. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -266,4 +267,41 @@ void reg_strings_sort_unique(char **v, size_t *n)
     v[j++] = v[i];
   }
   *n = j;
+}
+
+/* ---- the config, by name ------------------------------------------------ */
+
+const struct config_principal *reg_find_principal(const struct config *c,
+                                                  const char *name)
+{
+  for (size_t i = 0; i < c->n_principals; i++)
+    if (strcmp(c->principals[i].name, name) == 0)
+      return &c->principals[i];
+  return NULL;
+}
+
+const struct config_network *reg_find_network(const struct config *c,
+                                              const char *name)
+{
+  for (size_t i = 0; i < c->n_networks; i++)
+    if (strcmp(c->networks[i].name, name) == 0)
+      return &c->networks[i];
+  return NULL;
+}
+
+const struct config_load_balancer *
+reg_find_load_balancer(const struct config *c, const char *name)
+{
+  for (size_t i = 0; i < c->n_load_balancers; i++)
+    if (strcmp(c->load_balancers[i].name, name) == 0)
+      return &c->load_balancers[i];
+  return NULL;
+}
+
+bool reg_has_target_group(const struct config *c, const char *name)
+{
+  for (size_t i = 0; i < c->n_target_groups; i++)
+    if (strcmp(c->target_groups[i], name) == 0)
+      return true;
+  return false;
 }

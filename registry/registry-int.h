@@ -110,8 +110,8 @@ int reg_cmp_strings(const void *a, const void *b);
 /* Sorts v and drops duplicates (freeing them); *n is updated. */
 void reg_strings_sort_unique(char **v, size_t *n);
 
-/* ---- config (core.c) ---- */
-
+/* The config's principal, network, load balancer of that name; NULL (or
+ * false) when it has none. */
 const struct config_principal *reg_find_principal(const struct config *c,
                                                   const char *name);
 const struct config_network *reg_find_network(const struct config *c,
@@ -119,6 +119,8 @@ const struct config_network *reg_find_network(const struct config *c,
 const struct config_load_balancer *
 reg_find_load_balancer(const struct config *c, const char *name);
 bool reg_has_target_group(const struct config *c, const char *name);
+
+/* ---- config (core.c) ---- */
 /* Checks and copies a network's spec (config or API) into *dst; on failure
  * *dst's principals are still the caller's to free. */
 int reg_network_from_spec(struct config_network *dst,
