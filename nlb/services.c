@@ -470,18 +470,13 @@ static int open_registry(struct nlb_services *services,
   struct nlb_regloop_settings s = {0};
   struct reg_error reg_err = {0};
   struct reg_view view;
-  char url[4096];
   int rc;
 
   if ((rc = build_view(cfg, &view)) < 0) {
     snprintf(err, err_size, "out of memory");
     return rc;
   }
-  snprintf(url, sizeof(url), "%s:%s",
-           cfg->registry_postgresql ? "postgresql" : "sqlite",
-           cfg->registry_postgresql ? cfg->registry_postgresql
-                                    : cfg->registry_path);
-  s.url = url;
+  s.url = cfg->registry_url;
   s.config = &view.cfg;
   s.retention.events_ms = cfg->registry_event_retention_ms;
   s.retention.endpoints_ms = cfg->registry_endpoint_retention_ms;

@@ -153,8 +153,10 @@ struct nlb_config {
   uint64_t withdraw_delay_ms;
 
   bool has_registry;
-  char *registry_path;       /* SQLite file, or NULL */
-  char *registry_postgresql; /* libpq connection string, or NULL */
+  /* The store: "sqlite://FILE" (an absolute FILE, or one taken from the
+   * config's directory) or "postgresql:CONNINFO", from registry.url, or
+   * from registry.path or registry.postgresql. */
+  char *registry_url;
   uint64_t registry_pending_expiry_ms;
   uint64_t registry_event_retention_ms; /* events older than this go */
   /* Finished endpoints (rejected, deleted, expired, failed) older than
