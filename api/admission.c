@@ -158,8 +158,9 @@ static const char *budget_name(enum api_admission_refusal over)
   return over == API_REFUSED_SOURCE ? "per-source" : "unauthenticated";
 }
 
-/* Closes c, on probation, without the token it owed: counted against the
- * budget it was over (once: it may have been told to go already). */
+/* c, on probation, goes without the token it owed (the caller closes
+ * it): counted against the budget it was over (once: it may have been told
+ * to go already). */
 static void refuse_probation(struct api_conn *c, const char *why)
 {
   struct api_conn_admission *ca = &c->admission;
@@ -170,14 +171,16 @@ static void refuse_probation(struct api_conn *c, const char *why)
                  budget_name(ca->over), why);
   }
   api_admission_release(c);
-  api_conn_close(c);
 }
 
-int api_admission_accept(struct api_server *server, struct api_conn *c)
+enum api_admission_verdict api_admission_accept(struct api_server *server,
+                                                struct api_conn *c,
+                                                struct api_conn **evicted)
 {
   struct api_admission *a = &server->admission;
   struct api_conn_admission *ca = &c->admission;
 
+  *evicted = NULL;
   nlb_list_init(&ca->probation_link);
   if (a->n_unauthenticated + a->n_authenticated >= API_MAX_CONNECTIONS) {
     uint64_t now = uv_now(server->loop);
@@ -190,11 +193,11 @@ int api_admission_accept(struct api_server *server, struct api_conn *c)
               " refused since start)",
               API_MAX_CONNECTIONS, a->refused[API_REFUSED_MAX_CONNECTIONS]);
     }
-    return -1;
+    return API_ADMIT_CLOSE;
   }
   struct admission_source *s = source_find(a, c);
   if (s == NULL)
-    return -1;
+    return API_ADMIT_CLOSE;
   s->count++;
   ca->source = s;
   a->n_unauthenticated++;
@@ -203,7 +206,7 @@ int api_admission_accept(struct api_server *server, struct api_conn *c)
    * source like any other (a flood's source stays over its budget). */
   if (s->count <= API_MAX_UNAUTHENTICATED_PER_SOURCE &&
       a->n_unauthenticated - a->n_probation <= API_MAX_UNAUTHENTICATED)
-    return 0;
+    return API_ADMIT_KEEP;
   ca->over = s->count > API_MAX_UNAUTHENTICATED_PER_SOURCE
                  ? API_REFUSED_SOURCE
                  : API_REFUSED_UNAUTHENTICATED;
@@ -213,11 +216,12 @@ int api_admission_accept(struct api_server *server, struct api_conn *c)
                          probation_link),
         struct api_conn, admission);
     refuse_probation(oldest, "evicted by a newer one");
+    *evicted = oldest;
   }
   ca->state = API_ADMISSION_PROBATION;
   nlb_list_append(&a->probation, &ca->probation_link);
   a->n_probation++;
-  return 0;
+  return API_ADMIT_KEEP;
 }
 
 /* c ends after the answer under way: it still counts until it is closed,
@@ -255,7 +259,7 @@ bool api_admission_request(struct api_conn *c, bool authenticated)
   return false;
 }
 
-bool api_admission_sweep(struct api_conn *c, uint64_t now)
+enum api_admission_verdict api_admission_sweep(struct api_conn *c, uint64_t now)
 {
   struct api_admission *a = &c->server->admission;
   struct api_conn_admission *ca = &c->admission;
@@ -263,7 +267,7 @@ bool api_admission_sweep(struct api_conn *c, uint64_t now)
 
   if (ca->state == API_ADMISSION_PROBATION && age >= API_PROBATION_MS) {
     refuse_probation(c, "no known token in time");
-    return true;
+    return API_ADMIT_CLOSE;
   }
   if (ca->state == API_ADMISSION_UNAUTHENTICATED && !ca->told_to_go &&
       age >= a->lifetime_ms) {
@@ -271,10 +275,9 @@ bool api_admission_sweep(struct api_conn *c, uint64_t now)
     ca->told_to_go = true;
     api_conn_log(c, 0, "unauthenticated for %" PRIu64 " ms, closing",
                  a->lifetime_ms);
-    api_conn_goaway(c, now + API_GOAWAY_GRACE_MS);
-    return c->closing;
+    return API_ADMIT_GOAWAY;
   }
-  return false;
+  return API_ADMIT_KEEP;
 }
 
 void api_admission_hold(struct api_server *server, ptrdiff_t delta)

@@ -28,6 +28,9 @@
  * memory only for authenticated requests (exchange.c, h1.c, h2.c); the
  * bytes held are counted here for the metrics.
  *
+ * Admission decides and counts; it never closes nor writes: each step
+ * returns a verdict that the transport (conn.c) acts on.
+ *
  * Threads: the control thread, like the rest of the server. */
 #ifndef NLB_API_ADMISSION_H
 #define NLB_API_ADMISSION_H
@@ -55,6 +58,14 @@ enum api_admission_state {
   API_ADMISSION_UNAUTHENTICATED,
   API_ADMISSION_PROBATION,
   API_ADMISSION_AUTHENTICATED,
+};
+
+/* What the transport does with a connection after an admission step. */
+enum api_admission_verdict {
+  API_ADMIT_KEEP,   /* nothing: it goes on */
+  API_ADMIT_CLOSE,  /* close it now (it no longer counts) */
+  API_ADMIT_GOAWAY, /* send it away (api_conn_goaway), cut after
+                       API_GOAWAY_GRACE_MS */
 };
 
 /* Why a connection was refused or ended before it authenticated. */
@@ -96,11 +107,14 @@ void api_admission_init(struct api_admission *a, uint64_t lifetime_ms);
 /* Frees the per-source entries (every connection is gone). */
 void api_admission_free(struct api_admission *a);
 
-/* A connection was accepted (its peer known): 0 when it is kept
- * (unauthenticated or on probation; the oldest probation connection may
- * have been closed to make room), -1 when it must be closed now (counted).
- * -ENOMEM as -1. */
-int api_admission_accept(struct api_server *server, struct api_conn *c);
+/* A connection was accepted (its peer known): API_ADMIT_KEEP when it is
+ * kept (unauthenticated or on probation), API_ADMIT_CLOSE when it must be
+ * closed now (counted; also when out of memory). *evicted is the oldest
+ * connection on probation when it had to make room (no longer counted,
+ * logged: the caller closes it), else NULL. */
+enum api_admission_verdict api_admission_accept(struct api_server *server,
+                                                struct api_conn *c,
+                                                struct api_conn **evicted);
 
 /* A request's header block was read on c; authenticated when it
  * presented a known token. Returns false when c must take no request
@@ -109,9 +123,11 @@ int api_admission_accept(struct api_server *server, struct api_conn *c);
  * closes. */
 bool api_admission_request(struct api_conn *c, bool authenticated);
 
-/* The timeouts of c: probation closes it (true: it is closing), the
- * unauthenticated lifetime sends it away. */
-bool api_admission_sweep(struct api_conn *c, uint64_t now);
+/* The timeouts of c: API_ADMIT_CLOSE at the end of its probation,
+ * API_ADMIT_GOAWAY (once) at the end of its unauthenticated lifetime,
+ * otherwise API_ADMIT_KEEP. */
+enum api_admission_verdict api_admission_sweep(struct api_conn *c,
+                                               uint64_t now);
 
 /* c is closing: it no longer counts. Idempotent. */
 void api_admission_release(struct api_conn *c);

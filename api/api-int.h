@@ -19,6 +19,8 @@
 #include "nlb/registry.h"
 #include "tokens.h"
 
+struct api_protocol; /* conn.h */
+
 /* Status codes counted by nlb_api_requests_total: 100..599. */
 #define API_STATUS_MIN 100
 #define API_STATUS_MAX 599
@@ -53,6 +55,11 @@ struct api_server {
 
   struct nlb_list conns; /* struct api_conn.link (conn.h) */
   size_t n_conns;
+  /* conn.c's way up, set by server.c: the protocols it hands connections
+   * to, and what it calls as each connection closes. conn.c names neither
+   * h2.c and h1.c nor server.c, which all call it. */
+  const struct api_protocol *h2_protocol, *h1_protocol;
+  void (*on_conn_closed)(struct api_server *server);
   struct api_admission admission; /* admission.h */
   /* struct api_event_stream.link (events.h): GET /v1/events */
   struct nlb_list event_streams;
@@ -68,8 +75,8 @@ struct api_server {
 /* A request after routing and authentication, for a handler. */
 struct api_request {
   struct api_server *server;
-  /* The registry, for routes that run where it lives (api_route_needs_
-   * registry); NULL for the others. */
+  /* The registry, for routes that run where it lives (api_route_remote);
+   * NULL for the others. */
   struct reg *reg;
   const struct api_route_match *match;
   struct reg_actor actor; /* name NULL for open routes */
@@ -96,18 +103,19 @@ struct api_response {
 void api_metrics_scope_free(struct metrics_scope *scope);
 
 /* True when route runs where the registry lives (api_registry_ops.submit):
- * every route but /healthz and the target-group listing, when there is a
- * registry. */
+ * when there is a registry and the route's registry is not
+ * API_REGISTRY_NONE. */
 bool api_route_remote(const struct api_server *server,
                       const struct api_route *route);
 
 /* Runs the handler of req->match->route and fills *resp (always: on any
- * failure it holds an error answer). On the registry's thread for remote
+ * failure it holds an error answer; 503 for a route that needs the
+ * registry when there is none). On the registry's thread for remote
  * routes (req->reg set), else on the control thread. */
 void api_handle(const struct api_request *req, struct api_response *resp);
 
 /* The control thread's part of an answer, after api_handle (wherever it
- * ran): /metrics adds the API's and the data plane's series. */
+ * ran): the route's finish, if any, on a 200 answer. */
 void api_handle_finish(struct api_server *server, const struct api_route *route,
                        struct api_response *resp);
 
@@ -116,20 +124,8 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
                        const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* On the registry's thread: appends one JSON line per event visible to
- * actor with seq > *cursor to *buf (malloc'd/realloc'd, *len bytes), at
- * most limit of them; advances *cursor past every event the answer covers,
- * visible or not. Returns the number of events added (0: none yet),
- * -ESTALE when events after *cursor were pruned (the reader lagged behind
- * event_retention), or another negative errno. */
-int api_events_read(struct reg *reg, const struct reg_actor *actor,
-                    uint64_t *cursor, size_t limit, char **buf, size_t *len);
-
-/* Closes the server's timers once it is shutting down and its last
- * connection has closed (called by conn.c as each one closes). */
-void api_server_maybe_finish(struct api_server *server);
-
-/* Sends one line to the server's event log (printf format). */
+/* Sends one line to the server's event log (printf format). In log.c,
+ * which calls nothing else of api/. */
 void api_log(struct api_server *server, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -2,7 +2,6 @@
  * writes and their backpressure, the choice of protocol, and how a
  * connection ends. The protocols (h2.c, h1.c) see plaintext only. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +22,6 @@ struct write_req {
   char *data;
 };
 
-void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
-{
-  char line[768];
-  va_list ap;
-
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  api_log(c->server, level, "api: %s: %s", c->peer, line);
-}
-
 /* ---- lifetime ----------------------------------------------------------- */
 
 static void on_conn_close(uv_handle_t *handle)
@@ -49,7 +37,7 @@ static void on_conn_close(uv_handle_t *handle)
   if (c->ssl != NULL)
     SSL_free(c->ssl); /* frees both BIOs */
   free(c);
-  api_server_maybe_finish(server);
+  server->on_conn_closed(server);
 }
 
 void api_conn_close(struct api_conn *c)
@@ -254,7 +242,8 @@ static void recv_plain(struct api_conn *c, const char *data, size_t len)
       c->n_sniffed += n;
       return;
     }
-    if (use_protocol(c, h2 ? &api_h2_protocol : &api_h1_protocol) != 0)
+    if (use_protocol(c, h2 ? c->server->h2_protocol : c->server->h1_protocol) !=
+        0)
       return;
     deliver(c, c->sniffed, c->n_sniffed);
   }
@@ -267,8 +256,8 @@ static const struct api_protocol *alpn_protocol(struct api_conn *c)
   unsigned alpn_len = 0;
   SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
   if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)
-    return &api_h2_protocol;
-  return &api_h1_protocol;
+    return c->server->h2_protocol;
+  return c->server->h1_protocol;
 }
 
 /* 1 once the handshake is done (and the protocol chosen), 0 while it goes
@@ -400,7 +389,8 @@ static void format_peer(struct api_conn *c)
 void api_conn_on_connection(uv_stream_t *listener, int status)
 {
   struct api_server *server = listener->data;
-  struct api_conn *c;
+  struct api_conn *c, *evicted;
+  enum api_admission_verdict verdict;
 
   if (status < 0) {
     api_log(server, 2, "api: accept failed: %s", uv_strerror(status));
@@ -420,7 +410,10 @@ void api_conn_on_connection(uv_stream_t *listener, int status)
     return;
   }
   format_peer(c);
-  if (api_admission_accept(server, c) != 0) {
+  verdict = api_admission_accept(server, c, &evicted);
+  if (evicted != NULL)
+    api_conn_close(evicted);
+  if (verdict != API_ADMIT_KEEP) {
     api_conn_close(c);
     return;
   }
@@ -440,7 +433,19 @@ void api_conn_sweep(struct api_conn *c, uint64_t now)
     api_conn_close(c);
     return;
   }
-  if (api_admission_sweep(c, now) || c->finishing)
+  switch (api_admission_sweep(c, now)) {
+  case API_ADMIT_CLOSE:
+    api_conn_close(c);
+    return;
+  case API_ADMIT_GOAWAY:
+    api_conn_goaway(c, now + API_GOAWAY_GRACE_MS);
+    if (c->closing)
+      return;
+    break;
+  case API_ADMIT_KEEP:
+    break;
+  }
+  if (c->finishing)
     return;
   if (c->protocol == NULL) {
     /* A TLS handshake is part of the first request; bytes that may still

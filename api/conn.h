@@ -60,6 +60,8 @@ struct api_protocol {
   void (*free)(struct api_conn *c);
 };
 
+/* h2.c's and h1.c's; server.c hands them to conn.c (api_server's
+ * h2_protocol and h1_protocol), which does not name them. */
 extern const struct api_protocol api_h2_protocol;
 extern const struct api_protocol api_h1_protocol;
 
@@ -158,7 +160,8 @@ void api_conn_sweep(struct api_conn *c, uint64_t now);
  * not 0, is when the connection is cut whatever remains. */
 void api_conn_goaway(struct api_conn *c, uint64_t deadline);
 
-/* Logs a line about c ("api: PEER: ..."). */
+/* Logs a line about c ("api: PEER: ..."), through api_log (both in
+ * log.c, below every other file of api/). */
 void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -74,4 +74,13 @@ void api_event_stream_stop(struct api_event_stream *stream);
 void api_events_wake(struct api_server *server, const struct reg_event *events,
                      size_t n, uint64_t last_seq);
 
+/* On the registry's thread: appends one JSON line per event visible to
+ * actor with seq > *cursor to *buf (malloc'd/realloc'd, *len bytes), at
+ * most limit of them; advances *cursor past every event the answer covers,
+ * visible or not. Returns the number of events added (0: none yet),
+ * -ESTALE when events after *cursor were pruned (the reader lagged behind
+ * event_retention), or another negative errno. */
+int api_events_read(struct reg *reg, const struct reg_actor *actor,
+                    uint64_t *cursor, size_t limit, char **buf, size_t *len);
+
 #endif

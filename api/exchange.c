@@ -151,7 +151,7 @@ static bool authenticate(struct api_server *server, struct api_exchange *x)
  * -1. */
 static int authorize(struct api_exchange *x, const struct api_route *r)
 {
-  if (r->roles == 0)
+  if (r->roles & API_ROLE_ANYONE)
     return 0;
   if (!x->authenticated) {
     api_respond_error(&x->resp, 401, "Unauthorized",

@@ -1,4 +1,4 @@
-/* Strict request bodies and the error body. */
+/* Strict request bodies, the error body and the time format of answers. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nlb/api-json.h"
+#include "nlb/registry.h"
 
 static void set_error(struct api_json_error *err, const char *code,
                       const char *field, const char *fmt, ...)
@@ -148,6 +149,12 @@ char *api_json_error_body(const char *code, const char *message)
   char *text = api_json_dump(body, NULL);
   json_decref(body);
   return text;
+}
+
+json_t *api_json_time(int64_t unix_ms)
+{
+  char buf[REG_TIME_BUF];
+  return json_string(reg_format_time(unix_ms, buf));
 }
 
 char *api_json_dump(const json_t *value, size_t *len)

@@ -17,10 +17,21 @@ api_libapi_a_SOURCES = \
 	api/exchange.h \
 	api/h1.c \
 	api/h2.c \
-	api/handlers.c \
+	api/handlers/common.c \
+	api/handlers/endpoints.c \
+	api/handlers/events.c \
+	api/handlers/handlers.h \
+	api/handlers/nodes.c \
+	api/handlers/services.c \
+	api/handlers/status.c \
+	api/handlers/targets.c \
+	api/handlers/tenancy.c \
 	api/json.c \
+	api/log.c \
 	api/openapi.h \
+	api/query.c \
 	api/router.c \
+	api/routes.c \
 	api/server.c
 api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
 	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(HTTP_PARSER_CFLAGS)
@@ -43,6 +54,8 @@ api/openapi-doc.c: $(top_srcdir)/docs/openapi.yaml
 	  echo '};'; \
 	  echo 'const size_t api_openapi_yaml_len = sizeof api_openapi_yaml;'; \
 	} > $@-t && mv $@-t $@
+
+EXTRA_DIST += api/README.md api/handlers/README.md
 
 noinst_HEADERS += \
 	include/nlb/api.h \

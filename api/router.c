@@ -1,89 +1,9 @@
-/* The route table and the pure string work around it. */
+/* Matching a request's method and path against the route table
+ * (routes.c). */
 #include <errno.h>
 #include <string.h>
 
 #include "nlb/api-router.h"
-
-#define OP API_ROLE_BIT(REG_ROLE_OPERATOR)
-#define PROV API_ROLE_BIT(REG_ROLE_PROVIDER)
-#define CONS API_ROLE_BIT(REG_ROLE_CONSUMER)
-
-/* Indexed by enum api_route_id. */
-static const struct api_route routes[API_ROUTE_COUNT] = {
-    {API_ROUTE_HEALTHZ, API_METHOD_GET, "/healthz", 0, false, "GET /healthz"},
-    {API_ROUTE_METRICS, API_METHOD_GET, "/metrics", OP | PROV, false,
-     "GET /metrics"},
-    {API_ROUTE_OPENAPI, API_METHOD_GET, "/v1/openapi.yaml", 0, false,
-     "GET /v1/openapi.yaml"},
-    {API_ROUTE_SERVICE_CREATE, API_METHOD_POST, "/v1/services", OP | PROV, true,
-     "POST /v1/services"},
-    {API_ROUTE_SERVICE_LIST, API_METHOD_GET, "/v1/services", OP | PROV, false,
-     "GET /v1/services"},
-    {API_ROUTE_SERVICE_DESCRIBE, API_METHOD_GET, "/v1/services/*", OP | PROV,
-     false, "GET /v1/services/{id}"},
-    {API_ROUTE_SERVICE_MODIFY, API_METHOD_PATCH, "/v1/services/*", OP | PROV,
-     true, "PATCH /v1/services/{id}"},
-    {API_ROUTE_SERVICE_DELETE, API_METHOD_DELETE, "/v1/services/*", OP | PROV,
-     true, "DELETE /v1/services/{id}"},
-    {API_ROUTE_PERMISSIONS_GET, API_METHOD_GET, "/v1/services/*/permissions",
-     OP | PROV, false, "GET /v1/services/{id}/permissions"},
-    {API_ROUTE_PERMISSIONS_MODIFY, API_METHOD_PATCH,
-     "/v1/services/*/permissions", OP | PROV, true,
-     "PATCH /v1/services/{id}/permissions"},
-    {API_ROUTE_CONNECTIONS_LIST, API_METHOD_GET, "/v1/services/*/connections",
-     OP | PROV, false, "GET /v1/services/{id}/connections"},
-    {API_ROUTE_CONNECTIONS_ACCEPT, API_METHOD_POST,
-     "/v1/services/*/connections/accept", OP | PROV, true,
-     "POST /v1/services/{id}/connections/accept"},
-    {API_ROUTE_CONNECTIONS_REJECT, API_METHOD_POST,
-     "/v1/services/*/connections/reject", OP | PROV, true,
-     "POST /v1/services/{id}/connections/reject"},
-    {API_ROUTE_AVAILABLE_SERVICES, API_METHOD_GET, "/v1/available-services",
-     OP | CONS, false, "GET /v1/available-services"},
-    {API_ROUTE_ENDPOINT_CREATE, API_METHOD_POST, "/v1/endpoints", CONS, true,
-     "POST /v1/endpoints"},
-    {API_ROUTE_ENDPOINT_LIST, API_METHOD_GET, "/v1/endpoints", OP | CONS, false,
-     "GET /v1/endpoints"},
-    {API_ROUTE_ENDPOINT_DESCRIBE, API_METHOD_GET, "/v1/endpoints/*", OP | CONS,
-     false, "GET /v1/endpoints/{id}"},
-    {API_ROUTE_ENDPOINT_MODIFY, API_METHOD_PATCH, "/v1/endpoints/*", OP | CONS,
-     true, "PATCH /v1/endpoints/{id}"},
-    {API_ROUTE_ENDPOINT_DELETE, API_METHOD_DELETE, "/v1/endpoints/*", OP | CONS,
-     true, "DELETE /v1/endpoints/{id}"},
-    {API_ROUTE_TARGET_GROUP_LIST, API_METHOD_GET, "/v1/target-groups", OP,
-     false, "GET /v1/target-groups"},
-    {API_ROUTE_TARGET_GROUP_DESCRIBE, API_METHOD_GET, "/v1/target-groups/*", OP,
-     false, "GET /v1/target-groups/{name}"},
-    {API_ROUTE_TARGET_REGISTER, API_METHOD_POST, "/v1/target-groups/*/targets",
-     OP, true, "POST /v1/target-groups/{name}/targets"},
-    {API_ROUTE_TARGET_DEREGISTER, API_METHOD_DELETE,
-     "/v1/target-groups/*/targets/*", OP, true,
-     "DELETE /v1/target-groups/{name}/targets/{address}"},
-    {API_ROUTE_EVENTS, API_METHOD_GET, "/v1/events", OP | PROV | CONS, false,
-     "GET /v1/events"},
-    {API_ROUTE_NODE_LIST, API_METHOD_GET, "/v1/nodes", OP, false,
-     "GET /v1/nodes"},
-    {API_ROUTE_NODE_DRAIN, API_METHOD_POST, "/v1/nodes/*/drain", OP, true,
-     "POST /v1/nodes/{name}/drain"},
-    {API_ROUTE_PRINCIPAL_CREATE, API_METHOD_POST, "/v1/principals", OP, true,
-     "POST /v1/principals"},
-    {API_ROUTE_PRINCIPAL_LIST, API_METHOD_GET, "/v1/principals", OP, false,
-     "GET /v1/principals"},
-    {API_ROUTE_PRINCIPAL_DELETE, API_METHOD_DELETE, "/v1/principals/*", OP,
-     true, "DELETE /v1/principals/{name}"},
-    {API_ROUTE_TOKEN_CREATE, API_METHOD_POST, "/v1/principals/*/tokens", OP,
-     true, "POST /v1/principals/{name}/tokens"},
-    {API_ROUTE_TOKEN_LIST, API_METHOD_GET, "/v1/principals/*/tokens", OP,
-     false, "GET /v1/principals/{name}/tokens"},
-    {API_ROUTE_TOKEN_REVOKE, API_METHOD_DELETE, "/v1/principals/*/tokens/*",
-     OP, true, "DELETE /v1/principals/{name}/tokens/{id}"},
-    {API_ROUTE_NETWORK_CREATE, API_METHOD_POST, "/v1/networks", OP, true,
-     "POST /v1/networks"},
-    {API_ROUTE_NETWORK_LIST, API_METHOD_GET, "/v1/networks", OP, false,
-     "GET /v1/networks"},
-    {API_ROUTE_NETWORK_DELETE, API_METHOD_DELETE, "/v1/networks/*", OP, true,
-     "DELETE /v1/networks/{name}"},
-};
 
 enum api_method api_method_parse(const char *method)
 {
@@ -101,59 +21,9 @@ enum api_method api_method_parse(const char *method)
   return 0;
 }
 
-const struct api_route *api_route_get(enum api_route_id id)
-{
-  return (unsigned)id < API_ROUTE_COUNT ? &routes[id] : NULL;
-}
-
 bool api_route_allows(const struct api_route *route, enum reg_role role)
 {
-  return route->roles == 0 || (route->roles & API_ROLE_BIT(role)) != 0;
-}
-
-static int hex_value(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-static int decode(const char *in, size_t n, char *out, size_t out_len,
-                  bool plus_is_space)
-{
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = in[i];
-    if (c == '%') {
-      int hi, lo;
-      if (i + 2 >= n)
-        return -EINVAL;
-      hi = hex_value(in[i + 1]);
-      lo = hex_value(in[i + 2]);
-      if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-        return -EINVAL;
-      c = (char)(hi << 4 | lo);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      c = ' ';
-    }
-    if (o + 1 >= out_len)
-      return -EINVAL;
-    out[o++] = c;
-  }
-  if (out_len == 0)
-    return -EINVAL;
-  out[o] = '\0';
-  return (int)o;
-}
-
-int api_percent_decode(const char *in, size_t n, char *out, size_t out_len)
-{
-  return decode(in, n, out, out_len, false);
+  return (route->roles & (API_ROLE_ANYONE | API_ROLE_BIT(role))) != 0;
 }
 
 /* Matches path[0..len) against pattern; params filled on success. */
@@ -175,7 +45,7 @@ static int match_pattern(const char *pattern, const char *path, size_t len,
     if (sseg_end == NULL)
       sseg_end = end;
     size_t plen = (size_t)(pseg_end - p), slen = (size_t)(sseg_end - s);
-    if (plen == 1 && *p == '*') {
+    if (plen > 2 && p[0] == '{' && p[plen - 1] == '}') {
       if (slen == 0)
         return -ENOENT;
       if (n_params == API_ROUTE_MAX_PARAMS)
@@ -214,20 +84,21 @@ int api_route_match(enum api_method method, const char *path,
   if (len > 1 && path[len - 1] == '/')
     len--;
 
-  for (size_t i = 0; i < API_ROUTE_COUNT; i++) {
+  for (size_t i = 0; i < api_n_routes; i++) {
+    const struct api_route *route = &api_routes[i];
     struct api_route_match m;
-    int r = match_pattern(routes[i].pattern, path, len, &m);
+    int r = match_pattern(route->pattern, path, len, &m);
     if (r == -EINVAL)
       bad = true;
     if (r != 0)
       continue;
-    if (routes[i].method == want) {
+    if (route->method == want) {
       memcpy(match, &m, sizeof m);
-      match->route = &routes[i];
+      match->route = route;
       match->query = q != NULL ? q + 1 : NULL;
       return 0;
     }
-    methods |= routes[i].method;
+    methods |= route->method;
   }
   if (methods != 0) {
     if (methods & API_METHOD_GET)
@@ -237,89 +108,4 @@ int api_route_match(enum api_method method, const char *path,
     return -EPERM;
   }
   return bad ? -EINVAL : -ENOENT;
-}
-
-/* Calls visit for each "name=value" pair of query; stops at a nonzero
- * return and passes it on. */
-static int each_param(const char *query,
-                      int (*visit)(const char *name, size_t name_len,
-                                   const char *value, size_t value_len,
-                                   void *arg),
-                      void *arg)
-{
-  const char *s = query;
-  while (s != NULL && *s != '\0') {
-    const char *amp = strchr(s, '&');
-    size_t n = amp != NULL ? (size_t)(amp - s) : strlen(s);
-    if (n > 0) {
-      const char *eq = memchr(s, '=', n);
-      size_t name_len = eq != NULL ? (size_t)(eq - s) : n;
-      const char *value = eq != NULL ? eq + 1 : s + n;
-      size_t value_len = eq != NULL ? n - name_len - 1 : 0;
-      int r = visit(s, name_len, value, value_len, arg);
-      if (r != 0)
-        return r;
-    }
-    s = amp != NULL ? amp + 1 : NULL;
-  }
-  return 0;
-}
-
-struct query_get {
-  const char *name;
-  char *buf;
-  size_t len;
-  int result;
-};
-
-static int visit_get(const char *name, size_t name_len, const char *value,
-                     size_t value_len, void *arg)
-{
-  struct query_get *g = arg;
-  if (strlen(g->name) != name_len || memcmp(g->name, name, name_len) != 0)
-    return 0;
-  g->result = decode(value, value_len, g->buf, g->len, true) < 0 ? -EINVAL : 0;
-  return 1;
-}
-
-int api_query_get(const char *query, const char *name, char *buf, size_t len)
-{
-  struct query_get g = {name, buf, len, -ENOENT};
-  each_param(query, visit_get, &g);
-  return g.result;
-}
-
-struct query_check {
-  const char *const *names;
-  unsigned seen;
-  char *bad;
-  size_t bad_len;
-};
-
-static int visit_check(const char *name, size_t name_len, const char *value,
-                       size_t value_len, void *arg)
-{
-  struct query_check *c = arg;
-  for (size_t i = 0; c->names[i] != NULL && i < 32; i++) {
-    if (strlen(c->names[i]) == name_len &&
-        memcmp(c->names[i], name, name_len) == 0) {
-      if (c->seen & (1u << i))
-        break;
-      c->seen |= 1u << i;
-      return 0;
-    }
-  }
-  if (c->bad_len > 0) {
-    size_t n = name_len < c->bad_len - 1 ? name_len : c->bad_len - 1;
-    memcpy(c->bad, name, n);
-    c->bad[n] = '\0';
-  }
-  return -EINVAL;
-}
-
-int api_query_check(const char *query, const char *const *names, char *bad,
-                    size_t bad_len)
-{
-  struct query_check c = {names, 0, bad, bad_len};
-  return each_param(query, visit_check, &c);
 }

@@ -4,7 +4,6 @@
  * h1.c, one request's routing and accounting in exchange.c, event streams
  * in events.c. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +26,6 @@
  * drop SYNs, everyone's alike, and a dropped SYN is retried a second
  * later. */
 #define API_LISTEN_BACKLOG API_MAX_CONNECTIONS
-
-void api_log(struct api_server *server, int level, const char *fmt, ...)
-{
-  char line[1024];
-  va_list ap;
-
-  if (server->log_event == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  server->log_event(server->log_arg, level, line);
-}
 
 /* ---- API tokens --------------------------------------------------------- */
 
@@ -192,7 +178,9 @@ static void on_server_handle_close(uv_handle_t *handle)
   server->open_handles--;
 }
 
-void api_server_maybe_finish(struct api_server *server)
+/* Closes the server's timers once it is shutting down and its last
+ * connection has closed (conn.c calls it as each one closes). */
+static void maybe_finish(struct api_server *server)
 {
   if (!server->shutting_down || server->n_conns > 0 || server->timers_closed)
     return;
@@ -439,6 +427,9 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
   server->loop = loop;
   server->registry = s->registry;
   server->registry_ctx = s->registry_ctx;
+  server->h2_protocol = &api_h2_protocol;
+  server->h1_protocol = &api_h1_protocol;
+  server->on_conn_closed = maybe_finish;
   nlb_list_init(&server->conns);
   nlb_list_init(&server->event_streams);
   nlb_list_init(&server->event_reads_waiting);
@@ -549,7 +540,7 @@ void api_server_shutdown(struct api_server *server)
   deadline = uv_now(server->loop) + API_GOAWAY_GRACE_MS;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &server->conns)
   api_conn_goaway(NLB_CONTAINER_OF(pos, struct api_conn, link), deadline);
-  api_server_maybe_finish(server);
+  maybe_finish(server);
 }
 
 bool api_server_closed(const struct api_server *server)

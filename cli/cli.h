@@ -252,6 +252,11 @@ extern const struct cli_resource cli_resources[];
 
 /* Prints the usage of a command (help: its whole help) on out. */
 void cli_command_usage(const struct cli_command *command, FILE *out, bool help);
+/* Prints text from column on, wrapped before column 80 and indented by
+ * indent on the lines after the first. */
+void cli_print_wrapped(const char *text, int column, int indent, FILE *out);
+/* Prints a table of options, one a line, their help wrapped. */
+void cli_print_options(const struct cli_option *options, FILE *out);
 
 /* The last value of --name, "" for a flag that was given, NULL if absent. */
 const char *cli_arg(const struct cli_args *args, const char *name);

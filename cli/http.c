@@ -11,7 +11,7 @@
 #include <curl/curl.h>
 
 #include "cli.h"
-#include "config.h"
+#include "build-config.h"
 
 #define CONNECT_TIMEOUT_MS 10000L
 /* How long curl_multi_poll waits at most, so idle cut-offs are checked. */

@@ -2,9 +2,15 @@
 # nothing of the daemon: it is a client like any other.
 bin_PROGRAMS += nlbctl
 nlbctl_SOURCES = \
+	cli/args.c \
 	cli/cli.h \
 	cli/client.c \
 	cli/commands.c \
+	cli/commands.h \
+	cli/commands_common.c \
+	cli/commands_consumer.c \
+	cli/commands_operator.c \
+	cli/commands_provider.c \
 	cli/config.c \
 	cli/http.c \
 	cli/nlbctl.c \

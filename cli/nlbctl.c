@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "config.h"
+#include "build-config.h"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 
@@ -31,57 +31,12 @@ static const struct cli_option global_options[] = {
 
 /* ---- help --------------------------------------------------------------- */
 
-/* Prints text from column indent on, wrapped before column 80. */
-static void print_wrapped(const char *text, int column, int indent, FILE *out)
-{
-  while (*text != '\0') {
-    int room = 79 - column, n = (int)strlen(text);
-    if (n > room) {
-      /* Break before an "[option]" of a synopsis, else at a space. */
-      int k = room;
-      while (k > 0 && !(text[k] == ' ' && text[k + 1] == '['))
-        k--;
-      for (n = room; k == 0 && n > 0 && text[n] != ' ';)
-        n--;
-      if (k > 0)
-        n = k;
-      if (n == 0)
-        n = (int)strcspn(text, " ");
-    }
-    fprintf(out, "%.*s\n", n, text);
-    text += n;
-    while (*text == ' ')
-      text++;
-    if (*text != '\0')
-      fprintf(out, "%*s", indent, "");
-    column = indent;
-  }
-}
-
-static void print_options(const struct cli_option *options, FILE *out)
-{
-  for (const struct cli_option *o = options; o->name != NULL; o++) {
-    char left[64];
-    int n =
-        o->short_name != 0
-            ? snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name)
-            : snprintf(left, sizeof left, "    --%s", o->name);
-    if (o->value_name != NULL && n > 0 && (size_t)n < sizeof left)
-      snprintf(left + n, sizeof left - (size_t)n, " %s", o->value_name);
-    if (strlen(left) > 24)
-      fprintf(out, "  %s\n  %-24s  ", left, "");
-    else
-      fprintf(out, "  %-24s  ", left);
-    print_wrapped(o->help, 28, 28, out);
-  }
-}
-
 static void top_usage(FILE *out, bool help)
 {
   fputs("Usage: nlbctl ", out);
-  print_wrapped("[--api URL] [--token-file FILE] [-o table|json] RESOURCE "
-                "VERB [ARGS]",
-                14, 14, out);
+  cli_print_wrapped("[--api URL] [--token-file FILE] [-o table|json] RESOURCE "
+                    "VERB [ARGS]",
+                    14, 14, out);
   if (!help) {
     fputs("Run 'nlbctl --help' for the resources and options.\n", out);
     return;
@@ -89,10 +44,10 @@ static void top_usage(FILE *out, bool help)
   fputs("\nThe command-line client of nlb's API.\n\nResources:\n", out);
   for (const struct cli_resource *r = cli_resources; r->name != NULL; r++) {
     fprintf(out, "  %-20s  ", r->name);
-    print_wrapped(r->summary, 24, 24, out);
+    cli_print_wrapped(r->summary, 24, 24, out);
   }
   fputs("\nOptions (anywhere on the line):\n", out);
-  print_options(global_options, out);
+  cli_print_options(global_options, out);
   fputs("\nThe address comes from --api, else NLB_API, else the config file,\n"
         "else " CLI_DEFAULT_API ". The token comes from --token-file, else\n"
         "NLB_TOKEN, else NLB_TOKEN_FILE, else the config file; it is never\n"
@@ -143,29 +98,6 @@ static void resource_usage(const struct cli_resource *resource, FILE *out,
           resource->name);
 }
 
-void cli_command_usage(const struct cli_command *command, FILE *out, bool help)
-{
-  int column = fprintf(out, "Usage: nlbctl %s%s%s ", command->resource,
-                       command->verb != NULL ? " " : "",
-                       command->verb != NULL ? command->verb : "");
-  print_wrapped(command->synopsis, column, column, out);
-  if (!help) {
-    fprintf(out, "Run 'nlbctl %s%s%s --help' for more.\n", command->resource,
-            command->verb != NULL ? " " : "",
-            command->verb != NULL ? command->verb : "");
-    return;
-  }
-  fprintf(out, "\n%s.\n", command->summary);
-  if (command->description != NULL)
-    fprintf(out, "\n%s", command->description);
-  if (command->options != NULL && command->options[0].name != NULL) {
-    fputs("\nOptions:\n", out);
-    print_options(command->options, out);
-  }
-  fputs("\nGlobal options (--api, --token-file, -o, ...): nlbctl --help.\n",
-        out);
-}
-
 /* ---- the command line --------------------------------------------------- */
 
 struct parse {
@@ -194,18 +126,6 @@ static int usage_error(const struct parse *p, const char *fmt, ...)
     resource_usage(p->resource, stderr, false);
   else
     top_usage(stderr, false);
-  return CLI_EXIT_USAGE;
-}
-
-int cli_usage_error(const struct cli_command *command, const char *fmt, ...)
-{
-  va_list ap;
-  fputs("nlbctl: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  cli_command_usage(command, stderr, false);
   return CLI_EXIT_USAGE;
 }
 
@@ -307,63 +227,6 @@ static int parse(struct parse *p, int argc, char **argv)
       return r;
   }
   return CLI_EXIT_OK;
-}
-
-/* ---- arguments ---------------------------------------------------------- */
-
-const char *cli_arg(const struct cli_args *args, const char *name)
-{
-  const char *value = NULL;
-  for (size_t i = 0; i < args->n_given; i++)
-    if (strcmp(args->given[i].option->name, name) == 0)
-      value = args->given[i].value;
-  return value;
-}
-
-void cli_strings_split(char ***strings, size_t *n, const char *value)
-{
-  for (;;) {
-    size_t len = strcspn(value, ",");
-    if (len > 0) {
-      char **grown = realloc(*strings, (*n + 1) * sizeof **strings);
-      if (grown == NULL || (grown[*n] = strndup(value, len)) == NULL)
-        cli_out_of_memory();
-      *strings = grown;
-      (*n)++;
-    }
-    if (value[len] == '\0')
-      return;
-    value += len + 1;
-  }
-}
-
-char **cli_arg_list(const struct cli_args *args, const char *name, size_t *n)
-{
-  char **strings = NULL;
-  *n = 0;
-  for (size_t i = 0; i < args->n_given; i++) {
-    const struct cli_option *o = args->given[i].option;
-    const char *v = args->given[i].value;
-    if (strcmp(o->name, name) != 0)
-      continue;
-    if (o->list) {
-      cli_strings_split(&strings, n, v);
-    } else {
-      char **grown = realloc(strings, (*n + 1) * sizeof *strings);
-      if (grown == NULL)
-        cli_out_of_memory();
-      strings = grown;
-      strings[(*n)++] = cli_strdup(v);
-    }
-  }
-  return strings;
-}
-
-void cli_strings_free(char **strings, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    free(strings[i]);
-  free(strings);
 }
 
 /* ---- main --------------------------------------------------------------- */

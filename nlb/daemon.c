@@ -1,4 +1,4 @@
-#include "config.h"
+#include "build-config.h"
 #include "nlb/daemon.h"
 
 #include <malloc.h>
@@ -9,19 +9,20 @@
 #include <sys/resource.h>
 #include <uv.h>
 
-#include "nlb/announce.h"
+#include "nlb/control/announce.h"
 #include "nlb/api.h"
 #include "nlb/capacity.h"
 #include "nlb/config.h"
 #include "nlb/cpus.h"
-#include "nlb/health.h"
+#include "nlb/control/health.h"
+#include "nlb/dns/dns.h"
 #include "nlb/log.h"
 #include "nlb/metrics.h"
 #include "nlb/notify.h"
-#include "nlb/router.h"
+#include "nlb/control/router.h"
 #include "nlb/rundir.h"
-#include "nlb/services.h"
-#include "nlb/worker.h"
+#include "nlb/control/services.h"
+#include "nlb/dataplane/worker.h"
 
 #define TICK_MS 100
 /* After shutdown_timeout, flows are reset; this long is left for workers
@@ -76,9 +77,10 @@ static void begin_shutdown(struct daemon *d, const char *why);
 static void stop_accepting(struct daemon *d, uint64_t now);
 
 /* Flows the node can hold now: the descriptor limit less a reserve that
- * follows the listeners and targets (endpoints and reloads change them).
- * max_flows in the config, when set, is the limit instead. The first time
- * and after a reload it says so in the log. */
+ * follows the listeners, targets and DNS responders (endpoints and reloads
+ * change them). max_flows in the config, when set, is the limit instead.
+ * The DNS responders' TCP connections are held to their part of the
+ * reserve. The first time and after a reload it says so in the log. */
 static void apply_capacity(struct daemon *d, bool log)
 {
   struct rlimit limit = {0};
@@ -93,9 +95,13 @@ static void apply_capacity(struct daemon *d, bool log)
   for (size_t g = 0; g < nlb_router_group_count(d->router); g++)
     in.targets += nlb_router_group(d->router, g)->n_targets;
   in.api_connections = d->cfg->has_api ? API_MAX_CONNECTIONS : 0;
+  for (size_t i = 0; d->cfg->has_dns && i < d->cfg->n_networks; i++)
+    in.dns_networks += d->cfg->networks[i].has_dns;
+  in.dns_connections = in.dns_networks * NLB_DNS_TCP_CONNECTIONS_MAX;
   nlb_capacity_compute(&in, &cap);
   max = d->cfg->max_flows ? d->cfg->max_flows : cap.max_flows;
   nlb_worker_set_pipe_budget(cap.pipe_fds);
+  nlb_dns_set_tcp_budget(cap.dns_connections);
   if (max != d->max_flows) {
     for (size_t i = 0; i < d->n_workers; i++)
       nlb_worker_set_max_flows(d->workers[i], max ? max : 1);
@@ -107,13 +113,15 @@ static void apply_capacity(struct daemon *d, bool log)
   NLB_LOG_EVENT(NLB_LOG_INFO, "flow_capacity",
                 "flow capacity: {max_flows} flows{set_by} (descriptor limit "
                 "{fd_limit}: {reserve} kept for listeners, health checks, the "
-                "API and logs, {pipe_fds} for splice pipes, 2 per flow)",
+                "API, DNS ({dns_tcp} TCP connections) and logs, {pipe_fds} "
+                "for splice pipes, 2 per flow)",
                 NLB_LOG_UINT("max_flows", max),
                 NLB_LOG_STR("set_by", d->cfg->max_flows
                                           ? " (max_flows in the config)"
                                           : ""),
                 NLB_LOG_UINT("fd_limit", in.fd_limit),
                 NLB_LOG_UINT("reserve", cap.reserve),
+                NLB_LOG_UINT("dns_tcp", cap.dns_connections),
                 NLB_LOG_UINT("pipe_fds", cap.pipe_fds),
                 NLB_LOG_UINT("capacity", cap.max_flows));
   if (d->cfg->max_flows > cap.max_flows)

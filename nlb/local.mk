@@ -4,76 +4,97 @@ nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
 	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(LDNS_CFLAGS) \
 	$(LIBSYSTEMD_CFLAGS)
 nlb_libnlb_a_SOURCES = \
-	nlb/addr.c \
-	nlb/announce.c \
 	nlb/capacity.c \
 	nlb/config.c \
 	nlb/cpus.c \
 	nlb/daemon.c \
-	nlb/dns.c \
-	nlb/dns_endpoints.c \
-	nlb/dns_message.c \
-	nlb/dns_records.c \
-	nlb/duration.c \
-	nlb/endpoints.c \
-	nlb/flow.c \
-	nlb/health.c \
-	nlb/hmap.c \
-	nlb/lb_least_conn.c \
-	nlb/lb_maglev.c \
-	nlb/lb_pool.c \
-	nlb/lb_round_robin.c \
-	nlb/listener.c \
 	nlb/log.c \
 	nlb/metrics.c \
-	nlb/netns.c \
 	nlb/notify.c \
-	nlb/proxy_v2.c \
-	nlb/regloop.c \
-	nlb/router.c \
 	nlb/rundir.c \
-	nlb/services.c \
-	nlb/snapshot.c \
-	nlb/status_matcher.c \
-	nlb/target.c \
-	nlb/text.c \
-	nlb/worker.c
+	nlb/common/addr.c \
+	nlb/common/config_loader.c \
+	nlb/common/config_numbers.c \
+	nlb/common/duration.c \
+	nlb/common/histogram.c \
+	nlb/common/hmap.c \
+	nlb/common/text.c \
+	nlb/dataplane/flow.c \
+	nlb/dataplane/flow_kinds.c \
+	nlb/dataplane/listener.c \
+	nlb/dataplane/proxy_v2.c \
+	nlb/dataplane/snapshot.c \
+	nlb/dataplane/target.c \
+	nlb/dataplane/worker.c \
+	nlb/dataplane/worker_pool.c \
+	nlb/lb/lb_least_conn.c \
+	nlb/lb/lb_maglev.c \
+	nlb/lb/lb_pool.c \
+	nlb/lb/lb_round_robin.c \
+	nlb/control/announce.c \
+	nlb/control/config_listeners.c \
+	nlb/control/config_networks.c \
+	nlb/control/config_registry.c \
+	nlb/control/config_targets.c \
+	nlb/control/endpoints.c \
+	nlb/control/health.c \
+	nlb/control/netns.c \
+	nlb/control/regloop.c \
+	nlb/control/router.c \
+	nlb/control/router_groups.c \
+	nlb/control/router_routes.c \
+	nlb/control/services.c \
+	nlb/control/status_matcher.c \
+	nlb/dns/config_dns.c \
+	nlb/dns/dns.c \
+	nlb/dns/dns_endpoints.c \
+	nlb/dns/dns_message.c \
+	nlb/dns/dns_records.c \
+	nlb/dns/dns_tcp.c
 
+# Private headers sit beside their code; include/nlb/ holds the contracts
+# between components.
 noinst_HEADERS += \
-	include/nlb/addr.h \
-	include/nlb/announce.h \
-	include/nlb/capacity.h \
-	include/nlb/config.h \
-	include/nlb/cpus.h \
-	include/nlb/daemon.h \
-	include/nlb/dns.h \
-	include/nlb/dns-endpoints.h \
-	include/nlb/dns-message.h \
-	include/nlb/dns-records.h \
-	include/nlb/duration.h \
-	include/nlb/endpoints.h \
-	include/nlb/flow.h \
-	include/nlb/health.h \
-	include/nlb/histogram.h \
-	include/nlb/hmap.h \
-	include/nlb/io.h \
+	nlb/capacity.h \
+	nlb/config.h \
+	nlb/config-sections.h \
+	nlb/cpus.h \
+	nlb/daemon.h \
+	nlb/log.h \
+	nlb/metrics.h \
+	nlb/notify.h \
+	nlb/rundir.h \
+	nlb/common/addr.h \
+	nlb/common/config-loader.h \
+	nlb/common/duration.h \
+	nlb/common/histogram.h \
+	nlb/common/hmap.h \
+	nlb/common/text.h \
+	nlb/dataplane/flow.h \
+	nlb/dataplane/flow_kind.h \
+	nlb/dataplane/io.h \
+	nlb/dataplane/listener.h \
+	nlb/dataplane/proxy_v2.h \
+	nlb/dataplane/snapshot.h \
+	nlb/dataplane/target.h \
+	nlb/dataplane/worker.h \
+	nlb/dataplane/worker-state.h \
+	nlb/control/announce.h \
+	nlb/control/endpoints.h \
+	nlb/control/health.h \
+	nlb/control/netns.h \
+	nlb/control/regloop.h \
+	nlb/control/router.h \
+	nlb/control/router-int.h \
+	nlb/control/services.h \
+	nlb/control/status_matcher.h \
+	nlb/dns/dns-endpoints.h \
+	nlb/dns/dns-message.h \
+	nlb/dns/dns-records.h \
+	nlb/dns/dns-tcp.h \
+	nlb/dns/dns.h \
 	include/nlb/lb.h \
-	include/nlb/list.h \
-	include/nlb/listener.h \
-	include/nlb/log.h \
-	include/nlb/metrics.h \
-	include/nlb/netns.h \
-	include/nlb/notify.h \
-	include/nlb/proxy_v2.h \
-	include/nlb/regloop.h \
-	include/nlb/router.h \
-	include/nlb/rundir.h \
-	include/nlb/services.h \
-	include/nlb/snapshot.h \
-	include/nlb/status_matcher.h \
-	include/nlb/target.h \
-	include/nlb/text.h \
-	include/nlb/worker.h
+	include/nlb/list.h
 
 # Libraries and flags every program linking the daemon's code needs.
 NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) \

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "build-config.h"
 #include "nlb/config.h"
 #include "nlb/daemon.h"
 #include "nlb/rundir.h"

@@ -1,4 +1,4 @@
-#include "config.h"
+#include "build-config.h"
 #include "nlb/notify.h"
 
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* DNS names: the rules of a private_dns_name (a host name, outside the
  * zone, inside a domain granted to the service's owner) and the names an
  * endpoint answers to. The registry only decides names; nlbd's responder
- * (nlb/dns.c) serves them. */
+ * (nlb/dns/dns.c) serves them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -529,6 +529,16 @@ int reg_placements_report(struct reg *reg,
   return reg_in_tx(reg, true, report_body, &c, NULL);
 }
 
+/* Reports on an endpoint that left available are ignored (report_one), so
+ * its rows keep what they said while it was: read through its state. */
+const char *reg_placement_state_name(const struct reg_endpoint *e,
+                                     const struct reg_placement *p)
+{
+  if (!p->open)
+    return "failed";
+  return e->state == REG_EP_AVAILABLE ? "open" : "closed";
+}
+
 /* ---- data-plane reads --------------------------------------------------- */
 
 struct get {

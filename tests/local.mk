@@ -126,3 +126,8 @@ EXTRA_DIST += tests/e2e/test_announce.py
 TESTS += tests/e2e/test_cluster.py
 EXTRA_DIST += tests/e2e/test_cluster.py tests/tools/cluster_load.py \
 	tests/tools/cluster_probe.py
+
+# The shape of the tree: no reference cycle, rooms that stay small, the
+# contracts apart (reads the objects of this build and the sources).
+TESTS += tests/layout/test_layout.py
+EXTRA_DIST += tests/layout/test_layout.py

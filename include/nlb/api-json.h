@@ -1,11 +1,13 @@
 /* Strict JSON for the API's request bodies (jansson): parse one object,
  * check it against a list of known fields and their types, and build the
- * error body {"error":{"code","message"}}. Pure: any thread. */
+ * error body {"error":{"code","message"}} and the times of answers. Pure:
+ * any thread. */
 #ifndef NLB_API_JSON_H
 #define NLB_API_JSON_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -52,6 +54,10 @@ int api_json_strings(const json_t *array, const char ***out, size_t *n);
 /* A malloc'd {"error":{"code":code,"message":message}}, or NULL (no
  * memory). */
 char *api_json_error_body(const char *code, const char *message);
+
+/* A new JSON string of the time unix_ms as every answer and event writes
+ * it (reg_format_time: RFC 3339, UTC, milliseconds), or NULL (no memory). */
+json_t *api_json_time(int64_t unix_ms);
 
 /* Dumps value compactly with a trailing newline, malloc'd; *len gets its
  * length. NULL when out of memory. Does not steal value. */

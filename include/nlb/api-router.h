@@ -1,6 +1,7 @@
 /* The API's routes: which (method, path) pairs exist, which roles may call
- * each, and how a request path splits into its parameters and query. Pure
- * functions over strings: no I/O, no allocation, any thread. */
+ * each, where each runs and its handler, in one table (api/routes.c); and
+ * how a request path splits into its parameters and query. Pure functions
+ * over strings and constant data: no I/O, no allocation, any thread. */
 #ifndef NLB_API_ROUTER_H
 #define NLB_API_ROUTER_H
 
@@ -17,62 +18,48 @@ enum api_method {
   API_METHOD_HEAD = 16,
 };
 
-/* One value per (method, path pattern): the handler to run. */
-enum api_route_id {
-  API_ROUTE_HEALTHZ,
-  API_ROUTE_METRICS,
-  API_ROUTE_OPENAPI,
-  API_ROUTE_SERVICE_CREATE,
-  API_ROUTE_SERVICE_LIST,
-  API_ROUTE_SERVICE_DESCRIBE,
-  API_ROUTE_SERVICE_MODIFY,
-  API_ROUTE_SERVICE_DELETE,
-  API_ROUTE_PERMISSIONS_GET,
-  API_ROUTE_PERMISSIONS_MODIFY,
-  API_ROUTE_CONNECTIONS_LIST,
-  API_ROUTE_CONNECTIONS_ACCEPT,
-  API_ROUTE_CONNECTIONS_REJECT,
-  API_ROUTE_AVAILABLE_SERVICES,
-  API_ROUTE_ENDPOINT_CREATE,
-  API_ROUTE_ENDPOINT_LIST,
-  API_ROUTE_ENDPOINT_DESCRIBE,
-  API_ROUTE_ENDPOINT_MODIFY,
-  API_ROUTE_ENDPOINT_DELETE,
-  API_ROUTE_TARGET_GROUP_LIST,
-  API_ROUTE_TARGET_GROUP_DESCRIBE,
-  API_ROUTE_TARGET_REGISTER,
-  API_ROUTE_TARGET_DEREGISTER,
-  API_ROUTE_EVENTS,
-  API_ROUTE_NODE_LIST,
-  API_ROUTE_NODE_DRAIN,
-  API_ROUTE_PRINCIPAL_CREATE,
-  API_ROUTE_PRINCIPAL_LIST,
-  API_ROUTE_PRINCIPAL_DELETE,
-  API_ROUTE_TOKEN_CREATE,
-  API_ROUTE_TOKEN_LIST,
-  API_ROUTE_TOKEN_REVOKE,
-  API_ROUTE_NETWORK_CREATE,
-  API_ROUTE_NETWORK_LIST,
-  API_ROUTE_NETWORK_DELETE,
-  API_ROUTE_COUNT
-};
-
-/* Bits of api_route.roles: 1 << enum reg_role. */
+/* Bits of api_route.roles: 1 << enum reg_role, or API_ROLE_ANYONE. */
 #define API_ROLE_BIT(role) (1u << (role))
 #define API_ROLES_ALL                                                          \
   (API_ROLE_BIT(REG_ROLE_OPERATOR) | API_ROLE_BIT(REG_ROLE_PROVIDER) |         \
    API_ROLE_BIT(REG_ROLE_CONSUMER))
+/* Anyone, without a token. A route with no bit at all is called by no
+ * one: a row that forgets its roles fails closed. */
+#define API_ROLE_ANYONE (1u << 31)
 
-struct api_route {
-  enum api_route_id id;
-  enum api_method method;
-  /* Segments separated by '/'; "*" matches one non-empty segment, which
-   * becomes a parameter (percent-decoded). */
-  const char *pattern;
-  unsigned roles;   /* API_ROLE_BIT()s allowed; 0: no token needed */
-  bool mutating;    /* audited in the event log */
-  const char *name; /* for logs: "POST /v1/services/{id}/connections/accept" */
+/* Where a route's handler runs. */
+enum api_route_registry {
+  API_REGISTRY_NONE,   /* on the control thread: it needs no registry */
+  API_REGISTRY_NEEDED, /* where the registry lives; 503 when there is none */
+  API_REGISTRY_IF_ANY, /* where the registry lives if there is one, else on
+                          the control thread without it */
 };
+
+struct api_request;  /* api/api-int.h */
+struct api_response; /* api/api-int.h */
+struct api_server;
+
+/* One row of the route table (api/routes.c): everything about a route. */
+struct api_route {
+  enum api_method method;
+  /* The path as docs/openapi.yaml writes it: segments separated by '/'; a
+   * segment "{name}" matches one non-empty segment, which becomes a
+   * parameter (percent-decoded). */
+  const char *pattern;
+  const char *name; /* "METHOD PATTERN", for logs and errors */
+  unsigned roles;   /* API_ROLE_BIT()s allowed, or API_ROLE_ANYONE */
+  enum api_route_registry registry;
+  /* Fills resp (api/handlers/handlers.h), where registry says. */
+  void (*handle)(const struct api_request *req, struct api_response *resp);
+  /* NULL, or the control thread's part of a 200 answer, after handle
+   * wherever it ran (GET /metrics adds the API's and the data plane's
+   * series). */
+  void (*finish)(struct api_server *server, struct api_response *resp);
+};
+
+/* The route table: every route the API serves, once. */
+extern const struct api_route api_routes[];
+extern const size_t api_n_routes;
 
 #define API_ROUTE_MAX_PARAMS 2
 #define API_PARAM_BUF 256 /* longest decoded parameter + NUL */
@@ -97,10 +84,8 @@ enum api_method api_method_parse(const char *method);
 int api_route_match(enum api_method method, const char *path,
                     struct api_route_match *match, unsigned *allowed);
 
-/* The route table entry for id (never NULL for id < API_ROUTE_COUNT). */
-const struct api_route *api_route_get(enum api_route_id id);
-
-/* True when role may call route (routes with roles 0 are open to all). */
+/* True when role may call route (every role may call the routes open to
+ * anyone). */
 bool api_route_allows(const struct api_route *route, enum reg_role role);
 
 /* Finds query parameter name in query ("a=1&b=2", may be NULL) and copies

@@ -1,5 +1,6 @@
 /* The management API: an HTTP server on libuv that serves every route of
- * SPEC.md on top of the registry, over HTTP/2 (nghttp2; h2c with prior
+ * docs/api.md (described in docs/openapi.yaml) on top of the registry, over
+ * HTTP/2 (nghttp2; h2c with prior
  * knowledge, or TLS with ALPN "h2") and HTTP/1.1 (http-parser; plain, or
  * TLS with ALPN "http/1.1" or none) on the same port. Providers, consumers and
  * operators authenticate with "Authorization: Bearer TOKEN"; the API knows only
@@ -92,6 +93,10 @@ struct api_registry_ops {
    * when neither will run. Called on the control thread. */
   int (*submit)(void *ctx, void (*run)(struct reg *reg, void *arg),
                 void (*done)(void *arg), void *arg);
+  /* Whether the registry could reach its store at its last try, without
+   * waiting for it (GET /healthz answers 503 when not). Called on the
+   * control thread. NULL: always. */
+  bool (*store_available)(void *ctx);
 };
 
 struct api_settings {

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "nlb/config.h"
-#include "nlb/target.h"
+#include "nlb/dataplane/target.h"
 
 /* Targets tried for one flow: the first pick and its retries. */
 #define NLB_MAX_TRIES 8
@@ -53,6 +53,13 @@ struct nlb_pool {
 /* Builds a pool over n targets with the given effective weights (entries
  * with weight 0 are left out). Takes a reference on each target kept.
  * Returns NULL on ENOMEM. An empty pool is valid: pick returns -1. */
+/* An algorithm's name as the config writes it (its ops' name: the one place
+ * it is written). Any thread. */
+const char *nlb_algorithm_name(enum nlb_algorithm algorithm);
+/* Finds the algorithm a config names: 0, or -ENOENT for a name no algorithm
+ * has. Any thread. */
+int nlb_algorithm_parse(const char *name, enum nlb_algorithm *algorithm);
+
 struct nlb_pool *nlb_pool_create(enum nlb_algorithm algorithm,
                                  struct nlb_target *const *targets,
                                  const uint32_t *weights, size_t n);

@@ -4,7 +4,7 @@
  * driver per database (SQLite for one node, PostgreSQL for many), found by
  * the scheme of the store's URL. The store knows nothing of roles,
  * permissions or the state machine: it reads and writes rows inside the
- * transactions registry.c opens.
+ * transactions the registry opens (reg_in_tx, registry/core.c).
  *
  * The contract every backend keeps:
  *   - Its schema is versioned inside the store and migrated at open; a
@@ -18,7 +18,7 @@
  *     no gap, and become visible in commit order: a reader that sees seq N
  *     sees every seq below it.
  *   - A failure another attempt may cure (a serialization failure, a
- *     deadlock, a busy file) is -EAGAIN: registry.c rolls back and runs the
+ *     deadlock, a busy file) is -EAGAIN: the registry rolls back and runs the
  *     whole transaction again. A store that cannot be reached is -ENOTCONN
  *     (the transaction did nothing); the next begin() tries to reconnect,
  *     at most as often as its backoff allows.

@@ -302,7 +302,9 @@ struct reg_service {
   char private_dns_name[REG_DNS_NAME_BUF];
 };
 
-/* Where a node has (or could not) open an available endpoint. */
+/* Where a node has (or could not) open an available endpoint: the node's
+ * last report, kept once the endpoint is no longer available (then every
+ * node has closed its listeners: see reg_placement_state_name()). */
 struct reg_placement {
   char node[REG_NAME_BUF];
   bool open;                   /* "open"; false: "failed" */
@@ -904,6 +906,13 @@ int reg_event_type_parse(const char *s, enum reg_event_type *out);
 
 /* "up", "draining", "down". */
 const char *reg_node_state_name(enum reg_node_state state);
+
+/* What placement p of endpoint e says now: "open" or "failed" as its node
+ * reported while e is available; once e is not, an open one is "closed"
+ * (every node closes an endpoint's listeners when it leaves available),
+ * and a failed one stays "failed" with its reason. */
+const char *reg_placement_state_name(const struct reg_endpoint *e,
+                                     const struct reg_placement *p);
 
 /* Formats unix ms as RFC 3339 UTC ("2024-01-02T03:04:05.678Z") into buf of
  * REG_TIME_BUF bytes; returns buf. */

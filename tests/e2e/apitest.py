@@ -26,6 +26,9 @@ from nlbtest import TOP_BUILDDIR, TOP_SRCDIR, Skip
 
 SERVER = os.path.join(TOP_BUILDDIR, "tests", "tools", "api_server_main")
 
+# GET /healthz of a node whose registry reaches its store, as sent.
+HEALTHZ_OK = b'{"status":"ok","store":"ok"}\n'
+
 # token = principal name + "-token"; the API only sees their SHA-256.
 PRINCIPALS = [("ops", "operator"), ("payments", "provider"),
               ("search", "provider"), ("shop", "consumer"),
@@ -427,8 +430,8 @@ class ApiServer:
 
     def error(self, method, path, who, body=None, raw=None, status=400,
               code=None, field=None):
-        """Asserts an error answer: status, the SPEC's body shape, its code
-        and (for 400s) that the message names the field."""
+        """Asserts an error answer: status, the error body of docs/api.md,
+        its code and (for 400s) that the message names the field."""
         got, value, _ = self.call(method, path, who, body, raw)
         assert got == status, "%s %s: want %d, got %d %r" % (
             method, path, status, got, value)

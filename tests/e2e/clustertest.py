@@ -11,6 +11,7 @@ and an echo backend on the host's loopback. Needs root; stdlib only.
 """
 
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -157,6 +158,24 @@ class Cluster:
                 got != status:
             raise ApiError(got, answer)
         return answer
+
+    def health(self, i, timeout=5):
+        """(status, decoded JSON) of node i's GET /healthz, tokenless as a
+        load balancer's probe."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.api_ports[i],
+                                          timeout=timeout)
+        try:
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read().decode())
+        finally:
+            conn.close()
+
+    def wait_health(self, i, status, timeout=10):
+        """Node i's /healthz answer once its status is `status`."""
+        return wait(lambda: (lambda r: r[1] if r[0] == status else None)(
+            self.health(i)), timeout=timeout,
+            what="node %d's /healthz to answer %d" % (i, status))
 
     def events(self, i, who="ops", after=0, quiet=0.5, limit=None):
         """The events after seq `after` that node i streams, until the

@@ -1,6 +1,6 @@
 """End-to-end tests of the HTTP/2 management API with real clients (curl,
 nghttp, raw sockets) against api_server_main: the provider/consumer story,
-every error status of SPEC.md, the event stream, /metrics, TLS, and a
+every error status of docs/api.md, the event stream, /metrics, TLS, and a
 server that survives bad clients."""
 
 import json
@@ -17,8 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import (ApiServer, EventStream, NlbdApi, h2_frames,  # noqa: E402
-                     need, parse_prometheus, token)
+from apitest import (HEALTHZ_OK, ApiServer, EventStream,  # noqa: E402
+                     NlbdApi, h2_frames, need, parse_prometheus, token)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(
@@ -370,7 +370,7 @@ def test_error_statuses():
             "GET", "/v1/services", headers=["Authorization: Basic eDp5"])
         assert code == 401
         code, text, _ = api.call("GET", "/healthz")
-        assert (code, text) == (200, "ok\n")
+        assert (code, text) == (200, {"status": "ok", "store": "ok"})
         # 403: the role may not do this at all.
         api.error("POST", "/v1/services", "shop",
                   {"name": "x", "load_balancer": "payments-lb"},
@@ -534,7 +534,7 @@ def test_tls_story():
     need("curl", "openssl")
     with ApiServer(tls=True) as api:
         code, text, _ = api.call("GET", "/healthz")
-        assert (code, text) == (200, "ok\n")
+        assert (code, text) == (200, {"status": "ok", "store": "ok"})
         events = EventStream(api, "payments")
         sid = create_service(api)["id"]
         ep = create_endpoint(api)
@@ -554,7 +554,7 @@ def test_tls_story():
         r = subprocess.run(["curl", "-sk", "--http1.1", "--max-time", "5",
                             "-w", " %{http_version}", api.base + "/healthz"],
                            capture_output=True)
-        assert r.stdout == b"ok\n 1.1", r
+        assert r.stdout == HEALTHZ_OK + b" 1.1", r
         assert api.call("GET", "/healthz")[0] == 200
 
 

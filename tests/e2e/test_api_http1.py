@@ -24,8 +24,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
-from apitest import (ApiServer, NlbdApi, check_answer, need,  # noqa: E402
-                     token)
+from apitest import (HEALTHZ_OK, ApiServer, NlbdApi,  # noqa: E402
+                     check_answer, need, token)
 
 
 def create_service(api, name="payments-api", **fields):
@@ -285,10 +285,10 @@ def test_everyday_clients():
         sid = create_service(api)["id"]
         r = subprocess.run(["curl", "-s", api.base + "/healthz"],
                            capture_output=True, timeout=10)
-        assert (r.returncode, r.stdout) == (0, b"ok\n"), r
+        assert (r.returncode, r.stdout) == (0, HEALTHZ_OK), r
         r = subprocess.run(["wget", "-q", "-O-", api.base + "/healthz"],
                            capture_output=True, timeout=10)
-        assert (r.returncode, r.stdout) == (0, b"ok\n"), r
+        assert (r.returncode, r.stdout) == (0, HEALTHZ_OK), r
         # wget fails on an error status, as a health check needs.
         for path in ("/v1/services", "/nope"):
             r = subprocess.run(["wget", "-q", "-O-", api.base + path],
@@ -322,7 +322,7 @@ def test_everyday_clients():
         r = subprocess.run(["wget", "-q", "-O-", "--ca-certificate",
                             api.cert, api.base + "/healthz"],
                            capture_output=True, timeout=10)
-        assert (r.returncode, r.stdout) == (0, b"ok\n"), r
+        assert (r.returncode, r.stdout) == (0, HEALTHZ_OK), r
 
 
 def test_tls_alpn_choices():
@@ -344,7 +344,7 @@ def test_tls_alpn_choices():
             if chosen != "h2":
                 raw = Raw(api, sock=tls)
                 raw.send(request("GET", "/healthz"))
-                assert raw.response()[:3:2] == (200, b"ok\n")
+                assert raw.response()[:3:2] == (200, HEALTHZ_OK)
             tls.close()
         try:
             handshake(["spdy/3.1"]).close()
@@ -442,10 +442,11 @@ def test_pipelined_requests_are_answered_in_order():
         got = [raw.response()[0] for _ in range(4)]
         assert got == [200, 401, 404, 201], got
         status, headers, _ = raw.response(head_only=True)
-        assert (status, headers["content-length"]) == (200, "3")
+        assert (status, headers["content-length"]) == (
+            200, str(len(HEALTHZ_OK)))
         # Still open, and still in step.
         raw.send(request("GET", "/healthz"))
-        assert raw.response()[2] == b"ok\n"
+        assert raw.response()[2] == HEALTHZ_OK
         raw.close()
         # A hundred at once whose answers (500 KiB) are more than the
         # server queues before it stops reading.
@@ -458,7 +459,7 @@ def test_pipelined_requests_are_answered_in_order():
             status, _, body = raw.response()
             assert status == 200 and len(json.loads(body)["services"]) == 21
         raw.send(request("GET", "/healthz"))
-        assert raw.response()[2] == b"ok\n"
+        assert raw.response()[2] == HEALTHZ_OK
         raw.close()
 
 
@@ -481,7 +482,7 @@ def test_keep_alive_rules():
                          headers=["Connection: keep-alive"]))
         assert raw.response()[1]["connection"] == "keep-alive"
         raw.send(request("GET", "/healthz", version="1.0"))
-        assert raw.response()[2] == b"ok\n"
+        assert raw.response()[2] == HEALTHZ_OK
         assert raw.closed()
         # Upgrade: h2c is ignored: the answer is HTTP/1.1, the connection
         # goes on in HTTP/1.1.
@@ -489,14 +490,14 @@ def test_keep_alive_rules():
         raw.send(request("GET", "/healthz", headers=[
             "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
             "HTTP2-Settings: AAMAAABkAAQAAP__"]))
-        assert raw.response()[:3:2] == (200, b"ok\n")
+        assert raw.response()[:3:2] == (200, HEALTHZ_OK)
         raw.send(request("GET", "/healthz"))
-        assert raw.response()[:3:2] == (200, b"ok\n")
+        assert raw.response()[:3:2] == (200, HEALTHZ_OK)
         raw.close()
         # An absolute-form target names the same resource.
         raw = Raw(api)
         raw.send(request("GET", "http://127.0.0.1/healthz"))
-        assert raw.response()[:3:2] == (200, b"ok\n")
+        assert raw.response()[:3:2] == (200, HEALTHZ_OK)
         raw.close()
 
 
@@ -504,7 +505,8 @@ def test_head_405_and_errors():
     need("curl")
     with ApiServer() as api:
         status, headers, body = fetch(api, "HEAD", "/healthz")
-        assert (status, headers["content-length"], body) == (200, "3", b"")
+        assert (status, headers["content-length"], body) == (
+            200, str(len(HEALTHZ_OK)), b"")
         status, headers, body = fetch(api, "PUT", "/v1/services", "payments")
         assert status == 405 and headers["allow"] == "GET, HEAD, POST", \
             (status, headers)
@@ -553,7 +555,7 @@ def test_chunked_request_bodies():
         assert status == 201 and json.loads(answer)["name"] == "in-chunks"
         # The connection goes on after a chunked body.
         raw.send(request("GET", "/healthz"))
-        assert raw.response()[2] == b"ok\n"
+        assert raw.response()[2] == HEALTHZ_OK
         raw.close()
 
 
@@ -640,7 +642,7 @@ def test_timeouts():
         # never earlier, however late this thread reads it.
         asked = time.monotonic()
         raw.send(request("GET", "/healthz"))
-        assert raw.response()[2] == b"ok\n"
+        assert raw.response()[2] == HEALTHZ_OK
         assert raw.closed(timeout=8), "the idle connection stayed open"
         assert time.monotonic() - asked > 1.4
         # A connection that never sends a byte goes too.
@@ -845,7 +847,7 @@ def test_smuggling_pipelined_garbage():
     with ApiServer() as api:
         raw = Raw(api)
         raw.send(request("GET", "/healthz") + b"GARBAGE\x01\r\n\r\n")
-        assert raw.response()[:3:2] == (200, b"ok\n")
+        assert raw.response()[:3:2] == (200, HEALTHZ_OK)
         status, headers, body = raw.response()
         assert status == 400 and headers["connection"] == "close"
         assert raw.closed()

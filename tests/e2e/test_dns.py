@@ -22,6 +22,7 @@ import os
 import queue
 import random
 import re
+import select
 import shutil
 import socket
 import struct
@@ -161,7 +162,8 @@ class Responder:
                 return values
             if line and not line.startswith("#"):
                 key, value = line.rsplit(" ", 1)
-                values[key] = int(value)
+                # nlb_dns_tcp_budget is +Inf unless --tcp-budget is given.
+                values[key] = float(value) if value == "+Inf" else int(value)
 
     def queries(self, network, rcode):
         return self.metrics().get(
@@ -639,33 +641,138 @@ def test_tcp_pipelining_and_idle_timeout():
             assert 0.65 < idle < 4, idle
 
 
-def test_tcp_connection_cap():
-    # The default idle timeout (10 s): a short one could close the first
-    # connection while a slow machine is still opening the other 139.
+def tcp_connections(port, count, source=None, sources=None):
+    """count TCP connections to the responder on 127.0.0.1:port, in
+    order: from source, or 16 from each address of sources in turn."""
+    conns = []
+    for i in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(3)
+        s.bind((source or sources[i // 16], 0))
+        s.connect(("127.0.0.1", port))
+        conns.append(s)
+    return conns
+
+
+def closed_by_responder(conns, wait=1.0):
+    """The indexes of the connections the responder has closed, waiting
+    up to `wait` seconds for them (the rest stay open)."""
+    poller = select.poll()
+    by_fd = {c.fileno(): i for i, c in enumerate(conns)}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    closed = set()
+    deadline = time.monotonic() + wait
+    while len(closed) < len(conns) and time.monotonic() < deadline:
+        for fd, _ in poller.poll(max(0, deadline - time.monotonic()) * 1000):
+            poller.unregister(fd)
+            try:
+                conns[by_fd[fd]].settimeout(1)
+                if conns[by_fd[fd]].recv(1) == b"":
+                    closed.add(by_fd[fd])
+            except ConnectionResetError:
+                closed.add(by_fd[fd])
+    return sorted(closed)
+
+
+def answered_over(sock):
+    qid, q = make_query("ep-a.nlb.internal")
+    sock.settimeout(3)
+    sock.sendall(tcp_frame(q))
+    m = tcp_read_message(sock)
+    return m is not None and parse_header(m)[0] == qid
+
+
+def close_all(conns):
+    for c in conns:
+        c.close()
+
+
+def test_one_client_holds_its_share_of_tcp():
+    # The default idle timeout (10 s): a short one could close the held
+    # connections while a slow machine is still opening the others.
     port, r = host_responder()
     with r:
-        # The cap: 128 connections per network, more closed at once.
-        conns = [socket.create_connection(("127.0.0.1", port), timeout=3)
-                 for _ in range(140)]
+        # One client asks for every slot: 16 (tcp_per_client) stay, the
+        # others are closed as soon as they are accepted.
+        hog = tcp_connections(port, 130, source="127.0.0.1")
         try:
-            closed = 0
-            for c in conns[128:]:
-                c.settimeout(2)
-                try:
-                    closed += c.recv(1) == b""
-                except ConnectionResetError:
-                    closed += 1
-            assert closed == 12, closed
-            qid, q = make_query("ep-a.nlb.internal")
-            conns[0].sendall(tcp_frame(q))
-            assert parse_header(tcp_read_message(conns[0]))[0] == qid
+            # Another client of the same network gets in and is answered,
+            # over and over.
+            for _ in range(3):
+                other = tcp_connections(port, 1, source="127.0.0.2")[0]
+                assert answered_over(other)
+                other.close()
+            closed = closed_by_responder(hog)
+            assert closed == list(range(16, 130)), closed
+            assert answered_over(hog[0]) and answered_over(hog[15])
         finally:
-            for c in conns:
-                c.close()
+            close_all(hog)
         m = wait_until(lambda: r.metrics().get(
-            'nlb_dns_tcp_refused_total{network="host"}') == 12 and r.metrics(),
-            what="12 refused connections")
+            'nlb_dns_tcp_refused_total{network="host",reason="client"}')
+            == 114 and r.metrics(), what="114 refused connections")
+        assert m['nlb_dns_tcp_refused_total{network="host",'
+                 'reason="budget"}'] == 0, m
         assert m['nlb_dns_records{network="host"}'] > 100, m
+
+
+def test_full_network_gives_way_to_a_new_client():
+    port, r = host_responder()
+    with r:
+        # 128 connections (the cap of a network) from 8 addresses, then 12
+        # more: the 12 that waited longest for a query give way.
+        sources = ["127.0.0.%d" % i for i in range(1, 10)]
+        conns = tcp_connections(port, 140, sources=sources)
+        try:
+            assert answered_over(conns[12]) and answered_over(conns[139])
+            closed = closed_by_responder(conns)
+            assert closed == list(range(12)), closed
+            # Answered just now: conns[12] is the last to give way now.
+            more = tcp_connections(port, 1, source="127.0.0.20")
+            assert answered_over(more[0])
+            assert closed_by_responder(conns[12:]) == [1]
+            assert answered_over(conns[12])
+        finally:
+            close_all(conns)
+        m = wait_until(lambda: r.metrics().get(
+            'nlb_dns_tcp_evicted_total{network="host",reason="network"}')
+            == 13 and r.metrics(), what="13 connections given way")
+        assert m['nlb_dns_tcp_refused_total{network="host",'
+                 'reason="client"}'] == 0, m
+
+
+def test_tcp_budget_is_shared_by_networks():
+    # Two networks on the host, 20 TCP connections for both together.
+    port_a, port_b = free_port(), free_port()
+    records = [("net-a", "ep-a.nlb.internal", "10.0.0.5"),
+               ("net-b", "ep-a.nlb.internal", "10.0.0.6")]
+    with Responder([("net-a", "-", "127.0.0.1:%d" % port_a),
+                    ("net-b", "-", "127.0.0.1:%d" % port_b)], records,
+                   "--tcp-budget", "20") as r:
+        a = tcp_connections(port_a, 30, sources=["127.0.0.1", "127.0.0.2"])
+        b = []
+        try:
+            # net-a took the whole budget, the newest 20 of its 30.
+            assert answered_over(a[29])
+            assert closed_by_responder(a) == list(range(10))
+            # net-b gets in: net-a, holding the most, gives way, until
+            # both hold 10; then each network's newcomers push out its own.
+            b = tcp_connections(port_b, 14, source="127.0.0.3")
+            assert answered_over(b[13])
+            a.append(tcp_connections(port_a, 1, source="127.0.0.4")[0])
+            assert answered_over(a[-1])
+            m = r.metrics()
+            assert m['nlb_dns_tcp_connections{network="net-a"}'] == 10, m
+            assert m['nlb_dns_tcp_connections{network="net-b"}'] == 10, m
+            assert m["nlb_dns_tcp_budget"] == 20, m
+            assert m['nlb_dns_tcp_evicted_total{network="net-a",'
+                     'reason="budget"}'] == 10 + 10 + 1, m
+            assert m['nlb_dns_tcp_evicted_total{network="net-b",'
+                     'reason="budget"}'] == 4, m
+            assert closed_by_responder(b) == [0, 1, 2, 3]
+            assert closed_by_responder(a) == list(range(21))
+        finally:
+            close_all(a + b)
 
 
 def test_client_that_never_reads_stalls_nobody():
@@ -728,6 +835,8 @@ if __name__ == "__main__":
          test_resolv_conf_in_the_namespace,
          test_unbound_chains_to_the_responder,
          test_tcp_pipelining_and_idle_timeout,
-         test_tcp_connection_cap,
+         test_one_client_holds_its_share_of_tcp,
+         test_full_network_gives_way_to_a_new_client,
+         test_tcp_budget_is_shared_by_networks,
          test_client_that_never_reads_stalls_nobody,
          test_log_lines_are_rate_limited], timeout=60)

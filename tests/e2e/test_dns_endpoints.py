@@ -18,6 +18,9 @@ curl's getaddrinfo (AI_ADDRCONFIG) asks no DNS at all.
   a renamed private DNS name moves within a second; opting in and out.
 - The operator's /metrics carries the DNS series, a provider's does not.
 - A reload (new TTL, a network's responder removed) and a restart.
+- Under a descriptor limit of 640, a client in each network holding 128
+  TCP connections to its responder leaves every one of 200 new flows
+  served: the responders keep to their part of the descriptor plan.
 - Two nodes of a cluster on one PostgreSQL answer the same names.
 
 Needs root, `ip netns`, dig, curl and getent (and PostgreSQL for the
@@ -28,6 +31,7 @@ import hashlib
 import os
 import random
 import re
+import resource
 import shutil
 import socket
 import struct
@@ -464,6 +468,183 @@ def test_reload_and_restart():
             w.nlbd.events(), w.nlbd.events()[-2000:]
 
 
+# ---- DNS TCP within the descriptor limit -----------------------------------
+
+FD_LIMIT = 640
+
+LIMIT_CFG = """shutdown_timeout = "1s";
+api = { listen = "127.0.0.1:%(api)d"; };
+registry = { path = "%(dir)s/registry.db"; };
+dns = { zone = "%(zone)s"; };
+principals = (
+%(principals)s
+);
+networks = (
+  { name = "shop-vpc"; netns = "%(ns_shop)s"; range = "%(range)s";
+    dns = "%(dns)s"; },
+  { name = "blog-vpc"; netns = "%(ns_blog)s"; range = "%(range)s";
+    dns = "%(dns)s"; }
+);
+target_groups = ( { name = "echo-tg";
+  targets = ( { address = "127.0.0.1:%(backend)d"; } ); } );
+load_balancers = ( { name = "echo-lb"; listeners = (
+  { port = %(port)d; target_group = "echo-tg"; bind = "127.0.0.1"; } ); } );
+"""
+
+
+def metrics(api_port):
+    code, text = nlbtest.api_request(api_port, "GET", "/metrics",
+                                     PRINCIPALS["ops"][1])
+    assert code == 200, (code, text)
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            values[key] = float(value)
+    return values
+
+
+def hold_dns_connections(ns, count):
+    """count TCP connections to the responder of ns, made in order, 16
+    from each of 127.92.0.1, .2...: every one of them comes from an
+    address within its share."""
+    def fn():
+        conns = []
+        for i in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(3)
+            s.bind(("127.92.0.%d" % (1 + i // 16), 0))
+            s.connect((DNS, 53))
+            conns.append(s)
+        return conns
+    return in_netns(ns, fn)
+
+
+def tcp_query(sock, name="nlb.internal"):
+    """The response code of one query over the open connection sock, or
+    None when the responder closed it."""
+    qid = random.randrange(65536)
+    query = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0)
+    for label in name.split("."):
+        query += bytes([len(label)]) + label.encode()
+    query += b"\0" + struct.pack(">HH", 6, 1)
+    try:
+        sock.sendall(struct.pack(">H", len(query)) + query)
+        head = nlbtest.recv_exact(sock, 2)
+        if len(head) < 2:
+            return None
+        data = nlbtest.recv_exact(sock, struct.unpack(">H", head)[0])
+    except OSError:
+        return None
+    assert struct.unpack(">H", data[:2])[0] == qid
+    return RCODES.get(data[3] & 0xF)
+
+
+def new_flows_served(port, count, timeout=10):
+    """Opens count flows to the listener, all held open together, and says
+    how many echo what they were sent within timeout."""
+    flows = []
+    try:
+        for i in range(count):
+            flows.append(socket.create_connection(("127.0.0.1", port),
+                                                  timeout=3))
+        sent = []
+        for i, flow in enumerate(flows):
+            try:
+                flow.sendall(b"flow %03d\n" % i)
+                sent.append(i)
+            except OSError:  # reset: nlbd had no descriptor for it
+                pass
+        served = 0
+        deadline = time.monotonic() + timeout
+        for i in sent:
+            flows[i].settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                served += nlbtest.recv_exact(flows[i], 9) == \
+                    b"flow %03d\n" % i
+            except OSError:
+                pass
+        return served
+    finally:
+        for flow in flows:
+            flow.close()
+
+
+def test_dns_tcp_within_the_descriptor_limit():
+    """nlbd under a descriptor limit of 640 (lowered by prlimit once it
+    runs, as test_scale does), two consumer networks with a responder
+    each. A client in each network opens 128 TCP connections to its
+    responder, from 8 addresses; then 200 new flows are opened and held
+    together through the balancer: every one is served, the responders
+    hold no more than their part of the descriptor plan (640 / 16 = 40
+    together, shared fairly), and a new DNS client still gets in."""
+    need("ip")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        raise Skip("needs 2048 descriptors for the test's own sockets")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    work = tempfile.mkdtemp(prefix="dns2-limit-")
+    ns_shop = "dns2-lshop-%d" % PID
+    ns_blog = "dns2-lblog-%d" % PID
+    backend = nlbd = None
+    held = []
+    try:
+        netnstest.netns_add(ns_shop)
+        netnstest.netns_add(ns_blog)
+        backend = Server(nlbtest.echo_handler)
+        api_port, port = free_port(), free_port()
+        nlbd = Nlbd(LIMIT_CFG % {
+            "api": api_port, "dir": work, "zone": ZONE,
+            "principals": principals_config(), "ns_shop": ns_shop,
+            "ns_blog": ns_blog, "range": RANGE, "dns": DNS,
+            "backend": backend.port, "port": port})
+        nlbd.start(wait_port=api_port)
+        for ns in (ns_shop, ns_blog):
+            wait_until(lambda: ask(ns, ZONE, qtype=6)[0] == "NOERROR",
+                       what="the responder in %s" % ns)
+        resource.prlimit(nlbd.proc.pid, resource.RLIMIT_NOFILE,
+                         (FD_LIMIT, FD_LIMIT))
+        wait_until(lambda: metrics(api_port)["nlb_flows_max"] < 300,
+                   what="the flow capacity of a limit of %d" % FD_LIMIT)
+        for ns in (ns_shop, ns_blog):
+            conns = hold_dns_connections(ns, 128)
+            held += conns
+            # Accepted in order: once the newest is answered, nlbd has
+            # taken (or closed) every one before it.
+            assert tcp_query(conns[-1]) == "NOERROR"
+        served = new_flows_served(port, 200)
+        print("new flows served: %d of 200" % served)
+        m = metrics(api_port)
+        print("nlb_flows_max %d, nlb_dns_tcp_budget %s" % (
+            m["nlb_flows_max"], m.get("nlb_dns_tcp_budget")))
+        assert served == 200, served
+        assert m["nlb_dns_tcp_budget"] == FD_LIMIT // 16, m
+        shop = m['nlb_dns_tcp_connections{network="shop-vpc"}']
+        blog = m['nlb_dns_tcp_connections{network="blog-vpc"}']
+        assert shop + blog == 40 and abs(shop - blog) <= 2, (shop, blog)
+        evicted = sum(m['nlb_dns_tcp_evicted_total{network="%s",'
+                        'reason="budget"}' % n]
+                      for n in ("shop-vpc", "blog-vpc"))
+        assert evicted == 256 - 40, m
+        # A new client of a network still gets an answer over TCP.
+        fresh = hold_dns_connections(ns_shop, 1)
+        held += fresh
+        assert tcp_query(fresh[0]) == "NOERROR"
+    finally:
+        for conn in held:
+            conn.close()
+        if nlbd:
+            nlbd.stop(timeout=10)
+            err = nlbd.stderr()
+            assert not any(mark in err for mark in SANITIZER_MARKS), err
+            shutil.rmtree(nlbd.dir, ignore_errors=True)
+        if backend:
+            backend.stop()
+        netnstest.netns_del(ns_shop)
+        netnstest.netns_del(ns_blog)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # ---- a cluster ---------------------------------------------------------------
 
 def test_two_nodes_answer_the_same():
@@ -507,5 +688,6 @@ if __name__ == "__main__":
     run([
         test_names_in_two_networks,
         test_reload_and_restart,
+        test_dns_tcp_within_the_descriptor_limit,
         test_two_nodes_answer_the_same,
     ], timeout=120)

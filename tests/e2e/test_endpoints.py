@@ -351,6 +351,15 @@ class World:
         assert code == 200, (code, ep)
         return ep
 
+    def wait_placed(self, consumer, endpoint_id):
+        """The endpoint's placements once this node reported it open (the
+        report follows the opening)."""
+        return wait_until(
+            lambda: (lambda ps: ps if [p["state"] for p in ps] == ["open"]
+                     else None)(
+                self.endpoint(consumer, endpoint_id)["placements"]),
+            what="endpoint %s placed open" % endpoint_id)
+
     def wait_open(self, endpoint_id):
         wait_until(lambda: "endpoint %s of service" % endpoint_id
                    in self.nlbd.events(), what="endpoint %s open" %
@@ -467,7 +476,8 @@ def test_overlapping_consumers_reach_the_service():
 def test_pending_and_rejected_are_refused_and_reject_resets():
     """No listener for a pending or rejected endpoint; rejecting an
     available endpoint (or the consumer deleting it) closes its listeners
-    and resets its running flow within a second (end=endpoint_closed)."""
+    and resets its running flow within a second (end=endpoint_closed), and
+    its placement says so (closed, not open)."""
     with World() as w:
         ep_a = w.request("shop-a", "net-a")
         ep_b = w.request("shop-b", "net-b")
@@ -479,6 +489,7 @@ def test_pending_and_rejected_are_refused_and_reject_resets():
 
         w.decide("accept", ep_b)
         w.wait_open(ep_b)
+        w.wait_placed("shop-b", ep_b)
         flow = ns_connect(w.ns_b, ENDPOINT_ADDRESS, w.probe_port, CLIENT_B)
         assert flow.recv(6) == b"hello\n"
         flow.sendall(b"ping")
@@ -488,7 +499,10 @@ def test_pending_and_rejected_are_refused_and_reject_resets():
         expect_reset(flow, within=1.0)
         w.access_line(" %s %s:%d " % (ep_b, CLIENT_B, client_port),
                       "end=endpoint_closed")
-        assert w.endpoint("shop-b", ep_b)["state"] == "rejected"
+        rejected = w.endpoint("shop-b", ep_b)
+        assert rejected["state"] == "rejected", rejected
+        assert [(p["state"], p["reason"]) for p in rejected["placements"]] \
+            == [("closed", "")], rejected
         assert ns_refused(w.ns_b, ENDPOINT_ADDRESS, w.probe_port, CLIENT_B)
         assert ns_refused(w.ns_b, ENDPOINT_ADDRESS, w.web_port, CLIENT_B)
 
@@ -496,11 +510,13 @@ def test_pending_and_rejected_are_refused_and_reject_resets():
         ep_c = w.request("shop-a", "net-a")
         w.decide("accept", ep_c)
         w.wait_open(ep_c)
+        w.wait_placed("shop-a", ep_c)
         flow = ns_connect(w.ns_a, ENDPOINT_ADDRESS, w.probe_port, CLIENT_A)
         assert flow.recv(6) == b"hello\n"
         client_port = flow.getsockname()[1]
         code, ep = w.api("shop-a", "DELETE", "/v1/endpoints/" + ep_c)
         assert code == 200 and ep["state"] == "deleted", (code, ep)
+        assert [p["state"] for p in ep["placements"]] == ["closed"], ep
         expect_reset(flow, within=1.0)
         w.access_line(" %s %s:%d " % (ep_c, CLIENT_A, client_port),
                       "end=endpoint_closed")

@@ -113,7 +113,7 @@ def flows(nlbd):
     out = []
     for line in nlbd.access():
         m = ACCESS_RE.match(line)
-        assert m, "access-log line not in the SPEC format: %r" % line
+        assert m, "access-log line not in docs/logs.md's format: %r" % line
         out.append(Flow(m))
     return out
 

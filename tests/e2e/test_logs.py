@@ -1,7 +1,8 @@
 """End-to-end tests of the event log's formats: JSON lines that parse one
 by one with the event's fields as keys, the "<N>" syslog priority on
 stderr under journald (or when asked), and access and event lines sharing
-stderr without ever mixing within a line."""
+stderr without ever mixing within a line; and docs/logs.md's table of
+events against the events the code emits."""
 
 import hashlib
 import json
@@ -11,8 +12,8 @@ import socket
 import subprocess
 import threading
 
-from nlbtest import (NLBD, Nlbd, Server, _track, echo_handler, free_port,
-                     http_handler, run, wait_until)
+from nlbtest import (NLBD, TOP_SRCDIR, Nlbd, Server, _track, echo_handler,
+                     free_port, http_handler, run, wait_until)
 
 OPS_TOKEN = "ops-token"
 
@@ -78,7 +79,8 @@ def test_events_json_one_object_a_line():
     port, api = free_port(), free_port()
     d = Nlbd("", workers=1)
     registry = os.path.join(d.dir, "registry.db")
-    api_cfg = """api = { listen = "127.0.0.1:%d"; };
+    api_cfg = """node = { name = "logs-node"; };
+api = { listen = "127.0.0.1:%d"; };
 registry = { path = "%s"; };
 principals = ( { name = "ops"; role = "operator"; token_sha256 = "%s"; } );
 """ % (api, registry, hashlib.sha256(OPS_TOKEN.encode()).hexdigest())
@@ -107,10 +109,18 @@ principals = ( { name = "ops"; role = "operator"; token_sha256 = "%s"; } );
     by_event = {}
     for e in events:
         by_event.setdefault(e["event"], []).append(e)
-    for name in ("start", "listener_open", "target_registered",
-                 "target_state", "api_request", "reload", "stop"):
+    for name in ("start", "registry_open", "listener_open",
+                 "target_registered", "target_state", "api_request", "reload",
+                 "stop"):
         assert name in by_event, "no %s event in %s" % (name, sorted(by_event))
     start = by_event["start"][0]
+    registry_open = by_event["registry_open"][0]
+    assert (registry_open["store"], registry_open["node"],
+            registry_open["endpoints"]) == ("sqlite", "logs-node", 0), \
+        registry_open
+    assert registry_open["message"] == (
+        "registry: sqlite store, node logs-node, 0 endpoints open"), \
+        registry_open
     assert start["workers"] == 1 and start["config"] == d.config_path, start
     opened = by_event["listener_open"][0]
     assert opened["lb"] == "lb" and opened["port"] == port, opened
@@ -135,6 +145,45 @@ principals = ( { name = "ops"; role = "operator"; token_sha256 = "%s"; } );
     assert by_event["reload"][-1]["success"] is True, by_event["reload"]
     for s in (healthy, sick, spare):
         s.stop()
+
+
+def emitted_events():
+    """The event names the C sources pass to NLB_LOG_EVENT or nlb_log_emit,
+    by name: the files that emit each."""
+    names = {}
+    for folder in ("nlb", "api", "registry"):
+        top = os.path.join(TOP_SRCDIR, folder)
+        for name in sorted(os.listdir(top)):
+            if not name.endswith(".c"):
+                continue
+            with open(os.path.join(top, name)) as f:
+                text = f.read()
+            for m in re.finditer(r'\b(?:NLB_LOG_EVENT|nlb_log_emit)\(\s*'
+                                 r'[^,;]+,\s*"([a-z0-9_]+)"', text):
+                names.setdefault(m.group(1), set()).add(folder + "/" + name)
+    return names
+
+
+def documented_events():
+    with open(os.path.join(TOP_SRCDIR, "docs", "logs.md")) as f:
+        text = f.read()
+    table = text[text.index("\n### Events\n"):]
+    return set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M))
+
+
+def test_every_event_is_documented():
+    """docs/logs.md's table of events names exactly the events the code
+    emits: log pipelines match on them, so a row without an emitter (it
+    listed registry_open while the line went out nameless) is as wrong as
+    an event without a row."""
+    emitted = emitted_events()
+    documented = documented_events()
+    assert len(emitted) > 40 and len(documented) > 40, (emitted, documented)
+    missing = sorted(set(emitted) - documented)
+    assert not missing, "emitted but not in docs/logs.md: %s" % [
+        (n, sorted(emitted[n])) for n in missing]
+    stale = sorted(documented - set(emitted))
+    assert not stale, "in docs/logs.md but never emitted: %s" % stale
 
 
 def test_events_text_unchanged_by_default():
@@ -284,7 +333,8 @@ if __name__ == "__main__":
     if not os.path.exists(NLBD):
         print("SKIP: %s is not built" % NLBD)
         raise SystemExit(77)
-    run([test_events_json_one_object_a_line,
+    run([test_every_event_is_documented,
+         test_events_json_one_object_a_line,
          test_events_text_unchanged_by_default,
          test_priority_prefix_under_journald,
          test_access_and_events_share_stderr_line_by_line])

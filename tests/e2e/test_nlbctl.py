@@ -325,6 +325,11 @@ def test_operator_target_groups_targets_nodes():
                   match=r"^403 Forbidden: ")
         ctl.fails("ops", "targets", "add", "payments-tg", "x", "--weight",
                   "1001", status=2)
+        # The API takes weights 1..1000 (0 is the config's alone): nlbctl
+        # says so before asking.
+        ctl.fails("ops", "targets", "add", "payments-tg", "127.0.0.1:3",
+                  "--weight", "0", status=2,
+                  match=r'--weight: "0" is not a number 1\.\.1000')
         # Nodes: the routes of a clustered nlbd; an nlbd without them
         # answers 404, an API error like any other.
         status, out, err = ctl.run("ops", "nodes", "list", "-o", "json")
@@ -395,7 +400,8 @@ def test_pagination_is_followed():
                             "--page-size", "2"))
         assert [r["NAME"] for r in rows] == names
         ctl.fails("payments", "services", "list", "--page-size", "0",
-                  status=2)
+                  status=2, match=r'--page-size: "0" is not a number '
+                                  r'1\.\.1000')
         ctl.close()
 
 

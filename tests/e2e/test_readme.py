@@ -12,9 +12,12 @@ own, writes the token files the README makes, starts nlbd, and then
     it, and checks that it exits 0 (1 when the README shows an API error,
     "409 InvalidState: ...", as its output). A command that only reads
     (get, list, events) is retried for a few seconds, as a reader would,
-    while a state settles (an endpoint fails asynchronously). The shell
-    lines around them (namespaces, HAProxy, curl through the endpoints)
-    are not run: tests/e2e/test_endpoints.py covers that data path.
+    while a state settles (an endpoint fails asynchronously). The
+    README's restart (`$ kill $(cat nlbd.pid)`, then nlbd again) is made
+    where it stands: it leaves a trace in the registry (the node's `drain`
+    event), which the events listed later must show. The other shell
+    lines (namespaces, HAProxy, curl through the endpoints) are not run:
+    tests/e2e/test_endpoints.py covers that data path.
   - docs/api.md: runs every `$ ` line of the section in one shell (they
     share variables).
 
@@ -37,7 +40,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nlbtest import (NLBD, TOP_BUILDDIR, TOP_SRCDIR, Nlbd, Skip,  # noqa: E402
-                     free_port, run)
+                     free_port, run, wait_until)
 
 README = os.path.join(TOP_SRCDIR, "README")
 API_MD = os.path.join(TOP_SRCDIR, "docs", "api.md")
@@ -49,6 +52,9 @@ DEMO_DIR = "/tmp/nlb-demo"
 PORTS = (9180, 8080, 8081, 9001, 9002)
 READ_ONLY = re.compile(r"\b(get|list|events|available-services)\b")
 API_ERROR = re.compile(r"^\d{3} [A-Za-z]+: ")
+# The README's restart: SIGTERM to the nlbd it started, then nlbd again.
+RESTART = re.compile(r"^kill \$\(cat nlbd\.pid\); while ")
+STARTED = re.compile(r" info nlbd \S+ started: ")
 RETRY_SECONDS = 10
 
 
@@ -212,6 +218,15 @@ class Demo:
                         NLB_API="http://127.0.0.1:%d" % self.ports[9180],
                         XDG_CONFIG_HOME=self.work)
 
+    def restart(self):
+        """The README's restart: SIGTERM (nlbd exits 0), then nlbd again on
+        the same config and registry, ready when it says it started."""
+        assert self.nlbd.stop() == 0, self.nlbd.stderr()
+        before = len(STARTED.findall(self.nlbd.events()))
+        self.nlbd.start(wait_port=self.ports[9180])
+        wait_until(lambda: len(STARTED.findall(self.nlbd.events())) > before,
+                   what="nlbd started again")
+
     def __exit__(self, exc_type, exc, tb):
         try:
             if self.nlbd is not None and exc_type is None:
@@ -233,9 +248,14 @@ def check_output(command, expected, output):
 def test_readme_walkthrough():
     with Demo() as demo:
         steps = [(c, out) for c, out in demo.commands
-                 if c.startswith("nlbctl ")]
+                 if c.startswith("nlbctl ") or RESTART.match(c)]
         assert len(steps) >= 10, steps
+        assert sum(bool(RESTART.match(c)) for c, _ in steps) == 1, steps
         for command, output in steps:
+            if RESTART.match(command):
+                demo.restart()
+                print("ok: $ %s (and nlbd again)" % command)
+                continue
             expected = [move_ports(l, demo.ports) for l in output]
             shown = [l for l in expected if l.strip() != "..."]
             want = 1 if shown and API_ERROR.match(shown[0]) else 0

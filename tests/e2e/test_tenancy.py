@@ -224,6 +224,10 @@ def test_revocation_on_every_node():
                          == 200, timeout=2, what="the token on node 2")
         second = c.api(2, "POST", "/v1/principals/roamer/tokens", "ops",
                        {})["token"]
+        # Node 1 knows it once it has read the change feed (node 2, which
+        # made it, answered after applying it).
+        clustertest.wait(lambda: c.call(1, "GET", "/v1/endpoints", second)[0]
+                         == 200, timeout=2, what="the second token on node 1")
         for node in (1, 2):
             for t in (tok, second):
                 assert c.call(node, "GET", "/v1/endpoints", t)[0] == 200

@@ -99,7 +99,7 @@ static int submit(void *ctx, void (*run)(struct reg *, void *),
   return 0;
 }
 
-static const struct api_registry_ops registry_ops = {submit};
+static const struct api_registry_ops registry_ops = {.submit = submit};
 
 size_t fuzz_api_env_run_pending(void)
 {

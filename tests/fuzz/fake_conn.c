@@ -3,7 +3,8 @@
  * that raw bytes reach api_h1_protocol.recv (or api_h2_protocol's) and
  * what it writes can be read back. Nothing in api/ changes for it: the
  * protocol calls these functions by name and this file defines them all
- * (the link fails if conn.c gains one it lacks).
+ * (the link fails if conn.c gains one it lacks), but api_conn_log, which
+ * lives in api/log.c.
  *
  * The peer reads what is written when fake_conn_drain() says so; until
  * then api_conn_queued() reports it, scaled by fake_conn.queue_scale so
@@ -11,7 +12,6 @@
  * backpressure (held bytes, reading stopped) runs. */
 #include "fake_conn.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,18 +69,6 @@ void api_conn_close(struct api_conn *c)
 void api_conn_wake(struct api_conn *c)
 {
   c->flush_wanted = true;
-}
-
-void api_conn_log(struct api_conn *c, int level, const char *fmt, ...)
-{
-  char line[512];
-  va_list ap;
-
-  (void)c;
-  (void)level;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
 }
 
 void api_conn_on_connection(uv_stream_t *listener, int status)

@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "api_env.h"
+#include "events.h"
 #include "exchange.h"
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
@@ -58,8 +59,8 @@ static void check_route(const char *path)
       enum api_method want =
           methods[i] == API_METHOD_HEAD ? API_METHOD_GET : methods[i];
       if (match.route == NULL || match.route->method != want ||
-          match.n_params > API_ROUTE_MAX_PARAMS ||
-          api_route_get(match.route->id) != match.route)
+          match.n_params > API_ROUTE_MAX_PARAMS || match.route < api_routes ||
+          match.route >= api_routes + api_n_routes)
         abort();
       for (size_t p = 0; p < match.n_params; p++) {
         size_t len = strnlen(match.params[p], API_PARAM_BUF);

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "nlb/config.h"
-#include "nlb/duration.h"
+#include "nlb/common/duration.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 const char *__lsan_default_suppressions(void);

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nlb/dns-message.h"
-#include "nlb/dns-records.h"
+#include "nlb/dns/dns-message.h"
+#include "nlb/dns/dns-records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

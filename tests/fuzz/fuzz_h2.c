@@ -412,7 +412,7 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
                 struct outcome *o)
 {
   struct fuzz_api_env *env = fuzz_api_env();
-  struct api_conn *c;
+  struct api_conn *c, *evicted;
   size_t off = 0, mark;
   unsigned reads = 0;
 
@@ -424,7 +424,8 @@ static void run(const uint8_t *data, size_t size, const struct plan *plan,
   peer->sin_family = AF_INET;
   peer->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   c->accepted_at = uv_now(env->loop);
-  if (api_admission_accept(env->server, c) != 0)
+  if (api_admission_accept(env->server, c, &evicted) != API_ADMIT_KEEP ||
+      evicted != NULL)
     abort();
 
   while (off < size && !c->closing && !c->finishing) {

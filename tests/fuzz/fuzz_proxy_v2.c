@@ -18,7 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "nlb/proxy_v2.h"
+#include "nlb/dataplane/proxy_v2.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
 # the targets are also built as fuzzers, run for a bounded time by `make
 # check` (NLB_FUZZ_SECONDS, default 10, each) and by hand with `make fuzz`.
 #
-#   dns       DNS queries (nlb/dns_message.c) over UDP and TCP
+#   dns       DNS queries (nlb/dns/dns_message.c) over UDP and TCP
 #   config    the config loader and the duration parsers
 #   proxy_v2  the PROXY v2 encoder, read back by a reader of its own
 #   api       routing, queries, JSON bodies, roles and every handler over a
@@ -20,8 +20,8 @@ FUZZ_API_CPPFLAGS = -I$(top_srcdir)/api
 FUZZ_API_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(JANSSON_CFLAGS) \
 	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(HTTP_PARSER_CFLAGS)
 # fake_conn.c stands in for api/conn.c: it defines every api_conn_*
-# function, so the linker never takes conn.o from libapi.a (nor h2.o,
-# but for fuzz_h2, which names api_h2_protocol).
+# function (but api_conn_log, in log.c), so the linker never takes conn.o
+# from libapi.a.
 FUZZ_API_ENV = tests/fuzz/api_env.c tests/fuzz/api_env.h \
 	tests/fuzz/fake_conn.c tests/fuzz/fake_conn.h
 
@@ -61,8 +61,7 @@ tests_fuzz_fuzz_http1_replay_CFLAGS = $(FUZZ_API_CFLAGS) \
 	-DFUZZ_CORPUS='"http1"'
 tests_fuzz_fuzz_http1_replay_LDADD = $(API_LIBS)
 
-# api/h2.c comes from libapi.a (the target names api_h2_protocol), conn.c
-# still from fake_conn.c.
+# api/h2.c comes from libapi.a, conn.c still from fake_conn.c.
 tests_fuzz_fuzz_h2_replay_SOURCES = tests/fuzz/fuzz_h2.c \
 	$(FUZZ_API_ENV) tests/fuzz/replay_main.c
 tests_fuzz_fuzz_h2_replay_CPPFLAGS = $(AM_CPPFLAGS) $(FUZZ_API_CPPFLAGS)
@@ -80,22 +79,36 @@ EXTRA_DIST += tests/fuzz/corpus tests/fuzz/make_dns_corpus.py \
 # may be built by another compiler, with another sanitizer runtime).
 FUZZ_DNS_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_dns.c \
-	$(top_srcdir)/nlb/dns_message.c \
-	$(top_srcdir)/nlb/dns_records.c \
-	$(top_srcdir)/nlb/addr.c
+	$(top_srcdir)/nlb/dns/dns_message.c \
+	$(top_srcdir)/nlb/dns/dns_records.c \
+	$(top_srcdir)/nlb/common/addr.c
 FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_config.c \
 	$(top_srcdir)/nlb/config.c \
-	$(top_srcdir)/nlb/duration.c \
-	$(top_srcdir)/nlb/addr.c \
+	$(top_srcdir)/nlb/common/config_loader.c \
+	$(top_srcdir)/nlb/common/config_numbers.c \
+	$(top_srcdir)/nlb/control/config_listeners.c \
+	$(top_srcdir)/nlb/control/config_networks.c \
+	$(top_srcdir)/nlb/control/config_registry.c \
+	$(top_srcdir)/nlb/control/config_targets.c \
+	$(top_srcdir)/nlb/dns/config_dns.c \
+	$(top_srcdir)/nlb/common/duration.c \
+	$(top_srcdir)/nlb/common/addr.c \
 	$(top_srcdir)/nlb/cpus.c \
-	$(top_srcdir)/nlb/status_matcher.c
+	$(top_srcdir)/nlb/control/status_matcher.c \
+	$(top_srcdir)/nlb/lb/lb_pool.c \
+	$(top_srcdir)/nlb/lb/lb_maglev.c \
+	$(top_srcdir)/nlb/lb/lb_round_robin.c \
+	$(top_srcdir)/nlb/lb/lb_least_conn.c \
+	$(top_srcdir)/nlb/dataplane/target.c \
+	$(top_srcdir)/nlb/common/hmap.c
 FUZZ_PROXY_V2_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_proxy_v2.c \
-	$(top_srcdir)/nlb/proxy_v2.c
+	$(top_srcdir)/nlb/dataplane/proxy_v2.c
 # The API and registry libraries' own sources, less the API's transport
-# (conn.c: fake_conn.c stands in) and HTTP/2 (h2.c), compiled by the rules
-# below from the build tree (generated files) or the source tree.
+# (conn.c: fake_conn.c stands in), compiled by the rules below from the
+# build tree (generated files) or the source tree. HTTP/2 (h2.c) is among
+# them for every target: server.c hands it to conn.c.
 FUZZ_API_LIB_FILES = $(api_libapi_a_SOURCES) \
 	$(nodist_api_libapi_a_SOURCES) $(registry_libregistry_a_SOURCES)
 FUZZ_API_COMMON_FILES = \
@@ -104,22 +117,21 @@ FUZZ_API_COMMON_FILES = \
 FUZZ_API_FILES = $(top_srcdir)/tests/fuzz/fuzz_api.c $(FUZZ_API_COMMON_FILES)
 FUZZ_HTTP1_FILES = $(top_srcdir)/tests/fuzz/fuzz_http1.c \
 	$(FUZZ_API_COMMON_FILES)
-# HTTP/2: h2.c instrumented too (nghttp2 itself is the system's).
-FUZZ_H2_FILES = $(top_srcdir)/tests/fuzz/fuzz_h2.c \
-	$(top_srcdir)/api/h2.c $(FUZZ_API_COMMON_FILES)
+# HTTP/2: nghttp2 itself is the system's.
+FUZZ_H2_FILES = $(top_srcdir)/tests/fuzz/fuzz_h2.c $(FUZZ_API_COMMON_FILES)
 # The .c files of FUZZ_API_LIB_FILES, for a recipe's shell.
 FUZZ_LIB_C = files=; for f in $(FUZZ_API_LIB_FILES); do \
-	  case $$f in *.h|api/conn.c|api/h2.c) ;; \
+	  case $$f in *.h|api/conn.c) ;; \
 	  *) if test -f $$f; then files="$$files $$f"; \
 	     else files="$$files $(top_srcdir)/$$f"; fi ;; esac; \
 	done
 FUZZ_API_INCLUDES = $(top_srcdir)/tests/fuzz/api_env.h \
 	$(top_srcdir)/tests/fuzz/fake_conn.h
 FUZZ_API_EXTERNAL = $(LIBUV_LIBS) $(JANSSON_LIBS) $(OPENSSL_LIBS) \
-	$(HTTP_PARSER_LIBS) $(SQLITE3_LIBS) $(LIBPQ_LIBS)
+	$(HTTP_PARSER_LIBS) $(NGHTTP2_LIBS) $(SQLITE3_LIBS) $(LIBPQ_LIBS)
 FUZZ_API_CC_FLAGS = $(AM_CPPFLAGS) $(FUZZ_API_CPPFLAGS) $(LIBUV_CFLAGS) \
 	$(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(HTTP_PARSER_CFLAGS) \
-	$(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
+	$(NGHTTP2_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS = tests/fuzz/fuzz_dns tests/fuzz/fuzz_config \
@@ -164,8 +176,8 @@ tests/fuzz/fuzz_h2: $(FUZZ_H2_FILES) $(FUZZ_API_LIB_FILES) \
 		$(noinst_HEADERS) $(FUZZ_API_INCLUDES)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CCLD)$(FUZZ_LIB_C); $(FUZZ_CC) $(FUZZ_CFLAGS) \
-		$(FUZZ_API_CC_FLAGS) $(NGHTTP2_CFLAGS) -o $@ $(FUZZ_H2_FILES) \
-		$$files $(FUZZ_API_EXTERNAL) $(NGHTTP2_LIBS)
+		$(FUZZ_API_CC_FLAGS) -o $@ $(FUZZ_H2_FILES) $$files \
+		$(FUZZ_API_EXTERNAL)
 
 fuzz: $(FUZZ_TARGETS)
 	@for t in dns config proxy_v2 api http1 h2; do \

@@ -159,7 +159,7 @@ static int inline_submit(void *ctx, void (*run)(struct reg *, void *),
   return 0;
 }
 
-static const struct api_registry_ops inline_registry = {inline_submit};
+static const struct api_registry_ops inline_registry = {.submit = inline_submit};
 static uv_signal_t sig_term, sig_int, sig_hup;
 
 static void log_line(void *arg, int level, const char *line)

@@ -3,7 +3,8 @@
  * registry:
  *
  *   dns_responder [--zone Z] [--ttl S] [--negative-ttl S] [--idle-ms MS]
- *                 [--log-per-second N] [--json]
+ *                 [--log-per-second N] [--json] [--tcp-per-client N]
+ *                 [--tcp-budget N]
  *                 --network NAME,NETNS,ADDRESS[:PORT] ...
  *                 --record NETWORK,NAME,ADDRESS ...
  *
@@ -22,7 +23,7 @@
 #include <string.h>
 #include <uv.h>
 
-#include "nlb/dns.h"
+#include "nlb/dns/dns.h"
 #include "nlb/log.h"
 
 #define MAX_NETWORKS 16
@@ -46,6 +47,7 @@ static void usage(void)
   fprintf(stderr,
           "usage: dns_responder [--zone Z] [--ttl S] [--negative-ttl S] "
           "[--idle-ms MS] [--log-per-second N] [--json] "
+          "[--tcp-per-client N] [--tcp-budget N] "
           "--network NAME,NETNS,ADDRESS ... --record NETWORK,NAME,ADDRESS "
           "...\n");
   exit(2);
@@ -193,6 +195,10 @@ int main(int argc, char **argv)
       settings.tcp_idle_timeout_ms = (uint64_t)atoll(argv[++i]);
     else if (strcmp(arg, "--log-per-second") == 0)
       settings.log_per_second = (unsigned)atoi(argv[++i]);
+    else if (strcmp(arg, "--tcp-per-client") == 0)
+      settings.tcp_per_client = (unsigned)atoi(argv[++i]);
+    else if (strcmp(arg, "--tcp-budget") == 0)
+      nlb_dns_set_tcp_budget((uint64_t)atoll(argv[++i]));
     else if (strcmp(arg, "--network") == 0 || strcmp(arg, "--record") == 0)
       i++;
     else

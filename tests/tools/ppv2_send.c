@@ -10,7 +10,7 @@
  * Addresses are IPv4 or [IPv6]. --hex prints the header in hex on stderr.
  * Exit status: 0 done, 1 connection or I/O error, 2 bad usage or a header
  * the encoder refused (its error is printed). */
-#include "nlb/proxy_v2.h"
+#include "nlb/dataplane/proxy_v2.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -163,7 +163,8 @@ def test_bad_endpoint_id_is_rejected(r, n):
 
 
 def test_aws_capture_with_crc(r, n):
-    # privatelink-reference.md 1.9: the 100-byte header AWS NLB sent.
+    # The 100-byte header an AWS NLB sent through a VPC endpoint (0xEA
+    # TLV subtype 1: the endpoint ID) with a CRC32C TLV and padding.
     header = bytes.fromhex(
         "0D0A0D0A000D0A515549540A21110054AC1F0771AC1F0A1FC8F20050"
         "030004E8D6892D") + b"\xea\x00\x17\x01vpce-08d2bf15fac5001c9" + \

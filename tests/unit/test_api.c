@@ -1,6 +1,9 @@
-/* CUnit suite for the API's pure pieces: routing and path parameters,
- * query strings, strict JSON checks, Bearer tokens and principals. */
+/* CUnit suite for the API's pure pieces: routing and path parameters, the
+ * route table against docs/openapi.yaml, query strings, strict JSON
+ * checks, Bearer tokens and principals. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -9,52 +12,80 @@
 #include <netinet/in.h>
 
 #include "../../api/admission.h"
+#include "../../api/api-int.h"
+#include "../../api/openapi.h"
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
 #include "nlb/api-router.h"
 
 #include "unit.h"
 
-static enum api_route_id route_of(const char *method, const char *path)
+/* The name of the route method and path match, or "none". */
+static const char *route_of(const char *method, const char *path)
 {
   struct api_route_match m;
   if (api_route_match(api_method_parse(method), path, &m, NULL) != 0)
-    return API_ROUTE_COUNT;
-  return m.route->id;
+    return "none";
+  return m.route->name;
+}
+
+/* The row named name ("GET /healthz"); fails the test when there is none. */
+static const struct api_route *route_named(const char *name)
+{
+  for (size_t i = 0; i < api_n_routes; i++)
+    if (strcmp(api_routes[i].name, name) == 0)
+      return &api_routes[i];
+  CU_FAIL_FATAL("no such route");
+  return NULL;
 }
 
 static void test_api_route_static_paths(void)
 {
-  CU_ASSERT_EQUAL(route_of("GET", "/v1/services"), API_ROUTE_SERVICE_LIST);
-  CU_ASSERT_EQUAL(route_of("POST", "/v1/services"), API_ROUTE_SERVICE_CREATE);
-  CU_ASSERT_EQUAL(route_of("GET", "/v1/services/"), API_ROUTE_SERVICE_LIST);
-  CU_ASSERT_EQUAL(route_of("GET", "/healthz"), API_ROUTE_HEALTHZ);
-  CU_ASSERT_EQUAL(route_of("HEAD", "/healthz"), API_ROUTE_HEALTHZ);
-  CU_ASSERT_EQUAL(route_of("GET", "/metrics"), API_ROUTE_METRICS);
-  CU_ASSERT_EQUAL(route_of("GET", "/v1/available-services"),
-                  API_ROUTE_AVAILABLE_SERVICES);
-  CU_ASSERT_EQUAL(route_of("GET", "/v1/events?after=3"), API_ROUTE_EVENTS);
-  CU_ASSERT_EQUAL(route_of("GET", "/v1/target-groups"),
-                  API_ROUTE_TARGET_GROUP_LIST);
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/services"), "GET /v1/services");
+  CU_ASSERT_STRING_EQUAL(route_of("POST", "/v1/services"), "POST /v1/services");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/services/"), "GET /v1/services");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/healthz"), "GET /healthz");
+  CU_ASSERT_STRING_EQUAL(route_of("HEAD", "/healthz"), "GET /healthz");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/metrics"), "GET /metrics");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/available-services"),
+                         "GET /v1/available-services");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/events?after=3"),
+                         "GET /v1/events");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/target-groups"),
+                         "GET /v1/target-groups");
+  /* A parameter's name in the pattern is not a literal segment. */
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/services/{id}"),
+                         "GET /v1/services/{id}");
+  CU_ASSERT_STRING_EQUAL(route_of("GET", "/v1/services/id"),
+                         "GET /v1/services/{id}");
+}
+
+/* Writes pattern into path with "x" for each parameter. */
+static void example_path(const char *pattern, char *path, size_t len)
+{
+  size_t o = 0;
+  for (const char *p = pattern; *p != '\0' && o + 2 < len; p++) {
+    if (*p == '{') {
+      path[o++] = 'x';
+      p = strchr(p, '}');
+    } else {
+      path[o++] = *p;
+    }
+  }
+  path[o] = '\0';
 }
 
 static void test_api_route_every_route_reachable(void)
 {
-  /* Each table entry matches its own pattern with "x" for "*". */
-  for (int id = 0; id < API_ROUTE_COUNT; id++) {
-    const struct api_route *r = api_route_get(id);
+  /* Each row matches its own pattern with "x" for each parameter. */
+  for (size_t i = 0; i < api_n_routes; i++) {
+    const struct api_route *r = &api_routes[i];
     char path[256];
-    size_t o = 0;
-    for (const char *p = r->pattern; *p != '\0'; p++)
-      if (*p == '*')
-        path[o++] = 'x';
-      else
-        path[o++] = *p;
-    path[o] = '\0';
     struct api_route_match m;
+
+    example_path(r->pattern, path, sizeof path);
     CU_ASSERT_EQUAL_FATAL(api_route_match(r->method, path, &m, NULL), 0);
-    CU_ASSERT_EQUAL(m.route->id, (enum api_route_id)id);
-    CU_ASSERT_EQUAL(r->id, (enum api_route_id)id);
+    CU_ASSERT_PTR_EQUAL(m.route, r);
   }
 }
 
@@ -65,7 +96,8 @@ static void test_api_route_params(void)
       api_route_match(API_METHOD_POST,
                       "/v1/services/svc-0123/connections/accept", &m, NULL),
       0);
-  CU_ASSERT_EQUAL(m.route->id, API_ROUTE_CONNECTIONS_ACCEPT);
+  CU_ASSERT_STRING_EQUAL(m.route->name,
+                         "POST /v1/services/{id}/connections/accept");
   CU_ASSERT_EQUAL(m.n_params, 1);
   CU_ASSERT_STRING_EQUAL(m.params[0], "svc-0123");
   CU_ASSERT_PTR_NULL(m.query);
@@ -75,7 +107,8 @@ static void test_api_route_params(void)
                       "/v1/target-groups/web-tg/targets/%5B%3A%3A1%5D%3A9001",
                       &m, NULL),
       0);
-  CU_ASSERT_EQUAL(m.route->id, API_ROUTE_TARGET_DEREGISTER);
+  CU_ASSERT_STRING_EQUAL(m.route->name,
+                         "DELETE /v1/target-groups/{name}/targets/{address}");
   CU_ASSERT_EQUAL(m.n_params, 2);
   CU_ASSERT_STRING_EQUAL(m.params[0], "web-tg");
   CU_ASSERT_STRING_EQUAL(m.params[1], "[::1]:9001");
@@ -130,30 +163,255 @@ static void test_api_route_errors(void)
 static void test_api_route_roles(void)
 {
   const struct api_route *r;
-  for (int id = 0; id < API_ROUTE_COUNT; id++) {
-    r = api_route_get(id);
+  for (size_t i = 0; i < api_n_routes; i++) {
+    r = &api_routes[i];
     /* Operators may call everything but endpoint creation (an endpoint
      * belongs to a consumer). */
     CU_ASSERT_EQUAL(api_route_allows(r, REG_ROLE_OPERATOR),
-                    id != API_ROUTE_ENDPOINT_CREATE);
-    /* Everything that changes state is audited, nothing else. */
-    CU_ASSERT_EQUAL(r->mutating, r->method != API_METHOD_GET);
+                    strcmp(r->name, "POST /v1/endpoints") != 0);
   }
-  r = api_route_get(API_ROUTE_HEALTHZ);
-  CU_ASSERT_EQUAL(r->roles, 0);
+  r = route_named("GET /healthz");
+  CU_ASSERT_EQUAL(r->roles, API_ROLE_ANYONE);
   CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_CONSUMER));
-  r = api_route_get(API_ROUTE_SERVICE_CREATE);
+  r = route_named("POST /v1/services");
   CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_PROVIDER));
   CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_CONSUMER));
-  r = api_route_get(API_ROUTE_ENDPOINT_CREATE);
+  r = route_named("POST /v1/endpoints");
   CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_CONSUMER));
   CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_PROVIDER));
-  r = api_route_get(API_ROUTE_TARGET_REGISTER);
+  r = route_named("POST /v1/target-groups/{name}/targets");
   CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_PROVIDER));
   CU_ASSERT_FALSE(api_route_allows(r, REG_ROLE_CONSUMER));
-  r = api_route_get(API_ROUTE_EVENTS);
+  r = route_named("GET /v1/events");
   CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_CONSUMER));
   CU_ASSERT_TRUE(api_route_allows(r, REG_ROLE_PROVIDER));
+  /* A row without roles is called by no one. */
+  const struct api_route none = {.method = API_METHOD_GET, .pattern = "/x"};
+  CU_ASSERT_FALSE(api_route_allows(&none, REG_ROLE_OPERATOR));
+}
+
+/* ---- the route table against docs/openapi.yaml -------------------------- */
+
+static const char *method_name(enum api_method m)
+{
+  switch (m) {
+  case API_METHOD_GET:
+    return "GET";
+  case API_METHOD_POST:
+    return "POST";
+  case API_METHOD_PATCH:
+    return "PATCH";
+  case API_METHOD_DELETE:
+    return "DELETE";
+  case API_METHOD_HEAD:
+    return "HEAD";
+  }
+  return "?";
+}
+
+/* One operation of the document: "METHOD /path" and its x-nlb-roles. */
+struct operation {
+  char name[160];
+  unsigned roles;
+  bool has_roles;
+};
+
+/* "[operator, provider]" as role bits; [] is API_ROLE_ANYONE. */
+static unsigned roles_of(const char *list)
+{
+  static const struct {
+    const char *name;
+    enum reg_role role;
+  } names[] = {{"operator", REG_ROLE_OPERATOR},
+               {"provider", REG_ROLE_PROVIDER},
+               {"consumer", REG_ROLE_CONSUMER}};
+  unsigned roles = 0;
+
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strstr(list, names[i].name) != NULL)
+      roles |= API_ROLE_BIT(names[i].role);
+  return roles != 0 ? roles : API_ROLE_ANYONE;
+}
+
+/* The operations under "paths:" in the compiled-in document, read from its
+ * layout: a path at two spaces of indent, its methods at four, an
+ * operation's fields at six. Returns how many (at most max). */
+static size_t read_operations(struct operation *ops, size_t max)
+{
+  const char *doc = (const char *)api_openapi_yaml;
+  const char *end = doc + api_openapi_yaml_len;
+  char path[128] = "", line[256];
+  bool in_paths = false;
+  size_t n = 0;
+
+  for (const char *s = doc; s < end;) {
+    const char *nl = memchr(s, '\n', (size_t)(end - s));
+    size_t len = (size_t)((nl != NULL ? nl : end) - s);
+    char method[16];
+
+    snprintf(line, sizeof line, "%.*s", (int)len, s);
+    s += len + 1;
+    if (line[0] != ' ' && line[0] != '\0' && line[0] != '#')
+      in_paths = strcmp(line, "paths:") == 0;
+    if (!in_paths)
+      continue;
+    if (sscanf(line, "  /%126[^:]:", path + 1) == 1 && line[2] == '/') {
+      path[0] = '/';
+    } else if (strncmp(line, "    ", 4) == 0 && line[4] != ' ' &&
+               sscanf(line + 4, "%15[a-z]:", method) == 1 &&
+               strcmp(line + 4 + strlen(method), ":") == 0 &&
+               strcmp(method, "parameters") != 0) {
+      CU_ASSERT_FATAL(n < max);
+      for (char *c = method; *c != '\0'; c++)
+        *c = (char)(*c - 'a' + 'A');
+      snprintf(ops[n].name, sizeof ops[n].name, "%s %s", method, path);
+      ops[n].has_roles = false;
+      n++;
+    } else if (n > 0 && strncmp(line, "      x-nlb-roles: [", 20) == 0) {
+      ops[n - 1].roles = roles_of(line + 19);
+      ops[n - 1].has_roles = true;
+    }
+  }
+  return n;
+}
+
+/* Every operation of the document has its row, with the same roles, and
+ * every row is an operation of the document. */
+static void test_api_routes_match_openapi(void)
+{
+  struct operation ops[128];
+  size_t n = read_operations(ops, sizeof ops / sizeof ops[0]);
+
+  CU_ASSERT_EQUAL(n, api_n_routes);
+  for (size_t i = 0; i < n; i++) {
+    const struct api_route *r = NULL;
+    for (size_t k = 0; k < api_n_routes; k++)
+      if (strcmp(api_routes[k].name, ops[i].name) == 0)
+        r = &api_routes[k];
+    if (r == NULL) {
+      fprintf(stderr,
+              "\n  %s: in docs/openapi.yaml, no row in api/routes.c\n  ",
+              ops[i].name);
+      CU_FAIL("an operation of the document has no route");
+      continue;
+    }
+    CU_ASSERT_TRUE(ops[i].has_roles);
+    if (r->roles != ops[i].roles) {
+      fprintf(stderr, "\n  %s: roles %#x in api/routes.c, %#x documented\n  ",
+              r->name, r->roles, ops[i].roles);
+      CU_FAIL("a route's roles differ from its x-nlb-roles");
+    }
+  }
+  for (size_t k = 0; k < api_n_routes; k++) {
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+      found = found || strcmp(api_routes[k].name, ops[i].name) == 0;
+    if (!found) {
+      fprintf(stderr, "\n  %s: in api/routes.c, not in docs/openapi.yaml\n  ",
+              api_routes[k].name);
+      CU_FAIL("a route is not in the document");
+    }
+  }
+}
+
+/* True when a request path could match both patterns: as many segments,
+ * each the same or a parameter in either. */
+static bool patterns_overlap(const char *a, const char *b)
+{
+  while (*a != '\0' && *b != '\0') {
+    size_t la = strcspn(a + 1, "/"), lb = strcspn(b + 1, "/");
+    bool param = a[1] == '{' || b[1] == '{';
+    if (!param && (la != lb || memcmp(a + 1, b + 1, la) != 0))
+      return false;
+    a += 1 + la;
+    b += 1 + lb;
+  }
+  return *a == '\0' && *b == '\0';
+}
+
+/* Every row is whole (handler, roles, a name that says its method and
+ * pattern) and no two rows answer the same request. */
+static void test_api_routes_consistent(void)
+{
+  for (size_t i = 0; i < api_n_routes; i++) {
+    const struct api_route *r = &api_routes[i];
+    char name[160];
+    size_t n_params = 0;
+
+    CU_ASSERT_PTR_NOT_NULL(r->handle);
+    /* Some role, or anyone, not both. */
+    CU_ASSERT(r->roles == API_ROLE_ANYONE ||
+              (r->roles != 0 && (r->roles & ~API_ROLES_ALL) == 0));
+    CU_ASSERT(r->registry == API_REGISTRY_NONE ||
+              r->registry == API_REGISTRY_NEEDED ||
+              r->registry == API_REGISTRY_IF_ANY);
+    CU_ASSERT_EQUAL(r->pattern[0], '/');
+    snprintf(name, sizeof name, "%s %s", method_name(r->method), r->pattern);
+    CU_ASSERT_STRING_EQUAL(r->name, name);
+    for (const char *p = strchr(r->pattern, '{'); p != NULL;
+         p = strchr(p + 1, '{'))
+      n_params++;
+    CU_ASSERT(n_params <= API_ROUTE_MAX_PARAMS);
+    for (size_t k = i + 1; k < api_n_routes; k++) {
+      const struct api_route *o = &api_routes[k];
+      if (o->method == r->method && patterns_overlap(r->pattern, o->pattern)) {
+        fprintf(stderr, "\n  %s and %s answer the same requests\n  ", r->name,
+                o->name);
+        CU_FAIL("two routes collide");
+      }
+    }
+  }
+  CU_ASSERT_TRUE(patterns_overlap("/v1/services/{id}", "/v1/services/web"));
+  CU_ASSERT_FALSE(patterns_overlap("/v1/services/{id}", "/v1/services"));
+  CU_ASSERT_FALSE(
+      patterns_overlap("/v1/nodes/{name}/drain", "/v1/nodes/{name}/fill"));
+}
+
+/* Where a route runs is its row's: without a registry, the routes that
+ * need one answer 503 and the others run on the control thread. */
+static void test_api_routes_run_where_they_say(void)
+{
+  static struct api_server server; /* no registry, no data plane */
+  static const struct api_registry_ops some_registry;
+  struct api_route_match match = {0};
+  struct api_request req = {.server = &server, .match = &match};
+
+  for (size_t i = 0; i < api_n_routes; i++) {
+    const struct api_route *r = &api_routes[i];
+
+    server.registry = NULL;
+    CU_ASSERT_FALSE(api_route_remote(&server, r));
+    server.registry = &some_registry;
+    CU_ASSERT_EQUAL(api_route_remote(&server, r),
+                    r->registry != API_REGISTRY_NONE);
+  }
+  server.registry = NULL;
+  req.actor.role = REG_ROLE_OPERATOR;
+  req.actor.name = "ops";
+  static const struct {
+    const char *name;
+    int status;
+  } answers[] = {
+      {"GET /v1/services", 503},
+      {"POST /v1/principals", 503},
+      {"GET /healthz", 200},
+      {"GET /metrics", 200}, /* the registry's series when there is one */
+      {"GET /v1/target-groups", 503}, /* no data plane */
+  };
+  for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+    struct api_response resp = {0};
+
+    match.route = route_named(answers[i].name);
+    api_handle(&req, &resp);
+    CU_ASSERT_EQUAL(resp.status, answers[i].status);
+    if (answers[i].status == 503)
+      CU_ASSERT_PTR_NOT_NULL(
+          strstr(resp.body, match.route->registry == API_REGISTRY_NONE
+                                ? "no data plane"
+                                : "no registry"));
+    free(resp.body);
+    api_metrics_scope_free(resp.metrics_scope);
+  }
 }
 
 static void test_api_query(void)
@@ -361,6 +619,9 @@ int main(void)
       NLB_UNIT_CASE(test_api_route_params),
       NLB_UNIT_CASE(test_api_route_errors),
       NLB_UNIT_CASE(test_api_route_roles),
+      NLB_UNIT_CASE(test_api_routes_match_openapi),
+      NLB_UNIT_CASE(test_api_routes_consistent),
+      NLB_UNIT_CASE(test_api_routes_run_where_they_say),
       NLB_UNIT_CASE(test_api_query),
       NLB_UNIT_CASE(test_api_json_strict),
       NLB_UNIT_CASE(test_api_json_strings_and_error_body),

@@ -2,6 +2,7 @@
  * tree, and each class of mistake is reported as "FILE:LINE: message" with
  * the line the mistake is on, every mistake of a file in one pass. */
 #include "nlb/config.h"
+#include "nlb/lb.h"
 
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
@@ -118,7 +119,8 @@ static void expect_ok(const char *text)
 #define HASH_B                                                                 \
   "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752"
 
-/* The SPEC's example, line by line (numbers in comments are file lines). */
+/* A config that sets every setting, line by line (numbers in comments are
+ * file lines). */
 static const char full_config[] =
     "workers = 3;\n"                                           /* 1 */
     "shutdown_timeout = \"30s\";\n"                            /* 2 */
@@ -699,6 +701,13 @@ static void test_config_dns(void)
                   &errors);
   CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
   CU_ASSERT(cfg->dns_ttl == 30 && cfg->dns_negative_ttl == 5);
+  CU_ASSERT_EQUAL(cfg->dns_tcp_per_client, 16);
+  nlb_config_free(cfg);
+  cfg = load_text("registry = { path = \"/tmp/r.db\"; };\n"
+                  "dns = { zone = \"z\"; tcp_connections_per_client = 4; };\n",
+                  &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->dns_tcp_per_client, 4);
   nlb_config_free(cfg);
 
 #define REG "registry = { path = \"/tmp/r.db\"; };\n"
@@ -712,6 +721,9 @@ static void test_config_dns(void)
                   "'ttl' must be between");
   expect_error_at(REG "dns = { zone = \"z\";\n  port = 53; };\n", 3,
                   "unknown setting 'port' in dns");
+  expect_error_at(REG "dns = { zone = \"z\";\n"
+                      "  tcp_connections_per_client = 129; };\n",
+                  3, "'tcp_connections_per_client' must be between 1 and 128");
   expect_error_at(REG "dns = \"nlb.internal\";\n", 2, "'dns' must be a group");
   expect_error_at("dns = { zone = \"z\"; };\n", 1, "'dns' needs a 'registry'");
   expect_error_at(REG "networks = ( { name = \"n\"; range = \"127.1.0.0/24\";\n"

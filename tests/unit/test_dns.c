@@ -14,8 +14,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "nlb/dns-message.h"
-#include "nlb/dns-records.h"
+#include "nlb/dns/dns-message.h"
+#include "nlb/dns/dns-records.h"
 #include "unit.h"
 
 #define TTL 30

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "nlb/dns-endpoints.h"
+#include "nlb/dns/dns-endpoints.h"
 #include "unit.h"
 
 #define ZONE "nlb.internal"

@@ -1,7 +1,7 @@
 /* CUnit suite for nlb/duration.c: every unit, bare seconds, fractions, and
  * the inputs that must be refused (with the error each one gets), in each
  * of the three forms: strings, integer seconds and decimal seconds. */
-#include "nlb/duration.h"
+#include "nlb/common/duration.h"
 
 #include <CUnit/CUnit.h>
 #include <errno.h>

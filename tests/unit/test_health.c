@@ -14,10 +14,10 @@
 
 #include "nlb/capacity.h"
 #include "nlb/config.h"
-#include "nlb/health.h"
-#include "nlb/router.h"
-#include "nlb/status_matcher.h"
-#include "nlb/worker.h"
+#include "nlb/control/health.h"
+#include "nlb/control/router.h"
+#include "nlb/control/status_matcher.h"
+#include "nlb/dataplane/worker.h"
 
 #include "unit.h"
 

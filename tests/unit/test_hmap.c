@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nlb/hmap.h"
+#include "nlb/common/hmap.h"
 
 #include "unit.h"
 

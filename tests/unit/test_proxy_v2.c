@@ -1,7 +1,7 @@
 /* CUnit suite for nlb/proxy_v2.c: byte-exact vectors written out by hand,
  * then properties (no write past the header, nothing written on error, a
  * decoder's view of random headers). */
-#include "nlb/proxy_v2.h"
+#include "nlb/dataplane/proxy_v2.h"
 
 #include <CUnit/CUnit.h>
 #include <arpa/inet.h>
@@ -70,8 +70,9 @@ static int untouched_from(const uint8_t *buf, size_t from, size_t cap)
 
 static void test_proxy_v2_ipv4_no_tlv(void)
 {
-  /* 172.31.7.113:51442 -> 172.31.10.31:80, the addresses of the AWS capture
-   * in privatelink-reference.md 1.9. */
+  /* 172.31.7.113:51442 -> 172.31.10.31:80, the addresses of a header an
+   * AWS NLB sent through a VPC endpoint (tests/tools/test_ppv2_receiver.py
+   * replays it whole). */
   /* clang-format off */
   static const uint8_t want[] = {
       SIG,

@@ -1660,6 +1660,59 @@ static void test_registry_placements(void)
   close_fresh();
 }
 
+/* Once an endpoint leaves available every node has closed it: its open
+ * placements read "closed", a failed one still "failed" with its reason,
+ * and later reports change nothing. */
+static void test_registry_placements_closed(void)
+{
+  char svc[REG_ID_BUF], ep[REG_ID_BUF];
+  struct reg_placement_report open = {ep, true, NULL};
+  struct reg_endpoint e;
+
+  open_fresh();
+  become_node("n1");
+  become_node("n2");
+  become_node("n3");
+  CU_ASSERT_EQUAL_FATAL(service(&PAY, "a", true, ALL, 1, 0, svc), 0);
+  CU_ASSERT_EQUAL_FATAL(endpoint(&SHOP, "a", "host", NULL, ep, NULL), 0);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep, true), 0);
+  CU_ASSERT_EQUAL(reg_placements_report(reg, &open, 1), 0); /* n3 open */
+  become_node("n2");
+  CU_ASSERT_EQUAL(reg_placements_report(reg, &open, 1), 0); /* n2 open */
+  become_node("n1");
+  CU_ASSERT_EQUAL(fail_ep(ep, "no such netns"), 0); /* n1 failed */
+  CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep, &e), 0);
+  CU_ASSERT_EQUAL_FATAL(e.n_placements, 3);
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[0]),
+                         "failed");
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[1]),
+                         "open");
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[2]),
+                         "open");
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(decide1(&PAY, svc, ep, false), 0);
+  become_node("n2");
+  CU_ASSERT_EQUAL(reg_placements_report(reg, &open, 1), 0); /* ignored */
+  CU_ASSERT_EQUAL(reg_endpoint_get(reg, ep, &e), 0);
+  CU_ASSERT_EQUAL(e.state, REG_EP_REJECTED);
+  CU_ASSERT_EQUAL_FATAL(e.n_placements, 3);
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[0]),
+                         "failed");
+  CU_ASSERT_STRING_EQUAL(e.placements[0].reason, "no such netns");
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[1]),
+                         "closed");
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[2]),
+                         "closed");
+  reg_endpoint_release(&e);
+  CU_ASSERT_EQUAL(reg_endpoint_delete(reg, &SHOP, ep, &e, NULL), 0);
+  CU_ASSERT_EQUAL(e.state, REG_EP_DELETED);
+  CU_ASSERT_EQUAL_FATAL(e.n_placements, 3);
+  CU_ASSERT_STRING_EQUAL(reg_placement_state_name(&e, &e.placements[2]),
+                         "closed");
+  reg_endpoint_release(&e);
+  close_fresh();
+}
+
 /* The change feed: the whole state first, then events with the rows they
  * name, and the whole state again after a gap. */
 static void test_registry_changes(void)
@@ -2387,6 +2440,7 @@ int main(void)
       NLB_UNIT_CASE(test_registry_targets),
       NLB_UNIT_CASE(test_registry_nodes),
       NLB_UNIT_CASE(test_registry_placements),
+      NLB_UNIT_CASE(test_registry_placements_closed),
       NLB_UNIT_CASE(test_registry_changes),
       NLB_UNIT_CASE(test_registry_principals_tokens),
       NLB_UNIT_CASE(test_registry_networks_api),

@@ -11,8 +11,8 @@
 
 #include "nlb/capacity.h"
 #include "nlb/config.h"
-#include "nlb/router.h"
-#include "nlb/worker.h"
+#include "nlb/control/router.h"
+#include "nlb/dataplane/worker.h"
 
 #include "unit.h"
 
@@ -289,6 +289,20 @@ static void test_capacity_small_and_tiny_limits(void)
   CU_ASSERT_EQUAL(cap.reserve, NLB_CAPACITY_BASE + 2 * NLB_CAPACITY_PER_WORKER +
                                    3 + 64 + 64);
   CU_ASSERT_TRUE(cap.max_flows > 300);
+  /* Two DNS responders: their sockets, and their TCP connections' share
+   * (two caps of 128, a sixteenth of the limit at most), come out of the
+   * flows' part, never out of what flows count on. */
+  in.dns_networks = 2;
+  in.dns_connections = 2 * 128;
+  nlb_capacity_compute(&in, &cap);
+  CU_ASSERT_EQUAL(cap.dns_connections, 64);
+  CU_ASSERT_EQUAL(cap.reserve, NLB_CAPACITY_BASE + 2 * NLB_CAPACITY_PER_WORKER +
+                                   3 + 64 + 64 + 2 * 2 + 64);
+  CU_ASSERT_TRUE(cap.reserve + cap.pipe_fds + 2 * cap.max_flows <= 1024);
+  /* Under a large limit each responder keeps its whole cap. */
+  in.fd_limit = 20000;
+  nlb_capacity_compute(&in, &cap);
+  CU_ASSERT_EQUAL(cap.dns_connections, 256);
   /* A limit that does not even cover the reserve leaves no flow. */
   in.fd_limit = 50;
   nlb_capacity_compute(&in, &cap);

@@ -4,7 +4,7 @@
 #ifndef NLB_TESTS_UNIT_H
 #define NLB_TESTS_UNIT_H
 
-#include "config.h"
+#include "build-config.h"
 
 /* configure leaves CUnit optional so that nlbd builds without it. */
 #ifndef HAVE_CUNIT

@@ -1,0 +1,55 @@
+/* The sections of the config file, each parsed beside the module that owns
+ * its settings: config.c names them in one table and calls each with the
+ * file's root. Each fills its part of cfg and reports errors through the
+ * loader. Private to nlb/; the thread that loads. */
+#ifndef NLB_CONFIG_SECTIONS_H
+#define NLB_CONFIG_SECTIONS_H
+
+#include "nlb/common/config-loader.h"
+#include "nlb/config.h"
+
+/* An address the config places (a target, a listener), for the duplicate
+ * check: every address in one array, sorted, each twin reported once. */
+struct placed_address {
+  const union nlb_sockaddr *address;
+  int line;
+  size_t order; /* where it was written: ties keep it */
+  const char *owner;
+};
+
+/* nlb/control/config_registry.c */
+void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
+                        struct nlb_config *cfg);
+void conf_load_node(struct conf_loader *ld, const config_setting_t *root,
+                    struct nlb_config *cfg);
+
+/* nlb/control/config_networks.c */
+void conf_load_principals(struct conf_loader *ld, const config_setting_t *root,
+                          struct nlb_config *cfg);
+
+/* nlb/dns/config_dns.c. conf_dns_name: text as a DNS name the registry
+ * takes, in lower case without a final dot (malloc'd), or NULL. */
+char *conf_dns_name(const char *text);
+void conf_load_network_dns(struct conf_loader *ld, const config_setting_t *item,
+                           const struct nlb_config *cfg,
+                           struct nlb_config_network *net);
+void conf_load_dns(struct conf_loader *ld, const config_setting_t *root,
+                   struct nlb_config *cfg);
+
+/* nlb/control/config_networks.c */
+void conf_load_networks(struct conf_loader *ld, const config_setting_t *root,
+                        struct nlb_config *cfg);
+
+/* nlb/control/config_targets.c */
+void conf_report_duplicates(struct conf_loader *ld, struct placed_address *addr,
+                            size_t n, const char *what);
+void conf_load_target_groups(struct conf_loader *ld,
+                             const config_setting_t *root,
+                             struct nlb_config *cfg);
+
+/* nlb/control/config_listeners.c */
+void conf_load_load_balancers(struct conf_loader *ld,
+                              const config_setting_t *root,
+                              struct nlb_config *cfg);
+
+#endif

@@ -1,0 +1,536 @@
+#include "nlb/control/router-int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nlb/dataplane/flow_kind.h"
+#include "nlb/dataplane/listener.h"
+#include "nlb/log.h"
+
+struct lb_port {
+  const char *lb_name;
+  uint16_t port;
+};
+
+static bool lb_listener_is(const struct nlb_hnode *node, const void *key)
+{
+  const struct listener_record *l =
+      NLB_CONTAINER_OF(node, struct listener_record, node);
+  const struct lb_port *k = key;
+
+  return l->port == k->port && strcmp(l->lb_name, k->lb_name) == 0;
+}
+
+static struct listener_record *
+find_lb_listener(struct nlb_router *router, const char *lb_name, uint16_t port)
+{
+  struct lb_port key = {lb_name, port};
+  struct nlb_hnode *node =
+      nlb_hmap_find(&router->lb_listeners, router_hash_lb_port(lb_name, port),
+                    lb_listener_is, &key);
+
+  return node ? NLB_CONTAINER_OF(node, struct listener_record, node) : NULL;
+}
+
+struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
+                                     size_t n_workers)
+{
+  struct nlb_router *router = calloc(1, sizeof(*router));
+  if (!router)
+    return NULL;
+  router->workers = workers;
+  router->n_workers = n_workers;
+  router->next_listener_id = 1;
+  nlb_list_init(&router->dirty);
+  router->retired_tail = &router->retired_head;
+  nlb_hmap_init(&router->group_map);
+  nlb_hmap_init(&router->lb_listeners);
+  nlb_hmap_init(&router->endpoints);
+  return router;
+}
+
+size_t nlb_router_listener_count(const struct nlb_router *router)
+{
+  return router->n_listeners;
+}
+
+void nlb_router_listener(const struct nlb_router *router, size_t index,
+                         struct nlb_router_listener *out)
+{
+  const struct listener_record *l = router->listeners[index];
+  out->lb_name = l->lb_name;
+  out->port = l->port;
+  out->endpoint_id = l->endpoint_id;
+  out->stats = l->stats;
+}
+
+uint64_t nlb_router_generation(const struct nlb_router *router)
+{
+  return router->members_generation;
+}
+
+size_t nlb_router_group_count(const struct nlb_router *router)
+{
+  return router->n_groups;
+}
+
+struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index)
+{
+  return index < router->n_groups ? router->groups[index] : NULL;
+}
+
+static bool same_bind(const struct listener_record *l,
+                      const struct nlb_config_listener *cl)
+{
+  if (l->has_bind != cl->has_bind)
+    return false;
+  return !cl->has_bind || nlb_addr_equal(&l->local, &cl->bind);
+}
+
+/* A listener being added by an apply, with its socket. */
+struct pending_listener {
+  struct listener_record *record;
+  int fd; /* -1: none (reachable only through endpoints) */
+};
+
+static void discard_pending(struct nlb_router *router,
+                            struct pending_listener *pending, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (pending[i].fd >= 0)
+      close(pending[i].fd);
+    router_free_listener(router, pending[i].record);
+  }
+  free(pending);
+}
+
+static void set_route_settings(struct nlb_router *router,
+                               struct listener_record *l,
+                               struct nlb_group *group,
+                               uint64_t idle_timeout_ms)
+{
+  if (l->group != group || l->idle_timeout_ms != idle_timeout_ms ||
+      (l->route && l->route->group != group->index))
+    router_listener_changed(router, l);
+  l->group = group;
+  l->idle_timeout_ms = idle_timeout_ms;
+}
+
+/* Phase 1 of an apply: a socket for every listener the router lacks.
+ * Returns the pending listeners (*n_new of them) or NULL with rc set. */
+static struct pending_listener *open_new_listeners(struct nlb_router *router,
+                                                   const struct nlb_config *cfg,
+                                                   size_t *n_new, int *rc,
+                                                   char *err, size_t err_size)
+{
+  size_t total = 0;
+  struct pending_listener *pending;
+
+  *n_new = 0;
+  for (size_t i = 0; i < cfg->n_load_balancers; i++)
+    total += cfg->load_balancers[i].n_listeners;
+  pending = calloc(total ? total : 1, sizeof(*pending));
+  *rc = -ENOMEM;
+  if (!pending)
+    return NULL;
+  for (size_t i = 0; i < router->n_listeners; i++)
+    router->listeners[i]->seen = router->listeners[i]->endpoint_id != NULL;
+  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
+    for (size_t j = 0; j < lb->n_listeners; j++) {
+      const struct nlb_config_listener *cl = &lb->listeners[j];
+      struct listener_record *found =
+          find_lb_listener(router, lb->name, cl->port);
+      struct listener_record *l;
+      struct pending_listener *p = &pending[*n_new];
+      int fd;
+
+      if (found && same_bind(found, cl)) {
+        found->seen = true;
+        continue;
+      }
+      if (!(l = router_new_listener()))
+        goto fail;
+      p->record = l;
+      p->fd = -1;
+      (*n_new)++;
+      l->lb_name = strdup(lb->name);
+      l->port = cl->port;
+      l->has_bind = cl->has_bind;
+      l->local = cl->bind;
+      l->stats = nlb_listener_stats_create();
+      if (!l->lb_name || !l->stats)
+        goto fail;
+      if (!cl->has_bind)
+        continue;
+      fd = nlb_listener_open(&cl->bind);
+      if (fd < 0) {
+        char where[NLB_ADDR_TEXT_MAX];
+        snprintf(err, err_size,
+                 "%s:%d: load balancer \"%s\": cannot listen on %s: %s",
+                 cfg->path, cl->line, lb->name,
+                 nlb_addr_format(&cl->bind, where, sizeof(where)),
+                 strerror(-fd));
+        *rc = fd;
+        goto fail;
+      }
+      p->fd = fd;
+    }
+  }
+  return pending;
+
+fail:
+  discard_pending(router, pending, *n_new);
+  return NULL;
+}
+
+/* After a reload, endpoint listeners follow their load balancer's listener
+ * on the same port; one whose port is gone closes. */
+static void resolve_endpoint_listeners(struct nlb_router *router)
+{
+  for (size_t i = 0; i < router->n_listeners;) {
+    struct listener_record *l = router->listeners[i];
+    struct listener_record *lb;
+    if (!l->endpoint_id) {
+      i++;
+      continue;
+    }
+    lb = find_lb_listener(router, l->lb_name, l->port);
+    if (!lb || !lb->group) {
+      NLB_LOG_EVENT(NLB_LOG_WARN, "listener_close",
+                    "endpoint {endpoint}: load balancer {lb} has no port "
+                    "{port} any more; closing that listener",
+                    NLB_LOG_STR("endpoint", l->endpoint_id),
+                    NLB_LOG_STR("lb", l->lb_name),
+                    NLB_LOG_UINT("port", l->port),
+                    NLB_LOG_STR("reason", "port removed"));
+      router_remove_listener(router, l, true);
+      continue;
+    }
+    set_route_settings(router, l, lb->group, lb->idle_timeout_ms);
+    i++;
+  }
+}
+
+/* Phase 3 of an apply: listeners the config dropped close, new ones join
+ * (in id order, after every older one), settings follow the config. */
+static void apply_listeners(struct nlb_router *router,
+                            const struct nlb_config *cfg,
+                            struct pending_listener *pending, size_t n_new)
+{
+  for (size_t k = 0; k < router->n_listeners;) {
+    struct listener_record *l = router->listeners[k];
+    if (l->seen) {
+      k++;
+      continue;
+    }
+    NLB_LOG_EVENT(NLB_LOG_INFO, "listener_close", "listener {lb}:{port} closed",
+                  NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+                  NLB_LOG_STR("reason", "removed from config"));
+    router_remove_listener(router, l, false);
+  }
+  for (size_t i = 0; i < n_new; i++) {
+    struct listener_record *l = pending[i].record;
+    router_append_listener(router, l);
+    /* Room was reserved; a failed insert only leaves the map without it
+     * (found again by the next reload's scan). */
+    nlb_hmap_insert(&router->lb_listeners, &l->node,
+                    router_hash_lb_port(l->lb_name, l->port));
+  }
+  for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
+    for (size_t j = 0; j < lb->n_listeners; j++) {
+      const struct nlb_config_listener *cl = &lb->listeners[j];
+      struct listener_record *l = find_lb_listener(router, lb->name, cl->port);
+      struct nlb_group *group = router->groups[cl->target_group];
+      if (!l)
+        continue;
+      set_route_settings(router, l, group, cl->idle_timeout_ms);
+      group->in_use = true;
+    }
+  }
+  resolve_endpoint_listeners(router);
+}
+
+int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
+                     uint64_t now_ms, char *err, size_t err_size)
+{
+  size_t n_new = 0;
+  int rc = 0;
+  struct pending_listener *pending =
+      open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
+
+  /* Nothing has changed until every new socket is open. */
+  if (!pending)
+    return rc;
+  if (router_reserve_listeners(router, n_new) < 0) {
+    discard_pending(router, pending, n_new);
+    return -ENOMEM;
+  }
+  router_apply_groups(router, cfg, now_ms);
+  apply_listeners(router, cfg, pending, n_new);
+  router->access_json = cfg->log_access_format == NLB_LOG_JSON;
+  nlb_router_publish(router, now_ms);
+
+  /* New sockets go to the workers after the snapshot that names their
+   * routes (commands reach a worker in order). */
+  for (size_t i = 0; i < n_new; i++) {
+    struct listener_record *l = pending[i].record;
+    char where[NLB_ADDR_TEXT_MAX];
+    if (pending[i].fd < 0)
+      continue;
+    if (router_share_socket(router, l->id, pending[i].fd) < 0)
+      continue;
+    NLB_LOG_EVENT(NLB_LOG_INFO, "listener_open",
+                  "listener {lb}:{port} open on {address} ({workers} workers)",
+                  NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+                  NLB_LOG_STR("address",
+                              nlb_addr_format(&l->local, where, sizeof(where))),
+                  NLB_LOG_UINT("workers", router->n_workers));
+  }
+  free(pending);
+  return 0;
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static int copy_sources(struct nlb_router *router, struct listener_record *l,
+                        const struct nlb_cidr *sources, size_t n)
+{
+  struct nlb_cidr *copy = NULL;
+  if (n) {
+    copy = malloc(n * sizeof(*copy));
+    if (!copy)
+      return -ENOMEM;
+    memcpy(copy, sources, n * sizeof(*copy));
+  }
+  free(l->allowed_sources);
+  l->allowed_sources = copy;
+  l->n_allowed_sources = n;
+  router_listener_changed(router, l);
+  return 0;
+}
+
+static struct listener_record *endpoint_port(const struct endpoint_entry *ep,
+                                             uint16_t port)
+{
+  struct nlb_list *pos, *tmp;
+
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &ep->listeners)
+  {
+    struct listener_record *l =
+        NLB_CONTAINER_OF(pos, struct listener_record, endpoint_link);
+    if (l->port == port)
+      return l;
+  }
+  return NULL;
+}
+
+static void free_endpoint_entry(struct nlb_router *router,
+                                struct endpoint_entry *ep)
+{
+  nlb_hmap_remove(&router->endpoints, &ep->node);
+  free(ep->id);
+  free(ep);
+}
+
+static struct endpoint_entry *endpoint_entry(struct nlb_router *router,
+                                             const char *id)
+{
+  struct endpoint_entry *ep = router_find_endpoint(router, id);
+
+  if (ep)
+    return ep;
+  if (!(ep = calloc(1, sizeof(*ep))) || !(ep->id = strdup(id)))
+    goto fail_free;
+  nlb_list_init(&ep->listeners);
+  if (nlb_hmap_insert(&router->endpoints, &ep->node, nlb_hash_str(id)) < 0)
+    goto fail_free;
+  return ep;
+
+fail_free:
+  if (ep)
+    free(ep->id);
+  free(ep);
+  return NULL;
+}
+
+int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
+                            const char *lb_name,
+                            const union nlb_sockaddr *address,
+                            const uint16_t *ports, size_t n_ports,
+                            const struct nlb_cidr *allowed_sources,
+                            size_t n_allowed_sources, const int *fds,
+                            uint64_t now_ms, char *err, size_t err_size)
+{
+  size_t first = router->n_listeners;
+  struct endpoint_entry *ep = NULL;
+  size_t p = 0;
+  int rc = -ENOMEM;
+
+  for (size_t i = 0; i < n_ports; i++)
+    if (nlb_router_endpoint_has_port(router, endpoint_id, ports[i])) {
+      snprintf(err, err_size, "endpoint already listens on port %u", ports[i]);
+      rc = -EEXIST;
+      goto fail_close_fds;
+    }
+  if (router_reserve_listeners(router, n_ports) < 0 ||
+      !(ep = endpoint_entry(router, endpoint_id)))
+    goto fail_close_fds;
+  for (; p < n_ports; p++) {
+    struct listener_record *lb = find_lb_listener(router, lb_name, ports[p]);
+    struct listener_record *l;
+    if (!lb || !lb->group) {
+      snprintf(err, err_size, "load balancer %s has no listener on port %u",
+               lb_name, ports[p]);
+      rc = -ENOENT;
+      goto fail_remove_added;
+    }
+    if (!(l = router_new_listener()))
+      goto fail_remove_added;
+    router_append_listener(router, l);
+    nlb_list_append(&ep->listeners, &l->endpoint_link);
+    l->lb_name = strdup(lb_name);
+    l->port = ports[p];
+    l->has_bind = true;
+    l->local = *address;
+    nlb_addr_set_port(&l->local, ports[p]);
+    l->group = lb->group;
+    l->idle_timeout_ms = lb->idle_timeout_ms;
+    l->endpoint_id = strdup(endpoint_id);
+    l->stats = nlb_listener_stats_create();
+    if (!l->lb_name || !l->endpoint_id || !l->stats ||
+        copy_sources(router, l, allowed_sources, n_allowed_sources) < 0)
+      goto fail_remove_added;
+  }
+  if (nlb_router_publish(router, now_ms) < 0)
+    goto fail_remove_added;
+  for (size_t i = 0; i < n_ports; i++)
+    router_share_socket(router, router->listeners[first + i]->id, fds[i]);
+  return 0;
+
+fail_remove_added:
+  while (router->n_listeners > first) {
+    struct listener_record *l = router->listeners[--router->n_listeners];
+    nlb_list_remove(&l->endpoint_link);
+    router_free_listener(router, l);
+  }
+  if (nlb_list_empty(&ep->listeners))
+    free_endpoint_entry(router, ep);
+fail_close_fds:
+  for (size_t i = 0; i < n_ports; i++)
+    close(fds[i]);
+  if (rc == -ENOMEM && !err[0])
+    snprintf(err, err_size, "out of memory");
+  return rc;
+}
+
+int nlb_router_remove_endpoint(struct nlb_router *router,
+                               const char *endpoint_id, uint64_t now_ms)
+{
+  struct endpoint_entry *ep = router_find_endpoint(router, endpoint_id);
+
+  if (!ep)
+    return -ENOENT;
+  while (!nlb_list_empty(&ep->listeners))
+    router_remove_listener(router,
+                           NLB_CONTAINER_OF(ep->listeners.next,
+                                            struct listener_record,
+                                            endpoint_link),
+                           true);
+  free_endpoint_entry(router, ep);
+  nlb_router_publish(router, now_ms);
+  return 0;
+}
+
+int nlb_router_set_endpoint_sources(struct nlb_router *router,
+                                    const char *endpoint_id,
+                                    const struct nlb_cidr *allowed_sources,
+                                    size_t n_allowed_sources, uint64_t now_ms)
+{
+  struct endpoint_entry *ep = router_find_endpoint(router, endpoint_id);
+  struct nlb_list *pos, *tmp;
+
+  if (!ep)
+    return -ENOENT;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &ep->listeners)
+  {
+    if (copy_sources(
+            router,
+            NLB_CONTAINER_OF(pos, struct listener_record, endpoint_link),
+            allowed_sources, n_allowed_sources) < 0)
+      return -ENOMEM;
+  }
+  return nlb_router_publish(router, now_ms);
+}
+
+bool nlb_router_endpoint_has_port(const struct nlb_router *router,
+                                  const char *endpoint_id, uint16_t port)
+{
+  const struct endpoint_entry *ep = router_find_endpoint(router, endpoint_id);
+
+  return ep && endpoint_port(ep, port);
+}
+
+bool nlb_router_has_endpoint(const struct nlb_router *router,
+                             const char *endpoint_id)
+{
+  const struct endpoint_entry *ep = router_find_endpoint(router, endpoint_id);
+
+  return ep && !nlb_list_empty(&ep->listeners);
+}
+
+void nlb_router_flows(const struct nlb_router *router,
+                      struct nlb_router_flows *out)
+{
+  memset(out, 0, sizeof(*out));
+  for (size_t w = 0; w < router->n_workers; w++) {
+    out->active += nlb_worker_active_flows(router->workers[w]);
+    out->refused += nlb_worker_flows_refused(router->workers[w]);
+    out->accept_errors += nlb_worker_accept_errors(router->workers[w]);
+  }
+}
+
+void nlb_router_stop_accepting(struct nlb_router *router)
+{
+  for (size_t w = 0; w < router->n_workers; w++)
+    nlb_worker_stop_accepting(router->workers[w]);
+}
+
+void nlb_router_free(struct nlb_router *router)
+{
+  struct nlb_hnode *node, *next;
+
+  if (!router)
+    return;
+  for (size_t i = 0; i < router->n_groups; i++)
+    router_free_group(router->groups[i]);
+  free(router->groups);
+  for (size_t i = 0; i < router->n_retired; i++)
+    router_free_group(router->retired[i]);
+  free(router->retired);
+  /* Workers are stopped: no snapshot is read any more. */
+  for (size_t i = 0; i < router->n_listeners; i++)
+    router_free_listener(router, router->listeners[i]);
+  free(router->listeners);
+  free(router->routes);
+  while (router->retired_head) {
+    struct nlb_route *route = router->retired_head;
+    router->retired_head = route->retired_next;
+    nlb_route_release(route);
+  }
+  for (node = nlb_hmap_next(&router->endpoints, NULL); node; node = next) {
+    struct endpoint_entry *ep =
+        NLB_CONTAINER_OF(node, struct endpoint_entry, node);
+    next = nlb_hmap_next(&router->endpoints, node);
+    free(ep->id);
+    free(ep);
+  }
+  nlb_hmap_free(&router->endpoints);
+  nlb_hmap_free(&router->lb_listeners);
+  nlb_hmap_free(&router->group_map);
+  free(router);
+}

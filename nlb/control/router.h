@@ -1,0 +1,189 @@
+/* The router: the control thread's model of listeners, target groups and
+ * targets, and the builder of the routing snapshots workers use.
+ *
+ * It applies a config (at start and on SIGHUP) as a diff: unchanged
+ * listeners keep their sockets, new ones are opened before anything is
+ * changed (so a reload that cannot bind changes nothing), removed targets
+ * drain. Listeners, endpoints, groups and targets are found by hash, so a
+ * change costs what it touches: an endpoint added or removed makes or
+ * drops its own routes and shares every group's pool with the previous
+ * snapshot; a health change rebuilds only its group's pool, once per
+ * publish however many targets changed (the caller batches). Control
+ * thread only. */
+#ifndef NLB_ROUTER_H
+#define NLB_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nlb/config.h"
+#include "nlb/common/hmap.h"
+#include "nlb/dataplane/snapshot.h"
+#include "nlb/dataplane/target.h"
+#include "nlb/dataplane/worker.h"
+
+struct nlb_router;
+
+/* A target group as the control thread keeps it. */
+struct nlb_group {
+  char *name;
+  struct nlb_config_target_group settings; /* strings owned by the group;
+                                               targets/n_targets unused */
+  struct nlb_target **targets;             /* registered and draining targets */
+  size_t n_targets;
+  size_t capacity;
+  bool in_use;          /* some listener routes to it */
+  uint64_t generation;  /* bumped when health must look again */
+  uint64_t pool_builds; /* pools (Maglev tables) built for it so far */
+  /* Private to the router. */
+  struct nlb_hnode node;         /* the router's groups, by name */
+  struct nlb_hmap by_address;    /* targets, by address */
+  size_t index;                  /* in the router's groups (and snapshots) */
+  struct nlb_group_route *route; /* published; NULL: build at next publish */
+  size_t n_draining;
+  uint64_t slow_start_until_ms; /* some target is in slow start until then */
+};
+
+/* Creates a router publishing to the given workers (not owned). */
+struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
+                                     size_t n_workers);
+
+/* Applies cfg. On failure nothing changes and err holds the reason.
+ * Returns 0 or a negative errno. now_ms is the control loop's clock. */
+int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
+                     uint64_t now_ms, char *err, size_t err_size);
+
+/* Builds and publishes a snapshot from the current state: the pools of
+ * groups whose usable set changed are rebuilt, the rest shared. Returns 0
+ * or -ENOMEM (the previous snapshot stays). */
+int nlb_router_publish(struct nlb_router *router, uint64_t now_ms);
+
+/* Publishes when a target state change (nlb_router_set_target_state) is
+ * waiting for it; health calls it once per batching window. */
+void nlb_router_flush(struct nlb_router *router, uint64_t now_ms);
+
+/* Periodic work: drained targets removed, slow-start weights refreshed.
+ * Publishes when something changed. */
+void nlb_router_tick(struct nlb_router *router, uint64_t now_ms);
+
+/* Bumped whenever targets are added or leave (drain, removal) or groups
+ * change: a cheap way for health checks to notice there is work. */
+uint64_t nlb_router_generation(const struct nlb_router *router);
+
+/* Target groups, for health checks, the API and metrics. */
+size_t nlb_router_group_count(const struct nlb_router *router);
+struct nlb_group *nlb_router_group(struct nlb_router *router, size_t index);
+struct nlb_group *nlb_router_find_group(struct nlb_router *router,
+                                        const char *name);
+
+/* A target registered through the API, as the registry holds it. */
+struct nlb_runtime_target {
+  const char *group;
+  union nlb_sockaddr address;
+  uint32_t weight;
+};
+
+/* One run-time target: registered with weight (1..), or, with weight 0,
+ * gone (it drains). An address the config lists stays the config's. The
+ * change is published by the next nlb_router_flush (the caller's, after a
+ * batch: one pool rebuilt per group, not one per target). Returns 0 or
+ * -ENOENT (no such group here). */
+int nlb_router_set_runtime_target(struct nlb_router *router, const char *group,
+                                  const union nlb_sockaddr *address,
+                                  uint32_t weight, uint64_t now_ms);
+
+/* Makes the run-time targets of every group exactly targets[0..n): what is
+ * missing registers, weights follow, run-time targets not listed drain.
+ * Groups this node lacks are skipped. */
+void nlb_router_sync_runtime_targets(struct nlb_router *router,
+                                     const struct nlb_runtime_target *targets,
+                                     size_t n, uint64_t now_ms);
+
+/* Sets a target's health state with a reason, logs the change as an event
+ * and marks its group for the next publish, which the caller asks for
+ * (nlb_router_flush) once it has collected the changes of a short window:
+ * a group's pool is then rebuilt once, not once per target. */
+void nlb_router_set_target_state(struct nlb_router *router,
+                                 struct nlb_group *group,
+                                 struct nlb_target *target,
+                                 enum nlb_target_state state,
+                                 const char *reason, uint64_t now_ms);
+
+/* Weights in snapshots are scaled by this, so that slow start can hand out
+ * fractions of a configured weight. */
+#define NLB_WEIGHT_SCALE 100
+
+/* The routing weight of a target healthy since healthy_since_ms: grows
+ * linearly from 1 to weight * NLB_WEIGHT_SCALE over slow_start_ms (0: no
+ * slow start, full weight at once). Pure. */
+uint32_t nlb_slow_start_weight(uint32_t weight, uint64_t slow_start_ms,
+                               uint64_t healthy_since_ms, uint64_t now_ms);
+
+/* A listener as metrics see it; strings and stats borrowed until the
+ * router next changes (an apply, an endpoint call). */
+struct nlb_router_listener {
+  const char *lb_name;
+  uint16_t port;
+  const char *endpoint_id; /* NULL for a load balancer's own listener */
+  const struct nlb_listener_stats *stats;
+};
+
+/* Listeners (load balancers' own and endpoints'), for metrics: index runs
+ * from 0 to nlb_router_listener_count() - 1. */
+size_t nlb_router_listener_count(const struct nlb_router *router);
+void nlb_router_listener(const struct nlb_router *router, size_t index,
+                         struct nlb_router_listener *out);
+
+/* Adds the listeners of an endpoint: one per port, at address (its port is
+ * ignored) in the consumer's network, routed like the load balancer
+ * lb_name's listener on the same port. fds holds n_ports listening
+ * sockets, which the router hands to the workers (on success) or closes
+ * (on failure). allowed_sources (n may be 0: anyone)
+ * is copied. An endpoint already open gets the ports it lacks (a reload
+ * added them to its load balancer). Returns 0, -ENOENT (lb_name has no
+ * listener on a port; err says which), -EEXIST (the endpoint already
+ * listens on one of ports), -ENOMEM. */
+int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
+                            const char *lb_name,
+                            const union nlb_sockaddr *address,
+                            const uint16_t *ports, size_t n_ports,
+                            const struct nlb_cidr *allowed_sources,
+                            size_t n_allowed_sources, const int *fds,
+                            uint64_t now_ms, char *err, size_t err_size);
+
+/* Closes an endpoint's listeners and resets its flows at once
+ * (end=endpoint_closed). Returns 0 or -ENOENT. */
+int nlb_router_remove_endpoint(struct nlb_router *router,
+                               const char *endpoint_id, uint64_t now_ms);
+
+/* Replaces an endpoint's source allow-list for new flows. 0 or -ENOENT. */
+int nlb_router_set_endpoint_sources(struct nlb_router *router,
+                                    const char *endpoint_id,
+                                    const struct nlb_cidr *allowed_sources,
+                                    size_t n_allowed_sources, uint64_t now_ms);
+
+/* True when the endpoint listens on port. */
+bool nlb_router_endpoint_has_port(const struct nlb_router *router,
+                                  const char *endpoint_id, uint16_t port);
+
+/* True when the endpoint has listeners open. */
+bool nlb_router_has_endpoint(const struct nlb_router *router,
+                             const char *endpoint_id);
+
+/* Flows over every worker, flows refused at max_flows, accept(2) failures
+ * for want of descriptors. */
+struct nlb_router_flows {
+  uint64_t active;
+  uint64_t refused;
+  uint64_t accept_errors;
+};
+void nlb_router_flows(const struct nlb_router *router,
+                      struct nlb_router_flows *out);
+
+/* Closes every listening socket; flows go on. */
+void nlb_router_stop_accepting(struct nlb_router *router);
+
+void nlb_router_free(struct nlb_router *router);
+
+#endif

@@ -1,0 +1,93 @@
+/* A flow: one client connection and the target connection made for it,
+ * from accept to the access-log record. Flows live on one worker and are
+ * touched only by its thread. */
+#ifndef NLB_FLOW_H
+#define NLB_FLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nlb/common/addr.h"
+#include "nlb/dataplane/io.h"
+#include "nlb/lb.h"
+#include "nlb/list.h"
+
+struct nlb_worker;
+struct nlb_group_route;
+struct nlb_route;
+
+/* Why a flow ended, as the access log names it. */
+enum nlb_flow_end {
+  NLB_END_NONE,
+  NLB_END_CLIENT_FIN,
+  NLB_END_TARGET_FIN,
+  NLB_END_CLIENT_RESET,
+  NLB_END_TARGET_RESET,
+  NLB_END_IDLE_TIMEOUT,
+  NLB_END_CONNECT_FAILED,
+  NLB_END_NO_TARGET,
+  NLB_END_SOURCE_DENIED,
+  NLB_END_LIMIT,
+  NLB_END_ENDPOINT_CLOSED,
+  NLB_END_SHUTDOWN,
+  NLB_END_DEREGISTERED,
+};
+
+/* One direction of a flow: bytes read from one side, not yet written to
+ * the other. Holds a pipe (splice path) or a buffer (copy path) only while
+ * bytes are in flight; an idle flow holds neither. */
+struct nlb_direction {
+  int pipe_read; /* -1 when no pipe is held */
+  int pipe_write;
+  char *buffer; /* NULL when none is held */
+  uint32_t buffer_start;
+  uint32_t buffer_end;
+  uint32_t in_pipe; /* bytes waiting in the pipe */
+  bool eof;         /* the source sent FIN */
+  bool shut;        /* FIN passed on to the destination */
+  bool paused;      /* over the high-water mark: not reading the source */
+  bool bulk;        /* a read filled a whole buffer: splice from now on */
+};
+
+struct nlb_flow {
+  struct nlb_list link; /* on the worker's connecting or established list */
+  struct nlb_list route_link; /* on its listener's list in the worker */
+  struct nlb_worker *worker;
+  struct nlb_route *route;       /* one reference, dropped at close */
+  struct nlb_group_route *group; /* one reference, dropped at close */
+  struct nlb_target *target;     /* inside group's pool; NULL until picked */
+
+  struct nlb_io client_io; /* the client's socket */
+  struct nlb_io target_io; /* the target's socket; fd -1 until connecting */
+  uint8_t end;
+  uint8_t n_tried;
+  bool established;
+  bool closing;
+  bool refusing;    /* no target: FIN sent, discarding what the client sends */
+  bool access_json; /* the snapshot's access-log format at accept */
+  uint32_t tried[NLB_MAX_TRIES];
+
+  union nlb_sockaddr client_addr;
+  uint64_t flow_hash;
+  uint64_t accepted_ms;
+  uint64_t connect_started_ms;
+  uint64_t connected_ms;
+  uint64_t last_active_ms;
+  uint64_t queued_ms; /* when it joined its idle list's tail (worker.c) */
+  uint64_t bytes_up;
+  uint64_t bytes_down;
+  struct nlb_direction up;   /* client to target */
+  struct nlb_direction down; /* target to client */
+};
+
+/* A flow starts, times out and is aborted through its route's kind
+ * (flow_kind.h): the TCP relay's contract is nlb_flow_kind_tcp's. Placing
+ * a just-accepted client connection covers admission, target choice and the
+ * connect; the kind takes ownership of client_fd, takes its own references
+ * on route and group (the worker's snapshot's), and joins route_flows (the
+ * worker's list of the listener's flows) until the flow ends. With refuse
+ * (the node is full), the flow ends at once: reset, end=limit. */
+
+const char *nlb_flow_end_name(enum nlb_flow_end end);
+
+#endif

@@ -1,0 +1,116 @@
+/* Workers: threads that each run their own uv loop, accept from every
+ * listener's one socket (every worker's epoll set watches its one
+ * descriptor), and carry flows from accept to close. The control thread drives
+ * a worker only through the functions below, which queue a command and wake the
+ * worker with a uv_async_t. */
+#ifndef NLB_WORKER_H
+#define NLB_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "nlb/dataplane/flow.h"
+#include "nlb/dataplane/io.h"
+#include "nlb/list.h"
+#include "nlb/dataplane/listener.h"
+#include "nlb/dataplane/snapshot.h"
+
+struct nlb_worker;
+
+/* Starts worker number index with the given snapshot (the worker takes its
+ * own reference). Returns NULL on failure. Control thread. */
+struct nlb_worker *nlb_worker_start(unsigned index,
+                                    struct nlb_snapshot *snapshot);
+
+/* Keeps the worker's thread on one CPU: its flows' sockets, buffers and
+ * epoll set stay in that core's caches, and two workers are never queued
+ * on one core while the other idles. Returns 0 or a negative errno.
+ * Control thread. */
+int nlb_worker_pin(struct nlb_worker *worker, int cpu);
+
+/* Hands the worker the listening socket for the route with route_id; the
+ * worker owns one reference on socket from here on. Control thread. */
+void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
+                             struct nlb_listen_socket *socket);
+
+/* Stops watching the listening socket for route_id and drops the worker's
+ * reference (the last one closes it). With reset_flows, every flow that
+ * came in through it is reset at once (end=endpoint_closed); without,
+ * flows run on. Control thread. */
+void nlb_worker_remove_listener(struct nlb_worker *worker, uint64_t route_id,
+                                bool reset_flows);
+
+/* Publishes a new snapshot to the worker (it takes its own reference);
+ * new flows use it, running flows keep theirs. Control thread. */
+void nlb_worker_set_snapshot(struct nlb_worker *worker,
+                             struct nlb_snapshot *snapshot);
+
+/* The generation of the snapshot the worker has switched to: it reads no
+ * older snapshot's routes any more. Any thread. */
+uint64_t nlb_worker_generation(const struct nlb_worker *worker);
+
+/* Closes every listening socket: the start of a shutdown. */
+void nlb_worker_stop_accepting(struct nlb_worker *worker);
+
+/* Resets every flow still open (end=shutdown). */
+void nlb_worker_close_flows(struct nlb_worker *worker);
+
+/* Tells the worker about every worker (itself included), so that it can
+ * hand new flows to a less loaded one. Call before any listener is added;
+ * peers must outlive the workers. Control thread. */
+void nlb_worker_set_peers(struct nlb_worker *worker,
+                          struct nlb_worker *const *peers, size_t n_peers);
+
+/* Number of flows open on the worker. Any thread. */
+uint64_t nlb_worker_active_flows(const struct nlb_worker *worker);
+
+/* The node's limit on open flows (all workers together; 0: none). A new
+ * flow past it is refused at accept: reset, end=limit in the access log,
+ * counted in nlb_worker_flows_refused, and a warning at most once a
+ * minute. Any thread. */
+void nlb_worker_set_max_flows(struct nlb_worker *worker, uint64_t max_flows);
+uint64_t nlb_worker_flows_refused(const struct nlb_worker *worker);
+/* accept(2) failures for want of descriptors or memory (the worker pauses
+ * accepting 100 ms each time). Any thread. */
+uint64_t nlb_worker_accept_errors(const struct nlb_worker *worker);
+
+/* The descriptors splice pipes may hold over every worker (capacity.h);
+ * past it, bulk directions move through buffers. Any thread. */
+void nlb_worker_set_pipe_budget(uint64_t fds);
+
+/* Stops the loop once its flows are gone (after nlb_worker_close_flows),
+ * joins the thread and frees the worker. Control thread. */
+void nlb_worker_stop(struct nlb_worker *worker);
+
+/* Helpers for flow.c: pooled resources of the worker. Worker thread. */
+uv_loop_t *nlb_worker_loop(struct nlb_worker *worker);
+struct nlb_snapshot *nlb_worker_snapshot(struct nlb_worker *worker);
+int nlb_worker_get_pipe(struct nlb_worker *worker, int *read_fd, int *write_fd);
+void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
+/* Closes a pipe that cannot go back to the pool (bytes left in it). */
+void nlb_worker_drop_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
+char *nlb_worker_get_buffer(struct nlb_worker *worker);
+void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer);
+struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker);
+/* Gives a finished flow back; its memory is reused only after the current
+ * round of callbacks, so an event still queued for it finds it closing. */
+void nlb_worker_free_flow(struct nlb_worker *worker, struct nlb_flow *flow);
+/* Watches io->fd for events (EPOLLIN, EPOLLOUT; 0 stops watching) in the
+ * worker's epoll instance, which the worker's uv loop polls as one fd:
+ * flows' sockets bypass uv_poll_t, saving its memory and the three
+ * syscalls libuv spends on each new handle. Returns 0 or a negative
+ * errno. */
+int nlb_worker_watch(struct nlb_worker *worker, struct nlb_io *io,
+                     uint32_t events);
+void nlb_worker_track_connecting(struct nlb_worker *worker,
+                                 struct nlb_flow *flow);
+void nlb_worker_track_established(struct nlb_worker *worker,
+                                  struct nlb_flow *flow);
+void nlb_worker_flow_closed(struct nlb_worker *worker);
+unsigned nlb_worker_index(const struct nlb_worker *worker);
+
+/* Size of a copy-path buffer; also the high-water mark of a direction. */
+#define NLB_BUFFER_SIZE 16384
+
+#endif
