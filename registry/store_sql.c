@@ -41,7 +41,7 @@
  * (created_at), ?4 (id), ?5 (limit); one statement per filter, so that
  * each can use its index. */
 #define PAGE(t)                                                                \
-  " AND (" t "created_at, " t "id) > (CAST(?3 AS bigint), CAST(?4 AS text))"   \
+  " AND (" t "created_at, " t "id) > (?3, ?4)"                                 \
   " ORDER BY " t "created_at, " t "id LIMIT ?5"
 #define NODE_UPSERT                                                            \
   "INSERT INTO nodes (name, version, started_at, last_seen, applied_seq,"      \
@@ -625,13 +625,15 @@ static int event_append(struct reg_store *store, struct reg_event *ev)
   int64_t seq;
   int r;
 
+  /* seq 0: the table numbers it (NULL). */
   if ((r = store->sql->event_seq(store->db, &seq)) < 0 ||
       (r = sql_get(store, &sql_int_rows, &seq,
                    "INSERT INTO events (seq, time, type, service_id,"
                    " endpoint_id, principal, owner, consumer, state, reason,"
                    " target_group, target, node, subject, token_id)"
-                   " VALUES (nullif(?1, 0), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
-                   " ?10, ?11, ?12, ?13, ?14, ?15) RETURNING seq",
+                   " VALUES (nullif(CAST(?1 AS bigint), 0), ?2, ?3, ?4, ?5,"
+                   " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                   " RETURNING seq",
                    ARGS("iisssssssssssss", seq, ev->time,
                         reg_event_type_name(ev->type), ev->service_id,
                         ev->endpoint_id, ev->principal, ev->owner, ev->consumer,
