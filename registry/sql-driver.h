@@ -4,8 +4,9 @@
  * its schema and migrations, its transactions and its change notices; the
  * store owns the statements and every row mapping, and writes its SQL once
  * in the dialect both databases read (numbered parameters ?1, ?2...,
- * ON CONFLICT, RETURNING, TRUE/FALSE, COLLATE "C"). A driver translates
- * what it must when it prepares a statement (PostgreSQL: ?N becomes $N).
+ * ON CONFLICT, RETURNING, TRUE/FALSE, COLLATE "C", group_concat). A
+ * driver translates what it must when it prepares a statement (PostgreSQL:
+ * ?N becomes $N, group_concat string_agg; SQLite gets a "C" collation).
  *
  * One thread, the registry's. Functions returning int return 0 or a
  * negative errno with the driver's message kept for errmsg(): -EEXIST (a
