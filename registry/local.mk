@@ -14,6 +14,7 @@ registry_libregistry_a_SOURCES = \
 	registry/cluster.c \
 	registry/tenancy.c \
 	registry/dns.c \
+	registry/changes.c \
 	registry/store_sql.c \
 	registry/sql_run.c \
 	registry/backends.c \
