@@ -56,7 +56,7 @@ int main(int argc, char **argv)
   long cycles = argc > 1 ? atol(argv[1]) : 2000;
   const char *tmp = getenv("TMPDIR");
   char dir[256];
-  char path[300];
+  char path[300], url[310];
   struct reg_service s;
   struct reg_endpoint e;
   struct reg_item_result res;
@@ -79,7 +79,8 @@ int main(int argc, char **argv)
   }
   snprintf(path, sizeof(path), "%s/registry.db", dir);
   lat = calloc((size_t)cycles * 3, sizeof(*lat));
-  if (lat == NULL || reg_open(&reg, "sqlite", path, &config, &err) < 0) {
+  snprintf(url, sizeof(url), "sqlite:%s", path);
+  if (lat == NULL || reg_open(&reg, url, &config, &err) < 0) {
     fprintf(stderr, "registry_bench: open %s failed\n", path);
     return 1;
   }

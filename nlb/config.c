@@ -350,8 +350,7 @@ void nlb_config_free(struct nlb_config *cfg)
   free(cfg->log_events);
   free(cfg->api_tls_cert);
   free(cfg->api_tls_key);
-  free(cfg->registry_path);
-  free(cfg->registry_postgresql);
+  free(cfg->registry_url);
   free(cfg->node_name);
   free(cfg->announce_interface);
   for (size_t i = 0; i < cfg->n_node_networks; i++) {

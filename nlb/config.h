@@ -115,8 +115,8 @@ struct nlb_config_network {
   int line;
 };
 
-/* Paths in the file (log files, registry.path, api.tls) are made absolute
- * here: a relative one is taken from the config file's directory. */
+/* Paths in the file (log files, registry's SQLite file, api.tls) are made
+ * absolute here: a relative one is taken from the config file's directory. */
 struct nlb_config {
   char *path;       /* as given to nlb_config_load */
   unsigned workers; /* resolved: 0 in the file becomes the CPU count */
@@ -158,8 +158,10 @@ struct nlb_config {
   uint64_t withdraw_delay_ms;
 
   bool has_registry;
-  char *registry_path;       /* SQLite file, or NULL */
-  char *registry_postgresql; /* libpq connection string, or NULL */
+  /* The store: "sqlite://FILE" (an absolute FILE, or one taken from the
+   * config's directory) or "postgresql:CONNINFO", from registry.url, or
+   * from registry.path or registry.postgresql. */
+  char *registry_url;
   uint64_t registry_pending_expiry_ms;
   uint64_t registry_event_retention_ms; /* events older than this go */
   /* Finished endpoints (rejected, deleted, expired, failed) older than

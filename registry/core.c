@@ -1,13 +1,10 @@
-/* The registry's core: names, errors, its copy of the config, opening the
- * store, transactions (with retries), events and the change feed. */
+/* The registry's core: its copy of the config, opening the store,
+ * transactions (with retries), events and the change feed. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -15,264 +12,6 @@
 
 /* A transaction the store could not serialize runs again this often. */
 #define TX_ATTEMPTS 5
-
-/* ---- names -------------------------------------------------------------- */
-
-static const char *const role_names[] = {"operator", "provider", "consumer"};
-static const char *const state_names[REG_EP_STATE_COUNT] = {
-    "pendingAcceptance", "available", "rejected",
-    "deleted",           "expired",   "failed",
-};
-static const char *const event_names[REG_EVENT_TYPE_COUNT] = {
-    "connect",      "accept",       "reject",           "delete",
-    "expire",       "fail",         "modify",           "register",
-    "deregister",   "drain",        "principal_create", "principal_delete",
-    "token_create", "token_revoke", "network_create",   "network_delete",
-};
-static const char *const node_state_names[] = {"up", "draining", "down"};
-
-static int parse_name(const char *s, const char *const *names, int n)
-{
-  for (int i = 0; s && i < n; i++)
-    if (strcmp(s, names[i]) == 0)
-      return i;
-  return -EINVAL;
-}
-
-const char *reg_role_name(enum reg_role role)
-{
-  return (unsigned)role < 3 ? role_names[role] : "unknown";
-}
-
-int reg_role_parse(const char *s, enum reg_role *out)
-{
-  int i = parse_name(s, role_names, 3);
-
-  if (i < 0)
-    return i;
-  *out = (enum reg_role)i;
-  return 0;
-}
-
-const char *reg_state_name(enum reg_endpoint_state state)
-{
-  return (unsigned)state < REG_EP_STATE_COUNT ? state_names[state] : "unknown";
-}
-
-int reg_state_parse(const char *s, enum reg_endpoint_state *out)
-{
-  int i = parse_name(s, state_names, REG_EP_STATE_COUNT);
-
-  if (i < 0)
-    return i;
-  *out = (enum reg_endpoint_state)i;
-  return 0;
-}
-
-const char *reg_event_type_name(enum reg_event_type type)
-{
-  return (unsigned)type < REG_EVENT_TYPE_COUNT ? event_names[type] : "unknown";
-}
-
-int reg_event_type_parse(const char *s, enum reg_event_type *out)
-{
-  int i = parse_name(s, event_names, REG_EVENT_TYPE_COUNT);
-
-  if (i < 0)
-    return i;
-  *out = (enum reg_event_type)i;
-  return 0;
-}
-
-const char *reg_node_state_name(enum reg_node_state state)
-{
-  return (unsigned)state < 3 ? node_state_names[state] : "unknown";
-}
-
-char *reg_format_time(int64_t unix_ms, char *buf)
-{
-  time_t secs = (time_t)(unix_ms / 1000);
-  int ms = (int)(unix_ms % 1000);
-  struct tm tm;
-  size_t len;
-
-  if (ms < 0) {
-    ms += 1000;
-    secs--;
-  }
-  gmtime_r(&secs, &tm);
-  len = strftime(buf, REG_TIME_BUF - 5, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(buf + len, REG_TIME_BUF - len, ".%03dZ", ms % 1000);
-  return buf;
-}
-
-/* ---- frees -------------------------------------------------------------- */
-
-void reg_strings_free(char **strings, size_t n)
-{
-  if (strings == NULL)
-    return;
-  for (size_t i = 0; i < n; i++)
-    free(strings[i]);
-  free(strings);
-}
-
-void reg_service_release(struct reg_service *service)
-{
-  if (service == NULL)
-    return;
-  free(service->ports);
-  reg_strings_free(service->allowed_principals, service->n_allowed_principals);
-  service->ports = NULL;
-  service->n_ports = 0;
-  service->allowed_principals = NULL;
-  service->n_allowed_principals = 0;
-}
-
-void reg_endpoint_release(struct reg_endpoint *endpoint)
-{
-  if (endpoint == NULL)
-    return;
-  free(endpoint->ports);
-  reg_strings_free(endpoint->allowed_sources, endpoint->n_allowed_sources);
-  free(endpoint->placements);
-  reg_strings_free(endpoint->dns_names, endpoint->n_dns_names);
-  endpoint->dns_names = NULL;
-  endpoint->n_dns_names = 0;
-  endpoint->ports = NULL;
-  endpoint->n_ports = 0;
-  endpoint->allowed_sources = NULL;
-  endpoint->n_allowed_sources = 0;
-  endpoint->placements = NULL;
-  endpoint->n_placements = 0;
-}
-
-void reg_services_free(struct reg_service *services, size_t n)
-{
-  for (size_t i = 0; services && i < n; i++)
-    reg_service_release(&services[i]);
-  free(services);
-}
-
-void reg_endpoints_free(struct reg_endpoint *endpoints, size_t n)
-{
-  for (size_t i = 0; endpoints && i < n; i++)
-    reg_endpoint_release(&endpoints[i]);
-  free(endpoints);
-}
-
-/* ---- errors ------------------------------------------------------------- */
-
-int reg_set_error(struct reg_error *err, int code, const char *field,
-                  const char *fmt, ...)
-{
-  va_list ap;
-
-  if (err == NULL)
-    return code;
-  err->code = code;
-  snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
-  va_start(ap, fmt);
-  vsnprintf(err->message, sizeof(err->message), fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-void reg_clear_error(struct reg_error *err)
-{
-  if (err != NULL)
-    memset(err, 0, sizeof(*err));
-}
-
-int reg_store_error(struct reg *reg, struct reg_error *err, int r)
-{
-  if (r == -ENOMEM)
-    return reg_set_error(err, r, NULL, "out of memory");
-  if (r == -ENOTCONN)
-    return reg_set_error(err, r, NULL, "the registry store is unavailable: %s",
-                         reg->ops->errmsg(reg->store));
-  return reg_set_error(err, r, NULL, "%s", reg->ops->errmsg(reg->store));
-}
-
-/* ---- helpers ------------------------------------------------------------ */
-
-int64_t reg_now_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int reg_make_id(char *buf, const char *prefix)
-{
-  static const char hex[] = "0123456789abcdef";
-  unsigned char bytes[(REG_ID_HEX + 1) / 2];
-  size_t got = 0;
-  size_t len = strlen(prefix);
-
-  while (got < sizeof(bytes)) {
-    ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    got += (size_t)n;
-  }
-  memcpy(buf, prefix, len);
-  for (int i = 0; i < REG_ID_HEX; i++)
-    buf[len + i] = hex[(bytes[i / 2] >> (i % 2 ? 0 : 4)) & 0xf];
-  buf[len + REG_ID_HEX] = '\0';
-  return 0;
-}
-
-bool reg_name_ok(const char *s)
-{
-  size_t len = s ? strlen(s) : 0;
-
-  return len > 0 && len <= REG_NAME_MAX;
-}
-
-bool reg_name_chars_ok(const char *s)
-{
-  if (!reg_name_ok(s))
-    return false;
-  for (const char *p = s; *p; p++)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-          (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-      return false;
-  return true;
-}
-
-bool reg_name_tame(const char *s)
-{
-  return reg_name_chars_ok(s) &&
-         ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-          (s[0] >= '0' && s[0] <= '9'));
-}
-
-int reg_cmp_strings(const void *a, const void *b)
-{
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void reg_strings_sort_unique(char **v, size_t *n)
-{
-  size_t j = 0;
-
-  if (*n > 1)
-    qsort(v, *n, sizeof(*v), reg_cmp_strings);
-  for (size_t i = 0; i < *n; i++) {
-    if (j > 0 && strcmp(v[j - 1], v[i]) == 0) {
-      free(v[i]);
-      continue;
-    }
-    v[j++] = v[i];
-  }
-  *n = j;
-}
 
 /* ---- config ------------------------------------------------------------- */
 
@@ -291,42 +30,6 @@ static void config_free(struct config *config)
   free(config->networks);
   free(config->load_balancers);
   memset(config, 0, sizeof(*config));
-}
-
-const struct config_principal *reg_find_principal(const struct config *c,
-                                                  const char *name)
-{
-  /* Names are one name whatever their case (see registry.h). */
-  for (size_t i = 0; i < c->n_principals; i++)
-    if (strcasecmp(c->principals[i].name, name) == 0)
-      return &c->principals[i];
-  return NULL;
-}
-
-const struct config_network *reg_find_network(const struct config *c,
-                                              const char *name)
-{
-  for (size_t i = 0; i < c->n_networks; i++)
-    if (strcmp(c->networks[i].name, name) == 0)
-      return &c->networks[i];
-  return NULL;
-}
-
-const struct config_load_balancer *
-reg_find_load_balancer(const struct config *c, const char *name)
-{
-  for (size_t i = 0; i < c->n_load_balancers; i++)
-    if (strcmp(c->load_balancers[i].name, name) == 0)
-      return &c->load_balancers[i];
-  return NULL;
-}
-
-bool reg_has_target_group(const struct config *c, const char *name)
-{
-  for (size_t i = 0; i < c->n_target_groups; i++)
-    if (strcmp(c->target_groups[i], name) == 0)
-      return true;
-  return false;
 }
 
 static int copy_strings(char ***dst, size_t *n_dst, const char *const *src,
@@ -688,19 +391,6 @@ void reg_page_next(char *next_token, bool more, int64_t created_at,
 
 /* ---- lifetime ----------------------------------------------------------- */
 
-static const struct reg_store_ops *find_store(const char *name)
-{
-  static const struct reg_store_ops *const stores[] = {
-      &reg_store_sqlite,
-      &reg_store_postgresql,
-  };
-
-  for (size_t i = 0; i < sizeof(stores) / sizeof(stores[0]); i++)
-    if (strcmp(stores[i]->name, name ? name : "sqlite") == 0)
-      return stores[i];
-  return NULL;
-}
-
 /* A name is the config's or the API's, never both: a config that names
  * what the API made is refused (the API refuses the other way round). */
 static int names_body(struct reg *reg, void *arg, struct reg_error *err)
@@ -753,8 +443,8 @@ static int check_names(struct reg *reg, const struct config *cfg,
   return r == -ENOTCONN || r == -ETIMEDOUT ? 0 : r;
 }
 
-int reg_open(struct reg **out, const char *store, const char *location,
-             const struct reg_config *cfg, struct reg_error *err)
+int reg_open(struct reg **out, const char *url, const struct reg_config *cfg,
+             struct reg_error *err)
 {
   struct reg_store_settings settings;
   struct reg *reg;
@@ -765,13 +455,10 @@ int reg_open(struct reg **out, const char *store, const char *location,
   reg = calloc(1, sizeof(*reg));
   if (reg == NULL)
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
-  if ((reg->ops = find_store(store)) == NULL) {
-    r = reg_set_error(err, -EINVAL, "registry", "no such store: %s", store);
-    goto fail_free;
-  }
+  reg->ops = &reg_store_sql;
   if ((r = config_copy(&reg->config, cfg, err)) < 0)
     goto fail_free;
-  settings.location = location;
+  settings.location = url;
   settings.node = reg->config.node;
   settings.reader = cfg->reader;
   settings.statement_timeout_ms = reg->config.write_timeout_ms;
@@ -846,7 +533,7 @@ int reg_schema_version(struct reg *reg)
 
 const char *reg_store_name(const struct reg *reg)
 {
-  return reg->ops->name;
+  return reg->ops->name(reg->store);
 }
 
 int reg_wait_fd(struct reg *reg)
@@ -1160,233 +847,4 @@ int reg_events_prune(struct reg *reg, int64_t before_ms, size_t limit,
                      size_t *removed)
 {
   return reg_prune(reg, reg->ops->events_prune, before_ms, limit, removed);
-}
-
-/* ---- the change feed ---------------------------------------------------- */
-
-void reg_changes_release(struct reg_changes *changes)
-{
-  if (changes == NULL)
-    return;
-  free(changes->events);
-  reg_endpoints_free(changes->endpoints, changes->n_endpoints);
-  free(changes->targets);
-  free(changes->tokens);
-  memset(changes, 0, sizeof(*changes));
-}
-
-static bool endpoint_listed(const struct reg_changes *c, const char *id)
-{
-  for (size_t i = 0; i < c->n_endpoints; i++)
-    if (strcmp(c->endpoints[i].id, id) == 0)
-      return true;
-  return false;
-}
-
-static bool target_listed(const struct reg_changes *c, const char *group,
-                          const char *address)
-{
-  for (size_t i = 0; i < c->n_targets; i++)
-    if (strcmp(c->targets[i].target_group, group) == 0 &&
-        strcmp(c->targets[i].address, address) == 0)
-      return true;
-  return false;
-}
-
-static bool token_listed(const struct reg_changes *c, const char *id)
-{
-  for (size_t i = 0; i < c->n_tokens; i++)
-    if (strcmp(c->tokens[i].id, id) == 0)
-      return true;
-  return false;
-}
-
-static int add_token_row(struct reg *reg, struct reg_changes *c, const char *id)
-{
-  struct reg_token *grown;
-  int r;
-
-  if (token_listed(c, id))
-    return 0;
-  grown = realloc(c->tokens, (c->n_tokens + 1) * sizeof(*grown));
-  if (grown == NULL)
-    return -ENOMEM;
-  c->tokens = grown;
-  r = reg->ops->token_get(reg->store, id, &c->tokens[c->n_tokens]);
-  if (r == 0)
-    c->n_tokens++;
-  return r == -ENOENT ? 0 : r;
-}
-
-/* True when an event of c before the i-th is about the same service
- * alone. */
-static bool service_listed(const struct reg_changes *c, size_t i)
-{
-  for (size_t j = 0; j < i; j++)
-    if (c->events[j].endpoint_id[0] == '\0' &&
-        strcmp(c->events[j].service_id, c->events[i].service_id) == 0)
-      return true;
-  return false;
-}
-
-/* A service's event: the rows of its available endpoints (what a change of
- * its settings may change), each once. */
-static int add_service_rows(struct reg *reg, struct reg_changes *c, size_t i)
-{
-  const enum reg_endpoint_state available = REG_EP_AVAILABLE;
-  struct reg_store_endpoint_filter filter = {
-      .service_id = c->events[i].service_id, .state = &available};
-  struct reg_store_cursor start = {0};
-  struct reg_endpoint *v, *grown;
-  size_t n, before = c->n_endpoints;
-  int r;
-
-  if (service_listed(c, i))
-    return 0;
-  if ((r = reg->ops->endpoint_list(reg->store, &filter, &start, SIZE_MAX, &v,
-                                   &n)) < 0)
-    return r;
-  grown = n ? realloc(c->endpoints, (before + n) * sizeof(*grown)) : NULL;
-  if (n > 0 && grown == NULL) {
-    reg_endpoints_free(v, n);
-    return -ENOMEM;
-  }
-  if (n > 0)
-    c->endpoints = grown;
-  for (size_t k = 0; k < n; k++) {
-    bool listed = false;
-
-    for (size_t j = 0; j < before && !listed; j++)
-      listed = strcmp(c->endpoints[j].id, v[k].id) == 0;
-    if (listed)
-      reg_endpoint_release(&v[k]);
-    else
-      c->endpoints[c->n_endpoints++] = v[k];
-  }
-  free(v);
-  return 0;
-}
-
-/* The current row of what the i-th event names, added to c once. */
-static int add_current_row(struct reg *reg, struct reg_changes *c, size_t i)
-{
-  const struct reg_event *ev = &c->events[i];
-  int r;
-
-  if (ev->endpoint_id[0] == '\0' && ev->service_id[0] &&
-      ev->type == REG_EVENT_MODIFY)
-    return add_service_rows(reg, c, i);
-  if (ev->token_id[0])
-    return add_token_row(reg, c, ev->token_id);
-  if (ev->endpoint_id[0] && !endpoint_listed(c, ev->endpoint_id)) {
-    struct reg_endpoint *grown =
-        realloc(c->endpoints, (c->n_endpoints + 1) * sizeof(*grown));
-    if (grown == NULL)
-      return -ENOMEM;
-    c->endpoints = grown;
-    r = reg->ops->endpoint_get(reg->store, ev->endpoint_id,
-                               &c->endpoints[c->n_endpoints]);
-    if (r == 0)
-      c->n_endpoints++;
-    return r == -ENOENT ? 0 : r;
-  }
-  if (ev->target[0] && !target_listed(c, ev->target_group, ev->target)) {
-    struct reg_target *grown =
-        realloc(c->targets, (c->n_targets + 1) * sizeof(*grown));
-    if (grown == NULL)
-      return -ENOMEM;
-    c->targets = grown;
-    r = reg->ops->target_get(reg->store, ev->target_group, ev->target,
-                             &c->targets[c->n_targets]);
-    if (r == 0)
-      c->n_targets++;
-    return r == -ENOENT ? 0 : r;
-  }
-  return 0;
-}
-
-/* This node's draining mark, as stored. */
-static int node_draining(struct reg *reg, bool *draining)
-{
-  struct reg_node *nodes;
-  size_t n;
-  int64_t now;
-  int r = reg->ops->node_list(reg->store, &nodes, &n, &now);
-
-  *draining = false;
-  if (r < 0)
-    return r;
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(nodes[i].name, reg->config.node) == 0)
-      *draining = nodes[i].state == REG_NODE_DRAINING;
-  free(nodes);
-  return 0;
-}
-
-static int read_whole_state(struct reg *reg, struct reg_changes *c)
-{
-  const enum reg_endpoint_state available = REG_EP_AVAILABLE;
-  struct reg_store_endpoint_filter filter = {.state = &available};
-  struct reg_store_cursor start = {0};
-  int r;
-
-  c->resync = true;
-  if ((r = reg->ops->last_seq(reg->store, &c->last_seq)) < 0 ||
-      (r = reg->ops->endpoint_list(reg->store, &filter, &start, SIZE_MAX,
-                                   &c->endpoints, &c->n_endpoints)) < 0 ||
-      (r = reg->ops->target_list(reg->store, &c->targets, &c->n_targets)) < 0 ||
-      (r = reg->ops->token_list(reg->store, NULL, &c->tokens, &c->n_tokens)) <
-          0 ||
-      (r = node_draining(reg, &c->node_draining)) < 0)
-    return r;
-  return 0;
-}
-
-struct changes_read {
-  uint64_t after;
-  size_t limit;
-  bool resync;
-  struct reg_changes *out;
-};
-
-static int changes_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct changes_read *c = arg;
-  struct reg_changes *out = c->out;
-  uint64_t first;
-  int r;
-
-  reg_changes_release(out);
-  if ((r = reg->ops->first_seq(reg->store, &first)) < 0)
-    return r;
-  if (c->resync || c->after + 1 < first)
-    return read_whole_state(reg, out);
-  out->last_seq = c->after;
-  if ((r = reg->ops->events_after(reg->store, c->after, NULL, c->limit,
-                                  &out->events, &out->n_events)) < 0)
-    return r;
-  for (size_t i = 0; i < out->n_events; i++) {
-    if ((r = add_current_row(reg, out, i)) < 0)
-      return r;
-    if (out->events[i].type == REG_EVENT_DRAIN &&
-        strcmp(out->events[i].node, reg->config.node) == 0)
-      out->node_draining = true;
-    out->last_seq = out->events[i].seq;
-  }
-  return 0;
-}
-
-int reg_changes_read(struct reg *reg, uint64_t after, size_t limit, bool resync,
-                     struct reg_changes *out)
-{
-  struct changes_read c = {after, limit ? limit : 1, resync, out};
-  int r;
-
-  memset(out, 0, sizeof(*out));
-  r = reg_in_tx(reg, false, changes_body, &c, NULL);
-  if (r == 0)
-    r = reg_complete_endpoints(reg, out->endpoints, out->n_endpoints);
-  if (r < 0)
-    reg_changes_release(out);
-  return r;
 }

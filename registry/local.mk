@@ -4,18 +4,22 @@
 noinst_LIBRARIES += registry/libregistry.a
 registry_libregistry_a_SOURCES = \
 	registry/registry-int.h \
-	registry/store-int.h \
-	registry/core.c \
+	registry/sql-driver.h \
+	registry/sql-run.h \
 	registry/names.c \
+	registry/core.c \
 	registry/address.c \
 	registry/services.c \
 	registry/endpoints.c \
 	registry/cluster.c \
 	registry/tenancy.c \
 	registry/dns.c \
-	registry/store-common.c \
-	registry/store_sqlite.c \
-	registry/store_pg.c
+	registry/changes.c \
+	registry/store_sql.c \
+	registry/sql_run.c \
+	registry/backends.c \
+	registry/sql_sqlite.c \
+	registry/sql_pg.c
 registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
 noinst_HEADERS += include/nlb/registry.h include/nlb/registry-store.h
 

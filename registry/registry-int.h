@@ -71,7 +71,7 @@ struct reg {
   uint64_t deadline_ms; /* reg_set_deadline; 0: none */
 };
 
-/* ---- errors (core.c) ---- */
+/* ---- errors (names.c) ---- */
 
 __attribute__((format(printf, 4, 5))) int reg_set_error(struct reg_error *err,
                                                         int code,
@@ -82,8 +82,8 @@ void reg_clear_error(struct reg_error *err);
  * "out of memory". Returns r. */
 int reg_store_error(struct reg *reg, struct reg_error *err, int r);
 
-/* Runs a store's prune op in one write transaction (reg_events_prune,
- * reg_endpoints_prune). */
+/* Runs a store's prune op in one write transaction (core.c;
+ * reg_events_prune, reg_endpoints_prune). */
 int reg_prune(struct reg *reg, reg_store_prune_fn *op, int64_t before_ms,
               size_t limit, size_t *removed);
 
@@ -100,7 +100,7 @@ typedef int (*reg_tx_body)(struct reg *reg, void *ctx, struct reg_error *err);
 int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
               struct reg_error *err);
 
-/* ---- small helpers (core.c) ---- */
+/* ---- small helpers (names.c) ---- */
 
 int64_t reg_now_ms(void);
 /* prefix + REG_ID_HEX random lowercase hex digits. */
@@ -118,6 +118,8 @@ int reg_cmp_strings(const void *a, const void *b);
 /* Sorts v and drops duplicates (freeing them); *n is updated. */
 void reg_strings_sort_unique(char **v, size_t *n);
 
+/* The config's principal, network, load balancer of that name; NULL (or
+ * false) when it has none. */
 const struct config_principal *reg_find_principal(const struct config *c,
                                                   const char *name);
 const struct config_network *reg_find_network(const struct config *c,
@@ -125,6 +127,8 @@ const struct config_network *reg_find_network(const struct config *c,
 const struct config_load_balancer *
 reg_find_load_balancer(const struct config *c, const char *name);
 bool reg_has_target_group(const struct config *c, const char *name);
+
+/* ---- config (core.c) ---- */
 /* Checks and copies a network's spec (config or API) into *dst; on failure
  * *dst's principals are still the caller's to free. */
 int reg_network_from_spec(struct config_network *dst,

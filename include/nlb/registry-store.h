@@ -1,9 +1,10 @@
 /* The registry's store: where services, permissions, endpoints, placements,
  * run-time targets, nodes and events are kept, behind one table of
- * functions, one table per backend (SQLite for one node, PostgreSQL for
- * many), found by name. The store knows nothing of roles, permissions or the
- * state machine: it reads and writes rows inside the transactions the
- * registry opens (reg_in_tx, registry/core.c).
+ * functions. It is implemented once, in SQL (registry/store_sql.c), over a
+ * driver per database (SQLite for one node, PostgreSQL for many), found by
+ * the scheme of the store's URL. The store knows nothing of roles,
+ * permissions or the state machine: it reads and writes rows inside the
+ * transactions the registry opens (reg_in_tx, registry/core.c).
  *
  * The contract every backend keeps:
  *   - Its schema is versioned inside the store and migrated at open; a
@@ -89,7 +90,7 @@ struct reg_store;
 
 /* How a store is opened. Strings are borrowed for the call of open. */
 struct reg_store_settings {
-  const char *location; /* a file path, or a libpq connection string/URI */
+  const char *location; /* the store's URL ("sqlite:PATH", "postgresql:...") */
   /* This node's name. PostgreSQL holds it for the connection's life (a
    * session advisory lock, taken again on every reconnection): a second
    * process with the same name is refused. */
@@ -109,14 +110,17 @@ typedef int reg_store_prune_fn(struct reg_store *store, int64_t before_ms,
                                size_t limit, size_t *removed);
 
 struct reg_store_ops {
-  const char *name; /* "sqlite", "postgresql" */
-
-  /* Opens the store at s->location and migrates it (a reader does not).
-   * -EBUSY: another process holds the file or the node's name. errbuf
-   * gets the reason of a failure. */
+  /* Opens the store at s->location, a URL whose scheme names the
+   * backend: "sqlite:PATH" (also "sqlite:///var/lib/nlb/registry.db"),
+   * "postgresql:CONNINFO" (a libpq connection string) or a libpq URI
+   * "postgresql://...", and migrates it (a reader does not). -EINVAL when
+   * no backend has that name; -EBUSY: another process holds the file or
+   * the node's name. errbuf gets the reason of a failure. */
   int (*open)(struct reg_store **out, const struct reg_store_settings *s,
               char *errbuf, size_t errlen);
   void (*close)(struct reg_store *store);
+  /* The backend's name: "sqlite", "postgresql". */
+  const char *(*name)(struct reg_store *store);
   /* The last failure's text, for -EIO. */
   const char *(*errmsg)(struct reg_store *store);
   int (*schema_version)(struct reg_store *store);
@@ -263,8 +267,7 @@ struct reg_store_ops {
   reg_store_prune_fn *events_prune;
 };
 
-/* The backends. */
-extern const struct reg_store_ops reg_store_sqlite;     /* store_sqlite.c */
-extern const struct reg_store_ops reg_store_postgresql; /* store_pg.c */
+/* The store, over every SQL backend (store_sql.c). */
+extern const struct reg_store_ops reg_store_sql;
 
 #endif

@@ -464,9 +464,10 @@ struct reg;
 
 /* ---- lifetime ------------------------------------------------------------ */
 
-/* Opens (creating if needed) the store named store ("sqlite" or
- * "postgresql"; NULL: "sqlite") at location (a file path, or a libpq
- * connection string or URI), migrates its schema, and takes a copy of cfg.
+/* Opens (creating if needed) the store at url, whose scheme names it:
+ * "sqlite:PATH" (or "sqlite:///var/lib/nlb/registry.db"),
+ * "postgresql:CONNINFO" (a libpq connection string) or a libpq URI
+ * "postgresql://..."; migrates its schema, and takes a copy of cfg.
  * A SQLite file is locked for this process alone (the file itself, by
  * whatever path or link it is named); in PostgreSQL the node's name
  * (cfg->node) is held for this process alone, for as long as it is open.
@@ -476,8 +477,8 @@ struct reg;
  * file, or the node's name: err names it), -ENOTCONN (the PostgreSQL server
  * cannot be reached: not fatal, see registry-store.h), -EIO (cannot
  * open/migrate the store, or it is newer than this code), -ENOMEM. */
-int reg_open(struct reg **out, const char *store, const char *location,
-             const struct reg_config *cfg, struct reg_error *err);
+int reg_open(struct reg **out, const char *url, const struct reg_config *cfg,
+             struct reg_error *err);
 
 /* Closes the store and frees everything. NULL ok. */
 void reg_close(struct reg *reg);

@@ -18,10 +18,76 @@
 #include "nlb/lb.h"
 #include "nlb/registry.h"
 
+static char *concat_or_die(const char *a, const char *b)
+{
+  size_t size = strlen(a) + strlen(b) + 1;
+  char *s = malloc(size);
+
+  if (!s) {
+    fprintf(stderr, "nlbd: out of memory\n");
+    exit(1);
+  }
+  snprintf(s, size, "%s%s", a, b);
+  return s;
+}
+
+/* The store's URL (registry.url), from it or from the older keys: path
+ * (SQLite) or postgresql (a libpq connection string or URI). A SQLite
+ * file is taken from the config's directory when it is not absolute. */
+static char *registry_url(struct conf_loader *ld, const config_setting_t *reg)
+{
+  const char *url = NULL, *path = NULL, *conninfo = NULL;
+  char *resolved, *full;
+
+  if (conf_member_of(reg, "url") &&
+      (!conf_get_string(ld, reg, "url", &url) || !*url)) {
+    conf_fail_at(ld, conf_line_of(reg), "registry.url must be a string");
+    return NULL;
+  }
+  if (conf_member_of(reg, "path") &&
+      (!conf_get_string(ld, reg, "path", &path) || !*path)) {
+    conf_fail_at(ld, conf_line_of(reg), "registry.path must be a file name");
+    return NULL;
+  }
+  if (conf_member_of(reg, "postgresql") &&
+      (!conf_get_string(ld, reg, "postgresql", &conninfo) || !*conninfo)) {
+    conf_fail_at(
+        ld, conf_line_of(reg),
+        "registry.postgresql must be a libpq connection string or URI");
+    return NULL;
+  }
+  if (!!url + !!path + !!conninfo != 1) {
+    conf_fail_at(ld, conf_line_of(reg),
+                 "registry needs one of 'url' (\"sqlite:FILE\" or "
+                 "\"postgresql:CONNINFO\"), 'path' (SQLite) or 'postgresql'");
+    return NULL;
+  }
+  if (conninfo)
+    return concat_or_die("postgresql:", conninfo);
+  if (url && strncmp(url, "postgresql:", 11) == 0)
+    return conf_dup_or_die(url);
+  if (url && strncmp(url, "sqlite:", 7) != 0) {
+    conf_fail_at(ld, conf_line_of(reg),
+                 "registry.url must start with sqlite: or postgresql:");
+    return NULL;
+  }
+  if (url)
+    path = url + 7 + (strncmp(url + 7, "//", 2) == 0 ? 2 : 0);
+  if (!*path) {
+    conf_fail_at(ld, conf_line_of(reg), "registry.url names no SQLite file");
+    return NULL;
+  }
+  resolved = conf_resolve_path(ld, path);
+  full = concat_or_die("sqlite://", resolved);
+  free(resolved);
+  return full;
+}
+
 void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
                         struct nlb_config *cfg)
 {
-  static const char *const keys[] = {"path",
+  static const char *const keys[] = {"url",
+                                     "path",
                                      "postgresql",
                                      "pending_expiry",
                                      "event_retention",
@@ -31,8 +97,6 @@ void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
                                      "read_timeout",
                                      NULL};
   const config_setting_t *reg = conf_member_of(root, "registry");
-  const char *path = NULL, *conninfo = NULL;
-  bool has_path, has_pg;
   long long quota;
 
   cfg->registry_pending_expiry_ms = 7ull * 24 * 3600 * 1000;
@@ -44,38 +108,13 @@ void conf_load_registry(struct conf_loader *ld, const config_setting_t *root,
   if (!reg)
     return;
   if (!config_setting_is_group(reg)) {
-    conf_fail_at(ld, conf_line_of(reg),
-                 "'registry' must be a group { path; } or { postgresql; }");
+    conf_fail_at(ld, conf_line_of(reg), "'registry' must be a group { url; }");
     return;
   }
   conf_check_keys(ld, reg, "registry", keys);
-  has_path = conf_member_of(reg, "path") != NULL;
-  has_pg = conf_member_of(reg, "postgresql") != NULL;
-  if (has_path == has_pg) {
-    conf_fail_at(ld, conf_line_of(reg),
-                 has_path
-                     ? "registry takes 'path' (SQLite) or 'postgresql', "
-                       "not both"
-                     : "registry needs a 'path' (SQLite) or 'postgresql' (a "
-                       "connection string)");
+  if ((cfg->registry_url = registry_url(ld, reg)) == NULL)
     return;
-  }
-  if (has_path && (!conf_get_string(ld, reg, "path", &path) || !*path)) {
-    conf_fail_at(ld, conf_line_of(reg), "registry.path must be a file name");
-    return;
-  }
-  if (has_pg &&
-      (!conf_get_string(ld, reg, "postgresql", &conninfo) || !*conninfo)) {
-    conf_fail_at(
-        ld, conf_line_of(reg),
-        "registry.postgresql must be a libpq connection string or URI");
-    return;
-  }
   cfg->has_registry = true;
-  if (path)
-    cfg->registry_path = conf_resolve_path(ld, path);
-  if (conninfo)
-    cfg->registry_postgresql = conf_dup_or_die(conninfo);
   conf_get_duration(ld, reg, "pending_expiry", 1000,
                     UINT64_C(10) * 365 * 86400000,
                     &cfg->registry_pending_expiry_ms);

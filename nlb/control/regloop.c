@@ -648,7 +648,7 @@ static int start_reader(struct nlb_regloop *rl,
   int r;
 
   cfg.reader = true;
-  if ((r = reg_open(&rl->reader.reg, s->store, s->location, &cfg, err)) < 0)
+  if ((r = reg_open(&rl->reader.reg, s->url, &cfg, err)) < 0)
     return r;
   if ((r = pthread_create(&rl->reader.thread, NULL, reader_main, rl)) != 0) {
     reg_close(rl->reader.reg);
@@ -708,15 +708,15 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
   rl->arg = s->arg;
   rl->retention = s->retention;
   rl->need_resync = true;
-  snprintf(rl->store, sizeof(rl->store), "%s", s->store);
   if (rl->wake_fd < 0) {
     free_regloop(rl);
     return -errno;
   }
-  if ((r = reg_open(&rl->reg, s->store, s->location, s->config, err)) < 0) {
+  if ((r = reg_open(&rl->reg, s->url, s->config, err)) < 0) {
     free_regloop(rl);
     return r;
   }
+  snprintf(rl->store, sizeof(rl->store), "%s", reg_store_name(rl->reg));
   if ((r = start_reader(rl, s, err)) < 0) {
     reg_close(rl->reg);
     free_regloop(rl);

@@ -45,8 +45,7 @@ struct nlb_regloop_retention {
 };
 
 struct nlb_regloop_settings {
-  const char *store;    /* "sqlite" or "postgresql" */
-  const char *location; /* file path or connection string */
+  const char *url; /* the store (reg_open) */
   /* Borrowed for the call: the registry copies it. */
   const struct reg_config *config;
   struct nlb_regloop_retention retention;

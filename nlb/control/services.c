@@ -493,9 +493,7 @@ static int open_registry(struct nlb_services *services,
     snprintf(err, err_size, "out of memory");
     return rc;
   }
-  s.store = cfg->registry_postgresql ? "postgresql" : "sqlite";
-  s.location =
-      cfg->registry_postgresql ? cfg->registry_postgresql : cfg->registry_path;
+  s.url = cfg->registry_url;
   s.config = &view.cfg;
   s.retention.events_ms = cfg->registry_event_retention_ms;
   s.retention.endpoints_ms = cfg->registry_endpoint_retention_ms;

@@ -230,7 +230,10 @@ static void open_registry(void)
                            .node = "fuzz",
                            .version = "0.0.0",
                            .dns_zone = "nlb.internal"};
-  if (reg_open(&env.reg, "sqlite", db, &cfg, &err) != 0) {
+  char url[310];
+
+  snprintf(url, sizeof url, "sqlite:%s", db);
+  if (reg_open(&env.reg, url, &cfg, &err) != 0) {
     fprintf(stderr, "fuzz: registry: %s\n", err.message);
     abort();
   }

@@ -107,7 +107,7 @@ static void check_config(const struct nlb_config *cfg)
     check_range(cfg->registry_endpoint_retention_ms, 1000,
                 UINT64_C(10) * 365 * 86400000);
     check_range(cfg->registry_service_quota, 0, 1000000);
-    if ((cfg->registry_path == NULL) == (cfg->registry_postgresql == NULL))
+    if (cfg->registry_url == NULL)
       abort();
   }
   if (cfg->has_api && !cfg->has_registry)

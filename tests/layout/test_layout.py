@@ -4,8 +4,8 @@ that stay small, contracts apart from private headers, dependencies that
 run one way.
 
 - no file-level reference cycle between the objects of a component (nlb,
-  api, cli; scripts/check-cycles.py: a file uses another's globals, and
-  back);
+  api, registry, cli; scripts/check-cycles.py: a file uses another's
+  globals, and back);
 - no product .c file over 1,000 lines;
 - at most 12 .c files at the top of nlb/, the rest in its rooms;
 - at most 15 headers in include/nlb/ (the contracts between components);
@@ -25,7 +25,7 @@ SRC = os.environ.get("top_srcdir", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BUILD = os.environ.get("top_builddir", SRC)
 # Components whose objects must have no cycle.
-COMPONENTS = ["nlb", "api", "cli"]
+COMPONENTS = ["nlb", "api", "registry", "cli"]
 PRODUCT = ["nlb", "api", "registry", "cli"]
 
 
@@ -88,9 +88,7 @@ def test_algorithm_names_once():
 
 
 # Files still over the line, each to be split: this list only shrinks.
-KNOWN_LONG = {
-    "registry/core.c", "registry/store_pg.c", "registry/store_sqlite.c",
-}
+KNOWN_LONG = set()
 
 if __name__ == "__main__":
     run([test_no_reference_cycle, test_no_file_over_1000_lines,

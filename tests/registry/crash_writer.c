@@ -198,6 +198,7 @@ int main(int argc, char **argv)
                                            .n_load_balancers = 1};
   char svc_manual[REG_ID_BUF], svc_auto[REG_ID_BUF];
   char next[REG_TOKEN_BUF] = "";
+  char url[4096];
   struct reg_endpoint *v;
   struct reg_error err;
   struct reg *reg;
@@ -211,7 +212,8 @@ int main(int argc, char **argv)
   srand(argc > 2 ? (unsigned)atol(argv[2]) : (unsigned)getpid());
   if (argc > 3)
     limit = atol(argv[3]);
-  if (reg_open(&reg, "sqlite", argv[1], &config, &err) < 0) {
+  snprintf(url, sizeof(url), "sqlite:%s", argv[1]);
+  if (reg_open(&reg, url, &config, &err) < 0) {
     fprintf(stderr, "crash_writer: open: %s\n", err.message);
     return 1;
   }

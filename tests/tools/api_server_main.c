@@ -327,7 +327,11 @@ int main(int argc, char **argv)
                            .n_target_groups = 2,
                            .dns_zone = dns_zone};
   struct reg_error err = {0};
-  int r = reg_open(&reg, "sqlite", db, &cfg, &err);
+  char url[4096];
+  int r;
+
+  snprintf(url, sizeof(url), "sqlite:%s", db);
+  r = reg_open(&reg, url, &cfg, &err);
   if (r != 0) {
     fprintf(stderr, "api_server_main: registry: %s (%s)\n", err.message,
             strerror(-r));

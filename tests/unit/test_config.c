@@ -184,7 +184,7 @@ static void test_config_full_example_loads(void)
   CU_ASSERT_STRING_EQUAL(nlb_addr_format(&cfg->api_listen, text, sizeof(text)),
                          "127.0.0.1:9180");
   CU_ASSERT_TRUE(cfg->has_registry);
-  CU_ASSERT_STRING_EQUAL(cfg->registry_path, "/tmp/registry.db");
+  CU_ASSERT_STRING_EQUAL(cfg->registry_url, "sqlite:///tmp/registry.db");
 
   CU_ASSERT_EQUAL_FATAL(cfg->n_principals, 2);
   CU_ASSERT_STRING_EQUAL(cfg->principals[0].name, "ops");
@@ -926,7 +926,7 @@ static void test_config_relative_paths(void)
   CU_ASSERT_EQUAL(cfg->log_priority_prefix, 1);
   CU_ASSERT_STRING_EQUAL(cfg->api_tls_cert, "/tmp/tls/cert.pem");
   CU_ASSERT_STRING_EQUAL(cfg->api_tls_key, "/etc/key.pem");
-  CU_ASSERT_STRING_EQUAL(cfg->registry_path, "/tmp/./registry.db");
+  CU_ASSERT_STRING_EQUAL(cfg->registry_url, "sqlite:///tmp/./registry.db");
   nlb_config_free(cfg);
 
   cfg = load_text("log = { access = \"off\"; };\n", &errors);
@@ -938,6 +938,39 @@ static void test_config_relative_paths(void)
 
   expect_error_at("log = { events_format = \"xml\"; };\n", 1,
                   "events_format must be \"text\" or \"json\"");
+}
+
+/* registry.url names the store by its scheme; path and postgresql, the
+ * older keys, say the same; one of them, once. */
+static void test_config_registry_url(void)
+{
+  static const char *const forms[][2] = {
+      {"url = \"sqlite:///var/lib/nlb/r.db\";", "sqlite:///var/lib/nlb/r.db"},
+      {"url = \"sqlite:r.db\";", "sqlite:///tmp/r.db"},
+      {"path = \"r.db\";", "sqlite:///tmp/r.db"},
+      {"url = \"postgresql:host=/run/postgresql dbname=nlb\";",
+       "postgresql:host=/run/postgresql dbname=nlb"},
+      {"url = \"postgresql://nlb@db/nlb\";", "postgresql://nlb@db/nlb"},
+      {"postgresql = \"dbname=nlb\";", "postgresql:dbname=nlb"},
+  };
+  char text[256];
+
+  for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+    char *errors = NULL;
+    struct nlb_config *cfg;
+
+    snprintf(text, sizeof(text), "registry = { %s };\n", forms[i][0]);
+    cfg = load_text(text, &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_STRING_EQUAL(cfg->registry_url, forms[i][1]);
+    nlb_config_free(cfg);
+  }
+  expect_error_at("registry = { url = \"mysql://db\"; };\n", 1,
+                  "registry.url must start with sqlite: or postgresql:");
+  expect_error_at("registry = { url = \"sqlite:r.db\"; path = \"r.db\"; };\n",
+                  1, "registry needs one of 'url'");
+  expect_error_at("registry = { event_retention = \"1d\"; };\n", 1,
+                  "registry needs one of 'url'");
 }
 
 static void test_config_algorithm_names(void)
@@ -954,13 +987,13 @@ static void test_config_algorithm_names(void)
 static void test_config_node_networks(void)
 {
   char *errors = NULL;
-  struct nlb_config *cfg = load_text(
-      "node = { name = \"n2\";\n"
-      "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
-      "               { name = \"vpc10\"; } ); };\n"
-      "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
-      "  endpoint_retention = \"1h\"; };\n",
-      &errors);
+  struct nlb_config *cfg =
+      load_text("node = { name = \"n2\";\n"
+                "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
+                "               { name = \"vpc10\"; } ); };\n"
+                "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
+                "  endpoint_retention = \"1h\"; };\n",
+                &errors);
 
   CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
   CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
@@ -1079,6 +1112,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_api_limits),
       NLB_UNIT_CASE(test_config_reports_every_error),
       NLB_UNIT_CASE(test_config_relative_paths),
+      NLB_UNIT_CASE(test_config_registry_url),
       NLB_UNIT_CASE(test_config_algorithm_names),
       NLB_UNIT_CASE(test_config_node_networks),
       NLB_UNIT_CASE(test_config_netns_names),

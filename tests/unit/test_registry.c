@@ -71,8 +71,11 @@ static const char *pg(void)
 static int open_store(struct reg **out, const struct reg_config *cfg,
                       struct reg_error *err)
 {
-  return pg() ? reg_open(out, "postgresql", pg(), cfg, err)
-              : reg_open(out, "sqlite", path, cfg, err);
+  char url[256];
+
+  snprintf(url, sizeof(url), "%s:%s", pg() ? "postgresql" : "sqlite",
+           pg() ? pg() : path);
+  return reg_open(out, url, cfg, err);
 }
 
 /* Every case starts from an empty PostgreSQL schema. */
@@ -250,9 +253,10 @@ static void test_registry_schema_version(void)
   /* A second registry on the same file is refused, naming the holder. */
   {
     struct reg *second = NULL;
-    char want[64];
+    char want[64], url[160];
 
-    CU_ASSERT_EQUAL(reg_open(&second, "sqlite", path, &config, &err), -EBUSY);
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    CU_ASSERT_EQUAL(reg_open(&second, url, &config, &err), -EBUSY);
     snprintf(want, sizeof(want), "in use by another nlbd (pid %ld)",
              (long)getpid());
     CU_ASSERT(strstr(err.message, want) != NULL);

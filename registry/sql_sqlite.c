@@ -1,0 +1,672 @@
+/* The SQLite driver: one node. WAL, synchronous=FULL, foreign keys, and a
+ * lock on the database file that keeps a second nlbd off it. Writers are
+ * serialized by SQLite itself (BEGIN IMMEDIATE takes the file's write
+ * lock); an event's seq is the events table's AUTOINCREMENT rowid, taken
+ * under that lock, so it has no gaps and grows in commit order. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "nlb/registry-store.h"
+#include "sql-driver.h"
+
+#define LIVE "('pendingAcceptance','available')"
+
+/* Each entry brings the schema from version i to i + 1. Never edit one that
+ * has shipped: append a new one. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE services ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  owner TEXT NOT NULL,"
+    "  load_balancer TEXT NOT NULL,"
+    "  acceptance_required INTEGER NOT NULL,"
+    "  connection_limit INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX services_owner ON services(owner, created_at);"
+    "CREATE TABLE service_principals ("
+    "  service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,"
+    "  principal TEXT NOT NULL,"
+    "  PRIMARY KEY (service_id, principal)) WITHOUT ROWID;"
+    "CREATE INDEX service_principals_principal"
+    "  ON service_principals(principal);"
+    "CREATE TABLE endpoints ("
+    "  id TEXT PRIMARY KEY,"
+    "  service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,"
+    "  consumer TEXT NOT NULL,"
+    "  network TEXT NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  address_key BLOB NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('pendingAcceptance','available',"
+    "    'rejected','deleted','expired','failed')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  allowed_sources TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX endpoints_service ON endpoints(service_id, created_at);"
+    "CREATE INDEX endpoints_consumer ON endpoints(consumer, created_at);"
+    "CREATE INDEX endpoints_state ON endpoints(state, created_at);"
+    /* One live endpoint per address per network, whatever registry.c does. */
+    "CREATE UNIQUE INDEX endpoints_live_address"
+    "  ON endpoints(network, address_key) WHERE state IN " LIVE ";"
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  time INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  service_id TEXT NOT NULL,"
+    "  endpoint_id TEXT NOT NULL,"
+    "  principal TEXT NOT NULL,"
+    "  owner TEXT NOT NULL,"
+    "  consumer TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  reason TEXT NOT NULL DEFAULT '');",
+    /* 1 -> 2: events are pruned by age (registry.event_retention). */
+    "CREATE INDEX events_time ON events(time);",
+    /* 2 -> 3: the change feed carries targets and nodes; placements, run-time
+     * targets, nodes and address hints; lists page by (created_at, id) and
+     * filter by state through an index; streams read a principal's events
+     * through an index. */
+    "ALTER TABLE events ADD COLUMN target_group TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN target TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX events_owner ON events(owner, seq) WHERE owner != '';"
+    "CREATE INDEX events_consumer ON events(consumer, seq)"
+    "  WHERE consumer != '';"
+    "CREATE TABLE placements ("
+    "  endpoint_id TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,"
+    "  node TEXT NOT NULL,"
+    "  open INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (endpoint_id, node)) WITHOUT ROWID;"
+    "CREATE TABLE targets ("
+    "  target_group TEXT NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  weight INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (target_group, address)) WITHOUT ROWID;"
+    "CREATE TABLE nodes ("
+    "  name TEXT PRIMARY KEY,"
+    "  version TEXT NOT NULL DEFAULT '',"
+    "  started_at INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL,"
+    "  applied_seq INTEGER NOT NULL DEFAULT 0,"
+    "  draining INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE network_hints ("
+    "  network TEXT PRIMARY KEY,"
+    "  next_key BLOB NOT NULL);"
+    "DROP INDEX endpoints_service;"
+    "DROP INDEX endpoints_consumer;"
+    "DROP INDEX endpoints_state;"
+    "DROP INDEX services_owner;"
+    "CREATE INDEX services_page ON services(created_at, id);"
+    "CREATE INDEX services_owner ON services(owner, created_at, id);"
+    "CREATE INDEX endpoints_page ON endpoints(created_at, id);"
+    "CREATE INDEX endpoints_service ON endpoints(service_id, created_at, id);"
+    "CREATE INDEX endpoints_service_state"
+    "  ON endpoints(service_id, state, created_at, id);"
+    "CREATE INDEX endpoints_consumer ON endpoints(consumer, created_at, id);"
+    "CREATE INDEX endpoints_consumer_state"
+    "  ON endpoints(consumer, state, created_at, id);"
+    "CREATE INDEX endpoints_state ON endpoints(state, created_at, id);",
+    /* 3 -> 4: principals, tokens and networks made through the API; events
+     * name them; endpoints in final states are pruned by age. */
+    "CREATE TABLE principals ("
+    "  name TEXT PRIMARY KEY,"
+    "  role TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY,"
+    "  principal TEXT NOT NULL REFERENCES principals(name) ON DELETE CASCADE,"
+    "  sha256 BLOB NOT NULL UNIQUE,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_used_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX tokens_principal ON tokens(principal, created_at);"
+    "CREATE TABLE networks ("
+    "  name TEXT PRIMARY KEY,"
+    "  range TEXT NOT NULL,"
+    "  netns TEXT NOT NULL DEFAULT '',"
+    "  principals TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL);"
+    "ALTER TABLE events ADD COLUMN subject TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE events ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE nodes ADD COLUMN networks TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX endpoints_final ON endpoints(updated_at)"
+    "  WHERE state IN ('rejected','deleted','expired','failed');",
+    /* 4 -> 5: private DNS names. A service's own host name (lower case,
+     * "" = none, unique among services) and each endpoint's opt-in. */
+    "ALTER TABLE services ADD COLUMN private_dns_name TEXT NOT NULL"
+    "  DEFAULT '';"
+    "CREATE UNIQUE INDEX services_private_dns_name"
+    "  ON services(private_dns_name) WHERE private_dns_name != '';"
+    "ALTER TABLE endpoints ADD COLUMN private_dns INTEGER NOT NULL"
+    "  DEFAULT 0;",
+    /* 5 -> 6: names unique as DNS compares them, ignoring ASCII case
+     * (refuse_case_twins runs first); each principal's since_seq, after
+     * the events of an earlier principal of its name. */
+    "CREATE UNIQUE INDEX services_name_nocase ON services(lower(name));"
+    "CREATE UNIQUE INDEX principals_name_nocase ON principals(lower(name));"
+    "ALTER TABLE principals ADD COLUMN since_seq INTEGER NOT NULL DEFAULT 0;"
+    /* One pass over the events, not one per principal. */
+    "CREATE INDEX events_made ON events(subject, seq)"
+    "  WHERE type = 'principal_create';"
+    "UPDATE principals SET since_seq = coalesce((SELECT max(seq) FROM events"
+    "  WHERE type = 'principal_create' AND subject = principals.name), 0);"
+    "DROP INDEX events_made;",
+};
+
+/* The migration whose unique indexes ignore case. */
+#define NOCASE_MIGRATION 5
+
+#define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
+
+struct reg_sql {
+  sqlite3 *db;
+  int version;
+  int lock_fd;
+  uint32_t statement_timeout_ms; /* busy wait outside transactions */
+  char errmsg[256];
+};
+
+struct reg_sql_stmt {
+  sqlite3_stmt *stmt;
+  struct reg_sql *db;
+};
+
+/* Records the failure and maps it to an errno. */
+static int fail(struct reg_sql *db, int rc)
+{
+  const char *msg = sqlite3_errmsg(db->db);
+
+  snprintf(db->errmsg, sizeof(db->errmsg), "sqlite: %s (%d)", msg, rc);
+  switch (rc & 0xff) {
+  case SQLITE_NOMEM:
+    return -ENOMEM;
+  case SQLITE_CONSTRAINT:
+    /* The unique index of live addresses is the one on address_key. */
+    return rc == SQLITE_CONSTRAINT_UNIQUE && strstr(msg, "address_key")
+               ? -EADDRINUSE
+               : -EEXIST;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return -EAGAIN;
+  default:
+    return -EIO;
+  }
+}
+
+/* ---- statements --------------------------------------------------------- */
+
+static int sqlite_prepare(struct reg_sql *db, const char *sql,
+                          struct reg_sql_stmt **out)
+{
+  struct reg_sql_stmt *stmt = calloc(1, sizeof(*stmt));
+  int rc;
+
+  if (stmt == NULL)
+    return -ENOMEM;
+  rc = sqlite3_prepare_v3(db->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                          &stmt->stmt, NULL);
+  if (rc != SQLITE_OK) {
+    free(stmt);
+    return fail(db, rc);
+  }
+  stmt->db = db;
+  *out = stmt;
+  return 0;
+}
+
+static void sqlite_finalize(struct reg_sql_stmt *stmt)
+{
+  if (stmt == NULL)
+    return;
+  sqlite3_finalize(stmt->stmt);
+  free(stmt);
+}
+
+static void sqlite_bind_int(struct reg_sql_stmt *stmt, int i, int64_t v)
+{
+  sqlite3_bind_int64(stmt->stmt, i, v);
+}
+
+static void sqlite_bind_text(struct reg_sql_stmt *stmt, int i, const char *s)
+{
+  sqlite3_bind_text(stmt->stmt, i, s, -1, SQLITE_STATIC);
+}
+
+static void sqlite_bind_blob(struct reg_sql_stmt *stmt, int i, const void *p,
+                             size_t n)
+{
+  sqlite3_bind_blob(stmt->stmt, i, p, (int)n, SQLITE_STATIC);
+}
+
+static int sqlite_step(struct reg_sql_stmt *stmt)
+{
+  int rc = sqlite3_step(stmt->stmt);
+
+  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(stmt->db, rc);
+}
+
+static bool sqlite_column_is_null(struct reg_sql_stmt *stmt, int col)
+{
+  return sqlite3_column_type(stmt->stmt, col) == SQLITE_NULL;
+}
+
+static int64_t sqlite_column_int(struct reg_sql_stmt *stmt, int col)
+{
+  return sqlite3_column_int64(stmt->stmt, col);
+}
+
+static const char *sqlite_column_text(struct reg_sql_stmt *stmt, int col)
+{
+  const unsigned char *s = sqlite3_column_text(stmt->stmt, col);
+
+  return s ? (const char *)s : "";
+}
+
+static int sqlite_column_blob(struct reg_sql_stmt *stmt, int col, void *out,
+                              size_t n)
+{
+  if (sqlite3_column_bytes(stmt->stmt, col) != (int)n)
+    return -EIO;
+  memcpy(out, sqlite3_column_blob(stmt->stmt, col), n);
+  return 0;
+}
+
+static uint64_t sqlite_changes(struct reg_sql_stmt *stmt)
+{
+  return (uint64_t)sqlite3_changes(stmt->db->db);
+}
+
+static void sqlite_reset(struct reg_sql_stmt *stmt)
+{
+  sqlite3_reset(stmt->stmt);
+  sqlite3_clear_bindings(stmt->stmt);
+}
+
+/* ---- open, migrate, close ----------------------------------------------- */
+
+static int exec(struct reg_sql *db, const char *sql)
+{
+  int rc = sqlite3_exec(db->db, sql, NULL, NULL, NULL);
+
+  return rc == SQLITE_OK ? 0 : fail(db, rc);
+}
+
+/* The first column of sql's one row as text into out. */
+static int pragma(struct reg_sql *db, const char *sql, char *out, size_t len)
+{
+  sqlite3_stmt *stmt;
+  int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
+
+  if (rc != SQLITE_OK)
+    return fail(db, rc);
+  rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW)
+    snprintf(out, len, "%s", (const char *)sqlite3_column_text(stmt, 0));
+  sqlite3_finalize(stmt);
+  return rc == SQLITE_ROW ? 0 : fail(db, rc);
+}
+
+/* Before names compare ignoring case: two that differ only in case cannot
+ * both stay, and which one goes is their owners' business, not an
+ * upgrade's. The store is refused, naming them (the message ends up in
+ * nlbd's start failure). */
+static int refuse_case_twins(struct reg_sql *db)
+{
+  static const char sql[] =
+      "SELECT 'services ' || group_concat(name, ', ') FROM services"
+      " GROUP BY lower(name) HAVING count(*) > 1 UNION ALL"
+      " SELECT 'principals ' || group_concat(name, ', ') FROM principals"
+      " GROUP BY lower(name) HAVING count(*) > 1";
+  char twins[160] = "";
+  sqlite3_stmt *stmt;
+  int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
+
+  if (rc != SQLITE_OK)
+    return fail(db, rc);
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    size_t used = strlen(twins);
+
+    snprintf(twins + used, sizeof(twins) - used, "%s%s", used ? "; " : "",
+             (const char *)sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE)
+    return fail(db, rc);
+  if (twins[0] == '\0')
+    return 0;
+  snprintf(db->errmsg, sizeof(db->errmsg),
+           "names that differ only in case (%s): this nlb compares names as "
+           "DNS does; delete all but one of each with the nlb that made "
+           "them, then start this one",
+           twins);
+  return -EIO;
+}
+
+/* Runs the migrations the database lacks, with the version bump, in one
+ * transaction, so a crash leaves a consistent version. */
+static int migrate(struct reg_sql *db)
+{
+  char sql[64] = "0";
+  int version;
+  int r;
+
+  if ((r = exec(db, "BEGIN IMMEDIATE")) < 0)
+    return r;
+  r = pragma(db, "PRAGMA user_version", sql, sizeof(sql));
+  version = atoi(sql);
+  if (r == 0 && version > N_MIGRATIONS) {
+    snprintf(db->errmsg, sizeof(db->errmsg),
+             "store schema version %d is newer than this nlb (%d)", version,
+             N_MIGRATIONS);
+    r = -EIO;
+  }
+  for (; r == 0 && version < N_MIGRATIONS; version++) {
+    if ((version == NOCASE_MIGRATION && (r = refuse_case_twins(db)) < 0) ||
+        (r = exec(db, migrations[version])) < 0)
+      break;
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
+    r = exec(db, sql);
+  }
+  if (r < 0) {
+    sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+  }
+  db->version = version;
+  return exec(db, "COMMIT");
+}
+
+/* One nlbd per database, whatever path names it (a symbolic link, a hard
+ * link): the lock is on the file itself, an open file description lock
+ * (F_OFD_SETLK) on a byte far past the ranges SQLite locks (around 1 GiB),
+ * so that it is tied to the inode and to this descriptor alone: SQLite
+ * closing its own descriptors never drops it, the kernel drops it when the
+ * process ends, however it ends. The holder also locks byte
+ * GUARD_PID_BASE + its pid, so that a refusal can name it (an OFD lock
+ * reports no pid of its own). SQLite's locks would let two processes write
+ * the same file, but two nlbd on it would each think their endpoints are
+ * theirs alone, under the same node name. */
+#define GUARD_BYTE ((off_t)1 << 40)
+#define GUARD_PID_BASE (GUARD_BYTE + 1)
+#define GUARD_PID_SPAN ((off_t)1 << 22) /* PID_MAX_LIMIT */
+
+static int ofd_lock(int fd, int cmd, off_t start, off_t len, struct flock *fl)
+{
+  memset(fl, 0, sizeof(*fl));
+  fl->l_type = F_WRLCK;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = start;
+  fl->l_len = len;
+  return fcntl(fd, cmd, fl);
+}
+
+/* The pid of the process that holds the guard, or 0 if it did not say
+ * (yet). */
+static long guard_holder(int fd)
+{
+  struct flock fl;
+
+  if (ofd_lock(fd, F_OFD_GETLK, GUARD_PID_BASE, GUARD_PID_SPAN, &fl) < 0 ||
+      fl.l_type == F_UNLCK)
+    return 0;
+  return (long)(fl.l_start - GUARD_PID_BASE);
+}
+
+static int take_lock(struct reg_sql *db, const char *location)
+{
+  struct flock fl;
+  long pid;
+  int fd;
+
+  /* SQLite creates missing files with the same mode. */
+  fd = open(location, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(db->errmsg, sizeof(db->errmsg), "cannot open %.200s: %s", location,
+             strerror(errno));
+    return -EIO;
+  }
+  if (ofd_lock(fd, F_OFD_SETLK, GUARD_BYTE, 1, &fl) < 0) {
+    int e = errno;
+
+    if (e != EAGAIN && e != EACCES) {
+      snprintf(db->errmsg, sizeof(db->errmsg), "cannot lock %.200s: %s",
+               location, strerror(e));
+      close(fd);
+      return -EIO;
+    }
+    pid = guard_holder(fd);
+    if (pid > 0)
+      snprintf(db->errmsg, sizeof(db->errmsg),
+               "registry %s is in use by another nlbd (pid %ld)", location,
+               pid);
+    else
+      snprintf(db->errmsg, sizeof(db->errmsg),
+               "registry %s is in use by another nlbd (pid unknown)", location);
+    close(fd);
+    return -EBUSY;
+  }
+  if (ofd_lock(fd, F_OFD_SETLK, GUARD_PID_BASE + getpid(), 1, &fl) < 0) {
+    /* The guard holds; only the pid in a refusal would be missing. */
+  }
+  db->lock_fd = fd;
+  return 0;
+}
+
+static void sqlite_close(struct reg_sql *db)
+{
+  if (db == NULL)
+    return;
+  sqlite3_close(db->db);
+  if (db->lock_fd >= 0)
+    close(db->lock_fd);
+  free(db);
+}
+
+static int set_wal(struct reg_sql *db, const char *location)
+{
+  char mode[16] = "";
+  int r = pragma(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+
+  /* journal_mode answers with the mode it got: a read-only or in-memory
+   * database silently stays out of WAL. */
+  if (r < 0 || sqlite3_stricmp(mode, "wal") == 0)
+    return r;
+  snprintf(db->errmsg, sizeof(db->errmsg), "cannot put %s in WAL mode",
+           location);
+  return -EIO;
+}
+
+/* PostgreSQL's byte order, which the store's SQL names: SQLite's BINARY. */
+static int compare_bytes(void *arg, int n1, const void *s1, int n2,
+                         const void *s2)
+{
+  int c = memcmp(s1, s2, (size_t)(n1 < n2 ? n1 : n2));
+
+  return c ? c : n1 - n2;
+}
+
+/* A reader (reader: a second connection of this process, after the first
+ * has locked and migrated the file) is read-only, so that no write can
+ * slip in beside the writer's, and migrates nothing. */
+static int setup(struct reg_sql *db, const char *location, bool reader)
+{
+  char version[16] = "0";
+  int rc;
+  int r;
+
+  sqlite3_extended_result_codes(db->db, 1);
+  sqlite3_busy_timeout(db->db, (int)db->statement_timeout_ms);
+  rc = sqlite3_create_collation_v2(db->db, "C", SQLITE_UTF8, NULL,
+                                   compare_bytes, NULL);
+  if (rc != SQLITE_OK)
+    return fail(db, rc);
+  if (reader) {
+    if ((r = pragma(db, "PRAGMA user_version", version, sizeof(version))) < 0)
+      return r;
+    db->version = atoi(version);
+    if (db->version == N_MIGRATIONS)
+      return 0;
+    snprintf(db->errmsg, sizeof(db->errmsg),
+             "store schema version %d, this nlb reads %d", db->version,
+             N_MIGRATIONS);
+    return -EIO;
+  }
+  if ((r = set_wal(db, location)) < 0 ||
+      (r = exec(db, "PRAGMA synchronous = FULL")) < 0 ||
+      (r = exec(db, "PRAGMA foreign_keys = ON")) < 0)
+    return r;
+  return migrate(db);
+}
+
+/* "sqlite:PATH" or "sqlite://PATH" ("sqlite:///var/lib/nlb/registry.db"). */
+static int sqlite_open(struct reg_sql **out, const struct reg_store_settings *s,
+                       char *errbuf, size_t errlen)
+{
+  const char *location = s->location + strlen("sqlite:");
+  struct reg_sql *db;
+  int rc;
+  int r;
+
+  if (strncmp(location, "//", 2) == 0)
+    location += 2;
+  db = calloc(1, sizeof(*db));
+  if (db == NULL)
+    return -ENOMEM;
+  db->lock_fd = -1;
+  db->statement_timeout_ms = s->statement_timeout_ms;
+  if (!s->reader && (r = take_lock(db, location)) < 0) {
+    snprintf(errbuf, errlen, "%s", db->errmsg);
+    sqlite_close(db);
+    return r;
+  }
+  rc = sqlite3_open_v2(location, &db->db,
+                       s->reader ? SQLITE_OPEN_READONLY
+                                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                       NULL);
+  r = rc != SQLITE_OK ? (db->db ? fail(db, rc) : -ENOMEM)
+                      : setup(db, location, s->reader);
+  if (r < 0) {
+    snprintf(errbuf, errlen, "%s: %s", location,
+             db->errmsg[0] ? db->errmsg : strerror(-r));
+    sqlite_close(db);
+    return r;
+  }
+  *out = db;
+  return 0;
+}
+
+static const char *sqlite_errmsg(struct reg_sql *db)
+{
+  return db->errmsg;
+}
+
+static int sqlite_schema_version(struct reg_sql *db)
+{
+  return db->version;
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+/* A busy file (another process's lock) is waited for at most timeout_ms;
+ * SQLite has no other wait to bound. After the transaction, statements
+ * outside one get the default bound back. */
+static int sqlite_begin(struct reg_sql *db, bool write, uint32_t timeout_ms)
+{
+  int r;
+
+  sqlite3_busy_timeout(db->db, (int)timeout_ms);
+  r = exec(db, write ? "BEGIN IMMEDIATE" : "BEGIN");
+  if (r < 0)
+    sqlite3_busy_timeout(db->db, (int)db->statement_timeout_ms);
+  return r == -EAGAIN ? -ETIMEDOUT : r;
+}
+
+static int sqlite_commit(struct reg_sql *db)
+{
+  int r = exec(db, "COMMIT");
+
+  /* A failed COMMIT (e.g. an I/O error) may leave the transaction open. */
+  if (r < 0 && !sqlite3_get_autocommit(db->db))
+    exec(db, "ROLLBACK");
+  sqlite3_busy_timeout(db->db, (int)db->statement_timeout_ms);
+  return r;
+}
+
+static void sqlite_rollback(struct reg_sql *db)
+{
+  /* Reset every statement first: an unfinished read would keep the
+   * transaction's read lock. */
+  for (sqlite3_stmt *s = sqlite3_next_stmt(db->db, NULL); s;
+       s = sqlite3_next_stmt(db->db, s))
+    sqlite3_reset(s);
+  if (!sqlite3_get_autocommit(db->db))
+    exec(db, "ROLLBACK");
+  sqlite3_busy_timeout(db->db, (int)db->statement_timeout_ms);
+}
+
+/* One process writes: no notices from others. */
+static int sqlite_wait_fd(struct reg_sql *db)
+{
+  return -1;
+}
+
+static bool sqlite_take_notices(struct reg_sql *db)
+{
+  return false;
+}
+
+static int sqlite_now(struct reg_sql *db, int64_t *now_ms)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  *now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return 0;
+}
+
+/* AUTOINCREMENT numbers events under the write lock. */
+static int sqlite_event_seq(struct reg_sql *db, int64_t *seq)
+{
+  *seq = 0;
+  return 0;
+}
+
+const struct reg_sql_driver reg_sql_sqlite = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .errmsg = sqlite_errmsg,
+    .schema_version = sqlite_schema_version,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .wait_fd = sqlite_wait_fd,
+    .take_notices = sqlite_take_notices,
+    .now = sqlite_now,
+    .event_seq = sqlite_event_seq,
+    /* AUTOINCREMENT's own counter: pruning every event must not bring seq
+     * back to 0. */
+    .last_seq_sql = "SELECT coalesce((SELECT seq FROM sqlite_sequence"
+                    " WHERE name = 'events'), 0)",
+    .prepare = sqlite_prepare,
+    .finalize = sqlite_finalize,
+    .bind_int = sqlite_bind_int,
+    .bind_text = sqlite_bind_text,
+    .bind_blob = sqlite_bind_blob,
+    .step = sqlite_step,
+    .column_is_null = sqlite_column_is_null,
+    .column_int = sqlite_column_int,
+    .column_text = sqlite_column_text,
+    .column_blob = sqlite_column_blob,
+    .changes = sqlite_changes,
+    .reset = sqlite_reset,
+};
