@@ -54,6 +54,7 @@ struct daemon {
   uint64_t phase_deadline_ms;
   const char *shutdown_why;
   uint64_t max_flows; /* in force on the workers */
+  bool accepting;     /* the first round of checks is over */
 };
 
 static uint64_t total_active_flows(const struct daemon *d)
@@ -321,7 +322,10 @@ static void on_reload_signal(struct daemon *d)
   char why[512] = "", status[600];
   bool applied;
 
-  nlb_notify_reloading();
+  /* Before accepting starts, systemd has not had READY=1 yet: it comes
+   * when accepting starts, whatever reloads came before. */
+  if (d->accepting)
+    nlb_notify_reloading();
   applied = reload(d, why, sizeof(why)) == 0;
   nlb_metrics_config_loaded(applied);
   nlb_rundir_loaded(applied, why);
@@ -330,7 +334,8 @@ static void on_reload_signal(struct daemon *d)
                    : "running "
                      "the previous config; reload rejected: ",
            why);
-  nlb_notify_ready(status);
+  if (d->accepting)
+    nlb_notify_ready(status);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -417,6 +422,33 @@ static int start_workers(struct daemon *d)
   return 0;
 }
 
+/* The pool a new process serves from reflects every target's first
+ * answer: until then, connections wait in the listeners' backlogs (none
+ * is refused), rather than all going to the first target to pass or
+ * spreading over targets found dead a moment later. */
+static void on_first_round(void *arg, const struct nlb_health_first_round *r)
+{
+  struct daemon *d = arg;
+  char status[128];
+
+  if (d->phase != PHASE_RUNNING)
+    return; /* shutting down already: never accepted, nothing to start */
+  d->accepting = true;
+  for (size_t i = 0; i < d->n_workers; i++)
+    nlb_worker_start_accepting(d->workers[i]);
+  snprintf(status, sizeof(status), "running: %zu workers, %zu listeners",
+           d->n_workers, nlb_router_listener_count(d->router));
+  nlb_notify_ready(status);
+  NLB_LOG_EVENT(NLB_LOG_INFO, "accepting",
+                "accepting after the first round of health checks "
+                "({elapsed_ms} ms): {healthy} of {targets} targets healthy, "
+                "{unanswered} without an answer",
+                NLB_LOG_UINT("elapsed_ms", r->elapsed_ms),
+                NLB_LOG_UINT("healthy", r->healthy),
+                NLB_LOG_UINT("targets", r->targets),
+                NLB_LOG_UINT("unanswered", r->targets - r->answered));
+}
+
 static void stop_workers(struct daemon *d)
 {
   for (size_t i = 0; i < d->n_workers; i++)
@@ -434,7 +466,6 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
   char *errors = NULL;
   char reason[512] = "";
   int exit_code = 1;
-  char status[128];
   struct nlb_log_settings log;
   int rc;
 
@@ -522,9 +553,6 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
   } else {
     apply_capacity(&d, true);
     nlb_rundir_loaded(true, "started");
-    snprintf(status, sizeof(status), "running: %zu workers, %zu listeners",
-             d.n_workers, nlb_router_listener_count(d.router));
-    nlb_notify_ready(status);
     NLB_LOG_EVENT(NLB_LOG_INFO, "start",
                   "nlbd {version} started: {workers} workers {placement}, "
                   "config {config}",
@@ -532,6 +560,7 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
                   NLB_LOG_UINT("workers", d.n_workers),
                   NLB_LOG_STR("placement", d.placement),
                   NLB_LOG_STR("config", config_path));
+    nlb_health_await_first_round(d.health, on_first_round, &d);
   }
   uv_run(&d.loop, UV_RUN_DEFAULT);
   if (rc == 0) {

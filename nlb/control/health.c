@@ -30,6 +30,10 @@
  * than a few milliseconds, nor make one wave of connects whose answers all
  * wait for the next turn. */
 #define BURST 128
+/* The first round waits for no check longer than this, whatever the
+ * groups' timeouts: a new process accepts within it. */
+#define FIRST_ROUND_MAX_MS 10000
+#define FIRST_ROUND_MARGIN_MS 100
 
 struct check;
 
@@ -58,6 +62,7 @@ struct check {
   uv_timer_t timer;
   struct attempt *attempt;
   struct nlb_list due_link; /* on nlb_health.due while waiting its turn */
+  bool first_pending;       /* of the first round, without a result yet */
 };
 
 struct nlb_health {
@@ -74,6 +79,15 @@ struct nlb_health {
   unsigned passive_seen;      /* nlb_target_passive_total() last looked at */
   uint64_t local_logged_ms;   /* last "check not run" message */
   uint64_t local_unlogged;    /* checks not run since */
+  /* The first round: the checks nlb_health_start made, until each has a
+   * result or the bound passes (nlb_health_await_first_round). */
+  bool starting;          /* inside nlb_health_start's sync */
+  size_t first_targets;   /* checks of the round */
+  size_t first_pending;   /* of them without a result */
+  uint64_t started_ns;    /* uv_hrtime() at nlb_health_start */
+  uv_timer_t first_bound; /* the round's bound, while awaited */
+  void (*first_done)(void *arg, const struct nlb_health_first_round *round);
+  void *first_arg;
   bool stopped;
 };
 
@@ -154,6 +168,49 @@ static void on_publish(uv_timer_t *timer)
   struct nlb_health *health = timer->data;
 
   nlb_router_flush(health->router, uv_now(health->loop));
+}
+
+/* Ends the awaited first round: publishes what it changed now rather
+ * than at the end of the batching window, then tells the caller. */
+static void end_first_round(struct nlb_health *health)
+{
+  struct nlb_health_first_round round = {0};
+  void (*done)(void *, const struct nlb_health_first_round *) =
+      health->first_done;
+  struct nlb_list *pos, *tmp;
+
+  if (!done || health->stopped)
+    return;
+  health->first_done = NULL;
+  uv_timer_stop(&health->first_bound);
+  nlb_router_flush(health->router, uv_now(health->loop));
+  round.elapsed_ms = (uv_hrtime() - health->started_ns) / 1000000;
+  round.targets = health->first_targets;
+  round.answered = health->first_targets - health->first_pending;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
+  {
+    struct check *check = NLB_CONTAINER_OF(pos, struct check, link);
+    if (atomic_load(&check->target->state) == NLB_TARGET_HEALTHY)
+      round.healthy++;
+  }
+  done(health->first_arg, &round);
+}
+
+static void on_first_bound(uv_timer_t *timer)
+{
+  end_first_round(timer->data);
+}
+
+/* The check's first result (or its removal) is in. */
+static void first_answered(struct check *check)
+{
+  struct nlb_health *health = check->health;
+
+  if (!check->first_pending)
+    return;
+  check->first_pending = false;
+  if (--health->first_pending == 0)
+    end_first_round(health);
 }
 
 static void record_result(struct check *check, bool passed, const char *reason)
@@ -257,6 +314,8 @@ static void end_attempt(struct attempt *attempt, bool passed,
     log_local_failure(check->health, check, local_status);
   else
     record_result(check, passed, reason);
+  if (!local_status)
+    first_answered(check);
   if (!check->health->stopped) {
     /* interval is the time between the starts of two probes, so a target
      * that stops answering is unhealthy within interval x threshold +
@@ -487,6 +546,7 @@ static void remove_check(struct check *check)
   if (check->target->health_check == check)
     check->target->health_check = NULL;
   nlb_list_remove(&check->due_link);
+  first_answered(check);
   nlb_list_remove(&check->link);
   uv_close((uv_handle_t *)&check->timer, on_check_closed);
 }
@@ -517,8 +577,17 @@ static void add_check(struct nlb_health *health, struct nlb_group *group,
   uv_timer_init(health->loop, &check->timer);
   check->timer.data = check;
   nlb_list_append(&health->checks, &check->link);
-  /* The first probe goes out soon, at a random point of a short window,
-   * so a new target can become healthy quickly. */
+  /* The first round's probes go out at once: the process accepts only
+   * when they answered. A target added later gets its first probe soon,
+   * at a random point of a short window, so it can become healthy
+   * quickly. */
+  if (health->starting) {
+    check->first_pending = true;
+    health->first_targets++;
+    health->first_pending++;
+    schedule(check, 0);
+    return;
+  }
   first = group->settings.health.interval_ms;
   if (first > 1000)
     first = 1000;
@@ -589,9 +658,47 @@ struct nlb_health *nlb_health_start(uv_loop_t *loop, struct nlb_router *router)
   nlb_list_init(&health->due);
   uv_idle_init(loop, &health->kick);
   health->kick.data = health;
+  uv_timer_init(loop, &health->first_bound);
+  health->first_bound.data = health;
   health->passive_seen = nlb_target_passive_total();
+  health->started_ns = uv_hrtime();
+  health->starting = true;
   nlb_health_sync(health);
+  health->starting = false;
   return health;
+}
+
+void nlb_health_await_first_round(
+    struct nlb_health *health,
+    void (*done)(void *arg, const struct nlb_health_first_round *round),
+    void *arg)
+{
+  uint64_t bound_ms = 0;
+
+  health->first_done = done;
+  health->first_arg = arg;
+  /* Targets the registry brought since nlb_health_start are part of the
+   * round too: they were there before the first flow. */
+  health->starting = true;
+  nlb_health_sync(health);
+  health->starting = false;
+  if (health->first_pending == 0) {
+    end_first_round(health);
+    return;
+  }
+  for (size_t g = 0; g < nlb_router_group_count(health->router); g++) {
+    uint64_t timeout_ms =
+        nlb_router_group(health->router, g)->settings.health.timeout_ms;
+    if (timeout_ms > bound_ms)
+      bound_ms = timeout_ms;
+  }
+  if (bound_ms > FIRST_ROUND_MAX_MS)
+    bound_ms = FIRST_ROUND_MAX_MS;
+  /* The probes start a turn of the loop after this: a check that times
+   * out is a failure, an answer, not a target left unanswered. */
+  bound_ms += FIRST_ROUND_MARGIN_MS;
+  uv_update_time(health->loop); /* the start took a while since */
+  uv_timer_start(&health->first_bound, on_first_bound, bound_ms, 0);
 }
 
 void nlb_health_stop(struct nlb_health *health)
@@ -602,6 +709,7 @@ void nlb_health_stop(struct nlb_health *health)
   health->stopped = true;
   uv_close((uv_handle_t *)&health->publish, NULL);
   uv_close((uv_handle_t *)&health->kick, NULL);
+  uv_close((uv_handle_t *)&health->first_bound, NULL);
   NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
   {
     remove_check(NLB_CONTAINER_OF(pos, struct check, link));

@@ -26,6 +26,29 @@ void nlb_health_sync(struct nlb_health *health);
  * last call counts as one failed check. Called every control tick. */
 void nlb_health_tick(struct nlb_health *health, uint64_t now_ms);
 
+/* How the first round of checks ended: its targets, how many had a first
+ * result (pass or fail) and how many are healthy. */
+struct nlb_health_first_round {
+  uint64_t elapsed_ms; /* since nlb_health_start */
+  size_t targets;
+  size_t answered;
+  size_t healthy;
+};
+
+/* The first round: the targets known when this is called (those of
+ * nlb_health_start and those added since, e.g. from the registry). Calls
+ * done(arg, round) once, when each has had its first result, or when the
+ * round's bound passed (the longest check timeout of the groups, at most
+ * 10 s), or at once (before returning) when there is none. The round's
+ * state changes are published before done runs, so that the pool a caller
+ * starts serving from reflects every target's first answer. Never called
+ * after nlb_health_stop. Call once, before the loop runs. Targets added
+ * later (reload, API) are not part of the round. */
+void nlb_health_await_first_round(
+    struct nlb_health *health,
+    void (*done)(void *arg, const struct nlb_health_first_round *round),
+    void *arg);
+
 /* Probes open now, and started so far. */
 struct nlb_health_stats {
   uint64_t probes_started;

@@ -68,6 +68,7 @@ struct nlb_worker {
   atomic_uint_fast64_t flows_refused; /* at max_flows */
   atomic_uint_fast64_t accept_errors; /* EMFILE and the like */
   bool exiting;
+  bool accepting; /* nlb_worker_start_accepting came: listeners watched */
   /* Every worker, this one included (set before any listener exists). */
   struct nlb_worker *const *peers;
   size_t n_peers;

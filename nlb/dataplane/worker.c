@@ -31,6 +31,7 @@ enum command_kind {
   COMMAND_SNAPSHOT,
   COMMAND_ADD_LISTENER,
   COMMAND_REMOVE_LISTENER,
+  COMMAND_START_ACCEPTING,
   COMMAND_STOP_ACCEPTING,
   COMMAND_CLOSE_FLOWS,
   COMMAND_ADOPT_FLOW,
@@ -145,6 +146,22 @@ static void close_listeners(struct nlb_worker *worker)
 }
 
 static void on_accept_resume(uv_timer_t *timer);
+static void pause_accepting(struct nlb_worker *worker);
+
+/* Watches every listener (accepting starts, or resumes after a pause). */
+static void watch_listeners(struct nlb_worker *worker)
+{
+  struct nlb_list *pos, *tmp;
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
+  {
+    struct listener_slot *slot =
+        NLB_CONTAINER_OF(pos, struct listener_slot, link);
+    if (nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS) < 0) {
+      pause_accepting(worker);
+      return;
+    }
+  }
+}
 
 static void pause_accepting(struct nlb_worker *worker)
 {
@@ -160,16 +177,7 @@ static void pause_accepting(struct nlb_worker *worker)
 static void on_accept_resume(uv_timer_t *timer)
 {
   struct nlb_worker *worker = timer->data;
-  struct nlb_list *pos, *tmp;
-  NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
-  {
-    struct listener_slot *slot =
-        NLB_CONTAINER_OF(pos, struct listener_slot, link);
-    if (nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS) < 0) {
-      pause_accepting(worker);
-      return;
-    }
-  }
+  watch_listeners(worker);
 }
 
 /* Flows on every worker, and the node's limit. */
@@ -320,7 +328,10 @@ static void add_listener(struct nlb_worker *worker, uint64_t route_id,
   if (nlb_hmap_insert(&worker->slots, &slot->node,
                       nlb_hash_bytes(&route_id, sizeof(route_id))) < 0)
     goto fail_free;
-  rc = nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS);
+  /* Before accepting starts, the kernel queues connections in the
+   * backlog; the worker watches the socket from then on. */
+  rc = worker->accepting ? nlb_worker_watch(worker, &slot->io, LISTENER_EVENTS)
+                         : 0;
   if (rc < 0) {
     nlb_hmap_remove(&worker->slots, &slot->node);
     goto fail_free;
@@ -422,6 +433,12 @@ static void on_wakeup(uv_async_t *async)
       break;
     case COMMAND_REMOVE_LISTENER:
       remove_listener(worker, command->route_id, command->reset_flows);
+      break;
+    case COMMAND_START_ACCEPTING:
+      if (!worker->accepting && !worker->exiting) {
+        worker->accepting = true;
+        watch_listeners(worker);
+      }
       break;
     case COMMAND_STOP_ACCEPTING:
       close_listeners(worker);
@@ -632,6 +649,11 @@ void nlb_worker_set_snapshot(struct nlb_worker *worker,
 {
   nlb_snapshot_acquire(snapshot);
   send_command(worker, COMMAND_SNAPSHOT, 0, NULL, false, snapshot);
+}
+
+void nlb_worker_start_accepting(struct nlb_worker *worker)
+{
+  send_command(worker, COMMAND_START_ACCEPTING, 0, NULL, false, NULL);
 }
 
 void nlb_worker_stop_accepting(struct nlb_worker *worker)

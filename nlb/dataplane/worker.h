@@ -30,7 +30,9 @@ struct nlb_worker *nlb_worker_start(unsigned index,
 int nlb_worker_pin(struct nlb_worker *worker, int cpu);
 
 /* Hands the worker the listening socket for the route with route_id; the
- * worker owns one reference on socket from here on. Control thread. */
+ * worker owns one reference on socket from here on. It accepts from it
+ * once accepting has started (nlb_worker_start_accepting). Control
+ * thread. */
 void nlb_worker_add_listener(struct nlb_worker *worker, uint64_t route_id,
                              struct nlb_listen_socket *socket);
 
@@ -49,6 +51,13 @@ void nlb_worker_set_snapshot(struct nlb_worker *worker,
 /* The generation of the snapshot the worker has switched to: it reads no
  * older snapshot's routes any more. Any thread. */
 uint64_t nlb_worker_generation(const struct nlb_worker *worker);
+
+/* A new worker holds its listeners without accepting (the kernel queues
+ * new connections in their backlogs) until this command: from then on it
+ * accepts from every listener it has or is given. Commands run in order,
+ * so a snapshot published before it is the one the first flows use.
+ * Control thread. */
+void nlb_worker_start_accepting(struct nlb_worker *worker);
 
 /* Closes every listening socket: the start of a shutdown. */
 void nlb_worker_stop_accepting(struct nlb_worker *worker);

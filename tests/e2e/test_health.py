@@ -844,6 +844,117 @@ def test_proxy_v2_health_checks_send_local():
             and flows_seen[0]["error"] is None, flows_seen
 
 
+ACCEPTING_RE = re.compile(
+    r"^(\S+) \w+ accepting after the first round of health checks "
+    r"\((\d+) ms\): (\d+) of (\d+) targets healthy, (\d+) without an "
+    r"answer$", re.M)
+
+
+def wait_accepting(nlbd, timeout=15.0):
+    """(log time, elapsed ms, healthy, targets, unanswered) of the
+    accepting event."""
+    m = wait_until(lambda: ACCEPTING_RE.search(nlbd.events()),
+                   timeout=timeout, what="the accepting event")
+    return (log_time(m.group(1)),) + tuple(int(m.group(i))
+                                           for i in range(2, 6))
+
+
+def connect_when_listening(port, timeout=10.0):
+    """Connects in a tight loop until the listener takes the connection
+    (bound and listening), as a client that comes the moment nlbd starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), 2)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise AssertionError("listener %d never answered" % port)
+
+
+def test_cold_start_spreads_first_flows():
+    """A fresh nlbd in front of three live targets (round robin): the 30
+    flows opened the moment its listener answers spread over all three
+    (each within 5 of 10), in 20 of 20 starts. Before, the first target to
+    pass its first check took every flow until the others passed theirs."""
+    with Cleanup() as c:
+        backends = [c.add(Backend(n)) for n in ("a", "b", "c")]
+        for start in range(20):
+            port = free_port()
+            nlbd = c.add(Nlbd(config(port, [b.address for b in backends])))
+            nlbd.start()
+            first = connect_when_listening(port)
+            first.close()
+            socks = [socket.create_connection(("127.0.0.1", port), 5)
+                     for _ in range(30)]
+            shares = {}
+            for s in socks:
+                s.sendall(b"x\n")
+                name = recv_line(s).strip()
+                shares[name] = shares.get(name, 0) + 1
+                s.close()
+            print("start %d: %s" % (start, sorted(shares.items())))
+            assert sorted(shares) == ["a", "b", "c"] and \
+                all(abs(n - 10) <= 5 for n in shares.values()), \
+                (start, shares)
+            nlbd.stop()
+
+
+def test_cold_start_bounded_by_dead_targets():
+    """A target that never answers its check holds the start no longer
+    than its check timeout, one that refuses not at all; connections made
+    while the first round runs wait in the backlog (none refused) and are
+    served, by the live target, once accepting starts."""
+    timeout_ms = 1500
+    with Cleanup() as c:
+        live = c.add(Backend("live"))
+        hung = c.add(Backend("hung"))
+        hung.mode = "hang"
+        refused = "127.0.0.1:%d" % free_port()
+        port = free_port()
+        body = config(port, [live.address, hung.address, refused]).replace(
+            'interval = "%dms"; timeout = "%dms"' % (INTERVAL_MS, TIMEOUT_MS),
+            'interval = "%dms"; timeout = "%dms"' % (2 * timeout_ms,
+                                                   timeout_ms))
+        nlbd = c.add(Nlbd(body))
+        nlbd.start()
+        early = [connect_when_listening(port)]
+        early += [socket.create_connection(("127.0.0.1", port), 5)
+                  for _ in range(9)]
+        t_connected = time.time()
+        for s in early:
+            s.sendall(b"x\n")
+        names = []
+        for s in early:
+            s.settimeout(timeout_ms / 1000.0 + 5)
+            names.append(recv_line(s).strip())
+            s.close()
+        t_accepting, elapsed, healthy, targets, unanswered = \
+            wait_accepting(nlbd)
+        print("accepting after %d ms: %d of %d healthy, %d unanswered; "
+              "10 connections made %d ms before it, served by %s"
+              % (elapsed, healthy, targets, unanswered,
+                 ms(t_accepting - t_connected), sorted(set(names))))
+        assert (healthy, targets) == (1, 3), (healthy, targets)
+        assert elapsed <= timeout_ms + SLACK_MS, elapsed
+        # Made during the first round, held, then served: none refused.
+        assert t_connected < t_accepting, (t_connected, t_accepting)
+        assert names == ["live"] * 10, names
+
+
+def test_cold_start_without_targets_accepts_at_once():
+    """A group with no target: nothing to wait for, accepting starts at
+    once (and a flow is closed, there being no target)."""
+    with Cleanup() as c:
+        port = free_port()
+        nlbd = c.add(Nlbd(config(port, [])))
+        nlbd.start()
+        connect_when_listening(port).close()
+        _, elapsed, healthy, targets, unanswered = wait_accepting(nlbd)
+        print("accepting after %d ms with %d targets" % (elapsed, targets))
+        assert (healthy, targets, unanswered) == (0, 0, 0)
+        assert elapsed < SLACK_MS, elapsed
+
+
 if __name__ == "__main__":
     run([test_killed_backend_unhealthy_then_back,
          test_503_and_hanging_backends_unhealthy,
@@ -852,4 +963,7 @@ if __name__ == "__main__":
          test_deregistered_target_drains,
          test_reregistered_while_draining,
          test_slow_start_share_grows,
-         test_proxy_v2_health_checks_send_local], timeout=60)
+         test_proxy_v2_health_checks_send_local,
+         test_cold_start_spreads_first_flows,
+         test_cold_start_bounded_by_dead_targets,
+         test_cold_start_without_targets_accepts_at_once], timeout=60)
