@@ -119,3 +119,10 @@ TESTS += tests/e2e/test_endpoint_cycles.py
 EXTRA_DIST += tests/e2e/test_endpoint_cycles.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md
+
+# The web console in headless Chromium, each role at its work (SKIP
+# without chromium, chromium-driver and python3-selenium); it leaves a
+# screenshot of each view in tests/e2e/console-screens/.
+TESTS += tests/e2e/test_console.py
+EXTRA_DIST += tests/e2e/test_console.py
+CLEAN_LOCAL_DIRS += tests/e2e/console-screens

@@ -37,7 +37,8 @@
     for (const [key, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-      else if (key === 'checked' || key === 'disabled' || key === 'value')
+      else if (key === 'checked' || key === 'disabled' ||
+               key === 'value' && node.tagName === 'SELECT')
         node[key] = value;
       else node.setAttribute(key, value === true ? '' : String(value));
     }
@@ -140,7 +141,7 @@
     samples: [],
     metricsDenied: false,
     selected: new Map(), /* service ID -> Set of endpoint IDs */
-    showEnded: false,
+    showDeleted: false,
     generation: 0,       /* bumped at sign-out: late answers are dropped */
   };
 
@@ -170,6 +171,7 @@
       /* Signed in, then refused: the token was revoked or expired. */
       if (response.status === 401 && session.who) {
         signOut('The token is no longer accepted: sign in again.');
+        throw new ApiError(0, 'SignedOut', 'signed out');
       }
       throw new ApiError(response.status, err.code || String(response.status),
         err.message || response.statusText);
@@ -312,19 +314,20 @@
   const OP = 'operator', PROV = 'provider', CONS = 'consumer';
 
   /* Each view: who sees it, how it is drawn (build: once per showing,
-   * load: again at each refresh) and whether it is read again every
-   * POLL_MS (what no event announces). */
+   * load: again at each refresh) and for whom it is read again every
+   * POLL_MS (poll: what no event announces to them: services others
+   * make, target health, nodes). */
   const TABS = [
     {id: 'services', label: 'Services', roles: [OP, PROV],
-      build: buildServices, load: loadServices},
+      build: buildServices, load: loadServices, poll: [OP]},
     {id: 'available', label: 'Services', roles: [CONS],
-      build: buildAvailable, load: loadAvailable, poll: true},
+      build: buildAvailable, load: loadAvailable, poll: [CONS]},
     {id: 'endpoints', label: 'Endpoints', roles: [OP, CONS],
       build: buildEndpoints, load: loadEndpoints},
     {id: 'targets', label: 'Targets', roles: [OP],
-      build: buildTargets, load: loadTargets, poll: true},
+      build: buildTargets, load: loadTargets, poll: [OP]},
     {id: 'nodes', label: 'Nodes', roles: [OP],
-      build: buildNodes, load: loadNodes, poll: true},
+      build: buildNodes, load: loadNodes, poll: [OP]},
     {id: 'tenancy', label: 'Principals', roles: [OP],
       build: buildTenancy, load: loadTenancy},
     {id: 'traffic', label: 'Traffic', roles: [OP, PROV],
@@ -385,8 +388,8 @@
     } catch (e) {
       if (mine === loading && e.code !== 'SignedOut') say(errorText(e), true);
     }
-    if (tab.poll && generation === session.generation &&
-        session.tab === tab.id)
+    if (tab.poll && tab.poll.includes(session.who.role) &&
+        generation === session.generation && session.tab === tab.id)
       session.pollTimer = setTimeout(refresh, POLL_MS);
   }
 
@@ -432,9 +435,9 @@
       field('Connection limit', limit), field('Private DNS name', dns),
       field('Acceptance required', acceptance)),
     el('div', {class: 'buttons'}, create));
-    const ended = el('input', {type: 'checkbox', 'data-test': 'show-ended',
-      checked: session.showEnded, onchange: () => {
-        session.showEnded = ended.checked;
+    const ended = el('input', {type: 'checkbox', 'data-test': 'show-deleted',
+      checked: session.showDeleted, onchange: () => {
+        session.showDeleted = ended.checked;
         refresh();
       }});
     view.append(
@@ -445,7 +448,7 @@
       el('div', {class: 'card'},
         el('div', {class: 'heading'}, el('h2', {}, 'Connection requests'),
           el('label', {class: 'inline'}, ended,
-            ' show rejected, deleted and failed')),
+            ' show deleted')),
         el('div', {id: 'connections-list'})),
       form);
   }
@@ -494,8 +497,8 @@
   }
 
   function connectionsBlock(service, all) {
-    const shown = all.filter(c => session.showEnded ||
-      LIVE_STATES.includes(c.state));
+    const shown = all.filter(c => session.showDeleted ||
+      c.state !== 'deleted');
     /* Pending ones first, each group oldest first (the API's order). */
     shown.sort((a, b) => (a.state !== 'pendingAcceptance') -
       (b.state !== 'pendingAcceptance'));
@@ -515,10 +518,16 @@
           else selected.delete(box.dataset.id);
         }
       }});
+    /* Of the rows selected, those the verb applies to: accept the pending
+     * ones, reject the pending and available ones. */
     const batch = (verb, button) => {
-      const ids = [...selected];
+      const states = verb === 'accept' ? ['pendingAcceptance'] : LIVE_STATES;
+      const ids = shown.filter(c => selected.has(c.endpoint_id) &&
+        states.includes(c.state)).map(c => c.endpoint_id);
       if (!ids.length) {
-        say('Select requests first.', true);
+        say(selected.size ? 'None of the requests selected can be ' +
+          (verb === 'accept' ? 'accepted.' : 'rejected.')
+          : 'Select requests first.', true);
         return;
       }
       act(button, '', async () => {
@@ -633,8 +642,8 @@
 
   function buildAvailable(view) {
     view.append(el('div', {class: 'card'},
-      el('div', {class: 'heading'}, el('h2', {}, 'Services you may connect to'),
-        refreshButton()),
+      el('div', {class: 'heading'},
+        el('h2', {}, 'Services you may connect to'), refreshButton()),
       el('div', {id: 'available-list'})));
   }
 
@@ -657,15 +666,15 @@
   }
 
   function buildEndpoints(view) {
-    const filter = el('input', {type: 'checkbox', 'data-test': 'show-ended',
-      checked: session.showEnded, onchange: () => {
-        session.showEnded = filter.checked;
+    const filter = el('input', {type: 'checkbox', 'data-test': 'show-deleted',
+      checked: session.showDeleted, onchange: () => {
+        session.showDeleted = filter.checked;
         refresh();
       }});
     view.append(el('div', {class: 'card'},
       el('div', {class: 'heading'}, el('h2', {}, 'Endpoints'),
         el('label', {class: 'inline'}, filter,
-          ' show rejected, deleted and failed'), refreshButton()),
+          ' show deleted'), refreshButton()),
       el('div', {id: 'endpoints-list'})));
     if (session.who.role !== CONS) return;
     const service = el('select', {'data-test': 'endpoint-service',
@@ -705,21 +714,25 @@
       listAll('/v1/endpoints', 'endpoints'),
       consumer ? listAll('/v1/available-services', 'services') : null]);
     if (!current()) return;
-    const shown = endpoints.filter(e => session.showEnded ||
-      LIVE_STATES.includes(e.state));
+    const shown = endpoints.filter(e => session.showDeleted ||
+      e.state !== 'deleted');
     fill($('endpoints-list'), table(
-      ['Endpoint', 'Service', 'Consumer', 'Network', 'Address', 'Ports',
-        'State', 'Reason', 'DNS names', 'Placements', 'Created', ''],
+      ['Endpoint', 'Service', consumer ? null : 'Consumer', 'Network',
+        'Address', 'Ports', 'State', 'Reason', 'DNS names', 'Placements',
+        'Created', ''].filter(h => h !== null),
       shown.map(e => el('tr', {'data-test': 'endpoint-row', 'data-id': e.id,
         'data-state': e.state},
       el('td', {class: 'id'}, e.id), el('td', {}, e.service),
-      el('td', {}, e.consumer), el('td', {}, e.network),
+      consumer ? null : el('td', {}, e.consumer), el('td', {}, e.network),
       el('td', {}, e.address), el('td', {}, list(e.ports)),
       el('td', {}, badge(e.state)),
-      el('td', {class: 'reason', 'data-test': 'reason'}, e.reason || ''),
-      el('td', {class: 'dns'}, e.dns_names.map(n => el('div', {}, n))),
+      el('td', {class: e.state === 'failed' ? 'reason bad' : 'reason',
+        'data-test': 'reason'}, e.reason || ''),
+      el('td', {class: 'dns'}, e.dns_names.length
+        ? e.dns_names.map(n => el('div', {}, n)) : '\u2014'),
       el('td', {}, e.placements.map(p => el('div', {}, p.node + ': ',
-        badge(p.state), p.reason ? ' ' + p.reason : ''))),
+        badge(p.state), p.reason && p.reason !== e.reason
+          ? ' ' + p.reason : ''))),
       el('td', {}, fmtTime(e.created_at)),
       el('td', {class: 'actions'}, e.state === 'deleted' ? null
         : el('button', {type: 'button', class: 'danger',
@@ -775,7 +788,8 @@
           'data-state': t.state},
         el('td', {class: 'name'}, g.name), el('td', {}, t.address),
         el('td', {}, String(t.weight)), el('td', {}, badge(t.state)),
-        el('td', {class: 'reason', 'data-test': 'reason'}, t.reason || ''),
+        el('td', {class: t.state === 'unhealthy' ? 'reason bad' : 'reason',
+        'data-test': 'reason'}, t.reason || ''),
         el('td', {class: 'actions'}, el('button', {type: 'button',
           class: 'danger', 'data-test': 'deregister-target',
           title: 'Targets registered through the API only',
@@ -1088,9 +1102,10 @@
       return listeners.get(key);
     };
     for (const s of series) {
-      if (s.name === 'nlb_active_flows') get(s.labels).active += s.value;
-      else if (s.name === 'nlb_new_flows_total') get(s.labels).flows += s.value;
-      else if (s.name === 'nlb_processed_bytes_total')
+      const name = s.name;
+      if (name === 'nlb_active_flows') get(s.labels).active += s.value;
+      else if (name === 'nlb_new_flows_total') get(s.labels).flows += s.value;
+      else if (name === 'nlb_processed_bytes_total')
         get(s.labels).bytes += s.value;
     }
     return listeners;
@@ -1162,10 +1177,21 @@
         el('span', {class: 'swatch series-' + (i % 8)}), k))));
   }
 
+  /* The smallest 1, 2 or 5 times a power of ten at or above x (1 at
+   * least): round numbers on the axis. */
+  function niceCeiling(x) {
+    if (!(x > 1)) return 1;
+    const power = Math.pow(10, Math.floor(Math.log10(x)));
+    for (const step of [1, 2, 5, 10])
+      if (step * power >= x) return step * power;
+    return 10 * power;
+  }
+
   function chart(spec, samples, keys) {
     const W = 600, H = 180, L = 56, R = 8, T = 10, B = 22;
     const now = samples[samples.length - 1].t;
-    const span = METRICS_MS / 1000 * (METRICS_SAMPLES - 1);
+    /* The time the samples cover, one minute at least. */
+    const span = Math.max(60, now - samples[0].t);
     const lines = keys.map(k => {
       const points = [];
       for (let i = 0; i < samples.length; i++) {
@@ -1178,7 +1204,7 @@
       }
       return points;
     });
-    const max = Math.max(1, ...lines.flat().map(p => p[1])) * 1.1;
+    const max = niceCeiling(Math.max(...lines.flat().map(p => p[1])));
     const x = (t) => L + (W - L - R) * (1 - (now - t) / span);
     const y = (v) => T + (H - T - B) * (1 - v / max);
     const plot = svg('svg', {viewBox: '0 0 ' + W + ' ' + H, class: 'chart',
@@ -1205,7 +1231,8 @@
     });
     const last = lines.map(p => p.length ? p[p.length - 1][1] : 0)
       .reduce((a, b) => a + b, 0);
-    return el('figure', {class: 'chart-box', 'data-test': spec.test},
+    return el('figure', {class: 'chart-box', 'data-test': spec.test,
+      'data-now': last},
       el('figcaption', {}, spec.title, el('span', {class: 'muted'},
         ' now ' + fmtNumber(last) + ' in all')), plot);
   }
