@@ -19,9 +19,10 @@ through the page, and the API is asked what came of it:
   - an operator sees targets with their health and reasons, nodes with
     their applied seq, creates a principal and a token (each shown once),
     sees recent events and charts of the flows through its listeners;
-  - markup in a value (a network namespace's name, which the API takes
-    as it is, and the reason of the endpoint that fails in it) is shown as
-    text: no element, no alert;
+  - markup that reaches the page is shown as text, no element, no alert:
+    an API error that quotes a network namespace typed with markup, and
+    every field of every view of every role against a stand-in API whose
+    every string is markup (nlbd's own names are tame);
   - the token stays in sessionStorage: localStorage is empty, there are
     no cookies, and signing out forgets it; the page breaks no rule of its
     Content-Security-Policy (the browser's console says none).
@@ -30,6 +31,7 @@ Screenshots of each view go to $top_builddir/tests/e2e/console-screens/.
 SKIP when Chromium, its driver or Selenium is missing or cannot start."""
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -38,12 +40,14 @@ import ssl
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import nlbtest  # noqa: E402
 from apitest import NlbdApi, token  # noqa: E402
-from nlbtest import Skip, TOP_BUILDDIR, free_port, wait_until  # noqa: E402
+from nlbtest import (Skip, TOP_BUILDDIR, TOP_SRCDIR, free_port,  # noqa: E402
+                     wait_until)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -553,36 +557,195 @@ def test_operator_targets_nodes_tokens_events():
 
 
 def test_markup_is_shown_as_text():
-    """A network namespace may be named with markup (the API takes any
-    name without '/'); the operator's list and the reason of an endpoint
-    that fails in it show it as text."""
+    """Markup that reaches the page is shown as text. nlbd's names are
+    tame, but its error messages quote what was sent: a network namespace
+    named with markup, typed into the page, comes back in the refusal."""
     with NlbdApi() as api, Browser() as browser:
-        api.ok("POST", "/v1/networks", "ops",
-               {"name": "odd-net", "range": "127.79.0.0/29",
-                "netns": MARKUP}, status=201)
-        api.ok("POST", "/v1/services", "payments",
-               {"name": "web", "load_balancer": "payments-lb",
-                "allowed_principals": ["shop"],
-                "acceptance_required": False}, status=201)
         browser.sign_in(api.base, "ops")
         browser.tab("tenancy")
-        cell = browser.one("netns", browser.row("network-row", "odd-net"))
-        assert cell.text == MARKUP, cell.text
+        browser.type("new-network-name", "odd-net")
+        browser.type("new-network-range", "127.79.0.0/29")
+        browser.type("new-network-netns", MARKUP)
+        browser.click("create-network")
+        message = browser.wait(lambda d: MARKUP in browser.one(
+            "message").text and browser.one("message"), "the refusal")
+        assert "400 InvalidValue" in message.text, message.text
         browser.no_markup_ran()
-        browser.click("sign-out")
-        ep = api.ok("POST", "/v1/endpoints", "shop",
-                    {"service": "web", "network": "odd-net"},
-                    status=201)["id"]
-        wait_until(lambda: state_of(api, "shop", ep) == "failed",
-                   timeout=WAIT, what="the endpoint to fail")
-        reason = api.ok("GET", "/v1/endpoints/" + ep, "shop")["reason"]
-        assert MARKUP in reason, reason
-        browser.sign_in(api.base, "shop")
-        browser.tab("endpoints")
-        row = browser.row("endpoint-row", ep)
-        assert browser.one("reason", row).text == reason
-        browser.no_markup_ran()
-        browser.screenshot("consumer-markup")
+        assert "odd-net" not in str(api.ok("GET", "/v1/networks", "ops"))
+        assert browser.console_errors() == []
+
+
+# ---- every field, from a stand-in API ------------------------------------
+
+UI_DIR = os.path.join(TOP_SRCDIR, "api", "ui")
+
+
+def markup_answers(role):
+    """What a stand-in API answers each role: markup in every string the
+    page shows, the shapes of docs/api.md."""
+    m = MARKUP
+    t = "2024-05-14T09:12:01.337Z"
+    service = {"id": "svc-0123456789abcdef0", "name": m, "owner": m,
+               "load_balancer": m, "ports": [8080], "state": "available",
+               "acceptance_required": True, "allowed_principals": [m],
+               "connection_limit": 0, "created_at": t,
+               "private_dns_name": m}
+    endpoint = {"id": "ep-0123456789abcdef0", "service_id": service["id"],
+                "service": m, "consumer": m, "network": m, "address": m,
+                "ports": [8080], "state": "failed", "reason": m,
+                "allowed_sources": [], "placements": [
+                    {"node": m, "state": "failed", "reason": m + "!"}],
+                "created_at": t, "updated_at": t, "private_dns": True,
+                "dns_names": [m]}
+    return {
+        "/v1/whoami": {"name": m, "role": role},
+        "/v1/services": {"services": [service]},
+        "/v1/services/svc-0123456789abcdef0/connections": {"connections": [
+            {"endpoint_id": endpoint["id"], "consumer": m, "state":
+             "pendingAcceptance", "network": m, "address": m,
+             "created_at": t, "updated_at": t}]},
+        "/v1/available-services": {"services": [
+            {"id": service["id"], "name": m, "owner": m, "ports": [8080],
+             "acceptance_required": True, "private_dns_name": m}]},
+        "/v1/endpoints": {"endpoints": [endpoint]},
+        "/v1/target-groups": {"target_groups": [{"name": m, "targets": [
+            {"address": m, "weight": 1, "state": "unhealthy",
+             "reason": m}]}]},
+        "/v1/nodes": {"nodes": [{"name": m, "state": "up", "last_seen": t,
+                                 "applied_seq": 3, "version": m,
+                                 "networks": [{"network": m,
+                                               "netns": m}]}]},
+        "/v1/principals": {"principals": [
+            {"name": m, "role": "consumer", "source": "api",
+             "created_at": t}]},
+        "/v1/networks": {"networks": [
+            {"name": m, "range": m, "netns": m, "principals": [m],
+             "source": "api", "created_at": t}]},
+    }
+
+
+class MarkupApi:
+    """A stand-in for nlbd's API on loopback: the console's files from the
+    source tree with the page's headers, and answers full of markup
+    (markup_answers); an event stream with one event, then silence; a
+    /metrics whose labels are markup too."""
+
+    def __init__(self):
+        import http.server
+        outer = self
+        self.stop_streams = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send(self, status, ctype, body, headers=()):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                types = {"index.html": "text/html",
+                         "app.js": "text/javascript", "app.css": "text/css"}
+                if path.startswith("/ui/"):
+                    name = path[4:] or "index.html"
+                    if name not in types:
+                        self.send(404, "text/plain", b"no such file\n")
+                        return
+                    ctype = types[name]
+                    with open(os.path.join(UI_DIR, name), "rb") as f:
+                        self.send(200, ctype, f.read(), [
+                            ("Content-Security-Policy", POLICY)])
+                    return
+                role = {"Bearer op": "operator", "Bearer prov": "provider",
+                        "Bearer cons": "consumer"}.get(
+                    self.headers.get("Authorization"))
+                if role is None:
+                    self.send(401, "application/json",
+                              b'{"error":{"code":"Unauthorized",'
+                              b'"message":"x"}}')
+                    return
+                if path == "/v1/events":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/x-ndjson")
+                    self.end_headers()
+                    self.wfile.write((json.dumps(
+                        {"seq": 7, "time": "2024-05-14T09:12:01.337Z",
+                         "type": "connect", "service_id": MARKUP,
+                         "endpoint_id": MARKUP, "principal": MARKUP,
+                         "state": "pendingAcceptance"}) + "\n").encode())
+                    self.wfile.flush()
+                    outer.stop_streams.wait(WAIT * 4)
+                    return
+                if path == "/metrics":
+                    labels = 'lb="%s",listener="80"' % MARKUP
+                    self.send(200, "text/plain", "".join(
+                        "%s{%s} %d\n" % (name, labels, value) for name, value
+                        in (("nlb_active_flows", 1),
+                            ("nlb_new_flows_total", time.monotonic() * 10),
+                            ("nlb_processed_bytes_total",
+                             time.monotonic() * 1000))).encode())
+                    return
+                body = markup_answers(role).get(path)
+                if body is None:
+                    self.send(404, "application/json",
+                              b'{"error":{"code":"NotFound","message":"x"}}')
+                    return
+                self.send(200, "application/json", json.dumps(body).encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      Handler)
+        self.server.daemon_threads = True
+        self.base = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+        nlbtest._track(self)
+
+    def stop(self):
+        nlbtest._untrack(self)
+        self.stop_streams.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def test_markup_in_every_field_is_text():
+    """Every view of every role, over answers whose every string is
+    markup: each shows it as text, no element comes of it, no script runs,
+    and the page breaks no rule of its policy."""
+    with MarkupApi() as api, Browser() as browser:
+        from selenium.webdriver.common.by import By
+        for who, role in (("op", "operator"), ("prov", "provider"),
+                          ("cons", "consumer")):
+            browser.driver.get(api.base + "/ui/")
+            browser.type("token", who)
+            browser.click("sign-in")
+            browser.wait(lambda d: MARKUP in browser.one("who").text and
+                         role in browser.one("who").text, "the name")
+            tabs = [t.get_attribute("data-test")[len("tab-"):]
+                    for t in browser.driver.find_elements(
+                        By.CSS_SELECTOR, '#tabs [data-test^="tab-"]')]
+            assert len(tabs) >= 3, tabs
+            for tab in tabs:
+                browser.tab(tab)
+                view = browser.visible("view-" + tab)
+                browser.wait(lambda d: view.text.count(MARKUP) >= (
+                    1 if tab in ("traffic", "events") else 2),
+                    "markup shown as text in %s of %s" % (tab, role))
+                browser.no_markup_ran()
+            browser.screenshot("markup-" + role)
+            browser.click("sign-out")
         assert browser.console_errors() == []
 
 
@@ -593,4 +756,5 @@ if __name__ == "__main__":
         test_consumer_creates_and_deletes,
         test_operator_targets_nodes_tokens_events,
         test_markup_is_shown_as_text,
+        test_markup_in_every_field_is_text,
     ], timeout=240)
