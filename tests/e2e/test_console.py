@@ -509,6 +509,7 @@ def test_operator_targets_nodes_tokens_events():
         row = browser.row("node-row", node["name"])
         assert row.get_attribute("data-state") == "up"
         assert int(browser.one("applied-seq", row).text) >= 0
+        browser.screenshot("operator-nodes")
         # A principal and its tokens, each shown once.
         browser.tab("tenancy")
         browser.type("new-principal-name", "acme")
