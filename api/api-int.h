@@ -92,6 +92,10 @@ struct api_server {
   char read_buf[64 * 1024]; /* one read at a time: the loop is serial */
 };
 
+/* The longest If-None-Match value kept (longer ones are ignored: the answer
+ * is then the whole representation, as without the field). */
+#define API_IF_NONE_MATCH_MAX 128
+
 /* A request after routing and authentication, for a handler. */
 struct api_request {
   struct api_server *server;
@@ -102,6 +106,7 @@ struct api_request {
   struct reg_actor actor; /* name NULL for open routes */
   const char *body;
   size_t body_len;
+  const char *if_none_match; /* the request's field, or NULL */
 };
 
 /* A handler's answer. body is malloc'd and owned by the response. */
@@ -114,6 +119,15 @@ struct api_response {
    * never copied per request. */
   const char *static_body;
   const char *content_type; /* static string; NULL: application/json */
+  /* The console's answers (handlers/console.c), static strings or NULL: a
+   * strong validator (quoted) and the target of a redirect. */
+  const char *etag;
+  const char *location;
+  /* A page and its files: the headers that keep the browser from running
+   * anything but the page's own script (Content-Security-Policy and the
+   * others, docs/console.md) and "cache-control: no-cache" (revalidate
+   * with the ETag) instead of "no-store". */
+  bool page;
   /* GET /v1/events: the answer is a stream of events after events_after
    * seen by actor (copied by the server). */
   bool events;

@@ -178,6 +178,8 @@ struct exchange_job {
   char *path; /* match.query points into it */
   char *body;
   size_t body_len;
+  bool has_if_none_match;
+  char if_none_match[API_IF_NONE_MATCH_MAX + 1];
   struct reg_actor actor;
   struct audit audit;
   struct api_response resp;
@@ -204,6 +206,7 @@ static void job_run(struct reg *reg, void *arg)
       .actor = job->actor,
       .body = job->body,
       .body_len = job->body_len,
+      .if_none_match = job->has_if_none_match ? job->if_none_match : NULL,
   };
 
   api_handle(&req, &job->resp);
@@ -263,6 +266,12 @@ static struct exchange_job *job_new(struct api_server *server,
   if (x->body_len > 0)
     memcpy(job->body, x->body, x->body_len);
   job->body_len = x->body_len;
+  if (x->if_none_match != NULL &&
+      strlen(x->if_none_match) <= API_IF_NONE_MATCH_MAX) {
+    job->has_if_none_match = true;
+    snprintf(job->if_none_match, sizeof job->if_none_match, "%s",
+             x->if_none_match);
+  }
   audit_init(&job->audit, x);
   job->actor.name = x->authenticated ? job->audit.principal : NULL;
   job->actor.role = x->authenticated ? x->role : REG_ROLE_CONSUMER;
@@ -418,6 +427,7 @@ int api_exchange_run(struct api_server *server, struct api_exchange *x,
                 x->authenticated ? x->role : REG_ROLE_CONSUMER},
       .body = x->body,
       .body_len = x->body_len,
+      .if_none_match = x->if_none_match,
   };
   api_handle(&req, &x->resp);
   api_handle_finish(server, match->route, &x->resp);
@@ -480,18 +490,39 @@ static void add(struct api_response_headers *out, const char *name,
   out->n++;
 }
 
+/* What a page may do in the browser: run its own script and style, talk
+ * to this API, nothing else (no inline script, no other origin, no
+ * framing, no form posts). */
+#define PAGE_POLICY                                                            \
+  "default-src 'none'; script-src 'self'; style-src 'self'; "                  \
+  "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "                \
+  "form-action 'none'; frame-ancestors 'none'"
+
 void api_response_headers(const struct api_exchange *x,
                           struct api_response_headers *out)
 {
   const struct api_response *resp = &x->resp;
 
   out->n = 0;
-  add(out, "content-type",
-      resp->content_type != NULL ? resp->content_type : "application/json");
-  add(out, "cache-control", "no-store");
-  if (!resp->events) {
+  /* A 304 has no body: neither its type nor its length (which would have
+   * to be the one of the 200 it stands for, RFC 9110 8.6). */
+  if (resp->status != 304)
+    add(out, "content-type",
+        resp->content_type != NULL ? resp->content_type : "application/json");
+  add(out, "cache-control", resp->page ? "no-cache" : "no-store");
+  if (!resp->events && resp->status != 304) {
     snprintf(out->length, sizeof out->length, "%zu", resp->len);
     add(out, "content-length", out->length);
+  }
+  if (resp->etag != NULL)
+    add(out, "etag", resp->etag);
+  if (resp->location != NULL)
+    add(out, "location", resp->location);
+  if (resp->page) {
+    add(out, "content-security-policy", PAGE_POLICY);
+    add(out, "x-frame-options", "DENY");
+    add(out, "x-content-type-options", "nosniff");
+    add(out, "referrer-policy", "no-referrer");
   }
   if (resp->status == 405) {
     format_allow(x->allow, out->allow, sizeof out->allow);

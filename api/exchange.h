@@ -31,6 +31,7 @@ struct api_exchange {
   const char *path;          /* with its query; NULL when there was none */
   const char *authorization; /* header value, or NULL */
   size_t authorization_len;
+  const char *if_none_match; /* header value, or NULL (conditional GETs) */
   const char *body;
   size_t body_len;
   struct api_conn *conn; /* the request's connection (noted tokens) */
@@ -97,7 +98,7 @@ bool api_exchange_is_head(const struct api_exchange *x);
  * back what it held of its principal's limits. */
 void api_exchange_clear(struct api_exchange *x);
 
-#define API_RESPONSE_HEADERS_MAX 6
+#define API_RESPONSE_HEADERS_MAX 12
 
 /* The header fields of an answer, names in lower case, values pointing
  * into this struct or static strings. */
@@ -112,8 +113,10 @@ struct api_response_headers {
 };
 
 /* Fills *out with x's answer headers: content-type, cache-control,
- * content-length (not for event streams), allow (405), www-authenticate
- * (401). The protocol adds its own (HTTP/1.1's connection, framing). */
+ * content-length (not for event streams nor 304), allow (405),
+ * www-authenticate (401), etag, location, and a page's security headers
+ * (api_response.page). The protocol adds its own (HTTP/1.1's connection,
+ * framing). */
 void api_response_headers(const struct api_exchange *x,
                           struct api_response_headers *out);
 

@@ -47,6 +47,7 @@ enum field {
   FIELD_HOST,
   FIELD_TRANSFER_ENCODING,
   FIELD_EXPECT,
+  FIELD_IF_NONE_MATCH,
 };
 
 /* Where the parser was paused by a callback. */
@@ -68,7 +69,10 @@ struct h1_request {
   size_t path_len, path_cap;
   char *authorization; /* wiped and freed once dispatched */
   size_t authorization_len, authorization_cap;
-  int n_authorization, n_host, n_transfer_encoding;
+  int n_authorization, n_host, n_transfer_encoding, n_if_none_match;
+  /* If-None-Match, when it came once and fits (else it is ignored). */
+  char if_none_match[API_IF_NONE_MATCH_MAX + 1];
+  size_t if_none_match_len;
   size_t header_bytes;
   /* The field being read: its name in lower case (FIELD_NAME_MAX + 1: a
    * longer one), and the value of the short ones the API reads. */
@@ -336,6 +340,9 @@ static void end_field(struct h1_request *r)
     else
       r->expect_other = true;
     break;
+  case FIELD_IF_NONE_MATCH:
+    r->n_if_none_match++;
+    break;
   default:
     break;
   }
@@ -376,7 +383,8 @@ static enum field classify(const struct h1_request *r)
   } fields[] = {{"authorization", FIELD_AUTHORIZATION},
                 {"host", FIELD_HOST},
                 {"transfer-encoding", FIELD_TRANSFER_ENCODING},
-                {"expect", FIELD_EXPECT}};
+                {"expect", FIELD_EXPECT},
+                {"if-none-match", FIELD_IF_NONE_MATCH}};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
     if (r->name_len == strlen(fields[i].name) &&
         memcmp(r->name, fields[i].name, r->name_len) == 0)
@@ -402,6 +410,15 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (append(&r->authorization, &r->authorization_len, &r->authorization_cap,
                at, len) != 0)
       return refuse(h, 500, "Internal", "out of memory");
+  } else if (r->field == FIELD_IF_NONE_MATCH) {
+    /* if_none_match_len counts every byte, so a longer value is known. */
+    size_t room = r->if_none_match_len < API_IF_NONE_MATCH_MAX
+                      ? API_IF_NONE_MATCH_MAX - r->if_none_match_len
+                      : 0;
+    if (room > 0)
+      memcpy(r->if_none_match + r->if_none_match_len, at,
+             len < room ? len : room);
+    r->if_none_match_len += len;
   } else if (r->field != FIELD_OTHER) {
     /* value_len counts every byte, so a longer value matches nothing. */
     size_t room =
@@ -645,6 +662,11 @@ static void check_route_and_token(struct h1_conn *h, bool body)
   x->path = r->path;
   x->authorization = r->authorization;
   x->authorization_len = r->authorization_len;
+  if (r->n_if_none_match == 1 &&
+      r->if_none_match_len <= API_IF_NONE_MATCH_MAX) {
+    r->if_none_match[r->if_none_match_len] = '\0';
+    x->if_none_match = r->if_none_match;
+  }
   x->conn = h->conn;
   api_exchange_head(h->conn->server, x);
   forget_authorization(r);

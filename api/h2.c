@@ -42,6 +42,10 @@ struct h2_stream {
   char *path;
   char *authorization; /* wiped and freed once dispatched */
   size_t authorization_len;
+  /* If-None-Match, kept when it came once and fits (else ignored). */
+  char if_none_match[API_IF_NONE_MATCH_MAX + 1];
+  int n_if_none_match;
+  bool if_none_match_fits;
   int64_t content_length; /* -1: not given */
   size_t header_bytes;
   bool headers_too_large;
@@ -255,6 +259,8 @@ static void exchange_init(struct h2_stream *s, struct api_exchange *x)
   x->path = s->path;
   x->authorization = s->authorization;
   x->authorization_len = s->authorization_len;
+  if (s->n_if_none_match == 1 && s->if_none_match_fits)
+    x->if_none_match = s->if_none_match;
   x->conn = s->h2->conn;
 }
 
@@ -402,6 +408,12 @@ static int take_header(struct h2_stream *s, const uint8_t *name, size_t namelen,
     if (s->authorization == NULL)
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     s->authorization_len = valuelen;
+  } else if (header_is(name, namelen, "if-none-match")) {
+    s->n_if_none_match++;
+    s->if_none_match_fits = valuelen <= API_IF_NONE_MATCH_MAX;
+    if (s->if_none_match_fits)
+      snprintf(s->if_none_match, sizeof s->if_none_match, "%.*s", (int)valuelen,
+               (const char *)value);
   } else if (header_is(name, namelen, "content-length")) {
     char buf[24];
     snprintf(buf, sizeof buf, "%.*s", (int)valuelen, (const char *)value);

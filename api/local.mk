@@ -9,6 +9,7 @@ api_libapi_a_SOURCES = \
 	api/auth.c \
 	api/conn.c \
 	api/conn.h \
+	api/console-assets.h \
 	api/events.c \
 	api/tokens.c \
 	api/tokens.h \
@@ -18,6 +19,7 @@ api_libapi_a_SOURCES = \
 	api/h1.c \
 	api/h2.c \
 	api/handlers/common.c \
+	api/handlers/console.c \
 	api/handlers/endpoints.c \
 	api/handlers/events.c \
 	api/handlers/handlers.h \
@@ -39,7 +41,7 @@ api_libapi_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(NGHTTP2_CFLAGS) \
 # generated from docs/openapi.yaml with od, so nlbd serves at
 # GET /v1/openapi.yaml exactly the file of the tree it was built from. The
 # file is installed for tools too.
-nodist_api_libapi_a_SOURCES = api/openapi-doc.c
+nodist_api_libapi_a_SOURCES = api/openapi-doc.c api/console-assets.c
 api_libapi_a_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/api
 CLEANFILES += api/openapi-doc.c
 openapidir = $(pkgdatadir)
@@ -54,6 +56,17 @@ api/openapi-doc.c: $(top_srcdir)/docs/openapi.yaml
 	  echo '};'; \
 	  echo 'const size_t api_openapi_yaml_len = sizeof api_openapi_yaml;'; \
 	} > $@-t && mv $@-t $@
+
+# The web console's files (api/ui/, docs/console.md), compiled in the same
+# way: api/console-assets.c holds their bytes, content types and ETags.
+CLEANFILES += api/console-assets.c
+EXTRA_DIST += api/ui/gen-assets.sh api/ui/index.html api/ui/app.js \
+	api/ui/app.css
+api/console-assets.c: $(top_srcdir)/api/ui/gen-assets.sh \
+		$(top_srcdir)/api/ui/index.html $(top_srcdir)/api/ui/app.js \
+		$(top_srcdir)/api/ui/app.css
+	$(AM_V_GEN)$(MKDIR_P) api && $(SHELL) $(top_srcdir)/api/ui/gen-assets.sh \
+	  $(top_srcdir)/api/ui index.html app.js app.css > $@-t && mv $@-t $@
 
 EXTRA_DIST += api/README.md api/handlers/README.md
 
@@ -106,3 +119,10 @@ TESTS += tests/e2e/test_endpoint_cycles.py
 EXTRA_DIST += tests/e2e/test_endpoint_cycles.py
 
 EXTRA_DIST += bench/h2load_api.sh bench/README-api.md
+
+# The web console in headless Chromium, each role at its work (SKIP
+# without chromium, chromium-driver and python3-selenium); it leaves a
+# screenshot of each view in tests/e2e/console-screens/.
+TESTS += tests/e2e/test_console.py
+EXTRA_DIST += tests/e2e/test_console.py
+CLEAN_LOCAL_DIRS += tests/e2e/console-screens

@@ -73,7 +73,7 @@ int api_route_match(enum api_method method, const char *path,
   const char *q = strchr(path, '?');
   size_t len = q != NULL ? (size_t)(q - path) : strlen(path);
   unsigned methods = 0;
-  bool bad = false;
+  bool bad = false, trailing_slash = false;
   enum api_method want = method == API_METHOD_HEAD ? API_METHOD_GET : method;
 
   if (allowed != NULL)
@@ -81,8 +81,10 @@ int api_route_match(enum api_method method, const char *path,
   if (len == 0 || path[0] != '/')
     return -EINVAL;
   /* A trailing slash names the same resource ("/v1/services/"). */
-  if (len > 1 && path[len - 1] == '/')
+  if (len > 1 && path[len - 1] == '/') {
     len--;
+    trailing_slash = true;
+  }
 
   for (size_t i = 0; i < api_n_routes; i++) {
     const struct api_route *route = &api_routes[i];
@@ -96,6 +98,7 @@ int api_route_match(enum api_method method, const char *path,
       memcpy(match, &m, sizeof m);
       match->route = route;
       match->query = q != NULL ? q + 1 : NULL;
+      match->trailing_slash = trailing_slash;
       return 0;
     }
     methods |= route->method;

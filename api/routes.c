@@ -34,6 +34,10 @@ const struct api_route api_routes[] = {
                   api_handle_metrics),
      .finish = api_finish_metrics},
     ROUTE(GET, "/v1/openapi.yaml", ANYONE, LOCAL, api_handle_openapi),
+    /* The web console: a page with no data, for anyone (its calls carry
+     * the token its user types). */
+    ROUTE(GET, "/ui", ANYONE, LOCAL, api_handle_console_page),
+    ROUTE(GET, "/ui/{file}", ANYONE, LOCAL, api_handle_console_file),
 
     ROUTE(POST, "/v1/services", OP | PROV, REGISTRY, api_handle_service_create),
     ROUTE(GET, "/v1/services", OP | PROV, REGISTRY, api_handle_service_list),
@@ -81,6 +85,8 @@ const struct api_route api_routes[] = {
     ROUTE(GET, "/v1/nodes", OP, REGISTRY, api_handle_node_list),
     ROUTE(POST, "/v1/nodes/{name}/drain", OP, REGISTRY, api_handle_node_drain),
 
+    /* Who the token names: the principal is the request's. */
+    ROUTE(GET, "/v1/whoami", OP | PROV | CONS, LOCAL, api_handle_whoami),
     ROUTE(POST, "/v1/principals", OP, REGISTRY, api_handle_principal_create),
     ROUTE(GET, "/v1/principals", OP, REGISTRY, api_handle_principal_list),
     ROUTE(DELETE, "/v1/principals/{name}", OP, REGISTRY,

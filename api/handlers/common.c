@@ -26,6 +26,8 @@ void api_respond_error(struct api_response *resp, int status, const char *code,
   resp->content_type = NULL;
   resp->events = false;
   resp->static_body = NULL;
+  resp->etag = NULL;
+  resp->location = NULL;
   resp->body = api_json_error_body(code, message);
   if (resp->body == NULL) /* not UTF-8, or no memory */
     resp->body = api_json_error_body(code, "(unprintable message)");

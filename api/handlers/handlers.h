@@ -1,7 +1,7 @@
 /* Private to the API's handlers (api/handlers/): one function per route,
  * by resource (services.c, endpoints.c, targets.c, nodes.c, tenancy.c,
- * events.c, status.c), the helpers they share (common.c), and what the
- * route table (api/routes.c) names.
+ * events.c, status.c, console.c), the helpers they share (common.c), and what
+ * the route table (api/routes.c) names.
  *
  * A handler checks the request (query, body), calls the registry or the
  * data plane, and shapes the answer as docs/openapi.yaml says. It always
@@ -143,7 +143,7 @@ void api_handle_node_list(const struct api_request *req,
 void api_handle_node_drain(const struct api_request *req,
                            struct api_response *resp);
 
-/* tenancy.c: principals, their tokens, networks. */
+/* tenancy.c: principals, their tokens, networks; the caller. */
 void api_handle_principal_create(const struct api_request *req,
                                  struct api_response *resp);
 void api_handle_principal_list(const struct api_request *req,
@@ -162,6 +162,9 @@ void api_handle_network_list(const struct api_request *req,
                              struct api_response *resp);
 void api_handle_network_delete(const struct api_request *req,
                                struct api_response *resp);
+/* GET /v1/whoami: the caller's name and role. */
+void api_handle_whoami(const struct api_request *req,
+                       struct api_response *resp);
 
 /* events.c: where an event stream starts; the stream itself is
  * api/events.c's. */
@@ -178,5 +181,12 @@ void api_handle_openapi(const struct api_request *req,
 void api_handle_metrics(const struct api_request *req,
                         struct api_response *resp);
 void api_finish_metrics(struct api_server *server, struct api_response *resp);
+
+/* console.c: the web console's page (GET /ui redirects to /ui/) and files,
+ * for anyone. */
+void api_handle_console_page(const struct api_request *req,
+                             struct api_response *resp);
+void api_handle_console_file(const struct api_request *req,
+                             struct api_response *resp);
 
 #endif

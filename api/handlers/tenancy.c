@@ -1,6 +1,7 @@
 /* Tenancy, the operator's: principals made through the API (each with its
  * first token), their further tokens, and the networks endpoints are
- * placed in. A token is shown once, in the answer that makes it. */
+ * placed in. A token is shown once, in the answer that makes it. And who
+ * the caller is, for every principal. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -377,4 +378,18 @@ void api_handle_network_delete(const struct api_request *req,
     api_respond_reg_error(req, resp, r, &err);
   else
     api_respond_json(resp, 200, json_pack("{s:s}", "name", api_param(req, 0)));
+}
+
+/* ---- the caller (any principal) ----------------------------------------- */
+
+/* Who the token names, as the API sees it: a client (the console) learns
+ * which role's routes it may call without trying them. On the control
+ * thread: the principal is the request's, not the registry's. */
+void api_handle_whoami(const struct api_request *req, struct api_response *resp)
+{
+  if (!api_no_query(req, resp))
+    return;
+  api_respond_json(resp, 200,
+                   json_pack("{s:s,s:s}", "name", req->actor.name, "role",
+                             reg_role_name(req->actor.role)));
 }

@@ -72,6 +72,9 @@ struct api_route_match {
   char params[API_ROUTE_MAX_PARAMS][API_PARAM_BUF];
   size_t n_params;
   const char *query; /* after '?' in the matched path (borrowed), or NULL */
+  /* The path ended in '/' (which names the same resource): the console's
+   * page tells "/ui" (redirected) from "/ui/". */
+  bool trailing_slash;
 };
 
 /* Parses an HTTP method name ("GET"...); 0 if it is not one the API knows. */

@@ -13,6 +13,7 @@
 
 #include "../../api/admission.h"
 #include "../../api/api-int.h"
+#include "../../api/console-assets.h"
 #include "../../api/openapi.h"
 #include "nlb/api-auth.h"
 #include "nlb/api-json.h"
@@ -119,6 +120,20 @@ static void test_api_route_params(void)
                       NULL),
       0);
   CU_ASSERT_STRING_EQUAL(m.query, "state=available");
+  CU_ASSERT_FALSE(m.trailing_slash);
+
+  /* A trailing slash names the same route, and says it was there. */
+  CU_ASSERT_EQUAL_FATAL(api_route_match(API_METHOD_GET, "/ui/", &m, NULL), 0);
+  CU_ASSERT_STRING_EQUAL(m.route->name, "GET /ui");
+  CU_ASSERT_TRUE(m.trailing_slash);
+  CU_ASSERT_EQUAL_FATAL(api_route_match(API_METHOD_GET, "/ui?x=1", &m, NULL),
+                        0);
+  CU_ASSERT_STRING_EQUAL(m.route->name, "GET /ui");
+  CU_ASSERT_FALSE(m.trailing_slash);
+  CU_ASSERT_EQUAL_FATAL(api_route_match(API_METHOD_GET, "/ui/app.js", &m, NULL),
+                        0);
+  CU_ASSERT_STRING_EQUAL(m.route->name, "GET /ui/{file}");
+  CU_ASSERT_STRING_EQUAL(m.params[0], "app.js");
 }
 
 static void test_api_route_errors(void)
@@ -190,7 +205,8 @@ static void test_api_route_roles(void)
   CU_ASSERT_FALSE(api_route_allows(&none, REG_ROLE_OPERATOR));
 }
 
-/* ---- the route table against docs/openapi.yaml -------------------------- */
+/* ---- the route table against docs/openapi.yaml --------------------------
+ */
 
 static const char *method_name(enum api_method m)
 {
@@ -599,6 +615,100 @@ static bool same_source(const char *a, const char *b)
   return memcmp(ka, kb, sizeof ka) == 0;
 }
 
+/* One GET of the console, as api_handle answers it (resp to be freed). */
+static void console_get(const char *path, const char *if_none_match,
+                        struct api_response *resp)
+{
+  struct api_route_match match;
+  struct api_request req = {.match = &match, .if_none_match = if_none_match};
+
+  memset(resp, 0, sizeof *resp);
+  CU_ASSERT_EQUAL_FATAL(api_route_match(API_METHOD_GET, path, &match, NULL), 0);
+  api_handle(&req, resp);
+}
+
+/* The console: /ui goes to /ui/, the page and its files are the compiled
+ * bytes with the page's headers and an ETag, and an If-None-Match that
+ * names the ETag (alone, weak, in a list, or "*") gets 304 without a body;
+ * any other file is 404. */
+static void test_api_console(void)
+{
+  struct api_response resp;
+  char list[256];
+
+  CU_ASSERT_TRUE(api_n_console_assets >= 3);
+  console_get("/ui", NULL, &resp);
+  CU_ASSERT_EQUAL(resp.status, 301);
+  CU_ASSERT_STRING_EQUAL(resp.location, "/ui/");
+  CU_ASSERT_TRUE(resp.page);
+  free(resp.body);
+  for (size_t i = 0; i < api_n_console_assets; i++) {
+    const struct api_console_asset *a = &api_console_assets[i];
+    char path[64];
+
+    snprintf(path, sizeof path, "/ui/%s", a->name);
+    console_get(strcmp(a->name, "index.html") == 0 ? "/ui/" : path, NULL,
+                &resp);
+    CU_ASSERT_EQUAL(resp.status, 200);
+    CU_ASSERT_EQUAL(resp.len, a->len);
+    CU_ASSERT_PTR_NULL(resp.body); /* written from where it is */
+    CU_ASSERT_EQUAL(memcmp(resp.static_body, a->data, a->len), 0);
+    CU_ASSERT_STRING_EQUAL(resp.etag, a->etag);
+    CU_ASSERT_STRING_EQUAL(resp.content_type, a->content_type);
+    CU_ASSERT_TRUE(resp.page);
+    CU_ASSERT_EQUAL(strlen(a->etag), 34);
+    free(resp.body);
+
+    const char *unchanged[] = {a->etag, list, list + 3, "*"};
+    snprintf(list, sizeof list, "W/%s", a->etag);
+    for (size_t k = 0; k < 4; k++) {
+      if (k == 2)
+        snprintf(list, sizeof list, "W/\"0\", %s ,\"1\"", a->etag);
+      console_get(path, unchanged[k], &resp);
+      CU_ASSERT_EQUAL(resp.status, 304);
+      CU_ASSERT_EQUAL(resp.len, 0);
+      CU_ASSERT_STRING_EQUAL(resp.etag, a->etag);
+      free(resp.body);
+    }
+    /* Another tag, or this one's digits without the quotes. */
+    snprintf(list, sizeof list, "%.*s", 32, a->etag + 1);
+    const char *changed[] = {"\"0\"", list, ""};
+    for (size_t k = 0; k < 3; k++) {
+      console_get(path, changed[k], &resp);
+      CU_ASSERT_EQUAL(resp.status, 200);
+      CU_ASSERT_EQUAL(resp.len, a->len);
+      free(resp.body);
+    }
+  }
+  console_get("/ui/nothing.js", NULL, &resp);
+  CU_ASSERT_EQUAL(resp.status, 404);
+  CU_ASSERT_PTR_NULL(resp.etag);
+  free(resp.body);
+  console_get("/ui/app.js?v=1", NULL, &resp);
+  CU_ASSERT_EQUAL(resp.status, 400);
+  free(resp.body);
+}
+
+/* GET /v1/whoami answers the request's principal, without a registry. */
+static void test_api_whoami(void)
+{
+  struct api_route_match match;
+  struct api_request req = {.match = &match,
+                            .actor = {"payments", REG_ROLE_PROVIDER}};
+  struct api_response resp = {0};
+
+  CU_ASSERT_EQUAL_FATAL(
+      api_route_match(API_METHOD_GET, "/v1/whoami", &match, NULL), 0);
+  CU_ASSERT_EQUAL(match.route->registry, API_REGISTRY_NONE);
+  /* Any principal, but one: no token, no answer. */
+  CU_ASSERT_EQUAL(match.route->roles, API_ROLES_ALL);
+  api_handle(&req, &resp);
+  CU_ASSERT_EQUAL(resp.status, 200);
+  CU_ASSERT_STRING_EQUAL(resp.body, "{\"name\":\"payments\",\"role\":"
+                                    "\"provider\"}\n");
+  free(resp.body);
+}
+
 /* Admission budgets count IPv4 addresses, and IPv6 ones by /64. */
 static void test_api_admission_sources(void)
 {
@@ -628,6 +738,8 @@ int main(void)
       NLB_UNIT_CASE(test_api_auth_bearer),
       NLB_UNIT_CASE(test_api_auth_principals),
       NLB_UNIT_CASE(test_api_admission_sources),
+      NLB_UNIT_CASE(test_api_console),
+      NLB_UNIT_CASE(test_api_whoami),
   };
   return nlb_unit_run("api", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
