@@ -201,6 +201,7 @@ void conf_load_target_groups(struct conf_loader *ld,
                                      "connect_retries",
                                      "health_check",
                                      "targets",
+                                     "preserve_client_ip",
                                      NULL};
   const config_setting_t *list = conf_get_list(ld, root, "target_groups");
   int count = list ? config_setting_length(list) : 0;
@@ -250,6 +251,7 @@ void conf_load_target_groups(struct conf_loader *ld,
                      text);
     }
     conf_get_bool(ld, item, "fail_open", &tg->fail_open);
+    conf_get_bool(ld, item, "preserve_client_ip", &tg->preserve_client_ip);
     conf_get_duration(ld, item, "deregistration_delay", 0, 3600000,
                       &tg->deregistration_delay_ms);
     conf_get_duration(ld, item, "slow_start", 0, 900000, &tg->slow_start_ms);

