@@ -634,6 +634,23 @@ void nlb_router_flows(const struct nlb_router *router,
   }
 }
 
+void nlb_router_udp(const struct nlb_router *router, struct nlb_router_udp *out)
+{
+  memset(out, 0, sizeof(*out));
+  for (size_t w = 0; w < router->n_workers; w++) {
+    const struct nlb_udp_counters *c =
+        nlb_worker_udp_counters(router->workers[w]);
+    out->flows += atomic_load_explicit(&c->flows, memory_order_relaxed);
+    for (int d = 0; d < 2; d++) {
+      out->datagrams[d] +=
+          atomic_load_explicit(&c->datagrams[d], memory_order_relaxed);
+      out->bytes[d] += atomic_load_explicit(&c->bytes[d], memory_order_relaxed);
+    }
+    for (int r = 0; r < NLB_UDP_DROP_COUNT; r++)
+      out->drops[r] += atomic_load_explicit(&c->drops[r], memory_order_relaxed);
+  }
+}
+
 void nlb_router_stop_accepting(struct nlb_router *router)
 {
   for (size_t w = 0; w < router->n_workers; w++)

@@ -21,6 +21,7 @@
 #include "nlb/common/hmap.h"
 #include "nlb/dataplane/snapshot.h"
 #include "nlb/dataplane/target.h"
+#include "nlb/dataplane/udp.h"
 #include "nlb/dataplane/worker.h"
 
 struct nlb_router;
@@ -190,7 +191,19 @@ struct nlb_router_flows {
 void nlb_router_flows(const struct nlb_router *router,
                       struct nlb_router_flows *out);
 
-/* Closes every listening socket; flows go on. */
+/* UDP over every worker (udp.h): flows open, datagrams and bytes each way
+ * ([0] client to target), datagrams dropped by reason. */
+struct nlb_router_udp {
+  uint64_t flows;
+  uint64_t datagrams[2];
+  uint64_t bytes[2];
+  uint64_t drops[NLB_UDP_DROP_COUNT];
+};
+void nlb_router_udp(const struct nlb_router *router,
+                    struct nlb_router_udp *out);
+
+/* Closes every listening socket; flows go on (UDP flows end: they answer
+ * through their listener's socket). */
 void nlb_router_stop_accepting(struct nlb_router *router);
 
 void nlb_router_free(struct nlb_router *router);

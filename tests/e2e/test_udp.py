@@ -259,6 +259,146 @@ def test_udp_target_port_unreachable_ends_the_flow():
         c.close()
 
 
+# ---- health, draining, bounds, metrics ----------------------------------------
+
+OPS_TOKEN = "udp-ops-token"
+
+
+def api_config(api_port):
+    import hashlib
+    return ('api = { listen = "127.0.0.1:%d"; };\n'
+            'registry = { path = "%s/registry.db"; };\n'
+            'principals = ( { name = "ops"; role = "operator"; '
+            'token_sha256 = "%s"; } );\n' % (
+                api_port, tempfile.mkdtemp(prefix="nlbtest-udp-"),
+                hashlib.sha256(OPS_TOKEN.encode()).hexdigest()))
+
+
+def metrics(api_port):
+    """{(name, labels text): value} of /metrics."""
+    status, text = nlbtest.api_request(api_port, "GET", "/metrics",
+                                       OPS_TOKEN)
+    assert status == 200, (status, text)
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name] = float(value)
+    return out
+
+
+def name_of(sock):
+    return ask(sock, b"who").split(b"|")[0].decode()
+
+
+def test_udp_health_check_failure_steers_new_flows():
+    """UDP targets checked over TCP on another port (health_check.port): a
+    target whose check fails gets no new flow; the flows it had go on."""
+    hosts = ["127.0.0.11", "127.0.0.12"]
+    port = free_port()
+    health_port = free_port()
+    targets = [UdpTarget(h, host=h, port=0) for h in hosts]
+    by_host = {h: Server(lambda conn: None, port=health_port, host=h)
+               for h in hosts}
+    health = ('health_check = { protocol = "tcp"; port = %d; '
+              'interval = "200ms"; timeout = "150ms"; healthy_threshold = 2; '
+              'unhealthy_threshold = 2; };' % health_port)
+    config = udp_config(port, [t.address for t in targets], extra_tg=health)
+    with Nlbd(config).start() as nlbd:
+        wait_until(lambda: nlbd.events().count("-> healthy") >= 2,
+                   timeout=10, what="both targets healthy")
+        clients = [client("127.0.0.1", port) for _ in range(40)]
+        before = [name_of(c) for c in clients]
+        assert set(before) == set(hosts), set(before)
+        by_host["127.0.0.11"].stop()
+        wait_until(lambda: "127.0.0.11:%d state healthy -> unhealthy" %
+                   targets[0].port in nlbd.events(), timeout=10,
+                   what="the first target unhealthy")
+        time.sleep(0.2)  # the snapshot reaches the workers
+        fresh = [client("127.0.0.1", port) for _ in range(40)]
+        assert {name_of(c) for c in fresh} == {"127.0.0.12"}
+        # Flows already on the unhealthy target stay there.
+        assert [name_of(c) for c in clients] == before
+        for c in clients + fresh:
+            c.close()
+
+
+def test_udp_draining_target_ends_its_flows_at_the_deadline():
+    """A target removed by a reload drains: no new flows, and its flows
+    end at the end of deregistration_delay (end=deregistered)."""
+    targets = [UdpTarget("a", host="127.0.0.21"),
+               UdpTarget("b", host="127.0.0.22")]
+    port = free_port()
+    both = udp_config(port, [t.address for t in targets],
+                      extra_lb="idle_timeout = 60;")
+    only_b = udp_config(port, [targets[1].address],
+                        extra_lb="idle_timeout = 60;")
+    with Nlbd(both).start() as nlbd:
+        on_a = None
+        for _ in range(60):
+            c = client("127.0.0.1", port)
+            if name_of(c) == "a":
+                on_a = c
+                break
+            c.close()
+        assert on_a is not None, "no flow reached target a"
+        nlbd.reload(only_b)
+        lines = nlbd.wait_access(1, timeout=10)
+        fields = udp_fields(lines[0])
+        assert fields["end"] == "deregistered", lines[0]
+        assert targets[0].address in lines[0], lines[0]
+        for _ in range(20):
+            c = client("127.0.0.1", port)
+            assert name_of(c) == "b"
+            c.close()
+        on_a.close()
+
+
+def test_udp_flood_of_new_tuples_is_bounded_and_counted():
+    """max_flows counts UDP flows: past it a new 5-tuple's datagram is
+    dropped (no_flow_slot, flows_refused, said once), the table and the
+    memory stop growing, and the UDP metrics say what moved."""
+    target = UdpTarget("t")
+    port, api_port = free_port(), free_port()
+    config = (api_config(api_port) + "max_flows = 50;\n" +
+              udp_config(port, [target.address], extra_lb="idle_timeout = 60;"))
+    with Nlbd(config).start() as nlbd:
+        def flood(n):
+            socks = []
+            for _ in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.connect(("127.0.0.1", port))
+                s.send(b"x" * 10)
+                socks.append(s)
+            return socks
+        first = flood(600)
+        wait_until(lambda: metrics(api_port).get(
+            'nlb_udp_drops_total{reason="no_flow_slot"}', 0) +
+            metrics(api_port).get("nlb_udp_flows", 0) >= 600, timeout=10,
+            what="600 datagrams placed or dropped")
+        m = metrics(api_port)
+        assert m["nlb_udp_flows"] == 50, m["nlb_udp_flows"]
+        assert m["nlb_flows_active"] == 50, m["nlb_flows_active"]
+        assert m['nlb_udp_drops_total{reason="no_flow_slot"}'] == 550, m
+        assert m["nlb_flows_refused_total"] == 550, m
+        assert m['nlb_udp_datagrams_total{direction="up"}'] == 50, m
+        assert m['nlb_udp_bytes_total{direction="up"}'] == 500, m
+        wait_until(lambda: metrics(api_port).get(
+            'nlb_udp_datagrams_total{direction="down"}') == 50, timeout=5,
+            what="50 answers")
+        rss = nlbd.rss_kib()
+        second = flood(3000)
+        wait_until(lambda: metrics(api_port).get(
+            'nlb_udp_drops_total{reason="no_flow_slot"}') >= 550 + 3000,
+            timeout=20, what="3000 more dropped")
+        grown = nlbd.rss_kib() - rss
+        assert grown < 1024, "RSS grew %d KiB past the bound" % grown
+        assert nlbd.events().count("refusing new flows") == 1, nlbd.events()
+        for s in first + second:
+            s.close()
+
+
 # ---- config -----------------------------------------------------------------
 
 def test_udp_bad_protocol_name_is_refused_with_its_line():
@@ -284,4 +424,7 @@ if __name__ == "__main__":
          test_udp_idle_timeout_ends_the_flow_with_a_record,
          test_udp_empty_and_largest_datagrams_pass_whole,
          test_udp_target_port_unreachable_ends_the_flow,
+         test_udp_health_check_failure_steers_new_flows,
+         test_udp_draining_target_ends_its_flows_at_the_deadline,
+         test_udp_flood_of_new_tuples_is_bounded_and_counted,
          test_udp_bad_protocol_name_is_refused_with_its_line])
