@@ -399,6 +399,60 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
             s.close()
 
 
+# ---- tcp_udp ------------------------------------------------------------------
+
+def test_tcp_udp_listens_for_both_on_one_port():
+    """protocol = "tcp_udp": one port, a TCP relay and UDP flows to the
+    same group; with maglev a client's TCP and UDP flows reach the same
+    target; each flow kind logs its own lines. A reload from "tcp" to
+    "tcp_udp" keeps the TCP socket and adds the UDP one."""
+    hosts = ["127.0.0.31", "127.0.0.32"]
+    target_port = udp_free_port(hosts[0])
+    for h in hosts[1:]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((h, target_port))
+    tcp = [Server(nlbtest.named_handler(h), port=target_port, host=h)
+           for h in hosts]
+    udp = [UdpTarget(h, host=h, port=target_port) for h in hosts]
+    port = udp_free_port()
+    addresses = ["%s:%d" % (h, target_port) for h in hosts]
+    with Nlbd(udp_config(port, addresses, protocol="tcp",
+                         extra_lb="idle_timeout = 1;")).start(
+            wait_port=port) as nlbd:
+        c = client("127.0.0.1", port, timeout=0.5)
+        c.send(b"nobody")
+        try:
+            c.recv(100)
+            raise AssertionError("a UDP answer from a tcp listener")
+        except (socket.timeout, ConnectionRefusedError):
+            pass
+        c.close()
+        nlbd.reload(udp_config(port, addresses, protocol="tcp_udp",
+                               extra_lb="idle_timeout = 1;"))
+        assert "listener lb:%d (udp) open" % port in nlbd.events()
+        assert nlbd.events().count("listener lb:%d (tcp) open" % port) == 1
+        same = 0
+        for i in range(20):
+            t = socket.create_connection(("127.0.0.1", port), timeout=5)
+            local = t.getsockname()
+            tcp_name = nlbtest.recv_line(t).strip()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.settimeout(2)
+            u.bind(local)  # the same address and port as the TCP flow
+            u.connect(("127.0.0.1", port))
+            udp_name = ask(u, b"who").split(b"|")[0].decode()
+            assert tcp_name in hosts and udp_name in hosts
+            same += tcp_name == udp_name
+            t.close()
+            u.close()
+        assert same == 20, same
+        lines = nlbd.wait_access(40, timeout=10)
+        assert sum("proto=udp" in l for l in lines) == 20, lines
+        assert sum("proto=udp" not in l for l in lines) >= 20, lines
+    for s in tcp:
+        s.stop()
+
+
 # ---- config -----------------------------------------------------------------
 
 def test_udp_bad_protocol_name_is_refused_with_its_line():
@@ -427,4 +481,5 @@ if __name__ == "__main__":
          test_udp_health_check_failure_steers_new_flows,
          test_udp_draining_target_ends_its_flows_at_the_deadline,
          test_udp_flood_of_new_tuples_is_bounded_and_counted,
+         test_tcp_udp_listens_for_both_on_one_port,
          test_udp_bad_protocol_name_is_refused_with_its_line])
