@@ -68,6 +68,8 @@ TESTS += tests/e2e/test_health.py
 EXTRA_DIST += tests/e2e/test_health.py
 TESTS += tests/e2e/test_udp.py
 EXTRA_DIST += tests/e2e/test_udp.py
+TESTS += tests/e2e/test_udp_endpoints.py
+EXTRA_DIST += tests/e2e/test_udp_endpoints.py
 
 TESTS += tests/e2e/test_scale.py
 EXTRA_DIST += tests/e2e/test_scale.py
