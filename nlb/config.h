@@ -64,6 +64,7 @@ struct nlb_config_target_group {
   bool proxy_protocol_v2;
   /* Targets see the client's own address (IP_TRANSPARENT), not nlb's. */
   bool preserve_client_ip;
+  int preserve_client_ip_line;
   bool fail_open;
   uint64_t deregistration_delay_ms;
   uint64_t slow_start_ms; /* 0 = off */

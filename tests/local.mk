@@ -70,6 +70,8 @@ TESTS += tests/e2e/test_udp.py
 EXTRA_DIST += tests/e2e/test_udp.py
 TESTS += tests/e2e/test_udp_endpoints.py
 EXTRA_DIST += tests/e2e/test_udp_endpoints.py
+TESTS += tests/e2e/test_preserve_client_ip.py
+EXTRA_DIST += tests/e2e/test_preserve_client_ip.py
 
 TESTS += tests/e2e/test_scale.py
 EXTRA_DIST += tests/e2e/test_scale.py

@@ -313,13 +313,34 @@ static void apply_listeners(struct nlb_router *router,
   resolve_endpoint_listeners(router);
 }
 
+/* A group that preserves client addresses needs IP_TRANSPARENT: without
+ * CAP_NET_ADMIN (or CAP_NET_RAW) every flow to it would fail, so the
+ * config is refused. */
+static int check_transparent(const struct nlb_config *cfg, char *err,
+                             size_t err_size)
+{
+  for (size_t i = 0; i < cfg->n_target_groups; i++) {
+    const struct nlb_config_target_group *tg = &cfg->target_groups[i];
+    int rc;
+    if (!tg->preserve_client_ip || (rc = nlb_transparent_allowed()) == 0)
+      continue;
+    snprintf(err, err_size,
+             "%s:%d: target group \"%s\": preserve_client_ip needs "
+             "CAP_NET_ADMIN or CAP_NET_RAW (IP_TRANSPARENT): %s",
+             cfg->path, tg->preserve_client_ip_line, tg->name, strerror(-rc));
+    return rc;
+  }
+  return 0;
+}
+
 int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
                      uint64_t now_ms, char *err, size_t err_size)
 {
   size_t n_new = 0;
-  int rc = 0;
+  int rc = check_transparent(cfg, err, err_size);
   struct pending_listener *pending =
-      open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
+      rc < 0 ? NULL
+             : open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
 
   /* Nothing has changed until every new socket is open. */
   if (!pending)

@@ -77,6 +77,20 @@ int nlb_bind_client_address(int fd, const union nlb_sockaddr *client)
   return 0;
 }
 
+int nlb_transparent_allowed(void)
+{
+  const int one = 1;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int rc = 0;
+
+  if (fd < 0)
+    return -errno;
+  if (setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0)
+    rc = -errno;
+  close(fd);
+  return rc;
+}
+
 struct nlb_listen_socket *nlb_listen_socket_create(int fd, int refs)
 {
   struct nlb_listen_socket *socket = malloc(sizeof(*socket));

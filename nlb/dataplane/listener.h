@@ -46,13 +46,17 @@ struct nlb_listen_request {
 
 /* Makes the not yet connected socket fd leave from the client's address
  * (any port): IP_TRANSPARENT (IPV6_TRANSPARENT) and bind, as HAProxy's
- * "usesrc clientip" and Envoy's original_src do. Needs CAP_NET_ADMIN, and
- * answers come back only where the target routes the client's addresses
- * through this host and this host delivers them to the socket
- * (docs/config.md, preserve_client_ip). 0 or a negative errno (-EPERM
+ * "usesrc clientip" and Envoy's original_src do. Needs CAP_NET_ADMIN (or
+ * CAP_NET_RAW), and answers come back only where the target routes the
+ * client's addresses through this host and this host delivers them to the
+ * socket (docs/config.md, preserve_client_ip). 0 or a negative errno (-EPERM
  * without the capability, -EAFNOSUPPORT for a client of another family
  * than the target). Any thread. */
 int nlb_bind_client_address(int fd, const union nlb_sockaddr *client);
+
+/* Whether this process may make such sockets: 0, or -EPERM without
+ * CAP_NET_ADMIN and CAP_NET_RAW. Any thread. */
+int nlb_transparent_allowed(void);
 
 /* A listening descriptor shared by the workers: each holds a reference
  * while its epoll set watches fd. */

@@ -472,6 +472,29 @@ def test_udp_bad_protocol_name_is_refused_with_its_line():
             path) in p.stderr, p.stderr
 
 
+def test_preserve_client_ip_where_it_cannot_work_is_refused():
+    """preserve_client_ip on a group whose target lies inside a consumer
+    network's range: the target would answer those clients directly, so
+    the config is refused at the setting's line."""
+    directory = tempfile.mkdtemp(prefix="nlbtest-udp-")
+    path = os.path.join(directory, "bad.cfg")
+    with open(path, "w") as f:
+        f.write('networks = ( { name = "shop-vpc";\n'
+                '  range = "10.1.0.0/24"; } );\n'
+                'target_groups = ( { name = "tg";\n'
+                '  preserve_client_ip = true;\n'
+                '  targets = ( { address = "10.1.0.5:53"; } ); } );\n'
+                'load_balancers = ( { name = "lb"; listeners = (\n'
+                '  { port = 53; target_group = "tg"; protocol = "udp"; } ); '
+                '} );\n')
+    p = subprocess.run([NLBD, "-t", "-c", path], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert ('%s:4: target group "tg": preserve_client_ip cannot work for '
+            'target 10.1.0.5:53: it is inside network "shop-vpc" '
+            '(10.1.0.0/24, line 1)' % path) in p.stderr, p.stderr
+
+
 if __name__ == "__main__":
     run([test_udp_flows_stick_to_a_target_and_spread,
          test_udp_answers_leave_from_the_address_sent_to,
@@ -482,4 +505,5 @@ if __name__ == "__main__":
          test_udp_draining_target_ends_its_flows_at_the_deadline,
          test_udp_flood_of_new_tuples_is_bounded_and_counted,
          test_tcp_udp_listens_for_both_on_one_port,
-         test_udp_bad_protocol_name_is_refused_with_its_line])
+         test_udp_bad_protocol_name_is_refused_with_its_line,
+         test_preserve_client_ip_where_it_cannot_work_is_refused])
