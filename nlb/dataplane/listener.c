@@ -45,6 +45,12 @@ int nlb_listener_open(const union nlb_sockaddr *addr,
     goto fail_close_socket;
   if (udp && ask_destination(fd, addr) < 0)
     goto fail_close_socket;
+  /* A burst of datagrams waits in the socket while its worker is busy or
+   * descheduled: room for thousands rather than the default's few hundred
+   * (the kernel caps it at net.core.rmem_max). */
+  if (udp)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){NLB_UDP_LISTEN_RCVBUF},
+               sizeof(int));
   if (bind(fd, &addr->sa, nlb_addr_len(addr)) < 0 ||
       (!udp && listen(fd, NLB_LISTEN_BACKLOG) < 0))
     goto fail_close_socket;

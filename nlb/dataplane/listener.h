@@ -19,6 +19,9 @@
 
 /* Backlog of every listening socket; the kernel caps it at somaxconn. */
 #define NLB_LISTEN_BACKLOG 4096
+/* Receive buffer a UDP listener's socket asks for; the kernel caps it at
+ * net.core.rmem_max. */
+#define NLB_UDP_LISTEN_RCVBUF (4 << 20)
 
 enum nlb_transport {
   NLB_TRANSPORT_TCP,

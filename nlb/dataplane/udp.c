@@ -19,6 +19,7 @@
 #include "nlb/dataplane/udp.h"
 
 #include <errno.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -211,7 +212,65 @@ static socklen_t answer_control(const struct nlb_flow *flow, char *control)
   return CMSG_SPACE(sizeof(info));
 }
 
-static void prepare_recv(struct nlb_udp_batch *batch, bool with_source)
+/* The kernel's limit on segments of one UDP GSO send. */
+#define GSO_MAX_SEGMENTS 64
+/* Payload one GSO send may carry (an IPv6 datagram's, with room). */
+#define GSO_MAX_BYTES 65000
+
+/* Whether the n datagrams of iov (one flow's, to one address) can leave
+ * as one UDP GSO send: as many as the kernel takes, all of one size but
+ * the last (no larger), none empty. The kernel then makes one packet for
+ * them and cuts it where it must (the device, or the receiver's socket),
+ * instead of a route lookup and a packet per datagram. */
+static bool gso_fits(const struct nlb_udp_batch *batch, const struct iovec *iov,
+                     int n)
+{
+  size_t size = n > 0 ? iov[0].iov_len : 0, total = 0;
+
+  if (batch->no_gso || n < 2 || n > GSO_MAX_SEGMENTS || size == 0)
+    return false;
+  for (int i = 0; i < n; i++) {
+    if (iov[i].iov_len == 0 || iov[i].iov_len > size ||
+        (i < n - 1 && iov[i].iov_len != size))
+      return false;
+    total += iov[i].iov_len;
+  }
+  return total <= GSO_MAX_BYTES;
+}
+
+/* Appends UDP_SEGMENT (size) to the control messages of control, which
+ * hold used bytes; returns the new length. */
+static socklen_t add_segment_size(char *control, socklen_t used, size_t size)
+{
+  struct cmsghdr *cmsg = (struct cmsghdr *)(control + used);
+  uint16_t segment = (uint16_t)size;
+
+  memset(cmsg, 0, CMSG_SPACE(sizeof(segment)));
+  cmsg->cmsg_level = SOL_UDP;
+  cmsg->cmsg_type = UDP_SEGMENT;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(segment));
+  memcpy(CMSG_DATA(cmsg), &segment, sizeof(segment));
+  return used + (socklen_t)CMSG_SPACE(sizeof(segment));
+}
+
+/* A GSO send failed as a device without UDP GSO fails it: say so once,
+ * and send one by one from now on. */
+static bool gso_refused(struct nlb_udp_batch *batch, int error)
+{
+  if (error != EIO && error != EINVAL && error != ENOPROTOOPT &&
+      error != EOPNOTSUPP)
+    return false;
+  if (!batch->no_gso)
+    NLB_LOG_EVENT(NLB_LOG_WARN, "udp_gso_off",
+                  "worker {worker}: UDP GSO refused ({error}); datagrams go "
+                  "one by one",
+                  NLB_LOG_UINT("worker", nlb_worker_index(batch->worker)),
+                  NLB_LOG_STR("error", strerror(error)));
+  batch->no_gso = true;
+  return true;
+}
+
+static void prepare_recv(struct nlb_udp_batch *batch)
 {
   for (int i = 0; i < NLB_UDP_BATCH; i++) {
     struct msghdr *hdr = &batch->recv[i].msg_hdr;
@@ -219,85 +278,158 @@ static void prepare_recv(struct nlb_udp_batch *batch, bool with_source)
     batch->iov[i].iov_len = NLB_UDP_DATAGRAM_MAX;
     hdr->msg_iov = &batch->iov[i];
     hdr->msg_iovlen = 1;
-    hdr->msg_name = with_source ? &batch->names[i] : NULL;
-    hdr->msg_namelen = with_source ? sizeof(batch->names[i]) : 0;
-    hdr->msg_control = with_source ? batch->recv_control[i] : NULL;
-    hdr->msg_controllen = with_source ? NLB_UDP_CONTROL_MAX : 0;
+    hdr->msg_name = &batch->names[i];
+    hdr->msg_namelen = sizeof(batch->names[i]);
+    hdr->msg_control = batch->recv_control[i];
+    hdr->msg_controllen = NLB_UDP_CONTROL_MAX;
     hdr->msg_flags = 0;
   }
 }
 
-/* Sends recv[0..n) of the batch to the flow's client from its listener's
- * socket. Truncated datagrams are not sent. */
-static void answer(struct nlb_flow *flow, struct nlb_udp_batch *batch, int n)
+/* Sends the answers waiting in the batch, one sendmmsg per run of
+ * messages through the same listener socket (nlb_deferred: the end of the
+ * worker's round of events, or full answer slots). */
+static void flush_answers(struct nlb_deferred *deferred)
+{
+  struct nlb_udp_batch *batch =
+      NLB_CONTAINER_OF(deferred, struct nlb_udp_batch, flush);
+  unsigned n = batch->n_answers;
+
+  for (unsigned i = 0; i < n;) {
+    int fd = batch->answer_fds[i];
+    unsigned j = i + 1, at = i;
+    while (j < n && batch->answer_fds[j] == fd)
+      j++;
+    while (at < j) {
+      int r = sendmmsg(fd, &batch->answers[at], j - at, MSG_DONTWAIT);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r > 0) {
+        at += (unsigned)r;
+        continue;
+      }
+      /* This message failed: lost (a GSO one also turns GSO off); the
+       * next ones are tried unless the socket is full. */
+      count_drops(batch->worker, NLB_UDP_DROP_SEND_FAILED,
+                  batch->answers[at].msg_hdr.msg_iovlen);
+      if (r < 0 && errno == EAGAIN) {
+        for (unsigned k = at + 1; k < j; k++)
+          count_drops(batch->worker, NLB_UDP_DROP_SEND_FAILED,
+                      batch->answers[k].msg_hdr.msg_iovlen);
+        break;
+      }
+      if (r < 0 && batch->answers[at].msg_hdr.msg_iovlen > 1)
+        gso_refused(batch, errno);
+      at++;
+    }
+    i = j;
+  }
+  batch->n_answers = 0;
+  batch->n_answer_slots = 0;
+}
+
+/* Reads the target's answers into the batch's free answer slots, as
+ * messages to the flow's client (one GSO message when they fit), to leave
+ * at the end of the round. Returns how many it read, or a negative
+ * errno. */
+static int take_answers(struct nlb_flow *flow, struct nlb_udp_batch *batch)
 {
   struct nlb_udp_counters *counters = nlb_worker_udp_counters(flow->worker);
-  socklen_t control_len = answer_control(flow, batch->send_control[0]);
+  unsigned first = batch->n_answer_slots, room = NLB_UDP_BATCH - first;
+  struct iovec *iov = &batch->answer_iov[first];
   uint64_t bytes = 0;
-  int m = 0;
+  int n, kept = 0;
 
-  for (int i = 0; i < n; i++) {
-    struct msghdr *hdr = &batch->send[m].msg_hdr;
-    if (batch->recv[i].msg_hdr.msg_flags & MSG_TRUNC) {
+  for (unsigned k = 0; k < room; k++) {
+    iov[k].iov_base =
+        batch->answer_buffers + (size_t)(first + k) * NLB_UDP_DATAGRAM_MAX;
+    iov[k].iov_len = NLB_UDP_DATAGRAM_MAX;
+    batch->recv[k].msg_hdr =
+        (struct msghdr){.msg_iov = &iov[k], .msg_iovlen = 1};
+  }
+  do
+    n = recvmmsg(flow->target_io.fd, batch->recv, room, MSG_DONTWAIT, NULL);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0)
+    return n < 0 ? -errno : 0;
+  /* Truncation cannot be: a buffer holds the largest datagram. */
+  for (int k = 0; k < n; k++) {
+    if (batch->recv[k].msg_hdr.msg_flags & MSG_TRUNC) {
       count_drops(flow->worker, NLB_UDP_DROP_TRUNCATED, 1);
       continue;
     }
-    batch->iov[i].iov_len = batch->recv[i].msg_len;
-    hdr->msg_iov = &batch->iov[i];
-    hdr->msg_iovlen = 1;
-    hdr->msg_name = &flow->client_addr;
-    hdr->msg_namelen = nlb_addr_len(&flow->client_addr);
-    /* Every answer of the flow leaves from the same address. */
-    hdr->msg_control = control_len ? batch->send_control[0] : NULL;
-    hdr->msg_controllen = control_len;
-    hdr->msg_flags = 0;
-    m++;
+    iov[kept].iov_base = iov[k].iov_base;
+    iov[kept].iov_len = batch->recv[k].msg_len;
+    bytes += iov[kept].iov_len;
+    kept++;
   }
-  int sent = 0;
-  while (sent < m) {
-    int r = sendmmsg(flow->udp.listen_fd, &batch->send[sent],
-                     (unsigned)(m - sent), MSG_DONTWAIT);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    sent += r;
+  /* The slots of truncated ones stay unused until the flush. */
+  batch->n_answer_slots += (unsigned)n;
+  bool gso = gso_fits(batch, iov, kept);
+  for (int k = 0; k < kept;) {
+    unsigned m = batch->n_answers++;
+    struct msghdr *hdr = &batch->answers[m].msg_hdr;
+    socklen_t control_len = answer_control(flow, batch->answer_control[m]);
+    int count = gso ? kept : 1;
+    if (gso)
+      control_len = add_segment_size(batch->answer_control[m], control_len,
+                                     iov[0].iov_len);
+    batch->answer_names[m] = flow->client_addr;
+    batch->answer_fds[m] = flow->udp.listen_fd;
+    *hdr = (struct msghdr){.msg_name = &batch->answer_names[m],
+                           .msg_namelen = nlb_addr_len(&flow->client_addr),
+                           .msg_iov = &iov[k],
+                           .msg_iovlen = (size_t)count,
+                           .msg_control =
+                               control_len ? batch->answer_control[m] : NULL,
+                           .msg_controllen = control_len};
+    k += count;
   }
-  if (sent < m)
-    count_drops(flow->worker, NLB_UDP_DROP_SEND_FAILED, (uint64_t)(m - sent));
-  for (int i = 0; i < sent; i++)
-    bytes += batch->send[i].msg_hdr.msg_iov->iov_len;
-  flow->udp.datagrams_down += (uint64_t)sent;
+  nlb_worker_defer(flow->worker, &batch->flush);
+  flow->udp.datagrams_down += (uint64_t)kept;
   flow->bytes_down += bytes;
-  add(&counters->datagrams[DOWN], (uint64_t)sent);
+  add(&counters->datagrams[DOWN], (uint64_t)kept);
   add(&counters->bytes[DOWN], bytes);
+  return n;
+}
+
+/* The worker's batch, ready for flush_answers. NULL on ENOMEM. */
+static struct nlb_udp_batch *batch_of(struct nlb_worker *worker)
+{
+  struct nlb_udp_batch *batch = nlb_worker_udp_batch(worker);
+
+  if (batch && !batch->worker) {
+    batch->worker = worker;
+    batch->flush.run = flush_answers;
+  }
+  return batch;
 }
 
 static void on_target_ready(struct nlb_io *io, uint32_t revents)
 {
   struct nlb_flow *flow = NLB_CONTAINER_OF(io, struct nlb_flow, target_io);
-  struct nlb_udp_batch *batch = nlb_worker_udp_batch(flow->worker);
+  struct nlb_udp_batch *batch = batch_of(flow->worker);
 
   (void)revents; /* recvmmsg says what an error was */
   if (flow->closing || !batch)
     return;
   for (int round = 0; round < MAX_ROUNDS; round++) {
     int n;
-    prepare_recv(batch, false);
-    do
-      n = recvmmsg(io->fd, batch->recv, NLB_UDP_BATCH, MSG_DONTWAIT, NULL);
-    while (n < 0 && errno == EINTR);
+    if (batch->n_answer_slots == NLB_UDP_BATCH)
+      flush_answers(&batch->flush);
+    n = take_answers(flow, batch);
     if (n < 0) {
-      if (unreachable_error(errno))
+      if (unreachable_error(-n))
         target_unreachable(flow, 1);
-      else if (errno != EAGAIN)
+      else if (n != -EAGAIN)
         finish(flow, NLB_END_TARGET_RESET);
       return;
     }
-    flow->last_active_ms = loop_now(flow->worker);
-    answer(flow, batch, n);
-    if (n < NLB_UDP_BATCH)
+    if (n == 0)
       return;
+    flow->last_active_ms = loop_now(flow->worker);
+    if (batch->n_answer_slots < NLB_UDP_BATCH)
+      return; /* the socket is drained */
   }
 }
 
@@ -487,6 +619,29 @@ static void forward(struct nlb_flow *flow, struct nlb_udp_batch *batch,
     /* Connected: no address (one would redirect the datagram). */
     *hdr = (struct msghdr){.msg_iov = &batch->iov[i], .msg_iovlen = 1};
   }
+  if (gso_fits(batch, &batch->iov[first], n)) {
+    struct msghdr gso = {.msg_iov = &batch->iov[first],
+                         .msg_iovlen = (size_t)n,
+                         .msg_control = batch->send_control[first],
+                         .msg_controllen =
+                             add_segment_size(batch->send_control[first], 0,
+                                              batch->iov[first].iov_len)};
+    ssize_t r;
+    do
+      r = sendmsg(flow->target_io.fd, &gso, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r >= 0)
+      sent = n;
+    else if (unreachable_error(errno)) {
+      target_unreachable(flow, (uint64_t)n);
+      n = 0;
+    } else if (!gso_refused(batch, errno))
+      n = -n; /* a full socket: every one lost, as below */
+  }
+  if (n < 0) {
+    count_drops(flow->worker, NLB_UDP_DROP_SEND_FAILED, (uint64_t)-n);
+    n = 0;
+  }
   while (sent < n) {
     int r = sendmmsg(flow->target_io.fd, &batch->send[first + sent],
                      (unsigned)(n - sent), MSG_DONTWAIT);
@@ -518,7 +673,7 @@ static void udp_on_listener_ready(struct nlb_worker *worker, uint64_t route_id,
 {
   struct nlb_snapshot *snapshot = nlb_worker_snapshot(worker);
   struct nlb_route *route = nlb_snapshot_find_route(snapshot, route_id);
-  struct nlb_udp_batch *batch = nlb_worker_udp_batch(worker);
+  struct nlb_udp_batch *batch = batch_of(worker);
 
   if (!route || route->group >= snapshot->n_groups || !batch) {
     /* Nowhere to send it (or no memory for a batch): drop one, so that a
@@ -533,7 +688,7 @@ static void udp_on_listener_ready(struct nlb_worker *worker, uint64_t route_id,
     int n;
     uint64_t now;
 
-    prepare_recv(batch, true);
+    prepare_recv(batch);
     do
       n = recvmmsg(fd, batch->recv, NLB_UDP_BATCH, MSG_DONTWAIT, NULL);
     while (n < 0 && errno == EINTR);

@@ -12,19 +12,23 @@
 
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "nlb/common/addr.h"
+#include "nlb/dataplane/worker.h"
 
 /* Datagrams per recvmmsg/sendmmsg. */
 #define NLB_UDP_BATCH 32
 /* A buffer: the largest IPv4 or IPv6 UDP payload. */
 #define NLB_UDP_DATAGRAM_MAX 65535
-/* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
-#define NLB_UDP_CONTROL_MAX 64
+/* Room for an IP_PKTINFO or IPV6_PKTINFO and a UDP_SEGMENT control
+ * message. */
+#define NLB_UDP_CONTROL_MAX 80
 
 struct nlb_udp_batch {
+  /* Client to target: read from a listener's socket, sent on. */
   struct mmsghdr recv[NLB_UDP_BATCH];
   struct mmsghdr send[NLB_UDP_BATCH];
   struct iovec iov[NLB_UDP_BATCH];
@@ -33,7 +37,27 @@ struct nlb_udp_batch {
   struct nlb_flow *flows[NLB_UDP_BATCH];
   char recv_control[NLB_UDP_BATCH][NLB_UDP_CONTROL_MAX];
   char send_control[NLB_UDP_BATCH][NLB_UDP_CONTROL_MAX];
-  char *buffers; /* NLB_UDP_BATCH x NLB_UDP_DATAGRAM_MAX, one allocation */
+  char *buffers; /* 2 x NLB_UDP_BATCH x NLB_UDP_DATAGRAM_MAX, one block */
+
+  /* Target to client: answers read from the flows' sockets wait here, each
+   * message with its client's address and the listener socket it leaves
+   * through, and leave together at the end of the worker's round of events
+   * (flush): one sendmmsg per listener socket for the answers of many
+   * flows. A message holds one answer, or several of one flow as one UDP
+   * GSO send (UDP_SEGMENT): answer_iov holds the answers (slots), answers
+   * the messages over them. */
+  struct iovec answer_iov[NLB_UDP_BATCH];
+  unsigned n_answer_slots;
+  struct mmsghdr answers[NLB_UDP_BATCH];
+  union nlb_sockaddr answer_names[NLB_UDP_BATCH];
+  char answer_control[NLB_UDP_BATCH][NLB_UDP_CONTROL_MAX];
+  int answer_fds[NLB_UDP_BATCH];
+  unsigned n_answers;
+  char *answer_buffers; /* the second half of buffers */
+  struct nlb_deferred flush;
+  struct nlb_worker *worker; /* the batch's, for flush */
+  /* UDP GSO failed once (a device without it): datagrams go one by one. */
+  bool no_gso;
 };
 
 /* Why a datagram was dropped, as /metrics names it. */

@@ -50,6 +50,7 @@ struct nlb_worker {
    * one epoll_wait per turn, the uv loop run only when it has work. */
   int epoll_fd;
   struct nlb_list finished; /* flows to free once the turn is over */
+  struct nlb_list deferred; /* nlb_deferred to run once the turn is over */
   uint64_t last_idle_sweep_ms;
 
   pthread_mutex_t lock; /* guards the command queue */

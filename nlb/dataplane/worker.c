@@ -544,6 +544,16 @@ static void on_sweep(uv_timer_t *timer)
     }
 }
 
+static void run_deferred(struct nlb_worker *worker)
+{
+  while (!nlb_list_empty(&worker->deferred)) {
+    struct nlb_list *node = worker->deferred.next;
+    nlb_list_remove(node);
+    NLB_CONTAINER_OF(node, struct nlb_deferred, link)
+        ->run(NLB_CONTAINER_OF(node, struct nlb_deferred, link));
+  }
+}
+
 static void free_finished(struct nlb_worker *worker)
 {
   while (!nlb_list_empty(&worker->finished)) {
@@ -578,6 +588,7 @@ static void worker_main(void *arg)
       else
         uv_due = true;
     }
+    run_deferred(worker);
     /* Events are handled: no pointer to a finished flow is left. */
     free_finished(worker);
     if (uv_due || uv_backend_timeout(&worker->loop) == 0) {
@@ -613,6 +624,7 @@ struct nlb_worker *nlb_worker_start(unsigned index,
   nlb_list_init(&worker->connecting);
   nlb_list_init(&worker->established);
   nlb_list_init(&worker->finished);
+  nlb_list_init(&worker->deferred);
   worker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (worker->epoll_fd < 0)
     goto fail_free;

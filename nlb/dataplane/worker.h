@@ -111,6 +111,19 @@ void nlb_worker_track_established(struct nlb_worker *worker,
 void nlb_worker_flow_closed(struct nlb_worker *worker);
 unsigned nlb_worker_index(const struct nlb_worker *worker);
 
+/* Work a flow kind puts off to the end of the worker's current round of
+ * events, to do it once for many (UDP answers to many flows leave in one
+ * sendmmsg). The owner initialises link (nlb_list_init) once. */
+struct nlb_deferred {
+  struct nlb_list link;
+  void (*run)(struct nlb_deferred *deferred);
+};
+
+/* Runs deferred->run once after the current round of events, before
+ * finished flows are freed and before commands (a listener closing) run;
+ * deferring it again before then changes nothing. Worker thread. */
+void nlb_worker_defer(struct nlb_worker *worker, struct nlb_deferred *deferred);
+
 /* For a kind that makes its own flows (UDP): counts a new flow on the
  * worker, or, when the node is at max_flows, refuses it (counted and said
  * as at accept) and returns false. A counted flow ends with

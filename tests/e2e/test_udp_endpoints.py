@@ -128,12 +128,12 @@ def test_udp_endpoint_in_a_consumer_namespace_by_its_dns_name():
             assert nlbtest.recv_line(t).strip() == "t"
             t.close()
             # Deleting the endpoint ends its UDP flows.
-            mark = len(nlbd.access())
+            assert not [l for l in nlbd.access() if "proto=udp" in l]
             call(api_port, "shop", "DELETE",
                  "/v1/endpoints/%s" % endpoint["id"])
-            lines = nlbd.wait_access_since(mark, 1, timeout=10)
-            udp_lines = [l for l in nlbd.access() if "proto=udp" in l]
-            assert udp_lines, lines
+            udp_lines = wait_until(
+                lambda: [l for l in nlbd.access() if "proto=udp" in l],
+                timeout=10, what="the UDP flows' access-log lines")
             ends = {udp_fields(l)["end"] for l in udp_lines}
             assert ends == {"endpoint_closed"}, udp_lines
             assert all(endpoint["id"] in l for l in udp_lines), udp_lines
