@@ -48,6 +48,11 @@ void conf_load_target_groups(struct conf_loader *ld,
                              struct nlb_config *cfg);
 
 /* nlb/control/config_listeners.c */
+/* A group with preserve_client_ip whose target lies inside a consumer
+ * network's range cannot get its answers back: an error at the setting's
+ * line (config_targets.c). */
+void conf_check_preserve_client_ip(struct conf_loader *ld,
+                                   const struct nlb_config *cfg);
 void conf_load_load_balancers(struct conf_loader *ld,
                               const config_setting_t *root,
                               struct nlb_config *cfg);

@@ -288,6 +288,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
     cfg->max_flows = (uint64_t)max_flows;
   for (size_t i = 0; i < N_SECTIONS; i++)
     sections[i].load(&ld, root, cfg);
+  conf_check_preserve_client_ip(&ld, cfg);
   /* A config network has its netns right there. */
   for (size_t i = 0; i < cfg->n_node_networks; i++)
     for (size_t j = 0; j < cfg->n_networks; j++)

@@ -15,6 +15,7 @@
 
 #include "nlb/api-limits.h"
 #include "nlb/common/addr.h"
+#include "nlb/common/protocol.h"
 #include "nlb/control/status_matcher.h"
 
 enum nlb_algorithm {
@@ -62,6 +63,9 @@ struct nlb_config_target_group {
   char *name;
   enum nlb_algorithm algorithm;
   bool proxy_protocol_v2;
+  /* Targets see the client's own address (IP_TRANSPARENT), not nlb's. */
+  bool preserve_client_ip;
+  int preserve_client_ip_line;
   bool fail_open;
   uint64_t deregistration_delay_ms;
   uint64_t slow_start_ms; /* 0 = off */
@@ -75,10 +79,14 @@ struct nlb_config_target_group {
 
 struct nlb_config_listener {
   uint16_t port;
-  size_t target_group; /* index into nlb_config.target_groups */
-  bool has_bind;       /* false: reachable only through endpoints */
+  enum nlb_protocol protocol; /* "tcp" unless the file says */
+  size_t target_group;        /* index into nlb_config.target_groups */
+  bool has_bind;              /* false: reachable only through endpoints */
   union nlb_sockaddr bind;
+  /* Its flows' idle timeout: idle_timeout when the file gives it, else
+   * 350 s for TCP flows and 120 s for UDP flows. */
   uint64_t idle_timeout_ms;
+  uint64_t udp_idle_timeout_ms;
   int line;
 };
 

@@ -18,6 +18,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/duration.c \
 	nlb/common/histogram.c \
 	nlb/common/hmap.c \
+	nlb/common/protocol.c \
 	nlb/common/text.c \
 	nlb/dataplane/flow.c \
 	nlb/dataplane/flow_kinds.c \
@@ -25,6 +26,8 @@ nlb_libnlb_a_SOURCES = \
 	nlb/dataplane/proxy_v2.c \
 	nlb/dataplane/snapshot.c \
 	nlb/dataplane/target.c \
+	nlb/dataplane/udp.c \
+	nlb/dataplane/udp_table.c \
 	nlb/dataplane/worker.c \
 	nlb/dataplane/worker_pool.c \
 	nlb/lb/lb_least_conn.c \
@@ -69,6 +72,7 @@ noinst_HEADERS += \
 	nlb/common/duration.h \
 	nlb/common/histogram.h \
 	nlb/common/hmap.h \
+	nlb/common/protocol.h \
 	nlb/common/text.h \
 	nlb/dataplane/flow.h \
 	nlb/dataplane/flow_kind.h \
@@ -77,6 +81,8 @@ noinst_HEADERS += \
 	nlb/dataplane/proxy_v2.h \
 	nlb/dataplane/snapshot.h \
 	nlb/dataplane/target.h \
+	nlb/dataplane/udp.h \
+	nlb/dataplane/udp_table.h \
 	nlb/dataplane/worker.h \
 	nlb/dataplane/worker-state.h \
 	nlb/control/announce.h \

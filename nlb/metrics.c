@@ -419,6 +419,34 @@ static void flow_families(struct nlb_text *t, struct nlb_router *router)
                   (unsigned long long)flows.accept_errors);
 }
 
+static void udp_families(struct nlb_text *t, struct nlb_router *router)
+{
+  static const char *const directions[2] = {"up", "down"};
+  struct nlb_router_udp udp;
+
+  nlb_router_udp(router, &udp);
+  family(t, "nlb_udp_flows", "gauge",
+         "UDP flows open on the node (they count in nlb_flows_active too).");
+  nlb_text_printf(t, "nlb_udp_flows %llu\n", (unsigned long long)udp.flows);
+  family(t, "nlb_udp_datagrams_total", "counter",
+         "UDP datagrams forwarded, per direction (up: client to target).");
+  for (int d = 0; d < 2; d++)
+    nlb_text_printf(t, "nlb_udp_datagrams_total{direction=\"%s\"} %llu\n",
+                    directions[d], (unsigned long long)udp.datagrams[d]);
+  family(t, "nlb_udp_bytes_total", "counter",
+         "UDP payload bytes forwarded, per direction (up: client to "
+         "target).");
+  for (int d = 0; d < 2; d++)
+    nlb_text_printf(t, "nlb_udp_bytes_total{direction=\"%s\"} %llu\n",
+                    directions[d], (unsigned long long)udp.bytes[d]);
+  family(t, "nlb_udp_drops_total", "counter",
+         "UDP datagrams dropped, per reason.");
+  for (int r = 0; r < NLB_UDP_DROP_COUNT; r++)
+    nlb_text_printf(t, "nlb_udp_drops_total{reason=\"%s\"} %llu\n",
+                    nlb_udp_drop_name((enum nlb_udp_drop)r),
+                    (unsigned long long)udp.drops[r]);
+}
+
 static void process_families(struct nlb_text *t)
 {
   struct rlimit limit = {0};
@@ -472,6 +500,7 @@ char *nlb_metrics_text(struct nlb_router *router,
     target_families(&t, series + n_listeners, n_targets);
     health_families(&t, router);
     flow_families(&t, router);
+    udp_families(&t, router);
     process_families(&t);
   }
   free(series);

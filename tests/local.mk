@@ -37,6 +37,12 @@ tests_unit_test_hmap_SOURCES = tests/unit/test_hmap.c
 tests_unit_test_hmap_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_hmap_LDADD = $(NLB_TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_udp_table
+TESTS += tests/unit/test_udp_table
+tests_unit_test_udp_table_SOURCES = tests/unit/test_udp_table.c
+tests_unit_test_udp_table_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_udp_table_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_health
 TESTS += tests/unit/test_health
 tests_unit_test_health_SOURCES = tests/unit/test_health.c
@@ -60,6 +66,12 @@ EXTRA_DIST += tests/e2e/test_quickstart.py
 
 TESTS += tests/e2e/test_health.py
 EXTRA_DIST += tests/e2e/test_health.py
+TESTS += tests/e2e/test_udp.py
+EXTRA_DIST += tests/e2e/test_udp.py
+TESTS += tests/e2e/test_udp_endpoints.py
+EXTRA_DIST += tests/e2e/test_udp_endpoints.py
+TESTS += tests/e2e/test_preserve_client_ip.py
+EXTRA_DIST += tests/e2e/test_preserve_client_ip.py
 
 TESTS += tests/e2e/test_scale.py
 EXTRA_DIST += tests/e2e/test_scale.py

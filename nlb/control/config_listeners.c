@@ -21,8 +21,8 @@ static void load_listeners(struct conf_loader *ld,
                            struct nlb_config *cfg,
                            struct nlb_config_load_balancer *lb)
 {
-  static const char *const keys[] = {"port", "target_group", "bind",
-                                     "idle_timeout", NULL};
+  static const char *const keys[] = {"port",         "target_group", "bind",
+                                     "idle_timeout", "protocol",     NULL};
   const config_setting_t *list = conf_get_list(ld, lb_item, "listeners");
   int count = list ? config_setting_length(list) : 0;
 
@@ -33,7 +33,7 @@ static void load_listeners(struct conf_loader *ld,
   for (int i = 0; i < count; i++) {
     const config_setting_t *item = config_setting_get_elem(list, i);
     struct nlb_config_listener *l = &lb->listeners[lb->n_listeners];
-    const char *group = NULL, *bind = NULL;
+    const char *group = NULL, *bind = NULL, *protocol = NULL;
     const struct nlb_config_target_group *tg;
     long long port;
 
@@ -74,8 +74,21 @@ static void load_listeners(struct conf_loader *ld,
       }
       l->has_bind = true;
     }
-    conf_get_duration(ld, item, "idle_timeout", 1000, 7 * 86400000ull,
-                      &l->idle_timeout_ms);
+    if (conf_get_string(ld, item, "protocol", &protocol)) {
+      int p = nlb_protocol_parse(protocol);
+      if (p < 0) {
+        char names[128];
+        nlb_protocol_list(names, sizeof(names));
+        conf_fail_at(ld, conf_line_of(conf_member_of(item, "protocol")),
+                     "unknown protocol \"%s\" (valid: %s)", protocol, names);
+        continue;
+      }
+      l->protocol = (enum nlb_protocol)p;
+    }
+    l->udp_idle_timeout_ms = 120000;
+    if (conf_get_duration(ld, item, "idle_timeout", 1000, 7 * 86400000ull,
+                          &l->idle_timeout_ms))
+      l->udp_idle_timeout_ms = l->idle_timeout_ms;
     lb->n_listeners++;
   }
 }

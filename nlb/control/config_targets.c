@@ -201,6 +201,7 @@ void conf_load_target_groups(struct conf_loader *ld,
                                      "connect_retries",
                                      "health_check",
                                      "targets",
+                                     "preserve_client_ip",
                                      NULL};
   const config_setting_t *list = conf_get_list(ld, root, "target_groups");
   int count = list ? config_setting_length(list) : 0;
@@ -250,6 +251,9 @@ void conf_load_target_groups(struct conf_loader *ld,
                      text);
     }
     conf_get_bool(ld, item, "fail_open", &tg->fail_open);
+    if (conf_get_bool(ld, item, "preserve_client_ip", &tg->preserve_client_ip))
+      tg->preserve_client_ip_line =
+          conf_line_of(conf_member_of(item, "preserve_client_ip"));
     conf_get_duration(ld, item, "deregistration_delay", 0, 3600000,
                       &tg->deregistration_delay_ms);
     conf_get_duration(ld, item, "slow_start", 0, 900000, &tg->slow_start_ms);
@@ -260,6 +264,34 @@ void conf_load_target_groups(struct conf_loader *ld,
     load_health(ld, item, &tg->health);
     load_targets(ld, item, tg);
     cfg->n_target_groups++;
+  }
+}
+
+void conf_check_preserve_client_ip(struct conf_loader *ld,
+                                   const struct nlb_config *cfg)
+{
+  for (size_t g = 0; g < cfg->n_target_groups; g++) {
+    const struct nlb_config_target_group *tg = &cfg->target_groups[g];
+    if (!tg->preserve_client_ip)
+      continue;
+    for (size_t t = 0; t < tg->n_targets; t++)
+      for (size_t n = 0; n < cfg->n_networks; n++) {
+        const struct nlb_config_network *net = &cfg->networks[n];
+        char where[NLB_ADDR_TEXT_MAX];
+        if (!net->range_text ||
+            !nlb_cidr_contains(&net->range, &tg->targets[t].address))
+          continue;
+        conf_fail_at(
+            ld, tg->preserve_client_ip_line,
+            "target group \"%s\": preserve_client_ip cannot work "
+            "for target %s: it is inside network \"%s\" (%s, line "
+            "%d), so it would answer that network's clients "
+            "directly, not through nlb; use proxy_protocol = \"v2\" "
+            "to tell it the client's address",
+            tg->name,
+            nlb_addr_format(&tg->targets[t].address, where, sizeof(where)),
+            net->name, net->range_text, net->line);
+      }
   }
 }
 

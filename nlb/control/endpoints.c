@@ -248,6 +248,23 @@ static void describe_failure(const struct reg_endpoint *row, int rc,
              row->netns, row->netns[0] ? "" : " (host)", strerror(-rc));
 }
 
+/* Opens an endpoint's sockets in its namespace (nlb_router_open_fn). */
+static int open_in_namespace(void *arg,
+                             const struct nlb_listen_request *requests,
+                             size_t n, int *fds, char *reason, size_t len)
+{
+  const struct reg_endpoint *row = arg;
+  int failed_index = -1;
+  int rc =
+      nlb_netns_open_listeners(row->netns, requests, n, fds, &failed_index);
+
+  if (rc < 0)
+    describe_failure(row, rc,
+                     failed_index >= 0 ? &requests[failed_index].addr : NULL,
+                     reason, len);
+  return rc;
+}
+
 /* Opens the ports of ep->row that have no listener yet. */
 static int open_ports(struct nlb_endpoints *eps, struct endpoint *ep,
                       char *reason, size_t len)
@@ -255,14 +272,12 @@ static int open_ports(struct nlb_endpoints *eps, struct endpoint *ep,
   const struct reg_endpoint *row = &ep->row;
   struct nlb_router *router = eps->settings.router;
   uint16_t *ports = calloc(row->n_ports + 1, sizeof(*ports));
-  union nlb_sockaddr *addrs = calloc(row->n_ports + 1, sizeof(*addrs));
-  int *fds = calloc(row->n_ports + 1, sizeof(*fds));
+  union nlb_sockaddr address;
   struct nlb_cidr *sources = NULL;
   size_t n_ports = 0;
-  int failed_index = -1;
   int rc = -ENOMEM;
 
-  if (!ports || !addrs || !fds)
+  if (!ports)
     goto out;
   for (size_t p = 0; p < row->n_ports; p++)
     if (!nlb_router_endpoint_has_port(router, row->id, row->ports[p]))
@@ -270,31 +285,23 @@ static int open_ports(struct nlb_endpoints *eps, struct endpoint *ep,
   rc = 0;
   if (n_ports == 0)
     goto out;
-  for (size_t p = 0; p < n_ports; p++)
-    if (nlb_addr_parse_ip(row->address, ports[p], &addrs[p]) < 0) {
-      snprintf(reason, len, "bad address %s", row->address);
-      rc = -EINVAL;
-      goto out;
-    }
+  if (nlb_addr_parse_ip(row->address, 0, &address) < 0) {
+    snprintf(reason, len, "bad address %s", row->address);
+    rc = -EINVAL;
+    goto out;
+  }
   if ((rc = parse_sources(row, &sources)) < 0) {
     snprintf(reason, len, "bad allowed_sources in the store");
     goto out;
   }
-  rc = nlb_netns_open_listeners(row->netns, addrs, n_ports, fds, &failed_index);
-  if (rc < 0) {
-    describe_failure(row, rc, failed_index >= 0 ? &addrs[failed_index] : NULL,
-                     reason, len);
-    goto out;
-  }
-  rc = nlb_router_add_endpoint(router, row->id, row->load_balancer, &addrs[0],
+  rc = nlb_router_add_endpoint(router, row->id, row->load_balancer, &address,
                                ports, n_ports, sources, row->n_allowed_sources,
-                               fds, now_ms(eps), reason, len);
+                               open_in_namespace, (void *)row, now_ms(eps),
+                               reason, len);
   if (rc == 0)
     log_open(row, n_ports, ep->open);
 out:
   free(ports);
-  free(addrs);
-  free(fds);
   free(sources);
   return rc;
 }

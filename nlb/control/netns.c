@@ -18,7 +18,7 @@
 #define ADDRESS_RETRY_NS 5000000L
 
 struct open_job {
-  const union nlb_sockaddr *addrs;
+  const struct nlb_listen_request *requests;
   size_t n;
   int *fds;
   int failed_index;
@@ -36,10 +36,14 @@ static void close_opened(int *fds, size_t count)
  * (no endpoint ID, no allow-list, no reset on reject). So first bind once
  * without SO_REUSEPORT: that fails with EADDRINUSE while anything listens
  * on the address. SO_REUSEADDR keeps TIME_WAIT flows from counting. */
-static int check_address_free(const union nlb_sockaddr *addr)
+static int check_address_free(const union nlb_sockaddr *addr,
+                              enum nlb_transport transport)
 {
   const int one = 1;
-  int fd = socket(addr->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(addr->sa.sa_family,
+                  (transport == NLB_TRANSPORT_UDP ? SOCK_DGRAM : SOCK_STREAM) |
+                      SOCK_CLOEXEC,
+                  0);
   int rc = 0;
 
   if (fd < 0)
@@ -56,12 +60,13 @@ static int check_address_free(const union nlb_sockaddr *addr)
 /* A listener nlbd has just removed (an endpoint rejected or deleted a
  * moment ago, at the same address) closes on its workers asynchronously;
  * give them a few milliseconds before calling the address taken. */
-static int wait_address_free(const union nlb_sockaddr *addr)
+static int wait_address_free(const union nlb_sockaddr *addr,
+                             enum nlb_transport transport)
 {
-  int rc = check_address_free(addr);
+  int rc = check_address_free(addr, transport);
   for (int tries = 0; rc == -EADDRINUSE && tries < ADDRESS_RETRIES; tries++) {
     nanosleep(&(struct timespec){0, ADDRESS_RETRY_NS}, NULL);
-    rc = check_address_free(addr);
+    rc = check_address_free(addr, transport);
   }
   return rc;
 }
@@ -72,13 +77,18 @@ static int open_all(void *arg)
   struct open_job *job = arg;
   size_t opened = 0;
   for (size_t a = 0; a < job->n; a++) {
-    int rc = wait_address_free(&job->addrs[a]);
+    const struct nlb_listen_request *request = &job->requests[a];
+    /* A socket joining the previous one's address finds it taken, by
+     * that one. */
+    int rc = request->join
+                 ? 0
+                 : wait_address_free(&request->addr, request->transport);
     if (rc < 0) {
       close_opened(job->fds, opened);
       job->failed_index = (int)a;
       return rc;
     }
-    rc = nlb_listener_open(&job->addrs[a]);
+    rc = nlb_listener_open(&request->addr, request->transport);
     if (rc < 0) {
       close_opened(job->fds, opened);
       job->failed_index = (int)a;
@@ -134,10 +144,11 @@ int nlb_netns_run(const char *netns, int (*fn)(void *arg), void *arg)
   return job.result;
 }
 
-int nlb_netns_open_listeners(const char *netns, const union nlb_sockaddr *addrs,
+int nlb_netns_open_listeners(const char *netns,
+                             const struct nlb_listen_request *requests,
                              size_t n, int *fds, int *failed_index)
 {
-  struct open_job job = {addrs, n, fds, -1};
+  struct open_job job = {requests, n, fds, -1};
   int rc = nlb_netns_run(netns, open_all, &job);
 
   *failed_index = job.failed_index;

@@ -20,6 +20,8 @@ struct listener_record {
   uint64_t id;
   char *lb_name;
   uint16_t port;
+  /* How its flows run; a tcp_udp listener is two records on one port. */
+  const struct nlb_flow_kind *kind;
   bool has_bind;
   union nlb_sockaddr local;
   struct nlb_group *group; /* NULL until an apply says which */
@@ -30,8 +32,8 @@ struct listener_record {
   struct nlb_listener_stats *stats;
   struct nlb_route *route;    /* as published; NULL: make at the next publish */
   struct nlb_list dirty_link; /* on the router's dirty list while NULL */
-  /* A load balancer's listener: in the router's map by (lb, port). An
-   * endpoint's: on its entry's list. */
+  /* A load balancer's listener: in the router's map by (lb, port, kind).
+   * An endpoint's: on its entry's list. */
   struct nlb_hnode node;
   struct nlb_list endpoint_link;
   bool seen; /* still in the config being applied */
@@ -106,6 +108,13 @@ void router_append_listener(struct nlb_router *router,
 void router_remove_listener(struct nlb_router *router,
                             struct listener_record *l, bool reset_flows);
 int router_share_socket(struct nlb_router *router, uint64_t id, int fd);
+/* The listening sockets a record of kind has: one, or one per worker. */
+size_t router_sockets_per_listener(const struct nlb_router *router,
+                                   const struct nlb_flow_kind *kind);
+/* Hands a record's sockets (router_sockets_per_listener of them) to the
+ * workers: one shared by all, or one to each; closed on failure. */
+int router_hand_sockets(struct nlb_router *router,
+                        const struct listener_record *l, const int *fds);
 /* router_groups.c: applies the config's target groups (new, changed,
  * removed: removed targets drain). 0 or a negative errno. */
 int router_apply_groups(struct nlb_router *router, const struct nlb_config *cfg,

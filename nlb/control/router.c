@@ -13,6 +13,7 @@
 struct lb_port {
   const char *lb_name;
   uint16_t port;
+  const struct nlb_flow_kind *kind;
 };
 
 static bool lb_listener_is(const struct nlb_hnode *node, const void *key)
@@ -21,13 +22,17 @@ static bool lb_listener_is(const struct nlb_hnode *node, const void *key)
       NLB_CONTAINER_OF(node, struct listener_record, node);
   const struct lb_port *k = key;
 
-  return l->port == k->port && strcmp(l->lb_name, k->lb_name) == 0;
+  return l->port == k->port && l->kind == k->kind &&
+         strcmp(l->lb_name, k->lb_name) == 0;
 }
 
+/* A load balancer's listener of one kind on port (a tcp_udp port has a
+ * TCP and a UDP one). */
 static struct listener_record *
-find_lb_listener(struct nlb_router *router, const char *lb_name, uint16_t port)
+find_lb_listener(struct nlb_router *router, const char *lb_name, uint16_t port,
+                 const struct nlb_flow_kind *kind)
 {
-  struct lb_port key = {lb_name, port};
+  struct lb_port key = {lb_name, port, kind};
   struct nlb_hnode *node =
       nlb_hmap_find(&router->lb_listeners, router_hash_lb_port(lb_name, port),
                     lb_listener_is, &key);
@@ -90,21 +95,55 @@ static bool same_bind(const struct listener_record *l,
   return !cl->has_bind || nlb_addr_equal(&l->local, &cl->bind);
 }
 
-/* A listener being added by an apply, with its socket. */
+/* A listener being added by an apply, with its sockets. */
 struct pending_listener {
   struct listener_record *record;
-  int fd; /* -1: none (reachable only through endpoints) */
+  int *fds; /* router_sockets_per_listener; NULL: none (endpoints only) */
+  size_t n_fds;
 };
+
+static void close_fds(int *fds, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+}
 
 static void discard_pending(struct nlb_router *router,
                             struct pending_listener *pending, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
-    if (pending[i].fd >= 0)
-      close(pending[i].fd);
+    if (pending[i].fds)
+      close_fds(pending[i].fds, pending[i].n_fds);
+    free(pending[i].fds);
     router_free_listener(router, pending[i].record);
   }
   free(pending);
+}
+
+/* Opens n sockets of one listener on addr: the first checks the address,
+ * the others join it (a UDP listener's socket per worker). fds[] is -1
+ * past the first failure, which is returned. */
+static int open_sockets(const union nlb_sockaddr *addr,
+                        const struct nlb_flow_kind *kind, int *fds, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    fds[i] = -1;
+  for (size_t i = 0; i < n; i++) {
+    int fd = nlb_listener_open(addr, kind->transport);
+    if (fd < 0)
+      return fd;
+    fds[i] = fd;
+  }
+  return 0;
+}
+
+/* The idle timeout of a listener's flows of kind. */
+static uint64_t idle_timeout_of(const struct nlb_config_listener *cl,
+                                const struct nlb_flow_kind *kind)
+{
+  return kind->transport == NLB_TRANSPORT_UDP ? cl->udp_idle_timeout_ms
+                                              : cl->idle_timeout_ms;
 }
 
 static void set_route_settings(struct nlb_router *router,
@@ -119,7 +158,7 @@ static void set_route_settings(struct nlb_router *router,
   l->idle_timeout_ms = idle_timeout_ms;
 }
 
-/* Phase 1 of an apply: a socket for every listener the router lacks.
+/* Phase 1 of an apply: sockets for every listener the router lacks.
  * Returns the pending listeners (*n_new of them) or NULL with rc set. */
 static struct pending_listener *open_new_listeners(struct nlb_router *router,
                                                    const struct nlb_config *cfg,
@@ -131,7 +170,7 @@ static struct pending_listener *open_new_listeners(struct nlb_router *router,
 
   *n_new = 0;
   for (size_t i = 0; i < cfg->n_load_balancers; i++)
-    total += cfg->load_balancers[i].n_listeners;
+    total += cfg->load_balancers[i].n_listeners * NLB_PROTOCOL_KINDS_MAX;
   pending = calloc(total ? total : 1, sizeof(*pending));
   *rc = -ENOMEM;
   if (!pending)
@@ -142,42 +181,56 @@ static struct pending_listener *open_new_listeners(struct nlb_router *router,
     const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
     for (size_t j = 0; j < lb->n_listeners; j++) {
       const struct nlb_config_listener *cl = &lb->listeners[j];
-      struct listener_record *found =
-          find_lb_listener(router, lb->name, cl->port);
-      struct listener_record *l;
-      struct pending_listener *p = &pending[*n_new];
-      int fd;
+      const char *const *kinds = nlb_protocol_kinds(cl->protocol);
+      for (size_t k = 0; kinds[k]; k++) {
+        const struct nlb_flow_kind *kind = nlb_flow_kind_find(kinds[k]);
+        struct listener_record *found;
+        struct listener_record *l;
+        struct pending_listener *p = &pending[*n_new];
+        int fd;
 
-      if (found && same_bind(found, cl)) {
-        found->seen = true;
-        continue;
+        if (!kind) {
+          snprintf(err, err_size, "%s:%d: protocol %s: no flow kind %s",
+                   cfg->path, cl->line, nlb_protocol_name(cl->protocol),
+                   kinds[k]);
+          *rc = -EINVAL;
+          goto fail;
+        }
+        found = find_lb_listener(router, lb->name, cl->port, kind);
+        if (found && same_bind(found, cl)) {
+          found->seen = true;
+          continue;
+        }
+        if (!(l = router_new_listener()))
+          goto fail;
+        p->record = l;
+        (*n_new)++;
+        l->lb_name = strdup(lb->name);
+        l->port = cl->port;
+        l->kind = kind;
+        l->has_bind = cl->has_bind;
+        l->local = cl->bind;
+        l->stats = nlb_listener_stats_create();
+        if (!l->lb_name || !l->stats)
+          goto fail;
+        if (!cl->has_bind)
+          continue;
+        p->n_fds = router_sockets_per_listener(router, kind);
+        if (!(p->fds = calloc(p->n_fds, sizeof(*p->fds))))
+          goto fail;
+        fd = open_sockets(&cl->bind, kind, p->fds, p->n_fds);
+        if (fd < 0) {
+          char where[NLB_ADDR_TEXT_MAX];
+          snprintf(err, err_size,
+                   "%s:%d: load balancer \"%s\": cannot listen on %s (%s): "
+                   "%s",
+                   cfg->path, cl->line, lb->name,
+                   nlb_addr_format(&cl->bind, where, sizeof(where)), kind->name,
+                   strerror(-fd));
+          *rc = fd;
+          goto fail;
+        }
       }
-      if (!(l = router_new_listener()))
-        goto fail;
-      p->record = l;
-      p->fd = -1;
-      (*n_new)++;
-      l->lb_name = strdup(lb->name);
-      l->port = cl->port;
-      l->has_bind = cl->has_bind;
-      l->local = cl->bind;
-      l->stats = nlb_listener_stats_create();
-      if (!l->lb_name || !l->stats)
-        goto fail;
-      if (!cl->has_bind)
-        continue;
-      fd = nlb_listener_open(&cl->bind);
-      if (fd < 0) {
-        char where[NLB_ADDR_TEXT_MAX];
-        snprintf(err, err_size,
-                 "%s:%d: load balancer \"%s\": cannot listen on %s: %s",
-                 cfg->path, cl->line, lb->name,
-                 nlb_addr_format(&cl->bind, where, sizeof(where)),
-                 strerror(-fd));
-        *rc = fd;
-        goto fail;
-      }
-      p->fd = fd;
     }
   }
   return pending;
@@ -198,7 +251,7 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
       i++;
       continue;
     }
-    lb = find_lb_listener(router, l->lb_name, l->port);
+    lb = find_lb_listener(router, l->lb_name, l->port, l->kind);
     if (!lb || !lb->group) {
       NLB_LOG_EVENT(NLB_LOG_WARN, "listener_close",
                     "endpoint {endpoint}: load balancer {lb} has no port "
@@ -244,24 +297,50 @@ static void apply_listeners(struct nlb_router *router,
     const struct nlb_config_load_balancer *lb = &cfg->load_balancers[i];
     for (size_t j = 0; j < lb->n_listeners; j++) {
       const struct nlb_config_listener *cl = &lb->listeners[j];
-      struct listener_record *l = find_lb_listener(router, lb->name, cl->port);
+      const char *const *kinds = nlb_protocol_kinds(cl->protocol);
       struct nlb_group *group = router->groups[cl->target_group];
-      if (!l)
-        continue;
-      set_route_settings(router, l, group, cl->idle_timeout_ms);
-      group->in_use = true;
+      for (size_t k = 0; kinds[k]; k++) {
+        const struct nlb_flow_kind *kind = nlb_flow_kind_find(kinds[k]);
+        struct listener_record *l =
+            kind ? find_lb_listener(router, lb->name, cl->port, kind) : NULL;
+        if (!l)
+          continue;
+        set_route_settings(router, l, group, idle_timeout_of(cl, kind));
+        group->in_use = true;
+      }
     }
   }
   resolve_endpoint_listeners(router);
+}
+
+/* A group that preserves client addresses needs IP_TRANSPARENT: without
+ * CAP_NET_ADMIN (or CAP_NET_RAW) every flow to it would fail, so the
+ * config is refused. */
+static int check_transparent(const struct nlb_config *cfg, char *err,
+                             size_t err_size)
+{
+  for (size_t i = 0; i < cfg->n_target_groups; i++) {
+    const struct nlb_config_target_group *tg = &cfg->target_groups[i];
+    int rc;
+    if (!tg->preserve_client_ip || (rc = nlb_transparent_allowed()) == 0)
+      continue;
+    snprintf(err, err_size,
+             "%s:%d: target group \"%s\": preserve_client_ip needs "
+             "CAP_NET_ADMIN or CAP_NET_RAW (IP_TRANSPARENT): %s",
+             cfg->path, tg->preserve_client_ip_line, tg->name, strerror(-rc));
+    return rc;
+  }
+  return 0;
 }
 
 int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
                      uint64_t now_ms, char *err, size_t err_size)
 {
   size_t n_new = 0;
-  int rc = 0;
+  int rc = check_transparent(cfg, err, err_size);
   struct pending_listener *pending =
-      open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
+      rc < 0 ? NULL
+             : open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
 
   /* Nothing has changed until every new socket is open. */
   if (!pending)
@@ -280,13 +359,16 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
   for (size_t i = 0; i < n_new; i++) {
     struct listener_record *l = pending[i].record;
     char where[NLB_ADDR_TEXT_MAX];
-    if (pending[i].fd < 0)
-      continue;
-    if (router_share_socket(router, l->id, pending[i].fd) < 0)
+    int handed = pending[i].fds ? router_hand_sockets(router, l, pending[i].fds)
+                                : -ENOENT;
+    free(pending[i].fds);
+    if (handed < 0)
       continue;
     NLB_LOG_EVENT(NLB_LOG_INFO, "listener_open",
-                  "listener {lb}:{port} open on {address} ({workers} workers)",
+                  "listener {lb}:{port} ({protocol}) open on {address} "
+                  "({workers} workers)",
                   NLB_LOG_STR("lb", l->lb_name), NLB_LOG_UINT("port", l->port),
+                  NLB_LOG_STR("protocol", l->kind->name),
                   NLB_LOG_STR("address",
                               nlb_addr_format(&l->local, where, sizeof(where))),
                   NLB_LOG_UINT("workers", router->n_workers));
@@ -358,46 +440,118 @@ fail_free:
   return NULL;
 }
 
+/* The load balancer's listeners an endpoint's ports follow, one per port
+ * and kind (a tcp_udp port has two), and the sockets they take. NULL with
+ * err set when a port has none (-ENOENT) or on ENOMEM. */
+static struct listener_record **
+endpoint_plan(struct nlb_router *router, const char *lb_name,
+              const uint16_t *ports, size_t n_ports, size_t *n_records,
+              size_t *n_sockets, int *rc, char *err, size_t err_size)
+{
+  struct listener_record **plan =
+      calloc(n_ports * NLB_PROTOCOL_KINDS_MAX + 1, sizeof(*plan));
+
+  *n_records = *n_sockets = 0;
+  *rc = -ENOMEM;
+  if (!plan)
+    return NULL;
+  for (size_t p = 0; p < n_ports; p++) {
+    size_t before = *n_records;
+    const struct nlb_flow_kind *kind;
+    for (size_t k = 0; (kind = nlb_flow_kind_at(k)); k++) {
+      struct listener_record *lb =
+          find_lb_listener(router, lb_name, ports[p], kind);
+      if (!lb || !lb->group || *n_records == n_ports * NLB_PROTOCOL_KINDS_MAX)
+        continue;
+      plan[(*n_records)++] = lb;
+      *n_sockets += router_sockets_per_listener(router, kind);
+    }
+    if (*n_records == before) {
+      snprintf(err, err_size, "load balancer %s has no listener on port %u",
+               lb_name, ports[p]);
+      *rc = -ENOENT;
+      free(plan);
+      return NULL;
+    }
+  }
+  return plan;
+}
+
+/* What the opener is asked for: each planned listener's sockets at
+ * address on its port, the first of each checked, the others joining. */
+static struct nlb_listen_request *
+endpoint_requests(const struct nlb_router *router,
+                  struct listener_record *const *plan, size_t n_records,
+                  size_t n_sockets, const union nlb_sockaddr *address)
+{
+  struct nlb_listen_request *requests =
+      calloc(n_sockets ? n_sockets : 1, sizeof(*requests));
+  size_t r = 0;
+
+  if (!requests)
+    return NULL;
+  for (size_t i = 0; i < n_records; i++) {
+    size_t n = router_sockets_per_listener(router, plan[i]->kind);
+    for (size_t s = 0; s < n; s++, r++) {
+      requests[r].addr = *address;
+      nlb_addr_set_port(&requests[r].addr, plan[i]->port);
+      requests[r].transport = plan[i]->kind->transport;
+      requests[r].join = s > 0;
+    }
+  }
+  return requests;
+}
+
 int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
                             const char *lb_name,
                             const union nlb_sockaddr *address,
                             const uint16_t *ports, size_t n_ports,
                             const struct nlb_cidr *allowed_sources,
-                            size_t n_allowed_sources, const int *fds,
-                            uint64_t now_ms, char *err, size_t err_size)
+                            size_t n_allowed_sources, nlb_router_open_fn open,
+                            void *open_arg, uint64_t now_ms, char *err,
+                            size_t err_size)
 {
   size_t first = router->n_listeners;
   struct endpoint_entry *ep = NULL;
-  size_t p = 0;
+  struct listener_record **plan = NULL;
+  struct nlb_listen_request *requests = NULL;
+  int *fds = NULL;
+  size_t n_records = 0, n_sockets = 0, p = 0;
   int rc = -ENOMEM;
 
   for (size_t i = 0; i < n_ports; i++)
     if (nlb_router_endpoint_has_port(router, endpoint_id, ports[i])) {
       snprintf(err, err_size, "endpoint already listens on port %u", ports[i]);
-      rc = -EEXIST;
-      goto fail_close_fds;
+      return -EEXIST;
     }
-  if (router_reserve_listeners(router, n_ports) < 0 ||
+  plan = endpoint_plan(router, lb_name, ports, n_ports, &n_records, &n_sockets,
+                       &rc, err, err_size);
+  if (!plan)
+    goto out;
+  rc = -ENOMEM;
+  requests = endpoint_requests(router, plan, n_records, n_sockets, address);
+  fds = calloc(n_sockets ? n_sockets : 1, sizeof(*fds));
+  if (!requests || !fds)
+    goto out;
+  if ((rc = open(open_arg, requests, n_sockets, fds, err, err_size)) < 0)
+    goto out;
+  rc = -ENOMEM;
+  if (router_reserve_listeners(router, n_records) < 0 ||
       !(ep = endpoint_entry(router, endpoint_id)))
     goto fail_close_fds;
-  for (; p < n_ports; p++) {
-    struct listener_record *lb = find_lb_listener(router, lb_name, ports[p]);
-    struct listener_record *l;
-    if (!lb || !lb->group) {
-      snprintf(err, err_size, "load balancer %s has no listener on port %u",
-               lb_name, ports[p]);
-      rc = -ENOENT;
-      goto fail_remove_added;
-    }
-    if (!(l = router_new_listener()))
+  for (; p < n_records; p++) {
+    struct listener_record *lb = plan[p];
+    struct listener_record *l = router_new_listener();
+    if (!l)
       goto fail_remove_added;
     router_append_listener(router, l);
     nlb_list_append(&ep->listeners, &l->endpoint_link);
     l->lb_name = strdup(lb_name);
-    l->port = ports[p];
+    l->port = lb->port;
+    l->kind = lb->kind;
     l->has_bind = true;
     l->local = *address;
-    nlb_addr_set_port(&l->local, ports[p]);
+    nlb_addr_set_port(&l->local, lb->port);
     l->group = lb->group;
     l->idle_timeout_ms = lb->idle_timeout_ms;
     l->endpoint_id = strdup(endpoint_id);
@@ -408,9 +562,13 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
   }
   if (nlb_router_publish(router, now_ms) < 0)
     goto fail_remove_added;
-  for (size_t i = 0; i < n_ports; i++)
-    router_share_socket(router, router->listeners[first + i]->id, fds[i]);
-  return 0;
+  for (size_t i = 0, s = 0; i < n_records; i++) {
+    const struct listener_record *l = router->listeners[first + i];
+    router_hand_sockets(router, l, &fds[s]);
+    s += router_sockets_per_listener(router, l->kind);
+  }
+  rc = 0;
+  goto out;
 
 fail_remove_added:
   while (router->n_listeners > first) {
@@ -421,10 +579,13 @@ fail_remove_added:
   if (nlb_list_empty(&ep->listeners))
     free_endpoint_entry(router, ep);
 fail_close_fds:
-  for (size_t i = 0; i < n_ports; i++)
-    close(fds[i]);
+  close_fds(fds, n_sockets);
+out:
   if (rc == -ENOMEM && !err[0])
     snprintf(err, err_size, "out of memory");
+  free(plan);
+  free(requests);
+  free(fds);
   return rc;
 }
 
@@ -491,6 +652,23 @@ void nlb_router_flows(const struct nlb_router *router,
     out->active += nlb_worker_active_flows(router->workers[w]);
     out->refused += nlb_worker_flows_refused(router->workers[w]);
     out->accept_errors += nlb_worker_accept_errors(router->workers[w]);
+  }
+}
+
+void nlb_router_udp(const struct nlb_router *router, struct nlb_router_udp *out)
+{
+  memset(out, 0, sizeof(*out));
+  for (size_t w = 0; w < router->n_workers; w++) {
+    const struct nlb_udp_counters *c =
+        nlb_worker_udp_counters(router->workers[w]);
+    out->flows += atomic_load_explicit(&c->flows, memory_order_relaxed);
+    for (int d = 0; d < 2; d++) {
+      out->datagrams[d] +=
+          atomic_load_explicit(&c->datagrams[d], memory_order_relaxed);
+      out->bytes[d] += atomic_load_explicit(&c->bytes[d], memory_order_relaxed);
+    }
+    for (int r = 0; r < NLB_UDP_DROP_COUNT; r++)
+      out->drops[r] += atomic_load_explicit(&c->drops[r], memory_order_relaxed);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "nlb/common/hmap.h"
 #include "nlb/dataplane/snapshot.h"
 #include "nlb/dataplane/target.h"
+#include "nlb/dataplane/udp.h"
 #include "nlb/dataplane/worker.h"
 
 struct nlb_router;
@@ -135,22 +136,31 @@ size_t nlb_router_listener_count(const struct nlb_router *router);
 void nlb_router_listener(const struct nlb_router *router, size_t index,
                          struct nlb_router_listener *out);
 
-/* Adds the listeners of an endpoint: one per port, at address (its port is
- * ignored) in the consumer's network, routed like the load balancer
- * lb_name's listener on the same port. fds holds n_ports listening
- * sockets, which the router hands to the workers (on success) or closes
- * (on failure). allowed_sources (n may be 0: anyone)
- * is copied. An endpoint already open gets the ports it lacks (a reload
- * added them to its load balancer). Returns 0, -ENOENT (lb_name has no
- * listener on a port; err says which), -EEXIST (the endpoint already
- * listens on one of ports), -ENOMEM. */
+/* Opens an endpoint's n listening sockets where it listens (its network
+ * namespace: netns.h), fds[i] for requests[i]. On failure nothing stays
+ * open, err says why (which address) and the result is a negative errno. */
+typedef int (*nlb_router_open_fn)(void *arg,
+                                  const struct nlb_listen_request *requests,
+                                  size_t n, int *fds, char *err,
+                                  size_t err_size);
+
+/* Adds the listeners of an endpoint: for each port, one per listener the
+ * load balancer lb_name has on that port (a tcp_udp port has a TCP and a
+ * UDP one), at address (its port is ignored) in the consumer's network,
+ * routed like that listener. open makes their sockets (one, or one per
+ * worker for UDP), which the router hands to the workers. allowed_sources
+ * (n may be 0: anyone) is copied. An endpoint already open gets the ports
+ * it lacks (a reload added them to its load balancer). Returns 0, -ENOENT
+ * (lb_name has no listener on a port; err says which), -EEXIST (the
+ * endpoint already listens on one of ports), open's error, -ENOMEM. */
 int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
                             const char *lb_name,
                             const union nlb_sockaddr *address,
                             const uint16_t *ports, size_t n_ports,
                             const struct nlb_cidr *allowed_sources,
-                            size_t n_allowed_sources, const int *fds,
-                            uint64_t now_ms, char *err, size_t err_size);
+                            size_t n_allowed_sources, nlb_router_open_fn open,
+                            void *open_arg, uint64_t now_ms, char *err,
+                            size_t err_size);
 
 /* Closes an endpoint's listeners and resets its flows at once
  * (end=endpoint_closed). Returns 0 or -ENOENT. */
@@ -181,7 +191,19 @@ struct nlb_router_flows {
 void nlb_router_flows(const struct nlb_router *router,
                       struct nlb_router_flows *out);
 
-/* Closes every listening socket; flows go on. */
+/* UDP over every worker (udp.h): flows open, datagrams and bytes each way
+ * ([0] client to target), datagrams dropped by reason. */
+struct nlb_router_udp {
+  uint64_t flows;
+  uint64_t datagrams[2];
+  uint64_t bytes[2];
+  uint64_t drops[NLB_UDP_DROP_COUNT];
+};
+void nlb_router_udp(const struct nlb_router *router,
+                    struct nlb_router_udp *out);
+
+/* Closes every listening socket; flows go on (UDP flows end: they answer
+ * through their listener's socket). */
 void nlb_router_stop_accepting(struct nlb_router *router);
 
 void nlb_router_free(struct nlb_router *router);

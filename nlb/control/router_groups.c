@@ -118,6 +118,7 @@ static bool routing_differs(const struct nlb_config_target_group *a,
   return a->algorithm != b->algorithm || a->fail_open != b->fail_open ||
          a->slow_start_ms != b->slow_start_ms ||
          a->proxy_protocol_v2 != b->proxy_protocol_v2 ||
+         a->preserve_client_ip != b->preserve_client_ip ||
          a->connect_retries != b->connect_retries ||
          a->connect_timeout_ms != b->connect_timeout_ms;
 }

@@ -248,6 +248,31 @@ int router_share_socket(struct nlb_router *router, uint64_t id, int fd)
   return 0;
 }
 
+size_t router_sockets_per_listener(const struct nlb_router *router,
+                                   const struct nlb_flow_kind *kind)
+{
+  return kind->socket_per_worker ? router->n_workers : 1;
+}
+
+int router_hand_sockets(struct nlb_router *router,
+                        const struct listener_record *l, const int *fds)
+{
+  int rc = 0;
+
+  if (!l->kind->socket_per_worker)
+    return router_share_socket(router, l->id, fds[0]);
+  /* Each worker reads its own socket of the listener, and alone. */
+  for (size_t w = 0; w < router->n_workers; w++) {
+    struct nlb_listen_socket *socket = nlb_listen_socket_create(fds[w], 1);
+    if (!socket) {
+      rc = -ENOMEM;
+      continue;
+    }
+    nlb_worker_add_listener(router->workers[w], l->id, socket);
+  }
+  return rc;
+}
+
 /* ---- targets ------------------------------------------------------------- */
 
 uint32_t nlb_slow_start_weight(uint32_t weight, uint64_t slow_start_ms,
@@ -308,16 +333,18 @@ static int build_group_route(struct nlb_group *group, uint64_t now_ms)
   group->route = nlb_group_route_create(
       group->name, pool, group->settings.proxy_protocol_v2,
       group->settings.connect_retries, group->settings.connect_timeout_ms);
-  return group->route ? 0 : -ENOMEM;
+  if (!group->route)
+    return -ENOMEM;
+  group->route->preserve_client_ip = group->settings.preserve_client_ip;
+  return 0;
 }
 
 static int build_route(struct listener_record *l)
 {
-  /* Every listener is a TCP relay until listeners name their protocol. */
-  l->route = nlb_route_create(l->id, &nlb_flow_kind_tcp, l->lb_name, l->port,
-                              &l->local, l->endpoint_id, l->idle_timeout_ms,
-                              l->group->index, l->allowed_sources,
-                              l->n_allowed_sources, l->stats);
+  l->route =
+      nlb_route_create(l->id, l->kind, l->lb_name, l->port, &l->local,
+                       l->endpoint_id, l->idle_timeout_ms, l->group->index,
+                       l->allowed_sources, l->n_allowed_sources, l->stats);
   return l->route ? 0 : -ENOMEM;
 }
 

@@ -701,6 +701,13 @@ static void try_connect(struct nlb_flow *flow)
       return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The target sees the client's own address (listener.h). */
+    if (flow->group->preserve_client_ip &&
+        nlb_bind_client_address(fd, &flow->client_addr) < 0) {
+      close(fd);
+      finish(flow, NLB_END_CONNECT_FAILED);
+      return;
+    }
     if (connect(fd, &flow->target->address.sa,
                 nlb_addr_len(&flow->target->address)) == 0 ||
         errno == EINPROGRESS) {

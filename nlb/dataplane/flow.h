@@ -9,6 +9,7 @@
 
 #include "nlb/common/addr.h"
 #include "nlb/dataplane/io.h"
+#include "nlb/dataplane/udp_table.h"
 #include "nlb/lb.h"
 #include "nlb/list.h"
 
@@ -76,8 +77,23 @@ struct nlb_flow {
   uint64_t queued_ms; /* when it joined its idle list's tail (worker.c) */
   uint64_t bytes_up;
   uint64_t bytes_down;
-  struct nlb_direction up;   /* client to target */
-  struct nlb_direction down; /* target to client */
+  union {
+    /* The TCP relay's. */
+    struct {
+      struct nlb_direction up;   /* client to target */
+      struct nlb_direction down; /* target to client */
+    };
+    /* A UDP flow's (udp.c): client_io is unused, target_io is its socket
+     * connected to the target; it answers through its listener's socket
+     * of this worker (listen_fd, owned by the worker's listener slot). */
+    struct {
+      struct nlb_udp_key key; /* in the worker's flow table */
+      uint64_t key_hash;
+      uint64_t datagrams_up;
+      uint64_t datagrams_down;
+      int listen_fd;
+    } udp;
+  };
 };
 
 /* A flow starts, times out and is aborted through its route's kind

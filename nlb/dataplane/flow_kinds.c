@@ -5,7 +5,13 @@
 
 static const struct nlb_flow_kind *const flow_kinds[] = {
     &nlb_flow_kind_tcp,
+    &nlb_flow_kind_udp,
 };
+
+const struct nlb_flow_kind *nlb_flow_kind_at(size_t i)
+{
+  return i < sizeof(flow_kinds) / sizeof(flow_kinds[0]) ? flow_kinds[i] : NULL;
+}
 
 const struct nlb_flow_kind *nlb_flow_kind_find(const char *name)
 {

@@ -36,6 +36,9 @@ struct nlb_group_route {
   char *name;
   struct nlb_pool *pool; /* usable targets; empty: no target */
   bool proxy_protocol_v2;
+  /* Connections and datagrams to targets leave from the client's own
+   * address (nlb_bind_client_address); set before the first publish. */
+  bool preserve_client_ip;
   unsigned connect_retries;
   uint64_t connect_timeout_ms;
 };

@@ -11,6 +11,8 @@
 #include <uv.h>
 
 #include "nlb/common/hmap.h"
+#include "nlb/dataplane/udp.h"
+#include "nlb/dataplane/udp_table.h"
 #include "nlb/dataplane/worker.h"
 #include "nlb/list.h"
 
@@ -48,6 +50,7 @@ struct nlb_worker {
    * one epoll_wait per turn, the uv loop run only when it has work. */
   int epoll_fd;
   struct nlb_list finished; /* flows to free once the turn is over */
+  struct nlb_list deferred; /* nlb_deferred to run once the turn is over */
   uint64_t last_idle_sweep_ms;
 
   pthread_mutex_t lock; /* guards the command queue */
@@ -79,6 +82,12 @@ struct nlb_worker {
   size_t n_buffers;
   struct nlb_flow *free_flows[FLOW_POOL_MAX];
   size_t n_free_flows;
+
+  /* UDP flows by 5-tuple, bounded by max_flows; the datagram batch (made
+   * with the first UDP listener); counters /metrics reads. */
+  struct nlb_udp_table udp_flows;
+  struct nlb_udp_batch *udp_batch;
+  struct nlb_udp_counters udp;
 };
 
 #endif

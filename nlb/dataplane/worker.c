@@ -54,6 +54,8 @@ struct listener_slot {
   struct nlb_hnode node; /* nlb_worker.slots, by route id */
   struct nlb_worker *worker;
   uint64_t route_id;
+  /* Its route's kind when the socket came (NULL: accept, the TCP relay). */
+  const struct nlb_flow_kind *kind;
   struct nlb_listen_socket *socket; /* one reference */
   struct nlb_io io;                 /* watches socket->fd */
   struct nlb_list flows;            /* this worker's flows from it */
@@ -100,13 +102,28 @@ static void send_command(struct nlb_worker *worker, enum command_kind kind,
   push_command(worker, command);
 }
 
+static void abort_flow(struct nlb_flow *flow, enum nlb_flow_end end);
+
+/* Whether the slot's flows answer through its socket (UDP): they cannot
+ * outlive it. */
+static bool flows_need_socket(const struct listener_slot *slot)
+{
+  return slot->kind && slot->kind->on_listener_ready;
+}
+
 /* Runs from commands, after the turn's events: no event names the slot.
- * Its flows run on (unless the caller reset them) without it. */
+ * Its flows run on (unless the caller reset them) without it, except
+ * those that answer through its socket: they end, with end. */
 static void close_listener(struct nlb_worker *worker,
-                           struct listener_slot *slot)
+                           struct listener_slot *slot, enum nlb_flow_end end)
 {
   struct nlb_list *pos, *tmp;
 
+  if (flows_need_socket(slot))
+    NLB_LIST_FOREACH_SAFE(pos, tmp, &slot->flows)
+    {
+      abort_flow(NLB_CONTAINER_OF(pos, struct nlb_flow, route_link), end);
+    }
   nlb_list_remove(&slot->link);
   nlb_hmap_remove(&worker->slots, &slot->node);
   /* Out of this epoll set while the descriptor is surely open: the other
@@ -141,7 +158,8 @@ static void close_listeners(struct nlb_worker *worker)
   struct nlb_list *pos, *tmp;
   NLB_LIST_FOREACH_SAFE(pos, tmp, &worker->listeners)
   {
-    close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link));
+    close_listener(worker, NLB_CONTAINER_OF(pos, struct listener_slot, link),
+                   NLB_END_SHUTDOWN);
   }
 }
 
@@ -211,6 +229,18 @@ static void log_full(struct nlb_worker *worker, const char *why)
                 "the last message; said at most once a minute)",
                 NLB_LOG_STR("reason", why), NLB_LOG_UINT("refused", refused),
                 NLB_LOG_UINT("max_flows", atomic_load(&worker->max_flows)));
+}
+
+bool nlb_worker_admit_flow(struct nlb_worker *worker)
+{
+  if (node_flows(worker) >=
+      atomic_load_explicit(&worker->max_flows, memory_order_relaxed)) {
+    atomic_fetch_add_explicit(&worker->flows_refused, 1, memory_order_relaxed);
+    log_full(worker, "max_flows");
+    return false;
+  }
+  atomic_fetch_add_explicit(&worker->active_flows, 1, memory_order_relaxed);
+  return true;
 }
 
 static void start_flow(struct nlb_worker *worker, uint64_t route_id, int fd,
@@ -283,7 +313,11 @@ static void on_listener_ready(struct nlb_io *io, uint32_t revents)
   struct listener_slot *slot = NLB_CONTAINER_OF(io, struct listener_slot, io);
   struct nlb_worker *worker = slot->worker;
 
-  (void)revents; /* accept says what an error was */
+  (void)revents; /* accept (or the kind's read) says what an error was */
+  if (flows_need_socket(slot)) {
+    slot->kind->on_listener_ready(worker, slot->route_id, io->fd, &slot->flows);
+    return;
+  }
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     union nlb_sockaddr client;
     socklen_t len = sizeof(client);
@@ -315,12 +349,15 @@ static void add_listener(struct nlb_worker *worker, uint64_t route_id,
                          struct nlb_listen_socket *socket)
 {
   struct listener_slot *slot = calloc(1, sizeof(*slot));
+  /* The snapshot naming the route came first (router.c). */
+  struct nlb_route *route = nlb_snapshot_find_route(worker->snapshot, route_id);
   int rc = -ENOMEM;
 
   if (!slot)
     goto fail_release;
   slot->worker = worker;
   slot->route_id = route_id;
+  slot->kind = route ? route->kind : NULL;
   slot->socket = socket;
   slot->io.fd = socket->fd;
   slot->io.on_ready = on_listener_ready;
@@ -392,7 +429,7 @@ static void remove_listener(struct nlb_worker *worker, uint64_t route_id,
       abort_flow(NLB_CONTAINER_OF(pos, struct nlb_flow, route_link),
                  NLB_END_ENDPOINT_CLOSED);
     }
-  close_listener(worker, slot);
+  close_listener(worker, slot, NLB_END_ENDPOINT_CLOSED);
 }
 
 static void begin_exit(struct nlb_worker *worker)
@@ -524,6 +561,16 @@ static void on_sweep(uv_timer_t *timer)
     }
 }
 
+static void run_deferred(struct nlb_worker *worker)
+{
+  while (!nlb_list_empty(&worker->deferred)) {
+    struct nlb_list *node = worker->deferred.next;
+    nlb_list_remove(node);
+    NLB_CONTAINER_OF(node, struct nlb_deferred, link)
+        ->run(NLB_CONTAINER_OF(node, struct nlb_deferred, link));
+  }
+}
+
 static void free_finished(struct nlb_worker *worker)
 {
   while (!nlb_list_empty(&worker->finished)) {
@@ -558,6 +605,7 @@ static void worker_main(void *arg)
       else
         uv_due = true;
     }
+    run_deferred(worker);
     /* Events are handled: no pointer to a finished flow is left. */
     free_finished(worker);
     if (uv_due || uv_backend_timeout(&worker->loop) == 0) {
@@ -589,9 +637,11 @@ struct nlb_worker *nlb_worker_start(unsigned index,
   nlb_list_init(&worker->listeners);
   nlb_hmap_init(&worker->slots);
   atomic_init(&worker->max_flows, UINT64_MAX);
+  nlb_udp_table_init(&worker->udp_flows, SIZE_MAX);
   nlb_list_init(&worker->connecting);
   nlb_list_init(&worker->established);
   nlb_list_init(&worker->finished);
+  nlb_list_init(&worker->deferred);
   worker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (worker->epoll_fd < 0)
     goto fail_free;
@@ -727,6 +777,10 @@ void nlb_worker_stop(struct nlb_worker *worker)
     free(worker->free_flows[i]);
   for (size_t i = 0; i < worker->n_idle; i++)
     free(worker->idle[i]);
+  nlb_udp_table_free(&worker->udp_flows);
+  if (worker->udp_batch)
+    free(worker->udp_batch->buffers);
+  free(worker->udp_batch);
   nlb_snapshot_release(worker->snapshot);
   nlb_hmap_free(&worker->slots);
   pthread_mutex_destroy(&worker->lock);

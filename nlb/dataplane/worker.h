@@ -74,10 +74,11 @@ void nlb_worker_set_peers(struct nlb_worker *worker,
 /* Number of flows open on the worker. Any thread. */
 uint64_t nlb_worker_active_flows(const struct nlb_worker *worker);
 
-/* The node's limit on open flows (all workers together; 0: none). A new
- * flow past it is refused at accept: reset, end=limit in the access log,
- * counted in nlb_worker_flows_refused, and a warning at most once a
- * minute. Any thread. */
+/* The node's limit on open flows (all workers together, TCP and UDP; 0:
+ * none). A new flow past it is refused at accept: reset, end=limit in the
+ * access log (a UDP datagram that would start one is dropped), counted in
+ * nlb_worker_flows_refused, and a warning at most once a minute. Any
+ * thread. */
 void nlb_worker_set_max_flows(struct nlb_worker *worker, uint64_t max_flows);
 uint64_t nlb_worker_flows_refused(const struct nlb_worker *worker);
 /* accept(2) failures for want of descriptors or memory (the worker pauses
@@ -118,6 +119,32 @@ void nlb_worker_track_established(struct nlb_worker *worker,
                                   struct nlb_flow *flow);
 void nlb_worker_flow_closed(struct nlb_worker *worker);
 unsigned nlb_worker_index(const struct nlb_worker *worker);
+
+/* Work a flow kind puts off to the end of the worker's current round of
+ * events, to do it once for many (UDP answers to many flows leave in one
+ * sendmmsg). The owner initialises link (nlb_list_init) once. */
+struct nlb_deferred {
+  struct nlb_list link;
+  void (*run)(struct nlb_deferred *deferred);
+};
+
+/* Runs deferred->run once after the current round of events, before
+ * finished flows are freed and before commands (a listener closing) run;
+ * deferring it again before then changes nothing. Worker thread. */
+void nlb_worker_defer(struct nlb_worker *worker, struct nlb_deferred *deferred);
+
+/* For a kind that makes its own flows (UDP): counts a new flow on the
+ * worker, or, when the node is at max_flows, refuses it (counted and said
+ * as at accept) and returns false. A counted flow ends with
+ * nlb_worker_flow_closed. Worker thread. */
+bool nlb_worker_admit_flow(struct nlb_worker *worker);
+
+/* The worker's UDP resources (udp.h): its flow table, its datagram batch
+ * (allocated on first use; NULL on ENOMEM) and counters. Worker thread,
+ * but nlb_worker_udp_counters may be read from any. */
+struct nlb_udp_table *nlb_worker_udp_flows(struct nlb_worker *worker);
+struct nlb_udp_batch *nlb_worker_udp_batch(struct nlb_worker *worker);
+struct nlb_udp_counters *nlb_worker_udp_counters(struct nlb_worker *worker);
 
 /* Size of a copy-path buffer; also the high-water mark of a direction. */
 #define NLB_BUFFER_SIZE 16384

@@ -165,6 +165,45 @@ void nlb_worker_track_established(struct nlb_worker *worker,
   flow->queued_ms = uv_now(&worker->loop);
 }
 
+void nlb_worker_defer(struct nlb_worker *worker, struct nlb_deferred *deferred)
+{
+  if (nlb_list_empty(&deferred->link))
+    nlb_list_append(&worker->deferred, &deferred->link);
+}
+
+struct nlb_udp_table *nlb_worker_udp_flows(struct nlb_worker *worker)
+{
+  return &worker->udp_flows;
+}
+
+struct nlb_udp_counters *nlb_worker_udp_counters(struct nlb_worker *worker)
+{
+  return &worker->udp;
+}
+
+struct nlb_udp_batch *nlb_worker_udp_batch(struct nlb_worker *worker)
+{
+  struct nlb_udp_batch *batch = worker->udp_batch;
+
+  if (batch)
+    return batch;
+  batch = calloc(1, sizeof(*batch));
+  if (!batch)
+    return NULL;
+  /* Untouched pages cost nothing: a 64-byte datagram makes one page of
+   * its buffer resident, not sixteen. */
+  batch->buffers = malloc((size_t)NLB_UDP_BATCH * NLB_UDP_DATAGRAM_MAX * 2);
+  if (!batch->buffers) {
+    free(batch);
+    return NULL;
+  }
+  batch->answer_buffers =
+      batch->buffers + (size_t)NLB_UDP_BATCH * NLB_UDP_DATAGRAM_MAX;
+  nlb_list_init(&batch->flush.link);
+  worker->udp_batch = batch;
+  return batch;
+}
+
 void nlb_worker_flow_closed(struct nlb_worker *worker)
 {
   atomic_fetch_sub_explicit(&worker->active_flows, 1, memory_order_relaxed);

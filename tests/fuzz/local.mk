@@ -94,6 +94,7 @@ FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/nlb/dns/config_dns.c \
 	$(top_srcdir)/nlb/common/duration.c \
 	$(top_srcdir)/nlb/common/addr.c \
+	$(top_srcdir)/nlb/common/protocol.c \
 	$(top_srcdir)/nlb/cpus.c \
 	$(top_srcdir)/nlb/control/status_matcher.c \
 	$(top_srcdir)/nlb/lb/lb_pool.c \

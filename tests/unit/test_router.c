@@ -163,6 +163,19 @@ static int listening_socket(void)
   return fd;
 }
 
+/* nlb_router_open_fn: stands in for the namespace's sockets. */
+static int open_here(void *arg, const struct nlb_listen_request *requests,
+                     size_t n, int *fds, char *err, size_t err_size)
+{
+  (void)arg;
+  (void)requests;
+  (void)err;
+  (void)err_size;
+  for (size_t i = 0; i < n; i++)
+    fds[i] = listening_socket();
+  return 0;
+}
+
 static void test_router_endpoints_found_by_id(void)
 {
   struct nlb_router *router = router_with(1, 10);
@@ -176,11 +189,10 @@ static void test_router_endpoints_found_by_id(void)
 
   CU_ASSERT_EQUAL(nlb_addr_parse_ip("127.3.0.1", 0, &address), 0);
   for (int i = 0; i < 1000; i++) {
-    int fd = listening_socket();
     snprintf(id, sizeof(id), "ep-%d", i);
     CU_ASSERT_EQUAL(nlb_router_add_endpoint(router, id, "lb", &address, &port,
-                                            1, NULL, 0, &fd, 2000, err,
-                                            sizeof(err)),
+                                            1, NULL, 0, open_here, NULL, 2000,
+                                            err, sizeof(err)),
                     0);
   }
   CU_ASSERT_EQUAL(nlb_router_listener_count(router), before + 1000);
@@ -193,16 +205,14 @@ static void test_router_endpoints_found_by_id(void)
   /* A port the load balancer lacks, and a port taken twice. */
   {
     const uint16_t bad = 9999;
-    int fd = listening_socket();
     err[0] = '\0';
     CU_ASSERT_EQUAL(nlb_router_add_endpoint(router, "ep-x", "lb", &address,
-                                            &bad, 1, NULL, 0, &fd, 2000, err,
-                                            sizeof(err)),
+                                            &bad, 1, NULL, 0, open_here, NULL,
+                                            2000, err, sizeof(err)),
                     -ENOENT);
-    fd = listening_socket();
     CU_ASSERT_EQUAL(nlb_router_add_endpoint(router, "ep-7", "lb", &address,
-                                            &port, 1, NULL, 0, &fd, 2000, err,
-                                            sizeof(err)),
+                                            &port, 1, NULL, 0, open_here, NULL,
+                                            2000, err, sizeof(err)),
                     -EEXIST);
   }
   for (int i = 0; i < 1000; i += 2) {
