@@ -151,9 +151,27 @@
     return h;
   }
 
+  /* nlbd binds a connection to the first principal whose token it
+   * carries and answers another principal's requests on it 421 (nothing
+   * done). After a sign-out, or with another tab signed in as someone
+   * else, the browser may still hold such connections: over HTTP/1.1 it
+   * drops the one that answered 421, so the request is sent again on
+   * another. Over HTTP/2 it has one connection per server and keeps it:
+   * the 421 stays (signIn says why). */
+  const MISDIRECTED_TRIES = 8;
+
+  async function send(path, init) {
+    for (let tries = 1; ; tries++) {
+      const response = await fetch(path, init);
+      if (response.status !== 421 || tries === MISDIRECTED_TRIES)
+        return response;
+      await response.text();
+    }
+  }
+
   async function api(method, path, body) {
     const generation = session.generation;
-    const response = await fetch(path, {
+    const response = await send(path, {
       method, headers: headers(body), cache: 'no-store',
       credentials: 'omit', redirect: 'error',
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -1029,7 +1047,7 @@
       session.stream = controller;
       try {
         const query = session.seq !== null ? '?after=' + session.seq : '';
-        const response = await fetch('/v1/events' + query, {
+        const response = await send('/v1/events' + query, {
           headers: headers(), cache: 'no-store', credentials: 'omit',
           signal: controller.signal});
         if (response.status === 401) {
@@ -1114,7 +1132,7 @@
   async function pollMetrics() {
     const generation = session.generation;
     try {
-      const response = await fetch('/metrics', {headers: headers(),
+      const response = await send('/metrics', {headers: headers(),
         cache: 'no-store', credentials: 'omit'});
       if (generation !== session.generation) return;
       if (response.status === 403) {
@@ -1251,7 +1269,13 @@
         input.value = '';
       } catch (e) {
         $('sign-in-error').textContent = e.status === 401
-          ? 'This token is not known.' : errorText(e);
+          ? 'This token is not known.' : e.status === 421
+            ? 'This browser is still connected to nlbd as another ' +
+              'principal (signed in in another tab, or just signed out ' +
+              'over HTTPS, where a browser keeps one connection to the ' +
+              'server): sign out in the other tab or close it, and try ' +
+              'again in two minutes, or use another browser profile.'
+            : errorText(e);
       }
     });
     $('sign-out').addEventListener('click', () => {
