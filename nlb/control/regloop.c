@@ -35,6 +35,7 @@ struct job {
   void *arg;
   struct sync_call *sync; /* nlb_regloop_call: signal, nothing to post */
   uint64_t submitted_ms;  /* reg_monotonic_ms() */
+  uint64_t after_writes;  /* a read: the writes queued before it */
 };
 
 /* Reads on a thread of their own, over a registry of their own (a second
@@ -72,6 +73,14 @@ struct nlb_regloop {
   struct job *jobs, **jobs_tail;
   struct outcome *outcomes, **outcomes_tail;
   bool stopping;
+  /* Writes queued and finished, in order (under lock): a read waits for
+   * the writes queued before it (writes_done, signalled on writes_cond),
+   * at most half its read_timeout, so that what a request made happen
+   * (an accepted endpoint's failure to open, written just after) is seen
+   * by the next read, while a write stuck on a lock held elsewhere still
+   * holds no read up for long. */
+  uint64_t writes_queued, writes_done;
+  pthread_cond_t writes_cond;
 
   uv_async_t control_async;
   void (*on_changes)(const struct reg_changes *, void *);
@@ -400,6 +409,10 @@ static bool run_jobs(struct nlb_regloop *rl)
     run_job(rl->reg, job, atomic_load(&rl->write_timeout_ms));
     follow(rl);
     finish_job(rl, job);
+    pthread_mutex_lock(&rl->lock);
+    rl->writes_done++;
+    pthread_cond_broadcast(&rl->writes_cond);
+    pthread_mutex_unlock(&rl->lock);
   }
   return stopping;
 }
@@ -458,6 +471,22 @@ static struct job *take_read(struct nlb_regloop *rl)
   return job;
 }
 
+/* Waits until the writes queued before the read job have run, or half
+ * its read_timeout has passed since it was submitted (reads queued behind
+ * it do not wait again: their half has passed too). */
+static void wait_for_writes(struct nlb_regloop *rl, const struct job *job)
+{
+  uint64_t until_ms = job->submitted_ms + atomic_load(&rl->read_timeout_ms) / 2;
+  struct timespec until = {.tv_sec = (time_t)(until_ms / 1000),
+                           .tv_nsec = (long)(until_ms % 1000) * 1000000};
+
+  pthread_mutex_lock(&rl->lock);
+  while (rl->writes_done < job->after_writes && !rl->stopping)
+    if (pthread_cond_timedwait(&rl->writes_cond, &rl->lock, &until) != 0)
+      break;
+  pthread_mutex_unlock(&rl->lock);
+}
+
 /* Reads change nothing: no change feed to follow after them. */
 static void *reader_main(void *arg)
 {
@@ -465,6 +494,7 @@ static void *reader_main(void *arg)
   struct job *job;
 
   while ((job = take_read(rl)) != NULL) {
+    wait_for_writes(rl, job);
     run_job(rl->reader.reg, job, atomic_load(&rl->read_timeout_ms));
     finish_job(rl, job);
   }
@@ -482,10 +512,12 @@ static int queue_job(struct nlb_regloop *rl, struct job *job, bool read)
   pthread_mutex_lock(&rl->lock);
   stopping = rl->stopping;
   if (!stopping && read) {
+    job->after_writes = rl->writes_queued;
     *rl->reader.jobs_tail = job;
     rl->reader.jobs_tail = &job->next;
     pthread_cond_signal(&rl->reader.wake);
   } else if (!stopping) {
+    rl->writes_queued++;
     *rl->jobs_tail = job;
     rl->jobs_tail = &job->next;
   }
@@ -634,6 +666,7 @@ static void free_regloop(struct nlb_regloop *rl)
   if (rl->wake_fd >= 0)
     close(rl->wake_fd);
   pthread_cond_destroy(&rl->reader.wake);
+  pthread_cond_destroy(&rl->writes_cond);
   pthread_mutex_destroy(&rl->lock);
   free(rl);
 }
@@ -682,6 +715,7 @@ static void stop_threads(struct nlb_regloop *rl, bool writer)
   pthread_mutex_lock(&rl->lock);
   rl->stopping = true;
   pthread_cond_signal(&rl->reader.wake);
+  pthread_cond_broadcast(&rl->writes_cond);
   pthread_mutex_unlock(&rl->lock);
   wake(rl);
   if (writer)
@@ -700,6 +734,13 @@ int nlb_regloop_start(uv_loop_t *control, const struct nlb_regloop_settings *s,
   rl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   pthread_mutex_init(&rl->lock, NULL);
   pthread_cond_init(&rl->reader.wake, NULL);
+  {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&rl->writes_cond, &attr);
+    pthread_condattr_destroy(&attr);
+  }
   rl->reader.jobs_tail = &rl->reader.jobs;
   set_timeouts(rl, s->config);
   rl->jobs_tail = &rl->jobs;
