@@ -938,13 +938,13 @@ static void test_config_listener_protocols(void)
 static void test_config_node_networks(void)
 {
   char *errors = NULL;
-  struct nlb_config *cfg =
-      load_text("node = { name = \"n2\";\n"
-                "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
-                "               { name = \"vpc10\"; } ); };\n"
-                "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
-                "  endpoint_retention = \"1h\"; };\n",
-                &errors);
+  struct nlb_config *cfg = load_text(
+      "node = { name = \"n2\";\n"
+      "  networks = ( { name = \"vpc9\"; netns = \"vpc9-n2\"; },\n"
+      "               { name = \"vpc10\"; } ); };\n"
+      "registry = { path = \"/tmp/r.db\"; service_quota = 5;\n"
+      "  endpoint_retention = \"1h\"; };\n",
+      &errors);
 
   CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
   CU_ASSERT_STRING_EQUAL(cfg->node_name, "n2");
