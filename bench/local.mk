@@ -3,6 +3,12 @@
 EXTRA_DIST += bench/run.sh bench/idle_flows.py bench/report.py \
 	bench/README.md bench/results.md
 
+# UDP against NGINX stream (bench/README-udp.md): run by hand,
+# bench/udp.py; its load generator and echo target are built by make.
+noinst_PROGRAMS += bench/udp_load
+bench_udp_load_SOURCES = bench/udp_load.c
+EXTRA_DIST += bench/udp.py bench/README-udp.md bench/results-udp.md
+
 # Registry benchmark (bench/README-registry.md): built by make, run by hand.
 noinst_PROGRAMS += bench/registry_bench
 bench_registry_bench_SOURCES = bench/registry_bench.c

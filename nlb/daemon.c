@@ -92,7 +92,7 @@ static void apply_capacity(struct daemon *d, bool log)
   getrlimit(RLIMIT_NOFILE, &limit);
   in.fd_limit = limit.rlim_cur;
   in.workers = (unsigned)d->n_workers;
-  in.listeners = nlb_router_listener_count(d->router);
+  in.listeners = nlb_router_listening_sockets(d->router);
   for (size_t g = 0; g < nlb_router_group_count(d->router); g++)
     in.targets += nlb_router_group(d->router, g)->n_targets;
   in.api_connections = d->cfg->has_api ? API_MAX_CONNECTIONS : 0;

@@ -85,6 +85,14 @@ static void load_listeners(struct conf_loader *ld,
       }
       l->protocol = (enum nlb_protocol)p;
     }
+    /* A datagram has no stream to put a header in front of. */
+    if (l->protocol != NLB_PROTOCOL_TCP && tg->proxy_protocol_v2)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: protocol \"%s\" carries UDP, which "
+                   "cannot start with a PROXY v2 header, but target group "
+                   "\"%s\" has proxy_protocol = \"v2\" (preserve_client_ip "
+                   "tells targets the client's address instead)",
+                   l->port, nlb_protocol_name(l->protocol), tg->name);
     l->udp_idle_timeout_ms = 120000;
     if (conf_get_duration(ld, item, "idle_timeout", 1000, 7 * 86400000ull,
                           &l->idle_timeout_ms))

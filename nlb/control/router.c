@@ -62,6 +62,18 @@ size_t nlb_router_listener_count(const struct nlb_router *router)
   return router->n_listeners;
 }
 
+size_t nlb_router_listening_sockets(const struct nlb_router *router)
+{
+  size_t n = 0;
+
+  for (size_t i = 0; i < router->n_listeners; i++) {
+    const struct listener_record *l = router->listeners[i];
+    if (l->has_bind && l->kind)
+      n += router_sockets_per_listener(router, l->kind);
+  }
+  return n;
+}
+
 void nlb_router_listener(const struct nlb_router *router, size_t index,
                          struct nlb_router_listener *out)
 {

@@ -133,6 +133,9 @@ struct nlb_router_listener {
 /* Listeners (load balancers' own and endpoints'), for metrics: index runs
  * from 0 to nlb_router_listener_count() - 1. */
 size_t nlb_router_listener_count(const struct nlb_router *router);
+/* The listening sockets they hold: one per bound TCP listener, one per
+ * worker for a UDP one (for the descriptor plan, capacity.h). */
+size_t nlb_router_listening_sockets(const struct nlb_router *router);
 void nlb_router_listener(const struct nlb_router *router, size_t index,
                          struct nlb_router_listener *out);
 

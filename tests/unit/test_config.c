@@ -982,6 +982,46 @@ static void test_config_algorithm_names(void)
                          "least_conn");
 }
 
+/* A listener's protocol: named once (nlb/common/protocol.c), tcp by
+ * default, the UDP idle timeout 120 s unless idle_timeout says; a group's
+ * preserve_client_ip. */
+static void test_config_listener_protocols(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "target_groups = ( { name = \"tg\"; preserve_client_ip = true; } );\n"
+      "load_balancers = ( { name = \"lb\"; listeners = (\n"
+      "  { port = 80; target_group = \"tg\"; },\n"
+      "  { port = 53; target_group = \"tg\"; protocol = \"udp\"; },\n"
+      "  { port = 54; target_group = \"tg\"; protocol = \"tcp_udp\";\n"
+      "    idle_timeout = 30; } ); } );\n",
+      &errors);
+  char names[64];
+
+  CU_ASSERT_PTR_NULL(errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_TRUE(cfg->target_groups[0].preserve_client_ip);
+  const struct nlb_config_listener *l = cfg->load_balancers[0].listeners;
+  CU_ASSERT_EQUAL(l[0].protocol, NLB_PROTOCOL_TCP);
+  CU_ASSERT_EQUAL(l[0].idle_timeout_ms, 350000);
+  CU_ASSERT_EQUAL(l[1].protocol, NLB_PROTOCOL_UDP);
+  CU_ASSERT_EQUAL(l[1].udp_idle_timeout_ms, 120000);
+  CU_ASSERT_EQUAL(l[2].protocol, NLB_PROTOCOL_TCP_UDP);
+  CU_ASSERT_EQUAL(l[2].idle_timeout_ms, 30000);
+  CU_ASSERT_EQUAL(l[2].udp_idle_timeout_ms, 30000);
+  nlb_config_free(cfg);
+  CU_ASSERT_STRING_EQUAL(nlb_protocol_kinds(NLB_PROTOCOL_TCP_UDP)[1], "udp");
+  CU_ASSERT_PTR_NULL(nlb_protocol_kinds(NLB_PROTOCOL_TCP_UDP)[2]);
+  CU_ASSERT_EQUAL(nlb_protocol_parse("quic"), -1);
+  nlb_protocol_list(names, sizeof(names));
+  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 53; target_group = \"tg\";\n"
+                  "    protocol = \"dtls\"; } ); } );\n",
+                  4, "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp)");
+}
+
 /* node.networks: this node's namespaces for networks made through the
  * API; registry settings of tenancy. */
 static void test_config_node_networks(void)
@@ -1114,6 +1154,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_relative_paths),
       NLB_UNIT_CASE(test_config_registry_url),
       NLB_UNIT_CASE(test_config_algorithm_names),
+      NLB_UNIT_CASE(test_config_listener_protocols),
       NLB_UNIT_CASE(test_config_node_networks),
       NLB_UNIT_CASE(test_config_netns_names),
       NLB_UNIT_CASE(test_config_principal_case),
