@@ -40,6 +40,15 @@ for n in 1 2 3; do
   pids+=($!)
   echo $! > "$demo/backend-$n.pid"
 done
+# nlbd accepts once its first round of health checks has answered: the
+# backends listen first, so that round finds all three up (10 s at most).
+for n in 1 2 3; do
+  port=$((backend_port + n - 1))
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+done
 
 # A copy of the example with the chosen ports; its relative registry path
 # then puts the registry in the temporary directory.
