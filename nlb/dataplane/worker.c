@@ -220,7 +220,9 @@ static void log_full(struct nlb_worker *worker, const char *why)
   uint64_t last = atomic_load_explicit(&limit_logged_ms, memory_order_relaxed);
   uint64_t refused = atomic_fetch_add(&limit_unlogged, 1) + 1;
 
-  if ((last && now - last < LIMIT_LOG_MS) ||
+  /* Each loop caches its own clock: another worker's stamp may be a
+   * little ahead of ours, which is "just said", not "long ago". */
+  if ((last && (now < last || now - last < LIMIT_LOG_MS)) ||
       !atomic_compare_exchange_strong(&limit_logged_ms, &last, now ? now : 1))
     return;
   atomic_fetch_sub(&limit_unlogged, refused);
