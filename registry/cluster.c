@@ -7,13 +7,6 @@
 
 #include "registry-int.h"
 
-static int check_operator(const struct reg_actor *actor, struct reg_error *err)
-{
-  if (actor == NULL || actor->name == NULL || actor->role != REG_ROLE_OPERATOR)
-    return reg_set_error(err, -EACCES, NULL, "only operators may do this");
-  return 0;
-}
-
 /* ---- targets ------------------------------------------------------------ */
 
 static int record_target_event(struct reg *reg, enum reg_event_type type,
@@ -74,7 +67,7 @@ int reg_target_register(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0 ||
+  if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = check_target(reg, target_group, address, &c.target, err)) < 0)
     return r;
   if (weight < 1 || weight > REG_MAX_TARGET_WEIGHT)
@@ -114,7 +107,7 @@ int reg_target_deregister(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   if ((r = check_target(reg, target_group, address, &c.target, err)) < 0)
     return r == -EINVAL ? reg_set_error(err, -ENOENT, "address",
@@ -205,7 +198,7 @@ int reg_nodes_list(struct reg *reg, const struct reg_actor *actor,
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   if ((r = reg_in_tx(reg, false, node_list_body, &c, err)) < 0) {
     free(c.v);
@@ -254,7 +247,7 @@ int reg_node_drain(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   c.name = name ? name : "";
   c.principal = actor->name;

@@ -32,23 +32,6 @@ static void config_free(struct config *config)
   memset(config, 0, sizeof(*config));
 }
 
-static int copy_strings(char ***dst, size_t *n_dst, const char *const *src,
-                        size_t n)
-{
-  *dst = NULL;
-  *n_dst = 0;
-  if (n == 0)
-    return 0;
-  if ((*dst = calloc(n, sizeof(char *))) == NULL)
-    return -ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    if (((*dst)[i] = strdup(src[i])) == NULL)
-      return -ENOMEM;
-    (*n_dst)++;
-  }
-  return 0;
-}
-
 int reg_network_from_spec(struct config_network *dst,
                           const struct reg_network *src, struct reg_error *err)
 {
@@ -86,9 +69,10 @@ int reg_network_from_spec(struct config_network *dst,
     if (!reg_name_ok(src->principals[i]))
       return reg_set_error(err, -EINVAL, "networks",
                            "network %s: bad principal name", src->name);
-  if (copy_strings(&dst->principals, &dst->n_principals, src->principals,
-                   src->n_principals) < 0)
+  if (reg_strings_copy(src->principals, src->n_principals, &dst->principals) <
+      0)
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
+  dst->n_principals = src->n_principals;
   dst->dns = src->dns && src->dns[0];
   return 0;
 }
@@ -234,11 +218,12 @@ static int config_copy(struct config *dst, const struct reg_config *src,
   dst->load_balancers =
       calloc(src->n_load_balancers + 1, sizeof(*dst->load_balancers));
   if (!dst->principals || !dst->networks || !dst->load_balancers ||
-      copy_strings(&dst->target_groups, &dst->n_target_groups,
-                   src->target_groups, src->n_target_groups) < 0) {
+      reg_strings_copy(src->target_groups, src->n_target_groups,
+                       &dst->target_groups) < 0) {
     r = reg_set_error(err, -ENOMEM, NULL, "out of memory");
     goto fail_free;
   }
+  dst->n_target_groups = src->n_target_groups;
   if ((r = copy_principals(dst, src, err)) < 0 ||
       (r = copy_networks(dst, src, err)) < 0 ||
       (r = copy_load_balancers(dst, src, err)) < 0)

@@ -18,15 +18,6 @@ static bool network_allows(const struct config_network *net,
   return false;
 }
 
-static bool service_allows(const struct reg_service *s, const char *consumer)
-{
-  for (size_t i = 0; i < s->n_allowed_principals; i++)
-    if (strcmp(s->allowed_principals[i], "*") == 0 ||
-        strcmp(s->allowed_principals[i], consumer) == 0)
-      return true;
-  return false;
-}
-
 /* Hands a finished endpoint to *out (when not NULL), completed with what
  * config knows; releases it otherwise. */
 static int hand_endpoint(struct reg *reg, struct reg_endpoint *e,
@@ -61,7 +52,7 @@ static int load_allowed_service(struct reg *reg, const struct create *c,
 {
   int r = reg->ops->service_get(reg->store, c->params->service, s);
 
-  if (r == 0 && !service_allows(s, c->actor->name)) {
+  if (r == 0 && !reg_service_allows(s, c->actor->name)) {
     reg_service_release(s);
     r = -ENOENT;
   }

@@ -18,6 +18,7 @@ registry_libregistry_a_SOURCES = \
 	registry/store_sql.c \
 	registry/sql_run.c \
 	registry/backends.c \
+	registry/sql_migrate.c \
 	registry/sql_sqlite.c \
 	registry/sql_pg.c
 registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)

@@ -162,6 +162,22 @@ void reg_endpoints_free(struct reg_endpoint *endpoints, size_t n)
   free(endpoints);
 }
 
+int reg_strings_copy(const char *const *src, size_t n, char ***out)
+{
+  *out = NULL;
+  if (n == 0)
+    return 0;
+  if ((*out = calloc(n, sizeof(char *))) == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    if (((*out)[i] = strdup(src[i])) == NULL) {
+      reg_strings_free(*out, i);
+      *out = NULL;
+      return -ENOMEM;
+    }
+  return 0;
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 int reg_set_error(struct reg_error *err, int code, const char *field,
@@ -193,6 +209,13 @@ int reg_store_error(struct reg *reg, struct reg_error *err, int r)
     return reg_set_error(err, r, NULL, "the registry store is unavailable: %s",
                          reg->ops->errmsg(reg->store));
   return reg_set_error(err, r, NULL, "%s", reg->ops->errmsg(reg->store));
+}
+
+int reg_check_operator(const struct reg_actor *actor, struct reg_error *err)
+{
+  if (actor == NULL || actor->name == NULL || actor->role != REG_ROLE_OPERATOR)
+    return reg_set_error(err, -EACCES, NULL, "only operators may do this");
+  return 0;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -303,6 +326,15 @@ reg_find_load_balancer(const struct config *c, const char *name)
     if (strcmp(c->load_balancers[i].name, name) == 0)
       return &c->load_balancers[i];
   return NULL;
+}
+
+bool reg_service_allows(const struct reg_service *s, const char *consumer)
+{
+  for (size_t i = 0; i < s->n_allowed_principals; i++)
+    if (strcmp(s->allowed_principals[i], "*") == 0 ||
+        strcmp(s->allowed_principals[i], consumer) == 0)
+      return true;
+  return false;
 }
 
 bool reg_has_target_group(const struct config *c, const char *name)

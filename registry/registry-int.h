@@ -81,6 +81,8 @@ void reg_clear_error(struct reg_error *err);
 /* A store failure: the store's own text (-EIO), "unavailable" (-ENOTCONN),
  * "out of memory". Returns r. */
 int reg_store_error(struct reg *reg, struct reg_error *err, int r);
+/* -EACCES unless actor is an operator. */
+int reg_check_operator(const struct reg_actor *actor, struct reg_error *err);
 
 /* Runs a store's prune op in one write transaction (core.c;
  * reg_events_prune, reg_endpoints_prune). */
@@ -115,6 +117,9 @@ bool reg_name_tame(const char *s);
  * SERVICE.ZONE, which would be an endpoint's EP-ID.ZONE. */
 bool reg_name_like_endpoint_id(const char *s);
 int reg_cmp_strings(const void *a, const void *b);
+/* A malloc'd copy of n strings into *out (NULL when n is 0; to free with
+ * reg_strings_free); -ENOMEM, with nothing left to free. */
+int reg_strings_copy(const char *const *src, size_t n, char ***out);
 /* Sorts v and drops duplicates (freeing them); *n is updated. */
 void reg_strings_sort_unique(char **v, size_t *n);
 
@@ -127,6 +132,8 @@ const struct config_network *reg_find_network(const struct config *c,
 const struct config_load_balancer *
 reg_find_load_balancer(const struct config *c, const char *name);
 bool reg_has_target_group(const struct config *c, const char *name);
+/* Whether s's allowed_principals hold consumer or "*". */
+bool reg_service_allows(const struct reg_service *s, const char *consumer);
 
 /* ---- config (core.c) ---- */
 /* Checks and copies a network's spec (config or API) into *dst; on failure

@@ -36,29 +36,16 @@ static int principals_normalize(struct reg *reg, char **v, size_t *n,
 static int strings_dup(const char *const *src, size_t n, char ***out,
                        struct reg_error *err)
 {
-  char **v;
-
   *out = NULL;
-  if (n == 0)
-    return 0;
   if (n > REG_MAX_ALLOWED_PRINCIPALS * 4)
     return reg_set_error(err, -EINVAL, "allowed_principals", "list too long");
-  v = calloc(n, sizeof(*v));
-  if (v == NULL)
-    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++)
     if (src[i] == NULL ||
-        (strcmp(src[i], "*") != 0 && !reg_name_chars_ok(src[i]))) {
-      reg_strings_free(v, n);
+        (strcmp(src[i], "*") != 0 && !reg_name_chars_ok(src[i])))
       return reg_set_error(err, -EINVAL, "allowed_principals",
                            "bad principal name");
-    }
-    if ((v[i] = strdup(src[i])) == NULL) {
-      reg_strings_free(v, n);
-      return reg_set_error(err, -ENOMEM, NULL, "out of memory");
-    }
-  }
-  *out = v;
+  if (reg_strings_copy(src, n, out) < 0)
+    return reg_set_error(err, -ENOMEM, NULL, "out of memory");
   return 0;
 }
 
@@ -536,15 +523,6 @@ static int merge_principals(const struct permissions *c, char ***out, size_t *n)
   return 0;
 }
 
-static bool service_allows(const struct reg_service *s, const char *consumer)
-{
-  for (size_t i = 0; i < s->n_allowed_principals; i++)
-    if (strcmp(s->allowed_principals[i], "*") == 0 ||
-        strcmp(s->allowed_principals[i], consumer) == 0)
-      return true;
-  return false;
-}
-
 /* Rejects the live endpoints of s whose consumer s no longer allows. */
 static int reconcile_endpoints(struct reg *reg, const struct reg_actor *actor,
                                const struct reg_service *s, int64_t now)
@@ -560,7 +538,7 @@ static int reconcile_endpoints(struct reg *reg, const struct reg_actor *actor,
     return r;
   for (size_t i = 0; r == 0 && i < n; i++) {
     if (!reg_transition_legal(v[i].state, REG_EP_REJECTED) ||
-        service_allows(s, v[i].consumer))
+        reg_service_allows(s, v[i].consumer))
       continue;
     r = reg_transition(reg, &v[i], REG_EP_REJECTED, "permission removed",
                        actor->name, now);

@@ -88,6 +88,14 @@ struct reg_sql_driver {
 extern const struct reg_sql_driver reg_sql_sqlite;     /* sql_sqlite.c */
 extern const struct reg_sql_driver reg_sql_postgresql; /* sql_pg.c */
 
+/* Before names compare ignoring case (a driver's migration to unique
+ * indexes on lower(name)), inside that migration's transaction: two names
+ * that differ only in case cannot both stay, and which one goes is their
+ * owners' business, not an upgrade's. -EIO with errmsg naming them
+ * (nlbd's start failure says it), or the driver's error (sql_migrate.c). */
+int sql_refuse_case_twins(const struct reg_sql_driver *sql, struct reg_sql *db,
+                          char *errmsg, size_t len);
+
 /* The driver named by url's scheme ("sqlite:", "postgresql:"), or NULL
  * (backends.c). */
 const struct reg_sql_driver *reg_sql_driver_find(const char *url);

@@ -486,39 +486,6 @@ static int exec_int(struct reg_sql *db, const char *sql, int64_t *value)
   return 0;
 }
 
-/* Before names compare ignoring case: two that differ only in case cannot
- * both stay, and which one goes is their owners' business, not an
- * upgrade's. The store is refused, naming them (the message ends up in
- * nlbd's start failure). */
-static int refuse_case_twins(struct reg_sql *db)
-{
-  PGresult *res =
-      PQexec(db->conn,
-             "SELECT 'services ' || string_agg(name, ', ') FROM services"
-             " GROUP BY lower(name) HAVING count(*) > 1 UNION ALL"
-             " SELECT 'principals ' || string_agg(name, ', ') FROM principals"
-             " GROUP BY lower(name) HAVING count(*) > 1");
-  char twins[160] = "";
-
-  if (PQresultStatus(res) != PGRES_TUPLES_OK)
-    return result_error(db, res);
-  for (int i = 0; i < PQntuples(res); i++) {
-    size_t used = strlen(twins);
-
-    snprintf(twins + used, sizeof(twins) - used, "%s%s", used ? "; " : "",
-             PQgetvalue(res, i, 0));
-  }
-  PQclear(res);
-  if (twins[0] == '\0')
-    return 0;
-  snprintf(db->errmsg, sizeof(db->errmsg),
-           "names that differ only in case (%s): this nlb compares names as "
-           "DNS does; delete all but one of each with the nlb that made "
-           "them, then start this one",
-           twins);
-  return -EIO;
-}
-
 /* Brings the schema up to date in one transaction, under an advisory lock,
  * so that nodes starting together migrate once, in line. */
 static int migrate(struct reg_sql *db)
@@ -540,7 +507,9 @@ static int migrate(struct reg_sql *db)
     goto fail_rollback;
   }
   for (int v = (int)version; v < N_MIGRATIONS; v++)
-    if ((v == NOCASE_MIGRATION && (r = refuse_case_twins(db)) < 0) ||
+    if ((v == NOCASE_MIGRATION &&
+         (r = sql_refuse_case_twins(&reg_sql_postgresql, db, db->errmsg,
+                                    sizeof(db->errmsg))) < 0) ||
         (r = exec_simple(db, migrations[v])) < 0)
       goto fail_rollback;
   snprintf(sql, sizeof(sql),

@@ -316,42 +316,6 @@ static int pragma(struct reg_sql *db, const char *sql, char *out, size_t len)
   return rc == SQLITE_ROW ? 0 : fail(db, rc);
 }
 
-/* Before names compare ignoring case: two that differ only in case cannot
- * both stay, and which one goes is their owners' business, not an
- * upgrade's. The store is refused, naming them (the message ends up in
- * nlbd's start failure). */
-static int refuse_case_twins(struct reg_sql *db)
-{
-  static const char sql[] =
-      "SELECT 'services ' || group_concat(name, ', ') FROM services"
-      " GROUP BY lower(name) HAVING count(*) > 1 UNION ALL"
-      " SELECT 'principals ' || group_concat(name, ', ') FROM principals"
-      " GROUP BY lower(name) HAVING count(*) > 1";
-  char twins[160] = "";
-  sqlite3_stmt *stmt;
-  int rc = sqlite3_prepare_v2(db->db, sql, -1, &stmt, NULL);
-
-  if (rc != SQLITE_OK)
-    return fail(db, rc);
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    size_t used = strlen(twins);
-
-    snprintf(twins + used, sizeof(twins) - used, "%s%s", used ? "; " : "",
-             (const char *)sqlite3_column_text(stmt, 0));
-  }
-  sqlite3_finalize(stmt);
-  if (rc != SQLITE_DONE)
-    return fail(db, rc);
-  if (twins[0] == '\0')
-    return 0;
-  snprintf(db->errmsg, sizeof(db->errmsg),
-           "names that differ only in case (%s): this nlb compares names as "
-           "DNS does; delete all but one of each with the nlb that made "
-           "them, then start this one",
-           twins);
-  return -EIO;
-}
-
 /* Runs the migrations the database lacks, with the version bump, in one
  * transaction, so a crash leaves a consistent version. */
 static int migrate(struct reg_sql *db)
@@ -371,7 +335,9 @@ static int migrate(struct reg_sql *db)
     r = -EIO;
   }
   for (; r == 0 && version < N_MIGRATIONS; version++) {
-    if ((version == NOCASE_MIGRATION && (r = refuse_case_twins(db)) < 0) ||
+    if ((version == NOCASE_MIGRATION &&
+         (r = sql_refuse_case_twins(&reg_sql_sqlite, db, db->errmsg,
+                                    sizeof(db->errmsg))) < 0) ||
         (r = exec(db, migrations[version])) < 0)
       break;
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);

@@ -8,13 +8,6 @@
 
 #include "registry-int.h"
 
-static int check_operator(const struct reg_actor *actor, struct reg_error *err)
-{
-  if (actor == NULL || actor->name == NULL || actor->role != REG_ROLE_OPERATOR)
-    return reg_set_error(err, -EACCES, NULL, "only operators may do this");
-  return 0;
-}
-
 static int record(struct reg *reg, enum reg_event_type type,
                   const char *subject, const char *token_id,
                   const char *principal)
@@ -79,7 +72,7 @@ int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0 ||
+  if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = check_token_id(token_id, err)) < 0)
     return r;
   if (!reg_name_tame(name) || strcasecmp(name, REG_SYSTEM_PRINCIPAL) == 0)
@@ -149,7 +142,7 @@ int reg_principals_list(struct reg *reg, const struct reg_actor *actor,
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = check_operator(actor, err)) < 0 ||
+  if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = reg_in_tx(reg, false, principal_list_body, &c, err)) < 0)
     return r;
   all = calloc(cfg->n_principals + c.n + 1, sizeof(*all));
@@ -232,7 +225,7 @@ int reg_principal_delete(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   if (name && reg_find_principal(&reg->config, name))
     return refuse_config("principal", name, err);
@@ -286,7 +279,7 @@ int reg_token_create(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0 ||
+  if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = check_token_id(token_id, err)) < 0)
     return r;
   c.token.created_at = reg_now_ms();
@@ -338,7 +331,7 @@ int reg_tokens_list(struct reg *reg, const struct reg_actor *actor,
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = check_operator(actor, err)) < 0 ||
+  if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = reg_in_tx(reg, false, token_list_body, &c, err)) < 0) {
     free(c.v);
     return r;
@@ -375,7 +368,7 @@ int reg_token_revoke(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   if (principal && reg_find_principal(&reg->config, principal))
     return refuse_config("principal", principal, err);
@@ -463,15 +456,9 @@ static int network_from_params(struct reg_network_info *net,
   snprintf(net->range, sizeof(net->range), "%s", p->range);
   snprintf(net->netns, sizeof(net->netns), "%s", p->netns ? p->netns : "");
   net->created_at = reg_now_ms();
-  if (p->n_principals == 0)
-    return 0;
-  if ((net->principals = calloc(p->n_principals, sizeof(char *))) == NULL)
+  if (reg_strings_copy(p->principals, p->n_principals, &net->principals) < 0)
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
-  for (size_t i = 0; i < p->n_principals; i++) {
-    if ((net->principals[i] = strdup(p->principals[i])) == NULL)
-      return reg_set_error(err, -ENOMEM, NULL, "out of memory");
-    net->n_principals++;
-  }
+  net->n_principals = p->n_principals;
   return 0;
 }
 
@@ -483,7 +470,7 @@ int reg_network_create(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   if (params->name && reg_find_network(&reg->config, params->name))
     return reg_set_error(err, -EEXIST, "name",
@@ -524,25 +511,17 @@ static int cmp_network(const void *a, const void *b)
                 ((const struct reg_network_info *)b)->name);
 }
 
-/* The config's network i as the API shows it. */
+/* The config's network as the API shows it. */
 static int config_network_info(const struct config_network *net,
-                               const struct reg_network *spec,
                                struct reg_network_info *out)
 {
   snprintf(out->name, sizeof(out->name), "%s", net->name);
-  snprintf(out->range, sizeof(out->range), "%s", spec ? spec->range : "");
+  snprintf(out->range, sizeof(out->range), "%s", net->range_text);
   snprintf(out->netns, sizeof(out->netns), "%s", net->netns);
   out->from_config = true;
-  if (net->n_principals == 0)
-    return 0;
-  if ((out->principals = calloc(net->n_principals, sizeof(char *))) == NULL)
-    return -ENOMEM;
-  for (size_t i = 0; i < net->n_principals; i++) {
-    if ((out->principals[i] = strdup(net->principals[i])) == NULL)
-      return -ENOMEM;
-    out->n_principals++;
-  }
-  return 0;
+  out->n_principals = net->n_principals;
+  return reg_strings_copy((const char *const *)net->principals,
+                          net->n_principals, &out->principals);
 }
 
 int reg_networks_list(struct reg *reg, const struct reg_actor *actor,
@@ -557,12 +536,12 @@ int reg_networks_list(struct reg *reg, const struct reg_actor *actor,
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = check_operator(actor, err)) < 0 ||
+  if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = reg_in_tx(reg, false, network_list_body, &c, err)) < 0)
     return r;
   all = calloc(cfg->n_networks + c.n + 1, sizeof(*all));
   for (size_t i = 0; all && i < cfg->n_networks; i++)
-    if (config_network_info(&cfg->networks[i], NULL, &all[i]) < 0) {
+    if (config_network_info(&cfg->networks[i], &all[i]) < 0) {
       reg_networks_free(all, i + 1);
       all = NULL;
     }
@@ -570,9 +549,6 @@ int reg_networks_list(struct reg *reg, const struct reg_actor *actor,
     reg_networks_free(c.v, c.n);
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
   }
-  for (size_t i = 0; i < cfg->n_networks; i++)
-    snprintf(all[i].range, sizeof(all[i].range), "%s",
-             cfg->networks[i].range_text);
   qsort(all, cfg->n_networks, sizeof(*all), cmp_network);
   if (c.n > 0)
     memcpy(all + cfg->n_networks, c.v, c.n * sizeof(*all));
@@ -614,7 +590,7 @@ int reg_network_delete(struct reg *reg, const struct reg_actor *actor,
   int r;
 
   reg_clear_error(err);
-  if ((r = check_operator(actor, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
   if (name && reg_find_network(&reg->config, name))
     return refuse_config("network", name, err);
