@@ -24,23 +24,17 @@ static int record_target_event(struct reg *reg, enum reg_event_type type,
   return reg->ops->event_append(reg->store, &ev);
 }
 
-struct target_change {
-  const struct reg_actor *actor;
-  struct reg_target target;
-};
-
-static int register_body(struct reg *reg, void *arg, struct reg_error *err)
+static int register_target(struct reg *reg, const struct reg_actor *actor,
+                           const struct reg_target *t, struct reg_error *err)
 {
-  struct target_change *c = arg;
-  int r = reg->ops->target_insert(reg->store, &c->target);
+  int r = reg->ops->target_insert(reg->store, t);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "address",
                          "%s is already registered in target group %s",
-                         c->target.address, c->target.target_group);
+                         t->address, t->target_group);
   if (r == 0)
-    r = record_target_event(reg, REG_EVENT_REGISTER, &c->target,
-                            c->actor->name);
+    r = record_target_event(reg, REG_EVENT_REGISTER, t, actor->name);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -63,29 +57,30 @@ int reg_target_register(struct reg *reg, const struct reg_actor *actor,
                         uint32_t weight, struct reg_target *out,
                         struct reg_error *err)
 {
-  struct target_change c = {.actor = actor};
+  struct reg_target t;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   if ((r = reg_check_operator(actor, err)) < 0 ||
-      (r = check_target(reg, target_group, address, &c.target, err)) < 0)
+      (r = check_target(reg, target_group, address, &t, err)) < 0)
     return r;
   if (weight < 1 || weight > REG_MAX_TARGET_WEIGHT)
     return reg_set_error(err, -EINVAL, "weight", "weight must be 1..%d",
                          REG_MAX_TARGET_WEIGHT);
-  c.target.weight = weight;
-  c.target.created_at = reg_now_ms();
-  if ((r = reg_in_tx(reg, true, register_body, &c, err)) < 0)
-    return r;
-  if (out != NULL)
-    *out = c.target;
-  return 0;
+  t.weight = weight;
+  t.created_at = reg_now_ms();
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = register_target(reg, actor, &t, err);
+  if (r == 0 && out != NULL)
+    *out = t;
+  return r;
 }
 
-static int deregister_body(struct reg *reg, void *arg, struct reg_error *err)
+/* Fills *t with the stored row, which goes. */
+static int deregister_target(struct reg *reg, const struct reg_actor *actor,
+                             struct reg_target *t, struct reg_error *err)
 {
-  struct target_change *c = arg;
-  struct reg_target *t = &c->target;
   int r = reg->ops->target_get(reg->store, t->target_group, t->address, t);
 
   if (r == -ENOENT)
@@ -95,7 +90,7 @@ static int deregister_body(struct reg *reg, void *arg, struct reg_error *err)
   if (r == 0)
     r = reg->ops->target_delete(reg->store, t->target_group, t->address);
   if (r == 0)
-    r = record_target_event(reg, REG_EVENT_DEREGISTER, t, c->actor->name);
+    r = record_target_event(reg, REG_EVENT_DEREGISTER, t, actor->name);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -103,50 +98,41 @@ int reg_target_deregister(struct reg *reg, const struct reg_actor *actor,
                           const char *target_group, const char *address,
                           struct reg_target *out, struct reg_error *err)
 {
-  struct target_change c = {.actor = actor};
+  struct reg_target t;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   if ((r = reg_check_operator(actor, err)) < 0)
     return r;
-  if ((r = check_target(reg, target_group, address, &c.target, err)) < 0)
+  if ((r = check_target(reg, target_group, address, &t, err)) < 0)
     return r == -EINVAL ? reg_set_error(err, -ENOENT, "address",
                                         "no such target: %s", address)
                         : r;
-  if ((r = reg_in_tx(reg, true, deregister_body, &c, err)) < 0)
-    return r;
-  if (out != NULL)
-    *out = c.target;
-  return 0;
-}
-
-struct target_list {
-  struct reg_target *v;
-  size_t n;
-};
-
-static int target_list_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct target_list *c = arg;
-
-  free(c->v);
-  c->v = NULL;
-  c->n = 0;
-  return reg->ops->target_list(reg->store, &c->v, &c->n);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = deregister_target(reg, actor, &t, err);
+  if (r == 0 && out != NULL)
+    *out = t;
+  return r;
 }
 
 int reg_targets_list(struct reg *reg, struct reg_target **out, size_t *n)
 {
-  struct target_list c = {NULL, 0};
-  int r = reg_in_tx(reg, false, target_list_body, &c, NULL);
+  struct reg_tx tx;
+  int r;
 
-  if (r < 0) {
-    free(c.v);
-    c.v = NULL;
-    c.n = 0;
+  *out = NULL;
+  *n = 0;
+  for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);) {
+    free(*out);
+    *out = NULL;
+    r = reg->ops->target_list(reg->store, out, n);
   }
-  *out = c.v;
-  *n = c.n;
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
   return r;
 }
 
@@ -166,33 +152,25 @@ static void judge(struct reg_node *nodes, size_t n, int64_t now)
       nodes[i].state = REG_NODE_DOWN;
 }
 
-struct node_list {
-  struct reg_node *v;
-  size_t n;
-  const char *name; /* drain */
-  struct reg_node node;
-  const char *principal;
-};
-
-static int node_list_body(struct reg *reg, void *arg, struct reg_error *err)
+/* The nodes as stored, each judged up, draining or down. */
+static int list_nodes(struct reg *reg, struct reg_node **v, size_t *n,
+                      struct reg_error *err)
 {
-  struct node_list *c = arg;
   int64_t now;
   int r;
 
-  free(c->v);
-  c->v = NULL;
-  c->n = 0;
-  if ((r = reg->ops->node_list(reg->store, &c->v, &c->n, &now)) < 0)
+  free(*v);
+  *v = NULL;
+  if ((r = reg->ops->node_list(reg->store, v, n, &now)) < 0)
     return reg_store_error(reg, err, r);
-  judge(c->v, c->n, now);
+  judge(*v, *n, now);
   return 0;
 }
 
 int reg_nodes_list(struct reg *reg, const struct reg_actor *actor,
                    struct reg_node **out, size_t *n, struct reg_error *err)
 {
-  struct node_list c = {0};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -200,40 +178,44 @@ int reg_nodes_list(struct reg *reg, const struct reg_actor *actor,
   *n = 0;
   if ((r = reg_check_operator(actor, err)) < 0)
     return r;
-  if ((r = reg_in_tx(reg, false, node_list_body, &c, err)) < 0) {
-    free(c.v);
-    return r;
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);)
+    r = list_nodes(reg, out, n, err);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
   }
-  *out = c.v;
-  *n = c.n;
-  return 0;
+  return r;
 }
 
-static int drain_body(struct reg *reg, void *arg, struct reg_error *err)
+static int drain(struct reg *reg, const char *principal, const char *name,
+                 struct reg_node *node, struct reg_error *err)
 {
-  struct node_list *c = arg;
+  struct reg_node *v = NULL;
   struct reg_event ev;
+  size_t n = 0;
   int r;
 
-  memset(&c->node, 0, sizeof(c->node));
-  if ((r = node_list_body(reg, c, err)) < 0)
+  memset(node, 0, sizeof(*node));
+  if ((r = list_nodes(reg, &v, &n, err)) < 0)
     return r;
-  for (size_t i = 0; i < c->n; i++)
-    if (strcmp(c->v[i].name, c->name) == 0)
-      c->node = c->v[i];
-  if (c->node.name[0] == '\0')
-    return reg_set_error(err, -ENOENT, "name", "no such node: %s", c->name);
-  if (c->node.state == REG_NODE_DOWN)
-    return reg_set_error(err, -EBUSY, "name", "node %s is down", c->name);
-  if (c->node.state == REG_NODE_DRAINING)
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i].name, name) == 0)
+      *node = v[i];
+  free(v);
+  if (node->name[0] == '\0')
+    return reg_set_error(err, -ENOENT, "name", "no such node: %s", name);
+  if (node->state == REG_NODE_DOWN)
+    return reg_set_error(err, -EBUSY, "name", "node %s is down", name);
+  if (node->state == REG_NODE_DRAINING)
     return 0;
   memset(&ev, 0, sizeof(ev));
   ev.time = reg_now_ms();
   ev.type = REG_EVENT_DRAIN;
-  snprintf(ev.principal, sizeof(ev.principal), "%s", c->principal);
-  snprintf(ev.node, sizeof(ev.node), "%s", c->name);
-  c->node.state = REG_NODE_DRAINING;
-  if ((r = reg->ops->node_set_draining(reg->store, c->name)) < 0 ||
+  snprintf(ev.principal, sizeof(ev.principal), "%s", principal);
+  snprintf(ev.node, sizeof(ev.node), "%s", name);
+  node->state = REG_NODE_DRAINING;
+  if ((r = reg->ops->node_set_draining(reg->store, name)) < 0 ||
       (r = reg->ops->event_append(reg->store, &ev)) < 0)
     return reg_store_error(reg, err, r);
   return 0;
@@ -243,17 +225,16 @@ int reg_node_drain(struct reg *reg, const struct reg_actor *actor,
                    const char *name, struct reg_node *out,
                    struct reg_error *err)
 {
-  struct node_list c = {0};
+  struct reg_node node;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   if ((r = reg_check_operator(actor, err)) < 0)
     return r;
-  c.name = name ? name : "";
-  c.principal = actor->name;
-  r = reg_in_tx(reg, true, drain_body, &c, err);
-  free(c.v);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = drain(reg, actor->name, name ? name : "", &node, err);
   if (r == 0 && out != NULL)
-    *out = c.node;
+    *out = node;
   return r;
 }

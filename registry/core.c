@@ -546,46 +546,70 @@ static int timed_out(struct reg *reg, bool write, struct reg_error *err)
       reg->ops->errmsg(reg->store));
 }
 
+void reg_tx_start(struct reg_tx *tx, struct reg *reg, bool write,
+                  struct reg_error *err)
+{
+  memset(tx, 0, sizeof(*tx));
+  tx->reg = reg;
+  tx->err = err;
+  tx->write = write;
+  tx->deadline = reg->deadline_ms ? reg->deadline_ms
+                                  : reg_monotonic_ms() +
+                                        (write ? reg->config.write_timeout_ms
+                                               : reg->config.read_timeout_ms);
+}
+
+bool reg_tx_next(struct reg_tx *tx, int *r)
+{
+  struct reg *reg = tx->reg;
+
+  if (tx->open) {
+    tx->open = false;
+    if (*r < 0)
+      reg->ops->rollback(reg->store);
+    else if ((*r = reg->ops->commit(reg->store)) < 0 && *r != -EAGAIN &&
+             *r != -ETIMEDOUT)
+      reg_store_error(reg, tx->err, *r);
+  } else if (tx->attempt == 0) {
+    *r = -EAGAIN;
+    if (tx->write && reg->reader) {
+      *r =
+          reg_set_error(tx->err, -EIO, NULL, "a write on the reading registry");
+      return false;
+    }
+  }
+  while (*r == -EAGAIN && tx->attempt < TX_ATTEMPTS) {
+    uint64_t now = reg_monotonic_ms();
+
+    tx->attempt++;
+    if (now >= tx->deadline) {
+      *r = -ETIMEDOUT;
+      break;
+    }
+    reg_clear_error(tx->err);
+    *r = reg->ops->begin(reg->store, tx->write, (uint32_t)(tx->deadline - now));
+    if (*r == 0)
+      return tx->open = true;
+    if (*r != -EAGAIN && *r != -ETIMEDOUT)
+      reg_store_error(reg, tx->err, *r);
+  }
+  if (*r == -ETIMEDOUT)
+    *r = timed_out(reg, tx->write, tx->err);
+  else if (*r == -EAGAIN)
+    *r = reg_set_error(tx->err, -EIO, NULL,
+                       "the store kept failing to serialize this change: %s",
+                       reg->ops->errmsg(reg->store));
+  return false;
+}
+
 int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
               struct reg_error *err)
 {
-  uint64_t deadline =
-      reg->deadline_ms
-          ? reg->deadline_ms
-          : reg_monotonic_ms() + (write ? reg->config.write_timeout_ms
-                                        : reg->config.read_timeout_ms);
-  int r = -EAGAIN;
+  struct reg_tx tx;
+  int r;
 
-  if (write && reg->reader)
-    return reg_set_error(err, -EIO, NULL, "a write on the reading registry");
-  for (int attempt = 0; attempt < TX_ATTEMPTS && r == -EAGAIN; attempt++) {
-    uint64_t now = reg_monotonic_ms();
-
-    if (now >= deadline) {
-      r = -ETIMEDOUT;
-      break;
-    }
-    reg_clear_error(err);
-    if ((r = reg->ops->begin(reg->store, write, (uint32_t)(deadline - now))) <
-        0) {
-      if (r != -EAGAIN && r != -ETIMEDOUT)
-        reg_store_error(reg, err, r);
-      continue;
-    }
-    if ((r = body(reg, ctx, err)) < 0) {
-      reg->ops->rollback(reg->store);
-      continue;
-    }
-    if ((r = reg->ops->commit(reg->store)) < 0 && r != -EAGAIN &&
-        r != -ETIMEDOUT)
-      reg_store_error(reg, err, r);
-  }
-  if (r == -ETIMEDOUT)
-    return timed_out(reg, write, err);
-  if (r == -EAGAIN)
-    r = reg_set_error(err, -EIO, NULL,
-                      "the store kept failing to serialize this change: %s",
-                      reg->ops->errmsg(reg->store));
+  for (reg_tx_start(&tx, reg, write, err); reg_tx_next(&tx, &r);)
+    r = body(reg, ctx, err);
   return r;
 }
 

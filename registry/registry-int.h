@@ -91,14 +91,39 @@ int reg_prune(struct reg *reg, reg_store_prune_fn *op, int64_t before_ms,
 
 /* ---- transactions (core.c) ---- */
 
-/* The part of an operation that runs inside one transaction. It must be
- * safe to run again from the start (free what an earlier attempt left in
- * ctx first): on -EAGAIN the transaction is rolled back and body runs
- * again. */
+/* One transaction, begun again from the start while the store cannot
+ * serialize it (-EAGAIN), every attempt within the read or write timeout
+ * (or reg_set_deadline's):
+ *
+ *   struct reg_tx tx;
+ *   int r;
+ *
+ *   for (reg_tx_start(&tx, reg, write, err); reg_tx_next(&tx, &r);)
+ *     r = body(...);
+ *
+ * The body runs inside the open transaction and sets r to 0 (commit) or a
+ * negative errno (rollback); it must not leave the loop otherwise, and must
+ * be safe to run again (free what an earlier attempt left first). After
+ * the loop r is the result: the body's, the commit's, or the store's
+ * failure (err filled). */
+struct reg_tx {
+  struct reg *reg;
+  struct reg_error *err;
+  bool write;
+  bool open; /* the body is running in it */
+  int attempt;
+  uint64_t deadline; /* monotonic ms */
+};
+void reg_tx_start(struct reg_tx *tx, struct reg *reg, bool write,
+                  struct reg_error *err);
+/* Ends the attempt the body made (r its result) and begins the next one
+ * if one is due: true when the body must run (again). */
+bool reg_tx_next(struct reg_tx *tx, int *r);
+
+/* The part of an operation that runs inside one transaction (reg_tx). */
 typedef int (*reg_tx_body)(struct reg *reg, void *ctx, struct reg_error *err);
 
-/* Runs body in a write (or read) transaction: commits when body returns 0,
- * rolls back otherwise. Returns body's result or the commit's. */
+/* Runs body in a write (or read) transaction (the loop above). */
 int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
               struct reg_error *err);
 

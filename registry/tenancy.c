@@ -25,33 +25,26 @@ static int record(struct reg *reg, enum reg_event_type type,
 
 /* ---- principals --------------------------------------------------------- */
 
-struct principal_create {
-  const struct reg_actor *actor;
-  struct reg_principal_info principal;
-  struct reg_token token;
-};
-
-static int principal_create_body(struct reg *reg, void *arg,
-                                 struct reg_error *err)
+static int create_principal(struct reg *reg, const char *by,
+                            struct reg_principal_info *p,
+                            const struct reg_token *token,
+                            struct reg_error *err)
 {
-  struct principal_create *c = arg;
-  int r = reg->ops->last_seq(reg->store, &c->principal.since_seq);
+  int r = reg->ops->last_seq(reg->store, &p->since_seq);
 
   if (r == 0)
-    r = reg->ops->principal_insert(reg->store, &c->principal);
+    r = reg->ops->principal_insert(reg->store, p);
   if (r == -EEXIST)
     return reg_set_error(err, r, "name",
                          "a principal named %s exists (names are one "
                          "whatever their case)",
-                         c->principal.name);
+                         p->name);
   if (r == 0)
-    r = reg->ops->token_insert(reg->store, &c->token);
+    r = reg->ops->token_insert(reg->store, token);
   if (r == 0)
-    r = record(reg, REG_EVENT_PRINCIPAL_CREATE, c->principal.name, NULL,
-               c->actor->name);
+    r = record(reg, REG_EVENT_PRINCIPAL_CREATE, p->name, NULL, by);
   if (r == 0)
-    r = record(reg, REG_EVENT_TOKEN_CREATE, c->principal.name, c->token.id,
-               c->actor->name);
+    r = record(reg, REG_EVENT_TOKEN_CREATE, p->name, token->id, by);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -68,7 +61,9 @@ int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
                          struct reg_principal_info *principal,
                          struct reg_token *token, struct reg_error *err)
 {
-  struct principal_create c = {.actor = actor};
+  struct reg_principal_info p = {0};
+  struct reg_token t = {0};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -87,41 +82,25 @@ int reg_principal_create(struct reg *reg, const struct reg_actor *actor,
                          "a principal named %s exists (in the config; names "
                          "are one whatever their case)",
                          name);
-  snprintf(c.principal.name, sizeof(c.principal.name), "%s", name);
-  c.principal.role = role;
-  c.principal.created_at = reg_now_ms();
-  snprintf(c.token.id, sizeof(c.token.id), "%s", token_id);
-  snprintf(c.token.principal, sizeof(c.token.principal), "%s", name);
-  c.token.role = role;
-  memcpy(c.token.sha256, token_sha256, sizeof(c.token.sha256));
-  c.token.created_at = c.principal.created_at;
-  if ((r = reg_in_tx(reg, true, principal_create_body, &c, err)) < 0)
+  snprintf(p.name, sizeof(p.name), "%s", name);
+  p.role = role;
+  p.created_at = reg_now_ms();
+  snprintf(t.id, sizeof(t.id), "%s", token_id);
+  snprintf(t.principal, sizeof(t.principal), "%s", name);
+  t.role = role;
+  memcpy(t.sha256, token_sha256, sizeof(t.sha256));
+  t.created_at = p.created_at;
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = create_principal(reg, actor->name, &p, &t, err);
+  if (r < 0)
     return r;
   if (principal)
-    *principal = c.principal;
+    *principal = p;
   if (token) {
-    *token = c.token;
+    *token = t;
     memset(token->sha256, 0, sizeof(token->sha256));
   }
   return 0;
-}
-
-struct principal_list {
-  struct reg_principal_info *v;
-  size_t n;
-};
-
-static int principal_list_body(struct reg *reg, void *arg,
-                               struct reg_error *err)
-{
-  struct principal_list *c = arg;
-  int r;
-
-  free(c->v);
-  c->v = NULL;
-  c->n = 0;
-  r = reg->ops->principal_list(reg->store, &c->v, &c->n);
-  return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
 static int cmp_principal(const void *a, const void *b)
@@ -134,20 +113,30 @@ int reg_principals_list(struct reg *reg, const struct reg_actor *actor,
                         struct reg_principal_info **out, size_t *n,
                         struct reg_error *err)
 {
-  struct principal_list c = {NULL, 0};
   const struct config *cfg = &reg->config;
-  struct reg_principal_info *all;
+  struct reg_principal_info *all, *v = NULL;
+  size_t n_v = 0;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = reg_check_operator(actor, err)) < 0 ||
-      (r = reg_in_tx(reg, false, principal_list_body, &c, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
-  all = calloc(cfg->n_principals + c.n + 1, sizeof(*all));
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);) {
+    free(v);
+    v = NULL;
+    if ((r = reg->ops->principal_list(reg->store, &v, &n_v)) < 0)
+      reg_store_error(reg, err, r);
+  }
+  if (r < 0) {
+    free(v);
+    return r;
+  }
+  all = calloc(cfg->n_principals + n_v + 1, sizeof(*all));
   if (all == NULL) {
-    free(c.v);
+    free(v);
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
   }
   for (size_t i = 0; i < cfg->n_principals; i++) {
@@ -156,18 +145,13 @@ int reg_principals_list(struct reg *reg, const struct reg_actor *actor,
     all[i].from_config = true;
   }
   qsort(all, cfg->n_principals, sizeof(*all), cmp_principal);
-  if (c.n > 0)
-    memcpy(all + cfg->n_principals, c.v, c.n * sizeof(*all));
-  free(c.v);
+  if (n_v > 0)
+    memcpy(all + cfg->n_principals, v, n_v * sizeof(*all));
+  free(v);
   *out = all;
-  *n = cfg->n_principals + c.n;
+  *n = cfg->n_principals + n_v;
   return 0;
 }
-
-struct principal_delete {
-  const struct reg_actor *actor;
-  const char *name;
-};
 
 static int revoke_all(struct reg *reg, const char *name, const char *by)
 {
@@ -181,30 +165,27 @@ static int revoke_all(struct reg *reg, const char *name, const char *by)
   return r;
 }
 
-static int principal_delete_body(struct reg *reg, void *arg,
-                                 struct reg_error *err)
+static int delete_principal(struct reg *reg, const char *by, const char *name,
+                            struct reg_error *err)
 {
-  struct principal_delete *c = arg;
   struct reg_principal_info p;
   size_t services = 0, endpoints = 0;
-  int r = reg->ops->principal_get(reg->store, c->name, &p);
+  int r = reg->ops->principal_get(reg->store, name, &p);
 
   if (r == -ENOENT)
-    return reg_set_error(err, r, "name", "no such principal: %s", c->name);
+    return reg_set_error(err, r, "name", "no such principal: %s", name);
   if (r == 0)
-    r = reg->ops->principal_holdings(reg->store, c->name, &services,
-                                     &endpoints);
+    r = reg->ops->principal_holdings(reg->store, name, &services, &endpoints);
   if (r < 0)
     return reg_store_error(reg, err, r);
   if (services > 0 || endpoints > 0)
     return reg_set_error(err, -EBUSY, "name",
                          "%s owns %zu services and holds %zu live endpoints: "
                          "delete them first",
-                         c->name, services, endpoints);
-  if ((r = revoke_all(reg, c->name, c->actor->name)) < 0 ||
-      (r = reg->ops->principal_delete(reg->store, c->name)) < 0 ||
-      (r = record(reg, REG_EVENT_PRINCIPAL_DELETE, c->name, NULL,
-                  c->actor->name)) < 0)
+                         name, services, endpoints);
+  if ((r = revoke_all(reg, name, by)) < 0 ||
+      (r = reg->ops->principal_delete(reg->store, name)) < 0 ||
+      (r = record(reg, REG_EVENT_PRINCIPAL_DELETE, name, NULL, by)) < 0)
     return reg_store_error(reg, err, r);
   return 0;
 }
@@ -221,7 +202,7 @@ static int refuse_config(const char *what, const char *name,
 int reg_principal_delete(struct reg *reg, const struct reg_actor *actor,
                          const char *name, struct reg_error *err)
 {
-  struct principal_delete c = {actor, name};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -229,15 +210,12 @@ int reg_principal_delete(struct reg *reg, const struct reg_actor *actor,
     return r;
   if (name && reg_find_principal(&reg->config, name))
     return refuse_config("principal", name, err);
-  return reg_in_tx(reg, true, principal_delete_body, &c, err);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = delete_principal(reg, actor->name, name, err);
+  return r;
 }
 
 /* ---- tokens ------------------------------------------------------------- */
-
-struct token_change {
-  const struct reg_actor *actor;
-  struct reg_token token;
-};
 
 /* The API principal name, or -ENOENT; the config's: -EBUSY. */
 static int load_api_principal(struct reg *reg, const char *name,
@@ -255,18 +233,17 @@ static int load_api_principal(struct reg *reg, const char *name,
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
-static int token_create_body(struct reg *reg, void *arg, struct reg_error *err)
+static int create_token(struct reg *reg, const char *by, struct reg_token *t,
+                        struct reg_error *err)
 {
-  struct token_change *c = arg;
   struct reg_principal_info p;
-  int r = load_api_principal(reg, c->token.principal, &p, err);
+  int r = load_api_principal(reg, t->principal, &p, err);
 
   if (r < 0)
     return r;
-  c->token.role = p.role;
-  if ((r = reg->ops->token_insert(reg->store, &c->token)) == 0)
-    r = record(reg, REG_EVENT_TOKEN_CREATE, c->token.principal, c->token.id,
-               c->actor->name);
+  t->role = p.role;
+  if ((r = reg->ops->token_insert(reg->store, t)) == 0)
+    r = record(reg, REG_EVENT_TOKEN_CREATE, t->principal, t->id, by);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -275,49 +252,42 @@ int reg_token_create(struct reg *reg, const struct reg_actor *actor,
                      const char *token_id, int64_t expires_at,
                      struct reg_token *out, struct reg_error *err)
 {
-  struct token_change c = {.actor = actor};
+  struct reg_token t = {0};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   if ((r = reg_check_operator(actor, err)) < 0 ||
       (r = check_token_id(token_id, err)) < 0)
     return r;
-  c.token.created_at = reg_now_ms();
-  if (expires_at != 0 && expires_at <= c.token.created_at)
+  t.created_at = reg_now_ms();
+  if (expires_at != 0 && expires_at <= t.created_at)
     return reg_set_error(err, -EINVAL, "expires_at",
                          "expires_at must be in the future");
-  snprintf(c.token.id, sizeof(c.token.id), "%s", token_id);
-  snprintf(c.token.principal, sizeof(c.token.principal), "%s",
-           principal ? principal : "");
-  memcpy(c.token.sha256, token_sha256, sizeof(c.token.sha256));
-  c.token.expires_at = expires_at;
-  if ((r = reg_in_tx(reg, true, token_create_body, &c, err)) < 0)
-    return r;
-  if (out) {
-    *out = c.token;
+  snprintf(t.id, sizeof(t.id), "%s", token_id);
+  snprintf(t.principal, sizeof(t.principal), "%s", principal ? principal : "");
+  memcpy(t.sha256, token_sha256, sizeof(t.sha256));
+  t.expires_at = expires_at;
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = create_token(reg, actor->name, &t, err);
+  if (r == 0 && out) {
+    *out = t;
     memset(out->sha256, 0, sizeof(out->sha256));
   }
-  return 0;
+  return r;
 }
 
-struct token_list {
-  const char *principal;
-  struct reg_token *v;
-  size_t n;
-};
-
-static int token_list_body(struct reg *reg, void *arg, struct reg_error *err)
+static int list_tokens(struct reg *reg, const char *principal,
+                       struct reg_token **v, size_t *n, struct reg_error *err)
 {
-  struct token_list *c = arg;
   struct reg_principal_info p;
   int r;
 
-  free(c->v);
-  c->v = NULL;
-  c->n = 0;
-  if ((r = load_api_principal(reg, c->principal, &p, err)) < 0)
+  free(*v);
+  *v = NULL;
+  if ((r = load_api_principal(reg, principal, &p, err)) < 0)
     return r;
-  r = reg->ops->token_list(reg->store, c->principal, &c->v, &c->n);
+  r = reg->ops->token_list(reg->store, principal, v, n);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -325,38 +295,38 @@ int reg_tokens_list(struct reg *reg, const struct reg_actor *actor,
                     const char *principal, struct reg_token **out, size_t *n,
                     struct reg_error *err)
 {
-  struct token_list c = {principal, NULL, 0};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = reg_check_operator(actor, err)) < 0 ||
-      (r = reg_in_tx(reg, false, token_list_body, &c, err)) < 0) {
-    free(c.v);
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);)
+    r = list_tokens(reg, principal, out, n, err);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
   }
-  for (size_t i = 0; i < c.n; i++)
-    memset(c.v[i].sha256, 0, sizeof(c.v[i].sha256));
-  *out = c.v;
-  *n = c.n;
-  return 0;
+  for (size_t i = 0; i < *n; i++)
+    memset((*out)[i].sha256, 0, sizeof((*out)[i].sha256));
+  return r;
 }
 
-static int token_revoke_body(struct reg *reg, void *arg, struct reg_error *err)
+static int revoke_token(struct reg *reg, const char *by, const char *principal,
+                        const char *id, struct reg_error *err)
 {
-  struct token_change *c = arg;
   struct reg_token t;
-  int r = reg->ops->token_get(reg->store, c->token.id, &t);
+  int r = reg->ops->token_get(reg->store, id, &t);
 
-  if (r == -ENOENT || (r == 0 && strcmp(t.principal, c->token.principal)))
-    return reg_set_error(err, -ENOENT, "id", "no such token of %s",
-                         c->token.principal);
+  if (r == -ENOENT || (r == 0 && strcmp(t.principal, principal)))
+    return reg_set_error(err, -ENOENT, "id", "no such token of %s", principal);
   if (r == 0)
-    r = reg->ops->token_delete(reg->store, c->token.id);
+    r = reg->ops->token_delete(reg->store, id);
   if (r == 0)
-    r = record(reg, REG_EVENT_TOKEN_REVOKE, c->token.principal, c->token.id,
-               c->actor->name);
+    r = record(reg, REG_EVENT_TOKEN_REVOKE, principal, id, by);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -364,7 +334,7 @@ int reg_token_revoke(struct reg *reg, const struct reg_actor *actor,
                      const char *principal, const char *id,
                      struct reg_error *err)
 {
-  struct token_change c = {.actor = actor};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -372,36 +342,28 @@ int reg_token_revoke(struct reg *reg, const struct reg_actor *actor,
     return r;
   if (principal && reg_find_principal(&reg->config, principal))
     return refuse_config("principal", principal, err);
-  snprintf(c.token.principal, sizeof(c.token.principal), "%s",
-           principal ? principal : "");
-  snprintf(c.token.id, sizeof(c.token.id), "%s", id ? id : "");
-  return reg_in_tx(reg, true, token_revoke_body, &c, err);
-}
-
-struct tokens_used {
-  char *const *ids;
-  const int64_t *used_at;
-  size_t n;
-};
-
-static int tokens_used_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct tokens_used *c = arg;
-  int r = 0;
-
-  for (size_t i = 0; r == 0 && i < c->n; i++)
-    r = reg->ops->token_touch(reg->store, c->ids[i], c->used_at[i]);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = revoke_token(reg, actor->name, principal ? principal : "", id ? id : "",
+                     err);
   return r;
 }
 
 int reg_tokens_used(struct reg *reg, char *const *ids, const int64_t *used_at,
                     size_t n)
 {
-  struct tokens_used c = {ids, used_at, n};
+  struct reg_tx tx;
+  int r;
 
   /* A write (read-only transactions may not update); once a minute at
    * most, so taking the writers' lock costs nothing. */
-  return n == 0 ? 0 : reg_in_tx(reg, true, tokens_used_body, &c, NULL);
+  if (n == 0)
+    return 0;
+  for (reg_tx_start(&tx, reg, true, NULL); reg_tx_next(&tx, &r);) {
+    r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++)
+      r = reg->ops->token_touch(reg->store, ids[i], used_at[i]);
+  }
+  return r;
 }
 
 /* ---- networks ----------------------------------------------------------- */
@@ -413,23 +375,17 @@ void reg_networks_free(struct reg_network_info *networks, size_t n)
   free(networks);
 }
 
-struct network_create {
-  const struct reg_actor *actor;
-  struct reg_network_info net;
-};
-
-static int network_create_body(struct reg *reg, void *arg,
-                               struct reg_error *err)
+static int create_network(struct reg *reg, const char *by,
+                          const struct reg_network_info *net,
+                          struct reg_error *err)
 {
-  struct network_create *c = arg;
-  int r = reg->ops->network_insert(reg->store, &c->net);
+  int r = reg->ops->network_insert(reg->store, net);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "name", "a network named %s exists",
-                         c->net.name);
+                         net->name);
   if (r == 0)
-    r = record(reg, REG_EVENT_NETWORK_CREATE, c->net.name, NULL,
-               c->actor->name);
+    r = record(reg, REG_EVENT_NETWORK_CREATE, net->name, NULL, by);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -466,7 +422,8 @@ int reg_network_create(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_network_params *params,
                        struct reg_network_info *out, struct reg_error *err)
 {
-  struct network_create c = {.actor = actor};
+  struct reg_network_info net = {0};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -476,33 +433,14 @@ int reg_network_create(struct reg *reg, const struct reg_actor *actor,
     return reg_set_error(err, -EEXIST, "name",
                          "a network named %s exists (in the config)",
                          params->name);
-  if ((r = network_from_params(&c.net, params, err)) < 0 ||
-      (r = reg_in_tx(reg, true, network_create_body, &c, err)) < 0) {
-    reg_strings_free(c.net.principals, c.net.n_principals);
-    return r;
-  }
-  if (out)
-    *out = c.net;
+  if ((r = network_from_params(&net, params, err)) == 0)
+    for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+      r = create_network(reg, actor->name, &net, err);
+  if (r == 0 && out)
+    *out = net;
   else
-    reg_strings_free(c.net.principals, c.net.n_principals);
-  return 0;
-}
-
-struct network_list {
-  struct reg_network_info *v;
-  size_t n;
-};
-
-static int network_list_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct network_list *c = arg;
-  int r;
-
-  reg_networks_free(c->v, c->n);
-  c->v = NULL;
-  c->n = 0;
-  r = reg->ops->network_list(reg->store, &c->v, &c->n);
-  return r < 0 ? reg_store_error(reg, err, r) : 0;
+    reg_strings_free(net.principals, net.n_principals);
+  return r;
 }
 
 static int cmp_network(const void *a, const void *b)
@@ -528,65 +466,70 @@ int reg_networks_list(struct reg *reg, const struct reg_actor *actor,
                       struct reg_network_info **out, size_t *n,
                       struct reg_error *err)
 {
-  struct network_list c = {NULL, 0};
   const struct config *cfg = &reg->config;
-  struct reg_network_info *all;
+  struct reg_network_info *all, *v = NULL;
+  size_t n_v = 0;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
   *out = NULL;
   *n = 0;
-  if ((r = reg_check_operator(actor, err)) < 0 ||
-      (r = reg_in_tx(reg, false, network_list_body, &c, err)) < 0)
+  if ((r = reg_check_operator(actor, err)) < 0)
     return r;
-  all = calloc(cfg->n_networks + c.n + 1, sizeof(*all));
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);) {
+    reg_networks_free(v, n_v);
+    v = NULL;
+    n_v = 0;
+    if ((r = reg->ops->network_list(reg->store, &v, &n_v)) < 0)
+      reg_store_error(reg, err, r);
+  }
+  if (r < 0) {
+    reg_networks_free(v, n_v);
+    return r;
+  }
+  all = calloc(cfg->n_networks + n_v + 1, sizeof(*all));
   for (size_t i = 0; all && i < cfg->n_networks; i++)
     if (config_network_info(&cfg->networks[i], &all[i]) < 0) {
       reg_networks_free(all, i + 1);
       all = NULL;
     }
   if (all == NULL) {
-    reg_networks_free(c.v, c.n);
+    reg_networks_free(v, n_v);
     return reg_set_error(err, -ENOMEM, NULL, "out of memory");
   }
   qsort(all, cfg->n_networks, sizeof(*all), cmp_network);
-  if (c.n > 0)
-    memcpy(all + cfg->n_networks, c.v, c.n * sizeof(*all));
-  free(c.v); /* the members moved */
+  if (n_v > 0)
+    memcpy(all + cfg->n_networks, v, n_v * sizeof(*all));
+  free(v); /* the members moved */
   *out = all;
-  *n = cfg->n_networks + c.n;
+  *n = cfg->n_networks + n_v;
   return 0;
 }
 
-struct network_delete {
-  const struct reg_actor *actor;
-  const char *name;
-};
-
-static int network_delete_body(struct reg *reg, void *arg,
-                               struct reg_error *err)
+static int delete_network(struct reg *reg, const char *by, const char *name,
+                          struct reg_error *err)
 {
-  struct network_delete *c = arg;
   size_t live = 0;
-  int r = reg->ops->network_count_live(reg->store, c->name, &live);
+  int r = reg->ops->network_count_live(reg->store, name, &live);
 
   if (r < 0)
     return reg_store_error(reg, err, r);
   if (live > 0)
     return reg_set_error(err, -EBUSY, "name",
-                         "network %s holds %zu live endpoints", c->name, live);
-  r = reg->ops->network_delete(reg->store, c->name);
+                         "network %s holds %zu live endpoints", name, live);
+  r = reg->ops->network_delete(reg->store, name);
   if (r == -ENOENT)
-    return reg_set_error(err, r, "name", "no such network: %s", c->name);
+    return reg_set_error(err, r, "name", "no such network: %s", name);
   if (r == 0)
-    r = record(reg, REG_EVENT_NETWORK_DELETE, c->name, NULL, c->actor->name);
+    r = record(reg, REG_EVENT_NETWORK_DELETE, name, NULL, by);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
 int reg_network_delete(struct reg *reg, const struct reg_actor *actor,
                        const char *name, struct reg_error *err)
 {
-  struct network_delete c = {actor, name ? name : ""};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -594,5 +537,7 @@ int reg_network_delete(struct reg *reg, const struct reg_actor *actor,
     return r;
   if (name && reg_find_network(&reg->config, name))
     return refuse_config("network", name, err);
-  return reg_in_tx(reg, true, network_delete_body, &c, err);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = delete_network(reg, actor->name, name ? name : "", err);
+  return r;
 }
