@@ -36,6 +36,27 @@ static int hand_endpoint(struct reg *reg, struct reg_endpoint *e,
   return 0;
 }
 
+int reg_endpoints_page(struct reg *reg, int r, struct reg_endpoint *v, size_t n,
+                       size_t limit, struct reg_endpoint **out, size_t *n_out,
+                       char *next_token, struct reg_error *err)
+{
+  bool more = n > limit;
+
+  if (r == 0 && (r = reg_complete_endpoints(reg, v, n)) < 0)
+    reg_set_error(err, r, NULL, "out of memory");
+  if (r < 0) {
+    reg_endpoints_free(v, n);
+    return r;
+  }
+  if (more)
+    reg_endpoint_release(&v[--n]);
+  reg_page_next(next_token, more, n ? v[n - 1].created_at : 0,
+                n ? v[n - 1].id : "");
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
 /* ---- create ------------------------------------------------------------- */
 
 struct create {
@@ -114,9 +135,9 @@ static int load_network(struct reg *reg, struct create *c,
   return 0;
 }
 
-static int create_body(struct reg *reg, void *arg, struct reg_error *err)
+static int create_endpoint(struct reg *reg, struct create *c,
+                           struct reg_error *err)
 {
-  struct create *c = arg;
   struct reg_endpoint *e = &c->endpoint;
   struct reg_service s;
   struct reg_addr_key key;
@@ -149,6 +170,7 @@ int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
                         struct reg_endpoint *out, struct reg_error *err)
 {
   struct create c = {.actor = actor, .params = params};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -165,7 +187,8 @@ int reg_endpoint_create(struct reg *reg, const struct reg_actor *actor,
     reg_endpoint_release(&c.endpoint);
     return reg_set_error(err, r, NULL, "getrandom failed");
   }
-  r = reg_in_tx(reg, true, create_body, &c, err);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = create_endpoint(reg, &c, err);
   reg_strings_free(c.store_net.principals, c.store_net.n_principals);
   if (r < 0) {
     reg_endpoint_release(&c.endpoint);
@@ -200,55 +223,65 @@ static int load_own_endpoint(struct reg *reg, const struct reg_actor *actor,
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
-struct own_endpoint {
-  const struct reg_actor *actor;
-  const char *id;
-  struct reg_endpoint endpoint;
-  const struct reg_endpoint_changes *changes; /* modify */
-};
+/* What describe, change and delete do to the consumer's endpoint id
+ * (loaded into *e) in the open transaction. */
+typedef int own_endpoint_op(struct reg *reg, const struct reg_actor *actor,
+                            const char *id,
+                            const struct reg_endpoint_changes *changes,
+                            struct reg_endpoint *e, struct reg_error *err);
 
-static int describe_body(struct reg *reg, void *arg, struct reg_error *err)
+/* Runs op in a transaction and hands the endpoint to *out. */
+static int on_own_endpoint(struct reg *reg, bool write, own_endpoint_op *op,
+                           const struct reg_actor *actor, const char *id,
+                           const struct reg_endpoint_changes *changes,
+                           struct reg_endpoint *out, struct reg_error *err)
 {
-  struct own_endpoint *c = arg;
+  struct reg_endpoint e = {0};
+  struct reg_tx tx;
+  int r;
 
-  reg_endpoint_release(&c->endpoint);
-  return load_own_endpoint(reg, c->actor, c->id, &c->endpoint, err);
+  for (reg_tx_start(&tx, reg, write, err); reg_tx_next(&tx, &r);) {
+    reg_endpoint_release(&e);
+    r = op(reg, actor, id, changes, &e, err);
+  }
+  if (r < 0) {
+    reg_endpoint_release(&e);
+    return r;
+  }
+  return hand_endpoint(reg, &e, out, err);
+}
+
+static int describe_endpoint(struct reg *reg, const struct reg_actor *actor,
+                             const char *id,
+                             const struct reg_endpoint_changes *changes,
+                             struct reg_endpoint *e, struct reg_error *err)
+{
+  return load_own_endpoint(reg, actor, id, e, err);
 }
 
 int reg_endpoint_describe(struct reg *reg, const struct reg_actor *actor,
                           const char *id, struct reg_endpoint *out,
                           struct reg_error *err)
 {
-  struct own_endpoint c = {.actor = actor, .id = id};
-  int r;
-
   reg_clear_error(err);
   memset(out, 0, sizeof(*out));
-  if ((r = reg_in_tx(reg, false, describe_body, &c, err)) < 0) {
-    reg_endpoint_release(&c.endpoint);
-    return r;
-  }
-  return hand_endpoint(reg, &c.endpoint, out, err);
+  return on_own_endpoint(reg, false, describe_endpoint, actor, id, NULL, out,
+                         err);
 }
 
-struct endpoint_page {
-  struct reg_store_endpoint_filter filter;
-  struct reg_store_cursor after;
-  size_t limit;
-  struct reg_endpoint *v;
-  size_t n;
-};
-
-static int endpoint_page_body(struct reg *reg, void *arg, struct reg_error *err)
+/* A page of the endpoints filter asks for. */
+static int list_endpoints(struct reg *reg,
+                          const struct reg_store_endpoint_filter *filter,
+                          const struct reg_store_cursor *after, size_t rows,
+                          struct reg_endpoint **v, size_t *n,
+                          struct reg_error *err)
 {
-  struct endpoint_page *c = arg;
   int r;
 
-  reg_endpoints_free(c->v, c->n);
-  c->v = NULL;
-  c->n = 0;
-  r = reg->ops->endpoint_list(reg->store, &c->filter, &c->after,
-                              reg_page_rows(c->limit), &c->v, &c->n);
+  reg_endpoints_free(*v, *n);
+  *v = NULL;
+  *n = 0;
+  r = reg->ops->endpoint_list(reg->store, filter, after, rows, v, n);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -257,7 +290,11 @@ int reg_endpoint_list(struct reg *reg, const struct reg_actor *actor,
                       const struct reg_page *page, struct reg_endpoint **out,
                       size_t *n, char *next_token, struct reg_error *err)
 {
-  struct endpoint_page c = {.filter = {.state = state}};
+  struct reg_store_endpoint_filter filter = {.state = state};
+  struct reg_store_cursor after;
+  struct reg_endpoint *v = NULL;
+  size_t limit, n_v = 0;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -269,52 +306,43 @@ int reg_endpoint_list(struct reg *reg, const struct reg_actor *actor,
   if (state && (unsigned)*state >= REG_EP_STATE_COUNT)
     return reg_set_error(err, -EINVAL, "state", "unknown state");
   if (actor->role == REG_ROLE_CONSUMER)
-    c.filter.consumer = actor->name;
-  if ((r = reg_page_parse(page, &c.after, &c.limit, err)) < 0)
+    filter.consumer = actor->name;
+  if ((r = reg_page_parse(page, &after, &limit, err)) < 0)
     return r;
-  if ((r = reg_in_tx(reg, false, endpoint_page_body, &c, err)) < 0 ||
-      (r = reg_complete_endpoints(reg, c.v, c.n)) < 0) {
-    reg_endpoints_free(c.v, c.n);
-    return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
-  }
-  bool more = c.n > c.limit;
-  if (more)
-    reg_endpoint_release(&c.v[--c.n]);
-  reg_page_next(next_token, more, c.n ? c.v[c.n - 1].created_at : 0,
-                c.n ? c.v[c.n - 1].id : "");
-  *out = c.v;
-  *n = c.n;
-  return 0;
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);)
+    r = list_endpoints(reg, &filter, &after, reg_page_rows(limit), &v, &n_v,
+                       err);
+  return reg_endpoints_page(reg, r, v, n_v, limit, out, n, next_token, err);
 }
 
 /* ---- modify, delete ----------------------------------------------------- */
 
-static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
+static int change_endpoint(struct reg *reg, const struct reg_actor *actor,
+                           const char *id,
+                           const struct reg_endpoint_changes *changes,
+                           struct reg_endpoint *e, struct reg_error *err)
 {
-  struct own_endpoint *c = arg;
-  struct reg_endpoint *e = &c->endpoint;
   char **sources;
   int r;
 
-  reg_endpoint_release(e);
-  if ((r = load_own_endpoint(reg, c->actor, c->id, e, err)) < 0)
+  if ((r = load_own_endpoint(reg, actor, id, e, err)) < 0)
     return r;
   if (e->state == REG_EP_DELETED)
     return reg_set_error(err, -EBUSY, "id", "endpoint %s is deleted", e->id);
-  if (c->changes->set_allowed_sources) {
-    if ((r = reg_sources_normalize(c->changes->allowed_sources,
-                                   c->changes->n_allowed_sources, &sources,
-                                   err)) < 0)
+  if (changes->set_allowed_sources) {
+    if ((r = reg_sources_normalize(changes->allowed_sources,
+                                   changes->n_allowed_sources, &sources, err)) <
+        0)
       return r;
     reg_strings_free(e->allowed_sources, e->n_allowed_sources);
     e->allowed_sources = sources;
-    e->n_allowed_sources = c->changes->n_allowed_sources;
+    e->n_allowed_sources = changes->n_allowed_sources;
   }
-  if (c->changes->set_private_dns)
-    e->private_dns = c->changes->private_dns;
+  if (changes->set_private_dns)
+    e->private_dns = changes->private_dns;
   e->updated_at = reg_now_ms();
   if ((r = reg->ops->endpoint_update(reg->store, e)) < 0 ||
-      (r = reg_record_event(reg, REG_EVENT_MODIFY, e, c->actor->name)) < 0)
+      (r = reg_record_event(reg, REG_EVENT_MODIFY, e, actor->name)) < 0)
     return reg_store_error(reg, err, r);
   return 0;
 }
@@ -324,7 +352,6 @@ int reg_endpoint_change(struct reg *reg, const struct reg_actor *actor,
                         const struct reg_endpoint_changes *changes,
                         struct reg_endpoint *out, struct reg_error *err)
 {
-  struct own_endpoint c = {.actor = actor, .id = id, .changes = changes};
   char **checked;
   int r;
 
@@ -337,11 +364,8 @@ int reg_endpoint_change(struct reg *reg, const struct reg_actor *actor,
       return r;
     reg_strings_free(checked, changes->n_allowed_sources);
   }
-  if ((r = reg_in_tx(reg, true, modify_body, &c, err)) < 0) {
-    reg_endpoint_release(&c.endpoint);
-    return r;
-  }
-  return hand_endpoint(reg, &c.endpoint, out, err);
+  return on_own_endpoint(reg, true, change_endpoint, actor, id, changes, out,
+                         err);
 }
 
 int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
@@ -358,20 +382,19 @@ int reg_endpoint_modify(struct reg *reg, const struct reg_actor *actor,
   return reg_endpoint_change(reg, actor, id, &changes, out, err);
 }
 
-static int delete_body(struct reg *reg, void *arg, struct reg_error *err)
+static int delete_endpoint(struct reg *reg, const struct reg_actor *actor,
+                           const char *id,
+                           const struct reg_endpoint_changes *changes,
+                           struct reg_endpoint *e, struct reg_error *err)
 {
-  struct own_endpoint *c = arg;
-  struct reg_endpoint *e = &c->endpoint;
-  int r;
+  int r = load_own_endpoint(reg, actor, id, e, err);
 
-  reg_endpoint_release(e);
-  if ((r = load_own_endpoint(reg, c->actor, c->id, e, err)) < 0)
+  if (r < 0)
     return r;
   if (!reg_transition_legal(e->state, REG_EP_DELETED))
     return reg_set_error(err, -EBUSY, "id", "endpoint %s is already deleted",
                          e->id);
-  r = reg_transition(reg, e, REG_EP_DELETED, NULL, c->actor->name,
-                     reg_now_ms());
+  r = reg_transition(reg, e, REG_EP_DELETED, NULL, actor->name, reg_now_ms());
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -379,15 +402,8 @@ int reg_endpoint_delete(struct reg *reg, const struct reg_actor *actor,
                         const char *id, struct reg_endpoint *out,
                         struct reg_error *err)
 {
-  struct own_endpoint c = {.actor = actor, .id = id};
-  int r;
-
   reg_clear_error(err);
-  if ((r = reg_in_tx(reg, true, delete_body, &c, err)) < 0) {
-    reg_endpoint_release(&c.endpoint);
-    return r;
-  }
-  return hand_endpoint(reg, &c.endpoint, out, err);
+  return on_own_endpoint(reg, true, delete_endpoint, actor, id, NULL, out, err);
 }
 
 /* ---- expiry ------------------------------------------------------------- */
@@ -395,41 +411,38 @@ int reg_endpoint_delete(struct reg *reg, const struct reg_actor *actor,
 /* At most this many endpoints expire in one transaction. */
 #define EXPIRE_BATCH 1000
 
-struct expire {
-  int64_t now;
-  size_t n;
-};
-
-static int expire_body(struct reg *reg, void *arg, struct reg_error *err)
+static int expire(struct reg *reg, int64_t now, size_t *expired)
 {
-  struct expire *c = arg;
   char reason[REG_REASON_BUF];
   struct reg_endpoint *v;
   size_t n;
   int r;
 
-  c->n = 0;
+  *expired = 0;
   snprintf(reason, sizeof(reason), "not accepted within %lld s",
            (long long)(reg->config.pending_expiry_ms / 1000));
-  r = reg->ops->pending_before(
-      reg->store, c->now - reg->config.pending_expiry_ms, EXPIRE_BATCH, &v, &n);
+  r = reg->ops->pending_before(reg->store, now - reg->config.pending_expiry_ms,
+                               EXPIRE_BATCH, &v, &n);
   if (r < 0)
     return r;
   for (size_t i = 0; r == 0 && i < n; i++)
     r = reg_transition(reg, &v[i], REG_EP_EXPIRED, reason, REG_SYSTEM_PRINCIPAL,
-                       c->now);
+                       now);
   reg_endpoints_free(v, n);
-  c->n = r == 0 ? n : 0;
+  *expired = r == 0 ? n : 0;
   return r;
 }
 
 int reg_expire_pending(struct reg *reg, int64_t now, size_t *n_expired)
 {
-  struct expire c = {now, 0};
-  int r = reg_in_tx(reg, true, expire_body, &c, NULL);
+  struct reg_tx tx;
+  size_t n = 0;
+  int r;
 
+  for (reg_tx_start(&tx, reg, true, NULL); reg_tx_next(&tx, &r);)
+    r = expire(reg, now, &n);
   if (n_expired)
-    *n_expired = r == 0 ? c.n : 0;
+    *n_expired = r == 0 ? n : 0;
   return r;
 }
 
@@ -442,11 +455,6 @@ int reg_endpoints_prune(struct reg *reg, int64_t before_ms, size_t limit,
 }
 
 /* ---- placements --------------------------------------------------------- */
-
-struct report {
-  const struct reg_placement_report *reports;
-  size_t n;
-};
 
 /* True when every up node other than this one has a failed placement of e
  * (this node's report is failed too). */
@@ -494,9 +502,9 @@ static int report_one(struct reg *reg, const struct reg_placement_report *rep,
   return r;
 }
 
-static int report_body(struct reg *reg, void *arg, struct reg_error *err)
+static int report(struct reg *reg, const struct reg_placement_report *reports,
+                  size_t n)
 {
-  struct report *c = arg;
   struct reg_node *nodes;
   size_t n_nodes;
   int64_t now;
@@ -504,8 +512,8 @@ static int report_body(struct reg *reg, void *arg, struct reg_error *err)
 
   if (r < 0)
     return r;
-  for (size_t i = 0; r == 0 && i < c->n; i++)
-    r = report_one(reg, &c->reports[i], nodes, n_nodes, now);
+  for (size_t i = 0; r == 0 && i < n; i++)
+    r = report_one(reg, &reports[i], nodes, n_nodes, now);
   free(nodes);
   return r;
 }
@@ -513,11 +521,13 @@ static int report_body(struct reg *reg, void *arg, struct reg_error *err)
 int reg_placements_report(struct reg *reg,
                           const struct reg_placement_report *reports, size_t n)
 {
-  struct report c = {reports, n};
+  struct reg_tx tx;
+  int r = 0;
 
-  if (n == 0)
-    return 0;
-  return reg_in_tx(reg, true, report_body, &c, NULL);
+  if (n > 0)
+    for (reg_tx_start(&tx, reg, true, NULL); reg_tx_next(&tx, &r);)
+      r = report(reg, reports, n);
+  return r;
 }
 
 /* Reports on an endpoint that left available are ignored (report_one), so
@@ -532,80 +542,62 @@ const char *reg_placement_state_name(const struct reg_endpoint *e,
 
 /* ---- data-plane reads --------------------------------------------------- */
 
-struct get {
-  const char *id;
-  struct reg_endpoint endpoint;
-};
-
-static int get_body(struct reg *reg, void *arg, struct reg_error *err)
+static int get_endpoint(struct reg *reg, const struct reg_actor *actor,
+                        const char *id,
+                        const struct reg_endpoint_changes *changes,
+                        struct reg_endpoint *e, struct reg_error *err)
 {
-  struct get *c = arg;
-
-  reg_endpoint_release(&c->endpoint);
-  return reg->ops->endpoint_get(reg->store, c->id, &c->endpoint);
+  return reg->ops->endpoint_get(reg->store, id, e);
 }
 
 int reg_endpoint_get(struct reg *reg, const char *id, struct reg_endpoint *out)
 {
-  struct get c = {.id = id};
-  int r;
-
   memset(out, 0, sizeof(*out));
   if (id == NULL)
     return -ENOENT;
-  if ((r = reg_in_tx(reg, false, get_body, &c, NULL)) < 0) {
-    reg_endpoint_release(&c.endpoint);
-    return r;
-  }
-  return hand_endpoint(reg, &c.endpoint, out, NULL);
+  return on_own_endpoint(reg, false, get_endpoint, NULL, id, NULL, out, NULL);
 }
 
 int reg_available_endpoints(struct reg *reg, struct reg_endpoint **out,
                             size_t *n)
 {
   const enum reg_endpoint_state available = REG_EP_AVAILABLE;
-  struct endpoint_page c = {.filter = {.state = &available}, .limit = SIZE_MAX};
+  struct reg_store_endpoint_filter filter = {.state = &available};
+  struct reg_store_cursor start = {0};
+  struct reg_tx tx;
   int r;
 
   *out = NULL;
   *n = 0;
-  if ((r = reg_in_tx(reg, false, endpoint_page_body, &c, NULL)) < 0 ||
-      (r = reg_complete_endpoints(reg, c.v, c.n)) < 0) {
-    reg_endpoints_free(c.v, c.n);
-    return r;
+  for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);)
+    r = list_endpoints(reg, &filter, &start, SIZE_MAX, out, n, NULL);
+  if (r == 0)
+    r = reg_complete_endpoints(reg, *out, *n);
+  if (r < 0) {
+    reg_endpoints_free(*out, *n);
+    *out = NULL;
+    *n = 0;
   }
-  *out = c.v;
-  *n = c.n;
-  return 0;
-}
-
-struct counts {
-  struct reg_endpoint_count *v;
-  size_t n;
-};
-
-static int counts_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct counts *c = arg;
-
-  free(c->v);
-  c->v = NULL;
-  c->n = 0;
-  return reg->ops->endpoint_counts(reg->store, &c->v, &c->n);
+  return r;
 }
 
 int reg_endpoint_counts(struct reg *reg, struct reg_endpoint_count **out,
                         size_t *n)
 {
-  struct counts c = {NULL, 0};
-  int r = reg_in_tx(reg, false, counts_body, &c, NULL);
+  struct reg_tx tx;
+  int r;
 
-  if (r < 0) {
-    free(c.v);
-    c.v = NULL;
-    c.n = 0;
+  *out = NULL;
+  *n = 0;
+  for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);) {
+    free(*out);
+    *out = NULL;
+    r = reg->ops->endpoint_counts(reg->store, out, n);
   }
-  *out = c.v;
-  *n = c.n;
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
   return r;
 }

@@ -190,6 +190,14 @@ size_t reg_page_rows(size_t limit);
 void reg_page_next(char *next_token, bool more, int64_t created_at,
                    const char *id);
 
+/* Hands out a page of endpoints read in a transaction that returned r (0,
+ * or a negative errno: v is freed), n rows of reg_page_rows(limit):
+ * completed, the row past the page dropped, next_token set
+ * (endpoints.c). */
+int reg_endpoints_page(struct reg *reg, int r, struct reg_endpoint *v, size_t n,
+                       size_t limit, struct reg_endpoint **out, size_t *n_out,
+                       char *next_token, struct reg_error *err);
+
 /* ---- events (core.c) ---- */
 
 /* Appends the event for e's (new) state inside the open transaction. */

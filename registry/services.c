@@ -147,9 +147,9 @@ static int check_quota(struct reg *reg, const struct create_service *c,
  * failure alone would not say which key was taken. The answer says the
  * name is not available, never whose it is nor how it is spelt there:
  * names are unique across providers. */
-static int create_body(struct reg *reg, void *arg, struct reg_error *err)
+static int create_service(struct reg *reg, const struct create_service *c,
+                          struct reg_error *err)
 {
-  const struct create_service *c = arg;
   const struct reg_service *s = &c->service;
   struct reg_service other;
   int r = check_quota(reg, c, err);
@@ -181,6 +181,7 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
   struct create_service c = {.limited =
                                  actor && actor->role == REG_ROLE_PROVIDER};
   struct reg_service *sp = &c.service;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -220,7 +221,9 @@ int reg_service_create(struct reg *reg, const struct reg_actor *actor,
   sp->acceptance_required = params->acceptance_required;
   sp->connection_limit = (uint32_t)params->connection_limit;
   sp->created_at = reg_now_ms();
-  if ((r = reg_in_tx(reg, true, create_body, &c, err)) < 0)
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = create_service(reg, &c, err);
+  if (r < 0)
     goto fail_release;
   return hand_service(reg, sp, out, err);
 
@@ -231,80 +234,100 @@ fail_release:
 
 /* ---- describe, list ----------------------------------------------------- */
 
-struct owned_service {
-  const struct reg_actor *actor;
-  const char *id;
-  struct reg_service service;
-};
+/* What describe, modify and delete do to the service id (loaded into *s)
+ * in the open transaction. */
+typedef int owned_service_op(struct reg *reg, const struct reg_actor *actor,
+                             const char *id,
+                             const struct reg_service_changes *changes,
+                             struct reg_service *s, struct reg_error *err);
 
-static int describe_body(struct reg *reg, void *arg, struct reg_error *err)
+/* Runs op in a transaction and hands the service to *out (NULL: none). */
+static int on_owned_service(struct reg *reg, bool write, owned_service_op *op,
+                            const struct reg_actor *actor, const char *id,
+                            const struct reg_service_changes *changes,
+                            struct reg_service *out, struct reg_error *err)
 {
-  struct owned_service *c = arg;
+  struct reg_service s = {0};
+  struct reg_tx tx;
+  int r;
 
-  reg_service_release(&c->service);
-  return load_owned_service(reg, c->actor, c->id, &c->service, err);
+  for (reg_tx_start(&tx, reg, write, err); reg_tx_next(&tx, &r);) {
+    reg_service_release(&s);
+    r = op(reg, actor, id, changes, &s, err);
+  }
+  if (r < 0) {
+    reg_service_release(&s);
+    return r;
+  }
+  return hand_service(reg, &s, out, err);
+}
+
+static int describe_service(struct reg *reg, const struct reg_actor *actor,
+                            const char *id,
+                            const struct reg_service_changes *changes,
+                            struct reg_service *s, struct reg_error *err)
+{
+  return load_owned_service(reg, actor, id, s, err);
 }
 
 int reg_service_describe(struct reg *reg, const struct reg_actor *actor,
                          const char *id, struct reg_service *out,
                          struct reg_error *err)
 {
-  struct owned_service c = {.actor = actor, .id = id};
   int r;
 
   reg_clear_error(err);
   memset(out, 0, sizeof(*out));
   if ((r = check_provider_role(actor, err)) < 0)
     return r;
-  if ((r = reg_in_tx(reg, false, describe_body, &c, err)) < 0) {
-    reg_service_release(&c.service);
-    return r;
-  }
-  return hand_service(reg, &c.service, out, err);
+  return on_owned_service(reg, false, describe_service, actor, id, NULL, out,
+                          err);
 }
 
-struct service_page {
-  struct reg_store_service_filter filter;
-  struct reg_store_cursor after;
-  size_t limit;
-  struct reg_service *v;
-  size_t n;
-};
-
-static int service_page_body(struct reg *reg, void *arg, struct reg_error *err)
+static int read_services(struct reg *reg,
+                         const struct reg_store_service_filter *filter,
+                         const struct reg_store_cursor *after, size_t rows,
+                         struct reg_service **v, size_t *n,
+                         struct reg_error *err)
 {
-  struct service_page *c = arg;
   int r;
 
-  reg_services_free(c->v, c->n);
-  c->v = NULL;
-  c->n = 0;
-  r = reg->ops->service_list(reg->store, &c->filter, &c->after,
-                             reg_page_rows(c->limit), &c->v, &c->n);
+  reg_services_free(*v, *n);
+  *v = NULL;
+  *n = 0;
+  r = reg->ops->service_list(reg->store, filter, after, rows, v, n);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
-static int list_services(struct reg *reg, struct service_page *c,
+static int list_services(struct reg *reg,
+                         const struct reg_store_service_filter *filter,
                          const struct reg_page *page, struct reg_service **out,
                          size_t *n, char *next_token, struct reg_error *err)
 {
+  struct reg_store_cursor after;
+  struct reg_service *v = NULL;
+  size_t limit, n_v = 0;
+  struct reg_tx tx;
   int r;
 
-  if ((r = reg_page_parse(page, &c->after, &c->limit, err)) < 0)
+  if ((r = reg_page_parse(page, &after, &limit, err)) < 0)
     return r;
-  if ((r = reg_in_tx(reg, false, service_page_body, c, err)) < 0 ||
-      (r = reg_complete_services(reg, c->v, c->n)) < 0) {
-    reg_services_free(c->v, c->n);
-    return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);)
+    r = read_services(reg, filter, &after, reg_page_rows(limit), &v, &n_v, err);
+  if (r == 0 && (r = reg_complete_services(reg, v, n_v)) < 0)
+    reg_set_error(err, r, NULL, "out of memory");
+  if (r < 0) {
+    reg_services_free(v, n_v);
+    return r;
   }
   /* One row past the page was read: it says whether more remain. */
-  bool more = c->n > c->limit;
+  bool more = n_v > limit;
   if (more)
-    reg_service_release(&c->v[--c->n]);
-  reg_page_next(next_token, more, c->n ? c->v[c->n - 1].created_at : 0,
-                c->n ? c->v[c->n - 1].id : "");
-  *out = c->v;
-  *n = c->n;
+    reg_service_release(&v[--n_v]);
+  reg_page_next(next_token, more, n_v ? v[n_v - 1].created_at : 0,
+                n_v ? v[n_v - 1].id : "");
+  *out = v;
+  *n = n_v;
   return 0;
 }
 
@@ -312,7 +335,7 @@ int reg_service_list(struct reg *reg, const struct reg_actor *actor,
                      const struct reg_page *page, struct reg_service **out,
                      size_t *n, char *next_token, struct reg_error *err)
 {
-  struct service_page c = {.limit = 0};
+  struct reg_store_service_filter filter = {0};
   int r;
 
   reg_clear_error(err);
@@ -321,8 +344,8 @@ int reg_service_list(struct reg *reg, const struct reg_actor *actor,
   if ((r = check_provider_role(actor, err)) < 0)
     return r;
   if (actor->role != REG_ROLE_OPERATOR)
-    c.filter.owner = actor->name;
-  return list_services(reg, &c, page, out, n, next_token, err);
+    filter.owner = actor->name;
+  return list_services(reg, &filter, page, out, n, next_token, err);
 }
 
 int reg_available_services(struct reg *reg, const struct reg_actor *actor,
@@ -330,7 +353,7 @@ int reg_available_services(struct reg *reg, const struct reg_actor *actor,
                            struct reg_service **out, size_t *n,
                            char *next_token, struct reg_error *err)
 {
-  struct service_page c = {.limit = 0};
+  struct reg_store_service_filter filter = {0};
 
   reg_clear_error(err);
   *out = NULL;
@@ -339,18 +362,11 @@ int reg_available_services(struct reg *reg, const struct reg_actor *actor,
     return reg_set_error(err, -EACCES, NULL,
                          "only consumers list available services");
   if (actor->role == REG_ROLE_CONSUMER)
-    c.filter.consumer = actor->name;
-  return list_services(reg, &c, page, out, n, next_token, err);
+    filter.consumer = actor->name;
+  return list_services(reg, &filter, page, out, n, next_token, err);
 }
 
 /* ---- modify, delete ----------------------------------------------------- */
-
-struct modify_service {
-  const struct reg_actor *actor;
-  const char *id;
-  const struct reg_service_changes *changes;
-  struct reg_service service;
-};
 
 /* Applies the changes to s; true when a value changed. */
 static bool apply_changes(struct reg_service *s,
@@ -371,32 +387,31 @@ static bool apply_changes(struct reg_service *s,
          strcmp(before.private_dns_name, s->private_dns_name) != 0;
 }
 
-static int modify_body(struct reg *reg, void *arg, struct reg_error *err)
+static int modify_service(struct reg *reg, const struct reg_actor *actor,
+                          const char *id,
+                          const struct reg_service_changes *changes,
+                          struct reg_service *s, struct reg_error *err)
 {
-  struct modify_service *c = arg;
   char private_dns_name[REG_DNS_NAME_BUF] = "";
   bool changed;
   int r;
 
-  reg_service_release(&c->service);
-  if ((r = load_owned_service(reg, c->actor, c->id, &c->service, err)) < 0)
+  if ((r = load_owned_service(reg, actor, id, s, err)) < 0)
     return r;
   /* The owner's domains, whoever acts: an operator cannot hand a provider's
    * service a name outside them either. */
-  if (c->changes->set_private_dns_name &&
-      (r = reg_private_dns_name_check(reg, c->service.owner,
-                                      c->changes->private_dns_name,
+  if (changes->set_private_dns_name &&
+      (r = reg_private_dns_name_check(reg, s->owner, changes->private_dns_name,
                                       private_dns_name, err)) < 0)
     return r;
-  changed = apply_changes(&c->service, c->changes, private_dns_name);
-  r = reg->ops->service_update(reg->store, &c->service);
+  changed = apply_changes(s, changes, private_dns_name);
+  r = reg->ops->service_update(reg->store, s);
   if (r == -EEXIST)
     return reg_set_error(err, r, "private_dns_name",
                          "another service has the private_dns_name %s",
-                         c->service.private_dns_name);
+                         s->private_dns_name);
   if (r == 0 && changed)
-    r = reg_record_service_event(reg, &c->service, c->actor->name,
-                                 reg_now_ms());
+    r = reg_record_service_event(reg, s, actor->name, reg_now_ms());
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
@@ -405,7 +420,6 @@ int reg_service_modify(struct reg *reg, const struct reg_actor *actor,
                        const struct reg_service_changes *changes,
                        struct reg_service *out, struct reg_error *err)
 {
-  struct modify_service c = {.actor = actor, .id = id, .changes = changes};
   int r;
 
   reg_clear_error(err);
@@ -414,45 +428,41 @@ int reg_service_modify(struct reg *reg, const struct reg_actor *actor,
   if (changes->set_connection_limit &&
       (r = check_limit(changes->connection_limit, err)) < 0)
     return r;
-  if ((r = reg_in_tx(reg, true, modify_body, &c, err)) < 0) {
-    reg_service_release(&c.service);
-    return r;
-  }
-  return hand_service(reg, &c.service, out, err);
+  return on_owned_service(reg, true, modify_service, actor, id, changes, out,
+                          err);
 }
 
-static int delete_body(struct reg *reg, void *arg, struct reg_error *err)
+static int delete_service(struct reg *reg, const struct reg_actor *actor,
+                          const char *id,
+                          const struct reg_service_changes *changes,
+                          struct reg_service *s, struct reg_error *err)
 {
-  struct owned_service *c = arg;
   size_t live = 0;
   int r;
 
-  reg_service_release(&c->service);
-  if ((r = load_owned_service(reg, c->actor, c->id, &c->service, err)) < 0)
+  if ((r = load_owned_service(reg, actor, id, s, err)) < 0)
     return r;
-  if ((r = reg->ops->service_count_live(reg->store, c->service.id, &live)) < 0)
+  if ((r = reg->ops->service_count_live(reg->store, s->id, &live)) < 0)
     return reg_store_error(reg, err, r);
   if (live > 0)
     return reg_set_error(err, -EBUSY, NULL,
                          "service %s has %zu pendingAcceptance or available "
                          "endpoints: reject them first",
-                         c->service.id, live);
-  r = reg->ops->service_delete(reg->store, c->service.id);
+                         s->id, live);
+  r = reg->ops->service_delete(reg->store, s->id);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
 
 int reg_service_delete(struct reg *reg, const struct reg_actor *actor,
                        const char *id, struct reg_error *err)
 {
-  struct owned_service c = {.actor = actor, .id = id};
   int r;
 
   reg_clear_error(err);
   if ((r = check_provider_role(actor, err)) < 0)
     return r;
-  r = reg_in_tx(reg, true, delete_body, &c, err);
-  reg_service_release(&c.service);
-  return r;
+  return on_owned_service(reg, true, delete_service, actor, id, NULL, NULL,
+                          err);
 }
 
 /* ---- permissions -------------------------------------------------------- */
@@ -547,9 +557,9 @@ static int reconcile_endpoints(struct reg *reg, const struct reg_actor *actor,
   return r;
 }
 
-static int permissions_body(struct reg *reg, void *arg, struct reg_error *err)
+static int change_permissions(struct reg *reg, struct permissions *c,
+                              struct reg_error *err)
 {
-  struct permissions *c = arg;
   char **merged;
   size_t n;
   int r;
@@ -587,6 +597,7 @@ int reg_permissions_modify(struct reg *reg, const struct reg_actor *actor,
                           .n_remove = n_remove,
                           .reconcile = reconcile};
   char **added = NULL;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -606,7 +617,9 @@ int reg_permissions_modify(struct reg *reg, const struct reg_actor *actor,
   if ((r = principals_normalize(reg, added, &c.n_add, err)) < 0)
     goto done;
   c.add = added;
-  if ((r = reg_in_tx(reg, true, permissions_body, &c, err)) < 0)
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = change_permissions(reg, &c, err);
+  if (r < 0)
     goto done;
   if (out != NULL) {
     *out = c.service.allowed_principals;
@@ -622,31 +635,24 @@ done:
 
 /* ---- connections -------------------------------------------------------- */
 
-struct connections {
-  const struct reg_actor *actor;
-  const char *service_id;
-  struct reg_store_endpoint_filter filter;
-  struct reg_store_cursor after;
-  size_t limit;
-  struct reg_endpoint *v;
-  size_t n;
-};
-
-static int connections_body(struct reg *reg, void *arg, struct reg_error *err)
+static int read_connections(struct reg *reg, const struct reg_actor *actor,
+                            const char *service_id,
+                            struct reg_store_endpoint_filter *filter,
+                            const struct reg_store_cursor *after, size_t rows,
+                            struct reg_endpoint **v, size_t *n,
+                            struct reg_error *err)
 {
-  struct connections *c = arg;
   struct reg_service s;
   int r;
 
-  reg_endpoints_free(c->v, c->n);
-  c->v = NULL;
-  c->n = 0;
-  if ((r = load_owned_service(reg, c->actor, c->service_id, &s, err)) < 0)
+  reg_endpoints_free(*v, *n);
+  *v = NULL;
+  *n = 0;
+  if ((r = load_owned_service(reg, actor, service_id, &s, err)) < 0)
     return r;
-  c->filter.service_id = s.id;
-  r = reg->ops->endpoint_list(reg->store, &c->filter, &c->after,
-                              reg_page_rows(c->limit), &c->v, &c->n);
-  c->filter.service_id = NULL;
+  filter->service_id = s.id;
+  r = reg->ops->endpoint_list(reg->store, filter, after, rows, v, n);
+  filter->service_id = NULL;
   reg_service_release(&s);
   return r < 0 ? reg_store_error(reg, err, r) : 0;
 }
@@ -657,8 +663,11 @@ int reg_connections_list(struct reg *reg, const struct reg_actor *actor,
                          const struct reg_page *page, struct reg_endpoint **out,
                          size_t *n, char *next_token, struct reg_error *err)
 {
-  struct connections c = {
-      .actor = actor, .service_id = service_id, .filter = {.state = state}};
+  struct reg_store_endpoint_filter filter = {.state = state};
+  struct reg_store_cursor after;
+  struct reg_endpoint *v = NULL;
+  size_t limit, n_v = 0;
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -668,21 +677,12 @@ int reg_connections_list(struct reg *reg, const struct reg_actor *actor,
     return r;
   if (state && (unsigned)*state >= REG_EP_STATE_COUNT)
     return reg_set_error(err, -EINVAL, "state", "unknown state");
-  if ((r = reg_page_parse(page, &c.after, &c.limit, err)) < 0)
+  if ((r = reg_page_parse(page, &after, &limit, err)) < 0)
     return r;
-  if ((r = reg_in_tx(reg, false, connections_body, &c, err)) < 0 ||
-      (r = reg_complete_endpoints(reg, c.v, c.n)) < 0) {
-    reg_endpoints_free(c.v, c.n);
-    return r == -ENOMEM ? reg_set_error(err, r, NULL, "out of memory") : r;
-  }
-  bool more = c.n > c.limit;
-  if (more)
-    reg_endpoint_release(&c.v[--c.n]);
-  reg_page_next(next_token, more, c.n ? c.v[c.n - 1].created_at : 0,
-                c.n ? c.v[c.n - 1].id : "");
-  *out = c.v;
-  *n = c.n;
-  return 0;
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);)
+    r = read_connections(reg, actor, service_id, &filter, &after,
+                         reg_page_rows(limit), &v, &n_v, err);
+  return reg_endpoints_page(reg, r, v, n_v, limit, out, n, next_token, err);
 }
 
 __attribute__((format(printf, 3, 4))) static void
@@ -738,9 +738,9 @@ static int decide_one(struct reg *reg, const struct decision *c,
   return r;
 }
 
-static int decide_body(struct reg *reg, void *arg, struct reg_error *err)
+static int decide_all(struct reg *reg, const struct decision *c,
+                      struct reg_error *err)
 {
-  struct decision *c = arg;
   struct reg_service s;
   int64_t now = reg_now_ms();
   int r;
@@ -760,6 +760,7 @@ static int decide(struct reg *reg, const struct reg_actor *actor,
                   struct reg_error *err)
 {
   struct decision c = {actor, service_id, ids, n, results, to};
+  struct reg_tx tx;
   int r;
 
   reg_clear_error(err);
@@ -767,7 +768,9 @@ static int decide(struct reg *reg, const struct reg_actor *actor,
     return r;
   if (n > 0 && (ids == NULL || results == NULL))
     return reg_set_error(err, -EINVAL, "endpoint_ids", "no list");
-  return reg_in_tx(reg, true, decide_body, &c, err);
+  for (reg_tx_start(&tx, reg, true, err); reg_tx_next(&tx, &r);)
+    r = decide_all(reg, &c, err);
+  return r;
 }
 
 int reg_connections_accept(struct reg *reg, const struct reg_actor *actor,
