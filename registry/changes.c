@@ -1,6 +1,6 @@
 /* The change feed (reg_changes_read): the events after a seq with the
  * rows they touched, or, for a resync, the whole current state; what a
- * node applies to its data plane. It reads through reg_in_tx and the
+ * node applies to its data plane. It reads through reg_tx and the
  * store's table of functions like the operations do. */
 #include <errno.h>
 #include <stdlib.h>
@@ -186,28 +186,20 @@ static int read_whole_state(struct reg *reg, struct reg_changes *c)
   return 0;
 }
 
-struct changes_read {
-  uint64_t after;
-  size_t limit;
-  bool resync;
-  struct reg_changes *out;
-};
-
-static int changes_body(struct reg *reg, void *arg, struct reg_error *err)
+static int read_changes(struct reg *reg, uint64_t after, size_t limit,
+                        bool resync, struct reg_changes *out)
 {
-  struct changes_read *c = arg;
-  struct reg_changes *out = c->out;
   uint64_t first;
   int r;
 
   reg_changes_release(out);
   if ((r = reg->ops->first_seq(reg->store, &first)) < 0)
     return r;
-  if (c->resync || c->after + 1 < first)
+  if (resync || after + 1 < first)
     return read_whole_state(reg, out);
-  out->last_seq = c->after;
-  if ((r = reg->ops->events_after(reg->store, c->after, NULL, c->limit,
-                                  &out->events, &out->n_events)) < 0)
+  out->last_seq = after;
+  if ((r = reg->ops->events_after(reg->store, after, NULL, limit, &out->events,
+                                  &out->n_events)) < 0)
     return r;
   for (size_t i = 0; i < out->n_events; i++) {
     if ((r = add_current_row(reg, out, i)) < 0)
@@ -223,11 +215,12 @@ static int changes_body(struct reg *reg, void *arg, struct reg_error *err)
 int reg_changes_read(struct reg *reg, uint64_t after, size_t limit, bool resync,
                      struct reg_changes *out)
 {
-  struct changes_read c = {after, limit ? limit : 1, resync, out};
+  struct reg_tx tx;
   int r;
 
   memset(out, 0, sizeof(*out));
-  r = reg_in_tx(reg, false, changes_body, &c, NULL);
+  for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);)
+    r = read_changes(reg, after, limit ? limit : 1, resync, out);
   if (r == 0)
     r = reg_complete_endpoints(reg, out->endpoints, out->n_endpoints);
   if (r < 0)

@@ -378,9 +378,9 @@ void reg_page_next(char *next_token, bool more, int64_t created_at,
 
 /* A name is the config's or the API's, never both: a config that names
  * what the API made is refused (the API refuses the other way round). */
-static int names_body(struct reg *reg, void *arg, struct reg_error *err)
+static int names_clash(struct reg *reg, const struct config *cfg,
+                       struct reg_error *err)
 {
-  const struct config *cfg = arg;
   struct reg_principal_info *made;
   struct reg_network_info net;
   size_t n_made;
@@ -423,8 +423,11 @@ static int names_body(struct reg *reg, void *arg, struct reg_error *err)
 static int check_names(struct reg *reg, const struct config *cfg,
                        struct reg_error *err)
 {
-  int r = reg_in_tx(reg, false, names_body, (void *)cfg, err);
+  struct reg_tx tx;
+  int r;
 
+  for (reg_tx_start(&tx, reg, false, err); reg_tx_next(&tx, &r);)
+    r = names_clash(reg, cfg, err);
   return r == -ENOTCONN || r == -ETIMEDOUT ? 0 : r;
 }
 
@@ -602,17 +605,6 @@ bool reg_tx_next(struct reg_tx *tx, int *r)
   return false;
 }
 
-int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
-              struct reg_error *err)
-{
-  struct reg_tx tx;
-  int r;
-
-  for (reg_tx_start(&tx, reg, write, err); reg_tx_next(&tx, &r);)
-    r = body(reg, ctx, err);
-  return r;
-}
-
 /* ---- events and transitions --------------------------------------------- */
 
 bool reg_state_live(enum reg_endpoint_state state)
@@ -725,15 +717,6 @@ bool reg_event_visible(const struct reg_event *event,
   return false;
 }
 
-struct events_read {
-  const struct reg_actor *actor;
-  uint64_t after;
-  size_t limit;
-  struct reg_event *events;
-  size_t n;
-  uint64_t through;
-};
-
 /* Raises *after past the events of earlier principals of name: those
  * made before this one through the API (a principal deleted, then made
  * again) are not its own. */
@@ -749,33 +732,34 @@ static int events_since(struct reg *reg, const char *name, uint64_t *after)
   return r;
 }
 
-static int events_read_body(struct reg *reg, void *arg, struct reg_error *err)
+/* Reads the events after `after` that actor may see, at most limit, into
+ * *v; *through is the seq a reader has seen everything up to. */
+static int read_events(struct reg *reg, const struct reg_actor *actor,
+                       uint64_t after, size_t limit, struct reg_event **v,
+                       size_t *n, uint64_t *through)
 {
-  struct events_read *c = arg;
   struct reg_store_event_filter filter = {0};
   const struct reg_store_event_filter *f = NULL;
-  uint64_t after = c->after;
   int r;
 
-  free(c->events);
-  c->events = NULL;
-  c->n = 0;
-  if (c->actor && c->actor->role == REG_ROLE_PROVIDER) {
-    filter.owner = c->actor->name;
+  free(*v);
+  *v = NULL;
+  *n = 0;
+  if (actor && actor->role == REG_ROLE_PROVIDER) {
+    filter.owner = actor->name;
     f = &filter;
-  } else if (c->actor && c->actor->role == REG_ROLE_CONSUMER) {
-    filter.consumer = c->actor->name;
+  } else if (actor && actor->role == REG_ROLE_CONSUMER) {
+    filter.consumer = actor->name;
     f = &filter;
   }
   /* The last seq first: an event committed after it is not in the answer
    * and must not be skipped by a reader that moves its cursor to it. */
-  if ((r = reg->ops->last_seq(reg->store, &c->through)) < 0 ||
-      (f && (r = events_since(reg, c->actor->name, &after)) < 0) ||
-      (r = reg->ops->events_after(reg->store, after, f, c->limit, &c->events,
-                                  &c->n)) < 0)
-    return reg_store_error(reg, err, r);
-  if (c->n == c->limit)
-    c->through = c->events[c->n - 1].seq;
+  if ((r = reg->ops->last_seq(reg->store, through)) < 0 ||
+      (f && (r = events_since(reg, actor->name, &after)) < 0) ||
+      (r = reg->ops->events_after(reg->store, after, f, limit, v, n)) < 0)
+    return reg_store_error(reg, NULL, r);
+  if (*n == limit)
+    *through = (*v)[*n - 1].seq;
   return 0;
 }
 
@@ -783,72 +767,59 @@ int reg_events_after(struct reg *reg, const struct reg_actor *actor,
                      uint64_t after, size_t limit, struct reg_event **out,
                      size_t *n, uint64_t *through)
 {
-  struct events_read c = {actor, after, limit, NULL, 0, after};
+  uint64_t seen = after;
+  struct reg_tx tx;
   int r;
 
   *out = NULL;
   *n = 0;
-  if (limit == 0) {
-    if (through)
-      *through = after;
-    return 0;
-  }
-  if ((r = reg_in_tx(reg, false, events_read_body, &c, NULL)) < 0) {
-    free(c.events);
+  if (limit > 0)
+    for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);)
+      r = read_events(reg, actor, after, limit, out, n, &seen);
+  else
+    r = 0;
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
     return r;
   }
-  if (c.through < after)
-    c.through = after;
-  *out = c.events;
-  *n = c.n;
   if (through)
-    *through = c.through;
+    *through = seen > after ? seen : after;
   return 0;
-}
-
-static int last_seq_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  return reg->ops->last_seq(reg->store, arg);
-}
-
-static int first_seq_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  return reg->ops->first_seq(reg->store, arg);
 }
 
 int reg_last_seq(struct reg *reg, uint64_t *seq)
 {
-  return reg_in_tx(reg, false, last_seq_body, seq, NULL);
+  struct reg_tx tx;
+  int r;
+
+  for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);)
+    r = reg->ops->last_seq(reg->store, seq);
+  return r;
 }
 
 int reg_first_seq(struct reg *reg, uint64_t *seq)
 {
-  return reg_in_tx(reg, false, first_seq_body, seq, NULL);
-}
+  struct reg_tx tx;
+  int r;
 
-struct prune {
-  reg_store_prune_fn *op;
-  int64_t before_ms;
-  size_t limit;
-  size_t removed;
-};
-
-static int prune_body(struct reg *reg, void *arg, struct reg_error *err)
-{
-  struct prune *c = arg;
-
-  c->removed = 0;
-  return c->op(reg->store, c->before_ms, c->limit, &c->removed);
+  for (reg_tx_start(&tx, reg, false, NULL); reg_tx_next(&tx, &r);)
+    r = reg->ops->first_seq(reg->store, seq);
+  return r;
 }
 
 int reg_prune(struct reg *reg, reg_store_prune_fn *op, int64_t before_ms,
               size_t limit, size_t *removed)
 {
-  struct prune c = {op, before_ms, limit, 0};
-  int r = reg_in_tx(reg, true, prune_body, &c, NULL);
+  size_t n = 0;
+  struct reg_tx tx;
+  int r;
 
+  for (reg_tx_start(&tx, reg, true, NULL); reg_tx_next(&tx, &r);)
+    r = op(reg->store, before_ms, limit, &n);
   if (removed)
-    *removed = r == 0 ? c.removed : 0;
+    *removed = r == 0 ? n : 0;
   return r;
 }
 

@@ -120,13 +120,6 @@ void reg_tx_start(struct reg_tx *tx, struct reg *reg, bool write,
  * if one is due: true when the body must run (again). */
 bool reg_tx_next(struct reg_tx *tx, int *r);
 
-/* The part of an operation that runs inside one transaction (reg_tx). */
-typedef int (*reg_tx_body)(struct reg *reg, void *ctx, struct reg_error *err);
-
-/* Runs body in a write (or read) transaction (the loop above). */
-int reg_in_tx(struct reg *reg, bool write, reg_tx_body body, void *ctx,
-              struct reg_error *err);
-
 /* ---- small helpers (names.c) ---- */
 
 int64_t reg_now_ms(void);

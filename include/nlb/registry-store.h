@@ -4,7 +4,7 @@
  * driver per database (SQLite for one node, PostgreSQL for many), found by
  * the scheme of the store's URL. The store knows nothing of roles,
  * permissions or the state machine: it reads and writes rows inside the
- * transactions the registry opens (reg_in_tx, registry/core.c).
+ * transactions the registry opens (reg_tx, registry/core.c).
  *
  * The contract every backend keeps:
  *   - Its schema is versioned inside the store and migrated at open; a
