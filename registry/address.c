@@ -8,7 +8,7 @@
 
 #include "registry-int.h"
 
-u128 reg_key_to_u128(const struct reg_addr_key *key)
+static u128 key_to_u128(const struct reg_addr_key *key)
 {
   u128 v = 0;
 
@@ -17,7 +17,7 @@ u128 reg_key_to_u128(const struct reg_addr_key *key)
   return v;
 }
 
-void reg_u128_to_key(u128 v, struct reg_addr_key *key)
+static void u128_to_key(u128 v, struct reg_addr_key *key)
 {
   for (int i = 15; i >= 0; i--) {
     key->bytes[i] = (uint8_t)v;
@@ -25,7 +25,7 @@ void reg_u128_to_key(u128 v, struct reg_addr_key *key)
   }
 }
 
-void reg_key_format(const struct reg_addr_key *key, int family, char *buf)
+static void key_format(const struct reg_addr_key *key, int family, char *buf)
 {
   if (family == AF_INET)
     inet_ntop(AF_INET, key->bytes + 12, buf, REG_ADDR_BUF);
@@ -33,8 +33,9 @@ void reg_key_format(const struct reg_addr_key *key, int family, char *buf)
     inet_ntop(AF_INET6, key->bytes, buf, REG_ADDR_BUF);
 }
 
-int reg_parse_address(const char *s, int family, struct reg_addr_key *key,
-                      int *family_out)
+/* Parses an address of family (0: either) into a key. */
+static int parse_address(const char *s, int family, struct reg_addr_key *key,
+                         int *family_out)
 {
   memset(key, 0, sizeof(*key));
   if (family != AF_INET6 && inet_pton(AF_INET, s, key->bytes + 12) == 1) {
@@ -81,7 +82,7 @@ int reg_parse_cidr(const char *s, bool bare_ok, int *family, u128 *low,
     return -EINVAL;
   memcpy(addr, s, len);
   addr[len] = '\0';
-  if (reg_parse_address(addr, 0, &key, family) < 0)
+  if (parse_address(addr, 0, &key, family) < 0)
     return -EINVAL;
   max = *family == AF_INET ? 32 : 128;
   bits = max;
@@ -90,7 +91,7 @@ int reg_parse_cidr(const char *s, bool bare_ok, int *family, u128 *low,
   *prefix = bits;
   bits += 128 - max; /* as a prefix of the 128-bit key */
   host_mask = bits == 0 ? ~(u128)0 : (((u128)1 << (128 - bits)) - 1);
-  *low = reg_key_to_u128(&key);
+  *low = key_to_u128(&key);
   if (*low & host_mask)
     return -EINVAL;
   *high = *low | host_mask;
@@ -108,8 +109,8 @@ static int canonical_cidr(const char *in, char **out)
 
   if (in == NULL || reg_parse_cidr(in, true, &family, &low, &high, &prefix) < 0)
     return -EINVAL;
-  reg_u128_to_key(low, &key);
-  reg_key_format(&key, family, addr);
+  u128_to_key(low, &key);
+  key_format(&key, family, addr);
   snprintf(cidr, sizeof(cidr), "%s/%u", addr, prefix);
   return (*out = strdup(cidr)) ? 0 : -ENOMEM;
 }
@@ -161,7 +162,7 @@ static int search_start(struct reg *reg, const struct config_network *net,
     return 0;
   if (r < 0)
     return r;
-  hint = reg_key_to_u128(&key);
+  hint = key_to_u128(&key);
   if (hint == net->last + 1)
     *full = true;
   else if (hint > net->first && hint <= net->last)
@@ -184,7 +185,7 @@ static int lowest_free(struct reg *reg, const struct config_network *net,
     return reg_store_error(reg, err, r);
   for (; !full && candidate >= net->first && candidate <= net->last;
        candidate++) {
-    reg_u128_to_key(candidate, key);
+    u128_to_key(candidate, key);
     if ((r = reg->ops->address_taken(reg->store, net->name, key, &taken)) < 0)
       return reg_store_error(reg, err, r);
     if (!taken)
@@ -196,7 +197,7 @@ static int lowest_free(struct reg *reg, const struct config_network *net,
   {
     struct reg_addr_key next;
 
-    reg_u128_to_key(candidate + 1, &next);
+    u128_to_key(candidate + 1, &next);
     if ((r = reg->ops->network_hint_set(reg->store, net->name, &next)) < 0)
       return reg_store_error(reg, err, r);
   }
@@ -213,22 +214,22 @@ int reg_allocate_address(struct reg *reg, const struct config_network *net,
     int family;
     u128 candidate;
 
-    if (reg_parse_address(asked, net->family, key, &family) < 0)
+    if (parse_address(asked, net->family, key, &family) < 0)
       return reg_set_error(err, -EINVAL, "address",
                            "%s is not an IPv%d address", asked,
                            net->family == AF_INET ? 4 : 6);
-    candidate = reg_key_to_u128(key);
+    candidate = key_to_u128(key);
     if (candidate < net->first || candidate > net->last)
       return reg_set_error(err, -EINVAL, "address",
                            "%s is not a usable address of network %s", asked,
                            net->name);
-    reg_key_format(key, net->family, text);
+    key_format(key, net->family, text);
     /* The store's unique index answers -EADDRINUSE if it is taken. */
     return 0;
   }
   if ((r = lowest_free(reg, net, key, err)) < 0)
     return r;
-  reg_key_format(key, net->family, text);
+  key_format(key, net->family, text);
   return 0;
 }
 
@@ -239,14 +240,14 @@ int reg_release_address(struct reg *reg, const char *network,
   int family;
   int r;
 
-  if (reg_parse_address(address, 0, &key, &family) < 0)
+  if (parse_address(address, 0, &key, &family) < 0)
     return 0; /* nothing to give back */
   r = reg->ops->network_hint_get(reg->store, network, &hint);
   if (r == -ENOENT)
     return 0; /* no hint: searches start at the range's start anyway */
   if (r < 0)
     return r;
-  if (reg_key_to_u128(&key) < reg_key_to_u128(&hint))
+  if (key_to_u128(&key) < key_to_u128(&hint))
     return reg->ops->network_hint_set(reg->store, network, &key);
   return 0;
 }
@@ -281,10 +282,9 @@ int reg_target_address_normalize(const char *in, char *out, size_t len)
     return -EINVAL;
   memcpy(host, h, hlen);
   host[hlen] = '\0';
-  if (reg_parse_address(host, in[0] == '[' ? AF_INET6 : AF_INET, &key,
-                        &family) < 0)
+  if (parse_address(host, in[0] == '[' ? AF_INET6 : AF_INET, &key, &family) < 0)
     return -EINVAL;
-  reg_key_format(&key, family, host);
+  key_format(&key, family, host);
   snprintf(out, len, family == AF_INET ? "%s:%u" : "[%s]:%u", host, port);
   return 0;
 }

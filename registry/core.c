@@ -607,7 +607,7 @@ bool reg_tx_next(struct reg_tx *tx, int *r)
 
 /* ---- events and transitions --------------------------------------------- */
 
-bool reg_state_live(enum reg_endpoint_state state)
+static bool state_live(enum reg_endpoint_state state)
 {
   return state == REG_EP_PENDING_ACCEPTANCE || state == REG_EP_AVAILABLE;
 }
@@ -684,7 +684,7 @@ int reg_transition(struct reg *reg, struct reg_endpoint *e,
                    enum reg_endpoint_state to, const char *reason,
                    const char *principal, int64_t now)
 {
-  bool was_live = reg_state_live(e->state);
+  bool was_live = state_live(e->state);
   int r;
 
   e->state = to;
@@ -693,7 +693,7 @@ int reg_transition(struct reg *reg, struct reg_endpoint *e,
     snprintf(e->reason, sizeof(e->reason), "%s", reason);
   if ((r = reg->ops->endpoint_update(reg->store, e)) < 0)
     return r;
-  if (was_live && !reg_state_live(to) &&
+  if (was_live && !state_live(to) &&
       (r = reg_release_address(reg, e->network, e->address)) < 0)
     return r;
   return reg_record_event(reg, event_for(to), e, principal);

@@ -61,7 +61,9 @@ int reg_dns_name_parse(const char *name, size_t min_labels,
   return 0;
 }
 
-bool reg_dns_name_within(const char *name, const char *domain)
+/* True when name is domain or a name below it (both as parse writes
+ * them). */
+static bool name_within(const char *name, const char *domain)
 {
   size_t len = strlen(name), dlen = strlen(domain);
 
@@ -73,7 +75,7 @@ bool reg_dns_name_within(const char *name, const char *domain)
 static bool granted(const struct config_principal *owner, const char *name)
 {
   for (size_t i = 0; owner && i < owner->n_dns_domains; i++)
-    if (reg_dns_name_within(name, owner->dns_domains[i]))
+    if (name_within(name, owner->dns_domains[i]))
       return true;
   return false;
 }
@@ -96,8 +98,7 @@ int reg_private_dns_name_check(struct reg *reg, const char *owner,
                          "at least two, %d bytes in all",
                          REG_DNS_NAME_MAX);
   /* The zone's names are nlb's own: a provider must not shadow them. */
-  if (zone[0] &&
-      (reg_dns_name_within(out, zone) || reg_dns_name_within(zone, out)))
+  if (zone[0] && (name_within(out, zone) || name_within(zone, out)))
     return reg_set_error(err, -EINVAL, "private_dns_name",
                          "private_dns_name %s falls in or above the zone %s",
                          out, zone);

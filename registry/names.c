@@ -277,7 +277,7 @@ bool reg_name_tame(const char *s)
           (s[0] >= '0' && s[0] <= '9'));
 }
 
-int reg_cmp_strings(const void *a, const void *b)
+static int cmp_strings(const void *a, const void *b)
 {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -287,7 +287,7 @@ void reg_strings_sort_unique(char **v, size_t *n)
   size_t j = 0;
 
   if (*n > 1)
-    qsort(v, *n, sizeof(*v), reg_cmp_strings);
+    qsort(v, *n, sizeof(*v), cmp_strings);
   for (size_t i = 0; i < *n; i++) {
     if (j > 0 && strcmp(v[j - 1], v[i]) == 0) {
       free(v[i]);

@@ -134,7 +134,6 @@ bool reg_name_tame(const char *s);
  * such a name, and one that holds it from before that rule has no
  * SERVICE.ZONE, which would be an endpoint's EP-ID.ZONE. */
 bool reg_name_like_endpoint_id(const char *s);
-int reg_cmp_strings(const void *a, const void *b);
 /* A malloc'd copy of n strings into *out (NULL when n is 0; to free with
  * reg_strings_free); -ENOMEM, with nothing left to free. */
 int reg_strings_copy(const char *const *src, size_t n, char ***out);
@@ -204,7 +203,6 @@ int reg_transition(struct reg *reg, struct reg_endpoint *e,
                    const char *principal, int64_t now);
 bool reg_transition_legal(enum reg_endpoint_state from,
                           enum reg_endpoint_state to);
-bool reg_state_live(enum reg_endpoint_state state);
 
 /* Appends the modify event of service s (no endpoint) inside the open
  * transaction. */
@@ -218,9 +216,6 @@ int reg_record_service_event(struct reg *reg, const struct reg_service *s,
  * in all) and writes it in lower case without the trailing dot. -EINVAL. */
 int reg_dns_name_parse(const char *name, size_t min_labels,
                        char out[REG_DNS_NAME_BUF]);
-/* True when name is domain or a name below it (both as parse writes
- * them). */
-bool reg_dns_name_within(const char *name, const char *domain);
 /* Validates private_dns_name for a service owned by owner into out ("" for
  * NULL or ""): -EINVAL (not a host name, or inside or above the zone) or
  * -EACCES (outside owner's domains), with err filled. */
@@ -233,12 +228,6 @@ int reg_endpoint_dns_names(struct reg *reg, struct reg_endpoint *e);
 
 /* ---- addresses (address.c) ---- */
 
-u128 reg_key_to_u128(const struct reg_addr_key *key);
-void reg_u128_to_key(u128 v, struct reg_addr_key *key);
-void reg_key_format(const struct reg_addr_key *key, int family, char *buf);
-/* Parses an address of family (0: either) into a key. */
-int reg_parse_address(const char *s, int family, struct reg_addr_key *key,
-                      int *family_out);
 /* Parses "ADDR/LEN" (or, if bare_ok, "ADDR") into [low, high]; host bits
  * must be zero. */
 int reg_parse_cidr(const char *s, bool bare_ok, int *family, u128 *low,

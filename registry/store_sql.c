@@ -112,6 +112,8 @@ static bool take_notices(struct reg_store *store)
   return store->sql->take_notices(store->db);
 }
 
+/* The database's clock: node heartbeats and the judging of nodes use it,
+ * so that nodes with skewed clocks agree on who is silent. */
 static int now(struct reg_store *store, int64_t *now_ms)
 {
   return store->sql->now(store->db, now_ms);
@@ -948,7 +950,6 @@ const struct reg_store_ops reg_store_sql = {
     .rollback = rollback,
     .wait_fd = wait_fd,
     .take_notices = take_notices,
-    .now = now,
     .service_insert = service_insert,
     .service_get = service_get,
     .service_list = service_list,

@@ -134,9 +134,6 @@ struct reg_store_ops {
    * none; take_notices consumes them and says whether one came. */
   int (*wait_fd)(struct reg_store *store);
   bool (*take_notices)(struct reg_store *store);
-  /* The store's clock, unix ms (node heartbeats use it, so that nodes
-   * with skewed clocks agree on who is silent). Outside a transaction. */
-  int (*now)(struct reg_store *store, int64_t *now_ms);
 
   /* Services; allowed_principals are stored with them. */
   int (*service_insert)(struct reg_store *store, const struct reg_service *s);
