@@ -112,8 +112,7 @@ static bool take_notices(struct reg_store *store)
   return store->sql->take_notices(store->db);
 }
 
-/* The database's clock: node heartbeats and the judging of nodes use it,
- * so that nodes with skewed clocks agree on who is silent. */
+/* The database's: nodes with skewed clocks agree on who is silent. */
 static int now(struct reg_store *store, int64_t *now_ms)
 {
   return store->sql->now(store->db, now_ms);
