@@ -104,6 +104,7 @@ static bool is_nlbd(long pid)
 
 int nlb_rundir_start(const char *dir, long previous)
 {
+  struct timespec now;
   char pid[32], text[64];
   long holder;
   int rc;
@@ -123,8 +124,12 @@ int nlb_rundir_start(const char *dir, long previous)
   free(rundir.dir);
   rundir.dir = strdup(dir);
   /* Distinct from what an earlier nlbd left, so a waiting client cannot
-   * take that for this one's answer. */
-  rundir.seq = (unsigned long long)time(NULL) * 1000;
+   * take that for this one's answer: microseconds, since an upgrade's new
+   * nlbd starts within the second of the old one, which wrote as many
+   * lines (clock_gettime never fails with CLOCK_REALTIME). */
+  clock_gettime(CLOCK_REALTIME, &now);
+  rundir.seq = (unsigned long long)now.tv_sec * 1000000 +
+               (unsigned long long)now.tv_nsec / 1000;
   return rundir.dir ? 0 : -ENOMEM;
 }
 
