@@ -137,6 +137,7 @@ int nlb_upgrade_receive(char *err, size_t err_size)
   fresh.stderr_fd = env_int(ENV_STDERR);
   fresh.generation = (unsigned)env_int(ENV_GENERATION);
   fresh.old_pid = getppid();
+  reg_pg_take_over_from(fresh.old_pid);
   /* Not for whatever this process starts (a health check never does, but
    * nothing else should take these for its own). */
   unsetenv(ENV_FD);

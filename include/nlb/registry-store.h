@@ -285,4 +285,13 @@ extern const struct reg_store_ops reg_store_sql;
 int reg_sqlite_writer_guard(void);
 void reg_sqlite_adopt_writer_guard(int fd);
 
+/* nlbd -s upgrade, PostgreSQL: the node's name is held by the old
+ * process's session (a session advisory lock). The new process, told the
+ * old one's pid before it opens the store, ends that session
+ * (pg_terminate_backend) and takes the name, as it would take back a
+ * session of its own from before a reconnection; the old process's store
+ * is unavailable from then on (its API answers 503) while it drains, and
+ * takes the name back if the new one fails and goes. Call before open. */
+void reg_pg_take_over_from(long pid);
+
 #endif

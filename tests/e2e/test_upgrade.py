@@ -41,7 +41,7 @@ def sha(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def config(d, api_port, lb_port, backend, netns=None):
+def config(d, api_port, lb_port, backend, netns=None, registry=None):
     network = ""
     if netns:
         network = ('networks = ( { name = "net-a"; netns = "%s"; '
@@ -49,7 +49,7 @@ def config(d, api_port, lb_port, backend, netns=None):
                    % netns)
     return ('shutdown_timeout = "20s";\n'
             'api = { listen = "127.0.0.1:%d"; };\n'
-            'registry = { path = "%s/registry.db"; };\n'
+            'registry = { %s };\n'
             'principals = (\n'
             ' { name = "ops"; role = "operator"; token_sha256 = "%s"; },\n'
             ' { name = "payments"; role = "provider"; token_sha256 = "%s"; },\n'
@@ -61,7 +61,7 @@ def config(d, api_port, lb_port, backend, netns=None):
             'load_balancers = ( { name = "lb"; listeners = ( { port = %d; '
             'target_group = "tg"; bind = "127.0.0.1"; idle_timeout = "60s"; '
             '} ); } );\n'
-            % (api_port, d, sha(OPS), sha(PROVIDER), sha(CONSUMER), network,
+            % (api_port, registry or 'path = "%s/registry.db";' % d, sha(OPS), sha(PROVIDER), sha(CONSUMER), network,
                backend, lb_port))
 
 
@@ -238,7 +238,7 @@ class World:
     """A backend, an Installed nlbd with the API, and, as root, a consumer
     namespace with an endpoint of the service "shop" in it."""
 
-    def __init__(self, namespace=True):
+    def __init__(self, namespace=True, registry=None):
         self.backend = Server(echo_handler)
         self.dir = tempfile.mkdtemp(prefix="nlbt-upgrade-")
         self.netns = None
@@ -253,7 +253,8 @@ class World:
         self.api_port = free_port()
         self.lb_port = free_port()
         self.nlbd = Installed(config(self.dir, self.api_port, self.lb_port,
-                                     self.backend.address, self.netns))
+                                     self.backend.address, self.netns,
+                                     registry))
         self.nlbd.start()
 
     def __enter__(self):
@@ -435,6 +436,33 @@ def test_second_upgrade_refused_and_old_killed_mid_way():
         assert code == 200
 
 
+def test_upgrade_with_postgresql():
+    """With a PostgreSQL registry the new process takes the node's name
+    from the old one's session; the API writes on it after."""
+    import pgtest
+    try:
+        pg = pgtest.Postgres()
+    except pgtest.Unavailable as e:
+        raise Skip(str(e))
+    with pg, World(namespace=False,
+                   registry='url = "postgresql:%s";' % pg.conninfo) as w:
+        probes = probes_for(w)
+        wait_probed(probes)
+        rc, out = w.nlbd.upgrade()
+        print("nlbd -s upgrade (PostgreSQL): %d %s" % (rc, out.strip()))
+        assert rc == 0, out
+        w.nlbd.pids.append(w.nlbd.serving_pid())
+        code, svc = w.api("POST", "/v1/services", PROVIDER, {
+            "name": "after-upgrade", "load_balancer": "lb",
+            "acceptance_required": True, "allowed_principals": ["shop"]})
+        assert code == 201, (code, svc)
+        wait_probed(probes)
+        for p in probes:
+            p.stop()
+            print(p.figures())
+            assert p.refused == 0 and p.failed == 0, p.errors[:5]
+
+
 def test_restart_versus_upgrade():
     """The probe's figures for a plain restart (SIGTERM, then a new nlbd
     started as soon as the old one let go of the registry) and for an
@@ -465,4 +493,5 @@ if __name__ == "__main__":
     run([test_upgrade_refuses_nothing_and_flows_finish,
          test_failing_binary_leaves_the_old_one_serving,
          test_second_upgrade_refused_and_old_killed_mid_way,
+         test_upgrade_with_postgresql,
          test_restart_versus_upgrade], timeout=150)
