@@ -229,7 +229,7 @@ int nlb_rundir_upgrade(const char *dir, uint64_t timeout_ms, char *message,
   /* One upgrade at a time: the lock goes with this process, however it
    * ends. The daemon refuses a second one too (an upgrade it began
    * otherwise, e.g. a signal sent by hand). */
-  lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  lock = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
   if (lock < 0)
     return -errno;
   if (flock(lock, LOCK_EX | LOCK_NB) < 0) {
