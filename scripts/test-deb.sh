@@ -61,7 +61,8 @@ check "the package builds" test -f "$deb"
 
 check "dpkg -i installs it" timeout 120 dpkg -i "$deb"
 for f in /usr/sbin/nlbd /usr/bin/nlbctl /etc/nlb/nlb.cfg \
-  /lib/systemd/system/nlb.service /etc/logrotate.d/nlb \
+  /lib/systemd/system/nlb.service /lib/systemd/system/nlb-upgrade.service \
+  /etc/logrotate.d/nlb \
   /usr/lib/tmpfiles.d/nlb.conf /usr/share/man/man8/nlbd.8.gz \
   /usr/share/man/man5/nlb.cfg.5.gz /usr/share/man/man1/nlbctl.1.gz \
   /usr/share/bash-completion/completions/nlbctl \
