@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "nlb/common/inherit.h"
@@ -29,6 +28,9 @@
 #define SEND_TIMEOUT_S 5
 /* The old one dies mid-way: the new one goes on with what came. */
 #define RECEIVE_TIMEOUT_S 10
+/* After a failed hand-over, how long the new process's exit is waited
+ * for (it says more than the send's error) before it is killed. */
+#define SEND_FAILED_WAIT_MS 1000
 /* The new one's last words kept for the error. */
 #define STDERR_TAIL 1024
 
@@ -40,7 +42,7 @@ static struct {
 /* The new process's side. */
 static struct {
   int fd;        /* to the old one; -1 when not (any more) an upgrade's */
-  int stderr_fd; /* its own stderr, while fd 2 is the old one's pipe */
+  int stderr_fd; /* its own stderr, until nlb_upgrade_receive */
   pid_t old_pid;
   unsigned generation;
   char *health; /* "GROUP\tTARGET\tSTATE\n" lines */
@@ -62,7 +64,8 @@ struct upgrade {
   nlb_upgrade_done_fn done;
   void *arg;
   pid_t pid;
-  char error[MESSAGE_MAX];
+  char error[MESSAGE_MAX];      /* what the new process said */
+  char send_error[MESSAGE_MAX]; /* the hand-over itself failed */
   char tail[STDERR_TAIL];
   size_t tail_len;
 };
@@ -129,7 +132,6 @@ int nlb_upgrade_receive(char *err, size_t err_size)
   struct timeval timeout = {.tv_sec = RECEIVE_TIMEOUT_S};
   int sock = env_int(ENV_FD);
   char text[MESSAGE_MAX];
-  size_t sockets = 0;
 
   if (sock < 0)
     return 0;
@@ -143,8 +145,14 @@ int nlb_upgrade_receive(char *err, size_t err_size)
   unsetenv(ENV_FD);
   unsetenv(ENV_STDERR);
   fcntl(sock, F_SETFD, FD_CLOEXEC);
-  if (fresh.stderr_fd >= 0)
-    fcntl(fresh.stderr_fd, F_SETFD, FD_CLOEXEC);
+  /* Its own stderr back: from here on, what goes wrong is sent as an
+   * error; and the log must see the journal's stream on fd 2, not a pipe,
+   * to keep the priority prefixes. */
+  if (fresh.stderr_fd >= 0) {
+    dup2(fresh.stderr_fd, STDERR_FILENO);
+    close(fresh.stderr_fd);
+    fresh.stderr_fd = -1;
+  }
   setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   for (;;) {
     int fd;
@@ -158,8 +166,7 @@ int nlb_upgrade_receive(char *err, size_t err_size)
     if (fd >= 0 && strcmp(text, "guard sqlite") == 0) {
       reg_sqlite_adopt_writer_guard(fd);
     } else if (fd >= 0 && strncmp(text, "socket ", 7) == 0) {
-      if (nlb_inherit_add(fd) == 0)
-        sockets++;
+      nlb_inherit_add(fd); /* one it cannot use is closed */
     } else if (fd >= 0) {
       close(fd);
     } else if (strncmp(text, "health\t", 7) == 0 && keep_health(text + 7) < 0) {
@@ -167,7 +174,6 @@ int nlb_upgrade_receive(char *err, size_t err_size)
       return -ENOMEM;
     }
   }
-  (void)sockets;
   return 1;
 }
 
@@ -252,11 +258,6 @@ void nlb_upgrade_ready(void)
   say(fresh.fd, text);
   close(fresh.fd);
   fresh.fd = -1;
-  if (fresh.stderr_fd >= 0) {
-    dup2(fresh.stderr_fd, STDERR_FILENO);
-    close(fresh.stderr_fd);
-    fresh.stderr_fd = -1;
-  }
   NLB_LOG_EVENT(NLB_LOG_INFO, "upgrade_ready",
                 "upgrade: ready, took over from pid {old_pid}: {taken} of "
                 "{sockets} listening sockets adopted, {closed} no longer "
@@ -444,6 +445,8 @@ static void failure_text(struct upgrade *u, const char *what, char *out,
   if (len) {
     const char *last = strrchr(u->tail, '\n');
     snprintf(out, size, "%s: %s", what, last ? last + 1 : u->tail);
+  } else if (u->send_error[0]) {
+    snprintf(out, size, "%s: %s", what, u->send_error);
   } else {
     snprintf(out, size, "%s", what);
   }
@@ -504,8 +507,11 @@ static void on_timeout(uv_timer_t *timer)
   struct upgrade *u = timer->data;
   char why[2 * MESSAGE_MAX], what[96];
 
-  snprintf(what, sizeof(what), "the new nlbd was not ready within %llu ms",
-           (unsigned long long)u->timeout_ms);
+  if (u->send_error[0])
+    snprintf(what, sizeof(what), "the new nlbd did not take the sockets");
+  else
+    snprintf(what, sizeof(what), "the new nlbd was not ready within %llu ms",
+             (unsigned long long)u->timeout_ms);
   drain_stderr(u);
   failure_text(u, what, why, sizeof(why));
   finish(u, 0, why);
@@ -628,11 +634,13 @@ int nlb_upgrade_start(uv_loop_t *loop, struct nlb_router *router,
   uv_poll_start(&u->channel_poll, UV_READABLE | UV_DISCONNECT, on_channel);
   uv_poll_start(&u->stderr_poll, UV_READABLE | UV_DISCONNECT, on_stderr);
   u->timeout_ms = timeout_ms;
-  /* A hand-over that failed half-way ends as any failure does, at once. */
+  /* A hand-over that failed half-way (the new process died, or does not
+   * read) ends soon: by its exit, which says more, or by the timer. */
   if (rc < 0)
-    snprintf(u->error, sizeof(u->error), "handing the sockets over: %s",
-             strerror(-rc));
-  uv_timer_start(&u->timer, on_timeout, rc == 0 ? timeout_ms : 0, 0);
+    snprintf(u->send_error, sizeof(u->send_error),
+             "handing the sockets over: %s", strerror(-rc));
+  uv_timer_start(&u->timer, on_timeout,
+                 rc == 0 ? timeout_ms : SEND_FAILED_WAIT_MS, 0);
   NLB_LOG_EVENT(NLB_LOG_INFO, "upgrade_started",
                 "upgrade: started {binary} as pid {new_pid}, handed it "
                 "{sockets} listening sockets",

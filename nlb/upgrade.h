@@ -15,10 +15,11 @@
  *                nothing when every target had one), or "error TEXT" when
  *                it cannot start.
  *
- * Until it is ready the new process's stderr is a pipe the old one reads
- * (and copies to its own stderr), so that a binary that dies before it
- * could say why still leaves its last words; its own stderr comes as
- * descriptor 4 (NLB_UPGRADE_STDERR=4) and takes over at ready.
+ * Until nlb_upgrade_receive the new process's stderr is a pipe the old one
+ * reads (and copies to its own stderr), so that a binary that dies before
+ * it could say why (a config that does not parse, a library missing, not
+ * an nlbd at all) still leaves its last words; its own stderr comes as
+ * descriptor 4 (NLB_UPGRADE_STDERR=4) and takes over there.
  *
  * Old side: nlb_upgrade_start, then done() once: with the new pid (it is
  * ready: the old one stops accepting and drains) or with an error (the
@@ -48,10 +49,10 @@ void nlb_upgrade_remember(int argc, char **argv);
 
 /* When NLB_UPGRADE_FD says this process is an upgrade's new one: reads
  * what the old one hands over (sockets into nlb/common/inherit.h, health
- * states kept for nlb_upgrade_apply_health) until it says "end" or goes
- * away (killed mid-way: what came is used, the rest is opened anew).
- * Returns 1 (an upgrade), 0 (a plain start) or a negative errno with the
- * reason in err. */
+ * states kept for nlb_upgrade_apply_health; its own stderr back on fd 2)
+ * until it says "end" or goes away (killed mid-way: what came is used, the rest
+ * is opened anew). Returns 1 (an upgrade), 0 (a plain start) or a negative
+ * errno with the reason in err. */
 int nlb_upgrade_receive(char *err, size_t err_size);
 
 /* Whether this process is an upgrade's new one not yet ready. */
@@ -69,9 +70,9 @@ unsigned nlb_upgrade_generation(void);
  * round of checks is awaited. Returns how many targets took a state. */
 size_t nlb_upgrade_apply_health(struct nlb_router *router, uint64_t now_ms);
 
-/* This process accepts: tells the old one, takes its own stderr back and
- * closes the handed-over sockets nobody took (the config no longer has
- * them). Nothing when not an upgrade's new process. */
+/* This process accepts: tells the old one and closes the handed-over
+ * sockets nobody took (the config no longer has them). Nothing when not an
+ * upgrade's new process. */
 void nlb_upgrade_ready(void);
 
 /* This process cannot start: tells the old one why. */

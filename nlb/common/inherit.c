@@ -89,11 +89,16 @@ int nlb_inherit_add(int fd)
   struct kept kept = {.fd = fd};
   int rc = local_address(fd, &kept.addr);
 
-  if (rc == 0 && (kept.type = socket_int(fd, SO_TYPE)) < 0)
-    rc = kept.type;
+  /* The sender picked it from its descriptor table while its workers
+   * accepted: a number reused in between (a flow's socket) is no
+   * listener. */
+  if (rc == 0 && !nlb_inherit_wanted(fd))
+    rc = -ENOTSOCK;
+  if (rc == 0)
+    kept.type = socket_int(fd, SO_TYPE);
   if (rc < 0) {
     close(fd);
-    return rc == -ENOTSOCK || rc == -EAFNOSUPPORT ? rc : -ENOTSOCK;
+    return rc;
   }
   kept.netns = socket_netns(fd);
   pthread_mutex_lock(&table.lock);
