@@ -278,6 +278,9 @@ void nlb_upgrade_failed(const char *reason)
   say(fresh.fd, text);
   close(fresh.fd);
   fresh.fd = -1;
+  nlb_inherit_close_rest();
+  free(fresh.health);
+  fresh.health = NULL;
 }
 
 /* ---- The old process ---------------------------------------------------- */

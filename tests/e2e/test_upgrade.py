@@ -293,6 +293,36 @@ class World:
         return lambda: ns_connect(netns, ENDPOINT_ADDRESS, port)
 
 
+def open_event_stream(port):
+    """An HTTP/1.1 GET /v1/events (chunked NDJSON), its head read."""
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.sendall(b"GET /v1/events?after=0 HTTP/1.1\r\nHost: nlb\r\n"
+              b"Authorization: Bearer " + OPS.encode() + b"\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"chunked" in head.lower(), head
+    return s, head.split(b"\r\n\r\n", 1)[1]
+
+
+def stream_end(s, data, timeout=10):
+    """Reads the stream to its end; True when it ended cleanly (the last
+    chunk, then the close), not cut."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    return data.endswith(b"0\r\n\r\n")
+
+
 def probes_for(world):
     probes = [Probe("balancer listener", tcp_connect(world.lb_port))]
     if world.netns:
@@ -313,16 +343,22 @@ def test_upgrade_refuses_nothing_and_flows_finish():
     """An upgrade under load: no probe connect refused or failed (balancer
     listener; endpoint listener in a namespace as root), 50 long flows
     echo on through it and end by themselves, the old process exits once
-    they did, the new one answers the API and takes writes, health states
+    they did, an API event stream on the old one ends cleanly (clients
+    reconnect), the new one answers the API and takes writes, health states
     carried over."""
     with World() as w:
         old_pid = w.nlbd.serving_pid()
         probes = probes_for(w)
         flows = LongFlows(w.lb_port)
+        events, events_data = open_event_stream(w.api_port)
         wait_probed(probes)
         rc, out = w.nlbd.upgrade()
         print("nlbd -s upgrade: %d %s" % (rc, out.strip()))
         assert rc == 0, out
+        # The old one's event stream ends cleanly (GOAWAY: reconnect), and
+        # the new one serves the next.
+        assert stream_end(events, events_data), "event stream cut"
+        open_event_stream(w.api_port)[0].close()
         new_pid = w.nlbd.serving_pid()
         assert new_pid != old_pid and alive(new_pid), (old_pid, new_pid)
         w.nlbd.pids.append(new_pid)
