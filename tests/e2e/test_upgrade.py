@@ -5,8 +5,10 @@ hand-over.
 nlbd runs from a copy of the built binary in a temporary directory (the
 "installed" binary a package would replace: a file renamed over it). A
 connect probe every 10 ms (connect, one echoed line, close) against a
-balancer listener and, as root, an endpoint listener in a consumer's
-network namespace sees no refused or failed connection across an upgrade;
+balancer listener and, as root, an endpoint listener and the DNS
+responder (TCP) in a consumer's network namespace sees no refused or
+failed connection across an upgrade (and the responder answers UDP and TCP
+after it);
 50 long flows keep echoing through it and end by themselves; the API
 answers and writes on the new process; a failing new binary leaves the old
 one serving and the command exits 1 with its error; a second upgrade while
@@ -16,6 +18,7 @@ restart (SIGTERM, then a new nlbd) and an upgrade, side by side."""
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +37,7 @@ OPS = "ops-token-upgrade"
 PROVIDER = "payments-token-upgrade"
 CONSUMER = "shop-token-upgrade"
 ENDPOINT_ADDRESS = "127.100.0.5"
+DNS_ADDRESS = "127.100.0.53"  # the namespace's DNS responder
 PROBE_EVERY_S = 0.010
 
 
@@ -44,9 +48,10 @@ def sha(text):
 def config(d, api_port, lb_port, backend, netns=None, registry=None):
     network = ""
     if netns:
-        network = ('networks = ( { name = "net-a"; netns = "%s"; '
-                   'range = "127.100.0.0/24"; principals = [ "shop" ]; } );\n'
-                   % netns)
+        network = ('dns = { zone = "nlb.internal"; };\n'
+                   'networks = ( { name = "net-a"; netns = "%s"; '
+                   'range = "127.100.0.0/24"; principals = [ "shop" ]; '
+                   'dns = "%s"; } );\n' % (netns, DNS_ADDRESS))
     return ('shutdown_timeout = "20s";\n'
             'api = { listen = "127.0.0.1:%d"; };\n'
             'registry = { %s };\n'
@@ -156,10 +161,11 @@ class Probe(threading.Thread):
     refusals and other failures. connect() makes the socket (in a
     namespace, for an endpoint)."""
 
-    def __init__(self, name, connect):
+    def __init__(self, name, connect, echo=True):
         super().__init__(daemon=True)
         self.name = name
         self.connect = connect
+        self.echo = echo
         self.attempted = self.refused = self.failed = 0
         self.errors = []
         self.running = True
@@ -172,9 +178,10 @@ class Probe(threading.Thread):
                 s = self.connect()
                 try:
                     s.settimeout(5)
-                    s.sendall(b"probe\n")
-                    if recv_line(s) != "probe\n":
-                        raise OSError("no echo")
+                    if self.echo:
+                        s.sendall(b"probe\n")
+                        if recv_line(s) != "probe\n":
+                            raise OSError("no echo")
                 finally:
                     s.close()
             except ConnectionRefusedError as e:
@@ -326,9 +333,23 @@ def stream_end(s, data, timeout=10):
 def probes_for(world):
     probes = [Probe("balancer listener", tcp_connect(world.lb_port))]
     if world.netns:
+        from netnstest import ns_connect
         probes.append(Probe("endpoint listener (namespace)",
                             world.open_endpoint()))
+        netns = world.netns
+        probes.append(Probe("DNS responder, TCP (namespace)",
+                            lambda: ns_connect(netns, DNS_ADDRESS, 53),
+                            echo=False))
     return probes
+
+
+def dns_answers(netns, *options):
+    """dig in the namespace gets an answer (any status) from its DNS
+    responder."""
+    from netnstest import sh
+    r = sh("ip", "netns", "exec", netns, "dig", "+tries=1", "+time=2",
+           "@" + DNS_ADDRESS, "nothing.nlb.internal", *options, check=False)
+    return "status:" in r.stdout
 
 
 def wait_probed(probes, count=20):
@@ -379,11 +400,20 @@ def test_upgrade_refuses_nothing_and_flows_finish():
             assert p.refused == 0 and p.failed == 0, (p.figures(),
                                                       p.errors[:5])
         events = w.nlbd.events()
+        # Every socket handed over was adopted: balancer and API listeners,
+        # and as root the endpoint's and the DNS responder's (UDP, TCP).
+        taken, sockets = map(int, re.search(
+            r"(\d+) of (\d+) listening sockets adopted", events).groups())
+        print("%d of %d sockets adopted" % (taken, sockets))
+        assert taken == sockets == (5 if w.netns else 2), (taken, sockets)
         for word in ("upgrade: started", "upgrade: pid %d serves" % new_pid,
                      "upgrade: ready, took over from pid %d" % old_pid,
                      "(carried over by the upgrade)",
                      "nlbd stopped (upgraded: handed over)"):
             assert word in events, word
+        # The DNS responder's sockets came over too: UDP and TCP answer.
+        if w.netns and shutil.which("dig"):
+            assert dns_answers(w.netns) and dns_answers(w.netns, "+tcp")
         # The API is the new process's: it answers, and writes.
         code, text = w.api("GET", "/metrics")
         assert code == 200, (code, text)
