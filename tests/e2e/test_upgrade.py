@@ -502,6 +502,31 @@ def test_second_upgrade_refused_and_old_killed_mid_way():
         assert code == 200
 
 
+def test_run_directory_of_another_nlbd_is_refused():
+    """A second nlbd given the run directory of one that runs (its own
+    ports and registry) exits 1 saying so; the first one serves on."""
+    with World(namespace=False) as w:
+        other_dir = tempfile.mkdtemp(prefix="nlbt-upgrade-other-")
+        other = Nlbd(config(other_dir, free_port(), free_port(),
+                            w.backend.address))
+        try:
+            r = subprocess.run(
+                [NLBD, "-c", other.config_path, "--run-dir", w.nlbd.run_dir],
+                capture_output=True, text=True, timeout=30)
+            print("second nlbd on the run directory: %d %s" % (
+                r.returncode, r.stderr.strip()))
+            assert r.returncode == 1, r
+            assert "another nlbd runs with it" in other.events() + r.stderr
+            assert w.nlbd.serving_pid() == w.nlbd.proc.pid
+            probe = Probe("balancer listener", tcp_connect(w.lb_port))
+            wait_probed([probe])
+            probe.stop()
+            assert probe.refused == 0 and probe.failed == 0, probe.errors
+        finally:
+            shutil.rmtree(other.dir, ignore_errors=True)
+            shutil.rmtree(other_dir, ignore_errors=True)
+
+
 def test_upgrade_with_postgresql():
     """With a PostgreSQL registry the new process takes the node's name
     from the old one's session; the API writes on it after."""
@@ -559,5 +584,6 @@ if __name__ == "__main__":
     run([test_upgrade_refuses_nothing_and_flows_finish,
          test_failing_binary_leaves_the_old_one_serving,
          test_second_upgrade_refused_and_old_killed_mid_way,
+         test_run_directory_of_another_nlbd_is_refused,
          test_upgrade_with_postgresql,
          test_restart_versus_upgrade], timeout=150)
