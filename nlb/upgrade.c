@@ -455,34 +455,41 @@ static void failure_text(struct upgrade *u, const char *what, char *out,
   }
 }
 
-static void on_channel(uv_poll_t *poll, int status, int events)
+/* Reads what the new process said so far: 1 when it said it is ready, -1
+ * at the end of the stream (it closed its end: it exits, or exec failed),
+ * else 0. An error it gives is kept. */
+static int read_channel(struct upgrade *u)
 {
-  struct upgrade *u = poll->data;
   char text[MESSAGE_MAX];
-  (void)events;
 
   for (;;) {
     int fd;
-    ssize_t n = status < 0
-                    ? status
-                    : receive_message(u->channel, text, sizeof(text), &fd);
-    if (n == -EAGAIN || n == -EINTR)
-      return;
-    if (n <= 0) {
-      /* The new process closed its end: it exits (or exec failed). Its
-       * exit says more; wait for that. */
-      uv_poll_stop(poll);
-      return;
-    }
+    ssize_t n = receive_message(u->channel, text, sizeof(text), &fd);
+    if (n == -EINTR)
+      continue;
+    if (n == -EAGAIN)
+      return 0;
+    if (n <= 0)
+      return -1;
     if (fd >= 0)
       close(fd);
-    if (strncmp(text, "ready ", 6) == 0) {
-      finish(u, u->pid, NULL);
-      return;
-    }
+    if (strncmp(text, "ready ", 6) == 0)
+      return 1;
     if (strncmp(text, "error ", 6) == 0)
       snprintf(u->error, sizeof(u->error), "%s", text + 6);
   }
+}
+
+static void on_channel(uv_poll_t *poll, int status, int events)
+{
+  struct upgrade *u = poll->data;
+  int said = status < 0 ? -1 : read_channel(u);
+  (void)events;
+
+  if (said > 0)
+    finish(u, u->pid, NULL);
+  else if (said < 0)
+    uv_poll_stop(poll); /* its exit says the rest */
 }
 
 static void on_process_exit(uv_process_t *process, int64_t exit_status,
@@ -494,6 +501,7 @@ static void on_process_exit(uv_process_t *process, int64_t exit_status,
   if (u->finished)
     return;
   drain_stderr(u);
+  read_channel(u); /* the error it gave, if that came last */
   if (signal)
     snprintf(what, sizeof(what), "the new nlbd was killed by signal %d",
              signal);

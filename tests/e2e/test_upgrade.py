@@ -452,6 +452,33 @@ def test_failing_binary_leaves_the_old_one_serving():
         assert w.nlbd.serving_pid() == old_pid
         assert "upgrade: the new nlbd failed" in w.nlbd.events()
         wait_probed(probes)
+        # The real binary on a config it refuses: its error, and the old
+        # one (which read the config before) serves on.
+        w.nlbd.install(NLBD)
+        with open(w.nlbd.config_path) as f:
+            good = f.read()
+        with open(w.nlbd.config_path, "a") as f:
+            f.write("no_such_setting = 1;\n")
+        rc, out = w.nlbd.upgrade()
+        print("nlbd -s upgrade with a bad config: %d %s" % (rc, out.strip()))
+        assert rc == 1 and "no_such_setting" in out, (rc, out)
+        assert w.nlbd.serving_pid() == old_pid
+        # One that fails later (the API's new address is taken) says why
+        # over the hand-over socket.
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        with open(w.nlbd.config_path, "w") as f:
+            f.write(good.replace("127.0.0.1:%d" % w.api_port,
+                                 "127.0.0.1:%d" % taken.getsockname()[1]))
+        rc, out = w.nlbd.upgrade()
+        taken.close()
+        print("nlbd -s upgrade, API address taken: %d %s" % (rc, out.strip()))
+        assert rc == 1 and "api: cannot serve on" in out, (rc, out)
+        assert w.nlbd.serving_pid() == old_pid
+        with open(w.nlbd.config_path, "w") as f:
+            f.write(good)
+        wait_probed(probes)
         # The real binary again: the upgrade goes through.
         w.nlbd.install(NLBD)
         rc, out = w.nlbd.upgrade()
