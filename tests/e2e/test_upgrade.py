@@ -105,7 +105,8 @@ class Installed(Nlbd):
         self.proc = subprocess.Popen(
             [self.binary, "-c", self.config_path, "--run-dir", self.run_dir],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.stderr_path, "a"))
+            stderr=open(self.stderr_path, "a"),
+            env=dict(os.environ, **self.extra_env))
         self.pids.append(self.proc.pid)
         wait_until(lambda: self.events().count("accepting after") > before or
                    self.proc.poll() is not None, what="nlbd to accept")
@@ -581,6 +582,55 @@ def test_upgrade_with_postgresql():
             assert p.refused == 0 and p.failed == 0, p.errors[:5]
 
 
+def test_systemd_hears_the_new_main_pid():
+    """Under systemd (NOTIFY_SOCKET), the new process says READY=1 and
+    MAINPID= its own pid; the old one says nothing of stopping."""
+    with open(os.path.join(os.path.dirname(NLBD), "build-config.h")) as f:
+        if "#define HAVE_LIBSYSTEMD 1" not in f.read():
+            raise Skip("built without libsystemd: nlbd does not notify")
+    notify_dir = tempfile.mkdtemp(prefix="nlbt-notify-")
+    path = os.path.join(notify_dir, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    messages = []
+
+    def read():
+        try:
+            while True:
+                messages.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        return messages
+
+    try:
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+            w = World(namespace=False)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        with w:
+            old_pid = w.nlbd.serving_pid()
+            wait_until(lambda: any("READY=1" in m for m in read()),
+                       what="READY=1 from the first nlbd")
+            messages.clear()
+            rc, out = w.nlbd.upgrade()
+            assert rc == 0, out
+            new_pid = w.nlbd.serving_pid()
+            w.nlbd.pids.append(new_pid)
+            wait_until(lambda: any("MAINPID=%d" % new_pid in m and
+                                   "READY=1" in m for m in read()),
+                       what="READY=1 and MAINPID=%d" % new_pid)
+            w.nlbd.wait_exit(10)
+            read()
+            print("notifications during the upgrade: %r" % messages)
+            assert not any("STOPPING=1" in m for m in messages), messages
+            assert old_pid != new_pid
+    finally:
+        sock.close()
+        shutil.rmtree(notify_dir, ignore_errors=True)
+
+
 def test_restart_versus_upgrade():
     """The probe's figures for a plain restart (SIGTERM, then a new nlbd
     started as soon as the old one let go of the registry) and for an
@@ -613,4 +663,5 @@ if __name__ == "__main__":
          test_second_upgrade_refused_and_old_killed_mid_way,
          test_run_directory_of_another_nlbd_is_refused,
          test_upgrade_with_postgresql,
+         test_systemd_hears_the_new_main_pid,
          test_restart_versus_upgrade], timeout=150)
