@@ -46,7 +46,8 @@ static void usage(FILE *out)
           "SIGUSR2 upgrades (what -s upgrade sends),\n"
           "SIGTERM/SIGINT stop accepting and drain flows for\n"
           "shutdown_timeout, then exit.\n"
-          "Exit status: 0 done, 1 runtime failure (or a rejected reload),\n"
+          "Exit status: 0 done, 1 runtime failure (or a rejected reload or\n"
+          "upgrade),\n"
           "2 bad usage or config.\n");
 }
 
