@@ -39,6 +39,9 @@ CONSUMER = "shop-token-upgrade"
 ENDPOINT_ADDRESS = "127.100.0.5"
 DNS_ADDRESS = "127.100.0.53"  # the namespace's DNS responder
 PROBE_EVERY_S = 0.010
+# What ASan, LSan and UBSan print (a --enable-sanitizers build).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:")
 
 
 def sha(text):
@@ -272,13 +275,21 @@ class World:
         if exc_type is not None and self.nlbd:
             print("--- events\n%s\n--- stderr\n%s" % (
                 self.nlbd.events()[-6000:], self.nlbd.stderr()[-3000:]))
+        report = None
         if self.nlbd:
             self.nlbd.stop_all()
+            # Every nlbd of the test (the upgraded ones inherit the stderr).
+            err = self.nlbd.stderr()
+            if any(mark in err for mark in SANITIZER_MARKS):
+                report = err[-4000:]
         self.backend.stop()
         if self.netns:
             from netnstest import netns_del
             netns_del(self.netns)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if exc_type is None and report:
+            raise AssertionError("an nlbd's stderr has a sanitizer report:\n"
+                                 + report)
 
     def api(self, method, path, token=OPS, body=None):
         return api_request(self.api_port, method, path, token, body)
