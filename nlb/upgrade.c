@@ -20,6 +20,7 @@
 #define ENV_FD "NLB_UPGRADE_FD"
 #define ENV_STDERR "NLB_UPGRADE_STDERR"
 #define ENV_GENERATION "NLB_UPGRADE_GENERATION"
+#define ENV_OLD_PID "NLB_UPGRADE_OLD_PID"
 #define CHILD_FD 3
 #define CHILD_STDERR 4
 #define MESSAGE_MAX 1024
@@ -138,7 +139,9 @@ int nlb_upgrade_receive(char *err, size_t err_size)
   fresh.fd = sock;
   fresh.stderr_fd = env_int(ENV_STDERR);
   fresh.generation = (unsigned)env_int(ENV_GENERATION);
-  fresh.old_pid = getppid();
+  /* Not getppid(): a new process slow to start may find the old one gone
+   * (killed) and itself adopted by init. */
+  fresh.old_pid = (pid_t)env_int(ENV_OLD_PID);
   reg_pg_take_over_from(fresh.old_pid);
   /* Not for whatever this process starts (a health check never does, but
    * nothing else should take these for its own). */
@@ -530,7 +533,7 @@ static void on_timeout(uv_timer_t *timer)
 
 /* The environment less any upgrade variables, plus ours. */
 static char **child_environment(char *fd_var, char *stderr_var,
-                                char *generation_var)
+                                char *generation_var, char *old_pid_var)
 {
   extern char **environ;
   size_t n = 0, out = 0;
@@ -538,7 +541,7 @@ static char **child_environment(char *fd_var, char *stderr_var,
 
   while (environ[n])
     n++;
-  env = calloc(n + 4, sizeof(*env));
+  env = calloc(n + 5, sizeof(*env));
   if (!env)
     return NULL;
   for (size_t i = 0; i < n; i++)
@@ -547,6 +550,7 @@ static char **child_environment(char *fd_var, char *stderr_var,
   env[out++] = fd_var;
   env[out++] = stderr_var;
   env[out++] = generation_var;
+  env[out++] = old_pid_var;
   return env;
 }
 
@@ -555,7 +559,7 @@ int nlb_upgrade_start(uv_loop_t *loop, struct nlb_router *router,
                       char *err, size_t err_size)
 {
   struct timeval send_timeout = {.tv_sec = SEND_TIMEOUT_S};
-  char fd_var[32], stderr_var[32], generation_var[48];
+  char fd_var[32], stderr_var[32], generation_var[48], old_pid_var[48];
   uv_stdio_container_t stdio[5];
   uv_process_options_t options = {0};
   int pair[2], pipe_fds[2], rc;
@@ -590,7 +594,9 @@ int nlb_upgrade_start(uv_loop_t *loop, struct nlb_router *router,
   snprintf(stderr_var, sizeof(stderr_var), ENV_STDERR "=%d", CHILD_STDERR);
   snprintf(generation_var, sizeof(generation_var), ENV_GENERATION "=%u",
            fresh.generation + 1);
-  env = child_environment(fd_var, stderr_var, generation_var);
+  snprintf(old_pid_var, sizeof(old_pid_var), ENV_OLD_PID "=%ld",
+           (long)getpid());
+  env = child_environment(fd_var, stderr_var, generation_var, old_pid_var);
   if (!env) {
     rc = -ENOMEM;
     goto fail_close_pipe;

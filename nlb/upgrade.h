@@ -3,7 +3,8 @@
  * The running nlbd (the old process) starts the binary at the path it was
  * itself started from, with its own arguments, and hands it over a
  * SOCK_SEQPACKET socket pair (its end is descriptor 3 of the new process,
- * named by NLB_UPGRADE_FD=3 in its environment):
+ * named by NLB_UPGRADE_FD=3 in its environment, with NLB_UPGRADE_OLD_PID
+ * and NLB_UPGRADE_GENERATION):
  *
  *   old -> new   "socket KIND ADDRESS" with the descriptor (SCM_RIGHTS), for
  *                every listening socket the old one holds (nlb/common/

@@ -519,17 +519,20 @@ def test_second_upgrade_refused_and_old_killed_mid_way():
         rc, out = w.nlbd.upgrade()
         print("second upgrade: %d %s" % (rc, out.strip()))
         assert rc == 1 and "another nlbd -s upgrade is running" in out, out
-        # The sockets were handed over when it started: kill the old one.
-        probes = probes_for(w)
+        # The sockets were handed over when it started: kill the old one
+        # (the flows it holds die with it). Connections made while nobody
+        # accepts wait in the kernel's queue for the new one.
         os.kill(old_pid, signal.SIGKILL)
         w.nlbd.proc.wait(5)
+        probes = probes_for(w)
         out, _ = first.communicate(timeout=30)
         print("first upgrade, old one killed: %d %s" % (first.returncode,
                                                         out.strip()))
         wait_until(lambda: w.nlbd.serving_pid() != old_pid, timeout=20,
                    what="the new nlbd to write its pid")
         w.nlbd.pids.append(w.nlbd.serving_pid())
-        wait_until(lambda: "upgrade: ready" in w.nlbd.events(), timeout=20,
+        wait_until(lambda: "upgrade: ready, took over from pid %d" % old_pid
+                   in w.nlbd.events(), timeout=20,
                    what="the new nlbd to be ready")
         wait_probed(probes)
         for p in probes:
