@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "nlb/common/inherit.h"
@@ -390,8 +391,11 @@ static void finish(struct upgrade *u, pid_t new_pid, const char *error)
     return;
   u->finished = true;
   running = NULL;
-  if (!new_pid && u->pid > 0)
-    kill(u->pid, SIGKILL); /* not ready in time, or said it failed */
+  /* Not ready in time, or said it failed: it goes, and is reaped here,
+   * as libuv stops watching it once its handle closes. SIGKILL takes a
+   * moment at most. */
+  if (!new_pid && u->pid > 0 && kill(u->pid, SIGKILL) == 0)
+    waitpid(u->pid, NULL, 0);
   uv_close((uv_handle_t *)&u->channel_poll, on_handle_closed);
   uv_close((uv_handle_t *)&u->stderr_poll, on_handle_closed);
   uv_close((uv_handle_t *)&u->timer, on_handle_closed);

@@ -544,6 +544,31 @@ def test_second_upgrade_refused_and_old_killed_mid_way():
         assert code == 200
 
 
+def test_new_binary_never_ready_is_killed():
+    """A new binary that never gets ready (it hangs) is killed after 30 s:
+    the command exits 1 saying so, the old nlbd serves on throughout."""
+    with World(namespace=False) as w:
+        old_pid = w.nlbd.serving_pid()
+        probe = Probe("balancer listener", tcp_connect(w.lb_port))
+        w.nlbd.install_script("echo hanging >&2\nexec sleep 300\n")
+        started = time.monotonic()
+        rc, out = w.nlbd.upgrade()
+        elapsed = time.monotonic() - started
+        print("nlbd -s upgrade with a hanging binary: %d after %.1fs: %s" % (
+            rc, elapsed, out.strip()))
+        assert rc == 1 and "not ready within 30000 ms" in out, out
+        assert "hanging" in out, out
+        assert 29 < elapsed < 45, elapsed
+        assert w.nlbd.serving_pid() == old_pid
+        wait_probed([probe])
+        probe.stop()
+        print(probe.figures())
+        assert probe.refused == 0 and probe.failed == 0, probe.errors[:5]
+        hung = int(re.search(r"upgrade: started \S+ as pid (\d+)",
+                             w.nlbd.events()).group(1))
+        wait_until(lambda: not alive(hung), what="the hanging one killed")
+
+
 def test_run_directory_of_another_nlbd_is_refused():
     """A second nlbd given the run directory of one that runs (its own
     ports and registry) exits 1 saying so; the first one serves on."""
@@ -675,6 +700,7 @@ if __name__ == "__main__":
     run([test_upgrade_refuses_nothing_and_flows_finish,
          test_failing_binary_leaves_the_old_one_serving,
          test_second_upgrade_refused_and_old_killed_mid_way,
+         test_new_binary_never_ready_is_killed,
          test_run_directory_of_another_nlbd_is_refused,
          test_upgrade_with_postgresql,
          test_systemd_hears_the_new_main_pid,
