@@ -10,9 +10,12 @@ responder (TCP) in a consumer's network namespace sees no refused or
 failed connection across an upgrade (and the responder answers UDP and TCP
 after it);
 50 long flows keep echoing through it and end by themselves; the API
-answers and writes on the new process; a failing new binary leaves the old
-one serving and the command exits 1 with its error; a second upgrade while
-one runs is refused; an old nlbd killed mid-way leaves the new one serving.
+answers and writes on the new process; a failing new binary (a script, a
+config it refuses, an address it cannot bind, one that hangs) leaves the
+old one serving and the command exits 1 with its error; a second upgrade
+while one runs is refused; an old nlbd killed mid-way leaves the new one
+serving; a run directory another nlbd holds is refused; PostgreSQL's node
+name passes over; systemd hears the new main pid.
 test_restart_versus_upgrade prints the probe's figures for a plain
 restart (SIGTERM, then a new nlbd) and an upgrade, side by side."""
 
