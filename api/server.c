@@ -462,13 +462,18 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
 {
   struct sockaddr_storage addr;
   struct api_server *server;
+  int fd = s->listen_fd > 0 ? s->listen_fd : -1; /* an upgrade's, or -1 */
   int r;
 
-  if (parse_listen(s->listen, &addr) != 0)
-    return -EINVAL;
+  if (parse_listen(s->listen, &addr) != 0) {
+    r = -EINVAL;
+    goto fail_close_fd;
+  }
   server = calloc(1, sizeof *server);
-  if (server == NULL)
-    return -ENOMEM;
+  if (server == NULL) {
+    r = -ENOMEM;
+    goto fail_close_fd;
+  }
   server->loop = loop;
   server->registry = s->registry;
   server->registry_ctx = s->registry_ctx;
@@ -490,18 +495,15 @@ int api_server_start(uv_loop_t *loop, const struct api_settings *s,
 
   /* Bind and listen before any handle exists, so that a failure (the
    * usual one: the address is taken) leaves nothing for the loop. */
-  int fd = -1;
-  r = open_listen_socket((struct sockaddr *)&addr, &fd);
+  r = fd >= 0 ? 0 : open_listen_socket((struct sockaddr *)&addr, &fd);
   if (r != 0) {
     api_log(server, 3, "api: cannot listen on %s: %s", s->listen,
             uv_strerror(r));
     goto fail_free_tls;
   }
   r = uv_tcp_init(loop, &server->listener);
-  if (r != 0) {
-    close(fd);
+  if (r != 0)
     goto fail_free_tls;
-  }
   server->listener.data = server;
   r = uv_tcp_open(&server->listener, fd);
   if (r != 0)
@@ -544,6 +546,9 @@ fail_free_principals:
   principals_free(server->principals, s->n_principals);
 fail_free_server:
   free(server);
+fail_close_fd:
+  if (fd >= 0)
+    close(fd); /* a handed-over socket the server never took */
   return r;
 }
 

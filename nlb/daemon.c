@@ -1,12 +1,14 @@
 #include "build-config.h"
 #include "nlb/daemon.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "nlb/control/announce.h"
@@ -23,11 +25,17 @@
 #include "nlb/rundir.h"
 #include "nlb/control/services.h"
 #include "nlb/dataplane/worker.h"
+#include "nlb/upgrade.h"
 
 #define TICK_MS 100
 /* After shutdown_timeout, flows are reset; this long is left for workers
  * to do it before they are stopped regardless. */
 #define RESET_GRACE_MS 2000
+/* How long an upgrade's new process has to become ready: its start, and
+ * its first round of health checks for targets the old one had no state
+ * for (at most 10 s). */
+#define UPGRADE_READY_MS 30000
+#define N_SIGNALS 5
 
 enum phase {
   PHASE_RUNNING,
@@ -48,13 +56,14 @@ struct daemon {
   struct nlb_health *health;
   struct nlb_services *services;
   struct nlb_announce *announce;
-  uv_signal_t signals[4];
+  uv_signal_t signals[N_SIGNALS];
   uv_timer_t tick;
   enum phase phase;
   uint64_t phase_deadline_ms;
   const char *shutdown_why;
   uint64_t max_flows; /* in force on the workers */
   bool accepting;     /* the first round of checks is over */
+  bool handed_over;   /* an upgrade's new process took the sockets */
 };
 
 static uint64_t total_active_flows(const struct daemon *d)
@@ -67,7 +76,7 @@ static uint64_t total_active_flows(const struct daemon *d)
 
 static void close_control_handles(struct daemon *d)
 {
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < N_SIGNALS; i++)
     uv_close((uv_handle_t *)&d->signals[i], NULL);
   uv_close((uv_handle_t *)&d->tick, NULL);
   nlb_health_stop(d->health);
@@ -202,6 +211,14 @@ static void begin_shutdown(struct daemon *d, const char *why)
   uint64_t now = uv_now(&d->loop);
   size_t withdrawn;
 
+  if (nlb_upgrade_running()) {
+    nlb_upgrade_cancel();
+    NLB_LOG_EVENT(NLB_LOG_WARN, "upgrade_failed",
+                  "upgrade: given up, nlbd is stopping ({signal}); the new "
+                  "process was killed",
+                  NLB_LOG_STR("signal", why), NLB_LOG_INT("old_pid", getpid()));
+    nlb_rundir_upgrade_state("failed", "nlbd is stopping");
+  }
   if (d->phase != PHASE_RUNNING) {
     /* A second signal: stop waiting. */
     if (d->phase == PHASE_WITHDRAWN)
@@ -338,6 +355,77 @@ static void on_reload_signal(struct daemon *d)
     nlb_notify_ready(status);
 }
 
+/* The new process is ready (new_pid) or failed (error). Ready: it
+ * accepts from the same sockets; this one closes its copies (close, not
+ * shutdown, which would stop the new one's listening too), ends the API's
+ * connections and event streams (GOAWAY: clients reconnect, to the new
+ * one) and lets its flows finish for up to shutdown_timeout. Its registry
+ * record and announcements are the new one's now: untouched. */
+static void on_upgrade_done(void *arg, pid_t new_pid, const char *error)
+{
+  struct daemon *d = arg;
+  char text[1200];
+  uint64_t now = uv_now(&d->loop);
+
+  if (!new_pid) {
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "upgrade_failed",
+                  "upgrade: the new nlbd failed, this one goes on serving: "
+                  "{error}",
+                  NLB_LOG_STR("error", error),
+                  NLB_LOG_INT("old_pid", getpid()));
+    nlb_rundir_upgrade_state("failed", error);
+    return;
+  }
+  snprintf(text, sizeof(text),
+           "new nlbd pid %ld serving; pid %ld drains %llu "
+           "flows",
+           (long)new_pid, (long)getpid(),
+           (unsigned long long)total_active_flows(d));
+  NLB_LOG_EVENT(NLB_LOG_INFO, "upgrade_handed_over",
+                "upgrade: pid {new_pid} serves; stopped accepting, draining "
+                "{flows} flows for up to {timeout_ms}ms",
+                NLB_LOG_INT("old_pid", getpid()),
+                NLB_LOG_INT("new_pid", new_pid),
+                NLB_LOG_UINT("flows", total_active_flows(d)),
+                NLB_LOG_UINT("timeout_ms", d->cfg->shutdown_timeout_ms));
+  nlb_rundir_upgrade_state("handed_over", text);
+  /* nlbd.pid and the state files are the new one's now. */
+  nlb_rundir_forget();
+  nlb_metrics_set_upgrade(nlb_upgrade_generation(), true);
+  d->handed_over = true;
+  d->shutdown_why = "upgrade";
+  nlb_router_stop_accepting(d->router);
+  nlb_services_hand_over(d->services);
+  d->phase = PHASE_DRAINING;
+  d->phase_deadline_ms = now + d->cfg->shutdown_timeout_ms;
+}
+
+/* A SIGUSR2 (nlbd -s upgrade): start the binary at our path and hand it
+ * our sockets; the outcome goes to the run directory. */
+static void on_upgrade_signal(struct daemon *d)
+{
+  char err[512];
+  int rc;
+
+  if (d->phase != PHASE_RUNNING || !d->accepting || nlb_upgrade_running()) {
+    const char *why = nlb_upgrade_running() ? "an upgrade is already under way"
+                      : d->phase != PHASE_RUNNING
+                          ? "nlbd is stopping"
+                          : "nlbd does not accept yet (first health checks)";
+    NLB_LOG_EVENT(NLB_LOG_WARN, "upgrade_refused", "upgrade refused: {error}",
+                  NLB_LOG_STR("error", why), NLB_LOG_INT("old_pid", getpid()));
+    nlb_rundir_upgrade_state("refused", why);
+    return;
+  }
+  rc = nlb_upgrade_start(&d->loop, d->router, UPGRADE_READY_MS, on_upgrade_done,
+                         d, err, sizeof(err));
+  if (rc < 0) {
+    on_upgrade_done(d, 0, err);
+    return;
+  }
+  nlb_rundir_upgrade_state("started", "the new nlbd is starting");
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
   struct daemon *d = handle->data;
@@ -349,6 +437,9 @@ static void on_signal(uv_signal_t *handle, int signum)
   case SIGUSR1:
     nlb_log_reopen();
     NLB_LOG_EVENT(NLB_LOG_INFO, "log_reopen", "log files reopened");
+    break;
+  case SIGUSR2:
+    on_upgrade_signal(d);
     break;
   default:
     begin_shutdown(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -438,6 +529,9 @@ static void on_first_round(void *arg, const struct nlb_health_first_round *r)
     nlb_worker_start_accepting(d->workers[i]);
   snprintf(status, sizeof(status), "running: %zu workers, %zu listeners",
            d->n_workers, nlb_router_listener_count(d->router));
+  /* The old process stops accepting when told: the kernel's queues are
+   * shared, so what it leaves there, this one takes. */
+  nlb_upgrade_ready();
   nlb_notify_ready(status);
   NLB_LOG_EVENT(NLB_LOG_INFO, "accepting",
                 "accepting after the first round of health checks "
@@ -461,7 +555,8 @@ static void stop_workers(struct daemon *d)
 
 int nlb_daemon_run(const char *config_path, const char *run_dir)
 {
-  static const int signums[4] = {SIGHUP, SIGUSR1, SIGTERM, SIGINT};
+  static const int signums[N_SIGNALS] = {SIGHUP, SIGUSR1, SIGUSR2, SIGTERM,
+                                         SIGINT};
   struct daemon d = {0};
   char *errors = NULL;
   char reason[512] = "";
@@ -475,6 +570,16 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
     free(errors);
     return 2;
   }
+  /* An upgrade's new process: the old one's sockets and health states,
+   * before anything would open its own. */
+  rc = nlb_upgrade_receive(reason, sizeof(reason));
+  if (rc < 0) {
+    fprintf(stderr, "nlbd: %s\n", reason);
+    nlb_upgrade_failed(reason);
+    nlb_config_free(d.cfg);
+    return 1;
+  }
+  nlb_metrics_set_upgrade(nlb_upgrade_generation(), false);
   signal(SIGPIPE, SIG_IGN); /* splice(2) to a closed socket raises it */
   raise_fd_limit();
   /* An API page of 1,000 endpoints makes arrays of hundreds of KiB that
@@ -529,7 +634,7 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
     nlb_health_stop(d.health);
     goto out_free_health;
   }
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < N_SIGNALS; i++) {
     uv_signal_init(&d.loop, &d.signals[i]);
     d.signals[i].data = &d;
     uv_signal_start(&d.signals[i], on_signal, signums[i]);
@@ -539,10 +644,11 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
   uv_timer_start(&d.tick, on_tick, TICK_MS, TICK_MS);
   nlb_metrics_config_loaded(true);
   /* Now that SIGHUP reloads: before, nlbd -s reload would kill nlbd. */
-  rc = run_dir ? nlb_rundir_start(run_dir) : 0;
+  rc = run_dir ? nlb_rundir_start(run_dir, nlb_upgrade_old_pid()) : 0;
   if (rc < 0)
     snprintf(reason, sizeof(reason), "run directory %s: %s", run_dir,
-             strerror(-rc));
+             rc == -EBUSY ? "another nlbd runs with it (its nlbd.pid)"
+                          : strerror(-rc));
   /* Announced last: routers send flows here once everything is open. */
   if (rc == 0)
     rc = nlb_announce_start(d.cfg, &d.announce, reason, sizeof(reason));
@@ -560,6 +666,9 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
                   NLB_LOG_UINT("workers", d.n_workers),
                   NLB_LOG_STR("placement", d.placement),
                   NLB_LOG_STR("config", config_path));
+    /* Targets the old process had checked start where it left them: no
+     * flow waits for a first round they already had. */
+    nlb_upgrade_apply_health(d.router, uv_now(&d.loop));
     nlb_health_await_first_round(d.health, on_first_round, &d);
   }
   uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -568,7 +677,9 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
     reason[0] = '\0';
   }
   nlb_announce_free(d.announce);
-  NLB_LOG_EVENT(NLB_LOG_INFO, "stop", "nlbd stopped");
+  NLB_LOG_EVENT(
+      NLB_LOG_INFO, "stop", "nlbd stopped{after}",
+      NLB_LOG_STR("after", d.handed_over ? " (upgraded: handed over)" : ""));
 out_free_health:
   nlb_services_free(d.services);
   d.services = NULL;
@@ -590,6 +701,8 @@ out_stop_workers:
    * writer has stopped and nothing else writes to stderr. */
   if (reason[0] && strcmp(d.cfg->log_events, "stderr") != 0)
     fprintf(stderr, "nlbd: %s\n", reason);
+  if (reason[0])
+    nlb_upgrade_failed(reason); /* when an upgrade's, the old one says it */
   nlb_config_free(d.cfg);
   return exit_code;
 }

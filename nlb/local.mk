@@ -12,12 +12,14 @@ nlb_libnlb_a_SOURCES = \
 	nlb/metrics.c \
 	nlb/notify.c \
 	nlb/rundir.c \
+	nlb/upgrade.c \
 	nlb/common/addr.c \
 	nlb/common/config_loader.c \
 	nlb/common/config_numbers.c \
 	nlb/common/duration.c \
 	nlb/common/histogram.c \
 	nlb/common/hmap.c \
+	nlb/common/inherit.c \
 	nlb/common/protocol.c \
 	nlb/common/text.c \
 	nlb/dataplane/flow.c \
@@ -67,11 +69,13 @@ noinst_HEADERS += \
 	nlb/metrics.h \
 	nlb/notify.h \
 	nlb/rundir.h \
+	nlb/upgrade.h \
 	nlb/common/addr.h \
 	nlb/common/config-loader.h \
 	nlb/common/duration.h \
 	nlb/common/histogram.h \
 	nlb/common/hmap.h \
+	nlb/common/inherit.h \
 	nlb/common/protocol.h \
 	nlb/common/text.h \
 	nlb/dataplane/flow.h \

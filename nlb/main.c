@@ -9,6 +9,7 @@
 #include "nlb/config.h"
 #include "nlb/daemon.h"
 #include "nlb/rundir.h"
+#include "nlb/upgrade.h"
 
 /* Where the package installs the config (configure's sysconfdir); the
  * Makefile passes it. */
@@ -20,6 +21,9 @@
  * may enter network namespaces, which takes milliseconds, but a loaded
  * machine may be slow to run the control thread. */
 #define RELOAD_WAIT_MS 60000
+/* An upgrade's new process has 30 s to be ready (daemon.c); the old one
+ * says how it went right after. */
+#define UPGRADE_WAIT_MS 60000
 
 static void usage(FILE *out)
 {
@@ -28,6 +32,10 @@ static void usage(FILE *out)
           "       nlbd -t [-c FILE]                 check the config and exit\n"
           "       nlbd -s reload [--run-dir DIR]    reload a running nlbd and\n"
           "                                         wait for the outcome\n"
+          "       nlbd -s upgrade [--run-dir DIR]   have a running nlbd start\n"
+          "                                         its binary anew and hand\n"
+          "                                         it its sockets; wait for\n"
+          "                                         the outcome\n"
           "       nlbd --version | --help\n"
           "\n"
           "FILE defaults to " NLB_DEFAULT_CONFIG ". DIR (where nlbd.pid\n"
@@ -35,9 +43,11 @@ static void usage(FILE *out)
           "which systemd sets; without either nlbd writes none.\n"
           "\n"
           "Signals: SIGHUP reloads the config, SIGUSR1 reopens log files,\n"
+          "SIGUSR2 upgrades (what -s upgrade sends),\n"
           "SIGTERM/SIGINT stop accepting and drain flows for\n"
           "shutdown_timeout, then exit.\n"
-          "Exit status: 0 done, 1 runtime failure (or a rejected reload),\n"
+          "Exit status: 0 done, 1 runtime failure (or a rejected reload or\n"
+          "upgrade),\n"
           "2 bad usage or config.\n");
 }
 
@@ -97,6 +107,54 @@ static int send_reload(const char *run_dir)
   }
 }
 
+static int send_upgrade(const char *run_dir)
+{
+  char message[1024];
+  const char *dir = nlb_rundir_pick(run_dir);
+  int rc;
+
+  if (!dir) {
+    fprintf(stderr, "nlbd: -s upgrade needs --run-dir DIR (or "
+                    "$RUNTIME_DIRECTORY): where the running nlbd keeps "
+                    "nlbd.pid\n");
+    return 2;
+  }
+  rc = nlb_rundir_upgrade(dir, UPGRADE_WAIT_MS, message, sizeof(message));
+  switch (rc) {
+  case 0:
+    printf("nlbd: upgraded: %s\n", message);
+    return 0;
+  case 1:
+    fprintf(stderr, "nlbd: upgrade failed: %s\n", message);
+    return 1;
+  case -EBUSY:
+    fprintf(stderr,
+            "nlbd: upgrade refused: another nlbd -s upgrade is "
+            "running for %s\n",
+            dir);
+    return 1;
+  case -ENOENT:
+    fprintf(stderr,
+            "nlbd: no %s/nlbd.pid: is nlbd running with that run "
+            "directory?\n",
+            dir);
+    return 1;
+  case -ESRCH:
+    fprintf(stderr,
+            "nlbd: the nlbd of %s/nlbd.pid went away during the "
+            "upgrade\n",
+            dir);
+    return 1;
+  case -ETIMEDOUT:
+    fprintf(stderr, "nlbd: no answer to the upgrade within %ds\n",
+            UPGRADE_WAIT_MS / 1000);
+    return 1;
+  default:
+    fprintf(stderr, "nlbd: upgrade: %s\n", strerror(-rc));
+    return 1;
+  }
+}
+
 int main(int argc, char **argv)
 {
   enum { OPT_RUN_DIR = 256 };
@@ -140,16 +198,21 @@ int main(int argc, char **argv)
     }
   }
   if (optind != argc ||
-      (signal_name && (check_only || strcmp(signal_name, "reload") != 0))) {
+      (signal_name && (check_only || (strcmp(signal_name, "reload") != 0 &&
+                                      strcmp(signal_name, "upgrade") != 0)))) {
     fprintf(stderr, "nlbd: %s\n",
             optind != argc ? "unexpected argument"
-                           : "-s takes \"reload\", and not with -t");
+                           : "-s takes \"reload\" or \"upgrade\", and not "
+                             "with -t");
     usage(stderr);
     return 2;
   }
   if (check_only)
     return check_config(config_path);
+  if (signal_name && strcmp(signal_name, "upgrade") == 0)
+    return send_upgrade(run_dir);
   if (signal_name)
     return send_reload(run_dir);
+  nlb_upgrade_remember(argc, argv);
   return nlb_daemon_run(config_path, nlb_rundir_pick(run_dir));
 }

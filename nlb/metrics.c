@@ -23,6 +23,17 @@ static struct {
   time_t last_success_time;
 } config_state;
 
+static struct {
+  unsigned generation;
+  bool handing_over;
+} upgrade_state;
+
+void nlb_metrics_set_upgrade(unsigned generation, bool handing_over)
+{
+  upgrade_state.generation = generation;
+  upgrade_state.handing_over = handing_over;
+}
+
 void nlb_metrics_config_loaded(bool success)
 {
   config_state.last_success = success;
@@ -470,6 +481,17 @@ static void process_families(struct nlb_text *t)
   family(t, "process_start_time_seconds", "gauge",
          "Start time of the process since the Unix epoch, in seconds.");
   nlb_text_printf(t, "process_start_time_seconds %.2f\n", start_time_seconds());
+  family(t, "nlb_upgrade_generation", "gauge",
+         "How many upgrades (nlbd -s upgrade) led to this process: 0 for "
+         "one started plainly. During an upgrade's overlap the old process "
+         "says one less than the new one.");
+  nlb_text_printf(t, "nlb_upgrade_generation{pid=\"%ld\"} %u\n", (long)getpid(),
+                  upgrade_state.generation);
+  family(t, "nlb_upgrade_handed_over", "gauge",
+         "1 in a process that has handed its sockets to a new one and is "
+         "draining its flows, else 0.");
+  nlb_text_printf(t, "nlb_upgrade_handed_over{pid=\"%ld\"} %d\n",
+                  (long)getpid(), upgrade_state.handing_over);
   family(t, "nlb_config_last_reload_success", "gauge",
          "1 when the last config load (start or SIGHUP) was applied, 0 when "
          "it was rejected.");

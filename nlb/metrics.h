@@ -37,6 +37,10 @@ struct nlb_metrics_scope {
  * its _timestamp_seconds (wall clock). Control thread. */
 void nlb_metrics_config_loaded(bool success);
 
+/* For nlb_upgrade_generation and nlb_upgrade_handed_over (nlbd -s
+ * upgrade: nlb/upgrade.h). Control thread. */
+void nlb_metrics_set_upgrade(unsigned generation, bool handed_over);
+
 /* The node's max_flows now, for nlb_flows_max. Control thread. */
 void nlb_metrics_set_max_flows(uint64_t max_flows);
 

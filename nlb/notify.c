@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
@@ -11,7 +12,9 @@
 void nlb_notify_ready(const char *status)
 {
 #ifdef HAVE_LIBSYSTEMD
-  sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+  /* MAINPID: after an upgrade the service's main process is this one, the
+   * old one's child (the unit needs NotifyAccess=all to take it). */
+  sd_notifyf(0, "READY=1\nMAINPID=%ld\nSTATUS=%s", (long)getpid(), status);
 #else
   (void)status;
 #endif

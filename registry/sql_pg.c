@@ -622,6 +622,20 @@ static int take_back(struct reg_sql *db, const struct holder *h, bool *got)
   return r == -ETIMEDOUT ? 0 : r;
 }
 
+/* The session name (set_identity's) of the process an upgrade's new nlbd
+ * takes over from: its session goes, as our own old one would. */
+static char predecessor[64];
+
+void reg_pg_take_over_from(long pid)
+{
+  char host[256] = "";
+
+  if (gethostname(host, sizeof(host) - 1) < 0)
+    snprintf(host, sizeof(host), "?");
+  host[strcspn(host, ".")] = '\0';
+  snprintf(predecessor, sizeof(predecessor), "nlbd pid %ld on %s", pid, host);
+}
+
 /* Holds this node's name for the connection's life, or says who does
  * (-EBUSY). */
 static int hold_name(struct reg_sql *db)
@@ -637,8 +651,10 @@ static int hold_name(struct reg_sql *db)
       return r;
     if (got || (r = find_holder(db, &h)) < 0)
       return r;
-    if (h.pid != 0 && h.pid == db->backend_pid &&
-        strcmp(h.application_name, db->identity) == 0) {
+    if ((h.pid != 0 && h.pid == db->backend_pid &&
+         strcmp(h.application_name, db->identity) == 0) ||
+        (h.pid != 0 && predecessor[0] &&
+         strcmp(h.application_name, predecessor) == 0)) {
       if ((r = take_back(db, &h, &got)) < 0)
         return r;
       break;

@@ -5,9 +5,11 @@
  * under that lock, so it has no gaps and grows in commit order. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -387,6 +389,36 @@ static long guard_holder(int fd)
   return (long)(fl.l_start - GUARD_PID_BASE);
 }
 
+static atomic_int held_guard = -1;
+static atomic_int adopted_guard = -1;
+
+int reg_sqlite_writer_guard(void)
+{
+  return atomic_load(&held_guard);
+}
+
+void reg_sqlite_adopt_writer_guard(int fd)
+{
+  int old = atomic_exchange(&adopted_guard, fd);
+  if (old >= 0)
+    close(old);
+}
+
+/* fd itself when the guard handed over names the same file (then the
+ * guard's description is the one locked: the same owner, no conflict). */
+static int adopt_guard(int fd)
+{
+  struct stat mine, theirs;
+  int adopted = atomic_load(&adopted_guard);
+
+  if (adopted < 0 || fstat(fd, &mine) < 0 || fstat(adopted, &theirs) < 0 ||
+      mine.st_dev != theirs.st_dev || mine.st_ino != theirs.st_ino ||
+      !atomic_compare_exchange_strong(&adopted_guard, &adopted, -1))
+    return fd;
+  close(fd);
+  return adopted;
+}
+
 static int take_lock(struct reg_sql *db, const char *location)
 {
   struct flock fl;
@@ -400,6 +432,7 @@ static int take_lock(struct reg_sql *db, const char *location)
              strerror(errno));
     return -EIO;
   }
+  fd = adopt_guard(fd);
   if (ofd_lock(fd, F_OFD_SETLK, GUARD_BYTE, 1, &fl) < 0) {
     int e = errno;
 
@@ -424,6 +457,7 @@ static int take_lock(struct reg_sql *db, const char *location)
     /* The guard holds; only the pid in a refusal would be missing. */
   }
   db->lock_fd = fd;
+  atomic_store(&held_guard, fd);
   return 0;
 }
 
@@ -432,8 +466,11 @@ static void sqlite_close(struct reg_sql *db)
   if (db == NULL)
     return;
   sqlite3_close(db->db);
-  if (db->lock_fd >= 0)
+  if (db->lock_fd >= 0) {
+    int held = db->lock_fd;
+    atomic_compare_exchange_strong(&held_guard, &held, -1);
     close(db->lock_fd);
+  }
   free(db);
 }
 

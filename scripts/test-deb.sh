@@ -61,7 +61,8 @@ check "the package builds" test -f "$deb"
 
 check "dpkg -i installs it" timeout 120 dpkg -i "$deb"
 for f in /usr/sbin/nlbd /usr/bin/nlbctl /etc/nlb/nlb.cfg \
-  /lib/systemd/system/nlb.service /etc/logrotate.d/nlb \
+  /lib/systemd/system/nlb.service /lib/systemd/system/nlb-upgrade.service \
+  /etc/logrotate.d/nlb \
   /usr/lib/tmpfiles.d/nlb.conf /usr/share/man/man8/nlbd.8.gz \
   /usr/share/man/man5/nlb.cfg.5.gz /usr/share/man/man1/nlbctl.1.gz \
   /usr/share/bash-completion/completions/nlbctl \
@@ -149,6 +150,78 @@ PY
   fi
   check "it opened its access log in /var/log/nlb as nlb" \
     sh -c '[ "$(stat -c %U /var/log/nlb/access.log)" = nlb ]'
+fi
+
+# An upgrade of the package over a running nlbd: the postinst has it hand
+# its sockets to the new binary (nlbd -s upgrade) instead of a restart. The
+# second version is the first one repacked with a higher version number
+# (building the tree twice would double this script's time); a probe
+# connects every 10 ms throughout and must never be refused. Where systemd
+# runs, nlb.service is the running nlbd; elsewhere one is started as the
+# unit would (user nlb, run directory /run/nlb).
+upgrade_probe() { # upgrade_probe PORT DEB: prints the figures, 0 if none refused
+  python3 - "$@" <<'PY'
+import socket, subprocess, sys, threading, time
+port, deb = int(sys.argv[1]), sys.argv[2]
+counts = {"attempted": 0, "refused": 0}
+running = True
+def probe():
+    while running:
+        counts["attempted"] += 1
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            counts["refused"] += 1
+        except OSError:
+            pass  # accepted, then reset: the default targets do not exist
+        time.sleep(0.01)
+t = threading.Thread(target=probe)
+t.start()
+time.sleep(0.5)
+r = subprocess.run(["timeout", "120", "dpkg", "-i", deb], capture_output=True,
+                   text=True)
+time.sleep(0.5)
+running = False
+t.join()
+print("  dpkg -i exit %d; probe: %d connects attempted, %d refused"
+      % (r.returncode, counts["attempted"], counts["refused"]))
+if r.returncode != 0 or counts["refused"]:
+    print(r.stdout + r.stderr)
+sys.exit(0 if r.returncode == 0 and counts["refused"] == 0 else 1)
+PY
+}
+if [ -n "$port" ] && ! ss -Htln "sport = :$port" | grep -q . ||
+  [ -d /run/systemd/system ]; then
+  repack=$work/repack
+  dpkg-deb -R "$deb" "$repack"
+  version=$(sed -n 's/^Version: //p' "$repack/DEBIAN/control")
+  sed -i "s/^Version: .*/Version: $version+upgradetest/" \
+    "$repack/DEBIAN/control"
+  deb2=$work/nlb_upgradetest.deb
+  dpkg-deb -b "$repack" "$deb2" >/dev/null
+  manual=
+  if [ ! -d /run/systemd/system ]; then
+    install -d -o nlb -g nlb -m 755 /run/nlb
+    runuser -u nlb -- env RUNTIME_DIRECTORY=/run/nlb /usr/sbin/nlbd \
+      >/dev/null 2>"$work/upgrade-stderr.log" &
+    nlbd_pid=$!
+    manual=1
+    timeout 20 sh -c "until ss -Htln 'sport = :$port' | grep -q .; do sleep 0.1; done"
+  fi
+  before=$(cat /run/nlb/nlbd.pid 2>/dev/null)
+  check "dpkg -i of a newer version over a running nlbd refuses no connection" \
+    upgrade_probe "$port" "$deb2"
+  after=$(cat /run/nlb/nlbd.pid 2>/dev/null)
+  check "the new binary serves (nlbd.pid $before -> $after)" \
+    sh -c "[ -n '$after' ] && [ '$after' != '$before' ] && kill -0 '$after'"
+  if [ -n "$manual" ]; then
+    # The old one drains and exits; the new one is not our child.
+    [ -n "$after" ] && kill "$after" 2>/dev/null
+    timeout 40 sh -c "while kill -0 '$after' 2>/dev/null; do sleep 0.2; done"
+    wait "$nlbd_pid" 2>/dev/null
+    nlbd_pid=
+    rm -rf /run/nlb
+  fi
 fi
 
 check "dpkg --purge removes it" timeout 120 dpkg --purge nlb

@@ -10,8 +10,8 @@ edit_paths = sed \
 	-e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g' \
 	-e 's|@SYSTEMD_SERVICE_TYPE[@]|$(SYSTEMD_SERVICE_TYPE)|g'
 
-SYSTEM_FILES = system/nlb.cfg system/nlb.service system/nlb.logrotate \
-	system/nlb.tmpfiles
+SYSTEM_FILES = system/nlb.cfg system/nlb.service system/nlb-upgrade.service \
+	system/nlb.logrotate system/nlb.tmpfiles
 man_MANS = man/nlbd.8 man/nlb.cfg.5
 EXTRA_DIST += $(SYSTEM_FILES:=.in) $(man_MANS:=.in)
 CLEANFILES += $(SYSTEM_FILES) $(man_MANS)
@@ -22,12 +22,13 @@ $(SYSTEM_FILES) $(man_MANS): Makefile
 	$(edit_paths) $(srcdir)/$@.in > $@.tmp && mv $@.tmp $@
 system/nlb.cfg: $(srcdir)/system/nlb.cfg.in
 system/nlb.service: $(srcdir)/system/nlb.service.in
+system/nlb-upgrade.service: $(srcdir)/system/nlb-upgrade.service.in
 system/nlb.logrotate: $(srcdir)/system/nlb.logrotate.in
 system/nlb.tmpfiles: $(srcdir)/system/nlb.tmpfiles.in
 man/nlbd.8: $(srcdir)/man/nlbd.8.in
 man/nlb.cfg.5: $(srcdir)/man/nlb.cfg.5.in
 
-systemdsystemunit_DATA = system/nlb.service
+systemdsystemunit_DATA = system/nlb.service system/nlb-upgrade.service
 
 nlbconfdir = $(sysconfdir)/nlb
 

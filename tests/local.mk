@@ -66,6 +66,8 @@ EXTRA_DIST += tests/e2e/test_quickstart.py
 
 TESTS += tests/e2e/test_health.py
 EXTRA_DIST += tests/e2e/test_health.py
+TESTS += tests/e2e/test_upgrade.py
+EXTRA_DIST += tests/e2e/test_upgrade.py
 TESTS += tests/e2e/test_udp.py
 EXTRA_DIST += tests/e2e/test_udp.py
 TESTS += tests/e2e/test_udp_endpoints.py

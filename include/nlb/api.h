@@ -107,6 +107,10 @@ struct api_settings {
   /* "127.0.0.1:9180", "[::1]:9180"; port 0 lets the kernel choose (see
    * api_server_port()). */
   const char *listen;
+  /* > 0: a socket already listening on listen (a previous nlbd handed it
+   * over: nlbd -s upgrade), served instead of binding one; the server owns
+   * it from the call on, closed on failure too. 0: bind. */
+  int listen_fd;
   /* PEM files; both NULL: plain (h2c with prior knowledge, HTTP/1.1). */
   const char *tls_cert;
   const char *tls_key;

@@ -267,4 +267,28 @@ struct reg_store_ops {
 /* The store, over every SQL backend (store_sql.c). */
 extern const struct reg_store_ops reg_store_sql;
 
+/* nlbd -s upgrade hands the SQLite writer guard (the lock that keeps a
+ * second nlbd off the file) from the old process to the new one as its
+ * descriptor: the lock belongs to the open file description, which both
+ * hold then, so the new process's store opens while the old one still
+ * runs, and the guard stays held when the old one exits. Any thread.
+ *
+ * reg_sqlite_writer_guard: the guard's descriptor this process holds (its
+ * last writable SQLite store's; borrowed), or -1.
+ * reg_sqlite_adopt_writer_guard: fd is a guard a previous process held; the
+ * next writable SQLite store opened on the same file takes it (and owns it)
+ * instead of locking anew; a store of another file leaves it, and it is
+ * closed at the next adoption. */
+int reg_sqlite_writer_guard(void);
+void reg_sqlite_adopt_writer_guard(int fd);
+
+/* nlbd -s upgrade, PostgreSQL: the node's name is held by the old
+ * process's session (a session advisory lock). The new process, told the
+ * old one's pid before it opens the store, ends that session
+ * (pg_terminate_backend) and takes the name, as it would take back a
+ * session of its own from before a reconnection; the old process's store
+ * is unavailable from then on (its API answers 503) while it drains, and
+ * takes the name back if the new one fails and goes. Call before open. */
+void reg_pg_take_over_from(long pid);
+
 #endif

@@ -582,9 +582,11 @@ static void add_check(struct nlb_health *health, struct nlb_group *group,
    * at a random point of a short window, so it can become healthy
    * quickly. */
   if (health->starting) {
-    check->first_pending = true;
+    /* A target with a state already (an upgrade carried it over) is
+     * answered: flows need not wait for its probe. */
+    check->first_pending = atomic_load(&target->state) == NLB_TARGET_INITIAL;
     health->first_targets++;
-    health->first_pending++;
+    health->first_pending += check->first_pending;
     schedule(check, 0);
     return;
   }
@@ -673,10 +675,22 @@ void nlb_health_await_first_round(
     void (*done)(void *arg, const struct nlb_health_first_round *round),
     void *arg)
 {
+  struct nlb_list *pos, *tmp;
   uint64_t bound_ms = 0;
 
   health->first_done = done;
   health->first_arg = arg;
+  /* States set since nlb_health_start (an upgrade's, carried over) count
+   * as the first answer. */
+  NLB_LIST_FOREACH_SAFE(pos, tmp, &health->checks)
+  {
+    struct check *check = NLB_CONTAINER_OF(pos, struct check, link);
+    if (check->first_pending &&
+        atomic_load(&check->target->state) != NLB_TARGET_INITIAL) {
+      check->first_pending = false;
+      health->first_pending--;
+    }
+  }
   /* Targets the registry brought since nlb_health_start are part of the
    * round too: they were there before the first flow. */
   health->starting = true;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nlb/common/inherit.h"
 #include "nlb/dataplane/listener.h"
 
 /* How long an address in use is retried: 10 x 5 ms. */
@@ -80,9 +81,17 @@ static int open_all(void *arg)
     const struct nlb_listen_request *request = &job->requests[a];
     /* A socket joining the previous one's address finds it taken, by
      * that one. */
-    int rc = request->join
-                 ? 0
-                 : wait_address_free(&request->addr, request->transport);
+    int type =
+        request->transport == NLB_TRANSPORT_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    /* A socket a previous nlbd handed over holds the address: it is the
+     * endpoint's own (nlbd -s upgrade). */
+    int rc = nlb_inherit_take(&request->addr, type);
+    if (rc >= 0) {
+      job->fds[opened++] = rc;
+      continue;
+    }
+    rc = request->join ? 0
+                       : wait_address_free(&request->addr, request->transport);
     if (rc < 0) {
       close_opened(job->fds, opened);
       job->failed_index = (int)a;

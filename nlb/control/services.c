@@ -10,6 +10,7 @@
 #include "nlb/dns/dns-endpoints.h"
 #include "nlb/control/endpoints.h"
 #include "nlb/common/hmap.h"
+#include "nlb/common/inherit.h"
 #include "nlb/log.h"
 #include "nlb/metrics.h"
 #include "nlb/control/regloop.h"
@@ -24,7 +25,9 @@ struct nlb_services {
   struct nlb_dns_endpoints *dns;
   struct api_server *api;
   bool drain_requested; /* this node's record says draining */
-  uint64_t view;        /* view_fingerprint() of the config applied */
+  bool
+      handed_over; /* an upgrade's new process serves: nlb_services_hand_over */
+  uint64_t view;   /* view_fingerprint() of the config applied */
 };
 
 /* The registry's view of the config: borrowed strings, arrays owned here
@@ -222,6 +225,12 @@ static void apply_targets(struct nlb_services *services,
 static void on_changes(const struct reg_changes *c, void *arg)
 {
   struct nlb_services *services = arg;
+
+  /* Handed over: the new process applies the registry's changes; this one
+   * opening an endpoint's listener now would find its address taken, by
+   * the new one, and say the endpoint failed. */
+  if (services->handed_over)
+    return;
 
   if (services->endpoints)
     nlb_endpoints_apply(services->endpoints, c);
@@ -566,6 +575,7 @@ int nlb_services_start(struct nlb_services *services,
                            sizeof(listen));
     if (rc < 0)
       return rc;
+    s.listen_fd = nlb_inherit_take(&cfg->api_listen, SOCK_STREAM);
     rc = api_server_start(services->loop, &s, &services->api);
     free(principals);
     if (rc < 0) {
@@ -671,6 +681,14 @@ void nlb_services_shutdown(struct nlb_services *services)
     api_server_shutdown(services->api);
   if (services)
     nlb_dns_endpoints_shutdown(services->dns);
+}
+
+void nlb_services_hand_over(struct nlb_services *services)
+{
+  if (!services)
+    return;
+  services->handed_over = true;
+  nlb_services_shutdown(services);
 }
 
 void nlb_services_free(struct nlb_services *services)

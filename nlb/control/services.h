@@ -55,6 +55,12 @@ void nlb_services_draining(struct nlb_services *services, const char *node);
 /* Stops the API (GOAWAY, connections closed); the loop finishes closing. */
 void nlb_services_shutdown(struct nlb_services *services);
 
+/* An upgrade's new process serves now (nlbd -s upgrade): the API stops as
+ * nlb_services_shutdown, and the registry's changes are no longer applied
+ * here (the new process applies them; the endpoints stay as they are while
+ * their flows drain). The registry stays open for the answers under way. */
+void nlb_services_hand_over(struct nlb_services *services);
+
 /* Closes the registry and frees everything, once the loop has closed the
  * API's handles. NULL ok. */
 void nlb_services_free(struct nlb_services *services);

@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nlb/common/inherit.h"
+
 /* A wildcard UDP socket learns where each datagram was sent (and answers
  * from there: udp.c). */
 static int ask_destination(int fd, const union nlb_sockaddr *addr)
@@ -26,11 +28,14 @@ int nlb_listener_open(const union nlb_sockaddr *addr,
 {
   const int one = 1;
   bool udp = transport == NLB_TRANSPORT_UDP;
-  int fd = socket(
-      addr->sa.sa_family,
-      (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = nlb_inherit_take(addr, udp ? SOCK_DGRAM : SOCK_STREAM);
   int rc;
 
+  if (fd >= 0)
+    return fd; /* an upgrade's: its options came with it */
+  fd = socket(addr->sa.sa_family,
+              (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+              0);
   if (fd < 0)
     return -errno;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||

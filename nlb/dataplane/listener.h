@@ -34,7 +34,9 @@ enum nlb_transport {
  * each datagram's destination address (IP_PKTINFO, IPV6_RECVPKTINFO) when
  * addr is a wildcard, so that answers leave from the address the client
  * sent to. An IPv6 socket is IPv6-only, so "::" and "0.0.0.0" may both be
- * used. Returns the fd or a negative errno (e.g. -EADDRINUSE). */
+ * used. A socket of the same address a previous nlbd handed over
+ * (nlb/common/inherit.h) is taken instead of opening one. Returns the fd
+ * or a negative errno (e.g. -EADDRINUSE). */
 int nlb_listener_open(const union nlb_sockaddr *addr,
                       enum nlb_transport transport);
 

@@ -16,6 +16,7 @@
 #include "nlb/list.h"
 #include "nlb/log.h"
 #include "nlb/control/netns.h"
+#include "nlb/common/inherit.h"
 #include "nlb/common/text.h"
 
 /* Namespaces are looked at, failed sockets retried and the log budget
@@ -274,9 +275,12 @@ struct socket_job {
 static int open_socket(const union nlb_sockaddr *addr, int type)
 {
   const int one = 1;
-  int fd = socket(addr->sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = nlb_inherit_take(addr, type); /* an upgrade's */
   int rc;
 
+  if (fd >= 0)
+    return fd;
+  fd = socket(addr->sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
   /* No SO_REUSEPORT: nobody else may join the responder's address. */

@@ -64,6 +64,7 @@ def layout(v):
         r(v["mandir"]) + "/man8/nlbd.8",
         r(v["mandir"]) + "/man5/nlb.cfg.5",
         r(v["systemdsystemunitdir"]) + "/nlb.service",
+        r(v["systemdsystemunitdir"]) + "/nlb-upgrade.service",
         r(v["tmpfilesdir"]) + "/nlb.conf",
         r(v["datadir"]) + "/nlb/openapi.yaml",
     }
