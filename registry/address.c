@@ -288,3 +288,29 @@ int reg_target_address_normalize(const char *in, char *out, size_t len)
   snprintf(out, len, family == AF_INET ? "%s:%u" : "[%s]:%u", host, port);
   return 0;
 }
+
+int reg_target_address_value(const char *target, int *family, u128 *value)
+{
+  char host[REG_ADDR_BUF];
+  const char *h = target, *end;
+  struct reg_addr_key key;
+  size_t hlen;
+
+  if (target == NULL)
+    return -EINVAL;
+  if (target[0] == '[') {
+    h = target + 1;
+    end = strchr(h, ']');
+  } else {
+    end = strrchr(target, ':');
+  }
+  if (end == NULL || (hlen = (size_t)(end - h)) == 0 || hlen >= sizeof(host))
+    return -EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  if (reg_parse_address(host, target[0] == '[' ? AF_INET6 : AF_INET, &key,
+                        family) < 0)
+    return -EINVAL;
+  *value = reg_key_to_u128(&key);
+  return 0;
+}

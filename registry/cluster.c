@@ -36,10 +36,110 @@ struct target_change {
   struct reg_target target;
 };
 
+/* ---- preserve_client_ip and networks ------------------------------------ */
+
+/* A target of a preserve_client_ip group answers the client's own address;
+ * inside a network's range it would answer that network's clients
+ * directly, not through nlb, and their flows would hang (docs/config.md).
+ * The config's own check covers its networks and targets; these cover what
+ * the API adds. */
+
+static bool range_holds(int family, u128 low, u128 high, const char *target)
+{
+  int target_family;
+  u128 value;
+
+  return family != 0 &&
+         reg_target_address_value(target, &target_family, &value) == 0 &&
+         target_family == family && value >= low && value <= high;
+}
+
+static int refuse_inside(const char *field, const char *group,
+                         const char *target, const char *network,
+                         const char *range, struct reg_error *err)
+{
+  return reg_set_error(
+      err, -EBUSY, field,
+      "preserve_client_ip cannot work for target %s of target group %s: it "
+      "is inside network %s (%s), so it would answer that network's clients "
+      "directly, not through nlb",
+      target, group, network, range);
+}
+
+/* Target t of a preserve_client_ip group lies in no network's range (the
+ * config's or the API's); called in the registering transaction. */
+static int check_preserved_target(struct reg *reg, const struct reg_target *t,
+                                  struct reg_error *err)
+{
+  const struct config *cfg = &reg->config;
+  struct reg_network_info *nets = NULL;
+  size_t n = 0;
+  int r;
+
+  if (!reg_preserves_client_ip(cfg, t->target_group))
+    return 0;
+  for (size_t i = 0; i < cfg->n_networks; i++) {
+    const struct config_network *net = &cfg->networks[i];
+    if (range_holds(net->family, net->low, net->high, t->address))
+      return refuse_inside("address", t->target_group, t->address, net->name,
+                           net->range_text, err);
+  }
+  if ((r = reg->ops->network_list(reg->store, &nets, &n)) < 0)
+    return reg_store_error(reg, err, r);
+  for (size_t i = 0; i < n && r == 0; i++) {
+    int family;
+    u128 low, high;
+    unsigned prefix;
+    if (reg_parse_cidr(nets[i].range, false, &family, &low, &high, &prefix) ==
+            0 &&
+        range_holds(family, low, high, t->address))
+      r = refuse_inside("address", t->target_group, t->address, nets[i].name,
+                        nets[i].range, err);
+  }
+  reg_networks_free(nets, n);
+  return r;
+}
+
+int reg_check_network_for_preserved_targets(struct reg *reg,
+                                            const struct reg_network_info *net,
+                                            struct reg_error *err)
+{
+  const struct config *cfg = &reg->config;
+  struct reg_target *targets = NULL;
+  size_t n = 0;
+  int family, r;
+  u128 low, high;
+  unsigned prefix;
+
+  if (cfg->n_preserve_groups == 0 ||
+      reg_parse_cidr(net->range, false, &family, &low, &high, &prefix) < 0)
+    return 0;
+  for (size_t i = 0; i < cfg->n_preserve_targets; i++)
+    if (range_holds(family, low, high, cfg->preserve_targets[i]))
+      return refuse_inside("range", cfg->preserve_target_groups[i],
+                           cfg->preserve_targets[i], net->name, net->range,
+                           err);
+  if ((r = reg->ops->target_list(reg->store, &targets, &n)) < 0)
+    return reg_store_error(reg, err, r);
+  for (size_t i = 0; i < n && r == 0; i++)
+    if (reg_preserves_client_ip(cfg, targets[i].target_group) &&
+        range_holds(family, low, high, targets[i].address))
+      r = refuse_inside("range", targets[i].target_group, targets[i].address,
+                        net->name, net->range, err);
+  free(targets);
+  return r;
+}
+
+/* ---- registering --------------------------------------------------------- */
+
 static int register_body(struct reg *reg, void *arg, struct reg_error *err)
 {
   struct target_change *c = arg;
-  int r = reg->ops->target_insert(reg->store, &c->target);
+  int r = check_preserved_target(reg, &c->target, err);
+
+  if (r < 0)
+    return r;
+  r = reg->ops->target_insert(reg->store, &c->target);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "address",

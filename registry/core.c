@@ -26,6 +26,10 @@ static void config_free(struct config *config)
   for (size_t i = 0; i < config->n_load_balancers; i++)
     free(config->load_balancers[i].ports);
   reg_strings_free(config->target_groups, config->n_target_groups);
+  reg_strings_free(config->preserve_groups, config->n_preserve_groups);
+  reg_strings_free(config->preserve_targets, config->n_preserve_targets);
+  reg_strings_free(config->preserve_target_groups,
+                   config->n_preserve_target_groups);
   free(config->principals);
   free(config->networks);
   free(config->load_balancers);
@@ -235,7 +239,16 @@ static int config_copy(struct config *dst, const struct reg_config *src,
       calloc(src->n_load_balancers + 1, sizeof(*dst->load_balancers));
   if (!dst->principals || !dst->networks || !dst->load_balancers ||
       copy_strings(&dst->target_groups, &dst->n_target_groups,
-                   src->target_groups, src->n_target_groups) < 0) {
+                   src->target_groups, src->n_target_groups) < 0 ||
+      copy_strings(&dst->preserve_groups, &dst->n_preserve_groups,
+                   src->preserve_client_ip_groups,
+                   src->n_preserve_client_ip_groups) < 0 ||
+      copy_strings(&dst->preserve_targets, &dst->n_preserve_targets,
+                   src->preserve_client_ip_targets,
+                   src->n_preserve_client_ip_targets) < 0 ||
+      copy_strings(&dst->preserve_target_groups, &dst->n_preserve_target_groups,
+                   src->preserve_client_ip_target_groups,
+                   src->n_preserve_client_ip_targets) < 0) {
     r = reg_set_error(err, -ENOMEM, NULL, "out of memory");
     goto fail_free;
   }

@@ -48,6 +48,12 @@ struct config {
   size_t n_load_balancers;
   char **target_groups;
   size_t n_target_groups;
+  char **preserve_groups; /* reg_config.preserve_client_ip_groups */
+  size_t n_preserve_groups;
+  char **preserve_targets; /* reg_config.preserve_client_ip_targets */
+  size_t n_preserve_targets;
+  char **preserve_target_groups; /* the group of each */
+  size_t n_preserve_target_groups;
   int64_t pending_expiry_ms;
   uint32_t service_quota; /* services per provider; 0: no limit */
   char node[REG_NAME_BUF];
@@ -127,6 +133,15 @@ const struct config_network *reg_find_network(const struct config *c,
 const struct config_load_balancer *
 reg_find_load_balancer(const struct config *c, const char *name);
 bool reg_has_target_group(const struct config *c, const char *name);
+/* Whether the config's target group name has preserve_client_ip. */
+bool reg_preserves_client_ip(const struct config *c, const char *name);
+
+/* -EBUSY, err saying why, when net's range holds a target of a
+ * preserve_client_ip group (the config's or one registered); called in
+ * the transaction that makes net (cluster.c). */
+int reg_check_network_for_preserved_targets(struct reg *reg,
+                                            const struct reg_network_info *net,
+                                            struct reg_error *err);
 
 /* ---- config (core.c) ---- */
 /* Checks and copies a network's spec (config or API) into *dst; on failure
@@ -210,6 +225,9 @@ int reg_parse_address(const char *s, int family, struct reg_addr_key *key,
  * must be zero. */
 int reg_parse_cidr(const char *s, bool bare_ok, int *family, u128 *low,
                    u128 *high, unsigned *prefix);
+/* The IP of a target "IP:PORT" or "[IPv6]:PORT" as a key value; -EINVAL
+ * when it is none. */
+int reg_target_address_value(const char *target, int *family, u128 *value);
 /* Validates allowed_sources into canonical "ADDR/LEN" strings. */
 int reg_sources_normalize(const char *const *src, size_t n, char ***out,
                           struct reg_error *err);

@@ -429,7 +429,11 @@ static int network_create_body(struct reg *reg, void *arg,
                                struct reg_error *err)
 {
   struct network_create *c = arg;
-  int r = reg->ops->network_insert(reg->store, &c->net);
+  int r = reg_check_network_for_preserved_targets(reg, &c->net, err);
+
+  if (r < 0)
+    return r;
+  r = reg->ops->network_insert(reg->store, &c->net);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "name", "a network named %s exists",

@@ -11,6 +11,7 @@ Real sockets on loopback: UDP targets are threads answering NAME|payload;
 nlbd is the built one. Stdlib only; every test has a hard timeout
 (nlbtest.run) and stops everything it started."""
 
+import hashlib
 import os
 import re
 import select
@@ -574,6 +575,81 @@ def test_preserve_client_ip_where_it_cannot_work_is_refused():
             '(10.1.0.0/24, line 1)' % path) in p.stderr, p.stderr
 
 
+def test_preserve_client_ip_where_it_cannot_work_is_refused_by_the_api():
+    """The same rule for what the API adds: a target registered in a
+    preserve_client_ip group inside a network's range (the config's or one
+    made through the API), and a network made through the API whose range
+    holds such a target (configured or registered), are refused with 409
+    InvalidState naming both; a group without the setting, and ranges
+    apart, are not."""
+    if os.geteuid() != 0:
+        raise nlbtest.Skip("preserve_client_ip needs CAP_NET_ADMIN (root)")
+    port, api = free_port(), free_port()
+    d = Nlbd("", workers=1)
+    d.write_config(
+        'api = { listen = "127.0.0.1:%d"; };\n'
+        'registry = { path = "%s"; };\n'
+        'principals = ( { name = "ops"; role = "operator";\n'
+        '  token_sha256 = "%s"; } );\n'
+        'networks = ( { name = "shop-vpc"; range = "10.1.0.0/24"; } );\n'
+        'target_groups = (\n'
+        '  { name = "tg"; preserve_client_ip = true;\n'
+        '    targets = ( { address = "10.2.0.5:53"; } ); },\n'
+        '  { name = "plain"; } );\n'
+        'load_balancers = ( { name = "lb"; listeners = (\n'
+        '  { port = %d; bind = "127.0.0.1"; protocol = "udp";\n'
+        '    target_group = "tg"; } ); } );\n'
+        % (api, os.path.join(d.dir, "registry.db"),
+           hashlib.sha256(b"ops-token").hexdigest(), port))
+
+    def call(method, path, body):
+        return nlbtest.api_request(api, method, path, "ops-token", body)
+
+    def refused(answer, *words):
+        status, body = answer
+        assert status == 409, answer
+        assert body["error"]["code"] == "InvalidState", answer
+        message = body["error"]["message"]
+        for word in ("preserve_client_ip cannot work",) + words:
+            assert word in message, (word, message)
+
+    with d:
+        d.start()
+        wait_until(lambda: call("GET", "/v1/whoami", None)[0] == 200,
+                   what="the API")
+        # Inside the config's network.
+        refused(call("POST", "/v1/target-groups/tg/targets",
+                     {"address": "10.1.0.7:53"}),
+                "target 10.1.0.7:53 of target group tg",
+                "inside network shop-vpc (10.1.0.0/24)")
+        assert call("POST", "/v1/target-groups/plain/targets",
+                    {"address": "10.1.0.7:53"})[0] == 201
+        # A network holding the configured target.
+        refused(call("POST", "/v1/networks",
+                     {"name": "lab", "range": "10.2.0.0/16"}),
+                "target 10.2.0.5:53 of target group tg",
+                "inside network lab (10.2.0.0/16)")
+        # A target inside a network the API made.
+        assert call("POST", "/v1/networks",
+                    {"name": "lab", "range": "10.3.0.0/24"})[0] == 201
+        refused(call("POST", "/v1/target-groups/tg/targets",
+                     {"address": "10.3.0.9:53"}),
+                "target 10.3.0.9:53", "inside network lab (10.3.0.0/24)")
+        # A network holding a registered target.
+        assert call("POST", "/v1/target-groups/tg/targets",
+                    {"address": "10.4.0.9:53"})[0] == 201
+        refused(call("POST", "/v1/networks",
+                     {"name": "lab2", "range": "10.4.0.0/24"}),
+                "target 10.4.0.9:53 of target group tg",
+                "inside network lab2 (10.4.0.0/24)")
+        assert call("POST", "/v1/networks",
+                    {"name": "lab2", "range": "10.5.0.0/24"})[0] == 201
+        status, groups = call("GET", "/v1/target-groups/tg", None)
+        assert status == 200, groups
+        assert sorted(t["address"] for t in groups["targets"]) == [
+            "10.2.0.5:53", "10.4.0.9:53"], groups
+
+
 if __name__ == "__main__":
     run([test_udp_flows_stick_to_a_target_and_spread,
          test_udp_answers_leave_from_the_address_sent_to,
@@ -588,4 +664,5 @@ if __name__ == "__main__":
          test_tcp_udp_listens_for_both_on_one_port,
          test_udp_bad_protocol_name_is_refused_with_its_line,
          test_udp_with_proxy_protocol_is_refused,
-         test_preserve_client_ip_where_it_cannot_work_is_refused])
+         test_preserve_client_ip_where_it_cannot_work_is_refused,
+         test_preserve_client_ip_where_it_cannot_work_is_refused_by_the_api])
