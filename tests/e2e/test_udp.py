@@ -364,12 +364,22 @@ def test_udp_health_check_failure_steers_new_flows():
         wait_until(lambda: "127.0.0.11:%d state healthy -> unhealthy" %
                    targets[0].port in nlbd.events(), timeout=10,
                    what="the first target unhealthy")
-        time.sleep(0.2)  # the snapshot reaches the workers
+        # The new state reaches the workers in their next snapshot: wait
+        # until ten new flows in a row avoid the first target (by chance:
+        # one in a thousand).
+        probes = []
+
+        def steered():
+            batch = [client("127.0.0.1", port) for _ in range(10)]
+            probes.extend(batch)
+            return {name_of(c) for c in batch} == {"127.0.0.12"}
+        wait_until(steered, timeout=10, interval=0.05,
+                   what="new flows steered off the first target")
         fresh = [client("127.0.0.1", port) for _ in range(40)]
         assert {name_of(c) for c in fresh} == {"127.0.0.12"}
         # Flows already on the unhealthy target stay there.
         assert [name_of(c) for c in clients] == before
-        for c in clients + fresh:
+        for c in clients + fresh + probes:
             c.close()
 
 
@@ -411,7 +421,10 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
     target = UdpTarget("t")
     port, api_port = free_port(), free_port()
     config = (api_config(api_port) + "max_flows = 50;\n" +
-              udp_config(port, [target.address], extra_lb="idle_timeout = 60;"))
+              udp_config(port, [target.address],
+                         extra_lb="idle_timeout = 3600;"))
+    # The flows of the first flood must outlive the whole test (a slow,
+    # sanitized run included): an idle timeout far past its hard timeout.
     with Nlbd(config).start() as nlbd:
         def placed():
             m = metrics(api_port)
@@ -434,7 +447,14 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
                            what="%d datagrams placed or dropped" %
                            target_count)
             return socks
+        started = time.monotonic()
         first = flood(600)
+        # A flow is counted when made and its datagram a moment later, when
+        # sent: a worker preempted in between (a loaded machine) shows the
+        # first without the second, so wait for the datagrams.
+        wait_until(lambda: metrics(api_port).get(
+            'nlb_udp_datagrams_total{direction="up"}') == 50, timeout=5,
+            what="50 datagrams up")
         m = metrics(api_port)
         assert m["nlb_udp_flows"] == 50, m["nlb_udp_flows"]
         assert m["nlb_flows_active"] == 50, m["nlb_flows_active"]
@@ -455,7 +475,11 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
         if not sanitized():
             assert grown < 1024, "RSS grew %d KiB past the bound" % grown
         assert metrics(api_port)["nlb_udp_flows"] == 50
-        assert nlbd.events().count("refusing new flows") == 1, nlbd.events()
+        # Said once a minute at most: once, unless this run was slow
+        # enough to span another minute.
+        said = nlbd.events().count("refusing new flows")
+        allowed = 1 + int((time.monotonic() - started) // 60)
+        assert 1 <= said <= allowed, (said, allowed, nlbd.events())
         for s in first + second:
             s.close()
 
@@ -507,7 +531,12 @@ def test_tcp_udp_listens_for_both_on_one_port():
             t.close()
             u.close()
         assert same == 20, same
-        lines = nlbd.wait_access(40, timeout=10)
+        # The UDP flows end a second after their datagram; the probe of
+        # start(wait_port=...) is a TCP line too, so 40 lines may come
+        # before the last UDP one: wait for the 20 UDP lines themselves.
+        lines = wait_until(
+            lambda: sum("proto=udp" in l for l in nlbd.access()) >= 20 and
+            nlbd.access(), timeout=10, what="20 UDP access-log lines")
         assert sum("proto=udp" in l for l in lines) == 20, lines
         assert sum("proto=udp" not in l for l in lines) >= 20, lines
     for s in tcp:
