@@ -288,3 +288,51 @@ int reg_target_address_normalize(const char *in, char *out, size_t len)
   snprintf(out, len, family == AF_INET ? "%s:%u" : "[%s]:%u", host, port);
   return 0;
 }
+
+int reg_target_address_value(const char *target, int *family, u128 *value)
+{
+  char host[REG_ADDR_BUF];
+  const char *h = target, *end;
+  struct reg_addr_key key;
+  size_t hlen;
+
+  if (target == NULL)
+    return -EINVAL;
+  if (target[0] == '[') {
+    h = target + 1;
+    end = strchr(h, ']');
+  } else {
+    end = strrchr(target, ':');
+  }
+  if (end == NULL || (hlen = (size_t)(end - h)) == 0 || hlen >= sizeof(host))
+    return -EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  if (parse_address(host, target[0] == '[' ? AF_INET6 : AF_INET, &key, family) <
+      0)
+    return -EINVAL;
+  *value = key_to_u128(&key);
+  return 0;
+}
+
+bool reg_range_holds_target(int family, u128 low, u128 high, const char *target)
+{
+  int target_family;
+  u128 value;
+
+  return family != 0 &&
+         reg_target_address_value(target, &target_family, &value) == 0 &&
+         target_family == family && value >= low && value <= high;
+}
+
+int reg_refuse_preserved_inside(const char *field, const char *group,
+                                const char *target, const char *network,
+                                const char *range, struct reg_error *err)
+{
+  return reg_set_error(
+      err, -EBUSY, field,
+      "preserve_client_ip cannot work for target %s of target group %s: it "
+      "is inside network %s (%s), so it would answer that network's clients "
+      "directly, not through nlb",
+      target, group, network, range);
+}

@@ -24,10 +24,58 @@ static int record_target_event(struct reg *reg, enum reg_event_type type,
   return reg->ops->event_append(reg->store, &ev);
 }
 
+/* ---- preserve_client_ip and networks ------------------------------------ */
+
+/* A target of a preserve_client_ip group answers the client's own address;
+ * inside a network's range it would answer that network's clients
+ * directly, not through nlb, and their flows would hang (docs/config.md).
+ * The config's own check covers its networks and targets; this one a
+ * target the API registers, tenancy.c's a network the API makes. */
+
+/* Target t of a preserve_client_ip group lies in no network's range (the
+ * config's or the API's); called in the registering transaction. */
+static int check_preserved_target(struct reg *reg, const struct reg_target *t,
+                                  struct reg_error *err)
+{
+  const struct config *cfg = &reg->config;
+  struct reg_network_info *nets = NULL;
+  size_t n = 0;
+  int r;
+
+  if (!reg_preserves_client_ip(cfg, t->target_group))
+    return 0;
+  for (size_t i = 0; i < cfg->n_networks; i++) {
+    const struct config_network *net = &cfg->networks[i];
+    if (reg_range_holds_target(net->family, net->low, net->high, t->address))
+      return reg_refuse_preserved_inside("address", t->target_group, t->address,
+                                         net->name, net->range_text, err);
+  }
+  if ((r = reg->ops->network_list(reg->store, &nets, &n)) < 0)
+    return reg_store_error(reg, err, r);
+  for (size_t i = 0; i < n && r == 0; i++) {
+    int family;
+    u128 low, high;
+    unsigned prefix;
+    if (reg_parse_cidr(nets[i].range, false, &family, &low, &high, &prefix) ==
+            0 &&
+        reg_range_holds_target(family, low, high, t->address))
+      r = reg_refuse_preserved_inside("address", t->target_group, t->address,
+                                      nets[i].name, nets[i].range, err);
+  }
+  reg_networks_free(nets, n);
+  return r;
+}
+
+/* ---- registering --------------------------------------------------------- */
+
 static int register_target(struct reg *reg, const struct reg_actor *actor,
                            const struct reg_target *t, struct reg_error *err)
 {
-  int r = reg->ops->target_insert(reg->store, t);
+  int r = check_preserved_target(reg, t, err);
+
+  if (r < 0)
+    return r;
+  r = reg->ops->target_insert(reg->store, t);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "address",

@@ -26,6 +26,10 @@ static void config_free(struct config *config)
   for (size_t i = 0; i < config->n_load_balancers; i++)
     free(config->load_balancers[i].ports);
   reg_strings_free(config->target_groups, config->n_target_groups);
+  reg_strings_free(config->preserve_groups, config->n_preserve_groups);
+  reg_strings_free(config->preserve_targets, config->n_preserve_targets);
+  reg_strings_free(config->preserve_target_groups,
+                   config->n_preserve_target_groups);
   free(config->principals);
   free(config->networks);
   free(config->load_balancers);
@@ -217,13 +221,26 @@ static int config_copy(struct config *dst, const struct reg_config *src,
   dst->networks = calloc(src->n_networks + 1, sizeof(*dst->networks));
   dst->load_balancers =
       calloc(src->n_load_balancers + 1, sizeof(*dst->load_balancers));
+  /* Counted first: a list a failed copy left NULL frees as nothing. */
+  dst->n_target_groups = src->n_target_groups;
+  dst->n_preserve_groups = src->n_preserve_client_ip_groups;
+  dst->n_preserve_targets = src->n_preserve_client_ip_targets;
+  dst->n_preserve_target_groups = src->n_preserve_client_ip_targets;
   if (!dst->principals || !dst->networks || !dst->load_balancers ||
       reg_strings_copy(src->target_groups, src->n_target_groups,
-                       &dst->target_groups) < 0) {
+                       &dst->target_groups) < 0 ||
+      reg_strings_copy(src->preserve_client_ip_groups,
+                       src->n_preserve_client_ip_groups,
+                       &dst->preserve_groups) < 0 ||
+      reg_strings_copy(src->preserve_client_ip_targets,
+                       src->n_preserve_client_ip_targets,
+                       &dst->preserve_targets) < 0 ||
+      reg_strings_copy(src->preserve_client_ip_target_groups,
+                       src->n_preserve_client_ip_targets,
+                       &dst->preserve_target_groups) < 0) {
     r = reg_set_error(err, -ENOMEM, NULL, "out of memory");
     goto fail_free;
   }
-  dst->n_target_groups = src->n_target_groups;
   if ((r = copy_principals(dst, src, err)) < 0 ||
       (r = copy_networks(dst, src, err)) < 0 ||
       (r = copy_load_balancers(dst, src, err)) < 0)

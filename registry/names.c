@@ -345,6 +345,14 @@ bool reg_has_target_group(const struct config *c, const char *name)
   return false;
 }
 
+bool reg_preserves_client_ip(const struct config *c, const char *name)
+{
+  for (size_t i = 0; i < c->n_preserve_groups; i++)
+    if (strcmp(c->preserve_groups[i], name) == 0)
+      return true;
+  return false;
+}
+
 /* ---- checks of names ---------------------------------------------------- */
 
 bool reg_name_like_endpoint_id(const char *s)

@@ -48,6 +48,12 @@ struct config {
   size_t n_load_balancers;
   char **target_groups;
   size_t n_target_groups;
+  char **preserve_groups; /* reg_config.preserve_client_ip_groups */
+  size_t n_preserve_groups;
+  char **preserve_targets; /* reg_config.preserve_client_ip_targets */
+  size_t n_preserve_targets;
+  char **preserve_target_groups; /* the group of each */
+  size_t n_preserve_target_groups;
   int64_t pending_expiry_ms;
   uint32_t service_quota; /* services per provider; 0: no limit */
   char node[REG_NAME_BUF];
@@ -152,6 +158,19 @@ bool reg_has_target_group(const struct config *c, const char *name);
 /* Whether s's allowed_principals hold consumer or "*". */
 bool reg_service_allows(const struct reg_service *s, const char *consumer);
 
+/* Whether the config's target group name has preserve_client_ip. */
+bool reg_preserves_client_ip(const struct config *c, const char *name);
+
+/* Whether target (HOST:PORT) is of family and within [low, high]
+ * (address.c). */
+bool reg_range_holds_target(int family, u128 low, u128 high,
+                            const char *target);
+/* -EBUSY, err saying that target of group cannot keep the client's
+ * address inside network (range); field names the offending input. */
+int reg_refuse_preserved_inside(const char *field, const char *group,
+                                const char *target, const char *network,
+                                const char *range, struct reg_error *err);
+
 /* ---- config (core.c) ---- */
 /* Checks and copies a network's spec (config or API) into *dst; on failure
  * *dst's principals are still the caller's to free. */
@@ -232,6 +251,9 @@ int reg_endpoint_dns_names(struct reg *reg, struct reg_endpoint *e);
  * must be zero. */
 int reg_parse_cidr(const char *s, bool bare_ok, int *family, u128 *low,
                    u128 *high, unsigned *prefix);
+/* The IP of a target "IP:PORT" or "[IPv6]:PORT" as a key value; -EINVAL
+ * when it is none. */
+int reg_target_address_value(const char *target, int *family, u128 *value);
 /* Validates allowed_sources into canonical "ADDR/LEN" strings. */
 int reg_sources_normalize(const char *const *src, size_t n, char ***out,
                           struct reg_error *err);

@@ -375,11 +375,48 @@ void reg_networks_free(struct reg_network_info *networks, size_t n)
   free(networks);
 }
 
+/* -EBUSY, err saying why, when net's range holds a target of a
+ * preserve_client_ip group (the config's or one registered); called in the
+ * transaction that makes net. */
+static int check_network_for_preserved_targets(
+    struct reg *reg, const struct reg_network_info *net, struct reg_error *err)
+{
+  const struct config *cfg = &reg->config;
+  struct reg_target *targets = NULL;
+  size_t n = 0;
+  int family, r;
+  u128 low, high;
+  unsigned prefix;
+
+  if (cfg->n_preserve_groups == 0 ||
+      reg_parse_cidr(net->range, false, &family, &low, &high, &prefix) < 0)
+    return 0;
+  for (size_t i = 0; i < cfg->n_preserve_targets; i++)
+    if (reg_range_holds_target(family, low, high, cfg->preserve_targets[i]))
+      return reg_refuse_preserved_inside(
+          "range", cfg->preserve_target_groups[i], cfg->preserve_targets[i],
+          net->name, net->range, err);
+  if ((r = reg->ops->target_list(reg->store, &targets, &n)) < 0)
+    return reg_store_error(reg, err, r);
+  for (size_t i = 0; i < n && r == 0; i++)
+    if (reg_preserves_client_ip(cfg, targets[i].target_group) &&
+        reg_range_holds_target(family, low, high, targets[i].address))
+      r = reg_refuse_preserved_inside("range", targets[i].target_group,
+                                      targets[i].address, net->name, net->range,
+                                      err);
+  free(targets);
+  return r;
+}
+
 static int create_network(struct reg *reg, const char *by,
                           const struct reg_network_info *net,
                           struct reg_error *err)
 {
-  int r = reg->ops->network_insert(reg->store, net);
+  int r = check_network_for_preserved_targets(reg, net, err);
+
+  if (r < 0)
+    return r;
+  r = reg->ops->network_insert(reg->store, net);
 
   if (r == -EEXIST)
     return reg_set_error(err, r, "name", "a network named %s exists",

@@ -261,6 +261,17 @@ struct reg_config {
   /* Target groups that targets may be registered in at run time. */
   const char *const *target_groups;
   size_t n_target_groups;
+  /* Those of target_groups whose targets see the client's own address
+   * (preserve_client_ip), and their configured targets ("IP:PORT"). Such
+   * a target must lie in no network's range (it would answer that
+   * network's clients directly): a network whose range holds one, and a
+   * target registered in such a group inside a network, are refused
+   * (-EBUSY). */
+  const char *const *preserve_client_ip_groups;
+  size_t n_preserve_client_ip_groups;
+  const char *const *preserve_client_ip_targets;
+  const char *const *preserve_client_ip_target_groups; /* of each target */
+  size_t n_preserve_client_ip_targets;
   /* This node's name (placements, heartbeats); NULL or "": "local". */
   const char *node;
   /* This node's version, recorded with its heartbeat. */

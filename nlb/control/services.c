@@ -38,6 +38,10 @@ struct reg_view {
   struct reg_network *networks;
   struct reg_load_balancer *load_balancers;
   const char **target_groups;
+  const char **preserve_groups;  /* reg_config.preserve_client_ip_groups */
+  const char **preserve_targets; /* texts in preserve_text */
+  const char **preserve_target_groups;
+  char (*preserve_text)[NLB_ADDR_TEXT_MAX];
   uint16_t **ports;
   size_t n_load_balancers;
   struct reg_netns_mapping node_networks[REG_NODE_NETWORKS_MAX];
@@ -52,6 +56,10 @@ static void free_view(struct reg_view *view)
   free(view->ports);
   free(view->load_balancers);
   free(view->target_groups);
+  free(view->preserve_groups);
+  free(view->preserve_targets);
+  free(view->preserve_target_groups);
+  free(view->preserve_text);
 }
 
 static int view_load_balancers(const struct nlb_config *cfg,
@@ -77,6 +85,44 @@ static int view_load_balancers(const struct nlb_config *cfg,
   return 0;
 }
 
+/* The preserve_client_ip groups and their configured targets. */
+static int view_preserve_client_ip(const struct nlb_config *cfg,
+                                   struct reg_view *view)
+{
+  size_t n_targets = 0, n_groups = 0;
+
+  for (size_t i = 0; i < cfg->n_target_groups; i++)
+    if (cfg->target_groups[i].preserve_client_ip)
+      n_targets += cfg->target_groups[i].n_targets;
+  view->preserve_groups =
+      calloc(cfg->n_target_groups + 1, sizeof(*view->preserve_groups));
+  view->preserve_targets = calloc(n_targets + 1, sizeof(char *));
+  view->preserve_target_groups = calloc(n_targets + 1, sizeof(char *));
+  view->preserve_text = calloc(n_targets + 1, sizeof(*view->preserve_text));
+  if (!view->preserve_groups || !view->preserve_targets ||
+      !view->preserve_target_groups || !view->preserve_text)
+    return -ENOMEM;
+  n_targets = 0;
+  for (size_t i = 0; i < cfg->n_target_groups; i++) {
+    const struct nlb_config_target_group *tg = &cfg->target_groups[i];
+    if (!tg->preserve_client_ip)
+      continue;
+    view->preserve_groups[n_groups++] = tg->name;
+    for (size_t t = 0; t < tg->n_targets; t++, n_targets++) {
+      view->preserve_targets[n_targets] = nlb_addr_format(
+          &tg->targets[t].address, view->preserve_text[n_targets],
+          sizeof(view->preserve_text[n_targets]));
+      view->preserve_target_groups[n_targets] = tg->name;
+    }
+  }
+  view->cfg.preserve_client_ip_groups = view->preserve_groups;
+  view->cfg.n_preserve_client_ip_groups = n_groups;
+  view->cfg.preserve_client_ip_targets = view->preserve_targets;
+  view->cfg.preserve_client_ip_target_groups = view->preserve_target_groups;
+  view->cfg.n_preserve_client_ip_targets = n_targets;
+  return 0;
+}
+
 static int build_view(const struct nlb_config *cfg, struct reg_view *view)
 {
   memset(view, 0, sizeof(*view));
@@ -89,7 +135,8 @@ static int build_view(const struct nlb_config *cfg, struct reg_view *view)
       calloc(cfg->n_target_groups + 1, sizeof(*view->target_groups));
   if (!view->principals || !view->networks || !view->load_balancers ||
       !view->ports || !view->target_groups ||
-      view_load_balancers(cfg, view) < 0) {
+      view_load_balancers(cfg, view) < 0 ||
+      view_preserve_client_ip(cfg, view) < 0) {
     free_view(view);
     return -ENOMEM;
   }

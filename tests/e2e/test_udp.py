@@ -11,6 +11,7 @@ Real sockets on loopback: UDP targets are threads answering NAME|payload;
 nlbd is the built one. Stdlib only; every test has a hard timeout
 (nlbtest.run) and stops everything it started."""
 
+import hashlib
 import os
 import re
 import select
@@ -363,12 +364,22 @@ def test_udp_health_check_failure_steers_new_flows():
         wait_until(lambda: "127.0.0.11:%d state healthy -> unhealthy" %
                    targets[0].port in nlbd.events(), timeout=10,
                    what="the first target unhealthy")
-        time.sleep(0.2)  # the snapshot reaches the workers
+        # The new state reaches the workers in their next snapshot: wait
+        # until ten new flows in a row avoid the first target (by chance:
+        # one in a thousand).
+        probes = []
+
+        def steered():
+            batch = [client("127.0.0.1", port) for _ in range(10)]
+            probes.extend(batch)
+            return {name_of(c) for c in batch} == {"127.0.0.12"}
+        wait_until(steered, timeout=10, interval=0.05,
+                   what="new flows steered off the first target")
         fresh = [client("127.0.0.1", port) for _ in range(40)]
         assert {name_of(c) for c in fresh} == {"127.0.0.12"}
         # Flows already on the unhealthy target stay there.
         assert [name_of(c) for c in clients] == before
-        for c in clients + fresh:
+        for c in clients + fresh + probes:
             c.close()
 
 
@@ -410,7 +421,10 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
     target = UdpTarget("t")
     port, api_port = free_port(), free_port()
     config = (api_config(api_port) + "max_flows = 50;\n" +
-              udp_config(port, [target.address], extra_lb="idle_timeout = 60;"))
+              udp_config(port, [target.address],
+                         extra_lb="idle_timeout = 3600;"))
+    # The flows of the first flood must outlive the whole test (a slow,
+    # sanitized run included): an idle timeout far past its hard timeout.
     with Nlbd(config).start() as nlbd:
         def placed():
             m = metrics(api_port)
@@ -433,7 +447,14 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
                            what="%d datagrams placed or dropped" %
                            target_count)
             return socks
+        started = time.monotonic()
         first = flood(600)
+        # A flow is counted when made and its datagram a moment later, when
+        # sent: a worker preempted in between (a loaded machine) shows the
+        # first without the second, so wait for the datagrams.
+        wait_until(lambda: metrics(api_port).get(
+            'nlb_udp_datagrams_total{direction="up"}') == 50, timeout=5,
+            what="50 datagrams up")
         m = metrics(api_port)
         assert m["nlb_udp_flows"] == 50, m["nlb_udp_flows"]
         assert m["nlb_flows_active"] == 50, m["nlb_flows_active"]
@@ -454,7 +475,11 @@ def test_udp_flood_of_new_tuples_is_bounded_and_counted():
         if not sanitized():
             assert grown < 1024, "RSS grew %d KiB past the bound" % grown
         assert metrics(api_port)["nlb_udp_flows"] == 50
-        assert nlbd.events().count("refusing new flows") == 1, nlbd.events()
+        # Said once a minute at most: once, unless this run was slow
+        # enough to span another minute.
+        said = nlbd.events().count("refusing new flows")
+        allowed = 1 + int((time.monotonic() - started) // 60)
+        assert 1 <= said <= allowed, (said, allowed, nlbd.events())
         for s in first + second:
             s.close()
 
@@ -506,7 +531,12 @@ def test_tcp_udp_listens_for_both_on_one_port():
             t.close()
             u.close()
         assert same == 20, same
-        lines = nlbd.wait_access(40, timeout=10)
+        # The UDP flows end a second after their datagram; the probe of
+        # start(wait_port=...) is a TCP line too, so 40 lines may come
+        # before the last UDP one: wait for the 20 UDP lines themselves.
+        lines = wait_until(
+            lambda: sum("proto=udp" in l for l in nlbd.access()) >= 20 and
+            nlbd.access(), timeout=10, what="20 UDP access-log lines")
         assert sum("proto=udp" in l for l in lines) == 20, lines
         assert sum("proto=udp" not in l for l in lines) >= 20, lines
     for s in tcp:
@@ -574,6 +604,81 @@ def test_preserve_client_ip_where_it_cannot_work_is_refused():
             '(10.1.0.0/24, line 1)' % path) in p.stderr, p.stderr
 
 
+def test_preserve_client_ip_where_it_cannot_work_is_refused_by_the_api():
+    """The same rule for what the API adds: a target registered in a
+    preserve_client_ip group inside a network's range (the config's or one
+    made through the API), and a network made through the API whose range
+    holds such a target (configured or registered), are refused with 409
+    InvalidState naming both; a group without the setting, and ranges
+    apart, are not."""
+    if os.geteuid() != 0:
+        raise nlbtest.Skip("preserve_client_ip needs CAP_NET_ADMIN (root)")
+    port, api = free_port(), free_port()
+    d = Nlbd("", workers=1)
+    d.write_config(
+        'api = { listen = "127.0.0.1:%d"; };\n'
+        'registry = { path = "%s"; };\n'
+        'principals = ( { name = "ops"; role = "operator";\n'
+        '  token_sha256 = "%s"; } );\n'
+        'networks = ( { name = "shop-vpc"; range = "10.1.0.0/24"; } );\n'
+        'target_groups = (\n'
+        '  { name = "tg"; preserve_client_ip = true;\n'
+        '    targets = ( { address = "10.2.0.5:53"; } ); },\n'
+        '  { name = "plain"; } );\n'
+        'load_balancers = ( { name = "lb"; listeners = (\n'
+        '  { port = %d; bind = "127.0.0.1"; protocol = "udp";\n'
+        '    target_group = "tg"; } ); } );\n'
+        % (api, os.path.join(d.dir, "registry.db"),
+           hashlib.sha256(b"ops-token").hexdigest(), port))
+
+    def call(method, path, body):
+        return nlbtest.api_request(api, method, path, "ops-token", body)
+
+    def refused(answer, *words):
+        status, body = answer
+        assert status == 409, answer
+        assert body["error"]["code"] == "InvalidState", answer
+        message = body["error"]["message"]
+        for word in ("preserve_client_ip cannot work",) + words:
+            assert word in message, (word, message)
+
+    with d:
+        d.start()
+        wait_until(lambda: call("GET", "/v1/whoami", None)[0] == 200,
+                   what="the API")
+        # Inside the config's network.
+        refused(call("POST", "/v1/target-groups/tg/targets",
+                     {"address": "10.1.0.7:53"}),
+                "target 10.1.0.7:53 of target group tg",
+                "inside network shop-vpc (10.1.0.0/24)")
+        assert call("POST", "/v1/target-groups/plain/targets",
+                    {"address": "10.1.0.7:53"})[0] == 201
+        # A network holding the configured target.
+        refused(call("POST", "/v1/networks",
+                     {"name": "lab", "range": "10.2.0.0/16"}),
+                "target 10.2.0.5:53 of target group tg",
+                "inside network lab (10.2.0.0/16)")
+        # A target inside a network the API made.
+        assert call("POST", "/v1/networks",
+                    {"name": "lab", "range": "10.3.0.0/24"})[0] == 201
+        refused(call("POST", "/v1/target-groups/tg/targets",
+                     {"address": "10.3.0.9:53"}),
+                "target 10.3.0.9:53", "inside network lab (10.3.0.0/24)")
+        # A network holding a registered target.
+        assert call("POST", "/v1/target-groups/tg/targets",
+                    {"address": "10.4.0.9:53"})[0] == 201
+        refused(call("POST", "/v1/networks",
+                     {"name": "lab2", "range": "10.4.0.0/24"}),
+                "target 10.4.0.9:53 of target group tg",
+                "inside network lab2 (10.4.0.0/24)")
+        assert call("POST", "/v1/networks",
+                    {"name": "lab2", "range": "10.5.0.0/24"})[0] == 201
+        status, groups = call("GET", "/v1/target-groups/tg", None)
+        assert status == 200, groups
+        assert sorted(t["address"] for t in groups["targets"]) == [
+            "10.2.0.5:53", "10.4.0.9:53"], groups
+
+
 if __name__ == "__main__":
     run([test_udp_flows_stick_to_a_target_and_spread,
          test_udp_answers_leave_from_the_address_sent_to,
@@ -588,4 +693,5 @@ if __name__ == "__main__":
          test_tcp_udp_listens_for_both_on_one_port,
          test_udp_bad_protocol_name_is_refused_with_its_line,
          test_udp_with_proxy_protocol_is_refused,
-         test_preserve_client_ip_where_it_cannot_work_is_refused])
+         test_preserve_client_ip_where_it_cannot_work_is_refused,
+         test_preserve_client_ip_where_it_cannot_work_is_refused_by_the_api])
