@@ -1014,12 +1014,13 @@ static void test_config_listener_protocols(void)
   CU_ASSERT_PTR_NULL(nlb_protocol_kinds(NLB_PROTOCOL_TCP_UDP)[2]);
   CU_ASSERT_EQUAL(nlb_protocol_parse("quic"), -1);
   nlb_protocol_list(names, sizeof(names));
-  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp");
+  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp, tls");
   expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
                   "load_balancers = ( { name = \"lb\"; listeners = (\n"
                   "  { port = 53; target_group = \"tg\";\n"
                   "    protocol = \"dtls\"; } ); } );\n",
-                  4, "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp)");
+                  4,
+                  "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp, tls)");
 }
 
 /* node.networks: this node's namespaces for networks made through the
