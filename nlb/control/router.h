@@ -131,6 +131,7 @@ struct nlb_router_listener {
   uint16_t port;
   const char *endpoint_id; /* NULL for a load balancer's own listener */
   const struct nlb_listener_stats *stats;
+  const struct nlb_tls_server *tls; /* a TLS listener's; NULL otherwise */
 };
 
 /* Listeners (load balancers' own and endpoints'), for metrics: index runs
