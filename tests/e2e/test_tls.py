@@ -426,8 +426,83 @@ def test_session_resumption():
         assert all(f["end"] == "client_fin" for f in fields), fields
 
 
+def test_endpoint_listener_terminates_tls():
+    """A consumer's endpoint listener in its own network namespace, on the
+    port of a TLS listener, terminates TLS with that listener's
+    certificates: the consumer verifies the provider's name and reaches
+    the target; the access line names the endpoint. Needs root and
+    `ip netns` (SKIP otherwise)."""
+    require_openssl()
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        from nlbtest import Skip
+        raise Skip("needs root and ip (network namespaces)")
+    import netnstest
+    import nlbtest
+    pki, certs = standard_pki()
+    server = Server(echo_handler)
+    ns = netnstest.name("tlsshop")
+    netnstest.netns_add(ns)
+    port, api_port = free_port(), free_port()
+    tokens = {"prov": ("provider", "prov-tls"), "shop": ("consumer",
+                                                         "shop-tls")}
+    principals = ",\n".join(
+        '{ name = "%s"; role = "%s"; token_sha256 = "%s"; }' % (
+            n, role, hashlib.sha256(t.encode()).hexdigest())
+        for n, (role, t) in tokens.items())
+    certificates = ", ".join('{ cert = "%s"; key = "%s"; }' % c
+                             for c in certs)
+    config = """api = { listen = "127.0.0.1:%d"; };
+registry = { path = "%s/registry.db"; };
+principals = ( %s );
+networks = ( { name = "shop-vpc"; netns = "%s"; range = "127.91.0.0/24";
+               principals = [ "shop" ]; } );
+target_groups = ( { name = "tg"; targets = ( { address = "%s"; } ); } );
+load_balancers = ( { name = "lb"; listeners = ( { port = %d;
+  target_group = "tg"; protocol = "tls";
+  tls = { certificates = ( %s ); }; } ); } );
+""" % (api_port, pki.dir, principals, ns, server.address, port, certificates)
+
+    def call(who, method, path, body, status):
+        code, value = nlbtest.api_request(api_port, method, path,
+                                          tokens[who][1], body)
+        assert code == status, (method, path, code, value)
+        return value
+    try:
+        with Nlbd(config).start(wait_port=api_port) as nlbd:
+            call("prov", "POST", "/v1/services", {
+                "name": "web", "load_balancer": "lb",
+                "acceptance_required": False,
+                "allowed_principals": ["shop"]}, 201)
+            endpoint = call("shop", "POST", "/v1/endpoints", {
+                "service": "web", "network": "shop-vpc",
+                "address": "127.91.0.10"}, 201)
+
+            def consumer_echo():
+                raw = netnstest.ns_connect(ns, "127.91.0.10", port)
+                with client_context(pki).wrap_socket(
+                        raw, server_hostname="a.example.test") as s:
+                    echo_once(s, b"through the endpoint\n")
+                    return peer_names(s)
+            names = wait_until(lambda: _quietly(consumer_echo), timeout=10,
+                               what="a TLS flow through the endpoint")
+            assert names == ["a.example.test"], names
+            line = nlbd.wait_access(1)[-1]
+            assert endpoint["id"] in line and "sni=a.example.test" in line, \
+                line
+    finally:
+        netnstest.netns_del(ns)
+
+
+def _quietly(fn):
+    try:
+        return fn()
+    except OSError:
+        return None
+
+
 if __name__ == "__main__":
     run([test_certificate_by_sni_and_alpn, test_curl_through_tls_listener,
          test_proxy_v2_tls_tlvs, test_reencrypt_verifies_target,
          test_reload_keeps_running_flows, test_bad_clients,
-         test_session_resumption], timeout=90)
+         test_session_resumption, test_endpoint_listener_terminates_tls],
+        timeout=90)
