@@ -112,8 +112,22 @@ load_balancers = ( { name = "lb"; listeners = ( {
        port, listener_extra, certificates, tls_extra)
 
 
+class CheckedNlbd(Nlbd):
+    """An Nlbd that must exit 0 with no sanitizer report (memory errors,
+    leaks, undefined behaviour) once stopped."""
+
+    def __exit__(self, exc_type, *rest):
+        status = self.stop()
+        if exc_type is None:
+            report = [l for l in self.stderr().splitlines()
+                      if "Sanitizer" in l or "runtime error:" in l]
+            assert not report, "nlbd: %s\n%s" % (report[0],
+                                                  self.stderr()[-3000:])
+            assert status == 0, "nlbd exited %r" % status
+
+
 def start_tls(body, port, health_port=None):
-    nlbd = Nlbd(body)
+    nlbd = CheckedNlbd(body)
     nlbd.start()
     # TLS listeners are probed by a TLS client, not a bare connect (which
     # would count as a failed handshake).
@@ -468,7 +482,7 @@ load_balancers = ( { name = "lb"; listeners = ( { port = %d;
         assert code == status, (method, path, code, value)
         return value
     try:
-        with Nlbd(config).start(wait_port=api_port) as nlbd:
+        with CheckedNlbd(config).start(wait_port=api_port) as nlbd:
             call("prov", "POST", "/v1/services", {
                 "name": "web", "load_balancer": "lb",
                 "acceptance_required": False,
