@@ -174,6 +174,15 @@ def test_certificate_by_sni_and_alpn():
             assert s.selected_alpn_protocol() == "http/1.1"
             assert s.version() in ("TLSv1.3", "TLSv1.2")
             echo_once(s)
+        # TLS 1.2 too, with the listener's default suites (ECDHE, AEAD).
+        old = client_context(pki)
+        old.maximum_version = ssl.TLSVersion.TLSv1_2
+        with tls_connect(port, old, "a.example.test") as s:
+            assert s.version() == "TLSv1.2", s.version()
+            assert s.cipher()[0].startswith("ECDHE-ECDSA-"), s.cipher()
+            echo_once(s)
+        # The start says whether kTLS carries the records.
+        assert "kTLS " in nlbd.events(), nlbd.events()[-2000:]
         # openssl s_client, no SNI at all: the default certificate.
         out = subprocess.run(
             [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port,
@@ -183,7 +192,7 @@ def test_certificate_by_sni_and_alpn():
         assert "CN = default.example.test" in out, out
         assert "ALPN protocol: h2" in out, out
         assert "Verify return code: 0 (ok)" in out, out
-        lines = nlbd.wait_access(7)
+        lines = nlbd.wait_access(8)
         fields = [access_fields(l) for l in lines]
         by_sni = {f["sni"]: f for f in fields}
         assert set(by_sni) >= {"a.example.test", "x.w.example.test", "-"}, \
@@ -440,6 +449,71 @@ def test_session_resumption():
         assert all(f["end"] == "client_fin" for f in fields), fields
 
 
+def test_half_close_and_resets_carried_across():
+    """A target that closes its side (FIN) after answering: the client
+    gets the answer and the end of the stream (close_notify), and what it
+    sends after that still reaches the target (half-close,
+    end=target_fin); a target's reset reaches the client as a reset
+    (end=target_reset)."""
+    require_openssl()
+    pki, certs = standard_pki()
+    received = []
+
+    def answer_then_fin(conn):
+        conn.sendall(b"hello")
+        conn.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        received.append(data)
+
+    def reset_after_bytes(conn):
+        conn.recv(100)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    for handler, check in [(answer_then_fin, "fin"),
+                           (reset_after_bytes, "reset")]:
+        server = Server(handler)
+        port = free_port()
+        body = tls_config(port, [server.address], certs)
+        with start_tls(body, port) as nlbd:
+            mark = len(nlbd.access())
+            s = tls_connect(port, client_context(pki), "a.example.test")
+            if check == "fin":
+                got = b""
+                while True:
+                    chunk = s.recv(100)
+                    if not chunk:
+                        break
+                    got += chunk
+                assert got == b"hello", got
+                s.sendall(b"after your fin")
+                s.close()
+                wait_until(lambda: received, what="the target's read")
+                assert received == [b"after your fin"], received
+                end = "target_fin"
+            else:
+                s.sendall(b"x")
+                # Below TLS: the client's socket is reset, not closed.
+                raw = socket.socket(fileno=os.dup(s.fileno()))
+                raw.settimeout(5)
+                try:
+                    while raw.recv(65536):
+                        pass
+                    raise AssertionError("closed, not reset")
+                except ConnectionResetError:
+                    pass
+                raw.close()
+                s.close()
+                end = "target_reset"
+            line = nlbd.wait_access_since(mark, 1)[0]
+            assert access_fields(line)["end"] == end, line
+        server.stop()
+
+
 def test_endpoint_listener_terminates_tls():
     """A consumer's endpoint listener in its own network namespace, on the
     port of a TLS listener, terminates TLS with that listener's
@@ -518,5 +592,6 @@ if __name__ == "__main__":
     run([test_certificate_by_sni_and_alpn, test_curl_through_tls_listener,
          test_proxy_v2_tls_tlvs, test_reencrypt_verifies_target,
          test_reload_keeps_running_flows, test_bad_clients,
-         test_session_resumption, test_endpoint_listener_terminates_tls],
+         test_session_resumption, test_half_close_and_resets_carried_across,
+         test_endpoint_listener_terminates_tls],
         timeout=90)
