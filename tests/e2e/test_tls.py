@@ -18,8 +18,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nlbtest import (Nlbd, Server, TOP_SRCDIR, echo_handler, free_port,  # noqa
-                     http_handler, recv_exact, run, wait_until)
+from nlbtest import (NLBD, Nlbd, Server, TOP_SRCDIR, echo_handler,  # noqa
+                     free_port, http_handler, recv_exact, run, wait_until)
 
 OPENSSL = shutil.which("openssl")
 
@@ -375,6 +375,12 @@ def test_reload_keeps_running_flows():
             f.write("not a certificate\n")
         nlbd.reload(expect="reload rejected")
         assert certs[1][0] in nlbd.events(), nlbd.events()[-2000:]
+        # nlbd -t reads the files too.
+        checked = subprocess.run([NLBD, "-t", "-c", nlbd.config_path],
+                                 capture_output=True, text=True, timeout=10)
+        assert checked.returncode == 2, checked
+        assert "cannot load certificate %s" % certs[1][0] in \
+            checked.stderr, checked.stderr
         with tls_connect(port, ctx, "a.example.test") as s:
             assert s.getpeercert()["serialNumber"] == new_serial
             echo_once(s)
