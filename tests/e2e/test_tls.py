@@ -333,8 +333,22 @@ def test_reencrypt_verifies_target():
         lines = nlbd.wait_access_since(mark, 1)
         assert access_fields(lines[-1])["end"] == "target_tls_failed", lines
         text = metrics(api_port)
-        assert ('nlb_tls_handshakes_total{lb="lb",listener="%d",'
-                'result="target_failed"} 1' % port) in text, text
+        labels = 'lb="lb",listener="%d"' % port
+        assert ('nlb_tls_handshakes_total{%s,result="target_failed"} 1' %
+                labels) in text, text
+        assert ('nlb_tls_handshakes_total{%s,result="ok"} 2' % labels) in \
+            text, text
+        assert 'nlb_tls_handshake_seconds_count{%s} 2' % labels in text
+        expiry = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                  if l.startswith("nlb_tls_certificate_expiry_timestamp_"
+                                  "seconds{%s," % labels)]
+        # Three certificates, made for two days.
+        assert len(expiry) == 3, text
+        assert all(0 < e - time.time() <= 2 * 86400 + 60 for e in expiry)
+        if shutil.which("promtool"):
+            lint = subprocess.run(["promtool", "check", "metrics"],
+                                  input=text, capture_output=True, text=True)
+            assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def metrics(api_port):
