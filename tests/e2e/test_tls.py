@@ -403,8 +403,8 @@ def test_reload_keeps_running_flows():
 
 
 def test_bad_clients():
-    """Plaintext on the TLS port is closed (end=tls_failed); a client that
-    stalls mid-handshake is closed at handshake_timeout
+    """Plaintext on the TLS port is closed (end=tls_failed), so is an
+    oversized ClientHello, at once; a client that stalls mid-handshake is closed at handshake_timeout
     (end=handshake_timeout); with unknown_sni = "refuse" an unknown name
     gets an alert."""
     require_openssl()
@@ -423,6 +423,15 @@ def test_bad_clients():
                 data = b""
             # At most a TLS alert record, never an HTTP answer.
             assert data == b"" or data[0] == 0x15, data
+        # A ClientHello that says it is 16 MiB long: refused at once, not
+        # waited for (end=tls_failed, not handshake_timeout).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"\x16\x03\x01\x00\x04\x01\xff\xff\xff")
+            try:
+                data = s.recv(100)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" or data[0] == 0x15, data
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"\x16\x03\x01\x00")  # a ClientHello that never ends
@@ -437,9 +446,9 @@ def test_bad_clients():
                 raise AssertionError("an unknown name was served")
         except ssl.SSLError as e:
             assert "UNRECOGNIZED_NAME" in str(e).upper(), e
-        lines = nlbd.wait_access(3)
+        lines = nlbd.wait_access(4)
         ends = [access_fields(l)["end"] for l in lines]
-        assert ends.count("tls_failed") == 2, ends
+        assert ends.count("tls_failed") == 3, ends
         assert ends.count("handshake_timeout") == 1, ends
 
 
