@@ -543,6 +543,34 @@ def test_half_close_and_resets_carried_across():
         server.stop()
 
 
+def test_bulk_both_ways_intact():
+    """8 MiB each way through one TLS flow at once (the echo target sends
+    back while the client still sends), intact and in order."""
+    require_openssl()
+    pki, certs = standard_pki()
+    server = Server(echo_handler)
+    port = free_port()
+    body = tls_config(port, [server.address], certs)
+    payload = os.urandom(8 << 20)
+    with start_tls(body, port) as nlbd:
+        s = tls_connect(port, client_context(pki), "a.example.test",
+                        timeout=30)
+        sender = threading.Thread(target=s.sendall, args=(payload,))
+        sender.start()
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = s.recv(1 << 16)
+            assert chunk, len(got)
+            got += chunk
+        sender.join()
+        assert hashlib.sha256(got).digest() == \
+            hashlib.sha256(payload).digest()
+        s.close()
+        line = nlbd.wait_access(1)[-1]
+        assert access_fields(line)["up"] == str(len(payload)), line
+        assert access_fields(line)["down"] == str(len(payload)), line
+
+
 def test_endpoint_listener_terminates_tls():
     """A consumer's endpoint listener in its own network namespace, on the
     port of a TLS listener, terminates TLS with that listener's
@@ -622,5 +650,6 @@ if __name__ == "__main__":
          test_proxy_v2_tls_tlvs, test_reencrypt_verifies_target,
          test_reload_keeps_running_flows, test_bad_clients,
          test_session_resumption, test_half_close_and_resets_carried_across,
+         test_bulk_both_ways_intact,
          test_endpoint_listener_terminates_tls],
         timeout=90)
