@@ -21,8 +21,8 @@ static void load_listeners(struct conf_loader *ld,
                            struct nlb_config *cfg,
                            struct nlb_config_load_balancer *lb)
 {
-  static const char *const keys[] = {"port",         "target_group", "bind",
-                                     "idle_timeout", "protocol",     NULL};
+  static const char *const keys[] = {
+      "port", "target_group", "bind", "idle_timeout", "protocol", "tls", NULL};
   const config_setting_t *list = conf_get_list(ld, lb_item, "listeners");
   int count = list ? config_setting_length(list) : 0;
 
@@ -85,8 +85,28 @@ static void load_listeners(struct conf_loader *ld,
       }
       l->protocol = (enum nlb_protocol)p;
     }
+    conf_load_tls_server(ld, item, &l->tls);
+    if (l->protocol == NLB_PROTOCOL_TLS && !l->tls.enabled)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: protocol \"tls\" needs a tls = { "
+                   "certificates = ( { cert; key; } ); } block",
+                   l->port);
+    /* The TCP relay and UDP would send a TLS target plaintext: only a
+     * TLS listener's flows re-encrypt. */
+    if ((l->protocol == NLB_PROTOCOL_TCP || l->protocol == NLB_PROTOCOL_UDP ||
+         l->protocol == NLB_PROTOCOL_TCP_UDP) &&
+        tg->tls.enabled)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: target group \"%s\" has tls (its "
+                   "targets speak TLS), which needs protocol = \"tls\"",
+                   l->port, tg->name);
+    if (l->protocol != NLB_PROTOCOL_TLS && l->tls.enabled)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: a tls block needs protocol = \"tls\"",
+                   l->port);
     /* A datagram has no stream to put a header in front of. */
-    if (l->protocol != NLB_PROTOCOL_TCP && tg->proxy_protocol_v2)
+    if (l->protocol != NLB_PROTOCOL_TCP && l->protocol != NLB_PROTOCOL_TLS &&
+        tg->proxy_protocol_v2)
       conf_fail_at(ld, l->line,
                    "listener on port %u: protocol \"%s\" carries UDP, which "
                    "cannot start with a PROXY v2 header, but target group "

@@ -42,6 +42,9 @@ struct nlb_group {
   struct nlb_hmap by_address;    /* targets, by address */
   size_t index;                  /* in the router's groups (and snapshots) */
   struct nlb_group_route *route; /* published; NULL: build at next publish */
+  /* settings.tls built (one reference): the targets' TLS client context,
+   * for flows and health checks; NULL: plain TCP. */
+  struct ssl_ctx_st *tls_ctx;
   size_t n_draining;
   uint64_t slow_start_until_ms; /* some target is in slow start until then */
 };
@@ -49,6 +52,12 @@ struct nlb_group {
 /* Creates a router publishing to the given workers (not owned). */
 struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
                                      size_t n_workers);
+
+/* Loads every certificate, key and CA file cfg's TLS listeners and target
+ * groups name, as an apply would, and lets them go: 0, or -EINVAL with
+ * "FILE:LINE: ..." in err. For `nlbd -t`. */
+int nlb_router_check_tls(const struct nlb_config *cfg, char *err,
+                         size_t err_size);
 
 /* Applies cfg. On failure nothing changes and err holds the reason.
  * Returns 0 or a negative errno. now_ms is the control loop's clock. */
@@ -128,6 +137,7 @@ struct nlb_router_listener {
   uint16_t port;
   const char *endpoint_id; /* NULL for a load balancer's own listener */
   const struct nlb_listener_stats *stats;
+  const struct nlb_tls_server *tls; /* a TLS listener's; NULL otherwise */
 };
 
 /* Listeners (load balancers' own and endpoints'), for metrics: index runs

@@ -3,6 +3,7 @@
 #include "nlb/control/router-int.h"
 
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,7 @@ void router_free_listener(struct nlb_router *router, struct listener_record *l)
   free(l->lb_name);
   free(l->endpoint_id);
   free(l->allowed_sources);
+  nlb_tls_server_release(l->tls);
   retire_route(router, l->route);
   nlb_listener_stats_release(l->stats);
   free(l);
@@ -126,6 +128,8 @@ void router_free_group(struct nlb_group *group)
   }
   nlb_hmap_free(&group->by_address);
   nlb_group_route_release(group->route);
+  SSL_CTX_free(group->tls_ctx);
+  nlb_tls_client_settings_free(&group->settings.tls);
   free(group->targets);
   free(group->name);
   free(group->settings.name);
@@ -336,6 +340,13 @@ static int build_group_route(struct nlb_group *group, uint64_t now_ms)
   if (!group->route)
     return -ENOMEM;
   group->route->preserve_client_ip = group->settings.preserve_client_ip;
+  if (group->tls_ctx) {
+    const char *name = group->settings.tls.server_name;
+    if (name && !(group->route->tls_server_name = strdup(name)))
+      return -ENOMEM;
+    SSL_CTX_up_ref(group->tls_ctx);
+    group->route->tls_ctx = group->tls_ctx;
+  }
   return 0;
 }
 
@@ -345,7 +356,11 @@ static int build_route(struct listener_record *l)
       nlb_route_create(l->id, l->kind, l->lb_name, l->port, &l->local,
                        l->endpoint_id, l->idle_timeout_ms, l->group->index,
                        l->allowed_sources, l->n_allowed_sources, l->stats);
-  return l->route ? 0 : -ENOMEM;
+  if (!l->route)
+    return -ENOMEM;
+  if ((l->route->tls = l->tls))
+    nlb_tls_server_acquire(l->tls);
+  return 0;
 }
 
 /* Makes the routes of the records that changed since the last publish. */

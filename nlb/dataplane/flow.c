@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -32,11 +33,22 @@ static uint64_t loop_now(const struct nlb_flow *flow)
 
 const char *nlb_flow_end_name(enum nlb_flow_end end)
 {
-  static const char *const names[] = {
-      "none",          "client_fin",   "target_fin",      "client_reset",
-      "target_reset",  "idle_timeout", "connect_failed",  "no_target",
-      "source_denied", "limit",        "endpoint_closed", "shutdown",
-      "deregistered"};
+  static const char *const names[] = {"none",
+                                      "client_fin",
+                                      "target_fin",
+                                      "client_reset",
+                                      "target_reset",
+                                      "idle_timeout",
+                                      "connect_failed",
+                                      "no_target",
+                                      "source_denied",
+                                      "limit",
+                                      "endpoint_closed",
+                                      "shutdown",
+                                      "deregistered",
+                                      "tls_failed",
+                                      "handshake_timeout",
+                                      "target_tls_failed"};
   return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
 
@@ -88,8 +100,60 @@ static void close_io(struct nlb_io *io)
   io->events = 0;
 }
 
+/* A name the client chose (SNI, ALPN), fit for a log line: what is not a
+ * host name's character becomes '?'. "-" when absent. */
+static const char *log_safe(const char *text, size_t len, char *out,
+                            size_t size)
+{
+  size_t i;
+
+  if (!text || len == 0)
+    return "-";
+  for (i = 0; i < len && i + 1 < size; i++) {
+    char c = text[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_' ||
+              c == '*' || c == '/';
+    out[i] = ok ? c : '?';
+  }
+  out[i] = '\0';
+  return out;
+}
+
+/* A TLS flow's part of the access-log record: version, cipher, SNI, ALPN
+ * and handshake time; empty for a plain flow. */
+static void tls_log_fields(const struct nlb_flow *flow, char *out, size_t size)
+{
+  const SSL *ssl = flow->client_ssl;
+  const unsigned char *alpn = NULL;
+  unsigned alpn_len = 0;
+  const char *sni;
+  char sni_text[256], alpn_text[64], handshake[24];
+  bool done;
+
+  out[0] = '\0';
+  if (!ssl)
+    return;
+  done = SSL_is_init_finished(ssl);
+  sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  sni = log_safe(sni, sni ? strlen(sni) : 0, sni_text, sizeof(sni_text));
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  snprintf(handshake, sizeof(handshake), "%u", flow->handshake_ms);
+  snprintf(
+      out, size,
+      flow->access_json ? ",\"tls\":\"%s\",\"cipher\":\"%s\",\"sni\":\"%s\","
+                          "\"alpn\":\"%s\",\"handshake\":%s"
+                        : " tls=%s cipher=%s sni=%s alpn=%s handshake=%s",
+      done ? SSL_get_version(ssl) : "-", done ? SSL_get_cipher_name(ssl) : "-",
+      sni, log_safe((const char *)alpn, alpn_len, alpn_text, sizeof(alpn_text)),
+      done                ? handshake
+      : flow->access_json ? "null"
+                          : "-");
+}
+
 static void write_access_log(struct nlb_flow *flow, uint64_t now)
 {
+  char tls[512];
   const struct nlb_route *route = flow->route;
   char line[NLB_LOG_LINE_MAX];
   char when[32], client[NLB_ADDR_TEXT_MAX], connect[24];
@@ -100,6 +164,7 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
   int len;
 
   nlb_log_time(when, sizeof(when));
+  tls_log_fields(flow, tls, sizeof(tls));
   nlb_addr_format(&flow->client_addr, client, sizeof(client));
   if (flow->established)
     snprintf(connect, sizeof(connect), "%llu",
@@ -111,7 +176,7 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
         line, sizeof(line),
         "{\"time\":\"%s\",\"lb\":\"%s\",\"port\":%u,\"endpoint\":%s%s%s,"
         "\"client\":\"%s\",\"target\":\"%s\",\"connect\":%s,\"duration\":%llu,"
-        "\"up\":%llu,\"down\":%llu,\"retries\":%u,\"end\":\"%s\","
+        "\"up\":%llu,\"down\":%llu,\"retries\":%u,\"end\":\"%s\"%s,"
         "\"worker\":%u}",
         when, route->lb_name, route->port, route->endpoint_id ? "\"" : "",
         route->endpoint_id ? route->endpoint_id : "null",
@@ -120,18 +185,18 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
         (unsigned long long)(now - flow->accepted_ms),
         (unsigned long long)flow->bytes_up,
         (unsigned long long)flow->bytes_down, retries,
-        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
+        nlb_flow_end_name(flow->end), tls, nlb_worker_index(flow->worker));
   else
-    len =
-        snprintf(line, sizeof(line),
-                 "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
-                 "down=%llu retries=%u end=%s worker=%u",
-                 when, route->lb_name, route->port,
-                 route->endpoint_id ? route->endpoint_id : "-", client, target,
-                 connect, (unsigned long long)(now - flow->accepted_ms),
-                 (unsigned long long)flow->bytes_up,
-                 (unsigned long long)flow->bytes_down, retries,
-                 nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
+    len = snprintf(
+        line, sizeof(line),
+        "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
+        "down=%llu retries=%u end=%s%s worker=%u",
+        when, route->lb_name, route->port,
+        route->endpoint_id ? route->endpoint_id : "-", client, target, connect,
+        (unsigned long long)(now - flow->accepted_ms),
+        (unsigned long long)flow->bytes_up,
+        (unsigned long long)flow->bytes_down, retries,
+        nlb_flow_end_name(flow->end), tls, nlb_worker_index(flow->worker));
   if (len > 0)
     nlb_log_access(line,
                    (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
@@ -168,6 +233,9 @@ static void count_end(struct nlb_flow *flow, uint64_t now)
     case NLB_END_SOURCE_DENIED:
     case NLB_END_CONNECT_FAILED:
     case NLB_END_LIMIT:
+    case NLB_END_TLS_FAILED:
+    case NLB_END_HANDSHAKE_TIMEOUT:
+    case NLB_END_TARGET_TLS_FAILED:
       atomic_fetch_add_explicit(&c->lb_resets, 1, memory_order_relaxed);
       break;
     default:
@@ -202,6 +270,9 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   count_end(flow, now);
   if (nlb_log_access_enabled())
     write_access_log(flow, now);
+  SSL_free(flow->client_ssl);
+  SSL_free(flow->target_ssl);
+  flow->client_ssl = flow->target_ssl = NULL;
   nlb_worker_flow_closed(flow->worker);
   nlb_group_route_release(flow->group);
   nlb_route_release(flow->route);
@@ -213,6 +284,11 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
 }
 
 static void relay_abort(struct nlb_flow *flow, enum nlb_flow_end end)
+{
+  finish(flow, end);
+}
+
+void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end)
 {
   finish(flow, end);
 }
@@ -456,7 +532,7 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
 
 static void try_connect(struct nlb_flow *flow);
 
-static void on_connect_failed(struct nlb_flow *flow)
+bool nlb_flow_connect_failed(struct nlb_flow *flow)
 {
   const struct nlb_group_route *group = flow->group;
 
@@ -468,9 +544,15 @@ static void on_connect_failed(struct nlb_flow *flow)
   close_io(&flow->target_io);
   flow->connected_ms = 0; /* that target's, if TCP_INFO gave it */
   if (flow->n_tried <= group->connect_retries && flow->n_tried < NLB_MAX_TRIES)
+    return true;
+  finish(flow, NLB_END_CONNECT_FAILED);
+  return false;
+}
+
+static void on_connect_failed(struct nlb_flow *flow)
+{
+  if (nlb_flow_connect_failed(flow))
     try_connect(flow);
-  else
-    finish(flow, NLB_END_CONNECT_FAILED);
 }
 
 /* Encodes the PROXY v2 header at the start of the (empty) up buffer. */
@@ -502,7 +584,7 @@ static void write_proxy_header(struct nlb_flow *flow)
 /* ready: what is known of both sockets. The target is writable; the
  * client is readable unless it was read an instant ago (by the optimistic
  * send: a recv now would most likely be wasted). */
-static void on_connected(struct nlb_flow *flow, struct readiness ready)
+void nlb_flow_connected(struct nlb_flow *flow)
 {
   flow->established = true;
   if (!flow->connected_ms)
@@ -517,6 +599,11 @@ static void on_connected(struct nlb_flow *flow, struct readiness ready)
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&flow->target->counters.new_flows, 1,
                             memory_order_relaxed);
+}
+
+static void on_connected(struct nlb_flow *flow, struct readiness ready)
+{
+  nlb_flow_connected(flow);
   service(flow, &ready);
 }
 
@@ -679,7 +766,7 @@ static void read_while_connecting(struct nlb_flow *flow)
   send_optimistically(flow);
 }
 
-static void try_connect(struct nlb_flow *flow)
+int nlb_flow_connect(struct nlb_flow *flow)
 {
   struct nlb_pool *pool = flow->group->pool;
   const int one = 1;
@@ -689,7 +776,7 @@ static void try_connect(struct nlb_flow *flow)
         nlb_pool_pick(pool, flow->flow_hash, flow->tried, flow->n_tried);
     if (index < 0 || flow->n_tried >= NLB_MAX_TRIES) {
       finish(flow, NLB_END_CONNECT_FAILED);
-      return;
+      return -EHOSTUNREACH;
     }
     flow->tried[flow->n_tried++] = (uint32_t)index;
     flow->target = pool->targets[index];
@@ -698,7 +785,7 @@ static void try_connect(struct nlb_flow *flow)
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       finish(flow, NLB_END_LIMIT);
-      return;
+      return -errno;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* The target sees the client's own address (listener.h). */
@@ -706,15 +793,14 @@ static void try_connect(struct nlb_flow *flow)
         nlb_bind_client_address(fd, &flow->client_addr) < 0) {
       close(fd);
       finish(flow, NLB_END_CONNECT_FAILED);
-      return;
+      return -EPERM;
     }
     if (connect(fd, &flow->target->address.sa,
                 nlb_addr_len(&flow->target->address)) == 0 ||
         errno == EINPROGRESS) {
       flow->target_io.fd = fd;
       flow->connect_started_ms = loop_now(flow);
-      send_optimistically(flow);
-      return;
+      return 0;
     }
     close(fd);
     atomic_fetch_add_explicit(&flow->target->counters.connect_failures, 1,
@@ -724,9 +810,15 @@ static void try_connect(struct nlb_flow *flow)
     nlb_target_passive_failure(flow->target);
     if (flow->n_tried > flow->group->connect_retries) {
       finish(flow, NLB_END_CONNECT_FAILED);
-      return;
+      return -ECONNREFUSED;
     }
   }
+}
+
+static void try_connect(struct nlb_flow *flow)
+{
+  if (nlb_flow_connect(flow) == 0)
+    send_optimistically(flow);
 }
 
 static bool source_allowed(const struct nlb_route *route,
@@ -764,10 +856,13 @@ static void read_first_bytes(struct nlb_flow *flow)
     finish(flow, NLB_END_CLIENT_RESET);
 }
 
-static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
-                        struct nlb_group_route *group, int client_fd,
-                        const union nlb_sockaddr *client_addr,
-                        struct nlb_list *route_flows, bool refuse)
+struct nlb_flow *nlb_flow_begin(struct nlb_worker *worker,
+                                struct nlb_route *route,
+                                struct nlb_group_route *group, int client_fd,
+                                const union nlb_sockaddr *client_addr,
+                                struct nlb_list *route_flows, bool refuse,
+                                void (*on_client)(struct nlb_io *, uint32_t),
+                                void (*on_target)(struct nlb_io *, uint32_t))
 {
   struct nlb_flow *flow = nlb_worker_alloc_flow(worker);
 
@@ -776,7 +871,7 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
     close(client_fd);
     /* The worker counted the flow at accept; finish() never runs for it. */
     nlb_worker_flow_closed(worker);
-    return;
+    return NULL;
   }
   flow->worker = worker;
   nlb_route_acquire(route);
@@ -785,9 +880,9 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
   flow->group = group;
   flow->access_json = nlb_worker_snapshot(worker)->access_json;
   flow->client_io.fd = client_fd;
-  flow->client_io.on_ready = on_client_ready;
+  flow->client_io.on_ready = on_client;
   flow->target_io.fd = -1;
-  flow->target_io.on_ready = on_target_ready;
+  flow->target_io.on_ready = on_target;
   flow->up.pipe_read = flow->up.pipe_write = -1;
   flow->down.pipe_read = flow->down.pipe_write = -1;
   flow->client_addr = *client_addr;
@@ -805,12 +900,27 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
 
   if (refuse) {
     finish(flow, NLB_END_LIMIT);
-    return;
+    return NULL;
   }
   if (!source_allowed(route, client_addr)) {
     finish(flow, NLB_END_SOURCE_DENIED);
-    return;
+    return NULL;
   }
+  flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
+  return flow;
+}
+
+static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
+                        struct nlb_group_route *group, int client_fd,
+                        const union nlb_sockaddr *client_addr,
+                        struct nlb_list *route_flows, bool refuse)
+{
+  struct nlb_flow *flow =
+      nlb_flow_begin(worker, route, group, client_fd, client_addr, route_flows,
+                     refuse, on_client_ready, on_target_ready);
+
+  if (!flow)
+    return;
   if (group->pool->n_targets == 0) {
     /* A clean close, as fail_open = false promises: FIN now, then wait for
      * the client's (see discard_until_eof). */
@@ -823,7 +933,6 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
     discard_until_eof(flow);
     return;
   }
-  flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
   read_first_bytes(flow);
   if (!flow->closing)
     try_connect(flow);

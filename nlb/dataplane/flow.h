@@ -14,6 +14,7 @@
 #include "nlb/list.h"
 
 struct nlb_worker;
+struct ssl_st;
 struct nlb_group_route;
 struct nlb_route;
 
@@ -32,6 +33,10 @@ enum nlb_flow_end {
   NLB_END_ENDPOINT_CLOSED,
   NLB_END_SHUTDOWN,
   NLB_END_DEREGISTERED,
+  NLB_END_TLS_FAILED,        /* the client's TLS handshake failed */
+  NLB_END_HANDSHAKE_TIMEOUT, /* the client's TLS handshake did not end */
+  NLB_END_TARGET_TLS_FAILED, /* the target's TLS handshake (or its
+                                certificate) failed */
 };
 
 /* One direction of a flow: bytes read from one side, not yet written to
@@ -78,10 +83,16 @@ struct nlb_flow {
   uint64_t bytes_up;
   uint64_t bytes_down;
   union {
-    /* The TCP relay's. */
+    /* The TCP relay's, and a TLS flow's (tls_flow.c). */
     struct {
       struct nlb_direction up;   /* client to target */
       struct nlb_direction down; /* target to client */
+      /* TLS with the client and with the target; NULL: plain TCP. Freed
+       * with the flow. */
+      struct ssl_st *client_ssl;
+      struct ssl_st *target_ssl;
+      uint32_t handshake_ms; /* accept to the client's handshake done */
+      uint8_t tls_state;     /* tls_flow.c's */
     };
     /* A UDP flow's (udp.c): client_io is unused, target_io is its socket
      * connected to the target; it answers through its listener's socket
