@@ -325,10 +325,12 @@ def test_reencrypt_verifies_target():
         mark = len(nlbd.wait_access(1))
         nlbd.reload(body(other.ca))
         with tls_connect(port, client_context(pki), "a.example.test") as s:
-            s.sendall(b"x")
+            # nlbd may end the flow (the target's handshake failed) before
+            # the client's byte is written: a write may fail as well.
             try:
+                s.sendall(b"x")
                 assert s.recv(10) == b""
-            except (ConnectionResetError, ssl.SSLError):
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
                 pass
         lines = nlbd.wait_access_since(mark, 1)
         assert access_fields(lines[-1])["end"] == "target_tls_failed", lines
@@ -560,7 +562,7 @@ def test_bulk_both_ways_intact():
         got = bytearray()
         while len(got) < len(payload):
             chunk = s.recv(1 << 16)
-            assert chunk, len(got)
+            assert chunk, (len(got), nlbd.events())
             got += chunk
         sender.join()
         assert hashlib.sha256(got).digest() == \
