@@ -13,6 +13,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/notify.c \
 	nlb/rundir.c \
 	nlb/common/addr.c \
+	nlb/common/clienthello.c \
 	nlb/common/config_loader.c \
 	nlb/common/config_numbers.c \
 	nlb/common/duration.c \
@@ -68,6 +69,7 @@ noinst_HEADERS += \
 	nlb/notify.h \
 	nlb/rundir.h \
 	nlb/common/addr.h \
+	nlb/common/clienthello.h \
 	nlb/common/config-loader.h \
 	nlb/common/duration.h \
 	nlb/common/histogram.h \

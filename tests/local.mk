@@ -25,6 +25,12 @@ tests_unit_test_lb_LDADD = $(NLB_TEST_LIBS)
 EXTRA_DIST += tests/e2e/nlbtest.py
 noinst_HEADERS += tests/unit/unit.h
 
+check_PROGRAMS += tests/unit/test_clienthello
+TESTS += tests/unit/test_clienthello
+tests_unit_test_clienthello_SOURCES = tests/unit/test_clienthello.c
+tests_unit_test_clienthello_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_clienthello_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_duration
 TESTS += tests/unit/test_duration
 tests_unit_test_duration_SOURCES = tests/unit/test_duration.c
