@@ -24,7 +24,9 @@ nlb_libnlb_a_SOURCES = \
 	nlb/dataplane/flow.c \
 	nlb/dataplane/flow_kinds.c \
 	nlb/dataplane/listener.c \
+	nlb/dataplane/passthrough.c \
 	nlb/dataplane/proxy_v2.c \
+	nlb/dataplane/sni_routes.c \
 	nlb/dataplane/snapshot.c \
 	nlb/dataplane/target.c \
 	nlb/dataplane/udp.c \
@@ -81,6 +83,7 @@ noinst_HEADERS += \
 	nlb/dataplane/io.h \
 	nlb/dataplane/listener.h \
 	nlb/dataplane/proxy_v2.h \
+	nlb/dataplane/sni_routes.h \
 	nlb/dataplane/snapshot.h \
 	nlb/dataplane/target.h \
 	nlb/dataplane/udp.h \

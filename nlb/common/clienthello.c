@@ -119,6 +119,16 @@ static bool fail(struct cursor *c, enum nlb_hello_status status)
   return false;
 }
 
+/* What a host name is made of (RFC 6066 section 3: a DNS name, ASCII;
+ * '_' and '*' are seen in the wild). Nothing here needs quoting in a log
+ * line or JSON. */
+static bool host_name_byte(uint8_t ch)
+{
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+         (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+         ch == '*';
+}
+
 /* server_name (RFC 6066 section 3): a list of (type, name); the first
  * host_name is kept. */
 static bool read_server_name(struct cursor *c, size_t room,
@@ -149,7 +159,7 @@ static bool read_server_name(struct cursor *c, size_t room,
       return false;
     for (size_t i = 0; i < name; i++) {
       uint8_t ch = host[i];
-      if (ch < '!' || ch > '~')
+      if (!host_name_byte(ch))
         return fail(c, NLB_HELLO_INVALID);
       hello->sni[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
     }

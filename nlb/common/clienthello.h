@@ -20,7 +20,7 @@
  *   the ClientHello not all received yet                 NEED_MORE
  *   a length inside it running past its container        INVALID
  *   a server_name entry of length 0 or > 255, or with    INVALID
- *     a byte outside '!'..'~'
+ *     a byte other than a letter, digit, '-', '.', '_', '*'
  *   an ALPN name of length 0                             INVALID
  *   otherwise                                            COMPLETE
  *

@@ -10,6 +10,7 @@
 
 #include "nlb/dataplane/flow_kind.h"
 #include "nlb/dataplane/listener.h"
+#include "nlb/dataplane/sni_routes.h"
 #include "nlb/log.h"
 
 uint64_t router_hash_address(const union nlb_sockaddr *a)
@@ -114,6 +115,7 @@ void router_free_listener(struct nlb_router *router, struct listener_record *l)
   free(l->allowed_sources);
   retire_route(router, l->route);
   nlb_listener_stats_release(l->stats);
+  nlb_sni_routes_release(l->sni);
   free(l);
 }
 
@@ -345,7 +347,11 @@ static int build_route(struct listener_record *l)
       nlb_route_create(l->id, l->kind, l->lb_name, l->port, &l->local,
                        l->endpoint_id, l->idle_timeout_ms, l->group->index,
                        l->allowed_sources, l->n_allowed_sources, l->stats);
-  return l->route ? 0 : -ENOMEM;
+  if (!l->route)
+    return -ENOMEM;
+  nlb_sni_routes_acquire(l->sni);
+  l->route->sni = l->sni;
+  return 0;
 }
 
 /* Makes the routes of the records that changed since the last publish. */

@@ -36,7 +36,7 @@ const char *nlb_flow_end_name(enum nlb_flow_end end)
       "none",          "client_fin",   "target_fin",      "client_reset",
       "target_reset",  "idle_timeout", "connect_failed",  "no_target",
       "source_denied", "limit",        "endpoint_closed", "shutdown",
-      "deregistered"};
+      "deregistered",  "not_tls",      "bad_hello",       "hello_timeout"};
   return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
 
@@ -93,6 +93,7 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
   const struct nlb_route *route = flow->route;
   char line[NLB_LOG_LINE_MAX];
   char when[32], client[NLB_ADDR_TEXT_MAX], connect[24];
+  char sni[NLB_HELLO_SNI_MAX + 16];
   const char *target = flow->target && flow->established ? flow->target->name
                        : flow->target                    ? flow->target->name
                                                          : "-";
@@ -106,13 +107,21 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
              (unsigned long long)(flow->connected_ms - flow->accepted_ms));
   else
     snprintf(connect, sizeof(connect), "-");
+  /* A TLS passthrough listener's flows say which server name they asked
+   * for (the reader let only DNS characters through: nothing to quote). */
+  sni[0] = '\0';
+  if (route->sni && flow->access_json)
+    snprintf(sni, sizeof(sni), ",\"sni\":%s%s%s", flow->sni[0] ? "\"" : "",
+             flow->sni[0] ? flow->sni : "null", flow->sni[0] ? "\"" : "");
+  else if (route->sni)
+    snprintf(sni, sizeof(sni), " sni=%s", flow->sni[0] ? flow->sni : "-");
   if (flow->access_json)
     len = snprintf(
         line, sizeof(line),
         "{\"time\":\"%s\",\"lb\":\"%s\",\"port\":%u,\"endpoint\":%s%s%s,"
         "\"client\":\"%s\",\"target\":\"%s\",\"connect\":%s,\"duration\":%llu,"
         "\"up\":%llu,\"down\":%llu,\"retries\":%u,\"end\":\"%s\","
-        "\"worker\":%u}",
+        "\"worker\":%u%s}",
         when, route->lb_name, route->port, route->endpoint_id ? "\"" : "",
         route->endpoint_id ? route->endpoint_id : "null",
         route->endpoint_id ? "\"" : "", client, target,
@@ -120,18 +129,18 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
         (unsigned long long)(now - flow->accepted_ms),
         (unsigned long long)flow->bytes_up,
         (unsigned long long)flow->bytes_down, retries,
-        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
+        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker), sni);
   else
-    len =
-        snprintf(line, sizeof(line),
-                 "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
-                 "down=%llu retries=%u end=%s worker=%u",
-                 when, route->lb_name, route->port,
-                 route->endpoint_id ? route->endpoint_id : "-", client, target,
-                 connect, (unsigned long long)(now - flow->accepted_ms),
-                 (unsigned long long)flow->bytes_up,
-                 (unsigned long long)flow->bytes_down, retries,
-                 nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker));
+    len = snprintf(
+        line, sizeof(line),
+        "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
+        "down=%llu retries=%u end=%s worker=%u%s",
+        when, route->lb_name, route->port,
+        route->endpoint_id ? route->endpoint_id : "-", client, target, connect,
+        (unsigned long long)(now - flow->accepted_ms),
+        (unsigned long long)flow->bytes_up,
+        (unsigned long long)flow->bytes_down, retries,
+        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker), sni);
   if (len > 0)
     nlb_log_access(line,
                    (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
@@ -168,6 +177,9 @@ static void count_end(struct nlb_flow *flow, uint64_t now)
     case NLB_END_SOURCE_DENIED:
     case NLB_END_CONNECT_FAILED:
     case NLB_END_LIMIT:
+    case NLB_END_NOT_TLS:
+    case NLB_END_BAD_HELLO:
+    case NLB_END_HELLO_TIMEOUT:
       atomic_fetch_add_explicit(&c->lb_resets, 1, memory_order_relaxed);
       break;
     default:
@@ -212,7 +224,7 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   nlb_worker_free_flow(flow->worker, flow);
 }
 
-static void relay_abort(struct nlb_flow *flow, enum nlb_flow_end end)
+void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end)
 {
   finish(flow, end);
 }
@@ -473,20 +485,29 @@ static void on_connect_failed(struct nlb_flow *flow)
     finish(flow, NLB_END_CONNECT_FAILED);
 }
 
-/* Encodes the PROXY v2 header at the start of the (empty) up buffer. */
+/* Puts the PROXY v2 header in front of what the up buffer holds (nothing,
+ * or a TLS passthrough flow's ClientHello, which left room for it). A
+ * flow that read a server name passes it on as PP2_TYPE_AUTHORITY. */
 static void write_proxy_header(struct nlb_flow *flow)
 {
   union nlb_sockaddr local = flow->route->local;
   struct nlb_direction *up = &flow->up;
   socklen_t len = sizeof(local);
+  uint8_t header[NLB_FLOW_PROXY_ROOM];
+  uint32_t held = up->buffer_end - up->buffer_start;
   int n;
 
   /* A wildcard bind does not say which address the client reached. */
   if (nlb_addr_is_any(&local))
     getsockname(flow->client_io.fd, &local.sa, &len);
-  n = nlb_proxy_v2_encode((uint8_t *)up->buffer, NLB_BUFFER_SIZE,
-                          &flow->client_addr.sa, &local.sa,
-                          flow->route->endpoint_id);
+  n = nlb_proxy_v2_encode(header, sizeof(header), &flow->client_addr.sa,
+                          &local.sa, flow->route->endpoint_id);
+  if (n > 0 && flow->sni[0])
+    n = nlb_proxy_v2_add_tlv(header, (size_t)n, sizeof(header),
+                             NLB_PROXY_V2_TLV_AUTHORITY, flow->sni,
+                             strlen(flow->sni));
+  if (n > 0 && (size_t)n + held > NLB_BUFFER_SIZE)
+    n = -ENOSPC;
   if (n < 0) {
     NLB_LOG_EVENT(NLB_LOG_ERROR, "proxy_v2_failed",
                   "proxy v2 header for target group {target_group}: {error}",
@@ -495,8 +516,10 @@ static void write_proxy_header(struct nlb_flow *flow)
     finish(flow, NLB_END_CONNECT_FAILED);
     return;
   }
+  memmove(up->buffer + n, up->buffer + up->buffer_start, held);
+  memcpy(up->buffer, header, (size_t)n);
   up->buffer_start = 0;
-  up->buffer_end = (uint32_t)n;
+  up->buffer_end = (uint32_t)n + held;
 }
 
 /* ready: what is known of both sockets. The target is writable; the
@@ -764,10 +787,11 @@ static void read_first_bytes(struct nlb_flow *flow)
     finish(flow, NLB_END_CLIENT_RESET);
 }
 
-static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
-                        struct nlb_group_route *group, int client_fd,
-                        const union nlb_sockaddr *client_addr,
-                        struct nlb_list *route_flows, bool refuse)
+struct nlb_flow *nlb_flow_open(struct nlb_worker *worker,
+                               struct nlb_route *route,
+                               struct nlb_group_route *group, int client_fd,
+                               const union nlb_sockaddr *client_addr,
+                               struct nlb_list *route_flows, bool refuse)
 {
   struct nlb_flow *flow = nlb_worker_alloc_flow(worker);
 
@@ -776,7 +800,7 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
     close(client_fd);
     /* The worker counted the flow at accept; finish() never runs for it. */
     nlb_worker_flow_closed(worker);
-    return;
+    return NULL;
   }
   flow->worker = worker;
   nlb_route_acquire(route);
@@ -805,31 +829,66 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
 
   if (refuse) {
     finish(flow, NLB_END_LIMIT);
-    return;
+    return NULL;
   }
   if (!source_allowed(route, client_addr)) {
     finish(flow, NLB_END_SOURCE_DENIED);
-    return;
+    return NULL;
   }
-  if (group->pool->n_targets == 0) {
-    /* A clean close, as fail_open = false promises: FIN now, then wait for
-     * the client's (see discard_until_eof). */
-    flow->refusing = true;
-    shutdown(client_fd, SHUT_WR);
-    if (nlb_worker_watch(worker, &flow->client_io, EPOLLIN) < 0) {
-      finish(flow, NLB_END_LIMIT);
-      return;
-    }
-    discard_until_eof(flow);
-    return;
+  return flow;
+}
+
+/* A group without a usable target: a clean close, as fail_open = false
+ * promises: FIN now, then wait for the client's (see discard_until_eof).
+ * false when the group has targets. */
+static bool refuse_without_target(struct nlb_flow *flow)
+{
+  if (flow->group->pool->n_targets > 0)
+    return false;
+  flow->refusing = true;
+  shutdown(flow->client_io.fd, SHUT_WR);
+  if (nlb_worker_watch(flow->worker, &flow->client_io, EPOLLIN) < 0) {
+    finish(flow, NLB_END_LIMIT);
+    return true;
   }
+  discard_until_eof(flow);
+  return true;
+}
+
+void nlb_flow_connect(struct nlb_flow *flow, struct nlb_group_route *group)
+{
+  if (group != flow->group) {
+    nlb_group_route_acquire(group);
+    nlb_group_route_release(flow->group);
+    flow->group = group;
+  }
+  flow->client_io.on_ready = on_client_ready;
+  if (refuse_without_target(flow))
+    return;
+  flow->flow_hash = nlb_flow_hash(&flow->client_addr, &flow->route->local);
+  if (group->proxy_protocol_v2)
+    write_proxy_header(flow);
+  if (!flow->closing)
+    try_connect(flow);
+}
+
+static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
+                        struct nlb_group_route *group, int client_fd,
+                        const union nlb_sockaddr *client_addr,
+                        struct nlb_list *route_flows, bool refuse)
+{
+  struct nlb_flow *flow = nlb_flow_open(worker, route, group, client_fd,
+                                        client_addr, route_flows, refuse);
+
+  if (!flow || refuse_without_target(flow))
+    return;
   flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
   read_first_bytes(flow);
   if (!flow->closing)
     try_connect(flow);
 }
 
-static void relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
+void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
 {
   if (flow->refusing) {
     if (now_ms - flow->accepted_ms >= REFUSE_LINGER_MS)
@@ -869,6 +928,6 @@ static void relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
 const struct nlb_flow_kind nlb_flow_kind_tcp = {
     .name = "tcp",
     .start = relay_start,
-    .check_timeouts = relay_check_timeouts,
-    .abort = relay_abort,
+    .check_timeouts = nlb_flow_relay_check_timeouts,
+    .abort = nlb_flow_finish,
 };

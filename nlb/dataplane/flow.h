@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 #include "nlb/common/addr.h"
+#include "nlb/common/clienthello.h"
 #include "nlb/dataplane/io.h"
+#include "nlb/dataplane/proxy_v2.h"
 #include "nlb/dataplane/udp_table.h"
 #include "nlb/lb.h"
 #include "nlb/list.h"
@@ -32,6 +34,9 @@ enum nlb_flow_end {
   NLB_END_ENDPOINT_CLOSED,
   NLB_END_SHUTDOWN,
   NLB_END_DEREGISTERED,
+  NLB_END_NOT_TLS,       /* a TLS passthrough client did not speak TLS */
+  NLB_END_BAD_HELLO,     /* ... sent a malformed or oversized ClientHello */
+  NLB_END_HELLO_TIMEOUT, /* ... did not send all of it in time */
 };
 
 /* One direction of a flow: bytes read from one side, not yet written to
@@ -66,6 +71,8 @@ struct nlb_flow {
   bool closing;
   bool refusing;    /* no target: FIN sent, discarding what the client sends */
   bool access_json; /* the snapshot's access-log format at accept */
+  /* A TLS passthrough flow still reading its client's ClientHello. */
+  bool awaiting_hello;
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;
@@ -77,6 +84,9 @@ struct nlb_flow {
   uint64_t queued_ms; /* when it joined its idle list's tail (worker.c) */
   uint64_t bytes_up;
   uint64_t bytes_down;
+  /* The server name a TLS passthrough flow's ClientHello asked for (lower
+   * case, as nlb_client_hello_parse gives it); "" for none. */
+  char sni[NLB_HELLO_SNI_MAX + 1];
   union {
     /* The TCP relay's. */
     struct {
@@ -105,5 +115,39 @@ struct nlb_flow {
  * (the node is full), the flow ends at once: reset, end=limit. */
 
 const char *nlb_flow_end_name(enum nlb_flow_end end);
+
+/* Room for the PROXY v2 header a flow sends: the longest
+ * nlb_proxy_v2_encode writes and a PP2_TYPE_AUTHORITY TLV of the longest
+ * server name. A kind that fills the up buffer before connecting leaves
+ * this much of it free. */
+#define NLB_FLOW_PROXY_ROOM (NLB_PROXY_V2_MAX_LEN + 3 + NLB_HELLO_SNI_MAX)
+
+/* The TCP relay's parts other TCP kinds (TLS passthrough) build on: a
+ * kind opens its flow, reads what it must of the client into up.buffer
+ * (at most NLB_BUFFER_SIZE - NLB_FLOW_PROXY_ROOM bytes), then hands it to
+ * the relay with nlb_flow_connect. Worker thread. */
+
+/* Makes a flow of a just-accepted client socket, as nlb_flow_start's
+ * contract says: counters, lists, admission (refuse, allowed sources).
+ * NULL when the flow ended at once; the kind has nothing more to do. */
+struct nlb_flow *nlb_flow_open(struct nlb_worker *worker,
+                               struct nlb_route *route,
+                               struct nlb_group_route *group, int client_fd,
+                               const union nlb_sockaddr *client_addr,
+                               struct nlb_list *route_flows, bool refuse);
+
+/* From here the relay runs the flow: it takes group (a group route of the
+ * worker's snapshot; the flow takes its own reference and drops the one on
+ * the group it had), picks and connects a target, sends the PROXY v2
+ * header if the group asks (with the flow's sni as PP2_TYPE_AUTHORITY),
+ * then what up.buffer holds, untouched, and relays. */
+void nlb_flow_connect(struct nlb_flow *flow, struct nlb_group_route *group);
+
+/* Ends the flow with end: one access-log record, counters, sockets
+ * closed (reset unless orderly), its memory back to the worker. */
+void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end);
+
+/* The TCP relay's timeouts: connect, idle, draining. */
+void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms);
 
 #endif

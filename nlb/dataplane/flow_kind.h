@@ -2,8 +2,9 @@
  * a TCP kind the worker accepts, then hands the client socket to its
  * route's kind (start); a kind whose listening socket does not accept (UDP)
  * reads that socket itself (on_listener_ready). From there the kind owns
- * the flow to its access-log record. Rows: the TCP relay (flow.c) and UDP
- * (udp.c); TLS termination and TLS passthrough are rows to come. They share
+ * the flow to its access-log record. Rows: the TCP relay (flow.c), UDP
+ * (udp.c) and TLS passthrough (passthrough.c, on the relay); TLS
+ * termination is a row to come. They share
  * target choice, health, draining, PROXY v2, access logs and metrics. A
  * listener's protocol (nlb/common/protocol.h) names the kinds it runs, one
  * listening socket each (tcp_udp: both on one port). Adding a kind is a new
@@ -67,5 +68,9 @@ extern const struct nlb_flow_kind nlb_flow_kind_tcp;
 /* UDP (udp.c): flows by 5-tuple, datagrams in batches, answers from the
  * listener's address, ended by their idle timeout. */
 extern const struct nlb_flow_kind nlb_flow_kind_udp;
+
+/* TLS passthrough (passthrough.c): reads the ClientHello, picks the target
+ * group by its server name, then relays as the TCP relay does. */
+extern const struct nlb_flow_kind nlb_flow_kind_tls_passthrough;
 
 #endif

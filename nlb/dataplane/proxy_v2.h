@@ -29,6 +29,7 @@
 /* Longest endpoint ID accepted in the 0xEA TLV. */
 #define NLB_PROXY_V2_ENDPOINT_ID_MAX 64
 
+#define NLB_PROXY_V2_TLV_AUTHORITY 0x02 /* PP2_TYPE_AUTHORITY: the SNI */
 #define NLB_PROXY_V2_TLV_AWS 0xEA
 #define NLB_PROXY_V2_AWS_SUBTYPE_ENDPOINT_ID 0x01
 
@@ -62,5 +63,16 @@ int nlb_proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
  * own and use no address from it. Returns NLB_PROXY_V2_LOCAL_LEN, or -ENOSPC
  * if cap is smaller (buf untouched). */
 int nlb_proxy_v2_encode_local(uint8_t *buf, size_t cap);
+
+/* Appends a TLV (type, BE16 length, value) to the header of len bytes
+ * nlb_proxy_v2_encode wrote in buf, and adds it to the header's length
+ * field. Returns the new header length, or
+ *   -EINVAL  buf is not such a header (its length field disagrees with
+ *            len), value NULL with value_len > 0, or the header would
+ *            pass 65535 bytes;
+ *   -ENOSPC  cap is smaller than the new header.
+ * On error buf is left untouched. */
+int nlb_proxy_v2_add_tlv(uint8_t *buf, size_t len, size_t cap, uint8_t type,
+                         const void *value, size_t value_len);
 
 #endif /* NLB_PROXY_V2_H */

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nlb/dataplane/sni_routes.h"
+
 struct nlb_snapshot *nlb_snapshot_alloc(size_t n_groups, size_t n_routes)
 {
   struct nlb_snapshot *snapshot = calloc(1, sizeof(*snapshot));
@@ -107,6 +109,7 @@ void nlb_route_release(struct nlb_route *route)
   free(route->lb_name);
   free(route->endpoint_id);
   free(route->allowed_sources);
+  nlb_sni_routes_release(route->sni);
   nlb_listener_stats_release(route->stats);
   free(route);
 }

@@ -54,6 +54,7 @@ struct nlb_listener_stats {
 /* One listening address: a load balancer's own port, or one port of an
  * endpoint inside a consumer's network. */
 struct nlb_flow_kind;
+struct nlb_sni_routes;
 
 struct nlb_route {
   atomic_int refs;
@@ -68,6 +69,9 @@ struct nlb_route {
   struct nlb_cidr *allowed_sources; /* n_allowed_sources 0: anyone */
   size_t n_allowed_sources;
   struct nlb_listener_stats *stats; /* one reference */
+  /* A tls_passthrough listener's SNI routes (one reference, set before
+   * the first publish); NULL for any other listener. */
+  struct nlb_sni_routes *sni;
   /* The router's, while the route waits for workers to let go of it. */
   struct nlb_route *retired_next;
   uint64_t retired_generation;

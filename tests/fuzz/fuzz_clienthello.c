@@ -1,9 +1,9 @@
 /* libFuzzer target for the ClientHello reader (nlb/common/clienthello.c).
  * The input is what a client sent first. Whatever it is, the reader must
- * stay inside it, and when it says COMPLETE: the server name is printable,
- * lower-case and as long as it says, the ALPN list is well formed, the
- * hello's length is inside the input, reading just those bytes says the
- * same, and any shorter prefix asks for more. */
+ * stay inside it, and when it says COMPLETE: the server name is made of
+ * lower-case DNS characters and as long as it says, the ALPN list is well
+ * formed, the hello's length is inside the input, reading just those bytes says
+ * the same, and any shorter prefix asks for more. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,8 +27,7 @@ static void check_complete(const uint8_t *data,
   check(hello->sni_len <= NLB_HELLO_SNI_MAX);
   check(strlen(hello->sni) == hello->sni_len);
   for (size_t i = 0; i < hello->sni_len; i++)
-    check(hello->sni[i] >= '!' && hello->sni[i] <= '~' &&
-          !(hello->sni[i] >= 'A' && hello->sni[i] <= 'Z'));
+    check(strchr("abcdefghijklmnopqrstuvwxyz0123456789-._*", hello->sni[i]));
   check(hello->alpn_len <= NLB_HELLO_ALPN_MAX);
   for (size_t at = 0; at < hello->alpn_len; at += 1 + hello->alpn[at])
     check(hello->alpn[at] > 0 && at + 1 + hello->alpn[at] <= hello->alpn_len);

@@ -266,7 +266,8 @@ static void test_clienthello_hostile(void)
   /* Oversized: refused at once, without waiting for 20000 bytes. */
   sh = good, sh.body_len_delta = 20000;
   CU_ASSERT_EQUAL(parse_shape(&sh, &hello), NLB_HELLO_INVALID);
-  /* A zero-length or too long server name, or one with a space. */
+  /* A zero-length or too long server name, or one with a space or a
+   * quote. */
   sh = good, sh.sni = "";
   CU_ASSERT_EQUAL(parse_shape(&sh, &hello), NLB_HELLO_INVALID);
   memset(long_name, 'a', 256);
@@ -276,6 +277,8 @@ static void test_clienthello_hostile(void)
   CU_ASSERT_EQUAL(parse_shape(&sh, &hello), NLB_HELLO_COMPLETE);
   CU_ASSERT_EQUAL(hello.sni_len, 255);
   sh = good, sh.sni = "a b";
+  CU_ASSERT_EQUAL(parse_shape(&sh, &hello), NLB_HELLO_INVALID);
+  sh = good, sh.sni = "a\"b";
   CU_ASSERT_EQUAL(parse_shape(&sh, &hello), NLB_HELLO_INVALID);
   /* Another message or record type, an oversized session ID. */
   sh = good, sh.message_type = 2;
