@@ -47,6 +47,14 @@ void conf_load_target_groups(struct conf_loader *ld,
                              const config_setting_t *root,
                              struct nlb_config *cfg);
 
+/* nlb/control/config_tls.c: a target group's tls block (re-encryption)
+ * and a listener's (termination); the server's defaults are set even
+ * where item has no tls block. */
+void conf_load_tls_client(struct conf_loader *ld, const config_setting_t *item,
+                          struct nlb_tls_client_settings *tls);
+void conf_load_tls_server(struct conf_loader *ld, const config_setting_t *item,
+                          struct nlb_tls_server_settings *tls);
+
 /* nlb/control/config_listeners.c */
 /* A group with preserve_client_ip whose target lies inside a consumer
  * network's range cannot get its answers back: an error at the setting's

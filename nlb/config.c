@@ -339,10 +339,13 @@ void nlb_config_free(struct nlb_config *cfg)
     free(tg->name);
     free(tg->health.path);
     free(tg->health.host);
+    nlb_tls_client_settings_free(&tg->tls);
     free(tg->targets);
   }
   free(cfg->target_groups);
   for (size_t i = 0; i < cfg->n_load_balancers; i++) {
+    for (size_t j = 0; j < cfg->load_balancers[i].n_listeners; j++)
+      nlb_tls_server_settings_free(&cfg->load_balancers[i].listeners[j].tls);
     free(cfg->load_balancers[i].name);
     for (size_t j = 0; j < cfg->load_balancers[i].n_listeners; j++) {
       struct nlb_config_listener *l = &cfg->load_balancers[i].listeners[j];

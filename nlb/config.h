@@ -16,6 +16,8 @@
 #include "nlb/api-limits.h"
 #include "nlb/common/addr.h"
 #include "nlb/common/protocol.h"
+#include "nlb/common/tls_client.h"
+#include "nlb/common/tls_server.h"
 #include "nlb/control/status_matcher.h"
 
 enum nlb_algorithm {
@@ -72,6 +74,8 @@ struct nlb_config_target_group {
   uint64_t connect_timeout_ms;
   unsigned connect_retries; /* further targets tried after a failure */
   struct nlb_config_health health;
+  /* tls = { ... }: flows (and health checks) speak TLS to the targets. */
+  struct nlb_tls_client_settings tls;
   struct nlb_config_target *targets;
   size_t n_targets;
   int line;
@@ -95,6 +99,8 @@ struct nlb_config_listener {
    * 350 s for TCP flows and 120 s for UDP flows. */
   uint64_t idle_timeout_ms;
   uint64_t udp_idle_timeout_ms;
+  /* protocol "tls": tls = { certificates; ... } (enabled). */
+  struct nlb_tls_server_settings tls;
   /* protocol "tls_passthrough": the target group by server name (any
    * other name, or none: target_group), and how long a client may take
    * to send its whole ClientHello. */

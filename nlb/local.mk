@@ -21,6 +21,9 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/hmap.c \
 	nlb/common/protocol.c \
 	nlb/common/text.c \
+	nlb/common/tls_client.c \
+	nlb/common/tls_server.c \
+	nlb/common/tls_settings.c \
 	nlb/dataplane/flow.c \
 	nlb/dataplane/flow_kinds.c \
 	nlb/dataplane/listener.c \
@@ -42,6 +45,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/control/config_networks.c \
 	nlb/control/config_registry.c \
 	nlb/control/config_targets.c \
+	nlb/control/config_tls.c \
 	nlb/control/endpoints.c \
 	nlb/control/health.c \
 	nlb/control/netns.c \
@@ -49,6 +53,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/control/router.c \
 	nlb/control/router_groups.c \
 	nlb/control/router_routes.c \
+	nlb/control/router_tls.c \
 	nlb/control/services.c \
 	nlb/control/status_matcher.c \
 	nlb/dns/config_dns.c \
@@ -78,6 +83,8 @@ noinst_HEADERS += \
 	nlb/common/hmap.h \
 	nlb/common/protocol.h \
 	nlb/common/text.h \
+	nlb/common/tls_client.h \
+	nlb/common/tls_server.h \
 	nlb/dataplane/flow.h \
 	nlb/dataplane/flow_kind.h \
 	nlb/dataplane/io.h \

@@ -12,6 +12,7 @@ enum nlb_protocol {
   NLB_PROTOCOL_TCP, /* the default */
   NLB_PROTOCOL_UDP,
   NLB_PROTOCOL_TCP_UDP,
+  NLB_PROTOCOL_TLS, /* TLS terminated (nlb/common/tls_server.h) */
   NLB_PROTOCOL_TLS_PASSTHROUGH, /* TCP routed by the ClientHello's SNI */
   NLB_PROTOCOL_COUNT,
 };

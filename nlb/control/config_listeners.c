@@ -125,8 +125,9 @@ static void load_listeners(struct conf_loader *ld,
                            struct nlb_config_load_balancer *lb)
 {
   static const char *const keys[] = {
-      "port",       "target_group",         "bind", "idle_timeout", "protocol",
-      "sni_routes", "client_hello_timeout", NULL};
+      "port",     "target_group", "bind",       "idle_timeout",
+      "protocol", "tls",          "sni_routes", "client_hello_timeout",
+      NULL};
   const config_setting_t *list = conf_get_list(ld, lb_item, "listeners");
   int count = list ? config_setting_length(list) : 0;
 
@@ -189,6 +190,16 @@ static void load_listeners(struct conf_loader *ld,
       }
       l->protocol = (enum nlb_protocol)p;
     }
+    conf_load_tls_server(ld, item, &l->tls);
+    if (l->protocol == NLB_PROTOCOL_TLS && !l->tls.enabled)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: protocol \"tls\" needs a tls = { "
+                   "certificates = ( { cert; key; } ); } block",
+                   l->port);
+    if (l->protocol != NLB_PROTOCOL_TLS && l->tls.enabled)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: a tls block needs protocol = \"tls\"",
+                   l->port);
     /* A datagram has no stream to put a header in front of. */
     if ((l->protocol == NLB_PROTOCOL_UDP ||
          l->protocol == NLB_PROTOCOL_TCP_UDP) &&

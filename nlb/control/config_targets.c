@@ -202,6 +202,7 @@ void conf_load_target_groups(struct conf_loader *ld,
                                      "health_check",
                                      "targets",
                                      "preserve_client_ip",
+                                     "tls",
                                      NULL};
   const config_setting_t *list = conf_get_list(ld, root, "target_groups");
   int count = list ? config_setting_length(list) : 0;
@@ -262,6 +263,7 @@ void conf_load_target_groups(struct conf_loader *ld,
     if (conf_get_int(ld, item, "connect_retries", 0, 16, &value))
       tg->connect_retries = (unsigned)value;
     load_health(ld, item, &tg->health);
+    conf_load_tls_client(ld, item, &tg->tls);
     load_targets(ld, item, tg);
     cfg->n_target_groups++;
   }

@@ -7,6 +7,8 @@
 #ifndef NLB_ROUTER_INT_H
 #define NLB_ROUTER_INT_H
 
+#include "nlb/common/tls_client.h"
+#include "nlb/common/tls_server.h"
 #include "nlb/control/router.h"
 
 /* Flows of a drained target are closed at its deadline; it is forgotten
@@ -30,6 +32,9 @@ struct listener_record {
   struct nlb_cidr *allowed_sources;
   size_t n_allowed_sources;
   struct nlb_listener_stats *stats;
+  /* A TLS listener's certificates (its load balancer listener's, for an
+   * endpoint's): one reference; NULL for other protocols. */
+  struct nlb_tls_server *tls;
   /* tls_passthrough: its SNI routes, one reference (an endpoint's
    * listener shares its load balancer listener's); else NULL. */
   struct nlb_sni_routes *sni;
@@ -122,5 +127,30 @@ int router_hand_sockets(struct nlb_router *router,
  * removed: removed targets drain). 0 or a negative errno. */
 int router_apply_groups(struct nlb_router *router, const struct nlb_config *cfg,
                         uint64_t now_ms);
+
+/* router_tls.c: the TLS contexts of one config, built before an apply
+ * changes anything. servers[]: one per listener of the config, in the
+ * order of its load balancers and their listeners (NULL: not TLS);
+ * clients[]: one per target group (NULL: plain). One reference each. */
+struct router_tls {
+  struct nlb_tls_server **servers;
+  size_t n_servers;
+  struct ssl_ctx_st **clients;
+  size_t n_clients;
+};
+/* 0, or -EINVAL with "FILE:LINE: what: reason" in err (nothing built). */
+int router_tls_load(const struct nlb_config *cfg, struct router_tls *tls,
+                    char *err, size_t err_size);
+/* Drops what was not handed on. */
+void router_tls_free(struct router_tls *tls);
+/* After router_apply_groups: each group takes its new client context. */
+void router_tls_give_groups(struct nlb_router *router, struct router_tls *tls);
+/* A record takes a reference on server (NULL: none), dropping its old one;
+ * its route is made again when it changed. */
+void router_tls_set_listener(struct nlb_router *router,
+                             struct listener_record *l,
+                             struct nlb_tls_server *server);
+/* The listener_open event's companion: TLS, and whether kTLS is used. */
+void router_tls_say_listener(const struct listener_record *l);
 
 #endif

@@ -162,8 +162,10 @@ static uint64_t idle_timeout_of(const struct nlb_config_listener *cl,
 static void set_route_settings(struct nlb_router *router,
                                struct listener_record *l,
                                struct nlb_group *group,
-                               uint64_t idle_timeout_ms)
+                               uint64_t idle_timeout_ms,
+                               struct nlb_tls_server *tls)
 {
+  router_tls_set_listener(router, l, tls);
   if (l->group != group || l->idle_timeout_ms != idle_timeout_ms ||
       (l->route && l->route->group != group->index))
     router_listener_changed(router, l);
@@ -313,7 +315,7 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
       router_remove_listener(router, l, true);
       continue;
     }
-    set_route_settings(router, l, lb->group, lb->idle_timeout_ms);
+    set_route_settings(router, l, lb->group, lb->idle_timeout_ms, lb->tls);
     set_sni_routes(router, l, lb->sni);
     i++;
   }
@@ -323,8 +325,11 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
  * (in id order, after every older one), settings follow the config. */
 static void apply_listeners(struct nlb_router *router,
                             const struct nlb_config *cfg,
-                            struct pending_listener *pending, size_t n_new)
+                            struct pending_listener *pending, size_t n_new,
+                            struct router_tls *tls)
 {
+  size_t n_listener = 0;
+
   for (size_t k = 0; k < router->n_listeners;) {
     struct listener_record *l = router->listeners[k];
     if (l->seen) {
@@ -350,6 +355,7 @@ static void apply_listeners(struct nlb_router *router,
       const struct nlb_config_listener *cl = &lb->listeners[j];
       const char *const *kinds = nlb_protocol_kinds(cl->protocol);
       struct nlb_group *group = router->groups[cl->target_group];
+      struct nlb_tls_server *server = tls->servers[n_listener++];
       struct nlb_sni_routes *sni = sni_routes_of(cl, lb->name);
       for (size_t k = 0; kinds[k]; k++) {
         const struct nlb_flow_kind *kind = nlb_flow_kind_find(kinds[k]);
@@ -357,7 +363,7 @@ static void apply_listeners(struct nlb_router *router,
             kind ? find_lb_listener(router, lb->name, cl->port, kind) : NULL;
         if (!l)
           continue;
-        set_route_settings(router, l, group, idle_timeout_of(cl, kind));
+        set_route_settings(router, l, group, idle_timeout_of(cl, kind), server);
         set_sni_routes(router, l, sni);
         group->in_use = true;
       }
@@ -393,20 +399,28 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
                      uint64_t now_ms, char *err, size_t err_size)
 {
   size_t n_new = 0;
+  struct router_tls tls;
   int rc = check_transparent(cfg, err, err_size);
-  struct pending_listener *pending =
-      rc < 0 ? NULL
-             : open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
+  struct pending_listener *pending;
 
-  /* Nothing has changed until every new socket is open. */
-  if (!pending)
+  if (rc < 0 || (rc = router_tls_load(cfg, &tls, err, err_size)) < 0)
     return rc;
+  pending = open_new_listeners(router, cfg, &n_new, &rc, err, err_size);
+  /* Nothing has changed until every new socket is open and every
+   * certificate loaded. */
+  if (!pending) {
+    router_tls_free(&tls);
+    return rc;
+  }
   if (router_reserve_listeners(router, n_new) < 0) {
     discard_pending(router, pending, n_new);
+    router_tls_free(&tls);
     return -ENOMEM;
   }
   router_apply_groups(router, cfg, now_ms);
-  apply_listeners(router, cfg, pending, n_new);
+  router_tls_give_groups(router, &tls);
+  apply_listeners(router, cfg, pending, n_new, &tls);
+  router_tls_free(&tls);
   router->access_json = cfg->log_access_format == NLB_LOG_JSON;
   nlb_router_publish(router, now_ms);
 
@@ -428,6 +442,7 @@ int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
                   NLB_LOG_STR("address",
                               nlb_addr_format(&l->local, where, sizeof(where))),
                   NLB_LOG_UINT("workers", router->n_workers));
+    router_tls_say_listener(l);
   }
   free(pending);
   return 0;
@@ -610,6 +625,8 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
     nlb_addr_set_port(&l->local, lb->port);
     l->group = lb->group;
     l->idle_timeout_ms = lb->idle_timeout_ms;
+    if ((l->tls = lb->tls))
+      nlb_tls_server_acquire(l->tls);
     nlb_sni_routes_acquire(lb->sni);
     l->sni = lb->sni;
     l->endpoint_id = strdup(endpoint_id);

@@ -42,6 +42,9 @@ struct nlb_group {
   struct nlb_hmap by_address;    /* targets, by address */
   size_t index;                  /* in the router's groups (and snapshots) */
   struct nlb_group_route *route; /* published; NULL: build at next publish */
+  /* settings.tls built (one reference): the targets' TLS client context,
+   * for flows and health checks; NULL: plain TCP. */
+  struct ssl_ctx_st *tls_ctx;
   size_t n_draining;
   uint64_t slow_start_until_ms; /* some target is in slow start until then */
 };

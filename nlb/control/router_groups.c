@@ -131,7 +131,10 @@ static void copy_settings(struct nlb_group *group,
   free(group->settings.name);
   free(group->settings.health.path);
   free(group->settings.health.host);
+  nlb_tls_client_settings_free(&group->settings.tls);
   group->settings = *cfg;
+  if (nlb_tls_client_settings_copy(&group->settings.tls, &cfg->tls) < 0)
+    group->settings.tls.enabled = false; /* ENOMEM: its context goes too */
   group->settings.name = strdup(cfg->name);
   group->settings.health.path = strdup(cfg->health.path);
   group->settings.health.host =

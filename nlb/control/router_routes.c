@@ -3,6 +3,7 @@
 #include "nlb/control/router-int.h"
 
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,7 @@ void router_free_listener(struct nlb_router *router, struct listener_record *l)
   free(l->lb_name);
   free(l->endpoint_id);
   free(l->allowed_sources);
+  nlb_tls_server_release(l->tls);
   retire_route(router, l->route);
   nlb_listener_stats_release(l->stats);
   nlb_sni_routes_release(l->sni);
@@ -128,6 +130,8 @@ void router_free_group(struct nlb_group *group)
   }
   nlb_hmap_free(&group->by_address);
   nlb_group_route_release(group->route);
+  SSL_CTX_free(group->tls_ctx);
+  nlb_tls_client_settings_free(&group->settings.tls);
   free(group->targets);
   free(group->name);
   free(group->settings.name);
@@ -338,6 +342,13 @@ static int build_group_route(struct nlb_group *group, uint64_t now_ms)
   if (!group->route)
     return -ENOMEM;
   group->route->preserve_client_ip = group->settings.preserve_client_ip;
+  if (group->tls_ctx) {
+    const char *name = group->settings.tls.server_name;
+    if (name && !(group->route->tls_server_name = strdup(name)))
+      return -ENOMEM;
+    SSL_CTX_up_ref(group->tls_ctx);
+    group->route->tls_ctx = group->tls_ctx;
+  }
   return 0;
 }
 
@@ -349,6 +360,8 @@ static int build_route(struct listener_record *l)
                        l->allowed_sources, l->n_allowed_sources, l->stats);
   if (!l->route)
     return -ENOMEM;
+  if ((l->route->tls = l->tls))
+    nlb_tls_server_acquire(l->tls);
   nlb_sni_routes_acquire(l->sni);
   l->route->sni = l->sni;
   return 0;

@@ -1,8 +1,10 @@
 #include "nlb/dataplane/snapshot.h"
 
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nlb/common/tls_server.h"
 #include "nlb/dataplane/sni_routes.h"
 
 struct nlb_snapshot *nlb_snapshot_alloc(size_t n_groups, size_t n_routes)
@@ -109,6 +111,7 @@ void nlb_route_release(struct nlb_route *route)
   free(route->lb_name);
   free(route->endpoint_id);
   free(route->allowed_sources);
+  nlb_tls_server_release(route->tls);
   nlb_sni_routes_release(route->sni);
   nlb_listener_stats_release(route->stats);
   free(route);
@@ -148,6 +151,8 @@ void nlb_group_route_release(struct nlb_group_route *group)
       atomic_fetch_sub_explicit(&group->refs, 1, memory_order_acq_rel) != 1)
     return;
   nlb_pool_free(group->pool);
+  SSL_CTX_free(group->tls_ctx);
+  free(group->tls_server_name);
   free(group->name);
   free(group);
 }

@@ -41,6 +41,21 @@ struct nlb_group_route {
   bool preserve_client_ip;
   unsigned connect_retries;
   uint64_t connect_timeout_ms;
+  /* Flows speak TLS to the targets with this client context (one
+   * reference; tls_client.h), sending tls_server_name; NULL: plain. Set
+   * before the first publish. */
+  struct ssl_ctx_st *tls_ctx;
+  char *tls_server_name;
+};
+
+/* TLS handshakes of a listener, by result (nlb_tls_handshakes_total). */
+enum nlb_tls_result {
+  NLB_TLS_OK,
+  NLB_TLS_RESUMED,
+  NLB_TLS_FAILED,
+  NLB_TLS_TIMEOUT,
+  NLB_TLS_TARGET_FAILED, /* the re-encrypting handshake to a target */
+  NLB_TLS_RESULTS,
 };
 
 /* Counters of one listener (a load balancer port or an endpoint port);
@@ -49,11 +64,17 @@ struct nlb_listener_stats {
   atomic_int refs;
   struct nlb_flow_counters counters;
   struct nlb_histogram flow_duration; /* accept to close, every flow */
+  /* A TLS listener's handshakes (tls_flow.c) and their time, accept to
+   * done, in nlb_tls_handshake_bounds_ms. */
+  atomic_uint_fast64_t tls_handshakes[NLB_TLS_RESULTS];
+  struct nlb_histogram tls_handshake_time;
 };
 
 /* One listening address: a load balancer's own port, or one port of an
  * endpoint inside a consumer's network. */
 struct nlb_flow_kind;
+struct nlb_tls_server;
+struct ssl_ctx_st;
 struct nlb_sni_routes;
 
 struct nlb_route {
@@ -69,6 +90,9 @@ struct nlb_route {
   struct nlb_cidr *allowed_sources; /* n_allowed_sources 0: anyone */
   size_t n_allowed_sources;
   struct nlb_listener_stats *stats; /* one reference */
+  /* A TLS listener's certificates: one reference, set by the builder
+   * before the first publish; NULL for other protocols. */
+  struct nlb_tls_server *tls;
   /* A tls_passthrough listener's SNI routes (one reference, set before
    * the first publish); NULL for any other listener. */
   struct nlb_sni_routes *sni;

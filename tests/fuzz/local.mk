@@ -101,6 +101,8 @@ FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/nlb/control/config_networks.c \
 	$(top_srcdir)/nlb/control/config_registry.c \
 	$(top_srcdir)/nlb/control/config_targets.c \
+	$(top_srcdir)/nlb/control/config_tls.c \
+	$(top_srcdir)/nlb/common/tls_settings.c \
 	$(top_srcdir)/nlb/dns/config_dns.c \
 	$(top_srcdir)/nlb/common/duration.c \
 	$(top_srcdir)/nlb/common/addr.c \

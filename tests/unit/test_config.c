@@ -1014,14 +1014,14 @@ static void test_config_listener_protocols(void)
   CU_ASSERT_PTR_NULL(nlb_protocol_kinds(NLB_PROTOCOL_TCP_UDP)[2]);
   CU_ASSERT_EQUAL(nlb_protocol_parse("quic"), -1);
   nlb_protocol_list(names, sizeof(names));
-  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp, tls_passthrough");
+  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp, tls, tls_passthrough");
   expect_error_at(
       "target_groups = ( { name = \"tg\"; } );\n"
       "load_balancers = ( { name = \"lb\"; listeners = (\n"
       "  { port = 53; target_group = \"tg\";\n"
       "    protocol = \"dtls\"; } ); } );\n",
       4,
-      "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp, tls_passthrough)");
+      "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp, tls, tls_passthrough)");
 }
 
 /* A tls_passthrough listener's sni_routes: one route per name, lower
