@@ -48,6 +48,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/control/config_tls.c \
 	nlb/control/endpoints.c \
 	nlb/control/health.c \
+	nlb/control/health_tls.c \
 	nlb/control/netns.c \
 	nlb/control/regloop.c \
 	nlb/control/router.c \
@@ -100,6 +101,7 @@ noinst_HEADERS += \
 	nlb/control/announce.h \
 	nlb/control/endpoints.h \
 	nlb/control/health.h \
+	nlb/control/health_tls.h \
 	nlb/control/netns.h \
 	nlb/control/regloop.h \
 	nlb/control/router.h \

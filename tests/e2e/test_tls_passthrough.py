@@ -6,7 +6,10 @@ client's bytes forwarded untouched (each client verifies its backend's own
 certificate, and finishes a TLS handshake through nlbd), a ClientHello cut
 into several records and sent in several segments, PROXY v2 with the
 server name as PP2_TYPE_AUTHORITY, and the bad inputs: a first segment
-that is not TLS, and a client that stalls in its ClientHello.
+that is not TLS, and a client that stalls in its ClientHello. Also the
+health checks of a target group with tls = { ... }: a TLS handshake,
+verified as the group says, before a tcp check passes, and HTTPS for an
+http check.
 
 Real TLS backends (Python ssl servers, each with its own certificate made
 by `openssl req` in the test's directory) and real clients (Python ssl,
@@ -404,10 +407,126 @@ def test_proxy_v2_carries_the_server_name():
         s.close()
 
 
+class TlsHttpBackend:
+    """A TLS server answering every request with status, its own
+    certificate."""
+
+    def __init__(self, directory, name, hosts, status=200):
+        self.cert, self.key = make_cert(directory, name, hosts)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(self.cert, self.key)
+        self.status = status
+        self.requests = []
+        self.server = Server(self.handle)
+        self.address = self.server.address
+
+    def handle(self, conn):
+        conn.settimeout(10)
+        with self.context.wrap_socket(conn, server_side=True) as tls:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                data = tls.recv(4096)
+                if not data:
+                    return
+                request += data
+            self.requests.append(request)
+            tls.sendall(b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n" % self.status)
+
+    def stop(self):
+        self.server.stop()
+
+
+TRANSITION_RE = re.compile(
+    r"target ([^/\s]+)/(\S+) state (\w+) -> (\w+) \((.*)\)$")
+
+
+def states(nlbd):
+    """The last state of each (group, target) in the event log, with its
+    reason."""
+    out = {}
+    for line in nlbd.events().splitlines():
+        m = TRANSITION_RE.search(line)
+        if m:
+            out[(m.group(1), m.group(2))] = (m.group(4), m.group(5))
+    return out
+
+
+def test_tls_health_checks_handshake_and_https():
+    """Groups with tls = { ... }: a tcp check passes only once a TLS
+    handshake verified against the group's CA and server_name is done
+    (a target with another certificate, and one that does not speak TLS,
+    are unhealthy; verify = false takes any certificate); an http check
+    sends its request through TLS and judges the status."""
+    directory = tempfile.mkdtemp(prefix="nlbtest-tls-")
+    good = TlsBackend(directory, "good", ["svc.example"])
+    other = TlsBackend(directory, "other", ["svc.example"])
+    plain = Server(lambda conn: conn.recv(4096))
+    https_ok = TlsHttpBackend(directory, "ok", ["web.example"], 200)
+    https_bad = TlsHttpBackend(directory, "bad", ["web.example"], 500)
+    # One CA for both web backends: a file with both certificates.
+    web_ca = os.path.join(directory, "web-ca.pem")
+    with open(web_ca, "w") as f:
+        f.write(open(https_ok.cert).read() + open(https_bad.cert).read())
+    check = ('healthy_threshold = 2; unhealthy_threshold = 2; '
+             'interval = "300ms"; timeout = "300ms";')
+    port1, port2, port3 = free_port(), free_port(), free_port()
+    config = (
+        'target_groups = (\n'
+        '  { name = "gt"; tls = { ca = "%s"; server_name = "svc.example"; };\n'
+        '    health_check = { protocol = "tcp"; %s };\n'
+        '    targets = ( { address = "%s"; }, { address = "%s"; },\n'
+        '                { address = "%s"; } ); },\n'
+        '  { name = "gv"; tls = { verify = false; };\n'
+        '    health_check = { protocol = "tcp"; %s };\n'
+        '    targets = ( { address = "%s"; } ); },\n'
+        '  { name = "gh"; tls = { ca = "%s"; server_name = "web.example"; };\n'
+        '    health_check = { protocol = "http"; path = "/health"; %s };\n'
+        '    targets = ( { address = "%s"; }, { address = "%s"; } ); } );\n'
+        'load_balancers = ( { name = "lb"; listeners = (\n'
+        '  { port = %d; bind = "127.0.0.1"; target_group = "gt"; },\n'
+        '  { port = %d; bind = "127.0.0.1"; target_group = "gv"; },\n'
+        '  { port = %d; bind = "127.0.0.1"; target_group = "gh"; } );'
+        ' } );\n' % (good.cert, check, good.address, other.address,
+                     plain.address, check, other.address, web_ca, check,
+                     https_ok.address, https_bad.address, port1, port2,
+                     port3))
+    nlbd = Nlbd(config)
+    try:
+        nlbd.start()
+        want = {("gt", good.address): "healthy",
+                ("gt", other.address): "unhealthy",
+                ("gt", plain.address): "unhealthy",
+                ("gv", other.address): "healthy",
+                ("gh", https_ok.address): "healthy",
+                ("gh", https_bad.address): "unhealthy"}
+        wait_until(lambda: all(states(nlbd).get(k, ("",))[0] == v
+                               for k, v in want.items()),
+                   timeout=10, what="every target judged: %s" % want)
+        seen = states(nlbd)
+        assert "certificate" in seen[("gt", other.address)][1], seen
+        assert "tls" in seen[("gt", plain.address)][1], seen
+        assert seen[("gh", https_bad.address)][1] == "status 500", seen
+        assert https_ok.requests and \
+            https_ok.requests[0].startswith(b"GET /health HTTP/1.1\r\n")
+        # Still so a few rounds later: nothing flaps.
+        rounds = len(https_ok.requests)
+        wait_until(lambda: len(https_ok.requests) >= rounds + 3,
+                   what="three more rounds")
+        assert {k: v[0] for k, v in states(nlbd).items()} == want
+    finally:
+        nlbd.stop()
+        for backend in (good, other, https_ok, https_bad):
+            backend.stop()
+        plain.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 if __name__ == "__main__":
     run([test_routes_by_exact_and_wildcard_server_name,
          test_openssl_s_client_reaches_its_backend,
          test_client_hello_split_over_records_and_segments,
          test_not_tls_first_segment_is_closed,
          test_stalled_client_closed_at_timeout,
-         test_proxy_v2_carries_the_server_name], timeout=60)
+         test_proxy_v2_carries_the_server_name,
+         test_tls_health_checks_handshake_and_https], timeout=60)
