@@ -111,10 +111,10 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
    * for (the reader let only DNS characters through: nothing to quote). */
   sni[0] = '\0';
   if (route->sni && flow->access_json)
-    snprintf(sni, sizeof(sni), ",\"sni\":%s%s%s", flow->sni[0] ? "\"" : "",
-             flow->sni[0] ? flow->sni : "null", flow->sni[0] ? "\"" : "");
+    snprintf(sni, sizeof(sni), ",\"sni\":%s%s%s", flow->sni ? "\"" : "",
+             flow->sni ? flow->sni : "null", flow->sni ? "\"" : "");
   else if (route->sni)
-    snprintf(sni, sizeof(sni), " sni=%s", flow->sni[0] ? flow->sni : "-");
+    snprintf(sni, sizeof(sni), " sni=%s", flow->sni ? flow->sni : "-");
   if (flow->access_json)
     len = snprintf(
         line, sizeof(line),
@@ -214,6 +214,10 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   count_end(flow, now);
   if (nlb_log_access_enabled())
     write_access_log(flow, now);
+  if (flow->sni) {
+    nlb_worker_put_name(flow->worker, flow->sni);
+    flow->sni = NULL;
+  }
   nlb_worker_flow_closed(flow->worker);
   nlb_group_route_release(flow->group);
   nlb_route_release(flow->route);
@@ -502,7 +506,7 @@ static void write_proxy_header(struct nlb_flow *flow)
     getsockname(flow->client_io.fd, &local.sa, &len);
   n = nlb_proxy_v2_encode(header, sizeof(header), &flow->client_addr.sa,
                           &local.sa, flow->route->endpoint_id);
-  if (n > 0 && flow->sni[0])
+  if (n > 0 && flow->sni)
     n = nlb_proxy_v2_add_tlv(header, (size_t)n, sizeof(header),
                              NLB_PROXY_V2_TLV_AUTHORITY, flow->sni,
                              strlen(flow->sni));

@@ -85,8 +85,9 @@ struct nlb_flow {
   uint64_t bytes_up;
   uint64_t bytes_down;
   /* The server name a TLS passthrough flow's ClientHello asked for (lower
-   * case, as nlb_client_hello_parse gives it); "" for none. */
-  char sni[NLB_HELLO_SNI_MAX + 1];
+   * case, as nlb_client_hello_parse gives it), a pooled name of its worker
+   * (nlb_worker_get_name) given back when the flow ends; NULL for none. */
+  char *sni;
   union {
     /* The TCP relay's. */
     struct {

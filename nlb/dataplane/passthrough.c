@@ -29,6 +29,9 @@
  * long for a ClientHello, the config's default. */
 #define DEFAULT_HELLO_TIMEOUT_MS 10000
 
+_Static_assert(NLB_WORKER_NAME_SIZE > NLB_HELLO_SNI_MAX,
+               "a pooled name holds a server name and its NUL");
+
 /* The group the server name routes to: a route's, or the listener's own
  * (no name, no route for it). Group indices hold in snapshots that hold
  * the route; a reload that dropped it since accept routes by the
@@ -46,7 +49,14 @@ static struct nlb_group_route *pick_group(const struct nlb_flow *flow)
 
 static void on_hello(struct nlb_flow *flow, const struct nlb_client_hello *h)
 {
-  memcpy(flow->sni, h->sni, h->sni_len + 1);
+  if (h->sni_len > 0) {
+    flow->sni = nlb_worker_get_name(flow->worker);
+    if (!flow->sni) {
+      nlb_flow_finish(flow, NLB_END_LIMIT);
+      return;
+    }
+    memcpy(flow->sni, h->sni, h->sni_len + 1);
+  }
   flow->awaiting_hello = false;
   /* The relay watches the client again once the target takes the hello. */
   if (nlb_worker_watch(flow->worker, &flow->client_io, 0) < 0) {

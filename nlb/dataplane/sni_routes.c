@@ -51,15 +51,16 @@ void nlb_sni_routes_release(struct nlb_sni_routes *table)
 
 long nlb_sni_routes_match(const struct nlb_sni_routes *table, const char *sni)
 {
-  const char *parent = strchr(sni, '.');
+  const char *parent;
 
-  if (!table || !*sni)
+  if (!table || !sni || !*sni)
     return -1;
   for (size_t i = 0; i < table->n_routes; i++)
     if (table->routes[i].name && strcmp(table->routes[i].name, sni) == 0)
       return (long)table->routes[i].group;
   /* "*.b.example" is "*" then ".b.example": sni's first label, then the
    * same rest. */
+  parent = strchr(sni, '.');
   if (!parent || parent == sni)
     return -1;
   for (size_t i = 0; i < table->n_routes; i++) {

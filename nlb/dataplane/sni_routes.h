@@ -38,10 +38,10 @@ void nlb_sni_routes_acquire(struct nlb_sni_routes *table);
 void nlb_sni_routes_release(struct nlb_sni_routes *table);
 
 /* The group for a server name (lower case, as nlb_client_hello_parse gives
- * it): an exact name wins over a wildcard, and a wildcard "*.b.example"
- * matches "x.b.example" but neither "b.example" nor "y.x.b.example".
- * -1 when no name matches (the listener's own target group takes it).
- * Any thread. */
+ * it; NULL: none): an exact name wins over a wildcard, and a wildcard
+ * "*.b.example" matches "x.b.example" but neither "b.example" nor
+ * "y.x.b.example". -1 when no name matches (the listener's own target group
+ * takes it). Any thread. */
 long nlb_sni_routes_match(const struct nlb_sni_routes *table, const char *sni);
 
 #endif
