@@ -407,6 +407,30 @@ def test_proxy_v2_carries_the_server_name():
         s.close()
 
 
+def test_reload_moves_a_name_to_another_group():
+    """A reload that routes a.example to B's group, with the groups in
+    another order (their indices change): new flows follow; x.b.example
+    still reaches B and other names D."""
+    s = Setup()
+    try:
+        assert ask(s.port, "a.example", s.a.cert) == "A|hello\n"
+        groups = s.config[s.config.index("target_groups"):
+                          s.config.index("load_balancers")]
+        lines = groups.splitlines()
+        reordered = "\n".join([lines[0], lines[3].rstrip(" );") + ",",
+                               lines[2], lines[1].rstrip(",") + " );"]) + "\n"
+        config = s.config.replace(groups, reordered).replace(
+            '[ "A.example", "exact.b.example" ];\n        target_group = "ga"',
+            '[ "A.example", "exact.b.example" ];\n        target_group = "gb"')
+        assert config != s.config
+        s.nlbd.reload(config)
+        assert ask(s.port, "a.example", s.b.cert, False) == "B|hello\n"
+        assert ask(s.port, "x.b.example", s.b.cert) == "B|hello\n"
+        assert ask(s.port, "c.example", s.d.cert, False) == "D|hello\n"
+    finally:
+        s.close()
+
+
 class TlsHttpBackend:
     """A TLS server answering every request with status, its own
     certificate."""
@@ -529,4 +553,5 @@ if __name__ == "__main__":
          test_not_tls_first_segment_is_closed,
          test_stalled_client_closed_at_timeout,
          test_proxy_v2_carries_the_server_name,
+         test_reload_moves_a_name_to_another_group,
          test_tls_health_checks_handshake_and_https], timeout=60)
