@@ -5,7 +5,8 @@ wildcards, the listener's own group for any other name and for none), the
 client's bytes forwarded untouched (each client verifies its backend's own
 certificate, and finishes a TLS handshake through nlbd), a ClientHello cut
 into several records and sent in several segments, PROXY v2 with the
-server name as PP2_TYPE_AUTHORITY, and the bad inputs: a first segment
+server name as PP2_TYPE_AUTHORITY, a reload moving a name, an endpoint
+routing as its load balancer does, and the bad inputs: a first segment
 that is not TLS, and a client that stalls in its ClientHello. Also the
 health checks of a target group with tls = { ... }: a TLS handshake,
 verified as the group says, before a tcp check passes, and HTTPS for an
@@ -18,6 +19,7 @@ by `openssl req` in the test's directory) and real clients (Python ssl,
 
 import os
 import re
+import hashlib
 import shutil
 import socket
 import ssl
@@ -29,7 +31,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from nlbtest import Nlbd, Server, Skip, free_port, run, wait_until  # noqa
+import nlbtest  # noqa: E402
+from nlbtest import (Nlbd, Server, Skip, can_connect, free_port,  # noqa
+                     run, wait_until)
 
 
 def make_cert(directory, name, hosts):
@@ -107,10 +111,11 @@ def client_context(cafile, check_hostname=True):
     return context
 
 
-def ask(port, server_hostname, cafile, check_hostname=True):
+def ask(port, server_hostname, cafile, check_hostname=True,
+        host="127.0.0.1"):
     """One TLS exchange through nlbd: the backend's answer to 'hello'."""
     context = client_context(cafile, check_hostname)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with socket.create_connection((host, port), timeout=10) as raw:
         with context.wrap_socket(raw,
                                  server_hostname=server_hostname) as tls:
             tls.sendall(b"hello\n")
@@ -431,6 +436,65 @@ def test_reload_moves_a_name_to_another_group():
         s.close()
 
 
+def test_endpoint_routes_by_server_name_too():
+    """An endpoint of a tls_passthrough load balancer (a consumer network
+    of host addresses) routes by server name as the load balancer's own
+    listener does; its access-log lines name the endpoint and the name."""
+    tokens = {"prov": ("provider", "prov-tls"),
+              "shop": ("consumer", "shop-tls")}
+    s = Setup()
+    api_port = free_port()
+    directory = tempfile.mkdtemp(prefix="nlbtest-tlsep-")
+    principals = ",\n".join(
+        '  { name = "%s"; role = "%s"; token_sha256 = "%s"; }' % (
+            name, role, hashlib.sha256(token.encode()).hexdigest())
+        for name, (role, token) in tokens.items())
+    config = s.config + (
+        'api = { listen = "127.0.0.1:%d"; };\n'
+        'registry = { path = "%s/registry.db"; };\n'
+        'principals = (\n%s\n);\n'
+        'networks = ( { name = "shop-vpc"; range = "127.91.0.0/24";\n'
+        '  principals = [ "shop" ]; } );\n' % (api_port, directory,
+                                               principals))
+
+    def call(who, method, path, body, status):
+        code, value = nlbtest.api_request(api_port, method, path,
+                                          tokens[who][1], body)
+        assert code == status, "%s %s: %d %r" % (method, path, code, value)
+        return value
+    try:
+        s.nlbd.stop()
+        s.nlbd = Nlbd(config).start(wait_port=api_port)
+        call("prov", "POST", "/v1/services", {
+            "name": "tls", "load_balancer": "lb",
+            "acceptance_required": False,
+            "allowed_principals": ["shop"]}, 201)
+        endpoint = call("shop", "POST", "/v1/endpoints", {
+            "service": "tls", "network": "shop-vpc",
+            "address": "127.91.0.10"}, 201)
+        wait_until(lambda: can_connect("127.91.0.10", s.port), timeout=10,
+                   what="the endpoint's listener")
+        mark = len(s.nlbd.access())
+        assert ask(s.port, "a.example", s.a.cert,
+                   host="127.91.0.10") == "A|hello\n"
+        assert ask(s.port, "x.b.example", s.b.cert,
+                   host="127.91.0.10") == "B|hello\n"
+        assert ask(s.port, None, s.d.cert, False,
+                   host="127.91.0.10") == "D|hello\n"
+        # The probes of the wait never reached a target: left out.
+
+        def routed():
+            return [l for l in s.nlbd.access()[mark:]
+                    if endpoint["id"] in l and " -> - " not in l]
+        wait_until(lambda: len(routed()) >= 3,
+                   what="the endpoint's three access-log lines")
+        snis = sorted(fields(l)["sni"] for l in routed())
+        assert snis == ["-", "a.example", "x.b.example"], routed()
+    finally:
+        s.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 class TlsHttpBackend:
     """A TLS server answering every request with status, its own
     certificate."""
@@ -554,4 +618,5 @@ if __name__ == "__main__":
          test_stalled_client_closed_at_timeout,
          test_proxy_v2_carries_the_server_name,
          test_reload_moves_a_name_to_another_group,
+         test_endpoint_routes_by_server_name_too,
          test_tls_health_checks_handshake_and_https], timeout=60)
