@@ -31,6 +31,12 @@ tests_unit_test_clienthello_SOURCES = tests/unit/test_clienthello.c
 tests_unit_test_clienthello_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_clienthello_LDADD = $(NLB_TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_sni_routes
+TESTS += tests/unit/test_sni_routes
+tests_unit_test_sni_routes_SOURCES = tests/unit/test_sni_routes.c
+tests_unit_test_sni_routes_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_sni_routes_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_duration
 TESTS += tests/unit/test_duration
 tests_unit_test_duration_SOURCES = tests/unit/test_duration.c
