@@ -9,6 +9,9 @@ noinst_PROGRAMS += bench/udp_load
 bench_udp_load_SOURCES = bench/udp_load.c
 EXTRA_DIST += bench/udp.py bench/README-udp.md bench/results-udp.md
 
+# TLS termination against HAProxy: run by hand, bench/tls.py.
+EXTRA_DIST += bench/tls.py bench/results-tls.md bench/results-tls.json
+
 # Registry benchmark (bench/README-registry.md): built by make, run by hand.
 noinst_PROGRAMS += bench/registry_bench
 bench_registry_bench_SOURCES = bench/registry_bench.c

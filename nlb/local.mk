@@ -32,6 +32,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/dataplane/sni_routes.c \
 	nlb/dataplane/snapshot.c \
 	nlb/dataplane/target.c \
+	nlb/dataplane/tls_flow.c \
 	nlb/dataplane/udp.c \
 	nlb/dataplane/udp_table.c \
 	nlb/dataplane/worker.c \

@@ -7,6 +7,7 @@
 
 #include "build-config.h"
 #include "nlb/config.h"
+#include "nlb/control/router.h"
 #include "nlb/daemon.h"
 #include "nlb/rundir.h"
 
@@ -43,11 +44,17 @@ static void usage(FILE *out)
 
 static int check_config(const char *path)
 {
+  char reason[512];
   char *errors;
   struct nlb_config *cfg = nlb_config_load(path, &errors);
   if (!cfg) {
     fputs(errors ? errors : "nlbd: out of memory\n", stderr);
     free(errors);
+    return 2;
+  }
+  if (nlb_router_check_tls(cfg, reason, sizeof(reason)) < 0) {
+    fprintf(stderr, "%s\n", reason);
+    nlb_config_free(cfg);
     return 2;
   }
   nlb_config_free(cfg);

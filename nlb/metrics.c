@@ -17,6 +17,7 @@
 #include "nlb/dataplane/snapshot.h"
 #include "nlb/dataplane/target.h"
 #include "nlb/common/text.h"
+#include "nlb/common/tls_server.h"
 
 static struct {
   bool last_success;
@@ -58,6 +59,8 @@ struct series {
   char labels[320];
   const struct nlb_flow_counters *counters;
   const struct nlb_histogram *histogram;
+  const struct nlb_listener_stats *stats; /* a listener's */
+  const struct nlb_tls_server *tls;       /* a TLS listener's */
 };
 
 static void listener_series(struct series *s,
@@ -76,6 +79,8 @@ static void listener_series(struct series *s,
   }
   s->counters = &l->stats->counters;
   s->histogram = &l->stats->flow_duration;
+  s->stats = l->stats;
+  s->tls = l->tls;
 }
 
 static void target_series(struct series *s, const struct nlb_group *group,
@@ -246,6 +251,63 @@ static void listener_families(struct nlb_text *t, const struct series *series,
   histogram_family(t, "nlb_flow_duration_seconds",
                    "Flows by duration, from accept to close, per listener.",
                    nlb_flow_duration_bounds_ms, series, n);
+}
+
+/* TLS listeners: handshakes by result, their time, and when each
+ * certificate expires. */
+static void tls_families(struct nlb_text *t, const struct series *series,
+                         size_t n)
+{
+  static const char *const results[NLB_TLS_RESULTS] = {
+      [NLB_TLS_OK] = "ok",           [NLB_TLS_RESUMED] = "resumed",
+      [NLB_TLS_FAILED] = "failed",   [NLB_TLS_TIMEOUT] = "timeout",
+      [NLB_TLS_REFUSED] = "refused", [NLB_TLS_TARGET_FAILED] = "target_failed"};
+  struct series *tls = calloc(n ? n : 1, sizeof(*tls));
+  size_t k = 0;
+
+  if (!tls)
+    return;
+  for (size_t i = 0; i < n; i++)
+    if (series[i].tls) {
+      tls[k] = series[i];
+      tls[k++].histogram = &series[i].stats->tls_handshake_time;
+    }
+  if (k == 0) {
+    free(tls);
+    return;
+  }
+  family(t, "nlb_tls_handshakes_total", "counter",
+         "TLS handshakes per listener, by result: ok (full), resumed, failed, "
+         "timeout, refused (over max_pending_handshakes), target_failed "
+         "(the re-encrypting handshake with a target).");
+  for (size_t i = 0; i < k; i++)
+    for (int r = 0; r < NLB_TLS_RESULTS; r++)
+      nlb_text_printf(
+          t, "nlb_tls_handshakes_total{%s,result=\"%s\"} %llu\n", tls[i].labels,
+          results[r],
+          (unsigned long long)atomic_load(&tls[i].stats->tls_handshakes[r]));
+  histogram_family(t, "nlb_tls_handshake_seconds",
+                   "Client TLS handshakes by time, from accept to done, per "
+                   "listener.",
+                   nlb_connect_time_bounds_ms, tls, k);
+  family(t, "nlb_tls_certificate_expiry_timestamp_seconds", "gauge",
+         "When each certificate of a TLS listener expires (notAfter), since "
+         "the Unix epoch.");
+  for (size_t i = 0; i < k; i++) {
+    const char *file;
+    int64_t not_after;
+    char label[512];
+    for (size_t c = 0;
+         nlb_tls_server_certificate(tls[i].tls, c, &file, &not_after); c++) {
+      label_value(label, sizeof(label), file);
+      nlb_text_printf(
+          t,
+          "nlb_tls_certificate_expiry_timestamp_seconds{%s,certificate=\"%s\"} "
+          "%lld\n",
+          tls[i].labels, label, (long long)not_after);
+    }
+  }
+  free(tls);
 }
 
 static void target_families(struct nlb_text *t, const struct series *series,
@@ -496,6 +558,7 @@ char *nlb_metrics_text(struct nlb_router *router,
   if (!series)
     return NULL;
   listener_families(&t, series, n_listeners);
+  tls_families(&t, series, n_listeners);
   if (!scope) {
     target_families(&t, series + n_listeners, n_targets);
     health_families(&t, router);

@@ -32,7 +32,8 @@ nlb_tls_client_context(const struct nlb_tls_client_settings *settings,
     return NULL;
   }
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF);
   /* Idle flows hold no OpenSSL buffers. */
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (settings->verify) {

@@ -52,6 +52,7 @@ struct nlb_tls_server {
   unsigned char *alpn;
   size_t alpn_len;
   uint64_t handshake_timeout_ms;
+  uint64_t max_pending_handshakes;
   bool refuse_unknown_sni;
 };
 
@@ -329,7 +330,10 @@ static int configure_context(struct nlb_tls_server *s,
   char why[256];
 
   SSL_CTX_set_min_proto_version(ctx, settings->min_version);
+  /* A peer that closes without close_notify ends its side as a FIN does
+   * (what HTTP clients do), not as an error. */
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF |
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (nlb_tls_ktls_available())
     SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
@@ -375,6 +379,7 @@ nlb_tls_server_create(const struct nlb_tls_server_settings *settings, char *err,
   atomic_init(&s->refs, 1);
   s->handshake_timeout_ms = settings->handshake_timeout_ms;
   s->refuse_unknown_sni = settings->refuse_unknown_sni;
+  s->max_pending_handshakes = settings->max_pending_handshakes;
   s->certificates = calloc(settings->n_certificates, sizeof(*s->certificates));
   if (!s->certificates)
     goto fail_no_memory;
@@ -441,6 +446,11 @@ struct ssl_st *nlb_tls_server_connection(struct nlb_tls_server *server, int fd)
 uint64_t nlb_tls_server_handshake_timeout_ms(const struct nlb_tls_server *s)
 {
   return s->handshake_timeout_ms;
+}
+
+uint64_t nlb_tls_server_max_pending(const struct nlb_tls_server *s)
+{
+  return s->max_pending_handshakes;
 }
 
 bool nlb_tls_server_certificate(const struct nlb_tls_server *server, size_t i,

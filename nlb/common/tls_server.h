@@ -41,6 +41,10 @@ struct nlb_tls_server_settings {
   /* A client whose SNI no certificate carries: refused (an alert) instead
    * of served the first certificate. */
   bool refuse_unknown_sni;
+  /* Flows of the listener still in their handshake (all workers): past
+   * it, a new connection is reset at once (handshake result "refused"),
+   * so that clients that stall cost a bounded amount. */
+  uint64_t max_pending_handshakes;
   int line;
 };
 
@@ -67,8 +71,9 @@ void nlb_tls_server_release(struct nlb_tls_server *server);
  * caller's). NULL on ENOMEM. Worker thread. */
 struct ssl_st *nlb_tls_server_connection(struct nlb_tls_server *server, int fd);
 
-/* The handshake timeout of the listener. */
+/* The handshake timeout and admission limit of the listener. */
 uint64_t nlb_tls_server_handshake_timeout_ms(const struct nlb_tls_server *s);
+uint64_t nlb_tls_server_max_pending(const struct nlb_tls_server *s);
 
 /* The latest notAfter (Unix seconds) of certificate i, and its file; i past
  * the last: returns false. Any thread. */

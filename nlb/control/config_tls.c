@@ -124,14 +124,22 @@ static void load_alpn(struct conf_loader *ld, const config_setting_t *s,
 void conf_load_tls_server(struct conf_loader *ld, const config_setting_t *item,
                           struct nlb_tls_server_settings *tls)
 {
-  static const char *const keys[] = {
-      "certificates", "alpn",        "min_version",       "ciphers",
-      "ciphersuites", "unknown_sni", "handshake_timeout", NULL};
+  static const char *const keys[] = {"certificates",
+                                     "alpn",
+                                     "min_version",
+                                     "ciphers",
+                                     "ciphersuites",
+                                     "unknown_sni",
+                                     "handshake_timeout",
+                                     "max_pending_handshakes",
+                                     NULL};
   const config_setting_t *s = tls_group(ld, item);
   const char *text;
+  long long value;
 
   tls->min_version = 0x0303;
   tls->handshake_timeout_ms = 10000;
+  tls->max_pending_handshakes = 10000;
   if (!s)
     return;
   conf_check_keys(ld, s, "listener tls", keys);
@@ -162,4 +170,6 @@ void conf_load_tls_server(struct conf_loader *ld, const config_setting_t *item,
   }
   conf_get_duration(ld, s, "handshake_timeout", 100, 300000,
                     &tls->handshake_timeout_ms);
+  if (conf_get_int(ld, s, "max_pending_handshakes", 1, 10000000, &value))
+    tls->max_pending_handshakes = (uint64_t)value;
 }

@@ -83,6 +83,7 @@ void nlb_router_listener(const struct nlb_router *router, size_t index,
   out->port = l->port;
   out->endpoint_id = l->endpoint_id;
   out->stats = l->stats;
+  out->tls = l->tls;
 }
 
 uint64_t nlb_router_generation(const struct nlb_router *router)

@@ -53,6 +53,12 @@ struct nlb_group {
 struct nlb_router *nlb_router_create(struct nlb_worker *const *workers,
                                      size_t n_workers);
 
+/* Loads every certificate, key and CA file cfg's TLS listeners and target
+ * groups name, as an apply would, and lets them go: 0, or -EINVAL with
+ * "FILE:LINE: ..." in err. For `nlbd -t`. */
+int nlb_router_check_tls(const struct nlb_config *cfg, char *err,
+                         size_t err_size);
+
 /* Applies cfg. On failure nothing changes and err holds the reason.
  * Returns 0 or a negative errno. now_ms is the control loop's clock. */
 int nlb_router_apply(struct nlb_router *router, const struct nlb_config *cfg,
@@ -131,6 +137,7 @@ struct nlb_router_listener {
   uint16_t port;
   const char *endpoint_id; /* NULL for a load balancer's own listener */
   const struct nlb_listener_stats *stats;
+  const struct nlb_tls_server *tls; /* a TLS listener's; NULL otherwise */
 };
 
 /* Listeners (load balancers' own and endpoints'), for metrics: index runs

@@ -61,6 +61,17 @@ fail_free:
   return -EINVAL;
 }
 
+int nlb_router_check_tls(const struct nlb_config *cfg, char *err,
+                         size_t err_size)
+{
+  struct router_tls tls;
+  int rc = router_tls_load(cfg, &tls, err, err_size);
+
+  if (rc == 0)
+    router_tls_free(&tls);
+  return rc;
+}
+
 void router_tls_free(struct router_tls *tls)
 {
   for (size_t i = 0; tls->servers && i < tls->n_servers; i++)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -33,10 +34,11 @@ static uint64_t loop_now(const struct nlb_flow *flow)
 const char *nlb_flow_end_name(enum nlb_flow_end end)
 {
   static const char *const names[] = {
-      "none",          "client_fin",   "target_fin",      "client_reset",
-      "target_reset",  "idle_timeout", "connect_failed",  "no_target",
-      "source_denied", "limit",        "endpoint_closed", "shutdown",
-      "deregistered",  "not_tls",      "bad_hello",       "hello_timeout"};
+      "none",          "client_fin",   "target_fin",        "client_reset",
+      "target_reset",  "idle_timeout", "connect_failed",    "no_target",
+      "source_denied", "limit",        "endpoint_closed",   "shutdown",
+      "deregistered",  "tls_failed",   "handshake_timeout", "target_tls_failed",
+      "not_tls",       "bad_hello",    "hello_timeout"};
   return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
 
@@ -88,12 +90,68 @@ static void close_io(struct nlb_io *io)
   io->events = 0;
 }
 
+/* A name the client chose (SNI, ALPN), fit for a log line: what is not a
+ * host name's character becomes '?'. "-" when absent. */
+static const char *log_safe(const char *text, size_t len, char *out,
+                            size_t size)
+{
+  size_t i;
+
+  if (!text || len == 0)
+    return "-";
+  for (i = 0; i < len && i + 1 < size; i++) {
+    char c = text[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_' ||
+              c == '*' || c == '/';
+    out[i] = ok ? c : '?';
+  }
+  out[i] = '\0';
+  return out;
+}
+
+/* A TLS flow's part of the access-log record: version, cipher, SNI, ALPN
+ * and handshake time; for a TLS passthrough flow the SNI its ClientHello
+ * asked for (the reader let only a host name's characters through);
+ * empty for a plain flow. */
+static void tls_log_fields(const struct nlb_flow *flow, char *out, size_t size)
+{
+  const SSL *ssl = flow->client_ssl;
+  const unsigned char *alpn = NULL;
+  unsigned alpn_len = 0;
+  const char *sni;
+  char sni_text[256], alpn_text[64], handshake[24];
+  bool done;
+
+  out[0] = '\0';
+  if (!ssl && flow->route->sni)
+    snprintf(out, size, flow->access_json ? ",\"sni\":\"%s\"" : " sni=%s",
+             flow->sni ? flow->sni : "-");
+  if (!ssl)
+    return;
+  done = SSL_is_init_finished(ssl);
+  sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  sni = log_safe(sni, sni ? strlen(sni) : 0, sni_text, sizeof(sni_text));
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  snprintf(handshake, sizeof(handshake), "%u", flow->handshake_ms);
+  snprintf(
+      out, size,
+      flow->access_json ? ",\"tls\":\"%s\",\"cipher\":\"%s\",\"sni\":\"%s\","
+                          "\"alpn\":\"%s\",\"handshake\":%s"
+                        : " tls=%s cipher=%s sni=%s alpn=%s handshake=%s",
+      done ? SSL_get_version(ssl) : "-", done ? SSL_get_cipher_name(ssl) : "-",
+      sni, log_safe((const char *)alpn, alpn_len, alpn_text, sizeof(alpn_text)),
+      done                ? handshake
+      : flow->access_json ? "null"
+                          : "-");
+}
+
 static void write_access_log(struct nlb_flow *flow, uint64_t now)
 {
+  char tls[512];
   const struct nlb_route *route = flow->route;
   char line[NLB_LOG_LINE_MAX];
   char when[32], client[NLB_ADDR_TEXT_MAX], connect[24];
-  char sni[NLB_HELLO_SNI_MAX + 16];
   const char *target = flow->target && flow->established ? flow->target->name
                        : flow->target                    ? flow->target->name
                                                          : "-";
@@ -101,27 +159,20 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
   int len;
 
   nlb_log_time(when, sizeof(when));
+  tls_log_fields(flow, tls, sizeof(tls));
   nlb_addr_format(&flow->client_addr, client, sizeof(client));
   if (flow->established)
     snprintf(connect, sizeof(connect), "%llu",
              (unsigned long long)(flow->connected_ms - flow->accepted_ms));
   else
     snprintf(connect, sizeof(connect), "-");
-  /* A TLS passthrough listener's flows say which server name they asked
-   * for (the reader let only DNS characters through: nothing to quote). */
-  sni[0] = '\0';
-  if (route->sni && flow->access_json)
-    snprintf(sni, sizeof(sni), ",\"sni\":%s%s%s", flow->sni ? "\"" : "",
-             flow->sni ? flow->sni : "null", flow->sni ? "\"" : "");
-  else if (route->sni)
-    snprintf(sni, sizeof(sni), " sni=%s", flow->sni ? flow->sni : "-");
   if (flow->access_json)
     len = snprintf(
         line, sizeof(line),
         "{\"time\":\"%s\",\"lb\":\"%s\",\"port\":%u,\"endpoint\":%s%s%s,"
         "\"client\":\"%s\",\"target\":\"%s\",\"connect\":%s,\"duration\":%llu,"
-        "\"up\":%llu,\"down\":%llu,\"retries\":%u,\"end\":\"%s\","
-        "\"worker\":%u%s}",
+        "\"up\":%llu,\"down\":%llu,\"retries\":%u,\"end\":\"%s\"%s,"
+        "\"worker\":%u}",
         when, route->lb_name, route->port, route->endpoint_id ? "\"" : "",
         route->endpoint_id ? route->endpoint_id : "null",
         route->endpoint_id ? "\"" : "", client, target,
@@ -129,18 +180,18 @@ static void write_access_log(struct nlb_flow *flow, uint64_t now)
         (unsigned long long)(now - flow->accepted_ms),
         (unsigned long long)flow->bytes_up,
         (unsigned long long)flow->bytes_down, retries,
-        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker), sni);
+        nlb_flow_end_name(flow->end), tls, nlb_worker_index(flow->worker));
   else
     len = snprintf(
         line, sizeof(line),
         "%s %s:%u %s %s -> %s connect=%s duration=%llu up=%llu "
-        "down=%llu retries=%u end=%s worker=%u%s",
+        "down=%llu retries=%u end=%s%s worker=%u",
         when, route->lb_name, route->port,
         route->endpoint_id ? route->endpoint_id : "-", client, target, connect,
         (unsigned long long)(now - flow->accepted_ms),
         (unsigned long long)flow->bytes_up,
         (unsigned long long)flow->bytes_down, retries,
-        nlb_flow_end_name(flow->end), nlb_worker_index(flow->worker), sni);
+        nlb_flow_end_name(flow->end), tls, nlb_worker_index(flow->worker));
   if (len > 0)
     nlb_log_access(line,
                    (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
@@ -177,6 +228,9 @@ static void count_end(struct nlb_flow *flow, uint64_t now)
     case NLB_END_SOURCE_DENIED:
     case NLB_END_CONNECT_FAILED:
     case NLB_END_LIMIT:
+    case NLB_END_TLS_FAILED:
+    case NLB_END_HANDSHAKE_TIMEOUT:
+    case NLB_END_TARGET_TLS_FAILED:
     case NLB_END_NOT_TLS:
     case NLB_END_BAD_HELLO:
     case NLB_END_HELLO_TIMEOUT:
@@ -218,6 +272,9 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
     nlb_worker_put_name(flow->worker, flow->sni);
     flow->sni = NULL;
   }
+  SSL_free(flow->client_ssl);
+  SSL_free(flow->target_ssl);
+  flow->client_ssl = flow->target_ssl = NULL;
   nlb_worker_flow_closed(flow->worker);
   nlb_group_route_release(flow->group);
   nlb_route_release(flow->route);
@@ -472,7 +529,7 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
 
 static void try_connect(struct nlb_flow *flow);
 
-static void on_connect_failed(struct nlb_flow *flow)
+bool nlb_flow_connect_failed(struct nlb_flow *flow)
 {
   const struct nlb_group_route *group = flow->group;
 
@@ -484,9 +541,15 @@ static void on_connect_failed(struct nlb_flow *flow)
   close_io(&flow->target_io);
   flow->connected_ms = 0; /* that target's, if TCP_INFO gave it */
   if (flow->n_tried <= group->connect_retries && flow->n_tried < NLB_MAX_TRIES)
+    return true;
+  finish(flow, NLB_END_CONNECT_FAILED);
+  return false;
+}
+
+static void on_connect_failed(struct nlb_flow *flow)
+{
+  if (nlb_flow_connect_failed(flow))
     try_connect(flow);
-  else
-    finish(flow, NLB_END_CONNECT_FAILED);
 }
 
 /* Puts the PROXY v2 header in front of what the up buffer holds (nothing,
@@ -508,8 +571,7 @@ static void write_proxy_header(struct nlb_flow *flow)
                           &local.sa, flow->route->endpoint_id);
   if (n > 0 && flow->sni)
     n = nlb_proxy_v2_add_tlv(header, (size_t)n, sizeof(header),
-                             NLB_PROXY_V2_TLV_AUTHORITY, flow->sni,
-                             strlen(flow->sni));
+                             PP2_TYPE_AUTHORITY, flow->sni, strlen(flow->sni));
   if (n > 0 && (size_t)n + held > NLB_BUFFER_SIZE)
     n = -ENOSPC;
   if (n < 0) {
@@ -529,7 +591,7 @@ static void write_proxy_header(struct nlb_flow *flow)
 /* ready: what is known of both sockets. The target is writable; the
  * client is readable unless it was read an instant ago (by the optimistic
  * send: a recv now would most likely be wasted). */
-static void on_connected(struct nlb_flow *flow, struct readiness ready)
+void nlb_flow_connected(struct nlb_flow *flow)
 {
   flow->established = true;
   if (!flow->connected_ms)
@@ -544,6 +606,11 @@ static void on_connected(struct nlb_flow *flow, struct readiness ready)
                             memory_order_relaxed);
   atomic_fetch_add_explicit(&flow->target->counters.new_flows, 1,
                             memory_order_relaxed);
+}
+
+static void on_connected(struct nlb_flow *flow, struct readiness ready)
+{
+  nlb_flow_connected(flow);
   service(flow, &ready);
 }
 
@@ -706,7 +773,7 @@ static void read_while_connecting(struct nlb_flow *flow)
   send_optimistically(flow);
 }
 
-static void try_connect(struct nlb_flow *flow)
+int nlb_flow_connect(struct nlb_flow *flow)
 {
   struct nlb_pool *pool = flow->group->pool;
   const int one = 1;
@@ -716,7 +783,7 @@ static void try_connect(struct nlb_flow *flow)
         nlb_pool_pick(pool, flow->flow_hash, flow->tried, flow->n_tried);
     if (index < 0 || flow->n_tried >= NLB_MAX_TRIES) {
       finish(flow, NLB_END_CONNECT_FAILED);
-      return;
+      return -EHOSTUNREACH;
     }
     flow->tried[flow->n_tried++] = (uint32_t)index;
     flow->target = pool->targets[index];
@@ -725,7 +792,7 @@ static void try_connect(struct nlb_flow *flow)
                     SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       finish(flow, NLB_END_LIMIT);
-      return;
+      return -errno;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* The target sees the client's own address (listener.h). */
@@ -733,15 +800,14 @@ static void try_connect(struct nlb_flow *flow)
         nlb_bind_client_address(fd, &flow->client_addr) < 0) {
       close(fd);
       finish(flow, NLB_END_CONNECT_FAILED);
-      return;
+      return -EPERM;
     }
     if (connect(fd, &flow->target->address.sa,
                 nlb_addr_len(&flow->target->address)) == 0 ||
         errno == EINPROGRESS) {
       flow->target_io.fd = fd;
       flow->connect_started_ms = loop_now(flow);
-      send_optimistically(flow);
-      return;
+      return 0;
     }
     close(fd);
     atomic_fetch_add_explicit(&flow->target->counters.connect_failures, 1,
@@ -751,9 +817,15 @@ static void try_connect(struct nlb_flow *flow)
     nlb_target_passive_failure(flow->target);
     if (flow->n_tried > flow->group->connect_retries) {
       finish(flow, NLB_END_CONNECT_FAILED);
-      return;
+      return -ECONNREFUSED;
     }
   }
+}
+
+static void try_connect(struct nlb_flow *flow)
+{
+  if (nlb_flow_connect(flow) == 0)
+    send_optimistically(flow);
 }
 
 static bool source_allowed(const struct nlb_route *route,
@@ -791,11 +863,13 @@ static void read_first_bytes(struct nlb_flow *flow)
     finish(flow, NLB_END_CLIENT_RESET);
 }
 
-struct nlb_flow *nlb_flow_open(struct nlb_worker *worker,
-                               struct nlb_route *route,
-                               struct nlb_group_route *group, int client_fd,
-                               const union nlb_sockaddr *client_addr,
-                               struct nlb_list *route_flows, bool refuse)
+struct nlb_flow *nlb_flow_begin(struct nlb_worker *worker,
+                                struct nlb_route *route,
+                                struct nlb_group_route *group, int client_fd,
+                                const union nlb_sockaddr *client_addr,
+                                struct nlb_list *route_flows, bool refuse,
+                                void (*on_client)(struct nlb_io *, uint32_t),
+                                void (*on_target)(struct nlb_io *, uint32_t))
 {
   struct nlb_flow *flow = nlb_worker_alloc_flow(worker);
 
@@ -813,9 +887,9 @@ struct nlb_flow *nlb_flow_open(struct nlb_worker *worker,
   flow->group = group;
   flow->access_json = nlb_worker_snapshot(worker)->access_json;
   flow->client_io.fd = client_fd;
-  flow->client_io.on_ready = on_client_ready;
+  flow->client_io.on_ready = on_client;
   flow->target_io.fd = -1;
-  flow->target_io.on_ready = on_target_ready;
+  flow->target_io.on_ready = on_target;
   flow->up.pipe_read = flow->up.pipe_write = -1;
   flow->down.pipe_read = flow->down.pipe_write = -1;
   flow->client_addr = *client_addr;
@@ -839,6 +913,7 @@ struct nlb_flow *nlb_flow_open(struct nlb_worker *worker,
     finish(flow, NLB_END_SOURCE_DENIED);
     return NULL;
   }
+  flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
   return flow;
 }
 
@@ -859,7 +934,7 @@ static bool refuse_without_target(struct nlb_flow *flow)
   return true;
 }
 
-void nlb_flow_connect(struct nlb_flow *flow, struct nlb_group_route *group)
+void nlb_flow_relay(struct nlb_flow *flow, struct nlb_group_route *group)
 {
   if (group != flow->group) {
     nlb_group_route_acquire(group);
@@ -867,9 +942,9 @@ void nlb_flow_connect(struct nlb_flow *flow, struct nlb_group_route *group)
     flow->group = group;
   }
   flow->client_io.on_ready = on_client_ready;
+  flow->target_io.on_ready = on_target_ready;
   if (refuse_without_target(flow))
     return;
-  flow->flow_hash = nlb_flow_hash(&flow->client_addr, &flow->route->local);
   if (group->proxy_protocol_v2)
     write_proxy_header(flow);
   if (!flow->closing)
@@ -881,12 +956,12 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
                         const union nlb_sockaddr *client_addr,
                         struct nlb_list *route_flows, bool refuse)
 {
-  struct nlb_flow *flow = nlb_flow_open(worker, route, group, client_fd,
-                                        client_addr, route_flows, refuse);
+  struct nlb_flow *flow =
+      nlb_flow_begin(worker, route, group, client_fd, client_addr, route_flows,
+                     refuse, on_client_ready, on_target_ready);
 
   if (!flow || refuse_without_target(flow))
     return;
-  flow->flow_hash = nlb_flow_hash(client_addr, &route->local);
   read_first_bytes(flow);
   if (!flow->closing)
     try_connect(flow);

@@ -16,6 +16,7 @@
 #include "nlb/list.h"
 
 struct nlb_worker;
+struct ssl_st;
 struct nlb_group_route;
 struct nlb_route;
 
@@ -34,9 +35,13 @@ enum nlb_flow_end {
   NLB_END_ENDPOINT_CLOSED,
   NLB_END_SHUTDOWN,
   NLB_END_DEREGISTERED,
-  NLB_END_NOT_TLS,       /* a TLS passthrough client did not speak TLS */
-  NLB_END_BAD_HELLO,     /* ... sent a malformed or oversized ClientHello */
-  NLB_END_HELLO_TIMEOUT, /* ... did not send all of it in time */
+  NLB_END_TLS_FAILED,        /* the client's TLS handshake failed */
+  NLB_END_HANDSHAKE_TIMEOUT, /* the client's TLS handshake did not end */
+  NLB_END_TARGET_TLS_FAILED, /* the target's TLS handshake (or its
+                                certificate) failed */
+  NLB_END_NOT_TLS,           /* a TLS passthrough client did not speak TLS */
+  NLB_END_BAD_HELLO,         /* ... sent a malformed or oversized ClientHello */
+  NLB_END_HELLO_TIMEOUT,     /* ... did not send all of it in time */
 };
 
 /* One direction of a flow: bytes read from one side, not yet written to
@@ -89,10 +94,16 @@ struct nlb_flow {
    * (nlb_worker_get_name) given back when the flow ends; NULL for none. */
   char *sni;
   union {
-    /* The TCP relay's. */
+    /* The TCP relay's, and a TLS flow's (tls_flow.c). */
     struct {
       struct nlb_direction up;   /* client to target */
       struct nlb_direction down; /* target to client */
+      /* TLS with the client and with the target; NULL: plain TCP. Freed
+       * with the flow. */
+      struct ssl_st *client_ssl;
+      struct ssl_st *target_ssl;
+      uint32_t handshake_ms; /* accept to the client's handshake done */
+      uint8_t tls_state;     /* tls_flow.c's */
     };
     /* A UDP flow's (udp.c): client_io is unused, target_io is its socket
      * connected to the target; it answers through its listener's socket
@@ -122,33 +133,5 @@ const char *nlb_flow_end_name(enum nlb_flow_end end);
  * server name. A kind that fills the up buffer before connecting leaves
  * this much of it free. */
 #define NLB_FLOW_PROXY_ROOM (NLB_PROXY_V2_MAX_LEN + 3 + NLB_HELLO_SNI_MAX)
-
-/* The TCP relay's parts other TCP kinds (TLS passthrough) build on: a
- * kind opens its flow, reads what it must of the client into up.buffer
- * (at most NLB_BUFFER_SIZE - NLB_FLOW_PROXY_ROOM bytes), then hands it to
- * the relay with nlb_flow_connect. Worker thread. */
-
-/* Makes a flow of a just-accepted client socket, as nlb_flow_start's
- * contract says: counters, lists, admission (refuse, allowed sources).
- * NULL when the flow ended at once; the kind has nothing more to do. */
-struct nlb_flow *nlb_flow_open(struct nlb_worker *worker,
-                               struct nlb_route *route,
-                               struct nlb_group_route *group, int client_fd,
-                               const union nlb_sockaddr *client_addr,
-                               struct nlb_list *route_flows, bool refuse);
-
-/* From here the relay runs the flow: it takes group (a group route of the
- * worker's snapshot; the flow takes its own reference and drops the one on
- * the group it had), picks and connects a target, sends the PROXY v2
- * header if the group asks (with the flow's sni as PP2_TYPE_AUTHORITY),
- * then what up.buffer holds, untouched, and relays. */
-void nlb_flow_connect(struct nlb_flow *flow, struct nlb_group_route *group);
-
-/* Ends the flow with end: one access-log record, counters, sockets
- * closed (reset unless orderly), its memory back to the worker. */
-void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end);
-
-/* The TCP relay's timeouts: connect, idle, draining. */
-void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms);
 
 #endif

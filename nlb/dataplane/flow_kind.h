@@ -3,8 +3,8 @@
  * route's kind (start); a kind whose listening socket does not accept (UDP)
  * reads that socket itself (on_listener_ready). From there the kind owns
  * the flow to its access-log record. Rows: the TCP relay (flow.c), UDP
- * (udp.c) and TLS passthrough (passthrough.c, on the relay); TLS
- * termination is a row to come. They share
+ * (udp.c), TLS termination (tls_flow.c) and TLS passthrough
+ * (passthrough.c, on the relay). They share
  * target choice, health, draining, PROXY v2, access logs and metrics. A
  * listener's protocol (nlb/common/protocol.h) names the kinds it runs, one
  * listening socket each (tcp_udp: both on one port). Adding a kind is a new
@@ -69,8 +69,62 @@ extern const struct nlb_flow_kind nlb_flow_kind_tcp;
  * listener's address, ended by their idle timeout. */
 extern const struct nlb_flow_kind nlb_flow_kind_udp;
 
+/* TLS termination (tls_flow.c): the handshake on the worker, then records
+ * read and written through OpenSSL with the flow's pooled buffers, to a
+ * plain or a TLS (re-encrypting) target. */
+extern const struct nlb_flow_kind nlb_flow_kind_tls;
+
+/* What the TCP relay (flow.c) lends the stream kinds built on it. Worker
+ * thread. */
+
+/* The common start of a stream flow: a flow from the worker's pool for
+ * client_fd, holding references on route and group, on route_flows and the
+ * worker's connecting list, counted, its sockets' callbacks set. Ended at
+ * once (and NULL returned) when refused (end=limit), not allowed
+ * (source_denied) or out of memory. */
+struct nlb_flow *nlb_flow_begin(struct nlb_worker *worker,
+                                struct nlb_route *route,
+                                struct nlb_group_route *group, int client_fd,
+                                const union nlb_sockaddr *client_addr,
+                                struct nlb_list *route_flows, bool refuse,
+                                void (*on_client)(struct nlb_io *, uint32_t),
+                                void (*on_target)(struct nlb_io *, uint32_t));
+
+/* Picks the next untried target and starts a non-blocking connect to it
+ * (target_io.fd set, not watched yet): 0; or the flow has ended
+ * (connect_failed, limit) and a negative errno is returned. */
+int nlb_flow_connect(struct nlb_flow *flow);
+
+/* A connect (or the first exchange on it) failed: counted against the
+ * target, its socket closed. true: another target may be tried
+ * (nlb_flow_connect); false: the flow has ended (connect_failed). */
+bool nlb_flow_connect_failed(struct nlb_flow *flow);
+
+/* The target connection is up: the flow is established (counters, connect
+ * time, the idle list). */
+void nlb_flow_connected(struct nlb_flow *flow);
+
+/* Ends the flow (access log, counters, sockets closed with a reset unless
+ * end is orderly, TLS connections freed); its memory goes back to the
+ * worker's pool after the round. */
+void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end);
+
 /* TLS passthrough (passthrough.c): reads the ClientHello, picks the target
  * group by its server name, then relays as the TCP relay does. */
 extern const struct nlb_flow_kind nlb_flow_kind_tls_passthrough;
+
+/* A kind that reads the client first (TLS passthrough) hands its flow to
+ * the relay: it reads into up.buffer at most NLB_BUFFER_SIZE -
+ * NLB_FLOW_PROXY_ROOM bytes, then calls nlb_flow_relay, which takes group
+ * (a group route of the worker's snapshot; the flow takes its own
+ * reference and drops the one on the group it had), sets the relay's
+ * callbacks, picks and connects a target, sends the PROXY v2 header if
+ * the group asks (with the flow's sni as PP2_TYPE_AUTHORITY), then what
+ * up.buffer holds, untouched, and relays from there. */
+void nlb_flow_relay(struct nlb_flow *flow, struct nlb_group_route *group);
+
+/* The TCP relay's timeouts (connect, idle, draining), for such a kind once
+ * it handed its flow over. */
+void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms);
 
 #endif

@@ -63,7 +63,7 @@ static void on_hello(struct nlb_flow *flow, const struct nlb_client_hello *h)
     nlb_flow_finish(flow, NLB_END_LIMIT);
     return;
   }
-  nlb_flow_connect(flow, pick_group(flow));
+  nlb_flow_relay(flow, pick_group(flow));
 }
 
 /* Reads what the client sent and tries the ClientHello again: a client
@@ -126,8 +126,11 @@ static void passthrough_start(struct nlb_worker *worker,
                               const union nlb_sockaddr *client_addr,
                               struct nlb_list *route_flows, bool refuse)
 {
-  struct nlb_flow *flow = nlb_flow_open(worker, route, group, client_fd,
-                                        client_addr, route_flows, refuse);
+  /* The relay's own callbacks come with nlb_flow_relay; nothing watches
+   * the target before. */
+  struct nlb_flow *flow =
+      nlb_flow_begin(worker, route, group, client_fd, client_addr, route_flows,
+                     refuse, on_hello_ready, NULL);
 
   if (!flow)
     return;

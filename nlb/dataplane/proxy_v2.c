@@ -149,6 +149,51 @@ int nlb_proxy_v2_encode_local(uint8_t *buf, size_t cap)
   return NLB_PROXY_V2_LOCAL_LEN;
 }
 
+static uint8_t *put_tlv(uint8_t *p, uint8_t type, const void *value, size_t len)
+{
+  *p++ = type;
+  p = put_be16(p, (unsigned)len);
+  memcpy(p, value, len);
+  return p + len;
+}
+
+int nlb_proxy_v2_append_tls(uint8_t *buf, size_t len, size_t cap,
+                            const struct nlb_proxy_v2_tls *tls)
+{
+  size_t sni_len = tls->sni ? strlen(tls->sni) : 0;
+  size_t version_len = strlen(tls->version), cipher_len = strlen(tls->cipher);
+  size_t ssl_len =
+      1 + 4 + TLV_HEAD_LEN + version_len + TLV_HEAD_LEN + cipher_len;
+  size_t need = TLV_HEAD_LEN + ssl_len;
+  uint8_t *p;
+  unsigned header_len;
+
+  if (len < FIXED_LEN || sni_len > 255 || tls->alpn_len > 255 ||
+      version_len > 64 || cipher_len > 128)
+    return -EINVAL;
+  if (sni_len)
+    need += TLV_HEAD_LEN + sni_len;
+  if (tls->alpn_len)
+    need += TLV_HEAD_LEN + tls->alpn_len;
+  header_len = ((unsigned)buf[14] << 8 | buf[15]) + (unsigned)need;
+  if (len + need > cap || header_len > 0xFFFF)
+    return -ENOSPC;
+  p = buf + len;
+  if (tls->alpn_len)
+    p = put_tlv(p, PP2_TYPE_ALPN, tls->alpn, tls->alpn_len);
+  if (sni_len)
+    p = put_tlv(p, PP2_TYPE_AUTHORITY, tls->sni, sni_len);
+  *p++ = PP2_TYPE_SSL;
+  p = put_be16(p, (unsigned)ssl_len);
+  *p++ = PP2_CLIENT_SSL; /* no client certificate asked */
+  memset(p, 0, 4);       /* verify: 0, nothing failed */
+  p += 4;
+  p = put_tlv(p, PP2_SUBTYPE_SSL_VERSION, tls->version, version_len);
+  p = put_tlv(p, PP2_SUBTYPE_SSL_CIPHER, tls->cipher, cipher_len);
+  put_be16(buf + 14, header_len);
+  return (int)(p - buf);
+}
+
 int nlb_proxy_v2_add_tlv(uint8_t *buf, size_t len, size_t cap, uint8_t type,
                          const void *value, size_t value_len)
 {

@@ -29,7 +29,6 @@
 /* Longest endpoint ID accepted in the 0xEA TLV. */
 #define NLB_PROXY_V2_ENDPOINT_ID_MAX 64
 
-#define NLB_PROXY_V2_TLV_AUTHORITY 0x02 /* PP2_TYPE_AUTHORITY: the SNI */
 #define NLB_PROXY_V2_TLV_AWS 0xEA
 #define NLB_PROXY_V2_AWS_SUBTYPE_ENDPOINT_ID 0x01
 
@@ -63,6 +62,32 @@ int nlb_proxy_v2_encode(uint8_t *buf, size_t cap, const struct sockaddr *src,
  * own and use no address from it. Returns NLB_PROXY_V2_LOCAL_LEN, or -ENOSPC
  * if cap is smaller (buf untouched). */
 int nlb_proxy_v2_encode_local(uint8_t *buf, size_t cap);
+
+/* TLVs of a TLS listener's flows (section 2.2.1, 2.2.5). */
+#define PP2_TYPE_ALPN 0x01
+#define PP2_TYPE_AUTHORITY 0x02
+#define PP2_TYPE_SSL 0x20
+#define PP2_SUBTYPE_SSL_VERSION 0x21
+#define PP2_SUBTYPE_SSL_CIPHER 0x23
+#define PP2_CLIENT_SSL 0x01
+
+/* What a TLS listener tells its targets of the client's TLS. */
+struct nlb_proxy_v2_tls {
+  const char *sni;           /* the client's SNI; NULL: none */
+  const unsigned char *alpn; /* the protocol chosen; alpn_len 0: none */
+  size_t alpn_len;
+  const char *version; /* "TLSv1.3" */
+  const char *cipher;  /* "TLS_AES_128_GCM_SHA256" */
+};
+
+/* Appends to the PROXY header buf[0..len) (nlb_proxy_v2_encode's) the
+ * TLVs PP2_TYPE_ALPN and PP2_TYPE_AUTHORITY (when there is one) and
+ * PP2_TYPE_SSL (client bit PP2_CLIENT_SSL, verify 0, the version and
+ * cipher sub-TLVs), and fixes the header's length. Returns the new length,
+ * or -EINVAL (len shorter than a header, a name too long), -ENOSPC (cap too
+ * small); buf is untouched on error. */
+int nlb_proxy_v2_append_tls(uint8_t *buf, size_t len, size_t cap,
+                            const struct nlb_proxy_v2_tls *tls);
 
 /* Appends a TLV (type, BE16 length, value) to the header of len bytes
  * nlb_proxy_v2_encode wrote in buf, and adds it to the header's length

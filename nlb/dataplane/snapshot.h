@@ -54,6 +54,7 @@ enum nlb_tls_result {
   NLB_TLS_RESUMED,
   NLB_TLS_FAILED,
   NLB_TLS_TIMEOUT,
+  NLB_TLS_REFUSED,       /* over max_pending_handshakes */
   NLB_TLS_TARGET_FAILED, /* the re-encrypting handshake to a target */
   NLB_TLS_RESULTS,
 };
@@ -67,6 +68,7 @@ struct nlb_listener_stats {
   /* A TLS listener's handshakes (tls_flow.c) and their time, accept to
    * done, in nlb_tls_handshake_bounds_ms. */
   atomic_uint_fast64_t tls_handshakes[NLB_TLS_RESULTS];
+  atomic_uint_fast64_t tls_pending; /* flows in their client handshake */
   struct nlb_histogram tls_handshake_time;
 };
 

@@ -1170,6 +1170,71 @@ static void test_config_registry_timeouts(void)
                   2, "write_timeout");
 }
 
+/* TLS blocks: a listener's (termination) and a target group's
+ * (re-encryption), parsed into paths and words; the files are read only
+ * when the config is applied. */
+static void test_config_tls(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "target_groups = ( { name = \"tg\";\n"
+      "  tls = { ca = \"ca.pem\"; server_name = \"api.example.com\"; }; } );\n"
+      "load_balancers = ( { name = \"lb\"; listeners = ( {\n"
+      "  port = 443; target_group = \"tg\"; protocol = \"tls\";\n"
+      "  tls = { certificates = ( { cert = \"a.pem\"; key = \"a.key\"; },\n"
+      "                           { cert = \"/b.pem\"; key = \"/b.key\"; } );\n"
+      "          alpn = [ \"h2\", \"http/1.1\" ]; min_version = \"1.3\";\n"
+      "          handshake_timeout = \"2s\"; unknown_sni = \"refuse\"; };\n"
+      "  } ); } );\n",
+      &errors);
+  static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+
+  CU_ASSERT_PTR_NULL(errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  const struct nlb_tls_client_settings *client = &cfg->target_groups[0].tls;
+  CU_ASSERT_TRUE(client->enabled);
+  CU_ASSERT_TRUE(client->verify);
+  CU_ASSERT_EQUAL(client->ca[0], '/'); /* from the config's directory */
+  CU_ASSERT_STRING_EQUAL(client->server_name, "api.example.com");
+  CU_ASSERT_PTR_NULL(client->cert);
+  const struct nlb_tls_server_settings *server =
+      &cfg->load_balancers[0].listeners[0].tls;
+  CU_ASSERT_EQUAL(cfg->load_balancers[0].listeners[0].protocol,
+                  NLB_PROTOCOL_TLS);
+  CU_ASSERT_EQUAL_FATAL(server->n_certificates, 2);
+  CU_ASSERT_EQUAL(server->certificates[0].cert[0], '/');
+  CU_ASSERT_STRING_EQUAL(server->certificates[1].key, "/b.key");
+  CU_ASSERT_EQUAL_FATAL(server->alpn_len, sizeof(alpn) - 1);
+  CU_ASSERT(memcmp(server->alpn, alpn, server->alpn_len) == 0);
+  CU_ASSERT_EQUAL(server->min_version, 0x0304);
+  CU_ASSERT_EQUAL(server->handshake_timeout_ms, 2000);
+  CU_ASSERT_EQUAL(server->max_pending_handshakes, 10000);
+  CU_ASSERT_TRUE(server->refuse_unknown_sni);
+  nlb_config_free(cfg);
+
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 443; target_group = \"tg\";\n"
+                  "    protocol = \"tls\"; } ); } );\n",
+                  3, "protocol \"tls\" needs a tls = {");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 443; target_group = \"tg\";\n"
+                  "    tls = { certificates = ( { cert = \"a\"; key = \"b\"; "
+                  "} ); }; } ); } );\n",
+                  3, "a tls block needs protocol = \"tls\"");
+  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 443; target_group = \"tg\"; protocol = \"tls\";\n"
+                  "    tls = { certificates = ( { cert = \"a\"; key = \"b\"; "
+                  "} );\n"
+                  "            min_version = \"1.1\"; }; } ); } );\n",
+                  5, "min_version must be \"1.2\" or \"1.3\"");
+  expect_error_at("target_groups = ( { name = \"tg\";\n"
+                  "  tls = { cert = \"c.pem\"; }; } );\n",
+                  2, "needs both 'cert' and 'key'");
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -1195,6 +1260,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_registry_url),
       NLB_UNIT_CASE(test_config_algorithm_names),
       NLB_UNIT_CASE(test_config_listener_protocols),
+      NLB_UNIT_CASE(test_config_tls),
       NLB_UNIT_CASE(test_config_sni_routes),
       NLB_UNIT_CASE(test_config_node_networks),
       NLB_UNIT_CASE(test_config_netns_names),

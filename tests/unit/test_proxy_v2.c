@@ -148,17 +148,15 @@ static void test_proxy_v2_add_authority_tlv(void)
   memset(buf, CANARY, sizeof(buf));
   n = nlb_proxy_v2_encode(buf, sizeof(buf), SA(src), SA(dst), "e");
   CU_ASSERT_EQUAL_FATAL(n, 33);
-  CU_ASSERT_EQUAL(nlb_proxy_v2_add_tlv(buf, (size_t)n, 44,
-                                       NLB_PROXY_V2_TLV_AUTHORITY, "a.example",
-                                       9),
+  CU_ASSERT_EQUAL(nlb_proxy_v2_add_tlv(buf, (size_t)n, 44, PP2_TYPE_AUTHORITY,
+                                       "a.example", 9),
                   -ENOSPC);
   CU_ASSERT_EQUAL(nlb_proxy_v2_add_tlv(buf, (size_t)n - 1, sizeof(buf),
-                                       NLB_PROXY_V2_TLV_AUTHORITY, "a.example",
-                                       9),
+                                       PP2_TYPE_AUTHORITY, "a.example", 9),
                   -EINVAL);
   CU_ASSERT(untouched_from(buf, (size_t)n, sizeof(buf)));
-  n = nlb_proxy_v2_add_tlv(buf, (size_t)n, sizeof(buf),
-                           NLB_PROXY_V2_TLV_AUTHORITY, "a.example", 9);
+  n = nlb_proxy_v2_add_tlv(buf, (size_t)n, sizeof(buf), PP2_TYPE_AUTHORITY,
+                           "a.example", 9);
   CU_ASSERT_EQUAL(n, 45);
   CU_ASSERT(same_bytes(buf, n, want, sizeof(want)));
   CU_ASSERT(untouched_from(buf, sizeof(want), sizeof(buf)));
@@ -513,6 +511,45 @@ static void test_proxy_v2_random_round_trip(void)
   }
 }
 
+static void test_proxy_v2_tls_tlvs(void)
+{
+  /* clang-format off */
+  static const uint8_t want[] = {
+      SIG,
+      0x21, 0x11, 0x00, 0x37,             /* PROXY, TCP4, len 12 + 43 */
+      0x7F, 0x00, 0x00, 0x01,             /* 127.0.0.1 */
+      0x7F, 0x00, 0x00, 0x02,             /* 127.0.0.2 */
+      0x9C, 0x40, 0x01, 0xBB,             /* 40000 -> 443 */
+      0x01, 0x00, 0x02, 'h', '2',         /* PP2_TYPE_ALPN */
+      0x02, 0x00, 0x05, 'a', '.', 'e', 'x', 't', /* PP2_TYPE_AUTHORITY */
+      0x20, 0x00, 0x1B,                   /* PP2_TYPE_SSL, 27 bytes */
+      0x01, 0x00, 0x00, 0x00, 0x00,       /* client SSL, verify 0 */
+      0x21, 0x00, 0x07, 'T', 'L', 'S', 'v', '1', '.', '3',
+      0x23, 0x00, 0x09, 'A', 'E', 'S', '1', '2', '8', '-', 'G', 'M',
+  };
+  /* clang-format on */
+  struct sockaddr_in src = v4("127.0.0.1", 40000);
+  struct sockaddr_in dst = v4("127.0.0.2", 443);
+  struct nlb_proxy_v2_tls tls = {.sni = "a.ext",
+                                 .alpn = (const unsigned char *)"h2",
+                                 .alpn_len = 2,
+                                 .version = "TLSv1.3",
+                                 .cipher = "AES128-GM"};
+  uint8_t buf[NLB_PROXY_V2_MAX_LEN];
+  int n;
+
+  memset(buf, CANARY, sizeof(buf));
+  n = nlb_proxy_v2_encode(buf, sizeof(buf), SA(src), SA(dst), NULL);
+  CU_ASSERT_EQUAL_FATAL(n, 28);
+  /* No room: -ENOSPC, and nothing written past the header. */
+  CU_ASSERT_EQUAL(nlb_proxy_v2_append_tls(buf, (size_t)n, 40, &tls), -ENOSPC);
+  CU_ASSERT(untouched_from(buf, 28, sizeof(buf)));
+  n = nlb_proxy_v2_append_tls(buf, (size_t)n, sizeof(buf), &tls);
+  CU_ASSERT_EQUAL(n, (int)sizeof(want));
+  CU_ASSERT(same_bytes(buf, n, want, sizeof(want)));
+  CU_ASSERT(untouched_from(buf, sizeof(want), sizeof(buf)));
+}
+
 int main(void)
 {
   static const struct nlb_unit_case cases[] = {
@@ -529,6 +566,7 @@ int main(void)
       NLB_UNIT_CASE(test_proxy_v2_bad_endpoint_id_is_einval),
       NLB_UNIT_CASE(test_proxy_v2_unknown_family_is_eafnosupport),
       NLB_UNIT_CASE(test_proxy_v2_random_round_trip),
+      NLB_UNIT_CASE(test_proxy_v2_tls_tlvs),
   };
   return nlb_unit_run("proxy_v2", NULL, NULL, cases, NLB_UNIT_COUNT(cases));
 }
