@@ -74,6 +74,10 @@ extern const struct nlb_flow_kind nlb_flow_kind_udp;
  * plain or a TLS (re-encrypting) target. */
 extern const struct nlb_flow_kind nlb_flow_kind_tls;
 
+/* TLS passthrough (passthrough.c): reads the ClientHello, picks the target
+ * group by its server name, then relays as the TCP relay does. */
+extern const struct nlb_flow_kind nlb_flow_kind_tls_passthrough;
+
 /* What the TCP relay (flow.c) lends the stream kinds built on it. Worker
  * thread. */
 
@@ -108,10 +112,6 @@ void nlb_flow_connected(struct nlb_flow *flow);
  * end is orderly, TLS connections freed); its memory goes back to the
  * worker's pool after the round. */
 void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end);
-
-/* TLS passthrough (passthrough.c): reads the ClientHello, picks the target
- * group by its server name, then relays as the TCP relay does. */
-extern const struct nlb_flow_kind nlb_flow_kind_tls_passthrough;
 
 /* A kind that reads the client first (TLS passthrough) hands its flow to
  * the relay: it reads into up.buffer at most NLB_BUFFER_SIZE -
