@@ -11,7 +11,9 @@ each, alternating runs, median reported:
   - keep-alive requests per second and their p99 latency (wrk --latency);
   - bulk throughput: wrk fetching an 8 MiB file over 4 connections;
   - memory per idle TLS flow: the balancer's RSS before and after COUNT
-    handshaken, idle TLS connections (kernel socket buffers not counted).
+    handshaken, idle TLS connections (kernel socket buffers not counted);
+  - the balancer's CPU time (user + system) per full handshake and per
+    keep-alive request: what other load on the machine disturbs least.
 
 Writes bench/results-tls.md (or --out) and the raw figures beside it
 (.json). Needs nginx, haproxy, wrk and openssl; the nlbd of the build
@@ -179,6 +181,13 @@ def wrk(args, url, connections, extra=()):
             "errors": errors.group(0) if errors else ""}
 
 
+def cpu_seconds(pid):
+    """User and system CPU time of process pid (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -205,14 +214,27 @@ def idle_memory(port, pid, count):
     return (after - before) * 1024.0 / count
 
 
+def cpu_per_request(args, proc, url, connections, extra=()):
+    """wrk's figures and the balancer's CPU microseconds per request: a
+    figure the other load on the machine changes less than the rates."""
+    before = cpu_seconds(proc.pid)
+    result = wrk(args, url, connections, extra)
+    used = cpu_seconds(proc.pid) - before
+    result["cpu_us"] = used * 1e6 / max(result["rps"] * args.duration, 1)
+    return result
+
+
 def measure(args, name, port, proc):
     base = "https://127.0.0.1:%d" % port
     wrk(args, base + "/", 20)  # warm-up
-    hs = wrk(args, base + "/", 50, ["-H", "Connection: close"])
-    ka = wrk(args, base + "/", 50)
+    hs = cpu_per_request(args, proc, base + "/", 50,
+                         ["-H", "Connection: close"])
+    ka = cpu_per_request(args, proc, base + "/", 50)
     bulk = wrk(args, base + "/bulk", 4)
     mem = idle_memory(port, proc.pid, args.idle)
     result = {"handshakes_per_s": hs["rps"], "keepalive_rps": ka["rps"],
+              "cpu_us_per_handshake": hs["cpu_us"],
+              "cpu_us_per_keepalive_request": ka["cpu_us"],
               "keepalive_p99_ms": ka["p99_ms"],
               "bulk_bytes_per_s": bulk["bytes_per_s"],
               "idle_bytes_per_flow": mem,
@@ -229,6 +251,10 @@ def write_report(args, results):
     rows = [("full handshakes/s", "handshakes_per_s", "%.0f", True),
             ("keep-alive requests/s", "keepalive_rps", "%.0f", True),
             ("keep-alive p99 (ms)", "keepalive_p99_ms", "%.2f", False),
+            ("balancer CPU per full handshake (us)", "cpu_us_per_handshake",
+             "%.0f", False),
+            ("balancer CPU per keep-alive request (us)",
+             "cpu_us_per_keepalive_request", "%.1f", False),
             ("bulk throughput (MiB/s)", "bulk_bytes_per_s", "%.0f", True),
             ("memory per idle TLS flow (bytes)", "idle_bytes_per_flow",
              "%.0f", False)]

@@ -196,6 +196,15 @@ static void load_listeners(struct conf_loader *ld,
                    "listener on port %u: protocol \"tls\" needs a tls = { "
                    "certificates = ( { cert; key; } ); } block",
                    l->port);
+    /* The TCP relay and UDP would send a TLS target plaintext: only a
+     * TLS listener's flows re-encrypt. */
+    if ((l->protocol == NLB_PROTOCOL_TCP || l->protocol == NLB_PROTOCOL_UDP ||
+         l->protocol == NLB_PROTOCOL_TCP_UDP) &&
+        tg->tls.enabled)
+      conf_fail_at(ld, l->line,
+                   "listener on port %u: target group \"%s\" has tls (its "
+                   "targets speak TLS), which needs protocol = \"tls\"",
+                   l->port, tg->name);
     if (l->protocol != NLB_PROTOCOL_TLS && l->tls.enabled)
       conf_fail_at(ld, l->line,
                    "listener on port %u: a tls block needs protocol = \"tls\"",

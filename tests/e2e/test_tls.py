@@ -333,8 +333,22 @@ def test_reencrypt_verifies_target():
         lines = nlbd.wait_access_since(mark, 1)
         assert access_fields(lines[-1])["end"] == "target_tls_failed", lines
         text = metrics(api_port)
-        assert ('nlb_tls_handshakes_total{lb="lb",listener="%d",'
-                'result="target_failed"} 1' % port) in text, text
+        labels = 'lb="lb",listener="%d"' % port
+        assert ('nlb_tls_handshakes_total{%s,result="target_failed"} 1' %
+                labels) in text, text
+        assert ('nlb_tls_handshakes_total{%s,result="ok"} 2' % labels) in \
+            text, text
+        assert 'nlb_tls_handshake_seconds_count{%s} 2' % labels in text
+        expiry = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                  if l.startswith("nlb_tls_certificate_expiry_timestamp_"
+                                  "seconds{%s," % labels)]
+        # Three certificates, made for two days.
+        assert len(expiry) == 3, text
+        assert all(0 < e - time.time() <= 2 * 86400 + 60 for e in expiry)
+        if shutil.which("promtool"):
+            lint = subprocess.run(["promtool", "check", "metrics"],
+                                  input=text, capture_output=True, text=True)
+            assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def metrics(api_port):
@@ -389,8 +403,8 @@ def test_reload_keeps_running_flows():
 
 
 def test_bad_clients():
-    """Plaintext on the TLS port is closed (end=tls_failed); a client that
-    stalls mid-handshake is closed at handshake_timeout
+    """Plaintext on the TLS port is closed (end=tls_failed), so is an
+    oversized ClientHello, at once; a client that stalls mid-handshake is closed at handshake_timeout
     (end=handshake_timeout); with unknown_sni = "refuse" an unknown name
     gets an alert."""
     require_openssl()
@@ -409,6 +423,15 @@ def test_bad_clients():
                 data = b""
             # At most a TLS alert record, never an HTTP answer.
             assert data == b"" or data[0] == 0x15, data
+        # A ClientHello that says it is 16 MiB long: refused at once, not
+        # waited for (end=tls_failed, not handshake_timeout).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"\x16\x03\x01\x00\x04\x01\xff\xff\xff")
+            try:
+                data = s.recv(100)
+            except ConnectionResetError:
+                data = b""
+            assert data == b"" or data[0] == 0x15, data
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"\x16\x03\x01\x00")  # a ClientHello that never ends
@@ -423,9 +446,9 @@ def test_bad_clients():
                 raise AssertionError("an unknown name was served")
         except ssl.SSLError as e:
             assert "UNRECOGNIZED_NAME" in str(e).upper(), e
-        lines = nlbd.wait_access(3)
+        lines = nlbd.wait_access(4)
         ends = [access_fields(l)["end"] for l in lines]
-        assert ends.count("tls_failed") == 2, ends
+        assert ends.count("tls_failed") == 3, ends
         assert ends.count("handshake_timeout") == 1, ends
 
 
@@ -520,6 +543,34 @@ def test_half_close_and_resets_carried_across():
         server.stop()
 
 
+def test_bulk_both_ways_intact():
+    """8 MiB each way through one TLS flow at once (the echo target sends
+    back while the client still sends), intact and in order."""
+    require_openssl()
+    pki, certs = standard_pki()
+    server = Server(echo_handler)
+    port = free_port()
+    body = tls_config(port, [server.address], certs)
+    payload = os.urandom(8 << 20)
+    with start_tls(body, port) as nlbd:
+        s = tls_connect(port, client_context(pki), "a.example.test",
+                        timeout=30)
+        sender = threading.Thread(target=s.sendall, args=(payload,))
+        sender.start()
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = s.recv(1 << 16)
+            assert chunk, len(got)
+            got += chunk
+        sender.join()
+        assert hashlib.sha256(got).digest() == \
+            hashlib.sha256(payload).digest()
+        s.close()
+        line = nlbd.wait_access(1)[-1]
+        assert access_fields(line)["up"] == str(len(payload)), line
+        assert access_fields(line)["down"] == str(len(payload)), line
+
+
 def test_endpoint_listener_terminates_tls():
     """A consumer's endpoint listener in its own network namespace, on the
     port of a TLS listener, terminates TLS with that listener's
@@ -599,5 +650,6 @@ if __name__ == "__main__":
          test_proxy_v2_tls_tlvs, test_reencrypt_verifies_target,
          test_reload_keeps_running_flows, test_bad_clients,
          test_session_resumption, test_half_close_and_resets_carried_across,
+         test_bulk_both_ways_intact,
          test_endpoint_listener_terminates_tls],
         timeout=90)

@@ -541,7 +541,9 @@ def states(nlbd):
 
 
 def test_tls_health_checks_handshake_and_https():
-    """Groups with tls = { ... }: a tcp check passes only once a TLS
+    """Groups with tls = { ... } behind tls_passthrough listeners (their
+    flows carry the clients' own TLS; their checks verify the targets'
+    certificates): a tcp check passes only once a TLS
     handshake verified against the group's CA and server_name is done
     (a target with another certificate, and one that does not speak TLS,
     are unhealthy; verify = false takes any certificate); an http check
@@ -572,13 +574,15 @@ def test_tls_health_checks_handshake_and_https():
         '    health_check = { protocol = "http"; path = "/health"; %s };\n'
         '    targets = ( { address = "%s"; }, { address = "%s"; } ); } );\n'
         'load_balancers = ( { name = "lb"; listeners = (\n'
-        '  { port = %d; bind = "127.0.0.1"; target_group = "gt"; },\n'
-        '  { port = %d; bind = "127.0.0.1"; target_group = "gv"; },\n'
-        '  { port = %d; bind = "127.0.0.1"; target_group = "gh"; } );'
-        ' } );\n' % (good.cert, check, good.address, other.address,
-                     plain.address, check, other.address, web_ca, check,
-                     https_ok.address, https_bad.address, port1, port2,
-                     port3))
+        '  { port = %d; bind = "127.0.0.1"; target_group = "gt";\n'
+        '    protocol = "tls_passthrough"; },\n'
+        '  { port = %d; bind = "127.0.0.1"; target_group = "gv";\n'
+        '    protocol = "tls_passthrough"; },\n'
+        '  { port = %d; bind = "127.0.0.1"; target_group = "gh";\n'
+        '    protocol = "tls_passthrough"; } ); } );\n' % (
+            good.cert, check, good.address, other.address, plain.address,
+            check, other.address, web_ca, check, https_ok.address,
+            https_bad.address, port1, port2, port3))
     nlbd = Nlbd(config)
     try:
         nlbd.start()

@@ -1233,6 +1233,10 @@ static void test_config_tls(void)
   expect_error_at("target_groups = ( { name = \"tg\";\n"
                   "  tls = { cert = \"c.pem\"; }; } );\n",
                   2, "needs both 'cert' and 'key'");
+  expect_error_at("target_groups = ( { name = \"tg\"; tls = { }; } );\n"
+                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
+                  "  { port = 80; target_group = \"tg\"; } ); } );\n",
+                  3, "target group \"tg\" has tls (its targets speak TLS)");
 }
 
 int main(void)
