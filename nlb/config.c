@@ -347,6 +347,12 @@ void nlb_config_free(struct nlb_config *cfg)
     for (size_t j = 0; j < cfg->load_balancers[i].n_listeners; j++)
       nlb_tls_server_settings_free(&cfg->load_balancers[i].listeners[j].tls);
     free(cfg->load_balancers[i].name);
+    for (size_t j = 0; j < cfg->load_balancers[i].n_listeners; j++) {
+      struct nlb_config_listener *l = &cfg->load_balancers[i].listeners[j];
+      for (size_t k = 0; k < l->n_sni_routes; k++)
+        free(l->sni_routes[k].name);
+      free(l->sni_routes);
+    }
     free(cfg->load_balancers[i].listeners);
   }
   free(cfg->load_balancers);

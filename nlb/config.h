@@ -81,6 +81,14 @@ struct nlb_config_target_group {
   int line;
 };
 
+/* One name of a tls_passthrough listener's sni_routes: flows whose
+ * ClientHello asks for it go to target_group. */
+struct nlb_config_sni_route {
+  char *name;          /* lower case; "*.b.example" for a wildcard */
+  size_t target_group; /* index into nlb_config.target_groups */
+  int line;
+};
+
 struct nlb_config_listener {
   uint16_t port;
   enum nlb_protocol protocol; /* "tcp" unless the file says */
@@ -93,6 +101,12 @@ struct nlb_config_listener {
   uint64_t udp_idle_timeout_ms;
   /* protocol "tls": tls = { certificates; ... } (enabled). */
   struct nlb_tls_server_settings tls;
+  /* protocol "tls_passthrough": the target group by server name (any
+   * other name, or none: target_group), and how long a client may take
+   * to send its whole ClientHello. */
+  struct nlb_config_sni_route *sni_routes;
+  size_t n_sni_routes;
+  uint64_t client_hello_timeout_ms;
   int line;
 };
 

@@ -14,6 +14,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/rundir.c \
 	nlb/upgrade.c \
 	nlb/common/addr.c \
+	nlb/common/clienthello.c \
 	nlb/common/config_loader.c \
 	nlb/common/config_numbers.c \
 	nlb/common/duration.c \
@@ -28,7 +29,9 @@ nlb_libnlb_a_SOURCES = \
 	nlb/dataplane/flow.c \
 	nlb/dataplane/flow_kinds.c \
 	nlb/dataplane/listener.c \
+	nlb/dataplane/passthrough.c \
 	nlb/dataplane/proxy_v2.c \
+	nlb/dataplane/sni_routes.c \
 	nlb/dataplane/snapshot.c \
 	nlb/dataplane/target.c \
 	nlb/dataplane/tls_flow.c \
@@ -48,6 +51,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/control/config_tls.c \
 	nlb/control/endpoints.c \
 	nlb/control/health.c \
+	nlb/control/health_tls.c \
 	nlb/control/netns.c \
 	nlb/control/regloop.c \
 	nlb/control/router.c \
@@ -77,6 +81,7 @@ noinst_HEADERS += \
 	nlb/rundir.h \
 	nlb/upgrade.h \
 	nlb/common/addr.h \
+	nlb/common/clienthello.h \
 	nlb/common/config-loader.h \
 	nlb/common/duration.h \
 	nlb/common/histogram.h \
@@ -91,6 +96,7 @@ noinst_HEADERS += \
 	nlb/dataplane/io.h \
 	nlb/dataplane/listener.h \
 	nlb/dataplane/proxy_v2.h \
+	nlb/dataplane/sni_routes.h \
 	nlb/dataplane/snapshot.h \
 	nlb/dataplane/target.h \
 	nlb/dataplane/udp.h \
@@ -100,6 +106,7 @@ noinst_HEADERS += \
 	nlb/control/announce.h \
 	nlb/control/endpoints.h \
 	nlb/control/health.h \
+	nlb/control/health_tls.h \
 	nlb/control/netns.h \
 	nlb/control/regloop.h \
 	nlb/control/router.h \

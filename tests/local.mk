@@ -25,6 +25,18 @@ tests_unit_test_lb_LDADD = $(NLB_TEST_LIBS)
 EXTRA_DIST += tests/e2e/nlbtest.py
 noinst_HEADERS += tests/unit/unit.h
 
+check_PROGRAMS += tests/unit/test_clienthello
+TESTS += tests/unit/test_clienthello
+tests_unit_test_clienthello_SOURCES = tests/unit/test_clienthello.c
+tests_unit_test_clienthello_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_clienthello_LDADD = $(NLB_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_sni_routes
+TESTS += tests/unit/test_sni_routes
+tests_unit_test_sni_routes_SOURCES = tests/unit/test_sni_routes.c
+tests_unit_test_sni_routes_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_sni_routes_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_duration
 TESTS += tests/unit/test_duration
 tests_unit_test_duration_SOURCES = tests/unit/test_duration.c
@@ -72,6 +84,8 @@ TESTS += tests/e2e/test_udp.py
 EXTRA_DIST += tests/e2e/test_udp.py
 TESTS += tests/e2e/test_tls.py
 EXTRA_DIST += tests/e2e/test_tls.py
+TESTS += tests/e2e/test_tls_passthrough.py
+EXTRA_DIST += tests/e2e/test_tls_passthrough.py
 TESTS += tests/e2e/test_udp_endpoints.py
 EXTRA_DIST += tests/e2e/test_udp_endpoints.py
 TESTS += tests/e2e/test_preserve_client_ip.py

@@ -14,6 +14,8 @@ static const struct protocol_row protocols[NLB_PROTOCOL_COUNT] = {
     [NLB_PROTOCOL_UDP] = {"udp", {"udp", NULL}},
     [NLB_PROTOCOL_TCP_UDP] = {"tcp_udp", {"tcp", "udp", NULL}},
     [NLB_PROTOCOL_TLS] = {"tls", {"tls", NULL}},
+    [NLB_PROTOCOL_TLS_PASSTHROUGH] = {"tls_passthrough",
+                                      {"tls_passthrough", NULL}},
 };
 
 int nlb_protocol_parse(const char *name)

@@ -13,6 +13,7 @@ enum nlb_protocol {
   NLB_PROTOCOL_UDP,
   NLB_PROTOCOL_TCP_UDP,
   NLB_PROTOCOL_TLS, /* TLS terminated (nlb/common/tls_server.h) */
+  NLB_PROTOCOL_TLS_PASSTHROUGH, /* TCP routed by the ClientHello's SNI */
   NLB_PROTOCOL_COUNT,
 };
 
@@ -26,7 +27,8 @@ int nlb_protocol_parse(const char *name);
 const char *nlb_protocol_name(enum nlb_protocol protocol);
 
 /* The names of the flow kinds the protocol runs, one listening socket (or
- * one per worker) each, NULL-terminated: {"tcp"}, {"udp"}, {"tcp", "udp"}. */
+ * one per worker) each, NULL-terminated: {"tcp"}, {"udp"}, {"tcp", "udp"},
+ * {"tls_passthrough"}. */
 const char *const *nlb_protocol_kinds(enum nlb_protocol protocol);
 
 /* Every valid name, "a, b, c", for error messages; always terminated,

@@ -16,13 +16,118 @@
 #include "nlb/cpus.h"
 #include "nlb/lb.h"
 
+/* A name of sni_routes: a DNS name, or "*." and one (a wildcard for one
+ * label more). The malloc'd lower-case form, or NULL. */
+static char *sni_route_name(const char *text)
+{
+  bool wildcard = strncmp(text, "*.", 2) == 0;
+  char *name = conf_dns_name(wildcard ? text + 2 : text);
+  char *out;
+
+  if (!name || !wildcard)
+    return name;
+  out = conf_calloc_or_die(1, strlen(name) + 3);
+  memcpy(out, "*.", 2);
+  memcpy(out + 2, name, strlen(name) + 1);
+  free(name);
+  return out;
+}
+
+/* sni_routes = ( { names = [ "a.example", "*.b.example" ]; target_group =
+ * "x"; }, ... ): one route per name, each name once per listener. */
+static void load_sni_routes(struct conf_loader *ld,
+                            const config_setting_t *item,
+                            struct nlb_config *cfg,
+                            struct nlb_config_listener *l)
+{
+  static const char *const keys[] = {"names", "target_group", NULL};
+  const config_setting_t *list = conf_get_list(ld, item, "sni_routes");
+  int count = list ? config_setting_length(list) : 0;
+  size_t total = 0;
+
+  if (!list)
+    return;
+  if (l->protocol != NLB_PROTOCOL_TLS_PASSTHROUGH) {
+    conf_fail_at(ld, conf_line_of(list),
+                 "listener on port %u: sni_routes needs protocol = "
+                 "\"tls_passthrough\"",
+                 l->port);
+    return;
+  }
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *names =
+        conf_member_of(config_setting_get_elem(list, i), "names");
+    total += names && config_setting_is_aggregate(names)
+                 ? (size_t)config_setting_length(names)
+                 : 0;
+  }
+  l->sni_routes = conf_calloc_or_die(total ? total : 1, sizeof(*l->sni_routes));
+  for (int i = 0; i < count; i++) {
+    const config_setting_t *route = config_setting_get_elem(list, i);
+    const config_setting_t *names;
+    const struct nlb_config_target_group *tg;
+    const char *group = NULL;
+    int line = conf_line_of(route);
+
+    if (!config_setting_is_group(route)) {
+      conf_fail_at(ld, line,
+                   "an SNI route must be a group { names; "
+                   "target_group; }");
+      continue;
+    }
+    conf_check_keys(ld, route, "SNI route", keys);
+    names = conf_get_list(ld, route, "names");
+    if (!names || config_setting_length(names) == 0) {
+      conf_fail_at(ld, line,
+                   "an SNI route needs 'names' (a list of server "
+                   "names)");
+      continue;
+    }
+    if (!conf_get_string(ld, route, "target_group", &group)) {
+      if (!conf_member_of(route, "target_group"))
+        conf_fail_at(ld, line, "an SNI route needs a 'target_group'");
+      continue;
+    }
+    tg = nlb_config_find_target_group(cfg, group);
+    if (!tg) {
+      conf_fail_at(ld, conf_line_of(conf_member_of(route, "target_group")),
+                   "unknown target group \"%s\"", group);
+      continue;
+    }
+    for (int j = 0; j < config_setting_length(names); j++) {
+      const char *text = config_setting_get_string_elem(names, j);
+      char *name = text ? sni_route_name(text) : NULL;
+      struct nlb_config_sni_route *r = &l->sni_routes[l->n_sni_routes];
+
+      if (!name) {
+        conf_fail_at(ld, conf_line_of(names),
+                     "SNI route: \"%s\" is not a server name (a DNS name, "
+                     "or \"*.\" and a DNS name)",
+                     text ? text : "(not a string)");
+        continue;
+      }
+      for (size_t k = 0; k < l->n_sni_routes; k++)
+        if (strcmp(l->sni_routes[k].name, name) == 0)
+          conf_fail_at(ld, conf_line_of(names),
+                       "SNI route: \"%s\" is already routed (line %d)", name,
+                       l->sni_routes[k].line);
+      r->name = name;
+      r->target_group = (size_t)(tg - cfg->target_groups);
+      r->line = conf_line_of(names);
+      l->n_sni_routes++;
+    }
+  }
+}
+
 static void load_listeners(struct conf_loader *ld,
                            const config_setting_t *lb_item,
                            struct nlb_config *cfg,
                            struct nlb_config_load_balancer *lb)
 {
   static const char *const keys[] = {
-      "port", "target_group", "bind", "idle_timeout", "protocol", "tls", NULL};
+      "port",     "target_group", "bind",       "idle_timeout",
+      "protocol", "tls",          "sni_routes", "client_hello_timeout",
+      NULL};
   const config_setting_t *list = conf_get_list(ld, lb_item, "listeners");
   int count = list ? config_setting_length(list) : 0;
 
@@ -105,7 +210,8 @@ static void load_listeners(struct conf_loader *ld,
                    "listener on port %u: a tls block needs protocol = \"tls\"",
                    l->port);
     /* A datagram has no stream to put a header in front of. */
-    if (l->protocol != NLB_PROTOCOL_TCP && l->protocol != NLB_PROTOCOL_TLS &&
+    if ((l->protocol == NLB_PROTOCOL_UDP ||
+         l->protocol == NLB_PROTOCOL_TCP_UDP) &&
         tg->proxy_protocol_v2)
       conf_fail_at(ld, l->line,
                    "listener on port %u: protocol \"%s\" carries UDP, which "
@@ -117,6 +223,16 @@ static void load_listeners(struct conf_loader *ld,
     if (conf_get_duration(ld, item, "idle_timeout", 1000, 7 * 86400000ull,
                           &l->idle_timeout_ms))
       l->udp_idle_timeout_ms = l->idle_timeout_ms;
+    load_sni_routes(ld, item, cfg, l);
+    l->client_hello_timeout_ms = 10000;
+    if (conf_get_duration(ld, item, "client_hello_timeout", 100, 300000,
+                          &l->client_hello_timeout_ms) &&
+        l->protocol != NLB_PROTOCOL_TLS_PASSTHROUGH)
+      conf_fail_at(ld,
+                   conf_line_of(conf_member_of(item, "client_hello_timeout")),
+                   "listener on port %u: client_hello_timeout needs protocol "
+                   "= \"tls_passthrough\"",
+                   l->port);
     lb->n_listeners++;
   }
 }

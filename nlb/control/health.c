@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "nlb/capacity.h"
+#include "nlb/control/health_tls.h"
 #include "nlb/list.h"
 #include "nlb/log.h"
 #include "nlb/dataplane/proxy_v2.h"
@@ -52,6 +53,10 @@ struct attempt {
   char request[NLB_PROXY_V2_LOCAL_LEN + 1024];
   char response[RESPONSE_MAX];
   size_t response_len;
+  /* A group with tls = { ... }: the probe's TLS client, and whether its
+   * handshake is done. */
+  struct nlb_health_tls *tls;
+  bool tls_done;
 };
 
 struct check {
@@ -265,8 +270,10 @@ static void log_local_failure(struct nlb_health *health,
 static void on_attempt_handle_closed(uv_handle_t *handle)
 {
   struct attempt *attempt = handle->data;
-  if (--attempt->open_handles == 0)
+  if (--attempt->open_handles == 0) {
+    nlb_health_tls_free(attempt->tls);
     free(attempt);
+  }
 }
 
 static void on_check_timer(uv_timer_t *timer);
@@ -353,11 +360,11 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
   buf->len = room;
 }
 
+static void judge_response(struct attempt *attempt);
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
   struct attempt *attempt = stream->data;
-  char reason[64];
-  int code;
 
   if (nread == 0 || attempt->done)
     return;
@@ -368,7 +375,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     return;
   }
   attempt->response_len += (size_t)nread;
-  /* Judge only a complete status line, never one short read. */
+  judge_response(attempt);
+}
+
+/* Judges the response once its status line is complete (never on one short
+ * read): whether the group's matcher takes the status. */
+static void judge_response(struct attempt *attempt)
+{
+  char reason[64];
+  int code;
+
   code = nlb_health_parse_status(attempt->response, attempt->response_len);
   if (code == 0)
     return;
@@ -405,7 +421,11 @@ static void on_written(uv_write_t *req, int status)
   uv_read_start((uv_stream_t *)&attempt->tcp, on_alloc, on_read);
 }
 
-static size_t build_request(struct attempt *attempt, const struct check *check)
+/* What the probe sends in clear first: the PROXY header when the group
+ * asks for one, then (unless with_http is false: TLS carries it) the
+ * HTTP request. */
+static size_t build_request(struct attempt *attempt, const struct check *check,
+                            bool with_http)
 {
   const struct nlb_config_health *hc = &check->group->settings.health;
   size_t len = 0;
@@ -417,7 +437,7 @@ static size_t build_request(struct attempt *attempt, const struct check *check)
     if (n > 0)
       len = (size_t)n;
   }
-  if (hc->protocol == NLB_HEALTH_HTTP) {
+  if (with_http && hc->protocol == NLB_HEALTH_HTTP) {
     n = snprintf(attempt->request + len, sizeof(attempt->request) - len,
                  "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nlb-health-check"
                  "\r\nConnection: close\r\n\r\n",
@@ -426,6 +446,178 @@ static size_t build_request(struct attempt *attempt, const struct check *check)
       len += (size_t)n;
   }
   return len;
+}
+
+/* ---- probes of a group with tls = { ... } ------------------------------
+ * The PROXY header (if any) in clear, then a TLS handshake verified as
+ * the group's flows verify, then nothing more (tcp checks: the handshake
+ * is the check) or the HTTP request through TLS (http checks: HTTPS). */
+
+/* A write of bytes TLS made, with its own buffer: written in order after
+ * any before it, freed when done (or cancelled as the probe closes). */
+struct tls_write {
+  uv_write_t req;
+  struct attempt *attempt;
+  char *data;
+};
+
+static void on_tls_written(uv_write_t *req, int status)
+{
+  struct tls_write *w = req->data;
+  struct attempt *attempt = w->attempt;
+
+  free(w->data);
+  free(w);
+  if (status < 0 && !attempt->done)
+    fail_attempt(attempt, status, uv_strerror(status));
+}
+
+/* Sends what TLS has for the target. false when the probe ended. */
+static bool send_tls_output(struct attempt *attempt)
+{
+  char *data = NULL;
+  ssize_t n = nlb_health_tls_take_output(attempt->tls, &data);
+  struct tls_write *w = n > 0 ? calloc(1, sizeof(*w)) : NULL;
+  uv_buf_t buf;
+  int rc;
+
+  if (n == 0)
+    return true;
+  if (!w) {
+    free(data);
+    fail_attempt(attempt, UV_ENOMEM, "out of memory");
+    return false;
+  }
+  w->req.data = w;
+  w->attempt = attempt;
+  w->data = data;
+  buf = uv_buf_init(data, (unsigned)n);
+  rc = uv_write(&w->req, (uv_stream_t *)&attempt->tcp, &buf, 1, on_tls_written);
+  if (rc < 0) {
+    free(data);
+    free(w);
+    fail_attempt(attempt, rc, "write failed");
+    return false;
+  }
+  return true;
+}
+
+/* The handshake done: a tcp check passes; an http one sends its request. */
+static void on_tls_handshake_done(struct attempt *attempt,
+                                  const struct check *check)
+{
+  const struct nlb_config_health *hc = &check->group->settings.health;
+  int n;
+
+  attempt->tls_done = true;
+  if (hc->protocol == NLB_HEALTH_TCP) {
+    finish_attempt(attempt, true, "tls handshake ok");
+    return;
+  }
+  n = snprintf(attempt->request, sizeof(attempt->request),
+               "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nlb-health-check"
+               "\r\nConnection: close\r\n\r\n",
+               hc->path, hc->host ? hc->host : check->target->name);
+  if (n < 0 || (size_t)n >= sizeof(attempt->request) ||
+      nlb_health_tls_write(attempt->tls, attempt->request, (size_t)n) < 0) {
+    finish_attempt(attempt, false, "tls write failed");
+    return;
+  }
+  send_tls_output(attempt);
+}
+
+/* Moves a TLS probe on with what the target sent so far. */
+static void step_tls(struct attempt *attempt)
+{
+  struct check *check = attempt->check;
+  char why[320];
+  ssize_t n;
+
+  if (!check) {
+    finish_attempt(attempt, false, "check removed");
+    return;
+  }
+  if (!attempt->tls_done) {
+    int rc = nlb_health_tls_handshake(attempt->tls, why, sizeof(why));
+    /* Even a failure may have an alert to send; the reset follows. */
+    if (!send_tls_output(attempt))
+      return;
+    if (rc < 0)
+      finish_attempt(attempt, false, why);
+    else if (rc == 1)
+      on_tls_handshake_done(attempt, check);
+    return;
+  }
+  while (!attempt->done && attempt->response_len < RESPONSE_MAX) {
+    n = nlb_health_tls_read(attempt->tls,
+                            attempt->response + attempt->response_len,
+                            RESPONSE_MAX - attempt->response_len);
+    if (n == 0)
+      return;
+    if (n < 0) {
+      finish_attempt(attempt, false, "closed before status line");
+      return;
+    }
+    attempt->response_len += (size_t)n;
+    judge_response(attempt);
+  }
+}
+
+static void on_tls_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+  static char scratch[16384]; /* one control thread, fed at once */
+  (void)handle;
+  (void)suggested;
+  *buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void on_tls_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  struct attempt *attempt = stream->data;
+
+  if (nread == 0 || attempt->done)
+    return;
+  if (nread < 0) {
+    fail_attempt(attempt, (int)nread,
+                 nread == UV_EOF
+                     ? (attempt->tls_done ? "closed before status line"
+                                          : "closed during tls handshake")
+                     : uv_strerror((int)nread));
+    return;
+  }
+  if (nlb_health_tls_feed(attempt->tls, buf->base, (size_t)nread) < 0) {
+    fail_attempt(attempt, UV_ENOMEM, "out of memory");
+    return;
+  }
+  step_tls(attempt);
+}
+
+static void start_tls(struct attempt *attempt, const struct check *check)
+{
+  size_t len = build_request(attempt, check, false);
+  int rc;
+
+  attempt->tls = nlb_health_tls_new(check->group->tls_ctx,
+                                    check->group->settings.tls.server_name);
+  if (!attempt->tls) {
+    fail_attempt(attempt, UV_ENOMEM, "out of memory");
+    return;
+  }
+  if (len > 0) {
+    uv_buf_t buf = uv_buf_init(attempt->request, (unsigned)len);
+    /* The PROXY header goes first, in clear; uv_write keeps the order. */
+    rc = uv_try_write((uv_stream_t *)&attempt->tcp, &buf, 1);
+    if (rc != (int)len) {
+      fail_attempt(attempt, rc < 0 ? rc : UV_EAGAIN, "write failed");
+      return;
+    }
+  }
+  rc = uv_read_start((uv_stream_t *)&attempt->tcp, on_tls_alloc, on_tls_read);
+  if (rc < 0) {
+    fail_attempt(attempt, rc, uv_strerror(rc));
+    return;
+  }
+  step_tls(attempt);
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -446,7 +638,11 @@ static void on_connected(uv_connect_t *req, int status)
     finish_attempt(attempt, false, "check removed");
     return;
   }
-  size_t len = build_request(attempt, check);
+  if (check->group->tls_ctx) {
+    start_tls(attempt, check);
+    return;
+  }
+  size_t len = build_request(attempt, check, true);
   if (len == 0) {
     finish_attempt(attempt, true, "connect ok");
     return;

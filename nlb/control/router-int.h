@@ -35,6 +35,9 @@ struct listener_record {
   /* A TLS listener's certificates (its load balancer listener's, for an
    * endpoint's): one reference; NULL for other protocols. */
   struct nlb_tls_server *tls;
+  /* tls_passthrough: its SNI routes, one reference (an endpoint's
+   * listener shares its load balancer listener's); else NULL. */
+  struct nlb_sni_routes *sni;
   struct nlb_route *route;    /* as published; NULL: make at the next publish */
   struct nlb_list dirty_link; /* on the router's dirty list while NULL */
   /* A load balancer's listener: in the router's map by (lb, port, kind).

@@ -8,6 +8,7 @@
 
 #include "nlb/dataplane/flow_kind.h"
 #include "nlb/dataplane/listener.h"
+#include "nlb/dataplane/sni_routes.h"
 #include "nlb/log.h"
 
 struct lb_port {
@@ -173,6 +174,43 @@ static void set_route_settings(struct nlb_router *router,
   l->idle_timeout_ms = idle_timeout_ms;
 }
 
+/* A listener's SNI routes follow sni (NULL: none); the reference is the
+ * caller's to keep. */
+static void set_sni_routes(struct nlb_router *router, struct listener_record *l,
+                           struct nlb_sni_routes *sni)
+{
+  if (l->sni == sni)
+    return;
+  nlb_sni_routes_acquire(sni);
+  nlb_sni_routes_release(l->sni);
+  l->sni = sni;
+  router_listener_changed(router, l);
+}
+
+/* The SNI routes a tls_passthrough listener's config gives; NULL for any
+ * other protocol, or (logged) when memory runs out: its flows then all go
+ * to its target group. */
+static struct nlb_sni_routes *
+sni_routes_of(const struct nlb_config_listener *cl, const char *lb_name)
+{
+  struct nlb_sni_routes *sni;
+
+  if (cl->protocol != NLB_PROTOCOL_TLS_PASSTHROUGH)
+    return NULL;
+  sni = nlb_sni_routes_create(cl->n_sni_routes, cl->client_hello_timeout_ms);
+  for (size_t i = 0; sni && i < cl->n_sni_routes; i++)
+    if (nlb_sni_routes_set(sni, i, cl->sni_routes[i].name,
+                           cl->sni_routes[i].target_group) < 0) {
+      nlb_sni_routes_release(sni);
+      sni = NULL;
+    }
+  if (!sni)
+    NLB_LOG_EVENT(NLB_LOG_ERROR, "sni_routes_failed",
+                  "listener {lb}:{port}: no memory for its SNI routes",
+                  NLB_LOG_STR("lb", lb_name), NLB_LOG_UINT("port", cl->port));
+  return sni;
+}
+
 /* Phase 1 of an apply: sockets for every listener the router lacks.
  * Returns the pending listeners (*n_new of them) or NULL with rc set. */
 static struct pending_listener *open_new_listeners(struct nlb_router *router,
@@ -279,6 +317,7 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
       continue;
     }
     set_route_settings(router, l, lb->group, lb->idle_timeout_ms, lb->tls);
+    set_sni_routes(router, l, lb->sni);
     i++;
   }
 }
@@ -318,6 +357,7 @@ static void apply_listeners(struct nlb_router *router,
       const char *const *kinds = nlb_protocol_kinds(cl->protocol);
       struct nlb_group *group = router->groups[cl->target_group];
       struct nlb_tls_server *server = tls->servers[n_listener++];
+      struct nlb_sni_routes *sni = sni_routes_of(cl, lb->name);
       for (size_t k = 0; kinds[k]; k++) {
         const struct nlb_flow_kind *kind = nlb_flow_kind_find(kinds[k]);
         struct listener_record *l =
@@ -325,8 +365,12 @@ static void apply_listeners(struct nlb_router *router,
         if (!l)
           continue;
         set_route_settings(router, l, group, idle_timeout_of(cl, kind), server);
+        set_sni_routes(router, l, sni);
         group->in_use = true;
       }
+      for (size_t k = 0; k < cl->n_sni_routes; k++)
+        router->groups[cl->sni_routes[k].target_group]->in_use = true;
+      nlb_sni_routes_release(sni);
     }
   }
   resolve_endpoint_listeners(router);
@@ -584,6 +628,8 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
     l->idle_timeout_ms = lb->idle_timeout_ms;
     if ((l->tls = lb->tls))
       nlb_tls_server_acquire(l->tls);
+    nlb_sni_routes_acquire(lb->sni);
+    l->sni = lb->sni;
     l->endpoint_id = strdup(endpoint_id);
     l->stats = nlb_listener_stats_create();
     if (!l->lb_name || !l->endpoint_id || !l->stats ||

@@ -11,6 +11,7 @@
 
 #include "nlb/dataplane/flow_kind.h"
 #include "nlb/dataplane/listener.h"
+#include "nlb/dataplane/sni_routes.h"
 #include "nlb/log.h"
 
 uint64_t router_hash_address(const union nlb_sockaddr *a)
@@ -116,6 +117,7 @@ void router_free_listener(struct nlb_router *router, struct listener_record *l)
   nlb_tls_server_release(l->tls);
   retire_route(router, l->route);
   nlb_listener_stats_release(l->stats);
+  nlb_sni_routes_release(l->sni);
   free(l);
 }
 
@@ -360,6 +362,8 @@ static int build_route(struct listener_record *l)
     return -ENOMEM;
   if ((l->route->tls = l->tls))
     nlb_tls_server_acquire(l->tls);
+  nlb_sni_routes_acquire(l->sni);
+  l->route->sni = l->sni;
   return 0;
 }
 

@@ -33,22 +33,12 @@ static uint64_t loop_now(const struct nlb_flow *flow)
 
 const char *nlb_flow_end_name(enum nlb_flow_end end)
 {
-  static const char *const names[] = {"none",
-                                      "client_fin",
-                                      "target_fin",
-                                      "client_reset",
-                                      "target_reset",
-                                      "idle_timeout",
-                                      "connect_failed",
-                                      "no_target",
-                                      "source_denied",
-                                      "limit",
-                                      "endpoint_closed",
-                                      "shutdown",
-                                      "deregistered",
-                                      "tls_failed",
-                                      "handshake_timeout",
-                                      "target_tls_failed"};
+  static const char *const names[] = {
+      "none",          "client_fin",   "target_fin",        "client_reset",
+      "target_reset",  "idle_timeout", "connect_failed",    "no_target",
+      "source_denied", "limit",        "endpoint_closed",   "shutdown",
+      "deregistered",  "tls_failed",   "handshake_timeout", "target_tls_failed",
+      "not_tls",       "bad_hello",    "hello_timeout"};
   return (unsigned)end < sizeof(names) / sizeof(names[0]) ? names[end] : "?";
 }
 
@@ -121,7 +111,9 @@ static const char *log_safe(const char *text, size_t len, char *out,
 }
 
 /* A TLS flow's part of the access-log record: version, cipher, SNI, ALPN
- * and handshake time; empty for a plain flow. */
+ * and handshake time; for a TLS passthrough flow the SNI its ClientHello
+ * asked for (the reader let only a host name's characters through);
+ * empty for a plain flow. */
 static void tls_log_fields(const struct nlb_flow *flow, char *out, size_t size)
 {
   const SSL *ssl = flow->client_ssl;
@@ -132,6 +124,9 @@ static void tls_log_fields(const struct nlb_flow *flow, char *out, size_t size)
   bool done;
 
   out[0] = '\0';
+  if (!ssl && flow->route->sni)
+    snprintf(out, size, flow->access_json ? ",\"sni\":\"%s\"" : " sni=%s",
+             flow->sni ? flow->sni : "-");
   if (!ssl)
     return;
   done = SSL_is_init_finished(ssl);
@@ -236,6 +231,9 @@ static void count_end(struct nlb_flow *flow, uint64_t now)
     case NLB_END_TLS_FAILED:
     case NLB_END_HANDSHAKE_TIMEOUT:
     case NLB_END_TARGET_TLS_FAILED:
+    case NLB_END_NOT_TLS:
+    case NLB_END_BAD_HELLO:
+    case NLB_END_HELLO_TIMEOUT:
       atomic_fetch_add_explicit(&c->lb_resets, 1, memory_order_relaxed);
       break;
     default:
@@ -270,6 +268,10 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   count_end(flow, now);
   if (nlb_log_access_enabled())
     write_access_log(flow, now);
+  if (flow->sni) {
+    nlb_worker_put_name(flow->worker, flow->sni);
+    flow->sni = NULL;
+  }
   SSL_free(flow->client_ssl);
   SSL_free(flow->target_ssl);
   flow->client_ssl = flow->target_ssl = NULL;
@@ -281,11 +283,6 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   flow->target = NULL;
   /* Freed after the current round of events: one may still name it. */
   nlb_worker_free_flow(flow->worker, flow);
-}
-
-static void relay_abort(struct nlb_flow *flow, enum nlb_flow_end end)
-{
-  finish(flow, end);
 }
 
 void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end)
@@ -555,20 +552,28 @@ static void on_connect_failed(struct nlb_flow *flow)
     try_connect(flow);
 }
 
-/* Encodes the PROXY v2 header at the start of the (empty) up buffer. */
+/* Puts the PROXY v2 header in front of what the up buffer holds (nothing,
+ * or a TLS passthrough flow's ClientHello, which left room for it). A
+ * flow that read a server name passes it on as PP2_TYPE_AUTHORITY. */
 static void write_proxy_header(struct nlb_flow *flow)
 {
   union nlb_sockaddr local = flow->route->local;
   struct nlb_direction *up = &flow->up;
   socklen_t len = sizeof(local);
+  uint8_t header[NLB_FLOW_PROXY_ROOM];
+  uint32_t held = up->buffer_end - up->buffer_start;
   int n;
 
   /* A wildcard bind does not say which address the client reached. */
   if (nlb_addr_is_any(&local))
     getsockname(flow->client_io.fd, &local.sa, &len);
-  n = nlb_proxy_v2_encode((uint8_t *)up->buffer, NLB_BUFFER_SIZE,
-                          &flow->client_addr.sa, &local.sa,
-                          flow->route->endpoint_id);
+  n = nlb_proxy_v2_encode(header, sizeof(header), &flow->client_addr.sa,
+                          &local.sa, flow->route->endpoint_id);
+  if (n > 0 && flow->sni)
+    n = nlb_proxy_v2_add_tlv(header, (size_t)n, sizeof(header),
+                             PP2_TYPE_AUTHORITY, flow->sni, strlen(flow->sni));
+  if (n > 0 && (size_t)n + held > NLB_BUFFER_SIZE)
+    n = -ENOSPC;
   if (n < 0) {
     NLB_LOG_EVENT(NLB_LOG_ERROR, "proxy_v2_failed",
                   "proxy v2 header for target group {target_group}: {error}",
@@ -577,8 +582,10 @@ static void write_proxy_header(struct nlb_flow *flow)
     finish(flow, NLB_END_CONNECT_FAILED);
     return;
   }
+  memmove(up->buffer + n, up->buffer + up->buffer_start, held);
+  memcpy(up->buffer, header, (size_t)n);
   up->buffer_start = 0;
-  up->buffer_end = (uint32_t)n;
+  up->buffer_end = (uint32_t)n + held;
 }
 
 /* ready: what is known of both sockets. The target is writable; the
@@ -910,6 +917,40 @@ struct nlb_flow *nlb_flow_begin(struct nlb_worker *worker,
   return flow;
 }
 
+/* A group without a usable target: a clean close, as fail_open = false
+ * promises: FIN now, then wait for the client's (see discard_until_eof).
+ * false when the group has targets. */
+static bool refuse_without_target(struct nlb_flow *flow)
+{
+  if (flow->group->pool->n_targets > 0)
+    return false;
+  flow->refusing = true;
+  shutdown(flow->client_io.fd, SHUT_WR);
+  if (nlb_worker_watch(flow->worker, &flow->client_io, EPOLLIN) < 0) {
+    finish(flow, NLB_END_LIMIT);
+    return true;
+  }
+  discard_until_eof(flow);
+  return true;
+}
+
+void nlb_flow_relay(struct nlb_flow *flow, struct nlb_group_route *group)
+{
+  if (group != flow->group) {
+    nlb_group_route_acquire(group);
+    nlb_group_route_release(flow->group);
+    flow->group = group;
+  }
+  flow->client_io.on_ready = on_client_ready;
+  flow->target_io.on_ready = on_target_ready;
+  if (refuse_without_target(flow))
+    return;
+  if (group->proxy_protocol_v2)
+    write_proxy_header(flow);
+  if (!flow->closing)
+    try_connect(flow);
+}
+
 static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
                         struct nlb_group_route *group, int client_fd,
                         const union nlb_sockaddr *client_addr,
@@ -919,26 +960,14 @@ static void relay_start(struct nlb_worker *worker, struct nlb_route *route,
       nlb_flow_begin(worker, route, group, client_fd, client_addr, route_flows,
                      refuse, on_client_ready, on_target_ready);
 
-  if (!flow)
+  if (!flow || refuse_without_target(flow))
     return;
-  if (group->pool->n_targets == 0) {
-    /* A clean close, as fail_open = false promises: FIN now, then wait for
-     * the client's (see discard_until_eof). */
-    flow->refusing = true;
-    shutdown(client_fd, SHUT_WR);
-    if (nlb_worker_watch(worker, &flow->client_io, EPOLLIN) < 0) {
-      finish(flow, NLB_END_LIMIT);
-      return;
-    }
-    discard_until_eof(flow);
-    return;
-  }
   read_first_bytes(flow);
   if (!flow->closing)
     try_connect(flow);
 }
 
-static void relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
+void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
 {
   if (flow->refusing) {
     if (now_ms - flow->accepted_ms >= REFUSE_LINGER_MS)
@@ -978,6 +1007,6 @@ static void relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
 const struct nlb_flow_kind nlb_flow_kind_tcp = {
     .name = "tcp",
     .start = relay_start,
-    .check_timeouts = relay_check_timeouts,
-    .abort = relay_abort,
+    .check_timeouts = nlb_flow_relay_check_timeouts,
+    .abort = nlb_flow_finish,
 };

@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 #include "nlb/common/addr.h"
+#include "nlb/common/clienthello.h"
 #include "nlb/dataplane/io.h"
+#include "nlb/dataplane/proxy_v2.h"
 #include "nlb/dataplane/udp_table.h"
 #include "nlb/lb.h"
 #include "nlb/list.h"
@@ -37,6 +39,9 @@ enum nlb_flow_end {
   NLB_END_HANDSHAKE_TIMEOUT, /* the client's TLS handshake did not end */
   NLB_END_TARGET_TLS_FAILED, /* the target's TLS handshake (or its
                                 certificate) failed */
+  NLB_END_NOT_TLS,           /* a TLS passthrough client did not speak TLS */
+  NLB_END_BAD_HELLO,         /* ... sent a malformed or oversized ClientHello */
+  NLB_END_HELLO_TIMEOUT,     /* ... did not send all of it in time */
 };
 
 /* One direction of a flow: bytes read from one side, not yet written to
@@ -71,6 +76,8 @@ struct nlb_flow {
   bool closing;
   bool refusing;    /* no target: FIN sent, discarding what the client sends */
   bool access_json; /* the snapshot's access-log format at accept */
+  /* A TLS passthrough flow still reading its client's ClientHello. */
+  bool awaiting_hello;
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;
@@ -82,6 +89,10 @@ struct nlb_flow {
   uint64_t queued_ms; /* when it joined its idle list's tail (worker.c) */
   uint64_t bytes_up;
   uint64_t bytes_down;
+  /* The server name a TLS passthrough flow's ClientHello asked for (lower
+   * case, as nlb_client_hello_parse gives it), a pooled name of its worker
+   * (nlb_worker_get_name) given back when the flow ends; NULL for none. */
+  char *sni;
   union {
     /* The TCP relay's, and a TLS flow's (tls_flow.c). */
     struct {
@@ -116,5 +127,11 @@ struct nlb_flow {
  * (the node is full), the flow ends at once: reset, end=limit. */
 
 const char *nlb_flow_end_name(enum nlb_flow_end end);
+
+/* Room for the PROXY v2 header a flow sends: the longest
+ * nlb_proxy_v2_encode writes and a PP2_TYPE_AUTHORITY TLV of the longest
+ * server name. A kind that fills the up buffer before connecting leaves
+ * this much of it free. */
+#define NLB_FLOW_PROXY_ROOM (NLB_PROXY_V2_MAX_LEN + 3 + NLB_HELLO_SNI_MAX)
 
 #endif

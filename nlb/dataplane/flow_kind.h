@@ -2,9 +2,9 @@
  * a TCP kind the worker accepts, then hands the client socket to its
  * route's kind (start); a kind whose listening socket does not accept (UDP)
  * reads that socket itself (on_listener_ready). From there the kind owns
- * the flow to its access-log record. Rows: the TCP relay (flow.c) and UDP
- * (udp.c), TLS termination (tls_flow.c); TLS passthrough is a row to
- * come. They share
+ * the flow to its access-log record. Rows: the TCP relay (flow.c), UDP
+ * (udp.c), TLS termination (tls_flow.c) and TLS passthrough
+ * (passthrough.c, on the relay). They share
  * target choice, health, draining, PROXY v2, access logs and metrics. A
  * listener's protocol (nlb/common/protocol.h) names the kinds it runs, one
  * listening socket each (tcp_udp: both on one port). Adding a kind is a new
@@ -74,6 +74,10 @@ extern const struct nlb_flow_kind nlb_flow_kind_udp;
  * plain or a TLS (re-encrypting) target. */
 extern const struct nlb_flow_kind nlb_flow_kind_tls;
 
+/* TLS passthrough (passthrough.c): reads the ClientHello, picks the target
+ * group by its server name, then relays as the TCP relay does. */
+extern const struct nlb_flow_kind nlb_flow_kind_tls_passthrough;
+
 /* What the TCP relay (flow.c) lends the stream kinds built on it. Worker
  * thread. */
 
@@ -108,5 +112,19 @@ void nlb_flow_connected(struct nlb_flow *flow);
  * end is orderly, TLS connections freed); its memory goes back to the
  * worker's pool after the round. */
 void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end);
+
+/* A kind that reads the client first (TLS passthrough) hands its flow to
+ * the relay: it reads into up.buffer at most NLB_BUFFER_SIZE -
+ * NLB_FLOW_PROXY_ROOM bytes, then calls nlb_flow_relay, which takes group
+ * (a group route of the worker's snapshot; the flow takes its own
+ * reference and drops the one on the group it had), sets the relay's
+ * callbacks, picks and connects a target, sends the PROXY v2 header if
+ * the group asks (with the flow's sni as PP2_TYPE_AUTHORITY), then what
+ * up.buffer holds, untouched, and relays from there. */
+void nlb_flow_relay(struct nlb_flow *flow, struct nlb_group_route *group);
+
+/* The TCP relay's timeouts (connect, idle, draining), for such a kind once
+ * it handed its flow over. */
+void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms);
 
 #endif

@@ -7,6 +7,7 @@ static const struct nlb_flow_kind *const flow_kinds[] = {
     &nlb_flow_kind_tcp,
     &nlb_flow_kind_udp,
     &nlb_flow_kind_tls,
+    &nlb_flow_kind_tls_passthrough,
 };
 
 const struct nlb_flow_kind *nlb_flow_kind_at(size_t i)

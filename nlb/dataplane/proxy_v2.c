@@ -193,3 +193,24 @@ int nlb_proxy_v2_append_tls(uint8_t *buf, size_t len, size_t cap,
   put_be16(buf + 14, header_len);
   return (int)(p - buf);
 }
+
+int nlb_proxy_v2_add_tlv(uint8_t *buf, size_t len, size_t cap, uint8_t type,
+                         const void *value, size_t value_len)
+{
+  size_t body;
+
+  if (buf == NULL || len < FIXED_LEN || value_len > 0xFFFF ||
+      (value_len > 0 && value == NULL))
+    return -EINVAL;
+  body = (size_t)buf[FIXED_LEN - 2] << 8 | buf[FIXED_LEN - 1];
+  if (body != len - FIXED_LEN || body + TLV_HEAD_LEN + value_len > 0xFFFF)
+    return -EINVAL;
+  if (cap < len + TLV_HEAD_LEN + value_len)
+    return -ENOSPC;
+  buf[len] = type;
+  put_be16(buf + len + 1, (unsigned)value_len);
+  if (value_len)
+    memcpy(buf + len + TLV_HEAD_LEN, value, value_len);
+  put_be16(buf + FIXED_LEN - 2, (unsigned)(body + TLV_HEAD_LEN + value_len));
+  return (int)(len + TLV_HEAD_LEN + value_len);
+}

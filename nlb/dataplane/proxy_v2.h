@@ -89,4 +89,15 @@ struct nlb_proxy_v2_tls {
 int nlb_proxy_v2_append_tls(uint8_t *buf, size_t len, size_t cap,
                             const struct nlb_proxy_v2_tls *tls);
 
+/* Appends a TLV (type, BE16 length, value) to the header of len bytes
+ * nlb_proxy_v2_encode wrote in buf, and adds it to the header's length
+ * field. Returns the new header length, or
+ *   -EINVAL  buf is not such a header (its length field disagrees with
+ *            len), value NULL with value_len > 0, or the header would
+ *            pass 65535 bytes;
+ *   -ENOSPC  cap is smaller than the new header.
+ * On error buf is left untouched. */
+int nlb_proxy_v2_add_tlv(uint8_t *buf, size_t len, size_t cap, uint8_t type,
+                         const void *value, size_t value_len);
+
 #endif /* NLB_PROXY_V2_H */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nlb/common/tls_server.h"
+#include "nlb/dataplane/sni_routes.h"
 
 struct nlb_snapshot *nlb_snapshot_alloc(size_t n_groups, size_t n_routes)
 {
@@ -111,6 +112,7 @@ void nlb_route_release(struct nlb_route *route)
   free(route->endpoint_id);
   free(route->allowed_sources);
   nlb_tls_server_release(route->tls);
+  nlb_sni_routes_release(route->sni);
   nlb_listener_stats_release(route->stats);
   free(route);
 }

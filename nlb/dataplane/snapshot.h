@@ -77,6 +77,7 @@ struct nlb_listener_stats {
 struct nlb_flow_kind;
 struct nlb_tls_server;
 struct ssl_ctx_st;
+struct nlb_sni_routes;
 
 struct nlb_route {
   atomic_int refs;
@@ -94,6 +95,9 @@ struct nlb_route {
   /* A TLS listener's certificates: one reference, set by the builder
    * before the first publish; NULL for other protocols. */
   struct nlb_tls_server *tls;
+  /* A tls_passthrough listener's SNI routes (one reference, set before
+   * the first publish); NULL for any other listener. */
+  struct nlb_sni_routes *sni;
   /* The router's, while the route waits for workers to let go of it. */
   struct nlb_route *retired_next;
   uint64_t retired_generation;

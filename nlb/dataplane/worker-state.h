@@ -19,6 +19,8 @@
 /* Pooled resources kept warm per worker; beyond this they are released. */
 #define PIPE_POOL_MAX 64
 #define BUFFER_POOL_MAX 64
+/* Server names (TLS passthrough flows' SNI) kept for reuse. */
+#define NAME_POOL_MAX 256
 #define FLOW_POOL_MAX 1024
 
 struct pipe_pair {
@@ -80,6 +82,8 @@ struct nlb_worker {
   size_t n_pipes;
   char *buffers[BUFFER_POOL_MAX];
   size_t n_buffers;
+  char *names[NAME_POOL_MAX];
+  size_t n_names;
   struct nlb_flow *free_flows[FLOW_POOL_MAX];
   size_t n_free_flows;
 

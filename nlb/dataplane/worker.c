@@ -775,6 +775,8 @@ void nlb_worker_stop(struct nlb_worker *worker)
                          worker->pipes[i].write_fd);
   for (size_t i = 0; i < worker->n_buffers; i++)
     free(worker->buffers[i]);
+  for (size_t i = 0; i < worker->n_names; i++)
+    free(worker->names[i]);
   for (size_t i = 0; i < worker->n_free_flows; i++)
     free(worker->free_flows[i]);
   for (size_t i = 0; i < worker->n_idle; i++)

@@ -102,6 +102,11 @@ void nlb_worker_put_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
 void nlb_worker_drop_pipe(struct nlb_worker *worker, int read_fd, int write_fd);
 char *nlb_worker_get_buffer(struct nlb_worker *worker);
 void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer);
+/* A pooled NLB_WORKER_NAME_SIZE-byte string (a TLS passthrough flow's
+ * server name), so that a flow without one pays 8 bytes, not 256; NULL on
+ * ENOMEM. Given back with nlb_worker_put_name. */
+char *nlb_worker_get_name(struct nlb_worker *worker);
+void nlb_worker_put_name(struct nlb_worker *worker, char *name);
 struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker);
 /* Gives a finished flow back; its memory is reused only after the current
  * round of callbacks, so an event still queued for it finds it closing. */
@@ -145,6 +150,9 @@ bool nlb_worker_admit_flow(struct nlb_worker *worker);
 struct nlb_udp_table *nlb_worker_udp_flows(struct nlb_worker *worker);
 struct nlb_udp_batch *nlb_worker_udp_batch(struct nlb_worker *worker);
 struct nlb_udp_counters *nlb_worker_udp_counters(struct nlb_worker *worker);
+
+/* Size of a pooled name: a server name (NLB_HELLO_SNI_MAX) and its NUL. */
+#define NLB_WORKER_NAME_SIZE 256
 
 /* Size of a copy-path buffer; also the high-water mark of a direction. */
 #define NLB_BUFFER_SIZE 16384

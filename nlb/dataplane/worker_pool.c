@@ -115,6 +115,21 @@ void nlb_worker_put_buffer(struct nlb_worker *worker, char *buffer)
     free(buffer);
 }
 
+char *nlb_worker_get_name(struct nlb_worker *worker)
+{
+  if (worker->n_names > 0)
+    return worker->names[--worker->n_names];
+  return malloc(NLB_WORKER_NAME_SIZE);
+}
+
+void nlb_worker_put_name(struct nlb_worker *worker, char *name)
+{
+  if (worker->n_names < NAME_POOL_MAX)
+    worker->names[worker->n_names++] = name;
+  else
+    free(name);
+}
+
 struct nlb_flow *nlb_worker_alloc_flow(struct nlb_worker *worker)
 {
   struct nlb_flow *flow;

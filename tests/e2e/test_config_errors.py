@@ -108,6 +108,30 @@ BAD_CONFIGS = [
      'workers = 999;\n'
      'target_groups = ( { name = "tg"; algorithm = "fast"; } );\n',
      [(1, "'workers' must be between"), (2, "algorithm must be")]),
+    ("sni_routes: unknown group, bad names, a name twice",
+     'target_groups = ( { name = "tg"; }, { name = "tg2"; } );\n'
+     'load_balancers = ( { name = "lb"; listeners = (\n'
+     '  { port = 443; target_group = "tg"; protocol = "tls_passthrough";\n'
+     '    sni_routes = (\n'
+     '      { names = [ "a.example" ];\n'
+     '        target_group = "nope"; },\n'
+     '      { names = [ "x..example", "a*.example", "*.*.example" ];\n'
+     '        target_group = "tg2"; },\n'
+     '      { names = [ "c.example", "C.example." ];\n'
+     '        target_group = "tg2"; } ); } ); } );\n',
+     [(6, 'unknown target group "nope"'),
+      (7, 'SNI route: "x..example" is not a server name'),
+      (7, 'SNI route: "a*.example" is not a server name'),
+      (7, 'SNI route: "*.*.example" is not a server name'),
+      (9, 'SNI route: "c.example" is already routed (line 9)')]),
+    ("sni_routes without tls_passthrough",
+     'target_groups = ( { name = "tg"; } );\n'
+     'load_balancers = ( { name = "lb"; listeners = (\n'
+     '  { port = 443; target_group = "tg";\n'
+     '    sni_routes = ( { names = [ "a.example" ]; target_group = "tg"; } );'
+     '\n    client_hello_timeout = "5s"; } ); } );\n',
+     [(4, 'sni_routes needs protocol = "tls_passthrough"'),
+      (5, 'client_hello_timeout needs protocol = "tls_passthrough"')]),
 ]
 
 

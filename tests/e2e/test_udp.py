@@ -558,7 +558,7 @@ def test_udp_bad_protocol_name_is_refused_with_its_line():
     p = subprocess.run([NLBD, "-t", "-c", path], capture_output=True,
                        text=True, timeout=10)
     assert p.returncode == 2, (p.returncode, p.stderr)
-    assert ('%s:4: unknown protocol "sctp" (valid: tcp, udp, tcp_udp, tls)' %
+    assert ('%s:4: unknown protocol "sctp" (valid: tcp, udp, tcp_udp, tls, tls_passthrough)' %
             path) in p.stderr, p.stderr
 
 

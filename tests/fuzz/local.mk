@@ -12,6 +12,8 @@
 #             exchange and the handlers, in one read and in small ones
 #   h2        HTTP/2 bytes (cleartext) through api/h2.c and nghttp2, the
 #             same way: frames, answers and limits checked
+#   clienthello  a client's first bytes through the TLS ClientHello reader
+#             (nlb/common/clienthello.c): server name, ALPN, bounds
 
 # ---- replay programs: every build ------------------------------------------
 
@@ -27,10 +29,12 @@ FUZZ_API_ENV = tests/fuzz/api_env.c tests/fuzz/api_env.h \
 
 check_PROGRAMS += tests/fuzz/fuzz_dns_replay tests/fuzz/fuzz_config_replay \
 	tests/fuzz/fuzz_proxy_v2_replay tests/fuzz/fuzz_api_replay \
-	tests/fuzz/fuzz_http1_replay tests/fuzz/fuzz_h2_replay
+	tests/fuzz/fuzz_http1_replay tests/fuzz/fuzz_h2_replay \
+	tests/fuzz/fuzz_clienthello_replay
 TESTS += tests/fuzz/fuzz_dns_replay tests/fuzz/fuzz_config_replay \
 	tests/fuzz/fuzz_proxy_v2_replay tests/fuzz/fuzz_api_replay \
-	tests/fuzz/fuzz_http1_replay tests/fuzz/fuzz_h2_replay
+	tests/fuzz/fuzz_http1_replay tests/fuzz/fuzz_h2_replay \
+	tests/fuzz/fuzz_clienthello_replay
 
 tests_fuzz_fuzz_dns_replay_SOURCES = tests/fuzz/fuzz_dns.c \
 	tests/fuzz/replay_main.c
@@ -67,6 +71,12 @@ tests_fuzz_fuzz_h2_replay_SOURCES = tests/fuzz/fuzz_h2.c \
 tests_fuzz_fuzz_h2_replay_CPPFLAGS = $(AM_CPPFLAGS) $(FUZZ_API_CPPFLAGS)
 tests_fuzz_fuzz_h2_replay_CFLAGS = $(FUZZ_API_CFLAGS) -DFUZZ_CORPUS='"h2"'
 tests_fuzz_fuzz_h2_replay_LDADD = $(API_LIBS)
+
+tests_fuzz_fuzz_clienthello_replay_SOURCES = tests/fuzz/fuzz_clienthello.c \
+	tests/fuzz/replay_main.c
+tests_fuzz_fuzz_clienthello_replay_CFLAGS = $(AM_CFLAGS) \
+	-DFUZZ_CORPUS='"clienthello"'
+tests_fuzz_fuzz_clienthello_replay_LDADD = $(NLB_LIBS)
 
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/make_dns_corpus.py \
 	tests/fuzz/run_fuzzer.py tests/fuzz/make_seed_corpora.py \
@@ -109,6 +119,9 @@ FUZZ_CONFIG_FILES = \
 FUZZ_PROXY_V2_FILES = \
 	$(top_srcdir)/tests/fuzz/fuzz_proxy_v2.c \
 	$(top_srcdir)/nlb/dataplane/proxy_v2.c
+FUZZ_CLIENTHELLO_FILES = \
+	$(top_srcdir)/tests/fuzz/fuzz_clienthello.c \
+	$(top_srcdir)/nlb/common/clienthello.c
 # The API and registry libraries' own sources, less the API's transport
 # (conn.c: fake_conn.c stands in), compiled by the rules below from the
 # build tree (generated files) or the source tree. HTTP/2 (h2.c) is among
@@ -140,7 +153,7 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS = tests/fuzz/fuzz_dns tests/fuzz/fuzz_config \
 	tests/fuzz/fuzz_proxy_v2 tests/fuzz/fuzz_api tests/fuzz/fuzz_http1 \
-	tests/fuzz/fuzz_h2
+	tests/fuzz/fuzz_h2 tests/fuzz/fuzz_clienthello
 
 if HAVE_LIBFUZZER
 check_SCRIPTS += $(FUZZ_TARGETS)
@@ -161,6 +174,11 @@ tests/fuzz/fuzz_proxy_v2: $(FUZZ_PROXY_V2_FILES) $(noinst_HEADERS)
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) \
 		-o $@ $(FUZZ_PROXY_V2_FILES)
+
+tests/fuzz/fuzz_clienthello: $(FUZZ_CLIENTHELLO_FILES) $(noinst_HEADERS)
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CCLD)$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) \
+		-o $@ $(FUZZ_CLIENTHELLO_FILES)
 
 tests/fuzz/fuzz_api: $(FUZZ_API_FILES) $(FUZZ_API_LIB_FILES) \
 		$(noinst_HEADERS) $(FUZZ_API_INCLUDES)
@@ -184,7 +202,7 @@ tests/fuzz/fuzz_h2: $(FUZZ_H2_FILES) $(FUZZ_API_LIB_FILES) \
 		$(FUZZ_API_EXTERNAL)
 
 fuzz: $(FUZZ_TARGETS)
-	@for t in dns config proxy_v2 api http1 h2; do \
+	@for t in dns config proxy_v2 api http1 h2 clienthello; do \
 	  echo "run: tests/fuzz/fuzz_$$t -max_total_time=300 CORPUS_DIR $(top_srcdir)/tests/fuzz/corpus/$$t"; \
 	done
 	@echo "or: NLB_FUZZ_SECONDS=300 $(top_srcdir)/tests/fuzz/run_fuzzer.py"

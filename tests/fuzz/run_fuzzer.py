@@ -16,7 +16,7 @@ import tempfile
 TOP_BUILDDIR = os.environ.get("top_builddir", ".")
 TOP_SRCDIR = os.environ.get("top_srcdir", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-TARGETS = ["dns", "config", "proxy_v2", "api", "http1", "h2"]
+TARGETS = ["dns", "config", "proxy_v2", "api", "http1", "h2", "clienthello"]
 
 
 def run(target, seconds):

@@ -1014,13 +1014,52 @@ static void test_config_listener_protocols(void)
   CU_ASSERT_PTR_NULL(nlb_protocol_kinds(NLB_PROTOCOL_TCP_UDP)[2]);
   CU_ASSERT_EQUAL(nlb_protocol_parse("quic"), -1);
   nlb_protocol_list(names, sizeof(names));
-  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp, tls");
-  expect_error_at("target_groups = ( { name = \"tg\"; } );\n"
-                  "load_balancers = ( { name = \"lb\"; listeners = (\n"
-                  "  { port = 53; target_group = \"tg\";\n"
-                  "    protocol = \"dtls\"; } ); } );\n",
-                  4,
-                  "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp, tls)");
+  CU_ASSERT_STRING_EQUAL(names, "tcp, udp, tcp_udp, tls, tls_passthrough");
+  expect_error_at(
+      "target_groups = ( { name = \"tg\"; } );\n"
+      "load_balancers = ( { name = \"lb\"; listeners = (\n"
+      "  { port = 53; target_group = \"tg\";\n"
+      "    protocol = \"dtls\"; } ); } );\n",
+      4,
+      "unknown protocol \"dtls\" (valid: tcp, udp, tcp_udp, tls, tls_passthrough)");
+}
+
+/* A tls_passthrough listener's sni_routes: one route per name, lower
+ * case, a trailing dot dropped, wildcards kept; client_hello_timeout's
+ * default and setting. */
+static void test_config_sni_routes(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "target_groups = ( { name = \"tg\"; }, { name = \"a\"; },\n"
+      "  { name = \"b\"; } );\n"
+      "load_balancers = ( { name = \"lb\"; listeners = (\n"
+      "  { port = 443; target_group = \"tg\"; protocol = "
+      "\"tls_passthrough\";\n"
+      "    client_hello_timeout = \"2s\";\n"
+      "    sni_routes = ( { names = [ \"A.Example.\", \"*.b.example\" ];\n"
+      "                     target_group = \"a\"; },\n"
+      "                   { names = [ \"c.example\" ]; target_group = \"b\"; "
+      "} ); },\n"
+      "  { port = 444; target_group = \"tg\"; protocol = "
+      "\"tls_passthrough\"; } ); } );\n",
+      &errors);
+
+  CU_ASSERT_PTR_NULL(errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  const struct nlb_config_listener *l = cfg->load_balancers[0].listeners;
+  CU_ASSERT_EQUAL(l[0].protocol, NLB_PROTOCOL_TLS_PASSTHROUGH);
+  CU_ASSERT_EQUAL(l[0].client_hello_timeout_ms, 2000);
+  CU_ASSERT_EQUAL_FATAL(l[0].n_sni_routes, 3);
+  CU_ASSERT_STRING_EQUAL(l[0].sni_routes[0].name, "a.example");
+  CU_ASSERT_EQUAL(l[0].sni_routes[0].target_group, 1);
+  CU_ASSERT_STRING_EQUAL(l[0].sni_routes[1].name, "*.b.example");
+  CU_ASSERT_EQUAL(l[0].sni_routes[1].target_group, 1);
+  CU_ASSERT_STRING_EQUAL(l[0].sni_routes[2].name, "c.example");
+  CU_ASSERT_EQUAL(l[0].sni_routes[2].target_group, 2);
+  CU_ASSERT_EQUAL(l[1].n_sni_routes, 0);
+  CU_ASSERT_EQUAL(l[1].client_hello_timeout_ms, 10000);
+  nlb_config_free(cfg);
 }
 
 /* node.networks: this node's namespaces for networks made through the
@@ -1226,6 +1265,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_algorithm_names),
       NLB_UNIT_CASE(test_config_listener_protocols),
       NLB_UNIT_CASE(test_config_tls),
+      NLB_UNIT_CASE(test_config_sni_routes),
       NLB_UNIT_CASE(test_config_node_networks),
       NLB_UNIT_CASE(test_config_netns_names),
       NLB_UNIT_CASE(test_config_principal_case),

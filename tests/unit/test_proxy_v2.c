@@ -122,6 +122,46 @@ static void test_proxy_v2_ipv4_endpoint_tlv(void)
   CU_ASSERT(untouched_from(buf, sizeof(want), sizeof(buf)));
 }
 
+/* PP2_TYPE_AUTHORITY (the server name of a TLS passthrough flow) after
+ * the endpoint TLV: the length field grows with it; a header that does
+ * not fit, or a buffer that is not a header, is refused untouched. */
+static void test_proxy_v2_add_authority_tlv(void)
+{
+  /* clang-format off */
+  static const uint8_t want[] = {
+      SIG,
+      0x21, 0x11, 0x00, 0x1D,             /* len 12 + 5 + 12 = 29 */
+      0xAC, 0x1F, 0x07, 0x71,
+      0xAC, 0x1F, 0x0A, 0x1F,
+      0xC8, 0xF2, 0x00, 0x50,
+      0xEA, 0x00, 0x02, 0x01,             /* PP2_TYPE_AWS, the ID "e" */
+      'e',
+      0x02, 0x00, 0x09,                   /* PP2_TYPE_AUTHORITY, len 9 */
+      'a', '.', 'e', 'x', 'a', 'm', 'p', 'l', 'e',
+  };
+  /* clang-format on */
+  struct sockaddr_in src = v4("172.31.7.113", 51442);
+  struct sockaddr_in dst = v4("172.31.10.31", 80);
+  uint8_t buf[NLB_PROXY_V2_MAX_LEN];
+  int n;
+
+  memset(buf, CANARY, sizeof(buf));
+  n = nlb_proxy_v2_encode(buf, sizeof(buf), SA(src), SA(dst), "e");
+  CU_ASSERT_EQUAL_FATAL(n, 33);
+  CU_ASSERT_EQUAL(nlb_proxy_v2_add_tlv(buf, (size_t)n, 44, PP2_TYPE_AUTHORITY,
+                                       "a.example", 9),
+                  -ENOSPC);
+  CU_ASSERT_EQUAL(nlb_proxy_v2_add_tlv(buf, (size_t)n - 1, sizeof(buf),
+                                       PP2_TYPE_AUTHORITY, "a.example", 9),
+                  -EINVAL);
+  CU_ASSERT(untouched_from(buf, (size_t)n, sizeof(buf)));
+  n = nlb_proxy_v2_add_tlv(buf, (size_t)n, sizeof(buf), PP2_TYPE_AUTHORITY,
+                           "a.example", 9);
+  CU_ASSERT_EQUAL(n, 45);
+  CU_ASSERT(same_bytes(buf, n, want, sizeof(want)));
+  CU_ASSERT(untouched_from(buf, sizeof(want), sizeof(buf)));
+}
+
 static void test_proxy_v2_matches_aws_capture(void)
 {
   /* The 100-byte header AWS NLB sent for a PrivateLink flow, with its CRC32C
@@ -516,6 +556,7 @@ int main(void)
       NLB_UNIT_CASE(test_proxy_v2_ipv4_no_tlv),
       NLB_UNIT_CASE(test_proxy_v2_ipv4_endpoint_tlv),
       NLB_UNIT_CASE(test_proxy_v2_matches_aws_capture),
+      NLB_UNIT_CASE(test_proxy_v2_add_authority_tlv),
       NLB_UNIT_CASE(test_proxy_v2_ipv6_no_tlv),
       NLB_UNIT_CASE(test_proxy_v2_ipv6_endpoint_tlv),
       NLB_UNIT_CASE(test_proxy_v2_mapped_pair_is_ipv4),
