@@ -17,6 +17,7 @@
 #include "nlb/common/addr.h"
 #include "nlb/common/protocol.h"
 #include "nlb/control/status_matcher.h"
+#include "nlb/dataplane/sockmap.h"
 
 enum nlb_algorithm {
   NLB_ALGORITHM_MAGLEV,
@@ -87,6 +88,8 @@ struct nlb_config_listener {
    * 350 s for TCP flows and 120 s for UDP flows. */
   uint64_t idle_timeout_ms;
   uint64_t udp_idle_timeout_ms;
+  /* Its TCP flows' forwarding: its own forwarding, else the top level's. */
+  enum nlb_forwarding forwarding;
   int line;
 };
 
@@ -131,6 +134,9 @@ struct nlb_config {
   bool pin_workers; /* worker_cpu_affinity "auto": worker i on CPU i */
   uint64_t shutdown_timeout_ms;
   uint64_t max_flows; /* 0: from the descriptor limit (capacity.h) */
+  /* forwarding: how established TCP flows move ("splice" by default);
+   * listeners inherit it unless they say. */
+  enum nlb_forwarding forwarding;
 
   char *log_access; /* "stderr", "off" or a path */
   enum nlb_log_format log_access_format;

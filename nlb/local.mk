@@ -2,7 +2,7 @@
 noinst_LIBRARIES += nlb/libnlb.a
 nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
 	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(LDNS_CFLAGS) \
-	$(LIBSYSTEMD_CFLAGS)
+	$(LIBSYSTEMD_CFLAGS) $(LIBBPF_CFLAGS)
 nlb_libnlb_a_SOURCES = \
 	nlb/capacity.c \
 	nlb/config.c \
@@ -25,6 +25,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/dataplane/listener.c \
 	nlb/dataplane/proxy_v2.c \
 	nlb/dataplane/snapshot.c \
+	nlb/dataplane/sockmap.c \
 	nlb/dataplane/target.c \
 	nlb/dataplane/udp.c \
 	nlb/dataplane/udp_table.c \
@@ -80,6 +81,7 @@ noinst_HEADERS += \
 	nlb/dataplane/listener.h \
 	nlb/dataplane/proxy_v2.h \
 	nlb/dataplane/snapshot.h \
+	nlb/dataplane/sockmap.h \
 	nlb/dataplane/target.h \
 	nlb/dataplane/udp.h \
 	nlb/dataplane/udp_table.h \
@@ -104,7 +106,24 @@ noinst_HEADERS += \
 
 # Libraries and flags every program linking the daemon's code needs.
 NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) \
-	$(LDNS_LIBS) $(LIBSYSTEMD_LIBS) -lm
+	$(LDNS_LIBS) $(LIBSYSTEMD_LIBS) $(LIBBPF_LIBS) -lm
+
+# The sockmap fast path's BPF program: compiled for the BPF target, then
+# embedded in nlbd as a libbpf skeleton (the object's bytes are in the
+# header), so no separate file is installed.
+EXTRA_DIST += nlb/dataplane/bpf/sockmap.bpf.c
+if HAVE_LIBBPF
+nlb/dataplane/bpf/sockmap.bpf.o: $(srcdir)/nlb/dataplane/bpf/sockmap.bpf.c
+	@$(MKDIR_P) nlb/dataplane/bpf
+	$(AM_V_GEN)$(BPF_CLANG) -target bpf -O2 -g -Wall \
+		-I/usr/include/$(BPF_MULTIARCH) \
+		-c $(srcdir)/nlb/dataplane/bpf/sockmap.bpf.c -o $@
+nlb/dataplane/bpf/sockmap.skel.h: nlb/dataplane/bpf/sockmap.bpf.o
+	$(AM_V_GEN)$(BPFTOOL) gen skeleton nlb/dataplane/bpf/sockmap.bpf.o \
+		name nlb_sockmap_bpf >$@.tmp && mv $@.tmp $@
+nlb/dataplane/libnlb_a-sockmap.$(OBJEXT): nlb/dataplane/bpf/sockmap.skel.h
+CLEANFILES += nlb/dataplane/bpf/sockmap.bpf.o nlb/dataplane/bpf/sockmap.skel.h
+endif
 
 # A daemon an administrator starts: sbin, like haproxy and nginx.
 sbin_PROGRAMS += nlbd

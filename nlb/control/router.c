@@ -158,16 +158,25 @@ static uint64_t idle_timeout_of(const struct nlb_config_listener *cl,
                                               : cl->idle_timeout_ms;
 }
 
+/* Whether a listener's TCP flows go into the sockmap: "auto" where
+ * nlbd could load its program (the daemon tries before the apply). */
+static bool uses_sockmap(const struct nlb_config_listener *cl)
+{
+  return cl->forwarding == NLB_FORWARDING_SOCKMAP ||
+         (cl->forwarding == NLB_FORWARDING_AUTO && nlb_sockmap_loaded());
+}
+
 static void set_route_settings(struct nlb_router *router,
                                struct listener_record *l,
                                struct nlb_group *group,
-                               uint64_t idle_timeout_ms)
+                               uint64_t idle_timeout_ms, bool sockmap)
 {
   if (l->group != group || l->idle_timeout_ms != idle_timeout_ms ||
-      (l->route && l->route->group != group->index))
+      l->sockmap != sockmap || (l->route && l->route->group != group->index))
     router_listener_changed(router, l);
   l->group = group;
   l->idle_timeout_ms = idle_timeout_ms;
+  l->sockmap = sockmap;
 }
 
 /* Phase 1 of an apply: sockets for every listener the router lacks.
@@ -275,7 +284,7 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
       router_remove_listener(router, l, true);
       continue;
     }
-    set_route_settings(router, l, lb->group, lb->idle_timeout_ms);
+    set_route_settings(router, l, lb->group, lb->idle_timeout_ms, lb->sockmap);
     i++;
   }
 }
@@ -317,7 +326,8 @@ static void apply_listeners(struct nlb_router *router,
             kind ? find_lb_listener(router, lb->name, cl->port, kind) : NULL;
         if (!l)
           continue;
-        set_route_settings(router, l, group, idle_timeout_of(cl, kind));
+        set_route_settings(router, l, group, idle_timeout_of(cl, kind),
+                           uses_sockmap(cl));
         group->in_use = true;
       }
     }
@@ -566,6 +576,7 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
     nlb_addr_set_port(&l->local, lb->port);
     l->group = lb->group;
     l->idle_timeout_ms = lb->idle_timeout_ms;
+    l->sockmap = lb->sockmap;
     l->endpoint_id = strdup(endpoint_id);
     l->stats = nlb_listener_stats_create();
     if (!l->lb_name || !l->endpoint_id || !l->stats ||

@@ -345,7 +345,10 @@ static int build_route(struct listener_record *l)
       nlb_route_create(l->id, l->kind, l->lb_name, l->port, &l->local,
                        l->endpoint_id, l->idle_timeout_ms, l->group->index,
                        l->allowed_sources, l->n_allowed_sources, l->stats);
-  return l->route ? 0 : -ENOMEM;
+  if (!l->route)
+    return -ENOMEM;
+  l->route->sockmap = l->sockmap;
+  return 0;
 }
 
 /* Makes the routes of the records that changed since the last publish. */

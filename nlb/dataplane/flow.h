@@ -9,6 +9,7 @@
 
 #include "nlb/common/addr.h"
 #include "nlb/dataplane/io.h"
+#include "nlb/dataplane/sockmap.h"
 #include "nlb/dataplane/udp_table.h"
 #include "nlb/lb.h"
 #include "nlb/list.h"
@@ -66,6 +67,11 @@ struct nlb_flow {
   bool closing;
   bool refusing;    /* no target: FIN sent, discarding what the client sends */
   bool access_json; /* the snapshot's access-log format at accept */
+  /* In the sockmap (sockmap.h): the kernel moves its bytes; nlbd watches
+   * only for FIN, reset and error. */
+  bool kernel;
+  bool kernel_tried;    /* the sockmap was tried (once a flow) */
+  bool kernel_fin_held; /* a FIN waits for the kernel's bytes before it */
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;
@@ -82,6 +88,11 @@ struct nlb_flow {
     struct {
       struct nlb_direction up;   /* client to target */
       struct nlb_direction down; /* target to client */
+      /* While kernel: the flow's sockets in the sockmap, and what each
+       * socket (client, target) had been written when it went in, to
+       * tell when the program's bytes have all reached it. */
+      struct nlb_sockmap_pair sockmap;
+      uint64_t written_base[2];
     };
     /* A UDP flow's (udp.c): client_io is unused, target_io is its socket
      * connected to the target; it answers through its listener's socket
