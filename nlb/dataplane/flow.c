@@ -325,6 +325,8 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
       break;
     }
     if (n < 0) {
+      if (n == -EAGAIN)
+        dir->partial = false;
       if (n == -EAGAIN || n == -EINTR)
         break;
       return n == -ENOMEM ? NLB_END_LIMIT : src_reset;
@@ -336,6 +338,7 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
      * the recv that would return 0 is spared. */
     bool drained =
         dir->pipe_read >= 0 ? n < PIPE_HIGH_WATER : n < NLB_BUFFER_SIZE;
+    dir->partial = !drained;
     if (drained && src_fin) {
       dir->eof = true;
       if (flow->end == NLB_END_NONE)
@@ -467,10 +470,14 @@ static void kernel_pass_fins(struct nlb_flow *flow)
   }
 }
 
-/* Whether the hang-up epoll reported on fd is a reset: an error pending,
- * or the connection closed without nlbd having closed its side (a reset
- * whose error the kernel's own send through it already took). */
-static bool kernel_reset(int fd, bool shut_by_nlbd)
+/* What an end event on a socket in the sockmap was: a reset (an error
+ * pending, or the connection closed while nlbd had not closed its side: a
+ * reset whose error the kernel's own send through it already took), a
+ * FIN, or nothing (an event fetched in the batch in which a refused
+ * connect was retried names the new socket: see target_failed). */
+enum kernel_event { KERNEL_NOTHING, KERNEL_FIN, KERNEL_RESET };
+
+static enum kernel_event kernel_event(int fd, bool shut_by_nlbd)
 {
   struct tcp_info info;
   socklen_t len = sizeof(info);
@@ -478,10 +485,19 @@ static bool kernel_reset(int fd, bool shut_by_nlbd)
   socklen_t error_len = sizeof(error);
 
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &error_len) == 0 && error)
-    return true;
-  return !shut_by_nlbd &&
-         getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
-         info.tcpi_state == TCP_CLOSE;
+    return KERNEL_RESET;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
+    return KERNEL_RESET;
+  switch (info.tcpi_state) {
+  case TCP_ESTABLISHED:
+  case TCP_FIN_WAIT1:
+  case TCP_FIN_WAIT2:
+    return KERNEL_NOTHING; /* no FIN has come */
+  case TCP_CLOSE:
+    return shut_by_nlbd ? KERNEL_FIN : KERNEL_RESET;
+  default:
+    return KERNEL_FIN;
+  }
 }
 
 static void kernel_ready(struct nlb_flow *flow, bool client, uint32_t revents)
@@ -491,10 +507,15 @@ static void kernel_ready(struct nlb_flow *flow, bool client, uint32_t revents)
   /* This socket's FIN out was passed on by the other way. */
   bool shut = client ? flow->down.shut : flow->up.shut;
 
-  if ((revents & EPOLLERR) ||
-      ((revents & EPOLLHUP) && kernel_reset(io->fd, shut))) {
+  (void)revents; /* the socket's state says more than the event */
+  switch (kernel_event(io->fd, shut)) {
+  case KERNEL_NOTHING:
+    return;
+  case KERNEL_RESET:
     finish(flow, client ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET);
     return;
+  case KERNEL_FIN:
+    break;
   }
   if (!dir->eof) {
     dir->eof = true;
@@ -574,7 +595,8 @@ static void service(struct nlb_flow *flow, const struct readiness *ready)
   }
   if (flow->route->sockmap && !flow->kernel_tried && flow->established &&
       pending_bytes(&flow->up) == 0 && pending_bytes(&flow->down) == 0 &&
-      !flow->up.eof && !flow->down.eof) {
+      !flow->up.partial && !flow->down.partial && !flow->up.eof &&
+      !flow->down.eof) {
     enter_kernel(flow);
     if (flow->kernel || flow->closing)
       return;
@@ -769,6 +791,7 @@ static ssize_t read_client(struct nlb_flow *flow)
     n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
              NLB_BUFFER_SIZE - up->buffer_end, 0);
   while (n < 0 && errno == EINTR);
+  up->partial = n == (ssize_t)(NLB_BUFFER_SIZE - up->buffer_end);
   if (n < 0)
     n = -errno;
   if (n > 0) {

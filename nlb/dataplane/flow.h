@@ -49,6 +49,11 @@ struct nlb_direction {
   bool shut;        /* FIN passed on to the destination */
   bool paused;      /* over the high-water mark: not reading the source */
   bool bulk;        /* a read filled a whole buffer: splice from now on */
+  /* The last read took all it asked for: the source's queue may still
+   * hold the rest of a packet, which the sockmap would send again whole
+   * (it hands the program whole packets), so the flow waits for a short
+   * read before it goes in. */
+  bool partial;
 };
 
 struct nlb_flow {
