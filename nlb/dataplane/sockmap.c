@@ -162,9 +162,11 @@ static void kick(int fd)
 }
 
 int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
-                       int target_fd)
+                       int target_fd, bool target_last)
 {
   const int fds[2] = {client_fd, target_fd};
+  /* Which of fds goes in first. */
+  const int order[2] = {target_last ? 0 : 1, target_last ? 1 : 0};
   uint64_t cookie[2];
   int err = -ENOTSUP, n_sides = 0, n_socks = 0;
 
@@ -183,13 +185,10 @@ int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
       goto fail;
     }
   }
-  /* The client first: in the instant before its target joins, a client
-   * waiting for an answer sends nothing (what it does send stalls: see
-   * nlb_verdict), while what the target sends waits in its queue for
-   * kick. */
   for (; n_socks < 2; n_socks++) {
-    uint64_t fd = (uint64_t)fds[n_socks];
-    if (bpf_map_update_elem(socks_fd, &cookie[n_socks], &fd, BPF_NOEXIST)) {
+    int i = order[n_socks];
+    uint64_t fd = (uint64_t)fds[i];
+    if (bpf_map_update_elem(socks_fd, &cookie[i], &fd, BPF_NOEXIST)) {
       err = -errno;
       goto fail;
     }
@@ -203,7 +202,7 @@ int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
 
 fail:
   while (n_socks-- > 0)
-    bpf_map_delete_elem(socks_fd, &cookie[n_socks]);
+    bpf_map_delete_elem(socks_fd, &cookie[order[n_socks]]);
   while (n_sides-- > 0)
     bpf_map_delete_elem(sides_fd, &cookie[n_sides]);
   atomic_fetch_add_explicit(&fallbacks, 1, memory_order_relaxed);
@@ -256,9 +255,9 @@ int nlb_sockmap_load(uint64_t max_flows, char *error, size_t error_size)
 }
 
 int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
-                       int target_fd)
+                       int target_fd, bool target_last)
 {
-  (void)client_fd, (void)target_fd;
+  (void)client_fd, (void)target_fd, (void)target_last;
   pair->cookie[0] = pair->cookie[1] = 0;
   atomic_fetch_add_explicit(&fallbacks, 1, memory_order_relaxed);
   return -ENOTSUP;

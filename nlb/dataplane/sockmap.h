@@ -56,11 +56,16 @@ struct nlb_sockmap_pair {
 
 /* Puts client_fd and target_fd in the map, each redirected to the other,
  * then has the kernel pass anything already queued on them through the
- * program. On failure nothing of the flow stays in the map and the
- * failure is counted as a fallback. Returns 0 or a negative errno. Worker
- * thread (the bpf syscalls are the kernel's, no lock of nlbd's). */
+ * program. They go in one after the other: what the first receives in the
+ * instant before the second is in cannot be redirected (the program keeps
+ * it, counted as stalled), while what the second receives before it is in
+ * waits in its queue for the kick. So the side that is to speak next (the
+ * one nlbd just forwarded bytes to) goes in last: target_last. On failure
+ * nothing of the flow stays in the map and the failure is counted as a
+ * fallback. Returns 0 or a negative errno. Worker thread (the bpf
+ * syscalls are the kernel's, no lock of nlbd's). */
 int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
-                       int target_fd);
+                       int target_fd, bool target_last);
 
 /* What the program counted for side (0 client, 1 target) of pair: the
  * bytes that side received and sent on, the CLOCK_MONOTONIC millisecond of
