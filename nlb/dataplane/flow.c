@@ -556,8 +556,8 @@ static void enter_kernel(struct nlb_flow *flow)
                                &received) < 0 ||
       nlb_sockmap_socket_bytes(flow->target_io.fd, &flow->written_base[1],
                                &received) < 0 ||
-      nlb_sockmap_insert(&flow->sockmap, flow->client_io.fd,
-                         flow->target_io.fd, flow->last_moved_up) < 0)
+      nlb_sockmap_insert(&flow->sockmap, flow->client_io.fd, flow->target_io.fd,
+                         flow->last_moved_up) < 0)
     return;
   flow->kernel = true;
   release_direction(flow, &flow->up);

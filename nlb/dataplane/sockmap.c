@@ -1,14 +1,13 @@
 #include "nlb/dataplane/sockmap.h"
 
 #include <errno.h>
-#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <linux/tcp.h> /* tcp_info with its byte counts */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -54,15 +53,18 @@ int nlb_sockmap_socket_bytes(int fd, uint64_t *written, uint64_t *received)
 {
   struct tcp_info info;
   socklen_t len = sizeof(info);
-  int outq = 0;
 
-  /* The queue first: what is acknowledged after it only grows, so the sum
-   * is never more than what was written by the time of the second call. */
-  if (ioctl(fd, SIOCOUTQ, &outq) < 0)
-    return -errno;
+  /* One snapshot, taken under the socket's lock: what was sent once (not
+   * counting retransmissions) plus what waits unsent. (SIOCOUTQ beside
+   * tcpi_bytes_acked would be two moments: an ACK between them counts
+   * twice.) */
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
     return -errno;
-  *written = info.tcpi_bytes_acked + (uint64_t)outq;
+  if (len < offsetof(struct tcp_info, tcpi_bytes_retrans) +
+                sizeof(info.tcpi_bytes_retrans))
+    return -ENOTSUP;
+  *written =
+      info.tcpi_bytes_sent - info.tcpi_bytes_retrans + info.tcpi_notsent_bytes;
   *received = info.tcpi_bytes_received;
   return 0;
 }
@@ -223,6 +225,22 @@ int nlb_sockmap_read(const struct nlb_sockmap_pair *pair, int side,
   return 0;
 }
 
+int nlb_sockmap_test_run(size_t len, uint32_t *verdict)
+{
+  static char packet[1500];
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet,
+              .data_size_in =
+                  (uint32_t)(len < sizeof(packet) ? len : sizeof(packet)),
+              .repeat = 1);
+
+  if (!skel)
+    return -ENOTSUP;
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.nlb_verdict), &opts))
+    return -errno;
+  *verdict = opts.retval;
+  return 0;
+}
+
 void nlb_sockmap_forget(struct nlb_sockmap_pair *pair)
 {
   for (int i = 0; i < 2; i++)
@@ -273,6 +291,12 @@ int nlb_sockmap_read(const struct nlb_sockmap_pair *pair, int side,
 void nlb_sockmap_forget(struct nlb_sockmap_pair *pair)
 {
   pair->cookie[0] = pair->cookie[1] = 0;
+}
+
+int nlb_sockmap_test_run(size_t len, uint32_t *verdict)
+{
+  (void)len, (void)verdict;
+  return -ENOTSUP;
 }
 
 #endif

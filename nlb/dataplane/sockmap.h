@@ -80,8 +80,14 @@ int nlb_sockmap_read(const struct nlb_sockmap_pair *pair, int side,
  * Worker thread. */
 void nlb_sockmap_forget(struct nlb_sockmap_pair *pair);
 
-/* How many bytes fd's owner wrote into the socket so far (acknowledged
- * plus queued), and how many in-order bytes it has received: for telling
+/* For the unit tests: runs the loaded program once on a packet of len
+ * bytes through the kernel's BPF_PROG_TEST_RUN; *verdict gets what it
+ * returned. Returns 0, or the kernel's negative errno (-ENOTSUPP, 524, where
+ * the kernel cannot test-run sk_skb programs). */
+int nlb_sockmap_test_run(size_t len, uint32_t *verdict);
+
+/* How many bytes were written into fd so far (sent once, or queued), and
+ * how many in-order bytes it has received (its FIN counts one): for telling
  * whether what the program redirected has left the kernel's queues before
  * a FIN is passed on. Returns 0 or a negative errno. Worker thread. */
 int nlb_sockmap_socket_bytes(int fd, uint64_t *written, uint64_t *received);

@@ -112,9 +112,11 @@ class Nlbd:
         if "log =" in body or "log=" in body:
             header = "workers = %d;\n" % self.workers
         # The forwarding matrix (make check-sockmap): every config nlbd is
-        # given forwards as NLB_TEST_FORWARDING says, unless it says itself.
+        # given forwards as NLB_TEST_FORWARDING says, unless it says itself
+        # (on the first line: tests match errors' line numbers).
         if FORWARDING and "forwarding" not in body:
-            header += 'forwarding = "%s";\n' % FORWARDING
+            header = header.replace(
+                ";\n", '; forwarding = "%s";\n' % FORWARDING, 1)
         with open(self.config_path, "w") as f:
             f.write(header + body)
 
