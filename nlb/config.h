@@ -17,7 +17,7 @@
 #include "nlb/common/addr.h"
 #include "nlb/common/protocol.h"
 #include "nlb/control/status_matcher.h"
-#include "nlb/dataplane/sockmap.h"
+#include "nlb/common/forwarding.h"
 
 enum nlb_algorithm {
   NLB_ALGORITHM_MAGLEV,

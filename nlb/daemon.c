@@ -22,6 +22,7 @@
 #include "nlb/control/router.h"
 #include "nlb/rundir.h"
 #include "nlb/control/services.h"
+#include "nlb/dataplane/sockmap.h"
 #include "nlb/dataplane/worker.h"
 
 #define TICK_MS 100

@@ -16,6 +16,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/config_loader.c \
 	nlb/common/config_numbers.c \
 	nlb/common/duration.c \
+	nlb/common/forwarding.c \
 	nlb/common/histogram.c \
 	nlb/common/hmap.c \
 	nlb/common/protocol.c \
@@ -71,6 +72,7 @@ noinst_HEADERS += \
 	nlb/common/addr.h \
 	nlb/common/config-loader.h \
 	nlb/common/duration.h \
+	nlb/common/forwarding.h \
 	nlb/common/histogram.h \
 	nlb/common/hmap.h \
 	nlb/common/protocol.h \

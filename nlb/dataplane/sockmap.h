@@ -16,19 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Where nlbd forwards an established TCP flow's bytes (the forwarding
- * setting): through its own splice/copy relay, through the kernel's
- * sockmap, or the sockmap where it could be loaded. */
-enum nlb_forwarding {
-  NLB_FORWARDING_SPLICE,
-  NLB_FORWARDING_SOCKMAP,
-  NLB_FORWARDING_AUTO,
-};
-
-/* "splice", "sockmap", "auto"; NULL past them. Any thread. */
-const char *nlb_forwarding_name(enum nlb_forwarding forwarding);
-/* 0 and *out for a name above, else -EINVAL. Any thread. */
-int nlb_forwarding_parse(const char *name, enum nlb_forwarding *out);
+#include "nlb/common/forwarding.h"
 
 /* Loads and verifies the program and creates its maps with room for
  * max_flows flows, then attaches it. Idempotent once loaded. Returns 0,

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import json
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nlbtest  # noqa: E402
@@ -76,6 +77,26 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def sockmap_entries(pid):
+    """Sockets nlbd has in its sockmap now: the entries of its "sides" map
+    (one per socket of a flow in the map), found through the map's
+    descriptor in nlbd's /proc fdinfo and read with bpftool."""
+    for fd in os.listdir("/proc/%d/fdinfo" % pid):
+        try:
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                info = dict(l.split(":", 1) for l in f.read().splitlines()
+                            if ":" in l)
+        except OSError:
+            continue
+        if info.get("map_type", "").strip() != "1":  # BPF_MAP_TYPE_HASH
+            continue
+        out = subprocess.run(["bpftool", "-j", "map", "dump", "id",
+                              info["map_id"].strip()],
+                             capture_output=True, text=True, timeout=30)
+        return len(json.loads(out.stdout or "[]"))
+    return 0
+
+
 def last_flow(nlbd, mark):
     return access_fields(nlbd.wait_access_since(mark, 1)[-1])
 
@@ -97,8 +118,10 @@ def test_bytes_move_without_waking_nlbd():
             # A first exchange: the flow is up and in the map.
             s.sendall(b"ping")
             assert recv_exact(s, 4) == b"ping"
+            assert sockmap_entries(nlbd.proc.pid) == 2
             before = worker_switches(nlbd.proc.pid)
             ticks = cpu_ticks(nlbd.proc.pid)
+            started = time.monotonic()
             got = {}
             reader = threading.Thread(
                 target=lambda: got.update(r=recv_all(s)), daemon=True)
@@ -109,15 +132,18 @@ def test_bytes_move_without_waking_nlbd():
             assert got["r"] == (count * MIB, sent), "bytes lost or changed"
         f = last_flow(nlbd, mark)
         switches = worker_switches(nlbd.proc.pid) - before
+        elapsed = time.monotonic() - started
         ticks = cpu_ticks(nlbd.proc.pid) - ticks
         print("sockmap: %d wake-ups, %d CPU ticks" % (switches, ticks))
         assert f["end"] == "client_fin", f
         assert int(f["up"]) == count * MIB + 4, f
         assert int(f["down"]) == count * MIB + 4, f
         # nlbd's threads together: the FINs, the access log, the workers'
-        # sweep timer (100 ms), health checks; splice takes over a hundred
-        # here (measured: 117 to 164, against 13 to 18 with sockmap).
-        assert switches < 60, "nlbd woke %d times" % switches
+        # sweep timers (10 a second each), health checks; splice takes a
+        # wake-up per few pipefuls (measured on an idle machine: 117 to 164
+        # in 0.7 s, against 13 to 18 with sockmap).
+        assert switches < 20 + 25 * elapsed, \
+            "nlbd woke %d times in %.1fs" % (switches, elapsed)
     server.stop()
 
 
@@ -378,33 +404,29 @@ def test_reload_between_splice_and_sockmap():
         old = connect(port)
         old.sendall(b"old")
         assert recv_exact(old, 3) == b"old"
-        before = worker_switches(nlbd.proc.pid)
         nlbd.reload(sockmap_config([server.address], port))
+        assert sockmap_entries(nlbd.proc.pid) == 0
         with connect(port) as s:
             s.sendall(b"new")
             assert recv_exact(s, 3) == b"new"
-            before = worker_switches(nlbd.proc.pid)
-            s.sendall(b"y" * (16 * MIB))
+            assert sockmap_entries(nlbd.proc.pid) == 2
+            s.sendall(b"y" * (4 * MIB))
             got = 0
-            while got < 16 * MIB:
+            while got < 4 * MIB:
                 got += len(s.recv(1 << 20))
-            assert worker_switches(nlbd.proc.pid) - before < 60
         old.sendall(b"still")
         assert recv_exact(old, 5) == b"still"
         old.close()
+        # Gone from the map with its flow.
+        wait_until(lambda: sockmap_entries(nlbd.proc.pid) == 0,
+                   what="the map to empty")
         # A listener that says splice under a sockmap top level.
         nlbd.reload(sockmap_config([server.address], port,
                                    listener='forwarding = "splice";'))
         with connect(port) as s:
             s.sendall(b"z")
             assert recv_exact(s, 1) == b"z"
-            before = worker_switches(nlbd.proc.pid)
-            s.sendall(b"y" * (16 * MIB))
-            got = 0
-            while got < 16 * MIB:
-                got += len(s.recv(1 << 20))
-            assert worker_switches(nlbd.proc.pid) - before > 30, \
-                "spliced bytes should wake nlbd"
+            assert sockmap_entries(nlbd.proc.pid) == 0
     server.stop()
 
 

@@ -24,8 +24,12 @@ struct {
   __type(value, __u64);
 } socks SEC(".maps");
 
+/* Not preallocated: sized for every flow the node may hold, it would pin
+ * that much kernel memory (some 100 MB for a million sockets) from the
+ * start; an entry is allocated as its flow goes in. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
   __uint(max_entries, 2);
   __type(key, __u64);
   __type(value, struct side);
