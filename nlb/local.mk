@@ -22,6 +22,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/protocol.c \
 	nlb/common/text.c \
 	nlb/dataplane/flow.c \
+	nlb/dataplane/flow_sockmap.c \
 	nlb/dataplane/flow_kinds.c \
 	nlb/dataplane/listener.c \
 	nlb/dataplane/proxy_v2.c \
@@ -78,6 +79,7 @@ noinst_HEADERS += \
 	nlb/common/protocol.h \
 	nlb/common/text.h \
 	nlb/dataplane/flow.h \
+	nlb/dataplane/flow-int.h \
 	nlb/dataplane/flow_kind.h \
 	nlb/dataplane/io.h \
 	nlb/dataplane/listener.h \

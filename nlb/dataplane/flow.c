@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nlb/dataplane/flow-int.h"
 #include "nlb/dataplane/flow_kind.h"
 #include "nlb/log.h"
 #include "nlb/dataplane/proxy_v2.h"
@@ -176,19 +177,6 @@ static void count_end(struct nlb_flow *flow, uint64_t now)
   }
 }
 
-/* Adds what the sockmap program moved to the flow's byte counts and
- * forgets its counters (the sockets leave the map when closed). */
-static void count_kernel_bytes(struct nlb_flow *flow)
-{
-  uint64_t bytes, active_ms;
-
-  if (nlb_sockmap_read(&flow->sockmap, 0, &bytes, &active_ms, NULL) == 0)
-    flow->bytes_up += bytes;
-  if (nlb_sockmap_read(&flow->sockmap, 1, &bytes, &active_ms, NULL) == 0)
-    flow->bytes_down += bytes;
-  nlb_sockmap_forget(&flow->sockmap);
-}
-
 /* Ends the flow: one access-log record, counters, both sockets closed (with
  * a reset unless the flow ended in an orderly way), pooled pipes and
  * buffers given back. The flow's memory returns to the worker's pool. */
@@ -203,7 +191,7 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
   flow->closing = true;
   flow->end = (uint8_t)end;
   if (flow->kernel)
-    count_kernel_bytes(flow);
+    nlb_flow_kernel_count_bytes(flow);
   if (!orderly) {
     set_linger_reset(flow->client_io.fd);
     set_linger_reset(flow->target_io.fd);
@@ -230,6 +218,17 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
 static void relay_abort(struct nlb_flow *flow, enum nlb_flow_end end)
 {
   finish(flow, end);
+}
+
+void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end)
+{
+  finish(flow, end);
+}
+
+void nlb_flow_release_direction(struct nlb_flow *flow,
+                                struct nlb_direction *dir)
+{
+  release_direction(flow, dir);
 }
 
 /* Reads from src into the direction. Small exchanges (requests, replies)
@@ -403,178 +402,6 @@ struct readiness {
   bool target_readable, target_writable, target_fin;
 };
 
-/* The sockmap (sockmap.h). A flow goes in once established with nothing
- * held in either direction (its PROXY header and first bytes are out) and
- * no FIN seen; from then the kernel moves and counts its bytes, and nlbd
- * watches each socket only for FIN (EPOLLRDHUP), reset and error, which
- * epoll reports whatever else is asked. */
-
-/* Whether everything dir's source sent before its FIN has left the
- * program and reached the destination's send queue: the source received
- * no more than nlbd read plus the program counted, and the destination
- * has been written, since it went in, all the program counted. The program's
- * redirect goes through a kernel work queue, so a FIN can be seen before its
- * last bytes are out; passing it on then would cut them off. */
-static bool kernel_drained(struct nlb_flow *flow, bool upstream)
-{
-  int side = upstream ? 0 : 1;
-  int src = upstream ? flow->client_io.fd : flow->target_io.fd;
-  int dst = upstream ? flow->target_io.fd : flow->client_io.fd;
-  uint64_t read_by_nlbd = upstream ? flow->bytes_up : flow->bytes_down;
-  uint64_t bytes, active_ms, src_written, src_received, dst_written,
-      dst_received;
-
-  /* A socket that cannot say holds the FIN back no longer. */
-  if (nlb_sockmap_read(&flow->sockmap, side, &bytes, &active_ms, NULL) < 0 ||
-      nlb_sockmap_socket_bytes(src, &src_written, &src_received) < 0 ||
-      nlb_sockmap_socket_bytes(dst, &dst_written, &dst_received) < 0)
-    return true;
-  /* The source's count takes in its FIN, one sequence number. */
-  return src_received <= read_by_nlbd + bytes + 1 &&
-         dst_written >= flow->written_base[1 - side] + bytes;
-}
-
-/* Passes on each FIN whose bytes are through (kernel_drained); one that
- * waits is tried again at each sweep of the worker's connecting list
- * (every 100 ms). Ends the flow once both ways are closed. */
-static void kernel_pass_fins(struct nlb_flow *flow)
-{
-  bool held = false;
-
-  for (int i = 0; i < 2; i++) {
-    bool upstream = i == 0;
-    struct nlb_direction *dir = upstream ? &flow->up : &flow->down;
-    struct nlb_direction *other = upstream ? &flow->down : &flow->up;
-    int dst = upstream ? flow->target_io.fd : flow->client_io.fd;
-
-    if (!dir->eof || dir->shut)
-      continue;
-    if (!kernel_drained(flow, upstream)) {
-      held = true;
-      continue;
-    }
-    /* When the other way is done too, the close sends the FIN. */
-    if (!other->shut)
-      shutdown(dst, SHUT_WR);
-    dir->shut = true;
-  }
-  if (flow->up.shut && flow->down.shut) {
-    finish(flow, (enum nlb_flow_end)flow->end);
-    return;
-  }
-  if (held != flow->kernel_fin_held) {
-    flow->kernel_fin_held = held;
-    if (held)
-      nlb_worker_track_connecting(flow->worker, flow);
-    else
-      nlb_worker_track_established(flow->worker, flow);
-  }
-}
-
-/* What an end event on a socket in the sockmap was: a reset (an error
- * pending, or the connection closed while nlbd had not closed its side: a
- * reset whose error the kernel's own send through it already took), a
- * FIN, or nothing (an event fetched in the batch in which a refused
- * connect was retried names the new socket: see target_failed). */
-enum kernel_event { KERNEL_NOTHING, KERNEL_FIN, KERNEL_RESET };
-
-static enum kernel_event kernel_event(int fd, bool shut_by_nlbd)
-{
-  struct tcp_info info;
-  socklen_t len = sizeof(info);
-  int error = 0;
-  socklen_t error_len = sizeof(error);
-
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &error_len) == 0 && error)
-    return KERNEL_RESET;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
-    return KERNEL_RESET;
-  switch (info.tcpi_state) {
-  case TCP_ESTABLISHED:
-  case TCP_FIN_WAIT1:
-  case TCP_FIN_WAIT2:
-    return KERNEL_NOTHING; /* no FIN has come */
-  case TCP_CLOSE:
-    return shut_by_nlbd ? KERNEL_FIN : KERNEL_RESET;
-  default:
-    return KERNEL_FIN;
-  }
-}
-
-static void kernel_ready(struct nlb_flow *flow, bool client, uint32_t revents)
-{
-  struct nlb_io *io = client ? &flow->client_io : &flow->target_io;
-  struct nlb_direction *dir = client ? &flow->up : &flow->down;
-  /* This socket's FIN out was passed on by the other way. */
-  bool shut = client ? flow->down.shut : flow->up.shut;
-
-  (void)revents; /* the socket's state says more than the event */
-  switch (kernel_event(io->fd, shut)) {
-  case KERNEL_NOTHING:
-    return;
-  case KERNEL_RESET:
-    finish(flow, client ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET);
-    return;
-  case KERNEL_FIN:
-    break;
-  }
-  if (!dir->eof) {
-    dir->eof = true;
-    if (flow->end == NLB_END_NONE)
-      flow->end = client ? NLB_END_CLIENT_FIN : NLB_END_TARGET_FIN;
-    /* Level-triggered, the FIN would be reported for ever. */
-    nlb_worker_watch(flow->worker, io, 0);
-  }
-  kernel_pass_fins(flow);
-}
-
-/* The newest of nlbd's own stamp and the program's, in the loop's clock
- * (both are CLOCK_MONOTONIC; the loop's may lag by its coarse tick). */
-static void kernel_refresh_activity(struct nlb_flow *flow, uint64_t now_ms)
-{
-  for (int side = 0; side < 2; side++) {
-    uint64_t bytes, active_ms;
-    if (nlb_sockmap_read(&flow->sockmap, side, &bytes, &active_ms, NULL) < 0)
-      continue;
-    if (active_ms > now_ms)
-      active_ms = now_ms;
-    if (active_ms > flow->last_active_ms)
-      flow->last_active_ms = active_ms;
-  }
-}
-
-/* Puts an established flow's sockets in the sockmap; where the map
- * refuses them the flow stays on splice (counted: sockmap.h). */
-static void enter_kernel(struct nlb_flow *flow)
-{
-  uint64_t received, bytes, active_ms, stalled[2] = {0, 0};
-
-  flow->kernel_tried = true;
-  /* Everything nlbd wrote is in the sockets now: the program's bytes
-   * come on top of it (kernel_drained). */
-  if (nlb_sockmap_socket_bytes(flow->client_io.fd, &flow->written_base[0],
-                               &received) < 0 ||
-      nlb_sockmap_socket_bytes(flow->target_io.fd, &flow->written_base[1],
-                               &received) < 0 ||
-      nlb_sockmap_insert(&flow->sockmap, flow->client_io.fd, flow->target_io.fd,
-                         flow->last_moved_up) < 0)
-    return;
-  flow->kernel = true;
-  release_direction(flow, &flow->up);
-  release_direction(flow, &flow->down);
-  for (int side = 0; side < 2; side++)
-    nlb_sockmap_read(&flow->sockmap, side, &bytes, &active_ms, &stalled[side]);
-  /* Bytes the client sent in the instant between the two insertions
-   * could only be kept out of order: the flow cannot go on. */
-  if (stalled[0] || stalled[1]) {
-    finish(flow, NLB_END_LIMIT);
-    return;
-  }
-  if (nlb_worker_watch(flow->worker, &flow->client_io, EPOLLRDHUP) < 0 ||
-      nlb_worker_watch(flow->worker, &flow->target_io, EPOLLRDHUP) < 0)
-    finish(flow, NLB_END_LIMIT);
-}
-
 static void service(struct nlb_flow *flow, const struct readiness *ready)
 {
   enum nlb_flow_end end;
@@ -598,7 +425,7 @@ static void service(struct nlb_flow *flow, const struct readiness *ready)
       pending_bytes(&flow->up) == 0 && pending_bytes(&flow->down) == 0 &&
       !flow->up.partial && !flow->down.partial && !flow->up.eof &&
       !flow->down.eof) {
-    enter_kernel(flow);
+    nlb_flow_kernel_enter(flow);
     if (flow->kernel || flow->closing)
       return;
   }
@@ -641,7 +468,7 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
   if (flow->closing)
     return;
   if (flow->kernel) {
-    kernel_ready(flow, true, revents);
+    nlb_flow_kernel_ready(flow, true);
     return;
   }
   if (flow->refusing) {
@@ -748,7 +575,7 @@ static void on_target_ready(struct nlb_io *io, uint32_t revents)
   if (flow->closing)
     return;
   if (flow->kernel) {
-    kernel_ready(flow, false, revents);
+    nlb_flow_kernel_ready(flow, false);
     return;
   }
   if (!flow->established) {
@@ -1066,12 +893,9 @@ static void relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
     return;
   }
   if (flow->kernel) {
-    if (flow->kernel_fin_held) {
-      kernel_pass_fins(flow);
-      if (flow->closing)
-        return;
-    }
-    kernel_refresh_activity(flow, now_ms);
+    nlb_flow_kernel_check(flow, now_ms);
+    if (flow->closing)
+      return;
   }
   if (now_ms - flow->last_active_ms >= flow->route->idle_timeout_ms) {
     finish(flow, NLB_END_IDLE_TIMEOUT);
