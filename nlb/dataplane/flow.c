@@ -220,17 +220,6 @@ static void relay_abort(struct nlb_flow *flow, enum nlb_flow_end end)
   finish(flow, end);
 }
 
-void nlb_flow_finish(struct nlb_flow *flow, enum nlb_flow_end end)
-{
-  finish(flow, end);
-}
-
-void nlb_flow_release_direction(struct nlb_flow *flow,
-                                struct nlb_direction *dir)
-{
-  release_direction(flow, dir);
-}
-
 /* Reads from src into the direction. Small exchanges (requests, replies)
  * go through a pooled buffer: recv/send cost less than two splices for a
  * few hundred bytes. Once a read fills a whole buffer the direction is
@@ -425,7 +414,14 @@ static void service(struct nlb_flow *flow, const struct readiness *ready)
       pending_bytes(&flow->up) == 0 && pending_bytes(&flow->down) == 0 &&
       !flow->up.partial && !flow->down.partial && !flow->up.eof &&
       !flow->down.eof) {
-    nlb_flow_kernel_enter(flow);
+    end = nlb_flow_kernel_enter(flow);
+    if (flow->kernel) {
+      /* Both directions are empty: nothing to hold any more. */
+      release_direction(flow, &flow->up);
+      release_direction(flow, &flow->down);
+    }
+    if (end != NLB_END_NONE)
+      finish(flow, end);
     if (flow->kernel || flow->closing)
       return;
   }
@@ -468,7 +464,9 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
   if (flow->closing)
     return;
   if (flow->kernel) {
-    nlb_flow_kernel_ready(flow, true);
+    enum nlb_flow_end end = nlb_flow_kernel_ready(flow, true);
+    if (end != NLB_END_NONE)
+      finish(flow, end);
     return;
   }
   if (flow->refusing) {
@@ -575,7 +573,9 @@ static void on_target_ready(struct nlb_io *io, uint32_t revents)
   if (flow->closing)
     return;
   if (flow->kernel) {
-    nlb_flow_kernel_ready(flow, false);
+    enum nlb_flow_end end = nlb_flow_kernel_ready(flow, false);
+    if (end != NLB_END_NONE)
+      finish(flow, end);
     return;
   }
   if (!flow->established) {
@@ -893,9 +893,11 @@ static void relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
     return;
   }
   if (flow->kernel) {
-    nlb_flow_kernel_check(flow, now_ms);
-    if (flow->closing)
+    enum nlb_flow_end end = nlb_flow_kernel_check(flow, now_ms);
+    if (end != NLB_END_NONE) {
+      finish(flow, end);
       return;
+    }
   }
   if (now_ms - flow->last_active_ms >= flow->route->idle_timeout_ms) {
     finish(flow, NLB_END_IDLE_TIMEOUT);

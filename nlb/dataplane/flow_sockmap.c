@@ -41,8 +41,8 @@ static bool kernel_drained(struct nlb_flow *flow, bool upstream)
 
 /* Passes on each FIN whose bytes are through (kernel_drained); one that
  * waits is tried again at each sweep of the worker's connecting list
- * (every 100 ms). Ends the flow once both ways are closed. */
-static void kernel_pass_fins(struct nlb_flow *flow)
+ * (every 100 ms). Returns the flow's end once both ways are closed. */
+static enum nlb_flow_end kernel_pass_fins(struct nlb_flow *flow)
 {
   bool held = false;
 
@@ -63,10 +63,8 @@ static void kernel_pass_fins(struct nlb_flow *flow)
       shutdown(dst, SHUT_WR);
     dir->shut = true;
   }
-  if (flow->up.shut && flow->down.shut) {
-    nlb_flow_finish(flow, (enum nlb_flow_end)flow->end);
-    return;
-  }
+  if (flow->up.shut && flow->down.shut)
+    return (enum nlb_flow_end)flow->end;
   if (held != flow->kernel_fin_held) {
     flow->kernel_fin_held = held;
     if (held)
@@ -74,6 +72,7 @@ static void kernel_pass_fins(struct nlb_flow *flow)
     else
       nlb_worker_track_established(flow->worker, flow);
   }
+  return NLB_END_NONE;
 }
 
 /* What an end event on a socket in the sockmap was: a reset (an error
@@ -106,7 +105,7 @@ static enum kernel_event kernel_event(int fd, bool shut_by_nlbd)
   }
 }
 
-void nlb_flow_kernel_ready(struct nlb_flow *flow, bool client)
+enum nlb_flow_end nlb_flow_kernel_ready(struct nlb_flow *flow, bool client)
 {
   struct nlb_io *io = client ? &flow->client_io : &flow->target_io;
   struct nlb_direction *dir = client ? &flow->up : &flow->down;
@@ -115,10 +114,9 @@ void nlb_flow_kernel_ready(struct nlb_flow *flow, bool client)
 
   switch (kernel_event(io->fd, shut)) {
   case KERNEL_NOTHING:
-    return;
+    return NLB_END_NONE;
   case KERNEL_RESET:
-    nlb_flow_finish(flow, client ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET);
-    return;
+    return client ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET;
   case KERNEL_FIN:
     break;
   }
@@ -129,7 +127,7 @@ void nlb_flow_kernel_ready(struct nlb_flow *flow, bool client)
     /* Level-triggered, the FIN would be reported for ever. */
     nlb_worker_watch(flow->worker, io, 0);
   }
-  kernel_pass_fins(flow);
+  return kernel_pass_fins(flow);
 }
 
 /* The newest of nlbd's own stamp and the program's, in the loop's clock
@@ -147,7 +145,7 @@ static void kernel_refresh_activity(struct nlb_flow *flow, uint64_t now_ms)
   }
 }
 
-void nlb_flow_kernel_enter(struct nlb_flow *flow)
+enum nlb_flow_end nlb_flow_kernel_enter(struct nlb_flow *flow)
 {
   uint64_t received, bytes, active_ms, stalled[2] = {0, 0};
 
@@ -160,21 +158,18 @@ void nlb_flow_kernel_enter(struct nlb_flow *flow)
                                &received) < 0 ||
       nlb_sockmap_insert(&flow->sockmap, flow->client_io.fd, flow->target_io.fd,
                          flow->last_moved_up) < 0)
-    return;
+    return NLB_END_NONE;
   flow->kernel = true;
-  nlb_flow_release_direction(flow, &flow->up);
-  nlb_flow_release_direction(flow, &flow->down);
   for (int side = 0; side < 2; side++)
     nlb_sockmap_read(&flow->sockmap, side, &bytes, &active_ms, &stalled[side]);
   /* Bytes the client sent in the instant between the two insertions
    * could only be kept out of order: the flow cannot go on. */
-  if (stalled[0] || stalled[1]) {
-    nlb_flow_finish(flow, NLB_END_LIMIT);
-    return;
-  }
+  if (stalled[0] || stalled[1])
+    return NLB_END_LIMIT;
   if (nlb_worker_watch(flow->worker, &flow->client_io, EPOLLRDHUP) < 0 ||
       nlb_worker_watch(flow->worker, &flow->target_io, EPOLLRDHUP) < 0)
-    nlb_flow_finish(flow, NLB_END_LIMIT);
+    return NLB_END_LIMIT;
+  return NLB_END_NONE;
 }
 
 void nlb_flow_kernel_count_bytes(struct nlb_flow *flow)
@@ -188,12 +183,13 @@ void nlb_flow_kernel_count_bytes(struct nlb_flow *flow)
   nlb_sockmap_forget(&flow->sockmap);
 }
 
-void nlb_flow_kernel_check(struct nlb_flow *flow, uint64_t now_ms)
+enum nlb_flow_end nlb_flow_kernel_check(struct nlb_flow *flow, uint64_t now_ms)
 {
   if (flow->kernel_fin_held) {
-    kernel_pass_fins(flow);
-    if (flow->closing)
-      return;
+    enum nlb_flow_end end = kernel_pass_fins(flow);
+    if (end != NLB_END_NONE)
+      return end;
   }
   kernel_refresh_activity(flow, now_ms);
+  return NLB_END_NONE;
 }
