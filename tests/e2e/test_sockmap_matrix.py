@@ -14,8 +14,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nlbtest import HERE, SKIP, Skip  # noqa: E402
 import test_sockmap  # noqa: E402
 
+# The relay, its access log and metrics, endpoints (PROXY v2, sources
+# denied), and health (a deregistered target's flows drained).
 FILES = ["test_balancer.py", "test_logs.py", "test_endpoints.py",
-         "test_metrics.py"]
+         "test_metrics.py", "test_health.py"]
 
 
 def main():
