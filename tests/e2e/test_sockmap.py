@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nlbtest  # noqa: E402
 from nlbtest import (NLBD, Nlbd, Server, Skip, echo_handler,  # noqa: E402
                      free_port, recv_exact, recv_line, run, wait_until)
-from test_balancer import (MIB, access_fields, block, config,  # noqa: E402
-                           connect, recv_all, send_blocks)
+from test_balancer import (MIB, CheckedNlbd, access_fields,  # noqa: E402
+                           block, config, connect, recv_all, send_blocks)
 
 # These tests say what they forward; the matrix variable is not theirs.
 nlbtest.FORWARDING = ""
@@ -110,7 +110,7 @@ def test_bytes_move_without_waking_nlbd():
     count = 32
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(sockmap_config([server.address], port)) as nlbd:
+    with CheckedNlbd(sockmap_config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         assert "forwarding sockmap" in nlbd.events(), nlbd.events()[-500:]
         mark = nlbd.access_mark()
@@ -170,7 +170,7 @@ def test_half_close_each_way_with_bytes_in_flight():
     for handler in (count_then_reply, send_then_read):
         server = Server(handler)
         port = free_port()
-        with Nlbd(sockmap_config([server.address], port)) as nlbd:
+        with CheckedNlbd(sockmap_config([server.address], port)) as nlbd:
             nlbd.start(wait_port=port)
             mark = nlbd.access_mark()
             with connect(port) as s:
@@ -235,7 +235,7 @@ def test_resets_carried_across():
 
     server = Server(wait_reset)
     port = free_port()
-    with Nlbd(sockmap_config([server.address], port)) as nlbd:
+    with CheckedNlbd(sockmap_config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         s = connect(port)
@@ -250,7 +250,7 @@ def test_resets_carried_across():
 
     server = Server(echo_then_reset)
     port = free_port()
-    with Nlbd(sockmap_config([server.address], port)) as nlbd:
+    with CheckedNlbd(sockmap_config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -277,7 +277,7 @@ def test_idle_timeout_from_the_programs_stamp():
     port = free_port()
     body = sockmap_config([server.address], port,
                           listener='idle_timeout = "1s";')
-    with Nlbd(body) as nlbd:
+    with CheckedNlbd(body) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -336,7 +336,7 @@ def test_proxy_v2_header_before_the_first_bytes():
     port = free_port()
     body = sockmap_config([server.address], port,
                           group='proxy_protocol = "v2";')
-    with Nlbd(body) as nlbd:
+    with CheckedNlbd(body) as nlbd:
         nlbd.start(wait_port=port)
         mark = nlbd.access_mark()
         with connect(port) as s:
@@ -398,7 +398,7 @@ def test_reload_between_splice_and_sockmap():
     need_sockmap()
     server = Server(echo_handler)
     port = free_port()
-    with Nlbd(config([server.address], port)) as nlbd:
+    with CheckedNlbd(config([server.address], port)) as nlbd:
         nlbd.start(wait_port=port)
         assert "forwarding splice" in nlbd.events()
         old = connect(port)
