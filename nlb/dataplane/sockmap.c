@@ -63,7 +63,9 @@ struct side {
   uint64_t stalled;
 };
 
-/* Written once by nlb_sockmap_load before any worker runs. */
+/* Written once by nlb_sockmap_load (control thread), before any route
+ * that asks for the sockmap is published: the snapshot's publication
+ * orders it before a worker's first read. Kept for the process's life. */
 static struct nlb_sockmap_bpf *skel;
 static int socks_fd = -1;
 static int sides_fd = -1;

@@ -22,7 +22,8 @@
  * max_flows flows, then attaches it. Idempotent once loaded. Returns 0,
  * -ENOTSUP when built without libbpf, or the kernel's negative errno
  * (-EPERM without CAP_BPF and CAP_NET_ADMIN); error (may be NULL) gets a
- * sentence for the start event. Control thread, before workers run. */
+ * sentence for the start event. Control thread, before the routes that use
+ * it are published (at start or a reload). */
 int nlb_sockmap_load(uint64_t max_flows, char *error, size_t error_size);
 
 /* Whether nlb_sockmap_load succeeded. Any thread. */
