@@ -5,10 +5,11 @@ and write the Markdown results table. Python 3 stdlib only.
     report.py iperf FILE        iperf3 -J output -> "GBITS_PER_S BYTES"
     report.py wrk FILE          wrk --latency output -> "REQ_PER_S P99_MS ERRORS"
     report.py cpu PID           user+sys seconds of PID (all its threads)
+    report.py hostcpu           busy seconds of the whole host (/proc/stat)
     report.py table RAW META    Markdown table from the raw JSON lines
 
 RAW holds one JSON object a line: {"setup", "metric", "run", "value"}, with
-setup one of direct, haproxy, haproxy-splice, nlbd. META is a JSON object
+setup one of direct, haproxy, haproxy-splice, nlbd, nlbd-sockmap. META is a JSON object
 describing the run (date, commit, host, versions, parameters, notes).
 """
 
@@ -28,6 +29,11 @@ METRICS = [
     ("idle_bytes_per_flow", "Memory per idle flow (RSS growth)",
      "bytes/flow", False),
     ("cpu_s_per_gb", "CPU per GB moved (user+sys, during iperf3)",
+     "s/GB", False),
+    # Every process and the kernel's own work (softirq, work queues): the
+    # sockmap's forwarding is charged to no process. Includes iperf3 and
+    # whatever else the host runs.
+    ("host_cpu_s_per_gb", "Host CPU per GB moved (all CPUs, during iperf3)",
      "s/GB", False),
     # The rates above are bounded by the CPU the balancer shares with wrk
     # and nginx on the same cores; what the balancer itself costs is this.
@@ -83,6 +89,16 @@ def cpu_seconds(pid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def host_cpu_seconds():
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()[1:]
+    # user nice system idle iowait irq softirq steal ...: busy is all but
+    # idle and iowait.
+    values = [int(v) for v in fields[:8]]
+    busy = sum(values) - values[3] - values[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def fmt(value):
     if value is None:
         return "n/a"
@@ -127,9 +143,16 @@ def table(raw_path, meta_path):
       f" measurement; medians). Produced by `bench/run.sh`; see"
       f" `bench/README.md` for the method.")
     w("")
-    w("| Metric | Unit | Direct (limit) | HAProxy (best) | nlbd |"
-      " nlbd/HAProxy |")
-    w("|---|---|---:|---:|---:|---:|")
+    sockmap = any(setup == "nlbd-sockmap" for setup, _ in runs)
+    if sockmap:
+        w("| Metric | Unit | Direct (limit) | HAProxy (best) | nlbd splice |"
+          " nlbd sockmap | splice/HAProxy | sockmap/HAProxy |"
+          " sockmap/splice |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        w("| Metric | Unit | Direct (limit) | HAProxy (best) | nlbd |"
+          " nlbd/HAProxy |")
+        w("|---|---|---:|---:|---:|---:|")
     for key, label, unit, higher in METRICS:
         direct = median("direct", key)
         plain = median("haproxy", key)
@@ -144,6 +167,15 @@ def table(raw_path, meta_path):
         ratio = f"{nlbd / best:.2f}" if nlbd is not None and best else "n/a"
         hap = f"{fmt(best)} ({variant})" if best is not None else "n/a"
         arrow = "higher is better" if higher else "lower is better"
+        if sockmap:
+            sm = median("nlbd-sockmap", key)
+            sm_ratio = f"{sm / best:.2f}" if sm is not None and best else "n/a"
+            sm_splice = f"{sm / nlbd:.2f}" if sm is not None and nlbd else \
+                "n/a"
+            w(f"| {label} | {unit}, {arrow} | {fmt(direct)} | {hap} |"
+              f" {fmt(nlbd)} | {fmt(sm)} | {ratio} | {sm_ratio} |"
+              f" {sm_splice} |")
+            continue
         w(f"| {label} | {unit}, {arrow} | {fmt(direct)} | {hap} |"
           f" {fmt(nlbd)} | {ratio} |")
     w("")
@@ -166,7 +198,8 @@ def table(raw_path, meta_path):
     w("")
     w("| Setup | Metric | Runs |")
     w("|---|---|---|")
-    for setup in ("direct", "haproxy", "haproxy-splice", "nlbd"):
+    for setup in ("direct", "haproxy", "haproxy-splice", "nlbd",
+                  "nlbd-sockmap"):
         for key, _, _, _ in METRICS:
             values = runs.get((setup, key))
             if values:
@@ -186,7 +219,7 @@ def table(raw_path, meta_path):
 
 
 def main(argv):
-    if len(argv) < 3:
+    if len(argv) < 2 or (len(argv) < 3 and argv[1] != "hostcpu"):
         print(__doc__, file=sys.stderr)
         return 2
     cmd = argv[1]
@@ -198,6 +231,8 @@ def main(argv):
         print(f"{rps:.1f} {p99:.3f} {errors}")
     elif cmd == "cpu":
         print(f"{cpu_seconds(int(argv[2])):.2f}")
+    elif cmd == "hostcpu":
+        print(f"{host_cpu_seconds():.2f}")
     elif cmd == "table" and len(argv) == 4:
         print(table(argv[2], argv[3]))
     else:

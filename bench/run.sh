@@ -4,6 +4,10 @@
 # loopback. See bench/README.md.
 #
 #   bench/run.sh [--quick] [--runs N] [--flows N] [--out FILE] [--only LIST]
+#                [--sockmap]
+#
+# --sockmap adds nlbd with forwarding = "sockmap" (setup nlbd-sockmap; needs
+# root or CAP_BPF + CAP_NET_ADMIN) and writes bench/results-sockmap.md.
 #
 # Environment: NLBD (default: ./nlbd at the top of the repository).
 # Ports 19000-19099 on 127.0.0.1 belong to this script.
@@ -19,6 +23,7 @@ runs=""
 flows=5000
 out=""
 only="direct haproxy haproxy-splice nlbd"
+sockmap=0
 
 usage() {
   sed -n '2,10s/^# \{0,1\}//p' "$0"
@@ -32,11 +37,17 @@ while [ $# -gt 0 ]; do
   --flows) flows=$2; shift ;;
   --out) out=$2; shift ;;
   --only) only=$2; shift ;;
+  --sockmap) sockmap=1 ;;
   -h | --help) usage ;;
   *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
   shift
 done
+
+if [ "$sockmap" = 1 ]; then
+  case " $only " in *" nlbd-sockmap "*) ;; *) only="$only nlbd-sockmap" ;; esac
+  [ "$quick" = 1 ] || out=${out:-$here/results-sockmap.md}
+fi
 
 if [ "$quick" = 1 ]; then
   mode=quick
@@ -231,6 +242,7 @@ EOF
 write_nlbd_cfg() {
   cat >"$1" <<EOF
 workers = 0;
+forwarding = "${2:-splice}";
 shutdown_timeout = "1s";
 log = { access = "off"; events = "stderr"; };
 target_groups = (
@@ -273,14 +285,14 @@ start_balancer() {
     http_port=$P_HAP_HTTP
     iperf_port=$P_HAP_IPERF
     ;;
-  nlbd)
+  nlbd | nlbd-sockmap)
     if [ ! -x "$NLBD" ]; then
       notes+=("nlbd skipped: $NLBD not found or not executable (build it: make; or set NLBD=path)")
       log "nlbd skipped: $NLBD not found or not executable"
       return 1
     fi
-    cfg=$work/nlbd.cfg
-    write_nlbd_cfg "$cfg"
+    cfg=$work/$setup.cfg
+    write_nlbd_cfg "$cfg" "$([ "$setup" = nlbd-sockmap ] && echo sockmap || echo splice)"
     timeout 10 "$NLBD" -t -c "$cfg" >"$work/nlbd-check.log" 2>&1
     rc=$?
     if [ "$rc" != 0 ]; then
@@ -288,12 +300,12 @@ start_balancer() {
       log "nlbd skipped: config check failed, exit $rc (see $rawdir/nlbd-check.log)"
       return 1
     fi
-    start nlbd "$NLBD" -c "$cfg"
+    start "$setup" "$NLBD" -c "$cfg"
     http_port=$P_NLB_HTTP
     iperf_port=$P_NLB_IPERF
     ;;
   *)
-    notes+=("$setup skipped: unknown setup (direct, haproxy, haproxy-splice, nlbd)")
+    notes+=("$setup skipped: unknown setup (direct, haproxy, haproxy-splice, nlbd, nlbd-sockmap)")
     log "unknown setup $setup"
     return 1
     ;;
@@ -323,11 +335,17 @@ stop_balancer() {
 measure_iperf() {
   local setup=$1 run=$2 file=$work/iperf-$1-$2.json cpu0 cpu1 gbps bytes
   [ -n "$balancer_pid" ] && cpu0=$("$PY" "$here/report.py" cpu "$balancer_pid")
+  host0=$("$PY" "$here/report.py" hostcpu)
   timeout $((dur + 15)) iperf3 -c 127.0.0.1 -p "$iperf_port" -t "$dur" \
     --connect-timeout 3000 -J >"$file" 2>&1
+  host1=$("$PY" "$here/report.py" hostcpu)
   [ -n "$balancer_pid" ] && cpu1=$("$PY" "$here/report.py" cpu "$balancer_pid")
   if read -r gbps bytes < <("$PY" "$here/report.py" iperf "$file" 2>>"$work/errors.log"); then
     record "$setup" iperf_gbps "$run" "$gbps" "\"bytes\":$bytes"
+    # The whole host's: the kernel's own forwarding (softirq, the sockmap's
+    # work queue) is charged to no process.
+    record "$setup" host_cpu_s_per_gb "$run" \
+      "$(awk -v a="$host0" -v b="$host1" -v n="$bytes" 'BEGIN { printf "%.4f", (b - a) / (n / 1e9) }')"
     if [ -n "$balancer_pid" ]; then
       record "$setup" cpu_s_per_gb "$run" \
         "$(awk -v a="$cpu0" -v b="$cpu1" -v n="$bytes" 'BEGIN { printf "%.4f", (b - a) / (n / 1e9) }')" \

@@ -64,5 +64,10 @@ void conf_check_preserve_client_ip(struct conf_loader *ld,
 void conf_load_load_balancers(struct conf_loader *ld,
                               const config_setting_t *root,
                               struct nlb_config *cfg);
+/* item's forwarding ("splice", "sockmap", "auto"), else fallback; an
+ * unknown name is an error at its line. */
+enum nlb_forwarding conf_get_forwarding(struct conf_loader *ld,
+                                        const config_setting_t *item,
+                                        enum nlb_forwarding fallback);
 
 #endif

@@ -241,7 +241,8 @@ static const struct {
 struct nlb_config *nlb_config_load(const char *path, char **errors)
 {
   static const char *const top_keys[] = {"workers", "worker_cpu_affinity",
-                                         "shutdown_timeout", "max_flows"};
+                                         "shutdown_timeout", "max_flows",
+                                         "forwarding"};
   const char *keys[sizeof(top_keys) / sizeof(top_keys[0]) + N_SECTIONS + 1];
   size_t n_keys = 0;
   struct conf_loader ld = {.path = path};
@@ -286,6 +287,7 @@ struct nlb_config *nlb_config_load(const char *path, char **errors)
                     &cfg->shutdown_timeout_ms);
   if (conf_get_int(&ld, root, "max_flows", 0, 1000000000, &max_flows))
     cfg->max_flows = (uint64_t)max_flows;
+  cfg->forwarding = conf_get_forwarding(&ld, root, NLB_FORWARDING_SPLICE);
   for (size_t i = 0; i < N_SECTIONS; i++)
     sections[i].load(&ld, root, cfg);
   conf_check_preserve_client_ip(&ld, cfg);

@@ -19,6 +19,7 @@
 #include "nlb/common/tls_client.h"
 #include "nlb/common/tls_server.h"
 #include "nlb/control/status_matcher.h"
+#include "nlb/common/forwarding.h"
 
 enum nlb_algorithm {
   NLB_ALGORITHM_MAGLEV,
@@ -107,6 +108,8 @@ struct nlb_config_listener {
   struct nlb_config_sni_route *sni_routes;
   size_t n_sni_routes;
   uint64_t client_hello_timeout_ms;
+  /* Its TCP flows' forwarding: its own forwarding, else the top level's. */
+  enum nlb_forwarding forwarding;
   int line;
 };
 
@@ -151,6 +154,9 @@ struct nlb_config {
   bool pin_workers; /* worker_cpu_affinity "auto": worker i on CPU i */
   uint64_t shutdown_timeout_ms;
   uint64_t max_flows; /* 0: from the descriptor limit (capacity.h) */
+  /* forwarding: how established TCP flows move ("splice" by default);
+   * listeners inherit it unless they say. */
+  enum nlb_forwarding forwarding;
 
   char *log_access; /* "stderr", "off" or a path */
   enum nlb_log_format log_access_format;

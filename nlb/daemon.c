@@ -24,6 +24,7 @@
 #include "nlb/control/router.h"
 #include "nlb/rundir.h"
 #include "nlb/control/services.h"
+#include "nlb/dataplane/sockmap.h"
 #include "nlb/dataplane/worker.h"
 #include "nlb/upgrade.h"
 
@@ -271,6 +272,68 @@ static void log_config_errors(const char *errors)
   }
 }
 
+/* What forwarding cfg asks for anywhere: sockmap (needs the program),
+ * auto (wants it), or splice only. */
+static enum nlb_forwarding forwarding_wanted(const struct nlb_config *cfg)
+{
+  enum nlb_forwarding wanted = cfg->forwarding;
+
+  for (size_t i = 0; i < cfg->n_load_balancers; i++)
+    for (size_t j = 0; j < cfg->load_balancers[i].n_listeners; j++) {
+      enum nlb_forwarding f = cfg->load_balancers[i].listeners[j].forwarding;
+      if (f == NLB_FORWARDING_SOCKMAP ||
+          (f == NLB_FORWARDING_AUTO && wanted == NLB_FORWARDING_SPLICE))
+        wanted = f;
+    }
+  return wanted;
+}
+
+/* What the start event says of forwarding: the top level's, resolved
+ * ("auto" says which it became). */
+static const char *forwarding_in_use(const struct nlb_config *cfg)
+{
+  if (cfg->forwarding == NLB_FORWARDING_AUTO)
+    return nlb_sockmap_loaded() ? "sockmap (auto)" : "splice (auto)";
+  return nlb_forwarding_name(cfg->forwarding);
+}
+
+/* Loads the sockmap program where cfg's forwarding asks for it, before
+ * the router applies cfg (its listeners' "auto" follows the outcome). Its
+ * maps are sized for max_flows, else for what the descriptor limit allows.
+ * Returns 0, or a negative errno with the reason in why where "sockmap"
+ * is asked and cannot be had; "auto" then says once that flows are
+ * spliced. */
+static int load_forwarding(const struct nlb_config *cfg, char *why,
+                           size_t why_size)
+{
+  static bool said;
+  enum nlb_forwarding wanted = forwarding_wanted(cfg);
+  struct rlimit limit = {0};
+  char error[256];
+  uint64_t flows = cfg->max_flows;
+  int rc;
+
+  if (wanted == NLB_FORWARDING_SPLICE || nlb_sockmap_loaded())
+    return 0;
+  if (!flows) {
+    getrlimit(RLIMIT_NOFILE, &limit);
+    flows = limit.rlim_cur / 2;
+  }
+  rc = nlb_sockmap_load(flows, error, sizeof(error));
+  if (rc == 0)
+    return 0;
+  if (wanted == NLB_FORWARDING_SOCKMAP) {
+    snprintf(why, why_size, "forwarding = \"sockmap\": %s", error);
+    return rc;
+  }
+  if (!said)
+    NLB_LOG_EVENT(NLB_LOG_WARN, "sockmap_unavailable",
+                  "forwarding = \"auto\": {error}; TCP flows are spliced",
+                  NLB_LOG_STR("error", error));
+  said = true;
+  return 0;
+}
+
 /* Loads the config again and applies it. Returns 0, or -1 with the first
  * reason in why (every reason is logged). */
 static int reload(struct daemon *d, char *why, size_t why_size)
@@ -304,8 +367,10 @@ static int reload(struct daemon *d, char *why, size_t why_size)
    * what runs, not with what the last file asked for. */
   cfg->workers = d->cfg->workers;
   cfg->pin_workers = d->cfg->pin_workers;
-  rc = nlb_router_apply(d->router, cfg, uv_now(&d->loop), reason,
-                        sizeof(reason));
+  rc = load_forwarding(cfg, reason, sizeof(reason));
+  if (rc == 0)
+    rc = nlb_router_apply(d->router, cfg, uv_now(&d->loop), reason,
+                          sizeof(reason));
   if (rc < 0) {
     snprintf(why, why_size, "%s", reason[0] ? reason : uv_strerror(rc));
     NLB_LOG_EVENT(NLB_LOG_ERROR, "reload", "reload rejected: {error}",
@@ -614,8 +679,10 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
   d.router = nlb_router_create(d.workers, d.n_workers);
   if (!d.router)
     goto out_stop_workers;
-  rc = nlb_router_apply(d.router, d.cfg, uv_now(&d.loop), reason,
-                        sizeof(reason));
+  rc = load_forwarding(d.cfg, reason, sizeof(reason));
+  if (rc == 0)
+    rc = nlb_router_apply(d.router, d.cfg, uv_now(&d.loop), reason,
+                          sizeof(reason));
   if (rc < 0) {
     if (!reason[0])
       snprintf(reason, sizeof(reason), "%s", uv_strerror(rc));
@@ -661,10 +728,11 @@ int nlb_daemon_run(const char *config_path, const char *run_dir)
     nlb_rundir_loaded(true, "started");
     NLB_LOG_EVENT(NLB_LOG_INFO, "start",
                   "nlbd {version} started: {workers} workers {placement}, "
-                  "config {config}",
+                  "forwarding {forwarding}, config {config}",
                   NLB_LOG_STR("version", PACKAGE_VERSION),
                   NLB_LOG_UINT("workers", d.n_workers),
                   NLB_LOG_STR("placement", d.placement),
+                  NLB_LOG_STR("forwarding", forwarding_in_use(d.cfg)),
                   NLB_LOG_STR("config", config_path));
     /* Targets the old process had checked start where it left them: no
      * flow waits for a first round they already had. */

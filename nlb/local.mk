@@ -2,7 +2,7 @@
 noinst_LIBRARIES += nlb/libnlb.a
 nlb_libnlb_a_CFLAGS = $(AM_CFLAGS) $(LIBUV_CFLAGS) $(LIBCONFIG_CFLAGS) \
 	$(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS) $(LDNS_CFLAGS) \
-	$(LIBSYSTEMD_CFLAGS)
+	$(LIBSYSTEMD_CFLAGS) $(LIBBPF_CFLAGS)
 nlb_libnlb_a_SOURCES = \
 	nlb/capacity.c \
 	nlb/config.c \
@@ -18,6 +18,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/config_loader.c \
 	nlb/common/config_numbers.c \
 	nlb/common/duration.c \
+	nlb/common/forwarding.c \
 	nlb/common/histogram.c \
 	nlb/common/hmap.c \
 	nlb/common/inherit.c \
@@ -27,12 +28,14 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/tls_server.c \
 	nlb/common/tls_settings.c \
 	nlb/dataplane/flow.c \
+	nlb/dataplane/flow_sockmap.c \
 	nlb/dataplane/flow_kinds.c \
 	nlb/dataplane/listener.c \
 	nlb/dataplane/passthrough.c \
 	nlb/dataplane/proxy_v2.c \
 	nlb/dataplane/sni_routes.c \
 	nlb/dataplane/snapshot.c \
+	nlb/dataplane/sockmap.c \
 	nlb/dataplane/target.c \
 	nlb/dataplane/tls_flow.c \
 	nlb/dataplane/udp.c \
@@ -84,6 +87,7 @@ noinst_HEADERS += \
 	nlb/common/clienthello.h \
 	nlb/common/config-loader.h \
 	nlb/common/duration.h \
+	nlb/common/forwarding.h \
 	nlb/common/histogram.h \
 	nlb/common/hmap.h \
 	nlb/common/inherit.h \
@@ -92,12 +96,14 @@ noinst_HEADERS += \
 	nlb/common/tls_client.h \
 	nlb/common/tls_server.h \
 	nlb/dataplane/flow.h \
+	nlb/dataplane/flow-int.h \
 	nlb/dataplane/flow_kind.h \
 	nlb/dataplane/io.h \
 	nlb/dataplane/listener.h \
 	nlb/dataplane/proxy_v2.h \
 	nlb/dataplane/sni_routes.h \
 	nlb/dataplane/snapshot.h \
+	nlb/dataplane/sockmap.h \
 	nlb/dataplane/target.h \
 	nlb/dataplane/udp.h \
 	nlb/dataplane/udp_table.h \
@@ -123,7 +129,24 @@ noinst_HEADERS += \
 
 # Libraries and flags every program linking the daemon's code needs.
 NLB_LIBS = nlb/libnlb.a $(API_LIBS) $(LIBUV_LIBS) $(LIBCONFIG_LIBS) \
-	$(LDNS_LIBS) $(LIBSYSTEMD_LIBS) -lm
+	$(LDNS_LIBS) $(LIBSYSTEMD_LIBS) $(LIBBPF_LIBS) -lm
+
+# The sockmap fast path's BPF program: compiled for the BPF target, then
+# embedded in nlbd as a libbpf skeleton (the object's bytes are in the
+# header), so no separate file is installed.
+EXTRA_DIST += nlb/dataplane/bpf/sockmap.bpf.c
+if HAVE_LIBBPF
+nlb/dataplane/bpf/sockmap.bpf.o: $(srcdir)/nlb/dataplane/bpf/sockmap.bpf.c
+	@$(MKDIR_P) nlb/dataplane/bpf
+	$(AM_V_GEN)$(BPF_CLANG) -target bpf -O2 -g -Wall \
+		-I/usr/include/$(BPF_MULTIARCH) \
+		-c $(srcdir)/nlb/dataplane/bpf/sockmap.bpf.c -o $@
+nlb/dataplane/bpf/sockmap.skel.h: nlb/dataplane/bpf/sockmap.bpf.o
+	$(AM_V_GEN)$(BPFTOOL) gen skeleton nlb/dataplane/bpf/sockmap.bpf.o \
+		name nlb_sockmap_bpf >$@.tmp && mv $@.tmp $@
+nlb/dataplane/libnlb_a-sockmap.$(OBJEXT): nlb/dataplane/bpf/sockmap.skel.h
+CLEANFILES += nlb/dataplane/bpf/sockmap.bpf.o nlb/dataplane/bpf/sockmap.skel.h
+endif
 
 # A daemon an administrator starts: sbin, like haproxy and nginx.
 sbin_PROGRAMS += nlbd

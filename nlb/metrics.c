@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "nlb/common/histogram.h"
+#include "nlb/dataplane/sockmap.h"
 #include "nlb/log.h"
 #include "nlb/control/router.h"
 #include "nlb/dataplane/snapshot.h"
@@ -490,6 +491,20 @@ static void flow_families(struct nlb_text *t, struct nlb_router *router)
          "pauses accepting 100 ms each time).");
   nlb_text_printf(t, "nlb_accept_errors_total %llu\n",
                   (unsigned long long)flows.accept_errors);
+  family(t, "nlb_sockmap_loaded", "gauge",
+         "1 where the sockmap program is loaded (forwarding \"sockmap\", or "
+         "\"auto\" where nlbd may load BPF programs), else 0: TCP flows are "
+         "spliced.");
+  nlb_text_printf(t, "nlb_sockmap_loaded %d\n", nlb_sockmap_loaded() ? 1 : 0);
+  family(t, "nlb_sockmap_flows_total", "counter",
+         "TCP flows whose bytes the kernel moved (in the sockmap).");
+  nlb_text_printf(t, "nlb_sockmap_flows_total %llu\n",
+                  (unsigned long long)nlb_sockmap_flows());
+  family(t, "nlb_sockmap_fallbacks_total", "counter",
+         "TCP flows meant for the sockmap that stayed spliced (the map "
+         "refused a socket or was full).");
+  nlb_text_printf(t, "nlb_sockmap_fallbacks_total %llu\n",
+                  (unsigned long long)nlb_sockmap_fallbacks());
 }
 
 static void udp_families(struct nlb_text *t, struct nlb_router *router)

@@ -61,6 +61,12 @@ tests_unit_test_health_SOURCES = tests/unit/test_health.c
 tests_unit_test_health_CFLAGS = $(NLB_TEST_CFLAGS)
 tests_unit_test_health_LDADD = $(NLB_TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_sockmap
+TESTS += tests/unit/test_sockmap
+tests_unit_test_sockmap_SOURCES = tests/unit/test_sockmap.c
+tests_unit_test_sockmap_CFLAGS = $(NLB_TEST_CFLAGS)
+tests_unit_test_sockmap_LDADD = $(NLB_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_router
 TESTS += tests/unit/test_router
 tests_unit_test_router_SOURCES = tests/unit/test_router.c
@@ -69,6 +75,17 @@ tests_unit_test_router_LDADD = $(NLB_TEST_LIBS)
 
 TESTS += tests/e2e/test_balancer.py
 EXTRA_DIST += tests/e2e/test_balancer.py
+# The sockmap fast path: its own cases, then the relay's files again with
+# forwarding = "sockmap" (both skip where nlbd cannot load BPF programs).
+TESTS += tests/e2e/test_sockmap.py tests/e2e/test_sockmap_matrix.py
+EXTRA_DIST += tests/e2e/test_sockmap.py tests/e2e/test_sockmap_matrix.py
+
+# The whole suite with forwarding = "sockmap" (nlbtest.py puts
+# NLB_TEST_FORWARDING into every config it writes; the unit tests do not
+# read it). make check-sockmap TESTS='tests/e2e/test_x.py' for a part.
+check-sockmap:
+	NLB_TEST_FORWARDING=sockmap $(MAKE) $(AM_MAKEFLAGS) check
+.PHONY: check-sockmap
 
 TESTS += tests/e2e/test_config_errors.py
 EXTRA_DIST += tests/e2e/test_config_errors.py

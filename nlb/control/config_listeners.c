@@ -124,10 +124,11 @@ static void load_listeners(struct conf_loader *ld,
                            struct nlb_config *cfg,
                            struct nlb_config_load_balancer *lb)
 {
-  static const char *const keys[] = {
-      "port",     "target_group", "bind",       "idle_timeout",
-      "protocol", "tls",          "sni_routes", "client_hello_timeout",
-      NULL};
+  static const char *const keys[] = {"port",       "target_group",
+                                     "bind",       "idle_timeout",
+                                     "protocol",   "tls",
+                                     "sni_routes", "client_hello_timeout",
+                                     "forwarding", NULL};
   const config_setting_t *list = conf_get_list(ld, lb_item, "listeners");
   int count = list ? config_setting_length(list) : 0;
 
@@ -219,6 +220,7 @@ static void load_listeners(struct conf_loader *ld,
                    "\"%s\" has proxy_protocol = \"v2\" (preserve_client_ip "
                    "tells targets the client's address instead)",
                    l->port, nlb_protocol_name(l->protocol), tg->name);
+    l->forwarding = conf_get_forwarding(ld, item, cfg->forwarding);
     l->udp_idle_timeout_ms = 120000;
     if (conf_get_duration(ld, item, "idle_timeout", 1000, 7 * 86400000ull,
                           &l->idle_timeout_ms))
@@ -235,6 +237,21 @@ static void load_listeners(struct conf_loader *ld,
                    l->port);
     lb->n_listeners++;
   }
+}
+
+enum nlb_forwarding conf_get_forwarding(struct conf_loader *ld,
+                                        const config_setting_t *item,
+                                        enum nlb_forwarding fallback)
+{
+  enum nlb_forwarding forwarding = fallback;
+  const char *name;
+
+  if (conf_get_string(ld, item, "forwarding", &name) &&
+      nlb_forwarding_parse(name, &forwarding) < 0)
+    conf_fail_at(ld, conf_line_of(conf_member_of(item, "forwarding")),
+                 "unknown forwarding \"%s\" (valid: splice, sockmap, auto)",
+                 name);
+  return forwarding;
 }
 
 void conf_load_load_balancers(struct conf_loader *ld,

@@ -28,6 +28,7 @@ struct listener_record {
   union nlb_sockaddr local;
   struct nlb_group *group; /* NULL until an apply says which */
   uint64_t idle_timeout_ms;
+  bool sockmap;      /* its TCP flows go into the sockmap (route->sockmap) */
   char *endpoint_id; /* NULL for a load balancer's own listener */
   struct nlb_cidr *allowed_sources;
   size_t n_allowed_sources;

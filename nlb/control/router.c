@@ -160,18 +160,27 @@ static uint64_t idle_timeout_of(const struct nlb_config_listener *cl,
                                               : cl->idle_timeout_ms;
 }
 
+/* Whether a listener's TCP flows go into the sockmap: "auto" where
+ * nlbd could load its program (the daemon tries before the apply). */
+static bool uses_sockmap(const struct nlb_config_listener *cl)
+{
+  return cl->forwarding == NLB_FORWARDING_SOCKMAP ||
+         (cl->forwarding == NLB_FORWARDING_AUTO && nlb_sockmap_loaded());
+}
+
 static void set_route_settings(struct nlb_router *router,
                                struct listener_record *l,
                                struct nlb_group *group,
                                uint64_t idle_timeout_ms,
-                               struct nlb_tls_server *tls)
+                               struct nlb_tls_server *tls, bool sockmap)
 {
   router_tls_set_listener(router, l, tls);
   if (l->group != group || l->idle_timeout_ms != idle_timeout_ms ||
-      (l->route && l->route->group != group->index))
+      l->sockmap != sockmap || (l->route && l->route->group != group->index))
     router_listener_changed(router, l);
   l->group = group;
   l->idle_timeout_ms = idle_timeout_ms;
+  l->sockmap = sockmap;
 }
 
 /* A listener's SNI routes follow sni (NULL: none); the reference is the
@@ -316,7 +325,8 @@ static void resolve_endpoint_listeners(struct nlb_router *router)
       router_remove_listener(router, l, true);
       continue;
     }
-    set_route_settings(router, l, lb->group, lb->idle_timeout_ms, lb->tls);
+    set_route_settings(router, l, lb->group, lb->idle_timeout_ms, lb->tls,
+                       lb->sockmap);
     set_sni_routes(router, l, lb->sni);
     i++;
   }
@@ -364,7 +374,8 @@ static void apply_listeners(struct nlb_router *router,
             kind ? find_lb_listener(router, lb->name, cl->port, kind) : NULL;
         if (!l)
           continue;
-        set_route_settings(router, l, group, idle_timeout_of(cl, kind), server);
+        set_route_settings(router, l, group, idle_timeout_of(cl, kind), server,
+                           uses_sockmap(cl));
         set_sni_routes(router, l, sni);
         group->in_use = true;
       }
@@ -630,6 +641,7 @@ int nlb_router_add_endpoint(struct nlb_router *router, const char *endpoint_id,
       nlb_tls_server_acquire(l->tls);
     nlb_sni_routes_acquire(lb->sni);
     l->sni = lb->sni;
+    l->sockmap = lb->sockmap;
     l->endpoint_id = strdup(endpoint_id);
     l->stats = nlb_listener_stats_create();
     if (!l->lb_name || !l->endpoint_id || !l->stats ||

@@ -364,6 +364,7 @@ static int build_route(struct listener_record *l)
     nlb_tls_server_acquire(l->tls);
   nlb_sni_routes_acquire(l->sni);
   l->route->sni = l->sni;
+  l->route->sockmap = l->sockmap;
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nlb/dataplane/flow-int.h"
 #include "nlb/dataplane/flow_kind.h"
 #include "nlb/log.h"
 #include "nlb/dataplane/proxy_v2.h"
@@ -255,6 +256,8 @@ static void finish(struct nlb_flow *flow, enum nlb_flow_end end)
     return;
   flow->closing = true;
   flow->end = (uint8_t)end;
+  if (flow->kernel)
+    nlb_flow_kernel_count_bytes(flow);
   if (!orderly) {
     set_linger_reset(flow->client_io.fd);
     set_linger_reset(flow->target_io.fd);
@@ -383,17 +386,21 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
       break;
     }
     if (n < 0) {
+      if (n == -EAGAIN)
+        dir->partial = false;
       if (n == -EAGAIN || n == -EINTR)
         break;
       return n == -ENOMEM ? NLB_END_LIMIT : src_reset;
     }
     *counter += (uint64_t)n;
     flow->last_active_ms = loop_now(flow);
+    flow->last_moved_up = upstream;
     /* A short read drained the socket: poll will say when more comes.
      * If poll also saw the peer's FIN (EPOLLRDHUP), nothing more comes:
      * the recv that would return 0 is spared. */
     bool drained =
         dir->pipe_read >= 0 ? n < PIPE_HIGH_WATER : n < NLB_BUFFER_SIZE;
+    dir->partial = !drained;
     if (drained && src_fin) {
       dir->eof = true;
       if (flow->end == NLB_END_NONE)
@@ -476,6 +483,21 @@ static void service(struct nlb_flow *flow, const struct readiness *ready)
     finish(flow, (enum nlb_flow_end)flow->end);
     return;
   }
+  if (flow->route->sockmap && !flow->kernel_tried && flow->established &&
+      pending_bytes(&flow->up) == 0 && pending_bytes(&flow->down) == 0 &&
+      !flow->up.partial && !flow->down.partial && !flow->up.eof &&
+      !flow->down.eof) {
+    end = nlb_flow_kernel_enter(flow);
+    if (flow->kernel) {
+      /* Both directions are empty: nothing to hold any more. */
+      release_direction(flow, &flow->up);
+      release_direction(flow, &flow->down);
+    }
+    if (end != NLB_END_NONE)
+      finish(flow, end);
+    if (flow->kernel || flow->closing)
+      return;
+  }
   update_interest(flow);
 }
 
@@ -514,6 +536,12 @@ static void on_client_ready(struct nlb_io *io, uint32_t revents)
 
   if (flow->closing)
     return;
+  if (flow->kernel) {
+    enum nlb_flow_end end = nlb_flow_kernel_ready(flow, true);
+    if (end != NLB_END_NONE)
+      finish(flow, end);
+    return;
+  }
   if (flow->refusing) {
     discard_until_eof(flow);
     return;
@@ -638,6 +666,12 @@ static void on_target_ready(struct nlb_io *io, uint32_t revents)
 
   if (flow->closing)
     return;
+  if (flow->kernel) {
+    enum nlb_flow_end end = nlb_flow_kernel_ready(flow, false);
+    if (end != NLB_END_NONE)
+      finish(flow, end);
+    return;
+  }
   if (!flow->established) {
     /* A failed connect raises EPOLLERR (and EPOLLHUP): no need to ask
      * SO_ERROR when it did not. */
@@ -679,11 +713,13 @@ static ssize_t read_client(struct nlb_flow *flow)
     n = recv(flow->client_io.fd, up->buffer + up->buffer_end,
              NLB_BUFFER_SIZE - up->buffer_end, 0);
   while (n < 0 && errno == EINTR);
+  up->partial = n == (ssize_t)(NLB_BUFFER_SIZE - up->buffer_end);
   if (n < 0)
     n = -errno;
   if (n > 0) {
     up->buffer_end += (uint32_t)n;
     flow->bytes_up += (uint64_t)n;
+    flow->last_moved_up = true;
     flow->last_active_ms = loop_now(flow);
   } else if (n == 0) {
     /* Passed on as a FIN once connected. */
@@ -993,6 +1029,13 @@ void nlb_flow_relay_check_timeouts(struct nlb_flow *flow, uint64_t now_ms)
     if (timed_out)
       on_connect_failed(flow);
     return;
+  }
+  if (flow->kernel) {
+    enum nlb_flow_end end = nlb_flow_kernel_check(flow, now_ms);
+    if (end != NLB_END_NONE) {
+      finish(flow, end);
+      return;
+    }
   }
   if (now_ms - flow->last_active_ms >= flow->route->idle_timeout_ms) {
     finish(flow, NLB_END_IDLE_TIMEOUT);

@@ -11,6 +11,7 @@
 #include "nlb/common/clienthello.h"
 #include "nlb/dataplane/io.h"
 #include "nlb/dataplane/proxy_v2.h"
+#include "nlb/dataplane/sockmap.h"
 #include "nlb/dataplane/udp_table.h"
 #include "nlb/lb.h"
 #include "nlb/list.h"
@@ -58,6 +59,11 @@ struct nlb_direction {
   bool shut;        /* FIN passed on to the destination */
   bool paused;      /* over the high-water mark: not reading the source */
   bool bulk;        /* a read filled a whole buffer: splice from now on */
+  /* The last read took all it asked for: the source's queue may still
+   * hold the rest of a packet, which the sockmap would send again whole
+   * (it hands the program whole packets), so the flow waits for a short
+   * read before it goes in. */
+  bool partial;
 };
 
 struct nlb_flow {
@@ -78,6 +84,12 @@ struct nlb_flow {
   bool access_json; /* the snapshot's access-log format at accept */
   /* A TLS passthrough flow still reading its client's ClientHello. */
   bool awaiting_hello;
+  /* In the sockmap (sockmap.h): the kernel moves its bytes; nlbd watches
+   * only for FIN, reset and error. */
+  bool kernel;
+  bool kernel_tried;    /* the sockmap was tried (once a flow) */
+  bool kernel_fin_held; /* a FIN waits for the kernel's bytes before it */
+  bool last_moved_up;   /* the last bytes nlbd forwarded went to the target */
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;
@@ -104,6 +116,11 @@ struct nlb_flow {
       struct ssl_st *target_ssl;
       uint32_t handshake_ms; /* accept to the client's handshake done */
       uint8_t tls_state;     /* tls_flow.c's */
+      /* While kernel: the flow's sockets in the sockmap, and what each
+       * socket (client, target) had been written when it went in, to
+       * tell when the program's bytes have all reached it. */
+      struct nlb_sockmap_pair sockmap;
+      uint64_t written_base[2];
     };
     /* A UDP flow's (udp.c): client_io is unused, target_io is its socket
      * connected to the target; it answers through its listener's socket

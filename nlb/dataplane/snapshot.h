@@ -88,6 +88,9 @@ struct nlb_route {
   union nlb_sockaddr local; /* the listening address (may be a wildcard) */
   char *endpoint_id;        /* NULL for a load balancer's own listener */
   uint64_t idle_timeout_ms;
+  /* Its TCP flows go into the sockmap once established (sockmap.h);
+   * set by the router before the route is published. */
+  bool sockmap;
   size_t group; /* index into the groups of any snapshot holding it */
   struct nlb_cidr *allowed_sources; /* n_allowed_sources 0: anyone */
   size_t n_allowed_sources;

@@ -21,6 +21,9 @@ TOP_BUILDDIR = os.environ.get("top_builddir") or os.path.dirname(
 TOP_SRCDIR = os.environ.get("top_srcdir") or os.path.dirname(
     os.path.dirname(HERE))
 NLBD = os.path.join(TOP_BUILDDIR, "nlbd")
+# "splice", "sockmap" or "auto" for every nlbd the tests start (the
+# forwarding matrix); empty: nlbd's default.
+FORWARDING = os.environ.get("NLB_TEST_FORWARDING", "")
 
 SKIP = 77
 
@@ -108,6 +111,12 @@ class Nlbd:
                       if self.access_format else ""))
         if "log =" in body or "log=" in body:
             header = "workers = %d;\n" % self.workers
+        # The forwarding matrix (make check-sockmap): every config nlbd is
+        # given forwards as NLB_TEST_FORWARDING says, unless it says itself
+        # (on the first line: tests match errors' line numbers).
+        if FORWARDING and "forwarding" not in body:
+            header = header.replace(
+                ";\n", '; forwarding = "%s";\n' % FORWARDING, 1)
         with open(self.config_path, "w") as f:
             f.write(header + body)
 

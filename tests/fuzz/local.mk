@@ -98,6 +98,7 @@ FUZZ_CONFIG_FILES = \
 	$(top_srcdir)/nlb/common/config_loader.c \
 	$(top_srcdir)/nlb/common/config_numbers.c \
 	$(top_srcdir)/nlb/control/config_listeners.c \
+	$(top_srcdir)/nlb/common/forwarding.c \
 	$(top_srcdir)/nlb/control/config_networks.c \
 	$(top_srcdir)/nlb/control/config_registry.c \
 	$(top_srcdir)/nlb/control/config_targets.c \

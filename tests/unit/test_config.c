@@ -340,6 +340,37 @@ static void test_config_missing_file_names_it(void)
   "  { name = \"tg\";\n" body "  }\n"                                          \
   ");\n"
 
+/* forwarding: splice by default, the top level's for every listener
+ * unless it says its own, and an unknown name refused at its line. */
+static void test_config_forwarding(void)
+{
+  char *errors = NULL;
+  struct nlb_config *cfg = load_text(
+      "forwarding = \"auto\";\n"
+      "target_groups = ( { name = \"tg\"; targets = ( { address = "
+      "\"127.0.0.1:1\"; } ); } );\n"
+      "load_balancers = ( { name = \"lb\"; listeners = (\n"
+      "  { port = 80; target_group = \"tg\"; },\n"
+      "  { port = 81; target_group = \"tg\"; forwarding = \"sockmap\"; }\n"
+      "); } );\n",
+      &errors);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->forwarding, NLB_FORWARDING_AUTO);
+  CU_ASSERT_EQUAL(cfg->load_balancers[0].listeners[0].forwarding,
+                  NLB_FORWARDING_AUTO);
+  CU_ASSERT_EQUAL(cfg->load_balancers[0].listeners[1].forwarding,
+                  NLB_FORWARDING_SOCKMAP);
+  nlb_config_free(cfg);
+  cfg = load_text("workers = 0;\n", &errors);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+  CU_ASSERT_EQUAL(cfg->forwarding, NLB_FORWARDING_SPLICE);
+  nlb_config_free(cfg);
+  expect_error_at("workers = 0;\nforwarding = \"copy\";\n", 2,
+                  "unknown forwarding \"copy\" (valid: splice, sockmap, "
+                  "auto)");
+}
+
 static void test_config_unknown_target_group(void)
 {
   expect_error_at(
@@ -1249,6 +1280,7 @@ int main(void)
       NLB_UNIT_CASE(test_config_syntax_error_has_line),
       NLB_UNIT_CASE(test_config_missing_file_names_it),
       NLB_UNIT_CASE(test_config_unknown_target_group),
+      NLB_UNIT_CASE(test_config_forwarding),
       NLB_UNIT_CASE(test_config_duplicate_names),
       NLB_UNIT_CASE(test_config_bad_addresses),
       NLB_UNIT_CASE(test_config_out_of_range_values),
