@@ -28,6 +28,7 @@ nlb_libnlb_a_SOURCES = \
 	nlb/common/tls_server.c \
 	nlb/common/tls_settings.c \
 	nlb/dataplane/flow.c \
+	nlb/dataplane/flow_end.c \
 	nlb/dataplane/flow_sockmap.c \
 	nlb/dataplane/flow_kinds.c \
 	nlb/dataplane/listener.c \

@@ -1,7 +1,7 @@
-/* The TCP relay's sockmap path (flow_sockmap.c), called by the relay
- * (flow.c) and calling nothing of it back: each step returns the cause that
- * ends the flow (the relay then finishes it), or NLB_END_NONE. Worker
- * thread, like the flows. */
+/* The TCP relay's private parts, called by the relay (flow.c) and calling
+ * nothing of it back: flow_end.c tells a flow's end; flow_sockmap.c is the
+ * sockmap path, whose steps return the cause that ends the flow (the relay
+ * then finishes it), or NLB_END_NONE. Worker thread, like the flows. */
 #ifndef NLB_FLOW_INT_H
 #define NLB_FLOW_INT_H
 
@@ -9,6 +9,12 @@
 #include <stdint.h>
 
 #include "nlb/dataplane/flow.h"
+
+/* At a flow's end (flow_end.c): its duration, bytes and end cause added
+ * to its route's and target's counters ... */
+void nlb_flow_count_end(const struct nlb_flow *flow, uint64_t now);
+/* ... and its access-log record, with the TLS fields of a TLS flow. */
+void nlb_flow_log_access(const struct nlb_flow *flow, uint64_t now);
 
 /* Puts an established flow whose directions hold nothing into the
  * sockmap (flow->kernel then: the relay gives back its directions' pipes
