@@ -7,6 +7,7 @@ with openssl in each test's directory."""
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -14,7 +15,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +89,43 @@ def peer_names(sock):
 def echo_once(sock, data=b"hello\n"):
     sock.sendall(data)
     assert recv_exact(sock, len(data)) == data
+
+
+def exchange(sock, payload, timeout=60):
+    """Sends payload while reading what comes back, in ONE thread, until
+    as many bytes came back or the peer ended; returns them. Not sendall
+    in a second thread: one OpenSSL connection must not be used by two
+    threads at once (Python lets go of the GIL inside SSL_read and
+    SSL_write, and both share the connection's state and its socket BIO's
+    retry flags), and a read racing a write can then see a made-up
+    SSL_ERROR_SYSCALL that Python reports as EOF, mid-stream, with no
+    fault in nlbd."""
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    view = memoryview(payload)
+    sent, got = 0, bytearray()
+    while len(got) < len(payload):
+        left = deadline - time.monotonic()
+        assert left > 0, "exchange timed out: sent %d, got %d" % (
+            sent, len(got))
+        # Records OpenSSL already decrypted make the socket no readier.
+        if sock.pending() == 0:
+            select.select([sock], [sock] if sent < len(payload) else [],
+                          [], left)
+        if sent < len(payload):
+            try:
+                # After a want-write the same bytes are offered again.
+                sent += sock.send(view[sent:sent + (1 << 16)])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+        try:
+            chunk = sock.recv(1 << 16)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            continue
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
 
 
 def access_fields(line):
@@ -547,7 +584,8 @@ def test_half_close_and_resets_carried_across():
 
 def test_bulk_both_ways_intact():
     """8 MiB each way through one TLS flow at once (the echo target sends
-    back while the client still sends), intact and in order."""
+    back while the client still sends), intact and in order. The client
+    sends and reads in one thread (see exchange)."""
     require_openssl()
     pki, certs = standard_pki()
     server = Server(echo_handler)
@@ -557,14 +595,16 @@ def test_bulk_both_ways_intact():
     with start_tls(body, port) as nlbd:
         s = tls_connect(port, client_context(pki), "a.example.test",
                         timeout=30)
-        sender = threading.Thread(target=s.sendall, args=(payload,))
-        sender.start()
-        got = bytearray()
-        while len(got) < len(payload):
-            chunk = s.recv(1 << 16)
-            assert chunk, (len(got), nlbd.events())
-            got += chunk
-        sender.join()
+        got = exchange(s, payload)
+        if len(got) < len(payload):
+            # Why the flow ended: nlbd's access-log line (end=...), or
+            # that nlbd has not ended it.
+            try:
+                line = nlbd.wait_access(1, timeout=5)[-1]
+            except AssertionError:
+                line = "no access-log line: nlbd has not ended the flow"
+            raise AssertionError("EOF after %d bytes: %s\n%s" % (
+                len(got), line, nlbd.events()))
         assert hashlib.sha256(got).digest() == \
             hashlib.sha256(payload).digest()
         s.close()
