@@ -72,73 +72,50 @@ static int check_config(const char *path)
   return 0;
 }
 
-static int send_reload(const char *run_dir)
-{
-  char message[512];
-  const char *dir = nlb_rundir_pick(run_dir);
-  int rc;
+/* What -s reload and -s upgrade ask of the running nlbd, and how its
+ * answer is told. */
+struct command {
+  const char *name;   /* "reload" */
+  const char *done;   /* the answer's prefix on success */
+  const char *failed; /* ... when the running nlbd refused it */
+  const char *gone;   /* after "the nlbd of DIR/nlbd.pid " */
+  int (*send)(const char *dir, uint64_t timeout_ms, char *message, size_t size);
+  uint64_t timeout_ms;
+};
 
-  if (!dir) {
-    fprintf(stderr, "nlbd: -s reload needs --run-dir DIR (or "
-                    "$RUNTIME_DIRECTORY): where the running nlbd keeps "
-                    "nlbd.pid\n");
-    return 2;
-  }
-  rc = nlb_rundir_reload(dir, RELOAD_WAIT_MS, message, sizeof(message));
-  switch (rc) {
-  case 0:
-    printf("nlbd: reload applied: %s\n", message);
-    return 0;
-  case 1:
-    fprintf(stderr, "nlbd: reload rejected: %s\n", message);
-    return 1;
-  case -ENOENT:
-    fprintf(stderr,
-            "nlbd: no %s/nlbd.pid: is nlbd running with that run "
-            "directory?\n",
-            dir);
-    return 1;
-  case -ESRCH:
-    fprintf(stderr,
-            "nlbd: the nlbd of %s/nlbd.pid is not running (any "
-            "more)\n",
-            dir);
-    return 1;
-  case -ETIMEDOUT:
-    fprintf(stderr, "nlbd: no answer to the reload within %ds\n",
-            RELOAD_WAIT_MS / 1000);
-    return 1;
-  default:
-    fprintf(stderr, "nlbd: reload: %s\n", strerror(-rc));
-    return 1;
-  }
-}
+static const struct command reload_command = {
+    "reload",          "reload applied",
+    "reload rejected", "is not running (any more)",
+    nlb_rundir_reload, RELOAD_WAIT_MS};
+static const struct command upgrade_command = {
+    "upgrade",          "upgraded",
+    "upgrade failed",   "went away during the upgrade",
+    nlb_rundir_upgrade, UPGRADE_WAIT_MS};
 
-static int send_upgrade(const char *run_dir)
+static int send_command(const char *run_dir, const struct command *command)
 {
   char message[1024];
   const char *dir = nlb_rundir_pick(run_dir);
   int rc;
 
   if (!dir) {
-    fprintf(stderr, "nlbd: -s upgrade needs --run-dir DIR (or "
-                    "$RUNTIME_DIRECTORY): where the running nlbd keeps "
-                    "nlbd.pid\n");
+    fprintf(stderr,
+            "nlbd: -s %s needs --run-dir DIR (or $RUNTIME_DIRECTORY): where "
+            "the running nlbd keeps nlbd.pid\n",
+            command->name);
     return 2;
   }
-  rc = nlb_rundir_upgrade(dir, UPGRADE_WAIT_MS, message, sizeof(message));
+  rc = command->send(dir, command->timeout_ms, message, sizeof(message));
   switch (rc) {
   case 0:
-    printf("nlbd: upgraded: %s\n", message);
+    printf("nlbd: %s: %s\n", command->done, message);
     return 0;
   case 1:
-    fprintf(stderr, "nlbd: upgrade failed: %s\n", message);
+    fprintf(stderr, "nlbd: %s: %s\n", command->failed, message);
     return 1;
   case -EBUSY:
-    fprintf(stderr,
-            "nlbd: upgrade refused: another nlbd -s upgrade is "
-            "running for %s\n",
-            dir);
+    fprintf(stderr, "nlbd: %s refused: another nlbd -s %s is running for %s\n",
+            command->name, command->name, dir);
     return 1;
   case -ENOENT:
     fprintf(stderr,
@@ -147,17 +124,14 @@ static int send_upgrade(const char *run_dir)
             dir);
     return 1;
   case -ESRCH:
-    fprintf(stderr,
-            "nlbd: the nlbd of %s/nlbd.pid went away during the "
-            "upgrade\n",
-            dir);
+    fprintf(stderr, "nlbd: the nlbd of %s/nlbd.pid %s\n", dir, command->gone);
     return 1;
   case -ETIMEDOUT:
-    fprintf(stderr, "nlbd: no answer to the upgrade within %ds\n",
-            UPGRADE_WAIT_MS / 1000);
+    fprintf(stderr, "nlbd: no answer to the %s within %ds\n", command->name,
+            (int)(command->timeout_ms / 1000));
     return 1;
   default:
-    fprintf(stderr, "nlbd: upgrade: %s\n", strerror(-rc));
+    fprintf(stderr, "nlbd: %s: %s\n", command->name, strerror(-rc));
     return 1;
   }
 }
@@ -217,9 +191,9 @@ int main(int argc, char **argv)
   if (check_only)
     return check_config(config_path);
   if (signal_name && strcmp(signal_name, "upgrade") == 0)
-    return send_upgrade(run_dir);
+    return send_command(run_dir, &upgrade_command);
   if (signal_name)
-    return send_reload(run_dir);
+    return send_command(run_dir, &reload_command);
   nlb_upgrade_remember(argc, argv);
   return nlb_daemon_run(config_path, nlb_rundir_pick(run_dir));
 }
