@@ -231,7 +231,6 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
     }
     *counter += (uint64_t)n;
     flow->last_active_ms = loop_now(flow);
-    flow->last_moved_up = upstream;
     /* A short read drained the socket: poll will say when more comes.
      * If poll also saw the peer's FIN (EPOLLRDHUP), nothing more comes:
      * the recv that would return 0 is spared. */
@@ -556,7 +555,6 @@ static ssize_t read_client(struct nlb_flow *flow)
   if (n > 0) {
     up->buffer_end += (uint32_t)n;
     flow->bytes_up += (uint64_t)n;
-    flow->last_moved_up = true;
     flow->last_active_ms = loop_now(flow);
   } else if (n == 0) {
     /* Passed on as a FIN once connected. */

@@ -89,7 +89,6 @@ struct nlb_flow {
   bool kernel;
   bool kernel_tried;    /* the sockmap was tried (once a flow) */
   bool kernel_fin_held; /* a FIN waits for the kernel's bytes before it */
-  bool last_moved_up;   /* the last bytes nlbd forwarded went to the target */
   uint32_t tried[NLB_MAX_TRIES];
 
   union nlb_sockaddr client_addr;

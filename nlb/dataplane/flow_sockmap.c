@@ -156,14 +156,14 @@ enum nlb_flow_end nlb_flow_kernel_enter(struct nlb_flow *flow)
                                &received) < 0 ||
       nlb_sockmap_socket_bytes(flow->target_io.fd, &flow->written_base[1],
                                &received) < 0 ||
-      nlb_sockmap_insert(&flow->sockmap, flow->client_io.fd, flow->target_io.fd,
-                         flow->last_moved_up) < 0)
+      nlb_sockmap_insert(&flow->sockmap, flow->client_io.fd,
+                         flow->target_io.fd) < 0)
     return NLB_END_NONE;
   flow->kernel = true;
   for (int side = 0; side < 2; side++)
     nlb_sockmap_read(&flow->sockmap, side, &bytes, &active_ms, &stalled[side]);
-  /* Bytes the client sent in the instant between the two insertions
-   * could only be kept out of order: the flow cannot go on. */
+  /* Bytes kept because their peer socket is already gone could only go
+   * out of order: the flow cannot go on. */
   if (stalled[0] || stalled[1])
     return NLB_END_LIMIT;
   if (nlb_worker_watch(flow->worker, &flow->client_io, EPOLLRDHUP) < 0 ||

@@ -68,6 +68,7 @@ struct side {
  * orders it before a worker's first read. Kept for the process's life. */
 static struct nlb_sockmap_bpf *skel;
 static int socks_fd = -1;
+static int peers_fd = -1;
 static int sides_fd = -1;
 
 bool nlb_sockmap_built(void)
@@ -105,6 +106,7 @@ int nlb_sockmap_load(uint64_t max_flows, char *error, size_t error_size)
     goto fail;
   }
   bpf_map__set_max_entries(s->maps.socks, (uint32_t)entries);
+  bpf_map__set_max_entries(s->maps.peers, (uint32_t)entries);
   bpf_map__set_max_entries(s->maps.sides, (uint32_t)entries);
   err = nlb_sockmap_bpf__load(s);
   if (err)
@@ -116,6 +118,7 @@ int nlb_sockmap_load(uint64_t max_flows, char *error, size_t error_size)
     goto fail_destroy;
   }
   socks_fd = bpf_map__fd(s->maps.socks);
+  peers_fd = bpf_map__fd(s->maps.peers);
   sides_fd = bpf_map__fd(s->maps.sides);
   skel = s;
   return 0;
@@ -149,14 +152,34 @@ static void kick(int fd)
   setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
 }
 
+/* Puts each of fds in map under its cookie; on failure takes out what went
+ * in. Returns 0 or a negative errno. */
+static int put_both(int map_fd, const int fds[2], const uint64_t cookie[2])
+{
+  for (int i = 0; i < 2; i++) {
+    uint64_t fd = (uint64_t)fds[i];
+    if (bpf_map_update_elem(map_fd, &cookie[i], &fd, BPF_NOEXIST)) {
+      int err = -errno;
+      if (i == 1)
+        bpf_map_delete_elem(map_fd, &cookie[0]);
+      return err;
+    }
+  }
+  return 0;
+}
+
+static void take_both(int map_fd, const uint64_t cookie[2])
+{
+  for (int i = 0; i < 2; i++)
+    bpf_map_delete_elem(map_fd, &cookie[i]);
+}
+
 int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
-                       int target_fd, bool target_last)
+                       int target_fd)
 {
   const int fds[2] = {client_fd, target_fd};
-  /* Which of fds goes in first. */
-  const int order[2] = {target_last ? 0 : 1, target_last ? 1 : 0};
   uint64_t cookie[2];
-  int err = -ENOTSUP, n_sides = 0, n_socks = 0;
+  int err = -ENOTSUP, n_sides = 0;
 
   pair->cookie[0] = pair->cookie[1] = 0;
   if (!skel)
@@ -173,13 +196,12 @@ int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
       goto fail;
     }
   }
-  for (; n_socks < 2; n_socks++) {
-    int i = order[n_socks];
-    uint64_t fd = (uint64_t)fds[i];
-    if (bpf_map_update_elem(socks_fd, &cookie[i], &fd, BPF_NOEXIST)) {
-      err = -errno;
-      goto fail;
-    }
+  /* Targets first, then the program on each (sockmap.bpf.c, peers). */
+  if ((err = put_both(peers_fd, fds, cookie)) < 0)
+    goto fail;
+  if ((err = put_both(socks_fd, fds, cookie)) < 0) {
+    take_both(peers_fd, cookie);
+    goto fail;
   }
   kick(target_fd);
   kick(client_fd);
@@ -189,8 +211,6 @@ int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
   return 0;
 
 fail:
-  while (n_socks-- > 0)
-    bpf_map_delete_elem(socks_fd, &cookie[order[n_socks]]);
   while (n_sides-- > 0)
     bpf_map_delete_elem(sides_fd, &cookie[n_sides]);
   atomic_fetch_add_explicit(&fallbacks, 1, memory_order_relaxed);
@@ -259,9 +279,9 @@ int nlb_sockmap_load(uint64_t max_flows, char *error, size_t error_size)
 }
 
 int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
-                       int target_fd, bool target_last)
+                       int target_fd)
 {
-  (void)client_fd, (void)target_fd, (void)target_last;
+  (void)client_fd, (void)target_fd;
   pair->cookie[0] = pair->cookie[1] = 0;
   atomic_fetch_add_explicit(&fallbacks, 1, memory_order_relaxed);
   return -ENOTSUP;

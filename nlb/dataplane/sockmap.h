@@ -45,22 +45,20 @@ struct nlb_sockmap_pair {
 
 /* Puts client_fd and target_fd in the map, each redirected to the other,
  * then has the kernel pass anything already queued on them through the
- * program. They go in one after the other: what the first receives in the
- * instant before the second is in cannot be redirected (the program keeps
- * it, counted as stalled), while what the second receives before it is in
- * waits in its queue for the kick. So the side that is to speak next (the
- * one nlbd just forwarded bytes to) goes in last: target_last. On failure
- * nothing of the flow stays in the map and the failure is counted as a
- * fallback. Returns 0 or a negative errno. Worker thread (the bpf
- * syscalls are the kernel's, no lock of nlbd's). */
+ * program. Both become redirect targets before either is handed to the
+ * program, so bytes either side receives meanwhile wait in its queue for
+ * the kick, in order, whoever speaks. On failure nothing of the flow stays
+ * in the map and the failure is counted as a fallback. Returns 0 or a
+ * negative errno. Worker thread (the bpf syscalls are the kernel's, no
+ * lock of nlbd's). */
 int nlb_sockmap_insert(struct nlb_sockmap_pair *pair, int client_fd,
-                       int target_fd, bool target_last);
+                       int target_fd);
 
 /* What the program counted for side (0 client, 1 target) of pair: the
  * bytes that side received and sent on, the CLOCK_MONOTONIC millisecond of
  * the last of them (0: none yet), and (stalled may be NULL) the bytes it
- * kept because the peer was not in the map yet: they can no longer go in
- * order, and the flow is reset. Returns 0 or a negative errno. Worker
+ * kept because the peer had left the map (closed): they can no longer go
+ * in order, and the flow is reset. Returns 0 or a negative errno. Worker
  * thread. */
 int nlb_sockmap_read(const struct nlb_sockmap_pair *pair, int side,
                      uint64_t *bytes, uint64_t *active_ms, uint64_t *stalled);

@@ -16,13 +16,25 @@ struct side {
   __u64 stalled;   /* bytes kept here: the peer was not in socks yet */
 };
 
-/* Sized at load by nlbd from max_flows (two entries a flow). */
+/* The sockets whose bytes the program handles: it is attached here.
+ * Sized at load by nlbd from max_flows (two entries a flow). */
 struct {
   __uint(type, BPF_MAP_TYPE_SOCKHASH);
   __uint(max_entries, 2);
   __type(key, __u64);
   __type(value, __u64);
 } socks SEC(".maps");
+
+/* The same sockets as redirect targets, with no program attached: a flow's
+ * two sockets go in here first, so that each is already a target when
+ * either starts to be redirected (no instant in which a socket's bytes have
+ * nowhere to go). Same size as socks. */
+struct {
+  __uint(type, BPF_MAP_TYPE_SOCKHASH);
+  __uint(max_entries, 2);
+  __type(key, __u64);
+  __type(value, __u64);
+} peers SEC(".maps");
 
 /* Not preallocated: sized for every flow the node may hold, it would pin
  * that much kernel memory (some 100 MB for a million sockets) from the
@@ -52,10 +64,10 @@ int nlb_verdict(struct __sk_buff *skb)
     return SK_DROP;
   /* flags 0: out of the peer (its send queue), not into its receive
    * queue. */
-  if (bpf_sk_redirect_hash(skb, &socks, &side->peer, 0) != SK_PASS) {
-    /* The peer is not in socks (the instant between the two insertions):
-     * the bytes stay in this socket's queue rather than being dropped,
-     * and nlbd, which reads stalled after inserting, resets the flow. */
+  if (bpf_sk_redirect_hash(skb, &peers, &side->peer, 0) != SK_PASS) {
+    /* The peer is gone from peers (closed): the bytes stay in this
+     * socket's queue rather than being dropped, and nlbd, which reads
+     * stalled, resets the flow. */
     __sync_fetch_and_add(&side->stalled, skb->len);
     return SK_PASS;
   }
