@@ -288,6 +288,18 @@ static enum nlb_forwarding forwarding_wanted(const struct nlb_config *cfg)
   return wanted;
 }
 
+int nlb_daemon_check_forwarding(const struct nlb_config *cfg, char *why,
+                                size_t why_size)
+{
+  if (forwarding_wanted(cfg) != NLB_FORWARDING_SOCKMAP || nlb_sockmap_built())
+    return 0;
+  /* The same words as a start would say (nlb_sockmap_load). */
+  char error[256];
+  nlb_sockmap_load(0, error, sizeof(error));
+  snprintf(why, why_size, "forwarding = \"sockmap\": %s", error);
+  return -ENOTSUP;
+}
+
 /* What the start event says of forwarding: the top level's, resolved
  * ("auto" says which it became). */
 static const char *forwarding_in_use(const struct nlb_config *cfg)

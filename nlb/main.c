@@ -62,7 +62,8 @@ static int check_config(const char *path)
     free(errors);
     return 2;
   }
-  if (nlb_router_check_tls(cfg, reason, sizeof(reason)) < 0) {
+  if (nlb_router_check_tls(cfg, reason, sizeof(reason)) < 0 ||
+      nlb_daemon_check_forwarding(cfg, reason, sizeof(reason)) < 0) {
     fprintf(stderr, "%s\n", reason);
     nlb_config_free(cfg);
     return 2;
