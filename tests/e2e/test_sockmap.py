@@ -5,16 +5,18 @@ the relay still holds: half-close both ways with bytes still in flight,
 resets carried across, the idle timeout read from the program's activity
 stamp, exact byte counts in the access log and the metrics, the PROXY v2
 header before the client's first bytes, drain at SIGTERM, a reload between
-splice and sockmap, a listener's own forwarding over the top level's, and
-"auto" falling back to splice (with a warning) where nlbd may not load BPF
+splice and sockmap, a listener's own forwarding over the top level's, a
+flow that finds the map full staying spliced, and "auto" falling back to splice (with a warning) where nlbd may not load BPF
 programs, while "sockmap" then refuses to start. The rest of the relay's
 tests run with sockmap too: make check-sockmap (NLB_TEST_FORWARDING)."""
 
+import hashlib
 import os
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -95,6 +97,15 @@ def sockmap_entries(pid):
                              capture_output=True, text=True, timeout=30)
         return len(json.loads(out.stdout or "[]"))
     return 0
+
+
+def metrics(api_port):
+    out = subprocess.run(
+        ["curl", "-sS", "-H", "Authorization: Bearer ops-token",
+         "http://127.0.0.1:%d/metrics" % api_port],
+        capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def last_flow(nlbd, mark):
@@ -432,6 +443,51 @@ def test_reload_between_splice_and_sockmap():
     server.stop()
 
 
+def test_full_map_falls_back_to_splice_per_flow():
+    """The maps are sized when the program loads (max_flows 1: one flow's
+    two sockets); a reload that raises max_flows leaves them so. The
+    second flow finds the map full: it stays spliced, moves its bytes
+    intact, and nlb_sockmap_fallbacks_total counts it."""
+    need_sockmap()
+    server = Server(echo_handler)
+    port, api_port = free_port(), free_port()
+    workdir = tempfile.mkdtemp(prefix="nlb-sockmap-")
+    api = ('api = { listen = "127.0.0.1:%d"; };\n'
+           'registry = { path = "%s/registry.db"; };\n'
+           'principals = ( { name = "ops"; role = "operator"; '
+           'token_sha256 = "%s"; } );\n' % (
+               api_port, workdir, hashlib.sha256(b"ops-token").hexdigest()))
+
+    def body(flows):
+        return sockmap_config([server.address], port,
+                              top=api + "max_flows = %d;\n" % flows)
+
+    def fallbacks():
+        for line in metrics(api_port).splitlines():
+            if line.startswith("nlb_sockmap_fallbacks_total "):
+                return int(float(line.split()[1]))
+        raise AssertionError("no nlb_sockmap_fallbacks_total")
+
+    with CheckedNlbd(body(1)) as nlbd:
+        nlbd.start(wait_port=port)
+        nlbd.reload(body(4))
+        with connect(port) as first, connect(port) as second:
+            first.sendall(b"one")
+            assert recv_exact(first, 3) == b"one"
+            wait_until(lambda: sockmap_entries(nlbd.proc.pid) == 2,
+                       what="the first flow in the map")
+            second.sendall(b"two")
+            assert recv_exact(second, 3) == b"two"
+            wait_until(lambda: fallbacks() == 1,
+                       what="the second flow counted as a fallback")
+            assert sockmap_entries(nlbd.proc.pid) == 2
+            for s in (first, second):
+                s.sendall(b"w" * MIB)
+                assert recv_exact(s, MIB) == b"w" * MIB
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def drop_bpf_caps(argv):
     """argv run without the capabilities that load BPF programs."""
     return ["setpriv", "--bounding-set=-bpf,-net_admin,-sys_admin,-perfmon",
@@ -488,5 +544,6 @@ if __name__ == "__main__":
         test_proxy_v2_header_before_the_first_bytes,
         test_drain_at_sigterm_keeps_sockmap_flow,
         test_reload_between_splice_and_sockmap,
+        test_full_map_falls_back_to_splice_per_flow,
         test_auto_falls_back_and_sockmap_refuses_without_caps,
     ])
