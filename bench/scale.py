@@ -43,6 +43,7 @@ TOKENS = {"ops": "ops-token", "prov": "prov-token", "cons": "cons-token"}
 ROLES = {"ops": "operator", "prov": "provider", "cons": "consumer"}
 
 _started = []
+_adopted = []  # pids of nlbds started by an upgrade (not our children)
 
 
 def loadavg():
@@ -239,6 +240,22 @@ class Nlbd:
         return wall, (cpu_seconds_precise(self.pid) - cpu0 -
                       (wall + 0.2) * self.base)
 
+    def upgrade(self):
+        """nlbd -s upgrade: wall time until the command returns (the new
+        process has adopted every listener and said ready), and the new
+        process's CPU time until then. Later figures are the new one's."""
+        t0 = time.monotonic()
+        out = subprocess.run(
+            [self.nlbd, "-s", "upgrade", "--run-dir", self.run_dir],
+            capture_output=True, text=True, timeout=300)
+        wall = time.monotonic() - t0
+        if out.returncode != 0:
+            raise RuntimeError("upgrade failed: %s" % out.stderr[-500:])
+        with open(os.path.join(self.run_dir, "nlbd.pid")) as f:
+            self.pid = int(f.read().split()[0])
+        _adopted.append(self.pid)
+        return wall, cpu_seconds_precise(self.pid)
+
     base = 0.0  # CPU seconds per second when idle, measured by idle_cpu
 
     def idle_cpu(self, seconds=3.0):
@@ -256,7 +273,24 @@ class Nlbd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.pid != self.proc.pid:
+            stop_adopted(self.pid)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_adopted(pid):
+    """SIGTERM, then SIGKILL after 30 s, for an nlbd that is not our
+    child (started by an upgrade)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while os.path.exists("/proc/%d" % pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    except ProcessLookupError:
+        pass
 
 
 def wait_api(port, timeout=60):
@@ -386,6 +420,15 @@ def bench_endpoints(nlbd_path, n, results):
                1000 * statistics.median(walls), "ms")
         record(results, "endpoints", n, "SIGHUP CPU (median of 3)",
                1000 * statistics.median(cpus), "ms")
+        # A new binary (the same one) takes over every endpoint's listener:
+        # the creates and deletes below are the new process's.
+        wall, used = d.upgrade()
+        record(results, "endpoints", n, "upgrade wall (nlbd -s upgrade)",
+               1000 * wall, "ms")
+        record(results, "endpoints", n, "upgrade: new process CPU to ready",
+               1000 * used, "ms")
+        record(results, "endpoints", n, "upgrade: new process descriptors",
+               fd_count(d.pid), "fds")
         # One more endpoint at N, and one removed: the cost of a change
         # (median of 5 of each).
         creates, deletes = [], []
@@ -736,6 +779,11 @@ def main():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        for pid in _adopted:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     meta["finished"] = time.time()
     if args.json:
         with open(args.json, "w") as f:
