@@ -725,16 +725,17 @@ def test_reregistered_while_draining():
 
 
 def test_slow_start_share_grows():
-    """slow_start = "3s": a target that becomes healthy again takes a
-    small share in its first second, a larger one in its third, and its
-    full share (1/3 with round robin) once slow start is over."""
+    """slow_start = "6s": a target that becomes healthy again takes a
+    small share in its first third, a larger one in its last, and its
+    full share (1/3 with round robin) once slow start is over. (Windows of
+    2 s: a loaded machine's client may open only some 40 flows a second.)"""
     with Cleanup() as c:
         backends = [c.add(Backend(n)) for n in ("a", "b", "c")]
         late = backends[2]
-        nlbd, port = start_healthy(c, backends, extra='slow_start = "3s";')
+        nlbd, port = start_healthy(c, backends, extra='slow_start = "6s";')
         # Let the first slow start of every target run out, then take the
         # late one down: the others route at full weight.
-        time.sleep(3.3)
+        time.sleep(6.3)
         t_kill = time.time()
         late.stop()
         wait_transition(nlbd, late.address, "unhealthy", t_kill)
@@ -743,7 +744,7 @@ def test_slow_start_share_grows():
         late.restart()
         up = wait_transition(nlbd, late.address, "healthy", t_kill)
         h = up.time
-        time.sleep(max(0.0, h + 4.6 - time.time()))
+        time.sleep(max(0.0, h + 9.0 - time.time()))
         traffic.stop()
         records = wait_until(
             lambda: len(flows(nlbd)) >= len(traffic.results) and flows(nlbd),
@@ -754,11 +755,11 @@ def test_slow_start_share_grows():
             mine = sum(1 for r in window if r.target == late.address)
             return mine, len(window)
 
-        first = share(0.0, 1.0)
-        third = share(2.0, 3.0)
-        after = share(3.4, 4.4)
-        for label, (mine, total) in (("first second", first),
-                                     ("third second", third),
+        first = share(0.0, 2.0)
+        third = share(4.0, 6.0)
+        after = share(6.8, 8.8)
+        for label, (mine, total) in (("first third", first),
+                                     ("last third", third),
                                      ("after slow start", after)):
             print("slow start, %s: %d of %d flows (%.0f%%)"
                   % (label, mine, total, 100.0 * mine / max(total, 1)))
