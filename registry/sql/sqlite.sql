@@ -134,7 +134,7 @@ CREATE UNIQUE INDEX services_private_dns_name
 ALTER TABLE endpoints ADD COLUMN private_dns INTEGER NOT NULL
   DEFAULT 0;
 -- 5 -> 6: names unique as DNS compares them, ignoring ASCII case
--- (refuse_case_twins runs first); each principal's since_seq, after
+-- (sql_refuse_case_twins runs first); each principal's since_seq, after
 -- the events of an earlier principal of its name.
 CREATE UNIQUE INDEX services_name_nocase ON services(lower(name));
 CREATE UNIQUE INDEX principals_name_nocase ON principals(lower(name));
