@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -107,14 +106,6 @@ struct reg_sql_stmt {
   PGresult *res; /* the run's rows; NULL before the first step */
   int row;
 };
-
-static uint64_t monotonic_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -593,7 +584,7 @@ static int connect_now(struct reg_sql *db)
  * backoff allows). */
 static int ensure_connected(struct reg_sql *db)
 {
-  uint64_t now = monotonic_ms();
+  uint64_t now = reg_monotonic_ms();
   int r;
 
   if (!connection_lost(db))
@@ -673,7 +664,7 @@ static int pg_open(struct reg_sql **out, const struct reg_store_settings *s,
   r = connect_now(db);
   if (r == -ENOTCONN) {
     db->backoff_ms = BACKOFF_MIN_MS;
-    db->next_attempt_ms = monotonic_ms() + BACKOFF_MIN_MS;
+    db->next_attempt_ms = reg_monotonic_ms() + BACKOFF_MIN_MS;
   } else if (r < 0) {
     snprintf(errbuf, errlen, "%s", db->errmsg);
     pg_close(db);
