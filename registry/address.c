@@ -289,7 +289,9 @@ int reg_target_address_normalize(const char *in, char *out, size_t len)
   return 0;
 }
 
-int reg_target_address_value(const char *target, int *family, u128 *value)
+/* The IP of a target "IP:PORT" or "[IPv6]:PORT" as a key value; -EINVAL
+ * when it is none. */
+static int target_address_value(const char *target, int *family, u128 *value)
 {
   char host[REG_ADDR_BUF];
   const char *h = target, *end;
@@ -321,7 +323,7 @@ bool reg_range_holds_target(int family, u128 low, u128 high, const char *target)
   u128 value;
 
   return family != 0 &&
-         reg_target_address_value(target, &target_family, &value) == 0 &&
+         target_address_value(target, &target_family, &value) == 0 &&
          target_family == family && value >= low && value <= high;
 }
 

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "registry-int.h"
 
@@ -511,14 +510,6 @@ int reg_reload(struct reg *reg, const struct reg_config *cfg,
   config_free(&reg->config);
   reg->config = config;
   return 0;
-}
-
-uint64_t reg_monotonic_ms(void)
-{
-  struct timespec ts;
-
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void reg_set_deadline(struct reg *reg, uint64_t deadline_ms)

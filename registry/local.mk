@@ -22,6 +22,21 @@ registry_libregistry_a_SOURCES = \
 	registry/sql_sqlite.c \
 	registry/sql_pg.c
 registry_libregistry_a_CFLAGS = $(AM_CFLAGS) $(SQLITE3_CFLAGS) $(LIBPQ_CFLAGS)
+# The drivers' schemas and migrations, written as SQL (registry/sql/) and
+# compiled in: registry/sql-migrations.c is generated into the build tree.
+nodist_registry_libregistry_a_SOURCES = registry/sql-migrations.c
+CLEANFILES += registry/sql-migrations.c
+REGISTRY_SQL = $(top_srcdir)/registry/sql/sqlite.sql \
+	$(top_srcdir)/registry/sql/postgresql.sql
+EXTRA_DIST += registry/sql/gen-migrations.sh registry/sql/sqlite.sql \
+	registry/sql/postgresql.sql
+registry/sql-migrations.c: $(top_srcdir)/registry/sql/gen-migrations.sh \
+		$(REGISTRY_SQL)
+	$(AM_V_GEN)$(MKDIR_P) registry && $(SHELL) \
+	  $(top_srcdir)/registry/sql/gen-migrations.sh \
+	  reg_sql_sqlite=$(top_srcdir)/registry/sql/sqlite.sql \
+	  reg_sql_postgresql=$(top_srcdir)/registry/sql/postgresql.sql \
+	  > $@-t && mv $@-t $@
 noinst_HEADERS += include/nlb/registry.h include/nlb/registry-store.h
 
 # Everything a program linking the registry needs.

@@ -251,9 +251,6 @@ int reg_endpoint_dns_names(struct reg *reg, struct reg_endpoint *e);
  * must be zero. */
 int reg_parse_cidr(const char *s, bool bare_ok, int *family, u128 *low,
                    u128 *high, unsigned *prefix);
-/* The IP of a target "IP:PORT" or "[IPv6]:PORT" as a key value; -EINVAL
- * when it is none. */
-int reg_target_address_value(const char *target, int *family, u128 *value);
 /* Validates allowed_sources into canonical "ADDR/LEN" strings. */
 int reg_sources_normalize(const char *const *src, size_t n, char ***out,
                           struct reg_error *err);

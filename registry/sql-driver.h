@@ -88,6 +88,15 @@ struct reg_sql_driver {
 extern const struct reg_sql_driver reg_sql_sqlite;     /* sql_sqlite.c */
 extern const struct reg_sql_driver reg_sql_postgresql; /* sql_pg.c */
 
+/* Each driver's schema history, written in registry/sql/DRIVER.sql and
+ * compiled in (sql-migrations.c, generated): entry i brings the schema
+ * from version i to i + 1, one string of statements; the count is the
+ * version this nlb writes. */
+extern const char *const reg_sql_sqlite_migrations[];
+extern const int reg_sql_sqlite_n_migrations;
+extern const char *const reg_sql_postgresql_migrations[];
+extern const int reg_sql_postgresql_n_migrations;
+
 /* Before names compare ignoring case (a driver's migration to unique
  * indexes on lower(name)), inside that migration's transaction: two names
  * that differ only in case cannot both stay, and which one goes is their

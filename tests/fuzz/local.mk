@@ -128,7 +128,8 @@ FUZZ_CLIENTHELLO_FILES = \
 # build tree (generated files) or the source tree. HTTP/2 (h2.c) is among
 # them for every target: server.c hands it to conn.c.
 FUZZ_API_LIB_FILES = $(api_libapi_a_SOURCES) \
-	$(nodist_api_libapi_a_SOURCES) $(registry_libregistry_a_SOURCES)
+	$(nodist_api_libapi_a_SOURCES) $(registry_libregistry_a_SOURCES) \
+	$(nodist_registry_libregistry_a_SOURCES)
 FUZZ_API_COMMON_FILES = \
 	$(top_srcdir)/tests/fuzz/api_env.c \
 	$(top_srcdir)/tests/fuzz/fake_conn.c
