@@ -1,5 +1,7 @@
 #include "nlb/common/inherit.h"
 
+#include "nlb/common/hmap.h"
+
 #include <errno.h>
 #include <linux/sockios.h>
 #include <pthread.h>
@@ -10,17 +12,66 @@
 #include <unistd.h>
 
 struct kept {
-  int fd; /* -1 once taken */
+  struct nlb_hnode node; /* in table.index */
+  int fd;                /* -1 once taken */
   int type;
   ino_t netns;
   union nlb_sockaddr addr;
 };
 
+/* What a listener is found by: the same fields as struct kept. */
+struct kept_key {
+  int type;
+  ino_t netns;
+  const union nlb_sockaddr *addr;
+};
+
+/* The sockets are kept in an array that grows while the hand-over is read,
+ * and indexed by a hash map built at the first take (the array's growth
+ * would move the nodes under it): an upgrade of 10,000 endpoints takes
+ * 10,000 listeners, which a scan per take would make quadratic. */
 static struct {
   pthread_mutex_t lock;
   struct kept *sockets;
   size_t n, capacity, taken;
+  struct nlb_hmap index;
+  bool indexed; /* index holds every untaken socket of the array */
 } table = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t key_hash(int type, ino_t netns, const union nlb_sockaddr *addr)
+{
+  uint64_t h = nlb_hash_bytes(&type, sizeof(type)) ^
+               nlb_hash_bytes(&netns, sizeof(netns)) * 31;
+  if (addr->sa.sa_family == AF_INET)
+    return h ^ nlb_hash_bytes(&addr->in.sin_addr, 4) * 17 ^ addr->in.sin_port;
+  if (addr->sa.sa_family == AF_INET6)
+    return h ^ nlb_hash_bytes(&addr->in6.sin6_addr, 16) * 17 ^
+           addr->in6.sin6_port;
+  return h;
+}
+
+static bool kept_is(const struct nlb_hnode *node, const void *key)
+{
+  const struct kept *k = (const struct kept *)node;
+  const struct kept_key *want = key;
+  return k->fd >= 0 && k->type == want->type && k->netns == want->netns &&
+         nlb_addr_equal(&k->addr, want->addr);
+}
+
+/* Builds table.index over the untaken sockets; under table.lock. Without
+ * memory for the buckets the chains are only longer (hmap.h). */
+static void build_index(void)
+{
+  nlb_hmap_free(&table.index);
+  nlb_hmap_init(&table.index);
+  for (size_t i = 0; i < table.n; i++) {
+    struct kept *k = &table.sockets[i];
+    if (k->fd >= 0)
+      nlb_hmap_insert(&table.index, &k->node,
+                      key_hash(k->type, k->netns, &k->addr));
+  }
+  table.indexed = true;
+}
 
 /* The namespace the calling thread is in (a helper thread may have entered
  * a consumer's), or 0 when it cannot be told. */
@@ -115,13 +166,14 @@ int nlb_inherit_add(int fd)
     table.capacity = capacity;
   }
   table.sockets[table.n++] = kept;
+  table.indexed = false; /* the array may have moved */
   pthread_mutex_unlock(&table.lock);
   return 0;
 }
 
 int nlb_inherit_take(const union nlb_sockaddr *addr, int type)
 {
-  ino_t netns;
+  struct kept_key key = {.type = type, .addr = addr};
   int fd = -ENOENT;
 
   pthread_mutex_lock(&table.lock);
@@ -129,16 +181,17 @@ int nlb_inherit_take(const union nlb_sockaddr *addr, int type)
     pthread_mutex_unlock(&table.lock);
     return -ENOENT; /* the usual case, without a stat */
   }
-  netns = thread_netns();
-  for (size_t i = 0; i < table.n; i++) {
-    struct kept *k = &table.sockets[i];
-    if (k->fd >= 0 && k->type == type && k->netns == netns &&
-        nlb_addr_equal(&k->addr, addr)) {
-      fd = k->fd;
-      k->fd = -1;
-      table.taken++;
-      break;
-    }
+  key.netns = thread_netns();
+  if (!table.indexed)
+    build_index();
+  struct nlb_hnode *node = nlb_hmap_find(
+      &table.index, key_hash(type, key.netns, addr), kept_is, &key);
+  if (node) {
+    struct kept *k = (struct kept *)node;
+    nlb_hmap_remove(&table.index, node);
+    fd = k->fd;
+    k->fd = -1;
+    table.taken++;
   }
   pthread_mutex_unlock(&table.lock);
   return fd;
@@ -167,6 +220,9 @@ size_t nlb_inherit_close_rest(void)
   free(table.sockets);
   table.sockets = NULL;
   table.n = table.capacity = table.taken = 0;
+  nlb_hmap_free(&table.index);
+  nlb_hmap_init(&table.index);
+  table.indexed = false;
   pthread_mutex_unlock(&table.lock);
   return closed;
 }
