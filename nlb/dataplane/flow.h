@@ -55,17 +55,25 @@ struct nlb_direction {
   uint32_t buffer_start;
   uint32_t buffer_end;
   uint32_t in_pipe; /* bytes waiting in the pipe */
-  bool eof;         /* the source sent FIN */
-  bool shut;        /* FIN passed on to the destination */
-  bool paused;      /* over the high-water mark: not reading the source */
-  bool bulk;        /* a read filled a whole buffer: splice from now on */
+  /* One bit each: the direction stays 32 bytes (two of them in every
+   * flow, idle or not). */
+  bool eof : 1;    /* the source sent FIN */
+  bool shut : 1;   /* FIN passed on to the destination */
+  bool paused : 1; /* over the high-water mark: not reading the source */
+  bool bulk : 1;   /* a read filled a whole buffer: splice from now on */
   /* The last read took all it asked for: the source's queue may still
    * hold the rest of a packet, which the sockmap would send again whole
    * (it hands the program whole packets), so the flow waits for a short
    * read before it goes in. */
-  bool partial;
+  bool partial : 1;
 };
 
+/* Laid out for size (an idle flow costs its struct: 312 bytes, a
+ * 320-byte malloc chunk) and for the relay's hot path: what every read and
+ * write touches (the lists, the sockets, the flags, activity and byte
+ * counts, the directions) comes first; what only connect, the sockmap or
+ * the flow's end read comes last. State that never lives at the same time
+ * shares room: see the unions. */
 struct nlb_flow {
   struct nlb_list link; /* on the worker's connecting or established list */
   struct nlb_list route_link; /* on its listener's list in the worker */
@@ -78,48 +86,46 @@ struct nlb_flow {
   struct nlb_io target_io; /* the target's socket; fd -1 until connecting */
   uint8_t end;
   uint8_t n_tried;
-  bool established;
-  bool closing;
-  bool refusing;    /* no target: FIN sent, discarding what the client sends */
-  bool access_json; /* the snapshot's access-log format at accept */
+  bool established : 1;
+  bool closing : 1;
+  bool refusing : 1; /* no target: FIN sent, discarding what the client sends */
+  bool access_json : 1; /* the snapshot's access-log format at accept */
   /* A TLS passthrough flow still reading its client's ClientHello. */
-  bool awaiting_hello;
+  bool awaiting_hello : 1;
   /* In the sockmap (sockmap.h): the kernel moves its bytes; nlbd watches
    * only for FIN, reset and error. */
-  bool kernel;
-  bool kernel_tried;    /* the sockmap was tried (once a flow) */
-  bool kernel_fin_held; /* a FIN waits for the kernel's bytes before it */
-  uint32_t tried[NLB_MAX_TRIES];
-
+  bool kernel : 1;
+  bool kernel_tried : 1;    /* the sockmap was tried (once a flow) */
+  bool kernel_fin_held : 1; /* a FIN waits for the kernel's bytes before it */
+  /* A TLS termination flow (tls_flow.c): the union below holds its TLS
+   * state, not a passthrough flow's sni. */
+  bool tls : 1;
   union nlb_sockaddr client_addr;
-  uint64_t flow_hash;
-  uint64_t accepted_ms;
-  uint64_t connect_started_ms;
-  uint64_t connected_ms;
+
   uint64_t last_active_ms;
   uint64_t queued_ms; /* when it joined its idle list's tail (worker.c) */
   uint64_t bytes_up;
   uint64_t bytes_down;
-  /* The server name a TLS passthrough flow's ClientHello asked for (lower
-   * case, as nlb_client_hello_parse gives it), a pooled name of its worker
-   * (nlb_worker_get_name) given back when the flow ends; NULL for none. */
-  char *sni;
   union {
     /* The TCP relay's, and a TLS flow's (tls_flow.c). */
     struct {
       struct nlb_direction up;   /* client to target */
       struct nlb_direction down; /* target to client */
-      /* TLS with the client and with the target; NULL: plain TCP. Freed
-       * with the flow. */
-      struct ssl_st *client_ssl;
-      struct ssl_st *target_ssl;
-      uint32_t handshake_ms; /* accept to the client's handshake done */
-      uint8_t tls_state;     /* tls_flow.c's */
-      /* While kernel: the flow's sockets in the sockmap, and what each
-       * socket (client, target) had been written when it went in, to
-       * tell when the program's bytes have all reached it. */
-      struct nlb_sockmap_pair sockmap;
-      uint64_t written_base[2];
+      union {
+        /* tls: TLS with the client and with the target (target_ssl NULL
+         * until connected); freed with the flow. */
+        struct {
+          struct ssl_st *client_ssl;
+          struct ssl_st *target_ssl;
+          uint32_t handshake_ms; /* accept to the client's handshake done */
+          uint8_t tls_state;     /* tls_flow.c's */
+        };
+        /* Otherwise: the server name a TLS passthrough flow's ClientHello
+         * asked for (lower case, as nlb_client_hello_parse gives it), a
+         * pooled name of its worker (nlb_worker_get_name) given back when
+         * the flow ends; NULL for none. Read it with nlb_flow_sni. */
+        char *sni;
+      };
     };
     /* A UDP flow's (udp.c): client_io is unused, target_io is its socket
      * connected to the target; it answers through its listener's socket
@@ -132,7 +138,31 @@ struct nlb_flow {
       int listen_fd;
     } udp;
   };
+  union {
+    /* The targets tried, while connecting (the only time anything reads
+     * them; n_tried stays for the access log) ... */
+    uint32_t tried[NLB_MAX_TRIES];
+    /* ... and once kernel_tried, which only an established flow can be:
+     * the flow's sockets in the sockmap, and what each socket (client,
+     * target) had been written when it went in, to tell when the
+     * program's bytes have all reached it. */
+    struct {
+      struct nlb_sockmap_pair sockmap;
+      uint64_t written_base[2];
+    };
+  };
+  uint64_t flow_hash;
+  uint64_t accepted_ms;
+  uint64_t connect_started_ms;
+  uint64_t connected_ms;
 };
+
+/* A TLS passthrough flow's server name, or NULL (none read, or not a
+ * passthrough flow). */
+static inline const char *nlb_flow_sni(const struct nlb_flow *flow)
+{
+  return flow->tls ? NULL : flow->sni;
+}
 
 /* A flow starts, times out and is aborted through its route's kind
  * (flow_kind.h): the TCP relay's contract is nlb_flow_kind_tcp's. Placing

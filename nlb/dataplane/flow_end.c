@@ -48,7 +48,7 @@ static const char *log_safe(const char *text, size_t len, char *out,
  * empty for a plain flow. */
 static void tls_log_fields(const struct nlb_flow *flow, char *out, size_t size)
 {
-  const SSL *ssl = flow->client_ssl;
+  const SSL *ssl = flow->tls ? flow->client_ssl : NULL;
   const unsigned char *alpn = NULL;
   unsigned alpn_len = 0;
   const char *sni;
@@ -58,7 +58,7 @@ static void tls_log_fields(const struct nlb_flow *flow, char *out, size_t size)
   out[0] = '\0';
   if (!ssl && flow->route->sni)
     snprintf(out, size, flow->access_json ? ",\"sni\":\"%s\"" : " sni=%s",
-             flow->sni ? flow->sni : "-");
+             nlb_flow_sni(flow) ? flow->sni : "-");
   if (!ssl)
     return;
   done = SSL_is_init_finished(ssl);

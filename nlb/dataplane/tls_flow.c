@@ -433,6 +433,7 @@ static void tls_start(struct nlb_worker *worker, struct nlb_route *route,
     atomic_fetch_sub_explicit(&stats->tls_pending, 1, memory_order_relaxed);
     return;
   }
+  flow->tls = true;
   flow->tls_state = TLS_HANDSHAKE;
   flow->client_ssl = nlb_tls_server_connection(route->tls, client_fd);
   if (!flow->client_ssl) {
