@@ -517,6 +517,54 @@ def test_session_resumption():
         assert all(f["end"] == "client_fin" for f in fields), fields
 
 
+
+def s_client_echo(port, pki, sess_in=None, sess_out=None, timeout=10):
+    """openssl s_client through the echo target: sends a line, waits for
+    it to come back (the session ticket comes before it) and quits; its
+    output."""
+    args = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port,
+            "-servername", "a.example.test", "-CAfile", pki.ca, "-tls1_3"]
+    if sess_in:
+        args += ["-sess_in", sess_in]
+    if sess_out:
+        args += ["-sess_out", sess_out]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdin.write(b"echo-me\n")
+    proc.stdin.flush()
+    out, deadline = b"", time.monotonic() + timeout
+    os.set_blocking(proc.stdout.fileno(), False)
+    while b"\necho-me" not in out and time.monotonic() < deadline:
+        select.select([proc.stdout], [], [], 0.2)
+        out += proc.stdout.read() or b""
+    # s_client ends on its input's end, which communicate gives it.
+    out += proc.communicate(timeout=timeout)[0] or b""
+    return out.decode(errors="replace")
+
+
+def test_resumption_chain():
+    """A TLS 1.3 client uses a ticket once (RFC 8446 C.4): each resumed
+    connection gets a new ticket, so a client that resumes from its last
+    connection's session (openssl s_client -sess_in/-sess_out, wrk)
+    resumes every time, not every other time."""
+    require_openssl()
+    pki, certs = standard_pki()
+    server = Server(echo_handler)
+    port = free_port()
+    body = tls_config(port, [server.address], certs)
+    with start_tls(body, port) as nlbd:
+        sessions = [os.path.join(pki.dir, "session%d.pem" % i)
+                    for i in range(4)]
+        out = s_client_echo(port, pki, sess_out=sessions[0])
+        assert "New, TLSv1.3" in out and "New Session Ticket" in out, out
+        for i in range(1, 4):
+            out = s_client_echo(port, pki, sess_in=sessions[i - 1],
+                                sess_out=sessions[i])
+            assert "Reused, TLSv1.3" in out, (i, out)
+            assert "New Session Ticket arrived" in out, (i, out)
+        fields = [access_fields(l) for l in nlbd.wait_access(4)]
+        assert all(f["end"] == "client_fin" for f in fields), fields
+
 def test_half_close_and_resets_carried_across():
     """A target that closes its side (FIN) after answering: the client
     gets the answer and the end of the stream (close_notify), and what it
@@ -691,7 +739,8 @@ if __name__ == "__main__":
     run([test_certificate_by_sni_and_alpn, test_curl_through_tls_listener,
          test_proxy_v2_tls_tlvs, test_reencrypt_verifies_target,
          test_reload_keeps_running_flows, test_bad_clients,
-         test_session_resumption, test_half_close_and_resets_carried_across,
+         test_session_resumption, test_resumption_chain,
+         test_half_close_and_resets_carried_across,
          test_bulk_both_ways_intact,
          test_endpoint_listener_terminates_tls],
         timeout=90)
