@@ -6,8 +6,12 @@ cipher (TLS 1.3, TLS_AES_128_GCM_SHA256), with the same number of threads,
 and relay the plaintext to one nginx (HTTP/1.1, keep-alive). Measured for
 each, alternating runs, median reported:
 
-  - full handshakes per second: wrk with "Connection: close" (a new TLS
-    connection per request; wrk does not resume sessions);
+  - full handshakes per second: 8 `openssl s_time -new -www /` clients at
+    once (a new TLS connection, a full handshake and one HTTP/1.0 request
+    each time);
+  - resumed handshakes per second: wrk with "Connection: close" (a new TLS
+    connection per request; wrk resumes each from its previous
+    connection's session, with the ticket that connection got);
   - keep-alive requests per second and their p99 latency (wrk --latency);
   - bulk throughput: wrk fetching an 8 MiB file over 4 connections;
   - memory per idle TLS flow: the balancer's RSS before and after COUNT
@@ -214,6 +218,30 @@ def idle_memory(port, pid, count):
     return (after - before) * 1024.0 / count
 
 
+def full_handshakes(args, port, proc, clients=8):
+    """Full handshakes per second and the balancer's CPU microseconds per
+    handshake: clients openssl s_time -new at once, each a new connection,
+    a full handshake (s_time never resumes with -new) and one HTTP/1.0
+    request after another. The request makes both balancers connect to
+    the target for each; a client that closes right after its handshake
+    may find HAProxy not connecting at all."""
+    before, start = cpu_seconds(proc.pid), time.monotonic()
+    runs = [subprocess.Popen(
+        ["openssl", "s_time", "-connect", "127.0.0.1:%d" % port, "-new",
+         "-www", "/", "-time", str(args.duration), "-ciphersuites",
+         CIPHERSUITE],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for _ in range(clients)]
+    done = 0
+    for run in runs:
+        out = run.communicate(timeout=args.duration + 30)[0]
+        found = re.search(r"(\d+) connections in [\d.]+ real seconds", out)
+        done += int(found.group(1)) if found else 0
+    elapsed = time.monotonic() - start
+    used = cpu_seconds(proc.pid) - before
+    return {"rps": done / elapsed, "cpu_us": used * 1e6 / max(done, 1)}
+
+
 def cpu_per_request(args, proc, url, connections, extra=()):
     """wrk's figures and the balancer's CPU microseconds per request: a
     figure the other load on the machine changes less than the rates."""
@@ -227,13 +255,16 @@ def cpu_per_request(args, proc, url, connections, extra=()):
 def measure(args, name, port, proc):
     base = "https://127.0.0.1:%d" % port
     wrk(args, base + "/", 20)  # warm-up
+    full = full_handshakes(args, port, proc)
     hs = cpu_per_request(args, proc, base + "/", 50,
                          ["-H", "Connection: close"])
     ka = cpu_per_request(args, proc, base + "/", 50)
     bulk = wrk(args, base + "/bulk", 4)
     mem = idle_memory(port, proc.pid, args.idle)
-    result = {"handshakes_per_s": hs["rps"], "keepalive_rps": ka["rps"],
-              "cpu_us_per_handshake": hs["cpu_us"],
+    result = {"full_handshakes_per_s": full["rps"],
+              "cpu_us_per_full_handshake": full["cpu_us"],
+              "resumed_per_s": hs["rps"], "keepalive_rps": ka["rps"],
+              "cpu_us_per_resumed": hs["cpu_us"],
               "cpu_us_per_keepalive_request": ka["cpu_us"],
               "keepalive_p99_ms": ka["p99_ms"],
               "bulk_bytes_per_s": bulk["bytes_per_s"],
@@ -248,11 +279,15 @@ def median(runs, key):
 
 
 def write_report(args, results):
-    rows = [("full handshakes/s", "handshakes_per_s", "%.0f", True),
+    rows = [("full handshakes/s", "full_handshakes_per_s", "%.0f", True),
+            ("resumed handshakes + request/s", "resumed_per_s", "%.0f",
+             True),
             ("keep-alive requests/s", "keepalive_rps", "%.0f", True),
             ("keep-alive p99 (ms)", "keepalive_p99_ms", "%.2f", False),
-            ("balancer CPU per full handshake (us)", "cpu_us_per_handshake",
-             "%.0f", False),
+            ("balancer CPU per full handshake (us)",
+             "cpu_us_per_full_handshake", "%.0f", False),
+            ("balancer CPU per resumed handshake + request (us)",
+             "cpu_us_per_resumed", "%.0f", False),
             ("balancer CPU per keep-alive request (us)",
              "cpu_us_per_keepalive_request", "%.1f", False),
             ("bulk throughput (MiB/s)", "bulk_bytes_per_s", "%.0f", True),
@@ -261,10 +296,14 @@ def write_report(args, results):
     lines = ["# TLS termination: nlbd against HAProxy", "",
              "Produced by `bench/tls.py` (%s); %d alternating run(s) per "
              "balancer, medians. %d thread(s) each, loopback, ECDSA P-256, "
-             "TLS 1.3 %s, one nginx target; wrk -t1 (-c50 handshakes and "
-             "keep-alive, -c4 bulk of an 8 MiB file, %d s each); %d idle "
-             "flows." % (time.strftime("%Y-%m-%d"), args.runs, args.threads,
-                         CIPHERSUITE, args.duration, args.idle),
+             "TLS 1.3 %s, one nginx target; full handshakes: 8 openssl "
+             "s_time -new -www / at once; wrk -t1 (-c50 resumed handshakes with "
+             "Connection: close, and keep-alive, -c4 bulk of an 8 MiB "
+             "file); %d s each; %d idle flows. Load averages (1, 5, 15 "
+             "min): %s at the start, %s at the end." % (
+                 time.strftime("%Y-%m-%d"), args.runs, args.threads,
+                 CIPHERSUITE, args.duration, args.idle,
+                 results["load_start"], results["load_end"]),
              "", "Host: %s, %d CPUs, %s; %s." % (
                  platform.node(), os.cpu_count(), platform.release(),
                  subprocess.run(["haproxy", "-v"], capture_output=True,
@@ -277,7 +316,13 @@ def write_report(args, results):
         lines.append("| %s | %s | %s | %.2fx |" % (
             label, fmt % (n / scale), fmt % (h / scale), n / h if h else 0))
     lines += ["", "Higher is better for rates and throughput, lower for p99 "
-              "and memory."]
+              "and memory.", "", "Every run (nlbd; HAProxy), in run order:",
+              "", "| metric | nlbd runs | HAProxy runs |", "|---|---|---|"]
+    for label, key, fmt, higher in rows:
+        scale = (1 << 20) if key == "bulk_bytes_per_s" else 1
+        lines.append("| %s | %s | %s |" % (label, ", ".join(
+            fmt % (r[key] / scale) for r in results["nlbd"]), ", ".join(
+            fmt % (r[key] / scale) for r in results["haproxy"])))
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
@@ -302,7 +347,8 @@ def main():
     cert, key, combined = make_certificate(work)
     backend = free_port()
     nginx = start_nginx(work, backend)
-    results = {"nlbd": [], "haproxy": []}
+    results = {"nlbd": [], "haproxy": [],
+               "load_start": "%.2f, %.2f, %.2f" % os.getloadavg()}
     try:
         for run in range(args.runs):
             for name in ("nlbd", "haproxy"):
@@ -319,6 +365,7 @@ def main():
     finally:
         nginx.terminate()
         nginx.wait(10)
+    results["load_end"] = "%.2f, %.2f, %.2f" % os.getloadavg()
     write_report(args, results)
     log("wrote %s" % args.out)
 

@@ -89,8 +89,12 @@ static int ssl_wants(SSL *ssl, int ret, uint32_t *events)
 }
 
 /* Reads from one side: bytes read, 0 at its end (close_notify or FIN),
- * -EAGAIN, or a negative errno. */
-static ssize_t read_side(SSL *ssl, int fd, char *buffer, size_t size)
+ * -EAGAIN, or a negative errno. On -EAGAIN *wants gains what OpenSSL
+ * waits for when it is not readiness to read: a TLS 1.3 read may have to
+ * write (the answer to a KeyUpdate) into a full socket, and then waits
+ * for EPOLLOUT, which watching for EPOLLIN alone would never see. */
+static ssize_t read_side(SSL *ssl, int fd, char *buffer, size_t size,
+                         uint32_t *wants)
 {
   uint32_t events;
   ssize_t n;
@@ -108,11 +112,16 @@ static ssize_t read_side(SSL *ssl, int fd, char *buffer, size_t size)
   if (n > 0)
     return n;
   rc = ssl_wants(ssl, (int)n, &events);
+  if (rc == 0)
+    *wants |= events & ~(uint32_t)EPOLLIN;
   return rc == 0 ? -EAGAIN : rc == -EPIPE ? 0 : rc;
 }
 
-/* Writes to one side: bytes written, -EAGAIN, or a negative errno. */
-static ssize_t write_side(SSL *ssl, int fd, const char *buffer, size_t len)
+/* Writes to one side: bytes written, -EAGAIN, or a negative errno. On
+ * -EAGAIN *wants gains what OpenSSL waits for when it is not readiness to
+ * write (a write that must first read). */
+static ssize_t write_side(SSL *ssl, int fd, const char *buffer, size_t len,
+                          uint32_t *wants)
 {
   uint32_t events;
   ssize_t n;
@@ -130,6 +139,8 @@ static ssize_t write_side(SSL *ssl, int fd, const char *buffer, size_t len)
   if (n > 0)
     return n;
   rc = ssl_wants(ssl, (int)n, &events);
+  if (rc == 0)
+    *wants |= events & ~(uint32_t)EPOLLOUT;
   return rc == 0 ? -EAGAIN : rc;
 }
 
@@ -139,10 +150,13 @@ static uint32_t pending(const struct nlb_direction *dir)
 }
 
 /* Moves bytes one way, from src (ssl or plain fd) to dst. Returns
- * NLB_END_NONE or the cause that ends the flow. */
+ * NLB_END_NONE or the cause that ends the flow; *src_wants and *dst_wants
+ * gain the readiness OpenSSL waits for on either side beyond what the
+ * bytes in flight ask (see read_side). */
 static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
                               SSL *src_ssl, int src, SSL *dst_ssl, int dst,
-                              uint64_t *counter, bool upstream)
+                              uint64_t *counter, bool upstream,
+                              uint32_t *src_wants, uint32_t *dst_wants)
 {
   enum nlb_flow_end src_reset =
       upstream ? NLB_END_CLIENT_RESET : NLB_END_TARGET_RESET;
@@ -154,7 +168,7 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
     ssize_t n;
     if (pending(dir) > 0) {
       n = write_side(dst_ssl, dst, dir->buffer + dir->buffer_start,
-                     pending(dir));
+                     pending(dir), dst_wants);
       if (n < 0 && n != -EAGAIN)
         return dst_reset;
       if (n > 0)
@@ -166,7 +180,7 @@ static enum nlb_flow_end move(struct nlb_flow *flow, struct nlb_direction *dir,
       break;
     if (!dir->buffer && !(dir->buffer = nlb_worker_get_buffer(flow->worker)))
       return NLB_END_LIMIT;
-    n = read_side(src_ssl, src, dir->buffer, NLB_BUFFER_SIZE);
+    n = read_side(src_ssl, src, dir->buffer, NLB_BUFFER_SIZE, src_wants);
     if (n == -EAGAIN)
       break;
     if (n == 0) {
@@ -203,10 +217,12 @@ static void pump(struct nlb_flow *flow)
   uint32_t client = 0, target = 0;
 
   end = move(flow, &flow->up, flow->client_ssl, flow->client_io.fd,
-             flow->target_ssl, flow->target_io.fd, &flow->bytes_up, true);
+             flow->target_ssl, flow->target_io.fd, &flow->bytes_up, true,
+             &client, &target);
   if (end == NLB_END_NONE)
     end = move(flow, &flow->down, flow->target_ssl, flow->target_io.fd,
-               flow->client_ssl, flow->client_io.fd, &flow->bytes_down, false);
+               flow->client_ssl, flow->client_io.fd, &flow->bytes_down, false,
+               &target, &client);
   if (end != NLB_END_NONE) {
     end_flow(flow, end);
     return;
@@ -216,7 +232,7 @@ static void pump(struct nlb_flow *flow)
     return;
   }
   /* Level-triggered: readable while a direction is empty and open,
-   * writable while bytes wait. */
+   * writable while bytes wait, and whatever OpenSSL waits for besides. */
   if (!flow->up.eof && pending(&flow->up) == 0)
     client |= EPOLLIN;
   if (pending(&flow->down) > 0)
@@ -271,7 +287,7 @@ static void on_target_connected(struct nlb_flow *flow)
       error != 0 ||
       (pending(up) > 0 &&
        write_side(NULL, flow->target_io.fd, up->buffer + up->buffer_start,
-                  pending(up)) != (ssize_t)pending(up))) {
+                  pending(up), &(uint32_t){0}) != (ssize_t)pending(up))) {
     if (nlb_flow_connect_failed(flow))
       start_connect(flow);
     return;

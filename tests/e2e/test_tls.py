@@ -390,6 +390,87 @@ def test_reencrypt_verifies_target():
             assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
+
+PROXY_V2_SIGNATURE = b"\r\n\r\n\0\r\nQUIT\n"
+
+
+def parse_tlvs(data):
+    tlvs, off = {}, 0
+    while off + 3 <= len(data):
+        kind, n = data[off], int.from_bytes(data[off + 1:off + 3], "big")
+        tlvs[kind] = data[off + 3:off + 3 + n]
+        off += 3 + n
+    return tlvs
+
+
+class ProxiedTlsTarget(Server):
+    """A TLS target behind PROXY v2: reads the header in the clear (when
+    one comes: health checks may send none), then speaks TLS requiring a
+    client certificate from pki's CA, and echoes. Keeps each flow's TLVs
+    (by type) and the client certificate's names."""
+
+    def __init__(self, pki, cert, key):
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.load_verify_locations(pki.ca)
+        self.seen = []  # (tlvs, client certificate names)
+        super().__init__(self._handle)
+
+    def _handle(self, conn):
+        conn.settimeout(10)
+        tlvs = None
+        try:
+            if conn.recv(12, socket.MSG_PEEK) == PROXY_V2_SIGNATURE:
+                head = recv_exact(conn, 16)
+                tlvs = recv_exact(conn, int.from_bytes(head[14:16], "big"))
+                tlvs = parse_tlvs(tlvs[12:])  # past the IPv4 addresses
+            tls = self.context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        names = sorted(v for k, v in tls.getpeercert().get(
+            "subjectAltName", ()) if k == "DNS")
+        if tlvs is not None:
+            with self.lock:
+                self.seen.append((tlvs, names))
+        echo_handler(tls)
+        tls.close()
+
+
+def test_proxy_v2_to_reencrypting_group_with_client_cert():
+    """A target group that re-encrypts (tls = { ca; server_name; cert; key;
+    }) with proxy_protocol = "v2": the PROXY v2 header goes first in the
+    clear, with the client's SNI (PP2_TYPE_AUTHORITY), ALPN and PP2_TYPE_SSL
+    (version, cipher); then nlbd's handshake with the target presents the
+    group's client certificate, which a Python ssl target requires."""
+    require_openssl()
+    pki, certs = standard_pki()
+    target_cert = pki.leaf("target", ["target.example.test"])
+    client_cert, client_key = pki.leaf("nlb-client", ["nlb.example.test"])
+    target = ProxiedTlsTarget(pki, *target_cert)
+    port = free_port()
+    body = tls_config(
+        port, [target.address], certs, tls_extra='alpn = [ "h2" ];',
+        group_extra='proxy_protocol = "v2"; tls = { ca = "%s"; '
+                    'server_name = "target.example.test"; cert = "%s"; '
+                    'key = "%s"; };' % (pki.ca, client_cert, client_key))
+    with start_tls(body, port):
+        with tls_connect(port, client_context(pki, ["h2"]),
+                         "a.example.test") as s:
+            echo_once(s, b"proxied and re-encrypted\n")
+            version, cipher = s.version(), s.cipher()[0]
+    with target.lock:
+        seen = list(target.seen)
+    flows = [(t, n) for t, n in seen if 0x02 in t]
+    assert flows, seen
+    tlvs, names = flows[-1]
+    assert names == ["nlb.example.test"], names
+    assert tlvs[0x01] == b"h2" and tlvs[0x02] == b"a.example.test", tlvs
+    ssl_tlv = tlvs[0x20]
+    assert ssl_tlv[0] == 0x01 and ssl_tlv[1:5] == b"\0\0\0\0", ssl_tlv
+    subs = {k: v.decode() for k, v in parse_tlvs(ssl_tlv[5:]).items()}
+    assert subs == {0x21: version, 0x23: cipher}, (subs, version, cipher)
+
 def metrics(api_port):
     out = subprocess.run(
         ["curl", "-sS", "--http2-prior-knowledge", "-H",
@@ -516,6 +597,54 @@ def test_session_resumption():
         fields = [access_fields(l) for l in nlbd.wait_access(7)]
         assert all(f["end"] == "client_fin" for f in fields), fields
 
+
+
+def s_client_echo(port, pki, sess_in=None, sess_out=None, timeout=10):
+    """openssl s_client through the echo target: sends a line, waits for
+    it to come back (the session ticket comes before it) and quits; its
+    output."""
+    args = [OPENSSL, "s_client", "-connect", "127.0.0.1:%d" % port,
+            "-servername", "a.example.test", "-CAfile", pki.ca, "-tls1_3"]
+    if sess_in:
+        args += ["-sess_in", sess_in]
+    if sess_out:
+        args += ["-sess_out", sess_out]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdin.write(b"echo-me\n")
+    proc.stdin.flush()
+    out, deadline = b"", time.monotonic() + timeout
+    os.set_blocking(proc.stdout.fileno(), False)
+    while b"\necho-me" not in out and time.monotonic() < deadline:
+        select.select([proc.stdout], [], [], 0.2)
+        out += proc.stdout.read() or b""
+    # s_client ends on its input's end, which communicate gives it.
+    out += proc.communicate(timeout=timeout)[0] or b""
+    return out.decode(errors="replace")
+
+
+def test_resumption_chain():
+    """A TLS 1.3 client uses a ticket once (RFC 8446 C.4): each resumed
+    connection gets a new ticket, so a client that resumes from its last
+    connection's session (openssl s_client -sess_in/-sess_out, wrk)
+    resumes every time, not every other time."""
+    require_openssl()
+    pki, certs = standard_pki()
+    server = Server(echo_handler)
+    port = free_port()
+    body = tls_config(port, [server.address], certs)
+    with start_tls(body, port) as nlbd:
+        sessions = [os.path.join(pki.dir, "session%d.pem" % i)
+                    for i in range(4)]
+        out = s_client_echo(port, pki, sess_out=sessions[0])
+        assert "New, TLSv1.3" in out and "New Session Ticket" in out, out
+        for i in range(1, 4):
+            out = s_client_echo(port, pki, sess_in=sessions[i - 1],
+                                sess_out=sessions[i])
+            assert "Reused, TLSv1.3" in out, (i, out)
+            assert "New Session Ticket arrived" in out, (i, out)
+        fields = [access_fields(l) for l in nlbd.wait_access(4)]
+        assert all(f["end"] == "client_fin" for f in fields), fields
 
 def test_half_close_and_resets_carried_across():
     """A target that closes its side (FIN) after answering: the client
@@ -689,9 +818,12 @@ def _quietly(fn):
 
 if __name__ == "__main__":
     run([test_certificate_by_sni_and_alpn, test_curl_through_tls_listener,
-         test_proxy_v2_tls_tlvs, test_reencrypt_verifies_target,
+         test_proxy_v2_tls_tlvs,
+         test_proxy_v2_to_reencrypting_group_with_client_cert,
+         test_reencrypt_verifies_target,
          test_reload_keeps_running_flows, test_bad_clients,
-         test_session_resumption, test_half_close_and_resets_carried_across,
+         test_session_resumption, test_resumption_chain,
+         test_half_close_and_resets_carried_across,
          test_bulk_both_ways_intact,
          test_endpoint_listener_terminates_tls],
         timeout=90)
