@@ -2,7 +2,8 @@
 """End-to-end tests of UDP listeners (issue 25): flows by 5-tuple, each
 stuck to one target and spread over the group; answers from the address
 the client sent to; the idle timeout ending a flow with its access-log
-record; bad input (empty and 65,507-byte datagrams, a target's port
+record; datagrams coalesced by UDP GRO leaving as the same datagrams;
+bad input (empty and 65,507-byte datagrams, a target's port
 unreachable, a flood of new 5-tuples); health checks steering new flows,
 draining, max_flows and the UDP metrics; tcp_udp on one port; config
 errors.
@@ -280,6 +281,61 @@ def test_udp_bursts_arrive_whole_and_one_by_one():
         assert len(got) >= len(sent) * 0.9, len(got)
         assert set(got) <= {b"t|" + p for p in sent}, got[:3]
         c.close()
+
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+
+
+def send_coalesced(sock, datagrams, address=None):
+    """Sends datagrams (all of one size but the last, no larger) as one UDP
+    GSO send: on loopback they stay one packet up to the receiving socket,
+    which takes them as one read if it asked for UDP GRO, or cut back into
+    the datagrams if not."""
+    control = [(socket.SOL_UDP, UDP_SEGMENT,
+                len(datagrams[0]).to_bytes(2, sys.byteorder))]
+    if address is None:
+        sock.sendmsg([b"".join(datagrams)], control)
+    else:
+        sock.sendmsg([b"".join(datagrams)], control, 0, address)
+
+
+def test_udp_coalesced_datagrams_keep_their_boundaries():
+    """A flow's datagrams that reach nlbd coalesced in one read (UDP GRO on
+    its listener and its flow's socket; a GSO send on loopback arrives so)
+    leave as the same datagrams, in order, each whole, the shorter last one
+    too, both ways; /metrics counts them as coalesced."""
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(5)
+    port, api_port = free_port(), free_port()
+    config = api_config(api_port) + udp_config(
+        port, ["127.0.0.1:%d" % target.getsockname()[1]])
+    with Nlbd(config).start():
+        c = client("127.0.0.1", port, timeout=5)
+        up = [b"%03d" % i + bytes([i]) * 297 for i in range(20)] + [b"end"]
+        send_coalesced(c, up)
+        got, source = [], None
+        while len(got) < len(up):
+            data, source = target.recvfrom(70000)
+            got.append(data)
+        assert got == up, [len(g) for g in got]
+        down = [b"%03d" % i + bytes([i]) * 246 for i in range(10)] + [b"z"]
+        send_coalesced(target, down, source)
+        answers = [c.recv(70000) for _ in down]
+        assert answers == down, [len(a) for a in answers]
+        m = metrics(api_port)
+        assert m['nlb_udp_datagrams_total{direction="up"}'] == len(up), m
+        assert m['nlb_udp_datagrams_total{direction="down"}'] == len(down), m
+        assert m['nlb_udp_bytes_total{direction="up"}'] == sum(
+            map(len, up)), m
+        # Where the kernel has UDP GRO (Linux 5.0 on), they came
+        # coalesced; nlbd cut them back all the same.
+        assert m['nlb_udp_coalesced_datagrams_total{direction="up"}'] == \
+            len(up), m
+        assert m['nlb_udp_coalesced_datagrams_total{direction="down"}'] == \
+            len(down), m
+        c.close()
+    target.close()
 
 
 def test_udp_target_port_unreachable_ends_the_flow():
@@ -686,6 +742,7 @@ if __name__ == "__main__":
          test_udp_idle_timeout_ends_the_flow_with_a_record,
          test_udp_empty_and_largest_datagrams_pass_whole,
          test_udp_bursts_arrive_whole_and_one_by_one,
+         test_udp_coalesced_datagrams_keep_their_boundaries,
          test_udp_target_port_unreachable_ends_the_flow,
          test_udp_health_check_failure_steers_new_flows,
          test_udp_draining_target_ends_its_flows_at_the_deadline,
