@@ -397,9 +397,10 @@ static void flush_answers(struct nlb_deferred *deferred)
         continue;
       }
       error = r < 0 ? errno : EAGAIN;
-      if (datagrams > 1 && gso_refused(batch, error)) {
-        /* Its datagrams go one by one, without the UDP_SEGMENT message
-         * (the last one of its control). */
+      if (datagrams > 1 && (error == EMSGSIZE || gso_refused(batch, error))) {
+        /* Its datagrams go one by one (larger than the path's MTU: each
+         * fragmented by the kernel, as without GSO), without the
+         * UDP_SEGMENT message (the last one of its control). */
         struct msghdr like = *hdr;
         size_t slot = (size_t)(hdr->msg_iov - batch->answer_iov);
         uint64_t bytes = 0;
@@ -798,6 +799,17 @@ static void forward(struct nlb_flow *flow, struct nlb_udp_batch *batch,
       continue;
     }
     error = r < 0 ? errno : EAGAIN;
+    if (batch->send_datagrams[at] > 1 && error == EMSGSIZE) {
+      /* Datagrams larger than the path's MTU: one by one, each of them
+       * fragmented by the kernel, as without GSO. */
+      int i = (int)(hdr->msg_iov - batch->iov);
+      sent += send_cut(batch, fd, &plain, hdr->msg_iov, &batch->segment[i],
+                       (int)hdr->msg_iovlen, &bytes, &error);
+      if (error)
+        break;
+      at++;
+      continue;
+    }
     if (batch->send_datagrams[at] > 1 && gso_refused(batch, error))
       rest = (int)(hdr->msg_iov - batch->iov); /* the rest one by one */
     break;
