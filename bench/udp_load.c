@@ -12,7 +12,8 @@
  *       one at once. Runs 1 s of warm-up, then SECONDS measured, and prints
  *       one JSON line: answers per second, round-trip p50/p99/max in us,
  *       datagrams sent and answered. A socket with no answer for 200 ms is
- *       sent its window again (lost datagrams), and its own CPU time
+ *       sent its window again (lost datagrams; answers to the old one
+ *       still count, but send no more), and its own CPU time
  *       (cpu_s, warm-up included). With gso, a flow's
  *       datagrams sent together leave as one GSO send, and its socket
  *       takes answers coalesced (UDP GRO), each datagram counted.
@@ -155,6 +156,11 @@ static int echo(int port, int gro)
 struct flow {
   int fd;
   uint64_t last_answer_ns;
+  /* Which window the flow's datagrams belong to: a window sent again
+   * starts a new one, and only answers of the current one send more, so
+   * that datagrams that were late rather than lost do not add to the
+   * window (a stalled loop would otherwise fill every queue). */
+  uint32_t window_id;
 };
 
 static void send_window(struct flow *flow, int size, int count, int gso)
@@ -170,6 +176,7 @@ static void send_window(struct flow *flow, int size, int count, int gso)
   for (int i = 0; i < count; i++) {
     memset(payload[i], 'x', (size_t)size);
     memcpy(payload[i], &t, sizeof(t));
+    memcpy(payload[i] + sizeof(t), &flow->window_id, sizeof(flow->window_id));
     iov[i] = (struct iovec){payload[i], (size_t)size};
     msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
   }
@@ -198,8 +205,8 @@ static int load(int port, int n_flows, int size, int window, int seconds,
   uint64_t end = measure_from + (uint64_t)seconds * 1000000000ull;
   uint64_t answered = 0, sent = 0, resent = 0, last_check = start;
 
-  if (size < 8 || size > MAX_SIZE || window < 1 || window > BATCH) {
-    fprintf(stderr, "udp_load: size 8..%d, window 1..%d\n", MAX_SIZE, BATCH);
+  if (size < 12 || size > MAX_SIZE || window < 1 || window > BATCH) {
+    fprintf(stderr, "udp_load: size 12..%d, window 1..%d\n", MAX_SIZE, BATCH);
     return 2;
   }
   for (int f = 0; f < n_flows; f++) {
@@ -227,7 +234,7 @@ static int load(int port, int n_flows, int size, int window, int seconds,
                                           .msg_controllen = sizeof(control[i])};
       }
       int got = recvmmsg(flow->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
-      int datagrams = 0;
+      int datagrams = 0, current = 0;
       if (got <= 0)
         continue;
       flow->last_answer_ns = t;
@@ -238,8 +245,13 @@ static int load(int port, int n_flows, int size, int window, int seconds,
         for (size_t at = 0; at < len || (len == 0 && at == 0);
              at += segment ? segment : 1) {
           uint64_t sent_ns, us;
+          uint32_t window_id;
           datagrams++;
-          if (t < measure_from || len - at < 8)
+          if (len - at < 12)
+            continue;
+          memcpy(&window_id, buffers[i] + at + 8, sizeof(window_id));
+          current += window_id == flow->window_id;
+          if (t < measure_from)
             continue;
           memcpy(&sent_ns, buffers[i] + at, sizeof(sent_ns));
           us = (t - sent_ns) / 1000;
@@ -248,14 +260,16 @@ static int load(int port, int n_flows, int size, int window, int seconds,
         }
       }
       if (t >= measure_from)
-        sent += (uint64_t)datagrams;
-      send_window(flow, size, datagrams, gso);
+        sent += (uint64_t)current;
+      if (current)
+        send_window(flow, size, current, gso);
     }
     if (t - last_check > 100000000ull) {
       last_check = t;
       for (int f = 0; f < n_flows; f++)
         if (t - flows[f].last_answer_ns > 200000000ull) {
           flows[f].last_answer_ns = t;
+          flows[f].window_id++;
           send_window(&flows[f], size, window, gso);
           resent++;
         }
