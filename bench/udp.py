@@ -25,8 +25,15 @@ TOP = os.path.dirname(HERE)
 
 P_ECHO = 19101     # the target: udp_load echo
 P_HEALTH = 19102   # a TCP port nlbd's health check connects to
+P_ECHO_GRO = 19103  # the bulk test's target: udp_load echo ... gro
 P_NGINX = 19111
+P_NGINX_BULK = 19112
 P_NLBD = 19121
+P_NLBD_BULK = 19122
+# The bulk test: a few flows of large datagrams, each flow's window sent
+# as one GSO send (as QUIC senders do), to a target taking them with UDP
+# GRO and answering likewise.
+BULK_FLOWS, BULK_SIZE, BULK_WINDOW = 8, 1200, 32
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
@@ -121,14 +128,20 @@ worker_rlimit_nofile 65536;
 events { worker_connections 30000; }
 stream {
     upstream echo { server 127.0.0.1:%d; }
+    upstream echo_gro { server 127.0.0.1:%d; }
     server {
         listen 127.0.0.1:%d udp reuseport rcvbuf=4m;
         proxy_pass echo;
         proxy_timeout 120s;
     }
+    server {
+        listen 127.0.0.1:%d udp reuseport rcvbuf=4m;
+        proxy_pass echo_gro;
+        proxy_timeout 120s;
+    }
 }
 """ % (STREAM_MODULE, "1" if layout == "pinned" else "auto", work, work,
-       P_ECHO, P_NGINX))
+       P_ECHO, P_ECHO_GRO, P_NGINX, P_NGINX_BULK))
     p = Proc("nginx", PIN[layout]["balancer"] +
              ["nginx", "-c", conf, "-p", work], work)
     return p, lambda: [p.proc.pid] + children(p.proc.pid)
@@ -142,18 +155,24 @@ worker_cpu_affinity = "%s";
 log = { access = "off"; events = "%s/nlbd-events.log"; };
 target_groups = ( { name = "echo";
   health_check = { port = %d; };
+  targets = ( { address = "127.0.0.1:%d"; } ); },
+  { name = "echo_gro"; health_check = { port = %d; };
   targets = ( { address = "127.0.0.1:%d"; } ); } );
 load_balancers = ( { name = "udp"; listeners = (
   { port = %d; protocol = "udp"; target_group = "echo";
+    bind = "127.0.0.1"; },
+  { port = %d; protocol = "udp"; target_group = "echo_gro";
     bind = "127.0.0.1"; } ); } );
 """ % (1 if layout == "pinned" else 0,
        "auto" if layout == "pinned" else "off", work, P_HEALTH, P_ECHO,
-       P_NLBD))
+       P_HEALTH, P_ECHO_GRO, P_NLBD, P_NLBD_BULK))
     p = Proc("nlbd", PIN[layout]["balancer"] + [nlbd, "-c", conf], work)
     return p, lambda: [p.proc.pid]
 
 
 SETUPS = {"direct": P_ECHO, "nginx": P_NGINX, "nlbd": P_NLBD}
+BULK_PORTS = {"direct": P_ECHO_GRO, "nginx": P_NGINX_BULK,
+              "nlbd": P_NLBD_BULK}
 
 # Where each process runs. shared: anywhere, a balancer worker per CPU,
 # neither balancer pinning its workers (nginx's default; nlbd's
@@ -165,15 +184,26 @@ PIN = {"shared": {"balancer": [], "load": []},
                   "load": ["taskset", "-c", "1"]}}
 
 
-def measure(udp_load, port, flows, size, window, seconds, layout, pids):
+# The echo targets' pids, for their CPU time (the peers' share).
+ECHO_PIDS = []
+
+
+def measure(udp_load, port, flows, size, window, seconds, layout, pids,
+            gso=False):
     cpu = cpu_seconds(pids()) if pids else 0.0
+    echo_cpu = cpu_seconds(ECHO_PIDS)
     r = subprocess.run(PIN[layout]["load"] +
                        [udp_load, "load", str(port), str(flows), str(size),
-                        str(window), str(seconds)], capture_output=True,
-                       text=True, timeout=seconds + 30)
+                        str(window), str(seconds)] + (["gso"] if gso else []),
+                       capture_output=True, text=True, timeout=seconds + 30)
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
     m = json.loads(r.stdout)
+    # What the load and the target spent per answered datagram: the same
+    # work whatever sits between them, but for how well it batches.
+    if m["answered"]:
+        m["peers_cpu_us"] = (m["cpu_s"] + cpu_seconds(ECHO_PIDS) -
+                             echo_cpu) * 1e6 / m["answered"]
     # The balancer's CPU per answered datagram (warm-up included in the
     # CPU time and excluded from the count: an overestimate for both).
     if pids and m["answered"]:
@@ -198,7 +228,7 @@ def idle_memory(udp_load, port, pids, flows, work):
 
 
 def run_one(layout, name, port, r, work, nlbd, udp_load, seconds, results,
-            light, memory, args):
+            light, bulk, memory, args):
     proc = pids = None
     if name == "nginx":
         proc, pids = start_nginx(work, layout)
@@ -218,6 +248,15 @@ def run_one(layout, name, port, r, work, nlbd, udp_load, seconds, results,
         light[layout, name].append(m)
         log("%s run %d %s light: p50 %d us, p99 %d us" % (
             layout, r + 1, name, m["p50_us"], m["p99_us"]))
+        if layout == "shared":
+            m = measure(udp_load, BULK_PORTS[name], BULK_FLOWS, BULK_SIZE,
+                        BULK_WINDOW, max(2, seconds - 2), layout, pids,
+                        gso=True)
+            bulk[name].append(m)
+            log("%s run %d %s bulk: %.0f datagrams/s, p99 %d us, %s us "
+                "CPU each" % (layout, r + 1, name, m["rate"], m["p99_us"],
+                              "%.1f" % m["cpu_us"] if "cpu_us" in m
+                              else "-"))
         if r == 0 and layout == "shared" and name != "direct":
             memory[name] = idle_memory(udp_load, port, pids, args.flows,
                                        work)
@@ -262,20 +301,26 @@ def main():
     layouts = ("pinned", "shared")
     results = {(l, n): [] for l in layouts for n in SETUPS}
     light = {(l, n): [] for l in layouts for n in SETUPS}
+    bulk = {n: [] for n in SETUPS}
     memory = {}
     load_before = os.getloadavg()
     try:
         for layout in layouts:
             echo = Proc("echo-" + layout, PIN[layout]["load"] +
                         [udp_load, "echo", str(P_ECHO)], work)
+            echo_gro = Proc("echo-gro-" + layout, PIN[layout]["load"] +
+                            [udp_load, "echo", str(P_ECHO_GRO), "gro"], work)
+            ECHO_PIDS[:] = [echo.proc.pid, echo_gro.proc.pid]
             try:
                 assert answers(P_ECHO), "the echo target does not answer"
+                assert answers(P_ECHO_GRO), "the GRO target does not answer"
                 for r in range(runs):
                     for name, port in SETUPS.items():
                         run_one(layout, name, port, r, work, nlbd, udp_load,
-                                seconds, results, light, memory, args)
+                                seconds, results, light, bulk, memory, args)
             finally:
                 echo.stop()
+                echo_gro.stop()
     finally:
         health.close()
     load_after = os.getloadavg()
@@ -283,9 +328,12 @@ def main():
     def median(rows, key):
         return statistics.median(row[key] for row in rows)
 
-    def cpu(rows):
-        values = [row["cpu_us"] for row in rows if "cpu_us" in row]
+    def cpu(rows, key="cpu_us"):
+        values = [row[key] for row in rows if key in row]
         return statistics.median(values) if values else None
+
+    def us(value):
+        return "%.2f" % value if value is not None else "-"
 
     lines = [
         "# UDP: nlbd against NGINX stream", "",
@@ -297,29 +345,51 @@ def main():
         "",
         "Rate: 64 flows (64 sockets) of 64-byte datagrams, %d in flight "
         "each. Light: 8 flows, 1 in flight. Round trips in microseconds. "
-        "CPU: the balancer's user + system time per answered datagram." %
+        "CPU: the balancer's user + system time per answered datagram; "
+        "load + target: the load generator's and the echo target's." %
         args.window, ""]
     ratios = []
     for layout in layouts:
         lines += ["## %s" % layout, "",
                   "| setup | datagrams/s | p50 | p99 | light p50 | light p99 "
-                  "| CPU us per datagram |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| CPU us per datagram | load + target CPU us |",
+                  "|---|---|---|---|---|---|---|---|"]
         t = {}
         for name in SETUPS:
             rows, lrows = results[layout, name], light[layout, name]
             t[name] = (median(rows, "rate"), median(rows, "p99_us"),
                        median(lrows, "p99_us"), cpu(rows))
             c = t[name][3]
-            lines.append("| %s | %.0f | %d | %d | %d | %d | %s |" % (
+            lines.append("| %s | %.0f | %d | %d | %d | %d | %s | %s |" % (
                 name, t[name][0], median(rows, "p50_us"), t[name][1],
-                median(lrows, "p50_us"), t[name][2],
-                "%.2f" % c if c is not None else "-"))
+                median(lrows, "p50_us"), t[name][2], us(c),
+                us(cpu(rows, "peers_cpu_us"))))
         nl, ng = t["nlbd"], t["nginx"]
         ratios.append("| %s | %.2fx | %.2fx | %.2fx | %s |" % (
             layout, nl[0] / ng[0], nl[1] / ng[1], nl[2] / ng[2],
             "%.2fx" % (nl[3] / ng[3]) if nl[3] and ng[3] else "-"))
         lines.append("")
+    lines += ["## bulk (shared layout)", "",
+              "%d flows of %d-byte datagrams, %d in flight each, each "
+              "flow's datagrams sent together as one GSO send; the target "
+              "takes them with UDP GRO and answers likewise, and so does "
+              "the load's socket." % (BULK_FLOWS, BULK_SIZE, BULK_WINDOW),
+              "",
+              "| setup | datagrams/s | p50 | p99 | CPU us per datagram "
+              "| load + target CPU us |",
+              "|---|---|---|---|---|---|"]
+    tb = {}
+    for name in SETUPS:
+        rows = bulk[name]
+        tb[name] = (median(rows, "rate"), median(rows, "p99_us"), cpu(rows))
+        lines.append("| %s | %.0f | %d | %d | %s | %s |" % (
+            name, tb[name][0], median(rows, "p50_us"), tb[name][1],
+            us(tb[name][2]), us(cpu(rows, "peers_cpu_us"))))
+    nl, ng = tb["nlbd"], tb["nginx"]
+    ratios.append("| bulk | %.2fx | %.2fx | - | %s |" % (
+        nl[0] / ng[0], nl[1] / ng[1],
+        "%.2fx" % (nl[2] / ng[2]) if nl[2] and ng[2] else "-"))
+    lines.append("")
     lines += ["## nlbd / nginx", "",
               "| layout | datagrams/s | p99 | light p99 | CPU per datagram |",
               "|---|---|---|---|---|"] + ratios + [""]
@@ -342,6 +412,7 @@ def main():
     with open(os.path.join(work, "raw.json"), "w") as f:
         json.dump({"rate": {"%s/%s" % k: v for k, v in results.items()},
                    "light": {"%s/%s" % k: v for k, v in light.items()},
+                   "bulk": bulk,
                    "memory": memory}, f)
     print("\n".join(lines))
     log("raw material in %s" % work)

@@ -1,15 +1,22 @@
 /* UDP load for bench/udp.py: an echo target, a closed-loop load generator
  * and an idle-flow opener, all on 127.0.0.1 with recvmmsg/sendmmsg.
  *
- *   udp_load echo PORT
- *       Answers every datagram with itself, until killed.
- *   udp_load load PORT FLOWS SIZE WINDOW SECONDS
+ *   udp_load echo PORT [gro]
+ *       Answers every datagram with itself, until killed. With gro, the
+ *       socket takes a sender's datagrams coalesced (UDP GRO) and answers
+ *       them as one GSO send cut at the same size, as a server that
+ *       batches its own I/O (QUIC's do) would.
+ *   udp_load load PORT FLOWS SIZE WINDOW SECONDS [gso]
  *       FLOWS sockets connected to PORT (one 5-tuple each), each keeping
  *       WINDOW datagrams of SIZE bytes in flight: an answer sends the next
  *       one at once. Runs 1 s of warm-up, then SECONDS measured, and prints
  *       one JSON line: answers per second, round-trip p50/p99/max in us,
  *       datagrams sent and answered. A socket with no answer for 200 ms is
- *       sent its window again (lost datagrams).
+ *       sent its window again (lost datagrams; answers to the old one
+ *       still count, but send no more), and its own CPU time
+ *       (cpu_s, warm-up included). With gso, a flow's
+ *       datagrams sent together leave as one GSO send, and its socket
+ *       takes answers coalesced (UDP GRO), each datagram counted.
  *   udp_load idle PORT FLOWS
  *       FLOWS sockets connected to PORT, each sending one datagram and
  *       waiting for its answer (flows the balancer now holds); prints
@@ -19,6 +26,7 @@
  * bytes, so an answer gives its round trip. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +39,8 @@
 
 #define BATCH 32
 #define MAX_SIZE 2048
+/* A read: the largest datagram, or what UDP GRO coalesces. */
+#define READ_MAX 65536
 /* Round trips in us, one bucket each up to 2 s (a loaded host holds
  * datagrams for longer than 100 ms); the last counts more. */
 #define HIST_US 2000000
@@ -62,6 +72,34 @@ static int connected_socket(int port)
   return fd;
 }
 
+/* The size of each datagram in a read of len bytes (UDP_GRO's, or len). */
+static size_t segment_of(struct msghdr *hdr, size_t len)
+{
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(hdr); c; c = CMSG_NXTHDR(hdr, c))
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+      int size;
+      memcpy(&size, CMSG_DATA(c), sizeof(size));
+      if (size > 0 && (size_t)size < len)
+        return (size_t)size;
+    }
+  return len;
+}
+
+/* Sets the UDP_SEGMENT control message of hdr (in control). */
+static void set_segment(struct msghdr *hdr, char *control, size_t size)
+{
+  struct cmsghdr *c;
+  uint16_t segment = (uint16_t)size;
+
+  hdr->msg_control = control;
+  hdr->msg_controllen = CMSG_SPACE(sizeof(segment));
+  c = CMSG_FIRSTHDR(hdr);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(segment));
+  memcpy(CMSG_DATA(c), &segment, sizeof(segment));
+}
+
 static void raise_nofile(void)
 {
   struct rlimit limit;
@@ -71,9 +109,10 @@ static void raise_nofile(void)
   }
 }
 
-static int echo(int port)
+static int echo(int port, int gro)
 {
-  static char buffers[BATCH][65536];
+  static char buffers[BATCH][READ_MAX];
+  static char control[BATCH][64];
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
   struct sockaddr_in names[BATCH];
@@ -86,19 +125,30 @@ static int echo(int port)
     perror("udp_load echo: bind");
     return 1;
   }
+  if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &(int){1}, sizeof(int)) < 0)
+    perror("udp_load echo: UDP_GRO");
   for (;;) {
     for (int i = 0; i < BATCH; i++) {
       iov[i] = (struct iovec){buffers[i], sizeof(buffers[i])};
       msgs[i].msg_hdr = (struct msghdr){.msg_name = &names[i],
                                         .msg_namelen = sizeof(names[i]),
                                         .msg_iov = &iov[i],
-                                        .msg_iovlen = 1};
+                                        .msg_iovlen = 1,
+                                        .msg_control = control[i],
+                                        .msg_controllen = sizeof(control[i])};
     }
     int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
     if (n <= 0)
       continue;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+      struct msghdr *hdr = &msgs[i].msg_hdr;
+      size_t segment = segment_of(hdr, msgs[i].msg_len);
       iov[i].iov_len = msgs[i].msg_len;
+      if (segment < msgs[i].msg_len)
+        set_segment(hdr, control[i], segment);
+      else
+        hdr->msg_control = NULL, hdr->msg_controllen = 0;
+    }
     sendmmsg(fd, msgs, (unsigned)n, 0);
   }
 }
@@ -106,11 +156,17 @@ static int echo(int port)
 struct flow {
   int fd;
   uint64_t last_answer_ns;
+  /* Which window the flow's datagrams belong to: a window sent again
+   * starts a new one, and only answers of the current one send more, so
+   * that datagrams that were late rather than lost do not add to the
+   * window (a stalled loop would otherwise fill every queue). */
+  uint32_t window_id;
 };
 
-static void send_window(struct flow *flow, int size, int count)
+static void send_window(struct flow *flow, int size, int count, int gso)
 {
   char payload[BATCH][MAX_SIZE];
+  char control[64];
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
   uint64_t t = now_ns();
@@ -120,16 +176,26 @@ static void send_window(struct flow *flow, int size, int count)
   for (int i = 0; i < count; i++) {
     memset(payload[i], 'x', (size_t)size);
     memcpy(payload[i], &t, sizeof(t));
+    memcpy(payload[i] + sizeof(t), &flow->window_id, sizeof(flow->window_id));
     iov[i] = (struct iovec){payload[i], (size_t)size};
     msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
+  }
+  if (gso && count > 1) {
+    /* One send for the window, cut into its datagrams. */
+    struct msghdr hdr = {.msg_iov = iov, .msg_iovlen = (size_t)count};
+    set_segment(&hdr, control, (size_t)size);
+    sendmsg(flow->fd, &hdr, 0);
+    return;
   }
   sendmmsg(flow->fd, msgs, (unsigned)count, 0);
 }
 
-static int load(int port, int n_flows, int size, int window, int seconds)
+static int load(int port, int n_flows, int size, int window, int seconds,
+                int gso)
 {
   static uint64_t hist[HIST_US + 1];
-  static char buffers[BATCH][MAX_SIZE];
+  static char buffers[BATCH][READ_MAX];
+  static char control[BATCH][64];
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
   struct flow *flows = calloc((size_t)n_flows, sizeof(*flows));
@@ -139,16 +205,18 @@ static int load(int port, int n_flows, int size, int window, int seconds)
   uint64_t end = measure_from + (uint64_t)seconds * 1000000000ull;
   uint64_t answered = 0, sent = 0, resent = 0, last_check = start;
 
-  if (size < 8 || size > MAX_SIZE || window < 1 || window > BATCH) {
-    fprintf(stderr, "udp_load: size 8..%d, window 1..%d\n", MAX_SIZE, BATCH);
+  if (size < 12 || size > MAX_SIZE || window < 1 || window > BATCH) {
+    fprintf(stderr, "udp_load: size 12..%d, window 1..%d\n", MAX_SIZE, BATCH);
     return 2;
   }
   for (int f = 0; f < n_flows; f++) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)f};
     flows[f].fd = connected_socket(port);
     flows[f].last_answer_ns = start;
+    if (gso)
+      setsockopt(flows[f].fd, SOL_UDP, UDP_GRO, &(int){1}, sizeof(int));
     epoll_ctl(ep, EPOLL_CTL_ADD, flows[f].fd, &ev);
-    send_window(&flows[f], size, window);
+    send_window(&flows[f], size, window, gso);
   }
   for (;;) {
     uint64_t t = now_ns();
@@ -159,33 +227,50 @@ static int load(int port, int n_flows, int size, int window, int seconds)
     for (int e = 0; e < n; e++) {
       struct flow *flow = &flows[events[e].data.u32];
       for (int i = 0; i < BATCH; i++) {
-        iov[i] = (struct iovec){buffers[i], MAX_SIZE};
-        msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
+        iov[i] = (struct iovec){buffers[i], READ_MAX};
+        msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i],
+                                          .msg_iovlen = 1,
+                                          .msg_control = control[i],
+                                          .msg_controllen = sizeof(control[i])};
       }
       int got = recvmmsg(flow->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+      int datagrams = 0, current = 0;
       if (got <= 0)
         continue;
       flow->last_answer_ns = t;
-      if (t >= measure_from) {
-        for (int i = 0; i < got; i++) {
+      /* Each datagram of a coalesced read carries its own send time. */
+      for (int i = 0; i < got; i++) {
+        size_t len = msgs[i].msg_len;
+        size_t segment = segment_of(&msgs[i].msg_hdr, len);
+        for (size_t at = 0; at < len || (len == 0 && at == 0);
+             at += segment ? segment : 1) {
           uint64_t sent_ns, us;
-          if (msgs[i].msg_len < 8)
+          uint32_t window_id;
+          datagrams++;
+          if (len - at < 12)
             continue;
-          memcpy(&sent_ns, buffers[i], sizeof(sent_ns));
+          memcpy(&window_id, buffers[i] + at + 8, sizeof(window_id));
+          current += window_id == flow->window_id;
+          if (t < measure_from)
+            continue;
+          memcpy(&sent_ns, buffers[i] + at, sizeof(sent_ns));
           us = (t - sent_ns) / 1000;
           hist[us < HIST_US ? us : HIST_US]++;
           answered++;
         }
-        sent += (uint64_t)got;
       }
-      send_window(flow, size, got);
+      if (t >= measure_from)
+        sent += (uint64_t)current;
+      if (current)
+        send_window(flow, size, current, gso);
     }
     if (t - last_check > 100000000ull) {
       last_check = t;
       for (int f = 0; f < n_flows; f++)
         if (t - flows[f].last_answer_ns > 200000000ull) {
           flows[f].last_answer_ns = t;
-          send_window(&flows[f], size, window);
+          flows[f].window_id++;
+          send_window(&flows[f], size, window, gso);
           resent++;
         }
     }
@@ -201,13 +286,17 @@ static int load(int port, int n_flows, int size, int window, int seconds)
       p99 = (uint64_t)us;
     max = (uint64_t)us;
   }
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
   printf("{\"rate\": %.1f, \"p50_us\": %llu, \"p99_us\": %llu, "
          "\"max_us\": %llu, \"answered\": %llu, \"sent\": %llu, "
-         "\"windows_resent\": %llu}\n",
+         "\"windows_resent\": %llu, \"cpu_s\": %.3f}\n",
          (double)answered / seconds, (unsigned long long)p50,
          (unsigned long long)p99, (unsigned long long)max,
          (unsigned long long)answered, (unsigned long long)sent,
-         (unsigned long long)resent);
+         (unsigned long long)resent,
+         (double)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+             (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6);
   return 0;
 }
 
@@ -244,14 +333,16 @@ static int idle(int port, int n_flows)
 int main(int argc, char **argv)
 {
   raise_nofile();
-  if (argc == 3 && strcmp(argv[1], "echo") == 0)
-    return echo(atoi(argv[2]));
-  if (argc == 7 && strcmp(argv[1], "load") == 0)
+  if ((argc == 3 || (argc == 4 && strcmp(argv[3], "gro") == 0)) &&
+      strcmp(argv[1], "echo") == 0)
+    return echo(atoi(argv[2]), argc == 4);
+  if ((argc == 7 || (argc == 8 && strcmp(argv[7], "gso") == 0)) &&
+      strcmp(argv[1], "load") == 0)
     return load(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]),
-                atoi(argv[6]));
+                atoi(argv[6]), argc == 8);
   if (argc == 4 && strcmp(argv[1], "idle") == 0)
     return idle(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: udp_load echo PORT | load PORT FLOWS SIZE WINDOW "
-                  "SECONDS | idle PORT FLOWS\n");
+  fprintf(stderr, "usage: udp_load echo PORT [gro] | load PORT FLOWS SIZE "
+                  "WINDOW SECONDS [gso] | idle PORT FLOWS\n");
   return 2;
 }

@@ -527,6 +527,15 @@ static void udp_families(struct nlb_text *t, struct nlb_router *router)
   for (int d = 0; d < 2; d++)
     nlb_text_printf(t, "nlb_udp_bytes_total{direction=\"%s\"} %llu\n",
                     directions[d], (unsigned long long)udp.bytes[d]);
+  family(t, "nlb_udp_coalesced_datagrams_total", "counter",
+         "UDP datagrams that arrived coalesced with others of their flow in "
+         "one read (UDP GRO), per direction; they leave as the same "
+         "datagrams.");
+  for (int d = 0; d < 2; d++)
+    nlb_text_printf(t,
+                    "nlb_udp_coalesced_datagrams_total{direction=\"%s\"} "
+                    "%llu\n",
+                    directions[d], (unsigned long long)udp.coalesced[d]);
   family(t, "nlb_udp_drops_total", "counter",
          "UDP datagrams dropped, per reason.");
   for (int r = 0; r < NLB_UDP_DROP_COUNT; r++)

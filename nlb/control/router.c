@@ -754,6 +754,8 @@ void nlb_router_udp(const struct nlb_router *router, struct nlb_router_udp *out)
       out->datagrams[d] +=
           atomic_load_explicit(&c->datagrams[d], memory_order_relaxed);
       out->bytes[d] += atomic_load_explicit(&c->bytes[d], memory_order_relaxed);
+      out->coalesced[d] +=
+          atomic_load_explicit(&c->coalesced[d], memory_order_relaxed);
     }
     for (int r = 0; r < NLB_UDP_DROP_COUNT; r++)
       out->drops[r] += atomic_load_explicit(&c->drops[r], memory_order_relaxed);

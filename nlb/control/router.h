@@ -211,6 +211,7 @@ struct nlb_router_udp {
   uint64_t datagrams[2];
   uint64_t bytes[2];
   uint64_t drops[NLB_UDP_DROP_COUNT];
+  uint64_t coalesced[2];
 };
 void nlb_router_udp(const struct nlb_router *router,
                     struct nlb_router_udp *out);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -50,6 +51,11 @@ int nlb_listener_open(const union nlb_sockaddr *addr,
     goto fail_close_socket;
   if (udp && ask_destination(fd, addr) < 0)
     goto fail_close_socket;
+  /* A flow's datagrams that arrive together come in one read, cut back
+   * into the same datagrams towards the target (udp.c); a kernel without
+   * UDP GRO refuses it, and datagrams then come one by one. */
+  if (udp)
+    setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
   /* A burst of datagrams waits in the socket while its worker is busy or
    * descheduled: room for thousands rather than the default's few hundred
    * (the kernel caps it at net.core.rmem_max). */

@@ -10,7 +10,11 @@
  * flows in its own table (udp_table.h), without a lock. Datagrams move in
  * batches of NLB_UDP_BATCH through the worker's one preallocated batch
  * (udp.h): moving a datagram allocates nothing, and a new flow takes a
- * flow structure from the worker's pool and one socket.
+ * flow structure from the worker's pool and one socket. The listener's
+ * and the flows' sockets take UDP GRO: a flow's datagrams that arrive
+ * together come as one message with the size they were cut at, and leave
+ * as one GSO send cut at that size, so the receiver gets the datagrams
+ * the sender sent.
  *
  * An ICMP error from the target (port unreachable: the connected socket
  * says ECONNREFUSED) ends the flow, as NGINX's stream proxy ends its UDP
@@ -212,30 +216,61 @@ static socklen_t answer_control(const struct nlb_flow *flow, char *control)
   return CMSG_SPACE(sizeof(info));
 }
 
-/* The kernel's limit on segments of one UDP GSO send. */
-#define GSO_MAX_SEGMENTS 64
 /* Payload one GSO send may carry (an IPv6 datagram's, with room). */
 #define GSO_MAX_BYTES 65000
 
-/* Whether the n datagrams of iov (one flow's, to one address) can leave
- * as one UDP GSO send: as many as the kernel takes, all of one size but
- * the last (no larger), none empty. The kernel then makes one packet for
- * them and cuts it where it must (the device, or the receiver's socket),
- * instead of a route lookup and a packet per datagram. */
-static bool gso_fits(const struct nlb_udp_batch *batch, const struct iovec *iov,
-                     int n)
+/* The size of each datagram in the message hdr of len bytes: what UDP_GRO
+ * says when the kernel coalesced several datagrams of one flow into it,
+ * else len (one datagram). */
+static uint16_t segment_size(struct msghdr *hdr, size_t len)
 {
-  size_t size = n > 0 ? iov[0].iov_len : 0, total = 0;
+  for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(hdr); cmsg;
+       cmsg = CMSG_NXTHDR(hdr, cmsg))
+    if (cmsg->cmsg_level == SOL_UDP && cmsg->cmsg_type == UDP_GRO) {
+      int size;
+      memcpy(&size, CMSG_DATA(cmsg), sizeof(size));
+      if (size > 0 && (size_t)size < len)
+        return (uint16_t)size;
+    }
+  return (uint16_t)len;
+}
 
-  if (batch->no_gso || n < 2 || n > GSO_MAX_SEGMENTS || size == 0)
-    return false;
-  for (int i = 0; i < n; i++) {
-    if (iov[i].iov_len == 0 || iov[i].iov_len > size ||
-        (i < n - 1 && iov[i].iov_len != size))
-      return false;
-    total += iov[i].iov_len;
+/* The datagrams of a message of len bytes cut every segment bytes (an
+ * empty message is one empty datagram). */
+static unsigned datagrams_in(size_t len, size_t segment)
+{
+  return len && segment ? (unsigned)((len + segment - 1) / segment) : 1;
+}
+
+/* How many of the n messages of iov (one flow's, to one address; segment
+ * gives the size of each one's datagrams) leave as one send, at least the
+ * first: as many as one UDP GSO send takes, their datagrams all of the
+ * first one's size but the last (no larger), none empty. The kernel then
+ * makes one packet for them and cuts it where it must (the device, or the
+ * receiver's socket), instead of a route lookup and a packet per datagram;
+ * a message UDP GRO coalesced leaves cut where it was. *datagrams says how
+ * many datagrams they are: more than one makes a GSO send. */
+static int gso_group(const struct iovec *iov, const uint16_t *segment, int n,
+                     unsigned *datagrams)
+{
+  size_t size = segment[0], total = iov[0].iov_len;
+  unsigned count = datagrams_in(iov[0].iov_len, size);
+  int k;
+
+  for (k = 1; size && k < n; k++) {
+    size_t len = iov[k].iov_len;
+    unsigned more = datagrams_in(len, segment[k]);
+    /* The previous message ends on a datagram of the full size; this one
+     * is cut the same way, or is a single shorter datagram (the last). */
+    if (len == 0 || iov[k - 1].iov_len % size != 0 ||
+        (segment[k] != size && !(segment[k] == len && len < size)) ||
+        count + more > NLB_UDP_SEGMENTS_MAX || total + len > GSO_MAX_BYTES)
+      break;
+    count += more;
+    total += len;
   }
-  return total <= GSO_MAX_BYTES;
+  *datagrams = count;
+  return k;
 }
 
 /* Appends UDP_SEGMENT (size) to the control messages of control, which
@@ -270,6 +305,56 @@ static bool gso_refused(struct nlb_udp_batch *batch, int error)
   return true;
 }
 
+/* Sends the n messages of iov (segment: the size of each one's datagrams)
+ * one datagram per mmsghdr, each with like's address and control
+ * messages: where a GSO send cannot go. Returns the datagrams sent and adds
+ * their payload to *bytes; *error is the errno that stopped it (0: none). */
+static unsigned send_cut(struct nlb_udp_batch *batch, int fd,
+                         const struct msghdr *like, const struct iovec *iov,
+                         const uint16_t *segment, int n, uint64_t *bytes,
+                         int *error)
+{
+  unsigned sent = 0, ready = 0;
+  int i = 0;
+  size_t at = 0;
+
+  *error = 0;
+  while (i < n || ready > 0) {
+    /* The next datagrams, as many as fit. */
+    while (i < n && ready < NLB_UDP_SEGMENTS_MAX) {
+      size_t len = iov[i].iov_len - at;
+      if (segment[i] && len > segment[i])
+        len = segment[i];
+      batch->cut_iov[ready] = (struct iovec){
+          .iov_base = (char *)iov[i].iov_base + at, .iov_len = len};
+      batch->cut[ready].msg_hdr = *like;
+      batch->cut[ready].msg_hdr.msg_iov = &batch->cut_iov[ready];
+      batch->cut[ready].msg_hdr.msg_iovlen = 1;
+      ready++;
+      at += len;
+      if (at >= iov[i].iov_len) {
+        i++;
+        at = 0;
+      }
+    }
+    for (unsigned done = 0; done < ready;) {
+      int r = sendmmsg(fd, &batch->cut[done], ready - done, MSG_DONTWAIT);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        *error = r < 0 ? errno : EAGAIN;
+        return sent;
+      }
+      for (unsigned k = done; k < done + (unsigned)r; k++)
+        *bytes += batch->cut_iov[k].iov_len;
+      done += (unsigned)r;
+      sent += (unsigned)r;
+    }
+    ready = 0;
+  }
+  return sent;
+}
+
 static void prepare_recv(struct nlb_udp_batch *batch)
 {
   for (int i = 0; i < NLB_UDP_BATCH; i++) {
@@ -298,9 +383,12 @@ static void flush_answers(struct nlb_deferred *deferred)
   for (unsigned i = 0; i < n;) {
     int fd = batch->answer_fds[i];
     unsigned j = i + 1, at = i;
+    int error;
     while (j < n && batch->answer_fds[j] == fd)
       j++;
     while (at < j) {
+      struct msghdr *hdr = &batch->answers[at].msg_hdr;
+      unsigned datagrams = batch->answer_datagrams[at];
       int r = sendmmsg(fd, &batch->answers[at], j - at, MSG_DONTWAIT);
       if (r < 0 && errno == EINTR)
         continue;
@@ -308,18 +396,31 @@ static void flush_answers(struct nlb_deferred *deferred)
         at += (unsigned)r;
         continue;
       }
-      /* This message failed: lost (a GSO one also turns GSO off); the
-       * next ones are tried unless the socket is full. */
-      count_drops(batch->worker, NLB_UDP_DROP_SEND_FAILED,
-                  batch->answers[at].msg_hdr.msg_iovlen);
-      if (r < 0 && errno == EAGAIN) {
+      error = r < 0 ? errno : EAGAIN;
+      if (datagrams > 1 && (error == EMSGSIZE || gso_refused(batch, error))) {
+        /* Its datagrams go one by one (larger than the path's MTU: each
+         * fragmented by the kernel, as without GSO), without the
+         * UDP_SEGMENT message (the last one of its control). */
+        struct msghdr like = *hdr;
+        size_t slot = (size_t)(hdr->msg_iov - batch->answer_iov);
+        uint64_t bytes = 0;
+        int cut_error;
+        like.msg_controllen -= CMSG_SPACE(sizeof(uint16_t));
+        if (!like.msg_controllen)
+          like.msg_control = NULL;
+        datagrams -= send_cut(batch, fd, &like, hdr->msg_iov,
+                              &batch->answer_segment[slot],
+                              (int)hdr->msg_iovlen, &bytes, &cut_error);
+      }
+      /* This message failed: lost (but for what of it went one by one);
+       * the next ones are tried unless the socket is full. */
+      count_drops(batch->worker, NLB_UDP_DROP_SEND_FAILED, datagrams);
+      if (error == EAGAIN) {
         for (unsigned k = at + 1; k < j; k++)
           count_drops(batch->worker, NLB_UDP_DROP_SEND_FAILED,
-                      batch->answers[k].msg_hdr.msg_iovlen);
+                      batch->answer_datagrams[k]);
         break;
       }
-      if (r < 0 && batch->answers[at].msg_hdr.msg_iovlen > 1)
-        gso_refused(batch, errno);
       at++;
     }
     i = j;
@@ -329,15 +430,16 @@ static void flush_answers(struct nlb_deferred *deferred)
 }
 
 /* Reads the target's answers into the batch's free answer slots, as
- * messages to the flow's client (one GSO message when they fit), to leave
- * at the end of the round. Returns how many it read, or a negative
+ * messages to the flow's client (GSO messages when they fit), to leave at
+ * the end of the round. Returns how many messages it read, or a negative
  * errno. */
 static int take_answers(struct nlb_flow *flow, struct nlb_udp_batch *batch)
 {
   struct nlb_udp_counters *counters = nlb_worker_udp_counters(flow->worker);
   unsigned first = batch->n_answer_slots, room = NLB_UDP_BATCH - first;
   struct iovec *iov = &batch->answer_iov[first];
-  uint64_t bytes = 0;
+  uint16_t *segment = &batch->answer_segment[first];
+  uint64_t bytes = 0, datagrams = 0, coalesced = 0;
   int n, kept = 0;
 
   for (unsigned k = 0; k < room; k++) {
@@ -345,51 +447,87 @@ static int take_answers(struct nlb_flow *flow, struct nlb_udp_batch *batch)
         batch->answer_buffers + (size_t)(first + k) * NLB_UDP_DATAGRAM_MAX;
     iov[k].iov_len = NLB_UDP_DATAGRAM_MAX;
     batch->recv[k].msg_hdr =
-        (struct msghdr){.msg_iov = &iov[k], .msg_iovlen = 1};
+        (struct msghdr){.msg_iov = &iov[k],
+                        .msg_iovlen = 1,
+                        .msg_control = batch->recv_control[k],
+                        .msg_controllen = NLB_UDP_CONTROL_MAX};
   }
   do
     n = recvmmsg(flow->target_io.fd, batch->recv, room, MSG_DONTWAIT, NULL);
   while (n < 0 && errno == EINTR);
   if (n <= 0)
     return n < 0 ? -errno : 0;
-  /* Truncation cannot be: a buffer holds the largest datagram. */
+  /* Truncation cannot be: a buffer holds the largest datagram (and the
+   * most UDP GRO coalesces). */
   for (int k = 0; k < n; k++) {
-    if (batch->recv[k].msg_hdr.msg_flags & MSG_TRUNC) {
+    struct msghdr *hdr = &batch->recv[k].msg_hdr;
+    size_t len = batch->recv[k].msg_len;
+    unsigned count;
+    if (hdr->msg_flags & MSG_TRUNC) {
       count_drops(flow->worker, NLB_UDP_DROP_TRUNCATED, 1);
       continue;
     }
+    segment[kept] = segment_size(hdr, len);
     iov[kept].iov_base = iov[k].iov_base;
-    iov[kept].iov_len = batch->recv[k].msg_len;
-    bytes += iov[kept].iov_len;
+    iov[kept].iov_len = len;
+    count = datagrams_in(len, segment[kept]);
+    datagrams += count;
+    if (count > 1)
+      coalesced += count;
+    bytes += len;
     kept++;
   }
   /* The slots of truncated ones stay unused until the flush. */
   batch->n_answer_slots += (unsigned)n;
-  bool gso = gso_fits(batch, iov, kept);
   for (int k = 0; k < kept;) {
-    unsigned m = batch->n_answers++;
-    struct msghdr *hdr = &batch->answers[m].msg_hdr;
-    socklen_t control_len = answer_control(flow, batch->answer_control[m]);
-    int count = gso ? kept : 1;
-    if (gso)
-      control_len = add_segment_size(batch->answer_control[m], control_len,
-                                     iov[0].iov_len);
+    unsigned count = datagrams_in(iov[k].iov_len, segment[k]), m;
+    int messages = 1;
+    struct msghdr *hdr;
+    socklen_t control_len;
+    if (!batch->no_gso)
+      messages = gso_group(&iov[k], &segment[k], kept - k, &count);
+    else if (count > 1) {
+      /* Coalesced, and GSO refused: its datagrams go one by one now. */
+      char control[NLB_UDP_CONTROL_MAX];
+      struct msghdr like = {.msg_name = &flow->client_addr,
+                            .msg_namelen = nlb_addr_len(&flow->client_addr),
+                            .msg_control = control,
+                            .msg_controllen = answer_control(flow, control)};
+      uint64_t sent_bytes = 0;
+      int error;
+      if (!like.msg_controllen)
+        like.msg_control = NULL;
+      count -= send_cut(batch, flow->udp.listen_fd, &like, &iov[k], &segment[k],
+                        1, &sent_bytes, &error);
+      count_drops(flow->worker, NLB_UDP_DROP_SEND_FAILED, count);
+      k++;
+      continue;
+    }
+    m = batch->n_answers++;
+    hdr = &batch->answers[m].msg_hdr;
+    control_len = answer_control(flow, batch->answer_control[m]);
+    if (count > 1)
+      control_len =
+          add_segment_size(batch->answer_control[m], control_len, segment[k]);
     batch->answer_names[m] = flow->client_addr;
     batch->answer_fds[m] = flow->udp.listen_fd;
+    batch->answer_datagrams[m] = (uint8_t)count;
     *hdr = (struct msghdr){.msg_name = &batch->answer_names[m],
                            .msg_namelen = nlb_addr_len(&flow->client_addr),
                            .msg_iov = &iov[k],
-                           .msg_iovlen = (size_t)count,
+                           .msg_iovlen = (size_t)messages,
                            .msg_control =
                                control_len ? batch->answer_control[m] : NULL,
                            .msg_controllen = control_len};
-    k += count;
+    k += messages;
   }
   nlb_worker_defer(flow->worker, &batch->flush);
-  flow->udp.datagrams_down += (uint64_t)kept;
+  flow->udp.datagrams_down += datagrams;
   flow->bytes_down += bytes;
-  add(&counters->datagrams[DOWN], (uint64_t)kept);
+  add(&counters->datagrams[DOWN], datagrams);
   add(&counters->bytes[DOWN], bytes);
+  if (coalesced)
+    add(&counters->coalesced[DOWN], coalesced);
   return n;
 }
 
@@ -470,10 +608,12 @@ static void datagram_local(const struct nlb_route *route, struct msghdr *msg,
 }
 
 /* A socket connected to target, from the client's own address when the
- * group preserves it. Returns the fd or a negative errno. */
+ * group preserves it, taking the target's datagrams coalesced (UDP GRO)
+ * when gro: they go on to the client as GSO sends, cut where they were.
+ * Returns the fd or a negative errno. */
 static int target_socket(const struct nlb_group_route *group,
                          const struct nlb_target *target,
-                         const union nlb_sockaddr *client)
+                         const union nlb_sockaddr *client, bool gro)
 {
   int fd = socket(target->address.sa.sa_family,
                   SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -481,6 +621,9 @@ static int target_socket(const struct nlb_group_route *group,
 
   if (fd < 0)
     return -errno;
+  /* A kernel without UDP GRO refuses it: datagrams then come one by one. */
+  if (gro)
+    setsockopt(fd, SOL_UDP, UDP_GRO, &(int){1}, sizeof(int));
   if (group->preserve_client_ip &&
       (rc = nlb_bind_client_address(fd, client)) < 0)
     goto fail_close_socket;
@@ -525,7 +668,9 @@ static struct nlb_flow *open_flow(struct nlb_worker *worker,
   }
   target = group->pool->targets[index];
   flow = nlb_worker_alloc_flow(worker);
-  fd = flow ? target_socket(group, target, client) : -ENOMEM;
+  fd = flow ? target_socket(group, target, client,
+                            !nlb_worker_udp_batch(worker)->no_gso)
+            : -ENOMEM;
   if (fd < 0)
     goto fail_refuse;
   flow->udp.key = *key;
@@ -604,68 +749,87 @@ static struct nlb_flow *flow_of(struct nlb_worker *worker,
                    &local, &key, hash);
 }
 
-/* Sends datagrams [first, last) of the batch, all of one flow, to its
- * target in one sendmmsg. */
+/* Sends messages [first, last) of the batch, all of one flow, to its
+ * target: as GSO sends where they fit (gso_group), in one sendmmsg. */
 static void forward(struct nlb_flow *flow, struct nlb_udp_batch *batch,
                     int first, int last, uint64_t now)
 {
   struct nlb_udp_counters *counters = nlb_worker_udp_counters(flow->worker);
-  uint64_t bytes = 0;
-  int sent = 0, n = last - first;
+  /* Connected: no address (one would redirect the datagram). */
+  const struct msghdr plain = {0};
+  uint64_t bytes = 0, total = 0, sent = 0, coalesced = 0;
+  int fd = flow->target_io.fd, sends = 0, error = 0, rest = first;
 
   for (int i = first; i < last; i++) {
-    struct msghdr *hdr = &batch->send[i].msg_hdr;
+    unsigned count;
     batch->iov[i].iov_len = batch->recv[i].msg_len;
-    /* Connected: no address (one would redirect the datagram). */
-    *hdr = (struct msghdr){.msg_iov = &batch->iov[i], .msg_iovlen = 1};
+    count = datagrams_in(batch->iov[i].iov_len, batch->segment[i]);
+    total += count;
+    if (count > 1)
+      coalesced += count;
   }
-  if (gso_fits(batch, &batch->iov[first], n)) {
-    struct msghdr gso = {.msg_iov = &batch->iov[first],
-                         .msg_iovlen = (size_t)n,
-                         .msg_control = batch->send_control[first],
-                         .msg_controllen =
-                             add_segment_size(batch->send_control[first], 0,
-                                              batch->iov[first].iov_len)};
-    ssize_t r;
-    do
-      r = sendmsg(flow->target_io.fd, &gso, MSG_DONTWAIT);
-    while (r < 0 && errno == EINTR);
-    if (r >= 0)
-      sent = n;
-    else if (unreachable_error(errno)) {
-      target_unreachable(flow, (uint64_t)n);
-      n = 0;
-    } else if (!gso_refused(batch, errno))
-      n = -n; /* a full socket: every one lost, as below */
+  for (int i = first; !batch->no_gso && i < last; sends++) {
+    struct msghdr *hdr = &batch->send[sends].msg_hdr;
+    unsigned count;
+    int messages =
+        gso_group(&batch->iov[i], &batch->segment[i], last - i, &count);
+    *hdr = (struct msghdr){.msg_iov = &batch->iov[i],
+                           .msg_iovlen = (size_t)messages};
+    if (count > 1) {
+      hdr->msg_control = batch->send_control[sends];
+      hdr->msg_controllen =
+          add_segment_size(batch->send_control[sends], 0, batch->segment[i]);
+    }
+    batch->send_datagrams[sends] = (uint8_t)count;
+    i += messages;
   }
-  if (n < 0) {
-    count_drops(flow->worker, NLB_UDP_DROP_SEND_FAILED, (uint64_t)-n);
-    n = 0;
-  }
-  while (sent < n) {
-    int r = sendmmsg(flow->target_io.fd, &batch->send[first + sent],
-                     (unsigned)(n - sent), MSG_DONTWAIT);
+  for (int at = 0; at < sends;) {
+    struct msghdr *hdr = &batch->send[at].msg_hdr;
+    int r =
+        sendmmsg(fd, &batch->send[at], (unsigned)(sends - at), MSG_DONTWAIT);
     if (r < 0 && errno == EINTR)
       continue;
-    if (r < 0 && unreachable_error(errno)) {
-      /* An ICMP error from an earlier datagram. */
-      target_unreachable(flow, (uint64_t)(n - sent));
-      n = sent;
-      break;
+    for (int k = at; k < at + r; k++) {
+      sent += batch->send_datagrams[k];
+      for (size_t m = 0; m < batch->send[k].msg_hdr.msg_iovlen; m++)
+        bytes += batch->send[k].msg_hdr.msg_iov[m].iov_len;
     }
-    if (r <= 0)
-      break;
-    sent += r;
+    if (r > 0) {
+      at += r;
+      continue;
+    }
+    error = r < 0 ? errno : EAGAIN;
+    if (batch->send_datagrams[at] > 1 && error == EMSGSIZE) {
+      /* Datagrams larger than the path's MTU: one by one, each of them
+       * fragmented by the kernel, as without GSO. */
+      int i = (int)(hdr->msg_iov - batch->iov);
+      sent += send_cut(batch, fd, &plain, hdr->msg_iov, &batch->segment[i],
+                       (int)hdr->msg_iovlen, &bytes, &error);
+      if (error)
+        break;
+      at++;
+      continue;
+    }
+    if (batch->send_datagrams[at] > 1 && gso_refused(batch, error))
+      rest = (int)(hdr->msg_iov - batch->iov); /* the rest one by one */
+    break;
   }
-  if (sent < n)
-    count_drops(flow->worker, NLB_UDP_DROP_SEND_FAILED, (uint64_t)(n - sent));
-  for (int i = first; i < first + sent; i++)
-    bytes += batch->iov[i].iov_len;
-  flow->udp.datagrams_up += (uint64_t)sent;
+  if (batch->no_gso)
+    sent += send_cut(batch, fd, &plain, &batch->iov[rest],
+                     &batch->segment[rest], last - rest, &bytes, &error);
+  flow->udp.datagrams_up += sent;
   flow->bytes_up += bytes;
   flow->last_active_ms = now;
-  add(&counters->datagrams[UP], (uint64_t)sent);
+  add(&counters->datagrams[UP], sent);
   add(&counters->bytes[UP], bytes);
+  if (coalesced)
+    add(&counters->coalesced[UP], coalesced);
+  if (sent == total)
+    return;
+  if (unreachable_error(error))
+    target_unreachable(flow, total - sent); /* an earlier datagram's ICMP */
+  else
+    count_drops(flow->worker, NLB_UDP_DROP_SEND_FAILED, total - sent);
 }
 
 static void udp_on_listener_ready(struct nlb_worker *worker, uint64_t route_id,
@@ -695,8 +859,11 @@ static void udp_on_listener_ready(struct nlb_worker *worker, uint64_t route_id,
     if (n <= 0)
       return;
     now = loop_now(worker);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+      batch->segment[i] =
+          segment_size(&batch->recv[i].msg_hdr, batch->recv[i].msg_len);
       batch->flows[i] = flow_of(worker, route, route_flows, fd, batch, i);
+    }
     /* A flow's consecutive datagrams go in one sendmmsg. */
     for (int i = 0; i < n;) {
       struct nlb_flow *flow = batch->flows[i];
@@ -706,7 +873,9 @@ static void udp_on_listener_ready(struct nlb_worker *worker, uint64_t route_id,
       if (flow && !flow->closing)
         forward(flow, batch, i, j, now);
       else if (flow)
-        count_drops(worker, NLB_UDP_DROP_TARGET_UNREACHABLE, (uint64_t)(j - i));
+        for (int k = i; k < j; k++)
+          count_drops(worker, NLB_UDP_DROP_TARGET_UNREACHABLE,
+                      datagrams_in(batch->recv[k].msg_len, batch->segment[k]));
       i = j;
     }
     if (n < NLB_UDP_BATCH)

@@ -23,9 +23,12 @@
 #define NLB_UDP_BATCH 32
 /* A buffer: the largest IPv4 or IPv6 UDP payload. */
 #define NLB_UDP_DATAGRAM_MAX 65535
-/* Room for an IP_PKTINFO or IPV6_PKTINFO and a UDP_SEGMENT control
- * message. */
+/* Room for an IP_PKTINFO or IPV6_PKTINFO and a UDP_SEGMENT or UDP_GRO
+ * control message. */
 #define NLB_UDP_CONTROL_MAX 80
+/* The kernel's limit on the datagrams of one UDP GSO send, and on those
+ * UDP GRO coalesces into one read. */
+#define NLB_UDP_SEGMENTS_MAX 64
 
 struct nlb_udp_batch {
   /* Client to target: read from a listener's socket, sent on. */
@@ -33,6 +36,12 @@ struct nlb_udp_batch {
   struct mmsghdr send[NLB_UDP_BATCH];
   struct iovec iov[NLB_UDP_BATCH];
   union nlb_sockaddr names[NLB_UDP_BATCH];
+  /* Each message's datagram size: its length, or, when UDP GRO coalesced
+   * several datagrams of one flow into it, the size of each (the last may
+   * be shorter), which the sends cut it back into. */
+  uint16_t segment[NLB_UDP_BATCH];
+  /* The datagrams of each message of send (several: one GSO send). */
+  uint8_t send_datagrams[NLB_UDP_BATCH];
   /* The flow each datagram of the batch went to (udp.c). */
   struct nlb_flow *flows[NLB_UDP_BATCH];
   char recv_control[NLB_UDP_BATCH][NLB_UDP_CONTROL_MAX];
@@ -47,8 +56,10 @@ struct nlb_udp_batch {
    * GSO send (UDP_SEGMENT): answer_iov holds the answers (slots), answers
    * the messages over them. */
   struct iovec answer_iov[NLB_UDP_BATCH];
+  uint16_t answer_segment[NLB_UDP_BATCH]; /* as segment, per slot */
   unsigned n_answer_slots;
   struct mmsghdr answers[NLB_UDP_BATCH];
+  uint8_t answer_datagrams[NLB_UDP_BATCH]; /* as send_datagrams */
   union nlb_sockaddr answer_names[NLB_UDP_BATCH];
   char answer_control[NLB_UDP_BATCH][NLB_UDP_CONTROL_MAX];
   int answer_fds[NLB_UDP_BATCH];
@@ -56,7 +67,12 @@ struct nlb_udp_batch {
   char *answer_buffers; /* the second half of buffers */
   struct nlb_deferred flush;
   struct nlb_worker *worker; /* the batch's, for flush */
-  /* UDP GSO failed once (a device without it): datagrams go one by one. */
+  /* A coalesced message cut into its datagrams, when it cannot leave as
+   * one GSO send: one mmsghdr each. */
+  struct mmsghdr cut[NLB_UDP_SEGMENTS_MAX];
+  struct iovec cut_iov[NLB_UDP_SEGMENTS_MAX];
+  /* UDP GSO failed once (a device without it): datagrams go one by one,
+   * and new flows' sockets do not ask for UDP GRO. */
   bool no_gso;
 };
 
@@ -81,6 +97,9 @@ struct nlb_udp_counters {
   atomic_uint_fast64_t datagrams[2];
   atomic_uint_fast64_t bytes[2];
   atomic_uint_fast64_t drops[NLB_UDP_DROP_COUNT];
+  /* Datagrams that arrived coalesced with others of their flow in one
+   * read (UDP GRO), per direction. */
+  atomic_uint_fast64_t coalesced[2];
 };
 
 #endif

@@ -2,7 +2,8 @@
 """End-to-end tests of UDP listeners (issue 25): flows by 5-tuple, each
 stuck to one target and spread over the group; answers from the address
 the client sent to; the idle timeout ending a flow with its access-log
-record; bad input (empty and 65,507-byte datagrams, a target's port
+record; datagrams coalesced by UDP GRO leaving as the same datagrams;
+bad input (empty and 65,507-byte datagrams, a target's port
 unreachable, a flood of new 5-tuples); health checks steering new flows,
 draining, max_flows and the UDP metrics; tcp_udp on one port; config
 errors.
@@ -24,6 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import netnstest  # noqa: E402
 import nlbtest  # noqa: E402
 from nlbtest import (NLBD, Nlbd, Server, free_port, run,  # noqa: E402
                      wait_until)
@@ -280,6 +282,142 @@ def test_udp_bursts_arrive_whole_and_one_by_one():
         assert len(got) >= len(sent) * 0.9, len(got)
         assert set(got) <= {b"t|" + p for p in sent}, got[:3]
         c.close()
+
+
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+
+
+def send_coalesced(sock, datagrams, address=None):
+    """Sends datagrams (all of one size but the last, no larger) as one UDP
+    GSO send: on loopback they stay one packet up to the receiving socket,
+    which takes them as one read if it asked for UDP GRO, or cut back into
+    the datagrams if not."""
+    control = [(socket.SOL_UDP, UDP_SEGMENT,
+                len(datagrams[0]).to_bytes(2, sys.byteorder))]
+    if address is None:
+        sock.sendmsg([b"".join(datagrams)], control)
+    else:
+        sock.sendmsg([b"".join(datagrams)], control, 0, address)
+
+
+def test_udp_coalesced_datagrams_keep_their_boundaries():
+    """A flow's datagrams that reach nlbd coalesced in one read (UDP GRO on
+    its listener and its flow's socket; a GSO send on loopback arrives so)
+    leave as the same datagrams, in order, each whole, the shorter last one
+    too, both ways; /metrics counts them as coalesced."""
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(5)
+    port, api_port = free_port(), free_port()
+    config = api_config(api_port) + udp_config(
+        port, ["127.0.0.1:%d" % target.getsockname()[1]])
+    with Nlbd(config).start():
+        c = client("127.0.0.1", port, timeout=5)
+        up = [b"%03d" % i + bytes([i]) * 297 for i in range(20)] + [b"end"]
+        send_coalesced(c, up)
+        got, source = [], None
+        while len(got) < len(up):
+            data, source = target.recvfrom(70000)
+            got.append(data)
+        assert got == up, [len(g) for g in got]
+        down = [b"%03d" % i + bytes([i]) * 246 for i in range(10)] + [b"z"]
+        send_coalesced(target, down, source)
+        answers = [c.recv(70000) for _ in down]
+        assert answers == down, [len(a) for a in answers]
+        m = metrics(api_port)
+        assert m['nlb_udp_datagrams_total{direction="up"}'] == len(up), m
+        assert m['nlb_udp_datagrams_total{direction="down"}'] == len(down), m
+        assert m['nlb_udp_bytes_total{direction="up"}'] == sum(
+            map(len, up)), m
+        # Where the kernel has UDP GRO (Linux 5.0 on), they came
+        # coalesced; nlbd cut them back all the same.
+        assert m['nlb_udp_coalesced_datagrams_total{direction="up"}'] == \
+            len(up), m
+        assert m['nlb_udp_coalesced_datagrams_total{direction="down"}'] == \
+            len(down), m
+        c.close()
+    target.close()
+
+
+class NsNlbd(Nlbd):
+    """nlbd started with `ip netns exec NS`."""
+
+    def __init__(self, config, ns):
+        super().__init__(config)
+        self.ns = ns
+
+    def start(self):
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, NLBD, "-c", self.config_path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.stderr_path, "w"))
+        nlbtest._track(self)
+        wait_until(lambda: "started" in self.events() or
+                   self.proc.poll() is not None, what="nlbd to start")
+        assert self.proc.poll() is None, self.stderr()
+        return self
+
+
+def test_udp_coalesced_datagrams_over_the_mtu_go_one_by_one():
+    """Datagrams a flow sent coalesced (one GSO send; nlbd takes them with
+    UDP GRO) that are larger than the MTU of the device towards the target
+    (a veth in namespaces of the test's own): the kernel refuses them as
+    one GSO send (EMSGSIZE), so nlbd sends them one by one, each
+    fragmented and whole at the target, none lost, and keeps GSO for what
+    fits (the answers); the same datagrams both ways."""
+    if os.geteuid() != 0:
+        raise nlbtest.Skip("namespaces need root")
+    nlb_ns, target_ns = netnstest.name("ugn"), netnstest.name("ugt")
+    nlb_dev, target_dev = "ugn%d" % os.getpid(), "ugt%d" % os.getpid()
+    try:
+        netnstest.netns_add(nlb_ns)
+        netnstest.netns_add(target_ns)
+        netnstest.sh("ip", "link", "add", nlb_dev, "netns", nlb_ns, "type",
+                     "veth", "peer", "name", target_dev, "netns", target_ns)
+        for ns, dev, ip in ((nlb_ns, nlb_dev, "10.78.0.1"),
+                            (target_ns, target_dev, "10.78.0.2")):
+            netnstest.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev",
+                         dev)
+            netnstest.sh("ip", "-n", ns, "link", "set", dev, "up")
+        netnstest.sh("ip", "-n", nlb_ns, "link", "set", nlb_dev, "mtu",
+                     "1000")
+
+        def bound():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("10.78.0.2", 7000))
+            s.settimeout(5)
+            return s
+        target = netnstest.in_netns(target_ns, bound)
+        port = 5301
+        with NsNlbd(udp_config(port, ["10.78.0.2:7000"]), nlb_ns) as nlbd:
+            nlbd.start()
+            c = netnstest.in_netns(
+                nlb_ns, lambda: client("127.0.0.1", port, timeout=5))
+            up = [b"%03d" % i + bytes([i]) * 1197 for i in range(20)]
+            up.append(b"end")
+            send_coalesced(c, up)
+            got, source = [], None
+            try:
+                while len(got) < len(up):
+                    data, source = target.recvfrom(70000)
+                    got.append(data)
+            except socket.timeout:
+                raise AssertionError("the target got %s" % [
+                    len(g) for g in got])
+            assert got == up, [len(g) for g in got]
+            # Under the MTU: the veth takes it as one packet.
+            down = [b"%03d" % i + bytes([i]) * 897 for i in range(10)]
+            down.append(b"z")
+            send_coalesced(target, down, source)
+            answers = [c.recv(70000) for _ in down]
+            assert answers == down, [len(a) for a in answers]
+            assert "UDP GSO refused" not in nlbd.events(), nlbd.events()
+            c.close()
+        target.close()
+    finally:
+        netnstest.netns_del(nlb_ns)
+        netnstest.netns_del(target_ns)
 
 
 def test_udp_target_port_unreachable_ends_the_flow():
@@ -686,6 +824,8 @@ if __name__ == "__main__":
          test_udp_idle_timeout_ends_the_flow_with_a_record,
          test_udp_empty_and_largest_datagrams_pass_whole,
          test_udp_bursts_arrive_whole_and_one_by_one,
+         test_udp_coalesced_datagrams_keep_their_boundaries,
+         test_udp_coalesced_datagrams_over_the_mtu_go_one_by_one,
          test_udp_target_port_unreachable_ends_the_flow,
          test_udp_health_check_failure_steers_new_flows,
          test_udp_draining_target_ends_its_flows_at_the_deadline,
