@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,8 @@ struct upgrade {
   char send_error[MESSAGE_MAX]; /* the hand-over itself failed */
   char tail[STDERR_TAIL];
   size_t tail_len;
+  int *gro_off; /* UDP sockets whose GRO the hand-over turned off */
+  size_t n_gro_off, gro_capacity;
 };
 
 static struct upgrade *running;
@@ -312,6 +315,38 @@ static int send_message(int sock, const char *text, int fd)
   return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
+/* A UDP socket is handed over with UDP GRO off: a binary that does not
+ * know GRO (a downgrade) would read a coalesced run of datagrams as one.
+ * One that knows turns it back on as it adopts the socket (listener.c),
+ * and a failed hand-over gives it back here (restore_gro). Meanwhile this
+ * process reads the socket as before: without GRO each datagram comes
+ * alone. */
+static void hand_over_gro(struct upgrade *u, int fd)
+{
+  int on = 0;
+  socklen_t len = sizeof(on);
+
+  if (getsockopt(fd, SOL_UDP, UDP_GRO, &on, &len) < 0 || !on)
+    return;
+  if (u->n_gro_off == u->gro_capacity) {
+    size_t capacity = u->gro_capacity ? 2 * u->gro_capacity : 16;
+    int *grown = realloc(u->gro_off, capacity * sizeof(*grown));
+    if (!grown)
+      return; /* kept on: only a downgrade would mind */
+    u->gro_off = grown;
+    u->gro_capacity = capacity;
+  }
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &(int){0}, sizeof(int)) == 0)
+    u->gro_off[u->n_gro_off++] = fd;
+}
+
+static void restore_gro(struct upgrade *u)
+{
+  for (size_t i = 0; i < u->n_gro_off; i++)
+    setsockopt(u->gro_off[i], SOL_UDP, UDP_GRO, &(int){1}, sizeof(int));
+  u->n_gro_off = 0;
+}
+
 /* Every listening socket this process holds, found where the kernel keeps
  * them (its descriptor table) rather than asked of each module: what a
  * module opened in a namespace, on a reload or for an endpoint is there
@@ -342,6 +377,8 @@ static int send_sockets(struct upgrade *u, size_t *sent)
     snprintf(text, sizeof(text), "socket %s %s",
              type == SOCK_STREAM ? "tcp" : "udp",
              nlb_addr_format(&addr, where, sizeof(where)));
+    if (type == SOCK_DGRAM)
+      hand_over_gro(u, fd);
     rc = send_message(u->channel, text, fd);
     if (rc == 0)
       (*sent)++;
@@ -380,6 +417,7 @@ static void on_handle_closed(uv_handle_t *handle)
       close(u->channel);
     if (u->stderr_read >= 0)
       close(u->stderr_read);
+    free(u->gro_off);
     free(u);
   }
 }
@@ -396,6 +434,8 @@ static void finish(struct upgrade *u, pid_t new_pid, const char *error)
    * moment at most. */
   if (!new_pid && u->pid > 0 && kill(u->pid, SIGKILL) == 0)
     waitpid(u->pid, NULL, 0);
+  if (!new_pid)
+    restore_gro(u);
   uv_close((uv_handle_t *)&u->channel_poll, on_handle_closed);
   uv_close((uv_handle_t *)&u->stderr_poll, on_handle_closed);
   uv_close((uv_handle_t *)&u->timer, on_handle_closed);

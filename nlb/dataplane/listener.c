@@ -32,8 +32,13 @@ int nlb_listener_open(const union nlb_sockaddr *addr,
   int fd = nlb_inherit_take(addr, udp ? SOCK_DGRAM : SOCK_STREAM);
   int rc;
 
-  if (fd >= 0)
-    return fd; /* an upgrade's: its options came with it */
+  if (fd >= 0) {
+    /* An upgrade's: its options came with it, but UDP GRO, which the
+     * hand-over turns off for a binary that may not know it (upgrade.c). */
+    if (udp)
+      setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+    return fd;
+  }
   fd = socket(addr->sa.sa_family,
               (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
               0);

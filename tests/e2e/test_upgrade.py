@@ -699,6 +699,63 @@ def test_restart_versus_upgrade():
         assert probe.refused == 0 and probe.failed == 0, probe.errors[:5]
 
 
+def test_udp_gro_across_a_failed_and_a_good_upgrade():
+    """A UDP listener's socket goes to the new process with UDP GRO off (a
+    binary that does not know GRO, a downgrade, would take a coalesced run
+    of datagrams for one), and the new nlbd turns it on again as it adopts
+    it; a failed upgrade gives it back on to the old one. Each time a
+    flow's datagrams sent coalesced reach the target whole and are counted
+    as coalesced by the process that serves."""
+    from test_udp import (client, metrics, send_coalesced, udp_config,
+                          OPS_TOKEN)
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(5)
+    port, api_port = free_port(), free_port()
+    body = ('api = { listen = "127.0.0.1:%d"; };\n'
+            'registry = { path = "%%s/registry.db"; };\n'
+            'principals = ( { name = "ops"; role = "operator"; '
+            'token_sha256 = "%s"; } );\n' % (
+                api_port, hashlib.sha256(OPS_TOKEN.encode()).hexdigest()))
+    datagrams = [b"%03d" % i + bytes([i]) * 197 for i in range(20)] + [b"end"]
+
+    def coalesced_after_a_flow():
+        c = client("127.0.0.1", port, timeout=5)
+        send_coalesced(c, datagrams)
+        got = [target.recvfrom(70000)[0] for _ in datagrams]
+        assert got == datagrams, [len(g) for g in got]
+        c.close()
+        return metrics(api_port)[
+            'nlb_udp_coalesced_datagrams_total{direction="up"}']
+
+    workdir = tempfile.mkdtemp(prefix="nlbtest-upgrade-udp-")
+    n = Installed(udp_config(port, ["127.0.0.1:%d" % target.getsockname()[1]],
+                             top=body % workdir))
+    try:
+        n.start()
+        assert coalesced_after_a_flow() == len(datagrams)
+        n.install_script("exit 3\n")
+        rc, out = n.upgrade()
+        assert rc == 1, out
+        assert coalesced_after_a_flow() == 2 * len(datagrams), \
+            "GRO not given back after the failed upgrade"
+        n.install(NLBD)
+        old = n.serving_pid()
+        rc, out = n.upgrade()
+        assert rc == 0, out
+        # The old process reads the shared socket until it has handed
+        # over: only then are the datagrams the new one's.
+        wait_until(lambda: "upgrade: pid %d serves" % n.serving_pid()
+                   in n.events(), what="the old nlbd to hand over")
+        assert n.serving_pid() != old
+        assert coalesced_after_a_flow() == len(datagrams), \
+            "the new nlbd did not turn GRO back on"
+    finally:
+        n.stop_all()
+        target.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 if __name__ == "__main__":
     run([test_upgrade_refuses_nothing_and_flows_finish,
          test_failing_binary_leaves_the_old_one_serving,
@@ -707,4 +764,5 @@ if __name__ == "__main__":
          test_run_directory_of_another_nlbd_is_refused,
          test_upgrade_with_postgresql,
          test_systemd_hears_the_new_main_pid,
-         test_restart_versus_upgrade], timeout=150)
+         test_restart_versus_upgrade,
+         test_udp_gro_across_a_failed_and_a_good_upgrade], timeout=150)
