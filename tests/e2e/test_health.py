@@ -528,7 +528,12 @@ def test_all_down_fail_open_then_one_up():
         records = wait_until(
             lambda: len(flows(nlbd)) >= len(traffic.results) and flows(nlbd),
             what="one access-log record per client connection")
-        none_up = between(records, t_all + PUBLISH_MARGIN_S, t_up)
+        # Flows that ended before the restart: one accepted just before it
+        # can still be retrying when the target listens again (a loaded,
+        # sanitized run), and rightly be served by it on its last retry.
+        # Log times are truncated to the ms.
+        none_up = [r for r in between(records, t_all + PUBLISH_MARGIN_S, t_up)
+                   if r.end_time < t_up - 0.002]
         print("all down: %d flows, %s" % (
             len(none_up), sorted(set((r.end, r.retries) for r in none_up))))
         assert len(none_up) > 20, len(none_up)
