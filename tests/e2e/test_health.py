@@ -2,7 +2,7 @@
 """End-to-end tests of issue 3: active and passive health checks, target
 states, draining on deregistration, fail-open and slow start.
 
-Three HTTP backends on loopback behind nlbd, checked every 200 ms with
+Three HTTP backends on loopback behind nlbd, checked every 400 ms with
 thresholds 2/2, and a client opening a new connection through nlbd every
 10 ms. Times are measured from the event log's timestamps (wall clock, ms)
 against the moment the test changed a backend, and printed so they can be
@@ -26,8 +26,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nlbtest import (Nlbd, Server, TOP_SRCDIR, free_port, recv_line,  # noqa
                      run, wait_until)
 
-INTERVAL_MS = 200
-TIMEOUT_MS = 150
+# The backends are Python threads beside the test's own client: on a
+# loaded machine (CI's sanitizer pass) a live one took more than 150 ms to
+# answer twice in a row, and was judged by a timeout instead of its answer.
+INTERVAL_MS = 400
+TIMEOUT_MS = 400
 HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 2
 SLACK_MS = 1000
@@ -276,6 +279,15 @@ class Traffic:
             t.join(max(0.1, self.timeout + 1))
         return self
 
+    def wait_ended(self, since, n, timeout=15.0):
+        """Waits until n connections started at or after since have ended:
+        a window of time holds enough flows however slowly this client
+        runs (a loaded sanitizer run made 37 a second, not 100)."""
+        wait_until(lambda: len([r for r in self.results
+                                if r[0] >= since]) >= n,
+                   timeout=timeout,
+                   what="%d client connections after %.3f" % (n, since))
+
     def failures(self, start=0.0, end=float("inf")):
         return [r for r in self.results
                 if start <= r[0] < end and r[2] != "ok"]
@@ -470,7 +482,8 @@ def test_503_and_hanging_backends_unhealthy():
         assert down_hang.old == "healthy" and down_hang.reason == "timeout"
         assert ms(down_err.time - t0) <= DETECT_BOUND_MS
         assert ms(down_hang.time - t0) <= DETECT_BOUND_MS
-        time.sleep(1.0)
+        traffic.wait_ended(max(down_err.time, down_hang.time) +
+                           PUBLISH_MARGIN_S, 40)
         traffic.stop()
         hang.release.set()  # let flows stuck on it end and be logged
 
@@ -512,7 +525,7 @@ def test_all_down_fail_open_then_one_up():
         t_all = max(d.time for d in downs)
         print("all three unhealthy after %d ms: %s"
               % (ms(t_all - t_kill), sorted(set(d.reason for d in downs))))
-        time.sleep(0.5 + PUBLISH_MARGIN_S)
+        traffic.wait_ended(t_all + PUBLISH_MARGIN_S, 30)
 
         first = backends[0]
         t_up = time.time()
@@ -522,13 +535,18 @@ def test_all_down_fail_open_then_one_up():
         t_listening = time.time()
         up = wait_transition(nlbd, first.address, "healthy", t_up)
         print("first target healthy %d ms after restart" % ms(up.time - t_up))
-        time.sleep(0.5 + PUBLISH_MARGIN_S)
+        traffic.wait_ended(up.time + PUBLISH_MARGIN_S, 20)
         traffic.stop()
 
         records = wait_until(
             lambda: len(flows(nlbd)) >= len(traffic.results) and flows(nlbd),
             what="one access-log record per client connection")
-        none_up = between(records, t_all + PUBLISH_MARGIN_S, t_up)
+        # Flows that ended before the restart: one accepted just before it
+        # can still be retrying when the target listens again (a loaded,
+        # sanitized run), and rightly be served by it on its last retry.
+        # Log times are truncated to the ms.
+        none_up = [r for r in between(records, t_all + PUBLISH_MARGIN_S, t_up)
+                   if r.end_time < t_up - 0.002]
         print("all down: %d flows, %s" % (
             len(none_up), sorted(set((r.end, r.retries) for r in none_up))))
         assert len(none_up) > 20, len(none_up)
@@ -597,12 +615,24 @@ def test_fail_open_off_clean_close():
         t_up = time.time()
         backend.restart()
         up = wait_transition(nlbd, backend.address, "healthy", t_up)
-        time.sleep(PUBLISH_MARGIN_S)
-        with socket.create_connection(("127.0.0.1", port), 2) as s:
-            s.sendall(b"hello\n")
-            assert recv_line(s) == "a\n"
-            assert recv_line(s) == "hello\n"
-        print("target healthy %d ms after start; served" % ms(up.time - t_up))
+
+        # The workers follow the state once the snapshot reaches them
+        # (within PUBLISH_MARGIN_S on an idle machine, later under load:
+        # a sanitized run at load 7 was not served 200 ms after the
+        # transition); until then a client is still closed cleanly.
+        def served():
+            with socket.create_connection(("127.0.0.1", port), 2) as s:
+                s.sendall(b"hello\n")
+                first = recv_line(s)
+                if first == "":
+                    return None
+                assert first == "a\n", first
+                assert recv_line(s) == "hello\n"
+                return time.time()
+        t_served = wait_until(served, timeout=5,
+                              what="a client served by the healthy target")
+        print("target healthy %d ms after start; served %d ms after that"
+              % (ms(up.time - t_up), ms(t_served - up.time)))
 
 
 def test_deregistered_target_drains():
@@ -876,12 +906,20 @@ def test_cold_start_spreads_first_flows():
     """A fresh nlbd in front of three live targets (round robin): the 30
     flows opened the moment its listener answers spread over all three
     (each within 5 of 10), in 20 of 20 starts. Before, the first target to
-    pass its first check took every flow until the others passed theirs."""
+    pass its first check took every flow until the others passed theirs.
+    The checks may take 2 s: a first check that times out leaves its target
+    out of the first flows (rightly), and on a loaded machine (a sanitized
+    nlbd, the test's own client and backends on two busy cores) a live
+    backend can take longer than the usual 150 ms to answer."""
     with Cleanup() as c:
         backends = [c.add(Backend(n)) for n in ("a", "b", "c")]
         for start in range(20):
             port = free_port()
-            nlbd = c.add(Nlbd(config(port, [b.address for b in backends])))
+            body = config(port, [b.address for b in backends]).replace(
+                'interval = "%dms"; timeout = "%dms"' % (INTERVAL_MS,
+                                                       TIMEOUT_MS),
+                'interval = "2000ms"; timeout = "2000ms"')
+            nlbd = c.add(Nlbd(body))
             nlbd.start()
             first = connect_when_listening(port)
             first.close()
