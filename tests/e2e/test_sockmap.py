@@ -100,12 +100,10 @@ def sockmap_entries(pid):
 
 
 def metrics(api_port):
-    out = subprocess.run(
-        ["curl", "-sS", "-H", "Authorization: Bearer ops-token",
-         "http://127.0.0.1:%d/metrics" % api_port],
-        capture_output=True, text=True, timeout=10)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    status, text = nlbtest.api_request(api_port, "GET", "/metrics",
+                                       "ops-token")
+    assert status == 200, (status, text)
+    return text
 
 
 def last_flow(nlbd, mark):
